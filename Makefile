@@ -1,0 +1,135 @@
+# conflux: one build for everything. Objects go under build/<mode>/.
+#   make            release build of every tool (build/release/bin/)
+#   make MODE=debug | MODE=asan
+#   make check      install missing packages, build, run every test
+#   make demo       install missing packages, build corpus + tokenizer, pretrain, fill-mask
+#   make bench      ALBERT throughput against PyTorch
+MODE ?= release
+BUILD := build/$(MODE)
+DATA ?= build/data
+
+# Debian packages the project needs (build, tests, reference scripts, corpus builder).
+DEB_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libopenblas-dev \
+	libscalapack-openmpi-dev libhdf5-openmpi-dev hdf5-tools libcunit1-dev libjson-c-dev \
+	libinih-dev lz4 python3-torch python3-h5py python3-numpy
+
+CC := gcc
+PKGS := hdf5-openmpi openblas json-c inih
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+MPI_CFLAGS = $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LIBS = $(shell mpicc --showme:link 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
+ifeq ($(CI),true)
+WARN += -Werror
+endif
+ifdef WERROR
+WARN += -Werror
+endif
+
+ifeq ($(MODE),release)
+OPT := -O2 -g -march=native
+else ifeq ($(MODE),debug)
+OPT := -O0 -g
+else ifeq ($(MODE),asan)
+OPT := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else
+$(error MODE must be release, debug or asan)
+endif
+
+CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -I. $(PKG_CFLAGS) $(MPI_CFLAGS) -MMD -MP
+LDFLAGS := $(OPT)
+LDLIBS := $(PKG_LIBS) $(MPI_LIBS) -lm -lpthread
+
+# Library sources: everything in models/ io/ mpi/ bridge/ except tool mains (conflux-*.c).
+ALL_SRCS := $(wildcard models/*.c io/*.c mpi/*.c bridge/*.c)
+TOOL_SRCS := $(filter %/conflux-%.c,$(ALL_SRCS))
+LIB_SRCS := $(filter-out $(TOOL_SRCS),$(ALL_SRCS))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+TOOLS := $(foreach s,$(TOOL_SRCS),$(BUILD)/bin/$(basename $(notdir $(s))))
+TEST_SRCS := $(wildcard tests/test_*.c)
+TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRCS := $(wildcard tests/bench_*.c)
+BENCHES := $(BENCH_SRCS:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all tools tests check check-run deps demo demo-run bench bench-run corpus tokenizer shards clean
+all: tools
+
+tools: $(TOOLS)
+tests: $(TESTS) $(BENCHES)
+
+$(BUILD)/lib/libconflux.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+define tool_rule
+$(BUILD)/bin/$(basename $(notdir $(1))): $(BUILD)/$(1:.c=.o) $(BUILD)/lib/libconflux.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) $$^ $$(LDLIBS) -o $$@
+endef
+$(foreach s,$(TOOL_SRCS),$(eval $(call tool_rule,$(s))))
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/lib/libconflux.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcunit -o $@
+
+# Installs missing Debian packages as root; otherwise prints the exact apt-get line.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "conflux: installing:$$missing"; \
+	    apt-get -o DPkg::Lock::Timeout=600 update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends $$missing; \
+	  else \
+	    echo "conflux: missing packages; run as root:"; \
+	    echo "  apt-get install -y --no-install-recommends$$missing"; exit 1; \
+	  fi; \
+	fi
+
+# ---- data: corpus -> tokenizer -> shards (built once, reused) ----
+VOCAB ?= 8192
+corpus: $(DATA)/corpus/train.txt
+$(DATA)/corpus/train.txt: io/build-corpus.sh $(BUILD)/bin/conflux-corpus
+	bash io/build-corpus.sh $(DATA) $(BUILD)/bin/conflux-corpus
+
+tokenizer: $(DATA)/tokenizer/vocab.json
+$(DATA)/tokenizer/vocab.json: $(DATA)/corpus/train.txt $(BUILD)/bin/conflux-tokenizer
+	$(BUILD)/bin/conflux-tokenizer train --vocab-size $(VOCAB) --out $(DATA)/tokenizer $(DATA)/corpus/train.txt
+
+shards: $(DATA)/shards/train.h5
+$(DATA)/shards/train.h5: $(DATA)/tokenizer/vocab.json $(BUILD)/bin/conflux-tokenizer
+	@mkdir -p $(DATA)/shards
+	$(BUILD)/bin/conflux-tokenizer shard --tokenizer $(DATA)/tokenizer --out $(DATA)/shards/valid.h5 $(DATA)/corpus/valid.txt
+	$(BUILD)/bin/conflux-tokenizer shard --tokenizer $(DATA)/tokenizer --out $(DATA)/shards/train.h5 $(DATA)/corpus/train.txt
+
+# ---- the two set-up commands ----
+check: deps
+	@$(MAKE) --no-print-directory check-run
+
+check-run: tools tests
+	bash tests/run-tests.sh $(BUILD) $(DATA)
+
+demo: deps
+	@$(MAKE) --no-print-directory demo-run
+
+demo-run: tools shards
+	bash tests/demo.sh $(BUILD) $(DATA)
+
+bench: deps
+	@$(MAKE) --no-print-directory MODE=release bench-run
+
+bench-run: tools tests shards
+	bash tests/bench-albert.sh $(BUILD) $(DATA)
+
+clean:
+	rm -rf build/release build/debug build/asan
+
+-include $(LIB_OBJS:.o=.d) $(TOOL_SRCS:%.c=$(BUILD)/%.d) $(TEST_SRCS:%.c=$(BUILD)/%.d) $(BENCH_SRCS:%.c=$(BUILD)/%.d)

@@ -1,0 +1,47 @@
+#include "common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cx_err(char *err, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, CX_ERRLEN, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+void cx_fatal(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "conflux: fatal: %s:%d: ", file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+void *cx_calloc(size_t n, size_t size) {
+    CHECK(size == 0 || n <= SIZE_MAX / size, "allocation overflow (%zu x %zu)", n, size);
+    size_t bytes = n * size;
+    bytes = (bytes + 63) & ~(size_t)63;
+    if (bytes == 0) bytes = 64;
+    void *p = aligned_alloc(64, bytes);
+    CHECK(p != NULL, "out of memory allocating %zu bytes", bytes);
+    memset(p, 0, bytes);
+    return p;
+}
+
+#include <math.h>
+#include "rng.h"
+
+float cx_rng_normal(uint64_t seed, uint64_t counter) {
+    uint64_t r = cx_rng_u64(seed, counter);
+    double u1 = ((double)(r >> 40) + 1.0) / 16777217.0;  // (0, 1]
+    double u2 = (double)(r & 0xFFFFFF) / 16777216.0;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}

@@ -1,0 +1,33 @@
+// common.h: error conventions shared by every module.
+//
+// Two tiers of errors (STYLE.md):
+//  1. bugs and unrecoverable setup failures: CHECK() prints file:line and why, then exits.
+//  2. anything caused by input, files or peers: the function returns -1 and fills the
+//     caller's error buffer (at least CX_ERRLEN bytes) with a message naming what and where.
+#ifndef CONFLUX_COMMON_H
+#define CONFLUX_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CX_ERRLEN 512
+#define CONFLUX_VERSION "0.1.0"
+
+// Formats into err (CX_ERRLEN bytes) when err is not NULL. Always returns -1 so that
+// `return cx_err(err, ...)` reads naturally.
+int cx_err(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// Fatal: prints "conflux: fatal: FILE:LINE: msg" and exits with status 1.
+void cx_fatal(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4), noreturn));
+
+#define CHECK(cond, ...)                                                          \
+    do {                                                                          \
+        if (!(cond)) cx_fatal(__FILE__, __LINE__, __VA_ARGS__);                  \
+    } while (0)
+
+// malloc/calloc that CHECK their result (setup-time allocations only; nothing in a
+// training step allocates). Returned memory is 64-byte aligned and zeroed.
+void *cx_calloc(size_t n, size_t size);
+
+#endif

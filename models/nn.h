@@ -1,0 +1,76 @@
+// nn.h: transformer ops as forward/backward pairs (llm.c style).
+//
+// Argument order: forward (out, saved..., inp, weights..., dims);
+//                 backward (dinp, dweights..., dout, inp, saved..., weights, dims).
+// Backward functions ADD (+=) into every gradient they write; the trainer zeroes the
+// gradient arena once per optimizer step. A NULL gradient pointer means "not needed".
+// Nothing here allocates, does I/O, or keeps state between calls. Linear algebra runs on
+// OpenBLAS sgemm; element-wise loops are single-threaded and vectorisable.
+// Every op has a naive double-precision twin in nn_ref.h that the tests compare against.
+#ifndef CONFLUX_NN_H
+#define CONFLUX_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// out (N,C) = wte[ids[n]] ; ids (N) in [0,V), wte (V,C)
+void nn_embedding_forward(float *out, const int32_t *ids, const float *wte, int N, int C);
+// dwte (V,C) += scatter of dout (N,C) by ids
+void nn_embedding_backward(float *dwte, const float *dout, const int32_t *ids, int N, int C);
+
+// out (N,OC) = inp (N,C) @ weight^T + bias ; weight (OC,C) (PyTorch/HF layout), bias (OC) or NULL
+void nn_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
+                       int N, int C, int OC);
+// dinp (N,C) += dout @ weight ; dweight (OC,C) += dout^T @ inp ; dbias (OC) += sum_n dout
+void nn_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, int N, int C, int OC);
+
+// out (N,C) = (inp - mean) * rstd * weight + bias ; saves mean (N), rstd (N)
+void nn_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                          const float *weight, const float *bias, int N, int C, float eps);
+void nn_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *mean, const float *rstd,
+                           const float *weight, int N, int C);
+
+// GELU, tanh approximation (HF "gelu_new", torch approximate="tanh"); n elements
+void nn_gelu_forward(float *out, const float *inp, size_t n);
+void nn_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+
+// Inverted dropout with a counter-based RNG: element i is dropped when
+// cx_rng_uniform(seed, offset + i) < p, kept ones are scaled by 1/(1-p). p == 0 copies.
+// The backward recomputes the same mask from (seed, offset), so nothing is stored.
+void nn_dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t seed,
+                        uint64_t offset);
+void nn_dropout_backward(float *dinp, const float *dout, size_t n, float p, uint64_t seed,
+                         uint64_t offset);
+
+// Multi-head self-attention core (projections are separate linear ops).
+// q, k, v (B,T,C): head h uses columns [h*D, (h+1)*D), D = C/NH.
+// mask (B,T): 1 = real token, 0 = padding (keys that are padding get probability 0); NULL = none.
+// att (B,NH,T,T): saved softmax probabilities (before dropout).
+// Attention-probability dropout (rate p, RNG (seed, offset + index into att)) is applied
+// to the probabilities that multiply v; p == 0 disables it.
+// out (B,T,C) = dropout(softmax(q k^T / sqrt(D) + maskbias)) v
+// scratch: at least B*NH*T*T floats, used by forward and backward.
+void nn_attention_forward(float *out, float *att, const float *q, const float *k,
+                          const float *v, const int32_t *mask, int B, int T, int C, int NH,
+                          float p, uint64_t seed, uint64_t offset, float *scratch);
+// dq, dk, dv (B,T,C) +=
+void nn_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                           const float *q, const float *k, const float *v, const float *att,
+                           const int32_t *mask, int B, int T, int C, int NH, float p,
+                           uint64_t seed, uint64_t offset, float *scratch);
+
+// Softmax cross-entropy over selected rows. logits (N,V); targets (N), a target < 0 means
+// "not selected" (ignored). probs (N,V) receives the softmax (may alias logits).
+// Returns the SUM of -log p[target] over selected rows (the caller divides by the count).
+double nn_softmax_xent_forward(float *probs, const float *logits, const int32_t *targets,
+                               int N, int V);
+// dlogits (N,V) += scale * (probs - onehot(target)) for selected rows (unselected rows untouched)
+void nn_softmax_xent_backward(float *dlogits, const float *probs, const int32_t *targets,
+                              int N, int V, float scale);
+
+// out (n) = a + b  (residual connections)
+void nn_add_forward(float *out, const float *a, const float *b, size_t n);
+
+#endif

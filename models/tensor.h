@@ -1,0 +1,28 @@
+// tensor.h: named views into flat arenas. A model describes its parameters as a table of
+// TensorSpec; the parameter, gradient and optimizer-moment arenas all share that layout,
+// so one flat buffer is what gets all-reduced, checkpointed and sent over the bridge.
+#ifndef CONFLUX_TENSOR_H
+#define CONFLUX_TENSOR_H
+
+#include <stddef.h>
+
+#define CX_MAX_DIMS 4
+#define CX_NAME_LEN 128
+
+typedef struct {
+    char name[CX_NAME_LEN];  // Hugging Face name, e.g. "albert.embeddings.word_embeddings.weight"
+    int ndim;
+    long shape[CX_MAX_DIMS];
+    size_t offset;           // element offset into the arena
+    size_t n;                // element count
+    int no_decay;            // 1 for biases and LayerNorm weights (excluded from weight decay)
+} TensorSpec;
+
+// An alias: a second name under which a checkpoint exposes an existing tensor (tied
+// weights, e.g. predictions.decoder.weight -> albert.embeddings.word_embeddings.weight).
+typedef struct {
+    const char *name;
+    const char *target;
+} TensorAlias;
+
+#endif
