@@ -1,0 +1,314 @@
+// config.c: table-driven INI configuration on inih (see config.h). inih is a small,
+// well-kept parser (Debian libinih) that reports line numbers; values are checked here.
+#include "io/config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "models/common.h"
+
+typedef enum { K_INT, K_LONG, K_FLOAT, K_STR, K_OPTIM, K_SCHED } KeyType;
+
+typedef struct {
+    const char *section, *key;
+    KeyType type;
+    size_t offset;
+} KeyDef;
+
+#define F(sec, key, type, field) {sec, key, type, offsetof(RunConfig, field)}
+static const KeyDef KEYS[] = {
+    F("model", "vocab_size", K_INT, model.vocab_size),
+    F("model", "embedding_size", K_INT, model.embedding_size),
+    F("model", "hidden_size", K_INT, model.hidden_size),
+    F("model", "num_heads", K_INT, model.num_heads),
+    F("model", "intermediate_size", K_INT, model.intermediate_size),
+    F("model", "num_layers", K_INT, model.num_layers),
+    F("model", "max_position", K_INT, model.max_position),
+    F("model", "dropout", K_FLOAT, model.dropout),
+    F("model", "layer_norm_eps", K_FLOAT, model.ln_eps),
+    F("model", "init_std", K_FLOAT, model.init_std),
+    F("optim", "name", K_OPTIM, optim.kind),
+    F("optim", "lr", K_FLOAT, optim.lr),
+    F("optim", "beta1", K_FLOAT, optim.beta1),
+    F("optim", "beta2", K_FLOAT, optim.beta2),
+    F("optim", "eps", K_FLOAT, optim.eps),
+    F("optim", "weight_decay", K_FLOAT, optim.weight_decay),
+    F("optim", "clip_norm", K_FLOAT, optim.clip_norm),
+    F("optim", "schedule", K_SCHED, optim.schedule),
+    F("optim", "warmup_steps", K_LONG, optim.warmup_steps),
+    F("optim", "end_lr", K_FLOAT, optim.end_lr),
+    F("optim", "poly_power", K_FLOAT, optim.poly_power),
+    F("data", "train", K_STR, data.train),
+    F("data", "valid", K_STR, data.valid),
+    F("data", "tokenizer", K_STR, data.tokenizer),
+    F("data", "seq_len", K_INT, data.seq_len),
+    F("data", "mask_prob", K_FLOAT, data.mask_prob),
+    F("train", "global_batch", K_LONG, train.global_batch),
+    F("train", "micro_batch", K_INT, train.micro_batch),
+    F("train", "steps", K_LONG, train.steps),
+    F("train", "seed", K_LONG, train.seed),
+    F("train", "eval_every", K_LONG, train.eval_every),
+    F("train", "eval_samples", K_LONG, train.eval_samples),
+    F("train", "checkpoint_every", K_LONG, train.checkpoint_every),
+    F("train", "threads", K_INT, train.threads),
+    F("train", "log_every", K_INT, train.log_every),
+    F("run", "dir", K_STR, run.dir),
+};
+#undef F
+#define N_KEYS (sizeof KEYS / sizeof KEYS[0])
+
+void config_defaults(RunConfig *c) {
+    memset(c, 0, sizeof *c);
+    c->model = (AlbertConfig){.vocab_size = 8192, .embedding_size = 128, .hidden_size = 256,
+                              .num_heads = 4, .intermediate_size = 1024, .num_layers = 4,
+                              .max_position = 512, .dropout = 0.1f, .ln_eps = 1e-12f,
+                              .init_std = 0.02f};
+    c->optim = (OptimConfig){.kind = OPTIM_ADAMW, .lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f,
+                             .eps = 1e-6f, .weight_decay = 0.01f, .clip_norm = 1.0f,
+                             .schedule = SCHED_LINEAR, .warmup_steps = 100, .total_steps = 1000,
+                             .end_lr = 0.0f, .poly_power = 1.0f};
+    snprintf(c->data.train, CFG_PATH_LEN, "build/data/shards/train.h5");
+    snprintf(c->data.valid, CFG_PATH_LEN, "build/data/shards/valid.h5");
+    snprintf(c->data.tokenizer, CFG_PATH_LEN, "build/data/tokenizer");
+    c->data.seq_len = 128;
+    c->data.mask_prob = 0.15f;
+    c->train.global_batch = 32;
+    c->train.micro_batch = 8;
+    c->train.steps = 1000;
+    c->train.seed = 1234;
+    c->train.eval_every = 100;
+    c->train.eval_samples = 256;
+    c->train.checkpoint_every = 0;
+    c->train.threads = 0;
+    c->train.log_every = 10;
+    snprintf(c->run.dir, CFG_PATH_LEN, "runs/default");
+}
+
+static int parse_value(RunConfig *c, const KeyDef *k, const char *val, char *why, size_t cap) {
+    char *p = (char *)c + k->offset;
+    char *end = NULL;
+    errno = 0;
+    switch (k->type) {
+    case K_INT: {
+        long v = strtol(val, &end, 10);
+        if (end == val || *end || errno || v < -2147483647L || v > 2147483647L) {
+            snprintf(why, cap, "'%s' is not an integer", val);
+            return -1;
+        }
+        *(int *)p = (int)v;
+        return 0;
+    }
+    case K_LONG: {
+        long v = strtol(val, &end, 10);
+        if (end == val || *end || errno) {
+            snprintf(why, cap, "'%s' is not an integer", val);
+            return -1;
+        }
+        *(long *)p = v;
+        return 0;
+    }
+    case K_FLOAT: {
+        float v = strtof(val, &end);
+        if (end == val || *end || errno || !isfinite(v)) {
+            snprintf(why, cap, "'%s' is not a finite number", val);
+            return -1;
+        }
+        *(float *)p = v;
+        return 0;
+    }
+    case K_STR:
+        if (strlen(val) >= CFG_PATH_LEN) {
+            snprintf(why, cap, "value longer than %d bytes", CFG_PATH_LEN - 1);
+            return -1;
+        }
+        snprintf(p, CFG_PATH_LEN, "%s", val);
+        return 0;
+    case K_OPTIM:
+        if (!strcasecmp(val, "adamw")) *(OptimKind *)p = OPTIM_ADAMW;
+        else if (!strcasecmp(val, "lamb")) *(OptimKind *)p = OPTIM_LAMB;
+        else {
+            snprintf(why, cap, "'%s' is not an optimizer (adamw, lamb)", val);
+            return -1;
+        }
+        return 0;
+    case K_SCHED:
+        if (!strcasecmp(val, "linear")) *(SchedKind *)p = SCHED_LINEAR;
+        else if (!strcasecmp(val, "poly") || !strcasecmp(val, "polynomial")) *(SchedKind *)p = SCHED_POLY;
+        else if (!strcasecmp(val, "constant")) *(SchedKind *)p = SCHED_CONSTANT;
+        else {
+            snprintf(why, cap, "'%s' is not a schedule (linear, poly, constant)", val);
+            return -1;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+static const KeyDef *find_key(const char *section, const char *key) {
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (!strcmp(KEYS[i].section, section) && !strcmp(KEYS[i].key, key)) return &KEYS[i];
+    return NULL;
+}
+
+// Debian's inih is built without INI_HANDLER_LINENO, so the reader counts lines: the
+// handler runs right after the line holding its key has been read.
+typedef struct {
+    RunConfig *c;
+    const char *where;
+    char *err;
+    int failed;
+    int line;
+    FILE *file;          // reading a file, or
+    const char *text;    // reading a string
+} IniCtx;
+
+static char *ini_read_line(char *buf, int cap, void *stream) {
+    IniCtx *ic = stream;
+    if (ic->file) {
+        if (!fgets(buf, cap, ic->file)) return NULL;
+    } else {
+        if (!*ic->text || cap < 2) return NULL;
+        int n = 0;
+        while (n < cap - 1 && ic->text[n] && ic->text[n] != '\n') n++;
+        if (ic->text[n] == '\n' && n < cap - 1) n++;
+        memcpy(buf, ic->text, (size_t)n);
+        buf[n] = 0;
+        ic->text += n;
+    }
+    ic->line++;
+    const char *p = buf;
+    while (*p == ' ' || *p == '\t') p++;
+    if (*p == '[' && !strchr(p, ']')) {
+        cx_err(ic->err, "%s:%d: syntax error: unterminated [section", ic->where, ic->line);
+        ic->failed = 1;
+        return NULL;
+    }
+    return buf;
+}
+
+static int on_ini_value(void *user, const char *section, const char *name, const char *value) {
+    IniCtx *ic = user;
+    int lineno = ic->line;
+    if (ic->failed) return 0;
+    const KeyDef *k = find_key(section, name);
+    if (!section[0]) {
+        cx_err(ic->err, "%s:%d: key '%s' outside any [section]", ic->where, lineno, name);
+        ic->failed = 1;
+        return 0;
+    }
+    if (!k) {
+        cx_err(ic->err, "%s:%d: unknown key '%s' in section [%s]", ic->where, lineno, name,
+               section);
+        ic->failed = 1;
+        return 0;
+    }
+    char why[256];
+    if (parse_value(ic->c, k, value, why, sizeof why) != 0) {
+        cx_err(ic->err, "%s:%d: %s.%s: %s", ic->where, lineno, section, name, why);
+        ic->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static int finish_parse(IniCtx *ic, int rc) {
+    if (ic->failed) return -1;
+    if (rc == -1) return cx_err(ic->err, "cannot open config file %s", ic->where);
+    if (rc == -2) return cx_err(ic->err, "%s: out of memory while parsing", ic->where);
+    if (rc > 0) return cx_err(ic->err, "%s:%d: syntax error (expected [section] or key = value)",
+                              ic->where, rc);
+    return 0;
+}
+
+int config_load_file(RunConfig *c, const char *path, char *err) {
+    IniCtx ic = {.c = c, .where = path, .err = err};
+    ic.file = fopen(path, "r");
+    if (!ic.file) return cx_err(err, "cannot open config file %s: %s", path, strerror(errno));
+    int rc = ini_parse_stream(ini_read_line, &ic, on_ini_value, &ic);
+    fclose(ic.file);
+    return finish_parse(&ic, rc);
+}
+
+int config_load_string(RunConfig *c, const char *text, const char *where, char *err) {
+    IniCtx ic = {.c = c, .where = where, .err = err, .text = text};
+    return finish_parse(&ic, ini_parse_stream(ini_read_line, &ic, on_ini_value, &ic));
+}
+
+int config_set(RunConfig *c, const char *assignment, char *err) {
+    const char *eq = strchr(assignment, '=');
+    const char *dot = strchr(assignment, '.');
+    if (!eq || !dot || dot > eq)
+        return cx_err(err, "--set %s: expected section.key=value", assignment);
+    char section[64], key[64];
+    size_t ls = (size_t)(dot - assignment), lk = (size_t)(eq - dot - 1);
+    if (ls == 0 || ls >= sizeof section || lk == 0 || lk >= sizeof key)
+        return cx_err(err, "--set %s: expected section.key=value", assignment);
+    memcpy(section, assignment, ls);
+    section[ls] = 0;
+    memcpy(key, dot + 1, lk);
+    key[lk] = 0;
+    const KeyDef *k = find_key(section, key);
+    if (!k) return cx_err(err, "--set %s: unknown key %s.%s", assignment, section, key);
+    char why[256];
+    if (parse_value(c, k, eq + 1, why, sizeof why) != 0)
+        return cx_err(err, "--set %s: %s", assignment, why);
+    return 0;
+}
+
+int config_check(const RunConfig *c, char *err) {
+    if (albert_config_check(&c->model, err) != 0) return -1;
+    OptimConfig o = c->optim;
+    o.total_steps = c->train.steps;
+    if (optim_config_check(&o, err) != 0) return -1;
+    if (c->data.seq_len < 3 || c->data.seq_len > c->model.max_position)
+        return cx_err(err, "data.seq_len (%d) must be in [3, model.max_position=%d]",
+                      c->data.seq_len, c->model.max_position);
+    if (!(c->data.mask_prob > 0.0f && c->data.mask_prob < 1.0f))
+        return cx_err(err, "data.mask_prob must be in (0, 1)");
+    if (c->train.micro_batch < 1) return cx_err(err, "train.micro_batch must be >= 1");
+    if (c->train.global_batch < 1) return cx_err(err, "train.global_batch must be >= 1");
+    if (c->train.eval_every < 0 || c->train.eval_samples < 0 || c->train.checkpoint_every < 0)
+        return cx_err(err, "train.eval_every, train.eval_samples and train.checkpoint_every must be >= 0");
+    if (c->train.threads < 0) return cx_err(err, "train.threads must be >= 0");
+    if (c->train.log_every < 1) return cx_err(err, "train.log_every must be >= 1");
+    if (!c->data.train[0]) return cx_err(err, "data.train must name a token shard");
+    if (!c->run.dir[0]) return cx_err(err, "run.dir must name a directory");
+    return 0;
+}
+
+size_t config_to_ini(const RunConfig *c, char *buf, size_t cap) {
+    size_t len = 0;
+    const char *cur = "";
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const KeyDef *k = &KEYS[i];
+        const char *p = (const char *)c + k->offset;
+        char val[CFG_PATH_LEN + 32];
+        switch (k->type) {
+        case K_INT: snprintf(val, sizeof val, "%d", *(const int *)p); break;
+        case K_LONG: snprintf(val, sizeof val, "%ld", *(const long *)p); break;
+        case K_FLOAT: snprintf(val, sizeof val, "%.9g", (double)*(const float *)p); break;
+        case K_STR: snprintf(val, sizeof val, "%s", p); break;
+        case K_OPTIM: snprintf(val, sizeof val, "%s", optim_kind_name(*(const OptimKind *)p)); break;
+        case K_SCHED: {
+            SchedKind s = *(const SchedKind *)p;
+            snprintf(val, sizeof val, "%s", s == SCHED_POLY ? "poly" : s == SCHED_CONSTANT ? "constant" : "linear");
+            break;
+        }
+        }
+        int n;
+        if (strcmp(cur, k->section) != 0) {
+            n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "%s[%s]\n",
+                         len ? "\n" : "", k->section);
+            len += (size_t)n;
+            cur = k->section;
+        }
+        n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "%s = %s\n", k->key, val);
+        len += (size_t)n;
+    }
+    return len;
+}

@@ -1,0 +1,140 @@
+// mlm.c: masked-LM data and the ALBERT training task (see mlm.h).
+#include "io/mlm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/bpe.h"
+#include "models/common.h"
+#include "models/rng.h"
+
+enum { TAG_PERM = 11, TAG_SELECT = 12, TAG_ACTION = 13, TAG_RANDOM = 14 };
+
+int mlm_data_init(MlmData *d, const Shard *shard, int T, int vocab_size, uint64_t seed,
+                  int shuffle, float mask_prob, char *err) {
+    memset(d, 0, sizeof *d);
+    if (T < 3) return cx_err(err, "sequence length %d is too short (need >= 3)", T);
+    if (shard->vocab_size > vocab_size)
+        return cx_err(err, "shard vocabulary (%d) is larger than the model's (%d)",
+                      shard->vocab_size, vocab_size);
+    size_t n = shard->n_tokens + shard->n_docs;
+    d->stream = cx_calloc(n ? n : 1, sizeof(int32_t));
+    size_t k = 0;
+    for (size_t i = 0; i < shard->n_docs; i++) {
+        int64_t a = shard->doc_offsets[i], b = shard->doc_offsets[i + 1];
+        if (b == a) continue;
+        if (k > 0) d->stream[k++] = BPE_SEP;
+        memcpy(d->stream + k, shard->tokens + a, (size_t)(b - a) * sizeof(int32_t));
+        k += (size_t)(b - a);
+    }
+    d->n_stream = k;
+    size_t w = (size_t)(T - 2);
+    d->n_windows = (k + w - 1) / w;
+    if (d->n_windows == 0) {
+        free(d->stream);
+        d->stream = NULL;
+        return cx_err(err, "the shard holds no tokens");
+    }
+    d->T = T;
+    d->vocab_size = vocab_size;
+    d->seed = seed;
+    d->shuffle = shuffle;
+    d->mask_prob = mask_prob;
+    if (shuffle) {
+        d->perm = cx_calloc(d->n_windows, sizeof(uint32_t));
+        d->perm_epoch = UINT64_MAX;
+    }
+    return 0;
+}
+
+void mlm_data_free(MlmData *d) {
+    free(d->stream);
+    free(d->perm);
+    memset(d, 0, sizeof *d);
+}
+
+static void make_perm(MlmData *d, uint64_t epoch) {
+    uint64_t ps = cx_rng_derive(cx_rng_derive(d->seed, TAG_PERM), epoch);
+    for (size_t i = 0; i < d->n_windows; i++) d->perm[i] = (uint32_t)i;
+    for (size_t i = d->n_windows - 1; i > 0; i--) {  // Fisher-Yates
+        size_t j = (size_t)(cx_rng_u64(ps, i) % (i + 1));
+        uint32_t tmp = d->perm[i];
+        d->perm[i] = d->perm[j];
+        d->perm[j] = tmp;
+    }
+    d->perm_epoch = epoch;
+}
+
+void mlm_data_fill(MlmData *d, uint64_t s, int32_t *ids, int32_t *mask, int32_t *targets) {
+    const int T = d->T;
+    uint64_t epoch = s / d->n_windows;
+    size_t win = (size_t)(s % d->n_windows);
+    if (d->shuffle) {
+        if (epoch != d->perm_epoch) make_perm(d, epoch);
+        win = d->perm[win];
+    }
+    size_t w = (size_t)(T - 2), start = win * w;
+    size_t len = d->n_stream - start < w ? d->n_stream - start : w;
+    ids[0] = BPE_CLS;
+    memcpy(ids + 1, d->stream + start, len * sizeof(int32_t));
+    ids[len + 1] = BPE_SEP;
+    for (int t = 0; t < T; t++) {
+        mask[t] = t < (int)len + 2;
+        targets[t] = -1;
+    }
+    for (int t = (int)len + 2; t < T; t++) ids[t] = BPE_PAD;
+    uint64_t ss = cx_rng_derive(d->seed, TAG_SELECT), sa = cx_rng_derive(d->seed, TAG_ACTION);
+    uint64_t sr = cx_rng_derive(d->seed, TAG_RANDOM);
+    int n_ordinary = d->vocab_size - BPE_N_SPECIAL;
+    for (int t = 1; t <= (int)len; t++) {
+        if (ids[t] < BPE_N_SPECIAL) continue;  // never mask [SEP] separators
+        uint64_t c = s * (uint64_t)T + (uint64_t)t;
+        if (cx_rng_uniform(ss, c) >= d->mask_prob) continue;
+        targets[t] = ids[t];
+        float a = cx_rng_uniform(sa, c);
+        if (a < 0.8f)
+            ids[t] = BPE_MASK;
+        else if (a < 0.9f)
+            ids[t] = BPE_N_SPECIAL + (int32_t)(cx_rng_u64(sr, c) % (uint64_t)n_ordinary);
+    }
+}
+
+static double mlm_micro_step(void *ctx, uint64_t s0, int B, int backward, long *n_tokens) {
+    MlmTask *mt = ctx;
+    const int T = mt->T;
+    for (int b = 0; b < B; b++)
+        mlm_data_fill(mt->data, s0 + (uint64_t)b, mt->ids + (size_t)b * T, mt->mask + (size_t)b * T,
+                      mt->targets + (size_t)b * T);
+    AlbertBatch batch = {.B = B, .T = T, .input_ids = mt->ids, .attention_mask = mt->mask,
+                         .targets = mt->targets, .sample_index0 = s0};
+    return albert_step(mt->model, &batch, backward, backward, mt->dropout_seed, n_tokens);
+}
+
+void mlm_task_init(MlmTask *mt, TrainTask *task, Albert *model, MlmData *data, int micro_batch,
+                   uint64_t dropout_seed) {
+    memset(mt, 0, sizeof *mt);
+    mt->model = model;
+    mt->data = data;
+    mt->dropout_seed = dropout_seed;
+    mt->B = micro_batch;
+    mt->T = data->T;
+    size_t n = (size_t)micro_batch * data->T;
+    mt->ids = cx_calloc(n, sizeof(int32_t));
+    mt->mask = cx_calloc(n, sizeof(int32_t));
+    mt->targets = cx_calloc(n, sizeof(int32_t));
+    memset(task, 0, sizeof *task);
+    task->ctx = mt;
+    task->params = albert_params(model);
+    task->grads = albert_grads(model);
+    task->n_params = albert_n_params(model);
+    task->specs = albert_specs(model);
+    task->n_specs = albert_n_specs(model);
+    task->micro_batch = micro_batch;
+    task->micro_step = mlm_micro_step;
+}
+
+void mlm_task_free(MlmTask *mt) {
+    free(mt->ids);
+    free(mt->mask);
+    free(mt->targets);
+}

@@ -1,0 +1,44 @@
+// runlog.h: the run directory contract (DESIGN.md): RUN_DIR/run.json and RUN_DIR/metrics.csv.
+//
+// metrics.csv has one row per optimizer step with the columns of DESIGN.md, plus a
+// trailing valid_loss column (empty on steps without validation):
+//   time_s,step,samples,loss,lr,samples_per_s,tokens_per_s,compute_s,comm_s,bytes_sent,
+//   bytes_recv,participants,valid_loss
+// Rows are flushed as they are written; a resumed run appends to the same file.
+#ifndef CONFLUX_RUNLOG_H
+#define CONFLUX_RUNLOG_H
+
+#include <stdio.h>
+
+typedef struct {
+    const char *tool;        // "conflux-train"
+    const char *config_ini;  // full effective configuration
+    int ranks, nodes;
+    const char *launcher;    // "none", "mpirun", "srun"
+    const char *resumed_from;  // checkpoint path or NULL
+    const char *extra_versions[8][2];  // {name, version} pairs, NULL-terminated
+} RunInfo;
+
+typedef struct {
+    double time_s;
+    long step;
+    long samples;            // samples seen so far (global)
+    double loss, lr, samples_per_s, tokens_per_s, compute_s, comm_s;
+    long long bytes_sent, bytes_recv;
+    int participants;
+    double valid_loss;       // NaN = not evaluated this step
+} MetricsRow;
+
+// Creates dir (and parents) if needed. -1 with err.
+int runlog_mkdirs(const char *dir, char *err);
+// Writes RUN_DIR/run.json atomically. -1 with err.
+int runlog_write_info(const char *dir, const RunInfo *info, char *err);
+// Opens RUN_DIR/metrics.csv for appending (writes the header when the file is new or
+// empty; checks the header of an existing file). NULL with err on failure.
+FILE *runlog_open_metrics(const char *dir, char *err);
+int runlog_write_row(FILE *f, const MetricsRow *r);
+
+// Writes an ISO 8601 UTC timestamp ("2026-11-26T04:15:49Z") into buf (>= 32 bytes).
+void runlog_iso_time(char *buf, size_t cap);
+
+#endif

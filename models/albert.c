@@ -1,0 +1,463 @@
+// albert.c: ALBERT masked-LM forward/backward over flat arenas (see albert.h).
+#include "models/albert.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/common.h"
+#include "models/nn.h"
+#include "models/rng.h"
+
+#define LAYER "albert.encoder.albert_layer_groups.0.albert_layers.0."
+
+// Per-application activations of the shared layer (saved for backward).
+typedef struct {
+    float *q, *k, *v;        // (N,H)
+    float *att;              // (B,NH,T,T) softmax probabilities
+    float *ctx;              // (N,H)
+    float *a;                // (N,H) attention LayerNorm output
+    float *res1;             // (N,H) x + dropout(dense(ctx))
+    float *mean1, *rstd1;    // (N)
+    float *f1, *g;           // (N,I) ffn pre-activation, GELU output
+    float *res2;             // (N,H) ffn_output + a
+    float *mean2, *rstd2;    // (N)
+    float *out;              // (N,H) layer output
+} LayerActs;
+
+struct Albert {
+    AlbertConfig cfg;
+    int max_B, max_T;
+    TensorSpec specs[AP_COUNT];
+    size_t n_params;
+    float *params, *grads;
+    float *p[AP_COUNT], *g[AP_COUNT];  // views into the arenas
+
+    // activations (one arena)
+    float *act_arena;
+    float *emb, *emb_ln, *emb_mean, *emb_rstd, *emb_drop, *h0;  // (N,E) x4, (N) x2, (N,H)
+    LayerActs *layers;                                           // L entries
+    int32_t *sel_idx, *sel_tgt;                                  // (N)
+    float *z_in, *z1, *z2, *z3, *zmean, *zrstd, *logits;         // (N,H) (N,E)x3 (N)x2 (N,V)
+    // backward scratch
+    float *dh, *dx, *dres, *dq, *dk, *dv, *dctx, *dproj;        // (N,H)
+    float *dg, *df1;                                             // (N,I)
+    float *dz_in, *dz1, *dz2, *dz3, *dlogits;                   // (N,H) (N,E)x3 (N,V)
+    float *demb, *demb2;                                         // (N,E)
+    float *att_scratch;                                          // (B,NH,T,T)
+};
+
+int albert_config_check(const AlbertConfig *c, char *err) {
+    if (c->vocab_size < 6) return cx_err(err, "model.vocab_size must be >= 6 (got %d)", c->vocab_size);
+    if (c->embedding_size < 1) return cx_err(err, "model.embedding_size must be >= 1 (got %d)", c->embedding_size);
+    if (c->hidden_size < 1) return cx_err(err, "model.hidden_size must be >= 1 (got %d)", c->hidden_size);
+    if (c->num_heads < 1 || c->hidden_size % c->num_heads != 0)
+        return cx_err(err, "model.num_heads (%d) must divide model.hidden_size (%d)", c->num_heads,
+                      c->hidden_size);
+    if (c->intermediate_size < 1)
+        return cx_err(err, "model.intermediate_size must be >= 1 (got %d)", c->intermediate_size);
+    if (c->num_layers < 1) return cx_err(err, "model.num_layers must be >= 1 (got %d)", c->num_layers);
+    if (c->max_position < 2) return cx_err(err, "model.max_position must be >= 2 (got %d)", c->max_position);
+    if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
+        return cx_err(err, "model.dropout must be in [0, 1) (got %g)", (double)c->dropout);
+    if (!(c->ln_eps > 0.0f)) return cx_err(err, "model.layer_norm_eps must be > 0");
+    if (!(c->init_std > 0.0f)) return cx_err(err, "model.init_std must be > 0");
+    return 0;
+}
+
+static void spec_set(TensorSpec *s, const char *name, int no_decay, int ndim, long d0, long d1) {
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->ndim = ndim;
+    s->shape[0] = d0;
+    s->shape[1] = d1;
+    s->n = (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1);
+    s->no_decay = no_decay;
+}
+
+static void build_specs(Albert *m) {
+    const AlbertConfig *c = &m->cfg;
+    long V = c->vocab_size, E = c->embedding_size, H = c->hidden_size, I = c->intermediate_size;
+    TensorSpec *s = m->specs;
+    spec_set(&s[AP_WORD], "albert.embeddings.word_embeddings.weight", 0, 2, V, E);
+    spec_set(&s[AP_POS], "albert.embeddings.position_embeddings.weight", 0, 2, c->max_position, E);
+    spec_set(&s[AP_TYPE], "albert.embeddings.token_type_embeddings.weight", 0, 2, 2, E);
+    spec_set(&s[AP_EMB_LN_W], "albert.embeddings.LayerNorm.weight", 1, 1, E, 0);
+    spec_set(&s[AP_EMB_LN_B], "albert.embeddings.LayerNorm.bias", 1, 1, E, 0);
+    spec_set(&s[AP_MAP_W], "albert.encoder.embedding_hidden_mapping_in.weight", 0, 2, H, E);
+    spec_set(&s[AP_MAP_B], "albert.encoder.embedding_hidden_mapping_in.bias", 1, 1, H, 0);
+    spec_set(&s[AP_Q_W], LAYER "attention.query.weight", 0, 2, H, H);
+    spec_set(&s[AP_Q_B], LAYER "attention.query.bias", 1, 1, H, 0);
+    spec_set(&s[AP_K_W], LAYER "attention.key.weight", 0, 2, H, H);
+    spec_set(&s[AP_K_B], LAYER "attention.key.bias", 1, 1, H, 0);
+    spec_set(&s[AP_V_W], LAYER "attention.value.weight", 0, 2, H, H);
+    spec_set(&s[AP_V_B], LAYER "attention.value.bias", 1, 1, H, 0);
+    spec_set(&s[AP_O_W], LAYER "attention.dense.weight", 0, 2, H, H);
+    spec_set(&s[AP_O_B], LAYER "attention.dense.bias", 1, 1, H, 0);
+    spec_set(&s[AP_ATT_LN_W], LAYER "attention.LayerNorm.weight", 1, 1, H, 0);
+    spec_set(&s[AP_ATT_LN_B], LAYER "attention.LayerNorm.bias", 1, 1, H, 0);
+    spec_set(&s[AP_FFN_W], LAYER "ffn.weight", 0, 2, I, H);
+    spec_set(&s[AP_FFN_B], LAYER "ffn.bias", 1, 1, I, 0);
+    spec_set(&s[AP_FFNO_W], LAYER "ffn_output.weight", 0, 2, H, I);
+    spec_set(&s[AP_FFNO_B], LAYER "ffn_output.bias", 1, 1, H, 0);
+    spec_set(&s[AP_FULL_LN_W], LAYER "full_layer_layer_norm.weight", 1, 1, H, 0);
+    spec_set(&s[AP_FULL_LN_B], LAYER "full_layer_layer_norm.bias", 1, 1, H, 0);
+    spec_set(&s[AP_PRED_BIAS], "predictions.bias", 1, 1, V, 0);
+    spec_set(&s[AP_PRED_DENSE_W], "predictions.dense.weight", 0, 2, E, H);
+    spec_set(&s[AP_PRED_DENSE_B], "predictions.dense.bias", 1, 1, E, 0);
+    spec_set(&s[AP_PRED_LN_W], "predictions.LayerNorm.weight", 1, 1, E, 0);
+    spec_set(&s[AP_PRED_LN_B], "predictions.LayerNorm.bias", 1, 1, E, 0);
+    size_t off = 0;
+    for (int i = 0; i < AP_COUNT; i++) {
+        s[i].offset = off;
+        off += (s[i].n + 15) & ~(size_t)15;  // 64-byte aligned tensors
+    }
+    m->n_params = off;
+}
+
+static const TensorAlias ALIASES[] = {
+    {"predictions.decoder.weight", "albert.embeddings.word_embeddings.weight"},
+    {"predictions.decoder.bias", "predictions.bias"},
+};
+
+const TensorAlias *albert_aliases(int *n) {
+    *n = (int)(sizeof ALIASES / sizeof ALIASES[0]);
+    return ALIASES;
+}
+
+// Carves consecutive 64-byte-aligned float blocks out of one arena.
+typedef struct {
+    float *base;
+    size_t used, cap;
+} Carver;
+
+static float *carve(Carver *cv, size_t n) {
+    size_t n_al = (n + 15) & ~(size_t)15;
+    if (cv->base) {
+        CHECK(cv->used + n_al <= cv->cap, "activation arena overflow");
+        float *p = cv->base + cv->used;
+        cv->used += n_al;
+        return p;
+    }
+    cv->used += n_al;  // sizing pass
+    return NULL;
+}
+
+static void carve_acts(Albert *m, Carver *cv) {
+    const AlbertConfig *c = &m->cfg;
+    size_t N = (size_t)m->max_B * m->max_T, E = c->embedding_size, H = c->hidden_size;
+    size_t I = c->intermediate_size, V = c->vocab_size;
+    size_t A = (size_t)m->max_B * c->num_heads * m->max_T * m->max_T;
+    m->emb = carve(cv, N * E);
+    m->emb_ln = carve(cv, N * E);
+    m->emb_mean = carve(cv, N);
+    m->emb_rstd = carve(cv, N);
+    m->emb_drop = carve(cv, N * E);
+    m->h0 = carve(cv, N * H);
+    for (int l = 0; l < c->num_layers; l++) {
+        LayerActs *la = &m->layers[l];
+        la->q = carve(cv, N * H);
+        la->k = carve(cv, N * H);
+        la->v = carve(cv, N * H);
+        la->att = carve(cv, A);
+        la->ctx = carve(cv, N * H);
+        la->res1 = carve(cv, N * H);
+        la->a = carve(cv, N * H);
+        la->mean1 = carve(cv, N);
+        la->rstd1 = carve(cv, N);
+        la->f1 = carve(cv, N * I);
+        la->g = carve(cv, N * I);
+        la->res2 = carve(cv, N * H);
+        la->mean2 = carve(cv, N);
+        la->rstd2 = carve(cv, N);
+        la->out = carve(cv, N * H);
+    }
+    m->sel_idx = (int32_t *)carve(cv, N);
+    m->sel_tgt = (int32_t *)carve(cv, N);
+    m->z_in = carve(cv, N * H);
+    m->z1 = carve(cv, N * E);
+    m->z2 = carve(cv, N * E);
+    m->z3 = carve(cv, N * E);
+    m->zmean = carve(cv, N);
+    m->zrstd = carve(cv, N);
+    m->logits = carve(cv, N * V);
+    m->dh = carve(cv, N * H);
+    m->dx = carve(cv, N * H);
+    m->dres = carve(cv, N * H);
+    m->dq = carve(cv, N * H);
+    m->dk = carve(cv, N * H);
+    m->dv = carve(cv, N * H);
+    m->dctx = carve(cv, N * H);
+    m->dproj = carve(cv, N * H);
+    m->dg = carve(cv, N * I);
+    m->df1 = carve(cv, N * I);
+    m->dz_in = carve(cv, N * H);
+    m->dz1 = carve(cv, N * E);
+    m->dz2 = carve(cv, N * E);
+    m->dz3 = carve(cv, N * E);
+    m->dlogits = carve(cv, N * V);
+    m->demb = carve(cv, N * E);
+    m->demb2 = carve(cv, N * E);
+    m->att_scratch = carve(cv, A);
+}
+
+Albert *albert_create(const AlbertConfig *cfg, int max_B, int max_T, uint64_t seed) {
+    char err[CX_ERRLEN];
+    CHECK(albert_config_check(cfg, err) == 0, "%s", err);
+    CHECK(max_B >= 1 && max_T >= 2 && max_T <= cfg->max_position,
+          "micro-batch %d x %d does not fit max_position %d", max_B, max_T, cfg->max_position);
+    Albert *m = cx_calloc(1, sizeof *m);
+    m->cfg = *cfg;
+    m->max_B = max_B;
+    m->max_T = max_T;
+    build_specs(m);
+    m->params = cx_calloc(m->n_params, sizeof(float));
+    m->grads = cx_calloc(m->n_params, sizeof(float));
+    for (int i = 0; i < AP_COUNT; i++) {
+        m->p[i] = m->params + m->specs[i].offset;
+        m->g[i] = m->grads + m->specs[i].offset;
+    }
+    m->layers = cx_calloc((size_t)cfg->num_layers, sizeof(LayerActs));
+    Carver cv = {0};
+    carve_acts(m, &cv);
+    cv.cap = cv.used;
+    cv.used = 0;
+    cv.base = cx_calloc(cv.cap, sizeof(float));
+    m->act_arena = cv.base;
+    carve_acts(m, &cv);
+
+    // HF initialisation: normal(0, init_std) for matrices and embeddings, zero biases,
+    // unit LayerNorm weights. Element j of tensor i draws from (derive(seed, i), j).
+    for (int i = 0; i < AP_COUNT; i++) {
+        const TensorSpec *s = &m->specs[i];
+        float *w = m->p[i];
+        int is_ln_w = strstr(s->name, "LayerNorm.weight") || strstr(s->name, "layer_norm.weight");
+        if (s->ndim == 2) {
+            uint64_t ts = cx_rng_derive(seed, (uint64_t)i);
+            for (size_t j = 0; j < s->n; j++) w[j] = cfg->init_std * cx_rng_normal(ts, j);
+        } else if (is_ln_w) {
+            for (size_t j = 0; j < s->n; j++) w[j] = 1.0f;
+        }
+    }
+    return m;
+}
+
+void albert_free(Albert *m) {
+    if (!m) return;
+    free(m->params);
+    free(m->grads);
+    free(m->act_arena);
+    free(m->layers);
+    free(m);
+}
+
+const AlbertConfig *albert_config(const Albert *m) { return &m->cfg; }
+const TensorSpec *albert_specs(const Albert *m) { return m->specs; }
+int albert_n_specs(const Albert *m) { (void)m; return AP_COUNT; }
+size_t albert_n_params(const Albert *m) { return m->n_params; }
+float *albert_params(Albert *m) { return m->params; }
+float *albert_grads(Albert *m) { return m->grads; }
+
+// ---------------------------------------------------------------------------------------
+// forward
+
+enum { SITE_EMB = 1, SITE_ATT = 100, SITE_OUT = 1000 };
+
+static void encoder_forward(Albert *m, const AlbertBatch *b, int train, uint64_t seed) {
+    const AlbertConfig *c = &m->cfg;
+    const int B = b->B, T = b->T, N = B * T, E = c->embedding_size, H = c->hidden_size;
+    const int I = c->intermediate_size, NH = c->num_heads;
+    const float p = train ? c->dropout : 0.0f;
+    float **P = m->p;
+
+    // embeddings: word + position + token type 0
+    nn_embedding_forward(m->emb, b->input_ids, P[AP_WORD], N, E);
+    for (int bi = 0; bi < B; bi++) {
+        for (int t = 0; t < T; t++) {
+            float *row = m->emb + ((size_t)bi * T + t) * E;
+            const float *pos = P[AP_POS] + (size_t)t * E;
+            const float *typ = P[AP_TYPE];
+            for (int e = 0; e < E; e++) row[e] += pos[e] + typ[e];
+        }
+    }
+    nn_layernorm_forward(m->emb_ln, m->emb_mean, m->emb_rstd, m->emb, P[AP_EMB_LN_W],
+                         P[AP_EMB_LN_B], N, E, c->ln_eps);
+    nn_dropout_forward(m->emb_drop, m->emb_ln, (size_t)N * E, p, cx_rng_derive(seed, SITE_EMB),
+                       b->sample_index0 * (uint64_t)T * E);
+    nn_linear_forward(m->h0, m->emb_drop, P[AP_MAP_W], P[AP_MAP_B], N, E, H);
+
+    const float *x = m->h0;
+    for (int l = 0; l < c->num_layers; l++) {
+        LayerActs *la = &m->layers[l];
+        nn_linear_forward(la->q, x, P[AP_Q_W], P[AP_Q_B], N, H, H);
+        nn_linear_forward(la->k, x, P[AP_K_W], P[AP_K_B], N, H, H);
+        nn_linear_forward(la->v, x, P[AP_V_W], P[AP_V_B], N, H, H);
+        nn_attention_forward(la->ctx, la->att, la->q, la->k, la->v, b->attention_mask, B, T, H, NH,
+                             p, cx_rng_derive(seed, SITE_ATT + (uint64_t)l),
+                             b->sample_index0 * (uint64_t)NH * T * T, m->att_scratch);
+        // res1 = x + dropout(dense(ctx)); dproj is free scratch during forward
+        nn_linear_forward(m->dproj, la->ctx, P[AP_O_W], P[AP_O_B], N, H, H);
+        nn_dropout_forward(la->res1, m->dproj, (size_t)N * H, p,
+                           cx_rng_derive(seed, SITE_OUT + (uint64_t)l),
+                           b->sample_index0 * (uint64_t)T * H);
+        nn_add_forward(la->res1, la->res1, x, (size_t)N * H);
+        nn_layernorm_forward(la->a, la->mean1, la->rstd1, la->res1, P[AP_ATT_LN_W], P[AP_ATT_LN_B],
+                             N, H, c->ln_eps);
+        nn_linear_forward(la->f1, la->a, P[AP_FFN_W], P[AP_FFN_B], N, H, I);
+        nn_gelu_forward(la->g, la->f1, (size_t)N * I);
+        nn_linear_forward(la->res2, la->g, P[AP_FFNO_W], P[AP_FFNO_B], N, I, H);
+        nn_add_forward(la->res2, la->res2, la->a, (size_t)N * H);
+        nn_layernorm_forward(la->out, la->mean2, la->rstd2, la->res2, P[AP_FULL_LN_W],
+                             P[AP_FULL_LN_B], N, H, c->ln_eps);
+        x = la->out;
+    }
+}
+
+// Gathers the selected positions and runs the MLM head up to logits. Returns M.
+static int head_forward(Albert *m, const AlbertBatch *b) {
+    const AlbertConfig *c = &m->cfg;
+    const int N = b->B * b->T, E = c->embedding_size, H = c->hidden_size, V = c->vocab_size;
+    const float *hL = m->layers[c->num_layers - 1].out;
+    int M = 0;
+    for (int i = 0; i < N; i++) {
+        if (b->targets[i] >= 0) {
+            m->sel_idx[M] = i;
+            m->sel_tgt[M] = b->targets[i];
+            memcpy(m->z_in + (size_t)M * H, hL + (size_t)i * H, (size_t)H * sizeof(float));
+            M++;
+        }
+    }
+    if (M == 0) return 0;
+    float **P = m->p;
+    nn_linear_forward(m->z1, m->z_in, P[AP_PRED_DENSE_W], P[AP_PRED_DENSE_B], M, H, E);
+    nn_gelu_forward(m->z2, m->z1, (size_t)M * E);
+    nn_layernorm_forward(m->z3, m->zmean, m->zrstd, m->z2, P[AP_PRED_LN_W], P[AP_PRED_LN_B], M, E,
+                         c->ln_eps);
+    nn_linear_forward(m->logits, m->z3, P[AP_WORD], P[AP_PRED_BIAS], M, E, V);
+    return M;
+}
+
+static void check_batch(const Albert *m, const AlbertBatch *b) {
+    CHECK(b->B >= 1 && b->B <= m->max_B && b->T >= 1 && b->T <= m->max_T,
+          "micro-batch %d x %d exceeds the model's arenas (%d x %d)", b->B, b->T, m->max_B,
+          m->max_T);
+}
+
+// ---------------------------------------------------------------------------------------
+// backward
+
+static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
+
+static void head_backward(Albert *m, const AlbertBatch *b, int M) {
+    const AlbertConfig *c = &m->cfg;
+    const int N = b->B * b->T, E = c->embedding_size, H = c->hidden_size, V = c->vocab_size;
+    float **P = m->p, **G = m->g;
+    // logits now hold probabilities (softmax done in place by the forward)
+    zero(m->dlogits, (size_t)M * V);
+    nn_softmax_xent_backward(m->dlogits, m->logits, m->sel_tgt, M, V, 1.0f);
+    zero(m->dz3, (size_t)M * E);
+    nn_linear_backward(m->dz3, G[AP_WORD], G[AP_PRED_BIAS], m->dlogits, m->z3, P[AP_WORD], M, E, V);
+    zero(m->dz2, (size_t)M * E);
+    nn_layernorm_backward(m->dz2, G[AP_PRED_LN_W], G[AP_PRED_LN_B], m->dz3, m->z2, m->zmean,
+                          m->zrstd, P[AP_PRED_LN_W], M, E);
+    zero(m->dz1, (size_t)M * E);
+    nn_gelu_backward(m->dz1, m->dz2, m->z1, (size_t)M * E);
+    zero(m->dz_in, (size_t)M * H);
+    nn_linear_backward(m->dz_in, G[AP_PRED_DENSE_W], G[AP_PRED_DENSE_B], m->dz1, m->z_in,
+                       P[AP_PRED_DENSE_W], M, H, E);
+    // scatter into d(last layer output)
+    zero(m->dh, (size_t)N * H);
+    for (int r = 0; r < M; r++)
+        memcpy(m->dh + (size_t)m->sel_idx[r] * H, m->dz_in + (size_t)r * H, (size_t)H * sizeof(float));
+}
+
+static void encoder_backward(Albert *m, const AlbertBatch *b, int train, uint64_t seed) {
+    const AlbertConfig *c = &m->cfg;
+    const int B = b->B, T = b->T, N = B * T, E = c->embedding_size, H = c->hidden_size;
+    const int I = c->intermediate_size, NH = c->num_heads;
+    const float p = train ? c->dropout : 0.0f;
+    const size_t NHs = (size_t)N * H;
+    float **P = m->p, **G = m->g;
+
+    for (int l = c->num_layers - 1; l >= 0; l--) {
+        LayerActs *la = &m->layers[l];
+        const float *x = l > 0 ? m->layers[l - 1].out : m->h0;
+        // out = LN2(res2)
+        zero(m->dres, NHs);
+        nn_layernorm_backward(m->dres, G[AP_FULL_LN_W], G[AP_FULL_LN_B], m->dh, la->res2, la->mean2,
+                              la->rstd2, P[AP_FULL_LN_W], N, H);
+        // res2 = ffn_output(g) + a
+        memcpy(m->dx, m->dres, NHs * sizeof(float));  // dx holds d(a) for now
+        zero(m->dg, (size_t)N * I);
+        nn_linear_backward(m->dg, G[AP_FFNO_W], G[AP_FFNO_B], m->dres, la->g, P[AP_FFNO_W], N, I, H);
+        zero(m->df1, (size_t)N * I);
+        nn_gelu_backward(m->df1, m->dg, la->f1, (size_t)N * I);
+        nn_linear_backward(m->dx, G[AP_FFN_W], G[AP_FFN_B], m->df1, la->a, P[AP_FFN_W], N, H, I);
+        // a = LN1(res1)
+        zero(m->dres, NHs);
+        nn_layernorm_backward(m->dres, G[AP_ATT_LN_W], G[AP_ATT_LN_B], m->dx, la->res1, la->mean1,
+                              la->rstd1, P[AP_ATT_LN_W], N, H);
+        // res1 = x + dropout(dense(ctx))
+        memcpy(m->dh, m->dres, NHs * sizeof(float));  // dh becomes d(x)
+        zero(m->dproj, NHs);
+        nn_dropout_backward(m->dproj, m->dres, NHs, p, cx_rng_derive(seed, SITE_OUT + (uint64_t)l),
+                            b->sample_index0 * (uint64_t)T * H);
+        zero(m->dctx, NHs);
+        nn_linear_backward(m->dctx, G[AP_O_W], G[AP_O_B], m->dproj, la->ctx, P[AP_O_W], N, H, H);
+        zero(m->dq, NHs);
+        zero(m->dk, NHs);
+        zero(m->dv, NHs);
+        nn_attention_backward(m->dq, m->dk, m->dv, m->dctx, la->q, la->k, la->v, la->att,
+                              b->attention_mask, B, T, H, NH, p,
+                              cx_rng_derive(seed, SITE_ATT + (uint64_t)l),
+                              b->sample_index0 * (uint64_t)NH * T * T, m->att_scratch);
+        nn_linear_backward(m->dh, G[AP_Q_W], G[AP_Q_B], m->dq, x, P[AP_Q_W], N, H, H);
+        nn_linear_backward(m->dh, G[AP_K_W], G[AP_K_B], m->dk, x, P[AP_K_W], N, H, H);
+        nn_linear_backward(m->dh, G[AP_V_W], G[AP_V_B], m->dv, x, P[AP_V_W], N, H, H);
+    }
+    // h0 = map_in(dropout(LN(emb)))
+    zero(m->demb, (size_t)N * E);
+    nn_linear_backward(m->demb, G[AP_MAP_W], G[AP_MAP_B], m->dh, m->emb_drop, P[AP_MAP_W], N, E, H);
+    zero(m->demb2, (size_t)N * E);
+    nn_dropout_backward(m->demb2, m->demb, (size_t)N * E, p, cx_rng_derive(seed, SITE_EMB),
+                        b->sample_index0 * (uint64_t)T * E);
+    zero(m->demb, (size_t)N * E);
+    nn_layernorm_backward(m->demb, G[AP_EMB_LN_W], G[AP_EMB_LN_B], m->demb2, m->emb, m->emb_mean,
+                          m->emb_rstd, P[AP_EMB_LN_W], N, E);
+    nn_embedding_backward(G[AP_WORD], m->demb, b->input_ids, N, E);
+    float *gpos = G[AP_POS], *gtyp = G[AP_TYPE];
+    for (int bi = 0; bi < B; bi++) {
+        for (int t = 0; t < T; t++) {
+            const float *row = m->demb + ((size_t)bi * T + t) * E;
+            float *gp = gpos + (size_t)t * E;
+            for (int e = 0; e < E; e++) {
+                gp[e] += row[e];
+                gtyp[e] += row[e];
+            }
+        }
+    }
+}
+
+double albert_step(Albert *m, const AlbertBatch *b, int train, int backward, uint64_t seed,
+                   long *n_selected) {
+    check_batch(m, b);
+    encoder_forward(m, b, train, seed);
+    int M = head_forward(m, b);
+    *n_selected = M;
+    if (M == 0) return 0.0;
+    double loss = nn_softmax_xent_forward(m->logits, m->logits, m->sel_tgt, M, m->cfg.vocab_size);
+    if (backward) {
+        head_backward(m, b, M);
+        encoder_backward(m, b, train, seed);
+    }
+    return loss;
+}
+
+int albert_predict(Albert *m, const AlbertBatch *b, float *probs) {
+    check_batch(m, b);
+    encoder_forward(m, b, 0, 0);
+    int M = head_forward(m, b);
+    if (M == 0) return 0;
+    nn_softmax_xent_forward(probs, m->logits, m->sel_tgt, M, m->cfg.vocab_size);
+    return M;
+}

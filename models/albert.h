@@ -1,0 +1,85 @@
+// albert.h: ALBERT masked-LM (Hugging Face AlbertForMaskedLM layout).
+//
+// Factorized embedding (V,E) + positions + token type 0, LayerNorm, dropout, then E -> H;
+// one shared transformer layer (post-LayerNorm, GELU-tanh FFN) applied L times; MLM head
+// dense H -> E, GELU, LayerNorm, decoder tied to the word embeddings plus a bias.
+// Parameter names and shapes follow Hugging Face, so a checkpoint is a state_dict.
+//
+// Memory: one arena each for parameters, gradients and activations (sized at creation
+// for the largest micro-batch B x T); forward/backward never allocate.
+#ifndef CONFLUX_ALBERT_H
+#define CONFLUX_ALBERT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "models/tensor.h"
+
+typedef struct {
+    int vocab_size;         // V
+    int embedding_size;     // E
+    int hidden_size;        // H
+    int num_heads;          // NH (H % NH == 0)
+    int intermediate_size;  // I
+    int num_layers;         // L (applications of the shared layer)
+    int max_position;       // P (T <= P)
+    float dropout;          // hidden and attention-probability dropout
+    float ln_eps;           // LayerNorm epsilon (HF: 1e-12)
+    float init_std;         // N(0, init_std) initialisation (HF: 0.02)
+} AlbertConfig;
+
+// Validates a configuration; -1 with err naming the offending key.
+int albert_config_check(const AlbertConfig *c, char *err);
+
+enum {
+    AP_WORD, AP_POS, AP_TYPE, AP_EMB_LN_W, AP_EMB_LN_B, AP_MAP_W, AP_MAP_B,
+    AP_Q_W, AP_Q_B, AP_K_W, AP_K_B, AP_V_W, AP_V_B, AP_O_W, AP_O_B,
+    AP_ATT_LN_W, AP_ATT_LN_B, AP_FFN_W, AP_FFN_B, AP_FFNO_W, AP_FFNO_B,
+    AP_FULL_LN_W, AP_FULL_LN_B,
+    AP_PRED_BIAS, AP_PRED_DENSE_W, AP_PRED_DENSE_B, AP_PRED_LN_W, AP_PRED_LN_B,
+    AP_COUNT
+};
+
+// One micro-batch. Every array is (B,T) row-major. Positions with attention_mask 0 are
+// padding. targets[i] >= 0 selects position i for the MLM loss (the original token id),
+// -1 ignores it. sample_index0 is the global index of the first sequence: dropout draws
+// are keyed by (seed, sample index, position), so results do not depend on how a global
+// batch is split into micro-batches or ranks.
+typedef struct {
+    int B, T;
+    const int32_t *input_ids;
+    const int32_t *attention_mask;
+    const int32_t *targets;
+    uint64_t sample_index0;
+} AlbertBatch;
+
+typedef struct Albert Albert;
+
+// Creates the model with arenas for micro-batches up to max_B x max_T. Parameters are
+// initialised from seed (normal(0, init_std) matrices, zero biases, unit LayerNorm).
+Albert *albert_create(const AlbertConfig *cfg, int max_B, int max_T, uint64_t seed);
+void albert_free(Albert *m);
+
+const AlbertConfig *albert_config(const Albert *m);
+// Parameter table (HF names, shapes, offsets into the flat arenas), AP_COUNT entries.
+const TensorSpec *albert_specs(const Albert *m);
+int albert_n_specs(const Albert *m);
+// Tied names as checkpoint aliases (predictions.decoder.weight, predictions.decoder.bias).
+const TensorAlias *albert_aliases(int *n);
+size_t albert_n_params(const Albert *m);
+float *albert_params(Albert *m);   // flat parameter arena (n_params floats)
+float *albert_grads(Albert *m);    // flat gradient arena (same layout)
+
+// Forward (and, when backward is non-zero, backward adding into the gradient arena) of
+// the MLM loss on one micro-batch. train: applies dropout with seed. Returns the SUM of
+// per-token cross-entropy over selected positions; *n_selected receives their count.
+// Gradients are d(loss_sum)/d(param): the trainer divides by the global token count.
+double albert_step(Albert *m, const AlbertBatch *b, int train, int backward, uint64_t seed,
+                   long *n_selected);
+
+// Inference: fills probs (B*T rows, V columns; only rows with targets >= 0 are written,
+// in order of appearance) with the MLM softmax at the selected positions. Returns the
+// number of rows written. No dropout.
+int albert_predict(Albert *m, const AlbertBatch *b, float *probs);
+
+#endif

@@ -1,0 +1,108 @@
+// optim.c: AdamW / LAMB (see optim.h).
+#include "models/optim.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "models/common.h"
+
+int optim_config_check(const OptimConfig *c, char *err) {
+    if (!(c->lr > 0.0f)) return cx_err(err, "optim.lr must be > 0 (got %g)", (double)c->lr);
+    if (!(c->beta1 >= 0.0f && c->beta1 < 1.0f)) return cx_err(err, "optim.beta1 must be in [0, 1)");
+    if (!(c->beta2 >= 0.0f && c->beta2 < 1.0f)) return cx_err(err, "optim.beta2 must be in [0, 1)");
+    if (!(c->eps > 0.0f)) return cx_err(err, "optim.eps must be > 0");
+    if (!(c->weight_decay >= 0.0f)) return cx_err(err, "optim.weight_decay must be >= 0");
+    if (c->warmup_steps < 0) return cx_err(err, "optim.warmup_steps must be >= 0");
+    if (c->total_steps < 1) return cx_err(err, "train.steps must be >= 1");
+    if (!(c->end_lr >= 0.0f)) return cx_err(err, "optim.end_lr must be >= 0");
+    if (c->schedule == SCHED_POLY && !(c->poly_power > 0.0f))
+        return cx_err(err, "optim.poly_power must be > 0");
+    return 0;
+}
+
+const char *optim_kind_name(OptimKind k) { return k == OPTIM_LAMB ? "lamb" : "adamw"; }
+
+void optim_init(Optim *o, const OptimConfig *cfg, const TensorSpec *specs, int n_specs, size_t n) {
+    o->cfg = *cfg;
+    o->specs = specs;
+    o->n_specs = n_specs;
+    o->n = n;
+    o->m = cx_calloc(n, sizeof(float));
+    o->v = cx_calloc(n, sizeof(float));
+    o->step = 0;
+}
+
+void optim_free(Optim *o) {
+    free(o->m);
+    free(o->v);
+    o->m = o->v = NULL;
+}
+
+float optim_lr(const OptimConfig *c, long step) {
+    double lr = c->lr;
+    if (c->warmup_steps > 0 && step < c->warmup_steps)
+        return (float)(lr * (double)(step + 1) / (double)c->warmup_steps);
+    if (c->schedule == SCHED_CONSTANT) return (float)lr;
+    long decay_steps = c->total_steps - c->warmup_steps;
+    if (decay_steps <= 0) return (float)lr;
+    double frac = (double)(step - c->warmup_steps) / (double)decay_steps;
+    if (frac > 1.0) frac = 1.0;
+    double power = c->schedule == SCHED_POLY ? (double)c->poly_power : 1.0;
+    return (float)((lr - c->end_lr) * pow(1.0 - frac, power) + c->end_lr);
+}
+
+double optim_grad_norm(const float *grads, const TensorSpec *specs, int n_specs) {
+    double s = 0.0;
+    for (int i = 0; i < n_specs; i++) {
+        const float *g = grads + specs[i].offset;
+        for (size_t j = 0; j < specs[i].n; j++) s += (double)g[j] * g[j];
+    }
+    return sqrt(s);
+}
+
+double optim_step(Optim *o, float *params, float *grads) {
+    const OptimConfig *c = &o->cfg;
+    double gnorm = optim_grad_norm(grads, o->specs, o->n_specs);
+    float gscale = 1.0f;
+    if (c->clip_norm > 0.0f && gnorm > c->clip_norm) gscale = (float)(c->clip_norm / (gnorm + 1e-6));
+    long t = o->step + 1;
+    float lr = optim_lr(c, o->step);
+    const float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
+    const float bc1 = (float)(1.0 - pow(b1, (double)t)), bc2 = (float)(1.0 - pow(b2, (double)t));
+    for (int i = 0; i < o->n_specs; i++) {
+        const TensorSpec *s = &o->specs[i];
+        float *w = params + s->offset, *g = grads + s->offset;
+        float *m = o->m + s->offset, *v = o->v + s->offset;
+        const size_t n = s->n;
+        const float wd = s->no_decay ? 0.0f : c->weight_decay;
+        if (gscale != 1.0f)
+            for (size_t j = 0; j < n; j++) g[j] *= gscale;
+        for (size_t j = 0; j < n; j++) {
+            m[j] = b1 * m[j] + (1.0f - b1) * g[j];
+            v[j] = b2 * v[j] + (1.0f - b2) * g[j] * g[j];
+        }
+        if (c->kind == OPTIM_ADAMW) {
+            // decoupled weight decay (Loshchilov & Hutter), as torch.optim.AdamW
+            for (size_t j = 0; j < n; j++) {
+                float upd = (m[j] / bc1) / (sqrtf(v[j] / bc2) + eps);
+                w[j] = w[j] * (1.0f - lr * wd) - lr * upd;
+            }
+        } else {
+            // LAMB (You et al. 2020): per-tensor trust ratio ||w|| / ||update||
+            double wn = 0.0, un = 0.0;
+            for (size_t j = 0; j < n; j++) {
+                float upd = (m[j] / bc1) / (sqrtf(v[j] / bc2) + eps) + wd * w[j];
+                wn += (double)w[j] * w[j];
+                un += (double)upd * upd;
+            }
+            float trust = 1.0f;
+            if (!s->no_decay && wn > 0.0 && un > 0.0) trust = (float)(sqrt(wn) / sqrt(un));
+            for (size_t j = 0; j < n; j++) {
+                float upd = (m[j] / bc1) / (sqrtf(v[j] / bc2) + eps) + wd * w[j];
+                w[j] -= lr * trust * upd;
+            }
+        }
+    }
+    o->step++;
+    return gnorm;
+}

@@ -1,0 +1,57 @@
+// optim.h: AdamW and LAMB over flat arenas, learning-rate schedules, global-norm clipping.
+//
+// The parameter, gradient and moment arenas share one TensorSpec layout. Weight decay and
+// (for LAMB) the trust ratio skip tensors marked no_decay (biases, LayerNorm weights), as
+// in BERT/ALBERT's reference optimizers.
+#ifndef CONFLUX_OPTIM_H
+#define CONFLUX_OPTIM_H
+
+#include <stddef.h>
+
+#include "models/tensor.h"
+
+typedef enum { OPTIM_ADAMW = 0, OPTIM_LAMB = 1 } OptimKind;
+typedef enum { SCHED_LINEAR = 0, SCHED_POLY = 1, SCHED_CONSTANT = 2 } SchedKind;
+
+typedef struct {
+    OptimKind kind;
+    float lr;            // peak learning rate
+    float beta1, beta2, eps;
+    float weight_decay;
+    float clip_norm;     // global-norm clipping; <= 0 disables
+    SchedKind schedule;
+    long warmup_steps;   // linear warm-up from 0 to lr
+    long total_steps;    // decay reaches end_lr at total_steps
+    float end_lr;
+    float poly_power;    // SCHED_POLY exponent (1 = linear)
+} OptimConfig;
+
+typedef struct {
+    OptimConfig cfg;
+    const TensorSpec *specs;
+    int n_specs;
+    size_t n;             // arena length (floats)
+    float *m, *v;         // first and second moments (arena layout)
+    long step;            // optimizer steps taken
+} Optim;
+
+// Validates; -1 with err naming the key (optim.lr, ...).
+int optim_config_check(const OptimConfig *c, char *err);
+const char *optim_kind_name(OptimKind k);
+
+// Allocates zeroed moments for an arena of n floats laid out by specs.
+void optim_init(Optim *o, const OptimConfig *cfg, const TensorSpec *specs, int n_specs, size_t n);
+void optim_free(Optim *o);
+
+// Learning rate for optimizer step `step` (0-based: the step about to be taken).
+float optim_lr(const OptimConfig *c, long step);
+
+// L2 norm of the gradient arena over the specs (double accumulation).
+double optim_grad_norm(const float *grads, const TensorSpec *specs, int n_specs);
+
+// One update of params with grads (already averaged over the global batch). Applies
+// clipping (grads are scaled in place when their norm exceeds clip_norm) and returns the
+// pre-clip gradient norm. Increments o->step.
+double optim_step(Optim *o, float *params, float *grads);
+
+#endif

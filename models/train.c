@@ -1,0 +1,68 @@
+// train.c: the training loop (see train.h).
+#include "models/train.h"
+
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#include "models/common.h"
+
+double cx_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int trainer_step(Trainer *t, StepResult *r, char *err) {
+    TrainTask *k = &t->task;
+    double t0 = cx_now();
+    memset(k->grads, 0, k->n_params * sizeof(float));
+    // this participant's contiguous share of the global batch
+    long G = t->global_batch, R = t->avg.n_ranks > 0 ? t->avg.n_ranks : 1;
+    long lo = G * t->avg.rank / R, hi = G * (t->avg.rank + 1) / R;
+    double stats[STAT_COUNT] = {0};
+    for (long s = lo; s < hi; s += k->micro_batch) {
+        int B = (int)(hi - s < k->micro_batch ? hi - s : k->micro_batch);
+        long ntok = 0;
+        stats[STAT_LOSS_SUM] += k->micro_step(k->ctx, t->samples_seen + (uint64_t)s, B, 1, &ntok);
+        stats[STAT_TOKENS] += (double)ntok;
+        stats[STAT_SAMPLES] += B;
+    }
+    double t1 = cx_now();
+    if (t->avg.sum && t->avg.sum(t->avg.ctx, k->grads, k->n_params, stats, STAT_COUNT, err) != 0)
+        return -1;
+    double t2 = cx_now();
+    if (stats[STAT_TOKENS] < 1)
+        return cx_err(err, "step %ld: the global batch has no loss tokens", t->optim.step + 1);
+    float inv = (float)(1.0 / stats[STAT_TOKENS]);
+    for (size_t i = 0; i < k->n_params; i++) k->grads[i] *= inv;
+    double loss = stats[STAT_LOSS_SUM] / stats[STAT_TOKENS];
+    r->lr = optim_lr(&t->optim.cfg, t->optim.step);
+    double gn = optim_grad_norm(k->grads, k->specs, k->n_specs);
+    if (!isfinite(loss) || !isfinite(gn))
+        return cx_err(err, "step %ld: non-finite loss (%g) or gradient norm (%g); not applied",
+                      t->optim.step + 1, loss, gn);
+    r->grad_norm = optim_step(&t->optim, k->params, k->grads);
+    t->samples_seen += (uint64_t)G;
+    double t3 = cx_now();
+    r->step = t->optim.step;
+    r->loss = loss;
+    r->tokens = (long)stats[STAT_TOKENS];
+    r->samples = (long)stats[STAT_SAMPLES];
+    r->compute_s = (t1 - t0) + (t3 - t2);
+    r->comm_s = t2 - t1;
+    return 0;
+}
+
+double task_eval(const TrainTask *k, uint64_t s0, long n_samples, long *n_tokens) {
+    double sum = 0.0;
+    long tok = 0;
+    for (long s = 0; s < n_samples; s += k->micro_batch) {
+        int B = (int)(n_samples - s < k->micro_batch ? n_samples - s : k->micro_batch);
+        long nt = 0;
+        sum += k->micro_step(k->ctx, s0 + (uint64_t)s, B, 0, &nt);
+        tok += nt;
+    }
+    *n_tokens = tok;
+    return tok > 0 ? sum / (double)tok : 0.0;
+}

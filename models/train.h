@@ -1,0 +1,69 @@
+// train.h: the one training loop every participant runs.
+//
+// A step: zero the gradient arena; run micro-batches over this participant's share of the
+// global batch (forward + backward ADD into the arena); hand the summed gradients and
+// statistics to the averaging backend (none, MPI, or the bridge link); divide by the
+// global number of loss tokens; clip; take the optimizer step. Every participant applies
+// the same step to the same averaged gradient, so replicas stay identical.
+#ifndef CONFLUX_TRAIN_H
+#define CONFLUX_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "models/optim.h"
+#include "models/tensor.h"
+
+// The model plus its data, seen by the loop as one task.
+typedef struct {
+    void *ctx;
+    float *params, *grads;  // flat arenas
+    size_t n_params;
+    const TensorSpec *specs;
+    int n_specs;
+    int micro_batch;        // largest micro-batch the task's arenas hold
+    // Forward (+ backward adding into grads when backward != 0) over B consecutive
+    // samples of the data stream starting at global sample index s0. Returns the summed
+    // loss; *n_tokens receives the number of loss tokens.
+    double (*micro_step)(void *ctx, uint64_t s0, int B, int backward, long *n_tokens);
+} TrainTask;
+
+enum { STAT_LOSS_SUM, STAT_TOKENS, STAT_SAMPLES, STAT_COUNT };
+
+// Averaging backend: sums n floats of grads and n_stats doubles of stats over every
+// participant, in place. Returns 0, or -1 with err. A NULL sum means one participant.
+typedef struct {
+    void *ctx;
+    int (*sum)(void *ctx, float *grads, size_t n, double *stats, int n_stats, char *err);
+    int rank, n_ranks;     // this participant's share of the global batch
+} Averager;
+
+typedef struct {
+    TrainTask task;
+    Optim optim;
+    Averager avg;
+    long global_batch;     // sequences per optimizer step, over all participants
+    uint64_t samples_seen; // global sample cursor (the data stream position)
+} Trainer;
+
+typedef struct {
+    long step;             // optimizer steps done after this one
+    double loss;           // mean loss over the global batch
+    double grad_norm;      // pre-clip
+    float lr;
+    long tokens;           // loss tokens in the global batch
+    long samples;          // sequences in the global batch
+    double compute_s, comm_s;
+} StepResult;
+
+// Takes one optimizer step. Returns 0, or -1 with err (averaging failure, or a
+// non-finite loss/gradient, which is reported rather than applied).
+int trainer_step(Trainer *t, StepResult *r, char *err);
+
+// Mean loss of a task over n_samples samples starting at sample index s0 (no dropout, no
+// gradients), in micro-batches. *n_tokens receives the token count.
+double task_eval(const TrainTask *k, uint64_t s0, long n_samples, long *n_tokens);
+
+double cx_now(void);  // monotonic seconds
+
+#endif

@@ -1,0 +1,343 @@
+// conflux-train: ALBERT masked-LM pretraining. One training loop (models/train.h) fed by
+// token shards; the averaging backend is a single process for now (MPI comes next).
+#include <cblas.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "io/ckpt.h"
+#include "io/config.h"
+#include "io/mlm.h"
+#include "io/runlog.h"
+#include "io/shard.h"
+#include "models/albert.h"
+#include "models/common.h"
+#include "models/rng.h"
+#include "models/train.h"
+
+#define TOOL "conflux-train"
+
+// OpenBLAS extensions (declared in its cblas.h on Debian, repeated for clarity)
+extern void openblas_set_num_threads(int);
+extern char *openblas_get_config(void);
+
+static volatile sig_atomic_t g_stop_signal = 0;
+static void on_signal(int sig) { g_stop_signal = sig; }
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: " TOOL " [--config FILE.ini] [--set section.key=value]... [--resume CHECKPOINT]\n"
+            "\n"
+            "Pretrains an ALBERT masked-LM on HDF5 token shards.\n"
+            "\n"
+            "  --config FILE     INI configuration ([model] [optim] [data] [train] [run])\n"
+            "  --set S.K=V       override one key (repeatable), e.g. --set train.steps=200\n"
+            "  --resume CKPT     continue from a checkpoint (its configuration is the base;\n"
+            "                    --config/--set apply on top; model shapes must match)\n"
+            "  --print-config    print the effective configuration and exit\n"
+            "  -q, --quiet       no progress lines\n"
+            "  -h, --help        this text\n"
+            "\n"
+            "Writes RUN_DIR/run.json, RUN_DIR/metrics.csv and RUN_DIR/checkpoint-STEP.h5\n"
+            "(RUN_DIR/latest.h5 links to the newest). SIGTERM, SIGINT or SIGUSR1 checkpoints at\n"
+            "the next step boundary and exits 0.\n"
+            "\n"
+            "example:\n"
+            "  " TOOL " --set train.steps=300 --set run.dir=runs/demo\n");
+}
+
+static void fmt_eta(char *buf, size_t cap, double s) {
+    if (!(s >= 0) || s > 1e7) {
+        snprintf(buf, cap, "?");
+        return;
+    }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, cap, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else if (t >= 60) snprintf(buf, cap, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, cap, "%lds", t);
+}
+
+static int save_checkpoint(const char *run_dir, const char *cfg_text, Albert *model, Trainer *tr,
+                           long seed, char *err) {
+    char path[CFG_PATH_LEN + 64], tmp_link[CFG_PATH_LEN + 64], link[CFG_PATH_LEN + 64];
+    snprintf(path, sizeof path, "%s/checkpoint-%06ld.h5", run_dir, tr->optim.step);
+    int n_alias;
+    const TensorAlias *aliases = albert_aliases(&n_alias);
+    int64_t cursor[1] = {(int64_t)tr->samples_seen}, rng[1] = {(int64_t)seed};
+    CkptState st = {
+        .model = "albert",
+        .step = tr->optim.step,
+        .samples_seen = (long)tr->samples_seen,
+        .config_text = cfg_text,
+        .writer = TOOL " " CONFLUX_VERSION,
+        .specs = albert_specs(model),
+        .n_specs = albert_n_specs(model),
+        .aliases = aliases,
+        .n_aliases = n_alias,
+        .params = albert_params(model),
+        .optim_name = optim_kind_name(tr->optim.cfg.kind),
+        .optim_step = tr->optim.step,
+        .n_slots = 2,
+        .slot_names = {"exp_avg", "exp_avg_sq"},
+        .slots = {tr->optim.m, tr->optim.v},
+        .n_extra = 2,
+        .extra = {{"data/cursor", cursor, 1}, {"rng/seed", rng, 1}},
+    };
+    if (ckpt_save(path, &st, err) != 0) return -1;
+    // RUN_DIR/latest.h5 -> checkpoint-STEP.h5, replaced atomically
+    snprintf(link, sizeof link, "%s/latest.h5", run_dir);
+    snprintf(tmp_link, sizeof tmp_link, "%s/.latest.h5.tmp.%d", run_dir, (int)getpid());
+    unlink(tmp_link);
+    const char *base = strrchr(path, '/') + 1;
+    if (symlink(base, tmp_link) != 0 || rename(tmp_link, link) != 0)
+        return cx_err(err, "cannot update %s: %s", link, strerror(errno));
+    return 0;
+}
+
+// Loads parameters, optimizer state and data cursor from a checkpoint into the trainer.
+static int resume_from(Ckpt *ck, Albert *model, Trainer *tr, char *err) {
+    const TensorSpec *specs = albert_specs(model);
+    int n = albert_n_specs(model);
+    if (strcmp(ckpt_model(ck), "albert") != 0)
+        return cx_err(err, "checkpoint holds a '%s' model, not albert", ckpt_model(ck));
+    if (ckpt_read_params(ck, specs, n, albert_params(model), err) != 0) return -1;
+    char oname[64];
+    long ostep = 0;
+    if (ckpt_read_optim_info(ck, oname, sizeof oname, &ostep, err) != 0) return -1;
+    if (strcmp(oname, optim_kind_name(tr->optim.cfg.kind)) != 0)
+        return cx_err(err, "checkpoint optimizer is %s but the configuration says %s", oname,
+                      optim_kind_name(tr->optim.cfg.kind));
+    if (ckpt_read_slot(ck, "exp_avg", specs, n, tr->optim.m, err) != 0) return -1;
+    if (ckpt_read_slot(ck, "exp_avg_sq", specs, n, tr->optim.v, err) != 0) return -1;
+    int64_t cursor = 0;
+    if (ckpt_read_extra(ck, "data/cursor", &cursor, 1, err) != 0) return -1;
+    if (cursor < 0) return cx_err(err, "checkpoint data/cursor is negative");
+    tr->optim.step = ostep;
+    tr->samples_seen = (uint64_t)cursor;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'}, {"set", required_argument, 0, 's'},
+        {"resume", required_argument, 0, 'r'}, {"print-config", no_argument, 0, 'p'},
+        {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *config_path = NULL, *resume_path = NULL;
+    const char **sets = calloc((size_t)argc, sizeof(char *));
+    int n_sets = 0, quiet = 0, print_config = 0, c;
+    while ((c = getopt_long(argc, argv, "c:s:r:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': config_path = optarg; break;
+        case 's': sets[n_sets++] = optarg; break;
+        case 'r': resume_path = optarg; break;
+        case 'p': print_config = 1; break;
+        case 'q': quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, TOOL ": error: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+
+    char err[CX_ERRLEN];
+    RunConfig cfg;
+    config_defaults(&cfg);
+    Ckpt *ck = NULL;
+    if (resume_path) {
+        if (ckpt_open(&ck, resume_path, err) != 0) {
+            fprintf(stderr, TOOL ": error: %s\n", err);
+            return 1;
+        }
+        if (config_load_string(&cfg, ckpt_config_text(ck), resume_path, err) != 0) {
+            fprintf(stderr, TOOL ": error: checkpoint configuration: %s\n", err);
+            return 1;
+        }
+    }
+    if (config_path && config_load_file(&cfg, config_path, err) != 0) {
+        fprintf(stderr, TOOL ": error: %s\n", err);
+        return 2;
+    }
+    for (int i = 0; i < n_sets; i++) {
+        if (config_set(&cfg, sets[i], err) != 0) {
+            fprintf(stderr, TOOL ": error: %s\n", err);
+            return 2;
+        }
+    }
+    free(sets);
+    if (config_check(&cfg, err) != 0) {
+        fprintf(stderr, TOOL ": error: configuration: %s\n", err);
+        return 2;
+    }
+    cfg.optim.total_steps = cfg.train.steps;
+    size_t cfg_len = config_to_ini(&cfg, NULL, 0);
+    char *cfg_text = cx_calloc(cfg_len + 1, 1);
+    config_to_ini(&cfg, cfg_text, cfg_len + 1);
+    if (print_config) {
+        fputs(cfg_text, stdout);
+        return 0;
+    }
+    if (cfg.train.threads > 0) openblas_set_num_threads(cfg.train.threads);
+
+    // data
+    Shard train_shard, valid_shard;
+    MlmData train_data, valid_data;
+    int have_valid = cfg.data.valid[0] && cfg.train.eval_samples > 0;
+    if (shard_read(&train_shard, cfg.data.train, err) != 0) {
+        fprintf(stderr, TOOL ": error: %s\n", err);
+        return 1;
+    }
+    uint64_t seed = (uint64_t)cfg.train.seed;
+    if (mlm_data_init(&train_data, &train_shard, cfg.data.seq_len, cfg.model.vocab_size,
+                      cx_rng_derive(seed, 1), 1, cfg.data.mask_prob, err) != 0) {
+        fprintf(stderr, TOOL ": error: %s (%s)\n", err, cfg.data.train);
+        return 1;
+    }
+    shard_free(&train_shard);
+    if (have_valid) {
+        if (shard_read(&valid_shard, cfg.data.valid, err) != 0) {
+            fprintf(stderr, TOOL ": error: %s\n", err);
+            return 1;
+        }
+        // validation: fixed windows in order with fixed masking, the same on every run
+        if (mlm_data_init(&valid_data, &valid_shard, cfg.data.seq_len, cfg.model.vocab_size, 777,
+                          0, cfg.data.mask_prob, err) != 0) {
+            fprintf(stderr, TOOL ": error: %s (%s)\n", err, cfg.data.valid);
+            return 1;
+        }
+        shard_free(&valid_shard);
+        if ((uint64_t)cfg.train.eval_samples > valid_data.n_windows)
+            cfg.train.eval_samples = (long)valid_data.n_windows;
+    }
+
+    // model, optimizer, trainer
+    Albert *model = albert_create(&cfg.model, cfg.train.micro_batch, cfg.data.seq_len,
+                                  cx_rng_derive(seed, 2));
+    MlmTask mt, mt_valid;
+    Trainer tr = {0};
+    mlm_task_init(&mt, &tr.task, model, &train_data, cfg.train.micro_batch, cx_rng_derive(seed, 3));
+    TrainTask valid_task;
+    if (have_valid) mlm_task_init(&mt_valid, &valid_task, model, &valid_data, cfg.train.micro_batch, 0);
+    optim_init(&tr.optim, &cfg.optim, albert_specs(model), albert_n_specs(model),
+               albert_n_params(model));
+    tr.avg = (Averager){.ctx = NULL, .sum = NULL, .rank = 0, .n_ranks = 1};
+    tr.global_batch = cfg.train.global_batch;
+    if (ck) {
+        if (resume_from(ck, model, &tr, err) != 0) {
+            fprintf(stderr, TOOL ": error: cannot resume from %s: %s\n", resume_path, err);
+            return 1;
+        }
+        ckpt_close(ck);
+    }
+
+    // run directory
+    const char *run_dir = cfg.run.dir;
+    if (runlog_mkdirs(run_dir, err) != 0) {
+        fprintf(stderr, TOOL ": error: %s\n", err);
+        return 1;
+    }
+    RunInfo info = {.tool = TOOL, .config_ini = cfg_text, .ranks = 1, .nodes = 1,
+                    .launcher = "none", .resumed_from = resume_path,
+                    .extra_versions = {{"openblas", openblas_get_config()}}};
+    if (runlog_write_info(run_dir, &info, err) != 0) {
+        fprintf(stderr, TOOL ": error: %s\n", err);
+        return 1;
+    }
+    FILE *metrics = runlog_open_metrics(run_dir, err);
+    if (!metrics) {
+        fprintf(stderr, TOOL ": error: %s\n", err);
+        return 1;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+
+    const long total = cfg.train.steps;
+    const int T = cfg.data.seq_len;
+    if (!quiet)
+        fprintf(stderr,
+                TOOL ": %zu parameters, global batch %ld x %d tokens, micro-batch %d, steps %ld..%ld, "
+                     "run dir %s\n",
+                albert_n_params(model), cfg.train.global_batch, T, cfg.train.micro_batch,
+                tr.optim.step, total, run_dir);
+    double t_start = cx_now(), t_window = t_start;
+    long window_samples = 0, first_step = tr.optim.step;
+    int rc = 0;
+    while (tr.optim.step < total) {
+        StepResult r;
+        if (trainer_step(&tr, &r, err) != 0) {
+            fprintf(stderr, TOOL ": error: %s\n", err);
+            rc = 1;
+            break;
+        }
+        double now = cx_now(), step_s = r.compute_s + r.comm_s;
+        window_samples += r.samples;
+        MetricsRow row = {.time_s = now - t_start, .step = r.step, .samples = (long)tr.samples_seen,
+                          .loss = r.loss, .lr = r.lr, .samples_per_s = r.samples / step_s,
+                          .tokens_per_s = (double)r.samples * T / step_s,
+                          .compute_s = r.compute_s, .comm_s = r.comm_s, .participants = 1,
+                          .valid_loss = NAN};
+        int eval_now = have_valid && cfg.train.eval_every > 0 &&
+                       (r.step % cfg.train.eval_every == 0 || r.step == total);
+        if (eval_now) {
+            long ntok = 0;
+            row.valid_loss = task_eval(&valid_task, 0, cfg.train.eval_samples, &ntok);
+            if (!quiet)
+                fprintf(stderr, "valid step %ld: loss %.4f (ppl %.1f) over %ld masked tokens\n",
+                        r.step, row.valid_loss, exp(row.valid_loss), ntok);
+        }
+        if (runlog_write_row(metrics, &row) != 0) {
+            fprintf(stderr, TOOL ": error: cannot write %s/metrics.csv: %s\n", run_dir, strerror(errno));
+            rc = 1;
+            break;
+        }
+        if (!quiet && (r.step % cfg.train.log_every == 0 || r.step == total || r.step == first_step + 1)) {
+            double dt = now - t_window;
+            double tok_s = dt > 0 ? (double)window_samples * T / dt : 0.0;
+            double per_step = (now - t_start) / (double)(r.step - first_step);
+            char eta[32];
+            fmt_eta(eta, sizeof eta, per_step * (double)(total - r.step));
+            fprintf(stderr, "step %ld/%ld | loss %.4f | lr %.2e | grad %.3f | %.0f tok/s | ETA %s\n",
+                    r.step, total, r.loss, (double)r.lr, r.grad_norm, tok_s, eta);
+            t_window = now;
+            window_samples = 0;
+        }
+        int ckpt_now = (cfg.train.checkpoint_every > 0 && r.step % cfg.train.checkpoint_every == 0) ||
+                       r.step == total || g_stop_signal;
+        if (ckpt_now) {
+            if (save_checkpoint(run_dir, cfg_text, model, &tr, cfg.train.seed, err) != 0) {
+                fprintf(stderr, TOOL ": error: %s\n", err);
+                rc = 1;
+                break;
+            }
+            if (!quiet) fprintf(stderr, "checkpoint %s/checkpoint-%06ld.h5\n", run_dir, r.step);
+        }
+        if (g_stop_signal) {
+            fprintf(stderr, TOOL ": signal %d: checkpointed at step %ld, exiting\n",
+                    (int)g_stop_signal, r.step);
+            break;
+        }
+    }
+    fclose(metrics);
+    if (have_valid) {
+        mlm_task_free(&mt_valid);
+        mlm_data_free(&valid_data);
+    }
+    mlm_task_free(&mt);
+    mlm_data_free(&train_data);
+    optim_free(&tr.optim);
+    albert_free(model);
+    free(cfg_text);
+    return rc;
+}

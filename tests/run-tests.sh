@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every test: the CUnit binaries in BUILD/tests and the integration scripts
+# tests/test_*.sh (each gets BUILD and DATA). Prints one line per test and a summary
+# "N passed, N failed"; exits non-zero when any test failed.
+# usage: tests/run-tests.sh BUILD_DIR DATA_DIR [NAME_FILTER]
+set -u
+BUILD=${1:?usage: run-tests.sh BUILD_DIR DATA_DIR [FILTER]}
+DATA=${2:?usage: run-tests.sh BUILD_DIR DATA_DIR [FILTER]}
+FILTER=${3:-}
+LOGDIR=$BUILD/test-logs
+mkdir -p "$LOGDIR"
+pass=0; fail=0; failed=()
+run_one() {
+    local name=$1; shift
+    local log=$LOGDIR/$name.log t0=$SECONDS
+    if "$@" >"$log" 2>&1; then
+        pass=$((pass + 1)); printf 'PASS  %-28s %4ds\n' "$name" $((SECONDS - t0))
+        grep -h '^SKIPPED' "$log" | sed 's/^/      /'
+    else
+        fail=$((fail + 1)); failed+=("$name")
+        printf 'FAIL  %-28s %4ds  (log: %s)\n' "$name" $((SECONDS - t0)) "$log"
+        tail -n 30 "$log" | sed 's/^/      | /'
+    fi
+}
+for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] && [ -f "$t" ] || continue
+    case $t in *.o|*.d) continue;; esac
+    name=$(basename "$t")
+    [ -n "$FILTER" ] && [[ $name != *$FILTER* ]] && continue
+    run_one "$name" "$t"
+done
+for s in tests/test_*.sh; do
+    [ -f "$s" ] || continue
+    name=$(basename "$s" .sh)
+    [ -n "$FILTER" ] && [[ $name != *$FILTER* ]] && continue
+    run_one "$name" bash "$s" "$BUILD" "$DATA"
+done
+echo
+[ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
