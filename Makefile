@@ -44,7 +44,7 @@ LDLIBS := $(PKG_LIBS) $(MPI_LIBS) -lm -lpthread
 
 # Library sources: everything in models/ io/ mpi/ bridge/ except tool mains (conflux-*.c).
 ALL_SRCS := $(wildcard models/*.c io/*.c mpi/*.c bridge/*.c)
-TOOL_SRCS := $(filter %/conflux-%.c,$(ALL_SRCS))
+TOOL_SRCS := $(foreach s,$(ALL_SRCS),$(if $(findstring /conflux-,$(s)),$(s)))
 LIB_SRCS := $(filter-out $(TOOL_SRCS),$(ALL_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TOOLS := $(foreach s,$(TOOL_SRCS),$(BUILD)/bin/$(basename $(notdir $(s))))
@@ -114,7 +114,7 @@ $(DATA)/shards/train.h5: $(DATA)/tokenizer/vocab.json $(BUILD)/bin/conflux-token
 check: deps
 	@$(MAKE) --no-print-directory check-run
 
-check-run: tools tests
+check-run: tools tests shards
 	bash tests/run-tests.sh $(BUILD) $(DATA)
 
 demo: deps
@@ -126,8 +126,8 @@ demo-run: tools shards
 bench: deps
 	@$(MAKE) --no-print-directory MODE=release bench-run
 
-bench-run: tools tests shards
-	bash tests/bench-albert.sh $(BUILD) $(DATA)
+bench-run: tools tests
+	bash tests/bench-albert.sh $(BUILD)
 
 clean:
 	rm -rf build/release build/debug build/asan
