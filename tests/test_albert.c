@@ -79,8 +79,11 @@ static void test_golden_loss_and_grads(void) {
         snprintf(path, sizeof path, "/golden/grads/%s", specs[i].name);
         CU_ASSERT_FATAL(ckpt_read_float(ck, path, ref, specs[i].n, err) == 0);
         const float *g = albert_grads(m) + specs[i].offset;
-        double scale = max_abs(ref, specs[i].n), worst = 0;
-        CU_ASSERT(scale > 0);  // every gradient is non-trivial in the golden batch
+        // d/d(attention.key.bias) is analytically zero (a per-query constant added to every
+        // score cancels in the softmax), so every tensor is also given an absolute floor of
+        // 1e-6 (the largest gradients are O(10)); all others are non-trivial.
+        double scale = fmax(max_abs(ref, specs[i].n), 5e-3), worst = 0;
+        if (!strstr(specs[i].name, "key.bias")) CU_ASSERT(max_abs(ref, specs[i].n) > 1e-3);
         for (size_t j = 0; j < specs[i].n; j++) worst = fmax(worst, fabs((double)g[j] - ref[j]));
         if (worst > 2e-4 * scale) {
             printf("  %s: max |diff| %.3g vs scale %.3g\n", specs[i].name, worst, scale);

@@ -1,0 +1,286 @@
+#!/usr/bin/python3
+"""albert_golden.py: writes tests/ref/albert_tiny.h5, the golden values the C ALBERT is tested against.
+
+Run (from the repository root, with Debian's interpreter, which has torch and h5py):
+
+    /usr/bin/python3 tests/ref/albert_golden.py            # -> tests/ref/albert_tiny.h5
+    /usr/bin/python3 tests/ref/albert_golden.py --out X.h5
+
+CI does NOT need torch: the .h5 file is committed and the C tests only read it.
+
+What it does:
+  1. Checks albert_ref.py first, in float64 on a micro config: torch.autograd.gradcheck of
+     loss_sum with respect to every parameter (full head and gather_masked head), an
+     independent loop-by-loop forward, and that padded tokens cannot change the loss.
+     Any failure aborts before a file is written.
+  2. Builds the tiny config (V=67 E=8 H=12 NH=3 I=20 L=2 P=16, batch B=3 T=10, dropout 0),
+     weights from torch.manual_seed(1234): matrices and embeddings normal(0, 0.2), biases
+     normal(0, 0.1), LayerNorm weights uniform(0.5, 1.5) (never 0 or 1, so every gradient
+     is non-trivial; rows that no input can reach, i.e. token_type row 1 and position rows
+     >= T, necessarily get zero gradient). ids uniform in [5, V); sequence lengths 10, 7, 5
+     (padding at the end, pad id 0, attention_mask 0); labels -100 except round(30%) of the
+     non-pad positions of each sequence (at least one; 3+2+2 = 7 here), which get random
+     targets in [5, V).
+     Note: d(loss)/d(attention.key.bias) is analytically zero (softmax is invariant to a
+     per-query constant q.b_k), so that golden gradient is rounding noise (~1e-17): compare
+     it with an absolute tolerance.
+  3. Rounds the weights to float32, computes forward and backward in float64 from them,
+     and stores float32.
+
+Layout (a valid conflux checkpoint, io/ckpt.h, plus /golden):
+  /            attrs format="conflux-checkpoint", version=1 (int32), model="albert",
+               step=0 (int64), samples_seen=0 (int64), created (ISO 8601 UTC; honours
+               SOURCE_DATE_EPOCH), writer="tests/ref/albert_golden.py"
+  /config      scalar variable-length UTF-8 string: the [model] INI section
+  /params/<name>          float32, true shape, chunked + Fletcher32 like ckpt_save writes
+  /params/predictions.decoder.weight, /params/predictions.decoder.bias
+                          HDF5 hard links to the tied tensors (no extra data), as in
+                          io/ckpt.h; --no-aliases leaves them out
+  /golden/input_ids, attention_mask, labels   int32 (B, T)
+  /golden/loss_sum float32 (1), /golden/loss_mean float32 (1), /golden/n_selected int32 (1)
+  /golden/logits   float32 (B, T, V)  (full head, every position, pads included)
+  /golden/grads/<name>    float32 d(loss_sum)/d(param), for every real parameter; the word
+                          embedding gradient includes the tied decoder's contribution
+"""
+import argparse
+import datetime
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from albert_ref import ALIASES, LAYER_PREFIX, AlbertConfig, AlbertMLM, gelu_new  # noqa: E402
+
+try:
+    from torch.func import functional_call  # torch >= 2.0
+except ImportError:  # torch 1.13
+    from torch.nn.utils.stateless import functional_call
+
+TINY = AlbertConfig(vocab_size=67, embedding_size=8, hidden_size=12, num_heads=3,
+                    intermediate_size=20, num_layers=2, max_position=16, dropout=0.0)
+TINY_B, TINY_T, TINY_LENGTHS = 3, 10, (10, 7, 5)
+MICRO = AlbertConfig(vocab_size=11, embedding_size=4, hidden_size=6, num_heads=2,
+                     intermediate_size=8, num_layers=2, max_position=8, dropout=0.0)
+MICRO_B, MICRO_T, MICRO_LENGTHS = 2, 5, (5, 3)
+
+
+def init_golden(model):
+    """Deterministic, non-degenerate weights (call after torch.manual_seed)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("LayerNorm.weight") or name.endswith("layer_norm.weight"):
+                p.uniform_(0.5, 1.5)
+            elif p.dim() == 1:
+                p.normal_(0.0, 0.1)
+            else:
+                p.normal_(0.0, 0.2)
+
+
+def make_batch(c, B, T, lengths, frac=0.3):
+    ids = torch.randint(5, c.vocab_size, (B, T))
+    mask = torch.zeros(B, T, dtype=torch.long)
+    labels = torch.full((B, T), -100, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        mask[b, :n] = 1
+        ids[b, n:] = 0
+        k = max(1, round(frac * n))
+        pos = torch.randperm(n)[:k]
+        labels[b, pos] = torch.randint(5, c.vocab_size, (k,))
+    return ids, mask, labels
+
+
+def naive_forward(sd, c, ids, mask):
+    """Independent loop-by-loop forward from the state dict (float64), for cross-checking."""
+    P = lambda n: sd[n].double()
+    L = lambda n: sd[LAYER_PREFIX + n].double()
+
+    def ln(x, w, b):
+        mu = x.mean(-1, keepdim=True)
+        var = ((x - mu) ** 2).mean(-1, keepdim=True)
+        return (x - mu) / torch.sqrt(var + c.layer_norm_eps) * w + b
+
+    def lin(x, pre):
+        return x @ pre("weight").t() + pre("bias")
+
+    B, T = ids.shape
+    hd = c.hidden_size // c.num_heads
+    W = P("albert.embeddings.word_embeddings.weight")
+    out = torch.zeros(B, T, c.vocab_size, dtype=torch.float64)
+    for b in range(B):
+        x = W[ids[b]] + P("albert.embeddings.position_embeddings.weight")[:T] \
+            + P("albert.embeddings.token_type_embeddings.weight")[0]
+        x = ln(x, P("albert.embeddings.LayerNorm.weight"), P("albert.embeddings.LayerNorm.bias"))
+        h = lin(x, lambda s: P("albert.encoder.embedding_hidden_mapping_in." + s))
+        for _ in range(c.num_layers):
+            q = lin(h, lambda s: L("attention.query." + s))
+            k = lin(h, lambda s: L("attention.key." + s))
+            v = lin(h, lambda s: L("attention.value." + s))
+            ctx = torch.zeros_like(h)
+            for hh in range(c.num_heads):
+                sl = slice(hh * hd, (hh + 1) * hd)
+                for i in range(T):
+                    s = torch.tensor([float(q[i, sl] @ k[j, sl]) / math.sqrt(hd) for j in range(T)],
+                                     dtype=torch.float64)
+                    s[mask[b] == 0] = -math.inf
+                    p = torch.exp(s - s.max())
+                    p = p / p.sum()
+                    ctx[i, sl] = p @ v[:, sl]
+            a = ln(h + lin(ctx, lambda s: L("attention.dense." + s)),
+                   L("attention.LayerNorm.weight"), L("attention.LayerNorm.bias"))
+            f = lin(gelu_new(lin(a, lambda s: L("ffn." + s))), lambda s: L("ffn_output." + s))
+            h = ln(f + a, L("full_layer_layer_norm.weight"), L("full_layer_layer_norm.bias"))
+        z = gelu_new(lin(h, lambda s: P("predictions.dense." + s)))
+        z = ln(z, P("predictions.LayerNorm.weight"), P("predictions.LayerNorm.bias"))
+        out[b] = z @ W.t() + P("predictions.bias")
+    return out
+
+
+def self_check():
+    """Validates albert_ref.py on the float64 micro config; raises on any failure."""
+    torch.manual_seed(99)
+    m = AlbertMLM(MICRO).double()
+    init_golden(m)
+    m.eval()
+    ids, mask, labels = make_batch(MICRO, MICRO_B, MICRO_T, MICRO_LENGTHS, frac=0.5)
+    names = [n for n, _ in m.named_parameters()]
+    assert names == list(m.state_dict().keys()), "parameters and state_dict disagree"
+    base = {n: p.detach().clone() for n, p in m.named_parameters()}
+
+    for gather in (False, True):
+        def f(*ps):
+            loss, _, _ = functional_call(m, dict(zip(names, ps)), (ids, mask, labels),
+                                         {"gather_masked": gather})
+            return loss
+        inputs = tuple(base[n].clone().requires_grad_(True) for n in names)
+        assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-5), \
+            f"gradcheck failed (gather_masked={gather})"
+
+    # the full and gathered heads give the same loss and the same gradients
+    res = []
+    for gather in (False, True):
+        m.zero_grad()
+        loss, n, logits = m(ids, mask, labels, gather_masked=gather)
+        loss.backward()
+        res.append((loss.item(), n, {k: p.grad.clone() for k, p in m.named_parameters()}, logits))
+    assert res[0][1] == res[1][1] == int((labels != -100).sum())
+    assert abs(res[0][0] - res[1][0]) < 1e-12
+    for k in names:
+        assert torch.allclose(res[0][2][k], res[1][2][k], atol=1e-12, rtol=1e-10), k
+    sel = (labels != -100).reshape(-1)
+    assert torch.allclose(res[0][3].reshape(-1, MICRO.vocab_size)[sel], res[1][3], atol=1e-12)
+
+    # independent loop-by-loop forward agrees
+    ref = naive_forward(m.state_dict(), MICRO, ids, mask)
+    with torch.no_grad():
+        _, _, logits = m(ids, mask, labels)
+    err = (ref - logits).abs().max().item()
+    assert err < 1e-10, f"naive forward differs by {err}"
+
+    # padded tokens cannot affect the loss (they are masked keys and carry no label)
+    ids2 = ids.clone()
+    ids2[mask == 0] = 3
+    with torch.no_grad():
+        l1, _, _ = m(ids, mask, labels)
+        l2, _, _ = m(ids2, mask, labels)
+    assert abs(l1.item() - l2.item()) < 1e-12, "padding leaks into the loss"
+    # ...but they would without the mask
+    with torch.no_grad():
+        l3, _, _ = m(ids2, torch.ones_like(mask), labels)
+    assert abs(l1.item() - l3.item()) > 1e-6
+    print("albert_golden: self-check passed (gradcheck full + gathered head, naive forward "
+          f"max |diff| {err:.1e}, padding invariance)", file=sys.stderr)
+
+
+def created_iso():
+    sde = os.environ.get("SOURCE_DATE_EPOCH")
+    t = (datetime.datetime.fromtimestamp(int(sde), datetime.timezone.utc) if sde
+         else datetime.datetime.now(datetime.timezone.utc))
+    return t.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def write_golden(path, aliases=True):
+    import h5py
+
+    torch.manual_seed(1234)
+    m = AlbertMLM(TINY)
+    m = m.double()
+    init_golden(m)
+    with torch.no_grad():   # round to float32 first: the golden values are exactly the
+        for p in m.parameters():   # float64 result for the float32 weights that are stored
+            p.copy_(p.float().double())
+    m.eval()
+    ids, mask, labels = make_batch(TINY, TINY_B, TINY_T, TINY_LENGTHS, frac=0.3)
+
+    loss, n_sel, logits = m(ids, mask, labels)
+    m.zero_grad()
+    loss.backward()
+    grads = {k: p.grad.detach().clone() for k, p in m.named_parameters()}
+    # cross-check the tiny model too: gathered head and naive forward
+    m.zero_grad()
+    loss_g, n_g, _ = m(ids, mask, labels, gather_masked=True)
+    loss_g.backward()
+    assert n_g == n_sel and abs(loss_g.item() - loss.item()) < 1e-10
+    for k, p in m.named_parameters():
+        assert torch.allclose(p.grad, grads[k], atol=1e-12, rtol=1e-9), k
+    naive = naive_forward(m.state_dict(), TINY, ids, mask)
+    assert (naive - logits.detach()).abs().max().item() < 1e-10
+
+    sd = m.state_dict()
+    f32 = lambda t: t.detach().to(torch.float32).numpy()
+    tmp = path + ".tmp.%d" % os.getpid()
+    with h5py.File(tmp, "w") as h:
+        h.attrs["format"] = "conflux-checkpoint"
+        h.attrs["version"] = np.int32(1)
+        h.attrs["model"] = "albert"
+        h.attrs["step"] = np.int64(0)
+        h.attrs["samples_seen"] = np.int64(0)
+        h.attrs["created"] = created_iso()
+        h.attrs["writer"] = "tests/ref/albert_golden.py"
+        h.create_dataset("config", data=TINY.ini(), dtype=h5py.string_dtype("utf-8"))
+        pg = h.create_group("params")
+        for name, t in sd.items():
+            a = f32(t)
+            pg.create_dataset(name, data=a, chunks=a.shape, fletcher32=True)
+        if aliases:
+            for alias, target in ALIASES.items():
+                pg[alias] = pg[target]          # hard link
+        g = h.create_group("golden")
+        i32 = lambda t: t.to(torch.int32).numpy()
+        g.create_dataset("input_ids", data=i32(ids))
+        g.create_dataset("attention_mask", data=i32(mask))
+        g.create_dataset("labels", data=i32(labels))
+        g.create_dataset("loss_sum", data=np.array([loss.item()], dtype=np.float32))
+        g.create_dataset("loss_mean", data=np.array([loss.item() / n_sel], dtype=np.float32))
+        g.create_dataset("n_selected", data=np.array([n_sel], dtype=np.int32))
+        g.create_dataset("logits", data=f32(logits))
+        gg = g.create_group("grads")
+        for name in sd:
+            gg.create_dataset(name, data=f32(grads[name]))
+    os.replace(tmp, path)
+
+    print(f"albert_golden: wrote {path} ({os.path.getsize(path)} bytes): loss_sum={loss.item():.6f} "
+          f"n_selected={n_sel} loss_mean={loss.item() / n_sel:.6f}", file=sys.stderr)
+    for name, t in sd.items():
+        gn = grads[name].abs().max().item()
+        print(f"  {name:72s} {str(tuple(t.shape)):10s} max|grad| {gn:.3e}", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                  "albert_tiny.h5"))
+    ap.add_argument("--no-aliases", action="store_true",
+                    help="do not add the predictions.decoder.* hard links under /params")
+    ap.add_argument("--skip-check", action="store_true", help="skip the float64 self-check")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    if not args.skip_check:
+        self_check()
+    write_golden(args.out, aliases=not args.no_aliases)
+
+
+if __name__ == "__main__":
+    main()
