@@ -32,6 +32,7 @@ static const KeyDef KEYS[] = {
     F("model", "dropout", K_FLOAT, model.dropout),
     F("model", "layer_norm_eps", K_FLOAT, model.ln_eps),
     F("model", "init_std", K_FLOAT, model.init_std),
+    F("model", "sop", K_INT, model.sop),
     F("optim", "name", K_OPTIM, optim.kind),
     F("optim", "lr", K_FLOAT, optim.lr),
     F("optim", "beta1", K_FLOAT, optim.beta1),

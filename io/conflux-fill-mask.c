@@ -78,6 +78,7 @@ int main(int argc, char **argv) {
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     const char *ckpt_path = NULL, *tok_dir = NULL;
     int top_k = 5, json = 0, c;
+    opterr = 0;
     while ((c = getopt_long(argc, argv, "c:t:k:jh", opts, NULL)) != -1) {
         switch (c) {
         case 'c': ckpt_path = optarg; break;
@@ -94,7 +95,9 @@ int main(int argc, char **argv) {
         }
         case 'j': json = 1; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default:
+            fprintf(stderr, TOOL ": error: bad option '%s' (see --help)\n", argv[optind - 1]);
+            return 2;
         }
     }
     if (!ckpt_path || !tok_dir) {

@@ -30,6 +30,7 @@ struct Albert {
     AlbertConfig cfg;
     int max_B, max_T;
     TensorSpec specs[AP_COUNT];
+    int n_specs;                       // AP_N_MLM, or AP_COUNT with the SOP head
     size_t n_params;
     float *params, *grads;
     float *p[AP_COUNT], *g[AP_COUNT];  // views into the arenas
@@ -40,11 +41,13 @@ struct Albert {
     LayerActs *layers;                                           // L entries
     int32_t *sel_idx, *sel_tgt;                                  // (N)
     float *z_in, *z1, *z2, *z3, *zmean, *zrstd, *logits;         // (N,H) (N,E)x3 (N)x2 (N,V)
+    float *cls, *pooled, *sop_probs;                             // (B,H) (B,H) (B,2)
     // backward scratch
     float *dh, *dx, *dres, *dq, *dk, *dv, *dctx, *dproj;        // (N,H)
     float *dg, *df1;                                             // (N,I)
     float *dz_in, *dz1, *dz2, *dz3, *dlogits;                   // (N,H) (N,E)x3 (N,V)
     float *demb, *demb2;                                         // (N,E)
+    float *dcls, *dpooled, *dsop;                                // (B,H) (B,H) (B,2)
     float *att_scratch;                                          // (B,NH,T,T)
 };
 
@@ -63,6 +66,7 @@ int albert_config_check(const AlbertConfig *c, char *err) {
         return cx_err(err, "model.dropout must be in [0, 1) (got %g)", (double)c->dropout);
     if (!(c->ln_eps > 0.0f)) return cx_err(err, "model.layer_norm_eps must be > 0");
     if (!(c->init_std > 0.0f)) return cx_err(err, "model.init_std must be > 0");
+    if (c->sop != 0 && c->sop != 1) return cx_err(err, "model.sop must be 0 or 1 (got %d)", c->sop);
     return 0;
 }
 
@@ -107,8 +111,13 @@ static void build_specs(Albert *m) {
     spec_set(&s[AP_PRED_DENSE_B], "predictions.dense.bias", 1, 1, E, 0);
     spec_set(&s[AP_PRED_LN_W], "predictions.LayerNorm.weight", 1, 1, E, 0);
     spec_set(&s[AP_PRED_LN_B], "predictions.LayerNorm.bias", 1, 1, E, 0);
+    spec_set(&s[AP_POOL_W], "albert.pooler.weight", 0, 2, H, H);
+    spec_set(&s[AP_POOL_B], "albert.pooler.bias", 1, 1, H, 0);
+    spec_set(&s[AP_SOP_W], "sop_classifier.classifier.weight", 0, 2, 2, H);
+    spec_set(&s[AP_SOP_B], "sop_classifier.classifier.bias", 1, 1, 2, 0);
+    m->n_specs = c->sop ? AP_COUNT : AP_N_MLM;
     size_t off = 0;
-    for (int i = 0; i < AP_COUNT; i++) {
+    for (int i = 0; i < m->n_specs; i++) {
         s[i].offset = off;
         off += (s[i].n + 15) & ~(size_t)15;  // 64-byte aligned tensors
     }
@@ -181,6 +190,12 @@ static void carve_acts(Albert *m, Carver *cv) {
     m->zmean = carve(cv, N);
     m->zrstd = carve(cv, N);
     m->logits = carve(cv, N * V);
+    m->cls = carve(cv, (size_t)m->max_B * H);
+    m->pooled = carve(cv, (size_t)m->max_B * H);
+    m->sop_probs = carve(cv, (size_t)m->max_B * 2);
+    m->dcls = carve(cv, (size_t)m->max_B * H);
+    m->dpooled = carve(cv, (size_t)m->max_B * H);
+    m->dsop = carve(cv, (size_t)m->max_B * 2);
     m->dh = carve(cv, N * H);
     m->dx = carve(cv, N * H);
     m->dres = carve(cv, N * H);
@@ -213,7 +228,7 @@ Albert *albert_create(const AlbertConfig *cfg, int max_B, int max_T, uint64_t se
     build_specs(m);
     m->params = cx_calloc(m->n_params, sizeof(float));
     m->grads = cx_calloc(m->n_params, sizeof(float));
-    for (int i = 0; i < AP_COUNT; i++) {
+    for (int i = 0; i < m->n_specs; i++) {
         m->p[i] = m->params + m->specs[i].offset;
         m->g[i] = m->grads + m->specs[i].offset;
     }
@@ -228,7 +243,7 @@ Albert *albert_create(const AlbertConfig *cfg, int max_B, int max_T, uint64_t se
 
     // HF initialisation: normal(0, init_std) for matrices and embeddings, zero biases,
     // unit LayerNorm weights. Element j of tensor i draws from (derive(seed, i), j).
-    for (int i = 0; i < AP_COUNT; i++) {
+    for (int i = 0; i < m->n_specs; i++) {
         const TensorSpec *s = &m->specs[i];
         float *w = m->p[i];
         int is_ln_w = strstr(s->name, "LayerNorm.weight") || strstr(s->name, "layer_norm.weight");
@@ -253,7 +268,7 @@ void albert_free(Albert *m) {
 
 const AlbertConfig *albert_config(const Albert *m) { return &m->cfg; }
 const TensorSpec *albert_specs(const Albert *m) { return m->specs; }
-int albert_n_specs(const Albert *m) { (void)m; return AP_COUNT; }
+int albert_n_specs(const Albert *m) { return m->n_specs; }
 size_t albert_n_params(const Albert *m) { return m->n_params; }
 float *albert_params(Albert *m) { return m->params; }
 float *albert_grads(Albert *m) { return m->grads; }
@@ -276,7 +291,7 @@ static void encoder_forward(Albert *m, const AlbertBatch *b, int train, uint64_t
         for (int t = 0; t < T; t++) {
             float *row = m->emb + ((size_t)bi * T + t) * E;
             const float *pos = P[AP_POS] + (size_t)t * E;
-            const float *typ = P[AP_TYPE];
+            const float *typ = P[AP_TYPE] + (b->token_type_ids && b->token_type_ids[bi * T + t] ? E : 0);
             for (int e = 0; e < E; e++) row[e] += pos[e] + typ[e];
         }
     }
@@ -341,6 +356,7 @@ static void check_batch(const Albert *m, const AlbertBatch *b) {
     CHECK(b->B >= 1 && b->B <= m->max_B && b->T >= 1 && b->T <= m->max_T,
           "micro-batch %d x %d exceeds the model's arenas (%d x %d)", b->B, b->T, m->max_B,
           m->max_T);
+    CHECK(!b->sop_labels || m->cfg.sop, "SOP labels given to a model without an SOP head");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -365,8 +381,8 @@ static void head_backward(Albert *m, const AlbertBatch *b, int M) {
     zero(m->dz_in, (size_t)M * H);
     nn_linear_backward(m->dz_in, G[AP_PRED_DENSE_W], G[AP_PRED_DENSE_B], m->dz1, m->z_in,
                        P[AP_PRED_DENSE_W], M, H, E);
-    // scatter into d(last layer output)
-    zero(m->dh, (size_t)N * H);
+    // scatter into d(last layer output) (zeroed by the caller)
+    (void)N;
     for (int r = 0; r < M; r++)
         memcpy(m->dh + (size_t)m->sel_idx[r] * H, m->dz_in + (size_t)r * H, (size_t)H * sizeof(float));
 }
@@ -430,24 +446,62 @@ static void encoder_backward(Albert *m, const AlbertBatch *b, int train, uint64_
         for (int t = 0; t < T; t++) {
             const float *row = m->demb + ((size_t)bi * T + t) * E;
             float *gp = gpos + (size_t)t * E;
+            float *gt = gtyp + (b->token_type_ids && b->token_type_ids[bi * T + t] ? E : 0);
             for (int e = 0; e < E; e++) {
                 gp[e] += row[e];
-                gtyp[e] += row[e];
+                gt[e] += row[e];
             }
         }
     }
 }
 
+// SOP head: pooled = tanh(pooler([CLS] state)); probs = softmax(classifier(pooled)).
+// Returns the summed cross-entropy over sequences with a label >= 0.
+static double sop_forward(Albert *m, const AlbertBatch *b) {
+    const int B = b->B, T = b->T, H = m->cfg.hidden_size;
+    const float *hL = m->layers[m->cfg.num_layers - 1].out;
+    for (int bi = 0; bi < B; bi++)
+        memcpy(m->cls + (size_t)bi * H, hL + (size_t)bi * T * H, (size_t)H * sizeof(float));
+    nn_linear_forward(m->pooled, m->cls, m->p[AP_POOL_W], m->p[AP_POOL_B], B, H, H);
+    for (size_t i = 0; i < (size_t)B * H; i++) m->pooled[i] = tanhf(m->pooled[i]);
+    nn_linear_forward(m->sop_probs, m->pooled, m->p[AP_SOP_W], m->p[AP_SOP_B], B, H, 2);
+    return nn_softmax_xent_forward(m->sop_probs, m->sop_probs, b->sop_labels, B, 2);
+}
+
+static void sop_backward(Albert *m, const AlbertBatch *b) {
+    const int B = b->B, T = b->T, H = m->cfg.hidden_size;
+    zero(m->dsop, (size_t)B * 2);
+    nn_softmax_xent_backward(m->dsop, m->sop_probs, b->sop_labels, B, 2, b->sop_scale);
+    zero(m->dpooled, (size_t)B * H);
+    nn_linear_backward(m->dpooled, m->g[AP_SOP_W], m->g[AP_SOP_B], m->dsop, m->pooled,
+                       m->p[AP_SOP_W], B, H, 2);
+    for (size_t i = 0; i < (size_t)B * H; i++)
+        m->dpooled[i] *= 1.0f - m->pooled[i] * m->pooled[i];  // tanh'
+    zero(m->dcls, (size_t)B * H);
+    nn_linear_backward(m->dcls, m->g[AP_POOL_W], m->g[AP_POOL_B], m->dpooled, m->cls,
+                       m->p[AP_POOL_W], B, H, H);
+    for (int bi = 0; bi < B; bi++) {
+        float *d = m->dh + (size_t)bi * T * H;
+        const float *s = m->dcls + (size_t)bi * H;
+        for (int j = 0; j < H; j++) d[j] += s[j];
+    }
+}
+
 double albert_step(Albert *m, const AlbertBatch *b, int train, int backward, uint64_t seed,
-                   long *n_selected) {
+                   long *n_selected, double *sop_sum) {
     check_batch(m, b);
     encoder_forward(m, b, train, seed);
     int M = head_forward(m, b);
     *n_selected = M;
-    if (M == 0) return 0.0;
-    double loss = nn_softmax_xent_forward(m->logits, m->logits, m->sel_tgt, M, m->cfg.vocab_size);
-    if (backward) {
-        head_backward(m, b, M);
+    double loss = 0.0, sop = 0.0;
+    if (M > 0) loss = nn_softmax_xent_forward(m->logits, m->logits, m->sel_tgt, M, m->cfg.vocab_size);
+    int has_sop = b->sop_labels != NULL;
+    if (has_sop) sop = sop_forward(m, b);
+    if (sop_sum) *sop_sum = sop;
+    if (backward && (M > 0 || has_sop)) {
+        zero(m->dh, (size_t)b->B * b->T * m->cfg.hidden_size);
+        if (M > 0) head_backward(m, b, M);
+        if (has_sop) sop_backward(m, b);
         encoder_backward(m, b, train, seed);
     }
     return loss;

@@ -26,6 +26,7 @@ typedef struct {
     float dropout;          // hidden and attention-probability dropout
     float ln_eps;           // LayerNorm epsilon (HF: 1e-12)
     float init_std;         // N(0, init_std) initialisation (HF: 0.02)
+    int sop;                // 1: sentence-order prediction head (pooler + 2-way classifier)
 } AlbertConfig;
 
 // Validates a configuration; -1 with err naming the offending key.
@@ -37,6 +38,9 @@ enum {
     AP_ATT_LN_W, AP_ATT_LN_B, AP_FFN_W, AP_FFN_B, AP_FFNO_W, AP_FFNO_B,
     AP_FULL_LN_W, AP_FULL_LN_B,
     AP_PRED_BIAS, AP_PRED_DENSE_W, AP_PRED_DENSE_B, AP_PRED_LN_W, AP_PRED_LN_B,
+    AP_N_MLM,                              // tensors of the MLM-only model
+    AP_POOL_W = AP_N_MLM, AP_POOL_B,       // albert.pooler (sop only)
+    AP_SOP_W, AP_SOP_B,                    // sop_classifier.classifier (sop only)
     AP_COUNT
 };
 
@@ -45,12 +49,20 @@ enum {
 // -1 ignores it. sample_index0 is the global index of the first sequence: dropout draws
 // are keyed by (seed, sample index, position), so results do not depend on how a global
 // batch is split into micro-batches or ranks.
+// Sentence-order prediction (models with sop = 1): token_type_ids (B,T) mark segment B
+// with 1 (NULL = all 0); sop_labels (B) are 0 for segments in order, 1 for swapped (NULL =
+// no SOP loss). The SOP cross-entropy (pooled [CLS] state) enters the gradient with weight
+// sop_scale, so that after the trainer divides by the global MLM token count it weighs
+// like a per-sequence mean (the MLM task passes the expected masked tokens per sequence).
 typedef struct {
     int B, T;
     const int32_t *input_ids;
     const int32_t *attention_mask;
     const int32_t *targets;
     uint64_t sample_index0;
+    const int32_t *token_type_ids;
+    const int32_t *sop_labels;
+    float sop_scale;
 } AlbertBatch;
 
 typedef struct Albert Albert;
@@ -73,9 +85,11 @@ float *albert_grads(Albert *m);    // flat gradient arena (same layout)
 // Forward (and, when backward is non-zero, backward adding into the gradient arena) of
 // the MLM loss on one micro-batch. train: applies dropout with seed. Returns the SUM of
 // per-token cross-entropy over selected positions; *n_selected receives their count.
-// Gradients are d(loss_sum)/d(param): the trainer divides by the global token count.
+// With SOP labels, *sop_sum (may be NULL) receives the summed SOP cross-entropy.
+// Gradients are d(loss_sum + sop_scale * sop_sum)/d(param): the trainer divides by the
+// global token count.
 double albert_step(Albert *m, const AlbertBatch *b, int train, int backward, uint64_t seed,
-                   long *n_selected);
+                   long *n_selected, double *sop_sum);
 
 // Inference: fills probs (B*T rows, V columns; only rows with targets >= 0 are written,
 // in order of appearance) with the MLM softmax at the selected positions. Returns the

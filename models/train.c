@@ -24,8 +24,10 @@ int trainer_step(Trainer *t, StepResult *r, char *err) {
     for (long s = lo; s < hi; s += k->micro_batch) {
         int B = (int)(hi - s < k->micro_batch ? hi - s : k->micro_batch);
         long ntok = 0;
-        stats[STAT_LOSS_SUM] += k->micro_step(k->ctx, t->samples_seen + (uint64_t)s, B, 1, &ntok);
+        double aux = 0.0;
+        stats[STAT_LOSS_SUM] += k->micro_step(k->ctx, t->samples_seen + (uint64_t)s, B, 1, &ntok, &aux);
         stats[STAT_TOKENS] += (double)ntok;
+        stats[STAT_AUX_SUM] += aux;
         stats[STAT_SAMPLES] += B;
     }
     double t1 = cx_now();
@@ -47,6 +49,7 @@ int trainer_step(Trainer *t, StepResult *r, char *err) {
     double t3 = cx_now();
     r->step = t->optim.step;
     r->loss = loss;
+    r->aux_loss = stats[STAT_SAMPLES] > 0 ? stats[STAT_AUX_SUM] / stats[STAT_SAMPLES] : 0.0;
     r->tokens = (long)stats[STAT_TOKENS];
     r->samples = (long)stats[STAT_SAMPLES];
     r->compute_s = (t1 - t0) + (t3 - t2);
@@ -54,15 +57,18 @@ int trainer_step(Trainer *t, StepResult *r, char *err) {
     return 0;
 }
 
-double task_eval(const TrainTask *k, uint64_t s0, long n_samples, long *n_tokens) {
-    double sum = 0.0;
+double task_eval(const TrainTask *k, uint64_t s0, long n_samples, long *n_tokens, double *aux) {
+    double sum = 0.0, aux_sum = 0.0;
     long tok = 0;
     for (long s = 0; s < n_samples; s += k->micro_batch) {
         int B = (int)(n_samples - s < k->micro_batch ? n_samples - s : k->micro_batch);
         long nt = 0;
-        sum += k->micro_step(k->ctx, s0 + (uint64_t)s, B, 0, &nt);
+        double a = 0.0;
+        sum += k->micro_step(k->ctx, s0 + (uint64_t)s, B, 0, &nt, &a);
         tok += nt;
+        aux_sum += a;
     }
     *n_tokens = tok;
+    if (aux) *aux = n_samples > 0 ? aux_sum / (double)n_samples : 0.0;
     return tok > 0 ? sum / (double)tok : 0.0;
 }

@@ -24,11 +24,13 @@ typedef struct {
     int micro_batch;        // largest micro-batch the task's arenas hold
     // Forward (+ backward adding into grads when backward != 0) over B consecutive
     // samples of the data stream starting at global sample index s0. Returns the summed
-    // loss; *n_tokens receives the number of loss tokens.
-    double (*micro_step)(void *ctx, uint64_t s0, int B, int backward, long *n_tokens);
+    // loss; *n_tokens receives the number of loss tokens, *aux_sum the summed auxiliary
+    // per-sequence loss (ALBERT's sentence-order prediction; 0 when there is none).
+    double (*micro_step)(void *ctx, uint64_t s0, int B, int backward, long *n_tokens,
+                         double *aux_sum);
 } TrainTask;
 
-enum { STAT_LOSS_SUM, STAT_TOKENS, STAT_SAMPLES, STAT_COUNT };
+enum { STAT_LOSS_SUM, STAT_TOKENS, STAT_SAMPLES, STAT_AUX_SUM, STAT_COUNT };
 
 // Averaging backend: sums n floats of grads and n_stats doubles of stats over every
 // participant, in place. Returns 0, or -1 with err. A NULL sum means one participant.
@@ -48,7 +50,8 @@ typedef struct {
 
 typedef struct {
     long step;             // optimizer steps done after this one
-    double loss;           // mean loss over the global batch
+    double loss;           // mean loss over the global batch (per loss token)
+    double aux_loss;       // mean auxiliary loss per sequence (0 without one)
     double grad_norm;      // pre-clip
     float lr;
     long tokens;           // loss tokens in the global batch
@@ -61,8 +64,9 @@ typedef struct {
 int trainer_step(Trainer *t, StepResult *r, char *err);
 
 // Mean loss of a task over n_samples samples starting at sample index s0 (no dropout, no
-// gradients), in micro-batches. *n_tokens receives the token count.
-double task_eval(const TrainTask *k, uint64_t s0, long n_samples, long *n_tokens);
+// gradients), in micro-batches. *n_tokens receives the token count; aux (may be NULL)
+// the mean auxiliary loss per sequence.
+double task_eval(const TrainTask *k, uint64_t s0, long n_samples, long *n_tokens, double *aux);
 
 double cx_now(void);  // monotonic seconds
 

@@ -131,6 +131,7 @@ int main(int argc, char **argv) {
     const char *config_path = NULL, *resume_path = NULL;
     const char **sets = calloc((size_t)argc, sizeof(char *));
     int n_sets = 0, quiet = 0, print_config = 0, c;
+    opterr = 0;
     while ((c = getopt_long(argc, argv, "c:s:r:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'c': config_path = optarg; break;
@@ -139,7 +140,9 @@ int main(int argc, char **argv) {
         case 'p': print_config = 1; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default:
+            fprintf(stderr, TOOL ": error: bad option '%s' (see --help)\n", argv[optind - 1]);
+            return 2;
         }
     }
     if (optind < argc) {
@@ -196,7 +199,7 @@ int main(int argc, char **argv) {
     }
     uint64_t seed = (uint64_t)cfg.train.seed;
     if (mlm_data_init(&train_data, &train_shard, cfg.data.seq_len, cfg.model.vocab_size,
-                      cx_rng_derive(seed, 1), 1, cfg.data.mask_prob, err) != 0) {
+                      cx_rng_derive(seed, 1), 1, cfg.data.mask_prob, cfg.model.sop, err) != 0) {
         fprintf(stderr, TOOL ": error: %s (%s)\n", err, cfg.data.train);
         return 1;
     }
@@ -208,7 +211,7 @@ int main(int argc, char **argv) {
         }
         // validation: fixed windows in order with fixed masking, the same on every run
         if (mlm_data_init(&valid_data, &valid_shard, cfg.data.seq_len, cfg.model.vocab_size, 777,
-                          0, cfg.data.mask_prob, err) != 0) {
+                          0, cfg.data.mask_prob, cfg.model.sop, err) != 0) {
             fprintf(stderr, TOOL ": error: %s (%s)\n", err, cfg.data.valid);
             return 1;
         }
@@ -292,10 +295,14 @@ int main(int argc, char **argv) {
                        (r.step % cfg.train.eval_every == 0 || r.step == total);
         if (eval_now) {
             long ntok = 0;
-            row.valid_loss = task_eval(&valid_task, 0, cfg.train.eval_samples, &ntok);
-            if (!quiet)
-                fprintf(stderr, "valid step %ld: loss %.4f (ppl %.1f) over %ld masked tokens\n",
+            double sop_loss = 0.0;
+            row.valid_loss = task_eval(&valid_task, 0, cfg.train.eval_samples, &ntok, &sop_loss);
+            if (!quiet) {
+                fprintf(stderr, "valid step %ld: loss %.4f (ppl %.1f) over %ld masked tokens",
                         r.step, row.valid_loss, exp(row.valid_loss), ntok);
+                if (cfg.model.sop) fprintf(stderr, ", sop loss %.4f", sop_loss);
+                fputc('\n', stderr);
+            }
         }
         if (runlog_write_row(metrics, &row) != 0) {
             fprintf(stderr, TOOL ": error: cannot write %s/metrics.csv: %s\n", run_dir, strerror(errno));
@@ -308,8 +315,10 @@ int main(int argc, char **argv) {
             double per_step = (now - t_start) / (double)(r.step - first_step);
             char eta[32];
             fmt_eta(eta, sizeof eta, per_step * (double)(total - r.step));
-            fprintf(stderr, "step %ld/%ld | loss %.4f | lr %.2e | grad %.3f | %.0f tok/s | ETA %s\n",
-                    r.step, total, r.loss, (double)r.lr, r.grad_norm, tok_s, eta);
+            char sop[48] = "";
+            if (cfg.model.sop) snprintf(sop, sizeof sop, " | sop %.4f", r.aux_loss);
+            fprintf(stderr, "step %ld/%ld | loss %.4f%s | lr %.2e | grad %.3f | %.0f tok/s | ETA %s\n",
+                    r.step, total, r.loss, sop, (double)r.lr, r.grad_norm, tok_s, eta);
             t_window = now;
             window_samples = 0;
         }

@@ -91,7 +91,7 @@ int main(int argc, char **argv) {
         double t0 = cx_now();
         memset(albert_grads(m), 0, n * sizeof(float));
         long nt = 0;
-        albert_step(m, &b, 1, 1, 5, &nt);
+        albert_step(m, &b, 1, 1, 5, &nt, NULL);
         float inv = 1.0f / (float)nt;
         float *g = albert_grads(m);
         for (size_t i = 0; i < n; i++) g[i] *= inv;

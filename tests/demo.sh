@@ -5,7 +5,7 @@
 set -euo pipefail
 BUILD=${1:?usage: demo.sh BUILD_DIR DATA_DIR}
 DATA=${2:?usage: demo.sh BUILD_DIR DATA_DIR}
-RUN=${DEMO_RUN_DIR:-runs/demo}
+RUN=${DEMO_RUN_DIR:-build/runs/demo}
 STEPS=${DEMO_STEPS:-300}
 rm -rf "$RUN"
 echo "== corpus: $(wc -l < "$DATA/corpus/train.txt") train / $(wc -l < "$DATA/corpus/valid.txt") validation documents"

@@ -12,6 +12,8 @@
 
 #include "io/ckpt.h"
 #include "io/config.h"
+#include "io/mlm.h"
+#include "io/bpe.h"
 #include "models/albert.h"
 #include "models/common.h"
 #include "models/optim.h"
@@ -66,7 +68,7 @@ static void test_golden_loss_and_grads(void) {
     AlbertBatch b = {.B = B, .T = T, .input_ids = ids, .attention_mask = mask, .targets = labels};
     long nsel = 0;
     memset(albert_grads(m), 0, albert_n_params(m) * sizeof(float));
-    double loss = albert_step(m, &b, 0, 1, 0, &nsel);
+    double loss = albert_step(m, &b, 0, 1, 0, &nsel, NULL);
     CU_ASSERT_EQUAL(nsel, nsel_ref);
     CU_ASSERT_DOUBLE_EQUAL(loss, loss_ref, 1e-5 * fabs(loss_ref));
     printf("\n  loss_sum conflux %.7f pytorch %.7f over %ld tokens\n", loss, (double)loss_ref, nsel);
@@ -138,14 +140,14 @@ static void test_microbatch_split_invariance(void) {
     memset(albert_grads(m), 0, n * sizeof(float));
     AlbertBatch whole = {.B = B, .T = T, .input_ids = ids, .attention_mask = mask, .targets = tg,
                          .sample_index0 = 100};
-    double l1 = albert_step(m, &whole, 1, 1, 99, &k1);
+    double l1 = albert_step(m, &whole, 1, 1, 99, &k1, NULL);
     memcpy(g1, albert_grads(m), n * sizeof(float));
     memset(albert_grads(m), 0, n * sizeof(float));
     AlbertBatch h1 = {.B = 2, .T = T, .input_ids = ids, .attention_mask = mask, .targets = tg,
                       .sample_index0 = 100};
     AlbertBatch h2 = {.B = 2, .T = T, .input_ids = ids + 2 * T, .attention_mask = mask + 2 * T,
                       .targets = tg + 2 * T, .sample_index0 = 102};
-    double l2 = albert_step(m, &h1, 1, 1, 99, &k2) + albert_step(m, &h2, 1, 1, 99, &k3);
+    double l2 = albert_step(m, &h1, 1, 1, 99, &k2, NULL) + albert_step(m, &h2, 1, 1, 99, &k3, NULL);
     CU_ASSERT_EQUAL(k1, k2 + k3);
     CU_ASSERT_DOUBLE_EQUAL(l1, l2, 1e-5 * fabs(l1));
     double worst = 0, scale = max_abs(g1, n);
@@ -153,7 +155,7 @@ static void test_microbatch_split_invariance(void) {
     CU_ASSERT(worst <= 1e-5 * scale);
     // and a different dropout seed really changes the result (dropout is on)
     memset(albert_grads(m), 0, n * sizeof(float));
-    double l3 = albert_step(m, &whole, 1, 1, 98, &k1);
+    double l3 = albert_step(m, &whole, 1, 1, 98, &k1, NULL);
     CU_ASSERT(fabs(l3 - l1) > 1e-6);
     free(g1);
     albert_free(m);
@@ -258,6 +260,83 @@ static void test_config_errors(void) {
     CU_ASSERT(memcmp(&c, &d, sizeof c) == 0);
 }
 
+// MLM data: an epoch visits every window once; masking statistics; determinism; SOP
+// segments reassemble the window and both orders occur.
+static void test_mlm_data(void) {
+    enum { NDOC = 40, DOCLEN = 23, T = 16 };
+    int32_t tokens[NDOC * DOCLEN];
+    int64_t offs[NDOC + 1];
+    for (int i = 0; i < NDOC * DOCLEN; i++) tokens[i] = 5 + i;  // unique: windows are distinguishable
+    for (int i = 0; i <= NDOC; i++) offs[i] = (int64_t)i * DOCLEN;
+    Shard sh = {.tokens = tokens, .n_tokens = NDOC * DOCLEN, .doc_offsets = offs, .n_docs = NDOC,
+                .vocab_size = 1000};
+    char err[CX_ERRLEN];
+    for (int sop = 0; sop <= 1; sop++) {
+        MlmData d;
+        CU_ASSERT_FATAL(mlm_data_init(&d, &sh, T, 1000, 42, 1, 0.15f, sop, err) == 0);
+        size_t W = d.n_windows, w = (size_t)(T - 2 - sop);
+        CU_ASSERT_EQUAL(W, (NDOC * DOCLEN + NDOC - 1 + w - 1) / w);
+        char *seen = calloc(W, 1);
+        int32_t ids[T], mask[T], tg[T], ty[T], ids2[T], mask2[T], tg2[T], ty2[T], lab, lab2;
+        long n_sel = 0, n_real = 0, n_maskid = 0, n_swapped = 0, n_labelled = 0;
+        for (uint64_t s = 0; s < 2 * W; s++) {
+            mlm_data_fill(&d, s, ids, mask, tg, sop ? ty : NULL, sop ? &lab : NULL);
+            // the original tokens: targets where selected, ids elsewhere
+            int32_t orig[T];
+            int used = 0;
+            for (int t = 0; t < T; t++) {
+                orig[t] = tg[t] >= 0 ? tg[t] : ids[t];
+                used += mask[t];
+                if (tg[t] >= 0) {
+                    n_sel++;
+                    n_maskid += ids[t] == BPE_MASK;
+                }
+                if (mask[t] && orig[t] >= BPE_N_SPECIAL) n_real++;
+            }
+            CU_ASSERT(orig[0] == BPE_CLS && orig[used - 1] == BPE_SEP);
+            // reassemble the window's tokens in stream order
+            int32_t win[T];
+            int nw = 0;
+            if (sop && lab >= 0) {
+                int sep = 1;
+                while (orig[sep] != BPE_SEP || ty[sep] != 0 || (sep + 1 < used && ty[sep + 1] != 1)) sep++;
+                CU_ASSERT(ty[0] == 0 && ty[used - 1] == 1 && (used == T || ty[used] == 0));
+                const int32_t *a = orig + 1, *b = orig + sep + 1;
+                int na = sep - 1, nb = used - sep - 2;
+                if (lab) { const int32_t *tmp = a; a = b; b = tmp; int tn = na; na = nb; nb = tn; }
+                memcpy(win, a, (size_t)na * 4);
+                memcpy(win + na, b, (size_t)nb * 4);
+                nw = na + nb;
+                n_swapped += lab;
+                n_labelled++;
+            } else {
+                memcpy(win, orig + 1, (size_t)(used - 2) * 4);
+                nw = used - 2;
+            }
+            // find which window this is and check it is the stream's content
+            size_t found = W;
+            for (size_t k = 0; k < W && found == W; k++)
+                if ((size_t)nw == (d.n_stream - k * w < w ? d.n_stream - k * w : w) &&
+                    memcmp(win, d.stream + k * w, (size_t)nw * 4) == 0)
+                    found = k;
+            CU_ASSERT_FATAL(found < W);
+            if (s < W) {
+                CU_ASSERT(!seen[found]);  // each window exactly once per epoch
+                seen[found] = 1;
+            }
+            // deterministic
+            mlm_data_fill(&d, s, ids2, mask2, tg2, sop ? ty2 : NULL, sop ? &lab2 : NULL);
+            CU_ASSERT(memcmp(ids, ids2, sizeof ids) == 0 && memcmp(tg, tg2, sizeof tg) == 0);
+        }
+        double rate = (double)n_sel / n_real, mrate = (double)n_maskid / n_sel;
+        CU_ASSERT(rate > 0.11 && rate < 0.19);
+        CU_ASSERT(mrate > 0.7 && mrate < 0.9);
+        if (sop) CU_ASSERT(n_swapped > n_labelled / 4 && n_swapped < 3 * n_labelled / 4);
+        free(seen);
+        mlm_data_free(&d);
+    }
+}
+
 int main(void) {
     if (CU_initialize_registry() != CUE_SUCCESS) return 1;
     CU_pSuite s = CU_add_suite("albert", NULL, NULL);
@@ -265,6 +344,7 @@ int main(void) {
     CU_add_test(s, "micro-batch split invariance with dropout", test_microbatch_split_invariance);
     CU_add_test(s, "AdamW and LAMB against a double reference", test_optimizers);
     CU_add_test(s, "configuration parsing and errors", test_config_errors);
+    CU_add_test(s, "MLM/SOP data: coverage, masking, determinism", test_mlm_data);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned fails = CU_get_number_of_failures();

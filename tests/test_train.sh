@@ -112,7 +112,7 @@ expect 1 "junk.h5" "$BIN/conflux-train" --resume "$WORK/junk.h5"
 printf '[model]\nhidden_size = 64\nnum_layers = two\n' > "$WORK/bad.ini"
 expect 2 "bad.ini:3" "$BIN/conflux-train" --config "$WORK/bad.ini"
 expect 2 "unknown key" "$BIN/conflux-train" --set model.colour=red
-expect 2 "usage" "$BIN/conflux-train" --bogus
+expect 2 "conflux-train: error: bad option .--bogus." "$BIN/conflux-train" --bogus
 expect 1 "nowhere.h5" "$BIN/conflux-train" --set data.train="$WORK/nowhere.h5"
 expect 2 "" "$BIN/conflux-fill-mask" --tokenizer "$DATA/tokenizer" "x"
 expect 1 "no \[MASK\]" "$BIN/conflux-fill-mask" --checkpoint "$ck" --tokenizer "$DATA/tokenizer" "no mask here"
