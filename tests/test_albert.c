@@ -20,17 +20,18 @@
 #include "models/rng.h"
 
 #define GOLDEN "tests/ref/albert_tiny.h5"
+#define GOLDEN_SOP "tests/ref/albert_tiny_sop.h5"
 
-static Albert *load_golden_model(Ckpt **ckp, int *B, int *T) {
+static Albert *load_golden_model(const char *path, Ckpt **ckp, int *B, int *T) {
     char err[CX_ERRLEN];
     Ckpt *ck = NULL;
-    if (ckpt_open(&ck, GOLDEN, err) != 0) {
+    if (ckpt_open(&ck, path, err) != 0) {
         fprintf(stderr, "%s\n", err);
         return NULL;
     }
     RunConfig cfg;
     config_defaults(&cfg);
-    CU_ASSERT_FATAL(config_load_string(&cfg, ckpt_config_text(ck), GOLDEN, err) == 0);
+    CU_ASSERT_FATAL(config_load_string(&cfg, ckpt_config_text(ck), path, err) == 0);
     *B = 3;
     *T = 10;
     Albert *m = albert_create(&cfg.model, *B, *T, 1);
@@ -50,11 +51,14 @@ static double max_abs(const float *a, size_t n) {
     return m;
 }
 
-static void test_golden_loss_and_grads(void) {
+// Loss (+ SOP loss), every parameter gradient and the MLM distribution against PyTorch.
+static void check_golden(const char *path, int sop) {
     Ckpt *ck = NULL;
     int B, T;
-    Albert *m = load_golden_model(&ck, &B, &T);
+    Albert *m = load_golden_model(path, &ck, &B, &T);
     CU_ASSERT_FATAL(m != NULL);
+    CU_ASSERT_EQUAL(albert_config(m)->sop, sop);
+    CU_ASSERT_EQUAL(albert_n_specs(m), sop ? AP_COUNT : AP_N_MLM);
     char err[CX_ERRLEN];
     int32_t ids[30], mask[30], labels[30], nsel_ref;
     float loss_ref;
@@ -66,20 +70,36 @@ static void test_golden_loss_and_grads(void) {
     for (int i = 0; i < 30; i++)
         if (labels[i] < 0) labels[i] = -1;
     AlbertBatch b = {.B = B, .T = T, .input_ids = ids, .attention_mask = mask, .targets = labels};
+    int32_t types[30], sop_labels[3];
+    float sop_scale = 0, sop_ref = 0;
+    if (sop) {
+        CU_ASSERT_FATAL(ckpt_read_int32(ck, "/golden/token_type_ids", types, 30, err) == 0);
+        CU_ASSERT_FATAL(ckpt_read_int32(ck, "/golden/sop_labels", sop_labels, 3, err) == 0);
+        CU_ASSERT_FATAL(ckpt_read_float(ck, "/golden/sop_scale", &sop_scale, 1, err) == 0);
+        CU_ASSERT_FATAL(ckpt_read_float(ck, "/golden/sop_sum", &sop_ref, 1, err) == 0);
+        b.token_type_ids = types;
+        b.sop_labels = sop_labels;
+        b.sop_scale = sop_scale;
+    }
     long nsel = 0;
+    double sop_sum = 0;
     memset(albert_grads(m), 0, albert_n_params(m) * sizeof(float));
-    double loss = albert_step(m, &b, 0, 1, 0, &nsel, NULL);
+    double loss = albert_step(m, &b, 0, 1, 0, &nsel, &sop_sum);
     CU_ASSERT_EQUAL(nsel, nsel_ref);
     CU_ASSERT_DOUBLE_EQUAL(loss, loss_ref, 1e-5 * fabs(loss_ref));
     printf("\n  loss_sum conflux %.7f pytorch %.7f over %ld tokens\n", loss, (double)loss_ref, nsel);
+    if (sop) {
+        CU_ASSERT_DOUBLE_EQUAL(sop_sum, sop_ref, 1e-5 * fabs(sop_ref));
+        printf("  sop_sum conflux %.7f pytorch %.7f\n", sop_sum, (double)sop_ref);
+    }
 
     const TensorSpec *specs = albert_specs(m);
     float *ref = malloc(albert_n_params(m) * sizeof(float));
     int bad = 0;
     for (int i = 0; i < albert_n_specs(m); i++) {
-        char path[256];
-        snprintf(path, sizeof path, "/golden/grads/%s", specs[i].name);
-        CU_ASSERT_FATAL(ckpt_read_float(ck, path, ref, specs[i].n, err) == 0);
+        char dset[256];
+        snprintf(dset, sizeof dset, "/golden/grads/%s", specs[i].name);
+        CU_ASSERT_FATAL(ckpt_read_float(ck, dset, ref, specs[i].n, err) == 0);
         const float *g = albert_grads(m) + specs[i].offset;
         // d/d(attention.key.bias) is analytically zero (a per-query constant added to every
         // score cancels in the softmax), so every tensor is also given an absolute floor of
@@ -119,6 +139,9 @@ static void test_golden_loss_and_grads(void) {
     albert_free(m);
     ckpt_close(ck);
 }
+
+static void test_golden_loss_and_grads(void) { check_golden(GOLDEN, 0); }
+static void test_golden_sop(void) { check_golden(GOLDEN_SOP, 1); }
 
 // A global batch split into micro-batches gives the same gradient sum (dropout on: the
 // dropout draws are keyed by sample index, not by micro-batch).
@@ -341,6 +364,7 @@ int main(void) {
     if (CU_initialize_registry() != CUE_SUCCESS) return 1;
     CU_pSuite s = CU_add_suite("albert", NULL, NULL);
     CU_add_test(s, "loss and gradients equal PyTorch", test_golden_loss_and_grads);
+    CU_add_test(s, "with sentence-order prediction too", test_golden_sop);
     CU_add_test(s, "micro-batch split invariance with dropout", test_microbatch_split_invariance);
     CU_add_test(s, "AdamW and LAMB against a double reference", test_optimizers);
     CU_add_test(s, "configuration parsing and errors", test_config_errors);

@@ -85,6 +85,13 @@ for l in lines:
     p = [t["prob"] for t in o["top"]]
     assert p == sorted(p, reverse=True) and 0 < sum(p) <= 1.0001
 ' && ok "fill-mask --json" || bad "fill-mask --json output: $out"
+# the same checkpoint as a PyTorch state_dict (h5py + dict comprehension) gives the same top-k
+if /usr/bin/python3 -c "import torch, h5py" 2>/dev/null; then
+    echo "$out" | /usr/bin/python3 tests/ref/check_fill_mask.py "$WORK/learn/latest.h5" \
+        && ok "checkpoint loads into PyTorch and predicts the same" || bad "PyTorch disagrees with conflux-fill-mask"
+else
+    echo "SKIPPED: PyTorch cross-check (no torch/h5py in /usr/bin/python3)"
+fi
 
 # --- SIGTERM: checkpoint at the next step boundary, exit 0
 "$BIN/conflux-train" "${TINY[@]}" --set train.steps=100000 --set run.dir="$WORK/sig" &

@@ -1,10 +1,17 @@
 #!/usr/bin/python3
-"""albert_golden.py: writes tests/ref/albert_tiny.h5, the golden values the C ALBERT is tested against.
+"""albert_golden.py: writes the golden files the C ALBERT is tested against.
+
+tests/ref/albert_tiny.h5 (masked LM) or, with --sop, tests/ref/albert_tiny_sop.h5 (masked LM
+plus sentence-order prediction).
 
 Run (from the repository root, with Debian's interpreter, which has torch and h5py):
 
     /usr/bin/python3 tests/ref/albert_golden.py            # -> tests/ref/albert_tiny.h5
-    /usr/bin/python3 tests/ref/albert_golden.py --out X.h5
+    /usr/bin/python3 tests/ref/albert_golden.py --sop      # -> tests/ref/albert_tiny_sop.h5
+    /usr/bin/python3 tests/ref/albert_golden.py --out X.h5 [--sop]
+
+One file per run: without --sop the MLM golden (albert_tiny.h5), with --sop the MLM + SOP
+golden (albert_tiny_sop.h5). Both runs do the whole self-check (MLM and SOP).
 
 CI does NOT need torch: the .h5 file is committed and the C tests only read it.
 
@@ -12,6 +19,10 @@ What it does:
   1. Checks albert_ref.py first, in float64 on a micro config: torch.autograd.gradcheck of
      loss_sum with respect to every parameter (full head and gather_masked head), an
      independent loop-by-loop forward, and that padded tokens cannot change the loss.
+     The SOP part is checked likewise on the micro config with sop=1: gradcheck of
+     loss_sum + sop_scale * sop_sum (token types 0 and 1, pooler and classifier included),
+     the naive forward with token types and the SOP head, a by-hand SOP cross-entropy,
+     all-zero token types == no token types == forward(), and padding invariance.
      Any failure aborts before a file is written.
   2. Builds the tiny config (V=67 E=8 H=12 NH=3 I=20 L=2 P=16, batch B=3 T=10, dropout 0),
      weights from torch.manual_seed(1234): matrices and embeddings normal(0, 0.2), biases
@@ -41,8 +52,25 @@ Layout (a valid conflux checkpoint, io/ckpt.h, plus /golden):
   /golden/logits   float32 (B, T, V)  (full head, every position, pads included)
   /golden/grads/<name>    float32 d(loss_sum)/d(param), for every real parameter; the word
                           embedding gradient includes the tied decoder's contribution
+
+--sop (albert_tiny_sop.h5): the same tiny config plus sop = 1 (the /config text ends with
+"sop = 1"), so /params and /golden/grads also hold albert.pooler.weight (H,H), .bias (H),
+sop_classifier.classifier.weight (2,H), .bias (2) (initialised like the rest: normal(0, 0.2)
+and normal(0, 0.1)). Weights again from torch.manual_seed(1234) (the extra tensors shift
+the draws, so they differ from albert_tiny.h5), same batch shape and lengths, plus:
+  /golden/token_type_ids  int32 (B, T): 0 up to a split point in [2, n-1] (not the same for
+                          every sequence), 1 from there to the sequence end n; pads 0
+                          (every sequence has type-1 tokens)
+  /golden/sop_labels      int32 (B): 0 (in order) or 1 (swapped), both present
+  /golden/sop_scale       float32 (1): 1.35 = 0.15 * (T - 1)
+  /golden/sop_sum         float32 (1): SOP cross-entropy summed over the B sequences
+  /golden/sop_logits      float32 (B, 2)
+  /golden/grads/<name>    float32 d(loss_sum + sop_scale * sop_sum)/d(param), sop_scale taken
+                          as its float32 value; token_type_embeddings row 1 is non-zero now
+loss_sum, loss_mean, n_selected and logits are the MLM part, as in albert_tiny.h5.
 """
 import argparse
+import dataclasses
 import datetime
 import math
 import os
@@ -65,6 +93,10 @@ TINY_B, TINY_T, TINY_LENGTHS = 3, 10, (10, 7, 5)
 MICRO = AlbertConfig(vocab_size=11, embedding_size=4, hidden_size=6, num_heads=2,
                      intermediate_size=8, num_layers=2, max_position=8, dropout=0.0)
 MICRO_B, MICRO_T, MICRO_LENGTHS = 2, 5, (5, 3)
+TINY_SOP = dataclasses.replace(TINY, sop=True)
+MICRO_SOP = dataclasses.replace(MICRO, sop=True)
+SOP_NAMES = ("albert.pooler.weight", "albert.pooler.bias",
+             "sop_classifier.classifier.weight", "sop_classifier.classifier.bias")
 
 
 def init_golden(model):
@@ -92,8 +124,32 @@ def make_batch(c, B, T, lengths, frac=0.3):
     return ids, mask, labels
 
 
-def naive_forward(sd, c, ids, mask):
-    """Independent loop-by-loop forward from the state dict (float64), for cross-checking."""
+def make_sop_inputs(B, T, lengths):
+    """token_type_ids (B, T): 0 before a random split in [2, n-1], 1 from it up to the
+    sequence length n, 0 on pads (splits not all equal); sop_labels (B) in {0, 1} with
+    both values present."""
+    assert min(lengths) >= 3
+    while True:   # redraw until the splits are not all equal (a per-sequence bug would hide)
+        splits = [int(torch.randint(2, n, (1,))) for n in lengths]
+        if B == 1 or len(set(splits)) > 1:
+            break
+    types = torch.zeros(B, T, dtype=torch.long)
+    for b, (n, split) in enumerate(zip(lengths, splits)):
+        types[b, split:n] = 1
+    sop_labels = torch.randint(0, 2, (B,))
+    if B > 1 and bool((sop_labels == sop_labels[0]).all()):
+        sop_labels[-1] = 1 - sop_labels[-1]
+    return types, sop_labels
+
+
+def sop_scale_for(T):
+    """0.15 * (T - 1) (the expected masked tokens per sequence), as the float32 value C uses."""
+    return float(np.float32(0.15 * (T - 1)))
+
+
+def naive_forward(sd, c, ids, mask, types=None, sop=False):
+    """Independent loop-by-loop forward from the state dict (float64), for cross-checking.
+    Returns the MLM logits (B, T, V); with sop=True, (logits, sop_logits (B, 2))."""
     P = lambda n: sd[n].double()
     L = lambda n: sd[LAYER_PREFIX + n].double()
 
@@ -109,9 +165,11 @@ def naive_forward(sd, c, ids, mask):
     hd = c.hidden_size // c.num_heads
     W = P("albert.embeddings.word_embeddings.weight")
     out = torch.zeros(B, T, c.vocab_size, dtype=torch.float64)
+    sop_out = torch.zeros(B, 2, dtype=torch.float64)
     for b in range(B):
+        TT = P("albert.embeddings.token_type_embeddings.weight")
         x = W[ids[b]] + P("albert.embeddings.position_embeddings.weight")[:T] \
-            + P("albert.embeddings.token_type_embeddings.weight")[0]
+            + (TT[0] if types is None else torch.stack([TT[int(t)] for t in types[b]]))
         x = ln(x, P("albert.embeddings.LayerNorm.weight"), P("albert.embeddings.LayerNorm.bias"))
         h = lin(x, lambda s: P("albert.encoder.embedding_hidden_mapping_in." + s))
         for _ in range(c.num_layers):
@@ -135,7 +193,10 @@ def naive_forward(sd, c, ids, mask):
         z = gelu_new(lin(h, lambda s: P("predictions.dense." + s)))
         z = ln(z, P("predictions.LayerNorm.weight"), P("predictions.LayerNorm.bias"))
         out[b] = z @ W.t() + P("predictions.bias")
-    return out
+        if sop:
+            pooled = torch.tanh(lin(h[0], lambda s: P("albert.pooler." + s)))
+            sop_out[b] = lin(pooled, lambda s: P("sop_classifier.classifier." + s))
+    return (out, sop_out) if sop else out
 
 
 def self_check():
@@ -194,6 +255,86 @@ def self_check():
           f"max |diff| {err:.1e}, padding invariance)", file=sys.stderr)
 
 
+def self_check_sop():
+    """Validates the SOP part of albert_ref.py on the float64 micro config; raises on failure."""
+    assert "sop" not in MICRO.ini() and MICRO_SOP.ini().endswith("\nsop = 1\n")
+    assert not any(n in AlbertMLM(MICRO).state_dict() for n in SOP_NAMES), "sop=0 has SOP params"
+    torch.manual_seed(98)
+    m = AlbertMLM(MICRO_SOP).double()
+    init_golden(m)
+    m.eval()
+    ids, mask, labels = make_batch(MICRO_SOP, MICRO_B, MICRO_T, MICRO_LENGTHS, frac=0.5)
+    types, sop_labels = make_sop_inputs(MICRO_B, MICRO_T, MICRO_LENGTHS)
+    scale = sop_scale_for(MICRO_T)
+    names = [n for n, _ in m.named_parameters()]
+    assert names == list(m.state_dict().keys()), "parameters and state_dict disagree"
+    # Hugging Face AlbertForPreTraining order: pooler after the encoder, SOP head last
+    mlm_names = list(AlbertMLM(MICRO).state_dict().keys())
+    i = mlm_names.index("predictions.bias")
+    assert names == mlm_names[:i] + list(SOP_NAMES[:2]) + mlm_names[i:] + list(SOP_NAMES[2:]), names
+    assert tuple(m.state_dict()["sop_classifier.classifier.weight"].shape) == (2, MICRO.hidden_size)
+    assert int(types.sum()) > 0 and set(sop_labels.tolist()) == {0, 1}
+    base = {n: p.detach().clone() for n, p in m.named_parameters()}
+
+    wrap = _Objective(m)
+    for gather in (False, True):
+        def f(*ps):
+            return functional_call(wrap, {"m." + n: p for n, p in zip(names, ps)},
+                                   (ids, mask, labels, types, sop_labels, scale, gather))
+        inputs = tuple(base[n].clone().requires_grad_(True) for n in names)
+        assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-5), \
+            f"SOP gradcheck failed (gather_masked={gather})"
+
+    # every SOP-specific gradient is non-zero, token type row 1 included
+    m.zero_grad()
+    m.pretraining_objective(ids, mask, labels, types, sop_labels, scale).backward()
+    gr = {k: p.grad.clone() for k, p in m.named_parameters()}
+    for k in SOP_NAMES:
+        assert gr[k].abs().min().item() > 0, k + " has a zero gradient entry"
+    assert gr["albert.embeddings.token_type_embeddings.weight"][1].abs().min().item() > 0
+
+    with torch.no_grad():
+        loss, n, sop_sum, logits, sop_logits = m.forward_pretraining(
+            ids, mask, labels, types, sop_labels, return_logits=True)
+        # by-hand SOP cross-entropy
+        lp = torch.log_softmax(sop_logits, dim=-1)
+        hand = -sum(lp[b, int(sop_labels[b])] for b in range(MICRO_B))
+        assert abs(hand.item() - sop_sum.item()) < 1e-12
+        assert n == int((labels != -100).sum())
+        # independent loop-by-loop forward with token types and SOP head
+        ref, ref_sop = naive_forward(m.state_dict(), MICRO_SOP, ids, mask, types, sop=True)
+        err = max((ref - logits).abs().max().item(), (ref_sop - sop_logits).abs().max().item())
+        assert err < 1e-10, f"naive SOP forward differs by {err}"
+        # token types all 0 == no token types == the MLM-only forward()
+        l0, _, s0 = m.forward_pretraining(ids, mask, labels, torch.zeros_like(types), sop_labels)
+        l1, _, s1 = m.forward_pretraining(ids, mask, labels, None, sop_labels)
+        l2, _, _ = m(ids, mask, labels)
+        assert abs(l0.item() - l1.item()) < 1e-12 and abs(s0.item() - s1.item()) < 1e-12
+        assert abs(l0.item() - l2.item()) < 1e-12
+        assert abs(l0.item() - loss.item()) > 1e-6 and abs(s0.item() - sop_sum.item()) > 1e-6, \
+            "token types have no effect"
+        # padded tokens (ids and types) cannot affect either loss
+        ids2, types2 = ids.clone(), types.clone()
+        ids2[mask == 0] = 3
+        types2[mask == 0] = 1
+        l3, _, s3 = m.forward_pretraining(ids2, mask, labels, types2, sop_labels)
+        assert abs(l3.item() - loss.item()) < 1e-12 and abs(s3.item() - sop_sum.item()) < 1e-12, \
+            "padding leaks into the SOP objective"
+    print("albert_golden: SOP self-check passed (gradcheck full + gathered head, naive forward "
+          f"max |diff| {err:.1e}, by-hand SOP loss, padding invariance)", file=sys.stderr)
+
+
+class _Objective(torch.nn.Module):
+    """forward() = m.pretraining_objective(), so that functional_call can reach it."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, ids, mask, labels, types, sop_labels, scale, gather):
+        return self.m.pretraining_objective(ids, mask, labels, types, sop_labels, scale, gather)
+
+
 def created_iso():
     sde = os.environ.get("SOURCE_DATE_EPOCH")
     t = (datetime.datetime.fromtimestamp(int(sde), datetime.timezone.utc) if sde
@@ -201,32 +342,55 @@ def created_iso():
     return t.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def write_golden(path, aliases=True):
+def write_golden(path, aliases=True, sop=False):
     import h5py
 
+    cfg = TINY_SOP if sop else TINY
     torch.manual_seed(1234)
-    m = AlbertMLM(TINY)
+    m = AlbertMLM(cfg)
     m = m.double()
     init_golden(m)
     with torch.no_grad():   # round to float32 first: the golden values are exactly the
         for p in m.parameters():   # float64 result for the float32 weights that are stored
             p.copy_(p.float().double())
     m.eval()
-    ids, mask, labels = make_batch(TINY, TINY_B, TINY_T, TINY_LENGTHS, frac=0.3)
+    ids, mask, labels = make_batch(cfg, TINY_B, TINY_T, TINY_LENGTHS, frac=0.3)
 
-    loss, n_sel, logits = m(ids, mask, labels)
-    m.zero_grad()
-    loss.backward()
-    grads = {k: p.grad.detach().clone() for k, p in m.named_parameters()}
-    # cross-check the tiny model too: gathered head and naive forward
-    m.zero_grad()
-    loss_g, n_g, _ = m(ids, mask, labels, gather_masked=True)
-    loss_g.backward()
-    assert n_g == n_sel and abs(loss_g.item() - loss.item()) < 1e-10
-    for k, p in m.named_parameters():
-        assert torch.allclose(p.grad, grads[k], atol=1e-12, rtol=1e-9), k
-    naive = naive_forward(m.state_dict(), TINY, ids, mask)
-    assert (naive - logits.detach()).abs().max().item() < 1e-10
+    if not sop:
+        loss, n_sel, logits = m(ids, mask, labels)
+        m.zero_grad()
+        loss.backward()
+        grads = {k: p.grad.detach().clone() for k, p in m.named_parameters()}
+        # cross-check the tiny model too: gathered head and naive forward
+        m.zero_grad()
+        loss_g, n_g, _ = m(ids, mask, labels, gather_masked=True)
+        loss_g.backward()
+        assert n_g == n_sel and abs(loss_g.item() - loss.item()) < 1e-10
+        for k, p in m.named_parameters():
+            assert torch.allclose(p.grad, grads[k], atol=1e-12, rtol=1e-9), k
+        naive = naive_forward(m.state_dict(), TINY, ids, mask)
+        assert (naive - logits.detach()).abs().max().item() < 1e-10
+    else:
+        types, sop_labels = make_sop_inputs(TINY_B, TINY_T, TINY_LENGTHS)
+        sop_scale = sop_scale_for(TINY_T)
+        loss, n_sel, sop_sum, logits, sop_logits = m.forward_pretraining(
+            ids, mask, labels, types, sop_labels, return_logits=True)
+        m.zero_grad()
+        (loss + sop_scale * sop_sum).backward()
+        grads = {k: p.grad.detach().clone() for k, p in m.named_parameters()}
+        # cross-checks: gathered head, naive forward, every SOP gradient entry non-zero
+        m.zero_grad()
+        m.pretraining_objective(ids, mask, labels, types, sop_labels, sop_scale,
+                                gather_masked=True).backward()
+        for k, p in m.named_parameters():
+            assert torch.allclose(p.grad, grads[k], atol=1e-12, rtol=1e-9), k
+        naive, naive_sop = naive_forward(m.state_dict(), cfg, ids, mask, types, sop=True)
+        assert (naive - logits.detach()).abs().max().item() < 1e-10
+        assert (naive_sop - sop_logits.detach()).abs().max().item() < 1e-10
+        for k in SOP_NAMES:
+            assert grads[k].abs().min().item() > 0, k
+        assert grads["albert.embeddings.token_type_embeddings.weight"][1].abs().min().item() > 0
+        assert set(sop_labels.tolist()) == {0, 1}
 
     sd = m.state_dict()
     f32 = lambda t: t.detach().to(torch.float32).numpy()
@@ -239,7 +403,7 @@ def write_golden(path, aliases=True):
         h.attrs["samples_seen"] = np.int64(0)
         h.attrs["created"] = created_iso()
         h.attrs["writer"] = "tests/ref/albert_golden.py"
-        h.create_dataset("config", data=TINY.ini(), dtype=h5py.string_dtype("utf-8"))
+        h.create_dataset("config", data=cfg.ini(), dtype=h5py.string_dtype("utf-8"))
         pg = h.create_group("params")
         for name, t in sd.items():
             a = f32(t)
@@ -256,13 +420,21 @@ def write_golden(path, aliases=True):
         g.create_dataset("loss_mean", data=np.array([loss.item() / n_sel], dtype=np.float32))
         g.create_dataset("n_selected", data=np.array([n_sel], dtype=np.int32))
         g.create_dataset("logits", data=f32(logits))
+        if sop:
+            g.create_dataset("token_type_ids", data=i32(types))
+            g.create_dataset("sop_labels", data=i32(sop_labels))
+            g.create_dataset("sop_scale", data=np.array([sop_scale], dtype=np.float32))
+            g.create_dataset("sop_sum", data=np.array([sop_sum.item()], dtype=np.float32))
+            g.create_dataset("sop_logits", data=f32(sop_logits))
         gg = g.create_group("grads")
         for name in sd:
             gg.create_dataset(name, data=f32(grads[name]))
     os.replace(tmp, path)
 
     print(f"albert_golden: wrote {path} ({os.path.getsize(path)} bytes): loss_sum={loss.item():.6f} "
-          f"n_selected={n_sel} loss_mean={loss.item() / n_sel:.6f}", file=sys.stderr)
+          f"n_selected={n_sel} loss_mean={loss.item() / n_sel:.6f}"
+          + (f" sop_sum={sop_sum.item():.6f} sop_scale={sop_scale:.8g} "
+             f"sop_labels={sop_labels.tolist()}" if sop else ""), file=sys.stderr)
     for name, t in sd.items():
         gn = grads[name].abs().max().item()
         print(f"  {name:72s} {str(tuple(t.shape)):10s} max|grad| {gn:.3e}", file=sys.stderr)
@@ -270,16 +442,23 @@ def write_golden(path, aliases=True):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                  "albert_tiny.h5"))
+    ap.add_argument("--out", default=None,
+                    help="output file (default tests/ref/albert_tiny.h5; with --sop "
+                         "tests/ref/albert_tiny_sop.h5)")
+    ap.add_argument("--sop", action="store_true",
+                    help="write the MLM + sentence-order prediction golden (sop = 1) instead")
     ap.add_argument("--no-aliases", action="store_true",
                     help="do not add the predictions.decoder.* hard links under /params")
     ap.add_argument("--skip-check", action="store_true", help="skip the float64 self-check")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.out is None:
+        args.out = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "albert_tiny_sop.h5" if args.sop else "albert_tiny.h5")
     if not args.skip_check:
         self_check()
-    write_golden(args.out, aliases=not args.no_aliases)
+        self_check_sop()
+    write_golden(args.out, aliases=not args.no_aliases, sop=args.sop)
 
 
 if __name__ == "__main__":

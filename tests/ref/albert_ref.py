@@ -5,6 +5,12 @@ token_type_ids all 0, hidden_act "gelu_new" (GELU, tanh approximation), post-Lay
 layer_norm_eps 1e-12, one layer group holding one layer that is applied num_layers times,
 decoder tied to the word embeddings, decoder bias == predictions.bias.
 
+With AlbertConfig(sop=True) it is Hugging Face's AlbertForPreTraining instead: the same MLM
+part plus sentence-order prediction (SOP): pooled = tanh(albert.pooler(h[:, 0, :])),
+sop_logits = sop_classifier.classifier(pooled) (2 classes; no SOP dropout), with real
+token_type_ids. forward_pretraining() returns the summed MLM and SOP cross-entropies; the
+objective conflux differentiates is loss_sum + sop_scale * sop_sum (pretraining_objective()).
+
 state_dict() keys are exactly the Hugging Face names (linear weights are (out, in)):
 
     albert.embeddings.word_embeddings.weight                (V, E)
@@ -20,6 +26,9 @@ state_dict() keys are exactly the Hugging Face names (linear weights are (out, i
     predictions.bias                                        (V)
     predictions.dense.weight (E, H) .bias (E)
     predictions.LayerNorm.weight / .bias                    (E)
+  only with sop=True (Hugging Face's AlbertForPreTraining order):
+    albert.pooler.weight (H, H) .bias (H)                   (after albert.encoder.*)
+    sop_classifier.classifier.weight (2, H) .bias (2)       (last)
 
 hf_state_dict() additionally holds the tied aliases predictions.decoder.weight (the word
 embeddings) and predictions.decoder.bias (predictions.bias), as Hugging Face's own
@@ -55,9 +64,11 @@ class AlbertConfig:
     type_vocab_size: int = 2
     dropout: float = 0.0          # hidden and attention-probability dropout (same value)
     layer_norm_eps: float = 1e-12
+    sop: bool = False             # sentence-order prediction head (pooler + 2-way classifier)
 
     def ini(self):
         """The [model] section as conflux's INI text."""
+        sop = "sop = 1\n" if self.sop else ""
         return ("[model]\n"
                 f"vocab_size = {self.vocab_size}\n"
                 f"embedding_size = {self.embedding_size}\n"
@@ -66,7 +77,8 @@ class AlbertConfig:
                 f"intermediate_size = {self.intermediate_size}\n"
                 f"num_layers = {self.num_layers}\n"
                 f"max_position = {self.max_position}\n"
-                f"dropout = {self.dropout:g}\n")
+                f"dropout = {self.dropout:g}\n"
+                + sop)
 
 
 def gelu_new(x):
@@ -121,6 +133,16 @@ class _Albert(nn.Module):
         super().__init__()
         self.embeddings = _Embeddings(c)
         self.encoder = _Encoder(c)
+        if c.sop:
+            self.pooler = nn.Linear(c.hidden_size, c.hidden_size)   # HF AlbertModel.pooler
+
+
+class _SOPHead(nn.Module):
+    """HF AlbertSOPHead (its dropout omitted: conflux has none there)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.classifier = nn.Linear(c.hidden_size, 2)
 
 
 class _Predictions(nn.Module):
@@ -141,6 +163,8 @@ class AlbertMLM(nn.Module):
         self.config = config
         self.albert = _Albert(config)
         self.predictions = _Predictions(config)
+        if config.sop:
+            self.sop_classifier = _SOPHead(config)
 
     # ---- weights -------------------------------------------------------------------
     def init_hf(self, std=0.02):
@@ -174,15 +198,20 @@ class AlbertMLM(nn.Module):
         return self.load_state_dict(sd)
 
     # ---- forward -------------------------------------------------------------------
-    def encode(self, ids, attention_mask=None):
-        """Hidden states (B, T, H) after the L shared layers."""
+    def encode(self, ids, attention_mask=None, token_type_ids=None):
+        """Hidden states (B, T, H) after the L shared layers. token_type_ids (B, T): segment
+        ids (None = all 0, which adds token_type_embeddings row 0 to every position)."""
         c = self.config
         emb = self.albert.embeddings
         B, T = ids.shape
         assert T <= c.max_position
         drop = lambda x: F.dropout(x, c.dropout, self.training) if c.dropout > 0 else x
-        x = emb.word_embeddings(ids) + emb.position_embeddings.weight[:T].unsqueeze(0) \
-            + emb.token_type_embeddings.weight[0]
+        if token_type_ids is None:
+            tt = emb.token_type_embeddings.weight[0]
+        else:
+            assert token_type_ids.shape == ids.shape
+            tt = emb.token_type_embeddings(token_type_ids.long())
+        x = emb.word_embeddings(ids) + emb.position_embeddings.weight[:T].unsqueeze(0) + tt
         x = drop(emb.LayerNorm(x))
         h = self.albert.encoder.embedding_hidden_mapping_in(x)
 
@@ -218,15 +247,14 @@ class AlbertMLM(nn.Module):
         z = pr.LayerNorm(gelu_new(pr.dense(h)))
         return F.linear(z, self.albert.embeddings.word_embeddings.weight, pr.bias)
 
-    def forward(self, ids, attention_mask=None, labels=None, gather_masked=False):
-        """Returns (loss_sum, n_selected, logits).
+    def sop_head(self, h):
+        """SOP logits (B, 2) from hidden states h (B, T, H): classifier(tanh(pooler(h[:, 0])))."""
+        assert self.config.sop, "model built without sop"
+        pooled = torch.tanh(self.albert.pooler(h[:, 0, :]))
+        return self.sop_classifier.classifier(pooled)
 
-        loss_sum: cross-entropy summed over positions whose label != -100 (0-dim tensor;
-                  None without labels); n_selected: how many such positions (int).
-        logits:   (B, T, V), or with gather_masked=True only the selected rows (n_sel, V),
-                  in row-major (b, t) order; the loss is the same either way.
-        """
-        h = self.encode(ids, attention_mask)
+    def _mlm_loss(self, h, labels, gather_masked):
+        """(loss_sum, n_selected, logits) of the MLM head on hidden states h."""
         if gather_masked:
             assert labels is not None, "gather_masked needs labels"
             sel = (labels != IGNORE_INDEX).reshape(-1)
@@ -242,3 +270,42 @@ class AlbertMLM(nn.Module):
         flat = logits.reshape(-1, logits.shape[-1])
         loss_sum = F.cross_entropy(flat, targets.long(), ignore_index=IGNORE_INDEX, reduction="sum")
         return loss_sum, n_sel, logits
+
+    def forward_pretraining(self, ids, attention_mask=None, labels=None, token_type_ids=None,
+                            sop_labels=None, gather_masked=False, return_logits=False):
+        """MLM + sentence-order prediction (HF AlbertForPreTraining; needs config.sop).
+
+        Returns (loss_sum, n_selected, sop_sum), and with return_logits=True also
+        (logits, sop_logits): loss_sum and n_selected as in forward(); sop_sum is the SOP
+        cross-entropy summed over the sequences whose sop_label (B) is >= 0 (0 = segments in
+        order, 1 = swapped; a negative label ignores the sequence), a 0-dim tensor, None
+        without sop_labels. sop_logits is (B, 2).
+        """
+        h = self.encode(ids, attention_mask, token_type_ids)
+        loss_sum, n_sel, logits = self._mlm_loss(h, labels, gather_masked)
+        sop_logits = self.sop_head(h)
+        sop_sum = None
+        if sop_labels is not None:
+            keep = sop_labels >= 0
+            sop_sum = F.cross_entropy(sop_logits[keep], sop_labels[keep].long(), reduction="sum")
+        if return_logits:
+            return loss_sum, n_sel, sop_sum, logits, sop_logits
+        return loss_sum, n_sel, sop_sum
+
+    def pretraining_objective(self, ids, attention_mask, labels, token_type_ids, sop_labels,
+                              sop_scale, gather_masked=False):
+        """loss_sum + sop_scale * sop_sum: the quantity whose gradient conflux computes."""
+        loss_sum, _, sop_sum = self.forward_pretraining(ids, attention_mask, labels, token_type_ids,
+                                                        sop_labels, gather_masked)
+        return loss_sum + sop_scale * sop_sum
+
+    def forward(self, ids, attention_mask=None, labels=None, gather_masked=False):
+        """Returns (loss_sum, n_selected, logits).
+
+        loss_sum: cross-entropy summed over positions whose label != -100 (0-dim tensor;
+                  None without labels); n_selected: how many such positions (int).
+        logits:   (B, T, V), or with gather_masked=True only the selected rows (n_sel, V),
+                  in row-major (b, t) order; the loss is the same either way.
+        """
+        h = self.encode(ids, attention_mask)
+        return self._mlm_loss(h, labels, gather_masked)
