@@ -67,20 +67,20 @@ void config_defaults(RunConfig *c) {
     memset(c, 0, sizeof *c);
     c->model = (AlbertConfig){.vocab_size = 8192, .embedding_size = 128, .hidden_size = 256,
                               .num_heads = 4, .intermediate_size = 1024, .num_layers = 4,
-                              .max_position = 512, .dropout = 0.1f, .ln_eps = 1e-12f,
+                              .max_position = 512, .dropout = 0.0f, .ln_eps = 1e-12f,
                               .init_std = 0.02f};
     c->optim = (OptimConfig){.kind = OPTIM_ADAMW, .lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f,
                              .eps = 1e-6f, .weight_decay = 0.01f, .clip_norm = 1.0f,
-                             .schedule = SCHED_LINEAR, .warmup_steps = 100, .total_steps = 1000,
+                             .schedule = SCHED_LINEAR, .warmup_steps = 50, .total_steps = 2000,
                              .end_lr = 0.0f, .poly_power = 1.0f};
     snprintf(c->data.train, CFG_PATH_LEN, "build/data/shards/train.h5");
     snprintf(c->data.valid, CFG_PATH_LEN, "build/data/shards/valid.h5");
     snprintf(c->data.tokenizer, CFG_PATH_LEN, "build/data/tokenizer");
-    c->data.seq_len = 128;
+    c->data.seq_len = 64;
     c->data.mask_prob = 0.15f;
     c->train.global_batch = 32;
-    c->train.micro_batch = 8;
-    c->train.steps = 1000;
+    c->train.micro_batch = 16;
+    c->train.steps = 2000;
     c->train.seed = 1234;
     c->train.eval_every = 100;
     c->train.eval_samples = 256;

@@ -121,6 +121,24 @@ int main(int argc, char **argv) {
         return 1;
     }
 
+    // [MASK] absorbs the whitespace before it (like RoBERTa's <mask> with lstrip): the
+    // model learned to predict whole tokens such as " слово", never a lone " " before a mask.
+    {
+        size_t o = 0, n = strlen(text);
+        for (size_t i = 0; i < n; i++) {
+            if (text[i] == ' ' || text[i] == '\t' || text[i] == '\n') {
+                size_t j = i;
+                while (j < n && (text[j] == ' ' || text[j] == '\t' || text[j] == '\n')) j++;
+                if (j < n && !strncmp(text + j, "[MASK]", 6)) {
+                    i = j - 1;
+                    continue;
+                }
+            }
+            text[o++] = text[i];
+        }
+        text[o] = 0;
+    }
+
     char err[CX_ERRLEN];
     Bpe *bpe = NULL;
     if (bpe_load(&bpe, tok_dir, err) != 0) {
