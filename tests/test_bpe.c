@@ -17,7 +17,6 @@
 // same ids; without it that test prints SKIPPED. (No Python tokenizers/transformers
 // module exists on the build machines, so there is no Hugging Face check.)
 #include <CUnit/Basic.h>
-#include <dirent.h>
 #include <json-c/json.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -29,31 +28,12 @@
 
 #include "io/bpe.h"
 #include "models/common.h"
+#include "tests/testutil.h"
 
 static char g_dir[256];
 
 static const char *tpath(const char *name) {
-    static char buf[8][1024];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
-
-static int rm_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char p[1024];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat sb;
-        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) rm_tree(p);
-        else unlink(p);
-    }
-    closedir(d);
-    return rmdir(dir);
+    return tu_path(g_dir, name);
 }
 
 static void write_file(const char *path, const void *data, size_t n) {
@@ -309,9 +289,7 @@ static void make_fixture(void) {
 }
 
 static int suite_init(void) {
-    const char *base = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/test_bpe_XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(g_dir)) return -1;
+    if (tu_make_tmpdir(g_dir, sizeof g_dir, "test_bpe_")) return -1;
     ref_init_bytes();
     make_fixture();
     char err[CX_ERRLEN];
@@ -334,7 +312,7 @@ static int suite_clean(void) {
     free(g_words);
     free(g_counts);
     free(g_fixture);
-    if (getenv("CONFLUX_KEEP_TMP") == NULL) rm_tree(g_dir);
+    if (getenv("CONFLUX_KEEP_TMP") == NULL) tu_rm_tree(g_dir);
     return 0;
 }
 

@@ -23,6 +23,7 @@
 #include "io/shard.h"
 #include "models/common.h"
 #include "models/rng.h"
+#include "tests/testutil.h"
 
 static char g_dir[256];
 
@@ -33,27 +34,7 @@ static char g_dir[256];
     snprintf(var, sizeof var, "%s/%s", g_dir, name)
 
 static const char *tpath(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
-
-static int rm_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char p[1024];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat sb;
-        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) rm_tree(p);
-        else unlink(p);
-    }
-    closedir(d);
-    return rmdir(dir);
+    return tu_path(g_dir, name);
 }
 
 // LeakSanitizer (MODE=asan): HDF5 1.10.8 loses an object header's free-list blocks when that
@@ -97,13 +78,11 @@ static void test_setup(void) {}
 #endif
 
 static int suite_init(void) {
-    const char *base = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/conflux_ckpt_XXXXXX", base && base[0] ? base : "/tmp");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return tu_make_tmpdir(g_dir, sizeof g_dir, "conflux_ckpt_");
 }
 
 static int suite_clean(void) {
-    return rm_tree(g_dir) == 0 ? 0 : -1;
+    return tu_rm_tree(g_dir) == 0 ? 0 : -1;
 }
 
 // Number of "*.tmp.*" files left in the test directory.
