@@ -53,7 +53,7 @@ TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(wildcard tests/bench_*.c)
 BENCHES := $(BENCH_SRCS:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all tools tests check check-run deps demo demo-run bench bench-run corpus tokenizer shards clean
+.PHONY: all tools tests check check-run deps demo demo-run bench bench-run corpus tokenizer shards clean clean-data
 all: tools
 
 tools: $(TOOLS)
@@ -94,18 +94,18 @@ deps:
 	  fi; \
 	fi
 
-# ---- data: corpus -> tokenizer -> shards (built once, reused) ----
+# ---- data: corpus -> tokenizer -> shards (built once, reused; `make clean-data` redoes them) ----
 VOCAB ?= 8192
 corpus: $(DATA)/corpus/train.txt
-$(DATA)/corpus/train.txt: io/build-corpus.sh $(BUILD)/bin/conflux-corpus
+$(DATA)/corpus/train.txt: io/build-corpus.sh | $(BUILD)/bin/conflux-corpus
 	bash io/build-corpus.sh $(DATA) $(BUILD)/bin/conflux-corpus
 
 tokenizer: $(DATA)/tokenizer/vocab.json
-$(DATA)/tokenizer/vocab.json: $(DATA)/corpus/train.txt $(BUILD)/bin/conflux-tokenizer
+$(DATA)/tokenizer/vocab.json: $(DATA)/corpus/train.txt | $(BUILD)/bin/conflux-tokenizer
 	$(BUILD)/bin/conflux-tokenizer train --vocab-size $(VOCAB) --out $(DATA)/tokenizer $(DATA)/corpus/train.txt
 
 shards: $(DATA)/shards/train.h5
-$(DATA)/shards/train.h5: $(DATA)/tokenizer/vocab.json $(BUILD)/bin/conflux-tokenizer
+$(DATA)/shards/train.h5: $(DATA)/tokenizer/vocab.json | $(BUILD)/bin/conflux-tokenizer
 	@mkdir -p $(DATA)/shards
 	$(BUILD)/bin/conflux-tokenizer shard --tokenizer $(DATA)/tokenizer --out $(DATA)/shards/valid.h5 $(DATA)/corpus/valid.txt
 	$(BUILD)/bin/conflux-tokenizer shard --tokenizer $(DATA)/tokenizer --out $(DATA)/shards/train.h5 $(DATA)/corpus/train.txt
@@ -131,5 +131,8 @@ bench-run: tools tests
 
 clean:
 	rm -rf build/release build/debug build/asan
+
+clean-data:
+	rm -rf $(DATA)/corpus $(DATA)/tokenizer $(DATA)/shards
 
 -include $(LIB_OBJS:.o=.d) $(TOOL_SRCS:%.c=$(BUILD)/%.d) $(TEST_SRCS:%.c=$(BUILD)/%.d) $(BENCH_SRCS:%.c=$(BUILD)/%.d)

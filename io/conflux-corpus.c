@@ -162,7 +162,7 @@ static int walk(const char *dir, CorpusFormat fmt, PathList *out, char *err) {
         paths_add(&names, e->d_name);
     }
     closedir(d);
-    qsort(names.path, names.n, sizeof *names.path, str_cmp);
+    if (names.n > 1) qsort(names.path, names.n, sizeof *names.path, str_cmp);  // empty dir: path is NULL
     int rc = 0;
     for (size_t i = 0; i < names.n && rc == 0; i++) {
         size_t len = strlen(dir) + strlen(names.path[i]) + 2;

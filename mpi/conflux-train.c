@@ -129,13 +129,20 @@ int main(int argc, char **argv) {
         {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *config_path = NULL, *resume_path = NULL;
-    const char **sets = calloc((size_t)argc, sizeof(char *));
+    enum { MAX_SETS = 256 };
+    const char *sets[MAX_SETS];
     int n_sets = 0, quiet = 0, print_config = 0, c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "c:s:r:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'c': config_path = optarg; break;
-        case 's': sets[n_sets++] = optarg; break;
+        case 's':
+            if (n_sets == MAX_SETS) {
+                fprintf(stderr, TOOL ": error: more than %d --set options\n", MAX_SETS);
+                return 2;
+            }
+            sets[n_sets++] = optarg;
+            break;
         case 'r': resume_path = optarg; break;
         case 'p': print_config = 1; break;
         case 'q': quiet = 1; break;
@@ -174,7 +181,6 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    free(sets);
     if (config_check(&cfg, err) != 0) {
         fprintf(stderr, TOOL ": error: configuration: %s\n", err);
         return 2;
