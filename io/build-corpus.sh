@@ -29,7 +29,9 @@ if [ $# -ne 2 ] || [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ]; then
     [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ] && exit 0
     exit 2
 fi
-DATA=$1
+# absolute: apt resolves a relative Dir::State::Lists against /var/lib/apt
+mkdir -p "$1" || die "cannot create $1"
+DATA=$(cd "$1" && pwd) || die "cannot enter $1"
 TOOL=$2
 [ -x "$TOOL" ] || die "conflux-corpus is not an executable file ($TOOL)"
 for cmd in apt-get apt-cache dpkg-deb dpkg; do
