@@ -136,3 +136,4 @@ clean-data:
 	rm -rf $(DATA)/corpus $(DATA)/tokenizer $(DATA)/shards
 
 -include $(LIB_OBJS:.o=.d) $(TOOL_SRCS:%.c=$(BUILD)/%.d) $(TEST_SRCS:%.c=$(BUILD)/%.d) $(BENCH_SRCS:%.c=$(BUILD)/%.d)
+.SECONDARY:
