@@ -52,12 +52,15 @@ TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(wildcard tests/bench_*.c)
 BENCHES := $(BENCH_SRCS:tests/%.c=$(BUILD)/tests/%)
+# MPI programs driven by tests/test_mpi_*.sh under mpirun (not run directly)
+MPI_TEST_SRCS := $(wildcard tests/mpi_*.c)
+MPI_TESTS := $(MPI_TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all tools tests check check-run deps demo demo-run bench bench-run corpus tokenizer shards clean clean-data
 all: tools
 
 tools: $(TOOLS)
-tests: $(TESTS) $(BENCHES)
+tests: $(TESTS) $(BENCHES) $(MPI_TESTS)
 
 $(BUILD)/lib/libconflux.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -73,6 +76,10 @@ $(BUILD)/bin/$(basename $(notdir $(1))): $(BUILD)/$(1:.c=.o) $(BUILD)/lib/libcon
 	$$(CC) $$(LDFLAGS) $$^ $$(LDLIBS) -o $$@
 endef
 $(foreach s,$(TOOL_SRCS),$(eval $(call tool_rule,$(s))))
+
+$(BUILD)/tests/mpi_%: $(BUILD)/tests/mpi_%.o $(BUILD)/lib/libconflux.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/lib/libconflux.a
 	@mkdir -p $(dir $@)
@@ -135,5 +142,5 @@ clean:
 clean-data:
 	rm -rf $(DATA)/corpus $(DATA)/tokenizer $(DATA)/shards
 
--include $(LIB_OBJS:.o=.d) $(TOOL_SRCS:%.c=$(BUILD)/%.d) $(TEST_SRCS:%.c=$(BUILD)/%.d) $(BENCH_SRCS:%.c=$(BUILD)/%.d)
+-include $(LIB_OBJS:.o=.d) $(TOOL_SRCS:%.c=$(BUILD)/%.d) $(TEST_SRCS:%.c=$(BUILD)/%.d) $(BENCH_SRCS:%.c=$(BUILD)/%.d) $(MPI_TEST_SRCS:%.c=$(BUILD)/%.d)
 .SECONDARY:
