@@ -58,6 +58,7 @@ static const KeyDef KEYS[] = {
     F("train", "checkpoint_every", K_LONG, train.checkpoint_every),
     F("train", "threads", K_INT, train.threads),
     F("train", "log_every", K_INT, train.log_every),
+    F("train", "replica_check_every", K_LONG, train.replica_check_every),
     F("run", "dir", K_STR, run.dir),
 };
 #undef F
@@ -87,6 +88,7 @@ void config_defaults(RunConfig *c) {
     c->train.checkpoint_every = 0;
     c->train.threads = 0;
     c->train.log_every = 10;
+    c->train.replica_check_every = 50;
     snprintf(c->run.dir, CFG_PATH_LEN, "runs/default");
 }
 
@@ -276,6 +278,7 @@ int config_check(const RunConfig *c, char *err) {
     if (c->train.eval_every < 0 || c->train.eval_samples < 0 || c->train.checkpoint_every < 0)
         return cx_err(err, "train.eval_every, train.eval_samples and train.checkpoint_every must be >= 0");
     if (c->train.threads < 0) return cx_err(err, "train.threads must be >= 0");
+    if (c->train.replica_check_every < 0) return cx_err(err, "train.replica_check_every must be >= 0");
     if (c->train.log_every < 1) return cx_err(err, "train.log_every must be >= 1");
     if (!c->data.train[0]) return cx_err(err, "data.train must name a token shard");
     if (!c->run.dir[0]) return cx_err(err, "run.dir must name a directory");

@@ -34,6 +34,7 @@ typedef struct {
         long checkpoint_every;         // steps between checkpoints (0 = only at the end)
         int threads;                   // OpenBLAS threads (0 = leave OpenBLAS's default)
         int log_every;                 // steps between progress lines
+        long replica_check_every;      // steps between replica checksum comparisons (0 = end only)
     } train;
     struct {
         char dir[CFG_PATH_LEN];        // run directory

@@ -1,10 +1,14 @@
 // conflux-train: ALBERT masked-LM pretraining. One training loop (models/train.h) fed by
-// token shards; the averaging backend is a single process for now (MPI comes next).
+// token shards; the averaging backend is MPI (mpi/dp.h) when the job has several ranks.
+// Runs alone, under mpirun, or under srun --mpi=pmix. Rank 0 writes the run directory,
+// metrics and checkpoints; every rank holds an identical replica.
 #include <cblas.h>
+#include <mpi.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +23,30 @@
 #include "models/common.h"
 #include "models/rng.h"
 #include "models/train.h"
+#include "mpi/dp.h"
 
 #define TOOL "conflux-train"
+
+static int g_rank = 0, g_size = 1;
+
+// "conflux-train: error: ..." on stderr; with several ranks prefixed by the rank.
+__attribute__((format(printf, 1, 2))) static void report(const char *fmt, ...) {
+    char msg[CX_ERRLEN + 256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (g_size > 1) fprintf(stderr, TOOL ": error: rank %d: %s\n", g_rank, msg);
+    else fprintf(stderr, TOOL ": error: %s\n", msg);
+}
+
+// Setup failures return the exit status; with several ranks, main() turns a failure on
+// any rank into MPI_Abort so that no rank is left waiting in a collective.
+#define SETUP_FAIL(code, ...)   \
+    do {                        \
+        report(__VA_ARGS__);    \
+        return (code);          \
+    } while (0)
 
 // OpenBLAS extensions (declared in its cblas.h on Debian, repeated for clarity)
 extern void openblas_set_num_threads(int);
@@ -49,6 +75,44 @@ static void usage(FILE *f) {
             "\n"
             "example:\n"
             "  " TOOL " --set train.steps=300 --set run.dir=runs/demo\n");
+}
+
+// How the job was started: srun, mpirun, or neither.
+static const char *launcher_name(void) {
+    if (getenv("SLURM_STEP_ID") && getenv("SLURM_PROCID")) return "srun";
+    if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK")) return "mpirun";
+    return "none";
+}
+
+static const char *mpi_version(void) {
+    static char v[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    MPI_Get_library_version(v, &len);
+    char *nl = strchr(v, ',');  // "Open MPI v4.1.4, package: ..." -> "Open MPI v4.1.4"
+    if (nl) *nl = 0;
+    return v;
+}
+
+// Number of distinct host names among the ranks of comm.
+static int count_nodes(MPI_Comm comm) {
+    int size;
+    MPI_Comm_size(comm, &size);
+    if (size == 1) return 1;
+    char name[MPI_MAX_PROCESSOR_NAME] = "";
+    int len;
+    MPI_Get_processor_name(name, &len);
+    char *all = cx_calloc((size_t)size, MPI_MAX_PROCESSOR_NAME);
+    MPI_CHECK(comm, MPI_Allgather(name, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, all,
+                                  MPI_MAX_PROCESSOR_NAME, MPI_CHAR, comm));
+    int nodes = 0;
+    for (int i = 0; i < size; i++) {
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++)
+            seen = !strcmp(all + (size_t)i * MPI_MAX_PROCESSOR_NAME, all + (size_t)j * MPI_MAX_PROCESSOR_NAME);
+        nodes += !seen;
+    }
+    free(all);
+    return nodes;
 }
 
 static void fmt_eta(char *buf, size_t cap, double s) {
@@ -122,7 +186,8 @@ static int resume_from(Ckpt *ck, Albert *model, Trainer *tr, char *err) {
     return 0;
 }
 
-int main(int argc, char **argv) {
+static int train_main(int argc, char **argv, MPI_Comm comm) {
+    const int rank = g_rank, size = g_size;
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'}, {"set", required_argument, 0, 's'},
         {"resume", required_argument, 0, 'r'}, {"print-config", no_argument, 0, 'p'},
@@ -138,7 +203,7 @@ int main(int argc, char **argv) {
         case 'c': config_path = optarg; break;
         case 's':
             if (n_sets == MAX_SETS) {
-                fprintf(stderr, TOOL ": error: more than %d --set options\n", MAX_SETS);
+                report("more than %d --set options", MAX_SETS);
                 return 2;
             }
             sets[n_sets++] = optarg;
@@ -146,14 +211,16 @@ int main(int argc, char **argv) {
         case 'r': resume_path = optarg; break;
         case 'p': print_config = 1; break;
         case 'q': quiet = 1; break;
-        case 'h': usage(stdout); return 0;
+        case 'h':
+            if (rank == 0) usage(stdout);
+            return 0;
         default:
-            fprintf(stderr, TOOL ": error: bad option '%s' (see --help)\n", argv[optind - 1]);
+            report("bad option '%s' (see --help)", argv[optind - 1]);
             return 2;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, TOOL ": error: unexpected argument '%s' (see --help)\n", argv[optind]);
+        report("unexpected argument '%s' (see --help)", argv[optind]);
         return 2;
     }
 
@@ -163,34 +230,29 @@ int main(int argc, char **argv) {
     Ckpt *ck = NULL;
     if (resume_path) {
         if (ckpt_open(&ck, resume_path, err) != 0) {
-            fprintf(stderr, TOOL ": error: %s\n", err);
-            return 1;
+            SETUP_FAIL(1, "%s", err);
         }
         if (config_load_string(&cfg, ckpt_config_text(ck), resume_path, err) != 0) {
-            fprintf(stderr, TOOL ": error: checkpoint configuration: %s\n", err);
-            return 1;
+            SETUP_FAIL(1, "checkpoint configuration: %s", err);
         }
     }
     if (config_path && config_load_file(&cfg, config_path, err) != 0) {
-        fprintf(stderr, TOOL ": error: %s\n", err);
-        return 2;
+        SETUP_FAIL(2, "%s", err);
     }
     for (int i = 0; i < n_sets; i++) {
         if (config_set(&cfg, sets[i], err) != 0) {
-            fprintf(stderr, TOOL ": error: %s\n", err);
-            return 2;
+            SETUP_FAIL(2, "%s", err);
         }
     }
     if (config_check(&cfg, err) != 0) {
-        fprintf(stderr, TOOL ": error: configuration: %s\n", err);
-        return 2;
+        SETUP_FAIL(2, "configuration: %s", err);
     }
     cfg.optim.total_steps = cfg.train.steps;
     size_t cfg_len = config_to_ini(&cfg, NULL, 0);
     char *cfg_text = cx_calloc(cfg_len + 1, 1);
     config_to_ini(&cfg, cfg_text, cfg_len + 1);
     if (print_config) {
-        fputs(cfg_text, stdout);
+        if (rank == 0) fputs(cfg_text, stdout);
         return 0;
     }
     if (cfg.train.threads > 0) openblas_set_num_threads(cfg.train.threads);
@@ -200,26 +262,22 @@ int main(int argc, char **argv) {
     MlmData train_data, valid_data;
     int have_valid = cfg.data.valid[0] && cfg.train.eval_samples > 0;
     if (shard_read(&train_shard, cfg.data.train, err) != 0) {
-        fprintf(stderr, TOOL ": error: %s\n", err);
-        return 1;
+        SETUP_FAIL(1, "%s", err);
     }
     uint64_t seed = (uint64_t)cfg.train.seed;
     if (mlm_data_init(&train_data, &train_shard, cfg.data.seq_len, cfg.model.vocab_size,
                       cx_rng_derive(seed, 1), 1, cfg.data.mask_prob, cfg.model.sop, err) != 0) {
-        fprintf(stderr, TOOL ": error: %s (%s)\n", err, cfg.data.train);
-        return 1;
+        SETUP_FAIL(1, "%s (%s)", err, cfg.data.train);
     }
     shard_free(&train_shard);
     if (have_valid) {
         if (shard_read(&valid_shard, cfg.data.valid, err) != 0) {
-            fprintf(stderr, TOOL ": error: %s\n", err);
-            return 1;
+            SETUP_FAIL(1, "%s", err);
         }
         // validation: fixed windows in order with fixed masking, the same on every run
         if (mlm_data_init(&valid_data, &valid_shard, cfg.data.seq_len, cfg.model.vocab_size, 777,
                           0, cfg.data.mask_prob, cfg.model.sop, err) != 0) {
-            fprintf(stderr, TOOL ": error: %s (%s)\n", err, cfg.data.valid);
-            return 1;
+            SETUP_FAIL(1, "%s (%s)", err, cfg.data.valid);
         }
         shard_free(&valid_shard);
         if ((uint64_t)cfg.train.eval_samples > valid_data.n_windows)
@@ -236,34 +294,41 @@ int main(int argc, char **argv) {
     if (have_valid) mlm_task_init(&mt_valid, &valid_task, model, &valid_data, cfg.train.micro_batch, 0);
     optim_init(&tr.optim, &cfg.optim, albert_specs(model), albert_n_specs(model),
                albert_n_params(model));
-    tr.avg = (Averager){.ctx = NULL, .sum = NULL, .rank = 0, .n_ranks = 1};
     tr.global_batch = cfg.train.global_batch;
+    if (tr.global_batch < size)
+        SETUP_FAIL(2, "train.global_batch (%ld) is smaller than the number of ranks (%d)",
+                   tr.global_batch, size);
+    DpComm *dp = NULL;
+    if (size > 1) {
+        dp = dp_create(comm, albert_grads(model), albert_n_params(model), albert_specs(model),
+                       albert_n_specs(model), (size_t)4 << 20);
+        tr.avg = dp_averager(dp);
+    } else {
+        tr.avg = (Averager){.ctx = NULL, .sum = NULL, .rank = 0, .n_ranks = 1};
+    }
     if (ck) {
         if (resume_from(ck, model, &tr, err) != 0) {
-            fprintf(stderr, TOOL ": error: cannot resume from %s: %s\n", resume_path, err);
-            return 1;
+            SETUP_FAIL(1, "cannot resume from %s: %s", resume_path, err);
         }
         ckpt_close(ck);
     }
 
-    // run directory
+    // run directory (rank 0)
     const char *run_dir = cfg.run.dir;
-    if (runlog_mkdirs(run_dir, err) != 0) {
-        fprintf(stderr, TOOL ": error: %s\n", err);
-        return 1;
+    int nodes = count_nodes(comm);
+    FILE *metrics = NULL;
+    if (rank == 0) {
+        if (runlog_mkdirs(run_dir, err) != 0) SETUP_FAIL(1, "%s", err);
+        RunInfo info = {.tool = TOOL, .config_ini = cfg_text, .ranks = size, .nodes = nodes,
+                        .launcher = launcher_name(), .resumed_from = resume_path,
+                        .extra_versions = {{"openblas", openblas_get_config()},
+                                           {"mpi", mpi_version()}}};
+        if (runlog_write_info(run_dir, &info, err) != 0) SETUP_FAIL(1, "%s", err);
+        metrics = runlog_open_metrics(run_dir, err);
+        if (!metrics) SETUP_FAIL(1, "%s", err);
     }
-    RunInfo info = {.tool = TOOL, .config_ini = cfg_text, .ranks = 1, .nodes = 1,
-                    .launcher = "none", .resumed_from = resume_path,
-                    .extra_versions = {{"openblas", openblas_get_config()}}};
-    if (runlog_write_info(run_dir, &info, err) != 0) {
-        fprintf(stderr, TOOL ": error: %s\n", err);
-        return 1;
-    }
-    FILE *metrics = runlog_open_metrics(run_dir, err);
-    if (!metrics) {
-        fprintf(stderr, TOOL ": error: %s\n", err);
-        return 1;
-    }
+    // every rank got here: from now on a failure anywhere aborts the job
+    if (size > 1) MPI_CHECK(comm, MPI_Barrier(comm));
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -274,32 +339,48 @@ int main(int argc, char **argv) {
 
     const long total = cfg.train.steps;
     const int T = cfg.data.seq_len;
-    if (!quiet)
+    const int talk = rank == 0 && !quiet;
+    if (talk)
         fprintf(stderr,
-                TOOL ": %zu parameters, global batch %ld x %d tokens, micro-batch %d, steps %ld..%ld, "
-                     "run dir %s\n",
-                albert_n_params(model), cfg.train.global_batch, T, cfg.train.micro_batch,
-                tr.optim.step, total, run_dir);
+                TOOL ": %zu parameters, %d rank(s) on %d node(s), global batch %ld x %d tokens, "
+                     "micro-batch %d, steps %ld..%ld, run dir %s\n",
+                albert_n_params(model), size, nodes, cfg.train.global_batch, T,
+                cfg.train.micro_batch, tr.optim.step, total, run_dir);
     double t_start = cx_now(), t_window = t_start;
     long window_samples = 0, first_step = tr.optim.step;
     int rc = 0;
     while (tr.optim.step < total) {
         StepResult r;
         if (trainer_step(&tr, &r, err) != 0) {
-            fprintf(stderr, TOOL ": error: %s\n", err);
+            report("%s", err);
             rc = 1;
             break;
         }
+        // a signal on any rank stops every rank at this same step boundary
+        int stop = g_stop_signal != 0;
+        if (size > 1) MPI_CHECK(comm, MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, comm));
+        long check_every = cfg.train.replica_check_every;
+        if (size > 1 && ((check_every > 0 && r.step % check_every == 0) || r.step == total || stop)) {
+            if (dp_check_replicas(comm, albert_params(model), albert_n_params(model), r.step, err) != 0) {
+                report("%s", err);
+                rc = 1;
+                break;
+            }
+        }
         double now = cx_now(), step_s = r.compute_s + r.comm_s;
         window_samples += r.samples;
+        DpCounters dc = {0};
+        if (dp) dc = *dp_counters(dp);
         MetricsRow row = {.time_s = now - t_start, .step = r.step, .samples = (long)tr.samples_seen,
                           .loss = r.loss, .lr = r.lr, .samples_per_s = r.samples / step_s,
                           .tokens_per_s = (double)r.samples * T / step_s,
-                          .compute_s = r.compute_s, .comm_s = r.comm_s, .participants = 1,
+                          .compute_s = r.compute_s, .comm_s = r.comm_s,
+                          .bytes_sent = (long long)dc.bytes_sent,
+                          .bytes_recv = (long long)dc.bytes_recv, .participants = size,
                           .valid_loss = NAN};
         int eval_now = have_valid && cfg.train.eval_every > 0 &&
                        (r.step % cfg.train.eval_every == 0 || r.step == total);
-        if (eval_now) {
+        if (eval_now && rank == 0) {
             long ntok = 0;
             double sop_loss = 0.0;
             row.valid_loss = task_eval(&valid_task, 0, cfg.train.eval_samples, &ntok, &sop_loss);
@@ -310,12 +391,12 @@ int main(int argc, char **argv) {
                 fputc('\n', stderr);
             }
         }
-        if (runlog_write_row(metrics, &row) != 0) {
-            fprintf(stderr, TOOL ": error: cannot write %s/metrics.csv: %s\n", run_dir, strerror(errno));
+        if (rank == 0 && runlog_write_row(metrics, &row) != 0) {
+            report("cannot write %s/metrics.csv: %s", run_dir, strerror(errno));
             rc = 1;
             break;
         }
-        if (!quiet && (r.step % cfg.train.log_every == 0 || r.step == total || r.step == first_step + 1)) {
+        if (talk && (r.step % cfg.train.log_every == 0 || r.step == total || r.step == first_step + 1)) {
             double dt = now - t_window;
             double tok_s = dt > 0 ? (double)window_samples * T / dt : 0.0;
             double per_step = (now - t_start) / (double)(r.step - first_step);
@@ -329,22 +410,25 @@ int main(int argc, char **argv) {
             window_samples = 0;
         }
         int ckpt_now = (cfg.train.checkpoint_every > 0 && r.step % cfg.train.checkpoint_every == 0) ||
-                       r.step == total || g_stop_signal;
-        if (ckpt_now) {
+                       r.step == total || stop;
+        if (ckpt_now && rank == 0) {
             if (save_checkpoint(run_dir, cfg_text, model, &tr, cfg.train.seed, err) != 0) {
-                fprintf(stderr, TOOL ": error: %s\n", err);
+                report("%s", err);
                 rc = 1;
                 break;
             }
             if (!quiet) fprintf(stderr, "checkpoint %s/checkpoint-%06ld.h5\n", run_dir, r.step);
         }
-        if (g_stop_signal) {
-            fprintf(stderr, TOOL ": signal %d: checkpointed at step %ld, exiting\n",
-                    (int)g_stop_signal, r.step);
+        if (stop) {
+            if (rank == 0)
+                fprintf(stderr, TOOL ": signal %d: checkpointed at step %ld, exiting\n",
+                        g_stop_signal ? (int)g_stop_signal : 0, r.step);
             break;
         }
     }
-    fclose(metrics);
+    if (rc != 0) return rc;  // main() aborts the job when it has several ranks
+    if (dp) dp_free(dp);
+    if (metrics) fclose(metrics);
     if (have_valid) {
         mlm_task_free(&mt_valid);
         mlm_data_free(&valid_data);
@@ -354,5 +438,20 @@ int main(int argc, char **argv) {
     optim_free(&tr.optim);
     albert_free(model);
     free(cfg_text);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    int provided;
+    if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        fprintf(stderr, TOOL ": error: MPI_Init failed\n");
+        return 1;
+    }
+    MPI_Comm comm = MPI_COMM_WORLD;
+    MPI_Comm_rank(comm, &g_rank);
+    MPI_Comm_size(comm, &g_size);
+    int rc = train_main(argc, argv, comm);
+    if (rc != 0 && g_size > 1) MPI_Abort(comm, rc);
+    MPI_Finalize();
     return rc;
 }
