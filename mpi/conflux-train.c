@@ -70,11 +70,16 @@ static void usage(FILE *f) {
             "  -h, --help        this text\n"
             "\n"
             "Writes RUN_DIR/run.json, RUN_DIR/metrics.csv and RUN_DIR/checkpoint-STEP.h5\n"
-            "(RUN_DIR/latest.h5 links to the newest). SIGTERM, SIGINT or SIGUSR1 checkpoints at\n"
-            "the next step boundary and exits 0.\n"
+            "(RUN_DIR/latest.h5 links to the newest), and RUN_DIR/finished once every step is\n"
+            "done. SIGTERM, SIGINT or SIGUSR1 (on any rank) checkpoints at the next step\n"
+            "boundary and exits 0 without RUN_DIR/finished.\n"
             "\n"
-            "example:\n"
-            "  " TOOL " --set train.steps=300 --set run.dir=runs/demo\n");
+            "Runs alone, under mpirun -np N, or under srun --mpi=pmix: ranks split each global\n"
+            "batch, average gradients with MPI and apply the same step; rank 0 writes.\n"
+            "\n"
+            "examples:\n"
+            "  " TOOL " --set train.steps=300 --set run.dir=runs/demo\n"
+            "  mpirun -np 2 " TOOL " --set train.global_batch=64 --set run.dir=runs/dp2\n");
 }
 
 // How the job was started: srun, mpirun, or neither.
@@ -428,6 +433,17 @@ static int train_main(int argc, char **argv, MPI_Comm comm) {
     }
     if (rc != 0) return rc;  // main() aborts the job when it has several ranks
     if (dp) dp_free(dp);
+    // RUN_DIR/finished marks a run that took all its steps (a batch script requeues a job
+    // that exited 0 without it: stopped by a signal at a step boundary)
+    if (rank == 0 && tr.optim.step >= total) {
+        char path[CFG_PATH_LEN + 16];
+        snprintf(path, sizeof path, "%s/finished", run_dir);
+        FILE *f = fopen(path, "w");
+        if (!f || fprintf(f, "%ld\n", tr.optim.step) < 0 || fclose(f) != 0) {
+            report("cannot write %s: %s", path, strerror(errno));
+            return 1;
+        }
+    }
     if (metrics) fclose(metrics);
     if (have_valid) {
         mlm_task_free(&mt_valid);
