@@ -11,7 +11,8 @@ DATA ?= build/data
 # Debian packages the project needs (build, tests, reference scripts, corpus builder).
 DEB_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libopenblas-dev \
 	libscalapack-openmpi-dev libhdf5-openmpi-dev hdf5-tools libcunit1-dev libjson-c-dev \
-	libinih-dev lz4 python3-torch python3-h5py python3-numpy
+	libinih-dev lz4 python3-torch python3-h5py python3-numpy \
+	slurm-wlm slurmctld slurmd slurm-client munge libpmix-dev
 
 CC := gcc
 PKGS := hdf5-openmpi openblas json-c inih
@@ -85,7 +86,9 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/lib/libconflux.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcunit -o $@
 
-# Installs missing Debian packages as root; otherwise prints the exact apt-get line.
+# Installs missing Debian packages as root; otherwise prints the exact apt-get line. A
+# temporary policy-rc.d keeps the slurm and munge packages from starting system daemons
+# (slurm/local-cluster.sh runs private ones).
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
@@ -93,8 +96,11 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "conflux: installing:$$missing"; \
+	    rcd=/usr/sbin/policy-rc.d; made_rcd=; \
+	    if [ ! -e $$rcd ]; then printf '#!/bin/sh\nexit 101\n' > $$rcd && chmod 755 $$rcd && made_rcd=1; fi; \
 	    apt-get -o DPkg::Lock::Timeout=600 update -q && \
 	    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends $$missing; \
+	    rc=$$?; [ -n "$$made_rcd" ] && rm -f $$rcd; [ $$rc = 0 ] || exit $$rc; \
 	  else \
 	    echo "conflux: missing packages; run as root:"; \
 	    echo "  apt-get install -y --no-install-recommends$$missing"; exit 1; \
