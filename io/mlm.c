@@ -123,8 +123,8 @@ void mlm_data_fill(MlmData *d, uint64_t s, int32_t *ids, int32_t *mask, int32_t 
     }
 }
 
-static double mlm_micro_step(void *ctx, uint64_t s0, int B, int backward, long *n_tokens,
-                             double *aux_sum) {
+static double mlm_micro_step(void *ctx, uint64_t s0, int B, int backward, int final,
+                             long *n_tokens, double *aux_sum) {
     MlmTask *mt = ctx;
     const int T = mt->T, sop = mt->data->sop;
     for (int b = 0; b < B; b++)
@@ -137,7 +137,8 @@ static double mlm_micro_step(void *ctx, uint64_t s0, int B, int backward, long *
                          .targets = mt->targets, .sample_index0 = s0,
                          .token_type_ids = sop ? mt->types : NULL,
                          .sop_labels = sop ? mt->sop_labels : NULL,
-                         .sop_scale = mt->data->mask_prob * (float)(T - 3)};
+                         .sop_scale = mt->data->mask_prob * (float)(T - 3),
+                         .final_micro = final};
     return albert_step(mt->model, &batch, backward, backward, mt->dropout_seed, n_tokens, aux_sum);
 }
 

@@ -49,6 +49,10 @@ struct Albert {
     float *demb, *demb2;                                         // (N,E)
     float *dcls, *dpooled, *dsop;                                // (B,H) (B,H) (B,2)
     float *att_scratch;                                          // (B,NH,T,T)
+    // backward hooks (albert_set_backward_hooks)
+    void (*hook_ready)(void *ctx, size_t offset, size_t count);
+    void (*hook_progress)(void *ctx);
+    void *hook_ctx;
 };
 
 int albert_config_check(const AlbertConfig *c, char *err) {
@@ -266,6 +270,25 @@ void albert_free(Albert *m) {
     free(m);
 }
 
+void albert_set_backward_hooks(Albert *m, void (*ready)(void *ctx, size_t offset, size_t count),
+                               void (*progress)(void *ctx), void *ctx) {
+    m->hook_ready = ready;
+    m->hook_progress = progress;
+    m->hook_ctx = ctx;
+}
+
+// Reports tensors [first, last] final: their arena range up to the next tensor's offset.
+static void hook_ready(Albert *m, const AlbertBatch *b, int first, int last) {
+    if (!b->final_micro || !m->hook_ready) return;
+    size_t lo = m->specs[first].offset;
+    size_t hi = last + 1 < m->n_specs ? m->specs[last + 1].offset : m->n_params;
+    m->hook_ready(m->hook_ctx, lo, hi - lo);
+}
+
+static void hook_progress(Albert *m, const AlbertBatch *b) {
+    if (b->final_micro && m->hook_progress) m->hook_progress(m->hook_ctx);
+}
+
 const AlbertConfig *albert_config(const Albert *m) { return &m->cfg; }
 const TensorSpec *albert_specs(const Albert *m) { return m->specs; }
 int albert_n_specs(const Albert *m) { return m->n_specs; }
@@ -430,7 +453,9 @@ static void encoder_backward(Albert *m, const AlbertBatch *b, int train, uint64_
         nn_linear_backward(m->dh, G[AP_Q_W], G[AP_Q_B], m->dq, x, P[AP_Q_W], N, H, H);
         nn_linear_backward(m->dh, G[AP_K_W], G[AP_K_B], m->dk, x, P[AP_K_W], N, H, H);
         nn_linear_backward(m->dh, G[AP_V_W], G[AP_V_B], m->dv, x, P[AP_V_W], N, H, H);
+        hook_progress(m, b);
     }
+    hook_ready(m, b, AP_Q_W, AP_FULL_LN_B);  // the shared layer: all L applications done
     // h0 = map_in(dropout(LN(emb)))
     zero(m->demb, (size_t)N * E);
     nn_linear_backward(m->demb, G[AP_MAP_W], G[AP_MAP_B], m->dh, m->emb_drop, P[AP_MAP_W], N, E, H);
@@ -502,7 +527,11 @@ double albert_step(Albert *m, const AlbertBatch *b, int train, int backward, uin
         zero(m->dh, (size_t)b->B * b->T * m->cfg.hidden_size);
         if (M > 0) head_backward(m, b, M);
         if (has_sop) sop_backward(m, b);
+        // predictions.* (not the tied word embeddings) and the SOP head are final now
+        hook_ready(m, b, AP_PRED_BIAS, m->n_specs - 1);
+        hook_progress(m, b);
         encoder_backward(m, b, train, seed);
+        hook_ready(m, b, AP_WORD, AP_MAP_B);  // embeddings, mapping, word (tied) last
     }
     return loss;
 }

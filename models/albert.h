@@ -63,6 +63,7 @@ typedef struct {
     const int32_t *token_type_ids;
     const int32_t *sop_labels;
     float sop_scale;
+    int final_micro;        // last micro-batch of an optimizer step: backward hooks fire
 } AlbertBatch;
 
 typedef struct Albert Albert;
@@ -90,6 +91,15 @@ float *albert_grads(Albert *m);    // flat gradient arena (same layout)
 // global token count.
 double albert_step(Albert *m, const AlbertBatch *b, int train, int backward, uint64_t seed,
                    long *n_selected, double *sop_sum);
+
+// Backward hooks for overlapping gradient communication with the backward pass. During
+// the backward of a batch with final_micro set, ready(ctx, offset, count) is called as
+// soon as a range of the gradient arena is final for the step (tensor plus alignment
+// padding): the MLM/SOP heads after the head backward, the shared layer after its last
+// application, the embeddings at the end; progress(ctx) is called between layers (MPI
+// only advances non-blocking operations when driven). NULL functions disable the hooks.
+void albert_set_backward_hooks(Albert *m, void (*ready)(void *ctx, size_t offset, size_t count),
+                               void (*progress)(void *ctx), void *ctx);
 
 // Inference: fills probs (B*T rows, V columns; only rows with targets >= 0 are written,
 // in order of appearance) with the MLM softmax at the selected positions. Returns the

@@ -25,7 +25,10 @@ int trainer_step(Trainer *t, StepResult *r, char *err) {
         int B = (int)(hi - s < k->micro_batch ? hi - s : k->micro_batch);
         long ntok = 0;
         double aux = 0.0;
-        stats[STAT_LOSS_SUM] += k->micro_step(k->ctx, t->samples_seen + (uint64_t)s, B, 1, &ntok, &aux);
+        int final = s + k->micro_batch >= hi;
+        if (final && t->avg.begin) t->avg.begin(t->avg.ctx);
+        stats[STAT_LOSS_SUM] +=
+            k->micro_step(k->ctx, t->samples_seen + (uint64_t)s, B, 1, final, &ntok, &aux);
         stats[STAT_TOKENS] += (double)ntok;
         stats[STAT_AUX_SUM] += aux;
         stats[STAT_SAMPLES] += B;
@@ -64,7 +67,7 @@ double task_eval(const TrainTask *k, uint64_t s0, long n_samples, long *n_tokens
         int B = (int)(n_samples - s < k->micro_batch ? n_samples - s : k->micro_batch);
         long nt = 0;
         double a = 0.0;
-        sum += k->micro_step(k->ctx, s0 + (uint64_t)s, B, 0, &nt, &a);
+        sum += k->micro_step(k->ctx, s0 + (uint64_t)s, B, 0, 0, &nt, &a);
         tok += nt;
         aux_sum += a;
     }

@@ -26,7 +26,9 @@ typedef struct {
     // samples of the data stream starting at global sample index s0. Returns the summed
     // loss; *n_tokens receives the number of loss tokens, *aux_sum the summed auxiliary
     // per-sequence loss (ALBERT's sentence-order prediction; 0 when there is none).
-    double (*micro_step)(void *ctx, uint64_t s0, int B, int backward, long *n_tokens,
+    // final: the last micro-batch of this participant's share of the step (the task may
+    // report gradient ranges that are final to the averaging backend as they complete).
+    double (*micro_step)(void *ctx, uint64_t s0, int B, int backward, int final, long *n_tokens,
                          double *aux_sum);
 } TrainTask;
 
@@ -37,6 +39,7 @@ enum { STAT_LOSS_SUM, STAT_TOKENS, STAT_SAMPLES, STAT_AUX_SUM, STAT_COUNT };
 typedef struct {
     void *ctx;
     int (*sum)(void *ctx, float *grads, size_t n, double *stats, int n_stats, char *err);
+    void (*begin)(void *ctx);  // optional: called before the last micro-batch's backward
     int rank, n_ranks;     // this participant's share of the global batch
 } Averager;
 

@@ -308,6 +308,8 @@ static int train_main(int argc, char **argv, MPI_Comm comm) {
         dp = dp_create(comm, albert_grads(model), albert_n_params(model), albert_specs(model),
                        albert_n_specs(model), (size_t)4 << 20);
         tr.avg = dp_averager(dp);
+        // start each bucket's all-reduce as soon as the backward has finished its gradients
+        albert_set_backward_hooks(model, dp_hook_ready, dp_hook_progress, dp);
     } else {
         tr.avg = (Averager){.ctx = NULL, .sum = NULL, .rank = 0, .n_ranks = 1};
     }

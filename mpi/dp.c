@@ -386,8 +386,13 @@ int dp_averager_sum(void *ctx, float *grads, size_t n, double *stats, int n_stat
     return dp_finish(d, stats, n_stats, err);
 }
 
+static void dp_begin_hook(void *ctx) { dp_begin_step(ctx); }
+void dp_hook_ready(void *ctx, size_t offset, size_t count) { dp_mark_ready(ctx, offset, count); }
+void dp_hook_progress(void *ctx) { dp_progress(ctx); }
+
 Averager dp_averager(DpComm *d) {
-    return (Averager){.ctx = d, .sum = dp_averager_sum, .rank = d->rank, .n_ranks = d->size};
+    return (Averager){.ctx = d, .sum = dp_averager_sum, .begin = dp_begin_hook, .rank = d->rank,
+                      .n_ranks = d->size};
 }
 
 int dp_rank(const DpComm *d) { return d->rank; }

@@ -131,6 +131,11 @@ int dp_averager_sum(void *ctx, float *grads, size_t n, double *stats, int n_stat
 // An Averager backed by d: sum = dp_averager_sum, rank and n_ranks of d's communicator.
 Averager dp_averager(DpComm *d);
 
+// void*-typed forms of dp_mark_ready and dp_progress for a model's backward hooks
+// (albert_set_backward_hooks(model, dp_hook_ready, dp_hook_progress, d)).
+void dp_hook_ready(void *ctx, size_t offset, size_t count);
+void dp_hook_progress(void *ctx);
+
 // Layout and state queries.
 int dp_rank(const DpComm *d);
 int dp_size(const DpComm *d);

@@ -22,7 +22,7 @@ DEFAULT_DIR=$REPO_ROOT/build/slurm
 CTLD_PORT=${CONFLUX_SLURMCTLD_PORT:-16817}
 SLURMD_PORT=${CONFLUX_SLURMD_PORT:-16818}
 START_TIMEOUT=${CONFLUX_SLURM_START_TIMEOUT:-30}   # seconds, per daemon
-STOP_TIMEOUT=${CONFLUX_SLURM_STOP_TIMEOUT:-45}     # seconds; jobs get KillWait (30 s) to end
+STOP_TIMEOUT=${CONFLUX_SLURM_STOP_TIMEOUT:-45}     # seconds; a job ignoring SIGTERM takes KillWait (30 s)
 CLUSTER_NAME=${CONFLUX_SLURM_CLUSTER:-conflux}
 # job credential lifetime; a requeued job also waits this long before it may start again
 # (Slurm's default, 120 s, makes requeue tests crawl; Slurm's minimum is 5)
@@ -48,8 +48,11 @@ Environment (read by start; stop/status/env read the ports from DIR/slurm.conf):
   CONFLUX_SLURMCTLD_PORT       slurmctld port        (default 16817)
   CONFLUX_SLURMD_PORT          slurmd port           (default 16818)
   CONFLUX_SLURM_START_TIMEOUT  seconds to wait for each daemon   (default 30)
-  CONFLUX_SLURM_STOP_TIMEOUT   seconds to wait for jobs to end   (default 45)
+  CONFLUX_SLURM_STOP_TIMEOUT   seconds to wait for cancelled jobs (default 45;
+                               a job that ignores SIGTERM is killed after 30 s)
   CONFLUX_SLURM_CLUSTER        ClusterName           (default conflux)
+  CONFLUX_SLURM_CRED_EXPIRE    job credential lifetime, also how long a requeued job
+                               waits before it runs again (default 10; Slurm's is 120)
 
 Needs (Debian): slurm-wlm slurmctld slurmd slurm-client munge libpmix-dev
 EOF
@@ -97,13 +100,23 @@ is_ours() {
 }
 
 # daemon_pid NAME: prints the pid of this cluster's NAME if it runs; 1 otherwise.
+# Reads the pid file; without a valid one, looks for a NAME process whose command line
+# names DIR (pid files deleted under a running daemon, or a daemon still starting up).
 daemon_pid() {
-    local f pid
+    local f pid p
     f=$(pid_file "$1")
-    [[ -r $f ]] || return 1
-    read -r pid <"$f" 2>/dev/null || return 1
-    is_ours "$pid" "$1" || return 1
-    printf '%s\n' "$pid"
+    if [[ -r $f ]] && read -r pid <"$f" 2>/dev/null && is_ours "$pid" "$1"; then
+        printf '%s\n' "$pid"
+        return 0
+    fi
+    for p in /proc/[0-9]*; do
+        pid=${p#/proc/}
+        if [[ $(cat "$p/comm" 2>/dev/null) == "$1" ]] && is_ours "$pid" "$1"; then
+            printf '%s\n' "$pid"
+            return 0
+        fi
+    done
+    return 1
 }
 
 # clear_stale NAME: removes NAME's pid file when it does not name a live daemon.
@@ -121,6 +134,14 @@ port_listening() {
     hex=$(printf '%04X' "$1")
     awk -v p="$hex" 'FNR > 1 { n = split($2, a, ":"); if (a[n] == p && $4 == "0A") f = 1 }
                      END { exit !f }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+# port_clash PORT VAR: the error for a port someone else listens on.
+port_clash() {
+    local who=""
+    command -v ss >/dev/null 2>&1 &&
+        who=$(ss -Htlnp "sport = :$1" 2>/dev/null | grep -o 'users:(([^)]*))' | head -n 1)
+    die "port $1 is in use${who:+ by $who} (another cluster? stop it, or set $2)"
 }
 
 # poll SECONDS CMD...: runs CMD every 0.2 s until it succeeds; 1 on timeout.
@@ -255,7 +276,7 @@ start_slurmctld() {
     if daemon_pid slurmctld >/dev/null; then return 0; fi
     clear_stale slurmctld
     port_listening "$CTLD_PORT" &&
-        die "port $CTLD_PORT is in use by another process (another cluster? set CONFLUX_SLURMCTLD_PORT)"
+        port_clash "$CTLD_PORT" CONFLUX_SLURMCTLD_PORT
     # -i: recover what it can from DIR/state and ignore the rest
     slurmctld -i -f "$CONF" </dev/null >"$(out_file slurmctld)" 2>&1 ||
         { show_tail slurmctld; die "slurmctld did not start ($(log_hint slurmctld))"; }
@@ -268,7 +289,7 @@ start_slurmd() {
     if daemon_pid slurmd >/dev/null; then return 0; fi
     clear_stale slurmd
     port_listening "$SLURMD_PORT" &&
-        die "port $SLURMD_PORT is in use by another process (another cluster? set CONFLUX_SLURMD_PORT)"
+        port_clash "$SLURMD_PORT" CONFLUX_SLURMD_PORT
     slurmd -f "$CONF" -N "$node" </dev/null >"$(out_file slurmd)" 2>&1 ||
         { show_tail slurmd; die "slurmd did not start ($(log_hint slurmd))"; }
 }
@@ -299,6 +320,11 @@ cmd_start() {
         node=$(sed -n 's/^NodeName=\([^ ]*\).*/\1/p' "$CONF" | head -n 1)
     else
         node=$(hostname -s) || die "hostname -s failed"
+        # check before anything starts, so that a clash leaves nothing half-started
+        port_listening "$CTLD_PORT" &&
+            port_clash "$CTLD_PORT" CONFLUX_SLURMCTLD_PORT
+        port_listening "$SLURMD_PORT" &&
+            port_clash "$SLURMD_PORT" CONFLUX_SLURMD_PORT
         write_conf "$node"
     fi
     export SLURM_CONF=$CONF
@@ -314,6 +340,7 @@ cmd_start() {
         state=$(node_state "$node")
         show_tail slurmd
         show_tail slurmctld
+        daemon_pid slurmd >/dev/null || state="${state:-unknown}, slurmd exited"
         die "node $node is not idle after ${START_TIMEOUT}s (state: ${state:-unknown}; $(log_hint slurmd slurmctld))"
     fi
     say "running ($DIR; node $node, $(nproc) CPUs, ports $CTLD_PORT/$SLURMD_PORT)"
@@ -357,9 +384,11 @@ cmd_stop() {
         jobs=$(timeout 5 squeue -h -o %A 2>/dev/null | tr '\n' ' ')
         if [[ -n ${jobs// /} ]]; then
             say "cancelling jobs: $jobs"
+            # Slurm sends SIGTERM, then SIGKILL KillWait (30 s) later to jobs that ignore it
             # shellcheck disable=SC2086
             timeout 10 scancel $jobs 2>/dev/null
-            poll "$STOP_TIMEOUT" no_jobs_left || warn "jobs still listed after ${STOP_TIMEOUT}s: $(timeout 5 squeue -h -o %A | tr '\n' ' ')"
+            poll "$STOP_TIMEOUT" no_jobs_left ||
+                warn "jobs still listed after ${STOP_TIMEOUT}s: $(timeout 5 squeue -h -o %A | tr '\n' ' ')"
         fi
     fi
     for n in slurmd slurmctld munged; do
