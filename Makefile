@@ -4,6 +4,7 @@
 #   make check      install missing packages, build, run every test
 #   make demo       install missing packages, build corpus + tokenizer, pretrain, fill-mask
 #   make bench      ALBERT throughput against PyTorch
+#   make bench-dp   data-parallel step time, all-reduce overlap and traffic on 1, 2, 4 ranks
 MODE ?= release
 BUILD := build/$(MODE)
 DATA ?= build/data
@@ -57,7 +58,7 @@ BENCHES := $(BENCH_SRCS:tests/%.c=$(BUILD)/tests/%)
 MPI_TEST_SRCS := $(wildcard tests/mpi_*.c)
 MPI_TESTS := $(MPI_TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all tools tests check check-run deps demo demo-run bench bench-run corpus tokenizer shards clean clean-data
+.PHONY: all tools tests check check-run deps demo demo-run bench bench-run bench-dp bench-dp-run corpus tokenizer shards clean clean-data
 all: tools
 
 tools: $(TOOLS)
@@ -141,6 +142,12 @@ bench: deps
 
 bench-run: tools tests
 	bash tests/bench-albert.sh $(BUILD)
+
+bench-dp: deps
+	@$(MAKE) --no-print-directory MODE=release bench-dp-run
+
+bench-dp-run: tests
+	bash tests/bench-dp.sh $(BUILD)
 
 clean:
 	rm -rf build/release build/debug build/asan

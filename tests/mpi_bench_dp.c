@@ -1,0 +1,123 @@
+// mpi_bench_dp.c: data-parallel step benchmark (make bench-dp runs it on 1, 2, 4 ranks).
+//
+// Each rank trains the ALBERT of `make bench` (L=4 H=256 E=128 NH=4 FFN=1024 V=8192) on
+// one micro-batch of B x T random tokens per step (same per-rank micro-batch at every rank
+// count), with the MPI averaging backend and the backward hooks that start each bucket's
+// all-reduce as soon as its gradients are final. After warm-up it reports, from rank 0:
+//   ranks=P step_ms=MEDIAN allreduce_ms=... exposed_ms=... overlap=F bytes_per_step=N
+// overlap = 1 - (time the step waited for communication) / (all-reduce time), averaged
+// over steps: the share of the all-reduce hidden behind the backward pass.
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/albert.h"
+#include "models/common.h"
+#include "models/optim.h"
+#include "models/rng.h"
+#include "models/train.h"
+#include "mpi/dp.h"
+
+extern void openblas_set_num_threads(int);
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    MPI_Comm comm = MPI_COMM_WORLD;
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    int warmup = 3, steps = 10, B = 2, T = 128, threads = 1;
+    size_t bucket_mb = 4;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--micro") && i + 1 < argc) B = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--seq") && i + 1 < argc) T = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--bucket-mb") && i + 1 < argc) bucket_mb = (size_t)atoi(argv[++i]);
+        else {
+            if (rank == 0)
+                fprintf(stderr, "usage: mpi_bench_dp [--warmup K] [--steps S] [--micro B] [--seq T] "
+                                "[--threads N] [--bucket-mb M]\n");
+            MPI_Finalize();
+            return 2;
+        }
+    }
+    openblas_set_num_threads(threads);
+    AlbertConfig c = {.vocab_size = 8192, .embedding_size = 128, .hidden_size = 256,
+                      .num_heads = 4, .intermediate_size = 1024, .num_layers = 4,
+                      .max_position = 512, .dropout = 0.0f, .ln_eps = 1e-12f, .init_std = 0.02f};
+    Albert *m = albert_create(&c, B, T, 1);
+    size_t n = albert_n_params(m);
+    OptimConfig oc = {.kind = OPTIM_ADAMW, .lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+                      .weight_decay = 0.01f, .schedule = SCHED_CONSTANT, .total_steps = 1000000};
+    Optim o;
+    optim_init(&o, &oc, albert_specs(m), albert_n_specs(m), n);
+    DpComm *dp = dp_create(comm, albert_grads(m), n, albert_specs(m), albert_n_specs(m),
+                           bucket_mb << 20);
+    albert_set_backward_hooks(m, dp_hook_ready, dp_hook_progress, dp);
+    int32_t *ids = cx_calloc((size_t)B * T, 4), *mask = cx_calloc((size_t)B * T, 4);
+    int32_t *tg = cx_calloc((size_t)B * T, 4);
+    double *times = cx_calloc((size_t)steps, sizeof(double));
+    double ar_sum = 0, wait_sum = 0, bytes = 0;
+    char err[CX_ERRLEN];
+    for (int s = 0; s < warmup + steps; s++) {
+        for (int i = 0; i < B * T; i++) {  // each rank its own random batch
+            uint64_t k = ((uint64_t)s * size + rank) * B * T + i;
+            ids[i] = 5 + (int)(cx_rng_u64(11, k) % (uint64_t)(c.vocab_size - 5));
+            mask[i] = 1;
+            tg[i] = cx_rng_uniform(12, k) < 0.15f ? ids[i] : -1;
+        }
+        MPI_Barrier(comm);
+        double t0 = cx_now();
+        memset(albert_grads(m), 0, n * sizeof(float));
+        dp_begin_step(dp);
+        AlbertBatch b = {.B = B, .T = T, .input_ids = ids, .attention_mask = mask, .targets = tg,
+                         .final_micro = 1};
+        long nt = 0;
+        double stats[STAT_COUNT] = {albert_step(m, &b, 1, 1, 5, &nt, NULL), (double)nt, B, 0};
+        if (dp_averager_sum(dp, albert_grads(m), n, stats, STAT_COUNT, err) != 0) {
+            fprintf(stderr, "mpi_bench_dp: rank %d: %s\n", rank, err);
+            MPI_Abort(comm, 1);
+        }
+        float inv = (float)(1.0 / stats[STAT_TOKENS]);
+        float *g = albert_grads(m);
+        for (size_t i = 0; i < n; i++) g[i] *= inv;
+        optim_step(&o, albert_params(m), g);
+        double dt = cx_now() - t0;
+        MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, comm);
+        if (s >= warmup) {
+            const DpCounters *dc = dp_counters(dp);
+            times[s - warmup] = dt;
+            ar_sum += dc->allreduce_s;
+            wait_sum += dc->wait_s;
+            bytes = dc->bytes_sent + dc->bytes_recv;
+        }
+    }
+    double v[2] = {ar_sum, wait_sum};
+    MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_MAX, comm);
+    qsort(times, (size_t)steps, sizeof(double), cmp_double);
+    if (rank == 0) {
+        double overlap = size > 1 && v[0] > 0 ? 1.0 - v[1] / v[0] : 0.0;
+        if (overlap < 0) overlap = 0;
+        printf("ranks=%d step_ms=%.2f allreduce_ms=%.2f exposed_ms=%.2f overlap=%.2f "
+               "bytes_per_step=%.0f params=%zu micro_batch=%dx%d\n",
+               size, times[steps / 2] * 1e3, v[0] / steps * 1e3, v[1] / steps * 1e3, overlap,
+               bytes, n, B, T);
+    }
+    dp_free(dp);
+    optim_free(&o);
+    albert_free(m);
+    free(ids);
+    free(mask);
+    free(tg);
+    free(times);
+    MPI_Finalize();
+    return 0;
+}
