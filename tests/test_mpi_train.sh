@@ -20,20 +20,13 @@ BUILD=${1:?}; DATA=${2:?}
 BIN=$BUILD/bin
 command -v mpirun >/dev/null || { echo "SKIPPED: no mpirun"; exit 0; }
 if [ ! -f "$DATA/shards/train.h5" ]; then echo "SKIPPED: no token shards in $DATA/shards"; exit 0; fi
-export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader,tcp OMPI_MCA_mtl=^ofi OMPI_MCA_mpi_yield_when_idle=1
+source tests/lib.sh
 export OMPI_MCA_rmaps_base_oversubscribe=1
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
-TINY=(--set data.train="$DATA/shards/train.h5" --set data.valid="$DATA/shards/valid.h5"
-      --set model.hidden_size=64 --set model.num_heads=2 --set model.embedding_size=32
-      --set model.intermediate_size=128 --set model.num_layers=2 --set data.seq_len=64
-      --set train.global_batch=8 --set train.micro_batch=2 --set train.eval_every=0
-      --set model.dropout=0.1 --set optim.warmup_steps=5 --set train.threads=1
-      --set train.steps=20 --set train.replica_check_every=5 -q)
+TINY=("${TINY_MODEL[@]}" --set train.global_batch=8 --set train.micro_batch=2
+      --set train.eval_every=0 --set train.steps=20 --set train.replica_check_every=5 -q)
 
 ranks_ran() {  # DIR N: run.json says N ranks and metrics has 20 rows
     /usr/bin/python3 -c "import json,sys; sys.exit(json.load(open(sys.argv[1]))['ranks'] != int(sys.argv[2]))" \

@@ -20,9 +20,7 @@ CL=$WORK/cluster
 # ports of our own, so this test never meets another local cluster
 export CONFLUX_SLURMCTLD_PORT=16917 CONFLUX_SLURMD_PORT=16918
 trap 'slurm/local-cluster.sh stop "$CL" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+source tests/lib.sh
 waitfor() {  # SECONDS COMMAND...: poll until the command succeeds
     local t=$1; shift
     for _ in $(seq $((t * 10))); do "$@" && return 0; sleep 0.1; done
@@ -31,14 +29,9 @@ waitfor() {  # SECONDS COMMAND...: poll until the command succeeds
 
 slurm/local-cluster.sh start "$CL" || { echo "FAIL: cannot start the local Slurm cluster"; exit 1; }
 eval "$(slurm/local-cluster.sh env "$CL")"
-export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader,tcp OMPI_MCA_mtl=^ofi OMPI_MCA_mpi_yield_when_idle=1
 
-ARGS=(--set data.train="$DATA/shards/train.h5" --set data.valid="$DATA/shards/valid.h5"
-      --set model.hidden_size=64 --set model.num_heads=2 --set model.embedding_size=32
-      --set model.intermediate_size=128 --set model.num_layers=2 --set data.seq_len=64
-      --set train.global_batch=8 --set train.micro_batch=2 --set train.eval_every=0
-      --set model.dropout=0.1 --set optim.warmup_steps=5 --set train.threads=1
-      --set train.steps=300 --set train.log_every=50)
+ARGS=("${TINY_MODEL[@]}" --set train.global_batch=8 --set train.micro_batch=2
+      --set train.eval_every=0 --set train.steps=300 --set train.log_every=50)
 
 # the uninterrupted reference
 mpirun --allow-run-as-root --oversubscribe -np 2 "$BIN/conflux-train" "${ARGS[@]}" -q \

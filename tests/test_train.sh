@@ -15,16 +15,10 @@ if [ ! -f "$DATA/shards/train.h5" ] || [ ! -f "$DATA/shards/valid.h5" ]; then
 fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+source tests/lib.sh
 
-TINY=(--set data.train="$DATA/shards/train.h5" --set data.valid="$DATA/shards/valid.h5"
-      --set model.hidden_size=64 --set model.num_heads=2 --set model.embedding_size=32
-      --set model.intermediate_size=128 --set model.num_layers=2 --set data.seq_len=64
-      --set train.global_batch=8 --set train.micro_batch=4 --set train.eval_samples=32
-      --set train.eval_every=10 --set model.dropout=0.1 --set optim.warmup_steps=5
-      --set train.threads=1 -q)
+TINY=("${TINY_MODEL[@]}" --set train.global_batch=8 --set train.micro_batch=4
+      --set train.eval_samples=32 --set train.eval_every=10 -q)
 
 # --- resume bit for bit
 "$BIN/conflux-train" "${TINY[@]}" --set train.steps=20 --set run.dir="$WORK/straight" || bad "straight run failed"

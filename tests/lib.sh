@@ -1,0 +1,12 @@
+# tests/lib.sh: shared helpers of the integration scripts (source it after setting DATA).
+# ok/bad count results into $fails; TINY_MODEL is the small ALBERT of the training tests
+# (H=64, 2 heads, E=32, FFN 128, 2 layers, T=64, dropout 0.1) on the real corpus shards.
+fails=0
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+TINY_MODEL=(--set data.train="$DATA/shards/train.h5" --set data.valid="$DATA/shards/valid.h5"
+            --set model.hidden_size=64 --set model.num_heads=2 --set model.embedding_size=32
+            --set model.intermediate_size=128 --set model.num_layers=2 --set data.seq_len=64
+            --set model.dropout=0.1 --set optim.warmup_steps=5 --set train.threads=1)
+# the quiet, portable Open MPI settings of MACHINE-NOTES (ranks may outnumber cores)
+export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader,tcp OMPI_MCA_mtl=^ofi OMPI_MCA_mpi_yield_when_idle=1
