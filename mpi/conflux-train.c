@@ -387,11 +387,18 @@ static int train_main(int argc, char **argv, MPI_Comm comm) {
                           .valid_loss = NAN};
         int eval_now = have_valid && cfg.train.eval_every > 0 &&
                        (r.step % cfg.train.eval_every == 0 || r.step == total);
-        if (eval_now && rank == 0) {
+        if (eval_now) {
+            // every rank evaluates its share of the validation windows; sums are combined
+            long ne = cfg.train.eval_samples, lo = ne * rank / size, hi = ne * (rank + 1) / size;
             long ntok = 0;
             double sop_loss = 0.0;
-            row.valid_loss = task_eval(&valid_task, 0, cfg.train.eval_samples, &ntok, &sop_loss);
-            if (!quiet) {
+            double mean = task_eval(&valid_task, (uint64_t)lo, hi - lo, &ntok, &sop_loss);
+            double v[3] = {mean * (double)ntok, (double)ntok, sop_loss * (double)(hi - lo)};
+            if (size > 1) MPI_CHECK(comm, MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_DOUBLE, MPI_SUM, comm));
+            ntok = (long)v[1];
+            row.valid_loss = ntok > 0 ? v[0] / v[1] : NAN;
+            sop_loss = ne > 0 ? v[2] / (double)ne : 0.0;
+            if (talk) {
                 fprintf(stderr, "valid step %ld: loss %.4f (ppl %.1f) over %ld masked tokens",
                         r.step, row.valid_loss, exp(row.valid_loss), ntok);
                 if (cfg.model.sop) fprintf(stderr, ", sop loss %.4f", sop_loss);
