@@ -339,6 +339,35 @@ void nn_dropout_backward(float *restrict dinp, const float *restrict dout, size_
     }
 }
 
+// out (n) = exp(in - mx) / sum, returning the sum (the softmax of a row whose maximum is
+// mx). out may equal in: blocks are copied in before they are written out.
+static float exp_normalize(float *out, const float *in, int n, float mx) {
+    float acc[VL] = {0};
+    float s = 0.0f;
+    int i = 0;
+    for (; i + VL <= n; i += VL) {
+        float xb[VL], eb[VL];
+        memcpy(xb, in + i, sizeof xb);
+        for (int j = 0; j < VL; j++) {
+            eb[j] = nn_expf(xb[j] - mx);
+            acc[j] += eb[j];
+        }
+        memcpy(out + i, eb, sizeof eb);
+    }
+    for (; i < n; i++) {
+        float e = nn_expf(in[i] - mx);
+        out[i] = e;
+        s += e;
+    }
+    for (int j = 0; j < VL; j++) s += acc[j];
+    const float inv = 1.0f / s;
+    i = 0;
+    for (; i + VL <= n; i += VL)
+        for (int j = 0; j < VL; j++) out[i + j] *= inv;
+    for (; i < n; i++) out[i] *= inv;
+    return s;
+}
+
 // ---------------------------------------------------------------------------------------
 // attention
 
@@ -355,26 +384,7 @@ static void softmax_row_masked(float *restrict row, const int32_t *restrict mrow
         memset(row, 0, (size_t)T * sizeof(float));
         return;
     }
-    float acc[VL] = {0};
-    float s = 0.0f;
-    int i = 0;
-    for (; i + VL <= T; i += VL)
-        for (int j = 0; j < VL; j++) {
-            float e = nn_expf(row[i + j] - mx);
-            row[i + j] = e;
-            acc[j] += e;
-        }
-    for (; i < T; i++) {
-        float e = nn_expf(row[i] - mx);
-        row[i] = e;
-        s += e;
-    }
-    for (int j = 0; j < VL; j++) s += acc[j];
-    const float inv = 1.0f / s;
-    i = 0;
-    for (; i + VL <= T; i += VL)
-        for (int j = 0; j < VL; j++) row[i + j] *= inv;
-    for (; i < T; i++) row[i] *= inv;
+    exp_normalize(row, row, T, mx);
 }
 
 // In place: ds (T) holds dL/dP for one row of probabilities pr (T); becomes dL/dscores.
@@ -482,29 +492,7 @@ double nn_softmax_xent_forward(float *probs, const float *logits, const int32_t 
         assert(tg < V);
         const float xt = tg >= 0 ? x[tg] : 0.0f;  // read before pr overwrites it
         const float mx = vec_max(x, V);
-        float acc[VL] = {0};
-        float s = 0.0f;
-        int i = 0;
-        for (; i + VL <= V; i += VL) {
-            float xb[VL], eb[VL];
-            memcpy(xb, x + i, sizeof xb);
-            for (int j = 0; j < VL; j++) {
-                eb[j] = nn_expf(xb[j] - mx);
-                acc[j] += eb[j];
-            }
-            memcpy(pr + i, eb, sizeof eb);
-        }
-        for (; i < V; i++) {
-            float e = nn_expf(x[i] - mx);
-            pr[i] = e;
-            s += e;
-        }
-        for (int j = 0; j < VL; j++) s += acc[j];
-        const float inv = 1.0f / s;
-        i = 0;
-        for (; i + VL <= V; i += VL)
-            for (int j = 0; j < VL; j++) pr[i + j] *= inv;
-        for (; i < V; i++) pr[i] *= inv;
+        const float s = exp_normalize(pr, x, V, mx);
         if (tg >= 0) loss += (double)mx + log((double)s) - (double)xt;
     }
     return loss;
