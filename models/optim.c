@@ -61,8 +61,13 @@ double optim_grad_norm(const float *grads, const TensorSpec *specs, int n_specs)
 }
 
 double optim_step(Optim *o, float *params, float *grads) {
-    const OptimConfig *c = &o->cfg;
     double gnorm = optim_grad_norm(grads, o->specs, o->n_specs);
+    optim_step_with_norm(o, params, grads, gnorm);
+    return gnorm;
+}
+
+void optim_step_with_norm(Optim *o, float *params, float *grads, double gnorm) {
+    const OptimConfig *c = &o->cfg;
     float gscale = 1.0f;
     if (c->clip_norm > 0.0f && gnorm > c->clip_norm) gscale = (float)(c->clip_norm / (gnorm + 1e-6));
     long t = o->step + 1;
@@ -104,5 +109,4 @@ double optim_step(Optim *o, float *params, float *grads) {
         }
     }
     o->step++;
-    return gnorm;
 }

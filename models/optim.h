@@ -53,5 +53,8 @@ double optim_grad_norm(const float *grads, const TensorSpec *specs, int n_specs)
 // clipping (grads are scaled in place when their norm exceeds clip_norm) and returns the
 // pre-clip gradient norm. Increments o->step.
 double optim_step(Optim *o, float *params, float *grads);
+// The same with the pre-clip norm already computed (optim_grad_norm of grads), for a
+// caller that needed it first; saves a pass over the gradients.
+void optim_step_with_norm(Optim *o, float *params, float *grads, double gnorm);
 
 #endif

@@ -47,7 +47,8 @@ int trainer_step(Trainer *t, StepResult *r, char *err) {
     if (!isfinite(loss) || !isfinite(gn))
         return cx_err(err, "step %ld: non-finite loss (%g) or gradient norm (%g); not applied",
                       t->optim.step + 1, loss, gn);
-    r->grad_norm = optim_step(&t->optim, k->params, k->grads);
+    optim_step_with_norm(&t->optim, k->params, k->grads, gn);
+    r->grad_norm = gn;
     t->samples_seen += (uint64_t)G;
     double t3 = cx_now();
     r->step = t->optim.step;
