@@ -58,12 +58,15 @@ BENCHES := $(BENCH_SRCS:tests/%.c=$(BUILD)/tests/%)
 # MPI programs driven by tests/test_mpi_*.sh under mpirun (not run directly)
 MPI_TEST_SRCS := $(wildcard tests/mpi_*.c)
 MPI_TESTS := $(MPI_TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+# helper programs of the integration tests (e.g. the WAN link emulator), run by scripts
+TEST_TOOL_SRCS := $(wildcard tests/tool_*.c)
+TEST_TOOLS := $(TEST_TOOL_SRCS:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all tools tests check check-run deps demo demo-run bench bench-run bench-dp bench-dp-run corpus tokenizer shards clean clean-data
 all: tools
 
 tools: $(TOOLS)
-tests: $(TESTS) $(BENCHES) $(MPI_TESTS)
+tests: $(TESTS) $(BENCHES) $(MPI_TESTS) $(TEST_TOOLS)
 
 $(BUILD)/lib/libconflux.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
