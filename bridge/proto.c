@@ -7,6 +7,7 @@
 #include "bridge/proto.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,12 @@ static void put_u32(uint8_t *p, uint32_t v) {
 
 static void put_u64(uint8_t *p, uint64_t v) {
     for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_f64(uint8_t *p, double v) {
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    put_u64(p, bits);
 }
 
 static uint16_t get_u16(const uint8_t *p) {
@@ -385,6 +392,16 @@ static int rd_u64(Reader *r, const char *field, uint64_t *v) {
     return 0;
 }
 
+// A finite binary64 (the bits as a little-endian u64).
+static int rd_f64(Reader *r, const char *field, double *v) {
+    size_t at = r->pos;
+    uint64_t bits;
+    if (rd_u64(r, field, &bits)) return -1;
+    memcpy(v, &bits, sizeof *v);
+    if (!isfinite(*v)) return rfail(r, at, "%s is not finite", field);
+    return 0;
+}
+
 static int rd_identity(Reader *r, BrIdentity *id) {
     if (need(r, sizeof id->bytes, "identity")) return -1;
     memcpy(id->bytes, r->p + r->pos, sizeof id->bytes);
@@ -550,12 +567,22 @@ static int decode_payload(const Header *h, const uint8_t *payload, uint64_t base
         at = r->pos;
         if (rd_u64(r, "target samples", &m->target_samples)) return -1;
         if (m->target_samples == 0) return rfail(r, at, "target samples is 0");
+        if (rd_u64(r, "sample start", &m->sample_start)) return -1;
+        at = r->pos;
+        if (rd_u64(r, "sample count", &m->n_samples)) return -1;
+        if (m->n_samples > m->target_samples)
+            return rfail(r, at, "sample count %llu exceeds the target %llu",
+                         (unsigned long long)m->n_samples, (unsigned long long)m->target_samples);
+        if (rd_u64(r, "parameter hash", &m->params_hash)) return -1;
         break;
     }
     case BR_MSG_ROUND_CLOSE: {
         BrRoundClose *m = &out->m.round_close;
         if (rd_u64(r, "round id", &m->round_id) ||
-            rd_u64(r, "accepted samples", &m->accepted_samples))
+            rd_u64(r, "accepted samples", &m->accepted_samples) ||
+            rd_u64(r, "round samples", &m->samples) || rd_u64(r, "round tokens", &m->tokens) ||
+            rd_u32(r, "participants", &m->participants) || rd_reserved(r, 4) ||
+            rd_f64(r, "loss sum", &m->loss_sum) || rd_f64(r, "auxiliary loss sum", &m->aux_sum))
             return -1;
         break;
     }
@@ -565,6 +592,9 @@ static int decode_payload(const Header *h, const uint8_t *payload, uint64_t base
         at = r->pos;
         if (rd_u64(r, "samples", &m->samples)) return -1;
         if (m->samples == 0) return rfail(r, at, "sample count is 0");
+        if (rd_u64(r, "tokens", &m->tokens) || rd_f64(r, "loss sum", &m->loss_sum) ||
+            rd_f64(r, "auxiliary loss sum", &m->aux_sum))
+            return -1;
         at = r->pos;
         if (rd_u32(r, "element count", &m->n_elems) || rd_codec(r, &m->codec) ||
             rd_reserved(r, 3))
@@ -700,10 +730,18 @@ int br_proto_encode(uint8_t *buf, size_t cap, const BrFrame *f, const BrProtoLim
     case BR_MSG_ROUND_OPEN:
         if (f->m.round_open.target_samples == 0)
             return cx_err(err, "encode ROUND_OPEN: target samples is 0");
+        if (f->m.round_open.n_samples > f->m.round_open.target_samples)
+            return cx_err(err, "encode ROUND_OPEN: sample count exceeds the target");
+        break;
+    case BR_MSG_ROUND_CLOSE:
+        if (!isfinite(f->m.round_close.loss_sum) || !isfinite(f->m.round_close.aux_sum))
+            return cx_err(err, "encode ROUND_CLOSE: loss sums must be finite");
         break;
     case BR_MSG_GRAD_CHUNK: {
         const BrGradChunk *m = &f->m.grad_chunk;
         if (m->samples == 0) return cx_err(err, "encode GRAD_CHUNK: sample count is 0");
+        if (!isfinite(m->loss_sum) || !isfinite(m->aux_sum))
+            return cx_err(err, "encode GRAD_CHUNK: loss sums must be finite");
         if (enc_elems(name, m->offset, m->n_elems, m->codec, m->data, lim, &len1, err)) return -1;
         plen += len1;
         break;
@@ -790,20 +828,32 @@ int br_proto_encode(uint8_t *buf, size_t cap, const BrFrame *f, const BrProtoLim
         put_u64(p, f->m.round_open.round_id);
         put_u64(p + 8, f->m.round_open.step);
         put_u64(p + 16, f->m.round_open.target_samples);
+        put_u64(p + 24, f->m.round_open.sample_start);
+        put_u64(p + 32, f->m.round_open.n_samples);
+        put_u64(p + 40, f->m.round_open.params_hash);
         break;
     case BR_MSG_ROUND_CLOSE:
         put_u64(p, f->m.round_close.round_id);
         put_u64(p + 8, f->m.round_close.accepted_samples);
+        put_u64(p + 16, f->m.round_close.samples);
+        put_u64(p + 24, f->m.round_close.tokens);
+        put_u32(p + 32, f->m.round_close.participants);
+        put_u32(p + 36, 0);
+        put_f64(p + 40, f->m.round_close.loss_sum);
+        put_f64(p + 48, f->m.round_close.aux_sum);
         break;
     case BR_MSG_GRAD_CHUNK: {
         const BrGradChunk *m = &f->m.grad_chunk;
         put_u64(p, m->round_id);
         put_u64(p + 8, m->offset);
         put_u64(p + 16, m->samples);
-        put_u32(p + 24, m->n_elems);
-        p[28] = m->codec;
-        p[29] = p[30] = p[31] = 0;
-        memcpy(p + 32, m->data, len1);
+        put_u64(p + 24, m->tokens);
+        put_f64(p + 32, m->loss_sum);
+        put_f64(p + 40, m->aux_sum);
+        put_u32(p + 48, m->n_elems);
+        p[52] = m->codec;
+        p[53] = p[54] = p[55] = 0;
+        memcpy(p + 56, m->data, len1);
         break;
     }
     case BR_MSG_AVG_CHUNK: {

@@ -32,10 +32,15 @@
 //   STATE_REQUEST u64 offset, u32 n_bytes                                          (12)
 //   STATE_CHUNK   u64 offset, u64 total_bytes, u32 n_bytes, n_bytes of state       (20+n)
 //   PROGRESS      u64 step, u64 samples accumulated since the last report          (16)
-//   ROUND_OPEN    u64 round id, u64 step, u64 target samples                       (24)
-//   ROUND_CLOSE   u64 round id, u64 accepted samples                               (16)
-//   GRAD_CHUNK    u64 round id, u64 offset (elements), u64 samples, u32 n_elems,
-//                 u8 codec, 3 res, n_elems * codec bytes                           (32+)
+//   ROUND_OPEN    u64 round id, u64 step, u64 target samples (global batch), u64 sample
+//                 start, u64 sample count (this volunteer's share; 0 = none; <= target),
+//                 u64 parameter hash (of the replica this round starts from)       (48)
+//   ROUND_CLOSE   u64 round id, u64 accepted samples (this volunteer's, this round),
+//                 u64 round samples, u64 round tokens, u32 participants, 4 res,
+//                 f64 loss sum, f64 auxiliary loss sum (finite)                    (56)
+//   GRAD_CHUNK    u64 round id, u64 offset (elements), u64 samples, u64 tokens,
+//                 f64 loss sum, f64 auxiliary loss sum (finite), u32 n_elems,
+//                 u8 codec, 3 res, n_elems * codec bytes                           (56+)
 //   AVG_CHUNK     u64 round id, u64 offset (elements), u32 n_elems, u8 codec, 3 res,
 //                 n_elems * codec bytes                                            (24+)
 //   HEARTBEAT     u64 sender time (microseconds)                                   (8)
@@ -85,9 +90,9 @@
 #define BR_STATE_REQUEST_BYTES 12
 #define BR_STATE_CHUNK_FIXED_BYTES 20
 #define BR_PROGRESS_BYTES 16
-#define BR_ROUND_OPEN_BYTES 24
-#define BR_ROUND_CLOSE_BYTES 16
-#define BR_GRAD_CHUNK_FIXED_BYTES 32
+#define BR_ROUND_OPEN_BYTES 48
+#define BR_ROUND_CLOSE_BYTES 56
+#define BR_GRAD_CHUNK_FIXED_BYTES 56
 #define BR_AVG_CHUNK_FIXED_BYTES 24
 #define BR_HEARTBEAT_BYTES 8
 #define BR_ERROR_FIXED_BYTES 6
@@ -99,8 +104,8 @@ typedef enum BrMsgType {
     BR_MSG_STATE_REQUEST = 3,  // volunteer -> bridge: send state bytes [offset, offset+n)
     BR_MSG_STATE_CHUNK = 4,    // bridge -> volunteer: a piece of the serialized state
     BR_MSG_PROGRESS = 5,       // volunteer -> bridge: samples accumulated since last report
-    BR_MSG_ROUND_OPEN = 6,     // bridge -> volunteer: a round is accumulating
-    BR_MSG_ROUND_CLOSE = 7,    // bridge -> volunteer: upload your gradient for this round
+    BR_MSG_ROUND_OPEN = 6,     // bridge -> volunteer: a round starts; your share of it
+    BR_MSG_ROUND_CLOSE = 7,    // bridge -> volunteer: the round's totals; AVG_CHUNKs follow
     BR_MSG_GRAD_CHUNK = 8,     // volunteer -> bridge: a slice of the accumulated gradient
     BR_MSG_AVG_CHUNK = 9,      // bridge -> volunteer: a slice of the averaged gradient
     BR_MSG_HEARTBEAT = 10,     // either direction
@@ -185,18 +190,26 @@ typedef struct BrProgress {
 typedef struct BrRoundOpen {
     uint64_t round_id;
     uint64_t step;
-    uint64_t target_samples;  // > 0
+    uint64_t target_samples;  // > 0: the global batch of the round
+    uint64_t sample_start;    // first global sample index of this volunteer's share
+    uint64_t n_samples;       // samples in the share (0: none this round), <= target
+    uint64_t params_hash;     // hash of the parameters the round starts from
 } BrRoundOpen;
 
 typedef struct BrRoundClose {
     uint64_t round_id;
-    uint64_t accepted_samples;
+    uint64_t accepted_samples;  // of the receiving volunteer's upload, this round
+    uint64_t samples, tokens;   // over every participant of the round
+    uint32_t participants;      // contributions summed (trainer ranks + uploads)
+    double loss_sum, aux_sum;   // finite
 } BrRoundClose;
 
 typedef struct BrGradChunk {
     uint64_t round_id;
     uint64_t offset;      // elements into the flat gradient; offset + n_elems fits in u64
     uint64_t samples;     // samples accumulated into this gradient, > 0
+    uint64_t tokens;      // loss tokens of those samples
+    double loss_sum, aux_sum;  // summed losses of those samples (finite)
     uint32_t n_elems;     // > 0; n_elems * codec bytes <= max_chunk_bytes
     uint8_t codec;        // BrCodec
     const uint8_t *data;  // n_elems * br_proto_codec_elem_bytes(codec) bytes; not owned

@@ -139,15 +139,26 @@ static bool frame_eq(const BrFrame *a, const BrFrame *b) {
         FIELD(m.round_open.round_id);
         FIELD(m.round_open.step);
         FIELD(m.round_open.target_samples);
+        FIELD(m.round_open.sample_start);
+        FIELD(m.round_open.n_samples);
+        FIELD(m.round_open.params_hash);
         break;
     case BR_MSG_ROUND_CLOSE:
         FIELD(m.round_close.round_id);
         FIELD(m.round_close.accepted_samples);
+        FIELD(m.round_close.samples);
+        FIELD(m.round_close.tokens);
+        FIELD(m.round_close.participants);
+        FIELD(m.round_close.loss_sum);
+        FIELD(m.round_close.aux_sum);
         break;
     case BR_MSG_GRAD_CHUNK:
         FIELD(m.grad_chunk.round_id);
         FIELD(m.grad_chunk.offset);
         FIELD(m.grad_chunk.samples);
+        FIELD(m.grad_chunk.tokens);
+        FIELD(m.grad_chunk.loss_sum);
+        FIELD(m.grad_chunk.aux_sum);
         FIELD(m.grad_chunk.n_elems);
         FIELD(m.grad_chunk.codec);
         BYTES(m.grad_chunk.data,
@@ -276,11 +287,19 @@ static void make_samples(void) {
     f->m.round_open.round_id = UINT64_MAX;
     f->m.round_open.step = UINT64_MAX;
     f->m.round_open.target_samples = UINT64_MAX;
+    f->m.round_open.sample_start = UINT64_MAX;
+    f->m.round_open.n_samples = UINT64_MAX;
+    f->m.round_open.params_hash = UINT64_MAX;
 
     f = add_sample(BR_MSG_ROUND_CLOSE, false);
     f = add_sample(BR_MSG_ROUND_CLOSE, false);
     f->m.round_close.round_id = UINT64_MAX;
     f->m.round_close.accepted_samples = UINT64_MAX;
+    f->m.round_close.samples = UINT64_MAX;
+    f->m.round_close.tokens = UINT64_MAX;
+    f->m.round_close.participants = UINT32_MAX;
+    f->m.round_close.loss_sum = -1.5e300;
+    f->m.round_close.aux_sum = 0.25;
 
     f = add_sample(BR_MSG_GRAD_CHUNK, false);  // one fp16 element
     f->m.grad_chunk.samples = 1;
@@ -291,6 +310,9 @@ static void make_samples(void) {
     f->m.grad_chunk.round_id = UINT64_MAX;
     f->m.grad_chunk.offset = UINT64_MAX - 7;
     f->m.grad_chunk.samples = UINT64_MAX;
+    f->m.grad_chunk.tokens = UINT64_MAX;
+    f->m.grad_chunk.loss_sum = 1e308;
+    f->m.grad_chunk.aux_sum = -0.0;
     f->m.grad_chunk.n_elems = 7;
     f->m.grad_chunk.codec = BR_CODEC_FP32;
     f->m.grad_chunk.data = g_data + 100;
@@ -961,8 +983,8 @@ static void test_oversized(void) {
         static uint8_t fb[2 * (HDR + sizeof pl)];
         memset(pl, 0, sizeof pl);
         pl[16] = 1;                      // samples
-        put32(pl + 24, 1000);            // n_elems
-        pl[28] = BR_CODEC_FP16;
+        put32(pl + 48, 1000);            // n_elems
+        pl[52] = BR_CODEC_FP16;
         size_t fl = raw_frame(fb, 1, 0, BR_MSG_GRAD_CHUNK, 0, pl, sizeof pl);
         memcpy(fb + fl, fb, fl);
         BrProtoLimits tiny = def;
@@ -1045,14 +1067,20 @@ static void test_malformed_payloads(void) {
     BAD(S(BR_MSG_STATE_CHUNK, 1), put32(p + 16, BR_PROTO_DEFAULT_CHUNK_BYTES + 1), "exceeds the limit");
     // ROUND_OPEN target 1
     BAD(S(BR_MSG_ROUND_OPEN, 0), p[16] = 0, "target samples is 0");
+    BAD(S(BR_MSG_ROUND_OPEN, 0), p[32] = 2, "sample count 2 exceeds the target 1 at stream offset 52");
+    // ROUND_CLOSE
+    BAD(S(BR_MSG_ROUND_CLOSE, 0), p[36] = 1, "reserved byte is 0x01");
+    BAD(S(BR_MSG_ROUND_CLOSE, 0), (p[54] = 0xf8, p[55] = 0x7f), "auxiliary loss sum is not finite");
     // GRAD_CHUNK one fp16 element
     BAD(S(BR_MSG_GRAD_CHUNK, 0), memset(p + 16, 0, 8), "sample count is 0 at stream offset 36");
-    BAD(S(BR_MSG_GRAD_CHUNK, 0), put32(p + 24, 0), "element count is 0 at stream offset 44");
-    BAD(S(BR_MSG_GRAD_CHUNK, 0), put32(p + 24, 2), "2 fp16 elements need 4 bytes but the payload holds 2");
-    BAD(S(BR_MSG_GRAD_CHUNK, 0), p[28] = BR_CODEC_FP32, "1 fp32 elements need 4 bytes but the payload holds 2");
-    BAD(S(BR_MSG_GRAD_CHUNK, 0), p[28] = 0, "unknown codec 0 at stream offset 48");
-    BAD(S(BR_MSG_GRAD_CHUNK, 0), p[31] = 0x80, "reserved byte is 0x80, must be 0 at stream offset 51");
-    BAD(S(BR_MSG_GRAD_CHUNK, 0), put32(p + 24, BR_PROTO_DEFAULT_CHUNK_BYTES / 2 + 1), "exceed the chunk limit");
+    BAD(S(BR_MSG_GRAD_CHUNK, 0), put32(p + 48, 0), "element count is 0 at stream offset 68");
+    BAD(S(BR_MSG_GRAD_CHUNK, 0), put32(p + 48, 2), "2 fp16 elements need 4 bytes but the payload holds 2");
+    BAD(S(BR_MSG_GRAD_CHUNK, 0), p[52] = BR_CODEC_FP32, "1 fp32 elements need 4 bytes but the payload holds 2");
+    BAD(S(BR_MSG_GRAD_CHUNK, 0), p[52] = 0, "unknown codec 0 at stream offset 72");
+    BAD(S(BR_MSG_GRAD_CHUNK, 0), p[55] = 0x80, "reserved byte is 0x80, must be 0 at stream offset 75");
+    BAD(S(BR_MSG_GRAD_CHUNK, 0), memset(p + 32, 0xff, 8), "loss sum is not finite at stream offset 52");
+    BAD(S(BR_MSG_GRAD_CHUNK, 0), (memset(p + 40, 0, 8), p[46] = 0xf0, p[47] = 0x7f), "auxiliary loss sum is not finite at stream offset 60");
+    BAD(S(BR_MSG_GRAD_CHUNK, 0), put32(p + 48, BR_PROTO_DEFAULT_CHUNK_BYTES / 2 + 1), "exceed the chunk limit");
     BAD(S(BR_MSG_GRAD_CHUNK, 0), memset(p + 8, 0xff, 8), "element range 18446744073709551615 + 1 overflows at stream offset 28");
     BAD(S(BR_MSG_GRAD_CHUNK, 0), (p[plen] = 0, p[plen + 1] = 0, plen += 2), "2 unexpected bytes");
     // AVG_CHUNK 3 fp32 elements
@@ -1305,17 +1333,20 @@ static int write_corpus(const char *dir) {
     uint8_t *g = encode_sample(S(BR_MSG_GRAD_CHUNK, 1), &n);  // GRAD_CHUNK, 7 fp32 elements ending at UINT64_MAX
     pl = (uint32_t)(n - HDR);
     memcpy(p, g + HDR, pl);
-    put32(p + 24, 8);
+    put32(p + 48, 8);
     rc |= write_file(dir, "err-grad-count-mismatch.bin", s, raw_frame(s, 1, 0, BR_MSG_GRAD_CHUNK, 0, p, pl));
     memcpy(p, g + HDR, pl);
     p[8] = 0xff;  // offset + n_elems overflows
     rc |= write_file(dir, "err-grad-offset-overflow.bin", s, raw_frame(s, 1, 0, BR_MSG_GRAD_CHUNK, 0, p, pl));
     memcpy(p, g + HDR, pl);
-    p[28] = 3;
+    p[52] = 3;
     rc |= write_file(dir, "err-grad-codec.bin", s, raw_frame(s, 1, 0, BR_MSG_GRAD_CHUNK, 0, p, pl));
     memcpy(p, g + HDR, pl);
-    put32(p + 24, 0x80000000u);
+    put32(p + 48, 0x80000000u);
     rc |= write_file(dir, "err-grad-count-huge.bin", s, raw_frame(s, 1, 0, BR_MSG_GRAD_CHUNK, 0, p, pl));
+    memcpy(p, g + HDR, pl);
+    memset(p + 32, 0xff, 8);  // loss sum NaN
+    rc |= write_file(dir, "err-grad-loss-nan.bin", s, raw_frame(s, 1, 0, BR_MSG_GRAD_CHUNK, 0, p, pl));
     free(g);
     uint8_t *sc = encode_sample(S(BR_MSG_STATE_CHUNK, 1), &n);  // STATE_CHUNK at the end of a huge state
     pl = (uint32_t)(n - HDR);
