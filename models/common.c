@@ -45,3 +45,33 @@ float cx_rng_normal(uint64_t seed, uint64_t counter) {
     double u2 = (double)(r & 0xFFFFFF) / 16777216.0;
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
+
+static uint64_t checksum_mix(uint64_t w) {
+    w *= 0x9E3779B97F4A7C15ULL;  // odd: a bijection
+    w ^= w >> 29;                // xorshift: a bijection
+    return w;
+}
+
+uint64_t cx_checksum(const float *params, size_t n) {
+    const unsigned char *p = (const unsigned char *)params;
+    size_t bytes = n * sizeof(float), words = bytes / 8;
+    uint64_t h = 0xcbf29ce484222325ULL ^ checksum_mix((uint64_t)bytes);
+    // h -> (h ^ f(w)) * odd is a bijection in h and in w, so one changed word always
+    // changes the result.
+    for (size_t i = 0; i < words; i++) {
+        uint64_t w;
+        memcpy(&w, p + 8 * i, 8);
+        h = (h ^ checksum_mix(w)) * 0x100000001B3ULL;
+    }
+    size_t rest = bytes - 8 * words;
+    if (rest) {
+        uint64_t w = 0;
+        memcpy(&w, p + 8 * words, rest);
+        h = (h ^ checksum_mix(w ^ ((uint64_t)rest << 56))) * 0x100000001B3ULL;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+

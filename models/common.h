@@ -30,4 +30,9 @@ void cx_fatal(const char *file, int line, const char *fmt, ...)
 // training step allocates). Returned memory is 64-byte aligned and zeroed.
 void *cx_calloc(size_t n, size_t size);
 
+// 64-bit hash of the bytes of x[0, n) (FNV-style with a mixer: any single changed 64-bit
+// word changes the hash for certain). Same bytes, same hash, on every host of one byte
+// order: replicas compare parameters by it.
+uint64_t cx_checksum(const float *x, size_t n);
+
 #endif

@@ -15,12 +15,21 @@ double cx_now(void) {
 
 int trainer_step(Trainer *t, StepResult *r, char *err) {
     TrainTask *k = &t->task;
-    double t0 = cx_now();
+    double t0 = cx_now(), t_begin = t0;
     memset(k->grads, 0, k->n_params * sizeof(float));
     // this participant's contiguous share of the global batch
     long G = t->global_batch, R = t->avg.n_ranks > 0 ? t->avg.n_ranks : 1;
     long lo = G * t->avg.rank / R, hi = G * (t->avg.rank + 1) / R;
+    if (t->avg.plan) {
+        if (t->avg.plan(t->avg.plan_ctx, G, &lo, &hi, err) != 0) return -1;
+        if (lo < 0 || hi < lo || hi > G)
+            return cx_err(err, "step %ld: planned share [%ld, %ld) lies outside the global "
+                          "batch of %ld", t->optim.step + 1, lo, hi, G);
+        t0 = cx_now();  // waiting for the plan is communication, not compute
+    }
+    double t_plan = t0;
     double stats[STAT_COUNT] = {0};
+    stats[STAT_PARTICIPANTS] = hi > lo ? 1.0 : 0.0;
     for (long s = lo; s < hi; s += k->micro_batch) {
         int B = (int)(hi - s < k->micro_batch ? hi - s : k->micro_batch);
         long ntok = 0;
@@ -56,8 +65,9 @@ int trainer_step(Trainer *t, StepResult *r, char *err) {
     r->aux_loss = stats[STAT_SAMPLES] > 0 ? stats[STAT_AUX_SUM] / stats[STAT_SAMPLES] : 0.0;
     r->tokens = (long)stats[STAT_TOKENS];
     r->samples = (long)stats[STAT_SAMPLES];
+    r->participants = (int)stats[STAT_PARTICIPANTS];
     r->compute_s = (t1 - t0) + (t3 - t2);
-    r->comm_s = t2 - t1;
+    r->comm_s = (t2 - t1) + (t_plan - t_begin);
     return 0;
 }
 

@@ -3,7 +3,9 @@
 // A step: zero the gradient arena; run micro-batches over this participant's share of the
 // global batch (forward + backward ADD into the arena); hand the summed gradients and
 // statistics to the averaging backend (none, MPI, or the bridge link); divide by the
-// global number of loss tokens; clip; take the optimizer step. Every participant applies
+// global number of loss tokens; clip; take the optimizer step. The data cursor advances
+// by the whole global batch; samples a participant failed to deliver (a volunteer that
+// left) are missing from that step's sums, never from the next step's data. Every participant applies
 // the same step to the same averaged gradient, so replicas stay identical.
 #ifndef CONFLUX_TRAIN_H
 #define CONFLUX_TRAIN_H
@@ -32,7 +34,10 @@ typedef struct {
                          double *aux_sum);
 } TrainTask;
 
-enum { STAT_LOSS_SUM, STAT_TOKENS, STAT_SAMPLES, STAT_AUX_SUM, STAT_COUNT };
+// Statistics summed over every participant with the gradients. STAT_PARTICIPANTS counts
+// the contributions in the sum (1 per participant that processed samples; the bridge adds
+// one per volunteer upload it includes).
+enum { STAT_LOSS_SUM, STAT_TOKENS, STAT_SAMPLES, STAT_AUX_SUM, STAT_PARTICIPANTS, STAT_COUNT };
 
 // Averaging backend: sums n floats of grads and n_stats doubles of stats over every
 // participant, in place. Returns 0, or -1 with err. A NULL sum means one participant.
@@ -40,6 +45,12 @@ typedef struct {
     void *ctx;
     int (*sum)(void *ctx, float *grads, size_t n, double *stats, int n_stats, char *err);
     void (*begin)(void *ctx);  // optional: called before the last micro-batch's backward
+    // Optional: called first in every step; sets this participant's share [*lo, *hi) of the
+    // global batch (offsets into it, 0 <= lo <= hi <= global_batch; lo == hi: no samples
+    // this step). Returns 0, or -1 with err. Without it the share is the rank's contiguous
+    // 1/n_ranks part.
+    int (*plan)(void *plan_ctx, long global_batch, long *lo, long *hi, char *err);
+    void *plan_ctx;
     int rank, n_ranks;     // this participant's share of the global batch
 } Averager;
 
@@ -58,7 +69,8 @@ typedef struct {
     double grad_norm;      // pre-clip
     float lr;
     long tokens;           // loss tokens in the global batch
-    long samples;          // sequences in the global batch
+    long samples;          // sequences in the global batch that contributed
+    int participants;      // contributions summed (STAT_PARTICIPANTS)
     double compute_s, comm_s;
 } StepResult;
 

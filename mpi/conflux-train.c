@@ -24,10 +24,12 @@
 #include "models/rng.h"
 #include "models/train.h"
 #include "mpi/dp.h"
+#include "mpi/hybrid_mpi.h"
 
 #define TOOL "conflux-train"
 
 static int g_rank = 0, g_size = 1;
+static int g_joined = 0;  // every rank passed set-up (the barrier)
 
 // "conflux-train: error: ..." on stderr; with several ranks prefixed by the rank.
 __attribute__((format(printf, 1, 2))) static void report(const char *fmt, ...) {
@@ -87,37 +89,6 @@ static const char *launcher_name(void) {
     if (getenv("SLURM_STEP_ID") && getenv("SLURM_PROCID")) return "srun";
     if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK")) return "mpirun";
     return "none";
-}
-
-static const char *mpi_version(void) {
-    static char v[MPI_MAX_LIBRARY_VERSION_STRING];
-    int len = 0;
-    MPI_Get_library_version(v, &len);
-    char *nl = strchr(v, ',');  // "Open MPI v4.1.4, package: ..." -> "Open MPI v4.1.4"
-    if (nl) *nl = 0;
-    return v;
-}
-
-// Number of distinct host names among the ranks of comm.
-static int count_nodes(MPI_Comm comm) {
-    int size;
-    MPI_Comm_size(comm, &size);
-    if (size == 1) return 1;
-    char name[MPI_MAX_PROCESSOR_NAME] = "";
-    int len;
-    MPI_Get_processor_name(name, &len);
-    char *all = cx_calloc((size_t)size, MPI_MAX_PROCESSOR_NAME);
-    MPI_CHECK(comm, MPI_Allgather(name, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, all,
-                                  MPI_MAX_PROCESSOR_NAME, MPI_CHAR, comm));
-    int nodes = 0;
-    for (int i = 0; i < size; i++) {
-        int seen = 0;
-        for (int j = 0; j < i && !seen; j++)
-            seen = !strcmp(all + (size_t)i * MPI_MAX_PROCESSOR_NAME, all + (size_t)j * MPI_MAX_PROCESSOR_NAME);
-        nodes += !seen;
-    }
-    free(all);
-    return nodes;
 }
 
 static void fmt_eta(char *buf, size_t cap, double s) {
@@ -191,8 +162,33 @@ static int resume_from(Ckpt *ck, Albert *model, Trainer *tr, char *err) {
     return 0;
 }
 
-static int train_main(int argc, char **argv, MPI_Comm comm) {
-    const int rank = g_rank, size = g_size;
+// The averaging share of a trainer when a bridge is in the job: the bridge's plan says how
+// many samples of the global batch the trainers take; they split them equally.
+typedef struct {
+    HybridComm *h;
+    long step;  // steps done before the round (for checking the plan)
+} TrainerPlan;
+
+static int trainer_plan(void *ctx, long global_batch, long *lo, long *hi, char *err) {
+    TrainerPlan *tp = ctx;
+    HybridPlan plan = {0};
+    if (hybrid_bcast_plan(tp->h, &plan, err) != 0) return -1;
+    if (plan.step != tp->step + 1 || plan.trainer_samples < 0 || plan.trainer_samples > global_batch)
+        return cx_err(err, "bad round plan from the bridge: step %lld (expected %ld), trainer "
+                      "samples %lld of %ld", (long long)plan.step, tp->step + 1,
+                      (long long)plan.trainer_samples, global_batch);
+    long T = (long)plan.trainer_samples, NT = hybrid_n_trainers(tp->h), r = hybrid_trainer_rank(tp->h);
+    *lo = T * r / NT;
+    *hi = T * (r + 1) / NT;
+    return 0;
+}
+
+static int train_main(int argc, char **argv, HybridComm *hc) {
+    // world: every rank (trainers + bridge) averages; comm: the trainers (data, evaluation,
+    // run directory). Without a bridge both are MPI_COMM_WORLD.
+    MPI_Comm comm = hybrid_trainers(hc);
+    const int rank = g_rank, size = g_size, world_size = hybrid_size(hc);
+    const int bridged = hybrid_bridge_rank(hc) >= 0;
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'}, {"set", required_argument, 0, 's'},
         {"resume", required_argument, 0, 'r'}, {"print-config", no_argument, 0, 'p'},
@@ -300,14 +296,23 @@ static int train_main(int argc, char **argv, MPI_Comm comm) {
     optim_init(&tr.optim, &cfg.optim, albert_specs(model), albert_n_specs(model),
                albert_n_params(model));
     tr.global_batch = cfg.train.global_batch;
-    if (tr.global_batch < size)
+    if (!bridged && tr.global_batch < size)
         SETUP_FAIL(2, "train.global_batch (%ld) is smaller than the number of ranks (%d)",
                    tr.global_batch, size);
     DpComm *dp = NULL;
-    if (size > 1) {
-        dp = dp_create(comm, albert_grads(model), albert_n_params(model), albert_specs(model),
-                       albert_n_specs(model), (size_t)4 << 20);
+    TrainerPlan tplan = {.h = hc};
+    if (bridged) hybrid_bcast_config(hc, &cfg_text);  // the bridge builds the same model
+    if (world_size > 1) {
+        hybrid_create_averager(hc, albert_grads(model), albert_n_params(model),
+                               albert_specs(model), albert_n_specs(model));
+        dp = hybrid_dp(hc);
         tr.avg = dp_averager(dp);
+        if (bridged) {
+            tr.avg.plan = trainer_plan;
+            tr.avg.plan_ctx = &tplan;
+            tr.avg.rank = hybrid_trainer_rank(hc);
+            tr.avg.n_ranks = hybrid_n_trainers(hc);
+        }
         // start each bucket's all-reduce as soon as the backward has finished its gradients
         albert_set_backward_hooks(model, dp_hook_ready, dp_hook_progress, dp);
     } else {
@@ -319,23 +324,30 @@ static int train_main(int argc, char **argv, MPI_Comm comm) {
         }
         ckpt_close(ck);
     }
+    if (bridged) {
+        // the bridge keeps a replica: it starts from trainer 0's state (fresh or resumed)
+        int64_t meta[2] = {tr.optim.step, (int64_t)tr.samples_seen};
+        hybrid_bcast_state(hc, albert_params(model), tr.optim.m, tr.optim.v,
+                           albert_n_params(model), meta, 2);
+    }
 
     // run directory (rank 0)
     const char *run_dir = cfg.run.dir;
-    int nodes = count_nodes(comm);
+    int nodes = hybrid_nodes(hc);
     FILE *metrics = NULL;
     if (rank == 0) {
         if (runlog_mkdirs(run_dir, err) != 0) SETUP_FAIL(1, "%s", err);
         RunInfo info = {.tool = TOOL, .config_ini = cfg_text, .ranks = size, .nodes = nodes,
                         .launcher = launcher_name(), .resumed_from = resume_path,
                         .extra_versions = {{"openblas", openblas_get_config()},
-                                           {"mpi", mpi_version()}}};
+                                           {"mpi", hybrid_mpi_version()}}};
         if (runlog_write_info(run_dir, &info, err) != 0) SETUP_FAIL(1, "%s", err);
         metrics = runlog_open_metrics(run_dir, err);
         if (!metrics) SETUP_FAIL(1, "%s", err);
     }
     // every rank got here: from now on a failure anywhere aborts the job
-    if (size > 1) MPI_CHECK(comm, MPI_Barrier(comm));
+    if (world_size > 1) hybrid_barrier(hc);
+    g_joined = 1;
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -365,10 +377,14 @@ static int train_main(int argc, char **argv, MPI_Comm comm) {
         }
         // a signal on any rank stops every rank at this same step boundary
         int stop = g_stop_signal != 0;
-        if (size > 1) MPI_CHECK(comm, MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, comm));
+        if (world_size > 1 && (stop = hybrid_stop_vote(hc, stop, err)) < 0) {
+            report("%s", err);
+            rc = 1;
+            break;
+        }
         long check_every = cfg.train.replica_check_every;
-        if (size > 1 && ((check_every > 0 && r.step % check_every == 0) || r.step == total || stop)) {
-            if (dp_check_replicas(comm, albert_params(model), albert_n_params(model), r.step, err) != 0) {
+        if (world_size > 1 && ((check_every > 0 && r.step % check_every == 0) || r.step == total || stop)) {
+            if (hybrid_check_replicas(hc, albert_params(model), albert_n_params(model), r.step, err) != 0) {
                 report("%s", err);
                 rc = 1;
                 break;
@@ -383,7 +399,7 @@ static int train_main(int argc, char **argv, MPI_Comm comm) {
                           .tokens_per_s = (double)r.samples * T / step_s,
                           .compute_s = r.compute_s, .comm_s = r.comm_s,
                           .bytes_sent = (long long)dc.bytes_sent,
-                          .bytes_recv = (long long)dc.bytes_recv, .participants = size,
+                          .bytes_recv = (long long)dc.bytes_recv, .participants = r.participants,
                           .valid_loss = NAN};
         int eval_now = have_valid && cfg.train.eval_every > 0 &&
                        (r.step % cfg.train.eval_every == 0 || r.step == total);
@@ -441,7 +457,6 @@ static int train_main(int argc, char **argv, MPI_Comm comm) {
         }
     }
     if (rc != 0) return rc;  // main() aborts the job when it has several ranks
-    if (dp) dp_free(dp);
     // RUN_DIR/finished marks a run that took all its steps (a batch script requeues a job
     // that exited 0 without it: stopped by a signal at a step boundary)
     if (rank == 0 && tr.optim.step >= total) {
@@ -467,16 +482,14 @@ static int train_main(int argc, char **argv, MPI_Comm comm) {
 }
 
 int main(int argc, char **argv) {
-    int provided;
-    if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
-        fprintf(stderr, TOOL ": error: MPI_Init failed\n");
-        return 1;
-    }
-    MPI_Comm comm = MPI_COMM_WORLD;
-    MPI_Comm_rank(comm, &g_rank);
-    MPI_Comm_size(comm, &g_size);
-    int rc = train_main(argc, argv, comm);
-    if (rc != 0 && g_size > 1) MPI_Abort(comm, rc);
-    MPI_Finalize();
+    HybridComm *hc = hybrid_init(&argc, &argv, HYBRID_TRAINER);
+    g_rank = hybrid_trainer_rank(hc);
+    g_size = hybrid_n_trainers(hc);
+    int rc = train_main(argc, argv, hc);
+    // a failure on any rank, or a trainer that left before joining a bridge's set-up,
+    // would leave the others waiting in a collective: end the whole job
+    if ((rc != 0 && hybrid_size(hc) > 1) || (!g_joined && hybrid_bridge_rank(hc) >= 0))
+        hybrid_abort(hc, rc);
+    hybrid_finalize(hc);
     return rc;
 }

@@ -400,6 +400,7 @@ int dp_size(const DpComm *d) { return d->size; }
 MPI_Comm dp_comm(const DpComm *d) { return d->comm; }
 int dp_n_buckets(const DpComm *d) { return d->n_buckets; }
 int dp_n_started(const DpComm *d) { return d->next; }
+int dp_done(const DpComm *d) { return d->complete || d->failed; }
 const DpCounters *dp_counters(const DpComm *d) { return &d->c; }
 
 void dp_bucket_range(const DpComm *d, int k, size_t *lo, size_t *hi) {
@@ -411,28 +412,7 @@ void dp_bucket_range(const DpComm *d, int k, size_t *lo, size_t *hi) {
 
 // ---- replica checks ----
 
-uint64_t dp_checksum(const float *params, size_t n) {
-    const unsigned char *p = (const unsigned char *)params;
-    size_t bytes = n * sizeof(float), words = bytes / 8;
-    uint64_t h = 0xcbf29ce484222325ULL ^ mix_word((uint64_t)bytes);
-    // h -> (h ^ f(w)) * odd is a bijection in h and in w, so one changed word always
-    // changes the result.
-    for (size_t i = 0; i < words; i++) {
-        uint64_t w;
-        memcpy(&w, p + 8 * i, 8);
-        h = (h ^ mix_word(w)) * 0x100000001B3ULL;
-    }
-    size_t rest = bytes - 8 * words;
-    if (rest) {
-        uint64_t w = 0;
-        memcpy(&w, p + 8 * words, rest);
-        h = (h ^ mix_word(w ^ ((uint64_t)rest << 56))) * 0x100000001B3ULL;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    return h;
-}
+uint64_t dp_checksum(const float *params, size_t n) { return cx_checksum(params, n); }
 
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;

@@ -145,6 +145,9 @@ int dp_n_buckets(const DpComm *d);
 void dp_bucket_range(const DpComm *d, int k, size_t *lo, size_t *hi);
 // Buckets started so far in the current step (or in the last one, after dp_finish).
 int dp_n_started(const DpComm *d);
+// 1 when every bucket of the current step was started and observed complete (by
+// dp_progress), or the step failed (dp_finish then returns the error); else 0.
+int dp_done(const DpComm *d);
 const DpCounters *dp_counters(const DpComm *d);
 
 // 64-bit hash of the bytes of params[0, n) (FNV-style: any single changed 64-bit word

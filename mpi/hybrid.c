@@ -1,0 +1,197 @@
+// hybrid.c: trainer ranks plus one bridge rank in one MPI job (see hybrid.h).
+#include "mpi/hybrid_mpi.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/common.h"
+
+struct HybridComm {
+    MPI_Comm world, trainers;
+    int rank, size, n_trainers, trainer_rank, bridge_rank, root;  // root: trainer 0's world rank
+    DpComm *dp;
+};
+
+HybridComm *hybrid_init(int *argc, char ***argv, int role) {
+    int provided, inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited && MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        fprintf(stderr, "conflux: fatal: MPI_Init failed\n");
+        exit(1);
+    }
+    HybridComm *h = cx_calloc(1, sizeof *h);
+    h->world = MPI_COMM_WORLD;
+    MPI_CHECK(h->world, MPI_Comm_rank(h->world, &h->rank));
+    MPI_CHECK(h->world, MPI_Comm_size(h->world, &h->size));
+    int *roles = cx_calloc((size_t)h->size, sizeof *roles);
+    MPI_CHECK(h->world, MPI_Allgather(&role, 1, MPI_INT, roles, 1, MPI_INT, h->world));
+    int n_bridges = 0;
+    h->bridge_rank = -1;
+    h->root = -1;
+    for (int i = 0; i < h->size; i++) {
+        if (roles[i] == HYBRID_BRIDGE) {
+            n_bridges++;
+            h->bridge_rank = i;
+        } else if (h->root < 0) {
+            h->root = i;
+        }
+    }
+    free(roles);
+    h->n_trainers = h->size - n_bridges;
+    if (n_bridges > 1 || h->n_trainers == 0) {
+        if (h->rank == 0)
+            fprintf(stderr, "conflux: error: the job has %d bridge rank(s) and %d trainer rank(s); "
+                            "it needs one or more trainers and at most one bridge\n",
+                    n_bridges, h->n_trainers);
+        MPI_Abort(h->world, 2);
+    }
+    if (n_bridges == 0) {
+        h->trainers = h->world;  // no split: the MPI baseline runs exactly as before
+        h->trainer_rank = h->rank;
+    } else {
+        MPI_CHECK(h->world, MPI_Comm_split(h->world, role == HYBRID_TRAINER ? 0 : MPI_UNDEFINED,
+                                           h->rank, &h->trainers));
+        h->trainer_rank = -1;
+        if (role == HYBRID_TRAINER) MPI_CHECK(h->world, MPI_Comm_rank(h->trainers, &h->trainer_rank));
+    }
+    return h;
+}
+
+int hybrid_rank(const HybridComm *h) { return h->rank; }
+int hybrid_size(const HybridComm *h) { return h->size; }
+int hybrid_n_trainers(const HybridComm *h) { return h->n_trainers; }
+int hybrid_trainer_rank(const HybridComm *h) { return h->trainer_rank; }
+int hybrid_bridge_rank(const HybridComm *h) { return h->bridge_rank; }
+MPI_Comm hybrid_world(const HybridComm *h) { return h->world; }
+MPI_Comm hybrid_trainers(const HybridComm *h) { return h->trainers; }
+DpComm *hybrid_dp(const HybridComm *h) { return h->dp; }
+
+const char *hybrid_mpi_version(void) {
+    static char v[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    MPI_Get_library_version(v, &len);
+    char *comma = strchr(v, ',');  // "Open MPI v4.1.4, package: ..." -> "Open MPI v4.1.4"
+    if (comma) *comma = 0;
+    return v;
+}
+
+int hybrid_nodes(const HybridComm *h) {
+    if (h->size == 1) return 1;
+    char name[MPI_MAX_PROCESSOR_NAME] = "";
+    int len;
+    MPI_Get_processor_name(name, &len);
+    char *all = cx_calloc((size_t)h->size, MPI_MAX_PROCESSOR_NAME);
+    MPI_CHECK(h->world, MPI_Allgather(name, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, all,
+                                      MPI_MAX_PROCESSOR_NAME, MPI_CHAR, h->world));
+    int nodes = 0;
+    for (int i = 0; i < h->size; i++) {
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++)
+            seen = !strcmp(all + (size_t)i * MPI_MAX_PROCESSOR_NAME,
+                           all + (size_t)j * MPI_MAX_PROCESSOR_NAME);
+        nodes += !seen;
+    }
+    free(all);
+    return nodes;
+}
+
+void hybrid_bcast_config(HybridComm *h, char **text) {
+    long long len = h->rank == h->root ? (long long)strlen(*text) : 0;
+    MPI_CHECK(h->world, MPI_Bcast(&len, 1, MPI_LONG_LONG, h->root, h->world));
+    if (len < 0 || len > (1LL << 30)) dp_mpi_fatal(h->world, MPI_ERR_COUNT, "config length", __FILE__, __LINE__);
+    if (h->rank != h->root) *text = cx_calloc((size_t)len + 1, 1);
+    MPI_CHECK(h->world, MPI_Bcast(*text, (int)len, MPI_CHAR, h->root, h->world));
+}
+
+void hybrid_create_averager(HybridComm *h, float *grads, size_t n, const TensorSpec *specs,
+                            int n_specs) {
+    CHECK(!h->dp, "hybrid_create_averager called twice");
+    h->dp = dp_create(h->world, grads, n, specs, n_specs, (size_t)4 << 20);
+}
+
+// MPI counts are int: large arrays go in pieces.
+static void bcast_floats(HybridComm *h, float *x, size_t n) {
+    const size_t piece = (size_t)1 << 28;
+    for (size_t off = 0; off < n; off += piece) {
+        size_t k = n - off < piece ? n - off : piece;
+        MPI_CHECK(h->world, MPI_Bcast(x + off, (int)k, MPI_FLOAT, h->root, h->world));
+    }
+}
+
+void hybrid_bcast_state(HybridComm *h, float *params, float *m, float *v, size_t n,
+                        int64_t *meta, int n_meta) {
+    bcast_floats(h, params, n);
+    if (m) bcast_floats(h, m, n);
+    if (v) bcast_floats(h, v, n);
+    if (n_meta > 0) MPI_CHECK(h->world, MPI_Bcast(meta, n_meta, MPI_INT64_T, h->root, h->world));
+}
+
+void hybrid_barrier(HybridComm *h) { MPI_CHECK(h->world, MPI_Barrier(h->world)); }
+
+static int mpi_fail(HybridComm *h, int rc, const char *what, char *err) {
+    char msg[MPI_MAX_ERROR_STRING] = "";
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    char host[MPI_MAX_PROCESSOR_NAME] = "";
+    MPI_Get_processor_name(host, &len);
+    return cx_err(err, "%s failed on rank %d (%s): %s", what, h->rank, host, msg);
+}
+
+int hybrid_bcast_plan(HybridComm *h, HybridPlan *plan, char *err) {
+    int64_t buf[4] = {plan->step, plan->trainer_samples, plan->volunteers, plan->reserved};
+    MPI_Comm c = h->dp ? dp_comm(h->dp) : h->world;  // MPI_ERRORS_RETURN
+    int rc = MPI_Bcast(buf, 4, MPI_INT64_T, h->bridge_rank, c);
+    if (rc != MPI_SUCCESS) return mpi_fail(h, rc, "MPI_Bcast of the round plan", err);
+    plan->step = buf[0];
+    plan->trainer_samples = buf[1];
+    plan->volunteers = buf[2];
+    plan->reserved = buf[3];
+    return 0;
+}
+
+void hybrid_sum_start(HybridComm *h) {
+    CHECK(h->dp, "hybrid_sum_start before hybrid_create_averager");
+    size_t lo, hi0, hi;
+    dp_begin_step(h->dp);
+    dp_bucket_range(h->dp, dp_n_buckets(h->dp) - 1, &lo, &hi0);
+    dp_bucket_range(h->dp, 0, &hi0, &hi);
+    if (hi > lo) dp_mark_ready(h->dp, lo, hi - lo);
+}
+
+int hybrid_sum_poll(HybridComm *h) {
+    dp_progress(h->dp);
+    return dp_done(h->dp);
+}
+
+int hybrid_sum_finish(HybridComm *h, double *stats, int n_stats, char *err) {
+    return dp_finish(h->dp, stats, n_stats, err);
+}
+
+void hybrid_sum_bytes(const HybridComm *h, double *sent, double *recv) {
+    const DpCounters *c = h->dp ? dp_counters(h->dp) : NULL;
+    *sent = c ? c->bytes_sent : 0.0;
+    *recv = c ? c->bytes_recv : 0.0;
+}
+
+int hybrid_stop_vote(HybridComm *h, int stop, char *err) {
+    int rc = MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, h->world);
+    if (rc != MPI_SUCCESS) return mpi_fail(h, rc, "MPI_Allreduce of the stop vote", err);
+    return stop != 0;
+}
+
+int hybrid_check_replicas(HybridComm *h, const float *params, size_t n, long step, char *err) {
+    return dp_check_replicas(h->world, params, n, step, err);
+}
+
+void hybrid_finalize(HybridComm *h) {
+    if (h->dp) dp_free(h->dp);
+    if (h->trainers != MPI_COMM_NULL && h->trainers != h->world) MPI_Comm_free(&h->trainers);
+    free(h);
+    MPI_Finalize();
+}
+
+void hybrid_abort(HybridComm *h, int code) {
+    MPI_Abort(h ? h->world : MPI_COMM_WORLD, code);
+    exit(code);
+}

@@ -1,0 +1,106 @@
+// hybrid.h: one MPI job of trainer ranks plus (optionally) one bridge rank, as seen by the
+// bridge. This header does not include <mpi.h> (only mpi/ does): the bridge process joins
+// the cluster's averaging through these functions.
+//
+// Launch (MPMD):  mpirun -np N conflux-train ARGS : -np 1 conflux-bridge ARGS
+// Every process calls hybrid_init with its role. Trainers and the bridge then issue the
+// same collectives on the world communicator in the same order:
+//
+//   setup   hybrid_init (role exchange, trainer communicator split)
+//           hybrid_bcast_config   trainer 0 -> everyone: the run configuration (INI text)
+//           hybrid_create_averager  (duplicates the world communicator, per DpComm rules)
+//           hybrid_bcast_state    trainer 0 -> everyone: parameters, optimizer moments,
+//                                 optimizer step, data cursor
+//           hybrid_barrier
+//   step    hybrid_bcast_plan     bridge -> everyone: the round's plan
+//           gradient + statistics sum over every rank (trainers: bucketed dp; the bridge:
+//           hybrid_sum_start / hybrid_sum_poll / hybrid_sum_finish)
+//           hybrid_stop_vote      any rank asks to stop -> all stop
+//           hybrid_check_replicas (when the step is a check step: same rule on every rank)
+//
+// Without a bridge (plain mpirun -np N conflux-train) none of the hybrid collectives run,
+// so the MPI baseline is unchanged.
+//
+// Errors: setup failures are fatal (MPI_Abort with rank and host); failures during a step
+// return -1 with a message in err (CX_ERRLEN bytes).
+#ifndef CONFLUX_MPI_HYBRID_H
+#define CONFLUX_MPI_HYBRID_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "models/tensor.h"
+
+enum { HYBRID_TRAINER = 0, HYBRID_BRIDGE = 1 };
+
+// The plan of one round, decided by the bridge and broadcast to the trainers. Trainers
+// share [0, trainer_samples) of the global batch in equal contiguous parts by trainer rank;
+// volunteers hold [trainer_samples, global batch).
+typedef struct {
+    int64_t step;             // the optimizer step this round produces (steps done + 1)
+    int64_t trainer_samples;  // 0 <= trainer_samples <= global batch
+    int64_t volunteers;       // volunteers given a share (for logs)
+    int64_t reserved;
+} HybridPlan;
+
+typedef struct HybridComm HybridComm;
+
+// Initializes MPI (MPI_THREAD_FUNNELED), exchanges roles and splits the trainer ranks off.
+// Aborts the job when there is more than one bridge or no trainer. argc/argv as for
+// MPI_Init (may be NULL).
+HybridComm *hybrid_init(int *argc, char ***argv, int role);
+
+int hybrid_rank(const HybridComm *h);        // in the world
+int hybrid_size(const HybridComm *h);        // world size (trainers + bridge)
+int hybrid_n_trainers(const HybridComm *h);
+int hybrid_trainer_rank(const HybridComm *h);  // -1 on the bridge
+int hybrid_bridge_rank(const HybridComm *h);   // world rank of the bridge, -1 without one
+int hybrid_nodes(const HybridComm *h);         // distinct host names in the world (collective)
+const char *hybrid_mpi_version(void);          // "Open MPI v4.1.4"
+
+// Trainer rank 0 sends *text (NUL-terminated); every other rank receives a malloc'ed copy
+// in *text (caller frees). Collective over the world.
+void hybrid_bcast_config(HybridComm *h, char **text);
+
+// Creates the averaging backend over the world for the gradient arena grads[0, n) with
+// the trainers' bucket layout (4 MiB buckets). Collective; every rank passes the same n
+// and specs.
+void hybrid_create_averager(HybridComm *h, float *grads, size_t n, const TensorSpec *specs,
+                            int n_specs);
+
+// Trainer rank 0 sends, every other rank receives: params, m, v (n floats each; m and v
+// may be NULL on every rank together) and meta[0..n_meta) (e.g. optimizer step, data
+// cursor). Collective.
+void hybrid_bcast_state(HybridComm *h, float *params, float *m, float *v, size_t n,
+                        int64_t *meta, int n_meta);
+
+void hybrid_barrier(HybridComm *h);
+
+// The round plan, from the bridge to everyone. Returns 0, or -1 with err.
+int hybrid_bcast_plan(HybridComm *h, HybridPlan *plan, char *err);
+
+// The bridge's side of the gradient sum: starts the non-blocking all-reduce of grads (the
+// arena given to hybrid_create_averager) ...
+void hybrid_sum_start(HybridComm *h);
+// ... drives it (call often, e.g. once per event-loop turn); returns 1 once every bucket
+// completed, else 0 ...
+int hybrid_sum_poll(HybridComm *h);
+// ... and finishes it: waits for the rest, sums stats[0, n_stats) over the world in place.
+// grads then hold the world sum. Returns 0, or -1 with err.
+int hybrid_sum_finish(HybridComm *h, double *stats, int n_stats, char *err);
+// Bytes this rank sent and received in the last sum (bandwidth-optimal estimate).
+void hybrid_sum_bytes(const HybridComm *h, double *sent, double *recv);
+
+// Every rank votes (0 or 1); returns 1 on every rank when any voted 1, 0 otherwise, -1
+// with err on an MPI failure.
+int hybrid_stop_vote(HybridComm *h, int stop, char *err);
+
+// Collective replica check over the world (see dp_check_replicas).
+int hybrid_check_replicas(HybridComm *h, const float *params, size_t n, long step, char *err);
+
+// Ends MPI (collective; frees the averager). h is freed.
+void hybrid_finalize(HybridComm *h);
+// Aborts the whole job with this exit code.
+void hybrid_abort(HybridComm *h, int code) __attribute__((noreturn));
+
+#endif
