@@ -166,16 +166,17 @@ static int resume_from(Ckpt *ck, Albert *model, Trainer *tr, char *err) {
 // many samples of the global batch the trainers take; they split them equally.
 typedef struct {
     HybridComm *h;
-    long step;  // steps done before the round (for checking the plan)
+    const Trainer *tr;  // its step count checks the plan
 } TrainerPlan;
 
 static int trainer_plan(void *ctx, long global_batch, long *lo, long *hi, char *err) {
     TrainerPlan *tp = ctx;
     HybridPlan plan = {0};
     if (hybrid_bcast_plan(tp->h, &plan, err) != 0) return -1;
-    if (plan.step != tp->step + 1 || plan.trainer_samples < 0 || plan.trainer_samples > global_batch)
+    long step = tp->tr->optim.step;
+    if (plan.step != step + 1 || plan.trainer_samples < 0 || plan.trainer_samples > global_batch)
         return cx_err(err, "bad round plan from the bridge: step %lld (expected %ld), trainer "
-                      "samples %lld of %ld", (long long)plan.step, tp->step + 1,
+                      "samples %lld of %ld", (long long)plan.step, step + 1,
                       (long long)plan.trainer_samples, global_batch);
     long T = (long)plan.trainer_samples, NT = hybrid_n_trainers(tp->h), r = hybrid_trainer_rank(tp->h);
     *lo = T * r / NT;
@@ -300,7 +301,7 @@ static int train_main(int argc, char **argv, HybridComm *hc) {
         SETUP_FAIL(2, "train.global_batch (%ld) is smaller than the number of ranks (%d)",
                    tr.global_batch, size);
     DpComm *dp = NULL;
-    TrainerPlan tplan = {.h = hc};
+    TrainerPlan tplan = {.h = hc, .tr = &tr};
     if (bridged) hybrid_bcast_config(hc, &cfg_text);  // the bridge builds the same model
     if (world_size > 1) {
         hybrid_create_averager(hc, albert_grads(model), albert_n_params(model),
@@ -326,9 +327,9 @@ static int train_main(int argc, char **argv, HybridComm *hc) {
     }
     if (bridged) {
         // the bridge keeps a replica: it starts from trainer 0's state (fresh or resumed)
-        int64_t meta[2] = {tr.optim.step, (int64_t)tr.samples_seen};
+        int64_t meta[3] = {tr.optim.step, (int64_t)tr.samples_seen, (int64_t)train_data.n_windows};
         hybrid_bcast_state(hc, albert_params(model), tr.optim.m, tr.optim.v,
-                           albert_n_params(model), meta, 2);
+                           albert_n_params(model), meta, 3);
     }
 
     // run directory (rank 0)

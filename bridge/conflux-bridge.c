@@ -1,0 +1,299 @@
+// conflux-bridge: the extra rank of a cluster job that lets volunteers join its averaging
+// over the internet (bridge/server.h), and the host's join-token tool.
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge/proto.h"
+#include "bridge/server.h"
+#include "bridge/tokens.h"
+#include "io/config.h"
+#include "models/albert.h"
+#include "models/common.h"
+#include "models/rng.h"
+#include "models/train.h"
+#include "mpi/hybrid.h"
+
+#define TOOL "conflux-bridge"
+
+static volatile sig_atomic_t g_stop = 0;
+static void on_signal(int sig) { g_stop = sig; }
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: " TOOL " [options]                 (as one rank of an MPMD job)\n"
+            "       " TOOL " token issue|revoke|list --tokens FILE [NAME|TOKEN]\n"
+            "\n"
+            "Runs as the bridge rank of a cluster job: trainers and volunteers average\n"
+            "together. Start it next to the trainers, e.g.\n"
+            "  mpirun -np 2 conflux-train --config run.ini : -np 1 " TOOL " --tokens tokens.txt\n"
+            "The run configuration comes from the trainers; volunteers join with\n"
+            "  conflux-volunteer --join HOST:PORT --token TOKEN\n"
+            "\n"
+            "  --listen HOST:PORT    address for volunteers (default 0.0.0.0:7070)\n"
+            "  --tokens FILE         join tokens (re-read when it changes: revocation is live)\n"
+            "  --deadline S          longest a round waits for volunteer uploads (default 30)\n"
+            "  --max-staleness N     rounds a late upload may still count (default 1)\n"
+            "  --max-volunteers N    (default 64)\n"
+            "  --codecs LIST         upload codecs accepted: fp16,fp32 (default both; fp16\n"
+            "                        preferred)\n"
+            "  --history N           rounds kept to bring rejoining volunteers up to date\n"
+            "                        (default 16)\n"
+            "  --idle-timeout S      drop a silent peer (default 60)\n"
+            "  --heartbeat S         heartbeat interval (default 5)\n"
+            "  --max-grad-norm X     reject uploads whose L2 norm per loss token exceeds X\n"
+            "                        (default 1e4; 0 = no check)\n"
+            "  --wait-volunteers N   the first round waits for N live volunteers ...\n"
+            "  --wait-timeout S      ... at most S seconds (default 120)\n"
+            "  --run-dir DIR         where bridge.csv and volunteers.csv go (default: the\n"
+            "                        run's run.dir)\n"
+            "  -q, --quiet           no progress lines\n"
+            "  -h, --help            this text\n"
+            "\n"
+            "Join tokens (the host's side; the file holds secrets and is created mode 0600):\n"
+            "  " TOOL " token issue --tokens tokens.txt alice     prints a new token for alice\n"
+            "  " TOOL " token revoke --tokens tokens.txt alice    by name or by token\n"
+            "  " TOOL " token list --tokens tokens.txt            names and status, no secrets\n");
+}
+
+static int token_main(int argc, char **argv) {
+    const char *path = NULL, *cmd = argc > 1 ? argv[1] : "";
+    const char *arg = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--tokens") && i + 1 < argc) path = argv[++i];
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, TOOL ": error: bad option '%s' (see --help)\n", argv[i]);
+            return 2;
+        } else if (!arg) arg = argv[i];
+        else {
+            fprintf(stderr, TOOL ": error: unexpected argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, TOOL ": error: token %s needs --tokens FILE\n", cmd);
+        return 2;
+    }
+    char err[CX_ERRLEN];
+    if (!strcmp(cmd, "issue")) {
+        if (!arg) {
+            fprintf(stderr, TOOL ": error: token issue needs a NAME\n");
+            return 2;
+        }
+        char tok[BR_TOKEN_CHARS + 1];
+        if (br_tokens_issue(path, arg, tok, err) != 0) {
+            fprintf(stderr, TOOL ": error: %s\n", err);
+            return 1;
+        }
+        printf("%s\n", tok);
+        return 0;
+    }
+    if (!strcmp(cmd, "revoke")) {
+        if (!arg) {
+            fprintf(stderr, TOOL ": error: token revoke needs a NAME or TOKEN\n");
+            return 2;
+        }
+        int n = br_tokens_revoke(path, arg, err);
+        if (n < 0) {
+            fprintf(stderr, TOOL ": error: %s\n", err);
+            return 1;
+        }
+        if (n == 0) {
+            fprintf(stderr, TOOL ": error: no valid token named '%s' (%s)\n", arg, path);
+            return 1;
+        }
+        printf("revoked %d token(s)\n", n);
+        return 0;
+    }
+    if (!strcmp(cmd, "list")) {
+        BrTokens t;
+        if (br_tokens_load(path, &t, err) != 0) {
+            fprintf(stderr, TOOL ": error: %s\n", err);
+            return 1;
+        }
+        for (int i = 0; i < t.n; i++)
+            printf("%-24s %.6s...  issued %ld  %s\n", t.items[i].name, t.items[i].token,
+                   t.items[i].issued, t.items[i].revoked ? "revoked" : "valid");
+        br_tokens_free(&t);
+        return 0;
+    }
+    fprintf(stderr, TOOL ": error: unknown token command '%s' (issue, revoke, list)\n", cmd);
+    return 2;
+}
+
+static int parse_double(const char *s, const char *opt, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !(v >= 0)) {
+        fprintf(stderr, TOOL ": error: %s needs a non-negative number, got '%s'\n", opt, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "token")) return token_main(argc - 1, argv + 1);
+    BridgeOptions o;
+    bridge_options_default(&o);
+    o.wait_timeout_s = 120;
+    const char *run_dir = NULL;
+    static const struct option opts[] = {
+        {"listen", required_argument, 0, 'l'},       {"tokens", required_argument, 0, 't'},
+        {"deadline", required_argument, 0, 'd'},     {"max-staleness", required_argument, 0, 's'},
+        {"max-volunteers", required_argument, 0, 'm'}, {"codecs", required_argument, 0, 'c'},
+        {"history", required_argument, 0, 'H'},      {"idle-timeout", required_argument, 0, 'i'},
+        {"heartbeat", required_argument, 0, 'b'},    {"max-grad-norm", required_argument, 0, 'g'},
+        {"wait-volunteers", required_argument, 0, 'w'}, {"wait-timeout", required_argument, 0, 'W'},
+        {"run-dir", required_argument, 0, 'r'},      {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
+    int c;
+    double x;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l': o.listen = optarg; break;
+        case 't': o.tokens_path = optarg; break;
+        case 'd': if (parse_double(optarg, "--deadline", &o.deadline_s)) return 2; break;
+        case 'i': if (parse_double(optarg, "--idle-timeout", &o.idle_timeout_s)) return 2; break;
+        case 'b': if (parse_double(optarg, "--heartbeat", &o.heartbeat_s)) return 2; break;
+        case 'g': if (parse_double(optarg, "--max-grad-norm", &o.max_grad_norm)) return 2; break;
+        case 'W': if (parse_double(optarg, "--wait-timeout", &o.wait_timeout_s)) return 2; break;
+        case 's': case 'm': case 'H': case 'w':
+            if (parse_double(optarg, "a count option", &x) || x != (double)(int)x || x > 1024) {
+                fprintf(stderr, TOOL ": error: '%s' is not a count 0..1024\n", optarg);
+                return 2;
+            }
+            if (c == 's') o.max_staleness = (int)x;
+            else if (c == 'm') o.max_volunteers = (int)x;
+            else if (c == 'H') o.history = (int)x;
+            else o.wait_volunteers = (int)x;
+            break;
+        case 'c': {
+            o.codecs = 0;
+            char buf[64];
+            snprintf(buf, sizeof buf, "%s", optarg);
+            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+                if (!strcmp(tok, "fp16")) o.codecs |= BR_CODEC_BIT(BR_CODEC_FP16);
+                else if (!strcmp(tok, "fp32")) o.codecs |= BR_CODEC_BIT(BR_CODEC_FP32);
+                else {
+                    fprintf(stderr, TOOL ": error: unknown codec '%s' (fp16, fp32)\n", tok);
+                    return 2;
+                }
+            }
+            if (!o.codecs) {
+                fprintf(stderr, TOOL ": error: --codecs names no codec\n");
+                return 2;
+            }
+            break;
+        }
+        case 'r': run_dir = optarg; break;
+        case 'q': o.quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        default:
+            fprintf(stderr, TOOL ": error: bad option '%s' (see --help)\n", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, TOOL ": error: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    if (!o.tokens_path) {
+        fprintf(stderr, TOOL ": error: --tokens FILE is required (see --help)\n");
+        return 2;
+    }
+    if (o.history < 1 || o.max_volunteers < 1) {
+        fprintf(stderr, TOOL ": error: --history and --max-volunteers must be at least 1\n");
+        return 2;
+    }
+
+    HybridComm *h = hybrid_init(&argc, &argv, HYBRID_BRIDGE);
+    char err[CX_ERRLEN];
+    // the same set-up collectives as the trainers (mpi/hybrid.h)
+    char *cfg_text = NULL;
+    hybrid_bcast_config(h, &cfg_text);
+    RunConfig cfg;
+    config_defaults(&cfg);
+    if (config_load_string(&cfg, cfg_text, "the trainers' configuration", err) != 0) {
+        fprintf(stderr, TOOL ": error: %s\n", err);
+        hybrid_abort(h, 1);
+    }
+    cfg.optim.total_steps = cfg.train.steps;
+    uint64_t seed = (uint64_t)cfg.train.seed;
+    // a replica without data: one sample of activations, never used
+    Albert *model = albert_create(&cfg.model, 1, cfg.data.seq_len, cx_rng_derive(seed, 2));
+    Trainer tr = {0};
+    tr.task = (TrainTask){.params = albert_params(model), .grads = albert_grads(model),
+                          .n_params = albert_n_params(model), .specs = albert_specs(model),
+                          .n_specs = albert_n_specs(model), .micro_batch = 1};
+    optim_init(&tr.optim, &cfg.optim, albert_specs(model), albert_n_specs(model),
+               albert_n_params(model));
+    tr.global_batch = cfg.train.global_batch;
+    hybrid_create_averager(h, albert_grads(model), albert_n_params(model), albert_specs(model),
+                           albert_n_specs(model));
+    int64_t meta[3] = {0};
+    hybrid_bcast_state(h, albert_params(model), tr.optim.m, tr.optim.v, albert_n_params(model),
+                       meta, 3);
+    tr.optim.step = meta[0];
+    tr.samples_seen = (uint64_t)meta[1];
+    hybrid_nodes(h);
+    hybrid_barrier(h);  // the trainers' run directory exists from here on
+    o.run_dir = run_dir ? run_dir : cfg.run.dir;
+    BridgeServer *b = bridge_create(&o, &tr, h, cfg_text, (uint64_t)meta[2], err);
+    if (!b) {
+        fprintf(stderr, TOOL ": error: %s\n", err);
+        hybrid_abort(h, 1);
+    }
+    tr.avg = bridge_averager(b);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (!o.quiet)
+        fprintf(stderr, TOOL ": listening on %s for volunteers; %zu parameters, %d trainer rank(s), "
+                        "global batch %ld, steps %ld..%ld\n",
+                o.listen, albert_n_params(model), hybrid_n_trainers(h), tr.global_batch,
+                tr.optim.step, cfg.train.steps);
+    const long total = cfg.train.steps;
+    int rc = 0;
+    while (tr.optim.step < total) {
+        StepResult r;
+        if (trainer_step(&tr, &r, err) != 0) {
+            fprintf(stderr, TOOL ": error: %s\n", err);
+            rc = 1;
+            break;
+        }
+        int stop = hybrid_stop_vote(h, g_stop != 0, err);
+        if (stop < 0) {
+            fprintf(stderr, TOOL ": error: %s\n", err);
+            rc = 1;
+            break;
+        }
+        long every = cfg.train.replica_check_every;
+        if ((every > 0 && r.step % every == 0) || r.step == total || stop) {
+            if (hybrid_check_replicas(h, albert_params(model), albert_n_params(model), r.step, err) != 0) {
+                fprintf(stderr, TOOL ": error: %s\n", err);
+                rc = 1;
+                break;
+            }
+        }
+        bridge_after_step(b, &r);
+        if (stop) break;
+    }
+    bridge_free(b);
+    if (rc != 0) hybrid_abort(h, rc);
+    optim_free(&tr.optim);
+    albert_free(model);
+    free(cfg_text);
+    hybrid_finalize(h);
+    return 0;
+}

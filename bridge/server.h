@@ -1,0 +1,79 @@
+// server.h: the bridge server. It runs inside conflux-bridge, the extra rank of a cluster
+// job, and exposes the cluster's averaging to volunteers over TCP.
+//
+// The bridge runs the same training loop as every participant (models/train.h) with an
+// empty share of each global batch; its Averager (bridge_averager) is where the WAN meets
+// the cluster:
+//   plan  decides the round: every live volunteer that has caught up gets an equal share
+//         (the same size as a trainer's), the trainers take the rest; the plan goes to the
+//         trainers (MPI broadcast) and ROUND_OPEN goes to every live volunteer.
+//   sum   waits until every assigned upload is complete or the round deadline passed
+//         (serving sockets all the while), adds the complete uploads of this round and the
+//         late ones of earlier rounds (staleness <= max_staleness; older ones are dropped and
+//         counted) into its gradient and statistics, joins the cluster's all-reduce while
+//         still serving sockets, then sends ROUND_CLOSE and the summed gradient (fp32, so
+//         every replica applies bit-identical updates) to every live volunteer.
+// The optimizer step then runs on the bridge too: it keeps a replica, which is what
+// volunteers download and what the cluster's replica checks compare.
+//
+// Event loop: libevent 2.1 (Debian's libevent-dev). It is a well-kept library that gives
+// buffered non-blocking sockets with read watermarks (bounded input per connection), timers
+// and a listener; and its evhttp serves the status page later. The bridge drives it one
+// turn at a time (bridge_pump) so MPI progress and socket I/O interleave in one thread.
+//
+// Every peer failure is contained: a malformed frame, a wrong size, a NaN/Inf or an absurd
+// gradient norm, a bad token, an idle or too slow connection gets an ERROR frame, a log line
+// naming the peer and reason, and a close; the round goes on without that upload.
+#ifndef CONFLUX_BRIDGE_SERVER_H
+#define CONFLUX_BRIDGE_SERVER_H
+
+#include <stdint.h>
+
+#include "models/train.h"
+#include "mpi/hybrid.h"
+
+typedef struct {
+    const char *listen;        // "HOST:PORT" to listen on (default "0.0.0.0:7070")
+    const char *tokens_path;   // join-token file (bridge/tokens.h), required
+    const char *run_dir;       // bridge.csv and volunteers.csv go here (NULL: none)
+    double deadline_s;         // longest a round waits for volunteer uploads after its plan
+    int max_staleness;         // rounds a late upload may still count (0: drop late ones)
+    int max_volunteers;        // connected volunteers at most
+    unsigned codecs;           // BR_CODEC_BIT mask the bridge accepts for uploads
+    double idle_timeout_s;     // a peer silent this long is dropped
+    double heartbeat_s;        // heartbeat interval
+    int history;               // rounds kept for catching up (replayed to rejoining peers)
+    double max_grad_norm;      // an upload's L2 norm per loss token above this is rejected
+    int wait_volunteers;       // the first round waits for this many live volunteers ...
+    double wait_timeout_s;     // ... at most this long
+    int quiet;
+} BridgeOptions;
+
+void bridge_options_default(BridgeOptions *o);
+
+typedef struct BridgeServer BridgeServer;
+
+// Starts listening. tr is the bridge's trainer (its params/grads/optimizer arenas are the
+// replica; tr->global_batch the round target), config_text the run configuration sent to
+// volunteers, data_windows the size of the run's training data (volunteers check their
+// copy). Returns NULL with err on failure (bad address, port in use, token file).
+BridgeServer *bridge_create(const BridgeOptions *o, Trainer *tr, HybridComm *h,
+                            const char *config_text, uint64_t data_windows, char *err);
+
+// The Averager the bridge's trainer_step uses (plan + sum as above).
+Averager bridge_averager(BridgeServer *b);
+
+// Serves sockets for up to max_wait_s seconds (returns earlier after some activity).
+void bridge_pump(BridgeServer *b, double max_wait_s);
+
+// After a step: writes the round's row to RUN_DIR/bridge.csv and prints a progress line.
+void bridge_after_step(BridgeServer *b, const StepResult *r);
+
+// Number of volunteers connected and synced.
+int bridge_live_volunteers(const BridgeServer *b);
+
+// Sends BYE (shutdown) to every volunteer, flushes for at most a second, writes the
+// per-volunteer summary, frees everything. NULL is a no-op.
+void bridge_free(BridgeServer *b);
+
+#endif
