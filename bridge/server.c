@@ -374,7 +374,7 @@ static void on_grad_chunk(Conn *c, const BrGradChunk *m) {
                   per_tok, b->o.max_grad_norm);
         return;
     }
-    if (c->up_tokens > (uint64_t)c->up_samples * 1000000ull || c->up_tokens == 0) {
+    if (c->up_tokens > (uint64_t)c->up_samples * 1000000ull) {
         conn_fail(c, BR_ERR_BAD_DATA, "upload claims %llu loss tokens for %llu samples",
                   (unsigned long long)c->up_tokens, (unsigned long long)c->up_samples);
         return;

@@ -1,0 +1,430 @@
+// client.c: the volunteer's link to the bridge (see client.h).
+#include "bridge/client.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bridge/codec.h"
+#include "models/common.h"
+
+#define IN_CAP ((size_t)8 << 20)  // bytes read ahead at most
+#define HEARTBEAT_S 5.0
+#define DOWNLOAD_WINDOW 8         // STATE_REQUESTs in flight
+
+struct BrClient {
+    int fd;
+    BrClientOptions o;
+    char host[256];
+    BrWelcome welcome;
+    BrProtoDecoder dec;
+    BrProtoLimits lim;
+    uint8_t *in;           // read-ahead buffer [in_pos, in_len)
+    size_t in_pos, in_len;
+    uint8_t *frame;        // one encoded frame
+    size_t frame_cap;
+    double last_tx, last_rx;
+    int error_code, bye_reason;
+    volatile int *interrupt;
+    // replica
+    uint64_t step, acked;
+    const float *params;
+    size_t n;
+    const uint64_t *samples_seen;
+    float *residual;       // fp16 error feedback
+    // the round in progress
+    uint64_t round, share_start, share_n;
+    double t_plan;
+    BrClientStats st;
+};
+
+static int failf(BrClient *c, char *err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int failf(BrClient *c, char *err, const char *fmt, ...) {
+    char msg[CX_ERRLEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return cx_err(err, "bridge %s:%d: %s", c->host, c->o.port, msg);
+}
+
+// ---- raw I/O ----
+
+// Reads what the socket has into the read-ahead buffer. Returns bytes read, 0 when nothing
+// was available (or no space), -1 on EOF/error (err set).
+static int read_some(BrClient *c, char *err) {
+    if (c->in_pos > 0 && c->in_pos == c->in_len) c->in_pos = c->in_len = 0;
+    if (c->in_len == IN_CAP && c->in_pos > 0) {
+        memmove(c->in, c->in + c->in_pos, c->in_len - c->in_pos);
+        c->in_len -= c->in_pos;
+        c->in_pos = 0;
+    }
+    if (c->in_len == IN_CAP) return 0;
+    ssize_t r = recv(c->fd, c->in + c->in_len, IN_CAP - c->in_len, MSG_DONTWAIT);
+    if (r > 0) {
+        c->in_len += (size_t)r;
+        c->st.bytes_recv += (double)r;
+        c->last_rx = cx_now();
+        return (int)r;
+    }
+    if (r == 0) return failf(c, err, "connection closed by the bridge");
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
+    return failf(c, err, "receive failed: %s", strerror(errno));
+}
+
+// Writes buf[0, n) completely, reading ahead meanwhile. Returns 0 or -1 with err.
+static int write_all(BrClient *c, const uint8_t *buf, size_t n, char *err) {
+    size_t done = 0;
+    double t_last = cx_now();
+    while (done < n) {
+        ssize_t w = send(c->fd, buf + done, n - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0) {
+            done += (size_t)w;
+            c->st.bytes_sent += (double)w;
+            t_last = cx_now();
+            continue;
+        }
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return failf(c, err, "send failed: %s", strerror(errno));
+        if (c->interrupt && *c->interrupt) return cx_err(err, "interrupted");
+        if (cx_now() - t_last > c->o.timeout_s)
+            return failf(c, err, "no progress sending for %.0f s", c->o.timeout_s);
+        struct pollfd p = {.fd = c->fd, .events = POLLOUT | (c->in_len < IN_CAP ? POLLIN : 0)};
+        int pr = poll(&p, 1, 200);
+        if (pr > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) && read_some(c, err) < 0) return -1;
+    }
+    c->last_tx = cx_now();
+    return 0;
+}
+
+static int send_frame(BrClient *c, const BrFrame *f, char *err) {
+    int len = br_proto_encode(c->frame, c->frame_cap, f, &c->lim, err);
+    if (len < 0) return -1;
+    return write_all(c, c->frame, (size_t)len, err);
+}
+
+static void maybe_heartbeat(BrClient *c) {
+    if (cx_now() - c->last_tx < HEARTBEAT_S) return;
+    BrFrame f = {.type = BR_MSG_HEARTBEAT};
+    f.m.heartbeat.time_us = (uint64_t)(cx_now() * 1e6);
+    char err[CX_ERRLEN];
+    send_frame(c, &f, err);  // a failure shows up at the next read
+}
+
+// Next frame other than HEARTBEAT. ERROR and BYE end the session (-1 with err).
+static int next_frame(BrClient *c, BrFrame *f, char *err) {
+    double t_wait = cx_now();
+    for (;;) {
+        while (c->in_pos < c->in_len) {
+            size_t used = 0;
+            int st = br_proto_decoder_feed(&c->dec, c->in + c->in_pos, c->in_len - c->in_pos, &used, f);
+            c->in_pos += used;
+            if (st == BR_PROTO_ERROR)
+                return failf(c, err, "malformed data: %s", br_proto_decoder_error(&c->dec));
+            if (st == BR_PROTO_FRAME) {
+                if (f->type == BR_MSG_HEARTBEAT) continue;
+                if (f->type == BR_MSG_ERROR) {
+                    c->error_code = (int)f->m.error.code;
+                    return failf(c, err, "error %u: %s", f->m.error.code, f->m.error.message);
+                }
+                if (f->type == BR_MSG_BYE) {
+                    c->bye_reason = (int)f->m.bye.reason;
+                    return failf(c, err, "%s", f->m.bye.reason == BR_BYE_SHUTDOWN ? "the run ended (BYE)"
+                                                                                   : "the bridge said BYE");
+                }
+                return 0;
+            }
+        }
+        c->in_pos = c->in_len = 0;
+        if (c->interrupt && *c->interrupt) return cx_err(err, "interrupted");
+        if (cx_now() - t_wait > c->o.timeout_s)
+            return failf(c, err, "nothing received for %.0f s", c->o.timeout_s);
+        maybe_heartbeat(c);
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        int pr = poll(&p, 1, 200);
+        if (pr > 0) {
+            int r = read_some(c, err);
+            if (r < 0) return -1;
+            if (r > 0) t_wait = cx_now();
+        }
+    }
+}
+
+// ---- connect ----
+
+int br_client_connect(BrClient **out, const BrClientOptions *o, char *err) {
+    *out = NULL;
+    BrClient *c = cx_calloc(1, sizeof *c);
+    c->fd = -1;
+    c->o = *o;
+    if (c->o.timeout_s <= 0) c->o.timeout_s = 60;
+    snprintf(c->host, sizeof c->host, "%s", o->host);
+    c->lim = br_proto_limits_default();
+    c->lim.max_chunk_bytes = BR_PROTO_MAX_CHUNK_BYTES;
+    c->lim.accept_types = BR_MSG_BIT(BR_MSG_WELCOME) | BR_MSG_BIT(BR_MSG_STATE_CHUNK) |
+                          BR_MSG_BIT(BR_MSG_ROUND_OPEN) | BR_MSG_BIT(BR_MSG_ROUND_CLOSE) |
+                          BR_MSG_BIT(BR_MSG_AVG_CHUNK) | BR_MSG_BIT(BR_MSG_HEARTBEAT) |
+                          BR_MSG_BIT(BR_MSG_ERROR) | BR_MSG_BIT(BR_MSG_BYE);
+    c->frame_cap = br_proto_max_frame_bytes(&c->lim);
+    c->frame = malloc(c->frame_cap);
+    c->in = malloc(IN_CAP);
+    CHECK(c->frame && c->in, "out of memory");
+    if (br_proto_decoder_init(&c->dec, &c->lim, err) != 0) goto fail;
+    char port[16];
+    snprintf(port, sizeof port, "%d", o->port);
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int gr = getaddrinfo(o->host, port, &hints, &ai);
+    if (gr != 0) {
+        failf(c, err, "cannot resolve: %s", gai_strerror(gr));
+        goto fail;
+    }
+    c->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (c->fd < 0 || connect(c->fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        failf(c, err, "cannot connect: %s", strerror(errno));
+        freeaddrinfo(ai);
+        goto fail;
+    }
+    freeaddrinfo(ai);
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->last_rx = c->last_tx = cx_now();
+    BrFrame f = {.type = BR_MSG_HELLO};
+    BrHello *h = &f.m.hello;
+    h->version_major = BR_PROTO_VERSION_MAJOR;
+    h->version_minor = BR_PROTO_VERSION_MINOR;
+    h->codecs = o->codecs ? o->codecs : BR_CODEC_BIT(BR_CODEC_FP16) | BR_CODEC_BIT(BR_CODEC_FP32);
+    h->identity = o->identity;
+    for (int i = 0; i < 16; i++) h->resume |= o->identity.bytes[i] != 0;
+    snprintf(h->token, sizeof h->token, "%s", o->token ? o->token : "");
+    snprintf(h->name, sizeof h->name, "%s", o->name ? o->name : "");
+    if (send_frame(c, &f, err) != 0) goto fail;
+    if (next_frame(c, &f, err) != 0) goto fail;
+    if (f.type != BR_MSG_WELCOME) {
+        failf(c, err, "expected WELCOME, got %s", br_proto_type_name(f.type));
+        goto fail;
+    }
+    c->welcome = f.m.welcome;
+    c->n = (size_t)c->welcome.n_params;
+    *out = c;
+    return 0;
+fail:
+    br_client_close(c);
+    return -1;
+}
+
+const BrWelcome *br_client_welcome(const BrClient *c) { return &c->welcome; }
+int br_client_error_code(const BrClient *c) { return c->error_code; }
+int br_client_bye_reason(const BrClient *c) { return c->bye_reason; }
+uint64_t br_client_step(const BrClient *c) { return c->step; }
+const BrClientStats *br_client_stats(const BrClient *c) { return &c->st; }
+void br_client_set_interrupt(BrClient *c, volatile int *flag) { c->interrupt = flag; }
+
+// ---- state download ----
+
+int br_client_download(BrClient *c, uint8_t *buf, size_t *have,
+                       void (*progress)(void *ctx, size_t have, size_t total), void *ctx,
+                       char *err) {
+    size_t total = (size_t)c->welcome.state_bytes, next = *have;
+    size_t chunk = c->welcome.max_chunk_bytes < (1u << 20) ? c->welcome.max_chunk_bytes : (1u << 20);
+    int inflight = 0;
+    while (*have < total) {
+        while (inflight < DOWNLOAD_WINDOW && next < total) {
+            BrFrame f = {.type = BR_MSG_STATE_REQUEST};
+            size_t k = total - next < chunk ? total - next : chunk;
+            f.m.state_request = (BrStateRequest){.offset = next, .n_bytes = (uint32_t)k};
+            if (send_frame(c, &f, err) != 0) return -1;
+            next += k;
+            inflight++;
+        }
+        BrFrame f;
+        if (next_frame(c, &f, err) != 0) return -1;
+        if (f.type == BR_MSG_ROUND_OPEN || f.type == BR_MSG_ROUND_CLOSE || f.type == BR_MSG_AVG_CHUNK)
+            return failf(c, err, "%s during the state download", br_proto_type_name(f.type));
+        if (f.type != BR_MSG_STATE_CHUNK) continue;
+        const BrStateChunk *s = &f.m.state_chunk;
+        if (s->offset != *have || s->total_bytes != total || s->n_bytes == 0)
+            return failf(c, err, "state chunk at %llu (+%u of %llu), expected offset %zu of %zu",
+                         (unsigned long long)s->offset, s->n_bytes,
+                         (unsigned long long)s->total_bytes, *have, total);
+        memcpy(buf + *have, s->data, s->n_bytes);
+        *have += s->n_bytes;
+        inflight--;
+        if (progress) progress(ctx, *have, total);
+    }
+    return 0;
+}
+
+int br_client_start(BrClient *c, uint64_t step, const float *params, size_t n,
+                    const uint64_t *samples_seen, char *err) {
+    if (n != c->n) return failf(c, err, "the model has %zu parameters, the run %zu", n, c->n);
+    c->params = params;
+    c->samples_seen = samples_seen;
+    c->step = step;
+    if (!c->residual) c->residual = cx_calloc(n, sizeof(float));
+    BrFrame f = {.type = BR_MSG_PROGRESS};
+    f.m.progress = (BrProgress){.step = step, .samples = 0};
+    if (send_frame(c, &f, err) != 0) return -1;
+    c->acked = step;
+    return 0;
+}
+
+// ---- the Averager ----
+
+static int client_plan(void *ctx, long G, long *lo, long *hi, char *err) {
+    BrClient *c = ctx;
+    if (c->acked != c->step) {  // "I applied the last step": the bridge may give me a share
+        BrFrame p = {.type = BR_MSG_PROGRESS};
+        p.m.progress = (BrProgress){.step = c->step, .samples = 0};
+        if (send_frame(c, &p, err) != 0) return -1;
+        c->acked = c->step;
+    }
+    BrFrame f;
+    for (;;) {
+        if (next_frame(c, &f, err) != 0) return -1;
+        if (f.type == BR_MSG_ROUND_OPEN) break;
+        return failf(c, err, "expected ROUND_OPEN for step %llu, got %s",
+                     (unsigned long long)(c->step + 1), br_proto_type_name(f.type));
+    }
+    const BrRoundOpen *r = &f.m.round_open;
+    if (r->round_id != c->step + 1) {
+        c->error_code = BR_ERR_STATE;
+        return failf(c, err, "round %llu opened but this replica is at step %llu",
+                     (unsigned long long)r->round_id, (unsigned long long)c->step);
+    }
+    uint64_t h = cx_checksum(c->params, c->n);
+    if (h != r->params_hash) {
+        c->error_code = BR_ERR_STATE;
+        return failf(c, err, "replica differs from the bridge's at step %llu (hash %016llx, "
+                     "bridge %016llx)", (unsigned long long)c->step, (unsigned long long)h,
+                     (unsigned long long)r->params_hash);
+    }
+    if ((long)r->target_samples != G)
+        return failf(c, err, "round of %llu samples, but the configured global batch is %ld",
+                     (unsigned long long)r->target_samples, G);
+    c->round = r->round_id;
+    c->share_n = r->n_samples;
+    c->share_start = r->sample_start;
+    *lo = *hi = 0;
+    if (r->n_samples > 0) {
+        uint64_t s0 = *c->samples_seen;
+        if (r->sample_start < s0 || r->sample_start - s0 + r->n_samples > (uint64_t)G)
+            return failf(c, err, "share [%llu, +%llu) lies outside this step's samples [%llu, +%ld)",
+                         (unsigned long long)r->sample_start, (unsigned long long)r->n_samples,
+                         (unsigned long long)s0, G);
+        *lo = (long)(r->sample_start - s0);
+        *hi = *lo + (long)r->n_samples;
+    }
+    c->t_plan = cx_now();
+    return 0;
+}
+
+static int upload(BrClient *c, const float *grads, const double *stats, char *err) {
+    int codec = c->welcome.codec;
+    size_t eb = br_codec_elem_bytes(codec);
+    size_t per = (c->welcome.max_chunk_bytes < (1u << 20) ? c->welcome.max_chunk_bytes : (1u << 20)) / eb;
+    uint8_t *tmp = malloc(per * eb);
+    CHECK(tmp, "out of memory");
+    double t0 = cx_now();
+    double b0 = c->st.bytes_sent;
+    int rc = 0;
+    for (size_t off = 0; off < c->n && rc == 0; off += per) {
+        size_t k = c->n - off < per ? c->n - off : per;
+        if (codec == BR_CODEC_FP16) br_fp16_encode_ef(tmp, grads + off, c->residual + off, k);
+        else br_fp32_encode(tmp, grads + off, k);
+        BrFrame f = {.type = BR_MSG_GRAD_CHUNK};
+        f.m.grad_chunk = (BrGradChunk){.round_id = c->round, .offset = off, .samples = c->share_n,
+                                       .tokens = (uint64_t)stats[STAT_TOKENS],
+                                       .loss_sum = stats[STAT_LOSS_SUM],
+                                       .aux_sum = stats[STAT_AUX_SUM], .n_elems = (uint32_t)k,
+                                       .codec = (uint8_t)codec, .data = tmp};
+        rc = send_frame(c, &f, err);
+    }
+    free(tmp);
+    c->st.up_s = cx_now() - t0;
+    c->st.up_bytes = c->st.bytes_sent - b0;
+    return rc;
+}
+
+static int client_sum(void *ctx, float *grads, size_t n, double *stats, int n_stats, char *err) {
+    BrClient *c = ctx;
+    if (n != c->n || n_stats != STAT_COUNT) return failf(c, err, "gradient arena mismatch");
+    if (c->share_n > 0) {
+        c->st.compute_s = cx_now() - c->t_plan;
+        if (upload(c, grads, stats, err) != 0) return -1;
+        c->st.shares++;
+        c->st.samples += c->share_n;
+    }
+    BrFrame f;
+    if (next_frame(c, &f, err) != 0) return -1;
+    double t0 = cx_now(), b0 = c->st.bytes_recv;
+    if (f.type != BR_MSG_ROUND_CLOSE || f.m.round_close.round_id != c->round)
+        return failf(c, err, "expected ROUND_CLOSE for round %llu, got %s",
+                     (unsigned long long)c->round, br_proto_type_name(f.type));
+    const BrRoundClose rc = f.m.round_close;
+    c->st.accepted += rc.accepted_samples;
+    size_t got = 0;
+    while (got < n) {
+        if (next_frame(c, &f, err) != 0) return -1;
+        if (f.type != BR_MSG_AVG_CHUNK)
+            return failf(c, err, "expected AVG_CHUNK, got %s", br_proto_type_name(f.type));
+        const BrAvgChunk *a = &f.m.avg_chunk;
+        if (a->round_id != c->round || a->offset != got || a->offset + a->n_elems > n ||
+            a->codec != BR_CODEC_FP32)
+            return failf(c, err, "AVG_CHUNK round %llu [%llu, +%u) codec %d; expected round %llu "
+                         "at %zu in fp32", (unsigned long long)a->round_id,
+                         (unsigned long long)a->offset, a->n_elems, a->codec,
+                         (unsigned long long)c->round, got);
+        br_fp32_decode(grads + got, a->data, a->n_elems);
+        got += a->n_elems;
+    }
+    c->st.down_s = cx_now() - t0;
+    c->st.down_bytes = c->st.bytes_recv - b0;
+    stats[STAT_LOSS_SUM] = rc.loss_sum;
+    stats[STAT_TOKENS] = (double)rc.tokens;
+    stats[STAT_SAMPLES] = (double)rc.samples;
+    stats[STAT_AUX_SUM] = rc.aux_sum;
+    stats[STAT_PARTICIPANTS] = (double)rc.participants;
+    c->step++;
+    c->st.rounds++;
+    return 0;
+}
+
+Averager br_client_averager(BrClient *c) {
+    return (Averager){.ctx = c, .sum = client_sum, .plan = client_plan, .plan_ctx = c,
+                      .rank = 0, .n_ranks = 1};
+}
+
+void br_client_pump(void *ctx) {
+    BrClient *c = ctx;
+    char err[CX_ERRLEN];
+    read_some(c, err);
+    maybe_heartbeat(c);
+}
+
+void br_client_close(BrClient *c) {
+    if (!c) return;
+    if (c->fd >= 0) close(c->fd);
+    br_proto_decoder_free(&c->dec);
+    free(c->in);
+    free(c->frame);
+    free(c->residual);
+    free(c);
+}
+
+void br_client_leave(BrClient *c) {
+    if (!c) return;
+    BrFrame f = {.type = BR_MSG_BYE};
+    f.m.bye.reason = BR_BYE_LEAVING;
+    char err[CX_ERRLEN];
+    c->o.timeout_s = 2;
+    send_frame(c, &f, err);
+    br_client_close(c);
+}

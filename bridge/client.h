@@ -1,0 +1,92 @@
+// client.h: the volunteer side of the bridge, a communicator-like C API.
+//
+//   BrClient *c;  br_client_connect(&c, &opts, err)     outbound TCP only (works behind NAT),
+//                                                        HELLO with the join token -> WELCOME
+//   br_client_download(c, buf, &have, err)               the state blob (bridge/state.h), in
+//                                                        pipelined, resumable chunks
+//   br_client_start(c, step, params, n, &samples_seen)   "I hold the state after step": the
+//                                                        bridge replays the rounds since, then
+//                                                        the link is live
+//   tr.avg = br_client_averager(c)                       the Averager of models/train.h:
+//       plan  waits for the round's ROUND_OPEN (checks the parameter hash; its share of the
+//             global batch, possibly empty)
+//       sum   uploads the share's gradient sum (fp16 with error feedback, or fp32, as
+//             negotiated) and receives the round totals and the summed gradient (fp32)
+//       -> "all-reduce with a deadline": the bridge decides what made it into the round
+//   br_client_leave(c)                                   BYE, then close
+//
+// One thread; blocking I/O with poll(). While it sends, it keeps reading (so neither side
+// can deadlock on full buffers); br_client_pump (hook it into the backward pass) sends
+// heartbeats and reads ahead while the volunteer computes. Every failure returns -1 with a
+// message; br_client_error_code tells whether the bridge asked for a fresh state download
+// (BR_ERR_STATE) or rejected the token (BR_ERR_AUTH), and br_client_bye_reason whether it
+// ended the run (BR_BYE_SHUTDOWN).
+#ifndef CONFLUX_BRIDGE_CLIENT_H
+#define CONFLUX_BRIDGE_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bridge/proto.h"
+#include "models/train.h"
+
+typedef struct {
+    const char *host;      // IPv4 address or host name of the bridge
+    int port;
+    const char *token;     // join token
+    const char *name;      // shown to the host (may be "")
+    BrIdentity identity;   // nonzero: resume as this volunteer
+    unsigned codecs;       // BR_CODEC_BIT mask offered (fp16 preferred by the bridge)
+    double timeout_s;      // the bridge silent this long (while we wait for it) is a failure
+} BrClientOptions;
+
+typedef struct {
+    double bytes_sent, bytes_recv;   // on the wire, whole session
+    long rounds, shares;             // rounds applied; rounds with a share of samples
+    uint64_t samples, accepted;      // samples computed; samples the bridge accepted on time
+    double up_s, up_bytes;           // last upload: seconds from first byte to last, bytes
+    double down_s, down_bytes;       // last result download (ROUND_CLOSE to last AVG_CHUNK)
+    double compute_s;                // last share: plan to upload start
+} BrClientStats;
+
+typedef struct BrClient BrClient;
+
+// Connects and authenticates. Returns 0, or -1 with err (connection refused, bad token,
+// version mismatch, ...).
+int br_client_connect(BrClient **out, const BrClientOptions *o, char *err);
+
+const BrWelcome *br_client_welcome(const BrClient *c);
+
+// Downloads the state into buf (br_client_welcome(c)->state_bytes bytes), continuing from
+// *have bytes already present (a resumed download of the same state). *have advances as
+// chunks arrive, so a failed call can be resumed after reconnecting. progress (may be NULL)
+// is called after each chunk. Returns 0, or -1 with err.
+int br_client_download(BrClient *c, uint8_t *buf, size_t *have,
+                       void (*progress)(void *ctx, size_t have, size_t total), void *ctx,
+                       char *err);
+
+// Declares the replica: params[0, n) after `step` steps; *samples_seen is the trainer's data
+// cursor (read at every plan to place the share). Returns 0, or -1 with err.
+int br_client_start(BrClient *c, uint64_t step, const float *params, size_t n,
+                    const uint64_t *samples_seen, char *err);
+
+Averager br_client_averager(BrClient *c);
+
+// Heartbeats and read-ahead; for albert_set_backward_hooks(model, NULL, br_client_pump, c).
+void br_client_pump(void *c);
+
+// Sends BYE (leaving) and closes. Frees c. NULL is a no-op.
+void br_client_leave(BrClient *c);
+// Closes without BYE. Frees c. NULL is a no-op.
+void br_client_close(BrClient *c);
+
+int br_client_error_code(const BrClient *c);   // last ERROR code from the bridge (0: none)
+int br_client_bye_reason(const BrClient *c);   // BYE reason from the bridge (0: none)
+uint64_t br_client_step(const BrClient *c);    // steps applied through this link
+const BrClientStats *br_client_stats(const BrClient *c);
+
+// Stops waits early: when *flag becomes nonzero (e.g. set by a signal handler) a blocking
+// wait returns -1 with "interrupted".
+void br_client_set_interrupt(BrClient *c, volatile int *flag);
+
+#endif

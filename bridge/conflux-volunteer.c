@@ -1,0 +1,371 @@
+// conflux-volunteer: joins a collaborative run through its bridge. Connects outbound (works
+// behind NAT), downloads the current state, then runs the same model and training loop as
+// the cluster ranks on the shares of each global batch the bridge assigns. Reconnects on
+// its own after link failures, with the same identity; re-downloads the state when it fell
+// too far behind.
+#include <cblas.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bridge/client.h"
+#include "bridge/state.h"
+#include "io/config.h"
+#include "io/mlm.h"
+#include "io/shard.h"
+#include "models/albert.h"
+#include "models/common.h"
+#include "models/rng.h"
+#include "models/train.h"
+
+#define TOOL "conflux-volunteer"
+
+extern void openblas_set_num_threads(int);
+
+static volatile int g_stop = 0;
+static void on_signal(int sig) { g_stop = sig; }
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: " TOOL " --join HOST:PORT --token TOKEN [options]\n"
+            "\n"
+            "Joins a conflux collaborative run: downloads the current model and optimizer state\n"
+            "from the bridge, then trains on the shares of each global batch it is given,\n"
+            "averaging with the cluster every step. Only outbound TCP is needed.\n"
+            "\n"
+            "  --join HOST:PORT      the bridge's address (from the collaboration host)\n"
+            "  --token TOKEN         your join token (from the host)\n"
+            "  --name NAME           how the host's tables show you (default: host name)\n"
+            "  --identity-file F     keeps your volunteer identity across restarts\n"
+            "                        (default: none, a new identity per start)\n"
+            "  --set S.K=V           override a key of the run's configuration on this\n"
+            "                        machine only: data paths (data.train=...) or\n"
+            "                        train.threads; the model and batch are the run's\n"
+            "  --codec fp16|fp32     gradient upload codec offered (default: both, the bridge\n"
+            "                        picks fp16)\n"
+            "  --steps N             leave after contributing to N steps (default: until the\n"
+            "                        run ends)\n"
+            "  --retries N           reconnect attempts in a row before giving up (default 20)\n"
+            "  --timeout S           the bridge silent this long is a broken link (default 60)\n"
+            "  -q, --quiet           no progress lines\n"
+            "  -h, --help            this text\n"
+            "\n"
+            "The run's training data must be on this machine at the configured path (or\n"
+            "--set data.train=PATH); it is checked against the run's.\n"
+            "\n"
+            "example:\n"
+            "  " TOOL " --join 10.0.0.5:7070 --token 0123abcd... --set data.train=shards/train.h5\n");
+}
+
+// The replica: model, data and optimizer built from a downloaded state.
+typedef struct {
+    RunConfig cfg;
+    Shard shard;
+    MlmData data;
+    Albert *model;
+    MlmTask mt;
+    Trainer tr;
+    int built;
+} Replica;
+
+static void replica_free(Replica *r) {
+    if (!r->built) return;
+    mlm_task_free(&r->mt);
+    mlm_data_free(&r->data);
+    optim_free(&r->tr.optim);
+    albert_free(r->model);
+    r->built = 0;
+}
+
+static int replica_build(Replica *r, const BrState *s, const char **sets, int n_sets, char *err) {
+    replica_free(r);
+    RunConfig cfg;
+    config_defaults(&cfg);
+    if (config_load_string(&cfg, s->config, "the run's configuration", err) != 0) return -1;
+    for (int i = 0; i < n_sets; i++) {
+        if (strncmp(sets[i], "data.train=", 11) && strncmp(sets[i], "data.valid=", 11) &&
+            strncmp(sets[i], "train.threads=", 14) && strncmp(sets[i], "data.tokenizer=", 15))
+            return cx_err(err, "--set %s: a volunteer may override only data.train, data.valid, "
+                          "data.tokenizer and train.threads (the rest is the run's)", sets[i]);
+        if (config_set(&cfg, sets[i], err) != 0) return -1;
+    }
+    cfg.optim.total_steps = cfg.train.steps;
+    if (cfg.train.threads > 0) openblas_set_num_threads(cfg.train.threads);
+    Shard shard;
+    if (shard_read(&shard, cfg.data.train, err) != 0) return -1;
+    uint64_t seed = (uint64_t)cfg.train.seed;
+    if (mlm_data_init(&r->data, &shard, cfg.data.seq_len, cfg.model.vocab_size,
+                      cx_rng_derive(seed, 1), 1, cfg.data.mask_prob, cfg.model.sop, err) != 0) {
+        shard_free(&shard);
+        return -1;
+    }
+    shard_free(&shard);
+    if (r->data.n_windows != s->data_windows) {
+        mlm_data_free(&r->data);
+        return cx_err(err, "the training data here (%s) has %zu windows, the run's has %llu: "
+                      "use the run's shard (--set data.train=PATH)", cfg.data.train,
+                      r->data.n_windows, (unsigned long long)s->data_windows);
+    }
+    r->model = albert_create(&cfg.model, cfg.train.micro_batch, cfg.data.seq_len, cx_rng_derive(seed, 2));
+    if (albert_n_params(r->model) != s->n_params) {
+        albert_free(r->model);
+        mlm_data_free(&r->data);
+        return cx_err(err, "the run's model has %llu parameters but its configuration builds %zu",
+                      (unsigned long long)s->n_params, albert_n_params(r->model));
+    }
+    memset(&r->tr, 0, sizeof r->tr);
+    mlm_task_init(&r->mt, &r->tr.task, r->model, &r->data, cfg.train.micro_batch, cx_rng_derive(seed, 3));
+    optim_init(&r->tr.optim, &cfg.optim, albert_specs(r->model), albert_n_specs(r->model),
+               albert_n_params(r->model));
+    memcpy(albert_params(r->model), s->params, s->n_params * sizeof(float));
+    memcpy(r->tr.optim.m, s->m, s->n_params * sizeof(float));
+    memcpy(r->tr.optim.v, s->v, s->n_params * sizeof(float));
+    r->tr.optim.step = (long)s->step;
+    r->tr.samples_seen = s->samples_seen;
+    r->tr.global_batch = cfg.train.global_batch;
+    r->cfg = cfg;
+    r->built = 1;
+    return 0;
+}
+
+static void download_progress(void *ctx, size_t have, size_t total) {
+    int *quiet = ctx;
+    static double last = 0;
+    double now = cx_now();
+    if (*quiet || (now - last < 1.0 && have < total)) return;
+    last = now;
+    fprintf(stderr, TOOL ": state %.1f / %.1f MB\n", (double)have / 1e6, (double)total / 1e6);
+}
+
+static int parse_identity(const char *hex, BrIdentity *id) {
+    if (strlen(hex) < 32) return -1;
+    for (int i = 0; i < 16; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1) return -1;
+        id->bytes[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"join", required_argument, 0, 'j'},    {"token", required_argument, 0, 't'},
+        {"name", required_argument, 0, 'n'},    {"identity-file", required_argument, 0, 'i'},
+        {"set", required_argument, 0, 's'},     {"codec", required_argument, 0, 'c'},
+        {"steps", required_argument, 0, 'S'},   {"retries", required_argument, 0, 'R'},
+        {"timeout", required_argument, 0, 'T'}, {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    const char *join = NULL, *token = NULL, *idfile = NULL;
+    char name[128] = "";
+    gethostname(name, sizeof name - 1);
+    enum { MAX_SETS = 16 };
+    const char *sets[MAX_SETS];
+    int n_sets = 0, quiet = 0, c;
+    long max_steps = -1, retries = 20;
+    double timeout = 60;
+    unsigned codecs = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j': join = optarg; break;
+        case 't': token = optarg; break;
+        case 'n': snprintf(name, sizeof name, "%s", optarg); break;
+        case 'i': idfile = optarg; break;
+        case 's':
+            if (n_sets == MAX_SETS) {
+                fprintf(stderr, TOOL ": error: more than %d --set options\n", MAX_SETS);
+                return 2;
+            }
+            sets[n_sets++] = optarg;
+            break;
+        case 'c':
+            if (!strcmp(optarg, "fp16")) codecs = BR_CODEC_BIT(BR_CODEC_FP16);
+            else if (!strcmp(optarg, "fp32")) codecs = BR_CODEC_BIT(BR_CODEC_FP32);
+            else {
+                fprintf(stderr, TOOL ": error: --codec must be fp16 or fp32, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'S': max_steps = atol(optarg); break;
+        case 'R': retries = atol(optarg); break;
+        case 'T': timeout = atof(optarg); break;
+        case 'q': quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        default:
+            fprintf(stderr, TOOL ": error: bad option '%s' (see --help)\n", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc || !join || !token) {
+        fprintf(stderr, TOOL ": error: %s (see --help)\n",
+                optind < argc ? "unexpected argument" : "--join HOST:PORT and --token are required");
+        return 2;
+    }
+    char host[256];
+    const char *colon = strrchr(join, ':');
+    int port = colon ? atoi(colon + 1) : 0;
+    if (!colon || colon == join || port <= 0 || port > 65535 || (size_t)(colon - join) >= sizeof host) {
+        fprintf(stderr, TOOL ": error: --join '%s' is not HOST:PORT\n", join);
+        return 2;
+    }
+    memcpy(host, join, (size_t)(colon - join));
+    host[colon - join] = 0;
+    BrClientOptions o = {.host = host, .port = port, .token = token, .name = name,
+                         .codecs = codecs, .timeout_s = timeout};
+    if (idfile) {
+        FILE *f = fopen(idfile, "r");
+        char hex[64] = "";
+        if (f) {
+            if (!fgets(hex, sizeof hex, f) || parse_identity(hex, &o.identity) != 0) {
+                fprintf(stderr, TOOL ": error: %s does not hold a 32-hex-digit identity\n", idfile);
+                fclose(f);
+                return 2;
+            }
+            fclose(f);
+        }
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[CX_ERRLEN];
+    Replica rep = {0};
+    uint8_t *blob = NULL;
+    size_t blob_have = 0, blob_total = 0;
+    uint64_t blob_step = UINT64_MAX;
+    int need_state = 1, failures = 0, rc = 0;
+    long contributed = 0;
+    double t_start = cx_now();
+    while (!g_stop) {
+        BrClient *cl = NULL;
+        if (br_client_connect(&cl, &o, err) != 0) {
+            fprintf(stderr, TOOL ": %s\n", err);
+            if (strstr(err, "error 3:")) {  // BR_ERR_AUTH: retrying will not help
+                rc = 1;
+                break;
+            }
+            if (++failures > retries) {
+                rc = 1;
+                break;
+            }
+            sleep((unsigned)(failures < 5 ? failures : 5));
+            continue;
+        }
+        br_client_set_interrupt(cl, &g_stop);
+        const BrWelcome *w = br_client_welcome(cl);
+        o.identity = w->identity;
+        o.timeout_s = timeout;
+        if (idfile) {
+            FILE *f = fopen(idfile, "w");
+            if (f) {
+                for (int i = 0; i < 16; i++) fprintf(f, "%02x", w->identity.bytes[i]);
+                fputc('\n', f);
+                fclose(f);
+            }
+        }
+        if (!quiet)
+            fprintf(stderr, TOOL ": joined %s as %s (step %llu, %s uploads)\n", join, name,
+                    (unsigned long long)w->step, w->codec == BR_CODEC_FP16 ? "fp16" : "fp32");
+        if (rep.built && !need_state) {
+            // reconnecting with a consistent replica: the bridge replays what we missed
+            if (br_client_start(cl, (uint64_t)rep.tr.optim.step, albert_params(rep.model),
+                                albert_n_params(rep.model), &rep.tr.samples_seen, err) != 0)
+                goto broken;
+        } else {
+            if (blob_step != w->step || blob_total != w->state_bytes) {  // a new state: start over
+                free(blob);
+                blob_total = (size_t)w->state_bytes;
+                blob = malloc(blob_total);
+                CHECK(blob, "out of memory for a %zu-byte state", blob_total);
+                blob_have = 0;
+                blob_step = w->step;
+            } else if (!quiet && blob_have > 0) {
+                fprintf(stderr, TOOL ": resuming the state download at %.1f MB\n", (double)blob_have / 1e6);
+            }
+            if (br_client_download(cl, blob, &blob_have, download_progress, &quiet, err) != 0) goto broken;
+            BrState st;
+            if (br_state_parse(blob, blob_total, &st, err) != 0) {
+                fprintf(stderr, TOOL ": error: downloaded state: %s\n", err);
+                blob_step = UINT64_MAX;
+                goto broken;
+            }
+            int br = replica_build(&rep, &st, sets, n_sets, err);
+            br_state_free(&st);
+            if (br != 0) {
+                fprintf(stderr, TOOL ": error: %s\n", err);
+                br_client_leave(cl);
+                rc = 1;
+                break;
+            }
+            blob_step = UINT64_MAX;  // used
+            need_state = 0;
+            if (br_client_start(cl, (uint64_t)rep.tr.optim.step, albert_params(rep.model),
+                                albert_n_params(rep.model), &rep.tr.samples_seen, err) != 0)
+                goto broken;
+        }
+        rep.tr.avg = br_client_averager(cl);
+        albert_set_backward_hooks(rep.model, NULL, br_client_pump, cl);
+        failures = 0;
+        double t_last = cx_now();
+        uint64_t shares_before = br_client_stats(cl)->shares;
+        while (!g_stop && (max_steps < 0 || contributed < max_steps)) {
+            StepResult r;
+            if (trainer_step(&rep.tr, &r, err) != 0) goto broken;
+            const BrClientStats *cs = br_client_stats(cl);
+            if ((uint64_t)cs->shares > shares_before) contributed++;
+            shares_before = cs->shares;
+            double now = cx_now();
+            if (!quiet && (now - t_last > 2.0 || r.step == rep.cfg.train.steps)) {
+                fprintf(stderr, "step %ld/%ld | loss %.4f | %d participants | my samples %llu "
+                                "(accepted on time %llu) | up %.1f Mbit/s | down %.1f Mbit/s\n",
+                        r.step, rep.cfg.train.steps, r.loss, r.participants,
+                        (unsigned long long)cs->samples, (unsigned long long)cs->accepted,
+                        cs->up_s > 0 ? cs->up_bytes * 8 / cs->up_s / 1e6 : 0.0,
+                        cs->down_s > 0 ? cs->down_bytes * 8 / cs->down_s / 1e6 : 0.0);
+                t_last = now;
+            }
+        }
+        if (!quiet)
+            fprintf(stderr, TOOL ": leaving after %ld contributed step(s), %.0f s\n", contributed,
+                    cx_now() - t_start);
+        br_client_leave(cl);
+        break;
+    broken:
+        if (br_client_bye_reason(cl) == 2 /* BR_BYE_SHUTDOWN */) {
+            if (!quiet)
+                fprintf(stderr, TOOL ": the run ended; contributed to %ld step(s)\n", contributed);
+            br_client_close(cl);
+            break;
+        }
+        if (g_stop) {
+            br_client_leave(cl);
+            break;
+        }
+        fprintf(stderr, TOOL ": %s; reconnecting\n", err);
+        // a replica interrupted inside a step still holds the last applied step, unless the
+        // bridge says it differs or is out of reach
+        if (br_client_error_code(cl) == 6 /* BR_ERR_STATE */ || !rep.built) need_state = 1;
+        if (br_client_error_code(cl) == 3 /* BR_ERR_AUTH */) {
+            br_client_close(cl);
+            rc = 1;
+            break;
+        }
+        br_client_close(cl);
+        if (++failures > retries) {
+            rc = 1;
+            break;
+        }
+        sleep((unsigned)(failures < 5 ? failures : 5));
+    }
+    free(blob);
+    replica_free(&rep);
+    return rc;
+}
