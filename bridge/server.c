@@ -56,7 +56,7 @@ typedef struct {
 // A complete upload waiting to be summed into a round.
 typedef struct Pending {
     Vol *vol;
-    uint64_t round, samples, tokens;
+    uint64_t round, start, samples, tokens;
     double loss, aux;
     float *g;
     struct Pending *next;
@@ -76,7 +76,7 @@ struct Conn {
     Snapshot *snap;
     uint64_t acked_step;
     // the round this connection was given a share of (0: none outstanding)
-    uint64_t assigned_round, assigned_samples;
+    uint64_t assigned_round, assigned_start, assigned_samples;
     // upload in progress
     float *up;
     uint64_t up_round, up_next, up_samples, up_tokens;
@@ -103,7 +103,9 @@ struct BridgeServer {
     struct evconnlistener *lis;
     struct event *tick, *wake;
     BrTokens tokens;
-    time_t tokens_mtime;
+    struct timespec tokens_mtime;
+    off_t tokens_size;
+    ino_t tokens_ino;
     Conn *conns;
     Vol *vols;
     int n_conns;
@@ -380,7 +382,7 @@ static void on_grad_chunk(Conn *c, const BrGradChunk *m) {
         return;
     }
     Pending *p = cx_calloc(1, sizeof *p);
-    *p = (Pending){.vol = c->vol, .round = c->up_round, .samples = c->up_samples,
+    *p = (Pending){.vol = c->vol, .round = c->up_round, .start = c->assigned_start, .samples = c->up_samples,
                    .tokens = c->up_tokens, .loss = c->up_loss, .aux = c->up_aux, .g = c->up};
     c->up = NULL;
     p->next = b->pending;
@@ -649,7 +651,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 static void reload_tokens(BridgeServer *b) {
     struct stat st;
-    if (stat(b->o.tokens_path, &st) != 0 || st.st_mtime == b->tokens_mtime) return;
+    if (stat(b->o.tokens_path, &st) != 0 ||
+        (st.st_mtim.tv_sec == b->tokens_mtime.tv_sec && st.st_mtim.tv_nsec == b->tokens_mtime.tv_nsec &&
+         st.st_size == b->tokens_size && st.st_ino == b->tokens_ino))
+        return;
     BrTokens t;
     char err[CX_ERRLEN];
     if (br_tokens_load(b->o.tokens_path, &t, err) != 0) {
@@ -658,7 +663,9 @@ static void reload_tokens(BridgeServer *b) {
     }
     br_tokens_free(&b->tokens);
     b->tokens = t;
-    b->tokens_mtime = st.st_mtime;
+    b->tokens_mtime = st.st_mtim;
+    b->tokens_size = st.st_size;
+    b->tokens_ino = st.st_ino;
     for (Conn *c = b->conns; c; c = c->next)
         if (!c->closing && c->vol && br_tokens_find(&b->tokens, c->token) < 0)
             conn_fail(c, BR_ERR_AUTH, "join token revoked");
@@ -768,6 +775,7 @@ static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
         Conn *c = elig[nv - 1 - j];
         uint64_t s_lo = (uint64_t)(G * (NT + j) / P), s_hi = (uint64_t)(G * (NT + j + 1) / P);
         c->assigned_round = b->round;
+        c->assigned_start = b->tr->samples_seen + s_lo;
         c->assigned_samples = s_hi - s_lo;
         b->assigned_samples += s_hi - s_lo;
         send_round_open(c, b->round, b->hash_before, b->tr->samples_seen + s_lo, s_hi - s_lo);
@@ -783,6 +791,12 @@ static int outstanding(BridgeServer *b) {
     int n = 0;
     for (Conn *c = b->conns; c; c = c->next) n += !c->closing && c->assigned_round == b->round;
     return n;
+}
+
+static int cmp_pending(const void *a, const void *b) {
+    const Pending *x = *(Pending *const *)a, *y = *(Pending *const *)b;
+    if (x->round != y->round) return x->round < y->round ? -1 : 1;
+    return x->start < y->start ? -1 : x->start > y->start;
 }
 
 static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_stats, char *err) {
@@ -803,17 +817,20 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
                  (unsigned long long)b->round, b->o.deadline_s);
             vol_event(b, c->vol, "late", b->round, c->assigned_samples, NULL);
         }
-    // this round's uploads and the late ones of recent rounds
-    Pending **pp = &b->pending;
-    while (*pp) {
-        Pending *p = *pp;
+    // this round's uploads and the late ones of recent rounds, summed in a fixed order
+    // (round, then first sample) so that a run does not depend on upload arrival order
+    int n_p = 0;
+    for (Pending *p = b->pending; p; p = p->next) n_p++;
+    Pending **arr = cx_calloc((size_t)n_p + 1, sizeof *arr);
+    n_p = 0;
+    for (Pending *p = b->pending; p; p = p->next) arr[n_p++] = p;
+    qsort(arr, (size_t)n_p, sizeof *arr, cmp_pending);
+    b->pending = NULL;
+    for (int i = 0; i < n_p; i++) {
+        Pending *p = arr[i];
         uint64_t age = b->round - p->round;
-        if (p->round > b->round) {
-            pp = &p->next;
-            continue;
-        }
         if (age <= (uint64_t)b->o.max_staleness) {
-            for (size_t i = 0; i < n; i++) grads[i] += p->g[i];
+            for (size_t j = 0; j < n; j++) grads[j] += p->g[j];
             stats[STAT_LOSS_SUM] += p->loss;
             stats[STAT_TOKENS] += (double)p->tokens;
             stats[STAT_SAMPLES] += (double)p->samples;
@@ -835,11 +852,10 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
             p->vol->dropped += p->samples;
             vol_event(b, p->vol, "dropped-stale", b->round, p->samples, NULL);
         }
-        *pp = p->next;
-        // per-volunteer accepted count for ROUND_CLOSE: keep it on the volunteer
         free(p->g);
         free(p);
     }
+    free(arr);
     // late shares stay assigned (their upload may still arrive and count next round)...
     // but their connection becomes eligible again only after it lands
     hybrid_sum_start(b->h);
@@ -933,7 +949,11 @@ BridgeServer *bridge_create(const BridgeOptions *o, Trainer *tr, HybridComm *h,
         goto fail;
     }
     struct stat st;
-    if (stat(o->tokens_path, &st) == 0) b->tokens_mtime = st.st_mtime;
+    if (stat(o->tokens_path, &st) == 0) {
+        b->tokens_mtime = st.st_mtim;
+        b->tokens_size = st.st_size;
+        b->tokens_ino = st.st_ino;
+    }
     // address
     char host[256];
     const char *colon = strrchr(o->listen, ':');
@@ -1007,6 +1027,12 @@ void bridge_free(BridgeServer *b) {
         if (left == 0) break;
         bridge_pump(b, 0.05);
     }
+    // shares still out and uploads not yet summed when the run ends
+    for (Conn *c = b->conns; c; c = c->next)
+        if (!c->closing && c->assigned_round && c->vol)
+            vol_event(b, c->vol, "unfinished", c->assigned_round, c->assigned_samples, "run ended");
+    for (Pending *p = b->pending; p; p = p->next)
+        vol_event(b, p->vol, "unfinished", p->round, p->samples, "run ended");
     for (Conn *c = b->conns; c; c = c->next) c->closing = 1;
     reap(b);
     if (b->vcsv) {
