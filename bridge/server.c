@@ -66,11 +66,12 @@ struct Conn {
     BridgeServer *b;
     struct bufferevent *bev;
     BrProtoDecoder dec;
-    int state, closing;
+    int state, closing, eof;
+    double close_t;
     Vol *vol;
     int token_idx;
     char token[BR_TOKEN_CHARS + 1];
-    char peer[64];
+    char peer[INET6_ADDRSTRLEN + 8];
     int codec;
     double last_rx, last_tx;
     Snapshot *snap;
@@ -128,7 +129,7 @@ struct BridgeServer {
     double bytes_in, bytes_out, last_bytes_in, last_bytes_out;
     double t_start;
     FILE *csv, *vcsv;
-    int waited;
+    int waited, shutting_down;
     uint8_t *frame;  // one encoded frame
     size_t frame_cap;
     BrProtoLimits lim;
@@ -537,6 +538,10 @@ static void on_frame(Conn *c, const BrFrame *f) {
 static void on_read(struct bufferevent *bev, void *arg) {
     Conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
+    if (c->closing) {  // lingering close: read and discard until the peer's EOF
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
     uint8_t buf[65536];
     while (!c->closing) {
         int got = evbuffer_remove(in, buf, sizeof buf);
@@ -562,15 +567,17 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
     (void)bev;
     Conn *c = arg;
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        c->eof = 1;
         const char *why = what & BEV_EVENT_EOF ? "connection closed by peer" : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
         if (!c->closing) blog(c->b, "%s disconnected: %s", conn_label(c), why);
         conn_close(c, why);
     }
 }
 
+// Output drained: a closing connection now sends its FIN (after its ERROR/BYE frames).
 static void on_write_drained(struct bufferevent *bev, void *arg) {
-    (void)bev;
-    (void)arg;
+    Conn *c = arg;
+    if (c->closing && !c->eof) shutdown(bufferevent_getfd(bev), SHUT_WR);
 }
 
 // Unlinks and frees closing connections (never from inside their own callbacks).
@@ -578,7 +585,10 @@ static void reap(BridgeServer *b) {
     Conn **pp = &b->conns;
     while (*pp) {
         Conn *c = *pp;
-        if (c->closing) {
+        // a closing connection lingers (reading and discarding) until the peer closes too
+        // or 2 s passed: closing a socket with unread input sends a reset, which would
+        // destroy the ERROR frame before the peer reads it
+        if (c->closing && (c->eof || b->shutting_down || cx_now() - c->close_t > 2.0)) {
             *pp = c->next;
             bufferevent_free(c->bev);
             br_proto_decoder_free(&c->dec);
@@ -604,15 +614,10 @@ static void conn_close(Conn *c, const char *why) {
         }
         if (c->vol->conn == c) c->vol->conn = NULL;
     }
-    // flush what is queued (an ERROR/BYE) but stop reading; freed by reap()
-    bufferevent_disable(c->bev, EV_READ);
-    int fd = bufferevent_getfd(c->bev);
-    if (fd >= 0) {
-        struct evbuffer *out = bufferevent_get_output(c->bev);
-        size_t left = evbuffer_get_length(out);
-        if (left > 0 && left < 65536) evbuffer_write(out, fd);
-        shutdown(fd, SHUT_RDWR);
-    }
+    // flush what is queued (an ERROR/BYE), then FIN (on_write_drained); freed by reap()
+    c->close_t = cx_now();
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !c->eof)
+        shutdown(bufferevent_getfd(c->bev), SHUT_WR);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
@@ -624,7 +629,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     Conn *c = cx_calloc(1, sizeof *c);
     c->b = b;
-    char host[64] = "?";
+    char host[INET6_ADDRSTRLEN] = "?";
     if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, host, sizeof host);
     else if (sa->sa_family == AF_INET6)
@@ -1034,6 +1039,7 @@ void bridge_free(BridgeServer *b) {
     for (Pending *p = b->pending; p; p = p->next)
         vol_event(b, p->vol, "unfinished", p->round, p->samples, "run ended");
     for (Conn *c = b->conns; c; c = c->next) c->closing = 1;
+    b->shutting_down = 1;
     reap(b);
     if (b->vcsv) {
         for (Vol *v = b->vols; v; v = v->next) {
