@@ -29,8 +29,10 @@ typedef struct {
 struct Albert {
     AlbertConfig cfg;
     int max_B, max_T;
+    int encoder_only;                  // albert_create_encoder: no heads, no head activations
+    int owns_arenas;                   // params/grads are ours (not albert_use_arenas')
     TensorSpec specs[AP_COUNT];
-    int n_specs;                       // AP_N_MLM, or AP_COUNT with the SOP head
+    int n_specs;                       // AP_N_MLM, AP_COUNT with the SOP head, or AP_N_ENCODER
     size_t n_params;
     float *params, *grads;
     float *p[AP_COUNT], *g[AP_COUNT];  // views into the arenas
@@ -119,7 +121,7 @@ static void build_specs(Albert *m) {
     spec_set(&s[AP_POOL_B], "albert.pooler.bias", 1, 1, H, 0);
     spec_set(&s[AP_SOP_W], "sop_classifier.classifier.weight", 0, 2, 2, H);
     spec_set(&s[AP_SOP_B], "sop_classifier.classifier.bias", 1, 1, 2, 0);
-    m->n_specs = c->sop ? AP_COUNT : AP_N_MLM;
+    m->n_specs = m->encoder_only ? AP_N_ENCODER : c->sop ? AP_COUNT : AP_N_MLM;
     size_t off = 0;
     for (int i = 0; i < m->n_specs; i++) {
         s[i].offset = off;
@@ -185,21 +187,23 @@ static void carve_acts(Albert *m, Carver *cv) {
         la->rstd2 = carve(cv, N);
         la->out = carve(cv, N * H);
     }
-    m->sel_idx = (int32_t *)carve(cv, N);
-    m->sel_tgt = (int32_t *)carve(cv, N);
-    m->z_in = carve(cv, N * H);
-    m->z1 = carve(cv, N * E);
-    m->z2 = carve(cv, N * E);
-    m->z3 = carve(cv, N * E);
-    m->zmean = carve(cv, N);
-    m->zrstd = carve(cv, N);
-    m->logits = carve(cv, N * V);
-    m->cls = carve(cv, (size_t)m->max_B * H);
-    m->pooled = carve(cv, (size_t)m->max_B * H);
-    m->sop_probs = carve(cv, (size_t)m->max_B * 2);
-    m->dcls = carve(cv, (size_t)m->max_B * H);
-    m->dpooled = carve(cv, (size_t)m->max_B * H);
-    m->dsop = carve(cv, (size_t)m->max_B * 2);
+    if (!m->encoder_only) {
+        m->sel_idx = (int32_t *)carve(cv, N);
+        m->sel_tgt = (int32_t *)carve(cv, N);
+        m->z_in = carve(cv, N * H);
+        m->z1 = carve(cv, N * E);
+        m->z2 = carve(cv, N * E);
+        m->z3 = carve(cv, N * E);
+        m->zmean = carve(cv, N);
+        m->zrstd = carve(cv, N);
+        m->logits = carve(cv, N * V);
+        m->cls = carve(cv, (size_t)m->max_B * H);
+        m->pooled = carve(cv, (size_t)m->max_B * H);
+        m->sop_probs = carve(cv, (size_t)m->max_B * 2);
+        m->dcls = carve(cv, (size_t)m->max_B * H);
+        m->dpooled = carve(cv, (size_t)m->max_B * H);
+        m->dsop = carve(cv, (size_t)m->max_B * 2);
+    }
     m->dh = carve(cv, N * H);
     m->dx = carve(cv, N * H);
     m->dres = carve(cv, N * H);
@@ -210,17 +214,20 @@ static void carve_acts(Albert *m, Carver *cv) {
     m->dproj = carve(cv, N * H);
     m->dg = carve(cv, N * I);
     m->df1 = carve(cv, N * I);
-    m->dz_in = carve(cv, N * H);
-    m->dz1 = carve(cv, N * E);
-    m->dz2 = carve(cv, N * E);
-    m->dz3 = carve(cv, N * E);
-    m->dlogits = carve(cv, N * V);
+    if (!m->encoder_only) {
+        m->dz_in = carve(cv, N * H);
+        m->dz1 = carve(cv, N * E);
+        m->dz2 = carve(cv, N * E);
+        m->dz3 = carve(cv, N * E);
+        m->dlogits = carve(cv, N * V);
+    }
     m->demb = carve(cv, N * E);
     m->demb2 = carve(cv, N * E);
     m->att_scratch = carve(cv, A);
 }
 
-Albert *albert_create(const AlbertConfig *cfg, int max_B, int max_T, uint64_t seed) {
+static Albert *create(const AlbertConfig *cfg, int max_B, int max_T, uint64_t seed,
+                      int encoder_only) {
     char err[CX_ERRLEN];
     CHECK(albert_config_check(cfg, err) == 0, "%s", err);
     CHECK(max_B >= 1 && max_T >= 2 && max_T <= cfg->max_position,
@@ -229,6 +236,8 @@ Albert *albert_create(const AlbertConfig *cfg, int max_B, int max_T, uint64_t se
     m->cfg = *cfg;
     m->max_B = max_B;
     m->max_T = max_T;
+    m->encoder_only = encoder_only;
+    m->owns_arenas = 1;
     build_specs(m);
     m->params = cx_calloc(m->n_params, sizeof(float));
     m->grads = cx_calloc(m->n_params, sizeof(float));
@@ -261,10 +270,36 @@ Albert *albert_create(const AlbertConfig *cfg, int max_B, int max_T, uint64_t se
     return m;
 }
 
+Albert *albert_create(const AlbertConfig *cfg, int max_B, int max_T, uint64_t seed) {
+    return create(cfg, max_B, max_T, seed, 0);
+}
+
+Albert *albert_create_encoder(const AlbertConfig *cfg, int max_B, int max_T, uint64_t seed) {
+    return create(cfg, max_B, max_T, seed, 1);
+}
+
+void albert_use_arenas(Albert *m, float *params, float *grads) {
+    memcpy(params, m->params, m->n_params * sizeof(float));
+    memcpy(grads, m->grads, m->n_params * sizeof(float));
+    if (m->owns_arenas) {
+        free(m->params);
+        free(m->grads);
+    }
+    m->owns_arenas = 0;
+    m->params = params;
+    m->grads = grads;
+    for (int i = 0; i < m->n_specs; i++) {
+        m->p[i] = m->params + m->specs[i].offset;
+        m->g[i] = m->grads + m->specs[i].offset;
+    }
+}
+
 void albert_free(Albert *m) {
     if (!m) return;
-    free(m->params);
-    free(m->grads);
+    if (m->owns_arenas) {
+        free(m->params);
+        free(m->grads);
+    }
     free(m->act_arena);
     free(m->layers);
     free(m);
@@ -515,6 +550,7 @@ static void sop_backward(Albert *m, const AlbertBatch *b) {
 double albert_step(Albert *m, const AlbertBatch *b, int train, int backward, uint64_t seed,
                    long *n_selected, double *sop_sum) {
     check_batch(m, b);
+    CHECK(!m->encoder_only, "albert_step on an encoder-only model");
     encoder_forward(m, b, train, seed);
     int M = head_forward(m, b);
     *n_selected = M;
@@ -538,9 +574,24 @@ double albert_step(Albert *m, const AlbertBatch *b, int train, int backward, uin
 
 int albert_predict(Albert *m, const AlbertBatch *b, float *probs) {
     check_batch(m, b);
+    CHECK(!m->encoder_only, "albert_predict on an encoder-only model");
     encoder_forward(m, b, 0, 0);
     int M = head_forward(m, b);
     if (M == 0) return 0;
     nn_softmax_xent_forward(probs, m->logits, m->sel_tgt, M, m->cfg.vocab_size);
     return M;
+}
+
+const float *albert_encode(Albert *m, const AlbertBatch *b, int train, uint64_t seed) {
+    check_batch(m, b);
+    encoder_forward(m, b, train, seed);
+    return m->layers[m->cfg.num_layers - 1].out;
+}
+
+void albert_encode_backward(Albert *m, const AlbertBatch *b, int train, uint64_t seed,
+                            const float *dout) {
+    check_batch(m, b);
+    memcpy(m->dh, dout, (size_t)b->B * b->T * m->cfg.hidden_size * sizeof(float));
+    encoder_backward(m, b, train, seed);
+    hook_ready(m, b, AP_WORD, AP_MAP_B);
 }

@@ -106,4 +106,31 @@ void albert_set_backward_hooks(Albert *m, void (*ready)(void *ctx, size_t offset
 // number of rows written. No dropout.
 int albert_predict(Albert *m, const AlbertBatch *b, float *probs);
 
+// ---- the encoder alone (the encoder of a sequence-to-sequence model, models/encdec.h) ----
+// The encoder tensors (embeddings, mapping, shared layer) are specs [0, AP_N_ENCODER), a
+// prefix of the parameter arena: the MLM and SOP heads come after them.
+enum { AP_N_ENCODER = AP_PRED_BIAS };
+
+// Like albert_create, but without the MLM/SOP heads (albert_n_specs() == AP_N_ENCODER,
+// albert_n_params() is the encoder prefix) and without their activations. Encoder
+// tensors are initialised exactly as albert_create initialises them. albert_step and
+// albert_predict refuse such a model; use albert_encode / albert_encode_backward.
+Albert *albert_create_encoder(const AlbertConfig *cfg, int max_B, int max_T, uint64_t seed);
+
+// Moves the parameters and gradients into caller-owned arenas of the same layout
+// (albert_n_params() floats each, e.g. the prefix of a larger model's arenas): copies the
+// current values there, frees the model's own arenas and re-points every view. The caller
+// keeps ownership (albert_free does not free them) and keeps them alive while m lives.
+void albert_use_arenas(Albert *m, float *params, float *grads);
+
+// Encoder forward of one micro-batch (targets, SOP fields and hooks unused; token types
+// used when given). Returns the last layer's hidden states (B,T,H), valid until the next
+// forward on m. Dropout (train) is keyed by (seed, sample index) as in albert_step.
+const float *albert_encode(Albert *m, const AlbertBatch *b, int train, uint64_t seed);
+// Backward of the albert_encode just done with the same (b, train, seed): dout (B,T,H) is
+// d(loss)/d(hidden states); gradients of every encoder tensor are ADDED into the arena.
+// Backward hooks fire as in albert_step when b->final_micro is set.
+void albert_encode_backward(Albert *m, const AlbertBatch *b, int train, uint64_t seed,
+                            const float *dout);
+
 #endif

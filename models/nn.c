@@ -402,35 +402,97 @@ static void softmax_row_backward(float *restrict ds, const float *restrict pr, i
     for (; i < T; i++) ds[i] = pr[i] * (ds[i] - dot);
 }
 
+void nn_attention_ex_forward(float *out, float *att, const float *q, const float *k,
+                             const float *v, const int32_t *kmask, int B, int Tq, int Tk, int C,
+                             int NH, int causal, float p, uint64_t seed, uint64_t offset,
+                             float *scratch) {
+    assert(NH > 0 && C % NH == 0);
+    assert(p >= 0.0f && p < 1.0f);
+    if (B <= 0 || Tq <= 0 || Tk <= 0) return;
+    const int D = C / NH;
+    const float scale = 1.0f / sqrtf((float)D);
+    const size_t QK = (size_t)Tq * Tk;
+    for (int b = 0; b < B; b++) {
+        const int32_t *mrow = kmask ? kmask + (size_t)b * Tk : NULL;
+        for (int h = 0; h < NH; h++) {
+            const size_t bh = (size_t)b * NH + h;
+            const size_t colq = (size_t)b * Tq * C + (size_t)h * D;
+            const size_t colk = (size_t)b * Tk * C + (size_t)h * D;
+            float *A = att + bh * QK;
+            // A (Tq,Tk) = scale * q_h (Tq,D) @ k_h (Tk,D)^T, reading the head's columns in place
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, D, scale, q + colq, C,
+                        k + colk, C, 0.0f, A, Tk);
+            for (int t = 0; t < Tq; t++) {
+                float *row = A + (size_t)t * Tk;
+                // keys [0, n) are visible to this query; the rest (causal) get probability 0
+                int n = causal ? t + 1 + (Tk - Tq) : Tk;
+                n = n < 0 ? 0 : (n > Tk ? Tk : n);
+                if (n > 0) softmax_row_masked(row, mrow, n);
+                if (n < Tk) memset(row + n, 0, (size_t)(Tk - n) * sizeof(float));
+            }
+            const float *P = A;
+            if (p > 0.0f) {
+                dropout_apply(scratch, A, QK, p, seed, offset + bh * QK);
+                P = scratch;
+            }
+            // out_h (Tq,D) = P (Tq,Tk) @ v_h (Tk,D)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, D, Tk, 1.0f, P, Tk,
+                        v + colk, C, 0.0f, out + colq, C);
+        }
+    }
+}
+
+void nn_attention_ex_backward(float *dq, float *dk, float *dv, const float *dout,
+                              const float *q, const float *k, const float *v, const float *att,
+                              int B, int Tq, int Tk, int C, int NH, float p, uint64_t seed,
+                              uint64_t offset, float *scratch) {
+    // masked keys have P == 0, hence zero gradient: att carries the masks
+    assert(NH > 0 && C % NH == 0);
+    assert(p >= 0.0f && p < 1.0f);
+    if (B <= 0 || Tq <= 0 || Tk <= 0) return;
+    const int D = C / NH;
+    const float scale = 1.0f / sqrtf((float)D);
+    const size_t QK = (size_t)Tq * Tk;
+    float *S = scratch;  // Tq*Tk floats, reused for every (b,h)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            const size_t bh = (size_t)b * NH + h;
+            const size_t colq = (size_t)b * Tq * C + (size_t)h * D;
+            const size_t colk = (size_t)b * Tk * C + (size_t)h * D;
+            const float *P = att + bh * QK;
+            if (dv) {
+                // dv_h (Tk,D) += dropout(P)^T (Tk,Tq) @ dout_h (Tq,D)
+                const float *Pd = P;
+                if (p > 0.0f) {
+                    dropout_apply(S, P, QK, p, seed, offset + bh * QK);
+                    Pd = S;
+                }
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, D, Tq, 1.0f, Pd, Tk,
+                            dout + colq, C, 1.0f, dv + colk, C);
+            }
+            if (!dq && !dk) continue;
+            // S (Tq,Tk) = dout_h @ v_h^T: gradient w.r.t. the dropped probabilities
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, D, 1.0f, dout + colq, C,
+                        v + colk, C, 0.0f, S, Tk);
+            if (p > 0.0f) dropout_apply(S, S, QK, p, seed, offset + bh * QK);
+            // softmax backward, row by row: dS = P * (dP - sum(P * dP))
+            for (int t = 0; t < Tq; t++)
+                softmax_row_backward(S + (size_t)t * Tk, P + (size_t)t * Tk, Tk);
+            // dq_h (Tq,D) += scale * dS @ k_h ; dk_h (Tk,D) += scale * dS^T @ q_h
+            if (dq)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, D, Tk, scale, S, Tk,
+                            k + colk, C, 1.0f, dq + colq, C);
+            if (dk)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, D, Tq, scale, S, Tk,
+                            q + colq, C, 1.0f, dk + colk, C);
+        }
+    }
+}
+
 void nn_attention_forward(float *out, float *att, const float *q, const float *k,
                           const float *v, const int32_t *mask, int B, int T, int C, int NH,
                           float p, uint64_t seed, uint64_t offset, float *scratch) {
-    assert(NH > 0 && C % NH == 0);
-    assert(p >= 0.0f && p < 1.0f);
-    if (B <= 0 || T <= 0) return;
-    const int D = C / NH;
-    const float scale = 1.0f / sqrtf((float)D);
-    const size_t TT = (size_t)T * T;
-    for (int b = 0; b < B; b++) {
-        const int32_t *mrow = mask ? mask + (size_t)b * T : NULL;
-        for (int h = 0; h < NH; h++) {
-            const size_t bh = (size_t)b * NH + h;
-            const size_t col = (size_t)b * T * C + (size_t)h * D;
-            float *A = att + bh * TT;
-            // A (T,T) = scale * q_h (T,D) @ k_h (T,D)^T, reading the head's columns in place
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, D, scale, q + col, C,
-                        k + col, C, 0.0f, A, T);
-            for (int t = 0; t < T; t++) softmax_row_masked(A + (size_t)t * T, mrow, T);
-            const float *P = A;
-            if (p > 0.0f) {
-                dropout_apply(scratch, A, TT, p, seed, offset + bh * TT);
-                P = scratch;
-            }
-            // out_h (T,D) = P (T,T) @ v_h (T,D)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, T, 1.0f, P, T, v + col,
-                        C, 0.0f, out + col, C);
-        }
-    }
+    nn_attention_ex_forward(out, att, q, k, v, mask, B, T, T, C, NH, 0, p, seed, offset, scratch);
 }
 
 void nn_attention_backward(float *dq, float *dk, float *dv, const float *dout,
@@ -438,45 +500,8 @@ void nn_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                            const int32_t *mask, int B, int T, int C, int NH, float p,
                            uint64_t seed, uint64_t offset, float *scratch) {
     (void)mask;  // padding keys have P == 0, hence zero gradient: att carries the mask
-    assert(NH > 0 && C % NH == 0);
-    assert(p >= 0.0f && p < 1.0f);
-    if (B <= 0 || T <= 0) return;
-    const int D = C / NH;
-    const float scale = 1.0f / sqrtf((float)D);
-    const size_t TT = (size_t)T * T;
-    float *S = scratch;  // T*T floats, reused for every (b,h)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            const size_t bh = (size_t)b * NH + h;
-            const size_t col = (size_t)b * T * C + (size_t)h * D;
-            const float *P = att + bh * TT;
-            if (dv) {
-                // dv_h (T,D) += dropout(P)^T (T,T) @ dout_h (T,D)
-                const float *Pd = P;
-                if (p > 0.0f) {
-                    dropout_apply(S, P, TT, p, seed, offset + bh * TT);
-                    Pd = S;
-                }
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, D, T, 1.0f, Pd, T,
-                            dout + col, C, 1.0f, dv + col, C);
-            }
-            if (!dq && !dk) continue;
-            // S (T,T) = dout_h @ v_h^T: gradient w.r.t. the dropped probabilities
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, D, 1.0f, dout + col, C,
-                        v + col, C, 0.0f, S, T);
-            if (p > 0.0f) dropout_apply(S, S, TT, p, seed, offset + bh * TT);
-            // softmax backward, row by row: dS = P * (dP - sum(P * dP))
-            for (int t = 0; t < T; t++)
-                softmax_row_backward(S + (size_t)t * T, P + (size_t)t * T, T);
-            // dq_h (T,D) += scale * dS @ k_h ; dk_h (T,D) += scale * dS^T @ q_h
-            if (dq)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, T, scale, S, T,
-                            k + col, C, 1.0f, dq + col, C);
-            if (dk)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, D, T, scale, S, T,
-                            q + col, C, 1.0f, dk + col, C);
-        }
-    }
+    nn_attention_ex_backward(dq, dk, dv, dout, q, k, v, att, B, T, T, C, NH, p, seed, offset,
+                             scratch);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -512,6 +537,49 @@ void nn_softmax_xent_backward(float *restrict dlogits, const float *restrict pro
             for (int j = 0; j < VL; j++) d[i + j] += scale * pr[i + j];
         for (; i < V; i++) d[i] += scale * pr[i];
         d[tg] -= scale;
+    }
+}
+
+double nn_softmax_xent_smooth_forward(float *probs, const float *logits, const int32_t *targets,
+                                      int N, int V, float eps) {
+    double loss = 0.0;
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (size_t)n * V;
+        float *pr = probs + (size_t)n * V;  // may equal x
+        const int32_t tg = targets[n];
+        assert(tg < V);
+        double xt = 0.0, xsum = 0.0;  // read before pr overwrites them
+        if (tg >= 0) {
+            xt = x[tg];
+            for (int i = 0; i < V; i++) xsum += x[i];
+        }
+        const float mx = vec_max(x, V);
+        const float s = exp_normalize(pr, x, V, mx);
+        if (tg >= 0) {
+            // -log p[v] = lse - x[v];  mean over v of -log p[v] = lse - mean(x)
+            const double lse = (double)mx + log((double)s);
+            loss += (1.0 - (double)eps) * (lse - xt) + (double)eps * (lse - xsum / V);
+        }
+    }
+    return loss;
+}
+
+void nn_softmax_xent_smooth_backward(float *restrict dlogits, const float *restrict probs,
+                                     const int32_t *restrict targets, int N, int V, float eps,
+                                     float scale) {
+    if (!dlogits) return;
+    const float u = scale * eps / (float)V;  // the uniform part of the smoothed target
+    for (int n = 0; n < N; n++) {
+        const int32_t tg = targets[n];
+        if (tg < 0) continue;
+        assert(tg < V);
+        float *restrict d = dlogits + (size_t)n * V;
+        const float *restrict pr = probs + (size_t)n * V;
+        int i = 0;
+        for (; i + VL <= V; i += VL)
+            for (int j = 0; j < VL; j++) d[i + j] += scale * pr[i + j] - u;
+        for (; i < V; i++) d[i] += scale * pr[i] - u;
+        d[tg] -= scale * (1.0f - eps);
     }
 }
 

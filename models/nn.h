@@ -61,6 +61,26 @@ void nn_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                            const int32_t *mask, int B, int T, int C, int NH, float p,
                            uint64_t seed, uint64_t offset, float *scratch);
 
+// General attention core: Tq queries over Tk keys (cross-attention, causal self-attention,
+// and one-query-at-a-time decoding against a key/value cache).
+// q (B,Tq,C); k, v (B,Tk,C); head h uses columns [h*D, (h+1)*D), D = C/NH.
+// kmask (B,Tk): 1 = real key, 0 = padding (probability 0); NULL = none.
+// causal != 0: query i sees only keys j <= i + (Tk - Tq) (the queries are the last Tq
+// positions of the key sequence); keys it may not see get probability exactly 0, and a
+// query that sees no real key gets all-zero probabilities (output 0).
+// att (B,NH,Tq,Tk): saved softmax probabilities (before dropout); probability dropout as in
+// nn_attention_forward (rate p, RNG (seed, offset + index into att)).
+// scratch: at least Tq*Tk floats. nn_attention_forward is this op with Tq = Tk = T, causal 0.
+void nn_attention_ex_forward(float *out, float *att, const float *q, const float *k,
+                             const float *v, const int32_t *kmask, int B, int Tq, int Tk, int C,
+                             int NH, int causal, float p, uint64_t seed, uint64_t offset,
+                             float *scratch);
+// dq (B,Tq,C), dk, dv (B,Tk,C) += (any may be NULL); att carries the masks
+void nn_attention_ex_backward(float *dq, float *dk, float *dv, const float *dout,
+                              const float *q, const float *k, const float *v, const float *att,
+                              int B, int Tq, int Tk, int C, int NH, float p, uint64_t seed,
+                              uint64_t offset, float *scratch);
+
 // Softmax cross-entropy over selected rows. logits (N,V); targets (N), a target < 0 means
 // "not selected" (ignored). probs (N,V) receives the softmax (may alias logits).
 // Returns the SUM of -log p[target] over selected rows (the caller divides by the count).
@@ -69,6 +89,16 @@ double nn_softmax_xent_forward(float *probs, const float *logits, const int32_t 
 // dlogits (N,V) += scale * (probs - onehot(target)) for selected rows (unselected rows untouched)
 void nn_softmax_xent_backward(float *dlogits, const float *probs, const int32_t *targets,
                               int N, int V, float scale);
+
+// Label-smoothed softmax cross-entropy, PyTorch's CrossEntropyLoss(label_smoothing=eps):
+// a selected row contributes (1-eps) * -log p[target] + (eps/V) * sum_v -log p[v].
+// logits (N,V); targets (N), < 0 = not selected; probs (N,V) receives the softmax (may alias
+// logits). Returns the SUM over selected rows. eps == 0 is nn_softmax_xent_forward.
+double nn_softmax_xent_smooth_forward(float *probs, const float *logits, const int32_t *targets,
+                                      int N, int V, float eps);
+// dlogits (N,V) += scale * (probs - (1-eps) onehot(target) - eps/V) for selected rows
+void nn_softmax_xent_smooth_backward(float *dlogits, const float *probs, const int32_t *targets,
+                                     int N, int V, float eps, float scale);
 
 // out (n) = a + b  (residual connections)
 void nn_add_forward(float *out, const float *a, const float *b, size_t n);

@@ -1,0 +1,76 @@
+// beam.h: greedy and beam-search decoding over any incremental scorer.
+//
+// The model side is a step function (for the encoder-decoder: encdec_gen_step) that, at
+// decoding step t, extends hypotheses by one token and returns next-token logits; this
+// module turns them into log-probabilities (log-softmax, double precision) and searches.
+//
+// Conventions (all lengths count generated tokens; the BOS fed at position 0 is not one):
+//  * Step t (t = 0, 1, ...) feeds token bos (t == 0) or a hypothesis' last token at
+//    decoder position t and scores token t+1 of the hypothesis.
+//  * Forbidden continuations get log-probability -inf, WITHOUT renormalising the others
+//    (as PreSumm/BertSumAbs and Hugging Face's logits processors do): the banned tokens;
+//    EOS while fewer than min_len tokens have been generated; with block_trigrams, any
+//    token that would make the hypothesis' last three tokens equal an earlier trigram of
+//    the same hypothesis.
+//  * A hypothesis ends when it emits EOS (EOS is part of it and of its length) or when it
+//    reaches max_len tokens (then it ends without EOS).
+//  * Score of a finished hypothesis of len tokens with summed log-probability S:
+//    S / lp(len), lp(len) = ((5 + len) / 6)^alpha  (GNMT length penalty, Wu et al. 2016, as
+//    used by BertSumAbs/OpenNMT); alpha = 0 gives the plain sum.
+//  * Beam search (OpenNMT-style selection): at each step the K best continuations of all
+//    live hypotheses by summed log-probability are kept (ties: lower hypothesis index, then
+//    lower token id); those ending (EOS or max_len) move to the finished list, the others
+//    stay live, so the live beam shrinks by the number that ended. The search stops when
+//    nothing is live, or when the best finished score is >= every live hypothesis' upper
+//    bound S_live / lp(max_len) (log-probabilities are <= 0 and alpha >= 0, so no
+//    continuation can do better): when K is at least the number of possible hypotheses the
+//    result is the exhaustive optimum, and K = 1 is exactly greedy search.
+//  * Greedy search takes the highest log-probability allowed token at each step (ties: the
+//    lower id) and reports the same normalised score.
+// Nothing here allocates after beam_work_create.
+#ifndef CONFLUX_BEAM_H
+#define CONFLUX_BEAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int beam_size;          // K >= 1
+    int min_len;            // EOS forbidden while fewer tokens than this were generated
+    int max_len;            // at most this many generated tokens (EOS included), >= 1
+    float alpha;            // GNMT length-penalty exponent, >= 0
+    int block_trigrams;     // 1: no trigram occurs twice within a hypothesis
+    int32_t bos, eos;       // start token fed at step 0; end token
+    const int32_t *banned;  // n_banned tokens that are never generated (may be NULL)
+    int n_banned;
+} BeamConfig;
+
+// Advances K hypotheses: hypothesis k (k < K) is hypothesis parents[k] of the previous
+// step (its cached state is reordered accordingly) extended by tokens[k] at decoder
+// position t. Writes next-token logits (K,V). At t == 0, K == 1, parents[0] == 0 and
+// tokens[0] == bos.
+typedef void (*BeamStepFn)(void *ctx, int K, const int32_t *parents, const int32_t *tokens,
+                           int t, float *logits);
+
+typedef struct BeamWork BeamWork;
+
+// Workspace for beams of up to max_beam hypotheses of up to max_len tokens over a
+// vocabulary of vocab_size. CHECKs its arguments (setup).
+BeamWork *beam_work_create(int max_beam, int max_len, int vocab_size);
+void beam_work_free(BeamWork *w);
+
+// Validates c against the workspace; -1 with err naming the field.
+int beam_config_check(const BeamConfig *c, const BeamWork *w, char *err);
+
+// Beam search (greedy search). out (c->max_len) receives the best hypothesis, *out_len its
+// length, *score its normalised score. Returns 0, or -1 when no hypothesis can be completed
+// (every continuation forbidden); then *out_len is 0. c must pass beam_config_check.
+int beam_search(BeamWork *w, const BeamConfig *c, BeamStepFn step, void *ctx, int32_t *out,
+                int *out_len, double *score);
+int beam_greedy(BeamWork *w, const BeamConfig *c, BeamStepFn step, void *ctx, int32_t *out,
+                int *out_len, double *score);
+
+// GNMT length penalty ((5 + len) / 6)^alpha.
+double beam_length_penalty(int len, float alpha);
+
+#endif

@@ -1,0 +1,881 @@
+// encdec.c: encoder-decoder forward/backward, incremental decoding, training task (see
+// encdec.h). The encoder is an encoder-only ALBERT living in the prefix of our arenas.
+#include "models/encdec.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/common.h"
+#include "models/nn.h"
+#include "models/rng.h"
+
+// decoder tensors: globals, then DL_COUNT per layer, then the head
+enum { DG_POS, DG_LN_W, DG_LN_B, DG_PROJ_W, DG_PROJ_B, DG_COUNT };
+enum {
+    DL_SQ_W,
+    DL_SQ_B,
+    DL_SK_W,
+    DL_SK_B,
+    DL_SV_W,
+    DL_SV_B,
+    DL_SO_W,
+    DL_SO_B,
+    DL_SLN_W,
+    DL_SLN_B,
+    DL_CQ_W,
+    DL_CQ_B,
+    DL_CK_W,
+    DL_CK_B,
+    DL_CV_W,
+    DL_CV_B,
+    DL_CO_W,
+    DL_CO_B,
+    DL_CLN_W,
+    DL_CLN_B,
+    DL_FC1_W,
+    DL_FC1_B,
+    DL_FC2_W,
+    DL_FC2_B,
+    DL_FLN_W,
+    DL_FLN_B,
+    DL_COUNT
+};
+enum { DH_DENSE_W, DH_DENSE_B, DH_LN_W, DH_LN_B, DH_BIAS, DH_COUNT };
+
+// dropout streams of the decoder (the encoder uses albert.c's sites under the step seed)
+#define DEC_SEED_TAG 0xDEC0DEull
+enum { SITE_EMB = 1, SITE_LAYER = 100 };  // layer l: SITE_LAYER + 8 l + {0..4}
+enum { SUB_SA_ATT, SUB_SA_OUT, SUB_CA_ATT, SUB_CA_OUT, SUB_FFN_OUT };
+
+// Per-layer activations saved for backward. N = B*Tt rows, S = B*Ts encoder rows.
+typedef struct {
+    float *q, *k, *v;         // (N,H)
+    float *att;               // (B,NH,Tt,Tt)
+    float *ctx, *res1, *a1;   // (N,H)
+    float *mean1, *rstd1;     // (N)
+    float *cq;                // (N,H)
+    float *ck, *cv;           // (S,H)
+    float *catt;              // (B,NH,Tt,Ts)
+    float *cctx, *res2, *a2;  // (N,H)
+    float *mean2, *rstd2;     // (N)
+    float *f1, *g;            // (N,I)
+    float *res3, *out;        // (N,H)
+    float *mean3, *rstd3;     // (N)
+} DecActs;
+
+struct EncDec {
+    EncDecConfig cfg;
+    int max_B, max_Ts, max_Tt;
+    Albert *enc;
+    TensorSpec *specs;
+    int n_specs;
+    size_t n_params;
+    float *params, *grads;
+    float **p, **g;  // per-spec views
+
+    float *act_arena;
+    int32_t *dec_in, *labels, *smask;                           // (N) (N) (S)
+    const float *enc_out;                                       // (S,H) in the encoder
+    float *emb, *emb_ln, *emb_mean, *emb_rstd, *emb_drop, *h0;  // (N,E)x2 (N)x2 (N,E) (N,H)
+    DecActs *layers;
+    int32_t *sel_idx, *sel_tgt;                               // (N)
+    float *z_in, *z1, *z2, *z3, *zmean, *zrstd, *logits;      // (N,H) (N,E)x3 (N)x2 (N,V)
+    float *dh, *dx, *dres, *dq, *dk, *dv, *dctx, *dproj;      // (N,H)
+    float *dg, *df1;                                          // (N,I)
+    float *dck, *dcv, *denc;                                  // (S,H)
+    float *dz_in, *dz1, *dz2, *dz3, *dlogits, *demb, *demb2;  // (N,H) (N,E)x3 (N,V) (N,E)x2
+    float *att_scratch;                                       // Tt * max(Tt, Ts)
+};
+
+static const char *const DL_NAMES[DL_COUNT] = {
+    "self_attn.q_proj.weight",
+    "self_attn.q_proj.bias",
+    "self_attn.k_proj.weight",
+    "self_attn.k_proj.bias",
+    "self_attn.v_proj.weight",
+    "self_attn.v_proj.bias",
+    "self_attn.out_proj.weight",
+    "self_attn.out_proj.bias",
+    "self_attn_layer_norm.weight",
+    "self_attn_layer_norm.bias",
+    "encoder_attn.q_proj.weight",
+    "encoder_attn.q_proj.bias",
+    "encoder_attn.k_proj.weight",
+    "encoder_attn.k_proj.bias",
+    "encoder_attn.v_proj.weight",
+    "encoder_attn.v_proj.bias",
+    "encoder_attn.out_proj.weight",
+    "encoder_attn.out_proj.bias",
+    "encoder_attn_layer_norm.weight",
+    "encoder_attn_layer_norm.bias",
+    "fc1.weight",
+    "fc1.bias",
+    "fc2.weight",
+    "fc2.bias",
+    "final_layer_norm.weight",
+    "final_layer_norm.bias",
+};
+
+static int gidx(int j) { return AP_N_ENCODER + j; }
+static int lidx(int l, int j) { return AP_N_ENCODER + DG_COUNT + l * DL_COUNT + j; }
+static int hidx(const EncDec *m, int j) {
+    return AP_N_ENCODER + DG_COUNT + m->cfg.dec_layers * DL_COUNT + j;
+}
+
+int encdec_config_check(const EncDecConfig *c, char *err) {
+    if (albert_config_check(&c->enc, err) != 0) return -1;
+    if (c->dec_layers < 1)
+        return cx_err(err, "decoder.num_layers must be >= 1 (got %d)", c->dec_layers);
+    if (c->dec_heads < 1 || c->enc.hidden_size % c->dec_heads != 0)
+        return cx_err(err, "decoder.num_heads (%d) must divide model.hidden_size (%d)",
+                      c->dec_heads, c->enc.hidden_size);
+    if (c->dec_intermediate < 1)
+        return cx_err(err, "decoder.intermediate_size must be >= 1 (got %d)", c->dec_intermediate);
+    if (c->dec_max_position < 2)
+        return cx_err(err, "decoder.max_position must be >= 2 (got %d)", c->dec_max_position);
+    if (!(c->dec_dropout >= 0.0f && c->dec_dropout < 1.0f))
+        return cx_err(err, "decoder.dropout must be in [0, 1) (got %g)", (double)c->dec_dropout);
+    if (!(c->label_smoothing >= 0.0f && c->label_smoothing < 1.0f))
+        return cx_err(err, "decoder.label_smoothing must be in [0, 1) (got %g)",
+                      (double)c->label_smoothing);
+    return 0;
+}
+
+static void spec_set(TensorSpec *s, int no_decay, int ndim, long d0, long d1, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static void spec_set(TensorSpec *s, int no_decay, int ndim, long d0, long d1, const char *fmt,
+                     ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->name, sizeof s->name, fmt, ap);
+    va_end(ap);
+    s->ndim = ndim;
+    s->shape[0] = d0;
+    s->shape[1] = ndim > 1 ? d1 : 0;
+    s->n = (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1);
+    s->no_decay = no_decay;
+}
+
+static void build_specs(EncDec *m) {
+    const EncDecConfig *c = &m->cfg;
+    const long V = c->enc.vocab_size, E = c->enc.embedding_size, H = c->enc.hidden_size;
+    const long I = c->dec_intermediate;
+    m->n_specs = AP_N_ENCODER + DG_COUNT + c->dec_layers * DL_COUNT + DH_COUNT;
+    m->specs = cx_calloc((size_t)m->n_specs, sizeof(TensorSpec));
+    TensorSpec *s = m->specs;
+    memcpy(s, albert_specs(m->enc), AP_N_ENCODER * sizeof(TensorSpec));
+    spec_set(&s[gidx(DG_POS)], 0, 2, c->dec_max_position, E, "decoder.embed_positions.weight");
+    spec_set(&s[gidx(DG_LN_W)], 1, 1, E, 0, "decoder.layernorm_embedding.weight");
+    spec_set(&s[gidx(DG_LN_B)], 1, 1, E, 0, "decoder.layernorm_embedding.bias");
+    spec_set(&s[gidx(DG_PROJ_W)], 0, 2, H, E, "decoder.project_in.weight");
+    spec_set(&s[gidx(DG_PROJ_B)], 1, 1, H, 0, "decoder.project_in.bias");
+    for (int l = 0; l < c->dec_layers; l++) {
+        for (int j = 0; j < DL_COUNT; j++) {
+            long d0 = H, d1 = H;
+            if (j == DL_FC1_W || j == DL_FC1_B) d0 = I;
+            if (j == DL_FC2_W) d1 = I;
+            int is_w = j % 2 == 0;  // weights at even slots, biases at odd ones
+            int is_ln = j == DL_SLN_W || j == DL_CLN_W || j == DL_FLN_W;
+            int ndim = is_w && !is_ln ? 2 : 1;
+            spec_set(&s[lidx(l, j)], ndim == 1, ndim, d0, d1, "decoder.layers.%d.%s", l,
+                     DL_NAMES[j]);
+        }
+    }
+    spec_set(&s[hidx(m, DH_DENSE_W)], 0, 2, E, H, "lm_head.dense.weight");
+    spec_set(&s[hidx(m, DH_DENSE_B)], 1, 1, E, 0, "lm_head.dense.bias");
+    spec_set(&s[hidx(m, DH_LN_W)], 1, 1, E, 0, "lm_head.LayerNorm.weight");
+    spec_set(&s[hidx(m, DH_LN_B)], 1, 1, E, 0, "lm_head.LayerNorm.bias");
+    spec_set(&s[hidx(m, DH_BIAS)], 1, 1, V, 0, "lm_head.bias");
+    size_t off = albert_n_params(m->enc);  // the encoder prefix, already 16-float aligned
+    for (int i = AP_N_ENCODER; i < m->n_specs; i++) {
+        s[i].offset = off;
+        off += (s[i].n + 15) & ~(size_t)15;
+    }
+    m->n_params = off;
+}
+
+static const TensorAlias ALIASES[] = {
+    {"decoder.embed_tokens.weight", "albert.embeddings.word_embeddings.weight"},
+    {"lm_head.decoder.weight", "albert.embeddings.word_embeddings.weight"},
+};
+
+const TensorAlias *encdec_aliases(int *n) {
+    *n = (int)(sizeof ALIASES / sizeof ALIASES[0]);
+    return ALIASES;
+}
+
+// Carves consecutive 64-byte-aligned float blocks out of one arena (sizing pass when
+// base is NULL).
+typedef struct {
+    float *base;
+    size_t used, cap;
+} Carver;
+
+static float *carve(Carver *cv, size_t n) {
+    size_t n_al = (n + 15) & ~(size_t)15;
+    float *p = NULL;
+    if (cv->base) {
+        CHECK(cv->used + n_al <= cv->cap, "activation arena overflow");
+        p = cv->base + cv->used;
+    }
+    cv->used += n_al;
+    return p;
+}
+
+static void carve_acts(EncDec *m, Carver *cv) {
+    const EncDecConfig *c = &m->cfg;
+    const size_t B = (size_t)m->max_B, Tt = (size_t)m->max_Tt, Ts = (size_t)m->max_Ts;
+    const size_t N = B * Tt, S = B * Ts, NH = (size_t)c->dec_heads;
+    const size_t E = c->enc.embedding_size, H = c->enc.hidden_size, I = c->dec_intermediate;
+    const size_t V = c->enc.vocab_size;
+    m->dec_in = (int32_t *)carve(cv, N);
+    m->labels = (int32_t *)carve(cv, N);
+    m->smask = (int32_t *)carve(cv, S);
+    m->emb = carve(cv, N * E);
+    m->emb_ln = carve(cv, N * E);
+    m->emb_mean = carve(cv, N);
+    m->emb_rstd = carve(cv, N);
+    m->emb_drop = carve(cv, N * E);
+    m->h0 = carve(cv, N * H);
+    for (int l = 0; l < c->dec_layers; l++) {
+        DecActs *la = &m->layers[l];
+        la->q = carve(cv, N * H);
+        la->k = carve(cv, N * H);
+        la->v = carve(cv, N * H);
+        la->att = carve(cv, B * NH * Tt * Tt);
+        la->ctx = carve(cv, N * H);
+        la->res1 = carve(cv, N * H);
+        la->a1 = carve(cv, N * H);
+        la->mean1 = carve(cv, N);
+        la->rstd1 = carve(cv, N);
+        la->cq = carve(cv, N * H);
+        la->ck = carve(cv, S * H);
+        la->cv = carve(cv, S * H);
+        la->catt = carve(cv, B * NH * Tt * Ts);
+        la->cctx = carve(cv, N * H);
+        la->res2 = carve(cv, N * H);
+        la->a2 = carve(cv, N * H);
+        la->mean2 = carve(cv, N);
+        la->rstd2 = carve(cv, N);
+        la->f1 = carve(cv, N * I);
+        la->g = carve(cv, N * I);
+        la->res3 = carve(cv, N * H);
+        la->out = carve(cv, N * H);
+        la->mean3 = carve(cv, N);
+        la->rstd3 = carve(cv, N);
+    }
+    m->sel_idx = (int32_t *)carve(cv, N);
+    m->sel_tgt = (int32_t *)carve(cv, N);
+    m->z_in = carve(cv, N * H);
+    m->z1 = carve(cv, N * E);
+    m->z2 = carve(cv, N * E);
+    m->z3 = carve(cv, N * E);
+    m->zmean = carve(cv, N);
+    m->zrstd = carve(cv, N);
+    m->logits = carve(cv, N * V);
+    m->dh = carve(cv, N * H);
+    m->dx = carve(cv, N * H);
+    m->dres = carve(cv, N * H);
+    m->dq = carve(cv, N * H);
+    m->dk = carve(cv, N * H);
+    m->dv = carve(cv, N * H);
+    m->dctx = carve(cv, N * H);
+    m->dproj = carve(cv, N * H);
+    m->dg = carve(cv, N * I);
+    m->df1 = carve(cv, N * I);
+    m->dck = carve(cv, S * H);
+    m->dcv = carve(cv, S * H);
+    m->denc = carve(cv, S * H);
+    m->dz_in = carve(cv, N * H);
+    m->dz1 = carve(cv, N * E);
+    m->dz2 = carve(cv, N * E);
+    m->dz3 = carve(cv, N * E);
+    m->dlogits = carve(cv, N * V);
+    m->demb = carve(cv, N * E);
+    m->demb2 = carve(cv, N * E);
+    m->att_scratch = carve(cv, Tt * (Tt > Ts ? Tt : Ts));
+}
+
+EncDec *encdec_create(const EncDecConfig *cfg, int max_B, int max_Ts, int max_Tt, uint64_t seed) {
+    char err[CX_ERRLEN];
+    CHECK(encdec_config_check(cfg, err) == 0, "%s", err);
+    CHECK(max_B >= 1 && max_Ts >= 2 && max_Ts <= cfg->enc.max_position && max_Tt >= 1 &&
+              max_Tt <= cfg->dec_max_position,
+          "micro-batch %d x (%d, %d) does not fit the positions (%d, %d)", max_B, max_Ts, max_Tt,
+          cfg->enc.max_position, cfg->dec_max_position);
+    EncDec *m = cx_calloc(1, sizeof *m);
+    m->cfg = *cfg;
+    m->max_B = max_B;
+    m->max_Ts = max_Ts;
+    m->max_Tt = max_Tt;
+    m->enc = albert_create_encoder(&cfg->enc, max_B, max_Ts, seed);
+    build_specs(m);
+    m->params = cx_calloc(m->n_params, sizeof(float));
+    m->grads = cx_calloc(m->n_params, sizeof(float));
+    albert_use_arenas(m->enc, m->params, m->grads);  // copies the encoder's initial weights
+    m->p = cx_calloc((size_t)m->n_specs, sizeof(float *));
+    m->g = cx_calloc((size_t)m->n_specs, sizeof(float *));
+    for (int i = 0; i < m->n_specs; i++) {
+        m->p[i] = m->params + m->specs[i].offset;
+        m->g[i] = m->grads + m->specs[i].offset;
+    }
+    m->layers = cx_calloc((size_t)cfg->dec_layers, sizeof(DecActs));
+    Carver cv = {0};
+    carve_acts(m, &cv);
+    cv.cap = cv.used;
+    cv.used = 0;
+    cv.base = cx_calloc(cv.cap, sizeof(float));
+    m->act_arena = cv.base;
+    carve_acts(m, &cv);
+
+    // decoder: normal(0, init_std) matrices and positions, zero biases, unit LayerNorm;
+    // element j of tensor i draws from (derive(derive(seed, DEC_SEED_TAG), i), j)
+    const uint64_t ds = cx_rng_derive(seed, DEC_SEED_TAG);
+    for (int i = AP_N_ENCODER; i < m->n_specs; i++) {
+        const TensorSpec *s = &m->specs[i];
+        float *w = m->p[i];
+        int is_ln_w = strstr(s->name, "layer_norm.weight") || strstr(s->name, "LayerNorm.weight") ||
+                      strstr(s->name, "layernorm_embedding.weight");
+        if (s->ndim == 2) {
+            uint64_t ts = cx_rng_derive(ds, (uint64_t)i);
+            for (size_t j = 0; j < s->n; j++) w[j] = cfg->enc.init_std * cx_rng_normal(ts, j);
+        } else if (is_ln_w) {
+            for (size_t j = 0; j < s->n; j++) w[j] = 1.0f;
+        }
+    }
+    return m;
+}
+
+void encdec_free(EncDec *m) {
+    if (!m) return;
+    albert_free(m->enc);
+    free(m->specs);
+    free(m->params);
+    free(m->grads);
+    free(m->p);
+    free(m->g);
+    free(m->layers);
+    free(m->act_arena);
+    free(m);
+}
+
+const EncDecConfig *encdec_config(const EncDec *m) { return &m->cfg; }
+const TensorSpec *encdec_specs(const EncDec *m) { return m->specs; }
+int encdec_n_specs(const EncDec *m) { return m->n_specs; }
+size_t encdec_n_params(const EncDec *m) { return m->n_params; }
+float *encdec_params(EncDec *m) { return m->params; }
+float *encdec_grads(EncDec *m) { return m->grads; }
+Albert *encdec_encoder(EncDec *m) { return m->enc; }
+
+// ---------------------------------------------------------------------------------------
+// forward
+
+static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
+
+static uint64_t site(uint64_t dseed, int l, int sub) {
+    return cx_rng_derive(dseed, (uint64_t)(SITE_LAYER + 8 * l + sub));
+}
+
+static void check_batch(const EncDec *m, const EncDecBatch *b) {
+    CHECK(b->B >= 1 && b->B <= m->max_B && b->Ts >= 1 && b->Ts <= m->max_Ts && b->Tt >= 1 &&
+              b->Tt <= m->max_Tt,
+          "micro-batch %d x (%d, %d) exceeds the model's arenas (%d x (%d, %d))", b->B, b->Ts,
+          b->Tt, m->max_B, m->max_Ts, m->max_Tt);
+}
+
+static AlbertBatch enc_batch(const EncDec *m, const EncDecBatch *b) {
+    AlbertBatch ab = {.B = b->B,
+                      .T = b->Ts,
+                      .input_ids = b->src,
+                      .attention_mask = m->smask,
+                      .sample_index0 = b->sample_index0};
+    return ab;
+}
+
+// Source mask, decoder inputs (BOS + target shifted right) and labels (PAD -> -1).
+static void prepare(EncDec *m, const EncDecBatch *b) {
+    const int S = b->B * b->Ts, Tt = b->Tt;
+    for (int i = 0; i < S; i++)
+        m->smask[i] = b->src_mask ? b->src_mask[i] != 0 : b->src[i] != ED_PAD;
+    for (int bi = 0; bi < b->B; bi++) {
+        const int32_t *y = b->tgt + (size_t)bi * Tt;
+        int32_t *in = m->dec_in + (size_t)bi * Tt, *lab = m->labels + (size_t)bi * Tt;
+        for (int t = 0; t < Tt; t++) {
+            CHECK(y[t] >= 0 && y[t] < m->cfg.enc.vocab_size, "target id %d outside [0, %d)", y[t],
+                  m->cfg.enc.vocab_size);
+            in[t] = t == 0 ? ED_BOS : y[t - 1];
+            lab[t] = y[t] == ED_PAD ? -1 : y[t];
+        }
+    }
+}
+
+static void decoder_forward(EncDec *m, const EncDecBatch *b, float p, uint64_t dseed) {
+    const EncDecConfig *c = &m->cfg;
+    const int B = b->B, Tt = b->Tt, Ts = b->Ts, N = B * Tt, S = B * Ts;
+    const int E = c->enc.embedding_size, H = c->enc.hidden_size, I = c->dec_intermediate;
+    const int NH = c->dec_heads;
+    const float eps = c->enc.ln_eps;
+    const uint64_t s0 = b->sample_index0;
+    float **P = m->p;
+
+    // embeddings: tied word embeddings + own positions, LayerNorm, dropout, E -> H
+    nn_embedding_forward(m->emb, m->dec_in, P[AP_WORD], N, E);
+    for (int bi = 0; bi < B; bi++)
+        for (int t = 0; t < Tt; t++) {
+            float *row = m->emb + ((size_t)bi * Tt + t) * E;
+            const float *pos = P[gidx(DG_POS)] + (size_t)t * E;
+            for (int e = 0; e < E; e++) row[e] += pos[e];
+        }
+    nn_layernorm_forward(m->emb_ln, m->emb_mean, m->emb_rstd, m->emb, P[gidx(DG_LN_W)],
+                         P[gidx(DG_LN_B)], N, E, eps);
+    nn_dropout_forward(m->emb_drop, m->emb_ln, (size_t)N * E, p, cx_rng_derive(dseed, SITE_EMB),
+                       s0 * (uint64_t)Tt * E);
+    nn_linear_forward(m->h0, m->emb_drop, P[gidx(DG_PROJ_W)], P[gidx(DG_PROJ_B)], N, E, H);
+
+    const size_t NHs = (size_t)N * H;
+    const uint64_t off_h = s0 * (uint64_t)Tt * H;
+    const float *x = m->h0;
+    for (int l = 0; l < c->dec_layers; l++) {
+        DecActs *la = &m->layers[l];
+        float **W = P + lidx(l, 0);
+        // causal self-attention
+        nn_linear_forward(la->q, x, W[DL_SQ_W], W[DL_SQ_B], N, H, H);
+        nn_linear_forward(la->k, x, W[DL_SK_W], W[DL_SK_B], N, H, H);
+        nn_linear_forward(la->v, x, W[DL_SV_W], W[DL_SV_B], N, H, H);
+        nn_attention_ex_forward(la->ctx, la->att, la->q, la->k, la->v, NULL, B, Tt, Tt, H, NH, 1, p,
+                                site(dseed, l, SUB_SA_ATT), s0 * (uint64_t)NH * Tt * Tt,
+                                m->att_scratch);
+        nn_linear_forward(m->dproj, la->ctx, W[DL_SO_W], W[DL_SO_B], N, H, H);
+        nn_dropout_forward(la->res1, m->dproj, NHs, p, site(dseed, l, SUB_SA_OUT), off_h);
+        nn_add_forward(la->res1, la->res1, x, NHs);
+        nn_layernorm_forward(la->a1, la->mean1, la->rstd1, la->res1, W[DL_SLN_W], W[DL_SLN_B], N, H,
+                             eps);
+        // cross-attention over the encoder output (source padding masked)
+        nn_linear_forward(la->cq, la->a1, W[DL_CQ_W], W[DL_CQ_B], N, H, H);
+        nn_linear_forward(la->ck, m->enc_out, W[DL_CK_W], W[DL_CK_B], S, H, H);
+        nn_linear_forward(la->cv, m->enc_out, W[DL_CV_W], W[DL_CV_B], S, H, H);
+        nn_attention_ex_forward(la->cctx, la->catt, la->cq, la->ck, la->cv, m->smask, B, Tt, Ts, H,
+                                NH, 0, p, site(dseed, l, SUB_CA_ATT), s0 * (uint64_t)NH * Tt * Ts,
+                                m->att_scratch);
+        nn_linear_forward(m->dproj, la->cctx, W[DL_CO_W], W[DL_CO_B], N, H, H);
+        nn_dropout_forward(la->res2, m->dproj, NHs, p, site(dseed, l, SUB_CA_OUT), off_h);
+        nn_add_forward(la->res2, la->res2, la->a1, NHs);
+        nn_layernorm_forward(la->a2, la->mean2, la->rstd2, la->res2, W[DL_CLN_W], W[DL_CLN_B], N, H,
+                             eps);
+        // feed-forward
+        nn_linear_forward(la->f1, la->a2, W[DL_FC1_W], W[DL_FC1_B], N, H, I);
+        nn_gelu_forward(la->g, la->f1, (size_t)N * I);
+        nn_linear_forward(m->dproj, la->g, W[DL_FC2_W], W[DL_FC2_B], N, I, H);
+        nn_dropout_forward(la->res3, m->dproj, NHs, p, site(dseed, l, SUB_FFN_OUT), off_h);
+        nn_add_forward(la->res3, la->res3, la->a2, NHs);
+        nn_layernorm_forward(la->out, la->mean3, la->rstd3, la->res3, W[DL_FLN_W], W[DL_FLN_B], N,
+                             H, eps);
+        x = la->out;
+    }
+}
+
+// lm_head on M rows of z_in (M,H) up to logits (M,V) in out.
+static void head_forward(EncDec *m, int M, float *out) {
+    const EncDecConfig *c = &m->cfg;
+    const int E = c->enc.embedding_size, H = c->enc.hidden_size, V = c->enc.vocab_size;
+    float **P = m->p;
+    nn_linear_forward(m->z1, m->z_in, P[hidx(m, DH_DENSE_W)], P[hidx(m, DH_DENSE_B)], M, H, E);
+    nn_gelu_forward(m->z2, m->z1, (size_t)M * E);
+    nn_layernorm_forward(m->z3, m->zmean, m->zrstd, m->z2, P[hidx(m, DH_LN_W)], P[hidx(m, DH_LN_B)],
+                         M, E, c->enc.ln_eps);
+    nn_linear_forward(out, m->z3, P[AP_WORD], P[hidx(m, DH_BIAS)], M, E, V);
+}
+
+static void forward_all(EncDec *m, const EncDecBatch *b, int train, uint64_t seed) {
+    check_batch(m, b);
+    prepare(m, b);
+    AlbertBatch ab = enc_batch(m, b);
+    m->enc_out = albert_encode(m->enc, &ab, train, seed);
+    decoder_forward(m, b, train ? m->cfg.dec_dropout : 0.0f, cx_rng_derive(seed, DEC_SEED_TAG));
+}
+
+// ---------------------------------------------------------------------------------------
+// backward
+
+static void head_backward(EncDec *m, int M, int N) {
+    const EncDecConfig *c = &m->cfg;
+    const int E = c->enc.embedding_size, H = c->enc.hidden_size, V = c->enc.vocab_size;
+    float **P = m->p, **G = m->g;
+    // logits now hold the softmax probabilities
+    zero(m->dlogits, (size_t)M * V);
+    nn_softmax_xent_smooth_backward(m->dlogits, m->logits, m->sel_tgt, M, V, c->label_smoothing,
+                                    1.0f);
+    zero(m->dz3, (size_t)M * E);
+    nn_linear_backward(m->dz3, G[AP_WORD], G[hidx(m, DH_BIAS)], m->dlogits, m->z3, P[AP_WORD], M, E,
+                       V);
+    zero(m->dz2, (size_t)M * E);
+    nn_layernorm_backward(m->dz2, G[hidx(m, DH_LN_W)], G[hidx(m, DH_LN_B)], m->dz3, m->z2, m->zmean,
+                          m->zrstd, P[hidx(m, DH_LN_W)], M, E);
+    zero(m->dz1, (size_t)M * E);
+    nn_gelu_backward(m->dz1, m->dz2, m->z1, (size_t)M * E);
+    zero(m->dz_in, (size_t)M * H);
+    nn_linear_backward(m->dz_in, G[hidx(m, DH_DENSE_W)], G[hidx(m, DH_DENSE_B)], m->dz1, m->z_in,
+                       P[hidx(m, DH_DENSE_W)], M, H, E);
+    zero(m->dh, (size_t)N * H);
+    for (int r = 0; r < M; r++)
+        memcpy(m->dh + (size_t)m->sel_idx[r] * H, m->dz_in + (size_t)r * H,
+               (size_t)H * sizeof(float));
+}
+
+// From d(last layer output) in dh to parameter gradients and d(encoder output) in denc.
+static void decoder_backward(EncDec *m, const EncDecBatch *b, float p, uint64_t dseed) {
+    const EncDecConfig *c = &m->cfg;
+    const int B = b->B, Tt = b->Tt, Ts = b->Ts, N = B * Tt, S = B * Ts;
+    const int E = c->enc.embedding_size, H = c->enc.hidden_size, I = c->dec_intermediate;
+    const int NH = c->dec_heads;
+    const uint64_t s0 = b->sample_index0, off_h = s0 * (uint64_t)Tt * H;
+    const size_t NHs = (size_t)N * H;
+    float **P = m->p, **G = m->g;
+
+    zero(m->denc, (size_t)S * H);
+    for (int l = c->dec_layers - 1; l >= 0; l--) {
+        DecActs *la = &m->layers[l];
+        float **W = P + lidx(l, 0), **GW = G + lidx(l, 0);
+        const float *x = l > 0 ? m->layers[l - 1].out : m->h0;
+        // out = LN3(a2 + dropout(fc2(gelu(fc1(a2)))))
+        zero(m->dres, NHs);
+        nn_layernorm_backward(m->dres, GW[DL_FLN_W], GW[DL_FLN_B], m->dh, la->res3, la->mean3,
+                              la->rstd3, W[DL_FLN_W], N, H);
+        memcpy(m->dx, m->dres, NHs * sizeof(float));  // dx = d(a2)
+        zero(m->dproj, NHs);
+        nn_dropout_backward(m->dproj, m->dres, NHs, p, site(dseed, l, SUB_FFN_OUT), off_h);
+        zero(m->dg, (size_t)N * I);
+        nn_linear_backward(m->dg, GW[DL_FC2_W], GW[DL_FC2_B], m->dproj, la->g, W[DL_FC2_W], N, I,
+                           H);
+        zero(m->df1, (size_t)N * I);
+        nn_gelu_backward(m->df1, m->dg, la->f1, (size_t)N * I);
+        nn_linear_backward(m->dx, GW[DL_FC1_W], GW[DL_FC1_B], m->df1, la->a2, W[DL_FC1_W], N, H, I);
+        // a2 = LN2(a1 + dropout(out_proj(cross_attention(cq(a1), ck(enc), cv(enc)))))
+        zero(m->dres, NHs);
+        nn_layernorm_backward(m->dres, GW[DL_CLN_W], GW[DL_CLN_B], m->dx, la->res2, la->mean2,
+                              la->rstd2, W[DL_CLN_W], N, H);
+        memcpy(m->dh, m->dres, NHs * sizeof(float));  // dh = d(a1)
+        zero(m->dproj, NHs);
+        nn_dropout_backward(m->dproj, m->dres, NHs, p, site(dseed, l, SUB_CA_OUT), off_h);
+        zero(m->dctx, NHs);
+        nn_linear_backward(m->dctx, GW[DL_CO_W], GW[DL_CO_B], m->dproj, la->cctx, W[DL_CO_W], N, H,
+                           H);
+        zero(m->dq, NHs);
+        zero(m->dck, (size_t)S * H);
+        zero(m->dcv, (size_t)S * H);
+        nn_attention_ex_backward(m->dq, m->dck, m->dcv, m->dctx, la->cq, la->ck, la->cv, la->catt,
+                                 B, Tt, Ts, H, NH, p, site(dseed, l, SUB_CA_ATT),
+                                 s0 * (uint64_t)NH * Tt * Ts, m->att_scratch);
+        nn_linear_backward(m->dh, GW[DL_CQ_W], GW[DL_CQ_B], m->dq, la->a1, W[DL_CQ_W], N, H, H);
+        nn_linear_backward(m->denc, GW[DL_CK_W], GW[DL_CK_B], m->dck, m->enc_out, W[DL_CK_W], S, H,
+                           H);
+        nn_linear_backward(m->denc, GW[DL_CV_W], GW[DL_CV_B], m->dcv, m->enc_out, W[DL_CV_W], S, H,
+                           H);
+        // a1 = LN1(x + dropout(out_proj(causal_self_attention(q(x), k(x), v(x)))))
+        zero(m->dres, NHs);
+        nn_layernorm_backward(m->dres, GW[DL_SLN_W], GW[DL_SLN_B], m->dh, la->res1, la->mean1,
+                              la->rstd1, W[DL_SLN_W], N, H);
+        memcpy(m->dh, m->dres, NHs * sizeof(float));  // dh = d(x)
+        zero(m->dproj, NHs);
+        nn_dropout_backward(m->dproj, m->dres, NHs, p, site(dseed, l, SUB_SA_OUT), off_h);
+        zero(m->dctx, NHs);
+        nn_linear_backward(m->dctx, GW[DL_SO_W], GW[DL_SO_B], m->dproj, la->ctx, W[DL_SO_W], N, H,
+                           H);
+        zero(m->dq, NHs);
+        zero(m->dk, NHs);
+        zero(m->dv, NHs);
+        nn_attention_ex_backward(m->dq, m->dk, m->dv, m->dctx, la->q, la->k, la->v, la->att, B, Tt,
+                                 Tt, H, NH, p, site(dseed, l, SUB_SA_ATT),
+                                 s0 * (uint64_t)NH * Tt * Tt, m->att_scratch);
+        nn_linear_backward(m->dh, GW[DL_SQ_W], GW[DL_SQ_B], m->dq, x, W[DL_SQ_W], N, H, H);
+        nn_linear_backward(m->dh, GW[DL_SK_W], GW[DL_SK_B], m->dk, x, W[DL_SK_W], N, H, H);
+        nn_linear_backward(m->dh, GW[DL_SV_W], GW[DL_SV_B], m->dv, x, W[DL_SV_W], N, H, H);
+    }
+    // h0 = project_in(dropout(LN(word[dec_in] + pos)))
+    zero(m->demb, (size_t)N * E);
+    nn_linear_backward(m->demb, G[gidx(DG_PROJ_W)], G[gidx(DG_PROJ_B)], m->dh, m->emb_drop,
+                       P[gidx(DG_PROJ_W)], N, E, H);
+    zero(m->demb2, (size_t)N * E);
+    nn_dropout_backward(m->demb2, m->demb, (size_t)N * E, p, cx_rng_derive(dseed, SITE_EMB),
+                        s0 * (uint64_t)Tt * E);
+    zero(m->demb, (size_t)N * E);
+    nn_layernorm_backward(m->demb, G[gidx(DG_LN_W)], G[gidx(DG_LN_B)], m->demb2, m->emb,
+                          m->emb_mean, m->emb_rstd, P[gidx(DG_LN_W)], N, E);
+    nn_embedding_backward(G[AP_WORD], m->demb, m->dec_in, N, E);
+    float *gpos = G[gidx(DG_POS)];
+    for (int bi = 0; bi < B; bi++)
+        for (int t = 0; t < Tt; t++) {
+            const float *row = m->demb + ((size_t)bi * Tt + t) * E;
+            float *gp = gpos + (size_t)t * E;
+            for (int e = 0; e < E; e++) gp[e] += row[e];
+        }
+}
+
+double encdec_step(EncDec *m, const EncDecBatch *b, int train, int backward, uint64_t seed,
+                   long *n_tokens) {
+    const EncDecConfig *c = &m->cfg;
+    const int N = b->B * b->Tt, H = c->enc.hidden_size;
+    forward_all(m, b, train, seed);
+    const float *hL = m->layers[c->dec_layers - 1].out;
+    int M = 0;
+    for (int i = 0; i < N; i++) {
+        if (m->labels[i] < 0) continue;
+        m->sel_idx[M] = i;
+        m->sel_tgt[M] = m->labels[i];
+        memcpy(m->z_in + (size_t)M * H, hL + (size_t)i * H, (size_t)H * sizeof(float));
+        M++;
+    }
+    *n_tokens = M;
+    if (M == 0) return 0.0;
+    head_forward(m, M, m->logits);
+    double loss = nn_softmax_xent_smooth_forward(m->logits, m->logits, m->sel_tgt, M,
+                                                 c->enc.vocab_size, c->label_smoothing);
+    if (backward) {
+        const float p = train ? c->dec_dropout : 0.0f;
+        head_backward(m, M, N);
+        decoder_backward(m, b, p, cx_rng_derive(seed, DEC_SEED_TAG));
+        AlbertBatch ab = enc_batch(m, b);
+        albert_encode_backward(m->enc, &ab, train, seed, m->denc);
+    }
+    return loss;
+}
+
+void encdec_logits(EncDec *m, const EncDecBatch *b, float *logits) {
+    const int N = b->B * b->Tt, H = m->cfg.enc.hidden_size;
+    forward_all(m, b, 0, 0);
+    memcpy(m->z_in, m->layers[m->cfg.dec_layers - 1].out, (size_t)N * H * sizeof(float));
+    head_forward(m, N, logits);
+}
+
+// ---------------------------------------------------------------------------------------
+// incremental decoding
+
+struct EncDecGen {
+    EncDec *m;
+    int max_beam, max_len, Ts, cur;
+    BeamWork *work;
+    float *arena;
+    float *kc[2], *vc[2];  // (L, max_beam, max_len, H) self-attention caches, double-buffered
+    float *ck, *cv;        // (L, max_Ts, H) cross-attention keys/values of the current source
+    int32_t *smask;        // (max_Ts)
+    float *emb, *emb_ln, *z1, *z2, *z3;                            // (K,E)
+    float *mean, *rstd;                                            // (K)
+    float *x, *q, *k, *v, *ctx, *tmp, *res, *a1, *cq, *cctx, *a2;  // (K,H)
+    float *f1, *g;                                                 // (K,I)
+    float *att, *scratch;                                          // NH * max(max_len, max_Ts)
+};
+
+static void carve_gen(EncDecGen *g, Carver *cv) {
+    const EncDecConfig *c = &g->m->cfg;
+    const size_t K = (size_t)g->max_beam, L = (size_t)c->dec_layers, T = (size_t)g->max_len;
+    const size_t Ts = (size_t)g->m->max_Ts, E = c->enc.embedding_size, H = c->enc.hidden_size;
+    const size_t I = c->dec_intermediate, NH = c->dec_heads, A = NH * (T > Ts ? T : Ts);
+    for (int i = 0; i < 2; i++) {
+        g->kc[i] = carve(cv, L * K * T * H);
+        g->vc[i] = carve(cv, L * K * T * H);
+    }
+    g->ck = carve(cv, L * Ts * H);
+    g->cv = carve(cv, L * Ts * H);
+    g->smask = (int32_t *)carve(cv, Ts);
+    float **kE[] = {&g->emb, &g->emb_ln, &g->z1, &g->z2, &g->z3};
+    for (size_t i = 0; i < sizeof kE / sizeof kE[0]; i++) *kE[i] = carve(cv, K * E);
+    g->mean = carve(cv, K);
+    g->rstd = carve(cv, K);
+    float **kH[] = {&g->x,   &g->q,  &g->k,  &g->v,    &g->ctx, &g->tmp,
+                    &g->res, &g->a1, &g->cq, &g->cctx, &g->a2};
+    for (size_t i = 0; i < sizeof kH / sizeof kH[0]; i++) *kH[i] = carve(cv, K * H);
+    g->f1 = carve(cv, K * I);
+    g->g = carve(cv, K * I);
+    g->att = carve(cv, A);
+    g->scratch = carve(cv, A);
+}
+
+EncDecGen *encdec_gen_create(EncDec *m, int max_beam, int max_len) {
+    CHECK(max_beam >= 1 && max_len >= 1 && max_len <= m->cfg.dec_max_position,
+          "decoding state for %d hypotheses of %d tokens (decoder positions %d)", max_beam, max_len,
+          m->cfg.dec_max_position);
+    EncDecGen *g = cx_calloc(1, sizeof *g);
+    g->m = m;
+    g->max_beam = max_beam;
+    g->max_len = max_len;
+    Carver cv = {0};
+    carve_gen(g, &cv);
+    cv.cap = cv.used;
+    cv.used = 0;
+    cv.base = cx_calloc(cv.cap, sizeof(float));
+    g->arena = cv.base;
+    carve_gen(g, &cv);
+    g->work = beam_work_create(max_beam, max_len, m->cfg.enc.vocab_size);
+    return g;
+}
+
+void encdec_gen_free(EncDecGen *g) {
+    if (!g) return;
+    beam_work_free(g->work);
+    free(g->arena);
+    free(g);
+}
+
+void encdec_gen_start(EncDecGen *g, const int32_t *src, const int32_t *src_mask, int Ts) {
+    EncDec *m = g->m;
+    const int H = m->cfg.enc.hidden_size;
+    CHECK(Ts >= 1 && Ts <= m->max_Ts, "source of %d tokens (at most %d)", Ts, m->max_Ts);
+    for (int i = 0; i < Ts; i++) g->smask[i] = src_mask ? src_mask[i] != 0 : src[i] != ED_PAD;
+    AlbertBatch ab = {.B = 1, .T = Ts, .input_ids = src, .attention_mask = g->smask};
+    const float *enc = albert_encode(m->enc, &ab, 0, 0);
+    for (int l = 0; l < m->cfg.dec_layers; l++) {
+        float **W = m->p + lidx(l, 0);
+        nn_linear_forward(g->ck + (size_t)l * m->max_Ts * H, enc, W[DL_CK_W], W[DL_CK_B], Ts, H, H);
+        nn_linear_forward(g->cv + (size_t)l * m->max_Ts * H, enc, W[DL_CV_W], W[DL_CV_B], Ts, H, H);
+    }
+    g->Ts = Ts;
+    g->cur = 0;
+}
+
+void encdec_gen_step(void *ctx, int K, const int32_t *parents, const int32_t *tokens, int t,
+                     float *logits) {
+    EncDecGen *g = ctx;
+    EncDec *m = g->m;
+    const EncDecConfig *c = &m->cfg;
+    const int E = c->enc.embedding_size, H = c->enc.hidden_size, I = c->dec_intermediate;
+    const int NH = c->dec_heads, V = c->enc.vocab_size, T = g->max_len;
+    const float eps = c->enc.ln_eps;
+    CHECK(K >= 1 && K <= g->max_beam && t >= 0 && t < T && g->Ts > 0,
+          "decoding step %d with %d hypotheses (at most %d x %d; source encoded?)", t, K,
+          g->max_beam, T);
+    float **P = m->p;
+    const size_t slot = (size_t)T * H, layer = (size_t)g->max_beam * slot;
+    // reorder the self-attention caches: hypothesis k continues old hypothesis parents[k]
+    if (t > 0) {
+        int same = 1;
+        for (int k = 0; k < K; k++) same &= parents[k] == k;
+        if (!same) {
+            int nxt = 1 - g->cur;
+            for (int l = 0; l < c->dec_layers; l++)
+                for (int k = 0; k < K; k++) {
+                    CHECK(parents[k] >= 0 && parents[k] < g->max_beam, "parent %d", parents[k]);
+                    size_t to = l * layer + k * slot, from = l * layer + (size_t)parents[k] * slot;
+                    memcpy(g->kc[nxt] + to, g->kc[g->cur] + from, (size_t)t * H * sizeof(float));
+                    memcpy(g->vc[nxt] + to, g->vc[g->cur] + from, (size_t)t * H * sizeof(float));
+                }
+            g->cur = nxt;
+        }
+    }
+    float *kc = g->kc[g->cur], *vc = g->vc[g->cur];
+    // embeddings of the K new tokens at position t
+    nn_embedding_forward(g->emb, tokens, P[AP_WORD], K, E);
+    const float *pos = P[gidx(DG_POS)] + (size_t)t * E;
+    for (int k = 0; k < K; k++)
+        for (int e = 0; e < E; e++) g->emb[(size_t)k * E + e] += pos[e];
+    nn_layernorm_forward(g->emb_ln, g->mean, g->rstd, g->emb, P[gidx(DG_LN_W)], P[gidx(DG_LN_B)], K,
+                         E, eps);
+    nn_linear_forward(g->x, g->emb_ln, P[gidx(DG_PROJ_W)], P[gidx(DG_PROJ_B)], K, E, H);
+    const size_t KH = (size_t)K * H;
+    for (int l = 0; l < c->dec_layers; l++) {
+        float **W = P + lidx(l, 0);
+        nn_linear_forward(g->q, g->x, W[DL_SQ_W], W[DL_SQ_B], K, H, H);
+        nn_linear_forward(g->k, g->x, W[DL_SK_W], W[DL_SK_B], K, H, H);
+        nn_linear_forward(g->v, g->x, W[DL_SV_W], W[DL_SV_B], K, H, H);
+        for (int k = 0; k < K; k++) {
+            float *kk = kc + l * layer + k * slot, *vv = vc + l * layer + k * slot;
+            memcpy(kk + (size_t)t * H, g->k + (size_t)k * H, (size_t)H * sizeof(float));
+            memcpy(vv + (size_t)t * H, g->v + (size_t)k * H, (size_t)H * sizeof(float));
+            // the newest position sees every cached one
+            nn_attention_ex_forward(g->ctx + (size_t)k * H, g->att, g->q + (size_t)k * H, kk, vv,
+                                    NULL, 1, 1, t + 1, H, NH, 0, 0.0f, 0, 0, g->scratch);
+        }
+        nn_linear_forward(g->tmp, g->ctx, W[DL_SO_W], W[DL_SO_B], K, H, H);
+        nn_add_forward(g->res, g->tmp, g->x, KH);
+        nn_layernorm_forward(g->a1, g->mean, g->rstd, g->res, W[DL_SLN_W], W[DL_SLN_B], K, H, eps);
+        nn_linear_forward(g->cq, g->a1, W[DL_CQ_W], W[DL_CQ_B], K, H, H);
+        const float *ck = g->ck + (size_t)l * m->max_Ts * H,
+                    *cv = g->cv + (size_t)l * m->max_Ts * H;
+        for (int k = 0; k < K; k++)
+            nn_attention_ex_forward(g->cctx + (size_t)k * H, g->att, g->cq + (size_t)k * H, ck, cv,
+                                    g->smask, 1, 1, g->Ts, H, NH, 0, 0.0f, 0, 0, g->scratch);
+        nn_linear_forward(g->tmp, g->cctx, W[DL_CO_W], W[DL_CO_B], K, H, H);
+        nn_add_forward(g->res, g->tmp, g->a1, KH);
+        nn_layernorm_forward(g->a2, g->mean, g->rstd, g->res, W[DL_CLN_W], W[DL_CLN_B], K, H, eps);
+        nn_linear_forward(g->f1, g->a2, W[DL_FC1_W], W[DL_FC1_B], K, H, I);
+        nn_gelu_forward(g->g, g->f1, (size_t)K * I);
+        nn_linear_forward(g->tmp, g->g, W[DL_FC2_W], W[DL_FC2_B], K, I, H);
+        nn_add_forward(g->res, g->tmp, g->a2, KH);
+        nn_layernorm_forward(g->x, g->mean, g->rstd, g->res, W[DL_FLN_W], W[DL_FLN_B], K, H, eps);
+    }
+    nn_linear_forward(g->z1, g->x, P[hidx(m, DH_DENSE_W)], P[hidx(m, DH_DENSE_B)], K, H, E);
+    nn_gelu_forward(g->z2, g->z1, (size_t)K * E);
+    nn_layernorm_forward(g->z3, g->mean, g->rstd, g->z2, P[hidx(m, DH_LN_W)], P[hidx(m, DH_LN_B)],
+                         K, E, eps);
+    nn_linear_forward(logits, g->z3, P[AP_WORD], P[hidx(m, DH_BIAS)], K, E, V);
+}
+
+int encdec_generate(EncDecGen *g, const BeamConfig *c, const int32_t *src, const int32_t *src_mask,
+                    int Ts, int32_t *out, int *out_len, double *score, char *err) {
+    *out_len = 0;
+    if (beam_config_check(c, g->work, err) != 0) return -1;
+    if (Ts < 1 || Ts > g->m->max_Ts)
+        return cx_err(err, "source of %d tokens (the model takes 1 to %d)", Ts, g->m->max_Ts);
+    encdec_gen_start(g, src, src_mask, Ts);
+    int rc = c->beam_size == 1 ? beam_greedy(g->work, c, encdec_gen_step, g, out, out_len, score)
+                               : beam_search(g->work, c, encdec_gen_step, g, out, out_len, score);
+    if (rc != 0) return cx_err(err, "decoding: every continuation is forbidden");
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// training task
+
+static double encdec_micro_step(void *ctx, uint64_t s0, int B, int backward, int final,
+                                long *n_tokens, double *aux_sum) {
+    (void) final;  // no backward hooks: gradients are handed over after the last micro-batch
+    EncDecTask *et = ctx;
+    for (int b = 0; b < B; b++) {
+        size_t row = (size_t)((s0 + (uint64_t)b) % et->n_pairs);
+        memcpy(et->bsrc + (size_t)b * et->Ts, et->src + row * et->Ts,
+               (size_t)et->Ts * sizeof(int32_t));
+        memcpy(et->btgt + (size_t)b * et->Tt, et->tgt + row * et->Tt,
+               (size_t)et->Tt * sizeof(int32_t));
+    }
+    EncDecBatch batch = {
+        .B = B, .Ts = et->Ts, .Tt = et->Tt, .src = et->bsrc, .tgt = et->btgt, .sample_index0 = s0};
+    if (aux_sum) *aux_sum = 0.0;
+    return encdec_step(et->model, &batch, backward, backward, et->dropout_seed, n_tokens);
+}
+
+void encdec_task_init(EncDecTask *et, TrainTask *task, EncDec *model, const int32_t *src,
+                      const int32_t *tgt, size_t n_pairs, int Ts, int Tt, int micro_batch,
+                      uint64_t dropout_seed) {
+    CHECK(n_pairs >= 1 && micro_batch >= 1 && micro_batch <= model->max_B && Ts >= 1 &&
+              Ts <= model->max_Ts && Tt >= 1 && Tt <= model->max_Tt,
+          "task of %zu pairs, micro-batch %d x (%d, %d) does not fit the model", n_pairs,
+          micro_batch, Ts, Tt);
+    memset(et, 0, sizeof *et);
+    et->model = model;
+    et->src = src;
+    et->tgt = tgt;
+    et->n_pairs = n_pairs;
+    et->Ts = Ts;
+    et->Tt = Tt;
+    et->B = micro_batch;
+    et->dropout_seed = dropout_seed;
+    et->bsrc = cx_calloc((size_t)micro_batch * Ts, sizeof(int32_t));
+    et->btgt = cx_calloc((size_t)micro_batch * Tt, sizeof(int32_t));
+    memset(task, 0, sizeof *task);
+    task->ctx = et;
+    task->params = model->params;
+    task->grads = model->grads;
+    task->n_params = model->n_params;
+    task->specs = model->specs;
+    task->n_specs = model->n_specs;
+    task->micro_batch = micro_batch;
+    task->micro_step = encdec_micro_step;
+}
+
+void encdec_task_free(EncDecTask *et) {
+    free(et->bsrc);
+    free(et->btgt);
+    et->bsrc = et->btgt = NULL;
+}

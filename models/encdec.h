@@ -1,0 +1,152 @@
+// encdec.h: encoder-decoder transformer for headline generation (BertSumAbs style).
+//
+// Encoder: the conflux ALBERT encoder (models/albert.h, encoder only: factorised
+// embeddings + one shared post-LN layer applied L times), with exactly ALBERT's parameter
+// tensors and names, so it is initialised from an ALBERT checkpoint by reading the
+// encoder specs [0, AP_N_ENCODER) (ckpt_read_params with those specs).
+//
+// Decoder (everything under decoder.* and lm_head.*; linear weights (out,in)):
+//   x0 = project_in(dropout(LN_emb(word_embeddings[y] + embed_positions[t])))   E -> H
+//     word_embeddings is the ENCODER's (V,E) table (tied); embed_positions (P_dec,E) and
+//     layernorm_embedding (E) are the decoder's own; project_in (H,E) is the decoder's own
+//     E -> H mapping (ALBERT's factorised-embedding pattern, not shared with the encoder).
+//   dec_layers post-LN layers (BERT/ALBERT/BART order), each with its own weights:
+//     a1  = LN_self(x + dropout(out_proj(causal_self_attention(x))))
+//     a2  = LN_cross(a1 + dropout(out_proj(cross_attention(a1, encoder_out, source mask))))
+//     out = LN_final(a2 + dropout(fc2(gelu_tanh(fc1(a2)))))
+//     attention-probability dropout inside both attentions (rate dec_dropout).
+//   lm_head (ALBERT's MLM-head pattern, so predictions.* of a pretrained ALBERT can seed it):
+//     logits = LN_head(gelu_tanh(dense(h))) @ word_embeddings^T + lm_head.bias
+//     (dense (E,H); the output projection is tied to the word embeddings).
+// Names (Hugging Face / BART style), in arena order after the 23 ALBERT encoder tensors:
+//   decoder.embed_positions.weight (P_dec,E)  decoder.layernorm_embedding.{weight,bias} (E)
+//   decoder.project_in.weight (H,E) .bias (H)
+//   decoder.layers.<l>.self_attn.{q,k,v,out}_proj.{weight (H,H), bias (H)}
+//   decoder.layers.<l>.self_attn_layer_norm.{weight,bias} (H)
+//   decoder.layers.<l>.encoder_attn.{q,k,v,out}_proj.{weight (H,H), bias (H)}
+//   decoder.layers.<l>.encoder_attn_layer_norm.{weight,bias} (H)
+//   decoder.layers.<l>.fc1.weight (I_dec,H) .bias (I_dec)  fc2.weight (H,I_dec) .bias (H)
+//   decoder.layers.<l>.final_layer_norm.{weight,bias} (H)
+//   lm_head.dense.weight (E,H) .bias (E)  lm_head.LayerNorm.{weight,bias} (E)  lm_head.bias (V)
+//
+// Loss (teacher forcing): a target row y_1 .. y_n EOS PAD ... (right-padded) is decoded
+// from the input BOS y_1 .. y_n (target shifted right, BOS = [CLS]); every non-PAD target
+// position contributes PyTorch's CrossEntropyLoss(label_smoothing=eps) term
+// (1-eps)(-log p[y]) + (eps/V) sum_v -log p[v]; encdec_step returns the SUM and the token
+// count, and the trainer divides by the global token count (as for ALBERT's MLM).
+// Token ids: [PAD]=0 [UNK]=1 [CLS]=2 (BOS) [SEP]=3 (EOS) [MASK]=4.
+//
+// Memory: one parameter arena and one gradient arena for the whole model (the encoder's
+// tensors are their prefix), activations sized at creation for the largest micro-batch;
+// forward/backward and decoding never allocate. Dropout draws are keyed by (seed, sample
+// index, position), so results do not depend on how a batch is split into micro-batches.
+#ifndef CONFLUX_ENCDEC_H
+#define CONFLUX_ENCDEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "models/albert.h"
+#include "models/beam.h"
+#include "models/tensor.h"
+#include "models/train.h"
+
+enum { ED_PAD = 0, ED_UNK = 1, ED_BOS = 2, ED_EOS = 3, ED_MASK = 4 };
+
+typedef struct {
+    AlbertConfig enc;       // encoder; V, E, H, ln_eps and init_std also serve the decoder
+    int dec_layers;         // decoder layers (each with its own weights)
+    int dec_heads;          // decoder attention heads (H % dec_heads == 0)
+    int dec_intermediate;   // decoder FFN width I_dec
+    int dec_max_position;   // P_dec: decoder positions (BOS + target) <= P_dec
+    float dec_dropout;      // decoder hidden and attention-probability dropout
+    float label_smoothing;  // eps in [0, 1)
+} EncDecConfig;
+
+// Validates; -1 with err naming the offending key.
+int encdec_config_check(const EncDecConfig *c, char *err);
+
+// One micro-batch. src_mask NULL means src != PAD. Targets are right-padded with PAD and
+// end with EOS (a row may also be all PAD: it contributes nothing). sample_index0: global
+// index of the first pair (dropout keys).
+typedef struct {
+    int B, Ts, Tt;
+    const int32_t *src;       // (B,Ts)
+    const int32_t *src_mask;  // (B,Ts) 1 = real token, 0 = padding, or NULL
+    const int32_t *tgt;       // (B,Tt)
+    uint64_t sample_index0;
+} EncDecBatch;
+
+typedef struct EncDec EncDec;
+
+// Creates the model with arenas for micro-batches up to max_B x (max_Ts, max_Tt);
+// max_Ts <= enc.max_position, max_Tt <= dec_max_position. Encoder tensors are initialised
+// as albert_create does from seed; decoder tensors normal(0, init_std) matrices and
+// positions, zero biases, unit LayerNorm weights. CHECKs (setup).
+EncDec *encdec_create(const EncDecConfig *cfg, int max_B, int max_Ts, int max_Tt, uint64_t seed);
+void encdec_free(EncDec *m);
+
+const EncDecConfig *encdec_config(const EncDec *m);
+// Parameter table: the encoder's AP_N_ENCODER ALBERT tensors first (same names, shapes
+// and offsets as albert_specs of an encoder-only ALBERT), then the decoder's.
+const TensorSpec *encdec_specs(const EncDec *m);
+int encdec_n_specs(const EncDec *m);
+// Tied names as checkpoint aliases (decoder.embed_tokens.weight, lm_head.decoder.weight
+// -> albert.embeddings.word_embeddings.weight).
+const TensorAlias *encdec_aliases(int *n);
+size_t encdec_n_params(const EncDec *m);
+float *encdec_params(EncDec *m);
+float *encdec_grads(EncDec *m);
+// The encoder (shares the arenas; valid while m lives).
+Albert *encdec_encoder(EncDec *m);
+
+// Forward (and with backward != 0, backward ADDING d(loss_sum)/d(param) into the gradient
+// arena) of the label-smoothed loss on one micro-batch. train: dropout with seed. Returns
+// the summed loss; *n_tokens receives the number of non-PAD target tokens.
+double encdec_step(EncDec *m, const EncDecBatch *b, int train, int backward, uint64_t seed,
+                   long *n_tokens);
+
+// Teacher-forced logits (B,Tt,V) at every target position (no dropout).
+void encdec_logits(EncDec *m, const EncDecBatch *b, float *logits);
+
+// ---- incremental decoding with key/value caches --------------------------------------
+// The source is encoded once; every decoder layer's cross-attention keys/values are
+// computed once per source; self-attention keys/values are cached per hypothesis and
+// position. Uses the model's encoder activations: do not interleave with encdec_step.
+typedef struct EncDecGen EncDecGen;
+
+// State for up to max_beam hypotheses of up to max_len generated tokens
+// (max_len <= dec_max_position) over sources of up to the model's max_Ts tokens.
+EncDecGen *encdec_gen_create(EncDec *m, int max_beam, int max_len);
+void encdec_gen_free(EncDecGen *g);
+// Encodes one source (Ts tokens, mask NULL = src != PAD) and resets the hypotheses.
+void encdec_gen_start(EncDecGen *g, const int32_t *src, const int32_t *src_mask, int Ts);
+// A BeamStepFn (ctx = the EncDecGen): see beam.h. Logits equal encdec_logits' at the same
+// positions for the same prefixes (up to float rounding).
+void encdec_gen_step(void *g, int K, const int32_t *parents, const int32_t *tokens, int t,
+                     float *logits);
+// Decodes one source: greedy search when c->beam_size == 1, beam search otherwise (c's
+// bos/eos are the caller's; ED_BOS/ED_EOS normally). Returns beam_search's result, or -1
+// with err when c is invalid for g.
+int encdec_generate(EncDecGen *g, const BeamConfig *c, const int32_t *src,
+                    const int32_t *src_mask, int Ts, int32_t *out, int *out_len, double *score,
+                    char *err);
+
+// ---- the training task ----------------------------------------------------------------
+// Already-tokenized pairs as a TrainTask: sample s is pair s mod n_pairs of src (n_pairs,
+// Ts) and tgt (n_pairs, Tt) (caller-owned, kept alive). Batch buffers are allocated here.
+typedef struct {
+    EncDec *model;
+    const int32_t *src, *tgt;
+    size_t n_pairs;
+    int Ts, Tt, B;
+    uint64_t dropout_seed;
+    int32_t *bsrc, *btgt;  // (B,Ts), (B,Tt)
+} EncDecTask;
+
+void encdec_task_init(EncDecTask *et, TrainTask *task, EncDec *model, const int32_t *src,
+                      const int32_t *tgt, size_t n_pairs, int Ts, int Tt, int micro_batch,
+                      uint64_t dropout_seed);
+void encdec_task_free(EncDecTask *et);
+
+#endif
