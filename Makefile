@@ -14,7 +14,7 @@ DEB_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libopenblas-de
 	libscalapack-openmpi-dev libhdf5-openmpi-dev hdf5-tools libcunit1-dev libjson-c-dev \
 	libinih-dev lz4 python3-torch python3-h5py python3-numpy \
 	slurm-wlm slurmctld slurmd slurm-client munge libpmix-dev \
-	libevent-dev zlib1g-dev iproute2 iperf3 ethtool iputils-ping
+	libevent-dev zlib1g-dev iproute2 iperf3 ethtool iputils-ping gnuplot-nox
 
 CC := gcc
 PKGS := hdf5-openmpi openblas json-c inih libevent zlib
@@ -62,7 +62,7 @@ MPI_TESTS := $(MPI_TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 TEST_TOOL_SRCS := $(wildcard tests/tool_*.c)
 TEST_TOOLS := $(TEST_TOOL_SRCS:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all tools tests check check-run deps demo demo-run bench bench-run bench-dp bench-dp-run corpus tokenizer shards clean clean-data
+.PHONY: all tools tests check check-run deps demo demo-run bench bench-run bench-dp bench-dp-run bench-wan bench-wan-run bench-headline bench-headline-run corpus tokenizer shards clean clean-data
 all: tools
 
 tools: $(TOOLS)
@@ -153,11 +153,23 @@ bench-dp: deps
 bench-dp-run: tests
 	bash tests/bench-dp.sh $(BUILD)
 
+bench-wan: deps
+	@$(MAKE) --no-print-directory MODE=release bench-wan-run
+
+bench-wan-run: tools tests shards
+	bash tests/bench-wan.sh $(BUILD) $(DATA)
+
+bench-headline: deps
+	@$(MAKE) --no-print-directory MODE=release bench-headline-run
+
+bench-headline-run: tools tests shards
+	bash tests/bench-headline.sh $(BUILD) $(DATA)
+
 clean:
 	rm -rf build/release build/debug build/asan
 
 clean-data:
 	rm -rf $(DATA)/corpus $(DATA)/tokenizer $(DATA)/shards
 
--include $(LIB_OBJS:.o=.d) $(TOOL_SRCS:%.c=$(BUILD)/%.d) $(TEST_SRCS:%.c=$(BUILD)/%.d) $(BENCH_SRCS:%.c=$(BUILD)/%.d) $(MPI_TEST_SRCS:%.c=$(BUILD)/%.d)
+-include $(LIB_OBJS:.o=.d) $(TOOL_SRCS:%.c=$(BUILD)/%.d) $(TEST_SRCS:%.c=$(BUILD)/%.d) $(BENCH_SRCS:%.c=$(BUILD)/%.d) $(MPI_TEST_SRCS:%.c=$(BUILD)/%.d) $(TEST_TOOL_SRCS:%.c=$(BUILD)/%.d)
 .SECONDARY:

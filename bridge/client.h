@@ -38,6 +38,7 @@ typedef struct {
     BrIdentity identity;   // nonzero: resume as this volunteer
     unsigned codecs;       // BR_CODEC_BIT mask offered (fp16 preferred by the bridge)
     double timeout_s;      // the bridge silent this long (while we wait for it) is a failure
+    const char *tcp_cc;    // TCP congestion control for the upload (NULL/"": system default)
 } BrClientOptions;
 
 typedef struct {
@@ -47,6 +48,7 @@ typedef struct {
     double up_s, up_bytes;           // last upload: seconds from first byte to last, bytes
     double down_s, down_bytes;       // last result download (ROUND_CLOSE to last AVG_CHUNK)
     double compute_s;                // last share: plan to upload start
+    double round_s;                  // last round: ROUND_OPEN received to the result applied
 } BrClientStats;
 
 typedef struct BrClient BrClient;

@@ -49,6 +49,8 @@ static void usage(FILE *f) {
             "  --wait-timeout S      ... at most S seconds (default 120)\n"
             "  --run-dir DIR         where bridge.csv and volunteers.csv go (default: the\n"
             "                        run's run.dir)\n"
+            "  --tcp-cc NAME         TCP congestion control towards volunteers (default bbr;\n"
+            "                        '' = the system default)\n"
             "  -q, --quiet           no progress lines\n"
             "  -h, --help            this text\n"
             "\n"
@@ -151,6 +153,7 @@ int main(int argc, char **argv) {
         {"heartbeat", required_argument, 0, 'b'},    {"max-grad-norm", required_argument, 0, 'g'},
         {"wait-volunteers", required_argument, 0, 'w'}, {"wait-timeout", required_argument, 0, 'W'},
         {"run-dir", required_argument, 0, 'r'},      {"quiet", no_argument, 0, 'q'},
+        {"tcp-cc", required_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
     int c;
     double x;
@@ -193,6 +196,7 @@ int main(int argc, char **argv) {
             break;
         }
         case 'r': run_dir = optarg; break;
+        case 'C': o.tcp_cc = optarg; break;
         case 'q': o.quiet = 1; break;
         case 'h': usage(stdout); return 0;
         default:

@@ -52,6 +52,10 @@ static void usage(FILE *f) {
             "                        run ends)\n"
             "  --retries N           reconnect attempts in a row before giving up (default 20)\n"
             "  --timeout S           the bridge silent this long is a broken link (default 60)\n"
+            "  --tcp-cc NAME         TCP congestion control of the upload (default bbr, which\n"
+            "                        keeps a lossy link busy; '' = the system default)\n"
+            "  --stats FILE          per-step timings as CSV (step, share, compute, upload,\n"
+            "                        download, round seconds and bytes)\n"
             "  -q, --quiet           no progress lines\n"
             "  -h, --help            this text\n"
             "\n"
@@ -159,6 +163,7 @@ int main(int argc, char **argv) {
         {"set", required_argument, 0, 's'},     {"codec", required_argument, 0, 'c'},
         {"steps", required_argument, 0, 'S'},   {"retries", required_argument, 0, 'R'},
         {"timeout", required_argument, 0, 'T'}, {"quiet", no_argument, 0, 'q'},
+        {"tcp-cc", required_argument, 0, 'C'}, {"stats", required_argument, 0, 'X'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     const char *join = NULL, *token = NULL, *idfile = NULL;
     char name[128] = "";
@@ -169,6 +174,7 @@ int main(int argc, char **argv) {
     long max_steps = -1, retries = 20;
     double timeout = 60;
     unsigned codecs = 0;
+    const char *tcp_cc = "bbr", *stats_path = NULL;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
         switch (c) {
@@ -194,6 +200,8 @@ int main(int argc, char **argv) {
         case 'S': max_steps = atol(optarg); break;
         case 'R': retries = atol(optarg); break;
         case 'T': timeout = atof(optarg); break;
+        case 'C': tcp_cc = optarg; break;
+        case 'X': stats_path = optarg; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
         default:
@@ -216,7 +224,7 @@ int main(int argc, char **argv) {
     memcpy(host, join, (size_t)(colon - join));
     host[colon - join] = 0;
     BrClientOptions o = {.host = host, .port = port, .token = token, .name = name,
-                         .codecs = codecs, .timeout_s = timeout};
+                         .codecs = codecs, .timeout_s = timeout, .tcp_cc = tcp_cc};
     if (idfile) {
         FILE *f = fopen(idfile, "r");
         char hex[64] = "";
@@ -237,6 +245,15 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     char err[CX_ERRLEN];
+    FILE *stats = NULL;
+    if (stats_path) {
+        stats = fopen(stats_path, "w");
+        if (!stats) {
+            fprintf(stderr, TOOL ": error: cannot write %s: %s\n", stats_path, strerror(errno));
+            return 1;
+        }
+        fprintf(stats, "step,share_samples,compute_s,upload_s,upload_bytes,download_s,download_bytes,round_s\n");
+    }
     Replica rep = {0};
     uint8_t *blob = NULL;
     size_t blob_have = 0, blob_total = 0;
@@ -320,8 +337,15 @@ int main(int argc, char **argv) {
             StepResult r;
             if (trainer_step(&rep.tr, &r, err) != 0) goto broken;
             const BrClientStats *cs = br_client_stats(cl);
-            if ((uint64_t)cs->shares > shares_before) contributed++;
+            int had_share = (uint64_t)cs->shares > shares_before;
+            if (had_share) contributed++;
             shares_before = cs->shares;
+            if (stats) {
+                fprintf(stats, "%ld,%d,%.4f,%.4f,%.0f,%.4f,%.0f,%.4f\n", r.step, had_share,
+                        had_share ? cs->compute_s : 0.0, had_share ? cs->up_s : 0.0,
+                        had_share ? cs->up_bytes : 0.0, cs->down_s, cs->down_bytes, cs->round_s);
+                fflush(stats);
+            }
             double now = cx_now();
             if (!quiet && (now - t_last > 2.0 || r.step == rep.cfg.train.steps)) {
                 fprintf(stderr, "step %ld/%ld | loss %.4f | %d participants | my samples %llu "
@@ -367,5 +391,6 @@ int main(int argc, char **argv) {
     }
     free(blob);
     replica_free(&rep);
+    if (stats) fclose(stats);
     return rc;
 }

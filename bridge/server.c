@@ -58,6 +58,7 @@ typedef struct Pending {
     Vol *vol;
     uint64_t round, start, samples, tokens;
     double loss, aux;
+    double up_bytes, up_s;  // goodput sample: bytes after the first chunk, over seconds
     float *g;
     struct Pending *next;
 } Pending;
@@ -82,6 +83,7 @@ struct Conn {
     float *up;
     uint64_t up_round, up_next, up_samples, up_tokens;
     double up_loss, up_aux;
+    double up_t_first, up_bytes;  // arrival of the first chunk; payload bytes after it
     Conn *next;
 };
 
@@ -126,10 +128,11 @@ struct BridgeServer {
     uint64_t r_fresh, r_stale, r_dropped, r_lost;
     int r_uploads;
     double r_wait_s, r_allreduce_s;
+    double r_up_bytes, r_up_s;  // uploads summed this round: bytes after their first chunk, seconds
     double bytes_in, bytes_out, last_bytes_in, last_bytes_out;
     double t_start;
     FILE *csv, *vcsv;
-    int waited, shutting_down;
+    int waited, shutting_down, cc_warned;
     uint8_t *frame;  // one encoded frame
     size_t frame_cap;
     BrProtoLimits lim;
@@ -325,6 +328,8 @@ static void on_grad_chunk(Conn *c, const BrGradChunk *m) {
         return;
     }
     if (c->up_next == 0) {  // first chunk of an upload
+        c->up_t_first = cx_now();
+        c->up_bytes = 0;
         if (m->round_id != c->assigned_round || c->assigned_round == 0) {
             conn_fail(c, BR_ERR_PROTOCOL, "upload for round %llu, but the share it holds is for "
                       "round %llu", (unsigned long long)m->round_id,
@@ -368,6 +373,7 @@ static void on_grad_chunk(Conn *c, const BrGradChunk *m) {
         return;
     }
     c->up_next += m->n_elems;
+    if (m->offset > 0) c->up_bytes += (double)m->n_elems * (double)br_codec_elem_bytes(m->codec) + BR_PROTO_HEADER_BYTES + BR_GRAD_CHUNK_FIXED_BYTES;
     if (c->up_next < b->n) return;
     // complete: check the norm, then hand it to the rounds
     double norm = br_l2norm(c->up, b->n);
@@ -384,7 +390,8 @@ static void on_grad_chunk(Conn *c, const BrGradChunk *m) {
     }
     Pending *p = cx_calloc(1, sizeof *p);
     *p = (Pending){.vol = c->vol, .round = c->up_round, .start = c->assigned_start, .samples = c->up_samples,
-                   .tokens = c->up_tokens, .loss = c->up_loss, .aux = c->up_aux, .g = c->up};
+                   .tokens = c->up_tokens, .loss = c->up_loss, .aux = c->up_aux, .g = c->up,
+                   .up_bytes = c->up_bytes, .up_s = cx_now() - c->up_t_first};
     c->up = NULL;
     p->next = b->pending;
     b->pending = p;
@@ -627,6 +634,15 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     BridgeServer *b = arg;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // the bridge sends the summed gradients: a loss-tolerant congestion control (BBR)
+    // keeps a lossy long-RTT downlink near its rate where cubic collapses
+    if (b->o.tcp_cc && b->o.tcp_cc[0] &&
+        setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, b->o.tcp_cc, (socklen_t)strlen(b->o.tcp_cc)) != 0 &&
+        !b->cc_warned) {
+        blog(b, "TCP congestion control '%s' unavailable (%s); using the system default",
+             b->o.tcp_cc, strerror(errno));
+        b->cc_warned = 1;
+    }
     Conn *c = cx_calloc(1, sizeof *c);
     c->b = b;
     char host[INET6_ADDRSTRLEN] = "?";
@@ -719,16 +735,6 @@ void bridge_pump(BridgeServer *b, double max_wait_s) {
 
 // ---- the Averager ----
 
-// Live volunteers that were in step with the previous round but have not yet confirmed
-// applying it (their ROUND_CLOSE + summed gradient may still be on the wire).
-static int unconfirmed(BridgeServer *b, uint64_t done) {
-    int n = 0;
-    for (Conn *c = b->conns; c; c = c->next)
-        n += !c->closing && c->state == C_LIVE && c->acked_step + 1 == done &&
-             c->assigned_round == 0 && c->up_next == 0;
-    return n;
-}
-
 static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
     BridgeServer *b = ctx;
     bridge_pump(b, 0);
@@ -746,18 +752,18 @@ static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
         }
         b->waited = 1;
     }
-    // volunteers in step with the last round get a share of this one once they confirm it
-    while (unconfirmed(b, done) > 0 && cx_now() - t0 < b->o.deadline_s)
-        bridge_pump(b, 0.01);
     for (Vol *v = b->vols; v; v = v->next) v->round_accepted = 0;
     b->round = done + 1;
     b->hash_before = cx_checksum(b->tr->task.params, b->n);
-    // eligible: live, caught up with every step, no upload outstanding
+    // eligible: live, in step (it has applied, or is about to apply, the last round: the
+    // last round's result precedes this ROUND_OPEN on its connection, so it computes its
+    // share on the right parameters without the bridge waiting for its confirmation), and
+    // no upload outstanding
     int NT = hybrid_n_trainers(b->h), nv = 0;
     Conn *elig[1024];
     for (Conn *c = b->conns; c && nv < 1024; c = c->next)
-        if (!c->closing && c->state == C_LIVE && c->acked_step == done && c->assigned_round == 0 &&
-            c->up_next == 0)
+        if (!c->closing && c->state == C_LIVE && c->acked_step + 1 >= done &&
+            c->assigned_round == 0 && c->up_next == 0)
             elig[nv++] = c;
     // the equal plan: each volunteer takes a trainer-sized share (participants in the
     // order trainers, then volunteers in joining order); never starve the trainers of
@@ -768,6 +774,7 @@ static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
     b->assigned = nv;
     b->assigned_samples = 0;
     b->r_fresh = b->r_stale = b->r_dropped = b->r_lost = 0;
+    b->r_up_bytes = b->r_up_s = 0;
     b->r_uploads = 0;
     HybridPlan plan = {.step = (int64_t)b->round, .trainer_samples = b->trainer_samples,
                        .volunteers = nv};
@@ -843,6 +850,8 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
             stats[STAT_PARTICIPANTS] += 1;
             b->r_uploads++;
             p->vol->round_accepted += p->samples;
+            b->r_up_bytes += p->up_bytes;
+            b->r_up_s += p->up_s;
             if (age == 0) {
                 b->r_fresh += p->samples;
                 p->vol->fresh += p->samples;
@@ -907,12 +916,13 @@ void bridge_after_step(BridgeServer *b, const StepResult *r) {
     double now = cx_now() - b->t_start;
     int live = bridge_live_volunteers(b);
     if (b->csv) {
-        fprintf(b->csv, "%.3f,%ld,%ld,%ld,%d,%llu,%llu,%llu,%llu,%llu,%d,%d,%.6f,%.4f,%.4f,%.0f,%.0f\n",
+        fprintf(b->csv, "%.3f,%ld,%ld,%ld,%d,%llu,%llu,%llu,%llu,%llu,%d,%d,%.6f,%.4f,%.4f,%.0f,%.0f,%.0f,%.4f\n",
                 now, r->step, r->samples, b->trainer_samples, b->assigned,
                 (unsigned long long)b->assigned_samples, (unsigned long long)b->r_fresh,
                 (unsigned long long)b->r_stale, (unsigned long long)b->r_dropped,
                 (unsigned long long)b->r_lost, r->participants, live, r->loss, b->r_wait_s,
-                b->r_allreduce_s, b->bytes_out - b->last_bytes_out, b->bytes_in - b->last_bytes_in);
+                b->r_allreduce_s, b->bytes_out - b->last_bytes_out, b->bytes_in - b->last_bytes_in, b->r_up_bytes,
+                b->r_up_s);
         fflush(b->csv);
     }
     b->last_bytes_in = b->bytes_in;
@@ -929,7 +939,7 @@ void bridge_options_default(BridgeOptions *o) {
     *o = (BridgeOptions){.listen = "0.0.0.0:7070", .deadline_s = 30.0, .max_staleness = 1,
                          .max_volunteers = 64,
                          .codecs = BR_CODEC_BIT(BR_CODEC_FP16) | BR_CODEC_BIT(BR_CODEC_FP32),
-                         .idle_timeout_s = 60.0, .heartbeat_s = 5.0, .history = 16,
+                         .idle_timeout_s = 60.0, .heartbeat_s = 5.0, .history = 16, .tcp_cc = "bbr",
                          .max_grad_norm = 1e4};
 }
 
@@ -999,7 +1009,7 @@ BridgeServer *bridge_create(const BridgeOptions *o, Trainer *tr, HybridComm *h,
             fprintf(b->csv, "time_s,step,samples,trainer_samples,volunteers_assigned,"
                             "volunteer_samples_assigned,fresh_samples,stale_samples,dropped_samples,"
                             "lost_samples,participants,live_volunteers,loss,wait_s,allreduce_s,"
-                            "bytes_sent,bytes_recv\n");
+                            "bytes_sent,bytes_recv,upload_bytes_timed,upload_s_timed\n");
         snprintf(path, sizeof path, "%s/volunteers.csv", o->run_dir);
         b->vcsv = fopen(path, "a");
         if (b->vcsv && ftell(b->vcsv) == 0)

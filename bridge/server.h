@@ -44,6 +44,8 @@ typedef struct {
     double heartbeat_s;        // heartbeat interval
     int history;               // rounds kept for catching up (replayed to rejoining peers)
     double max_grad_norm;      // an upload's L2 norm per loss token above this is rejected
+    const char *tcp_cc;        // TCP congestion control for volunteer sockets ("" = the
+                               // system's default); bbr where the kernel has it
     int wait_volunteers;       // the first round waits for this many live volunteers ...
     double wait_timeout_s;     // ... at most this long
     int quiet;
