@@ -35,6 +35,9 @@ static void usage(FILE *f) {
             "  --listen HOST:PORT    address for volunteers (default 0.0.0.0:7070)\n"
             "  --tokens FILE         join tokens (re-read when it changes: revocation is live)\n"
             "  --deadline S          longest a round waits for volunteer uploads (default 30)\n"
+            "  --plan throughput|equal  how volunteers' shares are sized: to their measured\n"
+            "                        speed and link so the cluster does not wait (default), or\n"
+            "                        each the size of a trainer's share (reproducible runs)\n"
             "  --max-staleness N     rounds a late upload may still count (default 1)\n"
             "  --max-volunteers N    (default 64)\n"
             "  --codecs LIST         upload codecs accepted: fp16,fp32 (default both; fp16\n"
@@ -153,7 +156,7 @@ int main(int argc, char **argv) {
         {"heartbeat", required_argument, 0, 'b'},    {"max-grad-norm", required_argument, 0, 'g'},
         {"wait-volunteers", required_argument, 0, 'w'}, {"wait-timeout", required_argument, 0, 'W'},
         {"run-dir", required_argument, 0, 'r'},      {"quiet", no_argument, 0, 'q'},
-        {"tcp-cc", required_argument, 0, 'C'},
+        {"tcp-cc", required_argument, 0, 'C'},       {"plan", required_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
     int c;
     double x;
@@ -197,6 +200,14 @@ int main(int argc, char **argv) {
         }
         case 'r': run_dir = optarg; break;
         case 'C': o.tcp_cc = optarg; break;
+        case 'P':
+            if (!strcmp(optarg, "equal")) o.plan_equal = 1;
+            else if (!strcmp(optarg, "throughput")) o.plan_equal = 0;
+            else {
+                fprintf(stderr, TOOL ": error: --plan must be throughput or equal, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
         case 'q': o.quiet = 1; break;
         case 'h': usage(stdout); return 0;
         default:
@@ -239,6 +250,7 @@ int main(int argc, char **argv) {
     optim_init(&tr.optim, &cfg.optim, albert_specs(model), albert_n_specs(model),
                albert_n_params(model));
     tr.global_batch = cfg.train.global_batch;
+    o.probe_samples = cfg.train.micro_batch;
     hybrid_create_averager(h, albert_grads(model), albert_n_params(model), albert_specs(model),
                            albert_n_specs(model));
     int64_t meta[3] = {0};

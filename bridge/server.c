@@ -39,6 +39,10 @@ struct Vol {
     char token_name[BR_TOKEN_NAME_MAX + 1];
     uint64_t fresh, stale, dropped, lost, uploads, connects;
     uint64_t round_accepted;  // samples of its uploads summed into the current round
+    // speed estimates for the throughput plan (exponential averages; 0 = not measured)
+    double rate;              // samples per second from ROUND_OPEN to its first upload chunk
+    double up_s;              // seconds its upload takes
+    int idle_rounds;          // rounds in a row the throughput plan gave it no share
     double first_seen, last_seen;
     double bytes_in, bytes_out;
     Conn *conn;
@@ -59,6 +63,7 @@ typedef struct Pending {
     uint64_t round, start, samples, tokens;
     double loss, aux;
     double up_bytes, up_s;  // goodput sample: bytes after the first chunk, over seconds
+    double t_first, t_done; // first chunk arrived, upload complete
     float *g;
     struct Pending *next;
 } Pending;
@@ -79,6 +84,7 @@ struct Conn {
     uint64_t acked_step;
     // the round this connection was given a share of (0: none outstanding)
     uint64_t assigned_round, assigned_start, assigned_samples;
+    uint64_t opened_round;  // the last round it was sent ROUND_OPEN for
     // upload in progress
     float *up;
     uint64_t up_round, up_next, up_samples, up_tokens;
@@ -133,6 +139,7 @@ struct BridgeServer {
     double t_start;
     FILE *csv, *vcsv;
     int waited, shutting_down, cc_warned;
+    double trainer_rate;  // samples per second of one trainer (0: not measured)
     uint8_t *frame;  // one encoded frame
     size_t frame_cap;
     BrProtoLimits lim;
@@ -246,6 +253,7 @@ static HistRound *hist_find(BridgeServer *b, uint64_t round) {
 // ---- round messages ----
 
 static void send_round_open(Conn *c, uint64_t round, uint64_t hash, uint64_t start, uint64_t n) {
+    c->opened_round = round;
     BrFrame f = {.type = BR_MSG_ROUND_OPEN};
     f.m.round_open = (BrRoundOpen){.round_id = round, .step = round,
                                    .target_samples = (uint64_t)c->b->tr->global_batch,
@@ -391,7 +399,8 @@ static void on_grad_chunk(Conn *c, const BrGradChunk *m) {
     Pending *p = cx_calloc(1, sizeof *p);
     *p = (Pending){.vol = c->vol, .round = c->up_round, .start = c->assigned_start, .samples = c->up_samples,
                    .tokens = c->up_tokens, .loss = c->up_loss, .aux = c->up_aux, .g = c->up,
-                   .up_bytes = c->up_bytes, .up_s = cx_now() - c->up_t_first};
+                   .up_bytes = c->up_bytes, .up_s = cx_now() - c->up_t_first,
+                   .t_first = c->up_t_first, .t_done = cx_now()};
     c->up = NULL;
     p->next = b->pending;
     b->pending = p;
@@ -735,6 +744,65 @@ void bridge_pump(BridgeServer *b, double max_wait_s) {
 
 // ---- the Averager ----
 
+// DeDLOC-style load balancing: the round should take tau seconds for everyone. A trainer
+// computes its part at trainer_rate; volunteer v needs its upload time u_v on top of
+// computing n_v samples at rate r_v. tau solves G = NT*r_t*tau + sum_v r_v*(tau - u_v) over
+// the volunteers with tau > u_v; then n_v = 0.9 * r_v * (tau - u_v) (a margin for noise).
+// A volunteer not measured yet gets a probe share. Shares are in the order of elig reversed
+// (joining order), like the equal plan. Trainers always keep at least one sample each.
+static void plan_throughput(BridgeServer *b, long G, int NT, Conn **elig, int nv, long *share) {
+    double rt = b->trainer_rate;
+    long probe = b->o.probe_samples > 0 ? b->o.probe_samples : 1;
+    int use[1024];
+    for (int j = 0; j < nv; j++) {
+        Vol *v = elig[nv - 1 - j]->vol;
+        use[j] = rt > 0 && v && v->rate > 0;
+    }
+    double tau = 0;
+    for (int iter = 0; iter < 8; iter++) {
+        double num = (double)G, den = NT * rt;
+        for (int j = 0; j < nv; j++) {
+            Vol *v = elig[nv - 1 - j]->vol;
+            if (use[j]) {
+                num += v->rate * v->up_s;
+                den += v->rate;
+            } else if (!(rt > 0 && v && v->rate > 0)) {
+                num -= (double)probe;  // probes come off the top
+            }
+        }
+        tau = den > 0 ? num / den : 0;
+        int changed = 0;
+        for (int j = 0; j < nv; j++) {
+            Vol *v = elig[nv - 1 - j]->vol;
+            if (use[j] && tau <= v->up_s) {
+                use[j] = 0;
+                changed = 1;
+                (void)v;
+            }
+        }
+        if (!changed) break;
+    }
+    long total = 0;
+    for (int j = 0; j < nv; j++) {
+        Vol *v = elig[nv - 1 - j]->vol;
+        if (rt > 0 && v && v->rate > 0)
+            share[j] = use[j] ? (long)(0.9 * v->rate * (tau - v->up_s)) : 0;
+        else
+            share[j] = probe;
+        if (share[j] < 0) share[j] = 0;
+        // a volunteer left out for a while gets a probe share: its speed may have changed
+        if (v && share[j] == 0 && ++v->idle_rounds >= 8) share[j] = probe;
+        if (v && share[j] > 0) v->idle_rounds = 0;
+        total += share[j];
+    }
+    // the trainers keep at least one sample each
+    for (int j = nv - 1; j >= 0 && total > G - NT; j--) {
+        long cut = total - (G - NT) < share[j] ? total - (G - NT) : share[j];
+        share[j] -= cut;
+        total -= cut;
+    }
+}
+
 static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
     BridgeServer *b = ctx;
     bridge_pump(b, 0);
@@ -770,7 +838,12 @@ static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
     // the whole batch: every participant needs at least one sample
     while (nv > 0 && G < NT + nv) nv--;
     long P = NT + nv;
-    b->trainer_samples = G * NT / P;
+    long share[1024];
+    for (int j = 0; j < nv; j++) share[j] = G * (NT + j + 1) / P - G * (NT + j) / P;
+    if (!b->o.plan_equal && nv > 0) plan_throughput(b, G, NT, elig, nv, share);
+    long vol_total = 0;
+    for (int j = 0; j < nv; j++) vol_total += share[j];
+    b->trainer_samples = G - vol_total;
     b->assigned = nv;
     b->assigned_samples = 0;
     b->r_fresh = b->r_stale = b->r_dropped = b->r_lost = 0;
@@ -783,9 +856,15 @@ static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
     b->t_deadline = b->t_open + b->o.deadline_s;
     b->round_open = 1;
     // the newest joiners are the last in the list: walk it backwards to keep joining order
+    uint64_t pos = (uint64_t)b->trainer_samples;
     for (int j = 0; j < nv; j++) {
         Conn *c = elig[nv - 1 - j];
-        uint64_t s_lo = (uint64_t)(G * (NT + j) / P), s_hi = (uint64_t)(G * (NT + j + 1) / P);
+        uint64_t s_lo = pos, s_hi = pos + (uint64_t)share[j];
+        pos = s_hi;
+        if (s_hi == s_lo) {  // no share this round: it just applies the step
+            send_round_open(c, b->round, b->hash_before, 0, 0);
+            continue;
+        }
         c->assigned_round = b->round;
         c->assigned_start = b->tr->samples_seen + s_lo;
         c->assigned_samples = s_hi - s_lo;
@@ -793,7 +872,7 @@ static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
         send_round_open(c, b->round, b->hash_before, b->tr->samples_seen + s_lo, s_hi - s_lo);
     }
     for (Conn *c = b->conns; c; c = c->next)
-        if (!c->closing && c->state == C_LIVE && c->assigned_round != b->round)
+        if (!c->closing && c->state == C_LIVE && c->opened_round != b->round)
             send_round_open(c, b->round, b->hash_before, 0, 0);
     *lo = *hi = 0;
     return 0;
@@ -853,6 +932,14 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
             b->r_up_bytes += p->up_bytes;
             b->r_up_s += p->up_s;
             if (age == 0) {
+                // speed: compute (with the wait for the last result) until the first chunk,
+                // then the upload; the first chunk's own transfer is scaled in
+                double dt = p->t_first - b->t_open, up = p->t_done - p->t_first;
+                if (p->up_bytes > 0 && p->up_s > 0) up += p->up_s / p->up_bytes * 262144.0;
+                double rate = dt > 1e-3 ? (double)p->samples / dt : 0.0;
+                Vol *v = p->vol;
+                v->rate = v->rate > 0 ? 0.5 * v->rate + 0.5 * rate : rate;
+                v->up_s = v->up_s > 0 ? 0.5 * v->up_s + 0.5 * up : up;
                 b->r_fresh += p->samples;
                 p->vol->fresh += p->samples;
                 vol_event(b, p->vol, "accepted", b->round, p->samples, NULL);
@@ -877,6 +964,13 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
     while (!hybrid_sum_poll(b->h)) bridge_pump(b, 0.001);
     if (hybrid_sum_finish(b->h, stats, n_stats, err) != 0) return -1;
     b->r_allreduce_s = cx_now() - t_ar;
+    // the trainers' speed (samples per second per trainer) for the next plan
+    int NT = hybrid_n_trainers(b->h);
+    double tc = stats[STAT_COMPUTE_S] / NT;
+    if (tc > 1e-4 && b->trainer_samples > 0) {
+        double r = (double)b->trainer_samples / NT / tc;
+        b->trainer_rate = b->trainer_rate > 0 ? 0.5 * b->trainer_rate + 0.5 * r : r;
+    }
     b->round_open = 0;
     // results to every live volunteer; keep them for late joiners
     HistRound *h = &b->hist[b->hist_head];

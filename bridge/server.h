@@ -4,9 +4,11 @@
 // The bridge runs the same training loop as every participant (models/train.h) with an
 // empty share of each global batch; its Averager (bridge_averager) is where the WAN meets
 // the cluster:
-//   plan  decides the round: every live volunteer that has caught up gets an equal share
-//         (the same size as a trainer's), the trainers take the rest; the plan goes to the
-//         trainers (MPI broadcast) and ROUND_OPEN goes to every live volunteer.
+//   plan  decides the round: every live volunteer in step gets a share, sized (by default)
+//         so that its compute and upload end when the trainers' compute does (DeDLOC-style
+//         load balancing from measured speeds: the cluster does not wait for slow links),
+//         or (--plan equal) the size of a trainer's share; the trainers take the rest. The
+//         plan goes to the trainers (MPI broadcast), ROUND_OPEN to every live volunteer.
 //   sum   waits until every assigned upload is complete or the round deadline passed
 //         (serving sockets all the while), adds the complete uploads of this round and the
 //         late ones of earlier rounds (staleness <= max_staleness; older ones are dropped and
@@ -46,6 +48,10 @@ typedef struct {
     double max_grad_norm;      // an upload's L2 norm per loss token above this is rejected
     const char *tcp_cc;        // TCP congestion control for volunteer sockets ("" = the
                                // system's default); bbr where the kernel has it
+    int plan_equal;            // 1: every volunteer in step gets a trainer-sized share
+                               // (reproducible; the equivalence tests); 0: shares sized
+                               // to each volunteer's measured speed and link (default)
+    int probe_samples;         // share of a volunteer not yet measured (throughput plan)
     int wait_volunteers;       // the first round waits for this many live volunteers ...
     double wait_timeout_s;     // ... at most this long
     int quiet;

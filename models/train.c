@@ -43,6 +43,7 @@ int trainer_step(Trainer *t, StepResult *r, char *err) {
         stats[STAT_SAMPLES] += B;
     }
     double t1 = cx_now();
+    stats[STAT_COMPUTE_S] = t1 - t0;
     if (t->avg.sum && t->avg.sum(t->avg.ctx, k->grads, k->n_params, stats, STAT_COUNT, err) != 0)
         return -1;
     double t2 = cx_now();

@@ -36,8 +36,10 @@ typedef struct {
 
 // Statistics summed over every participant with the gradients. STAT_PARTICIPANTS counts
 // the contributions in the sum (1 per participant that processed samples; the bridge adds
-// one per volunteer upload it includes).
-enum { STAT_LOSS_SUM, STAT_TOKENS, STAT_SAMPLES, STAT_AUX_SUM, STAT_PARTICIPANTS, STAT_COUNT };
+// one per volunteer upload it includes). STAT_COMPUTE_S sums the seconds each participant
+// spent computing its share (the bridge uses it to size volunteers' shares).
+enum { STAT_LOSS_SUM, STAT_TOKENS, STAT_SAMPLES, STAT_AUX_SUM, STAT_PARTICIPANTS, STAT_COMPUTE_S,
+       STAT_COUNT };
 
 // Averaging backend: sums n floats of grads and n_stats doubles of stats over every
 // participant, in place. Returns 0, or -1 with err. A NULL sum means one participant.

@@ -23,7 +23,7 @@ TOKENS=$WORK/tokens.txt
 TOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" alice) || { echo "FAIL: token issue"; exit 1; }
 [ "$(stat -c %a "$TOKENS")" = 600 ] && ok "token file is mode 0600" || bad "token file mode $(stat -c %a "$TOKENS")"
 
-RUN=("${TINY_MODEL[@]}" --set train.global_batch=8 --set train.micro_batch=2
+RUN=("${TINY_MODEL[@]}" --set train.micro_batch=2
      --set train.replica_check_every=1 -q)
 
 compare() {  # A.h5 B.h5 TOL: max |a - b| over /params, same step
@@ -39,14 +39,14 @@ EOF
 }
 
 # ---- 1. equivalence -------------------------------------------------------------------
-"${MPIRUN[@]}" -np 4 "$BIN/conflux-train" "${RUN[@]}" --set train.steps=20 --set run.dir="$WORK/mpi4" \
+"${MPIRUN[@]}" -np 4 "$BIN/conflux-train" "${RUN[@]}" --set train.global_batch=8 --set train.steps=20 --set run.dir="$WORK/mpi4" \
     && [ -f "$WORK/mpi4/finished" ] && ok "4 MPI ranks: 20 steps" || bad "4-rank reference run"
 
 hybrid_run() {  # DIR CODEC: 2 trainers + bridge + 2 volunteers, 20 steps
     local dir=$1 codec=$2 port=$((PORT + ${3:-0}))
-    "${MPIRUN[@]}" -np 2 "$BIN/conflux-train" "${RUN[@]}" --set train.steps=20 --set run.dir="$dir" \
+    "${MPIRUN[@]}" -np 2 "$BIN/conflux-train" "${RUN[@]}" --set train.global_batch=8 --set train.steps=20 --set run.dir="$dir" \
         : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$port \
-        --codecs "$codec" --wait-volunteers 2 --wait-timeout 60 >"$dir.bridge.log" 2>&1 &
+        --codecs "$codec" --plan equal --wait-volunteers 2 --wait-timeout 60 >"$dir.bridge.log" 2>&1 &
     local mp=$!
     for v in 1 2; do
         "$BIN/conflux-volunteer" --join 127.0.0.1:$port --token "$TOK" --name "v$v" \
@@ -88,9 +88,9 @@ grep -q "codec fp16" "$WORK/hy-fp16.bridge.log" && ok "bridge negotiated fp16" |
 BOB=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" bob)
 F=$WORK/faults
 P2=$((PORT + 2))
-"${MPIRUN[@]}" -np 2 "$BIN/conflux-train" "${RUN[@]}" --set train.steps=150 --set run.dir="$F" \
+"${MPIRUN[@]}" -np 2 "$BIN/conflux-train" "${RUN[@]}" --set train.global_batch=24 --set train.steps=150 --set run.dir="$F" \
     --set optim.warmup_steps=20 \
-    : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$P2 --deadline 5 \
+    : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$P2 --deadline 5 --plan equal \
     --idle-timeout 3 --heartbeat 1 --history 8 --wait-volunteers 1 --wait-timeout 60 \
     >"$F.bridge.log" 2>&1 &
 MP=$!
