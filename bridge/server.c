@@ -782,14 +782,20 @@ static void plan_throughput(BridgeServer *b, long G, int NT, Conn **elig, int nv
         }
         if (!changed) break;
     }
+    // without volunteers a round would take tau0; a volunteer whose upload alone takes more
+    // than twice that would only slow the cluster down: it gets no share (and falls behind,
+    // see drop_laggards); every other one gets at least a probe-sized share, which also
+    // keeps it in step (the round waits for its upload, at most until the deadline)
+    double tau0 = rt > 0 ? (double)G / (NT * rt) : 0;
     long total = 0;
     for (int j = 0; j < nv; j++) {
         Vol *v = elig[nv - 1 - j]->vol;
-        if (rt > 0 && v && v->rate > 0)
+        if (rt > 0 && v && v->rate > 0) {
             share[j] = use[j] ? (long)(0.9 * v->rate * (tau - v->up_s)) : 0;
-        else
+            if (share[j] < probe) share[j] = v->up_s <= 2 * tau0 ? probe : 0;
+        } else {
             share[j] = probe;
-        if (share[j] < 0) share[j] = 0;
+        }
         // a volunteer left out for a while gets a probe share: its speed may have changed
         if (v && share[j] == 0 && ++v->idle_rounds >= 8) share[j] = probe;
         if (v && share[j] > 0) v->idle_rounds = 0;
@@ -803,10 +809,24 @@ static void plan_throughput(BridgeServer *b, long G, int NT, Conn **elig, int nv
     }
 }
 
+// A live volunteer more than max_lag rounds behind cannot follow the run at its pace (its
+// downlink or CPU is too slow for the rounds' results): it is dropped with the reason and
+// may rejoin with a fresh state, instead of piling up results in its output queue.
+static void drop_laggards(BridgeServer *b, uint64_t done) {
+    const uint64_t max_lag = (uint64_t)(b->o.history / 2 > 2 ? b->o.history / 2 : 2);
+    for (Conn *c = b->conns; c; c = c->next)
+        if (!c->closing && c->state == C_LIVE && c->assigned_round == 0 && c->up_next == 0 &&
+            c->acked_step + max_lag < done)
+            conn_fail(c, BR_ERR_STATE, "%llu rounds behind the run (at most %llu): too slow to "
+                      "follow it; rejoin to download a fresh state",
+                      (unsigned long long)(done - c->acked_step), (unsigned long long)max_lag);
+}
+
 static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
     BridgeServer *b = ctx;
     bridge_pump(b, 0);
     uint64_t done = (uint64_t)b->tr->optim.step;
+    drop_laggards(b, done);
     double t0 = cx_now();
     if (b->o.wait_volunteers > 0 && !b->waited) {
         // the first round waits (bounded) for the volunteers the host expects

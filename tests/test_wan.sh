@@ -30,7 +30,7 @@ cleanup() {
     jobs -p | xargs -r kill -9 2>/dev/null
     wait 2>/dev/null
     wan_cleanup
-    rm -rf "$WORK"
+    [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -56,7 +56,7 @@ R=$WORK/run
 mpirun --allow-run-as-root --oversubscribe -np 2 "$BIN/conflux-train" "${TINY_MODEL[@]}" \
     --set train.global_batch=16 --set train.micro_batch=2 --set train.steps=60 \
     --set train.replica_check_every=1 --set train.eval_every=0 --set run.dir="$R" -q \
-    : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 0.0.0.0:$PORT --deadline 4 \
+    : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 0.0.0.0:$PORT --deadline 4 --plan equal \
     --idle-timeout 4 --heartbeat 1 --history 32 --wait-volunteers 3 --wait-timeout 60 \
     >"$WORK/bridge.log" 2>&1 &
 MP=$!
