@@ -14,7 +14,7 @@ DEB_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libopenblas-de
 	libscalapack-openmpi-dev libhdf5-openmpi-dev hdf5-tools libcunit1-dev libjson-c-dev \
 	libinih-dev lz4 python3-torch python3-h5py python3-numpy \
 	slurm-wlm slurmctld slurmd slurm-client munge libpmix-dev \
-	libevent-dev zlib1g-dev iproute2 iperf3 ethtool iputils-ping gnuplot-nox
+	libevent-dev zlib1g-dev iproute2 iperf3 ethtool iputils-ping gnuplot-nox chromium
 
 CC := gcc
 PKGS := hdf5-openmpi openblas json-c inih libevent zlib

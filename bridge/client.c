@@ -138,7 +138,9 @@ static int next_frame(BrClient *c, BrFrame *f, char *err) {
                 if (f->type == BR_MSG_BYE) {
                     c->bye_reason = (int)f->m.bye.reason;
                     return failf(c, err, "%s", f->m.bye.reason == BR_BYE_SHUTDOWN ? "the run ended (BYE)"
-                                                                                   : "the bridge said BYE");
+                                               : f->m.bye.reason == BR_BYE_RESTART
+                                                   ? "the bridge stops for a restart (BYE); reconnect later"
+                                                   : "the bridge said BYE");
                 }
                 return 0;
             }

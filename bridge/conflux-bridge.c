@@ -52,6 +52,9 @@ static void usage(FILE *f) {
             "  --wait-timeout S      ... at most S seconds (default 120)\n"
             "  --run-dir DIR         where bridge.csv and volunteers.csv go (default: the\n"
             "                        run's run.dir)\n"
+            "  --status HOST:PORT    serve a read-only status page (/, and /status.json: step,\n"
+            "                        loss, samples/s, participants and their contributions;\n"
+            "                        no tokens) for the collaboration to link to\n"
             "  --tcp-cc NAME         TCP congestion control towards volunteers (default bbr;\n"
             "                        '' = the system default)\n"
             "  -q, --quiet           no progress lines\n"
@@ -157,6 +160,7 @@ int main(int argc, char **argv) {
         {"wait-volunteers", required_argument, 0, 'w'}, {"wait-timeout", required_argument, 0, 'W'},
         {"run-dir", required_argument, 0, 'r'},      {"quiet", no_argument, 0, 'q'},
         {"tcp-cc", required_argument, 0, 'C'},       {"plan", required_argument, 0, 'P'},
+        {"status", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
     int c;
     double x;
@@ -200,6 +204,7 @@ int main(int argc, char **argv) {
         }
         case 'r': run_dir = optarg; break;
         case 'C': o.tcp_cc = optarg; break;
+        case 'S': o.status_listen = optarg; break;
         case 'P':
             if (!strcmp(optarg, "equal")) o.plan_equal = 1;
             else if (!strcmp(optarg, "throughput")) o.plan_equal = 0;
@@ -261,6 +266,7 @@ int main(int argc, char **argv) {
     hybrid_nodes(h);
     hybrid_barrier(h);  // the trainers' run directory exists from here on
     o.run_dir = run_dir ? run_dir : cfg.run.dir;
+    o.total_steps = cfg.train.steps;
     BridgeServer *b = bridge_create(&o, &tr, h, cfg_text, (uint64_t)meta[2], err);
     if (!b) {
         fprintf(stderr, TOOL ": error: %s\n", err);
@@ -303,7 +309,10 @@ int main(int argc, char **argv) {
             }
         }
         bridge_after_step(b, &r);
-        if (stop) break;
+        if (stop) {  // a signal: the job checkpoints and may be requeued
+            if (tr.optim.step < total) bridge_set_restarting(b);
+            break;
+        }
     }
     bridge_free(b);
     if (rc != 0) hybrid_abort(h, rc);

@@ -50,7 +50,8 @@ static void usage(FILE *f) {
             "                        picks fp16)\n"
             "  --steps N             leave after contributing to N steps (default: until the\n"
             "                        run ends)\n"
-            "  --retries N           reconnect attempts in a row before giving up (default 20)\n"
+            "  --retries N           reconnect attempts in a row before giving up (default 20,\n"
+            "                        about 100 s; a bridge restarting for a requeue resets it)\n"
             "  --timeout S           the bridge silent this long is a broken link (default 60)\n"
             "  --tcp-cc NAME         TCP congestion control of the upload (default bbr, which\n"
             "                        keeps a lossy link busy; '' = the system default)\n"
@@ -374,6 +375,7 @@ int main(int argc, char **argv) {
             break;
         }
         fprintf(stderr, TOOL ": %s; reconnecting\n", err);
+        if (br_client_bye_reason(cl) == 4 /* BR_BYE_RESTART: the job is being requeued */) failures = 0;
         // a replica interrupted inside a step still holds the last applied step, unless the
         // bridge says it differs or is out of reach
         if (br_client_error_code(cl) == 6 /* BR_ERR_STATE */ || !rep.built) need_state = 1;

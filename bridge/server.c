@@ -18,15 +18,19 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/http.h>
 #include <event2/listener.h>
+#include <json-c/json.h>
 
 #include "bridge/codec.h"
 #include "bridge/proto.h"
 #include "bridge/state.h"
+#include "bridge/status_page.h"
 #include "bridge/tokens.h"
 #include "models/common.h"
 
 enum { C_PREAUTH, C_AUTHED, C_LIVE };
+enum { LOSS_HISTORY = 2000 };  // loss points the status page keeps (thinned when full)
 
 typedef struct Vol Vol;
 typedef struct Conn Conn;
@@ -43,6 +47,7 @@ struct Vol {
     double rate;              // samples per second from ROUND_OPEN to its first upload chunk
     double up_s;              // seconds its upload takes
     int idle_rounds;          // rounds in a row the throughput plan gave it no share
+    double up_mbit;           // goodput of its last upload (0: none yet)
     double first_seen, last_seen;
     double bytes_in, bytes_out;
     Conn *conn;
@@ -138,8 +143,14 @@ struct BridgeServer {
     double bytes_in, bytes_out, last_bytes_in, last_bytes_out;
     double t_start;
     FILE *csv, *vcsv;
-    int waited, shutting_down, cc_warned;
+    int waited, shutting_down, cc_warned, restarting;
     double trainer_rate;  // samples per second of one trainer (0: not measured)
+    // status page
+    struct evhttp *http;
+    float loss_hist[LOSS_HISTORY][2];
+    int loss_n;
+    long last_step;
+    double last_loss, samples_per_s, t_last_step;
     uint8_t *frame;  // one encoded frame
     size_t frame_cap;
     BrProtoLimits lim;
@@ -165,12 +176,27 @@ static const char *conn_label(const Conn *c) {
     return buf;
 }
 
+// Writes s as one CSV field: quoted, with quotes doubled (names come from peers and may
+// hold commas, quotes or newlines).
+static void csv_field(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
 static void vol_event(BridgeServer *b, const Vol *v, const char *event, uint64_t step,
                       uint64_t samples, const char *detail) {
     if (!b->vcsv || !v) return;
-    fprintf(b->vcsv, "%.3f,%llu,%s,%s,%s,%s,%llu,\"%s\"\n", cx_now() - b->t_start,
-            (unsigned long long)step, v->id_hex, v->name, v->token_name, event,
-            (unsigned long long)samples, detail ? detail : "");
+    fprintf(b->vcsv, "%.3f,%llu,%s,", cx_now() - b->t_start, (unsigned long long)step, v->id_hex);
+    csv_field(b->vcsv, v->name);
+    fputc(',', b->vcsv);
+    csv_field(b->vcsv, v->token_name);
+    fprintf(b->vcsv, ",%s,%llu,", event, (unsigned long long)samples);
+    csv_field(b->vcsv, detail ? detail : "");
+    fputc('\n', b->vcsv);
     fflush(b->vcsv);
 }
 
@@ -628,6 +654,8 @@ static void conn_close(Conn *c, const char *why) {
             if (c->assigned_round == b->round) b->r_lost += c->assigned_samples;
             vol_event(b, c->vol, "lost", c->assigned_round, c->assigned_samples, why);
         }
+        if (!b->shutting_down)
+            vol_event(b, c->vol, "disconnected", (uint64_t)b->tr->optim.step, 0, why);
         if (c->vol->conn == c) c->vol->conn = NULL;
     }
     // flush what is queued (an ERROR/BYE), then FIN (on_write_drained); freed by reap()
@@ -949,6 +977,7 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
             stats[STAT_PARTICIPANTS] += 1;
             b->r_uploads++;
             p->vol->round_accepted += p->samples;
+            if (p->up_s > 0 && p->up_bytes > 0) p->vol->up_mbit = p->up_bytes * 8 / p->up_s / 1e6;
             b->r_up_bytes += p->up_bytes;
             b->r_up_s += p->up_s;
             if (age == 0) {
@@ -1041,10 +1070,131 @@ void bridge_after_step(BridgeServer *b, const StepResult *r) {
     }
     b->last_bytes_in = b->bytes_in;
     b->last_bytes_out = b->bytes_out;
+    double t = cx_now();
+    if (b->t_last_step > 0 && t > b->t_last_step) b->samples_per_s = (double)r->samples / (t - b->t_last_step);
+    b->t_last_step = t;
+    b->last_step = r->step;
+    b->last_loss = r->loss;
+    if (b->loss_n == LOSS_HISTORY) {  // keep every other point: the curve stays whole
+        for (int i = 0; i < LOSS_HISTORY / 2; i++) {
+            b->loss_hist[i][0] = b->loss_hist[2 * i][0];
+            b->loss_hist[i][1] = b->loss_hist[2 * i][1];
+        }
+        b->loss_n = LOSS_HISTORY / 2;
+    }
+    b->loss_hist[b->loss_n][0] = (float)r->step;
+    b->loss_hist[b->loss_n][1] = (float)r->loss;
+    b->loss_n++;
     blog(b, "step %ld | loss %.4f | samples %ld (trainers %ld, volunteers %llu fresh + %llu stale) "
             "| %d live volunteer(s) | wait %.2f s",
          r->step, r->loss, r->samples, b->trainer_samples, (unsigned long long)b->r_fresh,
          (unsigned long long)b->r_stale, live, b->r_wait_s);
+}
+
+// ---- status page (read-only; no tokens or addresses in it) ----
+
+static void json_add(json_object *o, const char *k, json_object *v) { json_object_object_add(o, k, v); }
+
+static void on_status_json(struct evhttp_request *req, void *arg) {
+    BridgeServer *b = arg;
+    double now = cx_now();
+    json_object *o = json_object_new_object();
+    json_add(o, "step", json_object_new_int64(b->last_step));
+    json_add(o, "total_steps", json_object_new_int64(b->o.total_steps));
+    json_add(o, "loss", b->last_step > 0 ? json_object_new_double(b->last_loss) : NULL);
+    json_add(o, "samples_per_s", json_object_new_double(b->samples_per_s));
+    json_add(o, "rounds", json_object_new_int64(b->last_step));
+    json_add(o, "round_open", json_object_new_boolean(b->round_open));
+    json_add(o, "global_batch", json_object_new_int64(b->tr->global_batch));
+    json_add(o, "trainers", json_object_new_int(hybrid_n_trainers(b->h)));
+    json_add(o, "live_volunteers", json_object_new_int(bridge_live_volunteers(b)));
+    json_add(o, "uptime_s", json_object_new_double(now - b->t_start));
+    json_object *vs = json_object_new_array();
+    for (Vol *v = b->vols; v; v = v->next) {
+        json_object *j = json_object_new_object();
+        char id[9];
+        memcpy(id, v->id_hex, 8);
+        id[8] = 0;
+        const Conn *c = v->conn;
+        const char *state = !c || c->closing ? "gone" : c->state == C_LIVE ? "live"
+                            : c->snap ? "downloading" : "connected";
+        json_add(j, "name", json_object_new_string(v->name));
+        json_add(j, "identity", json_object_new_string(id));
+        json_add(j, "state", json_object_new_string(state));
+        json_add(j, "connected", json_object_new_boolean(c && !c->closing));
+        json_add(j, "samples_accepted", json_object_new_int64((int64_t)v->fresh));
+        json_add(j, "samples_late", json_object_new_int64((int64_t)v->stale));
+        json_add(j, "samples_dropped", json_object_new_int64((int64_t)v->dropped));
+        json_add(j, "samples_lost", json_object_new_int64((int64_t)v->lost));
+        json_add(j, "uploads", json_object_new_int64((int64_t)v->uploads));
+        json_add(j, "connects", json_object_new_int64((int64_t)v->connects));
+        json_add(j, "upload_mbit_s", v->up_mbit > 0 ? json_object_new_double(v->up_mbit) : NULL);
+        json_add(j, "bytes_sent", json_object_new_double(v->bytes_in));
+        json_add(j, "bytes_received", json_object_new_double(v->bytes_out));
+        json_add(j, "first_seen_s", json_object_new_double(v->first_seen));
+        json_add(j, "last_seen_s_ago", json_object_new_double(now - b->t_start - v->last_seen));
+        json_object_array_add(vs, j);
+    }
+    json_add(o, "volunteers", vs);
+    json_object *hist = json_object_new_array();
+    for (int i = 0; i < b->loss_n; i++) {
+        json_object *pt = json_object_new_array();
+        json_object_array_add(pt, json_object_new_int64((int64_t)b->loss_hist[i][0]));
+        json_object_array_add(pt, json_object_new_double(b->loss_hist[i][1]));
+        json_object_array_add(hist, pt);
+    }
+    json_add(o, "loss_history", hist);
+    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    struct evbuffer *buf = evbuffer_new();
+    evbuffer_add(buf, text, strlen(text));
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_add_header(h, "Access-Control-Allow-Origin", "*");
+    evhttp_send_reply(req, HTTP_OK, "OK", buf);
+    evbuffer_free(buf);
+    json_object_put(o);
+}
+
+static void on_status_page(struct evhttp_request *req, void *arg) {
+    (void)arg;
+    const char *uri = evhttp_request_get_uri(req);
+    if (strcmp(uri, "/") != 0 && strcmp(uri, "/index.html") != 0) {
+        evhttp_send_error(req, HTTP_NOTFOUND, "not found: the bridge serves / and /status.json");
+        return;
+    }
+    struct evbuffer *buf = evbuffer_new();
+    evbuffer_add(buf, BR_STATUS_PAGE, sizeof BR_STATUS_PAGE - 1);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "text/html; charset=utf-8");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_send_reply(req, HTTP_OK, "OK", buf);
+    evbuffer_free(buf);
+}
+
+static int start_status(BridgeServer *b, char *err) {
+    char host[256];
+    const char *colon = strrchr(b->o.status_listen, ':');
+    if (!colon || colon == b->o.status_listen || (size_t)(colon - b->o.status_listen) >= sizeof host)
+        return cx_err(err, "status address '%s' is not HOST:PORT", b->o.status_listen);
+    memcpy(host, b->o.status_listen, (size_t)(colon - b->o.status_listen));
+    host[colon - b->o.status_listen] = 0;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port <= 0 || port > 65535)
+        return cx_err(err, "status port '%s' is not 1..65535", colon + 1);
+    b->http = evhttp_new(b->base);
+    CHECK(b->http, "evhttp_new failed");
+    evhttp_set_allowed_methods(b->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    evhttp_set_max_headers_size(b->http, 8192);
+    evhttp_set_max_body_size(b->http, 0);
+    evhttp_set_timeout(b->http, 10);
+    evhttp_set_cb(b->http, "/status.json", on_status_json, b);
+    evhttp_set_gencb(b->http, on_status_page, b);
+    if (!evhttp_bind_socket_with_handle(b->http, host, (uint16_t)port))
+        return cx_err(err, "cannot serve the status page on %s: %s", b->o.status_listen, strerror(errno));
+    blog(b, "status page on http://%s/ (and /status.json)", b->o.status_listen);
+    return 0;
 }
 
 // ---- create / free ----
@@ -1115,6 +1265,7 @@ BridgeServer *bridge_create(const BridgeOptions *o, Trainer *tr, HybridComm *h,
     struct timeval one = {0, 250000};
     evtimer_add(b->tick, &one);
     b->wake = evtimer_new(b->base, on_wake, b);
+    if (o->status_listen && start_status(b, err) != 0) goto fail;
     if (o->run_dir) {
         char path[4096];
         snprintf(path, sizeof path, "%s/bridge.csv", o->run_dir);
@@ -1139,12 +1290,14 @@ fail:
     return NULL;
 }
 
+void bridge_set_restarting(BridgeServer *b) { b->restarting = 1; }
+
 void bridge_free(BridgeServer *b) {
     if (!b) return;
     for (Conn *c = b->conns; c; c = c->next) {
         if (c->closing) continue;
         BrFrame f = {.type = BR_MSG_BYE};
-        f.m.bye.reason = BR_BYE_SHUTDOWN;
+        f.m.bye.reason = b->restarting ? BR_BYE_RESTART : BR_BYE_SHUTDOWN;
         conn_send(c, &f);
     }
     // flush for at most a second
@@ -1191,6 +1344,7 @@ void bridge_free(BridgeServer *b) {
     for (int i = 0; b->hist && i < b->o.history; i++) free(b->hist[i].sum);
     free(b->hist);
     if (b->snap) snap_unref(b->snap);
+    if (b->http) evhttp_free(b->http);
     if (b->tick) event_free(b->tick);
     if (b->wake) event_free(b->wake);
     if (b->lis) evconnlistener_free(b->lis);

@@ -52,6 +52,9 @@ typedef struct {
                                // (reproducible; the equivalence tests); 0: shares sized
                                // to each volunteer's measured speed and link (default)
     int probe_samples;         // share of a volunteer not yet measured (throughput plan)
+    const char *status_listen; // "HOST:PORT" of the read-only status page and /status.json
+                               // (NULL: none)
+    long total_steps;          // for the status page
     int wait_volunteers;       // the first round waits for this many live volunteers ...
     double wait_timeout_s;     // ... at most this long
     int quiet;
@@ -80,8 +83,11 @@ void bridge_after_step(BridgeServer *b, const StepResult *r);
 // Number of volunteers connected and synced.
 int bridge_live_volunteers(const BridgeServer *b);
 
-// Sends BYE (shutdown) to every volunteer, flushes for at most a second, writes the
-// per-volunteer summary, frees everything. NULL is a no-op.
+// Sends BYE to every volunteer (reason BR_BYE_SHUTDOWN: the run is over; set
+// bridge_set_restarting first when the job stops to be requeued: BR_BYE_RESTART tells
+// volunteers to reconnect later), flushes for at most a second, writes the per-volunteer
+// summary, frees everything. NULL is a no-op.
 void bridge_free(BridgeServer *b);
+void bridge_set_restarting(BridgeServer *b);
 
 #endif

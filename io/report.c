@@ -665,7 +665,7 @@ static int load_volunteers(RepRun *r, const double *boff, int n_boff, char *err)
         }
         const char *ev = f[5];
         static const char *events[] = {"joined", "live", "accepted", "accepted-stale", "dropped-stale", "late",
-                                       "lost", "kicked", "left", "unfinished", "summary"};
+                                       "lost", "kicked", "left", "unfinished", "summary", "disconnected"};
         int known = 0;
         for (size_t k = 0; k < sizeof events / sizeof *events; k++) known |= !strcmp(ev, events[k]);
         if (!known) {
@@ -706,7 +706,7 @@ static int load_volunteers(RepRun *r, const double *boff, int n_boff, char *err)
             s->open = 1;
             s->start = s->last_seen = at;
         } else if (!strcmp(ev, "left") || !strcmp(ev, "kicked") || !strcmp(ev, "lost") ||
-                   !strcmp(ev, "unfinished")) {
+                   !strcmp(ev, "unfinished") || !strcmp(ev, "disconnected")) {
             if (!strcmp(ev, "lost")) v->lost += samples;
             if (s->open) {
                 s->open = 0;

@@ -19,7 +19,7 @@
 set -u
 BUILD=${1:?usage: bench-wan.sh BUILD_DIR DATA_DIR [STEPS]}
 DATA=${2:?usage: bench-wan.sh BUILD_DIR DATA_DIR [STEPS]}
-STEPS=${3:-14}
+STEPS=${3:-10}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/lib.sh"
 source "$HERE/wan.sh"
@@ -42,25 +42,31 @@ wan_link_up $ID 50 0 1 20 100 || exit 1
 TOKENS=$WORK/tokens.txt
 TOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" bench)
 # the benchmark model: ALBERT H=256, 4 heads, E=128, FFN 1024, 4 layers, T=128 (about 1.9M
-# parameters: a 3.8 MB fp16 upload, a 7.6 MB fp32 download per round)
+# parameters: a 3.8 MB fp16 upload, a 7.6 MB fp32 download per round); a global batch of
+# 384 sequences makes a step of about 10 s on these 2 shared cores, so a round's transfers
+# (about 2.5 s at the link's rates) can hide behind the trainers' compute
 MODEL=(--set data.train="$DATA/shards/train.h5" --set data.valid= --set model.hidden_size=256
        --set model.num_heads=4 --set model.embedding_size=128 --set model.intermediate_size=1024
        --set model.num_layers=4 --set data.seq_len=128 --set model.dropout=0
-       --set train.threads=1 --set train.global_batch=48 --set train.micro_batch=4
+       --set train.threads=1 --set train.global_batch=384 --set train.micro_batch=8
        --set train.eval_every=0 --set train.replica_check_every=0 --set optim.warmup_steps=2)
 echo "wan-bench: link 50 ms RTT, 1% loss each way, 20 Mbit/s up, 100 Mbit/s down; 2 trainer ranks"
 echo "wan-bench: + bridge + 1 volunteer, 1 OpenBLAS thread each (2 cores shared), OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 
 run() {  # CC: one run, prints the figures, sets RESULT
-    local cc=$1 port=$((20000 + RANDOM % 20000)) r=$WORK/run-$cc
+    local cc=$1
+    local port=$((20000 + RANDOM % 20000)) r=$WORK/run-$1 steps=$2
     mpirun --allow-run-as-root --oversubscribe -np 2 "$BIN/conflux-train" "${MODEL[@]}" \
-        --set train.steps="$STEPS" --set run.dir="$r" -q \
+        --set train.steps="$steps" --set run.dir="$r" -q \
         : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 0.0.0.0:$port --tcp-cc "$cc" \
         --deadline 30 --wait-volunteers 1 --wait-timeout 120 -q >"$r.bridge.log" 2>&1 &
     local mp=$!
     wan_exec $ID "$BIN/conflux-volunteer" --join 10.77.$ID.1:$port --token "$TOK" --name bench \
         --set train.threads=1 --tcp-cc "$cc" --stats "$r.vol.csv" -q >"$r.vol.log" 2>&1 &
     wait $mp || { echo "wan-bench: the $cc run failed"; tail -5 "$r.bridge.log" "$r.vol.log"; exit 1; }
+    # the volunteer ends with the run (or, dropped by then, is still retrying: stop it)
+    for _ in $(seq 100); do jobs -pr | grep -q . || break; sleep 0.1; done
+    jobs -pr | xargs -r kill 2>/dev/null
     wait
     RESULT=$(/usr/bin/python3 - "$r" "$cc" <<'EOF'
 import csv, sys, statistics as st
@@ -83,7 +89,7 @@ rows = [m for m in me[skip:] if int(m["step"]) in vol_steps]
 comp = sum(float(m["compute_s"]) for m in rows); comm = sum(float(m["comm_s"]) for m in rows)
 util = comp / (comp + comm) if comp + comm > 0 else 0.0
 vs = [int(r["fresh_samples"]) for r in br[skip:]]
-print(f"  {cc}: {len(br)} rounds; volunteer share {min(vs)}..{max(vs)} of 48 samples; "
+print(f"  {cc}: {len(br)} rounds; volunteer share {min(vs)}..{max(vs)} of 384 samples; "
       f"upload {up_bps*8/1e6:.1f} Mbit/s, download {down_bps*8/1e6:.1f} Mbit/s; "
       f"step {st.median(float(m['compute_s'])+float(m['comm_s']) for m in me[skip:]):.2f} s", file=sys.stderr)
 print(f"up_goodput={up_bps*8/20e6:.3f} down_goodput={down_bps*8/100e6:.3f} "
@@ -92,8 +98,8 @@ EOF
 )
     echo "wan-bench[$cc]: $RESULT"
 }
-run cubic
+run cubic $(( STEPS * 4 / 10 ))
 CUBIC=$RESULT
-run bbr
+run bbr "$STEPS"
 echo "wan-bench: figures below are bbr (conflux's default on its sockets); cubic gave: $CUBIC"
 echo "wan-bench: $RESULT"
