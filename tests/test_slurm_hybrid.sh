@@ -38,7 +38,7 @@ ARGS=("${TINY_MODEL[@]}" --set train.global_batch=8 --set train.micro_batch=2
       --set train.eval_every=0 --set train.steps=200 --set train.log_every=50)
 jid=$(CONFLUX_BIN_DIR="$BIN" CONFLUX_RUN_DIR="$WORK/job" CONFLUX_TOKENS="$TOKENS" \
       CONFLUX_LISTEN=127.0.0.1:$PORT CONFLUX_BRIDGE_ARGS="--plan equal --wait-volunteers 1 --wait-timeout 60" \
-      sbatch --parsable --ntasks=3 --output="$WORK/job.out" slurm/hybrid.sbatch "${ARGS[@]}")
+      sbatch --parsable --overcommit --ntasks=3 --output="$WORK/job.out" slurm/hybrid.sbatch "${ARGS[@]}")
 [ -n "$jid" ] && ok "submitted hybrid job $jid (2 trainers + bridge)" || { bad "sbatch failed"; exit 1; }
 "$BIN/conflux-volunteer" --join 127.0.0.1:$PORT --token "$TOK" --name slurmvol --set train.threads=1 \
     --timeout 10 --retries 60 >"$WORK/vol.log" 2>&1 &
