@@ -373,7 +373,7 @@ static int client_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
     }
     BrFrame f;
     if (next_frame(c, &f, err) != 0) return -1;
-    double t0 = cx_now(), b0 = c->st.bytes_recv;
+    double t0 = cx_now(), b0 = c->st.bytes_recv, t_first = t0, b_first = b0;
     if (f.type != BR_MSG_ROUND_CLOSE || f.m.round_close.round_id != c->round)
         return failf(c, err, "expected ROUND_CLOSE for round %llu, got %s",
                      (unsigned long long)c->round, br_proto_type_name(f.type));
@@ -392,9 +392,15 @@ static int client_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
                          (unsigned long long)a->offset, a->n_elems, a->codec,
                          (unsigned long long)c->round, got);
         br_fp32_decode(grads + got, a->data, a->n_elems);
+        if (got == 0) {
+            t_first = cx_now();
+            b_first = c->st.bytes_recv - (double)(c->in_len - c->in_pos);
+        }
         got += a->n_elems;
     }
     c->st.down_s = cx_now() - t0;
+    c->st.down_steady_s = cx_now() - t_first;
+    c->st.down_steady_bytes = c->st.bytes_recv - (double)(c->in_len - c->in_pos) - b_first;
     c->st.down_bytes = c->st.bytes_recv - b0;
     stats[STAT_LOSS_SUM] = rc.loss_sum;
     stats[STAT_TOKENS] = (double)rc.tokens;

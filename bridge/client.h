@@ -47,6 +47,8 @@ typedef struct {
     uint64_t samples, accepted;      // samples computed; samples the bridge accepted on time
     double up_s, up_bytes;           // last upload: seconds from first byte to last, bytes
     double down_s, down_bytes;       // last result download (ROUND_CLOSE to last AVG_CHUNK)
+    double down_steady_s, down_steady_bytes;  // the same after its first AVG_CHUNK arrived
+                                     // (steady-state rate, as the bridge times uploads)
     double compute_s;                // last share: plan to upload start
     double round_s;                  // last round: ROUND_OPEN received to the result applied
 } BrClientStats;

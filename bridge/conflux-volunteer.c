@@ -253,7 +253,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, TOOL ": error: cannot write %s: %s\n", stats_path, strerror(errno));
             return 1;
         }
-        fprintf(stats, "step,share_samples,compute_s,upload_s,upload_bytes,download_s,download_bytes,round_s\n");
+        fprintf(stats, "step,share_samples,compute_s,upload_s,upload_bytes,download_s,download_bytes,"
+                       "round_s,download_steady_s,download_steady_bytes\n");
     }
     Replica rep = {0};
     uint8_t *blob = NULL;
@@ -342,9 +343,10 @@ int main(int argc, char **argv) {
             if (had_share) contributed++;
             shares_before = cs->shares;
             if (stats) {
-                fprintf(stats, "%ld,%d,%.4f,%.4f,%.0f,%.4f,%.0f,%.4f\n", r.step, had_share,
+                fprintf(stats, "%ld,%d,%.4f,%.4f,%.0f,%.4f,%.0f,%.4f,%.4f,%.0f\n", r.step, had_share,
                         had_share ? cs->compute_s : 0.0, had_share ? cs->up_s : 0.0,
-                        had_share ? cs->up_bytes : 0.0, cs->down_s, cs->down_bytes, cs->round_s);
+                        had_share ? cs->up_bytes : 0.0, cs->down_s, cs->down_bytes, cs->round_s,
+                        cs->down_steady_s, cs->down_steady_bytes);
                 fflush(stats);
             }
             double now = cx_now();

@@ -3,12 +3,14 @@
 # 20 Mbit/s up, 100 Mbit/s down; tests/wan.sh) trains with 2 cluster ranks + the bridge.
 # Measures, per TCP congestion control (bbr, the default of conflux's sockets, and cubic,
 # what most internet hosts run, for reference):
-#   up_goodput     gradient upload payload rate at the bridge (bytes after the first chunk
-#                  over the time from the first chunk to the last) / 20 Mbit/s
-#   down_goodput   summed-gradient download rate at the volunteer (ROUND_CLOSE to the last
-#                  AVG_CHUNK) / 100 Mbit/s
-#   round_overhead_ms  median over rounds with a share: the volunteer's round time minus its
-#                  compute, its upload at the measured goodput and its download
+#   up_goodput     gradient upload payload rate at the bridge (bytes after the first 256 KiB
+#                  chunk over the time from that chunk's arrival to the last) / 20 Mbit/s
+#   down_goodput   summed-gradient download rate at the volunteer, timed the same way
+#                  (after the first chunk) / 100 Mbit/s; the end-to-end rate from
+#                  ROUND_CLOSE on is printed too
+#   round_overhead_ms  median over rounds with the volunteer: the time trainer rank 0 spends
+#                  per round beyond its own compute (plan broadcast, all-reduce with the
+#                  bridge, waiting for the volunteer's upload), metrics.csv comm_s
 #   cluster_util   trainer rank 0's compute_s / (compute_s + comm_s) over the steps the
 #                  volunteer took part in (metrics.csv)
 # The link's rate counts Ethernet frames: TCP payload tops out at 1448/1514 = 0.956 of it.
@@ -63,42 +65,49 @@ run() {  # CC: one run, prints the figures, sets RESULT
     local mp=$!
     wan_exec $ID "$BIN/conflux-volunteer" --join 10.77.$ID.1:$port --token "$TOK" --name bench \
         --set train.threads=1 --tcp-cc "$cc" --stats "$r.vol.csv" -q >"$r.vol.log" 2>&1 &
+    local vp=$!
     wait $mp || { echo "wan-bench: the $cc run failed"; tail -5 "$r.bridge.log" "$r.vol.log"; exit 1; }
     # the volunteer ends with the run (or, dropped by then, is still retrying: stop it)
-    for _ in $(seq 100); do jobs -pr | grep -q . || break; sleep 0.1; done
-    jobs -pr | xargs -r kill 2>/dev/null
-    wait
+    for _ in $(seq 100); do kill -0 $vp 2>/dev/null || break; sleep 0.1; done
+    kill $vp 2>/dev/null
+    wait $vp 2>/dev/null
     RESULT=$(/usr/bin/python3 - "$r" "$cc" <<'EOF'
 import csv, sys, statistics as st
 d, cc = sys.argv[1], sys.argv[2]
 br = list(csv.DictReader(open(f"{d}/bridge.csv")))
 me = list(csv.DictReader(open(f"{d}/metrics.csv")))
 vo = list(csv.DictReader(open(f"{d}.vol.csv")))
-skip = 2  # warm-up rounds (probe share, slow start)
+skip = 1 if len(br) > 4 else 0  # the first round: a probe-sized share, TCP slow start
 ub = sum(float(r["upload_bytes_timed"]) for r in br[skip:])
 us = sum(float(r["upload_s_timed"]) for r in br[skip:])
 up_bps = ub / us if us > 0 else 0.0
 shares = [v for v in vo[skip:] if int(v["share_samples"]) > 0]
-db = sum(float(v["download_bytes"]) for v in vo[skip:])
-ds = sum(float(v["download_s"]) for v in vo[skip:])
+db = sum(float(v["download_steady_bytes"]) for v in vo[skip:])
+ds = sum(float(v["download_steady_s"]) for v in vo[skip:])
 down_bps = db / ds if ds > 0 else 0.0
-over = [float(v["round_s"]) - float(v["compute_s"]) - float(v["upload_bytes"]) / up_bps - float(v["download_s"])
-        for v in shares] if up_bps > 0 else []
+db2 = sum(float(v["download_bytes"]) for v in vo[skip:])
+ds2 = sum(float(v["download_s"]) for v in vo[skip:])
+down_e2e = db2 / ds2 if ds2 > 0 else 0.0
 vol_steps = {int(r["step"]) for r in br if int(r["fresh_samples"]) + int(r["stale_samples"]) > 0}
 rows = [m for m in me[skip:] if int(m["step"]) in vol_steps]
 comp = sum(float(m["compute_s"]) for m in rows); comm = sum(float(m["comm_s"]) for m in rows)
 util = comp / (comp + comm) if comp + comm > 0 else 0.0
-vs = [int(r["fresh_samples"]) for r in br[skip:]]
-print(f"  {cc}: {len(br)} rounds; volunteer share {min(vs)}..{max(vs)} of 384 samples; "
-      f"upload {up_bps*8/1e6:.1f} Mbit/s, download {down_bps*8/1e6:.1f} Mbit/s; "
-      f"step {st.median(float(m['compute_s'])+float(m['comm_s']) for m in me[skip:]):.2f} s", file=sys.stderr)
+over = [1000 * float(m["comm_s"]) for m in rows]
+idle = [float(v["round_s"]) - float(v["compute_s"]) - float(v["upload_bytes"]) / up_bps - float(v["download_s"])
+        for v in shares] if up_bps > 0 else []
+vs = [int(r["fresh_samples"]) for r in br[skip:]] or [0]
+print(f"  {cc}: {len(br)} rounds ({skip} warm-up left out); volunteer share {min(vs)}..{max(vs)} of 384 "
+      f"samples; upload {up_bps*8/1e6:.1f} Mbit/s, download {down_bps*8/1e6:.1f} Mbit/s "
+      f"(end to end, with the first chunk: {down_e2e*8/1e6:.1f}); step "
+      f"{st.median(float(m['compute_s'])+float(m['comm_s']) for m in me[skip:]):.2f} s; volunteer idle "
+      f"per round (waiting for the cluster) {st.median(idle) if idle else float('nan'):.2f} s", file=sys.stderr)
 print(f"up_goodput={up_bps*8/20e6:.3f} down_goodput={down_bps*8/100e6:.3f} "
-      f"round_overhead_ms={1000*st.median(over) if over else float('nan'):.0f} cluster_util={util:.3f}")
+      f"round_overhead_ms={st.median(over) if over else float('nan'):.0f} cluster_util={util:.3f}")
 EOF
 )
     echo "wan-bench[$cc]: $RESULT"
 }
-run cubic $(( STEPS * 4 / 10 ))
+run cubic 4
 CUBIC=$RESULT
 run bbr "$STEPS"
 echo "wan-bench: figures below are bbr (conflux's default on its sockets); cubic gave: $CUBIC"
