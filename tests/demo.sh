@@ -43,6 +43,7 @@ else
     echo "== NOTE: no network namespaces here (${WAN_SKIP_REASON:-needs root}); both volunteers use loopback"
     WAN_ID=
 fi
+export WAN_QUIET=1
 echo "== pretraining ALBERT (L=4 H=256 E=128 V=8192 T=64; global batch 64) for $STEPS steps into $RUN:"
 echo "   2 trainer ranks + bridge (status page: http://127.0.0.1:$SPORT/) + 2 volunteers"
 "${MPIRUN[@]}" -np 2 "$BIN/conflux-train" \
@@ -66,12 +67,14 @@ else
         --set train.threads=1 --set data.train="$DATA/shards/train.h5" >"$RUN/wan-volunteer.log" 2>&1 &
 fi
 # trainer rank 0's progress lines come through mpirun's output (in the bridge log file here)
-tail -n +1 -f "$RUN/bridge.log" --pid=$MP 2>/dev/null | grep --line-buffered -E "^(step|valid|conflux-train)" || true
+tail -n +1 -f "$RUN/bridge.log" --pid=$MP 2>/dev/null | grep --line-buffered -E "^(step [0-9]+/|valid |conflux-train)" || true
 wait $MP
 sleep 2
 echo
 echo "== who contributed what (conflux-report $RUN)"
-"$BIN/conflux-report" --format text "$RUN" | sed -n '/Participants/,$p' | head -20
+"$BIN/conflux-report" --format text "$RUN" | sed -n '/^Participants/,/^Comparison/p' | grep -v '^Comparison'
+awk -F, 'NR > 1 { t += $4; v += $7 + $8; l += $10 } END {
+    printf "   samples over the run: trainers %d, volunteers %d (late but counted included), lost %d\n", t, v, l }' "$RUN/bridge.csv"
 echo
 echo "== validation loss over the run (step, loss):"
 awk -F, 'NR > 1 && $13 != "" {printf "   step %5d  valid loss %.4f\n", $2, $13}' "$RUN/metrics.csv"
