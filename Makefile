@@ -62,7 +62,7 @@ MPI_TESTS := $(MPI_TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 TEST_TOOL_SRCS := $(wildcard tests/tool_*.c)
 TEST_TOOLS := $(TEST_TOOL_SRCS:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all tools tests check check-run deps demo demo-run bench bench-run bench-dp bench-dp-run bench-wan bench-wan-run bench-headline bench-headline-run corpus tokenizer shards clean clean-data
+.PHONY: all tools tests check check-run deps demo demo-run bench bench-run bench-dp bench-dp-run bench-wan bench-wan-run bench-headline bench-headline-run experiment experiment-run corpus tokenizer shards clean clean-data
 all: tools
 
 tools: $(TOOLS)
@@ -158,6 +158,12 @@ bench-wan: deps
 
 bench-wan-run: tools tests shards
 	bash tests/bench-wan.sh $(BUILD) $(DATA)
+
+experiment: deps
+	@$(MAKE) --no-print-directory MODE=release experiment-run
+
+experiment-run: tools tests shards
+	bash tests/experiment.sh $(BUILD) $(DATA) build/experiment
 
 bench-headline: deps
 	@$(MAKE) --no-print-directory MODE=release bench-headline-run

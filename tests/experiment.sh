@@ -23,8 +23,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 cleanup() {
-    jobs -p | xargs -r kill -9 2>/dev/null
-    wait 2>/dev/null
+    pkill -9 -f -- "--token $TOK" 2>/dev/null
     wan_cleanup
 }
 trap cleanup EXIT
@@ -40,6 +39,7 @@ MODEL=(--set data.train="$DATA/shards/train.h5" --set data.valid="$DATA/shards/v
        --set optim.warmup_steps=20 --set train.checkpoint_every=0 --set train.log_every=20 -q)
 TOKENS=$OUT/tokens.txt
 TOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" experiment)
+[ -n "$TOK" ] || { echo "experiment: cannot issue a token"; exit 1; }
 # link profiles: ID RTT_MS JITTER LOSS UP DOWN
 wan_link_up 211 1 0 0 1000 1000 || exit 1
 wan_link_up 212 20 0 0 200 200 || exit 1
@@ -64,23 +64,26 @@ collab() {  # NAME CHURN
         --wait-volunteers $([ "$churn" = 1 ] && echo 2 || echo 3) --wait-timeout 120 -q \
         >"$OUT/$name.bridge.log" 2>&1 &
     local mp=$!
+    local pids=()
     if [ "$churn" = 0 ]; then
-        volunteer 211 fast $port & volunteer 212 medium $port & volunteer 213 slow $port &
+        volunteer 211 fast $port & pids+=($!)
+        volunteer 212 medium $port & pids+=($!)
+        volunteer 213 slow $port & pids+=($!)
     else
-        volunteer 211 fast $port --steps 40 &
-        volunteer 213 slow $port &
-        local slow=$!
+        volunteer 211 fast $port --steps 40 & pids+=($!)
+        volunteer 213 slow $port & local slow=$!
         sleep 30
-        volunteer 212 medium $port &
+        volunteer 212 medium $port & pids+=($!)
         sleep 20
-        pkill -9 -f -- "--name slow" ; wait $slow 2>/dev/null
+        pkill -9 -f -- "--name slow"
+        wait $slow 2>/dev/null
         sleep 5
-        volunteer 213 slow $port &
+        volunteer 213 slow $port & pids+=($!)
     fi
     wait $mp || { echo "experiment: the $name run failed"; tail -5 "$OUT/$name.bridge.log"; exit 1; }
     sleep 3
     pkill -f -- "--token $TOK" 2>/dev/null
-    wait 2>/dev/null
+    wait "${pids[@]}" 2>/dev/null
 }
 echo "== (b) collab: 1 trainer rank + bridge + 3 volunteers (fast, medium, slow links)"
 collab collab 0
