@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "models/common.h"
 
@@ -30,7 +31,23 @@ void optim_init(Optim *o, const OptimConfig *cfg, const TensorSpec *specs, int n
     o->m = cx_calloc(n, sizeof(float));
     o->v = cx_calloc(n, sizeof(float));
     o->step = 0;
+    o->group_first = 0;
+    memset(&o->group_cfg, 0, sizeof o->group_cfg);
 }
+
+void optim_set_group(Optim *o, int first_spec, const OptimConfig *g) {
+    CHECK(first_spec > 0 && first_spec < o->n_specs, "parameter group from spec %d of %d",
+          first_spec, o->n_specs);
+    o->group_first = first_spec;
+    o->group_cfg = *g;
+}
+
+// The configuration whose schedule and weight decay spec i follows.
+static const OptimConfig *spec_cfg(const Optim *o, int i) {
+    return o->group_first > 0 && i >= o->group_first ? &o->group_cfg : &o->cfg;
+}
+
+float optim_spec_lr(const Optim *o, int spec, long step) { return optim_lr(spec_cfg(o, spec), step); }
 
 void optim_free(Optim *o) {
     free(o->m);
@@ -43,6 +60,10 @@ float optim_lr(const OptimConfig *c, long step) {
     if (c->warmup_steps > 0 && step < c->warmup_steps)
         return (float)(lr * (double)(step + 1) / (double)c->warmup_steps);
     if (c->schedule == SCHED_CONSTANT) return (float)lr;
+    if (c->schedule == SCHED_INVSQRT) {
+        double w = c->warmup_steps > 0 ? (double)c->warmup_steps : 1.0;
+        return (float)(lr * sqrt(w / (double)(step + 1)));
+    }
     long decay_steps = c->total_steps - c->warmup_steps;
     if (decay_steps <= 0) return (float)lr;
     double frac = (double)(step - c->warmup_steps) / (double)decay_steps;
@@ -71,7 +92,8 @@ void optim_step_with_norm(Optim *o, float *params, float *grads, double gnorm) {
     float gscale = 1.0f;
     if (c->clip_norm > 0.0f && gnorm > c->clip_norm) gscale = (float)(c->clip_norm / (gnorm + 1e-6));
     long t = o->step + 1;
-    float lr = optim_lr(c, o->step);
+    const float lr0 = optim_lr(c, o->step);
+    const float lr1 = o->group_first > 0 ? optim_lr(&o->group_cfg, o->step) : lr0;
     const float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
     const float bc1 = (float)(1.0 - pow(b1, (double)t)), bc2 = (float)(1.0 - pow(b2, (double)t));
     for (int i = 0; i < o->n_specs; i++) {
@@ -79,7 +101,9 @@ void optim_step_with_norm(Optim *o, float *params, float *grads, double gnorm) {
         float *w = params + s->offset, *g = grads + s->offset;
         float *m = o->m + s->offset, *v = o->v + s->offset;
         const size_t n = s->n;
-        const float wd = s->no_decay ? 0.0f : c->weight_decay;
+        const int grouped = o->group_first > 0 && i >= o->group_first;
+        const float lr = grouped ? lr1 : lr0;
+        const float wd = s->no_decay ? 0.0f : spec_cfg(o, i)->weight_decay;
         if (gscale != 1.0f)
             for (size_t j = 0; j < n; j++) g[j] *= gscale;
         for (size_t j = 0; j < n; j++) {

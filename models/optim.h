@@ -3,6 +3,12 @@
 // The parameter, gradient and moment arenas share one TensorSpec layout. Weight decay and
 // (for LAMB) the trust ratio skip tensors marked no_decay (biases, LayerNorm weights), as
 // in BERT/ALBERT's reference optimizers.
+//
+// Parameter groups (optional): optim_set_group gives the specs from a given index on their
+// own learning-rate schedule (lr, schedule, warmup_steps, end_lr, poly_power) and weight
+// decay, as BertSumAbs trains a pretrained encoder and a fresh decoder with separate
+// learning rates and warm-ups. Moments, betas, eps, clipping (one global norm) and the
+// optimizer kind stay shared. Without a group every spec follows cfg, as before.
 #ifndef CONFLUX_OPTIM_H
 #define CONFLUX_OPTIM_H
 
@@ -11,7 +17,10 @@
 #include "models/tensor.h"
 
 typedef enum { OPTIM_ADAMW = 0, OPTIM_LAMB = 1 } OptimKind;
-typedef enum { SCHED_LINEAR = 0, SCHED_POLY = 1, SCHED_CONSTANT = 2 } SchedKind;
+// SCHED_INVSQRT: linear warm-up to lr, then lr * sqrt(warmup_steps / (step + 1)) (the
+// Transformer/"Noam" schedule that BertSumAbs uses, scaled so that lr is its peak; with no
+// warm-up, lr / sqrt(step + 1)). It ignores total_steps and end_lr.
+typedef enum { SCHED_LINEAR = 0, SCHED_POLY = 1, SCHED_CONSTANT = 2, SCHED_INVSQRT = 3 } SchedKind;
 
 typedef struct {
     OptimKind kind;
@@ -33,6 +42,8 @@ typedef struct {
     size_t n;             // arena length (floats)
     float *m, *v;         // first and second moments (arena layout)
     long step;            // optimizer steps taken
+    int group_first;      // > 0: specs [group_first, n_specs) follow group_cfg (optim_set_group)
+    OptimConfig group_cfg;
 } Optim;
 
 // Validates; -1 with err naming the key (optim.lr, ...).
@@ -42,6 +53,13 @@ const char *optim_kind_name(OptimKind k);
 // Allocates zeroed moments for an arena of n floats laid out by specs.
 void optim_init(Optim *o, const OptimConfig *cfg, const TensorSpec *specs, int n_specs, size_t n);
 void optim_free(Optim *o);
+// Second parameter group: specs [first_spec, n_specs) take their learning-rate schedule
+// (lr, schedule, warmup_steps, total_steps, end_lr, poly_power) and weight_decay from g;
+// specs before first_spec keep o->cfg. 0 < first_spec < n_specs (CHECKed). The caller has
+// validated g (optim_config_check).
+void optim_set_group(Optim *o, int first_spec, const OptimConfig *g);
+// Learning rate that spec i gets at optimizer step `step` (its group's schedule).
+float optim_spec_lr(const Optim *o, int spec, long step);
 
 // Learning rate for optimizer step `step` (0-based: the step about to be taken).
 float optim_lr(const OptimConfig *c, long step);

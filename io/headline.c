@@ -1,0 +1,1496 @@
+// headline.c: pair shards, text helpers, Debian (title, body) pairs, mBART denoising,
+// the headline/denoise training tasks and the conflux-headline configuration (see
+// headline.h). The pair shard is shard code: like io/shard.c it uses the HDF5 helpers of
+// io/h5util_internal.h.
+#include "io/headline.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <ini.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "io/corpus.h"
+#include "io/h5util_internal.h"
+#include "io/rouge.h"
+#include "models/common.h"
+#include "models/rng.h"
+
+#define PAIRS_FORMAT "conflux-pairs"
+#define PAIRS_VERSION 1
+#define PAIRS_CHUNK ((size_t)65536)  // tokens per chunk (256 KiB)
+#define WHY_LEN H5U_WHY_LEN
+
+// ---------------------------------------------------------------------------------------
+// Pair shard writer: two appendable int32 datasets with one-chunk buffers.
+
+typedef struct {
+    hid_t ds;
+    int32_t *buf;
+    size_t n_buf;
+    uint64_t n_written;
+    int64_t *off;  // n_off entries: 0, end of pair 0, ...
+    size_t n_off, cap_off;
+    const char *label;
+} Column;
+
+struct PairWriter {
+    hid_t file;
+    char *path, *tmp;
+    int vocab_size;
+    Column col[2];  // src, tgt
+    int failed;
+};
+
+static int column_create(Column *c, hid_t file, const char *name, const char *label, char *why) {
+    hid_t space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
+    hsize_t dims[1] = {0}, maxdims[1] = {H5S_UNLIMITED}, chunk[1] = {PAIRS_CHUNK};
+    c->label = label;
+    c->ds = H5I_INVALID_HID;
+    int rc = 0;
+    if ((space = H5Screate_simple(1, dims, maxdims)) < 0 ||
+        (dcpl = H5Pcreate(H5P_DATASET_CREATE)) < 0 || H5Pset_chunk(dcpl, 1, chunk) < 0 ||
+        H5Pset_fletcher32(dcpl) < 0 || H5Pset_obj_track_times(dcpl, 0) < 0 ||
+        (c->ds = H5Dcreate2(file, name, H5T_STD_I32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0) {
+        h5u_why(why, label);
+        rc = -1;
+    }
+    h5u_close_id(&space, H5Sclose);
+    h5u_close_id(&dcpl, H5Pclose);
+    return rc;
+}
+
+static int column_flush(Column *c, char *why) {
+    if (c->n_buf == 0) return 0;
+    hsize_t start[1] = {c->n_written}, count[1] = {c->n_buf}, size[1] = {c->n_written + c->n_buf};
+    hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
+    int rc = -1;
+    if (H5Dset_extent(c->ds, size) < 0 || (fspace = H5Dget_space(c->ds)) < 0 ||
+        H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+        (mspace = H5Screate_simple(1, count, NULL)) < 0 ||
+        H5Dwrite(c->ds, H5T_NATIVE_INT32, mspace, fspace, H5P_DEFAULT, c->buf) < 0) {
+        h5u_why(why, c->label);
+        goto out;
+    }
+    c->n_written += c->n_buf;
+    c->n_buf = 0;
+    rc = 0;
+out:
+    h5u_close_id(&mspace, H5Sclose);
+    h5u_close_id(&fspace, H5Sclose);
+    return rc;
+}
+
+static int column_add(Column *c, const int32_t *t, size_t n, char *why) {
+    if (c->n_off == c->cap_off) {
+        size_t cap = c->cap_off * 2;
+        int64_t *p = realloc(c->off, cap * sizeof *p);
+        if (!p) {
+            snprintf(why, WHY_LEN, "out of memory");
+            return -1;
+        }
+        c->off = p;
+        c->cap_off = cap;
+    }
+    for (size_t done = 0; done < n;) {
+        size_t take = PAIRS_CHUNK - c->n_buf;
+        if (take > n - done) take = n - done;
+        memcpy(c->buf + c->n_buf, t + done, take * sizeof *t);
+        c->n_buf += take;
+        done += take;
+        if (c->n_buf == PAIRS_CHUNK && column_flush(c, why)) return -1;
+    }
+    c->off[c->n_off++] = (int64_t)(c->n_written + c->n_buf);
+    return 0;
+}
+
+static void writer_free(PairWriter *w) {
+    if (!w) return;
+    for (int i = 0; i < 2; i++) {
+        h5u_close_id(&w->col[i].ds, H5Dclose);
+        free(w->col[i].buf);
+        free(w->col[i].off);
+    }
+    h5u_close_id(&w->file, H5Fclose);
+    H5Eclear2(H5E_DEFAULT);
+    free(w->path);
+    free(w->tmp);
+    free(w);
+}
+
+int pairs_writer_open(PairWriter **out, const char *path, int vocab_size,
+                      const char *tokenizer_fingerprint, const char *source, int lowercase,
+                      char *err) {
+    char why[WHY_LEN] = "";
+    PairWriter *w = NULL;
+    *out = NULL;
+    h5u_quiet();
+    if (!path || !path[0]) return cx_err(err, "cannot write pair shard: empty path");
+    if (vocab_size <= 0 || !tokenizer_fingerprint || strlen(tokenizer_fingerprint) >= 128 ||
+        !source || strlen(source) >= 64)
+        return cx_err(err, "cannot write pair shard %s: bad vocab_size, fingerprint or source",
+                      path);
+    w = calloc(1, sizeof *w);
+    if (!w) return cx_err(err, "cannot write pair shard %s: out of memory", path);
+    w->file = H5I_INVALID_HID;
+    w->col[0].ds = w->col[1].ds = H5I_INVALID_HID;
+    w->vocab_size = vocab_size;
+    if (!(w->path = strdup(path))) goto oom;
+    for (int i = 0; i < 2; i++) {
+        if (!(w->col[i].buf = malloc(PAIRS_CHUNK * sizeof(int32_t))) ||
+            !(w->col[i].off = malloc(1024 * sizeof(int64_t))))
+            goto oom;
+        w->col[i].cap_off = 1024;
+        w->col[i].off[0] = 0;
+        w->col[i].n_off = 1;
+    }
+    if ((w->file = h5u_tmp_create(path, &w->tmp, why)) < 0) goto fail;
+    if (h5u_write_str_attr(w->file, "format", PAIRS_FORMAT, why) ||
+        h5u_write_int_attr(w->file, "version", H5T_STD_I32LE, PAIRS_VERSION, why) ||
+        h5u_write_int_attr(w->file, "vocab_size", H5T_STD_I32LE, vocab_size, why) ||
+        h5u_write_str_attr(w->file, "tokenizer", tokenizer_fingerprint, why) ||
+        h5u_write_str_attr(w->file, "source", source, why) ||
+        h5u_write_int_attr(w->file, "lowercase", H5T_STD_I32LE, lowercase ? 1 : 0, why) ||
+        column_create(&w->col[0], w->file, "src_tokens", "/src_tokens", why) ||
+        column_create(&w->col[1], w->file, "tgt_tokens", "/tgt_tokens", why))
+        goto fail;
+    *out = w;
+    return 0;
+oom:
+    snprintf(why, WHY_LEN, "out of memory");
+fail:
+    if (w->tmp) {
+        for (int i = 0; i < 2; i++) h5u_close_id(&w->col[i].ds, H5Dclose);
+        h5u_close_id(&w->file, H5Fclose);
+        unlink(w->tmp);
+    }
+    writer_free(w);
+    return cx_err(err, "cannot write pair shard %s: %s", path, why);
+}
+
+int pairs_writer_add(PairWriter *w, const int32_t *src, size_t n_src, const int32_t *tgt,
+                     size_t n_tgt, char *err) {
+    char why[WHY_LEN] = "";
+    if (!w) return cx_err(err, "cannot write pair shard: no writer");
+    h5u_quiet();
+    if (w->failed) return cx_err(err, "cannot write pair shard %s: an earlier write failed", w->path);
+    const int32_t *t[2] = {src, tgt};
+    size_t n[2] = {n_src, n_tgt};
+    for (int c = 0; c < 2; c++) {
+        if (n[c] > 0 && !t[c])
+            return cx_err(err, "cannot write pair shard %s: pair %zu: no tokens given", w->path,
+                          w->col[0].n_off - 1);
+        for (size_t i = 0; i < n[c]; i++)
+            if (t[c][i] < 0 || t[c][i] >= w->vocab_size)
+                return cx_err(err, "cannot write pair shard %s: pair %zu: %s token %zu is %d, "
+                              "outside [0, %d)", w->path, w->col[0].n_off - 1,
+                              c ? "headline" : "article", i, (int)t[c][i], w->vocab_size);
+    }
+    for (int c = 0; c < 2; c++) {
+        if (column_add(&w->col[c], t[c], n[c], why)) {
+            w->failed = 1;
+            return cx_err(err, "cannot write pair shard %s: %s", w->path, why);
+        }
+    }
+    return 0;
+}
+
+size_t pairs_writer_count(const PairWriter *w) { return w ? w->col[0].n_off - 1 : 0; }
+
+int pairs_writer_close(PairWriter *w, char *err) {
+    char why[WHY_LEN] = "";
+    if (!w) return cx_err(err, "cannot write pair shard: no writer");
+    h5u_quiet();
+    if (w->failed) {
+        snprintf(why, WHY_LEN, "an earlier write failed");
+        goto fail;
+    }
+    static const char *const names[2] = {"src_offsets", "tgt_offsets"};
+    static const char *const labels[2] = {"/src_offsets", "/tgt_offsets"};
+    for (int c = 0; c < 2; c++) {
+        if (column_flush(&w->col[c], why)) goto fail;
+        h5u_close_id(&w->col[c].ds, H5Dclose);
+        hsize_t dims[1] = {w->col[c].n_off};
+        if (h5u_write_array(w->file, names[c], labels[c], H5T_STD_I64LE, H5T_NATIVE_INT64,
+                            sizeof(int64_t), 1, dims, w->col[c].off, why))
+            goto fail;
+    }
+    if (h5u_tmp_commit(&w->file, w->tmp, w->path, why)) goto fail;
+    writer_free(w);
+    return 0;
+fail:
+    for (int c = 0; c < 2; c++) h5u_close_id(&w->col[c].ds, H5Dclose);
+    h5u_close_id(&w->file, H5Fclose);
+    unlink(w->tmp);
+    cx_err(err, "cannot write pair shard %s: %s", w->path, why);
+    writer_free(w);
+    return -1;
+}
+
+void pairs_writer_abort(PairWriter *w) {
+    if (!w) return;
+    h5u_quiet();
+    for (int c = 0; c < 2; c++) h5u_close_id(&w->col[c].ds, H5Dclose);
+    h5u_close_id(&w->file, H5Fclose);
+    if (w->tmp) unlink(w->tmp);
+    writer_free(w);
+}
+
+// ---------------------------------------------------------------------------------------
+// Pair shard reader.
+
+static int read_str_attr(hid_t obj, const char *name, char *buf, size_t cap, char *why) {
+    char *s = NULL;
+    if (h5u_need_attr(obj, "", name, why) || !(s = h5u_read_str_attr(obj, name, why))) return -1;
+    size_t len = strlen(s);
+    int rc = -1;
+    if (len >= cap) {
+        snprintf(why, WHY_LEN, "attribute %s is longer than %zu bytes", name, cap - 1);
+    } else {
+        memcpy(buf, s, len + 1);
+        rc = 0;
+    }
+    free(s);
+    return rc;
+}
+
+static int read_int_attr(hid_t obj, const char *name, int64_t *val, char *why) {
+    if (h5u_need_attr(obj, "", name, why)) return -1;
+    return h5u_read_int_attr(obj, name, val, why);
+}
+
+static int read_1d(hid_t file, const char *name, size_t elem_size, hid_t mem_type, void **out,
+                   size_t *n_out, char *why) {
+    hid_t ds = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    int rc = -1;
+    *out = NULL;
+    *n_out = 0;
+    if (h5u_open_dataset(file, name, &ds, &type, &space, why) ||
+        h5u_check_dtype(type, H5T_INTEGER, elem_size, mem_type, why))
+        goto out;
+    hsize_t dims[1];
+    if (H5Sget_simple_extent_ndims(space) != 1 || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        snprintf(why, WHY_LEN, "not a 1-D array");
+        goto out;
+    }
+    if (dims[0] > SIZE_MAX / elem_size / 2) {
+        snprintf(why, WHY_LEN, "%llu elements is too many", (unsigned long long)dims[0]);
+        goto out;
+    }
+    size_t n = (size_t)dims[0];
+    void *buf = malloc(n ? n * elem_size : 1);
+    if (!buf) {
+        snprintf(why, WHY_LEN, "out of memory for %zu elements", n);
+        goto out;
+    }
+    if (n > 0 && H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        h5u_why(why, NULL);
+        free(buf);
+        goto out;
+    }
+    *out = buf;
+    *n_out = n;
+    rc = 0;
+out:
+    h5u_close_dataset(&ds, &type, &space);
+    return rc;
+}
+
+// Checks an offsets array against its token count.
+static int check_offsets(const int64_t *off, size_t n_off, size_t n_tokens, char *why) {
+    if (n_off == 0) {
+        snprintf(why, WHY_LEN, "empty (needs n_pairs + 1 entries)");
+        return -1;
+    }
+    if (off[0] != 0) {
+        snprintf(why, WHY_LEN, "starts at %lld, expected 0", (long long)off[0]);
+        return -1;
+    }
+    for (size_t i = 1; i < n_off; i++)
+        if (off[i] < off[i - 1]) {
+            snprintf(why, WHY_LEN, "entry %zu (%lld) is less than entry %zu (%lld)", i,
+                     (long long)off[i], i - 1, (long long)off[i - 1]);
+            return -1;
+        }
+    if ((uint64_t)off[n_off - 1] != (uint64_t)n_tokens) {
+        snprintf(why, WHY_LEN, "ends at %lld, expected the token count %zu",
+                 (long long)off[n_off - 1], n_tokens);
+        return -1;
+    }
+    return 0;
+}
+
+int pairs_read(Pairs *p, const char *path, char *err) {
+    char why[WHY_LEN] = "", fmt[64];
+    const char *where = "";
+    hid_t file = H5I_INVALID_HID;
+    int64_t v = 0;
+    memset(p, 0, sizeof *p);
+    h5u_quiet();
+    if (h5u_check_signature(path, "pair shard", err)) return -1;
+    if ((file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
+        h5u_why(why, "cannot open");
+        goto fail;
+    }
+    int has_fmt = h5u_has_attr(file, "format", why);
+    if (has_fmt <= 0) {
+        if (has_fmt == 0) snprintf(why, WHY_LEN, "not a conflux pair shard (no format attribute)");
+        goto fail;
+    }
+    if (read_str_attr(file, "format", fmt, sizeof fmt, why)) goto fail;
+    if (strcmp(fmt, PAIRS_FORMAT) != 0) {
+        snprintf(why, WHY_LEN, "not a conflux pair shard (format is \"%s\", expected \"%s\"%s)",
+                 fmt, PAIRS_FORMAT,
+                 strcmp(fmt, "conflux-shard") == 0
+                     ? "; a token shard serves --objective denoise, pairs come from "
+                       "conflux-headline prepare"
+                     : "");
+        goto fail;
+    }
+    if (read_int_attr(file, "version", &v, why)) goto fail;
+    if (v != PAIRS_VERSION) {
+        snprintf(why, WHY_LEN, "unsupported pair shard version %lld (this build reads %d)",
+                 (long long)v, PAIRS_VERSION);
+        goto fail;
+    }
+    if (read_int_attr(file, "vocab_size", &v, why)) goto fail;
+    if (v <= 0 || v > INT32_MAX) {
+        snprintf(why, WHY_LEN, "vocab_size %lld is out of range", (long long)v);
+        goto fail;
+    }
+    p->vocab_size = (int)v;
+    if (read_int_attr(file, "lowercase", &v, why)) goto fail;
+    p->lowercase = v != 0;
+    if (read_str_attr(file, "tokenizer", p->tokenizer, sizeof p->tokenizer, why) ||
+        read_str_attr(file, "source", p->source, sizeof p->source, why))
+        goto fail;
+    static const char *const tok_names[2] = {"src_tokens", "tgt_tokens"};
+    static const char *const off_names[2] = {"src_offsets", "tgt_offsets"};
+    size_t n_off[2] = {0, 0};
+    for (int c = 0; c < 2; c++) {
+        void *buf = NULL;
+        size_t n = 0;
+        where = c ? "/tgt_tokens" : "/src_tokens";
+        if (read_1d(file, tok_names[c], sizeof(int32_t), H5T_NATIVE_INT32, &buf, &n, why)) goto fail;
+        int32_t *t = buf;
+        if (c) p->tgt = t, p->n_tgt_tokens = n;
+        else p->src = t, p->n_src_tokens = n;
+        for (size_t i = 0; i < n; i++)
+            if (t[i] < 0 || t[i] >= p->vocab_size) {
+                snprintf(why, WHY_LEN, "token %zu is %d, outside [0, vocab_size %d)", i, (int)t[i],
+                         p->vocab_size);
+                goto fail;
+            }
+        where = c ? "/tgt_offsets" : "/src_offsets";
+        if (read_1d(file, off_names[c], sizeof(int64_t), H5T_NATIVE_INT64, &buf, &n_off[c], why))
+            goto fail;
+        if (c) p->tgt_off = buf;
+        else p->src_off = buf;
+        if (check_offsets(buf, n_off[c], n, why)) goto fail;
+    }
+    where = "";
+    if (n_off[0] != n_off[1]) {
+        snprintf(why, WHY_LEN, "/src_offsets has %zu entries but /tgt_offsets %zu", n_off[0],
+                 n_off[1]);
+        goto fail;
+    }
+    p->n_pairs = n_off[0] - 1;
+    H5Fclose(file);
+    H5Eclear2(H5E_DEFAULT);
+    return 0;
+fail:
+    h5u_close_id(&file, H5Fclose);
+    H5Eclear2(H5E_DEFAULT);
+    pairs_free(p);
+    if (where[0]) return cx_err(err, "pair shard %s: dataset %s: %s", path, where, why);
+    return cx_err(err, "pair shard %s: %s", path, why);
+}
+
+void pairs_free(Pairs *p) {
+    if (!p) return;
+    free(p->src);
+    free(p->tgt);
+    free(p->src_off);
+    free(p->tgt_off);
+    memset(p, 0, sizeof *p);
+}
+
+// ---------------------------------------------------------------------------------------
+// Text helpers.
+
+// UTF-8 encoding of cp into out (room for 4); returns the length.
+static size_t utf8_put(uint32_t cp, char *out) {
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+size_t headline_lowercase(char *s, size_t n) {
+    size_t i = 0, o = 0;
+    while (i < n) {
+        uint32_t cp;
+        size_t len = rouge_utf8_decode(s + i, n - i, &cp);
+        if (len == 0) {  // an invalid byte stays as it is
+            s[o++] = s[i++];
+            continue;
+        }
+        uint32_t lc = rouge_fold_case(cp);
+        char enc[4];
+        size_t el = lc != cp ? utf8_put(lc, enc) : 0;
+        if (lc != cp && el <= len) {
+            memcpy(s + o, enc, el);
+            o += el;
+        } else {
+            memmove(s + o, s + i, len);
+            o += len;
+        }
+        i += len;
+    }
+    return o;
+}
+
+static int is_space_byte(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+
+// Length of a sentence terminator at s[i] ('.', '!', '?', '…'), or 0.
+static size_t term_len(const char *s, size_t n, size_t i) {
+    char c = s[i];
+    if (c == '.' || c == '!' || c == '?') return 1;
+    if (i + 2 < n && (unsigned char)c == 0xE2 && (unsigned char)s[i + 1] == 0x80 &&
+        (unsigned char)s[i + 2] == 0xA6)
+        return 3;
+    return 0;
+}
+
+// Length of a closing quote or bracket at s[i], or 0.
+static size_t closer_len(const char *s, size_t n, size_t i) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\'' || c == ')' || c == ']') return 1;
+    if (c == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] == 0xBB) return 2;  // »
+    if (c == 0xE2 && i + 2 < n && (unsigned char)s[i + 1] == 0x80 &&
+        ((unsigned char)s[i + 2] == 0x9C || (unsigned char)s[i + 2] == 0x9D))
+        return 3;  // “ ”
+    return 0;
+}
+
+// Whether the word ending right before position i (exclusive) is one letter long.
+static int single_letter_before(const char *s, size_t i) {
+    if (i == 0) return 0;
+    size_t j = i;
+    // step back over one UTF-8 character
+    do j--;
+    while (j > 0 && ((unsigned char)s[j] & 0xC0) == 0x80);
+    uint32_t cp;
+    size_t len = rouge_utf8_decode(s + j, i - j, &cp);
+    if (len == 0) return 0;
+    int letter = (cp < 0x80 && ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z')) ||
+                 (cp >= 0x400 && cp <= 0x4FF);
+    return letter && (j == 0 || is_space_byte(s[j - 1]));
+}
+
+// End (exclusive) of the sentence starting at i, and where the next one may start.
+static size_t sentence_end(const char *s, size_t n, size_t i, size_t *next) {
+    while (i < n) {
+        size_t tl = term_len(s, n, i);
+        if (!tl) {
+            i++;
+            continue;
+        }
+        size_t j = i, start = i;
+        while (j < n && (tl = term_len(s, n, j))) j += tl;
+        size_t cl;
+        while (j < n && (cl = closer_len(s, n, j))) j += cl;
+        if (j >= n || is_space_byte(s[j])) {
+            if (!(j - start == 1 && s[start] == '.' && single_letter_before(s, start))) {
+                *next = j;
+                return j;
+            }
+        }
+        i = j;
+    }
+    *next = n;
+    return n;
+}
+
+size_t headline_first_sentence(const char *text, size_t n, int skip_first, char *out) {
+    size_t pos = 0, found = 0, b[2] = {0, 0}, e[2] = {0, 0};
+    while (pos < n && found < 2) {
+        while (pos < n && is_space_byte(text[pos])) pos++;
+        if (pos >= n) break;
+        size_t next, end = sentence_end(text, n, pos, &next);
+        b[found] = pos;
+        e[found] = end;
+        found++;
+        pos = next;
+    }
+    size_t k = skip_first && found == 2 ? 1 : 0, o = 0;
+    if (found == 0) {
+        out[0] = 0;
+        return 0;
+    }
+    for (size_t i = b[k]; i < e[k]; i++) {
+        char c = is_space_byte(text[i]) ? ' ' : text[i];
+        if (c == ' ' && (o == 0 || out[o - 1] == ' ')) continue;
+        out[o++] = c;
+    }
+    while (o > 0 && out[o - 1] == ' ') o--;
+    out[o] = 0;
+    return o;
+}
+
+// ---------------------------------------------------------------------------------------
+// (title, body) pairs from Debian's Russian texts.
+
+static const char *const PAIR_FORMATS[HP_COUNT] = {"debtrans", "man", "html"};
+
+const char *headline_pair_format_name(HeadlinePairFormat f) {
+    return (unsigned)f < HP_COUNT ? PAIR_FORMATS[f] : NULL;
+}
+
+int headline_pair_format_parse(const char *name, HeadlinePairFormat *out) {
+    for (int i = 0; i < HP_COUNT; i++)
+        if (!strcmp(name, PAIR_FORMATS[i])) {
+            *out = (HeadlinePairFormat)i;
+            return 0;
+        }
+    return -1;
+}
+
+// A growable string.
+typedef struct {
+    char *s;
+    size_t n, cap;
+} Str;
+
+static void str_add(Str *b, const char *p, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = (b->cap ? b->cap : 256);
+        while (cap < b->n + n + 1) cap *= 2;
+        char *q = realloc(b->s, cap);
+        CHECK(q, "out of memory (%zu bytes)", cap);
+        b->s = q;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->n, p, n);
+    b->n += n;
+    b->s[b->n] = 0;
+}
+
+static double cyr_share(const char *s, size_t n, size_t *n_chars) {
+    size_t letters = 0, cyr = 0;
+    corpus_count(s, n, n_chars, &letters, &cyr);
+    return letters ? (double)cyr / (double)letters : 0.0;
+}
+
+static int count_words(const char *s) {
+    int w = 0, in = 0;
+    for (; *s; s++) {
+        if (*s == ' ') in = 0;
+        else if (!in) in = 1, w++;
+    }
+    return w;
+}
+
+// Whether a paragraph looks like a man-page section heading: 2+ letters, all capitals.
+static int is_heading(const char *s, size_t n) {
+    if (n == 0 || n > 64) return 0;
+    size_t letters = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t len = rouge_utf8_decode(s + i, n - i, &cp);
+        if (!len) return 0;
+        int letter = (cp < 0x80 && ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z')) ||
+                     (cp >= 0x400 && cp <= 0x4FF);
+        if (letter) {
+            if (rouge_fold_case(cp) == cp) return 0;  // a lowercase letter
+            letters++;
+        }
+        i += len;
+    }
+    return letters >= 2;
+}
+
+// The paragraphs of one extracted document, normalised (empty ones dropped).
+typedef struct {
+    Str text;       // paragraphs back to back, each NUL-terminated
+    size_t *off;
+    size_t n, cap;
+} Paras;
+
+static void paras_split(Paras *p, const char *doc, size_t n) {
+    p->text.n = 0;
+    p->n = 0;
+    char *tmp = malloc(n + 1);
+    CHECK(tmp, "out of memory");
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && doc[j] != '\n') j++;
+        size_t len = corpus_normalize(doc + i, j - i, tmp, NULL);
+        if (len > 0) {
+            if (p->n == p->cap) {
+                p->cap = p->cap ? 2 * p->cap : 64;
+                p->off = realloc(p->off, p->cap * sizeof *p->off);
+                CHECK(p->off, "out of memory");
+            }
+            p->off[p->n++] = p->text.n;
+            str_add(&p->text, tmp, len);
+            str_add(&p->text, "", 1);  // keep the NUL inside
+        }
+        i = j + 1;
+    }
+    free(tmp);
+}
+
+static const char *para(const Paras *p, size_t i) { return p->text.s + p->off[i]; }
+
+// Appends paragraph q to body when it is Cyrillic enough.
+static void body_add(Str *body, const char *q) {
+    size_t n = strlen(q), chars;
+    if (cyr_share(q, n, &chars) < 0.3) return;
+    if (body->n) str_add(body, " ", 1);
+    str_add(body, q, n);
+}
+
+// Checks and emits one pair. Returns 1 emitted, 0 rejected, -1 emit stopped.
+static int offer_pair(const char *title, Str *body, size_t min_body, HeadlinePairStats *st,
+                      HeadlinePairFn emit, void *ctx) {
+    size_t tchars = 0, bchars = 0;
+    int words = title ? count_words(title) : 0;
+    if (!title || words < 2 || words > 30) {
+        st->no_title++;
+        return 0;
+    }
+    if (!body->n || (cyr_share(body->s, body->n, &bchars), bchars < min_body)) {
+        st->no_body++;
+        return 0;
+    }
+    if (cyr_share(title, strlen(title), &tchars) < 0.5 || cyr_share(body->s, body->n, &bchars) < 0.5) {
+        st->not_cyrillic++;
+        return 0;
+    }
+    st->pairs++;
+    return emit(ctx, title, body->s) != 0 ? -1 : 1;
+}
+
+// Case-insensitive search for an ASCII needle in n bytes.
+static const char *find_ci(const char *s, size_t n, const char *needle) {
+    size_t m = strlen(needle);
+    for (size_t i = 0; i + m <= n; i++)
+        if (!strncasecmp(s + i, needle, m)) return s + i;
+    return NULL;
+}
+
+// <title> of an HTML page, entities decoded, normalised, section number dropped.
+static char *html_title(const char *data, size_t n) {
+    const char *t = find_ci(data, n, "<title");
+    if (!t) return NULL;
+    const char *gt = memchr(t, '>', n - (size_t)(t - data));
+    if (!gt) return NULL;
+    gt++;
+    const char *end = find_ci(gt, n - (size_t)(gt - data), "</title");
+    if (!end) return NULL;
+    size_t len = (size_t)(end - gt);
+    char *a = malloc(len + 1), *b = malloc(len + 1);
+    CHECK(a && b, "out of memory");
+    size_t la = news_html_to_text(gt, len, a, 0);
+    size_t lb = corpus_normalize(a, la, b, NULL);
+    b[lb] = 0;
+    free(a);
+    // drop a leading section number: "5.4. Лупа", "12 Title"
+    size_t i = 0;
+    while (i < lb && ((b[i] >= '0' && b[i] <= '9') || b[i] == '.')) i++;
+    if (i > 0 && i < lb && b[i] == ' ') memmove(b, b + i + 1, lb - i);
+    return b;
+}
+
+static int title_eq(const char *a, const char *b) { return strcmp(a, b) == 0; }
+
+long headline_pairs_extract(HeadlinePairFormat fmt, const char *data, size_t n_bytes,
+                            size_t min_body_chars, HeadlinePairStats *st, HeadlinePairFn emit,
+                            void *ctx, char *err) {
+    static const CorpusFormat cf[HP_COUNT] = {CORPUS_FMT_DEBTRANS, CORPUS_FMT_MAN, CORPUS_FMT_HTML};
+    if ((unsigned)fmt >= HP_COUNT) return cx_err(err, "unknown pair format %d", (int)fmt);
+    CorpusDocs docs;
+    corpus_docs_init(&docs);
+    if (corpus_extract(cf[fmt], data, n_bytes, &docs, err) != 0) {
+        corpus_docs_free(&docs);
+        return -1;
+    }
+    st->files++;
+    Paras p = {0};
+    Str body = {0};
+    long emitted = 0;
+    int stop = 0;
+    char *html_t = fmt == HP_HTML ? html_title(data, n_bytes) : NULL;
+    for (size_t d = 0; d < docs.n_docs && !stop; d++) {
+        st->docs++;
+        paras_split(&p, docs.text + docs.off[d], docs.len[d]);
+        body.n = 0;
+        if (body.s) body.s[0] = 0;
+        const char *title = NULL;
+        char *man_title = NULL;
+        if (fmt == HP_DEBTRANS) {
+            if (p.n >= 1) title = para(&p, 0);
+            for (size_t i = 1; i < p.n; i++) body_add(&body, para(&p, i));
+        } else if (fmt == HP_MAN) {
+            size_t i = 0;
+            for (; i + 1 < p.n; i++) {
+                const char *h = para(&p, i);
+                if (!strcmp(h, "ИМЯ") || !strcmp(h, "НАЗВАНИЕ") || !strcmp(h, "NAME") ||
+                    !strcmp(h, "НАИМЕНОВАНИЕ"))
+                    break;
+            }
+            if (i + 1 < p.n) {
+                const char *line = para(&p, i + 1), *dash = NULL;
+                static const char *const dashes[] = {" - ", " — ", " – ", " -- "};
+                for (size_t k = 0; k < 4 && !dash; k++) {
+                    const char *q = strstr(line, dashes[k]);
+                    if (q) dash = q + strlen(dashes[k]);
+                }
+                if (dash) {
+                    man_title = strdup(dash);
+                    CHECK(man_title, "out of memory");
+                    size_t tl = strlen(man_title);
+                    while (tl > 0 && (man_title[tl - 1] == ' ' || man_title[tl - 1] == '.'))
+                        man_title[--tl] = 0;
+                    title = man_title;
+                }
+            }
+            size_t j = 0;
+            for (; j < p.n; j++) {
+                const char *h = para(&p, j);
+                if (!strcmp(h, "ОПИСАНИЕ") || !strcmp(h, "DESCRIPTION")) break;
+            }
+            for (j++; j < p.n; j++) {
+                const char *q = para(&p, j);
+                if (is_heading(q, strlen(q))) break;
+                body_add(&body, q);
+            }
+        } else {
+            title = html_t;
+            for (size_t i = 0; i < p.n; i++) {
+                const char *q = para(&p, i);
+                if (title && title_eq(q, title)) continue;
+                body_add(&body, q);
+            }
+        }
+        int r = offer_pair(title, &body, min_body_chars, st, emit, ctx);
+        free(man_title);
+        if (r < 0) stop = 1;
+        else emitted += r;
+    }
+    free(html_t);
+    free(p.text.s);
+    free(p.off);
+    free(body.s);
+    corpus_docs_free(&docs);
+    if (stop) return cx_err(err, "stopped by the receiver of the pairs");
+    return emitted;
+}
+
+// ---------------------------------------------------------------------------------------
+// Denoising (mBART).
+
+void headline_sentence_ends(const Bpe *bpe, uint8_t *out) {
+    int V = bpe_vocab_size(bpe);
+    char buf[256];
+    for (int id = 0; id < V; id++) {
+        int32_t x = id;
+        out[id] = 0;
+        if (id < BPE_N_SPECIAL) continue;
+        size_t n = bpe_decode(bpe, &x, 1, buf, sizeof buf);
+        if (n > sizeof buf) n = sizeof buf;
+        if (memchr(buf, '\n', n)) {
+            out[id] = 1;
+            continue;
+        }
+        while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t' || buf[n - 1] == '\r')) n--;
+        if (n == 0) continue;
+        char c = buf[n - 1];
+        if (c == '.' || c == '!' || c == '?') out[id] = 1;
+        else if (n >= 3 && (unsigned char)buf[n - 3] == 0xE2 && (unsigned char)buf[n - 2] == 0x80 &&
+                 (unsigned char)buf[n - 1] == 0xA6)
+            out[id] = 1;
+    }
+}
+
+int headline_poisson(float lambda, uint64_t seed, uint64_t counter) {
+    double L = exp(-(double)lambda), p = 1.0;
+    int k = 0;
+    do {
+        k++;
+        p *= (double)cx_rng_uniform(seed, counter * 64 + (uint64_t)k) + 1e-12;
+    } while (p > L && k < 64);
+    return k - 1;
+}
+
+enum { TAG_PERM_SENT = 1, TAG_SPAN_LEN = 2, TAG_SPAN_POS = 3 };
+
+size_t headline_denoise(const DenoiseConfig *c, const uint8_t *sent_end, const int32_t *in,
+                        size_t n, uint64_t seed, uint64_t sample, int32_t *out,
+                        int32_t *scratch, size_t *n_masked) {
+    const uint64_t base = cx_rng_derive(seed, sample);
+    int32_t *perm = scratch, *mark = scratch + n, *ins = scratch + 2 * n;
+    if (n_masked) *n_masked = 0;
+    if (n == 0) return 0;
+    // 1. sentence permutation: sentences are [starts[k], starts[k+1]); mark[] holds starts
+    size_t n_sent = 0;
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || (sent_end && sent_end[in[i - 1]])) mark[n_sent++] = (int32_t)i;
+    if (c->permute_sentences && n_sent > 1) {
+        // ins[] holds the sentence order (Fisher-Yates)
+        uint64_t ps = cx_rng_derive(base, TAG_PERM_SENT);
+        for (size_t k = 0; k < n_sent; k++) ins[k] = (int32_t)k;
+        for (size_t k = n_sent - 1; k > 0; k--) {
+            size_t j = (size_t)(cx_rng_u64(ps, k) % (k + 1));
+            int32_t t = ins[k];
+            ins[k] = ins[j];
+            ins[j] = t;
+        }
+        size_t o = 0;
+        for (size_t k = 0; k < n_sent; k++) {
+            size_t s = (size_t)mark[ins[k]], e = (size_t)ins[k] + 1 < n_sent ? (size_t)mark[ins[k] + 1] : n;
+            memcpy(perm + o, in + s, (e - s) * sizeof *in);
+            o += e - s;
+        }
+    } else {
+        memcpy(perm, in, n * sizeof *in);
+    }
+    // 2. span masking: mark[i] = 1 for masked tokens, ins[i] = 1 for a [MASK] inserted
+    //    before position i (zero-length spans)
+    memset(mark, 0, n * sizeof *mark);
+    memset(ins, 0, (n + 1) * sizeof *ins);
+    size_t target = (size_t)floor((double)c->mask_ratio * (double)n + 0.5), masked = 0;
+    uint64_t ls = cx_rng_derive(base, TAG_SPAN_LEN), pos = cx_rng_derive(base, TAG_SPAN_POS);
+    for (uint64_t draw = 0; masked < target && draw < 4 * (uint64_t)n + 16; draw++) {
+        int L = headline_poisson(c->poisson_lambda, ls, draw);
+        if (L == 0) {
+            ins[cx_rng_u64(pos, draw) % (n + 1)] = 1;
+            continue;
+        }
+        size_t start = (size_t)(cx_rng_u64(pos, draw) % n);
+        for (size_t i = start; i < n && i < start + (size_t)L && masked < target; i++)
+            if (!mark[i]) mark[i] = 1, masked++;
+    }
+    // 3. every run of masked tokens (and every insertion) becomes one [MASK]
+    size_t o = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (ins[i] && (o == 0 || out[o - 1] != ED_MASK)) out[o++] = ED_MASK;
+        if (i == n) break;
+        if (mark[i]) {
+            if (o == 0 || out[o - 1] != ED_MASK) out[o++] = ED_MASK;
+        } else {
+            out[o++] = perm[i];
+        }
+    }
+    if (n_masked) *n_masked = masked;
+    return o;
+}
+
+// ---------------------------------------------------------------------------------------
+// Training tasks.
+
+#define TAG_PERM 0x7E4Dull
+enum { MIN_WINDOW = 8 };
+
+static void make_perm(HeadlineTask *ht, uint64_t epoch) {
+    uint64_t ps = cx_rng_derive(cx_rng_derive(ht->seed, TAG_PERM), epoch);
+    for (size_t i = 0; i < ht->n; i++) ht->perm[i] = (uint32_t)i;
+    for (size_t i = ht->n - 1; i > 0; i--) {
+        size_t j = (size_t)(cx_rng_u64(ps, i) % (i + 1));
+        uint32_t t = ht->perm[i];
+        ht->perm[i] = ht->perm[j];
+        ht->perm[j] = t;
+    }
+    ht->perm_epoch = epoch;
+}
+
+static size_t example_index(HeadlineTask *ht, uint64_t s) {
+    uint64_t e = s / ht->n, r = s % ht->n;
+    if (!ht->shuffle || ht->n < 2) return (size_t)r;
+    if (ht->perm_epoch != e) make_perm(ht, e);
+    return ht->perm[r];
+}
+
+void headline_task_example(HeadlineTask *ht, uint64_t s, int32_t *src, int *ns, int32_t *tgt,
+                           int *nt) {
+    size_t e = example_index(ht, s);
+    const int32_t *a, *h;
+    size_t na, nh;
+    if (ht->kind == 0) {
+        const Pairs *p = ht->pairs;
+        a = p->src + p->src_off[e];
+        na = (size_t)(p->src_off[e + 1] - p->src_off[e]);
+        h = p->tgt + p->tgt_off[e];
+        nh = (size_t)(p->tgt_off[e + 1] - p->tgt_off[e]);
+    } else {
+        h = ht->tokens + ht->win_off[e];
+        nh = (size_t)(ht->win_off[e + 1] - ht->win_off[e]);
+        // the work buffer holds 2 n + 1 output ids then 3 n + 1 scratch ids
+        int32_t *outb = ht->work, *scr = ht->work + 2 * nh + 1;
+        na = headline_denoise(&ht->dn, ht->sent_end, h, nh, ht->seed, s, outb, scr, NULL);
+        a = outb;
+    }
+    size_t ms = (size_t)ht->Ts - 2, mt = (size_t)ht->Tt - 1;
+    if (na > ms) na = ms;
+    if (nh > mt) nh = mt;
+    src[0] = ED_BOS;  // [CLS]
+    memcpy(src + 1, a, na * sizeof *a);
+    src[na + 1] = ED_EOS;  // [SEP]
+    *ns = (int)na + 2;
+    memcpy(tgt, h, nh * sizeof *h);
+    tgt[nh] = ED_EOS;
+    *nt = (int)nh + 1;
+}
+
+static double headline_micro_step(void *ctx, uint64_t s0, int B, int backward, int final,
+                                  long *n_tokens, double *aux_sum) {
+    (void)final;
+    HeadlineTask *ht = ctx;
+    const int Ts = ht->Ts, Tt = ht->Tt;
+    int *ls = ht->lens, *lt = ht->lens + ht->B, ms = 1, mt = 1;
+    CHECK(B >= 1 && B <= ht->B, "micro-batch of %d (the task holds %d)", B, ht->B);
+    long real = 0;
+    // unpadded rows first (stride Ts / Tt), then packed to the batch's longest
+    for (int b = 0; b < B; b++) {
+        headline_task_example(ht, s0 + (uint64_t)b, ht->bsrc + (size_t)b * Ts, &ls[b],
+                              ht->btgt + (size_t)b * Tt, &lt[b]);
+        if (ls[b] > ms) ms = ls[b];
+        if (lt[b] > mt) mt = lt[b];
+        real += ls[b];
+    }
+    for (int b = 0; b < B; b++) {
+        int32_t *s = ht->bsrc + (size_t)b * ms, *t = ht->btgt + (size_t)b * mt;
+        memmove(s, ht->bsrc + (size_t)b * Ts, (size_t)ls[b] * sizeof *s);
+        for (int i = ls[b]; i < ms; i++) s[i] = ED_PAD;
+        memmove(t, ht->btgt + (size_t)b * Tt, (size_t)lt[b] * sizeof *t);
+        for (int i = lt[b]; i < mt; i++) t[i] = ED_PAD;
+    }
+    if (backward) ht->src_tokens_seen += (uint64_t)real;
+    EncDecBatch batch = {.B = B, .Ts = ms, .Tt = mt, .src = ht->bsrc, .tgt = ht->btgt,
+                         .sample_index0 = s0};
+    if (aux_sum) *aux_sum = 0.0;
+    return encdec_step(ht->model, &batch, backward, backward, ht->dropout_seed, n_tokens);
+}
+
+static void task_common(HeadlineTask *ht, TrainTask *task, EncDec *model, int Ts, int Tt,
+                        int micro_batch, uint64_t seed, int shuffle, uint64_t dropout_seed) {
+    ht->model = model;
+    ht->Ts = Ts;
+    ht->Tt = Tt;
+    ht->B = micro_batch;
+    ht->seed = seed;
+    ht->shuffle = shuffle;
+    ht->dropout_seed = dropout_seed;
+    ht->perm = cx_calloc(ht->n ? ht->n : 1, sizeof(uint32_t));
+    ht->perm_epoch = UINT64_MAX;
+    ht->bsrc = cx_calloc((size_t)micro_batch * Ts, sizeof(int32_t));
+    ht->btgt = cx_calloc((size_t)micro_batch * Tt, sizeof(int32_t));
+    ht->work = cx_calloc(5 * (size_t)Ts + 8, sizeof(int32_t));
+    ht->lens = cx_calloc(2 * (size_t)micro_batch, sizeof(int));
+    memset(task, 0, sizeof *task);
+    task->ctx = ht;
+    task->params = encdec_params(model);
+    task->grads = encdec_grads(model);
+    task->n_params = encdec_n_params(model);
+    task->specs = encdec_specs(model);
+    task->n_specs = encdec_n_specs(model);
+    task->micro_batch = micro_batch;
+    task->micro_step = headline_micro_step;
+}
+
+void headline_task_pairs(HeadlineTask *ht, TrainTask *task, EncDec *model, const Pairs *p,
+                         int Ts, int Tt, int micro_batch, uint64_t seed, int shuffle,
+                         uint64_t dropout_seed) {
+    CHECK(p->n_pairs >= 1 && Ts >= 3 && Tt >= 2 && p->vocab_size <= encdec_config(model)->enc.vocab_size,
+          "pair task: %zu pairs, Ts %d, Tt %d, vocabulary %d (model %d)", p->n_pairs, Ts, Tt,
+          p->vocab_size, encdec_config(model)->enc.vocab_size);
+    memset(ht, 0, sizeof *ht);
+    ht->kind = 0;
+    ht->pairs = p;
+    ht->n = p->n_pairs;
+    task_common(ht, task, model, Ts, Tt, micro_batch, seed, shuffle, dropout_seed);
+}
+
+int headline_task_denoise(HeadlineTask *ht, TrainTask *task, EncDec *model, const Shard *sh,
+                          const DenoiseConfig *dn, const uint8_t *sent_end, int Ts, int Tt,
+                          int micro_batch, uint64_t seed, int shuffle, uint64_t dropout_seed,
+                          char *err) {
+    memset(ht, 0, sizeof *ht);
+    if (sh->vocab_size > encdec_config(model)->enc.vocab_size)
+        return cx_err(err, "the shard's vocabulary (%d) exceeds the model's (%d)", sh->vocab_size,
+                      encdec_config(model)->enc.vocab_size);
+    if (Ts < MIN_WINDOW + 2 || Tt < 2)
+        return cx_err(err, "data.src_len must be >= %d for denoising", MIN_WINDOW + 2);
+    const size_t W = (size_t)Ts - 2;
+    size_t n_win = 0, n_tok = 0;
+    for (size_t d = 0; d < sh->n_docs; d++) {
+        size_t len = (size_t)(sh->doc_offsets[d + 1] - sh->doc_offsets[d]);
+        for (size_t o = 0; o < len; o += W) {
+            size_t w = len - o < W ? len - o : W;
+            if (w >= MIN_WINDOW) n_win++, n_tok += w;
+        }
+    }
+    if (n_win == 0)
+        return cx_err(err, "no document has %d tokens or more: nothing to denoise", MIN_WINDOW);
+    ht->tokens = cx_calloc(n_tok ? n_tok : 1, sizeof(int32_t));
+    ht->win_off = cx_calloc(n_win + 1, sizeof(int64_t));
+    size_t k = 0, t = 0;
+    for (size_t d = 0; d < sh->n_docs; d++) {
+        size_t len = (size_t)(sh->doc_offsets[d + 1] - sh->doc_offsets[d]);
+        const int32_t *doc = sh->tokens + sh->doc_offsets[d];
+        for (size_t o = 0; o < len; o += W) {
+            size_t w = len - o < W ? len - o : W;
+            if (w < MIN_WINDOW) continue;
+            memcpy(ht->tokens + t, doc + o, w * sizeof(int32_t));
+            t += w;
+            ht->win_off[++k] = (int64_t)t;
+        }
+    }
+    ht->kind = 1;
+    ht->dn = *dn;
+    ht->sent_end = sent_end;
+    ht->n = n_win;
+    task_common(ht, task, model, Ts, Tt, micro_batch, seed, shuffle, dropout_seed);
+    return 0;
+}
+
+void headline_task_free(HeadlineTask *ht) {
+    free(ht->tokens);
+    free(ht->win_off);
+    free(ht->perm);
+    free(ht->bsrc);
+    free(ht->btgt);
+    free(ht->work);
+    free(ht->lens);
+    memset(ht, 0, sizeof *ht);
+}
+
+// ---------------------------------------------------------------------------------------
+// Configuration: table-driven INI on inih, as io/config.c.
+
+typedef enum { K_INT, K_LONG, K_FLOAT, K_STR, K_OPTIM, K_SCHED, K_OBJ } KeyType;
+
+typedef struct {
+    const char *section, *key;
+    KeyType type;
+    size_t offset;
+} KeyDef;
+
+#define F(sec, key, type, field) {sec, key, type, offsetof(HeadlineConfig, field)}
+static const KeyDef KEYS[] = {
+    F("model", "vocab_size", K_INT, model.enc.vocab_size),
+    F("model", "embedding_size", K_INT, model.enc.embedding_size),
+    F("model", "hidden_size", K_INT, model.enc.hidden_size),
+    F("model", "num_heads", K_INT, model.enc.num_heads),
+    F("model", "intermediate_size", K_INT, model.enc.intermediate_size),
+    F("model", "num_layers", K_INT, model.enc.num_layers),
+    F("model", "max_position", K_INT, model.enc.max_position),
+    F("model", "dropout", K_FLOAT, model.enc.dropout),
+    F("model", "layer_norm_eps", K_FLOAT, model.enc.ln_eps),
+    F("model", "init_std", K_FLOAT, model.enc.init_std),
+    F("decoder", "num_layers", K_INT, model.dec_layers),
+    F("decoder", "num_heads", K_INT, model.dec_heads),
+    F("decoder", "intermediate_size", K_INT, model.dec_intermediate),
+    F("decoder", "max_position", K_INT, model.dec_max_position),
+    F("decoder", "dropout", K_FLOAT, model.dec_dropout),
+    F("decoder", "label_smoothing", K_FLOAT, model.label_smoothing),
+    F("optim", "name", K_OPTIM, optim.kind),
+    F("optim", "lr", K_FLOAT, optim.lr),
+    F("optim", "beta1", K_FLOAT, optim.beta1),
+    F("optim", "beta2", K_FLOAT, optim.beta2),
+    F("optim", "eps", K_FLOAT, optim.eps),
+    F("optim", "weight_decay", K_FLOAT, optim.weight_decay),
+    F("optim", "clip_norm", K_FLOAT, optim.clip_norm),
+    F("optim", "schedule", K_SCHED, optim.schedule),
+    F("optim", "warmup_steps", K_LONG, optim.warmup_steps),
+    F("optim", "end_lr", K_FLOAT, optim.end_lr),
+    F("optim", "poly_power", K_FLOAT, optim.poly_power),
+    F("optim", "separate_decoder", K_INT, separate_decoder),
+    F("optim_decoder", "lr", K_FLOAT, optim_dec.lr),
+    F("optim_decoder", "weight_decay", K_FLOAT, optim_dec.weight_decay),
+    F("optim_decoder", "schedule", K_SCHED, optim_dec.schedule),
+    F("optim_decoder", "warmup_steps", K_LONG, optim_dec.warmup_steps),
+    F("optim_decoder", "end_lr", K_FLOAT, optim_dec.end_lr),
+    F("optim_decoder", "poly_power", K_FLOAT, optim_dec.poly_power),
+    F("data", "objective", K_OBJ, data.objective),
+    F("data", "train", K_STR, data.train),
+    F("data", "valid", K_STR, data.valid),
+    F("data", "tokenizer", K_STR, data.tokenizer),
+    F("data", "src_len", K_INT, data.src_len),
+    F("data", "tgt_len", K_INT, data.tgt_len),
+    F("data", "mask_ratio", K_FLOAT, data.mask_ratio),
+    F("data", "poisson_lambda", K_FLOAT, data.poisson_lambda),
+    F("data", "permute_sentences", K_INT, data.permute_sentences),
+    F("data", "lowercase", K_INT, data.lowercase),
+    F("train", "global_batch", K_LONG, train.global_batch),
+    F("train", "micro_batch", K_INT, train.micro_batch),
+    F("train", "steps", K_LONG, train.steps),
+    F("train", "seed", K_LONG, train.seed),
+    F("train", "eval_every", K_LONG, train.eval_every),
+    F("train", "eval_samples", K_LONG, train.eval_samples),
+    F("train", "checkpoint_every", K_LONG, train.checkpoint_every),
+    F("train", "threads", K_INT, train.threads),
+    F("train", "log_every", K_INT, train.log_every),
+    F("init", "encoder", K_STR, init.encoder),
+    F("init", "from", K_STR, init.from),
+    F("init", "lm_head", K_INT, init.lm_head),
+    F("run", "dir", K_STR, run.dir),
+    F("generate", "beam", K_INT, generate.beam),
+    F("generate", "min_len", K_INT, generate.min_len),
+    F("generate", "max_len", K_INT, generate.max_len),
+    F("generate", "alpha", K_FLOAT, generate.alpha),
+    F("generate", "block_trigrams", K_INT, generate.block_trigrams),
+};
+#undef F
+#define N_KEYS (sizeof KEYS / sizeof KEYS[0])
+
+const char *headline_objective_name(int objective) {
+    return objective == HL_OBJ_DENOISE ? "denoise" : "headline";
+}
+
+static const char *sched_name(SchedKind s) {
+    switch (s) {
+    case SCHED_POLY: return "poly";
+    case SCHED_CONSTANT: return "constant";
+    case SCHED_INVSQRT: return "invsqrt";
+    default: return "linear";
+    }
+}
+
+void headline_config_defaults(HeadlineConfig *c) {
+    memset(c, 0, sizeof *c);
+    // the encoder: conflux-train's default ALBERT (make demo), so --init-encoder fits
+    c->model.enc = (AlbertConfig){.vocab_size = 8192, .embedding_size = 128, .hidden_size = 256,
+                                  .num_heads = 4, .intermediate_size = 1024, .num_layers = 4,
+                                  .max_position = 512, .dropout = 0.1f, .ln_eps = 1e-12f,
+                                  .init_std = 0.02f};
+    c->model.dec_layers = 2;
+    c->model.dec_heads = 4;
+    c->model.dec_intermediate = 1024;
+    c->model.dec_max_position = 128;
+    c->model.dec_dropout = 0.1f;
+    c->model.label_smoothing = 0.1f;
+    // BertSumAbs: a pretrained encoder with a small learning rate and a long warm-up, a fresh
+    // decoder with a large one and a shorter warm-up (both inverse square root)
+    // (peaks 2e-4 / 1.5e-3 suit this small model on 2 cores; BertSumAbs's BERT-base used
+    // 2e-3 * 20000^-0.5 = 1.4e-5 and 0.2 * 10000^-0.5 = 2e-3)
+    c->optim = (OptimConfig){.kind = OPTIM_ADAMW, .lr = 2e-4f, .beta1 = 0.9f, .beta2 = 0.999f,
+                             .eps = 1e-8f, .weight_decay = 0.01f, .clip_norm = 1.0f,
+                             .schedule = SCHED_INVSQRT, .warmup_steps = 150, .total_steps = 2500,
+                             .end_lr = 0.0f, .poly_power = 1.0f};
+    c->optim_dec = c->optim;
+    c->optim_dec.lr = 1.5e-3f;
+    c->optim_dec.warmup_steps = 100;
+    c->separate_decoder = 1;
+    c->data.objective = HL_OBJ_HEADLINE;
+    snprintf(c->data.train, HL_PATH_LEN, "build/data/headline/train.h5");
+    snprintf(c->data.valid, HL_PATH_LEN, "build/data/headline/valid.h5");
+    snprintf(c->data.tokenizer, HL_PATH_LEN, "build/data/tokenizer");
+    c->data.src_len = 128;
+    c->data.tgt_len = 32;
+    c->data.mask_ratio = 0.35f;
+    c->data.poisson_lambda = 3.5f;
+    c->data.permute_sentences = 1;
+    c->data.lowercase = 0;
+    c->train.global_batch = 16;
+    c->train.micro_batch = 16;
+    c->train.steps = 2500;
+    c->train.seed = 1234;
+    c->train.eval_every = 500;
+    c->train.eval_samples = 512;
+    c->train.checkpoint_every = 500;
+    c->train.threads = 0;
+    c->train.log_every = 50;
+    c->init.lm_head = 1;
+    snprintf(c->run.dir, HL_PATH_LEN, "runs/headline");
+    c->generate.beam = 4;
+    c->generate.min_len = 3;
+    c->generate.max_len = 30;
+    c->generate.alpha = 0.9f;
+    c->generate.block_trigrams = 1;
+}
+
+static int parse_value(HeadlineConfig *c, const KeyDef *k, const char *val, char *why, size_t cap) {
+    char *p = (char *)c + k->offset;
+    char *end = NULL;
+    errno = 0;
+    switch (k->type) {
+    case K_INT: {
+        long v = strtol(val, &end, 10);
+        if (end == val || *end || errno || v < -2147483647L || v > 2147483647L) {
+            snprintf(why, cap, "'%s' is not an integer", val);
+            return -1;
+        }
+        *(int *)p = (int)v;
+        return 0;
+    }
+    case K_LONG: {
+        long v = strtol(val, &end, 10);
+        if (end == val || *end || errno) {
+            snprintf(why, cap, "'%s' is not an integer", val);
+            return -1;
+        }
+        *(long *)p = v;
+        return 0;
+    }
+    case K_FLOAT: {
+        float v = strtof(val, &end);
+        if (end == val || *end || errno || !isfinite(v)) {
+            snprintf(why, cap, "'%s' is not a finite number", val);
+            return -1;
+        }
+        *(float *)p = v;
+        return 0;
+    }
+    case K_STR:
+        if (strlen(val) >= HL_PATH_LEN) {
+            snprintf(why, cap, "value longer than %d bytes", HL_PATH_LEN - 1);
+            return -1;
+        }
+        snprintf(p, HL_PATH_LEN, "%s", val);
+        return 0;
+    case K_OPTIM:
+        if (!strcasecmp(val, "adamw")) *(OptimKind *)p = OPTIM_ADAMW;
+        else if (!strcasecmp(val, "lamb")) *(OptimKind *)p = OPTIM_LAMB;
+        else {
+            snprintf(why, cap, "'%s' is not an optimizer (adamw, lamb)", val);
+            return -1;
+        }
+        return 0;
+    case K_SCHED:
+        if (!strcasecmp(val, "linear")) *(SchedKind *)p = SCHED_LINEAR;
+        else if (!strcasecmp(val, "poly") || !strcasecmp(val, "polynomial")) *(SchedKind *)p = SCHED_POLY;
+        else if (!strcasecmp(val, "constant")) *(SchedKind *)p = SCHED_CONSTANT;
+        else if (!strcasecmp(val, "invsqrt") || !strcasecmp(val, "noam")) *(SchedKind *)p = SCHED_INVSQRT;
+        else {
+            snprintf(why, cap, "'%s' is not a schedule (linear, poly, constant, invsqrt)", val);
+            return -1;
+        }
+        return 0;
+    case K_OBJ:
+        if (!strcasecmp(val, "headline")) *(int *)p = HL_OBJ_HEADLINE;
+        else if (!strcasecmp(val, "denoise")) *(int *)p = HL_OBJ_DENOISE;
+        else {
+            snprintf(why, cap, "'%s' is not an objective (headline, denoise)", val);
+            return -1;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+static const KeyDef *find_key(const char *section, const char *key) {
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (!strcmp(KEYS[i].section, section) && !strcmp(KEYS[i].key, key)) return &KEYS[i];
+    return NULL;
+}
+
+// Debian's inih is built without INI_HANDLER_LINENO: the reader counts lines.
+typedef struct {
+    HeadlineConfig *c;
+    const char *where;
+    char *err;
+    int failed, line;
+    FILE *file;
+    const char *text;
+} IniCtx;
+
+static char *ini_read_line(char *buf, int cap, void *stream) {
+    IniCtx *ic = stream;
+    if (ic->file) {
+        if (!fgets(buf, cap, ic->file)) return NULL;
+    } else {
+        if (!*ic->text || cap < 2) return NULL;
+        int n = 0;
+        while (n < cap - 1 && ic->text[n] && ic->text[n] != '\n') n++;
+        if (ic->text[n] == '\n' && n < cap - 1) n++;
+        memcpy(buf, ic->text, (size_t)n);
+        buf[n] = 0;
+        ic->text += n;
+    }
+    ic->line++;
+    const char *p = buf;
+    while (*p == ' ' || *p == '\t') p++;
+    if (*p == '[' && !strchr(p, ']')) {
+        cx_err(ic->err, "%s:%d: syntax error: unterminated [section", ic->where, ic->line);
+        ic->failed = 1;
+        return NULL;
+    }
+    return buf;
+}
+
+static int on_ini_value(void *user, const char *section, const char *name, const char *value) {
+    IniCtx *ic = user;
+    if (ic->failed) return 0;
+    if (!section[0]) {
+        cx_err(ic->err, "%s:%d: key '%s' outside any [section]", ic->where, ic->line, name);
+        ic->failed = 1;
+        return 0;
+    }
+    const KeyDef *k = find_key(section, name);
+    if (!k) {
+        cx_err(ic->err, "%s:%d: unknown key '%s' in section [%s]", ic->where, ic->line, name,
+               section);
+        ic->failed = 1;
+        return 0;
+    }
+    char why[256];
+    if (parse_value(ic->c, k, value, why, sizeof why) != 0) {
+        cx_err(ic->err, "%s:%d: %s.%s: %s", ic->where, ic->line, section, name, why);
+        ic->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static int finish_parse(IniCtx *ic, int rc) {
+    if (ic->failed) return -1;
+    if (rc == -1) return cx_err(ic->err, "cannot open config file %s", ic->where);
+    if (rc == -2) return cx_err(ic->err, "%s: out of memory while parsing", ic->where);
+    if (rc > 0)
+        return cx_err(ic->err, "%s:%d: syntax error (expected [section] or key = value)",
+                      ic->where, rc);
+    return 0;
+}
+
+int headline_config_load_file(HeadlineConfig *c, const char *path, char *err) {
+    IniCtx ic = {.c = c, .where = path, .err = err};
+    ic.file = fopen(path, "r");
+    if (!ic.file) return cx_err(err, "cannot open config file %s: %s", path, strerror(errno));
+    int rc = ini_parse_stream(ini_read_line, &ic, on_ini_value, &ic);
+    fclose(ic.file);
+    return finish_parse(&ic, rc);
+}
+
+int headline_config_load_string(HeadlineConfig *c, const char *text, const char *where,
+                                char *err) {
+    IniCtx ic = {.c = c, .where = where, .err = err, .text = text};
+    return finish_parse(&ic, ini_parse_stream(ini_read_line, &ic, on_ini_value, &ic));
+}
+
+int headline_config_set(HeadlineConfig *c, const char *assignment, char *err) {
+    const char *eq = strchr(assignment, '=');
+    const char *dot = strchr(assignment, '.');
+    if (!eq || !dot || dot > eq)
+        return cx_err(err, "--set %s: expected section.key=value", assignment);
+    char section[64], key[64];
+    size_t ls = (size_t)(dot - assignment), lk = (size_t)(eq - dot - 1);
+    if (ls == 0 || ls >= sizeof section || lk == 0 || lk >= sizeof key)
+        return cx_err(err, "--set %s: expected section.key=value", assignment);
+    memcpy(section, assignment, ls);
+    section[ls] = 0;
+    memcpy(key, dot + 1, lk);
+    key[lk] = 0;
+    const KeyDef *k = find_key(section, key);
+    if (!k) return cx_err(err, "--set %s: unknown key %s.%s", assignment, section, key);
+    char why[256];
+    if (parse_value(c, k, eq + 1, why, sizeof why) != 0)
+        return cx_err(err, "--set %s: %s", assignment, why);
+    return 0;
+}
+
+int headline_config_check(const HeadlineConfig *c, char *err) {
+    if (encdec_config_check(&c->model, err) != 0) return -1;
+    OptimConfig o = c->optim;
+    o.total_steps = c->train.steps;
+    if (optim_config_check(&o, err) != 0) return -1;
+    if (c->separate_decoder) {
+        o = c->optim;  // shared settings, the decoder's schedule
+        o.lr = c->optim_dec.lr;
+        o.weight_decay = c->optim_dec.weight_decay;
+        o.warmup_steps = c->optim_dec.warmup_steps;
+        o.end_lr = c->optim_dec.end_lr;
+        o.poly_power = c->optim_dec.poly_power;
+        o.schedule = c->optim_dec.schedule;
+        o.total_steps = c->train.steps;
+        char e2[CX_ERRLEN];
+        if (optim_config_check(&o, e2) != 0) {
+            const char *k = strncmp(e2, "optim.", 6) == 0 ? e2 + 6 : e2;
+            return cx_err(err, "optim_decoder.%s", k);
+        }
+    }
+    if (c->separate_decoder != 0 && c->separate_decoder != 1)
+        return cx_err(err, "optim.separate_decoder must be 0 or 1");
+    if (c->data.src_len < 3 || c->data.src_len > c->model.enc.max_position)
+        return cx_err(err, "data.src_len (%d) must be in [3, model.max_position=%d]",
+                      c->data.src_len, c->model.enc.max_position);
+    if (c->data.tgt_len < 2 || c->data.tgt_len > c->model.dec_max_position)
+        return cx_err(err, "data.tgt_len (%d) must be in [2, decoder.max_position=%d]",
+                      c->data.tgt_len, c->model.dec_max_position);
+    if (!(c->data.mask_ratio >= 0.0f && c->data.mask_ratio < 1.0f))
+        return cx_err(err, "data.mask_ratio must be in [0, 1)");
+    if (!(c->data.poisson_lambda > 0.0f && c->data.poisson_lambda <= 30.0f))
+        return cx_err(err, "data.poisson_lambda must be in (0, 30]");
+    if (c->train.micro_batch < 1) return cx_err(err, "train.micro_batch must be >= 1");
+    if (c->train.global_batch < 1) return cx_err(err, "train.global_batch must be >= 1");
+    if (c->train.steps < 1) return cx_err(err, "train.steps must be >= 1");
+    if (c->train.eval_every < 0 || c->train.eval_samples < 0 || c->train.checkpoint_every < 0)
+        return cx_err(err, "train.eval_every, train.eval_samples and train.checkpoint_every must "
+                      "be >= 0");
+    if (c->train.threads < 0) return cx_err(err, "train.threads must be >= 0");
+    if (c->train.log_every < 1) return cx_err(err, "train.log_every must be >= 1");
+    if (c->init.encoder[0] && c->init.from[0])
+        return cx_err(err, "init.encoder and init.from exclude each other");
+    if (c->generate.beam < 1) return cx_err(err, "generate.beam must be >= 1");
+    if (c->generate.max_len < 1 || c->generate.max_len > c->model.dec_max_position)
+        return cx_err(err, "generate.max_len (%d) must be in [1, decoder.max_position=%d]",
+                      c->generate.max_len, c->model.dec_max_position);
+    if (c->generate.min_len < 0 || c->generate.min_len >= c->generate.max_len)
+        return cx_err(err, "generate.min_len must be in [0, generate.max_len)");
+    if (!(c->generate.alpha >= 0.0f)) return cx_err(err, "generate.alpha must be >= 0");
+    if (!c->data.train[0]) return cx_err(err, "data.train must name a shard");
+    if (!c->run.dir[0]) return cx_err(err, "run.dir must name a directory");
+    return 0;
+}
+
+size_t headline_config_to_ini(const HeadlineConfig *c, char *buf, size_t cap) {
+    size_t len = 0;
+    const char *cur = "";
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const KeyDef *k = &KEYS[i];
+        const char *p = (const char *)c + k->offset;
+        char val[HL_PATH_LEN + 32];
+        switch (k->type) {
+        case K_INT: snprintf(val, sizeof val, "%d", *(const int *)p); break;
+        case K_LONG: snprintf(val, sizeof val, "%ld", *(const long *)p); break;
+        case K_FLOAT: snprintf(val, sizeof val, "%.9g", (double)*(const float *)p); break;
+        case K_STR: snprintf(val, sizeof val, "%s", p); break;
+        case K_OPTIM: snprintf(val, sizeof val, "%s", optim_kind_name(*(const OptimKind *)p)); break;
+        case K_SCHED: snprintf(val, sizeof val, "%s", sched_name(*(const SchedKind *)p)); break;
+        case K_OBJ: snprintf(val, sizeof val, "%s", headline_objective_name(*(const int *)p)); break;
+        }
+        int n;
+        if (strcmp(cur, k->section) != 0) {
+            n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "%s[%s]\n",
+                         len ? "\n" : "", k->section);
+            len += (size_t)n;
+            cur = k->section;
+        }
+        n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "%s = %s\n",
+                     k->key, val);
+        len += (size_t)n;
+    }
+    return len;
+}
