@@ -1,6 +1,6 @@
 // h5util_internal.h: HDF5 helpers shared by the checkpoint (io/ckpt.c) and shard
-// (io/shard.c) code. Internal to io/: only ckpt.c, shard.c and h5util.c include this header
-// (and so <hdf5.h>).
+// (io/shard.c) code, and the headline pair shards (io/headline.c). Internal to io/: only
+// ckpt.c, shard.c, headline.c and h5util.c include this header (and so <hdf5.h>).
 //
 // Errors follow the second tier of STYLE.md: a helper returns -1 (or NULL, or
 // H5I_INVALID_HID) and fills the caller's `why` buffer (H5U_WHY_LEN bytes) with a short
