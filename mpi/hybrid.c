@@ -100,7 +100,10 @@ void hybrid_bcast_config(HybridComm *h, char **text) {
     long long len = h->rank == h->root ? (long long)strlen(*text) : 0;
     MPI_CHECK(h->world, MPI_Bcast(&len, 1, MPI_LONG_LONG, h->root, h->world));
     if (len < 0 || len > (1LL << 30)) dp_mpi_fatal(h->world, MPI_ERR_COUNT, "config length", __FILE__, __LINE__);
-    if (h->rank != h->root) *text = cx_calloc((size_t)len + 1, 1);
+    if (h->rank != h->root) {
+        free(*text);  // a trainer's own copy: the root's text replaces it
+        *text = cx_calloc((size_t)len + 1, 1);
+    }
     MPI_CHECK(h->world, MPI_Bcast(*text, (int)len, MPI_CHAR, h->root, h->world));
 }
 

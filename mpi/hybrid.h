@@ -59,7 +59,8 @@ int hybrid_nodes(const HybridComm *h);         // distinct host names in the wor
 const char *hybrid_mpi_version(void);          // "Open MPI v4.1.4"
 
 // Trainer rank 0 sends *text (NUL-terminated); every other rank receives a malloc'ed copy
-// in *text (caller frees). Collective over the world.
+// in *text (caller frees), replacing (and freeing) what *text held there (NULL or a
+// malloc'ed string). Collective over the world.
 void hybrid_bcast_config(HybridComm *h, char **text);
 
 // Creates the averaging backend over the world for the gradient arena grads[0, n) with
