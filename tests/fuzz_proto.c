@@ -231,10 +231,18 @@ static void check_encoder(const uint8_t *data, size_t size, const BrProtoLimits 
         f.m.round_open.round_id = take(&b, 8);
         f.m.round_open.step = take(&b, 8);
         f.m.round_open.target_samples = take(&b, 8);
+        f.m.round_open.sample_start = take(&b, 8);
+        f.m.round_open.n_samples = take(&b, 8);
+        f.m.round_open.params_hash = take(&b, 8);
         break;
     case BR_MSG_ROUND_CLOSE:
         f.m.round_close.round_id = take(&b, 8);
         f.m.round_close.accepted_samples = take(&b, 8);
+        f.m.round_close.samples = take(&b, 8);
+        f.m.round_close.tokens = take(&b, 8);
+        f.m.round_close.participants = (uint32_t)take(&b, 4);
+        f.m.round_close.loss_sum = (double)(int64_t)take(&b, 8) / 1024.0;
+        f.m.round_close.aux_sum = (double)(take(&b, 2));
         break;
     case BR_MSG_GRAD_CHUNK:
     case BR_MSG_AVG_CHUNK: {
@@ -245,9 +253,14 @@ static void check_encoder(const uint8_t *data, size_t size, const BrProtoLimits 
         if (es && n > sizeof g_chunk_src / es) n = (uint32_t)(sizeof g_chunk_src / es);
         const uint8_t *d = (take(&b, 1) % 8) ? g_chunk_src : NULL;
         if (f.type == BR_MSG_GRAD_CHUNK) {
-            f.m.grad_chunk = (BrGradChunk){round, offset, samples, n, codec, d};
+            uint64_t tokens = take(&b, 8);
+            double loss = (double)(int64_t)take(&b, 8) / 1024.0, aux = (double)take(&b, 2);
+            f.m.grad_chunk = (BrGradChunk){.round_id = round, .offset = offset, .samples = samples,
+                                           .tokens = tokens, .loss_sum = loss, .aux_sum = aux,
+                                           .n_elems = n, .codec = codec, .data = d};
         } else {
-            f.m.avg_chunk = (BrAvgChunk){round, offset, n, codec, d};
+            f.m.avg_chunk = (BrAvgChunk){.round_id = round, .offset = offset, .n_elems = n,
+                                         .codec = codec, .data = d};
         }
         break;
     }
