@@ -10,6 +10,7 @@
 #include "bridge/server.h"
 #include "bridge/tokens.h"
 #include "io/config.h"
+#include "io/headline.h"
 #include "models/albert.h"
 #include "models/common.h"
 #include "models/rng.h"
@@ -29,6 +30,8 @@ static void usage(FILE *f) {
             "Runs as the bridge rank of a cluster job: trainers and volunteers average\n"
             "together. Start it next to the trainers, e.g.\n"
             "  mpirun -np 2 conflux-train --config run.ini : -np 1 " TOOL " --tokens tokens.txt\n"
+            "or next to conflux-headline train ranks (the encoder-decoder):\n"
+            "  mpirun -np 2 conflux-headline train --config hl.ini : -np 1 " TOOL " --tokens tokens.txt\n"
             "The run configuration comes from the trainers; volunteers join with\n"
             "  conflux-volunteer --join HOST:PORT --token TOKEN\n"
             "\n"
@@ -238,41 +241,71 @@ int main(int argc, char **argv) {
     // the same set-up collectives as the trainers (mpi/hybrid.h)
     char *cfg_text = NULL;
     hybrid_bcast_config(h, &cfg_text);
+    // the trainers' run: ALBERT (conflux-train) or the encoder-decoder (conflux-headline
+    // train; its configuration has a [decoder] section). The bridge's replica has no data.
+    const int headline = headline_config_text_is_headline(cfg_text);
     RunConfig cfg;
-    config_defaults(&cfg);
-    if (config_load_string(&cfg, cfg_text, "the trainers' configuration", err) != 0) {
-        fprintf(stderr, TOOL ": error: %s\n", err);
-        hybrid_abort(h, 1);
+    HeadlineConfig hcfg;
+    HeadlineReplica hrep;
+    memset(&hrep, 0, sizeof hrep);
+    Albert *model = NULL;
+    Trainer atr = {0}, *tr = &atr;
+    long total, micro_batch;
+    const char *cfg_run_dir;
+    if (headline) {
+        headline_config_defaults(&hcfg);
+        if (headline_config_load_string(&hcfg, cfg_text, "the trainers' configuration", err) != 0 ||
+            headline_config_check(&hcfg, err) != 0) {
+            fprintf(stderr, TOOL ": error: %s\n", err);
+            hybrid_abort(h, 1);
+        }
+        hcfg.optim.total_steps = hcfg.train.steps;
+        if (headline_replica_build(&hrep, &hcfg, 0, err) != 0) {
+            fprintf(stderr, TOOL ": error: %s\n", err);
+            hybrid_abort(h, 1);
+        }
+        tr = &hrep.tr;
+        total = hcfg.train.steps;
+        micro_batch = hcfg.train.micro_batch;
+        cfg_run_dir = hcfg.run.dir;
+    } else {
+        config_defaults(&cfg);
+        if (config_load_string(&cfg, cfg_text, "the trainers' configuration", err) != 0) {
+            fprintf(stderr, TOOL ": error: %s\n", err);
+            hybrid_abort(h, 1);
+        }
+        cfg.optim.total_steps = cfg.train.steps;
+        uint64_t seed = (uint64_t)cfg.train.seed;
+        // a replica without data: one sample of activations, never used
+        model = albert_create(&cfg.model, 1, cfg.data.seq_len, cx_rng_derive(seed, 2));
+        atr.task = (TrainTask){.params = albert_params(model), .grads = albert_grads(model),
+                               .n_params = albert_n_params(model), .specs = albert_specs(model),
+                               .n_specs = albert_n_specs(model), .micro_batch = 1};
+        optim_init(&atr.optim, &cfg.optim, albert_specs(model), albert_n_specs(model),
+                   albert_n_params(model));
+        atr.global_batch = cfg.train.global_batch;
+        total = cfg.train.steps;
+        micro_batch = cfg.train.micro_batch;
+        cfg_run_dir = cfg.run.dir;
     }
-    cfg.optim.total_steps = cfg.train.steps;
-    uint64_t seed = (uint64_t)cfg.train.seed;
-    // a replica without data: one sample of activations, never used
-    Albert *model = albert_create(&cfg.model, 1, cfg.data.seq_len, cx_rng_derive(seed, 2));
-    Trainer tr = {0};
-    tr.task = (TrainTask){.params = albert_params(model), .grads = albert_grads(model),
-                          .n_params = albert_n_params(model), .specs = albert_specs(model),
-                          .n_specs = albert_n_specs(model), .micro_batch = 1};
-    optim_init(&tr.optim, &cfg.optim, albert_specs(model), albert_n_specs(model),
-               albert_n_params(model));
-    tr.global_batch = cfg.train.global_batch;
-    o.probe_samples = cfg.train.micro_batch;
-    hybrid_create_averager(h, albert_grads(model), albert_n_params(model), albert_specs(model),
-                           albert_n_specs(model));
+    float *params = tr->task.params;
+    const size_t n_params = tr->task.n_params;
+    o.probe_samples = micro_batch;
+    hybrid_create_averager(h, tr->task.grads, n_params, tr->task.specs, tr->task.n_specs);
     int64_t meta[3] = {0};
-    hybrid_bcast_state(h, albert_params(model), tr.optim.m, tr.optim.v, albert_n_params(model),
-                       meta, 3);
-    tr.optim.step = meta[0];
-    tr.samples_seen = (uint64_t)meta[1];
+    hybrid_bcast_state(h, params, tr->optim.m, tr->optim.v, n_params, meta, 3);
+    tr->optim.step = meta[0];
+    tr->samples_seen = (uint64_t)meta[1];
     hybrid_nodes(h);
     hybrid_barrier(h);  // the trainers' run directory exists from here on
-    o.run_dir = run_dir ? run_dir : cfg.run.dir;
-    o.total_steps = cfg.train.steps;
-    BridgeServer *b = bridge_create(&o, &tr, h, cfg_text, (uint64_t)meta[2], err);
+    o.run_dir = run_dir ? run_dir : cfg_run_dir;
+    o.total_steps = total;
+    BridgeServer *b = bridge_create(&o, tr, h, cfg_text, (uint64_t)meta[2], err);
     if (!b) {
         fprintf(stderr, TOOL ": error: %s\n", err);
         hybrid_abort(h, 1);
     }
-    tr.avg = bridge_averager(b);
+    tr->avg = bridge_averager(b);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -283,13 +316,12 @@ int main(int argc, char **argv) {
     if (!o.quiet)
         fprintf(stderr, TOOL ": listening on %s for volunteers; %zu parameters, %d trainer rank(s), "
                         "global batch %ld, steps %ld..%ld\n",
-                o.listen, albert_n_params(model), hybrid_n_trainers(h), tr.global_batch,
-                tr.optim.step, cfg.train.steps);
-    const long total = cfg.train.steps;
+                o.listen, n_params, hybrid_n_trainers(h), tr->global_batch,
+                tr->optim.step, total);
     int rc = 0;
-    while (tr.optim.step < total) {
+    while (tr->optim.step < total) {
         StepResult r;
-        if (trainer_step(&tr, &r, err) != 0) {
+        if (trainer_step(tr, &r, err) != 0) {
             fprintf(stderr, TOOL ": error: %s\n", err);
             rc = 1;
             break;
@@ -300,9 +332,12 @@ int main(int argc, char **argv) {
             rc = 1;
             break;
         }
-        long every = cfg.train.replica_check_every;
-        if ((every > 0 && r.step % every == 0) || r.step == total || stop) {
-            if (hybrid_check_replicas(h, albert_params(model), albert_n_params(model), r.step, err) != 0) {
+        // the replica check steps are the trainers' rule (conflux-train / conflux-headline)
+        long every = headline ? 0 : cfg.train.replica_check_every;
+        int check = headline ? headline_check_step(&hcfg, r.step, stop)
+                             : (every > 0 && r.step % every == 0) || r.step == total || stop;
+        if (check) {
+            if (hybrid_check_replicas(h, params, n_params, r.step, err) != 0) {
                 fprintf(stderr, TOOL ": error: %s\n", err);
                 rc = 1;
                 break;
@@ -310,14 +345,18 @@ int main(int argc, char **argv) {
         }
         bridge_after_step(b, &r);
         if (stop) {  // a signal: the job checkpoints and may be requeued
-            if (tr.optim.step < total) bridge_set_restarting(b);
+            if (tr->optim.step < total) bridge_set_restarting(b);
             break;
         }
     }
     bridge_free(b);
     if (rc != 0) hybrid_abort(h, rc);
-    optim_free(&tr.optim);
-    albert_free(model);
+    if (headline) {
+        headline_replica_free(&hrep);
+    } else {
+        optim_free(&atr.optim);
+        albert_free(model);
+    }
     free(cfg_text);
     hybrid_finalize(h);
     return 0;

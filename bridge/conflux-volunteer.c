@@ -16,6 +16,7 @@
 #include "bridge/client.h"
 #include "bridge/state.h"
 #include "io/config.h"
+#include "io/headline.h"
 #include "io/mlm.h"
 #include "io/shard.h"
 #include "models/albert.h"
@@ -61,43 +62,108 @@ static void usage(FILE *f) {
             "  -h, --help            this text\n"
             "\n"
             "The run's training data must be on this machine at the configured path (or\n"
-            "--set data.train=PATH); it is checked against the run's.\n"
+            "--set data.train=PATH); it is checked against the run's. Runs of conflux-train\n"
+            "(ALBERT) and of conflux-headline train (the encoder-decoder: a pair shard, or a\n"
+            "token shard and the tokenizer, data.tokenizer=DIR, for denoising) are both joined\n"
+            "this way; the run's configuration says which model to build.\n"
             "\n"
             "example:\n"
             "  " TOOL " --join 10.0.0.5:7070 --token 0123abcd... --set data.train=shards/train.h5\n");
 }
 
-// The replica: model, data and optimizer built from a downloaded state.
+// The replica: model, data and optimizer built from a downloaded state. The run is an
+// ALBERT one (conflux-train) or an encoder-decoder one (conflux-headline train: its
+// configuration has a [decoder] section; io/headline.h builds that replica).
 typedef struct {
+    int headline;          // 1: hl holds the replica
     RunConfig cfg;
     Shard shard;
     MlmData data;
     Albert *model;
     MlmTask mt;
-    Trainer tr;
+    HeadlineReplica hl;
+    Trainer *tr;           // &atr or &hl.tr
+    Trainer atr;
+    long steps;            // the run's train.steps
     int built;
 } Replica;
 
 static void replica_free(Replica *r) {
     if (!r->built) return;
-    mlm_task_free(&r->mt);
-    mlm_data_free(&r->data);
-    optim_free(&r->tr.optim);
-    albert_free(r->model);
+    if (r->headline) {
+        headline_replica_free(&r->hl);
+    } else {
+        mlm_task_free(&r->mt);
+        mlm_data_free(&r->data);
+        optim_free(&r->atr.optim);
+        albert_free(r->model);
+    }
     r->built = 0;
+}
+
+static int check_set(const char *set, char *err) {
+    if (strncmp(set, "data.train=", 11) && strncmp(set, "data.valid=", 11) &&
+        strncmp(set, "train.threads=", 14) && strncmp(set, "data.tokenizer=", 15))
+        return cx_err(err, "--set %s: a volunteer may override only data.train, data.valid, "
+                      "data.tokenizer and train.threads (the rest is the run's)", set);
+    return 0;
+}
+
+// The state's parameters, moments, step and cursor into a built trainer.
+static void replica_load_state(Trainer *tr, const BrState *s) {
+    memcpy(tr->task.params, s->params, s->n_params * sizeof(float));
+    memcpy(tr->optim.m, s->m, s->n_params * sizeof(float));
+    memcpy(tr->optim.v, s->v, s->n_params * sizeof(float));
+    tr->optim.step = (long)s->step;
+    tr->samples_seen = s->samples_seen;
+}
+
+// An encoder-decoder run: the same model, task (seeds, data order) and optimizer (with its
+// decoder group) as the trainers' (headline_replica_build).
+static int replica_build_headline(Replica *r, const BrState *s, const char **sets, int n_sets,
+                                  char *err) {
+    HeadlineConfig cfg;
+    headline_config_defaults(&cfg);
+    if (headline_config_load_string(&cfg, s->config, "the run's configuration", err) != 0) return -1;
+    for (int i = 0; i < n_sets; i++) {
+        if (check_set(sets[i], err) != 0 || headline_config_set(&cfg, sets[i], err) != 0) return -1;
+    }
+    if (headline_config_check(&cfg, err) != 0) return -1;
+    cfg.optim.total_steps = cfg.train.steps;
+    if (cfg.train.threads > 0) openblas_set_num_threads(cfg.train.threads);
+    if (headline_replica_build(&r->hl, &cfg, 1, err) != 0) return -1;
+    if (r->hl.ht.n != s->data_windows) {
+        cx_err(err, "the training data here (%s) has %zu %s, the run's has %llu: use the run's "
+               "shard (--set data.train=PATH)", cfg.data.train, r->hl.ht.n,
+               cfg.data.objective == HL_OBJ_DENOISE ? "windows" : "pairs",
+               (unsigned long long)s->data_windows);
+        headline_replica_free(&r->hl);
+        return -1;
+    }
+    if (r->hl.tr.task.n_params != s->n_params) {
+        cx_err(err, "the run's model has %llu parameters but its configuration builds %zu",
+               (unsigned long long)s->n_params, r->hl.tr.task.n_params);
+        headline_replica_free(&r->hl);
+        return -1;
+    }
+    r->headline = 1;
+    r->tr = &r->hl.tr;
+    replica_load_state(r->tr, s);
+    r->steps = cfg.train.steps;
+    r->built = 1;
+    return 0;
 }
 
 static int replica_build(Replica *r, const BrState *s, const char **sets, int n_sets, char *err) {
     replica_free(r);
+    // (br_state_parse NUL-terminates its copy of the configuration text)
+    if (headline_config_text_is_headline(s->config)) return replica_build_headline(r, s, sets, n_sets, err);
+    r->headline = 0;
     RunConfig cfg;
     config_defaults(&cfg);
     if (config_load_string(&cfg, s->config, "the run's configuration", err) != 0) return -1;
     for (int i = 0; i < n_sets; i++) {
-        if (strncmp(sets[i], "data.train=", 11) && strncmp(sets[i], "data.valid=", 11) &&
-            strncmp(sets[i], "train.threads=", 14) && strncmp(sets[i], "data.tokenizer=", 15))
-            return cx_err(err, "--set %s: a volunteer may override only data.train, data.valid, "
-                          "data.tokenizer and train.threads (the rest is the run's)", sets[i]);
-        if (config_set(&cfg, sets[i], err) != 0) return -1;
+        if (check_set(sets[i], err) != 0 || config_set(&cfg, sets[i], err) != 0) return -1;
     }
     cfg.optim.total_steps = cfg.train.steps;
     if (cfg.train.threads > 0) openblas_set_num_threads(cfg.train.threads);
@@ -123,17 +189,15 @@ static int replica_build(Replica *r, const BrState *s, const char **sets, int n_
         return cx_err(err, "the run's model has %llu parameters but its configuration builds %zu",
                       (unsigned long long)s->n_params, albert_n_params(r->model));
     }
-    memset(&r->tr, 0, sizeof r->tr);
-    mlm_task_init(&r->mt, &r->tr.task, r->model, &r->data, cfg.train.micro_batch, cx_rng_derive(seed, 3));
-    optim_init(&r->tr.optim, &cfg.optim, albert_specs(r->model), albert_n_specs(r->model),
+    memset(&r->atr, 0, sizeof r->atr);
+    r->tr = &r->atr;
+    mlm_task_init(&r->mt, &r->atr.task, r->model, &r->data, cfg.train.micro_batch, cx_rng_derive(seed, 3));
+    optim_init(&r->atr.optim, &cfg.optim, albert_specs(r->model), albert_n_specs(r->model),
                albert_n_params(r->model));
-    memcpy(albert_params(r->model), s->params, s->n_params * sizeof(float));
-    memcpy(r->tr.optim.m, s->m, s->n_params * sizeof(float));
-    memcpy(r->tr.optim.v, s->v, s->n_params * sizeof(float));
-    r->tr.optim.step = (long)s->step;
-    r->tr.samples_seen = s->samples_seen;
-    r->tr.global_batch = cfg.train.global_batch;
+    replica_load_state(&r->atr, s);
+    r->atr.global_batch = cfg.train.global_batch;
     r->cfg = cfg;
+    r->steps = cfg.train.steps;
     r->built = 1;
     return 0;
 }
@@ -295,8 +359,8 @@ int main(int argc, char **argv) {
                     (unsigned long long)w->step, w->codec == BR_CODEC_FP16 ? "fp16" : "fp32");
         if (rep.built && !need_state) {
             // reconnecting with a consistent replica: the bridge replays what we missed
-            if (br_client_start(cl, (uint64_t)rep.tr.optim.step, albert_params(rep.model),
-                                albert_n_params(rep.model), &rep.tr.samples_seen, err) != 0)
+            if (br_client_start(cl, (uint64_t)rep.tr->optim.step, rep.tr->task.params,
+                                rep.tr->task.n_params, &rep.tr->samples_seen, err) != 0)
                 goto broken;
         } else {
             if (blob_step != w->step || blob_total != w->state_bytes) {  // a new state: start over
@@ -326,18 +390,20 @@ int main(int argc, char **argv) {
             }
             blob_step = UINT64_MAX;  // used
             need_state = 0;
-            if (br_client_start(cl, (uint64_t)rep.tr.optim.step, albert_params(rep.model),
-                                albert_n_params(rep.model), &rep.tr.samples_seen, err) != 0)
+            if (br_client_start(cl, (uint64_t)rep.tr->optim.step, rep.tr->task.params,
+                                rep.tr->task.n_params, &rep.tr->samples_seen, err) != 0)
                 goto broken;
         }
-        rep.tr.avg = br_client_averager(cl);
-        albert_set_backward_hooks(rep.model, NULL, br_client_pump, cl);
+        rep.tr->avg = br_client_averager(cl);
+        // ALBERT drives the link during its backward; the encoder-decoder has no hooks (the
+        // link is driven between steps)
+        if (!rep.headline) albert_set_backward_hooks(rep.model, NULL, br_client_pump, cl);
         failures = 0;
         double t_last = cx_now();
         uint64_t shares_before = br_client_stats(cl)->shares;
         while (!g_stop && (max_steps < 0 || contributed < max_steps)) {
             StepResult r;
-            if (trainer_step(&rep.tr, &r, err) != 0) goto broken;
+            if (trainer_step(rep.tr, &r, err) != 0) goto broken;
             const BrClientStats *cs = br_client_stats(cl);
             int had_share = (uint64_t)cs->shares > shares_before;
             if (had_share) contributed++;
@@ -350,10 +416,10 @@ int main(int argc, char **argv) {
                 fflush(stats);
             }
             double now = cx_now();
-            if (!quiet && (now - t_last > 2.0 || r.step == rep.cfg.train.steps)) {
+            if (!quiet && (now - t_last > 2.0 || r.step == rep.steps)) {
                 fprintf(stderr, "step %ld/%ld | loss %.4f | %d participants | my samples %llu "
                                 "(accepted on time %llu) | up %.1f Mbit/s | down %.1f Mbit/s\n",
-                        r.step, rep.cfg.train.steps, r.loss, r.participants,
+                        r.step, rep.steps, r.loss, r.participants,
                         (unsigned long long)cs->samples, (unsigned long long)cs->accepted,
                         cs->up_s > 0 ? cs->up_bytes * 8 / cs->up_s / 1e6 : 0.0,
                         cs->down_s > 0 ? cs->down_bytes * 8 / cs->down_s / 1e6 : 0.0);

@@ -3,7 +3,8 @@
 //   pairs     (title, body) pairs from Debian's Russian texts (TSV), for training here
 //   prepare   tokenize (article, headline) pairs (RIA/Lenta/ODS files or TSV) into a pair shard
 //   train     fine-tune (headline) or denoise-pretrain (mBART) through models/train.h's loop;
-//             alone or under mpirun (the MPI averaging backend of mpi/dp.h)
+//             alone or under mpirun (the MPI averaging backend of mpi/dp.h), optionally
+//             with a conflux-bridge rank that lets volunteers join (mpi/hybrid.h)
 //   generate  headlines for text on stdin or in files (greedy or beam search)
 //   evaluate  ROUGE (standard and paper mode) against the titles of news files, next to the
 //             first-sentence baseline
@@ -42,13 +43,15 @@
 #include "models/rng.h"
 #include "models/train.h"
 #include "mpi/dp.h"
+#include "mpi/hybrid_mpi.h"
 
 #define TOOL "conflux-headline"
 
 extern void openblas_set_num_threads(int);
 extern char *openblas_get_config(void);
 
-static int g_rank = 0, g_size = 1;
+static int g_rank = 0, g_size = 1;  // among the trainer ranks (train)
+static int g_joined = 0;            // train: every rank passed set-up (the barrier)
 
 __attribute__((format(printf, 1, 2))) static void report(const char *fmt, ...) {
     char msg[CX_ERRLEN + 512];
@@ -920,7 +923,8 @@ typedef struct {
     HeadlineTask ht, hv;
     int have_ht, have_hv;
     Trainer tr;
-    DpComm *dp;
+    HybridComm *hc;
+    DpComm *dp;     // the averaging backend (the HybridComm's: hybrid_finalize frees it)
     FILE *metrics;
     char *cfg_text;
 } TrainState;
@@ -938,7 +942,6 @@ static void train_state_free(TrainState *s) {
     free(s->sent_end);
     if (s->tr.optim.m) optim_free(&s->tr.optim);
     encdec_free(s->model);
-    if (s->dp) dp_free(s->dp);
     if (s->metrics) fclose(s->metrics);
     free(s->cfg_text);
 }
@@ -969,6 +972,12 @@ static const char train_usage[] =
     "RUN_DIR/metrics.csv, RUN_DIR/checkpoint-STEP.h5 and RUN_DIR/latest.h5, and RUN_DIR/finished\n"
     "when every step is done; SIGTERM, SIGINT or SIGUSR1 checkpoints at the next step and\n"
     "exits 0.\n"
+    "\n"
+    "Volunteers: start one conflux-bridge rank next to the trainer ranks (MPMD), as for\n"
+    "conflux-train; volunteers (conflux-volunteer --join) build the same model, data order\n"
+    "and optimizer (both parameter groups) from the run's configuration and need the\n"
+    "training shard (and, for denoise, the tokenizer) at the configured paths or --set ones:\n"
+    "  mpirun -np 2 " TOOL " train --config hl.ini : -np 1 conflux-bridge --tokens tokens.txt\n"
     "\n"
     "Objectives (data.objective):\n"
     "  headline  fine-tuning on a pair shard (`prepare`): the BertSumAbs recipe, separate\n"
@@ -1005,7 +1014,32 @@ static const char train_usage[] =
     "  " TOOL " train --init runs/mbart/latest.h5 --run-dir runs/hl-mbart\n"
     "  mpirun -np 2 " TOOL " train --set train.threads=1 --run-dir runs/hl2\n";
 
+// The averaging share of a trainer when a bridge is in the job (as conflux-train's): the
+// bridge's plan says how many samples of the global batch the trainers take; they split
+// them equally by trainer rank.
+typedef struct {
+    HybridComm *h;
+    const Trainer *tr;  // its step count checks the plan
+} TrainerPlan;
+
+static int trainer_plan(void *ctx, long global_batch, long *lo, long *hi, char *err) {
+    TrainerPlan *tp = ctx;
+    HybridPlan plan = {0};
+    if (hybrid_bcast_plan(tp->h, &plan, err) != 0) return -1;
+    long step = tp->tr->optim.step;
+    if (plan.step != step + 1 || plan.trainer_samples < 0 || plan.trainer_samples > global_batch)
+        return cx_err(err, "bad round plan from the bridge: step %lld (expected %ld), trainer "
+                      "samples %lld of %ld", (long long)plan.step, step + 1,
+                      (long long)plan.trainer_samples, global_batch);
+    long T = (long)plan.trainer_samples, NT = hybrid_n_trainers(tp->h), r = hybrid_trainer_rank(tp->h);
+    *lo = T * r / NT;
+    *hi = T * (r + 1) / NT;
+    return 0;
+}
+
 static int train_main(int argc, char **argv, TrainState *S) {
+    HybridComm *hc = S->hc;
+    const int world_size = hybrid_size(hc), bridged = hybrid_bridge_rank(hc) >= 0;
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'},       {"set", required_argument, 0, 's'},
         {"objective", required_argument, 0, 'O'},    {"train", required_argument, 0, 'T'},
@@ -1211,10 +1245,9 @@ static int train_main(int argc, char **argv, TrainState *S) {
     S->cfg_text = cx_calloc(len + 1, 1);
     headline_config_to_ini(&cfg, S->cfg_text, len + 1);
 
-    // model, tasks, optimizer
-    const uint64_t seed = (uint64_t)cfg.train.seed;
+    // model, tasks, optimizer (io/headline.h: as the bridge and volunteers build them)
     const int Ts = cfg.data.src_len, Tt = cfg.data.tgt_len, MB = cfg.train.micro_batch;
-    S->model = encdec_create(&cfg.model, MB, Ts, Tt, cx_rng_derive(seed, 2));
+    S->model = headline_model_create(&cfg, MB);
     if (S->init) {
         int bad = cfg.init.encoder[0]
                       ? load_albert_encoder(S->init, cfg.init.encoder, S->model, cfg.init.lm_head, err)
@@ -1229,12 +1262,8 @@ static int train_main(int argc, char **argv, TrainState *S) {
     DenoiseConfig dn = {.mask_ratio = cfg.data.mask_ratio, .poisson_lambda = cfg.data.poisson_lambda,
                         .permute_sentences = cfg.data.permute_sentences};
     Trainer *tr = &S->tr;
-    if (!denoise) {
-        headline_task_pairs(&S->ht, &tr->task, S->model, &S->train_p, Ts, Tt, MB,
-                            cx_rng_derive(seed, 1), 1, cx_rng_derive(seed, 3));
-    } else if (headline_task_denoise(&S->ht, &tr->task, S->model, &S->train_s, &dn, S->sent_end,
-                                     Ts, Tt, MB, cx_rng_derive(seed, 1), 1, cx_rng_derive(seed, 3),
-                                     err) != 0) {
+    if (headline_task_init(&S->ht, &tr->task, S->model, &cfg, &S->train_p, &S->train_s,
+                           S->sent_end, MB, err) != 0) {
         report("%s (%s)", err, cfg.data.train);
         rc = 1;
         goto out_sets;
@@ -1255,30 +1284,30 @@ static int train_main(int argc, char **argv, TrainState *S) {
         n_valid = (long)S->hv.n;
         if (cfg.train.eval_samples > n_valid) cfg.train.eval_samples = n_valid;
     }
-    optim_init(&tr->optim, &cfg.optim, encdec_specs(S->model), encdec_n_specs(S->model),
-               encdec_n_params(S->model));
-    if (cfg.separate_decoder) {
-        OptimConfig g = cfg.optim;
-        g.lr = cfg.optim_dec.lr;
-        g.weight_decay = cfg.optim_dec.weight_decay;
-        g.schedule = cfg.optim_dec.schedule;
-        g.warmup_steps = cfg.optim_dec.warmup_steps;
-        g.end_lr = cfg.optim_dec.end_lr;
-        g.poly_power = cfg.optim_dec.poly_power;
-        optim_set_group(&tr->optim, AP_N_ENCODER, &g);
-    }
+    headline_optim_init(&tr->optim, &cfg, S->model);
     tr->global_batch = cfg.train.global_batch;
-    if (tr->global_batch < g_size) {
+    if (!bridged && tr->global_batch < g_size) {
         report("train.global_batch (%ld) is smaller than the number of ranks (%d)",
                tr->global_batch, g_size);
         rc = 2;
         goto out_sets;
     }
     tr->avg = (Averager){.ctx = NULL, .sum = NULL, .rank = 0, .n_ranks = 1};
-    if (g_size > 1) {
-        S->dp = dp_create(MPI_COMM_WORLD, encdec_grads(S->model), encdec_n_params(S->model),
-                          encdec_specs(S->model), encdec_n_specs(S->model), (size_t)4 << 20);
+    // with a bridge in the job (mpi/hybrid.h) it builds the same replica from the
+    // configuration text (headline_replica_build) and averages with the trainers
+    TrainerPlan tplan = {.h = hc, .tr = tr};
+    if (bridged) hybrid_bcast_config(hc, &S->cfg_text);
+    if (world_size > 1) {
+        hybrid_create_averager(hc, encdec_grads(S->model), encdec_n_params(S->model),
+                               encdec_specs(S->model), encdec_n_specs(S->model));
+        S->dp = hybrid_dp(hc);
         tr->avg = dp_averager(S->dp);
+        if (bridged) {
+            tr->avg.plan = trainer_plan;
+            tr->avg.plan_ctx = &tplan;
+            tr->avg.rank = g_rank;
+            tr->avg.n_ranks = g_size;
+        }
     }
     if (S->resume) {
         if (resume_from(S->resume, S->model, tr, err) != 0) {
@@ -1287,6 +1316,14 @@ static int train_main(int argc, char **argv, TrainState *S) {
             goto out_sets;
         }
     }
+    if (bridged) {
+        // the bridge keeps a replica and volunteers download it: trainer 0's state (fresh,
+        // initialised or resumed); meta[2]: the training examples, checked by volunteers
+        int64_t meta[3] = {tr->optim.step, (int64_t)tr->samples_seen, (int64_t)S->ht.n};
+        hybrid_bcast_state(hc, encdec_params(S->model), tr->optim.m, tr->optim.v,
+                           encdec_n_params(S->model), meta, 3);
+    }
+    int nodes = hybrid_nodes(hc);
 
     // run directory (rank 0)
     const char *run_dir = cfg.run.dir;
@@ -1301,7 +1338,7 @@ static int train_main(int argc, char **argv, TrainState *S) {
         (void)mr;
         char mpiv[32];
         snprintf(mpiv, sizeof mpiv, "%d.%d", mv, ms);
-        RunInfo info = {.tool = TOOL, .config_ini = S->cfg_text, .ranks = g_size, .nodes = 1,
+        RunInfo info = {.tool = TOOL, .config_ini = S->cfg_text, .ranks = g_size, .nodes = nodes,
                         .launcher = launcher_name(), .resumed_from = resume_path,
                         .extra_versions = {{"openblas", openblas_get_config()}, {"mpi", mpiv}}};
         if (runlog_write_info(run_dir, &info, err) != 0 ||
@@ -1311,7 +1348,9 @@ static int train_main(int argc, char **argv, TrainState *S) {
             goto out_sets;
         }
     }
-    if (g_size > 1) MPI_Barrier(MPI_COMM_WORLD);
+    // every rank got here: from now on a failure anywhere aborts the job
+    if (world_size > 1) hybrid_barrier(hc);
+    g_joined = 1;
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -1336,7 +1375,8 @@ static int train_main(int argc, char **argv, TrainState *S) {
     double t_start = cx_now(), t_window = t_start;
     long window_samples = 0, window_tokens = 0, first_step = tr->optim.step;
     uint64_t src_mark = S->ht.src_tokens_seen;
-    MPI_Comm comm = S->dp ? dp_comm(S->dp) : MPI_COMM_NULL;
+    // validation sums over the trainers (the bridge holds no data)
+    MPI_Comm comm = bridged ? hybrid_trainers(hc) : S->dp ? dp_comm(S->dp) : MPI_COMM_NULL;
     if (have_valid && cfg.train.eval_every > 0 && tr->optim.step == 0 && total > 0) {
         double v0;  // where the run starts from (not a metrics row)
         if (validate(&valid_task, cfg.train.eval_samples, comm, 0, talk, denoise, &v0) != 0) {
@@ -1351,14 +1391,12 @@ static int train_main(int argc, char **argv, TrainState *S) {
             rc = 1;
             break;
         }
+        // a signal on any rank stops every rank at this same step boundary
         int stop = g_stop_signal != 0;
-        if (g_size > 1) {
-            int s = stop;
-            if (MPI_Allreduce(&s, &stop, 1, MPI_INT, MPI_MAX, comm) != MPI_SUCCESS) {
-                report("stop vote failed");
-                rc = 1;
-                break;
-            }
+        if (world_size > 1 && (stop = hybrid_stop_vote(hc, stop, err)) < 0) {
+            report("%s", err);
+            rc = 1;
+            break;
         }
         double now = cx_now(), step_s = r.compute_s + r.comm_s;
         long src_tok = (long)(S->ht.src_tokens_seen - src_mark) * g_size;
@@ -1403,8 +1441,9 @@ static int train_main(int argc, char **argv, TrainState *S) {
         }
         int ckpt_now = (cfg.train.checkpoint_every > 0 && r.step % cfg.train.checkpoint_every == 0) ||
                        r.step == total || stop;
-        if (ckpt_now && g_size > 1 &&
-            dp_check_replicas(comm, encdec_params(S->model), encdec_n_params(S->model), r.step, err) != 0) {
+        // the bridge checks on the same steps (headline_check_step)
+        if (world_size > 1 && headline_check_step(&cfg, r.step, stop) &&
+            hybrid_check_replicas(hc, encdec_params(S->model), encdec_n_params(S->model), r.step, err) != 0) {
             report("%s", err);
             rc = 1;
             break;
@@ -1444,19 +1483,20 @@ static int cmd_train(int argc, char **argv) {
             fputs(train_usage, stdout);
             return 0;
         }
-    int provided;
-    if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
-        report("MPI_Init failed");
-        return 1;
-    }
-    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    // trainer ranks, and optionally one conflux-bridge rank (mpi/hybrid.h)
+    HybridComm *hc = hybrid_init(&argc, &argv, HYBRID_TRAINER);
+    g_rank = hybrid_trainer_rank(hc);
+    g_size = hybrid_n_trainers(hc);
     TrainState S;
     memset(&S, 0, sizeof S);
+    S.hc = hc;
     int rc = train_main(argc, argv, &S);
-    if (rc != 0 && g_size > 1) MPI_Abort(MPI_COMM_WORLD, rc);
+    // a failure on any rank, or a trainer that left before joining a bridge's set-up,
+    // would leave the others waiting in a collective: end the whole job
+    if ((rc != 0 && hybrid_size(hc) > 1) || (!g_joined && hybrid_bridge_rank(hc) >= 0))
+        hybrid_abort(hc, rc);
     train_state_free(&S);
-    MPI_Finalize();
+    hybrid_finalize(hc);
     return rc;
 }
 
