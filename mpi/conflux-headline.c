@@ -1014,29 +1014,6 @@ static const char train_usage[] =
     "  " TOOL " train --init runs/mbart/latest.h5 --run-dir runs/hl-mbart\n"
     "  mpirun -np 2 " TOOL " train --set train.threads=1 --run-dir runs/hl2\n";
 
-// The averaging share of a trainer when a bridge is in the job (as conflux-train's): the
-// bridge's plan says how many samples of the global batch the trainers take; they split
-// them equally by trainer rank.
-typedef struct {
-    HybridComm *h;
-    const Trainer *tr;  // its step count checks the plan
-} TrainerPlan;
-
-static int trainer_plan(void *ctx, long global_batch, long *lo, long *hi, char *err) {
-    TrainerPlan *tp = ctx;
-    HybridPlan plan = {0};
-    if (hybrid_bcast_plan(tp->h, &plan, err) != 0) return -1;
-    long step = tp->tr->optim.step;
-    if (plan.step != step + 1 || plan.trainer_samples < 0 || plan.trainer_samples > global_batch)
-        return cx_err(err, "bad round plan from the bridge: step %lld (expected %ld), trainer "
-                      "samples %lld of %ld", (long long)plan.step, step + 1,
-                      (long long)plan.trainer_samples, global_batch);
-    long T = (long)plan.trainer_samples, NT = hybrid_n_trainers(tp->h), r = hybrid_trainer_rank(tp->h);
-    *lo = T * r / NT;
-    *hi = T * (r + 1) / NT;
-    return 0;
-}
-
 static int train_main(int argc, char **argv, TrainState *S) {
     HybridComm *hc = S->hc;
     const int world_size = hybrid_size(hc), bridged = hybrid_bridge_rank(hc) >= 0;
@@ -1295,7 +1272,7 @@ static int train_main(int argc, char **argv, TrainState *S) {
     tr->avg = (Averager){.ctx = NULL, .sum = NULL, .rank = 0, .n_ranks = 1};
     // with a bridge in the job (mpi/hybrid.h) it builds the same replica from the
     // configuration text (headline_replica_build) and averages with the trainers
-    TrainerPlan tplan = {.h = hc, .tr = tr};
+    HybridTrainerPlan tplan = {.h = hc, .steps_done = &tr->optim.step};
     if (bridged) hybrid_bcast_config(hc, &S->cfg_text);
     if (world_size > 1) {
         hybrid_create_averager(hc, encdec_grads(S->model), encdec_n_params(S->model),
@@ -1303,7 +1280,7 @@ static int train_main(int argc, char **argv, TrainState *S) {
         S->dp = hybrid_dp(hc);
         tr->avg = dp_averager(S->dp);
         if (bridged) {
-            tr->avg.plan = trainer_plan;
+            tr->avg.plan = hybrid_trainer_plan;
             tr->avg.plan_ctx = &tplan;
             tr->avg.rank = g_rank;
             tr->avg.n_ranks = g_size;

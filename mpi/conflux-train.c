@@ -162,28 +162,6 @@ static int resume_from(Ckpt *ck, Albert *model, Trainer *tr, char *err) {
     return 0;
 }
 
-// The averaging share of a trainer when a bridge is in the job: the bridge's plan says how
-// many samples of the global batch the trainers take; they split them equally.
-typedef struct {
-    HybridComm *h;
-    const Trainer *tr;  // its step count checks the plan
-} TrainerPlan;
-
-static int trainer_plan(void *ctx, long global_batch, long *lo, long *hi, char *err) {
-    TrainerPlan *tp = ctx;
-    HybridPlan plan = {0};
-    if (hybrid_bcast_plan(tp->h, &plan, err) != 0) return -1;
-    long step = tp->tr->optim.step;
-    if (plan.step != step + 1 || plan.trainer_samples < 0 || plan.trainer_samples > global_batch)
-        return cx_err(err, "bad round plan from the bridge: step %lld (expected %ld), trainer "
-                      "samples %lld of %ld", (long long)plan.step, step + 1,
-                      (long long)plan.trainer_samples, global_batch);
-    long T = (long)plan.trainer_samples, NT = hybrid_n_trainers(tp->h), r = hybrid_trainer_rank(tp->h);
-    *lo = T * r / NT;
-    *hi = T * (r + 1) / NT;
-    return 0;
-}
-
 static int train_main(int argc, char **argv, HybridComm *hc) {
     // world: every rank (trainers + bridge) averages; comm: the trainers (data, evaluation,
     // run directory). Without a bridge both are MPI_COMM_WORLD.
@@ -301,7 +279,7 @@ static int train_main(int argc, char **argv, HybridComm *hc) {
         SETUP_FAIL(2, "train.global_batch (%ld) is smaller than the number of ranks (%d)",
                    tr.global_batch, size);
     DpComm *dp = NULL;
-    TrainerPlan tplan = {.h = hc, .tr = &tr};
+    HybridTrainerPlan tplan = {.h = hc, .steps_done = &tr.optim.step};
     if (bridged) hybrid_bcast_config(hc, &cfg_text);  // the bridge builds the same model
     if (world_size > 1) {
         hybrid_create_averager(hc, albert_grads(model), albert_n_params(model),
@@ -309,7 +287,7 @@ static int train_main(int argc, char **argv, HybridComm *hc) {
         dp = hybrid_dp(hc);
         tr.avg = dp_averager(dp);
         if (bridged) {
-            tr.avg.plan = trainer_plan;
+            tr.avg.plan = hybrid_trainer_plan;
             tr.avg.plan_ctx = &tplan;
             tr.avg.rank = hybrid_trainer_rank(hc);
             tr.avg.n_ranks = hybrid_n_trainers(hc);

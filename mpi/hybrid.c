@@ -153,6 +153,21 @@ int hybrid_bcast_plan(HybridComm *h, HybridPlan *plan, char *err) {
     return 0;
 }
 
+int hybrid_trainer_plan(void *plan_ctx, long global_batch, long *lo, long *hi, char *err) {
+    HybridTrainerPlan *tp = plan_ctx;
+    HybridPlan plan = {0};
+    if (hybrid_bcast_plan(tp->h, &plan, err) != 0) return -1;
+    long step = *tp->steps_done;
+    if (plan.step != step + 1 || plan.trainer_samples < 0 || plan.trainer_samples > global_batch)
+        return cx_err(err, "bad round plan from the bridge: step %lld (expected %ld), trainer "
+                      "samples %lld of %ld", (long long)plan.step, step + 1,
+                      (long long)plan.trainer_samples, global_batch);
+    long T = (long)plan.trainer_samples, NT = tp->h->n_trainers, r = tp->h->trainer_rank;
+    *lo = T * r / NT;
+    *hi = T * (r + 1) / NT;
+    return 0;
+}
+
 void hybrid_sum_start(HybridComm *h) {
     CHECK(h->dp, "hybrid_sum_start before hybrid_create_averager");
     size_t lo, hi0, hi;

@@ -80,6 +80,16 @@ void hybrid_barrier(HybridComm *h);
 // The round plan, from the bridge to everyone. Returns 0, or -1 with err.
 int hybrid_bcast_plan(HybridComm *h, HybridPlan *plan, char *err);
 
+// The trainers' side of the plan: an Averager.plan (models/train.h) for a trainer rank of
+// a job with a bridge. It receives the round plan and gives this trainer its equal,
+// contiguous part of the trainers' samples [0, trainer_samples); the plan's step must be
+// *steps_done + 1. plan_ctx = a HybridTrainerPlan that outlives the training.
+typedef struct {
+    HybridComm *h;
+    const long *steps_done;  // the trainer's optimizer step count
+} HybridTrainerPlan;
+int hybrid_trainer_plan(void *plan_ctx, long global_batch, long *lo, long *hi, char *err);
+
 // The bridge's side of the gradient sum: starts the non-blocking all-reduce of grads (the
 // arena given to hybrid_create_averager) ...
 void hybrid_sum_start(HybridComm *h);
