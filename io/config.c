@@ -12,57 +12,59 @@
 
 #include "models/common.h"
 
-typedef enum { K_INT, K_LONG, K_FLOAT, K_STR, K_OPTIM, K_SCHED } KeyType;
+_Static_assert(sizeof(OptimKind) == sizeof(int) && sizeof(SchedKind) == sizeof(int),
+               "CFG_ENUM fields are int-sized");
 
-typedef struct {
-    const char *section, *key;
-    KeyType type;
-    size_t offset;
-} KeyDef;
+const char *const CFG_OPTIM_NAMES[] = {"adamw", "lamb", NULL};
+const char *const CFG_SCHED_NAMES[] = {"linear", "poly|polynomial", "constant", "invsqrt|noam", NULL};
 
-#define F(sec, key, type, field) {sec, key, type, offsetof(RunConfig, field)}
-static const KeyDef KEYS[] = {
-    F("model", "vocab_size", K_INT, model.vocab_size),
-    F("model", "embedding_size", K_INT, model.embedding_size),
-    F("model", "hidden_size", K_INT, model.hidden_size),
-    F("model", "num_heads", K_INT, model.num_heads),
-    F("model", "intermediate_size", K_INT, model.intermediate_size),
-    F("model", "num_layers", K_INT, model.num_layers),
-    F("model", "max_position", K_INT, model.max_position),
-    F("model", "dropout", K_FLOAT, model.dropout),
-    F("model", "layer_norm_eps", K_FLOAT, model.ln_eps),
-    F("model", "init_std", K_FLOAT, model.init_std),
-    F("model", "sop", K_INT, model.sop),
-    F("optim", "name", K_OPTIM, optim.kind),
-    F("optim", "lr", K_FLOAT, optim.lr),
-    F("optim", "beta1", K_FLOAT, optim.beta1),
-    F("optim", "beta2", K_FLOAT, optim.beta2),
-    F("optim", "eps", K_FLOAT, optim.eps),
-    F("optim", "weight_decay", K_FLOAT, optim.weight_decay),
-    F("optim", "clip_norm", K_FLOAT, optim.clip_norm),
-    F("optim", "schedule", K_SCHED, optim.schedule),
-    F("optim", "warmup_steps", K_LONG, optim.warmup_steps),
-    F("optim", "end_lr", K_FLOAT, optim.end_lr),
-    F("optim", "poly_power", K_FLOAT, optim.poly_power),
-    F("data", "train", K_STR, data.train),
-    F("data", "valid", K_STR, data.valid),
-    F("data", "tokenizer", K_STR, data.tokenizer),
-    F("data", "seq_len", K_INT, data.seq_len),
-    F("data", "mask_prob", K_FLOAT, data.mask_prob),
-    F("train", "global_batch", K_LONG, train.global_batch),
-    F("train", "micro_batch", K_INT, train.micro_batch),
-    F("train", "steps", K_LONG, train.steps),
-    F("train", "seed", K_LONG, train.seed),
-    F("train", "eval_every", K_LONG, train.eval_every),
-    F("train", "eval_samples", K_LONG, train.eval_samples),
-    F("train", "checkpoint_every", K_LONG, train.checkpoint_every),
-    F("train", "threads", K_INT, train.threads),
-    F("train", "log_every", K_INT, train.log_every),
-    F("train", "replica_check_every", K_LONG, train.replica_check_every),
-    F("run", "dir", K_STR, run.dir),
+#define F(sec, key, type, field) {sec, key, type, offsetof(RunConfig, field), 0, NULL, NULL}
+#define S(sec, key, field) {sec, key, CFG_STR, offsetof(RunConfig, field), CFG_PATH_LEN, NULL, NULL}
+#define E(sec, key, field, names, what) {sec, key, CFG_ENUM, offsetof(RunConfig, field), 0, names, what}
+static const CfgKey KEYS[] = {
+    F("model", "vocab_size", CFG_INT, model.vocab_size),
+    F("model", "embedding_size", CFG_INT, model.embedding_size),
+    F("model", "hidden_size", CFG_INT, model.hidden_size),
+    F("model", "num_heads", CFG_INT, model.num_heads),
+    F("model", "intermediate_size", CFG_INT, model.intermediate_size),
+    F("model", "num_layers", CFG_INT, model.num_layers),
+    F("model", "max_position", CFG_INT, model.max_position),
+    F("model", "dropout", CFG_FLOAT, model.dropout),
+    F("model", "layer_norm_eps", CFG_FLOAT, model.ln_eps),
+    F("model", "init_std", CFG_FLOAT, model.init_std),
+    F("model", "sop", CFG_INT, model.sop),
+    E("optim", "name", optim.kind, CFG_OPTIM_NAMES, "an optimizer"),
+    F("optim", "lr", CFG_FLOAT, optim.lr),
+    F("optim", "beta1", CFG_FLOAT, optim.beta1),
+    F("optim", "beta2", CFG_FLOAT, optim.beta2),
+    F("optim", "eps", CFG_FLOAT, optim.eps),
+    F("optim", "weight_decay", CFG_FLOAT, optim.weight_decay),
+    F("optim", "clip_norm", CFG_FLOAT, optim.clip_norm),
+    E("optim", "schedule", optim.schedule, CFG_SCHED_NAMES, "a schedule"),
+    F("optim", "warmup_steps", CFG_LONG, optim.warmup_steps),
+    F("optim", "end_lr", CFG_FLOAT, optim.end_lr),
+    F("optim", "poly_power", CFG_FLOAT, optim.poly_power),
+    S("data", "train", data.train),
+    S("data", "valid", data.valid),
+    S("data", "tokenizer", data.tokenizer),
+    F("data", "seq_len", CFG_INT, data.seq_len),
+    F("data", "mask_prob", CFG_FLOAT, data.mask_prob),
+    F("train", "global_batch", CFG_LONG, train.global_batch),
+    F("train", "micro_batch", CFG_INT, train.micro_batch),
+    F("train", "steps", CFG_LONG, train.steps),
+    F("train", "seed", CFG_LONG, train.seed),
+    F("train", "eval_every", CFG_LONG, train.eval_every),
+    F("train", "eval_samples", CFG_LONG, train.eval_samples),
+    F("train", "checkpoint_every", CFG_LONG, train.checkpoint_every),
+    F("train", "threads", CFG_INT, train.threads),
+    F("train", "log_every", CFG_INT, train.log_every),
+    F("train", "replica_check_every", CFG_LONG, train.replica_check_every),
+    S("run", "dir", run.dir),
 };
 #undef F
-#define N_KEYS (sizeof KEYS / sizeof KEYS[0])
+#undef S
+#undef E
+static const CfgSchema SCHEMA = {KEYS, sizeof KEYS / sizeof KEYS[0]};
 
 void config_defaults(RunConfig *c) {
     memset(c, 0, sizeof *c);
@@ -92,12 +94,28 @@ void config_defaults(RunConfig *c) {
     snprintf(c->run.dir, CFG_PATH_LEN, "runs/default");
 }
 
-static int parse_value(RunConfig *c, const KeyDef *k, const char *val, char *why, size_t cap) {
-    char *p = (char *)c + k->offset;
+// ---- the engine ----
+
+// Index of val among an enum's names (aliases after '|'), or -1.
+static int enum_index(const char *const *names, const char *val) {
+    for (int i = 0; names[i]; i++) {
+        const char *n = names[i];
+        while (*n) {
+            const char *bar = strchr(n, '|');
+            size_t len = bar ? (size_t)(bar - n) : strlen(n);
+            if (strlen(val) == len && !strncasecmp(val, n, len)) return i;
+            n += len + (bar != NULL);
+        }
+    }
+    return -1;
+}
+
+static int parse_value(void *base, const CfgKey *k, const char *val, char *why, size_t cap) {
+    char *p = (char *)base + k->offset;
     char *end = NULL;
     errno = 0;
     switch (k->type) {
-    case K_INT: {
+    case CFG_INT: {
         long v = strtol(val, &end, 10);
         if (end == val || *end || errno || v < -2147483647L || v > 2147483647L) {
             snprintf(why, cap, "'%s' is not an integer", val);
@@ -106,7 +124,7 @@ static int parse_value(RunConfig *c, const KeyDef *k, const char *val, char *why
         *(int *)p = (int)v;
         return 0;
     }
-    case K_LONG: {
+    case CFG_LONG: {
         long v = strtol(val, &end, 10);
         if (end == val || *end || errno) {
             snprintf(why, cap, "'%s' is not an integer", val);
@@ -115,7 +133,7 @@ static int parse_value(RunConfig *c, const KeyDef *k, const char *val, char *why
         *(long *)p = v;
         return 0;
     }
-    case K_FLOAT: {
+    case CFG_FLOAT: {
         float v = strtof(val, &end);
         if (end == val || *end || errno || !isfinite(v)) {
             snprintf(why, cap, "'%s' is not a finite number", val);
@@ -124,44 +142,43 @@ static int parse_value(RunConfig *c, const KeyDef *k, const char *val, char *why
         *(float *)p = v;
         return 0;
     }
-    case K_STR:
-        if (strlen(val) >= CFG_PATH_LEN) {
-            snprintf(why, cap, "value longer than %d bytes", CFG_PATH_LEN - 1);
+    case CFG_STR:
+        if (strlen(val) >= k->size) {
+            snprintf(why, cap, "value longer than %zu bytes", k->size - 1);
             return -1;
         }
-        snprintf(p, CFG_PATH_LEN, "%s", val);
+        snprintf(p, k->size, "%s", val);
         return 0;
-    case K_OPTIM:
-        if (!strcasecmp(val, "adamw")) *(OptimKind *)p = OPTIM_ADAMW;
-        else if (!strcasecmp(val, "lamb")) *(OptimKind *)p = OPTIM_LAMB;
-        else {
-            snprintf(why, cap, "'%s' is not an optimizer (adamw, lamb)", val);
+    case CFG_ENUM: {
+        int i = enum_index(k->names, val);
+        if (i < 0) {
+            char list[160] = "";
+            for (int j = 0; k->names[j]; j++) {
+                size_t len = strcspn(k->names[j], "|");
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%.*s", j ? ", " : "",
+                         (int)len, k->names[j]);
+            }
+            snprintf(why, cap, "'%s' is not %s (%s)", val, k->what, list);
             return -1;
         }
+        *(int *)p = i;
         return 0;
-    case K_SCHED:
-        if (!strcasecmp(val, "linear")) *(SchedKind *)p = SCHED_LINEAR;
-        else if (!strcasecmp(val, "poly") || !strcasecmp(val, "polynomial")) *(SchedKind *)p = SCHED_POLY;
-        else if (!strcasecmp(val, "constant")) *(SchedKind *)p = SCHED_CONSTANT;
-        else {
-            snprintf(why, cap, "'%s' is not a schedule (linear, poly, constant)", val);
-            return -1;
-        }
-        return 0;
+    }
     }
     return -1;
 }
 
-static const KeyDef *find_key(const char *section, const char *key) {
-    for (size_t i = 0; i < N_KEYS; i++)
-        if (!strcmp(KEYS[i].section, section) && !strcmp(KEYS[i].key, key)) return &KEYS[i];
+static const CfgKey *find_key(const CfgSchema *s, const char *section, const char *key) {
+    for (size_t i = 0; i < s->n_keys; i++)
+        if (!strcmp(s->keys[i].section, section) && !strcmp(s->keys[i].key, key)) return &s->keys[i];
     return NULL;
 }
 
 // Debian's inih is built without INI_HANDLER_LINENO, so the reader counts lines: the
 // handler runs right after the line holding its key has been read.
 typedef struct {
-    RunConfig *c;
+    const CfgSchema *s;
+    void *base;
     const char *where;
     char *err;
     int failed;
@@ -198,12 +215,12 @@ static int on_ini_value(void *user, const char *section, const char *name, const
     IniCtx *ic = user;
     int lineno = ic->line;
     if (ic->failed) return 0;
-    const KeyDef *k = find_key(section, name);
     if (!section[0]) {
         cx_err(ic->err, "%s:%d: key '%s' outside any [section]", ic->where, lineno, name);
         ic->failed = 1;
         return 0;
     }
+    const CfgKey *k = find_key(ic->s, section, name);
     if (!k) {
         cx_err(ic->err, "%s:%d: unknown key '%s' in section [%s]", ic->where, lineno, name,
                section);
@@ -211,7 +228,7 @@ static int on_ini_value(void *user, const char *section, const char *name, const
         return 0;
     }
     char why[256];
-    if (parse_value(ic->c, k, value, why, sizeof why) != 0) {
+    if (parse_value(ic->base, k, value, why, sizeof why) != 0) {
         cx_err(ic->err, "%s:%d: %s.%s: %s", ic->where, lineno, section, name, why);
         ic->failed = 1;
         return 0;
@@ -228,8 +245,8 @@ static int finish_parse(IniCtx *ic, int rc) {
     return 0;
 }
 
-int config_load_file(RunConfig *c, const char *path, char *err) {
-    IniCtx ic = {.c = c, .where = path, .err = err};
+int cfg_load_file(const CfgSchema *s, void *base, const char *path, char *err) {
+    IniCtx ic = {.s = s, .base = base, .where = path, .err = err};
     ic.file = fopen(path, "r");
     if (!ic.file) return cx_err(err, "cannot open config file %s: %s", path, strerror(errno));
     int rc = ini_parse_stream(ini_read_line, &ic, on_ini_value, &ic);
@@ -237,12 +254,12 @@ int config_load_file(RunConfig *c, const char *path, char *err) {
     return finish_parse(&ic, rc);
 }
 
-int config_load_string(RunConfig *c, const char *text, const char *where, char *err) {
-    IniCtx ic = {.c = c, .where = where, .err = err, .text = text};
+int cfg_load_string(const CfgSchema *s, void *base, const char *text, const char *where, char *err) {
+    IniCtx ic = {.s = s, .base = base, .where = where, .err = err, .text = text};
     return finish_parse(&ic, ini_parse_stream(ini_read_line, &ic, on_ini_value, &ic));
 }
 
-int config_set(RunConfig *c, const char *assignment, char *err) {
+int cfg_set(const CfgSchema *s, void *base, const char *assignment, char *err) {
     const char *eq = strchr(assignment, '=');
     const char *dot = strchr(assignment, '.');
     if (!eq || !dot || dot > eq)
@@ -255,12 +272,63 @@ int config_set(RunConfig *c, const char *assignment, char *err) {
     section[ls] = 0;
     memcpy(key, dot + 1, lk);
     key[lk] = 0;
-    const KeyDef *k = find_key(section, key);
+    const CfgKey *k = find_key(s, section, key);
     if (!k) return cx_err(err, "--set %s: unknown key %s.%s", assignment, section, key);
     char why[256];
-    if (parse_value(c, k, eq + 1, why, sizeof why) != 0)
+    if (parse_value(base, k, eq + 1, why, sizeof why) != 0)
         return cx_err(err, "--set %s: %s", assignment, why);
     return 0;
+}
+
+size_t cfg_to_ini(const CfgSchema *s, const void *base, char *buf, size_t cap) {
+    size_t len = 0;
+    const char *cur = "";
+    for (size_t i = 0; i < s->n_keys; i++) {
+        const CfgKey *k = &s->keys[i];
+        const char *p = (const char *)base + k->offset;
+        char val[4096];
+        switch (k->type) {
+        case CFG_INT: snprintf(val, sizeof val, "%d", *(const int *)p); break;
+        case CFG_LONG: snprintf(val, sizeof val, "%ld", *(const long *)p); break;
+        case CFG_FLOAT: snprintf(val, sizeof val, "%.9g", (double)*(const float *)p); break;
+        case CFG_STR: snprintf(val, sizeof val, "%s", p); break;
+        case CFG_ENUM: {
+            int v = *(const int *)p, n = 0;
+            while (k->names[n]) n++;
+            const char *name = v >= 0 && v < n ? k->names[v] : "?";
+            snprintf(val, sizeof val, "%.*s", (int)strcspn(name, "|"), name);
+            break;
+        }
+        }
+        int n;
+        if (strcmp(cur, k->section) != 0) {
+            n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "%s[%s]\n",
+                         len ? "\n" : "", k->section);
+            len += (size_t)n;
+            cur = k->section;
+        }
+        n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "%s = %s\n", k->key, val);
+        len += (size_t)n;
+    }
+    return len;
+}
+
+// ---- RunConfig ----
+
+int config_load_file(RunConfig *c, const char *path, char *err) {
+    return cfg_load_file(&SCHEMA, c, path, err);
+}
+
+int config_load_string(RunConfig *c, const char *text, const char *where, char *err) {
+    return cfg_load_string(&SCHEMA, c, text, where, err);
+}
+
+int config_set(RunConfig *c, const char *assignment, char *err) {
+    return cfg_set(&SCHEMA, c, assignment, err);
+}
+
+size_t config_to_ini(const RunConfig *c, char *buf, size_t cap) {
+    return cfg_to_ini(&SCHEMA, c, buf, cap);
 }
 
 int config_check(const RunConfig *c, char *err) {
@@ -283,36 +351,4 @@ int config_check(const RunConfig *c, char *err) {
     if (!c->data.train[0]) return cx_err(err, "data.train must name a token shard");
     if (!c->run.dir[0]) return cx_err(err, "run.dir must name a directory");
     return 0;
-}
-
-size_t config_to_ini(const RunConfig *c, char *buf, size_t cap) {
-    size_t len = 0;
-    const char *cur = "";
-    for (size_t i = 0; i < N_KEYS; i++) {
-        const KeyDef *k = &KEYS[i];
-        const char *p = (const char *)c + k->offset;
-        char val[CFG_PATH_LEN + 32];
-        switch (k->type) {
-        case K_INT: snprintf(val, sizeof val, "%d", *(const int *)p); break;
-        case K_LONG: snprintf(val, sizeof val, "%ld", *(const long *)p); break;
-        case K_FLOAT: snprintf(val, sizeof val, "%.9g", (double)*(const float *)p); break;
-        case K_STR: snprintf(val, sizeof val, "%s", p); break;
-        case K_OPTIM: snprintf(val, sizeof val, "%s", optim_kind_name(*(const OptimKind *)p)); break;
-        case K_SCHED: {
-            SchedKind s = *(const SchedKind *)p;
-            snprintf(val, sizeof val, "%s", s == SCHED_POLY ? "poly" : s == SCHED_CONSTANT ? "constant" : "linear");
-            break;
-        }
-        }
-        int n;
-        if (strcmp(cur, k->section) != 0) {
-            n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "%s[%s]\n",
-                         len ? "\n" : "", k->section);
-            len += (size_t)n;
-            cur = k->section;
-        }
-        n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "%s = %s\n", k->key, val);
-        len += (size_t)n;
-    }
-    return len;
 }

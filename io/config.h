@@ -54,4 +54,38 @@ int config_check(const RunConfig *c, char *err);
 // needed (like snprintf).
 size_t config_to_ini(const RunConfig *c, char *buf, size_t cap);
 
+// ---- the table-driven INI engine behind every conflux configuration ----
+// A schema lists the keys of one configuration struct: section, key, type and the field's
+// offset. Parsing checks every value (an unknown key, a bad number or an unknown name is
+// an error naming FILE:LINE or the --set argument); writing emits every key, in table
+// order, grouped by section.
+typedef enum { CFG_INT, CFG_LONG, CFG_FLOAT, CFG_STR, CFG_ENUM } CfgType;
+
+typedef struct {
+    const char *section, *key;
+    CfgType type;
+    size_t offset;
+    size_t size;                // CFG_STR: bytes of the char array (value < size)
+    const char *const *names;   // CFG_ENUM: names of values 0, 1, ..., NULL-terminated; a name
+                                // may list aliases after '|' ("poly|polynomial"), the first
+                                // is written
+    const char *what;           // CFG_ENUM: "an optimizer", for "'x' is not an optimizer (...)"
+} CfgKey;
+
+typedef struct {
+    const CfgKey *keys;
+    size_t n_keys;
+} CfgSchema;
+
+// The same contracts as config_load_file, config_load_string, config_set and config_to_ini,
+// for any struct described by a schema (base points to it). CFG_ENUM fields are int-sized.
+int cfg_load_file(const CfgSchema *s, void *base, const char *path, char *err);
+int cfg_load_string(const CfgSchema *s, void *base, const char *text, const char *where, char *err);
+int cfg_set(const CfgSchema *s, void *base, const char *assignment, char *err);
+size_t cfg_to_ini(const CfgSchema *s, const void *base, char *buf, size_t cap);
+
+// Value names shared by the schemas.
+extern const char *const CFG_OPTIM_NAMES[];  // adamw, lamb (OptimKind)
+extern const char *const CFG_SCHED_NAMES[];  // linear, poly, constant, invsqrt (SchedKind)
+
 #endif

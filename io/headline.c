@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <hdf5.h>
-#include <ini.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "io/config.h"
 #include "io/corpus.h"
 #include "io/h5util_internal.h"
 #include "io/rouge.h"
@@ -1090,94 +1090,84 @@ void headline_task_free(HeadlineTask *ht) {
 // ---------------------------------------------------------------------------------------
 // Configuration: table-driven INI on inih, as io/config.c.
 
-typedef enum { K_INT, K_LONG, K_FLOAT, K_STR, K_OPTIM, K_SCHED, K_OBJ } KeyType;
+static const char *const OBJECTIVE_NAMES[] = {"headline", "denoise", NULL};  // HeadlineObjective
 
-typedef struct {
-    const char *section, *key;
-    KeyType type;
-    size_t offset;
-} KeyDef;
-
-#define F(sec, key, type, field) {sec, key, type, offsetof(HeadlineConfig, field)}
-static const KeyDef KEYS[] = {
-    F("model", "vocab_size", K_INT, model.enc.vocab_size),
-    F("model", "embedding_size", K_INT, model.enc.embedding_size),
-    F("model", "hidden_size", K_INT, model.enc.hidden_size),
-    F("model", "num_heads", K_INT, model.enc.num_heads),
-    F("model", "intermediate_size", K_INT, model.enc.intermediate_size),
-    F("model", "num_layers", K_INT, model.enc.num_layers),
-    F("model", "max_position", K_INT, model.enc.max_position),
-    F("model", "dropout", K_FLOAT, model.enc.dropout),
-    F("model", "layer_norm_eps", K_FLOAT, model.enc.ln_eps),
-    F("model", "init_std", K_FLOAT, model.enc.init_std),
-    F("decoder", "num_layers", K_INT, model.dec_layers),
-    F("decoder", "num_heads", K_INT, model.dec_heads),
-    F("decoder", "intermediate_size", K_INT, model.dec_intermediate),
-    F("decoder", "max_position", K_INT, model.dec_max_position),
-    F("decoder", "dropout", K_FLOAT, model.dec_dropout),
-    F("decoder", "label_smoothing", K_FLOAT, model.label_smoothing),
-    F("optim", "name", K_OPTIM, optim.kind),
-    F("optim", "lr", K_FLOAT, optim.lr),
-    F("optim", "beta1", K_FLOAT, optim.beta1),
-    F("optim", "beta2", K_FLOAT, optim.beta2),
-    F("optim", "eps", K_FLOAT, optim.eps),
-    F("optim", "weight_decay", K_FLOAT, optim.weight_decay),
-    F("optim", "clip_norm", K_FLOAT, optim.clip_norm),
-    F("optim", "schedule", K_SCHED, optim.schedule),
-    F("optim", "warmup_steps", K_LONG, optim.warmup_steps),
-    F("optim", "end_lr", K_FLOAT, optim.end_lr),
-    F("optim", "poly_power", K_FLOAT, optim.poly_power),
-    F("optim", "separate_decoder", K_INT, separate_decoder),
-    F("optim_decoder", "lr", K_FLOAT, optim_dec.lr),
-    F("optim_decoder", "weight_decay", K_FLOAT, optim_dec.weight_decay),
-    F("optim_decoder", "schedule", K_SCHED, optim_dec.schedule),
-    F("optim_decoder", "warmup_steps", K_LONG, optim_dec.warmup_steps),
-    F("optim_decoder", "end_lr", K_FLOAT, optim_dec.end_lr),
-    F("optim_decoder", "poly_power", K_FLOAT, optim_dec.poly_power),
-    F("data", "objective", K_OBJ, data.objective),
-    F("data", "train", K_STR, data.train),
-    F("data", "valid", K_STR, data.valid),
-    F("data", "tokenizer", K_STR, data.tokenizer),
-    F("data", "src_len", K_INT, data.src_len),
-    F("data", "tgt_len", K_INT, data.tgt_len),
-    F("data", "mask_ratio", K_FLOAT, data.mask_ratio),
-    F("data", "poisson_lambda", K_FLOAT, data.poisson_lambda),
-    F("data", "permute_sentences", K_INT, data.permute_sentences),
-    F("data", "lowercase", K_INT, data.lowercase),
-    F("train", "global_batch", K_LONG, train.global_batch),
-    F("train", "micro_batch", K_INT, train.micro_batch),
-    F("train", "steps", K_LONG, train.steps),
-    F("train", "seed", K_LONG, train.seed),
-    F("train", "eval_every", K_LONG, train.eval_every),
-    F("train", "eval_samples", K_LONG, train.eval_samples),
-    F("train", "checkpoint_every", K_LONG, train.checkpoint_every),
-    F("train", "threads", K_INT, train.threads),
-    F("train", "log_every", K_INT, train.log_every),
-    F("init", "encoder", K_STR, init.encoder),
-    F("init", "from", K_STR, init.from),
-    F("init", "lm_head", K_INT, init.lm_head),
-    F("run", "dir", K_STR, run.dir),
-    F("generate", "beam", K_INT, generate.beam),
-    F("generate", "min_len", K_INT, generate.min_len),
-    F("generate", "max_len", K_INT, generate.max_len),
-    F("generate", "alpha", K_FLOAT, generate.alpha),
-    F("generate", "block_trigrams", K_INT, generate.block_trigrams),
+#define F(sec, key, type, field) {sec, key, type, offsetof(HeadlineConfig, field), 0, NULL, NULL}
+#define S(sec, key, field) {sec, key, CFG_STR, offsetof(HeadlineConfig, field), HL_PATH_LEN, NULL, NULL}
+#define E(sec, key, field, names, what) {sec, key, CFG_ENUM, offsetof(HeadlineConfig, field), 0, names, what}
+static const CfgKey KEYS[] = {
+    F("model", "vocab_size", CFG_INT, model.enc.vocab_size),
+    F("model", "embedding_size", CFG_INT, model.enc.embedding_size),
+    F("model", "hidden_size", CFG_INT, model.enc.hidden_size),
+    F("model", "num_heads", CFG_INT, model.enc.num_heads),
+    F("model", "intermediate_size", CFG_INT, model.enc.intermediate_size),
+    F("model", "num_layers", CFG_INT, model.enc.num_layers),
+    F("model", "max_position", CFG_INT, model.enc.max_position),
+    F("model", "dropout", CFG_FLOAT, model.enc.dropout),
+    F("model", "layer_norm_eps", CFG_FLOAT, model.enc.ln_eps),
+    F("model", "init_std", CFG_FLOAT, model.enc.init_std),
+    F("decoder", "num_layers", CFG_INT, model.dec_layers),
+    F("decoder", "num_heads", CFG_INT, model.dec_heads),
+    F("decoder", "intermediate_size", CFG_INT, model.dec_intermediate),
+    F("decoder", "max_position", CFG_INT, model.dec_max_position),
+    F("decoder", "dropout", CFG_FLOAT, model.dec_dropout),
+    F("decoder", "label_smoothing", CFG_FLOAT, model.label_smoothing),
+    E("optim", "name", optim.kind, CFG_OPTIM_NAMES, "an optimizer"),
+    F("optim", "lr", CFG_FLOAT, optim.lr),
+    F("optim", "beta1", CFG_FLOAT, optim.beta1),
+    F("optim", "beta2", CFG_FLOAT, optim.beta2),
+    F("optim", "eps", CFG_FLOAT, optim.eps),
+    F("optim", "weight_decay", CFG_FLOAT, optim.weight_decay),
+    F("optim", "clip_norm", CFG_FLOAT, optim.clip_norm),
+    E("optim", "schedule", optim.schedule, CFG_SCHED_NAMES, "a schedule"),
+    F("optim", "warmup_steps", CFG_LONG, optim.warmup_steps),
+    F("optim", "end_lr", CFG_FLOAT, optim.end_lr),
+    F("optim", "poly_power", CFG_FLOAT, optim.poly_power),
+    F("optim", "separate_decoder", CFG_INT, separate_decoder),
+    F("optim_decoder", "lr", CFG_FLOAT, optim_dec.lr),
+    F("optim_decoder", "weight_decay", CFG_FLOAT, optim_dec.weight_decay),
+    E("optim_decoder", "schedule", optim_dec.schedule, CFG_SCHED_NAMES, "a schedule"),
+    F("optim_decoder", "warmup_steps", CFG_LONG, optim_dec.warmup_steps),
+    F("optim_decoder", "end_lr", CFG_FLOAT, optim_dec.end_lr),
+    F("optim_decoder", "poly_power", CFG_FLOAT, optim_dec.poly_power),
+    E("data", "objective", data.objective, OBJECTIVE_NAMES, "an objective"),
+    S("data", "train", data.train),
+    S("data", "valid", data.valid),
+    S("data", "tokenizer", data.tokenizer),
+    F("data", "src_len", CFG_INT, data.src_len),
+    F("data", "tgt_len", CFG_INT, data.tgt_len),
+    F("data", "mask_ratio", CFG_FLOAT, data.mask_ratio),
+    F("data", "poisson_lambda", CFG_FLOAT, data.poisson_lambda),
+    F("data", "permute_sentences", CFG_INT, data.permute_sentences),
+    F("data", "lowercase", CFG_INT, data.lowercase),
+    F("train", "global_batch", CFG_LONG, train.global_batch),
+    F("train", "micro_batch", CFG_INT, train.micro_batch),
+    F("train", "steps", CFG_LONG, train.steps),
+    F("train", "seed", CFG_LONG, train.seed),
+    F("train", "eval_every", CFG_LONG, train.eval_every),
+    F("train", "eval_samples", CFG_LONG, train.eval_samples),
+    F("train", "checkpoint_every", CFG_LONG, train.checkpoint_every),
+    F("train", "threads", CFG_INT, train.threads),
+    F("train", "log_every", CFG_INT, train.log_every),
+    S("init", "encoder", init.encoder),
+    S("init", "from", init.from),
+    F("init", "lm_head", CFG_INT, init.lm_head),
+    S("run", "dir", run.dir),
+    F("generate", "beam", CFG_INT, generate.beam),
+    F("generate", "min_len", CFG_INT, generate.min_len),
+    F("generate", "max_len", CFG_INT, generate.max_len),
+    F("generate", "alpha", CFG_FLOAT, generate.alpha),
+    F("generate", "block_trigrams", CFG_INT, generate.block_trigrams),
 };
 #undef F
-#define N_KEYS (sizeof KEYS / sizeof KEYS[0])
+#undef S
+#undef E
+static const CfgSchema SCHEMA = {KEYS, sizeof KEYS / sizeof KEYS[0]};
 
 const char *headline_objective_name(int objective) {
     return objective == HL_OBJ_DENOISE ? "denoise" : "headline";
 }
 
-static const char *sched_name(SchedKind s) {
-    switch (s) {
-    case SCHED_POLY: return "poly";
-    case SCHED_CONSTANT: return "constant";
-    case SCHED_INVSQRT: return "invsqrt";
-    default: return "linear";
-    }
-}
 
 void headline_config_defaults(HeadlineConfig *c) {
     memset(c, 0, sizeof *c);
@@ -1232,183 +1222,17 @@ void headline_config_defaults(HeadlineConfig *c) {
     c->generate.block_trigrams = 1;
 }
 
-static int parse_value(HeadlineConfig *c, const KeyDef *k, const char *val, char *why, size_t cap) {
-    char *p = (char *)c + k->offset;
-    char *end = NULL;
-    errno = 0;
-    switch (k->type) {
-    case K_INT: {
-        long v = strtol(val, &end, 10);
-        if (end == val || *end || errno || v < -2147483647L || v > 2147483647L) {
-            snprintf(why, cap, "'%s' is not an integer", val);
-            return -1;
-        }
-        *(int *)p = (int)v;
-        return 0;
-    }
-    case K_LONG: {
-        long v = strtol(val, &end, 10);
-        if (end == val || *end || errno) {
-            snprintf(why, cap, "'%s' is not an integer", val);
-            return -1;
-        }
-        *(long *)p = v;
-        return 0;
-    }
-    case K_FLOAT: {
-        float v = strtof(val, &end);
-        if (end == val || *end || errno || !isfinite(v)) {
-            snprintf(why, cap, "'%s' is not a finite number", val);
-            return -1;
-        }
-        *(float *)p = v;
-        return 0;
-    }
-    case K_STR:
-        if (strlen(val) >= HL_PATH_LEN) {
-            snprintf(why, cap, "value longer than %d bytes", HL_PATH_LEN - 1);
-            return -1;
-        }
-        snprintf(p, HL_PATH_LEN, "%s", val);
-        return 0;
-    case K_OPTIM:
-        if (!strcasecmp(val, "adamw")) *(OptimKind *)p = OPTIM_ADAMW;
-        else if (!strcasecmp(val, "lamb")) *(OptimKind *)p = OPTIM_LAMB;
-        else {
-            snprintf(why, cap, "'%s' is not an optimizer (adamw, lamb)", val);
-            return -1;
-        }
-        return 0;
-    case K_SCHED:
-        if (!strcasecmp(val, "linear")) *(SchedKind *)p = SCHED_LINEAR;
-        else if (!strcasecmp(val, "poly") || !strcasecmp(val, "polynomial")) *(SchedKind *)p = SCHED_POLY;
-        else if (!strcasecmp(val, "constant")) *(SchedKind *)p = SCHED_CONSTANT;
-        else if (!strcasecmp(val, "invsqrt") || !strcasecmp(val, "noam")) *(SchedKind *)p = SCHED_INVSQRT;
-        else {
-            snprintf(why, cap, "'%s' is not a schedule (linear, poly, constant, invsqrt)", val);
-            return -1;
-        }
-        return 0;
-    case K_OBJ:
-        if (!strcasecmp(val, "headline")) *(int *)p = HL_OBJ_HEADLINE;
-        else if (!strcasecmp(val, "denoise")) *(int *)p = HL_OBJ_DENOISE;
-        else {
-            snprintf(why, cap, "'%s' is not an objective (headline, denoise)", val);
-            return -1;
-        }
-        return 0;
-    }
-    return -1;
-}
-
-static const KeyDef *find_key(const char *section, const char *key) {
-    for (size_t i = 0; i < N_KEYS; i++)
-        if (!strcmp(KEYS[i].section, section) && !strcmp(KEYS[i].key, key)) return &KEYS[i];
-    return NULL;
-}
-
-// Debian's inih is built without INI_HANDLER_LINENO: the reader counts lines.
-typedef struct {
-    HeadlineConfig *c;
-    const char *where;
-    char *err;
-    int failed, line;
-    FILE *file;
-    const char *text;
-} IniCtx;
-
-static char *ini_read_line(char *buf, int cap, void *stream) {
-    IniCtx *ic = stream;
-    if (ic->file) {
-        if (!fgets(buf, cap, ic->file)) return NULL;
-    } else {
-        if (!*ic->text || cap < 2) return NULL;
-        int n = 0;
-        while (n < cap - 1 && ic->text[n] && ic->text[n] != '\n') n++;
-        if (ic->text[n] == '\n' && n < cap - 1) n++;
-        memcpy(buf, ic->text, (size_t)n);
-        buf[n] = 0;
-        ic->text += n;
-    }
-    ic->line++;
-    const char *p = buf;
-    while (*p == ' ' || *p == '\t') p++;
-    if (*p == '[' && !strchr(p, ']')) {
-        cx_err(ic->err, "%s:%d: syntax error: unterminated [section", ic->where, ic->line);
-        ic->failed = 1;
-        return NULL;
-    }
-    return buf;
-}
-
-static int on_ini_value(void *user, const char *section, const char *name, const char *value) {
-    IniCtx *ic = user;
-    if (ic->failed) return 0;
-    if (!section[0]) {
-        cx_err(ic->err, "%s:%d: key '%s' outside any [section]", ic->where, ic->line, name);
-        ic->failed = 1;
-        return 0;
-    }
-    const KeyDef *k = find_key(section, name);
-    if (!k) {
-        cx_err(ic->err, "%s:%d: unknown key '%s' in section [%s]", ic->where, ic->line, name,
-               section);
-        ic->failed = 1;
-        return 0;
-    }
-    char why[256];
-    if (parse_value(ic->c, k, value, why, sizeof why) != 0) {
-        cx_err(ic->err, "%s:%d: %s.%s: %s", ic->where, ic->line, section, name, why);
-        ic->failed = 1;
-        return 0;
-    }
-    return 1;
-}
-
-static int finish_parse(IniCtx *ic, int rc) {
-    if (ic->failed) return -1;
-    if (rc == -1) return cx_err(ic->err, "cannot open config file %s", ic->where);
-    if (rc == -2) return cx_err(ic->err, "%s: out of memory while parsing", ic->where);
-    if (rc > 0)
-        return cx_err(ic->err, "%s:%d: syntax error (expected [section] or key = value)",
-                      ic->where, rc);
-    return 0;
-}
-
 int headline_config_load_file(HeadlineConfig *c, const char *path, char *err) {
-    IniCtx ic = {.c = c, .where = path, .err = err};
-    ic.file = fopen(path, "r");
-    if (!ic.file) return cx_err(err, "cannot open config file %s: %s", path, strerror(errno));
-    int rc = ini_parse_stream(ini_read_line, &ic, on_ini_value, &ic);
-    fclose(ic.file);
-    return finish_parse(&ic, rc);
+    return cfg_load_file(&SCHEMA, c, path, err);
 }
 
 int headline_config_load_string(HeadlineConfig *c, const char *text, const char *where,
                                 char *err) {
-    IniCtx ic = {.c = c, .where = where, .err = err, .text = text};
-    return finish_parse(&ic, ini_parse_stream(ini_read_line, &ic, on_ini_value, &ic));
+    return cfg_load_string(&SCHEMA, c, text, where, err);
 }
 
 int headline_config_set(HeadlineConfig *c, const char *assignment, char *err) {
-    const char *eq = strchr(assignment, '=');
-    const char *dot = strchr(assignment, '.');
-    if (!eq || !dot || dot > eq)
-        return cx_err(err, "--set %s: expected section.key=value", assignment);
-    char section[64], key[64];
-    size_t ls = (size_t)(dot - assignment), lk = (size_t)(eq - dot - 1);
-    if (ls == 0 || ls >= sizeof section || lk == 0 || lk >= sizeof key)
-        return cx_err(err, "--set %s: expected section.key=value", assignment);
-    memcpy(section, assignment, ls);
-    section[ls] = 0;
-    memcpy(key, dot + 1, lk);
-    key[lk] = 0;
-    const KeyDef *k = find_key(section, key);
-    if (!k) return cx_err(err, "--set %s: unknown key %s.%s", assignment, section, key);
-    char why[256];
-    if (parse_value(c, k, eq + 1, why, sizeof why) != 0)
-        return cx_err(err, "--set %s: %s", assignment, why);
-    return 0;
+    return cfg_set(&SCHEMA, c, assignment, err);
 }
 
 int headline_config_check(const HeadlineConfig *c, char *err) {
@@ -1466,33 +1290,7 @@ int headline_config_check(const HeadlineConfig *c, char *err) {
 }
 
 size_t headline_config_to_ini(const HeadlineConfig *c, char *buf, size_t cap) {
-    size_t len = 0;
-    const char *cur = "";
-    for (size_t i = 0; i < N_KEYS; i++) {
-        const KeyDef *k = &KEYS[i];
-        const char *p = (const char *)c + k->offset;
-        char val[HL_PATH_LEN + 32];
-        switch (k->type) {
-        case K_INT: snprintf(val, sizeof val, "%d", *(const int *)p); break;
-        case K_LONG: snprintf(val, sizeof val, "%ld", *(const long *)p); break;
-        case K_FLOAT: snprintf(val, sizeof val, "%.9g", (double)*(const float *)p); break;
-        case K_STR: snprintf(val, sizeof val, "%s", p); break;
-        case K_OPTIM: snprintf(val, sizeof val, "%s", optim_kind_name(*(const OptimKind *)p)); break;
-        case K_SCHED: snprintf(val, sizeof val, "%s", sched_name(*(const SchedKind *)p)); break;
-        case K_OBJ: snprintf(val, sizeof val, "%s", headline_objective_name(*(const int *)p)); break;
-        }
-        int n;
-        if (strcmp(cur, k->section) != 0) {
-            n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "%s[%s]\n",
-                         len ? "\n" : "", k->section);
-            len += (size_t)n;
-            cur = k->section;
-        }
-        n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "%s = %s\n",
-                     k->key, val);
-        len += (size_t)n;
-    }
-    return len;
+    return cfg_to_ini(&SCHEMA, c, buf, cap);
 }
 
 // ---------------------------------------------------------------------------------------
