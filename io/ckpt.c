@@ -8,6 +8,7 @@
 // are turned into one-line messages naming the file and the dataset.
 #include "io/ckpt.h"
 
+#include <errno.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -532,4 +533,31 @@ int ckpt_read_float(Ckpt *ck, const char *path, float *data, size_t n, char *err
 
 int ckpt_read_int32(Ckpt *ck, const char *path, int32_t *data, size_t n, char *err) {
     return read_path(ck, path, H5T_INTEGER, sizeof(int32_t), H5T_NATIVE_INT32, n, data, err);
+}
+
+int ckpt_save_in_run(const char *run_dir, const CkptState *st, char *err) {
+    size_t cap = strlen(run_dir) + 64;
+    char *path = malloc(cap), *tmp_link = malloc(cap), *link = malloc(cap);
+    int rc = -1;
+    if (!path || !tmp_link || !link) {
+        cx_err(err, "out of memory");
+        goto done;
+    }
+    snprintf(path, cap, "%s/checkpoint-%06ld.h5", run_dir, st->step);
+    if (ckpt_save(path, st, err) != 0) goto done;
+    snprintf(link, cap, "%s/latest.h5", run_dir);
+    snprintf(tmp_link, cap, "%s/.latest.h5.tmp.%d", run_dir, (int)getpid());
+    unlink(tmp_link);
+    const char *base = strrchr(path, '/') + 1;
+    if (symlink(base, tmp_link) != 0 || rename(tmp_link, link) != 0) {
+        cx_err(err, "cannot update %s: %s", link, strerror(errno));
+        unlink(tmp_link);
+        goto done;
+    }
+    rc = 0;
+done:
+    free(path);
+    free(tmp_link);
+    free(link);
+    return rc;
 }

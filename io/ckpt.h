@@ -50,6 +50,11 @@ typedef struct {
 // Atomic write. Returns 0, or -1 with err ("cannot write checkpoint PATH: why").
 int ckpt_save(const char *path, const CkptState *st, char *err);
 
+// A run directory's checkpoint: writes RUN_DIR/checkpoint-STEP.h5 (STEP = st->step, six
+// digits) with ckpt_save, then points RUN_DIR/latest.h5 at it (a relative symlink replaced
+// atomically). Returns 0, or -1 with err.
+int ckpt_save_in_run(const char *run_dir, const CkptState *st, char *err);
+
 typedef struct Ckpt Ckpt;
 
 // Opens and validates the header (format, version). -1 with err naming PATH and the

@@ -808,16 +808,9 @@ static int cmd_prepare(int argc, char **argv) {
 static volatile sig_atomic_t g_stop_signal = 0;
 static void on_signal(int sig) { g_stop_signal = sig; }
 
-static const char *launcher_name(void) {
-    if (getenv("SLURM_STEP_ID") && getenv("SLURM_PROCID")) return "srun";
-    if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK")) return "mpirun";
-    return "none";
-}
 
 static int save_checkpoint(const char *run_dir, const char *cfg_text, EncDec *m, Trainer *tr,
                            long seed, char *err) {
-    char path[HL_PATH_LEN + 64], tmp_link[HL_PATH_LEN + 64], link[HL_PATH_LEN + 64];
-    snprintf(path, sizeof path, "%s/checkpoint-%06ld.h5", run_dir, tr->optim.step);
     int n_alias;
     const TensorAlias *aliases = encdec_aliases(&n_alias);
     int64_t cursor[1] = {(int64_t)tr->samples_seen}, rng[1] = {(int64_t)seed};
@@ -840,14 +833,7 @@ static int save_checkpoint(const char *run_dir, const char *cfg_text, EncDec *m,
         .n_extra = 2,
         .extra = {{"data/cursor", cursor, 1}, {"rng/seed", rng, 1}},
     };
-    if (ckpt_save(path, &st, err) != 0) return -1;
-    snprintf(link, sizeof link, "%s/latest.h5", run_dir);
-    snprintf(tmp_link, sizeof tmp_link, "%s/.latest.h5.tmp.%d", run_dir, (int)getpid());
-    unlink(tmp_link);
-    const char *base = strrchr(path, '/') + 1;
-    if (symlink(base, tmp_link) != 0 || rename(tmp_link, link) != 0)
-        return cx_err(err, "cannot update %s: %s", link, strerror(errno));
-    return 0;
+    return ckpt_save_in_run(run_dir, &st, err);
 }
 
 static int spec_index(const EncDec *m, const char *name) {
@@ -1316,7 +1302,7 @@ static int train_main(int argc, char **argv, TrainState *S) {
         char mpiv[32];
         snprintf(mpiv, sizeof mpiv, "%d.%d", mv, ms);
         RunInfo info = {.tool = TOOL, .config_ini = S->cfg_text, .ranks = g_size, .nodes = nodes,
-                        .launcher = launcher_name(), .resumed_from = resume_path,
+                        .launcher = hybrid_launcher_name(), .resumed_from = resume_path,
                         .extra_versions = {{"openblas", openblas_get_config()}, {"mpi", mpiv}}};
         if (runlog_write_info(run_dir, &info, err) != 0 ||
             !(S->metrics = runlog_open_metrics(run_dir, err))) {

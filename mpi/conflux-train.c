@@ -85,11 +85,6 @@ static void usage(FILE *f) {
 }
 
 // How the job was started: srun, mpirun, or neither.
-static const char *launcher_name(void) {
-    if (getenv("SLURM_STEP_ID") && getenv("SLURM_PROCID")) return "srun";
-    if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK")) return "mpirun";
-    return "none";
-}
 
 static void fmt_eta(char *buf, size_t cap, double s) {
     if (!(s >= 0) || s > 1e7) {
@@ -104,8 +99,6 @@ static void fmt_eta(char *buf, size_t cap, double s) {
 
 static int save_checkpoint(const char *run_dir, const char *cfg_text, Albert *model, Trainer *tr,
                            long seed, char *err) {
-    char path[CFG_PATH_LEN + 64], tmp_link[CFG_PATH_LEN + 64], link[CFG_PATH_LEN + 64];
-    snprintf(path, sizeof path, "%s/checkpoint-%06ld.h5", run_dir, tr->optim.step);
     int n_alias;
     const TensorAlias *aliases = albert_aliases(&n_alias);
     int64_t cursor[1] = {(int64_t)tr->samples_seen}, rng[1] = {(int64_t)seed};
@@ -128,15 +121,7 @@ static int save_checkpoint(const char *run_dir, const char *cfg_text, Albert *mo
         .n_extra = 2,
         .extra = {{"data/cursor", cursor, 1}, {"rng/seed", rng, 1}},
     };
-    if (ckpt_save(path, &st, err) != 0) return -1;
-    // RUN_DIR/latest.h5 -> checkpoint-STEP.h5, replaced atomically
-    snprintf(link, sizeof link, "%s/latest.h5", run_dir);
-    snprintf(tmp_link, sizeof tmp_link, "%s/.latest.h5.tmp.%d", run_dir, (int)getpid());
-    unlink(tmp_link);
-    const char *base = strrchr(path, '/') + 1;
-    if (symlink(base, tmp_link) != 0 || rename(tmp_link, link) != 0)
-        return cx_err(err, "cannot update %s: %s", link, strerror(errno));
-    return 0;
+    return ckpt_save_in_run(run_dir, &st, err);
 }
 
 // Loads parameters, optimizer state and data cursor from a checkpoint into the trainer.
@@ -317,7 +302,7 @@ static int train_main(int argc, char **argv, HybridComm *hc) {
     if (rank == 0) {
         if (runlog_mkdirs(run_dir, err) != 0) SETUP_FAIL(1, "%s", err);
         RunInfo info = {.tool = TOOL, .config_ini = cfg_text, .ranks = size, .nodes = nodes,
-                        .launcher = launcher_name(), .resumed_from = resume_path,
+                        .launcher = hybrid_launcher_name(), .resumed_from = resume_path,
                         .extra_versions = {{"openblas", openblas_get_config()},
                                            {"mpi", hybrid_mpi_version()}}};
         if (runlog_write_info(run_dir, &info, err) != 0) SETUP_FAIL(1, "%s", err);

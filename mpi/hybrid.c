@@ -76,6 +76,12 @@ const char *hybrid_mpi_version(void) {
     return v;
 }
 
+const char *hybrid_launcher_name(void) {
+    if (getenv("SLURM_STEP_ID") && getenv("SLURM_PROCID")) return "srun";
+    if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK")) return "mpirun";
+    return "none";
+}
+
 int hybrid_nodes(const HybridComm *h) {
     if (h->size == 1) return 1;
     char name[MPI_MAX_PROCESSOR_NAME] = "";

@@ -57,6 +57,7 @@ int hybrid_trainer_rank(const HybridComm *h);  // -1 on the bridge
 int hybrid_bridge_rank(const HybridComm *h);   // world rank of the bridge, -1 without one
 int hybrid_nodes(const HybridComm *h);         // distinct host names in the world (collective)
 const char *hybrid_mpi_version(void);          // "Open MPI v4.1.4"
+const char *hybrid_launcher_name(void);        // "srun", "mpirun" or "none"
 
 // Trainer rank 0 sends *text (NUL-terminated); every other rank receives a malloc'ed copy
 // in *text (caller frees), replacing (and freeing) what *text held there (NULL or a
