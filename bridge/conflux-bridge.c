@@ -250,7 +250,7 @@ int main(int argc, char **argv) {
     memset(&hrep, 0, sizeof hrep);
     Albert *model = NULL;
     Trainer atr = {0}, *tr = &atr;
-    long total, micro_batch;
+    long total, micro_batch, log_every;
     const char *cfg_run_dir;
     if (headline) {
         headline_config_defaults(&hcfg);
@@ -267,6 +267,7 @@ int main(int argc, char **argv) {
         tr = &hrep.tr;
         total = hcfg.train.steps;
         micro_batch = hcfg.train.micro_batch;
+        log_every = hcfg.train.log_every;
         cfg_run_dir = hcfg.run.dir;
     } else {
         config_defaults(&cfg);
@@ -286,6 +287,7 @@ int main(int argc, char **argv) {
         atr.global_batch = cfg.train.global_batch;
         total = cfg.train.steps;
         micro_batch = cfg.train.micro_batch;
+        log_every = cfg.train.log_every;
         cfg_run_dir = cfg.run.dir;
     }
     float *params = tr->task.params;
@@ -300,6 +302,7 @@ int main(int argc, char **argv) {
     hybrid_barrier(h);  // the trainers' run directory exists from here on
     o.run_dir = run_dir ? run_dir : cfg_run_dir;
     o.total_steps = total;
+    o.log_every = log_every;
     BridgeServer *b = bridge_create(&o, tr, h, cfg_text, (uint64_t)meta[2], err);
     if (!b) {
         fprintf(stderr, TOOL ": error: %s\n", err);

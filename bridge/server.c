@@ -1086,6 +1086,8 @@ void bridge_after_step(BridgeServer *b, const StepResult *r) {
     b->loss_hist[b->loss_n][0] = (float)r->step;
     b->loss_hist[b->loss_n][1] = (float)r->loss;
     b->loss_n++;
+    if (b->o.log_every > 1 && r->step % b->o.log_every != 0 && r->step != 1 && r->step != b->o.total_steps)
+        return;
     blog(b, "step %ld | loss %.4f | samples %ld (trainers %ld, volunteers %llu fresh + %llu stale) "
             "| %d live volunteer(s) | wait %.2f s",
          r->step, r->loss, r->samples, b->trainer_samples, (unsigned long long)b->r_fresh,

@@ -55,6 +55,8 @@ typedef struct {
     const char *status_listen; // "HOST:PORT" of the read-only status page and /status.json
                                // (NULL: none)
     long total_steps;          // for the status page
+    long log_every;            // a progress line every this many steps (and the first and
+                               // last); joins, drops and misses are always logged
     int wait_volunteers;       // the first round waits for this many live volunteers ...
     double wait_timeout_s;     // ... at most this long
     int quiet;
