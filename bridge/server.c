@@ -80,7 +80,6 @@ struct Conn {
     int state, closing, eof;
     double close_t;
     Vol *vol;
-    int token_idx;
     char token[BR_TOKEN_CHARS + 1];
     char peer[INET6_ADDRSTRLEN + 8];
     int codec;
@@ -98,12 +97,15 @@ struct Conn {
     Conn *next;
 };
 
-// One finished round, kept to bring rejoining volunteers up to date.
+// One finished round, kept to bring rejoining volunteers up to date. The summed gradient
+// is kept as its encoded AVG_CHUNK frames: encoded once, sent as bytes to every
+// volunteer that round and to every later replay.
 typedef struct {
     uint64_t round, hash_before, samples, tokens;
     uint32_t participants;
     double loss, aux;
-    float *sum;
+    uint8_t *frames;  // AVG_CHUNK frames covering the whole gradient, back to back
+    size_t frames_bytes, frames_cap;
 } HistRound;
 
 struct BridgeServer {
@@ -137,7 +139,6 @@ struct BridgeServer {
     uint64_t assigned_samples;
     // last round's accounting
     uint64_t r_fresh, r_stale, r_dropped, r_lost;
-    int r_uploads;
     double r_wait_s, r_allreduce_s;
     double r_up_bytes, r_up_s;  // uploads summed this round: bytes after their first chunk, seconds
     double bytes_in, bytes_out, last_bytes_in, last_bytes_out;
@@ -153,6 +154,7 @@ struct BridgeServer {
     double last_loss, samples_per_s, t_last_step;
     uint8_t *frame;  // one encoded frame
     size_t frame_cap;
+    uint8_t *chunk;  // one AVG chunk's fp32 payload, for hist_encode
     BrProtoLimits lim;
 };
 
@@ -202,17 +204,23 @@ static void vol_event(BridgeServer *b, const Vol *v, const char *event, uint64_t
 
 // ---- sending ----
 
+// Queues already encoded frames on c's output (counted as sent).
+static int conn_send_bytes(Conn *c, const uint8_t *data, size_t n) {
+    if (c->closing) return -1;
+    if (bufferevent_write(c->bev, data, n) != 0) return -1;
+    c->last_tx = cx_now();
+    c->b->bytes_out += (double)n;
+    if (c->vol) c->vol->bytes_out += (double)n;
+    return 0;
+}
+
 static int conn_send(Conn *c, const BrFrame *f) {
     BridgeServer *b = c->b;
     if (c->closing) return -1;
     char err[CX_ERRLEN];
     int len = br_proto_encode(b->frame, b->frame_cap, f, &b->lim, err);
     CHECK(len > 0, "encoding a %s frame: %s", br_proto_type_name(f->type), err);
-    if (bufferevent_write(c->bev, b->frame, (size_t)len) != 0) return -1;
-    c->last_tx = cx_now();
-    b->bytes_out += len;
-    if (c->vol) c->vol->bytes_out += len;
-    return 0;
+    return conn_send_bytes(c, b->frame, (size_t)len);
 }
 
 static void conn_close(Conn *c, const char *why);
@@ -271,7 +279,7 @@ static Snapshot *current_snapshot(BridgeServer *b) {
 static HistRound *hist_find(BridgeServer *b, uint64_t round) {
     for (int i = 0; i < b->hist_n; i++) {
         HistRound *r = &b->hist[i];
-        if (r->sum && r->round == round) return r;
+        if (r->frames && r->round == round) return r;
     }
     return NULL;
 }
@@ -288,29 +296,46 @@ static void send_round_open(Conn *c, uint64_t round, uint64_t hash, uint64_t sta
 }
 
 // ROUND_CLOSE with the round's totals, then the summed gradient in fp32 chunks.
-static void send_round_result(Conn *c, uint64_t round, uint64_t accepted, uint64_t samples,
-                              uint64_t tokens, uint32_t participants, double loss, double aux,
-                              const float *sum) {
-    BridgeServer *b = c->b;
+// ROUND_CLOSE with the round's totals (and this volunteer's accepted samples), then the
+// round's AVG_CHUNK frames as they were encoded.
+static void send_round_result(Conn *c, const HistRound *h, uint64_t accepted) {
     BrFrame f = {.type = BR_MSG_ROUND_CLOSE};
-    f.m.round_close = (BrRoundClose){.round_id = round, .accepted_samples = accepted,
-                                     .samples = samples, .tokens = tokens,
-                                     .participants = participants, .loss_sum = loss,
-                                     .aux_sum = aux};
-    if (conn_send(c, &f) != 0) return;
-    // 256 KiB chunks, as the uploads: fine-grained pipelining at 0.03% framing cost
+    f.m.round_close = (BrRoundClose){.round_id = h->round, .accepted_samples = accepted,
+                                     .samples = h->samples, .tokens = h->tokens,
+                                     .participants = h->participants, .loss_sum = h->loss,
+                                     .aux_sum = h->aux};
+    if (conn_send(c, &f) == 0) conn_send_bytes(c, h->frames, h->frames_bytes);
+}
+
+// Encodes sum (the summed gradient, n floats) into h's AVG_CHUNK frames, in 256 KiB chunks
+// like the uploads: fine-grained pipelining at 0.03% framing cost.
+static void hist_encode(BridgeServer *b, HistRound *h, const float *sum) {
     size_t per = (b->lim.max_chunk_bytes < (1u << 18) ? b->lim.max_chunk_bytes : (1u << 18)) / sizeof(float);
-    uint8_t *tmp = malloc(per * sizeof(float));
-    CHECK(tmp, "out of memory");
+    size_t n_chunks = (b->n + per - 1) / per;
+    size_t need = b->n * sizeof(float) + n_chunks * (BR_PROTO_HEADER_BYTES + BR_AVG_CHUNK_FIXED_BYTES);
+    if (h->frames_cap < need) {
+        free(h->frames);
+        h->frames = malloc(need);
+        CHECK(h->frames, "out of memory for the round history (%zu bytes)", need);
+        h->frames_cap = need;
+    }
+    if (!b->chunk) {
+        b->chunk = malloc(per * sizeof(float));
+        CHECK(b->chunk, "out of memory");
+    }
+    size_t pos = 0;
+    char err[CX_ERRLEN];
     for (size_t off = 0; off < b->n; off += per) {
         size_t k = b->n - off < per ? b->n - off : per;
-        br_fp32_encode(tmp, sum + off, k);
+        br_fp32_encode(b->chunk, sum + off, k);
         BrFrame a = {.type = BR_MSG_AVG_CHUNK};
-        a.m.avg_chunk = (BrAvgChunk){.round_id = round, .offset = off, .n_elems = (uint32_t)k,
-                                     .codec = BR_CODEC_FP32, .data = tmp};
-        if (conn_send(c, &a) != 0) break;
+        a.m.avg_chunk = (BrAvgChunk){.round_id = h->round, .offset = off, .n_elems = (uint32_t)k,
+                                     .codec = BR_CODEC_FP32, .data = b->chunk};
+        int len = br_proto_encode(h->frames + pos, h->frames_cap - pos, &a, &b->lim, err);
+        CHECK(len > 0, "encoding an AVG_CHUNK frame: %s", err);
+        pos += (size_t)len;
     }
-    free(tmp);
+    h->frames_bytes = pos;
 }
 
 // A connection reports it holds the state after step k: bring it up to date and make it live.
@@ -331,7 +356,7 @@ static void conn_go_live(Conn *c, uint64_t k) {
             return;
         }
         send_round_open(c, r, h->hash_before, 0, 0);
-        send_round_result(c, r, 0, h->samples, h->tokens, h->participants, h->loss, h->aux, h->sum);
+        send_round_result(c, h, 0);
     }
     c->state = C_LIVE;
     c->acked_step = k;
@@ -497,7 +522,6 @@ static void on_hello(Conn *c, const BrHello *m) {
     v->connects++;
     v->conn = c;
     c->vol = v;
-    c->token_idx = ti;
     memcpy(c->token, b->tokens.items[ti].token, sizeof c->token);
     c->codec = codec;
     c->state = C_AUTHED;
@@ -780,36 +804,29 @@ void bridge_pump(BridgeServer *b, double max_wait_s) {
 // A volunteer not measured yet gets a probe share. Shares are in the order of elig reversed
 // (joining order), like the equal plan. Trainers always keep at least one sample each.
 static void plan_throughput(BridgeServer *b, long G, int NT, Conn **elig, int nv, long *share) {
-    double rt = b->trainer_rate;
-    long probe = b->o.probe_samples > 0 ? b->o.probe_samples : 1;
-    int use[1024];
+    const double rt = b->trainer_rate;
+    const long probe = b->o.probe_samples > 0 ? b->o.probe_samples : 1;
+    Vol *v[1024];
+    int measured[1024], use[1024];
     for (int j = 0; j < nv; j++) {
-        Vol *v = elig[nv - 1 - j]->vol;
-        use[j] = rt > 0 && v && v->rate > 0;
+        v[j] = elig[nv - 1 - j]->vol;  // live connections always have a volunteer
+        measured[j] = use[j] = rt > 0 && v[j]->rate > 0;
     }
     double tau = 0;
-    for (int iter = 0; iter < 8; iter++) {
+    for (int iter = 0, changed = 1; iter < 8 && changed; iter++) {
         double num = (double)G, den = NT * rt;
         for (int j = 0; j < nv; j++) {
-            Vol *v = elig[nv - 1 - j]->vol;
             if (use[j]) {
-                num += v->rate * v->up_s;
-                den += v->rate;
-            } else if (!(rt > 0 && v && v->rate > 0)) {
+                num += v[j]->rate * v[j]->up_s;
+                den += v[j]->rate;
+            } else if (!measured[j]) {
                 num -= (double)probe;  // probes come off the top
             }
         }
         tau = den > 0 ? num / den : 0;
-        int changed = 0;
-        for (int j = 0; j < nv; j++) {
-            Vol *v = elig[nv - 1 - j]->vol;
-            if (use[j] && tau <= v->up_s) {
-                use[j] = 0;
-                changed = 1;
-                (void)v;
-            }
-        }
-        if (!changed) break;
+        changed = 0;
+        for (int j = 0; j < nv; j++)
+            if (use[j] && tau <= v[j]->up_s) use[j] = 0, changed = 1;
     }
     // without volunteers a round would take tau0; a volunteer whose upload alone takes more
     // than twice that would only slow the cluster down: it gets no share (and falls behind,
@@ -818,16 +835,15 @@ static void plan_throughput(BridgeServer *b, long G, int NT, Conn **elig, int nv
     double tau0 = rt > 0 ? (double)G / (NT * rt) : 0;
     long total = 0;
     for (int j = 0; j < nv; j++) {
-        Vol *v = elig[nv - 1 - j]->vol;
-        if (rt > 0 && v && v->rate > 0) {
-            share[j] = use[j] ? (long)(0.9 * v->rate * (tau - v->up_s)) : 0;
-            if (share[j] < probe) share[j] = v->up_s <= 2 * tau0 ? probe : 0;
+        if (measured[j]) {
+            share[j] = use[j] ? (long)(0.9 * v[j]->rate * (tau - v[j]->up_s)) : 0;
+            if (share[j] < probe) share[j] = v[j]->up_s <= 2 * tau0 ? probe : 0;
         } else {
             share[j] = probe;
         }
         // a volunteer left out for a while gets a probe share: its speed may have changed
-        if (v && share[j] == 0 && ++v->idle_rounds >= 8) share[j] = probe;
-        if (v && share[j] > 0) v->idle_rounds = 0;
+        if (share[j] == 0 && ++v[j]->idle_rounds >= 8) share[j] = probe;
+        if (share[j] > 0) v[j]->idle_rounds = 0;
         total += share[j];
     }
     // the trainers keep at least one sample each
@@ -897,7 +913,6 @@ static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
     b->assigned_samples = 0;
     b->r_fresh = b->r_stale = b->r_dropped = b->r_lost = 0;
     b->r_up_bytes = b->r_up_s = 0;
-    b->r_uploads = 0;
     HybridPlan plan = {.step = (int64_t)b->round, .trainer_samples = b->trainer_samples,
                        .volunteers = nv};
     if (hybrid_bcast_plan(b->h, &plan, err) != 0) return -1;
@@ -976,7 +991,6 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
             stats[STAT_SAMPLES] += (double)p->samples;
             stats[STAT_AUX_SUM] += p->aux;
             stats[STAT_PARTICIPANTS] += 1;
-            b->r_uploads++;
             p->vol->round_accepted += p->samples;
             if (p->up_s > 0 && p->up_bytes > 0) p->vol->up_mbit = p->up_bytes * 8 / p->up_s / 1e6;
             b->r_up_bytes += p->up_bytes;
@@ -1026,11 +1040,6 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
     HistRound *h = &b->hist[b->hist_head];
     b->hist_head = (b->hist_head + 1) % b->o.history;
     if (b->hist_n < b->o.history) b->hist_n++;
-    if (!h->sum) {
-        h->sum = malloc(n * sizeof(float));
-        CHECK(h->sum, "out of memory for the round history");
-    }
-    memcpy(h->sum, grads, n * sizeof(float));
     h->round = b->round;
     h->hash_before = b->hash_before;
     h->samples = (uint64_t)stats[STAT_SAMPLES];
@@ -1038,10 +1047,10 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
     h->participants = (uint32_t)stats[STAT_PARTICIPANTS];
     h->loss = stats[STAT_LOSS_SUM];
     h->aux = stats[STAT_AUX_SUM];
+    hist_encode(b, h, grads);
     for (Conn *c = b->conns; c; c = c->next)
         if (!c->closing && c->state == C_LIVE)
-            send_round_result(c, b->round, c->vol ? c->vol->round_accepted : 0, h->samples,
-                              h->tokens, h->participants, h->loss, h->aux, h->sum);
+            send_round_result(c, h, c->vol ? c->vol->round_accepted : 0);
     return 0;
 }
 
@@ -1344,7 +1353,8 @@ void bridge_free(BridgeServer *b) {
         free(p->g);
         free(p);
     }
-    for (int i = 0; b->hist && i < b->o.history; i++) free(b->hist[i].sum);
+    for (int i = 0; b->hist && i < b->o.history; i++) free(b->hist[i].frames);
+    free(b->chunk);
     free(b->hist);
     if (b->snap) snap_unref(b->snap);
     if (b->http) evhttp_free(b->http);
