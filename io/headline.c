@@ -17,6 +17,7 @@
 #include "io/corpus.h"
 #include "io/h5util_internal.h"
 #include "io/rouge.h"
+#include "io/utf8.h"
 #include "models/common.h"
 #include "models/rng.h"
 
@@ -423,29 +424,6 @@ void pairs_free(Pairs *p) {
 // ---------------------------------------------------------------------------------------
 // Text helpers.
 
-// UTF-8 encoding of cp into out (room for 4); returns the length.
-static size_t utf8_put(uint32_t cp, char *out) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
 
 size_t headline_lowercase(char *s, size_t n) {
     size_t i = 0, o = 0;
@@ -458,7 +436,7 @@ size_t headline_lowercase(char *s, size_t n) {
         }
         uint32_t lc = rouge_fold_case(cp);
         char enc[4];
-        size_t el = lc != cp ? utf8_put(lc, enc) : 0;
+        size_t el = lc != cp ? utf8_encode(lc, enc) : 0;
         if (lc != cp && el <= len) {
             memcpy(s + o, enc, el);
             o += el;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "io/utf8.h"
 #include "models/common.h"
 
 #define NEWS_CHUNK      ((size_t)1 << 20) // bytes per read into the window
@@ -98,29 +99,6 @@ size_t news_utf8_check(const char *s, size_t n_bytes) {
     return n_bytes;
 }
 
-static size_t utf8_put(uint32_t cp, char *o) {
-    unsigned char *u = (unsigned char *)o;
-    if (cp < 0x80) {
-        u[0] = (unsigned char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        u[0] = (unsigned char)(0xC0 | (cp >> 6));
-        u[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        u[0] = (unsigned char)(0xE0 | (cp >> 12));
-        u[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        u[2] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    u[0] = (unsigned char)(0xF0 | (cp >> 18));
-    u[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-    u[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-    u[3] = (unsigned char)(0x80 | (cp & 0x3F));
-    return 4;
-}
 
 // ---------------------------------------------------------------------------------
 // HTML to text
@@ -339,7 +317,7 @@ static size_t html_entity(const char *s, size_t n, const char **utf8, char *cp_b
         } else {
             if (cp < 0x20 || cp == 0x7F || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
                 return 0;
-            cp_buf[utf8_put(cp, cp_buf)] = '\0';
+            cp_buf[utf8_encode(cp, cp_buf)] = '\0';
             *utf8 = cp_buf;
         }
         return i + 1;
@@ -791,7 +769,7 @@ static size_t json_string(const unsigned char *s, size_t n, size_t *pi, char *ou
                         at);
                 return (size_t)-1;
             }
-            o += utf8_put(cp, out + o);
+            o += utf8_encode(cp, out + o);
             break;
         }
         }

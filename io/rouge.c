@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/utf8.h"
 #include "models/common.h"
 
 // One token: a byte span of the scorer's lowercased text buffer.
@@ -196,29 +197,6 @@ uint32_t rouge_fold_case(uint32_t c) {
     return c | 1;  // 0x4D0..0x52F
 }
 
-// Appends the UTF-8 encoding of cp (< 0x800 here: folding stays in the 2-byte range).
-static size_t put_utf8(char *out, uint32_t cp) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
 
 // ---------------------------------------------------------------- tokenizing
 
@@ -289,7 +267,7 @@ static void tokenize(RougeScorer *s, const char *in, size_t n, size_t *text_len,
             if (cp == UINT32_MAX) {
                 out[pos++] = in[i];
             } else if (fold && cp >= 'A') {
-                pos += put_utf8(out + pos, rouge_fold_case(cp));
+                pos += utf8_encode(rouge_fold_case(cp), out + pos);
             } else {
                 memcpy(out + pos, in + i, len);
                 pos += len;
