@@ -8,7 +8,6 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,30 +80,9 @@ static const char usage_text[] =
     "  " TOOL " --target-loss 7.6 --prices prices.ini --format markdown --plots plots \\\n"
     "      tests/data/report/baseline tests/data/report/collab\n";
 
-__attribute__((format(printf, 1, 0))) static void print_error(const char *fmt, va_list ap) {
-    fputs(TOOL ": error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-}
-
-// Usage error: exit status 2.
-__attribute__((format(printf, 1, 2), noreturn)) static void die_usage(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    print_error(fmt, ap);
-    va_end(ap);
-    fputs("Try '" TOOL " --help'.\n", stderr);
-    exit(2);
-}
-
-// Runtime failure: exit status 1.
-__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    print_error(fmt, ap);
-    va_end(ap);
-    exit(1);
-}
+// Usage error (exit status 2) and runtime failure (exit status 1).
+#define die_usage(...) cx_tool_fail(TOOL, 2, __VA_ARGS__)
+#define die(...) cx_tool_fail(TOOL, 1, __VA_ARGS__)
 
 // Same directory (after resolving links), or the same text when one does not resolve.
 static int same_dir(const char *a, const char *b) {

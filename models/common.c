@@ -75,3 +75,14 @@ uint64_t cx_checksum(const float *params, size_t n) {
     return h;
 }
 
+
+void cx_tool_fail(const char *tool, int status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: error: ", tool);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    if (status == 2) fprintf(stderr, "Try '%s --help'.\n", tool);
+    exit(status);
+}

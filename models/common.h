@@ -17,6 +17,11 @@
 // `return cx_err(err, ...)` reads naturally.
 int cx_err(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+// For command-line tools (DESIGN.md conventions): prints "TOOL: error: MESSAGE" on stderr
+// and exits with status; a usage error (status 2) adds "Try 'TOOL --help'.".
+void cx_tool_fail(const char *tool, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4), noreturn));
+
 // Fatal: prints "conflux: fatal: FILE:LINE: msg" and exits with status 1.
 void cx_fatal(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4), noreturn));
