@@ -10,3 +10,16 @@ TINY_MODEL=(--set data.train="$DATA/shards/train.h5" --set data.valid="$DATA/sha
             --set model.dropout=0.1 --set optim.warmup_steps=5 --set train.threads=1)
 # the quiet, portable Open MPI settings of MACHINE-NOTES (ranks may outnumber cores)
 export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader,tcp OMPI_MCA_mtl=^ofi OMPI_MCA_mpi_yield_when_idle=1
+# compare A.h5 B.h5 TOL: max |a - b| over /params of two checkpoints of the same step
+# (prints it; status 0 when within TOL)
+compare() {
+    /usr/bin/python3 - "$@" <<'EOF'
+import sys, h5py, numpy as np
+a, b, tol = sys.argv[1], sys.argv[2], float(sys.argv[3])
+with h5py.File(a) as fa, h5py.File(b) as fb:
+    d = max(float(np.abs(fa["params"][k][()] - fb["params"][k][()]).max()) for k in fa["params"])
+    steps = (int(fa.attrs["step"]), int(fb.attrs["step"]))
+print(f"max |diff| {d:.3g} (tolerance {tol:g}), steps {steps}")
+sys.exit(0 if d <= tol and steps[0] == steps[1] else 1)
+EOF
+}

@@ -26,18 +26,6 @@ TOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" alice) || { echo "FAI
 RUN=("${TINY_MODEL[@]}" --set train.micro_batch=2
      --set train.replica_check_every=1 -q)
 
-compare() {  # A.h5 B.h5 TOL: max |a - b| over /params, same step
-    /usr/bin/python3 - "$@" <<'EOF'
-import sys, h5py, numpy as np
-a, b, tol = sys.argv[1], sys.argv[2], float(sys.argv[3])
-with h5py.File(a) as fa, h5py.File(b) as fb:
-    d = max(float(np.abs(fa["params"][k][()] - fb["params"][k][()]).max()) for k in fa["params"])
-    steps = (int(fa.attrs["step"]), int(fb.attrs["step"]))
-print(f"max |diff| {d:.3g} (tolerance {tol:g}), steps {steps}")
-sys.exit(0 if d <= tol and steps[0] == steps[1] else 1)
-EOF
-}
-
 # ---- 1. equivalence -------------------------------------------------------------------
 "${MPIRUN[@]}" -np 4 "$BIN/conflux-train" "${RUN[@]}" --set train.global_batch=8 --set train.steps=20 --set run.dir="$WORK/mpi4" \
     && [ -f "$WORK/mpi4/finished" ] && ok "4 MPI ranks: 20 steps" || bad "4-rank reference run"

@@ -28,18 +28,6 @@ PORT=$((20000 + RANDOM % 20000))
 TOKENS=$WORK/tokens.txt
 VTOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" alice) || { echo "FAIL: token issue"; exit 1; }
 
-compare() {  # A.h5 B.h5 TOL: max |a - b| over /params, same step
-    /usr/bin/python3 - "$@" <<'EOF'
-import sys, h5py, numpy as np
-a, b, tol = sys.argv[1], sys.argv[2], float(sys.argv[3])
-with h5py.File(a) as fa, h5py.File(b) as fb:
-    d = max(float(np.abs(fa["params"][k][()] - fb["params"][k][()]).max()) for k in fa["params"])
-    steps = (int(fa.attrs["step"]), int(fb.attrs["step"]))
-print(f"max |diff| {d:.3g} (tolerance {tol:g}), steps {steps}")
-sys.exit(0 if d <= tol and steps[0] == steps[1] else 1)
-EOF
-}
-
 # --- a small pair shard (package descriptions), as test_headline.sh makes it
 "$BIN/conflux-headline" pairs --out "$WORK/pairs" "debtrans:$DATA/debtrans/Translation-ru" 2>/dev/null &&
     "$BIN/conflux-headline" prepare -q --tokenizer "$TOK" --lowercase --max-src 62 --max-tgt 24 \

@@ -32,18 +32,6 @@ ranks_ran() {  # DIR N: run.json says N ranks and metrics has 20 rows
     /usr/bin/python3 -c "import json,sys; sys.exit(json.load(open(sys.argv[1]))['ranks'] != int(sys.argv[2]))" \
         "$1/run.json" "$2" 2>/dev/null
 }
-compare() {  # A.h5 B.h5 TOL: max |a - b| over /params
-    /usr/bin/python3 - "$@" <<'EOF'
-import sys, h5py, numpy as np
-a, b, tol = sys.argv[1], sys.argv[2], float(sys.argv[3])
-with h5py.File(a) as fa, h5py.File(b) as fb:
-    d = max(float(np.abs(fa["params"][k][()] - fb["params"][k][()]).max()) for k in fa["params"])
-    steps = (int(fa.attrs["step"]), int(fb.attrs["step"]))
-print(f"max |diff| {d:.3g} (tolerance {tol:g}), steps {steps}")
-sys.exit(0 if d <= tol and steps[0] == steps[1] else 1)
-EOF
-}
-
 # --- equivalence over 1, 2, 4 ranks
 for n in 1 2 4; do
     "${MPIRUN[@]}" -np $n "$BIN/conflux-train" "${TINY[@]}" --set run.dir="$WORK/np$n" \
