@@ -494,3 +494,63 @@ int h5u_check_dtype(hid_t type, H5T_class_t cls, size_t elem_bytes, hid_t want, 
     snprintf(why, WHY_LEN, "dtype is %s, expected %s", tn, wn);
     return -1;
 }
+
+// ---- required attributes and 1-D integer datasets (the shard readers) ----
+
+int h5u_read_str_attr_into(hid_t obj, const char *name, char *buf, size_t cap, char *why) {
+    char *s = NULL;
+    if (h5u_need_attr(obj, "", name, why) || !(s = h5u_read_str_attr(obj, name, why))) return -1;
+    size_t len = strlen(s);
+    int rc = -1;
+    if (len >= cap) {
+        snprintf(why, H5U_WHY_LEN, "attribute %s is longer than %zu bytes", name, cap - 1);
+    } else {
+        memcpy(buf, s, len + 1);
+        rc = 0;
+    }
+    free(s);
+    return rc;
+}
+
+int h5u_read_int_attr_req(hid_t obj, const char *name, int64_t *val, char *why) {
+    if (h5u_need_attr(obj, "", name, why)) return -1;
+    return h5u_read_int_attr(obj, name, val, why);
+}
+
+int h5u_read_1d(hid_t file, const char *name, size_t elem_size, hid_t mem_type, void **out,
+                size_t *n_out, char *why) {
+    hid_t ds = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    int rc = -1;
+    *out = NULL;
+    *n_out = 0;
+    if (h5u_open_dataset(file, name, &ds, &type, &space, why) ||
+        h5u_check_dtype(type, H5T_INTEGER, elem_size, mem_type, why))
+        goto out;
+    hsize_t dims[1];
+    if (H5Sget_simple_extent_ndims(space) != 1 || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        snprintf(why, H5U_WHY_LEN, "not a 1-D array");
+        goto out;
+    }
+    if (dims[0] > SIZE_MAX / elem_size) {
+        snprintf(why, H5U_WHY_LEN, "%llu elements is too many", (unsigned long long)dims[0]);
+        goto out;
+    }
+    size_t n = (size_t)dims[0];
+    void *buf = malloc(n ? n * elem_size : 1);
+    if (!buf) {
+        snprintf(why, H5U_WHY_LEN, "out of memory for %zu elements", n);
+        goto out;
+    }
+    if (n > 0 && H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        h5u_why(why, NULL);
+        free(buf);
+        goto out;
+    }
+    *out = buf;
+    *n_out = n;
+    rc = 0;
+out:
+    h5u_close_dataset(&ds, &type, &space);
+    return rc;
+}

@@ -118,6 +118,20 @@ char *h5u_read_str_dataset(hid_t loc, const char *name, const char *label, size_
 // problem>"). The attribute must exist (see h5u_need_attr).
 int h5u_read_int_attr(hid_t obj, const char *name, int64_t *val, char *why);
 
+// The string attribute NAME, which must exist, copied into buf (cap bytes). Returns 0, or
+// -1 with why ("missing attribute NAME", "attribute NAME is longer than N bytes", or as
+// h5u_read_str_attr).
+int h5u_read_str_attr_into(hid_t obj, const char *name, char *buf, size_t cap, char *why);
+
+// The integer attribute NAME, which must exist (h5u_need_attr + h5u_read_int_attr).
+int h5u_read_int_attr_req(hid_t obj, const char *name, int64_t *val, char *why);
+
+// Reads the 1-D integer dataset NAME (elem_size bytes per element, read as mem_type) into a
+// malloc'd array *out (the caller frees) of *n_out elements. Returns 0, or -1 with why
+// (missing, wrong type, not 1-D, too large, out of memory, or the HDF5 problem).
+int h5u_read_1d(hid_t file, const char *name, size_t elem_size, hid_t mem_type, void **out,
+                size_t *n_out, char *why);
+
 // Whether the link path (absolute or relative to loc) exists, every component checked:
 // 1, 0, or -1 with why (the HDF5 problem, or "out of memory") when HDF5 fails (a damaged
 // group).

@@ -244,63 +244,8 @@ void pairs_writer_abort(PairWriter *w) {
 // ---------------------------------------------------------------------------------------
 // Pair shard reader.
 
-static int read_str_attr(hid_t obj, const char *name, char *buf, size_t cap, char *why) {
-    char *s = NULL;
-    if (h5u_need_attr(obj, "", name, why) || !(s = h5u_read_str_attr(obj, name, why))) return -1;
-    size_t len = strlen(s);
-    int rc = -1;
-    if (len >= cap) {
-        snprintf(why, WHY_LEN, "attribute %s is longer than %zu bytes", name, cap - 1);
-    } else {
-        memcpy(buf, s, len + 1);
-        rc = 0;
-    }
-    free(s);
-    return rc;
-}
 
-static int read_int_attr(hid_t obj, const char *name, int64_t *val, char *why) {
-    if (h5u_need_attr(obj, "", name, why)) return -1;
-    return h5u_read_int_attr(obj, name, val, why);
-}
 
-static int read_1d(hid_t file, const char *name, size_t elem_size, hid_t mem_type, void **out,
-                   size_t *n_out, char *why) {
-    hid_t ds = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
-    int rc = -1;
-    *out = NULL;
-    *n_out = 0;
-    if (h5u_open_dataset(file, name, &ds, &type, &space, why) ||
-        h5u_check_dtype(type, H5T_INTEGER, elem_size, mem_type, why))
-        goto out;
-    hsize_t dims[1];
-    if (H5Sget_simple_extent_ndims(space) != 1 || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
-        H5Eclear2(H5E_DEFAULT);
-        snprintf(why, WHY_LEN, "not a 1-D array");
-        goto out;
-    }
-    if (dims[0] > SIZE_MAX / elem_size / 2) {
-        snprintf(why, WHY_LEN, "%llu elements is too many", (unsigned long long)dims[0]);
-        goto out;
-    }
-    size_t n = (size_t)dims[0];
-    void *buf = malloc(n ? n * elem_size : 1);
-    if (!buf) {
-        snprintf(why, WHY_LEN, "out of memory for %zu elements", n);
-        goto out;
-    }
-    if (n > 0 && H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
-        h5u_why(why, NULL);
-        free(buf);
-        goto out;
-    }
-    *out = buf;
-    *n_out = n;
-    rc = 0;
-out:
-    h5u_close_dataset(&ds, &type, &space);
-    return rc;
-}
 
 // Checks an offsets array against its token count.
 static int check_offsets(const int64_t *off, size_t n_off, size_t n_tokens, char *why) {
@@ -343,7 +288,7 @@ int pairs_read(Pairs *p, const char *path, char *err) {
         if (has_fmt == 0) snprintf(why, WHY_LEN, "not a conflux pair shard (no format attribute)");
         goto fail;
     }
-    if (read_str_attr(file, "format", fmt, sizeof fmt, why)) goto fail;
+    if (h5u_read_str_attr_into(file, "format", fmt, sizeof fmt, why)) goto fail;
     if (strcmp(fmt, PAIRS_FORMAT) != 0) {
         snprintf(why, WHY_LEN, "not a conflux pair shard (format is \"%s\", expected \"%s\"%s)",
                  fmt, PAIRS_FORMAT,
@@ -353,22 +298,22 @@ int pairs_read(Pairs *p, const char *path, char *err) {
                      : "");
         goto fail;
     }
-    if (read_int_attr(file, "version", &v, why)) goto fail;
+    if (h5u_read_int_attr_req(file, "version", &v, why)) goto fail;
     if (v != PAIRS_VERSION) {
         snprintf(why, WHY_LEN, "unsupported pair shard version %lld (this build reads %d)",
                  (long long)v, PAIRS_VERSION);
         goto fail;
     }
-    if (read_int_attr(file, "vocab_size", &v, why)) goto fail;
+    if (h5u_read_int_attr_req(file, "vocab_size", &v, why)) goto fail;
     if (v <= 0 || v > INT32_MAX) {
         snprintf(why, WHY_LEN, "vocab_size %lld is out of range", (long long)v);
         goto fail;
     }
     p->vocab_size = (int)v;
-    if (read_int_attr(file, "lowercase", &v, why)) goto fail;
+    if (h5u_read_int_attr_req(file, "lowercase", &v, why)) goto fail;
     p->lowercase = v != 0;
-    if (read_str_attr(file, "tokenizer", p->tokenizer, sizeof p->tokenizer, why) ||
-        read_str_attr(file, "source", p->source, sizeof p->source, why))
+    if (h5u_read_str_attr_into(file, "tokenizer", p->tokenizer, sizeof p->tokenizer, why) ||
+        h5u_read_str_attr_into(file, "source", p->source, sizeof p->source, why))
         goto fail;
     static const char *const tok_names[2] = {"src_tokens", "tgt_tokens"};
     static const char *const off_names[2] = {"src_offsets", "tgt_offsets"};
@@ -377,7 +322,7 @@ int pairs_read(Pairs *p, const char *path, char *err) {
         void *buf = NULL;
         size_t n = 0;
         where = c ? "/tgt_tokens" : "/src_tokens";
-        if (read_1d(file, tok_names[c], sizeof(int32_t), H5T_NATIVE_INT32, &buf, &n, why)) goto fail;
+        if (h5u_read_1d(file, tok_names[c], sizeof(int32_t), H5T_NATIVE_INT32, &buf, &n, why)) goto fail;
         int32_t *t = buf;
         if (c) p->tgt = t, p->n_tgt_tokens = n;
         else p->src = t, p->n_src_tokens = n;
@@ -388,7 +333,7 @@ int pairs_read(Pairs *p, const char *path, char *err) {
                 goto fail;
             }
         where = c ? "/tgt_offsets" : "/src_offsets";
-        if (read_1d(file, off_names[c], sizeof(int64_t), H5T_NATIVE_INT64, &buf, &n_off[c], why))
+        if (h5u_read_1d(file, off_names[c], sizeof(int64_t), H5T_NATIVE_INT64, &buf, &n_off[c], why))
             goto fail;
         if (c) p->tgt_off = buf;
         else p->src_off = buf;

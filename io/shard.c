@@ -202,66 +202,8 @@ void shard_writer_abort(ShardWriter *w) {
 // ---------------------------------------------------------------------------------------
 // Reader.
 
-// Reads the string attribute NAME (which must exist) into buf (cap bytes).
-static int read_str_attr(hid_t obj, const char *name, char *buf, size_t cap, char *why) {
-    char *s = NULL;
-    if (h5u_need_attr(obj, "", name, why) || !(s = h5u_read_str_attr(obj, name, why))) return -1;
-    size_t len = strlen(s);
-    int rc = -1;
-    if (len >= cap) {
-        snprintf(why, WHY_LEN, "attribute %s is longer than %zu bytes", name, cap - 1);
-    } else {
-        memcpy(buf, s, len + 1);
-        rc = 0;
-    }
-    free(s);
-    return rc;
-}
 
-// Reads the integer attribute NAME (which must exist).
-static int read_int_attr(hid_t obj, const char *name, int64_t *val, char *why) {
-    if (h5u_need_attr(obj, "", name, why)) return -1;
-    return h5u_read_int_attr(obj, name, val, why);
-}
 
-// Reads the 1-D signed integer dataset NAME (elem_size bytes) into a malloc'd array.
-static int read_1d(hid_t file, const char *name, size_t elem_size, hid_t mem_type, void **out,
-                   size_t *n_out, char *why) {
-    hid_t ds = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
-    int rc = -1;
-    *out = NULL;
-    *n_out = 0;
-    if (h5u_open_dataset(file, name, &ds, &type, &space, why) ||
-        h5u_check_dtype(type, H5T_INTEGER, elem_size, mem_type, why))
-        goto out;
-    hsize_t dims[1];
-    if (H5Sget_simple_extent_ndims(space) != 1 || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
-        H5Eclear2(H5E_DEFAULT);
-        snprintf(why, WHY_LEN, "not a 1-D array");
-        goto out;
-    }
-    if (dims[0] > SIZE_MAX / elem_size) {
-        snprintf(why, WHY_LEN, "%llu elements is too many", (unsigned long long)dims[0]);
-        goto out;
-    }
-    size_t n = (size_t)dims[0];
-    void *buf = malloc(n ? n * elem_size : 1);
-    if (!buf) {
-        snprintf(why, WHY_LEN, "out of memory for %zu elements", n);
-        goto out;
-    }
-    if (n > 0 && H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
-        h5u_why(why, NULL);
-        free(buf);
-        goto out;
-    }
-    *out = buf;
-    *n_out = n;
-    rc = 0;
-out:
-    h5u_close_dataset(&ds, &type, &space);
-    return rc;
-}
 
 int shard_read(Shard *s, const char *path, char *err) {
     char why[WHY_LEN] = "", fmt[64];
@@ -280,29 +222,29 @@ int shard_read(Shard *s, const char *path, char *err) {
         if (has_fmt == 0) snprintf(why, WHY_LEN, "not a conflux shard (no format attribute)");
         goto fail;
     }
-    if (read_str_attr(file, "format", fmt, sizeof fmt, why)) goto fail;
+    if (h5u_read_str_attr_into(file, "format", fmt, sizeof fmt, why)) goto fail;
     if (strcmp(fmt, SHARD_FORMAT) != 0) {
         snprintf(why, WHY_LEN, "not a conflux shard (format is \"%s\", expected \"%s\")", fmt,
                  SHARD_FORMAT);
         goto fail;
     }
-    if (read_int_attr(file, "version", &v, why)) goto fail;
+    if (h5u_read_int_attr_req(file, "version", &v, why)) goto fail;
     if (v != SHARD_VERSION) {
         snprintf(why, WHY_LEN, "unsupported shard version %lld (this build reads version %d)",
                  (long long)v, SHARD_VERSION);
         goto fail;
     }
-    if (read_int_attr(file, "vocab_size", &v, why)) goto fail;
+    if (h5u_read_int_attr_req(file, "vocab_size", &v, why)) goto fail;
     if (v <= 0 || v > INT32_MAX) {
         snprintf(why, WHY_LEN, "vocab_size %lld is out of range", (long long)v);
         goto fail;
     }
     s->vocab_size = (int)v;
-    if (read_str_attr(file, "tokenizer", s->tokenizer, sizeof s->tokenizer, why)) goto fail;
+    if (h5u_read_str_attr_into(file, "tokenizer", s->tokenizer, sizeof s->tokenizer, why)) goto fail;
 
     void *p = NULL;
     where = "/tokens";
-    if (read_1d(file, "tokens", sizeof(int32_t), H5T_NATIVE_INT32, &p, &s->n_tokens, why))
+    if (h5u_read_1d(file, "tokens", sizeof(int32_t), H5T_NATIVE_INT32, &p, &s->n_tokens, why))
         goto fail;
     s->tokens = p;
     for (size_t i = 0; i < s->n_tokens; i++) {
@@ -314,7 +256,7 @@ int shard_read(Shard *s, const char *path, char *err) {
     }
     where = "/doc_offsets";
     size_t n_off = 0;
-    if (read_1d(file, "doc_offsets", sizeof(int64_t), H5T_NATIVE_INT64, &p, &n_off, why))
+    if (h5u_read_1d(file, "doc_offsets", sizeof(int64_t), H5T_NATIVE_INT64, &p, &n_off, why))
         goto fail;
     s->doc_offsets = p;
     if (n_off == 0) {
