@@ -122,12 +122,7 @@ static void build_specs(Albert *m) {
     spec_set(&s[AP_SOP_W], "sop_classifier.classifier.weight", 0, 2, 2, H);
     spec_set(&s[AP_SOP_B], "sop_classifier.classifier.bias", 1, 1, 2, 0);
     m->n_specs = m->encoder_only ? AP_N_ENCODER : c->sop ? AP_COUNT : AP_N_MLM;
-    size_t off = 0;
-    for (int i = 0; i < m->n_specs; i++) {
-        s[i].offset = off;
-        off += (s[i].n + 15) & ~(size_t)15;  // 64-byte aligned tensors
-    }
-    m->n_params = off;
+    m->n_params = tensor_layout(s, m->n_specs, 0);
 }
 
 static const TensorAlias ALIASES[] = {
@@ -140,90 +135,72 @@ const TensorAlias *albert_aliases(int *n) {
     return ALIASES;
 }
 
-// Carves consecutive 64-byte-aligned float blocks out of one arena.
-typedef struct {
-    float *base;
-    size_t used, cap;
-} Carver;
-
-static float *carve(Carver *cv, size_t n) {
-    size_t n_al = (n + 15) & ~(size_t)15;
-    if (cv->base) {
-        CHECK(cv->used + n_al <= cv->cap, "activation arena overflow");
-        float *p = cv->base + cv->used;
-        cv->used += n_al;
-        return p;
-    }
-    cv->used += n_al;  // sizing pass
-    return NULL;
-}
-
-static void carve_acts(Albert *m, Carver *cv) {
+static void carve_acts(Albert *m, TensorCarver *cv) {
     const AlbertConfig *c = &m->cfg;
     size_t N = (size_t)m->max_B * m->max_T, E = c->embedding_size, H = c->hidden_size;
     size_t I = c->intermediate_size, V = c->vocab_size;
     size_t A = (size_t)m->max_B * c->num_heads * m->max_T * m->max_T;
-    m->emb = carve(cv, N * E);
-    m->emb_ln = carve(cv, N * E);
-    m->emb_mean = carve(cv, N);
-    m->emb_rstd = carve(cv, N);
-    m->emb_drop = carve(cv, N * E);
-    m->h0 = carve(cv, N * H);
+    m->emb = tensor_carve(cv, N * E);
+    m->emb_ln = tensor_carve(cv, N * E);
+    m->emb_mean = tensor_carve(cv, N);
+    m->emb_rstd = tensor_carve(cv, N);
+    m->emb_drop = tensor_carve(cv, N * E);
+    m->h0 = tensor_carve(cv, N * H);
     for (int l = 0; l < c->num_layers; l++) {
         LayerActs *la = &m->layers[l];
-        la->q = carve(cv, N * H);
-        la->k = carve(cv, N * H);
-        la->v = carve(cv, N * H);
-        la->att = carve(cv, A);
-        la->ctx = carve(cv, N * H);
-        la->res1 = carve(cv, N * H);
-        la->a = carve(cv, N * H);
-        la->mean1 = carve(cv, N);
-        la->rstd1 = carve(cv, N);
-        la->f1 = carve(cv, N * I);
-        la->g = carve(cv, N * I);
-        la->res2 = carve(cv, N * H);
-        la->mean2 = carve(cv, N);
-        la->rstd2 = carve(cv, N);
-        la->out = carve(cv, N * H);
+        la->q = tensor_carve(cv, N * H);
+        la->k = tensor_carve(cv, N * H);
+        la->v = tensor_carve(cv, N * H);
+        la->att = tensor_carve(cv, A);
+        la->ctx = tensor_carve(cv, N * H);
+        la->res1 = tensor_carve(cv, N * H);
+        la->a = tensor_carve(cv, N * H);
+        la->mean1 = tensor_carve(cv, N);
+        la->rstd1 = tensor_carve(cv, N);
+        la->f1 = tensor_carve(cv, N * I);
+        la->g = tensor_carve(cv, N * I);
+        la->res2 = tensor_carve(cv, N * H);
+        la->mean2 = tensor_carve(cv, N);
+        la->rstd2 = tensor_carve(cv, N);
+        la->out = tensor_carve(cv, N * H);
     }
     if (!m->encoder_only) {
-        m->sel_idx = (int32_t *)carve(cv, N);
-        m->sel_tgt = (int32_t *)carve(cv, N);
-        m->z_in = carve(cv, N * H);
-        m->z1 = carve(cv, N * E);
-        m->z2 = carve(cv, N * E);
-        m->z3 = carve(cv, N * E);
-        m->zmean = carve(cv, N);
-        m->zrstd = carve(cv, N);
-        m->logits = carve(cv, N * V);
-        m->cls = carve(cv, (size_t)m->max_B * H);
-        m->pooled = carve(cv, (size_t)m->max_B * H);
-        m->sop_probs = carve(cv, (size_t)m->max_B * 2);
-        m->dcls = carve(cv, (size_t)m->max_B * H);
-        m->dpooled = carve(cv, (size_t)m->max_B * H);
-        m->dsop = carve(cv, (size_t)m->max_B * 2);
+        m->sel_idx = (int32_t *)tensor_carve(cv, N);
+        m->sel_tgt = (int32_t *)tensor_carve(cv, N);
+        m->z_in = tensor_carve(cv, N * H);
+        m->z1 = tensor_carve(cv, N * E);
+        m->z2 = tensor_carve(cv, N * E);
+        m->z3 = tensor_carve(cv, N * E);
+        m->zmean = tensor_carve(cv, N);
+        m->zrstd = tensor_carve(cv, N);
+        m->logits = tensor_carve(cv, N * V);
+        m->cls = tensor_carve(cv, (size_t)m->max_B * H);
+        m->pooled = tensor_carve(cv, (size_t)m->max_B * H);
+        m->sop_probs = tensor_carve(cv, (size_t)m->max_B * 2);
+        m->dcls = tensor_carve(cv, (size_t)m->max_B * H);
+        m->dpooled = tensor_carve(cv, (size_t)m->max_B * H);
+        m->dsop = tensor_carve(cv, (size_t)m->max_B * 2);
     }
-    m->dh = carve(cv, N * H);
-    m->dx = carve(cv, N * H);
-    m->dres = carve(cv, N * H);
-    m->dq = carve(cv, N * H);
-    m->dk = carve(cv, N * H);
-    m->dv = carve(cv, N * H);
-    m->dctx = carve(cv, N * H);
-    m->dproj = carve(cv, N * H);
-    m->dg = carve(cv, N * I);
-    m->df1 = carve(cv, N * I);
+    m->dh = tensor_carve(cv, N * H);
+    m->dx = tensor_carve(cv, N * H);
+    m->dres = tensor_carve(cv, N * H);
+    m->dq = tensor_carve(cv, N * H);
+    m->dk = tensor_carve(cv, N * H);
+    m->dv = tensor_carve(cv, N * H);
+    m->dctx = tensor_carve(cv, N * H);
+    m->dproj = tensor_carve(cv, N * H);
+    m->dg = tensor_carve(cv, N * I);
+    m->df1 = tensor_carve(cv, N * I);
     if (!m->encoder_only) {
-        m->dz_in = carve(cv, N * H);
-        m->dz1 = carve(cv, N * E);
-        m->dz2 = carve(cv, N * E);
-        m->dz3 = carve(cv, N * E);
-        m->dlogits = carve(cv, N * V);
+        m->dz_in = tensor_carve(cv, N * H);
+        m->dz1 = tensor_carve(cv, N * E);
+        m->dz2 = tensor_carve(cv, N * E);
+        m->dz3 = tensor_carve(cv, N * E);
+        m->dlogits = tensor_carve(cv, N * V);
     }
-    m->demb = carve(cv, N * E);
-    m->demb2 = carve(cv, N * E);
-    m->att_scratch = carve(cv, A);
+    m->demb = tensor_carve(cv, N * E);
+    m->demb2 = tensor_carve(cv, N * E);
+    m->att_scratch = tensor_carve(cv, A);
 }
 
 static Albert *create(const AlbertConfig *cfg, int max_B, int max_T, uint64_t seed,
@@ -246,7 +223,7 @@ static Albert *create(const AlbertConfig *cfg, int max_B, int max_T, uint64_t se
         m->g[i] = m->grads + m->specs[i].offset;
     }
     m->layers = cx_calloc((size_t)cfg->num_layers, sizeof(LayerActs));
-    Carver cv = {0};
+    TensorCarver cv = {0};
     carve_acts(m, &cv);
     cv.cap = cv.used;
     cv.used = 0;

@@ -189,12 +189,8 @@ static void build_specs(EncDec *m) {
     spec_set(&s[hidx(m, DH_LN_W)], 1, 1, E, 0, "lm_head.LayerNorm.weight");
     spec_set(&s[hidx(m, DH_LN_B)], 1, 1, E, 0, "lm_head.LayerNorm.bias");
     spec_set(&s[hidx(m, DH_BIAS)], 1, 1, V, 0, "lm_head.bias");
-    size_t off = albert_n_params(m->enc);  // the encoder prefix, already 16-float aligned
-    for (int i = AP_N_ENCODER; i < m->n_specs; i++) {
-        s[i].offset = off;
-        off += (s[i].n + 15) & ~(size_t)15;
-    }
-    m->n_params = off;
+    // after the encoder prefix, which is already 16-float aligned
+    m->n_params = tensor_layout(s + AP_N_ENCODER, m->n_specs - AP_N_ENCODER, albert_n_params(m->enc));
 }
 
 static const TensorAlias ALIASES[] = {
@@ -207,96 +203,78 @@ const TensorAlias *encdec_aliases(int *n) {
     return ALIASES;
 }
 
-// Carves consecutive 64-byte-aligned float blocks out of one arena (sizing pass when
-// base is NULL).
-typedef struct {
-    float *base;
-    size_t used, cap;
-} Carver;
-
-static float *carve(Carver *cv, size_t n) {
-    size_t n_al = (n + 15) & ~(size_t)15;
-    float *p = NULL;
-    if (cv->base) {
-        CHECK(cv->used + n_al <= cv->cap, "activation arena overflow");
-        p = cv->base + cv->used;
-    }
-    cv->used += n_al;
-    return p;
-}
-
-static void carve_acts(EncDec *m, Carver *cv) {
+static void carve_acts(EncDec *m, TensorCarver *cv) {
     const EncDecConfig *c = &m->cfg;
     const size_t B = (size_t)m->max_B, Tt = (size_t)m->max_Tt, Ts = (size_t)m->max_Ts;
     const size_t N = B * Tt, S = B * Ts, NH = (size_t)c->dec_heads;
     const size_t E = c->enc.embedding_size, H = c->enc.hidden_size, I = c->dec_intermediate;
     const size_t V = c->enc.vocab_size;
-    m->dec_in = (int32_t *)carve(cv, N);
-    m->labels = (int32_t *)carve(cv, N);
-    m->smask = (int32_t *)carve(cv, S);
-    m->emb = carve(cv, N * E);
-    m->emb_ln = carve(cv, N * E);
-    m->emb_mean = carve(cv, N);
-    m->emb_rstd = carve(cv, N);
-    m->emb_drop = carve(cv, N * E);
-    m->h0 = carve(cv, N * H);
+    m->dec_in = (int32_t *)tensor_carve(cv, N);
+    m->labels = (int32_t *)tensor_carve(cv, N);
+    m->smask = (int32_t *)tensor_carve(cv, S);
+    m->emb = tensor_carve(cv, N * E);
+    m->emb_ln = tensor_carve(cv, N * E);
+    m->emb_mean = tensor_carve(cv, N);
+    m->emb_rstd = tensor_carve(cv, N);
+    m->emb_drop = tensor_carve(cv, N * E);
+    m->h0 = tensor_carve(cv, N * H);
     for (int l = 0; l < c->dec_layers; l++) {
         DecActs *la = &m->layers[l];
-        la->q = carve(cv, N * H);
-        la->k = carve(cv, N * H);
-        la->v = carve(cv, N * H);
-        la->att = carve(cv, B * NH * Tt * Tt);
-        la->ctx = carve(cv, N * H);
-        la->res1 = carve(cv, N * H);
-        la->a1 = carve(cv, N * H);
-        la->mean1 = carve(cv, N);
-        la->rstd1 = carve(cv, N);
-        la->cq = carve(cv, N * H);
-        la->ck = carve(cv, S * H);
-        la->cv = carve(cv, S * H);
-        la->catt = carve(cv, B * NH * Tt * Ts);
-        la->cctx = carve(cv, N * H);
-        la->res2 = carve(cv, N * H);
-        la->a2 = carve(cv, N * H);
-        la->mean2 = carve(cv, N);
-        la->rstd2 = carve(cv, N);
-        la->f1 = carve(cv, N * I);
-        la->g = carve(cv, N * I);
-        la->res3 = carve(cv, N * H);
-        la->out = carve(cv, N * H);
-        la->mean3 = carve(cv, N);
-        la->rstd3 = carve(cv, N);
+        la->q = tensor_carve(cv, N * H);
+        la->k = tensor_carve(cv, N * H);
+        la->v = tensor_carve(cv, N * H);
+        la->att = tensor_carve(cv, B * NH * Tt * Tt);
+        la->ctx = tensor_carve(cv, N * H);
+        la->res1 = tensor_carve(cv, N * H);
+        la->a1 = tensor_carve(cv, N * H);
+        la->mean1 = tensor_carve(cv, N);
+        la->rstd1 = tensor_carve(cv, N);
+        la->cq = tensor_carve(cv, N * H);
+        la->ck = tensor_carve(cv, S * H);
+        la->cv = tensor_carve(cv, S * H);
+        la->catt = tensor_carve(cv, B * NH * Tt * Ts);
+        la->cctx = tensor_carve(cv, N * H);
+        la->res2 = tensor_carve(cv, N * H);
+        la->a2 = tensor_carve(cv, N * H);
+        la->mean2 = tensor_carve(cv, N);
+        la->rstd2 = tensor_carve(cv, N);
+        la->f1 = tensor_carve(cv, N * I);
+        la->g = tensor_carve(cv, N * I);
+        la->res3 = tensor_carve(cv, N * H);
+        la->out = tensor_carve(cv, N * H);
+        la->mean3 = tensor_carve(cv, N);
+        la->rstd3 = tensor_carve(cv, N);
     }
-    m->sel_idx = (int32_t *)carve(cv, N);
-    m->sel_tgt = (int32_t *)carve(cv, N);
-    m->z_in = carve(cv, N * H);
-    m->z1 = carve(cv, N * E);
-    m->z2 = carve(cv, N * E);
-    m->z3 = carve(cv, N * E);
-    m->zmean = carve(cv, N);
-    m->zrstd = carve(cv, N);
-    m->logits = carve(cv, N * V);
-    m->dh = carve(cv, N * H);
-    m->dx = carve(cv, N * H);
-    m->dres = carve(cv, N * H);
-    m->dq = carve(cv, N * H);
-    m->dk = carve(cv, N * H);
-    m->dv = carve(cv, N * H);
-    m->dctx = carve(cv, N * H);
-    m->dproj = carve(cv, N * H);
-    m->dg = carve(cv, N * I);
-    m->df1 = carve(cv, N * I);
-    m->dck = carve(cv, S * H);
-    m->dcv = carve(cv, S * H);
-    m->denc = carve(cv, S * H);
-    m->dz_in = carve(cv, N * H);
-    m->dz1 = carve(cv, N * E);
-    m->dz2 = carve(cv, N * E);
-    m->dz3 = carve(cv, N * E);
-    m->dlogits = carve(cv, N * V);
-    m->demb = carve(cv, N * E);
-    m->demb2 = carve(cv, N * E);
-    m->att_scratch = carve(cv, Tt * (Tt > Ts ? Tt : Ts));
+    m->sel_idx = (int32_t *)tensor_carve(cv, N);
+    m->sel_tgt = (int32_t *)tensor_carve(cv, N);
+    m->z_in = tensor_carve(cv, N * H);
+    m->z1 = tensor_carve(cv, N * E);
+    m->z2 = tensor_carve(cv, N * E);
+    m->z3 = tensor_carve(cv, N * E);
+    m->zmean = tensor_carve(cv, N);
+    m->zrstd = tensor_carve(cv, N);
+    m->logits = tensor_carve(cv, N * V);
+    m->dh = tensor_carve(cv, N * H);
+    m->dx = tensor_carve(cv, N * H);
+    m->dres = tensor_carve(cv, N * H);
+    m->dq = tensor_carve(cv, N * H);
+    m->dk = tensor_carve(cv, N * H);
+    m->dv = tensor_carve(cv, N * H);
+    m->dctx = tensor_carve(cv, N * H);
+    m->dproj = tensor_carve(cv, N * H);
+    m->dg = tensor_carve(cv, N * I);
+    m->df1 = tensor_carve(cv, N * I);
+    m->dck = tensor_carve(cv, S * H);
+    m->dcv = tensor_carve(cv, S * H);
+    m->denc = tensor_carve(cv, S * H);
+    m->dz_in = tensor_carve(cv, N * H);
+    m->dz1 = tensor_carve(cv, N * E);
+    m->dz2 = tensor_carve(cv, N * E);
+    m->dz3 = tensor_carve(cv, N * E);
+    m->dlogits = tensor_carve(cv, N * V);
+    m->demb = tensor_carve(cv, N * E);
+    m->demb2 = tensor_carve(cv, N * E);
+    m->att_scratch = tensor_carve(cv, Tt * (Tt > Ts ? Tt : Ts));
 }
 
 EncDec *encdec_create(const EncDecConfig *cfg, int max_B, int max_Ts, int max_Tt, uint64_t seed) {
@@ -323,7 +301,7 @@ EncDec *encdec_create(const EncDecConfig *cfg, int max_B, int max_Ts, int max_Tt
         m->g[i] = m->grads + m->specs[i].offset;
     }
     m->layers = cx_calloc((size_t)cfg->dec_layers, sizeof(DecActs));
-    Carver cv = {0};
+    TensorCarver cv = {0};
     carve_acts(m, &cv);
     cv.cap = cv.used;
     cv.used = 0;
@@ -668,29 +646,29 @@ struct EncDecGen {
     float *att, *scratch;                                          // NH * max(max_len, max_Ts)
 };
 
-static void carve_gen(EncDecGen *g, Carver *cv) {
+static void carve_gen(EncDecGen *g, TensorCarver *cv) {
     const EncDecConfig *c = &g->m->cfg;
     const size_t K = (size_t)g->max_beam, L = (size_t)c->dec_layers, T = (size_t)g->max_len;
     const size_t Ts = (size_t)g->m->max_Ts, E = c->enc.embedding_size, H = c->enc.hidden_size;
     const size_t I = c->dec_intermediate, NH = c->dec_heads, A = NH * (T > Ts ? T : Ts);
     for (int i = 0; i < 2; i++) {
-        g->kc[i] = carve(cv, L * K * T * H);
-        g->vc[i] = carve(cv, L * K * T * H);
+        g->kc[i] = tensor_carve(cv, L * K * T * H);
+        g->vc[i] = tensor_carve(cv, L * K * T * H);
     }
-    g->ck = carve(cv, L * Ts * H);
-    g->cv = carve(cv, L * Ts * H);
-    g->smask = (int32_t *)carve(cv, Ts);
+    g->ck = tensor_carve(cv, L * Ts * H);
+    g->cv = tensor_carve(cv, L * Ts * H);
+    g->smask = (int32_t *)tensor_carve(cv, Ts);
     float **kE[] = {&g->emb, &g->emb_ln, &g->z1, &g->z2, &g->z3};
-    for (size_t i = 0; i < sizeof kE / sizeof kE[0]; i++) *kE[i] = carve(cv, K * E);
-    g->mean = carve(cv, K);
-    g->rstd = carve(cv, K);
+    for (size_t i = 0; i < sizeof kE / sizeof kE[0]; i++) *kE[i] = tensor_carve(cv, K * E);
+    g->mean = tensor_carve(cv, K);
+    g->rstd = tensor_carve(cv, K);
     float **kH[] = {&g->x,   &g->q,  &g->k,  &g->v,    &g->ctx, &g->tmp,
                     &g->res, &g->a1, &g->cq, &g->cctx, &g->a2};
-    for (size_t i = 0; i < sizeof kH / sizeof kH[0]; i++) *kH[i] = carve(cv, K * H);
-    g->f1 = carve(cv, K * I);
-    g->g = carve(cv, K * I);
-    g->att = carve(cv, A);
-    g->scratch = carve(cv, A);
+    for (size_t i = 0; i < sizeof kH / sizeof kH[0]; i++) *kH[i] = tensor_carve(cv, K * H);
+    g->f1 = tensor_carve(cv, K * I);
+    g->g = tensor_carve(cv, K * I);
+    g->att = tensor_carve(cv, A);
+    g->scratch = tensor_carve(cv, A);
 }
 
 EncDecGen *encdec_gen_create(EncDec *m, int max_beam, int max_len) {
@@ -701,7 +679,7 @@ EncDecGen *encdec_gen_create(EncDec *m, int max_beam, int max_len) {
     g->m = m;
     g->max_beam = max_beam;
     g->max_len = max_len;
-    Carver cv = {0};
+    TensorCarver cv = {0};
     carve_gen(g, &cv);
     cv.cap = cv.used;
     cv.used = 0;

@@ -25,4 +25,17 @@ typedef struct {
     const char *target;
 } TensorAlias;
 
+// Lays specs[0, n) out one after another from element offset off, each starting on a
+// 64-byte (16-float) boundary. Returns the offset after the last one.
+size_t tensor_layout(TensorSpec *specs, int n, size_t off);
+
+// Carves consecutive 64-byte-aligned float blocks out of one arena. With base NULL it only
+// sizes (tensor_carve returns NULL and counts); with a base it hands out blocks and stops
+// the program (CHECK) when cap floats would be exceeded, which is a sizing bug.
+typedef struct {
+    float *base;
+    size_t used, cap;  // floats
+} TensorCarver;
+float *tensor_carve(TensorCarver *cv, size_t n);
+
 #endif
