@@ -561,3 +561,51 @@ done:
     free(link);
     return rc;
 }
+
+int ckpt_save_trainer(const char *run_dir, const char *model, const char *writer,
+                      const char *config_text, const Trainer *tr, const TensorAlias *aliases,
+                      int n_aliases, long seed, char *err) {
+    int64_t cursor[1] = {(int64_t)tr->samples_seen}, rng[1] = {(int64_t)seed};
+    CkptState st = {
+        .model = model,
+        .step = tr->optim.step,
+        .samples_seen = (long)tr->samples_seen,
+        .config_text = config_text,
+        .writer = writer,
+        .specs = tr->task.specs,
+        .n_specs = tr->task.n_specs,
+        .aliases = aliases,
+        .n_aliases = n_aliases,
+        .params = tr->task.params,
+        .optim_name = optim_kind_name(tr->optim.cfg.kind),
+        .optim_step = tr->optim.step,
+        .n_slots = 2,
+        .slot_names = {"exp_avg", "exp_avg_sq"},
+        .slots = {tr->optim.m, tr->optim.v},
+        .n_extra = 2,
+        .extra = {{"data/cursor", cursor, 1}, {"rng/seed", rng, 1}},
+    };
+    return ckpt_save_in_run(run_dir, &st, err);
+}
+
+int ckpt_load_trainer(Ckpt *ck, const char *model, Trainer *tr, char *err) {
+    const TensorSpec *specs = tr->task.specs;
+    int n = tr->task.n_specs;
+    if (strcmp(ckpt_model(ck), model) != 0)
+        return cx_err(err, "checkpoint holds a '%s' model, not %s", ckpt_model(ck), model);
+    if (ckpt_read_params(ck, specs, n, tr->task.params, err) != 0) return -1;
+    char oname[64];
+    long ostep = 0;
+    if (ckpt_read_optim_info(ck, oname, sizeof oname, &ostep, err) != 0) return -1;
+    if (strcmp(oname, optim_kind_name(tr->optim.cfg.kind)) != 0)
+        return cx_err(err, "checkpoint optimizer is %s but the configuration says %s", oname,
+                      optim_kind_name(tr->optim.cfg.kind));
+    if (ckpt_read_slot(ck, "exp_avg", specs, n, tr->optim.m, err) != 0) return -1;
+    if (ckpt_read_slot(ck, "exp_avg_sq", specs, n, tr->optim.v, err) != 0) return -1;
+    int64_t cursor = 0;
+    if (ckpt_read_extra(ck, "data/cursor", &cursor, 1, err) != 0) return -1;
+    if (cursor < 0) return cx_err(err, "checkpoint data/cursor is negative");
+    tr->optim.step = ostep;
+    tr->samples_seen = (uint64_t)cursor;
+    return 0;
+}

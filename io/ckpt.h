@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "models/tensor.h"
+#include "models/train.h"
 
 #define CKPT_MAX_SLOTS 4
 #define CKPT_MAX_EXTRA 16
@@ -55,6 +56,14 @@ int ckpt_save(const char *path, const CkptState *st, char *err);
 // atomically). Returns 0, or -1 with err.
 int ckpt_save_in_run(const char *run_dir, const CkptState *st, char *err);
 
+// A trainer's checkpoint in a run directory (ckpt_save_in_run): the parameters of
+// tr->task (its specs, with the model's aliases), the optimizer's moments (exp_avg,
+// exp_avg_sq) and step, the data cursor and the seed. model names the architecture
+// ("albert", "encdec"); writer is "PROGRAM VERSION". Returns 0, or -1 with err.
+int ckpt_save_trainer(const char *run_dir, const char *model, const char *writer,
+                      const char *config_text, const Trainer *tr, const TensorAlias *aliases,
+                      int n_aliases, long seed, char *err);
+
 typedef struct Ckpt Ckpt;
 
 // Opens and validates the header (format, version). -1 with err naming PATH and the
@@ -82,5 +91,10 @@ int ckpt_read_extra(Ckpt *ck, const char *path, int64_t *data, size_t n, char *e
 // elements (for tests and tools that store extra arrays).
 int ckpt_read_float(Ckpt *ck, const char *path, float *data, size_t n, char *err);
 int ckpt_read_int32(Ckpt *ck, const char *path, int32_t *data, size_t n, char *err);
+
+// The inverse, for resuming: checks that ck holds a `model` checkpoint written with tr's
+// optimizer, then loads tr->task's parameters, the moments, the optimizer step and the
+// data cursor. Returns 0, or -1 with err naming what does not match or is damaged.
+int ckpt_load_trainer(Ckpt *ck, const char *model, Trainer *tr, char *err);
 
 #endif

@@ -808,32 +808,12 @@ static int cmd_prepare(int argc, char **argv) {
 static volatile sig_atomic_t g_stop_signal = 0;
 static void on_signal(int sig) { g_stop_signal = sig; }
 
-
-static int save_checkpoint(const char *run_dir, const char *cfg_text, EncDec *m, Trainer *tr,
-                           long seed, char *err) {
+static int save_checkpoint(const char *run_dir, const char *cfg_text, const Trainer *tr, long seed,
+                           char *err) {
     int n_alias;
     const TensorAlias *aliases = encdec_aliases(&n_alias);
-    int64_t cursor[1] = {(int64_t)tr->samples_seen}, rng[1] = {(int64_t)seed};
-    CkptState st = {
-        .model = "encdec",
-        .step = tr->optim.step,
-        .samples_seen = (long)tr->samples_seen,
-        .config_text = cfg_text,
-        .writer = TOOL " " CONFLUX_VERSION,
-        .specs = encdec_specs(m),
-        .n_specs = encdec_n_specs(m),
-        .aliases = aliases,
-        .n_aliases = n_alias,
-        .params = encdec_params(m),
-        .optim_name = optim_kind_name(tr->optim.cfg.kind),
-        .optim_step = tr->optim.step,
-        .n_slots = 2,
-        .slot_names = {"exp_avg", "exp_avg_sq"},
-        .slots = {tr->optim.m, tr->optim.v},
-        .n_extra = 2,
-        .extra = {{"data/cursor", cursor, 1}, {"rng/seed", rng, 1}},
-    };
-    return ckpt_save_in_run(run_dir, &st, err);
+    return ckpt_save_trainer(run_dir, "encdec", TOOL " " CONFLUX_VERSION, cfg_text, tr, aliases, n_alias,
+                             seed, err);
 }
 
 static int spec_index(const EncDec *m, const char *name) {
@@ -864,28 +844,6 @@ static int load_albert_encoder(Ckpt *ck, const char *path, EncDec *m, int lm_hea
         snprintf(specs[i].name, sizeof specs[i].name, "%s", map[i][1]);
     }
     return ckpt_read_params(ck, specs, 5, encdec_params(m), err);
-}
-
-static int resume_from(Ckpt *ck, EncDec *m, Trainer *tr, char *err) {
-    const TensorSpec *specs = encdec_specs(m);
-    int n = encdec_n_specs(m);
-    if (strcmp(ckpt_model(ck), "encdec") != 0)
-        return cx_err(err, "checkpoint holds a '%s' model, not encdec", ckpt_model(ck));
-    if (ckpt_read_params(ck, specs, n, encdec_params(m), err) != 0) return -1;
-    char oname[64];
-    long ostep = 0;
-    if (ckpt_read_optim_info(ck, oname, sizeof oname, &ostep, err) != 0) return -1;
-    if (strcmp(oname, optim_kind_name(tr->optim.cfg.kind)) != 0)
-        return cx_err(err, "checkpoint optimizer is %s but the configuration says %s", oname,
-                      optim_kind_name(tr->optim.cfg.kind));
-    if (ckpt_read_slot(ck, "exp_avg", specs, n, tr->optim.m, err) != 0) return -1;
-    if (ckpt_read_slot(ck, "exp_avg_sq", specs, n, tr->optim.v, err) != 0) return -1;
-    int64_t cursor = 0;
-    if (ckpt_read_extra(ck, "data/cursor", &cursor, 1, err) != 0) return -1;
-    if (cursor < 0) return cx_err(err, "checkpoint data/cursor is negative");
-    tr->optim.step = ostep;
-    tr->samples_seen = (uint64_t)cursor;
-    return 0;
 }
 
 // Copies the architecture (not dropout or label smoothing) of src into dst.
@@ -1273,7 +1231,7 @@ static int train_main(int argc, char **argv, TrainState *S) {
         }
     }
     if (S->resume) {
-        if (resume_from(S->resume, S->model, tr, err) != 0) {
+        if (ckpt_load_trainer(S->resume, "encdec", tr, err) != 0) {
             report("cannot resume from %s: %s", resume_path, err);
             rc = 1;
             goto out_sets;
@@ -1412,7 +1370,7 @@ static int train_main(int argc, char **argv, TrainState *S) {
             break;
         }
         if (ckpt_now && g_rank == 0) {
-            if (save_checkpoint(run_dir, S->cfg_text, S->model, tr, cfg.train.seed, err) != 0) {
+            if (save_checkpoint(run_dir, S->cfg_text, tr, cfg.train.seed, err) != 0) {
                 report("%s", err);
                 rc = 1;
                 break;

@@ -97,54 +97,12 @@ static void fmt_eta(char *buf, size_t cap, double s) {
     else snprintf(buf, cap, "%lds", t);
 }
 
-static int save_checkpoint(const char *run_dir, const char *cfg_text, Albert *model, Trainer *tr,
-                           long seed, char *err) {
+static int save_checkpoint(const char *run_dir, const char *cfg_text, const Trainer *tr, long seed,
+                           char *err) {
     int n_alias;
     const TensorAlias *aliases = albert_aliases(&n_alias);
-    int64_t cursor[1] = {(int64_t)tr->samples_seen}, rng[1] = {(int64_t)seed};
-    CkptState st = {
-        .model = "albert",
-        .step = tr->optim.step,
-        .samples_seen = (long)tr->samples_seen,
-        .config_text = cfg_text,
-        .writer = TOOL " " CONFLUX_VERSION,
-        .specs = albert_specs(model),
-        .n_specs = albert_n_specs(model),
-        .aliases = aliases,
-        .n_aliases = n_alias,
-        .params = albert_params(model),
-        .optim_name = optim_kind_name(tr->optim.cfg.kind),
-        .optim_step = tr->optim.step,
-        .n_slots = 2,
-        .slot_names = {"exp_avg", "exp_avg_sq"},
-        .slots = {tr->optim.m, tr->optim.v},
-        .n_extra = 2,
-        .extra = {{"data/cursor", cursor, 1}, {"rng/seed", rng, 1}},
-    };
-    return ckpt_save_in_run(run_dir, &st, err);
-}
-
-// Loads parameters, optimizer state and data cursor from a checkpoint into the trainer.
-static int resume_from(Ckpt *ck, Albert *model, Trainer *tr, char *err) {
-    const TensorSpec *specs = albert_specs(model);
-    int n = albert_n_specs(model);
-    if (strcmp(ckpt_model(ck), "albert") != 0)
-        return cx_err(err, "checkpoint holds a '%s' model, not albert", ckpt_model(ck));
-    if (ckpt_read_params(ck, specs, n, albert_params(model), err) != 0) return -1;
-    char oname[64];
-    long ostep = 0;
-    if (ckpt_read_optim_info(ck, oname, sizeof oname, &ostep, err) != 0) return -1;
-    if (strcmp(oname, optim_kind_name(tr->optim.cfg.kind)) != 0)
-        return cx_err(err, "checkpoint optimizer is %s but the configuration says %s", oname,
-                      optim_kind_name(tr->optim.cfg.kind));
-    if (ckpt_read_slot(ck, "exp_avg", specs, n, tr->optim.m, err) != 0) return -1;
-    if (ckpt_read_slot(ck, "exp_avg_sq", specs, n, tr->optim.v, err) != 0) return -1;
-    int64_t cursor = 0;
-    if (ckpt_read_extra(ck, "data/cursor", &cursor, 1, err) != 0) return -1;
-    if (cursor < 0) return cx_err(err, "checkpoint data/cursor is negative");
-    tr->optim.step = ostep;
-    tr->samples_seen = (uint64_t)cursor;
-    return 0;
+    return ckpt_save_trainer(run_dir, "albert", TOOL " " CONFLUX_VERSION, cfg_text, tr, aliases, n_alias,
+                             seed, err);
 }
 
 static int train_main(int argc, char **argv, HybridComm *hc) {
@@ -283,7 +241,7 @@ static int train_main(int argc, char **argv, HybridComm *hc) {
         tr.avg = (Averager){.ctx = NULL, .sum = NULL, .rank = 0, .n_ranks = 1};
     }
     if (ck) {
-        if (resume_from(ck, model, &tr, err) != 0) {
+        if (ckpt_load_trainer(ck, "albert", &tr, err) != 0) {
             SETUP_FAIL(1, "cannot resume from %s: %s", resume_path, err);
         }
         ckpt_close(ck);
@@ -406,7 +364,7 @@ static int train_main(int argc, char **argv, HybridComm *hc) {
         int ckpt_now = (cfg.train.checkpoint_every > 0 && r.step % cfg.train.checkpoint_every == 0) ||
                        r.step == total || stop;
         if (ckpt_now && rank == 0) {
-            if (save_checkpoint(run_dir, cfg_text, model, &tr, cfg.train.seed, err) != 0) {
+            if (save_checkpoint(run_dir, cfg_text, &tr, cfg.train.seed, err) != 0) {
                 report("%s", err);
                 rc = 1;
                 break;
