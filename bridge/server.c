@@ -150,7 +150,6 @@ struct BridgeServer {
     struct evhttp *http;
     float loss_hist[LOSS_HISTORY][2];
     int loss_n;
-    long last_step;
     double last_loss, samples_per_s, t_last_step;
     uint8_t *frame;  // one encoded frame
     size_t frame_cap;
@@ -1083,7 +1082,6 @@ void bridge_after_step(BridgeServer *b, const StepResult *r) {
     double t = cx_now();
     if (b->t_last_step > 0 && t > b->t_last_step) b->samples_per_s = (double)r->samples / (t - b->t_last_step);
     b->t_last_step = t;
-    b->last_step = r->step;
     b->last_loss = r->loss;
     if (b->loss_n == LOSS_HISTORY) {  // keep every other point: the curve stays whole
         for (int i = 0; i < LOSS_HISTORY / 2; i++) {
@@ -1111,11 +1109,11 @@ static void on_status_json(struct evhttp_request *req, void *arg) {
     BridgeServer *b = arg;
     double now = cx_now();
     json_object *o = json_object_new_object();
-    json_add(o, "step", json_object_new_int64(b->last_step));
+    json_add(o, "step", json_object_new_int64(b->tr->optim.step));
     json_add(o, "total_steps", json_object_new_int64(b->o.total_steps));
-    json_add(o, "loss", b->last_step > 0 ? json_object_new_double(b->last_loss) : NULL);
+    json_add(o, "loss", b->loss_n > 0 ? json_object_new_double(b->last_loss) : NULL);
     json_add(o, "samples_per_s", json_object_new_double(b->samples_per_s));
-    json_add(o, "rounds", json_object_new_int64(b->last_step));
+    json_add(o, "rounds", json_object_new_int64(b->tr->optim.step));
     json_add(o, "round_open", json_object_new_boolean(b->round_open));
     json_add(o, "global_batch", json_object_new_int64(b->tr->global_batch));
     json_add(o, "trainers", json_object_new_int(hybrid_n_trainers(b->h)));
