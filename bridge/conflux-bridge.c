@@ -293,7 +293,9 @@ int main(int argc, char **argv) {
     float *params = tr->task.params;
     const size_t n_params = tr->task.n_params;
     o.probe_samples = micro_batch;
-    hybrid_create_averager(h, tr->task.grads, n_params, tr->task.specs, tr->task.n_specs);
+    // the trainers' split layout (conflux-train); the replica's stage and rows stay empty
+    hybrid_create_averager(h, tr->task.grads, n_params, tr->task.specs, tr->task.n_specs,
+                           model ? albert_enable_grad_split(model) : NULL);
     int64_t meta[3] = {0};
     hybrid_bcast_state(h, params, tr->optim.m, tr->optim.v, n_params, meta, 3);
     tr->optim.step = meta[0];

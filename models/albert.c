@@ -55,6 +55,16 @@ struct Albert {
     void (*hook_ready)(void *ctx, size_t offset, size_t count);
     void (*hook_progress)(void *ctx);
     void *hook_ctx;
+    // split gradients (albert_enable_grad_split): the final micro-batch's input-embedding
+    // rows go to rows/row_ids, and layer 0 reports the shared layer tensor by tensor
+    int split;
+    float *rows;                       // (max_B*max_T, E)
+    int32_t *row_ids;                  // (max_B*max_T)
+    int n_rows;
+    GradRange order[AP_COUNT];         // at most one range per tensor
+    int ord_pos_unused;                // index in order of the unused position rows, or -1
+    int ord_tail;                      // index of the first of the two ranges final last
+    GradSplit gs;
 };
 
 int albert_config_check(const AlbertConfig *c, char *err) {
@@ -279,6 +289,8 @@ void albert_free(Albert *m) {
     }
     free(m->act_arena);
     free(m->layers);
+    free(m->rows);
+    free(m->row_ids);
     free(m);
 }
 
@@ -289,12 +301,59 @@ void albert_set_backward_hooks(Albert *m, void (*ready)(void *ctx, size_t offset
     m->hook_ctx = ctx;
 }
 
+// The arena range of tensors [first, last]: up to the next tensor's offset (padding included).
+static GradRange spec_range(const Albert *m, int first, int last) {
+    size_t hi = last + 1 < m->n_specs ? m->specs[last + 1].offset : m->n_params;
+    return (GradRange){m->specs[first].offset, hi};
+}
+
+static void hook_range(Albert *m, const AlbertBatch *b, GradRange r) {
+    if (b->final_micro && m->hook_ready) m->hook_ready(m->hook_ctx, r.lo, r.hi - r.lo);
+}
+
 // Reports tensors [first, last] final: their arena range up to the next tensor's offset.
 static void hook_ready(Albert *m, const AlbertBatch *b, int first, int last) {
-    if (!b->final_micro || !m->hook_ready) return;
-    size_t lo = m->specs[first].offset;
-    size_t hi = last + 1 < m->n_specs ? m->specs[last + 1].offset : m->n_params;
-    m->hook_ready(m->hook_ctx, lo, hi - lo);
+    hook_range(m, b, spec_range(m, first, last));
+}
+
+const GradSplit *albert_enable_grad_split(Albert *m) {
+    CHECK(!m->encoder_only, "albert_enable_grad_split on an encoder-only model");
+    if (m->split) return &m->gs;
+    const AlbertConfig *c = &m->cfg;
+    m->split = 1;
+    size_t n_rows = (size_t)m->max_B * m->max_T;
+    m->rows = cx_calloc(n_rows * (size_t)c->embedding_size, sizeof(float));
+    m->row_ids = cx_calloc(n_rows, sizeof(int32_t));
+    // the order encoder_backward finalises them in (see albert_step)
+    GradRange *o = m->order;
+    int k = 0;
+    o[k++] = spec_range(m, AP_PRED_BIAS, m->n_specs - 1);         // MLM (and SOP) heads
+    o[k++] = spec_range(m, AP_WORD, AP_WORD);                     // word embeddings (dense part)
+    // position rows from max_T on never get a gradient from this model's micro-batches
+    GradRange pos = spec_range(m, AP_POS, AP_POS);
+    size_t pos_used = m->specs[AP_POS].offset + (size_t)m->max_T * c->embedding_size;
+    m->ord_pos_unused = -1;
+    if (pos_used < pos.hi) {
+        m->ord_pos_unused = k;
+        o[k++] = (GradRange){pos_used, pos.hi};
+    }
+    // the shared layer, tensor by tensor as the backward of its last application (layer 0)
+    // finishes each
+    o[k++] = spec_range(m, AP_FFNO_W, AP_FULL_LN_B);
+    o[k++] = spec_range(m, AP_FFN_W, AP_FFN_B);
+    o[k++] = spec_range(m, AP_ATT_LN_W, AP_ATT_LN_B);
+    o[k++] = spec_range(m, AP_O_W, AP_O_B);
+    o[k++] = spec_range(m, AP_Q_W, AP_Q_B);
+    o[k++] = spec_range(m, AP_K_W, AP_K_B);
+    o[k++] = spec_range(m, AP_V_W, AP_V_B);
+    // positions (the rows in use), types, LayerNorm, mapping: final at the very end
+    m->ord_tail = k;
+    o[k++] = (GradRange){pos.lo, pos_used < pos.hi ? pos_used : pos.hi};
+    o[k++] = spec_range(m, AP_TYPE, AP_MAP_B);
+    m->gs = (GradSplit){.order = m->order, .n_order = k, .rows = m->rows, .row_ids = m->row_ids, .n_rows = &m->n_rows,
+                        .max_rows = (int)n_rows, .row_len = c->embedding_size,
+                        .table_offset = m->specs[AP_WORD].offset, .table_rows = c->vocab_size};
+    return &m->gs;
 }
 
 static void hook_progress(Albert *m, const AlbertBatch *b) {
@@ -422,13 +481,19 @@ static void head_backward(Albert *m, const AlbertBatch *b, int M) {
         memcpy(m->dh + (size_t)m->sel_idx[r] * H, m->dz_in + (size_t)r * H, (size_t)H * sizeof(float));
 }
 
-static void encoder_backward(Albert *m, const AlbertBatch *b, int train, uint64_t seed) {
+// split: the final micro-batch of a model with split gradients (albert_enable_grad_split):
+// layer 0 reports each shared-layer tensor final as soon as its backward is done, and the
+// word-embedding rows go to rows (the order of m->order).
+static void encoder_backward(Albert *m, const AlbertBatch *b, int train, uint64_t seed,
+                             int split) {
     const AlbertConfig *c = &m->cfg;
     const int B = b->B, T = b->T, N = B * T, E = c->embedding_size, H = c->hidden_size;
     const int I = c->intermediate_size, NH = c->num_heads;
     const float p = train ? c->dropout : 0.0f;
     const size_t NHs = (size_t)N * H;
     float **P = m->p, **G = m->g;
+#define SPLIT_READY(first, last) \
+    do { if (split && l == 0) hook_ready(m, b, first, last); } while (0)
 
     for (int l = c->num_layers - 1; l >= 0; l--) {
         LayerActs *la = &m->layers[l];
@@ -441,13 +506,18 @@ static void encoder_backward(Albert *m, const AlbertBatch *b, int train, uint64_
         memcpy(m->dx, m->dres, NHs * sizeof(float));  // dx holds d(a) for now
         zero(m->dg, (size_t)N * I);
         nn_linear_backward(m->dg, G[AP_FFNO_W], G[AP_FFNO_B], m->dres, la->g, P[AP_FFNO_W], N, I, H);
+        SPLIT_READY(AP_FFNO_W, AP_FULL_LN_B);
+        hook_progress(m, b);
         zero(m->df1, (size_t)N * I);
         nn_gelu_backward(m->df1, m->dg, la->f1, (size_t)N * I);
         nn_linear_backward(m->dx, G[AP_FFN_W], G[AP_FFN_B], m->df1, la->a, P[AP_FFN_W], N, H, I);
+        SPLIT_READY(AP_FFN_W, AP_FFN_B);
+        hook_progress(m, b);
         // a = LN1(res1)
         zero(m->dres, NHs);
         nn_layernorm_backward(m->dres, G[AP_ATT_LN_W], G[AP_ATT_LN_B], m->dx, la->res1, la->mean1,
                               la->rstd1, P[AP_ATT_LN_W], N, H);
+        SPLIT_READY(AP_ATT_LN_W, AP_ATT_LN_B);
         // res1 = x + dropout(dense(ctx))
         memcpy(m->dh, m->dres, NHs * sizeof(float));  // dh becomes d(x)
         zero(m->dproj, NHs);
@@ -455,6 +525,8 @@ static void encoder_backward(Albert *m, const AlbertBatch *b, int train, uint64_
                             b->sample_index0 * (uint64_t)T * H);
         zero(m->dctx, NHs);
         nn_linear_backward(m->dctx, G[AP_O_W], G[AP_O_B], m->dproj, la->ctx, P[AP_O_W], N, H, H);
+        SPLIT_READY(AP_O_W, AP_O_B);
+        hook_progress(m, b);
         zero(m->dq, NHs);
         zero(m->dk, NHs);
         zero(m->dv, NHs);
@@ -462,12 +534,17 @@ static void encoder_backward(Albert *m, const AlbertBatch *b, int train, uint64_
                               b->attention_mask, B, T, H, NH, p,
                               cx_rng_derive(seed, SITE_ATT + (uint64_t)l),
                               b->sample_index0 * (uint64_t)NH * T * T, m->att_scratch);
+        hook_progress(m, b);
         nn_linear_backward(m->dh, G[AP_Q_W], G[AP_Q_B], m->dq, x, P[AP_Q_W], N, H, H);
+        SPLIT_READY(AP_Q_W, AP_Q_B);
         nn_linear_backward(m->dh, G[AP_K_W], G[AP_K_B], m->dk, x, P[AP_K_W], N, H, H);
+        SPLIT_READY(AP_K_W, AP_K_B);
         nn_linear_backward(m->dh, G[AP_V_W], G[AP_V_B], m->dv, x, P[AP_V_W], N, H, H);
+        SPLIT_READY(AP_V_W, AP_V_B);
         hook_progress(m, b);
     }
-    hook_ready(m, b, AP_Q_W, AP_FULL_LN_B);  // the shared layer: all L applications done
+#undef SPLIT_READY
+    if (!split) hook_ready(m, b, AP_Q_W, AP_FULL_LN_B);  // the shared layer: all L applications done
     // h0 = map_in(dropout(LN(emb)))
     zero(m->demb, (size_t)N * E);
     nn_linear_backward(m->demb, G[AP_MAP_W], G[AP_MAP_B], m->dh, m->emb_drop, P[AP_MAP_W], N, E, H);
@@ -477,7 +554,10 @@ static void encoder_backward(Albert *m, const AlbertBatch *b, int train, uint64_
     zero(m->demb, (size_t)N * E);
     nn_layernorm_backward(m->demb, G[AP_EMB_LN_W], G[AP_EMB_LN_B], m->demb2, m->emb, m->emb_mean,
                           m->emb_rstd, P[AP_EMB_LN_W], N, E);
-    nn_embedding_backward(G[AP_WORD], m->demb, b->input_ids, N, E);
+    if (split)  // the rows go to the backend (their ids were set by albert_step)
+        memcpy(m->rows, m->demb, (size_t)N * E * sizeof(float));
+    else
+        nn_embedding_backward(G[AP_WORD], m->demb, b->input_ids, N, E);
     float *gpos = G[AP_POS], *gtyp = G[AP_TYPE];
     for (int bi = 0; bi < B; bi++) {
         for (int t = 0; t < T; t++) {
@@ -537,14 +617,27 @@ double albert_step(Albert *m, const AlbertBatch *b, int train, int backward, uin
     if (has_sop) sop = sop_forward(m, b);
     if (sop_sum) *sop_sum = sop;
     if (backward && (M > 0 || has_sop)) {
+        const int split = m->split && b->final_micro;
+        if (split) {  // the backend starts exchanging these ids with the first range
+            memcpy(m->row_ids, b->input_ids, (size_t)b->B * b->T * sizeof(int32_t));
+            m->n_rows = b->B * b->T;
+        }
         zero(m->dh, (size_t)b->B * b->T * m->cfg.hidden_size);
         if (M > 0) head_backward(m, b, M);
         if (has_sop) sop_backward(m, b);
         // predictions.* (not the tied word embeddings) and the SOP head are final now
         hook_ready(m, b, AP_PRED_BIAS, m->n_specs - 1);
+        if (split) {  // the word embeddings (the rest of them goes to rows), unused positions
+            hook_ready(m, b, AP_WORD, AP_WORD);
+            if (m->ord_pos_unused >= 0) hook_range(m, b, m->order[m->ord_pos_unused]);
+        }
         hook_progress(m, b);
-        encoder_backward(m, b, train, seed);
-        hook_ready(m, b, AP_WORD, AP_MAP_B);  // embeddings, mapping, word (tied) last
+        encoder_backward(m, b, train, seed, split);
+        if (split) {  // the position rows in use, then types, LayerNorm, mapping
+            hook_range(m, b, m->order[m->ord_tail]);
+            hook_range(m, b, m->order[m->ord_tail + 1]);
+        }
+        else hook_ready(m, b, AP_WORD, AP_MAP_B);  // embeddings, mapping, word (tied) last
     }
     return loss;
 }
@@ -569,6 +662,6 @@ void albert_encode_backward(Albert *m, const AlbertBatch *b, int train, uint64_t
                             const float *dout) {
     check_batch(m, b);
     memcpy(m->dh, dout, (size_t)b->B * b->T * m->cfg.hidden_size * sizeof(float));
-    encoder_backward(m, b, train, seed);
+    encoder_backward(m, b, train, seed, 0);
     hook_ready(m, b, AP_WORD, AP_MAP_B);
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "models/tensor.h"
+#include "models/train.h"
 
 typedef struct {
     int vocab_size;         // V
@@ -100,6 +101,18 @@ double albert_step(Albert *m, const AlbertBatch *b, int train, int backward, uin
 // only advances non-blocking operations when driven). NULL functions disable the hooks.
 void albert_set_backward_hooks(Albert *m, void (*ready)(void *ctx, size_t offset, size_t count),
                                void (*progress)(void *ctx), void *ctx);
+
+// Split gradients (models/train.h) for an overlapping backend, which must then be given the
+// returned description and the hooks: in the final micro-batch, the last application
+// (layer 0) of the shared layer adds into a stage buffer and the word-embedding rows of
+// the input go to a row buffer, one row per token; the hooks then report, in order, the
+// heads, the word embeddings (their MLM-decoder part), the shared layer's arena part
+// (applications L-1..1) right before layer 0's backward, layer 0's tensors one by one
+// as its backward finishes each, and positions/types/LayerNorm/mapping last. Only with
+// the backend's sum (which adds stage and rows in) are the gradients complete. Allocates
+// the buffers on the first call (later calls return the same description, owned by m).
+// Not for encoder-only models.
+const GradSplit *albert_enable_grad_split(Albert *m);
 
 // Inference: fills probs (B*T rows, V columns; only rows with targets >= 0 are written,
 // in order of appearance) with the MLM softmax at the selected positions. Returns the

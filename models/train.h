@@ -56,6 +56,34 @@ typedef struct {
     int rank, n_ranks;     // this participant's share of the global batch
 } Averager;
 
+// Split gradients: how a model lets an overlapping averaging backend (mpi/dp.h) start
+// more of the sum during the backward. `order` lists the arena's ranges in the order the
+// backward finalises them (the backend starts their sums in that order). A tied embedding
+// table gets the last of its gradient, from the input tokens, at the very end of the
+// backward; with a split, the last micro-batch's input contributions go to a row buffer
+// instead, so the table's dense part can be summed early. The backend sums the rows of
+// every distinct id over all participants and adds them in afterwards.
+typedef struct {
+    size_t lo, hi;
+} GradRange;
+
+typedef struct {
+    const GradRange *order;  // n_order ranges in the order the backward finalises them;
+    int n_order;             // together they cover the arena [0, n_params) exactly once
+    // rows: one row of row_len floats per token of the last micro-batch: rows[r * row_len
+    // ...] belongs to table row row_ids[r], r < *n_rows (at most max_rows). The table is
+    // grads[table_offset + k * row_len ...], k < table_rows. The model sets row_ids and
+    // *n_rows before it reports the first range of the step and fills rows before it
+    // reports the last; the backend exchanges the ids early, adds the summed rows into the
+    // table and resets *n_rows to 0.
+    float *rows;
+    int32_t *row_ids;
+    int *n_rows;
+    int max_rows, row_len;
+    size_t table_offset;
+    long table_rows;
+} GradSplit;
+
 typedef struct {
     TrainTask task;
     Optim optim;

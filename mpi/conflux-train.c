@@ -225,8 +225,11 @@ static int train_main(int argc, char **argv, HybridComm *hc) {
     HybridTrainerPlan tplan = {.h = hc, .steps_done = &tr.optim.step};
     if (bridged) hybrid_bcast_config(hc, &cfg_text);  // the bridge builds the same model
     if (world_size > 1) {
+        // the shared layer's last application and the input-embedding rows are summed
+        // apart, so the rest of the gradient can be summed while the backward runs
         hybrid_create_averager(hc, albert_grads(model), albert_n_params(model),
-                               albert_specs(model), albert_n_specs(model));
+                               albert_specs(model), albert_n_specs(model),
+                               albert_enable_grad_split(model));
         dp = hybrid_dp(hc);
         tr.avg = dp_averager(dp);
         if (bridged) {

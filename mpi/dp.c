@@ -2,6 +2,7 @@
 #include "mpi/dp.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,14 +14,35 @@ typedef struct {
     size_t ready;     // elements of the range marked ready this step
 } DpBucket;
 
+// Split rows (GradSplit.rows): ids are exchanged with an all-gather as the step's backward
+// begins; once everything is ready, each rank packs its rows into the union of every
+// rank's ids (sorted, so the same layout everywhere) and the packed rows are all-reduced.
+// Both on their own communicator, so they never interleave with the bucket collectives
+// (whose start points differ between ranks relative to these).
+typedef struct {
+    MPI_Comm comm;
+    int max_rows;        // common to every rank (the largest any rank declared)
+    int32_t *ids_send;   // max_rows, padded with -1
+    int32_t *ids_all;    // P * max_rows, then (sorted, unique) the union
+    int n_union;
+    float *packed;       // n_union * row_len
+    MPI_Request req;     // the ids all-gather, then the rows all-reduce
+    int phase;           // 0 idle, 1 ids in flight, 2 rows in flight, 3 done
+} DpRows;
+
 struct DpComm {
     MPI_Comm comm;    // duplicate of the caller's communicator, MPI_ERRORS_RETURN
     int rank, size;
     char host[MPI_MAX_PROCESSOR_NAME];
     float *grads;     // borrowed arena [0, n)
     size_t n;
+    GradSplit split;  // has_split: the split's rows (borrowed); else zeroed
+    int has_split;
+    size_t n_ready;   // elements marked ready this step
+    DpRows rows;      // has_split with rows
     int n_buckets;
-    DpBucket *b;      // index order = start order; bucket 0 ends at n
+    DpBucket *b;      // index order = start order (see dp.h)
+    int *by_addr;     // bucket indices sorted by lo
     MPI_Request *req; // one per bucket; MPI_REQUEST_NULL when not started or done
     MPI_Status *st;   // one per bucket (Testall/Waitall error details)
     uint64_t *bits;   // per-element readiness, 1 bit each
@@ -134,24 +156,25 @@ static int cmp_size_desc(const void *a, const void *b) {
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-// Fills out (when not NULL) with the buckets, from the end of the arena; returns how many.
-// cuts: candidate boundaries strictly inside (0, n), descending, unique (NULL: any element).
-static int layout(size_t n, size_t be, const size_t *cuts, size_t n_cuts, DpBucket *out) {
+// Appends (when out is not NULL) the buckets of the group [glo, ghi), cut from its end;
+// returns how many. cuts: candidate boundaries, descending, unique (NULL: any element).
+static int layout_group(size_t glo, size_t ghi, size_t be, const size_t *cuts, size_t n_cuts,
+                        DpBucket *out) {
     int nb = 0;
-    size_t hi = n, j = 0;
-    while (hi > 0) {
+    size_t hi = ghi, j = 0;
+    while (hi > glo) {
         size_t lo;
         if (!cuts) {
-            lo = hi > be ? hi - be : 0;
+            lo = hi - glo > be ? hi - be : glo;
         } else {
             while (j < n_cuts && cuts[j] >= hi) j++;
             size_t k = j;
-            while (k < n_cuts && hi - cuts[k] < be) k++;
-            lo = k < n_cuts ? cuts[k] : 0;
+            while (k < n_cuts && cuts[k] > glo && hi - cuts[k] < be) k++;
+            lo = k < n_cuts && cuts[k] > glo ? cuts[k] : glo;
         }
         if (hi - lo > DP_MAX_BUCKET_ELEMS) lo = hi - DP_MAX_BUCKET_ELEMS;
-        // a small remainder at the start of the arena joins this bucket
-        if (lo > 0 && lo < be / 4 && hi <= DP_MAX_BUCKET_ELEMS) lo = 0;
+        // a small remainder at the start of the group joins this bucket
+        if (lo > glo && lo - glo < be / 4 && hi - glo <= DP_MAX_BUCKET_ELEMS) lo = glo;
         if (out) out[nb] = (DpBucket){.lo = lo, .hi = hi, .ready = 0};
         nb++;
         hi = lo;
@@ -159,25 +182,77 @@ static int layout(size_t n, size_t be, const size_t *cuts, size_t n_cuts, DpBuck
     return nb;
 }
 
+// All buckets, group by group in the given order; returns how many.
+static int layout(const GradRange *order, int n_order, size_t be, const size_t *cuts,
+                  size_t n_cuts, DpBucket *out) {
+    int nb = 0;
+    for (int g = 0; g < n_order; g++)
+        nb += layout_group(order[g].lo, order[g].hi, be, cuts, n_cuts, out ? out + nb : NULL);
+    return nb;
+}
+
+static int cmp_range(const void *a, const void *b) {
+    const GradRange *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+static const DpBucket *g_sort_b;  // for cmp_bucket_addr (qsort has no context argument)
+static int cmp_bucket_addr(const void *a, const void *b) {
+    size_t x = g_sort_b[*(const int *)a].lo, y = g_sort_b[*(const int *)b].lo;
+    return x < y ? -1 : x > y;
+}
+
+// A GradSplit that does not describe the arena is a bug in the model.
+static void check_split(MPI_Comm comm, const GradSplit *s, size_t n) {
+    DP_BUG(comm, s->n_order >= 1 && s->order, "dp_create: split without an order");
+    GradRange *o = cx_calloc((size_t)s->n_order, sizeof *o);
+    memcpy(o, s->order, (size_t)s->n_order * sizeof *o);
+    qsort(o, (size_t)s->n_order, sizeof *o, cmp_range);
+    size_t at = 0;
+    for (int i = 0; i < s->n_order; i++) {
+        DP_BUG(comm, o[i].lo == at && o[i].hi > o[i].lo && o[i].hi <= n,
+               "dp_create: split order does not tile [0, %zu) once (range [%zu, %zu) at %zu)",
+               n, o[i].lo, o[i].hi, at);
+        at = o[i].hi;
+    }
+    free(o);
+    DP_BUG(comm, at == n, "dp_create: split order covers [0, %zu) of [0, %zu)", at, n);
+    if (s->max_rows > 0) {
+        DP_BUG(comm, s->rows && s->row_ids && s->n_rows && s->row_len > 0 && s->table_rows > 0,
+               "dp_create: split rows without buffers or table");
+        DP_BUG(comm, s->table_offset <= n &&
+                   (size_t)s->table_rows <= (n - s->table_offset) / (size_t)s->row_len,
+               "dp_create: row table (%ld x %d at %zu) outside the arena of %zu", s->table_rows,
+               s->row_len, s->table_offset, n);
+    }
+}
+
 DpComm *dp_create(MPI_Comm comm, float *grads, size_t n, const TensorSpec *specs,
                   int n_specs, size_t bucket_bytes) {
-    return dp_create_ex(comm, grads, n, specs, n_specs, bucket_bytes, 0);
+    return dp_create_split(comm, grads, n, specs, n_specs, bucket_bytes, 0, NULL);
 }
 
 DpComm *dp_create_ex(MPI_Comm comm, float *grads, size_t n, const TensorSpec *specs,
                      int n_specs, size_t bucket_bytes, unsigned flags) {
+    return dp_create_split(comm, grads, n, specs, n_specs, bucket_bytes, flags, NULL);
+}
+
+DpComm *dp_create_split(MPI_Comm comm, float *grads, size_t n, const TensorSpec *specs,
+                        int n_specs, size_t bucket_bytes, unsigned flags,
+                        const GradSplit *split) {
     DP_BUG(comm, comm != MPI_COMM_NULL, "dp_create: null communicator");
     DP_BUG(comm, grads != NULL || n == 0, "dp_create: NULL gradient arena of %zu elements", n);
     DP_BUG(comm, n_specs >= 0 && (specs != NULL || n_specs == 0),
            "dp_create: bad spec table (%d entries)", n_specs);
     DP_BUG(comm, (flags & ~(unsigned)DP_ALIGN_TENSORS) == 0, "dp_create: unknown flags 0x%x",
            flags);
-    DP_BUG(comm, n <= SIZE_MAX / sizeof(float), "dp_create: arena of %zu elements too large",
+    DP_BUG(comm, n <= SIZE_MAX / sizeof(float) / 2, "dp_create: arena of %zu elements too large",
            n);
     for (int i = 0; i < n_specs; i++)
         DP_BUG(comm, specs[i].n <= n && specs[i].offset <= n - specs[i].n,
                "dp_create: tensor %s [%zu, +%zu) outside the arena of %zu elements",
                specs[i].name, specs[i].offset, specs[i].n, n);
+    if (split) check_split(comm, split, n);
 
     DpComm *d = cx_calloc(1, sizeof *d);
     MPI_CHECK(comm, MPI_Comm_dup(comm, &d->comm));
@@ -187,6 +262,17 @@ DpComm *dp_create_ex(MPI_Comm comm, float *grads, size_t n, const TensorSpec *sp
     get_host(d->host);
     d->grads = grads;
     d->n = n;
+    d->rows.comm = MPI_COMM_NULL;
+    d->rows.req = MPI_REQUEST_NULL;
+    GradRange whole = {0, n};
+    const GradRange *order = &whole;
+    int n_order = n > 0 ? 1 : 0;
+    if (split) {
+        d->split = *split;
+        d->has_split = 1;
+        order = split->order;
+        n_order = split->n_order;
+    }
 
     size_t be = bucket_bytes / sizeof(float);
     if (be == 0) be = 1;
@@ -205,26 +291,50 @@ DpComm *dp_create_ex(MPI_Comm comm, float *grads, size_t n, const TensorSpec *sp
             if (u == 0 || cuts[u - 1] != cuts[i]) cuts[u++] = cuts[i];
         n_cuts = u;
     }
-    d->n_buckets = layout(n, be, cuts, n_cuts, NULL);
-    d->b = cx_calloc((size_t)d->n_buckets, sizeof *d->b);
-    layout(n, be, cuts, n_cuts, d->b);
+    d->n_buckets = layout(order, n_order, be, cuts, n_cuts, NULL);
+    d->b = cx_calloc((size_t)d->n_buckets + 1, sizeof *d->b);
+    layout(order, n_order, be, cuts, n_cuts, d->b);
     free(cuts);
-    d->req = cx_calloc((size_t)d->n_buckets, sizeof *d->req);
-    d->st = cx_calloc((size_t)d->n_buckets, sizeof *d->st);
+    d->by_addr = cx_calloc((size_t)d->n_buckets + 1, sizeof *d->by_addr);
+    for (int k = 0; k < d->n_buckets; k++) d->by_addr[k] = k;
+    g_sort_b = d->b;
+    qsort(d->by_addr, (size_t)d->n_buckets, sizeof *d->by_addr, cmp_bucket_addr);
+    d->req = cx_calloc((size_t)d->n_buckets + 1, sizeof *d->req);
+    d->st = cx_calloc((size_t)d->n_buckets + 1, sizeof *d->st);
     for (int k = 0; k < d->n_buckets; k++) d->req[k] = MPI_REQUEST_NULL;
     d->n_words = (n + 63) / 64;
-    d->bits = cx_calloc(d->n_words, sizeof *d->bits);
+    d->bits = cx_calloc(d->n_words + 1, sizeof *d->bits);
     d->c.n_buckets = d->n_buckets;
 
     // Every rank must have the same layout, or the bucket collectives would not match.
     uint64_t mine = mix_word((uint64_t)n);
     for (int k = 0; k < d->n_buckets; k++)
         mine = (mine ^ mix_word(d->b[k].lo ^ mix_word(d->b[k].hi))) * 0x100000001B3ULL;
+    if (split) {
+        uint64_t f[4] = {split->table_offset, (uint64_t)split->row_len,
+                         (uint64_t)split->table_rows, (uint64_t)(split->max_rows > 0)};
+        for (int i = 0; i < 4; i++) mine = (mine ^ mix_word(f[i] + (uint64_t)i)) * 0x100000001B3ULL;
+    }
     uint64_t mm[2] = {mine, ~mine}, all[2];
     MPI_CHECK(d->comm, MPI_Allreduce(mm, all, 2, MPI_UINT64_T, MPI_MAX, d->comm));
     DP_BUG(d->comm, all[0] == mine && all[1] == ~mine,
            "dp_create: ranks disagree on the gradient layout (n = %zu, %d buckets here)", n,
            d->n_buckets);
+
+    if (split && split->max_rows > 0) {
+        DpRows *r = &d->rows;
+        MPI_CHECK(d->comm, MPI_Comm_dup(d->comm, &r->comm));
+        MPI_CHECK(r->comm, MPI_Comm_set_errhandler(r->comm, MPI_ERRORS_RETURN));
+        r->max_rows = split->max_rows;
+        MPI_CHECK(r->comm, MPI_Allreduce(MPI_IN_PLACE, &r->max_rows, 1, MPI_INT, MPI_MAX, r->comm));
+        size_t all_rows = (size_t)d->size * (size_t)r->max_rows;
+        DP_BUG(d->comm, all_rows * (size_t)split->row_len <= (size_t)INT32_MAX,
+               "dp_create: %zu split rows of %d floats exceed an MPI count", all_rows,
+               split->row_len);
+        r->ids_send = cx_calloc((size_t)r->max_rows, sizeof *r->ids_send);
+        r->ids_all = cx_calloc(all_rows, sizeof *r->ids_all);
+        r->packed = cx_calloc(all_rows * (size_t)split->row_len, sizeof *r->packed);
+    }
     return d;
 }
 
@@ -232,6 +342,11 @@ void dp_free(DpComm *d) {
     if (!d) return;
     DP_BUG(d->comm, !d->active, "dp_free with a step in flight (call dp_finish first)");
     MPI_CHECK(d->comm, MPI_Comm_free(&d->comm));
+    if (d->rows.comm != MPI_COMM_NULL) MPI_CHECK(d->rows.comm, MPI_Comm_free(&d->rows.comm));
+    free(d->rows.ids_send);
+    free(d->rows.ids_all);
+    free(d->rows.packed);
+    free(d->by_addr);
     free(d->b);
     free(d->req);
     free(d->st);
@@ -250,7 +365,10 @@ void dp_begin_step(DpComm *d) {
     }
     d->active = 1;
     d->next = 0;
-    d->complete = d->n_buckets == 0;
+    d->n_ready = 0;
+    d->rows.phase = 0;
+    d->rows.req = MPI_REQUEST_NULL;
+    d->complete = d->n_buckets == 0 && d->rows.comm == MPI_COMM_NULL;
     d->t_first = d->t_complete = 0;
     d->failed = 0;
     d->err[0] = '\0';
@@ -289,12 +407,94 @@ static void start_ready(DpComm *d) {
     }
 }
 
-// The bucket holding element i (buckets are in descending address order).
-static int bucket_of(const DpComm *d, size_t i) {
-    int a = 0, z = d->n_buckets - 1;
+// ---- split rows ----
+
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+// Phase 0 -> 1: this rank's ids (padded with -1) go to every rank.
+static void rows_start_ids(DpComm *d) {
+    DpRows *r = &d->rows;
+    const GradSplit *s = &d->split;
+    int k = *s->n_rows;
+    DP_BUG(d->comm, k >= 0 && k <= s->max_rows, "dp: %d split rows (at most %d)", k,
+           s->max_rows);
+    for (int i = 0; i < k; i++) {
+        DP_BUG(d->comm, s->row_ids[i] >= 0 && s->row_ids[i] < s->table_rows,
+               "dp: split row %d names table row %d of %ld", i, (int)s->row_ids[i],
+               s->table_rows);
+        r->ids_send[i] = s->row_ids[i];
+    }
+    for (int i = k; i < r->max_rows; i++) r->ids_send[i] = -1;
+    int rc = MPI_Iallgather(r->ids_send, r->max_rows, MPI_INT32_T, r->ids_all, r->max_rows,
+                            MPI_INT32_T, r->comm, &r->req);
+    if (rc != MPI_SUCCESS) {
+        r->req = MPI_REQUEST_NULL;
+        step_fail(d, rc, "MPI_Iallgather of the split row ids");
+    }
+    r->phase = 1;
+}
+
+// Phase 1 -> 2 (the rows are final): waits for the ids, packs this rank's rows into the
+// sorted union of every rank's ids and starts their all-reduce.
+static void rows_start_sum(DpComm *d) {
+    DpRows *r = &d->rows;
+    const GradSplit *s = &d->split;
+    r->phase = 2;
+    if (d->failed) return;
+    int rc = MPI_Wait(&r->req, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) {
+        step_fail(d, rc, "MPI_Wait on the split row ids");
+        return;
+    }
+    size_t all = (size_t)d->size * (size_t)r->max_rows, u = 0;
+    qsort(r->ids_all, all, sizeof *r->ids_all, cmp_i32);
+    for (size_t i = 0; i < all; i++)
+        if (r->ids_all[i] >= 0 && (u == 0 || r->ids_all[u - 1] != r->ids_all[i]))
+            r->ids_all[u++] = r->ids_all[i];
+    r->n_union = (int)u;
+    size_t E = (size_t)s->row_len;
+    memset(r->packed, 0, u * E * sizeof(float));
+    for (int i = 0; i < *s->n_rows; i++) {
+        const int32_t *at = bsearch(&s->row_ids[i], r->ids_all, u, sizeof *r->ids_all, cmp_i32);
+        DP_BUG(d->comm, at != NULL, "dp: split row id %d missing from the union",
+               (int)s->row_ids[i]);
+        float *dst = r->packed + (size_t)(at - r->ids_all) * E;
+        const float *src = s->rows + (size_t)i * E;
+        for (size_t e = 0; e < E; e++) dst[e] += src[e];
+    }
+    rc = MPI_Iallreduce(MPI_IN_PLACE, r->packed, (int)(u * E), MPI_FLOAT, MPI_SUM, r->comm,
+                        &r->req);
+    if (rc != MPI_SUCCESS) {
+        r->req = MPI_REQUEST_NULL;
+        step_fail(d, rc, "MPI_Iallreduce of the split rows");
+    }
+}
+
+// Drives the rows' current operation; 1 when the rows are summed (or there are none).
+static int rows_progress(DpComm *d) {
+    DpRows *r = &d->rows;
+    if (r->comm == MPI_COMM_NULL || r->phase == 3) return 1;
+    if (r->phase == 0 || d->failed) return 0;
+    int flag = 0;
+    int rc = MPI_Test(&r->req, &flag, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) {
+        step_fail(d, rc, r->phase == 1 ? "MPI_Test on the split row ids"
+                                       : "MPI_Test on the split rows");
+        return 0;
+    }
+    if (flag && r->phase == 2) r->phase = 3;
+    return r->phase == 3;
+}
+
+// The first bucket whose range ends after virtual element i (by address).
+static int first_bucket_after(const DpComm *d, size_t i) {
+    int a = 0, z = d->n_buckets;
     while (a < z) {
         int m = a + (z - a) / 2;
-        if (i >= d->b[m].lo) z = m;
+        if (d->b[d->by_addr[m]].hi > i) z = m;
         else a = m + 1;
     }
     return a;
@@ -305,30 +505,55 @@ void dp_mark_ready(DpComm *d, size_t offset, size_t count) {
     DP_BUG(d->comm, count <= d->n && offset <= d->n - count,
            "dp_mark_ready: range [%zu, +%zu) outside the arena of %zu elements", offset,
            count, d->n);
+    if (d->rows.comm != MPI_COMM_NULL && d->rows.phase == 0 && !d->failed) rows_start_ids(d);
     if (count == 0) return;
     size_t end = offset + count;
-    for (int k = bucket_of(d, offset); k >= 0; k--) {
-        DpBucket *bk = &d->b[k];
+    for (int j = first_bucket_after(d, offset); j < d->n_buckets; j++) {
+        DpBucket *bk = &d->b[d->by_addr[j]];
+        if (bk->lo >= end) break;
         size_t lo = offset > bk->lo ? offset : bk->lo;
         size_t hi = end < bk->hi ? end : bk->hi;
-        bk->ready += set_bits(d->bits, lo, hi);
-        if (bk->hi >= end) break;
+        size_t newly = set_bits(d->bits, lo, hi);
+        bk->ready += newly;
+        d->n_ready += newly;
     }
     start_ready(d);
+    // everything is final, the rows included: their sum can start
+    if (d->n_ready == d->n && d->rows.phase == 1) rows_start_sum(d);
 }
 
+void dp_mark_all_ready(DpComm *d) { dp_mark_ready(d, 0, d->n); }
+
 void dp_progress(DpComm *d) {
-    if (!d->active || d->complete || d->next == 0 || d->failed) return;
-    int flag = 0;
-    int rc = MPI_Testall(d->next, d->req, &flag, d->st);
-    if (rc != MPI_SUCCESS) {
-        step_fail(d, first_status_error(rc, d->st, d->next), "MPI_Testall on gradient buckets");
-        return;
+    if (!d->active || d->complete || d->failed) return;
+    int rows_done = rows_progress(d);
+    if (d->failed) return;
+    int flag = 1;
+    if (d->next > 0) {
+        int rc = MPI_Testall(d->next, d->req, &flag, d->st);
+        if (rc != MPI_SUCCESS) {
+            step_fail(d, first_status_error(rc, d->st, d->next),
+                      "MPI_Testall on gradient buckets");
+            return;
+        }
     }
-    if (flag && d->next == d->n_buckets) {
+    if (flag && d->next == d->n_buckets && rows_done) {
         d->complete = 1;
         d->t_complete = MPI_Wtime();
     }
+}
+
+// Adds each summed row into its table row and clears the row count for the next step.
+static void fold_rows(DpComm *d) {
+    const GradSplit *s = &d->split;
+    if (d->rows.comm == MPI_COMM_NULL) return;
+    size_t E = (size_t)s->row_len;
+    for (int k = 0; k < d->rows.n_union; k++) {
+        float *row = d->grads + s->table_offset + (size_t)d->rows.ids_all[k] * E;
+        const float *add = d->rows.packed + (size_t)k * E;
+        for (size_t e = 0; e < E; e++) row[e] += add[e];
+    }
+    *s->n_rows = 0;
 }
 
 int dp_finish(DpComm *d, double *stats, int n_stats, char *err) {
@@ -336,12 +561,17 @@ int dp_finish(DpComm *d, double *stats, int n_stats, char *err) {
         return cx_err(err, "dp_finish: bad statistics array (%d entries)", n_stats);
     if (!d->active) dp_begin_step(d);
     double t0 = MPI_Wtime();
-    if (d->n > 0) dp_mark_ready(d, 0, d->n);
+    dp_mark_all_ready(d);
     if (d->next > 0 && !d->complete) {
         int rc = MPI_Waitall(d->next, d->req, d->st);
         if (rc != MPI_SUCCESS)
             step_fail(d, first_status_error(rc, d->st, d->next),
                       "MPI_Waitall on gradient buckets");
+    }
+    if (d->rows.comm != MPI_COMM_NULL && d->rows.phase == 2 && !d->failed) {
+        int rc = MPI_Wait(&d->rows.req, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) step_fail(d, rc, "MPI_Wait on the split rows");
+        d->rows.phase = 3;
     }
     double t1 = MPI_Wtime();
     if (!d->complete) {
@@ -350,6 +580,10 @@ int dp_finish(DpComm *d, double *stats, int n_stats, char *err) {
     }
     d->active = 0;
     if (d->failed) return cx_err(err, "%s", d->err);
+    if (d->has_split) {
+        fold_rows(d);
+        t1 = MPI_Wtime();
+    }
 
     double t2 = t1;
     if (n_stats > 0) {
@@ -363,8 +597,13 @@ int dp_finish(DpComm *d, double *stats, int n_stats, char *err) {
     DpCounters *c = &d->c;
     double payload = (double)d->n * sizeof(float) + (double)n_stats * sizeof(double);
     double ring = d->size > 1 ? 2.0 * (d->size - 1) / d->size : 0.0;
+    double gather = 0.0;
+    if (d->rows.comm != MPI_COMM_NULL) {
+        payload += (double)d->rows.n_union * d->split.row_len * sizeof(float);
+        gather = (double)(d->size - 1) * d->rows.max_rows * sizeof(int32_t);
+    }
     c->steps++;
-    c->bytes_sent = c->bytes_recv = ring * payload;
+    c->bytes_sent = c->bytes_recv = ring * payload + gather;
     c->wait_s = t1 - t0;
     c->allreduce_s = d->next > 0 ? d->t_complete - d->t_first : 0.0;
     c->stats_s = t2 - t1;

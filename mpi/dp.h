@@ -21,6 +21,17 @@
 // lower-index one waits. Marking the same element twice is harmless (readiness is tracked
 // per element), and ranks may mark in different orders.
 //
+// Split gradients (GradSplit, models/train.h; dp_create_split): the model gives the order
+// in which its backward finalises arena ranges, and keeps the last micro-batch's
+// embedding-table rows apart so that the table's dense part is final early. Buckets
+// follow the order: each range of it is cut from its end into buckets, and bucket indices
+// run through the ranges in order, so the start order is the order of the backward. The
+// rows' ids are all-gathered from the first dp_mark_ready of a step; when the whole arena
+// is ready (the rows are final then), each rank packs its rows into the sorted union of
+// every rank's ids and all-reduces them, on a second duplicate communicator. When
+// everything completed, dp_finish adds each summed row into its table row, in the same
+// order on every rank (replicas stay identical), and sets the row count to 0.
+//
 // Traffic estimates (counters): a ring all-reduce of B bytes over P ranks sends and receives
 // 2*(P-1)/P * B bytes per rank (reduce-scatter then all-gather). Open MPI may pick another
 // algorithm; the figure is the bandwidth-optimal estimate, not a measurement. 0 for P = 1.
@@ -67,8 +78,10 @@ typedef struct {
     long steps;               // dp_finish calls that succeeded
     int n_buckets;
     // last step
-    double bytes_sent, bytes_recv;  // estimate: 2*(P-1)/P * (gradient + stats bytes)
-    double wait_s;            // time inside dp_finish until every gradient bucket completed
+    double bytes_sent, bytes_recv;  // estimate: 2*(P-1)/P * (gradient + summed rows + stats
+                              // bytes), plus the row ids' all-gather
+    double wait_s;            // time inside dp_finish until the gradients were complete:
+                              // every bucket (and the rows) waited for, the rows added in
     double allreduce_s;       // first bucket start to observed completion of the last bucket
                               // (completion is observed in dp_progress or dp_finish)
     double stats_s;           // the stats MPI_Allreduce in dp_finish
@@ -96,6 +109,13 @@ DpComm *dp_create(MPI_Comm comm, float *grads, size_t n, const TensorSpec *specs
 DpComm *dp_create_ex(MPI_Comm comm, float *grads, size_t n, const TensorSpec *specs,
                      int n_specs, size_t bucket_bytes, unsigned flags);
 
+// As dp_create_ex, with split gradients (see "Split gradients"; NULL: none). The split's
+// buffers are borrowed like grads. Every rank must pass the same split layout (its
+// max_rows may differ: the largest is used). Inconsistent splits are bugs and abort.
+DpComm *dp_create_split(MPI_Comm comm, float *grads, size_t n, const TensorSpec *specs,
+                        int n_specs, size_t bucket_bytes, unsigned flags,
+                        const GradSplit *split);
+
 // Frees the duplicated communicator and everything dp_create allocated. Collective (it
 // frees a communicator); call before MPI_Finalize, never with a step in flight. NULL is a
 // no-op.
@@ -110,6 +130,9 @@ void dp_begin_step(DpComm *d);
 // allocate. Requires dp_begin_step; a range outside [0, n) is a bug and aborts. An MPI
 // error is remembered and returned by dp_finish.
 void dp_mark_ready(DpComm *d, size_t offset, size_t count);
+
+// dp_mark_ready of the whole arena: the step's whole sum starts now.
+void dp_mark_all_ready(DpComm *d);
 
 // Drives MPI progress on the started buckets (MPI_Testall); call between layers. Open MPI
 // advances a non-blocking all-reduce only inside MPI calls, about one round of its schedule
@@ -141,7 +164,8 @@ int dp_rank(const DpComm *d);
 int dp_size(const DpComm *d);
 MPI_Comm dp_comm(const DpComm *d);  // the duplicate (MPI_ERRORS_RETURN); owned by d
 int dp_n_buckets(const DpComm *d);
-// Bucket k covers [*lo, *hi). Bucket 0 ends at n; bucket k+1 ends where bucket k starts.
+// Bucket k covers [*lo, *hi). Without a split, bucket 0 ends at n and bucket k+1 ends
+// where bucket k starts.
 void dp_bucket_range(const DpComm *d, int k, size_t *lo, size_t *hi);
 // Buckets started so far in the current step (or in the last one, after dp_finish).
 int dp_n_started(const DpComm *d);

@@ -114,9 +114,9 @@ void hybrid_bcast_config(HybridComm *h, char **text) {
 }
 
 void hybrid_create_averager(HybridComm *h, float *grads, size_t n, const TensorSpec *specs,
-                            int n_specs) {
+                            int n_specs, const GradSplit *split) {
     CHECK(!h->dp, "hybrid_create_averager called twice");
-    h->dp = dp_create(h->world, grads, n, specs, n_specs, (size_t)4 << 20);
+    h->dp = dp_create_split(h->world, grads, n, specs, n_specs, (size_t)4 << 20, 0, split);
 }
 
 // MPI counts are int: large arrays go in pieces.
@@ -176,11 +176,8 @@ int hybrid_trainer_plan(void *plan_ctx, long global_batch, long *lo, long *hi, c
 
 void hybrid_sum_start(HybridComm *h) {
     CHECK(h->dp, "hybrid_sum_start before hybrid_create_averager");
-    size_t lo, hi0, hi;
     dp_begin_step(h->dp);
-    dp_bucket_range(h->dp, dp_n_buckets(h->dp) - 1, &lo, &hi0);
-    dp_bucket_range(h->dp, 0, &hi0, &hi);
-    if (hi > lo) dp_mark_ready(h->dp, lo, hi - lo);
+    dp_mark_all_ready(h->dp);
 }
 
 int hybrid_sum_poll(HybridComm *h) {

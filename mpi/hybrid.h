@@ -65,10 +65,10 @@ const char *hybrid_launcher_name(void);        // "srun", "mpirun" or "none"
 void hybrid_bcast_config(HybridComm *h, char **text);
 
 // Creates the averaging backend over the world for the gradient arena grads[0, n) with
-// the trainers' bucket layout (4 MiB buckets). Collective; every rank passes the same n
-// and specs.
+// the trainers' bucket layout (4 MiB buckets) and split (NULL: none; dp_create_split).
+// Collective; every rank passes the same n, specs and split layout.
 void hybrid_create_averager(HybridComm *h, float *grads, size_t n, const TensorSpec *specs,
-                            int n_specs);
+                            int n_specs, const GradSplit *split);
 
 // Trainer rank 0 sends, every other rank receives: params, m, v (n floats each; m and v
 // may be NULL on every rank together) and meta[0..n_meta) (e.g. optimizer step, data

@@ -3,10 +3,16 @@
 // Each rank trains the ALBERT of `make bench` (L=4 H=256 E=128 NH=4 FFN=1024 V=8192) on
 // one micro-batch of B x T random tokens per step (same per-rank micro-batch at every rank
 // count), with the MPI averaging backend and the backward hooks that start each bucket's
-// all-reduce as soon as its gradients are final. After warm-up it reports, from rank 0:
+// all-reduce as soon as its gradients are final, with ALBERT's split gradients (as
+// conflux-train runs it) or, with --no-split, without them. After warm-up it reports,
+// from rank 0:
 //   ranks=P step_ms=MEDIAN allreduce_ms=... exposed_ms=... overlap=F bytes_per_step=N
-// overlap = 1 - (time the step waited for communication) / (all-reduce time), averaged
-// over steps: the share of the all-reduce hidden behind the backward pass.
+// allreduce_ms: the median time of the same communication alone (every bucket, the rows
+// and the folding of the split, started at once with no compute to hide behind, after a
+// barrier); exposed_ms: the median time a training step spent in dp_finish after its
+// backward (waiting for buckets and rows, adding the split in), on the rank whose backward
+// finished last (the others also wait for its compute); overlap = 1 - exposed /
+// allreduce, the share of the all-reduce hidden behind the backward pass.
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +40,7 @@ int main(int argc, char **argv) {
     MPI_Comm_size(comm, &size);
     int warmup = 3, steps = 10, B = 2, T = 128, threads = 1;
     size_t bucket_mb = 4;
+    int split = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
@@ -41,10 +48,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--seq") && i + 1 < argc) T = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--bucket-mb") && i + 1 < argc) bucket_mb = (size_t)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-split")) split = 0;
         else {
             if (rank == 0)
                 fprintf(stderr, "usage: mpi_bench_dp [--warmup K] [--steps S] [--micro B] [--seq T] "
-                                "[--threads N] [--bucket-mb M]\n");
+                                "[--threads N] [--bucket-mb M] [--no-split]\n");
             MPI_Finalize();
             return 2;
         }
@@ -59,13 +67,17 @@ int main(int argc, char **argv) {
                       .weight_decay = 0.01f, .schedule = SCHED_CONSTANT, .total_steps = 1000000};
     Optim o;
     optim_init(&o, &oc, albert_specs(m), albert_n_specs(m), n);
-    DpComm *dp = dp_create(comm, albert_grads(m), n, albert_specs(m), albert_n_specs(m),
-                           bucket_mb << 20);
+    const GradSplit *gs = split ? albert_enable_grad_split(m) : NULL;
+    DpComm *dp = dp_create_split(comm, albert_grads(m), n, albert_specs(m), albert_n_specs(m),
+                                 bucket_mb << 20, 0, gs);
     albert_set_backward_hooks(m, dp_hook_ready, dp_hook_progress, dp);
     int32_t *ids = cx_calloc((size_t)B * T, 4), *mask = cx_calloc((size_t)B * T, 4);
     int32_t *tg = cx_calloc((size_t)B * T, 4);
     double *times = cx_calloc((size_t)steps, sizeof(double));
-    double ar_sum = 0, wait_sum = 0, bytes = 0;
+    double *exposed = cx_calloc((size_t)steps, sizeof(double));
+    double *alone = cx_calloc((size_t)steps, sizeof(double));
+    double *every = cx_calloc(2 * (size_t)size, sizeof(double));
+    double bytes = 0;
     char err[CX_ERRLEN];
     for (int s = 0; s < warmup + steps; s++) {
         for (int i = 0; i < B * T; i++) {  // each rank its own random batch
@@ -82,6 +94,7 @@ int main(int argc, char **argv) {
                          .final_micro = 1};
         long nt = 0;
         double stats[STAT_COUNT] = {albert_step(m, &b, 1, 1, 5, &nt, NULL), (double)nt, B, 0};
+        double compute = cx_now() - t0;
         if (dp_averager_sum(dp, albert_grads(m), n, stats, STAT_COUNT, err) != 0) {
             fprintf(stderr, "mpi_bench_dp: rank %d: %s\n", rank, err);
             MPI_Abort(comm, 1);
@@ -92,24 +105,50 @@ int main(int argc, char **argv) {
         optim_step(&o, albert_params(m), g);
         double dt = cx_now() - t0;
         MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, comm);
+        // exposed: what the rank that finished its backward last waited (a rank done
+        // earlier also waits for the others' compute, which is imbalance, not communication)
+        double mine[2] = {compute, dp_counters(dp)->wait_s};
+        MPI_Allgather(mine, 2, MPI_DOUBLE, every, 2, MPI_DOUBLE, comm);
+        int last = 0;
+        for (int r = 1; r < size; r++)
+            if (every[2 * r] > every[2 * last]) last = r;
+        double w = every[2 * last + 1];
         if (s >= warmup) {
-            const DpCounters *dc = dp_counters(dp);
             times[s - warmup] = dt;
-            ar_sum += dc->allreduce_s;
-            wait_sum += dc->wait_s;
-            bytes = dc->bytes_sent + dc->bytes_recv;
+            exposed[s - warmup] = w;
+            bytes = dp_counters(dp)->bytes_sent + dp_counters(dp)->bytes_recv;
         }
     }
-    double v[2] = {ar_sum, wait_sum};
-    MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_MAX, comm);
+    // the same communication alone: every range final at once, nothing to hide behind
+    for (int s = 0; s < warmup + steps; s++) {
+        if (gs) {  // the rows of a micro-batch, as in a step
+            memcpy(gs->row_ids, ids, (size_t)B * T * sizeof(int32_t));
+            *gs->n_rows = B * T;
+        }
+        double stats[STAT_COUNT] = {0};
+        MPI_Barrier(comm);
+        double t0 = cx_now();
+        dp_begin_step(dp);
+        dp_mark_all_ready(dp);
+        if (dp_finish(dp, stats, STAT_COUNT, err) != 0) {
+            fprintf(stderr, "mpi_bench_dp: rank %d: %s\n", rank, err);
+            MPI_Abort(comm, 1);
+        }
+        double dt = cx_now() - t0;
+        MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, comm);
+        if (s >= warmup) alone[s - warmup] = dt;
+    }
     qsort(times, (size_t)steps, sizeof(double), cmp_double);
+    qsort(exposed, (size_t)steps, sizeof(double), cmp_double);
+    qsort(alone, (size_t)steps, sizeof(double), cmp_double);
     if (rank == 0) {
-        double overlap = size > 1 && v[0] > 0 ? 1.0 - v[1] / v[0] : 0.0;
+        double ar = alone[steps / 2], ex = exposed[steps / 2];
+        double overlap = size > 1 && ar > 0 ? 1.0 - ex / ar : 0.0;
         if (overlap < 0) overlap = 0;
         printf("ranks=%d step_ms=%.2f allreduce_ms=%.2f exposed_ms=%.2f overlap=%.2f "
-               "bytes_per_step=%.0f params=%zu micro_batch=%dx%d\n",
-               size, times[steps / 2] * 1e3, v[0] / steps * 1e3, v[1] / steps * 1e3, overlap,
-               bytes, n, B, T);
+               "bytes_per_step=%.0f params=%zu micro_batch=%dx%d split=%s\n",
+               size, times[steps / 2] * 1e3, ar * 1e3, ex * 1e3, overlap, bytes, n, B, T,
+               gs ? "yes" : "no");
     }
     dp_free(dp);
     optim_free(&o);
@@ -118,6 +157,9 @@ int main(int argc, char **argv) {
     free(mask);
     free(tg);
     free(times);
+    free(exposed);
+    free(alone);
+    free(every);
     MPI_Finalize();
     return 0;
 }

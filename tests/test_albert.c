@@ -360,6 +360,277 @@ static void test_mlm_data(void) {
     }
 }
 
+// ---- split gradients (albert_enable_grad_split) -------------------------------------------
+
+enum { SPLIT_B = 3, SPLIT_T = 12, SPLIT_N = SPLIT_B * SPLIT_T, HOOK_MAX = 32 };
+
+// Records every backward-hook call: the reported range of the gradient arena and a copy of
+// its contents at that moment (and, with split, the row buffer's state).
+typedef struct {
+    const float *grads;          // arena (n_params floats)
+    size_t n_params;
+    const GradSplit *gs;         // NULL without split
+    const int32_t *expect_ids;   // split: the final micro-batch's input ids (SPLIT_N)
+    size_t rows_len;             // split: SPLIT_N * row_len
+    int n_calls, n_progress, bad;
+    GradRange calls[HOOK_MAX];
+    float *snap[HOOK_MAX];       // contents of calls[k] when it was reported
+    float *rows_snap[HOOK_MAX];  // split: the row buffer when calls[k] was reported
+    int n_rows_at[HOOK_MAX];     // split: *gs->n_rows then
+    int ids_ok[HOOK_MAX];        // split: row_ids held expect_ids then
+} HookLog;
+
+static void hook_log_ready(void *ctx, size_t offset, size_t count) {
+    HookLog *h = ctx;
+    if (h->n_calls == HOOK_MAX || count == 0 || offset + count > h->n_params) {
+        h->bad++;  // out of the arena (or far too many calls): fails the test
+        return;
+    }
+    int k = h->n_calls++;
+    h->calls[k] = (GradRange){offset, offset + count};
+    h->snap[k] = malloc(count * sizeof(float));
+    memcpy(h->snap[k], h->grads + offset, count * sizeof(float));
+    if (h->gs) {
+        h->rows_snap[k] = malloc(h->rows_len * sizeof(float));
+        memcpy(h->rows_snap[k], h->gs->rows, h->rows_len * sizeof(float));
+        h->n_rows_at[k] = *h->gs->n_rows;
+        h->ids_ok[k] = memcmp(h->gs->row_ids, h->expect_ids, SPLIT_N * sizeof(int32_t)) == 0;
+    }
+}
+
+static void hook_log_progress(void *ctx) { ((HookLog *)ctx)->n_progress++; }
+
+static void hook_log_reset(HookLog *h) {
+    for (int k = 0; k < h->n_calls; k++) {
+        free(h->snap[k]);
+        free(h->rows_snap[k]);
+        h->snap[k] = h->rows_snap[k] = NULL;
+    }
+    h->n_calls = h->n_progress = h->bad = 0;
+}
+
+// Calls whose snapshot differs from the range's final contents: something was written
+// into the range after it was reported final.
+static int hook_log_stale(const HookLog *h) {
+    int stale = 0;
+    for (int k = 0; k < h->n_calls; k++) {
+        size_t lo = h->calls[k].lo, hi = h->calls[k].hi;
+        if (memcmp(h->grads + lo, h->snap[k], (hi - lo) * sizeof(float)) != 0) {
+            printf("  range %d [%zu, %zu) changed after it was reported final\n", k, lo, hi);
+            stale++;
+        }
+    }
+    return stale;
+}
+
+// The order's ranges, sorted, tile [0, total) exactly once.
+static int order_tiles(const GradRange *order, int n, size_t total) {
+    GradRange r[HOOK_MAX];
+    if (n < 1 || n > HOOK_MAX) return 0;
+    memcpy(r, order, (size_t)n * sizeof *r);
+    for (int i = 1; i < n; i++)  // insertion sort by lo
+        for (int j = i; j > 0 && r[j].lo < r[j - 1].lo; j--) {
+            GradRange t = r[j];
+            r[j] = r[j - 1];
+            r[j - 1] = t;
+        }
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        if (r[i].lo != at || r[i].hi <= r[i].lo) return 0;
+        at = r[i].hi;
+    }
+    return at == total;
+}
+
+// Split gradients against the same model without split, over a step of two micro-batches
+// (the second final), run twice: the hooks report exactly gs->order, nothing changes after
+// it is reported, the non-final micro-batch is untouched by the split, and arena + rows
+// fold back into the unsplit gradient. Also the unsplit model's three ranges.
+static void check_grad_split(float dropout, int sop) {
+    AlbertConfig c = {.vocab_size = 64, .embedding_size = 16, .hidden_size = 32, .num_heads = 4,
+                      .intermediate_size = 64, .num_layers = 3, .max_position = 16,
+                      .dropout = dropout, .ln_eps = 1e-12f, .init_std = 0.1f, .sop = sop};
+    const int B = SPLIT_B, T = SPLIT_T, N = SPLIT_N, V = c.vocab_size, E = c.embedding_size;
+    const uint64_t seed = 11, dseed = 5;
+    Albert *ref = albert_create(&c, B, T, seed), *sp = albert_create(&c, B, T, seed);
+    const size_t n = albert_n_params(ref);
+    CU_ASSERT_FATAL(n == albert_n_params(sp));
+    CU_ASSERT_FATAL(memcmp(albert_params(ref), albert_params(sp), n * sizeof(float)) == 0);
+    const TensorSpec *specs = albert_specs(ref);
+    const int n_specs = albert_n_specs(ref);
+
+    // two micro-batches of one step with different data (padding, repeated ids)
+    int32_t ids[2][SPLIT_N], mask[2][SPLIT_N], tg[2][SPLIT_N], ty[2][SPLIT_N], lab[2][SPLIT_B];
+    AlbertBatch mb[2];
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < N; i++) {
+            int bi = i / T, t = i % T, used = T - 2 * bi - k;
+            uint64_t key = (uint64_t)k * N + (uint64_t)i;
+            ids[k][i] = 5 + (int32_t)(cx_rng_u64(21, key) % (uint64_t)(V - 5));
+            mask[k][i] = t < used;
+            tg[k][i] = (mask[k][i] && (t == 1 || cx_rng_uniform(22, key) < 0.3f)) ? ids[k][i] : -1;
+            ty[k][i] = mask[k][i] && t >= used / 2;
+        }
+        ids[k][N - 1] = ids[k][0];  // a table row that gets two token rows
+        for (int bi = 0; bi < B; bi++) lab[k][bi] = (bi + k) % 2;
+        mb[k] = (AlbertBatch){.B = B, .T = T, .input_ids = ids[k], .attention_mask = mask[k],
+                              .targets = tg[k], .sample_index0 = (uint64_t)k * B,
+                              .final_micro = k == 1};
+        if (sop) {
+            mb[k].token_type_ids = ty[k];
+            mb[k].sop_labels = lab[k];
+            mb[k].sop_scale = 1.5f;
+        }
+    }
+
+    const GradSplit *gs = albert_enable_grad_split(sp);
+    CU_ASSERT_FATAL(gs != NULL);
+    CU_ASSERT(albert_enable_grad_split(sp) == gs);
+    // the rows belong to the word-embedding table
+    CU_ASSERT_FATAL(gs->row_len == E && gs->max_rows >= N && gs->table_rows == V);
+    CU_ASSERT_FATAL(gs->table_offset == specs[AP_WORD].offset);
+    CU_ASSERT_FATAL(gs->n_order >= 1 && gs->n_order <= HOOK_MAX);
+    CU_ASSERT(*gs->n_rows == 0);
+    const size_t total = n, rows_len = (size_t)N * E;
+    // (a) the order covers the arena exactly once; the shared layer is reported tensor by
+    // tensor (at least its 7 weight/bias groups), the word embeddings before the shared layer
+    int n_shared = 0, word_at = -1, first_shared = -1;
+    for (int k = 0; k < gs->n_order; k++) {
+        if (gs->order[k].lo >= specs[AP_Q_W].offset && gs->order[k].hi <= specs[AP_PRED_BIAS].offset) {
+            n_shared++;
+            if (first_shared < 0) first_shared = k;
+        }
+        if (gs->order[k].lo == specs[AP_WORD].offset) word_at = k;
+    }
+    CU_ASSERT(n_shared >= 7);
+    CU_ASSERT(word_at >= 0 && word_at < first_shared);
+    CU_ASSERT(order_tiles(gs->order, gs->n_order, total));
+
+    HookLog hr = {.grads = albert_grads(ref), .n_params = n};
+    HookLog hs = {.grads = albert_grads(sp), .n_params = n, .gs = gs, .expect_ids = ids[1],
+                  .rows_len = rows_len};
+    albert_set_backward_hooks(ref, hook_log_ready, hook_log_progress, &hr);
+    albert_set_backward_hooks(sp, hook_log_ready, hook_log_progress, &hs);
+
+    float *folded = malloc(n * sizeof(float));
+    float *first = malloc((total + rows_len) * sizeof(float));  // step 0: arena, rows
+    double worst_tol = 0;  // largest |diff| as a fraction of its tolerance
+    for (int step = 0; step < 2; step++) {
+        // what the trainer and the backend do between steps
+        memset(albert_grads(ref), 0, n * sizeof(float));
+        memset(albert_grads(sp), 0, n * sizeof(float));
+        *gs->n_rows = 0;
+        hook_log_reset(&hr);
+        hook_log_reset(&hs);
+        for (int k = 0; k < 2; k++) {
+            long nr = 0, nsp = 0;
+            double sr = 0, ss = 0;
+            double lr = albert_step(ref, &mb[k], 1, 1, dseed, &nr, &sr);
+            double ls = albert_step(sp, &mb[k], 1, 1, dseed, &nsp, &ss);
+            // the same forward on the same parameters: the same arithmetic
+            CU_ASSERT(lr == ls && sr == ss);
+            CU_ASSERT(nr == nsp && nr > 0);
+            if (k == 0) {
+                // (e) a non-final micro-batch reports nothing, and the split leaves it alone:
+                // all of it goes into the arena exactly as without split
+                CU_ASSERT_EQUAL(hr.n_calls + hs.n_calls + hr.n_progress + hs.n_progress, 0);
+                CU_ASSERT_EQUAL(hr.bad + hs.bad, 0);
+                CU_ASSERT(memcmp(albert_grads(ref), albert_grads(sp), n * sizeof(float)) == 0);
+                CU_ASSERT(*gs->n_rows == 0);
+            }
+        }
+
+        // without split: the old three ranges (heads, shared layer, embeddings), nothing
+        // written after it is reported
+        CU_ASSERT_EQUAL(hr.bad, 0);
+        CU_ASSERT_FATAL(hr.n_calls == 3);
+        CU_ASSERT(hr.calls[0].lo == specs[AP_PRED_BIAS].offset && hr.calls[0].hi == n);
+        CU_ASSERT(hr.calls[1].lo == specs[AP_Q_W].offset &&
+                  hr.calls[1].hi == specs[AP_PRED_BIAS].offset);
+        CU_ASSERT(hr.calls[2].lo == 0 && hr.calls[2].hi == specs[AP_Q_W].offset);
+        CU_ASSERT_EQUAL(hook_log_stale(&hr), 0);
+        CU_ASSERT(hr.n_progress > 0);
+
+        // (a) with split: exactly gs->order, in that order
+        CU_ASSERT_EQUAL(hs.bad, 0);
+        CU_ASSERT_EQUAL(hs.n_calls, gs->n_order);
+        for (int k = 0; k < hs.n_calls && k < gs->n_order; k++) {
+            if (hs.calls[k].lo != gs->order[k].lo || hs.calls[k].hi != gs->order[k].hi) {
+                printf("  call %d reported [%zu, %zu), order says [%zu, %zu)\n", k, hs.calls[k].lo,
+                       hs.calls[k].hi, gs->order[k].lo, gs->order[k].hi);
+                CU_FAIL("hook call differs from gs->order");
+            }
+        }
+        CU_ASSERT(hs.n_progress > 0);
+        // (b) nothing is written into a range after it is reported final
+        CU_ASSERT_EQUAL(hook_log_stale(&hs), 0);
+        // (c) one row per token of the final micro-batch, set before the first report and
+        // filled before the last
+        CU_ASSERT_EQUAL(*gs->n_rows, N);
+        CU_ASSERT(memcmp(gs->row_ids, ids[1], (size_t)N * sizeof(int32_t)) == 0);
+        for (int k = 0; k < hs.n_calls; k++) CU_ASSERT(hs.n_rows_at[k] == N && hs.ids_ok[k]);
+        if (hs.n_calls > 0)
+            CU_ASSERT(memcmp(hs.rows_snap[hs.n_calls - 1], gs->rows,
+                             rows_len * sizeof(float)) == 0);
+        CU_ASSERT(max_abs(gs->rows, rows_len) > 0);
+
+        // (d) arena + rows into the table == the unsplit arena. Tolerance: the two sums hold
+        // the same float terms and differ only in the order of the additions (the input-
+        // embedding rows are summed on their own, then added in), so each element differs
+        // by a few roundings of the tensor's largest partial sums: 1e-5 of the tensor's
+        // max |value| (~80 float ulps), plus 1e-7 for tensors whose gradient is ~0
+        // (attention.key.bias is analytically zero). Every tensor but the word embeddings
+        // must be bit-identical (the same additions in the same order).
+        memcpy(folded, albert_grads(sp), n * sizeof(float));
+        int ids_in_table = 1;
+        for (int r = 0; r < *gs->n_rows && r < gs->max_rows; r++) {
+            int32_t id = gs->row_ids[r];
+            if (id < 0 || id >= gs->table_rows) {
+                ids_in_table = 0;
+                continue;
+            }
+            float *dst = folded + gs->table_offset + (size_t)id * (size_t)gs->row_len;
+            const float *src = gs->rows + (size_t)r * (size_t)gs->row_len;
+            for (int e = 0; e < gs->row_len; e++) dst[e] += src[e];
+        }
+        CU_ASSERT(ids_in_table);
+        const float *g_ref = albert_grads(ref);
+        CU_ASSERT(max_abs(g_ref, n) > 0);
+        int bad = 0;
+        for (int i = 0; i < n_specs; i++) {
+            const float *a = folded + specs[i].offset, *b = g_ref + specs[i].offset;
+            double scale = max_abs(b, specs[i].n), worst = 0;
+            for (size_t j = 0; j < specs[i].n; j++) worst = fmax(worst, fabs((double)a[j] - b[j]));
+            double tol = i == AP_WORD ? 1e-5 * scale + 1e-7 : 0.0;
+            if (tol > 0) worst_tol = fmax(worst_tol, worst / tol);
+            if (worst > tol) {
+                printf("  %s: folded max |diff| %.3g vs scale %.3g\n", specs[i].name, worst, scale);
+                bad++;
+            }
+        }
+        CU_ASSERT_EQUAL(bad, 0);
+
+        // the second step (after the resets) repeats the first bit for bit
+        float *now = malloc((total + rows_len) * sizeof(float));
+        memcpy(now, albert_grads(sp), total * sizeof(float));
+        memcpy(now + total, gs->rows, rows_len * sizeof(float));
+        if (step == 0) memcpy(first, now, (total + rows_len) * sizeof(float));
+        else CU_ASSERT(memcmp(first, now, (total + rows_len) * sizeof(float)) == 0);
+        free(now);
+    }
+    printf("\n  split: %d ranges over %zu floats; folded vs unsplit: worst |diff| %.2g of "
+           "the tolerance\n", hs.n_calls, n, worst_tol);
+    hook_log_reset(&hr);
+    hook_log_reset(&hs);
+    free(folded);
+    free(first);
+    albert_free(ref);
+    albert_free(sp);
+}
+
+static void test_grad_split_sop(void) { check_grad_split(0.1f, 1); }
+static void test_grad_split_mlm(void) { check_grad_split(0.0f, 0); }
+
 int main(void) {
     if (CU_initialize_registry() != CUE_SUCCESS) return 1;
     CU_pSuite s = CU_add_suite("albert", NULL, NULL);
@@ -369,6 +640,8 @@ int main(void) {
     CU_add_test(s, "AdamW and LAMB against a double reference", test_optimizers);
     CU_add_test(s, "configuration parsing and errors", test_config_errors);
     CU_add_test(s, "MLM/SOP data: coverage, masking, determinism", test_mlm_data);
+    CU_add_test(s, "split gradients: hooks, order, fold (dropout, SOP)", test_grad_split_sop);
+    CU_add_test(s, "split gradients: hooks, order, fold (no dropout, MLM)", test_grad_split_mlm);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned fails = CU_get_number_of_failures();
