@@ -111,7 +111,8 @@ DpComm *dp_create_ex(MPI_Comm comm, float *grads, size_t n, const TensorSpec *sp
 
 // As dp_create_ex, with split gradients (see "Split gradients"; NULL: none). The split's
 // buffers are borrowed like grads. Every rank must pass the same split layout (its
-// max_rows may differ: the largest is used). Inconsistent splits are bugs and abort.
+// max_rows may differ, the largest is used, but it must be non-zero on every rank or on
+// none). Inconsistent splits are bugs and abort.
 DpComm *dp_create_split(MPI_Comm comm, float *grads, size_t n, const TensorSpec *specs,
                         int n_specs, size_t bucket_bytes, unsigned flags,
                         const GradSplit *split);

@@ -9,6 +9,18 @@
 //    random overlapping chunks (each rank in its own order), with dp_progress between, over
 //    two steps per backend (reuse), for an arena smaller than one bucket and an empty one;
 //  - step statistics are summed; the counters follow the ring estimate;
+//  - split gradients (dp_create_split): for an order that lists an odd arena's ranges out
+//    of address order, buckets in index order walk the ranges in order, each cut from its
+//    end (small remainders joined), and tile the arena once, for bucket sizes that do and
+//    do not cut the ranges, tensor-aligned too; buckets start as the order's ranges are
+//    marked. Sums with split rows are exact BIT FOR BIT: dense sums plus every rank's rows
+//    (ids repeated within a rank, shared across ranks, a rank with none, max_rows
+//    different on every rank) added into an embedding table that straddles two ranges;
+//    ranges marked in the split's order (rows filled only after the first range), in
+//    reverse, in random halves per rank, all at once, or not at all (dp_finish alone, with
+//    and without dp_begin_step); three steps per backend with other ids (the last with no
+//    rows anywhere); *n_rows is 0 after dp_finish; the counters add the summed rows and
+//    the ids' all-gather to the ring estimate;
 //  - dp_check_replicas passes on equal parameters and names the rank with a flipped bit.
 // Ranks agree on pass/fail by all-reducing their error counts. Rank 0 prints one line per
 // check and "N passed, N failed"; every rank prints "rank R of P ran" at the end. Exit
@@ -299,6 +311,342 @@ static long run_case(const char *name, size_t n, const TensorSpec *specs, int ns
     return bad;
 }
 
+// ---- split gradients (GradSplit, dp_create_split) ----
+// The fake model of the split checks: an odd arena whose order lists ranges out of address
+// order (and a 5-element one), with an embedding table of SP_TROWS rows of SP_E floats at
+// SP_TOFF, across the boundary of two ranges.
+enum { SP_N = 10007, SP_E = 5, SP_TROWS = 50, SP_TOFF = 6900, SP_STEPS = 3 };
+static const GradRange k_sp_order[] = {
+    {7000, 10007}, {0, 3000}, {5000, 7000}, {3000, 4995}, {4995, 5000}};
+enum { SP_NORDER = sizeof k_sp_order / sizeof k_sp_order[0] };
+static const size_t k_sp_sizes[] = {1500, 1500, 1995, 5, 1900, 250, 2857};  // 250: the table
+enum { SP_NSPECS = sizeof k_sp_sizes / sizeof k_sp_sizes[0] };
+
+static void sp_make_specs(TensorSpec *specs) {
+    size_t off = 0;
+    for (int i = 0; i < SP_NSPECS; i++) {
+        memset(&specs[i], 0, sizeof specs[i]);
+        snprintf(specs[i].name, sizeof specs[i].name, "split.t%d", i);
+        specs[i].ndim = 1;
+        specs[i].shape[0] = (long)k_sp_sizes[i];
+        specs[i].offset = off;
+        specs[i].n = k_sp_sizes[i];
+        off += k_sp_sizes[i];
+    }
+}
+
+// Rank r's declared max_rows: different on every rank (dp_create_split agrees on the MAX).
+static int sp_max_rows(int r) { return 6 + 3 * r; }
+static int sp_max_rows_all(int P) { return sp_max_rows(P - 1); }
+
+// Rank r's rows in step s: rank 2 has none in step 0, rank 1 none in step 1, and the last
+// step has none anywhere. Ids repeat within a rank (j and j+3) and overlap across ranks
+// (multiples of 5, then shifted by 13 in step 1).
+static int sp_n_rows(int r, int s) {
+    if (s == SP_STEPS - 1 || (s == 0 && r == 2) || (s == 1 && r == 1)) return 0;
+    return 5 + r;
+}
+static int32_t sp_row_id(int r, int s, int j) {
+    if (j == 0 && r == 0) return s == 0 ? SP_TROWS - 1 : 0;  // the table's edges
+    return (int32_t)((5 * (j % 3) + 5 * r + 13 * s) % SP_TROWS);
+}
+static float sp_row_val(int r, int j, int e) { return (float)(r + 1 + j + e); }
+
+// Expected arena after step s (pattern of contrib/expected): dense sums plus every rank's
+// rows added into their table rows; *n_union: distinct ids over every rank.
+static void sp_expected(float *want, int pattern, int s, int with_rows, int *n_union) {
+    for (size_t i = 0; i < SP_N; i++) want[i] = expected(pattern, g_P, i);
+    int seen[SP_TROWS] = {0};
+    *n_union = 0;
+    for (int q = 0; q < g_P && with_rows; q++)
+        for (int j = 0; j < sp_n_rows(q, s); j++) {
+            int32_t id = sp_row_id(q, s, j);
+            if (!seen[id]++) (*n_union)++;
+            for (int e = 0; e < SP_E; e++)
+                want[SP_TOFF + (size_t)id * SP_E + (size_t)e] += sp_row_val(q, j, e);
+        }
+}
+
+// The buckets a split layout must have without tensor alignment (dp.h, layout_group):
+// each range of the order cut from its end into be-element pieces, a remainder at its
+// start under be/4 joining the piece after it. Returns how many (at most cap).
+static int sp_ref_layout(size_t be, size_t *lo_out, size_t *hi_out, int cap) {
+    int nb = 0;
+    for (int g = 0; g < SP_NORDER; g++) {
+        size_t glo = k_sp_order[g].lo, hi = k_sp_order[g].hi;
+        while (hi > glo && nb < cap) {
+            size_t lo = hi - glo > be ? hi - be : glo;
+            if (lo - glo < be / 4) lo = glo;
+            lo_out[nb] = lo;
+            hi_out[nb++] = hi;
+            hi = lo;
+        }
+    }
+    return nb;
+}
+
+// Buckets in index order walk the order's ranges in order, each from its end, and tile the
+// arena exactly once; without alignment they are the reference pieces, with alignment every
+// cut is a range start or a tensor boundary. Local errors.
+static long sp_check_layout(const DpComm *d, size_t bucket_bytes, int aligned,
+                            const TensorSpec *specs) {
+    long bad = 0;
+    int nb = dp_n_buckets(d), g = 0, first_of_range = 1;
+    size_t be = bucket_bytes / sizeof(float), prev_lo = 0;
+    unsigned char *cover = cx_calloc(SP_N, 1);
+    enum { CAP = 20000 };
+    size_t *rlo = cx_calloc(CAP, sizeof *rlo), *rhi = cx_calloc(CAP, sizeof *rhi);
+    int rnb = sp_ref_layout(be, rlo, rhi, CAP);
+    if (!aligned && nb != rnb) bad++;
+    for (int k = 0; k < nb; k++) {
+        size_t lo, hi;
+        dp_bucket_range(d, k, &lo, &hi);
+        if (g >= SP_NORDER || lo >= hi || hi > SP_N) {
+            bad++;
+            break;
+        }
+        // the bucket lies in range g and continues it from its end
+        if (lo < k_sp_order[g].lo || hi != (first_of_range ? k_sp_order[g].hi : prev_lo))
+            bad++;
+        if (aligned && lo != k_sp_order[g].lo && !is_cut(specs, SP_NSPECS, lo)) bad++;
+        if (!aligned && (k >= rnb || lo != rlo[k] || hi != rhi[k])) bad++;
+        for (size_t i = lo; i < hi; i++) cover[i]++;
+        prev_lo = lo;
+        first_of_range = lo == k_sp_order[g].lo;
+        if (first_of_range) g++;
+    }
+    if (g != SP_NORDER) bad++;
+    for (size_t i = 0; i < SP_N; i++) bad += cover[i] != 1;
+    if (bad)
+        fprintf(stderr, "rank %d: split layout in %zu-byte buckets (%s): %d buckets (reference "
+                        "%d), %ld problems\n",
+                g_rank, bucket_bytes, aligned ? "aligned" : "unaligned", nb, rnb, bad);
+    free(cover);
+    free(rlo);
+    free(rhi);
+    return bad;
+}
+
+typedef enum {
+    SP_MARK_ORDER,     // the split's ranges in its order, dp_progress between; rows filled
+                       // after the first range (the contract: before the last)
+    SP_MARK_REVERSE,   // the ranges last to first: nothing may start before range 0
+    SP_MARK_RANDOM,    // halves of the ranges in a random order of each rank's own
+    SP_MARK_ALL,       // dp_mark_all_ready
+    SP_MARK_NONE,      // dp_finish alone (odd steps without dp_begin_step either)
+    SP_N_MARKS
+} SpMark;
+static const char *const k_sp_mark_names[SP_N_MARKS] = {
+    "split order + dp_progress, rows filled late", "reverse split order",
+    "random half-ranges per rank", "dp_mark_all_ready", "dp_finish without dp_mark_ready"};
+
+// Buckets of ranges 0..g of the order (all of them started once those are marked).
+static int sp_buckets_through(const DpComm *d, int g) {
+    int k = 0;
+    for (; k < dp_n_buckets(d); k++) {
+        size_t lo, hi;
+        dp_bucket_range(d, k, &lo, &hi);
+        int in = 0;
+        for (int h = 0; h <= g; h++) in |= lo >= k_sp_order[h].lo && hi <= k_sp_order[h].hi;
+        if (!in) break;
+    }
+    return k;
+}
+
+// SP_STEPS steps on one backend with split rows (with_rows 0: a split without rows,
+// max_rows 0 on every rank); local errors.
+static long run_split_case(const char *name, size_t bucket_bytes, unsigned flags, SpMark mark,
+                           int with_rows, uint64_t seed) {
+    TensorSpec specs[SP_NSPECS];
+    sp_make_specs(specs);
+    float *g = cx_calloc(SP_N, sizeof *g), *want = cx_calloc(SP_N, sizeof *want);
+    int max_rows = with_rows ? sp_max_rows(g_rank) : 0, n_rows = 0;
+    float *rows = cx_calloc((size_t)max_rows * SP_E, sizeof *rows);
+    int32_t *ids = cx_calloc((size_t)max_rows, sizeof *ids);
+    GradSplit split = {.order = k_sp_order, .n_order = SP_NORDER};
+    if (with_rows)
+        split = (GradSplit){.order = k_sp_order, .n_order = SP_NORDER, .rows = rows,
+                            .row_ids = ids, .n_rows = &n_rows, .max_rows = max_rows,
+                            .row_len = SP_E, .table_offset = SP_TOFF, .table_rows = SP_TROWS};
+    DpComm *d = dp_create_split(g_comm, g, SP_N, specs, SP_NSPECS, bucket_bytes, flags, &split);
+    long bad = sp_check_layout(d, bucket_bytes, (flags & DP_ALIGN_TENSORS) != 0, specs);
+    uint64_t rng = seed * 1000003u + (uint64_t)g_rank;
+    double total = 0;
+    for (int s = 0; s < SP_STEPS; s++) {
+        int pattern = (s + 1) % 2;
+        for (size_t i = 0; i < SP_N; i++) g[i] = contrib(pattern, g_rank, i);
+        // ids before the first dp_mark_ready; rows garbage until filled
+        n_rows = with_rows ? sp_n_rows(g_rank, s) : 0;
+        for (int j = 0; j < n_rows; j++) ids[j] = sp_row_id(g_rank, s, j);
+        for (int i = 0; i < max_rows * SP_E; i++) rows[i] = 1e6f;
+        if (mark != SP_MARK_ORDER)
+            for (int j = 0; j < n_rows; j++)
+                for (int e = 0; e < SP_E; e++) rows[j * SP_E + e] = sp_row_val(g_rank, j, e);
+        double stats[N_STATS];
+        fill_stats(stats);
+        char err[CX_ERRLEN] = "";
+        if (!(mark == SP_MARK_NONE && s % 2 == 1)) dp_begin_step(d);
+        switch (mark) {
+        case SP_MARK_ORDER:
+            for (int r = 0; r < SP_NORDER; r++) {
+                dp_mark_ready(d, k_sp_order[r].lo, k_sp_order[r].hi - k_sp_order[r].lo);
+                if (r == 0)  // the rows are final only now (before the last range)
+                    for (int j = 0; j < n_rows; j++)
+                        for (int e = 0; e < SP_E; e++)
+                            rows[j * SP_E + e] = sp_row_val(g_rank, j, e);
+                // buckets start in index order as the ranges come
+                if (dp_n_started(d) != sp_buckets_through(d, r)) bad++;
+                dp_progress(d);
+            }
+            break;
+        case SP_MARK_REVERSE:
+            for (int r = SP_NORDER - 1; r >= 0; r--) {
+                if (dp_n_started(d) != 0) bad++;  // bucket 0 is in range 0
+                dp_mark_ready(d, k_sp_order[r].lo, k_sp_order[r].hi - k_sp_order[r].lo);
+                dp_progress(d);
+            }
+            if (dp_n_started(d) != dp_n_buckets(d)) bad++;
+            break;
+        case SP_MARK_RANDOM: {
+            GradRange piece[2 * SP_NORDER];
+            for (int r = 0; r < SP_NORDER; r++) {
+                size_t lo = k_sp_order[r].lo, hi = k_sp_order[r].hi, mid = lo + (hi - lo) / 2;
+                piece[2 * r] = (GradRange){lo, mid};
+                piece[2 * r + 1] = (GradRange){mid, hi};
+            }
+            for (int i = 2 * SP_NORDER - 1; i > 0; i--) {
+                int j = (int)(splitmix(&rng) % (uint64_t)(i + 1));
+                GradRange t = piece[i];
+                piece[i] = piece[j];
+                piece[j] = t;
+            }
+            for (int i = 0; i < 2 * SP_NORDER; i++) {
+                dp_mark_ready(d, piece[i].lo, piece[i].hi - piece[i].lo);
+                dp_progress(d);
+            }
+            if (dp_n_started(d) != dp_n_buckets(d)) bad++;
+            break;
+        }
+        case SP_MARK_ALL:
+            dp_mark_all_ready(d);
+            dp_progress(d);
+            if (dp_n_started(d) != dp_n_buckets(d)) bad++;
+            break;
+        case SP_MARK_NONE:
+        case SP_N_MARKS:
+            break;
+        }
+        if (dp_finish(d, stats, N_STATS, err) != 0) {
+            fprintf(stderr, "rank %d: %s: %s\n", g_rank, name, err);
+            bad++;
+            break;
+        }
+        int n_union;
+        sp_expected(want, pattern, s, with_rows, &n_union);
+        long wrong = 0;
+        for (size_t i = 0; i < SP_N; i++)
+            if (memcmp(&g[i], &want[i], sizeof want[i]) != 0) {
+                if (wrong == 0)
+                    fprintf(stderr, "rank %d: %s: step %d: element %zu is %.9g, want %.9g\n",
+                            g_rank, name, s, i, (double)g[i], (double)want[i]);
+                wrong++;
+            }
+        bad += wrong;
+        if (n_rows != 0) {
+            fprintf(stderr, "rank %d: %s: step %d: *n_rows is %d after dp_finish\n", g_rank,
+                    name, s, n_rows);
+            bad++;
+        }
+        bad += compare_stats(name, stats);
+        // ring estimate over arena + summed rows + stats, plus the ids' all-gather
+        const DpCounters *c = dp_counters(d);
+        double payload = SP_N * 4.0 + N_STATS * 8.0 + (double)n_union * SP_E * 4.0;
+        double gather = with_rows ? (g_P - 1) * (double)sp_max_rows_all(g_P) * 4.0 : 0;
+        double wantb = g_P > 1 ? 2.0 * (g_P - 1) / g_P * payload + gather : 0;
+        total += wantb;
+        if (c->steps != s + 1 || fabs(c->bytes_sent - wantb) > 1e-9 * payload ||
+            c->bytes_recv != c->bytes_sent || fabs(c->total_bytes_sent - total) > 1e-9 * payload ||
+            c->n_buckets != dp_n_buckets(d)) {
+            fprintf(stderr, "rank %d: %s: step %d: counters wrong (steps %ld, sent %.1f want "
+                            "%.1f, %d ids in the union)\n",
+                    g_rank, name, s, c->steps, c->bytes_sent, wantb, n_union);
+            bad++;
+        }
+    }
+    dp_free(d);
+    free(g);
+    free(want);
+    free(rows);
+    free(ids);
+    return bad;
+}
+
+static void check_split(void) {
+    TensorSpec specs[SP_NSPECS];
+    sp_make_specs(specs);
+    float *g = cx_calloc(SP_N, sizeof *g);
+    GradSplit split = {.order = k_sp_order, .n_order = SP_NORDER};  // no rows
+    // 1000-float buckets, by hand: 3007 -> 1000 + 1000 + 1007 (7 < 250 joins), 3000 -> 3 x
+    // 1000, 2000 -> 2 x 1000, 1995 -> 1000 + 995, 5 -> 5
+    static const size_t hand[][2] = {{9007, 10007}, {8007, 9007}, {7000, 8007}, {2000, 3000},
+                                     {1000, 2000},  {0, 1000},    {6000, 7000}, {5000, 6000},
+                                     {3995, 4995},  {3000, 3995}, {4995, 5000}};
+    DpComm *d = dp_create_split(g_comm, g, SP_N, specs, SP_NSPECS, 4000, 0, &split);
+    long bad = dp_n_buckets(d) != 11;
+    for (int k = 0; k < 11 && k < dp_n_buckets(d); k++) {
+        size_t lo, hi;
+        dp_bucket_range(d, k, &lo, &hi);
+        bad += lo != hand[k][0] || hi != hand[k][1];
+    }
+    dp_free(d);
+    verdict("split layout, 1000-float buckets: 11 buckets as computed by hand", bad);
+
+    struct {
+        size_t bucket_bytes;
+        unsigned flags;
+        const char *what;
+    } cfgs[] = {
+        {4000, 0, "1000-float buckets cut the ranges"},
+        {4100, 0, "1025-float buckets, remainders merged"},
+        {11200, 0, "2800-float buckets: a 3007 range stays whole"},
+        {12000, 0, "3000-float buckets = a range"},
+        {1 << 20, 0, "1 MiB buckets: one per range"},
+        {4, 0, "1-float buckets"},
+        {4000, DP_ALIGN_TENSORS, "1000-float buckets, tensor-aligned"},
+    };
+    int n_cfgs = (int)(sizeof cfgs / sizeof cfgs[0]);
+    for (int c = 0; c < n_cfgs; c++) {
+        char name[200];
+        snprintf(name, sizeof name, "split layout, %s: ranges in order, each from its end, tile "
+                                    "once", cfgs[c].what);
+        d = dp_create_split(g_comm, g, SP_N, specs, SP_NSPECS, cfgs[c].bucket_bytes,
+                            cfgs[c].flags, &split);
+        verdict(name, sp_check_layout(d, cfgs[c].bucket_bytes,
+                                      (cfgs[c].flags & DP_ALIGN_TENSORS) != 0, specs));
+        dp_free(d);
+    }
+    free(g);
+
+    for (int c = 0; c < n_cfgs; c++) {
+        if (cfgs[c].bucket_bytes < 64) continue;  // 10007 buckets: layout only
+        for (int m = 0; m < SP_N_MARKS; m++) {
+            char name[240];
+            snprintf(name, sizeof name, "split sum + rows bit-exact, %s, %s", cfgs[c].what,
+                     k_sp_mark_names[m]);
+            verdict(name, run_split_case(name, cfgs[c].bucket_bytes, cfgs[c].flags, (SpMark)m,
+                                         1, (uint64_t)(100 + c * SP_N_MARKS + m)));
+        }
+    }
+    // a split without rows (max_rows 0 everywhere): the order alone
+    for (int m = 0; m < SP_N_MARKS; m += 2) {
+        char name[240];
+        snprintf(name, sizeof name, "split sum without rows bit-exact, %s, %s", cfgs[0].what,
+                 k_sp_mark_names[m]);
+        verdict(name, run_split_case(name, cfgs[0].bucket_bytes, cfgs[0].flags, (SpMark)m, 0,
+                                     (uint64_t)(200 + m)));
+    }
+}
+
 // ---- replica checks ----
 static void check_replicas(void) {
     enum { NP = 100001 };  // odd: the hash's tail path
@@ -554,6 +902,8 @@ int main(int argc, char **argv) {
         free(g);
         verdict("layout counts, duplicated communicator, argument errors", bad);
     }
+
+    check_split();
 
     check_replicas();
 
