@@ -2,20 +2,49 @@
 # make bench-dp: ms per optimizer step, share of the all-reduce hidden behind backward,
 # and bytes communicated per step, for 1, 2 and 4 ranks (tests/mpi_bench_dp.c). Each rank
 # runs the same micro-batch (2 x 128 tokens, 1 OpenBLAS thread) of the `make bench`
-# ALBERT; 4 ranks oversubscribe this 2-core machine. Figures are medians after warm-up.
+# ALBERT; 4 ranks oversubscribe this 2-core machine. Each configuration runs REPS times
+# (default 3), interleaved, each run reporting medians over STEPS steps after warm-up;
+# the figures are the medians of the runs. A 2-rank run without split gradients
+# (--no-split: the buckets start only when the shared layer's last application and the
+# embeddings are done) is the reference for what the split schedule hides.
 # usage: tests/bench-dp.sh BUILD_DIR
 set -euo pipefail
 BUILD=${1:?usage: bench-dp.sh BUILD_DIR}
 export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader,tcp OMPI_MCA_mtl=^ofi OMPI_MCA_mpi_yield_when_idle=1
-field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
-ranks=(); ms=(); ov=(); by=()
+REPS=${REPS:-3}
 cores=$(nproc)
-for n in 1 2 4; do
-    out=$(mpirun --allow-run-as-root --oversubscribe -np $n "$BUILD/tests/mpi_bench_dp" --steps "${STEPS:-10}")
-    note=""; [ $n -gt "$cores" ] && note=" (oversubscribed: $n ranks on $cores cores)"
-    echo "$out$note"
-    ranks+=($n); ms+=("$(field step_ms <<<"$out")"); ov+=("$(field overlap <<<"$out")"); by+=("$(field bytes_per_step <<<"$out")")
+field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
+median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+configs=("1" "2" "4" "2 --no-split")
+declare -A out
+for ((rep = 1; rep <= REPS; rep++)); do
+    for c in "${configs[@]}"; do
+        set -- $c
+        line=$(mpirun --allow-run-as-root --oversubscribe -np "$1" "$BUILD/tests/mpi_bench_dp" \
+               --steps "${STEPS:-10}" "${@:2}")
+        echo "  run $rep: $line"
+        out[$c]+="$line"$'\n'
+    done
 done
+summary() {  # config -> "step_ms allreduce_ms exposed_ms overlap bytes"
+    local c=$1 f v=()
+    for f in step_ms allreduce_ms exposed_ms overlap bytes_per_step; do
+        v+=("$(printf '%s' "${out[$c]}" | field $f | median)")
+    done
+    echo "${v[*]}"
+}
+ranks=(); ms=(); ov=(); by=()
+for c in "${configs[@]}"; do
+    read -r s a e o b <<<"$(summary "$c")"
+    set -- $c
+    note=""
+    [ "$1" -gt "$cores" ] && note=" (oversubscribed: $1 ranks on $cores cores)"
+    [ $# -gt 1 ] && note=" (reference: without split gradients)"
+    echo "ranks=$1 step_ms=$s allreduce_ms=$a exposed_ms=$e overlap=$o bytes_per_step=$b$note"
+    if [ $# -eq 1 ]; then ranks+=("$1"); ms+=("$s"); ov+=("$o"); by+=("$b"); else ref=($s $a $e $o $b); fi
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+echo "step time at 2 ranks / 1 rank: $(ratio "${ms[1]}" "${ms[0]}"); without split: $(ratio "${ref[0]}" "${ms[0]}")"
+echo "exposed all-reduce at 2 ranks: ${ref[2]} ms without split -> $(summary 2 | cut -d' ' -f3) ms with (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, $REPS runs x ${STEPS:-10} steps)"
 join() { local IFS=,; echo "$*"; }
-echo "step time at 2 ranks / 1 rank: $(awk -v a="${ms[1]}" -v b="${ms[0]}" 'BEGIN {printf "%.2f", a / b}') (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})"
 echo "dp-bench: ranks=$(join "${ranks[@]}") step_ms=$(join "${ms[@]}") overlap=$(join "${ov[@]}") bytes_per_step=$(join "${by[@]}")"

@@ -12,7 +12,8 @@
 // barrier); exposed_ms: the median time a training step spent in dp_finish after its
 // backward (waiting for buckets and rows, adding the split in), on the rank whose backward
 // finished last (the others also wait for its compute); overlap = 1 - exposed /
-// allreduce, the share of the all-reduce hidden behind the backward pass.
+// allreduce, the share of the all-reduce hidden behind the backward pass. compute_ms: the
+// median forward + backward time of that last rank (progress calls included).
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,7 @@ int main(int argc, char **argv) {
     double *exposed = cx_calloc((size_t)steps, sizeof(double));
     double *alone = cx_calloc((size_t)steps, sizeof(double));
     double *every = cx_calloc(2 * (size_t)size, sizeof(double));
+    double *computes = cx_calloc((size_t)steps, sizeof(double));
     double bytes = 0;
     char err[CX_ERRLEN];
     for (int s = 0; s < warmup + steps; s++) {
@@ -115,6 +117,7 @@ int main(int argc, char **argv) {
         double w = every[2 * last + 1];
         if (s >= warmup) {
             times[s - warmup] = dt;
+            computes[s - warmup] = every[2 * last];
             exposed[s - warmup] = w;
             bytes = dp_counters(dp)->bytes_sent + dp_counters(dp)->bytes_recv;
         }
@@ -141,14 +144,15 @@ int main(int argc, char **argv) {
     qsort(times, (size_t)steps, sizeof(double), cmp_double);
     qsort(exposed, (size_t)steps, sizeof(double), cmp_double);
     qsort(alone, (size_t)steps, sizeof(double), cmp_double);
+    qsort(computes, (size_t)steps, sizeof(double), cmp_double);
     if (rank == 0) {
         double ar = alone[steps / 2], ex = exposed[steps / 2];
         double overlap = size > 1 && ar > 0 ? 1.0 - ex / ar : 0.0;
         if (overlap < 0) overlap = 0;
         printf("ranks=%d step_ms=%.2f allreduce_ms=%.2f exposed_ms=%.2f overlap=%.2f "
-               "bytes_per_step=%.0f params=%zu micro_batch=%dx%d split=%s\n",
-               size, times[steps / 2] * 1e3, ar * 1e3, ex * 1e3, overlap, bytes, n, B, T,
-               gs ? "yes" : "no");
+               "bytes_per_step=%.0f compute_ms=%.2f params=%zu micro_batch=%dx%d split=%s\n",
+               size, times[steps / 2] * 1e3, ar * 1e3, ex * 1e3, overlap, bytes,
+               computes[steps / 2] * 1e3, n, B, T, gs ? "yes" : "no");
     }
     dp_free(dp);
     optim_free(&o);
@@ -160,6 +164,7 @@ int main(int argc, char **argv) {
     free(exposed);
     free(alone);
     free(every);
+    free(computes);
     MPI_Finalize();
     return 0;
 }
