@@ -3,7 +3,7 @@
 # and bytes communicated per step, for 1, 2 and 4 ranks (tests/mpi_bench_dp.c). Each rank
 # runs the same micro-batch (2 x 128 tokens, 1 OpenBLAS thread) of the `make bench`
 # ALBERT; 4 ranks oversubscribe this 2-core machine. Each configuration runs REPS times
-# (default 3), interleaved, each run reporting medians over STEPS steps after warm-up;
+# (default 5), interleaved, each run reporting medians over STEPS (default 20) steps after warm-up;
 # the figures are the medians of the runs. A 2-rank run without split gradients
 # (--no-split: the buckets start only when the shared layer's last application and the
 # embeddings are done) is the reference for what the split schedule hides.
@@ -11,7 +11,7 @@
 set -euo pipefail
 BUILD=${1:?usage: bench-dp.sh BUILD_DIR}
 export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader,tcp OMPI_MCA_mtl=^ofi OMPI_MCA_mpi_yield_when_idle=1
-REPS=${REPS:-3}
+REPS=${REPS:-5}
 cores=$(nproc)
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
@@ -21,7 +21,7 @@ for ((rep = 1; rep <= REPS; rep++)); do
     for c in "${configs[@]}"; do
         set -- $c
         line=$(mpirun --allow-run-as-root --oversubscribe -np "$1" "$BUILD/tests/mpi_bench_dp" \
-               --steps "${STEPS:-10}" "${@:2}")
+               --steps "${STEPS:-20}" "${@:2}")
         echo "  run $rep: $line"
         out[$c]+="$line"$'\n'
     done
@@ -45,6 +45,6 @@ for c in "${configs[@]}"; do
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 echo "step time at 2 ranks / 1 rank: $(ratio "${ms[1]}" "${ms[0]}"); without split: $(ratio "${ref[0]}" "${ms[0]}")"
-echo "exposed all-reduce at 2 ranks: ${ref[2]} ms without split -> $(summary 2 | cut -d' ' -f3) ms with (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, $REPS runs x ${STEPS:-10} steps)"
+echo "exposed all-reduce at 2 ranks: ${ref[2]} ms without split -> $(summary 2 | cut -d' ' -f3) ms with (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, $REPS runs x ${STEPS:-20} steps)"
 join() { local IFS=,; echo "$*"; }
 echo "dp-bench: ranks=$(join "${ranks[@]}") step_ms=$(join "${ms[@]}") overlap=$(join "${ov[@]}") bytes_per_step=$(join "${by[@]}")"
