@@ -395,9 +395,9 @@ int main(int argc, char **argv) {
                 goto broken;
         }
         rep.tr->avg = br_client_averager(cl);
-        // ALBERT drives the link during its backward; the encoder-decoder has no hooks (the
-        // link is driven between steps)
-        if (!rep.headline) albert_set_backward_hooks(rep.model, NULL, br_client_pump, cl);
+        // the model drives the link during its backward
+        if (rep.headline) encdec_set_backward_hooks(rep.hl.model, NULL, br_client_pump, cl);
+        else albert_set_backward_hooks(rep.model, NULL, br_client_pump, cl);
         failures = 0;
         double t_last = cx_now();
         uint64_t shares_before = br_client_stats(cl)->shares;

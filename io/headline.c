@@ -889,7 +889,6 @@ void headline_task_example(HeadlineTask *ht, uint64_t s, int32_t *src, int *ns, 
 
 static double headline_micro_step(void *ctx, uint64_t s0, int B, int backward, int final,
                                   long *n_tokens, double *aux_sum) {
-    (void)final;
     HeadlineTask *ht = ctx;
     const int Ts = ht->Ts, Tt = ht->Tt;
     int *ls = ht->lens, *lt = ht->lens + ht->B, ms = 1, mt = 1;
@@ -912,7 +911,7 @@ static double headline_micro_step(void *ctx, uint64_t s0, int B, int backward, i
     }
     if (backward) ht->src_tokens_seen += (uint64_t)real;
     EncDecBatch batch = {.B = B, .Ts = ms, .Tt = mt, .src = ht->bsrc, .tgt = ht->btgt,
-                         .sample_index0 = s0};
+                         .sample_index0 = s0, .final_micro = final};
     if (aux_sum) *aux_sum = 0.0;
     return encdec_step(ht->model, &batch, backward, backward, ht->dropout_seed, n_tokens);
 }

@@ -69,6 +69,10 @@ typedef struct {
 struct EncDec {
     EncDecConfig cfg;
     int max_B, max_Ts, max_Tt;
+    // backward hooks (encdec_set_backward_hooks)
+    void (*hook_ready)(void *ctx, size_t offset, size_t count);
+    void (*hook_progress)(void *ctx);
+    void *hook_ctx;
     Albert *enc;
     TensorSpec *specs;
     int n_specs;
@@ -369,8 +373,29 @@ static AlbertBatch enc_batch(const EncDec *m, const EncDecBatch *b) {
                       .T = b->Ts,
                       .input_ids = b->src,
                       .attention_mask = m->smask,
-                      .sample_index0 = b->sample_index0};
+                      .sample_index0 = b->sample_index0,
+                      .final_micro = b->final_micro};
     return ab;
+}
+
+void encdec_set_backward_hooks(EncDec *m, void (*ready)(void *ctx, size_t offset, size_t count),
+                               void (*progress)(void *ctx), void *ctx) {
+    m->hook_ready = ready;
+    m->hook_progress = progress;
+    m->hook_ctx = ctx;
+    albert_set_backward_hooks(m->enc, ready, progress, ctx);
+}
+
+// Reports specs [first, last] final: their arena range up to the next spec's offset.
+static void hook_ready(EncDec *m, const EncDecBatch *b, int first, int last) {
+    if (!b->final_micro || !m->hook_ready) return;
+    size_t lo = m->specs[first].offset;
+    size_t hi = last + 1 < m->n_specs ? m->specs[last + 1].offset : m->n_params;
+    m->hook_ready(m->hook_ctx, lo, hi - lo);
+}
+
+static void hook_progress(EncDec *m, const EncDecBatch *b) {
+    if (b->final_micro && m->hook_progress) m->hook_progress(m->hook_ctx);
 }
 
 // Source mask, decoder inputs (BOS + target shifted right) and labels (PAD -> -1).
@@ -528,9 +553,11 @@ static void decoder_backward(EncDec *m, const EncDecBatch *b, float p, uint64_t 
         zero(m->dg, (size_t)N * I);
         nn_linear_backward(m->dg, GW[DL_FC2_W], GW[DL_FC2_B], m->dproj, la->g, W[DL_FC2_W], N, I,
                            H);
+        hook_progress(m, b);
         zero(m->df1, (size_t)N * I);
         nn_gelu_backward(m->df1, m->dg, la->f1, (size_t)N * I);
         nn_linear_backward(m->dx, GW[DL_FC1_W], GW[DL_FC1_B], m->df1, la->a2, W[DL_FC1_W], N, H, I);
+        hook_progress(m, b);
         // a2 = LN2(a1 + dropout(out_proj(cross_attention(cq(a1), ck(enc), cv(enc)))))
         zero(m->dres, NHs);
         nn_layernorm_backward(m->dres, GW[DL_CLN_W], GW[DL_CLN_B], m->dx, la->res2, la->mean2,
@@ -547,6 +574,7 @@ static void decoder_backward(EncDec *m, const EncDecBatch *b, float p, uint64_t 
         nn_attention_ex_backward(m->dq, m->dck, m->dcv, m->dctx, la->cq, la->ck, la->cv, la->catt,
                                  B, Tt, Ts, H, NH, p, site(dseed, l, SUB_CA_ATT),
                                  s0 * (uint64_t)NH * Tt * Ts, m->att_scratch);
+        hook_progress(m, b);
         nn_linear_backward(m->dh, GW[DL_CQ_W], GW[DL_CQ_B], m->dq, la->a1, W[DL_CQ_W], N, H, H);
         nn_linear_backward(m->denc, GW[DL_CK_W], GW[DL_CK_B], m->dck, m->enc_out, W[DL_CK_W], S, H,
                            H);
@@ -568,9 +596,12 @@ static void decoder_backward(EncDec *m, const EncDecBatch *b, float p, uint64_t 
         nn_attention_ex_backward(m->dq, m->dk, m->dv, m->dctx, la->q, la->k, la->v, la->att, B, Tt,
                                  Tt, H, NH, p, site(dseed, l, SUB_SA_ATT),
                                  s0 * (uint64_t)NH * Tt * Tt, m->att_scratch);
+        hook_progress(m, b);
         nn_linear_backward(m->dh, GW[DL_SQ_W], GW[DL_SQ_B], m->dq, x, W[DL_SQ_W], N, H, H);
         nn_linear_backward(m->dh, GW[DL_SK_W], GW[DL_SK_B], m->dk, x, W[DL_SK_W], N, H, H);
         nn_linear_backward(m->dh, GW[DL_SV_W], GW[DL_SV_B], m->dv, x, W[DL_SV_W], N, H, H);
+        hook_ready(m, b, lidx(l, 0), lidx(l, DL_COUNT - 1));  // this layer's tensors
+        hook_progress(m, b);
     }
     // h0 = project_in(dropout(LN(word[dec_in] + pos)))
     zero(m->demb, (size_t)N * E);
@@ -590,6 +621,7 @@ static void decoder_backward(EncDec *m, const EncDecBatch *b, float p, uint64_t 
             float *gp = gpos + (size_t)t * E;
             for (int e = 0; e < E; e++) gp[e] += row[e];
         }
+    hook_ready(m, b, gidx(0), gidx(DG_COUNT - 1));  // the decoder's embeddings
 }
 
 double encdec_step(EncDec *m, const EncDecBatch *b, int train, int backward, uint64_t seed,
@@ -614,6 +646,8 @@ double encdec_step(EncDec *m, const EncDecBatch *b, int train, int backward, uin
     if (backward) {
         const float p = train ? c->dec_dropout : 0.0f;
         head_backward(m, M, N);
+        hook_ready(m, b, hidx(m, 0), m->n_specs - 1);  // the head (not the tied word embeddings)
+        hook_progress(m, b);
         decoder_backward(m, b, p, cx_rng_derive(seed, DEC_SEED_TAG));
         AlbertBatch ab = enc_batch(m, b);
         albert_encode_backward(m->enc, &ab, train, seed, m->denc);
@@ -808,7 +842,6 @@ int encdec_generate(EncDecGen *g, const BeamConfig *c, const int32_t *src, const
 
 static double encdec_micro_step(void *ctx, uint64_t s0, int B, int backward, int final,
                                 long *n_tokens, double *aux_sum) {
-    (void) final;  // no backward hooks: gradients are handed over after the last micro-batch
     EncDecTask *et = ctx;
     for (int b = 0; b < B; b++) {
         size_t row = (size_t)((s0 + (uint64_t)b) % et->n_pairs);
@@ -818,7 +851,8 @@ static double encdec_micro_step(void *ctx, uint64_t s0, int B, int backward, int
                (size_t)et->Tt * sizeof(int32_t));
     }
     EncDecBatch batch = {
-        .B = B, .Ts = et->Ts, .Tt = et->Tt, .src = et->bsrc, .tgt = et->btgt, .sample_index0 = s0};
+        .B = B, .Ts = et->Ts, .Tt = et->Tt, .src = et->bsrc, .tgt = et->btgt, .sample_index0 = s0,
+        .final_micro = final};
     if (aux_sum) *aux_sum = 0.0;
     return encdec_step(et->model, &batch, backward, backward, et->dropout_seed, n_tokens);
 }

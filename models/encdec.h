@@ -75,6 +75,7 @@ typedef struct {
     const int32_t *src_mask;  // (B,Ts) 1 = real token, 0 = padding, or NULL
     const int32_t *tgt;       // (B,Tt)
     uint64_t sample_index0;
+    int final_micro;          // last micro-batch of an optimizer step: backward hooks fire
 } EncDecBatch;
 
 typedef struct EncDec EncDec;
@@ -105,6 +106,17 @@ Albert *encdec_encoder(EncDec *m);
 // the summed loss; *n_tokens receives the number of non-PAD target tokens.
 double encdec_step(EncDec *m, const EncDecBatch *b, int train, int backward, uint64_t seed,
                    long *n_tokens);
+
+// Backward hooks for overlapping gradient communication with the backward pass (as
+// albert_set_backward_hooks). During the backward of a batch with final_micro set,
+// ready(ctx, offset, count) reports arena ranges final for the step, in descending address
+// order (the default bucket order of mpi/dp.h): the head after its backward, each decoder
+// layer after its backward, the decoder's embeddings, then the encoder's ranges (shared
+// layer, then its embeddings with the tied word embeddings, which the decoder's input and
+// output also use, last). progress(ctx) is called between the backward's operations. NULL
+// functions disable them. Also sets the encoder's hooks.
+void encdec_set_backward_hooks(EncDec *m, void (*ready)(void *ctx, size_t offset, size_t count),
+                               void (*progress)(void *ctx), void *ctx);
 
 // Teacher-forced logits (B,Tt,V) at every target position (no dropout).
 void encdec_logits(EncDec *m, const EncDecBatch *b, float *logits);

@@ -1223,6 +1223,8 @@ static int train_main(int argc, char **argv, TrainState *S) {
                                encdec_specs(S->model), encdec_n_specs(S->model), NULL);
         S->dp = hybrid_dp(hc);
         tr->avg = dp_averager(S->dp);
+        // start each bucket's all-reduce as soon as the backward has finished its gradients
+        encdec_set_backward_hooks(S->model, dp_hook_ready, dp_hook_progress, S->dp);
         if (bridged) {
             tr->avg.plan = hybrid_trainer_plan;
             tr->avg.plan_ctx = &tplan;

@@ -765,6 +765,77 @@ static void test_train_task(void) {
     encdec_free(m);
 }
 
+
+// ---------------------------------------------------------------------------------------
+// backward hooks: what they report is final, covers the arena once, in descending address
+// order (dp's bucket order), only for the final micro-batch, and changes no arithmetic
+
+enum { EH_MAX = 64 };
+typedef struct {
+    const float *grads;
+    size_t n;
+    int n_calls, n_progress, bad;
+    size_t lo[EH_MAX], hi[EH_MAX];
+    float *snap[EH_MAX];
+} EdHookLog;
+
+static void ed_hook_ready(void *ctx, size_t offset, size_t count) {
+    EdHookLog *h = ctx;
+    if (h->n_calls == EH_MAX || count == 0 || offset + count > h->n) {
+        h->bad++;
+        return;
+    }
+    int k = h->n_calls++;
+    h->lo[k] = offset;
+    h->hi[k] = offset + count;
+    h->snap[k] = malloc(count * sizeof(float));
+    memcpy(h->snap[k], h->grads + offset, count * sizeof(float));
+}
+
+static void ed_hook_progress(void *ctx) { ((EdHookLog *)ctx)->n_progress++; }
+
+static void test_backward_hooks(void) {
+    EncDecConfig c = small_config(40, 0.2f, 0.1f);
+    enum { B = 2, TS = 10, TT = 6 };
+    EncDec *ref = encdec_create(&c, B, TS, TT, 3), *m = encdec_create(&c, B, TS, TT, 3);
+    const size_t n = encdec_n_params(m);
+    int32_t src[2 * B * TS], tgt[2 * B * TT];
+    fill_pairs(src, tgt, 2 * B, TS, TT, 40, 19);
+    EdHookLog h = {.grads = encdec_grads(m), .n = n};
+    encdec_set_backward_hooks(m, ed_hook_ready, ed_hook_progress, &h);
+    memset(encdec_grads(ref), 0, n * sizeof(float));
+    memset(encdec_grads(m), 0, n * sizeof(float));
+    for (int k = 0; k < 2; k++) {  // a step of two micro-batches, the second final
+        EncDecBatch b = {.B = B, .Ts = TS, .Tt = TT, .src = src + k * B * TS,
+                         .tgt = tgt + k * B * TT, .sample_index0 = (uint64_t)(k * B),
+                         .final_micro = k == 1};
+        long t1, t2;
+        double l1 = encdec_step(ref, &b, 1, 1, 77, &t1), l2 = encdec_step(m, &b, 1, 1, 77, &t2);
+        CU_ASSERT(l1 == l2 && t1 == t2 && t1 > 0);
+        if (k == 0) CU_ASSERT_EQUAL(h.n_calls + h.n_progress + h.bad, 0);
+    }
+    // the hooks change no arithmetic
+    CU_ASSERT(memcmp(encdec_grads(ref), encdec_grads(m), n * sizeof(float)) == 0);
+    CU_ASSERT_EQUAL(h.bad, 0);
+    CU_ASSERT(h.n_progress > 0);
+    // head, each decoder layer, the decoder's embeddings, the encoder's shared layer, the
+    // encoder's embeddings: descending addresses, tiling [0, n)
+    CU_ASSERT_EQUAL(h.n_calls, 1 + c.dec_layers + 1 + 2);
+    CU_ASSERT(h.n_calls > 0 && h.hi[0] == n);
+    for (int k = 1; k < h.n_calls; k++) CU_ASSERT(h.hi[k] == h.lo[k - 1]);
+    CU_ASSERT(h.n_calls > 0 && h.lo[h.n_calls - 1] == 0);
+    // nothing is written into a range after it was reported final
+    for (int k = 0; k < h.n_calls; k++) {
+        if (memcmp(h.snap[k], encdec_grads(m) + h.lo[k], (h.hi[k] - h.lo[k]) * sizeof(float))) {
+            printf("  range [%zu, %zu) changed after it was reported final\n", h.lo[k], h.hi[k]);
+            CU_FAIL("range changed after it was reported");
+        }
+        free(h.snap[k]);
+    }
+    encdec_free(ref);
+    encdec_free(m);
+}
+
 int main(void) {
     if (CU_initialize_registry() != CUE_SUCCESS) return 1;
     CU_pSuite s = CU_add_suite("encdec", NULL, NULL);
@@ -772,6 +843,7 @@ int main(void) {
     CU_add_test(s, "finite differences on the float path", test_finite_differences);
     CU_add_test(s, "attention_ex and label-smoothed xent ops", test_ops);
     CU_add_test(s, "micro-batch split invariance with dropout", test_split_invariance);
+    CU_add_test(s, "backward hooks report final ranges in bucket order", test_backward_hooks);
     CU_add_test(s, "cached decoding equals teacher forcing", test_incremental_logits);
     CU_add_test(s, "beam search equals exhaustive search; greedy == beam 1", test_beam_exhaustive);
     CU_add_test(s, "training task learns a copy task", test_train_task);
