@@ -437,8 +437,9 @@ static void rows_start_ids(DpComm *d) {
     r->phase = 1;
 }
 
-// Phase 1 -> 2 (the rows are final): waits for the ids, packs this rank's rows into the
-// sorted union of every rank's ids and starts their all-reduce.
+// Phase 1 -> 2 (the rows are final): waits for the ids (already complete unless called
+// from dp_finish), packs this rank's rows into the sorted union of every rank's ids and
+// starts their all-reduce.
 static void rows_start_sum(DpComm *d) {
     DpRows *r = &d->rows;
     const GradSplit *s = &d->split;
@@ -486,6 +487,8 @@ static int rows_progress(DpComm *d) {
         return 0;
     }
     if (flag && r->phase == 2) r->phase = 3;
+    // the ids are in and the rows final: their sum can start (the wait inside returns at once)
+    else if (flag && r->phase == 1 && d->n_ready == d->n) rows_start_sum(d);
     return r->phase == 3;
 }
 
@@ -518,8 +521,10 @@ void dp_mark_ready(DpComm *d, size_t offset, size_t count) {
         d->n_ready += newly;
     }
     start_ready(d);
-    // everything is final, the rows included: their sum can start
-    if (d->n_ready == d->n && d->rows.phase == 1) rows_start_sum(d);
+    // everything is final, the rows included: their sum starts once every rank's ids are in
+    // (never blocks here: the bridge marks everything at once and must keep serving its
+    // sockets while the trainers compute; dp_finish waits if need be)
+    if (d->n_ready == d->n && d->rows.phase == 1) rows_progress(d);
 }
 
 void dp_mark_all_ready(DpComm *d) { dp_mark_ready(d, 0, d->n); }
@@ -562,6 +567,7 @@ int dp_finish(DpComm *d, double *stats, int n_stats, char *err) {
     if (!d->active) dp_begin_step(d);
     double t0 = MPI_Wtime();
     dp_mark_all_ready(d);
+    if (d->rows.comm != MPI_COMM_NULL && d->rows.phase == 1 && !d->failed) rows_start_sum(d);
     if (d->next > 0 && !d->complete) {
         int rc = MPI_Waitall(d->next, d->req, d->st);
         if (rc != MPI_SUCCESS)

@@ -647,6 +647,61 @@ static void check_split(void) {
     }
 }
 
+// dp_mark_ready must never wait for other ranks: the bridge marks everything at once while
+// the trainers are still computing and must keep serving its sockets, and a trainer's
+// backward must not stall on a slower rank. Rank 0 marks everything and only then lets the
+// other ranks begin marking; if a mark waited (for the row ids, say), this would deadlock,
+// which test_mpi_dp.sh's timeout reports. The sums (with rows) must still be exact.
+static void check_split_never_waits(void) {
+    enum { N = 1000, E = 4, TABLE_ROWS = 100 };
+    if (g_P < 2) {
+        verdict("split: dp_mark_ready never waits for other ranks (needs 2 ranks: trivial)", 0);
+        return;
+    }
+    float *g = cx_calloc(N, sizeof *g);
+    float rows[2 * E];
+    int32_t ids[2];
+    int n_rows = 0;
+    static const GradRange order[] = {{500, N}, {0, 500}};
+    GradSplit split = {.order = order, .n_order = 2, .rows = rows, .row_ids = ids,
+                       .n_rows = &n_rows, .max_rows = 2, .row_len = E, .table_offset = 0,
+                       .table_rows = TABLE_ROWS};
+    DpComm *d = dp_create_split(g_comm, g, N, NULL, 0, 1024, 0, &split);
+    long bad = 0;
+    for (int step = 0; step < 2; step++) {
+        for (int i = 0; i < N; i++) g[i] = 1.0f;
+        dp_begin_step(d);
+        int token = 0;
+        if (g_rank == 0) {  // the bridge: no rows, everything at once, then the others go
+            dp_mark_all_ready(d);
+            for (int r = 1; r < g_P; r++) MPI_CHECK(g_comm, MPI_Send(&token, 1, MPI_INT, r, 77, g_comm));
+        } else {            // a trainer: rows for ids 3 and 7, its backward starts late
+            ids[0] = 3;
+            ids[1] = 7 + step;
+            n_rows = 2;
+            for (int i = 0; i < 2 * E; i++) rows[i] = 1.0f;
+            MPI_CHECK(g_comm, MPI_Recv(&token, 1, MPI_INT, 0, 77, g_comm, MPI_STATUS_IGNORE));
+            dp_mark_ready(d, order[0].lo, order[0].hi - order[0].lo);
+            dp_progress(d);
+            dp_mark_ready(d, order[1].lo, order[1].hi - order[1].lo);
+        }
+        char err[CX_ERRLEN];
+        if (dp_finish(d, NULL, 0, err) != 0) {
+            printf("rank %d: %s\n", g_rank, err);
+            bad++;
+        }
+        for (int i = 0; i < N; i++) {
+            int row = i / E;
+            float want = (float)g_P + ((row == 3 || row == 7 + step) ? (float)(g_P - 1) : 0.0f);
+            bad += g[i] != want;
+        }
+        bad += n_rows != 0;
+    }
+    dp_free(d);
+    free(g);
+    verdict("split: dp_mark_ready never waits for other ranks (rank 0 marks all first)", bad);
+}
+
 // ---- replica checks ----
 static void check_replicas(void) {
     enum { NP = 100001 };  // odd: the hash's tail path
@@ -904,6 +959,7 @@ int main(int argc, char **argv) {
     }
 
     check_split();
+    check_split_never_waits();
 
     check_replicas();
 
