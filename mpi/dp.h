@@ -26,9 +26,13 @@
 // embedding-table rows apart so that the table's dense part is final early. Buckets
 // follow the order: each range of it is cut from its end into buckets, and bucket indices
 // run through the ranges in order, so the start order is the order of the backward. The
-// rows' ids are all-gathered from the first dp_mark_ready of a step; when the whole arena
-// is ready (the rows are final then), each rank packs its rows into the sorted union of
-// every rank's ids and all-reduces them, on a second duplicate communicator. When
+// rows' ids are all-gathered from the first dp_mark_ready of a step; once the whole arena
+// is ready (the rows are final then) and every rank's ids are in, each rank packs its rows
+// into the sorted union of every rank's ids and all-reduces them, on a second duplicate
+// communicator. No dp_mark_ready or dp_progress ever waits for other ranks (the bridge
+// marks everything at once while the trainers compute; a trainer's backward must not
+// stall on a slower rank): the rows' sum starts in whichever call sees the ids in, at the
+// latest in dp_finish. When
 // everything completed, dp_finish adds each summed row into its table row, in the same
 // order on every rank (replicas stay identical), and sets the row count to 0.
 //
