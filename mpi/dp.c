@@ -328,12 +328,15 @@ DpComm *dp_create_split(MPI_Comm comm, float *grads, size_t n, const TensorSpec 
         r->max_rows = split->max_rows;
         MPI_CHECK(r->comm, MPI_Allreduce(MPI_IN_PLACE, &r->max_rows, 1, MPI_INT, MPI_MAX, r->comm));
         size_t all_rows = (size_t)d->size * (size_t)r->max_rows;
-        DP_BUG(d->comm, all_rows * (size_t)split->row_len <= (size_t)INT32_MAX,
-               "dp_create: %zu split rows of %d floats exceed an MPI count", all_rows,
+        // the union has at most one row per table row, however many ranks send ids
+        size_t union_rows = all_rows < (size_t)split->table_rows ? all_rows
+                                                                 : (size_t)split->table_rows;
+        DP_BUG(d->comm, union_rows * (size_t)split->row_len <= (size_t)INT32_MAX,
+               "dp_create: %zu split rows of %d floats exceed an MPI count", union_rows,
                split->row_len);
         r->ids_send = cx_calloc((size_t)r->max_rows, sizeof *r->ids_send);
         r->ids_all = cx_calloc(all_rows, sizeof *r->ids_all);
-        r->packed = cx_calloc(all_rows * (size_t)split->row_len, sizeof *r->packed);
+        r->packed = cx_calloc(union_rows * (size_t)split->row_len, sizeof *r->packed);
     }
     return d;
 }
