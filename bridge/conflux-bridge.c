@@ -311,13 +311,7 @@ int main(int argc, char **argv) {
         hybrid_abort(h, 1);
     }
     tr->avg = bridge_averager(b);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    cx_catch_stop_signals(on_signal, 1, 1);
     if (!o.quiet)
         fprintf(stderr, TOOL ": listening on %s for volunteers; %zu parameters, %d trainer rank(s), "
                         "global batch %ld, steps %ld..%ld\n",

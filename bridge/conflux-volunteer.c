@@ -302,12 +302,7 @@ int main(int argc, char **argv) {
             fclose(f);
         }
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    cx_catch_stop_signals(on_signal, 0, 1);
 
     char err[CX_ERRLEN];
     FILE *stats = NULL;

@@ -1,5 +1,6 @@
 #include "common.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,4 +86,14 @@ void cx_tool_fail(const char *tool, int status, const char *fmt, ...) {
     va_end(ap);
     if (status == 2) fprintf(stderr, "Try '%s --help'.\n", tool);
     exit(status);
+}
+
+void cx_catch_stop_signals(void (*handler)(int), int usr1, int nopipe) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    if (usr1) sigaction(SIGUSR1, &sa, NULL);
+    if (nopipe) signal(SIGPIPE, SIG_IGN);
 }

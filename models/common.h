@@ -22,6 +22,11 @@ int cx_err(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 void cx_tool_fail(const char *tool, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4), noreturn));
 
+// A tool's stop signals: handler for SIGTERM and SIGINT, and SIGUSR1 too when usr1 is set
+// (Slurm's warning before a time limit or preemption); SIGPIPE ignored when nopipe is set
+// (tools with sockets: a closed peer is an error return, not a signal).
+void cx_catch_stop_signals(void (*handler)(int), int usr1, int nopipe);
+
 // Fatal: prints "conflux: fatal: FILE:LINE: msg" and exits with status 1.
 void cx_fatal(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4), noreturn));

@@ -274,12 +274,7 @@ static int train_main(int argc, char **argv, HybridComm *hc) {
     if (world_size > 1) hybrid_barrier(hc);
     g_joined = 1;
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
+    cx_catch_stop_signals(on_signal, 1, 0);
 
     const long total = cfg.train.steps;
     const int T = cfg.data.seq_len;
