@@ -51,8 +51,9 @@ int br_tokens_load(const char *path, BrTokens *t, char *err) {
             br_tokens_free(t);
             return cx_err(err, "%s:%d: expected 'TOKEN(32 hex) NAME ISSUED [revoked]'", path, lineno);
         }
-        snprintf(e.token, sizeof e.token, "%s", tok);
-        snprintf(e.name, sizeof e.name, "%s", name);
+        // lengths checked above (valid_token, valid_name); the precision says so to the compiler
+        snprintf(e.token, sizeof e.token, "%.*s", BR_TOKEN_CHARS, tok);
+        snprintf(e.name, sizeof e.name, "%.*s", BR_TOKEN_NAME_MAX, name);
         e.revoked = n == 4;
         if (t->n == cap) {
             cap = cap ? 2 * cap : 16;

@@ -57,7 +57,7 @@ echo "wan-bench: + bridge + 1 volunteer, 1 OpenBLAS thread each (2 cores shared)
 
 run() {  # CC: one run, prints the figures, sets RESULT
     local cc=$1
-    local port=$((20000 + RANDOM % 20000)) r=$WORK/run-$1 steps=$2
+    local port=$(free_ports) r=$WORK/run-$1 steps=$2
     mpirun --allow-run-as-root --oversubscribe -np 2 "$BIN/conflux-train" "${MODEL[@]}" \
         --set train.steps="$steps" --set run.dir="$r" -q \
         : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 0.0.0.0:$port --tcp-cc "$cc" \

@@ -58,7 +58,7 @@ mpirun --allow-run-as-root --oversubscribe -np 2 "$BIN/conflux-train" "${MODEL[@
     || { echo "experiment: the HPC run failed"; exit 1; }
 
 collab() {  # NAME CHURN
-    local name=$1 churn=$2 port=$((20000 + RANDOM % 20000))
+    local name=$1 churn=$2 port=$(free_ports)
     mpirun --allow-run-as-root --oversubscribe -np 1 "$BIN/conflux-train" "${MODEL[@]}" --set run.dir="$OUT/$name" \
         : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 0.0.0.0:$port --deadline 20 \
         --wait-volunteers $([ "$churn" = 1 ] && echo 2 || echo 3) --wait-timeout 120 -q \

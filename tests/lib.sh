@@ -10,6 +10,23 @@ TINY_MODEL=(--set data.train="$DATA/shards/train.h5" --set data.valid="$DATA/sha
             --set model.dropout=0.1 --set optim.warmup_steps=5 --set train.threads=1)
 # the quiet, portable Open MPI settings of MACHINE-NOTES (ranks may outnumber cores)
 export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader,tcp OMPI_MCA_mtl=^ofi OMPI_MCA_mpi_yield_when_idle=1
+# free_ports: prints a base port P such that P..P+9 are not in use, chosen at random below
+# the kernel's ephemeral range (a random pick inside it can collide with the port of some
+# outgoing connection: "Address already in use").
+free_ports() {
+    local lo hi p i busy try
+    read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || lo=32768
+    [ "$lo" -gt 11000 ] 2>/dev/null || lo=32768
+    for ((try = 0; try < 50; try++)); do
+        p=$((10000 + RANDOM % (lo - 10010)))
+        busy=0
+        for ((i = 0; i < 10; i++)); do
+            ss -Htan "( sport = :$((p + i)) )" 2>/dev/null | grep -q . && busy=1
+        done
+        [ $busy = 0 ] && break
+    done
+    echo "$p"
+}
 # compare A.h5 B.h5 TOL: max |a - b| over /params of two checkpoints of the same step
 # (prints it; status 0 when within TOL)
 compare() {

@@ -18,7 +18,7 @@ cleanup() {
 }
 trap cleanup EXIT
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(free_ports)
 TOKENS=$WORK/tokens.txt
 TOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" alice) || { echo "FAIL: token issue"; exit 1; }
 [ "$(stat -c %a "$TOKENS")" = 600 ] && ok "token file is mode 0600" || bad "token file mode $(stat -c %a "$TOKENS")"

@@ -24,7 +24,7 @@ cleanup() {
 }
 trap cleanup EXIT
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(free_ports)
 TOKENS=$WORK/tokens.txt
 VTOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" alice) || { echo "FAIL: token issue"; exit 1; }
 

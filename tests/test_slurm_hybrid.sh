@@ -31,7 +31,7 @@ waitfor() {  # SECONDS COMMAND...
 }
 slurm/local-cluster.sh start "$CL" || { echo "FAIL: cannot start the local Slurm cluster"; exit 1; }
 eval "$(slurm/local-cluster.sh env "$CL")"
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(free_ports)
 TOKENS=$WORK/tokens.txt
 TOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" vol)
 ARGS=("${TINY_MODEL[@]}" --set train.global_batch=8 --set train.micro_batch=2

@@ -20,7 +20,7 @@ cleanup() {
     [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(free_ports)
 SPORT=$((PORT + 1))
 TOKENS=$WORK/tokens.txt
 TOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" host)

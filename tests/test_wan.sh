@@ -36,7 +36,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 export WAN_QUIET=1
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(free_ports)
 TOKENS=$WORK/tokens.txt
 TOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" wan)
 # links 231..235: steady, victim, flaky, latecomer, leaver
