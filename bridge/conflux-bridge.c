@@ -293,9 +293,11 @@ int main(int argc, char **argv) {
     float *params = tr->task.params;
     const size_t n_params = tr->task.n_params;
     o.probe_samples = micro_batch;
-    // the trainers' split layout (conflux-train); the replica's stage and rows stay empty
+    // the trainers' split layout (conflux-train, conflux-headline); the replica's rows stay
+    // empty
     hybrid_create_averager(h, tr->task.grads, n_params, tr->task.specs, tr->task.n_specs,
-                           model ? albert_enable_grad_split(model) : NULL);
+                           model ? albert_enable_grad_split(model)
+                                 : encdec_enable_grad_split(hrep.model));
     int64_t meta[3] = {0};
     hybrid_bcast_state(h, params, tr->optim.m, tr->optim.v, n_params, meta, 3);
     tr->optim.step = meta[0];

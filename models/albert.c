@@ -58,11 +58,13 @@ struct Albert {
     // split gradients (albert_enable_grad_split): the final micro-batch's input-embedding
     // rows go to rows/row_ids, and layer 0 reports the shared layer tensor by tensor
     int split;
-    float *rows;                       // (max_B*max_T, E)
+    float *rows;                       // (max_B*max_T, E); albert_encoder_split: the owner's
+    int rows_owned;
     int32_t *row_ids;                  // (max_B*max_T)
     int n_rows;
     GradRange order[AP_COUNT];         // at most one range per tensor
     int ord_pos_unused;                // index in order of the unused position rows, or -1
+    int ord_shared;                    // index of the shared layer's first range
     int ord_tail;                      // index of the first of the two ranges final last
     GradSplit gs;
 };
@@ -289,7 +291,7 @@ void albert_free(Albert *m) {
     }
     free(m->act_arena);
     free(m->layers);
-    free(m->rows);
+    if (m->rows_owned) free(m->rows);
     free(m->row_ids);
     free(m);
 }
@@ -316,19 +318,18 @@ static void hook_ready(Albert *m, const AlbertBatch *b, int first, int last) {
     hook_range(m, b, spec_range(m, first, last));
 }
 
-const GradSplit *albert_enable_grad_split(Albert *m) {
-    CHECK(!m->encoder_only, "albert_enable_grad_split on an encoder-only model");
-    if (m->split) return &m->gs;
+// Turns the split on and fills m->order with the ranges in the order the backward
+// finalises them (albert_step; an encoder-only model has no heads and leaves the word
+// embeddings to its owner). Returns how many.
+static int split_setup(Albert *m) {
     const AlbertConfig *c = &m->cfg;
     m->split = 1;
-    size_t n_rows = (size_t)m->max_B * m->max_T;
-    m->rows = cx_calloc(n_rows * (size_t)c->embedding_size, sizeof(float));
-    m->row_ids = cx_calloc(n_rows, sizeof(int32_t));
-    // the order encoder_backward finalises them in (see albert_step)
     GradRange *o = m->order;
     int k = 0;
-    o[k++] = spec_range(m, AP_PRED_BIAS, m->n_specs - 1);         // MLM (and SOP) heads
-    o[k++] = spec_range(m, AP_WORD, AP_WORD);                     // word embeddings (dense part)
+    if (!m->encoder_only) {
+        o[k++] = spec_range(m, AP_PRED_BIAS, m->n_specs - 1);     // MLM (and SOP) heads
+        o[k++] = spec_range(m, AP_WORD, AP_WORD);                 // word embeddings (dense part)
+    }
     // position rows from max_T on never get a gradient from this model's micro-batches
     GradRange pos = spec_range(m, AP_POS, AP_POS);
     size_t pos_used = m->specs[AP_POS].offset + (size_t)m->max_T * c->embedding_size;
@@ -339,6 +340,7 @@ const GradSplit *albert_enable_grad_split(Albert *m) {
     }
     // the shared layer, tensor by tensor as the backward of its last application (layer 0)
     // finishes each
+    m->ord_shared = k;
     o[k++] = spec_range(m, AP_FFNO_W, AP_FULL_LN_B);
     o[k++] = spec_range(m, AP_FFN_W, AP_FFN_B);
     o[k++] = spec_range(m, AP_ATT_LN_W, AP_ATT_LN_B);
@@ -350,10 +352,32 @@ const GradSplit *albert_enable_grad_split(Albert *m) {
     m->ord_tail = k;
     o[k++] = (GradRange){pos.lo, pos_used < pos.hi ? pos_used : pos.hi};
     o[k++] = spec_range(m, AP_TYPE, AP_MAP_B);
-    m->gs = (GradSplit){.order = m->order, .n_order = k, .rows = m->rows, .row_ids = m->row_ids, .n_rows = &m->n_rows,
-                        .max_rows = (int)n_rows, .row_len = c->embedding_size,
-                        .table_offset = m->specs[AP_WORD].offset, .table_rows = c->vocab_size};
+    return k;
+}
+
+const GradSplit *albert_enable_grad_split(Albert *m) {
+    CHECK(!m->encoder_only, "albert_enable_grad_split on an encoder-only model");
+    if (m->split) return &m->gs;
+    const AlbertConfig *c = &m->cfg;
+    size_t n_rows = (size_t)m->max_B * m->max_T;
+    m->rows = cx_calloc(n_rows * (size_t)c->embedding_size, sizeof(float));
+    m->rows_owned = 1;
+    m->row_ids = cx_calloc(n_rows, sizeof(int32_t));
+    int k = split_setup(m);
+    m->gs = (GradSplit){.order = m->order, .n_order = k, .rows = m->rows, .row_ids = m->row_ids,
+                        .n_rows = &m->n_rows, .max_rows = (int)n_rows,
+                        .row_len = c->embedding_size, .table_offset = m->specs[AP_WORD].offset,
+                        .table_rows = c->vocab_size};
     return &m->gs;
+}
+
+const GradRange *albert_encoder_split(Albert *m, float *rows, int *n, GradRange *unused_pos) {
+    CHECK(m->encoder_only && !m->split, "albert_encoder_split: not a fresh encoder-only model");
+    m->rows = rows;
+    int k = split_setup(m);
+    *unused_pos = m->ord_pos_unused >= 0 ? m->order[m->ord_pos_unused] : (GradRange){0, 0};
+    *n = k - m->ord_shared;
+    return m->order + m->ord_shared;
 }
 
 static void hook_progress(Albert *m, const AlbertBatch *b) {
@@ -662,6 +686,12 @@ void albert_encode_backward(Albert *m, const AlbertBatch *b, int train, uint64_t
                             const float *dout) {
     check_batch(m, b);
     memcpy(m->dh, dout, (size_t)b->B * b->T * m->cfg.hidden_size * sizeof(float));
-    encoder_backward(m, b, train, seed, 0);
-    hook_ready(m, b, AP_WORD, AP_MAP_B);
+    const int split = m->split && b->final_micro;
+    encoder_backward(m, b, train, seed, split);
+    if (split) {  // the position rows in use, then types, LayerNorm, mapping
+        hook_range(m, b, m->order[m->ord_tail]);
+        hook_range(m, b, m->order[m->ord_tail + 1]);
+    } else {
+        hook_ready(m, b, AP_WORD, AP_MAP_B);
+    }
 }

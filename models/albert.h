@@ -114,6 +114,17 @@ void albert_set_backward_hooks(Albert *m, void (*ready)(void *ctx, size_t offset
 // Not for encoder-only models.
 const GradSplit *albert_enable_grad_split(Albert *m);
 
+// The split for an encoder-only model inside a larger model with split gradients
+// (models/encdec.c): in albert_encode_backward of a final micro-batch, the hooks report
+// the shared layer tensor by tensor as layer 0's backward finishes each, then the
+// embedding tail (the position rows in use; types, LayerNorm and mapping), and the
+// input-embedding rows (B*T rows of embedding_size floats, in token order) go to rows
+// instead of the word-embedding table (the owner sets their ids and adds them in). Returns
+// the ranges it reports, in order (*n of them; owned by m). *unused_pos receives the
+// position rows from max_T on, which never get a gradient and which it never reports (the
+// owner reports them early; lo == hi when there are none). Once, on a fresh model.
+const GradRange *albert_encoder_split(Albert *m, float *rows, int *n, GradRange *unused_pos);
+
 // Inference: fills probs (B*T rows, V columns; only rows with targets >= 0 are written,
 // in order of appearance) with the MLM softmax at the selected positions. Returns the
 // number of rows written. No dropout.

@@ -73,6 +73,14 @@ struct EncDec {
     void (*hook_ready)(void *ctx, size_t offset, size_t count);
     void (*hook_progress)(void *ctx);
     void *hook_ctx;
+    // split gradients (encdec_enable_grad_split): the final micro-batch's input-embedding
+    // rows, the encoder's (B*Ts) then the decoder's (B*Tt), go to rows instead of the table
+    int split;
+    float *rows;                       // (max_B*(max_Ts+max_Tt), E)
+    int32_t *row_ids;
+    int n_rows;
+    GradRange *order, enc_pos_unused;
+    GradSplit gs;
     Albert *enc;
     TensorSpec *specs;
     int n_specs;
@@ -341,6 +349,9 @@ void encdec_free(EncDec *m) {
     free(m->g);
     free(m->layers);
     free(m->act_arena);
+    free(m->rows);
+    free(m->row_ids);
+    free(m->order);
     free(m);
 }
 
@@ -386,12 +397,47 @@ void encdec_set_backward_hooks(EncDec *m, void (*ready)(void *ctx, size_t offset
     albert_set_backward_hooks(m->enc, ready, progress, ctx);
 }
 
-// Reports specs [first, last] final: their arena range up to the next spec's offset.
-static void hook_ready(EncDec *m, const EncDecBatch *b, int first, int last) {
-    if (!b->final_micro || !m->hook_ready) return;
-    size_t lo = m->specs[first].offset;
+// The arena range of specs [first, last]: up to the next spec's offset (padding included).
+static GradRange spec_range(const EncDec *m, int first, int last) {
     size_t hi = last + 1 < m->n_specs ? m->specs[last + 1].offset : m->n_params;
-    m->hook_ready(m->hook_ctx, lo, hi - lo);
+    return (GradRange){m->specs[first].offset, hi};
+}
+
+static void hook_range(EncDec *m, const EncDecBatch *b, GradRange r) {
+    if (b->final_micro && m->hook_ready && r.hi > r.lo)
+        m->hook_ready(m->hook_ctx, r.lo, r.hi - r.lo);
+}
+
+// Reports specs [first, last] final.
+static void hook_ready(EncDec *m, const EncDecBatch *b, int first, int last) {
+    hook_range(m, b, spec_range(m, first, last));
+}
+
+const GradSplit *encdec_enable_grad_split(EncDec *m) {
+    if (m->split) return &m->gs;
+    const EncDecConfig *c = &m->cfg;
+    const size_t E = (size_t)c->enc.embedding_size;
+    const size_t max_rows = (size_t)m->max_B * (size_t)(m->max_Ts + m->max_Tt);
+    m->rows = cx_calloc(max_rows * E, sizeof(float));
+    m->row_ids = cx_calloc(max_rows, sizeof(int32_t));
+    int ne = 0;
+    const GradRange *enc = albert_encoder_split(m->enc, m->rows, &ne, &m->enc_pos_unused);
+    m->order = cx_calloc((size_t)(4 + c->dec_layers + ne), sizeof *m->order);
+    // the order encdec_step finalises them in
+    int k = 0;
+    m->order[k++] = spec_range(m, hidx(m, 0), m->n_specs - 1);  // the head
+    m->order[k++] = spec_range(m, AP_WORD, AP_WORD);  // word embeddings: the output projection
+    if (m->enc_pos_unused.hi > m->enc_pos_unused.lo) m->order[k++] = m->enc_pos_unused;
+    for (int l = c->dec_layers - 1; l >= 0; l--)
+        m->order[k++] = spec_range(m, lidx(l, 0), lidx(l, DL_COUNT - 1));
+    m->order[k++] = spec_range(m, gidx(0), gidx(DG_COUNT - 1));  // the decoder's embeddings
+    for (int i = 0; i < ne; i++) m->order[k++] = enc[i];  // the encoder's shared layer, its tail
+    m->split = 1;
+    m->gs = (GradSplit){.order = m->order, .n_order = k, .rows = m->rows, .row_ids = m->row_ids,
+                        .n_rows = &m->n_rows, .max_rows = (int)max_rows, .row_len = (int)E,
+                        .table_offset = m->specs[AP_WORD].offset,
+                        .table_rows = c->enc.vocab_size};
+    return &m->gs;
 }
 
 static void hook_progress(EncDec *m, const EncDecBatch *b) {
@@ -529,7 +575,9 @@ static void head_backward(EncDec *m, int M, int N) {
 }
 
 // From d(last layer output) in dh to parameter gradients and d(encoder output) in denc.
-static void decoder_backward(EncDec *m, const EncDecBatch *b, float p, uint64_t dseed) {
+// split: the input-embedding rows go to m->rows after the encoder's B*Ts rows.
+static void decoder_backward(EncDec *m, const EncDecBatch *b, float p, uint64_t dseed,
+                             int split) {
     const EncDecConfig *c = &m->cfg;
     const int B = b->B, Tt = b->Tt, Ts = b->Ts, N = B * Tt, S = B * Ts;
     const int E = c->enc.embedding_size, H = c->enc.hidden_size, I = c->dec_intermediate;
@@ -613,7 +661,10 @@ static void decoder_backward(EncDec *m, const EncDecBatch *b, float p, uint64_t 
     zero(m->demb, (size_t)N * E);
     nn_layernorm_backward(m->demb, G[gidx(DG_LN_W)], G[gidx(DG_LN_B)], m->demb2, m->emb,
                           m->emb_mean, m->emb_rstd, P[gidx(DG_LN_W)], N, E);
-    nn_embedding_backward(G[AP_WORD], m->demb, m->dec_in, N, E);
+    if (split)
+        memcpy(m->rows + (size_t)S * E, m->demb, (size_t)N * E * sizeof(float));
+    else
+        nn_embedding_backward(G[AP_WORD], m->demb, m->dec_in, N, E);
     float *gpos = G[gidx(DG_POS)];
     for (int bi = 0; bi < B; bi++)
         for (int t = 0; t < Tt; t++) {
@@ -645,10 +696,21 @@ double encdec_step(EncDec *m, const EncDecBatch *b, int train, int backward, uin
                                                  c->enc.vocab_size, c->label_smoothing);
     if (backward) {
         const float p = train ? c->dec_dropout : 0.0f;
+        const int split = m->split && b->final_micro;
+        if (split) {  // the encoder's input rows, then the decoder's (before the first report)
+            const size_t S = (size_t)b->B * b->Ts;
+            memcpy(m->row_ids, b->src, S * sizeof(int32_t));
+            memcpy(m->row_ids + S, m->dec_in, (size_t)N * sizeof(int32_t));
+            m->n_rows = (int)S + N;
+        }
         head_backward(m, M, N);
         hook_ready(m, b, hidx(m, 0), m->n_specs - 1);  // the head (not the tied word embeddings)
+        if (split) {  // the word embeddings' input parts go to rows; unused encoder positions
+            hook_ready(m, b, AP_WORD, AP_WORD);
+            hook_range(m, b, m->enc_pos_unused);
+        }
         hook_progress(m, b);
-        decoder_backward(m, b, p, cx_rng_derive(seed, DEC_SEED_TAG));
+        decoder_backward(m, b, p, cx_rng_derive(seed, DEC_SEED_TAG), split);
         AlbertBatch ab = enc_batch(m, b);
         albert_encode_backward(m->enc, &ab, train, seed, m->denc);
     }

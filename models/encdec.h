@@ -118,6 +118,17 @@ double encdec_step(EncDec *m, const EncDecBatch *b, int train, int backward, uin
 void encdec_set_backward_hooks(EncDec *m, void (*ready)(void *ctx, size_t offset, size_t count),
                                void (*progress)(void *ctx), void *ctx);
 
+// Split gradients (models/train.h) for an overlapping backend, as albert_enable_grad_split:
+// in the final micro-batch the input-embedding rows of the encoder (B*Ts, then) and of the
+// decoder (B*Tt) go to a row buffer instead of the tied word embeddings, and the encoder's
+// shared layer is reported tensor by tensor as its last application's backward finishes
+// each. The hooks then report, in order: the head, the word embeddings (their output
+// projection), the encoder's unused position rows, each decoder layer, the decoder's
+// embeddings, the encoder's shared layer tensor by tensor, the encoder's embedding tail.
+// Only with the backend's sum (which adds the rows in) are the gradients complete.
+// Allocates on the first call; later calls return the same description (owned by m).
+const GradSplit *encdec_enable_grad_split(EncDec *m);
+
 // Teacher-forced logits (B,Tt,V) at every target position (no dropout).
 void encdec_logits(EncDec *m, const EncDecBatch *b, float *logits);
 

@@ -1220,7 +1220,8 @@ static int train_main(int argc, char **argv, TrainState *S) {
     if (bridged) hybrid_bcast_config(hc, &S->cfg_text);
     if (world_size > 1) {
         hybrid_create_averager(hc, encdec_grads(S->model), encdec_n_params(S->model),
-                               encdec_specs(S->model), encdec_n_specs(S->model), NULL);
+                               encdec_specs(S->model), encdec_n_specs(S->model),
+                               encdec_enable_grad_split(S->model));
         S->dp = hybrid_dp(hc);
         tr->avg = dp_averager(S->dp);
         // start each bucket's all-reduce as soon as the backward has finished its gradients

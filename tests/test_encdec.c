@@ -836,6 +836,85 @@ static void test_backward_hooks(void) {
     encdec_free(m);
 }
 
+
+// split gradients: the hooks report exactly gs->order (which tiles the arena), nothing
+// changes after it is reported, and the arena with the rows added back equals the unsplit
+// gradient: bit for bit except the word embeddings (summation order only: 1e-5 of the
+// table's max |value|, plus 1e-7)
+static void test_grad_split(void) {
+    EncDecConfig c = small_config(40, 0.2f, 0.1f);
+    enum { B = 2, TS = 10, TT = 6 };
+    EncDec *ref = encdec_create(&c, B, TS, TT, 3), *m = encdec_create(&c, B, TS, TT, 3);
+    const size_t n = encdec_n_params(m);
+    const GradSplit *gs = encdec_enable_grad_split(m);
+    CU_ASSERT(encdec_enable_grad_split(m) == gs);
+    CU_ASSERT_FATAL(gs->n_order > 0 && gs->n_order <= EH_MAX);
+    CU_ASSERT(gs->row_len == c.enc.embedding_size && gs->table_rows == c.enc.vocab_size &&
+              gs->table_offset == 0 && gs->max_rows >= B * (TS + TT));
+    // the order tiles [0, n) once: a chain of ranges from 0 to n whose lengths add up to n
+    int tiles = 1;
+    for (size_t at = 0; at < n && tiles;) {
+        int next = -1;
+        for (int k = 0; k < gs->n_order && next < 0; k++)
+            if (gs->order[k].lo == at && gs->order[k].hi > at) next = k;
+        if (next < 0) tiles = 0;
+        else at = gs->order[next].hi;
+    }
+    size_t total = 0;
+    for (int k = 0; k < gs->n_order; k++) total += gs->order[k].hi - gs->order[k].lo;
+    CU_ASSERT(tiles && total == n);
+
+    int32_t src[2 * B * TS], tgt[2 * B * TT];
+    fill_pairs(src, tgt, 2 * B, TS, TT, 40, 23);
+    src[B * TS + 1] = src[B * TS + 2];  // a repeated id in the final micro-batch's source
+    EdHookLog h = {.grads = encdec_grads(m), .n = n};
+    encdec_set_backward_hooks(m, ed_hook_ready, ed_hook_progress, &h);
+    memset(encdec_grads(ref), 0, n * sizeof(float));
+    memset(encdec_grads(m), 0, n * sizeof(float));
+    for (int k = 0; k < 2; k++) {
+        EncDecBatch b = {.B = B, .Ts = TS, .Tt = TT, .src = src + k * B * TS,
+                         .tgt = tgt + k * B * TT, .sample_index0 = (uint64_t)(k * B),
+                         .final_micro = k == 1};
+        long t1, t2;
+        double l1 = encdec_step(ref, &b, 1, 1, 77, &t1), l2 = encdec_step(m, &b, 1, 1, 77, &t2);
+        CU_ASSERT(l1 == l2 && t1 == t2 && t1 > 0);
+        if (k == 0) {  // untouched by the split
+            CU_ASSERT_EQUAL(h.n_calls + h.n_progress + h.bad, 0);
+            CU_ASSERT(memcmp(encdec_grads(ref), encdec_grads(m), n * sizeof(float)) == 0);
+            CU_ASSERT(*gs->n_rows == 0);
+        }
+    }
+    CU_ASSERT_EQUAL(h.bad, 0);
+    CU_ASSERT_EQUAL(h.n_calls, gs->n_order);
+    for (int k = 0; k < h.n_calls && k < gs->n_order; k++)
+        CU_ASSERT(h.lo[k] == gs->order[k].lo && h.hi[k] == gs->order[k].hi);
+    for (int k = 0; k < h.n_calls; k++) {
+        CU_ASSERT(memcmp(h.snap[k], encdec_grads(m) + h.lo[k], (h.hi[k] - h.lo[k]) * sizeof(float)) == 0);
+        free(h.snap[k]);
+    }
+    // rows: the final micro-batch's source ids, then the decoder inputs (BOS + target)
+    CU_ASSERT_FATAL(*gs->n_rows == B * (TS + TT));
+    CU_ASSERT(memcmp(gs->row_ids, src + B * TS, B * TS * sizeof(int32_t)) == 0);
+    for (int bi = 0; bi < B; bi++) CU_ASSERT(gs->row_ids[B * TS + bi * TT] == ED_BOS);
+    float *folded = malloc(n * sizeof(float));
+    memcpy(folded, encdec_grads(m), n * sizeof(float));
+    for (int r = 0; r < *gs->n_rows; r++)
+        for (int e = 0; e < gs->row_len; e++)
+            folded[gs->table_offset + (size_t)gs->row_ids[r] * gs->row_len + e] +=
+                gs->rows[(size_t)r * gs->row_len + e];
+    const TensorSpec *sp = encdec_specs(m);
+    const float *g = encdec_grads(ref);
+    size_t wn = sp[AP_WORD].n;
+    double scale = max_abs(g, wn), worst = 0;
+    for (size_t i = 0; i < wn; i++) worst = fmax(worst, fabs((double)folded[i] - g[i]));
+    CU_ASSERT(worst <= 1e-5 * scale + 1e-7);
+    CU_ASSERT(memcmp(folded + sp[AP_POS].offset, g + sp[AP_POS].offset,
+                     (n - sp[AP_POS].offset) * sizeof(float)) == 0);
+    free(folded);
+    encdec_free(ref);
+    encdec_free(m);
+}
+
 int main(void) {
     if (CU_initialize_registry() != CUE_SUCCESS) return 1;
     CU_pSuite s = CU_add_suite("encdec", NULL, NULL);
@@ -844,6 +923,7 @@ int main(void) {
     CU_add_test(s, "attention_ex and label-smoothed xent ops", test_ops);
     CU_add_test(s, "micro-batch split invariance with dropout", test_split_invariance);
     CU_add_test(s, "backward hooks report final ranges in bucket order", test_backward_hooks);
+    CU_add_test(s, "split gradients: order, final ranges, rows fold back", test_grad_split);
     CU_add_test(s, "cached decoding equals teacher forcing", test_incremental_logits);
     CU_add_test(s, "beam search equals exhaustive search; greedy == beam 1", test_beam_exhaustive);
     CU_add_test(s, "training task learns a copy task", test_train_task);
