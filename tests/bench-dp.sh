@@ -6,7 +6,8 @@
 # (default 5), interleaved, each run reporting medians over STEPS (default 20) steps after warm-up;
 # the figures are the medians of the runs. A 2-rank run without split gradients
 # (--no-split: the buckets start only when the shared layer's last application and the
-# embeddings are done) is the reference for what the split schedule hides.
+# embeddings are done) is the reference for what the split schedule hides. The same pair
+# of 2-rank runs is made with conflux-headline's encoder-decoder (--model headline).
 # usage: tests/bench-dp.sh BUILD_DIR
 set -euo pipefail
 BUILD=${1:?usage: bench-dp.sh BUILD_DIR}
@@ -15,7 +16,7 @@ REPS=${REPS:-5}
 cores=$(nproc)
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
-configs=("1" "2" "4" "2 --no-split")
+configs=("1" "2" "4" "2 --no-split" "2 --model headline" "2 --model headline --no-split")
 declare -A out
 for ((rep = 1; rep <= REPS; rep++)); do
     for c in "${configs[@]}"; do
@@ -39,9 +40,13 @@ for c in "${configs[@]}"; do
     set -- $c
     note=""
     [ "$1" -gt "$cores" ] && note=" (oversubscribed: $1 ranks on $cores cores)"
-    [ $# -gt 1 ] && note=" (reference: without split gradients)"
+    case "$c" in
+        "2 --no-split") note=" (reference: without split gradients)"; ref=($s $a $e $o $b) ;;
+        "2 --model headline") note=" (conflux-headline's default encoder-decoder, 128/32 tokens)" ;;
+        "2 --model headline --no-split") note=" (the same, without split gradients)" ;;
+        *) ranks+=("$1"); ms+=("$s"); ov+=("$o"); by+=("$b") ;;
+    esac
     echo "ranks=$1 step_ms=$s allreduce_ms=$a exposed_ms=$e overlap=$o bytes_per_step=$b$note"
-    if [ $# -eq 1 ]; then ranks+=("$1"); ms+=("$s"); ov+=("$o"); by+=("$b"); else ref=($s $a $e $o $b); fi
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 echo "step time at 2 ranks / 1 rank: $(ratio "${ms[1]}" "${ms[0]}"); without split: $(ratio "${ref[0]}" "${ms[0]}")"

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "models/albert.h"
+#include "models/encdec.h"
 #include "models/common.h"
 #include "models/optim.h"
 #include "models/rng.h"
@@ -41,7 +42,7 @@ int main(int argc, char **argv) {
     MPI_Comm_size(comm, &size);
     int warmup = 3, steps = 10, B = 2, T = 128, threads = 1;
     size_t bucket_mb = 4;
-    int split = 1;
+    int split = 1, headline = 0, Tt = 32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
@@ -50,10 +51,16 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--bucket-mb") && i + 1 < argc) bucket_mb = (size_t)atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-split")) split = 0;
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc && !strcmp(argv[i + 1], "albert")) i++;
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc && !strcmp(argv[i + 1], "headline")) {
+            headline = 1;
+            i++;
+        }
+        else if (!strcmp(argv[i], "--tgt") && i + 1 < argc) Tt = atoi(argv[++i]);
         else {
             if (rank == 0)
                 fprintf(stderr, "usage: mpi_bench_dp [--warmup K] [--steps S] [--micro B] [--seq T] "
-                                "[--threads N] [--bucket-mb M] [--no-split]\n");
+                                "[--threads N] [--bucket-mb M] [--no-split] [--model albert|headline] [--tgt TT]\n");
             MPI_Finalize();
             return 2;
         }
@@ -62,18 +69,28 @@ int main(int argc, char **argv) {
     AlbertConfig c = {.vocab_size = 8192, .embedding_size = 128, .hidden_size = 256,
                       .num_heads = 4, .intermediate_size = 1024, .num_layers = 4,
                       .max_position = 512, .dropout = 0.0f, .ln_eps = 1e-12f, .init_std = 0.02f};
-    Albert *m = albert_create(&c, B, T, 1);
-    size_t n = albert_n_params(m);
+    // the headline model: conflux-headline's default encoder-decoder (this ALBERT as the
+    // encoder, 2 decoder layers), sources of T tokens, targets of Tt
+    EncDecConfig hc = {.enc = c, .dec_layers = 2, .dec_heads = 4, .dec_intermediate = 1024,
+                       .dec_max_position = 128, .dec_dropout = 0.0f, .label_smoothing = 0.1f};
+    Albert *m = headline ? NULL : albert_create(&c, B, T, 1);
+    EncDec *ed = headline ? encdec_create(&hc, B, T, Tt, 1) : NULL;
+    size_t n = headline ? encdec_n_params(ed) : albert_n_params(m);
+    float *params = headline ? encdec_params(ed) : albert_params(m);
+    float *grads = headline ? encdec_grads(ed) : albert_grads(m);
+    const TensorSpec *specs = headline ? encdec_specs(ed) : albert_specs(m);
+    int n_specs = headline ? encdec_n_specs(ed) : albert_n_specs(m);
     OptimConfig oc = {.kind = OPTIM_ADAMW, .lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
                       .weight_decay = 0.01f, .schedule = SCHED_CONSTANT, .total_steps = 1000000};
     Optim o;
-    optim_init(&o, &oc, albert_specs(m), albert_n_specs(m), n);
-    const GradSplit *gs = split ? albert_enable_grad_split(m) : NULL;
-    DpComm *dp = dp_create_split(comm, albert_grads(m), n, albert_specs(m), albert_n_specs(m),
-                                 bucket_mb << 20, 0, gs);
-    albert_set_backward_hooks(m, dp_hook_ready, dp_hook_progress, dp);
+    optim_init(&o, &oc, specs, n_specs, n);
+    const GradSplit *gs = !split ? NULL
+                          : headline ? encdec_enable_grad_split(ed) : albert_enable_grad_split(m);
+    DpComm *dp = dp_create_split(comm, grads, n, specs, n_specs, bucket_mb << 20, 0, gs);
+    if (headline) encdec_set_backward_hooks(ed, dp_hook_ready, dp_hook_progress, dp);
+    else albert_set_backward_hooks(m, dp_hook_ready, dp_hook_progress, dp);
     int32_t *ids = cx_calloc((size_t)B * T, 4), *mask = cx_calloc((size_t)B * T, 4);
-    int32_t *tg = cx_calloc((size_t)B * T, 4);
+    int32_t *tg = cx_calloc((size_t)B * (T > Tt ? T : Tt), 4);
     double *times = cx_calloc((size_t)steps, sizeof(double));
     double *exposed = cx_calloc((size_t)steps, sizeof(double));
     double *alone = cx_calloc((size_t)steps, sizeof(double));
@@ -86,25 +103,35 @@ int main(int argc, char **argv) {
             uint64_t k = ((uint64_t)s * size + rank) * B * T + i;
             ids[i] = 5 + (int)(cx_rng_u64(11, k) % (uint64_t)(c.vocab_size - 5));
             mask[i] = 1;
-            tg[i] = cx_rng_uniform(12, k) < 0.15f ? ids[i] : -1;
+            if (!headline) tg[i] = cx_rng_uniform(12, k) < 0.15f ? ids[i] : -1;
         }
+        if (headline)  // full-length targets ending in EOS
+            for (int i = 0; i < B * Tt; i++)
+                tg[i] = i % Tt == Tt - 1 ? ED_EOS : 5 + (int)(cx_rng_u64(13, (uint64_t)(s * size + rank) * B * Tt + i) %
+                                                              (uint64_t)(c.vocab_size - 5));
         MPI_Barrier(comm);
         double t0 = cx_now();
-        memset(albert_grads(m), 0, n * sizeof(float));
+        memset(grads, 0, n * sizeof(float));
         dp_begin_step(dp);
-        AlbertBatch b = {.B = B, .T = T, .input_ids = ids, .attention_mask = mask, .targets = tg,
-                         .final_micro = 1};
         long nt = 0;
-        double stats[STAT_COUNT] = {albert_step(m, &b, 1, 1, 5, &nt, NULL), (double)nt, B, 0};
+        double loss;
+        if (headline) {
+            EncDecBatch eb = {.B = B, .Ts = T, .Tt = Tt, .src = ids, .tgt = tg, .final_micro = 1};
+            loss = encdec_step(ed, &eb, 1, 1, 5, &nt);
+        } else {
+            AlbertBatch b = {.B = B, .T = T, .input_ids = ids, .attention_mask = mask,
+                             .targets = tg, .final_micro = 1};
+            loss = albert_step(m, &b, 1, 1, 5, &nt, NULL);
+        }
+        double stats[STAT_COUNT] = {loss, (double)nt, B, 0};
         double compute = cx_now() - t0;
-        if (dp_averager_sum(dp, albert_grads(m), n, stats, STAT_COUNT, err) != 0) {
+        if (dp_averager_sum(dp, grads, n, stats, STAT_COUNT, err) != 0) {
             fprintf(stderr, "mpi_bench_dp: rank %d: %s\n", rank, err);
             MPI_Abort(comm, 1);
         }
         float inv = (float)(1.0 / stats[STAT_TOKENS]);
-        float *g = albert_grads(m);
-        for (size_t i = 0; i < n; i++) g[i] *= inv;
-        optim_step(&o, albert_params(m), g);
+        for (size_t i = 0; i < n; i++) grads[i] *= inv;
+        optim_step(&o, params, grads);
         double dt = cx_now() - t0;
         MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, comm);
         // exposed: what the rank that finished its backward last waited (a rank done
@@ -124,9 +151,10 @@ int main(int argc, char **argv) {
     }
     // the same communication alone: every range final at once, nothing to hide behind
     for (int s = 0; s < warmup + steps; s++) {
-        if (gs) {  // the rows of a micro-batch, as in a step
+        if (gs) {  // the rows of a micro-batch, as in a step (the headline model: then targets)
             memcpy(gs->row_ids, ids, (size_t)B * T * sizeof(int32_t));
-            *gs->n_rows = B * T;
+            if (headline) memcpy(gs->row_ids + (size_t)B * T, tg, (size_t)B * Tt * sizeof(int32_t));
+            *gs->n_rows = B * T + (headline ? B * Tt : 0);
         }
         double stats[STAT_COUNT] = {0};
         MPI_Barrier(comm);
@@ -150,13 +178,15 @@ int main(int argc, char **argv) {
         double overlap = size > 1 && ar > 0 ? 1.0 - ex / ar : 0.0;
         if (overlap < 0) overlap = 0;
         printf("ranks=%d step_ms=%.2f allreduce_ms=%.2f exposed_ms=%.2f overlap=%.2f "
-               "bytes_per_step=%.0f compute_ms=%.2f params=%zu micro_batch=%dx%d split=%s\n",
+               "bytes_per_step=%.0f compute_ms=%.2f params=%zu micro_batch=%dx%d split=%s model=%s\n",
                size, times[steps / 2] * 1e3, ar * 1e3, ex * 1e3, overlap, bytes,
-               computes[steps / 2] * 1e3, n, B, T, gs ? "yes" : "no");
+               computes[steps / 2] * 1e3, n, B, T, gs ? "yes" : "no",
+               headline ? "headline" : "albert");
     }
     dp_free(dp);
     optim_free(&o);
     albert_free(m);
+    encdec_free(ed);
     free(ids);
     free(mask);
     free(tg);
