@@ -97,8 +97,9 @@ double albert_step(Albert *m, const AlbertBatch *b, int train, int backward, uin
 // the backward of a batch with final_micro set, ready(ctx, offset, count) is called as
 // soon as a range of the gradient arena is final for the step (tensor plus alignment
 // padding): the MLM/SOP heads after the head backward, the shared layer after its last
-// application, the embeddings at the end; progress(ctx) is called between layers (MPI
-// only advances non-blocking operations when driven). NULL functions disable the hooks.
+// application, the embeddings at the end (with albert_enable_grad_split, the finer order
+// described there); progress(ctx) is called between the backward's operations (MPI only
+// advances non-blocking operations when driven). NULL functions disable the hooks.
 void albert_set_backward_hooks(Albert *m, void (*ready)(void *ctx, size_t offset, size_t count),
                                void (*progress)(void *ctx), void *ctx);
 
