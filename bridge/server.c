@@ -28,6 +28,7 @@
 #include "bridge/status_page.h"
 #include "bridge/tokens.h"
 #include "models/common.h"
+#include "models/nn.h"
 
 enum { C_PREAUTH, C_AUTHED, C_LIVE };
 enum { LOSS_HISTORY = 2000 };  // loss points the status page keeps (thinned when full)
@@ -100,6 +101,8 @@ struct Conn {
 // One finished round, kept to bring rejoining volunteers up to date. The summed gradient
 // is kept as its encoded AVG_CHUNK frames: encoded once, sent as bytes to every
 // volunteer that round and to every later replay.
+enum { SPARE_UPLOADS = 8 };
+
 typedef struct {
     uint64_t round, hash_before, samples, tokens;
     uint32_t participants;
@@ -154,6 +157,10 @@ struct BridgeServer {
     uint8_t *frame;  // one encoded frame
     size_t frame_cap;
     uint8_t *chunk;  // one AVG chunk's fp32 payload, for hist_encode
+    // upload buffers (n floats) given back by bridge_sum, reused by the next uploads: no
+    // fresh allocation, page faults and unmapping per upload in the event loop
+    float *spare[SPARE_UPLOADS];
+    int n_spare;
     BrProtoLimits lim;
 };
 
@@ -402,7 +409,7 @@ static void on_grad_chunk(Conn *c, const BrGradChunk *m) {
             return;
         }
         if (!c->up) {
-            c->up = malloc(b->n * sizeof(float));
+            c->up = b->n_spare > 0 ? b->spare[--b->n_spare] : malloc(b->n * sizeof(float));
             CHECK(c->up, "out of memory for an upload buffer");
         }
         c->up_round = m->round_id;
@@ -984,7 +991,7 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
         Pending *p = arr[i];
         uint64_t age = b->round - p->round;
         if (age <= (uint64_t)b->o.max_staleness) {
-            for (size_t j = 0; j < n; j++) grads[j] += p->g[j];
+            nn_add_forward(grads, grads, p->g, n);
             stats[STAT_LOSS_SUM] += p->loss;
             stats[STAT_TOKENS] += (double)p->tokens;
             stats[STAT_SAMPLES] += (double)p->samples;
@@ -1016,7 +1023,8 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
             p->vol->dropped += p->samples;
             vol_event(b, p->vol, "dropped-stale", b->round, p->samples, NULL);
         }
-        free(p->g);
+        if (b->n_spare < SPARE_UPLOADS) b->spare[b->n_spare++] = p->g;
+        else free(p->g);
         free(p);
     }
     free(arr);
@@ -1351,6 +1359,7 @@ void bridge_free(BridgeServer *b) {
         free(p->g);
         free(p);
     }
+    for (int i = 0; i < b->n_spare; i++) free(b->spare[i]);
     for (int i = 0; b->hist && i < b->o.history; i++) free(b->hist[i].frames);
     free(b->chunk);
     free(b->hist);
