@@ -230,7 +230,6 @@ fail:
 const BrWelcome *br_client_welcome(const BrClient *c) { return &c->welcome; }
 int br_client_error_code(const BrClient *c) { return c->error_code; }
 int br_client_bye_reason(const BrClient *c) { return c->bye_reason; }
-uint64_t br_client_step(const BrClient *c) { return c->step; }
 const BrClientStats *br_client_stats(const BrClient *c) { return &c->st; }
 void br_client_set_interrupt(BrClient *c, volatile int *flag) { c->interrupt = flag; }
 

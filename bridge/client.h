@@ -86,7 +86,6 @@ void br_client_close(BrClient *c);
 
 int br_client_error_code(const BrClient *c);   // last ERROR code from the bridge (0: none)
 int br_client_bye_reason(const BrClient *c);   // BYE reason from the bridge (0: none)
-uint64_t br_client_step(const BrClient *c);    // steps applied through this link
 const BrClientStats *br_client_stats(const BrClient *c);
 
 // Stops waits early: when *flag becomes nonzero (e.g. set by a signal handler) a blocking
