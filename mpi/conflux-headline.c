@@ -620,6 +620,54 @@ static const char *reader_kind_name(const ArticleReader *r) {
     return r->kind == SRC_TSV ? "tsv" : r->kind == SRC_TEXT ? "text" : news_format_name(r->news_fmt);
 }
 
+// The articles of several FILEs in turn, each opened when the one before it is read to
+// the end: the read loop of prepare, generate and evaluate. Set the fields up to
+// stdin_text_only in a zeroed struct; end with stream_close_file.
+typedef struct {
+    char *const *files;
+    int n_files;
+    int next;            // index of the file opened after the current one
+    const char *format;  // as reader_open's kind_name
+    int allow_text;      // as reader_open's
+    int stdin_text_only; // "-" only with --format text or tsv (generate)
+    int is_open;
+    ArticleReader r;     // the current file (is_open)
+    uint64_t skipped;    // records skipped as bad in the files opened so far
+    // the current article (stream_next returned 1); title NULL for text input
+    const char *title, *text;
+    size_t title_n, text_n;
+    uint64_t line;
+} ArticleStream;
+
+// Closes the current file, adding its skipped records to s->skipped.
+static void stream_close_file(ArticleStream *s) {
+    if (!s->is_open) return;
+    s->skipped += reader_skipped(&s->r);
+    reader_close(&s->r);
+    s->is_open = 0;
+}
+
+// 1: the next article is in s->title..s->line; 2: the next file was just opened (s->r),
+// before any of its articles are read; 0: every file was read; -1 with err: a file cannot
+// be opened or read; -2 with err: stdin given with a news format (stdin_text_only).
+static int stream_next(ArticleStream *s, char *err) {
+    if (s->is_open) {
+        int got = reader_next(&s->r, &s->title, &s->title_n, &s->text, &s->text_n, &s->line, err);
+        if (got != 0) return got;
+        stream_close_file(s);
+    }
+    if (s->next >= s->n_files) return 0;
+    const char *path = s->files[s->next++];
+    if (s->stdin_text_only && !strcmp(path, "-") && strcmp(s->format, "text") &&
+        strcmp(s->format, "tsv")) {
+        cx_err(err, "--format %s reads files, not stdin", s->format);
+        return -2;
+    }
+    if (reader_open(&s->r, path, s->format, s->allow_text, err) != 0) return -1;
+    s->is_open = 1;
+    return 2;
+}
+
 // ---------------------------------------------------------------------------------------
 // prepare
 
@@ -712,67 +760,59 @@ static int cmd_prepare(int argc, char **argv) {
     int32_t *tgt = cx_calloc((size_t)max_tgt, sizeof(int32_t));
     PairWriter *w = NULL;
     int rc = 0;
-    uint64_t seen = 0, kept = 0, skipped_bad = 0, empty = 0, trunc = 0, src_tok = 0, tgt_tok = 0;
+    uint64_t seen = 0, kept = 0, skipped_bad, empty = 0, trunc = 0, src_tok = 0, tgt_tok = 0;
     double t0 = cx_now(), t_last = t0;
     uint64_t bytes = 0;
-    for (int i = optind; i < argc && rc == 0 && !(limit && kept >= (uint64_t)limit); i++) {
-        ArticleReader r;
-        if (reader_open(&r, argv[i], format, 0, err) != 0) {
+    ArticleStream st = {.files = argv + optind, .n_files = argc - optind, .format = format};
+    for (;;) {
+        int got = stream_next(&st, err);
+        if (got < 0) {
             report("%s", err);
             rc = 1;
             break;
         }
-        if (!w) {
-            char label[64];
-            snprintf(label, sizeof label, "%s", source ? source : reader_kind_name(&r));
-            if (pairs_writer_open(&w, out, bpe_vocab_size(enc.bpe), bpe_fingerprint(enc.bpe),
-                                  label, lowercase, err) != 0) {
-                report("%s", err);
-                reader_close(&r);
-                rc = 1;
-                break;
+        if (got == 0) break;
+        if (got == 2) {
+            if (!w) {
+                char label[64];
+                snprintf(label, sizeof label, "%s", source ? source : reader_kind_name(&st.r));
+                if (pairs_writer_open(&w, out, bpe_vocab_size(enc.bpe), bpe_fingerprint(enc.bpe),
+                                      label, lowercase, err) != 0) {
+                    report("%s", err);
+                    rc = 1;
+                    break;
+                }
             }
+            continue;
         }
-        for (;;) {
-            const char *title, *text;
-            size_t tn, xn;
-            uint64_t line;
-            int got = reader_next(&r, &title, &tn, &text, &xn, &line, err);
-            if (got < 0) {
-                report("%s", err);
-                rc = 1;
-                break;
-            }
-            if (got == 0) break;
-            bytes += tn + xn;
-            if (seen++ < (uint64_t)skip) continue;  // as evaluate --skip: articles read
-            size_t ns = encoder_run(&enc, text, xn, src, (size_t)max_src);
-            size_t nt = encoder_run(&enc, title, tn, tgt, (size_t)max_tgt);
-            if (ns == 0 || nt == 0) {
-                empty++;
-                continue;
-            }
-            if (ns == (size_t)max_src) trunc++;
-            if (pairs_writer_add(w, src, ns, tgt, nt, err) != 0) {
-                report("%s", err);
-                rc = 1;
-                break;
-            }
-            kept++;
-            src_tok += ns;
-            tgt_tok += nt;
-            if (limit && kept >= (uint64_t)limit) break;
-            double now = cx_now();
-            if (!quiet && now - t_last >= 5.0) {
-                fprintf(stderr, "prepare: %llu pairs, %.1f MB of text, %.1f MB/s\n",
-                        (unsigned long long)kept, (double)bytes / 1e6,
-                        (double)bytes / 1e6 / (now - t0));
-                t_last = now;
-            }
+        bytes += st.title_n + st.text_n;
+        if (seen++ < (uint64_t)skip) continue;  // as evaluate --skip: articles read
+        size_t ns = encoder_run(&enc, st.text, st.text_n, src, (size_t)max_src);
+        size_t nt = encoder_run(&enc, st.title, st.title_n, tgt, (size_t)max_tgt);
+        if (ns == 0 || nt == 0) {
+            empty++;
+            continue;
         }
-        skipped_bad += reader_skipped(&r);
-        reader_close(&r);
+        if (ns == (size_t)max_src) trunc++;
+        if (pairs_writer_add(w, src, ns, tgt, nt, err) != 0) {
+            report("%s", err);
+            rc = 1;
+            break;
+        }
+        kept++;
+        src_tok += ns;
+        tgt_tok += nt;
+        if (limit && kept >= (uint64_t)limit) break;
+        double now = cx_now();
+        if (!quiet && now - t_last >= 5.0) {
+            fprintf(stderr, "prepare: %llu pairs, %.1f MB of text, %.1f MB/s\n",
+                    (unsigned long long)kept, (double)bytes / 1e6,
+                    (double)bytes / 1e6 / (now - t0));
+            t_last = now;
+        }
     }
+    stream_close_file(&st);
+    skipped_bad = st.skipped;
     if (rc == 0 && kept == 0) {
         report("no usable pair in the input (%llu skipped as bad, %llu empty)",
                (unsigned long long)skipped_bad, (unsigned long long)empty);
@@ -1683,44 +1723,31 @@ static int cmd_generate(int argc, char **argv) {
     long done = 0;
     int rc = 0;
     double t0 = cx_now();
-    for (int f = 0; f < n_files && rc == 0 && !(limit && done >= limit); f++) {
-        if (!strcmp(files[f], "-") && strcmp(format, "text") && strcmp(format, "tsv")) {
-            report("--format %s reads files, not stdin", format);
-            rc = 2;
-            break;
-        }
-        ArticleReader r;
-        if (reader_open(&r, files[f], format, 1, err) != 0) {
+    ArticleStream st = {.files = files, .n_files = n_files, .format = format, .allow_text = 1,
+                        .stdin_text_only = 1};
+    for (;;) {
+        int got = stream_next(&st, err);
+        if (got < 0) {
             report("%s", err);
+            rc = got == -2 ? 2 : 1;
+        }
+        if (got <= 0) break;
+        if (got == 2) continue;
+        const char *h = gen_run(&G, st.text, st.text_n, err);
+        if (!h) {
+            report("%s (%s:%llu)", err, st.r.path, (unsigned long long)st.line);
             rc = 1;
             break;
         }
-        for (;;) {
-            const char *title, *text;
-            size_t tn, xn;
-            uint64_t line;
-            int got = reader_next(&r, &title, &tn, &text, &xn, &line, err);
-            if (got < 0) {
-                report("%s", err);
-                rc = 1;
-            }
-            if (got <= 0) break;
-            const char *h = gen_run(&G, text, xn, err);
-            if (!h) {
-                report("%s (%s:%llu)", err, files[f], (unsigned long long)line);
-                rc = 1;
-                break;
-            }
-            if (printf("%s\n", h) < 0 || fflush(stdout) != 0) {
-                report("cannot write the output: %s", strerror(errno));
-                rc = 1;
-                break;
-            }
-            if (limit && ++done >= limit) break;
-            if (!limit) done++;
+        if (printf("%s\n", h) < 0 || fflush(stdout) != 0) {
+            report("cannot write the output: %s", strerror(errno));
+            rc = 1;
+            break;
         }
-        reader_close(&r);
+        if (limit && ++done >= limit) break;
+        if (!limit) done++;
     }
+    stream_close_file(&st);
     double dt = cx_now() - t0;
     if (stats && rc == 0)
         fprintf(stderr, "generate: %ld headlines in %.2f s: %.2f headlines/s, %.1f tokens each "
@@ -1859,76 +1886,73 @@ static int cmd_evaluate(int argc, char **argv) {
         return 1;
     }
     Board model = {0}, lead = {0};
-    long n = 0, seen = 0, skipped_bad = 0, n_dateline = 0;
+    long n = 0, seen = 0, skipped_bad, n_dateline = 0;
     char kinds[128] = "";
     int rc = 0;
     char *lead_buf = NULL;
     size_t lead_cap = 0;
     double t0 = cx_now(), t_last = t0;
-    for (int f = optind; f < argc && rc == 0 && !(limit && n >= limit); f++) {
-        ArticleReader r;
-        if (reader_open(&r, argv[f], format, 0, err) != 0) {
+    int skip_dl = 0;  // the current file's
+    ArticleStream st = {.files = argv + optind, .n_files = argc - optind, .format = format};
+    for (;;) {
+        int got = stream_next(&st, err);
+        if (got < 0) {
             report("%s", err);
+            rc = 1;
+        }
+        if (got <= 0) break;
+        if (got == 2) {
+            const char *kn = reader_kind_name(&st.r);
+            if (!strstr(kinds, kn) && strlen(kinds) + strlen(kn) + 2 < sizeof kinds) {
+                if (kinds[0]) strcat(kinds, "+");
+                strcat(kinds, kn);
+            }
+            skip_dl = !strcmp(dateline, "skip") ||
+                      (!strcmp(dateline, "auto") && st.r.kind == SRC_NEWS &&
+                       st.r.news_fmt == NEWS_FMT_RIA);
+            continue;
+        }
+        const char *title = st.title, *text = st.text, *path = st.r.path;
+        size_t tn = st.title_n, xn = st.text_n;
+        if (seen++ < skip) continue;
+        if (xn + 1 > lead_cap) {
+            lead_cap = 2 * (xn + 1);
+            lead_buf = realloc(lead_buf, lead_cap);
+            CHECK(lead_buf, "out of memory");
+        }
+        headline_first_sentence(text, xn, skip_dl, lead_buf);
+        n_dateline += skip_dl;
+        char *ref = strndup(title, tn);
+        CHECK(ref, "out of memory");
+        const char *hyp = "";
+        if (have_model && !(hyp = gen_run(&G, text, xn, err))) {
+            report("%s (%s:%llu)", err, path, (unsigned long long)st.line);
+            free(ref);
             rc = 1;
             break;
         }
-        const char *kn = reader_kind_name(&r);
-        if (!strstr(kinds, kn) && strlen(kinds) + strlen(kn) + 2 < sizeof kinds) {
-            if (kinds[0]) strcat(kinds, "+");
-            strcat(kinds, kn);
-        }
-        int skip_dl = !strcmp(dateline, "skip") ||
-                      (!strcmp(dateline, "auto") && r.kind == SRC_NEWS && r.news_fmt == NEWS_FMT_RIA);
-        for (;;) {
-            const char *title, *text;
-            size_t tn, xn;
-            uint64_t line;
-            int got = reader_next(&r, &title, &tn, &text, &xn, &line, err);
-            if (got < 0) {
-                report("%s", err);
-                rc = 1;
-            }
-            if (got <= 0) break;
-            if (seen++ < skip) continue;
-            if (xn + 1 > lead_cap) {
-                lead_cap = 2 * (xn + 1);
-                lead_buf = realloc(lead_buf, lead_cap);
-                CHECK(lead_buf, "out of memory");
-            }
-            headline_first_sentence(text, xn, skip_dl, lead_buf);
-            n_dateline += skip_dl;
-            char *ref = strndup(title, tn);
-            CHECK(ref, "out of memory");
-            const char *hyp = "";
-            if (have_model && !(hyp = gen_run(&G, text, xn, err))) {
-                report("%s (%s:%llu)", err, argv[f], (unsigned long long)line);
-                free(ref);
-                rc = 1;
-                break;
-            }
-            if ((have_model && board_add(&model, sc, hyp, ref, err) != 0) ||
-                board_add(&lead, sc, lead_buf, ref, err) != 0) {
-                report("%s (%s:%llu)", err, argv[f], (unsigned long long)line);
-                free(ref);
-                rc = 1;
-                break;
-            }
-            if (hf) fprintf(hf, "%s\t%s\t%s\n", ref, hyp, lead_buf);
-            if (n < show)
-                fprintf(stderr, "[%ld] reference: %s\n     model:     %s\n     first sentence: %s\n",
-                        n + 1, ref, have_model ? hyp : "-", lead_buf);
+        if ((have_model && board_add(&model, sc, hyp, ref, err) != 0) ||
+            board_add(&lead, sc, lead_buf, ref, err) != 0) {
+            report("%s (%s:%llu)", err, path, (unsigned long long)st.line);
             free(ref);
-            n++;
-            double now = cx_now();
-            if (now - t_last >= 10.0) {
-                fprintf(stderr, "evaluate: %ld articles, %.1f/s\n", n, n / (now - t0));
-                t_last = now;
-            }
-            if (limit && n >= limit) break;
+            rc = 1;
+            break;
         }
-        skipped_bad += (long)reader_skipped(&r);
-        reader_close(&r);
+        if (hf) fprintf(hf, "%s\t%s\t%s\n", ref, hyp, lead_buf);
+        if (n < show)
+            fprintf(stderr, "[%ld] reference: %s\n     model:     %s\n     first sentence: %s\n",
+                    n + 1, ref, have_model ? hyp : "-", lead_buf);
+        free(ref);
+        n++;
+        double now = cx_now();
+        if (now - t_last >= 10.0) {
+            fprintf(stderr, "evaluate: %ld articles, %.1f/s\n", n, n / (now - t0));
+            t_last = now;
+        }
+        if (limit && n >= limit) break;
     }
+    stream_close_file(&st);
+    skipped_bad = (long)st.skipped;
     free(lead_buf);
     if (hf && fclose(hf) != 0 && rc == 0) {
         report("cannot write %s: %s", hyps_out, strerror(errno));
