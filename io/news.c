@@ -600,28 +600,25 @@ static int fill(NewsReader *r) {
     return 1;
 }
 
+// Makes *buf (of *cap bytes) hold at least n + 16 bytes: doubles from 4096, but never
+// past top when that is enough. The old contents are not kept. what names it in the error.
+static void buf_reserve(char **buf, size_t *cap, size_t n, size_t top, const char *what) {
+    if (n + 16 <= *cap) return;
+    size_t c = *cap ? *cap : 4096;
+    while (c < n + 16) c *= 2;
+    if (c > top && n + 16 <= top) c = top;
+    free(*buf);
+    *buf = malloc(c);
+    CHECK(*buf != NULL, "out of memory (%zu bytes of news reader %s)", c, what);
+    *cap = c;
+}
+
 // Makes the per-record arena (and, with_out, the output buffer) hold at least n bytes.
 // Grows by doubling, but never past what the largest window needs.
 static void arenas_reserve(NewsReader *r, size_t n, int with_out) {
     size_t top = r->cap_max + NEWS_MAX_COLS + 16;
-    if (n + 16 > r->arena_cap) {
-        size_t cap = r->arena_cap ? r->arena_cap : 4096;
-        while (cap < n + 16) cap *= 2;
-        if (cap > top && n + 16 <= top) cap = top;
-        free(r->arena);
-        r->arena = malloc(cap);
-        CHECK(r->arena != NULL, "out of memory (%zu bytes of news reader arena)", cap);
-        r->arena_cap = cap;
-    }
-    if (with_out && n + 16 > r->out_cap) {
-        size_t cap = r->out_cap ? r->out_cap : 4096;
-        while (cap < n + 16) cap *= 2;
-        if (cap > top && n + 16 <= top) cap = top;
-        free(r->out);
-        r->out = malloc(cap);
-        CHECK(r->out != NULL, "out of memory (%zu bytes of news reader output)", cap);
-        r->out_cap = cap;
-    }
+    buf_reserve(&r->arena, &r->arena_cap, n, top, "arena");
+    if (with_out) buf_reserve(&r->out, &r->out_cap, n, top, "output");
 }
 
 static uint64_t count_newlines(const char *s, size_t n) {

@@ -181,6 +181,29 @@ static int header_error(char *err, const char *line, const char *expected, const
                   na > 63 ? 63 : na, nb, path);
 }
 
+// Reads a CSV file whole and its header line. expected: the header it must be, or NULL
+// to leave the check to the caller. Returns 0 with *text (the caller frees it), *L at the
+// first row and *header; -2 when the file does not exist and missing_ok; -1 with err and
+// nothing to free.
+static int csv_open(const char *path, int missing_ok, const char *expected, char **text, Lines *L,
+                    char **header, char *err) {
+    size_t len;
+    int rc = read_whole(path, text, &len, missing_ok, err);
+    if (rc != 0) return rc;
+    *L = (Lines){.p = *text, .end = *text + len, .path = path};
+    *header = lines_next(L, &rc, err);
+    if (!*header) {
+        if (rc == 0) rc = cx_err(err, "empty file: no header (%s:1)", path);
+    } else if (expected && strcmp(*header, expected) != 0) {
+        rc = header_error(err, *header, expected, path);
+    }
+    if (rc != 0) {
+        free(*text);
+        *text = NULL;
+    }
+    return rc;
+}
+
 // ---- run.json ----
 
 static void copy_str(char *dst, size_t cap, json_object *o, const char *key) {
@@ -253,16 +276,10 @@ static int load_run_json(RepRun *r, char *err) {
 static int load_metrics(RepRun *r, char *err) {
     char path[1100];
     snprintf(path, sizeof path, "%s/metrics.csv", r->dir);
-    char *text;
-    size_t len;
-    if (read_whole(path, &text, &len, 0, err) != 0) return -1;
-    Lines L = {.p = text, .end = text + len, .path = path};
-    int rc = 0;
-    char *line = lines_next(&L, &rc, err);
-    if (!line) {
-        if (rc == 0) rc = cx_err(err, "empty file: no header (%s:1)", path);
-        goto done;
-    }
+    char *text, *line;
+    Lines L;
+    int rc = csv_open(path, 0, NULL, &text, &L, &line, err);
+    if (rc != 0) return -1;
     // DESIGN.md's 12 columns, or runlog's 13 (with valid_loss)
     size_t h12 = strlen(METRICS_HEADER13) - strlen(",valid_loss");
     int ncols;
@@ -393,22 +410,12 @@ static int load_bridge(RepRun *r, double **seg_offset, int *n_seg, char *err) {
     *n_seg = 0;
     char path[1100];
     snprintf(path, sizeof path, "%s/bridge.csv", r->dir);
-    char *text;
-    size_t len;
-    int rc = read_whole(path, &text, &len, 1, err);
+    char *text, *line;
+    Lines L;
+    int rc = csv_open(path, 1, BRIDGE_HEADER, &text, &L, &line, err);
     if (rc == -2) return 0;
     if (rc != 0) return -1;
     r->has_bridge = 1;
-    Lines L = {.p = text, .end = text + len, .path = path};
-    char *line = lines_next(&L, &rc, err);
-    if (!line) {
-        if (rc == 0) rc = cx_err(err, "empty file: no header (%s:1)", path);
-        goto done;
-    }
-    if (strcmp(line, BRIDGE_HEADER) != 0) {
-        rc = header_error(err, line, BRIDGE_HEADER, path);
-        goto done;
-    }
     size_t cap = 0;
     int *seg_of = NULL;  // segment of each row
     for (;;) {
@@ -498,7 +505,6 @@ static int load_bridge(RepRun *r, double **seg_offset, int *n_seg, char *err) {
         }
     }
     free(seg_of);
-done:
     free(text);
     return rc;
 }
@@ -609,23 +615,13 @@ static int split_volunteer_row(char *line, char **f) {
 static int load_volunteers(RepRun *r, const double *boff, int n_boff, char *err) {
     char path[1100];
     snprintf(path, sizeof path, "%s/volunteers.csv", r->dir);
-    char *text;
-    size_t len;
-    int rc = read_whole(path, &text, &len, 1, err);
+    char *text, *line;
+    Lines L;
+    int rc = csv_open(path, 1, VOLUNTEERS_HEADER, &text, &L, &line, err);
     if (rc == -2) return 0;
     if (rc != 0) return -1;
     r->has_volunteers = 1;
     VolState *st = NULL;
-    Lines L = {.p = text, .end = text + len, .path = path};
-    char *line = lines_next(&L, &rc, err);
-    if (!line) {
-        if (rc == 0) rc = cx_err(err, "empty file: no header (%s:1)", path);
-        goto done;
-    }
-    if (strcmp(line, VOLUNTEERS_HEADER) != 0) {
-        rc = header_error(err, line, VOLUNTEERS_HEADER, path);
-        goto done;
-    }
     int seg = 0, after_summary = 0;
     double prev_time = -1.0;
     double off = n_boff > 0 ? boff[0] : metrics_base(r, 0);
