@@ -346,16 +346,22 @@ static void test_utf8_check(void) {
 
 // ---- the real samples ----
 
+// Reads a real sample with the format left to detection, and checks that it is detected
+// as want and reads to the end without a skipped row.
+static void read_sample_clean(const char *path, NewsFormat want, Got *g) {
+    read_file(path, NEWS_FMT_AUTO, 0, g);
+    CU_ASSERT_FATAL(g->open_ok);
+    CU_ASSERT_EQUAL(g->fmt, want);
+    CU_ASSERT_EQUAL(g->rc, 0);
+    CU_ASSERT_EQUAL(g->n_bad, 0);
+}
+
 static void test_sample_ria(void) {
     const char *p = sample("ria_20.json");
     if (!p) return;
     Got g;
-    read_file(p, NEWS_FMT_AUTO, 0, &g);
-    CU_ASSERT_FATAL(g.open_ok);
-    CU_ASSERT_EQUAL(g.fmt, NEWS_FMT_RIA);
-    CU_ASSERT_EQUAL(g.rc, 0);
+    read_sample_clean(p, NEWS_FMT_RIA, &g);
     CU_ASSERT_EQUAL(g.n, 20);
-    CU_ASSERT_EQUAL(g.n_bad, 0);
     CU_ASSERT_EQUAL(g.st.lines, 20);
     CU_ASSERT_EQUAL(g.st.file_bytes, 57198);
     CU_ASSERT_EQUAL(g.st.data_bytes, 57198);
@@ -430,12 +436,8 @@ static void test_sample_lenta(void) {
     const char *p = sample("lenta-ru-news.csv.gz");
     if (!p) return;
     Got g;
-    read_file(p, NEWS_FMT_AUTO, 0, &g);
-    CU_ASSERT_FATAL(g.open_ok);
-    CU_ASSERT_EQUAL(g.fmt, NEWS_FMT_LENTA);
-    CU_ASSERT_EQUAL(g.rc, 0);
+    read_sample_clean(p, NEWS_FMT_LENTA, &g);
     CU_ASSERT_EQUAL_FATAL(g.n, 1);
-    CU_ASSERT_EQUAL(g.n_bad, 0);
     CU_ASSERT_STRING_EQUAL(g.url[0], "https://lenta.ru/news/2018/12/14/cancer/");
     CU_ASSERT_STRING_EQUAL(
         g.title[0], "Названы регионы России с\xc2\xa0самой высокой смертностью от\xc2\xa0рака");
@@ -462,11 +464,7 @@ static void test_sample_ods(void) {
         const char *p = sample(files[k]);
         if (!p) return;
         Got g;
-        read_file(p, NEWS_FMT_AUTO, 0, &g);
-        CU_ASSERT_FATAL(g.open_ok);
-        CU_ASSERT_EQUAL(g.fmt, NEWS_FMT_ODS);
-        CU_ASSERT_EQUAL(g.rc, 0);
-        CU_ASSERT_EQUAL(g.n_bad, 0);
+        read_sample_clean(p, NEWS_FMT_ODS, &g);
         CU_ASSERT_EQUAL(g.n, 9);
         for (size_t i = 0; i < g.n; i++) {
             CU_ASSERT(strlen(g.title[i]) > 0 && strlen(g.text[i]) > 100);
