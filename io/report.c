@@ -166,6 +166,19 @@ static int bad_field(char *err, const char *what, const char *field, const char 
                   path, line);
 }
 
+// A row's column value that does not parse: "bad NAME value 'FIELD' (path:line)".
+static int bad_value(char *err, const char *name, const char *field, const char *path, int line) {
+    char what[64];
+    snprintf(what, sizeof what, "%s value", name);
+    return bad_field(err, what, field, path, line);
+}
+
+// A row of nf fields (from split_commas: want + 1 means more than want) where want are expected.
+static int field_count_error(char *err, int nf, int want, const char *path, int line) {
+    return nf > want ? cx_err(err, "more than %d fields, expected %d (%s:%d)", want, want, path, line)
+                     : cx_err(err, "%d fields, expected %d (%s:%d)", nf, want, path, line);
+}
+
 // "what differs" between a header line and the expected one: the first column that does not
 // match, or the column count. Returns err's -1.
 static int header_error(char *err, const char *line, const char *expected, const char *path) {
@@ -302,8 +315,7 @@ static int load_metrics(RepRun *r, char *err) {
         char *f[METRICS_COLS + 1];
         int nf = split_commas(line, f, METRICS_COLS);
         if (nf != ncols) {
-            rc = nf > ncols ? cx_err(err, "more than %d fields, expected %d (%s:%d)", ncols, ncols, path, L.lineno)
-                            : cx_err(err, "%d fields, expected %d (%s:%d)", nf, ncols, path, L.lineno);
+            rc = field_count_error(err, nf, ncols, path, L.lineno);
             break;
         }
         RepMetric m = {.valid_loss = NAN};
@@ -324,9 +336,7 @@ static int load_metrics(RepRun *r, char *err) {
         }
         if (bad < 0 && ncols == 13 && f[12][0] && parse_num(f[12], &m.valid_loss, 1) != 0) bad = 12;
         if (bad >= 0) {
-            char what[64];
-            snprintf(what, sizeof what, "%s value", names[bad]);
-            rc = bad_field(err, what, f[bad], path, L.lineno);
+            rc = bad_value(err, names[bad], f[bad], path, L.lineno);
             break;
         }
         if (step < 1 || step > LONG_MAX / 2 || samples > LONG_MAX / 2 || parts < 1 || parts > 1000000) {
@@ -424,8 +434,7 @@ static int load_bridge(RepRun *r, double **seg_offset, int *n_seg, char *err) {
         char *f[BRIDGE_COLS + 1];
         int nf = split_commas(line, f, BRIDGE_COLS);
         if (nf != BRIDGE_COLS) {
-            rc = cx_err(err, "%s%d fields, expected %d (%s:%d)", nf > BRIDGE_COLS ? "more than " : "",
-                        nf > BRIDGE_COLS ? BRIDGE_COLS : nf, BRIDGE_COLS, path, L.lineno);
+            rc = field_count_error(err, nf, BRIDGE_COLS, path, L.lineno);
             break;
         }
         static const char *names[] = {"time_s", "step", "samples", "trainer_samples", "volunteers_assigned",
@@ -443,9 +452,7 @@ static int load_bridge(RepRun *r, double **seg_offset, int *n_seg, char *err) {
         for (int k = 12; k < BRIDGE_COLS && bad < 0; k++)
             if (parse_num(f[k], &d[k - 12], k == 12) != 0 || (k != 12 && d[k - 12] < 0)) bad = k;
         if (bad >= 0) {
-            char what[64];
-            snprintf(what, sizeof what, "%s value", names[bad]);
-            rc = bad_field(err, what, f[bad], path, L.lineno);
+            rc = bad_value(err, names[bad], f[bad], path, L.lineno);
             break;
         }
         b.step = (long)c[1];
