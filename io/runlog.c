@@ -97,6 +97,15 @@ int runlog_write_info(const char *dir, const RunInfo *info, char *err) {
     return rc;
 }
 
+int runlog_write_finished(const char *dir, long step, char *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/finished", dir);
+    FILE *f = fopen(path, "w");
+    if (!f || fprintf(f, "%ld\n", step) < 0 || fclose(f) != 0)
+        return cx_err(err, "cannot write %s: %s", path, strerror(errno));
+    return 0;
+}
+
 FILE *runlog_open_metrics(const char *dir, char *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/metrics.csv", dir);

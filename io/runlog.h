@@ -37,6 +37,9 @@ int runlog_write_info(const char *dir, const RunInfo *info, char *err);
 // empty; checks the header of an existing file). NULL with err on failure.
 FILE *runlog_open_metrics(const char *dir, char *err);
 int runlog_write_row(FILE *f, const MetricsRow *r);
+// Writes RUN_DIR/finished holding the step: the mark of a run that took all its steps (a
+// batch script requeues a job that exited 0 without it). -1 with err.
+int runlog_write_finished(const char *dir, long step, char *err);
 
 // Writes an ISO 8601 UTC timestamp ("2026-11-26T04:15:49Z") into buf (>= 32 bytes).
 void runlog_iso_time(char *buf, size_t cap);

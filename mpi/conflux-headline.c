@@ -1422,14 +1422,10 @@ static int train_main(int argc, char **argv, TrainState *S) {
             break;
         }
     }
-    if (rc == 0 && g_rank == 0 && tr->optim.step >= total) {
-        char path[HL_PATH_LEN + 16];
-        snprintf(path, sizeof path, "%s/finished", run_dir);
-        FILE *f = fopen(path, "w");
-        if (!f || fprintf(f, "%ld\n", tr->optim.step) < 0 || fclose(f) != 0) {
-            report("cannot write %s: %s", path, strerror(errno));
-            rc = 1;
-        }
+    if (rc == 0 && g_rank == 0 && tr->optim.step >= total &&
+        runlog_write_finished(run_dir, tr->optim.step, err) != 0) {
+        report("%s", err);
+        rc = 1;
     }
 out_sets:
     for (int i = 0; i < n_sets; i++) free(sets[i]);

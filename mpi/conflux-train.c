@@ -379,14 +379,9 @@ static int train_main(int argc, char **argv, HybridComm *hc) {
     if (rc != 0) return rc;  // main() aborts the job when it has several ranks
     // RUN_DIR/finished marks a run that took all its steps (a batch script requeues a job
     // that exited 0 without it: stopped by a signal at a step boundary)
-    if (rank == 0 && tr.optim.step >= total) {
-        char path[CFG_PATH_LEN + 16];
-        snprintf(path, sizeof path, "%s/finished", run_dir);
-        FILE *f = fopen(path, "w");
-        if (!f || fprintf(f, "%ld\n", tr.optim.step) < 0 || fclose(f) != 0) {
-            report("cannot write %s: %s", path, strerror(errno));
-            return 1;
-        }
+    if (rank == 0 && tr.optim.step >= total && runlog_write_finished(run_dir, tr.optim.step, err) != 0) {
+        report("%s", err);
+        return 1;
     }
     if (metrics) fclose(metrics);
     if (have_valid) {
