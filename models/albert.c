@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "models/common.h"
+#include "models/hooks_internal.h"
 #include "models/nn.h"
 #include "models/rng.h"
 
@@ -51,10 +52,7 @@ struct Albert {
     float *demb, *demb2;                                         // (N,E)
     float *dcls, *dpooled, *dsop;                                // (B,H) (B,H) (B,2)
     float *att_scratch;                                          // (B,NH,T,T)
-    // backward hooks (albert_set_backward_hooks)
-    void (*hook_ready)(void *ctx, size_t offset, size_t count);
-    void (*hook_progress)(void *ctx);
-    void *hook_ctx;
+    BackwardHooks hooks;               // albert_set_backward_hooks
     // split gradients (albert_enable_grad_split): the final micro-batch's input-embedding
     // rows go to rows/row_ids, and layer 0 reports the shared layer tensor by tensor
     int split;
@@ -88,51 +86,43 @@ int albert_config_check(const AlbertConfig *c, char *err) {
     return 0;
 }
 
-static void spec_set(TensorSpec *s, const char *name, int no_decay, int ndim, long d0, long d1) {
-    snprintf(s->name, sizeof s->name, "%s", name);
-    s->ndim = ndim;
-    s->shape[0] = d0;
-    s->shape[1] = d1;
-    s->n = (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1);
-    s->no_decay = no_decay;
-}
-
 static void build_specs(Albert *m) {
     const AlbertConfig *c = &m->cfg;
     long V = c->vocab_size, E = c->embedding_size, H = c->hidden_size, I = c->intermediate_size;
     TensorSpec *s = m->specs;
-    spec_set(&s[AP_WORD], "albert.embeddings.word_embeddings.weight", 0, 2, V, E);
-    spec_set(&s[AP_POS], "albert.embeddings.position_embeddings.weight", 0, 2, c->max_position, E);
-    spec_set(&s[AP_TYPE], "albert.embeddings.token_type_embeddings.weight", 0, 2, 2, E);
-    spec_set(&s[AP_EMB_LN_W], "albert.embeddings.LayerNorm.weight", 1, 1, E, 0);
-    spec_set(&s[AP_EMB_LN_B], "albert.embeddings.LayerNorm.bias", 1, 1, E, 0);
-    spec_set(&s[AP_MAP_W], "albert.encoder.embedding_hidden_mapping_in.weight", 0, 2, H, E);
-    spec_set(&s[AP_MAP_B], "albert.encoder.embedding_hidden_mapping_in.bias", 1, 1, H, 0);
-    spec_set(&s[AP_Q_W], LAYER "attention.query.weight", 0, 2, H, H);
-    spec_set(&s[AP_Q_B], LAYER "attention.query.bias", 1, 1, H, 0);
-    spec_set(&s[AP_K_W], LAYER "attention.key.weight", 0, 2, H, H);
-    spec_set(&s[AP_K_B], LAYER "attention.key.bias", 1, 1, H, 0);
-    spec_set(&s[AP_V_W], LAYER "attention.value.weight", 0, 2, H, H);
-    spec_set(&s[AP_V_B], LAYER "attention.value.bias", 1, 1, H, 0);
-    spec_set(&s[AP_O_W], LAYER "attention.dense.weight", 0, 2, H, H);
-    spec_set(&s[AP_O_B], LAYER "attention.dense.bias", 1, 1, H, 0);
-    spec_set(&s[AP_ATT_LN_W], LAYER "attention.LayerNorm.weight", 1, 1, H, 0);
-    spec_set(&s[AP_ATT_LN_B], LAYER "attention.LayerNorm.bias", 1, 1, H, 0);
-    spec_set(&s[AP_FFN_W], LAYER "ffn.weight", 0, 2, I, H);
-    spec_set(&s[AP_FFN_B], LAYER "ffn.bias", 1, 1, I, 0);
-    spec_set(&s[AP_FFNO_W], LAYER "ffn_output.weight", 0, 2, H, I);
-    spec_set(&s[AP_FFNO_B], LAYER "ffn_output.bias", 1, 1, H, 0);
-    spec_set(&s[AP_FULL_LN_W], LAYER "full_layer_layer_norm.weight", 1, 1, H, 0);
-    spec_set(&s[AP_FULL_LN_B], LAYER "full_layer_layer_norm.bias", 1, 1, H, 0);
-    spec_set(&s[AP_PRED_BIAS], "predictions.bias", 1, 1, V, 0);
-    spec_set(&s[AP_PRED_DENSE_W], "predictions.dense.weight", 0, 2, E, H);
-    spec_set(&s[AP_PRED_DENSE_B], "predictions.dense.bias", 1, 1, E, 0);
-    spec_set(&s[AP_PRED_LN_W], "predictions.LayerNorm.weight", 1, 1, E, 0);
-    spec_set(&s[AP_PRED_LN_B], "predictions.LayerNorm.bias", 1, 1, E, 0);
-    spec_set(&s[AP_POOL_W], "albert.pooler.weight", 0, 2, H, H);
-    spec_set(&s[AP_POOL_B], "albert.pooler.bias", 1, 1, H, 0);
-    spec_set(&s[AP_SOP_W], "sop_classifier.classifier.weight", 0, 2, 2, H);
-    spec_set(&s[AP_SOP_B], "sop_classifier.classifier.bias", 1, 1, 2, 0);
+    tensor_spec_set(&s[AP_WORD], 0, 2, V, E, "albert.embeddings.word_embeddings.weight");
+    tensor_spec_set(&s[AP_POS], 0, 2, c->max_position, E,
+                    "albert.embeddings.position_embeddings.weight");
+    tensor_spec_set(&s[AP_TYPE], 0, 2, 2, E, "albert.embeddings.token_type_embeddings.weight");
+    tensor_spec_set(&s[AP_EMB_LN_W], 1, 1, E, 0, "albert.embeddings.LayerNorm.weight");
+    tensor_spec_set(&s[AP_EMB_LN_B], 1, 1, E, 0, "albert.embeddings.LayerNorm.bias");
+    tensor_spec_set(&s[AP_MAP_W], 0, 2, H, E, "albert.encoder.embedding_hidden_mapping_in.weight");
+    tensor_spec_set(&s[AP_MAP_B], 1, 1, H, 0, "albert.encoder.embedding_hidden_mapping_in.bias");
+    tensor_spec_set(&s[AP_Q_W], 0, 2, H, H, LAYER "attention.query.weight");
+    tensor_spec_set(&s[AP_Q_B], 1, 1, H, 0, LAYER "attention.query.bias");
+    tensor_spec_set(&s[AP_K_W], 0, 2, H, H, LAYER "attention.key.weight");
+    tensor_spec_set(&s[AP_K_B], 1, 1, H, 0, LAYER "attention.key.bias");
+    tensor_spec_set(&s[AP_V_W], 0, 2, H, H, LAYER "attention.value.weight");
+    tensor_spec_set(&s[AP_V_B], 1, 1, H, 0, LAYER "attention.value.bias");
+    tensor_spec_set(&s[AP_O_W], 0, 2, H, H, LAYER "attention.dense.weight");
+    tensor_spec_set(&s[AP_O_B], 1, 1, H, 0, LAYER "attention.dense.bias");
+    tensor_spec_set(&s[AP_ATT_LN_W], 1, 1, H, 0, LAYER "attention.LayerNorm.weight");
+    tensor_spec_set(&s[AP_ATT_LN_B], 1, 1, H, 0, LAYER "attention.LayerNorm.bias");
+    tensor_spec_set(&s[AP_FFN_W], 0, 2, I, H, LAYER "ffn.weight");
+    tensor_spec_set(&s[AP_FFN_B], 1, 1, I, 0, LAYER "ffn.bias");
+    tensor_spec_set(&s[AP_FFNO_W], 0, 2, H, I, LAYER "ffn_output.weight");
+    tensor_spec_set(&s[AP_FFNO_B], 1, 1, H, 0, LAYER "ffn_output.bias");
+    tensor_spec_set(&s[AP_FULL_LN_W], 1, 1, H, 0, LAYER "full_layer_layer_norm.weight");
+    tensor_spec_set(&s[AP_FULL_LN_B], 1, 1, H, 0, LAYER "full_layer_layer_norm.bias");
+    tensor_spec_set(&s[AP_PRED_BIAS], 1, 1, V, 0, "predictions.bias");
+    tensor_spec_set(&s[AP_PRED_DENSE_W], 0, 2, E, H, "predictions.dense.weight");
+    tensor_spec_set(&s[AP_PRED_DENSE_B], 1, 1, E, 0, "predictions.dense.bias");
+    tensor_spec_set(&s[AP_PRED_LN_W], 1, 1, E, 0, "predictions.LayerNorm.weight");
+    tensor_spec_set(&s[AP_PRED_LN_B], 1, 1, E, 0, "predictions.LayerNorm.bias");
+    tensor_spec_set(&s[AP_POOL_W], 0, 2, H, H, "albert.pooler.weight");
+    tensor_spec_set(&s[AP_POOL_B], 1, 1, H, 0, "albert.pooler.bias");
+    tensor_spec_set(&s[AP_SOP_W], 0, 2, 2, H, "sop_classifier.classifier.weight");
+    tensor_spec_set(&s[AP_SOP_B], 1, 1, 2, 0, "sop_classifier.classifier.bias");
     m->n_specs = m->encoder_only ? AP_N_ENCODER : c->sop ? AP_COUNT : AP_N_MLM;
     m->n_params = tensor_layout(s, m->n_specs, 0);
 }
@@ -152,66 +142,42 @@ static void carve_acts(Albert *m, TensorCarver *cv) {
     size_t N = (size_t)m->max_B * m->max_T, E = c->embedding_size, H = c->hidden_size;
     size_t I = c->intermediate_size, V = c->vocab_size;
     size_t A = (size_t)m->max_B * c->num_heads * m->max_T * m->max_T;
-    m->emb = tensor_carve(cv, N * E);
-    m->emb_ln = tensor_carve(cv, N * E);
-    m->emb_mean = tensor_carve(cv, N);
-    m->emb_rstd = tensor_carve(cv, N);
+    tensor_carve_each(cv, N * E, &m->emb, &m->emb_ln, NULL);
+    tensor_carve_each(cv, N, &m->emb_mean, &m->emb_rstd, NULL);
     m->emb_drop = tensor_carve(cv, N * E);
     m->h0 = tensor_carve(cv, N * H);
     for (int l = 0; l < c->num_layers; l++) {
         LayerActs *la = &m->layers[l];
-        la->q = tensor_carve(cv, N * H);
-        la->k = tensor_carve(cv, N * H);
-        la->v = tensor_carve(cv, N * H);
+        tensor_carve_each(cv, N * H, &la->q, &la->k, &la->v, NULL);
         la->att = tensor_carve(cv, A);
-        la->ctx = tensor_carve(cv, N * H);
-        la->res1 = tensor_carve(cv, N * H);
-        la->a = tensor_carve(cv, N * H);
-        la->mean1 = tensor_carve(cv, N);
-        la->rstd1 = tensor_carve(cv, N);
-        la->f1 = tensor_carve(cv, N * I);
-        la->g = tensor_carve(cv, N * I);
+        tensor_carve_each(cv, N * H, &la->ctx, &la->res1, &la->a, NULL);
+        tensor_carve_each(cv, N, &la->mean1, &la->rstd1, NULL);
+        tensor_carve_each(cv, N * I, &la->f1, &la->g, NULL);
         la->res2 = tensor_carve(cv, N * H);
-        la->mean2 = tensor_carve(cv, N);
-        la->rstd2 = tensor_carve(cv, N);
+        tensor_carve_each(cv, N, &la->mean2, &la->rstd2, NULL);
         la->out = tensor_carve(cv, N * H);
     }
     if (!m->encoder_only) {
         m->sel_idx = (int32_t *)tensor_carve(cv, N);
         m->sel_tgt = (int32_t *)tensor_carve(cv, N);
         m->z_in = tensor_carve(cv, N * H);
-        m->z1 = tensor_carve(cv, N * E);
-        m->z2 = tensor_carve(cv, N * E);
-        m->z3 = tensor_carve(cv, N * E);
-        m->zmean = tensor_carve(cv, N);
-        m->zrstd = tensor_carve(cv, N);
+        tensor_carve_each(cv, N * E, &m->z1, &m->z2, &m->z3, NULL);
+        tensor_carve_each(cv, N, &m->zmean, &m->zrstd, NULL);
         m->logits = tensor_carve(cv, N * V);
-        m->cls = tensor_carve(cv, (size_t)m->max_B * H);
-        m->pooled = tensor_carve(cv, (size_t)m->max_B * H);
+        tensor_carve_each(cv, (size_t)m->max_B * H, &m->cls, &m->pooled, NULL);
         m->sop_probs = tensor_carve(cv, (size_t)m->max_B * 2);
-        m->dcls = tensor_carve(cv, (size_t)m->max_B * H);
-        m->dpooled = tensor_carve(cv, (size_t)m->max_B * H);
+        tensor_carve_each(cv, (size_t)m->max_B * H, &m->dcls, &m->dpooled, NULL);
         m->dsop = tensor_carve(cv, (size_t)m->max_B * 2);
     }
-    m->dh = tensor_carve(cv, N * H);
-    m->dx = tensor_carve(cv, N * H);
-    m->dres = tensor_carve(cv, N * H);
-    m->dq = tensor_carve(cv, N * H);
-    m->dk = tensor_carve(cv, N * H);
-    m->dv = tensor_carve(cv, N * H);
-    m->dctx = tensor_carve(cv, N * H);
-    m->dproj = tensor_carve(cv, N * H);
-    m->dg = tensor_carve(cv, N * I);
-    m->df1 = tensor_carve(cv, N * I);
+    tensor_carve_each(cv, N * H, &m->dh, &m->dx, &m->dres, &m->dq, &m->dk, &m->dv, &m->dctx,
+                      &m->dproj, NULL);
+    tensor_carve_each(cv, N * I, &m->dg, &m->df1, NULL);
     if (!m->encoder_only) {
         m->dz_in = tensor_carve(cv, N * H);
-        m->dz1 = tensor_carve(cv, N * E);
-        m->dz2 = tensor_carve(cv, N * E);
-        m->dz3 = tensor_carve(cv, N * E);
+        tensor_carve_each(cv, N * E, &m->dz1, &m->dz2, &m->dz3, NULL);
         m->dlogits = tensor_carve(cv, N * V);
     }
-    m->demb = tensor_carve(cv, N * E);
-    m->demb2 = tensor_carve(cv, N * E);
+    tensor_carve_each(cv, N * E, &m->demb, &m->demb2, NULL);
     m->att_scratch = tensor_carve(cv, A);
 }
 
@@ -230,32 +196,17 @@ static Albert *create(const AlbertConfig *cfg, int max_B, int max_T, uint64_t se
     build_specs(m);
     m->params = cx_calloc(m->n_params, sizeof(float));
     m->grads = cx_calloc(m->n_params, sizeof(float));
-    for (int i = 0; i < m->n_specs; i++) {
-        m->p[i] = m->params + m->specs[i].offset;
-        m->g[i] = m->grads + m->specs[i].offset;
-    }
+    tensor_views(m->specs, m->n_specs, m->params, m->p);
+    tensor_views(m->specs, m->n_specs, m->grads, m->g);
     m->layers = cx_calloc((size_t)cfg->num_layers, sizeof(LayerActs));
     TensorCarver cv = {0};
     carve_acts(m, &cv);
-    cv.cap = cv.used;
-    cv.used = 0;
-    cv.base = cx_calloc(cv.cap, sizeof(float));
-    m->act_arena = cv.base;
+    m->act_arena = tensor_carver_alloc(&cv);
     carve_acts(m, &cv);
 
     // HF initialisation: normal(0, init_std) for matrices and embeddings, zero biases,
     // unit LayerNorm weights. Element j of tensor i draws from (derive(seed, i), j).
-    for (int i = 0; i < m->n_specs; i++) {
-        const TensorSpec *s = &m->specs[i];
-        float *w = m->p[i];
-        int is_ln_w = strstr(s->name, "LayerNorm.weight") || strstr(s->name, "layer_norm.weight");
-        if (s->ndim == 2) {
-            uint64_t ts = cx_rng_derive(seed, (uint64_t)i);
-            for (size_t j = 0; j < s->n; j++) w[j] = cfg->init_std * cx_rng_normal(ts, j);
-        } else if (is_ln_w) {
-            for (size_t j = 0; j < s->n; j++) w[j] = 1.0f;
-        }
-    }
+    tensor_init_hf(m->specs, m->params, 0, m->n_specs, seed, cfg->init_std);
     return m;
 }
 
@@ -277,10 +228,8 @@ void albert_use_arenas(Albert *m, float *params, float *grads) {
     m->owns_arenas = 0;
     m->params = params;
     m->grads = grads;
-    for (int i = 0; i < m->n_specs; i++) {
-        m->p[i] = m->params + m->specs[i].offset;
-        m->g[i] = m->grads + m->specs[i].offset;
-    }
+    tensor_views(m->specs, m->n_specs, m->params, m->p);
+    tensor_views(m->specs, m->n_specs, m->grads, m->g);
 }
 
 void albert_free(Albert *m) {
@@ -298,19 +247,17 @@ void albert_free(Albert *m) {
 
 void albert_set_backward_hooks(Albert *m, void (*ready)(void *ctx, size_t offset, size_t count),
                                void (*progress)(void *ctx), void *ctx) {
-    m->hook_ready = ready;
-    m->hook_progress = progress;
-    m->hook_ctx = ctx;
+    m->hooks = (BackwardHooks){ready, progress, ctx};
 }
 
 // The arena range of tensors [first, last]: up to the next tensor's offset (padding included).
 static GradRange spec_range(const Albert *m, int first, int last) {
-    size_t hi = last + 1 < m->n_specs ? m->specs[last + 1].offset : m->n_params;
-    return (GradRange){m->specs[first].offset, hi};
+    return hooks_spec_range(m->specs, m->n_specs, m->n_params, first, last);
 }
 
+// (every range albert.c reports is non-empty)
 static void hook_range(Albert *m, const AlbertBatch *b, GradRange r) {
-    if (b->final_micro && m->hook_ready) m->hook_ready(m->hook_ctx, r.lo, r.hi - r.lo);
+    hooks_ready(&m->hooks, b->final_micro, r);
 }
 
 // Reports tensors [first, last] final: their arena range up to the next tensor's offset.
@@ -381,7 +328,7 @@ const GradRange *albert_encoder_split(Albert *m, float *rows, int *n, GradRange 
 }
 
 static void hook_progress(Albert *m, const AlbertBatch *b) {
-    if (b->final_micro && m->hook_progress) m->hook_progress(m->hook_ctx);
+    hooks_progress(&m->hooks, b->final_micro);
 }
 
 const AlbertConfig *albert_config(const Albert *m) { return &m->cfg; }

@@ -3,12 +3,12 @@
 #include "models/encdec.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "models/common.h"
+#include "models/hooks_internal.h"
 #include "models/nn.h"
 #include "models/rng.h"
 
@@ -69,10 +69,7 @@ typedef struct {
 struct EncDec {
     EncDecConfig cfg;
     int max_B, max_Ts, max_Tt;
-    // backward hooks (encdec_set_backward_hooks)
-    void (*hook_ready)(void *ctx, size_t offset, size_t count);
-    void (*hook_progress)(void *ctx);
-    void *hook_ctx;
+    BackwardHooks hooks;  // encdec_set_backward_hooks
     // split gradients (encdec_enable_grad_split): the final micro-batch's input-embedding
     // rows, the encoder's (B*Ts) then the decoder's (B*Tt), go to rows instead of the table
     int split;
@@ -156,21 +153,6 @@ int encdec_config_check(const EncDecConfig *c, char *err) {
     return 0;
 }
 
-static void spec_set(TensorSpec *s, int no_decay, int ndim, long d0, long d1, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-static void spec_set(TensorSpec *s, int no_decay, int ndim, long d0, long d1, const char *fmt,
-                     ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->name, sizeof s->name, fmt, ap);
-    va_end(ap);
-    s->ndim = ndim;
-    s->shape[0] = d0;
-    s->shape[1] = ndim > 1 ? d1 : 0;
-    s->n = (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1);
-    s->no_decay = no_decay;
-}
-
 static void build_specs(EncDec *m) {
     const EncDecConfig *c = &m->cfg;
     const long V = c->enc.vocab_size, E = c->enc.embedding_size, H = c->enc.hidden_size;
@@ -179,11 +161,12 @@ static void build_specs(EncDec *m) {
     m->specs = cx_calloc((size_t)m->n_specs, sizeof(TensorSpec));
     TensorSpec *s = m->specs;
     memcpy(s, albert_specs(m->enc), AP_N_ENCODER * sizeof(TensorSpec));
-    spec_set(&s[gidx(DG_POS)], 0, 2, c->dec_max_position, E, "decoder.embed_positions.weight");
-    spec_set(&s[gidx(DG_LN_W)], 1, 1, E, 0, "decoder.layernorm_embedding.weight");
-    spec_set(&s[gidx(DG_LN_B)], 1, 1, E, 0, "decoder.layernorm_embedding.bias");
-    spec_set(&s[gidx(DG_PROJ_W)], 0, 2, H, E, "decoder.project_in.weight");
-    spec_set(&s[gidx(DG_PROJ_B)], 1, 1, H, 0, "decoder.project_in.bias");
+    tensor_spec_set(&s[gidx(DG_POS)], 0, 2, c->dec_max_position, E,
+                    "decoder.embed_positions.weight");
+    tensor_spec_set(&s[gidx(DG_LN_W)], 1, 1, E, 0, "decoder.layernorm_embedding.weight");
+    tensor_spec_set(&s[gidx(DG_LN_B)], 1, 1, E, 0, "decoder.layernorm_embedding.bias");
+    tensor_spec_set(&s[gidx(DG_PROJ_W)], 0, 2, H, E, "decoder.project_in.weight");
+    tensor_spec_set(&s[gidx(DG_PROJ_B)], 1, 1, H, 0, "decoder.project_in.bias");
     for (int l = 0; l < c->dec_layers; l++) {
         for (int j = 0; j < DL_COUNT; j++) {
             long d0 = H, d1 = H;
@@ -192,15 +175,15 @@ static void build_specs(EncDec *m) {
             int is_w = j % 2 == 0;  // weights at even slots, biases at odd ones
             int is_ln = j == DL_SLN_W || j == DL_CLN_W || j == DL_FLN_W;
             int ndim = is_w && !is_ln ? 2 : 1;
-            spec_set(&s[lidx(l, j)], ndim == 1, ndim, d0, d1, "decoder.layers.%d.%s", l,
-                     DL_NAMES[j]);
+            tensor_spec_set(&s[lidx(l, j)], ndim == 1, ndim, d0, d1, "decoder.layers.%d.%s", l,
+                            DL_NAMES[j]);
         }
     }
-    spec_set(&s[hidx(m, DH_DENSE_W)], 0, 2, E, H, "lm_head.dense.weight");
-    spec_set(&s[hidx(m, DH_DENSE_B)], 1, 1, E, 0, "lm_head.dense.bias");
-    spec_set(&s[hidx(m, DH_LN_W)], 1, 1, E, 0, "lm_head.LayerNorm.weight");
-    spec_set(&s[hidx(m, DH_LN_B)], 1, 1, E, 0, "lm_head.LayerNorm.bias");
-    spec_set(&s[hidx(m, DH_BIAS)], 1, 1, V, 0, "lm_head.bias");
+    tensor_spec_set(&s[hidx(m, DH_DENSE_W)], 0, 2, E, H, "lm_head.dense.weight");
+    tensor_spec_set(&s[hidx(m, DH_DENSE_B)], 1, 1, E, 0, "lm_head.dense.bias");
+    tensor_spec_set(&s[hidx(m, DH_LN_W)], 1, 1, E, 0, "lm_head.LayerNorm.weight");
+    tensor_spec_set(&s[hidx(m, DH_LN_B)], 1, 1, E, 0, "lm_head.LayerNorm.bias");
+    tensor_spec_set(&s[hidx(m, DH_BIAS)], 1, 1, V, 0, "lm_head.bias");
     // after the encoder prefix, which is already 16-float aligned
     m->n_params = tensor_layout(s + AP_N_ENCODER, m->n_specs - AP_N_ENCODER, albert_n_params(m->enc));
 }
@@ -224,68 +207,39 @@ static void carve_acts(EncDec *m, TensorCarver *cv) {
     m->dec_in = (int32_t *)tensor_carve(cv, N);
     m->labels = (int32_t *)tensor_carve(cv, N);
     m->smask = (int32_t *)tensor_carve(cv, S);
-    m->emb = tensor_carve(cv, N * E);
-    m->emb_ln = tensor_carve(cv, N * E);
-    m->emb_mean = tensor_carve(cv, N);
-    m->emb_rstd = tensor_carve(cv, N);
+    tensor_carve_each(cv, N * E, &m->emb, &m->emb_ln, NULL);
+    tensor_carve_each(cv, N, &m->emb_mean, &m->emb_rstd, NULL);
     m->emb_drop = tensor_carve(cv, N * E);
     m->h0 = tensor_carve(cv, N * H);
     for (int l = 0; l < c->dec_layers; l++) {
         DecActs *la = &m->layers[l];
-        la->q = tensor_carve(cv, N * H);
-        la->k = tensor_carve(cv, N * H);
-        la->v = tensor_carve(cv, N * H);
+        tensor_carve_each(cv, N * H, &la->q, &la->k, &la->v, NULL);
         la->att = tensor_carve(cv, B * NH * Tt * Tt);
-        la->ctx = tensor_carve(cv, N * H);
-        la->res1 = tensor_carve(cv, N * H);
-        la->a1 = tensor_carve(cv, N * H);
-        la->mean1 = tensor_carve(cv, N);
-        la->rstd1 = tensor_carve(cv, N);
+        tensor_carve_each(cv, N * H, &la->ctx, &la->res1, &la->a1, NULL);
+        tensor_carve_each(cv, N, &la->mean1, &la->rstd1, NULL);
         la->cq = tensor_carve(cv, N * H);
-        la->ck = tensor_carve(cv, S * H);
-        la->cv = tensor_carve(cv, S * H);
+        tensor_carve_each(cv, S * H, &la->ck, &la->cv, NULL);
         la->catt = tensor_carve(cv, B * NH * Tt * Ts);
-        la->cctx = tensor_carve(cv, N * H);
-        la->res2 = tensor_carve(cv, N * H);
-        la->a2 = tensor_carve(cv, N * H);
-        la->mean2 = tensor_carve(cv, N);
-        la->rstd2 = tensor_carve(cv, N);
-        la->f1 = tensor_carve(cv, N * I);
-        la->g = tensor_carve(cv, N * I);
-        la->res3 = tensor_carve(cv, N * H);
-        la->out = tensor_carve(cv, N * H);
-        la->mean3 = tensor_carve(cv, N);
-        la->rstd3 = tensor_carve(cv, N);
+        tensor_carve_each(cv, N * H, &la->cctx, &la->res2, &la->a2, NULL);
+        tensor_carve_each(cv, N, &la->mean2, &la->rstd2, NULL);
+        tensor_carve_each(cv, N * I, &la->f1, &la->g, NULL);
+        tensor_carve_each(cv, N * H, &la->res3, &la->out, NULL);
+        tensor_carve_each(cv, N, &la->mean3, &la->rstd3, NULL);
     }
     m->sel_idx = (int32_t *)tensor_carve(cv, N);
     m->sel_tgt = (int32_t *)tensor_carve(cv, N);
     m->z_in = tensor_carve(cv, N * H);
-    m->z1 = tensor_carve(cv, N * E);
-    m->z2 = tensor_carve(cv, N * E);
-    m->z3 = tensor_carve(cv, N * E);
-    m->zmean = tensor_carve(cv, N);
-    m->zrstd = tensor_carve(cv, N);
+    tensor_carve_each(cv, N * E, &m->z1, &m->z2, &m->z3, NULL);
+    tensor_carve_each(cv, N, &m->zmean, &m->zrstd, NULL);
     m->logits = tensor_carve(cv, N * V);
-    m->dh = tensor_carve(cv, N * H);
-    m->dx = tensor_carve(cv, N * H);
-    m->dres = tensor_carve(cv, N * H);
-    m->dq = tensor_carve(cv, N * H);
-    m->dk = tensor_carve(cv, N * H);
-    m->dv = tensor_carve(cv, N * H);
-    m->dctx = tensor_carve(cv, N * H);
-    m->dproj = tensor_carve(cv, N * H);
-    m->dg = tensor_carve(cv, N * I);
-    m->df1 = tensor_carve(cv, N * I);
-    m->dck = tensor_carve(cv, S * H);
-    m->dcv = tensor_carve(cv, S * H);
-    m->denc = tensor_carve(cv, S * H);
+    tensor_carve_each(cv, N * H, &m->dh, &m->dx, &m->dres, &m->dq, &m->dk, &m->dv, &m->dctx,
+                      &m->dproj, NULL);
+    tensor_carve_each(cv, N * I, &m->dg, &m->df1, NULL);
+    tensor_carve_each(cv, S * H, &m->dck, &m->dcv, &m->denc, NULL);
     m->dz_in = tensor_carve(cv, N * H);
-    m->dz1 = tensor_carve(cv, N * E);
-    m->dz2 = tensor_carve(cv, N * E);
-    m->dz3 = tensor_carve(cv, N * E);
+    tensor_carve_each(cv, N * E, &m->dz1, &m->dz2, &m->dz3, NULL);
     m->dlogits = tensor_carve(cv, N * V);
-    m->demb = tensor_carve(cv, N * E);
-    m->demb2 = tensor_carve(cv, N * E);
+    tensor_carve_each(cv, N * E, &m->demb, &m->demb2, NULL);
     m->att_scratch = tensor_carve(cv, Tt * (Tt > Ts ? Tt : Ts));
 }
 
@@ -308,34 +262,18 @@ EncDec *encdec_create(const EncDecConfig *cfg, int max_B, int max_Ts, int max_Tt
     albert_use_arenas(m->enc, m->params, m->grads);  // copies the encoder's initial weights
     m->p = cx_calloc((size_t)m->n_specs, sizeof(float *));
     m->g = cx_calloc((size_t)m->n_specs, sizeof(float *));
-    for (int i = 0; i < m->n_specs; i++) {
-        m->p[i] = m->params + m->specs[i].offset;
-        m->g[i] = m->grads + m->specs[i].offset;
-    }
+    tensor_views(m->specs, m->n_specs, m->params, m->p);
+    tensor_views(m->specs, m->n_specs, m->grads, m->g);
     m->layers = cx_calloc((size_t)cfg->dec_layers, sizeof(DecActs));
     TensorCarver cv = {0};
     carve_acts(m, &cv);
-    cv.cap = cv.used;
-    cv.used = 0;
-    cv.base = cx_calloc(cv.cap, sizeof(float));
-    m->act_arena = cv.base;
+    m->act_arena = tensor_carver_alloc(&cv);
     carve_acts(m, &cv);
 
     // decoder: normal(0, init_std) matrices and positions, zero biases, unit LayerNorm;
     // element j of tensor i draws from (derive(derive(seed, DEC_SEED_TAG), i), j)
-    const uint64_t ds = cx_rng_derive(seed, DEC_SEED_TAG);
-    for (int i = AP_N_ENCODER; i < m->n_specs; i++) {
-        const TensorSpec *s = &m->specs[i];
-        float *w = m->p[i];
-        int is_ln_w = strstr(s->name, "layer_norm.weight") || strstr(s->name, "LayerNorm.weight") ||
-                      strstr(s->name, "layernorm_embedding.weight");
-        if (s->ndim == 2) {
-            uint64_t ts = cx_rng_derive(ds, (uint64_t)i);
-            for (size_t j = 0; j < s->n; j++) w[j] = cfg->enc.init_std * cx_rng_normal(ts, j);
-        } else if (is_ln_w) {
-            for (size_t j = 0; j < s->n; j++) w[j] = 1.0f;
-        }
-    }
+    tensor_init_hf(m->specs, m->params, AP_N_ENCODER, m->n_specs,
+                   cx_rng_derive(seed, DEC_SEED_TAG), cfg->enc.init_std);
     return m;
 }
 
@@ -391,21 +329,17 @@ static AlbertBatch enc_batch(const EncDec *m, const EncDecBatch *b) {
 
 void encdec_set_backward_hooks(EncDec *m, void (*ready)(void *ctx, size_t offset, size_t count),
                                void (*progress)(void *ctx), void *ctx) {
-    m->hook_ready = ready;
-    m->hook_progress = progress;
-    m->hook_ctx = ctx;
+    m->hooks = (BackwardHooks){ready, progress, ctx};
     albert_set_backward_hooks(m->enc, ready, progress, ctx);
 }
 
 // The arena range of specs [first, last]: up to the next spec's offset (padding included).
 static GradRange spec_range(const EncDec *m, int first, int last) {
-    size_t hi = last + 1 < m->n_specs ? m->specs[last + 1].offset : m->n_params;
-    return (GradRange){m->specs[first].offset, hi};
+    return hooks_spec_range(m->specs, m->n_specs, m->n_params, first, last);
 }
 
 static void hook_range(EncDec *m, const EncDecBatch *b, GradRange r) {
-    if (b->final_micro && m->hook_ready && r.hi > r.lo)
-        m->hook_ready(m->hook_ctx, r.lo, r.hi - r.lo);
+    hooks_ready(&m->hooks, b->final_micro, r);
 }
 
 // Reports specs [first, last] final.
@@ -441,7 +375,7 @@ const GradSplit *encdec_enable_grad_split(EncDec *m) {
 }
 
 static void hook_progress(EncDec *m, const EncDecBatch *b) {
-    if (b->final_micro && m->hook_progress) m->hook_progress(m->hook_ctx);
+    hooks_progress(&m->hooks, b->final_micro);
 }
 
 // Source mask, decoder inputs (BOS + target shifted right) and labels (PAD -> -1).
@@ -777,10 +711,7 @@ EncDecGen *encdec_gen_create(EncDec *m, int max_beam, int max_len) {
     g->max_len = max_len;
     TensorCarver cv = {0};
     carve_gen(g, &cv);
-    cv.cap = cv.used;
-    cv.used = 0;
-    cv.base = cx_calloc(cv.cap, sizeof(float));
-    g->arena = cv.base;
+    g->arena = tensor_carver_alloc(&cv);
     carve_gen(g, &cv);
     g->work = beam_work_create(max_beam, max_len, m->cfg.enc.vocab_size);
     return g;

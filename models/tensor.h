@@ -5,6 +5,7 @@
 #define CONFLUX_TENSOR_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define CX_MAX_DIMS 4
 #define CX_NAME_LEN 128
@@ -29,6 +30,20 @@ typedef struct {
 // 64-byte (16-float) boundary. Returns the offset after the last one.
 size_t tensor_layout(TensorSpec *specs, int n, size_t off);
 
+// Fills a spec: name from printf-style fmt, ndim 1 (d0) or 2 (d0, d1), element count, and
+// whether weight decay skips it. The offset is left to tensor_layout.
+void tensor_spec_set(TensorSpec *s, int no_decay, int ndim, long d0, long d1, const char *fmt,
+                     ...) __attribute__((format(printf, 6, 7)));
+
+// Points views[i] at arena + specs[i].offset for i in [0, n).
+void tensor_views(const TensorSpec *specs, int n, float *arena, float **views);
+
+// Hugging Face initialisation of specs[first, last) in params: matrices and embeddings (ndim
+// 2) normal(0, std), element j of tensor i drawing from (cx_rng_derive(seed, i), j);
+// LayerNorm weights 1; biases and everything else untouched (zero in a fresh arena).
+void tensor_init_hf(const TensorSpec *specs, float *params, int first, int last, uint64_t seed,
+                    float std);
+
 // Carves consecutive 64-byte-aligned float blocks out of one arena. With base NULL it only
 // sizes (tensor_carve returns NULL and counts); with a base it hands out blocks and stops
 // the program (CHECK) when cap floats would be exceeded, which is a sizing bug.
@@ -37,5 +52,12 @@ typedef struct {
     size_t used, cap;  // floats
 } TensorCarver;
 float *tensor_carve(TensorCarver *cv, size_t n);
+
+// tensor_carve of n floats for each of the NULL-terminated float ** that follow, in order.
+void tensor_carve_each(TensorCarver *cv, size_t n, ...) __attribute__((sentinel));
+
+// Ends a sizing pass (base NULL): allocates the cv->used floats it counted (zeroed) and
+// rewinds cv for the carving pass. Returns the arena; the caller frees it.
+float *tensor_carver_alloc(TensorCarver *cv);
 
 #endif
