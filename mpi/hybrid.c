@@ -58,12 +58,10 @@ HybridComm *hybrid_init(int *argc, char ***argv, int role) {
     return h;
 }
 
-int hybrid_rank(const HybridComm *h) { return h->rank; }
 int hybrid_size(const HybridComm *h) { return h->size; }
 int hybrid_n_trainers(const HybridComm *h) { return h->n_trainers; }
 int hybrid_trainer_rank(const HybridComm *h) { return h->trainer_rank; }
 int hybrid_bridge_rank(const HybridComm *h) { return h->bridge_rank; }
-MPI_Comm hybrid_world(const HybridComm *h) { return h->world; }
 MPI_Comm hybrid_trainers(const HybridComm *h) { return h->trainers; }
 DpComm *hybrid_dp(const HybridComm *h) { return h->dp; }
 
@@ -187,12 +185,6 @@ int hybrid_sum_poll(HybridComm *h) {
 
 int hybrid_sum_finish(HybridComm *h, double *stats, int n_stats, char *err) {
     return dp_finish(h->dp, stats, n_stats, err);
-}
-
-void hybrid_sum_bytes(const HybridComm *h, double *sent, double *recv) {
-    const DpCounters *c = h->dp ? dp_counters(h->dp) : NULL;
-    *sent = c ? c->bytes_sent : 0.0;
-    *recv = c ? c->bytes_recv : 0.0;
 }
 
 int hybrid_stop_vote(HybridComm *h, int stop, char *err) {

@@ -50,7 +50,6 @@ typedef struct HybridComm HybridComm;
 // MPI_Init (may be NULL).
 HybridComm *hybrid_init(int *argc, char ***argv, int role);
 
-int hybrid_rank(const HybridComm *h);        // in the world
 int hybrid_size(const HybridComm *h);        // world size (trainers + bridge)
 int hybrid_n_trainers(const HybridComm *h);
 int hybrid_trainer_rank(const HybridComm *h);  // -1 on the bridge
@@ -100,8 +99,6 @@ int hybrid_sum_poll(HybridComm *h);
 // ... and finishes it: waits for the rest, sums stats[0, n_stats) over the world in place.
 // grads then hold the world sum. Returns 0, or -1 with err.
 int hybrid_sum_finish(HybridComm *h, double *stats, int n_stats, char *err);
-// Bytes this rank sent and received in the last sum (bandwidth-optimal estimate).
-void hybrid_sum_bytes(const HybridComm *h, double *sent, double *recv);
 
 // Every rank votes (0 or 1); returns 1 on every rank when any voted 1, 0 otherwise, -1
 // with err on an MPI failure.

@@ -7,7 +7,6 @@
 #include "mpi/dp.h"
 #include "mpi/hybrid.h"
 
-MPI_Comm hybrid_world(const HybridComm *h);     // MPI_COMM_WORLD
 MPI_Comm hybrid_trainers(const HybridComm *h);  // trainer ranks only; MPI_COMM_NULL on the bridge
 DpComm *hybrid_dp(const HybridComm *h);         // after hybrid_create_averager, else NULL
 
