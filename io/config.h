@@ -88,4 +88,22 @@ size_t cfg_to_ini(const CfgSchema *s, const void *base, char *buf, size_t cap);
 extern const char *const CFG_OPTIM_NAMES[];  // adamw, lamb (OptimKind)
 extern const char *const CFG_SCHED_NAMES[];  // linear, poly, constant, invsqrt (SchedKind)
 
+// The [sec] keys of an OptimConfig member `field` of struct `type`, for a CfgKey table:
+// name, lr, beta1, beta2, eps, weight_decay, clip_norm, schedule, warmup_steps, end_lr,
+// poly_power, in that (written) order (total_steps is not a key). conflux-train's [optim]
+// and conflux-headline's [optim] are this one list.
+#define CFG_OPTIM_KEYS(type, sec, field)                                                      \
+    {sec, "name", CFG_ENUM, offsetof(type, field.kind), 0, CFG_OPTIM_NAMES, "an optimizer"},  \
+    {sec, "lr", CFG_FLOAT, offsetof(type, field.lr), 0, NULL, NULL},                           \
+    {sec, "beta1", CFG_FLOAT, offsetof(type, field.beta1), 0, NULL, NULL},                     \
+    {sec, "beta2", CFG_FLOAT, offsetof(type, field.beta2), 0, NULL, NULL},                     \
+    {sec, "eps", CFG_FLOAT, offsetof(type, field.eps), 0, NULL, NULL},                         \
+    {sec, "weight_decay", CFG_FLOAT, offsetof(type, field.weight_decay), 0, NULL, NULL},       \
+    {sec, "clip_norm", CFG_FLOAT, offsetof(type, field.clip_norm), 0, NULL, NULL},             \
+    {sec, "schedule", CFG_ENUM, offsetof(type, field.schedule), 0, CFG_SCHED_NAMES,            \
+     "a schedule"},                                                                            \
+    {sec, "warmup_steps", CFG_LONG, offsetof(type, field.warmup_steps), 0, NULL, NULL},        \
+    {sec, "end_lr", CFG_FLOAT, offsetof(type, field.end_lr), 0, NULL, NULL},                   \
+    {sec, "poly_power", CFG_FLOAT, offsetof(type, field.poly_power), 0, NULL, NULL}
+
 #endif

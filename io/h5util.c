@@ -1,5 +1,5 @@
-// h5util.c: HDF5 helpers shared by checkpoints (ckpt.c) and token shards (shard.c); the
-// contracts are in h5util_internal.h.
+// h5util.c: HDF5 helpers shared by checkpoints (ckpt.c), token shards (shard.c) and pair
+// shards (headline.c); the contracts are in h5util_internal.h.
 #include "io/h5util_internal.h"
 
 #include <errno.h>
@@ -553,4 +553,160 @@ int h5u_read_1d(hid_t file, const char *name, size_t elem_size, hid_t mem_type, 
 out:
     h5u_close_dataset(&ds, &type, &space);
     return rc;
+}
+
+// ---------------------------------------------------------------------------------------
+// Appendable int32 columns (token shards and pair shards).
+
+int h5u_column_init(H5uColumn *c, size_t chunk, const char *label, char *why) {
+    memset(c, 0, sizeof *c);
+    c->ds = H5I_INVALID_HID;
+    c->chunk = chunk;
+    c->label = label;
+    if (!(c->buf = malloc(chunk * sizeof(int32_t))) || !(c->off = malloc(1024 * sizeof(int64_t)))) {
+        snprintf(why, H5U_WHY_LEN, "out of memory");
+        return -1;
+    }
+    c->cap_off = 1024;
+    c->off[0] = 0;
+    c->n_off = 1;
+    return 0;
+}
+
+int h5u_column_create(H5uColumn *c, hid_t loc, const char *name, int keep_times, char *why) {
+    hid_t space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
+    hsize_t dims[1] = {0}, maxdims[1] = {H5S_UNLIMITED}, chunk[1] = {c->chunk};
+    int rc = 0;
+    if ((space = H5Screate_simple(1, dims, maxdims)) < 0 ||
+        (dcpl = H5Pcreate(H5P_DATASET_CREATE)) < 0 || H5Pset_chunk(dcpl, 1, chunk) < 0 ||
+        H5Pset_fletcher32(dcpl) < 0 || (!keep_times && H5Pset_obj_track_times(dcpl, 0) < 0) ||
+        (c->ds = H5Dcreate2(loc, name, H5T_STD_I32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0) {
+        h5u_why(why, c->label);
+        rc = -1;
+    }
+    h5u_close_id(&space, H5Sclose);
+    h5u_close_id(&dcpl, H5Pclose);
+    return rc;
+}
+
+int h5u_column_flush(H5uColumn *c, char *why) {
+    if (c->n_buf == 0) return 0;
+    hsize_t start[1] = {c->n_written}, count[1] = {c->n_buf}, size[1] = {c->n_written + c->n_buf};
+    hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
+    int rc = -1;
+    if (H5Dset_extent(c->ds, size) < 0 || (fspace = H5Dget_space(c->ds)) < 0 ||
+        H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+        (mspace = H5Screate_simple(1, count, NULL)) < 0 ||
+        H5Dwrite(c->ds, H5T_NATIVE_INT32, mspace, fspace, H5P_DEFAULT, c->buf) < 0) {
+        h5u_why(why, c->label);
+        goto out;
+    }
+    c->n_written += c->n_buf;
+    c->n_buf = 0;
+    rc = 0;
+out:
+    h5u_close_id(&mspace, H5Sclose);
+    h5u_close_id(&fspace, H5Sclose);
+    return rc;
+}
+
+int h5u_column_reserve(H5uColumn *c, char *why) {
+    if (c->n_off < c->cap_off) return 0;
+    size_t cap = c->cap_off * 2;
+    int64_t *p = realloc(c->off, cap * sizeof *p);
+    if (!p) {
+        snprintf(why, H5U_WHY_LEN, "out of memory");
+        return -1;
+    }
+    c->off = p;
+    c->cap_off = cap;
+    return 0;
+}
+
+int h5u_column_append(H5uColumn *c, const int32_t *t, size_t n, char *why) {
+    for (size_t done = 0; done < n;) {
+        size_t take = c->chunk - c->n_buf;
+        if (take > n - done) take = n - done;
+        memcpy(c->buf + c->n_buf, t + done, take * sizeof *t);
+        c->n_buf += take;
+        done += take;
+        if (c->n_buf == c->chunk && h5u_column_flush(c, why)) return -1;
+    }
+    c->off[c->n_off++] = (int64_t)(c->n_written + c->n_buf);
+    return 0;
+}
+
+void h5u_column_free(H5uColumn *c) {
+    h5u_close_id(&c->ds, H5Dclose);
+    free(c->buf);
+    free(c->off);
+    c->buf = NULL;
+    c->off = NULL;
+}
+
+// ---------------------------------------------------------------------------------------
+// Shard readers (token shards and pair shards).
+
+hid_t h5u_open_format(const char *path, const char *kind, char *fmt, size_t cap, char *why) {
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0) {
+        h5u_why(why, "cannot open");
+        return H5I_INVALID_HID;
+    }
+    int has_fmt = h5u_has_attr(file, "format", why);
+    if (has_fmt <= 0) {
+        if (has_fmt == 0)
+            snprintf(why, H5U_WHY_LEN, "not a conflux %s (no format attribute)", kind);
+        goto fail;
+    }
+    if (h5u_read_str_attr_into(file, "format", fmt, cap, why)) goto fail;
+    return file;
+fail:
+    h5u_close_id(&file, H5Fclose);
+    return H5I_INVALID_HID;
+}
+
+int h5u_read_vocab_size(hid_t obj, int *vocab_size, char *why) {
+    int64_t v = 0;
+    if (h5u_read_int_attr_req(obj, "vocab_size", &v, why)) return -1;
+    if (v <= 0 || v > INT32_MAX) {
+        snprintf(why, H5U_WHY_LEN, "vocab_size %lld is out of range", (long long)v);
+        return -1;
+    }
+    *vocab_size = (int)v;
+    return 0;
+}
+
+int h5u_check_tokens(const int32_t *t, size_t n, int vocab_size, char *why) {
+    for (size_t i = 0; i < n; i++)
+        if (t[i] < 0 || t[i] >= vocab_size) {
+            snprintf(why, H5U_WHY_LEN, "token %zu is %d, outside [0, vocab_size %d)", i, (int)t[i],
+                     vocab_size);
+            return -1;
+        }
+    return 0;
+}
+
+int h5u_check_offsets(const int64_t *off, size_t n_off, size_t n_tokens, const char *count,
+                      const char *total, char *why) {
+    if (n_off == 0) {
+        snprintf(why, H5U_WHY_LEN, "empty (needs %s + 1 entries)", count);
+        return -1;
+    }
+    if (off[0] != 0) {
+        snprintf(why, H5U_WHY_LEN, "starts at %lld, expected 0", (long long)off[0]);
+        return -1;
+    }
+    for (size_t i = 1; i < n_off; i++)
+        if (off[i] < off[i - 1]) {
+            snprintf(why, H5U_WHY_LEN, "entry %zu (%lld) is less than entry %zu (%lld)", i,
+                     (long long)off[i], i - 1, (long long)off[i - 1]);
+            return -1;
+        }
+    if ((uint64_t)off[n_off - 1] != (uint64_t)n_tokens) {
+        snprintf(why, H5U_WHY_LEN, "ends at %lld, expected %s %zu", (long long)off[n_off - 1],
+                 total, n_tokens);
+        return -1;
+    }
+    return 0;
 }

@@ -89,6 +89,47 @@ int h5u_write_array(hid_t loc, const char *name, const char *label, hid_t file_t
                     hid_t mem_type, size_t elem_bytes, int ndim, const hsize_t *dims,
                     const void *buf, char *why);
 
+// ---- appendable int32 columns --------------------------------------------------------------
+
+// A 1-D int32 dataset that grows by appends through a one-chunk buffer, with the end offset
+// of every record appended kept in memory: the /tokens of a token shard (records are
+// documents) and the /src_tokens and /tgt_tokens of a pair shard (records are pairs). The
+// caller writes off[0..n_off) as the offsets dataset when it closes the file.
+typedef struct {
+    hid_t ds;
+    int32_t *buf;             // n_buf elements not yet written (room for chunk)
+    size_t n_buf, chunk;
+    uint64_t n_written;       // elements already in the dataset
+    int64_t *off;             // n_off entries: 0, end of record 0, end of record 1, ...
+    size_t n_off, cap_off;
+    const char *label;        // the dataset in messages ("/tokens"); not copied
+} H5uColumn;
+
+// Sets c up empty (no dataset yet, off = {0}) with a buffer of chunk elements. Returns 0, or
+// -1 with why "out of memory"; either way h5u_column_free(c) releases it.
+int h5u_column_init(H5uColumn *c, size_t chunk, const char *label, char *why);
+
+// Creates c's dataset NAME under loc: int32 little-endian, empty, unlimited, chunks of
+// c->chunk elements, Fletcher32; with keep_times 0 the object's times are not stored.
+// Returns 0, or -1 with why ("LABEL: <HDF5 problem>").
+int h5u_column_create(H5uColumn *c, hid_t loc, const char *name, int keep_times, char *why);
+
+// Makes room for one more record offset. Returns 0, or -1 with why "out of memory" (c is
+// unchanged). Call it before h5u_column_append.
+int h5u_column_reserve(H5uColumn *c, char *why);
+
+// Appends the record t[0..n) (t may be NULL when n is 0), writing every full chunk, and
+// records its end offset (room for it must be reserved). Returns 0, or -1 with why ("LABEL:
+// <HDF5 problem>"); then the dataset may hold part of the record.
+int h5u_column_append(H5uColumn *c, const int32_t *t, size_t n, char *why);
+
+// Writes the buffered elements to the dataset. Returns 0, or -1 with why ("LABEL: <HDF5
+// problem>").
+int h5u_column_flush(H5uColumn *c, char *why);
+
+// Closes c's dataset (if open) and frees its buffers; c can be freed again afterwards.
+void h5u_column_free(H5uColumn *c);
+
 // ---- reading -------------------------------------------------------------------------------
 
 // Whether obj has attribute NAME: 1, 0, or -1 with why ("NAME: <HDF5 problem>") when HDF5
@@ -131,6 +172,29 @@ int h5u_read_int_attr_req(hid_t obj, const char *name, int64_t *val, char *why);
 // (missing, wrong type, not 1-D, too large, out of memory, or the HDF5 problem).
 int h5u_read_1d(hid_t file, const char *name, size_t elem_size, hid_t mem_type, void **out,
                 size_t *n_out, char *why);
+
+// Opens path read-only (call h5u_check_signature first) and reads its "format" attribute
+// into fmt (cap bytes). Returns the file id (the caller closes it and compares fmt), or
+// H5I_INVALID_HID with the file closed and why ("cannot open: <HDF5 problem>", "not a
+// conflux KIND (no format attribute)", or as h5u_has_attr and h5u_read_str_attr_into).
+hid_t h5u_open_format(const char *path, const char *kind, char *fmt, size_t cap, char *why);
+
+// Reads the integer attribute "vocab_size" (which must exist) of obj into *vocab_size.
+// Returns 0, or -1 with why "vocab_size N is out of range" (not in [1, INT32_MAX]) or as
+// h5u_read_int_attr_req.
+int h5u_read_vocab_size(hid_t obj, int *vocab_size, char *why);
+
+// 0 if every t[0..n) is in [0, vocab_size); otherwise -1 with why "token I is V, outside
+// [0, vocab_size N)" for the first that is not.
+int h5u_check_tokens(const int32_t *t, size_t n, int vocab_size, char *why);
+
+// Checks a record offsets array (off[0..n_off)) against its n_tokens elements: at least one
+// entry, starting at 0, not decreasing, ending at n_tokens. Returns 0, or -1 with why "empty
+// (needs COUNT + 1 entries)", "starts at N, expected 0", "entry I (A) is less than entry J
+// (B)" or "ends at N, expected TOTAL M"; count and total name the two numbers in messages
+// ("n_docs" and "n_tokens").
+int h5u_check_offsets(const int64_t *off, size_t n_off, size_t n_tokens, const char *count,
+                      const char *total, char *why);
 
 // Whether the link path (absolute or relative to loc) exists, every component checked:
 // 1, 0, or -1 with why (the HDF5 problem, or "out of memory") when HDF5 fails (a damaged

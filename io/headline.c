@@ -27,95 +27,20 @@
 #define WHY_LEN H5U_WHY_LEN
 
 // ---------------------------------------------------------------------------------------
-// Pair shard writer: two appendable int32 datasets with one-chunk buffers.
-
-typedef struct {
-    hid_t ds;
-    int32_t *buf;
-    size_t n_buf;
-    uint64_t n_written;
-    int64_t *off;  // n_off entries: 0, end of pair 0, ...
-    size_t n_off, cap_off;
-    const char *label;
-} Column;
+// Pair shard writer: two appendable int32 datasets with one-chunk buffers (H5uColumn of
+// io/h5util_internal.h, as the token shard's /tokens).
 
 struct PairWriter {
     hid_t file;
     char *path, *tmp;
     int vocab_size;
-    Column col[2];  // src, tgt
+    H5uColumn col[2];  // src, tgt
     int failed;
 };
 
-static int column_create(Column *c, hid_t file, const char *name, const char *label, char *why) {
-    hid_t space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
-    hsize_t dims[1] = {0}, maxdims[1] = {H5S_UNLIMITED}, chunk[1] = {PAIRS_CHUNK};
-    c->label = label;
-    c->ds = H5I_INVALID_HID;
-    int rc = 0;
-    if ((space = H5Screate_simple(1, dims, maxdims)) < 0 ||
-        (dcpl = H5Pcreate(H5P_DATASET_CREATE)) < 0 || H5Pset_chunk(dcpl, 1, chunk) < 0 ||
-        H5Pset_fletcher32(dcpl) < 0 || H5Pset_obj_track_times(dcpl, 0) < 0 ||
-        (c->ds = H5Dcreate2(file, name, H5T_STD_I32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0) {
-        h5u_why(why, label);
-        rc = -1;
-    }
-    h5u_close_id(&space, H5Sclose);
-    h5u_close_id(&dcpl, H5Pclose);
-    return rc;
-}
-
-static int column_flush(Column *c, char *why) {
-    if (c->n_buf == 0) return 0;
-    hsize_t start[1] = {c->n_written}, count[1] = {c->n_buf}, size[1] = {c->n_written + c->n_buf};
-    hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
-    int rc = -1;
-    if (H5Dset_extent(c->ds, size) < 0 || (fspace = H5Dget_space(c->ds)) < 0 ||
-        H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-        (mspace = H5Screate_simple(1, count, NULL)) < 0 ||
-        H5Dwrite(c->ds, H5T_NATIVE_INT32, mspace, fspace, H5P_DEFAULT, c->buf) < 0) {
-        h5u_why(why, c->label);
-        goto out;
-    }
-    c->n_written += c->n_buf;
-    c->n_buf = 0;
-    rc = 0;
-out:
-    h5u_close_id(&mspace, H5Sclose);
-    h5u_close_id(&fspace, H5Sclose);
-    return rc;
-}
-
-static int column_add(Column *c, const int32_t *t, size_t n, char *why) {
-    if (c->n_off == c->cap_off) {
-        size_t cap = c->cap_off * 2;
-        int64_t *p = realloc(c->off, cap * sizeof *p);
-        if (!p) {
-            snprintf(why, WHY_LEN, "out of memory");
-            return -1;
-        }
-        c->off = p;
-        c->cap_off = cap;
-    }
-    for (size_t done = 0; done < n;) {
-        size_t take = PAIRS_CHUNK - c->n_buf;
-        if (take > n - done) take = n - done;
-        memcpy(c->buf + c->n_buf, t + done, take * sizeof *t);
-        c->n_buf += take;
-        done += take;
-        if (c->n_buf == PAIRS_CHUNK && column_flush(c, why)) return -1;
-    }
-    c->off[c->n_off++] = (int64_t)(c->n_written + c->n_buf);
-    return 0;
-}
-
 static void writer_free(PairWriter *w) {
     if (!w) return;
-    for (int i = 0; i < 2; i++) {
-        h5u_close_id(&w->col[i].ds, H5Dclose);
-        free(w->col[i].buf);
-        free(w->col[i].off);
-    }
+    for (int i = 0; i < 2; i++) h5u_column_free(&w->col[i]);
     h5u_close_id(&w->file, H5Fclose);
     H5Eclear2(H5E_DEFAULT);
     free(w->path);
@@ -140,15 +65,10 @@ int pairs_writer_open(PairWriter **out, const char *path, int vocab_size,
     w->file = H5I_INVALID_HID;
     w->col[0].ds = w->col[1].ds = H5I_INVALID_HID;
     w->vocab_size = vocab_size;
-    if (!(w->path = strdup(path))) goto oom;
-    for (int i = 0; i < 2; i++) {
-        if (!(w->col[i].buf = malloc(PAIRS_CHUNK * sizeof(int32_t))) ||
-            !(w->col[i].off = malloc(1024 * sizeof(int64_t))))
-            goto oom;
-        w->col[i].cap_off = 1024;
-        w->col[i].off[0] = 0;
-        w->col[i].n_off = 1;
-    }
+    if (!(w->path = strdup(path)) ||
+        h5u_column_init(&w->col[0], PAIRS_CHUNK, "/src_tokens", why) ||
+        h5u_column_init(&w->col[1], PAIRS_CHUNK, "/tgt_tokens", why))
+        goto oom;
     if ((w->file = h5u_tmp_create(path, &w->tmp, why)) < 0) goto fail;
     if (h5u_write_str_attr(w->file, "format", PAIRS_FORMAT, why) ||
         h5u_write_int_attr(w->file, "version", H5T_STD_I32LE, PAIRS_VERSION, why) ||
@@ -156,8 +76,8 @@ int pairs_writer_open(PairWriter **out, const char *path, int vocab_size,
         h5u_write_str_attr(w->file, "tokenizer", tokenizer_fingerprint, why) ||
         h5u_write_str_attr(w->file, "source", source, why) ||
         h5u_write_int_attr(w->file, "lowercase", H5T_STD_I32LE, lowercase ? 1 : 0, why) ||
-        column_create(&w->col[0], w->file, "src_tokens", "/src_tokens", why) ||
-        column_create(&w->col[1], w->file, "tgt_tokens", "/tgt_tokens", why))
+        h5u_column_create(&w->col[0], w->file, "src_tokens", 0, why) ||
+        h5u_column_create(&w->col[1], w->file, "tgt_tokens", 0, why))
         goto fail;
     *out = w;
     return 0;
@@ -192,7 +112,8 @@ int pairs_writer_add(PairWriter *w, const int32_t *src, size_t n_src, const int3
                               c ? "headline" : "article", i, (int)t[c][i], w->vocab_size);
     }
     for (int c = 0; c < 2; c++) {
-        if (column_add(&w->col[c], t[c], n[c], why)) {
+        if (h5u_column_reserve(&w->col[c], why) ||
+            h5u_column_append(&w->col[c], t[c], n[c], why)) {
             w->failed = 1;
             return cx_err(err, "cannot write pair shard %s: %s", w->path, why);
         }
@@ -213,7 +134,7 @@ int pairs_writer_close(PairWriter *w, char *err) {
     static const char *const names[2] = {"src_offsets", "tgt_offsets"};
     static const char *const labels[2] = {"/src_offsets", "/tgt_offsets"};
     for (int c = 0; c < 2; c++) {
-        if (column_flush(&w->col[c], why)) goto fail;
+        if (h5u_column_flush(&w->col[c], why)) goto fail;
         h5u_close_id(&w->col[c].ds, H5Dclose);
         hsize_t dims[1] = {w->col[c].n_off};
         if (h5u_write_array(w->file, names[c], labels[c], H5T_STD_I64LE, H5T_NATIVE_INT64,
@@ -247,30 +168,6 @@ void pairs_writer_abort(PairWriter *w) {
 
 
 
-// Checks an offsets array against its token count.
-static int check_offsets(const int64_t *off, size_t n_off, size_t n_tokens, char *why) {
-    if (n_off == 0) {
-        snprintf(why, WHY_LEN, "empty (needs n_pairs + 1 entries)");
-        return -1;
-    }
-    if (off[0] != 0) {
-        snprintf(why, WHY_LEN, "starts at %lld, expected 0", (long long)off[0]);
-        return -1;
-    }
-    for (size_t i = 1; i < n_off; i++)
-        if (off[i] < off[i - 1]) {
-            snprintf(why, WHY_LEN, "entry %zu (%lld) is less than entry %zu (%lld)", i,
-                     (long long)off[i], i - 1, (long long)off[i - 1]);
-            return -1;
-        }
-    if ((uint64_t)off[n_off - 1] != (uint64_t)n_tokens) {
-        snprintf(why, WHY_LEN, "ends at %lld, expected the token count %zu",
-                 (long long)off[n_off - 1], n_tokens);
-        return -1;
-    }
-    return 0;
-}
-
 int pairs_read(Pairs *p, const char *path, char *err) {
     char why[WHY_LEN] = "", fmt[64];
     const char *where = "";
@@ -279,16 +176,7 @@ int pairs_read(Pairs *p, const char *path, char *err) {
     memset(p, 0, sizeof *p);
     h5u_quiet();
     if (h5u_check_signature(path, "pair shard", err)) return -1;
-    if ((file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
-        h5u_why(why, "cannot open");
-        goto fail;
-    }
-    int has_fmt = h5u_has_attr(file, "format", why);
-    if (has_fmt <= 0) {
-        if (has_fmt == 0) snprintf(why, WHY_LEN, "not a conflux pair shard (no format attribute)");
-        goto fail;
-    }
-    if (h5u_read_str_attr_into(file, "format", fmt, sizeof fmt, why)) goto fail;
+    if ((file = h5u_open_format(path, "pair shard", fmt, sizeof fmt, why)) < 0) goto fail;
     if (strcmp(fmt, PAIRS_FORMAT) != 0) {
         snprintf(why, WHY_LEN, "not a conflux pair shard (format is \"%s\", expected \"%s\"%s)",
                  fmt, PAIRS_FORMAT,
@@ -304,12 +192,7 @@ int pairs_read(Pairs *p, const char *path, char *err) {
                  (long long)v, PAIRS_VERSION);
         goto fail;
     }
-    if (h5u_read_int_attr_req(file, "vocab_size", &v, why)) goto fail;
-    if (v <= 0 || v > INT32_MAX) {
-        snprintf(why, WHY_LEN, "vocab_size %lld is out of range", (long long)v);
-        goto fail;
-    }
-    p->vocab_size = (int)v;
+    if (h5u_read_vocab_size(file, &p->vocab_size, why)) goto fail;
     if (h5u_read_int_attr_req(file, "lowercase", &v, why)) goto fail;
     p->lowercase = v != 0;
     if (h5u_read_str_attr_into(file, "tokenizer", p->tokenizer, sizeof p->tokenizer, why) ||
@@ -326,18 +209,13 @@ int pairs_read(Pairs *p, const char *path, char *err) {
         int32_t *t = buf;
         if (c) p->tgt = t, p->n_tgt_tokens = n;
         else p->src = t, p->n_src_tokens = n;
-        for (size_t i = 0; i < n; i++)
-            if (t[i] < 0 || t[i] >= p->vocab_size) {
-                snprintf(why, WHY_LEN, "token %zu is %d, outside [0, vocab_size %d)", i, (int)t[i],
-                         p->vocab_size);
-                goto fail;
-            }
+        if (h5u_check_tokens(t, n, p->vocab_size, why)) goto fail;
         where = c ? "/tgt_offsets" : "/src_offsets";
         if (h5u_read_1d(file, off_names[c], sizeof(int64_t), H5T_NATIVE_INT64, &buf, &n_off[c], why))
             goto fail;
         if (c) p->tgt_off = buf;
         else p->src_off = buf;
-        if (check_offsets(buf, n_off[c], n, why)) goto fail;
+        if (h5u_check_offsets(buf, n_off[c], n, "n_pairs", "the token count", why)) goto fail;
     }
     where = "";
     if (n_off[0] != n_off[1]) {
@@ -1034,17 +912,7 @@ static const CfgKey KEYS[] = {
     F("decoder", "max_position", CFG_INT, model.dec_max_position),
     F("decoder", "dropout", CFG_FLOAT, model.dec_dropout),
     F("decoder", "label_smoothing", CFG_FLOAT, model.label_smoothing),
-    E("optim", "name", optim.kind, CFG_OPTIM_NAMES, "an optimizer"),
-    F("optim", "lr", CFG_FLOAT, optim.lr),
-    F("optim", "beta1", CFG_FLOAT, optim.beta1),
-    F("optim", "beta2", CFG_FLOAT, optim.beta2),
-    F("optim", "eps", CFG_FLOAT, optim.eps),
-    F("optim", "weight_decay", CFG_FLOAT, optim.weight_decay),
-    F("optim", "clip_norm", CFG_FLOAT, optim.clip_norm),
-    E("optim", "schedule", optim.schedule, CFG_SCHED_NAMES, "a schedule"),
-    F("optim", "warmup_steps", CFG_LONG, optim.warmup_steps),
-    F("optim", "end_lr", CFG_FLOAT, optim.end_lr),
-    F("optim", "poly_power", CFG_FLOAT, optim.poly_power),
+    CFG_OPTIM_KEYS(HeadlineConfig, "optim", optim),
     F("optim", "separate_decoder", CFG_INT, separate_decoder),
     F("optim_decoder", "lr", CFG_FLOAT, optim_dec.lr),
     F("optim_decoder", "weight_decay", CFG_FLOAT, optim_dec.weight_decay),
