@@ -47,8 +47,9 @@ CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -fno-math-errno $(WARN) -I. $(PKG_CFLAGS
 LDFLAGS := $(OPT)
 LDLIBS := $(PKG_LIBS) $(MPI_LIBS) -lm -lpthread
 
-# Library sources: everything in models/ io/ mpi/ bridge/ except tool mains (conflux-*.c).
-ALL_SRCS := $(wildcard models/*.c io/*.c mpi/*.c bridge/*.c)
+# Library sources: everything in models/ io/ mpi/ bridge/ (and their subfolders) except tool
+# mains (conflux-*.c).
+ALL_SRCS := $(sort $(shell find models io mpi bridge -name '*.c'))
 TOOL_SRCS := $(foreach s,$(ALL_SRCS),$(if $(findstring /conflux-,$(s)),$(s)))
 LIB_SRCS := $(filter-out $(TOOL_SRCS),$(ALL_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
