@@ -414,7 +414,7 @@ static int client_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
 
 Averager br_client_averager(BrClient *c) {
     return (Averager){.ctx = c, .sum = client_sum, .plan = client_plan, .plan_ctx = c,
-                      .rank = 0, .n_ranks = 1};
+                      .progress = br_client_pump, .rank = 0, .n_ranks = 1};
 }
 
 void br_client_pump(void *ctx) {

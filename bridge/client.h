@@ -13,6 +13,7 @@
 //       sum   uploads the share's gradient sum (fp16 with error feedback, or fp32, as
 //             negotiated) and receives the round totals and the summed gradient (fp32)
 //       -> "all-reduce with a deadline": the bridge decides what made it into the round
+//       progress = br_client_pump (heartbeats and read-ahead during the backward)
 //   br_client_leave(c)                                   BYE, then close
 //
 // One thread; blocking I/O with poll(). While it sends, it keeps reading (so neither side

@@ -9,11 +9,9 @@
 #include "bridge/proto.h"
 #include "bridge/server.h"
 #include "bridge/tokens.h"
-#include "io/config.h"
-#include "io/headline.h"
-#include "models/albert.h"
+#include "io/run/run.h"
+#include "io/tasks/recipe.h"
 #include "models/common.h"
-#include "models/rng.h"
 #include "models/train.h"
 #include "mpi/hybrid.h"
 
@@ -137,6 +135,15 @@ static int token_main(int argc, char **argv) {
     return 2;
 }
 
+// The round's record (RUN_DIR/bridge.csv, the progress line, the status page) once the
+// step is applied.
+static int bridge_round_after_step(void *ctx, Trainer *t, const StepResult *r, char *err) {
+    (void)t;
+    (void)err;
+    bridge_after_step(ctx, r);
+    return 0;
+}
+
 static int parse_double(const char *s, const char *opt, double *out) {
     char *end;
     double v = strtod(s, &end);
@@ -238,126 +245,57 @@ int main(int argc, char **argv) {
 
     HybridComm *h = hybrid_init(&argc, &argv, HYBRID_BRIDGE);
     char err[CX_ERRLEN];
-    // the same set-up collectives as the trainers (mpi/hybrid.h)
+    // the same set-up collectives as the trainers (mpi/trainer.h)
     char *cfg_text = NULL;
     hybrid_bcast_config(h, &cfg_text);
-    // the trainers' run: ALBERT (conflux-train) or the encoder-decoder (conflux-headline
-    // train; its configuration has a [decoder] section). The bridge's replica has no data.
-    const int headline = headline_config_text_is_headline(cfg_text);
-    RunConfig cfg;
-    HeadlineConfig hcfg;
-    HeadlineReplica hrep;
-    memset(&hrep, 0, sizeof hrep);
-    Albert *model = NULL;
-    Trainer atr = {0}, *tr = &atr;
-    long total, micro_batch, log_every;
-    const char *cfg_run_dir;
-    if (headline) {
-        headline_config_defaults(&hcfg);
-        if (headline_config_load_string(&hcfg, cfg_text, "the trainers' configuration", err) != 0 ||
-            headline_config_check(&hcfg, err) != 0) {
-            fprintf(stderr, TOOL ": error: %s\n", err);
-            hybrid_abort(h, 1);
-        }
-        hcfg.optim.total_steps = hcfg.train.steps;
-        if (headline_replica_build(&hrep, &hcfg, 0, err) != 0) {
-            fprintf(stderr, TOOL ": error: %s\n", err);
-            hybrid_abort(h, 1);
-        }
-        tr = &hrep.tr;
-        total = hcfg.train.steps;
-        micro_batch = hcfg.train.micro_batch;
-        log_every = hcfg.train.log_every;
-        cfg_run_dir = hcfg.run.dir;
-    } else {
-        config_defaults(&cfg);
-        if (config_load_string(&cfg, cfg_text, "the trainers' configuration", err) != 0) {
-            fprintf(stderr, TOOL ": error: %s\n", err);
-            hybrid_abort(h, 1);
-        }
-        cfg.optim.total_steps = cfg.train.steps;
-        uint64_t seed = (uint64_t)cfg.train.seed;
-        // a replica without data: one sample of activations, never used
-        model = albert_create(&cfg.model, 1, cfg.data.seq_len, cx_rng_derive(seed, 2));
-        atr.task = (TrainTask){.params = albert_params(model), .grads = albert_grads(model),
-                               .n_params = albert_n_params(model), .specs = albert_specs(model),
-                               .n_specs = albert_n_specs(model), .micro_batch = 1};
-        optim_init(&atr.optim, &cfg.optim, albert_specs(model), albert_n_specs(model),
-                   albert_n_params(model));
-        atr.global_batch = cfg.train.global_batch;
-        total = cfg.train.steps;
-        micro_batch = cfg.train.micro_batch;
-        log_every = cfg.train.log_every;
-        cfg_run_dir = cfg.run.dir;
+    // the trainers' model kind and run, from their configuration (io/tasks/recipe.h); the
+    // bridge's replica has no data
+    Replica rep;
+    recipe_config_init(&rep, recipe_for_config(cfg_text));
+    if (recipe_config_from_text(&rep, cfg_text, "the trainers' configuration", NULL, 0, NULL, err) != 0 ||
+        recipe_build(&rep, REPLICA_BARE, err) != 0) {
+        fprintf(stderr, TOOL ": error: %s\n", err);
+        hybrid_abort(h, 1);
     }
-    float *params = tr->task.params;
-    const size_t n_params = tr->task.n_params;
-    o.probe_samples = micro_batch;
-    // the trainers' split layout (conflux-train, conflux-headline); the replica's rows stay
-    // empty
-    hybrid_create_averager(h, tr->task.grads, n_params, tr->task.specs, tr->task.n_specs,
-                           model ? albert_enable_grad_split(model)
-                                 : encdec_enable_grad_split(hrep.model));
+    Trainer *tr = &rep.tr;
+    const long total = rep.train->steps;
+    o.probe_samples = rep.train->micro_batch;
+    // the trainers' split layout; the replica's rows stay empty
+    hybrid_create_averager(h, tr->task.grads, tr->task.n_params, tr->task.specs, tr->task.n_specs,
+                           rep.recipe->enable_split(rep.model));
     int64_t meta[3] = {0};
-    hybrid_bcast_state(h, params, tr->optim.m, tr->optim.v, n_params, meta, 3);
+    hybrid_bcast_state(h, tr->task.params, tr->optim.m, tr->optim.v, tr->task.n_params, meta, 3);
     tr->optim.step = meta[0];
     tr->samples_seen = (uint64_t)meta[1];
     hybrid_nodes(h);
     hybrid_barrier(h);  // the trainers' run directory exists from here on
-    o.run_dir = run_dir ? run_dir : cfg_run_dir;
+    o.run_dir = run_dir ? run_dir : rep.run_dir;
     o.total_steps = total;
-    o.log_every = log_every;
+    o.log_every = rep.train->log_every;
     BridgeServer *b = bridge_create(&o, tr, h, cfg_text, (uint64_t)meta[2], err);
     if (!b) {
         fprintf(stderr, TOOL ": error: %s\n", err);
         hybrid_abort(h, 1);
     }
-    tr->avg = bridge_averager(b);
+    Averager avg = bridge_averager(b);
+    avg.after_step = bridge_round_after_step;
+    recipe_wire_averager(&rep, &avg);
     cx_catch_stop_signals(on_signal, 1, 1);
     if (!o.quiet)
-        fprintf(stderr, TOOL ": listening on %s for volunteers; %zu parameters, %d trainer rank(s), "
+        fprintf(stderr, TOOL ": listening on %s for volunteers; %s, %zu parameters, %d trainer rank(s), "
                         "global batch %ld, steps %ld..%ld\n",
-                o.listen, n_params, hybrid_n_trainers(h), tr->global_batch,
+                o.listen, rep.recipe->what, tr->task.n_params, hybrid_n_trainers(h), tr->global_batch,
                 tr->optim.step, total);
-    int rc = 0;
-    while (tr->optim.step < total) {
-        StepResult r;
-        if (trainer_step(tr, &r, err) != 0) {
-            fprintf(stderr, TOOL ": error: %s\n", err);
-            rc = 1;
-            break;
-        }
-        int stop = hybrid_stop_vote(h, g_stop != 0, err);
-        if (stop < 0) {
-            fprintf(stderr, TOOL ": error: %s\n", err);
-            rc = 1;
-            break;
-        }
-        // the replica check steps are the trainers' rule (conflux-train / conflux-headline)
-        long every = headline ? 0 : cfg.train.replica_check_every;
-        int check = headline ? headline_check_step(&hcfg, r.step, stop)
-                             : (every > 0 && r.step % every == 0) || r.step == total || stop;
-        if (check) {
-            if (hybrid_check_replicas(h, params, n_params, r.step, err) != 0) {
-                fprintf(stderr, TOOL ": error: %s\n", err);
-                rc = 1;
-                break;
-            }
-        }
-        bridge_after_step(b, &r);
-        if (stop) {  // a signal: the job checkpoints and may be requeued
-            if (tr->optim.step < total) bridge_set_restarting(b);
-            break;
-        }
-    }
+    // the trainers' loop and collectives; the bridge writes no run directory of its own
+    RunLoop loop = {.tool = TOOL, .rep = &rep, .comm = hybrid_run_comm(h), .quiet = o.quiet,
+                    .stop_flag = &g_stop};
+    int rc = run_loop(&loop, err);
+    if (rc < 0) fprintf(stderr, TOOL ": error: %s\n", err);
+    // a signal: the job checkpoints and may be requeued
+    if (rc == RUN_STOPPED && tr->optim.step < total) bridge_set_restarting(b);
     bridge_free(b);
-    if (rc != 0) hybrid_abort(h, rc);
-    if (headline) {
-        headline_replica_free(&hrep);
-    } else {
-        optim_free(&atr.optim);
-        albert_free(model);
-    }
+    if (rc < 0) hybrid_abort(h, 1);
+    recipe_free(&rep);
     free(cfg_text);
     hybrid_finalize(h);
     return 0;

@@ -15,20 +15,14 @@
 
 #include "bridge/client.h"
 #include "bridge/state.h"
-#include "io/config.h"
-#include "io/headline.h"
-#include "io/mlm.h"
-#include "io/shard.h"
-#include "models/albert.h"
+#include "io/run/run.h"
+#include "io/tasks/recipe.h"
 #include "models/common.h"
-#include "models/rng.h"
 #include "models/train.h"
 
 #define TOOL "conflux-volunteer"
 
-extern void openblas_set_num_threads(int);
-
-static volatile int g_stop = 0;
+static volatile sig_atomic_t g_stop = 0;
 static void on_signal(int sig) { g_stop = sig; }
 
 static void usage(FILE *f) {
@@ -71,36 +65,6 @@ static void usage(FILE *f) {
             "  " TOOL " --join 10.0.0.5:7070 --token 0123abcd... --set data.train=shards/train.h5\n");
 }
 
-// The replica: model, data and optimizer built from a downloaded state. The run is an
-// ALBERT one (conflux-train) or an encoder-decoder one (conflux-headline train: its
-// configuration has a [decoder] section; io/headline.h builds that replica).
-typedef struct {
-    int headline;          // 1: hl holds the replica
-    RunConfig cfg;
-    Shard shard;
-    MlmData data;
-    Albert *model;
-    MlmTask mt;
-    HeadlineReplica hl;
-    Trainer *tr;           // &atr or &hl.tr
-    Trainer atr;
-    long steps;            // the run's train.steps
-    int built;
-} Replica;
-
-static void replica_free(Replica *r) {
-    if (!r->built) return;
-    if (r->headline) {
-        headline_replica_free(&r->hl);
-    } else {
-        mlm_task_free(&r->mt);
-        mlm_data_free(&r->data);
-        optim_free(&r->atr.optim);
-        albert_free(r->model);
-    }
-    r->built = 0;
-}
-
 static int check_set(const char *set, char *err) {
     if (strncmp(set, "data.train=", 11) && strncmp(set, "data.valid=", 11) &&
         strncmp(set, "train.threads=", 14) && strncmp(set, "data.tokenizer=", 15))
@@ -109,97 +73,77 @@ static int check_set(const char *set, char *err) {
     return 0;
 }
 
-// The state's parameters, moments, step and cursor into a built trainer.
-static void replica_load_state(Trainer *tr, const BrState *s) {
+// The replica (io/tasks/recipe.h): the model kind, data order and optimizer the run's
+// configuration names, with this machine's data paths, given the downloaded state. -1
+// with err (and r freed) when this machine's data or the state does not fit the run.
+static int replica_build(Replica *r, const BrState *s, const char **sets, int n_sets, char *err) {
+    recipe_free(r);
+    // (br_state_parse NUL-terminates its copy of the configuration text)
+    recipe_config_init(r, recipe_for_config(s->config));
+    if (recipe_config_from_text(r, s->config, "the run's configuration", sets, n_sets, check_set, err) != 0)
+        goto fail;
+    run_set_threads(r->train);
+    if (recipe_build(r, REPLICA_VOLUNTEER, err) != 0) goto fail;
+    if (r->n_examples != s->data_windows) {
+        cx_err(err, "the training data here (%s) has %llu %s, the run's has %llu: use the run's "
+               "shard (--set data.train=PATH)", r->data_train, (unsigned long long)r->n_examples,
+               r->example_unit, (unsigned long long)s->data_windows);
+        goto fail;
+    }
+    Trainer *tr = &r->tr;
+    if (tr->task.n_params != s->n_params) {
+        cx_err(err, "the run's model has %llu parameters but its configuration builds %zu",
+               (unsigned long long)s->n_params, tr->task.n_params);
+        goto fail;
+    }
     memcpy(tr->task.params, s->params, s->n_params * sizeof(float));
     memcpy(tr->optim.m, s->m, s->n_params * sizeof(float));
     memcpy(tr->optim.v, s->v, s->n_params * sizeof(float));
     tr->optim.step = (long)s->step;
     tr->samples_seen = s->samples_seen;
+    return 0;
+fail:
+    recipe_free(r);
+    return -1;
 }
 
-// An encoder-decoder run: the same model, task (seeds, data order) and optimizer (with its
-// decoder group) as the trainers' (headline_replica_build).
-static int replica_build_headline(Replica *r, const BrState *s, const char **sets, int n_sets,
-                                  char *err) {
-    HeadlineConfig cfg;
-    headline_config_defaults(&cfg);
-    if (headline_config_load_string(&cfg, s->config, "the run's configuration", err) != 0) return -1;
-    for (int i = 0; i < n_sets; i++) {
-        if (check_set(sets[i], err) != 0 || headline_config_set(&cfg, sets[i], err) != 0) return -1;
-    }
-    if (headline_config_check(&cfg, err) != 0) return -1;
-    cfg.optim.total_steps = cfg.train.steps;
-    if (cfg.train.threads > 0) openblas_set_num_threads(cfg.train.threads);
-    if (headline_replica_build(&r->hl, &cfg, 1, err) != 0) return -1;
-    if (r->hl.ht.n != s->data_windows) {
-        cx_err(err, "the training data here (%s) has %zu %s, the run's has %llu: use the run's "
-               "shard (--set data.train=PATH)", cfg.data.train, r->hl.ht.n,
-               cfg.data.objective == HL_OBJ_DENOISE ? "windows" : "pairs",
-               (unsigned long long)s->data_windows);
-        headline_replica_free(&r->hl);
-        return -1;
-    }
-    if (r->hl.tr.task.n_params != s->n_params) {
-        cx_err(err, "the run's model has %llu parameters but its configuration builds %zu",
-               (unsigned long long)s->n_params, r->hl.tr.task.n_params);
-        headline_replica_free(&r->hl);
-        return -1;
-    }
-    r->headline = 1;
-    r->tr = &r->hl.tr;
-    replica_load_state(r->tr, s);
-    r->steps = cfg.train.steps;
-    r->built = 1;
-    return 0;
-}
+// The volunteer's after-step work in the run loop: the stats row, the progress line,
+// and --steps.
+typedef struct {
+    Replica *rep;
+    BrClient *cl;
+    FILE *stats;
+    long *contributed, max_steps;
+    uint64_t shares_before;
+    double t_last;
+    int quiet;
+} Contribution;
 
-static int replica_build(Replica *r, const BrState *s, const char **sets, int n_sets, char *err) {
-    replica_free(r);
-    // (br_state_parse NUL-terminates its copy of the configuration text)
-    if (headline_config_text_is_headline(s->config)) return replica_build_headline(r, s, sets, n_sets, err);
-    r->headline = 0;
-    RunConfig cfg;
-    config_defaults(&cfg);
-    if (config_load_string(&cfg, s->config, "the run's configuration", err) != 0) return -1;
-    for (int i = 0; i < n_sets; i++) {
-        if (check_set(sets[i], err) != 0 || config_set(&cfg, sets[i], err) != 0) return -1;
+static int contribution_after_step(void *ctx, const StepResult *r, char *err) {
+    (void)err;
+    Contribution *v = ctx;
+    const BrClientStats *cs = br_client_stats(v->cl);
+    int had_share = (uint64_t)cs->shares > v->shares_before;
+    if (had_share) (*v->contributed)++;
+    v->shares_before = cs->shares;
+    if (v->stats) {
+        fprintf(v->stats, "%ld,%d,%.4f,%.4f,%.0f,%.4f,%.0f,%.4f,%.4f,%.0f\n", r->step, had_share,
+                had_share ? cs->compute_s : 0.0, had_share ? cs->up_s : 0.0,
+                had_share ? cs->up_bytes : 0.0, cs->down_s, cs->down_bytes, cs->round_s,
+                cs->down_steady_s, cs->down_steady_bytes);
+        fflush(v->stats);
     }
-    cfg.optim.total_steps = cfg.train.steps;
-    if (cfg.train.threads > 0) openblas_set_num_threads(cfg.train.threads);
-    Shard shard;
-    if (shard_read(&shard, cfg.data.train, err) != 0) return -1;
-    uint64_t seed = (uint64_t)cfg.train.seed;
-    if (mlm_data_init(&r->data, &shard, cfg.data.seq_len, cfg.model.vocab_size,
-                      cx_rng_derive(seed, 1), 1, cfg.data.mask_prob, cfg.model.sop, err) != 0) {
-        shard_free(&shard);
-        return -1;
+    double now = cx_now();
+    long total = v->rep->train->steps;
+    if (!v->quiet && (now - v->t_last > 2.0 || r->step == total)) {
+        fprintf(stderr, "step %ld/%ld | loss %.4f | %d participants | my samples %llu "
+                        "(accepted on time %llu) | up %.1f Mbit/s | down %.1f Mbit/s\n",
+                r->step, total, r->loss, r->participants, (unsigned long long)cs->samples,
+                (unsigned long long)cs->accepted, cs->up_s > 0 ? cs->up_bytes * 8 / cs->up_s / 1e6 : 0.0,
+                cs->down_s > 0 ? cs->down_bytes * 8 / cs->down_s / 1e6 : 0.0);
+        v->t_last = now;
     }
-    shard_free(&shard);
-    if (r->data.n_windows != s->data_windows) {
-        mlm_data_free(&r->data);
-        return cx_err(err, "the training data here (%s) has %zu windows, the run's has %llu: "
-                      "use the run's shard (--set data.train=PATH)", cfg.data.train,
-                      r->data.n_windows, (unsigned long long)s->data_windows);
-    }
-    r->model = albert_create(&cfg.model, cfg.train.micro_batch, cfg.data.seq_len, cx_rng_derive(seed, 2));
-    if (albert_n_params(r->model) != s->n_params) {
-        albert_free(r->model);
-        mlm_data_free(&r->data);
-        return cx_err(err, "the run's model has %llu parameters but its configuration builds %zu",
-                      (unsigned long long)s->n_params, albert_n_params(r->model));
-    }
-    memset(&r->atr, 0, sizeof r->atr);
-    r->tr = &r->atr;
-    mlm_task_init(&r->mt, &r->atr.task, r->model, &r->data, cfg.train.micro_batch, cx_rng_derive(seed, 3));
-    optim_init(&r->atr.optim, &cfg.optim, albert_specs(r->model), albert_n_specs(r->model),
-               albert_n_params(r->model));
-    replica_load_state(&r->atr, s);
-    r->atr.global_batch = cfg.train.global_batch;
-    r->cfg = cfg;
-    r->steps = cfg.train.steps;
-    r->built = 1;
-    return 0;
+    return v->max_steps >= 0 && *v->contributed >= v->max_steps;
 }
 
 static void download_progress(void *ctx, size_t have, size_t total) {
@@ -315,7 +259,7 @@ int main(int argc, char **argv) {
         fprintf(stats, "step,share_samples,compute_s,upload_s,upload_bytes,download_s,download_bytes,"
                        "round_s,download_steady_s,download_steady_bytes\n");
     }
-    Replica rep = {0};
+    Replica rep = {0};  // built: rep.recipe set
     uint8_t *blob = NULL;
     size_t blob_have = 0, blob_total = 0;
     uint64_t blob_step = UINT64_MAX;
@@ -352,10 +296,10 @@ int main(int argc, char **argv) {
         if (!quiet)
             fprintf(stderr, TOOL ": joined %s as %s (step %llu, %s uploads)\n", join, name,
                     (unsigned long long)w->step, w->codec == BR_CODEC_FP16 ? "fp16" : "fp32");
-        if (rep.built && !need_state) {
+        if (rep.recipe && !need_state) {
             // reconnecting with a consistent replica: the bridge replays what we missed
-            if (br_client_start(cl, (uint64_t)rep.tr->optim.step, rep.tr->task.params,
-                                rep.tr->task.n_params, &rep.tr->samples_seen, err) != 0)
+            if (br_client_start(cl, (uint64_t)rep.tr.optim.step, rep.tr.task.params,
+                                rep.tr.task.n_params, &rep.tr.samples_seen, err) != 0)
                 goto broken;
         } else {
             if (blob_step != w->step || blob_total != w->state_bytes) {  // a new state: start over
@@ -385,42 +329,20 @@ int main(int argc, char **argv) {
             }
             blob_step = UINT64_MAX;  // used
             need_state = 0;
-            if (br_client_start(cl, (uint64_t)rep.tr->optim.step, rep.tr->task.params,
-                                rep.tr->task.n_params, &rep.tr->samples_seen, err) != 0)
+            if (br_client_start(cl, (uint64_t)rep.tr.optim.step, rep.tr.task.params,
+                                rep.tr.task.n_params, &rep.tr.samples_seen, err) != 0)
                 goto broken;
         }
-        rep.tr->avg = br_client_averager(cl);
-        // the model drives the link during its backward
-        if (rep.headline) encdec_set_backward_hooks(rep.hl.model, NULL, br_client_pump, cl);
-        else albert_set_backward_hooks(rep.model, NULL, br_client_pump, cl);
+        Averager avg = br_client_averager(cl);
+        recipe_wire_averager(&rep, &avg);  // the model drives the link during its backward
         failures = 0;
-        double t_last = cx_now();
-        uint64_t shares_before = br_client_stats(cl)->shares;
-        while (!g_stop && (max_steps < 0 || contributed < max_steps)) {
-            StepResult r;
-            if (trainer_step(rep.tr, &r, err) != 0) goto broken;
-            const BrClientStats *cs = br_client_stats(cl);
-            int had_share = (uint64_t)cs->shares > shares_before;
-            if (had_share) contributed++;
-            shares_before = cs->shares;
-            if (stats) {
-                fprintf(stats, "%ld,%d,%.4f,%.4f,%.0f,%.4f,%.0f,%.4f,%.4f,%.0f\n", r.step, had_share,
-                        had_share ? cs->compute_s : 0.0, had_share ? cs->up_s : 0.0,
-                        had_share ? cs->up_bytes : 0.0, cs->down_s, cs->down_bytes, cs->round_s,
-                        cs->down_steady_s, cs->down_steady_bytes);
-                fflush(stats);
-            }
-            double now = cx_now();
-            if (!quiet && (now - t_last > 2.0 || r.step == rep.steps)) {
-                fprintf(stderr, "step %ld/%ld | loss %.4f | %d participants | my samples %llu "
-                                "(accepted on time %llu) | up %.1f Mbit/s | down %.1f Mbit/s\n",
-                        r.step, rep.steps, r.loss, r.participants,
-                        (unsigned long long)cs->samples, (unsigned long long)cs->accepted,
-                        cs->up_s > 0 ? cs->up_bytes * 8 / cs->up_s / 1e6 : 0.0,
-                        cs->down_s > 0 ? cs->down_bytes * 8 / cs->down_s / 1e6 : 0.0);
-                t_last = now;
-            }
-        }
+        Contribution contribution = {.rep = &rep, .cl = cl, .stats = stats, .contributed = &contributed,
+                                     .max_steps = max_steps, .shares_before = br_client_stats(cl)->shares,
+                                     .t_last = cx_now(), .quiet = quiet};
+        // the run's loop, until the run ends (the bridge says so), a signal or --steps
+        RunLoop loop = {.tool = TOOL, .rep = &rep, .quiet = quiet, .stop_flag = &g_stop,
+                        .unbounded = 1, .after_step = contribution_after_step, .ctx = &contribution};
+        if (max_steps != 0 && run_loop(&loop, err) < 0) goto broken;
         if (!quiet)
             fprintf(stderr, TOOL ": leaving after %ld contributed step(s), %.0f s\n", contributed,
                     cx_now() - t_start);
@@ -441,7 +363,7 @@ int main(int argc, char **argv) {
         if (br_client_bye_reason(cl) == 4 /* BR_BYE_RESTART: the job is being requeued */) failures = 0;
         // a replica interrupted inside a step still holds the last applied step, unless the
         // bridge says it differs or is out of reach
-        if (br_client_error_code(cl) == 6 /* BR_ERR_STATE */ || !rep.built) need_state = 1;
+        if (br_client_error_code(cl) == 6 /* BR_ERR_STATE */ || !rep.recipe) need_state = 1;
         if (br_client_error_code(cl) == 3 /* BR_ERR_AUTH */) {
             br_client_close(cl);
             rc = 1;
@@ -455,7 +377,7 @@ int main(int argc, char **argv) {
         sleep((unsigned)(failures < 5 ? failures : 5));
     }
     free(blob);
-    replica_free(&rep);
+    recipe_free(&rep);
     if (stats) fclose(stats);
     return rc;
 }

@@ -39,16 +39,7 @@ static const CfgKey KEYS[] = {
     S("data", "tokenizer", data.tokenizer),
     F("data", "seq_len", CFG_INT, data.seq_len),
     F("data", "mask_prob", CFG_FLOAT, data.mask_prob),
-    F("train", "global_batch", CFG_LONG, train.global_batch),
-    F("train", "micro_batch", CFG_INT, train.micro_batch),
-    F("train", "steps", CFG_LONG, train.steps),
-    F("train", "seed", CFG_LONG, train.seed),
-    F("train", "eval_every", CFG_LONG, train.eval_every),
-    F("train", "eval_samples", CFG_LONG, train.eval_samples),
-    F("train", "checkpoint_every", CFG_LONG, train.checkpoint_every),
-    F("train", "threads", CFG_INT, train.threads),
-    F("train", "log_every", CFG_INT, train.log_every),
-    F("train", "replica_check_every", CFG_LONG, train.replica_check_every),
+    CFG_TRAIN_KEYS(RunConfig, train),
     S("run", "dir", run.dir),
 };
 #undef F
@@ -303,6 +294,17 @@ size_t cfg_to_ini(const CfgSchema *s, const void *base, char *buf, size_t cap) {
     return len;
 }
 
+int cfg_text_has_section(const char *text, const char *section) {
+    size_t n = strlen(section);
+    for (const char *p = text; p && *p;) {
+        while (*p == ' ' || *p == '\t') p++;
+        if (p[0] == '[' && !strncmp(p + 1, section, n) && p[n + 1] == ']') return 1;
+        p = strchr(p, '\n');
+        if (p) p++;
+    }
+    return 0;
+}
+
 // ---- RunConfig ----
 
 int config_load_file(RunConfig *c, const char *path, char *err) {
@@ -321,6 +323,18 @@ size_t config_to_ini(const RunConfig *c, char *buf, size_t cap) {
     return cfg_to_ini(&SCHEMA, c, buf, cap);
 }
 
+int train_settings_check(const TrainSettings *t, char *err) {
+    if (t->micro_batch < 1) return cx_err(err, "train.micro_batch must be >= 1");
+    if (t->global_batch < 1) return cx_err(err, "train.global_batch must be >= 1");
+    if (t->steps < 1) return cx_err(err, "train.steps must be >= 1");
+    if (t->eval_every < 0 || t->eval_samples < 0 || t->checkpoint_every < 0)
+        return cx_err(err, "train.eval_every, train.eval_samples and train.checkpoint_every must be >= 0");
+    if (t->threads < 0) return cx_err(err, "train.threads must be >= 0");
+    if (t->replica_check_every < 0) return cx_err(err, "train.replica_check_every must be >= 0");
+    if (t->log_every < 1) return cx_err(err, "train.log_every must be >= 1");
+    return 0;
+}
+
 int config_check(const RunConfig *c, char *err) {
     if (albert_config_check(&c->model, err) != 0) return -1;
     OptimConfig o = c->optim;
@@ -331,13 +345,7 @@ int config_check(const RunConfig *c, char *err) {
                       c->data.seq_len, c->model.max_position);
     if (!(c->data.mask_prob > 0.0f && c->data.mask_prob < 1.0f))
         return cx_err(err, "data.mask_prob must be in (0, 1)");
-    if (c->train.micro_batch < 1) return cx_err(err, "train.micro_batch must be >= 1");
-    if (c->train.global_batch < 1) return cx_err(err, "train.global_batch must be >= 1");
-    if (c->train.eval_every < 0 || c->train.eval_samples < 0 || c->train.checkpoint_every < 0)
-        return cx_err(err, "train.eval_every, train.eval_samples and train.checkpoint_every must be >= 0");
-    if (c->train.threads < 0) return cx_err(err, "train.threads must be >= 0");
-    if (c->train.replica_check_every < 0) return cx_err(err, "train.replica_check_every must be >= 0");
-    if (c->train.log_every < 1) return cx_err(err, "train.log_every must be >= 1");
+    if (train_settings_check(&c->train, err) != 0) return -1;
     if (!c->data.train[0]) return cx_err(err, "data.train must name a token shard");
     if (!c->run.dir[0]) return cx_err(err, "run.dir must name a directory");
     return 0;

@@ -14,6 +14,25 @@
 
 #define CFG_PATH_LEN 1024
 
+// [train]: the run loop's settings, the same keys in every model's configuration
+// (CFG_TRAIN_KEYS), checked by train_settings_check.
+typedef struct {
+    long global_batch;             // sequences per optimizer step (all participants)
+    int micro_batch;               // sequences per forward/backward
+    long steps;                    // total optimizer steps
+    long seed;
+    long eval_every;               // steps between validation passes (0 = never)
+    long eval_samples;             // validation sequences per pass
+    long checkpoint_every;         // steps between checkpoints (0 = only at the end)
+    int threads;                   // OpenBLAS threads (0 = leave OpenBLAS's default)
+    int log_every;                 // steps between progress lines
+    long replica_check_every;      // steps between replica checksum comparisons (0: only
+                                   // on checkpoint steps, the last step and a stop)
+} TrainSettings;
+
+// Range checks of the [train] keys; -1 with err naming the key ("train.steps must be >= 1").
+int train_settings_check(const TrainSettings *t, char *err);
+
 typedef struct {
     AlbertConfig model;
     OptimConfig optim;
@@ -24,18 +43,7 @@ typedef struct {
         int seq_len;                   // T
         float mask_prob;
     } data;
-    struct {
-        long global_batch;             // sequences per optimizer step (all participants)
-        int micro_batch;               // sequences per forward/backward
-        long steps;                    // total optimizer steps
-        long seed;
-        long eval_every;               // steps between validation passes (0 = never)
-        long eval_samples;             // validation sequences per pass
-        long checkpoint_every;         // steps between checkpoints (0 = only at the end)
-        int threads;                   // OpenBLAS threads (0 = leave OpenBLAS's default)
-        int log_every;                 // steps between progress lines
-        long replica_check_every;      // steps between replica checksum comparisons (0 = end only)
-    } train;
+    TrainSettings train;
     struct {
         char dir[CFG_PATH_LEN];        // run directory
     } run;
@@ -84,9 +92,30 @@ int cfg_load_string(const CfgSchema *s, void *base, const char *text, const char
 int cfg_set(const CfgSchema *s, void *base, const char *assignment, char *err);
 size_t cfg_to_ini(const CfgSchema *s, const void *base, char *buf, size_t cap);
 
+// Whether INI text has a [section] header line (leading blanks allowed). The recipe table
+// (io/tasks/recipe.h) tells configurations apart by their sections.
+int cfg_text_has_section(const char *text, const char *section);
+
 // Value names shared by the schemas.
 extern const char *const CFG_OPTIM_NAMES[];  // adamw, lamb (OptimKind)
 extern const char *const CFG_SCHED_NAMES[];  // linear, poly, constant, invsqrt (SchedKind)
+
+// The [sec] keys of an OptimConfig member `field` of struct `type`, for a CfgKey table:
+// The [train] keys of a TrainSettings member `field` of struct `type`, for a CfgKey table,
+// in their written order.
+#define CFG_TRAIN_KEYS(type, field)                                                            \
+    {"train", "global_batch", CFG_LONG, offsetof(type, field.global_batch), 0, NULL, NULL},     \
+    {"train", "micro_batch", CFG_INT, offsetof(type, field.micro_batch), 0, NULL, NULL},        \
+    {"train", "steps", CFG_LONG, offsetof(type, field.steps), 0, NULL, NULL},                   \
+    {"train", "seed", CFG_LONG, offsetof(type, field.seed), 0, NULL, NULL},                     \
+    {"train", "eval_every", CFG_LONG, offsetof(type, field.eval_every), 0, NULL, NULL},         \
+    {"train", "eval_samples", CFG_LONG, offsetof(type, field.eval_samples), 0, NULL, NULL},     \
+    {"train", "checkpoint_every", CFG_LONG, offsetof(type, field.checkpoint_every), 0, NULL,    \
+     NULL},                                                                                    \
+    {"train", "threads", CFG_INT, offsetof(type, field.threads), 0, NULL, NULL},                \
+    {"train", "log_every", CFG_INT, offsetof(type, field.log_every), 0, NULL, NULL},            \
+    {"train", "replica_check_every", CFG_LONG, offsetof(type, field.replica_check_every), 0,    \
+     NULL, NULL}
 
 // The [sec] keys of an OptimConfig member `field` of struct `type`, for a CfgKey table:
 // name, lr, beta1, beta2, eps, weight_decay, clip_norm, schedule, warmup_steps, end_lr,

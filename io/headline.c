@@ -930,15 +930,7 @@ static const CfgKey KEYS[] = {
     F("data", "poisson_lambda", CFG_FLOAT, data.poisson_lambda),
     F("data", "permute_sentences", CFG_INT, data.permute_sentences),
     F("data", "lowercase", CFG_INT, data.lowercase),
-    F("train", "global_batch", CFG_LONG, train.global_batch),
-    F("train", "micro_batch", CFG_INT, train.micro_batch),
-    F("train", "steps", CFG_LONG, train.steps),
-    F("train", "seed", CFG_LONG, train.seed),
-    F("train", "eval_every", CFG_LONG, train.eval_every),
-    F("train", "eval_samples", CFG_LONG, train.eval_samples),
-    F("train", "checkpoint_every", CFG_LONG, train.checkpoint_every),
-    F("train", "threads", CFG_INT, train.threads),
-    F("train", "log_every", CFG_INT, train.log_every),
+    CFG_TRAIN_KEYS(HeadlineConfig, train),
     S("init", "encoder", init.encoder),
     S("init", "from", init.from),
     F("init", "lm_head", CFG_INT, init.lm_head),
@@ -1003,6 +995,7 @@ void headline_config_defaults(HeadlineConfig *c) {
     c->train.checkpoint_every = 500;
     c->train.threads = 0;
     c->train.log_every = 50;
+    c->train.replica_check_every = 0;  // the checkpoint steps, the last step and a stop
     c->init.lm_head = 1;
     snprintf(c->run.dir, HL_PATH_LEN, "runs/headline");
     c->generate.beam = 4;
@@ -1057,14 +1050,7 @@ int headline_config_check(const HeadlineConfig *c, char *err) {
         return cx_err(err, "data.mask_ratio must be in [0, 1)");
     if (!(c->data.poisson_lambda > 0.0f && c->data.poisson_lambda <= 30.0f))
         return cx_err(err, "data.poisson_lambda must be in (0, 30]");
-    if (c->train.micro_batch < 1) return cx_err(err, "train.micro_batch must be >= 1");
-    if (c->train.global_batch < 1) return cx_err(err, "train.global_batch must be >= 1");
-    if (c->train.steps < 1) return cx_err(err, "train.steps must be >= 1");
-    if (c->train.eval_every < 0 || c->train.eval_samples < 0 || c->train.checkpoint_every < 0)
-        return cx_err(err, "train.eval_every, train.eval_samples and train.checkpoint_every must "
-                      "be >= 0");
-    if (c->train.threads < 0) return cx_err(err, "train.threads must be >= 0");
-    if (c->train.log_every < 1) return cx_err(err, "train.log_every must be >= 1");
+    if (train_settings_check(&c->train, err) != 0) return -1;
     if (c->init.encoder[0] && c->init.from[0])
         return cx_err(err, "init.encoder and init.from exclude each other");
     if (c->generate.beam < 1) return cx_err(err, "generate.beam must be >= 1");
@@ -1081,117 +1067,4 @@ int headline_config_check(const HeadlineConfig *c, char *err) {
 
 size_t headline_config_to_ini(const HeadlineConfig *c, char *buf, size_t cap) {
     return cfg_to_ini(&SCHEMA, c, buf, cap);
-}
-
-// ---------------------------------------------------------------------------------------
-// The run's trainer (conflux-headline train, conflux-bridge, conflux-volunteer).
-
-int headline_config_text_is_headline(const char *text) {
-    for (const char *p = text; p && *p;) {
-        while (*p == ' ' || *p == '\t') p++;
-        if (!strncmp(p, "[decoder]", 9)) return 1;
-        p = strchr(p, '\n');
-        if (p) p++;
-    }
-    return 0;
-}
-
-EncDec *headline_model_create(const HeadlineConfig *c, int max_B) {
-    return encdec_create(&c->model, max_B, c->data.src_len, c->data.tgt_len,
-                         cx_rng_derive((uint64_t)c->train.seed, 2));
-}
-
-void headline_optim_init(Optim *o, const HeadlineConfig *c, EncDec *m) {
-    optim_init(o, &c->optim, encdec_specs(m), encdec_n_specs(m), encdec_n_params(m));
-    if (c->separate_decoder) {
-        OptimConfig g = c->optim;
-        g.lr = c->optim_dec.lr;
-        g.weight_decay = c->optim_dec.weight_decay;
-        g.schedule = c->optim_dec.schedule;
-        g.warmup_steps = c->optim_dec.warmup_steps;
-        g.end_lr = c->optim_dec.end_lr;
-        g.poly_power = c->optim_dec.poly_power;
-        optim_set_group(o, AP_N_ENCODER, &g);
-    }
-}
-
-int headline_task_init(HeadlineTask *ht, TrainTask *task, EncDec *model, const HeadlineConfig *c,
-                       const Pairs *p, const Shard *sh, const uint8_t *sent_end,
-                       int micro_batch, char *err) {
-    const uint64_t seed = (uint64_t)c->train.seed;
-    const int Ts = c->data.src_len, Tt = c->data.tgt_len;
-    if (c->data.objective == HL_OBJ_DENOISE) {
-        DenoiseConfig dn = {.mask_ratio = c->data.mask_ratio,
-                            .poisson_lambda = c->data.poisson_lambda,
-                            .permute_sentences = c->data.permute_sentences};
-        return headline_task_denoise(ht, task, model, sh, &dn, sent_end, Ts, Tt, micro_batch,
-                                     cx_rng_derive(seed, 1), 1, cx_rng_derive(seed, 3), err);
-    }
-    if (p->vocab_size > encdec_config(model)->enc.vocab_size)
-        return cx_err(err, "the pair shard's vocabulary (%d) exceeds the model's (%d)",
-                      p->vocab_size, encdec_config(model)->enc.vocab_size);
-    headline_task_pairs(ht, task, model, p, Ts, Tt, micro_batch, cx_rng_derive(seed, 1), 1,
-                        cx_rng_derive(seed, 3));
-    return 0;
-}
-
-int headline_check_step(const HeadlineConfig *c, long step, int stop) {
-    return (c->train.checkpoint_every > 0 && step % c->train.checkpoint_every == 0) ||
-           step == c->train.steps || stop;
-}
-
-void headline_replica_free(HeadlineReplica *r) {
-    if (r->have_task) headline_task_free(&r->ht);
-    if (r->tr.optim.m) optim_free(&r->tr.optim);
-    if (r->model) encdec_free(r->model);
-    pairs_free(&r->pairs);
-    shard_free(&r->shard);
-    if (r->bpe) bpe_free(r->bpe);
-    free(r->sent_end);
-    memset(r, 0, sizeof *r);
-}
-
-int headline_replica_build(HeadlineReplica *r, const HeadlineConfig *c, int with_data, char *err) {
-    memset(r, 0, sizeof *r);
-    r->cfg = *c;
-    const int denoise = c->data.objective == HL_OBJ_DENOISE;
-    if (with_data) {
-        if (denoise) {
-            // the sentence ends come from the tokenizer
-            if (bpe_load(&r->bpe, c->data.tokenizer, err) != 0) goto fail;
-            if (shard_read(&r->shard, c->data.train, err) != 0) goto fail;
-            if (strcmp(r->shard.tokenizer, bpe_fingerprint(r->bpe)) != 0) {
-                cx_err(err, "%s was tokenized with another tokenizer than %s", c->data.train,
-                       c->data.tokenizer);
-                goto fail;
-            }
-            r->sent_end = cx_calloc((size_t)bpe_vocab_size(r->bpe), 1);
-            headline_sentence_ends(r->bpe, r->sent_end);
-        } else if (pairs_read(&r->pairs, c->data.train, err) != 0) {
-            goto fail;
-        }
-    }
-    const int MB = with_data ? c->train.micro_batch : 1;
-    r->model = headline_model_create(c, MB);
-    if (with_data) {
-        char e2[CX_ERRLEN];
-        if (headline_task_init(&r->ht, &r->tr.task, r->model, c, &r->pairs, &r->shard,
-                               r->sent_end, MB, e2) != 0) {
-            cx_err(err, "%s (%s)", e2, c->data.train);
-            goto fail;
-        }
-        r->have_task = 1;
-    } else {
-        // a replica without data: the parameters and gradients the averaging needs
-        r->tr.task = (TrainTask){.params = encdec_params(r->model), .grads = encdec_grads(r->model),
-                                 .n_params = encdec_n_params(r->model),
-                                 .specs = encdec_specs(r->model),
-                                 .n_specs = encdec_n_specs(r->model), .micro_batch = 1};
-    }
-    headline_optim_init(&r->tr.optim, c, r->model);
-    r->tr.global_batch = c->train.global_batch;
-    return 0;
-fail:
-    headline_replica_free(r);
-    return -1;
 }

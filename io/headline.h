@@ -38,6 +38,7 @@
 #include <stdio.h>
 
 #include "io/bpe.h"
+#include "io/config.h"
 #include "io/news.h"
 #include "io/shard.h"
 #include "models/encdec.h"
@@ -211,12 +212,7 @@ typedef struct {
         int permute_sentences;
         int lowercase;               // 1: articles and headlines are lowercased (as RIA is)
     } data;
-    struct {
-        long global_batch;
-        int micro_batch;
-        long steps, seed, eval_every, eval_samples, checkpoint_every;
-        int threads, log_every;
-    } train;
+    TrainSettings train;     // [train]: the run loop's keys (io/config.h)
     struct {
         char encoder[HL_PATH_LEN];   // conflux ALBERT checkpoint for the encoder ("" = none)
         char from[HL_PATH_LEN];      // encdec checkpoint (e.g. denoise-pretrained) ("" = none)
@@ -239,58 +235,5 @@ int headline_config_set(HeadlineConfig *c, const char *assignment, char *err);
 int headline_config_check(const HeadlineConfig *c, char *err);
 size_t headline_config_to_ini(const HeadlineConfig *c, char *buf, size_t cap);
 const char *headline_objective_name(int objective);
-
-// Whether a configuration text (INI) is a headline run's (headline_config_to_ini) rather
-// than an ALBERT run's (conflux-train, io/config.h): it has a [decoder] section. Every
-// headline configuration text has one (the decoder's shape is always written) and an ALBERT
-// one never does (io/config.c knows no such section), so the bridge and volunteers tell the
-// two apart from the text alone, including the texts stored in older checkpoints.
-int headline_config_text_is_headline(const char *text);
-
-// ---- a run's trainer, as every participant builds it ---------------------------------------
-// conflux-headline train, conflux-bridge and conflux-volunteer build the same replica from
-// the same configuration: these functions are the one place that says how.
-
-// The model with arenas for micro-batches of max_B x (data.src_len, data.tgt_len),
-// initialised from train.seed (before any init.* or resume).
-EncDec *headline_model_create(const HeadlineConfig *c, int max_B);
-
-// The run's optimizer over m's parameters: [optim] for every tensor, and with
-// optim.separate_decoder=1 a second group ([optim_decoder]: lr, schedule, warm-up, end_lr,
-// poly_power, weight decay) from the first decoder tensor (AP_N_ENCODER) on. Uses
-// c->optim.total_steps as given (callers set it to train.steps).
-void headline_optim_init(Optim *o, const HeadlineConfig *c, EncDec *m);
-
-// The training task of the run (data.objective): pairs p (headline) or the documents of
-// token shard sh with sentence ends sent_end (denoise); the other data argument is unused
-// (may be NULL). Seeds: train.seed derived as conflux-headline train always did (order 1,
-// dropout 3), shuffled. micro_batch <= the model's max_B. -1 with err (denoise: no window;
-// either: a vocabulary larger than the model's).
-int headline_task_init(HeadlineTask *ht, TrainTask *task, EncDec *model, const HeadlineConfig *c,
-                       const Pairs *p, const Shard *sh, const uint8_t *sent_end,
-                       int micro_batch, char *err);
-
-// Steps on which every participant checks that the replicas agree (collective): the
-// checkpoint steps (train.checkpoint_every, the last step) and a stop.
-int headline_check_step(const HeadlineConfig *c, long step, int stop);
-
-// A replica for the bridge (with_data 0: model and optimizer, no data; activations for one
-// sample) or a volunteer (with_data 1: also the training data of data.train, the tokenizer
-// for denoising, and the task, as a trainer builds them). The trainer's parameters,
-// moments, step and cursor are the caller's to copy in. c->optim.total_steps as given.
-typedef struct {
-    HeadlineConfig cfg;
-    Pairs pairs;
-    Shard shard;
-    Bpe *bpe;
-    uint8_t *sent_end;
-    EncDec *model;
-    HeadlineTask ht;
-    int have_task;
-    Trainer tr;        // task, optim and global_batch set; avg, step and cursor the caller's
-} HeadlineReplica;
-
-int headline_replica_build(HeadlineReplica *r, const HeadlineConfig *c, int with_data, char *err);
-void headline_replica_free(HeadlineReplica *r);  // a zeroed or built replica
 
 #endif

@@ -69,6 +69,10 @@ int trainer_step(Trainer *t, StepResult *r, char *err) {
     r->participants = (int)stats[STAT_PARTICIPANTS];
     r->compute_s = (t1 - t0) + (t3 - t2);
     r->comm_s = (t2 - t1) + (t_plan - t_begin);
+    if (t->avg.after_step) {
+        if (t->avg.after_step(t->avg.ctx, t, r, err) != 0) return -1;
+        r->comm_s += cx_now() - t3;  // an outer step's exchange is communication
+    }
     return 0;
 }
 

@@ -41,18 +41,48 @@ typedef struct {
 enum { STAT_LOSS_SUM, STAT_TOKENS, STAT_SAMPLES, STAT_AUX_SUM, STAT_PARTICIPANTS, STAT_COMPUTE_S,
        STAT_COUNT };
 
-// Averaging backend: sums n floats of grads and n_stats doubles of stats over every
-// participant, in place. Returns 0, or -1 with err. A NULL sum means one participant.
+struct Trainer;
+typedef struct Trainer Trainer;
+struct StepResult;
+typedef struct StepResult StepResult;
+
+// Averaging strategy: how a participant's gradients (and, for strategies that average
+// rarely, its parameters) meet the other participants'. Every backend (none, MPI data
+// parallelism in mpi/dp.h, the bridge in bridge/server.h, a volunteer's link in
+// bridge/client.h) fills one of these; the run loop (io/run.h) wires it up, so no tool
+// main knows which strategy it runs.
+//
+// Per optimizer step, trainer_step calls: plan (which samples of the global batch are
+// this participant's), the micro-batches' forward and backward (the model reports
+// finished gradient ranges to ready and calls progress between layers, when the loop
+// wired them in: run_wire_averager), begin (before the last micro-batch's backward), sum
+// (gradients and statistics summed over every participant, in place), the optimizer
+// step, then after_step (which sees the whole trainer: parameters and optimizer state,
+// for strategies with an outer step). Every callback is optional.
 typedef struct {
     void *ctx;
+    // Sums n floats of grads and n_stats doubles of stats over every participant, in
+    // place. Returns 0, or -1 with err. NULL: one participant.
     int (*sum)(void *ctx, float *grads, size_t n, double *stats, int n_stats, char *err);
-    void (*begin)(void *ctx);  // optional: called before the last micro-batch's backward
-    // Optional: called first in every step; sets this participant's share [*lo, *hi) of the
+    void (*begin)(void *ctx);  // called before the last micro-batch's backward
+    // Called first in every step; sets this participant's share [*lo, *hi) of the
     // global batch (offsets into it, 0 <= lo <= hi <= global_batch; lo == hi: no samples
     // this step). Returns 0, or -1 with err. Without it the share is the rank's contiguous
     // 1/n_ranks part.
     int (*plan)(void *plan_ctx, long global_batch, long *lo, long *hi, char *err);
     void *plan_ctx;
+    // Overlap hooks, called by the model's backward on ctx: gradient elements [offset,
+    // offset + count) of the arena are final for this step; drive communication between
+    // layers. Both NULL: the backward runs without hooks.
+    void (*ready)(void *ctx, size_t offset, size_t count);
+    void (*progress)(void *ctx);
+    // Called by trainer_step after the optimizer step with the trainer (params in
+    // t->task.params, moments and step in t->optim) and the step's result. Returns 0, or
+    // -1 with err, which trainer_step returns.
+    int (*after_step)(void *ctx, Trainer *t, const StepResult *r, char *err);
+    // Communication volume of the last step in bytes (estimates where the backend
+    // cannot measure them; see the backend). NULL: 0.
+    void (*traffic)(const void *ctx, double *bytes_sent, double *bytes_recv);
     int rank, n_ranks;     // this participant's share of the global batch
 } Averager;
 
@@ -84,15 +114,15 @@ typedef struct {
     long table_rows;
 } GradSplit;
 
-typedef struct {
+struct Trainer {
     TrainTask task;
     Optim optim;
     Averager avg;
     long global_batch;     // sequences per optimizer step, over all participants
     uint64_t samples_seen; // global sample cursor (the data stream position)
-} Trainer;
+};
 
-typedef struct {
+struct StepResult {
     long step;             // optimizer steps done after this one
     double loss;           // mean loss over the global batch (per loss token)
     double aux_loss;       // mean auxiliary loss per sequence (0 without one)
@@ -102,7 +132,7 @@ typedef struct {
     long samples;          // sequences in the global batch that contributed
     int participants;      // contributions summed (STAT_PARTICIPANTS)
     double compute_s, comm_s;
-} StepResult;
+};
 
 // Takes one optimizer step. Returns 0, or -1 with err (averaging failure, or a
 // non-finite loss/gradient, which is reported rather than applied).

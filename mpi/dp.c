@@ -638,9 +638,16 @@ static void dp_begin_hook(void *ctx) { dp_begin_step(ctx); }
 void dp_hook_ready(void *ctx, size_t offset, size_t count) { dp_mark_ready(ctx, offset, count); }
 void dp_hook_progress(void *ctx) { dp_progress(ctx); }
 
+static void dp_traffic(const void *ctx, double *bytes_sent, double *bytes_recv) {
+    const DpComm *d = ctx;
+    *bytes_sent = d->c.bytes_sent;
+    *bytes_recv = d->c.bytes_recv;
+}
+
 Averager dp_averager(DpComm *d) {
-    return (Averager){.ctx = d, .sum = dp_averager_sum, .begin = dp_begin_hook, .rank = d->rank,
-                      .n_ranks = d->size};
+    return (Averager){.ctx = d, .sum = dp_averager_sum, .begin = dp_begin_hook,
+                      .ready = dp_hook_ready, .progress = dp_hook_progress,
+                      .traffic = dp_traffic, .rank = d->rank, .n_ranks = d->size};
 }
 
 int dp_rank(const DpComm *d) { return d->rank; }

@@ -156,7 +156,9 @@ int dp_finish(DpComm *d, double *stats, int n_stats, char *err);
 // finishes. grads and n must be the arena given to dp_create (else -1 with err).
 int dp_averager_sum(void *ctx, float *grads, size_t n, double *stats, int n_stats, char *err);
 
-// An Averager backed by d: sum = dp_averager_sum, rank and n_ranks of d's communicator.
+// An Averager backed by d: sum = dp_averager_sum, begin = dp_begin_step, the overlap hooks
+// ready = dp_mark_ready and progress = dp_progress, traffic = the last step's estimate
+// (DpCounters), rank and n_ranks of d's communicator.
 Averager dp_averager(DpComm *d);
 
 // void*-typed forms of dp_mark_ready and dp_progress for a model's backward hooks

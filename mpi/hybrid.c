@@ -11,6 +11,7 @@ struct HybridComm {
     MPI_Comm world, trainers;
     int rank, size, n_trainers, trainer_rank, bridge_rank, root;  // root: trainer 0's world rank
     DpComm *dp;
+    HybridTrainerPlan plan;  // hybrid_trainer_averager's plan context
 };
 
 HybridComm *hybrid_init(int *argc, char ***argv, int role) {
@@ -195,6 +196,42 @@ int hybrid_stop_vote(HybridComm *h, int stop, char *err) {
 
 int hybrid_check_replicas(HybridComm *h, const float *params, size_t n, long step, char *err) {
     return dp_check_replicas(h->world, params, n, step, err);
+}
+
+Averager hybrid_trainer_averager(HybridComm *h, const long *steps_done) {
+    CHECK(h->dp, "hybrid_trainer_averager before hybrid_create_averager");
+    Averager a = dp_averager(h->dp);
+    if (h->bridge_rank >= 0) {
+        h->plan = (HybridTrainerPlan){.h = h, .steps_done = steps_done};
+        a.plan = hybrid_trainer_plan;
+        a.plan_ctx = &h->plan;
+        a.rank = h->trainer_rank;
+        a.n_ranks = h->n_trainers;
+    }
+    return a;
+}
+
+static int run_sum(void *ctx, double *v, int n, char *err) {
+    HybridComm *h = ctx;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, h->trainers);
+    if (rc != MPI_SUCCESS) return mpi_fail(h, rc, "MPI_Allreduce over the trainers", err);
+    return 0;
+}
+
+static int run_stop_vote(void *ctx, int stop, char *err) { return hybrid_stop_vote(ctx, stop, err); }
+
+static int run_check(void *ctx, const float *params, size_t n, long step, char *err) {
+    return hybrid_check_replicas(ctx, params, n, step, err);
+}
+
+RunComm hybrid_run_comm(HybridComm *h) {
+    RunComm c = {.ctx = h, .rank = h->trainer_rank, .size = h->n_trainers};
+    if (h->size > 1) {
+        c.sum = h->n_trainers > 1 ? run_sum : NULL;
+        c.stop_vote = run_stop_vote;
+        c.check_replicas = run_check;
+    }
+    return c;
 }
 
 void hybrid_finalize(HybridComm *h) {

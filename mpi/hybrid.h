@@ -29,7 +29,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/run/run.h"
 #include "models/tensor.h"
+#include "models/train.h"
 
 enum { HYBRID_TRAINER = 0, HYBRID_BRIDGE = 1 };
 
@@ -89,6 +91,17 @@ typedef struct {
     const long *steps_done;  // the trainer's optimizer step count
 } HybridTrainerPlan;
 int hybrid_trainer_plan(void *plan_ctx, long global_batch, long *lo, long *hi, char *err);
+
+// The Averager of a trainer rank: the MPI data-parallel one (dp_averager of the
+// hybrid_create_averager backend), and in a job with a bridge, plans from the bridge
+// (hybrid_trainer_plan; steps_done: the trainer's optimizer step count) with this
+// trainer's share among the trainers. Call after hybrid_create_averager.
+Averager hybrid_trainer_averager(HybridComm *h, const long *steps_done);
+
+// The run loop's collectives (io/run/run.h) for this rank: validation sums over the
+// trainers, the stop vote and the replica check over the world. A world of one rank
+// has none (NULL functions).
+RunComm hybrid_run_comm(HybridComm *h);
 
 // The bridge's side of the gradient sum: starts the non-blocking all-reduce of grads (the
 // arena given to hybrid_create_averager) ...

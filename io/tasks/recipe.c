@@ -1,0 +1,72 @@
+// recipe.c: the recipe table and what every recipe shares (see recipe.h).
+#include "io/tasks/recipe.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/common.h"
+
+extern const Recipe recipe_albert, recipe_encdec;
+
+// Searched in order by recipe_for_config: ALBERT's configuration has no section of its
+// own, so it comes last and takes what no other recipe claims.
+static const Recipe *const RECIPES[] = {&recipe_encdec, &recipe_albert};
+enum { N_RECIPES = sizeof RECIPES / sizeof RECIPES[0] };
+
+const Recipe *recipe_find(const char *name) {
+    for (int i = 0; i < N_RECIPES; i++)
+        if (!strcmp(RECIPES[i]->name, name)) return RECIPES[i];
+    return NULL;
+}
+
+const Recipe *recipe_for_config(const char *text) {
+    for (int i = 0; i < N_RECIPES; i++)
+        if (RECIPES[i]->config_is(text)) return RECIPES[i];
+    return &recipe_albert;
+}
+
+void recipe_config_init(Replica *r, const Recipe *recipe) {
+    memset(r, 0, sizeof *r);
+    r->recipe = recipe;
+    r->cfg = cx_calloc(1, recipe->cfg_size);
+    recipe->config_defaults(r);
+}
+
+char *recipe_config_text(const Replica *r) {
+    size_t len = r->recipe->config_to_ini(r->cfg, NULL, 0);
+    char *text = cx_calloc(len + 1, 1);
+    r->recipe->config_to_ini(r->cfg, text, len + 1);
+    return text;
+}
+
+int recipe_config_from_text(Replica *r, const char *text, const char *where,
+                            const char *const *sets, int n_sets,
+                            int (*allow)(const char *set, char *err), char *err) {
+    const Recipe *k = r->recipe;
+    if (k->config_load_string(r->cfg, text, where, err) != 0) return -1;
+    for (int i = 0; i < n_sets; i++) {
+        if (allow && allow(sets[i], err) != 0) return -1;
+        if (k->config_set(r->cfg, sets[i], err) != 0) return -1;
+    }
+    return k->config_check(r->cfg, err);
+}
+
+int recipe_build(Replica *r, ReplicaKind kind, char *err) {
+    if (r->recipe->build(r, kind, err) != 0) {
+        r->recipe->free(r);
+        return -1;
+    }
+    return 0;
+}
+
+void recipe_free(Replica *r) {
+    if (!r->recipe) return;
+    r->recipe->free(r);
+    free(r->cfg);
+    memset(r, 0, sizeof *r);
+}
+
+void recipe_wire_averager(Replica *r, const Averager *a) {
+    r->tr.avg = *a;
+    if (a->ready || a->progress) r->recipe->set_hooks(r->model, a->ready, a->progress, a->ctx);
+}

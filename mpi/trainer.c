@@ -1,0 +1,263 @@
+// trainer.c: the trainer ranks' side of a run (see trainer.h).
+#include "mpi/trainer.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/ckpt.h"
+#include "io/run/run.h"
+#include "io/runlog.h"
+#include "models/common.h"
+#include "mpi/hybrid_mpi.h"
+
+// OpenBLAS extension (declared in its cblas.h on Debian)
+extern char *openblas_get_config(void);
+
+enum { MAX_SETS = 256, MAX_ALIASES = 32 };
+
+typedef struct {
+    const TrainerTool *t;
+    HybridComm *hc;
+    int rank, size;  // among the trainers
+    int joined;      // every rank passed set-up (the barrier)
+    Replica rep;
+    Ckpt *resume;
+    char *cfg_text;
+    FILE *metrics;
+    char *sets[MAX_SETS];
+    int n_sets;
+} TrainerRun;
+
+static volatile sig_atomic_t g_stop_signal = 0;
+static void on_signal(int sig) { g_stop_signal = sig; }
+
+// "TOOL: error: ..." on stderr; with several ranks prefixed by the rank.
+__attribute__((format(printf, 2, 3))) static void report(const TrainerRun *s, const char *fmt, ...) {
+    char msg[CX_ERRLEN + 512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (s->size > 1) fprintf(stderr, "%s: error: rank %d: %s\n", s->t->tool, s->rank, msg);
+    else fprintf(stderr, "%s: error: %s\n", s->t->tool, msg);
+}
+
+// A usage error: the message and where to read more; returns 2.
+__attribute__((format(printf, 2, 3))) static int usage_error(const TrainerRun *s, const char *fmt, ...) {
+    char msg[CX_ERRLEN + 512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const TrainerTool *t = s->t;
+    fprintf(stderr, "%s: error: %s (see '%s%s%s --help')\n", t->tool, msg, t->tool,
+            t->command ? " " : "", t->command ? t->command : "");
+    return 2;
+}
+
+static int add_set(TrainerRun *s, const char *key, const char *value) {
+    if (s->n_sets == MAX_SETS) return usage_error(s, "more than %d --set options", MAX_SETS);
+    size_t l = (key ? strlen(key) + 1 : 0) + strlen(value) + 1;
+    char *a = cx_calloc(l, 1);
+    if (key) snprintf(a, l, "%s=%s", key, value);
+    else snprintf(a, l, "%s", value);
+    s->sets[s->n_sets++] = a;
+    return 0;
+}
+
+// Everything before the loop, in the order of trainer.h. Returns -1 to go on (set-up
+// done), or an exit status.
+static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
+    const TrainerTool *t = s->t;
+    const Recipe *recipe = t->recipe;
+    HybridComm *hc = s->hc;
+    const int world_size = hybrid_size(hc), bridged = hybrid_bridge_rank(hc) >= 0;
+    struct option opts[7 + MAX_ALIASES] = {
+        {"config", required_argument, 0, 'c'}, {"set", required_argument, 0, 's'},
+        {"resume", required_argument, 0, 'r'}, {"print-config", no_argument, 0, 'p'},
+        {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'}};
+    int n_opts = 6;
+    for (int i = 0; t->aliases && t->aliases[i].option; i++) {
+        CHECK(i < MAX_ALIASES, "more than %d option aliases", MAX_ALIASES);
+        opts[n_opts++] = (struct option){t->aliases[i].option, required_argument, 0, 1000 + i};
+    }
+    opts[n_opts] = (struct option){0, 0, 0, 0};
+    const char *config_path = NULL, *resume_path = NULL;
+    int print_config = 0, c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "c:s:r:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': config_path = optarg; break;
+        case 's':
+            if (add_set(s, NULL, optarg) != 0) return 2;
+            break;
+        case 'r': resume_path = optarg; break;
+        case 'p': print_config = 1; break;
+        case 'q': *quiet = 1; break;
+        case 'h':
+            if (s->rank == 0) fputs(t->usage, stdout);
+            return 0;
+        default:
+            if (c >= 1000 && c < 1000 + MAX_ALIASES) {
+                if (add_set(s, t->aliases[c - 1000].key, optarg) != 0) return 2;
+                break;
+            }
+            return usage_error(s, "bad option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return usage_error(s, "unexpected argument '%s'", argv[optind]);
+
+    // configuration
+    char err[CX_ERRLEN];
+    Replica *rep = &s->rep;
+    recipe_config_init(rep, recipe);
+    if (resume_path) {
+        if (ckpt_open(&s->resume, resume_path, err) != 0) {
+            report(s, "%s", err);
+            return 1;
+        }
+        if (strcmp(ckpt_model(s->resume), recipe->name) != 0) {
+            report(s, "cannot resume from %s: it holds a '%s' model, not %s", resume_path,
+                   ckpt_model(s->resume), recipe->name);
+            return 1;
+        }
+        if (recipe->config_load_string(rep->cfg, ckpt_config_text(s->resume), resume_path, err) != 0) {
+            report(s, "checkpoint configuration: %s", err);
+            return 1;
+        }
+    }
+    if (config_path && recipe->config_load_file(rep->cfg, config_path, err) != 0) {
+        report(s, "%s", err);
+        return 2;
+    }
+    for (int i = 0; i < s->n_sets; i++) {
+        if (recipe->config_set(rep->cfg, s->sets[i], err) != 0) {
+            report(s, "%s", err);
+            return 2;
+        }
+    }
+    if (!resume_path && recipe->config_resolve) {
+        int usage = 0;
+        if (recipe->config_resolve(rep->cfg, &usage, err) != 0) {
+            report(s, "%s", err);
+            return usage ? 2 : 1;
+        }
+    }
+    if (recipe->config_check(rep->cfg, err) != 0) {
+        report(s, "configuration: %s", err);
+        return 2;
+    }
+    if (print_config) {
+        char *text = recipe_config_text(rep);
+        if (s->rank == 0) fputs(text, stdout);
+        free(text);
+        return 0;
+    }
+    run_set_threads(rep->train);
+
+    // the replica: model, data, tasks, optimizer
+    rep->resume_path = resume_path;
+    if (recipe_build(rep, REPLICA_TRAINER, err) != 0) {
+        report(s, "%s", err);
+        return 1;
+    }
+    s->cfg_text = recipe_config_text(rep);
+    if (!bridged && rep->tr.global_batch < s->size)
+        return report(s, "train.global_batch (%ld) is smaller than the number of ranks (%d)",
+                      rep->tr.global_batch, s->size), 2;
+
+    // the averaging strategy; a bridge builds the same replica from the configuration text
+    if (bridged) hybrid_bcast_config(hc, &s->cfg_text);
+    if (world_size > 1) {
+        // the model's split layout lets most of the all-reduce start during the backward
+        Trainer *tr = &rep->tr;
+        hybrid_create_averager(hc, tr->task.grads, tr->task.n_params, tr->task.specs,
+                               tr->task.n_specs, recipe->enable_split(rep->model));
+        Averager a = hybrid_trainer_averager(hc, &tr->optim.step);
+        recipe_wire_averager(rep, &a);
+    } else {
+        rep->tr.avg = (Averager){.rank = 0, .n_ranks = 1};
+    }
+    if (s->resume) {
+        if (ckpt_load_trainer(s->resume, recipe->name, &rep->tr, err) != 0) {
+            report(s, "cannot resume from %s: %s", resume_path, err);
+            return 1;
+        }
+        ckpt_close(s->resume);
+        s->resume = NULL;
+    }
+    if (bridged) {
+        // the bridge keeps a replica and volunteers download it: trainer 0's state (fresh,
+        // initialised or resumed); meta[2]: the training examples, checked by volunteers
+        Trainer *tr = &rep->tr;
+        int64_t meta[3] = {tr->optim.step, (int64_t)tr->samples_seen, (int64_t)rep->n_examples};
+        hybrid_bcast_state(hc, tr->task.params, tr->optim.m, tr->optim.v, tr->task.n_params, meta, 3);
+    }
+
+    // run directory (trainer 0)
+    int nodes = hybrid_nodes(hc);
+    if (s->rank == 0) {
+        RunInfo info = {.tool = t->tool, .config_ini = s->cfg_text, .ranks = s->size, .nodes = nodes,
+                        .launcher = hybrid_launcher_name(), .resumed_from = resume_path,
+                        .extra_versions = {{"openblas", openblas_get_config()},
+                                           {"mpi", hybrid_mpi_version()}}};
+        if (runlog_mkdirs(rep->run_dir, err) != 0 || runlog_write_info(rep->run_dir, &info, err) != 0 ||
+            !(s->metrics = runlog_open_metrics(rep->run_dir, err))) {
+            report(s, "%s", err);
+            return 1;
+        }
+    }
+    // every rank got here: from now on a failure anywhere aborts the job
+    if (world_size > 1) hybrid_barrier(hc);
+    s->joined = 1;
+    if (s->rank == 0 && !*quiet) {
+        char what[512];
+        recipe->describe(rep, what, sizeof what);
+        fprintf(stderr, "%s: %s, %zu parameters, %d rank(s) on %d node(s), global batch %ld, "
+                        "micro-batch %d, steps %ld..%ld, run dir %s\n",
+                t->tool, what, rep->tr.task.n_params, s->size, nodes, rep->tr.global_batch,
+                rep->train->micro_batch, rep->tr.optim.step, rep->train->steps, rep->run_dir);
+    }
+    return -1;
+}
+
+static int trainer_run(TrainerRun *s, int argc, char **argv) {
+    int quiet = 0;
+    int rc = trainer_setup(s, argc, argv, &quiet);
+    if (rc >= 0) return rc;
+    cx_catch_stop_signals(on_signal, 1, 0);
+    RunLoop L = {.tool = s->t->tool, .rep = &s->rep, .comm = hybrid_run_comm(s->hc),
+                 .writer = s->rank == 0, .validate = 1, .quiet = quiet, .cfg_text = s->cfg_text,
+                 .metrics = s->metrics, .stop_flag = &g_stop_signal};
+    char err[CX_ERRLEN];
+    if (run_loop(&L, err) < 0) {
+        report(s, "%s", err);
+        return 1;
+    }
+    return 0;
+}
+
+int trainer_tool_main(int argc, char **argv, const TrainerTool *t) {
+    // trainer ranks, and optionally one conflux-bridge rank (mpi/hybrid.h)
+    TrainerRun s = {.t = t};
+    s.hc = hybrid_init(&argc, &argv, HYBRID_TRAINER);
+    s.rank = hybrid_trainer_rank(s.hc);
+    s.size = hybrid_n_trainers(s.hc);
+    int rc = trainer_run(&s, argc, argv);
+    // a failure on any rank, or a trainer that left before joining a bridge's set-up,
+    // would leave the others waiting in a collective: end the whole job
+    if ((rc != 0 && hybrid_size(s.hc) > 1) || (!s.joined && hybrid_bridge_rank(s.hc) >= 0))
+        hybrid_abort(s.hc, rc);
+    if (s.metrics) fclose(s.metrics);
+    if (s.resume) ckpt_close(s.resume);
+    recipe_free(&s.rep);
+    free(s.cfg_text);
+    for (int i = 0; i < s.n_sets; i++) free(s.sets[i]);
+    hybrid_finalize(s.hc);
+    return rc;
+}
