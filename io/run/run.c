@@ -133,9 +133,12 @@ int run_loop(RunLoop *L, char *err) {
         int hook = L->after_step ? L->after_step(L->ctx, &r, err) : 0;
         if (hook < 0) return -1;
         if (stop) {
-            if (L->writer)
-                fprintf(stderr, "%s: signal %d: checkpointed at step %ld, exiting\n", L->tool,
-                        L->stop_flag ? (int)*L->stop_flag : 0, r.step);
+            int sig = L->stop_flag ? (int)*L->stop_flag : 0;
+            if (L->writer && sig)
+                fprintf(stderr, "%s: signal %d: checkpointed at step %ld, exiting\n", L->tool, sig, r.step);
+            else if (L->writer)
+                fprintf(stderr, "%s: another participant was signalled: checkpointed at step %ld, "
+                                "exiting\n", L->tool, r.step);
             return RUN_STOPPED;
         }
         if (hook == 1) return RUN_STOPPED;
