@@ -54,16 +54,17 @@ TOOL_SRCS := $(foreach s,$(ALL_SRCS),$(if $(findstring /conflux-,$(s)),$(s)))
 LIB_SRCS := $(filter-out $(TOOL_SRCS),$(ALL_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TOOLS := $(foreach s,$(TOOL_SRCS),$(BUILD)/bin/$(basename $(notdir $(s))))
-TEST_SRCS := $(wildcard tests/test_*.c)
-TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
-BENCH_SRCS := $(wildcard tests/bench_*.c)
-BENCHES := $(BENCH_SRCS:tests/%.c=$(BUILD)/tests/%)
-# MPI programs driven by tests/test_mpi_*.sh under mpirun (not run directly)
-MPI_TEST_SRCS := $(wildcard tests/mpi_*.c)
-MPI_TESTS := $(MPI_TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
-# helper programs of the integration tests (e.g. the WAN link emulator), run by scripts
-TEST_TOOL_SRCS := $(wildcard tests/tool_*.c)
-TEST_TOOLS := $(TEST_TOOL_SRCS:tests/%.c=$(BUILD)/tests/%)
+# Test programs, by kind (tests/README.md): CUnit suites run by tests/run-tests.sh; benchmarks;
+# MPI programs that tests/mpi/*.sh and the benchmarks start under mpirun; helper programs
+# of the integration scripts (the WAN link emulator, a hostile peer, the fuzzer).
+TEST_SRCS := $(wildcard tests/unit/test_*.c)
+TESTS := $(TEST_SRCS:%.c=$(BUILD)/%)
+BENCH_SRCS := $(wildcard tests/bench/*.c)
+BENCHES := $(BENCH_SRCS:%.c=$(BUILD)/%)
+MPI_TEST_SRCS := $(wildcard tests/mpi/*.c)
+MPI_TESTS := $(MPI_TEST_SRCS:%.c=$(BUILD)/%)
+TEST_TOOL_SRCS := $(wildcard tests/tools/tool_*.c)
+TEST_TOOLS := $(TEST_TOOL_SRCS:%.c=$(BUILD)/%)
 
 .PHONY: all tools tests check check-run deps demo demo-run bench bench-run bench-dp bench-dp-run bench-wan bench-wan-run bench-headline bench-headline-run experiment experiment-run corpus tokenizer shards clean clean-data
 all: tools
@@ -85,10 +86,6 @@ $(BUILD)/bin/$(basename $(notdir $(1))): $(BUILD)/$(1:.c=.o) $(BUILD)/lib/libcon
 	$$(CC) $$(LDFLAGS) $$^ $$(LDLIBS) -o $$@
 endef
 $(foreach s,$(TOOL_SRCS),$(eval $(call tool_rule,$(s))))
-
-$(BUILD)/tests/mpi_%: $(BUILD)/tests/mpi_%.o $(BUILD)/lib/libconflux.a
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/lib/libconflux.a
 	@mkdir -p $(dir $@)
@@ -148,31 +145,31 @@ bench: deps
 	@$(MAKE) --no-print-directory MODE=release bench-run
 
 bench-run: tools tests
-	bash tests/bench-albert.sh $(BUILD)
+	bash tests/bench/bench-albert.sh $(BUILD)
 
 bench-dp: deps
 	@$(MAKE) --no-print-directory MODE=release bench-dp-run
 
 bench-dp-run: tests
-	bash tests/bench-dp.sh $(BUILD)
+	bash tests/bench/bench-dp.sh $(BUILD)
 
 bench-wan: deps
 	@$(MAKE) --no-print-directory MODE=release bench-wan-run
 
 bench-wan-run: tools tests shards
-	bash tests/bench-wan.sh $(BUILD) $(DATA)
+	bash tests/bench/bench-wan.sh $(BUILD) $(DATA)
 
 experiment: deps
 	@$(MAKE) --no-print-directory MODE=release experiment-run
 
 experiment-run: tools tests shards
-	bash tests/experiment.sh $(BUILD) $(DATA) build/experiment
+	bash tests/bench/experiment.sh $(BUILD) $(DATA) build/experiment
 
 bench-headline: deps
 	@$(MAKE) --no-print-directory MODE=release bench-headline-run
 
 bench-headline-run: tools tests shards
-	bash tests/bench-headline.sh $(BUILD) $(DATA)
+	bash tests/bench/bench-headline.sh $(BUILD) $(DATA)
 
 clean:
 	rm -rf build/release build/debug build/asan

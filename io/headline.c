@@ -1018,20 +1018,25 @@ int headline_config_set(HeadlineConfig *c, const char *assignment, char *err) {
     return cfg_set(&SCHEMA, c, assignment, err);
 }
 
+OptimConfig headline_decoder_optim(const HeadlineConfig *c) {
+    OptimConfig o = c->optim;  // shared settings, the decoder's schedule
+    o.lr = c->optim_dec.lr;
+    o.weight_decay = c->optim_dec.weight_decay;
+    o.warmup_steps = c->optim_dec.warmup_steps;
+    o.end_lr = c->optim_dec.end_lr;
+    o.poly_power = c->optim_dec.poly_power;
+    o.schedule = c->optim_dec.schedule;
+    o.total_steps = c->train.steps;
+    return o;
+}
+
 int headline_config_check(const HeadlineConfig *c, char *err) {
     if (encdec_config_check(&c->model, err) != 0) return -1;
     OptimConfig o = c->optim;
     o.total_steps = c->train.steps;
     if (optim_config_check(&o, err) != 0) return -1;
     if (c->separate_decoder) {
-        o = c->optim;  // shared settings, the decoder's schedule
-        o.lr = c->optim_dec.lr;
-        o.weight_decay = c->optim_dec.weight_decay;
-        o.warmup_steps = c->optim_dec.warmup_steps;
-        o.end_lr = c->optim_dec.end_lr;
-        o.poly_power = c->optim_dec.poly_power;
-        o.schedule = c->optim_dec.schedule;
-        o.total_steps = c->train.steps;
+        o = headline_decoder_optim(c);
         char e2[CX_ERRLEN];
         if (optim_config_check(&o, e2) != 0) {
             const char *k = strncmp(e2, "optim.", 6) == 0 ? e2 + 6 : e2;

@@ -233,6 +233,10 @@ int headline_config_load_string(HeadlineConfig *c, const char *text, const char 
                                 char *err);
 int headline_config_set(HeadlineConfig *c, const char *assignment, char *err);
 int headline_config_check(const HeadlineConfig *c, char *err);
+// The decoder group's optimizer settings (optim.separate_decoder=1): [optim]'s shared
+// settings (kind, betas, eps, clipping) with [optim_decoder]'s learning rate, schedule,
+// warm-up, end_lr, poly_power and weight decay, over train.steps.
+OptimConfig headline_decoder_optim(const HeadlineConfig *c);
 size_t headline_config_to_ini(const HeadlineConfig *c, char *buf, size_t cap);
 const char *headline_objective_name(int objective);
 

@@ -64,7 +64,7 @@
 // HTML anyway; here a JSON string is unescaped and UTF-8-checked in one pass into a
 // per-reader arena, and one HTML pass writes the text into an output buffer. Nothing is
 // allocated per record. About 250-300 MB/s of uncompressed RIA input on one core of an
-// AMD EPYC (tests/bench_news.c), 130-190 MB/s from gzip.
+// AMD EPYC (tests/bench/bench_news.c), 130-190 MB/s from gzip.
 
 #ifndef CONFLUX_NEWS_H
 #define CONFLUX_NEWS_H

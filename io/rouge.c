@@ -156,7 +156,7 @@ int rouge_is_space(uint32_t c) {
 }
 
 // Simple lowercase mapping of U+0000..U+017F and U+0370..U+052F (checked exhaustively
-// against Python's str.lower() by tests/test_rouge_ref.sh).
+// against Python's str.lower() by tests/integration/test_rouge_ref.sh).
 uint32_t rouge_fold_case(uint32_t c) {
     if (c < 0x80) return (c >= 'A' && c <= 'Z') ? c + 0x20 : c;
     if (c < 0x100) return (c >= 0xC0 && c <= 0xDE && c != 0xD7) ? c + 0x20 : c;

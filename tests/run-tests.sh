@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test: the CUnit binaries in BUILD/tests and the integration scripts
-# tests/test_*.sh (each gets BUILD and DATA). Prints one line per test and a summary
-# "N passed, N failed"; exits non-zero when any test failed.
+# Runs every test, by kind: the CUnit suites (BUILD/tests/unit/test_*, from
+# tests/unit/test_*.c), then the scripts tests/mpi/test_*.sh (MPI programs under mpirun)
+# and tests/integration/test_*.sh (tools, Slurm, WAN emulation); each script gets BUILD and
+# DATA. A test is named KIND/NAME (unit/test_headline and integration/test_headline are
+# two tests) and logs to BUILD/test-logs/KIND/NAME.log. Prints one line per test and a
+# summary "N passed, N failed"; exits non-zero when any test failed. NAME_FILTER keeps the
+# tests whose KIND/NAME contains it.
 # usage: tests/run-tests.sh BUILD_DIR DATA_DIR [NAME_FILTER]
 set -u
 BUILD=${1:?usage: run-tests.sh BUILD_DIR DATA_DIR [FILTER]}
@@ -16,25 +20,26 @@ pass=0; fail=0; failed=()
 run_one() {
     local name=$1; shift
     local log=$LOGDIR/$name.log t0=$SECONDS
+    mkdir -p "$(dirname "$log")"
     if "$@" >"$log" 2>&1; then
-        pass=$((pass + 1)); printf 'PASS  %-28s %4ds\n' "$name" $((SECONDS - t0))
+        pass=$((pass + 1)); printf 'PASS  %-36s %4ds\n' "$name" $((SECONDS - t0))
         grep -h '^SKIPPED' "$log" | sed 's/^/      /'
     else
         fail=$((fail + 1)); failed+=("$name")
-        printf 'FAIL  %-28s %4ds  (log: %s)\n' "$name" $((SECONDS - t0)) "$log"
+        printf 'FAIL  %-36s %4ds  (log: %s)\n' "$name" $((SECONDS - t0)) "$log"
         tail -n 30 "$log" | sed 's/^/      | /'
     fi
 }
-for t in "$BUILD"/tests/test_*; do
+for t in "$BUILD"/tests/unit/test_*; do
     [ -x "$t" ] && [ -f "$t" ] || continue
     case $t in *.o|*.d) continue;; esac
-    name=$(basename "$t")
+    name=unit/$(basename "$t")
     [ -n "$FILTER" ] && [[ $name != *$FILTER* ]] && continue
     run_one "$name" "$t"
 done
-for s in tests/test_*.sh; do
+for s in tests/mpi/test_*.sh tests/integration/test_*.sh; do
     [ -f "$s" ] || continue
-    name=$(basename "$s" .sh)
+    name=$(basename "$(dirname "$s")")/$(basename "$s" .sh)
     [ -n "$FILTER" ] && [[ $name != *$FILTER* ]] && continue
     run_one "$name" bash "$s" "$BUILD" "$DATA"
 done

@@ -33,7 +33,7 @@
 # The functions work under `set -euo pipefail` in the caller and return non-zero only on
 # failure (with a "wan: error: ..." line on stderr).
 #
-# Callers set BUILD (the emulator is $BUILD/tests/tool_linkemu). Optional: WAN_SEED (seed of
+# Callers set BUILD (the emulator is $BUILD/tests/tools/tool_linkemu). Optional: WAN_SEED (seed of
 # the loss/jitter generators; default the ID), WAN_EMU_ARGS (more emulator options, e.g.
 # "--queue-ms 50"), WAN_UP_TIMEOUT (seconds to wait for the first ping; default 10),
 # WAN_STATE_DIR (pid files and logs; default /run/conflux-wan), WAN_QUIET.
@@ -107,7 +107,7 @@ wan_link_up() {
         _wan_err "link $id: '$v' is not a non-negative number"
         return 1
     done
-    local bin=${BUILD:-}/tests/tool_linkemu
+    local bin=${BUILD:-}/tests/tools/tool_linkemu
     if [[ -z ${BUILD:-} || ! -x $bin ]]; then
         _wan_err "link $id: emulator '$bin' not built (set BUILD; make tests)"
         return 1

@@ -208,13 +208,7 @@ static int encdec_recipe_read_volunteer_data(const HeadlineConfig *c, EncDecRun 
 static void encdec_recipe_optim_init(Optim *o, const HeadlineConfig *c, EncDec *m) {
     optim_init(o, &c->optim, encdec_specs(m), encdec_n_specs(m), encdec_n_params(m));
     if (c->separate_decoder) {
-        OptimConfig g = c->optim;
-        g.lr = c->optim_dec.lr;
-        g.weight_decay = c->optim_dec.weight_decay;
-        g.schedule = c->optim_dec.schedule;
-        g.warmup_steps = c->optim_dec.warmup_steps;
-        g.end_lr = c->optim_dec.end_lr;
-        g.poly_power = c->optim_dec.poly_power;
+        OptimConfig g = headline_decoder_optim(c);
         optim_set_group(o, AP_N_ENCODER, &g);
     }
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-# ops_ref.py: PyTorch golden values for the ops in models/nn.h (used by tests/test_ops.c).
+# ops_ref.py: PyTorch golden values for the ops in models/nn.h (used by tests/unit/test_ops.c).
 #
 # Run from the repository root with Debian's torch (the `python3` first on PATH has none):
 #     /usr/bin/python3 tests/ref/ops_ref.py

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# bench-headline.sh: the headline benchmark (make bench-headline).
+#  1. RIA reader throughput: tests/bench_news generates a RIA-format file (JSON lines with
+#     HTML bodies, entities, escapes; SIZE_MB, default 200) and reads it with io/news.h, one
+#     thread, page cache warm; the median of 3 runs (MB/s of uncompressed input).
+#  2. Generation speed of the benchmark model: conflux-headline's default model (ALBERT
+#     encoder L=4 shared layers, H=256, E=128, 4 heads, FFN 1024, V=8192; decoder 2 layers,
+#     4 heads, FFN 1024; articles cut to 128 tokens), weights from one training step (the
+#     speed does not depend on them), beam 4, every headline exactly 20 tokens
+#     (--min-len 19 --max-len 20: EOS counts and may only come 20th, so the work per
+#     headline is fixed), trigram blocking on,
+#     over N_ARTICLES (default 100) Debian pair bodies; headlines per second, 1 and 2
+#     OpenBLAS threads (the last line reports the better one).
+# Prints the OPENBLAS_CORETYPE in effect; the last line is
+#   headline-bench: reader_mb_s=X beam4_headlines_s=Y
+# usage: tests/bench/bench-headline.sh BUILD_DIR DATA_DIR
+set -euo pipefail
+BUILD=${1:?usage: bench-headline.sh BUILD_DIR DATA_DIR}
+DATA=${2:?usage: bench-headline.sh BUILD_DIR DATA_DIR}
+B=$BUILD/bin/conflux-headline
+SIZE_MB=${SIZE_MB:-200}
+N_ARTICLES=${N_ARTICLES:-100}
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
+
+# --- 1. reader
+"$BUILD/tests/bench/bench_news" "$SIZE_MB" 0 | tee "$W/news.txt" | grep -v '^news-bench'
+reader=$(sed -n 's/^news-bench: ria_mb_s=\([0-9.]*\).*/\1/p' "$W/news.txt")
+
+# --- 2. beam-4 generation on the benchmark model
+if [ ! -f "$DATA/headline/train.h5" ]; then
+    bash io/build-headline-pairs.sh "$DATA" "$BUILD/bin" >/dev/null
+fi
+"$B" train --train "$DATA/headline/train.h5" --valid '' --set data.tokenizer="$DATA/tokenizer" \
+    --steps 1 --set train.global_batch=2 --set train.micro_batch=2 --run-dir "$W/model" -q
+head -n "$N_ARTICLES" "$DATA/headline/valid.tsv" >"$W/articles.tsv"
+best=0
+for threads in 1 2; do
+    "$B" generate --checkpoint "$W/model/latest.h5" --format tsv --beam 4 --min-len 19 --max-len 20 \
+        --block-trigrams --threads "$threads" --stats "$W/articles.tsv" 2>"$W/gen.txt" >/dev/null
+    rate=$(sed -n 's/.*: \([0-9.]*\) headlines\/s.*/\1/p' "$W/gen.txt")
+    echo "beam 4, $threads thread(s): $(cat "$W/gen.txt")"
+    best=$(awk -v a="$best" -v b="$rate" 'BEGIN { print (b > a ? b : a) }')
+done
+echo "headline-bench: reader_mb_s=$reader beam4_headlines_s=$best"

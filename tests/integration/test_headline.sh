@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Integration tests of conflux-headline (about 30 s on 2 cores):
+#  - pairs + prepare on Debian's Russian package descriptions; a tiny model initialised
+#    from a conflux-train ALBERT checkpoint (encoder and lm_head equal to it) is fine-tuned
+#    and its validation loss falls by more than 1 nat;
+#  - resume is bit for bit; 2 MPI ranks give the loss of 1 rank; denoising (mBART) pretraining
+#    on the token shards lowers its validation loss and seeds a fine-tuning run (--init);
+#  - generate (stdin, news files) and evaluate on the real RIA/Lenta/ODS samples of
+#    ../shared/data/news (SKIPPED when absent): the first-sentence baseline reproduces the
+#    known figures of these samples, the model's rows are printed;
+#  - bad input gives clear errors and the right exit codes.
+# Third-party news text is only read from ../shared/data; nothing of it is written here
+# except into the temporary directory.
+# usage: tests/integration/test_headline.sh BUILD_DIR DATA_DIR
+set -u
+BUILD=${1:?}; DATA=${2:?}
+B=$BUILD/bin/conflux-headline
+NEWS=${NEWS_DIR:-../shared/data/news}
+TOK=$DATA/tokenizer
+for f in "$TOK/vocab.json" "$DATA/debtrans/Translation-ru" "$DATA/shards/train.h5" "$DATA/shards/valid.h5"; do
+    [ -e "$f" ] || { echo "SKIPPED: $f is missing (run 'make shards' first)"; exit 0; }
+done
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+source tests/lib.sh
+
+# expect CODE PATTERN CMD...: the command exits with CODE and its stderr matches PATTERN
+expect() {
+    local code=$1 pat=$2; shift 2
+    "$@" >"$W/out" 2>"$W/err"
+    local rc=$?
+    if [ "$rc" = "$code" ] && grep -q -- "$pat" "$W/err"; then
+        ok "exit $code: $(grep -m1 -- "$pat" "$W/err" | cut -c1-150)"
+    else
+        bad "expected exit $code and /$pat/ from: $* (got $rc: $(head -c 300 "$W/err"))"
+    fi
+}
+# the last "valid step N: loss X" line's loss, or the first with "first"
+vloss() { grep '^valid step' "$1" | { [ "${2:-}" = first ] && head -1 || tail -1; } | sed 's/.*loss \([0-9.]*\).*/\1/'; }
+
+# --- data: pairs from the package descriptions, tokenized (lowercased, as the RIA dump)
+"$B" pairs --out "$W/pairs" "debtrans:$DATA/debtrans/Translation-ru" 2>"$W/pairs.log" || bad "pairs failed"
+n=$(wc -l <"$W/pairs/train.tsv")
+[ "$n" -gt 2000 ] && ok "pairs: $n training pairs ($(tail -1 "$W/pairs.log"))" || bad "pairs: only $n pairs"
+"$B" pairs --out "$W/pairs2" "debtrans:$DATA/debtrans/Translation-ru" 2>/dev/null &&
+    cmp -s "$W/pairs/train.tsv" "$W/pairs2/train.tsv" && cmp -s "$W/pairs/valid.tsv" "$W/pairs2/valid.tsv" &&
+    ok "pairs: the same output on a second run" || bad "pairs output differs between runs"
+P=(prepare -q --tokenizer "$TOK" --lowercase --max-src 62 --max-tgt 24)
+"$B" "${P[@]}" --limit 2000 --out "$W/train.h5" "$W/pairs/train.tsv" || bad "prepare train failed"
+"$B" "${P[@]}" --limit 128 --out "$W/valid.h5" "$W/pairs/valid.tsv" || bad "prepare valid failed"
+"$B" "${P[@]}" --limit 128 --out "$W/valid2.h5" "$W/pairs/valid.tsv" && h5diff -q "$W/valid.h5" "$W/valid2.h5" &&
+    ok "prepare: the same pair shard from the same input (h5diff)" || bad "prepare output differs between runs"
+
+# --- a tiny ALBERT (conflux-train) to initialise the encoder from
+"$BUILD/bin/conflux-train" "${TINY_MODEL[@]}" --set train.steps=2 --set train.eval_every=0 \
+    --set run.dir="$W/albert" -q || bad "tiny ALBERT run failed"
+TINY=(--train "$W/train.h5" --valid "$W/valid.h5" --set data.tokenizer="$TOK"
+      --set data.src_len=64 --set data.tgt_len=24 --set decoder.max_position=32
+      --set decoder.num_layers=1 --set decoder.num_heads=2 --set decoder.intermediate_size=128
+      --set generate.max_len=20 --set train.global_batch=16 --set train.micro_batch=16
+      --set optim.lr=1e-3 --set optim.warmup_steps=10 --set optim_decoder.lr=3e-3
+      --set optim_decoder.warmup_steps=10 --set train.eval_samples=128 --set train.threads=1)
+
+# --- the encoder and lm_head come from the ALBERT checkpoint (a 1e-9 learning rate moves nothing)
+"$B" train --init-encoder "$W/albert/latest.h5" "${TINY[@]}" --steps 1 --set optim.lr=1e-9 \
+    --set optim_decoder.lr=1e-9 --run-dir "$W/init" -q || bad "init run failed"
+A=$W/albert/latest.h5; E=$W/init/latest.h5
+if h5diff -d 1e-6 "$A" "$E" /params/albert.encoder.embedding_hidden_mapping_in.weight /params/albert.encoder.embedding_hidden_mapping_in.weight >/dev/null &&
+   h5diff -d 1e-6 "$A" "$E" /params/albert.embeddings.word_embeddings.weight /params/albert.embeddings.word_embeddings.weight >/dev/null &&
+   h5diff -d 1e-6 "$A" "$E" /params/predictions.dense.weight /params/lm_head.dense.weight >/dev/null &&
+   h5diff -d 1e-6 "$A" "$E" /params/predictions.bias /params/lm_head.bias >/dev/null; then
+    ok "--init-encoder: encoder and lm_head equal the ALBERT checkpoint's"
+else
+    bad "--init-encoder did not copy the ALBERT weights"
+fi
+
+# --- fine-tuning lowers the validation loss
+"$B" train --init-encoder "$W/albert/latest.h5" "${TINY[@]}" --steps 150 --set train.eval_every=50 \
+    --set train.log_every=50 --run-dir "$W/run" 2>"$W/train.log" || { bad "training failed"; cat "$W/train.log"; }
+v0=$(vloss "$W/train.log" first); v1=$(vloss "$W/train.log")
+if awk -v a="$v0" -v b="$v1" 'BEGIN { exit !(a - b > 1.0) }'; then
+    ok "fine-tuning: validation loss $v0 -> $v1 in 150 steps"
+else
+    bad "fine-tuning: validation loss $v0 -> $v1 (expected a drop of more than 1 nat)"
+fi
+grep -q '^step 150/150 | loss .* | lr .*/.* | grad .* samples/s .* tok/s | ETA' "$W/train.log" &&
+    ok "progress lines show step, loss, both learning rates, throughput and ETA" || bad "progress line format"
+[ -f "$W/run/finished" ] && [ -f "$W/run/run.json" ] && [ "$(wc -l <"$W/run/metrics.csv")" = 151 ] &&
+    ok "run directory: run.json, metrics.csv (150 rows), finished" || bad "run directory incomplete"
+h5dump -a /model "$W/run/latest.h5" 2>/dev/null | grep -q '"encdec"' && ok "checkpoint model attribute is encdec" ||
+    bad "checkpoint has no model=encdec"
+
+# --- resume bit for bit (dropout on)
+R=("${TINY[@]}" --init-encoder "$W/albert/latest.h5" --set train.eval_every=0 -q)
+"$B" train "${R[@]}" --steps 8 --run-dir "$W/straight" || bad "straight run failed"
+"$B" train "${R[@]}" --steps 8 --set train.checkpoint_every=4 --run-dir "$W/first" || bad "first run failed"
+"$B" train --resume "$W/first/checkpoint-000004.h5" --run-dir "$W/resumed" -q || bad "resume failed"
+if h5diff -q "$W/straight/checkpoint-000008.h5" "$W/resumed/checkpoint-000008.h5" /params /params &&
+   h5diff -q "$W/straight/checkpoint-000008.h5" "$W/resumed/checkpoint-000008.h5" /optim /optim; then
+    ok "resume at step 4 equals the straight run at step 8 bit for bit"
+else
+    bad "resumed parameters differ from the straight run"
+fi
+
+# --- two MPI ranks average through mpi/dp.h and see the loss of one rank (dropout off)
+if command -v mpirun >/dev/null; then
+    M=("${TINY[@]}" --init-encoder "$W/albert/latest.h5" --set train.eval_every=0 --set model.dropout=0
+       --set decoder.dropout=0 --set train.micro_batch=8 --steps 4 -q)
+    "$B" train "${M[@]}" --run-dir "$W/mpi1" || bad "1-rank run failed"
+    mpirun --allow-run-as-root --oversubscribe -np 2 "$B" train "${M[@]}" --run-dir "$W/mpi2" \
+        >"$W/mpi.log" 2>&1 || { bad "mpirun -np 2 failed"; tail -5 "$W/mpi.log"; }
+    if grep -q '"ranks": *2' "$W/mpi2/run.json" 2>/dev/null && [ -f "$W/mpi2/finished" ]; then
+        l1=$(awk -F, 'NR==5 {print $4}' "$W/mpi1/metrics.csv"); l2=$(awk -F, 'NR==5 {print $4}' "$W/mpi2/metrics.csv")
+        if awk -v a="$l1" -v b="$l2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 1e-3 * a) }'; then
+            ok "2 MPI ranks: step-4 loss $l2 equals 1 rank's $l1"
+        else
+            bad "2 MPI ranks: step-4 loss $l2, 1 rank $l1"
+        fi
+    else
+        bad "the 2-rank run did not run on 2 ranks (run.json: $(cat "$W/mpi2/run.json" 2>/dev/null | head -c 200))"
+    fi
+else
+    echo "SKIPPED: MPI part (no mpirun)"
+fi
+
+# --- mBART denoising pretraining on the token shards, then fine-tuning from it
+D=(--objective denoise --train "$DATA/shards/valid.h5" --valid "$DATA/shards/valid.h5"
+   --set data.tokenizer="$TOK" --set model.hidden_size=64 --set model.num_heads=2
+   --set model.embedding_size=32 --set model.intermediate_size=128 --set model.num_layers=2
+   --set data.src_len=48 --set data.tgt_len=48 --set decoder.max_position=64 --set decoder.num_layers=1
+   --set decoder.num_heads=2 --set decoder.intermediate_size=128 --set generate.max_len=20
+   --set train.global_batch=16 --set train.micro_batch=16 --set optim.lr=2e-3
+   --set optim.separate_decoder=0 --set optim.warmup_steps=10 --set train.eval_samples=64
+   --set train.threads=1)
+"$B" train "${D[@]}" --steps 100 --set train.eval_every=100 --run-dir "$W/mbart" 2>"$W/mbart.log" ||
+    { bad "denoising run failed"; tail -5 "$W/mbart.log"; }
+v0=$(vloss "$W/mbart.log" first); v1=$(vloss "$W/mbart.log")
+awk -v a="$v0" -v b="$v1" 'BEGIN { exit !(a - b > 1.0) }' && ok "denoising: validation loss $v0 -> $v1 in 100 steps" ||
+    bad "denoising: validation loss $v0 -> $v1"
+"$B" train --init "$W/mbart/latest.h5" "${TINY[@]}" --set data.src_len=48 --steps 2 --run-dir "$W/ft" -q &&
+    [ -f "$W/ft/finished" ] && ok "fine-tuning starts from the denoising checkpoint (--init)" || bad "--init from the denoising run failed"
+
+# --- generate
+CK=$W/run/latest.h5
+echo "Программа для просмотра и печати документов в формате PDF с поддержкой закладок и поиска." |
+    "$B" generate --checkpoint "$CK" >"$W/gen.txt" 2>"$W/gen.err"
+if [ "$(wc -l <"$W/gen.txt")" = 1 ] && [ -s "$W/gen.txt" ]; then ok "generate from stdin: $(cat "$W/gen.txt")"; else bad "generate from stdin: $(cat "$W/gen.err")"; fi
+printf 'первая статья о библиотеке\n\nвторая статья об утилите для сети\n' |
+    "$B" generate --checkpoint "$CK" --beam 1 --max-len 8 --min-len 2 --no-block-trigrams --stats >"$W/gen2.txt" 2>"$W/gen2.err"
+[ "$(wc -l <"$W/gen2.txt")" = 2 ] && grep -q 'headlines/s' "$W/gen2.err" && ok "greedy generate: 2 headlines (blank line skipped), --stats" ||
+    bad "greedy generate: $(cat "$W/gen2.err")"
+
+# --- the real news samples
+if [ -f "$NEWS/ria_20.json" ]; then
+    "$B" generate --checkpoint "$CK" --format ria "$NEWS/ria_20.json" >"$W/ria_gen.txt" 2>"$W/ria_gen.err"
+    [ "$(wc -l <"$W/ria_gen.txt")" = 20 ] && ok "generate --format ria: 20 headlines" || bad "generate --format ria: $(cat "$W/ria_gen.err")"
+    "$B" prepare -q --tokenizer "$TOK" --lowercase --out "$W/ria.h5" "$NEWS/ria_20.json" && ok "prepare reads the RIA sample" || bad "prepare on the RIA sample failed"
+    "$B" evaluate "$NEWS/ria_20.json" >"$W/ev_base.txt" 2>&1
+    grep -q 'headline-eval: n=20 lead_paper=33.85/16.74/21.87 lead_standard=32.40/15.44/26.19' "$W/ev_base.txt" &&
+        ok "RIA first-sentence baseline (dateline skipped): $(tail -1 "$W/ev_base.txt")" || bad "RIA baseline: $(tail -3 "$W/ev_base.txt")"
+    "$B" evaluate --dateline keep "$NEWS/ria_20.json" 2>&1 | tail -1 | grep -q 'lead_paper=33.85' &&
+        bad "--dateline keep changed nothing" || ok "--dateline keep scores the dateline instead"
+    "$B" evaluate --checkpoint "$CK" --beam 4 "$NEWS/ria_20.json" >"$W/ev.txt" 2>&1
+    grep -q '^model (beam 4) .* paper' "$W/ev.txt" && grep -q 'headline-eval: n=20 model_paper=' "$W/ev.txt" &&
+        ok "evaluate RIA with the model: $(tail -1 "$W/ev.txt")" || bad "evaluate RIA: $(tail -5 "$W/ev.txt")"
+    "$B" evaluate --checkpoint "$CK" "$NEWS/lenta-ru-news.csv.gz" 2>&1 | tail -1 | grep -q 'n=1 model_paper' &&
+        ok "evaluate Lenta" || bad "evaluate Lenta"
+    "$B" evaluate --checkpoint "$CK" "$NEWS"/ods/*.csv.gz 2>&1 | tail -1 | grep -q 'n=36 model_paper' &&
+        ok "evaluate ODS (36 articles)" || bad "evaluate ODS"
+else
+    echo "SKIPPED: real news samples ($NEWS absent)"
+fi
+
+# --- bad input
+printf 'заголовок один\tтекст статьи номер один про что-то\nстрока без табуляции\n\xff\xfe\tбитый UTF-8\nзаголовок два\tтекст второй статьи\n' >"$W/bad.tsv"
+"$B" prepare --tokenizer "$TOK" --out "$W/bad.h5" "$W/bad.tsv" 2>"$W/bad.err" &&
+    grep -q 'bad.tsv:2: skipped (no tab' "$W/bad.err" && grep -q 'bad.tsv:3: skipped (invalid UTF-8' "$W/bad.err" &&
+    grep -q ': 2 pairs (2 skipped as bad records' "$W/bad.err" &&
+    ok "malformed TSV lines are reported with their line numbers, skipped and counted" || bad "malformed TSV: $(cat "$W/bad.err")"
+printf '{"title": "ok", "text": "<p>текст</p>"}\n{"title": "broken", "text": \n{"title": "два", "text": "<p>ещё</p>"}\n' >"$W/bad.json"
+"$B" prepare --tokenizer "$TOK" --out "$W/badj.h5" "$W/bad.json" 2>"$W/badj.err" &&
+    grep -q 'bad.json:2: skipped (syntax)' "$W/badj.err" && ok "broken RIA JSON line reported and skipped" ||
+    bad "broken JSON: $(cat "$W/badj.err")"
+printf 'no tabs here\n' >"$W/none.tsv"
+expect 1 "conflux-headline: error: no usable pair" "$B" prepare --tokenizer "$TOK" --out "$W/none.h5" "$W/none.tsv"
+expect 1 "conflux-headline: error: .*missing.json" "$B" prepare --tokenizer "$TOK" --out "$W/x.h5" "$W/missing.json"
+expect 2 "conflux-headline: error: --tokenizer DIR is required" "$B" prepare --out "$W/x.h5" "$W/bad.tsv"
+expect 1 "not an encoder-decoder" "$B" generate --checkpoint "$W/albert/latest.h5"
+expect 1 "conflux-headline: error: .*nothing.h5" "$B" generate --checkpoint "$W/nothing.h5"
+expect 2 "beam must be in" "$B" generate --checkpoint "$CK" --beam 0
+expect 2 "max-len" "$B" generate --checkpoint "$CK" --max-len x
+expect 1 "max-len must be in" "$B" generate --checkpoint "$CK" --max-len 1000
+expect 2 "unknown command 'summarize'" "$B" summarize
+expect 1 "conflux-shard" "$B" train "${TINY[@]}" --train "$DATA/shards/valid.h5" --steps 1 --run-dir "$W/e1"
+expect 1 "conflux-pairs" "$B" train "${D[@]}" --train "$W/train.h5" --steps 1 --run-dir "$W/e2"
+expect 2 "data.tgt_len" "$B" train "${TINY[@]}" --set data.tgt_len=1000 --run-dir "$W/e3"
+expect 1 "use --init-encoder" "$B" train "${TINY[@]}" --init "$W/albert/latest.h5" --run-dir "$W/e4"
+expect 2 "unknown key" "$B" train "${TINY[@]}" --set decoder.colour=red --run-dir "$W/e5"
+expect 1 "cannot open .*missing.json\|missing.json" "$B" evaluate "$W/missing.json"
+for c in pairs prepare train generate evaluate; do
+    "$B" "$c" --help | grep -q "^usage: conflux-headline $c" || bad "$c --help"
+done
+ok "--help on every subcommand"
+
+echo "$fails failure(s)"
+[ "$fails" -eq 0 ]

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs tests/mpi_dp_check (the MPI averaging backend, mpi/dp.h) on 1, 2 and 4 ranks (4
+# oversubscribed on small machines). Compiles nothing: expects BUILD_DIR/tests/mpi/mpi_dp_check.
+# As root, a refused mpirun exits 0 having run nothing, so every run must show
+# "rank R of P ran" for every R, as well as exit 0 and "N passed, 0 failed".
+# In a sanitizer build, Open MPI's own leaks are suppressed with tests/lsan-mpi.supp
+# (conflux's allocations stay checked). Also checks that ranks passing different arenas
+# to dp_create abort the job with a message naming rank and host, and that MPI_CHECK does.
+# usage: tests/mpi/test_mpi_dp.sh BUILD_DIR [DATA_DIR (unused)]
+set -u
+BUILD=${1:?usage: test_mpi_dp.sh BUILD_DIR}
+BIN=$BUILD/tests/mpi/mpi_dp_check
+if ! command -v mpirun >/dev/null 2>&1; then
+    echo "SKIPPED: mpirun not found (install openmpi-bin)"
+    exit 0
+fi
+if [ ! -x "$BIN" ]; then
+    echo "FAIL: $BIN not built (make tests builds tests/mpi_*.c into BUILD/tests/)"
+    exit 1
+fi
+HERE=$(cd "$(dirname "$0")/.." && pwd)  # tests/
+export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader,tcp OMPI_MCA_mtl=^ofi
+export OMPI_MCA_mpi_yield_when_idle=1   # more ranks than cores: yield instead of spinning
+export LSAN_OPTIONS="suppressions=$HERE/lsan-mpi.supp:fast_unwind_on_malloc=0:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+fails=0
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
+
+for P in 1 2 4; do
+    timeout 25 mpirun --allow-run-as-root --oversubscribe -np "$P" "$BIN" >"$LOG" 2>&1
+    rc=$?
+    sed "s/^/  [P=$P] /" "$LOG"
+    if [ "$rc" = 124 ]; then bad "$P ranks: timed out after 25 s (a hang?)"; continue; fi
+    [ "$rc" = 0 ] || bad "$P ranks: exit status $rc"
+    missing=""
+    for ((r = 0; r < P; r++)); do
+        [ "$(grep -c "^rank $r of $P ran" "$LOG")" = 1 ] || missing="$missing $r"
+    done
+    if [ -n "$missing" ]; then
+        bad "$P ranks: no 'rank R of $P ran' line from rank(s)$missing (did mpirun run at all?)"
+    elif [ "$(grep -c '^rank [0-9]* of [0-9]* ran' "$LOG")" != "$P" ]; then
+        bad "$P ranks: unexpected number of 'ran' lines"
+    else
+        ok "$P ranks: all ran"
+    fi
+    if grep -qE '^[0-9]+ passed, 0 failed$' "$LOG" && ! grep -q '^FAIL' "$LOG"; then
+        ok "$P ranks: $(grep -E '^[0-9]+ passed, 0 failed$' "$LOG")"
+    else
+        bad "$P ranks: checks failed"
+    fi
+done
+# ranks that disagree on the gradient layout: the job aborts with a message naming rank and host
+timeout 25 mpirun --allow-run-as-root --oversubscribe -np 2 "$BIN" --mismatch >"$LOG" 2>&1
+rc=$?
+sed "s/^/  [mismatch] /" "$LOG" | head -20
+if [ "$rc" != 0 ] && [ "$rc" != 124 ] &&
+   grep -q '^conflux: fatal: rank [01] host .*ranks disagree on the gradient layout' "$LOG"; then
+    ok "mismatched layouts abort the job with rank, host and reason"
+else
+    bad "mismatched layouts: exit status $rc, expected an abort with 'ranks disagree on the gradient layout'"
+fi
+# MPI_CHECK: a failing MPI call aborts the job with rank, host, file:line and the call
+timeout 25 mpirun --allow-run-as-root --oversubscribe -np 2 "$BIN" --mpi-fatal >"$LOG" 2>&1
+rc=$?
+sed "s/^/  [mpi-fatal] /" "$LOG" | head -20
+if [ "$rc" != 0 ] && [ "$rc" != 124 ] &&
+   grep -q '^conflux: fatal: rank [01] host .* tests/mpi/mpi_dp_check.c:[0-9]*: MPI_Send(.*): ' "$LOG"; then
+    ok "MPI_CHECK aborts the job with rank, host, file:line and the failing call"
+else
+    bad "MPI_CHECK: exit status $rc, expected an abort naming MPI_Send"
+fi
+echo "mpi_dp: $fails failure(s)"
+[ "$fails" -eq 0 ]
