@@ -33,6 +33,7 @@
 #include "io/config.h"
 #include "io/corpus.h"
 #include "io/headline.h"
+#include "io/headline/cli.h"
 #include "io/news.h"
 #include "io/rouge.h"
 #include "io/runlog.h"
@@ -85,23 +86,8 @@ static void fmt_eta(char *buf, size_t cap, double s) {
     else snprintf(buf, cap, "%lds", t);
 }
 
-// Parses a non-negative integer option; -1 on error.
-static long parse_count(const char *s) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < 0) return -1;
-    return v;
-}
-
-static int parse_float(const char *s, float *out) {
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (end == s || *end || errno || !isfinite(v)) return -1;
-    *out = v;
-    return 0;
-}
+// ---------------------------------------------------------------------------------------
+// pairs
 
 // Whole-file reader through zlib (plain or gzip). Returns a malloc'd buffer, or NULL with err.
 static char *read_file_gz(const char *path, size_t *n_out, char *err) {
@@ -134,53 +120,6 @@ static char *read_file_gz(const char *path, size_t *n_out, char *err) {
     *n_out = n;
     return buf;
 }
-
-// ---------------------------------------------------------------------------------------
-// Shared: tokenizing text the way the model saw it in training.
-
-typedef struct {
-    Bpe *bpe;
-    int lowercase;
-    char *buf;
-    size_t cap;
-} Encoder;
-
-static int encoder_open(Encoder *e, const char *dir, int lowercase, char *err) {
-    memset(e, 0, sizeof *e);
-    if (bpe_load(&e->bpe, dir, err) != 0) return -1;
-    e->lowercase = lowercase;
-    return 0;
-}
-
-static void encoder_close(Encoder *e) {
-    bpe_free(e->bpe);
-    free(e->buf);
-    memset(e, 0, sizeof *e);
-}
-
-// Tokenizes n bytes of text (line breaks become spaces, lowercased when asked) into at most
-// cap ids. Returns the number of ids written.
-static size_t encoder_run(Encoder *e, const char *text, size_t n, int32_t *ids, size_t cap) {
-    if (n + 1 > e->cap) {
-        e->cap = n + 1 > 2 * e->cap ? n + 1 : 2 * e->cap;
-        e->buf = realloc(e->buf, e->cap);
-        CHECK(e->buf, "out of memory (%zu bytes)", e->cap);
-    }
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = text[i] == '\n' || text[i] == '\r' || text[i] == '\t' ? ' ' : text[i];
-        if (c == ' ' && (o == 0 || e->buf[o - 1] == ' ')) continue;
-        e->buf[o++] = c;
-    }
-    while (o > 0 && e->buf[o - 1] == ' ') o--;
-    if (e->lowercase) o = headline_lowercase(e->buf, o);
-    size_t need = 0;
-    bpe_encode(e->bpe, e->buf, o, ids, cap, &need);
-    return need < cap ? need : cap;
-}
-
-// ---------------------------------------------------------------------------------------
-// pairs
 
 typedef struct {
     FILE *out[2];
@@ -292,7 +231,7 @@ static int html_name(const char *f) {
 
 static int cmd_pairs(int argc, char **argv) {
     static const char usage[] =
-        "usage: " TOOL " pairs --out DIR [--valid-percent P] [--min-body N] SOURCE...\n"
+        "usage: " HL_TOOL " pairs --out DIR [--valid-percent P] [--min-body N] SOURCE...\n"
         "\n"
         "Builds (title, body) training pairs from Russian texts found in Debian packages and\n"
         "writes DIR/train.tsv and DIR/valid.tsv (one pair per line: title TAB body, UTF-8,\n"
@@ -312,7 +251,7 @@ static int cmd_pairs(int argc, char **argv) {
         "  -h, --help           this text\n"
         "\n"
         "example (io/build-headline-pairs.sh runs this on what io/build-corpus.sh fetched):\n"
-        "  " TOOL " pairs --out build/data/headline debtrans:build/data/debtrans/Translation-ru \\\n"
+        "  " HL_TOOL " pairs --out build/data/headline debtrans:build/data/debtrans/Translation-ru \\\n"
         "      man:build/data/extract/manpages-ru/usr/share/man/ru\n";
     static const struct option opts[] = {{"out", required_argument, 0, 'o'},
                                           {"valid-percent", required_argument, 0, 'v'},
@@ -332,19 +271,19 @@ static int cmd_pairs(int argc, char **argv) {
             char *end;
             valid_percent = strtod(optarg, &end);
             if (end == optarg || *end || !(valid_percent >= 0 && valid_percent <= 100))
-                return usage_err("pairs", "--valid-percent must be a number in [0, 100] (got '%s')", optarg);
+                return hl_usage_err("pairs", "--valid-percent must be a number in [0, 100] (got '%s')", optarg);
             break;
         }
         case 'm':
-            if ((min_body = parse_count(optarg)) < 0)
-                return usage_err("pairs", "--min-body must be a count (got '%s')", optarg);
+            if ((min_body = hl_parse_count(optarg)) < 0)
+                return hl_usage_err("pairs", "--min-body must be a count (got '%s')", optarg);
             break;
         case 'h': fputs(usage, stdout); return 0;
-        default: return usage_err("pairs", "bad option '%s'", argv[optind - 1]);
+        default: return hl_usage_err("pairs", "bad option '%s'", argv[optind - 1]);
         }
     }
-    if (!out_dir) return usage_err("pairs", "--out DIR is required");
-    if (optind >= argc) return usage_err("pairs", "no SOURCE given");
+    if (!out_dir) return hl_usage_err("pairs", "--out DIR is required");
+    if (optind >= argc) return hl_usage_err("pairs", "no SOURCE given");
     HeadlinePairFormat fmts[256];
     const char *paths[256];
     int n_src = 0;
@@ -353,18 +292,18 @@ static int cmd_pairs(int argc, char **argv) {
         char name[32];
         size_t l = colon ? (size_t)(colon - argv[i]) : 0;
         if (!colon || l == 0 || l >= sizeof name)
-            return usage_err("pairs", "source '%s' is not FORMAT:PATH", argv[i]);
+            return hl_usage_err("pairs", "source '%s' is not FORMAT:PATH", argv[i]);
         memcpy(name, argv[i], l);
         name[l] = 0;
         if (headline_pair_format_parse(name, &fmts[n_src]) != 0)
-            return usage_err("pairs", "unknown format '%s' in '%s' (debtrans, man, html)", name, argv[i]);
-        if (n_src == 256) return usage_err("pairs", "more than 256 sources");
+            return hl_usage_err("pairs", "unknown format '%s' in '%s' (debtrans, man, html)", name, argv[i]);
+        if (n_src == 256) return hl_usage_err("pairs", "more than 256 sources");
         paths[n_src++] = colon + 1;
     }
     char err[CX_ERRLEN];
-    if (strlen(out_dir) > 4000) return usage_err("pairs", "--out path is too long");
+    if (strlen(out_dir) > 4000) return hl_usage_err("pairs", "--out path is too long");
     if (runlog_mkdirs(out_dir, err) != 0) {
-        report("%s", err);
+        hl_report("%s", err);
         return 1;
     }
     char tpath[2][4200], tmp[2][4300];
@@ -373,7 +312,7 @@ static int cmd_pairs(int argc, char **argv) {
         snprintf(tpath[v], sizeof tpath[v], "%s/%s", out_dir, v ? "valid.tsv" : "train.tsv");
         snprintf(tmp[v], sizeof tmp[v], "%.4199s.tmp.%d", tpath[v], (int)getpid());
         if (!(po.out[v] = fopen(tmp[v], "w"))) {
-            report("cannot write %s: %s", tmp[v], strerror(errno));
+            hl_report("cannot write %s: %s", tmp[v], strerror(errno));
             if (v) fclose(po.out[0]), unlink(tmp[0]);
             return 1;
         }
@@ -385,7 +324,7 @@ static int cmd_pairs(int argc, char **argv) {
         char **files = NULL;
         size_t nf = 0, cf = 0;
         if (list_files(paths[s], &files, &nf, &cf, err) != 0) {
-            report("%s", err);
+            hl_report("%s", err);
             rc = 1;
         }
         for (size_t f = 0; f < nf; f++) {
@@ -393,14 +332,14 @@ static int cmd_pairs(int argc, char **argv) {
                 size_t n = 0;
                 char *data = read_file_gz(files[f], &n, err);
                 if (!data) {
-                    report("%s", err);
+                    hl_report("%s", err);
                     rc = 1;
                 } else {
                     long r = headline_pairs_extract(fmts[s], data, n, (size_t)min_body, &per[s],
                                                     pairs_emit, &po, err);
                     free(data);
                     if (r < 0) {
-                        report(po.failed ? "cannot write %s: %s" : "%s (%s)",
+                        hl_report(po.failed ? "cannot write %s: %s" : "%s (%s)",
                                po.failed ? tmp[0] : err, po.failed ? strerror(errno) : files[f]);
                         rc = 1;
                     }
@@ -412,14 +351,14 @@ static int cmd_pairs(int argc, char **argv) {
     }
     for (int v = 0; v < 2; v++) {
         if (fclose(po.out[v]) != 0 && rc == 0) {
-            report("cannot write %s: %s", tmp[v], strerror(errno));
+            hl_report("cannot write %s: %s", tmp[v], strerror(errno));
             rc = 1;
         }
     }
     if (rc == 0)
         for (int v = 0; v < 2 && rc == 0; v++)
             if (rename(tmp[v], tpath[v]) != 0) {
-                report("cannot rename %s: %s", tmp[v], strerror(errno));
+                hl_report("cannot rename %s: %s", tmp[v], strerror(errno));
                 rc = 1;
             }
     if (rc != 0) {
@@ -457,215 +396,10 @@ static int cmd_pairs(int argc, char **argv) {
     }
     free(po.seen);
     if (po.written[0] == 0) {
-        report("no pair was found in the sources (is the path right?)");
+        hl_report("no pair was found in the sources (is the path right?)");
         return 1;
     }
     return 0;
-}
-
-// ---------------------------------------------------------------------------------------
-// Reading articles: news files (io/news.h), TSV pairs or plain text lines.
-
-enum { SRC_NEWS, SRC_TSV, SRC_TEXT };
-
-typedef struct {
-    int kind;
-    NewsReader *news;
-    gzFile gz;
-    const char *path;
-    char *line;
-    size_t cap;
-    uint64_t line_no, bad, too_long;
-    NewsFormat news_fmt;  // the detected format (SRC_NEWS)
-} ArticleReader;
-
-#define MAX_LINE_BYTES ((size_t)8 << 20)
-
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !strcmp(s + a - b, suffix);
-}
-
-// kind_name: "auto", "ria", "lenta", "ods", "tsv", "text". auto: *.tsv(.gz) is tsv, else news.
-static int reader_open(ArticleReader *r, const char *path, const char *kind_name, int allow_text,
-                       char *err) {
-    memset(r, 0, sizeof *r);
-    r->path = path;
-    int tsv = !strcmp(kind_name, "tsv") ||
-              (!strcmp(kind_name, "auto") && (ends_with(path, ".tsv") || ends_with(path, ".tsv.gz")));
-    int text = !strcmp(kind_name, "text");
-    if (text && !allow_text) return cx_err(err, "--format text is not allowed here");
-    if (tsv || text) {
-        r->kind = tsv ? SRC_TSV : SRC_TEXT;
-        r->gz = strcmp(path, "-") == 0 ? gzdopen(dup(0), "rb") : gzopen(path, "rb");
-        if (!r->gz) return cx_err(err, "cannot open %s: %s", path, strerror(errno ? errno : ENOMEM));
-        return 0;
-    }
-    NewsFormat f;
-    if (news_format_parse(kind_name, &f) != 0)
-        return cx_err(err, "unknown format '%s' (auto, ria, lenta, ods, tsv%s)", kind_name,
-                      allow_text ? ", text" : "");
-    r->kind = SRC_NEWS;
-    r->news = news_open(path, f, NULL, err);
-    if (!r->news) return -1;
-    r->news_fmt = news_format(r->news);
-    return 0;
-}
-
-// One line into r->line (without the newline). 1, 0 at the end, -1 with err.
-static int read_line(ArticleReader *r, size_t *len, char *err) {
-    size_t n = 0;
-    int too_long = 0;
-    for (;;) {
-        if (n + 2 > r->cap) {
-            r->cap = r->cap ? 2 * r->cap : 4096;
-            r->line = realloc(r->line, r->cap);
-            CHECK(r->line, "out of memory");
-        }
-        int c = gzgetc(r->gz);
-        if (c < 0) {
-            int e;
-            const char *msg = gzerror(r->gz, &e);
-            if (e != Z_OK && e != Z_STREAM_END)
-                return cx_err(err, "cannot read %s: %s (line %llu)", r->path, msg,
-                              (unsigned long long)r->line_no + 1);
-            if (n == 0 && !too_long) return 0;
-            break;
-        }
-        if (c == '\n') break;
-        if (n < MAX_LINE_BYTES) r->line[n++] = (char)c;
-        else too_long = 1;
-    }
-    r->line_no++;
-    if (n > 0 && r->line[n - 1] == '\r') n--;
-    r->line[n] = 0;
-    *len = n;
-    if (too_long) {
-        r->too_long++;
-        return 2;  // skipped
-    }
-    return 1;
-}
-
-// Next article: 1 with *title/*text (title NULL for text input), 0 at the end, -1 with err.
-static int reader_next(ArticleReader *r, const char **title, size_t *title_n, const char **text,
-                       size_t *text_n, uint64_t *line, char *err) {
-    if (r->kind == SRC_NEWS) {
-        NewsItem it;
-        int rc = news_next(r->news, &it, err);
-        if (rc != 1) return rc;
-        *title = it.title, *title_n = it.title_bytes;
-        *text = it.text, *text_n = it.text_bytes;
-        *line = it.line;
-        return 1;
-    }
-    for (;;) {
-        size_t n = 0;
-        int rc = read_line(r, &n, err);
-        if (rc <= 0) return rc;
-        if (rc == 2) {
-            fprintf(stderr, TOOL ": %s:%llu: skipped (longer than %zu bytes)\n", r->path,
-                    (unsigned long long)r->line_no, MAX_LINE_BYTES);
-            continue;
-        }
-        *line = r->line_no;
-        if (n == 0) continue;  // blank lines are skipped
-        size_t bad = news_utf8_check(r->line, n);
-        if (bad != n) {
-            r->bad++;
-            if (r->bad <= 20)
-                fprintf(stderr, TOOL ": %s:%llu: skipped (invalid UTF-8 at byte %zu)\n", r->path,
-                        (unsigned long long)r->line_no, bad + 1);
-            continue;
-        }
-        if (r->kind == SRC_TEXT) {
-            *title = NULL, *title_n = 0;
-            *text = r->line, *text_n = n;
-            return 1;
-        }
-        char *tab = memchr(r->line, '\t', n);
-        if (!tab || tab == r->line || tab + 1 == r->line + n) {
-            r->bad++;
-            if (r->bad <= 20)
-                fprintf(stderr, TOOL ": %s:%llu: skipped (%s)\n", r->path,
-                        (unsigned long long)r->line_no,
-                        !tab ? "no tab: expected title TAB body" : "empty title or body");
-            continue;
-        }
-        *tab = 0;
-        *title = r->line, *title_n = (size_t)(tab - r->line);
-        *text = tab + 1, *text_n = n - (size_t)(tab + 1 - r->line);
-        return 1;
-    }
-}
-
-// Records skipped so far (news readers count their own).
-static uint64_t reader_skipped(const ArticleReader *r) {
-    if (r->kind == SRC_NEWS) {
-        NewsStats st;
-        news_stats(r->news, &st);
-        return st.bad_rows;
-    }
-    return r->bad + r->too_long;
-}
-
-static void reader_close(ArticleReader *r) {
-    if (r->news) news_close(r->news);
-    if (r->gz) gzclose(r->gz);
-    free(r->line);
-    memset(r, 0, sizeof *r);
-}
-
-static const char *reader_kind_name(const ArticleReader *r) {
-    return r->kind == SRC_TSV ? "tsv" : r->kind == SRC_TEXT ? "text" : news_format_name(r->news_fmt);
-}
-
-// The articles of several FILEs in turn, each opened when the one before it is read to
-// the end: the read loop of prepare, generate and evaluate. Set the fields up to
-// stdin_text_only in a zeroed struct; end with stream_close_file.
-typedef struct {
-    char *const *files;
-    int n_files;
-    int next;            // index of the file opened after the current one
-    const char *format;  // as reader_open's kind_name
-    int allow_text;      // as reader_open's
-    int stdin_text_only; // "-" only with --format text or tsv (generate)
-    int is_open;
-    ArticleReader r;     // the current file (is_open)
-    uint64_t skipped;    // records skipped as bad in the files opened so far
-    // the current article (stream_next returned 1); title NULL for text input
-    const char *title, *text;
-    size_t title_n, text_n;
-    uint64_t line;
-} ArticleStream;
-
-// Closes the current file, adding its skipped records to s->skipped.
-static void stream_close_file(ArticleStream *s) {
-    if (!s->is_open) return;
-    s->skipped += reader_skipped(&s->r);
-    reader_close(&s->r);
-    s->is_open = 0;
-}
-
-// 1: the next article is in s->title..s->line; 2: the next file was just opened (s->r),
-// before any of its articles are read; 0: every file was read; -1 with err: a file cannot
-// be opened or read; -2 with err: stdin given with a news format (stdin_text_only).
-static int stream_next(ArticleStream *s, char *err) {
-    if (s->is_open) {
-        int got = reader_next(&s->r, &s->title, &s->title_n, &s->text, &s->text_n, &s->line, err);
-        if (got != 0) return got;
-        stream_close_file(s);
-    }
-    if (s->next >= s->n_files) return 0;
-    const char *path = s->files[s->next++];
-    if (s->stdin_text_only && !strcmp(path, "-") && strcmp(s->format, "text") &&
-        strcmp(s->format, "tsv")) {
-        cx_err(err, "--format %s reads files, not stdin", s->format);
-        return -2;
-    }
-    if (reader_open(&s->r, path, s->format, s->allow_text, err) != 0) return -1;
-    s->is_open = 1;
-    return 2;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -673,7 +407,7 @@ static int stream_next(ArticleStream *s, char *err) {
 
 static int cmd_prepare(int argc, char **argv) {
     static const char usage[] =
-        "usage: " TOOL " prepare --tokenizer DIR --out PAIRS.h5 [options] FILE...\n"
+        "usage: " HL_TOOL " prepare --tokenizer DIR --out PAIRS.h5 [options] FILE...\n"
         "\n"
         "Tokenizes (article, headline) pairs into a pair shard for `train`. FILEs are news\n"
         "dumps read as they stream (plain or gzip): RIA JSON lines, Lenta.ru CSV, ODS CSV\n"
@@ -697,11 +431,11 @@ static int cmd_prepare(int argc, char **argv) {
         "  -h, --help        this text\n"
         "\n"
         "examples:\n"
-        "  " TOOL " prepare --tokenizer build/data/tokenizer --out build/data/headline/train.h5 \\\n"
+        "  " HL_TOOL " prepare --tokenizer build/data/tokenizer --out build/data/headline/train.h5 \\\n"
         "      build/data/headline/train.tsv\n"
-        "  " TOOL " prepare --tokenizer build/data/tokenizer --lowercase --limit 990000 \\\n"
+        "  " HL_TOOL " prepare --tokenizer build/data/tokenizer --lowercase --limit 990000 \\\n"
         "      --out ria_train.h5 ria.json.gz\n"
-        "  " TOOL " prepare --tokenizer build/data/tokenizer --lowercase --skip 990000 \\\n"
+        "  " HL_TOOL " prepare --tokenizer build/data/tokenizer --lowercase --skip 990000 \\\n"
         "      --out ria_valid.h5 ria.json.gz\n";
     static const struct option opts[] = {
         {"tokenizer", required_argument, 0, 't'}, {"out", required_argument, 0, 'o'},
@@ -721,39 +455,39 @@ static int cmd_prepare(int argc, char **argv) {
         case 'o': out = optarg; break;
         case 'f': format = optarg; break;
         case 's':
-            if ((max_src = parse_count(optarg)) < 1)
-                return usage_err("prepare", "--max-src must be a positive count (got '%s')", optarg);
+            if ((max_src = hl_parse_count(optarg)) < 1)
+                return hl_usage_err("prepare", "--max-src must be a positive count (got '%s')", optarg);
             break;
         case 'g':
-            if ((max_tgt = parse_count(optarg)) < 1)
-                return usage_err("prepare", "--max-tgt must be a positive count (got '%s')", optarg);
+            if ((max_tgt = hl_parse_count(optarg)) < 1)
+                return hl_usage_err("prepare", "--max-tgt must be a positive count (got '%s')", optarg);
             break;
         case 'l': lowercase = 1; break;
         case 'k':
-            if ((skip = parse_count(optarg)) < 0)
-                return usage_err("prepare", "--skip must be a count (got '%s')", optarg);
+            if ((skip = hl_parse_count(optarg)) < 0)
+                return hl_usage_err("prepare", "--skip must be a count (got '%s')", optarg);
             break;
         case 'n':
-            if ((limit = parse_count(optarg)) < 0)
-                return usage_err("prepare", "--limit must be a count (got '%s')", optarg);
+            if ((limit = hl_parse_count(optarg)) < 0)
+                return hl_usage_err("prepare", "--limit must be a count (got '%s')", optarg);
             break;
         case 'S': source = optarg; break;
         case 'q': quiet = 1; break;
         case 'h': fputs(usage, stdout); return 0;
-        default: return usage_err("prepare", "bad option '%s'", argv[optind - 1]);
+        default: return hl_usage_err("prepare", "bad option '%s'", argv[optind - 1]);
         }
     }
-    if (!tok_dir) return usage_err("prepare", "--tokenizer DIR is required");
-    if (!out) return usage_err("prepare", "--out FILE is required");
-    if (optind >= argc) return usage_err("prepare", "no input FILE given");
+    if (!tok_dir) return hl_usage_err("prepare", "--tokenizer DIR is required");
+    if (!out) return hl_usage_err("prepare", "--out FILE is required");
+    if (optind >= argc) return hl_usage_err("prepare", "no input FILE given");
     if (strcmp(format, "auto") && strcmp(format, "tsv") && strcmp(format, "ria") &&
         strcmp(format, "lenta") && strcmp(format, "ods"))
-        return usage_err("prepare", "unknown --format '%s' (auto, ria, lenta, ods, tsv)", format);
-    if (source && strlen(source) >= 64) return usage_err("prepare", "--source is longer than 63 bytes");
+        return hl_usage_err("prepare", "unknown --format '%s' (auto, ria, lenta, ods, tsv)", format);
+    if (source && strlen(source) >= 64) return hl_usage_err("prepare", "--source is longer than 63 bytes");
     char err[CX_ERRLEN];
-    Encoder enc;
-    if (encoder_open(&enc, tok_dir, lowercase, err) != 0) {
-        report("%s", err);
+    HlEncoder enc;
+    if (hl_encoder_open(&enc, tok_dir, lowercase, err) != 0) {
+        hl_report("%s", err);
         return 1;
     }
     int32_t *src = cx_calloc((size_t)max_src, sizeof(int32_t));
@@ -765,9 +499,9 @@ static int cmd_prepare(int argc, char **argv) {
     uint64_t bytes = 0;
     ArticleStream st = {.files = argv + optind, .n_files = argc - optind, .format = format};
     for (;;) {
-        int got = stream_next(&st, err);
+        int got = hl_stream_next(&st, err);
         if (got < 0) {
-            report("%s", err);
+            hl_report("%s", err);
             rc = 1;
             break;
         }
@@ -775,10 +509,10 @@ static int cmd_prepare(int argc, char **argv) {
         if (got == 2) {
             if (!w) {
                 char label[64];
-                snprintf(label, sizeof label, "%s", source ? source : reader_kind_name(&st.r));
+                snprintf(label, sizeof label, "%s", source ? source : hl_reader_kind_name(&st.r));
                 if (pairs_writer_open(&w, out, bpe_vocab_size(enc.bpe), bpe_fingerprint(enc.bpe),
                                       label, lowercase, err) != 0) {
-                    report("%s", err);
+                    hl_report("%s", err);
                     rc = 1;
                     break;
                 }
@@ -787,15 +521,15 @@ static int cmd_prepare(int argc, char **argv) {
         }
         bytes += st.title_n + st.text_n;
         if (seen++ < (uint64_t)skip) continue;  // as evaluate --skip: articles read
-        size_t ns = encoder_run(&enc, st.text, st.text_n, src, (size_t)max_src);
-        size_t nt = encoder_run(&enc, st.title, st.title_n, tgt, (size_t)max_tgt);
+        size_t ns = hl_encoder_run(&enc, st.text, st.text_n, src, (size_t)max_src);
+        size_t nt = hl_encoder_run(&enc, st.title, st.title_n, tgt, (size_t)max_tgt);
         if (ns == 0 || nt == 0) {
             empty++;
             continue;
         }
         if (ns == (size_t)max_src) trunc++;
         if (pairs_writer_add(w, src, ns, tgt, nt, err) != 0) {
-            report("%s", err);
+            hl_report("%s", err);
             rc = 1;
             break;
         }
@@ -811,16 +545,16 @@ static int cmd_prepare(int argc, char **argv) {
             t_last = now;
         }
     }
-    stream_close_file(&st);
+    hl_stream_close_file(&st);
     skipped_bad = st.skipped;
     if (rc == 0 && kept == 0) {
-        report("no usable pair in the input (%llu skipped as bad, %llu empty)",
+        hl_report("no usable pair in the input (%llu skipped as bad, %llu empty)",
                (unsigned long long)skipped_bad, (unsigned long long)empty);
         rc = 1;
     }
     if (rc == 0) {
         if (pairs_writer_close(w, err) != 0) {
-            report("%s", err);
+            hl_report("%s", err);
             rc = 1;
         }
     } else {
@@ -838,7 +572,7 @@ static int cmd_prepare(int argc, char **argv) {
                 kept ? (double)tgt_tok / (double)kept : 0.0, cx_now() - t0);
     free(src);
     free(tgt);
-    encoder_close(&enc);
+    hl_encoder_close(&enc);
     return rc;
 }
 
@@ -1456,217 +1190,20 @@ static int cmd_train(int argc, char **argv) {
 }
 
 // ---------------------------------------------------------------------------------------
-// generate / evaluate: a model loaded for decoding
+// generate
 
-typedef struct {
-    int beam, min_len, max_len, block_trigrams, src_len, threads;
-    float alpha;
-} GenOpts;  // -1 (alpha < 0): the checkpoint's [generate] / [data] value
-
-typedef struct {
-    HeadlineConfig cfg;
-    EncDec *m;
-    EncDecGen *g;
-    Encoder enc;
-    BeamConfig bc;
-    int32_t banned[4];
-    int32_t *src, *out;
-    char *text;
-    size_t text_cap;
-    int Ts;
-    long n_tokens;  // generated tokens (EOS excluded) over all calls
-} Generator;
-
-static void gen_close(Generator *G) {
-    encdec_gen_free(G->g);
-    encdec_free(G->m);
-    encoder_close(&G->enc);
-    free(G->src);
-    free(G->out);
-    free(G->text);
-    memset(G, 0, sizeof *G);
-}
-
-static int gen_open(Generator *G, const char *ckpt_path, const char *tok_dir, const GenOpts *o,
-                    char *err) {
-    memset(G, 0, sizeof *G);
-    Ckpt *ck = NULL;
-    if (ckpt_open(&ck, ckpt_path, err) != 0) return -1;
-    int rc = -1;
-    if (strcmp(ckpt_model(ck), "encdec") != 0) {
-        cx_err(err, "%s holds a '%s' model, not an encoder-decoder (train one with `" TOOL " train`)",
-               ckpt_path, ckpt_model(ck));
-        goto out;
-    }
-    headline_config_defaults(&G->cfg);
-    if (headline_config_load_string(&G->cfg, ckpt_config_text(ck), ckpt_path, err) != 0) goto out;
-    HeadlineConfig *c = &G->cfg;
-    if (o->beam >= 0) c->generate.beam = o->beam;
-    if (o->min_len >= 0) c->generate.min_len = o->min_len;
-    if (o->max_len >= 0) c->generate.max_len = o->max_len;
-    if (o->block_trigrams >= 0) c->generate.block_trigrams = o->block_trigrams;
-    if (o->alpha >= 0) c->generate.alpha = o->alpha;
-    if (o->src_len >= 0) c->data.src_len = o->src_len;
-    if (c->generate.beam < 1) {
-        cx_err(err, "--beam must be >= 1");
-        goto out;
-    }
-    if (c->generate.max_len < 1 || c->generate.max_len > c->model.dec_max_position) {
-        cx_err(err, "--max-len must be in [1, %d] (the decoder's positions)", c->model.dec_max_position);
-        goto out;
-    }
-    if (c->generate.min_len >= c->generate.max_len) {
-        cx_err(err, "--min-len (%d) must be less than --max-len (%d): EOS counts as a token",
-               c->generate.min_len, c->generate.max_len);
-        goto out;
-    }
-    if (c->data.src_len < 3 || c->data.src_len > c->model.enc.max_position) {
-        cx_err(err, "--src-len must be in [3, %d] (the encoder's positions)", c->model.enc.max_position);
-        goto out;
-    }
-    if (encdec_config_check(&c->model, err) != 0) goto out;
-    G->Ts = c->data.src_len;
-    G->m = encdec_create(&c->model, 1, G->Ts, 2, 0);
-    if (ckpt_read_params(ck, encdec_specs(G->m), encdec_n_specs(G->m), encdec_params(G->m), err) != 0)
-        goto out;
-    const char *td = tok_dir ? tok_dir : c->data.tokenizer;
-    if (encoder_open(&G->enc, td, c->data.lowercase, err) != 0) {
-        char e2[CX_ERRLEN];
-        snprintf(e2, sizeof e2, "%s", err);
-        cx_err(err, "%s%s", e2, tok_dir ? "" : " (the checkpoint's data.tokenizer; --tokenizer DIR overrides it)");
-        goto out;
-    }
-    if (bpe_vocab_size(G->enc.bpe) > c->model.enc.vocab_size) {
-        cx_err(err, "tokenizer %s has %d tokens, more than the model's %d", td,
-               bpe_vocab_size(G->enc.bpe), c->model.enc.vocab_size);
-        goto out;
-    }
-    G->g = encdec_gen_create(G->m, c->generate.beam, c->generate.max_len);
-    G->banned[0] = ED_PAD, G->banned[1] = ED_UNK, G->banned[2] = ED_BOS, G->banned[3] = ED_MASK;
-    G->bc = (BeamConfig){.beam_size = c->generate.beam, .min_len = c->generate.min_len,
-                         .max_len = c->generate.max_len, .alpha = c->generate.alpha,
-                         .block_trigrams = c->generate.block_trigrams, .bos = ED_BOS,
-                         .eos = ED_EOS, .banned = G->banned, .n_banned = 4};
-    G->src = cx_calloc((size_t)G->Ts, sizeof(int32_t));
-    G->out = cx_calloc((size_t)c->generate.max_len, sizeof(int32_t));
-    rc = 0;
-out:
-    ckpt_close(ck);
-    if (rc != 0) gen_close(G);
-    return rc;
-}
-
-// Generates the headline of n bytes of article text. Returns it (NUL-terminated, owned by G,
-// valid until the next call), or NULL with err.
-static const char *gen_run(Generator *G, const char *text, size_t n, char *err) {
-    size_t ns = encoder_run(&G->enc, text, n, G->src + 1, (size_t)G->Ts - 2);
-    G->src[0] = ED_BOS;
-    G->src[ns + 1] = ED_EOS;
-    int len = 0;
-    double score;
-    if (encdec_generate(G->g, &G->bc, G->src, NULL, (int)ns + 2, G->out, &len, &score, err) != 0)
-        return NULL;
-    if (len > 0 && G->out[len - 1] == ED_EOS) len--;
-    G->n_tokens += len;
-    size_t need = bpe_decode(G->enc.bpe, G->out, (size_t)len, NULL, 0);
-    if (need + 1 > G->text_cap) {
-        G->text_cap = need + 64;
-        G->text = realloc(G->text, G->text_cap);
-        CHECK(G->text, "out of memory");
-    }
-    bpe_decode(G->enc.bpe, G->out, (size_t)len, G->text, need);
-    size_t o = 0;
-    for (size_t i = 0; i < need; i++) {
-        char ch = G->text[i] == '\n' || G->text[i] == '\t' || G->text[i] == '\r' ? ' ' : G->text[i];
-        if (ch == ' ' && (o == 0 || G->text[o - 1] == ' ')) continue;
-        G->text[o++] = ch;
-    }
-    while (o > 0 && G->text[o - 1] == ' ') o--;
-    G->text[o] = 0;
-    return G->text;
-}
-
-#define GEN_OPTIONS_HELP                                                                       \
-    "  --checkpoint CKPT    encdec checkpoint (" TOOL " train)\n"                              \
-    "  --tokenizer DIR      tokenizer (default: the checkpoint's data.tokenizer)\n"            \
-    "  --beam K             beam size; 1 = greedy search (default: the checkpoint's, 4)\n"     \
-    "  --min-len N          EOS is forbidden while fewer than N tokens were generated\n"    \
-    "                       (default 3; below --max-len)\n"                                 \
-    "  --max-len N          at most N tokens, EOS included (default 30)\n"                  \
-    "  --alpha A            GNMT length penalty ((5 + len) / 6)^A (default 0.9)\n"             \
-    "  --block-trigrams     no trigram twice in a headline (default)\n"                        \
-    "  --no-block-trigrams  allow repeated trigrams\n"                                         \
-    "  --src-len N          article tokens fed to the encoder, [CLS]/[SEP] included (default:\n" \
-    "                       the training data.src_len)\n"                                       \
-    "  --threads N          OpenBLAS threads (default: OpenBLAS's choice)\n"
-
-enum { OPT_BEAM = 1000, OPT_MINLEN, OPT_MAXLEN, OPT_ALPHA, OPT_BLOCK, OPT_NOBLOCK, OPT_SRCLEN,
-       OPT_THREADS, OPT_STATS, OPT_LIMIT, OPT_SKIP, OPT_DATELINE, OPT_HYPS_OUT, OPT_SHOW,
-       OPT_TOKENIZER, OPT_CKPT, OPT_FORMAT };
-
-#define GEN_LONG_OPTIONS                                                                       \
-    {"checkpoint", required_argument, 0, OPT_CKPT},                                            \
-        {"tokenizer", required_argument, 0, OPT_TOKENIZER},                                    \
-        {"beam", required_argument, 0, OPT_BEAM}, {"min-len", required_argument, 0, OPT_MINLEN}, \
-        {"max-len", required_argument, 0, OPT_MAXLEN},                                         \
-        {"alpha", required_argument, 0, OPT_ALPHA},                                            \
-        {"block-trigrams", no_argument, 0, OPT_BLOCK},                                         \
-        {"no-block-trigrams", no_argument, 0, OPT_NOBLOCK},                                    \
-        {"src-len", required_argument, 0, OPT_SRCLEN},                                         \
-        {"threads", required_argument, 0, OPT_THREADS},                                        \
-        {"format", required_argument, 0, OPT_FORMAT}, {"limit", required_argument, 0, OPT_LIMIT}
-
-// Handles a generation option; 1 handled, 0 not one, 2 usage error (printed).
-static int gen_option(const char *cmd, int c, GenOpts *o, const char **ckpt, const char **tok) {
-    long v;
-    switch (c) {
-    case OPT_CKPT: *ckpt = optarg; return 1;
-    case OPT_TOKENIZER: *tok = optarg; return 1;
-    case OPT_BEAM:
-        if ((v = parse_count(optarg)) < 1 || v > 64)
-            return usage_err(cmd, "--beam must be in [1, 64] (got '%s')", optarg), 2;
-        o->beam = (int)v;
-        return 1;
-    case OPT_MINLEN:
-        if ((v = parse_count(optarg)) < 0 || v > 10000)
-            return usage_err(cmd, "--min-len must be a count (got '%s')", optarg), 2;
-        o->min_len = (int)v;
-        return 1;
-    case OPT_MAXLEN:
-        if ((v = parse_count(optarg)) < 1 || v > 10000)
-            return usage_err(cmd, "--max-len must be a positive count (got '%s')", optarg), 2;
-        o->max_len = (int)v;
-        return 1;
-    case OPT_ALPHA:
-        if (parse_float(optarg, &o->alpha) != 0 || o->alpha < 0)
-            return usage_err(cmd, "--alpha must be a number >= 0 (got '%s')", optarg), 2;
-        return 1;
-    case OPT_BLOCK: o->block_trigrams = 1; return 1;
-    case OPT_NOBLOCK: o->block_trigrams = 0; return 1;
-    case OPT_SRCLEN:
-        if ((v = parse_count(optarg)) < 3 || v > 100000)
-            return usage_err(cmd, "--src-len must be >= 3 (got '%s')", optarg), 2;
-        o->src_len = (int)v;
-        return 1;
-    case OPT_THREADS:
-        if ((v = parse_count(optarg)) < 1 || v > 1024)
-            return usage_err(cmd, "--threads must be a positive count (got '%s')", optarg), 2;
-        o->threads = (int)v;
-        return 1;
-    }
-    return 0;
-}
+enum { OPT_STATS = HL_OPT_NEXT };
 
 static int cmd_generate(int argc, char **argv) {
     static const char usage[] =
-        "usage: " TOOL " generate --checkpoint CKPT [options] [FILE...]\n"
+        "usage: " HL_TOOL " generate --checkpoint CKPT [options] [FILE...]\n"
         "\n"
         "Writes one headline per article to stdout, one per line. Articles come from FILEs or,\n"
         "without FILE (or with \"-\"), from stdin: by default one article per line (plain text);\n"
         "--format ria|lenta|ods|auto reads news dumps (the title column is ignored), --format tsv\n"
         "title TAB body lines. Articles are tokenized as in training (lowercased when the\n"
         "training data was) and cut to the encoder's length.\n"
-        "\n" GEN_OPTIONS_HELP
+        "\n" HL_GEN_OPTIONS_HELP
         "  --format F           text (default), tsv, ria, lenta, ods or auto\n"
         "  --limit N            stop after N articles\n"
         "  --stats              print the number of headlines and headlines/s to stderr\n"
@@ -1674,43 +1211,43 @@ static int cmd_generate(int argc, char **argv) {
         "\n"
         "examples:\n"
         "  echo 'Программа для просмотра и печати файлов PDF с поддержкой закладок.' |\n"
-        "      " TOOL " generate --checkpoint runs/hl/latest.h5\n"
-        "  " TOOL " generate --checkpoint runs/hl/latest.h5 --format ria --beam 4 \\\n"
+        "      " HL_TOOL " generate --checkpoint runs/hl/latest.h5\n"
+        "  " HL_TOOL " generate --checkpoint runs/hl/latest.h5 --format ria --beam 4 \\\n"
         "      --block-trigrams --alpha 0.9 --max-len 24 ria_test.json\n";
-    static const struct option opts[] = {GEN_LONG_OPTIONS,
+    static const struct option opts[] = {HL_GEN_LONG_OPTIONS,
                                           {"stats", no_argument, 0, OPT_STATS},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
-    GenOpts o = {-1, -1, -1, -1, -1, 0, -1.0f};
+    HlGenOpts o = {-1, -1, -1, -1, -1, 0, -1.0f};
     const char *ckpt = NULL, *tok = NULL, *format = "text";
     long limit = 0;
     int stats = 0, c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int g = gen_option("generate", c, &o, &ckpt, &tok);
+        int g = hl_gen_option("generate", c, &o, &ckpt, &tok);
         if (g == 2) return 2;
         if (g == 1) continue;
         switch (c) {
-        case OPT_FORMAT: format = optarg; break;
-        case OPT_LIMIT:
-            if ((limit = parse_count(optarg)) < 0)
-                return usage_err("generate", "--limit must be a count (got '%s')", optarg);
+        case HL_OPT_FORMAT: format = optarg; break;
+        case HL_OPT_LIMIT:
+            if ((limit = hl_parse_count(optarg)) < 0)
+                return hl_usage_err("generate", "--limit must be a count (got '%s')", optarg);
             break;
         case OPT_STATS: stats = 1; break;
         case 'h': fputs(usage, stdout); return 0;
-        default: return usage_err("generate", "bad option '%s'", argv[optind - 1]);
+        default: return hl_usage_err("generate", "bad option '%s'", argv[optind - 1]);
         }
     }
-    if (!ckpt) return usage_err("generate", "--checkpoint CKPT is required");
+    if (!ckpt) return hl_usage_err("generate", "--checkpoint CKPT is required");
     if (strcmp(format, "text") && strcmp(format, "tsv") && strcmp(format, "auto") &&
         strcmp(format, "ria") && strcmp(format, "lenta") && strcmp(format, "ods"))
-        return usage_err("generate", "unknown --format '%s' (text, tsv, ria, lenta, ods, auto)", format);
+        return hl_usage_err("generate", "unknown --format '%s' (text, tsv, ria, lenta, ods, auto)", format);
     if (o.threads > 0) openblas_set_num_threads(o.threads);
     char err[CX_ERRLEN];
-    Generator G;
-    if (gen_open(&G, ckpt, tok, &o, err) != 0) {
-        report("%s", err);
+    HlGenerator G;
+    if (hl_gen_open(&G, ckpt, tok, &o, err) != 0) {
+        hl_report("%s", err);
         return 1;
     }
     static char *const stdin_only[] = {"-"};
@@ -1722,40 +1259,42 @@ static int cmd_generate(int argc, char **argv) {
     ArticleStream st = {.files = files, .n_files = n_files, .format = format, .allow_text = 1,
                         .stdin_text_only = 1};
     for (;;) {
-        int got = stream_next(&st, err);
+        int got = hl_stream_next(&st, err);
         if (got < 0) {
-            report("%s", err);
+            hl_report("%s", err);
             rc = got == -2 ? 2 : 1;
         }
         if (got <= 0) break;
         if (got == 2) continue;
-        const char *h = gen_run(&G, st.text, st.text_n, err);
+        const char *h = hl_gen_run(&G, st.text, st.text_n, err);
         if (!h) {
-            report("%s (%s:%llu)", err, st.r.path, (unsigned long long)st.line);
+            hl_report("%s (%s:%llu)", err, st.r.path, (unsigned long long)st.line);
             rc = 1;
             break;
         }
         if (printf("%s\n", h) < 0 || fflush(stdout) != 0) {
-            report("cannot write the output: %s", strerror(errno));
+            hl_report("cannot write the output: %s", strerror(errno));
             rc = 1;
             break;
         }
         if (limit && ++done >= limit) break;
         if (!limit) done++;
     }
-    stream_close_file(&st);
+    hl_stream_close_file(&st);
     double dt = cx_now() - t0;
     if (stats && rc == 0)
         fprintf(stderr, "generate: %ld headlines in %.2f s: %.2f headlines/s, %.1f tokens each "
                         "(beam %d, max_len %d)\n",
                 done, dt, dt > 0 ? done / dt : 0.0, done ? (double)G.n_tokens / done : 0.0,
                 G.bc.beam_size, G.bc.max_len);
-    gen_close(&G);
+    hl_gen_close(&G);
     return rc;
 }
 
 // ---------------------------------------------------------------------------------------
 // evaluate
+
+enum { OPT_SKIP = HL_OPT_NEXT, OPT_DATELINE, OPT_HYPS_OUT, OPT_SHOW };
 
 typedef struct {
     RougeMean mean[2];  // standard, paper
@@ -1789,7 +1328,7 @@ static void board_line(const Board *b, const char *key) {
 
 static int cmd_evaluate(int argc, char **argv) {
     static const char usage[] =
-        "usage: " TOOL " evaluate [--checkpoint CKPT] [options] FILE...\n"
+        "usage: " HL_TOOL " evaluate [--checkpoint CKPT] [options] FILE...\n"
         "\n"
         "Scores headlines against the titles of news files (RIA JSON lines, Lenta.ru or ODS CSV,\n"
         "plain or gzip, format detected; or title TAB body TSV) with ROUGE-1/2/L F (x100,\n"
@@ -1799,7 +1338,7 @@ static int cmd_evaluate(int argc, char **argv) {
         "first sentence of the body, and for RIA the second one (the first is the dateline\n"
         "\"москва, 1 дек — риа новости.\") when there are two or more. Without --checkpoint only\n"
         "the baseline is scored. All FILEs together form one test set.\n"
-        "\n" GEN_OPTIONS_HELP
+        "\n" HL_GEN_OPTIONS_HELP
         "  --format F           auto (default), ria, lenta, ods or tsv\n"
         "  --dateline D         auto (default: skip it for RIA only), skip or keep\n"
         "  --skip N             skip the first N articles (e.g. the training part of a dump)\n"
@@ -1812,73 +1351,73 @@ static int cmd_evaluate(int argc, char **argv) {
         "  headline-eval: n=N model_paper=R1/R2/RL model_standard=... lead_paper=... lead_standard=...\n"
         "\n"
         "examples:\n"
-        "  " TOOL " evaluate ../shared/data/news/ria_20.json            # baseline only\n"
-        "  " TOOL " evaluate --checkpoint runs/hl/latest.h5 --beam 4 ria_20.json\n"
-        "  " TOOL " evaluate --checkpoint runs/ria/latest.h5 --skip 990000 ria.json.gz\n";
-    static const struct option opts[] = {GEN_LONG_OPTIONS,
+        "  " HL_TOOL " evaluate ../shared/data/news/ria_20.json            # baseline only\n"
+        "  " HL_TOOL " evaluate --checkpoint runs/hl/latest.h5 --beam 4 ria_20.json\n"
+        "  " HL_TOOL " evaluate --checkpoint runs/ria/latest.h5 --skip 990000 ria.json.gz\n";
+    static const struct option opts[] = {HL_GEN_LONG_OPTIONS,
                                           {"skip", required_argument, 0, OPT_SKIP},
                                           {"dateline", required_argument, 0, OPT_DATELINE},
                                           {"hyps-out", required_argument, 0, OPT_HYPS_OUT},
                                           {"show", required_argument, 0, OPT_SHOW},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
-    GenOpts o = {-1, -1, -1, -1, -1, 0, -1.0f};
+    HlGenOpts o = {-1, -1, -1, -1, -1, 0, -1.0f};
     const char *ckpt = NULL, *tok = NULL, *format = "auto", *dateline = "auto", *hyps_out = NULL;
     long limit = 0, skip = 0, show = 0;
     int c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int g = gen_option("evaluate", c, &o, &ckpt, &tok);
+        int g = hl_gen_option("evaluate", c, &o, &ckpt, &tok);
         if (g == 2) return 2;
         if (g == 1) continue;
         switch (c) {
-        case OPT_FORMAT: format = optarg; break;
-        case OPT_LIMIT:
-            if ((limit = parse_count(optarg)) < 0)
-                return usage_err("evaluate", "--limit must be a count (got '%s')", optarg);
+        case HL_OPT_FORMAT: format = optarg; break;
+        case HL_OPT_LIMIT:
+            if ((limit = hl_parse_count(optarg)) < 0)
+                return hl_usage_err("evaluate", "--limit must be a count (got '%s')", optarg);
             break;
         case OPT_SKIP:
-            if ((skip = parse_count(optarg)) < 0)
-                return usage_err("evaluate", "--skip must be a count (got '%s')", optarg);
+            if ((skip = hl_parse_count(optarg)) < 0)
+                return hl_usage_err("evaluate", "--skip must be a count (got '%s')", optarg);
             break;
         case OPT_SHOW:
-            if ((show = parse_count(optarg)) < 0)
-                return usage_err("evaluate", "--show must be a count (got '%s')", optarg);
+            if ((show = hl_parse_count(optarg)) < 0)
+                return hl_usage_err("evaluate", "--show must be a count (got '%s')", optarg);
             break;
         case OPT_DATELINE:
             if (strcmp(optarg, "auto") && strcmp(optarg, "skip") && strcmp(optarg, "keep"))
-                return usage_err("evaluate", "--dateline must be auto, skip or keep (got '%s')", optarg);
+                return hl_usage_err("evaluate", "--dateline must be auto, skip or keep (got '%s')", optarg);
             dateline = optarg;
             break;
         case OPT_HYPS_OUT: hyps_out = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
-        default: return usage_err("evaluate", "bad option '%s'", argv[optind - 1]);
+        default: return hl_usage_err("evaluate", "bad option '%s'", argv[optind - 1]);
         }
     }
-    if (optind >= argc) return usage_err("evaluate", "no news FILE given");
+    if (optind >= argc) return hl_usage_err("evaluate", "no news FILE given");
     if (strcmp(format, "auto") && strcmp(format, "tsv") && strcmp(format, "ria") &&
         strcmp(format, "lenta") && strcmp(format, "ods"))
-        return usage_err("evaluate", "unknown --format '%s' (auto, ria, lenta, ods, tsv)", format);
+        return hl_usage_err("evaluate", "unknown --format '%s' (auto, ria, lenta, ods, tsv)", format);
     if (o.threads > 0) openblas_set_num_threads(o.threads);
     char err[CX_ERRLEN];
-    Generator G;
+    HlGenerator G;
     int have_model = ckpt != NULL;
-    if (have_model && gen_open(&G, ckpt, tok, &o, err) != 0) {
-        report("%s", err);
+    if (have_model && hl_gen_open(&G, ckpt, tok, &o, err) != 0) {
+        hl_report("%s", err);
         return 1;
     }
     RougeScorer *sc[2] = {NULL, NULL};
     for (int m = 0; m < 2; m++) {
         RougeOptions ro = {.mode = m ? ROUGE_PAPER : ROUGE_STANDARD, .keep_case = 0};
         if (rouge_scorer_new(&sc[m], &ro, err) != 0) {
-            report("%s", err);
+            hl_report("%s", err);
             return 1;
         }
     }
     FILE *hf = NULL;
     if (hyps_out && !(hf = fopen(hyps_out, "w"))) {
-        report("cannot write %s: %s", hyps_out, strerror(errno));
+        hl_report("cannot write %s: %s", hyps_out, strerror(errno));
         return 1;
     }
     Board model = {0}, lead = {0};
@@ -1891,20 +1430,20 @@ static int cmd_evaluate(int argc, char **argv) {
     int skip_dl = 0;  // the current file's
     ArticleStream st = {.files = argv + optind, .n_files = argc - optind, .format = format};
     for (;;) {
-        int got = stream_next(&st, err);
+        int got = hl_stream_next(&st, err);
         if (got < 0) {
-            report("%s", err);
+            hl_report("%s", err);
             rc = 1;
         }
         if (got <= 0) break;
         if (got == 2) {
-            const char *kn = reader_kind_name(&st.r);
+            const char *kn = hl_reader_kind_name(&st.r);
             if (!strstr(kinds, kn) && strlen(kinds) + strlen(kn) + 2 < sizeof kinds) {
                 if (kinds[0]) strcat(kinds, "+");
                 strcat(kinds, kn);
             }
             skip_dl = !strcmp(dateline, "skip") ||
-                      (!strcmp(dateline, "auto") && st.r.kind == SRC_NEWS &&
+                      (!strcmp(dateline, "auto") && st.r.kind == HL_SRC_NEWS &&
                        st.r.news_fmt == NEWS_FMT_RIA);
             continue;
         }
@@ -1921,15 +1460,15 @@ static int cmd_evaluate(int argc, char **argv) {
         char *ref = strndup(title, tn);
         CHECK(ref, "out of memory");
         const char *hyp = "";
-        if (have_model && !(hyp = gen_run(&G, text, xn, err))) {
-            report("%s (%s:%llu)", err, path, (unsigned long long)st.line);
+        if (have_model && !(hyp = hl_gen_run(&G, text, xn, err))) {
+            hl_report("%s (%s:%llu)", err, path, (unsigned long long)st.line);
             free(ref);
             rc = 1;
             break;
         }
         if ((have_model && board_add(&model, sc, hyp, ref, err) != 0) ||
             board_add(&lead, sc, lead_buf, ref, err) != 0) {
-            report("%s (%s:%llu)", err, path, (unsigned long long)st.line);
+            hl_report("%s (%s:%llu)", err, path, (unsigned long long)st.line);
             free(ref);
             rc = 1;
             break;
@@ -1947,15 +1486,15 @@ static int cmd_evaluate(int argc, char **argv) {
         }
         if (limit && n >= limit) break;
     }
-    stream_close_file(&st);
+    hl_stream_close_file(&st);
     skipped_bad = (long)st.skipped;
     free(lead_buf);
     if (hf && fclose(hf) != 0 && rc == 0) {
-        report("cannot write %s: %s", hyps_out, strerror(errno));
+        hl_report("cannot write %s: %s", hyps_out, strerror(errno));
         rc = 1;
     }
     if (rc == 0 && n == 0) {
-        report("no article to score (%ld skipped as bad records)", skipped_bad);
+        hl_report("no article to score (%ld skipped as bad records)", skipped_bad);
         rc = 1;
     }
     if (rc == 0) {
@@ -1977,7 +1516,7 @@ static int cmd_evaluate(int argc, char **argv) {
         printf("\n");
     }
     for (int m = 0; m < 2; m++) rouge_scorer_free(sc[m]);
-    if (have_model) gen_close(&G);
+    if (have_model) hl_gen_close(&G);
     return rc;
 }
 
