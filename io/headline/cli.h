@@ -22,6 +22,9 @@
 
 #define HL_TOOL "conflux-headline"
 
+// The subcommands (see the usage text in each file).
+int headline_cmd_pairs(int argc, char **argv);
+
 // ---- errors and options ---------------------------------------------------------------------
 
 // Prints "conflux-headline: error: MSG" and a newline to stderr.
