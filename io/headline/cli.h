@@ -25,6 +25,7 @@
 // The subcommands (see the usage text in each file).
 int headline_cmd_pairs(int argc, char **argv);
 int headline_cmd_prepare(int argc, char **argv);
+int headline_cmd_generate(int argc, char **argv);
 
 // ---- errors and options ---------------------------------------------------------------------
 
