@@ -26,6 +26,7 @@
 int headline_cmd_pairs(int argc, char **argv);
 int headline_cmd_prepare(int argc, char **argv);
 int headline_cmd_generate(int argc, char **argv);
+int headline_cmd_evaluate(int argc, char **argv);
 
 // ---- errors and options ---------------------------------------------------------------------
 
