@@ -1,0 +1,406 @@
+// cli.c: what the subcommands of conflux-headline in io/headline/ share (see cli.h).
+#include "io/headline/cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "io/ckpt.h"
+#include "models/common.h"
+
+void hl_report(const char *fmt, ...) {
+    char msg[CX_ERRLEN + 512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, HL_TOOL ": error: %s\n", msg);
+}
+
+int hl_usage_err(const char *cmd, const char *fmt, ...) {
+    char msg[CX_ERRLEN + 512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, HL_TOOL ": error: %s (see '" HL_TOOL " %s --help')\n", msg, cmd);
+    return 2;
+}
+
+long hl_parse_count(const char *s) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < 0) return -1;
+    return v;
+}
+
+static int parse_float(const char *s, float *out) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (end == s || *end || errno || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Tokenizing text the way the model saw it in training.
+
+int hl_encoder_open(HlEncoder *e, const char *dir, int lowercase, char *err) {
+    memset(e, 0, sizeof *e);
+    if (bpe_load(&e->bpe, dir, err) != 0) return -1;
+    e->lowercase = lowercase;
+    return 0;
+}
+
+void hl_encoder_close(HlEncoder *e) {
+    bpe_free(e->bpe);
+    free(e->buf);
+    memset(e, 0, sizeof *e);
+}
+
+size_t hl_encoder_run(HlEncoder *e, const char *text, size_t n, int32_t *ids, size_t cap) {
+    if (n + 1 > e->cap) {
+        e->cap = n + 1 > 2 * e->cap ? n + 1 : 2 * e->cap;
+        e->buf = realloc(e->buf, e->cap);
+        CHECK(e->buf, "out of memory (%zu bytes)", e->cap);
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = text[i] == '\n' || text[i] == '\r' || text[i] == '\t' ? ' ' : text[i];
+        if (c == ' ' && (o == 0 || e->buf[o - 1] == ' ')) continue;
+        e->buf[o++] = c;
+    }
+    while (o > 0 && e->buf[o - 1] == ' ') o--;
+    if (e->lowercase) o = headline_lowercase(e->buf, o);
+    size_t need = 0;
+    bpe_encode(e->bpe, e->buf, o, ids, cap, &need);
+    return need < cap ? need : cap;
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading articles: news files (io/news.h), TSV pairs or plain text lines.
+
+#define MAX_LINE_BYTES ((size_t)8 << 20)
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+// kind_name: "auto", "ria", "lenta", "ods", "tsv", "text". auto: *.tsv(.gz) is tsv, else news.
+static int reader_open(ArticleReader *r, const char *path, const char *kind_name, int allow_text,
+                       char *err) {
+    memset(r, 0, sizeof *r);
+    r->path = path;
+    int tsv = !strcmp(kind_name, "tsv") ||
+              (!strcmp(kind_name, "auto") && (ends_with(path, ".tsv") || ends_with(path, ".tsv.gz")));
+    int text = !strcmp(kind_name, "text");
+    if (text && !allow_text) return cx_err(err, "--format text is not allowed here");
+    if (tsv || text) {
+        r->kind = tsv ? HL_SRC_TSV : HL_SRC_TEXT;
+        r->gz = strcmp(path, "-") == 0 ? gzdopen(dup(0), "rb") : gzopen(path, "rb");
+        if (!r->gz) return cx_err(err, "cannot open %s: %s", path, strerror(errno ? errno : ENOMEM));
+        return 0;
+    }
+    NewsFormat f;
+    if (news_format_parse(kind_name, &f) != 0)
+        return cx_err(err, "unknown format '%s' (auto, ria, lenta, ods, tsv%s)", kind_name,
+                      allow_text ? ", text" : "");
+    r->kind = HL_SRC_NEWS;
+    r->news = news_open(path, f, NULL, err);
+    if (!r->news) return -1;
+    r->news_fmt = news_format(r->news);
+    return 0;
+}
+
+// One line into r->line (without the newline). 1, 0 at the end, -1 with err.
+static int read_line(ArticleReader *r, size_t *len, char *err) {
+    size_t n = 0;
+    int too_long = 0;
+    for (;;) {
+        if (n + 2 > r->cap) {
+            r->cap = r->cap ? 2 * r->cap : 4096;
+            r->line = realloc(r->line, r->cap);
+            CHECK(r->line, "out of memory");
+        }
+        int c = gzgetc(r->gz);
+        if (c < 0) {
+            int e;
+            const char *msg = gzerror(r->gz, &e);
+            if (e != Z_OK && e != Z_STREAM_END)
+                return cx_err(err, "cannot read %s: %s (line %llu)", r->path, msg,
+                              (unsigned long long)r->line_no + 1);
+            if (n == 0 && !too_long) return 0;
+            break;
+        }
+        if (c == '\n') break;
+        if (n < MAX_LINE_BYTES) r->line[n++] = (char)c;
+        else too_long = 1;
+    }
+    r->line_no++;
+    if (n > 0 && r->line[n - 1] == '\r') n--;
+    r->line[n] = 0;
+    *len = n;
+    if (too_long) {
+        r->too_long++;
+        return 2;  // skipped
+    }
+    return 1;
+}
+
+// Next article: 1 with *title/*text (title NULL for text input), 0 at the end, -1 with err.
+static int reader_next(ArticleReader *r, const char **title, size_t *title_n, const char **text,
+                       size_t *text_n, uint64_t *line, char *err) {
+    if (r->kind == HL_SRC_NEWS) {
+        NewsItem it;
+        int rc = news_next(r->news, &it, err);
+        if (rc != 1) return rc;
+        *title = it.title, *title_n = it.title_bytes;
+        *text = it.text, *text_n = it.text_bytes;
+        *line = it.line;
+        return 1;
+    }
+    for (;;) {
+        size_t n = 0;
+        int rc = read_line(r, &n, err);
+        if (rc <= 0) return rc;
+        if (rc == 2) {
+            fprintf(stderr, HL_TOOL ": %s:%llu: skipped (longer than %zu bytes)\n", r->path,
+                    (unsigned long long)r->line_no, MAX_LINE_BYTES);
+            continue;
+        }
+        *line = r->line_no;
+        if (n == 0) continue;  // blank lines are skipped
+        size_t bad = news_utf8_check(r->line, n);
+        if (bad != n) {
+            r->bad++;
+            if (r->bad <= 20)
+                fprintf(stderr, HL_TOOL ": %s:%llu: skipped (invalid UTF-8 at byte %zu)\n", r->path,
+                        (unsigned long long)r->line_no, bad + 1);
+            continue;
+        }
+        if (r->kind == HL_SRC_TEXT) {
+            *title = NULL, *title_n = 0;
+            *text = r->line, *text_n = n;
+            return 1;
+        }
+        char *tab = memchr(r->line, '\t', n);
+        if (!tab || tab == r->line || tab + 1 == r->line + n) {
+            r->bad++;
+            if (r->bad <= 20)
+                fprintf(stderr, HL_TOOL ": %s:%llu: skipped (%s)\n", r->path,
+                        (unsigned long long)r->line_no,
+                        !tab ? "no tab: expected title TAB body" : "empty title or body");
+            continue;
+        }
+        *tab = 0;
+        *title = r->line, *title_n = (size_t)(tab - r->line);
+        *text = tab + 1, *text_n = n - (size_t)(tab + 1 - r->line);
+        return 1;
+    }
+}
+
+// Records skipped so far (news readers count their own).
+static uint64_t reader_skipped(const ArticleReader *r) {
+    if (r->kind == HL_SRC_NEWS) {
+        NewsStats st;
+        news_stats(r->news, &st);
+        return st.bad_rows;
+    }
+    return r->bad + r->too_long;
+}
+
+static void reader_close(ArticleReader *r) {
+    if (r->news) news_close(r->news);
+    if (r->gz) gzclose(r->gz);
+    free(r->line);
+    memset(r, 0, sizeof *r);
+}
+
+const char *hl_reader_kind_name(const ArticleReader *r) {
+    return r->kind == HL_SRC_TSV    ? "tsv"
+           : r->kind == HL_SRC_TEXT ? "text"
+                                    : news_format_name(r->news_fmt);
+}
+
+void hl_stream_close_file(ArticleStream *s) {
+    if (!s->is_open) return;
+    s->skipped += reader_skipped(&s->r);
+    reader_close(&s->r);
+    s->is_open = 0;
+}
+
+int hl_stream_next(ArticleStream *s, char *err) {
+    if (s->is_open) {
+        int got = reader_next(&s->r, &s->title, &s->title_n, &s->text, &s->text_n, &s->line, err);
+        if (got != 0) return got;
+        hl_stream_close_file(s);
+    }
+    if (s->next >= s->n_files) return 0;
+    const char *path = s->files[s->next++];
+    if (s->stdin_text_only && !strcmp(path, "-") && strcmp(s->format, "text") &&
+        strcmp(s->format, "tsv")) {
+        cx_err(err, "--format %s reads files, not stdin", s->format);
+        return -2;
+    }
+    if (reader_open(&s->r, path, s->format, s->allow_text, err) != 0) return -1;
+    s->is_open = 1;
+    return 2;
+}
+
+// ---------------------------------------------------------------------------------------
+// generate / evaluate: a model loaded for decoding
+
+void hl_gen_close(HlGenerator *G) {
+    encdec_gen_free(G->g);
+    encdec_free(G->m);
+    hl_encoder_close(&G->enc);
+    free(G->src);
+    free(G->out);
+    free(G->text);
+    memset(G, 0, sizeof *G);
+}
+
+int hl_gen_open(HlGenerator *G, const char *ckpt_path, const char *tok_dir, const HlGenOpts *o,
+                char *err) {
+    memset(G, 0, sizeof *G);
+    Ckpt *ck = NULL;
+    if (ckpt_open(&ck, ckpt_path, err) != 0) return -1;
+    int rc = -1;
+    if (strcmp(ckpt_model(ck), "encdec") != 0) {
+        cx_err(err, "%s holds a '%s' model, not an encoder-decoder (train one with `" HL_TOOL " train`)",
+               ckpt_path, ckpt_model(ck));
+        goto out;
+    }
+    headline_config_defaults(&G->cfg);
+    if (headline_config_load_string(&G->cfg, ckpt_config_text(ck), ckpt_path, err) != 0) goto out;
+    HeadlineConfig *c = &G->cfg;
+    if (o->beam >= 0) c->generate.beam = o->beam;
+    if (o->min_len >= 0) c->generate.min_len = o->min_len;
+    if (o->max_len >= 0) c->generate.max_len = o->max_len;
+    if (o->block_trigrams >= 0) c->generate.block_trigrams = o->block_trigrams;
+    if (o->alpha >= 0) c->generate.alpha = o->alpha;
+    if (o->src_len >= 0) c->data.src_len = o->src_len;
+    if (c->generate.beam < 1) {
+        cx_err(err, "--beam must be >= 1");
+        goto out;
+    }
+    if (c->generate.max_len < 1 || c->generate.max_len > c->model.dec_max_position) {
+        cx_err(err, "--max-len must be in [1, %d] (the decoder's positions)", c->model.dec_max_position);
+        goto out;
+    }
+    if (c->generate.min_len >= c->generate.max_len) {
+        cx_err(err, "--min-len (%d) must be less than --max-len (%d): EOS counts as a token",
+               c->generate.min_len, c->generate.max_len);
+        goto out;
+    }
+    if (c->data.src_len < 3 || c->data.src_len > c->model.enc.max_position) {
+        cx_err(err, "--src-len must be in [3, %d] (the encoder's positions)", c->model.enc.max_position);
+        goto out;
+    }
+    if (encdec_config_check(&c->model, err) != 0) goto out;
+    G->Ts = c->data.src_len;
+    G->m = encdec_create(&c->model, 1, G->Ts, 2, 0);
+    if (ckpt_read_params(ck, encdec_specs(G->m), encdec_n_specs(G->m), encdec_params(G->m), err) != 0)
+        goto out;
+    const char *td = tok_dir ? tok_dir : c->data.tokenizer;
+    if (hl_encoder_open(&G->enc, td, c->data.lowercase, err) != 0) {
+        char e2[CX_ERRLEN];
+        snprintf(e2, sizeof e2, "%s", err);
+        cx_err(err, "%s%s", e2, tok_dir ? "" : " (the checkpoint's data.tokenizer; --tokenizer DIR overrides it)");
+        goto out;
+    }
+    if (bpe_vocab_size(G->enc.bpe) > c->model.enc.vocab_size) {
+        cx_err(err, "tokenizer %s has %d tokens, more than the model's %d", td,
+               bpe_vocab_size(G->enc.bpe), c->model.enc.vocab_size);
+        goto out;
+    }
+    G->g = encdec_gen_create(G->m, c->generate.beam, c->generate.max_len);
+    G->banned[0] = ED_PAD, G->banned[1] = ED_UNK, G->banned[2] = ED_BOS, G->banned[3] = ED_MASK;
+    G->bc = (BeamConfig){.beam_size = c->generate.beam, .min_len = c->generate.min_len,
+                         .max_len = c->generate.max_len, .alpha = c->generate.alpha,
+                         .block_trigrams = c->generate.block_trigrams, .bos = ED_BOS,
+                         .eos = ED_EOS, .banned = G->banned, .n_banned = 4};
+    G->src = cx_calloc((size_t)G->Ts, sizeof(int32_t));
+    G->out = cx_calloc((size_t)c->generate.max_len, sizeof(int32_t));
+    rc = 0;
+out:
+    ckpt_close(ck);
+    if (rc != 0) hl_gen_close(G);
+    return rc;
+}
+
+const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err) {
+    size_t ns = hl_encoder_run(&G->enc, text, n, G->src + 1, (size_t)G->Ts - 2);
+    G->src[0] = ED_BOS;
+    G->src[ns + 1] = ED_EOS;
+    int len = 0;
+    double score;
+    if (encdec_generate(G->g, &G->bc, G->src, NULL, (int)ns + 2, G->out, &len, &score, err) != 0)
+        return NULL;
+    if (len > 0 && G->out[len - 1] == ED_EOS) len--;
+    G->n_tokens += len;
+    size_t need = bpe_decode(G->enc.bpe, G->out, (size_t)len, NULL, 0);
+    if (need + 1 > G->text_cap) {
+        G->text_cap = need + 64;
+        G->text = realloc(G->text, G->text_cap);
+        CHECK(G->text, "out of memory");
+    }
+    bpe_decode(G->enc.bpe, G->out, (size_t)len, G->text, need);
+    size_t o = 0;
+    for (size_t i = 0; i < need; i++) {
+        char ch = G->text[i] == '\n' || G->text[i] == '\t' || G->text[i] == '\r' ? ' ' : G->text[i];
+        if (ch == ' ' && (o == 0 || G->text[o - 1] == ' ')) continue;
+        G->text[o++] = ch;
+    }
+    while (o > 0 && G->text[o - 1] == ' ') o--;
+    G->text[o] = 0;
+    return G->text;
+}
+
+int hl_gen_option(const char *cmd, int c, HlGenOpts *o, const char **ckpt, const char **tok) {
+    long v;
+    switch (c) {
+    case HL_OPT_CKPT: *ckpt = optarg; return 1;
+    case HL_OPT_TOKENIZER: *tok = optarg; return 1;
+    case HL_OPT_BEAM:
+        if ((v = hl_parse_count(optarg)) < 1 || v > 64)
+            return hl_usage_err(cmd, "--beam must be in [1, 64] (got '%s')", optarg), 2;
+        o->beam = (int)v;
+        return 1;
+    case HL_OPT_MINLEN:
+        if ((v = hl_parse_count(optarg)) < 0 || v > 10000)
+            return hl_usage_err(cmd, "--min-len must be a count (got '%s')", optarg), 2;
+        o->min_len = (int)v;
+        return 1;
+    case HL_OPT_MAXLEN:
+        if ((v = hl_parse_count(optarg)) < 1 || v > 10000)
+            return hl_usage_err(cmd, "--max-len must be a positive count (got '%s')", optarg), 2;
+        o->max_len = (int)v;
+        return 1;
+    case HL_OPT_ALPHA:
+        if (parse_float(optarg, &o->alpha) != 0 || o->alpha < 0)
+            return hl_usage_err(cmd, "--alpha must be a number >= 0 (got '%s')", optarg), 2;
+        return 1;
+    case HL_OPT_BLOCK: o->block_trigrams = 1; return 1;
+    case HL_OPT_NOBLOCK: o->block_trigrams = 0; return 1;
+    case HL_OPT_SRCLEN:
+        if ((v = hl_parse_count(optarg)) < 3 || v > 100000)
+            return hl_usage_err(cmd, "--src-len must be >= 3 (got '%s')", optarg), 2;
+        o->src_len = (int)v;
+        return 1;
+    case HL_OPT_THREADS:
+        if ((v = hl_parse_count(optarg)) < 1 || v > 1024)
+            return hl_usage_err(cmd, "--threads must be a positive count (got '%s')", optarg), 2;
+        o->threads = (int)v;
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,185 @@
+// cli.h: the subcommands of conflux-headline that need no MPI (pairs, prepare, generate,
+// evaluate; `train` stays in mpi/conflux-headline.c) and the pieces they share: error
+// messages, option parsing, the tokenizer as the model saw it, the article readers and the
+// generator that loads a checkpoint for decoding.
+//
+// Each headline_cmd_* takes the subcommand's argv (argv[0] is the subcommand name), prints
+// its own usage on -h/--help and returns the exit status: 0 success, 1 runtime failure,
+// 2 usage error. Errors read "conflux-headline: error: what (where)" on stderr.
+#ifndef CONFLUX_HEADLINE_CLI_H
+#define CONFLUX_HEADLINE_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <zlib.h>
+
+#include "io/bpe.h"
+#include "io/headline.h"
+#include "io/news.h"
+#include "models/beam.h"
+#include "models/encdec.h"
+
+#define HL_TOOL "conflux-headline"
+
+// The subcommands (see the usage text in each file).
+int headline_cmd_pairs(int argc, char **argv);
+int headline_cmd_prepare(int argc, char **argv);
+int headline_cmd_generate(int argc, char **argv);
+int headline_cmd_evaluate(int argc, char **argv);
+
+// ---- errors and options ---------------------------------------------------------------------
+
+// Prints "conflux-headline: error: MSG" and a newline to stderr.
+void hl_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// Usage error of subcommand cmd: prints the message and a hint to its --help, returns 2.
+int hl_usage_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// Parses a non-negative decimal integer option; -1 on error (empty, junk, overflow, < 0).
+long hl_parse_count(const char *s);
+
+// ---- tokenizing text the way the model saw it in training -----------------------------------
+
+typedef struct {
+    Bpe *bpe;
+    int lowercase;
+    char *buf;  // work buffer, grows to the longest text
+    size_t cap;
+} HlEncoder;
+
+// Loads the BPE tokenizer of dir (vocab.json + merges.txt); lowercase as the training data
+// was. 0, or -1 with err (CX_ERRLEN bytes). End with hl_encoder_close.
+int hl_encoder_open(HlEncoder *e, const char *dir, int lowercase, char *err);
+
+// Frees what hl_encoder_open allocated; e is zeroed.
+void hl_encoder_close(HlEncoder *e);
+
+// Tokenizes n bytes of text (line breaks become spaces, lowercased when asked) into at most
+// cap ids. Returns the number of ids written.
+size_t hl_encoder_run(HlEncoder *e, const char *text, size_t n, int32_t *ids, size_t cap);
+
+// ---- reading articles: news files (io/news.h), TSV pairs or plain text lines -----------------
+
+enum { HL_SRC_NEWS, HL_SRC_TSV, HL_SRC_TEXT };
+
+// One open input file; the fields are read-only for callers.
+typedef struct {
+    int kind;  // HL_SRC_*
+    NewsReader *news;
+    gzFile gz;
+    const char *path;
+    char *line;
+    size_t cap;
+    uint64_t line_no, bad, too_long;
+    NewsFormat news_fmt;  // the detected format (HL_SRC_NEWS)
+} ArticleReader;
+
+// "tsv", "text", or the news format's name (io/news.h) of an open reader.
+const char *hl_reader_kind_name(const ArticleReader *r);
+
+// The articles of several FILEs in turn, each opened when the one before it is read to
+// the end: the read loop of prepare, generate and evaluate. Set the fields up to
+// stdin_text_only in a zeroed struct; end with hl_stream_close_file.
+typedef struct {
+    char *const *files;  // "-" is stdin (text and tsv only)
+    int n_files;
+    int next;            // index of the file opened after the current one
+    const char *format;  // "auto", "ria", "lenta", "ods", "tsv", "text"; auto: *.tsv(.gz)
+                         // is tsv, else news with the format detected
+    int allow_text;      // "text" (one article per line, no title) is allowed
+    int stdin_text_only; // "-" only with --format text or tsv (generate)
+    int is_open;
+    ArticleReader r;     // the current file (is_open)
+    uint64_t skipped;    // records skipped as bad in the files opened so far
+    // the current article (hl_stream_next returned 1); title NULL for text input
+    const char *title, *text;
+    size_t title_n, text_n;
+    uint64_t line;
+} ArticleStream;
+
+// 1: the next article is in s->title..s->line (valid until the next call); 2: the next file
+// was just opened (s->r), before any of its articles are read; 0: every file was read; -1
+// with err: a file cannot be opened or read; -2 with err: stdin given with a news format
+// (stdin_text_only). Bad records are reported on stderr with their line and skipped.
+int hl_stream_next(ArticleStream *s, char *err);
+
+// Closes the current file, if any, adding its skipped records to s->skipped.
+void hl_stream_close_file(ArticleStream *s);
+
+// ---- generate / evaluate: a model loaded for decoding --------------------------------------
+
+typedef struct {
+    int beam, min_len, max_len, block_trigrams, src_len, threads;
+    float alpha;
+} HlGenOpts;  // -1 (alpha < 0): the checkpoint's [generate] / [data] value; threads 0: unset
+
+typedef struct {
+    HeadlineConfig cfg;
+    EncDec *m;
+    EncDecGen *g;
+    HlEncoder enc;
+    BeamConfig bc;  // read-only for callers (beam_size, max_len)
+    int32_t banned[4];
+    int32_t *src, *out;
+    char *text;
+    size_t text_cap;
+    int Ts;
+    long n_tokens;  // generated tokens (EOS excluded) over all calls
+} HlGenerator;
+
+// Loads the encdec checkpoint ckpt_path with its configuration, the options o applied
+// (o->threads is the caller's), and the tokenizer tok_dir (NULL: the checkpoint's
+// data.tokenizer). 0, or -1 with err; G is then zeroed. End with hl_gen_close.
+int hl_gen_open(HlGenerator *G, const char *ckpt_path, const char *tok_dir, const HlGenOpts *o,
+                char *err);
+
+// Frees what hl_gen_open allocated; G is zeroed.
+void hl_gen_close(HlGenerator *G);
+
+// Generates the headline of n bytes of article text. Returns it (NUL-terminated, owned by G,
+// valid until the next call), or NULL with err.
+const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err);
+
+// The help lines of the options in HL_GEN_LONG_OPTIONS (without --format and --limit,
+// whose help differs between the subcommands).
+#define HL_GEN_OPTIONS_HELP                                                                    \
+    "  --checkpoint CKPT    encdec checkpoint (" HL_TOOL " train)\n"                           \
+    "  --tokenizer DIR      tokenizer (default: the checkpoint's data.tokenizer)\n"            \
+    "  --beam K             beam size; 1 = greedy search (default: the checkpoint's, 4)\n"     \
+    "  --min-len N          EOS is forbidden while fewer than N tokens were generated\n"    \
+    "                       (default 3; below --max-len)\n"                                 \
+    "  --max-len N          at most N tokens, EOS included (default 30)\n"                  \
+    "  --alpha A            GNMT length penalty ((5 + len) / 6)^A (default 0.9)\n"             \
+    "  --block-trigrams     no trigram twice in a headline (default)\n"                        \
+    "  --no-block-trigrams  allow repeated trigrams\n"                                         \
+    "  --src-len N          article tokens fed to the encoder, [CLS]/[SEP] included (default:\n" \
+    "                       the training data.src_len)\n"                                       \
+    "  --threads N          OpenBLAS threads (default: OpenBLAS's choice)\n"
+
+// getopt_long values of the shared options; a subcommand numbers its own from HL_OPT_NEXT.
+enum { HL_OPT_BEAM = 1000, HL_OPT_MINLEN, HL_OPT_MAXLEN, HL_OPT_ALPHA, HL_OPT_BLOCK,
+       HL_OPT_NOBLOCK, HL_OPT_SRCLEN, HL_OPT_THREADS, HL_OPT_LIMIT, HL_OPT_TOKENIZER,
+       HL_OPT_CKPT, HL_OPT_FORMAT, HL_OPT_NEXT };
+
+// struct option entries of the shared options (--format and --limit are the subcommand's
+// to handle), for the start of a subcommand's table.
+#define HL_GEN_LONG_OPTIONS                                                                    \
+    {"checkpoint", required_argument, 0, HL_OPT_CKPT},                                         \
+        {"tokenizer", required_argument, 0, HL_OPT_TOKENIZER},                                 \
+        {"beam", required_argument, 0, HL_OPT_BEAM},                                           \
+        {"min-len", required_argument, 0, HL_OPT_MINLEN},                                      \
+        {"max-len", required_argument, 0, HL_OPT_MAXLEN},                                      \
+        {"alpha", required_argument, 0, HL_OPT_ALPHA},                                         \
+        {"block-trigrams", no_argument, 0, HL_OPT_BLOCK},                                      \
+        {"no-block-trigrams", no_argument, 0, HL_OPT_NOBLOCK},                                 \
+        {"src-len", required_argument, 0, HL_OPT_SRCLEN},                                      \
+        {"threads", required_argument, 0, HL_OPT_THREADS},                                     \
+        {"format", required_argument, 0, HL_OPT_FORMAT},                                       \
+        {"limit", required_argument, 0, HL_OPT_LIMIT}
+
+// Handles getopt_long's value c (with optarg) if it is a shared generation option, filling
+// o, *ckpt or *tok. 1 handled, 0 not one of them, 2 usage error of cmd (printed).
+int hl_gen_option(const char *cmd, int c, HlGenOpts *o, const char **ckpt, const char **tok);
+
+#endif

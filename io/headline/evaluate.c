@@ -1,0 +1,240 @@
+// evaluate.c: `conflux-headline evaluate`: ROUGE of the model's headlines and of the
+// first-sentence baseline against the titles of news files.
+#include <cblas.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/headline.h"
+#include "io/headline/cli.h"
+#include "io/news.h"
+#include "io/rouge.h"
+#include "models/common.h"
+
+enum { OPT_SKIP = HL_OPT_NEXT, OPT_DATELINE, OPT_HYPS_OUT, OPT_SHOW };
+
+typedef struct {
+    RougeMean mean[2];  // standard, paper
+} Board;
+
+static int board_add(Board *b, RougeScorer *sc[2], const char *hyp, const char *ref, char *err) {
+    for (int m = 0; m < 2; m++) {
+        RougeScores s;
+        if (rouge_score(sc[m], hyp, strlen(hyp), ref, strlen(ref), &s, NULL, err) != 0) return -1;
+        rouge_mean_add(&b->mean[m], &s);
+    }
+    return 0;
+}
+
+static void board_print(const Board *b, const char *name) {
+    static const char *const modes[2] = {"standard", "paper"};
+    for (int m = 1; m >= 0; m--) {
+        RougeScores s = rouge_mean_get(&b->mean[m]);
+        printf("%-38s %-9s %6.2f %6.2f %6.2f\n", name, modes[m], 100 * s.r1.f, 100 * s.r2.f,
+               100 * s.rl.f);
+    }
+}
+
+static void board_line(const Board *b, const char *key) {
+    for (int m = 1; m >= 0; m--) {
+        RougeScores s = rouge_mean_get(&b->mean[m]);
+        printf(" %s_%s=%.2f/%.2f/%.2f", key, m ? "paper" : "standard", 100 * s.r1.f,
+               100 * s.r2.f, 100 * s.rl.f);
+    }
+}
+
+int headline_cmd_evaluate(int argc, char **argv) {
+    static const char usage[] =
+        "usage: " HL_TOOL " evaluate [--checkpoint CKPT] [options] FILE...\n"
+        "\n"
+        "Scores headlines against the titles of news files (RIA JSON lines, Lenta.ru or ODS CSV,\n"
+        "plain or gzip, format detected; or title TAB body TSV) with ROUGE-1/2/L F (x100,\n"
+        "macro-averaged over the articles, lowercased text, whitespace tokens) in both modes of\n"
+        "io/rouge.h: paper (the rouge 0.3.2 package behind the published scores) and standard.\n"
+        "Next to the model it prints the first-sentence baseline computed as published: the\n"
+        "first sentence of the body, and for RIA the second one (the first is the dateline\n"
+        "\"москва, 1 дек — риа новости.\") when there are two or more. Without --checkpoint only\n"
+        "the baseline is scored. All FILEs together form one test set.\n"
+        "\n" HL_GEN_OPTIONS_HELP
+        "  --format F           auto (default), ria, lenta, ods or tsv\n"
+        "  --dateline D         auto (default: skip it for RIA only), skip or keep\n"
+        "  --skip N             skip the first N articles (e.g. the training part of a dump)\n"
+        "  --limit N            score at most N articles\n"
+        "  --hyps-out FILE      write reference TAB model TAB baseline lines\n"
+        "  --show N             print the first N examples to stderr\n"
+        "  -h, --help           this text\n"
+        "\n"
+        "Prints a table and a last line\n"
+        "  headline-eval: n=N model_paper=R1/R2/RL model_standard=... lead_paper=... lead_standard=...\n"
+        "\n"
+        "examples:\n"
+        "  " HL_TOOL " evaluate ../shared/data/news/ria_20.json            # baseline only\n"
+        "  " HL_TOOL " evaluate --checkpoint runs/hl/latest.h5 --beam 4 ria_20.json\n"
+        "  " HL_TOOL " evaluate --checkpoint runs/ria/latest.h5 --skip 990000 ria.json.gz\n";
+    static const struct option opts[] = {HL_GEN_LONG_OPTIONS,
+                                          {"skip", required_argument, 0, OPT_SKIP},
+                                          {"dateline", required_argument, 0, OPT_DATELINE},
+                                          {"hyps-out", required_argument, 0, OPT_HYPS_OUT},
+                                          {"show", required_argument, 0, OPT_SHOW},
+                                          {"help", no_argument, 0, 'h'},
+                                          {0, 0, 0, 0}};
+    HlGenOpts o = {-1, -1, -1, -1, -1, 0, -1.0f};
+    const char *ckpt = NULL, *tok = NULL, *format = "auto", *dateline = "auto", *hyps_out = NULL;
+    long limit = 0, skip = 0, show = 0;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int g = hl_gen_option("evaluate", c, &o, &ckpt, &tok);
+        if (g == 2) return 2;
+        if (g == 1) continue;
+        switch (c) {
+        case HL_OPT_FORMAT: format = optarg; break;
+        case HL_OPT_LIMIT:
+            if ((limit = hl_parse_count(optarg)) < 0)
+                return hl_usage_err("evaluate", "--limit must be a count (got '%s')", optarg);
+            break;
+        case OPT_SKIP:
+            if ((skip = hl_parse_count(optarg)) < 0)
+                return hl_usage_err("evaluate", "--skip must be a count (got '%s')", optarg);
+            break;
+        case OPT_SHOW:
+            if ((show = hl_parse_count(optarg)) < 0)
+                return hl_usage_err("evaluate", "--show must be a count (got '%s')", optarg);
+            break;
+        case OPT_DATELINE:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "skip") && strcmp(optarg, "keep"))
+                return hl_usage_err("evaluate", "--dateline must be auto, skip or keep (got '%s')", optarg);
+            dateline = optarg;
+            break;
+        case OPT_HYPS_OUT: hyps_out = optarg; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: return hl_usage_err("evaluate", "bad option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc) return hl_usage_err("evaluate", "no news FILE given");
+    if (strcmp(format, "auto") && strcmp(format, "tsv") && strcmp(format, "ria") &&
+        strcmp(format, "lenta") && strcmp(format, "ods"))
+        return hl_usage_err("evaluate", "unknown --format '%s' (auto, ria, lenta, ods, tsv)", format);
+    if (o.threads > 0) openblas_set_num_threads(o.threads);
+    char err[CX_ERRLEN];
+    HlGenerator G;
+    int have_model = ckpt != NULL;
+    if (have_model && hl_gen_open(&G, ckpt, tok, &o, err) != 0) {
+        hl_report("%s", err);
+        return 1;
+    }
+    RougeScorer *sc[2] = {NULL, NULL};
+    for (int m = 0; m < 2; m++) {
+        RougeOptions ro = {.mode = m ? ROUGE_PAPER : ROUGE_STANDARD, .keep_case = 0};
+        if (rouge_scorer_new(&sc[m], &ro, err) != 0) {
+            hl_report("%s", err);
+            return 1;
+        }
+    }
+    FILE *hf = NULL;
+    if (hyps_out && !(hf = fopen(hyps_out, "w"))) {
+        hl_report("cannot write %s: %s", hyps_out, strerror(errno));
+        return 1;
+    }
+    Board model = {0}, lead = {0};
+    long n = 0, seen = 0, skipped_bad, n_dateline = 0;
+    char kinds[128] = "";
+    int rc = 0;
+    char *lead_buf = NULL;
+    size_t lead_cap = 0;
+    double t0 = cx_now(), t_last = t0;
+    int skip_dl = 0;  // the current file's
+    ArticleStream st = {.files = argv + optind, .n_files = argc - optind, .format = format};
+    for (;;) {
+        int got = hl_stream_next(&st, err);
+        if (got < 0) {
+            hl_report("%s", err);
+            rc = 1;
+        }
+        if (got <= 0) break;
+        if (got == 2) {
+            const char *kn = hl_reader_kind_name(&st.r);
+            if (!strstr(kinds, kn) && strlen(kinds) + strlen(kn) + 2 < sizeof kinds) {
+                if (kinds[0]) strcat(kinds, "+");
+                strcat(kinds, kn);
+            }
+            skip_dl = !strcmp(dateline, "skip") ||
+                      (!strcmp(dateline, "auto") && st.r.kind == HL_SRC_NEWS &&
+                       st.r.news_fmt == NEWS_FMT_RIA);
+            continue;
+        }
+        const char *title = st.title, *text = st.text, *path = st.r.path;
+        size_t tn = st.title_n, xn = st.text_n;
+        if (seen++ < skip) continue;
+        if (xn + 1 > lead_cap) {
+            lead_cap = 2 * (xn + 1);
+            lead_buf = realloc(lead_buf, lead_cap);
+            CHECK(lead_buf, "out of memory");
+        }
+        headline_first_sentence(text, xn, skip_dl, lead_buf);
+        n_dateline += skip_dl;
+        char *ref = strndup(title, tn);
+        CHECK(ref, "out of memory");
+        const char *hyp = "";
+        if (have_model && !(hyp = hl_gen_run(&G, text, xn, err))) {
+            hl_report("%s (%s:%llu)", err, path, (unsigned long long)st.line);
+            free(ref);
+            rc = 1;
+            break;
+        }
+        if ((have_model && board_add(&model, sc, hyp, ref, err) != 0) ||
+            board_add(&lead, sc, lead_buf, ref, err) != 0) {
+            hl_report("%s (%s:%llu)", err, path, (unsigned long long)st.line);
+            free(ref);
+            rc = 1;
+            break;
+        }
+        if (hf) fprintf(hf, "%s\t%s\t%s\n", ref, hyp, lead_buf);
+        if (n < show)
+            fprintf(stderr, "[%ld] reference: %s\n     model:     %s\n     first sentence: %s\n",
+                    n + 1, ref, have_model ? hyp : "-", lead_buf);
+        free(ref);
+        n++;
+        double now = cx_now();
+        if (now - t_last >= 10.0) {
+            fprintf(stderr, "evaluate: %ld articles, %.1f/s\n", n, n / (now - t0));
+            t_last = now;
+        }
+        if (limit && n >= limit) break;
+    }
+    hl_stream_close_file(&st);
+    skipped_bad = (long)st.skipped;
+    free(lead_buf);
+    if (hf && fclose(hf) != 0 && rc == 0) {
+        hl_report("cannot write %s: %s", hyps_out, strerror(errno));
+        rc = 1;
+    }
+    if (rc == 0 && n == 0) {
+        hl_report("no article to score (%ld skipped as bad records)", skipped_bad);
+        rc = 1;
+    }
+    if (rc == 0) {
+        printf("%ld articles (%s), %ld bad records skipped; ROUGE F x100, macro average, lowercased\n",
+               n, kinds, skipped_bad);
+        printf("%-38s %-9s %6s %6s %6s\n", "system", "mode", "R-1", "R-2", "R-L");
+        if (have_model) {
+            char name[96];
+            snprintf(name, sizeof name, "model (%s %d)", G.bc.beam_size > 1 ? "beam" : "greedy",
+                     G.bc.beam_size);
+            board_print(&model, name);
+        }
+        board_print(&lead, n_dateline == n ? "first sentence (dateline skipped)"
+                           : n_dateline ? "first sentence (RIA dateline skipped)"
+                                        : "first sentence");
+        printf("headline-eval: n=%ld", n);
+        if (have_model) board_line(&model, "model");
+        board_line(&lead, "lead");
+        printf("\n");
+    }
+    for (int m = 0; m < 2; m++) rouge_scorer_free(sc[m]);
+    if (have_model) hl_gen_close(&G);
+    return rc;
+}
