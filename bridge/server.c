@@ -23,6 +23,7 @@
 #include <json-c/json.h>
 
 #include "bridge/codec.h"
+#include "bridge/planner.h"
 #include "bridge/proto.h"
 #include "bridge/state.h"
 #include "bridge/status_page.h"
@@ -44,10 +45,7 @@ struct Vol {
     char token_name[BR_TOKEN_NAME_MAX + 1];
     uint64_t fresh, stale, dropped, lost, uploads, connects;
     uint64_t round_accepted;  // samples of its uploads summed into the current round
-    // speed estimates for the throughput plan (exponential averages; 0 = not measured)
-    double rate;              // samples per second from ROUND_OPEN to its first upload chunk
-    double up_s;              // seconds its upload takes
-    int idle_rounds;          // rounds in a row the throughput plan gave it no share
+    BrPlanSpeed speed;        // what the throughput plan knows of it (bridge/planner.h)
     double up_mbit;           // goodput of its last upload (0: none yet)
     double first_seen, last_seen;
     double bytes_in, bytes_out;
@@ -803,63 +801,6 @@ void bridge_pump(BridgeServer *b, double max_wait_s) {
 
 // ---- the Averager ----
 
-// DeDLOC-style load balancing: the round should take tau seconds for everyone. A trainer
-// computes its part at trainer_rate; volunteer v needs its upload time u_v on top of
-// computing n_v samples at rate r_v. tau solves G = NT*r_t*tau + sum_v r_v*(tau - u_v) over
-// the volunteers with tau > u_v; then n_v = 0.9 * r_v * (tau - u_v) (a margin for noise).
-// A volunteer not measured yet gets a probe share. Shares are in the order of elig reversed
-// (joining order), like the equal plan. Trainers always keep at least one sample each.
-static void plan_throughput(BridgeServer *b, long G, int NT, Conn **elig, int nv, long *share) {
-    const double rt = b->trainer_rate;
-    const long probe = b->o.probe_samples > 0 ? b->o.probe_samples : 1;
-    Vol *v[1024];
-    int measured[1024], use[1024];
-    for (int j = 0; j < nv; j++) {
-        v[j] = elig[nv - 1 - j]->vol;  // live connections always have a volunteer
-        measured[j] = use[j] = rt > 0 && v[j]->rate > 0;
-    }
-    double tau = 0;
-    for (int iter = 0, changed = 1; iter < 8 && changed; iter++) {
-        double num = (double)G, den = NT * rt;
-        for (int j = 0; j < nv; j++) {
-            if (use[j]) {
-                num += v[j]->rate * v[j]->up_s;
-                den += v[j]->rate;
-            } else if (!measured[j]) {
-                num -= (double)probe;  // probes come off the top
-            }
-        }
-        tau = den > 0 ? num / den : 0;
-        changed = 0;
-        for (int j = 0; j < nv; j++)
-            if (use[j] && tau <= v[j]->up_s) use[j] = 0, changed = 1;
-    }
-    // without volunteers a round would take tau0; a volunteer whose upload alone takes more
-    // than twice that would only slow the cluster down: it gets no share (and falls behind,
-    // see drop_laggards); every other one gets at least a probe-sized share, which also
-    // keeps it in step (the round waits for its upload, at most until the deadline)
-    double tau0 = rt > 0 ? (double)G / (NT * rt) : 0;
-    long total = 0;
-    for (int j = 0; j < nv; j++) {
-        if (measured[j]) {
-            share[j] = use[j] ? (long)(0.9 * v[j]->rate * (tau - v[j]->up_s)) : 0;
-            if (share[j] < probe) share[j] = v[j]->up_s <= 2 * tau0 ? probe : 0;
-        } else {
-            share[j] = probe;
-        }
-        // a volunteer left out for a while gets a probe share: its speed may have changed
-        if (share[j] == 0 && ++v[j]->idle_rounds >= 8) share[j] = probe;
-        if (share[j] > 0) v[j]->idle_rounds = 0;
-        total += share[j];
-    }
-    // the trainers keep at least one sample each
-    for (int j = nv - 1; j >= 0 && total > G - NT; j--) {
-        long cut = total - (G - NT) < share[j] ? total - (G - NT) : share[j];
-        share[j] -= cut;
-        total -= cut;
-    }
-}
-
 // A live volunteer more than max_lag rounds behind cannot follow the run at its pace (its
 // downlink or CPU is too slow for the rounds' results): it is dropped with the reason and
 // may rejoin with a fresh state, instead of piling up results in its output queue.
@@ -898,23 +839,27 @@ static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
     // last round's result precedes this ROUND_OPEN on its connection, so it computes its
     // share on the right parameters without the bridge waiting for its confirmation), and
     // no upload outstanding
-    int NT = hybrid_n_trainers(b->h), nv = 0;
-    Conn *elig[1024];
-    for (Conn *c = b->conns; c && nv < 1024; c = c->next)
+    int n_elig = 0;
+    Conn *elig[BR_PLAN_MAX_VOLUNTEERS];
+    for (Conn *c = b->conns; c && n_elig < BR_PLAN_MAX_VOLUNTEERS; c = c->next)
         if (!c->closing && c->state == C_LIVE && c->acked_step + 1 >= done &&
             c->assigned_round == 0 && c->up_next == 0)
-            elig[nv++] = c;
-    // the equal plan: each volunteer takes a trainer-sized share (participants in the
-    // order trainers, then volunteers in joining order); never starve the trainers of
-    // the whole batch: every participant needs at least one sample
-    while (nv > 0 && G < NT + nv) nv--;
-    long P = NT + nv;
-    long share[1024];
-    for (int j = 0; j < nv; j++) share[j] = G * (NT + j + 1) / P - G * (NT + j) / P;
-    if (!b->o.plan_equal && nv > 0) plan_throughput(b, G, NT, elig, nv, share);
-    long vol_total = 0;
-    for (int j = 0; j < nv; j++) vol_total += share[j];
-    b->trainer_samples = G - vol_total;
+            elig[n_elig++] = c;
+    // the plan takes them in joining order: the newest connections are the first in the
+    // list, so walk it backwards (live connections always have a volunteer)
+    Conn *joined[BR_PLAN_MAX_VOLUNTEERS];
+    BrPlanSpeed speed[BR_PLAN_MAX_VOLUNTEERS];
+    for (int j = 0; j < n_elig; j++) {
+        joined[j] = elig[n_elig - 1 - j];
+        speed[j] = joined[j]->vol->speed;
+    }
+    BrPlanParams pp = {.global_batch = G, .n_trainers = hybrid_n_trainers(b->h),
+                       .trainer_rate = b->trainer_rate, .probe_samples = b->o.probe_samples,
+                       .equal = b->o.plan_equal};
+    long share[BR_PLAN_MAX_VOLUNTEERS];
+    int nv = br_plan_round(&pp, speed, n_elig, share, &b->trainer_samples);
+    for (int j = 0; j < n_elig; j++) joined[j]->vol->speed.idle_rounds = speed[j].idle_rounds;
+    int first = n_elig - nv;  // joined[first..n_elig) are in the plan
     b->assigned = nv;
     b->assigned_samples = 0;
     b->r_fresh = b->r_stale = b->r_dropped = b->r_lost = 0;
@@ -925,10 +870,9 @@ static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
     b->t_open = cx_now();
     b->t_deadline = b->t_open + b->o.deadline_s;
     b->round_open = 1;
-    // the newest joiners are the last in the list: walk it backwards to keep joining order
     uint64_t pos = (uint64_t)b->trainer_samples;
-    for (int j = 0; j < nv; j++) {
-        Conn *c = elig[nv - 1 - j];
+    for (int j = first; j < n_elig; j++) {
+        Conn *c = joined[j];
         uint64_t s_lo = pos, s_hi = pos + (uint64_t)share[j];
         pos = s_hi;
         if (s_hi == s_lo) {  // no share this round: it just applies the step
@@ -1006,10 +950,7 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
                 // then the upload; the first chunk's own transfer is scaled in
                 double dt = p->t_first - b->t_open, up = p->t_done - p->t_first;
                 if (p->up_bytes > 0 && p->up_s > 0) up += p->up_s / p->up_bytes * 262144.0;
-                double rate = dt > 1e-3 ? (double)p->samples / dt : 0.0;
-                Vol *v = p->vol;
-                v->rate = v->rate > 0 ? 0.5 * v->rate + 0.5 * rate : rate;
-                v->up_s = v->up_s > 0 ? 0.5 * v->up_s + 0.5 * up : up;
+                br_plan_note_upload(&p->vol->speed, p->samples, dt, up);
                 b->r_fresh += p->samples;
                 p->vol->fresh += p->samples;
                 vol_event(b, p->vol, "accepted", b->round, p->samples, NULL);
@@ -1036,12 +977,8 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
     if (hybrid_sum_finish(b->h, stats, n_stats, err) != 0) return -1;
     b->r_allreduce_s = cx_now() - t_ar;
     // the trainers' speed (samples per second per trainer) for the next plan
-    int NT = hybrid_n_trainers(b->h);
-    double tc = stats[STAT_COMPUTE_S] / NT;
-    if (tc > 1e-4 && b->trainer_samples > 0) {
-        double r = (double)b->trainer_samples / NT / tc;
-        b->trainer_rate = b->trainer_rate > 0 ? 0.5 * b->trainer_rate + 0.5 * r : r;
-    }
+    b->trainer_rate = br_plan_note_trainers(b->trainer_rate, b->trainer_samples,
+                                            hybrid_n_trainers(b->h), stats[STAT_COMPUTE_S]);
     b->round_open = 0;
     // results to every live volunteer; keep them for late joiners
     HistRound *h = &b->hist[b->hist_head];
