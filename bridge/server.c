@@ -28,6 +28,7 @@
 #include "bridge/state.h"
 #include "bridge/status_page.h"
 #include "bridge/tokens.h"
+#include "io/runcols.h"
 #include "models/common.h"
 #include "models/nn.h"
 
@@ -1012,7 +1013,7 @@ int bridge_live_volunteers(const BridgeServer *b) {
 void bridge_after_step(BridgeServer *b, const StepResult *r) {
     double now = cx_now() - b->t_start;
     int live = bridge_live_volunteers(b);
-    if (b->csv) {
+    if (b->csv) {  // the columns of RUNCOLS_BRIDGE
         fprintf(b->csv, "%.3f,%ld,%ld,%ld,%d,%llu,%llu,%llu,%llu,%llu,%d,%d,%.6f,%.4f,%.4f,%.0f,%.0f,%.0f,%.4f\n",
                 now, r->step, r->samples, b->trainer_samples, b->assigned,
                 (unsigned long long)b->assigned_samples, (unsigned long long)b->r_fresh,
@@ -1226,14 +1227,11 @@ BridgeServer *bridge_create(const BridgeOptions *o, Trainer *tr, HybridComm *h,
         snprintf(path, sizeof path, "%s/bridge.csv", o->run_dir);
         b->csv = fopen(path, "a");
         if (b->csv && ftell(b->csv) == 0)
-            fprintf(b->csv, "time_s,step,samples,trainer_samples,volunteers_assigned,"
-                            "volunteer_samples_assigned,fresh_samples,stale_samples,dropped_samples,"
-                            "lost_samples,participants,live_volunteers,loss,wait_s,allreduce_s,"
-                            "bytes_sent,bytes_recv,upload_bytes_timed,upload_s_timed\n");
+            fputs(RUNCOLS_BRIDGE "\n", b->csv);
         snprintf(path, sizeof path, "%s/volunteers.csv", o->run_dir);
         b->vcsv = fopen(path, "a");
         if (b->vcsv && ftell(b->vcsv) == 0)
-            fprintf(b->vcsv, "time_s,step,identity,name,token_name,event,samples,detail\n");
+            fputs(RUNCOLS_VOLUNTEERS "\n", b->vcsv);
         if (!b->csv || !b->vcsv) {
             cx_err(err, "cannot write %s: %s", path, strerror(errno));
             goto fail;
