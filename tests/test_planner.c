@@ -25,6 +25,22 @@ static BrPlanParams params(long G, int NT, double rt, int probe, int equal) {
                           .probe_samples = probe, .equal = equal};
 }
 
+// Runs br_plan_round on v[0..n) and compares with the expected number in the plan, shares
+// and trainers' share; prints what differs. 1 when everything matches.
+static int plan_is(const BrPlanParams *p, BrPlanSpeed *v, int n, int want_nv, const long *want,
+                   long want_ts) {
+    long share[16], ts = -1;
+    int nv = br_plan_round(p, v, n, share, &ts), ok = nv == want_nv && ts == want_ts;
+    for (int j = 0; j < n; j++) ok &= share[j] == want[j];
+    if (!ok) {
+        printf("\n  plan of G=%ld NT=%d: %d volunteers in it (want %d), trainers %ld (want %ld), shares",
+               p->global_batch, p->n_trainers, nv, want_nv, ts, want_ts);
+        for (int j = 0; j < n; j++) printf(" %ld (want %ld)", share[j], want[j]);
+        printf("\n");
+    }
+    return ok;
+}
+
 // ---- the equal plan ----
 
 static void test_equal(void) {
@@ -32,42 +48,25 @@ static void test_equal(void) {
     //   k=2: 33/5 - 22/5 = 6 - 4 = 2;  k=3: 44/5 - 33/5 = 8 - 6 = 2;  k=4: 55/5 - 44/5 = 11 - 8 = 3
     // trainers: 11 - 7 = 4. Speeds (which would give other shares) are ignored.
     BrPlanSpeed v[3] = {{10, 2, 5}, {20, 1, 5}, {0, 0, 5}};
-    long share[3], ts = -1;
     BrPlanParams p = params(11, 2, 10.0, 4, 1);
-    CU_ASSERT_EQUAL(br_plan_round(&p, v, 3, share, &ts), 3);
-    CU_ASSERT_EQUAL(share[0], 2);
-    CU_ASSERT_EQUAL(share[1], 2);
-    CU_ASSERT_EQUAL(share[2], 3);
-    CU_ASSERT_EQUAL(ts, 4);
+    CU_ASSERT(plan_is(&p, v, 3, 3, (long[]){2, 2, 3}, 4));
     for (int j = 0; j < 3; j++) CU_ASSERT_EQUAL(v[j].idle_rounds, 5);  // equal plan: untouched
     // G=64, NT=4, 4 volunteers: P=8, every share 64/8 = 8; trainers 32
     BrPlanSpeed w[4] = {{0}};
-    long s4[4];
     p = params(64, 4, 0.0, 1, 1);
-    CU_ASSERT_EQUAL(br_plan_round(&p, w, 4, s4, &ts), 4);
-    for (int j = 0; j < 4; j++) CU_ASSERT_EQUAL(s4[j], 8);
-    CU_ASSERT_EQUAL(ts, 32);
+    CU_ASSERT(plan_is(&p, w, 4, 4, (long[]){8, 8, 8, 8}, 32));
 }
 
 static void test_batch_too_small(void) {
     // G=4, NT=2, 3 volunteers: 4 < 2+3, so nv=2 and v[0] (the first in the list) is left out;
     // equal plan P=4: each 12/4 - 8/4 = 1; trainers 2
     BrPlanSpeed v[3] = {{0}};
-    long share[3], ts = -1;
     BrPlanParams p = params(4, 2, 0.0, 1, 1);
-    CU_ASSERT_EQUAL(br_plan_round(&p, v, 3, share, &ts), 2);
-    CU_ASSERT_EQUAL(share[0], 0);
-    CU_ASSERT_EQUAL(share[1], 1);
-    CU_ASSERT_EQUAL(share[2], 1);
-    CU_ASSERT_EQUAL(ts, 2);
+    CU_ASSERT(plan_is(&p, v, 3, 2, (long[]){0, 1, 1}, 2));
     // the throughput plan leaves out the same one; probes of 3 (trainers unmeasured) give
     // 3+3 = 6 > G-NT = 2: the last is cut to 0 (total 3), then the one before it by 1 -> 2
     p = params(4, 2, 0.0, 3, 0);
-    CU_ASSERT_EQUAL(br_plan_round(&p, v, 3, share, &ts), 2);
-    CU_ASSERT_EQUAL(share[0], 0);
-    CU_ASSERT_EQUAL(share[1], 2);
-    CU_ASSERT_EQUAL(share[2], 0);
-    CU_ASSERT_EQUAL(ts, 2);
+    CU_ASSERT(plan_is(&p, v, 3, 2, (long[]){0, 2, 0}, 2));
 }
 
 static void test_no_volunteers(void) {
@@ -88,12 +87,8 @@ static void test_fast_and_slow(void) {
     // A: (long)(0.9*10*0.8) = (long)7.2 = 7;  B: (long)(0.9*20*1.8) = (long)32.4 = 32
     // trainers: 100 - 39 = 61. Both got a share: idle counters reset.
     BrPlanSpeed v[2] = {{10, 2, 3}, {20, 1, 0}};
-    long share[2], ts = -1;
     BrPlanParams p = params(100, 2, 10.0, 4, 0);
-    CU_ASSERT_EQUAL(br_plan_round(&p, v, 2, share, &ts), 2);
-    CU_ASSERT_EQUAL(share[0], 7);
-    CU_ASSERT_EQUAL(share[1], 32);
-    CU_ASSERT_EQUAL(ts, 61);
+    CU_ASSERT(plan_is(&p, v, 2, 2, (long[]){7, 32}, 61));
     CU_ASSERT_EQUAL(v[0].idle_rounds, 0);
     CU_ASSERT_EQUAL(v[1].idle_rounds, 0);
     CU_ASSERT_EQUAL(v[0].rate, 10.0);  // speeds are read, not changed
@@ -107,25 +102,16 @@ static void test_slow_links(void) {
     // A 7, B 32 (as above); E: upload 9 <= 2*tau0 = 10 -> probe 4; C: 12 > 10 -> 0.
     // trainers: 100 - 43 = 57; C's idle counter 0 -> 1.
     BrPlanSpeed v[4] = {{10, 2, 0}, {10, 9, 2}, {20, 1, 0}, {10, 12, 0}};
-    long share[4], ts = -1;
     BrPlanParams p = params(100, 2, 10.0, 4, 0);
-    CU_ASSERT_EQUAL(br_plan_round(&p, v, 4, share, &ts), 4);
-    CU_ASSERT_EQUAL(share[0], 7);
-    CU_ASSERT_EQUAL(share[1], 4);
-    CU_ASSERT_EQUAL(share[2], 32);
-    CU_ASSERT_EQUAL(share[3], 0);
-    CU_ASSERT_EQUAL(ts, 57);
+    CU_ASSERT(plan_is(&p, v, 4, 4, (long[]){7, 4, 32, 0}, 57));
     CU_ASSERT_EQUAL(v[1].idle_rounds, 0);
     CU_ASSERT_EQUAL(v[3].idle_rounds, 1);
     // six more rounds without a share: the counter reaches 7 ...
-    for (int k = 0; k < 6; k++) br_plan_round(&p, v, 4, share, &ts);
-    CU_ASSERT_EQUAL(share[3], 0);
+    for (int k = 0; k < 6; k++) CU_ASSERT(plan_is(&p, v, 4, 4, (long[]){7, 4, 32, 0}, 57));
     CU_ASSERT_EQUAL(v[3].idle_rounds, 7);
     // ... and at 8 it gets a probe (its speed may have changed) and the counter resets
-    CU_ASSERT_EQUAL(br_plan_round(&p, v, 4, share, &ts), 4);
-    CU_ASSERT_EQUAL(share[3], 4);
+    CU_ASSERT(plan_is(&p, v, 4, 4, (long[]){7, 4, 32, 4}, 53));
     CU_ASSERT_EQUAL(v[3].idle_rounds, 0);
-    CU_ASSERT_EQUAL(ts, 100 - (7 + 4 + 32 + 4));
 }
 
 static void test_small_share_gets_probe(void) {
@@ -134,13 +120,8 @@ static void test_small_share_gets_probe(void) {
     // upload: A (long)(9*0.7941) = (long)7.15 = 7; B (long)(18*1.7941) = (long)32.29 = 32;
     // D (long)(0.9*0.2941) = 0 < probe, upload 2.5 <= 2*tau0 = 10 -> 4. Trainers 100-43 = 57.
     BrPlanSpeed v[3] = {{10, 2, 0}, {20, 1, 0}, {1, 2.5, 0}};
-    long share[3], ts = -1;
     BrPlanParams p = params(100, 2, 10.0, 4, 0);
-    CU_ASSERT_EQUAL(br_plan_round(&p, v, 3, share, &ts), 3);
-    CU_ASSERT_EQUAL(share[0], 7);
-    CU_ASSERT_EQUAL(share[1], 32);
-    CU_ASSERT_EQUAL(share[2], 4);
-    CU_ASSERT_EQUAL(ts, 57);
+    CU_ASSERT(plan_is(&p, v, 3, 3, (long[]){7, 32, 4}, 57));
 }
 
 static void test_unmeasured(void) {
@@ -148,74 +129,56 @@ static void test_unmeasured(void) {
     // tau = (100 - 4 + 20) / (20 + 10) = 116/30 = 3.8667; A (long)(9*1.8667) = (long)16.8 = 16
     // U 4; trainers 100 - 20 = 80.
     BrPlanSpeed v[2] = {{10, 2, 0}, {0, 0, 0}};
-    long share[2], ts = -1;
     BrPlanParams p = params(100, 2, 10.0, 4, 0);
-    CU_ASSERT_EQUAL(br_plan_round(&p, v, 2, share, &ts), 2);
-    CU_ASSERT_EQUAL(share[0], 16);
-    CU_ASSERT_EQUAL(share[1], 4);
-    CU_ASSERT_EQUAL(ts, 80);
+    CU_ASSERT(plan_is(&p, v, 2, 2, (long[]){16, 4}, 80));
     // trainers not measured yet: every volunteer gets the probe, measured or not
     p = params(100, 2, 0.0, 4, 0);
-    CU_ASSERT_EQUAL(br_plan_round(&p, v, 2, share, &ts), 2);
-    CU_ASSERT_EQUAL(share[0], 4);
-    CU_ASSERT_EQUAL(share[1], 4);
-    CU_ASSERT_EQUAL(ts, 92);
+    CU_ASSERT(plan_is(&p, v, 2, 2, (long[]){4, 4}, 92));
     // a probe below 1 counts as 1
     p = params(100, 2, 0.0, 0, 0);
-    br_plan_round(&p, v, 2, share, &ts);
-    CU_ASSERT_EQUAL(share[0], 1);
-    CU_ASSERT_EQUAL(share[1], 1);
-    CU_ASSERT_EQUAL(ts, 98);
+    CU_ASSERT(plan_is(&p, v, 2, 2, (long[]){1, 1}, 98));
 }
 
 static void test_trainers_keep_one_each(void) {
     // G=10, NT=2, trainers unmeasured, probe 3, 4 volunteers: probes 3+3+3+3 = 12 > G-NT = 8;
     // cut from the last: v[3] 3 -> 0 (total 9), v[2] 3 -> 2 (total 8). Trainers 2.
     BrPlanSpeed v[4] = {{0}};
-    long share[4], ts = -1;
     BrPlanParams p = params(10, 2, 0.0, 3, 0);
-    CU_ASSERT_EQUAL(br_plan_round(&p, v, 4, share, &ts), 4);
-    CU_ASSERT_EQUAL(share[0], 3);
-    CU_ASSERT_EQUAL(share[1], 3);
-    CU_ASSERT_EQUAL(share[2], 2);
-    CU_ASSERT_EQUAL(share[3], 0);
-    CU_ASSERT_EQUAL(ts, 2);
-}
-
-static uint64_t g_rng = 0x243f6a8885a308d3ull;
-
-static uint64_t rnd(void) {  // splitmix64
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    CU_ASSERT(plan_is(&p, v, 4, 4, (long[]){3, 3, 2, 0}, 2));
 }
 
 static void test_never_exceeds_batch(void) {
-    // random batches, trainers, speeds (some unmeasured) and probes: no share is negative,
-    // shares and trainers add up to G, and the trainers keep one sample each
-    enum { N = 40 };
-    int bad = 0;
-    for (int it = 0; it < 20000; it++) {
-        BrPlanSpeed v[N];
-        long share[N], ts;
-        int nv = (int)(rnd() % (N + 1)), NT = 1 + (int)(rnd() % 8);
-        long G = NT + (long)(rnd() % 300);
-        for (int j = 0; j < nv; j++)
-            v[j] = (BrPlanSpeed){.rate = rnd() % 4 ? (double)(rnd() % 100000) / 100.0 : 0.0,
-                                 .up_s = (double)(rnd() % 10000) / 1000.0,
-                                 .idle_rounds = (int)(rnd() % 10)};
-        BrPlanParams p = params(G, NT, rnd() % 5 ? (double)(rnd() % 10000) / 100.0 : 0.0,
-                                (int)(rnd() % 40) - 2, (int)(rnd() % 4 == 0));
-        int placed = br_plan_round(&p, v, nv, share, &ts);
-        long sum = 0;
-        for (int j = 0; j < nv; j++) {
-            bad += share[j] < 0 || (j < nv - placed && share[j] != 0);
-            sum += share[j];
-        }
-        bad += placed < 0 || placed > nv || ts < NT || sum + ts != G;
-    }
+    // a grid of batches, trainers, trainer speeds, probes and volunteers (speeds from small
+    // tables, some unmeasured): no share is negative, one left out gets nothing, shares and
+    // trainers add up to G, and the trainers keep one sample each
+    static const double rates[] = {0, 0.3, 5, 40, 900}, ups[] = {0, 0.01, 0.7, 3, 20};
+    static const double trainer_rates[] = {0, 0.5, 10, 300};
+    static const int probes[] = {-1, 0, 1, 3, 7, 50};
+    int bad = 0, cases = 0;
+    for (long G = 1; G <= 130; G += 3)
+        for (int NT = 1; NT <= 4 && NT <= G; NT++)
+            for (int t = 0; t < 4; t++)
+                for (int q = 0; q < 6; q++)
+                    for (int n = 0; n <= 9; n++)
+                        for (int equal = 0; equal <= 1; equal++) {
+                            BrPlanSpeed v[9];
+                            long share[9], ts;
+                            for (int j = 0; j < n; j++)
+                                v[j] = (BrPlanSpeed){.rate = rates[(j * 3 + n + q) % 5],
+                                                     .up_s = ups[(j * 2 + t + (int)G) % 5],
+                                                     .idle_rounds = (j + q) % 9};
+                            BrPlanParams p = params(G, NT, trainer_rates[t], probes[q], equal);
+                            int nv = br_plan_round(&p, v, n, share, &ts);
+                            long sum = 0;
+                            for (int j = 0; j < n; j++) {
+                                bad += share[j] < 0 || (j < n - nv && share[j] != 0);
+                                sum += share[j];
+                            }
+                            bad += nv < 0 || nv > n || ts < NT || sum + ts != G;
+                            cases++;
+                        }
     CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(cases > 50000);
 }
 
 // ---- speed estimates ----
