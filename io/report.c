@@ -14,18 +14,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "io/runcols.h"
 #include "models/common.h"
 
 static const char METRICS_HEADER13[] =
     "time_s,step,samples,loss,lr,samples_per_s,tokens_per_s,compute_s,comm_s,bytes_sent,"
     "bytes_recv,participants,valid_loss";
-static const char BRIDGE_HEADER[] =
-    "time_s,step,samples,trainer_samples,volunteers_assigned,volunteer_samples_assigned,"
-    "fresh_samples,stale_samples,dropped_samples,lost_samples,participants,live_volunteers,"
-    "loss,wait_s,allreduce_s,bytes_sent,bytes_recv,upload_bytes_timed,upload_s_timed";
-static const char VOLUNTEERS_HEADER[] = "time_s,step,identity,name,token_name,event,samples,detail";
+static const char BRIDGE_HEADER[] = RUNCOLS_BRIDGE;
+static const char VOLUNTEERS_HEADER[] = RUNCOLS_VOLUNTEERS;
 
-enum { METRICS_COLS = 13, BRIDGE_COLS = 19, MAX_LINE = 4096 };
+enum { METRICS_COLS = 13, BRIDGE_COLS = RUNCOLS_BRIDGE_N, MAX_LINE = 4096 };
 #define MAX_FILE_BYTES (1024L * 1024 * 1024)
 
 // ---- small helpers ----
@@ -426,6 +424,9 @@ static int load_bridge(RepRun *r, double **seg_offset, int *n_seg, char *err) {
     if (rc == -2) return 0;
     if (rc != 0) return -1;
     r->has_bridge = 1;
+    char names_buf[] = RUNCOLS_BRIDGE;  // column names for messages
+    char *names[BRIDGE_COLS + 1];
+    CHECK(split_commas(names_buf, names, BRIDGE_COLS) == BRIDGE_COLS, "RUNCOLS_BRIDGE_N is wrong");
     size_t cap = 0;
     int *seg_of = NULL;  // segment of each row
     for (;;) {
@@ -437,11 +438,6 @@ static int load_bridge(RepRun *r, double **seg_offset, int *n_seg, char *err) {
             rc = field_count_error(err, nf, BRIDGE_COLS, path, L.lineno);
             break;
         }
-        static const char *names[] = {"time_s", "step", "samples", "trainer_samples", "volunteers_assigned",
-                                      "volunteer_samples_assigned", "fresh_samples", "stale_samples",
-                                      "dropped_samples", "lost_samples", "participants", "live_volunteers",
-                                      "loss", "wait_s", "allreduce_s", "bytes_sent", "bytes_recv",
-                                      "upload_bytes_timed", "upload_s_timed"};
         RepRound b = {0};
         long long c[12];
         double d[8];

@@ -1,0 +1,471 @@
+// rounds.c: the bridge's rounds, its Averager (see rounds.h).
+#include "bridge/rounds.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge/codec.h"
+#include "bridge/planner.h"
+#include "bridge/server_internal.h"
+#include "models/common.h"
+#include "models/nn.h"
+
+// A complete upload waiting to be summed into a round.
+struct Pending {
+    Vol *vol;
+    uint64_t round, start, samples, tokens;
+    double loss, aux;
+    double up_bytes, up_s;  // goodput sample: bytes after the first chunk, over seconds
+    double t_first, t_done; // first chunk arrived, upload complete
+    float *g;
+    Pending *next;
+};
+
+// One finished round, kept to bring rejoining volunteers up to date. The summed gradient
+// is kept as its encoded AVG_CHUNK frames: encoded once, sent as bytes to every
+// volunteer that round and to every later replay.
+struct HistRound {
+    uint64_t round, hash_before, samples, tokens;
+    uint32_t participants;
+    double loss, aux;
+    uint8_t *frames;  // AVG_CHUNK frames covering the whole gradient, back to back
+    size_t frames_bytes, frames_cap;
+};
+
+// ---- round messages and history ----
+
+static HistRound *hist_find(BridgeServer *b, uint64_t round) {
+    for (int i = 0; i < b->rounds.hist_n; i++) {
+        HistRound *r = &b->rounds.hist[i];
+        if (r->frames && r->round == round) return r;
+    }
+    return NULL;
+}
+
+static void send_round_open(Conn *c, uint64_t round, uint64_t hash, uint64_t start, uint64_t n) {
+    c->opened_round = round;
+    BrFrame f = {.type = BR_MSG_ROUND_OPEN};
+    f.m.round_open = (BrRoundOpen){.round_id = round, .step = round,
+                                   .target_samples = (uint64_t)c->b->tr->global_batch,
+                                   .sample_start = start, .n_samples = n, .params_hash = hash};
+    br_conn_send(c, &f);
+}
+
+// ROUND_CLOSE with the round's totals (and this volunteer's accepted samples), then the
+// round's AVG_CHUNK frames as they were encoded.
+static void send_round_result(Conn *c, const HistRound *h, uint64_t accepted) {
+    BrFrame f = {.type = BR_MSG_ROUND_CLOSE};
+    f.m.round_close = (BrRoundClose){.round_id = h->round, .accepted_samples = accepted,
+                                     .samples = h->samples, .tokens = h->tokens,
+                                     .participants = h->participants, .loss_sum = h->loss,
+                                     .aux_sum = h->aux};
+    if (br_conn_send(c, &f) == 0) br_conn_send_bytes(c, h->frames, h->frames_bytes);
+}
+
+// Encodes sum (the summed gradient, n floats) into h's AVG_CHUNK frames, in 256 KiB chunks
+// like the uploads: fine-grained pipelining at 0.03% framing cost.
+static void hist_encode(BridgeServer *b, HistRound *h, const float *sum) {
+    size_t per = (b->lim.max_chunk_bytes < (1u << 18) ? b->lim.max_chunk_bytes : (1u << 18)) / sizeof(float);
+    size_t n_chunks = (b->n + per - 1) / per;
+    size_t need = b->n * sizeof(float) + n_chunks * (BR_PROTO_HEADER_BYTES + BR_AVG_CHUNK_FIXED_BYTES);
+    if (h->frames_cap < need) {
+        free(h->frames);
+        h->frames = malloc(need);
+        CHECK(h->frames, "out of memory for the round history (%zu bytes)", need);
+        h->frames_cap = need;
+    }
+    if (!b->rounds.chunk) {
+        b->rounds.chunk = malloc(per * sizeof(float));
+        CHECK(b->rounds.chunk, "out of memory");
+    }
+    size_t pos = 0;
+    char err[CX_ERRLEN];
+    for (size_t off = 0; off < b->n; off += per) {
+        size_t k = b->n - off < per ? b->n - off : per;
+        br_fp32_encode(b->rounds.chunk, sum + off, k);
+        BrFrame a = {.type = BR_MSG_AVG_CHUNK};
+        a.m.avg_chunk = (BrAvgChunk){.round_id = h->round, .offset = off, .n_elems = (uint32_t)k,
+                                     .codec = BR_CODEC_FP32, .data = b->rounds.chunk};
+        int len = br_proto_encode(h->frames + pos, h->frames_cap - pos, &a, &b->lim, err);
+        CHECK(len > 0, "encoding an AVG_CHUNK frame: %s", err);
+        pos += (size_t)len;
+    }
+    h->frames_bytes = pos;
+}
+
+int br_rounds_catch_up(Conn *c, uint64_t k) {
+    BridgeServer *b = c->b;
+    uint64_t done = (uint64_t)b->tr->optim.step;
+    for (uint64_t r = k + 1; r <= done; r++) {
+        HistRound *h = hist_find(b, r);
+        if (!h) {
+            br_conn_fail(c, BR_ERR_STATE, "at step %llu, %llu steps behind the run: more than the "
+                         "%d rounds kept; download the state again",
+                         (unsigned long long)k, (unsigned long long)(done - k), b->o.history);
+            return -1;
+        }
+        send_round_open(c, r, h->hash_before, 0, 0);
+        send_round_result(c, h, 0);
+    }
+    if (b->rounds.open) send_round_open(c, b->rounds.round, b->rounds.hash_before, 0, 0);
+    return 0;
+}
+
+// ---- uploads ----
+
+static void upload_reset(Conn *c) {
+    c->up_round = c->up_next = c->up_samples = c->up_tokens = 0;
+    c->up_loss = c->up_aux = 0.0;
+}
+
+void br_rounds_on_grad_chunk(Conn *c, const BrGradChunk *m) {
+    BridgeServer *b = c->b;
+    if (c->state != C_LIVE) {
+        br_conn_fail(c, BR_ERR_PROTOCOL, "GRAD_CHUNK before the connection is live");
+        return;
+    }
+    if (m->codec != c->codec) {
+        br_conn_fail(c, BR_ERR_BAD_DATA, "GRAD_CHUNK in codec %d, negotiated %d", m->codec, c->codec);
+        return;
+    }
+    if (c->up_next == 0) {  // first chunk of an upload
+        c->up_t_first = cx_now();
+        c->up_bytes = 0;
+        if (m->round_id != c->assigned_round || c->assigned_round == 0) {
+            br_conn_fail(c, BR_ERR_PROTOCOL, "upload for round %llu, but the share it holds is for "
+                         "round %llu", (unsigned long long)m->round_id,
+                         (unsigned long long)c->assigned_round);
+            return;
+        }
+        if (m->offset != 0 || m->samples != c->assigned_samples) {
+            br_conn_fail(c, BR_ERR_BAD_DATA, "upload starts at element %llu with %llu samples; "
+                         "expected element 0 and %llu samples", (unsigned long long)m->offset,
+                         (unsigned long long)m->samples, (unsigned long long)c->assigned_samples);
+            return;
+        }
+        if (!c->up) {
+            Rounds *rd = &b->rounds;
+            c->up = rd->n_spare > 0 ? rd->spare[--rd->n_spare] : malloc(b->n * sizeof(float));
+            CHECK(c->up, "out of memory for an upload buffer");
+        }
+        c->up_round = m->round_id;
+        c->up_samples = m->samples;
+        c->up_tokens = m->tokens;
+        c->up_loss = m->loss_sum;
+        c->up_aux = m->aux_sum;
+    } else if (m->round_id != c->up_round || m->samples != c->up_samples ||
+               m->tokens != c->up_tokens || m->loss_sum != c->up_loss || m->aux_sum != c->up_aux) {
+        br_conn_fail(c, BR_ERR_BAD_DATA, "GRAD_CHUNK at element %llu changes the round or totals "
+                     "of the upload in progress", (unsigned long long)m->offset);
+        return;
+    }
+    if (m->offset != c->up_next || m->offset + m->n_elems > b->n) {
+        br_conn_fail(c, BR_ERR_BAD_DATA, "GRAD_CHUNK covers elements [%llu, %llu) but the next "
+                     "expected element is %llu of %zu", (unsigned long long)m->offset,
+                     (unsigned long long)(m->offset + m->n_elems), (unsigned long long)c->up_next, b->n);
+        return;
+    }
+    float *dst = c->up + m->offset;
+    if (m->codec == BR_CODEC_FP16) br_fp16_decode(dst, m->data, m->n_elems);
+    else br_fp32_decode(dst, m->data, m->n_elems);
+    size_t bad;
+    if (!br_check_finite(dst, m->n_elems, &bad)) {
+        br_conn_fail(c, BR_ERR_BAD_DATA, "gradient element %llu is %g",
+                     (unsigned long long)(m->offset + bad), (double)dst[bad]);
+        return;
+    }
+    c->up_next += m->n_elems;
+    if (m->offset > 0) c->up_bytes += (double)m->n_elems * (double)br_codec_elem_bytes(m->codec) + BR_PROTO_HEADER_BYTES + BR_GRAD_CHUNK_FIXED_BYTES;
+    if (c->up_next < b->n) return;
+    // complete: check the norm, then hand it to the rounds
+    double norm = br_l2norm(c->up, b->n);
+    double per_tok = c->up_tokens > 0 ? norm / (double)c->up_tokens : norm;
+    if (b->o.max_grad_norm > 0 && !(per_tok <= b->o.max_grad_norm)) {
+        br_conn_fail(c, BR_ERR_BAD_DATA, "gradient norm %.3g per loss token exceeds the limit %.3g",
+                     per_tok, b->o.max_grad_norm);
+        return;
+    }
+    if (c->up_tokens > (uint64_t)c->up_samples * 1000000ull) {
+        br_conn_fail(c, BR_ERR_BAD_DATA, "upload claims %llu loss tokens for %llu samples",
+                     (unsigned long long)c->up_tokens, (unsigned long long)c->up_samples);
+        return;
+    }
+    Pending *p = cx_calloc(1, sizeof *p);
+    *p = (Pending){.vol = c->vol, .round = c->up_round, .start = c->assigned_start, .samples = c->up_samples,
+                   .tokens = c->up_tokens, .loss = c->up_loss, .aux = c->up_aux, .g = c->up,
+                   .up_bytes = c->up_bytes, .up_s = cx_now() - c->up_t_first,
+                   .t_first = c->up_t_first, .t_done = cx_now()};
+    c->up = NULL;
+    p->next = b->rounds.pending;
+    b->rounds.pending = p;
+    c->vol->uploads++;
+    c->assigned_round = 0;
+    c->assigned_samples = 0;
+    upload_reset(c);
+}
+
+void br_rounds_conn_closed(Conn *c, const char *why) {
+    BridgeServer *b = c->b;
+    if (c->vol && c->assigned_round) {  // its share of a round will not arrive
+        c->vol->lost += c->assigned_samples;
+        if (c->assigned_round == b->rounds.round) b->rounds.lost += c->assigned_samples;
+        br_vol_event(b, c->vol, "lost", c->assigned_round, c->assigned_samples, why);
+    }
+}
+
+// ---- the Averager ----
+
+// A live volunteer more than max_lag rounds behind cannot follow the run at its pace (its
+// downlink or CPU is too slow for the rounds' results): it is dropped with the reason and
+// may rejoin with a fresh state, instead of piling up results in its output queue.
+static void drop_laggards(BridgeServer *b, uint64_t done) {
+    const uint64_t max_lag = (uint64_t)(b->o.history / 2 > 2 ? b->o.history / 2 : 2);
+    for (Conn *c = b->conns; c; c = c->next)
+        if (!c->closing && c->state == C_LIVE && c->assigned_round == 0 && c->up_next == 0 &&
+            c->acked_step + max_lag < done)
+            br_conn_fail(c, BR_ERR_STATE, "%llu rounds behind the run (at most %llu): too slow to "
+                         "follow it; rejoin to download a fresh state",
+                         (unsigned long long)(done - c->acked_step), (unsigned long long)max_lag);
+}
+
+static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
+    BridgeServer *b = ctx;
+    bridge_pump(b, 0);
+    uint64_t done = (uint64_t)b->tr->optim.step;
+    drop_laggards(b, done);
+    double t0 = cx_now();
+    if (b->o.wait_volunteers > 0 && !b->rounds.waited) {
+        // the first round waits (bounded) for the volunteers the host expects
+        br_log(b, "waiting up to %.0f s for %d volunteer(s)", b->o.wait_timeout_s, b->o.wait_volunteers);
+        while (cx_now() - t0 < b->o.wait_timeout_s) {
+            int ready = 0;
+            for (Conn *c = b->conns; c; c = c->next)
+                ready += !c->closing && c->state == C_LIVE && c->acked_step == done;
+            if (ready >= b->o.wait_volunteers) break;
+            bridge_pump(b, 0.05);
+        }
+        b->rounds.waited = 1;
+    }
+    for (Vol *v = b->vols; v; v = v->next) v->round_accepted = 0;
+    b->rounds.round = done + 1;
+    b->rounds.hash_before = cx_checksum(b->tr->task.params, b->n);
+    // eligible: live, in step (it has applied, or is about to apply, the last round: the
+    // last round's result precedes this ROUND_OPEN on its connection, so it computes its
+    // share on the right parameters without the bridge waiting for its confirmation), and
+    // no upload outstanding
+    int n_elig = 0;
+    Conn *elig[BR_PLAN_MAX_VOLUNTEERS];
+    for (Conn *c = b->conns; c && n_elig < BR_PLAN_MAX_VOLUNTEERS; c = c->next)
+        if (!c->closing && c->state == C_LIVE && c->acked_step + 1 >= done &&
+            c->assigned_round == 0 && c->up_next == 0)
+            elig[n_elig++] = c;
+    // the plan takes them in joining order: the newest connections are the first in the
+    // list, so walk it backwards (live connections always have a volunteer)
+    Conn *joined[BR_PLAN_MAX_VOLUNTEERS];
+    BrPlanSpeed speed[BR_PLAN_MAX_VOLUNTEERS];
+    for (int j = 0; j < n_elig; j++) {
+        joined[j] = elig[n_elig - 1 - j];
+        speed[j] = joined[j]->vol->speed;
+    }
+    BrPlanParams pp = {.global_batch = G, .n_trainers = hybrid_n_trainers(b->h),
+                       .trainer_rate = b->rounds.trainer_rate, .probe_samples = b->o.probe_samples,
+                       .equal = b->o.plan_equal};
+    long share[BR_PLAN_MAX_VOLUNTEERS];
+    int nv = br_plan_round(&pp, speed, n_elig, share, &b->rounds.trainer_samples);
+    for (int j = 0; j < n_elig; j++) joined[j]->vol->speed.idle_rounds = speed[j].idle_rounds;
+    int first = n_elig - nv;  // joined[first..n_elig) are in the plan
+    b->rounds.assigned = nv;
+    b->rounds.assigned_samples = 0;
+    b->rounds.fresh = b->rounds.stale = b->rounds.dropped = b->rounds.lost = 0;
+    b->rounds.up_bytes = b->rounds.up_s = 0;
+    HybridPlan plan = {.step = (int64_t)b->rounds.round, .trainer_samples = b->rounds.trainer_samples,
+                       .volunteers = nv};
+    if (hybrid_bcast_plan(b->h, &plan, err) != 0) return -1;
+    b->rounds.t_open = cx_now();
+    b->rounds.t_deadline = b->rounds.t_open + b->o.deadline_s;
+    b->rounds.open = 1;
+    uint64_t pos = (uint64_t)b->rounds.trainer_samples;
+    for (int j = first; j < n_elig; j++) {
+        Conn *c = joined[j];
+        uint64_t s_lo = pos, s_hi = pos + (uint64_t)share[j];
+        pos = s_hi;
+        if (s_hi == s_lo) {  // no share this round: it just applies the step
+            send_round_open(c, b->rounds.round, b->rounds.hash_before, 0, 0);
+            continue;
+        }
+        c->assigned_round = b->rounds.round;
+        c->assigned_start = b->tr->samples_seen + s_lo;
+        c->assigned_samples = s_hi - s_lo;
+        b->rounds.assigned_samples += s_hi - s_lo;
+        send_round_open(c, b->rounds.round, b->rounds.hash_before, b->tr->samples_seen + s_lo, s_hi - s_lo);
+    }
+    for (Conn *c = b->conns; c; c = c->next)
+        if (!c->closing && c->state == C_LIVE && c->opened_round != b->rounds.round)
+            send_round_open(c, b->rounds.round, b->rounds.hash_before, 0, 0);
+    *lo = *hi = 0;
+    return 0;
+}
+
+static int outstanding(BridgeServer *b) {
+    int n = 0;
+    for (Conn *c = b->conns; c; c = c->next) n += !c->closing && c->assigned_round == b->rounds.round;
+    return n;
+}
+
+static int cmp_pending(const void *a, const void *b) {
+    const Pending *x = *(Pending *const *)a, *y = *(Pending *const *)b;
+    if (x->round != y->round) return x->round < y->round ? -1 : 1;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_stats, char *err) {
+    BridgeServer *b = ctx;
+    CHECK(n == b->n && n_stats == STAT_COUNT, "bridge_sum: unexpected arena");
+    // wait for the uploads of this round, at most until the deadline
+    while (outstanding(b) > 0) {
+        double left = b->rounds.t_deadline - cx_now();
+        if (left <= 0) break;
+        bridge_pump(b, left < 0.05 ? left : 0.05);
+    }
+    double t_wait = cx_now();
+    b->rounds.wait_s = t_wait - b->rounds.t_open;
+    // late shares of this round: they may still count next round
+    for (Conn *c = b->conns; c; c = c->next)
+        if (!c->closing && c->assigned_round == b->rounds.round && c->vol) {
+            br_log(b, "%s missed the deadline of round %llu (%.1f s)", br_conn_label(c),
+                   (unsigned long long)b->rounds.round, b->o.deadline_s);
+            br_vol_event(b, c->vol, "late", b->rounds.round, c->assigned_samples, NULL);
+        }
+    // this round's uploads and the late ones of recent rounds, summed in a fixed order
+    // (round, then first sample) so that a run does not depend on upload arrival order
+    int n_p = 0;
+    for (Pending *p = b->rounds.pending; p; p = p->next) n_p++;
+    Pending **arr = cx_calloc((size_t)n_p + 1, sizeof *arr);
+    n_p = 0;
+    for (Pending *p = b->rounds.pending; p; p = p->next) arr[n_p++] = p;
+    qsort(arr, (size_t)n_p, sizeof *arr, cmp_pending);
+    b->rounds.pending = NULL;
+    for (int i = 0; i < n_p; i++) {
+        Pending *p = arr[i];
+        uint64_t age = b->rounds.round - p->round;
+        if (age <= (uint64_t)b->o.max_staleness) {
+            nn_add_forward(grads, grads, p->g, n);
+            stats[STAT_LOSS_SUM] += p->loss;
+            stats[STAT_TOKENS] += (double)p->tokens;
+            stats[STAT_SAMPLES] += (double)p->samples;
+            stats[STAT_AUX_SUM] += p->aux;
+            stats[STAT_PARTICIPANTS] += 1;
+            p->vol->round_accepted += p->samples;
+            if (p->up_s > 0 && p->up_bytes > 0) p->vol->up_mbit = p->up_bytes * 8 / p->up_s / 1e6;
+            b->rounds.up_bytes += p->up_bytes;
+            b->rounds.up_s += p->up_s;
+            if (age == 0) {
+                // speed: compute (with the wait for the last result) until the first chunk,
+                // then the upload; the first chunk's own transfer is scaled in
+                double dt = p->t_first - b->rounds.t_open, up = p->t_done - p->t_first;
+                if (p->up_bytes > 0 && p->up_s > 0) up += p->up_s / p->up_bytes * 262144.0;
+                br_plan_note_upload(&p->vol->speed, p->samples, dt, up);
+                b->rounds.fresh += p->samples;
+                p->vol->fresh += p->samples;
+                br_vol_event(b, p->vol, "accepted", b->rounds.round, p->samples, NULL);
+            } else {
+                b->rounds.stale += p->samples;
+                p->vol->stale += p->samples;
+                br_vol_event(b, p->vol, "accepted-stale", b->rounds.round, p->samples, NULL);
+            }
+        } else {
+            b->rounds.dropped += p->samples;
+            p->vol->dropped += p->samples;
+            br_vol_event(b, p->vol, "dropped-stale", b->rounds.round, p->samples, NULL);
+        }
+        if (b->rounds.n_spare < SPARE_UPLOADS) b->rounds.spare[b->rounds.n_spare++] = p->g;
+        else free(p->g);
+        free(p);
+    }
+    free(arr);
+    // late shares stay assigned (their upload may still arrive and count next round)...
+    // but their connection becomes eligible again only after it lands
+    hybrid_sum_start(b->h);
+    double t_ar = cx_now();
+    while (!hybrid_sum_poll(b->h)) bridge_pump(b, 0.001);
+    if (hybrid_sum_finish(b->h, stats, n_stats, err) != 0) return -1;
+    b->rounds.allreduce_s = cx_now() - t_ar;
+    // the trainers' speed (samples per second per trainer) for the next plan
+    b->rounds.trainer_rate = br_plan_note_trainers(b->rounds.trainer_rate,
+                                                   b->rounds.trainer_samples,
+                                                   hybrid_n_trainers(b->h), stats[STAT_COMPUTE_S]);
+    b->rounds.open = 0;
+    // results to every live volunteer; keep them for late joiners
+    HistRound *h = &b->rounds.hist[b->rounds.hist_head];
+    b->rounds.hist_head = (b->rounds.hist_head + 1) % b->o.history;
+    if (b->rounds.hist_n < b->o.history) b->rounds.hist_n++;
+    h->round = b->rounds.round;
+    h->hash_before = b->rounds.hash_before;
+    h->samples = (uint64_t)stats[STAT_SAMPLES];
+    h->tokens = (uint64_t)stats[STAT_TOKENS];
+    h->participants = (uint32_t)stats[STAT_PARTICIPANTS];
+    h->loss = stats[STAT_LOSS_SUM];
+    h->aux = stats[STAT_AUX_SUM];
+    hist_encode(b, h, grads);
+    for (Conn *c = b->conns; c; c = c->next)
+        if (!c->closing && c->state == C_LIVE)
+            send_round_result(c, h, c->vol ? c->vol->round_accepted : 0);
+    return 0;
+}
+
+Averager bridge_averager(BridgeServer *b) {
+    return (Averager){.ctx = b, .sum = bridge_sum, .plan = bridge_plan, .plan_ctx = b,
+                      .rank = 0, .n_ranks = 1};
+}
+
+void bridge_after_step(BridgeServer *b, const StepResult *r) {
+    const Rounds *rd = &b->rounds;
+    double now = cx_now() - b->t_start;
+    int live = bridge_live_volunteers(b);
+    if (b->csv) {  // the columns of RUNCOLS_BRIDGE
+        fprintf(b->csv, "%.3f,%ld,%ld,%ld,%d,%llu,%llu,%llu,%llu,%llu,%d,%d,%.6f,%.4f,%.4f,%.0f,%.0f,%.0f,%.4f\n",
+                now, r->step, r->samples, rd->trainer_samples, rd->assigned,
+                (unsigned long long)rd->assigned_samples, (unsigned long long)rd->fresh,
+                (unsigned long long)rd->stale, (unsigned long long)rd->dropped,
+                (unsigned long long)rd->lost, r->participants, live, r->loss, rd->wait_s,
+                rd->allreduce_s, b->bytes_out - b->last_bytes_out, b->bytes_in - b->last_bytes_in, rd->up_bytes,
+                rd->up_s);
+        fflush(b->csv);
+    }
+    b->last_bytes_in = b->bytes_in;
+    b->last_bytes_out = b->bytes_out;
+    br_status_note_step(b, r);
+    if (b->o.log_every > 1 && r->step % b->o.log_every != 0 && r->step != 1 && r->step != b->o.total_steps)
+        return;
+    br_log(b, "step %ld | loss %.4f | samples %ld (trainers %ld, volunteers %llu fresh + %llu stale) "
+              "| %d live volunteer(s) | wait %.2f s",
+           r->step, r->loss, r->samples, rd->trainer_samples, (unsigned long long)rd->fresh,
+           (unsigned long long)rd->stale, live, rd->wait_s);
+}
+
+// ---- set-up and the end of the run ----
+
+void br_rounds_init(BridgeServer *b) {
+    b->rounds.hist = cx_calloc((size_t)b->o.history, sizeof *b->rounds.hist);
+}
+
+void br_rounds_free(BridgeServer *b) {
+    while (b->rounds.pending) {
+        Pending *p = b->rounds.pending;
+        b->rounds.pending = p->next;
+        free(p->g);
+        free(p);
+    }
+    for (int i = 0; i < b->rounds.n_spare; i++) free(b->rounds.spare[i]);
+    for (int i = 0; b->rounds.hist && i < b->o.history; i++) free(b->rounds.hist[i].frames);
+    free(b->rounds.chunk);
+    free(b->rounds.hist);
+}
+
+void br_rounds_report_unfinished(BridgeServer *b) {
+    for (Conn *c = b->conns; c; c = c->next)
+        if (!c->closing && c->assigned_round && c->vol)
+            br_vol_event(b, c->vol, "unfinished", c->assigned_round, c->assigned_samples, "run ended");
+    for (Pending *p = b->rounds.pending; p; p = p->next)
+        br_vol_event(b, p->vol, "unfinished", p->round, p->samples, "run ended");
+}
