@@ -135,15 +135,6 @@ static int token_main(int argc, char **argv) {
     return 2;
 }
 
-// The round's record (RUN_DIR/bridge.csv, the progress line, the status page) once the
-// step is applied.
-static int bridge_round_after_step(void *ctx, Trainer *t, const StepResult *r, char *err) {
-    (void)t;
-    (void)err;
-    bridge_after_step(ctx, r);
-    return 0;
-}
-
 static int parse_double(const char *s, const char *opt, double *out) {
     char *end;
     double v = strtod(s, &end);
@@ -278,7 +269,6 @@ int main(int argc, char **argv) {
         hybrid_abort(h, 1);
     }
     Averager avg = bridge_averager(b);
-    avg.after_step = bridge_round_after_step;
     recipe_wire_averager(&rep, &avg);
     cx_catch_stop_signals(on_signal, 1, 1);
     if (!o.quiet)

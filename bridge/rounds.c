@@ -413,12 +413,24 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
     return 0;
 }
 
-Averager bridge_averager(BridgeServer *b) {
-    return (Averager){.ctx = b, .sum = bridge_sum, .plan = bridge_plan, .plan_ctx = b,
-                      .rank = 0, .n_ranks = 1};
+static void bridge_after_step(BridgeServer *b, const StepResult *r);
+
+// The Averager's after-step: the round's record once its step is applied.
+static int bridge_round_after_step(void *ctx, Trainer *t, const StepResult *r, char *err) {
+    (void)t;
+    (void)err;
+    bridge_after_step(ctx, r);
+    return 0;
 }
 
-void bridge_after_step(BridgeServer *b, const StepResult *r) {
+Averager bridge_averager(BridgeServer *b) {
+    return (Averager){.ctx = b, .sum = bridge_sum, .plan = bridge_plan, .plan_ctx = b,
+                      .after_step = bridge_round_after_step, .rank = 0, .n_ranks = 1};
+}
+
+// Writes the round's row to RUN_DIR/bridge.csv, keeps the status page's loss curve, and
+// prints a progress line.
+static void bridge_after_step(BridgeServer *b, const StepResult *r) {
     const Rounds *rd = &b->rounds;
     double now = cx_now() - b->t_start;
     int live = bridge_live_volunteers(b);

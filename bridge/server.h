@@ -15,7 +15,9 @@
 //         counted) into its gradient and statistics, joins the cluster's all-reduce while
 //         still serving sockets, then sends ROUND_CLOSE and the summed gradient (fp32, so
 //         every replica applies bit-identical updates) to every live volunteer.
-// The optimizer step then runs on the bridge too: it keeps a replica, which is what
+//   after_step  records the round: its row in RUN_DIR/bridge.csv, the status page's loss
+//         curve, a progress line every log_every steps.
+// The optimizer step runs on the bridge too (between sum and after_step): it keeps a replica, which is what
 // volunteers download and what the cluster's replica checks compare.
 //
 // Event loop: libevent 2.1 (Debian's libevent-dev). It is a well-kept library that gives
@@ -73,14 +75,13 @@ typedef struct BridgeServer BridgeServer;
 BridgeServer *bridge_create(const BridgeOptions *o, Trainer *tr, HybridComm *h,
                             const char *config_text, uint64_t data_windows, char *err);
 
-// The Averager the bridge's trainer_step uses (plan + sum as above).
+// The Averager the bridge's trainer_step uses (plan, sum and after_step as above; the
+// code is bridge/rounds.c).
 Averager bridge_averager(BridgeServer *b);
 
 // Serves sockets for up to max_wait_s seconds (returns earlier after some activity).
 void bridge_pump(BridgeServer *b, double max_wait_s);
 
-// After a step: writes the round's row to RUN_DIR/bridge.csv and prints a progress line.
-void bridge_after_step(BridgeServer *b, const StepResult *r);
 
 // Number of volunteers connected and synced.
 int bridge_live_volunteers(const BridgeServer *b);

@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "bridge/codec.h"
+#include "tests/unit/testutil.h"
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 
@@ -447,10 +448,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: test_codec [--speed]\n");
         return 2;
     }
-    static const struct {
-        const char *name;
-        void (*fn)(void);
-    } tests[] = {
+    static const TuTest tests[] = {
         {"fp16 all patterns", test_fp16_all_patterns},
         {"fp32->fp16 sweep against reference", test_sweep},
         {"named cases", test_named_cases},
@@ -458,20 +456,5 @@ int main(int argc, char **argv) {
         {"error feedback", test_error_feedback},
         {"finite check and norm", test_finite_norm},
     };
-    int rc = 0;
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("codec", NULL, NULL);
-    for (size_t i = 0; s && i < sizeof tests / sizeof tests[0]; i++)
-        if (!CU_add_test(s, tests[i].name, tests[i].fn)) s = NULL;
-    if (!s) {
-        fprintf(stderr, "test_codec: cannot register tests: %s\n", CU_get_error_msg());
-        rc = 1;
-    } else {
-        CU_basic_set_mode(CU_BRM_VERBOSE);
-        if (CU_basic_run_tests() != CUE_SUCCESS) rc = 1;
-        if (CU_get_number_of_failures() > 0) rc = 1;
-        if (CU_get_number_of_suites_failed() > 0 || CU_get_number_of_tests_failed() > 0) rc = 1;
-    }
-    CU_cleanup_registry();
-    return rc;
+    return tu_run_suite("codec", tests, sizeof tests / sizeof tests[0]);
 }

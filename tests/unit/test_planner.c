@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "bridge/planner.h"
+#include "tests/unit/testutil.h"
 
 static BrPlanParams params(long G, int NT, double rt, int probe, int equal) {
     return (BrPlanParams){.global_batch = G, .n_trainers = NT, .trainer_rate = rt,
@@ -212,10 +213,7 @@ static void test_note_trainers(void) {
 // ---- main ----
 
 int main(void) {
-    static const struct {
-        const char *name;
-        void (*fn)(void);
-    } tests[] = {
+    static const TuTest tests[] = {
         {"equal plan", test_equal},
         {"batch too small for everyone", test_batch_too_small},
         {"no volunteers", test_no_volunteers},
@@ -228,20 +226,5 @@ int main(void) {
         {"volunteer speed estimate", test_note_upload},
         {"trainer speed estimate", test_note_trainers},
     };
-    int rc = 0;
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("planner", NULL, NULL);
-    for (size_t i = 0; s && i < sizeof tests / sizeof tests[0]; i++)
-        if (!CU_add_test(s, tests[i].name, tests[i].fn)) s = NULL;
-    if (!s) {
-        fprintf(stderr, "test_planner: cannot register tests: %s\n", CU_get_error_msg());
-        rc = 1;
-    } else {
-        CU_basic_set_mode(CU_BRM_VERBOSE);
-        if (CU_basic_run_tests() != CUE_SUCCESS) rc = 1;
-        if (CU_get_number_of_failures() > 0) rc = 1;
-        if (CU_get_number_of_suites_failed() > 0 || CU_get_number_of_tests_failed() > 0) rc = 1;
-    }
-    CU_cleanup_registry();
-    return rc;
+    return tu_run_suite("planner", tests, sizeof tests / sizeof tests[0]);
 }
