@@ -1,4 +1,4 @@
-// ckpt.c: HDF5 checkpoints (layout in ckpt.h and DESIGN.md).
+// ckpt.c: HDF5 checkpoints (layout in ckpt.h and docs/design.md).
 //
 // Files are written with the default (sec2) driver and the HDF5 1.10 file format, so every
 // piece of metadata (superblock, object headers holding attributes and compact data, chunk

@@ -1,4 +1,4 @@
-// ckpt.h: HDF5 checkpoints in the layout of DESIGN.md.
+// ckpt.h: HDF5 checkpoints in the layout of docs/design.md.
 //
 //   /            attrs format="conflux-checkpoint", version=1, model, step, samples_seen,
 //                created (ISO 8601 UTC), writer (program + version)

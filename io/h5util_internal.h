@@ -2,7 +2,7 @@
 // (io/shard.c) code, and the headline pair shards (io/headline.c). Internal to io/: only
 // ckpt.c, shard.c, headline.c and h5util.c include this header (and so <hdf5.h>).
 //
-// Errors follow the second tier of STYLE.md: a helper returns -1 (or NULL, or
+// Errors follow the second tier of docs/style.md: a helper returns -1 (or NULL, or
 // H5I_INVALID_HID) and fills the caller's `why` buffer (H5U_WHY_LEN bytes) with a short
 // message; the caller puts the file name in front ("checkpoint PATH: why"). HDF5's own
 // error stack is turned into that message by h5u_why() and cleared; call h5u_quiet() at

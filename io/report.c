@@ -291,7 +291,7 @@ static int load_metrics(RepRun *r, char *err) {
     Lines L;
     int rc = csv_open(path, 0, NULL, &text, &L, &line, err);
     if (rc != 0) return -1;
-    // DESIGN.md's 12 columns, or runlog's 13 (with valid_loss)
+    // docs/design.md's 12 columns, or runlog's 13 (with valid_loss)
     size_t h12 = strlen(METRICS_HEADER13) - strlen(",valid_loss");
     int ncols;
     if (strcmp(line, METRICS_HEADER13) == 0) ncols = 13;

@@ -1,6 +1,6 @@
 // report.h: reading recorded run directories and comparing runs (conflux-report).
 //
-// A run directory (DESIGN.md "Run directory") holds run.json and metrics.csv (io/runlog.h);
+// A run directory (docs/design.md "Run directory") holds run.json and metrics.csv (io/runlog.h);
 // a collaborative run also holds the bridge's bridge.csv (one row per round) and
 // volunteers.csv (events per volunteer). Only these four files are read.
 //

@@ -25,7 +25,7 @@
 //                  R = L / ref tokens. F = 2PR / (P + R); P, R or F is 0 where its
 //                  denominator is 0 (so an empty hypothesis or reference scores 0).
 //  ROUGE_PAPER     the PyPI package `rouge` 0.3.2 (github.com/pltrdy/rouge), which produced
-//                  the published RIA/Lenta scores (DESIGN.md):
+//                  the published RIA/Lenta scores (docs/design.md):
 //                  - the text is cut at every '.'; each non-empty piece is a sentence whose
 //                    words are its tokens, and a piece of whitespace only is a sentence whose
 //                    one word is the empty string ("a. . b" has the words "a", "", "b");

@@ -1,6 +1,6 @@
-// runlog.h: the run directory contract (DESIGN.md): RUN_DIR/run.json and RUN_DIR/metrics.csv.
+// runlog.h: the run directory contract (docs/design.md): RUN_DIR/run.json and RUN_DIR/metrics.csv.
 //
-// metrics.csv has one row per optimizer step with the columns of DESIGN.md, plus a
+// metrics.csv has one row per optimizer step with the columns of docs/design.md, plus a
 // trailing valid_loss column (empty on steps without validation):
 //   time_s,step,samples,loss,lr,samples_per_s,tokens_per_s,compute_s,comm_s,bytes_sent,
 //   bytes_recv,participants,valid_loss

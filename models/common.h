@@ -1,6 +1,6 @@
 // common.h: error conventions shared by every module.
 //
-// Two tiers of errors (STYLE.md):
+// Two tiers of errors (docs/style.md):
 //  1. bugs and unrecoverable setup failures: CHECK() prints file:line and why, then exits.
 //  2. anything caused by input, files or peers: the function returns -1 and fills the
 //     caller's error buffer (at least CX_ERRLEN bytes) with a message naming what and where.
@@ -17,7 +17,7 @@
 // `return cx_err(err, ...)` reads naturally.
 int cx_err(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-// For command-line tools (DESIGN.md conventions): prints "TOOL: error: MESSAGE" on stderr
+// For command-line tools (docs/design.md conventions): prints "TOOL: error: MESSAGE" on stderr
 // and exits with status; a usage error (status 2) adds "Try 'TOOL --help'.".
 void cx_tool_fail(const char *tool, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4), noreturn));

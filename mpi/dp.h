@@ -55,7 +55,7 @@
 
 // Fatal MPI setup failure: prints "conflux: fatal: rank R host H FILE:LINE: CALL: reason"
 // to stderr and calls MPI_Abort(comm, 1). Use for setup calls only (communicator creation,
-// rank/size queries); errors during a step are returned (tier 2, STYLE.md). The call only
+// rank/size queries); errors during a step are returned (tier 2, docs/style.md). The call only
 // returns an error code to check when the communicator it uses has MPI_ERRORS_RETURN;
 // with the default handler MPI aborts on its own first.
 #define MPI_CHECK(comm, call)                                                     \

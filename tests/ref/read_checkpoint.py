@@ -8,7 +8,7 @@ Run with Debian's interpreter (it has h5py and torch):
         [--alias ALIAS=TARGET ...]      # /params/ALIAS must be a hard link to /params/TARGET
         [--optim NAME]                  # /optim must exist with attribute name=NAME
 
-It checks the layout of DESIGN.md ("Checkpoint"): the root attributes format, version,
+It checks the layout of docs/design.md ("Checkpoint"): the root attributes format, version,
 model, step, samples_seen, created (ISO 8601 UTC) and writer; /config readable as text;
 every /params dataset float32; /optim/<param>/<slot> shaped like its parameter. Then it
 builds the state_dict with nothing but dataset reads, prints one line per tensor, and
