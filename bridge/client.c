@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "bridge/codec.h"
+#include "models/codec.h"
 #include "models/common.h"
 
 #define IN_CAP ((size_t)8 << 20)  // bytes read ahead at most
@@ -334,7 +334,8 @@ static int client_plan(void *ctx, long G, long *lo, long *hi, char *err) {
 
 static int upload(BrClient *c, const float *grads, const double *stats, char *err) {
     int codec = c->welcome.codec;
-    size_t eb = br_codec_elem_bytes(codec);
+    const Codec *k_codec = codec_find(codec);  // the negotiated codec (checked in WELCOME)
+    size_t eb = k_codec->elem_bytes;
     // 256 KiB chunks: small enough to pipeline, large enough that the 76 bytes of framing
     // per chunk cost 0.03%
     size_t per = (c->welcome.max_chunk_bytes < (1u << 18) ? c->welcome.max_chunk_bytes : (1u << 18)) / eb;
@@ -345,8 +346,8 @@ static int upload(BrClient *c, const float *grads, const double *stats, char *er
     int rc = 0;
     for (size_t off = 0; off < c->n && rc == 0; off += per) {
         size_t k = c->n - off < per ? c->n - off : per;
-        if (codec == BR_CODEC_FP16) br_fp16_encode_ef(tmp, grads + off, c->residual + off, k);
-        else br_fp32_encode(tmp, grads + off, k);
+        if (k_codec->encode_ef) k_codec->encode_ef(tmp, grads + off, c->residual + off, k);
+        else k_codec->encode(tmp, grads + off, k);
         BrFrame f = {.type = BR_MSG_GRAD_CHUNK};
         f.m.grad_chunk = (BrGradChunk){.round_id = c->round, .offset = off, .samples = c->share_n,
                                        .tokens = (uint64_t)stats[STAT_TOKENS],
@@ -390,7 +391,7 @@ static int client_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
                          "at %zu in fp32", (unsigned long long)a->round_id,
                          (unsigned long long)a->offset, a->n_elems, a->codec,
                          (unsigned long long)c->round, got);
-        br_fp32_decode(grads + got, a->data, a->n_elems);
+        codec_fp32_decode(grads + got, a->data, a->n_elems);
         if (got == 0) {
             t_first = cx_now();
             b_first = c->st.bytes_recv - (double)(c->in_len - c->in_pos);

@@ -190,8 +190,8 @@ int main(int argc, char **argv) {
             char buf[64];
             snprintf(buf, sizeof buf, "%s", optarg);
             for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-                if (!strcmp(tok, "fp16")) o.codecs |= BR_CODEC_BIT(BR_CODEC_FP16);
-                else if (!strcmp(tok, "fp32")) o.codecs |= BR_CODEC_BIT(BR_CODEC_FP32);
+                const Codec *k = codec_by_name(tok);
+                if (k) o.codecs |= BR_CODEC_BIT(k->id);
                 else {
                     fprintf(stderr, TOOL ": error: unknown codec '%s' (fp16, fp32)\n", tok);
                     return 2;

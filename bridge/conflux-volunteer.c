@@ -199,8 +199,7 @@ int main(int argc, char **argv) {
             sets[n_sets++] = optarg;
             break;
         case 'c':
-            if (!strcmp(optarg, "fp16")) codecs = BR_CODEC_BIT(BR_CODEC_FP16);
-            else if (!strcmp(optarg, "fp32")) codecs = BR_CODEC_BIT(BR_CODEC_FP32);
+            if (codec_by_name(optarg)) codecs = BR_CODEC_BIT(codec_by_name(optarg)->id);
             else {
                 fprintf(stderr, TOOL ": error: --codec must be fp16 or fp32, not '%s'\n", optarg);
                 return 2;
@@ -295,7 +294,7 @@ int main(int argc, char **argv) {
         }
         if (!quiet)
             fprintf(stderr, TOOL ": joined %s as %s (step %llu, %s uploads)\n", join, name,
-                    (unsigned long long)w->step, w->codec == BR_CODEC_FP16 ? "fp16" : "fp32");
+                    (unsigned long long)w->step, codec_find(w->codec)->name);
         if (rep.recipe && !need_state) {
             // reconnecting with a consistent replica: the bridge replays what we missed
             if (br_client_start(cl, (uint64_t)rep.tr.optim.step, rep.tr.task.params,

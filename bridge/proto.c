@@ -193,16 +193,11 @@ const char *br_proto_type_name(int type) {
     return type_known(type) ? type_names[type] : "unknown";
 }
 
-size_t br_proto_codec_elem_bytes(int codec) {
-    switch (codec) {
-    case BR_CODEC_FP32: return 4;
-    case BR_CODEC_FP16: return 2;
-    default: return 0;
-    }
-}
+size_t br_proto_codec_elem_bytes(int codec) { return codec_elem_bytes(codec); }
 
 static const char *codec_name(int codec) {
-    return codec == BR_CODEC_FP32 ? "fp32" : codec == BR_CODEC_FP16 ? "fp16" : "unknown";
+    const Codec *k = codec_find(codec);
+    return k ? k->name : "unknown";
 }
 
 BrProtoLimits br_proto_limits_default(void) {

@@ -61,6 +61,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "models/codec.h"
 #include "models/common.h"
 
 #define BR_PROTO_MAGIC "CXBR"
@@ -117,10 +118,10 @@ typedef enum BrMsgType {
 #define BR_MSG_BIT(t) (1u << (t))
 #define BR_MSG_ALL 0x1ffeu // every type 1..12
 
-// Gradient codecs: the value on the wire, and the bit in HELLO's codecs mask.
+// Gradient codecs (models/codec.h): the value on the wire, and the bit in HELLO's codecs mask.
 typedef enum BrCodec {
-    BR_CODEC_FP32 = 1,  // IEEE binary32, 4 bytes per element, little-endian
-    BR_CODEC_FP16 = 2,  // IEEE binary16, 2 bytes per element, little-endian
+    BR_CODEC_FP32 = CODEC_FP32,  // IEEE binary32, 4 bytes per element, little-endian
+    BR_CODEC_FP16 = CODEC_FP16,  // IEEE binary16, 2 bytes per element, little-endian
 } BrCodec;
 #define BR_CODEC_BIT(c) (1u << (c))
 

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bridge/codec.h"
+#include "models/codec.h"
 #include "bridge/planner.h"
 #include "bridge/server_internal.h"
 #include "models/common.h"
@@ -82,7 +82,7 @@ static void hist_encode(BridgeServer *b, HistRound *h, const float *sum) {
     char err[CX_ERRLEN];
     for (size_t off = 0; off < b->n; off += per) {
         size_t k = b->n - off < per ? b->n - off : per;
-        br_fp32_encode(b->rounds.chunk, sum + off, k);
+        codec_fp32_encode(b->rounds.chunk, sum + off, k);
         BrFrame a = {.type = BR_MSG_AVG_CHUNK};
         a.m.avg_chunk = (BrAvgChunk){.round_id = h->round, .offset = off, .n_elems = (uint32_t)k,
                                      .codec = BR_CODEC_FP32, .data = b->rounds.chunk};
@@ -166,19 +166,18 @@ void br_rounds_on_grad_chunk(Conn *c, const BrGradChunk *m) {
         return;
     }
     float *dst = c->up + m->offset;
-    if (m->codec == BR_CODEC_FP16) br_fp16_decode(dst, m->data, m->n_elems);
-    else br_fp32_decode(dst, m->data, m->n_elems);
+    codec_find(m->codec)->decode(dst, m->data, m->n_elems);  // the decoder checked the id
     size_t bad;
-    if (!br_check_finite(dst, m->n_elems, &bad)) {
+    if (!codec_check_finite(dst, m->n_elems, &bad)) {
         br_conn_fail(c, BR_ERR_BAD_DATA, "gradient element %llu is %g",
                      (unsigned long long)(m->offset + bad), (double)dst[bad]);
         return;
     }
     c->up_next += m->n_elems;
-    if (m->offset > 0) c->up_bytes += (double)m->n_elems * (double)br_codec_elem_bytes(m->codec) + BR_PROTO_HEADER_BYTES + BR_GRAD_CHUNK_FIXED_BYTES;
+    if (m->offset > 0) c->up_bytes += (double)m->n_elems * (double)codec_elem_bytes(m->codec) + BR_PROTO_HEADER_BYTES + BR_GRAD_CHUNK_FIXED_BYTES;
     if (c->up_next < b->n) return;
     // complete: check the norm, then hand it to the rounds
-    double norm = br_l2norm(c->up, b->n);
+    double norm = codec_l2norm(c->up, b->n);
     double per_tok = c->up_tokens > 0 ? norm / (double)c->up_tokens : norm;
     if (b->o.max_grad_norm > 0 && !(per_tok <= b->o.max_grad_norm)) {
         br_conn_fail(c, BR_ERR_BAD_DATA, "gradient norm %.3g per loss token exceeds the limit %.3g",

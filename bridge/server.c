@@ -255,7 +255,7 @@ static void on_hello(Conn *c, const BrHello *m) {
                               .max_chunk_bytes = b->lim.max_chunk_bytes, .codec = (uint8_t)codec};
     br_conn_send(c, &f);
     br_log(b, "%s joined (%s, codec %s, state %zu bytes at step %llu)", br_conn_label(c),
-           m->resume ? "resuming" : "new", codec == BR_CODEC_FP16 ? "fp16" : "fp32", s->n,
+           m->resume ? "resuming" : "new", codec_find(codec)->name, s->n,
            (unsigned long long)s->step);
     br_vol_event(b, v, "joined", (uint64_t)b->tr->optim.step, 0, c->peer);
 }

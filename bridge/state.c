@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bridge/codec.h"
+#include "models/codec.h"
 #include "bridge/proto.h"
 #include "models/common.h"
 
@@ -38,7 +38,7 @@ size_t br_state_write(uint8_t *buf, const BrState *s) {
     p += s->config_bytes;
     const float *arr[3] = {s->params, s->m, s->v};
     for (int k = 0; k < 3; k++) {
-        br_fp32_encode(p, arr[k], s->n_params);
+        codec_fp32_encode(p, arr[k], s->n_params);
         p += s->n_params * sizeof(float);
     }
     put_u32(p, br_crc32c(0, buf, (size_t)(p - buf)));
@@ -77,7 +77,7 @@ int br_state_parse(const uint8_t *buf, size_t n, BrState *s, char *err) {
     }
     memcpy(text, buf + BR_STATE_HEADER_BYTES, cfg);
     text[cfg] = 0;
-    br_fp32_decode(arr, buf + BR_STATE_HEADER_BYTES + cfg, 3 * n_params);
+    codec_fp32_decode(arr, buf + BR_STATE_HEADER_BYTES + cfg, 3 * n_params);
     s->config = text;
     s->params = arr;
     s->m = arr + n_params;

@@ -24,7 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "bridge/codec.h"
+#include "models/codec.h"
 #include "bridge/proto.h"
 #include "models/common.h"
 #include "models/train.h"
@@ -177,7 +177,7 @@ int main(int argc, char **argv) {
         if (recv_frame(&f, patience) != 1 || f.type != BR_MSG_WELCOME) die("no WELCOME");
         float g[4] = {0};
         uint8_t d[16];
-        br_fp32_encode(d, g, 4);
+        codec_fp32_encode(d, g, 4);
         BrFrame u = {.type = BR_MSG_GRAD_CHUNK};
         u.m.grad_chunk = (BrGradChunk){.round_id = 1, .samples = 1, .n_elems = 4, .codec = BR_CODEC_FP32, .data = d};
         send_frame(&u);
@@ -221,7 +221,7 @@ int main(int argc, char **argv) {
     } else {
         die("unknown mode");
     }
-    br_fp32_encode(d, g, k);
+    codec_fp32_encode(d, g, k);
     send_frame(&u);
     if (!strcmp(mode, "norm")) {  // the norm is judged on the whole gradient: send the rest
         for (uint64_t off = k; off < n; off += k) {

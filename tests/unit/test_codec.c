@@ -1,4 +1,4 @@
-// test_codec.c: the gradient wire codecs (bridge/codec.h): pure functions, no sockets.
+// test_codec.c: the gradient wire codecs (models/codec.h): pure functions, no sockets.
 //
 // - Every one of the 65536 binary16 patterns decodes and re-encodes to itself (NaNs stay
 //   NaNs with the quiet bit set and the sign kept); decoding agrees with a reference computed
@@ -13,7 +13,7 @@
 // - Error feedback: over 20000 rounds the decoded sum tracks the input sum within one fp16
 //   ulp at rounds 10, 100, 1000, 20000 (the error does not grow), while plain encoding of the
 //   same inputs drifts by thousands of ulps.
-// - br_check_finite finds the first NaN/inf; br_l2norm against a double sum.
+// - codec_check_finite finds the first NaN/inf; codec_l2norm against a double sum.
 //
 // Exit status: 0 when every assertion passed, 1 otherwise.
 #include <CUnit/Basic.h>
@@ -23,7 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "bridge/codec.h"
+#include "models/codec.h"
 #include "tests/unit/testutil.h"
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
@@ -94,9 +94,9 @@ static uint16_t conv_ref(float f) {
 static void test_fp16_all_patterns(void) {
     int bad_rt = 0, bad_val = 0;
     for (uint32_t h = 0; h < 65536; h++) {
-        float f = br_fp16_to_fp32((uint16_t)h);
+        float f = codec_fp16_to_fp32((uint16_t)h);
         double want = h_value_ref((uint16_t)h);
-        uint16_t back = br_fp16_from_fp32(f);
+        uint16_t back = codec_fp16_from_fp32(f);
         int is_nan = (h & 0x7c00) == 0x7c00 && (h & 0x3ff);
         if (is_nan) {
             if (!isnan(f) || (u_of(f) >> 31) != (h >> 15)) bad_val++;
@@ -118,14 +118,14 @@ static void test_fp16_all_patterns(void) {
         bytes[2 * h] = (uint8_t)h;
         bytes[2 * h + 1] = (uint8_t)(h >> 8);
     }
-    br_fp16_decode(f, bytes, 65536);
-    br_fp16_encode(back, f, 65536);
+    codec_fp16_decode(f, bytes, 65536);
+    codec_fp16_encode(back, f, 65536);
     int bad = 0;
     for (uint32_t h = 0; h < 65536; h++) {
         uint16_t got = (uint16_t)(back[2 * h] | back[2 * h + 1] << 8);
         uint16_t want = ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) ? (uint16_t)(h | 0x200)
                                                                 : (uint16_t)h;
-        if (got != want || u_of(f[h]) != u_of(br_fp16_to_fp32((uint16_t)h))) bad++;
+        if (got != want || u_of(f[h]) != u_of(codec_fp16_to_fp32((uint16_t)h))) bad++;
     }
     CU_ASSERT_EQUAL(bad, 0);
     free(bytes);
@@ -139,7 +139,7 @@ static int g_mismatch_reports;
 
 static int check_one(uint32_t u) {
     float f = f_of(u);
-    uint16_t got = br_fp16_from_fp32(f), want = conv_ref(f);
+    uint16_t got = codec_fp16_from_fp32(f), want = conv_ref(f);
     if (got == want) return 0;
     if (g_mismatch_reports++ < 5)
         fprintf(stderr, "  fp32 0x%08x (%a): got 0x%04x, want 0x%04x\n", u, (double)f, got,
@@ -200,40 +200,54 @@ static void test_sweep(void) {
 
 static void test_named_cases(void) {
     // ties to even
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(1.0f + 0x1p-11f), 0x3c00);  // 1 + half ulp -> 1
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(1.0f + 3 * 0x1p-11f), 0x3c02);  // -> 1 + 2 ulp
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(1.0f + 0x1p-11f + 0x1p-23f), 0x3c01);  // above half
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(2049.0f), 0x6800);   // 2048 (even), not 2050
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(2051.0f), 0x6802);   // 2052 (even)
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(0x1p-25f), 0x0000);  // tie between 0 and 2^-24
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(0x1.8p-24f), 0x0002);  // tie 1 and 2 -> 2
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(0x1.4p-23f), 0x0002);  // 2.5 -> 2
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(0x1.ffcp-15f), 0x0400);  // 1023.5 * 2^-24 -> 2^-14
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(2047.5f * 0x1p-10f), 0x4000);  // carry into exponent
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(1.0f + 0x1p-11f), 0x3c00);  // 1 + half ulp -> 1
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(1.0f + 3 * 0x1p-11f), 0x3c02);  // -> 1 + 2 ulp
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(1.0f + 0x1p-11f + 0x1p-23f), 0x3c01);  // above half
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(2049.0f), 0x6800);   // 2048 (even), not 2050
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(2051.0f), 0x6802);   // 2052 (even)
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(0x1p-25f), 0x0000);  // tie between 0 and 2^-24
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(0x1.8p-24f), 0x0002);  // tie 1 and 2 -> 2
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(0x1.4p-23f), 0x0002);  // 2.5 -> 2
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(0x1.ffcp-15f), 0x0400);  // 1023.5 * 2^-24 -> 2^-14
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(2047.5f * 0x1p-10f), 0x4000);  // carry into exponent
     // overflow, underflow, signed zero, inf, NaN
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(65504.0f), 0x7bff);
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(65519.996f), 0x7bff);
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(65520.0f), 0x7c00);
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(-1e30f), 0xfc00);
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(INFINITY), 0x7c00);
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(-INFINITY), 0xfc00);
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(0x1.000002p-25f), 0x0001);  // just above the tie
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(1e-30f), 0x0000);
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(-1e-30f), 0x8000);
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(0.0f), 0x0000);
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(-0.0f), 0x8000);
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(f_of(0x00000001u)), 0x0000);  // fp32 subnormal
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(f_of(0x7f800001u)), 0x7e00);  // sNaN, low payload
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(f_of(0xffc00000u)), 0xfe00);  // -qNaN
-    CU_ASSERT_EQUAL(br_fp16_from_fp32(f_of(0x7fa02000u)), 0x7f01);  // payload kept, quieted
-    CU_ASSERT(signbit(br_fp16_to_fp32(0x8000)) && br_fp16_to_fp32(0x8000) == 0.0f);
-    CU_ASSERT_EQUAL(br_fp16_to_fp32(0x0001), 0x1p-24f);
-    CU_ASSERT_EQUAL(br_fp16_to_fp32(0x7bff), 65504.0f);
-    CU_ASSERT(isnan(br_fp16_to_fp32(0x7c01)));
-    CU_ASSERT_EQUAL(br_codec_elem_bytes(BR_CODEC_FP32), 4);
-    CU_ASSERT_EQUAL(br_codec_elem_bytes(BR_CODEC_FP16), 2);
-    CU_ASSERT_EQUAL(br_codec_elem_bytes(0), 0);
-    CU_ASSERT_EQUAL(br_codec_elem_bytes(3), 0);
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(65504.0f), 0x7bff);
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(65519.996f), 0x7bff);
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(65520.0f), 0x7c00);
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(-1e30f), 0xfc00);
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(INFINITY), 0x7c00);
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(-INFINITY), 0xfc00);
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(0x1.000002p-25f), 0x0001);  // just above the tie
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(1e-30f), 0x0000);
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(-1e-30f), 0x8000);
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(0.0f), 0x0000);
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(-0.0f), 0x8000);
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(f_of(0x00000001u)), 0x0000);  // fp32 subnormal
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(f_of(0x7f800001u)), 0x7e00);  // sNaN, low payload
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(f_of(0xffc00000u)), 0xfe00);  // -qNaN
+    CU_ASSERT_EQUAL(codec_fp16_from_fp32(f_of(0x7fa02000u)), 0x7f01);  // payload kept, quieted
+    CU_ASSERT(signbit(codec_fp16_to_fp32(0x8000)) && codec_fp16_to_fp32(0x8000) == 0.0f);
+    CU_ASSERT_EQUAL(codec_fp16_to_fp32(0x0001), 0x1p-24f);
+    CU_ASSERT_EQUAL(codec_fp16_to_fp32(0x7bff), 65504.0f);
+    CU_ASSERT(isnan(codec_fp16_to_fp32(0x7c01)));
+    CU_ASSERT_EQUAL(codec_elem_bytes(CODEC_FP32), 4);
+    CU_ASSERT_EQUAL(codec_elem_bytes(CODEC_FP16), 2);
+    CU_ASSERT_EQUAL(codec_elem_bytes(0), 0);
+    CU_ASSERT_EQUAL(codec_elem_bytes(3), 0);
+    // the table any averaging strategy uses: ids, names, sizes and the same functions
+    const Codec *h = codec_find(CODEC_FP16), *f = codec_find(CODEC_FP32);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_PTR_NULL(codec_find(0));
+    CU_ASSERT_PTR_EQUAL(codec_by_name("fp16"), h);
+    CU_ASSERT_PTR_EQUAL(codec_by_name("fp32"), f);
+    CU_ASSERT_PTR_NULL(codec_by_name("int8"));
+    CU_ASSERT_STRING_EQUAL(h->name, "fp16");
+    CU_ASSERT_EQUAL(h->elem_bytes, 2);
+    CU_ASSERT_EQUAL(f->elem_bytes, 4);
+    CU_ASSERT(h->encode == codec_fp16_encode && h->encode_ef == codec_fp16_encode_ef &&
+              h->decode == codec_fp16_decode);
+    CU_ASSERT(f->encode == codec_fp32_encode && f->encode_ef == NULL && f->decode == codec_fp32_decode);
 }
 
 // ---- arrays: lengths, tails, byte order ----
@@ -247,29 +261,29 @@ static void test_arrays(void) {
     for (size_t n = 0; n <= N; n += (n < 20 ? 1 : 37)) {
         for (size_t off = 0; off <= 1; off++) {  // odd byte offsets: no alignment assumed
             memset(b16, 0xaa, sizeof b16);
-            br_fp16_encode(b16 + off, in + off, n);
+            codec_fp16_encode(b16 + off, in + off, n);
             for (size_t i = 0; i < n; i++) {
-                uint16_t h = br_fp16_from_fp32(in[off + i]);
+                uint16_t h = codec_fp16_from_fp32(in[off + i]);
                 if (b16[off + 2 * i] != (uint8_t)h || b16[off + 2 * i + 1] != (uint8_t)(h >> 8))
                     bad++;
             }
             if (b16[off + 2 * n] != 0xaa) bad++;  // nothing written past the end
             out[n] = 7.0f;
-            br_fp16_decode(out, b16 + off, n);
+            codec_fp16_decode(out, b16 + off, n);
             for (size_t i = 0; i < n; i++) {
                 uint16_t h = (uint16_t)(b16[off + 2 * i] | b16[off + 2 * i + 1] << 8);
-                if (u_of(out[i]) != u_of(br_fp16_to_fp32(h))) bad++;
+                if (u_of(out[i]) != u_of(codec_fp16_to_fp32(h))) bad++;
             }
             if (out[n] != 7.0f) bad++;
             memset(b32, 0xaa, sizeof b32);
-            br_fp32_encode(b32 + off, in + off, n);
+            codec_fp32_encode(b32 + off, in + off, n);
             for (size_t i = 0; i < n; i++) {
                 uint32_t u = u_of(in[off + i]);
                 for (int k = 0; k < 4; k++)
                     if (b32[off + 4 * i + (size_t)k] != (uint8_t)(u >> (8 * k))) bad++;
             }
             if (b32[off + 4 * n] != 0xaa) bad++;
-            br_fp32_decode(out, b32 + off, n);
+            codec_fp32_decode(out, b32 + off, n);
             for (size_t i = 0; i < n; i++)
                 if (u_of(out[i]) != u_of(in[off + i])) bad++;
         }
@@ -278,9 +292,9 @@ static void test_arrays(void) {
     // golden bytes
     float g[2] = {1.0f, -2.5f};
     uint8_t gb[8];
-    br_fp16_encode(gb, g, 2);
+    codec_fp16_encode(gb, g, 2);
     CU_ASSERT(gb[0] == 0x00 && gb[1] == 0x3c && gb[2] == 0x00 && gb[3] == 0xc1);
-    br_fp32_encode(gb, g, 2);
+    codec_fp32_encode(gb, g, 2);
     CU_ASSERT(gb[0] == 0 && gb[1] == 0 && gb[2] == 0x80 && gb[3] == 0x3f);
     CU_ASSERT(gb[4] == 0 && gb[5] == 0 && gb[6] == 0x20 && gb[7] == 0xc0);
 }
@@ -318,12 +332,12 @@ static void test_error_feedback(void) {
             g[i] = (float)(base[i] * (1.0 + noise));
             last_v[i] = (double)g[i] + (double)res[i];
         }
-        br_fp16_encode_ef(wire, g, res, N);
-        br_fp16_decode(dec, wire, N);
+        codec_fp16_encode_ef(wire, g, res, N);
+        codec_fp16_decode(dec, wire, N);
         for (int i = 0; i < N; i++) {
             sum_in[i] += g[i];
             sum_ef[i] += dec[i];
-            sum_plain[i] += br_fp16_to_fp32(br_fp16_from_fp32(g[i]));
+            sum_plain[i] += codec_fp16_to_fp32(codec_fp16_from_fp32(g[i]));
             if ((double)res[i] != last_v[i] - (double)dec[i] &&
                 (float)last_v[i] - dec[i] != res[i])
                 bad_res++;
@@ -354,7 +368,7 @@ static void test_error_feedback(void) {
     // Overflow: the value goes to inf and the residual stays finite (zero).
     float big[2] = {1e6f, -1.0f}, r2[2] = {0.0f, 0.25f};
     uint8_t w2[4];
-    br_fp16_encode_ef(w2, big, r2, 2);
+    codec_fp16_encode_ef(w2, big, r2, 2);
     CU_ASSERT(w2[0] == 0x00 && w2[1] == 0x7c);
     CU_ASSERT(r2[0] == 0.0f);
     CU_ASSERT(w2[2] == 0x00 && w2[3] == 0xba && r2[1] == 0.0f);  // -0.75 is exact
@@ -367,9 +381,9 @@ static void test_finite_norm(void) {
     static float x[N];
     for (int i = 0; i < N; i++) x[i] = (float)(i % 7) - 3.0f;
     size_t bad = 12345;
-    CU_ASSERT_EQUAL(br_check_finite(x, N, &bad), 1);
+    CU_ASSERT_EQUAL(codec_check_finite(x, N, &bad), 1);
     CU_ASSERT_EQUAL(bad, 12345);
-    CU_ASSERT_EQUAL(br_check_finite(x, 0, &bad), 1);
+    CU_ASSERT_EQUAL(codec_check_finite(x, 0, &bad), 1);
     static const size_t pos[] = {0, 1, 255, 256, 257, 511, 700, N - 1};
     float specials[3] = {NAN, INFINITY, -INFINITY};
     for (size_t p = 0; p < sizeof pos / sizeof pos[0]; p++) {
@@ -377,28 +391,28 @@ static void test_finite_norm(void) {
             float saved = x[pos[p]];
             x[pos[p]] = specials[s];
             if (pos[p] + 3 < N) x[pos[p] + 3] = NAN;  // a later bad one is not reported
-            CU_ASSERT_EQUAL(br_check_finite(x, N, &bad), 0);
+            CU_ASSERT_EQUAL(codec_check_finite(x, N, &bad), 0);
             CU_ASSERT_EQUAL(bad, pos[p]);
-            CU_ASSERT_EQUAL(br_check_finite(x, N, NULL), 0);
-            CU_ASSERT_EQUAL(br_check_finite(x, pos[p], NULL), 1);  // stops before it
+            CU_ASSERT_EQUAL(codec_check_finite(x, N, NULL), 0);
+            CU_ASSERT_EQUAL(codec_check_finite(x, pos[p], NULL), 1);  // stops before it
             x[pos[p]] = saved;
             if (pos[p] + 3 < N) x[pos[p] + 3] = (float)((pos[p] + 3) % 7) - 3.0f;
         }
     }
-    CU_ASSERT_EQUAL(br_check_finite(x, N, NULL), 1);
+    CU_ASSERT_EQUAL(codec_check_finite(x, N, NULL), 1);
 
     double want = 0.0;
     for (int i = 0; i < N; i++) want += (double)x[i] * x[i];
-    CU_ASSERT(fabs(br_l2norm(x, N) - sqrt(want)) <= 1e-12 * sqrt(want));
-    CU_ASSERT_EQUAL(br_l2norm(x, 0), 0.0);
+    CU_ASSERT(fabs(codec_l2norm(x, N) - sqrt(want)) <= 1e-12 * sqrt(want));
+    CU_ASSERT_EQUAL(codec_l2norm(x, 0), 0.0);
     float three_four[2] = {3.0f, -4.0f};
-    CU_ASSERT_EQUAL(br_l2norm(three_four, 2), 5.0);
+    CU_ASSERT_EQUAL(codec_l2norm(three_four, 2), 5.0);
     float huge[2] = {3e38f, 3e38f};  // squares overflow float, not double
-    CU_ASSERT(fabs(br_l2norm(huge, 2) / (sqrt(2.0) * (double)huge[0]) - 1.0) < 1e-15);
+    CU_ASSERT(fabs(codec_l2norm(huge, 2) / (sqrt(2.0) * (double)huge[0]) - 1.0) < 1e-15);
     x[17] = NAN;
-    CU_ASSERT(!isfinite(br_l2norm(x, N)));
+    CU_ASSERT(!isfinite(codec_l2norm(x, N)));
     x[17] = INFINITY;
-    CU_ASSERT(isinf(br_l2norm(x, N)));
+    CU_ASSERT(isinf(codec_l2norm(x, N)));
 }
 
 // ---- quick throughput loop (--speed; not a benchmark: one run, no warm-up statistics) ----
@@ -415,19 +429,19 @@ static int speed(void) {
     uint8_t *w = malloc(2 * (size_t)N);
     if (!x || !y || !r || !w) return 1;
     for (int i = 0; i < N; i++) x[i] = (float)((double)(rnd() % 100000) * 1e-5 - 0.5);
-    br_fp16_encode(w, x, N);  // warm
+    codec_fp16_encode(w, x, N);  // warm
     double t = now_s();
-    for (int k = 0; k < REPS; k++) br_fp16_encode(w, x, N);
+    for (int k = 0; k < REPS; k++) codec_fp16_encode(w, x, N);
     double t_enc = now_s() - t;
     t = now_s();
-    for (int k = 0; k < REPS; k++) br_fp16_decode(y, w, N);
+    for (int k = 0; k < REPS; k++) codec_fp16_decode(y, w, N);
     double t_dec = now_s() - t;
     t = now_s();
-    for (int k = 0; k < REPS; k++) br_fp16_encode_ef(w, x, r, N);
+    for (int k = 0; k < REPS; k++) codec_fp16_encode_ef(w, x, r, N);
     double t_ef = now_s() - t;
     t = now_s();
     int ok = 1;
-    for (int k = 0; k < REPS; k++) ok &= br_check_finite(y, N, NULL);
+    for (int k = 0; k < REPS; k++) ok &= codec_check_finite(y, N, NULL);
     double t_fin = now_s() - t;
     double mb = (double)N * sizeof(float) * REPS / 1e6;
     printf("codec speed (quick loop, not a benchmark; MB/s of fp32 data, one core):\n"

@@ -1,13 +1,14 @@
-// codec.c: fp32/fp16 wire codecs, finiteness check and norm (see codec.h).
+// codec.c: fp32/fp16 codecs, finiteness check and norm (see codec.h).
 //
 // The element conversions compute every case (normal, subnormal, overflow, NaN) without
 // branches and select the result with conditional expressions, which GCC and Clang turn into
 // vector blends. Arrays are processed in fixed blocks of BLOCK elements through a uint16_t
 // or uint32_t buffer, so the inner loops have a constant trip count and no aliasing between
 // the float input and the byte output (uint8_t may alias anything).
-#include "bridge/codec.h"
+#include "models/codec.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #define BLOCK 256
@@ -19,9 +20,6 @@
 #define HOST_LE 0
 #endif
 
-size_t br_codec_elem_bytes(int codec) {
-    return br_proto_codec_elem_bytes(codec);
-}
 
 // cond ? a : b as a bitwise blend: compilers keep this branch-free (a conditional
 // expression over computed values sometimes stays a branch and stops vectorisation).
@@ -73,13 +71,13 @@ static inline uint32_t f16_to_f32_bits(uint32_t h) {
     return sign | select(e == 0, sub, select(e == 31u, special, normal));
 }
 
-uint16_t br_fp16_from_fp32(float f) {
+uint16_t codec_fp16_from_fp32(float f) {
     uint32_t x;
     memcpy(&x, &f, sizeof x);
     return f32_to_f16_bits(x);
 }
 
-float br_fp16_to_fp32(uint16_t h) {
+float codec_fp16_to_fp32(uint16_t h) {
     uint32_t x = f16_to_f32_bits(h);
     float f;
     memcpy(&f, &x, sizeof f);
@@ -106,7 +104,7 @@ static void get_u16s(uint16_t *restrict h, const uint8_t *restrict in, size_t n)
     for (size_t i = 0; i < n; i++) h[i] = (uint16_t)(in[2 * i] | in[2 * i + 1] << 8);
 }
 
-void br_fp16_encode(uint8_t *out, const float *in, size_t n) {
+void codec_fp16_encode(uint8_t *out, const float *in, size_t n) {
     uint32_t x[BLOCK];
     uint16_t h[BLOCK];
     for (size_t i0 = 0; i0 < n; i0 += BLOCK) {
@@ -118,7 +116,7 @@ void br_fp16_encode(uint8_t *out, const float *in, size_t n) {
     }
 }
 
-void br_fp16_decode(float *out, const uint8_t *in, size_t n) {
+void codec_fp16_decode(float *out, const uint8_t *in, size_t n) {
     uint16_t h[BLOCK];
     uint32_t x[BLOCK];
     for (size_t i0 = 0; i0 < n; i0 += BLOCK) {
@@ -130,7 +128,7 @@ void br_fp16_decode(float *out, const uint8_t *in, size_t n) {
     }
 }
 
-void br_fp16_encode_ef(uint8_t *out, const float *in, float *residual, size_t n) {
+void codec_fp16_encode_ef(uint8_t *out, const float *in, float *residual, size_t n) {
     float v[BLOCK], r[BLOCK];
     uint16_t h[BLOCK];
     for (size_t i0 = 0; i0 < n; i0 += BLOCK) {
@@ -162,7 +160,7 @@ void br_fp16_encode_ef(uint8_t *out, const float *in, float *residual, size_t n)
     }
 }
 
-void br_fp32_encode(uint8_t *out, const float *in, size_t n) {
+void codec_fp32_encode(uint8_t *out, const float *in, size_t n) {
     if (HOST_LE) {
         memcpy(out, in, n * sizeof *in);
         return;
@@ -174,7 +172,7 @@ void br_fp32_encode(uint8_t *out, const float *in, size_t n) {
     }
 }
 
-void br_fp32_decode(float *out, const uint8_t *in, size_t n) {
+void codec_fp32_decode(float *out, const uint8_t *in, size_t n) {
     if (HOST_LE) {
         memcpy(out, in, n * sizeof *out);
         return;
@@ -187,7 +185,7 @@ void br_fp32_decode(float *out, const uint8_t *in, size_t n) {
     }
 }
 
-int br_check_finite(const float *x, size_t n, size_t *bad_index) {
+int codec_check_finite(const float *x, size_t n, size_t *bad_index) {
     for (size_t i0 = 0; i0 < n; i0 += BLOCK) {
         size_t nb = n - i0 < BLOCK ? n - i0 : BLOCK;
         // Vectorisable scan of a block (exponent all ones = inf or NaN), then the exact index.
@@ -210,8 +208,32 @@ int br_check_finite(const float *x, size_t n, size_t *bad_index) {
     return 1;
 }
 
-double br_l2norm(const float *x, size_t n) {
+double codec_l2norm(const float *x, size_t n) {
     double s = 0.0;
     for (size_t i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
     return sqrt(s);
+}
+
+// ---- the table ----
+
+static const Codec CODECS[] = {
+    {CODEC_FP32, "fp32", 4, codec_fp32_encode, NULL, codec_fp32_decode},
+    {CODEC_FP16, "fp16", 2, codec_fp16_encode, codec_fp16_encode_ef, codec_fp16_decode},
+};
+
+const Codec *codec_find(int id) {
+    for (size_t i = 0; i < sizeof CODECS / sizeof CODECS[0]; i++)
+        if (CODECS[i].id == id) return &CODECS[i];
+    return NULL;
+}
+
+const Codec *codec_by_name(const char *name) {
+    for (size_t i = 0; i < sizeof CODECS / sizeof CODECS[0]; i++)
+        if (!strcmp(CODECS[i].name, name)) return &CODECS[i];
+    return NULL;
+}
+
+size_t codec_elem_bytes(int id) {
+    const Codec *k = codec_find(id);
+    return k ? k->elem_bytes : 0;
 }
