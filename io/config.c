@@ -45,7 +45,7 @@ static const CfgKey KEYS[] = {
 #undef F
 #undef S
 #undef E
-static const CfgSchema SCHEMA = {KEYS, sizeof KEYS / sizeof KEYS[0]};
+const CfgSchema CONFIG_SCHEMA = {KEYS, sizeof KEYS / sizeof KEYS[0]};
 
 void config_defaults(RunConfig *c) {
     memset(c, 0, sizeof *c);
@@ -308,19 +308,19 @@ int cfg_text_has_section(const char *text, const char *section) {
 // ---- RunConfig ----
 
 int config_load_file(RunConfig *c, const char *path, char *err) {
-    return cfg_load_file(&SCHEMA, c, path, err);
+    return cfg_load_file(&CONFIG_SCHEMA, c, path, err);
 }
 
 int config_load_string(RunConfig *c, const char *text, const char *where, char *err) {
-    return cfg_load_string(&SCHEMA, c, text, where, err);
+    return cfg_load_string(&CONFIG_SCHEMA, c, text, where, err);
 }
 
 int config_set(RunConfig *c, const char *assignment, char *err) {
-    return cfg_set(&SCHEMA, c, assignment, err);
+    return cfg_set(&CONFIG_SCHEMA, c, assignment, err);
 }
 
 size_t config_to_ini(const RunConfig *c, char *buf, size_t cap) {
-    return cfg_to_ini(&SCHEMA, c, buf, cap);
+    return cfg_to_ini(&CONFIG_SCHEMA, c, buf, cap);
 }
 
 int train_settings_check(const TrainSettings *t, char *err) {

@@ -96,6 +96,9 @@ size_t cfg_to_ini(const CfgSchema *s, const void *base, char *buf, size_t cap);
 // (io/tasks/recipe.h) tells configurations apart by their sections.
 int cfg_text_has_section(const char *text, const char *section);
 
+// The schema of RunConfig (conflux-train's configuration).
+extern const CfgSchema CONFIG_SCHEMA;
+
 // Value names shared by the schemas.
 extern const char *const CFG_OPTIM_NAMES[];  // adamw, lamb (OptimKind)
 extern const char *const CFG_SCHED_NAMES[];  // linear, poly, constant, invsqrt (SchedKind)

@@ -944,7 +944,7 @@ static const CfgKey KEYS[] = {
 #undef F
 #undef S
 #undef E
-static const CfgSchema SCHEMA = {KEYS, sizeof KEYS / sizeof KEYS[0]};
+const CfgSchema HEADLINE_CONFIG_SCHEMA = {KEYS, sizeof KEYS / sizeof KEYS[0]};
 
 const char *headline_objective_name(int objective) {
     return objective == HL_OBJ_DENOISE ? "denoise" : "headline";
@@ -1006,16 +1006,16 @@ void headline_config_defaults(HeadlineConfig *c) {
 }
 
 int headline_config_load_file(HeadlineConfig *c, const char *path, char *err) {
-    return cfg_load_file(&SCHEMA, c, path, err);
+    return cfg_load_file(&HEADLINE_CONFIG_SCHEMA, c, path, err);
 }
 
 int headline_config_load_string(HeadlineConfig *c, const char *text, const char *where,
                                 char *err) {
-    return cfg_load_string(&SCHEMA, c, text, where, err);
+    return cfg_load_string(&HEADLINE_CONFIG_SCHEMA, c, text, where, err);
 }
 
 int headline_config_set(HeadlineConfig *c, const char *assignment, char *err) {
-    return cfg_set(&SCHEMA, c, assignment, err);
+    return cfg_set(&HEADLINE_CONFIG_SCHEMA, c, assignment, err);
 }
 
 OptimConfig headline_decoder_optim(const HeadlineConfig *c) {
@@ -1071,5 +1071,5 @@ int headline_config_check(const HeadlineConfig *c, char *err) {
 }
 
 size_t headline_config_to_ini(const HeadlineConfig *c, char *buf, size_t cap) {
-    return cfg_to_ini(&SCHEMA, c, buf, cap);
+    return cfg_to_ini(&HEADLINE_CONFIG_SCHEMA, c, buf, cap);
 }

@@ -227,6 +227,7 @@ typedef struct {
     } generate;
 } HeadlineConfig;
 
+extern const CfgSchema HEADLINE_CONFIG_SCHEMA;  // HeadlineConfig's keys (io/config.h's engine)
 void headline_config_defaults(HeadlineConfig *c);
 int headline_config_load_file(HeadlineConfig *c, const char *path, char *err);
 int headline_config_load_string(HeadlineConfig *c, const char *text, const char *where,

@@ -126,17 +126,17 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
                    ckpt_model(s->resume), recipe->name);
             return 1;
         }
-        if (recipe->config_load_string(rep->cfg, ckpt_config_text(s->resume), resume_path, err) != 0) {
+        if (recipe_config_load_string(rep, ckpt_config_text(s->resume), resume_path, err) != 0) {
             report(s, "checkpoint configuration: %s", err);
             return 1;
         }
     }
-    if (config_path && recipe->config_load_file(rep->cfg, config_path, err) != 0) {
+    if (config_path && recipe_config_load_file(rep, config_path, err) != 0) {
         report(s, "%s", err);
         return 2;
     }
     for (int i = 0; i < s->n_sets; i++) {
-        if (recipe->config_set(rep->cfg, s->sets[i], err) != 0) {
+        if (recipe_config_set(rep, s->sets[i], err) != 0) {
             report(s, "%s", err);
             return 2;
         }

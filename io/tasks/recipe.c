@@ -32,23 +32,34 @@ void recipe_config_init(Replica *r, const Recipe *recipe) {
     recipe->config_defaults(r);
 }
 
+int recipe_config_load_file(Replica *r, const char *path, char *err) {
+    return cfg_load_file(r->recipe->schema, r->cfg, path, err);
+}
+
+int recipe_config_load_string(Replica *r, const char *text, const char *where, char *err) {
+    return cfg_load_string(r->recipe->schema, r->cfg, text, where, err);
+}
+
+int recipe_config_set(Replica *r, const char *assignment, char *err) {
+    return cfg_set(r->recipe->schema, r->cfg, assignment, err);
+}
+
 char *recipe_config_text(const Replica *r) {
-    size_t len = r->recipe->config_to_ini(r->cfg, NULL, 0);
+    size_t len = cfg_to_ini(r->recipe->schema, r->cfg, NULL, 0);
     char *text = cx_calloc(len + 1, 1);
-    r->recipe->config_to_ini(r->cfg, text, len + 1);
+    cfg_to_ini(r->recipe->schema, r->cfg, text, len + 1);
     return text;
 }
 
 int recipe_config_from_text(Replica *r, const char *text, const char *where,
                             const char *const *sets, int n_sets,
                             int (*allow)(const char *set, char *err), char *err) {
-    const Recipe *k = r->recipe;
-    if (k->config_load_string(r->cfg, text, where, err) != 0) return -1;
+    if (recipe_config_load_string(r, text, where, err) != 0) return -1;
     for (int i = 0; i < n_sets; i++) {
         if (allow && allow(sets[i], err) != 0) return -1;
-        if (k->config_set(r->cfg, sets[i], err) != 0) return -1;
+        if (recipe_config_set(r, sets[i], err) != 0) return -1;
     }
-    return k->config_check(r->cfg, err);
+    return r->recipe->config_check(r->cfg, err);
 }
 
 int recipe_build(Replica *r, ReplicaKind kind, char *err) {

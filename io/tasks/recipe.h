@@ -59,11 +59,8 @@ struct Recipe {
     size_t cfg_size;
     // The defaults into r->cfg, and r->train, r->run_dir, r->data_train pointing into it.
     void (*config_defaults)(Replica *r);
-    int (*config_load_file)(void *cfg, const char *path, char *err);
-    int (*config_load_string)(void *cfg, const char *text, const char *where, char *err);
-    int (*config_set)(void *cfg, const char *assignment, char *err);
-    int (*config_check)(const void *cfg, char *err);
-    size_t (*config_to_ini)(const void *cfg, char *buf, size_t cap);
+    const CfgSchema *schema;  // its keys: INI files, texts and --set (io/config.h's engine)
+    int (*config_check)(const void *cfg, char *err);  // cross-field checks
     // Whether an INI text (a checkpoint's or the trainers' configuration) is this
     // recipe's. Exactly one recipe of the table claims any configuration text.
     int (*config_is)(const char *text);
@@ -98,6 +95,12 @@ const Recipe *recipe_for_config(const char *text);
 
 // Zeroes r and gives it recipe's default configuration.
 void recipe_config_init(Replica *r, const Recipe *recipe);
+// Reads an INI file, an INI text (where names it in errors) or one "section.key=value"
+// override into r's configuration, on top of what it holds (cfg_load_file, cfg_load_string,
+// cfg_set with the recipe's schema). -1 with err naming the file and line or the argument.
+int recipe_config_load_file(Replica *r, const char *path, char *err);
+int recipe_config_load_string(Replica *r, const char *text, const char *where, char *err);
+int recipe_config_set(Replica *r, const char *assignment, char *err);
 // The effective configuration as INI text (malloc'ed; the caller frees).
 char *recipe_config_text(const Replica *r);
 // A configuration text onto the defaults, overrides (each "section.key=value", those for

@@ -29,19 +29,7 @@ static void albert_recipe_config_defaults(Replica *r) {
     r->run_dir = c->run.dir;
     r->data_train = c->data.train;
 }
-static int albert_recipe_config_load_file(void *cfg, const char *path, char *err) {
-    return config_load_file(cfg, path, err);
-}
-static int albert_recipe_config_load_string(void *cfg, const char *text, const char *where, char *err) {
-    return config_load_string(cfg, text, where, err);
-}
-static int albert_recipe_config_set(void *cfg, const char *assignment, char *err) {
-    return config_set(cfg, assignment, err);
-}
 static int albert_recipe_config_check(const void *cfg, char *err) { return config_check(cfg, err); }
-static size_t albert_recipe_config_to_ini(const void *cfg, char *buf, size_t cap) {
-    return config_to_ini(cfg, buf, cap);
-}
 // An ALBERT configuration has sections every recipe has; it is the one without [decoder].
 static int albert_recipe_config_is(const char *text) { return !cfg_text_has_section(text, "decoder"); }
 
@@ -140,11 +128,8 @@ const Recipe recipe_albert = {
     .what = "ALBERT masked-LM",
     .cfg_size = sizeof(RunConfig),
     .config_defaults = albert_recipe_config_defaults,
-    .config_load_file = albert_recipe_config_load_file,
-    .config_load_string = albert_recipe_config_load_string,
-    .config_set = albert_recipe_config_set,
+    .schema = &CONFIG_SCHEMA,
     .config_check = albert_recipe_config_check,
-    .config_to_ini = albert_recipe_config_to_ini,
     .config_is = albert_recipe_config_is,
     .config_resolve = NULL,
     .build = albert_recipe_build,

@@ -38,19 +38,7 @@ static void encdec_recipe_config_defaults(Replica *r) {
     r->run_dir = c->run.dir;
     r->data_train = c->data.train;
 }
-static int encdec_recipe_config_load_file(void *cfg, const char *path, char *err) {
-    return headline_config_load_file(cfg, path, err);
-}
-static int encdec_recipe_config_load_string(void *cfg, const char *text, const char *where, char *err) {
-    return headline_config_load_string(cfg, text, where, err);
-}
-static int encdec_recipe_config_set(void *cfg, const char *assignment, char *err) {
-    return headline_config_set(cfg, assignment, err);
-}
 static int encdec_recipe_config_check(const void *cfg, char *err) { return headline_config_check(cfg, err); }
-static size_t encdec_recipe_config_to_ini(const void *cfg, char *buf, size_t cap) {
-    return headline_config_to_ini(cfg, buf, cap);
-}
 // Every encoder-decoder configuration text has a [decoder] section (the decoder's shape is
 // always written) and an ALBERT one never does, including the texts in older checkpoints.
 static int encdec_recipe_config_is(const char *text) { return cfg_text_has_section(text, "decoder"); }
@@ -331,11 +319,8 @@ const Recipe recipe_encdec = {
     .what = "encoder-decoder",
     .cfg_size = sizeof(HeadlineConfig),
     .config_defaults = encdec_recipe_config_defaults,
-    .config_load_file = encdec_recipe_config_load_file,
-    .config_load_string = encdec_recipe_config_load_string,
-    .config_set = encdec_recipe_config_set,
+    .schema = &HEADLINE_CONFIG_SCHEMA,
     .config_check = encdec_recipe_config_check,
-    .config_to_ini = encdec_recipe_config_to_ini,
     .config_is = encdec_recipe_config_is,
     .config_resolve = encdec_recipe_config_resolve,
     .build = encdec_recipe_build,

@@ -73,7 +73,7 @@ static void test_config_from_text(void) {
     for (int i = 0; i < 2; i++) {
         Replica a, b;
         recipe_config_init(&a, recipe_find(names[i]));
-        CU_ASSERT_EQUAL(a.recipe->config_set(a.cfg, "train.steps=77", err), 0);
+        CU_ASSERT_EQUAL(recipe_config_set(&a, "train.steps=77", err), 0);
         char *text = recipe_config_text(&a);
         recipe_config_init(&b, recipe_for_config(text));
         CU_ASSERT_PTR_EQUAL(b.recipe, a.recipe);
@@ -150,7 +150,7 @@ static void bare_replica(Replica *r, const char *steps, const char *ckpt_every, 
                           "model.num_heads=2", "model.intermediate_size=64", "model.num_layers=1",
                           "data.seq_len=16", "train.global_batch=2", steps, ckpt_every, check_every};
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
-        CU_ASSERT_EQUAL_FATAL(r->recipe->config_set(r->cfg, sets[i], err), 0);
+        CU_ASSERT_EQUAL_FATAL(recipe_config_set(r, sets[i], err), 0);
     snprintf(r->run_dir, CFG_PATH_LEN, "%s", run_dir);
     CU_ASSERT_EQUAL_FATAL(r->recipe->config_check(r->cfg, err), 0);
     CU_ASSERT_EQUAL_FATAL(recipe_build(r, REPLICA_BARE, err), 0);
