@@ -108,28 +108,8 @@ static void docs_put_inline(CorpusDocs *d, const char *s, size_t n) {
 // Appends a code point as UTF-8 (invalid ones are dropped).
 static void docs_put_cp(CorpusDocs *d, uint32_t cp) {
     char b[4];
-    size_t n;
     if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return;
-    if (cp < 0x80) {
-        b[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        b[0] = (char)(0xC0 | (cp >> 6));
-        b[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (char)(0xE0 | (cp >> 12));
-        b[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        b[0] = (char)(0xF0 | (cp >> 18));
-        b[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        b[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    docs_put(d, b, n);
+    docs_put(d, b, utf8_encode(cp, b));
 }
 
 // Ends the current paragraph of the document that starts at text offset start.
@@ -1221,45 +1201,6 @@ int corpus_extract(CorpusFormat fmt, const char *data, size_t n_bytes, CorpusDoc
 // ---------------------------------------------------------------------------------
 // Normalisation
 
-// Decodes one UTF-8 sequence at s[0..n) (n >= 1). Returns its length and sets *cp, or
-// returns -(length of the maximal invalid subpart) (at least 1).
-static int utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
-    unsigned char b = s[0];
-    if (b < 0x80) {
-        *cp = b;
-        return 1;
-    }
-    int len;
-    unsigned char lo = 0x80, hi = 0xBF;
-    uint32_t v;
-    if (b >= 0xC2 && b <= 0xDF) {
-        len = 2;
-        v = b & 0x1F;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-        len = 3;
-        v = b & 0x0F;
-        if (b == 0xE0) lo = 0xA0;
-        if (b == 0xED) hi = 0x9F;
-    } else if (b >= 0xF0 && b <= 0xF4) {
-        len = 4;
-        v = b & 0x07;
-        if (b == 0xF0) lo = 0x90;
-        if (b == 0xF4) hi = 0x8F;
-    } else {
-        return -1;
-    }
-    for (int k = 1; k < len; k++) {
-        if ((size_t)k >= n) return -k;
-        unsigned char c = s[k];
-        unsigned char l = k == 1 ? lo : 0x80, h = k == 1 ? hi : 0xBF;
-        if (c < l || c > h) return -k;
-        v = (v << 6) | (c & 0x3F);
-    }
-    *cp = v;
-    return len;
-}
-
-
 static int is_space_cp(uint32_t cp) {
     return cp == ' ' || cp == '\t' || cp == '\n' || cp == '\r' || cp == 0x0B || cp == 0x0C ||
            cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
@@ -1274,7 +1215,6 @@ static int is_dropped_cp(uint32_t cp) {
 }
 
 size_t corpus_normalize(const char *in, size_t n_bytes, char *out, uint64_t *n_invalid) {
-    const unsigned char *s = (const unsigned char *)in;
     size_t i = 0, o = 0;
     size_t last_pos = 0;   // where the last emitted code point starts in out
     uint32_t last_cp = 0;  // 0: none since the last space
@@ -1282,13 +1222,13 @@ size_t corpus_normalize(const char *in, size_t n_bytes, char *out, uint64_t *n_i
     uint64_t bad = 0;
     while (i < n_bytes) {
         uint32_t cp;
-        int r = utf8_decode(s + i, n_bytes - i, &cp);
-        if (r < 0) {
+        size_t r = utf8_decode(in + i, n_bytes - i, &cp);
+        if (r == 0) {  // one invalid sequence: its maximal subpart is dropped
             bad++;
-            i += (size_t)(-r);
+            i += utf8_invalid_len(in + i, n_bytes - i);
             continue;
         }
-        i += (size_t)r;
+        i += r;
         if (is_space_cp(cp)) {
             if (o > 0) pending_space = 1;
             last_cp = 0;
@@ -1336,16 +1276,15 @@ static int is_letter(uint32_t cp) {
 
 void corpus_count(const char *s, size_t n_bytes, size_t *n_chars, size_t *n_letters,
                   size_t *n_cyrillic) {
-    const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, chars = 0, letters = 0, cyr = 0;
     while (i < n_bytes) {
         uint32_t cp;
-        int r = utf8_decode(u + i, n_bytes - i, &cp);
-        if (r < 0) {
-            i += (size_t)(-r);
+        size_t r = utf8_decode(s + i, n_bytes - i, &cp);
+        if (r == 0) {
+            i += utf8_invalid_len(s + i, n_bytes - i);
             continue;
         }
-        i += (size_t)r;
+        i += r;
         chars++;
         if (is_letter(cp)) {
             letters++;

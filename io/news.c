@@ -56,26 +56,6 @@ const char *news_bad_name(NewsBad reason) {
 // ---------------------------------------------------------------------------------
 // UTF-8
 
-// Length of the valid UTF-8 sequence at s (n_bytes available, n_bytes >= 1), or 0 when it
-// is invalid or truncated.
-static inline size_t utf8_seq(const unsigned char *s, size_t n_bytes) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    if (c < 0xC2) return 0;
-    if (c < 0xE0) return n_bytes >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c < 0xF0) {
-        if (n_bytes < 3 || (s[2] & 0xC0) != 0x80) return 0;
-        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-        return s[1] >= lo && s[1] <= hi ? 3 : 0;
-    }
-    if (c < 0xF5) {
-        if (n_bytes < 4 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
-        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-        return s[1] >= lo && s[1] <= hi ? 4 : 0;
-    }
-    return 0;
-}
-
 size_t news_utf8_check(const char *s, size_t n_bytes) {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
@@ -92,7 +72,8 @@ size_t news_utf8_check(const char *s, size_t n_bytes) {
             i++;
             continue;
         }
-        size_t k = utf8_seq(u + i, n_bytes - i);
+        uint32_t cp;
+        size_t k = utf8_decode(s + i, n_bytes - i, &cp);
         if (!k) return i;
         i += k;
     }
@@ -709,7 +690,8 @@ static size_t json_string(const unsigned char *s, size_t n, size_t *pi, char *ou
                     c);
             return (size_t)-1;
         case 4: {
-            size_t k = utf8_seq(s + i, n - i);
+            uint32_t cp;
+            size_t k = utf8_decode((const char *)s + i, n - i, &cp);
             if (!k) {
                 problem(pb, NEWS_BAD_UTF8, "invalid UTF-8 at column %zu (byte 0x%02x)", i + 1, c);
                 return (size_t)-1;
