@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/entity.h"
 #include "io/utf8.h"
 #include "models/common.h"
 
@@ -343,52 +344,6 @@ static int extract_mo(const char *data, size_t n, CorpusDocs *out, char *err) {
 // ---------------------------------------------------------------------------------
 // HTML, XML, XHP
 
-typedef struct {
-    const char *name;
-    uint32_t cp;
-} Entity;
-
-// sorted by name (strcmp) for bsearch
-static const Entity ENTITIES[] = {
-    {"AElig", 0xC6},    {"Aacute", 0xC1},   {"Agrave", 0xC0},   {"Aring", 0xC5},
-    {"Auml", 0xC4},     {"Ccedil", 0xC7},   {"Dagger", 0x2021}, {"Eacute", 0xC9},
-    {"Omega", 0x3A9},   {"Ouml", 0xD6},     {"Prime", 0x2033},  {"Uuml", 0xDC},
-    {"aacute", 0xE1},   {"acirc", 0xE2},    {"acute", 0xB4},    {"aelig", 0xE6},
-    {"agrave", 0xE0},   {"alpha", 0x3B1},   {"amp", 0x26},      {"apos", 0x27},
-    {"aring", 0xE5},    {"asymp", 0x2248},  {"auml", 0xE4},     {"bdquo", 0x201E},
-    {"beta", 0x3B2},    {"brvbar", 0xA6},   {"bull", 0x2022},   {"ccedil", 0xE7},
-    {"cedil", 0xB8},    {"cent", 0xA2},     {"copy", 0xA9},     {"crarr", 0x21B5},
-    {"curren", 0xA4},   {"dArr", 0x21D3},   {"dagger", 0x2020}, {"darr", 0x2193},
-    {"deg", 0xB0},      {"delta", 0x3B4},   {"divide", 0xF7},   {"eacute", 0xE9},
-    {"ecirc", 0xEA},    {"egrave", 0xE8},   {"emsp", 0x2003},   {"ensp", 0x2002},
-    {"epsilon", 0x3B5}, {"euml", 0xEB},     {"euro", 0x20AC},   {"frac12", 0xBD},
-    {"frac14", 0xBC},   {"frac34", 0xBE},   {"frasl", 0x2044},  {"gamma", 0x3B3},
-    {"ge", 0x2265},     {"gt", 0x3E},       {"hArr", 0x21D4},   {"harr", 0x2194},
-    {"hellip", 0x2026}, {"iacute", 0xED},   {"icirc", 0xEE},    {"iexcl", 0xA1},
-    {"infin", 0x221E},  {"iquest", 0xBF},   {"iuml", 0xEF},     {"lArr", 0x21D0},
-    {"lambda", 0x3BB},  {"laquo", 0xAB},    {"larr", 0x2190},   {"ldquo", 0x201C},
-    {"le", 0x2264},     {"loz", 0x25CA},    {"lrm", 0x200E},    {"lsaquo", 0x2039},
-    {"lsquo", 0x2018},  {"lt", 0x3C},       {"macr", 0xAF},     {"mdash", 0x2014},
-    {"micro", 0xB5},    {"middot", 0xB7},   {"minus", 0x2212},  {"mu", 0x3BC},
-    {"nbsp", 0xA0},     {"ndash", 0x2013},  {"ne", 0x2260},     {"not", 0xAC},
-    {"ntilde", 0xF1},   {"oacute", 0xF3},   {"ocirc", 0xF4},    {"ograve", 0xF2},
-    {"oline", 0x203E},  {"omega", 0x3C9},   {"ordf", 0xAA},     {"ordm", 0xBA},
-    {"oslash", 0xF8},   {"ouml", 0xF6},     {"para", 0xB6},     {"permil", 0x2030},
-    {"pi", 0x3C0},      {"plusmn", 0xB1},   {"pound", 0xA3},    {"prime", 0x2032},
-    {"quot", 0x22},     {"rArr", 0x21D2},   {"raquo", 0xBB},    {"rarr", 0x2192},
-    {"rdquo", 0x201D},  {"reg", 0xAE},      {"rlm", 0x200F},    {"rsaquo", 0x203A},
-    {"rsquo", 0x2019},  {"sbquo", 0x201A},  {"sect", 0xA7},     {"shy", 0xAD},
-    {"sigma", 0x3C3},   {"sup1", 0xB9},     {"sup2", 0xB2},     {"sup3", 0xB3},
-    {"szlig", 0xDF},    {"thinsp", 0x2009}, {"times", 0xD7},    {"trade", 0x2122},
-    {"uArr", 0x21D1},   {"uacute", 0xFA},   {"uarr", 0x2191},   {"ucirc", 0xFB},
-    {"ugrave", 0xF9},   {"uml", 0xA8},      {"uuml", 0xFC},     {"yen", 0xA5},
-    {"zwj", 0x200D},    {"zwnj", 0x200C},
-};
-
-static int entity_cmp(const void *key, const void *elem) {
-    return strcmp((const char *)key, ((const Entity *)elem)->name);
-}
-
 static int name_cmp(const void *key, const void *elem) {
     return strcmp((const char *)key, *(const char *const *)elem);
 }
@@ -397,9 +352,10 @@ static int in_sorted(const char *name, const char *const *list, size_t n) {
     return bsearch(name, list, n, sizeof *list, name_cmp) != NULL;
 }
 
-// Decodes the entity at s[0] == '&' (n bytes available). Returns the bytes consumed
-// (0 when this is not an entity: then '&' is literal text) and sets *cp (0: an
-// unknown or invalid entity, to be dropped).
+// Decodes the entity at s[0] == '&' (n bytes available): "&name;" with a name of
+// ENTITY_CORPUS (up to 15 letters and digits), "&#digits;" or "&#xhex;" (any number of
+// digits), the ';' optional. Returns the bytes consumed (0 when this is not an entity: then
+// '&' is literal text) and sets *cp (0: an unknown or invalid entity, to be dropped).
 static size_t decode_entity(const char *s, size_t n, uint32_t *cp) {
     size_t i = 1;
     *cp = 0;
@@ -407,35 +363,27 @@ static size_t decode_entity(const char *s, size_t n, uint32_t *cp) {
         i++;
         int hex = i < n && (s[i] == 'x' || s[i] == 'X');
         if (hex) i++;
-        uint64_t v = 0;
-        size_t digits = 0;
-        while (i < n && (hex ? isxdigit((unsigned char)s[i]) : isdigit((unsigned char)s[i]))) {
-            int dv = isdigit((unsigned char)s[i]) ? s[i] - '0'
-                                                   : (tolower((unsigned char)s[i]) - 'a' + 10);
-            if (v <= 0x10FFFF) v = v * (hex ? 16 : 10) + (uint64_t)dv;
-            i++;
-            digits++;
-        }
+        uint32_t v;
+        size_t digits = entity_read_number(s + i, n - i, hex, SIZE_MAX, &v);
         if (digits == 0) return 0;
+        i += digits;
         if (i < n && s[i] == ';') i++;
-        if (v <= 0x10FFFF && !(v >= 0xD800 && v <= 0xDFFF)) *cp = (uint32_t)v;
+        if (v <= 0x10FFFF && !(v >= 0xD800 && v <= 0xDFFF)) *cp = v;
         return i;
     }
-    char name[16];
     size_t k = 0;
-    while (i < n && k < sizeof name - 1 && isalnum((unsigned char)s[i])) name[k++] = s[i++];
-    name[k] = '\0';
+    while (i + k < n && k < 15 && isalnum((unsigned char)s[i + k])) k++;
     if (k == 0) return 0;
-    const Entity *e = bsearch(name, ENTITIES, sizeof ENTITIES / sizeof *ENTITIES,
-                              sizeof *ENTITIES, entity_cmp);
+    uint32_t e = entity_lookup(s + i, k, ENTITY_CORPUS);
+    i += k;
     if (i < n && s[i] == ';') {
-        if (e) *cp = e->cp;
+        *cp = e;
         return i + 1;  // unknown but well-formed: dropped
     }
     // without ';' a known name still counts (HTML's leniency: "&copy 2023"); an unknown
     // one is literal text ("AT&T")
     if (e) {
-        *cp = e->cp;
+        *cp = e;
         return i;
     }
     return 0;

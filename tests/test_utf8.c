@@ -1,4 +1,5 @@
-// test_utf8.c: strict UTF-8 decoding and encoding (io/utf8.h).
+// test_utf8.c: strict UTF-8 decoding and encoding (io/utf8.h), and the HTML character
+// references of io/entity.h with the syntax each of its two callers accepts around them.
 //
 // References kept in this file, independent of io/utf8.c:
 //  - hand-written sequences with their exact code points and lengths: every sequence
@@ -8,13 +9,20 @@
 //    scalar values (exhaustive over 1-3 byte inputs, sampled for 4 bytes);
 //  - the set of all prefixes of canonical encodings, built from that encoder:
 //    utf8_invalid_len must return the longest one (the maximal subpart) of every ill-formed
-//    input (exhaustive over 1-3 byte inputs, sampled for 4 bytes).
+//    input (exhaustive over 1-3 byte inputs, sampled for 4 bytes);
+//  - entities: hand-written names, numbers and the text the news readers and the corpus
+//    extractor make of them (named, decimal, hex, unknown, without ';', out of range).
 #include <CUnit/Basic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/corpus.h"
+#include "io/entity.h"
+#include "io/entity_internal.h"
+#include "io/news.h"
 #include "io/utf8.h"
+#include "models/common.h"
 
 #define UNTOUCHED 0xDEADu  // *cp before a call that must fail
 
@@ -289,6 +297,152 @@ static void test_invalid_len_exhaustive(void) {
     for (int k = 0; k < 3; k++) free(g_prefix[k]);
 }
 
+// ---------------------------------------------------------------- entities
+
+static void test_entity_table(void) {
+    size_t n_corpus = 0, n_news = 0;
+    for (size_t i = 0; i < entity_n_defs; i++) {
+        const EntityDef *e = &entity_defs[i];
+        size_t len = strlen(e->name);
+        if (i > 0) CU_ASSERT(strcmp(entity_defs[i - 1].name, e->name) < 0);  // sorted, unique
+        CU_ASSERT(e->cp != 0 && e->cp <= 0x10FFFF);
+        CU_ASSERT(e->sets != 0 && (e->sets & ~(unsigned)(ENTITY_CORPUS | ENTITY_NEWS)) == 0);
+        CU_ASSERT_EQUAL(entity_lookup(e->name, len, e->sets), e->cp);
+        CU_ASSERT_EQUAL(entity_lookup(e->name, len, ENTITY_CORPUS),
+                        e->sets & ENTITY_CORPUS ? e->cp : 0);
+        CU_ASSERT_EQUAL(entity_lookup(e->name, len, ENTITY_NEWS), e->sets & ENTITY_NEWS ? e->cp : 0);
+        n_corpus += (e->sets & ENTITY_CORPUS) != 0;
+        n_news += (e->sets & ENTITY_NEWS) != 0;
+    }
+    CU_ASSERT_EQUAL(entity_n_defs, 135);
+    CU_ASSERT_EQUAL(n_corpus, 130);
+    CU_ASSERT_EQUAL(n_news, 35);
+}
+
+static void test_entity_lookup(void) {
+    const unsigned both = ENTITY_CORPUS | ENTITY_NEWS;
+    CU_ASSERT_EQUAL(entity_lookup("mdash", 5, ENTITY_CORPUS), 0x2014);
+    CU_ASSERT_EQUAL(entity_lookup("mdash", 5, ENTITY_NEWS), 0x2014);
+    CU_ASSERT_EQUAL(entity_lookup("nbsp", 4, ENTITY_NEWS), 0xA0);
+    CU_ASSERT_EQUAL(entity_lookup("shy", 3, ENTITY_NEWS), 0xAD);
+    CU_ASSERT_EQUAL(entity_lookup("AElig", 5, ENTITY_CORPUS), 0xC6);  // first
+    CU_ASSERT_EQUAL(entity_lookup("zwnj", 4, ENTITY_CORPUS), 0x200C);  // last
+    CU_ASSERT_EQUAL(entity_lookup("epsilon", 7, ENTITY_CORPUS), 0x3B5);  // longest
+    // in one set only
+    CU_ASSERT_EQUAL(entity_lookup("eacute", 6, ENTITY_CORPUS), 0xE9);
+    CU_ASSERT_EQUAL(entity_lookup("eacute", 6, ENTITY_NEWS), 0);
+    CU_ASSERT_EQUAL(entity_lookup("numero", 6, ENTITY_NEWS), 0x2116);
+    CU_ASSERT_EQUAL(entity_lookup("numero", 6, ENTITY_CORPUS), 0);
+    CU_ASSERT_EQUAL(entity_lookup("AMP", 3, ENTITY_NEWS), 0x26);
+    CU_ASSERT_EQUAL(entity_lookup("AMP", 3, ENTITY_CORPUS), 0);
+    CU_ASSERT_EQUAL(entity_lookup("QUOT", 4, both), 0x22);
+    CU_ASSERT_EQUAL(entity_lookup("numero", 6, 0), 0);
+    // case-sensitive, whole names, not NUL-terminated
+    CU_ASSERT_EQUAL(entity_lookup("Amp", 3, both), 0);
+    CU_ASSERT_EQUAL(entity_lookup("MDASH", 5, both), 0);
+    CU_ASSERT_EQUAL(entity_lookup("mdas", 4, both), 0);
+    CU_ASSERT_EQUAL(entity_lookup("mdashes", 7, both), 0);
+    CU_ASSERT_EQUAL(entity_lookup("ampersand", 3, both), 0x26);
+    CU_ASSERT_EQUAL(entity_lookup("foo", 3, both), 0);
+    CU_ASSERT_EQUAL(entity_lookup("", 0, both), 0);
+}
+
+// entity_read_number(s, strlen(s) or n, hex, max) returns want_digits and sets want_cp.
+#define ASSERT_NUMBER(s, n, hex, max, want_digits, want_cp)                                       \
+    do {                                                                                         \
+        uint32_t cp_ = UNTOUCHED;                                                                \
+        CU_ASSERT_EQUAL(entity_read_number((s), (n), (hex), (max), &cp_), (want_digits));        \
+        CU_ASSERT_EQUAL(cp_, (want_cp));                                                         \
+    } while (0)
+
+static void test_entity_number(void) {
+    ASSERT_NUMBER("1103;", 5, 0, SIZE_MAX, 4, 1103u);
+    ASSERT_NUMBER("0;", 2, 0, SIZE_MAX, 1, 0u);
+    ASSERT_NUMBER("000065", 6, 0, SIZE_MAX, 6, 65u);
+    ASSERT_NUMBER("44F;", 4, 1, SIZE_MAX, 3, 0x44Fu);
+    ASSERT_NUMBER("44f", 3, 1, SIZE_MAX, 3, 0x44Fu);
+    ASSERT_NUMBER("aBcDe", 5, 1, SIZE_MAX, 5, 0xABCDEu);
+    ASSERT_NUMBER("12a;", 4, 0, SIZE_MAX, 2, 12u);  // a hex digit ends a decimal number
+    ASSERT_NUMBER("12g;", 4, 1, SIZE_MAX, 2, 0x12u);
+    ASSERT_NUMBER(";", 1, 0, SIZE_MAX, 0, 0u);  // no digits
+    ASSERT_NUMBER("x1", 2, 1, SIZE_MAX, 0, 0u);
+    ASSERT_NUMBER("", 0, 0, SIZE_MAX, 0, 0u);
+    ASSERT_NUMBER("123", 2, 0, SIZE_MAX, 2, 12u);  // n_bytes ends it
+    ASSERT_NUMBER("1234567", 7, 0, 6, 6, 123456u);  // max_digits ends it
+    ASSERT_NUMBER("10FFFF1", 7, 1, 6, 6, 0x10FFFFu);
+    // above U+10FFFF: 0x110000, however far above
+    ASSERT_NUMBER("1114111", 7, 0, SIZE_MAX, 7, 0x10FFFFu);
+    ASSERT_NUMBER("1114112", 7, 0, SIZE_MAX, 7, 0x110000u);
+    ASSERT_NUMBER("110000", 6, 1, SIZE_MAX, 6, 0x110000u);
+    ASSERT_NUMBER("99999999999", 11, 0, SIZE_MAX, 11, 0x110000u);
+    ASSERT_NUMBER("FFFFFFFFFFFFFFFFFFFF;", 21, 1, SIZE_MAX, 20, 0x110000u);
+    ASSERT_NUMBER("99999999", 8, 0, 8, 8, 0x110000u);
+}
+
+// What the news readers make of in (news_html_to_text, tags kept as text).
+static const char *news_text(const char *in) {
+    static char out[256];
+    size_t n = strlen(in);
+    CHECK(n < sizeof out, "test input too long");
+    news_html_to_text(in, n, out, 0);
+    return out;
+}
+
+// What the corpus extractor makes of the HTML paragraph in: its one document, without the
+// '\n' that ends the paragraph.
+static const char *corpus_text(const char *in) {
+    static char out[256];
+    char err[CX_ERRLEN], html[256];
+    snprintf(html, sizeof html, "<p>%s</p>", in);
+    CorpusDocs d;
+    corpus_docs_init(&d);
+    CU_ASSERT_EQUAL_FATAL(corpus_extract(CORPUS_FMT_HTML, html, strlen(html), &d, err), 0);
+    out[0] = '\0';
+    CU_ASSERT_EQUAL(d.n_docs, 1);
+    if (d.n_docs == 1 && d.len[0] < sizeof out) {
+        size_t len = d.len[0];
+        CU_ASSERT(len > 0 && d.text[d.off[0] + len - 1] == '\n');
+        if (len > 0 && d.text[d.off[0] + len - 1] == '\n') len--;
+        memcpy(out, d.text + d.off[0], len);
+        out[len] = '\0';
+    }
+    corpus_docs_free(&d);
+    return out;
+}
+
+static void test_entity_news(void) {
+    CU_ASSERT_STRING_EQUAL(news_text("a&mdash;b &lt;&gt;&amp;&quot;&apos;"), "a\xe2\x80\x94" "b <>&\"'");
+    CU_ASSERT_STRING_EQUAL(news_text("&numero;1 &AMP;&LT;&GT;&QUOT;"), "\xe2\x84\x96" "1 &<>\"");
+    CU_ASSERT_STRING_EQUAL(news_text("a&nbsp;b&ensp;c&emsp;d&thinsp;e"), "a b c d e");
+    CU_ASSERT_STRING_EQUAL(news_text("пере&shy;нос"), "перенос");
+    // decimal and hex; &#128;..&#159; as Windows-1252
+    CU_ASSERT_STRING_EQUAL(news_text("&#1103;&#x44F;&#X44f;&#00065;"), "\xd1\x8f\xd1\x8f\xd1\x8f" "A");
+    CU_ASSERT_STRING_EQUAL(news_text("&#151;&#x97;&#128512;"), "\xe2\x80\x94\xe2\x80\x94\xf0\x9f\x98\x80");
+    CU_ASSERT_STRING_EQUAL(news_text("&#9;x&#160;y"), "x y");
+    // not decoded: the text stays as it is
+    CU_ASSERT_STRING_EQUAL(news_text("&eacute; &unknown; &Amp;"), "&eacute; &unknown; &Amp;");
+    CU_ASSERT_STRING_EQUAL(news_text("&mdash &#1103 &#x44F AT&T &; &#; &#x;"),
+                           "&mdash &#1103 &#x44F AT&T &; &#; &#x;");  // no ';'
+    CU_ASSERT_STRING_EQUAL(news_text("&#0; &#1; &#127; &#129; &#xD800; &#x110000;"),
+                           "&#0; &#1; &#127; &#129; &#xD800; &#x110000;");
+    CU_ASSERT_STRING_EQUAL(news_text("&#123456789; &#x1234567; &#x12345678;"),
+                           "&#123456789; &#x1234567; &#x12345678;");  // too many digits
+    CU_ASSERT_STRING_EQUAL(news_text("&abcdefghi;"), "&abcdefghi;");
+}
+
+static void test_entity_corpus(void) {
+    CU_ASSERT_STRING_EQUAL(corpus_text("a&mdash;b &lt;&gt;&amp;&quot;&apos;"), "a\xe2\x80\x94" "b <>&\"'");
+    CU_ASSERT_STRING_EQUAL(corpus_text("&eacute;t&eacute; &Omega;"), "\xc3\xa9t\xc3\xa9 \xce\xa9");
+    CU_ASSERT_STRING_EQUAL(corpus_text("&#1103;&#x44F;&#X44f;&#00065;"), "\xd1\x8f\xd1\x8f\xd1\x8f" "A");
+    // without ';': a known name and numbers still count, an unknown name is text
+    CU_ASSERT_STRING_EQUAL(corpus_text("&copy 2023 &#1103 &#x44Fz AT&T"), "\xc2\xa9 2023 \xd1\x8f \xd1\x8fz AT&T");
+    // unknown with ';' and invalid numbers are dropped
+    CU_ASSERT_STRING_EQUAL(corpus_text("a&unknown;b &numero;c&AMP;d"), "ab cd");
+    CU_ASSERT_STRING_EQUAL(corpus_text("a&#xD800;b&#x110000;c&#99999999999;d&#0;e"), "abcde");
+    // not entities: '&' is text
+    CU_ASSERT_STRING_EQUAL(corpus_text("a & b &; &# &#x;"), "a & b &; &# &#x;");
+}
+
 int main(void) {
     if (CU_initialize_registry() != CUE_SUCCESS) return 1;
     CU_pSuite s = CU_add_suite("utf8", NULL, NULL);
@@ -301,6 +455,12 @@ int main(void) {
     CU_add_test(s, "encoding", test_encode);
     CU_add_test(s, "decoding matches a naive encoder", test_decode_exhaustive);
     CU_add_test(s, "maximal subparts of ill-formed input", test_invalid_len_exhaustive);
+    CU_pSuite e = CU_add_suite("entity", NULL, NULL);
+    CU_add_test(e, "the table: sorted, every name found in its sets", test_entity_table);
+    CU_add_test(e, "named entities", test_entity_lookup);
+    CU_add_test(e, "decimal and hex digits", test_entity_number);
+    CU_add_test(e, "what the news readers decode", test_entity_news);
+    CU_add_test(e, "what the corpus extractor decodes", test_entity_corpus);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     int failed = (int)CU_get_number_of_failures() > 0 || CU_get_number_of_suites_failed() > 0;
