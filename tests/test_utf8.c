@@ -23,6 +23,7 @@
 #include "io/news.h"
 #include "io/utf8.h"
 #include "models/common.h"
+#include "models/rng.h"
 
 #define UNTOUCHED 0xDEADu  // *cp before a call that must fail
 
@@ -149,12 +150,10 @@ static void test_encode(void) {
 
 // ---------------------------------------------------------------- exhaustive
 
-static uint64_t g_rng = 88172645463325252ULL;
+// Uniform in [0, n), a fixed sequence.
 static uint32_t rnd(uint32_t n) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (uint32_t)(g_rng % n);
+    static uint64_t counter;
+    return (uint32_t)(cx_rng_u64(0x757466, counter++) % n);
 }
 
 // Canonical encoding of a scalar value.
