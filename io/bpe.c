@@ -49,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/utf8.h"
 #include "models/common.h"
 
 #define BPE_N_BYTES 256
@@ -480,40 +481,6 @@ static inline int class_ascii(uint8_t c) {
     return C_OTHER;
 }
 
-// Decodes the UTF-8 character at s[i] (i < n): returns its code point and sets *len, or
-// returns -1 with *len = 1 when s[i] does not start a valid sequence (stray continuation
-// byte, overlong form, surrogate, beyond U+10FFFF, truncated).
-static inline int32_t utf8_at(const uint8_t *s, size_t n, size_t i, size_t *len) {
-    uint8_t c = s[i];
-    size_t left = n - i;
-    *len = 1;
-    if (c < 0x80) return c;
-    if (c >= 0xC2 && c <= 0xDF) {
-        if (left < 2 || (s[i + 1] & 0xC0) != 0x80) return -1;
-        *len = 2;
-        return (int32_t)(((uint32_t)(c & 0x1F) << 6) | (s[i + 1] & 0x3Fu));
-    }
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (left < 3) return -1;
-        uint8_t c1 = s[i + 1], c2 = s[i + 2];
-        uint8_t lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-        if (c1 < lo || c1 > hi || (c2 & 0xC0) != 0x80) return -1;
-        *len = 3;
-        return (int32_t)(((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(c1 & 0x3F) << 6) |
-                         (c2 & 0x3Fu));
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (left < 4) return -1;
-        uint8_t c1 = s[i + 1], c2 = s[i + 2], c3 = s[i + 3];
-        uint8_t lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-        if (c1 < lo || c1 > hi || (c2 & 0xC0) != 0x80 || (c3 & 0xC0) != 0x80) return -1;
-        *len = 4;
-        return (int32_t)(((uint32_t)(c & 0x07) << 18) | ((uint32_t)(c1 & 0x3F) << 12) |
-                         ((uint32_t)(c2 & 0x3F) << 6) | (c3 & 0x3Fu));
-    }
-    return -1;
-}
-
 // Class of the character at s[i]; *len receives its length in bytes.
 static inline int char_class(const uint8_t *s, size_t n, size_t i, size_t *len) {
     uint8_t c = s[i];
@@ -525,8 +492,13 @@ static inline int char_class(const uint8_t *s, size_t n, size_t i, size_t *len) 
         *len = 2;  // U+0400..U+047F: all Cyrillic letters
         return C_LETTER;
     }
-    int32_t cp = utf8_at(s, n, i, len);
-    return cp < 0 ? C_OTHER : class_cp((uint32_t)cp);
+    uint32_t cp;
+    *len = utf8_decode((const char *)s + i, n - i, &cp);
+    if (*len == 0) {  // an invalid byte: a character of its own
+        *len = 1;
+        return C_OTHER;
+    }
+    return class_cp(cp);
 }
 
 // End (exclusive) of the pre-token that starts at s[i], i < n. GPT-2's pattern
@@ -1669,15 +1641,15 @@ static int load_vocab(Bpe *b, const char *path, char *err) {
         }
         by = xrealloc(by, len, 1);
         for (size_t i = 0; i < len;) {
-            size_t l;
-            int32_t cp = utf8_at(s, len, i, &l);
-            int c = cp < 0 ? -1 : cp_to_byte(cp);
+            uint32_t cp = 0;
+            size_t l = utf8_decode(keys[id] + i, len - i, &cp);
+            int c = l == 0 ? -1 : cp_to_byte((int32_t)cp);
             if (c < 0) {
                 cx_err(err,
                        "token \"%s\" (id %d) is not a byte-level string: it contains %s%04X "
                        "(%s)",
                        show(shown, sizeof shown, keys[id], len), id,
-                       cp < 0 ? "invalid UTF-8 byte 0x" : "U+", cp < 0 ? s[i] : (unsigned)cp, path);
+                       l == 0 ? "invalid UTF-8 byte 0x" : "U+", l == 0 ? s[i] : (unsigned)cp, path);
                 goto done;
             }
             by[nb++] = (uint8_t)c;

@@ -8,6 +8,7 @@
 #include "io/bpe.h"
 #include "io/ckpt.h"
 #include "io/config.h"
+#include "io/utf8.h"
 #include "models/albert.h"
 #include "models/common.h"
 
@@ -33,19 +34,17 @@ static void usage(FILE *f) {
             "      \"Москва — столица [MASK].\"\n");
 }
 
-// Copies s into out replacing invalid UTF-8 with U+FFFD, so JSON and terminals get text.
+// Copies s into out replacing every byte that does not start a valid UTF-8 sequence (and
+// NUL) with U+FFFD, so JSON and terminals get text.
 static void utf8_clean(const char *s, size_t n, char *out, size_t cap) {
     size_t o = 0;
     for (size_t i = 0; i < n && o + 4 < cap;) {
-        unsigned char c = (unsigned char)s[i];
-        int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        int ok = len > 0 && i + (size_t)len <= n && c != 0;
-        for (int j = 1; ok && j < len; j++) ok = ((unsigned char)s[i + j] >> 6) == 2;
-        if (ok && len == 2 && c < 0xC2) ok = 0;
-        if (ok) {
-            memcpy(out + o, s + i, (size_t)len);
-            o += (size_t)len;
-            i += (size_t)len;
+        uint32_t cp = 0;
+        size_t len = utf8_decode(s + i, n - i, &cp);
+        if (len > 0 && cp != 0) {
+            memcpy(out + o, s + i, len);
+            o += len;
+            i += len;
         } else {
             memcpy(out + o, "\xEF\xBF\xBD", 3);
             o += 3;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/entity.h"
 #include "io/utf8.h"
 #include "models/common.h"
 
@@ -108,28 +109,8 @@ static void docs_put_inline(CorpusDocs *d, const char *s, size_t n) {
 // Appends a code point as UTF-8 (invalid ones are dropped).
 static void docs_put_cp(CorpusDocs *d, uint32_t cp) {
     char b[4];
-    size_t n;
     if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return;
-    if (cp < 0x80) {
-        b[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        b[0] = (char)(0xC0 | (cp >> 6));
-        b[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (char)(0xE0 | (cp >> 12));
-        b[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        b[0] = (char)(0xF0 | (cp >> 18));
-        b[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        b[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    docs_put(d, b, n);
+    docs_put(d, b, utf8_encode(cp, b));
 }
 
 // Ends the current paragraph of the document that starts at text offset start.
@@ -363,52 +344,6 @@ static int extract_mo(const char *data, size_t n, CorpusDocs *out, char *err) {
 // ---------------------------------------------------------------------------------
 // HTML, XML, XHP
 
-typedef struct {
-    const char *name;
-    uint32_t cp;
-} Entity;
-
-// sorted by name (strcmp) for bsearch
-static const Entity ENTITIES[] = {
-    {"AElig", 0xC6},    {"Aacute", 0xC1},   {"Agrave", 0xC0},   {"Aring", 0xC5},
-    {"Auml", 0xC4},     {"Ccedil", 0xC7},   {"Dagger", 0x2021}, {"Eacute", 0xC9},
-    {"Omega", 0x3A9},   {"Ouml", 0xD6},     {"Prime", 0x2033},  {"Uuml", 0xDC},
-    {"aacute", 0xE1},   {"acirc", 0xE2},    {"acute", 0xB4},    {"aelig", 0xE6},
-    {"agrave", 0xE0},   {"alpha", 0x3B1},   {"amp", 0x26},      {"apos", 0x27},
-    {"aring", 0xE5},    {"asymp", 0x2248},  {"auml", 0xE4},     {"bdquo", 0x201E},
-    {"beta", 0x3B2},    {"brvbar", 0xA6},   {"bull", 0x2022},   {"ccedil", 0xE7},
-    {"cedil", 0xB8},    {"cent", 0xA2},     {"copy", 0xA9},     {"crarr", 0x21B5},
-    {"curren", 0xA4},   {"dArr", 0x21D3},   {"dagger", 0x2020}, {"darr", 0x2193},
-    {"deg", 0xB0},      {"delta", 0x3B4},   {"divide", 0xF7},   {"eacute", 0xE9},
-    {"ecirc", 0xEA},    {"egrave", 0xE8},   {"emsp", 0x2003},   {"ensp", 0x2002},
-    {"epsilon", 0x3B5}, {"euml", 0xEB},     {"euro", 0x20AC},   {"frac12", 0xBD},
-    {"frac14", 0xBC},   {"frac34", 0xBE},   {"frasl", 0x2044},  {"gamma", 0x3B3},
-    {"ge", 0x2265},     {"gt", 0x3E},       {"hArr", 0x21D4},   {"harr", 0x2194},
-    {"hellip", 0x2026}, {"iacute", 0xED},   {"icirc", 0xEE},    {"iexcl", 0xA1},
-    {"infin", 0x221E},  {"iquest", 0xBF},   {"iuml", 0xEF},     {"lArr", 0x21D0},
-    {"lambda", 0x3BB},  {"laquo", 0xAB},    {"larr", 0x2190},   {"ldquo", 0x201C},
-    {"le", 0x2264},     {"loz", 0x25CA},    {"lrm", 0x200E},    {"lsaquo", 0x2039},
-    {"lsquo", 0x2018},  {"lt", 0x3C},       {"macr", 0xAF},     {"mdash", 0x2014},
-    {"micro", 0xB5},    {"middot", 0xB7},   {"minus", 0x2212},  {"mu", 0x3BC},
-    {"nbsp", 0xA0},     {"ndash", 0x2013},  {"ne", 0x2260},     {"not", 0xAC},
-    {"ntilde", 0xF1},   {"oacute", 0xF3},   {"ocirc", 0xF4},    {"ograve", 0xF2},
-    {"oline", 0x203E},  {"omega", 0x3C9},   {"ordf", 0xAA},     {"ordm", 0xBA},
-    {"oslash", 0xF8},   {"ouml", 0xF6},     {"para", 0xB6},     {"permil", 0x2030},
-    {"pi", 0x3C0},      {"plusmn", 0xB1},   {"pound", 0xA3},    {"prime", 0x2032},
-    {"quot", 0x22},     {"rArr", 0x21D2},   {"raquo", 0xBB},    {"rarr", 0x2192},
-    {"rdquo", 0x201D},  {"reg", 0xAE},      {"rlm", 0x200F},    {"rsaquo", 0x203A},
-    {"rsquo", 0x2019},  {"sbquo", 0x201A},  {"sect", 0xA7},     {"shy", 0xAD},
-    {"sigma", 0x3C3},   {"sup1", 0xB9},     {"sup2", 0xB2},     {"sup3", 0xB3},
-    {"szlig", 0xDF},    {"thinsp", 0x2009}, {"times", 0xD7},    {"trade", 0x2122},
-    {"uArr", 0x21D1},   {"uacute", 0xFA},   {"uarr", 0x2191},   {"ucirc", 0xFB},
-    {"ugrave", 0xF9},   {"uml", 0xA8},      {"uuml", 0xFC},     {"yen", 0xA5},
-    {"zwj", 0x200D},    {"zwnj", 0x200C},
-};
-
-static int entity_cmp(const void *key, const void *elem) {
-    return strcmp((const char *)key, ((const Entity *)elem)->name);
-}
-
 static int name_cmp(const void *key, const void *elem) {
     return strcmp((const char *)key, *(const char *const *)elem);
 }
@@ -417,9 +352,10 @@ static int in_sorted(const char *name, const char *const *list, size_t n) {
     return bsearch(name, list, n, sizeof *list, name_cmp) != NULL;
 }
 
-// Decodes the entity at s[0] == '&' (n bytes available). Returns the bytes consumed
-// (0 when this is not an entity: then '&' is literal text) and sets *cp (0: an
-// unknown or invalid entity, to be dropped).
+// Decodes the entity at s[0] == '&' (n bytes available): "&name;" with a name of
+// ENTITY_CORPUS (up to 15 letters and digits), "&#digits;" or "&#xhex;" (any number of
+// digits), the ';' optional. Returns the bytes consumed (0 when this is not an entity: then
+// '&' is literal text) and sets *cp (0: an unknown or invalid entity, to be dropped).
 static size_t decode_entity(const char *s, size_t n, uint32_t *cp) {
     size_t i = 1;
     *cp = 0;
@@ -427,35 +363,27 @@ static size_t decode_entity(const char *s, size_t n, uint32_t *cp) {
         i++;
         int hex = i < n && (s[i] == 'x' || s[i] == 'X');
         if (hex) i++;
-        uint64_t v = 0;
-        size_t digits = 0;
-        while (i < n && (hex ? isxdigit((unsigned char)s[i]) : isdigit((unsigned char)s[i]))) {
-            int dv = isdigit((unsigned char)s[i]) ? s[i] - '0'
-                                                   : (tolower((unsigned char)s[i]) - 'a' + 10);
-            if (v <= 0x10FFFF) v = v * (hex ? 16 : 10) + (uint64_t)dv;
-            i++;
-            digits++;
-        }
+        uint32_t v;
+        size_t digits = entity_read_number(s + i, n - i, hex, SIZE_MAX, &v);
         if (digits == 0) return 0;
+        i += digits;
         if (i < n && s[i] == ';') i++;
-        if (v <= 0x10FFFF && !(v >= 0xD800 && v <= 0xDFFF)) *cp = (uint32_t)v;
+        if (v <= 0x10FFFF && !(v >= 0xD800 && v <= 0xDFFF)) *cp = v;
         return i;
     }
-    char name[16];
     size_t k = 0;
-    while (i < n && k < sizeof name - 1 && isalnum((unsigned char)s[i])) name[k++] = s[i++];
-    name[k] = '\0';
+    while (i + k < n && k < 15 && isalnum((unsigned char)s[i + k])) k++;
     if (k == 0) return 0;
-    const Entity *e = bsearch(name, ENTITIES, sizeof ENTITIES / sizeof *ENTITIES,
-                              sizeof *ENTITIES, entity_cmp);
+    uint32_t e = entity_lookup(s + i, k, ENTITY_CORPUS);
+    i += k;
     if (i < n && s[i] == ';') {
-        if (e) *cp = e->cp;
+        *cp = e;
         return i + 1;  // unknown but well-formed: dropped
     }
     // without ';' a known name still counts (HTML's leniency: "&copy 2023"); an unknown
     // one is literal text ("AT&T")
     if (e) {
-        *cp = e->cp;
+        *cp = e;
         return i;
     }
     return 0;
@@ -1221,45 +1149,6 @@ int corpus_extract(CorpusFormat fmt, const char *data, size_t n_bytes, CorpusDoc
 // ---------------------------------------------------------------------------------
 // Normalisation
 
-// Decodes one UTF-8 sequence at s[0..n) (n >= 1). Returns its length and sets *cp, or
-// returns -(length of the maximal invalid subpart) (at least 1).
-static int utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
-    unsigned char b = s[0];
-    if (b < 0x80) {
-        *cp = b;
-        return 1;
-    }
-    int len;
-    unsigned char lo = 0x80, hi = 0xBF;
-    uint32_t v;
-    if (b >= 0xC2 && b <= 0xDF) {
-        len = 2;
-        v = b & 0x1F;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-        len = 3;
-        v = b & 0x0F;
-        if (b == 0xE0) lo = 0xA0;
-        if (b == 0xED) hi = 0x9F;
-    } else if (b >= 0xF0 && b <= 0xF4) {
-        len = 4;
-        v = b & 0x07;
-        if (b == 0xF0) lo = 0x90;
-        if (b == 0xF4) hi = 0x8F;
-    } else {
-        return -1;
-    }
-    for (int k = 1; k < len; k++) {
-        if ((size_t)k >= n) return -k;
-        unsigned char c = s[k];
-        unsigned char l = k == 1 ? lo : 0x80, h = k == 1 ? hi : 0xBF;
-        if (c < l || c > h) return -k;
-        v = (v << 6) | (c & 0x3F);
-    }
-    *cp = v;
-    return len;
-}
-
-
 static int is_space_cp(uint32_t cp) {
     return cp == ' ' || cp == '\t' || cp == '\n' || cp == '\r' || cp == 0x0B || cp == 0x0C ||
            cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
@@ -1274,7 +1163,6 @@ static int is_dropped_cp(uint32_t cp) {
 }
 
 size_t corpus_normalize(const char *in, size_t n_bytes, char *out, uint64_t *n_invalid) {
-    const unsigned char *s = (const unsigned char *)in;
     size_t i = 0, o = 0;
     size_t last_pos = 0;   // where the last emitted code point starts in out
     uint32_t last_cp = 0;  // 0: none since the last space
@@ -1282,13 +1170,13 @@ size_t corpus_normalize(const char *in, size_t n_bytes, char *out, uint64_t *n_i
     uint64_t bad = 0;
     while (i < n_bytes) {
         uint32_t cp;
-        int r = utf8_decode(s + i, n_bytes - i, &cp);
-        if (r < 0) {
+        size_t r = utf8_decode(in + i, n_bytes - i, &cp);
+        if (r == 0) {  // one invalid sequence: its maximal subpart is dropped
             bad++;
-            i += (size_t)(-r);
+            i += utf8_invalid_len(in + i, n_bytes - i);
             continue;
         }
-        i += (size_t)r;
+        i += r;
         if (is_space_cp(cp)) {
             if (o > 0) pending_space = 1;
             last_cp = 0;
@@ -1336,16 +1224,15 @@ static int is_letter(uint32_t cp) {
 
 void corpus_count(const char *s, size_t n_bytes, size_t *n_chars, size_t *n_letters,
                   size_t *n_cyrillic) {
-    const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, chars = 0, letters = 0, cyr = 0;
     while (i < n_bytes) {
         uint32_t cp;
-        int r = utf8_decode(u + i, n_bytes - i, &cp);
-        if (r < 0) {
-            i += (size_t)(-r);
+        size_t r = utf8_decode(s + i, n_bytes - i, &cp);
+        if (r == 0) {
+            i += utf8_invalid_len(s + i, n_bytes - i);
             continue;
         }
-        i += (size_t)r;
+        i += r;
         chars++;
         if (is_letter(cp)) {
             letters++;

@@ -252,7 +252,7 @@ size_t headline_lowercase(char *s, size_t n) {
     size_t i = 0, o = 0;
     while (i < n) {
         uint32_t cp;
-        size_t len = rouge_utf8_decode(s + i, n - i, &cp);
+        size_t len = utf8_decode(s + i, n - i, &cp);
         if (len == 0) {  // an invalid byte stays as it is
             s[o++] = s[i++];
             continue;
@@ -303,7 +303,7 @@ static int single_letter_before(const char *s, size_t i) {
     do j--;
     while (j > 0 && ((unsigned char)s[j] & 0xC0) == 0x80);
     uint32_t cp;
-    size_t len = rouge_utf8_decode(s + j, i - j, &cp);
+    size_t len = utf8_decode(s + j, i - j, &cp);
     if (len == 0) return 0;
     int letter = (cp < 0x80 && ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z')) ||
                  (cp >= 0x400 && cp <= 0x4FF);
@@ -419,7 +419,7 @@ static int is_heading(const char *s, size_t n) {
     size_t letters = 0;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
-        size_t len = rouge_utf8_decode(s + i, n - i, &cp);
+        size_t len = utf8_decode(s + i, n - i, &cp);
         if (!len) return 0;
         int letter = (cp < 0x80 && ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z')) ||
                      (cp >= 0x400 && cp <= 0x4FF);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "io/entity.h"
 #include "io/utf8.h"
 #include "models/common.h"
 
@@ -56,26 +57,6 @@ const char *news_bad_name(NewsBad reason) {
 // ---------------------------------------------------------------------------------
 // UTF-8
 
-// Length of the valid UTF-8 sequence at s (n_bytes available, n_bytes >= 1), or 0 when it
-// is invalid or truncated.
-static inline size_t utf8_seq(const unsigned char *s, size_t n_bytes) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    if (c < 0xC2) return 0;
-    if (c < 0xE0) return n_bytes >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c < 0xF0) {
-        if (n_bytes < 3 || (s[2] & 0xC0) != 0x80) return 0;
-        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-        return s[1] >= lo && s[1] <= hi ? 3 : 0;
-    }
-    if (c < 0xF5) {
-        if (n_bytes < 4 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
-        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-        return s[1] >= lo && s[1] <= hi ? 4 : 0;
-    }
-    return 0;
-}
-
 size_t news_utf8_check(const char *s, size_t n_bytes) {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
@@ -92,7 +73,8 @@ size_t news_utf8_check(const char *s, size_t n_bytes) {
             i++;
             continue;
         }
-        size_t k = utf8_seq(u + i, n_bytes - i);
+        uint32_t cp;
+        size_t k = utf8_decode(s + i, n_bytes - i, &cp);
         if (!k) return i;
         i += k;
     }
@@ -103,54 +85,9 @@ size_t news_utf8_check(const char *s, size_t n_bytes) {
 // ---------------------------------------------------------------------------------
 // HTML to text
 
-// What a named entity stands for: UTF-8 text, or one of the two markers.
+// What an entity stands for besides UTF-8 text: one of two markers.
 static const char ENT_SPACE[] = " "; // whitespace (collapses)
 static const char ENT_DROP[] = "";   // nothing (soft hyphen)
-
-typedef struct Entity {
-    const char *name;
-    unsigned char len;
-    const char *utf8;
-} Entity;
-
-// Most frequent first (RIA bodies are full of &nbsp; and &mdash;).
-static const Entity ENTITIES[] = {
-    {"nbsp", 4, ENT_SPACE},
-    {"mdash", 5, "\xe2\x80\x94"},
-    {"quot", 4, "\""},
-    {"laquo", 5, "\xc2\xab"},
-    {"raquo", 5, "\xc2\xbb"},
-    {"ndash", 5, "\xe2\x80\x93"},
-    {"amp", 3, "&"},
-    {"lt", 2, "<"},
-    {"gt", 2, ">"},
-    {"apos", 4, "'"},
-    {"hellip", 6, "\xe2\x80\xa6"},
-    {"bdquo", 5, "\xe2\x80\x9e"},
-    {"ldquo", 5, "\xe2\x80\x9c"},
-    {"rdquo", 5, "\xe2\x80\x9d"},
-    {"lsquo", 5, "\xe2\x80\x98"},
-    {"rsquo", 5, "\xe2\x80\x99"},
-    {"sbquo", 5, "\xe2\x80\x9a"},
-    {"copy", 4, "\xc2\xa9"},
-    {"reg", 3, "\xc2\xae"},
-    {"trade", 5, "\xe2\x84\xa2"},
-    {"deg", 3, "\xc2\xb0"},
-    {"minus", 5, "\xe2\x88\x92"},
-    {"times", 5, "\xc3\x97"},
-    {"middot", 6, "\xc2\xb7"},
-    {"bull", 4, "\xe2\x80\xa2"},
-    {"euro", 4, "\xe2\x82\xac"},
-    {"numero", 6, "\xe2\x84\x96"},
-    {"ensp", 4, ENT_SPACE},
-    {"emsp", 4, ENT_SPACE},
-    {"thinsp", 6, ENT_SPACE},
-    {"shy", 3, ENT_DROP},
-    {"AMP", 3, "&"},
-    {"LT", 2, "<"},
-    {"GT", 2, ">"},
-    {"QUOT", 4, "\""},
-};
 
 // Windows-1252 meaning of &#128;..&#159; (browsers decode them so); 0 where undefined.
 static const uint16_t CP1252_80[32] = {
@@ -276,63 +213,44 @@ static size_t html_tag(const char *s, size_t n, int *kind) {
     return j + 1;
 }
 
-// Decodes the entity that starts with '&' at s[0] (n bytes available). Returns the bytes
-// it spans (0 when it is not one we decode: the '&' is then text) and what it stands for
-// in *utf8 (NUL-terminated; ENT_SPACE / ENT_DROP) or, for numeric ones, in cp_buf.
+// Decodes the entity that starts with '&' at s[0] (n bytes available): "&name;" with a
+// name of ENTITY_NEWS, "&#digits;" (at most 8) or "&#xhex;" (at most 7), the ';' required.
+// Returns the bytes it spans (0 when it is not one we decode: the '&' is then text) and
+// what it stands for in *utf8: ENT_SPACE, ENT_DROP, or its UTF-8 text (NUL-terminated) in
+// cp_buf (room for 5 bytes).
 static size_t html_entity(const char *s, size_t n, const char **utf8, char *cp_buf) {
     if (n < 3) return 0;
+    uint32_t cp;
+    size_t i;  // the ';'
     if (s[1] == '#') {
-        size_t i = 2;
-        uint32_t cp = 0;
-        size_t digits = 0;
-        if (s[2] == 'x' || s[2] == 'X') {
-            i = 3;
-            for (; i < n && digits < 7; i++, digits++) {
-                unsigned c = (unsigned char)s[i], v;
-                if (c >= '0' && c <= '9')
-                    v = c - '0';
-                else if ((c | 32) >= 'a' && (c | 32) <= 'f')
-                    v = (c | 32) - 'a' + 10;
-                else
-                    break;
-                cp = cp * 16 + v;
-            }
-        } else {
-            for (; i < n && digits < 8; i++, digits++) {
-                unsigned c = (unsigned char)s[i];
-                if (c < '0' || c > '9') break;
-                cp = cp * 10 + (c - '0');
-            }
-        }
+        int hex = s[2] == 'x' || s[2] == 'X';
+        size_t start = hex ? 3 : 2;
+        size_t digits = entity_read_number(s + start, n - start, hex, hex ? 7 : 8, &cp);
+        i = start + digits;
         if (digits == 0 || i >= n || s[i] != ';') return 0;
         if (cp >= 0x80 && cp < 0xA0) {
             cp = CP1252_80[cp - 0x80];
             if (!cp) return 0;
         }
-        if (cp == 0x09 || cp == 0x0A || cp == 0x0C || cp == 0x0D || cp == 0x20 || cp == 0xA0 ||
-            cp == 0x2002 || cp == 0x2003 || cp == 0x2009) {
-            *utf8 = ENT_SPACE;
-        } else if (cp == 0xAD) {
-            *utf8 = ENT_DROP;
-        } else {
-            if (cp < 0x20 || cp == 0x7F || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-                return 0;
-            cp_buf[utf8_encode(cp, cp_buf)] = '\0';
-            *utf8 = cp_buf;
-        }
-        return i + 1;
+    } else {
+        i = 1;
+        while (i < n && i <= 8 && is_alnum((unsigned char)s[i])) i++;
+        if (i >= n || s[i] != ';' || i == 1) return 0;
+        cp = entity_lookup(s + 1, i - 1, ENTITY_NEWS);
+        if (!cp) return 0;
     }
-    size_t i = 1;
-    while (i < n && i <= 8 && is_alnum((unsigned char)s[i])) i++;
-    if (i >= n || s[i] != ';' || i == 1) return 0;
-    size_t len = i - 1;
-    for (size_t k = 0; k < sizeof ENTITIES / sizeof ENTITIES[0]; k++) {
-        if (ENTITIES[k].len == len && memcmp(ENTITIES[k].name, s + 1, len) == 0) {
-            *utf8 = ENTITIES[k].utf8;
-            return i + 1;
-        }
+    if (cp == 0x09 || cp == 0x0A || cp == 0x0C || cp == 0x0D || cp == 0x20 || cp == 0xA0 ||
+        cp == 0x2002 || cp == 0x2003 || cp == 0x2009) {
+        *utf8 = ENT_SPACE;
+    } else if (cp == 0xAD) {
+        *utf8 = ENT_DROP;
+    } else {
+        if (cp < 0x20 || cp == 0x7F || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        cp_buf[utf8_encode(cp, cp_buf)] = '\0';
+        *utf8 = cp_buf;
     }
-    return 0;
+    return i + 1;
 }
 
 // Byte classes of the HTML pass.
@@ -709,7 +627,8 @@ static size_t json_string(const unsigned char *s, size_t n, size_t *pi, char *ou
                     c);
             return (size_t)-1;
         case 4: {
-            size_t k = utf8_seq(s + i, n - i);
+            uint32_t cp;
+            size_t k = utf8_decode((const char *)s + i, n - i, &cp);
             if (!k) {
                 problem(pb, NEWS_BAD_UTF8, "invalid UTF-8 at column %zu (byte 0x%02x)", i + 1, c);
                 return (size_t)-1;

@@ -111,43 +111,6 @@ int rouge_mode_parse(const char *name, RougeMode *mode) {
 
 // ---------------------------------------------------------------- characters
 
-size_t rouge_utf8_decode(const char *str, size_t n, uint32_t *cp) {
-    const unsigned char *s = (const unsigned char *)str;
-    unsigned c = s[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    size_t len;
-    uint32_t v;
-    unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        v = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        v = c & 0x0F;
-        if (c == 0xE0) lo = 0xA0;       // no overlong forms
-        else if (c == 0xED) hi = 0x9F;  // no surrogates
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        v = c & 0x07;
-        if (c == 0xF0) lo = 0x90;       // no overlong forms
-        else if (c == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
-    } else {
-        return 0;  // continuation byte, C0/C1 (overlong), F5..FF
-    }
-    if (n < len) return 0;
-    if (s[1] < lo || s[1] > hi) return 0;
-    v = (v << 6) | (s[1] & 0x3F);
-    for (size_t i = 2; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    *cp = v;
-    return len;
-}
-
 int rouge_is_space(uint32_t c) {
     if (c <= 0x20) return c == 0x20 || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F);
     if (c < 0x85) return 0;
@@ -226,7 +189,7 @@ static void tokenize(RougeScorer *s, const char *in, size_t n, size_t *text_len,
         uint32_t cp = 0;
         size_t len = 1;
         if (i < n) {
-            len = rouge_utf8_decode(in + i, n - i, &cp);
+            len = utf8_decode(in + i, n - i, &cp);
             if (len == 0) {  // an invalid byte: an opaque character of its own
                 len = 1;
                 is_space = 0;

@@ -2,7 +2,8 @@
 // scoring Russian news headline generation.
 //
 // Text handling (both modes)
-//  - UTF-8 is decoded strictly (no overlong forms, no surrogates, nothing above U+10FFFF).
+//  - UTF-8 is decoded strictly by utf8_decode (io/utf8.h: no overlong forms, no surrogates,
+//    nothing above U+10FFFF).
 //    A byte that does not start a valid sequence is one opaque character: never
 //    whitespace, never a dot, never case-folded, compared byte for byte. Invalid input
 //    therefore scores like any other text and never fails (this is what Python does when
@@ -123,10 +124,6 @@ RougeScores rouge_mean_get(const RougeMean *m);
 uint32_t rouge_fold_case(uint32_t cp);
 // Whether cp is whitespace (the set above).
 int rouge_is_space(uint32_t cp);
-// Decodes one strictly valid UTF-8 sequence at s (n_bytes available, n_bytes >= 1):
-// returns its length 1..4 and sets *cp, or returns 0 when s[0] does not start a valid
-// sequence within n_bytes.
-size_t rouge_utf8_decode(const char *s, size_t n_bytes, uint32_t *cp);
 
 // LCS length of the id sequences x (nx) and y (ny), in O(nx * ny) time and one row of
 // min(nx, ny) + 1 int32 from the scorer's buffers. Returns the length, or -1 with err filled

@@ -1,6 +1,12 @@
 // utf8.c: see utf8.h.
 #include "io/utf8.h"
 
+size_t utf8_invalid_len(const char *s, size_t n_bytes) {
+    uint32_t v;
+    int r = utf8_scan((const unsigned char *)s, n_bytes, &v);
+    return r < 0 ? (size_t)-r : 0;
+}
+
 size_t utf8_encode(uint32_t cp, char *out) {
     unsigned char *u = (unsigned char *)out;
     if (cp < 0x80) {

@@ -7,8 +7,6 @@
 //    example, sentence splitting quirks, empty inputs, case folding);
 //  - a naive LCS with the full table and the package's backtrack (_recon_lcs), compared
 //    with rouge_lcs_length / rouge_lcs_mark on random sequences of both orientations;
-//  - a naive UTF-8 encoder: rouge_utf8_decode must accept exactly the canonical encodings
-//    of scalar values (exhaustive over 1-3 byte sequences, sampled for 4 bytes).
 // tests/integration/test_rouge_ref.sh adds the cross-check against tests/ref/rouge_ref.py (Python) on
 // random pairs through conflux-rouge, and the case-folding and whitespace tables against
 // Python's str.lower()/str.isspace(); for the latter this program prints its tables:
@@ -549,80 +547,6 @@ static void test_api_errors(void) {
     assert_zero(&z);
 }
 
-// ---------------------------------------------------------------- UTF-8
-
-// Canonical encoding of a scalar value.
-static int enc(uint32_t cp, unsigned char *o) {
-    if (cp < 0x80) return o[0] = (unsigned char)cp, 1;
-    if (cp < 0x800) return o[0] = (unsigned char)(0xC0 | cp >> 6), o[1] = (unsigned char)(0x80 | (cp & 63)), 2;
-    if (cp < 0x10000) {
-        o[0] = (unsigned char)(0xE0 | cp >> 12);
-        o[1] = (unsigned char)(0x80 | ((cp >> 6) & 63));
-        o[2] = (unsigned char)(0x80 | (cp & 63));
-        return 3;
-    }
-    o[0] = (unsigned char)(0xF0 | cp >> 18);
-    o[1] = (unsigned char)(0x80 | ((cp >> 12) & 63));
-    o[2] = (unsigned char)(0x80 | ((cp >> 6) & 63));
-    o[3] = (unsigned char)(0x80 | (cp & 63));
-    return 4;
-}
-
-// Checks decode(b, n): valid exactly when a prefix of b is the canonical encoding of a
-// scalar value (not a surrogate, <= U+10FFFF).
-static int check_decode(const unsigned char *b, size_t n) {
-    uint32_t cp = 0;
-    size_t len = rouge_utf8_decode((const char *)b, n, &cp);
-    if (len == 0) {
-        // no scalar value may encode to a prefix of b
-        // (lead byte determines the length; try that length's value range)
-        size_t want = b[0] < 0x80 ? 1 : b[0] >= 0xC0 && b[0] < 0xE0 ? 2 : b[0] >= 0xE0 && b[0] < 0xF0 ? 3 : b[0] >= 0xF0 && b[0] < 0xF8 ? 4 : 0;
-        if (want == 0 || want > n) return 1;
-        uint32_t v = want == 1 ? b[0] : want == 2 ? b[0] & 0x1F : want == 3 ? b[0] & 0x0F : b[0] & 0x07;
-        for (size_t i = 1; i < want; i++) v = (v << 6) | (b[i] & 63);
-        unsigned char o[4];
-        if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 1;
-        int k = enc(v, o);
-        return !((size_t)k == want && memcmp(o, b, want) == 0);
-    }
-    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    unsigned char o[4];
-    int k = enc(cp, o);
-    return (size_t)k == len && memcmp(o, b, len) == 0;
-}
-
-static void test_utf8_decode(void) {
-    int bad = 0;
-    unsigned char b[4];
-    for (uint32_t v = 0; v < 0x10000; v++) {  // all 1- and 2-byte inputs
-        b[0] = (unsigned char)(v >> 8);
-        b[1] = (unsigned char)v;
-        bad += !check_decode(b, 2);
-        bad += !check_decode(b + 1, 1);
-    }
-    for (uint32_t v = 0xE00000; v < 0xF00000; v++) {  // all 3-byte inputs with an E* lead
-        b[0] = (unsigned char)(v >> 16);
-        b[1] = (unsigned char)(v >> 8);
-        b[2] = (unsigned char)v;
-        bad += !check_decode(b, 3);
-    }
-    for (int it = 0; it < 2000000; it++) {  // 4-byte inputs, sampled
-        b[0] = (unsigned char)(0xF0 + rnd(16));
-        b[1] = (unsigned char)rnd(256);
-        b[2] = (unsigned char)(0x80 + rnd(it % 2 ? 64 : 256));
-        b[3] = (unsigned char)(0x80 + rnd(it % 3 ? 64 : 256));
-        bad += !check_decode(b, 4);
-    }
-    for (uint32_t cp = 0; cp <= 0x10FFFF; cp++) {  // every scalar value round-trips
-        if (cp >= 0xD800 && cp <= 0xDFFF) continue;
-        int k = enc(cp, b);
-        uint32_t got = 0;
-        bad += rouge_utf8_decode((const char *)b, (size_t)k, &got) != (size_t)k || got != cp;
-        if (k > 1) bad += rouge_utf8_decode((const char *)b, (size_t)k - 1, &got) != 0;
-    }
-    CU_ASSERT(bad == 0);
-}
-
 static int dump_tables(const char *what) {
     for (uint32_t cp = 0; cp < 0x110000; cp++) {
         if (strcmp(what, "--dump-fold") == 0) {
@@ -654,7 +578,6 @@ int main(int argc, char **argv) {
     CU_add_test(s, "long inputs: bounded memory", test_long_inputs);
     CU_add_test(s, "scorer reuse", test_reuse);
     CU_add_test(s, "API errors", test_api_errors);
-    CU_add_test(s, "strict UTF-8 decoding", test_utf8_decode);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     int failed = (int)CU_get_number_of_failures() > 0 || CU_get_number_of_suites_failed() > 0;
