@@ -115,8 +115,8 @@ deps:
 # ---- data: corpus -> tokenizer -> shards (built once, reused; `make clean-data` redoes them) ----
 VOCAB ?= 8192
 corpus: $(DATA)/corpus/train.txt
-$(DATA)/corpus/train.txt: io/build-corpus.sh | $(BUILD)/bin/conflux-corpus
-	bash io/build-corpus.sh $(DATA) $(BUILD)/bin/conflux-corpus
+$(DATA)/corpus/train.txt: io/corpus/build-corpus.sh | $(BUILD)/bin/conflux-corpus
+	bash io/corpus/build-corpus.sh $(DATA) $(BUILD)/bin/conflux-corpus
 
 tokenizer: $(DATA)/tokenizer/vocab.json
 $(DATA)/tokenizer/vocab.json: $(DATA)/corpus/train.txt | $(BUILD)/bin/conflux-tokenizer

@@ -26,7 +26,7 @@
 #include "bridge/state.h"
 #include "bridge/status.h"
 #include "bridge/tokens.h"
-#include "io/runcols.h"
+#include "io/run/runcols.h"
 #include "models/common.h"
 
 // A serialized state shared by the connections downloading it.

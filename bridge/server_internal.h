@@ -90,7 +90,7 @@ struct BridgeServer {
     Rounds rounds;
     double bytes_in, bytes_out, last_bytes_in, last_bytes_out;
     double t_start;
-    FILE *csv, *vcsv;  // RUN_DIR/bridge.csv, RUN_DIR/volunteers.csv (io/runcols.h)
+    FILE *csv, *vcsv;  // RUN_DIR/bridge.csv, RUN_DIR/volunteers.csv (io/run/runcols.h)
     int shutting_down, cc_warned, restarting;
     StatusPage status;
     uint8_t *frame;  // one encoded frame

@@ -49,7 +49,7 @@ typedef struct StepResult StepResult;
 // Averaging strategy: how a participant's gradients (and, for strategies that average
 // rarely, its parameters) meet the other participants'. Every backend (none, MPI data
 // parallelism in mpi/dp.h, the bridge in bridge/server.h, a volunteer's link in
-// bridge/client.h) fills one of these; the run loop (io/run.h) wires it up, so no tool
+// bridge/client.h) fills one of these; the run loop (io/run/run.h) wires it up, so no tool
 // main knows which strategy it runs.
 //
 // Per optimizer step, trainer_step calls: plan (which samples of the global batch are

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/ckpt.h"
+#include "io/store/ckpt.h"
 #include "io/run/run.h"
-#include "io/runlog.h"
+#include "io/run/runlog.h"
 #include "models/common.h"
 #include "mpi/hybrid_mpi.h"
 
@@ -167,9 +167,11 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
         return 1;
     }
     s->cfg_text = recipe_config_text(rep);
-    if (!bridged && rep->tr.global_batch < s->size)
-        return report(s, "train.global_batch (%ld) is smaller than the number of ranks (%d)",
-                      rep->tr.global_batch, s->size), 2;
+    if (!bridged && rep->tr.global_batch < s->size) {
+        report(s, "train.global_batch (%ld) is smaller than the number of ranks (%d)",
+               rep->tr.global_batch, s->size);
+        return 2;
+    }
 
     // the averaging strategy; a bridge builds the same replica from the configuration text
     if (bridged) hybrid_bcast_config(hc, &s->cfg_text);

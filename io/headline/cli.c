@@ -10,8 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "io/ckpt.h"
+#include "io/store/ckpt.h"
 #include "models/common.h"
+#include "io/news/lead.h"
 
 void hl_report(const char *fmt, ...) {
     char msg[CX_ERRLEN + 512];
@@ -85,7 +86,7 @@ size_t hl_encoder_run(HlEncoder *e, const char *text, size_t n, int32_t *ids, si
 }
 
 // ---------------------------------------------------------------------------------------
-// Reading articles: news files (io/news.h), TSV pairs or plain text lines.
+// Reading articles: news files (io/news/news.h), TSV pairs or plain text lines.
 
 #define MAX_LINE_BYTES ((size_t)8 << 20)
 

@@ -14,9 +14,9 @@
 
 #include <zlib.h>
 
-#include "io/bpe.h"
-#include "io/headline.h"
-#include "io/news.h"
+#include "io/tokenizer/bpe.h"
+#include "io/tasks/headline.h"
+#include "io/news/news.h"
 #include "models/beam.h"
 #include "models/encdec.h"
 
@@ -59,7 +59,7 @@ void hl_encoder_close(HlEncoder *e);
 // cap ids. Returns the number of ids written.
 size_t hl_encoder_run(HlEncoder *e, const char *text, size_t n, int32_t *ids, size_t cap);
 
-// ---- reading articles: news files (io/news.h), TSV pairs or plain text lines -----------------
+// ---- reading articles: news files (io/news/news.h), TSV pairs or plain text lines -----------------
 
 enum { HL_SRC_NEWS, HL_SRC_TSV, HL_SRC_TEXT };
 
@@ -75,7 +75,7 @@ typedef struct {
     NewsFormat news_fmt;  // the detected format (HL_SRC_NEWS)
 } ArticleReader;
 
-// "tsv", "text", or the news format's name (io/news.h) of an open reader.
+// "tsv", "text", or the news format's name (io/news/news.h) of an open reader.
 const char *hl_reader_kind_name(const ArticleReader *r);
 
 // The articles of several FILEs in turn, each opened when the one before it is read to

@@ -7,10 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/headline.h"
+#include "io/eval/rouge.h"
 #include "io/headline/cli.h"
-#include "io/news.h"
-#include "io/rouge.h"
+#include "io/news/lead.h"
+#include "io/news/news.h"
+#include "io/tasks/headline.h"
 #include "models/common.h"
 
 enum { OPT_SKIP = HL_OPT_NEXT, OPT_DATELINE, OPT_HYPS_OUT, OPT_SHOW };
@@ -52,7 +53,7 @@ int headline_cmd_evaluate(int argc, char **argv) {
         "Scores headlines against the titles of news files (RIA JSON lines, Lenta.ru or ODS CSV,\n"
         "plain or gzip, format detected; or title TAB body TSV) with ROUGE-1/2/L F (x100,\n"
         "macro-averaged over the articles, lowercased text, whitespace tokens) in both modes of\n"
-        "io/rouge.h: paper (the rouge 0.3.2 package behind the published scores) and standard.\n"
+        "io/eval/rouge.h: paper (the rouge 0.3.2 package behind the published scores) and standard.\n"
         "Next to the model it prints the first-sentence baseline computed as published: the\n"
         "first sentence of the body, and for RIA the second one (the first is the dateline\n"
         "\"москва, 1 дек — риа новости.\") when there are two or more. Without --checkpoint only\n"

@@ -1,5 +1,5 @@
 // pairs.c: `conflux-headline pairs`: (title, body) training pairs from Debian's Russian
-// texts (io/headline.h extracts them) into DIR/train.tsv and DIR/valid.tsv.
+// texts (io/tasks/headline.h extracts them) into DIR/train.tsv and DIR/valid.tsv.
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -10,10 +10,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "io/corpus.h"
-#include "io/headline.h"
+#include "io/corpus/corpus.h"
+#include "io/corpus/headline_pairs.h"
 #include "io/headline/cli.h"
-#include "io/runlog.h"
+#include "io/run/runlog.h"
+#include "io/tasks/headline.h"
 #include "models/common.h"
 
 // Whole-file reader through zlib (plain or gzip). Returns a malloc'd buffer, or NULL with err.
@@ -177,7 +178,7 @@ int headline_cmd_pairs(int argc, char **argv) {
         "  --min-body N         bodies shorter than N characters are dropped (default 80)\n"
         "  -h, --help           this text\n"
         "\n"
-        "example (io/build-headline-pairs.sh runs this on what io/build-corpus.sh fetched):\n"
+        "example (io/corpus/build-headline-pairs.sh runs this on what io/corpus/build-corpus.sh fetched):\n"
         "  " HL_TOOL " pairs --out build/data/headline debtrans:build/data/debtrans/Translation-ru \\\n"
         "      man:build/data/extract/manpages-ru/usr/share/man/ru\n";
     static const struct option opts[] = {{"out", required_argument, 0, 'o'},

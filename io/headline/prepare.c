@@ -1,13 +1,14 @@
 // prepare.c: `conflux-headline prepare`: tokenizes (article, headline) pairs from news files
-// or TSV into a pair shard (io/headline.h) for `train`.
+// or TSV into a pair shard (io/tasks/headline.h) for `train`.
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/bpe.h"
-#include "io/headline.h"
 #include "io/headline/cli.h"
+#include "io/store/pairs.h"
+#include "io/tasks/headline.h"
+#include "io/tokenizer/bpe.h"
 #include "models/common.h"
 
 int headline_cmd_prepare(int argc, char **argv) {
@@ -16,7 +17,7 @@ int headline_cmd_prepare(int argc, char **argv) {
         "\n"
         "Tokenizes (article, headline) pairs into a pair shard for `train`. FILEs are news\n"
         "dumps read as they stream (plain or gzip): RIA JSON lines, Lenta.ru CSV, ODS CSV\n"
-        "(io/news.h; bad records are reported with their line and skipped), or TSV files of\n"
+        "(io/news/news.h; bad records are reported with their line and skipped), or TSV files of\n"
         "title TAB body lines (from `pairs`). Articles become one line (paragraph breaks are\n"
         "spaces) and are cut to --max-src tokens, headlines to --max-tgt.\n"
         "\n"

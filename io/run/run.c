@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "io/ckpt.h"
-#include "io/runlog.h"
+#include "io/store/ckpt.h"
+#include "io/run/runlog.h"
 #include "models/common.h"
 
 // OpenBLAS extension (declared in its cblas.h on Debian; io/ does not include it)

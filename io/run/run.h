@@ -18,7 +18,7 @@
 #include <signal.h>
 #include <stdio.h>
 
-#include "io/config.h"
+#include "io/run/config.h"
 #include "io/tasks/recipe.h"
 
 // The collectives the loop needs. NULL functions: this participant is alone in them.

@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "io/config.h"
+#include "io/run/config.h"
 #include "models/tensor.h"
 #include "models/train.h"
 
@@ -59,7 +59,7 @@ struct Recipe {
     size_t cfg_size;
     // The defaults into r->cfg, and r->train, r->run_dir, r->data_train pointing into it.
     void (*config_defaults)(Replica *r);
-    const CfgSchema *schema;  // its keys: INI files, texts and --set (io/config.h's engine)
+    const CfgSchema *schema;  // its keys: INI files, texts and --set (io/run/config.h's engine)
     int (*config_check)(const void *cfg, char *err);  // cross-field checks
     // Whether an INI text (a checkpoint's or the trainers' configuration) is this
     // recipe's. Exactly one recipe of the table claims any configuration text.

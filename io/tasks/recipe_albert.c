@@ -1,6 +1,6 @@
 // recipe_albert.c: ALBERT masked-LM pretraining on token shards (conflux-train), as every
-// participant builds it (io/tasks/recipe.h). Configuration: io/config.h (RunConfig); data
-// and task: io/mlm.h; model: models/albert.h.
+// participant builds it (io/tasks/recipe.h). Configuration: io/run/config.h (RunConfig); data
+// and task: io/tasks/mlm.h; model: models/albert.h.
 //
 // Seeds, derived from train.seed: 1 the training data order and masking, 2 the model's
 // initialisation, 3 dropout; validation windows come in order with masking seed 777.
@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/config.h"
-#include "io/mlm.h"
-#include "io/shard.h"
+#include "io/run/config.h"
+#include "io/tasks/mlm.h"
+#include "io/store/shard.h"
 #include "io/tasks/recipe.h"
 #include "models/albert.h"
 #include "models/common.h"

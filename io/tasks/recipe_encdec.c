@@ -1,6 +1,6 @@
 // recipe_encdec.c: the encoder-decoder (models/encdec.h) for headline fine-tuning on pair
 // shards and mBART-style denoising on token shards (conflux-headline train), as every
-// participant builds it (io/tasks/recipe.h). Configuration, data and tasks: io/headline.h.
+// participant builds it (io/tasks/recipe.h). Configuration, data and tasks: io/tasks/headline.h.
 //
 // Seeds, derived from train.seed: 1 the training data order (and the denoising draws),
 // 2 the model's initialisation, 3 dropout; validation examples come in order with seed 777.
@@ -11,11 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/bpe.h"
-#include "io/ckpt.h"
-#include "io/config.h"
-#include "io/headline.h"
-#include "io/shard.h"
+#include "io/tokenizer/bpe.h"
+#include "io/store/ckpt.h"
+#include "io/run/config.h"
+#include "io/tasks/headline.h"
+#include "io/store/shard.h"
 #include "io/tasks/recipe.h"
 #include "models/common.h"
 #include "models/encdec.h"

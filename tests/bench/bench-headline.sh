@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench-headline.sh: the headline benchmark (make bench-headline).
 #  1. RIA reader throughput: tests/bench_news generates a RIA-format file (JSON lines with
-#     HTML bodies, entities, escapes; SIZE_MB, default 200) and reads it with io/news.h, one
+#     HTML bodies, entities, escapes; SIZE_MB, default 200) and reads it with io/news/news.h, one
 #     thread, page cache warm; the median of 3 runs (MB/s of uncompressed input).
 #  2. Generation speed of the benchmark model: conflux-headline's default model (ALBERT
 #     encoder L=4 shared layers, H=256, E=128, 4 heads, FFN 1024, V=8192; decoder 2 layers,
@@ -30,7 +30,7 @@ reader=$(sed -n 's/^news-bench: ria_mb_s=\([0-9.]*\).*/\1/p' "$W/news.txt")
 
 # --- 2. beam-4 generation on the benchmark model
 if [ ! -f "$DATA/headline/train.h5" ]; then
-    bash io/build-headline-pairs.sh "$DATA" "$BUILD/bin" >/dev/null
+    bash io/corpus/build-headline-pairs.sh "$DATA" "$BUILD/bin" >/dev/null
 fi
 "$B" train --train "$DATA/headline/train.h5" --valid '' --set data.tokenizer="$DATA/tokenizer" \
     --steps 1 --set train.global_batch=2 --set train.micro_batch=2 --run-dir "$W/model" -q

@@ -1,4 +1,4 @@
-// bench_news.c: throughput of the news readers (io/news.h).
+// bench_news.c: throughput of the news readers (io/news/news.h).
 //
 // Writes a synthetic RIA-format file of SIZE_MB megabytes (default 200) into a fresh
 // temporary directory: one JSON object per line, bodies of 1-6 KB of HTML paragraphs
@@ -18,7 +18,7 @@
 #include <time.h>
 #include <zlib.h>
 
-#include "io/news.h"
+#include "io/news/news.h"
 #include "models/common.h"
 #include "tests/unit/testutil.h"
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-# test_rouge_ref.sh BUILD_DIR [DATA_DIR]: conflux-rouge on the command line, and io/rouge.c
+# test_rouge_ref.sh BUILD_DIR [DATA_DIR]: conflux-rouge on the command line, and io/eval/rouge.c
 # against the independent Python reference tests/ref/rouge_ref.py.
 #   bash tests/integration/test_rouge_ref.sh build/release build/data
 # Part 1 (always): the CLI contract: the SOURCES.md vectors in text/json/csv, the --help
@@ -7,7 +7,7 @@
 #   "conflux-rouge: error: what (where)" messages (different line counts, missing file,
 #   empty files, bad options).
 # Part 2 (when /usr/bin/python3 exists, else SKIPPED): the case-folding and whitespace
-#   tables of io/rouge.c (printed by test_rouge --dump-fold / --dump-space) against Python's
+#   tables of io/eval/rouge.c (printed by test_rouge --dump-fold / --dump-space) against Python's
 #   str.lower()/str.isspace(); then per-example scores of random pairs (Cyrillic, Latin,
 #   Greek in random case, punctuation, dots, NBSP, empty lines, invalid UTF-8) in both
 #   modes, with and without --keep-case, and of long one-sentence pairs, which must equal

@@ -38,7 +38,7 @@ What it does:
   3. Rounds the weights to float32, computes forward and backward in float64 from them,
      and stores float32.
 
-Layout (a valid conflux checkpoint, io/ckpt.h, plus /golden):
+Layout (a valid conflux checkpoint, io/store/ckpt.h, plus /golden):
   /            attrs format="conflux-checkpoint", version=1 (int32), model="albert",
                step=0 (int64), samples_seen=0 (int64), created (ISO 8601 UTC; honours
                SOURCE_DATE_EPOCH), writer="tests/ref/albert_golden.py"
@@ -46,7 +46,7 @@ Layout (a valid conflux checkpoint, io/ckpt.h, plus /golden):
   /params/<name>          float32, true shape, chunked + Fletcher32 like ckpt_save writes
   /params/predictions.decoder.weight, /params/predictions.decoder.bias
                           HDF5 hard links to the tied tensors (no extra data), as in
-                          io/ckpt.h; --no-aliases leaves them out
+                          io/store/ckpt.h; --no-aliases leaves them out
   /golden/input_ids, attention_mask, labels   int32 (B, T)
   /golden/loss_sum float32 (1), /golden/loss_mean float32 (1), /golden/n_selected int32 (1)
   /golden/logits   float32 (B, T, V)  (full head, every position, pads included)

@@ -27,7 +27,7 @@ What it does:
   3. Computes loss, logits and every gradient in float64 from the float32 weights and
      stores them as float32.
 
-Layout (a valid conflux checkpoint, io/ckpt.h, plus /golden):
+Layout (a valid conflux checkpoint, io/store/ckpt.h, plus /golden):
   /            attrs format="conflux-checkpoint", version=1, model="encdec", step=0,
                samples_seen=0, created (ISO 8601 UTC; honours SOURCE_DATE_EPOCH),
                writer="tests/ref/encdec_golden.py"

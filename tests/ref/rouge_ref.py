@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-# rouge_ref.py: an independent Python reference for io/rouge.c (ROUGE-1/2/L), used by
+# rouge_ref.py: an independent Python reference for io/eval/rouge.c (ROUGE-1/2/L), used by
 # tests/test_rouge_ref.sh. Standard library only (Python 3.11); no pip package needed.
 #
-# Two modes, as in io/rouge.h:
+# Two modes, as in io/eval/rouge.h:
 #   standard  lowercased whitespace tokens; ROUGE-N with clipped n-gram counts; ROUGE-L from
 #             the LCS of the two token sequences; F = 2PR/(P+R) (0 when P+R = 0).
 #   paper     the semantics of the PyPI package `rouge` 0.3.2 (github.com/pltrdy/rouge),
@@ -21,13 +21,13 @@
 #               R = llcs/m, P = llcs/n, beta = P/(R+1e-12),
 #               F = (1+beta**2)*R*P / ((R + beta**2*P) + 1e-12).
 #             The package raises ValueError for a text without any sentence ("" or "...");
-#             here (and in io/rouge.c) such an example scores 0.
+#             here (and in io/eval/rouge.c) such an example scores 0.
 # Both modes lowercase first (the published numbers were on lowercased text) unless
 # --keep-case: per character, str.lower() for U+0000..U+017F and U+0370..U+052F when it
 # gives one character, U+0130 -> "i"; everything else is kept (see fold()).
 # Files are read as bytes, split on b"\n" (a "\r" before it is dropped, a last line without
 # "\n" counts) and decoded as UTF-8 with surrogateescape, so an invalid byte is an opaque
-# non-space character, as in io/rouge.c.
+# non-space character, as in io/eval/rouge.c.
 #
 # usage:
 #   rouge_ref.py score --mode standard|paper --ref REFS --hyp HYPS [--keep-case]
@@ -61,7 +61,7 @@ def fold_char(c):
 
 def fold(text):
     # per character: str.lower() of a whole string applies the final-sigma rule, which
-    # io/rouge.c does not
+    # io/eval/rouge.c does not
     return "".join(fold_char(c) for c in text)
 
 
@@ -280,7 +280,7 @@ def cmd_space_table(_a):
 
 
 def main():
-    ap = argparse.ArgumentParser(description="reference ROUGE for io/rouge.c")
+    ap = argparse.ArgumentParser(description="reference ROUGE for io/eval/rouge.c")
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("score")
     s.add_argument("--mode", choices=["standard", "paper"], default="standard")

@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/ckpt.h"
-#include "io/config.h"
-#include "io/mlm.h"
-#include "io/bpe.h"
+#include "io/store/ckpt.h"
+#include "io/run/config.h"
+#include "io/tasks/mlm.h"
+#include "io/tokenizer/bpe.h"
 #include "models/albert.h"
 #include "models/common.h"
 #include "models/optim.h"

@@ -1,6 +1,6 @@
-// test_bpe.c: the byte-level BPE tokenizer (io/bpe.h).
+// test_bpe.c: the byte-level BPE tokenizer (io/tokenizer/bpe.h).
 //
-// References kept in this file, independent of io/bpe.c:
+// References kept in this file, independent of io/tokenizer/bpe.c:
 //  - GPT-2's bytes_to_unicode written the way the Python original builds it;
 //  - a naive trainer that recounts every pair before each merge (same tie rule: higher
 //    count, then smaller (left id, right id)); bpe_train must produce the same merges;
@@ -26,7 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io/bpe.h"
+#include "io/tokenizer/bpe.h"
 #include "models/common.h"
 #include "tests/unit/testutil.h"
 

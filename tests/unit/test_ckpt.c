@@ -1,4 +1,4 @@
-// test_ckpt.c: HDF5 checkpoints (io/ckpt.h) and token shards (io/shard.h).
+// test_ckpt.c: HDF5 checkpoints (io/store/ckpt.h) and token shards (io/store/shard.h).
 //
 // Round trips are compared bit for bit (parameters are random 32-bit patterns, NaN payloads
 // included). Damaged files are made from real ones: truncated at many lengths, a byte
@@ -19,8 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io/ckpt.h"
-#include "io/shard.h"
+#include "io/store/ckpt.h"
+#include "io/store/shard.h"
 #include "models/common.h"
 #include "models/rng.h"
 #include "tests/unit/testutil.h"

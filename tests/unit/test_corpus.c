@@ -1,11 +1,11 @@
 // test_corpus.c: the corpus builder's extractors, normalisation, dedup and split
-// (io/corpus.h), on small inputs written here.
+// (io/corpus/corpus.h), on small inputs written here.
 #include <CUnit/Basic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/corpus.h"
+#include "io/corpus/corpus.h"
 #include "models/common.h"
 
 // Document i of d with each paragraph normalised, joined by " | " (empty ones left out).

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/ckpt.h"
+#include "io/store/ckpt.h"
 #include "models/beam.h"
 #include "models/common.h"
 #include "models/encdec.h"

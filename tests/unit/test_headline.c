@@ -1,4 +1,4 @@
-// test_headline.c: the headline data layer (io/headline.h) and the optimizer's parameter
+// test_headline.c: the headline data layer (io/tasks/headline.h) and the optimizer's parameter
 // groups: pair shards (round trip, bad ids, damaged and foreign files), the first-sentence
 // baseline with the RIA dateline rule, lowercasing, mBART corruption (span infilling with
 // Poisson lengths, one [MASK] per span, sentence permutation; determinism and statistics),
@@ -11,8 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/headline.h"
-#include "io/shard.h"
+#include "io/corpus/headline_pairs.h"
+#include "io/news/lead.h"
+#include "io/store/pairs.h"
+#include "io/store/shard.h"
+#include "io/tasks/headline.h"
 #include "models/common.h"
 #include "models/encdec.h"
 #include "models/optim.h"
@@ -102,7 +105,7 @@ static void test_pairs_roundtrip(void) {
 // text helpers
 
 static void test_first_sentence(void) {
-    // the RIA sample's opening (as io/news.h gives it): the dateline is skipped
+    // the RIA sample's opening (as io/news/news.h gives it): the dateline is skipped
     const char *ria = "москва, 1 дек — риа новости. около 60 тысяч литров нефти вытекли. второе.";
     char out[256];
     headline_first_sentence(ria, strlen(ria), 1, out);

@@ -1,4 +1,4 @@
-// test_news.c: the news readers (io/news.h) on the real samples in ../shared/data/news
+// test_news.c: the news readers (io/news/news.h) on the real samples in ../shared/data/news
 // (skipped with a notice when absent) and on malformed input written here to temporary
 // files: broken JSON, unterminated quotes, invalid UTF-8, records over the size limit,
 // empty files, truncated and corrupt gzip, CRLF line ends, entity and tag edge cases.
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "io/news.h"
+#include "io/news/news.h"
 #include "models/common.h"
 #include "tests/unit/testutil.h"
 

@@ -1,6 +1,6 @@
-// test_rouge.c: ROUGE-1/2/L (io/rouge.h), standard and rouge-0.3.2 ("paper") modes.
+// test_rouge.c: ROUGE-1/2/L (io/eval/rouge.h), standard and rouge-0.3.2 ("paper") modes.
 //
-// References kept in this file, independent of io/rouge.c:
+// References kept in this file, independent of io/eval/rouge.c:
 //  - the test vectors of shared/data/news/SOURCES.md (published-score semantics), to 6
 //    decimals in both modes;
 //  - hand-computed expectations (clipping vs sets, the package's union-LCS docstring
@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "io/rouge.h"
+#include "io/eval/rouge.h"
 #include "models/common.h"
 
 static RougeScorer *g_std, *g_paper;

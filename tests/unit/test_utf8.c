@@ -1,7 +1,7 @@
-// test_utf8.c: strict UTF-8 decoding and encoding (io/utf8.h), and the HTML character
-// references of io/entity.h with the syntax each of its two callers accepts around them.
+// test_utf8.c: strict UTF-8 decoding and encoding (io/text/utf8.h), and the HTML character
+// references of io/text/entity.h with the syntax each of its two callers accepts around them.
 //
-// References kept in this file, independent of io/utf8.c:
+// References kept in this file, independent of io/text/utf8.c:
 //  - hand-written sequences with their exact code points and lengths: every sequence
 //    length and its bounds, overlong 2/3/4-byte forms, surrogates, values above U+10FFFF,
 //    truncated sequences, bad and lone continuation bytes;
@@ -17,11 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/corpus.h"
-#include "io/entity.h"
-#include "io/entity_internal.h"
-#include "io/news.h"
-#include "io/utf8.h"
+#include "io/corpus/corpus.h"
+#include "io/text/entity.h"
+#include "io/text/entity_internal.h"
+#include "io/news/news.h"
+#include "io/text/utf8.h"
 #include "models/common.h"
 #include "models/rng.h"
 

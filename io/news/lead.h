@@ -1,0 +1,28 @@
+// lead.h: the first-sentence (lead) baseline of headline generation, and lowercasing as
+// the published scores did.
+//
+// As published (Gusev's summarus evaluate.py, "lead1" / "lead1skip1"): the body's paragraphs
+// are joined with spaces, cut into sentences, and the first sentence is the headline; for
+// RIA the first sentence is the dateline ("москва, 1 дек — риа новости.") and is skipped
+// when the body has more than one sentence. The sentence splitter approximates NLTK's Punkt
+// (which evaluate.py used) on this text: a sentence ends after a run of '.', '!', '?' or '…'
+// (with any closing quotes or brackets after it) that is followed by whitespace or the end,
+// except after a one-letter word ("а. с. пушкин", "1799 г. в"), which Punkt would usually
+// keep too; "3.5" and "т.е." never split (no whitespace after the period).
+//
+#ifndef CONFLUX_IO_NEWS_LEAD_H
+#define CONFLUX_IO_NEWS_LEAD_H
+
+#include <stddef.h>
+
+// Lowercases n bytes of UTF-8 text in place (rouge_fold_case: ASCII, Latin-1/Extended-A,
+// Greek, Cyrillic; invalid bytes and other scripts unchanged). Returns the new length, <= n
+// (only U+0130 'İ' -> 'i' shrinks; Cyrillic keeps its byte length).
+size_t headline_lowercase(char *s, size_t n);
+
+// Writes the first sentence of text (paragraphs separated by '\n') into out (room for
+// n + 1 bytes; NUL-terminated), skipping the first sentence when skip_first is set and
+// there is more than one (the RIA dateline). Returns its length.
+size_t headline_first_sentence(const char *text, size_t n, int skip_first, char *out);
+
+#endif

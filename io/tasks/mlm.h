@@ -1,0 +1,66 @@
+// mlm.h: masked-LM sequences from a token shard, and the ALBERT training task.
+//
+// Documents are joined into one stream with [SEP] between them and cut into windows of
+// T-2 tokens; sequence = [CLS] window [SEP] (padded only where the stream ends). Global
+// sample index s maps to window perm_e[s mod n_windows] with e = s / n_windows and perm_e a
+// seeded shuffle (or the identity for validation). Masking is drawn on the fly from a
+// counter-based RNG keyed by (seed, s, position): 15% of the real tokens are selected, of
+// which 80% become [MASK], 10% a random token, 10% stay. The same (seed, s) always gives
+// the same sequence, so the data cursor is just the sample index.
+//
+// With sentence-order prediction (sop), a window holds T-3 tokens cut at a random point
+// into segments A and B; half the sequences (by the same RNG) are swapped:
+// [CLS] A [SEP] B [SEP] (label 0) or [CLS] B [SEP] A [SEP] (label 1), token type 1 on the
+// second segment and its [SEP]. Segments are consecutive text of the packed stream (they
+// may cross a document boundary, marked by [SEP] inside the window).
+#ifndef CONFLUX_MLM_H
+#define CONFLUX_MLM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/store/shard.h"
+#include "models/albert.h"
+#include "models/train.h"
+
+typedef struct {
+    int32_t *stream;   // tokens with [SEP] separators
+    size_t n_stream;
+    size_t n_windows;
+    int T;
+    int vocab_size;
+    uint64_t seed;
+    int shuffle;
+    int sop;
+    float mask_prob;
+    uint32_t *perm;    // n_windows (shuffle only)
+    uint64_t perm_epoch;
+} MlmData;
+
+// Builds the windows of a shard (copied; the shard may be freed). -1 with err when the
+// shard is too small for one window or its vocabulary exceeds vocab_size.
+int mlm_data_init(MlmData *d, const Shard *shard, int T, int vocab_size, uint64_t seed,
+                  int shuffle, float mask_prob, int sop, char *err);
+void mlm_data_free(MlmData *d);
+
+// Fills one sequence (T entries each) for global sample index s. With sop, types (T) and
+// *sop_label receive the segment ids and the order label (-1 when the window is too short
+// to split); without, they may be NULL.
+void mlm_data_fill(MlmData *d, uint64_t s, int32_t *ids, int32_t *mask, int32_t *targets,
+                   int32_t *types, int32_t *sop_label);
+
+// ALBERT + MlmData as a TrainTask. The batch buffers are allocated here, at setup.
+typedef struct {
+    Albert *model;
+    MlmData *data;
+    uint64_t dropout_seed;
+    int B, T;
+    int32_t *ids, *mask, *targets;  // (B,T)
+    int32_t *types, *sop_labels;    // (B,T), (B): sentence-order prediction only
+} MlmTask;
+
+void mlm_task_init(MlmTask *mt, TrainTask *task, Albert *model, MlmData *data, int micro_batch,
+                   uint64_t dropout_seed);
+void mlm_task_free(MlmTask *mt);
+
+#endif
