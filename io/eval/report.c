@@ -17,13 +17,11 @@
 #include "io/run/runcols.h"
 #include "models/common.h"
 
-static const char METRICS_HEADER13[] =
-    "time_s,step,samples,loss,lr,samples_per_s,tokens_per_s,compute_s,comm_s,bytes_sent,"
-    "bytes_recv,participants,valid_loss";
+static const char METRICS_HEADER13[] = RUNCOLS_METRICS;
 static const char BRIDGE_HEADER[] = RUNCOLS_BRIDGE;
 static const char VOLUNTEERS_HEADER[] = RUNCOLS_VOLUNTEERS;
 
-enum { METRICS_COLS = 13, BRIDGE_COLS = RUNCOLS_BRIDGE_N, MAX_LINE = 4096 };
+enum { METRICS_COLS = RUNCOLS_METRICS_N, BRIDGE_COLS = RUNCOLS_BRIDGE_N, MAX_LINE = 4096 };
 #define MAX_FILE_BYTES (1024L * 1024 * 1024)
 
 // ---- small helpers ----

@@ -1,6 +1,11 @@
-// runcols.h: the columns of the bridge's two run-directory files, defined once for their
-// writer (bridge/server.c) and their reader (io/eval/report.c). Both files are appended to by
-// every bridge process of a run; the header line is written when a file is new.
+// runcols.h: the columns of the run directory's CSV files, defined once for their writers
+// (io/run/runlog.c, bridge/rounds.c, bridge/server.c) and their reader (io/eval/report.c).
+// Each file is appended to by every process of a run that writes it (a resumed trainer, each
+// bridge process); the header line is written when a file is new.
+//
+// RUN_DIR/metrics.csv: one row per optimizer step (docs/design.md, "Run directory"), plus a
+//   trailing valid_loss (empty on steps without validation; files from before it have 12
+//   columns).
 //
 // RUN_DIR/bridge.csv: one row per round (optimizer step):
 //   time_s                      seconds since this bridge process started
@@ -20,6 +25,11 @@
 //   left, kicked, summary, ...); name, token_name and detail are quoted CSV fields.
 #ifndef CONFLUX_IO_RUNCOLS_H
 #define CONFLUX_IO_RUNCOLS_H
+
+#define RUNCOLS_METRICS                                                                    \
+    "time_s,step,samples,loss,lr,samples_per_s,tokens_per_s,compute_s,comm_s,bytes_sent,"  \
+    "bytes_recv,participants,valid_loss"
+#define RUNCOLS_METRICS_N 13
 
 #define RUNCOLS_BRIDGE                                                                     \
     "time_s,step,samples,trainer_samples,volunteers_assigned,volunteer_samples_assigned,"  \

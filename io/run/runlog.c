@@ -11,11 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/run/runcols.h"
 #include "models/common.h"
 
-static const char METRICS_HEADER[] =
-    "time_s,step,samples,loss,lr,samples_per_s,tokens_per_s,compute_s,comm_s,bytes_sent,"
-    "bytes_recv,participants,valid_loss";
+static const char METRICS_HEADER[] = RUNCOLS_METRICS;
 
 int runlog_mkdirs(const char *dir, char *err) {
     char path[4096];
