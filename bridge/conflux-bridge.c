@@ -268,8 +268,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, TOOL ": error: %s\n", err);
         hybrid_abort(h, 1);
     }
-    Averager avg = bridge_averager(b);
-    recipe_wire_averager(&rep, &avg);
     cx_catch_stop_signals(on_signal, 1, 1);
     if (!o.quiet)
         fprintf(stderr, TOOL ": listening on %s for volunteers; %s, %zu parameters, %d trainer rank(s), "
@@ -277,8 +275,8 @@ int main(int argc, char **argv) {
                 o.listen, rep.recipe->what, tr->task.n_params, hybrid_n_trainers(h), tr->global_batch,
                 tr->optim.step, total);
     // the trainers' loop and collectives; the bridge writes no run directory of its own
-    RunLoop loop = {.tool = TOOL, .rep = &rep, .comm = hybrid_run_comm(h), .quiet = o.quiet,
-                    .stop_flag = &g_stop};
+    RunLoop loop = {.tool = TOOL, .rep = &rep, .avg = bridge_averager(b),
+                    .comm = hybrid_run_comm(h), .quiet = o.quiet, .stop_flag = &g_stop};
     int rc = run_loop(&loop, err);
     if (rc < 0) fprintf(stderr, TOOL ": error: %s\n", err);
     // a signal: the job checkpoints and may be requeued

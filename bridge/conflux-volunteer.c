@@ -332,15 +332,15 @@ int main(int argc, char **argv) {
                                 rep.tr.task.n_params, &rep.tr.samples_seen, err) != 0)
                 goto broken;
         }
-        Averager avg = br_client_averager(cl);
-        recipe_wire_averager(&rep, &avg);  // the model drives the link during its backward
         failures = 0;
         Contribution contribution = {.rep = &rep, .cl = cl, .stats = stats, .contributed = &contributed,
                                      .max_steps = max_steps, .shares_before = br_client_stats(cl)->shares,
                                      .t_last = cx_now(), .quiet = quiet};
         // the run's loop, until the run ends (the bridge says so), a signal or --steps
-        RunLoop loop = {.tool = TOOL, .rep = &rep, .quiet = quiet, .stop_flag = &g_stop,
-                        .unbounded = 1, .after_step = contribution_after_step, .ctx = &contribution};
+        // the link's averager; the model drives the link during its backward
+        RunLoop loop = {.tool = TOOL, .rep = &rep, .avg = br_client_averager(cl), .quiet = quiet,
+                        .stop_flag = &g_stop, .unbounded = 1,
+                        .after_step = contribution_after_step, .ctx = &contribution};
         if (max_steps != 0 && run_loop(&loop, err) < 0) goto broken;
         if (!quiet)
             fprintf(stderr, TOOL ": leaving after %ld contributed step(s), %.0f s\n", contributed,

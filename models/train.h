@@ -54,11 +54,11 @@ typedef struct StepResult StepResult;
 //
 // Per optimizer step, trainer_step calls: plan (which samples of the global batch are
 // this participant's), the micro-batches' forward and backward (the model reports
-// finished gradient ranges to ready and calls progress between layers, when the loop
-// wired them in: run_wire_averager), begin (before the last micro-batch's backward), sum
-// (gradients and statistics summed over every participant, in place), the optimizer
-// step, then after_step (which sees the whole trainer: parameters and optimizer state,
-// for strategies with an outer step). Every callback is optional.
+// finished gradient ranges to ready and calls progress between layers; the run loop
+// wires them in with recipe_wire_averager), begin (before the last micro-batch's
+// backward), sum (gradients and statistics summed over every participant, in place), the
+// optimizer step, then after_step (which sees the whole trainer: parameters and
+// optimizer state, for strategies with an outer step). Every callback is optional.
 typedef struct {
     void *ctx;
     // Sums n floats of grads and n_stats doubles of stats over every participant, in

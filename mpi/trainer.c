@@ -25,6 +25,7 @@ typedef struct {
     int rank, size;  // among the trainers
     int joined;      // every rank passed set-up (the barrier)
     Replica rep;
+    Averager avg;    // the averaging strategy (MPI with several ranks; none alone)
     Ckpt *resume;
     char *cfg_text;
     FILE *metrics;
@@ -180,10 +181,9 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
         Trainer *tr = &rep->tr;
         hybrid_create_averager(hc, tr->task.grads, tr->task.n_params, tr->task.specs,
                                tr->task.n_specs, recipe->enable_split(rep->model));
-        Averager a = hybrid_trainer_averager(hc, &tr->optim.step);
-        recipe_wire_averager(rep, &a);
+        s->avg = hybrid_trainer_averager(hc, &tr->optim.step);
     } else {
-        rep->tr.avg = (Averager){.rank = 0, .n_ranks = 1};
+        s->avg = (Averager){.rank = 0, .n_ranks = 1};
     }
     if (s->resume) {
         if (ckpt_load_trainer(s->resume, recipe->name, &rep->tr, err) != 0) {
@@ -233,7 +233,7 @@ static int trainer_run(TrainerRun *s, int argc, char **argv) {
     int rc = trainer_setup(s, argc, argv, &quiet);
     if (rc >= 0) return rc;
     cx_catch_stop_signals(on_signal, 1, 0);
-    RunLoop L = {.tool = s->t->tool, .rep = &s->rep, .comm = hybrid_run_comm(s->hc),
+    RunLoop L = {.tool = s->t->tool, .rep = &s->rep, .avg = s->avg, .comm = hybrid_run_comm(s->hc),
                  .writer = s->rank == 0, .validate = 1, .quiet = quiet, .cfg_text = s->cfg_text,
                  .metrics = s->metrics, .stop_flag = &g_stop_signal};
     char err[CX_ERRLEN];

@@ -75,6 +75,7 @@ int run_loop(RunLoop *L, char *err) {
     double t_start = cx_now(), t_window = t_start;
     double window_samples = 0, window_tokens = 0;
     long first_step = tr->optim.step;
+    recipe_wire_averager(rep, &L->avg);
     if (validate && tr->optim.step == 0 && total > 0) {
         double v0;  // where the run starts from (not a metrics row)
         if (run_validate(L, 0, talk, &v0, e2) != 0) return cx_err(err, "validation at step 0: %s", e2);

@@ -11,7 +11,7 @@
 //
 // The loop does no MPI and opens no socket: what it needs from the other participants
 // comes through RunComm (mpi/hybrid.h gives the MPI one; a volunteer has none), and the
-// averaging through the Averager already wired into the replica (recipe_wire_averager).
+// averaging through the Averager the loop wires into the replica (recipe_wire_averager).
 #ifndef CONFLUX_IO_RUN_RUN_H
 #define CONFLUX_IO_RUN_RUN_H
 
@@ -46,7 +46,9 @@ void run_set_threads(const TrainSettings *t);
 
 typedef struct {
     const char *tool;        // "conflux-train": prefixes the start, stop and error lines
-    Replica *rep;            // built, averaging wired, state loaded
+    Replica *rep;            // built, state loaded
+    Averager avg;            // the averaging strategy; the loop wires it into the replica and
+                             // the model's backward (recipe_wire_averager). Zero: alone.
     RunComm comm;
     int writer;              // writes metrics rows, checkpoints and RUN_DIR/finished
     int validate;            // runs validation passes (trainers; needs rep->valid)

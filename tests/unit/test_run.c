@@ -226,10 +226,8 @@ static int file_exists(const char *p) {
 
 static int loop(Replica *r, Comm *c, int writer, volatile sig_atomic_t *flag, char *err) {
     Script s = {0};
-    Averager a = script_averager(&s, r);
-    recipe_wire_averager(r, &a);
     c->step = &r->tr.optim.step;
-    RunLoop L = {.tool = "test_run", .rep = r, .writer = writer, .quiet = 1, .cfg_text = "[model]\n",
+    RunLoop L = {.tool = "test_run", .rep = r, .avg = script_averager(&s, r), .writer = writer, .quiet = 1, .cfg_text = "[model]\n",
                  .stop_flag = flag, .after_step = loop_hook, .ctx = c,
                  .comm = {.ctx = c, .rank = 0, .size = 1, .stop_vote = comm_vote, .check_replicas = comm_check}};
     int rc = run_loop(&L, err);
