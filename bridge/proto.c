@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/text/utf8.h"
+
 // ---- little-endian byte access ----
 
 static void put_u16(uint8_t *p, uint16_t v) {
@@ -108,31 +110,7 @@ uint32_t br_crc32c(uint32_t crc, const void *data, size_t n) {
 // ---- UTF-8 ----
 
 bool br_proto_utf8_valid(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        if (c == 0) return false;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        uint8_t lo = 0x80, hi = 0xbf;  // allowed range of the second byte
-        if (c >= 0xc2 && c <= 0xdf) len = 2;
-        else if (c == 0xe0) len = 3, lo = 0xa0;                 // no overlong 3-byte forms
-        else if (c == 0xed) len = 3, hi = 0x9f;                 // no UTF-16 surrogates
-        else if (c >= 0xe1 && c <= 0xef) len = 3;
-        else if (c == 0xf0) len = 4, lo = 0x90;                 // no overlong 4-byte forms
-        else if (c >= 0xf1 && c <= 0xf3) len = 4;
-        else if (c == 0xf4) len = 4, hi = 0x8f;                 // nothing above U+10FFFF
-        else return false;                                      // 0x80..0xc1, 0xf5..0xff
-        if (n - i < len) return false;
-        if (s[i + 1] < lo || s[i + 1] > hi) return false;
-        for (size_t k = 2; k < len; k++)
-            if (s[i + k] < 0x80 || s[i + k] > 0xbf) return false;
-        i += len;
-    }
-    return true;
+    return memchr(s, 0, n) == NULL && utf8_check((const char *)s, n) == n;
 }
 
 // ---- per-type facts ----

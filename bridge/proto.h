@@ -302,8 +302,8 @@ size_t br_proto_max_frame_bytes(const BrProtoLimits *lim);
 // br_crc32c(0, "123456789", 9) == 0xE3069283.
 uint32_t br_crc32c(uint32_t crc, const void *data, size_t n);
 
-// True when s[0..n) is well-formed UTF-8 (no overlong forms, surrogates or code points
-// above U+10FFFF) and contains no NUL byte.
+// True when s[0..n) is well-formed UTF-8 (utf8_check of io/text/utf8.h: no overlong
+// forms, surrogates or code points above U+10FFFF) and contains no NUL byte.
 bool br_proto_utf8_valid(const uint8_t *s, size_t n);
 
 // ---- encoders ----

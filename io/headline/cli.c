@@ -10,9 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "io/store/ckpt.h"
-#include "models/common.h"
 #include "io/news/lead.h"
+#include "io/store/ckpt.h"
+#include "io/text/utf8.h"
+#include "models/common.h"
 
 void hl_report(const char *fmt, ...) {
     char msg[CX_ERRLEN + 512];
@@ -179,7 +180,7 @@ static int reader_next(ArticleReader *r, const char **title, size_t *title_n, co
         }
         *line = r->line_no;
         if (n == 0) continue;  // blank lines are skipped
-        size_t bad = news_utf8_check(r->line, n);
+        size_t bad = utf8_check(r->line, n);
         if (bad != n) {
             r->bad++;
             if (r->bad <= 20)

@@ -55,34 +55,6 @@ const char *news_bad_name(NewsBad reason) {
 }
 
 // ---------------------------------------------------------------------------------
-// UTF-8
-
-size_t news_utf8_check(const char *s, size_t n_bytes) {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n_bytes) {
-        // ASCII fast path, 8 bytes at a time
-        while (i + 8 <= n_bytes) {
-            uint64_t w;
-            memcpy(&w, u + i, 8);
-            if (w & 0x8080808080808080ULL) break;
-            i += 8;
-        }
-        if (i >= n_bytes) break;
-        if (u[i] < 0x80) {
-            i++;
-            continue;
-        }
-        uint32_t cp;
-        size_t k = utf8_decode(s + i, n_bytes - i, &cp);
-        if (!k) return i;
-        i += k;
-    }
-    return n_bytes;
-}
-
-
-// ---------------------------------------------------------------------------------
 // HTML to text
 
 // What an entity stands for besides UTF-8 text: one of two markers.
@@ -1122,7 +1094,7 @@ static int csv_item(NewsReader *r, NewsItem *it, Problem *pb) {
     size_t len[5];
     for (int k = 0; k < 5; k++) {
         csv_col(r, cols[k], &v[k], &len[k]);
-        size_t bad = news_utf8_check(v[k], len[k]);
+        size_t bad = utf8_check(v[k], len[k]);
         if (bad < len[k])
             return problem(pb, NEWS_BAD_UTF8, "invalid UTF-8 in %s at byte %zu (0x%02x)", names[k],
                            bad, (unsigned char)v[k][bad]);

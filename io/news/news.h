@@ -173,8 +173,5 @@ void news_close(NewsReader *r);
 // and only entities and whitespace are processed (one paragraph). Returns the length.
 size_t news_html_to_text(const char *html, size_t n_bytes, char *out, int strip_tags);
 
-// Whether n_bytes of s are valid UTF-8 (no overlong forms, surrogates or code points
-// beyond U+10FFFF). Returns the offset of the first invalid byte, or n_bytes when valid.
-size_t news_utf8_check(const char *s, size_t n_bytes);
 
 #endif

@@ -71,6 +71,11 @@ static inline size_t utf8_decode(const char *s, size_t n_bytes, uint32_t *cp) {
 // s[0] starts a well-formed sequence (utf8_decode would not return 0).
 size_t utf8_invalid_len(const char *s, size_t n_bytes);
 
+// Whether n_bytes of s are well-formed UTF-8 (as utf8_decode). Returns the offset of the
+// first byte of the first ill-formed sequence, or n_bytes when all are well formed. ASCII
+// runs go 8 bytes at a time.
+size_t utf8_check(const char *s, size_t n_bytes);
+
 // Writes the UTF-8 encoding of code point cp (at most U+10FFFF; the caller checks) into
 // out, which has room for 4 bytes. Returns the number of bytes written (1..4).
 size_t utf8_encode(uint32_t cp, char *out);

@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "io/news/news.h"
+#include "io/text/utf8.h"
 #include "models/common.h"
 #include "tests/unit/testutil.h"
 
@@ -175,7 +176,7 @@ static int has_tag_or_entity(const char *s) {
     return 0;
 }
 
-static int valid_utf8(const char *s) { return news_utf8_check(s, strlen(s)) == strlen(s); }
+static int valid_utf8(const char *s) { return utf8_check(s, strlen(s)) == strlen(s); }
 
 static const char *html(const char *in, int strip) {
     static char out[4096];
@@ -320,7 +321,7 @@ static void test_html_random(void) {
             size_t m = news_html_to_text(in, n, out, strip);
             CU_ASSERT_FATAL(m <= n);
             CU_ASSERT_EQUAL(out[m], '\0');
-            CU_ASSERT_EQUAL(news_utf8_check(out, m), m);
+            CU_ASSERT_EQUAL(utf8_check(out, m), m);
             if (m) {
                 CU_ASSERT(out[0] != ' ' && out[0] != '\n');
                 CU_ASSERT(out[m - 1] != ' ' && out[m - 1] != '\n');
@@ -332,16 +333,16 @@ static void test_html_random(void) {
 }
 
 static void test_utf8_check(void) {
-    CU_ASSERT_EQUAL(news_utf8_check("abc", 3), 3);
-    CU_ASSERT_EQUAL(news_utf8_check("москва", strlen("москва")), strlen("москва"));
-    CU_ASSERT_EQUAL(news_utf8_check("\xf0\x9f\x98\x80", 4), 4);
-    CU_ASSERT_EQUAL(news_utf8_check("ab\xff", 3), 2);
-    CU_ASSERT_EQUAL(news_utf8_check("a\xc0\x80", 3), 1);        // overlong
-    CU_ASSERT_EQUAL(news_utf8_check("a\xe0\x80\x80", 4), 1);    // overlong
-    CU_ASSERT_EQUAL(news_utf8_check("\xed\xa0\x80", 3), 0);     // surrogate
-    CU_ASSERT_EQUAL(news_utf8_check("\xf4\x90\x80\x80", 4), 0); // beyond U+10FFFF
-    CU_ASSERT_EQUAL(news_utf8_check("abcdefghij\xd0", 11), 10); // truncated
-    CU_ASSERT_EQUAL(news_utf8_check("abcdefgh\x80", 9), 8);     // stray continuation
+    CU_ASSERT_EQUAL(utf8_check("abc", 3), 3);
+    CU_ASSERT_EQUAL(utf8_check("москва", strlen("москва")), strlen("москва"));
+    CU_ASSERT_EQUAL(utf8_check("\xf0\x9f\x98\x80", 4), 4);
+    CU_ASSERT_EQUAL(utf8_check("ab\xff", 3), 2);
+    CU_ASSERT_EQUAL(utf8_check("a\xc0\x80", 3), 1);        // overlong
+    CU_ASSERT_EQUAL(utf8_check("a\xe0\x80\x80", 4), 1);    // overlong
+    CU_ASSERT_EQUAL(utf8_check("\xed\xa0\x80", 3), 0);     // surrogate
+    CU_ASSERT_EQUAL(utf8_check("\xf4\x90\x80\x80", 4), 0); // beyond U+10FFFF
+    CU_ASSERT_EQUAL(utf8_check("abcdefghij\xd0", 11), 10); // truncated
+    CU_ASSERT_EQUAL(utf8_check("abcdefgh\x80", 9), 8);     // stray continuation
 }
 
 // ---- the real samples ----
