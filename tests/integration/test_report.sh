@@ -16,7 +16,7 @@ set -u
 BUILD=${1:?usage: test_report.sh BUILD_DIR DATA_DIR}
 DATA=${2:?usage: test_report.sh BUILD_DIR DATA_DIR}
 source tests/lib.sh
-REPORT=$BUILD/bin/conflux-report
+REPORT=$(cd "$BUILD/bin" && pwd)/conflux-report  # absolute: the --help example runs elsewhere
 FIX=tests/data/report
 WORK=$(mktemp -d /tmp/conflux-report-test.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -272,7 +272,7 @@ expect_fail() {  # RC MESSAGE_REGEX DESCRIPTION -- command...
 expect_fail 1 "^conflux-report: error: gnuplot not found \(looked for '/nonexistent/gnuplot'\).*gnuplot-nox" \
     "gnuplot missing" -- env GNUPLOT=/nonexistent/gnuplot "$REPORT" --plots "$WORK/p2" "$FIX/baseline"
 expect_fail 1 "^conflux-report: error: gnuplot not found \(looked for 'gnuplot' in PATH\)" \
-    "gnuplot not in PATH" -- env PATH=/nonexistent "$PWD/$REPORT" --plots "$WORK/p3" "$FIX/baseline"
+    "gnuplot not in PATH" -- env PATH=/nonexistent "$REPORT" --plots "$WORK/p3" "$FIX/baseline"
 expect_fail 1 "^conflux-report: error: gnuplot failed \(exit status 1\) \(.*/gnuplot.log\)$" \
     "gnuplot failing" -- env GNUPLOT=/bin/false "$REPORT" --plots "$WORK/p4" "$FIX/baseline"
 
@@ -362,7 +362,7 @@ expect_fail 2 "^Try 'conflux-report --help'" "unknown option" -- "$REPORT" --fro
 # the --help example itself works as written (from the repository root)
 ( cd "$WORK" && printf '[prices]\nnode = 2.50\n[volunteers]\nann = 0.05\n' >prices.ini &&
   ln -s "$OLDPWD/tests" tests &&
-  "$OLDPWD/$REPORT" --target-loss 7.6 --prices prices.ini --format markdown --plots plots \
+  "$REPORT" --target-loss 7.6 --prices prices.ini --format markdown --plots plots \
       tests/data/report/baseline tests/data/report/collab >ex.md 2>/dev/null && [ -s plots/contribution.png ] ) \
     && ok "the --help example runs" || bad "the --help example fails"
 
