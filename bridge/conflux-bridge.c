@@ -251,19 +251,15 @@ int main(int argc, char **argv) {
     Trainer *tr = &rep.tr;
     const long total = rep.train->steps;
     o.probe_samples = rep.train->micro_batch;
-    // the trainers' split layout; the replica's rows stay empty
-    hybrid_create_averager(h, tr->task.grads, tr->task.n_params, tr->task.specs, tr->task.n_specs,
-                           rep.recipe->enable_split(rep.model));
-    int64_t meta[3] = {0};
-    hybrid_bcast_state(h, tr->task.params, tr->optim.m, tr->optim.v, tr->task.n_params, meta, 3);
-    tr->optim.step = meta[0];
-    tr->samples_seen = (uint64_t)meta[1];
+    // the trainers' split layout (the replica's rows stay empty) and trainer 0's state
+    hybrid_create_averager(h, &rep);
+    hybrid_bcast_state(h, &rep);
     hybrid_nodes(h);
     hybrid_barrier(h);  // the trainers' run directory exists from here on
     o.run_dir = run_dir ? run_dir : rep.run_dir;
     o.total_steps = total;
     o.log_every = rep.train->log_every;
-    BridgeServer *b = bridge_create(&o, tr, h, cfg_text, (uint64_t)meta[2], err);
+    BridgeServer *b = bridge_create(&o, tr, h, cfg_text, rep.n_examples, err);
     if (!b) {
         fprintf(stderr, TOOL ": error: %s\n", err);
         hybrid_abort(h, 1);

@@ -1,17 +1,20 @@
 // hybrid.c: trainer ranks plus one bridge rank in one MPI job (see hybrid.h).
-#include "mpi/hybrid_mpi.h"
+#include "mpi/hybrid.h"
+
+#include <mpi.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "models/common.h"
+#include "mpi/dp.h"
 
 struct HybridComm {
     MPI_Comm world, trainers;
     int rank, size, n_trainers, trainer_rank, bridge_rank, root;  // root: trainer 0's world rank
     DpComm *dp;
-    HybridTrainerPlan plan;  // hybrid_trainer_averager's plan context
+    const long *steps_done;  // a trainer's optimizer step count (hybrid_trainer_averager)
 };
 
 HybridComm *hybrid_init(int *argc, char ***argv, int role) {
@@ -63,8 +66,6 @@ int hybrid_size(const HybridComm *h) { return h->size; }
 int hybrid_n_trainers(const HybridComm *h) { return h->n_trainers; }
 int hybrid_trainer_rank(const HybridComm *h) { return h->trainer_rank; }
 int hybrid_bridge_rank(const HybridComm *h) { return h->bridge_rank; }
-MPI_Comm hybrid_trainers(const HybridComm *h) { return h->trainers; }
-DpComm *hybrid_dp(const HybridComm *h) { return h->dp; }
 
 const char *hybrid_mpi_version(void) {
     static char v[MPI_MAX_LIBRARY_VERSION_STRING];
@@ -112,10 +113,11 @@ void hybrid_bcast_config(HybridComm *h, char **text) {
     MPI_CHECK(h->world, MPI_Bcast(*text, (int)len, MPI_CHAR, h->root, h->world));
 }
 
-void hybrid_create_averager(HybridComm *h, float *grads, size_t n, const TensorSpec *specs,
-                            int n_specs, const GradSplit *split) {
+void hybrid_create_averager(HybridComm *h, Replica *rep) {
     CHECK(!h->dp, "hybrid_create_averager called twice");
-    h->dp = dp_create_split(h->world, grads, n, specs, n_specs, (size_t)4 << 20, 0, split);
+    const TrainTask *k = &rep->tr.task;
+    h->dp = dp_create_split(h->world, k->grads, k->n_params, k->specs, k->n_specs, (size_t)4 << 20,
+                            0, rep->recipe->enable_split(rep->model));
 }
 
 // MPI counts are int: large arrays go in pieces.
@@ -127,12 +129,17 @@ static void bcast_floats(HybridComm *h, float *x, size_t n) {
     }
 }
 
-void hybrid_bcast_state(HybridComm *h, float *params, float *m, float *v, size_t n,
-                        int64_t *meta, int n_meta) {
-    bcast_floats(h, params, n);
-    if (m) bcast_floats(h, m, n);
-    if (v) bcast_floats(h, v, n);
-    if (n_meta > 0) MPI_CHECK(h->world, MPI_Bcast(meta, n_meta, MPI_INT64_T, h->root, h->world));
+void hybrid_bcast_state(HybridComm *h, Replica *rep) {
+    Trainer *tr = &rep->tr;
+    const size_t n = tr->task.n_params;
+    bcast_floats(h, tr->task.params, n);
+    bcast_floats(h, tr->optim.m, n);
+    bcast_floats(h, tr->optim.v, n);
+    int64_t meta[3] = {tr->optim.step, (int64_t)tr->samples_seen, (int64_t)rep->n_examples};
+    MPI_CHECK(h->world, MPI_Bcast(meta, 3, MPI_INT64_T, h->root, h->world));
+    tr->optim.step = (long)meta[0];
+    tr->samples_seen = (uint64_t)meta[1];
+    rep->n_examples = (uint64_t)meta[2];
 }
 
 void hybrid_barrier(HybridComm *h) { MPI_CHECK(h->world, MPI_Barrier(h->world)); }
@@ -158,16 +165,17 @@ int hybrid_bcast_plan(HybridComm *h, HybridPlan *plan, char *err) {
     return 0;
 }
 
-int hybrid_trainer_plan(void *plan_ctx, long global_batch, long *lo, long *hi, char *err) {
-    HybridTrainerPlan *tp = plan_ctx;
+// Averager.plan of a trainer in a job with a bridge (see hybrid_trainer_averager).
+static int trainer_plan(void *plan_ctx, long global_batch, long *lo, long *hi, char *err) {
+    HybridComm *h = plan_ctx;
     HybridPlan plan = {0};
-    if (hybrid_bcast_plan(tp->h, &plan, err) != 0) return -1;
-    long step = *tp->steps_done;
+    if (hybrid_bcast_plan(h, &plan, err) != 0) return -1;
+    long step = *h->steps_done;
     if (plan.step != step + 1 || plan.trainer_samples < 0 || plan.trainer_samples > global_batch)
         return cx_err(err, "bad round plan from the bridge: step %lld (expected %ld), trainer "
                       "samples %lld of %ld", (long long)plan.step, step + 1,
                       (long long)plan.trainer_samples, global_batch);
-    long T = (long)plan.trainer_samples, NT = tp->h->n_trainers, r = tp->h->trainer_rank;
+    long T = (long)plan.trainer_samples, NT = h->n_trainers, r = h->trainer_rank;
     *lo = T * r / NT;
     *hi = T * (r + 1) / NT;
     return 0;
@@ -202,9 +210,9 @@ Averager hybrid_trainer_averager(HybridComm *h, const long *steps_done) {
     CHECK(h->dp, "hybrid_trainer_averager before hybrid_create_averager");
     Averager a = dp_averager(h->dp);
     if (h->bridge_rank >= 0) {
-        h->plan = (HybridTrainerPlan){.h = h, .steps_done = steps_done};
-        a.plan = hybrid_trainer_plan;
-        a.plan_ctx = &h->plan;
+        h->steps_done = steps_done;
+        a.plan = trainer_plan;
+        a.plan_ctx = h;
         a.rank = h->trainer_rank;
         a.n_ranks = h->n_trainers;
     }

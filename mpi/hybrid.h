@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "io/run/run.h"
+#include "io/tasks/recipe.h"
 #include "models/tensor.h"
 #include "models/train.h"
 
@@ -65,37 +66,28 @@ const char *hybrid_launcher_name(void);        // "srun", "mpirun" or "none"
 // malloc'ed string). Collective over the world.
 void hybrid_bcast_config(HybridComm *h, char **text);
 
-// Creates the averaging backend over the world for the gradient arena grads[0, n) with
-// the trainers' bucket layout (4 MiB buckets) and split (NULL: none; dp_create_split).
-// Collective; every rank passes the same n, specs and split layout.
-void hybrid_create_averager(HybridComm *h, float *grads, size_t n, const TensorSpec *specs,
-                            int n_specs, const GradSplit *split);
+// Creates the averaging backend over the world for the replica's gradient arena, with the
+// trainers' bucket layout (4 MiB buckets) and the recipe's split layout (dp_create_split).
+// Collective; every rank passes a replica of the same run (io/tasks/recipe.h), built from
+// the same configuration, so arenas and layouts agree.
+void hybrid_create_averager(HybridComm *h, Replica *rep);
 
-// Trainer rank 0 sends, every other rank receives: params, m, v (n floats each; m and v
-// may be NULL on every rank together) and meta[0..n_meta) (e.g. optimizer step, data
-// cursor). Collective.
-void hybrid_bcast_state(HybridComm *h, float *params, float *m, float *v, size_t n,
-                        int64_t *meta, int n_meta);
+// Trainer rank 0 sends, every other rank receives the replica's state: parameters, optimizer
+// moments and step, the data cursor, and the number of training examples (n_examples,
+// which volunteers check theirs against). Collective.
+void hybrid_bcast_state(HybridComm *h, Replica *rep);
 
 void hybrid_barrier(HybridComm *h);
 
 // The round plan, from the bridge to everyone. Returns 0, or -1 with err.
 int hybrid_bcast_plan(HybridComm *h, HybridPlan *plan, char *err);
 
-// The trainers' side of the plan: an Averager.plan (models/train.h) for a trainer rank of
-// a job with a bridge. It receives the round plan and gives this trainer its equal,
-// contiguous part of the trainers' samples [0, trainer_samples); the plan's step must be
-// *steps_done + 1. plan_ctx = a HybridTrainerPlan that outlives the training.
-typedef struct {
-    HybridComm *h;
-    const long *steps_done;  // the trainer's optimizer step count
-} HybridTrainerPlan;
-int hybrid_trainer_plan(void *plan_ctx, long global_batch, long *lo, long *hi, char *err);
-
 // The Averager of a trainer rank: the MPI data-parallel one (dp_averager of the
-// hybrid_create_averager backend), and in a job with a bridge, plans from the bridge
-// (hybrid_trainer_plan; steps_done: the trainer's optimizer step count) with this
-// trainer's share among the trainers. Call after hybrid_create_averager.
+// hybrid_create_averager backend), and in a job with a bridge, the bridge's plan: each
+// step receives the round plan and gives this trainer its equal, contiguous part of the
+// trainers' samples [0, trainer_samples); the plan's step must be *steps_done + 1
+// (steps_done: the trainer's optimizer step count, alive while the averager is used).
+// Call after hybrid_create_averager.
 Averager hybrid_trainer_averager(HybridComm *h, const long *steps_done);
 
 // The run loop's collectives (io/run/run.h) for this rank: validation sums over the

@@ -12,7 +12,7 @@
 #include "io/run/run.h"
 #include "io/run/runlog.h"
 #include "models/common.h"
-#include "mpi/hybrid_mpi.h"
+#include "mpi/hybrid.h"
 
 // OpenBLAS extension (declared in its cblas.h on Debian)
 extern char *openblas_get_config(void);
@@ -178,10 +178,8 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
     if (bridged) hybrid_bcast_config(hc, &s->cfg_text);
     if (world_size > 1) {
         // the model's split layout lets most of the all-reduce start during the backward
-        Trainer *tr = &rep->tr;
-        hybrid_create_averager(hc, tr->task.grads, tr->task.n_params, tr->task.specs,
-                               tr->task.n_specs, recipe->enable_split(rep->model));
-        s->avg = hybrid_trainer_averager(hc, &tr->optim.step);
+        hybrid_create_averager(hc, rep);
+        s->avg = hybrid_trainer_averager(hc, &rep->tr.optim.step);
     } else {
         s->avg = (Averager){.rank = 0, .n_ranks = 1};
     }
@@ -193,13 +191,9 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
         ckpt_close(s->resume);
         s->resume = NULL;
     }
-    if (bridged) {
-        // the bridge keeps a replica and volunteers download it: trainer 0's state (fresh,
-        // initialised or resumed); meta[2]: the training examples, checked by volunteers
-        Trainer *tr = &rep->tr;
-        int64_t meta[3] = {tr->optim.step, (int64_t)tr->samples_seen, (int64_t)rep->n_examples};
-        hybrid_bcast_state(hc, tr->task.params, tr->optim.m, tr->optim.v, tr->task.n_params, meta, 3);
-    }
+    // the bridge keeps a replica and volunteers download it: trainer 0's state (fresh,
+    // initialised or resumed)
+    if (bridged) hybrid_bcast_state(hc, rep);
 
     // run directory (trainer 0)
     int nodes = hybrid_nodes(hc);

@@ -13,12 +13,17 @@
 // OpenBLAS extension (declared in its cblas.h on Debian; io/ does not include it)
 extern void openblas_set_num_threads(int);
 
-int run_check_step(const TrainSettings *t, long step, int stop) {
-    return (t->replica_check_every > 0 && step % t->replica_check_every == 0) ||
-           (t->checkpoint_every > 0 && step % t->checkpoint_every == 0) || step == t->steps || stop;
+int run_checkpoint_step(const TrainSettings *t, long step, int stop) {
+    return (t->checkpoint_every > 0 && step % t->checkpoint_every == 0) || step == t->steps || stop;
 }
 
-void run_format_eta(char *buf, size_t cap, double s) {
+int run_check_step(const TrainSettings *t, long step, int stop) {
+    return (t->replica_check_every > 0 && step % t->replica_check_every == 0) ||
+           run_checkpoint_step(t, step, stop);
+}
+
+// Writes a duration as "42s", "3m07s", "1h05m" ("?" when unknown or absurd).
+static void run_format_eta(char *buf, size_t cap, double s) {
     if (!(s >= 0) || s > 1e7) {
         snprintf(buf, cap, "?");
         return;
@@ -119,9 +124,7 @@ int run_loop(RunLoop *L, char *err) {
             t_window = now;
             window_samples = window_tokens = 0;
         }
-        int ckpt_now = (ts->checkpoint_every > 0 && r.step % ts->checkpoint_every == 0) ||
-                       r.step == total || stop;
-        if (ckpt_now && L->writer) {
+        if (L->writer && run_checkpoint_step(ts, r.step, stop)) {
             int n_alias;
             const TensorAlias *aliases = rep->recipe->aliases(&n_alias);
             char writer[64];

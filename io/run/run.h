@@ -34,12 +34,12 @@ typedef struct {
     int (*check_replicas)(void *ctx, const float *params, size_t n, long step, char *err);
 } RunComm;
 
-// Whether step is a replica-check step: every train.replica_check_every steps (when > 0),
-// every checkpoint step, the last step, and a stop.
+// Whether step is a checkpoint step: every train.checkpoint_every steps (when > 0), the
+// last step, and a stop.
+int run_checkpoint_step(const TrainSettings *t, long step, int stop);
+// Whether step is a replica-check step: every train.replica_check_every steps (when > 0)
+// and every checkpoint step.
 int run_check_step(const TrainSettings *t, long step, int stop);
-
-// Writes a duration as "42s", "3m07s", "1h05m" ("?" when unknown or absurd).
-void run_format_eta(char *buf, size_t cap, double seconds);
 
 // Applies train.threads (> 0) to OpenBLAS.
 void run_set_threads(const TrainSettings *t);

@@ -79,5 +79,5 @@ void recipe_free(Replica *r) {
 
 void recipe_wire_averager(Replica *r, const Averager *a) {
     r->tr.avg = *a;
-    if (a->ready || a->progress) r->recipe->set_hooks(r->model, a->ready, a->progress, a->ctx);
+    r->recipe->set_hooks(r->model, a->ready, a->progress, a->ctx);
 }

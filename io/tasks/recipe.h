@@ -116,7 +116,8 @@ int recipe_build(Replica *r, ReplicaKind kind, char *err);
 void recipe_free(Replica *r);
 
 // Wires an averaging strategy into the replica: r->tr.avg = *a, and the model's backward
-// hooks report to a->ready / a->progress (none when both are NULL).
+// hooks report to a->ready / a->progress (none when they are NULL, whatever was wired
+// before).
 void recipe_wire_averager(Replica *r, const Averager *a);
 
 #endif

@@ -142,16 +142,22 @@ static int encdec_recipe_load_init(const HeadlineConfig *c, EncDec *m, char *err
     return 0;
 }
 
-// A trainer's data: the tokenizer, the training and validation shards, checked against each
-// other; data.lowercase follows the pair shards (generation repeats what training saw).
-static int encdec_recipe_read_trainer_data(HeadlineConfig *c, EncDecRun *e, int have_valid, char *err) {
+// The data: the training shard (pairs, or tokens for denoising) and, with have_valid, the
+// validation one. The tokenizer is loaded where it is needed: by a trainer, which checks the
+// shards and the model's vocabulary against it, and for denoising (its sentence ends). A
+// trainer's data.lowercase follows the pair shards (generation repeats what training saw).
+static int encdec_recipe_read_data(HeadlineConfig *c, EncDecRun *e, int trainer, int have_valid,
+                                   char *err) {
+    const int denoise = c->data.objective == HL_OBJ_DENOISE;
     char e2[CX_ERRLEN];
-    if (bpe_load(&e->bpe, c->data.tokenizer, e2) != 0) return cx_err(err, "data.tokenizer: %s", e2);
-    const char *fp = bpe_fingerprint(e->bpe);
-    if (c->data.objective != HL_OBJ_DENOISE) {
+    if ((trainer || denoise) && bpe_load(&e->bpe, c->data.tokenizer, e2) != 0)
+        return cx_err(err, "data.tokenizer: %s", e2);
+    const char *fp = e->bpe ? bpe_fingerprint(e->bpe) : NULL;
+    if (!denoise) {
         if (pairs_read(&e->pairs, c->data.train, err) != 0 ||
             (have_valid && pairs_read(&e->valid_pairs, c->data.valid, err) != 0))
             return -1;
+        if (!trainer) return 0;
         if (strcmp(e->pairs.tokenizer, fp) != 0 || (have_valid && strcmp(e->valid_pairs.tokenizer, fp) != 0))
             return cx_err(err, "the pair shards were tokenized with another tokenizer than %s "
                           "(fingerprints %s / %s, tokenizer %s)", c->data.tokenizer, e->pairs.tokenizer,
@@ -170,24 +176,39 @@ static int encdec_recipe_read_trainer_data(HeadlineConfig *c, EncDecRun *e, int 
                           c->data.tokenizer);
         e->sent_end = cx_calloc((size_t)bpe_vocab_size(e->bpe), 1);
         headline_sentence_ends(e->bpe, e->sent_end);
+        if (!trainer) return 0;
     }
-    int data_vocab = c->data.objective == HL_OBJ_DENOISE ? e->shard.vocab_size : e->pairs.vocab_size;
+    int data_vocab = denoise ? e->shard.vocab_size : e->pairs.vocab_size;
     if (data_vocab > c->model.enc.vocab_size || bpe_vocab_size(e->bpe) > c->model.enc.vocab_size)
         return cx_err(err, "the data's vocabulary (%d tokens) exceeds model.vocab_size (%d)",
                       data_vocab, c->model.enc.vocab_size);
     return 0;
 }
 
-// A volunteer's data: the training shard (and for denoising the tokenizer's sentence ends).
-static int encdec_recipe_read_volunteer_data(const HeadlineConfig *c, EncDecRun *e, char *err) {
-    if (c->data.objective != HL_OBJ_DENOISE) return pairs_read(&e->pairs, c->data.train, err);
-    if (bpe_load(&e->bpe, c->data.tokenizer, err) != 0) return -1;
-    if (shard_read(&e->shard, c->data.train, err) != 0) return -1;
-    if (strcmp(e->shard.tokenizer, bpe_fingerprint(e->bpe)) != 0)
-        return cx_err(err, "%s was tokenized with another tokenizer than %s", c->data.train,
-                      c->data.tokenizer);
-    e->sent_end = cx_calloc((size_t)bpe_vocab_size(e->bpe), 1);
-    headline_sentence_ends(e->bpe, e->sent_end);
+// The training task (seeded, shuffled order; dropout) or the validation one (in order,
+// seed 777, no dropout) of the data.objective, into ht and task.
+static int encdec_recipe_task(const HeadlineConfig *c, EncDecRun *e, EncDec *m, int valid, int MB,
+                              HeadlineTask *ht, TrainTask *task, char *err) {
+    const uint64_t seed = (uint64_t)c->train.seed;
+    const uint64_t order_seed = valid ? 777 : cx_rng_derive(seed, 1);
+    const uint64_t dropout_seed = valid ? 0 : cx_rng_derive(seed, 3);
+    const int shuffle = !valid, Ts = c->data.src_len, Tt = c->data.tgt_len;
+    char e2[CX_ERRLEN];
+    int bad = 0;
+    if (c->data.objective == HL_OBJ_DENOISE) {
+        DenoiseConfig dn = {.mask_ratio = c->data.mask_ratio, .poisson_lambda = c->data.poisson_lambda,
+                            .permute_sentences = c->data.permute_sentences};
+        bad = headline_task_denoise(ht, task, m, valid ? &e->valid_shard : &e->shard, &dn, e->sent_end,
+                                    Ts, Tt, MB, order_seed, shuffle, dropout_seed, e2);
+    } else {
+        const Pairs *p = valid ? &e->valid_pairs : &e->pairs;
+        if (p->vocab_size > c->model.enc.vocab_size)
+            bad = cx_err(e2, "the pair shard's vocabulary (%d) exceeds the model's (%d)", p->vocab_size,
+                         c->model.enc.vocab_size);
+        else
+            headline_task_pairs(ht, task, m, p, Ts, Tt, MB, order_seed, shuffle, dropout_seed);
+    }
+    if (bad) return cx_err(err, "%s (%s)", e2, valid ? c->data.valid : c->data.train);
     return 0;
 }
 
@@ -211,8 +232,8 @@ static int encdec_recipe_build(Replica *r, ReplicaKind kind, char *err) {
     const int have_valid = kind == REPLICA_TRAINER && c->data.valid[0] && c->train.eval_samples > 0;
     const int Ts = c->data.src_len, Tt = c->data.tgt_len;
     const int MB = kind == REPLICA_BARE ? 1 : c->train.micro_batch;
-    if (kind == REPLICA_TRAINER && encdec_recipe_read_trainer_data(c, e, have_valid, err) != 0) return -1;
-    if (kind == REPLICA_VOLUNTEER && encdec_recipe_read_volunteer_data(c, e, err) != 0) return -1;
+    if (kind != REPLICA_BARE && encdec_recipe_read_data(c, e, kind == REPLICA_TRAINER, have_valid, err) != 0)
+        return -1;
     EncDec *m = encdec_create(&c->model, MB, Ts, Tt, cx_rng_derive(seed, 2));
     r->model = m;
     if (kind == REPLICA_TRAINER && !r->resume_path && (c->init.encoder[0] || c->init.from[0]) &&
@@ -224,36 +245,12 @@ static int encdec_recipe_build(Replica *r, ReplicaKind kind, char *err) {
                                  .n_params = encdec_n_params(m), .specs = encdec_specs(m),
                                  .n_specs = encdec_n_specs(m), .micro_batch = 1};
     } else {
-        char e2[CX_ERRLEN];
-        int bad;
-        if (denoise) {
-            DenoiseConfig dn = {.mask_ratio = c->data.mask_ratio, .poisson_lambda = c->data.poisson_lambda,
-                                .permute_sentences = c->data.permute_sentences};
-            bad = headline_task_denoise(&e->task, &r->tr.task, m, &e->shard, &dn, e->sent_end, Ts, Tt, MB,
-                                        cx_rng_derive(seed, 1), 1, cx_rng_derive(seed, 3), e2);
-        } else if (e->pairs.vocab_size > c->model.enc.vocab_size) {
-            bad = cx_err(e2, "the pair shard's vocabulary (%d) exceeds the model's (%d)",
-                         e->pairs.vocab_size, c->model.enc.vocab_size);
-        } else {
-            headline_task_pairs(&e->task, &r->tr.task, m, &e->pairs, Ts, Tt, MB, cx_rng_derive(seed, 1), 1,
-                                cx_rng_derive(seed, 3));
-            bad = 0;
-        }
-        if (bad) return cx_err(err, "%s (%s)", e2, c->data.train);
+        if (encdec_recipe_task(c, e, m, 0, MB, &e->task, &r->tr.task, err) != 0) return -1;
         e->have_task = 1;
         r->n_examples = e->task.n;
     }
     if (have_valid) {
-        char e2[CX_ERRLEN];
-        if (!denoise) {
-            headline_task_pairs(&e->valid_task, &r->valid, m, &e->valid_pairs, Ts, Tt, MB, 777, 0, 0);
-        } else {
-            DenoiseConfig dn = {.mask_ratio = c->data.mask_ratio, .poisson_lambda = c->data.poisson_lambda,
-                                .permute_sentences = c->data.permute_sentences};
-            if (headline_task_denoise(&e->valid_task, &r->valid, m, &e->valid_shard, &dn, e->sent_end, Ts,
-                                      Tt, MB, 777, 0, 0, e2) != 0)
-                return cx_err(err, "%s (%s)", e2, c->data.valid);
-        }
+        if (encdec_recipe_task(c, e, m, 1, MB, &e->valid_task, &r->valid, err) != 0) return -1;
         e->have_valid_task = 1;
         r->n_valid = (long)e->valid_task.n;
     }

@@ -13,7 +13,9 @@
 
 #include "io/run/run.h"
 #include "io/tasks/recipe.h"
+#include "models/albert.h"
 #include "models/common.h"
+#include "models/encdec.h"
 #include "tests/unit/testutil.h"
 
 // ---- the replica-check rule ----
@@ -180,11 +182,101 @@ static void test_after_step(void) {
     CU_ASSERT_EQUAL(s.seen_step, 1);
     CU_ASSERT_DOUBLE_EQUAL(s.seen_loss, 2.5, 1e-12);  // 25 over 10 tokens
     CU_ASSERT_EQUAL(r.tr.samples_seen, 2);
+    // ALBERT's throughput counts every sequence's data.seq_len tokens
+    CU_ASSERT_DOUBLE_EQUAL(r.recipe->step_tokens(&r, &res, 1), 2.0 * 16, 0);
     s.fail_after = 1;
     CU_ASSERT_EQUAL(trainer_step(&r.tr, &res, err), -1);
     CU_ASSERT_STRING_EQUAL(err, "outer step failed at step 2");
     free(s.snapshot);
     recipe_free(&r);
+}
+
+// ---- the strategy's overlap hooks in the model's backward ----
+
+typedef struct {
+    size_t n, covered;  // the arena's size; elements reported final
+    int n_ready, n_progress, bad;
+} HookCount;
+
+static void count_ready(void *ctx, size_t offset, size_t count) {
+    HookCount *h = ctx;
+    if (offset + count > h->n) h->bad++;
+    h->covered += count;
+    h->n_ready++;
+}
+
+static void count_progress(void *ctx) { ((HookCount *)ctx)->n_progress++; }
+
+// A small replica of each recipe without data (micro-batches of one).
+static void small_bare_replica(Replica *r, const char *name) {
+    static const char *const common[] = {"model.vocab_size=64", "model.embedding_size=16",
+                                         "model.hidden_size=32", "model.num_heads=2",
+                                         "model.intermediate_size=64", "model.num_layers=1"};
+    static const char *const encdec[] = {"decoder.num_layers=1", "decoder.num_heads=2",
+                                         "decoder.intermediate_size=64", "decoder.max_position=16",
+                                         "data.src_len=12", "data.tgt_len=8", "generate.max_len=8"};
+    char err[CX_ERRLEN];
+    recipe_config_init(r, recipe_find(name));
+    for (size_t i = 0; i < sizeof common / sizeof common[0]; i++)
+        CU_ASSERT_EQUAL_FATAL(recipe_config_set(r, common[i], err), 0);
+    if (!strcmp(name, "encdec")) {
+        for (size_t i = 0; i < sizeof encdec / sizeof encdec[0]; i++)
+            CU_ASSERT_EQUAL_FATAL(recipe_config_set(r, encdec[i], err), 0);
+    } else {
+        CU_ASSERT_EQUAL_FATAL(recipe_config_set(r, "data.seq_len=12", err), 0);
+    }
+    CU_ASSERT_EQUAL_FATAL(r->recipe->config_check(r->cfg, err), 0);
+    CU_ASSERT_EQUAL_FATAL(recipe_build(r, REPLICA_BARE, err), 0);
+}
+
+// One final micro-batch (B=1) forward and backward through the replica's model.
+static void backward_once(Replica *r) {
+    int32_t src[12], mask[12], tgt[12];
+    for (int t = 0; t < 12; t++) {
+        src[t] = 5 + (int32_t)((t * 7) % 59);
+        mask[t] = 1;
+        tgt[t] = t % 3 == 1 ? src[t] : -1;  // ALBERT: masked positions; unused by encdec
+    }
+    if (!strcmp(r->recipe->name, "albert")) {
+        AlbertBatch b = {.B = 1, .T = 12, .input_ids = src, .attention_mask = mask, .targets = tgt,
+                         .final_micro = 1};
+        long n_sel = 0;
+        double sop = 0;
+        albert_step(r->model, &b, 1, 1, 7, &n_sel, &sop);
+    } else {
+        int32_t y[8] = {9, 10, 11, 12, ED_EOS, ED_PAD, ED_PAD, ED_PAD};
+        EncDecBatch b = {.B = 1, .Ts = 12, .Tt = 8, .src = src, .tgt = y, .final_micro = 1};
+        long n_tok = 0;
+        encdec_step(r->model, &b, 1, 1, 7, &n_tok);
+    }
+}
+
+// recipe_wire_averager hands the strategy's ready/progress to the model's backward, which
+// reports every gradient element final once; a strategy without hooks leaves the backward
+// without any, whatever was wired before.
+static void test_wire_hooks(void) {
+    static const char *const names[] = {"albert", "encdec"};
+    for (int i = 0; i < 2; i++) {
+        Replica r;
+        small_bare_replica(&r, names[i]);
+        HookCount h = {.n = r.tr.task.n_params};
+        Averager a = {.ctx = &h, .ready = count_ready, .progress = count_progress, .rank = 0, .n_ranks = 1};
+        recipe_wire_averager(&r, &a);
+        CU_ASSERT_PTR_EQUAL(r.tr.avg.ctx, &h);
+        CU_ASSERT(r.tr.avg.ready == count_ready && r.tr.avg.progress == count_progress);
+        backward_once(&r);
+        CU_ASSERT_EQUAL(h.bad, 0);
+        CU_ASSERT(h.n_ready > 1);
+        CU_ASSERT_EQUAL(h.covered, r.tr.task.n_params);
+        CU_ASSERT(h.n_progress > 0);
+        HookCount before = h;
+        Averager none = {.rank = 0, .n_ranks = 1};
+        recipe_wire_averager(&r, &none);
+        backward_once(&r);
+        CU_ASSERT_EQUAL(h.n_ready, before.n_ready);
+        CU_ASSERT_EQUAL(h.n_progress, before.n_progress);
+        recipe_free(&r);
+    }
 }
 
 // ---- the run loop's schedule ----
@@ -303,6 +395,7 @@ int main(void) {
         {"recipe table", test_recipe_table},
         {"configuration texts", test_config_from_text},
         {"Averager after_step", test_after_step},
+        {"overlap hooks in the backward", test_wire_hooks},
         {"run loop to the end", test_loop_to_the_end},
         {"run loop stops", test_loop_stops},
     };
