@@ -70,6 +70,10 @@ static void usage(FILE *f) {
 static int token_main(int argc, char **argv) {
     const char *path = NULL, *cmd = argc > 1 ? argv[1] : "";
     const char *arg = NULL;
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {  // `token --help`
+        usage(stdout);
+        return 0;
+    }
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--tokens") && i + 1 < argc) path = argv[++i];
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
