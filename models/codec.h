@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 // Codec ids; they are the values on the bridge's wire (bridge/proto.h), never reused.
-enum { CODEC_FP32 = 1, CODEC_FP16 = 2 };
+enum { CODEC_FP32 = 1, CODEC_FP16 = 2, CODEC_INT8 = 3 };
 
 typedef struct {
     int id;

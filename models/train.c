@@ -14,6 +14,7 @@ double cx_now(void) {
 }
 
 int trainer_step(Trainer *t, StepResult *r, char *err) {
+    if (t->avg.step) return t->avg.step(t->avg.ctx, t, r, err);
     TrainTask *k = &t->task;
     double t0 = cx_now(), t_begin = t0;
     memset(k->grads, 0, k->n_params * sizeof(float));

@@ -83,6 +83,20 @@ typedef struct {
     // Communication volume of the last step in bytes (estimates where the backend
     // cannot measure them; see the backend). NULL: 0.
     void (*traffic)(const void *ctx, double *bytes_sent, double *bytes_recv);
+    // Strategies whose rounds span several steps (DiLoCo, models/diloco.h). NULL: every
+    // step is a round of its own.
+    //   boundary  1 when the last step ended a round: the run loop's collective points
+    //             (stop vote, replica check, checkpoint) come only then
+    //   shared    the parameters every participant's replica holds identically (DiLoCo:
+    //             the outer parameters), for the replica check
+    //   flush     before a checkpoint: completes the exchange in flight so the checkpoint
+    //             holds what a resumed run continues from bit for bit
+    //   step      takes the whole step instead of trainer_step's micro-batches and
+    //             optimizer step (the bridge in diloco mode: one call is one outer round)
+    int (*boundary)(const void *ctx);
+    const float *(*shared)(const void *ctx);
+    int (*flush)(void *ctx, char *err);
+    int (*step)(void *ctx, Trainer *t, StepResult *r, char *err);
     int rank, n_ranks;     // this participant's share of the global batch
 } Averager;
 

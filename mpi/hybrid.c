@@ -9,13 +9,7 @@
 
 #include "models/common.h"
 #include "mpi/dp.h"
-
-struct HybridComm {
-    MPI_Comm world, trainers;
-    int rank, size, n_trainers, trainer_rank, bridge_rank, root;  // root: trainer 0's world rank
-    DpComm *dp;
-    const long *steps_done;  // a trainer's optimizer step count (hybrid_trainer_averager)
-};
+#include "mpi/hybrid_internal.h"
 
 HybridComm *hybrid_init(int *argc, char ***argv, int role) {
     int provided, inited = 0;
@@ -26,6 +20,7 @@ HybridComm *hybrid_init(int *argc, char ***argv, int role) {
     }
     HybridComm *h = cx_calloc(1, sizeof *h);
     h->world = MPI_COMM_WORLD;
+    h->worker = h->leaders = h->outer = MPI_COMM_NULL;
     MPI_CHECK(h->world, MPI_Comm_rank(h->world, &h->rank));
     MPI_CHECK(h->world, MPI_Comm_size(h->world, &h->size));
     int *roles = cx_calloc((size_t)h->size, sizeof *roles);
@@ -116,6 +111,13 @@ void hybrid_bcast_config(HybridComm *h, char **text) {
 void hybrid_create_averager(HybridComm *h, Replica *rep) {
     CHECK(!h->dp, "hybrid_create_averager called twice");
     const TrainTask *k = &rep->tr.task;
+    if (rep->train->avg.mode == AVG_DILOCO) {
+        hybrid_outer_split(h, &rep->train->avg);  // mpi/outer.c
+        if (h->worker_size > 1)  // the worker's own all-reduce, every inner step
+            h->dp = dp_create_split(h->worker, k->grads, k->n_params, k->specs, k->n_specs,
+                                    (size_t)4 << 20, 0, rep->recipe->enable_split(rep->model));
+        return;
+    }
     h->dp = dp_create_split(h->world, k->grads, k->n_params, k->specs, k->n_specs, (size_t)4 << 20,
                             0, rep->recipe->enable_split(rep->model));
 }
@@ -144,7 +146,7 @@ void hybrid_bcast_state(HybridComm *h, Replica *rep) {
 
 void hybrid_barrier(HybridComm *h) { MPI_CHECK(h->world, MPI_Barrier(h->world)); }
 
-static int mpi_fail(HybridComm *h, int rc, const char *what, char *err) {
+int hybrid_mpi_fail(HybridComm *h, int rc, const char *what, char *err) {
     char msg[MPI_MAX_ERROR_STRING] = "";
     int len = 0;
     MPI_Error_string(rc, msg, &len);
@@ -157,7 +159,7 @@ int hybrid_bcast_plan(HybridComm *h, HybridPlan *plan, char *err) {
     int64_t buf[4] = {plan->step, plan->trainer_samples, plan->volunteers, plan->reserved};
     MPI_Comm c = h->dp ? dp_comm(h->dp) : h->world;  // MPI_ERRORS_RETURN
     int rc = MPI_Bcast(buf, 4, MPI_INT64_T, h->bridge_rank, c);
-    if (rc != MPI_SUCCESS) return mpi_fail(h, rc, "MPI_Bcast of the round plan", err);
+    if (rc != MPI_SUCCESS) return hybrid_mpi_fail(h, rc, "MPI_Bcast of the round plan", err);
     plan->step = buf[0];
     plan->trainer_samples = buf[1];
     plan->volunteers = buf[2];
@@ -198,7 +200,7 @@ int hybrid_sum_finish(HybridComm *h, double *stats, int n_stats, char *err) {
 
 int hybrid_stop_vote(HybridComm *h, int stop, char *err) {
     int rc = MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, h->world);
-    if (rc != MPI_SUCCESS) return mpi_fail(h, rc, "MPI_Allreduce of the stop vote", err);
+    if (rc != MPI_SUCCESS) return hybrid_mpi_fail(h, rc, "MPI_Allreduce of the stop vote", err);
     return stop != 0;
 }
 
@@ -207,9 +209,10 @@ int hybrid_check_replicas(HybridComm *h, const float *params, size_t n, long ste
 }
 
 Averager hybrid_trainer_averager(HybridComm *h, const long *steps_done) {
+    if (h->diloco && !h->dp) return (Averager){.rank = 0, .n_ranks = 1};  // a one-rank worker
     CHECK(h->dp, "hybrid_trainer_averager before hybrid_create_averager");
     Averager a = dp_averager(h->dp);
-    if (h->bridge_rank >= 0) {
+    if (h->bridge_rank >= 0 && !h->diloco) {
         h->steps_done = steps_done;
         a.plan = trainer_plan;
         a.plan_ctx = h;
@@ -221,8 +224,8 @@ Averager hybrid_trainer_averager(HybridComm *h, const long *steps_done) {
 
 static int run_sum(void *ctx, double *v, int n, char *err) {
     HybridComm *h = ctx;
-    int rc = MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, h->trainers);
-    if (rc != MPI_SUCCESS) return mpi_fail(h, rc, "MPI_Allreduce over the trainers", err);
+    int rc = MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, h->diloco ? h->worker : h->trainers);
+    if (rc != MPI_SUCCESS) return hybrid_mpi_fail(h, rc, "MPI_Allreduce over the trainers", err);
     return 0;
 }
 
@@ -234,8 +237,12 @@ static int run_check(void *ctx, const float *params, size_t n, long step, char *
 
 RunComm hybrid_run_comm(HybridComm *h) {
     RunComm c = {.ctx = h, .rank = h->trainer_rank, .size = h->n_trainers};
+    if (h->diloco) {  // validation: the writer's worker's model, over that worker's ranks
+        c.rank = h->worker_rank;
+        c.size = h->worker_size;
+    }
     if (h->size > 1) {
-        c.sum = h->n_trainers > 1 ? run_sum : NULL;
+        c.sum = c.size > 1 ? run_sum : NULL;
         c.stop_vote = run_stop_vote;
         c.check_replicas = run_check;
     }
@@ -244,6 +251,7 @@ RunComm hybrid_run_comm(HybridComm *h) {
 
 void hybrid_finalize(HybridComm *h) {
     if (h->dp) dp_free(h->dp);
+    hybrid_outer_free(h);
     if (h->trainers != MPI_COMM_NULL && h->trainers != h->world) MPI_Comm_free(&h->trainers);
     free(h);
     MPI_Finalize();

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "io/run/run.h"
+#include "models/diloco.h"
 #include "io/tasks/recipe.h"
 #include "models/tensor.h"
 #include "models/train.h"
@@ -111,6 +112,42 @@ int hybrid_stop_vote(HybridComm *h, int stop, char *err);
 
 // Collective replica check over the world (see dp_check_replicas).
 int hybrid_check_replicas(HybridComm *h, const float *params, size_t n, long step, char *err);
+
+// ---- DiLoCo (averaging.mode = diloco; mpi/outer.c) ----
+// hybrid_create_averager splits the trainers into worker groups (averaging.workers; in a
+// job with a bridge the trainers are one worker): each group's all-reduce runs every inner
+// step over the group only. Between rounds:
+//   without a bridge  the group leaders all-reduce their weighted pseudo-gradients (n_w *
+//                     delta_w) and sample counts (non-blocking: with overlap the sum runs
+//                     during the next round) and broadcast the average in their group;
+//                     worker w's range of round r is base + ((r-1) W + w) H B, H B samples.
+//   with a bridge     trainer 0 sends the cluster's pseudo-gradient and statistics to the
+//                     bridge (non-blocking), the bridge broadcasts the next round's plan
+//                     (the cluster's range; the bridge answers at once, whatever the
+//                     volunteers do) and, when the round closes, the average (non-blocking
+//                     on every trainer, waited for where the worker needs it).
+// The outer exchange uses its own communicator, so it never interleaves with the run
+// loop's collectives on the world.
+
+// The worker's transport (models/diloco.h); d receives every round's average. base: the
+// first sample of round 1 (without a bridge). Call after hybrid_create_averager.
+OuterLink hybrid_outer_link(HybridComm *h, Diloco *d, long global_batch, uint64_t base);
+// The outer state from trainer 0 to every rank (after hybrid_bcast_state): theta, the outer
+// momentum and the start point, and meta[0..3] (the round counters; see mpi/trainer.c).
+void hybrid_bcast_outer(HybridComm *h, Diloco *d, int64_t meta[4]);
+// The bridge's side. Set-up for n parameters (after hybrid_create_averager):
+void hybrid_outer_bridge_init(HybridComm *h, size_t n);
+// The plan of the next round (the cluster's range), bridge -> trainers:
+int hybrid_outer_plan(HybridComm *h, long round, uint64_t start, long steps, char *err);
+// Receives the cluster's next pseudo-gradient (n floats) and statistics (STAT_COUNT
+// doubles) into the given buffers (they must stay valid until it completed) ...
+int hybrid_outer_recv_start(HybridComm *h, float *delta, double *stats, char *err);
+// ... *done = 1 once it arrived.
+int hybrid_outer_recv_test(HybridComm *h, int *done, char *err);
+// Broadcasts a round's average (n floats) and totals to the trainers (non-blocking; the
+// buffers stay valid until hybrid_outer_result_test says every broadcast completed).
+int hybrid_outer_result_start(HybridComm *h, float *avg, double *stats, char *err);
+int hybrid_outer_result_test(HybridComm *h, int *done, char *err);
 
 // Ends MPI (collective; frees the averager). h is freed.
 void hybrid_finalize(HybridComm *h);

@@ -26,6 +26,7 @@ typedef struct {
     int joined;      // every rank passed set-up (the barrier)
     Replica rep;
     Averager avg;    // the averaging strategy (MPI with several ranks; none alone)
+    Diloco *outer;   // diloco: the worker's outer state (models/diloco.h); NULL in sync mode
     Ckpt *resume;
     char *cfg_text;
     FILE *metrics;
@@ -176,7 +177,8 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
 
     // the averaging strategy; a bridge builds the same replica from the configuration text
     if (bridged) hybrid_bcast_config(hc, &s->cfg_text);
-    if (world_size > 1) {
+    const int diloco = rep->train->avg.mode == AVG_DILOCO;
+    if (world_size > 1 || diloco) {
         // the model's split layout lets most of the all-reduce start during the backward
         hybrid_create_averager(hc, rep);
         s->avg = hybrid_trainer_averager(hc, &rep->tr.optim.step);
@@ -188,12 +190,35 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
             report(s, "cannot resume from %s: %s", resume_path, err);
             return 1;
         }
+    }
+    // diloco: the worker's outer state, fresh from the parameters or from the checkpoint
+    int64_t meta[4] = {0, 0, 0, (int64_t)rep->tr.samples_seen};
+    if (diloco) {
+        s->outer = cx_calloc(1, sizeof *s->outer);
+        diloco_init(s->outer, &rep->train->avg, rep->tr.task.params, rep->tr.task.n_params, s->avg);
+        if (s->resume && ckpt_load_outer(s->resume, &rep->tr, s->outer, meta, err) < 0) {
+            report(s, "cannot resume from %s: %s", resume_path, err);
+            return 1;
+        }
+    }
+    if (s->resume) {
         ckpt_close(s->resume);
         s->resume = NULL;
     }
     // the bridge keeps a replica and volunteers download it: trainer 0's state (fresh,
     // initialised or resumed)
     if (bridged) hybrid_bcast_state(hc, rep);
+    if (diloco) {
+        if (bridged) hybrid_bcast_outer(hc, s->outer, meta);
+        Diloco *d = s->outer;
+        diloco_restore(d, meta);
+        d->cursor = &rep->tr.samples_seen;
+        d->sched_step = &rep->tr.optim.step;
+        d->x = rep->tr.task.params;
+        d->last_step = rep->train->steps;
+        d->link = hybrid_outer_link(hc, d, rep->tr.global_batch, d->base);
+        s->avg = diloco_averager(d);
+    }
 
     // run directory (trainer 0)
     int nodes = hybrid_nodes(hc);
@@ -229,7 +254,7 @@ static int trainer_run(TrainerRun *s, int argc, char **argv) {
     cx_catch_stop_signals(on_signal, 1, 0);
     RunLoop L = {.tool = s->t->tool, .rep = &s->rep, .avg = s->avg, .comm = hybrid_run_comm(s->hc),
                  .writer = s->rank == 0, .validate = 1, .quiet = quiet, .cfg_text = s->cfg_text,
-                 .metrics = s->metrics, .stop_flag = &g_stop_signal};
+                 .metrics = s->metrics, .stop_flag = &g_stop_signal, .outer = s->outer};
     char err[CX_ERRLEN];
     if (run_loop(&L, err) < 0) {
         report(s, "%s", err);
@@ -252,6 +277,8 @@ int trainer_tool_main(int argc, char **argv, const TrainerTool *t) {
     if (s.metrics) fclose(s.metrics);
     if (s.resume) ckpt_close(s.resume);
     recipe_free(&s.rep);
+    if (s.outer) diloco_free(s.outer);
+    free(s.outer);
     free(s.cfg_text);
     for (int i = 0; i < s.n_sets; i++) free(s.sets[i]);
     hybrid_finalize(s.hc);

@@ -17,6 +17,9 @@ _Static_assert(sizeof(OptimKind) == sizeof(int) && sizeof(SchedKind) == sizeof(i
 
 const char *const CFG_OPTIM_NAMES[] = {"adamw", "lamb", NULL};
 const char *const CFG_SCHED_NAMES[] = {"linear", "poly|polynomial", "constant", "invsqrt|noam", NULL};
+const char *const CFG_AVG_MODE_NAMES[] = {"sync", "diloco", NULL};
+// indexed by CODEC_* id (models/codec.h); id 0 is no codec
+const char *const CFG_CODEC_NAMES[] = {"none", "fp32", "fp16", "int8", NULL};
 
 #define F(sec, key, type, field) {sec, key, type, offsetof(RunConfig, field), 0, NULL, NULL}
 #define S(sec, key, field) {sec, key, CFG_STR, offsetof(RunConfig, field), CFG_PATH_LEN, NULL, NULL}
@@ -72,6 +75,7 @@ void config_defaults(RunConfig *c) {
     c->train.threads = 0;
     c->train.log_every = 10;
     c->train.replica_check_every = 50;
+    diloco_config_defaults(&c->train.avg);
     snprintf(c->run.dir, CFG_PATH_LEN, "runs/default");
 }
 
@@ -332,6 +336,15 @@ int train_settings_check(const TrainSettings *t, char *err) {
     if (t->threads < 0) return cx_err(err, "train.threads must be >= 0");
     if (t->replica_check_every < 0) return cx_err(err, "train.replica_check_every must be >= 0");
     if (t->log_every < 1) return cx_err(err, "train.log_every must be >= 1");
+    if (diloco_config_check(&t->avg, err) != 0) return -1;
+    if (t->avg.mode == AVG_DILOCO) {
+        const long H = t->avg.inner_steps;
+        if (t->steps % H || t->checkpoint_every % H)
+            return cx_err(err, "train.steps (%ld) and train.checkpoint_every (%ld) must be "
+                          "multiples of averaging.inner_steps (%ld) in diloco mode: "
+                          "checkpoints happen between outer rounds", t->steps,
+                          t->checkpoint_every, H);
+    }
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "models/albert.h"
+#include "models/diloco.h"
 #include "models/optim.h"
 
 #define CFG_PATH_LEN 1024
@@ -28,9 +29,13 @@ typedef struct {
     int log_every;                 // steps between progress lines
     long replica_check_every;      // steps between replica checksum comparisons (0: only
                                    // on checkpoint steps, the last step and a stop)
+    DilocoConfig avg;              // [averaging]: sync (every step) or diloco (outer rounds)
 } TrainSettings;
 
-// Range checks of the [train] keys; -1 with err naming the key ("train.steps must be >= 1").
+// Range checks of the [train] and [averaging] keys; -1 with err naming the key ("train.steps
+// must be >= 1"). In diloco mode train.steps and train.checkpoint_every must be multiples
+// of averaging.inner_steps (checkpoints fall between outer rounds); replica checks happen
+// on the round boundaries that are multiples of train.replica_check_every.
 int train_settings_check(const TrainSettings *t, char *err);
 
 typedef struct {
@@ -102,6 +107,8 @@ extern const CfgSchema CONFIG_SCHEMA;
 // Value names shared by the schemas.
 extern const char *const CFG_OPTIM_NAMES[];  // adamw, lamb (OptimKind)
 extern const char *const CFG_SCHED_NAMES[];  // linear, poly, constant, invsqrt (SchedKind)
+extern const char *const CFG_AVG_MODE_NAMES[];  // sync, diloco (AvgMode)
+extern const char *const CFG_CODEC_NAMES[];     // "", fp32, fp16, int8 (CODEC_* ids)
 
 // The [sec] keys of an OptimConfig member `field` of struct `type`, for a CfgKey table:
 // The [train] keys of a TrainSettings member `field` of struct `type`, for a CfgKey table,
@@ -118,7 +125,18 @@ extern const char *const CFG_SCHED_NAMES[];  // linear, poly, constant, invsqrt 
     {"train", "threads", CFG_INT, offsetof(type, field.threads), 0, NULL, NULL},                \
     {"train", "log_every", CFG_INT, offsetof(type, field.log_every), 0, NULL, NULL},            \
     {"train", "replica_check_every", CFG_LONG, offsetof(type, field.replica_check_every), 0,    \
-     NULL, NULL}
+     NULL, NULL},                                                                              \
+    {"averaging", "mode", CFG_ENUM, offsetof(type, field.avg.mode), 0, CFG_AVG_MODE_NAMES,     \
+     "an averaging mode"},                                                                     \
+    {"averaging", "inner_steps", CFG_LONG, offsetof(type, field.avg.inner_steps), 0, NULL, NULL}, \
+    {"averaging", "outer_lr", CFG_FLOAT, offsetof(type, field.avg.outer_lr), 0, NULL, NULL},   \
+    {"averaging", "outer_momentum", CFG_FLOAT, offsetof(type, field.avg.outer_momentum), 0,    \
+     NULL, NULL},                                                                              \
+    {"averaging", "nesterov", CFG_INT, offsetof(type, field.avg.nesterov), 0, NULL, NULL},     \
+    {"averaging", "overlap", CFG_INT, offsetof(type, field.avg.overlap), 0, NULL, NULL},       \
+    {"averaging", "workers", CFG_INT, offsetof(type, field.avg.workers), 0, NULL, NULL},       \
+    {"averaging", "down_codec", CFG_ENUM, offsetof(type, field.avg.down_codec), 0,             \
+     CFG_CODEC_NAMES, "a codec"}
 
 // The [sec] keys of an OptimConfig member `field` of struct `type`, for a CfgKey table:
 // name, lr, beta1, beta2, eps, weight_decay, clip_norm, schedule, warmup_steps, end_lr,

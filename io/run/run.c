@@ -88,11 +88,15 @@ int run_loop(RunLoop *L, char *err) {
     while (L->unbounded || tr->optim.step < total) {
         StepResult r;
         if (trainer_step(tr, &r, err) != 0) return -1;
-        // a signal on any participant stops every one at this same step boundary
-        int stop = L->stop_flag && *L->stop_flag != 0;
-        if (L->comm.stop_vote && (stop = L->comm.stop_vote(L->comm.ctx, stop, err)) < 0) return -1;
-        if (L->comm.check_replicas && run_check_step(ts, r.step, stop) &&
-            L->comm.check_replicas(L->comm.ctx, tr->task.params, tr->task.n_params, r.step, err) != 0)
+        // a signal on any participant stops every one at this same step boundary (for
+        // strategies with longer rounds: at the end of this round)
+        const int boundary = !tr->avg.boundary || tr->avg.boundary(tr->avg.ctx);
+        int stop = boundary && L->stop_flag && *L->stop_flag != 0;
+        if (boundary && L->comm.stop_vote && (stop = L->comm.stop_vote(L->comm.ctx, stop, err)) < 0)
+            return -1;
+        const float *shared = tr->avg.shared ? tr->avg.shared(tr->avg.ctx) : tr->task.params;
+        if (boundary && L->comm.check_replicas && run_check_step(ts, r.step, stop) &&
+            L->comm.check_replicas(L->comm.ctx, shared, tr->task.n_params, r.step, err) != 0)
             return -1;
         double now = cx_now(), step_s = r.compute_s + r.comm_s;
         double tokens = rep->recipe->step_tokens(rep, &r, n_ranks);
@@ -124,13 +128,15 @@ int run_loop(RunLoop *L, char *err) {
             t_window = now;
             window_samples = window_tokens = 0;
         }
-        if (L->writer && run_checkpoint_step(ts, r.step, stop)) {
+        const int ckpt = boundary && run_checkpoint_step(ts, r.step, stop);
+        if (ckpt && tr->avg.flush && tr->avg.flush(tr->avg.ctx, err) != 0) return -1;
+        if (L->writer && ckpt) {
             int n_alias;
             const TensorAlias *aliases = rep->recipe->aliases(&n_alias);
             char writer[64];
             snprintf(writer, sizeof writer, "%s %s", L->tool, CONFLUX_VERSION);
             if (ckpt_save_trainer(run_dir, rep->recipe->name, writer, L->cfg_text, tr, aliases, n_alias,
-                                  ts->seed, err) != 0)
+                                  ts->seed, L->outer, err) != 0)
                 return -1;
             if (!L->quiet) fprintf(stderr, "checkpoint %s/checkpoint-%06ld.h5\n", run_dir, r.step);
         }

@@ -55,6 +55,7 @@ typedef struct {
     int quiet;               // no progress or validation lines
     const char *cfg_text;    // the configuration stored in checkpoints
     FILE *metrics;           // the writer's RUN_DIR/metrics.csv (runlog_open_metrics)
+    const Diloco *outer;     // diloco: the outer state the writer's checkpoints carry (NULL: sync)
     volatile sig_atomic_t *stop_flag;  // set by a signal handler (NULL: none)
     int unbounded;           // 1: no end at train.steps; the averaging or the hook ends it
     // The participant's own after-step work (may be NULL): returns 0 to go on, 1 to stop

@@ -564,8 +564,9 @@ done:
 
 int ckpt_save_trainer(const char *run_dir, const char *model, const char *writer,
                       const char *config_text, const Trainer *tr, const TensorAlias *aliases,
-                      int n_aliases, long seed, char *err) {
+                      int n_aliases, long seed, const Diloco *outer, char *err) {
     int64_t cursor[1] = {(int64_t)tr->samples_seen}, rng[1] = {(int64_t)seed};
+    int64_t ostate[4] = {0};
     CkptState st = {
         .model = model,
         .step = tr->optim.step,
@@ -585,6 +586,20 @@ int ckpt_save_trainer(const char *run_dir, const char *model, const char *writer
         .n_extra = 2,
         .extra = {{"data/cursor", cursor, 1}, {"rng/seed", rng, 1}},
     };
+    if (outer) {
+        st.slot_names[2] = "outer_params";
+        st.slot_names[3] = "outer_momentum";
+        st.slot_names[4] = "outer_start";
+        st.slots[2] = outer->theta;
+        st.slots[3] = outer->buf;
+        st.slots[4] = outer->start;
+        st.n_slots = 5;
+        ostate[0] = outer->round;
+        ostate[1] = outer->applied;
+        ostate[2] = outer->steps;
+        ostate[3] = (int64_t)outer->base;
+        st.extra[st.n_extra++] = (CkptExtra){"outer/state", ostate, 4};
+    }
     return ckpt_save_in_run(run_dir, &st, err);
 }
 
@@ -608,4 +623,20 @@ int ckpt_load_trainer(Ckpt *ck, const char *model, Trainer *tr, char *err) {
     tr->optim.step = ostep;
     tr->samples_seen = (uint64_t)cursor;
     return 0;
+}
+
+int ckpt_load_outer(Ckpt *ck, const Trainer *tr, Diloco *d, int64_t meta[4], char *err) {
+    char e2[CX_ERRLEN];
+    if (ckpt_read_extra(ck, "outer/state", meta, 4, e2) != 0) return 0;  // a sync checkpoint
+    const TensorSpec *specs = tr->task.specs;
+    int n = tr->task.n_specs;
+    if (ckpt_read_slot(ck, "outer_params", specs, n, d->theta, err) != 0 ||
+        ckpt_read_slot(ck, "outer_momentum", specs, n, d->buf, err) != 0 ||
+        ckpt_read_slot(ck, "outer_start", specs, n, d->start, err) != 0)
+        return -1;
+    if (meta[0] < 0 || meta[1] < 0 || meta[1] > meta[0] || meta[2] < 0 || meta[3] < 0)
+        return cx_err(err, "checkpoint /outer/state holds round %lld, %lld applied, %lld inner "
+                      "steps, base %lld: not a consistent outer state", (long long)meta[0],
+                      (long long)meta[1], (long long)meta[2], (long long)meta[3]);
+    return 1;
 }

@@ -17,9 +17,10 @@
 #include <stdint.h>
 
 #include "models/tensor.h"
+#include "models/diloco.h"
 #include "models/train.h"
 
-#define CKPT_MAX_SLOTS 4
+#define CKPT_MAX_SLOTS 8
 #define CKPT_MAX_EXTRA 16
 
 typedef struct {
@@ -59,10 +60,13 @@ int ckpt_save_in_run(const char *run_dir, const CkptState *st, char *err);
 // A trainer's checkpoint in a run directory (ckpt_save_in_run): the parameters of
 // tr->task (its specs, with the model's aliases), the optimizer's moments (exp_avg,
 // exp_avg_sq) and step, the data cursor and the seed. model names the architecture
-// ("albert", "encdec"); writer is "PROGRAM VERSION". Returns 0, or -1 with err.
+// ("albert", "encdec"); writer is "PROGRAM VERSION". outer (NULL in sync mode) adds DiLoCo's
+// outer state, taken between rounds: the optimizer slots outer_params (theta),
+// outer_momentum and outer_start (where the next round starts), and /outer/state = {round,
+// rounds applied, inner steps of the round, data base}. Returns 0, or -1 with err.
 int ckpt_save_trainer(const char *run_dir, const char *model, const char *writer,
                       const char *config_text, const Trainer *tr, const TensorAlias *aliases,
-                      int n_aliases, long seed, char *err);
+                      int n_aliases, long seed, const Diloco *outer, char *err);
 
 typedef struct Ckpt Ckpt;
 
@@ -96,5 +100,9 @@ int ckpt_read_int32(Ckpt *ck, const char *path, int32_t *data, size_t n, char *e
 // optimizer, then loads tr->task's parameters, the moments, the optimizer step and the
 // data cursor. Returns 0, or -1 with err naming what does not match or is damaged.
 int ckpt_load_trainer(Ckpt *ck, const char *model, Trainer *tr, char *err);
+// DiLoCo's outer state (see ckpt_save_trainer) into d (set up for tr's arena) and meta[4].
+// Returns 1 when loaded, 0 when the checkpoint has none (a sync-mode checkpoint: DiLoCo
+// starts from its parameters), -1 with err when it is damaged or incomplete.
+int ckpt_load_outer(Ckpt *ck, const Trainer *tr, Diloco *d, int64_t meta[4], char *err);
 
 #endif

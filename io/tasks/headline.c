@@ -397,6 +397,7 @@ void headline_config_defaults(HeadlineConfig *c) {
     c->train.threads = 0;
     c->train.log_every = 50;
     c->train.replica_check_every = 0;  // the checkpoint steps, the last step and a stop
+    diloco_config_defaults(&c->train.avg);
     c->init.lm_head = 1;
     snprintf(c->run.dir, HL_PATH_LEN, "runs/headline");
     c->generate.beam = 4;
