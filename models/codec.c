@@ -1,12 +1,21 @@
-// codec.c: fp32/fp16 codecs, finiteness check and norm (see codec.h).
+// codec.c: fp32/fp16/int8 codecs, finiteness check and norm (see codec.h).
 //
 // The element conversions compute every case (normal, subnormal, overflow, NaN) without
 // branches and select the result with conditional expressions, which GCC and Clang turn into
 // vector blends. Arrays are processed in fixed blocks of BLOCK elements through a uint16_t
 // or uint32_t buffer, so the inner loops have a constant trip count and no aliasing between
 // the float input and the byte output (uint8_t may alias anything).
+//
+// int8 works block by block (CODEC_INT8_BLOCK elements, copied into local buffers, a short
+// last block padded with zeros, which changes neither its absmax nor its first values): the
+// absmax is an integer max over the sign-cleared bit patterns (the order of non-negative
+// floats, with NaNs above +inf), the per-element loops have no branches, and the only branch
+// is per block (is the scale finite and positive?). The results must be the documented IEEE
+// operations one by one (the golden test compares bytes with numpy): -std=c11 makes GCC keep
+// q * scale and v - q * scale as separate roundings (-ffp-contract=off, no FMA).
 #include "models/codec.h"
 
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
@@ -185,6 +194,135 @@ void codec_fp32_decode(float *out, const uint8_t *in, size_t n) {
     }
 }
 
+// ---- int8 ----
+
+#define QB CODEC_INT8_BLOCK
+
+static void put_f32(uint8_t *p, float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    for (int b = 0; b < 4; b++) p[b] = (uint8_t)(u >> (8 * b));
+}
+
+static float get_f32(const uint8_t *p) {
+    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+// absmax(v) / 127 of one block (QB floats). The max of the bit patterns with the sign
+// cleared is the bit pattern of the max |v| (non-negative floats order like their bits),
+// and a NaN (above 0x7f800000) beats +inf, so the scale is NaN when the block holds a NaN,
+// +inf when it holds an inf (and no NaN).
+static float int8_scale(const float *restrict v) {
+    uint32_t amax = 0;
+    for (size_t i = 0; i < QB; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], sizeof u);
+        u &= 0x7fffffffu;
+        amax = u > amax ? u : amax;
+    }
+    float a;
+    memcpy(&a, &amax, sizeof a);
+    return a / 127.0f;
+}
+
+// True when the scale is usable for quantisation: finite and > 0 (false for NaN too).
+static inline int scale_ok(float s) { return s > 0.0f && s <= FLT_MAX; }
+
+// q[i] = round_half_away(clamp(v[i] / s, -127, 127)) for one block; s finite and > 0. The
+// clamp is done after rounding, in integers, which gives the same result (both are monotone
+// and +-127 are integers) and lets GCC vectorise the loop (a float clamp before the
+// conversion keeps it scalar). v / s is finite and |v / s| < 256 (s >= absmax / 127 up to
+// rounding; a subnormal s can be at most 2x too small), so the conversion is defined.
+static void int8_quantise(int8_t *restrict q, const float *restrict v, float s) {
+    for (size_t i = 0; i < QB; i++) {
+        float r = v[i] / s;
+        int32_t t = (int32_t)r;     // truncates toward zero
+        float frac = r - (float)t;  // exact, in (-1, 1)
+        t += (int32_t)(frac >= 0.5f) - (int32_t)(frac <= -0.5f);
+        t = t < -127 ? -127 : t;
+        t = t > 127 ? 127 : t;
+        q[i] = (int8_t)t;
+    }
+}
+
+// Copies m (<= QB) floats into a block buffer, padding with zeros.
+static void load_block(float *restrict dst, const float *restrict src, size_t m) {
+    memcpy(dst, src, m * sizeof *dst);
+    if (m < QB) memset(dst + m, 0, (QB - m) * sizeof *dst);
+}
+
+void codec_int8_encode(uint8_t *out, const float *in, size_t n) {
+    size_t nb = (n + QB - 1) / QB;
+    uint8_t *qout = out + 4 * nb;
+    float v[QB];
+    int8_t q[QB];
+    for (size_t b = 0; b < nb; b++) {
+        size_t i0 = b * QB, m = n - i0 < QB ? n - i0 : QB;
+        load_block(v, in + i0, m);
+        float s = int8_scale(v);
+        if (scale_ok(s)) int8_quantise(q, v, s);
+        else memset(q, 0, sizeof q);  // zeros, underflow, or a NaN/inf in the block
+        put_f32(out + 4 * b, s);
+        memcpy(qout + i0, q, m);
+    }
+}
+
+void codec_int8_decode(float *out, const uint8_t *in, size_t n) {
+    size_t nb = (n + QB - 1) / QB;
+    const uint8_t *qin = in + 4 * nb;
+    int8_t q[QB];
+    float v[QB];
+    for (size_t b = 0; b < nb; b++) {
+        size_t i0 = b * QB, m = n - i0 < QB ? n - i0 : QB;
+        float s = get_f32(in + 4 * b);
+        memcpy(q, qin + i0, m);
+        if (m < QB) memset(q + m, 0, QB - m);
+        for (size_t i = 0; i < QB; i++) v[i] = (float)q[i] * s;
+        memcpy(out + i0, v, m * sizeof *v);
+    }
+}
+
+void codec_int8_encode_ef(uint8_t *out, const float *in, float *residual, size_t n) {
+    size_t nb = (n + QB - 1) / QB;
+    uint8_t *qout = out + 4 * nb;
+    float v[QB], r[QB];
+    int8_t q[QB];
+    for (size_t b = 0; b < nb; b++) {
+        size_t i0 = b * QB, m = n - i0 < QB ? n - i0 : QB;
+        load_block(v, in + i0, m);
+        load_block(r, residual + i0, m);
+        for (size_t i = 0; i < QB; i++) v[i] += r[i];
+        float s = int8_scale(v);
+        if (scale_ok(s)) {
+            int8_quantise(q, v, s);
+            for (size_t i = 0; i < QB; i++) {
+                float d = (float)q[i] * s;
+                float e = v[i] - d;
+                // d overflows to +-inf only for absmax within ~2^-24 of FLT_MAX: carry 0
+                uint32_t eb, db;
+                memcpy(&eb, &e, sizeof eb);
+                memcpy(&db, &d, sizeof db);
+                eb = select((db & 0x7f800000u) == 0x7f800000u, 0u, eb);
+                memcpy(&r[i], &eb, sizeof eb);
+            }
+        } else if (s == 0.0f) {
+            // all zeros, or so small that absmax / 127 underflows: nothing is sent, all kept
+            memset(q, 0, sizeof q);
+            memcpy(r, v, sizeof r);
+        } else {
+            // a NaN or inf in the block: it decodes to NaNs; nothing can be carried
+            memset(q, 0, sizeof q);
+            memset(r, 0, sizeof r);
+        }
+        put_f32(out + 4 * b, s);
+        memcpy(qout + i0, q, m);
+        memcpy(residual + i0, r, m * sizeof *r);
+    }
+}
+
 int codec_check_finite(const float *x, size_t n, size_t *bad_index) {
     for (size_t i0 = 0; i0 < n; i0 += BLOCK) {
         size_t nb = n - i0 < BLOCK ? n - i0 : BLOCK;
@@ -217,8 +355,10 @@ double codec_l2norm(const float *x, size_t n) {
 // ---- the table ----
 
 static const Codec CODECS[] = {
-    {CODEC_FP32, "fp32", 4, codec_fp32_encode, NULL, codec_fp32_decode},
-    {CODEC_FP16, "fp16", 2, codec_fp16_encode, codec_fp16_encode_ef, codec_fp16_decode},
+    {CODEC_FP32, "fp32", 4, 1, codec_fp32_encode, NULL, codec_fp32_decode},
+    {CODEC_FP16, "fp16", 2, 1, codec_fp16_encode, codec_fp16_encode_ef, codec_fp16_decode},
+    {CODEC_INT8, "int8", 0, CODEC_INT8_BLOCK, codec_int8_encode, codec_int8_encode_ef,
+     codec_int8_decode},
 };
 
 const Codec *codec_find(int id) {
@@ -236,4 +376,24 @@ const Codec *codec_by_name(const char *name) {
 size_t codec_elem_bytes(int id) {
     const Codec *k = codec_find(id);
     return k ? k->elem_bytes : 0;
+}
+
+size_t codec_encoded_bytes(int id, size_t n) {
+    switch (id) {
+    case CODEC_FP32: return 4 * n;
+    case CODEC_FP16: return 2 * n;
+    case CODEC_INT8: return 4 * ((n + QB - 1) / QB) + n;
+    default: return 0;
+    }
+}
+
+size_t codec_chunk_align(int id) {
+    const Codec *k = codec_find(id);
+    return k ? k->block : 0;
+}
+
+size_t codec_chunk_elems(int id, size_t max_bytes) {
+    size_t b = codec_chunk_align(id);
+    if (!b) return 0;
+    return max_bytes / codec_encoded_bytes(id, b) * b;  // whole blocks that fit
 }

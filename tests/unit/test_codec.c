@@ -14,9 +14,21 @@
 //   ulp at rounds 10, 100, 1000, 20000 (the error does not grow), while plain encoding of the
 //   same inputs drifts by thousands of ulps.
 // - codec_check_finite finds the first NaN/inf; codec_l2norm against a double sum.
+// - int8 (blockwise absmax, 128 per block): byte for byte against tests/ref/int8_golden.h,
+//   written by an independent numpy/torch reference (tests/ref/int8_ref.py): a short last
+//   block, a zero block, exact halfway cases, huge, tiny, subnormal-scale and underflowing
+//   blocks. Sizes and the codec table. Per-element error <= scale / 2 (+ 2^-22 absmax) on
+//   random data of magnitudes 1e-30..1e30, q never -128, each block's absmax encoded as
+//   +-127. Error feedback over 1000 rounds: every round the decoded value plus the new
+//   residual is exactly in + old residual (as rounded in float), the decoded sum equals the
+//   input sum plus the first minus the last residual within the (computed) rounding of those
+//   additions, |residual| stays within the largest half-scale; without feedback a constant
+//   small input accumulates a bias of hundreds of scales. Chunked encoding at multiples of
+//   128 equals whole-vector encoding. NaN/inf never decode to a finite value.
 //
 // Exit status: 0 when every assertion passed, 1 otherwise.
 #include <CUnit/Basic.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +36,7 @@
 #include <time.h>
 
 #include "models/codec.h"
+#include "tests/ref/int8_golden.h"
 #include "tests/unit/testutil.h"
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
@@ -233,7 +246,7 @@ static void test_named_cases(void) {
     CU_ASSERT_EQUAL(codec_elem_bytes(CODEC_FP32), 4);
     CU_ASSERT_EQUAL(codec_elem_bytes(CODEC_FP16), 2);
     CU_ASSERT_EQUAL(codec_elem_bytes(0), 0);
-    CU_ASSERT_EQUAL(codec_elem_bytes(3), 0);
+    CU_ASSERT_EQUAL(codec_elem_bytes(4), 0);
     // the table any averaging strategy uses: ids, names, sizes and the same functions
     const Codec *h = codec_find(CODEC_FP16), *f = codec_find(CODEC_FP32);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
@@ -241,7 +254,7 @@ static void test_named_cases(void) {
     CU_ASSERT_PTR_NULL(codec_find(0));
     CU_ASSERT_PTR_EQUAL(codec_by_name("fp16"), h);
     CU_ASSERT_PTR_EQUAL(codec_by_name("fp32"), f);
-    CU_ASSERT_PTR_NULL(codec_by_name("int8"));
+    CU_ASSERT_PTR_NULL(codec_by_name("int4"));
     CU_ASSERT_STRING_EQUAL(h->name, "fp16");
     CU_ASSERT_EQUAL(h->elem_bytes, 2);
     CU_ASSERT_EQUAL(f->elem_bytes, 4);
@@ -415,12 +428,405 @@ static void test_finite_norm(void) {
     CU_ASSERT(isinf(codec_l2norm(x, N)));
 }
 
+// ---- int8 ----
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+static float int8_scale_at(const uint8_t *enc, size_t b) {
+    const uint8_t *p = enc + 4 * b;
+    return f_of((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+}
+
+static size_t int8_blocks(size_t n) { return (n + CODEC_INT8_BLOCK - 1) / CODEC_INT8_BLOCK; }
+
+// Uniform in [-1, 1).
+static double unif(void) { return (double)(rnd() >> 11) * 0x1p-52 - 1.0; }
+
+// Against tests/ref/int8_golden.h: encoding byte for byte, decoding bit for bit, and error
+// feedback from a zero residual sends the same bytes and keeps exactly in - decoded. The C
+// code and the reference use the same IEEE float32 operations (one division for the scale,
+// one per element, one multiply to decode; no FMA contraction under -std=c11), so no
+// rounding may differ.
+static void test_int8_golden(void) {
+    int n_bad_enc = 0, n_bad_dec = 0, n_bad_res = 0;
+    for (size_t c = 0; c < NELEM(golden_int8); c++) {
+        const Int8Golden *g = &golden_int8[c];
+        size_t nbytes = codec_encoded_bytes(CODEC_INT8, g->n);
+        CU_ASSERT_EQUAL(nbytes, 4 * int8_blocks(g->n) + g->n);
+        uint8_t *enc = malloc(nbytes + 1), *enc2 = malloc(nbytes);
+        float *dec = malloc((g->n + 1) * sizeof *dec), *res = calloc(g->n, sizeof *res);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(enc && enc2 && dec && res);
+        enc[nbytes] = 0xa5;
+        codec_int8_encode(enc, g->in, g->n);
+        for (size_t i = 0; i < nbytes; i++)
+            if (enc[i] != g->enc[i] && n_bad_enc++ < 5)
+                printf("\n  int8 golden %s: byte %zu is 0x%02x, reference 0x%02x", g->name, i,
+                       enc[i], g->enc[i]);
+        CU_ASSERT_EQUAL(enc[nbytes], 0xa5);  // nothing written past the end
+        dec[g->n] = 7.0f;
+        codec_int8_decode(dec, g->enc, g->n);
+        for (size_t i = 0; i < g->n; i++)
+            if (u_of(dec[i]) != u_of(g->dec[i]) && n_bad_dec++ < 5)
+                printf("\n  int8 golden %s: decoded[%zu] = %a, reference %a", g->name, i,
+                       (double)dec[i], (double)g->dec[i]);
+        CU_ASSERT_EQUAL(dec[g->n], 7.0f);
+        codec_int8_encode_ef(enc2, g->in, res, g->n);
+        CU_ASSERT(memcmp(enc2, g->enc, nbytes) == 0);
+        for (size_t i = 0; i < g->n; i++)
+            if ((double)res[i] != (double)g->in[i] - (double)g->dec[i]) n_bad_res++;
+        free(enc);
+        free(enc2);
+        free(dec);
+        free(res);
+    }
+    CU_ASSERT_EQUAL(n_bad_enc, 0);
+    CU_ASSERT_EQUAL(n_bad_dec, 0);
+    CU_ASSERT_EQUAL(n_bad_res, 0);
+    CU_ASSERT_EQUAL(NELEM(golden_int8), 7);
+    // what the golden cases hold: the halfway block has scale 1 and rounds away from zero
+    const Int8Golden *t = &golden_int8[2];
+    CU_ASSERT_STRING_EQUAL(t->name, "ties");
+    CU_ASSERT_EQUAL(int8_scale_at(t->enc, 0), 1.0f);
+    CU_ASSERT(t->in[1] == 0.5f && (int8_t)t->enc[4 + 1] == 1);
+    CU_ASSERT(t->in[6] == -2.5f && (int8_t)t->enc[4 + 6] == -3);
+}
+
+// Sizes, alignment, chunk lengths, the table; no byte written past the encoded size.
+static void test_int8_sizes(void) {
+    CU_ASSERT_EQUAL(codec_encoded_bytes(CODEC_INT8, 0), 0);
+    CU_ASSERT_EQUAL(codec_encoded_bytes(CODEC_INT8, 1), 5);
+    CU_ASSERT_EQUAL(codec_encoded_bytes(CODEC_INT8, 127), 131);
+    CU_ASSERT_EQUAL(codec_encoded_bytes(CODEC_INT8, 128), 132);
+    CU_ASSERT_EQUAL(codec_encoded_bytes(CODEC_INT8, 129), 137);
+    CU_ASSERT_EQUAL(codec_encoded_bytes(CODEC_INT8, 1000), 1032);
+    CU_ASSERT_EQUAL(codec_encoded_bytes(CODEC_FP16, 1000), 2000);
+    CU_ASSERT_EQUAL(codec_encoded_bytes(CODEC_FP32, 1000), 4000);
+    CU_ASSERT_EQUAL(codec_encoded_bytes(0, 1000), 0);
+    CU_ASSERT_EQUAL(codec_encoded_bytes(4, 1000), 0);
+    CU_ASSERT_EQUAL(codec_elem_bytes(CODEC_INT8), 0);  // no fixed size per element
+    CU_ASSERT_EQUAL(codec_chunk_align(CODEC_FP32), 1);
+    CU_ASSERT_EQUAL(codec_chunk_align(CODEC_FP16), 1);
+    CU_ASSERT_EQUAL(codec_chunk_align(CODEC_INT8), 128);
+    CU_ASSERT_EQUAL(codec_chunk_align(0), 0);
+    CU_ASSERT_EQUAL(codec_chunk_elems(CODEC_INT8, 131), 0);  // not one block
+    CU_ASSERT_EQUAL(codec_chunk_elems(CODEC_INT8, 132), 128);
+    CU_ASSERT_EQUAL(codec_chunk_elems(CODEC_INT8, 263), 128);
+    CU_ASSERT_EQUAL(codec_chunk_elems(CODEC_INT8, 264), 256);
+    CU_ASSERT_EQUAL(codec_chunk_elems(CODEC_INT8, 1u << 20), 7943 * 128);
+    CU_ASSERT_EQUAL(codec_chunk_elems(CODEC_FP16, 1001), 500);
+    CU_ASSERT_EQUAL(codec_chunk_elems(CODEC_FP32, 1003), 250);
+    CU_ASSERT_EQUAL(codec_chunk_elems(0, 1000), 0);
+    const Codec *k = codec_find(CODEC_INT8);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(k);
+    CU_ASSERT_PTR_EQUAL(codec_by_name("int8"), k);
+    CU_ASSERT_STRING_EQUAL(k->name, "int8");
+    CU_ASSERT_EQUAL(k->id, CODEC_INT8);
+    CU_ASSERT_EQUAL(k->elem_bytes, 0);
+    CU_ASSERT_EQUAL(k->block, CODEC_INT8_BLOCK);
+    CU_ASSERT(k->encode == codec_int8_encode && k->encode_ef == codec_int8_encode_ef &&
+              k->decode == codec_int8_decode);
+    CU_ASSERT(codec_find(CODEC_FP16)->block == 1 && codec_find(CODEC_FP32)->block == 1);
+    // Every length 0..600 (and odd byte offsets): the writes end at the encoded size, the
+    // decoded values at n, and the table's functions are the same ones.
+    enum { N = 600 };
+    static float x[N + 1], y[N + 1], r[N + 1];
+    static uint8_t b[4 * 5 + N + 8], b2[4 * 5 + N + 8];
+    for (int i = 0; i <= N; i++) x[i] = (float)unif();
+    int bad = 0;
+    for (size_t n = 0; n <= N; n += (n < 260 ? 1 : 37)) {
+        for (size_t off = 0; off <= 1; off++) {
+            size_t nb = codec_encoded_bytes(CODEC_INT8, n);
+            memset(b, 0xa5, sizeof b);
+            codec_int8_encode(b + off, x + off, n);
+            if (b[off + nb] != 0xa5) bad++;
+            memset(b2, 0xa5, sizeof b2);
+            k->encode(b2 + off, x + off, n);
+            if (memcmp(b, b2, sizeof b)) bad++;
+            memset(r, 0, sizeof r);
+            r[n] = 3.0f;
+            memset(b2, 0xa5, sizeof b2);
+            codec_int8_encode_ef(b2 + off, x + off, r, n);
+            if (memcmp(b, b2, sizeof b) || r[n] != 3.0f) bad++;
+            y[n] = 7.0f;
+            k->decode(y, b + off, n);
+            if (y[n] != 7.0f) bad++;
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
+// |x - decode(encode(x))| <= scale / 2 + 2^-22 absmax per block (the half step, plus the
+// roundings of v / scale and q * scale, each below 2^-24 of 127 * scale), on data of
+// magnitudes 1e-30..1e30 with three shapes; each block's scale is absmax / 127 computed
+// here from the input, its absmax element is +-127, and no q is -128.
+static void test_int8_error_bound(void) {
+    enum { N = 128 * 40 + 37 };
+    static float x[N], y[N];
+    static uint8_t enc[4 * 41 + N];
+    const double mags[] = {1e-30, 1e-6, 1.0, 1e6, 1e30};
+    int bad_err = 0, bad_scale = 0, bad_q = 0, bad_max = 0;
+    double worst = 0.0;  // largest error / (scale / 2)
+    for (size_t m = 0; m < NELEM(mags); m++) {
+        for (int shape = 0; shape < 3; shape++) {
+            for (int i = 0; i < N; i++) {
+                double u = shape == 0 ? unif()
+                         : shape == 1 ? (unif() + unif() + unif()) / 3.0
+                                      : unif() * (i % 97 == 0 ? 1000.0 : 1.0);  // outliers
+                x[i] = (float)(mags[m] * u);
+            }
+            codec_int8_encode(enc, x, N);
+            codec_int8_decode(y, enc, N);
+            const int8_t *q = (const int8_t *)(enc + 4 * int8_blocks(N));
+            for (size_t b = 0; b < int8_blocks(N); b++) {
+                size_t i0 = b * 128, i1 = i0 + 128 < N ? i0 + 128 : N, imax = i0;
+                double amax = 0.0;
+                for (size_t i = i0; i < i1; i++)
+                    if (fabs((double)x[i]) > amax) amax = fabs((double)x[i]), imax = i;
+                float s = int8_scale_at(enc, b);
+                if (u_of(s) != u_of((float)amax / 127.0f)) bad_scale++;
+                if (q[imax] != (x[imax] < 0 ? -127 : 127)) bad_max++;
+                for (size_t i = i0; i < i1; i++) {
+                    double e = fabs((double)x[i] - (double)y[i]);
+                    if (e > s / 2.0 + amax * 0x1p-22) bad_err++;
+                    if (e / (s / 2.0) > worst) worst = e / (s / 2.0);
+                    if (q[i] == -128) bad_q++;
+                }
+            }
+        }
+    }
+    printf("\n  int8: worst error %.6f half-scales over 1e-30..1e30\n  ", worst);
+    CU_ASSERT_EQUAL(bad_err, 0);
+    CU_ASSERT_EQUAL(bad_scale, 0);
+    CU_ASSERT_EQUAL(bad_max, 0);
+    CU_ASSERT_EQUAL(bad_q, 0);
+    CU_ASSERT(worst > 0.9);  // the step really is absmax / 127 (a finer one would pass above)
+}
+
+// Error feedback over 1000 rounds on 4 blocks: block 0 biased values around 1, block 1 one
+// element of 1 and 127 constant elements of 0.003 (below half the scale 1/127: plain
+// rounding sends 0 for them every round), block 2 values around 1e-3 with a bias, and a
+// short block 3 around 1e-20.
+static void test_int8_error_feedback(void) {
+    enum { N = 3 * 128 + 50, ROUNDS = 1000 };
+    static float base[N], g[N], res[N], dec[N], plain[N], vf[N];
+    static double sum_in[N], sum_dec[N], sum_plain[N], tol[N], sum_abs[N], half_max[N],
+        res_max[N];
+    static uint8_t wire[4 * 4 + N], wire_plain[4 * 4 + N];
+    for (int i = 0; i < N; i++) {
+        int b = i / 128;
+        base[i] = b == 0   ? (float)(0.5 + 0.5 * unif())
+                : b == 1   ? (i == 128 ? 1.0f : 0.003f)
+                : b == 2   ? (float)(1e-3 * (0.3 + unif()))
+                           : (float)(1e-20 * unif());
+    }
+    memset(res, 0, sizeof res);
+    int bad_exact = 0;
+    for (int r = 1; r <= ROUNDS; r++) {
+        for (int i = 0; i < N; i++) {
+            int b = i / 128;
+            g[i] = b == 1 ? base[i] : (float)((double)base[i] * (1.0 + 0.05 * unif()));
+            vf[i] = g[i] + res[i];  // what the encoder computes, in float
+            tol[i] += fabs((double)vf[i] - ((double)g[i] + (double)res[i]));
+        }
+        codec_int8_encode_ef(wire, g, res, N);
+        codec_int8_decode(dec, wire, N);
+        codec_int8_encode(wire_plain, g, N);
+        codec_int8_decode(plain, wire_plain, N);
+        for (int i = 0; i < N; i++) {
+            // the residual is exactly what was not sent
+            if ((double)dec[i] + (double)res[i] != (double)vf[i]) bad_exact++;
+            sum_in[i] += g[i];
+            sum_abs[i] += fabs((double)g[i]);
+            sum_dec[i] += dec[i];
+            sum_plain[i] += plain[i];
+            double h = int8_scale_at(wire, (size_t)i / 128) / 2.0;
+            if (h > half_max[i]) half_max[i] = h;
+            if (fabs((double)res[i]) > res_max[i]) res_max[i] = fabs((double)res[i]);
+        }
+    }
+    int bad_sum = 0, bad_res = 0;
+    double worst_ef = 0.0, worst_plain = 0.0;  // |sum decoded - sum input| / largest half-scale
+    for (int i = 0; i < N; i++) {
+        // sum decoded = sum in + first residual (0) - last residual, up to the roundings
+        double d = fabs(sum_dec[i] - (sum_in[i] - (double)res[i]));
+        if (d > tol[i] + 1e-12 * sum_abs[i]) bad_sum++;
+        if (res_max[i] > half_max[i] * (1.0 + 0x1p-12)) bad_res++;
+        double e = fabs(sum_dec[i] - sum_in[i]) / half_max[i];
+        double p = fabs(sum_plain[i] - sum_in[i]) / half_max[i];
+        if (e > worst_ef) worst_ef = e;
+        if (p > worst_plain) worst_plain = p;
+    }
+    printf("\n  int8 ef: after %d rounds worst |sum decoded - sum input| = %.4f half-scales "
+           "with feedback, %.1f without\n  ",
+           ROUNDS, worst_ef, worst_plain);
+    CU_ASSERT_EQUAL(bad_exact, 0);
+    CU_ASSERT_EQUAL(bad_sum, 0);
+    CU_ASSERT_EQUAL(bad_res, 0);       // |residual| never beyond the largest half-scale
+    CU_ASSERT(worst_ef <= 1.0 + 1e-3);  // so the decoded sum stays within it too
+    CU_ASSERT(worst_plain > 500.0);     // 1000 x 0.003 lost = 3.0 = 762 half-scales of 1/254
+    CU_ASSERT(fabs(sum_plain[200]) == 0.0 && fabs(sum_dec[200] - 3.0) < 0.01);
+}
+
+// Chunks starting at multiples of 128, encoded one by one, give the whole vector's scales,
+// values, decoded values and residuals; a chunk starting elsewhere does not.
+static void test_int8_chunks(void) {
+    enum { N = 128 * 37 + 55 };
+    static float x[N], r0[N], dw[N], dc[N], rw[N], rc[N];
+    static uint8_t ew[4 * 38 + N], ewef[4 * 38 + N], ec[4 * 38 + N];
+    for (int i = 0; i < N; i++) {
+        x[i] = (float)(unif() * ldexp(1.0, (i / 128) % 9 - 4));
+        r0[i] = (float)(1e-3 * unif());
+    }
+    codec_int8_encode(ew, x, N);
+    codec_int8_decode(dw, ew, N);
+    memcpy(rw, r0, sizeof rw);
+    codec_int8_encode_ef(ewef, x, rw, N);
+    const size_t nbw = int8_blocks(N);
+    static const size_t lens[] = {128, 384, 1280, 896, 256};
+    int bad = 0, n_chunks = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        memcpy(rc, r0, sizeof rc);
+        memset(dc, 0xff, sizeof dc);
+        for (size_t off = 0, c = 0; off < N; c++) {
+            // pass 0: mixed lengths; pass 1: codec_chunk_elems for 1000 bytes (7 blocks)
+            size_t per = pass == 0 ? lens[c % NELEM(lens)] : codec_chunk_elems(CODEC_INT8, 1000);
+            size_t k = N - off < per ? N - off : per, nb = int8_blocks(k);
+            if (pass == 1 && codec_encoded_bytes(CODEC_INT8, k) > 1000) bad++;
+            codec_int8_encode(ec, x + off, k);
+            if (memcmp(ec, ew + 4 * (off / 128), 4 * nb) ||  // scales
+                memcmp(ec + 4 * nb, ew + 4 * nbw + off, k))  // values
+                bad++;
+            codec_int8_decode(dc + off, ec, k);
+            codec_int8_encode_ef(ec, x + off, rc + off, k);
+            if (memcmp(ec, ewef + 4 * (off / 128), 4 * nb) ||
+                memcmp(ec + 4 * nb, ewef + 4 * nbw + off, k))
+                bad++;
+            off += k;
+            n_chunks++;
+        }
+        if (memcmp(dc, dw, sizeof dw) || memcmp(rc, rw, sizeof rw)) bad++;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(n_chunks, 9 + 6);  // both passes really chunked
+    // an unaligned start (100) groups other elements into blocks: other values
+    codec_int8_encode(ec, x + 100, N - 100);
+    codec_int8_decode(dc, ec, N - 100);
+    CU_ASSERT(memcmp(dc, dw + 100, (N - 100) * sizeof *dc) != 0);
+}
+
+// A NaN or inf anywhere makes its whole block decode to NaN (never to a finite value), the
+// scale NaN or +inf; other blocks are unaffected. With error feedback every residual stays
+// finite (the block's become 0), also when in + residual overflows, and when a finite block
+// near FLT_MAX decodes to inf. Decoding any bytes computes q * scale.
+static void test_int8_nonfinite(void) {
+    enum { N = 3 * 128 + 40 };
+    static float x[N], y[N], clean[N], d[N], r[N];
+    static uint8_t e[4 * 4 + N];
+    for (int i = 0; i < N; i++) x[i] = (float)unif();
+    codec_int8_encode(e, x, N);
+    codec_int8_decode(clean, e, N);
+    static const size_t pos[] = {0, 64, 127, 128, 255, 300, 384, 423};
+    const float specials[] = {NAN, -NAN, INFINITY, -INFINITY};
+    int bad_block = 0, bad_other = 0, bad_scale = 0, bad_check = 0, bad_res = 0;
+    for (size_t p = 0; p < NELEM(pos); p++) {
+        for (size_t s = 0; s < NELEM(specials); s++) {
+            size_t b = pos[p] / 128, i0 = b * 128, i1 = i0 + 128 < N ? i0 + 128 : N;
+            memcpy(y, x, sizeof y);
+            y[pos[p]] = specials[s];
+            codec_int8_encode(e, y, N);
+            codec_int8_decode(d, e, N);
+            for (size_t i = 0; i < N; i++) {
+                if (i >= i0 && i < i1) bad_block += !isnan(d[i]);
+                else bad_other += u_of(d[i]) != u_of(clean[i]);
+            }
+            float sc = int8_scale_at(e, b);
+            bad_scale += isnan(specials[s]) ? !isnan(sc) : !(isinf(sc) && sc > 0);
+            size_t at = 99999;
+            bad_check += codec_check_finite(d, N, &at) != 0 || at != i0;
+            // error feedback: the same bytes (residual 0), every residual finite, the
+            // block's 0
+            for (size_t i = 0; i < N; i++) r[i] = (float)(1e-3 * unif());
+            codec_int8_encode_ef(e, y, r, N);
+            codec_int8_decode(d, e, N);
+            for (size_t i = 0; i < N; i++) {
+                if (!isfinite(r[i])) bad_res++;
+                if (i >= i0 && i < i1) bad_res += r[i] != 0.0f || !isnan(d[i]);
+            }
+        }
+    }
+    CU_ASSERT_EQUAL(bad_block, 0);
+    CU_ASSERT_EQUAL(bad_other, 0);
+    CU_ASSERT_EQUAL(bad_scale, 0);
+    CU_ASSERT_EQUAL(bad_check, 0);
+    CU_ASSERT_EQUAL(bad_res, 0);
+    // in + residual overflows to inf: the block is sent as NaNs, nothing carried
+    float big[3] = {3e38f, -1.0f, 2.0f}, rb[3] = {3e38f, 0.5f, 0.0f}, db[3];
+    uint8_t eb[4 + 3];
+    codec_int8_encode_ef(eb, big, rb, 3);
+    codec_int8_decode(db, eb, 3);
+    CU_ASSERT(isinf(int8_scale_at(eb, 0)));
+    CU_ASSERT(isnan(db[0]) && isnan(db[1]) && isnan(db[2]));
+    CU_ASSERT(rb[0] == 0.0f && rb[1] == 0.0f && rb[2] == 0.0f);
+    // absmax FLT_MAX: finite, but 127 * (FLT_MAX / 127) rounds to inf (a loud failure);
+    // the residual stays finite (0) there, and exact elsewhere
+    float top[2] = {FLT_MAX, 1e30f}, rt[2] = {0.0f, 0.0f}, dt[2];
+    uint8_t et[4 + 2];
+    codec_int8_encode_ef(et, top, rt, 2);
+    codec_int8_decode(dt, et, 2);
+    CU_ASSERT(isinf(dt[0]) && rt[0] == 0.0f);
+    CU_ASSERT(dt[1] == 0.0f && rt[1] == 1e30f);
+    // decoding takes any bytes: q = -128, a negative scale, a NaN scale with q = 0
+    uint8_t any[4 * 3 + 3 * 128] = {0};
+    const float sc[3] = {1.0f, -2.0f, NAN};
+    for (int b = 0; b < 3; b++) memcpy(any + 4 * b, &sc[b], 4);  // little-endian host
+    any[12] = 0x80;        // block 0, q = -128
+    any[12 + 128] = 0x03;  // block 1, q = 3
+    static float da[3 * 128];
+    codec_int8_decode(da, any, 3 * 128);
+    CU_ASSERT(da[0] == -128.0f && da[128] == -6.0f && isnan(da[256]) && da[1] == 0.0f);
+}
+
 // ---- quick throughput loop (--speed; not a benchmark: one run, no warm-up statistics) ----
 
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// int8 on 16M floats (64 MiB: out of cache, the size of a real pseudo-gradient): GB/s of
+// fp32 data (4 bytes per element) for encode, decode and encode with error feedback; the
+// best of REPS passes.
+static int speed_int8(void) {
+    enum { REPS = 5 };
+    const size_t N = (size_t)16 << 20;
+    float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y), *r = calloc(N, sizeof *r);
+    uint8_t *w = malloc(codec_encoded_bytes(CODEC_INT8, N));
+    if (!x || !y || !r || !w) return 1;
+    for (size_t i = 0; i < N; i++) x[i] = (float)(unif() * 1e-3);
+    double best[3] = {1e30, 1e30, 1e30};
+    for (int k = 0; k < REPS; k++) {
+        double t = now_s();
+        codec_int8_encode(w, x, N);
+        double t1 = now_s();
+        codec_int8_decode(y, w, N);
+        double t2 = now_s();
+        codec_int8_encode_ef(w, x, r, N);
+        double t3 = now_s();
+        if (t1 - t < best[0]) best[0] = t1 - t;
+        if (t2 - t1 < best[1]) best[1] = t2 - t1;
+        if (t3 - t2 < best[2]) best[2] = t3 - t2;
+    }
+    double gb = (double)N * sizeof(float) / 1e9;
+    printf("  int8 (16M floats, best of %d) encode %.2f GB/s  decode %.2f GB/s  encode_ef %.2f "
+           "GB/s (%.1f%% of the fp32 bytes on the wire)\n",
+           REPS, gb / best[0], gb / best[1], gb / best[2],
+           100.0 * (double)codec_encoded_bytes(CODEC_INT8, N) / (4.0 * (double)N));
+    free(x);
+    free(y);
+    free(r);
+    free(w);
+    return 0;
 }
 
 static int speed(void) {
@@ -451,7 +857,7 @@ static int speed(void) {
     free(y);
     free(r);
     free(w);
-    return 0;
+    return speed_int8();
 }
 
 // ---- main ----
@@ -469,6 +875,12 @@ int main(int argc, char **argv) {
         {"arrays and byte order", test_arrays},
         {"error feedback", test_error_feedback},
         {"finite check and norm", test_finite_norm},
+        {"int8 against the numpy/torch reference", test_int8_golden},
+        {"int8 sizes and table", test_int8_sizes},
+        {"int8 error bound", test_int8_error_bound},
+        {"int8 error feedback", test_int8_error_feedback},
+        {"int8 chunks", test_int8_chunks},
+        {"int8 non-finite values", test_int8_nonfinite},
     };
     return tu_run_suite("codec", tests, sizeof tests / sizeof tests[0]);
 }
