@@ -173,6 +173,15 @@ const char *br_proto_type_name(int type) {
 
 size_t br_proto_codec_elem_bytes(int codec) { return codec_elem_bytes(codec); }
 
+// size_t holds every chunk size exactly: n_elems < 2^32, at most 4 bytes per element.
+_Static_assert(SIZE_MAX / 4 >= UINT32_MAX, "size_t too small for chunk sizes");
+
+uint64_t br_proto_codec_encoded_bytes(int codec, uint32_t n_elems) {
+    return codec_encoded_bytes(codec, n_elems);
+}
+
+bool br_proto_codec_known(int codec) { return codec_find(codec) != NULL; }
+
 static const char *codec_name(int codec) {
     const Codec *k = codec_find(codec);
     return k ? k->name : "unknown";
@@ -412,7 +421,7 @@ static int rd_string(Reader *r, const char *field, size_t min, size_t max, char 
 static int rd_codec(Reader *r, uint8_t *codec) {
     size_t at = r->pos;
     if (rd_u8(r, "codec", codec)) return -1;
-    if (!br_proto_codec_elem_bytes(*codec)) return rfail(r, at, "unknown codec %u", *codec);
+    if (!br_proto_codec_known(*codec)) return rfail(r, at, "unknown codec %u", *codec);
     return 0;
 }
 
@@ -422,7 +431,7 @@ static int rd_elems(Reader *r, uint64_t offset, size_t offset_at, uint32_t n_ele
                     size_t n_elems_at, uint8_t codec, const BrProtoLimits *lim,
                     const uint8_t **data) {
     if (n_elems == 0) return rfail(r, n_elems_at, "element count is 0");
-    uint64_t bytes = (uint64_t)n_elems * br_proto_codec_elem_bytes(codec);  // < 2^35
+    uint64_t bytes = br_proto_codec_encoded_bytes(codec, n_elems);  // < 2^35
     if (bytes > lim->max_chunk_bytes)
         return rfail(r, n_elems_at, "%" PRIu32 " %s elements (%" PRIu64
                      " bytes) exceed the chunk limit of %" PRIu32 " bytes",
@@ -625,10 +634,10 @@ static int enc_string(const char *type, const char *field, const char *s, size_t
 
 static int enc_elems(const char *type, uint64_t offset, uint32_t n_elems, uint8_t codec,
                      const void *data, const BrProtoLimits *lim, size_t *bytes, char *err) {
-    size_t es = br_proto_codec_elem_bytes(codec);
-    if (!es) return cx_err(err, "encode %s: unknown codec %u", type, codec);
+    if (!br_proto_codec_known(codec))
+        return cx_err(err, "encode %s: unknown codec %u", type, codec);
     if (n_elems == 0) return cx_err(err, "encode %s: element count is 0", type);
-    uint64_t b = (uint64_t)n_elems * es;
+    uint64_t b = br_proto_codec_encoded_bytes(codec, n_elems);
     if (b > lim->max_chunk_bytes)
         return cx_err(err, "encode %s: %" PRIu32 " %s elements (%" PRIu64
                       " bytes) exceed the chunk limit of %" PRIu32 " bytes",
@@ -676,7 +685,7 @@ int br_proto_encode(uint8_t *buf, size_t cap, const BrFrame *f, const BrProtoLim
             m->max_chunk_bytes > BR_PROTO_MAX_CHUNK_BYTES)
             return cx_err(err, "encode WELCOME: max chunk size %" PRIu32 " outside %u..%u",
                           m->max_chunk_bytes, BR_PROTO_MIN_CHUNK_BYTES, BR_PROTO_MAX_CHUNK_BYTES);
-        if (!br_proto_codec_elem_bytes(m->codec))
+        if (!br_proto_codec_known(m->codec))
             return cx_err(err, "encode WELCOME: unknown codec %u", m->codec);
         break;
     }

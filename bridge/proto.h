@@ -40,9 +40,16 @@
 //                 f64 loss sum, f64 auxiliary loss sum (finite)                    (56)
 //   GRAD_CHUNK    u64 round id, u64 offset (elements), u64 samples, u64 tokens,
 //                 f64 loss sum, f64 auxiliary loss sum (finite), u32 n_elems,
-//                 u8 codec, 3 res, n_elems * codec bytes                           (56+)
+//                 u8 codec, 3 res, codec_encoded_bytes(codec, n_elems) of data     (56+)
 //   AVG_CHUNK     u64 round id, u64 offset (elements), u32 n_elems, u8 codec, 3 res,
-//                 n_elems * codec bytes                                            (24+)
+//                 codec_encoded_bytes(codec, n_elems) of data                      (24+)
+//
+// Chunk data (models/codec.h): fp32 4 bytes per element, fp16 2; int8 is blockwise: for
+// nb = ceil(n_elems / 128) blocks, nb f32 scales then n_elems int8 values (4 * nb + n_elems
+// bytes). Each chunk is encoded on its own; a sender that splits a vector into int8 chunks
+// starting at offsets that are multiples of 128 (codec_chunk_elems) sends the same values as
+// if it had encoded the whole vector (the decoder does not require it). The chunk limit
+// applies to these encoded bytes.
 //   HEARTBEAT     u64 sender time (microseconds)                                   (8)
 //   ERROR         u32 code (BrErrorCode, nonzero), u16 n + message (0..1024)       (6+n)
 //   BYE           u32 reason (BrByeReason)                                         (4)
@@ -122,6 +129,7 @@ typedef enum BrMsgType {
 typedef enum BrCodec {
     BR_CODEC_FP32 = CODEC_FP32,  // IEEE binary32, 4 bytes per element, little-endian
     BR_CODEC_FP16 = CODEC_FP16,  // IEEE binary16, 2 bytes per element, little-endian
+    BR_CODEC_INT8 = CODEC_INT8,  // blockwise absmax int8: 4 * ceil(n / 128) + n bytes
 } BrCodec;
 #define BR_CODEC_BIT(c) (1u << (c))
 
@@ -211,17 +219,17 @@ typedef struct BrGradChunk {
     uint64_t samples;     // samples accumulated into this gradient, > 0
     uint64_t tokens;      // loss tokens of those samples
     double loss_sum, aux_sum;  // summed losses of those samples (finite)
-    uint32_t n_elems;     // > 0; n_elems * codec bytes <= max_chunk_bytes
+    uint32_t n_elems;     // > 0; encoded bytes (below) <= max_chunk_bytes
     uint8_t codec;        // BrCodec
-    const uint8_t *data;  // n_elems * br_proto_codec_elem_bytes(codec) bytes; not owned
+    const uint8_t *data;  // br_proto_codec_encoded_bytes(codec, n_elems) bytes; not owned
 } BrGradChunk;
 
 typedef struct BrAvgChunk {
     uint64_t round_id;
     uint64_t offset;      // elements into the flat gradient
-    uint32_t n_elems;     // > 0
+    uint32_t n_elems;     // > 0; as in BrGradChunk
     uint8_t codec;        // BrCodec
-    const uint8_t *data;  // not owned
+    const uint8_t *data;  // br_proto_codec_encoded_bytes(codec, n_elems) bytes; not owned
 } BrAvgChunk;
 
 typedef struct BrHeartbeat {
@@ -288,8 +296,17 @@ int br_proto_limits_check(const BrProtoLimits *lim, char *err);
 // "HELLO", ..., "BYE"; "unknown" for anything else. Static string.
 const char *br_proto_type_name(int type);
 
-// Bytes per element of a codec: 4 (FP32), 2 (FP16), 0 for an unknown codec.
+// Bytes per element of a fixed-size codec: 4 (FP32), 2 (FP16); 0 for INT8 (not a fixed size)
+// and for an unknown codec. Kept for callers that size fp32/fp16 buffers; chunk sizes are
+// br_proto_codec_encoded_bytes.
 size_t br_proto_codec_elem_bytes(int codec);
+
+// Bytes of chunk data that n_elems elements of a codec occupy (codec_encoded_bytes): 4n
+// (FP32), 2n (FP16), 4 * ceil(n / 128) + n (INT8); 0 for an unknown codec. Below 2^35.
+uint64_t br_proto_codec_encoded_bytes(int codec, uint32_t n_elems);
+
+// True when codec is one this build can encode and decode (a BrCodec).
+bool br_proto_codec_known(int codec);
 
 // Largest payload a frame of this type may carry under lim (0 for an unknown type).
 size_t br_proto_max_payload(int type, const BrProtoLimits *lim);

@@ -249,8 +249,9 @@ static void check_encoder(const uint8_t *data, size_t size, const BrProtoLimits 
         uint64_t round = take(&b, 8), offset = take(&b, 8), samples = take(&b, 8);
         uint8_t codec = (uint8_t)(take(&b, 1) % 4);
         uint32_t n = (uint32_t)take(&b, 3);
-        size_t es = br_proto_codec_elem_bytes(codec);
-        if (es && n > sizeof g_chunk_src / es) n = (uint32_t)(sizeof g_chunk_src / es);
+        // the encoder reads the data: keep it within g_chunk_src (n = 0 stays invalid)
+        if (br_proto_codec_encoded_bytes(codec, n) > sizeof g_chunk_src)
+            n = (uint32_t)codec_chunk_elems(codec, sizeof g_chunk_src);
         const uint8_t *d = (take(&b, 1) % 8) ? g_chunk_src : NULL;
         if (f.type == BR_MSG_GRAD_CHUNK) {
             uint64_t tokens = take(&b, 8);

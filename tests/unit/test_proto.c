@@ -162,7 +162,7 @@ static bool frame_eq(const BrFrame *a, const BrFrame *b) {
         FIELD(m.grad_chunk.n_elems);
         FIELD(m.grad_chunk.codec);
         BYTES(m.grad_chunk.data,
-              a->m.grad_chunk.n_elems * br_proto_codec_elem_bytes(a->m.grad_chunk.codec));
+              br_proto_codec_encoded_bytes(a->m.grad_chunk.codec, a->m.grad_chunk.n_elems));
         break;
     case BR_MSG_AVG_CHUNK:
         FIELD(m.avg_chunk.round_id);
@@ -170,7 +170,7 @@ static bool frame_eq(const BrFrame *a, const BrFrame *b) {
         FIELD(m.avg_chunk.n_elems);
         FIELD(m.avg_chunk.codec);
         BYTES(m.avg_chunk.data,
-              a->m.avg_chunk.n_elems * br_proto_codec_elem_bytes(a->m.avg_chunk.codec));
+              br_proto_codec_encoded_bytes(a->m.avg_chunk.codec, a->m.avg_chunk.n_elems));
         break;
     case BR_MSG_HEARTBEAT:
         FIELD(m.heartbeat.time_us);
@@ -193,11 +193,20 @@ static bool frame_eq(const BrFrame *a, const BrFrame *b) {
 
 // ---- sample messages with edge values ----
 
-#define MAX_SAMPLES 40
+#define MAX_SAMPLES 48
 static BrFrame g_samples[MAX_SAMPLES];
 static bool g_big[MAX_SAMPLES];  // too large for per-byte and per-bit loops
 static int g_n_samples;
 static uint8_t g_data[BR_PROTO_DEFAULT_CHUNK_BYTES];  // chunk payloads (random bytes)
+// An int8 chunk of INT8_SAMPLE_N elements (codec_int8_encode of random floats): 3 scales
+// and 300 values, 312 bytes. The 129-element AVG_CHUNK sample sends its first 4 * 2 + 129
+// bytes: not an encoding of anything, but the protocol checks sizes only (any bytes are
+// int8 chunk data; the receiver checks the decoded values).
+#define INT8_SAMPLE_N 300
+static uint8_t g_int8[4 * 3 + INT8_SAMPLE_N];
+// The int8 element count whose encoding is exactly the default chunk limit: 7944 blocks
+// (the last of 96 elements), 4 * 7944 + 1016800 = 1048576 bytes.
+#define INT8_LIMIT_N 1016800u
 
 static BrFrame *add_sample(BrMsgType type, bool big) {
     CHECK(g_n_samples < MAX_SAMPLES, "too many samples");
@@ -220,6 +229,11 @@ static void fill_repeat(char *dst, const char *unit, size_t total) {
 static void make_samples(void) {
     if (g_n_samples) return;
     for (size_t i = 0; i < sizeof g_data; i++) g_data[i] = (uint8_t)rnd();
+    {
+        float x[INT8_SAMPLE_N];
+        for (int i = 0; i < INT8_SAMPLE_N; i++) x[i] = (float)((int)(rnd() % 2001) - 1000) * 1e-4f;
+        codec_int8_encode(g_int8, x, INT8_SAMPLE_N);
+    }
     const uint32_t MC = BR_PROTO_DEFAULT_CHUNK_BYTES;
 
     BrFrame *f = add_sample(BR_MSG_HELLO, false);  // smallest HELLO
@@ -241,6 +255,10 @@ static void make_samples(void) {
     for (int i = 0; i < 16; i++) f->m.hello.identity.bytes[i] = (uint8_t)(i * 17 + 1);
     strcpy(f->m.hello.token, "cx1-3f9a2b7c");
     strcpy(f->m.hello.name, "volunteer-\xe2\x82\xac-laptop");
+    f = add_sample(BR_MSG_HELLO, false);  // offers int8 too
+    f->m.hello.version_major = BR_PROTO_VERSION_MAJOR;
+    f->m.hello.codecs = BR_CODEC_BIT(BR_CODEC_INT8) | BR_CODEC_BIT(BR_CODEC_FP16);
+    strcpy(f->m.hello.token, "cx1-int8");
 
     f = add_sample(BR_MSG_WELCOME, false);
     f->m.welcome.identity.bytes[15] = 1;
@@ -257,6 +275,12 @@ static void make_samples(void) {
     f->m.welcome.round_deadline_ms = UINT32_MAX;
     f->m.welcome.max_chunk_bytes = BR_PROTO_MAX_CHUNK_BYTES;
     f->m.welcome.codec = BR_CODEC_FP16;
+    f = add_sample(BR_MSG_WELCOME, false);
+    f->m.welcome.identity.bytes[0] = 7;
+    f->m.welcome.n_params = 1000;
+    f->m.welcome.round_deadline_ms = 60000;
+    f->m.welcome.max_chunk_bytes = BR_PROTO_DEFAULT_CHUNK_BYTES;
+    f->m.welcome.codec = BR_CODEC_INT8;
 
     f = add_sample(BR_MSG_STATE_REQUEST, false);
     f->m.state_request.n_bytes = 1;
@@ -323,6 +347,20 @@ static void make_samples(void) {
     f->m.grad_chunk.n_elems = MC / 2;
     f->m.grad_chunk.codec = BR_CODEC_FP16;
     f->m.grad_chunk.data = g_data;
+    f = add_sample(BR_MSG_GRAD_CHUNK, false);  // int8: 300 elements, 3 blocks (the last 44)
+    f->m.grad_chunk.round_id = 5;
+    f->m.grad_chunk.offset = 256;
+    f->m.grad_chunk.samples = 8;
+    f->m.grad_chunk.tokens = 1024;
+    f->m.grad_chunk.loss_sum = 12.5;
+    f->m.grad_chunk.n_elems = INT8_SAMPLE_N;
+    f->m.grad_chunk.codec = BR_CODEC_INT8;
+    f->m.grad_chunk.data = g_int8;
+    f = add_sample(BR_MSG_GRAD_CHUNK, true);  // exactly the chunk limit in int8
+    f->m.grad_chunk.samples = 1;
+    f->m.grad_chunk.n_elems = INT8_LIMIT_N;
+    f->m.grad_chunk.codec = BR_CODEC_INT8;
+    f->m.grad_chunk.data = g_data;
 
     f = add_sample(BR_MSG_AVG_CHUNK, false);
     f->m.avg_chunk.n_elems = 3;
@@ -339,6 +377,12 @@ static void make_samples(void) {
     f->m.avg_chunk.n_elems = MC / 4;
     f->m.avg_chunk.codec = BR_CODEC_FP32;
     f->m.avg_chunk.data = g_data;
+    f = add_sample(BR_MSG_AVG_CHUNK, false);  // int8: 129 elements (a block and one)
+    f->m.avg_chunk.round_id = UINT64_MAX;
+    f->m.avg_chunk.offset = UINT64_MAX - 129;
+    f->m.avg_chunk.n_elems = 129;
+    f->m.avg_chunk.codec = BR_CODEC_INT8;
+    f->m.avg_chunk.data = g_int8;
 
     f = add_sample(BR_MSG_HEARTBEAT, false);
     f = add_sample(BR_MSG_HEARTBEAT, false);
@@ -725,7 +769,7 @@ static void test_encode_rejects(void) {
     REJECT((f = welcome, f.m.welcome.max_chunk_bytes = BR_PROTO_MIN_CHUNK_BYTES - 1), "max chunk");
     REJECT((f = welcome, f.m.welcome.max_chunk_bytes = BR_PROTO_MAX_CHUNK_BYTES + 1), "max chunk");
     REJECT((f = welcome, f.m.welcome.codec = 0), "unknown codec");
-    REJECT((f = welcome, f.m.welcome.codec = 3), "unknown codec");
+    REJECT((f = welcome, f.m.welcome.codec = 4), "encode WELCOME: unknown codec 4");
     REJECT((f.type = BR_MSG_STATE_REQUEST, f.m.state_request.offset = 0,
             f.m.state_request.n_bytes = 0), "length 0");
     REJECT((f.type = BR_MSG_STATE_REQUEST, f.m.state_request.n_bytes = BR_PROTO_DEFAULT_CHUNK_BYTES + 1),
@@ -745,6 +789,20 @@ static void test_encode_rejects(void) {
     REJECT((f = avg, f.m.avg_chunk.n_elems = BR_PROTO_DEFAULT_CHUNK_BYTES / 2 + 1),
            "exceed the chunk limit");
     REJECT((f = avg, f.m.avg_chunk.offset = UINT64_MAX), "overflows");
+    // int8: the limit applies to the encoded bytes, 4 per started block of 128 plus 1 each
+    const BrFrame grad8 = g_samples[S(BR_MSG_GRAD_CHUNK, 4)];   // 1016800 int8: 1048576 bytes
+    const BrFrame avg8 = g_samples[S(BR_MSG_AVG_CHUNK, 3)];     // 129 int8
+    REJECT((f = grad8, f.m.grad_chunk.n_elems = INT8_LIMIT_N + 1),
+           "encode GRAD_CHUNK: 1016801 int8 elements (1048577 bytes) exceed the chunk limit of "
+           "1048576 bytes");
+    REJECT((f = grad8, f.m.grad_chunk.n_elems = 7944 * 128 + 1),  // a new block: +4 bytes
+           "encode GRAD_CHUNK: 1016833 int8 elements (1048613 bytes) exceed the chunk limit of "
+           "1048576 bytes");
+    REJECT((f = avg8, f.m.avg_chunk.n_elems = INT8_LIMIT_N + 1),
+           "encode AVG_CHUNK: 1016801 int8 elements (1048577 bytes) exceed the chunk limit of "
+           "1048576 bytes");
+    REJECT((f = avg8, f.m.avg_chunk.codec = 4), "encode AVG_CHUNK: unknown codec 4");
+    REJECT((f = avg8, f.m.avg_chunk.data = NULL), "data is NULL");
     REJECT((f.type = BR_MSG_ERROR, f.m.error.code = 0, f.m.error.message[0] = '\0'), "code is 0");
     REJECT((f.type = BR_MSG_ERROR, f.m.error.code = 1,
             memset(f.m.error.message, 'x', sizeof f.m.error.message)), "more than 1024");
@@ -777,6 +835,97 @@ static void test_encode_rejects(void) {
     CU_ASSERT(frame_eq(&f, &out));
 }
 
+// A gradient sent as int8 GRAD_CHUNKs and AVG_CHUNKs under a small chunk limit, chunked by
+// codec_chunk_elems: the frames decode (incrementally, from one stream) to chunks whose
+// int8 decoding, put together, is bit for bit the decoding of the whole vector encoded at
+// once; the largest chunk that fits the limit is accepted and one element more is refused
+// with the exact message, on both sides.
+static void test_int8_chunks(void) {
+    enum { N = 1300, LIMIT = 600 };
+    char err[CX_ERRLEN];
+    BrProtoLimits lim = br_proto_limits_default();
+    lim.max_chunk_bytes = LIMIT;
+    static float x[N], whole[N], got[N];
+    static uint8_t enc_whole[4 * 11 + N], enc[LIMIT], stream[8 * (HDR + 64 + LIMIT)];
+    for (int i = 0; i < N; i++) x[i] = (float)((int)(rnd() % 20001) - 10000) * 1e-5f * (float)(1 + i / 128);
+    codec_int8_encode(enc_whole, x, N);
+    codec_int8_decode(whole, enc_whole, N);
+    size_t per = codec_chunk_elems(CODEC_INT8, LIMIT);
+    CU_ASSERT_EQUAL_FATAL(per, 512);  // 4 blocks: 528 bytes; 5 would be 660
+    for (int type = BR_MSG_GRAD_CHUNK; type <= BR_MSG_AVG_CHUNK; type++) {
+        size_t pos = 0;
+        int n_frames = 0;
+        for (size_t off = 0; off < N; off += per) {
+            size_t k = N - off < per ? N - off : per;
+            codec_int8_encode(enc, x + off, k);
+            BrFrame f = {.type = (BrMsgType)type};
+            if (type == BR_MSG_GRAD_CHUNK)
+                f.m.grad_chunk = (BrGradChunk){.round_id = 9, .offset = off, .samples = 2,
+                                               .n_elems = (uint32_t)k, .codec = BR_CODEC_INT8,
+                                               .data = enc};
+            else
+                f.m.avg_chunk = (BrAvgChunk){.round_id = 9, .offset = off, .n_elems = (uint32_t)k,
+                                             .codec = BR_CODEC_INT8, .data = enc};
+            int r = br_proto_encode(stream + pos, sizeof stream - pos, &f, &lim, err);
+            CU_ASSERT_FATAL(r > 0);
+            CU_ASSERT_EQUAL(r, (int)(HDR + (type == BR_MSG_GRAD_CHUNK ? BR_GRAD_CHUNK_FIXED_BYTES
+                                                                       : BR_AVG_CHUNK_FIXED_BYTES) +
+                                     codec_encoded_bytes(CODEC_INT8, k)));
+            pos += (size_t)r;
+            n_frames++;
+        }
+        CU_ASSERT_EQUAL(n_frames, 3);  // 512 + 512 + 276
+        BrProtoDecoder d;
+        CU_ASSERT_EQUAL_FATAL(br_proto_decoder_init(&d, &lim, err), 0);
+        memset(got, 0xff, sizeof got);
+        size_t at = 0, used, filled = 0;
+        BrFrame out;
+        int st, frames = 0;
+        while ((st = br_proto_decoder_feed(&d, stream + at, pos - at, &used, &out)) == BR_PROTO_FRAME) {
+            at += used;
+            frames++;
+            CU_ASSERT_FATAL(out.type == (BrMsgType)type);
+            uint64_t off = type == BR_MSG_GRAD_CHUNK ? out.m.grad_chunk.offset : out.m.avg_chunk.offset;
+            uint32_t k = type == BR_MSG_GRAD_CHUNK ? out.m.grad_chunk.n_elems : out.m.avg_chunk.n_elems;
+            const uint8_t *data = type == BR_MSG_GRAD_CHUNK ? out.m.grad_chunk.data : out.m.avg_chunk.data;
+            CU_ASSERT_FATAL(off == filled && off + k <= N);
+            codec_int8_decode(got + off, data, k);
+            filled += k;
+        }
+        CU_ASSERT_EQUAL(st, BR_PROTO_NEED_MORE);
+        CU_ASSERT_EQUAL(frames, 3);
+        CU_ASSERT_EQUAL(filled, N);
+        CU_ASSERT(memcmp(got, whole, sizeof got) == 0);  // bit for bit
+        br_proto_decoder_free(&d);
+    }
+    // 580 int8 elements take 5 * 4 + 580 = 600 bytes: exactly the limit; 581 take 601.
+    static uint8_t data[LIMIT + 1];
+    BrFrame f = {.type = BR_MSG_AVG_CHUNK};
+    f.m.avg_chunk = (BrAvgChunk){.round_id = 1, .offset = 0, .n_elems = 580,
+                                 .codec = BR_CODEC_INT8, .data = data};
+    int r = br_proto_encode(stream, sizeof stream, &f, &lim, err);
+    CU_ASSERT_EQUAL(r, HDR + BR_AVG_CHUNK_FIXED_BYTES + LIMIT);
+    BrFrame out;
+    size_t used;
+    CU_ASSERT_EQUAL(br_proto_decode(stream, (size_t)r, &lim, &out, &used, err), BR_PROTO_FRAME);
+    CU_ASSERT(frame_eq(&f, &out));
+    f.m.avg_chunk.n_elems = 581;
+    err[0] = '\0';
+    CU_ASSERT_EQUAL(br_proto_encode(stream, sizeof stream, &f, &lim, err), -1);
+    CU_ASSERT_STRING_EQUAL(err, "encode AVG_CHUNK: 581 int8 elements (601 bytes) exceed the "
+                                "chunk limit of 600 bytes");
+    // The same frame built by hand (the decoder's side): refused on the element count.
+    static uint8_t pl[BR_AVG_CHUNK_FIXED_BYTES + LIMIT + 1];
+    memset(pl, 0, sizeof pl);
+    put32(pl + 16, 581);
+    pl[20] = BR_CODEC_INT8;
+    size_t fl = raw_frame(stream, 1, 0, BR_MSG_AVG_CHUNK, 0, pl, BR_AVG_CHUNK_FIXED_BYTES + 601);
+    // 625 payload bytes pass the header check (64 + 600 allowed) ...
+    CU_ASSERT_EQUAL(br_proto_decode(stream, fl, &lim, &out, &used, err), BR_PROTO_ERROR);
+    CU_ASSERT_STRING_EQUAL(err, "AVG_CHUNK: 581 int8 elements (601 bytes) "
+                                "exceed the chunk limit of 600 bytes at stream offset 36");
+}
+
 // ---- tests: streams ----
 
 static uint8_t *sample_stream(size_t *n, bool include_big) {
@@ -802,7 +951,10 @@ static void test_slicing(void) {
     uint8_t *s = sample_stream(&n, true);
     FeedResult all = feed_stream(s, n, slice_all, NULL);
     CU_ASSERT_EQUAL(all.status, BR_PROTO_NEED_MORE);
-    CU_ASSERT_EQUAL(all.n_frames, 2 * g_n_samples - 3);
+    int n_big = 0;  // big samples are in the stream once
+    for (int i = 0; i < g_n_samples; i++) n_big += g_big[i];
+    CU_ASSERT_EQUAL(n_big, 4);
+    CU_ASSERT_EQUAL(all.n_frames, 2 * g_n_samples - n_big);
     CU_ASSERT_EQUAL(all.consumed, n);
     CU_ASSERT_EQUAL(all.pending, 0);
     CU_ASSERT(!all.reenc_failed);
@@ -1054,6 +1206,7 @@ static void test_malformed_payloads(void) {
     BAD(S(BR_MSG_WELCOME, 0), memset(p + 56, 0, 4), "round deadline is 0 ms");
     BAD(S(BR_MSG_WELCOME, 0), put32(p + 60, 63), "max chunk size 63");
     BAD(S(BR_MSG_WELCOME, 0), p[64] = 9, "unknown codec 9 at stream offset 84");
+    BAD(S(BR_MSG_WELCOME, 0), p[64] = 4, "unknown codec 4 at stream offset 84");
     BAD(S(BR_MSG_WELCOME, 0), p[67] = 1, "reserved byte is 0x01, must be 0 at stream offset 87");
     BAD(S(BR_MSG_WELCOME, 0), (p[plen] = 0, plen += 1), "version 1.0 defines exactly 68");
     // STATE_REQUEST
@@ -1087,6 +1240,34 @@ static void test_malformed_payloads(void) {
     BAD(S(BR_MSG_AVG_CHUNK, 0), put32(p + 16, 4), "4 fp32 elements need 16 bytes but the payload holds 12");
     BAD(S(BR_MSG_AVG_CHUNK, 0), memset(p + 8, 0xff, 8), "overflows at stream offset 28");
     BAD(S(BR_MSG_AVG_CHUNK, 0), p[20] = 200, "unknown codec 200");
+    // int8 chunks: 4 bytes per started block of 128 elements plus 1 per element
+    BAD(S(BR_MSG_GRAD_CHUNK, 0), p[52] = BR_CODEC_INT8,
+        "1 int8 elements need 5 bytes but the payload holds 2 after the fields at stream offset 68");
+    BAD(S(BR_MSG_GRAD_CHUNK, 3), put32(p + 48, 301),  // 300 int8 in 312 bytes
+        "301 int8 elements need 313 bytes but the payload holds 312 after the fields at stream "
+        "offset 68");
+    BAD(S(BR_MSG_GRAD_CHUNK, 3), put32(p + 48, 385),  // a fourth block
+        "385 int8 elements need 401 bytes but the payload holds 312 after the fields");
+    BAD(S(BR_MSG_GRAD_CHUNK, 3), plen -= 1,
+        "300 int8 elements need 312 bytes but the payload holds 311 after the fields");
+    BAD(S(BR_MSG_GRAD_CHUNK, 3), put32(p + 48, 299),  // 3 blocks, one byte left over
+        "1 unexpected bytes after the message (version 1.0) at stream offset 387");
+    BAD(S(BR_MSG_GRAD_CHUNK, 3), put32(p + 48, 256),  // 2 blocks: 4 + 44 bytes left over
+        "48 unexpected bytes after the message");
+    BAD(S(BR_MSG_GRAD_CHUNK, 3), put32(p + 48, INT8_LIMIT_N + 1),
+        "1016801 int8 elements (1048577 bytes) exceed the chunk limit of 1048576 bytes at "
+        "stream offset 68");
+    BAD(S(BR_MSG_GRAD_CHUNK, 3), p[52] = 4, "unknown codec 4 at stream offset 72");
+    BAD(S(BR_MSG_AVG_CHUNK, 3), (memset(p + 8, 0, 8), put32(p + 16, 130)),  // 129 int8: 137 bytes
+        "130 int8 elements need 138 bytes but the payload holds 137 after the fields at stream "
+        "offset 36");
+    BAD(S(BR_MSG_AVG_CHUNK, 3), put32(p + 16, 128),
+        "5 unexpected bytes after the message");
+    BAD(S(BR_MSG_AVG_CHUNK, 3), put32(p + 16, INT8_LIMIT_N + 1),
+        "1016801 int8 elements (1048577 bytes) exceed the chunk limit of 1048576 bytes at "
+        "stream offset 36");
+    BAD(S(BR_MSG_AVG_CHUNK, 0), p[20] = BR_CODEC_INT8,  // 3 fp32 = 12 bytes as int8: 7 left
+        "5 unexpected bytes after the message");
     // ERROR code 1, empty message
     BAD(S(BR_MSG_ERROR, 0), put32(p, 0), "error code is 0");
     BAD(S(BR_MSG_ERROR, 0), (p[4] = 1, p[plen] = 0, plen += 1), "message is not valid UTF-8 or contains NUL");
@@ -1168,6 +1349,21 @@ static void test_header_errors(void) {
     CU_ASSERT_EQUAL(br_proto_codec_elem_bytes(BR_CODEC_FP16), 2);
     CU_ASSERT_EQUAL(br_proto_codec_elem_bytes(BR_CODEC_FP32), 4);
     CU_ASSERT_EQUAL(br_proto_codec_elem_bytes(0), 0);
+    CU_ASSERT_EQUAL(br_proto_codec_elem_bytes(BR_CODEC_INT8), 0);  // no fixed size
+    CU_ASSERT_EQUAL(br_proto_codec_encoded_bytes(BR_CODEC_FP32, 7), 28);
+    CU_ASSERT_EQUAL(br_proto_codec_encoded_bytes(BR_CODEC_FP16, 7), 14);
+    CU_ASSERT_EQUAL(br_proto_codec_encoded_bytes(BR_CODEC_INT8, 1), 5);
+    CU_ASSERT_EQUAL(br_proto_codec_encoded_bytes(BR_CODEC_INT8, 128), 132);
+    CU_ASSERT_EQUAL(br_proto_codec_encoded_bytes(BR_CODEC_INT8, 129), 137);
+    CU_ASSERT_EQUAL(br_proto_codec_encoded_bytes(BR_CODEC_INT8, INT8_LIMIT_N), 1048576);
+    CU_ASSERT_EQUAL(br_proto_codec_encoded_bytes(BR_CODEC_INT8, UINT32_MAX),
+                    4ull * 33554432 + UINT32_MAX);
+    CU_ASSERT_EQUAL(br_proto_codec_encoded_bytes(BR_CODEC_FP32, UINT32_MAX), 4ull * UINT32_MAX);
+    CU_ASSERT_EQUAL(br_proto_codec_encoded_bytes(0, 7), 0);
+    CU_ASSERT_EQUAL(br_proto_codec_encoded_bytes(4, 7), 0);
+    CU_ASSERT(br_proto_codec_known(BR_CODEC_INT8) && br_proto_codec_known(BR_CODEC_FP16) &&
+              br_proto_codec_known(BR_CODEC_FP32));
+    CU_ASSERT(!br_proto_codec_known(0) && !br_proto_codec_known(4) && !br_proto_codec_known(-1));
 }
 
 // Random bytes, and random bytes behind a valid-looking header, never crash; whatever
@@ -1339,7 +1535,7 @@ static int write_corpus(const char *dir) {
     p[8] = 0xff;  // offset + n_elems overflows
     rc |= write_file(dir, "err-grad-offset-overflow.bin", s, raw_frame(s, 1, 0, BR_MSG_GRAD_CHUNK, 0, p, pl));
     memcpy(p, g + HDR, pl);
-    p[52] = 3;
+    p[52] = 4;  // no such codec (3 is int8)
     rc |= write_file(dir, "err-grad-codec.bin", s, raw_frame(s, 1, 0, BR_MSG_GRAD_CHUNK, 0, p, pl));
     memcpy(p, g + HDR, pl);
     put32(p + 48, 0x80000000u);
@@ -1505,6 +1701,7 @@ int main(int argc, char **argv) {
         {"bit_flips", test_bit_flips},
         {"oversized", test_oversized},
         {"malformed_payloads", test_malformed_payloads},
+        {"int8_chunks", test_int8_chunks},
         {"header_errors", test_header_errors},
         {"garbage", test_garbage},
         {"corpus_replay", test_corpus_replay},
