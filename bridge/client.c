@@ -39,7 +39,19 @@ struct BrClient {
     const float *params;
     size_t n;
     const uint64_t *samples_seen;
-    float *residual;       // fp16 error feedback
+    float *residual;       // error feedback of a lossy upload codec
+    // output queue: frames are appended and sent as the socket takes them, so a DiLoCo
+    // upload goes out while the next round computes (frames never interleave)
+    uint8_t *out;
+    size_t out_pos, out_len, out_cap;
+    double t_up_start, up_bytes0;  // the upload being drained
+    // diloco (br_client_outer_link)
+    Diloco *dl;
+    long dl_batch;
+    float *dl_avg;         // a round's average being received
+    BrRoundOpen opens[4];  // ROUND_OPENs read while waiting for a result
+    int n_opens;
+    double dl_sent0, dl_recv0;  // traffic counted so far
     // the round in progress
     uint64_t round, share_start, share_n;
     double t_plan;
@@ -80,20 +92,21 @@ static int read_some(BrClient *c, char *err) {
     return failf(c, err, "receive failed: %s", strerror(errno));
 }
 
-// Writes buf[0, n) completely, reading ahead meanwhile. Returns 0 or -1 with err.
-static int write_all(BrClient *c, const uint8_t *buf, size_t n, char *err) {
-    size_t done = 0;
+// Sends queued output: until the queue is empty (block), or what the socket takes now.
+// Reads ahead meanwhile (so neither side can deadlock on full buffers). 0, or -1 with err.
+static int out_flush(BrClient *c, int block, char *err) {
     double t_last = cx_now();
-    while (done < n) {
-        ssize_t w = send(c->fd, buf + done, n - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (c->out_pos < c->out_len) {
+        ssize_t w = send(c->fd, c->out + c->out_pos, c->out_len - c->out_pos, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (w > 0) {
-            done += (size_t)w;
+            c->out_pos += (size_t)w;
             c->st.bytes_sent += (double)w;
-            t_last = cx_now();
+            c->last_tx = t_last = cx_now();
             continue;
         }
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             return failf(c, err, "send failed: %s", strerror(errno));
+        if (!block) return 0;
         if (c->interrupt && *c->interrupt) return cx_err(err, "interrupted");
         if (cx_now() - t_last > c->o.timeout_s)
             return failf(c, err, "no progress sending for %.0f s", c->o.timeout_s);
@@ -101,14 +114,46 @@ static int write_all(BrClient *c, const uint8_t *buf, size_t n, char *err) {
         int pr = poll(&p, 1, 200);
         if (pr > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) && read_some(c, err) < 0) return -1;
     }
-    c->last_tx = cx_now();
+    if (c->out_len > 0) {  // drained: the last upload's time
+        if (c->t_up_start > 0) {
+            c->st.up_s = cx_now() - c->t_up_start;
+            c->st.up_bytes = c->st.bytes_sent - c->up_bytes0;
+            c->t_up_start = 0;
+        }
+        c->out_pos = c->out_len = 0;
+    }
     return 0;
 }
 
-static int send_frame(BrClient *c, const BrFrame *f, char *err) {
-    int len = br_proto_encode(c->frame, c->frame_cap, f, &c->lim, err);
+// Appends one encoded frame to the output queue.
+static int out_frame(BrClient *c, const BrFrame *f, char *err) {
+    size_t need = BR_PROTO_HEADER_BYTES + BR_PROTO_MAX_HELLO_BYTES + BR_PROTO_CHUNK_OVERHEAD;
+    if (f->type == BR_MSG_GRAD_CHUNK) need += codec_encoded_bytes(f->m.grad_chunk.codec, f->m.grad_chunk.n_elems);
+    if (c->out_cap - c->out_len < need) {
+        if (c->out_pos > 0) {
+            memmove(c->out, c->out + c->out_pos, c->out_len - c->out_pos);
+            c->out_len -= c->out_pos;
+            c->out_pos = 0;
+        }
+        if (c->out_cap - c->out_len < need) {
+            size_t cap = c->out_cap ? c->out_cap : need;
+            while (cap - c->out_len < need) cap *= 2;
+            uint8_t *o = realloc(c->out, cap);
+            if (!o) return failf(c, err, "out of memory for the output queue (%zu bytes)", cap);
+            c->out = o;
+            c->out_cap = cap;
+        }
+    }
+    int len = br_proto_encode(c->out + c->out_len, c->out_cap - c->out_len, f, &c->lim, err);
     if (len < 0) return -1;
-    return write_all(c, c->frame, (size_t)len, err);
+    c->out_len += (size_t)len;
+    return 0;
+}
+
+// Sends one frame, after everything queued before it; returns once it is sent.
+static int send_frame(BrClient *c, const BrFrame *f, char *err) {
+    if (out_frame(c, f, err) != 0) return -1;
+    return out_flush(c, 1, err);
 }
 
 static void maybe_heartbeat(BrClient *c) {
@@ -150,13 +195,15 @@ static int next_frame(BrClient *c, BrFrame *f, char *err) {
         if (cx_now() - t_wait > c->o.timeout_s)
             return failf(c, err, "nothing received for %.0f s", c->o.timeout_s);
         maybe_heartbeat(c);
-        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        if (out_flush(c, 0, err) != 0) return -1;
+        struct pollfd p = {.fd = c->fd, .events = POLLIN | (c->out_pos < c->out_len ? POLLOUT : 0)};
         int pr = poll(&p, 1, 200);
-        if (pr > 0) {
+        if (pr > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR))) {
             int r = read_some(c, err);
             if (r < 0) return -1;
             if (r > 0) t_wait = cx_now();
         }
+        if (c->out_pos < c->out_len) t_wait = cx_now();  // still sending: not silence
     }
 }
 
@@ -207,7 +254,8 @@ int br_client_connect(BrClient **out, const BrClientOptions *o, char *err) {
     BrHello *h = &f.m.hello;
     h->version_major = BR_PROTO_VERSION_MAJOR;
     h->version_minor = BR_PROTO_VERSION_MINOR;
-    h->codecs = o->codecs ? o->codecs : BR_CODEC_BIT(BR_CODEC_FP16) | BR_CODEC_BIT(BR_CODEC_FP32);
+    h->codecs = o->codecs ? o->codecs
+                          : BR_CODEC_BIT(BR_CODEC_FP16) | BR_CODEC_BIT(BR_CODEC_FP32) | BR_CODEC_BIT(BR_CODEC_INT8);
     h->identity = o->identity;
     for (int i = 0; i < 16; i++) h->resume |= o->identity.bytes[i] != 0;
     snprintf(h->token, sizeof h->token, "%s", o->token ? o->token : "");
@@ -332,14 +380,19 @@ static int client_plan(void *ctx, long G, long *lo, long *hi, char *err) {
     return 0;
 }
 
+// Elements per upload chunk: about 256 KiB of payload (small enough to pipeline, large
+// enough that the 76 bytes of framing per chunk cost 0.03%), a multiple of 1024 elements.
+static size_t client_chunk_elems(const BrClient *c, int codec) {
+    size_t cap = c->welcome.max_chunk_bytes < (1u << 18) ? c->welcome.max_chunk_bytes : (1u << 18);
+    size_t per = codec_chunk_elems(codec, cap);
+    return per > 0 ? per : codec_chunk_align(codec);  // tiny limits: one block (proto rejects it)
+}
+
 static int upload(BrClient *c, const float *grads, const double *stats, char *err) {
     int codec = c->welcome.codec;
     const Codec *k_codec = codec_find(codec);  // the negotiated codec (checked in WELCOME)
-    size_t eb = k_codec->elem_bytes;
-    // 256 KiB chunks: small enough to pipeline, large enough that the 76 bytes of framing
-    // per chunk cost 0.03%
-    size_t per = (c->welcome.max_chunk_bytes < (1u << 18) ? c->welcome.max_chunk_bytes : (1u << 18)) / eb;
-    uint8_t *tmp = malloc(per * eb);
+    size_t per = client_chunk_elems(c, codec);
+    uint8_t *tmp = malloc(codec_encoded_bytes(codec, per));
     CHECK(tmp, "out of memory");
     double t0 = cx_now();
     double b0 = c->st.bytes_sent;
@@ -422,7 +475,150 @@ void br_client_pump(void *ctx) {
     BrClient *c = ctx;
     char err[CX_ERRLEN];
     read_some(c, err);
+    out_flush(c, 0, err);  // a failure shows up at the next blocking call
     maybe_heartbeat(c);
+}
+
+// ---- diloco: the volunteer as one worker (models/diloco.h) ----
+
+// Reads round r's result after its ROUND_CLOSE: the AVG_CHUNKs, decoded, then delivered.
+static int dl_read_result(BrClient *c, const BrRoundClose *rc, char *err) {
+    Diloco *d = c->dl;
+    if ((long)rc->round_id != d->applied + 1)
+        return failf(c, err, "ROUND_CLOSE for outer round %llu, but this replica applied %ld",
+                     (unsigned long long)rc->round_id, d->applied);
+    double t0 = cx_now(), b0 = c->st.bytes_recv;
+    size_t got = 0;
+    BrFrame f;
+    while (got < c->n) {
+        if (next_frame(c, &f, err) != 0) return -1;
+        if (f.type != BR_MSG_AVG_CHUNK)
+            return failf(c, err, "expected AVG_CHUNK, got %s", br_proto_type_name(f.type));
+        const BrAvgChunk *a = &f.m.avg_chunk;
+        if (a->round_id != rc->round_id || a->offset != got || a->offset + a->n_elems > c->n ||
+            a->codec != (uint8_t)d->cfg.down_codec)
+            return failf(c, err, "AVG_CHUNK round %llu [%llu, +%u) codec %d; expected round %llu at %zu "
+                         "in codec %d", (unsigned long long)a->round_id, (unsigned long long)a->offset,
+                         a->n_elems, a->codec, (unsigned long long)rc->round_id, got, d->cfg.down_codec);
+        codec_find(a->codec)->decode(c->dl_avg + got, a->data, a->n_elems);
+        got += a->n_elems;
+    }
+    size_t bad;
+    if (!codec_check_finite(c->dl_avg, c->n, &bad))
+        return failf(c, err, "outer round %llu: average element %zu is not finite",
+                     (unsigned long long)rc->round_id, bad);
+    double stats[STAT_COUNT] = {0};
+    stats[STAT_LOSS_SUM] = rc->loss_sum;
+    stats[STAT_TOKENS] = (double)rc->tokens;
+    stats[STAT_SAMPLES] = (double)rc->samples;
+    stats[STAT_AUX_SUM] = rc->aux_sum;
+    stats[STAT_PARTICIPANTS] = (double)rc->participants;
+    diloco_deliver(d, (long)rc->round_id, c->dl_avg, stats);
+    c->st.accepted += rc->accepted_samples;
+    c->st.rounds++;
+    c->st.down_s = cx_now() - t0;
+    c->st.down_bytes = c->st.bytes_recv - b0;
+    c->step = (uint64_t)d->applied;
+    return 0;
+}
+
+// Reads the next frame of the round stream: a result is applied at once (rounds in
+// order), a ROUND_OPEN checked against the outer parameters and queued.
+static int dl_read(BrClient *c, char *err) {
+    BrFrame f;
+    if (next_frame(c, &f, err) != 0) return -1;
+    if (f.type == BR_MSG_ROUND_CLOSE) return dl_read_result(c, &f.m.round_close, err);
+    if (f.type != BR_MSG_ROUND_OPEN)
+        return failf(c, err, "expected ROUND_OPEN or ROUND_CLOSE, got %s", br_proto_type_name(f.type));
+    const BrRoundOpen *r = &f.m.round_open;
+    uint64_t h = cx_checksum(c->dl->theta, c->n);
+    if (h != r->params_hash) {
+        c->error_code = BR_ERR_STATE;
+        return failf(c, err, "outer parameters differ from the bridge's after round %ld (hash %016llx, "
+                     "bridge %016llx)", c->dl->applied, (unsigned long long)h,
+                     (unsigned long long)r->params_hash);
+    }
+    if (r->n_samples == 0) return 0;
+    if (r->n_samples % (uint64_t)c->dl_batch)
+        return failf(c, err, "outer round %llu: a share of %llu samples is not whole inner steps of %ld",
+                     (unsigned long long)r->round_id, (unsigned long long)r->n_samples, c->dl_batch);
+    if (c->n_opens == 4) return failf(c, err, "more than 4 rounds opened ahead of this volunteer");
+    c->opens[c->n_opens++] = *r;
+    return 0;
+}
+
+static int dl_assign(void *ctx, long *round, uint64_t *start, long *steps, char *err) {
+    BrClient *c = ctx;
+    while (c->n_opens == 0)
+        if (dl_read(c, err) != 0) return -1;
+    BrRoundOpen r = c->opens[0];
+    memmove(c->opens, c->opens + 1, (size_t)(--c->n_opens) * sizeof *c->opens);
+    *round = (long)r.round_id;
+    *start = r.sample_start;
+    *steps = (long)(r.n_samples / (uint64_t)c->dl_batch);
+    c->round = r.round_id;
+    c->share_n = r.n_samples;
+    c->t_plan = cx_now();
+    return 0;
+}
+
+static int dl_post(void *ctx, long round, const float *delta, size_t n, const double *stats, char *err) {
+    BrClient *c = ctx;
+    if (n != c->n) return failf(c, err, "pseudo-gradient of %zu elements, the run has %zu", n, c->n);
+    int codec = c->welcome.codec;
+    const Codec *k_codec = codec_find(codec);
+    size_t per = client_chunk_elems(c, codec);
+    uint8_t *tmp = malloc(codec_encoded_bytes(codec, per));
+    CHECK(tmp, "out of memory");
+    c->st.compute_s = cx_now() - c->t_plan;
+    if (c->out_pos == c->out_len) {
+        c->t_up_start = cx_now();
+        c->up_bytes0 = c->st.bytes_sent;
+    }
+    int rc = 0;
+    for (size_t off = 0; off < n && rc == 0; off += per) {
+        size_t k = n - off < per ? n - off : per;
+        if (k_codec->encode_ef) k_codec->encode_ef(tmp, delta + off, c->residual + off, k);
+        else k_codec->encode(tmp, delta + off, k);
+        BrFrame f = {.type = BR_MSG_GRAD_CHUNK};
+        f.m.grad_chunk = (BrGradChunk){.round_id = (uint64_t)round, .offset = off, .samples = c->share_n,
+                                       .tokens = (uint64_t)stats[STAT_TOKENS],
+                                       .loss_sum = stats[STAT_LOSS_SUM], .aux_sum = stats[STAT_AUX_SUM],
+                                       .n_elems = (uint32_t)k, .codec = (uint8_t)codec, .data = tmp};
+        rc = out_frame(c, &f, err);
+    }
+    free(tmp);
+    if (rc != 0) return -1;
+    BrFrame p = {.type = BR_MSG_PROGRESS};
+    p.m.progress = (BrProgress){.step = (uint64_t)c->dl->applied, .samples = c->share_n};
+    if (out_frame(c, &p, err) != 0) return -1;
+    c->st.shares++;
+    c->st.samples += c->share_n;
+    return out_flush(c, 0, err);  // the rest goes out while the next round computes
+}
+
+static int dl_wait(void *ctx, long round, char *err) {
+    BrClient *c = ctx;
+    while (c->dl->applied < round)
+        if (dl_read(c, err) != 0) return -1;
+    c->st.round_s = cx_now() - c->t_plan;
+    return 0;
+}
+
+static void dl_traffic(void *ctx, double *sent, double *recv) {
+    BrClient *c = ctx;
+    *sent = c->st.bytes_sent - c->dl_sent0;
+    *recv = c->st.bytes_recv - c->dl_recv0;
+    c->dl_sent0 = c->st.bytes_sent;
+    c->dl_recv0 = c->st.bytes_recv;
+}
+
+OuterLink br_client_outer_link(BrClient *c, Diloco *d, long global_batch) {
+    c->dl = d;
+    c->dl_batch = global_batch;
+    if (!c->dl_avg) c->dl_avg = cx_calloc(c->n, sizeof(float));
+    return (OuterLink){.ctx = c, .assign = dl_assign, .post = dl_post, .wait = dl_wait,
+                       .progress = br_client_pump, .traffic = dl_traffic};
 }
 
 void br_client_close(BrClient *c) {
@@ -432,6 +628,8 @@ void br_client_close(BrClient *c) {
     free(c->in);
     free(c->frame);
     free(c->residual);
+    free(c->out);
+    free(c->dl_avg);
     free(c);
 }
 

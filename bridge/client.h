@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "bridge/proto.h"
+#include "models/diloco.h"
 #include "models/train.h"
 
 typedef struct {
@@ -76,6 +77,16 @@ int br_client_start(BrClient *c, uint64_t step, const float *params, size_t n,
                     const uint64_t *samples_seen, char *err);
 
 Averager br_client_averager(BrClient *c);
+
+// diloco mode (averaging.mode = diloco): the volunteer is one worker, and this is its
+// transport (models/diloco.h; bridge/outer.h is the other side). assign reads the round
+// stream (ROUND_CLOSE + AVG_CHUNKs: the average, decoded and delivered to d in round order;
+// ROUND_OPEN: checked against the hash of d's outer parameters) until a round with a share;
+// post queues the pseudo-gradient's GRAD_CHUNKs (the negotiated codec with error feedback)
+// and a PROGRESS, and returns: the upload drains while the next round computes (the
+// model's backward calls br_client_pump); wait reads until the round's average is applied.
+// Call after br_client_start.
+OuterLink br_client_outer_link(BrClient *c, Diloco *d, long global_batch);
 
 // Heartbeats and read-ahead; for albert_set_backward_hooks(model, NULL, br_client_pump, c).
 void br_client_pump(void *c);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bridge/outer.h"
 #include "bridge/proto.h"
 #include "bridge/server.h"
 #include "bridge/tokens.h"
@@ -35,7 +36,9 @@ static void usage(FILE *f) {
             "\n"
             "  --listen HOST:PORT    address for volunteers (default 0.0.0.0:7070)\n"
             "  --tokens FILE         join tokens (re-read when it changes: revocation is live)\n"
-            "  --deadline S          longest a round waits for volunteer uploads (default 30)\n"
+            "  --deadline S          longest a round waits for volunteer uploads (default 30;\n"
+            "                        in diloco mode the deadline adapts to the measured\n"
+            "                        speeds and this is its upper bound)\n"
             "  --plan throughput|equal  how volunteers' shares are sized: to their measured\n"
             "                        speed and link so the cluster does not wait (default), or\n"
             "                        each the size of a trainer's share (reproducible runs)\n"
@@ -49,6 +52,8 @@ static void usage(FILE *f) {
             "  --heartbeat S         heartbeat interval (default 5)\n"
             "  --max-grad-norm X     reject uploads whose L2 norm per loss token exceeds X\n"
             "                        (default 1e4; 0 = no check)\n"
+            "  --max-delta-ratio X   diloco: reject a pseudo-gradient whose norm exceeds X\n"
+            "                        times the cluster's of the same round (default 4; 0 = no check)\n"
             "  --wait-volunteers N   the first round waits for N live volunteers ...\n"
             "  --wait-timeout S      ... at most S seconds (default 120)\n"
             "  --run-dir DIR         where bridge.csv and volunteers.csv go (default: the\n"
@@ -165,7 +170,7 @@ int main(int argc, char **argv) {
         {"wait-volunteers", required_argument, 0, 'w'}, {"wait-timeout", required_argument, 0, 'W'},
         {"run-dir", required_argument, 0, 'r'},      {"quiet", no_argument, 0, 'q'},
         {"tcp-cc", required_argument, 0, 'C'},       {"plan", required_argument, 0, 'P'},
-        {"status", required_argument, 0, 'S'},
+        {"status", required_argument, 0, 'S'},       {"max-delta-ratio", required_argument, 0, 'D'},
         {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
     int c;
     double x;
@@ -178,6 +183,7 @@ int main(int argc, char **argv) {
         case 'i': if (parse_double(optarg, "--idle-timeout", &o.idle_timeout_s)) return 2; break;
         case 'b': if (parse_double(optarg, "--heartbeat", &o.heartbeat_s)) return 2; break;
         case 'g': if (parse_double(optarg, "--max-grad-norm", &o.max_grad_norm)) return 2; break;
+        case 'D': if (parse_double(optarg, "--max-delta-ratio", &o.max_delta_ratio)) return 2; break;
         case 'W': if (parse_double(optarg, "--wait-timeout", &o.wait_timeout_s)) return 2; break;
         case 's': case 'm': case 'H': case 'w':
             if (parse_double(optarg, "a count option", &x) || x != (double)(int)x || x > 1024) {
@@ -258,6 +264,23 @@ int main(int argc, char **argv) {
     // the trainers' split layout (the replica's rows stay empty) and trainer 0's state
     hybrid_create_averager(h, &rep);
     hybrid_bcast_state(h, &rep);
+    // diloco: the outer state (theta and its momentum are the replica's parameters and first
+    // moment: what volunteers download)
+    const int diloco = rep.train->avg.mode == AVG_DILOCO;
+    Diloco outer = {0};
+    if (diloco) {
+        int64_t meta[4] = {0};
+        diloco_init(&outer, &rep.train->avg, tr->task.params, tr->task.n_params, (Averager){0});
+        hybrid_bcast_outer(h, &outer, meta);
+        diloco_restore(&outer, meta);
+        memcpy(tr->task.params, outer.theta, tr->task.n_params * sizeof(float));
+        memcpy(tr->optim.m, outer.buf, tr->task.n_params * sizeof(float));
+        memset(tr->optim.v, 0, tr->task.n_params * sizeof(float));
+        free(outer.theta);
+        free(outer.buf);
+        outer.theta = tr->task.params;
+        outer.buf = tr->optim.m;
+    }
     hybrid_nodes(h);
     hybrid_barrier(h);  // the trainers' run directory exists from here on
     o.run_dir = run_dir ? run_dir : rep.run_dir;
@@ -268,6 +291,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, TOOL ": error: %s\n", err);
         hybrid_abort(h, 1);
     }
+    BrOuter *bo = diloco ? br_outer_create(b, &outer, tr->samples_seen) : NULL;
     cx_catch_stop_signals(on_signal, 1, 1);
     if (!o.quiet)
         fprintf(stderr, TOOL ": listening on %s for volunteers; %s, %zu parameters, %d trainer rank(s), "
@@ -275,13 +299,18 @@ int main(int argc, char **argv) {
                 o.listen, rep.recipe->what, tr->task.n_params, hybrid_n_trainers(h), tr->global_batch,
                 tr->optim.step, total);
     // the trainers' loop and collectives; the bridge writes no run directory of its own
-    RunLoop loop = {.tool = TOOL, .rep = &rep, .avg = bridge_averager(b),
+    RunLoop loop = {.tool = TOOL, .rep = &rep, .avg = bo ? br_outer_averager(bo) : bridge_averager(b),
                     .comm = hybrid_run_comm(h), .quiet = o.quiet, .stop_flag = &g_stop};
     int rc = run_loop(&loop, err);
     if (rc < 0) fprintf(stderr, TOOL ": error: %s\n", err);
     // a signal: the job checkpoints and may be requeued
     if (rc == RUN_STOPPED && tr->optim.step < total) bridge_set_restarting(b);
     bridge_free(b);
+    br_outer_free(bo);
+    if (diloco) {  // theta and buf belong to the replica
+        outer.theta = outer.buf = NULL;
+        diloco_free(&outer);
+    }
     if (rc < 0) hybrid_abort(h, 1);
     recipe_free(&rep);
     free(cfg_text);

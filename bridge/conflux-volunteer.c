@@ -41,8 +41,8 @@ static void usage(FILE *f) {
             "  --set S.K=V           override a key of the run's configuration on this\n"
             "                        machine only: data paths (data.train=...) or\n"
             "                        train.threads; the model and batch are the run's\n"
-            "  --codec fp16|fp32     gradient upload codec offered (default: both, the bridge\n"
-            "                        picks fp16)\n"
+            "  --codec fp16|fp32|int8  upload codec offered (default: all; the bridge picks\n"
+            "                        int8 for DiLoCo pseudo-gradients, fp16 for gradients)\n"
             "  --steps N             leave after contributing to N steps (default: until the\n"
             "                        run ends)\n"
             "  --retries N           reconnect attempts in a row before giving up (default 20,\n"
@@ -201,7 +201,7 @@ int main(int argc, char **argv) {
         case 'c':
             if (codec_by_name(optarg)) codecs = BR_CODEC_BIT(codec_by_name(optarg)->id);
             else {
-                fprintf(stderr, TOOL ": error: --codec must be fp16 or fp32, not '%s'\n", optarg);
+                fprintf(stderr, TOOL ": error: --codec must be fp16, fp32 or int8, not '%s'\n", optarg);
                 return 2;
             }
             break;
@@ -259,6 +259,7 @@ int main(int argc, char **argv) {
                        "round_s,download_steady_s,download_steady_bytes\n");
     }
     Replica rep = {0};  // built: rep.recipe set
+    Diloco outer = {0};  // diloco mode: this worker's outer state
     uint8_t *blob = NULL;
     size_t blob_have = 0, blob_total = 0;
     uint64_t blob_step = UINT64_MAX;
@@ -333,12 +334,31 @@ int main(int argc, char **argv) {
                 goto broken;
         }
         failures = 0;
+        // diloco: this volunteer is one worker; its outer state starts from the download
+        // (parameters = the outer parameters, first moment = the outer momentum), its inner
+        // AdamW from zero moments
+        Averager avg = br_client_averager(cl);
+        if (rep.train->avg.mode == AVG_DILOCO) {
+            Trainer *tr = &rep.tr;
+            size_t n = tr->task.n_params;
+            if (outer.theta) diloco_free(&outer);
+            diloco_init(&outer, &rep.train->avg, tr->task.params, n, (Averager){.rank = 0, .n_ranks = 1});
+            memcpy(outer.buf, tr->optim.m, n * sizeof(float));
+            memset(tr->optim.m, 0, n * sizeof(float));
+            memset(tr->optim.v, 0, n * sizeof(float));
+            outer.applied = tr->optim.step;  // the outer rounds the state holds
+            outer.cursor = &tr->samples_seen;
+            outer.sched_step = &tr->optim.step;
+            outer.x = tr->task.params;
+            outer.link = br_client_outer_link(cl, &outer, tr->global_batch);
+            avg = diloco_averager(&outer);
+        }
         Contribution contribution = {.rep = &rep, .cl = cl, .stats = stats, .contributed = &contributed,
                                      .max_steps = max_steps, .shares_before = br_client_stats(cl)->shares,
                                      .t_last = cx_now(), .quiet = quiet};
         // the run's loop, until the run ends (the bridge says so), a signal or --steps
         // the link's averager; the model drives the link during its backward
-        RunLoop loop = {.tool = TOOL, .rep = &rep, .avg = br_client_averager(cl), .quiet = quiet,
+        RunLoop loop = {.tool = TOOL, .rep = &rep, .avg = avg, .quiet = quiet,
                         .stop_flag = &g_stop, .unbounded = 1,
                         .after_step = contribution_after_step, .ctx = &contribution};
         if (max_steps != 0 && run_loop(&loop, err) < 0) goto broken;
@@ -363,6 +383,8 @@ int main(int argc, char **argv) {
         // a replica interrupted inside a step still holds the last applied step, unless the
         // bridge says it differs or is out of reach
         if (br_client_error_code(cl) == 6 /* BR_ERR_STATE */ || !rep.recipe) need_state = 1;
+        // diloco: a worker's local state is not worth keeping; rejoin with the outer state
+        if (rep.recipe && rep.train->avg.mode == AVG_DILOCO) need_state = 1;
         if (br_client_error_code(cl) == 3 /* BR_ERR_AUTH */) {
             br_client_close(cl);
             rc = 1;
@@ -376,6 +398,7 @@ int main(int argc, char **argv) {
         sleep((unsigned)(failures < 5 ? failures : 5));
     }
     free(blob);
+    if (outer.theta) diloco_free(&outer);
     recipe_free(&rep);
     if (stats) fclose(stats);
     return rc;

@@ -5,32 +5,11 @@
 #include <string.h>
 
 #include "models/codec.h"
+#include "bridge/outer.h"
 #include "bridge/planner.h"
 #include "bridge/server_internal.h"
 #include "models/common.h"
 #include "models/nn.h"
-
-// A complete upload waiting to be summed into a round.
-struct Pending {
-    Vol *vol;
-    uint64_t round, start, samples, tokens;
-    double loss, aux;
-    double up_bytes, up_s;  // goodput sample: bytes after the first chunk, over seconds
-    double t_first, t_done; // first chunk arrived, upload complete
-    float *g;
-    Pending *next;
-};
-
-// One finished round, kept to bring rejoining volunteers up to date. The summed gradient
-// is kept as its encoded AVG_CHUNK frames: encoded once, sent as bytes to every
-// volunteer that round and to every later replay.
-struct HistRound {
-    uint64_t round, hash_before, samples, tokens;
-    uint32_t participants;
-    double loss, aux;
-    uint8_t *frames;  // AVG_CHUNK frames covering the whole gradient, back to back
-    size_t frames_bytes, frames_cap;
-};
 
 // ---- round messages and history ----
 
@@ -42,18 +21,24 @@ static HistRound *hist_find(BridgeServer *b, uint64_t round) {
     return NULL;
 }
 
-static void send_round_open(Conn *c, uint64_t round, uint64_t hash, uint64_t start, uint64_t n) {
+// A round's target samples: the global batch, or in diloco mode a worker's whole round
+// (H global batches).
+static uint64_t br_round_target(const BridgeServer *b) {
+    return (uint64_t)b->tr->global_batch * (b->outer ? (uint64_t)br_outer_inner_steps(b->outer) : 1);
+}
+
+void br_rounds_send_open(Conn *c, uint64_t round, uint64_t hash, uint64_t start, uint64_t n) {
     c->opened_round = round;
     BrFrame f = {.type = BR_MSG_ROUND_OPEN};
     f.m.round_open = (BrRoundOpen){.round_id = round, .step = round,
-                                   .target_samples = (uint64_t)c->b->tr->global_batch,
+                                   .target_samples = br_round_target(c->b),
                                    .sample_start = start, .n_samples = n, .params_hash = hash};
     br_conn_send(c, &f);
 }
 
 // ROUND_CLOSE with the round's totals (and this volunteer's accepted samples), then the
 // round's AVG_CHUNK frames as they were encoded.
-static void send_round_result(Conn *c, const HistRound *h, uint64_t accepted) {
+void br_rounds_send_result(Conn *c, const HistRound *h, uint64_t accepted) {
     BrFrame f = {.type = BR_MSG_ROUND_CLOSE};
     f.m.round_close = (BrRoundClose){.round_id = h->round, .accepted_samples = accepted,
                                      .samples = h->samples, .tokens = h->tokens,
@@ -62,12 +47,20 @@ static void send_round_result(Conn *c, const HistRound *h, uint64_t accepted) {
     if (br_conn_send(c, &f) == 0) br_conn_send_bytes(c, h->frames, h->frames_bytes);
 }
 
-// Encodes sum (the summed gradient, n floats) into h's AVG_CHUNK frames, in 256 KiB chunks
-// like the uploads: fine-grained pipelining at 0.03% framing cost.
-static void hist_encode(BridgeServer *b, HistRound *h, const float *sum) {
-    size_t per = (b->lim.max_chunk_bytes < (1u << 18) ? b->lim.max_chunk_bytes : (1u << 18)) / sizeof(float);
+// Elements per AVG/GRAD chunk in codec: about 256 KiB of payload (fine-grained pipelining at
+// 0.03% framing cost), within the chunk limit, whole blocks of a blockwise codec.
+size_t br_chunk_elems(int codec, size_t max_chunk_bytes) {
+    size_t cap = max_chunk_bytes < (1u << 18) ? max_chunk_bytes : (1u << 18);
+    size_t per = codec_chunk_elems(codec, cap);
+    return per > 0 ? per : codec_chunk_align(codec);
+}
+
+void br_rounds_hist_encode(BridgeServer *b, HistRound *h, const float *sum, int codec, float *residual,
+                           float *decoded) {
+    const Codec *k_codec = codec_find(codec);
+    size_t per = br_chunk_elems(codec, b->lim.max_chunk_bytes);
     size_t n_chunks = (b->n + per - 1) / per;
-    size_t need = b->n * sizeof(float) + n_chunks * (BR_PROTO_HEADER_BYTES + BR_AVG_CHUNK_FIXED_BYTES);
+    size_t need = codec_encoded_bytes(codec, b->n) + n_chunks * (BR_PROTO_HEADER_BYTES + BR_AVG_CHUNK_FIXED_BYTES + 64);
     if (h->frames_cap < need) {
         free(h->frames);
         h->frames = malloc(need);
@@ -75,17 +68,19 @@ static void hist_encode(BridgeServer *b, HistRound *h, const float *sum) {
         h->frames_cap = need;
     }
     if (!b->rounds.chunk) {
-        b->rounds.chunk = malloc(per * sizeof(float));
+        b->rounds.chunk = malloc(codec_encoded_bytes(CODEC_FP32, per > (1u << 16) ? per : (1u << 16)));
         CHECK(b->rounds.chunk, "out of memory");
     }
     size_t pos = 0;
     char err[CX_ERRLEN];
     for (size_t off = 0; off < b->n; off += per) {
         size_t k = b->n - off < per ? b->n - off : per;
-        codec_fp32_encode(b->rounds.chunk, sum + off, k);
+        if (residual && k_codec->encode_ef) k_codec->encode_ef(b->rounds.chunk, sum + off, residual + off, k);
+        else k_codec->encode(b->rounds.chunk, sum + off, k);
+        if (decoded) k_codec->decode(decoded + off, b->rounds.chunk, k);
         BrFrame a = {.type = BR_MSG_AVG_CHUNK};
         a.m.avg_chunk = (BrAvgChunk){.round_id = h->round, .offset = off, .n_elems = (uint32_t)k,
-                                     .codec = BR_CODEC_FP32, .data = b->rounds.chunk};
+                                     .codec = (uint8_t)codec, .data = b->rounds.chunk};
         int len = br_proto_encode(h->frames + pos, h->frames_cap - pos, &a, &b->lim, err);
         CHECK(len > 0, "encoding an AVG_CHUNK frame: %s", err);
         pos += (size_t)len;
@@ -93,9 +88,16 @@ static void hist_encode(BridgeServer *b, HistRound *h, const float *sum) {
     h->frames_bytes = pos;
 }
 
+HistRound *br_rounds_hist_push(BridgeServer *b) {
+    HistRound *h = &b->rounds.hist[b->rounds.hist_head];
+    b->rounds.hist_head = (b->rounds.hist_head + 1) % b->o.history;
+    if (b->rounds.hist_n < b->o.history) b->rounds.hist_n++;
+    return h;
+}
+
 int br_rounds_catch_up(Conn *c, uint64_t k) {
     BridgeServer *b = c->b;
-    uint64_t done = (uint64_t)b->tr->optim.step;
+    uint64_t done = br_step(b);
     for (uint64_t r = k + 1; r <= done; r++) {
         HistRound *h = hist_find(b, r);
         if (!h) {
@@ -104,10 +106,11 @@ int br_rounds_catch_up(Conn *c, uint64_t k) {
                          (unsigned long long)k, (unsigned long long)(done - k), b->o.history);
             return -1;
         }
-        send_round_open(c, r, h->hash_before, 0, 0);
-        send_round_result(c, h, 0);
+        br_rounds_send_open(c, r, h->hash_before, 0, 0);
+        br_rounds_send_result(c, h, 0);
     }
-    if (b->rounds.open) send_round_open(c, b->rounds.round, b->rounds.hash_before, 0, 0);
+    if (b->outer) return 0;  // diloco: the next ROUND_OPEN comes with the next round
+    if (b->rounds.open) br_rounds_send_open(c, b->rounds.round, b->rounds.hash_before, 0, 0);
     return 0;
 }
 
@@ -174,12 +177,12 @@ void br_rounds_on_grad_chunk(Conn *c, const BrGradChunk *m) {
         return;
     }
     c->up_next += m->n_elems;
-    if (m->offset > 0) c->up_bytes += (double)m->n_elems * (double)codec_elem_bytes(m->codec) + BR_PROTO_HEADER_BYTES + BR_GRAD_CHUNK_FIXED_BYTES;
+    if (m->offset > 0) c->up_bytes += (double)codec_encoded_bytes(m->codec, m->n_elems) + BR_PROTO_HEADER_BYTES + BR_GRAD_CHUNK_FIXED_BYTES;
     if (c->up_next < b->n) return;
     // complete: check the norm, then hand it to the rounds
     double norm = codec_l2norm(c->up, b->n);
     double per_tok = c->up_tokens > 0 ? norm / (double)c->up_tokens : norm;
-    if (b->o.max_grad_norm > 0 && !(per_tok <= b->o.max_grad_norm)) {
+    if (!b->outer && b->o.max_grad_norm > 0 && !(per_tok <= b->o.max_grad_norm)) {
         br_conn_fail(c, BR_ERR_BAD_DATA, "gradient norm %.3g per loss token exceeds the limit %.3g",
                      per_tok, b->o.max_grad_norm);
         return;
@@ -200,6 +203,12 @@ void br_rounds_on_grad_chunk(Conn *c, const BrGradChunk *m) {
     c->vol->uploads++;
     c->assigned_round = 0;
     c->assigned_samples = 0;
+    if (c->next_round) {  // diloco: the round it was given while uploading this one
+        c->assigned_round = c->next_round;
+        c->assigned_start = c->next_start;
+        c->assigned_samples = c->next_samples;
+        c->next_round = c->next_start = c->next_samples = 0;
+    }
     upload_reset(c);
 }
 
@@ -210,6 +219,11 @@ void br_rounds_conn_closed(Conn *c, const char *why) {
         if (c->assigned_round == b->rounds.round) b->rounds.lost += c->assigned_samples;
         br_vol_event(b, c->vol, "lost", c->assigned_round, c->assigned_samples, why);
     }
+    if (c->vol && c->next_round) {
+        c->vol->lost += c->next_samples;
+        br_vol_event(b, c->vol, "lost", c->next_round, c->next_samples, why);
+    }
+    if (b->outer) br_outer_conn_closed(c);
 }
 
 // ---- the Averager ----
@@ -217,21 +231,17 @@ void br_rounds_conn_closed(Conn *c, const char *why) {
 // A live volunteer more than max_lag rounds behind cannot follow the run at its pace (its
 // downlink or CPU is too slow for the rounds' results): it is dropped with the reason and
 // may rejoin with a fresh state, instead of piling up results in its output queue.
-static void drop_laggards(BridgeServer *b, uint64_t done) {
+void br_rounds_drop_laggards(BridgeServer *b, uint64_t done) {
     const uint64_t max_lag = (uint64_t)(b->o.history / 2 > 2 ? b->o.history / 2 : 2);
     for (Conn *c = b->conns; c; c = c->next)
         if (!c->closing && c->state == C_LIVE && c->assigned_round == 0 && c->up_next == 0 &&
-            c->acked_step + max_lag < done)
+            c->next_round == 0 && c->acked_step + max_lag < done)
             br_conn_fail(c, BR_ERR_STATE, "%llu rounds behind the run (at most %llu): too slow to "
                          "follow it; rejoin to download a fresh state",
                          (unsigned long long)(done - c->acked_step), (unsigned long long)max_lag);
 }
 
-static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
-    BridgeServer *b = ctx;
-    bridge_pump(b, 0);
-    uint64_t done = (uint64_t)b->tr->optim.step;
-    drop_laggards(b, done);
+void br_rounds_wait_volunteers(BridgeServer *b, uint64_t done) {
     double t0 = cx_now();
     if (b->o.wait_volunteers > 0 && !b->rounds.waited) {
         // the first round waits (bounded) for the volunteers the host expects
@@ -245,6 +255,14 @@ static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
         }
         b->rounds.waited = 1;
     }
+}
+
+static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
+    BridgeServer *b = ctx;
+    bridge_pump(b, 0);
+    uint64_t done = (uint64_t)b->tr->optim.step;
+    br_rounds_drop_laggards(b, done);
+    br_rounds_wait_volunteers(b, done);
     for (Vol *v = b->vols; v; v = v->next) v->round_accepted = 0;
     b->rounds.round = done + 1;
     b->rounds.hash_before = cx_checksum(b->tr->task.params, b->n);
@@ -289,18 +307,18 @@ static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
         uint64_t s_lo = pos, s_hi = pos + (uint64_t)share[j];
         pos = s_hi;
         if (s_hi == s_lo) {  // no share this round: it just applies the step
-            send_round_open(c, b->rounds.round, b->rounds.hash_before, 0, 0);
+            br_rounds_send_open(c, b->rounds.round, b->rounds.hash_before, 0, 0);
             continue;
         }
         c->assigned_round = b->rounds.round;
         c->assigned_start = b->tr->samples_seen + s_lo;
         c->assigned_samples = s_hi - s_lo;
         b->rounds.assigned_samples += s_hi - s_lo;
-        send_round_open(c, b->rounds.round, b->rounds.hash_before, b->tr->samples_seen + s_lo, s_hi - s_lo);
+        br_rounds_send_open(c, b->rounds.round, b->rounds.hash_before, b->tr->samples_seen + s_lo, s_hi - s_lo);
     }
     for (Conn *c = b->conns; c; c = c->next)
         if (!c->closing && c->state == C_LIVE && c->opened_round != b->rounds.round)
-            send_round_open(c, b->rounds.round, b->rounds.hash_before, 0, 0);
+            br_rounds_send_open(c, b->rounds.round, b->rounds.hash_before, 0, 0);
     *lo = *hi = 0;
     return 0;
 }
@@ -311,7 +329,7 @@ static int outstanding(BridgeServer *b) {
     return n;
 }
 
-static int cmp_pending(const void *a, const void *b) {
+int br_cmp_pending(const void *a, const void *b) {
     const Pending *x = *(Pending *const *)a, *y = *(Pending *const *)b;
     if (x->round != y->round) return x->round < y->round ? -1 : 1;
     return x->start < y->start ? -1 : x->start > y->start;
@@ -342,7 +360,7 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
     Pending **arr = cx_calloc((size_t)n_p + 1, sizeof *arr);
     n_p = 0;
     for (Pending *p = b->rounds.pending; p; p = p->next) arr[n_p++] = p;
-    qsort(arr, (size_t)n_p, sizeof *arr, cmp_pending);
+    qsort(arr, (size_t)n_p, sizeof *arr, br_cmp_pending);
     b->rounds.pending = NULL;
     for (int i = 0; i < n_p; i++) {
         Pending *p = arr[i];
@@ -395,9 +413,7 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
                                                    hybrid_n_trainers(b->h), stats[STAT_COMPUTE_S]);
     b->rounds.open = 0;
     // results to every live volunteer; keep them for late joiners
-    HistRound *h = &b->rounds.hist[b->rounds.hist_head];
-    b->rounds.hist_head = (b->rounds.hist_head + 1) % b->o.history;
-    if (b->rounds.hist_n < b->o.history) b->rounds.hist_n++;
+    HistRound *h = br_rounds_hist_push(b);
     h->round = b->rounds.round;
     h->hash_before = b->rounds.hash_before;
     h->samples = (uint64_t)stats[STAT_SAMPLES];
@@ -405,20 +421,19 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
     h->participants = (uint32_t)stats[STAT_PARTICIPANTS];
     h->loss = stats[STAT_LOSS_SUM];
     h->aux = stats[STAT_AUX_SUM];
-    hist_encode(b, h, grads);
+    br_rounds_hist_encode(b, h, grads, CODEC_FP32, NULL, NULL);
     for (Conn *c = b->conns; c; c = c->next)
         if (!c->closing && c->state == C_LIVE)
-            send_round_result(c, h, c->vol ? c->vol->round_accepted : 0);
+            br_rounds_send_result(c, h, c->vol ? c->vol->round_accepted : 0);
     return 0;
 }
 
-static void bridge_after_step(BridgeServer *b, const StepResult *r);
 
 // The Averager's after-step: the round's record once its step is applied.
 static int bridge_round_after_step(void *ctx, Trainer *t, const StepResult *r, char *err) {
     (void)t;
     (void)err;
-    bridge_after_step(ctx, r);
+    br_rounds_record(ctx, r);
     return 0;
 }
 
@@ -429,7 +444,7 @@ Averager bridge_averager(BridgeServer *b) {
 
 // Writes the round's row to RUN_DIR/bridge.csv, keeps the status page's loss curve, and
 // prints a progress line.
-static void bridge_after_step(BridgeServer *b, const StepResult *r) {
+void br_rounds_record(BridgeServer *b, const StepResult *r) {
     const Rounds *rd = &b->rounds;
     double now = cx_now() - b->t_start;
     int live = bridge_live_volunteers(b);

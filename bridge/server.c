@@ -20,6 +20,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "bridge/outer.h"
 #include "bridge/proto.h"
 #include "bridge/rounds.h"
 #include "bridge/server_internal.h"
@@ -133,8 +134,12 @@ static void snap_unref(Snapshot *s) {
     }
 }
 
+uint64_t br_step(const BridgeServer *b) {
+    return b->outer ? (uint64_t)br_outer_applied(b->outer) : br_step(b);
+}
+
 static Snapshot *current_snapshot(BridgeServer *b) {
-    uint64_t step = (uint64_t)b->tr->optim.step;
+    uint64_t step = br_step(b);
     // an older snapshot is still good while the rounds since it are in the history
     if (b->snap && step - b->snap->step <= (uint64_t)(b->o.history / 2)) return b->snap;
     if (b->snap) snap_unref(b->snap);
@@ -156,7 +161,7 @@ static Snapshot *current_snapshot(BridgeServer *b) {
 // A connection reports it holds the state after step k: bring it up to date and make it live.
 static void conn_go_live(Conn *c, uint64_t k) {
     BridgeServer *b = c->b;
-    uint64_t done = (uint64_t)b->tr->optim.step;
+    uint64_t done = br_step(b);
     if (k > done) {
         br_conn_fail(c, BR_ERR_STATE, "reports step %llu but the run is at step %llu",
                      (unsigned long long)k, (unsigned long long)done);
@@ -201,9 +206,15 @@ static void on_hello(Conn *c, const BrHello *m) {
         br_conn_fail(c, BR_ERR_AUTH, "unknown or revoked join token");
         return;
     }
+    // the smallest codec both sides take: a DiLoCo pseudo-gradient goes in int8 (with error
+    // feedback), a per-step gradient in fp16 (int8 only when the peer offers nothing else)
     unsigned common = m->codecs & b->o.codecs;
-    int codec = common & BR_CODEC_BIT(BR_CODEC_FP16) ? BR_CODEC_FP16
-                : common & BR_CODEC_BIT(BR_CODEC_FP32) ? BR_CODEC_FP32 : 0;
+    static const int pref_sync[] = {BR_CODEC_FP16, BR_CODEC_INT8, BR_CODEC_FP32};
+    static const int pref_diloco[] = {BR_CODEC_INT8, BR_CODEC_FP16, BR_CODEC_FP32};
+    const int *pref = b->outer ? pref_diloco : pref_sync;
+    int codec = 0;
+    for (int i = 0; i < 3 && !codec; i++)
+        if (common & BR_CODEC_BIT(pref[i])) codec = pref[i];
     if (!codec) {
         br_conn_fail(c, BR_ERR_PROTOCOL, "no gradient codec in common (peer offers 0x%x, bridge "
                      "accepts 0x%x)", m->codecs, b->o.codecs);
@@ -257,7 +268,7 @@ static void on_hello(Conn *c, const BrHello *m) {
     br_log(b, "%s joined (%s, codec %s, state %zu bytes at step %llu)", br_conn_label(c),
            m->resume ? "resuming" : "new", codec_find(codec)->name, s->n,
            (unsigned long long)s->step);
-    br_vol_event(b, v, "joined", (uint64_t)b->tr->optim.step, 0, c->peer);
+    br_vol_event(b, v, "joined", br_step(b), 0, c->peer);
 }
 
 static void on_frame(Conn *c, const BrFrame *f) {
@@ -290,9 +301,10 @@ static void on_frame(Conn *c, const BrFrame *f) {
         uint64_t k = f->m.progress.step;
         if (c->state == C_AUTHED) conn_go_live(c, k);
         else if (c->state == C_LIVE) {
-            if (k < c->acked_step || k > (uint64_t)b->tr->optim.step)
-                br_conn_fail(c, BR_ERR_STATE, "PROGRESS for step %llu after step %llu (run at %ld)",
-                             (unsigned long long)k, (unsigned long long)c->acked_step, b->tr->optim.step);
+            if (k < c->acked_step || k > br_step(b))
+                br_conn_fail(c, BR_ERR_STATE, "PROGRESS for step %llu after step %llu (run at %llu)",
+                             (unsigned long long)k, (unsigned long long)c->acked_step,
+                             (unsigned long long)br_step(b));
             else c->acked_step = k;
         }
         break;
@@ -305,7 +317,7 @@ static void on_frame(Conn *c, const BrFrame *f) {
         break;
     case BR_MSG_BYE:
         br_log(b, "%s leaves (reason %u)", br_conn_label(c), f->m.bye.reason);
-        if (c->vol) br_vol_event(b, c->vol, "left", (uint64_t)b->tr->optim.step, 0, NULL);
+        if (c->vol) br_vol_event(b, c->vol, "left", br_step(b), 0, NULL);
         conn_close(c, "bye");
         break;
     default:
@@ -389,7 +401,7 @@ static void conn_close(Conn *c, const char *why) {
     if (c->vol) {
         br_rounds_conn_closed(c, why);
         if (!b->shutting_down)
-            br_vol_event(b, c->vol, "disconnected", (uint64_t)b->tr->optim.step, 0, why);
+            br_vol_event(b, c->vol, "disconnected", br_step(b), 0, why);
         if (c->vol->conn == c) c->vol->conn = NULL;
     }
     // flush what is queued (an ERROR/BYE), then FIN (on_write_drained); freed by reap()
@@ -515,9 +527,10 @@ int bridge_live_volunteers(const BridgeServer *b) {
 void bridge_options_default(BridgeOptions *o) {
     *o = (BridgeOptions){.listen = "0.0.0.0:7070", .deadline_s = 30.0, .max_staleness = 1,
                          .max_volunteers = 64,
-                         .codecs = BR_CODEC_BIT(BR_CODEC_FP16) | BR_CODEC_BIT(BR_CODEC_FP32),
+                         .codecs = BR_CODEC_BIT(BR_CODEC_FP16) | BR_CODEC_BIT(BR_CODEC_FP32) |
+                                   BR_CODEC_BIT(BR_CODEC_INT8),
                          .idle_timeout_s = 60.0, .heartbeat_s = 5.0, .history = 16, .tcp_cc = "bbr",
-                         .max_grad_norm = 1e4};
+                         .max_grad_norm = 1e4, .max_delta_ratio = 4};
 }
 
 BridgeServer *bridge_create(const BridgeOptions *o, Trainer *tr, HybridComm *h,
@@ -631,7 +644,7 @@ void bridge_free(BridgeServer *b) {
                      (unsigned long long)v->fresh, (unsigned long long)v->stale,
                      (unsigned long long)v->dropped, (unsigned long long)v->lost, v->bytes_in,
                      v->bytes_out);
-            br_vol_event(b, v, "summary", (uint64_t)b->tr->optim.step, v->fresh + v->stale, d);
+            br_vol_event(b, v, "summary", br_step(b), v->fresh + v->stale, d);
         }
         fclose(b->vcsv);
     }

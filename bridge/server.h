@@ -48,6 +48,8 @@ typedef struct {
     double heartbeat_s;        // heartbeat interval
     int history;               // rounds kept for catching up (replayed to rejoining peers)
     double max_grad_norm;      // an upload's L2 norm per loss token above this is rejected
+    double max_delta_ratio;    // diloco: a pseudo-gradient whose norm exceeds this many times
+                               // the cluster's of the same round is rejected (0: no limit)
     const char *tcp_cc;        // TCP congestion control for volunteer sockets ("" = the
                                // system's default); bbr where the kernel has it
     int plan_equal;            // 1: every volunteer in step gets a trainer-sized share

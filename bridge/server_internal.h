@@ -26,6 +26,7 @@
 enum { C_PREAUTH, C_AUTHED, C_LIVE };  // Conn.state
 
 typedef struct Vol Vol;
+typedef struct BrOuter BrOuter;  // the diloco coordinator (bridge/outer.h)
 typedef struct Snapshot Snapshot;  // a serialized state being downloaded (server.c)
 
 // One volunteer identity; survives reconnects.
@@ -38,6 +39,7 @@ struct Vol {
     uint64_t round_accepted;  // samples of its uploads summed into the current round
     BrPlanSpeed speed;        // what the throughput plan knows of it (bridge/planner.h)
     double up_mbit;           // goodput of its last upload (0: none yet)
+    double t_prev_done;       // diloco: its last upload completed (compute starts there at the earliest)
     double first_seen, last_seen;
     double bytes_in, bytes_out;
     Conn *conn;
@@ -61,6 +63,8 @@ struct Conn {
     // the round this connection was given a share of (0: none outstanding)
     uint64_t assigned_round, assigned_start, assigned_samples;
     uint64_t opened_round;  // the last round it was sent ROUND_OPEN for
+    // diloco: the round it was given while the assigned one is still to be uploaded
+    uint64_t next_round, next_start, next_samples;
     // upload in progress
     float *up;
     uint64_t up_round, up_next, up_samples, up_tokens;
@@ -96,7 +100,56 @@ struct BridgeServer {
     uint8_t *frame;  // one encoded frame
     size_t frame_cap;
     BrProtoLimits lim;
+    BrOuter *outer;  // diloco mode: the outer rounds' coordinator (NULL: sync rounds)
 };
+
+// A complete upload waiting to be summed into a round.
+struct Pending {
+    Vol *vol;
+    uint64_t round, start, samples, tokens;
+    double loss, aux;
+    double up_bytes, up_s;  // goodput sample: bytes after the first chunk, over seconds
+    double t_first, t_done; // first chunk arrived, upload complete
+    float *g;
+    Pending *next;
+};
+
+// One finished round, kept to bring rejoining volunteers up to date. The summed gradient
+// is kept as its encoded AVG_CHUNK frames: encoded once, sent as bytes to every
+// volunteer that round and to every later replay.
+struct HistRound {
+    uint64_t round, hash_before, samples, tokens;
+    uint32_t participants;
+    double loss, aux;
+    uint8_t *frames;  // AVG_CHUNK frames covering the whole gradient, back to back
+    size_t frames_bytes, frames_cap;
+};
+
+// The step a volunteer's replica is at: optimizer steps (sync), outer rounds applied (diloco).
+uint64_t br_step(const BridgeServer *b);
+
+// ---- shared by the rounds (rounds.c) and the diloco coordinator (outer.c) ----
+void br_rounds_send_open(Conn *c, uint64_t round, uint64_t hash, uint64_t start, uint64_t n);
+// ROUND_CLOSE with h's totals (and this volunteer's accepted samples), then h's AVG_CHUNKs.
+void br_rounds_send_result(Conn *c, const HistRound *h, uint64_t accepted);
+// Elements per chunk of codec under a chunk limit (whole blocks of a blockwise codec).
+size_t br_chunk_elems(int codec, size_t max_chunk_bytes);
+// The next history slot (the oldest is overwritten).
+HistRound *br_rounds_hist_push(BridgeServer *b);
+// Encodes v (b->n floats) as h's AVG_CHUNK frames in codec; residual (NULL: none) is the
+// error feedback of a lossy codec; decoded (NULL: not needed) receives what a receiver decodes.
+void br_rounds_hist_encode(BridgeServer *b, HistRound *h, const float *v, int codec, float *residual,
+                           float *decoded);
+// Fails the live volunteers more than the history allows behind step done.
+void br_rounds_drop_laggards(BridgeServer *b, uint64_t done);
+// The first round's bounded wait for o.wait_volunteers live volunteers at step done.
+void br_rounds_wait_volunteers(BridgeServer *b, uint64_t done);
+// Orders Pending pointers by (round, first sample).
+int br_cmp_pending(const void *a, const void *b);
+// The round's row in RUN_DIR/bridge.csv, the status page's loss curve, the progress line.
+void br_rounds_record(BridgeServer *b, const StepResult *r);
+// diloco (outer.c): c is closing
+void br_outer_conn_closed(Conn *c);
 
 // ---- the connection layer (server.c) ----
 
