@@ -1,7 +1,6 @@
 // diloco.c: DiLoCo's outer step and the worker's Averager (see diloco.h).
 #include "models/diloco.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -93,7 +92,6 @@ void diloco_restore(Diloco *d, const int64_t meta[4]) {
 
 void diloco_deliver(Diloco *d, long round, const float *avg, const double *stats) {
     CHECK(round == d->applied + 1, "DiLoCo: round %ld delivered after round %ld", round, d->applied);
-    if (getenv("CX_DBG")) { double a=0,b=0; for (size_t i=0;i<d->n;i++){a+=avg[i]*(double)avg[i]; b+=d->delta[i]*(double)d->delta[i];} fprintf(stderr, "DBG deliver r%ld |avg| %.9g |delta| %.9g samples %g\n", round, a, b, stats?stats[STAT_SAMPLES]:-1); }
     diloco_outer_step(&d->cfg, d->theta, d->buf, avg, d->n);
     d->applied = round;
     if (stats) memcpy(d->last_stats, stats, sizeof d->last_stats);
