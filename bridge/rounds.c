@@ -492,6 +492,9 @@ void br_rounds_report_unfinished(BridgeServer *b) {
     for (Conn *c = b->conns; c; c = c->next)
         if (!c->closing && c->assigned_round && c->vol)
             br_vol_event(b, c->vol, "unfinished", c->assigned_round, c->assigned_samples, "run ended");
+    for (Conn *c = b->conns; c; c = c->next)
+        if (!c->closing && c->next_round && c->vol)
+            br_vol_event(b, c->vol, "unfinished", c->next_round, c->next_samples, "run ended");
     for (Pending *p = b->rounds.pending; p; p = p->next)
         br_vol_event(b, p->vol, "unfinished", p->round, p->samples, "run ended");
 }

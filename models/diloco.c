@@ -70,6 +70,7 @@ void diloco_init(Diloco *d, const DilocoConfig *cfg, const float *params, size_t
     d->buf = cx_calloc(n, sizeof(float));
     d->start = cx_calloc(n, sizeof(float));
     d->delta = cx_calloc(n, sizeof(float));
+    d->spare = cfg->overlap ? cx_calloc(n, sizeof(float)) : NULL;
     memcpy(d->theta, params, n * sizeof(float));
     memcpy(d->start, params, n * sizeof(float));
     d->inner = inner;
@@ -80,6 +81,7 @@ void diloco_free(Diloco *d) {
     free(d->buf);
     free(d->start);
     free(d->delta);
+    free(d->spare);
     memset(d, 0, sizeof *d);
 }
 
@@ -173,8 +175,12 @@ static int dl_after_step(void *ctx, Trainer *t, const StepResult *r, char *err) 
     if (next_round(d, err) != 0) return -1;
     long need = d->cfg.overlap ? prev - 1 : prev;
     if (need > d->applied && d->link.wait(d->link.ctx, need, err) != 0) return -1;
-    if (d->cfg.overlap && d->round == prev + 1) {  // own progress on top of the outer parameters
-        for (size_t i = 0; i < d->n; i++) d->start[i] = d->theta[i] - d->delta[i];
+    if (d->cfg.overlap && d->round == prev + 1 && d->applied < prev) {
+        // the eager outer step: this worker's own pseudo-gradient stands in for the average
+        // still in flight (on copies: theta and buf take the real average when it arrives)
+        memcpy(d->start, d->theta, d->n * sizeof(float));
+        memcpy(d->spare, d->buf, d->n * sizeof(float));
+        diloco_outer_step(&d->cfg, d->start, d->spare, d->delta, d->n);
     } else {  // without overlap, or after rounds without a share: the outer parameters
         memcpy(d->start, d->theta, d->n * sizeof(float));
     }

@@ -14,14 +14,14 @@
 // (DiLoCo's lr 0.7, mu 0.9). Every participant applies the same outer steps to the same
 // decoded bytes, in round order, so theta and buf stay bit-identical everywhere.
 //
-// Overlap (averaging.overlap = 1, Streaming DiLoCo's one-round delay): at the end of round
-// r a worker posts delta_r and starts round r+1 at once, from
-//   start_{r+1} = theta - delta_r
-// (the outer parameters it has, i.e. with rounds up to r-1 applied, plus its own latest
-// progress); round r's average arrives while it computes and is applied at the end of
-// round r+1. Without overlap a worker waits for round r's average and restarts from
-// theta. With one worker, H = 1, lr 1 and mu 0, both are synchronous training (up to the
-// float rounding of theta - (theta - x)).
+// Overlap (averaging.overlap = 1, Streaming DiLoCo's one-round delay with an eager local
+// step): at the end of round r a worker posts delta_r and starts round r+1 at once, from
+//   start_{r+1} = the outer step applied to copies of (theta, buf) with delta_r
+// (the outer parameters it has, with rounds up to r-1 applied, moved by its own
+// pseudo-gradient standing in for round r's average); round r's average arrives while it
+// computes and is applied to theta at the end of round r+1. Without overlap a worker waits
+// for round r's average and restarts from theta. With one worker, H = 1, lr 1 and mu 0,
+// both are synchronous training (up to the float rounding of theta - (theta - x)).
 //
 // The worker's side is an Averager (models/train.h) wrapped around the worker's inner
 // one (the cluster's all-reduce, or none): the transport to the other workers is an
@@ -92,6 +92,7 @@ typedef struct {
     float *theta, *buf;   // outer parameters and outer momentum (identical everywhere)
     float *start;         // where the current round's inner steps started
     float *delta;         // the pseudo-gradient being posted
+    float *spare;         // overlap: the outer momentum's copy for the eager step
     long applied;         // outer rounds applied to theta
     long round;           // the worker's current round (0: none assigned yet)
     long steps, done;     // inner steps in the current round, and taken

@@ -178,6 +178,12 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
     // the averaging strategy; a bridge builds the same replica from the configuration text
     if (bridged) hybrid_bcast_config(hc, &s->cfg_text);
     const int diloco = rep->train->avg.mode == AVG_DILOCO;
+    if (diloco && s->resume && rep->train->avg.workers > 1) {
+        report(s, "cannot resume a run of %d DiLoCo workers from %s: its checkpoint holds the "
+               "outer state and worker 0's inner state only (a cluster of any size is one worker; "
+               "with a bridge, volunteers rejoin)", rep->train->avg.workers, resume_path);
+        return 2;
+    }
     if (world_size > 1 || diloco) {
         // the model's split layout lets most of the all-reduce start during the backward
         hybrid_create_averager(hc, rep);

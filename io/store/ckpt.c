@@ -594,7 +594,7 @@ int ckpt_save_trainer(const char *run_dir, const char *model, const char *writer
         st.slots[3] = outer->buf;
         st.slots[4] = outer->start;
         st.n_slots = 5;
-        ostate[0] = outer->round;
+        ostate[0] = outer->completed;
         ostate[1] = outer->applied;
         ostate[2] = outer->steps;
         ostate[3] = (int64_t)outer->base;

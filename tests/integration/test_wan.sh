@@ -11,7 +11,9 @@
 #   - leaver: contributes 3 steps and says BYE.
 # Training must finish, every volunteer still attached at the end must hold the bridge's
 # parameters at every round (the parameter hash in ROUND_OPEN; the trainers and the bridge
-# check theirs by MPI every step), and every sample is accounted for.
+# check theirs by MPI every step), and every sample is accounted for. The scenario runs
+# twice: synchronous rounds (--plan equal), then DiLoCo (averaging.mode = diloco, H = 4,
+# int8 both ways, shares sized to measured speeds, adaptive deadlines).
 # usage: tests/integration/test_wan.sh BUILD_DIR DATA_DIR
 set -u
 BUILD=${1:?usage: test_wan.sh BUILD_DIR DATA_DIR}
@@ -53,11 +55,19 @@ volunteer() {  # ID NAME [ARGS...]: a volunteer inside namespace cxvID
         --name "$name" --set train.threads=1 --timeout 4 --retries 30 "$@" >"$WORK/$name.log" 2>&1
 }
 
-R=$WORK/run
+scenario() {  # MODE: sync or diloco
+MODE=$1
+R=$WORK/run-$MODE
+mkdir -p "$WORK/$MODE"
+if [ "$MODE" = sync ]; then
+    H=1 TRAIN_ARGS=() BRIDGE_ARGS=(--plan equal)
+else
+    H=4 TRAIN_ARGS=(--set averaging.mode=diloco --set averaging.inner_steps=4) BRIDGE_ARGS=()
+fi
 mpirun --allow-run-as-root --oversubscribe -np 2 "$BIN/conflux-train" "${TINY_MODEL[@]}" \
     --set train.global_batch=16 --set train.micro_batch=2 --set train.steps=60 \
-    --set train.replica_check_every=1 --set train.eval_every=0 --set run.dir="$R" -q \
-    : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 0.0.0.0:$PORT --deadline 4 --plan equal \
+    --set train.replica_check_every=$H --set train.eval_every=0 --set run.dir="$R" -q "${TRAIN_ARGS[@]}" \
+    : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 0.0.0.0:$PORT --deadline 4 "${BRIDGE_ARGS[@]}" \
     --idle-timeout 4 --heartbeat 1 --history 32 --wait-volunteers 3 --wait-timeout 60 \
     >"$WORK/bridge.log" 2>&1 &
 MP=$!
@@ -77,20 +87,20 @@ for _ in $(seq 600); do
     fi
     sleep 0.05
 done
-[ $killed = 1 ] && ok "victim killed with $q bytes of its upload still queued" || bad "the victim never started an upload"
+[ $killed = 1 ] && ok "$MODE: victim killed with $q bytes of its upload still queued" || bad "the victim never started an upload"
 sleep 1
 wan_cut $L && ok "flaky's link cut" || bad "wan_cut"
 sleep 7
 wan_restore $L && ok "flaky's link restored" || bad "wan_restore"
 volunteer $J latecomer & LATE=$!
 
-wait $MP && [ -f "$R/finished" ] && ok "training finished (60 steps)" \
+wait $MP && [ -f "$R/finished" ] && ok "$MODE: training finished (60 steps)" \
     || { bad "training did not finish"; tail -20 "$WORK/bridge.log"; }
 for v in STEADY FLAKY LATE; do
     eval "pid=\$$v"
     name=$(echo $v | tr A-Z a-z); [ $name = late ] && name=latecomer
     if wait $pid && grep -q "the run ended" "$WORK/$name.log" && ! grep -q "differs" "$WORK/$name.log"; then
-        ok "$name stayed in step with the bridge to the end ($(grep -c '^step' "$WORK/$name.log") progress lines)"
+        ok "$MODE: $name stayed in step with the bridge to the end ($(grep -c '^step' "$WORK/$name.log") progress lines)"
     else
         bad "$name: $(tail -3 "$WORK/$name.log")"
     fi
@@ -104,19 +114,20 @@ grep -q "flaky.*is live at step.*replayed\|flaky.*joined (resuming" "$WORK/bridg
     && ok "the bridge took flaky back under the same identity" || bad "no resume of flaky in the bridge log"
 grep -q "latecomer.*joined" "$WORK/bridge.log" && grep -q "state .* MB" "$WORK/latecomer.log" \
     && ok "the latecomer downloaded the state over its link and joined" || bad "latecomer join"
-/usr/bin/python3 - "$R" <<'EOF' && ok "every sample accounted for" || bad "sample accounting"
+/usr/bin/python3 - "$R" $((60 / H)) <<'EOF' && ok "$MODE: every sample accounted for" || bad "$MODE: sample accounting"
 import csv, sys
 d = sys.argv[1]
 rows = list(csv.DictReader(open(f"{d}/bridge.csv")))
 ev = list(csv.DictReader(open(f"{d}/volunteers.csv")))
-assert len(rows) == 60, len(rows)
+assert len(rows) == int(sys.argv[2]), (len(rows), sys.argv[2])
 for r in rows:
     assert int(r["samples"]) == int(r["trainer_samples"]) + int(r["fresh_samples"]) + int(r["stale_samples"]), r
 by = {}
 for e in ev:
     by[e["event"]] = by.get(e["event"], 0) + int(e["samples"])
 assigned = sum(int(r["volunteer_samples_assigned"]) for r in rows)
-ended = sum(by.get(k, 0) for k in ("accepted", "accepted-stale", "dropped-stale", "lost", "unfinished"))
+ended = sum(by.get(k, 0) for k in ("accepted", "accepted-stale", "dropped-stale", "rejected-norm", "lost",
+                                    "unfinished"))
 print(f"volunteer samples assigned {assigned}: accepted {by.get('accepted',0)}, late but accepted "
       f"{by.get('accepted-stale',0)}, dropped {by.get('dropped-stale',0)}, lost {by.get('lost',0)}, "
       f"unfinished {by.get('unfinished',0)}")
@@ -124,5 +135,10 @@ assert assigned == ended, (assigned, ended, by)
 lost_victim = sum(int(e["samples"]) for e in ev if e["event"] == "lost" and e["name"] == "victim")
 assert lost_victim > 0, "the victim's share was not deducted"
 EOF
+cp "$WORK"/*.log "$WORK/$MODE/" 2>/dev/null
+}
+scenario sync
+PORT=$((PORT + 1))
+scenario diloco
 echo "wan test: $fails failure(s)"
 exit $fails
