@@ -19,13 +19,14 @@
 //   the same outer math in double):
 //     sync_equivalence   1 worker, H 1, lr 1, mu 0: overlap 0 and 1 follow plain training
 //     two_workers_sync   H 4, overlap 0: theta, starts, counters, cursor, schedule step
-//     two_workers_overlap H 4, overlap 1: start_{r+1} = theta_{r-1} - delta_r; round r
+//     two_workers_overlap H 4, overlap 1: start_{r+1} = the outer step of (theta_{r-1},
+//                        buf_{r-1}) with the own delta_r (on copies); round r
 //                        applied at the end of round r+1; the run's last step; flush
 //     short_share        a worker assigned 2 steps of H 4 posts after 2 with 2 G samples
 //     hooks              boundary/shared/flush
 //     overlap_early_delivery  overlap with a link that delivers round r while the worker
 //                        takes round r+1's assignment (allowed by the OuterLink contract):
-//                        FAILS, see the comment there (a bug in dl_after_step)
+//                        must restart from theta (a double count this test caught)
 // - config_check: diloco_config_check's messages, and the defaults.
 //
 // Exit status: 0 when every assertion passed, 1 otherwise.
@@ -620,10 +621,14 @@ static void ref_run(const Setup *s, const Coord *c, Ref *ref) {
         }
         float inv = (float)(1.0 / total);
         for (size_t i = 0; i < n; i++) avg[i] *= inv;
-        // the next starts: overlap from theta with rounds up to r-1 and the own delta_r
-        for (int w = 0; w < s->W; w++)
-            for (size_t i = 0; i < n; i++)
-                ref->start[r + 1][w][i] = s->overlap ? ref->theta[r - 1][i] - ref->delta[r][w][i] : 0;
+        // the next starts with overlap: the eager outer step, the own delta_r standing in for
+        // round r's average, from theta and buf with rounds up to r-1 (on copies)
+        for (int w = 0; w < s->W; w++) {
+            float tb[NP_MAX];
+            memcpy(ref->start[r + 1][w], ref->theta[r - 1], n * sizeof(float));
+            memcpy(tb, buf, n * sizeof(float));
+            if (s->overlap) ref_outer_step(s, ref->start[r + 1][w], tb, ref->delta[r][w], n);
+        }
         memcpy(ref->theta[r], ref->theta[r - 1], n * sizeof(float));
         ref_outer_step(s, ref->theta[r], buf, avg, n);
         if (!s->overlap)
@@ -945,13 +950,12 @@ static void test_hooks(void) {
 //
 // OuterLink.assign may deliver "results of earlier rounds arriving meanwhile"; a coordinator
 // that has round r's average when the worker takes round r+1 (here: one worker, whose post
-// completes the round) delivers it there. dl_after_step then computes the overlapped start
-// theta - delta_r from a theta that already holds round r (which contains delta_r), so the
-// worker's own progress counts twice. diloco.h says start_{r+1} is theta with rounds up to
-// r-1 applied minus delta_r, and with 1 worker, H 1, lr 1, mu 0 it is synchronous
-// training: this test asserts that and FAILS with models/diloco.c as it is (reported, not
-// fixed here). The MPI link (delivers in wait only) and the bridge (ROUND_OPEN r+1 precedes
-// ROUND_CLOSE r on a volunteer's connection) do not hit it today.
+// completes the round) delivers it there. The eager overlapped start must then not apply
+// delta_r on top of a theta that already holds round r (which contains delta_r): the
+// worker restarts from theta. With 1 worker, H 1, lr 1, mu 0 that is synchronous training,
+// which this test asserts (it caught the double count in dl_after_step). The MPI link
+// (delivers in wait only) and the bridge (ROUND_OPEN r+1 precedes ROUND_CLOSE r on a
+// volunteer's connection) do not deliver early today.
 static void test_overlap_early_delivery(void) {
     double e = sync_run(1, 1, 20, 0);
     printf("\n    overlap, round r delivered in assign: max relative difference %.3g from plain training", e);
