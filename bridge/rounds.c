@@ -214,15 +214,18 @@ void br_rounds_on_grad_chunk(Conn *c, const BrGradChunk *m) {
 
 void br_rounds_conn_closed(Conn *c, const char *why) {
     BridgeServer *b = c->b;
-    if (c->vol && c->assigned_round) {  // its share of a round will not arrive
-        c->vol->lost += c->assigned_samples;
-        if (c->assigned_round == b->rounds.round) b->rounds.lost += c->assigned_samples;
-        br_vol_event(b, c->vol, "lost", c->assigned_round, c->assigned_samples, why);
+    // its shares will not arrive: lost, or unfinished when the run is over
+    const char *ev = b->shutting_down ? "unfinished" : "lost";
+    if (c->vol && c->assigned_round) {
+        if (!b->shutting_down) c->vol->lost += c->assigned_samples;
+        if (c->assigned_round == b->rounds.round && !b->shutting_down) b->rounds.lost += c->assigned_samples;
+        br_vol_event(b, c->vol, ev, c->assigned_round, c->assigned_samples, why);
     }
     if (c->vol && c->next_round) {
-        c->vol->lost += c->next_samples;
-        br_vol_event(b, c->vol, "lost", c->next_round, c->next_samples, why);
+        if (!b->shutting_down) c->vol->lost += c->next_samples;
+        br_vol_event(b, c->vol, ev, c->next_round, c->next_samples, why);
     }
+    c->assigned_round = c->next_round = 0;
     if (b->outer) br_outer_conn_closed(c);
 }
 

@@ -623,13 +623,22 @@ void bridge_free(BridgeServer *b) {
         f.m.bye.reason = b->restarting ? BR_BYE_RESTART : BR_BYE_SHUTDOWN;
         br_conn_send(c, &f);
     }
-    // flush for at most a second
-    double t_end = cx_now() + 1.0;
+    b->shutting_down = 1;  // from here on a closing connection's shares are "unfinished"
+    // flush each BYE, then send FIN and wait for the peer to read its BYE and close (3 s at
+    // most in all): closing a socket while its peer still uploads would reset the
+    // connection, and the BYE with it
+    double t_end = cx_now() + 3.0;
     while (b->base && cx_now() < t_end) {
-        size_t left = 0;
-        for (Conn *c = b->conns; c; c = c->next)
-            if (!c->closing) left += evbuffer_get_length(bufferevent_get_output(c->bev));
-        if (left == 0) break;
+        int open = 0;
+        for (Conn *c = b->conns; c; c = c->next) {
+            if (c->closing || c->eof) continue;
+            open = 1;
+            if (!c->fin_sent && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+                shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+                c->fin_sent = 1;
+            }
+        }
+        if (!open) break;
         bridge_pump(b, 0.05);
     }
     // shares still out and uploads not yet summed when the run ends

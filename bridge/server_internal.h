@@ -50,7 +50,7 @@ struct Conn {
     BridgeServer *b;
     struct bufferevent *bev;
     BrProtoDecoder dec;
-    int state, closing, eof;
+    int state, closing, eof, fin_sent;
     double close_t;
     Vol *vol;
     char token[BR_TOKEN_CHARS + 1];

@@ -9,7 +9,9 @@
 #include <event2/http.h>
 #include <json-c/json.h>
 
+#include "bridge/outer.h"
 #include "bridge/server_internal.h"
+#include "models/codec.h"
 #include "bridge/status_page.h"
 #include "models/common.h"
 
@@ -24,7 +26,10 @@ static void on_status_json(struct evhttp_request *req, void *arg) {
     json_add(o, "total_steps", json_object_new_int64(b->o.total_steps));
     json_add(o, "loss", b->status.loss_n > 0 ? json_object_new_double(b->status.last_loss) : NULL);
     json_add(o, "samples_per_s", json_object_new_double(b->status.samples_per_s));
-    json_add(o, "rounds", json_object_new_int64(b->tr->optim.step));
+    json_add(o, "rounds", json_object_new_int64((int64_t)br_step(b)));
+    // the averaging: sync (a round per step) or diloco (outer rounds of H inner steps)
+    json_add(o, "mode", json_object_new_string(b->outer ? "diloco" : "sync"));
+    json_add(o, "inner_steps", json_object_new_int64(b->outer ? br_outer_inner_steps(b->outer) : 1));
     json_add(o, "round_open", json_object_new_boolean(b->rounds.open));
     json_add(o, "global_batch", json_object_new_int64(b->tr->global_batch));
     json_add(o, "trainers", json_object_new_int(hybrid_n_trainers(b->h)));
@@ -52,6 +57,10 @@ static void on_status_json(struct evhttp_request *req, void *arg) {
         json_add(j, "upload_mbit_s", v->up_mbit > 0 ? json_object_new_double(v->up_mbit) : NULL);
         json_add(j, "bytes_sent", json_object_new_double(v->bytes_in));
         json_add(j, "bytes_received", json_object_new_double(v->bytes_out));
+        json_add(j, "codec", c && c->codec ? json_object_new_string(codec_find(c->codec)->name) : NULL);
+        uint64_t trained = v->fresh + v->stale;  // its bytes both ways per sample it contributed
+        json_add(j, "bytes_per_sample",
+                 trained ? json_object_new_double((v->bytes_in + v->bytes_out) / (double)trained) : NULL);
         json_add(j, "first_seen_s", json_object_new_double(v->first_seen));
         json_add(j, "last_seen_s_ago", json_object_new_double(now - b->t_start - v->last_seen));
         json_object_array_add(vs, j);

@@ -3,7 +3,8 @@
 # job starts 2 trainer ranks and the bridge rank with srun --multi-prog (--mpi=pmix), a
 # volunteer joins it over TCP, the job is signalled (the time-limit warning), checkpoints,
 # requeues itself and resumes, the volunteer reconnects to the requeued job's bridge, and
-# the run finishes with the volunteer's samples in it.
+# the run finishes with the volunteer's samples in it. SLURM_HYBRID_MODE=diloco runs the same
+# job in DiLoCo mode (H = 4): the requeued job resumes the outer state from its checkpoint.
 # usage: tests/integration/test_slurm_hybrid.sh BUILD_DIR DATA_DIR
 set -u
 BUILD=${1:?}; DATA=${2:?}
@@ -34,8 +35,10 @@ eval "$(slurm/local-cluster.sh env "$CL")"
 PORT=$(free_ports)
 TOKENS=$WORK/tokens.txt
 TOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" vol)
+MODE=${SLURM_HYBRID_MODE:-sync}
 ARGS=("${TINY_MODEL[@]}" --set train.global_batch=8 --set train.micro_batch=2
       --set train.eval_every=0 --set train.steps=200 --set train.log_every=50)
+[ "$MODE" = diloco ] && ARGS+=(--set averaging.mode=diloco --set averaging.inner_steps=4)
 jid=$(CONFLUX_BIN_DIR="$BIN" CONFLUX_RUN_DIR="$WORK/job" CONFLUX_TOKENS="$TOKENS" \
       CONFLUX_LISTEN=127.0.0.1:$PORT CONFLUX_BRIDGE_ARGS="--plan equal --wait-volunteers 1 --wait-timeout 60" \
       sbatch --parsable --overcommit --ntasks=3 --output="$WORK/job.out" slurm/hybrid.sbatch "${ARGS[@]}")
@@ -55,9 +58,15 @@ grep -q "requeueing job $jid" "$WORK/job.out" && ok "it checkpointed and requeue
 grep -q "resumes from checkpoint-" "$WORK/job.out" && ok "the requeued job resumed" || bad "no resume"
 grep -q "bridge on .* listening" "$WORK/job.out" && ok "the job log names the bridge's node" || bad "no bridge line in the job log"
 wait $VOL
-vol_rows=$(awk -F, 'NR > 1 && $12 > 2' "$WORK/job/metrics.csv" | wc -l)
-[ "$vol_rows" -gt 20 ] && ok "the volunteer took part in $vol_rows steps (3 participants), across the requeue" \
-    || bad "volunteer took part in $vol_rows steps: $(tail -3 "$WORK/vol.log")"
+if [ "$MODE" = diloco ]; then  # bridge.csv: one row per outer round; the cluster + the volunteer
+    vol_rows=$(awk -F, 'NR > 1 && $11 > 1' "$WORK/job/bridge.csv" | wc -l)
+    min_rows=5
+else
+    vol_rows=$(awk -F, 'NR > 1 && $12 > 2' "$WORK/job/metrics.csv" | wc -l)
+    min_rows=20
+fi
+[ "$vol_rows" -gt $min_rows ] && ok "$MODE: the volunteer took part in $vol_rows rounds, across the requeue" \
+    || bad "$MODE: volunteer took part in $vol_rows rounds: $(tail -3 "$WORK/vol.log")"
 grep -q "the run ended" "$WORK/vol.log" && ok "the volunteer ended with the run" || bad "volunteer: $(tail -2 "$WORK/vol.log")"
 [ $fails = 0 ] || { echo "--- job log"; tail -30 "$WORK/job.out"; }
 echo "slurm hybrid: $fails failure(s)"

@@ -42,6 +42,16 @@ for _ in $(seq 600); do
 done
 /usr/bin/python3 -c "import json,sys; s=json.load(open(sys.argv[1])); sys.exit(s['live_volunteers']!=2)" "$WORK/s.json" 2>/dev/null \
     && ok "status.json shows the live collaboration: $(head -c 160 "$WORK/s.json")..." || { bad "no live collaboration on the status page"; tail -5 "$WORK/bridge.log"; }
+/usr/bin/python3 - "$WORK/s.json" <<'EOF' && ok "status.json: mode sync, each volunteer's codec (fp16) and bytes per contributed sample" || bad "status.json lacks the mode, codec or bytes per sample"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["mode"] == "sync" and s["inner_steps"] == 1, (s["mode"], s["inner_steps"])
+live = [v for v in s["volunteers"] if v["connected"]]
+assert live and all(v["codec"] == "fp16" for v in live), [v["codec"] for v in live]
+for v in live:
+    n = v["samples_accepted"] + v["samples_late"]
+    assert n == 0 or abs(v["bytes_per_sample"] - (v["bytes_sent"] + v["bytes_received"]) / n) < 1e-6 * v["bytes_per_sample"], v
+EOF
 
 # concurrent polling while rounds run
 /usr/bin/python3 - "http://127.0.0.1:$SPORT/status.json" "$TOK" <<'EOF' && ok "8 concurrent pollers x 40 requests: all 200, valid JSON, monotone steps, no token" || bad "concurrent polling"
