@@ -346,6 +346,7 @@ int main(int argc, char **argv) {
             memcpy(outer.buf, tr->optim.m, n * sizeof(float));
             memset(tr->optim.m, 0, n * sizeof(float));
             memset(tr->optim.v, 0, n * sizeof(float));
+            tr->optim.moment_steps = 0;  // bias correction from its own first step
             outer.applied = tr->optim.step;  // the outer rounds the state holds
             outer.cursor = &tr->samples_seen;
             outer.sched_step = &tr->optim.step;

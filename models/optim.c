@@ -31,6 +31,7 @@ void optim_init(Optim *o, const OptimConfig *cfg, const TensorSpec *specs, int n
     o->m = cx_calloc(n, sizeof(float));
     o->v = cx_calloc(n, sizeof(float));
     o->step = 0;
+    o->moment_steps = -1;
     o->group_first = 0;
     memset(&o->group_cfg, 0, sizeof o->group_cfg);
 }
@@ -141,7 +142,8 @@ void optim_step_with_norm(Optim *o, float *params, float *grads, double gnorm) {
     const OptimConfig *c = &o->cfg;
     float gscale = 1.0f;
     if (c->clip_norm > 0.0f && gnorm > c->clip_norm) gscale = (float)(c->clip_norm / (gnorm + 1e-6));
-    long t = o->step + 1;
+    long t = (o->moment_steps >= 0 ? o->moment_steps : o->step) + 1;
+    if (o->moment_steps >= 0) o->moment_steps++;
     const float lr0 = optim_lr(c, o->step);
     const float lr1 = o->group_first > 0 ? optim_lr(&o->group_cfg, o->step) : lr0;
     const float b1 = c->beta1, b2 = c->beta2, eps = c->eps;

@@ -41,7 +41,11 @@ typedef struct {
     int n_specs;
     size_t n;             // arena length (floats)
     float *m, *v;         // first and second moments (arena layout)
-    long step;            // optimizer steps taken
+    long step;            // optimizer steps taken (the learning-rate schedule's position)
+    long moment_steps;    // steps since the moments were zeroed, for Adam's bias correction;
+                          // -1 (optim_init): as many as step. A DiLoCo volunteer starts its
+                          // moments at zero mid-run and sets 0 (its schedule step jumps with
+                          // the rounds; the correction counts the updates its moments saw)
     int group_first;      // > 0: specs [group_first, n_specs) follow group_cfg (optim_set_group)
     OptimConfig group_cfg;
 } Optim;
