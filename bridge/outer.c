@@ -183,10 +183,12 @@ static int close_round(BrOuter *o, long r, char *err) {
         } else if (ratio > 0 && !(norm <= ratio * cluster_norm)) {
             rs->dropped += p->samples;
             p->vol->dropped += p->samples;
-            br_log(b, "%s: pseudo-gradient of round %llu rejected: norm %.3g exceeds %.3g x the "
-                      "cluster's %.3g", p->vol->name, (unsigned long long)p->round, norm, ratio,
-                   cluster_norm);
-            br_vol_event(b, p->vol, "rejected-norm", (uint64_t)r, p->samples, NULL);
+            char why[160];
+            snprintf(why, sizeof why, "pseudo-gradient of round %llu rejected: norm %.3g exceeds "
+                     "%.3g x the cluster's %.3g", (unsigned long long)p->round, norm, ratio, cluster_norm);
+            br_vol_event(b, p->vol, "rejected-norm", (uint64_t)r, p->samples, why);
+            if (p->vol->conn && !p->vol->conn->closing) br_conn_fail(p->vol->conn, BR_ERR_BAD_DATA, "%s", why);
+            else br_log(b, "%s: %s", p->vol->name, why);
         } else {
             diloco_accumulate(o->acc, p->g, n, (double)p->samples);
             weight += (double)p->samples;

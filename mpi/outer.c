@@ -1,6 +1,7 @@
 // outer.c: DiLoCo's worker groups and outer exchange over MPI (see hybrid.h).
 #include <mpi.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,11 +44,15 @@ struct OuterMpi {
 void hybrid_outer_split(HybridComm *h, const DilocoConfig *c) {
     h->diloco = 1;
     int W = h->bridge_rank >= 0 ? 1 : c->workers;
-    if (W > h->n_trainers) {
-        if (h->rank == 0)
+    if (W > h->n_trainers) {  // rank 0 says why and ends the job; the others wait for that
+        if (h->rank == 0) {
             fprintf(stderr, "conflux: error: averaging.workers = %d but the job has %d trainer rank(s)\n",
                     W, h->n_trainers);
-        MPI_Abort(h->world, 2);
+            fflush(stderr);
+            MPI_Abort(h->world, 2);
+        }
+        MPI_Barrier(h->world);
+        exit(2);
     }
     h->n_workers = W;
     // contiguous groups; the first N % W are one rank larger

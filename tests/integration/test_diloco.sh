@@ -9,7 +9,9 @@
 #     workers (2 + 1 + 1), fp32 both ways; and the default int8 both ways really is int8.
 #  4. At equal samples and compute, 2 DiLoCo workers reach the synchronous run's
 #     validation loss within a stated margin.
-#  5. Bad configurations get clear errors and the usage exit code.
+#  5. Hostile volunteers in diloco mode (NaN, an absurd pseudo-gradient norm, wrong size,
+#     wrong round) are rejected with their reason; the run goes on.
+#  6. Bad configurations get clear errors and the usage exit code.
 # usage: tests/integration/test_diloco.sh BUILD_DIR DATA_DIR
 set -u
 BUILD=${1:?usage: test_diloco.sh BUILD_DIR DATA_DIR}
@@ -142,7 +144,38 @@ awk -v s="$vs" -v d="$vd" 'BEGIN {exit !(s != "" && d != "" && d <= s + 0.3)}' \
     && ok "2 DiLoCo workers reach the synchronous validation loss within 0.3 nat ($vd vs $vs)" \
     || bad "DiLoCo validation loss $vd is more than 0.3 nat above synchronous $vs"
 
-# ---- 5. bad configurations -------------------------------------------------------------
+# ---- 5. hostile volunteers in diloco mode ----------------------------------------------
+P5=$((PORT + 5))
+"${MPIRUN[@]}" -np 1 "$BIN/conflux-train" "${TINY_MODEL[@]}" --set train.global_batch=8 --set train.micro_batch=4 \
+    --set train.steps=120 "${DL[@]}" --set averaging.inner_steps=4 --set run.dir="$WORK/hostile" -q \
+    : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$P5 --wait-volunteers 1 \
+    --wait-timeout 60 --deadline 5 >"$WORK/hostile.bridge.log" 2>&1 &
+HMP=$!
+timeout 200 "$BIN/conflux-volunteer" --join 127.0.0.1:$P5 --token "$TOK" --name honest --set train.threads=1 \
+    >"$WORK/hostile.honest.log" 2>&1 &
+sleep 1
+declare -A WHY=([nan]="gradient element 7 is nan" [norm]="rejected: norm .* exceeds 4 x the cluster's"
+                [wrongsize]="upload starts at element" [wronground]="upload for round")
+for m in nan norm wrongsize wronground; do
+    timeout 120 "$BUILD/tests/tools/tool_badpeer" 127.0.0.1:$P5 $m "$TOK" >"$WORK/hostile.$m.log" 2>&1 &
+    eval "HB_$m=\$!"
+done
+for m in nan norm wrongsize wronground; do
+    eval "pid=\$HB_$m"
+    if wait $pid && grep -q -- "${WHY[$m]}" "$WORK/hostile.bridge.log"; then
+        ok "diloco, hostile '$m': ERROR and close; the bridge says: $(grep -m1 -o -- "${WHY[$m]}[^;]*" "$WORK/hostile.bridge.log" | cut -c1-90)"
+    else
+        bad "diloco, hostile '$m': $(tail -2 "$WORK/hostile.$m.log")"
+    fi
+done
+wait $HMP && [ -f "$WORK/hostile/finished" ] && ok "the diloco run with hostile peers finished" \
+    || bad "the diloco run with hostile peers failed: $(tail -3 "$WORK/hostile.bridge.log")"
+wait
+hacc=$(grep -c ',"honest","alice",accepted' "$WORK/hostile/volunteers.csv")
+[ "$hacc" -gt 0 ] && ok "the honest volunteer's pseudo-gradients were accepted in $hacc rounds" \
+    || bad "the honest volunteer contributed nothing"
+
+# ---- 6. bad configurations -------------------------------------------------------------
 expect() {  # expect RC PATTERN CMD...
     local want=$1 pat=$2; shift 2
     local msg; msg=$("$@" 2>&1 >/dev/null); local rc=$?
