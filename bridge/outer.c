@@ -202,9 +202,10 @@ static int close_round(BrOuter *o, long r, char *err) {
             rs->up_bytes += p->up_bytes;
             rs->up_s += p->up_s;
             if (age == 0) {
-                // its speed: compute from the round's opening (or its last upload) to its
-                // first chunk, then the upload
-                double from = R->t_open > p->vol->t_prev_done ? R->t_open : p->vol->t_prev_done;
+                // its speed: it computed this round from when it had both the round's plan and
+                // its last round done (the first chunk of that upload) until this upload's
+                // first chunk; its uploads overlap its next round
+                double from = R->t_open > p->vol->t_prev_first ? R->t_open : p->vol->t_prev_first;
                 br_plan_note_upload(&p->vol->speed, p->samples, p->t_first - from, p->t_done - p->t_first);
                 rs->fresh += p->samples;
                 p->vol->fresh += p->samples;
@@ -215,7 +216,7 @@ static int close_round(BrOuter *o, long r, char *err) {
                 br_vol_event(b, p->vol, "accepted-stale", (uint64_t)r, p->samples, NULL);
             }
         }
-        p->vol->t_prev_done = p->t_done;
+        p->vol->t_prev_first = p->t_first;
         if (rs->n_spare < SPARE_UPLOADS) rs->spare[rs->n_spare++] = p->g;
         else free(p->g);
         free(p);

@@ -39,7 +39,8 @@ struct Vol {
     uint64_t round_accepted;  // samples of its uploads summed into the current round
     BrPlanSpeed speed;        // what the throughput plan knows of it (bridge/planner.h)
     double up_mbit;           // goodput of its last upload (0: none yet)
-    double t_prev_done;       // diloco: its last upload completed (compute starts there at the earliest)
+    double t_prev_first;      // diloco: its last upload's first chunk (its next round's compute
+                              // started then at the earliest)
     double first_seen, last_seen;
     double bytes_in, bytes_out;
     Conn *conn;
