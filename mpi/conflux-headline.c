@@ -53,7 +53,7 @@ static const char train_usage[] =
     "            restores the text\n"
     "\n"
     "  --config FILE        INI configuration ([model] [decoder] [optim] [optim_decoder] [data]\n"
-    "                       [train] [init] [run] [generate])\n"
+    "                       [train] [averaging] [init] [run] [generate])\n"
     "  --set S.K=V          override one key (repeatable)\n"
     "  --objective O        headline or denoise (= --set data.objective=O)\n"
     "  --train SHARD        training data (= --set data.train=SHARD)\n"
