@@ -35,7 +35,9 @@ static const char usage[] =
     "\n"
     "examples:\n"
     "  " TOOL " --set train.steps=300 --set run.dir=runs/demo\n"
-    "  mpirun -np 2 " TOOL " --set train.global_batch=64 --set run.dir=runs/dp2\n";
+    "  mpirun -np 2 " TOOL " --set train.global_batch=64 --set run.dir=runs/dp2\n"
+    "  mpirun -np 2 " TOOL " --set averaging.mode=diloco --set averaging.inner_steps=50 \\\n"
+    "      --set averaging.workers=2 --set train.steps=1000 --set run.dir=runs/diloco2\n";
 
 int main(int argc, char **argv) {
     TrainerTool t = {.tool = TOOL, .usage = usage, .recipe = recipe_find("albert")};

@@ -153,7 +153,7 @@ P5=$((PORT + 5))
 HMP=$!
 timeout 200 "$BIN/conflux-volunteer" --join 127.0.0.1:$P5 --token "$TOK" --name honest --set train.threads=1 \
     >"$WORK/hostile.honest.log" 2>&1 &
-sleep 1
+for _ in $(seq 600); do grep -q "honest.*is live" "$WORK/hostile.bridge.log" 2>/dev/null && break; sleep 0.1; done
 declare -A WHY=([nan]="gradient element 7 is nan" [norm]="rejected: norm .* exceeds 4 x the cluster's"
                 [wrongsize]="upload starts at element" [wronground]="upload for round")
 for m in nan norm wrongsize wronground; do
