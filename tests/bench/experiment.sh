@@ -25,7 +25,7 @@
 # (the trainers' samples plus the volunteers' accepted ones); S: the slow volunteer's
 # accepted samples in (c) over what its own measured compute speed (its --stats CSV: share
 # samples over compute seconds) would have trained in the time it was connected.
-# Knobs: EXPERIMENT_STEPS (240), EXPERIMENT_TARGET (7.6), EXPERIMENT_H (inner steps, 40),
+# Knobs: EXPERIMENT_STEPS (480), EXPERIMENT_TARGET (7.6), EXPERIMENT_H (inner steps, 60),
 # EXPERIMENT_RUNS (which of "hpc sync diloco churn" to run; the last line needs the first three).
 # usage: tests/bench/experiment.sh BUILD_DIR DATA_DIR [OUT_DIR]       (root: network namespaces)
 set -u
@@ -48,9 +48,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 export WAN_QUIET=1
-STEPS=${EXPERIMENT_STEPS:-240}
+STEPS=${EXPERIMENT_STEPS:-480}
 TARGET=${EXPERIMENT_TARGET:-7.6}
-H=${EXPERIMENT_H:-40}
+H=${EXPERIMENT_H:-60}
 RUNS=${EXPERIMENT_RUNS:-hpc sync diloco churn}
 GB=64       # samples per step of the whole run
 WORKERS=4   # diloco: the cluster and 3 volunteers
@@ -164,6 +164,16 @@ if "diloco" in runs:
         print(f"experiment: slow volunteer (diloco): {slow[0]['samples']:.0f} samples accepted; it computed {n} "
               f"in {c:.1f} s ({speed:.1f} samples/s) and was connected {slow[0]['hours'] * 3600:.1f} s "
               f"(could have trained {could:.0f})")
+# the same without the first round, whose bytes are mostly the volunteers' state download
+for k in ("sync", "diloco"):
+    try:
+        br = list(csv.DictReader(open(f"{out}/{k}/bridge.csv")))[1:]
+    except FileNotFoundError:
+        continue
+    b = sum(float(r["bytes_sent"]) + float(r["bytes_recv"]) for r in br)
+    n = sum(int(r["trainer_samples"]) + int(r["fresh_samples"]) + int(r["stale_samples"]) for r in br)
+    if n: print(f"experiment: {k}: {b / n:.0f} WAN bytes per trained sample after the first round "
+                f"(the first holds the volunteers' state downloads)")
 print(f"experiment: hpc_s={fmt(T, 2)} sync_ratio={fmt(ratio['sync'], 2)} diloco_ratio={fmt(ratio['diloco'], 2)} "
       f"bytes_per_sample_sync={fmt(bps['sync'], 0)} bytes_per_sample_diloco={fmt(bps['diloco'], 0)} slow_share={fmt(S, 2)}")
 PY
