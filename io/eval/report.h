@@ -47,7 +47,8 @@ typedef struct {
     int n_sessions;
     double *sess_start, *sess_end;  // connected intervals, trainer's continued clock
     double connected_s;             // sum of the intervals
-    long long accepted, accepted_stale, dropped, lost, late_events;
+    long long accepted, accepted_stale, dropped, lost, late_events;  // dropped: stale, or
+                                    // (diloco) rejected for its norm ("rejected-norm")
     int have_summary;               // a summary row was read (bytes known)
     double bytes_sent, bytes_recv;  // the volunteer's view: uploads to / downloads from the bridge
 } RepVolunteer;

@@ -380,6 +380,10 @@ V=$(variant volevent collab); sed -i '4s/,live,/,alive,/' "$V/volunteers.csv"
 expect_fail 1 "^conflux-report: error: bad event 'alive' \($V/volunteers.csv:4\)$" "unknown volunteer event" -- "$REPORT" "$V"
 V=$(variant volmerged collab); sed -i '20{N;s/\n/x/}' "$V/volunteers.csv"
 expect_fail 1 "^conflux-report: error: malformed row: .* \($V/volunteers.csv:20\)$" "two volunteers.csv rows run together" -- "$REPORT" "$V"
+# DiLoCo's bridge rejects a pseudo-gradient whose norm is out of range: "rejected-norm", dropped
+V=$(variant volnorm diloco); sed -i '0,/"bob","alice",accepted,8,/s//"bob","alice",rejected-norm,8,/' "$V/volunteers.csv"
+"$REPORT" --format json "$V" 2>"$WORK/err" | tr -d ' \n' | grep -q '"name":"bob".*"accepted_fresh":40,"accepted_stale":0,"dropped_stale":8' \
+    && ok "a rejected-norm event counts as dropped" || bad "rejected-norm: $(cat "$WORK/err")"
 # a volunteer name with commas (the bridge writes names unquoted) is still read
 V=$(variant volcomma collab); sed -i 's/,ann,alice,/,ann\, the great,alice,/' "$V/volunteers.csv"
 "$REPORT" --format json "$V" 2>"$WORK/err" | grep -q '"name":"ann, the great"' && ok "a volunteer name with a comma is read" \
