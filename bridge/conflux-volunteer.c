@@ -50,8 +50,8 @@ static void usage(FILE *f) {
             "  --timeout S           the bridge silent this long is a broken link (default 60)\n"
             "  --tcp-cc NAME         TCP congestion control of the upload (default bbr, which\n"
             "                        keeps a lossy link busy; '' = the system default)\n"
-            "  --stats FILE          per-step timings as CSV (step, share, compute, upload,\n"
-            "                        download, round seconds and bytes)\n"
+            "  --stats FILE          per-step timings as CSV (step, share samples, compute,\n"
+            "                        upload, download, round seconds and bytes)\n"
             "  -q, --quiet           no progress lines\n"
             "  -h, --help            this text\n"
             "\n"
@@ -114,7 +114,7 @@ typedef struct {
     BrClient *cl;
     FILE *stats;
     long *contributed, max_steps;
-    uint64_t shares_before;
+    uint64_t shares_before, samples_before;
     double t_last;
     int quiet;
 } Contribution;
@@ -124,10 +124,13 @@ static int contribution_after_step(void *ctx, const StepResult *r, char *err) {
     Contribution *v = ctx;
     const BrClientStats *cs = br_client_stats(v->cl);
     int had_share = (uint64_t)cs->shares > v->shares_before;
+    uint64_t share_samples = cs->samples - v->samples_before;  // of the share(s) posted this step
     if (had_share) (*v->contributed)++;
     v->shares_before = cs->shares;
+    v->samples_before = cs->samples;
     if (v->stats) {
-        fprintf(v->stats, "%ld,%d,%.4f,%.4f,%.0f,%.4f,%.0f,%.4f,%.4f,%.0f\n", r->step, had_share,
+        fprintf(v->stats, "%ld,%llu,%.4f,%.4f,%.0f,%.4f,%.0f,%.4f,%.4f,%.0f\n", r->step,
+                (unsigned long long)share_samples,
                 had_share ? cs->compute_s : 0.0, had_share ? cs->up_s : 0.0,
                 had_share ? cs->up_bytes : 0.0, cs->down_s, cs->down_bytes, cs->round_s,
                 cs->down_steady_s, cs->down_steady_bytes);
@@ -356,6 +359,7 @@ int main(int argc, char **argv) {
         }
         Contribution contribution = {.rep = &rep, .cl = cl, .stats = stats, .contributed = &contributed,
                                      .max_steps = max_steps, .shares_before = br_client_stats(cl)->shares,
+                                     .samples_before = br_client_stats(cl)->samples,
                                      .t_last = cx_now(), .quiet = quiet};
         // the run's loop, until the run ends (the bridge says so), a signal or --steps
         // the link's averager; the model drives the link during its backward

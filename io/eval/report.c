@@ -264,7 +264,7 @@ static int load_run_json(RepRun *r, char *err) {
         copy_str(r->started, sizeof r->started, o, "started");
         copy_str(r->host, sizeof r->host, o, "host");
         copy_str(r->launcher, sizeof r->launcher, o, "launcher");
-        json_object *v, *cfg, *train, *gb;
+        json_object *v, *cfg = NULL, *train, *gb;
         if (json_object_object_get_ex(o, "versions", &v)) copy_str(r->version, sizeof r->version, v, "conflux");
         r->resumed = json_object_object_get_ex(o, "resumed_from", &v) && v != NULL &&
                      !json_object_is_type(v, json_type_null);
@@ -273,6 +273,19 @@ static int load_run_json(RepRun *r, char *err) {
             json_object_object_get_ex(train, "global_batch", &gb))
             r->global_batch = atol(json_object_get_string(gb));
         if (r->global_batch < 0) r->global_batch = 0;
+        snprintf(r->mode, sizeof r->mode, "sync");
+        json_object *av, *mo, *hs;
+        if (cfg && json_object_object_get_ex(cfg, "averaging", &av) &&
+            json_object_object_get_ex(av, "mode", &mo)) {
+            const char *m = json_object_get_string(mo);
+            if (strcmp(m, "sync") != 0 && strcmp(m, "diloco") != 0)
+                rc = cx_err(err, "config averaging.mode is '%.20s', expected sync or diloco (%s)", m, path);
+            else
+                snprintf(r->mode, sizeof r->mode, "%s", m);
+            if (rc == 0 && !strcmp(m, "diloco") && json_object_object_get_ex(av, "inner_steps", &hs))
+                r->inner_steps = atol(json_object_get_string(hs));
+            if (r->inner_steps < 0) r->inner_steps = 0;
+        }
     }
     json_object_put(o);
     json_tokener_free(tok);
@@ -662,7 +675,8 @@ static int load_volunteers(RepRun *r, const double *boff, int n_boff, char *err)
         }
         const char *ev = f[5];
         static const char *events[] = {"joined", "live", "accepted", "accepted-stale", "dropped-stale", "late",
-                                       "lost", "kicked", "left", "unfinished", "summary", "disconnected"};
+                                       "lost", "kicked", "left", "unfinished", "summary", "disconnected",
+                                       "rejected-norm"};
         int known = 0;
         for (size_t k = 0; k < sizeof events / sizeof *events; k++) known |= !strcmp(ev, events[k]);
         if (!known) {
@@ -710,10 +724,11 @@ static int load_volunteers(RepRun *r, const double *boff, int n_boff, char *err)
                 if (add_session(v, s->start, at) != 0) goto oom;
             }
         } else if (!strcmp(ev, "accepted") || !strcmp(ev, "accepted-stale") ||
-                   !strcmp(ev, "dropped-stale") || !strcmp(ev, "late") || !strcmp(ev, "live")) {
+                   !strcmp(ev, "dropped-stale") || !strcmp(ev, "rejected-norm") || !strcmp(ev, "late") ||
+                   !strcmp(ev, "live")) {
             if (!strcmp(ev, "accepted")) v->accepted += samples;
             else if (!strcmp(ev, "accepted-stale")) v->accepted_stale += samples;
-            else if (!strcmp(ev, "dropped-stale")) v->dropped += samples;
+            else if (!strcmp(ev, "dropped-stale") || !strcmp(ev, "rejected-norm")) v->dropped += samples;
             else if (!strcmp(ev, "late")) v->late_events++;
             if (s->open && at > s->last_seen) s->last_seen = at;
         } else if (is_summary) {
@@ -1000,6 +1015,22 @@ int report_analyze(const RepRun *r, double target, const RepPrices *prices, RepS
         p->bytes_recv = s->bridge_bytes_recv;
         p->cost = NAN;
     }
+    // traffic per participant and per sample: trainer ranks (each as rank 0) and
+    // volunteers, not the bridge (it relays)
+    s->trained_samples = s->trainer_samples + s->volunteer_samples;
+    double tb = 0;
+    int np = 0;
+    for (int k = 0; k < s->n_parts; k++) {
+        const RepParticipant *p = &s->parts[k];
+        if (!strcmp(p->kind, "bridge")) continue;
+        int n_of = !strcmp(p->kind, "trainer") && !per_rank ? r->ranks : 1;  // a row for every rank
+        tb += n_of * (p->bytes_sent + p->bytes_recv);
+        np += n_of;
+    }
+    s->bytes_per_participant = np > 0 ? tb / np : NAN;
+    s->wan_bytes_per_sample = r->has_bridge && s->trained_samples > 0
+                                  ? (s->bridge_bytes_sent + s->bridge_bytes_recv) / s->trained_samples
+                                  : NAN;
     return 0;
 }
 
@@ -1163,6 +1194,12 @@ static const char INTERP_RULE[] =
     "(in time and in samples) from the last validation above it; a first validation "
     "already below counts at its own time";
 
+// "sync" or "diloco, H=N": how the run averaged.
+static void mode_desc(const RepRun *r, char *b, size_t cap) {
+    if (!strcmp(r->mode, "diloco") && r->inner_steps > 0) snprintf(b, cap, "diloco, H=%ld", r->inner_steps);
+    else snprintf(b, cap, "%s", r->mode);
+}
+
 static void write_run_doc(FILE *f, RepFormat fmt, const RepRun *r, const RepStats *s, double target,
                           const RepPrices *prices) {
     char t1[64], t2[64], t3[64], title[400];
@@ -1178,11 +1215,13 @@ static void write_run_doc(FILE *f, RepFormat fmt, const RepRun *r, const RepStat
     tab_cell(&t, "metric");
     tab_cell(&t, "value");
     tab_cell(&t, "kind");
+    char mode[64];
+    mode_desc(r, mode, sizeof mode);
     if (r->has_bridge || r->has_volunteers)
-        tab_cellf(&t, "collaborative: %d trainer rank%s + bridge, %d volunteer%s", r->ranks,
-                  r->ranks == 1 ? "" : "s", r->n_v, r->n_v == 1 ? "" : "s");
+        tab_cellf(&t, "collaborative: %d trainer rank%s + bridge, %d volunteer%s; %s", r->ranks,
+                  r->ranks == 1 ? "" : "s", r->n_v, r->n_v == 1 ? "" : "s", mode);
     else
-        tab_cellf(&t, "MPI only: %d trainer rank%s", r->ranks, r->ranks == 1 ? "" : "s");
+        tab_cellf(&t, "MPI only: %d trainer rank%s; %s", r->ranks, r->ranks == 1 ? "" : "s", mode);
     tab_cell(&t, "steps / samples");
     tab_cellf(&t, "%ld / %ld", s->steps, s->samples);
     tab_cell(&t, "wall time");
@@ -1226,6 +1265,12 @@ static void write_run_doc(FILE *f, RepFormat fmt, const RepRun *r, const RepStat
         tab_cell(&t, "bridge WAN traffic: sent / received");
         tab_cellf(&t, "%s / %s", fmt_bytes(t1, sizeof t1, s->bridge_bytes_sent),
                   fmt_bytes(t2, sizeof t2, s->bridge_bytes_recv));
+    }
+    tab_cell(&t, "traffic per participant (sent + received, mean of ranks and volunteers)");
+    tab_cell(&t, fmt_bytes(t1, sizeof t1, s->bytes_per_participant));
+    if (r->has_bridge) {
+        tab_cell(&t, "bridge WAN bytes (in + out) per trained sample");
+        tab_cellf(&t, "%s (%.0f samples)", fmt_bytes(t1, sizeof t1, s->wan_bytes_per_sample), s->trained_samples);
     }
     tab_cell(&t, "accepted samples: trainers / volunteers");
     tab_cellf(&t, "%.0f / %.0f", s->trainer_samples, s->volunteer_samples);
@@ -1285,9 +1330,10 @@ static void write_doc(FILE *f, RepFormat fmt, const RepRun *runs, const RepStats
           "throughput.\n\n", f);
     Table t;
     int has_t = !isnan(target), has_c = prices != NULL;
-    int nc = 5 + 2 * has_t + 2 * has_c + 2 * (has_t && has_c);
-    tab_init(&t, nc, "lrrrrrrrrrrr");
+    int nc = 8 + 2 * has_t + 2 * has_c + 2 * (has_t && has_c);
+    tab_init(&t, nc, "llrrrrrrrrrrrrr");
     tab_cell(&t, "run");
+    tab_cell(&t, "mode");
     if (has_t) {
         tab_cell(&t, "time to target");
         tab_cell(&t, "x baseline");
@@ -1295,6 +1341,8 @@ static void write_doc(FILE *f, RepFormat fmt, const RepRun *runs, const RepStats
     tab_cell(&t, "samples/s");
     tab_cell(&t, "x baseline");
     tab_cell(&t, "compute util.");
+    tab_cell(&t, "bytes/participant");
+    tab_cell(&t, "WAN bytes/sample");
     tab_cell(&t, "participant-hours");
     if (has_c) {
         tab_cell(&t, "cost");
@@ -1308,6 +1356,9 @@ static void write_doc(FILE *f, RepFormat fmt, const RepRun *runs, const RepStats
     for (int i = 0; i < n; i++) {
         const RepStats *s = &st[i];
         tab_cell(&t, runs[i].name);
+        char mode[64];
+        mode_desc(&runs[i], mode, sizeof mode);
+        tab_cell(&t, mode);
         if (has_t) {
             tab_cell(&t, s->reached ? fmt_dur(t1, sizeof t1, s->time_to_target) : "not reached");
             tab_cell(&t, fmt_ratio(t2, sizeof t2, ratio(s->time_to_target, b->time_to_target)));
@@ -1316,6 +1367,8 @@ static void write_doc(FILE *f, RepFormat fmt, const RepRun *runs, const RepStats
         tab_cell(&t, fmt_ratio(t2, sizeof t2, ratio(s->samples_per_s, b->samples_per_s)));
         if (isnan(s->compute_util)) tab_cell(&t, "n/a");
         else tab_cellf(&t, "%.1f %%", 100 * s->compute_util);
+        tab_cell(&t, fmt_bytes(t1, sizeof t1, s->bytes_per_participant));
+        tab_cell(&t, isnan(s->wan_bytes_per_sample) ? "-" : fmt_bytes(t2, sizeof t2, s->wan_bytes_per_sample));
         tab_cellf(&t, "%.4g", s->participant_hours);
         if (has_c) {
             tab_cell(&t, fmt_cost(t1, sizeof t1, s->cost));
@@ -1351,11 +1404,12 @@ static void csv_num(FILE *f, double x) {
 }
 
 static const char CSV_HEADER[] =
-    "run,dir,kind,trainer_ranks,nodes,volunteers,segments,steps,samples,wall_s,samples_per_s,"
+    "run,dir,kind,mode,inner_steps,trainer_ranks,nodes,volunteers,segments,steps,samples,wall_s,samples_per_s,"
     "participants_min,participants_mean,participants_max,compute_utilization,final_loss,final_valid_loss,best_valid_loss,target_loss,reached,"
     "time_to_target_s,samples_to_target,step_at_target,trainer_bytes_sent_per_rank,"
     "trainer_bytes_recv_per_rank,volunteer_bytes_sent,volunteer_bytes_recv,bridge_bytes_sent,"
-    "bridge_bytes_recv,trainer_samples,volunteer_samples,volunteer_hours,participant_hours,cost,"
+    "bridge_bytes_recv,trainer_samples,volunteer_samples,trained_samples,bytes_per_participant,"
+    "wan_bytes_per_sample,volunteer_hours,participant_hours,cost,"
     "cost_to_target,time_to_target_ratio,throughput_ratio,cost_ratio,cost_to_target_ratio";
 
 static void write_csv(FILE *f, const RepRun *runs, const RepStats *st, int n, int base, double target) {
@@ -1367,8 +1421,8 @@ static void write_csv(FILE *f, const RepRun *runs, const RepStats *st, int n, in
         csv_str(f, r->name);
         fputc(',', f);
         csv_str(f, r->dir);
-        fprintf(f, ",%s,%d,%d,%d,%d,%ld,%ld", r->has_bridge || r->has_volunteers ? "collaborative" : "mpi",
-                r->ranks, r->nodes, r->n_v, r->n_segments, s->steps, s->samples);
+        fprintf(f, ",%s,%s,%ld,%d,%d,%d,%d,%ld,%ld", r->has_bridge || r->has_volunteers ? "collaborative" : "mpi",
+                r->mode, r->inner_steps, r->ranks, r->nodes, r->n_v, r->n_segments, s->steps, s->samples);
         csv_num(f, s->wall_s);
         csv_num(f, s->samples_per_s);
         csv_num(f, s->participants_min);
@@ -1391,6 +1445,9 @@ static void write_csv(FILE *f, const RepRun *runs, const RepStats *st, int n, in
         csv_num(f, s->bridge_bytes_recv);
         csv_num(f, s->trainer_samples);
         csv_num(f, s->volunteer_samples);
+        csv_num(f, s->trained_samples);
+        csv_num(f, s->bytes_per_participant);
+        csv_num(f, s->wan_bytes_per_sample);
         csv_num(f, s->volunteer_hours);
         csv_num(f, s->participant_hours);
         csv_num(f, s->cost);
@@ -1427,6 +1484,8 @@ static void write_json(FILE *f, const RepRun *runs, const RepStats *st, int n, i
         jadd(o, "name", jstr(r->name));
         jadd(o, "dir", jstr(r->dir));
         jadd(o, "kind", jstr(r->has_bridge || r->has_volunteers ? "collaborative" : "mpi"));
+        jadd(o, "mode", jstr(r->mode));
+        jadd(o, "inner_steps", r->inner_steps > 0 ? json_object_new_int64(r->inner_steps) : NULL);
         jadd(o, "tool", jstr(r->tool));
         jadd(o, "conflux_version", jstr(r->version));
         jadd(o, "host", jstr(r->host));
@@ -1467,7 +1526,10 @@ static void write_json(FILE *f, const RepRun *runs, const RepStats *st, int n, i
         jadd(tr, "volunteer_bytes_recv", r->n_v ? jnum(s->volunteer_bytes_recv) : NULL);
         jadd(tr, "bridge_wan_bytes_sent", jnum(s->bridge_bytes_sent));
         jadd(tr, "bridge_wan_bytes_recv", jnum(s->bridge_bytes_recv));
+        jadd(tr, "bytes_per_participant", jnum(s->bytes_per_participant));
         jadd(o, "traffic", tr);
+        jadd(o, "trained_samples", jnum(s->trained_samples));
+        jadd(o, "wan_bytes_per_sample", jnum(s->wan_bytes_per_sample));
         jadd(o, "trainer_samples", jnum(s->trainer_samples));
         jadd(o, "volunteer_samples", jnum(s->volunteer_samples));
         jadd(o, "volunteer_hours", jnum(s->volunteer_hours));

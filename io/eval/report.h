@@ -47,7 +47,8 @@ typedef struct {
     int n_sessions;
     double *sess_start, *sess_end;  // connected intervals, trainer's continued clock
     double connected_s;             // sum of the intervals
-    long long accepted, accepted_stale, dropped, lost, late_events;
+    long long accepted, accepted_stale, dropped, lost, late_events;  // dropped: stale, or
+                                    // (diloco) rejected for its norm ("rejected-norm")
     int have_summary;               // a summary row was read (bytes known)
     double bytes_sent, bytes_recv;  // the volunteer's view: uploads to / downloads from the bridge
 } RepVolunteer;
@@ -60,6 +61,8 @@ typedef struct {
     int ranks, nodes;        // trainer ranks; distinct hosts of the MPI job
     int resumed;             // resumed_from was set
     long global_batch;       // config train.global_batch, 0 if absent
+    char mode[16];           // config averaging.mode ("sync" when absent: runs before DiLoCo)
+    long inner_steps;        // config averaging.inner_steps in diloco mode, else 0
     // metrics.csv
     RepMetric *m;
     int n_m, n_segments;
@@ -131,6 +134,11 @@ typedef struct {
     double volunteer_bytes_sent, volunteer_bytes_recv;  // all volunteers; NaN: a summary row missing
     double bridge_bytes_sent, bridge_bytes_recv;   // WAN, NaN when no bridge.csv
     double participant_hours;   // ranks * wall + volunteers' connected time
+    double trained_samples;     // trainer_samples + volunteer_samples: the samples whose
+                                // gradients (sync) or pseudo-gradients (diloco) counted
+    double bytes_per_participant;  // mean over trainer ranks and volunteers of bytes sent +
+                                // received (MPI for ranks, WAN for volunteers); NaN: unknown
+    double wan_bytes_per_sample;   // bridge WAN bytes in + out / trained_samples; NaN: no bridge
     double cost, cost_to_target;  // NaN: no prices, or target not reached
     RepParticipant *parts;
     int n_parts;

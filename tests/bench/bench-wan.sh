@@ -55,22 +55,28 @@ MODEL=(--set data.train="$DATA/shards/train.h5" --set data.valid= --set model.hi
 echo "wan-bench: link 50 ms RTT, 1% loss each way, 20 Mbit/s up, 100 Mbit/s down; 2 trainer ranks"
 echo "wan-bench: + bridge + 1 volunteer, 1 OpenBLAS thread each (2 cores shared), OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 
-run() {  # CC: one run, prints the figures, sets RESULT
-    local cc=$1
-    local port=$(free_ports) r=$WORK/run-$1 steps=$2
+launch() {  # NAME CC STEPS [TRAIN_ARGS...]: one run into $WORK/run-NAME, waits for its end
+    local name=$1 cc=$2 steps=$3
+    shift 3
+    local port=$(free_ports) r=$WORK/run-$name
     mpirun --allow-run-as-root --oversubscribe -np 2 "$BIN/conflux-train" "${MODEL[@]}" \
-        --set train.steps="$steps" --set run.dir="$r" -q \
+        --set train.steps="$steps" --set run.dir="$r" -q "$@" \
         : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 0.0.0.0:$port --tcp-cc "$cc" \
         --deadline 30 --wait-volunteers 1 --wait-timeout 120 -q >"$r.bridge.log" 2>&1 &
     local mp=$!
     wan_exec $ID "$BIN/conflux-volunteer" --join 10.77.$ID.1:$port --token "$TOK" --name bench \
         --set train.threads=1 --tcp-cc "$cc" --stats "$r.vol.csv" -q >"$r.vol.log" 2>&1 &
     local vp=$!
-    wait $mp || { echo "wan-bench: the $cc run failed"; tail -5 "$r.bridge.log" "$r.vol.log"; exit 1; }
+    wait $mp || { echo "wan-bench: the $name run failed"; tail -5 "$r.bridge.log" "$r.vol.log"; exit 1; }
     # the volunteer ends with the run (or, dropped by then, is still retrying: stop it)
     for _ in $(seq 100); do kill -0 $vp 2>/dev/null || break; sleep 0.1; done
     kill $vp 2>/dev/null
     wait $vp 2>/dev/null
+}
+
+run() {  # CC STEPS: one synchronous run, prints the figures, sets RESULT
+    local cc=$1 r=$WORK/run-$1
+    launch "$cc" "$cc" "$2"
     RESULT=$(/usr/bin/python3 - "$r" "$cc" <<'EOF'
 import csv, sys, statistics as st
 d, cc = sys.argv[1], sys.argv[2]
@@ -110,5 +116,51 @@ EOF
 run cubic 4
 CUBIC=$RESULT
 run bbr "$STEPS"
+SYNC_BPS=$(/usr/bin/python3 - "$WORK/run-bbr" <<'EOF'
+import csv, sys
+br = list(csv.DictReader(open(f"{sys.argv[1]}/bridge.csv")))[1:]  # after the first round (state download)
+b = sum(float(r["bytes_sent"]) + float(r["bytes_recv"]) for r in br)
+n = sum(int(r["trainer_samples"]) + int(r["fresh_samples"]) + int(r["stale_samples"]) for r in br)
+print(f"{b / n:.0f}" if n else "nan")
+EOF
+)
+
+# DiLoCo in the same setting (bbr): the cluster and the volunteer are 2 workers of half the
+# global batch each (192 samples per inner step), DL_H inner steps per outer round, int8
+# both ways, the exchange overlapped with the next round
+DL_H=${DL_H:-4}
+DL_ROUNDS=${DL_ROUNDS:-4}
+launch diloco bbr $((DL_H * DL_ROUNDS)) --set averaging.mode=diloco --set averaging.inner_steps="$DL_H" \
+    --set train.global_batch=192
+DILOCO=$(/usr/bin/python3 - "$WORK/run-diloco" "$DL_H" "$SYNC_BPS" <<'EOF'
+import csv, sys, statistics as st
+d, H, sync_bps = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+br = list(csv.DictReader(open(f"{d}/bridge.csv")))
+me = list(csv.DictReader(open(f"{d}/metrics.csv")))
+steady = br[1:]  # round 1 carries the volunteer's state download
+b = sum(float(r["bytes_sent"]) + float(r["bytes_recv"]) for r in steady)
+n = sum(int(r["trainer_samples"]) + int(r["fresh_samples"]) + int(r["stale_samples"]) for r in steady)
+vs = [int(r["fresh_samples"]) + int(r["stale_samples"]) for r in steady]
+# per round after the first: trainer rank 0's time beyond its own compute, summed over the
+# round's inner steps (the outer exchange, any wait), and its compute share
+rounds = {}
+for m in me:
+    rnd = (int(m["step"]) - 1) // H + 1
+    if rnd > 1:
+        c, w = rounds.get(rnd, (0.0, 0.0))
+        rounds[rnd] = (c + float(m["compute_s"]), w + float(m["comm_s"]))
+over = [1000 * w for c, w in rounds.values()]
+comp = sum(c for c, w in rounds.values()); comm = sum(w for c, w in rounds.values())
+bps = b / n if n else float("nan")
+print(f"  diloco: {len(br)} outer rounds of H={H} (the first left out: state download); volunteer "
+      f"samples per round {min(vs or [0])}..{max(vs or [0])} (the cluster's: {H * 192}); "
+      f"{b / max(len(steady), 1) / 1e6:.2f} MB per round on the link", file=sys.stderr)
+print(f"H={H} bytes_per_sample={bps:.0f} bytes_per_round={b / max(len(steady), 1):.0f} "
+      f"round_overhead_ms={st.median(over) if over else float('nan'):.0f} "
+      f"cluster_util={comp / (comp + comm) if comp + comm > 0 else float('nan'):.3f} "
+      f"sync_bytes_per_sample={sync_bps:.0f} reduction={sync_bps / bps:.0f}x")
+EOF
+)
 echo "wan-bench: figures below are bbr (conflux's default on its sockets); cubic gave: $CUBIC"
+echo "wan-bench-diloco: $DILOCO"
 echo "wan-bench: $RESULT"

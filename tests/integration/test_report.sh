@@ -3,7 +3,9 @@
 #  1. Numbers: every figure of --format json checked against an independent computation in
 #     Python from the same files (baseline: 2 MPI ranks; collab: 2 ranks + bridge + 3
 #     volunteers, one leaving; churn: volunteers killed and one rejoining with its identity;
-#     resumed: a run continued from its checkpoint, two clock segments).
+#     resumed: a run continued from its checkpoint, two clock segments; diloco: 2 ranks +
+#     bridge + 2 volunteers in averaging.mode=diloco, H=10), and the mode and traffic columns
+#     against exact values.
 #  2. Formats: json parses, csv has one row per run with the header's column count, text and
 #     markdown show the expected tables.
 #  3. Plots: four PNGs (signature, size, dimensions); a missing or failing gnuplot is a clear
@@ -21,7 +23,7 @@ FIX=tests/data/report
 WORK=$(mktemp -d /tmp/conflux-report-test.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 PY=/usr/bin/python3
-RUNS=("$FIX/baseline" "$FIX/collab" "$FIX/churn" "$FIX/resumed")
+RUNS=("$FIX/baseline" "$FIX/collab" "$FIX/churn" "$FIX/resumed" "$FIX/diloco")
 TARGET=7.6
 
 cat >"$WORK/prices.ini" <<'EOF'
@@ -114,6 +116,8 @@ def analyze(d):
             for line in f:
                 ts, step, ident, rest = line.rstrip("\n").split(",", 3)
                 namef, tok, ev, n, detail = rest.split(",", 4)
+                if len(namef) >= 2 and namef[0] == namef[-1] == '"':  # newer bridges quote names
+                    namef = namef[1:-1].replace('""', '"')
                 at = float(ts) + off
                 v = vols.setdefault(ident, dict(name=namef, sess=[], open=None, last=None, acc=0, sent=None, recv=None))
                 if ev == "joined":
@@ -131,6 +135,14 @@ def analyze(d):
             if v["open"] is not None: v["sess"].append((v["open"], v["last"]))
             v["conn"] = sum(b - a for a, b in v["sess"])
     out["vols"] = vols
+    av = info["config"].get("averaging", {})
+    out["mode"] = av.get("mode", "sync")
+    out["inner_steps"] = int(av["inner_steps"]) if out["mode"] == "diloco" else None
+    out["trained"] = out["trainer_samples"] + sum(v["acc"] for v in vols.values())
+    # mean over trainer ranks (each as rank 0) and volunteers of bytes sent + received
+    tb = ranks * (out["bs"] + out["br"]) + sum(v["sent"] + v["recv"] for v in vols.values())
+    out["bpp"] = tb / (ranks + len(vols))
+    out["wan_bps"] = (out["wan_sent"] + out["wan_recv"]) / out["trained"] if brows is not None else None
     vol_h = sum(v["conn"] for v in vols.values()) / 3600
     out["vol_h"] = vol_h
     out["ph"] = ranks * wall / 3600 + vol_h
@@ -175,6 +187,11 @@ for got, e in zip(rep["runs"], exp):
     close(got["participant_hours"], e["ph"], "participant-hours", n)
     close(got["cost"], e["cost"], "cost", n)
     close(got["cost_to_target"], e["ctt"], "cost to target", n)
+    if got["mode"] != e["mode"]: print(f"  {n}: mode {got['mode']} != {e['mode']}"); fails += 1
+    close(got["inner_steps"], e["inner_steps"], "inner steps", n)
+    close(got["trained_samples"], e["trained"], "trained samples", n)
+    close(got["traffic"]["bytes_per_participant"], e["bpp"], "bytes per participant", n)
+    close(got["wan_bytes_per_sample"], e["wan_bps"], "WAN bytes per sample", n)
     vols = [p for p in got["participants"] if p["kind"] == "volunteer"]
     if len(vols) != len(e["vols"]): print(f"  {n}: {len(vols)} volunteers, expected {len(e['vols'])}"); fails += 1
     for p in vols:
@@ -187,10 +204,10 @@ for got, e in zip(rep["runs"], exp):
     if len(tr) != e["ranks"]: print(f"  {n}: {len(tr)} trainer rows"); fails += 1
     for p in tr: close(p["samples"], e["trainer_samples"] / e["ranks"], "rank samples", n)
     c = got["comparison"]
-    close(c["time_to_target_ratio"], e["ttt"] / b["ttt"], "time-to-target ratio", n)
+    close(c["time_to_target_ratio"], e["ttt"] / b["ttt"] if e["ttt"] is not None else None, "time-to-target ratio", n)
     close(c["throughput_ratio"], e["sps"] / b["sps"], "throughput ratio", n)
     close(c["cost_ratio"], e["cost"] / b["cost"], "cost ratio", n)
-    close(c["cost_to_target_ratio"], e["ctt"] / b["ctt"], "cost-to-target ratio", n)
+    close(c["cost_to_target_ratio"], e["ctt"] / b["ctt"] if e["ctt"] is not None else None, "cost-to-target ratio", n)
 # the fixtures must exercise what they are for
 ch = exp[2]["vols"]
 if not any(len(v["sess"]) == 2 for v in ch.values()): print("  churn: no volunteer with two sessions"); fails += 1
@@ -198,6 +215,27 @@ if exp[3]["wall"] <= max(float(r["time_s"]) for r in csv.DictReader(open(dirs[3]
     print("  resumed: the clock was not continued"); fails += 1
 sys.exit(1 if fails else 0)
 EOF
+# the new columns against exact values of the fixtures (recorded once, checked by hand:
+# diloco's WAN bytes are bridge.csv's 15,831,868 in + out over 480 trainer + 96 volunteer samples)
+"$REPORT" --target-loss $TARGET --format csv "${RUNS[@]}" 2>"$WORK/err" |
+    $PY -c 'import csv, sys
+for r in csv.DictReader(sys.stdin):
+    print(r["run"], r["mode"], r["inner_steps"], r["trained_samples"], r["bytes_per_participant"], r["wan_bytes_per_sample"])' >"$WORK/cols.txt"
+cat >"$WORK/cols.want" <<'WANT'
+baseline sync 0 960 311604480 
+collab sync 0 958 268651449.4 534772.619
+churn sync 0 1200 325652405.6 491317.2625
+resumed sync 0 960 311604480 
+diloco diloco 10 576 90945073 27484.54514
+WANT
+diff "$WORK/cols.want" "$WORK/cols.txt" >"$WORK/cols.diff" && ok "mode, inner steps, trained samples, bytes per participant and WAN bytes per sample: exact" \
+    || bad "new columns differ: $(cat "$WORK/cols.diff" "$WORK/err")"
+"$REPORT" --target-loss $TARGET --format markdown "${RUNS[@]}" | grep -qxF \
+    '| diloco | diloco, H=10 | not reached | n/a | 309.9 | 0.59x | 37.4 % | 90.9 MB | 27.5 kB | 0.001596 |' \
+    && ok "markdown comparison row of the diloco run: mode, traffic per participant and per sample" || bad "diloco comparison row"
+"$REPORT" "$FIX/diloco" | grep -q 'collaborative: 2 trainer ranks + bridge, 2 volunteers; diloco, H=10' \
+    && "$REPORT" "$FIX/baseline" | grep -q 'MPI only: 2 trainer ranks; sync' \
+    && ok "the run's kind names its averaging mode" || bad "mode in the run's table"
 $PY -m json.tool "$WORK/r.json" >/dev/null && ok "json parses (python3 -m json.tool)" || bad "json does not parse"
 grep -q '"reached":false' <("$REPORT" --target-loss 7.0 --format json "$FIX/baseline" | tr -d ' \n') \
     && ok "a target below the best validation loss is not reached" || bad "target 7.0 reported as reached"
@@ -216,14 +254,20 @@ for r, j in zip(rows[1:], rep["runs"]):
     assert d["run"] == j["name"]
     assert math.isclose(float(d["wall_s"]), j["wall_s"], rel_tol=1e-9)
     assert math.isclose(float(d["cost"]), j["cost"], rel_tol=1e-9)
-    assert math.isclose(float(d["time_to_target_s"]), j["target"]["time_s"], rel_tol=1e-9)
+    if j["target"]["reached"]:
+        assert math.isclose(float(d["time_to_target_s"]), j["target"]["time_s"], rel_tol=1e-9)
+    else:
+        assert d["time_to_target_s"] == "", "time to target of a run that did not reach it"
+    assert d["mode"] == j["mode"], "mode"
+    w = j["wan_bytes_per_sample"]
+    assert d["wan_bytes_per_sample"] == "" if w is None else math.isclose(float(d["wan_bytes_per_sample"]), w, rel_tol=1e-9)
 EOF
 "$REPORT" --target-loss $TARGET --prices "$WORK/prices.ini" --format markdown "${RUNS[@]}" >"$WORK/r.md"
 "$REPORT" --target-loss $TARGET --prices "$WORK/prices.ini" "${RUNS[@]}" >"$WORK/r.txt"
 md_ok=1
 for pat in '^# conflux run report' '^## Run collab' '^### Participants of churn' '^| dave | volunteer |' \
-           '^| bridge (WAN) | bridge |' '^## Comparison (baseline: baseline)' '^| collab | [0-9.]* s | [0-9.]*x |' \
-           '^|---|---:|' '(2 segments: resumed'; do
+           '^| bridge (WAN) | bridge |' '^## Comparison (baseline: baseline)' '^| collab | sync | [0-9.]* s | [0-9.]*x |' \
+           '^|---|---|---:|' '(2 segments: resumed'; do
     grep -q -- "$pat" "$WORK/r.md" || { md_ok=0; echo "  markdown lacks: $pat"; }
 done
 [ $md_ok = 1 ] && ok "markdown: headings, participants and comparison tables" || bad "markdown output"
@@ -248,7 +292,7 @@ for n in ("loss_vs_time", "loss_vs_samples", "throughput", "contribution"):
     assert b[12:16] == b"IHDR" and struct.unpack(">II", b[16:24]) == (1100, 650), f"{p}: size"
     assert len(b) > 5000, f"{p}: only {len(b)} bytes"
 EOF
-    grep -c '"' "$WORK/plots/contribution.dat" | grep -qx $((2 + (2 + 3) + (2 + 3) + 2)) \
+    grep -c '"' "$WORK/plots/contribution.dat" | grep -qx $((2 + (2 + 3) + (2 + 3) + 2 + (2 + 2))) \
         && ok "contribution chart: one bar per trainer rank and volunteer of every run" || bad "contribution bars"
 else
     bad "--plots failed: $(cat "$WORK/err")"
@@ -336,6 +380,10 @@ V=$(variant volevent collab); sed -i '4s/,live,/,alive,/' "$V/volunteers.csv"
 expect_fail 1 "^conflux-report: error: bad event 'alive' \($V/volunteers.csv:4\)$" "unknown volunteer event" -- "$REPORT" "$V"
 V=$(variant volmerged collab); sed -i '20{N;s/\n/x/}' "$V/volunteers.csv"
 expect_fail 1 "^conflux-report: error: malformed row: .* \($V/volunteers.csv:20\)$" "two volunteers.csv rows run together" -- "$REPORT" "$V"
+# DiLoCo's bridge rejects a pseudo-gradient whose norm is out of range: "rejected-norm", dropped
+V=$(variant volnorm diloco); sed -i '0,/"bob","alice",accepted,8,/s//"bob","alice",rejected-norm,8,/' "$V/volunteers.csv"
+"$REPORT" --format json "$V" 2>"$WORK/err" | tr -d ' \n' | grep -q '"name":"bob".*"accepted_fresh":40,"accepted_stale":0,"dropped_stale":8' \
+    && ok "a rejected-norm event counts as dropped" || bad "rejected-norm: $(cat "$WORK/err")"
 # a volunteer name with commas (the bridge writes names unquoted) is still read
 V=$(variant volcomma collab); sed -i 's/,ann,alice,/,ann\, the great,alice,/' "$V/volunteers.csv"
 "$REPORT" --format json "$V" 2>"$WORK/err" | grep -q '"name":"ann, the great"' && ok "a volunteer name with a comma is read" \
