@@ -47,14 +47,20 @@ long br_outer_inner_steps(const BrOuter *o) { return o->H; }
 
 // ---- opening a round ----
 
-// Inner steps for a volunteer: H (--plan equal), else what its measured compute speed does
-// in 0.9 of the cluster's round time (1 while not measured), in [1, H].
+// Inner steps for a volunteer: H (--plan equal); else what its measured compute speed does
+// in 0.9 of the cluster's round time, in [1, H]; one not measured yet is taken to be as
+// fast as one trainer rank (H / trainers steps: a slower one is late once, counts in the
+// next round, and is measured).
 static long volunteer_steps(BrOuter *o, const Vol *v) {
     BridgeServer *b = o->b;
     if (b->o.plan_equal) return o->H;
-    if (!(v->speed.rate > 0) || !(o->round_s > 0)) return 1;
-    double steps = 0.9 * v->speed.rate * o->round_s / (double)o->B;
-    long h = (long)steps;
+    long h;
+    if (!(v->speed.rate > 0) || !(o->round_s > 0)) {
+        int nt = hybrid_n_trainers(b->h);
+        h = (o->H + nt - 1) / nt;
+    } else {
+        h = (long)(0.9 * v->speed.rate * o->round_s / (double)o->B);
+    }
     return h < 1 ? 1 : h > o->H ? o->H : h;
 }
 
@@ -93,10 +99,12 @@ static int open_round(BrOuter *o, long r, char *err) {
             c->assigned_round = (uint64_t)r;
             c->assigned_start = s0;
             c->assigned_samples = ns;
+            c->assigned_t_open = R->t_open;
         } else {
             c->next_round = (uint64_t)r;
             c->next_start = s0;
             c->next_samples = ns;
+            c->next_t_open = R->t_open;
         }
         R->assigned++;
         R->assigned_samples += ns;
@@ -202,11 +210,6 @@ static int close_round(BrOuter *o, long r, char *err) {
             rs->up_bytes += p->up_bytes;
             rs->up_s += p->up_s;
             if (age == 0) {
-                // its speed: it computed this round from when it had both the round's plan and
-                // its last round done (the first chunk of that upload) until this upload's
-                // first chunk; its uploads overlap its next round
-                double from = R->t_open > p->vol->t_prev_first ? R->t_open : p->vol->t_prev_first;
-                br_plan_note_upload(&p->vol->speed, p->samples, p->t_first - from, p->t_done - p->t_first);
                 rs->fresh += p->samples;
                 p->vol->fresh += p->samples;
                 br_vol_event(b, p->vol, "accepted", (uint64_t)r, p->samples, NULL);
@@ -216,6 +219,11 @@ static int close_round(BrOuter *o, long r, char *err) {
                 br_vol_event(b, p->vol, "accepted-stale", (uint64_t)r, p->samples, NULL);
             }
         }
+        // its speed, from every upload that arrived (late ones too): it computed the round
+        // from when it had both the round's plan and its last round done (the first chunk
+        // of that upload) until this upload's first chunk; its uploads overlap its next round
+        double from = p->t_open > p->vol->t_prev_first ? p->t_open : p->vol->t_prev_first;
+        br_plan_note_upload(&p->vol->speed, p->samples, p->t_first - from, p->t_done - p->t_first);
         p->vol->t_prev_first = p->t_first;
         if (rs->n_spare < SPARE_UPLOADS) rs->spare[rs->n_spare++] = p->g;
         else free(p->g);

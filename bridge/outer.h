@@ -7,7 +7,8 @@
 //          trainers (hybrid_outer_plan, answered at once, so a slow link never stalls the
 //          cluster), then every eligible volunteer gets H_v inner steps (H with --plan equal;
 //          otherwise what its measured compute speed does in 0.9 of the cluster's round
-//          time, at least 1), as ROUND_OPEN with the hash of the outer parameters;
+//          time, at least 1; one not measured yet is taken to be as fast as one trainer
+//          rank), as ROUND_OPEN with the hash of the outer parameters;
 //   collect the cluster's pseudo-gradient (MPI) and the volunteers' uploads (GRAD_CHUNK: the
 //          checks of rounds.c: its share, the codec, finite values, sizes);
 //   close  when every assigned upload is in, or at the deadline, which adapts to the

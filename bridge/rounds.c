@@ -196,7 +196,7 @@ void br_rounds_on_grad_chunk(Conn *c, const BrGradChunk *m) {
     *p = (Pending){.vol = c->vol, .round = c->up_round, .start = c->assigned_start, .samples = c->up_samples,
                    .tokens = c->up_tokens, .loss = c->up_loss, .aux = c->up_aux, .g = c->up,
                    .up_bytes = c->up_bytes, .up_s = cx_now() - c->up_t_first,
-                   .t_first = c->up_t_first, .t_done = cx_now()};
+                   .t_first = c->up_t_first, .t_done = cx_now(), .t_open = c->assigned_t_open};
     c->up = NULL;
     p->next = b->rounds.pending;
     b->rounds.pending = p;
@@ -206,6 +206,7 @@ void br_rounds_on_grad_chunk(Conn *c, const BrGradChunk *m) {
     if (c->next_round) {  // diloco: the round it was given while uploading this one
         c->assigned_round = c->next_round;
         c->assigned_start = c->next_start;
+        c->assigned_t_open = c->next_t_open;
         c->assigned_samples = c->next_samples;
         c->next_round = c->next_start = c->next_samples = 0;
     }

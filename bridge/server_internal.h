@@ -64,8 +64,11 @@ struct Conn {
     // the round this connection was given a share of (0: none outstanding)
     uint64_t assigned_round, assigned_start, assigned_samples;
     uint64_t opened_round;  // the last round it was sent ROUND_OPEN for
+    double assigned_t_open;  // diloco: when the assigned round opened (its compute started then
+                             // at the earliest)
     // diloco: the round it was given while the assigned one is still to be uploaded
     uint64_t next_round, next_start, next_samples;
+    double next_t_open;
     // upload in progress
     float *up;
     uint64_t up_round, up_next, up_samples, up_tokens;
@@ -111,6 +114,7 @@ struct Pending {
     double loss, aux;
     double up_bytes, up_s;  // goodput sample: bytes after the first chunk, over seconds
     double t_first, t_done; // first chunk arrived, upload complete
+    double t_open;          // diloco: the round it answers opened
     float *g;
     Pending *next;
 };
