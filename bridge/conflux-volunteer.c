@@ -98,7 +98,8 @@ static int replica_build(Replica *r, const BrState *s, const char **sets, int n_
     }
     memcpy(tr->task.params, s->params, s->n_params * sizeof(float));
     memcpy(tr->optim.m, s->m, s->n_params * sizeof(float));
-    memcpy(tr->optim.v, s->v, s->n_params * sizeof(float));
+    if (s->v) memcpy(tr->optim.v, s->v, s->n_params * sizeof(float));
+    else memset(tr->optim.v, 0, s->n_params * sizeof(float));  // a DiLoCo run's outer state
     tr->optim.step = (long)s->step;
     tr->samples_seen = s->samples_seen;
     return 0;

@@ -147,8 +147,8 @@ static Snapshot *current_snapshot(BridgeServer *b) {
     BrState st = {.step = step, .samples_seen = b->tr->samples_seen, .n_params = b->n,
                   .data_windows = b->data_windows, .config = b->config_text,
                   .config_bytes = strlen(b->config_text), .params = b->tr->task.params,
-                  .m = b->tr->optim.m, .v = b->tr->optim.v};
-    s->n = br_state_bytes(b->n, st.config_bytes);
+                  .m = b->tr->optim.m, .v = b->outer ? NULL : b->tr->optim.v};
+    s->n = br_state_bytes(b->n, st.config_bytes, st.v ? 3 : 2);
     s->blob = malloc(s->n);
     CHECK(s->blob, "out of memory for a %zu-byte state snapshot", s->n);
     br_state_write(s->blob, &st);

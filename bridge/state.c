@@ -21,13 +21,13 @@ static uint64_t get_u64(const uint8_t *p) {
     return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
 }
 
-size_t br_state_bytes(size_t n_params, size_t config_bytes) {
-    return BR_STATE_HEADER_BYTES + config_bytes + 3 * n_params * sizeof(float) + 4;
+size_t br_state_bytes(size_t n_params, size_t config_bytes, int n_arrays) {
+    return BR_STATE_HEADER_BYTES + config_bytes + (size_t)n_arrays * n_params * sizeof(float) + 4;
 }
 
 size_t br_state_write(uint8_t *buf, const BrState *s) {
     memcpy(buf, BR_STATE_MAGIC, 4);
-    put_u32(buf + 4, BR_STATE_VERSION);
+    put_u32(buf + 4, s->v ? BR_STATE_VERSION : BR_STATE_VERSION_OUTER);
     put_u64(buf + 8, s->step);
     put_u64(buf + 16, s->samples_seen);
     put_u64(buf + 24, s->n_params);
@@ -37,7 +37,7 @@ size_t br_state_write(uint8_t *buf, const BrState *s) {
     memcpy(p, s->config, s->config_bytes);
     p += s->config_bytes;
     const float *arr[3] = {s->params, s->m, s->v};
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < (s->v ? 3 : 2); k++) {
         codec_fp32_encode(p, arr[k], s->n_params);
         p += s->n_params * sizeof(float);
     }
@@ -50,14 +50,15 @@ int br_state_parse(const uint8_t *buf, size_t n, BrState *s, char *err) {
     if (n < BR_STATE_HEADER_BYTES + 4) return cx_err(err, "state of %zu bytes is shorter than its header", n);
     if (memcmp(buf, BR_STATE_MAGIC, 4) != 0) return cx_err(err, "state does not start with CXST");
     uint32_t version = get_u32(buf + 4);
-    if (version != BR_STATE_VERSION)
-        return cx_err(err, "state version %u is not supported (this build reads %u)", version,
-                      BR_STATE_VERSION);
+    if (version != BR_STATE_VERSION && version != BR_STATE_VERSION_OUTER)
+        return cx_err(err, "state version %u is not supported (this build reads %u and %u)", version,
+                      BR_STATE_VERSION, BR_STATE_VERSION_OUTER);
+    const int n_arrays = version == BR_STATE_VERSION ? 3 : 2;
     uint64_t n_params = get_u64(buf + 24), cfg = get_u64(buf + 40);
     if (n_params > ((uint64_t)1 << 34) || cfg > ((uint64_t)1 << 24))
         return cx_err(err, "state declares %llu parameters and %llu config bytes: too large",
                       (unsigned long long)n_params, (unsigned long long)cfg);
-    size_t want = br_state_bytes((size_t)n_params, (size_t)cfg);
+    size_t want = br_state_bytes((size_t)n_params, (size_t)cfg, n_arrays);
     if (n != want)
         return cx_err(err, "state is %zu bytes but its header implies %zu", n, want);
     uint32_t crc = get_u32(buf + n - 4), have = br_crc32c(0, buf, n - 4);
@@ -69,7 +70,7 @@ int br_state_parse(const uint8_t *buf, size_t n, BrState *s, char *err) {
     s->data_windows = get_u64(buf + 32);
     s->config_bytes = (size_t)cfg;
     char *text = malloc(cfg + 1);
-    float *arr = malloc(3 * n_params * sizeof(float) + 1);
+    float *arr = malloc((size_t)n_arrays * n_params * sizeof(float) + 1);
     if (!text || !arr) {
         free(text);
         free(arr);
@@ -77,11 +78,11 @@ int br_state_parse(const uint8_t *buf, size_t n, BrState *s, char *err) {
     }
     memcpy(text, buf + BR_STATE_HEADER_BYTES, cfg);
     text[cfg] = 0;
-    codec_fp32_decode(arr, buf + BR_STATE_HEADER_BYTES + cfg, 3 * n_params);
+    codec_fp32_decode(arr, buf + BR_STATE_HEADER_BYTES + cfg, (size_t)n_arrays * n_params);
     s->config = text;
     s->params = arr;
     s->m = arr + n_params;
-    s->v = arr + 2 * n_params;
+    s->v = n_arrays == 3 ? arr + 2 * n_params : NULL;
     return 0;
 }
 

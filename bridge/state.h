@@ -10,6 +10,8 @@
 //   40  8  config_bytes
 //   48  ...config text (INI, config_bytes bytes, no NUL)
 //       ...params, exp_avg, exp_avg_sq: 3 * n_params little-endian binary32
+//          (version 2, a DiLoCo run's outer state: params = the outer parameters, exp_avg =
+//          the outer momentum, no exp_avg_sq: a joining worker's inner moments start at 0)
 //       4  CRC32C of every byte before it
 // Pure functions: no I/O.
 #ifndef CONFLUX_BRIDGE_STATE_H
@@ -20,19 +22,22 @@
 
 #define BR_STATE_MAGIC "CXST"
 #define BR_STATE_VERSION 1u
+#define BR_STATE_VERSION_OUTER 2u
 #define BR_STATE_HEADER_BYTES 48
 
 typedef struct {
     uint64_t step, samples_seen, n_params, data_windows;
     const char *config;      // config_bytes bytes, not NUL-terminated in a parsed blob
     size_t config_bytes;
-    const float *params, *m, *v;  // n_params each (parsed: point into a private copy)
+    const float *params, *m, *v;  // n_params each (parsed: point into a private copy); v NULL:
+                                  // the outer state (version 2)
 } BrState;
 
-// Bytes of the blob for a state with these sizes.
-size_t br_state_bytes(size_t n_params, size_t config_bytes);
+// Bytes of the blob for a state with these sizes and n_arrays arrays (3; 2 without v).
+size_t br_state_bytes(size_t n_params, size_t config_bytes, int n_arrays);
 
-// Writes the blob into buf (br_state_bytes(...) bytes). Returns the size written.
+// Writes the blob into buf (br_state_bytes(...) bytes; version 2 when s->v is NULL). Returns
+// the size written.
 size_t br_state_write(uint8_t *buf, const BrState *s);
 
 // Parses and checks a blob (magic, version, sizes, CRC). On success fills *s with pointers
