@@ -1,7 +1,6 @@
 // outer.c: the bridge's diloco rounds (see outer.h).
 #include "bridge/outer.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,8 +133,6 @@ static double deadline_of(const BrOuter *o, const ORound *R) {
     return R->t_cluster + d;
 }
 
-static double vec_norm(const float *x, size_t n) { return codec_l2norm(x, n); }
-
 // Sums round r's contributions and sends its average everywhere.
 static int close_round(BrOuter *o, long r, char *err) {
     BridgeServer *b = o->b;
@@ -162,7 +159,7 @@ static int close_round(BrOuter *o, long r, char *err) {
     memset(o->acc, 0, n * sizeof(float));
     diloco_accumulate(o->acc, cluster, n, (double)R->cluster_samples);
     double weight = (double)R->cluster_samples;
-    double cluster_norm = vec_norm(cluster, n);
+    double cluster_norm = codec_l2norm(cluster, n);
     int n_p = 0;
     for (Pending *p = rs->pending; p; p = p->next) n_p++;
     Pending **arr = cx_calloc((size_t)n_p + 1, sizeof *arr);
@@ -182,7 +179,7 @@ static int close_round(BrOuter *o, long r, char *err) {
     for (int i = 0; i < n_p; i++) {
         Pending *p = arr[i];
         uint64_t age = (uint64_t)r - p->round;
-        double norm = vec_norm(p->g, n);
+        double norm = codec_l2norm(p->g, n);
         double ratio = b->o.max_delta_ratio;
         if (age > (uint64_t)b->o.max_staleness) {
             rs->dropped += p->samples;
@@ -395,6 +392,3 @@ void br_outer_free(BrOuter *o) {
     free(o->out[1]);
     free(o);
 }
-
-// A volunteer's connection closes: nothing beyond rounds.c's accounting of its shares.
-void br_outer_conn_closed(Conn *c) { (void)c; }

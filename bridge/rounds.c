@@ -227,7 +227,6 @@ void br_rounds_conn_closed(Conn *c, const char *why) {
         br_vol_event(b, c->vol, ev, c->next_round, c->next_samples, why);
     }
     c->assigned_round = c->next_round = 0;
-    if (b->outer) br_outer_conn_closed(c);
 }
 
 // ---- the Averager ----

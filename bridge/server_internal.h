@@ -153,8 +153,6 @@ void br_rounds_wait_volunteers(BridgeServer *b, uint64_t done);
 int br_cmp_pending(const void *a, const void *b);
 // The round's row in RUN_DIR/bridge.csv, the status page's loss curve, the progress line.
 void br_rounds_record(BridgeServer *b, const StepResult *r);
-// diloco (outer.c): c is closing
-void br_outer_conn_closed(Conn *c);
 
 // ---- the connection layer (server.c) ----
 

@@ -62,8 +62,9 @@ int ckpt_save_in_run(const char *run_dir, const CkptState *st, char *err);
 // exp_avg_sq) and step, the data cursor and the seed. model names the architecture
 // ("albert", "encdec"); writer is "PROGRAM VERSION". outer (NULL in sync mode) adds DiLoCo's
 // outer state, taken between rounds: the optimizer slots outer_params (theta),
-// outer_momentum and outer_start (where the next round starts), and /outer/state = {round,
-// rounds applied, inner steps of the round, data base}: {last round completed, ...}. Returns 0, or -1 with err.
+// outer_momentum and outer_start (where the next round starts), and /outer/state = {the last
+// round completed, rounds applied, inner steps of a round, data base}. Returns 0, or -1 with
+// err.
 int ckpt_save_trainer(const char *run_dir, const char *model, const char *writer,
                       const char *config_text, const Trainer *tr, const TensorAlias *aliases,
                       int n_aliases, long seed, const Diloco *outer, char *err);
