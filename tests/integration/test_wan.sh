@@ -12,7 +12,7 @@
 # Training must finish, every volunteer still attached at the end must hold the bridge's
 # parameters at every round (the parameter hash in ROUND_OPEN; the trainers and the bridge
 # check theirs by MPI every step), and every sample is accounted for. The scenario runs
-# twice: synchronous rounds (--plan equal), then DiLoCo (averaging.mode = diloco, H = 4,
+# twice: synchronous rounds (--plan equal), then DiLoCo (averaging.mode = diloco, H = 20,
 # int8 both ways, shares sized to measured speeds, adaptive deadlines).
 # usage: tests/integration/test_wan.sh BUILD_DIR DATA_DIR
 set -u
@@ -62,7 +62,7 @@ mkdir -p "$WORK/$MODE"
 if [ "$MODE" = sync ]; then
     H=1 STEPS=60 TRAIN_ARGS=() BRIDGE_ARGS=(--plan equal)
 else  # the cluster never waits for the links: more steps, so the faults happen mid-run
-    H=4 STEPS=240 TRAIN_ARGS=(--set averaging.mode=diloco --set averaging.inner_steps=4) BRIDGE_ARGS=()
+    H=20 STEPS=1000 TRAIN_ARGS=(--set averaging.mode=diloco --set averaging.inner_steps=20) BRIDGE_ARGS=()
 fi
 mpirun --allow-run-as-root --oversubscribe -np 2 "$BIN/conflux-train" "${TINY_MODEL[@]}" \
     --set train.global_batch=16 --set train.micro_batch=2 --set train.steps=$STEPS \
