@@ -181,11 +181,8 @@ static int close_round(BrOuter *o, long r, char *err) {
         uint64_t age = (uint64_t)r - p->round;
         double norm = codec_l2norm(p->g, n);
         double ratio = b->o.max_delta_ratio;
-        if (age > (uint64_t)b->o.max_staleness) {
-            rs->dropped += p->samples;
-            p->vol->dropped += p->samples;
-            br_vol_event(b, p->vol, "dropped-stale", (uint64_t)r, p->samples, NULL);
-        } else if (ratio > 0 && !(norm <= ratio * cluster_norm)) {
+        // an absurd norm is rejected however late the upload is; then the staleness rule
+        if (ratio > 0 && !(norm <= ratio * cluster_norm)) {
             rs->dropped += p->samples;
             p->vol->dropped += p->samples;
             char why[160];
@@ -194,6 +191,10 @@ static int close_round(BrOuter *o, long r, char *err) {
             br_vol_event(b, p->vol, "rejected-norm", (uint64_t)r, p->samples, why);
             if (p->vol->conn && !p->vol->conn->closing) br_conn_fail(p->vol->conn, BR_ERR_BAD_DATA, "%s", why);
             else br_log(b, "%s: %s", p->vol->name, why);
+        } else if (age > (uint64_t)b->o.max_staleness) {
+            rs->dropped += p->samples;
+            p->vol->dropped += p->samples;
+            br_vol_event(b, p->vol, "dropped-stale", (uint64_t)r, p->samples, NULL);
         } else {
             diloco_accumulate(o->acc, p->g, n, (double)p->samples);
             weight += (double)p->samples;

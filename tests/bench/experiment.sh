@@ -26,6 +26,7 @@
 # accepted samples in (c) over what its own measured compute speed (its --stats CSV: share
 # samples over compute seconds) would have trained in the time it was connected.
 # Knobs: EXPERIMENT_STEPS (480), EXPERIMENT_TARGET (7.6), EXPERIMENT_H (inner steps, 60),
+# EXPERIMENT_OUTER_MOMENTUM (the outer Nesterov momentum, DiLoCo's 0.9),
 # EXPERIMENT_RUNS (which of "hpc sync diloco churn" to run; the last line needs the first three).
 # usage: tests/bench/experiment.sh BUILD_DIR DATA_DIR [OUT_DIR]       (root: network namespaces)
 set -u
@@ -51,6 +52,7 @@ export WAN_QUIET=1
 STEPS=${EXPERIMENT_STEPS:-480}
 TARGET=${EXPERIMENT_TARGET:-7.6}
 H=${EXPERIMENT_H:-60}
+MOM=${EXPERIMENT_OUTER_MOMENTUM:-0.9}
 RUNS=${EXPERIMENT_RUNS:-hpc sync diloco churn}
 GB=64       # samples per step of the whole run
 WORKERS=4   # diloco: the cluster and 3 volunteers
@@ -62,7 +64,8 @@ MODEL=(--set data.train="$DATA/shards/train.h5" --set data.valid="$DATA/shards/v
        --set train.steps="$STEPS" --set train.eval_every=20 --set train.eval_samples=256
        --set optim.warmup_steps=20 --set train.checkpoint_every=0 --set train.log_every=20 -q)
 SYNC=(--set train.global_batch=$GB)
-DILOCO=(--set train.global_batch=$((GB / WORKERS)) --set averaging.mode=diloco --set averaging.inner_steps="$H")
+DILOCO=(--set train.global_batch=$((GB / WORKERS)) --set averaging.mode=diloco --set averaging.inner_steps="$H"
+        --set averaging.outer_momentum="$MOM")
 TOKENS=$OUT/tokens.txt
 TOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" experiment)
 [ -n "$TOK" ] || { echo "experiment: cannot issue a token"; exit 1; }

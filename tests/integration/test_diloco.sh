@@ -147,7 +147,7 @@ awk -v s="$vs" -v d="$vd" 'BEGIN {exit !(s != "" && d != "" && d <= s + 0.3)}' \
 # ---- 5. hostile volunteers in diloco mode ----------------------------------------------
 P5=$((PORT + 5))
 "${MPIRUN[@]}" -np 1 "$BIN/conflux-train" "${TINY_MODEL[@]}" --set train.global_batch=8 --set train.micro_batch=4 \
-    --set train.steps=120 "${DL[@]}" --set averaging.inner_steps=4 --set run.dir="$WORK/hostile" -q \
+    --set train.steps=400 "${DL[@]}" --set averaging.inner_steps=20 --set run.dir="$WORK/hostile" -q \
     : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$P5 --wait-volunteers 1 \
     --wait-timeout 60 --deadline 5 >"$WORK/hostile.bridge.log" 2>&1 &
 HMP=$!
