@@ -3,7 +3,8 @@
 # through conflux-bridge, as conflux-train does (test_bridge.sh).
 #  1. Equivalence: 2 trainer ranks + bridge + 2 volunteers (--plan equal, fp32 uploads) ==
 #     4 MPI ranks, on the same pair shard and global batch, 10 steps, separate decoder
-#     learning rate, dropout on: the final /params agree within 1e-5.
+#     learning rate, dropout on: the final /params agree within 1e-5; and the same in DiLoCo
+#     mode (H=5, fp32 both ways) against 4 MPI ranks in 3 workers.
 #     The same for the denoising objective (token shard) over 4 steps.
 #  2. A volunteer whose pair shard is not the run's is refused (pair count check).
 # usage: tests/integration/test_headline_bridge.sh BUILD_DIR DATA_DIR
@@ -87,6 +88,29 @@ compare "$WORK/mpi4/checkpoint-000005.h5" "$D/checkpoint-000005.h5" 1e-5 >/dev/n
     && ok "... and at the step-5 checkpoint" || bad "headline hybrid differs from 4 MPI ranks at step 5"
 h5dump -a /model "$D/checkpoint-000010.h5" 2>/dev/null | grep -q '"encdec"' && ok "the hybrid checkpoint is an encdec one" \
     || bad "hybrid checkpoint has no model=encdec"
+
+# ---- 1b. DiLoCo: the encoder-decoder's recipe under the outer rounds (fp32 both ways):
+# 2 trainers + bridge + 2 volunteers == 4 MPI ranks in 3 workers (2 + 1 + 1)
+DLR=("${TINY[@]}" --train "$WORK/train.h5" --set data.src_len=64 --set data.tgt_len=24
+     --set decoder.max_position=32 --set train.global_batch=8 --set train.micro_batch=4 --steps 10
+     --set averaging.mode=diloco --set averaging.inner_steps=5 --set averaging.down_codec=fp32)
+"${MPIRUN[@]}" -np 4 "$BIN/conflux-headline" train "${DLR[@]}" --set averaging.workers=3 --run-dir "$WORK/dl-mpi" \
+    >"$WORK/dl-mpi.log" 2>&1 || { bad "DiLoCo 4-rank reference run"; tail -5 "$WORK/dl-mpi.log"; }
+DPORT=$((PORT + 3))
+"${MPIRUN[@]}" -np 2 "$BIN/conflux-headline" train "${DLR[@]}" --run-dir "$WORK/dl-hy" \
+    : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$DPORT --codecs fp32 --plan equal \
+    --deadline 60 --wait-volunteers 2 --wait-timeout 60 >"$WORK/dl-hy.bridge.log" 2>&1 &
+DMP=$!
+for v in 1 2; do
+    "$BIN/conflux-volunteer" --join 127.0.0.1:$DPORT --token "$VTOK" --name "dv$v" --codec fp32 \
+        --set train.threads=1 --retries 30 >"$WORK/dl-hy.v$v.log" 2>&1 &
+    sleep 0.5  # joining order fixes the volunteers' sample ranges
+done
+wait $DMP && [ -f "$WORK/dl-hy/finished" ] && ok "DiLoCo: 2 headline trainers + bridge + 2 volunteers ran 2 outer rounds" \
+    || { bad "DiLoCo headline hybrid run failed"; tail -5 "$WORK/dl-hy.bridge.log"; }
+wait
+compare "$WORK/dl-mpi/checkpoint-000010.h5" "$WORK/dl-hy/checkpoint-000010.h5" 1e-5 \
+    && ok "DiLoCo, fp32: headline hybrid == 4 MPI ranks in 3 workers" || bad "DiLoCo headline hybrid differs from the MPI workers"
 
 # denoising on a token shard (volunteers need the tokenizer for the sentence ends)
 if [ -f "$DATA/shards/valid.h5" ]; then
