@@ -116,6 +116,8 @@ int br_rounds_catch_up(Conn *c, uint64_t k) {
 
 // ---- uploads ----
 
+#define BR_MAX_LOSS 1e3  // nats per loss token (or per sequence, auxiliary) an upload may claim
+
 static void upload_reset(Conn *c) {
     c->up_round = c->up_next = c->up_samples = c->up_tokens = 0;
     c->up_loss = c->up_aux = 0.0;
@@ -151,6 +153,22 @@ void br_rounds_on_grad_chunk(Conn *c, const BrGradChunk *m) {
             c->up = rd->n_spare > 0 ? rd->spare[--rd->n_spare] : malloc(b->n * sizeof(float));
             CHECK(c->up, "out of memory for an upload buffer");
         }
+        // the statistics summed into the round: bounded, so no sum of peers' values can
+        // overflow (a cross-entropy is >= 0; BR_MAX_LOSS nats per token or sequence is far
+        // above any real one)
+        if (m->tokens > m->samples * 1000000ull) {
+            br_conn_fail(c, BR_ERR_BAD_DATA, "upload claims %llu loss tokens for %llu samples",
+                         (unsigned long long)m->tokens, (unsigned long long)m->samples);
+            return;
+        }
+        if (!(m->loss_sum >= 0 && m->loss_sum <= BR_MAX_LOSS * (double)(m->tokens > 0 ? m->tokens : 1)) ||
+            !(m->aux_sum >= 0 && m->aux_sum <= BR_MAX_LOSS * (double)m->samples)) {
+            br_conn_fail(c, BR_ERR_BAD_DATA, "upload claims loss sum %g over %llu tokens and auxiliary "
+                         "loss sum %g over %llu samples: outside [0, %g] per token or sample",
+                         m->loss_sum, (unsigned long long)m->tokens, m->aux_sum,
+                         (unsigned long long)m->samples, BR_MAX_LOSS);
+            return;
+        }
         c->up_round = m->round_id;
         c->up_samples = m->samples;
         c->up_tokens = m->tokens;
@@ -185,11 +203,6 @@ void br_rounds_on_grad_chunk(Conn *c, const BrGradChunk *m) {
     if (!b->outer && b->o.max_grad_norm > 0 && !(per_tok <= b->o.max_grad_norm)) {
         br_conn_fail(c, BR_ERR_BAD_DATA, "gradient norm %.3g per loss token exceeds the limit %.3g",
                      per_tok, b->o.max_grad_norm);
-        return;
-    }
-    if (c->up_tokens > (uint64_t)c->up_samples * 1000000ull) {
-        br_conn_fail(c, BR_ERR_BAD_DATA, "upload claims %llu loss tokens for %llu samples",
-                     (unsigned long long)c->up_tokens, (unsigned long long)c->up_samples);
         return;
     }
     Pending *p = cx_calloc(1, sizeof *p);

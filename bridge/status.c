@@ -2,6 +2,7 @@
 #include "bridge/status.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,10 @@
 
 static void json_add(json_object *o, const char *k, json_object *v) { json_object_object_add(o, k, v); }
 
+// A JSON number, or null where x is not finite (json-c would write Infinity or NaN, which
+// JSON.parse refuses).
+static json_object *json_num(double x) { return isfinite(x) ? json_object_new_double(x) : NULL; }
+
 // GET /status.json. Read-only: no tokens or addresses in it.
 static void on_status_json(struct evhttp_request *req, void *arg) {
     BridgeServer *b = arg;
@@ -24,8 +29,8 @@ static void on_status_json(struct evhttp_request *req, void *arg) {
     json_object *o = json_object_new_object();
     json_add(o, "step", json_object_new_int64(b->tr->optim.step));
     json_add(o, "total_steps", json_object_new_int64(b->o.total_steps));
-    json_add(o, "loss", b->status.loss_n > 0 ? json_object_new_double(b->status.last_loss) : NULL);
-    json_add(o, "samples_per_s", json_object_new_double(b->status.samples_per_s));
+    json_add(o, "loss", b->status.loss_n > 0 ? json_num(b->status.last_loss) : NULL);
+    json_add(o, "samples_per_s", json_num(b->status.samples_per_s));
     json_add(o, "rounds", json_object_new_int64((int64_t)br_step(b)));
     // the averaging: sync (a round per step) or diloco (outer rounds of H inner steps)
     json_add(o, "mode", json_object_new_string(b->outer ? "diloco" : "sync"));
@@ -34,7 +39,7 @@ static void on_status_json(struct evhttp_request *req, void *arg) {
     json_add(o, "global_batch", json_object_new_int64(b->tr->global_batch));
     json_add(o, "trainers", json_object_new_int(hybrid_n_trainers(b->h)));
     json_add(o, "live_volunteers", json_object_new_int(bridge_live_volunteers(b)));
-    json_add(o, "uptime_s", json_object_new_double(now - b->t_start));
+    json_add(o, "uptime_s", json_num(now - b->t_start));
     json_object *vs = json_object_new_array();
     for (Vol *v = b->vols; v; v = v->next) {
         json_object *j = json_object_new_object();
@@ -54,15 +59,15 @@ static void on_status_json(struct evhttp_request *req, void *arg) {
         json_add(j, "samples_lost", json_object_new_int64((int64_t)v->lost));
         json_add(j, "uploads", json_object_new_int64((int64_t)v->uploads));
         json_add(j, "connects", json_object_new_int64((int64_t)v->connects));
-        json_add(j, "upload_mbit_s", v->up_mbit > 0 ? json_object_new_double(v->up_mbit) : NULL);
-        json_add(j, "bytes_sent", json_object_new_double(v->bytes_in));
-        json_add(j, "bytes_received", json_object_new_double(v->bytes_out));
+        json_add(j, "upload_mbit_s", v->up_mbit > 0 ? json_num(v->up_mbit) : NULL);
+        json_add(j, "bytes_sent", json_num(v->bytes_in));
+        json_add(j, "bytes_received", json_num(v->bytes_out));
         json_add(j, "codec", c && c->codec ? json_object_new_string(codec_find(c->codec)->name) : NULL);
         uint64_t trained = v->fresh + v->stale;  // its bytes both ways per sample it contributed
         json_add(j, "bytes_per_sample",
-                 trained ? json_object_new_double((v->bytes_in + v->bytes_out) / (double)trained) : NULL);
-        json_add(j, "first_seen_s", json_object_new_double(v->first_seen));
-        json_add(j, "last_seen_s_ago", json_object_new_double(now - b->t_start - v->last_seen));
+                 trained ? json_num((v->bytes_in + v->bytes_out) / (double)trained) : NULL);
+        json_add(j, "first_seen_s", json_num(v->first_seen));
+        json_add(j, "last_seen_s_ago", json_num(now - b->t_start - v->last_seen));
         json_object_array_add(vs, j);
     }
     json_add(o, "volunteers", vs);
@@ -70,7 +75,7 @@ static void on_status_json(struct evhttp_request *req, void *arg) {
     for (int i = 0; i < b->status.loss_n; i++) {
         json_object *pt = json_object_new_array();
         json_object_array_add(pt, json_object_new_int64((int64_t)b->status.loss_hist[i][0]));
-        json_object_array_add(pt, json_object_new_double(b->status.loss_hist[i][1]));
+        json_object_array_add(pt, json_num(b->status.loss_hist[i][1]));
         json_object_array_add(hist, pt);
     }
     json_add(o, "loss_history", hist);

@@ -87,7 +87,7 @@ MP=$!
 STEADY=$!
 sleep 2
 # hostile peers, all at once while the run goes on
-MODES="garbage http hugelen badtoken badcrc early idle nan norm wrongsize wronground"
+MODES="garbage http hugelen badtoken badcrc early idle nan norm hugeloss wrongsize wronground"
 for m in $MODES; do
     timeout 120 "$BUILD/tests/tools/tool_badpeer" 127.0.0.1:$P2 $m "$TOK" >"$F.bad-$m.log" 2>&1 &
     eval "BAD_$m=\$!"
@@ -117,6 +117,11 @@ for m in $MODES; do
     wait $pid && ok "hostile peer '$m': $(grep -m1 'bridge error' "$F.bad-$m.log" | cut -c1-90)" \
         || { bad "hostile peer '$m' was not rejected cleanly"; cat "$F.bad-$m.log"; }
 done
+# a claimed loss of 1e308 is refused for its value (two of them summed to inf and ended the
+# bridge in a CHECK), not by an idle timeout
+grep -q "bridge error 4: upload claims loss sum 1e+308 over 10 tokens" "$F.bad-hugeloss.log" \
+    && ok "hostile 'hugeloss' refused for its loss: $(grep -m1 -o 'upload claims loss sum.*' "$F.bad-hugeloss.log" | cut -c1-80)" \
+    || bad "hugeloss: $(cat "$F.bad-hugeloss.log")"
 wait $LEAVER && grep -q "leaving after 5 contributed" "$F.leaver.log" && ok "a volunteer left after 5 steps" \
     || bad "leaver: $(tail -1 "$F.leaver.log")"
 wait $BOBPID; rc=$?

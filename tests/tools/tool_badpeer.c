@@ -11,6 +11,8 @@
 //   idle        a valid HELLO, then silence (the bridge's idle timeout must fire)
 //   nan         goes live, takes a share, uploads a gradient with a NaN
 //   norm        goes live, takes a share, uploads an absurdly large gradient
+//   hugeloss    goes live, takes a share, uploads a zero gradient claiming a loss sum of 1e308
+//               (two such uploads summed overflowed the round's statistics to inf)
 //   wrongsize   goes live, takes a share, uploads a chunk past the end of the gradient
 //   wronground  goes live, uploads for a round it was not given
 //   early       sends a GRAD_CHUNK before going live
@@ -214,6 +216,8 @@ int main(int argc, char **argv) {
         g[7] = NAN;
     } else if (!strcmp(mode, "norm")) {
         for (size_t i = 0; i < k; i++) g[i] = 1e30f;
+    } else if (!strcmp(mode, "hugeloss")) {
+        u.m.grad_chunk.loss_sum = 1e308;
     } else if (!strcmp(mode, "wrongsize")) {
         u.m.grad_chunk.offset = n - k / 2;  // runs past the end
     } else if (!strcmp(mode, "wronground")) {
