@@ -186,6 +186,25 @@ static char *ini_read_line(char *buf, int cap, void *stream) {
         ic->text += n;
     }
     ic->line++;
+    // a line longer than the reader's buffer would be split and its tail parsed as a line of
+    // its own ("dir = /ddd...dir = /tmp/x" setting a key): refuse it (a line that fits
+    // exactly, its newline left over, is fine)
+    size_t len = strlen(buf);
+    if (len == (size_t)cap - 1 && buf[len - 1] != '\n') {
+        int next;
+        if (ic->file) {
+            next = fgetc(ic->file);
+            if (next != EOF && next != '\n') ungetc(next, ic->file);
+        } else {
+            next = *ic->text ? (unsigned char)*ic->text : EOF;
+            if (next == '\n') ic->text++;
+        }
+        if (next != EOF && next != '\n') {
+            cx_err(ic->err, "%s:%d: line longer than %d bytes", ic->where, ic->line, cap - 2);
+            ic->failed = 1;
+            return NULL;
+        }
+    }
     const char *p = buf;
     while (*p == ' ' || *p == '\t') p++;
     if (*p == '[' && !strchr(p, ']')) {

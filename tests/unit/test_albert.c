@@ -313,6 +313,25 @@ static void test_config_errors(void) {
     CU_ASSERT(strstr(err, "sgd") != NULL);
     CU_ASSERT(config_load_string(&c, "[model\nx=1\n", "t.ini", err) == -1);
     CU_ASSERT(strstr(err, "t.ini:1") != NULL);
+    // an overlong line is refused, not split into a second key (run.dir below must not be set)
+    {
+        char text[600];
+        int n = snprintf(text, sizeof text, "[run]\ndir = /");
+        while (n < 300) text[n++] = 'd';
+        snprintf(text + n, sizeof text - (size_t)n, "dir = /tmp/INJECTED\n");
+        config_defaults(&c);
+        CU_ASSERT(config_load_string(&c, text, "t.ini", err) == -1);
+        CU_ASSERT_STRING_EQUAL(err, "t.ini:2: line longer than 198 bytes");
+        CU_ASSERT(strstr(c.run.dir, "INJECTED") == NULL);
+        // a line that fills the buffer exactly, then its newline, still parses
+        n = snprintf(text, sizeof text, "[run]\ndir = /");
+        while (n < 6 + 199) text[n++] = 'e';
+        snprintf(text + n, sizeof text - (size_t)n, "\n[train]\nsteps = 7\n");
+        config_defaults(&c);
+        CU_ASSERT(config_load_string(&c, text, "t.ini", err) == 0);
+        CU_ASSERT_EQUAL(c.train.steps, 7);
+        CU_ASSERT_EQUAL(strlen(c.run.dir), 193);
+    }
     CU_ASSERT(config_load_file(&c, "/nonexistent/x.ini", err) == -1);
     CU_ASSERT(strstr(err, "/nonexistent/x.ini") != NULL);
     CU_ASSERT(config_set(&c, "train.steps=50", err) == 0 && c.train.steps == 50);
