@@ -354,7 +354,6 @@ int main(int argc, char **argv) {
             outer.applied = tr->optim.step;  // the outer rounds the state holds
             outer.cursor = &tr->samples_seen;
             outer.sched_step = &tr->optim.step;
-            outer.x = tr->task.params;
             outer.link = br_client_outer_link(cl, &outer, tr->global_batch);
             avg = diloco_averager(&outer);
         }

@@ -183,39 +183,18 @@ static int close_round(BrOuter *o, long r, char *err) {
         double ratio = b->o.max_delta_ratio;
         // an absurd norm is rejected however late the upload is; then the staleness rule
         if (ratio > 0 && !(norm <= ratio * cluster_norm)) {
-            rs->dropped += p->samples;
-            p->vol->dropped += p->samples;
             char why[160];
             snprintf(why, sizeof why, "pseudo-gradient of round %llu rejected: norm %.3g exceeds "
                      "%.3g x the cluster's %.3g", (unsigned long long)p->round, norm, ratio, cluster_norm);
-            br_vol_event(b, p->vol, "rejected-norm", (uint64_t)r, p->samples, why);
+            br_rounds_drop_upload(b, p, (uint64_t)r, "rejected-norm", why);
             if (p->vol->conn && !p->vol->conn->closing) br_conn_fail(p->vol->conn, BR_ERR_BAD_DATA, "%s", why);
             else br_log(b, "%s: %s", p->vol->name, why);
         } else if (age > (uint64_t)b->o.max_staleness) {
-            rs->dropped += p->samples;
-            p->vol->dropped += p->samples;
-            br_vol_event(b, p->vol, "dropped-stale", (uint64_t)r, p->samples, NULL);
+            br_rounds_drop_upload(b, p, (uint64_t)r, "dropped-stale", NULL);
         } else {
             diloco_accumulate(o->acc, p->g, n, (double)p->samples);
             weight += (double)p->samples;
-            stats[STAT_LOSS_SUM] += p->loss;
-            stats[STAT_TOKENS] += (double)p->tokens;
-            stats[STAT_SAMPLES] += (double)p->samples;
-            stats[STAT_AUX_SUM] += p->aux;
-            stats[STAT_PARTICIPANTS] += 1;
-            p->vol->round_accepted += p->samples;
-            if (p->up_s > 0 && p->up_bytes > 0) p->vol->up_mbit = p->up_bytes * 8 / p->up_s / 1e6;
-            rs->up_bytes += p->up_bytes;
-            rs->up_s += p->up_s;
-            if (age == 0) {
-                rs->fresh += p->samples;
-                p->vol->fresh += p->samples;
-                br_vol_event(b, p->vol, "accepted", (uint64_t)r, p->samples, NULL);
-            } else {
-                rs->stale += p->samples;
-                p->vol->stale += p->samples;
-                br_vol_event(b, p->vol, "accepted-stale", (uint64_t)r, p->samples, NULL);
-            }
+            br_rounds_count_upload(b, p, (uint64_t)r, stats);
         }
         // its speed, from every upload that arrived (late ones too): it computed the round
         // from when it had both the round's plan and its last round done (the first chunk
@@ -223,9 +202,7 @@ static int close_round(BrOuter *o, long r, char *err) {
         double from = p->t_open > p->vol->t_prev_first ? p->t_open : p->vol->t_prev_first;
         br_plan_note_upload(&p->vol->speed, p->samples, p->t_first - from, p->t_done - p->t_first);
         p->vol->t_prev_first = p->t_first;
-        if (rs->n_spare < SPARE_UPLOADS) rs->spare[rs->n_spare++] = p->g;
-        else free(p->g);
-        free(p);
+        br_rounds_release_upload(b, p);
     }
     free(arr);
     diloco_finish_average(o->acc, n, weight);

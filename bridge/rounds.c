@@ -351,6 +351,42 @@ int br_cmp_pending(const void *a, const void *b) {
     return x->start < y->start ? -1 : x->start > y->start;
 }
 
+void br_rounds_count_upload(BridgeServer *b, const Pending *p, uint64_t round, double *stats) {
+    Rounds *rs = &b->rounds;
+    stats[STAT_LOSS_SUM] += p->loss;
+    stats[STAT_TOKENS] += (double)p->tokens;
+    stats[STAT_SAMPLES] += (double)p->samples;
+    stats[STAT_AUX_SUM] += p->aux;
+    stats[STAT_PARTICIPANTS] += 1;
+    p->vol->round_accepted += p->samples;
+    if (p->up_s > 0 && p->up_bytes > 0) p->vol->up_mbit = p->up_bytes * 8 / p->up_s / 1e6;
+    rs->up_bytes += p->up_bytes;
+    rs->up_s += p->up_s;
+    if (p->round == round) {
+        rs->fresh += p->samples;
+        p->vol->fresh += p->samples;
+        br_vol_event(b, p->vol, "accepted", round, p->samples, NULL);
+    } else {
+        rs->stale += p->samples;
+        p->vol->stale += p->samples;
+        br_vol_event(b, p->vol, "accepted-stale", round, p->samples, NULL);
+    }
+}
+
+void br_rounds_drop_upload(BridgeServer *b, const Pending *p, uint64_t round, const char *event,
+                           const char *why) {
+    b->rounds.dropped += p->samples;
+    p->vol->dropped += p->samples;
+    br_vol_event(b, p->vol, event, round, p->samples, why);
+}
+
+void br_rounds_release_upload(BridgeServer *b, Pending *p) {
+    Rounds *rs = &b->rounds;
+    if (rs->n_spare < SPARE_UPLOADS) rs->spare[rs->n_spare++] = p->g;
+    else free(p->g);
+    free(p);
+}
+
 static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_stats, char *err) {
     BridgeServer *b = ctx;
     CHECK(n == b->n && n_stats == STAT_COUNT, "bridge_sum: unexpected arena");
@@ -383,37 +419,18 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
         uint64_t age = b->rounds.round - p->round;
         if (age <= (uint64_t)b->o.max_staleness) {
             nn_add_forward(grads, grads, p->g, n);
-            stats[STAT_LOSS_SUM] += p->loss;
-            stats[STAT_TOKENS] += (double)p->tokens;
-            stats[STAT_SAMPLES] += (double)p->samples;
-            stats[STAT_AUX_SUM] += p->aux;
-            stats[STAT_PARTICIPANTS] += 1;
-            p->vol->round_accepted += p->samples;
-            if (p->up_s > 0 && p->up_bytes > 0) p->vol->up_mbit = p->up_bytes * 8 / p->up_s / 1e6;
-            b->rounds.up_bytes += p->up_bytes;
-            b->rounds.up_s += p->up_s;
             if (age == 0) {
                 // speed: compute (with the wait for the last result) until the first chunk,
                 // then the upload; the first chunk's own transfer is scaled in
                 double dt = p->t_first - b->rounds.t_open, up = p->t_done - p->t_first;
                 if (p->up_bytes > 0 && p->up_s > 0) up += p->up_s / p->up_bytes * 262144.0;
                 br_plan_note_upload(&p->vol->speed, p->samples, dt, up);
-                b->rounds.fresh += p->samples;
-                p->vol->fresh += p->samples;
-                br_vol_event(b, p->vol, "accepted", b->rounds.round, p->samples, NULL);
-            } else {
-                b->rounds.stale += p->samples;
-                p->vol->stale += p->samples;
-                br_vol_event(b, p->vol, "accepted-stale", b->rounds.round, p->samples, NULL);
             }
+            br_rounds_count_upload(b, p, b->rounds.round, stats);
         } else {
-            b->rounds.dropped += p->samples;
-            p->vol->dropped += p->samples;
-            br_vol_event(b, p->vol, "dropped-stale", b->rounds.round, p->samples, NULL);
+            br_rounds_drop_upload(b, p, b->rounds.round, "dropped-stale", NULL);
         }
-        if (b->rounds.n_spare < SPARE_UPLOADS) b->rounds.spare[b->rounds.n_spare++] = p->g;
-        else free(p->g);
-        free(p);
+        br_rounds_release_upload(b, p);
     }
     free(arr);
     // late shares stay assigned (their upload may still arrive and count next round)...

@@ -149,6 +149,13 @@ void br_rounds_hist_encode(BridgeServer *b, HistRound *h, const float *v, int co
 void br_rounds_drop_laggards(BridgeServer *b, uint64_t done);
 // The first round's bounded wait for o.wait_volunteers live volunteers at step done.
 void br_rounds_wait_volunteers(BridgeServer *b, uint64_t done);
+// A complete upload's fate in round `round` (its vector is the caller's to add): counted
+// (statistics into stats, accepted or accepted-stale by its own round) or dropped (event
+// says why: dropped-stale, rejected-norm); then released (its buffer kept for reuse).
+void br_rounds_count_upload(BridgeServer *b, const Pending *p, uint64_t round, double *stats);
+void br_rounds_drop_upload(BridgeServer *b, const Pending *p, uint64_t round, const char *event,
+                           const char *why);
+void br_rounds_release_upload(BridgeServer *b, Pending *p);
 // Orders Pending pointers by (round, first sample).
 int br_cmp_pending(const void *a, const void *b);
 // The round's row in RUN_DIR/bridge.csv, the status page's loss curve, the progress line.

@@ -107,14 +107,13 @@ typedef struct {
     uint64_t *cursor;     // the trainer's samples_seen (set to each round's range)
     long *sched_step;     // the trainer's optimizer step: set to (round - 1) H at a round's
                           // start, so every worker's learning-rate schedule follows the run
-    float *x;             // the trainer's parameters
     uint64_t base;        // the sample index of round 1's first sample (plain MPI workers)
     double sent, recv;    // traffic of the inner averager and the link, last step
 } Diloco;
 
 // Initializes d for a worker whose parameters params (n floats) are the outer parameters
 // now (theta = start = params, buf = 0, no round applied); inner is the worker's inner
-// averager. Then set link, cursor, sched_step, x and last_step.
+// averager. Then set link, cursor, sched_step and last_step.
 void diloco_init(Diloco *d, const DilocoConfig *cfg, const float *params, size_t n, Averager inner);
 void diloco_free(Diloco *d);
 

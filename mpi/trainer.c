@@ -220,7 +220,6 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
         diloco_restore(d, meta);
         d->cursor = &rep->tr.samples_seen;
         d->sched_step = &rep->tr.optim.step;
-        d->x = rep->tr.task.params;
         d->last_step = rep->train->steps;
         d->link = hybrid_outer_link(hc, d, rep->tr.global_batch, d->base);
         s->avg = diloco_averager(d);

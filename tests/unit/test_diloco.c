@@ -505,7 +505,6 @@ static void worker_init(Worker *wk, Coord *c, int w, const DilocoConfig *cfg, lo
     wk->d.link = link_of(&c->end[w]);
     wk->d.cursor = &wk->t.samples_seen;
     wk->d.sched_step = &wk->t.optim.step;
-    wk->d.x = wk->q.params;
     wk->d.last_step = last_step;
     c->end[w].d = &wk->d;
     wk->avg = diloco_averager(&wk->d);
@@ -1033,6 +1032,42 @@ static void test_config_check(void) {
     expect_err(&c, "averaging.inner_steps must be >= 1");
 }
 
+
+// ---- a joining worker's inner AdamW (Optim.moment_steps) ----
+//
+// A volunteer joins a DiLoCo run mid-way with zero moments while its schedule step is the
+// run's (say 1000). Adam's bias correction must count the updates its moments saw, not the
+// schedule step: its first update equals a fresh optimizer's first update at the same
+// learning rate (constant schedule), and not the ~3x larger one the schedule step gives.
+static void test_joining_moments(void) {
+    enum { NE = 8 };
+    TensorSpec spec = {.name = "w", .ndim = 1, .shape = {NE}, .offset = 0, .n = NE};
+    OptimConfig oc = {.kind = OPTIM_ADAMW, .lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+                      .schedule = SCHED_CONSTANT, .total_steps = 2000};
+    Optim fresh, joined, naive;
+    optim_init(&fresh, &oc, &spec, 1, NE);
+    optim_init(&joined, &oc, &spec, 1, NE);
+    optim_init(&naive, &oc, &spec, 1, NE);
+    joined.step = naive.step = 1000;
+    joined.moment_steps = 0;  // what conflux-volunteer sets after zeroing the moments
+    float pf[NE] = {0}, pj[NE] = {0}, pn[NE] = {0};
+    for (int k = 0; k < 3; k++) {  // three updates: the correction follows the count
+        float g[NE], g2[NE], g3[NE];
+        for (int i = 0; i < NE; i++) g[i] = g2[i] = g3[i] = 0.1f * (float)(i - 3) + 0.05f * (float)k;
+        optim_step(&fresh, pf, g);
+        optim_step(&joined, pj, g2);
+        optim_step(&naive, pn, g3);
+        CU_ASSERT(memcmp(pf, pj, sizeof pf) == 0);
+    }
+    CU_ASSERT_EQUAL(joined.moment_steps, 3);
+    CU_ASSERT_EQUAL(joined.step, 1003);
+    // without the count (moment_steps -1: the schedule step) the first updates are far larger
+    CU_ASSERT(fabsf(pn[0]) > 2.0f * fabsf(pf[0]));
+    optim_free(&fresh);
+    optim_free(&joined);
+    optim_free(&naive);
+}
+
 int main(void) {
     static const TuTest tests[] = {
         {"outer_step_torch", test_outer_step_torch},
@@ -1044,6 +1079,7 @@ int main(void) {
         {"hooks", test_hooks},
         {"overlap_early_delivery", test_overlap_early_delivery},
         {"config_check", test_config_check},
+        {"joining_moments", test_joining_moments},
     };
     return tu_run_suite("diloco", tests, sizeof tests / sizeof tests[0]);
 }
