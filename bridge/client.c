@@ -178,7 +178,9 @@ static int next_frame(BrClient *c, BrFrame *f, char *err) {
                 if (f->type == BR_MSG_HEARTBEAT) continue;
                 if (f->type == BR_MSG_ERROR) {
                     c->error_code = (int)f->m.error.code;
-                    return failf(c, err, "error %u: %s", f->m.error.code, f->m.error.message);
+                    char msg[4 * sizeof f->m.error.message];
+                    return failf(c, err, "error %u: %s", f->m.error.code,
+                                 cx_escape_controls(msg, sizeof msg, f->m.error.message));
                 }
                 if (f->type == BR_MSG_BYE) {
                     c->bye_reason = (int)f->m.bye.reason;

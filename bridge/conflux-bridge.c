@@ -42,6 +42,9 @@ static void usage(FILE *f) {
             "  --plan throughput|equal  how volunteers' shares are sized: to their measured\n"
             "                        speed and link so the cluster does not wait (default), or\n"
             "                        each the size of a trainer's share (reproducible runs)\n"
+            "  --max-share F         one volunteer takes at most this fraction of a round's\n"
+            "                        global batch (default 0.5; 0 = no cap): its weight stays\n"
+            "                        bounded however fast it claims to be\n"
             "  --max-staleness N     rounds a late upload may still count (default 1)\n"
             "  --max-volunteers N    (default 64)\n"
             "  --codecs LIST         upload codecs accepted: fp16,fp32 (default both; fp16\n"
@@ -171,6 +174,7 @@ int main(int argc, char **argv) {
         {"run-dir", required_argument, 0, 'r'},      {"quiet", no_argument, 0, 'q'},
         {"tcp-cc", required_argument, 0, 'C'},       {"plan", required_argument, 0, 'P'},
         {"status", required_argument, 0, 'S'},       {"max-delta-ratio", required_argument, 0, 'D'},
+        {"max-share", required_argument, 0, 'X'},
         {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
     int c;
     double x;
@@ -185,6 +189,13 @@ int main(int argc, char **argv) {
         case 'g': if (parse_double(optarg, "--max-grad-norm", &o.max_grad_norm)) return 2; break;
         case 'D': if (parse_double(optarg, "--max-delta-ratio", &o.max_delta_ratio)) return 2; break;
         case 'W': if (parse_double(optarg, "--wait-timeout", &o.wait_timeout_s)) return 2; break;
+        case 'X':
+            if (parse_double(optarg, "--max-share", &o.max_share)) return 2;
+            if (o.max_share > 1) {
+                fprintf(stderr, TOOL ": error: --max-share is a fraction of the global batch, 0..1; got '%s'\n", optarg);
+                return 2;
+            }
+            break;
         case 's': case 'm': case 'H': case 'w':
             if (parse_double(optarg, "a count option", &x) || x != (double)(int)x || x > 1024) {
                 fprintf(stderr, TOOL ": error: '%s' is not a count 0..1024\n", optarg);
@@ -250,11 +261,12 @@ int main(int argc, char **argv) {
     char *cfg_text = NULL;
     hybrid_bcast_config(h, &cfg_text);
     // the trainers' model kind and run, from their configuration (io/tasks/recipe.h); the
-    // bridge's replica has no data
+    // bridge's replica reads the training data only to count the loss tokens of volunteers'
+    // shares (it trains on none)
     Replica rep;
     recipe_config_init(&rep, recipe_for_config(cfg_text));
     if (recipe_config_from_text(&rep, cfg_text, "the trainers' configuration", NULL, 0, NULL, err) != 0 ||
-        recipe_build(&rep, REPLICA_BARE, err) != 0) {
+        recipe_build(&rep, REPLICA_BRIDGE, err) != 0) {
         fprintf(stderr, TOOL ": error: %s\n", err);
         hybrid_abort(h, 1);
     }

@@ -189,6 +189,8 @@ static int close_round(BrOuter *o, long r, char *err) {
             br_rounds_drop_upload(b, p, (uint64_t)r, "rejected-norm", why);
             if (p->vol->conn && !p->vol->conn->closing) br_conn_fail(p->vol->conn, BR_ERR_BAD_DATA, "%s", why);
             else br_log(b, "%s: %s", p->vol->name, why);
+        } else if (!br_rounds_tokens_ok(b, p, (uint64_t)r)) {
+            // dropped, its peer failed
         } else if (age > (uint64_t)b->o.max_staleness) {
             br_rounds_drop_upload(b, p, (uint64_t)r, "dropped-stale", NULL);
         } else {

@@ -69,7 +69,10 @@ int br_plan_round(const BrPlanParams *p, BrPlanSpeed *v, int n_vols, long *share
     for (int j = 0; j < nv; j++) in[j] = G * (NT + j + 1) / P - G * (NT + j) / P;
     if (!p->equal && nv > 0) plan_throughput(p, nv, v + first, in);
     long vol_total = 0;
-    for (int j = 0; j < nv; j++) vol_total += in[j];
+    for (int j = 0; j < nv; j++) {
+        if (p->max_share > 0 && in[j] > p->max_share) in[j] = p->max_share;
+        vol_total += in[j];
+    }
     *trainer_samples = G - vol_total;
     return nv;
 }

@@ -21,6 +21,9 @@
 //               rounds in a row gets the probe again (its speed may have changed). Finally,
 //               while the volunteers' total exceeds G - NT, shares are cut from the last
 //               volunteer backwards: the trainers keep at least one sample each.
+// Both plans then cap every share at max_share samples (the trainers take the rest): one
+// volunteer's weight in a round stays bounded however fast it claims to be (an upload sent
+// at once measures an arbitrary speed; robust aggregation needs no participant to dominate).
 // Both plans leave volunteers out when the batch is too small for every participant to get
 // a sample (G < NT + nv): one at a time from the start of the list (the longest in it), as
 // the bridge always did.
@@ -45,6 +48,7 @@ typedef struct {
     double trainer_rate;  // samples per second of one trainer (0: not measured yet)
     int probe_samples;    // share of a volunteer not measured yet (below 1: 1)
     int equal;            // 1: the equal plan; 0: the throughput plan
+    long max_share;       // samples one volunteer may take (0: no cap)
 } BrPlanParams;
 
 // Plans a round. v[0..n_vols): the volunteers in step, in joining order (n_vols at most

@@ -117,6 +117,7 @@ int br_rounds_catch_up(Conn *c, uint64_t k) {
 // ---- uploads ----
 
 #define BR_MAX_LOSS 1e3  // nats per loss token (or per sequence, auxiliary) an upload may claim
+#define BR_MAX_UPLOAD_NORM 1e30  // an upload's L2 norm at most, in every mode
 
 static void upload_reset(Conn *c) {
     c->up_round = c->up_next = c->up_samples = c->up_tokens = 0;
@@ -199,6 +200,13 @@ void br_rounds_on_grad_chunk(Conn *c, const BrGradChunk *m) {
     if (c->up_next < b->n) return;
     // complete: check the norm, then hand it to the rounds
     double norm = codec_l2norm(c->up, b->n);
+    // whatever the limits are set to: finite elements can still sum to infinity in the
+    // round (two of 3e38); no real gradient or pseudo-gradient comes near this norm
+    if (!(norm <= BR_MAX_UPLOAD_NORM)) {
+        br_conn_fail(c, BR_ERR_BAD_DATA, "upload norm %.3g is beyond any real one (%.0e)", norm,
+                     BR_MAX_UPLOAD_NORM);
+        return;
+    }
     double per_tok = c->up_tokens > 0 ? norm / (double)c->up_tokens : norm;
     if (!b->outer && b->o.max_grad_norm > 0 && !(per_tok <= b->o.max_grad_norm)) {
         br_conn_fail(c, BR_ERR_BAD_DATA, "gradient norm %.3g per loss token exceeds the limit %.3g",
@@ -302,7 +310,9 @@ static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
     }
     BrPlanParams pp = {.global_batch = G, .n_trainers = hybrid_n_trainers(b->h),
                        .trainer_rate = b->rounds.trainer_rate, .probe_samples = b->o.probe_samples,
-                       .equal = b->o.plan_equal};
+                       .equal = b->o.plan_equal,
+                       .max_share = b->o.max_share > 0 ? (long)(b->o.max_share * (double)G) : 0};
+    if (b->o.max_share > 0 && pp.max_share < 1) pp.max_share = 1;
     long share[BR_PLAN_MAX_VOLUNTEERS];
     int nv = br_plan_round(&pp, speed, n_elig, share, &b->rounds.trainer_samples);
     for (int j = 0; j < n_elig; j++) joined[j]->vol->speed.idle_rounds = speed[j].idle_rounds;
@@ -380,6 +390,21 @@ void br_rounds_drop_upload(BridgeServer *b, const Pending *p, uint64_t round, co
     br_vol_event(b, p->vol, event, round, p->samples, why);
 }
 
+int br_rounds_tokens_ok(BridgeServer *b, const Pending *p, uint64_t round) {
+    const TrainTask *k = &b->tr->task;
+    if (!k->count_tokens) return 1;
+    uint64_t want = (uint64_t)k->count_tokens(k->ctx, p->start, (long)p->samples);
+    if (p->tokens == want) return 1;
+    char why[200];
+    snprintf(why, sizeof why, "upload claims %llu loss tokens for samples [%llu, +%llu); they hold %llu",
+             (unsigned long long)p->tokens, (unsigned long long)p->start,
+             (unsigned long long)p->samples, (unsigned long long)want);
+    br_rounds_drop_upload(b, p, round, "rejected-tokens", why);
+    if (p->vol->conn && !p->vol->conn->closing) br_conn_fail(p->vol->conn, BR_ERR_BAD_DATA, "%s", why);
+    else br_log(b, "%s: %s", p->vol->name, why);
+    return 0;
+}
+
 void br_rounds_release_upload(BridgeServer *b, Pending *p) {
     Rounds *rs = &b->rounds;
     if (rs->n_spare < SPARE_UPLOADS) rs->spare[rs->n_spare++] = p->g;
@@ -417,7 +442,9 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
     for (int i = 0; i < n_p; i++) {
         Pending *p = arr[i];
         uint64_t age = b->rounds.round - p->round;
-        if (age <= (uint64_t)b->o.max_staleness) {
+        if (!br_rounds_tokens_ok(b, p, b->rounds.round)) {
+            // dropped, its peer failed
+        } else if (age <= (uint64_t)b->o.max_staleness) {
             nn_add_forward(grads, grads, p->g, n);
             if (age == 0) {
                 // speed: compute (with the wait for the last result) until the first chunk,

@@ -40,14 +40,18 @@ struct Snapshot {
 
 // ---- logging ----
 
+// One line on stderr; names and ERROR texts come from peers, so control characters (a
+// newline would forge a log line, an escape sequence rewrite the terminal) are written as
+// \xHH.
 void br_log(BridgeServer *b, const char *fmt, ...) {
     if (b->o.quiet) return;
+    char line[2048], out[4 * sizeof line + 32];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "conflux-bridge: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    cx_escape_controls(out, sizeof out, line);
+    fprintf(stderr, "conflux-bridge: %s\n", out);
 }
 
 const char *br_conn_label(const Conn *c) {
@@ -82,6 +86,8 @@ void br_vol_event(BridgeServer *b, const Vol *v, const char *event, uint64_t ste
     fflush(b->vcsv);
 }
 
+static void conn_close(Conn *c, const char *why);
+
 // ---- sending ----
 
 int br_conn_send_bytes(Conn *c, const uint8_t *data, size_t n) {
@@ -98,11 +104,16 @@ int br_conn_send(Conn *c, const BrFrame *f) {
     if (c->closing) return -1;
     char err[CX_ERRLEN];
     int len = br_proto_encode(b->frame, b->frame_cap, f, &b->lim, err);
-    CHECK(len > 0, "encoding a %s frame: %s", br_proto_type_name(f->type), err);
+    if (len <= 0) {  // a value the protocol refuses (e.g. a non-finite statistic): this peer
+                     // cannot follow the run any more, the run goes on
+        br_log(b, "dropping %s: cannot encode a %s frame: %s", br_conn_label(c),
+               br_proto_type_name(f->type), err);
+        if (c->vol) br_vol_event(b, c->vol, "kicked", b->rounds.round, 0, err);
+        conn_close(c, "encode failure");
+        return -1;
+    }
     return br_conn_send_bytes(c, b->frame, (size_t)len);
 }
-
-static void conn_close(Conn *c, const char *why);
 
 void br_conn_fail(Conn *c, uint32_t code, const char *fmt, ...) {
     if (c->closing) return;
@@ -530,7 +541,7 @@ void bridge_options_default(BridgeOptions *o) {
                          .codecs = BR_CODEC_BIT(BR_CODEC_FP16) | BR_CODEC_BIT(BR_CODEC_FP32) |
                                    BR_CODEC_BIT(BR_CODEC_INT8),
                          .idle_timeout_s = 60.0, .heartbeat_s = 5.0, .history = 16, .tcp_cc = "bbr",
-                         .max_grad_norm = 1e4, .max_delta_ratio = 4};
+                         .max_grad_norm = 1e4, .max_delta_ratio = 4, .max_share = 0.5};
 }
 
 BridgeServer *bridge_create(const BridgeOptions *o, Trainer *tr, HybridComm *h,

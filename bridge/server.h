@@ -56,6 +56,8 @@ typedef struct {
                                // (reproducible; the equivalence tests); 0: shares sized
                                // to each volunteer's measured speed and link (default)
     int probe_samples;         // share of a volunteer not yet measured (throughput plan)
+    double max_share;          // one volunteer's share of a round's global batch at most
+                               // (a fraction; 0: no cap)
     const char *status_listen; // "HOST:PORT" of the read-only status page and /status.json
                                // (NULL: none)
     long total_steps;          // for the status page

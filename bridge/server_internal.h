@@ -156,6 +156,10 @@ void br_rounds_count_upload(BridgeServer *b, const Pending *p, uint64_t round, d
 void br_rounds_drop_upload(BridgeServer *b, const Pending *p, uint64_t round, const char *event,
                            const char *why);
 void br_rounds_release_upload(BridgeServer *b, Pending *p);
+// Whether an upload's claimed loss tokens are what its samples hold (the bridge counts them:
+// they divide the round's gradient and its loss, so they are never taken on trust). When
+// not: dropped in round `round` (event rejected-tokens) and its connection failed; 0.
+int br_rounds_tokens_ok(BridgeServer *b, const Pending *p, uint64_t round);
 // Orders Pending pointers by (round, first sample).
 int br_cmp_pending(const void *a, const void *b);
 // The round's row in RUN_DIR/bridge.csv, the status page's loss curve, the progress line.

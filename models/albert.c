@@ -83,6 +83,21 @@ int albert_config_check(const AlbertConfig *c, char *err) {
     if (!(c->ln_eps > 0.0f)) return cx_err(err, "model.layer_norm_eps must be > 0");
     if (!(c->init_std > 0.0f)) return cx_err(err, "model.init_std must be > 0");
     if (c->sop != 0 && c->sop != 1) return cx_err(err, "model.sop must be 0 or 1 (got %d)", c->sop);
+    // size bounds: a configuration comes from files and peers (a checkpoint, the bridge), and
+    // must not make a participant allocate without limit; the bounds are far above
+    // ALBERT-xxlarge (V 30000, H 4096, I 16384, 12 layers)
+    static const struct { const char *key; long max; } bound[] = {
+        {"model.vocab_size", 1L << 20}, {"model.embedding_size", 1L << 14},
+        {"model.hidden_size", 1L << 15}, {"model.intermediate_size", 1L << 17},
+        {"model.num_layers", 1024}, {"model.max_position", 1L << 16}, {"model.num_heads", 1024}};
+    const long got[] = {c->vocab_size, c->embedding_size, c->hidden_size, c->intermediate_size,
+                        c->num_layers, c->max_position, c->num_heads};
+    for (size_t i = 0; i < sizeof bound / sizeof bound[0]; i++)
+        if (got[i] > bound[i].max)
+            return cx_err(err, "%s must be <= %ld (got %ld)", bound[i].key, bound[i].max, got[i]);
+    if ((double)c->vocab_size * c->embedding_size > (double)(1L << 31))
+        return cx_err(err, "model.vocab_size x model.embedding_size (%ld) must be <= 2^31",
+                      (long)c->vocab_size * c->embedding_size);
     return 0;
 }
 

@@ -16,6 +16,26 @@ int cx_err(char *err, const char *fmt, ...) {
     return -1;
 }
 
+char *cx_escape_controls(char *dst, size_t cap, const char *src) {
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    if (cap == 0) return dst;
+    for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
+        int ctl = *p < 0x20 || *p == 0x7f;
+        if (o + (ctl ? 4 : 1) >= cap) break;
+        if (ctl) {
+            dst[o++] = '\\';
+            dst[o++] = 'x';
+            dst[o++] = hex[*p >> 4];
+            dst[o++] = hex[*p & 15];
+        } else {
+            dst[o++] = (char)*p;
+        }
+    }
+    dst[o] = 0;
+    return dst;
+}
+
 void cx_fatal(const char *file, int line, const char *fmt, ...) {
     va_list ap;
     fprintf(stderr, "conflux: fatal: %s:%d: ", file, line);

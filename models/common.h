@@ -17,6 +17,11 @@
 // `return cx_err(err, ...)` reads naturally.
 int cx_err(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+// Copies the string src into dst (cap bytes, always terminated, cut where it does not fit)
+// with control characters (bytes below 0x20 and 0x7f) written as \xHH: text from peers or
+// files goes into logs this way, so a newline cannot forge a line. Returns dst.
+char *cx_escape_controls(char *dst, size_t cap, const char *src);
+
 // For command-line tools (docs/design.md conventions): prints "TOOL: error: MESSAGE" on stderr
 // and exits with status; a usage error (status 2) adds "Try 'TOOL --help'.".
 void cx_tool_fail(const char *tool, int status, const char *fmt, ...)

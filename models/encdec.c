@@ -136,8 +136,11 @@ static int hidx(const EncDec *m, int j) {
 
 int encdec_config_check(const EncDecConfig *c, char *err) {
     if (albert_config_check(&c->enc, err) != 0) return -1;
-    if (c->dec_layers < 1)
-        return cx_err(err, "decoder.num_layers must be >= 1 (got %d)", c->dec_layers);
+    if (c->dec_layers < 1 || c->dec_layers > 1024)
+        return cx_err(err, "decoder.num_layers must be in [1, 1024] (got %d)", c->dec_layers);
+    if (c->dec_intermediate > (1 << 17) || c->dec_max_position > (1 << 16))
+        return cx_err(err, "decoder.intermediate_size (%d) must be <= %d and decoder.max_position "
+                      "(%d) <= %d", c->dec_intermediate, 1 << 17, c->dec_max_position, 1 << 16);
     if (c->dec_heads < 1 || c->enc.hidden_size % c->dec_heads != 0)
         return cx_err(err, "decoder.num_heads (%d) must divide model.hidden_size (%d)",
                       c->dec_heads, c->enc.hidden_size);

@@ -32,6 +32,10 @@ typedef struct {
     // report gradient ranges that are final to the averaging backend as they complete).
     double (*micro_step)(void *ctx, uint64_t s0, int B, int backward, int final, long *n_tokens,
                          double *aux_sum);
+    // The loss tokens of n samples from s0: what micro_step would report in *n_tokens,
+    // without the model (the bridge checks the count a volunteer claims for its share).
+    // NULL: the task cannot count.
+    long (*count_tokens)(void *ctx, uint64_t s0, long n);
 } TrainTask;
 
 // Statistics summed over every participant with the gradients. STAT_PARTICIPANTS counts

@@ -18,6 +18,8 @@
 extern char *openblas_get_config(void);
 
 enum { MAX_SETS = 256, MAX_ALIASES = 32 };
+// train.checkpoint_every of a run with a bridge when the configuration leaves it at 0
+enum { BRIDGED_CHECKPOINT_EVERY = 100 };
 
 typedef struct {
     const TrainerTool *t;
@@ -128,7 +130,7 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
                    ckpt_model(s->resume), recipe->name);
             return 1;
         }
-        if (recipe_config_load_string(rep, ckpt_config_text(s->resume), resume_path, err) != 0) {
+        if (recipe_config_load_checkpoint(rep, ckpt_config_text(s->resume), resume_path, err) != 0) {
             report(s, "checkpoint configuration: %s", err);
             return 1;
         }
@@ -150,9 +152,27 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
             return usage ? 2 : 1;
         }
     }
+    if (bridged && rep->train->checkpoint_every == 0) {
+        // a run with volunteers checkpoints by default: peers are strangers, and a run that
+        // ends without a checkpoint loses everything (in diloco mode at a round boundary)
+        long every = BRIDGED_CHECKPOINT_EVERY, H = rep->train->avg.inner_steps;
+        if (rep->train->avg.mode == AVG_DILOCO && H > 0) every = (every + H - 1) / H * H;
+        rep->train->checkpoint_every = every;
+    }
     if (recipe->config_check(rep->cfg, err) != 0) {
         report(s, "configuration: %s", err);
         return 2;
+    }
+    if (s->resume && s->rank == 0) {
+        // paths never come from a checkpoint: say so where the run's differ from its own
+        Replica was;
+        recipe_config_init(&was, recipe);
+        if (recipe_config_load_string(&was, ckpt_config_text(s->resume), resume_path, err) == 0 &&
+            strcmp(was.data_train, rep->data_train) != 0)
+            fprintf(stderr, "%s: note: resuming on data.train = %s; the checkpoint was trained on %s "
+                    "(paths never come from a checkpoint: --set data.train=... to continue on it)\n",
+                    s->t->tool, rep->data_train, was.data_train);
+        recipe_free(&was);
     }
     if (print_config) {
         char *text = recipe_config_text(rep);

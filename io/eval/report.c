@@ -676,7 +676,7 @@ static int load_volunteers(RepRun *r, const double *boff, int n_boff, char *err)
         const char *ev = f[5];
         static const char *events[] = {"joined", "live", "accepted", "accepted-stale", "dropped-stale", "late",
                                        "lost", "kicked", "left", "unfinished", "summary", "disconnected",
-                                       "rejected-norm"};
+                                       "rejected-norm", "rejected-tokens"};
         int known = 0;
         for (size_t k = 0; k < sizeof events / sizeof *events; k++) known |= !strcmp(ev, events[k]);
         if (!known) {
@@ -724,11 +724,14 @@ static int load_volunteers(RepRun *r, const double *boff, int n_boff, char *err)
                 if (add_session(v, s->start, at) != 0) goto oom;
             }
         } else if (!strcmp(ev, "accepted") || !strcmp(ev, "accepted-stale") ||
-                   !strcmp(ev, "dropped-stale") || !strcmp(ev, "rejected-norm") || !strcmp(ev, "late") ||
+                   !strcmp(ev, "dropped-stale") || !strcmp(ev, "rejected-norm") ||
+                   !strcmp(ev, "rejected-tokens") || !strcmp(ev, "late") ||
                    !strcmp(ev, "live")) {
             if (!strcmp(ev, "accepted")) v->accepted += samples;
             else if (!strcmp(ev, "accepted-stale")) v->accepted_stale += samples;
-            else if (!strcmp(ev, "dropped-stale") || !strcmp(ev, "rejected-norm")) v->dropped += samples;
+            else if (!strcmp(ev, "dropped-stale") || !strcmp(ev, "rejected-norm") ||
+                     !strcmp(ev, "rejected-tokens"))
+                v->dropped += samples;
             else if (!strcmp(ev, "late")) v->late_events++;
             if (s->open && at > s->last_seen) s->last_seen = at;
         } else if (is_summary) {

@@ -170,6 +170,7 @@ typedef struct {
     int line;
     FILE *file;          // reading a file, or
     const char *text;    // reading a string
+    int skip_paths;      // a checkpoint's text: its path keys (CFG_STR) are ignored
 } IniCtx;
 
 static char *ini_read_line(char *buf, int cap, void *stream) {
@@ -231,6 +232,7 @@ static int on_ini_value(void *user, const char *section, const char *name, const
         ic->failed = 1;
         return 0;
     }
+    if (ic->skip_paths && k->type == CFG_STR) return 1;
     char why[256];
     if (parse_value(ic->base, k, value, why, sizeof why) != 0) {
         cx_err(ic->err, "%s:%d: %s.%s: %s", ic->where, lineno, section, name, why);
@@ -260,6 +262,12 @@ int cfg_load_file(const CfgSchema *s, void *base, const char *path, char *err) {
 
 int cfg_load_string(const CfgSchema *s, void *base, const char *text, const char *where, char *err) {
     IniCtx ic = {.s = s, .base = base, .where = where, .err = err, .text = text};
+    return finish_parse(&ic, ini_parse_stream(ini_read_line, &ic, on_ini_value, &ic));
+}
+
+int cfg_load_string_no_paths(const CfgSchema *s, void *base, const char *text, const char *where,
+                             char *err) {
+    IniCtx ic = {.s = s, .base = base, .where = where, .err = err, .text = text, .skip_paths = 1};
     return finish_parse(&ic, ini_parse_stream(ini_read_line, &ic, on_ini_value, &ic));
 }
 
@@ -347,7 +355,8 @@ size_t config_to_ini(const RunConfig *c, char *buf, size_t cap) {
 }
 
 int train_settings_check(const TrainSettings *t, char *err) {
-    if (t->micro_batch < 1) return cx_err(err, "train.micro_batch must be >= 1");
+    if (t->micro_batch < 1 || t->micro_batch > 65536)
+        return cx_err(err, "train.micro_batch must be in [1, 65536] (got %d)", t->micro_batch);
     if (t->global_batch < 1) return cx_err(err, "train.global_batch must be >= 1");
     if (t->steps < 1) return cx_err(err, "train.steps must be >= 1");
     if (t->eval_every < 0 || t->eval_samples < 0 || t->checkpoint_every < 0)

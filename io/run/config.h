@@ -95,6 +95,12 @@ typedef struct {
 int cfg_load_file(const CfgSchema *s, void *base, const char *path, char *err);
 int cfg_load_string(const CfgSchema *s, void *base, const char *text, const char *where, char *err);
 int cfg_set(const CfgSchema *s, void *base, const char *assignment, char *err);
+// cfg_load_string for a text from a file a user is handed (a checkpoint's /config): its
+// path keys (every CFG_STR key: run.dir, data.*, init.*) are ignored, so a resumed run
+// never writes or reads where the file says; the paths are this machine's (defaults,
+// config file, --set).
+int cfg_load_string_no_paths(const CfgSchema *s, void *base, const char *text, const char *where,
+                             char *err);
 size_t cfg_to_ini(const CfgSchema *s, const void *base, char *buf, size_t cap);
 
 // Whether INI text has a [section] header line (leading blanks allowed). The recipe table

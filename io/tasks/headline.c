@@ -195,6 +195,18 @@ static double headline_micro_step(void *ctx, uint64_t s0, int B, int backward, i
     return encdec_step(ht->model, &batch, backward, backward, ht->dropout_seed, n_tokens);
 }
 
+// The decoder's labels are the target tokens that are not padding (models/encdec.c).
+static long headline_count_tokens(void *ctx, uint64_t s0, long n) {
+    HeadlineTask *ht = ctx;
+    long count = 0;
+    int ns, nt;
+    for (long i = 0; i < n; i++) {
+        headline_task_example(ht, s0 + (uint64_t)i, ht->bsrc, &ns, ht->btgt, &nt);
+        for (int t = 0; t < nt; t++) count += ht->btgt[t] != ED_PAD;
+    }
+    return count;
+}
+
 static void task_common(HeadlineTask *ht, TrainTask *task, EncDec *model, int Ts, int Tt,
                         int micro_batch, uint64_t seed, int shuffle, uint64_t dropout_seed) {
     ht->model = model;
@@ -219,6 +231,7 @@ static void task_common(HeadlineTask *ht, TrainTask *task, EncDec *model, int Ts
     task->n_specs = encdec_n_specs(model);
     task->micro_batch = micro_batch;
     task->micro_step = headline_micro_step;
+    task->count_tokens = headline_count_tokens;
 }
 
 void headline_task_pairs(HeadlineTask *ht, TrainTask *task, EncDec *model, const Pairs *p,

@@ -142,6 +142,18 @@ static double mlm_micro_step(void *ctx, uint64_t s0, int B, int backward, int fi
     return albert_step(mt->model, &batch, backward, backward, mt->dropout_seed, n_tokens, aux_sum);
 }
 
+static long mlm_count_tokens(void *ctx, uint64_t s0, long n) {
+    MlmTask *mt = ctx;
+    const int T = mt->T, sop = mt->data->sop;
+    long count = 0;
+    for (long i = 0; i < n; i++) {
+        mlm_data_fill(mt->data, s0 + (uint64_t)i, mt->ids, mt->mask, mt->targets,
+                      sop ? mt->types : NULL, sop ? mt->sop_labels : NULL);
+        for (int t = 0; t < T; t++) count += mt->targets[t] >= 0;
+    }
+    return count;
+}
+
 void mlm_task_init(MlmTask *mt, TrainTask *task, Albert *model, MlmData *data, int micro_batch,
                    uint64_t dropout_seed) {
     memset(mt, 0, sizeof *mt);
@@ -165,6 +177,7 @@ void mlm_task_init(MlmTask *mt, TrainTask *task, Albert *model, MlmData *data, i
     task->n_specs = albert_n_specs(model);
     task->micro_batch = micro_batch;
     task->micro_step = mlm_micro_step;
+    task->count_tokens = mlm_count_tokens;
 }
 
 void mlm_task_free(MlmTask *mt) {

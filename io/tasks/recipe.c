@@ -1,6 +1,7 @@
 // recipe.c: the recipe table and what every recipe shares (see recipe.h).
 #include "io/tasks/recipe.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,17 @@ int recipe_config_load_file(Replica *r, const char *path, char *err) {
 
 int recipe_config_load_string(Replica *r, const char *text, const char *where, char *err) {
     return cfg_load_string(r->recipe->schema, r->cfg, text, where, err);
+}
+
+int recipe_config_load_checkpoint(Replica *r, const char *text, const char *path, char *err) {
+    if (cfg_load_string_no_paths(r->recipe->schema, r->cfg, text, path, err) != 0) return -1;
+    const char *slash = strrchr(path, '/');
+    char set[CFG_PATH_LEN + 16];
+    int n = slash ? snprintf(set, sizeof set, "run.dir=%.*s", (int)(slash - path), path)
+                  : snprintf(set, sizeof set, "run.dir=.");
+    if (slash == path) snprintf(set, sizeof set, "run.dir=/");
+    if (n < 0 || (size_t)n >= sizeof set) return cx_err(err, "%s: the checkpoint's directory is too long a path", path);
+    return cfg_set(r->recipe->schema, r->cfg, set, err);
 }
 
 int recipe_config_set(Replica *r, const char *assignment, char *err) {

@@ -28,7 +28,10 @@
 typedef enum {
     REPLICA_TRAINER,    // a trainer rank: training and validation data, init.* weights
     REPLICA_VOLUNTEER,  // a volunteer: the training data and task exactly as a trainer's
-    REPLICA_BARE,       // the bridge: model and optimizer only (activations for one sample)
+    REPLICA_BARE,       // model and optimizer only (activations for one sample)
+    REPLICA_BRIDGE,     // the bridge: model and optimizer (activations for one sample) and
+                        // the training data, so its task counts the loss tokens of the
+                        // samples volunteers are given (TrainTask.count_tokens)
 } ReplicaKind;
 
 typedef struct Recipe Recipe;
@@ -101,6 +104,10 @@ void recipe_config_init(Replica *r, const Recipe *recipe);
 int recipe_config_load_file(Replica *r, const char *path, char *err);
 int recipe_config_load_string(Replica *r, const char *text, const char *where, char *err);
 int recipe_config_set(Replica *r, const char *assignment, char *err);
+// A checkpoint's configuration (text, from the file at path) onto r, without its paths
+// (cfg_load_string_no_paths); run.dir becomes the checkpoint's directory (the run it
+// continues), which a config file or --set may still change. -1 with err.
+int recipe_config_load_checkpoint(Replica *r, const char *text, const char *path, char *err);
 // The effective configuration as INI text (malloc'ed; the caller frees).
 char *recipe_config_text(const Replica *r);
 // A configuration text onto the defaults, overrides (each "section.key=value", those for

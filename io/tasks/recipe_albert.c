@@ -52,7 +52,7 @@ static int albert_recipe_build(Replica *r, ReplicaKind kind, char *err) {
     r->impl = a;
     c->optim.total_steps = c->train.steps;
     const uint64_t seed = (uint64_t)c->train.seed;
-    const int MB = kind == REPLICA_BARE ? 1 : c->train.micro_batch;
+    const int MB = kind == REPLICA_BARE || kind == REPLICA_BRIDGE ? 1 : c->train.micro_batch;
     if (kind != REPLICA_BARE) {
         if (albert_recipe_read_windows(&a->data, c, c->data.train, cx_rng_derive(seed, 1), 1, err) != 0)
             return -1;

@@ -231,7 +231,7 @@ static int encdec_recipe_build(Replica *r, ReplicaKind kind, char *err) {
     const int denoise = c->data.objective == HL_OBJ_DENOISE;
     const int have_valid = kind == REPLICA_TRAINER && c->data.valid[0] && c->train.eval_samples > 0;
     const int Ts = c->data.src_len, Tt = c->data.tgt_len;
-    const int MB = kind == REPLICA_BARE ? 1 : c->train.micro_batch;
+    const int MB = kind == REPLICA_BARE || kind == REPLICA_BRIDGE ? 1 : c->train.micro_batch;
     if (kind != REPLICA_BARE && encdec_recipe_read_data(c, e, kind == REPLICA_TRAINER, have_valid, err) != 0)
         return -1;
     EncDec *m = encdec_create(&c->model, MB, Ts, Tt, cx_rng_derive(seed, 2));

@@ -87,7 +87,7 @@ MP=$!
 STEADY=$!
 sleep 2
 # hostile peers, all at once while the run goes on
-MODES="garbage http hugelen badtoken badcrc early idle nan norm hugeloss wrongsize wronground"
+MODES="garbage http hugelen badtoken badcrc early idle nan norm bigsum hugeloss tokens wrongsize wronground"
 for m in $MODES; do
     timeout 120 "$BUILD/tests/tools/tool_badpeer" 127.0.0.1:$P2 $m "$TOK" >"$F.bad-$m.log" 2>&1 &
     eval "BAD_$m=\$!"
@@ -122,6 +122,17 @@ done
 grep -q "bridge error 4: upload claims loss sum 1e+308 over 10 tokens" "$F.bad-hugeloss.log" \
     && ok "hostile 'hugeloss' refused for its loss: $(grep -m1 -o 'upload claims loss sum.*' "$F.bad-hugeloss.log" | cut -c1-80)" \
     || bad "hugeloss: $(cat "$F.bad-hugeloss.log")"
+# the per-token limit and the absolute bound are separate guards, each with its reason
+grep -q "bridge error 4: gradient norm .* per loss token exceeds the limit 1e+04" "$F.bad-norm.log" \
+    && ok "hostile 'norm' refused by --max-grad-norm" || bad "norm: $(cat "$F.bad-norm.log")"
+grep -q "bridge error 4: upload norm .* is beyond any real one (1e+30)" "$F.bad-bigsum.log" \
+    && ok "hostile 'bigsum' (finite elements of 3e38) refused by the absolute norm bound" \
+    || bad "bigsum: $(cat "$F.bad-bigsum.log")"
+# a claimed loss-token count is checked against the samples of the share (a zero gradient
+# claiming 1000 tokens per sample divided the whole round's gradient and zeroed its loss)
+grep -q "bridge error 4: upload claims [0-9]* loss tokens for samples \[[0-9]*, +[0-9]*); they hold [0-9]*" "$F.bad-tokens.log" \
+    && ok "hostile 'tokens' refused for its count: $(grep -m1 -o 'upload claims.*' "$F.bad-tokens.log" | cut -c1-90)" \
+    || bad "tokens: $(cat "$F.bad-tokens.log")"
 wait $LEAVER && grep -q "leaving after 5 contributed" "$F.leaver.log" && ok "a volunteer left after 5 steps" \
     || bad "leaver: $(tail -1 "$F.leaver.log")"
 wait $BOBPID; rc=$?
@@ -150,14 +161,17 @@ assigned = sum(int(r["volunteer_samples_assigned"]) for r in rows)
 by = {}
 for e in ev:
     by[e["event"]] = by.get(e["event"], 0) + int(e["samples"])
-ended = sum(by.get(k, 0) for k in ("accepted", "accepted-stale", "dropped-stale", "lost", "unfinished"))
+ended = sum(by.get(k, 0) for k in ("accepted", "accepted-stale", "dropped-stale", "rejected-tokens",
+                                    "rejected-norm", "lost", "unfinished"))
 late = by.get("late", 0)
 fresh = sum(int(r["fresh_samples"]) for r in rows); stale = sum(int(r["stale_samples"]) for r in rows)
 print(f"assigned {assigned}, accepted {by.get('accepted',0)} (+{by.get('accepted-stale',0)} late), "
-      f"dropped {by.get('dropped-stale',0)}, lost {by.get('lost',0)}, unfinished {by.get('unfinished',0)}")
+      f"dropped {by.get('dropped-stale',0)}, rejected for their token count {by.get('rejected-tokens',0)}, "
+      f"lost {by.get('lost',0)}, unfinished {by.get('unfinished',0)}")
 assert fresh == by.get("accepted", 0) and stale == by.get("accepted-stale", 0), (fresh, stale, by)
 assert assigned == ended, (assigned, ended, by)
 assert fresh > 0
+assert by.get("rejected-tokens", 0) > 0, by  # the hostile 'tokens' upload, dropped and counted
 EOF
 echo "bridge test: $fails failure(s)"
 exit $fails

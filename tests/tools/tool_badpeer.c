@@ -10,9 +10,15 @@
 //   badcrc      a HELLO with a corrupted frame checksum
 //   idle        a valid HELLO, then silence (the bridge's idle timeout must fire)
 //   nan         goes live, takes a share, uploads a gradient with a NaN
-//   norm        goes live, takes a share, uploads an absurdly large gradient
+//   norm        goes live, takes a share, uploads a gradient of norm ~6e12 (per token far over
+//               --max-grad-norm)
+//   bigsum      goes live, takes a share, uploads finite elements of 3e38 (two of them summed
+//               to inf in the round): refused by the absolute norm bound in every mode
 //   hugeloss    goes live, takes a share, uploads a zero gradient claiming a loss sum of 1e308
 //               (two such uploads summed overflowed the round's statistics to inf)
+//   tokens      goes live, takes a share, uploads a whole zero gradient claiming 1000 loss
+//               tokens per sample (a claimed count became the round's divisor: the honest
+//               gradient shrank and the reported loss read 0.000)
 //   wrongsize   goes live, takes a share, uploads a chunk past the end of the gradient
 //   wronground  goes live, uploads for a round it was not given
 //   early       sends a GRAD_CHUNK before going live
@@ -215,9 +221,13 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "nan")) {
         g[7] = NAN;
     } else if (!strcmp(mode, "norm")) {
-        for (size_t i = 0; i < k; i++) g[i] = 1e30f;
+        for (size_t i = 0; i < k; i++) g[i] = 1e10f;
+    } else if (!strcmp(mode, "bigsum")) {
+        for (size_t i = 0; i < k; i++) g[i] = 3e38f;
     } else if (!strcmp(mode, "hugeloss")) {
         u.m.grad_chunk.loss_sum = 1e308;
+    } else if (!strcmp(mode, "tokens")) {
+        u.m.grad_chunk.tokens = ro.n_samples * 1000;
     } else if (!strcmp(mode, "wrongsize")) {
         u.m.grad_chunk.offset = n - k / 2;  // runs past the end
     } else if (!strcmp(mode, "wronground")) {
@@ -227,7 +237,7 @@ int main(int argc, char **argv) {
     }
     codec_fp32_encode(d, g, k);
     send_frame(&u);
-    if (!strcmp(mode, "norm")) {  // the norm is judged on the whole gradient: send the rest
+    if (!strcmp(mode, "norm") || !strcmp(mode, "tokens") || !strcmp(mode, "bigsum")) {  // judged whole
         for (uint64_t off = k; off < n; off += k) {
             size_t m = n - off < k ? (size_t)(n - off) : k;
             u.m.grad_chunk.offset = off;

@@ -13,6 +13,7 @@
 #include "io/store/ckpt.h"
 #include "io/run/config.h"
 #include "io/tasks/mlm.h"
+#include "io/tasks/recipe.h"
 #include "io/tokenizer/bpe.h"
 #include "models/albert.h"
 #include "models/common.h"
@@ -355,6 +356,93 @@ static void test_config_errors(void) {
     config_defaults(&d);
     CU_ASSERT(config_load_string(&d, buf, "roundtrip", err) == 0);
     CU_ASSERT(memcmp(&c, &d, sizeof c) == 0);
+}
+
+// What the bridge does with an upload's claims: count_tokens gives the forward's count of
+// loss tokens for any sample range, without the model (both with and without SOP).
+static void test_count_tokens(void) {
+    enum { NDOC = 30, DOCLEN = 37, T = 16, B = 4 };
+    int32_t tokens[NDOC * DOCLEN];
+    int64_t offs[NDOC + 1];
+    for (int i = 0; i < NDOC * DOCLEN; i++) tokens[i] = 5 + i % 40;
+    for (int i = 0; i <= NDOC; i++) offs[i] = (int64_t)i * DOCLEN;
+    Shard sh = {.tokens = tokens, .n_tokens = NDOC * DOCLEN, .doc_offsets = offs, .n_docs = NDOC,
+                .vocab_size = 50};
+    char err[CX_ERRLEN];
+    for (int sop = 0; sop <= 1; sop++) {
+        AlbertConfig c = {.vocab_size = 50, .embedding_size = 8, .hidden_size = 16, .num_heads = 4,
+                          .intermediate_size = 24, .num_layers = 1, .max_position = T,
+                          .dropout = 0.0f, .ln_eps = 1e-12f, .init_std = 0.1f, .sop = sop};
+        MlmData d;
+        CU_ASSERT_FATAL(mlm_data_init(&d, &sh, T, 50, 9, 1, 0.15f, sop, err) == 0);
+        Albert *m = albert_create(&c, B, T, 3);
+        MlmTask mt;
+        TrainTask task;
+        mlm_task_init(&mt, &task, m, &d, B, 5);
+        long total = 0;
+        for (uint64_t s0 = 1000; s0 < 1000 + 5 * B; s0 += B) {  // past an epoch: reshuffled windows
+            long k = 0;
+            double aux = 0;
+            task.micro_step(task.ctx, s0, B, 0, 0, &k, &aux);
+            CU_ASSERT(k > 0);
+            CU_ASSERT_EQUAL(task.count_tokens(task.ctx, s0, B), k);
+            total += k;
+        }
+        CU_ASSERT_EQUAL(task.count_tokens(task.ctx, 1000, 5 * B), total);
+        CU_ASSERT_EQUAL(task.count_tokens(task.ctx, 1000, 0), 0);
+        mlm_task_free(&mt);
+        albert_free(m);
+        mlm_data_free(&d);
+    }
+}
+
+// A configuration from a file a user is handed: a checkpoint's paths are never taken (a
+// resumed run would write to its run.dir), the model's sizes are bounded.
+static void test_config_from_files(void) {
+    char err[CX_ERRLEN];
+    RunConfig c;
+    config_defaults(&c);
+    RunConfig d = c;
+    const char *ck = "[model]\nhidden_size = 32\nnum_heads = 4\n[data]\ntrain = /etc/shadow\n"
+                     "valid = /x\ntokenizer = /y\n[run]\ndir = /tmp/ELSEWHERE\n";
+    CU_ASSERT_FATAL(cfg_load_string_no_paths(&CONFIG_SCHEMA, &c, ck, "ck.h5", err) == 0);
+    CU_ASSERT_EQUAL(c.model.hidden_size, 32);
+    CU_ASSERT_STRING_EQUAL(c.data.train, d.data.train);
+    CU_ASSERT_STRING_EQUAL(c.data.valid, d.data.valid);
+    CU_ASSERT_STRING_EQUAL(c.data.tokenizer, d.data.tokenizer);
+    CU_ASSERT_STRING_EQUAL(c.run.dir, d.run.dir);
+    // the same text read as the user's own configuration does take them
+    CU_ASSERT_FATAL(config_load_string(&c, ck, "own.ini", err) == 0);
+    CU_ASSERT_STRING_EQUAL(c.run.dir, "/tmp/ELSEWHERE");
+    // the recipe's checkpoint loader: run.dir is the checkpoint's directory
+    Replica r;
+    recipe_config_init(&r, recipe_for_config(ck));  // no [decoder] section: ALBERT
+    CU_ASSERT_FATAL(recipe_config_load_checkpoint(&r, ck, "runs/a/checkpoint-000010.h5", err) == 0);
+    CU_ASSERT_STRING_EQUAL(r.run_dir, "runs/a");
+    CU_ASSERT_STRING_EQUAL(r.data_train, d.data.train);
+    CU_ASSERT_FATAL(recipe_config_load_checkpoint(&r, ck, "latest.h5", err) == 0);
+    CU_ASSERT_STRING_EQUAL(r.run_dir, ".");
+    recipe_free(&r);
+    // size bounds, with the key and the bound in the message
+    config_defaults(&c);
+    CU_ASSERT(config_set(&c, "model.hidden_size=65536", err) == 0);
+    CU_ASSERT(config_set(&c, "model.num_heads=4", err) == 0);
+    CU_ASSERT(config_check(&c, err) == -1);
+    CU_ASSERT_STRING_EQUAL(err, "model.hidden_size must be <= 32768 (got 65536)");
+    config_defaults(&c);
+    CU_ASSERT(config_set(&c, "model.vocab_size=1000000", err) == 0);
+    CU_ASSERT(config_set(&c, "model.embedding_size=4096", err) == 0);
+    CU_ASSERT(config_check(&c, err) == -1);
+    CU_ASSERT_STRING_EQUAL(err, "model.vocab_size x model.embedding_size (4096000000) must be <= 2^31");
+    config_defaults(&c);
+    CU_ASSERT(config_set(&c, "train.micro_batch=100000", err) == 0);
+    CU_ASSERT(config_check(&c, err) == -1);
+    CU_ASSERT_STRING_EQUAL(err, "train.micro_batch must be in [1, 65536] (got 100000)");
+    // control characters from peers are escaped for logs
+    char out[64];
+    CU_ASSERT_STRING_EQUAL(cx_escape_controls(out, sizeof out, "a\nb\x1b[2Jc\x7f\xd0\xb0"),
+                           "a\\x0ab\\x1b[2Jc\\x7f\xd0\xb0");
+    CU_ASSERT_STRING_EQUAL(cx_escape_controls(out, 6, "ab\ncd"), "ab");  // never a cut escape
 }
 
 // MLM data: an epoch visits every window once; masking statistics; determinism; SOP
@@ -715,6 +803,8 @@ int main(void) {
     CU_add_test(s, "AdamW's vector blocks and tails: the scalar formula bit for bit", test_adamw_blocks);
     CU_add_test(s, "configuration parsing and errors", test_config_errors);
     CU_add_test(s, "MLM/SOP data: coverage, masking, determinism", test_mlm_data);
+    CU_add_test(s, "count_tokens equals the forward's loss tokens", test_count_tokens);
+    CU_add_test(s, "configurations from files: no paths from a checkpoint, size bounds", test_config_from_files);
     CU_add_test(s, "split gradients: hooks, order, fold (dropout, SOP)", test_grad_split_sop);
     CU_add_test(s, "split gradients: hooks, order, fold (no dropout, MLM)", test_grad_split_mlm);
     CU_basic_set_mode(CU_BRM_VERBOSE);

@@ -374,6 +374,9 @@ static void test_pair_task(void) {
     double ref = encdec_step(m, &full, 0, 0, 0, &ntok2);
     printf("\n  dynamic padding: loss %.6f, padded to the maximum %.6f (%ld tokens)\n", dyn, ref, ntok);
     CU_ASSERT(ntok == ntok2 && ntok == 6 + 4 + 6);
+    // the bridge counts an upload's tokens without the model: the same count
+    CU_ASSERT_EQUAL(task.count_tokens(task.ctx, 2, 3), ntok);
+    CU_ASSERT_EQUAL(task.count_tokens(task.ctx, 0, 5), 3 + 2 + TT + 4 + 6);
     CU_ASSERT(fabs(dyn - ref) < 1e-4 * fabs(ref));
     // epochs are shuffled when asked: every example once per epoch
     HeadlineTask hs;
@@ -429,6 +432,11 @@ static void test_denoise_training(void) {
     for (int i = 0; i < ls; i++) masks += s[i] == ED_MASK;
     CU_ASSERT(s[0] == ED_BOS && s[ls - 1] == ED_EOS && masks >= 1 && t[lt - 1] == ED_EOS);
     CU_ASSERT(lt == 23 || lt == 19);
+    // count_tokens (the bridge's check of an upload) agrees with the forward's count
+    long nd = 0;
+    tr.task.micro_step(tr.task.ctx, 3, 8, 0, 0, &nd, NULL);
+    CU_ASSERT(nd > 0);
+    CU_ASSERT_EQUAL(tr.task.count_tokens(tr.task.ctx, 3, 8), nd);
     OptimConfig oc = {.kind = OPTIM_ADAMW, .lr = 3e-3f, .beta1 = 0.9f, .beta2 = 0.999f,
                       .eps = 1e-8f, .clip_norm = 1.0f, .schedule = SCHED_CONSTANT,
                       .total_steps = 100};

@@ -148,6 +148,23 @@ static void test_trainers_keep_one_each(void) {
     CU_ASSERT(plan_is(&p, v, 4, 4, (long[]){3, 3, 2, 0}, 2));
 }
 
+static void test_max_share(void) {
+    // G=32, NT=2, trainers at 10 samples/s, probe 4: a volunteer claiming 1e6 samples/s with
+    // no upload time gets tau = (32 - 4) / (2*10 + 1e6) and 0.9 * 1e6 * tau = 25.2 -> 25 of the
+    // 32 samples (the trainers 3); the cap holds it at 8 and the trainers take the rest
+    // (32 - 8 - 4 = 20); the probe-sized newcomer (4) is under the cap and unchanged
+    BrPlanSpeed v[2] = {{.rate = 1e6, .up_s = 0.0, .idle_rounds = 0}, {0, 0, 0}};
+    BrPlanParams p = params(32, 2, 10.0, 4, 0);
+    CU_ASSERT(plan_is(&p, v, 2, 2, (long[]){25, 4}, 3));
+    p.max_share = 8;
+    CU_ASSERT(plan_is(&p, v, 2, 2, (long[]){8, 4}, 20));
+    // the equal plan is capped the same way: P = 2 + 2, 8 each; a cap of 5 leaves 22
+    p.equal = 1;
+    CU_ASSERT(plan_is(&p, v, 2, 2, (long[]){8, 8}, 16));
+    p.max_share = 5;
+    CU_ASSERT(plan_is(&p, v, 2, 2, (long[]){5, 5}, 22));
+}
+
 static void test_never_exceeds_batch(void) {
     // a grid of batches, trainers, trainer speeds, probes and volunteers (speeds from small
     // tables, some unmeasured): no share is negative, one left out gets nothing, shares and
@@ -222,6 +239,7 @@ int main(void) {
         {"throughput: a small share becomes the probe", test_small_share_gets_probe},
         {"throughput: unmeasured volunteers and trainers", test_unmeasured},
         {"throughput: the trainers keep one sample each", test_trainers_keep_one_each},
+        {"one volunteer's share is capped", test_max_share},
         {"shares never exceed the batch", test_never_exceeds_batch},
         {"volunteer speed estimate", test_note_upload},
         {"trainer speed estimate", test_note_trainers},
