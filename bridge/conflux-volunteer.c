@@ -324,7 +324,8 @@ int main(int argc, char **argv) {
         BrClient *cl = NULL;
         if (br_client_connect(&cl, &o, err) != 0) {
             fprintf(stderr, TOOL ": %s\n", err);
-            if (strstr(err, "error 3:")) {  // BR_ERR_AUTH: retrying will not help
+            // BR_ERR_AUTH, or a certificate that is not the pinned one: retrying will not help
+            if (strstr(err, "error 3:") || strstr(err, "fingerprint mismatch")) {
                 rc = 1;
                 break;
             }
