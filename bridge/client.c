@@ -303,7 +303,7 @@ int br_client_connect(BrClient **out, const BrClientOptions *o, char *err) {
     if (next_frame(c, &f, err) != 0) {
         // a TLS bridge drops a plaintext HELLO without a word it could send in plaintext
         if (!c->tls && c->error_code == 0 && c->bye_reason == 0 &&
-            (strstr(err, "closed") || strstr(err, "malformed"))) {
+            (strstr(err, "closed") || strstr(err, "malformed") || strstr(err, "receive failed"))) {
             char why[CX_ERRLEN];
             snprintf(why, sizeof why, "%s", err);
             cx_err(err, "%.300s (no WELCOME: the bridge probably requires TLS; join with "

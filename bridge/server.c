@@ -384,8 +384,10 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
         br_tls_bufferevent_error(bev, tls_err, sizeof tls_err);
         const char *why = what & BEV_EVENT_EOF ? "connection closed by peer" : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
         if (tls_err[0] && c->state == C_PREAUTH) {  // nothing can be sent: the peer speaks no TLS
-            if (!c->closing) br_log(c->b, "dropping %s: TLS handshake failed: %s (a plaintext client?)",
-                                    br_conn_label(c), tls_err);
+            if (!c->closing)
+                br_log(c->b, "dropping %s: TLS handshake failed: %s (%s)", br_conn_label(c), tls_err,
+                       strstr(tls_err, "eof") ? "the peer left during the handshake"
+                                              : "a plaintext client?");
             why = "TLS handshake failed";
         } else if (tls_err[0]) {
             if (!c->closing) br_log(c->b, "%s disconnected: TLS error: %s", br_conn_label(c), tls_err);

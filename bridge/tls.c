@@ -277,6 +277,8 @@ BrTls *br_tls_client_start(int fd, const char *pin, double timeout_s, char *err)
         cx_err(err, "TLS certificate fingerprint mismatch: the bridge presented sha256:%s but the "
                "join string pins sha256:%s (a different bridge, a new certificate, or someone in "
                "between); nothing was sent", fp, pin);
+        SSL_shutdown(t->ssl);  // a clean close: the bridge sees a peer leave, not a failure
+        ERR_clear_error();
         goto fail;
     }
     return t;
