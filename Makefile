@@ -14,10 +14,10 @@ DEB_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libopenblas-de
 	libscalapack-openmpi-dev libhdf5-openmpi-dev hdf5-tools libcunit1-dev libjson-c-dev \
 	libinih-dev lz4 python3-torch python3-h5py python3-numpy \
 	slurm-wlm slurmctld slurmd slurm-client munge libpmix-dev \
-	libevent-dev zlib1g-dev iproute2 iperf3 ethtool iputils-ping gnuplot-nox chromium
+	libevent-dev libssl-dev zlib1g-dev iproute2 iperf3 ethtool iputils-ping gnuplot-nox chromium
 
 CC := gcc
-PKGS := hdf5-openmpi openblas json-c inih libevent zlib
+PKGS := hdf5-openmpi openblas json-c inih libevent libevent_openssl openssl zlib
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 MPI_CFLAGS = $(shell mpicc --showme:compile 2>/dev/null)

@@ -2,6 +2,7 @@
 #include "bridge/client.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -13,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bridge/tls.h"
 #include "models/codec.h"
 #include "models/common.h"
 
@@ -22,6 +24,7 @@
 
 struct BrClient {
     int fd;
+    BrTls *tls;            // NULL: plaintext
     BrClientOptions o;
     char host[256];
     BrWelcome welcome;
@@ -70,6 +73,17 @@ static int failf(BrClient *c, char *err, const char *fmt, ...) {
 
 // ---- raw I/O ----
 
+// The transport: TLS or the plain socket, never blocking. >0 bytes, 0 closed, -1 errno.
+static ssize_t net_recv(BrClient *c, void *buf, size_t n) {
+    return c->tls ? br_tls_read(c->tls, buf, n) : recv(c->fd, buf, n, MSG_DONTWAIT);
+}
+static ssize_t net_send(BrClient *c, const void *buf, size_t n) {
+    return c->tls ? br_tls_write(c->tls, buf, n) : send(c->fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+static const char *net_error(BrClient *c) { return c->tls ? br_tls_error(c->tls) : strerror(errno); }
+// Decrypted bytes waiting in TLS (poll on the socket does not see them).
+static int net_pending(BrClient *c) { return c->tls && br_tls_pending(c->tls) > 0; }
+
 // Reads what the socket has into the read-ahead buffer. Returns bytes read, 0 when nothing
 // was available (or no space), -1 on EOF/error (err set).
 static int read_some(BrClient *c, char *err) {
@@ -80,16 +94,24 @@ static int read_some(BrClient *c, char *err) {
         c->in_pos = 0;
     }
     if (c->in_len == IN_CAP) return 0;
-    ssize_t r = recv(c->fd, c->in + c->in_len, IN_CAP - c->in_len, MSG_DONTWAIT);
+    ssize_t r = net_recv(c, c->in + c->in_len, IN_CAP - c->in_len);
     if (r > 0) {
         c->in_len += (size_t)r;
         c->st.bytes_recv += (double)r;
         c->last_rx = cx_now();
+        // TLS hands over one record per call: take what is already decrypted too
+        while (net_pending(c) && c->in_len < IN_CAP) {
+            ssize_t more = net_recv(c, c->in + c->in_len, IN_CAP - c->in_len);
+            if (more <= 0) break;
+            c->in_len += (size_t)more;
+            c->st.bytes_recv += (double)more;
+            r += more;
+        }
         return (int)r;
     }
     if (r == 0) return failf(c, err, "connection closed by the bridge");
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
-    return failf(c, err, "receive failed: %s", strerror(errno));
+    return failf(c, err, "receive failed: %s", net_error(c));
 }
 
 // Sends queued output: until the queue is empty (block), or what the socket takes now.
@@ -97,7 +119,7 @@ static int read_some(BrClient *c, char *err) {
 static int out_flush(BrClient *c, int block, char *err) {
     double t_last = cx_now();
     while (c->out_pos < c->out_len) {
-        ssize_t w = send(c->fd, c->out + c->out_pos, c->out_len - c->out_pos, MSG_DONTWAIT | MSG_NOSIGNAL);
+        ssize_t w = net_send(c, c->out + c->out_pos, c->out_len - c->out_pos);
         if (w > 0) {
             c->out_pos += (size_t)w;
             c->st.bytes_sent += (double)w;
@@ -105,13 +127,17 @@ static int out_flush(BrClient *c, int block, char *err) {
             continue;
         }
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            return failf(c, err, "send failed: %s", strerror(errno));
+            return failf(c, err, "send failed: %s", net_error(c));
         if (!block) return 0;
         if (c->interrupt && *c->interrupt) return cx_err(err, "interrupted");
         if (cx_now() - t_last > c->o.timeout_s)
             return failf(c, err, "no progress sending for %.0f s", c->o.timeout_s);
         struct pollfd p = {.fd = c->fd, .events = POLLOUT | (c->in_len < IN_CAP ? POLLIN : 0)};
-        int pr = poll(&p, 1, 200);
+        int pr = poll(&p, 1, net_pending(c) ? 0 : 200);
+        if (net_pending(c) && c->in_len < IN_CAP) {
+            pr = 1;
+            p.revents |= POLLIN;
+        }
         if (pr > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) && read_some(c, err) < 0) return -1;
     }
     if (c->out_len > 0) {  // drained: the last upload's time
@@ -199,7 +225,11 @@ static int next_frame(BrClient *c, BrFrame *f, char *err) {
         maybe_heartbeat(c);
         if (out_flush(c, 0, err) != 0) return -1;
         struct pollfd p = {.fd = c->fd, .events = POLLIN | (c->out_pos < c->out_len ? POLLOUT : 0)};
-        int pr = poll(&p, 1, 200);
+        int pr = poll(&p, 1, net_pending(c) ? 0 : 200);
+        if (net_pending(c)) {
+            pr = 1;
+            p.revents |= POLLIN;
+        }
         if (pr > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR))) {
             int r = read_some(c, err);
             if (r < 0) return -1;
@@ -251,6 +281,15 @@ int br_client_connect(BrClient **out, const BrClientOptions *o, char *err) {
     freeaddrinfo(ai);
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (o->pin) {  // TLS 1.3 pinned to the bridge's certificate, before any secret is sent
+        char tls_err[CX_ERRLEN];
+        c->tls = br_tls_client_start(c->fd, o->pin, c->o.timeout_s, tls_err);
+        if (!c->tls) {
+            failf(c, err, "%s", tls_err);
+            goto fail;
+        }
+        fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+    }
     c->last_rx = c->last_tx = cx_now();
     BrFrame f = {.type = BR_MSG_HELLO};
     BrHello *h = &f.m.hello;
@@ -263,7 +302,17 @@ int br_client_connect(BrClient **out, const BrClientOptions *o, char *err) {
     snprintf(h->token, sizeof h->token, "%s", o->token ? o->token : "");
     snprintf(h->name, sizeof h->name, "%s", o->name ? o->name : "");
     if (send_frame(c, &f, err) != 0) goto fail;
-    if (next_frame(c, &f, err) != 0) goto fail;
+    if (next_frame(c, &f, err) != 0) {
+        // a TLS bridge drops a plaintext HELLO without a word it could send in plaintext
+        if (!c->tls && c->error_code == 0 && c->bye_reason == 0 &&
+            (strstr(err, "closed") || strstr(err, "malformed") || strstr(err, "receive failed"))) {
+            char why[CX_ERRLEN];
+            snprintf(why, sizeof why, "%s", err);
+            cx_err(err, "%.300s (no WELCOME: the bridge probably requires TLS; join with "
+                   "HOST:PORT#sha256:FINGERPRINT, without --plaintext)", why);
+        }
+        goto fail;
+    }
     if (f.type != BR_MSG_WELCOME) {
         failf(c, err, "expected WELCOME, got %s", br_proto_type_name(f.type));
         goto fail;
@@ -625,6 +674,7 @@ OuterLink br_client_outer_link(BrClient *c, Diloco *d, long global_batch) {
 
 void br_client_close(BrClient *c) {
     if (!c) return;
+    br_tls_close(c->tls);
     if (c->fd >= 0) close(c->fd);
     br_proto_decoder_free(&c->dec);
     free(c->in);

@@ -1,7 +1,9 @@
 // client.h: the volunteer side of the bridge, a communicator-like C API.
 //
 //   BrClient *c;  br_client_connect(&c, &opts, err)     outbound TCP only (works behind NAT),
-//                                                        HELLO with the join token -> WELCOME
+//                                                        TLS 1.3 pinned to the bridge's
+//                                                        certificate, HELLO with the join
+//                                                        token -> WELCOME
 //   br_client_download(c, buf, &have, err)               the state blob (bridge/state.h), in
 //                                                        pipelined, resumable chunks
 //   br_client_start(c, step, params, n, &samples_seen)   "I hold the state after step": the
@@ -35,6 +37,8 @@
 typedef struct {
     const char *host;      // IPv4 address or host name of the bridge
     int port;
+    const char *pin;       // the bridge's certificate fingerprint, 64 lowercase hex digits
+                           // (bridge/tls.h): TLS 1.3 pinned to it; NULL: plaintext
     const char *token;     // join token
     const char *name;      // shown to the host (may be "")
     BrIdentity identity;   // nonzero: resume as this volunteer

@@ -9,6 +9,7 @@
 #include "bridge/outer.h"
 #include "bridge/proto.h"
 #include "bridge/server.h"
+#include "bridge/tls.h"
 #include "bridge/tokens.h"
 #include "io/run/run.h"
 #include "io/tasks/recipe.h"
@@ -24,18 +25,29 @@ static void on_signal(int sig) { g_stop = sig; }
 static void usage(FILE *f) {
     fprintf(f,
             "usage: " TOOL " [options]                 (as one rank of an MPMD job)\n"
-            "       " TOOL " token issue|revoke|list --tokens FILE [NAME|TOKEN]\n"
+            "       " TOOL " token issue|revoke|list|migrate --tokens FILE [NAME|TOKEN]\n"
+            "       " TOOL " tls fingerprint --tokens FILE | --tls-cert FILE\n"
             "\n"
             "Runs as the bridge rank of a cluster job: trainers and volunteers average\n"
             "together. Start it next to the trainers, e.g.\n"
             "  mpirun -np 2 conflux-train --config run.ini : -np 1 " TOOL " --tokens tokens.txt\n"
             "or next to conflux-headline train ranks (the encoder-decoder):\n"
             "  mpirun -np 2 conflux-headline train --config hl.ini : -np 1 " TOOL " --tokens tokens.txt\n"
-            "The run configuration comes from the trainers; volunteers join with\n"
-            "  conflux-volunteer --join HOST:PORT --token TOKEN\n"
+            "The run configuration comes from the trainers; volunteers join over TLS 1.3,\n"
+            "pinning the bridge's certificate (its fingerprint is in the log at start and\n"
+            "from `" TOOL " tls fingerprint --tokens FILE`):\n"
+            "  conflux-volunteer --join HOST:PORT#sha256:FINGERPRINT --token-file alice.token\n"
             "\n"
             "  --listen HOST:PORT    address for volunteers (default 0.0.0.0:7070)\n"
-            "  --tokens FILE         join tokens (re-read when it changes: revocation is live)\n"
+            "  --tokens FILE         join tokens, stored hashed (re-read when it changes:\n"
+            "                        revocation is live; an unreadable or malformed file\n"
+            "                        refuses joins and drops volunteers until it is fixed)\n"
+            "  --tls-cert FILE       TLS certificate (PEM) for the volunteer port (default\n"
+            "                        FILE.cert.pem next to --tokens, generated once: self-\n"
+            "                        signed EC P-256, kept so volunteers' pins stay valid)\n"
+            "  --tls-key FILE        its private key (default FILE.key.pem, mode 0600)\n"
+            "  --plaintext           no TLS (tokens and gradients travel readable): only\n"
+            "                        for trusted networks; volunteers need --plaintext too\n"
             "  --deadline S          longest a round waits for volunteer uploads (default 30;\n"
             "                        in diloco mode the deadline adapts to the measured\n"
             "                        speeds and this is its upper bound)\n"
@@ -69,21 +81,27 @@ static void usage(FILE *f) {
             "  -q, --quiet           no progress lines\n"
             "  -h, --help            this text\n"
             "\n"
-            "Join tokens (the host's side; the file holds secrets and is created mode 0600):\n"
-            "  " TOOL " token issue --tokens tokens.txt alice     prints a new token for alice\n"
+            "Join tokens (the host's side; the file keeps only SHA-256 hashes, mode 0600):\n"
+            "  " TOOL " token issue --tokens tokens.txt alice     prints alice's new token (once)\n"
+            "  " TOOL " token issue --tokens tokens.txt alice --out alice.token\n"
+            "                                  writes it to a volunteer token file (mode 0600)\n"
             "  " TOOL " token revoke --tokens tokens.txt alice    by name or by token\n"
-            "  " TOOL " token list --tokens tokens.txt            names and status, no secrets\n");
+            "  " TOOL " token list --tokens tokens.txt            names and status, no secrets\n"
+            "  " TOOL " token migrate --tokens tokens.txt         hashes an older plaintext file\n"
+            "  " TOOL " tls fingerprint --tokens tokens.txt       prints sha256:... (generates the\n"
+            "                                  certificate when absent) for the join string\n");
 }
 
 static int token_main(int argc, char **argv) {
     const char *path = NULL, *cmd = argc > 1 ? argv[1] : "";
-    const char *arg = NULL;
+    const char *arg = NULL, *out = NULL;
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {  // `token --help`
         usage(stdout);
         return 0;
     }
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--tokens") && i + 1 < argc) path = argv[++i];
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 0;
@@ -107,11 +125,18 @@ static int token_main(int argc, char **argv) {
             return 2;
         }
         char tok[BR_TOKEN_CHARS + 1];
-        if (br_tokens_issue(path, arg, tok, err) != 0) {
+        // the volunteer file first: a token that could not be handed over is never valid
+        if (out && br_token_write_file(out, "", err) != 0) {
             fprintf(stderr, TOOL ": error: %s\n", err);
             return 1;
         }
-        printf("%s\n", tok);
+        if (br_tokens_issue(path, arg, tok, err) != 0 || (out && br_token_write_file(out, tok, err) != 0)) {
+            fprintf(stderr, TOOL ": error: %s\n", err);
+            return 1;
+        }
+        if (out) fprintf(stderr, TOOL ": %s's token is in %s (mode 0600); %s keeps only its hash\n",
+                         arg, out, path);
+        else printf("%s\n", tok);
         return 0;
     }
     if (!strcmp(cmd, "revoke")) {
@@ -138,13 +163,60 @@ static int token_main(int argc, char **argv) {
             return 1;
         }
         for (int i = 0; i < t.n; i++)
-            printf("%-24s %.6s...  issued %ld  %s\n", t.items[i].name, t.items[i].token,
-                   t.items[i].issued, t.items[i].revoked ? "revoked" : "valid");
+            printf("%-24s issued %ld  %s\n", t.items[i].name, t.items[i].issued,
+                   t.items[i].revoked ? "revoked" : "valid");
+        if (t.n_plain > 0)
+            fprintf(stderr, TOOL ": warning: %d token(s) in %s are stored in plaintext; "
+                    "'token migrate' hashes them\n", t.n_plain, path);
         br_tokens_free(&t);
         return 0;
     }
-    fprintf(stderr, TOOL ": error: unknown token command '%s' (issue, revoke, list)\n", cmd);
+    if (!strcmp(cmd, "migrate")) {
+        int n = br_tokens_migrate(path, err);
+        if (n < 0) {
+            fprintf(stderr, TOOL ": error: %s\n", err);
+            return 1;
+        }
+        printf("%d plaintext token(s) hashed; %s holds hashes only\n", n, path);
+        return 0;
+    }
+    fprintf(stderr, TOOL ": error: unknown token command '%s' (issue, revoke, list, migrate)\n", cmd);
     return 2;
+}
+
+// `tls fingerprint`: the certificate's SHA-256 fingerprint for the join string (the default
+// certificate next to the token file is generated when absent, as the bridge would).
+static int tls_main(int argc, char **argv) {
+    const char *tokens = NULL, *cert_opt = NULL, *key_opt = NULL;
+    if (argc < 2 || strcmp(argv[1], "fingerprint") != 0) {
+        fprintf(stderr, TOOL ": error: usage: " TOOL " tls fingerprint --tokens FILE | --tls-cert FILE\n");
+        return 2;
+    }
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--tokens") && i + 1 < argc) tokens = argv[++i];
+        else if (!strcmp(argv[i], "--tls-cert") && i + 1 < argc) cert_opt = argv[++i];
+        else if (!strcmp(argv[i], "--tls-key") && i + 1 < argc) key_opt = argv[++i];
+        else {
+            fprintf(stderr, TOOL ": error: bad argument '%s' to tls fingerprint\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!tokens && !cert_opt) {
+        fprintf(stderr, TOOL ": error: tls fingerprint needs --tokens FILE or --tls-cert FILE\n");
+        return 2;
+    }
+    char cert[4096], key[4096], fp[BR_TLS_FP_CHARS + 1], err[CX_ERRLEN];
+    br_tls_default_paths(tokens ? tokens : cert_opt, cert, key, sizeof cert);
+    if (cert_opt) snprintf(cert, sizeof cert, "%s", cert_opt);
+    if (key_opt) snprintf(key, sizeof key, "%s", key_opt);
+    // only the certificate is read when it is given; its key stays where it is
+    if (cert_opt && !key_opt) snprintf(key, sizeof key, "%s", cert);
+    if (br_tls_load_or_make(cert, key, !cert_opt, fp, err) != 0) {
+        fprintf(stderr, TOOL ": error: %s\n", err);
+        return 1;
+    }
+    printf("sha256:%s\n", fp);
+    return 0;
 }
 
 static int parse_double(const char *s, const char *opt, double *out) {
@@ -160,6 +232,7 @@ static int parse_double(const char *s, const char *opt, double *out) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "token")) return token_main(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "tls")) return tls_main(argc - 1, argv + 1);
     BridgeOptions o;
     bridge_options_default(&o);
     o.wait_timeout_s = 120;
@@ -175,6 +248,8 @@ int main(int argc, char **argv) {
         {"tcp-cc", required_argument, 0, 'C'},       {"plan", required_argument, 0, 'P'},
         {"status", required_argument, 0, 'S'},       {"max-delta-ratio", required_argument, 0, 'D'},
         {"max-share", required_argument, 0, 'X'},
+        {"tls-cert", required_argument, 0, 'E'},     {"tls-key", required_argument, 0, 'K'},
+        {"plaintext", no_argument, 0, 'p'},
         {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
     int c;
     double x;
@@ -227,6 +302,9 @@ int main(int argc, char **argv) {
         case 'r': run_dir = optarg; break;
         case 'C': o.tcp_cc = optarg; break;
         case 'S': o.status_listen = optarg; break;
+        case 'E': o.tls_cert = optarg; break;
+        case 'K': o.tls_key = optarg; break;
+        case 'p': o.plaintext = 1; break;
         case 'P':
             if (!strcmp(optarg, "equal")) o.plan_equal = 1;
             else if (!strcmp(optarg, "throughput")) o.plan_equal = 0;
@@ -248,6 +326,10 @@ int main(int argc, char **argv) {
     }
     if (!o.tokens_path) {
         fprintf(stderr, TOOL ": error: --tokens FILE is required (see --help)\n");
+        return 2;
+    }
+    if (o.plaintext && (o.tls_cert || o.tls_key)) {
+        fprintf(stderr, TOOL ": error: --plaintext and --tls-cert/--tls-key exclude each other\n");
         return 2;
     }
     if (o.history < 1 || o.max_volunteers < 1) {

@@ -15,6 +15,8 @@
 
 #include "bridge/client.h"
 #include "bridge/state.h"
+#include "bridge/tls.h"
+#include "bridge/tokens.h"
 #include "io/run/run.h"
 #include "io/tasks/recipe.h"
 #include "models/common.h"
@@ -27,14 +29,19 @@ static void on_signal(int sig) { g_stop = sig; }
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: " TOOL " --join HOST:PORT --token TOKEN [options]\n"
+            "usage: " TOOL " --join HOST:PORT#sha256:FINGERPRINT --token-file FILE [options]\n"
             "\n"
             "Joins a conflux collaborative run: downloads the current model and optimizer state\n"
             "from the bridge, then trains on the shares of each global batch it is given,\n"
-            "averaging with the cluster every step. Only outbound TCP is needed.\n"
+            "averaging with the cluster every step. Only outbound TCP is needed. The link is\n"
+            "TLS 1.3, pinned to the bridge's certificate fingerprint in the join string.\n"
             "\n"
-            "  --join HOST:PORT      the bridge's address (from the collaboration host)\n"
-            "  --token TOKEN         your join token (from the host)\n"
+            "  --join HOST:PORT#sha256:FINGERPRINT  the join string (from the collaboration\n"
+            "                        host: the bridge's address and certificate fingerprint)\n"
+            "  --token-file FILE     your join token (from the host), in a file only you can\n"
+            "                        read (a token on the command line is refused: other\n"
+            "                        users see argv)\n"
+            "  --plaintext           join a --plaintext bridge (no TLS; --join HOST:PORT)\n"
             "  --name NAME           how the host's tables show you (default: host name)\n"
             "  --identity-file F     keeps your volunteer identity across restarts\n"
             "                        (default: none, a new identity per start)\n"
@@ -62,7 +69,8 @@ static void usage(FILE *f) {
             "this way; the run's configuration says which model to build.\n"
             "\n"
             "example:\n"
-            "  " TOOL " --join 10.0.0.5:7070 --token 0123abcd... --set data.train=shards/train.h5\n");
+            "  " TOOL " --join 10.0.0.5:7070#sha256:3f9a...c1 --token-file alice.token \\\n"
+            "      --set data.train=shards/train.h5\n");
 }
 
 static int check_set(const char *set, char *err) {
@@ -172,13 +180,15 @@ static int parse_identity(const char *hex, BrIdentity *id) {
 int main(int argc, char **argv) {
     static const struct option opts[] = {
         {"join", required_argument, 0, 'j'},    {"token", required_argument, 0, 't'},
+        {"token-file", required_argument, 0, 'F'}, {"plaintext", no_argument, 0, 'P'},
         {"name", required_argument, 0, 'n'},    {"identity-file", required_argument, 0, 'i'},
         {"set", required_argument, 0, 's'},     {"codec", required_argument, 0, 'c'},
         {"steps", required_argument, 0, 'S'},   {"retries", required_argument, 0, 'R'},
         {"timeout", required_argument, 0, 'T'}, {"quiet", no_argument, 0, 'q'},
         {"tcp-cc", required_argument, 0, 'C'}, {"stats", required_argument, 0, 'X'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
-    const char *join = NULL, *token = NULL, *idfile = NULL;
+    const char *join = NULL, *token_file = NULL, *idfile = NULL;
+    int plaintext = 0;
     char name[128] = "";
     gethostname(name, sizeof name - 1);
     enum { MAX_SETS = 16 };
@@ -192,7 +202,13 @@ int main(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
         switch (c) {
         case 'j': join = optarg; break;
-        case 't': token = optarg; break;
+        case 't':
+            fprintf(stderr, TOOL ": error: --token on the command line is refused (other users "
+                    "of this machine can read argv); put the token in a file only you can read "
+                    "and use --token-file FILE\n");
+            return 2;
+        case 'F': token_file = optarg; break;
+        case 'P': plaintext = 1; break;
         case 'n': snprintf(name, sizeof name, "%s", optarg); break;
         case 'i': idfile = optarg; break;
         case 's':
@@ -221,11 +237,39 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (optind < argc || !join || !token) {
+    if (optind < argc || !join || !token_file) {
         fprintf(stderr, TOOL ": error: %s (see --help)\n",
-                optind < argc ? "unexpected argument" : "--join HOST:PORT and --token are required");
+                optind < argc ? "unexpected argument" : "--join and --token-file are required");
         return 2;
     }
+    char err[CX_ERRLEN];
+    // the join string: HOST:PORT#sha256:FINGERPRINT (TLS pinned), or HOST:PORT with --plaintext
+    char addr[300], pin[BR_TLS_FP_CHARS + 1];
+    const char *hash = strchr(join, '#');
+    snprintf(addr, sizeof addr, "%.*s", hash ? (int)(hash - join) : (int)strlen(join), join);
+    if (hash && plaintext) {
+        fprintf(stderr, TOOL ": error: --plaintext with a pinned join string '%s': drop one\n", join);
+        return 2;
+    }
+    if (!hash && !plaintext) {
+        fprintf(stderr, TOOL ": error: --join '%s' has no certificate fingerprint: use the join "
+                "string HOST:PORT#sha256:FINGERPRINT from the host (`conflux-bridge tls fingerprint` "
+                "or the bridge's log), or --plaintext for a bridge without TLS\n", join);
+        return 2;
+    }
+    if (hash && br_tls_parse_pin(hash + 1, pin, err) != 0) {
+        fprintf(stderr, TOOL ": error: --join: %s\n", err);
+        return 2;
+    }
+    if (plaintext)
+        fprintf(stderr, TOOL ": warning: --plaintext: the join token and gradients cross the "
+                "network unencrypted\n");
+    char token[BR_TOKEN_CHARS + 1];
+    if (br_token_read_file(token_file, token, err) != 0) {
+        fprintf(stderr, TOOL ": error: %s\n", err);
+        return 2;
+    }
+    join = addr;
     char host[256];
     const char *colon = strrchr(join, ':');
     int port = colon ? atoi(colon + 1) : 0;
@@ -235,7 +279,7 @@ int main(int argc, char **argv) {
     }
     memcpy(host, join, (size_t)(colon - join));
     host[colon - join] = 0;
-    BrClientOptions o = {.host = host, .port = port, .token = token, .name = name,
+    BrClientOptions o = {.host = host, .port = port, .pin = plaintext ? NULL : pin, .token = token, .name = name,
                          .codecs = codecs, .timeout_s = timeout, .tcp_cc = tcp_cc};
     if (idfile) {
         FILE *f = fopen(idfile, "r");
@@ -247,11 +291,17 @@ int main(int argc, char **argv) {
                 return 2;
             }
             fclose(f);
+            // identities are bound to tokens: one kept from another token (or from before
+            // binding) would be refused, so start afresh
+            if (!br_identity_check(token, &o.identity)) {
+                fprintf(stderr, TOOL ": warning: the identity in %s was not issued for this token; "
+                        "joining with a new one\n", idfile);
+                memset(&o.identity, 0, sizeof o.identity);
+            }
         }
     }
     cx_catch_stop_signals(on_signal, 0, 1);
 
-    char err[CX_ERRLEN];
     FILE *stats = NULL;
     if (stats_path) {
         stats = fopen(stats_path, "w");
@@ -274,7 +324,8 @@ int main(int argc, char **argv) {
         BrClient *cl = NULL;
         if (br_client_connect(&cl, &o, err) != 0) {
             fprintf(stderr, TOOL ": %s\n", err);
-            if (strstr(err, "error 3:")) {  // BR_ERR_AUTH: retrying will not help
+            // BR_ERR_AUTH, or a certificate that is not the pinned one: retrying will not help
+            if (strstr(err, "error 3:") || strstr(err, "fingerprint mismatch")) {
                 rc = 1;
                 break;
             }

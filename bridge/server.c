@@ -26,6 +26,7 @@
 #include "bridge/server_internal.h"
 #include "bridge/state.h"
 #include "bridge/status.h"
+#include "bridge/tls.h"
 #include "bridge/tokens.h"
 #include "io/run/runcols.h"
 #include "models/common.h"
@@ -113,6 +114,12 @@ int br_conn_send(Conn *c, const BrFrame *f) {
         return -1;
     }
     return br_conn_send_bytes(c, b->frame, (size_t)len);
+}
+
+// Ends c's sending side: TLS close_notify (after everything queued), then FIN.
+static void conn_send_fin(Conn *c) {
+    br_tls_bufferevent_shutdown(c->bev);
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
 }
 
 void br_conn_fail(Conn *c, uint32_t code, const char *fmt, ...) {
@@ -212,9 +219,24 @@ static int live_count(const BridgeServer *b) {
 
 static void on_hello(Conn *c, const BrHello *m) {
     BridgeServer *b = c->b;
+    if (b->tokens_broken) {  // revocation fails closed; volunteers retry (BUSY) until fixed
+        br_conn_fail(c, BR_ERR_BUSY, "join tokens unavailable: the bridge's token file is "
+                     "unreadable or malformed; joins are refused until the host fixes it");
+        return;
+    }
     int ti = br_tokens_find(&b->tokens, m->token);
     if (ti < 0) {
         br_conn_fail(c, BR_ERR_AUTH, "unknown or revoked join token");
+        return;
+    }
+    // an identity is bound to its token (bridge/tokens.h): resuming one made for another
+    // token is refused before anything else happens, so its holder is neither kicked nor
+    // renamed
+    if (m->resume && !id_zero(&m->identity) && !br_identity_check(m->token, &m->identity)) {
+        char hex[17];
+        for (int i = 0; i < 8; i++) sprintf(hex + 2 * i, "%02x", m->identity.bytes[i]);
+        br_conn_fail(c, BR_ERR_AUTH, "identity %.8s... is not bound to this join token (an "
+                     "identity can be resumed only with the token it was issued for)", hex);
         return;
     }
     // the smallest codec both sides take: a DiLoCo pseudo-gradient goes in int8 (with error
@@ -239,11 +261,10 @@ static void on_hello(Conn *c, const BrHello *m) {
     if (!v) {
         v = cx_calloc(1, sizeof *v);
         if (m->resume && !id_zero(&m->identity)) {
-            v->id = m->identity;  // an identity from an earlier bridge run: keep it
+            v->id = m->identity;  // an identity from an earlier bridge run (checked above): keep it
         } else {
-            int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-            CHECK(fd >= 0 && read(fd, v->id.bytes, 16) == 16, "cannot read /dev/urandom");
-            close(fd);
+            char err[CX_ERRLEN];
+            CHECK(br_identity_new(m->token, &v->id, err) == 0, "%s", err);
         }
         for (int i = 0; i < 16; i++) sprintf(v->id_hex + 2 * i, "%02x", v->id.bytes[i]);
         v->first_seen = cx_now() - b->t_start;
@@ -257,7 +278,7 @@ static void on_hello(Conn *c, const BrHello *m) {
     v->connects++;
     v->conn = c;
     c->vol = v;
-    memcpy(c->token, b->tokens.items[ti].token, sizeof c->token);
+    memcpy(c->token_hash, b->tokens.items[ti].hash, sizeof c->token_hash);
     c->codec = codec;
     c->state = C_AUTHED;
     char err[CX_ERRLEN];
@@ -367,20 +388,31 @@ static void on_read(struct bufferevent *bev, void *arg) {
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg) {
-    (void)bev;
     Conn *c = arg;
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         c->eof = 1;
+        char tls_err[160];
+        br_tls_bufferevent_error(bev, tls_err, sizeof tls_err);
         const char *why = what & BEV_EVENT_EOF ? "connection closed by peer" : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
-        if (!c->closing) br_log(c->b, "%s disconnected: %s", br_conn_label(c), why);
+        if (tls_err[0] && c->state == C_PREAUTH) {  // nothing can be sent: the peer speaks no TLS
+            if (!c->closing)
+                br_log(c->b, "dropping %s: TLS handshake failed: %s (%s)", br_conn_label(c), tls_err,
+                       strstr(tls_err, "eof") ? "the peer left during the handshake"
+                                              : "a plaintext client?");
+            why = "TLS handshake failed";
+        } else if (tls_err[0]) {
+            if (!c->closing) br_log(c->b, "%s disconnected: TLS error: %s", br_conn_label(c), tls_err);
+            why = "TLS error";
+        } else if (!c->closing) br_log(c->b, "%s disconnected: %s", br_conn_label(c), why);
         conn_close(c, why);
     }
 }
 
 // Output drained: a closing connection now sends its FIN (after its ERROR/BYE frames).
 static void on_write_drained(struct bufferevent *bev, void *arg) {
+    (void)bev;
     Conn *c = arg;
-    if (c->closing && !c->eof) shutdown(bufferevent_getfd(bev), SHUT_WR);
+    if (c->closing && !c->eof) conn_send_fin(c);
 }
 
 // Unlinks and frees closing connections (never from inside their own callbacks).
@@ -417,8 +449,7 @@ static void conn_close(Conn *c, const char *why) {
     }
     // flush what is queued (an ERROR/BYE), then FIN (on_write_drained); freed by reap()
     c->close_t = cx_now();
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !c->eof)
-        shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !c->eof) conn_send_fin(c);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
@@ -446,8 +477,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof host);
     int port = sa->sa_family == AF_INET ? ntohs(((struct sockaddr_in *)sa)->sin_port) : 0;
     snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
-    c->bev = bufferevent_socket_new(b->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    CHECK(c->bev, "bufferevent_socket_new failed");
+    c->bev = b->tls ? br_tls_bufferevent(b->base, b->tls, fd)
+                    : bufferevent_socket_new(b->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    CHECK(c->bev, "cannot set up a bufferevent for %s", c->peer);
     BrProtoLimits pre = b->lim;
     pre.accept_types = BR_PROTO_PREAUTH_TYPES;
     char err[CX_ERRLEN];
@@ -464,25 +496,51 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         br_conn_fail(c, BR_ERR_BUSY, "too many connections");
 }
 
+// The token file is unusable (why): revocation fails closed. No token is valid, connected
+// volunteers are dropped (BUSY: they retry and rejoin once the file is fixed), joins are
+// refused; logged once per reason.
+static void tokens_fail(BridgeServer *b, const char *why) {
+    br_tokens_free(&b->tokens);
+    if (!b->tokens_broken || strcmp(b->tokens_why, why) != 0)
+        br_log(b, "join tokens unusable, refusing joins and dropping volunteers until fixed: %s", why);
+    b->tokens_broken = 1;
+    snprintf(b->tokens_why, sizeof b->tokens_why, "%s", why);
+    for (Conn *c = b->conns; c; c = c->next)
+        if (!c->closing && c->vol)
+            br_conn_fail(c, BR_ERR_BUSY, "join tokens unavailable: the bridge's token file is "
+                         "unreadable or malformed; rejoin when the host has fixed it");
+}
+
+// Re-reads the token file when it changed (a revocation drops its holders at once).
 static void reload_tokens(BridgeServer *b) {
     struct stat st;
-    if (stat(b->o.tokens_path, &st) != 0 ||
-        (st.st_mtim.tv_sec == b->tokens_mtime.tv_sec && st.st_mtim.tv_nsec == b->tokens_mtime.tv_nsec &&
-         st.st_size == b->tokens_size && st.st_ino == b->tokens_ino))
+    if (stat(b->o.tokens_path, &st) != 0) {
+        char why[256];
+        snprintf(why, sizeof why, "cannot read token file %s: %s", b->o.tokens_path, strerror(errno));
+        b->tokens_ino = 0;  // any file that appears is read
+        tokens_fail(b, why);
         return;
+    }
+    if (st.st_mtim.tv_sec == b->tokens_mtime.tv_sec && st.st_mtim.tv_nsec == b->tokens_mtime.tv_nsec &&
+        st.st_size == b->tokens_size && st.st_ino == b->tokens_ino)
+        return;
+    b->tokens_mtime = st.st_mtim;
+    b->tokens_size = st.st_size;
+    b->tokens_ino = st.st_ino;
     BrTokens t;
     char err[CX_ERRLEN];
     if (br_tokens_load(b->o.tokens_path, &t, err) != 0) {
-        br_log(b, "keeping the old tokens: %s", err);
+        tokens_fail(b, err);
         return;
     }
     br_tokens_free(&b->tokens);
     b->tokens = t;
-    b->tokens_mtime = st.st_mtim;
-    b->tokens_size = st.st_size;
-    b->tokens_ino = st.st_ino;
+    if (b->tokens_broken)
+        br_log(b, "join tokens readable again (%d entries in %s): accepting joins", t.n, b->o.tokens_path);
+    b->tokens_broken = 0;
+    b->tokens_why[0] = 0;
     for (Conn *c = b->conns; c; c = c->next)
-        if (!c->closing && c->vol && br_tokens_find(&b->tokens, c->token) < 0)
+        if (!c->closing && c->vol && br_tokens_find_hash(&b->tokens, c->token_hash) < 0)
             br_conn_fail(c, BR_ERR_AUTH, "join token revoked");
 }
 
@@ -544,6 +602,27 @@ void bridge_options_default(BridgeOptions *o) {
                          .max_grad_norm = 1e4, .max_delta_ratio = 4, .max_share = 0.5};
 }
 
+// TLS on the volunteer port: the certificate (generated next to the token file when not
+// given), the context, the fingerprint volunteers pin; or --plaintext, warned.
+static int bridge_tls_setup(BridgeServer *b, char *err) {
+    const BridgeOptions *o = &b->o;
+    if (o->plaintext) {
+        fprintf(stderr, "conflux-bridge: warning: --plaintext: no TLS on %s; join tokens, "
+                "identities and gradients cross the network readable and forgeable\n", o->listen);
+        return 0;
+    }
+    char cert[4096], key[4096], fp[BR_TLS_FP_CHARS + 1];
+    br_tls_default_paths(o->tokens_path, cert, key, sizeof cert);
+    if (o->tls_cert) snprintf(cert, sizeof cert, "%s", o->tls_cert);
+    if (o->tls_key) snprintf(key, sizeof key, "%s", o->tls_key);
+    if (br_tls_load_or_make(cert, key, !o->tls_cert && !o->tls_key, fp, err) != 0) return -1;
+    b->tls = br_tls_server_ctx(cert, key, err);
+    if (!b->tls) return -1;
+    fprintf(stderr, "conflux-bridge: TLS 1.3, certificate %s, fingerprint sha256:%s; volunteers "
+            "join with --join HOST:PORT#sha256:%s\n", cert, fp, fp);
+    return 0;
+}
+
 BridgeServer *bridge_create(const BridgeOptions *o, Trainer *tr, HybridComm *h,
                             const char *config_text, uint64_t data_windows, char *err) {
     BridgeServer *b = cx_calloc(1, sizeof *b);
@@ -570,6 +649,11 @@ BridgeServer *bridge_create(const BridgeOptions *o, Trainer *tr, HybridComm *h,
         b->tokens_size = st.st_size;
         b->tokens_ino = st.st_ino;
     }
+    if (b->tokens.n_plain > 0)
+        fprintf(stderr, "conflux-bridge: warning: %s holds %d token(s) in plaintext (an older "
+                "format): accepted; 'conflux-bridge token migrate --tokens %s' stores them hashed\n",
+                o->tokens_path, b->tokens.n_plain, o->tokens_path);
+    if (bridge_tls_setup(b, err) != 0) goto fail;
     // address
     char host[256];
     const char *colon = strrchr(o->listen, ':');
@@ -645,7 +729,7 @@ void bridge_free(BridgeServer *b) {
             if (c->closing || c->eof) continue;
             open = 1;
             if (!c->fin_sent && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-                shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+                conn_send_fin(c);
                 c->fin_sent = 1;
             }
         }
@@ -682,6 +766,7 @@ void bridge_free(BridgeServer *b) {
     if (b->lis) evconnlistener_free(b->lis);
     if (b->base) event_base_free(b->base);
     br_tokens_free(&b->tokens);
+    br_tls_ctx_free(b->tls);
     free(b->frame);
     free(b->config_text);
     free(b);

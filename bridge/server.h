@@ -39,6 +39,9 @@
 typedef struct {
     const char *listen;        // "HOST:PORT" to listen on (default "0.0.0.0:7070")
     const char *tokens_path;   // join-token file (bridge/tokens.h), required
+    const char *tls_cert;      // TLS certificate and key (PEM); NULL: TOKENS.cert.pem and
+    const char *tls_key;       // TOKENS.key.pem, generated when absent (bridge/tls.h)
+    int plaintext;             // 1: no TLS on the volunteer port (an explicit choice, warned)
     const char *run_dir;       // bridge.csv and volunteers.csv go here (NULL: none)
     double deadline_s;         // longest a round waits for volunteer uploads after its plan
     int max_staleness;         // rounds a late upload may still count (0: drop late ones)

@@ -54,7 +54,7 @@ struct Conn {
     int state, closing, eof, fin_sent;
     double close_t;
     Vol *vol;
-    char token[BR_TOKEN_CHARS + 1];
+    uint8_t token_hash[BR_TOKEN_HASH_BYTES];  // of the token it joined with (revocation)
     char peer[INET6_ADDRSTRLEN + 8];
     int codec;
     double last_rx, last_tx;
@@ -88,9 +88,12 @@ struct BridgeServer {
     struct evconnlistener *lis;
     struct event *tick, *wake;
     BrTokens tokens;
-    struct timespec tokens_mtime;
+    struct timespec tokens_mtime;  // the token file as last read (or tried)
     off_t tokens_size;
     ino_t tokens_ino;
+    int tokens_broken;             // unreadable or malformed: joins refused (fails closed)
+    char tokens_why[256];          // why, as logged (once)
+    struct ssl_ctx_st *tls;        // TLS 1.3 server context (NULL: --plaintext)
     Conn *conns;  // newest first
     Vol *vols;
     int n_conns;

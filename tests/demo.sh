@@ -31,8 +31,9 @@ cleanup() {
 trap cleanup EXIT
 echo "== corpus: $(wc -l < "$DATA/corpus/train.txt") train / $(wc -l < "$DATA/corpus/valid.txt") validation documents"
 TOKENS=$RUN/tokens.txt
-"$BIN/conflux-bridge" token issue --tokens "$TOKENS" lan >"$RUN/lan.token"
-"$BIN/conflux-bridge" token issue --tokens "$TOKENS" wan >"$RUN/wan.token"
+"$BIN/conflux-bridge" token issue --tokens "$TOKENS" lan --out "$RUN/lan.token"
+"$BIN/conflux-bridge" token issue --tokens "$TOKENS" wan --out "$RUN/wan.token"
+FP=$("$BIN/conflux-bridge" tls fingerprint --tokens "$TOKENS")  # volunteers pin the bridge's certificate
 echo "== join tokens issued: $("$BIN/conflux-bridge" token list --tokens "$TOKENS" | awk '{print $1}' | tr '\n' ' ')"
 WAN_ID=201
 WAN_HOST=127.0.0.1
@@ -56,14 +57,14 @@ echo "   2 trainer ranks + bridge (status page: http://127.0.0.1:$SPORT/) + 2 vo
     --status 127.0.0.1:$SPORT --wait-volunteers 2 --wait-timeout 120 --deadline 20 \
     >"$RUN/bridge.log" 2>&1 &
 MP=$!
-"$BIN/conflux-volunteer" --join 127.0.0.1:$PORT --token "$(cat "$RUN/lan.token")" --name lan-volunteer \
+"$BIN/conflux-volunteer" --join "127.0.0.1:$PORT#$FP" --token-file "$RUN/lan.token" --name lan-volunteer \
     --set train.threads=1 --set data.train="$DATA/shards/train.h5" >"$RUN/lan-volunteer.log" 2>&1 &
 if [ -n "$WAN_ID" ]; then
-    wan_exec $WAN_ID "$BIN/conflux-volunteer" --join $WAN_HOST:$PORT --token "$(cat "$RUN/wan.token")" \
+    wan_exec $WAN_ID "$BIN/conflux-volunteer" --join "$WAN_HOST:$PORT#$FP" --token-file "$RUN/wan.token" \
         --name wan-volunteer --set train.threads=1 --set data.train="$DATA/shards/train.h5" \
         >"$RUN/wan-volunteer.log" 2>&1 &
 else
-    "$BIN/conflux-volunteer" --join 127.0.0.1:$PORT --token "$(cat "$RUN/wan.token")" --name wan-volunteer \
+    "$BIN/conflux-volunteer" --join "127.0.0.1:$PORT#$FP" --token-file "$RUN/wan.token" --name wan-volunteer \
         --set train.threads=1 --set data.train="$DATA/shards/train.h5" >"$RUN/wan-volunteer.log" 2>&1 &
 fi
 # trainer rank 0's progress lines come through mpirun's output (in the bridge log file here)

@@ -15,8 +15,10 @@
 #                  volunteer took part in (metrics.csv)
 # The link's rate counts Ethernet frames: TCP payload tops out at 1448/1514 = 0.956 of it.
 # One TCP stream per direction, chunks pipelined back to back (no request/response per
-# chunk). Last line: wan-bench: up_goodput=... down_goodput=... round_overhead_ms=...
-# cluster_util=... (the bbr run).
+# chunk), TLS 1.3 (the default). What TLS costs: the bbr run again with --plaintext on both
+# sides, on the same link, and the ratio of the goodputs (TLS / plaintext).
+# Last line: wan-bench: up_goodput=... down_goodput=... round_overhead_ms=...
+# cluster_util=... (the bbr run, TLS).
 # usage: tests/bench/bench-wan.sh BUILD_DIR DATA_DIR [STEPS]
 set -u
 BUILD=${1:?usage: bench-wan.sh BUILD_DIR DATA_DIR [STEPS]}
@@ -42,7 +44,9 @@ export WAN_QUIET=1
 ID=221
 wan_link_up $ID 50 0 1 20 100 || exit 1
 TOKENS=$WORK/tokens.txt
-TOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" bench)
+"$BIN/conflux-bridge" token issue --tokens "$TOKENS" bench --out "$WORK/bench.token"
+TOK=$WORK/bench.token
+FP=$("$BIN/conflux-bridge" tls fingerprint --tokens "$TOKENS")  # the join string pins it
 # the benchmark model: ALBERT H=256, 4 heads, E=128, FFN 1024, 4 layers, T=128 (about 1.9M
 # parameters: a 3.8 MB fp16 upload, a 7.6 MB fp32 download per round); a global batch of
 # 384 sequences makes a step of about 10 s on these 2 shared cores, so a round's transfers
@@ -56,15 +60,17 @@ echo "wan-bench: link 50 ms RTT, 1% loss each way, 20 Mbit/s up, 100 Mbit/s down
 echo "wan-bench: + bridge + 1 volunteer, 1 OpenBLAS thread each (2 cores shared), OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 
 launch() {  # NAME CC STEPS [TRAIN_ARGS...]: one run into $WORK/run-NAME, waits for its end
-    local name=$1 cc=$2 steps=$3
+    local name=$1 cc=$2 steps=$3            # (PLAIN=1: bridge and volunteer with --plaintext)
     shift 3
     local port=$(free_ports) r=$WORK/run-$name
+    local join="10.77.$ID.1:$port#$FP" plain=()
+    [ "${PLAIN:-0}" = 1 ] && join=10.77.$ID.1:$port plain=(--plaintext)
     mpirun --allow-run-as-root --oversubscribe -np 2 "$BIN/conflux-train" "${MODEL[@]}" \
         --set train.steps="$steps" --set run.dir="$r" -q "$@" \
-        : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 0.0.0.0:$port --tcp-cc "$cc" \
+        : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 0.0.0.0:$port --tcp-cc "$cc" "${plain[@]}" \
         --deadline 30 --wait-volunteers 1 --wait-timeout 120 -q >"$r.bridge.log" 2>&1 &
     local mp=$!
-    wan_exec $ID "$BIN/conflux-volunteer" --join 10.77.$ID.1:$port --token "$TOK" --name bench \
+    wan_exec $ID "$BIN/conflux-volunteer" --join "$join" --token-file "$TOK" --name bench "${plain[@]}" \
         --set train.threads=1 --tcp-cc "$cc" --stats "$r.vol.csv" -q >"$r.vol.log" 2>&1 &
     local vp=$!
     wait $mp || { echo "wan-bench: the $name run failed"; tail -5 "$r.bridge.log" "$r.vol.log"; exit 1; }
@@ -74,10 +80,10 @@ launch() {  # NAME CC STEPS [TRAIN_ARGS...]: one run into $WORK/run-NAME, waits 
     wait $vp 2>/dev/null
 }
 
-run() {  # CC STEPS: one synchronous run, prints the figures, sets RESULT
-    local cc=$1 r=$WORK/run-$1
-    launch "$cc" "$cc" "$2"
-    RESULT=$(/usr/bin/python3 - "$r" "$cc" <<'EOF'
+run() {  # CC STEPS [NAME]: one synchronous run, prints the figures, sets RESULT
+    local cc=$1 name=${3:-$1} r=$WORK/run-${3:-$1}
+    launch "$name" "$cc" "$2"
+    RESULT=$(/usr/bin/python3 - "$r" "$name" <<'EOF'
 import csv, sys, statistics as st
 d, cc = sys.argv[1], sys.argv[2]
 br = list(csv.DictReader(open(f"{d}/bridge.csv")))
@@ -116,6 +122,18 @@ EOF
 run cubic 4
 CUBIC=$RESULT
 run bbr "$STEPS"
+TLS_RESULT=$RESULT
+# what TLS costs: the same run in plaintext on the same link
+PLAIN=1 run bbr "$STEPS" plaintext
+TLS_COST=$(/usr/bin/python3 - "$TLS_RESULT" "$RESULT" <<'EOF'
+import sys
+f = [dict(kv.split("=") for kv in a.split()) for a in sys.argv[1:3]]
+r = {k: float(f[0][k]) / float(f[1][k]) if float(f[1][k]) > 0 else float("nan") for k in ("up_goodput", "down_goodput")}
+print(f"tls_over_plaintext up_goodput={r['up_goodput']:.3f} down_goodput={r['down_goodput']:.3f} "
+      f"(plaintext: up {f[1]['up_goodput']} down {f[1]['down_goodput']})")
+EOF
+)
+RESULT=$TLS_RESULT
 SYNC_BPS=$(/usr/bin/python3 - "$WORK/run-bbr" <<'EOF'
 import csv, sys
 br = list(csv.DictReader(open(f"{sys.argv[1]}/bridge.csv")))[1:]  # after the first round (state download)
@@ -163,4 +181,5 @@ EOF
 )
 echo "wan-bench: figures below are bbr (conflux's default on its sockets); cubic gave: $CUBIC"
 echo "wan-bench-diloco: $DILOCO"
+echo "wan-bench-tls: $TLS_COST"
 echo "wan-bench: $RESULT"

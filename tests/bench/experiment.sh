@@ -43,7 +43,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 cleanup() {
-    pkill -9 -f -- "--token $TOK" 2>/dev/null
+    pkill -9 -f -- "--token-file $TOK" 2>/dev/null
     wan_cleanup
 }
 trap cleanup EXIT
@@ -67,7 +67,8 @@ SYNC=(--set train.global_batch=$GB)
 DILOCO=(--set train.global_batch=$((GB / WORKERS)) --set averaging.mode=diloco --set averaging.inner_steps="$H"
         --set averaging.outer_momentum="$MOM")
 TOKENS=$OUT/tokens.txt
-TOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" experiment)
+"$BIN/conflux-bridge" token issue --tokens "$TOKENS" experiment --out "$OUT/experiment.token" && TOK=$OUT/experiment.token
+FP=$("$BIN/conflux-bridge" tls fingerprint --tokens "$TOKENS")  # the join string pins it
 [ -n "$TOK" ] || { echo "experiment: cannot issue a token"; exit 1; }
 # link profiles: ID RTT_MS JITTER LOSS UP DOWN
 wan_link_up 211 1 0 0 1000 1000 || exit 1
@@ -83,7 +84,7 @@ echo "experiment: load before the start: $(cut -d' ' -f1-3 /proc/loadavg) (other
 
 volunteer() {  # RUN ID NAME PORT [ARGS...]
     local run=$1 id=$2 name=$3 port=$4; shift 4
-    wan_exec "$id" "$BIN/conflux-volunteer" --join "10.77.$id.1:$port" --token "$TOK" --name "$name" \
+    wan_exec "$id" "$BIN/conflux-volunteer" --join "10.77.$id.1:$port#$FP" --token-file "$TOK" --name "$name" \
         --set train.threads=1 --timeout 20 --retries 40 --stats "$OUT/$run.$name.stats.csv" -q "$@" \
         >>"$OUT/$run.$name.log" 2>&1
 }
@@ -120,7 +121,7 @@ collab() {  # NAME CHURN TRAIN_ARGS...
     fi
     wait $mp || { echo "experiment: the $name run failed"; tail -5 "$OUT/$name.bridge.log"; exit 1; }
     sleep 3
-    pkill -f -- "--token $TOK" 2>/dev/null
+    pkill -f -- "--token-file $TOK" 2>/dev/null
     wait "${pids[@]}" 2>/dev/null
 }
 if [[ " $RUNS " == *" sync "* ]]; then

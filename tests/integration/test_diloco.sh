@@ -76,7 +76,8 @@ h5ls -r "$WORK/first/checkpoint-000008.h5" | grep -q "outer_momentum" \
 # ---- 3. volunteers are workers: bridge == MPI ------------------------------------------
 PORT=$(free_ports)
 TOKENS=$WORK/tokens.txt
-TOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" alice)
+"$BIN/conflux-bridge" token issue --tokens "$TOKENS" alice --out "$WORK/alice.token"; TOK=$WORK/alice.token
+FP=$("$BIN/conflux-bridge" tls fingerprint --tokens "$TOKENS")  # the join string pins it
 H=("${TINY_MODEL[@]}" --set train.micro_batch=2 --set train.replica_check_every=4 -q --set train.global_batch=8
    --set train.steps=20 "${DL[@]}" --set averaging.inner_steps=4)
 "${MPIRUN[@]}" -np 4 "$BIN/conflux-train" "${H[@]}" --set averaging.down_codec=fp32 --set averaging.workers=3 \
@@ -92,7 +93,7 @@ hybrid() {  # DIR PORT_OFFSET [BRIDGE ARGS] -- [VOLUNTEER ARGS] -- [TRAINER ARGS
         --wait-volunteers 2 --wait-timeout 60 "${bargs[@]}" >"$dir.bridge.log" 2>&1 &
     local mp=$!
     for v in 1 2; do
-        timeout 300 "$BIN/conflux-volunteer" --join 127.0.0.1:$port --token "$TOK" --name "v$v" \
+        timeout 300 "$BIN/conflux-volunteer" --join "127.0.0.1:$port#$FP" --token-file "$TOK" --name "v$v" \
             --set train.threads=1 --retries 30 "${vargs[@]}" >"$dir.v$v.log" 2>&1 &
         sleep 0.5  # joining order fixes the volunteers' sample ranges
     done
@@ -152,13 +153,13 @@ P5=$((PORT + 5))
     : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$P5 --wait-volunteers 1 \
     --wait-timeout 60 --deadline 5 >"$WORK/hostile.bridge.log" 2>&1 &
 HMP=$!
-timeout 200 "$BIN/conflux-volunteer" --join 127.0.0.1:$P5 --token "$TOK" --name honest --set train.threads=1 \
+timeout 200 "$BIN/conflux-volunteer" --join "127.0.0.1:$P5#$FP" --token-file "$TOK" --name honest --set train.threads=1 \
     >"$WORK/hostile.honest.log" 2>&1 &
 for _ in $(seq 600); do grep -q "honest.*is live" "$WORK/hostile.bridge.log" 2>/dev/null && break; sleep 0.1; done
 declare -A WHY=([nan]="gradient element 7 is nan" [norm]="rejected: norm .* exceeds 4 x the cluster's"
                 [wrongsize]="upload starts at element" [wronground]="upload for round")
 for m in nan norm wrongsize wronground; do
-    timeout 120 "$BUILD/tests/tools/tool_badpeer" 127.0.0.1:$P5 $m "$TOK" >"$WORK/hostile.$m.log" 2>&1 &
+    timeout 120 "$BUILD/tests/tools/tool_badpeer" "127.0.0.1:$P5#$FP" $m "$(cat "$TOK")" >"$WORK/hostile.$m.log" 2>&1 &
     eval "HB_$m=\$!"
 done
 for m in nan norm wrongsize wronground; do

@@ -27,7 +27,9 @@ trap cleanup EXIT
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
 PORT=$(free_ports)
 TOKENS=$WORK/tokens.txt
-VTOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" alice) || { echo "FAIL: token issue"; exit 1; }
+"$BIN/conflux-bridge" token issue --tokens "$TOKENS" alice --out "$WORK/alice.token" || { echo "FAIL: token issue"; exit 1; }
+VTOK=$WORK/alice.token
+FP=$("$BIN/conflux-bridge" tls fingerprint --tokens "$TOKENS")  # the join string pins it
 
 # --- a small pair shard (package descriptions), as test_headline.sh makes it
 "$BIN/conflux-headline" pairs --out "$WORK/pairs" "debtrans:$DATA/debtrans/Translation-ru" 2>/dev/null &&
@@ -58,7 +60,7 @@ hybrid_run() {  # DIR PORT STEPS ARGS...: 2 trainers + bridge + 2 volunteers
         --codecs fp32 --plan equal --wait-volunteers 2 --wait-timeout 60 >"$dir.bridge.log" 2>&1 &
     local mp=$!
     for v in 1 2; do
-        "$BIN/conflux-volunteer" --join 127.0.0.1:$port --token "$VTOK" --name "v$v" \
+        "$BIN/conflux-volunteer" --join "127.0.0.1:$port#$FP" --token-file "$VTOK" --name "v$v" \
             --set train.threads=1 --retries 30 >"$dir.v$v.log" 2>&1 &
     done
     if wait $mp; then
@@ -102,7 +104,7 @@ DPORT=$((PORT + 3))
     --deadline 60 --wait-volunteers 2 --wait-timeout 60 >"$WORK/dl-hy.bridge.log" 2>&1 &
 DMP=$!
 for v in 1 2; do
-    "$BIN/conflux-volunteer" --join 127.0.0.1:$DPORT --token "$VTOK" --name "dv$v" --codec fp32 \
+    "$BIN/conflux-volunteer" --join "127.0.0.1:$DPORT#$FP" --token-file "$VTOK" --name "dv$v" --codec fp32 \
         --set train.threads=1 --retries 30 >"$WORK/dl-hy.v$v.log" 2>&1 &
     sleep 0.5  # joining order fixes the volunteers' sample ranges
 done
@@ -132,7 +134,7 @@ P2=$((PORT + 1))
     : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$P2 \
     --codecs fp32 --plan equal --wait-volunteers 1 --wait-timeout 5 >"$WORK/solo.bridge.log" 2>&1 &
 MP=$!
-"$BIN/conflux-volunteer" --join 127.0.0.1:$P2 --token "$VTOK" --name wrong --retries 10 \
+"$BIN/conflux-volunteer" --join "127.0.0.1:$P2#$FP" --token-file "$VTOK" --name wrong --retries 10 \
     --set data.train="$WORK/other.h5" --set train.threads=1 >"$WORK/wrong.log" 2>&1
 rc=$?
 [ $rc = 1 ] && grep -q "has 100 pairs, the run's has 256" "$WORK/wrong.log" \

@@ -34,7 +34,8 @@ slurm/local-cluster.sh start "$CL" || { echo "FAIL: cannot start the local Slurm
 eval "$(slurm/local-cluster.sh env "$CL")"
 PORT=$(free_ports)
 TOKENS=$WORK/tokens.txt
-TOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" vol)
+"$BIN/conflux-bridge" token issue --tokens "$TOKENS" vol --out "$WORK/vol.token"; TOK=$WORK/vol.token
+FP=$("$BIN/conflux-bridge" tls fingerprint --tokens "$TOKENS")  # the join string pins it
 MODE=${SLURM_HYBRID_MODE:-sync}
 ARGS=("${TINY_MODEL[@]}" --set train.global_batch=8 --set train.micro_batch=2
       --set train.eval_every=0 --set train.steps=200 --set train.log_every=50)
@@ -43,7 +44,7 @@ jid=$(CONFLUX_BIN_DIR="$BIN" CONFLUX_RUN_DIR="$WORK/job" CONFLUX_TOKENS="$TOKENS
       CONFLUX_LISTEN=127.0.0.1:$PORT CONFLUX_BRIDGE_ARGS="--plan equal --wait-volunteers 1 --wait-timeout 60" \
       sbatch --parsable --overcommit --ntasks=3 --output="$WORK/job.out" slurm/hybrid.sbatch "${ARGS[@]}")
 [ -n "$jid" ] && ok "submitted hybrid job $jid (2 trainers + bridge)" || { bad "sbatch failed"; exit 1; }
-"$BIN/conflux-volunteer" --join 127.0.0.1:$PORT --token "$TOK" --name slurmvol --set train.threads=1 \
+"$BIN/conflux-volunteer" --join "127.0.0.1:$PORT#$FP" --token-file "$TOK" --name slurmvol --set train.threads=1 \
     --timeout 10 --retries 60 >"$WORK/vol.log" 2>&1 &
 VOL=$!
 rows() { [ -f "$WORK/job/metrics.csv" ] && [ "$(wc -l < "$WORK/job/metrics.csv")" -gt "$1" ]; }

@@ -23,7 +23,8 @@ trap cleanup EXIT
 PORT=$(free_ports)
 SPORT=$((PORT + 1))
 TOKENS=$WORK/tokens.txt
-TOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" host)
+"$BIN/conflux-bridge" token issue --tokens "$TOKENS" host --out "$WORK/host.token"; TOKF=$WORK/host.token; TOK=$(cat "$TOKF")
+FP=$("$BIN/conflux-bridge" tls fingerprint --tokens "$TOKENS")  # the join string pins it
 mpirun --allow-run-as-root --oversubscribe -np 2 "$BIN/conflux-train" "${TINY_MODEL[@]}" \
     --set train.global_batch=8 --set train.micro_batch=2 --set train.steps=400 \
     --set train.eval_every=0 --set run.dir="$WORK/run" -q \
@@ -31,7 +32,7 @@ mpirun --allow-run-as-root --oversubscribe -np 2 "$BIN/conflux-train" "${TINY_MO
     --status 127.0.0.1:$SPORT --wait-volunteers 2 --wait-timeout 60 >"$WORK/bridge.log" 2>&1 &
 MP=$!
 for v in alpha beta; do
-    "$BIN/conflux-volunteer" --join 127.0.0.1:$PORT --token "$TOK" --name "$v" --set train.threads=1 \
+    "$BIN/conflux-volunteer" --join "127.0.0.1:$PORT#$FP" --token-file "$TOKF" --name "$v" --set train.threads=1 \
         -q >"$WORK/$v.log" 2>&1 &
 done
 # wait for both volunteers to be live and a few steps done

@@ -40,7 +40,8 @@ trap 'exit 130' INT TERM
 export WAN_QUIET=1
 PORT=$(free_ports)
 TOKENS=$WORK/tokens.txt
-TOK=$("$BIN/conflux-bridge" token issue --tokens "$TOKENS" wan)
+"$BIN/conflux-bridge" token issue --tokens "$TOKENS" wan --out "$WORK/wan.token"; TOK=$WORK/wan.token
+FP=$("$BIN/conflux-bridge" tls fingerprint --tokens "$TOKENS")  # the join string pins it
 # links 231..235: steady, victim, flaky, latecomer, leaver
 S=231 V=232 L=233 J=234 Q=235
 for spec in "$S 50 5 1 20 100" "$V 50 0 0 2 100" "$L 50 0 0.5 20 100" "$J 80 0 0 10 50" "$Q 20 0 0 50 100"; do
@@ -51,7 +52,7 @@ ok "5 emulated links up"
 
 volunteer() {  # ID NAME [ARGS...]: a volunteer inside namespace cxvID
     local id=$1 name=$2; shift 2
-    wan_exec "$id" "$BIN/conflux-volunteer" --join "10.77.$id.1:$PORT" --token "$TOK" \
+    wan_exec "$id" "$BIN/conflux-volunteer" --join "10.77.$id.1:$PORT#$FP" --token-file "$TOK" \
         --name "$name" --set train.threads=1 --timeout 4 --retries 30 "$@" >"$WORK/$name.log" 2>&1
 }
 

@@ -2,7 +2,9 @@
 // bridge and breaks the protocol in one chosen way, then reports whether the bridge answered
 // with an ERROR frame and closed the connection (exit 0) or not (exit 1).
 //
-// usage: tool_badpeer HOST:PORT MODE [TOKEN]
+// usage: tool_badpeer HOST:PORT[#sha256:FINGERPRINT] MODE [TOKEN [IDENTITY]]
+//   with a fingerprint it speaks TLS 1.3 pinned to it (as conflux-volunteer does; the TLS
+//   lives in send_bytes/recv_frame), without one plaintext
 //   garbage     random bytes instead of a HELLO
 //   http        an HTTP request
 //   hugelen     a frame header that claims a 4 GiB payload
@@ -22,6 +24,7 @@
 //   wrongsize   goes live, takes a share, uploads a chunk past the end of the gradient
 //   wronground  goes live, uploads for a round it was not given
 //   early       sends a GRAD_CHUNK before going live
+//   steal       a HELLO resuming IDENTITY (32 hex digits, another volunteer's) with TOKEN
 #include <errno.h>
 #include <math.h>
 #include <netdb.h>
@@ -34,10 +37,12 @@
 
 #include "models/codec.h"
 #include "bridge/proto.h"
+#include "bridge/tls.h"
 #include "models/common.h"
 #include "models/train.h"
 
 static int fd = -1;
+static BrTls *tls;  // NULL: plaintext
 static BrProtoDecoder dec;
 static uint8_t frame[(1u << 20) + 256];
 static BrProtoLimits lim;
@@ -50,7 +55,7 @@ static void die(const char *msg) {
 static void send_bytes(const void *p, size_t n) {
     const uint8_t *b = p;
     while (n > 0) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        ssize_t w = tls ? br_tls_write(tls, b, n) : send(fd, b, n, MSG_NOSIGNAL);
         if (w <= 0) return;  // the bridge may already have closed: that is the point
         b += w;
         n -= (size_t)w;
@@ -81,8 +86,8 @@ static int recv_frame(BrFrame *f, double timeout_s) {
         double left = timeout_s - (cx_now() - t0);
         if (left <= 0) return -1;
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, (int)(left * 1000) + 1) <= 0) continue;
-        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        if (!(tls && br_tls_pending(tls)) && poll(&p, 1, (int)(left * 1000) + 1) <= 0) continue;
+        ssize_t r = tls ? br_tls_read(tls, buf, sizeof buf) : recv(fd, buf, sizeof buf, 0);
         if (r <= 0) return 0;
         len = (size_t)r;
     }
@@ -118,20 +123,23 @@ static void hello(const char *token) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) die("usage: tool_badpeer HOST:PORT MODE [TOKEN]");
+    if (argc < 3) die("usage: tool_badpeer HOST:PORT[#sha256:FINGERPRINT] MODE [TOKEN [IDENTITY]]");
     const char *mode = argv[2], *token = argc > 3 ? argv[3] : "0123456789abcdef0123456789abcdef";
-    char host[256];
-    const char *colon = strrchr(argv[1], ':');
-    if (!colon || (size_t)(colon - argv[1]) >= sizeof host) die("bad HOST:PORT");
-    memcpy(host, argv[1], (size_t)(colon - argv[1]));
-    host[colon - argv[1]] = 0;
+    char err[CX_ERRLEN], addr[300], pin[BR_TLS_FP_CHARS + 1], host[256];
+    const char *hash = strchr(argv[1], '#');
+    snprintf(addr, sizeof addr, "%.*s", hash ? (int)(hash - argv[1]) : (int)strlen(argv[1]), argv[1]);
+    if (hash && br_tls_parse_pin(hash + 1, pin, err) != 0) die(err);
+    const char *colon = strrchr(addr, ':');
+    if (!colon || (size_t)(colon - addr) >= sizeof host) die("bad HOST:PORT");
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = 0;
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai;
     if (getaddrinfo(host, colon + 1, &hints, &ai) != 0) die("cannot resolve");
     fd = socket(AF_INET, SOCK_STREAM, 0);
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) die(strerror(errno));
     freeaddrinfo(ai);
+    if (hash && !(tls = br_tls_client_start(fd, pin, 30, err))) die(err);
     lim = br_proto_limits_default();
-    char err[CX_ERRLEN];
     br_proto_decoder_init(&dec, &lim, err);
     double patience = 30;
 
@@ -173,6 +181,23 @@ int main(int argc, char **argv) {
         int len = br_proto_encode(frame, sizeof frame, &f, &lim, err);
         frame[len - 1] ^= 0x40;
         send_bytes(frame, (size_t)len);
+        return expect_error_and_close(patience);
+    }
+    if (!strcmp(mode, "steal")) {
+        BrFrame f = {.type = BR_MSG_HELLO};
+        f.m.hello.version_major = BR_PROTO_VERSION_MAJOR;
+        f.m.hello.codecs = BR_CODEC_BIT(BR_CODEC_FP32);
+        f.m.hello.resume = 1;
+        const char *id = argc > 4 ? argv[4] : "";
+        if (strlen(id) < 32) die("steal needs TOKEN and the victim's IDENTITY (32 hex digits)");
+        for (int i = 0; i < 16; i++) {
+            unsigned v;
+            if (sscanf(id + 2 * i, "%2x", &v) != 1) die("IDENTITY is not hex");
+            f.m.hello.identity.bytes[i] = (uint8_t)v;
+        }
+        snprintf(f.m.hello.token, sizeof f.m.hello.token, "%s", token);
+        snprintf(f.m.hello.name, sizeof f.m.hello.name, "thief");
+        send_frame(&f);
         return expect_error_and_close(patience);
     }
     if (!strcmp(mode, "idle")) {
