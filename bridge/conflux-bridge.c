@@ -78,6 +78,18 @@ static void usage(FILE *f) {
             "                        no tokens) for the collaboration to link to\n"
             "  --tcp-cc NAME         TCP congestion control towards volunteers (default bbr;\n"
             "                        '' = the system default)\n"
+            "Limits on peers (memory and connections stay bounded whatever they send):\n"
+            "  --hello-timeout S     a connection must send HELLO within S seconds (default 5)\n"
+            "  --max-preauth N       connections waiting for HELLO at most, apart from\n"
+            "                        --max-volunteers (default 32) ...\n"
+            "  --max-preauth-per-addr N  ... and from one address (default 8)\n"
+            "  --max-conns-per-token N   connections on one join token (default 16)\n"
+            "  --max-ids-per-token N     identities kept per join token (default 64; beyond,\n"
+            "                        the longest-departed one is retired into the token's\n"
+            "                        summary row of volunteers.csv)\n"
+            "  --download-slack S    a state download must end within S seconds plus ...\n"
+            "  --download-min-rate K ... the state's size at K KiB/s (defaults 30 and 128)\n"
+            "  --max-status-conns N  status page connections at most (default 32)\n"
             "  -q, --quiet           no progress lines\n"
             "  -h, --help            this text\n"
             "\n"
@@ -250,6 +262,13 @@ int main(int argc, char **argv) {
         {"max-share", required_argument, 0, 'X'},
         {"tls-cert", required_argument, 0, 'E'},     {"tls-key", required_argument, 0, 'K'},
         {"plaintext", no_argument, 0, 'p'},
+        {"hello-timeout", required_argument, 0, 1001}, {"max-preauth", required_argument, 0, 1002},
+        {"max-preauth-per-addr", required_argument, 0, 1003},
+        {"max-conns-per-token", required_argument, 0, 1004},
+        {"max-ids-per-token", required_argument, 0, 1005},
+        {"download-slack", required_argument, 0, 1006},
+        {"download-min-rate", required_argument, 0, 1007},
+        {"max-status-conns", required_argument, 0, 1008},
         {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
     int c;
     double x;
@@ -280,6 +299,26 @@ int main(int argc, char **argv) {
             else if (c == 'm') o.max_volunteers = (int)x;
             else if (c == 'H') o.history = (int)x;
             else o.wait_volunteers = (int)x;
+            break;
+        case 1001: if (parse_double(optarg, "--hello-timeout", &o.hello_timeout_s)) return 2; break;
+        case 1006: if (parse_double(optarg, "--download-slack", &o.download_slack_s)) return 2; break;
+        case 1007:
+            if (parse_double(optarg, "--download-min-rate", &x) || x <= 0) {
+                fprintf(stderr, TOOL ": error: --download-min-rate needs a positive KiB/s, got '%s'\n", optarg);
+                return 2;
+            }
+            o.download_min_rate = x * 1024;
+            break;
+        case 1002: case 1003: case 1004: case 1005: case 1008:
+            if (parse_double(optarg, "a limit", &x) || x != (double)(int)x || x < 1 || x > 65536) {
+                fprintf(stderr, TOOL ": error: '%s' is not a limit 1..65536\n", optarg);
+                return 2;
+            }
+            if (c == 1002) o.max_preauth = (int)x;
+            else if (c == 1003) o.max_preauth_per_addr = (int)x;
+            else if (c == 1004) o.max_conns_per_token = (int)x;
+            else if (c == 1005) o.max_ids_per_token = (int)x;
+            else o.max_status_conns = (int)x;
             break;
         case 'c': {
             o.codecs = 0;

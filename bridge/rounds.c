@@ -44,7 +44,7 @@ void br_rounds_send_result(Conn *c, const HistRound *h, uint64_t accepted) {
                                      .samples = h->samples, .tokens = h->tokens,
                                      .participants = h->participants, .loss_sum = h->loss,
                                      .aux_sum = h->aux};
-    if (br_conn_send(c, &f) == 0) br_conn_send_bytes(c, h->frames, h->frames_bytes);
+    if (br_conn_send(c, &f) == 0) br_conn_send_ref(c, h->frames, 0, h->frames_bytes);
 }
 
 // Elements per AVG/GRAD chunk in codec: about 256 KiB of payload (fine-grained pipelining at
@@ -61,12 +61,12 @@ void br_rounds_hist_encode(BridgeServer *b, HistRound *h, const float *sum, int 
     size_t per = br_chunk_elems(codec, b->lim.max_chunk_bytes);
     size_t n_chunks = (b->n + per - 1) / per;
     size_t need = codec_encoded_bytes(codec, b->n) + n_chunks * (BR_PROTO_HEADER_BYTES + BR_AVG_CHUNK_FIXED_BYTES + 64);
-    if (h->frames_cap < need) {
-        free(h->frames);
-        h->frames = malloc(need);
-        CHECK(h->frames, "out of memory for the round history (%zu bytes)", need);
-        h->frames_cap = need;
+    // the slot's block is reused only when no output queue still holds it
+    if (!h->frames || h->frames->refs > 1 || h->frames->cap < need) {
+        br_blob_unref(h->frames);
+        h->frames = br_blob_new(need);
     }
+    uint8_t *frames = h->frames->data;
     if (!b->rounds.chunk) {
         b->rounds.chunk = malloc(codec_encoded_bytes(CODEC_FP32, per > (1u << 16) ? per : (1u << 16)));
         CHECK(b->rounds.chunk, "out of memory");
@@ -81,7 +81,7 @@ void br_rounds_hist_encode(BridgeServer *b, HistRound *h, const float *sum, int 
         BrFrame a = {.type = BR_MSG_AVG_CHUNK};
         a.m.avg_chunk = (BrAvgChunk){.round_id = h->round, .offset = off, .n_elems = (uint32_t)k,
                                      .codec = (uint8_t)codec, .data = b->rounds.chunk};
-        int len = br_proto_encode(h->frames + pos, h->frames_cap - pos, &a, &b->lim, err);
+        int len = br_proto_encode(frames + pos, h->frames->cap - pos, &a, &b->lim, err);
         CHECK(len > 0, "encoding an AVG_CHUNK frame: %s", err);
         pos += (size_t)len;
     }
@@ -543,7 +543,7 @@ void br_rounds_free(BridgeServer *b) {
         free(p);
     }
     for (int i = 0; i < b->rounds.n_spare; i++) free(b->rounds.spare[i]);
-    for (int i = 0; b->rounds.hist && i < b->o.history; i++) free(b->rounds.hist[i].frames);
+    for (int i = 0; b->rounds.hist && i < b->o.history; i++) br_blob_unref(b->rounds.hist[i].frames);
     free(b->rounds.chunk);
     free(b->rounds.hist);
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <arpa/inet.h>
@@ -33,7 +34,7 @@
 
 // A serialized state shared by the connections downloading it.
 struct Snapshot {
-    uint8_t *blob;
+    BrBlob *blob;  // the serialized state; queued STATE_CHUNKs hold it by reference
     size_t n;
     uint64_t step;
     int refs;
@@ -74,9 +75,28 @@ static void csv_field(FILE *f, const char *s) {
     fputc('"', f);
 }
 
+// Lifecycle rows (no samples in them) a token may write to volunteers.csv; past it they
+// are counted in the token's summary row instead, so joining and leaving in a loop cannot
+// grow the file. Rows with samples (the accounting) are always written.
+#define BR_TOKEN_EVENT_ROWS 1000
+
+static int lifecycle_event(const char *event) {
+    static const char *const names[] = {"joined", "live", "left", "disconnected", "kicked"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (!strcmp(event, names[i])) return 1;
+    return 0;
+}
+
 void br_vol_event(BridgeServer *b, const Vol *v, const char *event, uint64_t step,
                   uint64_t samples, const char *detail) {
     if (!b->vcsv || !v) return;
+    if (v->tu && samples == 0 && lifecycle_event(event)) {
+        if (v->tu->event_rows >= BR_TOKEN_EVENT_ROWS) {
+            v->tu->rows_suppressed++;
+            return;
+        }
+        v->tu->event_rows++;
+    }
     fprintf(b->vcsv, "%.3f,%llu,%s,", cx_now() - b->t_start, (unsigned long long)step, v->id_hex);
     csv_field(b->vcsv, v->name);
     fputc(',', b->vcsv);
@@ -89,16 +109,106 @@ void br_vol_event(BridgeServer *b, const Vol *v, const char *event, uint64_t ste
 
 static void conn_close(Conn *c, const char *why);
 
-// ---- sending ----
+// ---- sending: copied bytes within a budget, shared blocks by reference ----
 
-int br_conn_send_bytes(Conn *c, const uint8_t *data, size_t n) {
-    if (c->closing) return -1;
-    if (bufferevent_write(c->bev, data, n) != 0) return -1;
+BrBlob *br_blob_new(size_t cap) {
+    BrBlob *blob = cx_calloc(1, sizeof *blob);
+    blob->data = malloc(cap ? cap : 1);
+    CHECK(blob->data, "out of memory for a %zu-byte shared block", cap);
+    blob->cap = cap;
+    blob->refs = 1;
+    return blob;
+}
+
+void br_blob_unref(BrBlob *blob) {
+    if (blob && --blob->refs == 0) {
+        free(blob->data);
+        free(blob);
+    }
+}
+
+// A connection's queued bytes by kind. The connection holds one count and every queued
+// reference one: libevent may free a connection's output queue (and run the references'
+// cleanups) after the connection itself is gone.
+struct OutAcct {
+    int refs;
+    size_t ref_bytes;    // referenced bytes queued (shared blocks)
+    size_t state_bytes;  // of them, state bytes (the download window)
+};
+
+static void acct_unref(OutAcct *a) {
+    if (a && --a->refs == 0) free(a);
+}
+
+// One reference queued on a connection's output.
+typedef struct {
+    BrBlob *blob;
+    OutAcct *acct;
+    size_t n;
+    int state;
+} OutRef;
+
+// libevent: the referenced bytes were written (or the queue was freed).
+static void outref_done(const void *data, size_t n, void *arg) {
+    (void)data;
+    (void)n;
+    OutRef *r = arg;
+    r->acct->ref_bytes -= r->n;
+    if (r->state) r->acct->state_bytes -= r->n;
+    acct_unref(r->acct);
+    br_blob_unref(r->blob);
+    free(r);
+}
+
+size_t br_out_max(const BridgeServer *b) {
+    return ((size_t)16 << 20) + (size_t)(b->o.history + 4) * b->n * sizeof(float);
+}
+
+static size_t out_queued(const Conn *c) { return evbuffer_get_length(bufferevent_get_output(c->bev)); }
+
+static void count_sent(Conn *c, size_t n) {
     c->last_tx = cx_now();
     c->b->bytes_out += (double)n;
     if (c->vol) c->vol->bytes_out += (double)n;
+}
+
+int br_conn_send_bytes(Conn *c, const uint8_t *data, size_t n) {
+    if (c->closing) return -1;
+    size_t queued = out_queued(c), ref = c->acct->ref_bytes;
+    size_t copied = queued > ref ? queued - ref : 0;
+    if (!c->failing && copied + n > BR_OUT_COPY_BUDGET) {  // (the ERROR itself may go over)
+        br_conn_fail(c, BR_ERR_TIMEOUT, "output queue holds over %zu copied bytes: the peer is not "
+                     "reading", BR_OUT_COPY_BUDGET);
+        return -1;
+    }
+    if (bufferevent_write(c->bev, data, n) != 0) return -1;
+    count_sent(c, n);
     return 0;
 }
+
+static int send_ref(Conn *c, BrBlob *blob, size_t off, size_t n, int state) {
+    if (c->closing) return -1;
+    size_t out_max = br_out_max(c->b);
+    if (out_queued(c) + n > out_max) {
+        br_conn_fail(c, BR_ERR_TIMEOUT, "output queue over %zu bytes: the link is too slow to keep "
+                     "up; rejoin to catch up", out_max);
+        return -1;
+    }
+    OutRef *r = cx_calloc(1, sizeof *r);
+    *r = (OutRef){.blob = blob, .acct = c->acct, .n = n, .state = state};
+    blob->refs++;
+    c->acct->refs++;
+    c->acct->ref_bytes += n;
+    if (state) c->acct->state_bytes += n;
+    if (evbuffer_add_reference(bufferevent_get_output(c->bev), blob->data + off, n, outref_done, r) != 0) {
+        outref_done(NULL, 0, r);
+        return -1;
+    }
+    count_sent(c, n);
+    return 0;
+}
+
+int br_conn_send_ref(Conn *c, BrBlob *blob, size_t off, size_t n) { return send_ref(c, blob, off, n, 0); }
 
 int br_conn_send(Conn *c, const BrFrame *f) {
     BridgeServer *b = c->b;
@@ -130,6 +240,7 @@ void br_conn_fail(Conn *c, uint32_t code, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(f.m.error.message, sizeof f.m.error.message, fmt, ap);
     va_end(ap);
+    c->failing = 1;  // its ERROR and BYE go out even over the output budget
     // keep the message valid UTF-8 (it may quote peer bytes): cut at the first bad byte
     size_t len = strlen(f.m.error.message);
     while (len > 0 && !br_proto_utf8_valid((const uint8_t *)f.m.error.message, len)) len--;
@@ -147,7 +258,7 @@ void br_conn_fail(Conn *c, uint32_t code, const char *fmt, ...) {
 
 static void snap_unref(Snapshot *s) {
     if (s && --s->refs == 0) {
-        free(s->blob);
+        br_blob_unref(s->blob);
         free(s);
     }
 }
@@ -167,9 +278,8 @@ static Snapshot *current_snapshot(BridgeServer *b) {
                   .config_bytes = strlen(b->config_text), .params = b->tr->task.params,
                   .m = b->tr->optim.m, .v = b->outer ? NULL : b->tr->optim.v};
     s->n = br_state_bytes(b->n, st.config_bytes, st.v ? 3 : 2);
-    s->blob = malloc(s->n);
-    CHECK(s->blob, "out of memory for a %zu-byte state snapshot", s->n);
-    br_state_write(s->blob, &st);
+    s->blob = br_blob_new(s->n);
+    br_state_write(s->blob->data, &st);
     s->step = step;
     s->refs = 1;  // the server's reference
     b->snap = s;
@@ -188,6 +298,7 @@ static void conn_go_live(Conn *c, uint64_t k) {
     if (br_rounds_catch_up(c, k) != 0) return;
     c->state = C_LIVE;
     c->acked_step = k;
+    c->dl_deadline = 0;
     if (c->snap) {
         snap_unref(c->snap);
         c->snap = NULL;
@@ -195,6 +306,12 @@ static void conn_go_live(Conn *c, uint64_t k) {
     br_log(b, "%s is live at step %llu (replayed %llu rounds)", br_conn_label(c),
            (unsigned long long)k, (unsigned long long)(done - k));
     br_vol_event(b, c->vol, "live", k, 0, NULL);
+}
+
+// Seconds a download of n state bytes may take: the slack plus n at the minimum rate.
+static double download_allowance(const BridgeServer *b, size_t n) {
+    double rate = b->o.download_min_rate > 0 ? b->o.download_min_rate : 1;
+    return b->o.download_slack_s + (double)n / rate;
 }
 
 // ---- frames from a volunteer ----
@@ -215,6 +332,84 @@ static int live_count(const BridgeServer *b) {
     int n = 0;
     for (Conn *c = b->conns; c; c = c->next) n += !c->closing && c->vol;
     return n;
+}
+
+// ---- per token: connections, identities, retired records ----
+
+static TokenUse *token_use(BridgeServer *b, const char *name) {
+    for (int i = 0; i < b->n_token_use; i++)
+        if (!strcmp(b->token_use[i].name, name)) return &b->token_use[i];
+    if (b->n_token_use == b->cap_token_use) {
+        // grow by moving: Vols and Conns point into the table, so fix them up after
+        int cap = b->cap_token_use ? 2 * b->cap_token_use : 8;
+        TokenUse *t = cx_calloc((size_t)cap, sizeof *t);
+        if (b->n_token_use) memcpy(t, b->token_use, (size_t)b->n_token_use * sizeof *t);
+        for (Vol *v = b->vols; v; v = v->next)
+            if (v->tu) v->tu = t + (v->tu - b->token_use);
+        for (Conn *c = b->conns; c; c = c->next)
+            if (c->tu) c->tu = t + (c->tu - b->token_use);
+        free(b->token_use);
+        b->token_use = t;
+        b->cap_token_use = cap;
+    }
+    TokenUse *u = &b->token_use[b->n_token_use++];
+    snprintf(u->name, sizeof u->name, "%s", name);
+    return u;
+}
+
+// Vol v is referenced by nothing but the list: no connection and no upload waiting.
+static int vol_unreferenced(const BridgeServer *b, const Vol *v) {
+    for (const Conn *c = b->conns; c; c = c->next)
+        if (c->vol == v) return 0;
+    for (const Pending *p = b->rounds.pending; p; p = p->next)
+        if (p->vol == v) return 0;
+    return 1;
+}
+
+static void vol_unlink(BridgeServer *b, Vol *v) {
+    for (Vol **pp = &b->vols; *pp; pp = &(*pp)->next)
+        if (*pp == v) {
+            *pp = v->next;
+            break;
+        }
+    if (v->tu) v->tu->ids--;
+    free(v);
+}
+
+// Folds a departed identity's totals into its token's summary and frees its record.
+static void vol_retire(BridgeServer *b, Vol *v) {
+    TokenUse *u = v->tu;
+    u->retired++;
+    u->fresh += v->fresh;
+    u->stale += v->stale;
+    u->dropped += v->dropped;
+    u->lost += v->lost;
+    u->uploads += v->uploads;
+    u->bytes_in += v->bytes_in;
+    u->bytes_out += v->bytes_out;
+    vol_unlink(b, v);
+}
+
+// Room for one more identity on u: retires the longest-departed one when u is at its cap.
+// Returns 0, or -1 when every identity of u is still in use.
+static int token_make_room(BridgeServer *b, TokenUse *u) {
+    if (u->ids < b->o.max_ids_per_token) return 0;
+    Vol *oldest = NULL;
+    for (Vol *v = b->vols; v; v = v->next)
+        if (v->tu == u && !v->conn && vol_unreferenced(b, v) &&
+            (!oldest || v->last_seen <= oldest->last_seen))
+            oldest = v;
+    if (!oldest) return -1;
+    vol_retire(b, oldest);
+    return 0;
+}
+
+// A connection is gone: its volunteer's record is freed when it never contributed (a
+// drive-by connection leaves no record, so joins and leaves cannot grow memory).
+static void vol_forget_driveby(BridgeServer *b, Vol *v) {
+    if (v && !v->conn && v->uploads == 0 && v->fresh + v->stale + v->dropped + v->lost == 0 &&
+        vol_unreferenced(b, v))
+        vol_unlink(b, v);
 }
 
 static void on_hello(Conn *c, const BrHello *m) {
@@ -253,14 +448,27 @@ static void on_hello(Conn *c, const BrHello *m) {
                      "accepts 0x%x)", m->codecs, b->o.codecs);
         return;
     }
+    const char *tname = b->tokens.items[ti].name;
+    TokenUse *u = token_use(b, tname);
+    if (u->conns >= b->o.max_conns_per_token) {
+        br_conn_fail(c, BR_ERR_BUSY, "join token '%s' has its maximum of %d connections",
+                     tname, b->o.max_conns_per_token);
+        return;
+    }
     Vol *v = m->resume ? vol_find(b, &m->identity) : NULL;
+    if (v && v->tu != u) v = NULL;  // an identity is not taken over with another token
     if (!v && live_count(b) >= b->o.max_volunteers) {
         br_conn_fail(c, BR_ERR_BUSY, "the bridge has its maximum of %d volunteers", b->o.max_volunteers);
         return;
     }
+    if (!v && token_make_room(b, u) != 0) {
+        br_conn_fail(c, BR_ERR_BUSY, "join token '%s' has its maximum of %d identities in use",
+                     tname, b->o.max_ids_per_token);
+        return;
+    }
     if (!v) {
         v = cx_calloc(1, sizeof *v);
-        if (m->resume && !id_zero(&m->identity)) {
+        if (m->resume && !id_zero(&m->identity) && !vol_find(b, &m->identity)) {
             v->id = m->identity;  // an identity from an earlier bridge run (checked above): keep it
         } else {
             char err[CX_ERRLEN];
@@ -268,11 +476,15 @@ static void on_hello(Conn *c, const BrHello *m) {
         }
         for (int i = 0; i < 16; i++) sprintf(v->id_hex + 2 * i, "%02x", v->id.bytes[i]);
         v->first_seen = cx_now() - b->t_start;
+        v->tu = u;
+        u->ids++;
         v->next = b->vols;
         b->vols = v;
     }
     if (v->conn && v->conn != c)
         br_conn_fail(v->conn, BR_ERR_STATE, "replaced by a new connection of the same volunteer");
+    u->conns++;
+    c->tu = u;
     snprintf(v->name, sizeof v->name, "%s", m->name);
     snprintf(v->token_name, sizeof v->token_name, "%s", b->tokens.items[ti].name);
     v->connects++;
@@ -290,6 +502,7 @@ static void on_hello(Conn *c, const BrHello *m) {
     Snapshot *s = current_snapshot(b);
     s->refs++;
     c->snap = s;
+    c->dl_deadline = cx_now() + download_allowance(b, s->n);
     BrFrame f = {.type = BR_MSG_WELCOME};
     f.m.welcome = (BrWelcome){.session_id = (uint64_t)b->t_start, .identity = v->id,
                               .step = s->step, .samples_seen = 0, .n_params = b->n,
@@ -303,32 +516,49 @@ static void on_hello(Conn *c, const BrHello *m) {
     br_vol_event(b, v, "joined", br_step(b), 0, c->peer);
 }
 
+// A piece of the state: the frame's head is copied, its bytes are queued by reference to
+// the snapshot. At most BR_STATE_WINDOW_BYTES may wait unwritten: a peer that requests
+// more (without reading) is dropped.
+static void on_state_request(Conn *c, const BrStateRequest *r) {
+    BridgeServer *b = c->b;
+    if (!c->snap) {
+        br_conn_fail(c, BR_ERR_STATE, "STATE_REQUEST after the connection went live");
+        return;
+    }
+    Snapshot *s = c->snap;
+    if (r->offset >= s->n || r->n_bytes > s->n - r->offset) {
+        br_conn_fail(c, BR_ERR_STATE, "state bytes [%llu, +%u) outside the %zu-byte state",
+                     (unsigned long long)r->offset, r->n_bytes, s->n);
+        return;
+    }
+    if (c->acct->state_bytes + r->n_bytes > BR_STATE_WINDOW_BYTES) {
+        br_conn_fail(c, BR_ERR_STATE, "state requests beyond the download window: %zu bytes "
+                     "requested and not yet sent, at most %zu", c->acct->state_bytes + r->n_bytes,
+                     BR_STATE_WINDOW_BYTES);
+        return;
+    }
+    BrFrame o = {.type = BR_MSG_STATE_CHUNK};
+    o.m.state_chunk = (BrStateChunk){.offset = r->offset, .total_bytes = s->n,
+                                     .n_bytes = r->n_bytes, .data = s->blob->data + r->offset};
+    char err[CX_ERRLEN];
+    int len = br_proto_encode(b->frame, b->frame_cap, &o, &b->lim, err);
+    CHECK(len > 0, "encoding a STATE_CHUNK frame: %s", err);
+    size_t head = (size_t)len - r->n_bytes;  // the data is the payload's tail
+    if (br_conn_send_bytes(c, b->frame, head) == 0)
+        send_ref(c, s->blob, (size_t)r->offset, r->n_bytes, 1);
+}
+
 static void on_frame(Conn *c, const BrFrame *f) {
     BridgeServer *b = c->b;
-    c->last_rx = cx_now();
+    // no credit before authentication: a HEARTBEAT does not hold a slot open
+    if (c->state != C_PREAUTH || f->type == BR_MSG_HELLO) c->last_rx = cx_now();
     if (c->vol) c->vol->last_seen = c->last_rx - b->t_start;
     switch (f->type) {
     case BR_MSG_HELLO:
         if (c->state != C_PREAUTH) br_conn_fail(c, BR_ERR_PROTOCOL, "second HELLO");
         else on_hello(c, &f->m.hello);
         break;
-    case BR_MSG_STATE_REQUEST: {
-        if (!c->snap) {
-            br_conn_fail(c, BR_ERR_STATE, "STATE_REQUEST after the connection went live");
-            break;
-        }
-        const BrStateRequest *r = &f->m.state_request;
-        if (r->offset >= c->snap->n || r->n_bytes > c->snap->n - r->offset) {
-            br_conn_fail(c, BR_ERR_STATE, "state bytes [%llu, +%u) outside the %zu-byte state",
-                         (unsigned long long)r->offset, r->n_bytes, c->snap->n);
-            break;
-        }
-        BrFrame o = {.type = BR_MSG_STATE_CHUNK};
-        o.m.state_chunk = (BrStateChunk){.offset = r->offset, .total_bytes = c->snap->n,
-                                         .n_bytes = r->n_bytes, .data = c->snap->blob + r->offset};
-        br_conn_send(c, &o);
-        break;
-    }
+    case BR_MSG_STATE_REQUEST: on_state_request(c, &f->m.state_request); break;
     case BR_MSG_PROGRESS: {
         uint64_t k = f->m.progress.step;
         if (c->state == C_AUTHED) conn_go_live(c, k);
@@ -429,8 +659,11 @@ static void reap(BridgeServer *b) {
             br_proto_decoder_free(&c->dec);
             free(c->up);
             snap_unref(c->snap);
+            acct_unref(c->acct);
+            Vol *v = c->vol;
             free(c);
             b->n_conns--;
+            vol_forget_driveby(b, v);
         } else {
             pp = &c->next;
         }
@@ -447,9 +680,84 @@ static void conn_close(Conn *c, const char *why) {
             br_vol_event(b, c->vol, "disconnected", br_step(b), 0, why);
         if (c->vol->conn == c) c->vol->conn = NULL;
     }
+    if (c->tu) c->tu->conns--;
+    c->tu = NULL;
+    // a download's snapshot is released now (its queued bytes when the queue is freed)
+    snap_unref(c->snap);
+    c->snap = NULL;
+    c->dl_deadline = 0;
     // flush what is queued (an ERROR/BYE), then FIN (on_write_drained); freed by reap()
     c->close_t = cx_now();
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !c->eof) conn_send_fin(c);
+}
+
+// ---- accept errors ----
+
+// The guards by listener: libevent's error callback gets the listener's own argument (for
+// the status page, evhttp's), so the guard is looked up by the listener.
+static BrAcceptGuard *guards[4];
+
+static void guard_resume(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    BrAcceptGuard *g = arg;
+    g->paused = 0;
+    if (!g->held) evconnlistener_enable(g->lis);
+}
+
+static void on_accept_error(struct evconnlistener *lis, void *arg) {
+    (void)arg;
+    int e = EVUTIL_SOCKET_ERROR();
+    BrAcceptGuard *g = NULL;
+    for (size_t i = 0; i < sizeof guards / sizeof *guards; i++)
+        if (guards[i] && guards[i]->lis == lis) g = guards[i];
+    if (!g) return;
+    g->errors++;
+    double now = cx_now();
+    if (now - g->t_logged >= 10) {  // at most a line per 10 s, however long it lasts
+        g->t_logged = now;
+        g->logged = 1;
+        g->episodes++;
+        br_log(g->b, "cannot accept %s connections: %s (%llu failed accepts so far); pausing the "
+               "listener for 0.5 s at a time (logged at most every 10 s)", g->what,
+               evutil_socket_error_to_string(e), (unsigned long long)g->errors);
+    }
+    // the listening socket stays readable: pause instead of spinning on it
+    if (!g->paused) {
+        g->paused = 1;
+        evconnlistener_disable(lis);
+        struct timeval tv = {0, 500000};
+        evtimer_add(g->resume, &tv);
+    }
+}
+
+void br_accept_guard_init(BridgeServer *b, BrAcceptGuard *g, struct evconnlistener *lis,
+                          const char *what) {
+    g->b = b;
+    g->lis = lis;
+    g->what = what;
+    g->resume = evtimer_new(b->base, guard_resume, g);
+    CHECK(g->resume, "evtimer_new failed");
+    for (size_t i = 0; i < sizeof guards / sizeof *guards; i++)
+        if (!guards[i]) {
+            guards[i] = g;
+            break;
+        }
+    evconnlistener_set_error_cb(lis, on_accept_error);
+}
+
+void br_accept_guard_ok(BridgeServer *b, BrAcceptGuard *g) {
+    if (!g->logged) return;
+    g->logged = 0;
+    br_log(b, "accepting %s connections again (%llu failed accepts so far)", g->what,
+           (unsigned long long)g->errors);
+}
+
+void br_accept_guard_free(BrAcceptGuard *g) {
+    for (size_t i = 0; i < sizeof guards / sizeof *guards; i++)
+        if (guards[i] == g) guards[i] = NULL;
+    if (g->resume) event_free(g->resume);
+    g->resume = NULL;
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
@@ -457,6 +765,13 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)l;
     (void)len;
     BridgeServer *b = arg;
+    br_accept_guard_ok(b, &b->guard);
+    // connections still closing linger (at most 2 s each); past a hard cap even they are
+    // not accepted, so a connect flood cannot run the bridge out of descriptors
+    if (b->n_conns >= b->o.max_volunteers + b->o.max_preauth + 64) {
+        evutil_closesocket(fd);
+        return;
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     // the bridge sends the summed gradients: a loss-tolerant congestion control (BBR)
@@ -477,14 +792,24 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof host);
     int port = sa->sa_family == AF_INET ? ntohs(((struct sockaddr_in *)sa)->sin_port) : 0;
     snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+    snprintf(c->host, sizeof c->host, "%s", host);
     c->bev = b->tls ? br_tls_bufferevent(b->base, b->tls, fd)
                     : bufferevent_socket_new(b->base, fd, BEV_OPT_CLOSE_ON_FREE);
     CHECK(c->bev, "cannot set up a bufferevent for %s", c->peer);
+    c->acct = cx_calloc(1, sizeof *c->acct);
+    c->acct->refs = 1;
     BrProtoLimits pre = b->lim;
     pre.accept_types = BR_PROTO_PREAUTH_TYPES;
     char err[CX_ERRLEN];
     CHECK(br_proto_decoder_init(&c->dec, &pre, err) == 0, "%s", err);
-    c->last_rx = c->last_tx = cx_now();
+    c->last_rx = c->last_tx = c->t_accept = cx_now();
+    // counted before this one joins the list
+    int preauth = 0, from_addr = 0;
+    for (Conn *o = b->conns; o; o = o->next)
+        if (!o->closing && o->state == C_PREAUTH) {
+            preauth++;
+            from_addr += !strcmp(o->host, c->host);
+        }
     c->next = b->conns;
     b->conns = c;
     b->n_conns++;
@@ -492,8 +817,13 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_setwatermark(c->bev, EV_READ, 0, (size_t)4 << 20);
     bufferevent_setcb(c->bev, on_read, on_write_drained, on_event, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    if (b->n_conns > b->o.max_volunteers + 16)
-        br_conn_fail(c, BR_ERR_BUSY, "too many connections");
+    // the unauthenticated have their own small pool (authenticated volunteers are counted
+    // against max_volunteers at HELLO)
+    if (preauth >= b->o.max_preauth)
+        br_conn_fail(c, BR_ERR_BUSY, "too many connections waiting for HELLO (%d)", b->o.max_preauth);
+    else if (from_addr >= b->o.max_preauth_per_addr)
+        br_conn_fail(c, BR_ERR_BUSY, "too many connections from %s waiting for HELLO (%d)", c->host,
+                     b->o.max_preauth_per_addr);
 }
 
 // The token file is unusable (why): revocation fails closed. No token is valid, connected
@@ -550,14 +880,25 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
     BridgeServer *b = arg;
     double now = cx_now();
     reload_tokens(b);
-    size_t out_max = ((size_t)16 << 20) + (size_t)(b->o.history + 4) * b->n * sizeof(float);
+    br_status_tick(b);
+    size_t out_max = br_out_max(b);
     for (Conn *c = b->conns; c; c = c->next) {
         if (c->closing) continue;
+        if (c->state == C_PREAUTH && now - c->t_accept > b->o.hello_timeout_s) {
+            br_conn_fail(c, BR_ERR_TIMEOUT, "no HELLO within %.0f s of connecting", b->o.hello_timeout_s);
+            continue;
+        }
         if (now - c->last_rx > b->o.idle_timeout_s) {
             br_conn_fail(c, BR_ERR_TIMEOUT, "silent for %.0f s (idle timeout)", now - c->last_rx);
             continue;
         }
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) > out_max) {
+        if (c->dl_deadline > 0 && now > c->dl_deadline) {
+            br_conn_fail(c, BR_ERR_TIMEOUT, "state download not finished within %.0f s (%zu bytes at "
+                         "%.0f KiB/s at least, plus %.0f s)", download_allowance(b, c->snap ? c->snap->n : 0),
+                         c->snap ? c->snap->n : 0, b->o.download_min_rate / 1024, b->o.download_slack_s);
+            continue;
+        }
+        if (out_queued(c) > out_max) {
             br_conn_fail(c, BR_ERR_TIMEOUT, "output queue over %zu bytes: the link is too slow "
                          "to keep up; rejoin to catch up", out_max);
             continue;
@@ -599,7 +940,11 @@ void bridge_options_default(BridgeOptions *o) {
                          .codecs = BR_CODEC_BIT(BR_CODEC_FP16) | BR_CODEC_BIT(BR_CODEC_FP32) |
                                    BR_CODEC_BIT(BR_CODEC_INT8),
                          .idle_timeout_s = 60.0, .heartbeat_s = 5.0, .history = 16, .tcp_cc = "bbr",
-                         .max_grad_norm = 1e4, .max_delta_ratio = 4, .max_share = 0.5};
+                         .max_grad_norm = 1e4, .max_delta_ratio = 4, .max_share = 0.5,
+                         .hello_timeout_s = 5, .max_preauth = 32, .max_preauth_per_addr = 8,
+                         .max_conns_per_token = 16, .max_ids_per_token = 64,
+                         .download_slack_s = 30, .download_min_rate = 128 * 1024,
+                         .max_status_conns = 32};
 }
 
 // TLS on the volunteer port: the certificate (generated next to the token file when not
@@ -682,6 +1027,7 @@ BridgeServer *bridge_create(const BridgeOptions *o, Trainer *tr, HybridComm *h,
         cx_err(err, "cannot listen on %s: %s", o->listen, strerror(errno));
         goto fail;
     }
+    br_accept_guard_init(b, &b->guard, b->lis, "volunteer");
     b->tick = event_new(b->base, -1, EV_PERSIST, on_tick, b);
     struct timeval one = {0, 250000};
     evtimer_add(b->tick, &one);
@@ -709,6 +1055,22 @@ fail:
 }
 
 void bridge_set_restarting(BridgeServer *b) { b->restarting = 1; }
+
+// A token's summary row in volunteers.csv, when it retired identities or suppressed rows:
+// the retired identities' totals (so the summary rows still account for every sample).
+static void token_summary(BridgeServer *b, TokenUse *u) {
+    if (!u->retired && !u->rows_suppressed) return;
+    Vol t = {.tu = NULL};
+    snprintf(t.id_hex, sizeof t.id_hex, "retired");
+    snprintf(t.name, sizeof t.name, "(%llu retired identities)", (unsigned long long)u->retired);
+    snprintf(t.token_name, sizeof t.token_name, "%s", u->name);
+    char d[200];
+    snprintf(d, sizeof d, "fresh=%llu stale=%llu dropped=%llu lost=%llu bytes_in=%.0f bytes_out=%.0f "
+             "rows_suppressed=%llu", (unsigned long long)u->fresh, (unsigned long long)u->stale,
+             (unsigned long long)u->dropped, (unsigned long long)u->lost, u->bytes_in, u->bytes_out,
+             (unsigned long long)u->rows_suppressed);
+    br_vol_event(b, &t, "summary-token", br_step(b), u->fresh + u->stale, d);
+}
 
 void bridge_free(BridgeServer *b) {
     if (!b) return;
@@ -750,6 +1112,7 @@ void bridge_free(BridgeServer *b) {
                      v->bytes_out);
             br_vol_event(b, v, "summary", br_step(b), v->fresh + v->stale, d);
         }
+        for (int i = 0; i < b->n_token_use; i++) token_summary(b, &b->token_use[i]);
         fclose(b->vcsv);
     }
     if (b->csv) fclose(b->csv);
@@ -763,7 +1126,9 @@ void bridge_free(BridgeServer *b) {
     br_status_free(b);
     if (b->tick) event_free(b->tick);
     if (b->wake) event_free(b->wake);
+    br_accept_guard_free(&b->guard);
     if (b->lis) evconnlistener_free(b->lis);
+    free(b->token_use);
     if (b->base) event_base_free(b->base);
     br_tokens_free(&b->tokens);
     br_tls_ctx_free(b->tls);

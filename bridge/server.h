@@ -68,6 +68,19 @@ typedef struct {
                                // last); joins, drops and misses are always logged
     int wait_volunteers;       // the first round waits for this many live volunteers ...
     double wait_timeout_s;     // ... at most this long
+    // before authentication (a separate pool, not counted in max_volunteers)
+    double hello_timeout_s;    // HELLO is due this long after the connection (default 5)
+    int max_preauth;           // connections waiting for HELLO at most (default 32)
+    int max_preauth_per_addr;  // ... of them from one address (default 8)
+    // per join token
+    int max_conns_per_token;   // connections authenticated with one token (default 16)
+    int max_ids_per_token;     // identities kept per token (default 64): a new one beyond
+                               // retires the token's longest-departed one (its totals are kept
+                               // in the token's summary row)
+    // state downloads: each must end within slack + state bytes / min rate
+    double download_slack_s;   // default 30
+    double download_min_rate;  // bytes per second (default 128 KiB/s, 1 Mbit/s)
+    int max_status_conns;      // status page connections at most (default 32)
     int quiet;
 } BridgeOptions;
 

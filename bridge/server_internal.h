@@ -16,6 +16,8 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include <event2/listener.h>
+
 #include "bridge/planner.h"
 #include "bridge/proto.h"
 #include "bridge/rounds.h"
@@ -26,8 +28,54 @@
 enum { C_PREAUTH, C_AUTHED, C_LIVE };  // Conn.state
 
 typedef struct Vol Vol;
+
+// A listener's accept errors: on EMFILE/ENFILE (and other errors) the listener is paused
+// for a moment instead of spinning on a readable socket it cannot accept from; a log line at
+// most every 10 s (and one when accepts succeed again).
+typedef struct {
+    BridgeServer *b;
+    struct evconnlistener *lis;
+    struct event *resume;  // re-enables lis
+    const char *what;      // "volunteer", "status page"
+    int paused, logged;    // paused now / an error line was logged since accepts last worked
+    double t_logged;       // the last error line
+    int held;              // the owner keeps lis disabled (a cap): resume leaves it so
+    uint64_t episodes, errors;  // error lines logged, failed accepts
+} BrAcceptGuard;
 typedef struct BrOuter BrOuter;  // the diloco coordinator (bridge/outer.h)
 typedef struct Snapshot Snapshot;  // a serialized state being downloaded (server.c)
+typedef struct OutAcct OutAcct;    // a connection's queued bytes by kind (server.c)
+typedef struct TokenUse TokenUse;  // what one join token holds (server.c)
+
+// Bytes shared by reference between the server and the output queues of its connections
+// (evbuffer_add_reference): a state snapshot, a history round's encoded frames. Each queued
+// reference holds one count; the block is freed when the last holder lets go, so a block a
+// slow peer still has queued is never overwritten or freed under it.
+typedef struct BrBlob {
+    int refs;
+    size_t cap;  // bytes at data
+    uint8_t *data;
+} BrBlob;
+BrBlob *br_blob_new(size_t cap);  // refs = 1; CHECKs allocation
+void br_blob_unref(BrBlob *blob);  // NULL: nothing
+
+// Bounds of a connection's output (bridge/server.c):
+// copied bytes (control frames, state chunk headers) queued at most; a peer that lets more
+// pile up is not reading
+#define BR_OUT_COPY_BUDGET ((size_t)256 << 10)
+// state bytes queued and not yet written to the socket at most: the volunteer's download
+// pipelines 8 requests of at most 1 MiB (bridge/client.c DOWNLOAD_WINDOW); twice that
+#define BR_STATE_WINDOW_BYTES ((size_t)16 << 20)
+
+// One join token's use (by its name): its connections and identities now, and the
+// records folded in when identities were retired (departed, over max_ids_per_token).
+struct TokenUse {
+    char name[BR_TOKEN_NAME_MAX + 1];
+    int conns, ids;
+    uint64_t event_rows, rows_suppressed;  // volunteers.csv lifecycle rows written / not
+    uint64_t retired, fresh, stale, dropped, lost, uploads;  // retired identities' totals
+    double bytes_in, bytes_out;
+};
 
 // One volunteer identity; survives reconnects.
 struct Vol {
@@ -43,6 +91,7 @@ struct Vol {
                               // started then at the earliest)
     double first_seen, last_seen;
     double bytes_in, bytes_out;
+    TokenUse *tu;  // its token's use (b->token_use)
     Conn *conn;
     Vol *next;
 };
@@ -56,8 +105,14 @@ struct Conn {
     Vol *vol;
     uint8_t token_hash[BR_TOKEN_HASH_BYTES];  // of the token it joined with (revocation)
     char peer[INET6_ADDRSTRLEN + 8];
-    int codec;
+    char host[INET6_ADDRSTRLEN];  // the peer's address without the port
+    int codec, failing;
     double last_rx, last_tx;
+    double t_accept;     // HELLO is due o.hello_timeout_s after this
+    double dl_deadline;  // the state download must be over by then (0: not downloading)
+    OutAcct *acct;       // queued bytes by kind; outlives the connection while references
+                         // to shared blocks are still queued
+    TokenUse *tu;        // counted in its token's connections (NULL: not authenticated)
     Snapshot *snap;
     uint64_t acked_step;
     // rounds.c's part:
@@ -108,6 +163,14 @@ struct BridgeServer {
     size_t frame_cap;
     BrProtoLimits lim;
     BrOuter *outer;  // diloco mode: the outer rounds' coordinator (NULL: sync rounds)
+    TokenUse *token_use;  // per token name (b->n_token_use of them)
+    int n_token_use, cap_token_use;
+    BrAcceptGuard guard;  // the volunteer listener's accept errors
+    // the status page's connections (bridge/status.c): each one's bufferevent, held until
+    // evhttp lets go of it, so that they can be counted against o.max_status_conns
+    BrAcceptGuard status_guard;
+    struct bufferevent **status_bevs;
+    int status_n, status_bevs_cap, status_cap_logged;
 };
 
 // A complete upload waiting to be summed into a round.
@@ -129,8 +192,10 @@ struct HistRound {
     uint64_t round, hash_before, samples, tokens;
     uint32_t participants;
     double loss, aux;
-    uint8_t *frames;  // AVG_CHUNK frames covering the whole gradient, back to back
-    size_t frames_bytes, frames_cap;
+    BrBlob *frames;   // AVG_CHUNK frames covering the whole gradient, back to back; shared
+                      // by reference with the output queues (a new block when one is still
+                      // queued somewhere as the ring wraps)
+    size_t frames_bytes;
 };
 
 // The step a volunteer's replica is at: optimizer steps (sync), outer rounds applied (diloco).
@@ -179,8 +244,23 @@ void br_vol_event(BridgeServer *b, const Vol *v, const char *event, uint64_t ste
                   uint64_t samples, const char *detail);
 // Queues one frame, or bytes of already encoded frames, on c's output (counted as sent).
 // -1 when c is closing or the queue refuses.
+// Copied bytes count against BR_OUT_COPY_BUDGET (checked here, when they are queued: over it,
+// c is failed).
 int br_conn_send(Conn *c, const BrFrame *f);
 int br_conn_send_bytes(Conn *c, const uint8_t *data, size_t n);
+// Queues blob->data[off, off+n) by reference (no copy; blob is held until it is written or c's
+// queue is freed). The whole queue is bounded by br_out_max; over it, c is failed.
+int br_conn_send_ref(Conn *c, BrBlob *blob, size_t off, size_t n);
+// Watches lis's accept errors (g->what names the listener in the log line); the guard is
+// found again from lis when libevent reports an error.
+void br_accept_guard_init(BridgeServer *b, BrAcceptGuard *g, struct evconnlistener *lis,
+                          const char *what);
+// An accept succeeded: an episode of errors (if one was on) is over.
+void br_accept_guard_ok(BridgeServer *b, BrAcceptGuard *g);
+void br_accept_guard_free(BrAcceptGuard *g);
+// The most a connection's output queue may hold (copied and referenced): 16 MiB plus
+// history + 4 rounds of results.
+size_t br_out_max(const BridgeServer *b);
 // Sends ERROR (code, message) and BYE, logs why, closes c (freed later, never from inside
 // its own callbacks). Nothing when c is already closing.
 void br_conn_fail(Conn *c, uint32_t code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <json-c/json.h>
 
 #include "bridge/outer.h"
@@ -107,6 +109,58 @@ static void on_status_page(struct evhttp_request *req, void *arg) {
     evbuffer_free(buf);
 }
 
+// ---- the connection cap ----
+// libevent 2.1's evhttp has no connection limit (evhttp_set_max_connections is 2.2), so the
+// page counts its connections itself: evhttp asks this callback for each new connection's
+// bufferevent; the page keeps a reference to it, and when evhttp frees the connection (its
+// callbacks are then cleared) the tick drops that reference. At the cap the listener is
+// disabled: further connections wait in the kernel's backlog and take no descriptor here.
+
+static void status_hold(BridgeServer *b, int hold) {
+    BrAcceptGuard *g = &b->status_guard;
+    if (hold == g->held) return;
+    g->held = hold;
+    if (hold) evconnlistener_disable(g->lis);
+    else if (!g->paused) evconnlistener_enable(g->lis);
+    if (hold && !b->status_cap_logged) {
+        b->status_cap_logged = 1;
+        br_log(b, "status page: %d connections open, its maximum: not accepting more until some "
+               "close (logged once)", b->o.max_status_conns);
+    }
+}
+
+static struct bufferevent *status_new_bev(struct event_base *base, void *arg) {
+    BridgeServer *b = arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    CHECK(bev, "bufferevent_socket_new failed");
+    br_accept_guard_ok(b, &b->status_guard);
+    bufferevent_incref(bev);
+    if (b->status_n == b->status_bevs_cap) {  // libevent may accept a few past the cap in one turn
+        b->status_bevs_cap *= 2;
+        b->status_bevs = realloc(b->status_bevs, (size_t)b->status_bevs_cap * sizeof *b->status_bevs);
+        CHECK(b->status_bevs, "out of memory");
+    }
+    b->status_bevs[b->status_n++] = bev;
+    if (b->status_n >= b->o.max_status_conns) status_hold(b, 1);
+    return bev;
+}
+
+void br_status_tick(BridgeServer *b) {
+    if (!b->status.http) return;
+    int k = 0;
+    for (int i = 0; i < b->status_n; i++) {
+        struct bufferevent *bev = b->status_bevs[i];
+        bufferevent_data_cb r, w;
+        bufferevent_event_cb e;
+        void *arg;
+        bufferevent_getcb(bev, &r, &w, &e, &arg);
+        if (!r && !w && !e) bufferevent_decref(bev);  // evhttp freed it: closes the socket
+        else b->status_bevs[k++] = bev;
+    }
+    b->status_n = k;
+    if (b->status_n < b->o.max_status_conns) status_hold(b, 0);
+}
+
 int br_status_start(BridgeServer *b, char *err) {
     char host[256];
     const char *colon = strrchr(b->o.status_listen, ':');
@@ -126,8 +180,14 @@ int br_status_start(BridgeServer *b, char *err) {
     evhttp_set_timeout(http, 10);
     evhttp_set_cb(http, "/status.json", on_status_json, b);
     evhttp_set_gencb(http, on_status_page, b);
-    if (!evhttp_bind_socket_with_handle(http, host, (uint16_t)port))
+    if (b->o.max_status_conns < 1) b->o.max_status_conns = 1;
+    b->status_bevs_cap = b->o.max_status_conns + 8;
+    b->status_bevs = cx_calloc((size_t)b->status_bevs_cap, sizeof *b->status_bevs);
+    evhttp_set_bevcb(http, status_new_bev, b);
+    struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(http, host, (uint16_t)port);
+    if (!bound)
         return cx_err(err, "cannot serve the status page on %s: %s", b->o.status_listen, strerror(errno));
+    br_accept_guard_init(b, &b->status_guard, evhttp_bound_socket_get_listener(bound), "status page");
     br_log(b, "status page on http://%s/ (and /status.json)", b->o.status_listen);
     return 0;
 }
@@ -153,4 +213,9 @@ void br_status_note_step(BridgeServer *b, const StepResult *r) {
 void br_status_free(BridgeServer *b) {
     if (b->status.http) evhttp_free(b->status.http);
     b->status.http = NULL;
+    for (int i = 0; i < b->status_n; i++) bufferevent_decref(b->status_bevs[i]);
+    free(b->status_bevs);
+    b->status_bevs = NULL;
+    b->status_n = 0;
+    br_accept_guard_free(&b->status_guard);
 }

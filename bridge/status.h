@@ -22,6 +22,9 @@ typedef struct {
 int br_status_start(BridgeServer *b, char *err);
 // Records a finished step for the page: last loss, samples per second, the loss curve.
 void br_status_note_step(BridgeServer *b, const StepResult *r);
+// Counts the page's connections that evhttp closed and re-opens the listener below the cap
+// (from the server's 250 ms tick).
+void br_status_tick(BridgeServer *b);
 // Stops serving the page. Safe when it never started.
 void br_status_free(BridgeServer *b);
 

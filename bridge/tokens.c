@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -146,13 +147,9 @@ static int tokens_write(const char *path, const BrTokens *t, char *err) {
     return 0;
 }
 
+// getrandom needs no descriptor: a bridge out of them still takes volunteers
 static int random_bytes(uint8_t *out, size_t n, char *err) {
-    int r = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (r < 0 || read(r, out, n) != (ssize_t)n) {
-        if (r >= 0) close(r);
-        return cx_err(err, "cannot read /dev/urandom: %s", strerror(errno));
-    }
-    close(r);
+    if (getrandom(out, n, 0) != (ssize_t)n) return cx_err(err, "getrandom failed: %s", strerror(errno));
     return 0;
 }
 

@@ -43,7 +43,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 cleanup() {
-    pkill -9 -f -- "--token-file $TOK" 2>/dev/null
+    [ -n "${TOK:-}" ] && pkill -9 -f -- "--token-file $TOK" 2>/dev/null
     wan_cleanup
 }
 trap cleanup EXIT

@@ -148,13 +148,14 @@ P2=$((PORT + 2))
     --set optim.warmup_steps=20 \
     : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$P2 --deadline 5 --plan equal \
     --idle-timeout 3 --heartbeat 1 --history 8 --wait-volunteers 1 --wait-timeout 60 \
-    >"$F.bridge.log" 2>&1 &
+    --max-preauth-per-addr 32 >"$F.bridge.log" 2>&1 &
 MP=$!
 "$BIN/conflux-volunteer" --join "127.0.0.1:$P2#$FP" --token-file "$TOK" --name steady --identity-file "$WORK/steady.id" \
     --set train.threads=1 >"$F.steady.log" 2>&1 &
 STEADY=$!
 sleep 2
-# hostile peers, all at once while the run goes on
+# hostile peers, all at once while the run goes on (16 connections from one address before
+# any HELLO: hence --max-preauth-per-addr 32 above)
 MODES="garbage http hugelen badtoken badcrc early idle nan norm bigsum hugeloss tokens wrongsize wronground"
 for m in $MODES; do
     timeout 120 "$BUILD/tests/tools/tool_badpeer" "127.0.0.1:$P2#$FP" $m "$(cat "$TOK")" >"$F.bad-$m.log" 2>&1 &
