@@ -30,7 +30,7 @@
 
 typedef enum { ROBUST_MEAN = 0, ROBUST_CENTERED_CLIP = 1, ROBUST_TRIMMED_MEAN = 2 } RobustKind;
 
-#define ROBUST_MAX_K 256  // contributions per aggregation at most (the kernels' stack arrays)
+#define ROBUST_MAX_K 4096  // contributions per aggregation at most (the kernels' stack arrays)
 
 // "mean", "centered-clip", "trimmed-mean" -> RobustKind; -1 for anything else.
 int robust_kind_by_name(const char *name);

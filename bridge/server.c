@@ -530,7 +530,8 @@ void bridge_options_default(BridgeOptions *o) {
                          .codecs = BR_CODEC_BIT(BR_CODEC_FP16) | BR_CODEC_BIT(BR_CODEC_FP32) |
                                    BR_CODEC_BIT(BR_CODEC_INT8),
                          .idle_timeout_s = 60.0, .heartbeat_s = 5.0, .history = 16, .tcp_cc = "bbr",
-                         .max_grad_norm = 1e4, .max_delta_ratio = 4};
+                         .max_grad_norm = 1e4, .max_delta_ratio = 4,
+                         .aggregate = ROBUST_CENTERED_CLIP, .clip_ratio = 4, .trim = 0.2};
 }
 
 BridgeServer *bridge_create(const BridgeOptions *o, Trainer *tr, HybridComm *h,

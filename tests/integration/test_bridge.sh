@@ -33,7 +33,7 @@ RUN=("${TINY_MODEL[@]}" --set train.micro_batch=2
 hybrid_run() {  # DIR CODEC: 2 trainers + bridge + 2 volunteers, 20 steps
     local dir=$1 codec=$2 port=$((PORT + ${3:-0}))
     "${MPIRUN[@]}" -np 2 "$BIN/conflux-train" "${RUN[@]}" --set train.global_batch=8 --set train.steps=20 --set run.dir="$dir" \
-        : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$port \
+        : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$port --aggregate mean \
         --codecs "$codec" --plan equal --wait-volunteers 2 --wait-timeout 60 >"$dir.bridge.log" 2>&1 &
     local mp=$!
     for v in 1 2; do
