@@ -87,6 +87,14 @@ $(BUILD)/bin/$(basename $(notdir $(1))): $(BUILD)/$(1:.c=.o) $(BUILD)/lib/libcon
 endef
 $(foreach s,$(TOOL_SRCS),$(eval $(call tool_rule,$(s))))
 
+# tool_poisoner runs conflux-volunteer's own main (bridge/volunteer_hooks.h) with its
+# averaging wrapped: conflux-volunteer.c once more, without its main
+$(BUILD)/tests/tools/volunteer_main.o: bridge/conflux-volunteer.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DCONFLUX_VOLUNTEER_NO_MAIN -c $< -o $@
+$(BUILD)/tests/tools/tool_poisoner: $(BUILD)/tests/tools/tool_poisoner.o $(BUILD)/tests/tools/volunteer_main.o $(BUILD)/lib/libconflux.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/lib/libconflux.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcunit -o $@

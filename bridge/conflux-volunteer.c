@@ -15,6 +15,7 @@
 
 #include "bridge/client.h"
 #include "bridge/state.h"
+#include "bridge/volunteer_hooks.h"
 #include "io/run/run.h"
 #include "io/tasks/recipe.h"
 #include "models/common.h"
@@ -169,7 +170,7 @@ static int parse_identity(const char *hex, BrIdentity *id) {
     return 0;
 }
 
-int main(int argc, char **argv) {
+int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
     static const struct option opts[] = {
         {"join", required_argument, 0, 'j'},    {"token", required_argument, 0, 't'},
         {"name", required_argument, 0, 'n'},    {"identity-file", required_argument, 0, 'i'},
@@ -355,7 +356,10 @@ int main(int argc, char **argv) {
             outer.cursor = &tr->samples_seen;
             outer.sched_step = &tr->optim.step;
             outer.link = br_client_outer_link(cl, &outer, tr->global_batch);
+            if (hooks && hooks->wrap_link) outer.link = hooks->wrap_link(hooks->ctx, outer.link);
             avg = diloco_averager(&outer);
+        } else if (hooks && hooks->wrap_averager) {
+            avg = hooks->wrap_averager(hooks->ctx, avg);
         }
         Contribution contribution = {.rep = &rep, .cl = cl, .stats = stats, .contributed = &contributed,
                                      .max_steps = max_steps, .shares_before = br_client_stats(cl)->shares,
@@ -408,3 +412,7 @@ int main(int argc, char **argv) {
     if (stats) fclose(stats);
     return rc;
 }
+
+#ifndef CONFLUX_VOLUNTEER_NO_MAIN
+int main(int argc, char **argv) { return conflux_volunteer_main(argc, argv, NULL); }
+#endif

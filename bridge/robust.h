@@ -15,8 +15,10 @@
 //                           the weight is hostile);
 //                     tau = tau_ratio * the weighted median of ||x_j - v_0||.
 //                   Honest contributions of similar size lie at about the same distance from
-//                   v_0 (the sampling noise of a share), so with tau_ratio 2 none is clipped
-//                   and the result is their weighted mean (to float rounding); a hostile
+//                   v_0 (the sampling noise of a share, concentrated in many dimensions), so
+//                   with tau_ratio 2 none is clipped and the result is their weighted mean
+//                   (to float rounding), and with 1 (the bridge's choice, aggregate.c) the
+//                   ones beyond the median distance are clipped by factors near 1; a hostile
 //                   minority cannot raise the median distance above an honest one's.
 //   trimmed-mean    per coordinate: sort the k values, drop weight trim * W from each end
 //                   (part of a value's weight where a cut falls inside it), weighted mean of
