@@ -11,7 +11,10 @@
 # accepted; the final validation loss of attack-cc is within MARGIN of honest's, and
 # attack-mean's is not (more than MARGIN above); honest-cc is within MARGIN_HONEST of honest;
 # the robust run recorded the poisoner's uploads as clipped or down-weighted in
-# volunteers.csv, and the mean run recorded none.
+# volunteers.csv, and the mean run recorded none. Then the same in DiLoCo rounds (honest,
+# attack-mean, attack-cc; the poisoner scales its pseudo-gradient): attack-cc within
+# DMARGIN of honest, attack-mean not. Observed: honest 7.545, attack-mean 10.08, attack-cc
+# 7.664 after 60 steps (12 outer rounds); the DiLoCo part takes about 20 s.
 # usage: tests/integration/test_poison.sh BUILD_DIR DATA_DIR
 set -u
 BUILD=${1:?usage: test_poison.sh BUILD_DIR DATA_DIR}
@@ -97,4 +100,54 @@ n=$(grep -cE ',(clipped|down-weighted),' "$WORK/attack-mean/volunteers.csv" || t
 [ "$n" = 0 ] && ok "attack-mean: nothing clipped or down-weighted (the exact sum)" || bad "attack-mean: $n limited uploads"
 n=$(grep -cE ',(clipped|down-weighted),' "$WORK/honest-cc/volunteers.csv" || true)
 echo "honest-cc: $n honest uploads clipped or down-weighted of $((4 * STEPS))"
+
+# ---- DiLoCo rounds -----------------------------------------------------------------------
+# The same volunteers in DiLoCo mode (H 5 inner steps of 4 samples; every worker, the
+# cluster and each volunteer, trains H x 4 samples a round): the poisoner uploads -10 x its
+# pseudo-gradient. --max-delta-ratio 0 turns the hard rejection off in all three runs, so the
+# aggregation alone faces the attack (with its default, 4, the upload is rejected outright:
+# test_diloco's hostile 'norm' peer).
+DSTEPS=${POISON_DILOCO_STEPS:-60}
+DMARGIN=${POISON_DILOCO_MARGIN:-0.3}
+DRUN=("${TINY_MODEL[@]}" --set train.micro_batch=2 --set train.global_batch=4 --set train.steps=$DSTEPS
+      --set averaging.mode=diloco --set averaging.inner_steps=5 --set train.eval_every=$DSTEPS
+      --set train.eval_samples=64 --set train.checkpoint_every=0 -q)
+diloco_run() {  # NAME PORT_OFFSET POISONED(0|1) BRIDGE_ARGS...
+    local name=$1 port=$((PORT + $2)) poisoned=$3
+    shift 3
+    local dir=$WORK/$name
+    "${MPIRUN[@]}" -np 2 "$BIN/conflux-train" "${DRUN[@]}" --set run.dir="$dir" \
+        : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$port --plan equal \
+        --wait-volunteers 4 --wait-timeout 120 --deadline 60 --max-delta-ratio 0 "$@" >"$dir.bridge.log" 2>&1 &
+    local mp=$!
+    for v in 1 2 3 4; do
+        local cmd=("$BIN/conflux-volunteer")
+        [ "$poisoned" = 1 ] && [ $v = 4 ] && cmd=("$POISONER" --scale -10)
+        "${cmd[@]}" --join 127.0.0.1:$port --token "$TOK" --name "v$v" \
+            --set train.threads=1 --retries 30 -q >"$dir.v$v.log" 2>&1 &
+    done
+    wait $mp
+    local rc=$?
+    wait
+    local rows rounds=$((DSTEPS / 5))
+    rows=$(awk -F, 'NR > 1 && $11 == 5' "$dir/bridge.csv" 2>/dev/null | wc -l)
+    if [ $rc = 0 ] && [ -f "$dir/finished" ] && [ "$rows" = "$rounds" ]; then
+        ok "$name: $rounds outer rounds, the cluster and 4 volunteers in each"
+    else
+        bad "$name: exit $rc, $rows of $rounds outer rounds with 5 participants"; tail -5 "$dir.bridge.log"
+    fi
+}
+diloco_run dl-honest 4 0 --aggregate mean
+diloco_run dl-attack-mean 5 1 --aggregate mean
+diloco_run dl-attack-cc 6 1
+DH=$(valid_loss "$WORK/dl-honest") DAM=$(valid_loss "$WORK/dl-attack-mean") DAC=$(valid_loss "$WORK/dl-attack-cc")
+echo "DiLoCo validation loss after $DSTEPS steps: honest $DH, attack-mean $DAM, attack-cc $DAC (margin $DMARGIN)"
+within "$DAC" "$DH" "$DMARGIN" && ok "DiLoCo, robust aggregation under attack: validation loss $DAC within $DMARGIN of the honest $DH" \
+    || bad "DiLoCo, robust aggregation under attack: validation loss $DAC not within $DMARGIN of the honest $DH"
+awk -v a="$DAM" -v b="$DH" -v m="$DMARGIN" 'BEGIN { exit !(a != "" && b != "" && a > b + m) }' \
+    && ok "DiLoCo, plain mean under attack: validation loss $DAM more than $DMARGIN above the honest $DH" \
+    || bad "DiLoCo, plain mean under attack: validation loss $DAM not more than $DMARGIN above the honest $DH"
+lim=$(grep -cE ',"v4",.*,(clipped|down-weighted),' "$WORK/dl-attack-cc/volunteers.csv" || true)
+[ "$lim" -ge $((DSTEPS / 5)) ] && ok "DiLoCo attack-cc: the poisoner's pseudo-gradients clipped or down-weighted $lim times" \
+    || bad "DiLoCo attack-cc: the poisoner's pseudo-gradients limited only $lim times"
 exit $((fails > 0))
