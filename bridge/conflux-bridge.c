@@ -8,6 +8,7 @@
 
 #include "bridge/outer.h"
 #include "bridge/proto.h"
+#include "bridge/robust.h"
 #include "bridge/server.h"
 #include "bridge/tls.h"
 #include "bridge/tokens.h"
@@ -69,6 +70,13 @@ static void usage(FILE *f) {
             "                        (default 1e4; 0 = no check)\n"
             "  --max-delta-ratio X   diloco: reject a pseudo-gradient whose norm exceeds X\n"
             "                        times the cluster's of the same round (default 4; 0 = no check)\n"
+            "  --aggregate KIND      how volunteers' uploads combine: centered-clip (default;\n"
+            "                        robust to a hostile minority), trimmed-mean, or mean (the\n"
+            "                        exact sum: trusted volunteers, bit-for-bit equivalence)\n"
+            "  --clip-ratio X        robust modes: clip each upload's per-token gradient (diloco:\n"
+            "                        pseudo-gradient) to X times the trainers' own (default 4;\n"
+            "                        0 = no clipping)\n"
+            "  --trim F              trimmed-mean: weight share cut from each end (default 0.2)\n"
             "  --wait-volunteers N   the first round waits for N live volunteers ...\n"
             "  --wait-timeout S      ... at most S seconds (default 120)\n"
             "  --run-dir DIR         where bridge.csv and volunteers.csv go (default: the\n"
@@ -269,6 +277,8 @@ int main(int argc, char **argv) {
         {"download-slack", required_argument, 0, 1006},
         {"download-min-rate", required_argument, 0, 1007},
         {"max-status-conns", required_argument, 0, 1008},
+        {"aggregate", required_argument, 0, 'A'},    {"clip-ratio", required_argument, 0, 1010},
+        {"trim", required_argument, 0, 'F'},
         {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
     int c;
     double x;
@@ -287,6 +297,22 @@ int main(int argc, char **argv) {
             if (parse_double(optarg, "--max-share", &o.max_share)) return 2;
             if (o.max_share > 1) {
                 fprintf(stderr, TOOL ": error: --max-share is a fraction of the global batch, 0..1; got '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 1010: if (parse_double(optarg, "--clip-ratio", &o.clip_ratio)) return 2; break;
+        case 'F':
+            if (parse_double(optarg, "--trim", &o.trim)) return 2;
+            if (!(o.trim < 0.5)) {
+                fprintf(stderr, TOOL ": error: --trim must be in [0, 0.5), not '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'A':
+            o.aggregate = robust_kind_by_name(optarg);
+            if (o.aggregate < 0) {
+                fprintf(stderr, TOOL ": error: --aggregate must be centered-clip, trimmed-mean or mean, "
+                        "not '%s'\n", optarg);
                 return 2;
             }
             break;

@@ -176,6 +176,11 @@ static int close_round(BrOuter *o, long r, char *err) {
         p = next;
     }
     qsort(arr, (size_t)n_p, sizeof *arr, br_cmp_pending);
+    // robust modes (bridge/aggregate.c): the cluster is one weighted contribution, each upload
+    // another, clipped to clip_ratio x the cluster's norm; aggregated after the loop
+    BrContribution *acc = b->o.aggregate != ROBUST_MEAN ? cx_calloc((size_t)n_p + 1, sizeof *acc) : NULL;
+    int k = 0;
+    if (acc) acc[k++] = (BrContribution){.v = o->cluster[r % 2], .w = (double)R->cluster_samples};
     for (int i = 0; i < n_p; i++) {
         Pending *p = arr[i];
         uint64_t age = (uint64_t)r - p->round;
@@ -191,11 +196,16 @@ static int close_round(BrOuter *o, long r, char *err) {
             else br_log(b, "%s: %s", p->vol->name, why);
         } else if (!br_rounds_tokens_ok(b, p, (uint64_t)r)) {
             // dropped, its peer failed
-        } else if (age > (uint64_t)b->o.max_staleness) {
+        } else if (age > (uint64_t)b->o.max_staleness || (acc && k == ROBUST_MAX_K)) {
             br_rounds_drop_upload(b, p, (uint64_t)r, "dropped-stale", NULL);
         } else {
-            diloco_accumulate(o->acc, p->g, n, (double)p->samples);
-            weight += (double)p->samples;
+            if (acc) {
+                acc[k++] = (BrContribution){.v = p->g, .w = (double)p->samples,
+                                            .max_norm = b->o.clip_ratio * cluster_norm, .p = p};
+            } else {
+                diloco_accumulate(o->acc, p->g, n, (double)p->samples);
+                weight += (double)p->samples;
+            }
             br_rounds_count_upload(b, p, (uint64_t)r, stats);
         }
         // its speed, from every upload that arrived (late ones too): it computed the round
@@ -204,10 +214,16 @@ static int close_round(BrOuter *o, long r, char *err) {
         double from = p->t_open > p->vol->t_prev_first ? p->t_open : p->vol->t_prev_first;
         br_plan_note_upload(&p->vol->speed, p->samples, p->t_first - from, p->t_done - p->t_first);
         p->vol->t_prev_first = p->t_first;
-        br_rounds_release_upload(b, p);
+        if (!acc) br_rounds_release_upload(b, p);
     }
+    if (acc) {
+        br_aggregate(b, o->acc, acc, k, (uint64_t)r);
+        for (int i = 0; i < n_p; i++) br_rounds_release_upload(b, arr[i]);
+    } else {
+        diloco_finish_average(o->acc, n, weight);
+    }
+    free(acc);
     free(arr);
-    diloco_finish_average(o->acc, n, weight);
     // the average in the download codec; every replica applies the decoded values
     int slot = (int)(r % 2);
     int done = 0;

@@ -412,6 +412,26 @@ void br_rounds_release_upload(BridgeServer *b, Pending *p) {
     free(p);
 }
 
+// A round's accepted uploads aggregated robustly (bridge/aggregate.c): each as its mean
+// gradient per loss token, clipped to clip_ratio times the trainers' per-token norm of the
+// last round (the first round: only --max-grad-norm), combined with the uploads' tokens as
+// weights, and added to grads scaled back by their tokens (the trainers divide the global
+// sum by the global tokens). The uploads' vectors are overwritten.
+static void robust_sum(BridgeServer *b, float *grads, BrContribution *acc, int k) {
+    Rounds *rs = &b->rounds;
+    size_t n = b->n;
+    double tokens = 0;
+    for (int j = 0; j < k; j++) {
+        acc[j].w = acc[j].p->tokens > 0 ? (double)acc[j].p->tokens : 1.0;
+        for (size_t i = 0; i < n; i++) acc[j].v[i] = (float)((double)acc[j].v[i] / acc[j].w);
+        acc[j].max_norm = rs->trainer_norm > 0 ? b->o.clip_ratio * rs->trainer_norm : 0;
+        tokens += acc[j].w;
+    }
+    if (!rs->robust) rs->robust = cx_calloc(n, sizeof(float));
+    br_aggregate(b, rs->robust, acc, k, rs->round);
+    for (size_t i = 0; i < n; i++) grads[i] += (float)((double)rs->robust[i] * tokens);
+}
+
 static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_stats, char *err) {
     BridgeServer *b = ctx;
     CHECK(n == b->n && n_stats == STAT_COUNT, "bridge_sum: unexpected arena");
@@ -439,13 +459,17 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
     for (Pending *p = b->rounds.pending; p; p = p->next) arr[n_p++] = p;
     qsort(arr, (size_t)n_p, sizeof *arr, br_cmp_pending);
     b->rounds.pending = NULL;
+    // robust modes: the accepted uploads are aggregated after the loop (mean: summed in it)
+    BrContribution *acc = b->o.aggregate != ROBUST_MEAN ? cx_calloc((size_t)n_p + 1, sizeof *acc) : NULL;
+    int k = 0;
     for (int i = 0; i < n_p; i++) {
         Pending *p = arr[i];
         uint64_t age = b->rounds.round - p->round;
         if (!br_rounds_tokens_ok(b, p, b->rounds.round)) {
             // dropped, its peer failed
-        } else if (age <= (uint64_t)b->o.max_staleness) {
-            nn_add_forward(grads, grads, p->g, n);
+        } else if (age <= (uint64_t)b->o.max_staleness && (!acc || k < ROBUST_MAX_K)) {
+            if (acc) acc[k++] = (BrContribution){.v = p->g, .p = p};
+            else nn_add_forward(grads, grads, p->g, n);
             if (age == 0) {
                 // speed: compute (with the wait for the last result) until the first chunk,
                 // then the upload; the first chunk's own transfer is scaled in
@@ -457,9 +481,17 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
         } else {
             br_rounds_drop_upload(b, p, b->rounds.round, "dropped-stale", NULL);
         }
-        br_rounds_release_upload(b, p);
+        if (!acc) br_rounds_release_upload(b, p);
     }
+    if (acc) {
+        if (k > 0) robust_sum(b, grads, acc, k);
+        for (int i = 0; i < n_p; i++) br_rounds_release_upload(b, arr[i]);
+        if (!b->rounds.vpart) b->rounds.vpart = cx_calloc(n, sizeof(float));
+        memcpy(b->rounds.vpart, grads, n * sizeof(float));
+    }
+    free(acc);
     free(arr);
+    double v_tokens = stats[STAT_TOKENS];
     // late shares stay assigned (their upload may still arrive and count next round)...
     // but their connection becomes eligible again only after it lands
     hybrid_sum_start(b->h);
@@ -467,6 +499,9 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
     while (!hybrid_sum_poll(b->h)) bridge_pump(b, 0.001);
     if (hybrid_sum_finish(b->h, stats, n_stats, err) != 0) return -1;
     b->rounds.allreduce_s = cx_now() - t_ar;
+    // robust modes: the trainers' own per-token gradient norm, the next round's clipping scale
+    if (b->o.aggregate != ROBUST_MEAN && stats[STAT_TOKENS] - v_tokens > 0)
+        b->rounds.trainer_norm = robust_dist(grads, b->rounds.vpart, n) / (stats[STAT_TOKENS] - v_tokens);
     // the trainers' speed (samples per second per trainer) for the next plan
     b->rounds.trainer_rate = br_plan_note_trainers(b->rounds.trainer_rate,
                                                    b->rounds.trainer_samples,
@@ -546,6 +581,8 @@ void br_rounds_free(BridgeServer *b) {
     for (int i = 0; b->rounds.hist && i < b->o.history; i++) br_blob_unref(b->rounds.hist[i].frames);
     free(b->rounds.chunk);
     free(b->rounds.hist);
+    free(b->rounds.vpart);
+    free(b->rounds.robust);
 }
 
 void br_rounds_report_unfinished(BridgeServer *b) {

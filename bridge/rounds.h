@@ -42,6 +42,10 @@ typedef struct {
     double up_bytes, up_s;   // uploads summed: bytes after their first chunk, seconds
     double trainer_rate;     // samples per second of one trainer (0: not measured)
     Pending *pending;
+    // robust aggregation (sync): the trainers' per-token gradient norm of the last round
+    // (0: none yet), the volunteers' part of the sum, the robust aggregate
+    double trainer_norm;
+    float *vpart, *robust;
     HistRound *hist;         // ring of the last o.history rounds
     int hist_n, hist_head;
     uint8_t *chunk;          // one AVG chunk's fp32 payload, for encoding the history

@@ -941,6 +941,7 @@ void bridge_options_default(BridgeOptions *o) {
                                    BR_CODEC_BIT(BR_CODEC_INT8),
                          .idle_timeout_s = 60.0, .heartbeat_s = 5.0, .history = 16, .tcp_cc = "bbr",
                          .max_grad_norm = 1e4, .max_delta_ratio = 4, .max_share = 0.5,
+                         .aggregate = ROBUST_CENTERED_CLIP, .clip_ratio = 4, .trim = 0.2,
                          .hello_timeout_s = 5, .max_preauth = 32, .max_preauth_per_addr = 8,
                          .max_conns_per_token = 16, .max_ids_per_token = 64,
                          .download_slack_s = 30, .download_min_rate = 128 * 1024,

@@ -53,6 +53,14 @@ typedef struct {
     double max_grad_norm;      // an upload's L2 norm per loss token above this is rejected
     double max_delta_ratio;    // diloco: a pseudo-gradient whose norm exceeds this many times
                                // the cluster's of the same round is rejected (0: no limit)
+    int aggregate;             // RobustKind (bridge/robust.h) of the volunteers' uploads:
+                               // ROBUST_CENTERED_CLIP (default), ROBUST_TRIMMED_MEAN, or
+                               // ROBUST_MEAN (the exact sum: trusted volunteers, the
+                               // equivalence tests)
+    double clip_ratio;         // robust modes: an upload's per-token mean gradient (diloco:
+                               // its pseudo-gradient) is clipped to this many times the
+                               // trainers' own (0: no clipping)
+    double trim;               // trimmed-mean: weight share cut from each end, [0, 0.5)
     const char *tcp_cc;        // TCP congestion control for volunteer sockets ("" = the
                                // system's default); bbr where the kernel has it
     int plan_equal;            // 1: every volunteer in step gets a trainer-sized share

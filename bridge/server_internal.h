@@ -20,6 +20,7 @@
 
 #include "bridge/planner.h"
 #include "bridge/proto.h"
+#include "bridge/robust.h"
 #include "bridge/rounds.h"
 #include "bridge/server.h"
 #include "bridge/status.h"
@@ -232,6 +233,21 @@ int br_rounds_tokens_ok(BridgeServer *b, const Pending *p, uint64_t round);
 int br_cmp_pending(const void *a, const void *b);
 // The round's row in RUN_DIR/bridge.csv, the status page's loss curve, the progress line.
 void br_rounds_record(BridgeServer *b, const StepResult *r);
+
+// ---- robust aggregation (aggregate.c) ----
+
+// One contribution to a round's aggregate.
+typedef struct {
+    float *v;          // its vector (n floats; clipped in place)
+    double w;          // its weight (loss tokens; samples in diloco mode)
+    double max_norm;   // v is clipped to this L2 norm first (0: no limit)
+    const Pending *p;  // its upload (NULL: the cluster's part, never clipped)
+} BrContribution;
+// Combines c[0..k) (1 <= k <= ROBUST_MAX_K) into out (b->n floats) as o.aggregate says:
+// clipped (not in mean mode), then CenteredClip, trimmed mean or the weighted mean; logs
+// and records ("clipped", "down-weighted" in volunteers.csv) what it limited. Returns how
+// many contributions were clipped or down-weighted.
+int br_aggregate(BridgeServer *b, float *out, BrContribution *c, int k, uint64_t round);
 
 // ---- the connection layer (server.c) ----
 

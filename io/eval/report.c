@@ -676,7 +676,7 @@ static int load_volunteers(RepRun *r, const double *boff, int n_boff, char *err)
         const char *ev = f[5];
         static const char *events[] = {"joined", "live", "accepted", "accepted-stale", "dropped-stale", "late",
                                        "lost", "kicked", "left", "unfinished", "summary", "disconnected",
-                                       "rejected-norm", "rejected-tokens"};
+                                       "rejected-norm", "rejected-tokens", "clipped", "down-weighted"};
         int known = 0;
         for (size_t k = 0; k < sizeof events / sizeof *events; k++) known |= !strcmp(ev, events[k]);
         if (!known) {
@@ -725,8 +725,8 @@ static int load_volunteers(RepRun *r, const double *boff, int n_boff, char *err)
             }
         } else if (!strcmp(ev, "accepted") || !strcmp(ev, "accepted-stale") ||
                    !strcmp(ev, "dropped-stale") || !strcmp(ev, "rejected-norm") ||
-                   !strcmp(ev, "rejected-tokens") || !strcmp(ev, "late") ||
-                   !strcmp(ev, "live")) {
+                   !strcmp(ev, "rejected-tokens") || !strcmp(ev, "late") || !strcmp(ev, "live") ||
+                   !strcmp(ev, "clipped") || !strcmp(ev, "down-weighted")) {
             if (!strcmp(ev, "accepted")) v->accepted += samples;
             else if (!strcmp(ev, "accepted-stale")) v->accepted_stale += samples;
             else if (!strcmp(ev, "dropped-stale") || !strcmp(ev, "rejected-norm") ||

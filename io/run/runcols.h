@@ -22,7 +22,8 @@
 //   upload_bytes_timed, upload_s_timed   uploads summed this round: bytes after their first
 //                               chunk and the seconds they took (goodput)
 // RUN_DIR/volunteers.csv: one row per volunteer event (joined, live, accepted, late, lost,
-//   left, kicked, summary, ...); name, token_name and detail are quoted CSV fields.
+//   left, kicked, summary, clipped and down-weighted by robust aggregation, ...); name,
+//   token_name and detail are quoted CSV fields.
 #ifndef CONFLUX_IO_RUNCOLS_H
 #define CONFLUX_IO_RUNCOLS_H
 

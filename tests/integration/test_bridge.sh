@@ -64,7 +64,7 @@ hybrid_run() {  # DIR CODEC PORT_OFFSET [--plaintext]: 2 trainers + bridge + 2 v
     local join="127.0.0.1:$port#$FP"
     [ -n "${4:-}" ] && join=127.0.0.1:$port
     "${MPIRUN[@]}" -np 2 "$BIN/conflux-train" "${RUN[@]}" --set train.global_batch=8 --set train.steps=20 --set run.dir="$dir" \
-        : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$port "${plain[@]}" \
+        : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$port "${plain[@]}" --aggregate mean \
         --codecs "$codec" --plan equal --wait-volunteers 2 --wait-timeout 60 >"$dir.bridge.log" 2>&1 &
     local mp=$!
     for v in 1 2; do

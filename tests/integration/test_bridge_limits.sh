@@ -117,11 +117,13 @@ rows0=$(grep -c mallory "$R/volunteers.csv")
 phase hellobye "$FLOOD" "$J" hellobye 2000 0 "$MAL"
 rows=$(( $(grep -c mallory "$R/volunteers.csv") - rows0 ))
 curl -s --max-time 5 http://127.0.0.1:$PS/status.json >"$WORK/status.json"
-js=$(stat -c %s "$WORK/status.json")
+# status.json's volunteer part (its loss curve is bounded apart: 2000 points at most, however
+# long the run has gone)
+js=$(/usr/bin/python3 -c 'import json,sys; print(len(json.dumps(json.load(open(sys.argv[1]))["volunteers"])))' "$WORK/status.json")
 nv=$(/usr/bin/python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["volunteers"]))' "$WORK/status.json")
-grep -q "^hellobye: 2000 cycles; welcomed 2000" "$WORK/hellobye.out" && [ "$rows" -le 1000 ] && [ "$nv" -le 4 ] && [ "$js" -lt 32000 ] \
-    && ok "hellobye: 2000 cycles left $nv volunteer records, a $js-byte status.json, $rows volunteers.csv rows (<= 1000)" \
-    || bad "hellobye: $(cat "$WORK/hellobye.out"); $rows rows, $nv records, status.json $js bytes"
+grep -q "^hellobye: 2000 cycles; welcomed 2000" "$WORK/hellobye.out" && [ "$rows" -le 1000 ] && [ "$nv" -le 4 ] && [ "$js" -lt 8000 ] \
+    && ok "hellobye: 2000 cycles left $nv volunteer records ($js bytes of status.json), $rows volunteers.csv rows (<= 1000)" \
+    || bad "hellobye: $(cat "$WORK/hellobye.out"); $rows rows, $nv records ($js bytes in status.json)"
 
 # 5 and 6 under a lowered descriptor limit (soft): 5 with what the bridge has open now plus
 # 6, so that accepts fail with EMFILE; 6 with plus 40, so that the page's cap binds first

@@ -89,7 +89,7 @@ hybrid() {  # DIR PORT_OFFSET [BRIDGE ARGS] -- [VOLUNTEER ARGS] -- [TRAINER ARGS
     while [ $# -gt 0 ] && [ "$1" != -- ]; do vargs+=("$1"); shift; done; shift
     targs=("$@")
     "${MPIRUN[@]}" -np 2 "$BIN/conflux-train" "${H[@]}" "${targs[@]}" --set run.dir="$dir" \
-        : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$port \
+        : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$port --aggregate mean \
         --wait-volunteers 2 --wait-timeout 60 "${bargs[@]}" >"$dir.bridge.log" 2>&1 &
     local mp=$!
     for v in 1 2; do

@@ -56,7 +56,7 @@ RUN=("${TINY[@]}" --train "$WORK/train.h5" --set data.src_len=64 --set data.tgt_
 hybrid_run() {  # DIR PORT STEPS ARGS...: 2 trainers + bridge + 2 volunteers
     local dir=$1 port=$2 steps=$3; shift 3
     "${MPIRUN[@]}" -np 2 "$BIN/conflux-headline" train "$@" --run-dir "$dir" \
-        : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$port \
+        : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$port --aggregate mean \
         --codecs fp32 --plan equal --wait-volunteers 2 --wait-timeout 60 >"$dir.bridge.log" 2>&1 &
     local mp=$!
     for v in 1 2; do
@@ -100,7 +100,7 @@ DLR=("${TINY[@]}" --train "$WORK/train.h5" --set data.src_len=64 --set data.tgt_
     >"$WORK/dl-mpi.log" 2>&1 || { bad "DiLoCo 4-rank reference run"; tail -5 "$WORK/dl-mpi.log"; }
 DPORT=$((PORT + 3))
 "${MPIRUN[@]}" -np 2 "$BIN/conflux-headline" train "${DLR[@]}" --run-dir "$WORK/dl-hy" \
-    : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$DPORT --codecs fp32 --plan equal \
+    : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$DPORT --codecs fp32 --plan equal --aggregate mean \
     --deadline 60 --wait-volunteers 2 --wait-timeout 60 >"$WORK/dl-hy.bridge.log" 2>&1 &
 DMP=$!
 for v in 1 2; do
