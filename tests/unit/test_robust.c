@@ -17,10 +17,16 @@
 //     clip               norm clipped to the limit (1e-6 relative), factor returned; a vector
 //                        within the limit is left bit for bit
 //     names              robust_kind_by_name / robust_kind_name
+//     fast_against_ref   the median, the trimmed mean (with its counters) and CenteredClip
+//                        (result, tau, factors) equal, bit for bit, the plain O(k^2) code
+//                        kept here (stable insertion sort per coordinate, one pass per
+//                        distance), for k = 1..70, weights 1 / small integers / uniform,
+//                        values with 0%, 50% and 95% ties (+-0 among them), trim 0, 0.1, 0.25
 //
 // Exit status: 0 when every assertion passed, 1 otherwise.
 #include <CUnit/Basic.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,6 +191,157 @@ static void test_trimmed_bounds(void) {
     CU_ASSERT(ok);
 }
 
+// ---- the fast kernels against the plain O(k^2) ones they replaced ----
+// robust.c sorts each coordinate's keys (merge sort) or selects its median (weighted
+// quickselect, with a sort where a sum lies within rounding of a threshold), and runs
+// CenteredClip's update and distances in one pass; the definitions below are the code they
+// replaced (stable insertion sort, a pass per distance). Results must agree bit for bit.
+
+// idx[0..k) sorted by val (stable insertion sort)
+static void ref_sort_idx(int *idx, const double *val, int k) {
+    for (int j = 0; j < k; j++) idx[j] = j;
+    for (int a = 1; a < k; a++) {
+        int t = idx[a], b = a - 1;
+        while (b >= 0 && val[idx[b]] > val[t]) idx[b + 1] = idx[b], b--;
+        idx[b + 1] = t;
+    }
+}
+
+static double ref_wmedian(const double *val, const double *w, int k, double W) {
+    int idx[ROBUST_MAX_K];
+    ref_sort_idx(idx, val, k);
+    double half = 0.5 * W, cum = 0, eps = 1e-12 * W;
+    for (int a = 0; a < k; a++) {
+        cum += w[idx[a]];
+        if (cum > half + eps) return val[idx[a]];
+        if (cum >= half - eps) return a + 1 < k ? 0.5 * (val[idx[a]] + val[idx[a + 1]]) : val[idx[a]];
+    }
+    return val[idx[k - 1]];
+}
+
+static void ref_median(float *out, const float *const *x, const double *w, int k, size_t n) {
+    double W = 0, val[ROBUST_MAX_K];
+    for (int j = 0; j < k; j++) W += w[j];
+    for (size_t i = 0; i < n; i++) {
+        for (int j = 0; j < k; j++) val[j] = x[j][i];
+        out[i] = (float)ref_wmedian(val, w, k, W);
+    }
+}
+
+static void ref_trimmed_mean(float *out, const float *const *x, const double *w, int k, size_t n,
+                             double trim, long *trimmed) {
+    double W = 0, val[ROBUST_MAX_K];
+    int idx[ROBUST_MAX_K];
+    for (int j = 0; j < k; j++) W += w[j];
+    double lo = trim * W, hi = (1.0 - trim) * W;
+    for (size_t i = 0; i < n; i++) {
+        for (int j = 0; j < k; j++) val[j] = x[j][i];
+        ref_sort_idx(idx, val, k);
+        double cum = 0, s = 0, kept_w = 0;
+        for (int a = 0; a < k; a++) {
+            int j = idx[a];
+            double from = cum, to = cum + w[j];
+            cum = to;
+            double keep = (to < hi ? to : hi) - (from > lo ? from : lo);
+            if (keep < 0) keep = 0;
+            if (trimmed && keep < w[j] * (1 - 1e-12)) trimmed[j]++;
+            s += keep * val[j];
+            kept_w += keep;
+        }
+        out[i] = (float)(kept_w > 0 ? s / kept_w : ref_wmedian(val, w, k, W));
+    }
+}
+
+static double ref_centered_clip(float *out, const float *const *x, const double *w, int k, size_t n,
+                                double tau_ratio, int iters, double *factor) {
+    double W = 0, dist[ROBUST_MAX_K], c[ROBUST_MAX_K];
+    for (int j = 0; j < k; j++) W += w[j];
+    ref_median(out, x, w, k, n);
+    for (int j = 0; j < k; j++) dist[j] = robust_dist(x[j], out, n);
+    double tau = tau_ratio * ref_wmedian(dist, w, k, W);
+    int prev_all = 0;
+    for (int it = 0; it <= iters; it++) {
+        int all = 1;
+        for (int j = 0; j < k; j++) {
+            double d = robust_dist(x[j], out, n);
+            c[j] = d > tau ? tau / d : 1.0;
+            all &= c[j] == 1.0;
+        }
+        if (it == iters || (all && prev_all)) break;
+        prev_all = all;
+        for (size_t i = 0; i < n; i++) {
+            double v = out[i], s = 0;
+            for (int j = 0; j < k; j++) s += w[j] * c[j] * ((double)x[j][i] - v);
+            out[i] = (float)(v + s / W);
+        }
+    }
+    memcpy(factor, c, (size_t)k * sizeof *c);
+    return tau;
+}
+
+enum { KMAX = 70, NF = 301 };  // NF: not a multiple of CenteredClip's block of coordinates
+
+static float g_f[KMAX][NF];
+
+// a uniform double in [0, 1) (xorshift64*: the same sequence on every platform)
+static double rnd(uint64_t *s) {
+    *s ^= *s >> 12, *s ^= *s << 25, *s ^= *s >> 27;
+    return (double)((*s * 0x2545F4914F6CDD1Dull) >> 11) * 0x1.0p-53;
+}
+
+// Random inputs with ties: per contribution, values from a small set (multiples of 0.25 in
+// [-1, 1], +-0 among them) in a share `tied` of the coordinates, else uniform; weights 1
+// (unweighted), small integers (cumulative weights land exactly on W / 2 and the trim cuts),
+// or uniform in [0.5, 2].
+static void make_fast_case(uint64_t *s, int k, int wkind, double tied, double *w) {
+    for (int j = 0; j < k; j++) {
+        w[j] = wkind == 0 ? 1.0 : wkind == 1 ? (double)(1 + (int)(3 * rnd(s))) : 0.5 + 1.5 * rnd(s);
+        for (int i = 0; i < NF; i++) {
+            if (rnd(s) < tied) {
+                int q = (int)(9 * rnd(s)) - 4;
+                g_f[j][i] = q ? 0.25f * (float)q : (rnd(s) < 0.5 ? -0.0f : 0.0f);
+            } else {
+                g_f[j][i] = (float)(2 * rnd(s) - 1);
+            }
+        }
+    }
+}
+
+static void test_fast_against_ref(void) {
+    uint64_t seed = 0x243F6A8885A308D3ull;
+    const float *x[KMAX];
+    for (int j = 0; j < KMAX; j++) x[j] = g_f[j];
+    int bad_med = 0, bad_trim = 0, bad_cc = 0, cases = 0;
+    for (int k = 1; k <= KMAX; k++)
+        for (int wkind = 0; wkind < 3; wkind++)
+            for (int ti = 0; ti < 3; ti++) {
+                double w[KMAX], trim = ti == 0 ? 0.0 : ti == 1 ? 0.1 : 0.25;
+                make_fast_case(&seed, k, wkind, ti == 0 ? 0.0 : ti == 1 ? 0.5 : 0.95, w);
+                float got[NF], want[NF];
+                robust_median(got, x, w, k, NF);
+                ref_median(want, x, w, k, NF);
+                bad_med += memcmp(got, want, sizeof got) != 0;
+                long tg[KMAX] = {0}, tw[KMAX] = {0};
+                robust_trimmed_mean(got, x, w, k, NF, trim, tg);
+                ref_trimmed_mean(want, x, w, k, NF, trim, tw);
+                bad_trim += memcmp(got, want, sizeof got) != 0 || memcmp(tg, tw, sizeof tg) != 0;
+                if (k % 3 == 0 || k < 8) {
+                    double fg[KMAX], fw[KMAX];
+                    double tau_g = robust_centered_clip(got, x, w, k, NF, 1.0, 4, fg);
+                    double tau_w = ref_centered_clip(want, x, w, k, NF, 1.0, 4, fw);
+                    bad_cc += tau_g != tau_w || memcmp(got, want, sizeof got) != 0 ||
+                              memcmp(fg, fw, (size_t)k * sizeof *fg) != 0;
+                }
+                cases++;
+            }
+    if (bad_med || bad_trim || bad_cc)
+        fprintf(stderr, "fast kernels: %d median, %d trimmed-mean, %d centered-clip of %d cases differ\n",
+                bad_med, bad_trim, bad_cc, cases);
+    CU_ASSERT_EQUAL(bad_med, 0);
+    CU_ASSERT_EQUAL(bad_trim, 0);
+    CU_ASSERT_EQUAL(bad_cc, 0);
+}
+
 static void test_clip(void) {
     float v[4] = {3, 4, 0, 0}, u[4] = {0.3f, 0.4f, 0, 0};
     double f = robust_clip(v, 4, 2.5);
@@ -210,6 +367,7 @@ int main(void) {
         {"CenteredClip: an outlier's influence is bounded", test_cc_outlier_bound},
         {"CenteredClip: honest contributions give the mean", test_cc_honest_is_mean},
         {"trimmed mean: bounds and trim 0", test_trimmed_bounds},
+        {"fast median, trimmed mean, CenteredClip = the O(k^2) code, bit for bit", test_fast_against_ref},
         {"clip", test_clip},
         {"names", test_names},
     };
