@@ -12,7 +12,7 @@ DATA ?= build/data
 # Debian packages the project needs (build, tests, reference scripts, corpus builder).
 DEB_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libopenblas-dev \
 	libscalapack-openmpi-dev libhdf5-openmpi-dev hdf5-tools libcunit1-dev libjson-c-dev \
-	libinih-dev lz4 python3-torch python3-h5py python3-numpy \
+	libinih-dev lz4 python3-torch python3-h5py python3-numpy python3-regex \
 	slurm-wlm slurmctld slurmd slurm-client munge libpmix-dev \
 	libevent-dev libssl-dev zlib1g-dev iproute2 iperf3 ethtool iputils-ping gnuplot-nox chromium
 

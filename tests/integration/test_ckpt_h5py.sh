@@ -2,17 +2,17 @@
 # test_ckpt_h5py.sh BUILD_DIR: a checkpoint written by conflux (ckpt_save) is readable by
 # h5dump and by h5py + PyTorch (tests/ref/read_checkpoint.py builds the state_dict).
 #   bash tests/integration/test_ckpt_h5py.sh build/release
-# Prints "SKIPPED: ..." and exits 0 when /usr/bin/python3 lacks h5py or torch.
+# Skipped (tests/lib.sh's skip) when /usr/bin/python3 lacks h5py or torch.
 set -euo pipefail
 
 build=${1:?usage: tests/integration/test_ckpt_h5py.sh BUILD_DIR (e.g. build/release)}
 py=/usr/bin/python3
 here=$(cd "$(dirname "$0")/.." && pwd)  # tests/
 bin="$build/tests/unit/test_ckpt"
+source "$here/lib.sh"   # skip, skip_check
 
 if [ ! -x "$py" ] || ! "$py" -c 'import h5py, torch, numpy' 2>/dev/null; then
-    echo "SKIPPED: $py lacks h5py or torch (Debian: python3-h5py python3-torch)"
-    exit 0
+    skip "$py lacks h5py or torch (Debian: python3-h5py python3-torch)"
 fi
 if [ ! -x "$bin" ]; then
     echo "FAIL: $bin not built (make $bin)"
@@ -45,7 +45,7 @@ if command -v h5dump >/dev/null; then
         { echo "FAIL: h5dump does not show /config"; exit 1; }
     echo "h5dump: ok"
 else
-    echo "SKIPPED (h5dump part): h5dump not installed (Debian: hdf5-tools)"
+    skip_check "h5dump part: h5dump not installed (Debian: hdf5-tools)"
 fi
 
 "$py" "$here/ref/read_checkpoint.py" "$ckpt" \
@@ -57,4 +57,5 @@ fi
     --alias predictions.decoder.weight=albert.embeddings.word_embeddings.weight \
     --alias predictions.decoder.bias=predictions.bias \
     --optim lamb
+[ "$fails" = 0 ] || exit 1
 echo "PASS: test_ckpt_h5py"

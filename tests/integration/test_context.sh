@@ -9,7 +9,8 @@
 set -u
 BUILD=${1:?}; DATA=${2:?}
 BIN=$BUILD/bin
-[ -f "$DATA/tokenizer/vocab.json" ] || { echo "SKIPPED: no tokenizer in $DATA/tokenizer"; exit 0; }
+source tests/lib.sh   # skip
+[ -f "$DATA/tokenizer/vocab.json" ] || skip "no tokenizer in $DATA/tokenizer"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 # common words that are one token each with this corpus's tokenizer (re-checked below)

@@ -17,11 +17,10 @@ set -u
 BUILD=${1:?usage: test_diloco.sh BUILD_DIR DATA_DIR}
 DATA=${2:?usage: test_diloco.sh BUILD_DIR DATA_DIR}
 BIN=$BUILD/bin
-if [ ! -f "$DATA/shards/train.h5" ] || [ ! -f "$DATA/shards/valid.h5" ]; then
-    echo "SKIPPED: no token shards in $DATA/shards (run 'make shards' first)"
-    exit 0
-fi
 source tests/lib.sh
+if [ ! -f "$DATA/shards/train.h5" ] || [ ! -f "$DATA/shards/valid.h5" ]; then
+    skip "no token shards in $DATA/shards (run 'make shards' first)"
+fi
 WORK=$(mktemp -d /tmp/conflux-diloco-test.XXXXXX)
 cleanup() {
     jobs -p | xargs -r kill -9 2>/dev/null

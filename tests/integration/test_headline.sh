@@ -17,12 +17,12 @@ BUILD=${1:?}; DATA=${2:?}
 B=$BUILD/bin/conflux-headline
 NEWS=${NEWS_DIR:-../shared/data/news}
 TOK=$DATA/tokenizer
+source tests/lib.sh
 for f in "$TOK/vocab.json" "$DATA/debtrans/Translation-ru" "$DATA/shards/train.h5" "$DATA/shards/valid.h5"; do
-    [ -e "$f" ] || { echo "SKIPPED: $f is missing (run 'make shards' first)"; exit 0; }
+    [ -e "$f" ] || skip "$f is missing (run 'make shards' first)"
 done
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
-source tests/lib.sh
 
 # expect CODE PATTERN CMD...: the command exits with CODE and its stderr matches PATTERN
 expect() {
@@ -121,7 +121,7 @@ if command -v mpirun >/dev/null; then
         bad "the 2-rank run did not run on 2 ranks (run.json: $(cat "$W/mpi2/run.json" 2>/dev/null | head -c 200))"
     fi
 else
-    echo "SKIPPED: MPI part (no mpirun)"
+    skip_check "MPI part (no mpirun)"
 fi
 
 # --- mBART denoising pretraining on the token shards, then fine-tuning from it
@@ -169,7 +169,7 @@ if [ -f "$NEWS/ria_20.json" ]; then
     "$B" evaluate --checkpoint "$CK" "$NEWS"/ods/*.csv.gz 2>&1 | tail -1 | grep -q 'n=36 model_paper' &&
         ok "evaluate ODS (36 articles)" || bad "evaluate ODS"
 else
-    echo "SKIPPED: real news samples ($NEWS absent)"
+    skip_check "real news samples ($NEWS/ria_20.json absent; NEWS_DIR overrides ../shared/data/news)"
 fi
 
 # --- bad input

@@ -21,9 +21,7 @@ tooldir=$(cd "$build/bin" 2>/dev/null && pwd)
 tbin="$build/tests/unit/test_rouge"
 ref_py="$here/ref/rouge_ref.py"
 py=/usr/bin/python3
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+source "$here/lib.sh"   # ok, bad, skip_check
 
 for b in "$tool" "$tbin"; do
     [ -x "$b" ] || { echo "FAIL: $b not built (make tools tests)"; exit 1; }
@@ -145,7 +143,7 @@ done
 
 # ---------------------------------------------------------------- part 2: Python reference
 if [ ! -x "$py" ]; then
-    echo "SKIPPED: $py missing: no cross-check against tests/ref/rouge_ref.py"
+    skip_check "$py missing: no cross-check against tests/ref/rouge_ref.py"
 else
     if "$tbin" --dump-fold >"$tmp/fold.c" && "$py" "$ref_py" fold-table >"$tmp/fold.py" &&
         cmp -s "$tmp/fold.c" "$tmp/fold.py"; then

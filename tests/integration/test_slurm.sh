@@ -13,17 +13,13 @@ set -o pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 LC=$REPO_ROOT/slurm/local-cluster.sh
+source "$REPO_ROOT/tests/lib.sh"   # skip, skip_check, free_ports
 
 for t in munged mungekey slurmctld slurmd sbatch srun squeue scontrol scancel sinfo; do
-    if ! command -v "$t" >/dev/null 2>&1; then
-        echo "SKIPPED: $t not installed (apt-get install slurm-wlm slurmctld slurmd slurm-client munge libpmix-dev)"
-        exit 0
-    fi
+    command -v "$t" >/dev/null 2>&1 ||
+        skip "$t not installed (apt-get install slurm-wlm slurmctld slurmd slurm-client munge libpmix-dev)"
 done
-if [[ $(id -u) != 0 ]]; then
-    echo "SKIPPED: needs root (the local cluster runs munged, slurmctld and slurmd as root)"
-    exit 0
-fi
+[[ $(id -u) == 0 ]] || skip "needs root (the local cluster runs munged, slurmctld and slurmd as root)"
 
 T0=$SECONDS
 fails=0
@@ -46,17 +42,8 @@ port_listening() {
                      END { exit !f }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
 }
 
-# a free port pair away from the default (16817/16818) that a developer's cluster uses
-# and from 16917/16918 (tests/integration/test_slurm_baseline.sh)
-CTLD_PORT=
-for ((i = 0; i < 25; i++)); do
-    p=$((16940 + 2 * (($$ + i) % 25)))
-    if ! port_listening "$p" && ! port_listening $((p + 1)); then
-        CTLD_PORT=$p
-        break
-    fi
-done
-[[ -n $CTLD_PORT ]] || { echo "FAIL: no free port pair in 16940-16989"; exit 1; }
+# a free port pair (tests/lib.sh), never the default 16817/16818 of a developer's cluster
+CTLD_PORT=$(free_ports)
 SLURMD_PORT=$((CTLD_PORT + 1))
 
 DIR=$(mktemp -d /tmp/conflux-slurm.XXXXXX) || { echo "FAIL: mktemp -d"; exit 1; }
@@ -214,7 +201,7 @@ fi
 
 # --- MPI hello under srun --mpi=pmix, inside a batch allocation ----------------------
 if ! command -v mpicc >/dev/null 2>&1; then
-    echo "SKIPPED: MPI hello under srun --mpi=pmix (no mpicc; apt-get install openmpi-bin libopenmpi-dev)"
+    skip_check "MPI hello under srun --mpi=pmix (no mpicc; apt-get install openmpi-bin libopenmpi-dev)"
 else
     cat >"$WORK/mpi_hello.c" <<'EOF'
 #include <mpi.h>

@@ -9,18 +9,20 @@
 set -u
 BUILD=${1:?}; DATA=${2:?}
 BIN=$(cd "$BUILD/bin" && pwd)
+source tests/lib.sh
 for cmd in slurmctld slurmd sbatch munged mpirun h5diff; do
-    command -v $cmd >/dev/null || { echo "SKIPPED: $cmd not installed"; exit 0; }
+    command -v $cmd >/dev/null || skip "$cmd not installed"
 done
-[ -f "$DATA/shards/train.h5" ] || { echo "SKIPPED: no token shards in $DATA/shards"; exit 0; }
+[ "$(id -u)" = 0 ] || skip "needs root (the local cluster runs munged, slurmctld and slurmd as root)"
+[ -f "$DATA/shards/train.h5" ] || skip "no token shards in $DATA/shards"
 DATA=$(cd "$DATA" && pwd)
 WORK=$(mktemp -d)
 chmod 755 "$WORK"  # munged needs every directory above its socket searchable
 CL=$WORK/cluster
-# ports of our own, so this test never meets another local cluster
-export CONFLUX_SLURMCTLD_PORT=16917 CONFLUX_SLURMD_PORT=16918
+# free ports of our own, so this test never meets another local cluster or test
+SP=$(free_ports)
+export CONFLUX_SLURMCTLD_PORT=$SP CONFLUX_SLURMD_PORT=$((SP + 1))
 trap 'slurm/local-cluster.sh stop "$CL" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
-source tests/lib.sh
 waitfor() {  # SECONDS COMMAND...: poll until the command succeeds
     local t=$1; shift
     for _ in $(seq $((t * 10))); do "$@" && return 0; sleep 0.1; done

@@ -9,22 +9,25 @@
 set -u
 BUILD=${1:?}; DATA=${2:?}
 BIN=$(cd "$BUILD/bin" && pwd)
+source tests/lib.sh
 for cmd in slurmctld slurmd sbatch munged mpirun; do
-    command -v $cmd >/dev/null || { echo "SKIPPED: $cmd not installed"; exit 0; }
+    command -v $cmd >/dev/null || skip "$cmd not installed"
 done
-[ -f "$DATA/shards/train.h5" ] || { echo "SKIPPED: no token shards in $DATA/shards"; exit 0; }
+[ "$(id -u)" = 0 ] || skip "needs root (the local cluster runs munged, slurmctld and slurmd as root)"
+[ -f "$DATA/shards/train.h5" ] || skip "no token shards in $DATA/shards"
 DATA=$(cd "$DATA" && pwd)
 WORK=$(mktemp -d)
 chmod 755 "$WORK"
 CL=$WORK/cluster
-export CONFLUX_SLURMCTLD_PORT=16937 CONFLUX_SLURMD_PORT=16938
+# one free range: the bridge listens on PORT, the private cluster on PORT+8 and PORT+9
+PORT=$(free_ports)
+export CONFLUX_SLURMCTLD_PORT=$((PORT + 8)) CONFLUX_SLURMD_PORT=$((PORT + 9))
 cleanup() {
     jobs -p | xargs -r kill -9 2>/dev/null
     slurm/local-cluster.sh stop "$CL" >/dev/null 2>&1
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-source tests/lib.sh
 waitfor() {  # SECONDS COMMAND...
     local t=$1; shift
     for _ in $(seq $((t * 10))); do "$@" && return 0; sleep 0.1; done
@@ -32,7 +35,6 @@ waitfor() {  # SECONDS COMMAND...
 }
 slurm/local-cluster.sh start "$CL" || { echo "FAIL: cannot start the local Slurm cluster"; exit 1; }
 eval "$(slurm/local-cluster.sh env "$CL")"
-PORT=$(free_ports)
 TOKENS=$WORK/tokens.txt
 "$BIN/conflux-bridge" token issue --tokens "$TOKENS" vol --out "$WORK/vol.token"; TOK=$WORK/vol.token
 FP=$("$BIN/conflux-bridge" tls fingerprint --tokens "$TOKENS")  # the join string pins it

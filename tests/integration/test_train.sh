@@ -9,13 +9,12 @@
 set -u
 BUILD=${1:?}; DATA=${2:?}
 BIN=$BUILD/bin
+source tests/lib.sh
 if [ ! -f "$DATA/shards/train.h5" ] || [ ! -f "$DATA/shards/valid.h5" ]; then
-    echo "SKIPPED: no token shards in $DATA/shards (run 'make shards' first)"
-    exit 0
+    skip "no token shards in $DATA/shards (run 'make shards' first)"
 fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-source tests/lib.sh
 
 TINY=("${TINY_MODEL[@]}" --set train.global_batch=8 --set train.micro_batch=4
       --set train.eval_samples=32 --set train.eval_every=10 -q)
@@ -84,7 +83,7 @@ if /usr/bin/python3 -c "import torch, h5py" 2>/dev/null; then
     echo "$out" | /usr/bin/python3 tests/ref/check_fill_mask.py "$WORK/learn/latest.h5" \
         && ok "checkpoint loads into PyTorch and predicts the same" || bad "PyTorch disagrees with conflux-fill-mask"
 else
-    echo "SKIPPED: PyTorch cross-check (no torch/h5py in /usr/bin/python3)"
+    skip_check "PyTorch cross-check (no torch/h5py in /usr/bin/python3)"
 fi
 
 # --- SIGTERM: checkpoint at the next step boundary, exit 0

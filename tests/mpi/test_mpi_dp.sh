@@ -10,10 +10,8 @@
 set -u
 BUILD=${1:?usage: test_mpi_dp.sh BUILD_DIR}
 BIN=$BUILD/tests/mpi/mpi_dp_check
-if ! command -v mpirun >/dev/null 2>&1; then
-    echo "SKIPPED: mpirun not found (install openmpi-bin)"
-    exit 0
-fi
+source "$(dirname "$0")/../lib.sh"   # skip
+command -v mpirun >/dev/null 2>&1 || skip "mpirun not found (install openmpi-bin)"
 if [ ! -x "$BIN" ]; then
     echo "FAIL: $BIN not built (make tests builds tests/mpi_*.c into BUILD/tests/)"
     exit 1

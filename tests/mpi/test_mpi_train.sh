@@ -18,9 +18,9 @@
 set -u
 BUILD=${1:?}; DATA=${2:?}
 BIN=$BUILD/bin
-command -v mpirun >/dev/null || { echo "SKIPPED: no mpirun"; exit 0; }
-if [ ! -f "$DATA/shards/train.h5" ]; then echo "SKIPPED: no token shards in $DATA/shards"; exit 0; fi
 source tests/lib.sh
+command -v mpirun >/dev/null || skip "no mpirun"
+[ -f "$DATA/shards/train.h5" ] || skip "no token shards in $DATA/shards"
 export OMPI_MCA_rmaps_base_oversubscribe=1
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
 WORK=$(mktemp -d)

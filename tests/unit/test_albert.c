@@ -19,6 +19,7 @@
 #include "models/common.h"
 #include "models/optim.h"
 #include "models/rng.h"
+#include "tests/unit/testutil.h"
 
 #define GOLDEN "tests/ref/albert_tiny.h5"
 #define GOLDEN_SOP "tests/ref/albert_tiny_sop.h5"
@@ -794,22 +795,21 @@ static void test_grad_split_sop(void) { check_grad_split(0.1f, 1); }
 static void test_grad_split_mlm(void) { check_grad_split(0.0f, 0); }
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("albert", NULL, NULL);
-    CU_add_test(s, "loss and gradients equal PyTorch", test_golden_loss_and_grads);
-    CU_add_test(s, "with sentence-order prediction too", test_golden_sop);
-    CU_add_test(s, "micro-batch split invariance with dropout", test_microbatch_split_invariance);
-    CU_add_test(s, "AdamW and LAMB against a double reference", test_optimizers);
-    CU_add_test(s, "AdamW's vector blocks and tails: the scalar formula bit for bit", test_adamw_blocks);
-    CU_add_test(s, "configuration parsing and errors", test_config_errors);
-    CU_add_test(s, "MLM/SOP data: coverage, masking, determinism", test_mlm_data);
-    CU_add_test(s, "count_tokens equals the forward's loss tokens", test_count_tokens);
-    CU_add_test(s, "configurations from files: no paths from a checkpoint, size bounds", test_config_from_files);
-    CU_add_test(s, "split gradients: hooks, order, fold (dropout, SOP)", test_grad_split_sop);
-    CU_add_test(s, "split gradients: hooks, order, fold (no dropout, MLM)", test_grad_split_mlm);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const TuTest s_tests[] = {
+        {"loss and gradients equal PyTorch", test_golden_loss_and_grads},
+        {"with sentence-order prediction too", test_golden_sop},
+        {"micro-batch split invariance with dropout", test_microbatch_split_invariance},
+        {"AdamW and LAMB against a double reference", test_optimizers},
+        {"AdamW's vector blocks and tails: the scalar formula bit for bit", test_adamw_blocks},
+        {"configuration parsing and errors", test_config_errors},
+        {"MLM/SOP data: coverage, masking, determinism", test_mlm_data},
+        {"count_tokens equals the forward's loss tokens", test_count_tokens},
+        {"configurations from files: no paths from a checkpoint, size bounds", test_config_from_files},
+        {"split gradients: hooks, order, fold (dropout, SOP)", test_grad_split_sop},
+        {"split gradients: hooks, order, fold (no dropout, MLM)", test_grad_split_mlm},
+    };
+    const TuSuite suites[] = {
+        {.name = "albert", .init = NULL, .clean = NULL, .tests = s_tests, .n_tests = TU_NELEM(s_tests)},
+    };
+    return tu_run(suites, TU_NELEM(suites), NULL, CU_BRM_VERBOSE);
 }

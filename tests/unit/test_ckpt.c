@@ -1077,49 +1077,33 @@ static void test_shard_flip_everywhere(void) {
     shard_free(&ref);
 }
 
-typedef struct {
-    int suite;   // 0 ckpt, 1 shard
-    const char *name;
-    CU_TestFunc fn;
-} TestEntry;
-
-static const TestEntry TESTS[] = {
-    {0, "round trip, bit for bit", test_ckpt_roundtrip},
-    {0, "no /optim group", test_ckpt_no_optim},
-    {0, "truncated files", test_ckpt_truncated},
-    {0, "corrupted chunk -> checksum error", test_ckpt_corrupt_chunk},
-    {0, "bytes flipped everywhere", test_ckpt_flip_everywhere},
-    {0, "not HDF5", test_ckpt_not_hdf5},
-    {0, "bad format / version / config", test_ckpt_bad_header},
-    {0, "missing dataset, wrong shape, wrong dtype", test_ckpt_bad_datasets},
-    {0, "failed save keeps the old file", test_ckpt_failed_save},
-    {0, "file written by h5py", test_ckpt_h5py_written},
-    {0, "CONFLUX_KEEP_CKPT sample", test_ckpt_keep_sample},
-    {1, "round trip across chunks", test_shard_roundtrip},
-    {1, "writer errors and abort", test_shard_writer_errors},
-    {1, "damaged shards", test_shard_damaged},
-    {1, "bytes flipped everywhere", test_shard_flip_everywhere},
+static const TuTest CKPT_TESTS[] = {
+    {"round trip, bit for bit", test_ckpt_roundtrip},
+    {"no /optim group", test_ckpt_no_optim},
+    {"truncated files", test_ckpt_truncated},
+    {"corrupted chunk -> checksum error", test_ckpt_corrupt_chunk},
+    {"bytes flipped everywhere", test_ckpt_flip_everywhere},
+    {"not HDF5", test_ckpt_not_hdf5},
+    {"bad format / version / config", test_ckpt_bad_header},
+    {"missing dataset, wrong shape, wrong dtype", test_ckpt_bad_datasets},
+    {"failed save keeps the old file", test_ckpt_failed_save},
+    {"file written by h5py", test_ckpt_h5py_written},
+    {"CONFLUX_KEEP_CKPT sample", test_ckpt_keep_sample},
+};
+static const TuTest SHARD_TESTS[] = {
+    {"round trip across chunks", test_shard_roundtrip},
+    {"writer errors and abort", test_shard_writer_errors},
+    {"damaged shards", test_shard_damaged},
+    {"bytes flipped everywhere", test_shard_flip_everywhere},
 };
 
 // Usage: test_ckpt [SUBSTRING]   runs the tests whose "suite: name" contains SUBSTRING.
 int main(int argc, char **argv) {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite suites[2] = {
-        CU_add_suite_with_setup_and_teardown("ckpt", suite_init, suite_clean, test_setup,
-                                             check_no_open_ids),
-        CU_add_suite_with_setup_and_teardown("shard", suite_init, suite_clean, test_setup,
-                                             check_no_open_ids)};
-    if (!suites[0] || !suites[1]) return 1;
-    const char *names[2] = {"ckpt", "shard"};
-    for (size_t i = 0; i < sizeof TESTS / sizeof TESTS[0]; i++) {
-        char full[160];
-        snprintf(full, sizeof full, "%s: %s", names[TESTS[i].suite], TESTS[i].name);
-        if (argc > 1 && !strstr(full, argv[1])) continue;
-        if (!CU_add_test(suites[TESTS[i].suite], TESTS[i].name, TESTS[i].fn)) return 1;
-    }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failures = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return failures > 0 ? 1 : 0;
+    const TuSuite suites[] = {
+        {.name = "ckpt", .init = suite_init, .clean = suite_clean, .setup = test_setup,
+         .teardown = check_no_open_ids, .tests = CKPT_TESTS, .n_tests = TU_NELEM(CKPT_TESTS)},
+        {.name = "shard", .init = suite_init, .clean = suite_clean, .setup = test_setup,
+         .teardown = check_no_open_ids, .tests = SHARD_TESTS, .n_tests = TU_NELEM(SHARD_TESTS)},
+    };
+    return tu_run(suites, TU_NELEM(suites), argc > 1 ? argv[1] : NULL, CU_BRM_VERBOSE);
 }

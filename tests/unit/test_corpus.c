@@ -7,6 +7,7 @@
 
 #include "io/corpus/corpus.h"
 #include "models/common.h"
+#include "tests/unit/testutil.h"
 
 // Document i of d with each paragraph normalised, joined by " | " (empty ones left out).
 static const char *doc_str(const CorpusDocs *d, size_t i) {
@@ -631,29 +632,30 @@ static void test_split(void) {
 }
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite ex = CU_add_suite("corpus extractors", NULL, NULL);
-    CU_add_test(ex, "format names and file filters", test_formats);
-    CU_add_test(ex, "fortune files", test_fortune);
-    CU_add_test(ex, "fortune entries", test_fortune_entries);
-    CU_add_test(ex, "plain text", test_text);
-    CU_add_test(ex, "roff man pages", test_man);
-    CU_add_test(ex, "HTML", test_html);
-    CU_add_test(ex, "LibreOffice XHP", test_xhp);
-    CU_add_test(ex, "Mallard XML", test_mallard);
-    CU_add_test(ex, "Debian Translation-ru", test_debtrans);
-    CU_add_test(ex, "gettext .mo, both byte orders, corrupt files", test_mo);
-    CU_add_test(ex, "truncated and random input", test_extract_robust);
-    CU_pSuite fl = CU_add_suite("corpus filtering", NULL, NULL);
-    CU_add_test(fl, "UTF-8 validation and normalisation", test_normalize);
-    CU_add_test(fl, "letter counts", test_count);
-    CU_add_test(fl, "FNV-1a hash", test_hash);
-    CU_add_test(fl, "dedup, length and Cyrillic filters", test_filter);
-    CU_add_test(fl, "long documents and emit failure", test_chunks_and_stop);
-    CU_add_test(fl, "train/validation split", test_split);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return fails > 0 ? 1 : 0;
+    static const TuTest ex_tests[] = {
+        {"format names and file filters", test_formats},
+        {"fortune files", test_fortune},
+        {"fortune entries", test_fortune_entries},
+        {"plain text", test_text},
+        {"roff man pages", test_man},
+        {"HTML", test_html},
+        {"LibreOffice XHP", test_xhp},
+        {"Mallard XML", test_mallard},
+        {"Debian Translation-ru", test_debtrans},
+        {"gettext .mo, both byte orders, corrupt files", test_mo},
+        {"truncated and random input", test_extract_robust},
+    };
+    static const TuTest fl_tests[] = {
+        {"UTF-8 validation and normalisation", test_normalize},
+        {"letter counts", test_count},
+        {"FNV-1a hash", test_hash},
+        {"dedup, length and Cyrillic filters", test_filter},
+        {"long documents and emit failure", test_chunks_and_stop},
+        {"train/validation split", test_split},
+    };
+    const TuSuite suites[] = {
+        {.name = "corpus extractors", .init = NULL, .clean = NULL, .tests = ex_tests, .n_tests = TU_NELEM(ex_tests)},
+        {.name = "corpus filtering", .init = NULL, .clean = NULL, .tests = fl_tests, .n_tests = TU_NELEM(fl_tests)},
+    };
+    return tu_run(suites, TU_NELEM(suites), NULL, CU_BRM_VERBOSE);
 }

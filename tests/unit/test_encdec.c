@@ -20,6 +20,7 @@
 #include "models/optim.h"
 #include "models/rng.h"
 #include "models/train.h"
+#include "tests/unit/testutil.h"
 
 #define GOLDEN "tests/ref/encdec_tiny.h5"
 enum { GB = 2, GTS = 12, GTT = 7 };
@@ -916,20 +917,19 @@ static void test_grad_split(void) {
 }
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("encdec", NULL, NULL);
-    CU_add_test(s, "loss, gradients and logits equal PyTorch", test_golden);
-    CU_add_test(s, "finite differences on the float path", test_finite_differences);
-    CU_add_test(s, "attention_ex and label-smoothed xent ops", test_ops);
-    CU_add_test(s, "micro-batch split invariance with dropout", test_split_invariance);
-    CU_add_test(s, "backward hooks report final ranges in bucket order", test_backward_hooks);
-    CU_add_test(s, "split gradients: order, final ranges, rows fold back", test_grad_split);
-    CU_add_test(s, "cached decoding equals teacher forcing", test_incremental_logits);
-    CU_add_test(s, "beam search equals exhaustive search; greedy == beam 1", test_beam_exhaustive);
-    CU_add_test(s, "training task learns a copy task", test_train_task);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const TuTest s_tests[] = {
+        {"loss, gradients and logits equal PyTorch", test_golden},
+        {"finite differences on the float path", test_finite_differences},
+        {"attention_ex and label-smoothed xent ops", test_ops},
+        {"micro-batch split invariance with dropout", test_split_invariance},
+        {"backward hooks report final ranges in bucket order", test_backward_hooks},
+        {"split gradients: order, final ranges, rows fold back", test_grad_split},
+        {"cached decoding equals teacher forcing", test_incremental_logits},
+        {"beam search equals exhaustive search; greedy == beam 1", test_beam_exhaustive},
+        {"training task learns a copy task", test_train_task},
+    };
+    const TuSuite suites[] = {
+        {.name = "encdec", .init = NULL, .clean = NULL, .tests = s_tests, .n_tests = TU_NELEM(s_tests)},
+    };
+    return tu_run(suites, TU_NELEM(suites), NULL, CU_BRM_VERBOSE);
 }

@@ -554,21 +554,20 @@ static void test_config(void) {
 }
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("headline", suite_init, suite_clean);
-    CU_add_test(s, "pair shards: round trip, bad ids, damaged and foreign files", test_pairs_roundtrip);
-    CU_add_test(s, "first sentence with the RIA dateline rule", test_first_sentence);
-    CU_add_test(s, "lowercasing", test_lowercase);
-    CU_add_test(s, "Poisson span lengths", test_poisson);
-    CU_add_test(s, "mBART corruption: spans, one [MASK] each, sentence permutation", test_denoise);
-    CU_add_test(s, "(title, body) pairs from debtrans, man and html", test_pairs_extract);
-    CU_add_test(s, "pair task: rows, truncation, dynamic padding, shuffling", test_pair_task);
-    CU_add_test(s, "a short denoising run lowers the loss", test_denoise_training);
-    CU_add_test(s, "separate encoder/decoder learning rates and warm-ups", test_optim_groups);
-    CU_add_test(s, "configuration", test_config);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned fails = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return fails ? 1 : 0;
+    static const TuTest s_tests[] = {
+        {"pair shards: round trip, bad ids, damaged and foreign files", test_pairs_roundtrip},
+        {"first sentence with the RIA dateline rule", test_first_sentence},
+        {"lowercasing", test_lowercase},
+        {"Poisson span lengths", test_poisson},
+        {"mBART corruption: spans, one [MASK] each, sentence permutation", test_denoise},
+        {"(title, body) pairs from debtrans, man and html", test_pairs_extract},
+        {"pair task: rows, truncation, dynamic padding, shuffling", test_pair_task},
+        {"a short denoising run lowers the loss", test_denoise_training},
+        {"separate encoder/decoder learning rates and warm-ups", test_optim_groups},
+        {"configuration", test_config},
+    };
+    const TuSuite suites[] = {
+        {.name = "headline", .init = suite_init, .clean = suite_clean, .tests = s_tests, .n_tests = TU_NELEM(s_tests)},
+    };
+    return tu_run(suites, TU_NELEM(suites), NULL, CU_BRM_VERBOSE);
 }

@@ -25,6 +25,7 @@
 #include "models/nn_ref.h"
 #include "models/rng.h"
 #include "tests/ref/ops_golden.h"
+#include "tests/unit/testutil.h"
 
 // ---------------------------------------------------------------------------------------
 // Tolerances. A comparison passes when |got - want| <= atol + rtol * |want| per element.
@@ -1101,18 +1102,7 @@ static void test_xent_extreme(void) {
 
 // ---------------------------------------------------------------------------------------
 
-typedef struct {
-    const char *name;
-    CU_TestFunc fn;
-} TestDef;
-
-static int add_suite(const char *name, const TestDef *tests, int n) {
-    CU_pSuite s = CU_add_suite_with_setup_and_teardown(name, NULL, NULL, NULL, tfree_all);
-    if (!s) return -1;
-    for (int i = 0; i < n; i++)
-        if (!CU_add_test(s, tests[i].name, tests[i].fn)) return -1;
-    return 0;
-}
+typedef TuTest TestDef;
 
 int main(void) {
     const char *verbose = getenv("OPS_TEST_VERBOSE");
@@ -1147,20 +1137,12 @@ int main(void) {
         {"xent_extreme_logits", test_xent_extreme},
     };
 
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    int rc = 0;
-    if (add_suite("ref_vs_finite_differences", fd, (int)NELEM(fd)) ||
-        add_suite("float_vs_ref", cmp, (int)NELEM(cmp)) ||
-        add_suite("golden_pytorch", gold, (int)NELEM(gold)) ||
-        add_suite("properties", props, (int)NELEM(props))) {
-        fprintf(stderr, "test_ops: cannot register tests: %s\n", CU_get_error_msg());
-        rc = 1;
-    } else {
-        CU_basic_set_mode(CU_BRM_VERBOSE);
-        if (CU_basic_run_tests() != CUE_SUCCESS) rc = 1;
-        if (CU_get_number_of_failures() > 0) rc = 1;
-        if (CU_get_number_of_suites_failed() > 0 || CU_get_number_of_tests_failed() > 0) rc = 1;
-    }
-    CU_cleanup_registry();
-    return rc;
+    // each test's tensors are freed after it (tfree_all), pass or fail
+    const TuSuite suites[] = {
+        {.name = "ref_vs_finite_differences", .teardown = tfree_all, .tests = fd, .n_tests = NELEM(fd)},
+        {.name = "float_vs_ref", .teardown = tfree_all, .tests = cmp, .n_tests = NELEM(cmp)},
+        {.name = "golden_pytorch", .teardown = tfree_all, .tests = gold, .n_tests = NELEM(gold)},
+        {.name = "properties", .teardown = tfree_all, .tests = props, .n_tests = NELEM(props)},
+    };
+    return tu_run(suites, NELEM(suites), NULL, CU_BRM_VERBOSE);
 }

@@ -31,6 +31,7 @@
 
 #include "bridge/proto.h"
 #include "models/common.h"
+#include "tests/unit/testutil.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 #define HDR BR_PROTO_HEADER_BYTES
@@ -1665,10 +1666,7 @@ static int repair_file(const char *in, const char *out) {
 
 // ---- main ----
 
-typedef struct TestDef {
-    const char *name;
-    void (*fn)(void);
-} TestDef;
+typedef TuTest TestDef;
 
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--write-corpus")) {
@@ -1706,24 +1704,9 @@ int main(int argc, char **argv) {
         {"garbage", test_garbage},
         {"corpus_replay", test_corpus_replay},
     };
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    int rc = 0;
-    CU_pSuite s = CU_add_suite("proto", NULL, NULL);
-    if (classify) {
-        if (s && !CU_add_test(s, "classify", classify_files)) s = NULL;
-    } else {
-        for (size_t i = 0; s && i < NELEM(tests); i++)
-            if (!CU_add_test(s, tests[i].name, tests[i].fn)) s = NULL;
-    }
-    if (!s) {
-        fprintf(stderr, "test_proto: cannot register tests: %s\n", CU_get_error_msg());
-        rc = 1;
-    } else {
-        CU_basic_set_mode(classify ? CU_BRM_SILENT : CU_BRM_VERBOSE);
-        if (CU_basic_run_tests() != CUE_SUCCESS) rc = 1;
-        if (CU_get_number_of_failures() > 0) rc = 1;
-        if (CU_get_number_of_suites_failed() > 0 || CU_get_number_of_tests_failed() > 0) rc = 1;
-    }
-    CU_cleanup_registry();
-    return rc;
+    static const TestDef classify_test[] = {{"classify", classify_files}};
+    const TuSuite suite = {.name = "proto",
+                           .tests = classify ? classify_test : tests,
+                           .n_tests = classify ? NELEM(classify_test) : NELEM(tests)};
+    return tu_run(&suite, 1, NULL, classify ? CU_BRM_SILENT : CU_BRM_VERBOSE);
 }

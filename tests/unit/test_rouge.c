@@ -22,6 +22,7 @@
 
 #include "io/eval/rouge.h"
 #include "models/common.h"
+#include "tests/unit/testutil.h"
 
 static RougeScorer *g_std, *g_paper;
 
@@ -562,25 +563,24 @@ static int dump_tables(const char *what) {
 int main(int argc, char **argv) {
     if (argc > 1 && (strcmp(argv[1], "--dump-fold") == 0 || strcmp(argv[1], "--dump-space") == 0))
         return dump_tables(argv[1]);
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("rouge", suite_init, suite_clean);
-    CU_add_test(s, "SOURCES.md vectors, paper mode", test_vectors_paper);
-    CU_add_test(s, "SOURCES.md vectors, standard mode", test_vectors_standard);
-    CU_add_test(s, "vectors with case and spacing changes", test_vectors_case_and_spaces);
-    CU_add_test(s, "identical texts score 1", test_identical);
-    CU_add_test(s, "empty hypothesis/reference", test_empty);
-    CU_add_test(s, "Cyrillic/Latin/Greek case folding", test_case_folding);
-    CU_add_test(s, "tokens, whitespace set, sentence splitting", test_tokens_and_spaces);
-    CU_add_test(s, "invalid UTF-8 and random bytes", test_invalid_utf8);
-    CU_add_test(s, "clipped counts vs n-gram sets", test_clipping_vs_sets);
-    CU_add_test(s, "paper mode: multi-sentence union LCS", test_paper_multi_sentence);
-    CU_add_test(s, "LCS kernels match the naive backtrack", test_lcs_matches_naive);
-    CU_add_test(s, "long inputs: bounded memory", test_long_inputs);
-    CU_add_test(s, "scorer reuse", test_reuse);
-    CU_add_test(s, "API errors", test_api_errors);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    int failed = (int)CU_get_number_of_failures() > 0 || CU_get_number_of_suites_failed() > 0;
-    CU_cleanup_registry();
-    return failed;
+    static const TuTest s_tests[] = {
+        {"SOURCES.md vectors, paper mode", test_vectors_paper},
+        {"SOURCES.md vectors, standard mode", test_vectors_standard},
+        {"vectors with case and spacing changes", test_vectors_case_and_spaces},
+        {"identical texts score 1", test_identical},
+        {"empty hypothesis/reference", test_empty},
+        {"Cyrillic/Latin/Greek case folding", test_case_folding},
+        {"tokens, whitespace set, sentence splitting", test_tokens_and_spaces},
+        {"invalid UTF-8 and random bytes", test_invalid_utf8},
+        {"clipped counts vs n-gram sets", test_clipping_vs_sets},
+        {"paper mode: multi-sentence union LCS", test_paper_multi_sentence},
+        {"LCS kernels match the naive backtrack", test_lcs_matches_naive},
+        {"long inputs: bounded memory", test_long_inputs},
+        {"scorer reuse", test_reuse},
+        {"API errors", test_api_errors},
+    };
+    const TuSuite suites[] = {
+        {.name = "rouge", .init = suite_init, .clean = suite_clean, .tests = s_tests, .n_tests = TU_NELEM(s_tests)},
+    };
+    return tu_run(suites, TU_NELEM(suites), NULL, CU_BRM_VERBOSE);
 }

@@ -24,6 +24,7 @@
 #include "io/text/utf8.h"
 #include "models/common.h"
 #include "models/rng.h"
+#include "tests/unit/testutil.h"
 
 #define UNTOUCHED 0xDEADu  // *cp before a call that must fail
 
@@ -443,26 +444,27 @@ static void test_entity_corpus(void) {
 }
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("utf8", NULL, NULL);
-    CU_add_test(s, "every sequence length and its bounds", test_lengths);
-    CU_add_test(s, "overlong 2-, 3- and 4-byte forms rejected", test_overlong);
-    CU_add_test(s, "surrogates rejected", test_surrogates);
-    CU_add_test(s, "values above U+10FFFF rejected", test_above_max);
-    CU_add_test(s, "truncated sequences", test_truncated);
-    CU_add_test(s, "lone continuation bytes", test_continuation);
-    CU_add_test(s, "encoding", test_encode);
-    CU_add_test(s, "decoding matches a naive encoder", test_decode_exhaustive);
-    CU_add_test(s, "maximal subparts of ill-formed input", test_invalid_len_exhaustive);
-    CU_pSuite e = CU_add_suite("entity", NULL, NULL);
-    CU_add_test(e, "the table: sorted, every name found in its sets", test_entity_table);
-    CU_add_test(e, "named entities", test_entity_lookup);
-    CU_add_test(e, "decimal and hex digits", test_entity_number);
-    CU_add_test(e, "what the news readers decode", test_entity_news);
-    CU_add_test(e, "what the corpus extractor decodes", test_entity_corpus);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    int failed = (int)CU_get_number_of_failures() > 0 || CU_get_number_of_suites_failed() > 0;
-    CU_cleanup_registry();
-    return failed;
+    static const TuTest s_tests[] = {
+        {"every sequence length and its bounds", test_lengths},
+        {"overlong 2-, 3- and 4-byte forms rejected", test_overlong},
+        {"surrogates rejected", test_surrogates},
+        {"values above U+10FFFF rejected", test_above_max},
+        {"truncated sequences", test_truncated},
+        {"lone continuation bytes", test_continuation},
+        {"encoding", test_encode},
+        {"decoding matches a naive encoder", test_decode_exhaustive},
+        {"maximal subparts of ill-formed input", test_invalid_len_exhaustive},
+    };
+    static const TuTest e_tests[] = {
+        {"the table: sorted, every name found in its sets", test_entity_table},
+        {"named entities", test_entity_lookup},
+        {"decimal and hex digits", test_entity_number},
+        {"what the news readers decode", test_entity_news},
+        {"what the corpus extractor decodes", test_entity_corpus},
+    };
+    const TuSuite suites[] = {
+        {.name = "utf8", .init = NULL, .clean = NULL, .tests = s_tests, .n_tests = TU_NELEM(s_tests)},
+        {.name = "entity", .init = NULL, .clean = NULL, .tests = e_tests, .n_tests = TU_NELEM(e_tests)},
+    };
+    return tu_run(suites, TU_NELEM(suites), NULL, CU_BRM_VERBOSE);
 }
