@@ -68,6 +68,18 @@ the draws, so they differ from albert_tiny.h5), same batch shape and lengths, pl
   /golden/grads/<name>    float32 d(loss_sum + sop_scale * sop_sum)/d(param), sop_scale taken
                           as its float32 value; token_type_embeddings row 1 is non-zero now
 loss_sum, loss_mean, n_selected and logits are the MLM part, as in albert_tiny.h5.
+
+--dropout P (albert_tiny_dropout.h5): the MLM golden of the same model and batch with
+model.dropout = P in /config (the C test uses 0.1) and dropout on: PyTorch multiplies in the
+masks conflux's counter-based RNG draws for seed DROPOUT_SEED and first sample index
+DROPOUT_SAMPLE0 (cx_rng.py, a numpy reimplementation of models/rng.h, and the sites of
+models/albert.c: embeddings, attention probabilities, attention output), so loss_sum and
+grads/<name> are those of a conflux training step. Additionally:
+  /golden/dropout_seed    int32 (1): the seed albert_step gets
+  /golden/sample_index0   int32 (1): the batch's AlbertBatch.sample_index0
+logits are without dropout (what albert_predict computes). Checked before writing: all-ones
+masks give the dropout-free loss, the drawn masks change it, about 1 - P of the elements
+are kept, and layers draw different masks.
 """
 import argparse
 import dataclasses
@@ -81,6 +93,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from albert_ref import ALIASES, LAYER_PREFIX, AlbertConfig, AlbertMLM, gelu_new  # noqa: E402
+import cx_rng  # noqa: E402
 
 try:
     from torch.func import functional_call  # torch >= 2.0
@@ -342,10 +355,30 @@ def created_iso():
     return t.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def write_golden(path, aliases=True, sop=False):
+# --dropout: the dropout run's seed and the global index of the batch's first sample
+# (non-zero, so that the masks' counter offsets are exercised)
+DROPOUT_SEED, DROPOUT_SAMPLE0 = 424242, 5
+
+
+def dropout_masks_for(cfg, B, T):
+    """conflux's masks for the golden batch (cx_rng.py), after a few sanity checks."""
+    masks = cx_rng.albert_dropout_masks(cfg, B, T, DROPOUT_SEED, DROPOUT_SAMPLE0, cfg.dropout)
+    flat = np.concatenate([masks["emb"].ravel()] + [x.ravel() for x in masks["att"] + masks["out"]])
+    kept = float((flat > 0).mean())
+    assert abs(kept - (1.0 - cfg.dropout)) < 0.02, kept
+    # the sites and layers draw different masks
+    assert not np.array_equal(masks["att"][0], masks["att"][1])
+    assert not np.array_equal(masks["out"][0], masks["out"][1])
+    return masks
+
+
+def write_golden(path, aliases=True, sop=False, dropout=0.0):
     import h5py
 
     cfg = TINY_SOP if sop else TINY
+    if dropout > 0:
+        assert not sop
+        cfg = dataclasses.replace(cfg, dropout=dropout)
     torch.manual_seed(1234)
     m = AlbertMLM(cfg)
     m = m.double()
@@ -356,18 +389,26 @@ def write_golden(path, aliases=True, sop=False):
     m.eval()
     ids, mask, labels = make_batch(cfg, TINY_B, TINY_T, TINY_LENGTHS, frac=0.3)
 
+    masks = dropout_masks_for(cfg, TINY_B, TINY_T) if dropout > 0 else None
     if not sop:
-        loss, n_sel, logits = m(ids, mask, labels)
+        loss, n_sel, logits = m(ids, mask, labels, dropout_masks=masks)
         m.zero_grad()
         loss.backward()
         grads = {k: p.grad.detach().clone() for k, p in m.named_parameters()}
         # cross-check the tiny model too: gathered head and naive forward
         m.zero_grad()
-        loss_g, n_g, _ = m(ids, mask, labels, gather_masked=True)
+        loss_g, n_g, _ = m(ids, mask, labels, gather_masked=True, dropout_masks=masks)
         loss_g.backward()
         assert n_g == n_sel and abs(loss_g.item() - loss.item()) < 1e-10
         for k, p in m.named_parameters():
             assert torch.allclose(p.grad, grads[k], atol=1e-12, rtol=1e-9), k
+        if masks is not None:
+            # all-ones masks are the model without dropout; the drawn ones change the loss
+            ones = {"emb": np.ones_like(masks["emb"]), "att": [np.ones_like(x) for x in masks["att"]],
+                    "out": [np.ones_like(x) for x in masks["out"]]}
+            loss0, _, logits = m(ids, mask, labels)      # stored logits: without dropout
+            assert abs(m(ids, mask, labels, dropout_masks=ones)[0].item() - loss0.item()) < 1e-12
+            assert abs(loss0.item() - loss.item()) > 1e-3 * abs(loss0.item())
         naive = naive_forward(m.state_dict(), TINY, ids, mask)
         assert (naive - logits.detach()).abs().max().item() < 1e-10
     else:
@@ -420,6 +461,9 @@ def write_golden(path, aliases=True, sop=False):
         g.create_dataset("loss_mean", data=np.array([loss.item() / n_sel], dtype=np.float32))
         g.create_dataset("n_selected", data=np.array([n_sel], dtype=np.int32))
         g.create_dataset("logits", data=f32(logits))
+        if masks is not None:
+            g.create_dataset("dropout_seed", data=np.array([DROPOUT_SEED], dtype=np.int32))
+            g.create_dataset("sample_index0", data=np.array([DROPOUT_SAMPLE0], dtype=np.int32))
         if sop:
             g.create_dataset("token_type_ids", data=i32(types))
             g.create_dataset("sop_labels", data=i32(sop_labels))
@@ -449,16 +493,23 @@ def main():
                     help="write the MLM + sentence-order prediction golden (sop = 1) instead")
     ap.add_argument("--no-aliases", action="store_true",
                     help="do not add the predictions.decoder.* hard links under /params")
+    ap.add_argument("--dropout", type=float, default=0.0,
+                    help="write albert_tiny_dropout.h5 instead: the MLM golden with this dropout "
+                         "rate and conflux's masks (cx_rng.py; seed and first sample index in "
+                         "/golden/dropout_seed, /golden/sample_index0)")
     ap.add_argument("--skip-check", action="store_true", help="skip the float64 self-check")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.out is None:
         args.out = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "albert_tiny_sop.h5" if args.sop else "albert_tiny.h5")
+                                "albert_tiny_sop.h5" if args.sop else
+                                "albert_tiny_dropout.h5" if args.dropout > 0 else "albert_tiny.h5")
+    if args.sop and args.dropout > 0:
+        ap.error("--dropout writes the MLM golden only")
     if not args.skip_check:
         self_check()
         self_check_sop()
-    write_golden(args.out, aliases=not args.no_aliases, sop=args.sop)
+    write_golden(args.out, aliases=not args.no_aliases, sop=args.sop, dropout=args.dropout)
 
 
 if __name__ == "__main__":

@@ -198,21 +198,38 @@ class AlbertMLM(nn.Module):
         return self.load_state_dict(sd)
 
     # ---- forward -------------------------------------------------------------------
-    def encode(self, ids, attention_mask=None, token_type_ids=None):
+    def encode(self, ids, attention_mask=None, token_type_ids=None, dropout_masks=None):
         """Hidden states (B, T, H) after the L shared layers. token_type_ids (B, T): segment
-        ids (None = all 0, which adds token_type_embeddings row 0 to every position)."""
+        ids (None = all 0, which adds token_type_embeddings row 0 to every position).
+
+        dropout_masks: None, or given dropout masks instead of torch's dropout (whatever
+        self.training and config.dropout say): a dict of scale factors (0 = dropped, 1/(1-p)
+        = kept) multiplied in at Hugging Face's three dropout sites, as conflux applies them
+        (cx_rng.albert_dropout_masks draws conflux's): "emb" (B, T, E) on LayerNorm(embeddings),
+        "att" a list of L (B, NH, T, T) on the attention probabilities of application l,
+        "out" a list of L (B, T, H) on attention.dense's output. The FFN output gets none
+        (the drop(f) below is only for torch's own dropout; HF's AlbertLayer has no dropout
+        there)."""
         c = self.config
         emb = self.albert.embeddings
         B, T = ids.shape
         assert T <= c.max_position
         drop = lambda x: F.dropout(x, c.dropout, self.training) if c.dropout > 0 else x
+        dm = None
+        if dropout_masks is not None:
+            dm = {k: (torch.as_tensor(v) if k == "emb" else [torch.as_tensor(x) for x in v])
+                  for k, v in dropout_masks.items()}
+            assert tuple(dm["emb"].shape) == (B, T, c.embedding_size)
+            assert len(dm["att"]) == c.num_layers and len(dm["out"]) == c.num_layers
+        site = lambda x, m: x * m.to(x.dtype)
         if token_type_ids is None:
             tt = emb.token_type_embeddings.weight[0]
         else:
             assert token_type_ids.shape == ids.shape
             tt = emb.token_type_embeddings(token_type_ids.long())
         x = emb.word_embeddings(ids) + emb.position_embeddings.weight[:T].unsqueeze(0) + tt
-        x = drop(emb.LayerNorm(x))
+        x = emb.LayerNorm(x)
+        x = drop(x) if dm is None else site(x, dm["emb"])
         h = self.albert.encoder.embedding_hidden_mapping_in(x)
 
         nh = c.num_heads
@@ -229,16 +246,18 @@ class AlbertMLM(nn.Module):
         def heads(t):
             return t.view(B, T, nh, hd).transpose(1, 2)                  # (B, nh, T, hd)
 
-        for _ in range(c.num_layers):
+        for l in range(c.num_layers):
             q, k, v = heads(att.query(h)), heads(att.key(h)), heads(att.value(h))
             s = torch.matmul(q, k.transpose(-1, -2)) * scale
             if mask_bias is not None:
                 s = s + mask_bias
-            p = drop(torch.softmax(s, dim=-1))
+            p = torch.softmax(s, dim=-1)
+            p = drop(p) if dm is None else site(p, dm["att"][l])
             ctx = torch.matmul(p, v).transpose(1, 2).reshape(B, T, c.hidden_size)
-            a = att.LayerNorm(h + drop(att.dense(ctx)))
+            o = att.dense(ctx)
+            a = att.LayerNorm(h + (drop(o) if dm is None else site(o, dm["out"][l])))
             f = layer.ffn_output(gelu_new(layer.ffn(a)))
-            h = layer.full_layer_layer_norm(drop(f) + a)
+            h = layer.full_layer_layer_norm((drop(f) if dm is None else f) + a)
         return h
 
     def head(self, h):
@@ -299,13 +318,15 @@ class AlbertMLM(nn.Module):
                                                         sop_labels, gather_masked)
         return loss_sum + sop_scale * sop_sum
 
-    def forward(self, ids, attention_mask=None, labels=None, gather_masked=False):
+    def forward(self, ids, attention_mask=None, labels=None, gather_masked=False,
+                dropout_masks=None):
         """Returns (loss_sum, n_selected, logits).
 
         loss_sum: cross-entropy summed over positions whose label != -100 (0-dim tensor;
                   None without labels); n_selected: how many such positions (int).
         logits:   (B, T, V), or with gather_masked=True only the selected rows (n_sel, V),
                   in row-major (b, t) order; the loss is the same either way.
+        dropout_masks: see encode().
         """
-        h = self.encode(ids, attention_mask)
+        h = self.encode(ids, attention_mask, dropout_masks=dropout_masks)
         return self._mlm_loss(h, labels, gather_masked)

@@ -4,6 +4,10 @@
 // (a conflux checkpoint), one batch with padding, and PyTorch's float64 loss and gradient of
 // every parameter. Tolerances: float32 forward/backward through 2 layers of a 12-wide model
 // agree with float64 to ~1e-5 relative; we allow 2e-4 relative to the tensor's max |value|.
+// tests/ref/albert_tiny_dropout.h5 (albert_golden.py --dropout 0.1) is the same model and
+// batch with dropout 0.1 on: PyTorch multiplied in the masks that conflux's counter-based
+// RNG draws (tests/ref/cx_rng.py reimplements models/rng.h), so loss and gradients of a
+// training step (albert_step with train = 1) are compared with the same tolerance.
 #include <CUnit/Basic.h>
 #include <math.h>
 #include <stdio.h>
@@ -23,6 +27,7 @@
 
 #define GOLDEN "tests/ref/albert_tiny.h5"
 #define GOLDEN_SOP "tests/ref/albert_tiny_sop.h5"
+#define GOLDEN_DROPOUT "tests/ref/albert_tiny_dropout.h5"
 
 static Albert *load_golden_model(const char *path, Ckpt **ckp, int *B, int *T) {
     char err[CX_ERRLEN];
@@ -54,7 +59,11 @@ static double max_abs(const float *a, size_t n) {
 }
 
 // Loss (+ SOP loss), every parameter gradient and the MLM distribution against PyTorch.
-static void check_golden(const char *path, int sop) {
+// dropout: the file is albert_tiny_dropout.h5 (model.dropout > 0 in its /config): the step
+// trains (dropout on) with the seed and first sample index of /golden/dropout_seed and
+// /golden/sample_index0, and PyTorch applied the masks conflux's counter-based RNG draws
+// for them (tests/ref/cx_rng.py); its logits are without dropout, as albert_predict.
+static void check_golden(const char *path, int sop, int dropout) {
     Ckpt *ck = NULL;
     int B, T;
     Albert *m = load_golden_model(path, &ck, &B, &T);
@@ -83,10 +92,19 @@ static void check_golden(const char *path, int sop) {
         b.sop_labels = sop_labels;
         b.sop_scale = sop_scale;
     }
+    int32_t dseed = 0, s0 = 0;
+    if (dropout) {
+        CU_ASSERT_FATAL(albert_config(m)->dropout > 0.0f);
+        CU_ASSERT_FATAL(ckpt_read_int32(ck, "/golden/dropout_seed", &dseed, 1, err) == 0);
+        CU_ASSERT_FATAL(ckpt_read_int32(ck, "/golden/sample_index0", &s0, 1, err) == 0);
+        b.sample_index0 = (uint64_t)s0;
+    } else {
+        CU_ASSERT_FATAL(albert_config(m)->dropout == 0.0f);
+    }
     long nsel = 0;
     double sop_sum = 0;
     memset(albert_grads(m), 0, albert_n_params(m) * sizeof(float));
-    double loss = albert_step(m, &b, 0, 1, 0, &nsel, &sop_sum);
+    double loss = albert_step(m, &b, dropout, 1, (uint64_t)dseed, &nsel, &sop_sum);
     CU_ASSERT_EQUAL(nsel, nsel_ref);
     CU_ASSERT_DOUBLE_EQUAL(loss, loss_ref, 1e-5 * fabs(loss_ref));
     printf("\n  loss_sum conflux %.7f pytorch %.7f over %ld tokens\n", loss, (double)loss_ref, nsel);
@@ -98,6 +116,7 @@ static void check_golden(const char *path, int sop) {
     const TensorSpec *specs = albert_specs(m);
     float *ref = malloc(albert_n_params(m) * sizeof(float));
     int bad = 0;
+    double worst_all = 0;  // largest max |diff| / scale over the tensors, printed
     for (int i = 0; i < albert_n_specs(m); i++) {
         char dset[256];
         snprintf(dset, sizeof dset, "/golden/grads/%s", specs[i].name);
@@ -109,12 +128,14 @@ static void check_golden(const char *path, int sop) {
         double scale = fmax(max_abs(ref, specs[i].n), 5e-3), worst = 0;
         if (!strstr(specs[i].name, "key.bias")) CU_ASSERT(max_abs(ref, specs[i].n) > 1e-3);
         for (size_t j = 0; j < specs[i].n; j++) worst = fmax(worst, fabs((double)g[j] - ref[j]));
+        worst_all = fmax(worst_all, worst / scale);
         if (worst > 2e-4 * scale) {
             printf("  %s: max |diff| %.3g vs scale %.3g\n", specs[i].name, worst, scale);
             bad++;
         }
     }
     CU_ASSERT_EQUAL(bad, 0);
+    printf("  gradients: max |diff| %.2g of the tensor's scale (tolerance 2e-4)\n", worst_all);
     free(ref);
 
     // predicted distribution at selected positions equals softmax of PyTorch's logits
@@ -142,8 +163,9 @@ static void check_golden(const char *path, int sop) {
     ckpt_close(ck);
 }
 
-static void test_golden_loss_and_grads(void) { check_golden(GOLDEN, 0); }
-static void test_golden_sop(void) { check_golden(GOLDEN_SOP, 1); }
+static void test_golden_loss_and_grads(void) { check_golden(GOLDEN, 0, 0); }
+static void test_golden_sop(void) { check_golden(GOLDEN_SOP, 1, 0); }
+static void test_golden_dropout(void) { check_golden(GOLDEN_DROPOUT, 0, 1); }
 
 // A global batch split into micro-batches gives the same gradient sum (dropout on: the
 // dropout draws are keyed by sample index, not by micro-batch).
@@ -798,6 +820,7 @@ int main(void) {
     static const TuTest s_tests[] = {
         {"loss and gradients equal PyTorch", test_golden_loss_and_grads},
         {"with sentence-order prediction too", test_golden_sop},
+        {"with dropout 0.1 (conflux's masks in PyTorch)", test_golden_dropout},
         {"micro-batch split invariance with dropout", test_microbatch_split_invariance},
         {"AdamW and LAMB against a double reference", test_optimizers},
         {"AdamW's vector blocks and tails: the scalar formula bit for bit", test_adamw_blocks},
