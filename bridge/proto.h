@@ -2,7 +2,9 @@
 //
 // A stream is a sequence of frames. Every frame is a 20-byte header followed by a payload;
 // all integers are little-endian and are read and written byte by byte (never by casting
-// a pointer to a struct or a wider integer).
+// a pointer to a struct or a wider integer). An f64 is an IEEE 754 binary64 sent as the
+// little-endian u64 of its bits (an f32, the u32 of its bits). Fields follow each other
+// with no padding, at the offsets their sizes give.
 //
 //   offset size field
 //   0      4    magic "CXBR" (0x43 0x58 0x42 0x52)
@@ -16,6 +18,9 @@
 //               decoder waits for (or buffers) a payload that will never come
 //   16     4    frame CRC32C of bytes 0..15 followed by the payload
 //
+// CRC32C is the Castagnoli CRC (iSCSI, RFC 3720): reflected polynomial 0x82F63B78, initial
+// value 0xFFFFFFFF, final XOR 0xFFFFFFFF (of "123456789": 0xE3069283), stored as a u32.
+//
 // Versioning: the major version changes when the layout changes incompatibly; a frame with
 // another major is rejected ("unsupported protocol major version"). A minor version may only
 // append fields at the end of a payload: a decoder accepts trailing payload bytes when the
@@ -23,9 +28,12 @@
 // otherwise, so every accepted 1.0 frame re-encodes to the same bytes.
 //
 // Payloads (sizes in bytes; strings are UTF-8 without NUL, length-prefixed by a u16; "res"
-// bytes are reserved and must be 0):
-//   HELLO         u8 major, u8 minor, u8 flags (bit 0 resume), u8 res, u32 codecs bitmask,
-//                 16 identity, u16 n + token (1..256), u16 n + client name (0..128)
+// bytes are reserved and must be 0; an identity is 16 opaque bytes, sent as they are; a
+// codec is a u8: 1 fp32, 2 fp16, 3 int8 (BrCodec)):
+//   HELLO         u8 major, u8 minor, u8 flags (bit 0 resume; the others must be 0), u8 res,
+//                 u32 codecs bitmask (bit 1 << codec for each codec offered: 0x0e = all
+//                 three; nonzero), 16 identity (nonzero when resuming),
+//                 u16 n + token (1..256), u16 n + client name (0..128)           (28+)
 //   WELCOME       u64 session id, 16 identity, u64 step, u64 samples_seen, u64 n_params,
 //                 u64 state_bytes, u32 round_deadline_ms, u32 max_chunk_bytes, u8 codec,
 //                 3 res                                                            (68)
@@ -44,9 +52,9 @@
 //   AVG_CHUNK     u64 round id, u64 offset (elements), u32 n_elems, u8 codec, 3 res,
 //                 codec_encoded_bytes(codec, n_elems) of data                      (24+)
 //
-// Chunk data (models/codec.h): fp32 4 bytes per element, fp16 2; int8 is blockwise: for
-// nb = ceil(n_elems / 128) blocks, nb f32 scales then n_elems int8 values (4 * nb + n_elems
-// bytes). Each chunk is encoded on its own; a sender that splits a vector into int8 chunks
+// Chunk data (models/codec.h): fp32 4 bytes per element, fp16 2 (IEEE binary16, the
+// little-endian u16 of its bits); int8 is blockwise: for nb = ceil(n_elems / 128) blocks,
+// nb f32 scales then n_elems int8 values (4 * nb + n_elems bytes). Each chunk is encoded on its own; a sender that splits a vector into int8 chunks
 // starting at offsets that are multiples of 128 (codec_chunk_elems) sends the same values as
 // if it had encoded the whole vector (the decoder does not require it). The chunk limit
 // applies to these encoded bytes.

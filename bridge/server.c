@@ -652,8 +652,12 @@ static void reap(BridgeServer *b) {
         Conn *c = *pp;
         // a closing connection lingers (reading and discarding) until the peer closes too
         // or 2 s passed: closing a socket with unread input sends a reset, which would
-        // destroy the ERROR frame before the peer reads it
-        if (c->closing && (c->eof || b->shutting_down || cx_now() - c->close_t > 2.0)) {
+        // destroy the ERROR frame before the peer reads it. Output still queued (an ERROR
+        // behind a replay's AVG_CHUNKs to a slow reader) gets up to 10 s to drain: freeing
+        // it would close the connection without the ERROR that says why.
+        double age = cx_now() - c->close_t;
+        int drained = evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
+        if (c->closing && (c->eof || b->shutting_down || (age > 2.0 && drained) || age > 10.0)) {
             *pp = c->next;
             bufferevent_free(c->bev);
             br_proto_decoder_free(&c->dec);

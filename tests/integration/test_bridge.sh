@@ -3,8 +3,9 @@
 # WAN scenarios are in test_wan.sh).
 #  1. Equivalence: 2 trainer ranks + bridge + 2 volunteers == 4 MPI ranks on the same data
 #     and global batch, fp32 uploads (summation-order tolerance) and fp16 uploads (a bound).
-#  2. Faults: hostile peers of every kind, a volunteer joining mid-run, one leaving, one
-#     killed, a revoked token, a stolen identity. Training finishes, replicas agree, every
+#  2. Faults: hostile peers of every kind (each refused with its exact error code and
+#     reason), a volunteer joining mid-run, one leaving, one killed, a revoked token, a
+#     stolen identity; 2b. the idle timeout on its own. Training finishes, replicas agree, every
 #     sample is accounted.
 #  0, 1, 3. TLS and tokens (issue 15): tokens stored hashed, read from a file, never argv;
 #     the pinned certificate (a wrong pin, a plaintext client, a TLS client against a
@@ -140,6 +141,10 @@ grep -q "TLS handshake failed: .*(the bridge does not speak TLS: a --plaintext b
     || bad "TLS client against plaintext: $(cat "$f")"
 
 # ---- 2. faults ------------------------------------------------------------------------
+# Hostile peers of every kind, each refused with its exact error code and reason (tool_badpeer
+# --expect). The idle timeout (600 s) outlasts the whole phase (tool_badpeer waits 30 s for
+# its ERROR, 120 s at most): a deleted check is not covered up by an idle-timeout ERROR. The
+# idle timeout itself has its own short run (2b).
 BOB=$WORK/bob.token
 "$BIN/conflux-bridge" token issue --tokens "$TOKENS" bob --out "$BOB" 2>/dev/null
 F=$WORK/faults
@@ -147,18 +152,54 @@ P2=$((PORT + 2))
 "${MPIRUN[@]}" -np 2 "$BIN/conflux-train" "${RUN[@]}" --set train.global_batch=24 --set train.steps=150 --set run.dir="$F" \
     --set optim.warmup_steps=20 \
     : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$P2 --deadline 5 --plan equal \
-    --idle-timeout 3 --heartbeat 1 --history 8 --wait-volunteers 1 --wait-timeout 60 \
-    --max-preauth-per-addr 32 >"$F.bridge.log" 2>&1 &
+    --idle-timeout 600 --heartbeat 1 --history 8 --wait-volunteers 1 --wait-timeout 60 \
+    --max-preauth 64 --max-preauth-per-addr 64 --max-conns-per-token 64 >"$F.bridge.log" 2>&1 &
 MP=$!
 "$BIN/conflux-volunteer" --join "127.0.0.1:$P2#$FP" --token-file "$TOK" --name steady --identity-file "$WORK/steady.id" \
     --set train.threads=1 >"$F.steady.log" 2>&1 &
 STEADY=$!
 sleep 2
-# hostile peers, all at once while the run goes on (16 connections from one address before
-# any HELLO: hence --max-preauth-per-addr 32 above)
-MODES="garbage http hugelen badtoken badcrc early idle nan norm bigsum hugeloss tokens wrongsize wronground"
+# hostile peers, all at once while the run goes on (30 connections from one address before
+# any HELLO, 30 on alice's token: hence the limits of 64 above). MODE -> 'CODE REGEX': the
+# BrErrorCode (1 PROTOCOL, 3 AUTH, 4 BAD_DATA, 5 TIMEOUT, 6 STATE) and the reason, matched
+# against the ERROR frame's message.
+N='[0-9]+' G='[0-9.e+]+'
+declare -A WANT=(
+    [garbage]='1 ^bad frame magic at stream offset 0: bytes 00, expected 43 58 42 52 \("CXBR"\): not a conflux bridge stream, or the stream lost its framing$'
+    [http]='1 ^bad frame magic at stream offset 0: bytes 47, expected 43 58 42 52 \("CXBR"\)'
+    [hugelen]='1 ^HEARTBEAT payload of 4294967295 bytes exceeds the limit of 256 at stream offset 8$'
+    [badcrc]="1 ^frame checksum mismatch in HELLO frame at stream offset 16 \\($N payload bytes; computed 0x[0-9a-f]{8}, header says 0x[0-9a-f]{8}\\): corrupted stream$"
+    [nohello]='5 ^no HELLO within 5 s of connecting$'
+    [badtoken]='3 ^unknown or revoked join token$'
+    [nocodec]='1 ^no gradient codec in common \(peer offers 0x20, bridge accepts 0xe\)$'
+    [hello2]="1 ^HELLO frame not accepted in this connection state at stream offset $N\$"
+    [wrongtype]="1 ^ROUND_OPEN frame not accepted in this connection state at stream offset $N\$"
+    [staterange]="6 ^state bytes \\[$N, \\+1\\) outside the $N-byte state\$"
+    [future]="6 ^reports step $N but the run is at step $N\$"
+    [behind]="6 ^at step 0, $N steps behind the run: more than the 8 rounds kept; download the state again\$"
+    [early]='1 ^GRAD_CHUNK before the connection is live$'
+    [statelive]='6 ^STATE_REQUEST after the connection went live$'
+    [progress]="6 ^PROGRESS for step $N after step $N \\(run at $N\\)\$"
+    [lag]="6 ^$N rounds behind the run \\(at most 4\\): too slow to follow it; rejoin to download a fresh state\$"
+    [nan]='4 ^gradient element 7 is nan$'
+    [norm]="4 ^gradient norm $G per loss token exceeds the limit 1e\\+04\$"
+    [bigsum]="4 ^upload norm $G is beyond any real one \\(1e\\+30\\)\$"
+    [hugeloss]="4 ^upload claims loss sum 1e\\+308 over 10 tokens and auxiliary loss sum 0 over $N samples: outside \\[0, 1000\\] per token or sample\$"
+    [tokens]="4 ^upload claims $N loss tokens for samples \\[$N, \\+$N\\); they hold $N\$"
+    [manytokens]="4 ^upload claims $N loss tokens for $N samples\$"
+    [wrongsize]="4 ^upload starts at element [1-9][0-9]* with $N samples; expected element 0 and $N samples\$"
+    [wrongsamples]="4 ^upload starts at element 0 with $N samples; expected element 0 and $N samples\$"
+    [wronground]="1 ^upload for round $N, but the share it holds is for round $N\$"
+    [wrongcodec]='4 ^GRAD_CHUNK in codec 2, negotiated 1$'
+    [changetotals]="4 ^GRAD_CHUNK at element $N changes the round or totals of the upload in progress\$"
+    [pastend]="4 ^GRAD_CHUNK covers elements \\[$N, $N\\) but the next expected element is $N of $N\$"
+)
+MODES="garbage http hugelen badcrc nohello badtoken nocodec hello2 wrongtype staterange future behind early
+       statelive progress lag nan norm bigsum hugeloss tokens manytokens wrongsize wrongsamples wronground
+       wrongcodec changetotals pastend"
 for m in $MODES; do
-    timeout 120 "$BUILD/tests/tools/tool_badpeer" "127.0.0.1:$P2#$FP" $m "$(cat "$TOK")" >"$F.bad-$m.log" 2>&1 &
+    timeout 150 "$BUILD/tests/tools/tool_badpeer" --expect "${WANT[$m]%% *}" "${WANT[$m]#* }" \
+        "127.0.0.1:$P2#$FP" $m "$(cat "$TOK")" >"$F.bad-$m.log" 2>&1 &
     eval "BAD_$m=\$!"
 done
 # a volunteer that contributes 5 steps and leaves; one killed while training; bob, revoked
@@ -176,9 +217,10 @@ BOBPID=$!
 # run's); both are alice's, bound to her token
 wait_log "$F.bridge.log" "steady (alice" 60
 for _ in $(seq 50); do [ -s "$WORK/steady.id" ] && break; sleep 0.2; done
-timeout 60 "$BUILD/tests/tools/tool_badpeer" "127.0.0.1:$P2#$FP" steal "$(cat "$BOB")" "$(cat "$WORK/steady.id")" >"$F.steal.log" 2>&1
+STEAL=(3 "^identity [0-9a-f]{8}\\.\\.\\. is not bound to this join token \\(an identity can be resumed only with the token it was issued for\\)\$")
+timeout 60 "$BUILD/tests/tools/tool_badpeer" --expect "${STEAL[@]}" "127.0.0.1:$P2#$FP" steal "$(cat "$BOB")" "$(cat "$WORK/steady.id")" >"$F.steal.log" 2>&1
 echo "rc=$?" >>"$F.steal.log"
-timeout 60 "$BUILD/tests/tools/tool_badpeer" "127.0.0.1:$P2#$FP" steal "$(cat "$BOB")" "$(cat "$WORK/hy-fp32.v1.id")" >"$F.steal-old.log" 2>&1
+timeout 60 "$BUILD/tests/tools/tool_badpeer" --expect "${STEAL[@]}" "127.0.0.1:$P2#$FP" steal "$(cat "$BOB")" "$(cat "$WORK/hy-fp32.v1.id")" >"$F.steal-old.log" 2>&1
 echo "rc=$?" >>"$F.steal-old.log"
 sleep 2
 kill -9 $VICTIM
@@ -192,25 +234,9 @@ wait $MP && [ -f "$F/finished" ] && ok "training finished despite the faults" \
     || { bad "training did not finish"; tail -20 "$F.bridge.log"; }
 for m in $MODES; do
     eval "pid=\$BAD_$m"
-    wait $pid && ok "hostile peer '$m': $(grep -m1 'bridge error' "$F.bad-$m.log" | cut -c1-90)" \
-        || { bad "hostile peer '$m' was not rejected cleanly"; cat "$F.bad-$m.log"; }
+    wait $pid && ok "hostile peer '$m': $(grep -m1 'bridge error' "$F.bad-$m.log" | cut -c1-100)" \
+        || { bad "hostile peer '$m' was not refused with error ${WANT[$m]}"; cat "$F.bad-$m.log"; }
 done
-# a claimed loss of 1e308 is refused for its value (two of them summed to inf and ended the
-# bridge in a CHECK), not by an idle timeout
-grep -q "bridge error 4: upload claims loss sum 1e+308 over 10 tokens" "$F.bad-hugeloss.log" \
-    && ok "hostile 'hugeloss' refused for its loss: $(grep -m1 -o 'upload claims loss sum.*' "$F.bad-hugeloss.log" | cut -c1-80)" \
-    || bad "hugeloss: $(cat "$F.bad-hugeloss.log")"
-# the per-token limit and the absolute bound are separate guards, each with its reason
-grep -q "bridge error 4: gradient norm .* per loss token exceeds the limit 1e+04" "$F.bad-norm.log" \
-    && ok "hostile 'norm' refused by --max-grad-norm" || bad "norm: $(cat "$F.bad-norm.log")"
-grep -q "bridge error 4: upload norm .* is beyond any real one (1e+30)" "$F.bad-bigsum.log" \
-    && ok "hostile 'bigsum' (finite elements of 3e38) refused by the absolute norm bound" \
-    || bad "bigsum: $(cat "$F.bad-bigsum.log")"
-# a claimed loss-token count is checked against the samples of the share (a zero gradient
-# claiming 1000 tokens per sample divided the whole round's gradient and zeroed its loss)
-grep -q "bridge error 4: upload claims [0-9]* loss tokens for samples \[[0-9]*, +[0-9]*); they hold [0-9]*" "$F.bad-tokens.log" \
-    && ok "hostile 'tokens' refused for its count: $(grep -m1 -o 'upload claims.*' "$F.bad-tokens.log" | cut -c1-90)" \
-    || bad "tokens: $(cat "$F.bad-tokens.log")"
 grep -q '^conflux-bridge: FORGED' "$F.bridge.log" && bad "a peer's name forged a line in the bridge log" \
     || { grep -q 'leaver\\x0aconflux-bridge: FORGED' "$F.bridge.log" \
          && ok "a name with a newline is logged escaped (leaver\\x0a...), no forged line" \
@@ -265,6 +291,24 @@ assert assigned == ended, (assigned, ended, by)
 assert fresh > 0
 assert by.get("rejected-tokens", 0) > 0, by  # the hostile 'tokens' upload, dropped and counted
 EOF
+# ---- 2b. the idle timeout ---------------------------------------------------------------
+# A peer that says HELLO and then nothing is dropped by --idle-timeout (3 s here), with the
+# reason; the bridge waits (12 s at most) for a volunteer that this one never becomes.
+I=$WORK/idle
+P4=$((PORT + 4))
+"${MPIRUN[@]}" -np 1 "$BIN/conflux-train" "${RUN[@]}" --set train.global_batch=8 --set train.steps=2 --set run.dir="$I" \
+    : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$P4 --idle-timeout 3 --heartbeat 1 \
+    --wait-volunteers 1 --wait-timeout 12 >"$I.bridge.log" 2>&1 &
+IMP=$!
+if wait_log "$I.bridge.log" "listening on" 120; then
+    timeout 60 "$BUILD/tests/tools/tool_badpeer" --expect 5 '^silent for [34] s \(idle timeout\)$' \
+        "127.0.0.1:$P4#$FP" idle "$(cat "$TOK")" >"$I.bad.log" 2>&1 \
+        && ok "hostile peer 'idle' (--idle-timeout 3): $(grep -m1 'bridge error' "$I.bad.log")" \
+        || { bad "hostile peer 'idle' was not dropped by the idle timeout"; cat "$I.bad.log"; }
+else
+    bad "the idle-timeout bridge did not start: $(tail -3 "$I.bridge.log")"
+fi
+wait $IMP || bad "the idle-timeout run failed: $(tail -3 "$I.bridge.log")"
 # ---- 3. revocation fails closed ---------------------------------------------------------
 # A token file that becomes malformed, then deleted, refuses joins and drops the connected
 # volunteer (BUSY: it retries), each reason logged once however many ticks pass; fixed, the
@@ -283,7 +327,9 @@ cp -p "$TOKENS" "$WORK/tokens.good"
 if wait_log "$G.bridge.log" "keeper (alice.*is live" 120; then
     echo "not a token line" >>"$TOKENS"
     wait_log "$G.keeper.log" "error 7: join tokens unavailable" 20
-    timeout 30 "$BUILD/tests/tools/tool_badpeer" "127.0.0.1:$P3#$FP" idle "$(cat "$TOK")" >"$G.join-broken.log" 2>&1
+    timeout 30 "$BUILD/tests/tools/tool_badpeer" --expect 7 "^join tokens unavailable: the bridge's token file is unreadable or malformed; joins are refused until the host fixes it\$" \
+        "127.0.0.1:$P3#$FP" idle "$(cat "$TOK")" >"$G.join-broken.log" 2>&1
+    echo "rc=$?" >>"$G.join-broken.log"
     sleep 1.5  # six ticks
     rm -f "$TOKENS"
     wait_log "$G.bridge.log" "cannot read token file" 20
@@ -300,6 +346,7 @@ n_gone=$(grep -c "join tokens unusable, refusing joins and dropping volunteers u
 grep -q "dropping keeper (alice, .*): join tokens unavailable: the bridge's token file is unreadable or malformed" "$G.bridge.log" \
     && ok "the connected volunteer was dropped with the reason named" || bad "keeper not dropped: $(grep keeper "$G.bridge.log" | tail -3)"
 grep -q "bridge error 7: join tokens unavailable: the bridge's token file is unreadable or malformed; joins are refused" "$G.join-broken.log" \
+    && grep -q "^rc=0" "$G.join-broken.log" \
     && ok "a join with a valid token was refused while the file was broken" || bad "join while broken: $(cat "$G.join-broken.log")"
 grep -q "join tokens readable again" "$G.bridge.log" && grep -q "keeper (alice.*joined (resuming" "$G.bridge.log" \
     && [ $rc = 0 ] && grep -q "the run ended" "$G.keeper.log" \

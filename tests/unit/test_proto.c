@@ -1,7 +1,8 @@
 // test_proto.c: the bridge wire protocol (bridge/proto.h): pure encode/decode, no sockets.
 //
 // - CRC32C against published vectors (RFC 3720 B.4 and "123456789") and a bitwise reference.
-// - Golden bytes for two frames (the layout, computed independently in Python).
+// - Golden bytes for one frame of every type, written field by field from the layout in
+//   bridge/proto.h (struct.pack in Python, CRC32C by a bitwise loop), not by the encoder.
 // - Every message type round-trips with edge values (zeros, all-ones, longest strings,
 //   multi-byte UTF-8, largest chunks), through the one-shot and the incremental decoder,
 //   and re-encodes to the same bytes.
@@ -595,28 +596,265 @@ static void test_utf8(void) {
     }
 }
 
+// One frame of every type (and each chunk codec), written byte by byte from the layout in
+// bridge/proto.h, not from the encoder: struct.pack('<...') field by field in Python, the
+// CRC32C by a bitwise Python loop (the values are noted next to each checksum, and
+// crc32c_bitwise checks them again here). Each field's bytes are on their own line.
+static const uint8_t g_hello[] = {
+    0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
+    0x01, 0x00, 0x01, 0x00,  // major 1, minor 0, type 1, flags 0
+    0x21, 0x00, 0x00, 0x00,  // payload_bytes 33
+    0xa6, 0x1e, 0x2e, 0xd5,  // header CRC32C 0xd52e1ea6 (Python, bitwise)
+    0x84, 0x59, 0xf8, 0x1e,  // frame CRC32C 0x1ef85984 (Python, bitwise)
+    0x01,  // u8 major 1
+    0x00,  // u8 minor 0
+    0x01,  // u8 flags: bit 0 resume
+    0x00,  // u8 reserved
+    0x0e, 0x00, 0x00, 0x00,  // u32 codecs: bits 1 fp32, 2 fp16, 3 int8
+    0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,  // identity 0x10..0x1f
+    0x03, 0x00,  // u16 token length 3
+    0x74, 0x6f, 0x6b,  // token "tok"
+    0x02, 0x00,  // u16 name length 2
+    0xc3, 0xa9,  // name "é" (U+00E9)
+};
+static const uint8_t g_welcome[] = {
+    0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
+    0x01, 0x00, 0x02, 0x00,  // major 1, minor 0, type 2, flags 0
+    0x44, 0x00, 0x00, 0x00,  // payload_bytes 68
+    0x5b, 0x05, 0x76, 0x3b,  // header CRC32C 0x3b76055b (Python, bitwise)
+    0x40, 0xe0, 0x3b, 0xc4,  // frame CRC32C 0xc43be040 (Python, bitwise)
+    0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,  // u64 session id
+    0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf,  // identity 0xa0..0xaf
+    0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 step 7
+    0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 samples_seen 256
+    0x45, 0x23, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 n_params 0x12345
+    0x01, 0xef, 0xcd, 0xab, 0x00, 0x00, 0x00, 0x00,  // u64 state_bytes 0xabcdef01
+    0x30, 0x75, 0x00, 0x00,  // u32 round_deadline_ms 30000
+    0x00, 0x00, 0x10, 0x00,  // u32 max_chunk_bytes 1 MiB
+    0x02,  // u8 codec 2 (fp16)
+    0x00, 0x00, 0x00,  // 3 reserved
+};
+static const uint8_t g_state_request[] = {
+    0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
+    0x01, 0x00, 0x03, 0x00,  // major 1, minor 0, type 3, flags 0
+    0x0c, 0x00, 0x00, 0x00,  // payload_bytes 12
+    0x43, 0x52, 0xa4, 0x89,  // header CRC32C 0x89a45243 (Python, bitwise)
+    0xb7, 0xeb, 0x71, 0xf7,  // frame CRC32C 0xf771ebb7 (Python, bitwise)
+    0x02, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,  // u64 offset 0x100000002
+    0x00, 0x04, 0x00, 0x00,  // u32 n_bytes 1024
+};
+static const uint8_t g_state_chunk[] = {
+    0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
+    0x01, 0x00, 0x04, 0x00,  // major 1, minor 0, type 4, flags 0
+    0x17, 0x00, 0x00, 0x00,  // payload_bytes 23
+    0x0c, 0xf5, 0xef, 0x72,  // header CRC32C 0x72eff50c (Python, bitwise)
+    0x29, 0x59, 0xf5, 0x32,  // frame CRC32C 0x32f55929 (Python, bitwise)
+    0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 offset 8
+    0x0b, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 total_bytes 11
+    0x03, 0x00, 0x00, 0x00,  // u32 n_bytes 3
+    0x61, 0x62, 0x63,  // state bytes "abc"
+};
+static const uint8_t g_progress[] = {
+    0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
+    0x01, 0x00, 0x05, 0x00,  // major 1, minor 0, type 5, flags 0
+    0x10, 0x00, 0x00, 0x00,  // payload_bytes 16
+    0xdf, 0x26, 0xdf, 0x84,  // header CRC32C 0x84df26df (Python, bitwise)
+    0xec, 0x93, 0xe3, 0x02,  // frame CRC32C 0x02e393ec (Python, bitwise)
+    0x2a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 step 42
+    0x02, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 samples 258
+};
+static const uint8_t g_round_open[] = {
+    0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
+    0x01, 0x00, 0x06, 0x00,  // major 1, minor 0, type 6, flags 0
+    0x30, 0x00, 0x00, 0x00,  // payload_bytes 48
+    0x8e, 0xf9, 0x46, 0x67,  // header CRC32C 0x6746f98e (Python, bitwise)
+    0xba, 0x7c, 0x52, 0xb9,  // frame CRC32C 0xb9527cba (Python, bitwise)
+    0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 round id 5
+    0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 step 4
+    0x18, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 target samples 24
+    0x64, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 sample start 100
+    0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 sample count 6
+    0x10, 0x32, 0x54, 0x76, 0x98, 0xba, 0xdc, 0xfe,  // u64 parameter hash
+};
+static const uint8_t g_round_close[] = {
+    0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
+    0x01, 0x00, 0x07, 0x00,  // major 1, minor 0, type 7, flags 0
+    0x38, 0x00, 0x00, 0x00,  // payload_bytes 56
+    0x71, 0xf1, 0x32, 0x7e,  // header CRC32C 0x7e32f171 (Python, bitwise)
+    0xfb, 0x9e, 0x55, 0xae,  // frame CRC32C 0xae559efb (Python, bitwise)
+    0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 round id 5
+    0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 accepted samples 6
+    0x18, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 round samples 24
+    0xe8, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 round tokens 1000
+    0x03, 0x00, 0x00, 0x00,  // u32 participants 3
+    0x00, 0x00, 0x00, 0x00,  // 4 reserved
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xf8, 0x3f,  // f64 loss sum 1.5 (binary64 0x3ff8000000000000)
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xd0, 0xbf,  // f64 aux sum -0.25 (0xbfd0000000000000)
+};
+static const uint8_t g_grad_chunk[] = {
+    0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
+    0x01, 0x00, 0x08, 0x00,  // major 1, minor 0, type 8, flags 0
+    0x40, 0x00, 0x00, 0x00,  // payload_bytes 64
+    0x74, 0x8c, 0xde, 0xfb,  // header CRC32C 0xfbde8c74 (Python, bitwise)
+    0x0a, 0x7d, 0x76, 0xf0,  // frame CRC32C 0xf0767d0a (Python, bitwise)
+    0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 round id 5
+    0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 offset 256 elements
+    0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 samples 6
+    0xfa, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 tokens 250
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x40,  // f64 loss sum 2.0
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xe0, 0x3f,  // f64 aux sum 0.5
+    0x02, 0x00, 0x00, 0x00,  // u32 n_elems 2
+    0x01,  // u8 codec 1 (fp32)
+    0x00, 0x00, 0x00,  // 3 reserved
+    0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x20, 0xc0,  // fp32 1.0, -2.5
+};
+static const uint8_t g_avg_chunk_fp16[] = {
+    0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
+    0x01, 0x00, 0x09, 0x00,  // major 1, minor 0, type 9, flags 0
+    0x1e, 0x00, 0x00, 0x00,  // payload_bytes 30
+    0x23, 0x78, 0x2d, 0x64,  // header CRC32C 0x642d7823 (Python, bitwise)
+    0xaa, 0x05, 0xf5, 0xb2,  // frame CRC32C 0xb2f505aa (Python, bitwise)
+    0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 round id 5
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 offset 0
+    0x03, 0x00, 0x00, 0x00,  // u32 n_elems 3
+    0x02,  // u8 codec 2 (fp16)
+    0x00, 0x00, 0x00,  // 3 reserved
+    0x00, 0x3c, 0x00, 0xc0, 0x00, 0x38,  // fp16 1.0, -2.0, 0.5
+};
+static const uint8_t g_avg_chunk_int8[] = {
+    0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
+    0x01, 0x00, 0x09, 0x00,  // major 1, minor 0, type 9, flags 0
+    0x1e, 0x00, 0x00, 0x00,  // payload_bytes 30
+    0x23, 0x78, 0x2d, 0x64,  // header CRC32C 0x642d7823 (Python, bitwise)
+    0xae, 0xd0, 0x30, 0x25,  // frame CRC32C 0x2530d0ae (Python, bitwise)
+    0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 round id 6
+    0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 offset 128
+    0x02, 0x00, 0x00, 0x00,  // u32 n_elems 2
+    0x03,  // u8 codec 3 (int8)
+    0x00, 0x00, 0x00,  // 3 reserved
+    0x00, 0x00, 0x00, 0x3f,  // int8: 1 block, f32 scale 0.5
+    0x7f, 0x81,  // int8 values 127, -127
+};
+static const uint8_t g_heartbeat[] = {
+    0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
+    0x01, 0x00, 0x0a, 0x00,  // major 1, minor 0, type 10, flags 0
+    0x08, 0x00, 0x00, 0x00,  // payload_bytes 8
+    0xb6, 0x10, 0xb0, 0x7d,  // header CRC32C 0x7db010b6 (Python, bitwise)
+    0xcb, 0x05, 0xb1, 0x81,  // frame CRC32C 0x81b105cb (Python, bitwise)
+    0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,  // u64 time_us
+};
+static const uint8_t g_error[] = {
+    0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
+    0x01, 0x00, 0x0b, 0x00,  // major 1, minor 0, type 11, flags 0
+    0x09, 0x00, 0x00, 0x00,  // payload_bytes 9
+    0x17, 0xd1, 0xc5, 0x4f,  // header CRC32C 0x4fc5d117 (Python, bitwise)
+    0xef, 0x47, 0x8b, 0x76,  // frame CRC32C 0x768b47ef (Python, bitwise)
+    0x04, 0x00, 0x00, 0x00,  // u32 code 4 (BAD_DATA)
+    0x03, 0x00,  // u16 message length 3
+    0x62, 0x61, 0x64,  // message "bad"
+};
+static const uint8_t g_bye[] = {
+    0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
+    0x01, 0x00, 0x0c, 0x00,  // major 1, minor 0, type 12, flags 0
+    0x04, 0x00, 0x00, 0x00,  // payload_bytes 4
+    0x17, 0xd5, 0xaf, 0x99,  // header CRC32C 0x99afd517 (Python, bitwise)
+    0x9e, 0xaf, 0xb1, 0x85,  // frame CRC32C 0x85b1af9e (Python, bitwise)
+    0xef, 0xbe, 0xad, 0xde,  // u32 reason 0xdeadbeef
+};
+
+typedef struct {
+    const char *name;
+    const uint8_t *bytes;
+    size_t n;
+    BrFrame f;  // the message those bytes hold
+} Golden;
+
 static void test_golden_bytes(void) {
-    // Computed independently (Python, struct.pack('<...') and a bitwise CRC32C).
-    static const uint8_t hb[] = {0x43, 0x58, 0x42, 0x52, 0x01, 0x00, 0x0a, 0x00, 0x08, 0x00,
-                                 0x00, 0x00, 0xb6, 0x10, 0xb0, 0x7d, 0xcb, 0x05, 0xb1, 0x81,
-                                 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01};
-    static const uint8_t bye[] = {0x43, 0x58, 0x42, 0x52, 0x01, 0x00, 0x0c, 0x00,
-                                  0x04, 0x00, 0x00, 0x00, 0x17, 0xd5, 0xaf, 0x99,
-                                  0x9e, 0xaf, 0xb1, 0x85, 0xef, 0xbe, 0xad, 0xde};
-    uint8_t buf[64];
-    char err[CX_ERRLEN];
-    BrHeartbeat h = {.time_us = 0x0102030405060708ull};
-    CU_ASSERT_EQUAL(br_proto_encode_heartbeat(buf, sizeof buf, &h, err), (int)sizeof hb);
-    CU_ASSERT(memcmp(buf, hb, sizeof hb) == 0);
-    BrBye b = {.reason = 0xdeadbeefu};
-    CU_ASSERT_EQUAL(br_proto_encode_bye(buf, sizeof buf, &b, err), (int)sizeof bye);
-    CU_ASSERT(memcmp(buf, bye, sizeof bye) == 0);
-    BrFrame f;
-    size_t used;
-    CU_ASSERT_EQUAL(br_proto_decode(hb, sizeof hb, NULL, &f, &used, err), BR_PROTO_FRAME);
-    CU_ASSERT_EQUAL(used, sizeof hb);
-    CU_ASSERT_EQUAL(f.type, BR_MSG_HEARTBEAT);
-    CU_ASSERT_EQUAL(f.m.heartbeat.time_us, 0x0102030405060708ull);
+    static const uint8_t abc[] = {'a', 'b', 'c'};
+    static const uint8_t grad[] = {0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x20, 0xc0};  // 1.0f, -2.5f
+    static const uint8_t avg16[] = {0x00, 0x3c, 0x00, 0xc0, 0x00, 0x38};  // 1.0, -2.0, 0.5 (fp16)
+    static const uint8_t avg8[] = {0x00, 0x00, 0x00, 0x3f, 0x7f, 0x81};   // scale 0.5f, 127, -127
+    Golden g[] = {
+        {"HELLO", g_hello, sizeof g_hello, {.type = BR_MSG_HELLO}},
+        {"WELCOME", g_welcome, sizeof g_welcome, {.type = BR_MSG_WELCOME}},
+        {"STATE_REQUEST", g_state_request, sizeof g_state_request, {.type = BR_MSG_STATE_REQUEST}},
+        {"STATE_CHUNK", g_state_chunk, sizeof g_state_chunk, {.type = BR_MSG_STATE_CHUNK}},
+        {"PROGRESS", g_progress, sizeof g_progress, {.type = BR_MSG_PROGRESS}},
+        {"ROUND_OPEN", g_round_open, sizeof g_round_open, {.type = BR_MSG_ROUND_OPEN}},
+        {"ROUND_CLOSE", g_round_close, sizeof g_round_close, {.type = BR_MSG_ROUND_CLOSE}},
+        {"GRAD_CHUNK", g_grad_chunk, sizeof g_grad_chunk, {.type = BR_MSG_GRAD_CHUNK}},
+        {"AVG_CHUNK fp16", g_avg_chunk_fp16, sizeof g_avg_chunk_fp16, {.type = BR_MSG_AVG_CHUNK}},
+        {"AVG_CHUNK int8", g_avg_chunk_int8, sizeof g_avg_chunk_int8, {.type = BR_MSG_AVG_CHUNK}},
+        {"HEARTBEAT", g_heartbeat, sizeof g_heartbeat, {.type = BR_MSG_HEARTBEAT}},
+        {"ERROR", g_error, sizeof g_error, {.type = BR_MSG_ERROR}},
+        {"BYE", g_bye, sizeof g_bye, {.type = BR_MSG_BYE}},
+    };
+    BrHello *h = &g[0].f.m.hello;
+    *h = (BrHello){.version_major = 1, .version_minor = 0, .resume = true, .codecs = 0x0e};
+    for (int i = 0; i < 16; i++) h->identity.bytes[i] = (uint8_t)(0x10 + i);
+    snprintf(h->token, sizeof h->token, "tok");
+    snprintf(h->name, sizeof h->name, "\xc3\xa9");
+    BrWelcome *w = &g[1].f.m.welcome;
+    *w = (BrWelcome){.session_id = 0x1122334455667788ull, .step = 7, .samples_seen = 256,
+                     .n_params = 0x12345, .state_bytes = 0xabcdef01u, .round_deadline_ms = 30000,
+                     .max_chunk_bytes = 1u << 20, .codec = BR_CODEC_FP16};
+    for (int i = 0; i < 16; i++) w->identity.bytes[i] = (uint8_t)(0xa0 + i);
+    g[2].f.m.state_request = (BrStateRequest){.offset = 0x100000002ull, .n_bytes = 1024};
+    g[3].f.m.state_chunk = (BrStateChunk){.offset = 8, .total_bytes = 11, .n_bytes = 3, .data = abc};
+    g[4].f.m.progress = (BrProgress){.step = 42, .samples = 258};
+    g[5].f.m.round_open = (BrRoundOpen){.round_id = 5, .step = 4, .target_samples = 24,
+                                        .sample_start = 100, .n_samples = 6,
+                                        .params_hash = 0xfedcba9876543210ull};
+    g[6].f.m.round_close = (BrRoundClose){.round_id = 5, .accepted_samples = 6, .samples = 24,
+                                          .tokens = 1000, .participants = 3, .loss_sum = 1.5,
+                                          .aux_sum = -0.25};
+    g[7].f.m.grad_chunk = (BrGradChunk){.round_id = 5, .offset = 256, .samples = 6, .tokens = 250,
+                                        .loss_sum = 2.0, .aux_sum = 0.5, .n_elems = 2,
+                                        .codec = BR_CODEC_FP32, .data = grad};
+    g[8].f.m.avg_chunk = (BrAvgChunk){.round_id = 5, .offset = 0, .n_elems = 3,
+                                      .codec = BR_CODEC_FP16, .data = avg16};
+    g[9].f.m.avg_chunk = (BrAvgChunk){.round_id = 6, .offset = 128, .n_elems = 2,
+                                      .codec = BR_CODEC_INT8, .data = avg8};
+    g[10].f.m.heartbeat = (BrHeartbeat){.time_us = 0x0102030405060708ull};
+    g[11].f.m.error.code = BR_ERR_BAD_DATA;
+    snprintf(g[11].f.m.error.message, sizeof g[11].f.m.error.message, "bad");
+    g[12].f.m.bye = (BrBye){.reason = 0xdeadbeefu};
+    unsigned types = 0;
+    for (size_t i = 0; i < NELEM(g); i++) {
+        const Golden *x = &g[i];
+        char err[CX_ERRLEN] = "";
+        uint8_t buf[256];
+        types |= BR_MSG_BIT(x->f.type);
+        // the noted checksums, again by the bitwise definition
+        CU_ASSERT_EQUAL(get32(x->bytes + 12), crc32c_bitwise(x->bytes, 12));
+        uint8_t tmp[256];
+        memcpy(tmp, x->bytes, x->n);
+        memmove(tmp + 16, tmp + 20, x->n - 20);  // bytes 0..15 followed by the payload
+        CU_ASSERT_EQUAL(get32(x->bytes + 16), crc32c_bitwise(tmp, x->n - 4));
+        // the encoder writes exactly these bytes
+        int len = br_proto_encode(buf, sizeof buf, &x->f, NULL, err);
+        if (len != (int)x->n || memcmp(buf, x->bytes, x->n) != 0) {
+            fprintf(stderr, "\n  golden %s: encoder wrote %d bytes (%s):", x->name, len, err);
+            for (int k = 0; k < len; k++) fprintf(stderr, "%s%02x", k % 16 ? " " : "\n    ", buf[k]);
+            fprintf(stderr, "\n");
+        }
+        CU_ASSERT(len == (int)x->n && memcmp(buf, x->bytes, x->n) == 0);
+        // and both decoders read them back to the same message
+        BrFrame f;
+        size_t used = 0;
+        int r = br_proto_decode(x->bytes, x->n, NULL, &f, &used, err);
+        if (r != BR_PROTO_FRAME) fprintf(stderr, "\n  golden %s: %s\n", x->name, err);
+        CU_ASSERT_EQUAL(r, BR_PROTO_FRAME);
+        CU_ASSERT_EQUAL(used, x->n);
+        CU_ASSERT(r == BR_PROTO_FRAME && frame_eq(&x->f, &f));
+        CU_ASSERT_EQUAL(f.payload_bytes, x->n - HDR);
+        BrProtoDecoder d;
+        CU_ASSERT_FATAL(br_proto_decoder_init(&d, NULL, err) == 0);
+        r = br_proto_decoder_feed(&d, x->bytes, x->n, &used, &f);
+        CU_ASSERT(r == BR_PROTO_FRAME && used == x->n && frame_eq(&x->f, &f));
+        br_proto_decoder_free(&d);
+    }
+    CU_ASSERT_EQUAL(types, BR_MSG_ALL);  // every frame type has its golden bytes
 }
 
 // ---- tests: round trips ----
