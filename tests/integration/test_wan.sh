@@ -100,7 +100,8 @@ for v in STEADY FLAKY LATE; do
     if wait $pid && grep -q "the run ended" "$WORK/$name.log" && ! grep -q "differs" "$WORK/$name.log"; then
         ok "$MODE: $name stayed in step with the bridge to the end ($(grep -c '^step' "$WORK/$name.log") progress lines)"
     else
-        bad "$name: $(tail -3 "$WORK/$name.log")"
+        bad "$name: $(grep -v '^step' "$WORK/$name.log" | tail -8)"
+        echo "the bridge about $name:"; grep " $name (" "$WORK/bridge.log" | grep -v "accepted\|missed the deadline" | tail -8
     fi
 done
 wait $LEAVER && grep -q "leaving after 3 contributed" "$WORK/leaver.log" && ok "the leaver left after 3 steps" \
