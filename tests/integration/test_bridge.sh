@@ -112,11 +112,14 @@ compare "$WORK/mpi4/checkpoint-000020.h5" "$WORK/hy-fp32/checkpoint-000020.h5" 1
     && ok "fp32 uploads: hybrid == 4 MPI ranks" || bad "fp32 uploads differ from 4 MPI ranks"
 # fp16: half of each step's gradient crosses the wire rounded to fp16 (relative error <= 2^-11,
 # error feedback carries the rest to the next round). Adam normalises gradient scale, so the
-# parameter perturbation per step stays a small fraction of lr; over 20 steps (sum of lr
-# 0.011 here) 1e-4 bounds it with margin (observed ~1e-5). The run must differ from fp32 (the
-# codec really was fp16) and stay within the bound.
-compare "$WORK/mpi4/checkpoint-000020.h5" "$WORK/hy-fp16/checkpoint-000020.h5" 1e-4 \
-    && ok "fp16 uploads: hybrid within 1e-4 of 4 MPI ranks" || bad "fp16 uploads beyond the bound"
+# parameter perturbation per step stays a small fraction of lr. The bound must also catch a
+# volunteer that drops its error-feedback residual (bridge/client.c's encode_ef): the run is
+# deterministic (--plan equal), observed 1.44e-5 with the residual and 3.97e-5 with it deleted
+# (AVX2), so 2.5e-5 separates the two. The run must differ from fp32 (the codec really was
+# fp16) and stay within the bound.
+compare "$WORK/mpi4/checkpoint-000020.h5" "$WORK/hy-fp16/checkpoint-000020.h5" 2.5e-5 \
+    && ok "fp16 uploads: hybrid within 2.5e-5 of 4 MPI ranks (error feedback carried)" \
+    || bad "fp16 uploads beyond the bound (a lost error-feedback residual gives ~4e-5)"
 compare "$WORK/mpi4/checkpoint-000020.h5" "$WORK/hy-fp16/checkpoint-000020.h5" 0 >/dev/null \
     && bad "fp16 run is bit-identical to fp32: the codec was not used" || ok "fp16 run differs from fp32 (the codec is in use)"
 grep -q "codec fp16" "$WORK/hy-fp16.bridge.log" && ok "bridge negotiated fp16" || bad "no fp16 negotiation in the bridge log"
