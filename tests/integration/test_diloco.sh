@@ -157,8 +157,15 @@ timeout 200 "$BIN/conflux-volunteer" --join "127.0.0.1:$P5#$FP" --token-file "$T
 for _ in $(seq 600); do grep -q "honest.*is live" "$WORK/hostile.bridge.log" 2>/dev/null && break; sleep 0.1; done
 declare -A WHY=([nan]="gradient element 7 is nan" [norm]="rejected: norm .* exceeds 4 x the cluster's"
                 [wrongsize]="upload starts at element" [wronground]="upload for round")
+# the exact code and reason each peer must get (tool_badpeer --expect CODE REGEX)
+N='[0-9]+' G='[0-9.]+(e[+-][0-9]+)?'
+declare -A WANT=([nan]='4 ^gradient element 7 is nan$'
+                 [norm]="4 ^pseudo-gradient of round $N rejected: norm $G exceeds 4 x the cluster's $G\$"
+                 [wrongsize]="4 ^upload starts at element [1-9][0-9]* with $N samples; expected element 0 and $N samples\$"
+                 [wronground]="1 ^upload for round $N, but the share it holds is for round $N\$")
 for m in nan norm wrongsize wronground; do
-    timeout 120 "$BUILD/tests/tools/tool_badpeer" "127.0.0.1:$P5#$FP" $m "$(cat "$TOK")" >"$WORK/hostile.$m.log" 2>&1 &
+    timeout 120 "$BUILD/tests/tools/tool_badpeer" --expect "${WANT[$m]%% *}" "${WANT[$m]#* }" \
+        "127.0.0.1:$P5#$FP" $m "$(cat "$TOK")" >"$WORK/hostile.$m.log" 2>&1 &
     eval "HB_$m=\$!"
 done
 for m in nan norm wrongsize wronground; do
