@@ -48,13 +48,17 @@ MARGIN_HONEST=${POISON_MARGIN_HONEST:-0.05}
 RUN=("${TINY_MODEL[@]}" --set train.micro_batch=2 --set train.global_batch=12 --set train.steps=$STEPS
      --set train.eval_every=$STEPS --set train.eval_samples=64 --set train.checkpoint_every=0 -q)
 
-poison_run() {  # NAME PORT_OFFSET POISONED(0|1) BRIDGE_ARGS...
-    local name=$1 port=$((PORT + $2)) poisoned=$3
-    shift 3
-    local dir=$WORK/$name
-    "${MPIRUN[@]}" -np 2 "$BIN/conflux-train" "${RUN[@]}" --set run.dir="$dir" \
+# launch DIR PORT POISONED(0|1) -- TRAINER_ARGS... -- BRIDGE_ARGS...: 2 trainer ranks + the
+# bridge + 4 volunteers (v4 the poisoner when POISONED); returns mpirun's exit status
+launch() {
+    local dir=$1 port=$2 poisoned=$3 targs=() bargs=()
+    shift 4
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do targs+=("$1"); shift; done
+    shift
+    bargs=("$@")
+    "${MPIRUN[@]}" -np 2 "$BIN/conflux-train" "${targs[@]}" --set run.dir="$dir" \
         : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$port --plan equal \
-        --wait-volunteers 4 --wait-timeout 120 --deadline 60 "$@" >"$dir.bridge.log" 2>&1 &
+        --wait-volunteers 4 --wait-timeout 120 --deadline 60 "${bargs[@]}" >"$dir.bridge.log" 2>&1 &
     local mp=$!
     for v in 1 2 3 4; do
         local cmd=("$BIN/conflux-volunteer")
@@ -65,6 +69,15 @@ poison_run() {  # NAME PORT_OFFSET POISONED(0|1) BRIDGE_ARGS...
     wait $mp
     local rc=$?
     wait
+    return $rc
+}
+
+poison_run() {  # NAME PORT_OFFSET POISONED(0|1) BRIDGE_ARGS...
+    local name=$1 port=$((PORT + $2)) poisoned=$3
+    shift 3
+    local dir=$WORK/$name rc
+    launch "$dir" $port $poisoned -- "${RUN[@]}" -- "$@"
+    rc=$?
     local rows
     rows=$(awk -F, 'NR > 1 && $12 == 6' "$dir/metrics.csv" 2>/dev/null | wc -l)
     if [ $rc = 0 ] && [ -f "$dir/finished" ] && { [ "$rows" = "$STEPS" ] || [ "${ANY_PARTICIPANTS:-0}" = 1 ]; }; then
@@ -139,20 +152,9 @@ DRUN=("${TINY_MODEL[@]}" --set train.micro_batch=2 --set train.global_batch=4 --
 diloco_run() {  # NAME PORT_OFFSET POISONED(0|1) BRIDGE_ARGS...
     local name=$1 port=$((PORT + $2)) poisoned=$3
     shift 3
-    local dir=$WORK/$name
-    "${MPIRUN[@]}" -np 2 "$BIN/conflux-train" "${DRUN[@]}" --set run.dir="$dir" \
-        : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$port --plan equal \
-        --wait-volunteers 4 --wait-timeout 120 --deadline 60 --max-delta-ratio 0 "$@" >"$dir.bridge.log" 2>&1 &
-    local mp=$!
-    for v in 1 2 3 4; do
-        local cmd=("$BIN/conflux-volunteer")
-        [ "$poisoned" = 1 ] && [ $v = 4 ] && cmd=("$POISONER" "${POISON[@]}")
-        "${cmd[@]}" --join "127.0.0.1:$port#$FP" --token-file "$TOK" --name "v$v" \
-            --set train.threads=1 --retries 30 -q >"$dir.v$v.log" 2>&1 &
-    done
-    wait $mp
-    local rc=$?
-    wait
+    local dir=$WORK/$name rc
+    launch "$dir" $port $poisoned -- "${DRUN[@]}" -- --max-delta-ratio 0 "$@"
+    rc=$?
     local rows rounds=$((DSTEPS / 5))
     rows=$(awk -F, 'NR > 1 && $11 == 5' "$dir/bridge.csv" 2>/dev/null | wc -l)
     if [ $rc = 0 ] && [ -f "$dir/finished" ] && [ "$rows" = "$rounds" ]; then
