@@ -235,6 +235,11 @@ sleep 1
 LATE=$!
 wait $MP && [ -f "$F/finished" ] && ok "training finished despite the faults" \
     || { bad "training did not finish"; tail -20 "$F.bridge.log"; }
+# a run with a bridge checkpoints by default (train.checkpoint_every is not set here): step
+# 100 as well as the end, so a run that strangers break still has something to resume from
+[ -f "$F/checkpoint-000100.h5" ] && grep -q 'checkpoint_every = 100' "$F/run.json" \
+    && ok "the bridged run checkpointed at step 100 by default" \
+    || bad "no default checkpoint at step 100: $(ls "$F" | grep checkpoint | tr '\n' ' ')"
 for m in $MODES; do
     eval "pid=\$BAD_$m"
     wait $pid && ok "hostile peer '$m': $(grep -m1 'bridge error' "$F.bad-$m.log" | cut -c1-100)" \
