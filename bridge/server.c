@@ -1088,12 +1088,18 @@ void bridge_free(BridgeServer *b) {
     b->shutting_down = 1;  // from here on a closing connection's shares are "unfinished"
     // flush each BYE, then send FIN and wait for the peer to read its BYE and close (3 s at
     // most in all): closing a socket while its peer still uploads would reset the
-    // connection, and the BYE with it
+    // connection, and the BYE with it. A connection already closing with output queued (an
+    // ERROR behind a catch-up replay to a slow reader) gets the same time to drain: freeing
+    // it now would close it without the ERROR that says why.
     double t_end = cx_now() + 3.0;
     while (b->base && cx_now() < t_end) {
         int open = 0;
         for (Conn *c = b->conns; c; c = c->next) {
-            if (c->closing || c->eof) continue;
+            if (c->eof) continue;
+            if (c->closing) {
+                open |= out_queued(c) > 0;
+                continue;
+            }
             open = 1;
             if (!c->fin_sent && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
                 conn_send_fin(c);

@@ -61,23 +61,41 @@
 #define TEST_SEED 0x7E57C0FFEEull
 
 // ---------------------------------------------------------------------------------------
-// helpers: per-test allocations (freed by the suite's teardown), random data, comparisons
+// helpers: per-test allocations (freed by the suite's teardown), random data, comparisons.
+// Every buffer is followed by a guard of GUARD_BYTES bytes of a known pattern; the teardown
+// fails the test whose op wrote past the end of one (a loop bound off by a vector width
+// writes there without changing any value the test compares).
 
 #define MAX_ALLOCS 512
+#define GUARD_BYTES 256
+#define GUARD_BYTE 0xA5
 static void *g_allocs[MAX_ALLOCS];
+static size_t g_alloc_bytes[MAX_ALLOCS];
 static int g_nallocs;
 static uint64_t g_draw;  // counter for test-data draws
 static int g_verbose;
 
 static void *talloc(size_t n, size_t size) {
     CHECK(g_nallocs < MAX_ALLOCS, "test allocated too many buffers");
-    void *p = cx_calloc(n, size);
+    size_t bytes = n * size;
+    unsigned char *p = cx_calloc(bytes + GUARD_BYTES, 1);
+    memset(p + bytes, GUARD_BYTE, GUARD_BYTES);
+    g_alloc_bytes[g_nallocs] = bytes;
     g_allocs[g_nallocs++] = p;
     return p;
 }
 
 static void tfree_all(void) {
-    for (int i = 0; i < g_nallocs; i++) free(g_allocs[i]);
+    for (int i = 0; i < g_nallocs; i++) {
+        const unsigned char *g = (const unsigned char *)g_allocs[i] + g_alloc_bytes[i];
+        int k = 0;
+        while (k < GUARD_BYTES && g[k] == GUARD_BYTE) k++;
+        if (k < GUARD_BYTES)
+            fprintf(stderr, "buffer %d of this test (%zu bytes) was written %d bytes past its end\n",
+                    i, g_alloc_bytes[i], k);
+        CU_ASSERT(k == GUARD_BYTES);
+        free(g_allocs[i]);
+    }
     g_nallocs = 0;
 }
 

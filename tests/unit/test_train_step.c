@@ -52,13 +52,14 @@ typedef struct {
     float *params, *grads;
     size_t n;
     int calls;          // micro_step calls
+    int backward_calls; // of them with backward
+    int final_calls;    // of them marked final
 } SynTask;
 
 // Adds the contributions of samples [s0, s0 + B) to the gradient arena (in sample order,
 // as backward ops add into gradients), and reports their tokens; the loss is 0.5 per token.
 static double syn_micro_step(void *ctx, uint64_t s0, int B, int backward, int final, long *n_tokens,
                              double *aux_sum) {
-    (void)final;
     SynTask *t = ctx;
     CU_ASSERT_FATAL(s0 + (uint64_t)B <= (uint64_t)GOLDEN_OS_STEPS * GOLDEN_OS_G);
     CU_ASSERT(B >= 1 && B <= GOLDEN_OS_MICRO);
@@ -73,6 +74,8 @@ static double syn_micro_step(void *ctx, uint64_t s0, int B, int backward, int fi
                 t->grads[t->specs[i].offset + j] += c[t->packed[i] + j];
     }
     t->calls++;
+    t->backward_calls += backward != 0;
+    t->final_calls += final != 0;
     *n_tokens = tok;
     *aux_sum = 0.0;
     return 0.5 * (double)tok;
@@ -184,10 +187,44 @@ static void test_lamb_paper(void) {
               golden_os_lamb_gnorm, golden_os_lamb_lr);
 }
 
+// task_eval: the loss per token over a range in micro-batches, forward only (no gradient
+// is touched, no micro-batch is a step's final one); an empty range is 0, not 0/0.
+static void test_task_eval(void) {
+    SynTask st;
+    syn_init(&st);
+    TrainTask k = {.ctx = &st, .params = st.params, .grads = st.grads, .n_params = st.n,
+                   .specs = st.specs, .n_specs = NT, .micro_batch = GOLDEN_OS_MICRO,
+                   .micro_step = syn_micro_step};
+    long nt = -1, want = 0;
+    double aux = -1.0;
+    for (int s = 2; s < 2 + 7; s++) want += golden_os_tokens[s];
+    double loss = task_eval(&k, 2, 7, &nt, &aux);
+    CU_ASSERT_EQUAL(st.calls, 3);  // 3, 3, 1
+    CU_ASSERT_EQUAL(nt, want);
+    CU_ASSERT(fabs(loss - 0.5) < 1e-12);
+    CU_ASSERT_EQUAL(aux, 0.0);
+    CU_ASSERT_EQUAL(st.backward_calls, 0);
+    CU_ASSERT_EQUAL(st.final_calls, 0);
+    for (size_t i = 0; i < st.n; i++)
+        if (st.grads[i] != 0.0f) {
+            CU_FAIL("task_eval changed a gradient");
+            break;
+        }
+    nt = -1;
+    aux = -1.0;
+    loss = task_eval(&k, 0, 0, &nt, &aux);
+    CU_ASSERT_EQUAL(loss, 0.0);
+    CU_ASSERT_EQUAL(nt, 0);
+    CU_ASSERT_EQUAL(aux, 0.0);
+    CU_ASSERT_EQUAL(st.calls, 3);
+    syn_free(&st);
+}
+
 int main(void) {
     static const TuTest tests[] = {
         {"adamw_step_torch", test_adamw_torch},
         {"lamb_step_paper", test_lamb_paper},
+        {"task_eval", test_task_eval},
     };
     return tu_run_suite("train_step", tests, sizeof tests / sizeof tests[0]);
 }
