@@ -66,6 +66,17 @@
 // HELLO <= 4096 payload bytes, ERROR <= 2048, other control messages <= 256, chunk
 // messages <= 64 + max_chunk_bytes (BrProtoLimits, default 1 MiB of chunk data).
 //
+// When the header is judged: bytes 0..4 (magic, major) each as soon as it arrives, so a
+// stream of something else fails at its first wrong byte; everything else only once all 20
+// header bytes are there (a shorter prefix with a bad type, flags or length is still "need
+// more"): the header CRC, the type (1..12 and accepted by the connection), the flags, and
+// payload_bytes against the type's limit above and its size in the table: at least the
+// fixed part (HELLO 28, STATE_CHUNK 20, GRAD_CHUNK 56, AVG_CHUNK 24, ERROR 6), and for a
+// fixed-size type exactly its size unless the frame's minor is newer than the decoder's.
+// So a header whose length no payload of its type could have (a 1.0 HEARTBEAT of 9 bytes,
+// a BYE of 3) is an error as soon as the header is whole, without waiting for the payload.
+// The frame CRC and the payload rules are checked once the whole payload is there.
+//
 // Error values: every function that can fail returns -1 (or BR_PROTO_ERROR) and, when err
 // is not NULL, writes a message of at most CX_ERRLEN bytes naming what was wrong and at
 // which byte offset of the stream (or buffer) it was found.
@@ -362,8 +373,9 @@ int br_proto_encode_bye(uint8_t *buf, size_t cap, const BrBye *m, char *err);
 // Decodes the first frame of buf[0..n). lim may be NULL (defaults).
 // Returns BR_PROTO_FRAME (*out filled, *frame_bytes = bytes the frame occupies),
 // BR_PROTO_NEED_MORE (buf holds a valid prefix of a frame; *frame_bytes = 0), or
-// BR_PROTO_ERROR (err says what and at which offset of buf). Header fields are checked as
-// soon as they are present, so a bad magic or version is an error even in a short buffer.
+// BR_PROTO_ERROR (err says what and at which offset of buf). The header is judged as the
+// top of this file says: a bad magic or major is an error even in a short buffer, the rest
+// of the header once its 20 bytes are present.
 // Pointers in *out (chunk data) point into buf and live as long as buf.
 int br_proto_decode(const uint8_t *buf, size_t n, const BrProtoLimits *lim, BrFrame *out,
                     size_t *frame_bytes, char *err);

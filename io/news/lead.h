@@ -5,10 +5,18 @@
 // are joined with spaces, cut into sentences, and the first sentence is the headline; for
 // RIA the first sentence is the dateline ("москва, 1 дек — риа новости.") and is skipped
 // when the body has more than one sentence. The sentence splitter approximates NLTK's Punkt
-// (which evaluate.py used) on this text: a sentence ends after a run of '.', '!', '?' or '…'
-// (with any closing quotes or brackets after it) that is followed by whitespace or the end,
-// except after a one-letter word ("а. с. пушкин", "1799 г. в"), which Punkt would usually
-// keep too; "3.5" and "т.е." never split (no whitespace after the period).
+// (which evaluate.py used) on this text:
+// - a sentence ends after a run of '.', '!', '?' and '…' (U+2026), taken together with the
+//   closing quotes and brackets right after it (" ' ) ] » “ ”), when that is followed by
+//   whitespace (here: ASCII space, tab, CR or LF) or the end of the text;
+// - except a lone '.' (no other terminator, no closer) after a one-letter word: an ASCII or
+//   Cyrillic (U+0400-U+04FF) letter at the start of the text or after that whitespace
+//   ("а. с. пушкин", "1799 г. в"), which Punkt would usually keep together too;
+// - "3.5" and the inner period of "т.е." never split (no whitespace after the period); a
+//   U+00A0 after a period does not split either (it binds "ст.\u00a020.2"), while "т.е. x"
+//   does split after "т.е." (the word before the period is "т.е", not one letter).
+// The sentence keeps its terminators and closers; runs of that whitespace in it become one
+// space, none at either end.
 //
 #ifndef CONFLUX_IO_NEWS_LEAD_H
 #define CONFLUX_IO_NEWS_LEAD_H

@@ -1080,9 +1080,19 @@ static int csv_col(const NewsReader *r, int col, const char **s, size_t *n) {
     return 1;
 }
 
+// Whether s[0..n) is empty or only whitespace as news.h defines it for "missing": ASCII
+// whitespace (space, \t, \n, \v, \f, \r) and U+00A0, the raw whitespace of the HTML text
+// rule (so a CSV text of no-break spaces is as missing as a RIA body of &nbsp;).
 static int blank(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == ' ' || (c >= '\t' && c <= '\r')) continue;
+        if (c == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] == 0xA0) {
+            i++;
+            continue;
+        }
+        return 0;
+    }
     return 1;
 }
 

@@ -21,19 +21,29 @@
 //          means ria; otherwise the first line must be a CSV header with title and text
 //          columns: ods if it has an "edition" column, else lenta.
 //
-// Text (ria bodies): tags are removed; p, br, div, li, h1-h6, tr, ul, ol, table,
-// blockquote and other block elements end a paragraph; td/th become a space; comments and
-// the contents of script/style are dropped. Entities are decoded once (&amp;lt; gives
-// "&lt;"): the named ones nbsp mdash ndash laquo raquo quot amp lt gt apos hellip bdquo
-// ldquo rdquo lsquo rsquo sbquo copy reg trade deg minus times middot bull euro numero
-// ensp emsp thinsp shy AMP LT GT QUOT, numeric &#NNN; / &#xHH; (&#128;-&#159; as
-// Windows-1252, as browsers do).
+// Text (ria bodies): tags are removed. These block elements end a paragraph: p, br, li, tr,
+// ul, ol, hr, dl, dt, dd, h1-h6, div, pre, nav, table, blockquote, section, article,
+// header, footer, aside, figure, figcaption, address, center, form, main, caption, option,
+// details, summary, tbody, thead, tfoot, iframe; td/th become a space; any other tag goes
+// without a trace. A tag is '<' or '</', an ASCII letter, the rest of its name (letters,
+// digits) and everything up to '>', where a quoted attribute value may hold '>' (a quote
+// without its match is ignored: the next '>' ends the tag); tag names in any case. Comments
+// (to "-->", or the end) and <!...>, <?...> markup are dropped, and so are the contents of
+// script/style up to the matching end tag (any case; or the end). A '<' that starts no tag,
+// or markup without its '>', is text. Entities are decoded once (&amp;lt; gives "&lt;"):
+// the named ones nbsp mdash ndash laquo raquo quot amp lt gt apos hellip bdquo ldquo rdquo
+// lsquo rsquo sbquo copy reg trade deg minus times middot bull euro numero ensp emsp
+// thinsp shy AMP LT GT QUOT (names as written here), numeric &#NNN; (at most 8 digits) /
+// &#xHH; (at most 7 hex digits) (&#128;-&#159; as Windows-1252, as browsers do).
 // An unknown or malformed entity, one without its ';', or a numeric one naming no
-// character (0, surrogates, controls, beyond U+10FFFF) stays as written. Whitespace
-// (ASCII spaces, tabs, line breaks, U+00A0 raw or as &nbsp;, ensp/emsp/thinsp) collapses
-// to one space; paragraphs are separated by one '\n'; no empty paragraphs, no spaces at
-// either end of a paragraph; soft hyphens and C0 controls/DEL are dropped. The output is
-// valid UTF-8 and never longer than its input.
+// character (0, surrogates, controls, beyond U+10FFFF, the 5 holes of Windows-1252) stays as
+// written. Whitespace collapses to one space: raw, the ASCII whitespace characters (space,
+// \t, \n, \v, \f, \r) and U+00A0; as an entity, U+0009, U+000A, U+000C, U+000D, U+0020,
+// U+00A0 (&nbsp;), U+2002 (&ensp;), U+2003 (&emsp;) and U+2009 (&thinsp;) (raw U+2002,
+// U+2003, U+2009 and the other Unicode spaces are text). Paragraphs are separated by one
+// '\n'; no empty paragraphs, no spaces at either end of a paragraph; soft hyphens (raw or
+// &shy;) and C0 controls/DEL are dropped. The output is valid UTF-8 and never longer than
+// its input.
 //
 // Bad rows: a record that cannot be used is skipped, counted in NewsStats and reported
 // with the line it starts on (see NewsBadFn), never dropped silently. Reasons:
@@ -44,8 +54,9 @@
 //             field that is returned (title, text, url, date, topic), or a JSON \u escape
 //             that is a lone surrogate;
 //   too_long  a record (a JSON line, a CSV record) longer than max_record_bytes;
-//   missing   no title or no text, or one that is empty or only whitespace (a body
-//             that is empty once its markup is removed included).
+//   missing   no title or no text, or one that is empty or only whitespace (the raw
+//             whitespace of "Text": ASCII whitespace and U+00A0; a ria body that is empty
+//             once its markup is removed included).
 // Then the reader goes on. ria: at the next line. CSV: after the record, except after a
 // syntax error, where the record's end is unknown: parsing resumes at the line where the
 // error was found if that is a later line than the record's first, else at the next

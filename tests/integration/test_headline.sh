@@ -162,6 +162,7 @@ if [ -f "$NEWS/ria_20.json" ]; then
     [ "$(wc -l <"$W/ria_gen.txt")" = 20 ] && ok "generate --format ria: 20 headlines" || bad "generate --format ria: $(cat "$W/ria_gen.err")"
     "$B" prepare -q --tokenizer "$TOK" --lowercase --out "$W/ria.h5" "$NEWS/ria_20.json" && ok "prepare reads the RIA sample" || bad "prepare on the RIA sample failed"
     "$B" evaluate "$NEWS/ria_20.json" >"$W/ev_base.txt" 2>&1
+    # docs/headline.md's figures; test_baseline_ref checks them against an independent reference
     grep -q 'headline-eval: n=20 lead_paper=33.85/16.74/21.87 lead_standard=32.40/15.44/26.19' "$W/ev_base.txt" &&
         ok "RIA first-sentence baseline (dateline skipped): $(tail -1 "$W/ev_base.txt")" || bad "RIA baseline: $(tail -3 "$W/ev_base.txt")"
     "$B" evaluate --dateline keep "$NEWS/ria_20.json" 2>&1 | tail -1 | grep -q 'lead_paper=33.85' &&

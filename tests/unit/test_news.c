@@ -765,6 +765,26 @@ static void test_csv_unterminated(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(g.bad_msg[4], "quote"));
     CU_ASSERT_PTR_NOT_NULL(strstr(g.bad_msg[4], "lines 8-10"));
     got_free(&g);
+
+    // "only whitespace" is news.h's raw whitespace, U+00A0 and \v \f included (as a RIA
+    // body of &nbsp; is missing); an em space is text (found by tests/ref/first_sentence_ref.py)
+    p = put_str("blank.csv", "url,title,text,topic,tags\n"
+                             "http://x/2,nbsp text,\"\xc2\xa0 \xc2\xa0\",t,\n"
+                             "http://x/3,vt ff text,\"\v\f\t\",t,\n"
+                             "http://x/4,\xc2\xa0,nbsp title,t,\n"
+                             "http://x/5,em space text,\xe2\x80\x83,t,\n"
+                             "http://x/6,ok,text,t,\n");
+    read_file(p, NEWS_FMT_AUTO, 0, &g);
+    CU_ASSERT_EQUAL(g.rc, 0);
+    CU_ASSERT_EQUAL_FATAL(g.n, 2);
+    CU_ASSERT_STRING_EQUAL(g.text[0], "\xe2\x80\x83");
+    CU_ASSERT_STRING_EQUAL(g.title[1], "ok");
+    CU_ASSERT_EQUAL_FATAL(g.n_bad, 3);
+    for (int k = 0; k < 3; k++) {
+        CU_ASSERT_EQUAL(g.bad_line[k], (uint64_t)(2 + k));
+        CU_ASSERT_EQUAL(g.bad_reason[k], NEWS_BAD_MISSING);
+    }
+    got_free(&g);
 }
 
 static void test_csv_invalid_utf8_and_long(void) {
