@@ -1,5 +1,6 @@
 // test_encdec.c: the encoder-decoder against PyTorch, its new ops, incremental decoding,
-// greedy/beam search against exhaustive enumeration, and the training task.
+// greedy/beam search against exhaustive enumeration, pruning beam search against a Python
+// reference (tests/ref/beam_golden.h), and the training task.
 //
 // tests/ref/encdec_tiny.h5 is written by tests/ref/encdec_golden.py: a tiny model's weights
 // (V=300 E=16 H=32, encoder 2 heads x 2 applications, decoder 2 layers x 4 heads), one
@@ -20,6 +21,7 @@
 #include "models/optim.h"
 #include "models/rng.h"
 #include "models/train.h"
+#include "tests/ref/beam_golden.h"
 #include "tests/unit/testutil.h"
 
 #define GOLDEN "tests/ref/encdec_tiny.h5"
@@ -719,6 +721,123 @@ static void test_beam_exhaustive(void) {
 }
 
 // ---------------------------------------------------------------------------------------
+// beam search that prunes, against an independent reference
+//
+// tests/ref/beam_golden.h is written by tests/ref/beam_ref.py: beam.h's search written again
+// in Python over the golden model in float64 (PyTorch, teacher-forced forwards, no cache).
+// K = 2 or 3 is below the number of allowed continuations at nearly every step, so the beam
+// drops hypotheses; in 7 of the 9 cases it drops the exhaustive optimum (the file holds that
+// too). Most cases ban all tokens but EOS and 1-4 others (the survivors keep their 300-way
+// log-probabilities), one searches all 300, one can complete nothing (-1). Asserted: the
+// return value, the exact sequence, the number of hypotheses advanced at every step (the
+// live-beam bookkeeping and the step at which the stop rule ends the search), and the score
+// within 1e-5 relative. The generator keeps every decision at least 1e-3 from a tie; float
+// logits against float64 move a score by 6e-8 relative here (1.6e-7 under other OpenBLAS
+// core types), and a wrong convention (length penalty, renormalising) by far more than 1e-5.
+
+// encdec_gen_step, recording the number of hypotheses advanced at each step
+typedef struct {
+    EncDecGen *g;
+    int n_steps, bad;
+    int widths[GOLDEN_BEAM_MAX_LEN];
+} StepLog;
+
+static void logged_step(void *ctx, int K, const int32_t *parents, const int32_t *tokens, int t,
+                        float *logits) {
+    StepLog *l = ctx;
+    if (t != l->n_steps || t >= GOLDEN_BEAM_MAX_LEN) l->bad++;
+    else l->widths[t] = K;
+    l->n_steps++;
+    encdec_gen_step(l->g, K, parents, tokens, t, logits);
+}
+
+static void test_beam_pruned(void) {
+    Golden gd;
+    CU_ASSERT_FATAL(load_golden(&gd) == 0);
+    const int V = encdec_config(gd.m)->enc.vocab_size;
+    // room for one hypothesis more than any case asks for: a search that used the
+    // workspace's capacity, or kept K + 1, must give a wrong answer rather than overflow
+    EncDecGen *g = encdec_gen_create(gd.m, GOLDEN_BEAM_MAX_K + 1, GOLDEN_BEAM_MAX_LEN);
+    BeamWork *w = beam_work_create(GOLDEN_BEAM_MAX_K + 1, GOLDEN_BEAM_MAX_LEN, V);
+    int32_t *banned = malloc((size_t)V * sizeof(int32_t));
+    char err[CX_ERRLEN];
+    int n_pruned = 0;
+    double worst = 0;
+    printf("\n");
+    for (int ci = 0; ci < GOLDEN_BEAM_N_CASES; ci++) {
+        const GoldenBeamCase *gc = &golden_beam_cases[ci];
+        int nb = 0;
+        if (gc->n_allowed == 0) {
+            banned[nb++] = ED_PAD, banned[nb++] = ED_UNK, banned[nb++] = ED_BOS;
+            banned[nb++] = ED_MASK;
+        } else {
+            for (int32_t v = 0; v < V; v++) {
+                int keep = v == ED_EOS;
+                for (int j = 0; j < gc->n_allowed; j++) keep |= v == gc->allowed[j];
+                if (!keep) banned[nb++] = v;
+            }
+        }
+        BeamConfig c = {.beam_size = gc->beam_size,
+                        .min_len = gc->min_len,
+                        .max_len = gc->max_len,
+                        .alpha = gc->alpha,
+                        .block_trigrams = gc->block_trigrams,
+                        .bos = ED_BOS,
+                        .eos = ED_EOS,
+                        .banned = banned,
+                        .n_banned = nb};
+        CU_ASSERT_FATAL(beam_config_check(&c, w, err) == 0);
+        int32_t out[GOLDEN_BEAM_MAX_LEN];
+        int len = -1;
+        double sc = 0;
+        StepLog log = {.g = g};
+        encdec_gen_start(g, gc->src, NULL, gc->n_src);
+        int rc = beam_search(w, &c, logged_step, &log, out, &len, &sc);
+        // the live beam at every step: K best kept, the ended ones leave it, and the stop
+        // rule ends the search at the same step
+        CU_ASSERT_EQUAL(log.bad, 0);
+        CU_ASSERT_EQUAL(log.n_steps, gc->n_steps);
+        int same_steps = log.bad == 0 && log.n_steps == gc->n_steps &&
+                         memcmp(log.widths, gc->widths, (size_t)gc->n_steps * sizeof(int)) == 0;
+        CU_ASSERT(same_steps);
+        CU_ASSERT_EQUAL(rc, gc->result);
+        CU_ASSERT_EQUAL(len, gc->len);
+        int same = rc == gc->result && len == gc->len &&
+                   memcmp(out, gc->seq, (size_t)gc->len * sizeof(int32_t)) == 0;
+        CU_ASSERT(same);
+        double rel = gc->result == 0 ? fabs(sc - gc->score) / fabs(gc->score) : 0;
+        if (gc->result == 0) CU_ASSERT(rel <= 1e-5);
+        worst = fmax(worst, rel);
+        int pruned = gc->n_hypotheses > 0 && gc->result == 0 &&
+                     (gc->ex_len != gc->len ||
+                      memcmp(gc->ex_seq, gc->seq, (size_t)gc->len * sizeof(int32_t)) != 0);
+        n_pruned += pruned;
+        printf("  K %d alpha %.1f min_len %d max_len %d trigram %d, ", c.beam_size,
+               (double)c.alpha, c.min_len, c.max_len, c.block_trigrams);
+        if (gc->n_allowed) printf("EOS + %d tokens: ", gc->n_allowed);
+        else printf("all tokens: ");
+        if (rc != 0) {
+            printf("nothing to complete after %d steps%s\n", log.n_steps,
+                   rc == gc->result ? ", as the reference" : ": FAILED");
+            continue;
+        }
+        printf("len %d score %.6f (reference %.6f, rel %.1e, margin %.1e), %d steps%s%s", len,
+               sc, gc->score, rel, gc->margin, log.n_steps, same ? "" : " SEQUENCE DIFFERS",
+               same_steps ? "" : " STEPS DIFFER");
+        if (pruned) printf("; exhaustive %.6f (len %d)", gc->ex_score, gc->ex_len);
+        printf("\n");
+    }
+    // the beam really prunes: some K-beam answers are not the exhaustive optimum
+    CU_ASSERT(n_pruned >= 1);
+    printf("  %d cases, %d pruned away from the exhaustive optimum; worst score rel %.1e\n",
+           GOLDEN_BEAM_N_CASES, n_pruned, worst);
+    free(banned);
+    beam_work_free(w);
+    encdec_gen_free(g);
+    free_golden(&gd);
+}
+
+// ---------------------------------------------------------------------------------------
 // the training task: a few optimizer steps learn a toy copy task
 
 static void test_train_task(void) {
@@ -926,6 +1045,7 @@ int main(void) {
         {"split gradients: order, final ranges, rows fold back", test_grad_split},
         {"cached decoding equals teacher forcing", test_incremental_logits},
         {"beam search equals exhaustive search; greedy == beam 1", test_beam_exhaustive},
+        {"pruning beam search (K = 2, 3) equals the Python reference", test_beam_pruned},
         {"training task learns a copy task", test_train_task},
     };
     const TuSuite suites[] = {
