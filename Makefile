@@ -5,6 +5,7 @@
 #   make demo       install missing packages, build corpus + tokenizer, pretrain, fill-mask
 #   make bench      ALBERT throughput against PyTorch
 #   make bench-dp   data-parallel step time, all-reduce overlap and traffic on 1, 2, 4 ranks
+#   make mutate     mutation score: single-token mutants of the core against its tests
 MODE ?= release
 BUILD := build/$(MODE)
 DATA ?= build/data
@@ -66,7 +67,7 @@ MPI_TESTS := $(MPI_TEST_SRCS:%.c=$(BUILD)/%)
 TEST_TOOL_SRCS := $(wildcard tests/tools/tool_*.c)
 TEST_TOOLS := $(TEST_TOOL_SRCS:%.c=$(BUILD)/%)
 
-.PHONY: all tools tests check check-run deps demo demo-run bench bench-run bench-dp bench-dp-run bench-wan bench-wan-run bench-headline bench-headline-run experiment experiment-run corpus tokenizer shards clean clean-data
+.PHONY: all tools tests check check-run deps demo demo-run bench bench-run bench-dp bench-dp-run bench-wan bench-wan-run bench-headline bench-headline-run mutate mutate-run experiment experiment-run corpus tokenizer shards clean clean-data
 all: tools
 
 tools: $(TOOLS)
@@ -167,6 +168,13 @@ experiment-run: tools tests shards
 
 bench-headline: deps
 	@$(MAKE) --no-print-directory MODE=release bench-headline-run
+
+# mutation score of the core's tests (tests/mutate.py; about an hour on 2 cores; not in check)
+mutate: deps
+	@$(MAKE) --no-print-directory MODE=release mutate-run
+
+mutate-run: tools tests shards
+	python3 tests/mutate.py --build $(BUILD) --data $(DATA)
 
 bench-headline-run: tools tests shards
 	bash tests/bench/bench-headline.sh $(BUILD) $(DATA)

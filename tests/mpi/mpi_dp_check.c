@@ -26,13 +26,16 @@
 // check and "N passed, N failed"; every rank prints "rank R of P ran" at the end. Exit
 // status 1 when a check failed.
 //
-// usage: mpirun -np P mpi_dp_check [-v | --mismatch | --mpi-fatal]
+// usage: mpirun -np P mpi_dp_check [-v | --mismatch | --mpi-fatal | --huge]
 //   -v          also prints all-reduce timings of a 2M-float buffer (NOT a benchmark: no
 //               pinning, few repetitions, ranks may share cores)
 //   --mismatch  every rank passes a different arena size to dp_create, which must abort
 //               the job with "conflux: fatal: rank R host H ...: ranks disagree ..."
 //   --mpi-fatal  an MPI_Send to a rank that does not exist under MPI_CHECK: must abort the
 //               job with "conflux: fatal: rank R host H FILE:LINE: MPI_Send(...): ..."
+//   --huge      dp_create with an arena of SIZE_MAX / 8 + 1 elements (whose byte size and
+//               the bucket copy's twice that would overflow): must abort with "arena of N
+//               elements too large" before touching it
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -883,6 +886,15 @@ int main(int argc, char **argv) {
         int x = 0;
         MPI_CHECK(g_comm, MPI_Send(&x, 1, MPI_INT, g_P, 0, g_comm));  // no rank g_P
         printf("rank %d: MPI_CHECK let an invalid MPI_Send pass\n", g_rank);
+        MPI_Finalize();
+        return 1;
+    }
+    if (argc > 1 && strcmp(argv[1], "--huge") == 0) {
+        float dummy[1] = {0};
+        size_t n = SIZE_MAX / sizeof(float) / 2 + 1;
+        DpComm *d = dp_create(g_comm, dummy, n, NULL, 0, 64);
+        printf("rank %d: dp_create accepted an arena of %zu elements\n", g_rank, n);
+        dp_free(d);
         MPI_Finalize();
         return 1;
     }

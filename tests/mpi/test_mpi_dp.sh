@@ -5,7 +5,8 @@
 # "rank R of P ran" for every R, as well as exit 0 and "N passed, 0 failed".
 # In a sanitizer build, Open MPI's own leaks are suppressed with tests/lsan-mpi.supp
 # (conflux's allocations stay checked). Also checks that ranks passing different arenas
-# to dp_create abort the job with a message naming rank and host, and that MPI_CHECK does.
+# to dp_create abort the job with a message naming rank and host, that MPI_CHECK does, and
+# that an arena too large to address is refused with its size.
 # usage: tests/mpi/test_mpi_dp.sh BUILD_DIR [DATA_DIR (unused)]
 set -u
 BUILD=${1:?usage: test_mpi_dp.sh BUILD_DIR}
@@ -68,6 +69,16 @@ if [ "$rc" != 0 ] && [ "$rc" != 124 ] &&
     ok "MPI_CHECK aborts the job with rank, host, file:line and the failing call"
 else
     bad "MPI_CHECK: exit status $rc, expected an abort naming MPI_Send"
+fi
+# an arena whose size in bytes would overflow: refused by name before anything is allocated
+timeout 25 mpirun --allow-run-as-root --oversubscribe -np 1 "$BIN" --huge >"$LOG" 2>&1
+rc=$?
+sed "s/^/  [huge] /" "$LOG" | head -20
+if [ "$rc" != 0 ] && [ "$rc" != 124 ] &&
+   grep -q '^conflux: fatal: rank 0 host .*dp_create: arena of 2305843009213693952 elements too large' "$LOG"; then
+    ok "an arena too large to address aborts with its size"
+else
+    bad "huge arena: exit status $rc, expected an abort with 'arena of 2305843009213693952 elements too large'"
 fi
 echo "mpi_dp: $fails failure(s)"
 [ "$fails" -eq 0 ]

@@ -118,7 +118,8 @@ out.append(arr("golden_rb_median_b", median(xb, wb)))
 out.append(arr("golden_rb_trim20_a", trimmed_mean(xa, wa, 0.2)))
 out.append(arr("golden_rb_trim25_b", trimmed_mean(xb, wb, 0.25)))
 out.append(arr("golden_rb_trim10_c", trimmed_mean(xc, wc, 0.1)))
-for name, x, w, ratio, iters in (("a", xa, wa, 1.0, 8), ("c", xc, wc, 2.0, 10), ("c1", xc, wc, 1.0, 3)):
+for name, x, w, ratio, iters in (("a", xa, wa, 1.0, 8), ("c", xc, wc, 2.0, 10), ("c1", xc, wc, 1.0, 3),
+                               ("c0", xc, wc, 0.5, 1)):
     v, tau, c = centered_clip(x, w, ratio, iters)
     out.append("#define GOLDEN_RB_CC_%s_RATIO %r\n#define GOLDEN_RB_CC_%s_ITERS %d\n"
                "#define GOLDEN_RB_CC_%s_TAU %r\n" % (name.upper(), ratio, name.upper(), iters,

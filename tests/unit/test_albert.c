@@ -318,9 +318,32 @@ static void test_optimizers(void) {
     CU_ASSERT_DOUBLE_EQUAL(optim_lr(&sc, 3), 0.1, 1e-7);
     CU_ASSERT_DOUBLE_EQUAL(optim_lr(&sc, 9), 0.05, 1e-7);
     CU_ASSERT_DOUBLE_EQUAL(optim_lr(&sc, 14), 0.0, 1e-7);
+    CU_ASSERT_DOUBLE_EQUAL(optim_lr(&sc, 20), 0.0, 1e-7);  // past total_steps: end_lr
+    sc.end_lr = 0.01f;
+    CU_ASSERT_DOUBLE_EQUAL(optim_lr(&sc, 9), 0.055, 1e-7);  // (0.1 - 0.01) / 2 + 0.01
+    CU_ASSERT_DOUBLE_EQUAL(optim_lr(&sc, 30), 0.01, 1e-7);
+    sc.end_lr = 0.0f;
     sc.schedule = SCHED_POLY;
     sc.poly_power = 2.0f;
     CU_ASSERT_DOUBLE_EQUAL(optim_lr(&sc, 9), 0.025, 1e-7);
+    // invsqrt (docs/tools.md): linear warm-up, then lr * sqrt(warmup / (step + 1)); without
+    // warm-up lr / sqrt(step + 1)
+    sc.schedule = SCHED_INVSQRT;
+    CU_ASSERT_DOUBLE_EQUAL(optim_lr(&sc, 1), 0.05, 1e-7);
+    CU_ASSERT_DOUBLE_EQUAL(optim_lr(&sc, 4), 0.1 * sqrt(4.0 / 5.0), 1e-7);
+    CU_ASSERT_DOUBLE_EQUAL(optim_lr(&sc, 15), 0.05, 1e-7);
+    sc.warmup_steps = 0;
+    CU_ASSERT_DOUBLE_EQUAL(optim_lr(&sc, 0), 0.1, 1e-7);
+    CU_ASSERT_DOUBLE_EQUAL(optim_lr(&sc, 3), 0.05, 1e-7);
+    // constant: warm-up, then lr whatever total_steps says
+    sc.schedule = SCHED_CONSTANT;
+    sc.warmup_steps = 4;
+    CU_ASSERT_DOUBLE_EQUAL(optim_lr(&sc, 2), 0.075, 1e-7);
+    CU_ASSERT_DOUBLE_EQUAL(optim_lr(&sc, 100), 0.1, 1e-7);
+    // linear with no decay steps left after warm-up: lr
+    sc.schedule = SCHED_LINEAR;
+    sc.total_steps = 4;
+    CU_ASSERT_DOUBLE_EQUAL(optim_lr(&sc, 10), 0.1, 1e-7);
 }
 
 static void test_config_errors(void) {

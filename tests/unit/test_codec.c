@@ -288,6 +288,21 @@ static void test_arrays(void) {
                 if (u_of(out[i]) != u_of(codec_fp16_to_fp32(h))) bad++;
             }
             if (out[n] != 7.0f) bad++;
+            // with error feedback: each element is the encoding of in + residual, and the
+            // residual becomes what that encoding lost (element by element, every block)
+            float res[N + 1], res0[N + 1];
+            for (size_t i = 0; i <= N; i++) res[i] = res0[i] = (float)((int)(i % 9) - 4) * 1e-4f;
+            memset(b16, 0xaa, sizeof b16);
+            codec_fp16_encode_ef(b16 + off, in + off, res, n);
+            for (size_t i = 0; i < n; i++) {
+                float v = in[off + i] + res0[i];
+                uint16_t h = codec_fp16_from_fp32(v);
+                if (b16[off + 2 * i] != (uint8_t)h || b16[off + 2 * i + 1] != (uint8_t)(h >> 8))
+                    bad++;
+                float lost = (h & 0x7c00u) == 0x7c00u ? 0.0f : v - codec_fp16_to_fp32(h);
+                if (u_of(res[i]) != u_of(lost)) bad++;
+            }
+            if (b16[off + 2 * n] != 0xaa || res[n] != res0[n]) bad++;
             memset(b32, 0xaa, sizeof b32);
             codec_fp32_encode(b32 + off, in + off, n);
             for (size_t i = 0; i < n; i++) {

@@ -91,6 +91,9 @@ static void test_golden_centered_clip(void) {
              golden_rb_cc_c, golden_rb_cc_c_factor);
     check_cc(golden_rb_xc, golden_rb_wc, 6, GOLDEN_RB_CC_C1_RATIO, GOLDEN_RB_CC_C1_ITERS,
              GOLDEN_RB_CC_C1_TAU, golden_rb_cc_c1, golden_rb_cc_c1_factor);
+    // one iteration, far from converged: the iteration cap is exact
+    check_cc(golden_rb_xc, golden_rb_wc, 6, GOLDEN_RB_CC_C0_RATIO, GOLDEN_RB_CC_C0_ITERS,
+             GOLDEN_RB_CC_C0_TAU, golden_rb_cc_c0, golden_rb_cc_c0_factor);
     float v[N];
     memcpy(v, golden_rb_xa, sizeof v);
     double f = robust_clip(v, N, 2.0);
@@ -352,6 +355,27 @@ static void test_clip(void) {
     CU_ASSERT_EQUAL(robust_clip(v, 4, 0), 1.0);  // no limit
 }
 
+// robust.h: the median is the mean of two neighbours when the cumulative weight falls
+// exactly between them, "exactly" within 1e-12 W. Weights 0.7 + 1000.1 = 1000.8 = W / 2 in
+// decimal; in binary the sum of the first two exceeds W / 2 by 1.1e-13 (a tolerance of
+// 1e-12 / W instead, 5e-16, would miss the tie and give 2). Both code paths: one coordinate
+// (wmedian) and many (the per-coordinate selection).
+static void test_median_tie_tolerance(void) {
+    const double w[3] = {0.7, 1000.1, 1000.8};
+    enum { M = 40 };
+    float a[M], b[M], c[M], out[M];
+    for (int i = 0; i < M; i++) a[i] = 1.0f, b[i] = 2.0f, c[i] = 3.0f;
+    const float *x[3] = {a, b, c};
+    robust_median(out, x, w, 3, 1);
+    CU_ASSERT_EQUAL(out[0], 2.5f);
+    robust_median(out, x, w, 3, M);
+    for (int i = 0; i < M; i++) CU_ASSERT_EQUAL(out[i], 2.5f);
+    const float *y[3] = {c, a, b};  // the same values in another contribution order
+    const double wy[3] = {1000.8, 0.7, 1000.1};
+    robust_median(out, y, wy, 3, M);
+    for (int i = 0; i < M; i++) CU_ASSERT_EQUAL(out[i], 2.5f);
+}
+
 static void test_names(void) {
     CU_ASSERT_EQUAL(robust_kind_by_name("mean"), ROBUST_MEAN);
     CU_ASSERT_EQUAL(robust_kind_by_name("centered-clip"), ROBUST_CENTERED_CLIP);
@@ -369,6 +393,7 @@ int main(void) {
         {"trimmed mean: bounds and trim 0", test_trimmed_bounds},
         {"fast median, trimmed mean, CenteredClip = the O(k^2) code, bit for bit", test_fast_against_ref},
         {"clip", test_clip},
+        {"median: a tie within 1e-12 W is a tie", test_median_tie_tolerance},
         {"names", test_names},
     };
     return tu_run_suite("robust", tests, sizeof tests / sizeof tests[0]);

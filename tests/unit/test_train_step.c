@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "models/common.h"
 #include "models/optim.h"
@@ -54,6 +55,9 @@ typedef struct {
     int calls;          // micro_step calls
     int backward_calls; // of them with backward
     int final_calls;    // of them marked final
+    uint64_t lo, hi;    // the samples the micro-batches covered (since the last reset)
+    int no_tokens;      // 1: every sample reports 0 loss tokens
+    int nan_loss;       // 1: the loss sum is NaN
 } SynTask;
 
 // Adds the contributions of samples [s0, s0 + B) to the gradient arena (in sample order,
@@ -76,9 +80,12 @@ static double syn_micro_step(void *ctx, uint64_t s0, int B, int backward, int fi
     t->calls++;
     t->backward_calls += backward != 0;
     t->final_calls += final != 0;
+    if (s0 < t->lo) t->lo = s0;
+    if (s0 + (uint64_t)B > t->hi) t->hi = s0 + (uint64_t)B;
+    if (t->no_tokens) tok = 0;
     *n_tokens = tok;
-    *aux_sum = 0.0;
-    return 0.5 * (double)tok;
+    *aux_sum = 0.25 * B;  // an auxiliary loss of 0.25 per sample (as SOP reports per sample)
+    return t->nan_loss ? NAN : 0.5 * (double)tok;
 }
 
 static void syn_init(SynTask *t) {
@@ -158,6 +165,9 @@ static void run_steps(OptimKind kind, const float *ref_p, const float *ref_m, co
         for (int s = k * GOLDEN_OS_G; s < (k + 1) * GOLDEN_OS_G; s++) tok += golden_os_tokens[s];
         CU_ASSERT_EQUAL(r.tokens, tok);
         CU_ASSERT(fabs(r.loss - 0.5) < 1e-12);
+        CU_ASSERT(fabs(r.aux_loss - 0.25) < 1e-12);
+        CU_ASSERT_EQUAL(r.samples, GOLDEN_OS_G);
+        CU_ASSERT_EQUAL(r.participants, 1);
         CU_ASSERT_EQUAL(r.lr, ref_lr[k]);
         CU_ASSERT(fabs(r.grad_norm - ref_gn[k]) <= 1e-6 * ref_gn[k]);
         if (r.grad_norm > GOLDEN_OS_CLIP) clipped++;
@@ -202,7 +212,7 @@ static void test_task_eval(void) {
     CU_ASSERT_EQUAL(st.calls, 3);  // 3, 3, 1
     CU_ASSERT_EQUAL(nt, want);
     CU_ASSERT(fabs(loss - 0.5) < 1e-12);
-    CU_ASSERT_EQUAL(aux, 0.0);
+    CU_ASSERT(fabs(aux - 0.25) < 1e-12);  // per sample
     CU_ASSERT_EQUAL(st.backward_calls, 0);
     CU_ASSERT_EQUAL(st.final_calls, 0);
     for (size_t i = 0; i < st.n; i++)
@@ -220,8 +230,164 @@ static void test_task_eval(void) {
     syn_free(&st);
 }
 
+// ---- the averager's hooks around a step, and the steps trainer_step refuses ----
+
+typedef struct {
+    long lo, hi;         // the share plan hands out
+    int plan_rc, sum_rc, after_rc;
+    double plan_sleep;   // seconds plan waits (communication, not compute)
+    double extra_tokens; // sum adds these to the tokens (another participant's)
+    int plans, sums, afters;
+} Hooks;
+
+static int hk_plan(void *ctx, long G, long *lo, long *hi, char *err) {
+    Hooks *h = ctx;
+    h->plans++;
+    CU_ASSERT_EQUAL(G, GOLDEN_OS_G);
+    if (h->plan_sleep > 0) usleep((useconds_t)(h->plan_sleep * 1e6));
+    if (h->plan_rc) return cx_err(err, "plan refused");
+    *lo = h->lo;
+    *hi = h->hi;
+    return 0;
+}
+
+static int hk_sum(void *ctx, float *grads, size_t n, double *stats, int n_stats, char *err) {
+    (void)grads;
+    (void)n;
+    Hooks *h = ctx;
+    h->sums++;
+    CU_ASSERT_EQUAL(n_stats, STAT_COUNT);
+    stats[STAT_TOKENS] += h->extra_tokens;
+    stats[STAT_PARTICIPANTS] += 1;
+    if (h->sum_rc) return cx_err(err, "sum refused");
+    return 0;
+}
+
+static int hk_after(void *ctx, Trainer *t, const StepResult *r, char *err) {
+    (void)t;
+    (void)r;
+    Hooks *h = ctx;
+    h->afters++;
+    if (h->after_rc) return cx_err(err, "after_step refused");
+    return 0;
+}
+
+// One step of the synthetic task with hooks h (and the task's flags); returns
+// trainer_step's status, the result in *r and the error in err.
+static int hooked_step(SynTask *st, Hooks *h, StepResult *r, char *err) {
+    OptimConfig oc = {.kind = OPTIM_ADAMW, .lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f,
+                      .eps = 1e-6f, .schedule = SCHED_CONSTANT};
+    Trainer tr;
+    memset(&tr, 0, sizeof tr);
+    tr.task = (TrainTask){.ctx = st, .params = st->params, .grads = st->grads, .n_params = st->n,
+                          .specs = st->specs, .n_specs = NT, .micro_batch = GOLDEN_OS_MICRO,
+                          .micro_step = syn_micro_step};
+    tr.global_batch = GOLDEN_OS_G;
+    tr.avg = (Averager){.ctx = h, .plan_ctx = h, .plan = hk_plan, .sum = hk_sum,
+                        .after_step = hk_after};
+    optim_init(&tr.optim, &oc, st->specs, NT, st->n);
+    memset(r, 0, sizeof *r);
+    st->lo = UINT64_MAX;
+    st->hi = 0;
+    err[0] = 0;
+    int rc = trainer_step(&tr, r, err);
+    // a step refused before the optimizer changes nothing (after_step runs after it)
+    CU_ASSERT_EQUAL(tr.optim.step, rc == 0 || h->after_rc ? 1 : 0);
+    optim_free(&tr.optim);
+    return rc;
+}
+
+static void test_step_hooks(void) {
+    SynTask st;
+    syn_init(&st);
+    char err[CX_ERRLEN];
+    StepResult r;
+    // the plan's share is what runs; its wait is communication; sum's statistics count
+    Hooks h = {.lo = 2, .hi = 5, .plan_sleep = 0.2, .extra_tokens = 1000};
+    CU_ASSERT_EQUAL_FATAL(hooked_step(&st, &h, &r, err), 0);
+    CU_ASSERT(st.lo == 2 && st.hi == 5);
+    CU_ASSERT_EQUAL(r.samples, 3);
+    long tok = 1000;
+    for (int s = 2; s < 5; s++) tok += golden_os_tokens[s];
+    CU_ASSERT_EQUAL(r.tokens, tok);
+    CU_ASSERT_EQUAL(r.participants, 2);
+    CU_ASSERT(h.plans == 1 && h.sums == 1 && h.afters == 1);
+    CU_ASSERT(r.comm_s >= 0.2);
+    CU_ASSERT(r.compute_s < 0.2);  // microseconds of work; the plan's 0.2 s is not in it
+    // an empty share: no samples, no participant of its own
+    memset(st.grads, 0, st.n * sizeof(float));
+    h = (Hooks){.lo = 4, .hi = 4, .extra_tokens = 10};
+    CU_ASSERT_EQUAL_FATAL(hooked_step(&st, &h, &r, err), 0);
+    CU_ASSERT(r.samples == 0 && r.tokens == 10 && r.participants == 1);
+    // refusals: each hook's error comes back; a share outside the batch; no tokens; NaN
+    h = (Hooks){.lo = 0, .hi = 7, .plan_rc = 1};
+    CU_ASSERT_EQUAL(hooked_step(&st, &h, &r, err), -1);
+    CU_ASSERT_STRING_EQUAL(err, "plan refused");
+    CU_ASSERT_EQUAL(h.sums, 0);
+    h = (Hooks){.lo = 3, .hi = 8};
+    CU_ASSERT_EQUAL(hooked_step(&st, &h, &r, err), -1);
+    CU_ASSERT_STRING_EQUAL(err, "step 1: planned share [3, 8) lies outside the global batch of 7");
+    h = (Hooks){.lo = 3, .hi = 2};
+    CU_ASSERT_EQUAL(hooked_step(&st, &h, &r, err), -1);
+    CU_ASSERT_STRING_EQUAL(err, "step 1: planned share [3, 2) lies outside the global batch of 7");
+    h = (Hooks){.lo = -1, .hi = 2};
+    CU_ASSERT_EQUAL(hooked_step(&st, &h, &r, err), -1);
+    CU_ASSERT_STRING_EQUAL(err, "step 1: planned share [-1, 2) lies outside the global batch of 7");
+    h = (Hooks){.lo = 0, .hi = 7, .sum_rc = 1};
+    CU_ASSERT_EQUAL(hooked_step(&st, &h, &r, err), -1);
+    CU_ASSERT_STRING_EQUAL(err, "sum refused");
+    h = (Hooks){.lo = 0, .hi = 7, .after_rc = 1};
+    CU_ASSERT_EQUAL(hooked_step(&st, &h, &r, err), -1);
+    CU_ASSERT_STRING_EQUAL(err, "after_step refused");
+    st.no_tokens = 1;
+    h = (Hooks){.lo = 0, .hi = 7};
+    CU_ASSERT_EQUAL(hooked_step(&st, &h, &r, err), -1);
+    CU_ASSERT_STRING_EQUAL(err, "step 1: the global batch has no loss tokens");
+    st.no_tokens = 0;
+    st.nan_loss = 1;
+    CU_ASSERT_EQUAL(hooked_step(&st, &h, &r, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "step 1: non-finite loss"));
+    syn_free(&st);
+}
+
+// moment_steps (a volunteer's inner optimizer after its moments are zeroed): Adam's bias
+// correction counts from the zeroing, not from the run's step. Two steps of an optimizer at
+// run step 5 with moment_steps = 0 equal two steps of a fresh one (constant lr).
+static void test_moment_steps(void) {
+    SynTask st;
+    syn_init(&st);
+    OptimConfig oc = {.kind = OPTIM_ADAMW, .lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.999f,
+                      .eps = 1e-8f, .schedule = SCHED_CONSTANT};
+    Optim fresh, later;
+    optim_init(&fresh, &oc, st.specs, NT, st.n);
+    optim_init(&later, &oc, st.specs, NT, st.n);
+    later.step = 5;
+    later.moment_steps = 0;
+    float *pa = cx_calloc(st.n, sizeof(float)), *pb = cx_calloc(st.n, sizeof(float));
+    float *g = cx_calloc(st.n, sizeof(float));
+    memcpy(pa, st.params, st.n * sizeof(float));
+    memcpy(pb, st.params, st.n * sizeof(float));
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; i < st.n; i++) g[i] = (float)((i % 7) - 3) * 0.01f * (float)(k + 1);
+        optim_step_with_norm(&fresh, pa, g, 0.0);
+        for (size_t i = 0; i < st.n; i++) g[i] = (float)((i % 7) - 3) * 0.01f * (float)(k + 1);
+        optim_step_with_norm(&later, pb, g, 0.0);
+    }
+    CU_ASSERT_EQUAL(later.moment_steps, 2);
+    CU_ASSERT_EQUAL(later.step, 7);
+    CU_ASSERT_EQUAL(memcmp(pa, pb, st.n * sizeof(float)), 0);
+    free(pa);
+    free(pb);
+    free(g);
+    optim_free(&fresh);
+    optim_free(&later);
+    syn_free(&st);
+}
+
 int main(void) {
     static const TuTest tests[] = {
+        {"moment_steps_bias_correction", test_moment_steps},
+        {"step_hooks_and_refusals", test_step_hooks},
         {"adamw_step_torch", test_adamw_torch},
         {"lamb_step_paper", test_lamb_paper},
         {"task_eval", test_task_eval},
