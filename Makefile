@@ -6,6 +6,8 @@
 #   make bench      ALBERT throughput against PyTorch
 #   make bench-dp   data-parallel step time, all-reduce overlap and traffic on 1, 2, 4 ranks
 #   make mutate     mutation score: single-token mutants of the core against its tests
+#   make volunteer  conflux-volunteer alone, without MPI, on serial HDF5 (build/volunteer/bin/)
+#   make deb        its Debian package, build/volunteer/conflux-volunteer_VERSION_ARCH.deb
 MODE ?= release
 BUILD := build/$(MODE)
 DATA ?= build/data
@@ -15,7 +17,13 @@ DEB_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libopenblas-de
 	libscalapack-openmpi-dev libhdf5-openmpi-dev hdf5-tools libcunit1-dev libjson-c-dev \
 	libinih-dev lz4 python3-torch python3-h5py python3-numpy python3-regex \
 	slurm-wlm slurmctld slurmd slurm-client munge libpmix-dev \
-	libevent-dev libssl-dev zlib1g-dev iproute2 iperf3 ethtool iputils-ping gnuplot-nox chromium
+	libevent-dev libssl-dev zlib1g-dev iproute2 iperf3 ethtool iputils-ping gnuplot-nox chromium \
+	libhdf5-dev
+# ... and those of the volunteer alone (make volunteer, make deb): no MPI, the serial HDF5
+# (libhdf5-dev; it installs beside libhdf5-openmpi-dev, so DEB_PKGS has it too for the tests
+# of the volunteer build). dpkg-dev (dpkg-shlibdeps) comes with build-essential.
+VOLUNTEER_DEB_PKGS := build-essential pkg-config libopenblas-dev libhdf5-dev libjson-c-dev \
+	libinih-dev libevent-dev libssl-dev
 
 CC := gcc
 PKGS := hdf5-openmpi openblas json-c inih libevent libevent_openssl openssl zlib
@@ -67,7 +75,7 @@ MPI_TESTS := $(MPI_TEST_SRCS:%.c=$(BUILD)/%)
 TEST_TOOL_SRCS := $(wildcard tests/tools/tool_*.c)
 TEST_TOOLS := $(TEST_TOOL_SRCS:%.c=$(BUILD)/%)
 
-.PHONY: all tools tests check check-run deps demo demo-run bench bench-run bench-dp bench-dp-run bench-wan bench-wan-run bench-headline bench-headline-run mutate mutate-run experiment experiment-run corpus tokenizer shards clean clean-data
+.PHONY: all tools tests check check-run deps demo demo-run bench bench-run bench-dp bench-dp-run bench-wan bench-wan-run bench-headline bench-headline-run mutate mutate-run volunteer volunteer-deps volunteer-build deb deb-build experiment experiment-run corpus tokenizer shards clean clean-data
 all: tools
 
 tools: $(TOOLS)
@@ -92,11 +100,62 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/lib/libconflux.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcunit -o $@
 
-# Installs missing Debian packages as root; otherwise prints the exact apt-get line. A
-# temporary policy-rc.d keeps the slurm and munge packages from starting system daemons
-# (slurm/local-cluster.sh runs private ones).
-deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+# ---- the volunteer alone (make volunteer, make deb) ----
+# conflux-volunteer built without MPI and on the serial HDF5, in its own object directory
+# (build/volunteer/), so a volunteer installs neither Open MPI nor HDF5's MPI flavour. Its
+# library holds every library source except mpi/ and the bridge process's sources (they
+# include mpi/hybrid.h through bridge/server.h); the linker takes only the objects the tool
+# needs, and --as-needed keeps unused libraries out of its NEEDED list (and so out of the
+# package's Depends). No -march=native: the binary goes into a package for other machines.
+VBUILD := build/volunteer
+VERSION := $(shell sed -n 's/^\#define CONFLUX_VERSION "\(.*\)"/\1/p' models/common.h)
+VOL_PKGS := hdf5-serial openblas json-c inih libevent_openssl openssl
+VOL_BRIDGE_ONLY := bridge/server.c bridge/rounds.c bridge/status.c bridge/outer.c
+VOL_LIB_SRCS := $(filter-out mpi/% $(VOL_BRIDGE_ONLY),$(LIB_SRCS))
+VOL_LIB_OBJS := $(VOL_LIB_SRCS:%.c=$(VBUILD)/%.o)
+VOL_OPT := -O2 -g
+# pkg-config runs once, when first needed (after volunteer-deps installed the packages)
+VOL_PKG_CFLAGS = $(eval VOL_PKG_CFLAGS := $(shell pkg-config --cflags $(VOL_PKGS)))$(VOL_PKG_CFLAGS)
+# (libevent_openssl's .pc adds -levent, of which the volunteer uses nothing: libevent_openssl
+# itself needs only libevent_core; without it the package needs no libevent-2.1-7)
+VOL_PKG_LIBS = $(eval VOL_PKG_LIBS := $(filter-out -levent,$(shell pkg-config --libs $(VOL_PKGS))))$(VOL_PKG_LIBS)
+VOL_CFLAGS = -std=c11 -D_GNU_SOURCE $(VOL_OPT) -fno-math-errno $(WARN) -I. $(VOL_PKG_CFLAGS) -MMD -MP
+VOL_LIBS = $(VOL_PKG_LIBS) -lm -lpthread
+VOL_DEB := $(VBUILD)/conflux-volunteer_$(VERSION)_$(shell dpkg --print-architecture).deb
+
+volunteer: volunteer-deps
+	@$(MAKE) --no-print-directory volunteer-build
+
+volunteer-build: $(VBUILD)/bin/conflux-volunteer
+
+deb: volunteer-deps
+	@$(MAKE) --no-print-directory deb-build
+
+deb-build: $(VBUILD)/bin/conflux-volunteer $(VOL_DEB)
+
+$(VBUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(VOL_CFLAGS) -c $< -o $@
+
+$(VBUILD)/lib/libconflux-volunteer.a: $(VOL_LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(VBUILD)/bin/conflux-volunteer: $(VBUILD)/bridge/conflux-volunteer.o $(VBUILD)/lib/libconflux-volunteer.a
+	@mkdir -p $(dir $@)
+	$(CC) $(VOL_OPT) -Wl,--as-needed $^ $(VOL_LIBS) -o $@
+
+# the package: bridge/debian/ holds the control template, copyright and README;
+# mkdeb.sh computes Depends from the binary's libraries (dpkg-shlibdeps)
+$(VOL_DEB): $(VBUILD)/bin/conflux-volunteer $(wildcard bridge/debian/*)
+	bash bridge/debian/mkdeb.sh $< $(VERSION) $@
+
+# install_debs PACKAGES: installs the missing ones of PACKAGES as root; otherwise prints the
+# exact apt-get line and fails. A temporary policy-rc.d keeps the slurm and munge packages
+# from starting system daemons (slurm/local-cluster.sh runs private ones). Used as a recipe
+# line: deps (everything) and volunteer-deps (the volunteer alone).
+define install_debs
+@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -112,6 +171,12 @@ deps:
 	    echo "  apt-get install -y --no-install-recommends$$missing"; exit 1; \
 	  fi; \
 	fi
+endef
+deps:
+	$(call install_debs,$(DEB_PKGS))
+
+volunteer-deps:
+	$(call install_debs,$(VOLUNTEER_DEB_PKGS))
 
 # ---- data: corpus -> tokenizer -> shards (built once, reused; `make clean-data` redoes them) ----
 VOCAB ?= 8192
@@ -180,10 +245,11 @@ bench-headline-run: tools tests shards
 	bash tests/bench/bench-headline.sh $(BUILD) $(DATA)
 
 clean:
-	rm -rf build/release build/debug build/asan
+	rm -rf build/release build/debug build/asan build/volunteer
 
 clean-data:
 	rm -rf $(DATA)/corpus $(DATA)/tokenizer $(DATA)/shards
 
--include $(LIB_OBJS:.o=.d) $(TOOL_SRCS:%.c=$(BUILD)/%.d) $(TEST_SRCS:%.c=$(BUILD)/%.d) $(BENCH_SRCS:%.c=$(BUILD)/%.d) $(MPI_TEST_SRCS:%.c=$(BUILD)/%.d) $(TEST_TOOL_SRCS:%.c=$(BUILD)/%.d)
+-include $(LIB_OBJS:.o=.d) $(TOOL_SRCS:%.c=$(BUILD)/%.d) $(TEST_SRCS:%.c=$(BUILD)/%.d) $(BENCH_SRCS:%.c=$(BUILD)/%.d) $(MPI_TEST_SRCS:%.c=$(BUILD)/%.d) $(TEST_TOOL_SRCS:%.c=$(BUILD)/%.d) \
+	$(VOL_LIB_OBJS:.o=.d) $(VBUILD)/bridge/conflux-volunteer.d
 .SECONDARY:
