@@ -198,7 +198,7 @@ $(DATA)/shards/train.h5: $(DATA)/tokenizer/vocab.json | $(BUILD)/bin/conflux-tok
 check: deps
 	@$(MAKE) --no-print-directory check-run
 
-check-run: tools tests shards
+check-run: tools tests shards volunteer-build deb-build
 	bash tests/run-tests.sh $(BUILD) $(DATA)
 
 demo: deps
