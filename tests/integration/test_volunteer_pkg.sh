@@ -8,10 +8,12 @@
 #     conflux-bridge from BUILD, under mpirun) as the run's only volunteer: its shares are
 #     accepted by the bridge (volunteers.csv), every step had 2 participants (metrics.csv),
 #     and its replica matched the bridge's parameter hash at every round to the end.
-#  3. The .deb: Depends names no -dev and no MPI package; as root, apt-get installs it with
+#  3. The .deb: Depends names no -dev and no MPI package, nor does anything it reaches
+#     (apt-cache depends --recurse: what a bare machine would install); as root, apt-get installs it with
 #     only runtime dependencies, /usr/bin/conflux-volunteer --help runs; removed, reinstalled,
-#     --help again; removed at the end (a conflux-volunteer installed before the test is
-#     reinstalled from its own .deb afterwards). Without root that part is skipped.
+#     --help again; removed at the end, with anything apt pulled in (a conflux-volunteer
+#     installed before the test is reinstalled from its own .deb afterwards). Without root
+#     that part is skipped; a package whose Depends failed the checks is not installed.
 # usage: tests/integration/test_volunteer_pkg.sh BUILD_DIR DATA_DIR
 set -u
 BUILD=${1:?usage: test_volunteer_pkg.sh BUILD_DIR DATA_DIR}
@@ -95,25 +97,40 @@ bad_deps=$(echo "$depends" | tr ',' '\n' | sed 's/^ *//; s/ .*//' | grep -E -- '
 [ -n "$depends" ] && [ -z "$bad_deps" ] && echo "$depends" | grep -q 'libhdf5-103-1' \
     && ok "$(basename "$DEB") ($(stat -c %s "$DEB") bytes): Depends: $depends" \
     || bad "Depends of $DEB: '$depends' (-dev or MPI: ${bad_deps:-none})"
+# what apt may pull onto a machine that has none of them: every package Depends reaches
+# (alternatives included), from apt's package lists
+closure=$(echo "$depends" | tr ',|' '\n\n' | sed 's/^ *//; s/ .*//' | xargs -r apt-cache depends --recurse \
+    --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces --no-enhances 2>/dev/null | grep -v '^ ' | sort -u)
+bad_closure=$(echo "$closure" | grep -E -- '-dev$|mpi|hwloc|pmix' | tr '\n' ' ')
+[ -n "$closure" ] && [ -z "$bad_closure" ] \
+    && ok "everything its Depends reach: $(echo "$closure" | wc -l) packages, none -dev or MPI" \
+    || bad "its Depends reach -dev or MPI packages: ${bad_closure:-(apt-cache depends found nothing)}"
 dpkg-deb -c "$DEB" >"$WORK/contents.txt" || bad "dpkg-deb -c $DEB"
 for f in ./usr/bin/conflux-volunteer ./usr/share/doc/conflux-volunteer/README ./usr/share/doc/conflux-volunteer/copyright; do
     grep -q " $f\$" "$WORK/contents.txt" || bad "$f is not in $DEB"
 done
 if [ "$(id -u)" != 0 ]; then
     skip_check "installing $DEB with apt-get needs root"
+elif [ -z "$depends" ] || [ -n "$bad_deps$bad_closure" ]; then
+    bad "$DEB not installed: its Depends would pull -dev or MPI packages"
 else
+    # Leaves the system as found: what apt installs besides conflux-volunteer (nothing where
+    # make deps ran: the runtime libraries come with the -dev packages) is removed again.
     APT=(env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q --no-install-recommends)
     prior=$(dpkg-query -W -f='${Status} ${Version}' conflux-volunteer 2>/dev/null | sed -n 's/^install ok installed //p')
     [ -n "$prior" ] && echo "note: conflux-volunteer $prior is installed; it is reinstalled at the end"
     for pass in install reinstall; do
+        pulled=
         if "${APT[@]}" install "./$DEB" >"$WORK/apt-$pass.log" 2>&1; then
-            new=$(awk '/^The following NEW packages/ {f = 1; next} f && /^  / {printf "%s", $0; next} {f = 0}' \
+            new=$(awk '/^The following NEW packages/ {f = 1; next} f && /^  / {printf " %s", $0; next} {f = 0}' \
                 "$WORK/apt-$pass.log" | tr -s ' ' ' ')
+            pulled=$(echo $new | tr ' ' '\n' | grep -vx 'conflux-volunteer' | tr '\n' ' ')
+            [ -n "$pulled" ] && echo "note: apt also installed $pulled(removed again below)"
             /usr/bin/conflux-volunteer --help >"$WORK/help-$pass.txt" 2>&1 \
                 && grep -q '^usage: conflux-volunteer' "$WORK/help-$pass.txt" \
                 && ok "$pass: apt-get install ./$(basename "$DEB") (new:${new}), /usr/bin/conflux-volunteer --help exits 0" \
                 || bad "$pass: /usr/bin/conflux-volunteer --help: $(head -3 "$WORK/help-$pass.txt")"
-            echo "$new" | grep -qE -- '-dev |mpi|hwloc' && bad "$pass: apt installed -dev or MPI packages: $new"
+            echo "$new " | grep -qE -- '-dev |mpi|hwloc|pmix' && bad "$pass: apt installed -dev or MPI packages: $new"
         else
             bad "$pass: apt-get install ./$DEB failed: $(tail -5 "$WORK/apt-$pass.log")"
         fi
@@ -121,6 +138,10 @@ else
             && ! dpkg-query -W -f='${Status}' conflux-volunteer 2>/dev/null | grep -q "install ok installed" \
             && ok "$pass: apt-get remove conflux-volunteer removed /usr/bin/conflux-volunteer" \
             || bad "$pass: apt-get remove: $(tail -3 "$WORK/remove-$pass.log")"
+        if [ -n "$pulled" ]; then
+            "${APT[@]}" remove $pulled >"$WORK/remove-pulled-$pass.log" 2>&1 \
+                || bad "could not remove what apt pulled in: $pulled: $(tail -3 "$WORK/remove-pulled-$pass.log")"
+        fi
     done
     if [ -n "$prior" ]; then
         echo "note: conflux-volunteer $prior was installed before the test; reinstalling the test's build of it"
