@@ -639,10 +639,14 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
 }
 
 // Output drained: a closing connection now sends its FIN (after its ERROR/BYE frames).
+// The callback may be stale: libevent's TLS bufferevent defers it (do_write triggers
+// EV_WRITE with BEV_OPT_DEFER_CALLBACKS), so a drain of earlier frames can call it after
+// br_conn_fail queued the ERROR behind a full socket buffer; a close_notify and FIN sent
+// then would end the stream before the ERROR. So the output must be empty now.
 static void on_write_drained(struct bufferevent *bev, void *arg) {
     (void)bev;
     Conn *c = arg;
-    if (c->closing && !c->eof) conn_send_fin(c);
+    if (c->closing && !c->eof && out_queued(c) == 0) conn_send_fin(c);
 }
 
 // Unlinks and frees closing connections (never from inside their own callbacks).

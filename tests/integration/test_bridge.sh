@@ -20,7 +20,7 @@ BIN=$BUILD/bin
 WORK=$(mktemp -d /tmp/conflux-bridge-test.XXXXXX)
 cleanup() {
     jobs -p | xargs -r kill -9 2>/dev/null
-    rm -rf "$WORK"
+    [ -n "${KEEP_WORK:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
@@ -298,6 +298,16 @@ assert fresh == by.get("accepted", 0) and stale == by.get("accepted-stale", 0), 
 assert assigned == ended, (assigned, ended, by)
 assert fresh > 0
 assert by.get("rejected-tokens", 0) > 0, by  # the hostile 'tokens' upload, dropped and counted
+# an upload's seconds (its first chunk to its last) lie within its round: in these synchronous
+# rounds a share is handed out when its round opens, after the previous row was written, so
+# a round's uploads took at most (volunteers assigned) x (time since the previous row)
+timed = 0
+for prev, r in zip(rows, rows[1:]):
+    if int(r["stale_samples"]) == 0 and int(r["fresh_samples"]) > 0:
+        span = float(r["time_s"]) - float(prev["time_s"])
+        assert 0 <= float(r["upload_s_timed"]) <= int(r["volunteers_assigned"]) * span + 0.002, (prev, r)
+        timed += 1
+assert timed > 100, timed
 EOF
 # ---- 2b. the idle timeout ---------------------------------------------------------------
 # A peer that says HELLO and then nothing is dropped by --idle-timeout (3 s here), with the

@@ -428,6 +428,15 @@ static void test_finite_norm(void) {
         }
     }
     CU_ASSERT_EQUAL(codec_check_finite(x, N, NULL), 1);
+    // alone (no later bad value to flag its block): the first and last of a block too
+    for (size_t p = 0; p < sizeof pos / sizeof pos[0]; p++) {
+        float saved = x[pos[p]];
+        x[pos[p]] = NAN;
+        bad = 12345;
+        CU_ASSERT_EQUAL(codec_check_finite(x, N, &bad), 0);
+        CU_ASSERT_EQUAL(bad, pos[p]);
+        x[pos[p]] = saved;
+    }
 
     double want = 0.0;
     for (int i = 0; i < N; i++) want += (double)x[i] * x[i];
