@@ -445,6 +445,7 @@ int main(int argc, char **argv) {
     o.run_dir = run_dir ? run_dir : rep.run_dir;
     o.total_steps = total;
     o.log_every = rep.train->log_every;
+    o.data_path = rep.data_train;  // served to volunteers without a copy (DATA_REQUEST)
     BridgeServer *b = bridge_create(&o, tr, h, cfg_text, rep.n_examples, err);
     if (!b) {
         fprintf(stderr, TOOL ": error: %s\n", err);
