@@ -35,7 +35,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-[ -n "${KEEP:-}" ] && trap - EXIT
+[ -n "${KEEP:-}" ] && trap - EXIT   # KEEP=1: keep $WORK (logs, caches) for a look
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
 PORT=$(free_ports)
 TOKENS=$WORK/tokens.txt
