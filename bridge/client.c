@@ -21,6 +21,8 @@
 #define IN_CAP ((size_t)8 << 20)  // bytes read ahead at most
 #define HEARTBEAT_S 5.0
 #define DOWNLOAD_WINDOW 8         // STATE_REQUESTs in flight
+#define DATA_WINDOW 4             // DATA_REQUESTs in flight, of at most DATA_CHUNK bytes each:
+#define DATA_CHUNK ((size_t)512 << 10)  // the bridge's BR_DATA_WINDOW_BYTES (2 MiB) in all
 
 struct BrClient {
     int fd;
@@ -28,6 +30,7 @@ struct BrClient {
     BrClientOptions o;
     char host[256];
     BrWelcome welcome;
+    uint8_t bridge_minor;  // the protocol minor of the bridge's WELCOME
     BrProtoDecoder dec;
     BrProtoLimits lim;
     uint8_t *in;           // read-ahead buffer [in_pos, in_len)
@@ -251,6 +254,7 @@ int br_client_connect(BrClient **out, const BrClientOptions *o, char *err) {
     c->lim = br_proto_limits_default();
     c->lim.max_chunk_bytes = BR_PROTO_MAX_CHUNK_BYTES;
     c->lim.accept_types = BR_MSG_BIT(BR_MSG_WELCOME) | BR_MSG_BIT(BR_MSG_STATE_CHUNK) |
+                          BR_MSG_BIT(BR_MSG_DATA_CHUNK) |
                           BR_MSG_BIT(BR_MSG_ROUND_OPEN) | BR_MSG_BIT(BR_MSG_ROUND_CLOSE) |
                           BR_MSG_BIT(BR_MSG_AVG_CHUNK) | BR_MSG_BIT(BR_MSG_HEARTBEAT) |
                           BR_MSG_BIT(BR_MSG_ERROR) | BR_MSG_BIT(BR_MSG_BYE);
@@ -318,6 +322,7 @@ int br_client_connect(BrClient **out, const BrClientOptions *o, char *err) {
         goto fail;
     }
     c->welcome = f.m.welcome;
+    c->bridge_minor = f.version_minor;
     c->n = (size_t)c->welcome.n_params;
     *out = c;
     return 0;
@@ -327,6 +332,7 @@ fail:
 }
 
 const BrWelcome *br_client_welcome(const BrClient *c) { return &c->welcome; }
+int br_client_bridge_minor(const BrClient *c) { return c->bridge_minor; }
 int br_client_error_code(const BrClient *c) { return c->error_code; }
 int br_client_bye_reason(const BrClient *c) { return c->bye_reason; }
 const BrClientStats *br_client_stats(const BrClient *c) { return &c->st; }
@@ -360,6 +366,63 @@ int br_client_download(BrClient *c, uint8_t *buf, size_t *have,
                          (unsigned long long)s->offset, s->n_bytes,
                          (unsigned long long)s->total_bytes, *have, total);
         memcpy(buf + *have, s->data, s->n_bytes);
+        *have += s->n_bytes;
+        inflight--;
+        if (progress) progress(ctx, *have, total);
+    }
+    return 0;
+}
+
+// ---- training data download ----
+
+int br_client_download_data(BrClient *c, uint64_t *have, double rate_limit,
+                            int (*sink)(void *ctx, const uint8_t *data, size_t n, char *err),
+                            void *sink_ctx,
+                            void (*progress)(void *ctx, uint64_t have, uint64_t total), void *ctx,
+                            char *err) {
+    if (c->bridge_minor < 1 || c->welcome.data_bytes == 0)
+        return failf(c, err, "the bridge (protocol %d.%d) does not serve the training data; give a "
+                     "local copy of the run's shard with --set data.train=PATH", BR_PROTO_VERSION_MAJOR,
+                     c->bridge_minor);
+    uint64_t total = c->welcome.data_bytes, next = *have;
+    if (next > total) return failf(c, err, "%llu bytes of data held, the run's data has %llu",
+                                   (unsigned long long)next, (unsigned long long)total);
+    size_t chunk = c->welcome.max_chunk_bytes < DATA_CHUNK ? c->welcome.max_chunk_bytes : DATA_CHUNK;
+    // a rate limit paces the requests: chunks of a quarter second's worth at most
+    if (rate_limit > 0 && (double)chunk > rate_limit / 4)
+        chunk = rate_limit / 4 > BR_PROTO_MIN_CHUNK_BYTES ? (size_t)(rate_limit / 4) : BR_PROTO_MIN_CHUNK_BYTES;
+    double t0 = cx_now();
+    uint64_t have0 = *have;
+    int inflight = 0;
+    while (*have < total) {
+        while (inflight < DATA_WINDOW && next < total) {
+            if (rate_limit > 0) {  // not more than rate_limit bytes per second requested
+                double due = t0 + (double)(next - have0) / rate_limit;
+                if (inflight > 0 && cx_now() < due) break;  // read what is in flight meanwhile
+                while (cx_now() < due) {
+                    if (c->interrupt && *c->interrupt) return cx_err(err, "interrupted");
+                    usleep(20000);
+                    maybe_heartbeat(c);
+                }
+            }
+            BrFrame f = {.type = BR_MSG_DATA_REQUEST};
+            size_t k = total - next < chunk ? (size_t)(total - next) : chunk;
+            f.m.data_request = (BrDataRequest){.offset = next, .n_bytes = (uint32_t)k};
+            if (send_frame(c, &f, err) != 0) return -1;
+            next += k;
+            inflight++;
+        }
+        BrFrame f;
+        if (next_frame(c, &f, err) != 0) return -1;
+        if (f.type != BR_MSG_DATA_CHUNK)
+            return failf(c, err, "%s during the training data download", br_proto_type_name(f.type));
+        const BrDataChunk *s = &f.m.data_chunk;
+        if (s->offset != *have || s->total_bytes != total || s->n_bytes == 0)
+            return failf(c, err, "data chunk at %llu (+%u of %llu), expected offset %llu of %llu",
+                         (unsigned long long)s->offset, s->n_bytes,
+                         (unsigned long long)s->total_bytes, (unsigned long long)*have,
+                         (unsigned long long)total);
+        if (sink(sink_ctx, s->data, s->n_bytes, err) != 0) return -1;
         *have += s->n_bytes;
         inflight--;
         if (progress) progress(ctx, *have, total);

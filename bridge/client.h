@@ -4,6 +4,8 @@
 //                                                        TLS 1.3 pinned to the bridge's
 //                                                        certificate, HELLO with the join
 //                                                        token -> WELCOME
+//   br_client_download_data(c, &have, ...)               the run's training data file
+//                                                        (protocol 1.1), resumable, to a sink
 //   br_client_download(c, buf, &have, err)               the state blob (bridge/state.h), in
 //                                                        pipelined, resumable chunks
 //   br_client_start(c, step, params, n, &samples_seen)   "I hold the state after step": the
@@ -66,6 +68,22 @@ typedef struct BrClient BrClient;
 int br_client_connect(BrClient **out, const BrClientOptions *o, char *err);
 
 const BrWelcome *br_client_welcome(const BrClient *c);
+// The protocol minor version of the bridge (of its WELCOME frame): 0 means a 1.0 bridge,
+// which neither states the training data's hash nor serves it.
+int br_client_bridge_minor(const BrClient *c);
+
+// Downloads the run's training data file (br_client_welcome(c)->data_bytes bytes) from byte
+// *have on: pipelined DATA_REQUESTs, each chunk handed to sink (in order, exactly once) and
+// *have advanced, so a failed call resumes after reconnecting from where it stopped.
+// rate_limit: bytes per second at most (0: none). progress (may be NULL) is called after
+// each chunk. The caller checks the whole file's SHA-256 (WELCOME's data_hash). Returns 0,
+// or -1 with err (a 1.0 bridge, or one that serves no data: an error that says so; sink's
+// own failures).
+int br_client_download_data(BrClient *c, uint64_t *have, double rate_limit,
+                            int (*sink)(void *ctx, const uint8_t *data, size_t n, char *err),
+                            void *sink_ctx,
+                            void (*progress)(void *ctx, uint64_t have, uint64_t total), void *ctx,
+                            char *err);
 
 // Downloads the state into buf (br_client_welcome(c)->state_bytes bytes), continuing from
 // *have bytes already present (a resumed download of the same state). *have advances as

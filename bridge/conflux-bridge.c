@@ -96,7 +96,10 @@ static void usage(FILE *f) {
             "                        the longest-departed one is retired into the token's\n"
             "                        summary row of volunteers.csv)\n"
             "  --download-slack S    a state download must end within S seconds plus ...\n"
-            "  --download-min-rate K ... the state's size at K KiB/s (defaults 30 and 128)\n"
+            "  --download-min-rate K ... the state's size at K KiB/s (defaults 30 and 128);\n"
+            "                        a volunteer downloading the training data (served from\n"
+            "                        data.train to those without a copy) gets its size at\n"
+            "                        K KiB/s more\n"
             "  --max-status-conns N  status page connections at most (default 32)\n"
             "  -q, --quiet           no progress lines\n"
             "  -h, --help            this text\n"
@@ -445,6 +448,7 @@ int main(int argc, char **argv) {
     o.run_dir = run_dir ? run_dir : rep.run_dir;
     o.total_steps = total;
     o.log_every = rep.train->log_every;
+    o.data_path = rep.data_train;  // served to volunteers without a copy (DATA_REQUEST)
     BridgeServer *b = bridge_create(&o, tr, h, cfg_text, rep.n_examples, err);
     if (!b) {
         fprintf(stderr, TOOL ": error: %s\n", err);

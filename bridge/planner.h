@@ -24,6 +24,11 @@
 // Both plans then cap every share at max_share samples (the trainers take the rest): one
 // volunteer's weight in a round stays bounded however fast it claims to be (an upload sent
 // at once measures an arbitrary speed; robust aggregation needs no participant to dominate).
+// Downloads: only live volunteers are planned. One still downloading the state or the run's
+// training data (bridge/server.c: a connection goes live with the PROGRESS it sends once it
+// holds both) is not in step and gets no share, so a download's time is never charged to a
+// round; the data comes whole before the first round (DATA_REQUEST, bridge/proto.h), so once
+// live a volunteer's data costs it nothing per round and its measured rate is compute alone.
 // Both plans leave volunteers out when the batch is too small for every participant to get
 // a sample (G < NT + nv): one at a time from the start of the list (the longest in it), as
 // the bridge always did.

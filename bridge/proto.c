@@ -128,12 +128,15 @@ static const char *const type_names[] = {
     [BR_MSG_HEARTBEAT] = "HEARTBEAT",
     [BR_MSG_ERROR] = "ERROR",
     [BR_MSG_BYE] = "BYE",
+    [BR_MSG_DATA_REQUEST] = "DATA_REQUEST",
+    [BR_MSG_DATA_CHUNK] = "DATA_CHUNK",
 };
 
-// Smallest 1.0 payload of each type; for fixed-size types also the exact size.
+// Smallest payload of each type in its first version (1.0; 1.1 for the DATA_ types); for
+// fixed-size types also the exact size (but see payload_fixed: WELCOME grew in 1.1).
 static const uint16_t min_payload[] = {
     [BR_MSG_HELLO] = BR_HELLO_MIN_BYTES,
-    [BR_MSG_WELCOME] = BR_WELCOME_BYTES,
+    [BR_MSG_WELCOME] = BR_WELCOME_BYTES_1_0,
     [BR_MSG_STATE_REQUEST] = BR_STATE_REQUEST_BYTES,
     [BR_MSG_STATE_CHUNK] = BR_STATE_CHUNK_FIXED_BYTES,
     [BR_MSG_PROGRESS] = BR_PROGRESS_BYTES,
@@ -144,7 +147,17 @@ static const uint16_t min_payload[] = {
     [BR_MSG_HEARTBEAT] = BR_HEARTBEAT_BYTES,
     [BR_MSG_ERROR] = BR_ERROR_FIXED_BYTES,
     [BR_MSG_BYE] = BR_BYE_BYTES,
+    [BR_MSG_DATA_REQUEST] = BR_DATA_REQUEST_BYTES,
+    [BR_MSG_DATA_CHUNK] = BR_DATA_CHUNK_FIXED_BYTES,
 };
+
+// The fixed part of a type's payload in a frame of minor version `minor` (the exact size of
+// a fixed-size type): what min_payload says, but a WELCOME of 1.1 or newer holds the data
+// fields.
+static uint32_t payload_fixed(int type, uint8_t minor) {
+    if (type == BR_MSG_WELCOME && minor >= 1) return BR_WELCOME_BYTES;
+    return min_payload[type];
+}
 
 static bool type_known(int type) {
     return type >= BR_MSG_FIRST && type <= BR_MSG_LAST;
@@ -157,6 +170,7 @@ static bool type_fixed_size(int type) {
     case BR_MSG_GRAD_CHUNK:
     case BR_MSG_AVG_CHUNK:
     case BR_MSG_ERROR:
+    case BR_MSG_DATA_CHUNK:
         return false;
     default:
         return true;
@@ -164,7 +178,8 @@ static bool type_fixed_size(int type) {
 }
 
 static bool type_is_chunk(int type) {
-    return type == BR_MSG_STATE_CHUNK || type == BR_MSG_GRAD_CHUNK || type == BR_MSG_AVG_CHUNK;
+    return type == BR_MSG_STATE_CHUNK || type == BR_MSG_GRAD_CHUNK || type == BR_MSG_AVG_CHUNK ||
+           type == BR_MSG_DATA_CHUNK;
 }
 
 const char *br_proto_type_name(int type) {
@@ -290,16 +305,17 @@ static int check_header(const uint8_t *h, const BrProtoLimits *lim, uint64_t bas
         return cx_err(err,
                       "%s payload of %" PRIu32 " bytes exceeds the limit of %zu at stream offset %" PRIu64,
                       name, len, max, base + 8);
-    if (len < min_payload[type])
+    uint32_t fixed = payload_fixed(type, h[5]);
+    if (len < fixed)
         return cx_err(err,
-                      "%s payload of %" PRIu32 " bytes is shorter than the minimum of %u at stream "
-                      "offset %" PRIu64,
-                      name, len, min_payload[type], base + 8);
-    if (type_fixed_size(type) && h[5] <= BR_PROTO_VERSION_MINOR && len != min_payload[type])
+                      "%s payload of %" PRIu32 " bytes is shorter than the minimum of %" PRIu32
+                      " at stream offset %" PRIu64,
+                      name, len, fixed, base + 8);
+    if (type_fixed_size(type) && h[5] <= BR_PROTO_VERSION_MINOR && len != fixed)
         return cx_err(err,
-                      "%s payload of %" PRIu32 " bytes; version %d.%u defines exactly %u, at stream "
-                      "offset %" PRIu64,
-                      name, len, BR_PROTO_VERSION_MAJOR, h[5], min_payload[type], base + 8);
+                      "%s payload of %" PRIu32 " bytes; version %d.%u defines exactly %" PRIu32
+                      ", at stream offset %" PRIu64,
+                      name, len, BR_PROTO_VERSION_MAJOR, h[5], fixed, base + 8);
     out->minor = h[5];
     out->type = type;
     out->payload_bytes = len;
@@ -507,10 +523,19 @@ static int decode_payload(const Header *h, const uint8_t *payload, uint64_t base
             return rfail(r, at, "max chunk size %" PRIu32 " outside %u..%u", m->max_chunk_bytes,
                          BR_PROTO_MIN_CHUNK_BYTES, BR_PROTO_MAX_CHUNK_BYTES);
         if (rd_codec(r, &m->codec) || rd_reserved(r, 3)) return -1;
+        if (h->minor >= 1) {  // 1.1: the training data (a 1.0 WELCOME leaves them 0)
+            if (rd_u64(r, "data size", &m->data_bytes)) return -1;
+            if (need(r, BR_DATA_HASH_BYTES, "data hash")) return -1;
+            memcpy(m->data_hash, r->p + r->pos, BR_DATA_HASH_BYTES);
+            r->pos += BR_DATA_HASH_BYTES;
+        }
         break;
     }
+    case BR_MSG_DATA_REQUEST:
     case BR_MSG_STATE_REQUEST: {
+        // the same layout (BrDataRequest mirrors BrStateRequest)
         BrStateRequest *m = &out->m.state_request;
+        _Static_assert(sizeof(BrStateRequest) == sizeof(BrDataRequest), "request layouts");
         if (rd_u64(r, "offset", &m->offset)) return -1;
         at = r->pos;
         if (rd_u32(r, "length", &m->n_bytes)) return -1;
@@ -519,8 +544,12 @@ static int decode_payload(const Header *h, const uint8_t *payload, uint64_t base
                          lim->max_chunk_bytes);
         break;
     }
+    case BR_MSG_DATA_CHUNK:
     case BR_MSG_STATE_CHUNK: {
+        // the same layout (BrDataChunk mirrors BrStateChunk)
         BrStateChunk *m = &out->m.state_chunk;
+        _Static_assert(sizeof(BrStateChunk) == sizeof(BrDataChunk), "chunk layouts");
+        const char *what = h->type == BR_MSG_DATA_CHUNK ? "training data" : "state";
         if (rd_u64(r, "offset", &m->offset) || rd_u64(r, "total size", &m->total_bytes))
             return -1;
         at = r->pos;
@@ -530,7 +559,7 @@ static int decode_payload(const Header *h, const uint8_t *payload, uint64_t base
                          m->n_bytes, lim->max_chunk_bytes);
         if (m->offset > m->total_bytes || m->n_bytes > m->total_bytes - m->offset)
             return rfail(r, at, "chunk [%" PRIu64 ", +%" PRIu32 ") lies outside the %" PRIu64
-                         "-byte state", m->offset, m->n_bytes, m->total_bytes);
+                         "-byte %s", m->offset, m->n_bytes, m->total_bytes, what);
         if (r->n - r->pos < m->n_bytes)
             return rfail(r, at, "chunk declares %" PRIu32 " bytes but the payload holds %zu",
                          m->n_bytes, r->n - r->pos);
@@ -660,7 +689,7 @@ int br_proto_encode(uint8_t *buf, size_t cap, const BrFrame *f, const BrProtoLim
     const char *name = type_names[type];
 
     // Pass 1: validate the message exactly as the decoder will, and size the payload.
-    size_t plen = min_payload[type], len1 = 0, len2 = 0;
+    size_t plen = payload_fixed(type, BR_PROTO_VERSION_MINOR), len1 = 0, len2 = 0;
     switch (type) {
     case BR_MSG_HELLO: {
         const BrHello *m = &f->m.hello;
@@ -689,23 +718,25 @@ int br_proto_encode(uint8_t *buf, size_t cap, const BrFrame *f, const BrProtoLim
             return cx_err(err, "encode WELCOME: unknown codec %u", m->codec);
         break;
     }
+    case BR_MSG_DATA_REQUEST:
     case BR_MSG_STATE_REQUEST: {
-        const BrStateRequest *m = &f->m.state_request;
+        const BrStateRequest *m = &f->m.state_request;  // (BrDataRequest: the same layout)
         if (m->n_bytes == 0 || m->n_bytes > lim->max_chunk_bytes)
-            return cx_err(err, "encode STATE_REQUEST: length %" PRIu32 " outside 1..%" PRIu32,
+            return cx_err(err, "encode %s: length %" PRIu32 " outside 1..%" PRIu32, name,
                           m->n_bytes, lim->max_chunk_bytes);
         break;
     }
+    case BR_MSG_DATA_CHUNK:
     case BR_MSG_STATE_CHUNK: {
-        const BrStateChunk *m = &f->m.state_chunk;
+        const BrStateChunk *m = &f->m.state_chunk;  // (BrDataChunk: the same layout)
         if (m->n_bytes > lim->max_chunk_bytes)
-            return cx_err(err, "encode STATE_CHUNK: %" PRIu32 " bytes exceed the limit of %" PRIu32,
+            return cx_err(err, "encode %s: %" PRIu32 " bytes exceed the limit of %" PRIu32, name,
                           m->n_bytes, lim->max_chunk_bytes);
         if (m->offset > m->total_bytes || m->n_bytes > m->total_bytes - m->offset)
-            return cx_err(err, "encode STATE_CHUNK: [%" PRIu64 ", +%" PRIu32
-                          ") lies outside the %" PRIu64 "-byte state",
-                          m->offset, m->n_bytes, m->total_bytes);
-        if (m->n_bytes && !m->data) return cx_err(err, "encode STATE_CHUNK: data is NULL");
+            return cx_err(err, "encode %s: [%" PRIu64 ", +%" PRIu32 ") lies outside the %" PRIu64
+                          "-byte %s", name, m->offset, m->n_bytes, m->total_bytes,
+                          type == BR_MSG_DATA_CHUNK ? "training data" : "state");
+        if (m->n_bytes && !m->data) return cx_err(err, "encode %s: data is NULL", name);
         plen += m->n_bytes;
         break;
     }
@@ -788,12 +819,16 @@ int br_proto_encode(uint8_t *buf, size_t cap, const BrFrame *f, const BrProtoLim
         put_u32(p + 60, m->max_chunk_bytes);
         p[64] = m->codec;
         p[65] = p[66] = p[67] = 0;
+        put_u64(p + 68, m->data_bytes);
+        memcpy(p + 76, m->data_hash, BR_DATA_HASH_BYTES);
         break;
     }
+    case BR_MSG_DATA_REQUEST:
     case BR_MSG_STATE_REQUEST:
         put_u64(p, f->m.state_request.offset);
         put_u32(p + 8, f->m.state_request.n_bytes);
         break;
+    case BR_MSG_DATA_CHUNK:
     case BR_MSG_STATE_CHUNK: {
         const BrStateChunk *m = &f->m.state_chunk;
         put_u64(p, m->offset);
@@ -894,6 +929,9 @@ ENCODE_WRAPPER_LIM(br_proto_encode_avg_chunk, BR_MSG_AVG_CHUNK, avg_chunk, BrAvg
 ENCODE_WRAPPER(br_proto_encode_heartbeat, BR_MSG_HEARTBEAT, heartbeat, BrHeartbeat)
 ENCODE_WRAPPER(br_proto_encode_error, BR_MSG_ERROR, error, BrErrorMsg)
 ENCODE_WRAPPER(br_proto_encode_bye, BR_MSG_BYE, bye, BrBye)
+ENCODE_WRAPPER_LIM(br_proto_encode_data_request, BR_MSG_DATA_REQUEST, data_request,
+                   BrDataRequest)
+ENCODE_WRAPPER_LIM(br_proto_encode_data_chunk, BR_MSG_DATA_CHUNK, data_chunk, BrDataChunk)
 
 // ---- one-shot decoder ----
 

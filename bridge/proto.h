@@ -22,10 +22,19 @@
 // value 0xFFFFFFFF, final XOR 0xFFFFFFFF (of "123456789": 0xE3069283), stored as a u32.
 //
 // Versioning: the major version changes when the layout changes incompatibly; a frame with
-// another major is rejected ("unsupported protocol major version"). A minor version may only
+// another major is rejected ("unsupported protocol major version"). A minor version may
 // append fields at the end of a payload: a decoder accepts trailing payload bytes when the
-// frame's minor is newer than its own (and ignores them), and insists on the exact size
-// otherwise, so every accepted 1.0 frame re-encodes to the same bytes.
+// frame's minor is newer than its own (and ignores them), and insists on the exact size of
+// the frame's own minor otherwise, so every accepted frame of this version re-encodes to the
+// same bytes. A minor version may also add message types; a peer sends such a type only to a
+// peer that announced that minor (the bridge learns the volunteer's from HELLO's minor field,
+// the volunteer the bridge's from the WELCOME frame's header), so an older peer never
+// receives a type it does not know.
+//   1.0  the first version.
+//   1.1  WELCOME appends the training data's size and SHA-256; DATA_REQUEST and DATA_CHUNK
+//        (types 13 and 14) carry the training data to a volunteer that has no copy. A 1.1
+//        volunteer joining a 1.0 bridge (a WELCOME of 68 bytes, minor 0) needs a local copy
+//        of the data and says so; a 1.0 volunteer ignores the appended WELCOME fields.
 //
 // Payloads (sizes in bytes; strings are UTF-8 without NUL, length-prefixed by a u16; "res"
 // bytes are reserved and must be 0; an identity is 16 opaque bytes, sent as they are; a
@@ -36,7 +45,10 @@
 //                 u16 n + token (1..256), u16 n + client name (0..128)           (28+)
 //   WELCOME       u64 session id, 16 identity, u64 step, u64 samples_seen, u64 n_params,
 //                 u64 state_bytes, u32 round_deadline_ms, u32 max_chunk_bytes, u8 codec,
-//                 3 res                                                            (68)
+//                 3 res                                                       (1.0: 68)
+//                 then (1.1) u64 data_bytes (size of the run's training data file; 0: the
+//                 bridge serves no data), 32 data hash (SHA-256 of those data_bytes bytes;
+//                 any value when data_bytes is 0, all zero as the bridge sends it) (108)
 //   STATE_REQUEST u64 offset, u32 n_bytes                                          (12)
 //   STATE_CHUNK   u64 offset, u64 total_bytes, u32 n_bytes, n_bytes of state       (20+n)
 //   PROGRESS      u64 step, u64 samples accumulated since the last report          (16)
@@ -59,20 +71,30 @@
 // if it had encoded the whole vector (the decoder does not require it). The chunk limit
 // applies to these encoded bytes.
 //   HEARTBEAT     u64 sender time (microseconds)                                   (8)
+//   DATA_REQUEST  u64 offset, u32 n_bytes (1..max_chunk_bytes): bytes [offset,
+//                 offset + n_bytes) of the training data file                      (12)
+//   DATA_CHUNK    u64 offset, u64 total_bytes, u32 n_bytes, n_bytes of the training data
+//                 file (offset + n_bytes <= total_bytes)                        (20+n)
+// The training data is the bridge's data.train file as bytes (an HDF5 shard), served only
+// on an authenticated connection before it goes live (bridge/server.c: a window of requested
+// bytes per connection, the download deadline); the volunteer checks the SHA-256 of the whole
+// file against WELCOME's before it uses it (bridge/datafile.h).
 //   ERROR         u32 code (BrErrorCode, nonzero), u16 n + message (0..1024)       (6+n)
 //   BYE           u32 reason (BrByeReason)                                         (4)
 //
 // Limits are checked on the header, before any payload byte is buffered or allocated:
 // HELLO <= 4096 payload bytes, ERROR <= 2048, other control messages <= 256, chunk
-// messages <= 64 + max_chunk_bytes (BrProtoLimits, default 1 MiB of chunk data).
+// messages (STATE_CHUNK, GRAD_CHUNK, AVG_CHUNK, DATA_CHUNK) <= 64 + max_chunk_bytes
+// (BrProtoLimits, default 1 MiB of chunk data).
 //
 // When the header is judged: bytes 0..4 (magic, major) each as soon as it arrives, so a
 // stream of something else fails at its first wrong byte; everything else only once all 20
 // header bytes are there (a shorter prefix with a bad type, flags or length is still "need
-// more"): the header CRC, the type (1..12 and accepted by the connection), the flags, and
+// more"): the header CRC, the type (1..14 and accepted by the connection), the flags, and
 // payload_bytes against the type's limit above and its size in the table: at least the
-// fixed part (HELLO 28, STATE_CHUNK 20, GRAD_CHUNK 56, AVG_CHUNK 24, ERROR 6), and for a
-// fixed-size type exactly its size unless the frame's minor is newer than the decoder's.
+// fixed part (HELLO 28, STATE_CHUNK 20, GRAD_CHUNK 56, AVG_CHUNK 24, ERROR 6, DATA_CHUNK 20;
+// WELCOME 68 in 1.0 frames, 108 from 1.1), and for a fixed-size type exactly its size in the
+// frame's minor unless the frame's minor is newer than the decoder's.
 // So a header whose length no payload of its type could have (a 1.0 HEARTBEAT of 9 bytes,
 // a BYE of 3) is an error as soon as the header is whole, without waiting for the payload.
 // The frame CRC and the payload rules are checked once the whole payload is there.
@@ -92,7 +114,7 @@
 
 #define BR_PROTO_MAGIC "CXBR"
 #define BR_PROTO_VERSION_MAJOR 1
-#define BR_PROTO_VERSION_MINOR 0
+#define BR_PROTO_VERSION_MINOR 1
 #define BR_PROTO_HEADER_BYTES 20
 
 // Strings (bytes, without a terminating NUL).
@@ -113,7 +135,9 @@
 
 // Exact payload sizes of the fixed-size messages and fixed parts of the others (1.0).
 #define BR_HELLO_MIN_BYTES 28 // fixed fields + two u16 string lengths, empty strings
-#define BR_WELCOME_BYTES 68
+#define BR_WELCOME_BYTES_1_0 68  // a 1.0 WELCOME (no data fields)
+#define BR_WELCOME_BYTES 108     // 1.1
+#define BR_DATA_HASH_BYTES 32    // SHA-256
 #define BR_STATE_REQUEST_BYTES 12
 #define BR_STATE_CHUNK_FIXED_BYTES 20
 #define BR_PROGRESS_BYTES 16
@@ -124,6 +148,8 @@
 #define BR_HEARTBEAT_BYTES 8
 #define BR_ERROR_FIXED_BYTES 6
 #define BR_BYE_BYTES 4
+#define BR_DATA_REQUEST_BYTES 12
+#define BR_DATA_CHUNK_FIXED_BYTES 20
 
 typedef enum BrMsgType {
     BR_MSG_HELLO = 1,          // volunteer -> bridge, first frame of a connection
@@ -138,11 +164,13 @@ typedef enum BrMsgType {
     BR_MSG_HEARTBEAT = 10,     // either direction
     BR_MSG_ERROR = 11,         // either direction, usually followed by closing
     BR_MSG_BYE = 12,           // either direction: orderly leave
+    BR_MSG_DATA_REQUEST = 13,  // (1.1) volunteer -> bridge: send training data bytes
+    BR_MSG_DATA_CHUNK = 14,    // (1.1) bridge -> volunteer: a piece of the training data
 } BrMsgType;
 #define BR_MSG_FIRST BR_MSG_HELLO
-#define BR_MSG_LAST BR_MSG_BYE
+#define BR_MSG_LAST BR_MSG_DATA_CHUNK
 #define BR_MSG_BIT(t) (1u << (t))
-#define BR_MSG_ALL 0x1ffeu // every type 1..12
+#define BR_MSG_ALL 0x7ffeu // every type 1..14
 
 // Gradient codecs (models/codec.h): the value on the wire, and the bit in HELLO's codecs mask.
 typedef enum BrCodec {
@@ -163,6 +191,7 @@ typedef enum BrErrorCode {
     BR_ERR_STATE = 6,     // state download out of range / stale
     BR_ERR_BUSY = 7,      // bridge full or shutting down
     BR_ERR_INTERNAL = 8,
+    BR_ERR_DATA = 9,      // training data download out of range, out of order or not served
 } BrErrorCode;
 
 typedef enum BrByeReason {
@@ -196,6 +225,9 @@ typedef struct BrWelcome {
     uint32_t round_deadline_ms; // > 0
     uint32_t max_chunk_bytes;   // the bridge's chunk limit, BR_PROTO_MIN/MAX_CHUNK_BYTES
     uint8_t codec;              // chosen gradient codec (BrCodec)
+    // 1.1 (zero when decoded from a 1.0 WELCOME)
+    uint64_t data_bytes;        // size of the run's training data file (0: not served)
+    uint8_t data_hash[BR_DATA_HASH_BYTES];  // its SHA-256
 } BrWelcome;
 
 typedef struct BrStateRequest {
@@ -209,6 +241,18 @@ typedef struct BrStateChunk {
     uint32_t n_bytes;      // 0..max_chunk_bytes
     const uint8_t *data;   // n_bytes; not owned (see the decoders for its lifetime)
 } BrStateChunk;
+
+typedef struct BrDataRequest {
+    uint64_t offset;   // bytes into the training data file
+    uint32_t n_bytes;  // 1..max_chunk_bytes
+} BrDataRequest;
+
+typedef struct BrDataChunk {
+    uint64_t offset;       // bytes into the training data file
+    uint64_t total_bytes;  // offset + n_bytes <= total_bytes
+    uint32_t n_bytes;      // 0..max_chunk_bytes
+    const uint8_t *data;   // n_bytes; not owned (see the decoders for its lifetime)
+} BrDataChunk;
 
 typedef struct BrProgress {
     uint64_t step;
@@ -283,6 +327,8 @@ typedef struct BrFrame {
         BrHeartbeat heartbeat;
         BrErrorMsg error;
         BrBye bye;
+        BrDataRequest data_request;
+        BrDataChunk data_chunk;
     } m;
 } BrFrame;
 
@@ -349,7 +395,7 @@ bool br_proto_utf8_valid(const uint8_t *s, size_t n);
 // too small; err then says which. On error the contents of buf are unspecified, but nothing
 // at or beyond buf + cap is touched. The message is only read; data pointers in it must
 // point to the stated number of bytes. lim may be NULL (defaults); it bounds chunk sizes
-// and STATE_REQUEST lengths. A frame never exceeds br_proto_max_frame_bytes(lim) bytes.
+// and STATE_REQUEST / DATA_REQUEST lengths. A frame never exceeds br_proto_max_frame_bytes(lim) bytes.
 int br_proto_encode(uint8_t *buf, size_t cap, const BrFrame *f, const BrProtoLimits *lim,
                     char *err);
 int br_proto_encode_hello(uint8_t *buf, size_t cap, const BrHello *m, char *err);
@@ -368,6 +414,10 @@ int br_proto_encode_avg_chunk(uint8_t *buf, size_t cap, const BrAvgChunk *m,
 int br_proto_encode_heartbeat(uint8_t *buf, size_t cap, const BrHeartbeat *m, char *err);
 int br_proto_encode_error(uint8_t *buf, size_t cap, const BrErrorMsg *m, char *err);
 int br_proto_encode_bye(uint8_t *buf, size_t cap, const BrBye *m, char *err);
+int br_proto_encode_data_request(uint8_t *buf, size_t cap, const BrDataRequest *m,
+                                 const BrProtoLimits *lim, char *err);
+int br_proto_encode_data_chunk(uint8_t *buf, size_t cap, const BrDataChunk *m,
+                               const BrProtoLimits *lim, char *err);
 
 // ---- one-shot decoder ----
 // Decodes the first frame of buf[0..n). lim may be NULL (defaults).

@@ -21,6 +21,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "bridge/datafile.h"
 #include "bridge/outer.h"
 #include "bridge/proto.h"
 #include "bridge/rounds.h"
@@ -134,7 +135,10 @@ struct OutAcct {
     int refs;
     size_t ref_bytes;    // referenced bytes queued (shared blocks)
     size_t state_bytes;  // of them, state bytes (the download window)
+    size_t data_bytes;   // of them, training data bytes (the data download window)
 };
+
+enum { REF_OTHER, REF_STATE, REF_DATA };  // what a queued reference holds
 
 static void acct_unref(OutAcct *a) {
     if (a && --a->refs == 0) free(a);
@@ -145,7 +149,7 @@ typedef struct {
     BrBlob *blob;
     OutAcct *acct;
     size_t n;
-    int state;
+    int kind;  // REF_*
 } OutRef;
 
 // libevent: the referenced bytes were written (or the queue was freed).
@@ -154,7 +158,8 @@ static void outref_done(const void *data, size_t n, void *arg) {
     (void)n;
     OutRef *r = arg;
     r->acct->ref_bytes -= r->n;
-    if (r->state) r->acct->state_bytes -= r->n;
+    if (r->kind == REF_STATE) r->acct->state_bytes -= r->n;
+    if (r->kind == REF_DATA) r->acct->data_bytes -= r->n;
     acct_unref(r->acct);
     br_blob_unref(r->blob);
     free(r);
@@ -186,7 +191,7 @@ int br_conn_send_bytes(Conn *c, const uint8_t *data, size_t n) {
     return 0;
 }
 
-static int send_ref(Conn *c, BrBlob *blob, size_t off, size_t n, int state) {
+static int send_ref(Conn *c, BrBlob *blob, size_t off, size_t n, int kind) {
     if (c->closing) return -1;
     size_t out_max = br_out_max(c->b);
     if (out_queued(c) + n > out_max) {
@@ -195,11 +200,12 @@ static int send_ref(Conn *c, BrBlob *blob, size_t off, size_t n, int state) {
         return -1;
     }
     OutRef *r = cx_calloc(1, sizeof *r);
-    *r = (OutRef){.blob = blob, .acct = c->acct, .n = n, .state = state};
+    *r = (OutRef){.blob = blob, .acct = c->acct, .n = n, .kind = kind};
     blob->refs++;
     c->acct->refs++;
     c->acct->ref_bytes += n;
-    if (state) c->acct->state_bytes += n;
+    if (kind == REF_STATE) c->acct->state_bytes += n;
+    if (kind == REF_DATA) c->acct->data_bytes += n;
     if (evbuffer_add_reference(bufferevent_get_output(c->bev), blob->data + off, n, outref_done, r) != 0) {
         outref_done(NULL, 0, r);
         return -1;
@@ -208,7 +214,9 @@ static int send_ref(Conn *c, BrBlob *blob, size_t off, size_t n, int state) {
     return 0;
 }
 
-int br_conn_send_ref(Conn *c, BrBlob *blob, size_t off, size_t n) { return send_ref(c, blob, off, n, 0); }
+int br_conn_send_ref(Conn *c, BrBlob *blob, size_t off, size_t n) {
+    return send_ref(c, blob, off, n, REF_OTHER);
+}
 
 int br_conn_send(Conn *c, const BrFrame *f) {
     BridgeServer *b = c->b;
@@ -495,7 +503,8 @@ static void on_hello(Conn *c, const BrHello *m) {
     c->state = C_AUTHED;
     char err[CX_ERRLEN];
     BrProtoLimits lim = b->lim;
-    lim.accept_types = BR_MSG_BIT(BR_MSG_STATE_REQUEST) | BR_MSG_BIT(BR_MSG_PROGRESS) |
+    lim.accept_types = BR_MSG_BIT(BR_MSG_STATE_REQUEST) | BR_MSG_BIT(BR_MSG_DATA_REQUEST) |
+                       BR_MSG_BIT(BR_MSG_PROGRESS) |
                        BR_MSG_BIT(BR_MSG_GRAD_CHUNK) | BR_MSG_BIT(BR_MSG_HEARTBEAT) |
                        BR_MSG_BIT(BR_MSG_ERROR) | BR_MSG_BIT(BR_MSG_BYE);
     CHECK(br_proto_decoder_set_limits(&c->dec, &lim, err) == 0, "%s", err);
@@ -508,7 +517,9 @@ static void on_hello(Conn *c, const BrHello *m) {
                               .step = s->step, .samples_seen = 0, .n_params = b->n,
                               .state_bytes = s->n,
                               .round_deadline_ms = (uint32_t)(b->o.deadline_s * 1000 + 0.5),
-                              .max_chunk_bytes = b->lim.max_chunk_bytes, .codec = (uint8_t)codec};
+                              .max_chunk_bytes = b->lim.max_chunk_bytes, .codec = (uint8_t)codec,
+                              .data_bytes = b->data_fd >= 0 ? b->data_bytes : 0};
+    if (b->data_fd >= 0) memcpy(f.m.welcome.data_hash, b->data_hash, BR_DATA_HASH_BYTES);
     br_conn_send(c, &f);
     br_log(b, "%s joined (%s, codec %s, state %zu bytes at step %llu)", br_conn_label(c),
            m->resume ? "resuming" : "new", codec_find(codec)->name, s->n,
@@ -545,7 +556,71 @@ static void on_state_request(Conn *c, const BrStateRequest *r) {
     CHECK(len > 0, "encoding a STATE_CHUNK frame: %s", err);
     size_t head = (size_t)len - r->n_bytes;  // the data is the payload's tail
     if (br_conn_send_bytes(c, b->frame, head) == 0)
-        send_ref(c, s->blob, (size_t)r->offset, r->n_bytes, 1);
+        send_ref(c, s->blob, (size_t)r->offset, r->n_bytes, REF_STATE);
+}
+
+// A piece of the training data file: read into a block of its own (the file is not held in
+// memory), queued by reference behind a copied frame head. Only before the connection goes
+// live (a live volunteer holds its data), only inside the file, and at most
+// BR_DATA_WINDOW_BYTES requested and not yet written: a peer that asks for more is dropped.
+static void on_data_request(Conn *c, const BrDataRequest *r) {
+    BridgeServer *b = c->b;
+    if (b->data_fd < 0) {
+        br_conn_fail(c, BR_ERR_DATA, "this bridge serves no training data (use a local copy)");
+        return;
+    }
+    if (c->state != C_AUTHED) {
+        br_conn_fail(c, BR_ERR_DATA, "DATA_REQUEST after the connection went live");
+        return;
+    }
+    if (r->offset >= b->data_bytes || r->n_bytes > b->data_bytes - r->offset) {
+        br_conn_fail(c, BR_ERR_DATA, "data bytes [%llu, +%u) outside the %llu-byte training data",
+                     (unsigned long long)r->offset, r->n_bytes, (unsigned long long)b->data_bytes);
+        return;
+    }
+    if (c->acct->data_bytes + r->n_bytes > BR_DATA_WINDOW_BYTES) {
+        br_conn_fail(c, BR_ERR_DATA, "data requests beyond the download window: %zu bytes "
+                     "requested and not yet sent, at most %zu", c->acct->data_bytes + r->n_bytes,
+                     BR_DATA_WINDOW_BYTES);
+        return;
+    }
+    if (!c->data_dl) {  // the download deadline grows by the data once per connection
+        c->data_dl = 1;
+        c->data_first = r->offset;
+        double rate = b->o.download_min_rate > 0 ? b->o.download_min_rate : 1;
+        if (c->dl_deadline > 0) c->dl_deadline += (double)b->data_bytes / rate;
+        br_log(b, "%s downloads the training data from byte %llu of %llu", br_conn_label(c),
+               (unsigned long long)r->offset, (unsigned long long)b->data_bytes);
+    }
+    BrBlob *blob = br_blob_new(r->n_bytes);
+    size_t got = 0;
+    while (got < r->n_bytes) {
+        ssize_t k = pread(b->data_fd, blob->data + got, r->n_bytes - got, (off_t)(r->offset + got));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            br_log(b, "cannot read the training data %s at byte %llu: %s", b->o.data_path,
+                   (unsigned long long)(r->offset + got), k < 0 ? strerror(errno) : "the file is shorter now");
+            br_blob_unref(blob);
+            br_conn_fail(c, BR_ERR_INTERNAL, "the bridge cannot read its training data");
+            return;
+        }
+        got += (size_t)k;
+    }
+    BrFrame o = {.type = BR_MSG_DATA_CHUNK};
+    o.m.data_chunk = (BrDataChunk){.offset = r->offset, .total_bytes = b->data_bytes,
+                                   .n_bytes = r->n_bytes, .data = blob->data};
+    char err[CX_ERRLEN];
+    int len = br_proto_encode(b->frame, b->frame_cap, &o, &b->lim, err);
+    CHECK(len > 0, "encoding a DATA_CHUNK frame: %s", err);
+    size_t head = (size_t)len - r->n_bytes;  // the data is the payload's tail
+    if (br_conn_send_bytes(c, b->frame, head) == 0 && send_ref(c, blob, 0, r->n_bytes, REF_DATA) == 0) {
+        c->data_sent += r->n_bytes;
+        if (r->offset + r->n_bytes == b->data_bytes)
+            br_log(b, "%s was sent the training data's last byte (%llu bytes on this connection, "
+                   "from byte %llu)", br_conn_label(c), (unsigned long long)c->data_sent,
+                   (unsigned long long)c->data_first);
+    }
+    br_blob_unref(blob);  // the queue holds it now (or nothing does)
 }
 
 static void on_frame(Conn *c, const BrFrame *f) {
@@ -559,6 +634,7 @@ static void on_frame(Conn *c, const BrFrame *f) {
         else on_hello(c, &f->m.hello);
         break;
     case BR_MSG_STATE_REQUEST: on_state_request(c, &f->m.state_request); break;
+    case BR_MSG_DATA_REQUEST: on_data_request(c, &f->m.data_request); break;
     case BR_MSG_PROGRESS: {
         uint64_t k = f->m.progress.step;
         if (c->state == C_AUTHED) conn_go_live(c, k);
@@ -901,9 +977,18 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
             continue;
         }
         if (c->dl_deadline > 0 && now > c->dl_deadline) {
-            br_conn_fail(c, BR_ERR_TIMEOUT, "state download not finished within %.0f s (%zu bytes at "
-                         "%.0f KiB/s at least, plus %.0f s)", download_allowance(b, c->snap ? c->snap->n : 0),
-                         c->snap ? c->snap->n : 0, b->o.download_min_rate / 1024, b->o.download_slack_s);
+            size_t n_state = c->snap ? c->snap->n : 0;
+            if (c->data_dl)
+                br_conn_fail(c, BR_ERR_TIMEOUT, "state and training data download not finished within "
+                             "%.0f s (%zu + %llu bytes at %.0f KiB/s at least, plus %.0f s)",
+                             download_allowance(b, n_state) + (double)b->data_bytes /
+                             (b->o.download_min_rate > 0 ? b->o.download_min_rate : 1),
+                             n_state, (unsigned long long)b->data_bytes,
+                             b->o.download_min_rate / 1024, b->o.download_slack_s);
+            else
+                br_conn_fail(c, BR_ERR_TIMEOUT, "state download not finished within %.0f s (%zu bytes at "
+                             "%.0f KiB/s at least, plus %.0f s)", download_allowance(b, n_state),
+                             n_state, b->o.download_min_rate / 1024, b->o.download_slack_s);
             continue;
         }
         if (out_queued(c) > out_max) {
@@ -977,6 +1062,46 @@ static int bridge_tls_setup(BridgeServer *b, char *err) {
     return 0;
 }
 
+// Opens the training data volunteers may download and hashes it (from the descriptor it is
+// served from, so the hash is of those bytes).
+static int bridge_data_open(BridgeServer *b, const char *path, char *err) {
+    b->data_fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (b->data_fd < 0 || fstat(b->data_fd, &st) != 0)
+        return cx_err(err, "cannot read the training data %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return cx_err(err, "the training data %s is not a regular file", path);
+    double t0 = cx_now();
+    BrSha256 *h = br_sha256_new();
+    enum { PIECE = 1 << 20 };
+    uint8_t *buf = malloc(PIECE);
+    CHECK(buf, "out of memory");
+    uint64_t n = 0;
+    for (;;) {
+        ssize_t k = pread(b->data_fd, buf, PIECE, (off_t)n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) {
+            free(buf);
+            br_sha256_free(h);
+            return cx_err(err, "cannot read the training data %s at byte %llu: %s", path,
+                          (unsigned long long)n, strerror(errno));
+        }
+        if (k == 0) break;
+        br_sha256_update(h, buf, (size_t)k);
+        n += (uint64_t)k;
+    }
+    free(buf);
+    br_sha256_final(h, b->data_hash);
+    br_sha256_free(h);
+    b->data_bytes = n;
+    if (n == 0) return cx_err(err, "the training data %s is empty", path);
+    char hex[BR_SHA256_HEX + 1];
+    if (!b->o.quiet)
+        fprintf(stderr, "conflux-bridge: serving the training data %s to volunteers: %llu bytes, "
+                "sha256:%s (hashed in %.2f s)\n", path, (unsigned long long)n,
+                br_sha256_hex(b->data_hash, hex), cx_now() - t0);
+    return 0;
+}
+
 BridgeServer *bridge_create(const BridgeOptions *o, Trainer *tr, HybridComm *h,
                             const char *config_text, uint64_t data_windows, char *err) {
     BridgeServer *b = cx_calloc(1, sizeof *b);
@@ -987,6 +1112,7 @@ BridgeServer *bridge_create(const BridgeOptions *o, Trainer *tr, HybridComm *h,
     b->n = tr->task.n_params;
     b->config_text = strdup(config_text);
     b->data_windows = data_windows;
+    b->data_fd = -1;
     b->t_start = cx_now();
     b->lim = br_proto_limits_default();
     b->frame_cap = br_proto_max_frame_bytes(&b->lim);
@@ -1008,6 +1134,7 @@ BridgeServer *bridge_create(const BridgeOptions *o, Trainer *tr, HybridComm *h,
                 "format): accepted; 'conflux-bridge token migrate --tokens %s' stores them hashed\n",
                 o->tokens_path, b->tokens.n_plain, o->tokens_path);
     if (bridge_tls_setup(b, err) != 0) goto fail;
+    if (o->data_path && bridge_data_open(b, o->data_path, err) != 0) goto fail;
     // address
     char host[256];
     const char *colon = strrchr(o->listen, ':');
@@ -1149,5 +1276,6 @@ void bridge_free(BridgeServer *b) {
     br_tls_ctx_free(b->tls);
     free(b->frame);
     free(b->config_text);
+    if (b->data_fd >= 0) close(b->data_fd);
     free(b);
 }

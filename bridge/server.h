@@ -85,9 +85,12 @@ typedef struct {
     int max_ids_per_token;     // identities kept per token (default 64): a new one beyond
                                // retires the token's longest-departed one (its totals are kept
                                // in the token's summary row)
-    // state downloads: each must end within slack + state bytes / min rate
+    // state downloads: each must end within slack + state bytes / min rate (a connection
+    // that also downloads the training data: + its size / min rate)
     double download_slack_s;   // default 30
     double download_min_rate;  // bytes per second (default 128 KiB/s, 1 Mbit/s)
+    const char *data_path;     // the training data file volunteers may download (DATA_REQUEST;
+                               // its SHA-256 goes in WELCOME); NULL: none is served
     int max_status_conns;      // status page connections at most (default 32)
     int quiet;
 } BridgeOptions;
@@ -99,7 +102,10 @@ typedef struct BridgeServer BridgeServer;
 // Starts listening. tr is the bridge's trainer (its params/grads/optimizer arenas are the
 // replica; tr->global_batch the round target), config_text the run configuration sent to
 // volunteers, data_windows the size of the run's training data (volunteers check their
-// copy). Returns NULL with err on failure (bad address, port in use, token file).
+// copy). With o->data_path, the file is opened and hashed (SHA-256, bridge/datafile.h) here,
+// and served from this open descriptor: a file replaced later (renamed over) is not what
+// volunteers get. Returns NULL with err on failure (bad address, port in use, token file,
+// unreadable data file).
 BridgeServer *bridge_create(const BridgeOptions *o, Trainer *tr, HybridComm *h,
                             const char *config_text, uint64_t data_windows, char *err);
 

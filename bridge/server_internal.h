@@ -67,6 +67,11 @@ void br_blob_unref(BrBlob *blob);  // NULL: nothing
 // state bytes queued and not yet written to the socket at most: the volunteer's download
 // pipelines 8 requests of at most 1 MiB (bridge/client.c DOWNLOAD_WINDOW); twice that
 #define BR_STATE_WINDOW_BYTES ((size_t)16 << 20)
+// training data bytes requested and not yet written at most: each request is read from the
+// file into a block of its own (the state is one shared copy; the data is not held in
+// memory), so this bounds what a connection makes the bridge hold: max_volunteers x 2 MiB in
+// all. The volunteer pipelines 4 requests of at most 512 KiB (bridge/client.c DATA_WINDOW).
+#define BR_DATA_WINDOW_BYTES ((size_t)2 << 20)
 
 // One join token's use (by its name): its connections and identities now, and the
 // records folded in when identities were retired (departed, over max_ids_per_token).
@@ -116,6 +121,9 @@ struct Conn {
     TokenUse *tu;        // counted in its token's connections (NULL: not authenticated)
     Snapshot *snap;
     uint64_t acked_step;
+    int data_dl;          // it asked for training data: its download deadline includes it
+    uint64_t data_first;  // the offset of its first DATA_REQUEST (a resumed download: > 0)
+    uint64_t data_sent;   // training data bytes queued for it
     // rounds.c's part:
     // the round this connection was given a share of (0: none outstanding)
     uint64_t assigned_round, assigned_start, assigned_samples;
@@ -140,6 +148,9 @@ struct BridgeServer {
     size_t n;  // parameters
     char *config_text;
     uint64_t data_windows;
+    int data_fd;             // the training data served (-1: none), o.data_path
+    uint64_t data_bytes;     // its size and SHA-256, as hashed at bridge_create
+    uint8_t data_hash[BR_DATA_HASH_BYTES];
     struct event_base *base;
     struct evconnlistener *lis;
     struct event *tick, *wake;

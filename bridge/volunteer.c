@@ -6,15 +6,19 @@
 // too far behind.
 #include <cblas.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "bridge/client.h"
+#include "bridge/datafile.h"
 #include "bridge/state.h"
 #include "bridge/tls.h"
 #include "bridge/tokens.h"
@@ -50,6 +54,10 @@ static void usage(FILE *f) {
             "  --set S.K=V           override a key of the run's configuration on this\n"
             "                        machine only: data paths (data.train=...) or\n"
             "                        train.threads; the model and batch are the run's\n"
+            "  --cache-dir DIR       where the training data is downloaded and kept\n"
+            "                        (default $XDG_CACHE_HOME/conflux, or ~/.cache/conflux)\n"
+            "  --download-limit MB/S the training data download's rate at most, in MB/s\n"
+            "                        (default: none)\n"
             "  --codec fp16|fp32|int8  upload codec offered (default: all; the bridge picks\n"
             "                        int8 for DiLoCo pseudo-gradients, fp16 for gradients)\n"
             "  --steps N             leave after contributing to N steps (default: until the\n"
@@ -64,15 +72,16 @@ static void usage(FILE *f) {
             "  -q, --quiet           no progress lines\n"
             "  -h, --help            this text\n"
             "\n"
-            "The run's training data must be on this machine at the configured path (or\n"
-            "--set data.train=PATH); it is checked against the run's. Runs of conflux-train\n"
+            "The run's training data comes from the bridge (downloaded once into the cache,\n"
+            "resumed after a break, checked against the SHA-256 the bridge states), or from\n"
+            "a local copy of the run's shard: --set data.train=PATH (refused unless its\n"
+            "SHA-256 is the run's). Runs of conflux-train\n"
             "(ALBERT) and of conflux-headline train (the encoder-decoder: a pair shard, or a\n"
             "token shard and the tokenizer, data.tokenizer=DIR, for denoising) are both joined\n"
             "this way; the run's configuration says which model to build.\n"
             "\n"
             "example:\n"
-            "  " TOOL " --join 10.0.0.5:7070#sha256:3f9a...c1 --token-file alice.token \\\n"
-            "      --set data.train=shards/train.h5\n");
+            "  " TOOL " --join 10.0.0.5:7070#sha256:3f9a...c1 --token-file alice.token\n");
 }
 
 static int check_set(const char *set, char *err) {
@@ -169,6 +178,269 @@ static void download_progress(void *ctx, size_t have, size_t total) {
     fprintf(stderr, TOOL ": state %.1f / %.1f MB\n", (double)have / 1e6, (double)total / 1e6);
 }
 
+// ---- the run's training data: a local copy, the cache, or a download ----
+//
+// Where the data comes from (the first that applies), each checked against the SHA-256 the
+// bridge's WELCOME states (bridge/datafile.h) before it is used:
+//   1. --set data.train=PATH: that file; another hash is an error (exit 1).
+//   2. the cache: CACHE_DIR/data/<sha256>.h5, a complete earlier download; another hash
+//      (a damaged file) is said, the file deleted and the data downloaded again.
+//   3. the run's own data.train path, when this machine has a file there (the same machine
+//      or a shared filesystem) with the run's hash.
+//   4. a download over the bridge connection (DATA_REQUEST) into CACHE_DIR/data/<sha256>.part,
+//      resumed from its size after a break (a disconnect, a restart of this program),
+//      checked when complete and renamed to <sha256>.h5. A flock on the .part file keeps
+//      two volunteers sharing the cache from writing it at once.
+// A 1.0 bridge states no hash: the run's path or --set is used as before, checked by its
+// number of examples only.
+typedef struct {
+    const char *local;      // --set data.train=PATH (NULL: none)
+    const char *cache_dir;  // --cache-dir, or the default
+    double rate_limit;      // --download-limit, bytes per second (0: none)
+    int quiet;
+    int ready;              // resolved (kept across reconnects)
+    char path[4400];        // the file the replica reads
+    char set[4420];         // "data.train=PATH" for replica_build (empty: no override)
+    // the download in progress
+    int fd;
+    BrSha256 *h;
+    double t0, t_last;
+    uint64_t have0;
+} DataSrc;
+
+enum { DATA_OK = 0, DATA_RETRY = -1, DATA_FATAL = 1 };
+
+static int mkdirs(const char *dir, char *err) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s", dir);
+    for (char *s = p + 1; ; s++) {
+        if (*s == '/' || *s == 0) {
+            char c = *s;
+            *s = 0;
+            if (mkdir(p, 0700) != 0 && errno != EEXIST)
+                return cx_err(err, "cannot create the cache directory %s: %s", p, strerror(errno));
+            *s = c;
+            if (!c) break;
+        }
+    }
+    return 0;
+}
+
+// SHA-256 and size of a whole file; -1 with err when it cannot be read.
+static int hash_path(const char *path, uint8_t hash[BR_SHA256_BYTES], uint64_t *n, char *err) {
+    BrSha256 *h = br_sha256_new();
+    int rc = br_sha256_file(path, UINT64_MAX, h, n, err);
+    if (rc == 0) br_sha256_final(h, hash);
+    br_sha256_free(h);
+    return rc;
+}
+
+static int data_sink(void *ctx, const uint8_t *p, size_t n, char *err) {
+    DataSrc *d = ctx;
+    struct stat st;
+    if (fstat(d->fd, &st) != 0) return cx_err(err, "cannot stat %s.part: %s", d->path, strerror(errno));
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = pwrite(d->fd, p + done, n - done, st.st_size + (off_t)done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0)
+            return cx_err(err, "cannot write the data download %s.part: %s", d->path,
+                          w < 0 ? strerror(errno) : "nothing written");
+        done += (size_t)w;
+    }
+    br_sha256_update(d->h, p, n);
+    return 0;
+}
+
+static void data_progress(void *ctx, uint64_t have, uint64_t total) {
+    DataSrc *d = ctx;
+    double now = cx_now();
+    if (d->quiet || (now - d->t_last < 1.0 && have < total)) return;
+    d->t_last = now;
+    double rate = (double)(have - d->have0) / (now - d->t0 > 1e-6 ? now - d->t0 : 1e-6);
+    fprintf(stderr, TOOL ": data %.1f / %.1f MB (%.1f MB/s, ETA %.0f s)\n", (double)have / 1e6,
+            (double)total / 1e6, rate / 1e6, rate > 0 ? (double)(total - have) / rate : 0.0);
+}
+
+// The data file to use, given the bridge's WELCOME and the downloaded state (the run's
+// configuration). DATA_OK with d->ready, DATA_RETRY (the link broke or the download was
+// damaged: reconnect; a download resumes), DATA_FATAL (err says why: a wrong local copy,
+// an unwritable cache).
+static int data_resolve(DataSrc *d, BrClient *cl, const BrState *st, char *err) {
+    if (d->ready) return DATA_OK;
+    const BrWelcome *w = br_client_welcome(cl);
+    char want[BR_SHA256_HEX + 1], got[BR_SHA256_HEX + 1];
+    uint8_t hash[BR_SHA256_BYTES];
+    uint64_t n = 0;
+    if (br_client_bridge_minor(cl) < 1 || w->data_bytes == 0) {  // no hash to check against
+        if (!d->quiet)
+            fprintf(stderr, TOOL ": the bridge (protocol 1.%d) does not state the training data's "
+                    "hash: the data is checked by its number of examples only\n", br_client_bridge_minor(cl));
+        d->set[0] = 0;
+        d->ready = 1;
+        return DATA_OK;
+    }
+    br_sha256_hex(w->data_hash, want);
+    if (d->local) {  // 1. a local copy: it must be the run's
+        if (hash_path(d->local, hash, &n, err) != 0) return DATA_FATAL;
+        if (n != w->data_bytes || memcmp(hash, w->data_hash, BR_SHA256_BYTES) != 0) {
+            cx_err(err, "the training data %s (%llu bytes) has sha256:%s, the run's (%llu bytes) has "
+                   "sha256:%s: use the run's shard, or leave out --set data.train to download it from "
+                   "the bridge", d->local, (unsigned long long)n, br_sha256_hex(hash, got),
+                   (unsigned long long)w->data_bytes, want);
+            return DATA_FATAL;
+        }
+        snprintf(d->path, sizeof d->path, "%s", d->local);
+        d->set[0] = 0;  // already among the --set options
+        d->ready = 1;
+        if (!d->quiet) fprintf(stderr, TOOL ": the training data %s matches the run's (sha256:%.16s...)\n",
+                               d->local, want);
+        return DATA_OK;
+    }
+    if (!d->cache_dir) {
+        cx_err(err, "no cache directory for the training data: give --cache-dir DIR (neither "
+               "XDG_CACHE_HOME nor HOME is set), or a local copy with --set data.train=PATH");
+        return DATA_FATAL;
+    }
+    char dir[4096], final_path[4200], part[4300];
+    snprintf(dir, sizeof dir, "%s/data", d->cache_dir);
+    snprintf(final_path, sizeof final_path, "%s/%s.h5", dir, want);
+    snprintf(part, sizeof part, "%s.part", final_path);
+    struct stat sb;
+    int waited = 0;
+    for (;;) {
+        // 2. a complete download from before
+        if (stat(final_path, &sb) == 0) {
+            if (hash_path(final_path, hash, &n, err) != 0) return DATA_FATAL;
+            if (n == w->data_bytes && memcmp(hash, w->data_hash, BR_SHA256_BYTES) == 0) {
+                snprintf(d->path, sizeof d->path, "%s", final_path);
+                if (!d->quiet)
+                    fprintf(stderr, TOOL ": using the cached training data %s (sha256 matches)\n", final_path);
+                break;
+            }
+            fprintf(stderr, TOOL ": the cached training data %s (%llu bytes) has sha256:%s, not the run's "
+                    "sha256:%s: deleting it and downloading again\n", final_path, (unsigned long long)n,
+                    br_sha256_hex(hash, got), want);
+            unlink(final_path);
+        }
+        // 3. the run's own path, when this machine has the same file there
+        if (!waited) {
+            Replica tmp;
+            recipe_config_init(&tmp, recipe_for_config(st->config));
+            char e2[CX_ERRLEN];
+            if (recipe_config_from_text(&tmp, st->config, "the run's configuration", NULL, 0, NULL, e2) == 0 &&
+                tmp.data_train && tmp.data_train[0] && stat(tmp.data_train, &sb) == 0) {
+                if (hash_path(tmp.data_train, hash, &n, e2) == 0 && n == w->data_bytes &&
+                    memcmp(hash, w->data_hash, BR_SHA256_BYTES) == 0) {
+                    snprintf(d->path, sizeof d->path, "%s", tmp.data_train);
+                    recipe_free(&tmp);
+                    if (!d->quiet)
+                        fprintf(stderr, TOOL ": using the run's training data path %s (sha256 matches)\n", d->path);
+                    break;
+                }
+                if (!d->quiet)
+                    fprintf(stderr, TOOL ": %s (the run's data.train) is not the run's data here (sha256 "
+                            "differs); downloading it\n", tmp.data_train);
+            }
+            recipe_free(&tmp);
+        }
+        // 4. download (resuming a .part), one volunteer at a time per cache
+        if (mkdirs(dir, err) != 0) return DATA_FATAL;
+        d->fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (d->fd < 0) {
+            cx_err(err, "cannot write %s: %s", part, strerror(errno));
+            return DATA_FATAL;
+        }
+        if (flock(d->fd, LOCK_EX | LOCK_NB) != 0) {
+            close(d->fd);
+            d->fd = -1;
+            if (!waited && !d->quiet)
+                fprintf(stderr, TOOL ": another conflux-volunteer is downloading %s; waiting for it\n", part);
+            waited = 1;
+            for (int i = 0; i < 10 && !g_stop; i++) {  // 1 s, keeping the link alive
+                usleep(100000);
+                br_client_pump(cl);
+            }
+            if (g_stop) {
+                cx_err(err, "interrupted");
+                return DATA_RETRY;
+            }
+            continue;
+        }
+        if (waited && stat(final_path, &sb) == 0) {  // the other one finished: check its file
+            close(d->fd);
+            d->fd = -1;
+            waited = 0;
+            continue;
+        }
+        int rc = DATA_FATAL;
+        struct stat ps;
+        if (fstat(d->fd, &ps) != 0) {
+            cx_err(err, "cannot stat %s: %s", part, strerror(errno));
+            goto done;
+        }
+        uint64_t have = (uint64_t)ps.st_size;
+        if (have > w->data_bytes) {  // not a prefix of this data: start over
+            if (ftruncate(d->fd, 0) != 0) {
+                cx_err(err, "cannot truncate %s: %s", part, strerror(errno));
+                goto done;
+            }
+            have = 0;
+        }
+        d->h = br_sha256_new();
+        if (have > 0) {
+            uint64_t k = 0;
+            if (br_sha256_file(part, have, d->h, &k, err) != 0) goto done;
+            if (k != have) {
+                cx_err(err, "%s shrank while being read", part);
+                goto done;
+            }
+            if (!d->quiet)
+                fprintf(stderr, TOOL ": resuming the training data download at byte %llu of %llu (%s)\n",
+                        (unsigned long long)have, (unsigned long long)w->data_bytes, part);
+        } else if (!d->quiet) {
+            fprintf(stderr, TOOL ": downloading the training data (%llu bytes, sha256:%.16s...) into %s\n",
+                    (unsigned long long)w->data_bytes, want, part);
+        }
+        snprintf(d->path, sizeof d->path, "%s", final_path);  // data_sink names the .part by it
+        d->t0 = d->t_last = cx_now();
+        d->have0 = have;
+        if (br_client_download_data(cl, &have, d->rate_limit, data_sink, d, data_progress, d, err) != 0) {
+            // a full disk will not get better by reconnecting
+            rc = strstr(err, "cannot write the data download") ? DATA_FATAL : DATA_RETRY;
+            goto done;
+        }
+        br_sha256_final(d->h, hash);
+        if (memcmp(hash, w->data_hash, BR_SHA256_BYTES) != 0) {
+            cx_err(err, "the downloaded training data %s has sha256:%s, the run's is sha256:%s: "
+                   "deleted; downloading it again", part, br_sha256_hex(hash, got), want);
+            unlink(part);
+            rc = DATA_RETRY;
+            goto done;
+        }
+        if (fsync(d->fd) != 0 || rename(part, final_path) != 0) {
+            cx_err(err, "cannot complete %s: %s", final_path, strerror(errno));
+            goto done;
+        }
+        double dt = cx_now() - d->t0;
+        if (!d->quiet)
+            fprintf(stderr, TOOL ": downloaded %llu bytes of training data in %.2f s (%.1f MB/s) into %s\n",
+                    (unsigned long long)(w->data_bytes - d->have0), dt,
+                    (double)(w->data_bytes - d->have0) / 1e6 / (dt > 1e-6 ? dt : 1e-6), final_path);
+        rc = DATA_OK;
+    done:
+        br_sha256_free(d->h);
+        d->h = NULL;
+        close(d->fd);  // (releases the lock)
+        d->fd = -1;
+        if (rc != DATA_OK) return rc;
+        break;
+    }
+    snprintf(d->set, sizeof d->set, "data.train=%s", d->path);
+    d->ready = 1;
+    return DATA_OK;
+}
+
 static int parse_identity(const char *hex, BrIdentity *id) {
     if (strlen(hex) < 32) return -1;
     for (int i = 0; i < 16; i++) {
@@ -188,6 +460,7 @@ int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
         {"steps", required_argument, 0, 'S'},   {"retries", required_argument, 0, 'R'},
         {"timeout", required_argument, 0, 'T'}, {"quiet", no_argument, 0, 'q'},
         {"tcp-cc", required_argument, 0, 'C'}, {"stats", required_argument, 0, 'X'},
+        {"cache-dir", required_argument, 0, 'D'}, {"download-limit", required_argument, 0, 'L'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     const char *join = NULL, *token_file = NULL, *idfile = NULL;
     int plaintext = 0;
@@ -199,7 +472,8 @@ int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
     long max_steps = -1, retries = 20;
     double timeout = 60;
     unsigned codecs = 0;
-    const char *tcp_cc = "bbr", *stats_path = NULL;
+    const char *tcp_cc = "bbr", *stats_path = NULL, *cache_dir = NULL;
+    double download_limit = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
         switch (c) {
@@ -232,6 +506,17 @@ int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
         case 'T': timeout = atof(optarg); break;
         case 'C': tcp_cc = optarg; break;
         case 'X': stats_path = optarg; break;
+        case 'D': cache_dir = optarg; break;
+        case 'L': {
+            char *end;
+            download_limit = strtod(optarg, &end) * 1e6;
+            if (*end || !(download_limit > 0)) {
+                fprintf(stderr, TOOL ": error: --download-limit must be a positive rate in MB/s, not '%s'\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        }
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
         default:
@@ -314,6 +599,19 @@ int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
         fprintf(stats, "step,share_samples,compute_s,upload_s,upload_bytes,download_s,download_bytes,"
                        "round_s,download_steady_s,download_steady_bytes\n");
     }
+    // the training data: a local copy (--set data.train), else the cache or a download
+    char default_cache[4096];
+    if (!cache_dir) {
+        const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+        if (xdg && xdg[0] == '/') snprintf(default_cache, sizeof default_cache, "%s/conflux", xdg);
+        else if (home && home[0]) snprintf(default_cache, sizeof default_cache, "%s/.cache/conflux", home);
+        else default_cache[0] = 0;
+        cache_dir = default_cache[0] ? default_cache : NULL;
+    }
+    DataSrc data = {.cache_dir = cache_dir, .rate_limit = download_limit, .quiet = quiet, .fd = -1};
+    for (int i = 0; i < n_sets; i++)
+        if (!strncmp(sets[i], "data.train=", 11)) data.local = sets[i] + 11;
+    const char *all_sets[MAX_SETS + 1];
     Replica rep = {0};  // built: rep.recipe set
     Diloco outer = {0};  // diloco mode: this worker's outer state
     uint8_t *blob = NULL;
@@ -376,7 +674,19 @@ int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
                 blob_step = UINT64_MAX;
                 goto broken;
             }
-            int br = replica_build(&rep, &st, sets, n_sets, err);
+            int dr = data_resolve(&data, cl, &st, err);
+            if (dr != DATA_OK) {
+                br_state_free(&st);
+                if (dr == DATA_RETRY) goto broken;
+                fprintf(stderr, TOOL ": error: %s\n", err);
+                br_client_leave(cl);
+                rc = 1;
+                break;
+            }
+            int n_all = 0;
+            for (int i = 0; i < n_sets; i++) all_sets[n_all++] = sets[i];
+            if (data.set[0]) all_sets[n_all++] = data.set;
+            int br = replica_build(&rep, &st, all_sets, n_all, err);
             br_state_free(&st);
             if (br != 0) {
                 fprintf(stderr, TOOL ": error: %s\n", err);

@@ -137,7 +137,8 @@ MP=$!
 "$BIN/conflux-volunteer" --join "127.0.0.1:$P2#$FP" --token-file "$VTOK" --name wrong --retries 10 \
     --set data.train="$WORK/other.h5" --set train.threads=1 >"$WORK/wrong.log" 2>&1
 rc=$?
-[ $rc = 1 ] && grep -q "has 100 pairs, the run's has 256" "$WORK/wrong.log" \
+# (refused by the data's SHA-256, stated by the bridge, before the pair count is compared)
+[ $rc = 1 ] && grep -q "error: the training data $WORK/other.h5 ([0-9]* bytes) has sha256:[0-9a-f]\{64\}, the run's ([0-9]* bytes) has sha256:[0-9a-f]\{64\}" "$WORK/wrong.log" \
     && ok "a volunteer with another pair shard is refused: $(grep -m1 'error' "$WORK/wrong.log" | cut -c1-120)" \
     || bad "wrong-shard volunteer: rc=$rc $(tail -2 "$WORK/wrong.log")"
 wait $MP && [ -f "$WORK/solo/finished" ] && ok "the run finished without it (1 trainer + bridge)" \

@@ -9,23 +9,26 @@
 # What it checks, all from proto.h, in stream order (the first failure is the outcome):
 #   header (20 bytes), as "When the header is judged" in proto.h says: the magic "CXBR"
 #   (every byte of a prefix) and major == 1 as soon as those bytes arrive; the rest once
-#   all 20 bytes are there: header CRC32C of bytes 0..11, type 1..12 and in the accepted
+#   all 20 bytes are there: header CRC32C of bytes 0..11, type 1..14 and in the accepted
 #   types (default: all), flags == 0, payload_bytes <= the type's limit (HELLO 4096, ERROR
-#   2048, STATE_CHUNK/GRAD_CHUNK/AVG_CHUNK 64 + max_chunk_bytes, every other type 256;
-#   default max_chunk_bytes 1 MiB), payload_bytes >= the type's size in the table (the
-#   fixed part of HELLO, STATE_CHUNK, GRAD_CHUNK, AVG_CHUNK, ERROR) and, for the other
+#   2048, STATE_CHUNK/GRAD_CHUNK/AVG_CHUNK/DATA_CHUNK 64 + max_chunk_bytes, every other
+#   type 256; default max_chunk_bytes 1 MiB), payload_bytes >= the type's size in the table
+#   in the frame's minor (the fixed part of HELLO, STATE_CHUNK, GRAD_CHUNK, AVG_CHUNK,
+#   ERROR, DATA_CHUNK; WELCOME 68 in a 1.0 frame, 108 from 1.1) and, for the other
 #   (fixed-size) types, == that size unless the frame's minor is newer than ours; then,
 #   once the payload is whole, the frame CRC32C of bytes 0..15 + payload, then the payload
 #   rules of its type:
 #     size       exactly the size the fields give; when the frame's minor is newer than
-#                ours (1.0: minor > 0), trailing bytes after them are accepted and ignored
+#                ours (1.1: minor > 1), trailing bytes after them are accepted and ignored
 #     HELLO      major == the frame's major; flags: only bit 0 (resume); res 0; codecs
 #                nonzero; identity nonzero when resuming; token 1..256 bytes, name 0..128
 #                bytes, both well-formed UTF-8 without NUL
 #     WELCOME    identity nonzero; round_deadline_ms > 0; max_chunk_bytes in
-#                64..64 MiB; codec a known one (1 fp32, 2 fp16, 3 int8); res 0
+#                64..64 MiB; codec a known one (1 fp32, 2 fp16, 3 int8); res 0; from 1.1
+#                the u64 data size and 32 bytes of data hash (any values)
 #     STATE_REQUEST  n_bytes 1..max_chunk_bytes
 #     STATE_CHUNK    n_bytes <= max_chunk_bytes; offset + n_bytes <= total_bytes
+#     DATA_REQUEST, DATA_CHUNK   (1.1) as STATE_REQUEST and STATE_CHUNK
 #     ROUND_OPEN target_samples > 0; n_samples <= target_samples
 #     ROUND_CLOSE res 0; loss sum and auxiliary loss sum finite
 #     GRAD_CHUNK samples > 0; losses finite; n_elems > 0; codec known; res 0; encoded
@@ -62,15 +65,16 @@ import struct
 import sys
 
 MAGIC = b"CXBR"
-MAJOR, MINOR = 1, 0
+MAJOR, MINOR = 1, 1
 HDR = 20
 HELLO, WELCOME, STATE_REQUEST, STATE_CHUNK, PROGRESS, ROUND_OPEN, ROUND_CLOSE, \
-    GRAD_CHUNK, AVG_CHUNK, HEARTBEAT, ERROR, BYE = range(1, 13)
+    GRAD_CHUNK, AVG_CHUNK, HEARTBEAT, ERROR, BYE, DATA_REQUEST, DATA_CHUNK = range(1, 15)
 NAMES = {HELLO: "HELLO", WELCOME: "WELCOME", STATE_REQUEST: "STATE_REQUEST",
          STATE_CHUNK: "STATE_CHUNK", PROGRESS: "PROGRESS", ROUND_OPEN: "ROUND_OPEN",
          ROUND_CLOSE: "ROUND_CLOSE", GRAD_CHUNK: "GRAD_CHUNK", AVG_CHUNK: "AVG_CHUNK",
-         HEARTBEAT: "HEARTBEAT", ERROR: "ERROR", BYE: "BYE"}
-CHUNK_TYPES = (STATE_CHUNK, GRAD_CHUNK, AVG_CHUNK)
+         HEARTBEAT: "HEARTBEAT", ERROR: "ERROR", BYE: "BYE", DATA_REQUEST: "DATA_REQUEST",
+         DATA_CHUNK: "DATA_CHUNK"}
+CHUNK_TYPES = (STATE_CHUNK, GRAD_CHUNK, AVG_CHUNK, DATA_CHUNK)
 MAX_HELLO, MAX_ERROR, MAX_CONTROL, CHUNK_OVERHEAD = 4096, 2048, 256, 64
 DEFAULT_CHUNK, MIN_CHUNK, MAX_CHUNK = 1 << 20, 64, 64 << 20
 MAX_TOKEN, MAX_NAME, MAX_MESSAGE = 256, 128, 1024
@@ -79,8 +83,13 @@ U64_MAX = (1 << 64) - 1
 # fixed part of a variable one (HELLO: with two empty strings)
 FIXED = {HELLO: 28, WELCOME: 68, STATE_REQUEST: 12, STATE_CHUNK: 20, PROGRESS: 16,
          ROUND_OPEN: 48, ROUND_CLOSE: 56, GRAD_CHUNK: 56, AVG_CHUNK: 24, HEARTBEAT: 8,
-         ERROR: 6, BYE: 4}
-VARIABLE = (HELLO, STATE_CHUNK, GRAD_CHUNK, AVG_CHUNK, ERROR)
+         ERROR: 6, BYE: 4, DATA_REQUEST: 12, DATA_CHUNK: 20}
+VARIABLE = (HELLO, STATE_CHUNK, GRAD_CHUNK, AVG_CHUNK, ERROR, DATA_CHUNK)
+
+
+def fixed(t, minor):
+    # WELCOME grew in 1.1 (data size and hash)
+    return 108 if t == WELCOME and minor >= 1 else FIXED[t]
 
 
 # ---------------------------------------------------------------- CRC32C (RFC 3720)
@@ -166,7 +175,8 @@ class Payload:
             self.fail("%d trailing payload bytes" % (len(self.p) - self.pos))
 
 
-def check_payload(t, frame_major, newer, p, at, max_chunk):
+def check_payload(t, frame_major, frame_minor, p, at, max_chunk):
+    newer = frame_minor > MINOR
     r = Payload(p, at)
     if t == HELLO:
         major = r.u(1, "major")
@@ -205,18 +215,21 @@ def check_payload(t, frame_major, newer, p, at, max_chunk):
             r.fail("WELCOME unknown codec %d" % codec, 64)
         if any(r.raw(3, "res")):
             r.fail("WELCOME reserved bytes not 0", 65)
-    elif t == STATE_REQUEST:
+        if frame_minor >= 1:
+            r.u(8, "data size")
+            r.raw(32, "data hash")
+    elif t in (STATE_REQUEST, DATA_REQUEST):
         r.u(8, "offset")
         n = r.u(4, "n_bytes")
         if not 1 <= n <= max_chunk:
-            r.fail("STATE_REQUEST n_bytes %d not in 1..%d" % (n, max_chunk), 8)
-    elif t == STATE_CHUNK:
+            r.fail("%s n_bytes %d not in 1..%d" % (NAMES[t], n, max_chunk), 8)
+    elif t in (STATE_CHUNK, DATA_CHUNK):
         off, total, n = r.u(8, "offset"), r.u(8, "total_bytes"), r.u(4, "n_bytes")
         if n > max_chunk:
-            r.fail("STATE_CHUNK n_bytes %d over %d" % (n, max_chunk), 16)
+            r.fail("%s n_bytes %d over %d" % (NAMES[t], n, max_chunk), 16)
         if off + n > total:
-            r.fail("STATE_CHUNK offset %d + %d bytes beyond total %d" % (off, n, total), 0)
-        r.raw(n, "state bytes")
+            r.fail("%s offset %d + %d bytes beyond total %d" % (NAMES[t], off, n, total), 0)
+        r.raw(n, "chunk bytes")
     elif t == PROGRESS:
         r.u(8, "step")
         r.u(8, "samples")
@@ -292,7 +305,7 @@ def max_payload(t, max_chunk):
     return MAX_CONTROL
 
 
-def decode_stream(data, max_chunk=DEFAULT_CHUNK, accept=frozenset(range(1, 13))):
+def decode_stream(data, max_chunk=DEFAULT_CHUNK, accept=frozenset(range(1, 15))):
     """returns (label, frames, detail)"""
     pos, frames = 0, []
     while pos < len(data):
@@ -318,19 +331,19 @@ def decode_stream(data, max_chunk=DEFAULT_CHUNK, accept=frozenset(range(1, 13)))
             if plen > max_payload(t, max_chunk):
                 raise Bad(pos + 8, "%s payload of %d bytes over %d" %
                           (NAMES[t], plen, max_payload(t, max_chunk)))
-            if plen < FIXED[t]:
+            if plen < fixed(t, minor):
                 raise Bad(pos + 8, "%s payload of %d bytes under its fixed part %d" %
-                          (NAMES[t], plen, FIXED[t]))
-            if t not in VARIABLE and minor <= MINOR and plen != FIXED[t]:
+                          (NAMES[t], plen, fixed(t, minor)))
+            if t not in VARIABLE and minor <= MINOR and plen != fixed(t, minor):
                 raise Bad(pos + 8, "%s payload of %d bytes; 1.%d defines %d" %
-                          (NAMES[t], plen, minor, FIXED[t]))
+                          (NAMES[t], plen, minor, fixed(t, minor)))
             if len(data) - pos - HDR < plen:
                 return "need", frames, "ends inside the payload of frame %d (stream offset %d)" % (
                     len(frames) + 1, pos)
             payload = data[pos + HDR:pos + HDR + plen]
             if int.from_bytes(h[16:20], "little") != crc32c(payload, crc32c(h[:16])):
                 raise Bad(pos + 16, "frame CRC mismatch")
-            check_payload(t, h[4], minor > MINOR, payload, pos + HDR, max_chunk)
+            check_payload(t, h[4], minor, payload, pos + HDR, max_chunk)
         except Bad as e:
             return "err", frames, str(e)
         frames.append(NAMES[t])
@@ -388,7 +401,8 @@ def cmd_selftest():
     assert decode_stream(b"")[0] == "need"
     assert all(decode_stream(hb[:k])[0] == "need" for k in range(1, len(hb)))
     assert decode_stream(frame(HEARTBEAT, b"\0" * 9))[0] == "err"
-    assert decode_stream(frame(HEARTBEAT, b"\0" * 9, minor=1))[0] == "ok"
+    assert decode_stream(frame(HEARTBEAT, b"\0" * 9, minor=1))[0] == "err"   # 1.1 is ours
+    assert decode_stream(frame(HEARTBEAT, b"\0" * 9, minor=2))[0] == "ok"
     assert decode_stream(b"GET / HTTP/1.1\r\n")[0] == "err"
     assert decode_stream(b"CXBR\x02")[0] == "err"
     assert decode_stream(frame(BYE, b"\0" * 4, flags=1))[0] == "err"
@@ -397,7 +411,14 @@ def cmd_selftest():
     assert decode_stream(bytes(odd[:19]))[0] == "need" and decode_stream(bytes(odd))[0] == "err"
     assert decode_stream(frame(BYE, b"\0" * 3)[:20])[0] == "err"      # no BYE has 3 bytes
     assert decode_stream(frame(HEARTBEAT, b"\0" * 9)[:20])[0] == "err"
-    assert decode_stream(frame(HEARTBEAT, b"\0" * 9, minor=1)[:20])[0] == "need"
+    assert decode_stream(frame(HEARTBEAT, b"\0" * 9, minor=2)[:20])[0] == "need"
+    welcome = struct.pack("<Q16s4Q2IB3x", 1, b"\1" * 16, 0, 0, 10, 100, 1000, 1 << 20, 2)
+    assert decode_stream(frame(WELCOME, welcome))[0] == "ok"                        # 1.0: 68
+    assert decode_stream(frame(WELCOME, welcome, minor=1))[0] == "err"              # 1.1: 108
+    assert decode_stream(frame(WELCOME, welcome + b"\0" * 40, minor=1))[0] == "ok"
+    assert decode_stream(frame(DATA_REQUEST, struct.pack("<QI", 0, 0), minor=1))[0] == "err"
+    assert decode_stream(frame(DATA_CHUNK, struct.pack("<QQI", 2, 4, 3) + b"abc", minor=1))[0] == "err"
+    assert decode_stream(frame(DATA_CHUNK, struct.pack("<QQI", 1, 4, 3) + b"abc", minor=1))[0] == "ok"
     bad = bytearray(hb)
     bad[-1] ^= 1
     assert decode_stream(bytes(bad))[0] == "err"

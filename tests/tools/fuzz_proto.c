@@ -9,7 +9,8 @@
 //     must give the same frames and the same error message;
 //   - with the one-shot br_proto_decode walking the buffer: same frames, same outcome;
 // and every decoded frame must re-encode: to exactly its input bytes when it is of our
-// minor version, to its known-field prefix when newer. The decoder's buffer must stay
+// minor version, to its known-field prefix when newer, to its own payload and the fields it
+// lacks when older (a 1.0 WELCOME). The decoder's buffer must stay
 // within the limits. The same bytes are also read as the fields of a message to encode
 // (into a buffer of an input-chosen capacity): whatever the encoder accepts must decode
 // back to the same bytes. Any violation aborts (a crash for libFuzzer).
@@ -58,8 +59,13 @@ static void check_frame(const BrFrame *f, const uint8_t *data, size_t size, uint
     if (n < 0) fprintf(stderr, "fuzz_proto: decoded frame does not re-encode: %s\n", err);
     FZ_ASSERT(n >= BR_PROTO_HEADER_BYTES);
     const uint8_t *orig = data + off;
-    if (f->version_minor <= BR_PROTO_VERSION_MINOR) {
+    if (f->version_minor == BR_PROTO_VERSION_MINOR) {
         FZ_ASSERT((size_t)n == fb && memcmp(g_reenc, orig, fb) == 0);
+    } else if (f->version_minor < BR_PROTO_VERSION_MINOR) {
+        // an older frame: its payload, then the fields it lacks (WELCOME's 1.1 data fields)
+        FZ_ASSERT((size_t)n >= fb && g_reenc[6] == orig[6]);
+        FZ_ASSERT(memcmp(g_reenc + BR_PROTO_HEADER_BYTES, orig + BR_PROTO_HEADER_BYTES,
+                         fb - BR_PROTO_HEADER_BYTES) == 0);
     } else {
         FZ_ASSERT((size_t)n <= fb && g_reenc[6] == orig[6]);
         FZ_ASSERT(memcmp(g_reenc + BR_PROTO_HEADER_BYTES, orig + BR_PROTO_HEADER_BYTES,
@@ -189,7 +195,7 @@ static void check_encoder(const uint8_t *data, size_t size, const BrProtoLimits 
     Bytes b = {.p = data, .n = size};
     static BrFrame f;
     memset(&f, 0, sizeof f);
-    f.type = (BrMsgType)(take(&b, 1) % 14);
+    f.type = (BrMsgType)(take(&b, 1) % 16);
     size_t cap = (size_t)take(&b, 2) % 4200;
     if (take(&b, 1) & 1) cap = sizeof g_reenc;
     switch (f.type) {
@@ -212,6 +218,18 @@ static void check_encoder(const uint8_t *data, size_t size, const BrProtoLimits 
         f.m.welcome.round_deadline_ms = (uint32_t)take(&b, 4);
         f.m.welcome.max_chunk_bytes = (uint32_t)take(&b, 4);
         f.m.welcome.codec = (uint8_t)(take(&b, 1) % 4);
+        f.m.welcome.data_bytes = take(&b, 8);
+        for (int i = 0; i < BR_DATA_HASH_BYTES; i++) f.m.welcome.data_hash[i] = (uint8_t)take(&b, 1);
+        break;
+    case BR_MSG_DATA_REQUEST:
+        f.m.data_request.offset = take(&b, 8);
+        f.m.data_request.n_bytes = (uint32_t)take(&b, 4);
+        break;
+    case BR_MSG_DATA_CHUNK:
+        f.m.data_chunk.offset = take(&b, 8);
+        f.m.data_chunk.total_bytes = take(&b, 8);
+        f.m.data_chunk.n_bytes = (uint32_t)take(&b, 3) % (sizeof g_chunk_src + 1);
+        f.m.data_chunk.data = (take(&b, 1) % 8) ? g_chunk_src : NULL;
         break;
     case BR_MSG_STATE_REQUEST:
         f.m.state_request.offset = take(&b, 8);

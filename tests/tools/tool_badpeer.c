@@ -15,6 +15,7 @@
 //   hugelen     a frame header that claims a 4 GiB payload
 //   badcrc      a HELLO with a corrupted frame checksum
 //   nohello     connects and sends nothing (the bridge's HELLO timeout must fire)
+//   datapreauth a DATA_REQUEST for the training data's first byte instead of a HELLO
 // HELLO
 //   badtoken    a well-formed HELLO with a wrong token
 //   nocodec     a HELLO offering only a codec the bridge does not know (bit 5)
@@ -28,8 +29,11 @@
 //   behind      reconnects until the run is past step 10, then PROGRESS for step 0 (older
 //               than the bridge's history, --history 8)
 //   early       sends a GRAD_CHUNK before going live
+//   datarange   a DATA_REQUEST for the training data's last byte and the one past it
+//   datawindow  three DATA_REQUESTs of 1 MiB at once (the window is 2 MiB), never reading
 // live
 //   statelive   goes live, then asks for state bytes
+//   datalive    goes live, then asks for training data bytes
 //   progress    goes live, then reports PROGRESS 1000 steps ahead of the run
 //   lag         goes live two steps behind (reconnects until the run is past step 3), then
 //               never acknowledges a round (the bridge drops laggards)
@@ -276,6 +280,12 @@ int main(int argc, char **argv) {
         return expect_error_and_close(patience);
     }
     if (!strcmp(mode, "nohello")) return expect_error_and_close(patience);
+    if (!strcmp(mode, "datapreauth")) {
+        BrFrame f = {.type = BR_MSG_DATA_REQUEST};
+        f.m.data_request = (BrDataRequest){.offset = 0, .n_bytes = 1};
+        send_frame(&f);
+        return expect_error_and_close(patience);
+    }
     if (!strcmp(mode, "badtoken")) {
         hello("ffffffffffffffffffffffffffffffff");
         return expect_error_and_close(patience);
@@ -342,6 +352,32 @@ int main(int argc, char **argv) {
         f.m.state_request.offset = !strcmp(mode, "statelive") ? 0 : w.state_bytes;
         f.m.state_request.n_bytes = 1;
         send_frame(&f);
+        return expect_error_and_close(patience);
+    }
+    if (!strcmp(mode, "datarange") || !strcmp(mode, "datalive")) {
+        if (!strcmp(mode, "datalive")) {
+            send_progress(step);
+            step = drain_replay(step);
+        }
+        if (w.data_bytes < 2) die("the bridge serves no training data (WELCOME's data size < 2)");
+        BrFrame f = {.type = BR_MSG_DATA_REQUEST};
+        f.m.data_request = !strcmp(mode, "datalive") ? (BrDataRequest){.offset = 0, .n_bytes = 1}
+                                                     : (BrDataRequest){.offset = w.data_bytes - 1, .n_bytes = 2};
+        send_frame(&f);
+        return expect_error_and_close(patience);
+    }
+    if (!strcmp(mode, "datawindow")) {  // one write: the bridge reads all three before sending
+        if (w.data_bytes < (3u << 20)) die("the training data is smaller than 3 MiB");
+        static uint8_t three[3 * 64];
+        size_t len = 0;
+        for (int i = 0; i < 3; i++) {
+            BrFrame f = {.type = BR_MSG_DATA_REQUEST};
+            f.m.data_request = (BrDataRequest){.offset = (uint64_t)i << 20, .n_bytes = 1u << 20};
+            int k = br_proto_encode(three + len, sizeof three - len, &f, &lim, err);
+            if (k < 0) die(err);
+            len += (size_t)k;
+        }
+        send_bytes(three, len);
         return expect_error_and_close(patience);
     }
     if (!strcmp(mode, "future") || !strcmp(mode, "behind")) {

@@ -52,6 +52,10 @@ static void put32(uint8_t *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
 
+static void put64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
 static uint32_t get32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
@@ -122,6 +126,18 @@ static bool frame_eq(const BrFrame *a, const BrFrame *b) {
         FIELD(m.welcome.round_deadline_ms);
         FIELD(m.welcome.max_chunk_bytes);
         FIELD(m.welcome.codec);
+        FIELD(m.welcome.data_bytes);
+        BYTES(m.welcome.data_hash, BR_DATA_HASH_BYTES);
+        break;
+    case BR_MSG_DATA_REQUEST:
+        FIELD(m.data_request.offset);
+        FIELD(m.data_request.n_bytes);
+        break;
+    case BR_MSG_DATA_CHUNK:
+        FIELD(m.data_chunk.offset);
+        FIELD(m.data_chunk.total_bytes);
+        FIELD(m.data_chunk.n_bytes);
+        BYTES(m.data_chunk.data, a->m.data_chunk.n_bytes);
         break;
     case BR_MSG_STATE_REQUEST:
         FIELD(m.state_request.offset);
@@ -195,7 +211,7 @@ static bool frame_eq(const BrFrame *a, const BrFrame *b) {
 
 // ---- sample messages with edge values ----
 
-#define MAX_SAMPLES 48
+#define MAX_SAMPLES 64
 static BrFrame g_samples[MAX_SAMPLES];
 static bool g_big[MAX_SAMPLES];  // too large for per-byte and per-bit loops
 static int g_n_samples;
@@ -301,6 +317,31 @@ static void make_samples(void) {
     f->m.state_chunk.total_bytes = 5 + (uint64_t)MC;
     f->m.state_chunk.n_bytes = MC;
     f->m.state_chunk.data = g_data;
+
+    f = add_sample(BR_MSG_WELCOME, false);  // 1.1: the training data's size and hash
+    f->m.welcome.identity.bytes[3] = 9;
+    f->m.welcome.round_deadline_ms = 5000;
+    f->m.welcome.max_chunk_bytes = BR_PROTO_DEFAULT_CHUNK_BYTES;
+    f->m.welcome.codec = BR_CODEC_FP16;
+    f->m.welcome.data_bytes = UINT64_MAX;
+    memset(f->m.welcome.data_hash, 0xee, BR_DATA_HASH_BYTES);
+
+    f = add_sample(BR_MSG_DATA_REQUEST, false);
+    f->m.data_request.n_bytes = 1;
+    f = add_sample(BR_MSG_DATA_REQUEST, false);
+    f->m.data_request.offset = UINT64_MAX;
+    f->m.data_request.n_bytes = MC;
+
+    f = add_sample(BR_MSG_DATA_CHUNK, false);  // empty data
+    f = add_sample(BR_MSG_DATA_CHUNK, false);  // the last bytes of a huge file
+    f->m.data_chunk.offset = UINT64_MAX - 11;
+    f->m.data_chunk.total_bytes = UINT64_MAX;
+    f->m.data_chunk.n_bytes = 11;
+    f->m.data_chunk.data = g_data + 3;
+    f = add_sample(BR_MSG_DATA_CHUNK, true);  // largest chunk
+    f->m.data_chunk.total_bytes = (uint64_t)MC;
+    f->m.data_chunk.n_bytes = MC;
+    f->m.data_chunk.data = g_data;
 
     f = add_sample(BR_MSG_PROGRESS, false);
     f = add_sample(BR_MSG_PROGRESS, false);
@@ -602,9 +643,9 @@ static void test_utf8(void) {
 // crc32c_bitwise checks them again here). Each field's bytes are on their own line.
 static const uint8_t g_hello[] = {
     0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
-    0x01, 0x00, 0x01, 0x00,  // major 1, minor 0, type 1, flags 0
+    0x01, 0x01, 0x01, 0x00,  // major 1, minor 1, type 1, flags 0
     0x21, 0x00, 0x00, 0x00,  // payload_bytes 33
-    0xa6, 0x1e, 0x2e, 0xd5,  // header CRC32C 0xd52e1ea6 (Python, bitwise)
+    0x6e, 0x32, 0x2d, 0xbd,  // header CRC32C 0xbd2d326e (Python, bitwise)
     0x84, 0x59, 0xf8, 0x1e,  // frame CRC32C 0x1ef85984 (Python, bitwise)
     0x01,  // u8 major 1
     0x00,  // u8 minor 0
@@ -617,7 +658,7 @@ static const uint8_t g_hello[] = {
     0x02, 0x00,  // u16 name length 2
     0xc3, 0xa9,  // name "é" (U+00E9)
 };
-static const uint8_t g_welcome[] = {
+static const uint8_t g_welcome_1_0[] = {
     0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
     0x01, 0x00, 0x02, 0x00,  // major 1, minor 0, type 2, flags 0
     0x44, 0x00, 0x00, 0x00,  // payload_bytes 68
@@ -634,20 +675,40 @@ static const uint8_t g_welcome[] = {
     0x02,  // u8 codec 2 (fp16)
     0x00, 0x00, 0x00,  // 3 reserved
 };
+static const uint8_t g_welcome[] = {
+    0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
+    0x01, 0x01, 0x02, 0x00,  // major 1, minor 1, type 2, flags 0
+    0x6c, 0x00, 0x00, 0x00,  // payload_bytes 108
+    0xfe, 0x5e, 0x14, 0x72,  // header CRC32C 0x72145efe (Python, bitwise)
+    0x48, 0x7b, 0xcf, 0x91,  // frame CRC32C 0x91cf7b48 (Python, bitwise)
+    0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,  // u64 session id
+    0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf,  // identity 0xa0..0xaf
+    0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 step 7
+    0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 samples_seen 256
+    0x45, 0x23, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 n_params 0x12345
+    0x01, 0xef, 0xcd, 0xab, 0x00, 0x00, 0x00, 0x00,  // u64 state_bytes 0xabcdef01
+    0x30, 0x75, 0x00, 0x00,  // u32 round_deadline_ms 30000
+    0x00, 0x00, 0x10, 0x00,  // u32 max_chunk_bytes 1 MiB
+    0x02,  // u8 codec 2 (fp16)
+    0x00, 0x00, 0x00,  // 3 reserved
+    0x5c, 0x17, 0xbc, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 data_bytes 12326748 (1.1)
+    0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28, 0x29, 0x2a, 0x2b, 0x2c, 0x2d, 0x2e, 0x2f,  // data hash 0x20..0x2f
+    0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x3d, 0x3e, 0x3f,  // ... 0x30..0x3f
+};
 static const uint8_t g_state_request[] = {
     0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
-    0x01, 0x00, 0x03, 0x00,  // major 1, minor 0, type 3, flags 0
+    0x01, 0x01, 0x03, 0x00,  // major 1, minor 1, type 3, flags 0
     0x0c, 0x00, 0x00, 0x00,  // payload_bytes 12
-    0x43, 0x52, 0xa4, 0x89,  // header CRC32C 0x89a45243 (Python, bitwise)
+    0x8b, 0x7e, 0xa7, 0xe1,  // header CRC32C 0xe1a77e8b (Python, bitwise)
     0xb7, 0xeb, 0x71, 0xf7,  // frame CRC32C 0xf771ebb7 (Python, bitwise)
     0x02, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,  // u64 offset 0x100000002
     0x00, 0x04, 0x00, 0x00,  // u32 n_bytes 1024
 };
 static const uint8_t g_state_chunk[] = {
     0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
-    0x01, 0x00, 0x04, 0x00,  // major 1, minor 0, type 4, flags 0
+    0x01, 0x01, 0x04, 0x00,  // major 1, minor 1, type 4, flags 0
     0x17, 0x00, 0x00, 0x00,  // payload_bytes 23
-    0x0c, 0xf5, 0xef, 0x72,  // header CRC32C 0x72eff50c (Python, bitwise)
+    0xc4, 0xd9, 0xec, 0x1a,  // header CRC32C 0x1aecd9c4 (Python, bitwise)
     0x29, 0x59, 0xf5, 0x32,  // frame CRC32C 0x32f55929 (Python, bitwise)
     0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 offset 8
     0x0b, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 total_bytes 11
@@ -656,18 +717,18 @@ static const uint8_t g_state_chunk[] = {
 };
 static const uint8_t g_progress[] = {
     0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
-    0x01, 0x00, 0x05, 0x00,  // major 1, minor 0, type 5, flags 0
+    0x01, 0x01, 0x05, 0x00,  // major 1, minor 1, type 5, flags 0
     0x10, 0x00, 0x00, 0x00,  // payload_bytes 16
-    0xdf, 0x26, 0xdf, 0x84,  // header CRC32C 0x84df26df (Python, bitwise)
+    0x17, 0x0a, 0xdc, 0xec,  // header CRC32C 0xecdc0a17 (Python, bitwise)
     0xec, 0x93, 0xe3, 0x02,  // frame CRC32C 0x02e393ec (Python, bitwise)
     0x2a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 step 42
     0x02, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 samples 258
 };
 static const uint8_t g_round_open[] = {
     0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
-    0x01, 0x00, 0x06, 0x00,  // major 1, minor 0, type 6, flags 0
+    0x01, 0x01, 0x06, 0x00,  // major 1, minor 1, type 6, flags 0
     0x30, 0x00, 0x00, 0x00,  // payload_bytes 48
-    0x8e, 0xf9, 0x46, 0x67,  // header CRC32C 0x6746f98e (Python, bitwise)
+    0x46, 0xd5, 0x45, 0x0f,  // header CRC32C 0x0f45d546 (Python, bitwise)
     0xba, 0x7c, 0x52, 0xb9,  // frame CRC32C 0xb9527cba (Python, bitwise)
     0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 round id 5
     0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 step 4
@@ -678,9 +739,9 @@ static const uint8_t g_round_open[] = {
 };
 static const uint8_t g_round_close[] = {
     0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
-    0x01, 0x00, 0x07, 0x00,  // major 1, minor 0, type 7, flags 0
+    0x01, 0x01, 0x07, 0x00,  // major 1, minor 1, type 7, flags 0
     0x38, 0x00, 0x00, 0x00,  // payload_bytes 56
-    0x71, 0xf1, 0x32, 0x7e,  // header CRC32C 0x7e32f171 (Python, bitwise)
+    0xb9, 0xdd, 0x31, 0x16,  // header CRC32C 0x1631ddb9 (Python, bitwise)
     0xfb, 0x9e, 0x55, 0xae,  // frame CRC32C 0xae559efb (Python, bitwise)
     0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 round id 5
     0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 accepted samples 6
@@ -693,9 +754,9 @@ static const uint8_t g_round_close[] = {
 };
 static const uint8_t g_grad_chunk[] = {
     0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
-    0x01, 0x00, 0x08, 0x00,  // major 1, minor 0, type 8, flags 0
+    0x01, 0x01, 0x08, 0x00,  // major 1, minor 1, type 8, flags 0
     0x40, 0x00, 0x00, 0x00,  // payload_bytes 64
-    0x74, 0x8c, 0xde, 0xfb,  // header CRC32C 0xfbde8c74 (Python, bitwise)
+    0xbc, 0xa0, 0xdd, 0x93,  // header CRC32C 0x93dda0bc (Python, bitwise)
     0x0a, 0x7d, 0x76, 0xf0,  // frame CRC32C 0xf0767d0a (Python, bitwise)
     0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 round id 5
     0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 offset 256 elements
@@ -710,9 +771,9 @@ static const uint8_t g_grad_chunk[] = {
 };
 static const uint8_t g_avg_chunk_fp16[] = {
     0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
-    0x01, 0x00, 0x09, 0x00,  // major 1, minor 0, type 9, flags 0
+    0x01, 0x01, 0x09, 0x00,  // major 1, minor 1, type 9, flags 0
     0x1e, 0x00, 0x00, 0x00,  // payload_bytes 30
-    0x23, 0x78, 0x2d, 0x64,  // header CRC32C 0x642d7823 (Python, bitwise)
+    0xeb, 0x54, 0x2e, 0x0c,  // header CRC32C 0x0c2e54eb (Python, bitwise)
     0xaa, 0x05, 0xf5, 0xb2,  // frame CRC32C 0xb2f505aa (Python, bitwise)
     0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 round id 5
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 offset 0
@@ -723,9 +784,9 @@ static const uint8_t g_avg_chunk_fp16[] = {
 };
 static const uint8_t g_avg_chunk_int8[] = {
     0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
-    0x01, 0x00, 0x09, 0x00,  // major 1, minor 0, type 9, flags 0
+    0x01, 0x01, 0x09, 0x00,  // major 1, minor 1, type 9, flags 0
     0x1e, 0x00, 0x00, 0x00,  // payload_bytes 30
-    0x23, 0x78, 0x2d, 0x64,  // header CRC32C 0x642d7823 (Python, bitwise)
+    0xeb, 0x54, 0x2e, 0x0c,  // header CRC32C 0x0c2e54eb (Python, bitwise)
     0xae, 0xd0, 0x30, 0x25,  // frame CRC32C 0x2530d0ae (Python, bitwise)
     0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 round id 6
     0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 offset 128
@@ -737,17 +798,17 @@ static const uint8_t g_avg_chunk_int8[] = {
 };
 static const uint8_t g_heartbeat[] = {
     0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
-    0x01, 0x00, 0x0a, 0x00,  // major 1, minor 0, type 10, flags 0
+    0x01, 0x01, 0x0a, 0x00,  // major 1, minor 1, type 10, flags 0
     0x08, 0x00, 0x00, 0x00,  // payload_bytes 8
-    0xb6, 0x10, 0xb0, 0x7d,  // header CRC32C 0x7db010b6 (Python, bitwise)
+    0x7e, 0x3c, 0xb3, 0x15,  // header CRC32C 0x15b33c7e (Python, bitwise)
     0xcb, 0x05, 0xb1, 0x81,  // frame CRC32C 0x81b105cb (Python, bitwise)
     0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,  // u64 time_us
 };
 static const uint8_t g_error[] = {
     0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
-    0x01, 0x00, 0x0b, 0x00,  // major 1, minor 0, type 11, flags 0
+    0x01, 0x01, 0x0b, 0x00,  // major 1, minor 1, type 11, flags 0
     0x09, 0x00, 0x00, 0x00,  // payload_bytes 9
-    0x17, 0xd1, 0xc5, 0x4f,  // header CRC32C 0x4fc5d117 (Python, bitwise)
+    0xdf, 0xfd, 0xc6, 0x27,  // header CRC32C 0x27c6fddf (Python, bitwise)
     0xef, 0x47, 0x8b, 0x76,  // frame CRC32C 0x768b47ef (Python, bitwise)
     0x04, 0x00, 0x00, 0x00,  // u32 code 4 (BAD_DATA)
     0x03, 0x00,  // u16 message length 3
@@ -755,11 +816,32 @@ static const uint8_t g_error[] = {
 };
 static const uint8_t g_bye[] = {
     0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
-    0x01, 0x00, 0x0c, 0x00,  // major 1, minor 0, type 12, flags 0
+    0x01, 0x01, 0x0c, 0x00,  // major 1, minor 1, type 12, flags 0
     0x04, 0x00, 0x00, 0x00,  // payload_bytes 4
-    0x17, 0xd5, 0xaf, 0x99,  // header CRC32C 0x99afd517 (Python, bitwise)
+    0xdf, 0xf9, 0xac, 0xf1,  // header CRC32C 0xf1acf9df (Python, bitwise)
     0x9e, 0xaf, 0xb1, 0x85,  // frame CRC32C 0x85b1af9e (Python, bitwise)
     0xef, 0xbe, 0xad, 0xde,  // u32 reason 0xdeadbeef
+};
+
+static const uint8_t g_data_request[] = {
+    0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
+    0x01, 0x01, 0x0d, 0x00,  // major 1, minor 1, type 13, flags 0
+    0x0c, 0x00, 0x00, 0x00,  // payload_bytes 12
+    0x20, 0xf1, 0xd8, 0xe8,  // header CRC32C 0xe8d8f120 (Python, bitwise)
+    0xe3, 0x2c, 0xdb, 0xf2,  // frame CRC32C 0xf2db2ce3 (Python, bitwise)
+    0x01, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00,  // u64 offset 0x200000001
+    0x00, 0x00, 0x01, 0x00,  // u32 n_bytes 65536
+};
+static const uint8_t g_data_chunk[] = {
+    0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
+    0x01, 0x01, 0x0e, 0x00,  // major 1, minor 1, type 14, flags 0
+    0x19, 0x00, 0x00, 0x00,  // payload_bytes 25
+    0x8c, 0x10, 0x67, 0x93,  // header CRC32C 0x9367108c (Python, bitwise)
+    0xbc, 0x50, 0x7e, 0xed,  // frame CRC32C 0xed7e50bc (Python, bitwise)
+    0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 offset 4
+    0x09, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 total_bytes 9
+    0x05, 0x00, 0x00, 0x00,  // u32 n_bytes 5
+    0x48, 0x44, 0x46, 0x0d, 0x0a,  // data bytes "HDF\r\n"
 };
 
 typedef struct {
@@ -788,6 +870,8 @@ static void test_golden_bytes(void) {
         {"HEARTBEAT", g_heartbeat, sizeof g_heartbeat, {.type = BR_MSG_HEARTBEAT}},
         {"ERROR", g_error, sizeof g_error, {.type = BR_MSG_ERROR}},
         {"BYE", g_bye, sizeof g_bye, {.type = BR_MSG_BYE}},
+        {"DATA_REQUEST", g_data_request, sizeof g_data_request, {.type = BR_MSG_DATA_REQUEST}},
+        {"DATA_CHUNK", g_data_chunk, sizeof g_data_chunk, {.type = BR_MSG_DATA_CHUNK}},
     };
     BrHello *h = &g[0].f.m.hello;
     *h = (BrHello){.version_major = 1, .version_minor = 0, .resume = true, .codecs = 0x0e};
@@ -799,6 +883,8 @@ static void test_golden_bytes(void) {
                      .n_params = 0x12345, .state_bytes = 0xabcdef01u, .round_deadline_ms = 30000,
                      .max_chunk_bytes = 1u << 20, .codec = BR_CODEC_FP16};
     for (int i = 0; i < 16; i++) w->identity.bytes[i] = (uint8_t)(0xa0 + i);
+    w->data_bytes = 12326748;
+    for (int i = 0; i < BR_DATA_HASH_BYTES; i++) w->data_hash[i] = (uint8_t)(0x20 + i);
     g[2].f.m.state_request = (BrStateRequest){.offset = 0x100000002ull, .n_bytes = 1024};
     g[3].f.m.state_chunk = (BrStateChunk){.offset = 8, .total_bytes = 11, .n_bytes = 3, .data = abc};
     g[4].f.m.progress = (BrProgress){.step = 42, .samples = 258};
@@ -819,6 +905,9 @@ static void test_golden_bytes(void) {
     g[11].f.m.error.code = BR_ERR_BAD_DATA;
     snprintf(g[11].f.m.error.message, sizeof g[11].f.m.error.message, "bad");
     g[12].f.m.bye = (BrBye){.reason = 0xdeadbeefu};
+    static const uint8_t hdf[] = {'H', 'D', 'F', '\r', '\n'};
+    g[13].f.m.data_request = (BrDataRequest){.offset = 0x200000001ull, .n_bytes = 65536};
+    g[14].f.m.data_chunk = (BrDataChunk){.offset = 4, .total_bytes = 9, .n_bytes = 5, .data = hdf};
     unsigned types = 0;
     for (size_t i = 0; i < NELEM(g); i++) {
         const Golden *x = &g[i];
@@ -855,6 +944,22 @@ static void test_golden_bytes(void) {
         br_proto_decoder_free(&d);
     }
     CU_ASSERT_EQUAL(types, BR_MSG_ALL);  // every frame type has its golden bytes
+    // A 1.0 WELCOME (68 bytes, minor 0: a 1.0 bridge) still decodes, with no training data;
+    // this build encodes the same message as 1.1 (its 68 bytes, then 40 zero bytes).
+    BrFrame want = g[1].f, f;
+    want.m.welcome.data_bytes = 0;
+    memset(want.m.welcome.data_hash, 0, BR_DATA_HASH_BYTES);
+    char err[CX_ERRLEN] = "";
+    size_t used = 0;
+    CU_ASSERT_EQUAL(get32(g_welcome_1_0 + 12), crc32c_bitwise(g_welcome_1_0, 12));
+    int r = br_proto_decode(g_welcome_1_0, sizeof g_welcome_1_0, NULL, &f, &used, err);
+    CU_ASSERT(r == BR_PROTO_FRAME && used == sizeof g_welcome_1_0 && f.version_minor == 0 &&
+              frame_eq(&want, &f));
+    uint8_t buf[256];
+    int len = br_proto_encode(buf, sizeof buf, &want, NULL, err);
+    CU_ASSERT_EQUAL(len, HDR + BR_WELCOME_BYTES);
+    CU_ASSERT(memcmp(buf + HDR, g_welcome_1_0 + HDR, BR_WELCOME_BYTES_1_0) == 0);
+    for (int i = HDR + BR_WELCOME_BYTES_1_0; i < len; i++) CU_ASSERT_EQUAL(buf[i], 0);
 }
 
 // ---- tests: round trips ----
@@ -929,6 +1034,12 @@ static void test_roundtrip(void) {
             break;
         case BR_MSG_ERROR: rb = br_proto_encode_error(b, sizeof b, &f->m.error, err); break;
         case BR_MSG_BYE: rb = br_proto_encode_bye(b, sizeof b, &f->m.bye, err); break;
+        case BR_MSG_DATA_REQUEST:
+            rb = br_proto_encode_data_request(b, sizeof b, &f->m.data_request, NULL, err);
+            break;
+        case BR_MSG_DATA_CHUNK:
+            rb = br_proto_encode_data_chunk(b, sizeof b, &f->m.data_chunk, NULL, err);
+            break;
         }
         CU_ASSERT(ra > 0 && ra == rb && memcmp(a, b, (size_t)ra) == 0);
     }
@@ -994,7 +1105,7 @@ static void test_encode_rejects(void) {
     const BrFrame avg = g_samples[S(BR_MSG_AVG_CHUNK, 0)];
     const BrFrame sc = g_samples[S(BR_MSG_STATE_CHUNK, 1)];
     REJECT((f = hello, f.type = (BrMsgType)0), "unknown message type");
-    REJECT((f = hello, f.type = (BrMsgType)13), "unknown message type");
+    REJECT((f = hello, f.type = (BrMsgType)15), "unknown message type");
     REJECT((f = hello, f.m.hello.version_major = 2), "version major");
     REJECT((f = hello, f.m.hello.codecs = 0), "codec mask");
     REJECT((f = hello, memset(f.m.hello.identity.bytes, 0, 16)), "resume requires");
@@ -1009,6 +1120,22 @@ static void test_encode_rejects(void) {
     REJECT((f = welcome, f.m.welcome.max_chunk_bytes = BR_PROTO_MAX_CHUNK_BYTES + 1), "max chunk");
     REJECT((f = welcome, f.m.welcome.codec = 0), "unknown codec");
     REJECT((f = welcome, f.m.welcome.codec = 4), "encode WELCOME: unknown codec 4");
+    // DATA_REQUEST and DATA_CHUNK: the limits of their STATE_ twins, named as data
+    REJECT((f = (BrFrame){.type = BR_MSG_DATA_REQUEST}, f.m.data_request.n_bytes = 0),
+           "encode DATA_REQUEST: length 0 outside 1..1048576");
+    REJECT((f = (BrFrame){.type = BR_MSG_DATA_REQUEST},
+            f.m.data_request.n_bytes = BR_PROTO_DEFAULT_CHUNK_BYTES + 1),
+           "encode DATA_REQUEST: length 1048577 outside 1..1048576");
+    REJECT((f = (BrFrame){.type = BR_MSG_DATA_CHUNK},
+            f.m.data_chunk = (BrDataChunk){.offset = 5, .total_bytes = 7, .n_bytes = 3, .data = buf}),
+           "encode DATA_CHUNK: [5, +3) lies outside the 7-byte training data");
+    REJECT((f = (BrFrame){.type = BR_MSG_DATA_CHUNK},
+            f.m.data_chunk = (BrDataChunk){.total_bytes = UINT64_MAX,
+                                           .n_bytes = BR_PROTO_DEFAULT_CHUNK_BYTES + 1, .data = buf}),
+           "encode DATA_CHUNK: 1048577 bytes exceed the limit of 1048576");
+    REJECT((f = (BrFrame){.type = BR_MSG_DATA_CHUNK},
+            f.m.data_chunk = (BrDataChunk){.total_bytes = 4, .n_bytes = 2}),
+           "encode DATA_CHUNK: data is NULL");
     REJECT((f.type = BR_MSG_STATE_REQUEST, f.m.state_request.offset = 0,
             f.m.state_request.n_bytes = 0), "length 0");
     REJECT((f.type = BR_MSG_STATE_REQUEST, f.m.state_request.n_bytes = BR_PROTO_DEFAULT_CHUNK_BYTES + 1),
@@ -1192,7 +1319,7 @@ static void test_slicing(void) {
     CU_ASSERT_EQUAL(all.status, BR_PROTO_NEED_MORE);
     int n_big = 0;  // big samples are in the stream once
     for (int i = 0; i < g_n_samples; i++) n_big += g_big[i];
-    CU_ASSERT_EQUAL(n_big, 4);
+    CU_ASSERT_EQUAL(n_big, 5);
     CU_ASSERT_EQUAL(all.n_frames, 2 * g_n_samples - n_big);
     CU_ASSERT_EQUAL(all.consumed, n);
     CU_ASSERT_EQUAL(all.pending, 0);
@@ -1247,14 +1374,21 @@ static int decode_once(const uint8_t *buf, size_t n, const BrProtoLimits *lim, B
     if (r == BR_PROTO_ERROR) snprintf(err, CX_ERRLEN, "%s", br_proto_decoder_error(&d));
     // Decoded data pointers must outlive d for the caller: check them here instead.
     // A frame of our minor version re-encodes to exactly its bytes; one of a newer minor
-    // re-encodes to its header type and a prefix of its payload (the fields we know).
+    // re-encodes to its header type and a prefix of its payload (the fields we know); one of
+    // an older minor to its type and a payload that starts with its own (fields it lacks
+    // appended, as zeros).
     if (r == BR_PROTO_FRAME) {
         char e2[CX_ERRLEN];
         int en = br_proto_encode(g_reenc, sizeof g_reenc, out, lim, e2);
-        if (out->version_minor <= BR_PROTO_VERSION_MINOR) {
+        if (out->version_minor == BR_PROTO_VERSION_MINOR) {
             if (en != (int)n || memcmp(g_reenc, buf, n) != 0) r = 99;
-        } else if (en < HDR || (size_t)en > n || g_reenc[6] != buf[6] ||
-                   memcmp(g_reenc + HDR, buf + HDR, (size_t)en - HDR) != 0) {
+        } else if (out->version_minor > BR_PROTO_VERSION_MINOR) {
+            if (en < HDR || (size_t)en > n || g_reenc[6] != buf[6] ||
+                memcmp(g_reenc + HDR, buf + HDR, (size_t)en - HDR) != 0)
+                r = 99;
+        } else if (en < (int)n || g_reenc[6] != buf[6] || memcmp(g_reenc + HDR, buf + HDR, n - HDR) != 0 ||
+                   (en > (int)n && (g_reenc[6] != BR_MSG_WELCOME || en - (int)n != BR_WELCOME_BYTES -
+                                                                                  BR_WELCOME_BYTES_1_0))) {
             r = 99;
         }
     }
@@ -1417,7 +1551,7 @@ static void test_malformed_payloads(void) {
         memcpy(p, b_ + HDR, plen);                                                           \
         free(b_);                                                                            \
         edit;                                                                                \
-        size_t fn_ = raw_frame(fr, 1, 0, (uint8_t)g_samples[s].type, 0, p, plen);            \
+        size_t fn_ = raw_frame(fr, 1, BR_PROTO_VERSION_MINOR, (uint8_t)g_samples[s].type, 0, p, plen); \
         int r_ = decode_once(fr, fn_, NULL, &out, err);                                      \
         if (r_ != BR_PROTO_ERROR || !strs_have(err, needle))                                 \
             fprintf(stderr, "\n  malformed case %d: r=%d err='%s'\n", k, r_, err);           \
@@ -1447,7 +1581,7 @@ static void test_malformed_payloads(void) {
     BAD(S(BR_MSG_WELCOME, 0), p[64] = 9, "unknown codec 9 at stream offset 84");
     BAD(S(BR_MSG_WELCOME, 0), p[64] = 4, "unknown codec 4 at stream offset 84");
     BAD(S(BR_MSG_WELCOME, 0), p[67] = 1, "reserved byte is 0x01, must be 0 at stream offset 87");
-    BAD(S(BR_MSG_WELCOME, 0), (p[plen] = 0, plen += 1), "version 1.0 defines exactly 68");
+    BAD(S(BR_MSG_WELCOME, 0), (p[plen] = 0, plen += 1), "version 1.1 defines exactly 108");
     // STATE_REQUEST
     BAD(S(BR_MSG_STATE_REQUEST, 0), put32(p + 8, 0), "requested length 0");
     BAD(S(BR_MSG_STATE_REQUEST, 0), put32(p + 8, BR_PROTO_DEFAULT_CHUNK_BYTES + 1), "requested length 1048577");
@@ -1490,7 +1624,7 @@ static void test_malformed_payloads(void) {
     BAD(S(BR_MSG_GRAD_CHUNK, 3), plen -= 1,
         "300 int8 elements need 312 bytes but the payload holds 311 after the fields");
     BAD(S(BR_MSG_GRAD_CHUNK, 3), put32(p + 48, 299),  // 3 blocks, one byte left over
-        "1 unexpected bytes after the message (version 1.0) at stream offset 387");
+        "1 unexpected bytes after the message (version 1.1) at stream offset 387");
     BAD(S(BR_MSG_GRAD_CHUNK, 3), put32(p + 48, 256),  // 2 blocks: 4 + 44 bytes left over
         "48 unexpected bytes after the message");
     BAD(S(BR_MSG_GRAD_CHUNK, 3), put32(p + 48, INT8_LIMIT_N + 1),
@@ -1541,7 +1675,7 @@ static void test_header_errors(void) {
     r = feed_stream(s, 5, slice_all, NULL);
     CU_ASSERT(r.status == BR_PROTO_ERROR &&
               strs_have(r.err, "unsupported protocol major version 2 at stream offset 4") &&
-              strs_have(r.err, "this build speaks 1.0"));
+              strs_have(r.err, "this build speaks 1.1"));
     BrFrame out;
     size_t used;
     CU_ASSERT_EQUAL(br_proto_decode(s, 5, NULL, &out, &used, err), BR_PROTO_ERROR);
@@ -1551,9 +1685,9 @@ static void test_header_errors(void) {
     s[13] ^= 1;
     r = feed_stream(s, n, slice_all, NULL);
     CU_ASSERT(strs_have(r.err, "header checksum mismatch at stream offset 12"));
-    raw_frame(s, 1, 0, 13, 0, NULL, 0);
+    raw_frame(s, 1, 0, 15, 0, NULL, 0);
     r = feed_stream(s, HDR, slice_all, NULL);
-    CU_ASSERT(strs_have(r.err, "unknown message type 13 at stream offset 6"));
+    CU_ASSERT(strs_have(r.err, "unknown message type 15 at stream offset 6"));
     raw_frame(s, 1, 0, 0, 0, NULL, 0);
     r = feed_stream(s, HDR, slice_all, NULL);
     CU_ASSERT(strs_have(r.err, "unknown message type 0"));
@@ -1564,14 +1698,61 @@ static void test_header_errors(void) {
     s[HDR + 3] ^= 0x40;
     r = feed_stream(s, n, slice_all, NULL);
     CU_ASSERT(strs_have(r.err, "frame checksum mismatch in HEARTBEAT frame at stream offset 16"));
-    // Minor versions: a newer minor may append fields (ignored); ours may not.
-    uint8_t p[16] = {1, 2, 3, 4, 5, 6, 7, 8, 0xaa, 0xbb, 0xcc, 0xdd};
-    size_t fn = raw_frame(s, 1, 1, BR_MSG_HEARTBEAT, 0, p, 12);
+    // Minor versions: a newer minor may append fields (ignored); ours and older ones may not.
+    uint8_t p[128] = {1, 2, 3, 4, 5, 6, 7, 8, 0xaa, 0xbb, 0xcc, 0xdd};
+    size_t fn = raw_frame(s, 1, BR_PROTO_VERSION_MINOR + 1, BR_MSG_HEARTBEAT, 0, p, 12);
     CU_ASSERT_EQUAL(br_proto_decode(s, fn, NULL, &out, &used, err), BR_PROTO_FRAME);
-    CU_ASSERT(out.version_minor == 1 && out.m.heartbeat.time_us == 0x0807060504030201ull);
+    CU_ASSERT(out.version_minor == BR_PROTO_VERSION_MINOR + 1 &&
+              out.m.heartbeat.time_us == 0x0807060504030201ull);
     fn = raw_frame(s, 1, 0, BR_MSG_HEARTBEAT, 0, p, 12);
     CU_ASSERT_EQUAL(br_proto_decode(s, fn, NULL, &out, &used, err), BR_PROTO_ERROR);
     CU_ASSERT(strs_have(err, "version 1.0 defines exactly 8"));
+    fn = raw_frame(s, 1, 1, BR_MSG_HEARTBEAT, 0, p, 12);
+    CU_ASSERT_EQUAL(br_proto_decode(s, fn, NULL, &out, &used, err), BR_PROTO_ERROR);
+    CU_ASSERT(strs_have(err, "version 1.1 defines exactly 8"));
+    // WELCOME's size is its minor's: 68 bytes in 1.0, 108 from 1.1 (a 1.1 WELCOME of 68
+    // bytes lacks the data fields; a 1.0 one of 108 has 40 bytes too many)
+    size_t wn;
+    uint8_t *wel = encode_sample(S(BR_MSG_WELCOME, 3), &wn);
+    CU_ASSERT_EQUAL(wn, HDR + BR_WELCOME_BYTES);
+    fn = raw_frame(s, 1, 0, BR_MSG_WELCOME, 0, wel + HDR, BR_WELCOME_BYTES_1_0);
+    CU_ASSERT_EQUAL(br_proto_decode(s, fn, NULL, &out, &used, err), BR_PROTO_FRAME);
+    CU_ASSERT(out.version_minor == 0 && out.m.welcome.data_bytes == 0 && out.m.welcome.data_hash[0] == 0 &&
+              out.m.welcome.codec == BR_CODEC_FP16);
+    fn = raw_frame(s, 1, 0, BR_MSG_WELCOME, 0, wel + HDR, BR_WELCOME_BYTES);
+    CU_ASSERT_EQUAL(br_proto_decode(s, fn, NULL, &out, &used, err), BR_PROTO_ERROR);
+    CU_ASSERT(strs_have(err, "WELCOME payload of 108 bytes; version 1.0 defines exactly 68, at stream offset 8"));
+    fn = raw_frame(s, 1, 1, BR_MSG_WELCOME, 0, wel + HDR, BR_WELCOME_BYTES_1_0);
+    CU_ASSERT_EQUAL(br_proto_decode(s, fn, NULL, &out, &used, err), BR_PROTO_ERROR);
+    CU_ASSERT(strs_have(err, "WELCOME payload of 68 bytes is shorter than the minimum of 108 at stream offset 8"));
+    fn = raw_frame(s, 1, 2, BR_MSG_WELCOME, 0, wel + HDR, BR_WELCOME_BYTES_1_0 + 39);
+    CU_ASSERT_EQUAL(br_proto_decode(s, fn, NULL, &out, &used, err), BR_PROTO_ERROR);
+    CU_ASSERT(strs_have(err, "shorter than the minimum of 108"));
+    free(wel);
+    // the DATA_ types before authentication: refused on the header, like any chunk type
+    BrProtoLimits pre = br_proto_limits_default();
+    pre.accept_types = BR_PROTO_PREAUTH_TYPES;
+    size_t dn;
+    uint8_t *dreq = encode_sample(S(BR_MSG_DATA_REQUEST, 0), &dn);
+    CU_ASSERT_EQUAL(br_proto_decode(dreq, dn, &pre, &out, &used, err), BR_PROTO_ERROR);
+    CU_ASSERT(strs_have(err, "DATA_REQUEST frame not accepted in this connection state at stream offset 6"));
+    free(dreq);
+    // a DATA_CHUNK outside its file is a payload error; a request over the chunk limit too
+    uint8_t dc[BR_DATA_CHUNK_FIXED_BYTES + 4];
+    put64(dc, 6);
+    put64(dc + 8, 8);
+    put32(dc + 16, 4);
+    fn = raw_frame(s, 1, 1, BR_MSG_DATA_CHUNK, 0, dc, sizeof dc);
+    CU_ASSERT_EQUAL(br_proto_decode(s, fn, NULL, &out, &used, err), BR_PROTO_ERROR);
+    CU_ASSERT(strs_have(err, "DATA_CHUNK: chunk [6, +4) lies outside the 8-byte training data at stream offset 36"));
+    uint8_t dq[BR_DATA_REQUEST_BYTES];
+    put64(dq, 0);
+    put32(dq + 8, BR_PROTO_DEFAULT_CHUNK_BYTES + 1);
+    fn = raw_frame(s, 1, 1, BR_MSG_DATA_REQUEST, 0, dq, sizeof dq);
+    CU_ASSERT_EQUAL(br_proto_decode(s, fn, NULL, &out, &used, err), BR_PROTO_ERROR);
+    CU_ASSERT(strs_have(err, "DATA_REQUEST: requested length 1048577 outside 1..1048576 at stream offset 28"));
+    CU_ASSERT_EQUAL(br_proto_max_payload(BR_MSG_DATA_CHUNK, NULL), BR_PROTO_CHUNK_OVERHEAD + BR_PROTO_DEFAULT_CHUNK_BYTES);
+    CU_ASSERT_EQUAL(br_proto_max_payload(BR_MSG_DATA_REQUEST, NULL), BR_PROTO_MAX_CONTROL_BYTES);
     size_t hn;
     uint8_t *hello = encode_sample(S(BR_MSG_HELLO, 2), &hn);
     memcpy(s, hello, hn);
@@ -1702,7 +1883,8 @@ static int write_corpus(const char *dir) {
 
     // Newer minor with an appended field.
     uint8_t p[512] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
-    rc |= write_file(dir, "ok-heartbeat-minor1-extra.bin", s, raw_frame(s, 1, 1, BR_MSG_HEARTBEAT, 0, p, 10));
+    rc |= write_file(dir, "ok-heartbeat-minor2-extra.bin", s,
+                     raw_frame(s, 1, BR_PROTO_VERSION_MINOR + 1, BR_MSG_HEARTBEAT, 0, p, 10));
     rc |= write_file(dir, "need-empty.bin", s, 0);
 
     // Errors.
