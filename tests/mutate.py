@@ -20,10 +20,12 @@ the compiler folds it away) changes nothing and is replaced by the next site of 
 so is one that does not compile. A test that runs past its timeout kills the mutant (an
 infinite loop is a detected change).
 
-Prints one line per mutant and ends with
-  mutation: killed=K total=N (S survived) score=P%
-Survivors are listed with their diff, and with the reason from tests/mutants-equivalent.txt
-where a survivor is known to be equivalent (the program's behaviour cannot change).
+Prints one line per mutant, then the survivors with their source line and, where
+tests/mutants-equivalent.txt explains one, its class and reason, and ends with
+  mutation: killed=K total=N score=P% (M mutants run less E equivalent; killed/run = R%)
+The score is the usual one: killed over the mutants that can be killed, so a survivor
+recorded there as `equivalent:` (no value the program computes or reports can change) is
+left out of N; every other survivor counts against it, explained or not.
 
 usage: tests/mutate.py [--build BUILD] [--data DATA] [--work DIR] [--seed S]
                        [--only ID[,ID...]] [--file PATH] [--list] [--keep-going]
@@ -436,13 +438,20 @@ def main():
             if r["id"] in equiv:
                 print(f"      known: {equiv[r['id']]}")
     n = len(results)
-    n_eq = sum(1 for r in surv if r["id"] in equiv)
+    # the mutation score (DeMillo et al.): killed over the mutants that can be killed, i.e.
+    # less the survivors recorded as equivalent; the raw share of all mutants run is printed too
+    n_eq = sum(1 for r in surv if equiv.get(r["id"], "").startswith("equivalent:"))
+    n_known = sum(1 for r in surv if r["id"] in equiv)
     print(f"\nmutants not run: {skipped_same} with unchanged object code, {skipped_bad} not building "
           f"(each replaced by the next site of its file)")
     print(f"time: {mins:.1f} min for {n} mutants on {os.cpu_count()} cores")
-    score = 100.0 * killed / n if n else 0.0
-    print(f"mutation: killed={killed} total={n} ({len(surv)} survived, {n_eq} of them explained in {EQUIV_FILE}) "
-          f"score={score:.1f}%")
+    total = n - n_eq
+    score = 100.0 * killed / total if total else 0.0
+    raw = 100.0 * killed / n if n else 0.0
+    print(f"survived: {len(surv)}, of them {n_eq} equivalent and {n_known - n_eq} others explained in "
+          f"{EQUIV_FILE}, {len(surv) - n_known} unexplained")
+    print(f"mutation: killed={killed} total={total} score={score:.1f}% "
+          f"({n} mutants run less {n_eq} equivalent; killed/run = {raw:.1f}%)")
     return 0
 
 
