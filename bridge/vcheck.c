@@ -84,7 +84,7 @@ int volunteer_check(const BrClientOptions *opts, const char *const *sets, int n_
     BrClientOptions o = *opts;
     memset(&o.identity, 0, sizeof o.identity);  // a check never resumes an identity
     o.max_upload_rate = 0;                       // the link, not the limit
-    if (o.connect_timeout_s <= 0) o.connect_timeout_s = 10;
+    if (o.connect_timeout_s <= 0) o.connect_timeout_s = o.timeout_s > 0 && o.timeout_s < 10 ? o.timeout_s : 10;
     if (o.timeout_s <= 0 || o.timeout_s > 30) o.timeout_s = 30;
     char err[CX_ERRLEN];
     fprintf(stderr, TOOL ": checking the link to the bridge at %s:%d\n", o.host, o.port);
