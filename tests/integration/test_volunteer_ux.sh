@@ -11,8 +11,9 @@
 #     down): rates within 20% of the link's, the minimum RTT within 20% of 80 ms; the same
 #     link cut: "no answer" (3).
 #  3. --max-upload-rate 400k: the upload rate, by the volunteer's --stats and by the bridge's
-#     bridge.csv (bytes and seconds it timed), within 10% of 400,000 bytes/s; then SIGTERM:
-#     the summary's accepted samples equal the bridge's accepted rows for that identity.
+#     bridge.csv (bytes and seconds it timed), within 10% of 400,000 bytes/s; then SIGTERM
+#     during an upload: that share is finished first, and the summary's accepted samples
+#     equal the bridge's accepted rows for that identity.
 #  4. --pause-when-busy 0.4 (the volunteer on CPU 1): 2 `yes` burners on CPU 1 make it
 #     pause (it leaves; the bridge accepts nothing more of it); they stop, it comes back and
 #     trains again.
@@ -191,8 +192,15 @@ RATE=400000
     --stats "$WORK/paced.csv" >"$WORK/paced.log" 2>&1 &
 PACED=$!
 shares() { awk -F, 'NR > 1 && $2 > 0' "$1" 2>/dev/null | wc -l; }
-for _ in $(seq 300); do [ "$(shares "$WORK/paced.csv")" -ge 5 ] && break; sleep 0.2; done
+for _ in $(seq 1200); do [ "$(shares "$WORK/paced.csv")" -ge 5 ] && break; sleep 0.05; done
+# the next round opens at once: its share computes for ~0.1 s, then uploads for ~1.6 s at
+# 400k: the signal lands during that upload, which must finish (and count) before it leaves
+sleep 0.7
+n_sig=$(shares "$WORK/paced.csv")
 kill -TERM $PACED; wait $PACED; rc=$?
+[ "$(shares "$WORK/paced.csv")" = $((n_sig + 1)) ] && ok "SIGTERM during an upload: that share was finished before leaving" \
+    || bad "SIGTERM during an upload: $n_sig shares at the signal, $(shares "$WORK/paced.csv") at the end"
+
 up=$(awk -F, 'NR > 1 && $5 > 0 { b += $5; s += $4 } END { if (s > 0) printf "%.0f", b / s }' "$WORK/paced.csv")
 within "$up" $RATE 0.1 && ok "--max-upload-rate 400k: the volunteer's uploads ran at $up bytes/s" \
     || { bad "--max-upload-rate 400k: $up bytes/s"; cat "$WORK/paced.csv"; }
