@@ -152,6 +152,7 @@ static int out_flush(BrClient *c, int block, char *err) {
         int paced = 0;  // the bucket, not the socket, holds the bytes back
         if (c->o.max_upload_rate > 0) {
             double allow = pace_allowance(c);
+            if (allow < 0) allow = 0;  // (a TLS retry may have overdrawn it)
             size_t k = allow >= (double)want ? want : (size_t)allow;
             if (k < c->tls_retry) k = c->tls_retry < want ? c->tls_retry : want;  // TLS: same length again
             paced = k < want && k < 1024;  // wait for a useful amount
