@@ -19,7 +19,7 @@
 #     trains again.
 #  5. --hours: a window without the current hour: it waits without joining; one with it:
 #     it trains.
-# usage: tests/integration/test_volunteer_ux.sh BUILD_DIR DATA_DIR
+# usage: tests/integration/test_volunteer_ux.sh BUILD_DIR DATA_DIR (VUX_PARTS="4": only part 4)
 set -u
 BUILD=${1:?usage: test_volunteer_ux.sh BUILD_DIR DATA_DIR}
 DATA=${2:?usage: test_volunteer_ux.sh BUILD_DIR DATA_DIR}
@@ -75,8 +75,10 @@ taskset -c 0 mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2 "$B
 MP=$!
 wait_log "$WORK/bridge.log" "listening on" 60 || { bad "the bridge did not start"; tail "$WORK/bridge.log"; exit 1; }
 V=("$BIN/conflux-volunteer" --token-file "$TOK" --set data.train="$DATA/shards/train.h5")
+part() { [[ " ${VUX_PARTS:-1 2 3 4 5} " == *" $1 "* ]]; }  # VUX_PARTS="3 4": only those parts
 
 # ---- 1. --check's failures --------------------------------------------------------------
+if part 1; then
 check_fails() {  # NAME CODE TEXT ARGS...: --check exits CODE and prints TEXT
     local name=$1 code=$2 text=$3; shift 3
     "$@" --check >"$WORK/check-$name.log" 2>&1
@@ -158,7 +160,9 @@ else
     skip_check "a full disk for --identity-file: cannot mount a tmpfs here (needs root)"
 fi
 
+fi
 # ---- 2. --check behind an emulated link ---------------------------------------------------
+if part 2; then
 ID=236
 if ! wan_available; then
     skip_check "--check behind an emulated link: $WAN_SKIP_REASON"
@@ -186,7 +190,9 @@ else
     wan_link_down $ID
 fi
 
+fi
 # ---- 3. --max-upload-rate, then the summary at SIGTERM -------------------------------------
+if part 3; then
 RATE=400000
 "${V[@]}" --join "$JOIN" --name paced --identity-file "$WORK/paced.id" --max-upload-rate 400k \
     --stats "$WORK/paced.csv" >"$WORK/paced.log" 2>&1 &
@@ -218,7 +224,9 @@ want=$(accepted_rows "$(cat "$WORK/paced.id")")
     || bad "SIGTERM summary: rc=$rc, '$sum', bridge accepted $want"
 grep -q "finishing the round in flight, then leaving" "$WORK/paced.log" || bad "no word about the round in flight"
 
+fi
 # ---- 4. --pause-when-busy ---------------------------------------------------------------
+if part 4; then
 # CPU 1 must be idle for this part (other work there would look like the burners)
 idle1=$("$PY" - <<'PYEOF'
 import time
@@ -254,10 +262,10 @@ if wait_log "$R/volunteers.csv" '"busy","alice",accepted' 60; then
     fi
     kill $B1 $B2; wait $B1 $B2 2>/dev/null
     n1=$(accepted_rows "$(cat "$WORK/busy.id")")
-    if wait_log "$WORK/busy.log" "resuming after" 30; then
+    if wait_log "$WORK/busy.log" "^conflux-volunteer: resuming after" 30; then
         for _ in $(seq 100); do [ "$(accepted_rows "$(cat "$WORK/busy.id")")" -gt "$n1" ] && break; sleep 0.2; done
         [ "$(accepted_rows "$(cat "$WORK/busy.id")")" -gt "$n1" ] \
-            && ok "busy: resumed after the burners stopped and trains again ($(grep -o 'resuming after [0-9]* s' "$WORK/busy.log"))" \
+            && ok "busy: resumed after the burners stopped and trains again ($(grep -o '^conflux-volunteer: resuming after [0-9]* s' "$WORK/busy.log" | cut -d' ' -f2-))" \
             || bad "busy: resumed but no share accepted since"
     else
         bad "busy: did not resume: $(tail -2 "$WORK/busy.log")"
@@ -268,7 +276,9 @@ fi
 kill -TERM $BUSYV; wait $BUSYV
 fi
 
+fi
 # ---- 5. --hours ----------------------------------------------------------------------------
+if part 5; then
 h=$((10#$(date +%H)))
 out="$(((h + 2) % 24))-$(((h + 3) % 24))"  # (h+1 at the latest by the end: still outside)
 in="$h-$(((h + 2) % 24))"
@@ -282,6 +292,8 @@ kill -TERM $NIGHT; wait $NIGHT; rc=$?
 "${V[@]}" --join "$JOIN" --name day --hours "$in" --steps 2 >"$WORK/day.log" 2>&1; rc=$?
 [ $rc = 0 ] && grep -q "leaving after 2 contributed step" "$WORK/day.log" \
     && ok "--hours $in (now $h h): it trained" || bad "--hours inside: rc=$rc $(tail -3 "$WORK/day.log")"
+
+fi
 
 kill $MP 2>/dev/null
 wait $MP 2>/dev/null
