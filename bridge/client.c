@@ -23,6 +23,8 @@
 #define DOWNLOAD_WINDOW 8         // STATE_REQUESTs in flight
 #define DATA_WINDOW 4             // DATA_REQUESTs in flight, of at most DATA_CHUNK bytes each:
 #define DATA_CHUNK ((size_t)512 << 10)  // the bridge's BR_DATA_WINDOW_BYTES (2 MiB) in all
+#define PACE_BURST_S 0.02          // --max-upload-rate: the bucket holds this many seconds ...
+#define PACE_BURST_MIN 16384.0     // ... of the rate, and at least this many bytes
 
 struct BrClient {
     int fd;
@@ -39,7 +41,16 @@ struct BrClient {
     size_t frame_cap;
     double last_tx, last_rx;
     int error_code, bye_reason;
+    char error_msg[4 * (BR_PROTO_MAX_MESSAGE_BYTES + 1)];  // the last ERROR's, escaped
     volatile int *interrupt;
+    volatile int *soft_interrupt;  // not while a share is in flight (in_share)
+    int in_share;                  // sync rounds: from a share's ROUND_OPEN to its result
+    // --max-upload-rate: a token bucket on the bytes sent (bytes; refilled at
+    // o.max_upload_rate per second up to PACE_BURST)
+    double bucket, t_bucket;
+    size_t tls_retry;              // a TLS write that would block is retried with >= this
+    double connect_s;              // TCP connect time of this connection
+    uint32_t probe_seq;            // the link check: the last PROBE's sequence number
     // replica
     uint64_t step, acked;
     const float *params;
@@ -75,6 +86,24 @@ static int failf(BrClient *c, char *err, const char *fmt, ...) {
 }
 
 // ---- raw I/O ----
+
+// A wait is to stop: the interrupt flag, or the soft one while no share is in flight.
+static int interrupted(const BrClient *c) {
+    if (c->interrupt && *c->interrupt) return 1;
+    return c->soft_interrupt && *c->soft_interrupt && !c->in_share;
+}
+
+// --max-upload-rate: bytes the bucket allows now (refilled since the last call). The bucket
+// starts full; a send takes what it sent from it.
+static double pace_allowance(BrClient *c) {
+    double now = cx_now(), rate = c->o.max_upload_rate;
+    double cap = rate * PACE_BURST_S > PACE_BURST_MIN ? rate * PACE_BURST_S : PACE_BURST_MIN;
+    if (c->t_bucket == 0) c->bucket = cap;
+    else c->bucket += (now - c->t_bucket) * rate;
+    if (c->bucket > cap) c->bucket = cap;
+    c->t_bucket = now;
+    return c->bucket;
+}
 
 // The transport: TLS or the plain socket, never blocking. >0 bytes, 0 closed, -1 errno.
 static ssize_t net_recv(BrClient *c, void *buf, size_t n) {
@@ -122,21 +151,44 @@ static int read_some(BrClient *c, char *err) {
 static int out_flush(BrClient *c, int block, char *err) {
     double t_last = cx_now();
     while (c->out_pos < c->out_len) {
-        ssize_t w = net_send(c, c->out + c->out_pos, c->out_len - c->out_pos);
-        if (w > 0) {
-            c->out_pos += (size_t)w;
-            c->st.bytes_sent += (double)w;
-            c->last_tx = t_last = cx_now();
-            continue;
+        size_t want = c->out_len - c->out_pos;
+        int paced = 0;  // the bucket, not the socket, holds the bytes back
+        if (c->o.max_upload_rate > 0) {
+            double allow = pace_allowance(c);
+            if (allow < 0) allow = 0;  // (a TLS retry may have overdrawn it)
+            size_t k = allow >= (double)want ? want : (size_t)allow;
+            if (k < c->tls_retry) k = c->tls_retry < want ? c->tls_retry : want;  // TLS: same length again
+            paced = k < want && k < 1024;  // wait for a useful amount
+            want = k;
         }
-        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            return failf(c, err, "send failed: %s", net_error(c));
+        if (!paced) {
+            ssize_t w = net_send(c, c->out + c->out_pos, want);
+            c->tls_retry = 0;
+            if (w > 0) {
+                c->out_pos += (size_t)w;
+                c->st.bytes_sent += (double)w;
+                c->bucket -= (double)w;
+                c->last_tx = t_last = cx_now();
+                continue;
+            }
+            if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                return failf(c, err, "send failed: %s", net_error(c));
+            if (w < 0 && c->tls) c->tls_retry = want;
+        } else {
+            t_last = cx_now();  // held back on purpose: not a stalled link
+        }
         if (!block) return 0;
-        if (c->interrupt && *c->interrupt) return cx_err(err, "interrupted");
+        if (interrupted(c)) return cx_err(err, "interrupted");
         if (cx_now() - t_last > c->o.timeout_s)
             return failf(c, err, "no progress sending for %.0f s", c->o.timeout_s);
-        struct pollfd p = {.fd = c->fd, .events = POLLOUT | (c->in_len < IN_CAP ? POLLIN : 0)};
-        int pr = poll(&p, 1, net_pending(c) ? 0 : 200);
+        int wait_ms = 200;
+        if (paced) {  // until the bucket holds 1 KiB (or what is left)
+            double need = (want < 1024 ? 1024.0 : (double)want) - c->bucket;
+            wait_ms = (int)(need / c->o.max_upload_rate * 1000) + 1;
+            if (wait_ms > 200) wait_ms = 200;
+        }
+        struct pollfd p = {.fd = c->fd, .events = (paced ? 0 : POLLOUT) | (c->in_len < IN_CAP ? POLLIN : 0)};
+        int pr = poll(&p, 1, net_pending(c) ? 0 : wait_ms);
         if (net_pending(c) && c->in_len < IN_CAP) {
             pr = 1;
             p.revents |= POLLIN;
@@ -158,6 +210,7 @@ static int out_flush(BrClient *c, int block, char *err) {
 static int out_frame(BrClient *c, const BrFrame *f, char *err) {
     size_t need = BR_PROTO_HEADER_BYTES + BR_PROTO_MAX_HELLO_BYTES + BR_PROTO_CHUNK_OVERHEAD;
     if (f->type == BR_MSG_GRAD_CHUNK) need += codec_encoded_bytes(f->m.grad_chunk.codec, f->m.grad_chunk.n_elems);
+    if (f->type == BR_MSG_PROBE) need += f->m.probe.n_bytes;  // the link check
     if (c->out_cap - c->out_len < need) {
         if (c->out_pos > 0) {
             memmove(c->out, c->out + c->out_pos, c->out_len - c->out_pos);
@@ -193,36 +246,43 @@ static void maybe_heartbeat(BrClient *c) {
     send_frame(c, &f, err);  // a failure shows up at the next read
 }
 
+// The next frame other than HEARTBEAT from the bytes already read: 1 (*f filled), 0 when
+// they hold no whole frame, -1 with err (malformed; ERROR and BYE end the session).
+static int buffered_frame(BrClient *c, BrFrame *f, char *err) {
+    while (c->in_pos < c->in_len) {
+        size_t used = 0;
+        int st = br_proto_decoder_feed(&c->dec, c->in + c->in_pos, c->in_len - c->in_pos, &used, f);
+        c->in_pos += used;
+        if (st == BR_PROTO_ERROR)
+            return failf(c, err, "malformed data: %s", br_proto_decoder_error(&c->dec));
+        if (st == BR_PROTO_FRAME) {
+            if (f->type == BR_MSG_HEARTBEAT) continue;
+            if (f->type == BR_MSG_ERROR) {
+                c->error_code = (int)f->m.error.code;
+                cx_escape_controls(c->error_msg, sizeof c->error_msg, f->m.error.message);
+                return failf(c, err, "error %u: %s", f->m.error.code, c->error_msg);
+            }
+            if (f->type == BR_MSG_BYE) {
+                c->bye_reason = (int)f->m.bye.reason;
+                return failf(c, err, "%s", f->m.bye.reason == BR_BYE_SHUTDOWN ? "the run ended (BYE)"
+                                           : f->m.bye.reason == BR_BYE_RESTART
+                                               ? "the bridge stops for a restart (BYE); reconnect later"
+                                               : "the bridge said BYE");
+            }
+            return 1;
+        }
+    }
+    c->in_pos = c->in_len = 0;
+    return 0;
+}
+
 // Next frame other than HEARTBEAT. ERROR and BYE end the session (-1 with err).
 static int next_frame(BrClient *c, BrFrame *f, char *err) {
     double t_wait = cx_now();
     for (;;) {
-        while (c->in_pos < c->in_len) {
-            size_t used = 0;
-            int st = br_proto_decoder_feed(&c->dec, c->in + c->in_pos, c->in_len - c->in_pos, &used, f);
-            c->in_pos += used;
-            if (st == BR_PROTO_ERROR)
-                return failf(c, err, "malformed data: %s", br_proto_decoder_error(&c->dec));
-            if (st == BR_PROTO_FRAME) {
-                if (f->type == BR_MSG_HEARTBEAT) continue;
-                if (f->type == BR_MSG_ERROR) {
-                    c->error_code = (int)f->m.error.code;
-                    char msg[4 * sizeof f->m.error.message];
-                    return failf(c, err, "error %u: %s", f->m.error.code,
-                                 cx_escape_controls(msg, sizeof msg, f->m.error.message));
-                }
-                if (f->type == BR_MSG_BYE) {
-                    c->bye_reason = (int)f->m.bye.reason;
-                    return failf(c, err, "%s", f->m.bye.reason == BR_BYE_SHUTDOWN ? "the run ended (BYE)"
-                                               : f->m.bye.reason == BR_BYE_RESTART
-                                                   ? "the bridge stops for a restart (BYE); reconnect later"
-                                                   : "the bridge said BYE");
-                }
-                return 0;
-            }
-        }
-        c->in_pos = c->in_len = 0;
-        if (c->interrupt && *c->interrupt) return cx_err(err, "interrupted");
+        int got = buffered_frame(c, f, err);
+        if (got != 0) return got < 0 ? -1 : 0;
+        if (interrupted(c)) return cx_err(err, "interrupted");
         if (cx_now() - t_wait > c->o.timeout_s)
             return failf(c, err, "nothing received for %.0f s", c->o.timeout_s);
         maybe_heartbeat(c);
@@ -244,8 +304,81 @@ static int next_frame(BrClient *c, BrFrame *f, char *err) {
 
 // ---- connect ----
 
-int br_client_connect(BrClient **out, const BrClientOptions *o, char *err) {
+// TCP connect within timeout_s seconds. 0, or an errno value (ETIMEDOUT when no answer came).
+static int connect_within(int fd, const struct sockaddr *sa, socklen_t len, double timeout_s) {
+    int flags = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    int e = 0;
+    if (connect(fd, sa, len) != 0) {
+        e = errno;
+        if (e == EINPROGRESS) {
+            double t_end = cx_now() + timeout_s;
+            for (;;) {
+                double left = t_end - cx_now();
+                if (left <= 0) {
+                    e = ETIMEDOUT;
+                    break;
+                }
+                struct pollfd p = {.fd = fd, .events = POLLOUT};
+                int pr = poll(&p, 1, (int)(left * 1000) + 1);
+                if (pr < 0 && errno == EINTR) continue;
+                if (pr <= 0) continue;
+                socklen_t el = sizeof e;
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0) e = errno;
+                break;
+            }
+        }
+    }
+    fcntl(fd, F_SETFL, flags);
+    return e;
+}
+
+// The message and class of a failed HELLO: the bridge's ERROR (by its code), a frame of
+// another protocol version, or the link.
+static int hello_failure(BrClient *c, const char *why_in, char *err) {
+    char why[CX_ERRLEN], msg[CX_ERRLEN];
+    snprintf(why, sizeof why, "%s", why_in);  // (may be err itself)
+    snprintf(msg, sizeof msg, "%.500s", c->error_msg);
+    switch (c->error_code) {
+    case BR_ERR_AUTH:
+        cx_err(err, "the bridge refused the join token: %.600s (bridge %s:%d, error %d; ask the "
+               "collaboration host for a valid token)", msg, c->host, c->o.port, c->error_code);
+        return BR_CONNECT_AUTH;
+    case BR_ERR_VERSION:
+        cx_err(err, "the bridge refused this volunteer's protocol version: %.600s (bridge %s:%d, "
+               "error %d; this conflux-volunteer speaks protocol %d.%d: install the version the "
+               "collaboration host names)", msg, c->host, c->o.port, c->error_code,
+               BR_PROTO_VERSION_MAJOR, BR_PROTO_VERSION_MINOR);
+        return BR_CONNECT_VERSION;
+    case BR_ERR_BUSY:
+        cx_err(err, "the bridge is busy: %.600s (bridge %s:%d, error %d; retry later)", msg, c->host,
+               c->o.port, c->error_code);
+        return BR_CONNECT_BUSY;
+    default:
+        break;
+    }
+    const char *v = strstr(why, "unsupported protocol major version ");
+    if (v && !c->error_code) {
+        unsigned major = (unsigned)atoi(v + strlen("unsupported protocol major version "));
+        cx_err(err, "the bridge speaks protocol version %u.x and this conflux-volunteer %d.%d "
+               "(bridge %s:%d): install the conflux-volunteer version the collaboration host names",
+               major, BR_PROTO_VERSION_MAJOR, BR_PROTO_VERSION_MINOR, c->host, c->o.port);
+        return BR_CONNECT_VERSION;
+    }
+    // a TLS bridge drops a plaintext HELLO without a word it could send in plaintext
+    if (!c->tls && c->error_code == 0 && c->bye_reason == 0 &&
+        (strstr(why, "closed") || strstr(why, "malformed") || strstr(why, "receive failed"))) {
+        cx_err(err, "%.300s (no WELCOME: the bridge probably requires TLS; join with "
+               "HOST:PORT#sha256:FINGERPRINT, without --plaintext)", why);
+        return BR_CONNECT_TLS;
+    }
+    snprintf(err, CX_ERRLEN, "%s", why);
+    return BR_CONNECT_OTHER;
+}
+
+int br_client_connect_ex(BrClient **out, const BrClientOptions *o, int *failure, char *err) {
     *out = NULL;
+    int fail_class = BR_CONNECT_OTHER;
     BrClient *c = cx_calloc(1, sizeof *c);
     c->fd = -1;
     c->o = *o;
@@ -258,6 +391,7 @@ int br_client_connect(BrClient **out, const BrClientOptions *o, char *err) {
                           BR_MSG_BIT(BR_MSG_ROUND_OPEN) | BR_MSG_BIT(BR_MSG_ROUND_CLOSE) |
                           BR_MSG_BIT(BR_MSG_AVG_CHUNK) | BR_MSG_BIT(BR_MSG_HEARTBEAT) |
                           BR_MSG_BIT(BR_MSG_ERROR) | BR_MSG_BIT(BR_MSG_BYE);
+    c->lim.accept_types |= BR_MSG_BIT(BR_MSG_PROBE_ACK);  // the link check
     c->frame_cap = br_proto_max_frame_bytes(&c->lim);
     c->frame = malloc(c->frame_cap);
     c->in = malloc(IN_CAP);
@@ -268,7 +402,9 @@ int br_client_connect(BrClient **out, const BrClientOptions *o, char *err) {
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
     int gr = getaddrinfo(o->host, port, &hints, &ai);
     if (gr != 0) {
-        failf(c, err, "cannot resolve: %s", gai_strerror(gr));
+        cx_err(err, "cannot reach the bridge at %s:%d: cannot resolve %s: %s", c->host, o->port,
+               c->host, gai_strerror(gr));
+        fail_class = BR_CONNECT_UNREACHABLE;
         goto fail;
     }
     c->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
@@ -277,12 +413,24 @@ int br_client_connect(BrClient **out, const BrClientOptions *o, char *err) {
         setsockopt(c->fd, IPPROTO_TCP, TCP_CONGESTION, o->tcp_cc, (socklen_t)strlen(o->tcp_cc)) != 0)
         fprintf(stderr, "conflux: TCP congestion control '%s' unavailable (%s); using the system "
                         "default\n", o->tcp_cc, strerror(errno));
-    if (c->fd < 0 || connect(c->fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-        failf(c, err, "cannot connect: %s", strerror(errno));
-        freeaddrinfo(ai);
+    double t_conn = cx_now();
+    double conn_timeout = o->connect_timeout_s > 0 ? o->connect_timeout_s : c->o.timeout_s;
+    int ce = c->fd < 0 ? errno : connect_within(c->fd, ai->ai_addr, ai->ai_addrlen, conn_timeout);
+    freeaddrinfo(ai);
+    if (ce != 0) {
+        fail_class = BR_CONNECT_UNREACHABLE;
+        if (ce == ETIMEDOUT)
+            cx_err(err, "cannot reach the bridge at %s:%d: no answer within %.0f s (connection timed "
+                   "out: a wrong address, or a firewall dropping the connection)", c->host, o->port,
+                   conn_timeout);
+        else if (ce == ECONNREFUSED)
+            cx_err(err, "cannot reach the bridge at %s:%d: connection refused (is the bridge running, "
+                   "and are this its address and port?)", c->host, o->port);
+        else
+            cx_err(err, "cannot reach the bridge at %s:%d: %s", c->host, o->port, strerror(ce));
         goto fail;
     }
-    freeaddrinfo(ai);
+    c->connect_s = cx_now() - t_conn;
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (o->pin) {  // TLS 1.3 pinned to the bridge's certificate, before any secret is sent
@@ -290,6 +438,7 @@ int br_client_connect(BrClient **out, const BrClientOptions *o, char *err) {
         c->tls = br_tls_client_start(c->fd, o->pin, c->o.timeout_s, tls_err);
         if (!c->tls) {
             failf(c, err, "%s", tls_err);
+            fail_class = strstr(tls_err, "fingerprint mismatch") ? BR_CONNECT_PIN : BR_CONNECT_TLS;
             goto fail;
         }
         fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
@@ -307,14 +456,7 @@ int br_client_connect(BrClient **out, const BrClientOptions *o, char *err) {
     snprintf(h->name, sizeof h->name, "%s", o->name ? o->name : "");
     if (send_frame(c, &f, err) != 0) goto fail;
     if (next_frame(c, &f, err) != 0) {
-        // a TLS bridge drops a plaintext HELLO without a word it could send in plaintext
-        if (!c->tls && c->error_code == 0 && c->bye_reason == 0 &&
-            (strstr(err, "closed") || strstr(err, "malformed") || strstr(err, "receive failed"))) {
-            char why[CX_ERRLEN];
-            snprintf(why, sizeof why, "%s", err);
-            cx_err(err, "%.300s (no WELCOME: the bridge probably requires TLS; join with "
-                   "HOST:PORT#sha256:FINGERPRINT, without --plaintext)", why);
-        }
+        fail_class = hello_failure(c, err, err);
         goto fail;
     }
     if (f.type != BR_MSG_WELCOME) {
@@ -325,10 +467,16 @@ int br_client_connect(BrClient **out, const BrClientOptions *o, char *err) {
     c->bridge_minor = f.version_minor;
     c->n = (size_t)c->welcome.n_params;
     *out = c;
+    if (failure) *failure = BR_CONNECT_OK;
     return 0;
 fail:
+    if (failure) *failure = fail_class;
     br_client_close(c);
     return -1;
+}
+
+int br_client_connect(BrClient **out, const BrClientOptions *o, char *err) {
+    return br_client_connect_ex(out, o, NULL, err);
 }
 
 const BrWelcome *br_client_welcome(const BrClient *c) { return &c->welcome; }
@@ -337,6 +485,138 @@ int br_client_error_code(const BrClient *c) { return c->error_code; }
 int br_client_bye_reason(const BrClient *c) { return c->bye_reason; }
 const BrClientStats *br_client_stats(const BrClient *c) { return &c->st; }
 void br_client_set_interrupt(BrClient *c, volatile int *flag) { c->interrupt = flag; }
+void br_client_set_soft_interrupt(BrClient *c, volatile int *flag) { c->soft_interrupt = flag; }
+double br_client_connect_seconds(const BrClient *c) { return c->connect_s; }
+
+// ---- the link check ----
+
+#define PROBE_CHUNK ((size_t)256 << 10)   // filler bytes per upload PROBE (at most)
+#define PROBE_WINDOW ((size_t)4 << 20)    // filler bytes in flight at most
+
+// Waits for the PROBE_ACK of seq; STATE_CHUNKs of a download probe are not expected here.
+static int wait_probe_ack(BrClient *c, uint32_t seq, BrProbeAck *ack, char *err) {
+    BrFrame f;
+    for (;;) {
+        if (next_frame(c, &f, err) != 0) return -1;
+        if (f.type != BR_MSG_PROBE_ACK)
+            return failf(c, err, "expected PROBE_ACK, got %s (a bridge without the link check?)",
+                         br_proto_type_name(f.type));
+        if (f.m.probe_ack.seq == seq) {
+            *ack = f.m.probe_ack;
+            return 0;
+        }
+        if (f.m.probe_ack.seq > seq)
+            return failf(c, err, "PROBE_ACK %u while waiting for %u", f.m.probe_ack.seq, seq);
+    }
+}
+
+int br_client_probe_rtt(BrClient *c, double *rtt_s, char *err) {
+    BrFrame f = {.type = BR_MSG_PROBE};
+    f.m.probe = (BrProbe){.seq = ++c->probe_seq, .n_bytes = 0};
+    double t0 = cx_now();
+    if (send_frame(c, &f, err) != 0) return -1;
+    BrProbeAck ack;
+    if (wait_probe_ack(c, f.m.probe.seq, &ack, err) != 0) return -1;
+    *rtt_s = cx_now() - t0;
+    return 0;
+}
+
+int br_client_probe_up(BrClient *c, double seconds, size_t max_bytes, double *bytes_per_s,
+                       double *sent, char *err) {
+    size_t chunk = c->welcome.max_chunk_bytes < PROBE_CHUNK ? c->welcome.max_chunk_bytes : PROBE_CHUNK;
+    uint8_t *filler = cx_calloc(chunk, 1);
+    for (size_t i = 0; i < chunk; i++) filler[i] = (uint8_t)(i * 2654435761u >> 24);  // not all zero
+    uint32_t first = c->probe_seq + 1, next = first, acked = first - 1;
+    size_t queued = 0, inflight = 0;
+    BrProbeAck a0 = {0}, a1 = {0};
+    double t0 = cx_now();
+    int rc = 0;
+    while (rc == 0) {
+        int more = queued < max_bytes && (cx_now() - t0 < seconds || next - first < 3);
+        if (more && inflight + chunk <= PROBE_WINDOW) {
+            BrFrame f = {.type = BR_MSG_PROBE};
+            f.m.probe = (BrProbe){.seq = next++, .n_bytes = (uint32_t)chunk, .data = filler};
+            rc = out_frame(c, &f, err);
+            if (rc == 0) rc = out_flush(c, 0, err);
+            queued += chunk;
+            inflight += chunk;
+            continue;
+        }
+        if (acked + 1 == next) break;  // everything sent was acknowledged
+        if (out_flush(c, 1, err) != 0) {
+            rc = -1;
+            break;
+        }
+        BrProbeAck ack;
+        if (wait_probe_ack(c, acked + 1, &ack, err) != 0) {
+            rc = -1;
+            break;
+        }
+        acked++;
+        inflight -= chunk;
+        if (acked == first) a0 = ack;
+        a1 = ack;
+    }
+    free(filler);
+    c->probe_seq = next - 1;
+    if (rc != 0) return -1;
+    double dt = (double)(a1.elapsed_us - a0.elapsed_us) / 1e6;
+    if (a1.bytes <= a0.bytes || dt <= 0) return failf(c, err, "the upload probe took no measurable time");
+    *bytes_per_s = (double)(a1.bytes - a0.bytes) / dt;
+    *sent = (double)queued;
+    return 0;
+}
+
+int br_client_probe_down(BrClient *c, double seconds, size_t max_bytes, double *bytes_per_s,
+                         double *received, uint8_t *head, size_t head_cap, size_t *head_have,
+                         char *err) {
+    size_t total = (size_t)c->welcome.state_bytes;
+    size_t chunk = c->welcome.max_chunk_bytes < PROBE_CHUNK ? c->welcome.max_chunk_bytes : PROBE_CHUNK;
+    if (total == 0) return failf(c, err, "the bridge offers an empty state");
+    size_t next = 0, requested = 0, got = 0, inflight = 0;
+    double t0 = cx_now(), t_first = 0, b_first = 0, t_last = 0;
+    *head_have = 0;
+    for (;;) {
+        int more = requested < max_bytes && (cx_now() - t0 < seconds || requested < 3 * chunk);
+        if (more && inflight < (size_t)DOWNLOAD_WINDOW * chunk) {
+            size_t k = total - next < chunk ? total - next : chunk;
+            BrFrame f = {.type = BR_MSG_STATE_REQUEST};
+            f.m.state_request = (BrStateRequest){.offset = next, .n_bytes = (uint32_t)k};
+            if (send_frame(c, &f, err) != 0) return -1;
+            next = next + k == total ? 0 : next + k;
+            requested += k;
+            inflight += k;
+            continue;
+        }
+        if (inflight == 0) break;
+        BrFrame f;
+        if (next_frame(c, &f, err) != 0) return -1;
+        if (f.type != BR_MSG_STATE_CHUNK)
+            return failf(c, err, "%s during the download probe", br_proto_type_name(f.type));
+        const BrStateChunk *sc = &f.m.state_chunk;
+        if (sc->n_bytes == 0 || sc->n_bytes > inflight)
+            return failf(c, err, "state chunk of %u bytes, %zu requested", sc->n_bytes, inflight);
+        if (head && sc->offset < head_cap && sc->offset == *head_have) {
+            size_t k = head_cap - sc->offset < sc->n_bytes ? head_cap - sc->offset : sc->n_bytes;
+            memcpy(head + sc->offset, sc->data, k);
+            *head_have += k;
+        }
+        inflight -= sc->n_bytes;
+        got += sc->n_bytes;
+        t_last = cx_now();
+        if (t_first == 0) {
+            t_first = t_last;
+            b_first = (double)got;
+        }
+    }
+    *received = (double)got;
+    if (t_last <= t_first || (double)got <= b_first)
+        return failf(c, err, "the download probe took no measurable time (state of %zu bytes)", total);
+    *bytes_per_s = ((double)got - b_first) / (t_last - t_first);
+    return 0;
+}
+
+// ---- end of the link check ----
 
 // ---- state download ----
 
@@ -480,6 +760,7 @@ static int client_plan(void *ctx, long G, long *lo, long *hi, char *err) {
     c->round = r->round_id;
     c->share_n = r->n_samples;
     c->share_start = r->sample_start;
+    c->in_share = r->n_samples > 0;  // a soft interrupt lets this round end first
     *lo = *hi = 0;
     if (r->n_samples > 0) {
         uint64_t s0 = *c->samples_seen;
@@ -577,6 +858,7 @@ static int client_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
     c->step++;
     c->st.rounds++;
     c->st.round_s = cx_now() - c->t_plan;
+    c->in_share = 0;
     return 0;
 }
 

@@ -47,7 +47,23 @@ typedef struct {
     unsigned codecs;       // BR_CODEC_BIT mask offered (fp16 preferred by the bridge)
     double timeout_s;      // the bridge silent this long (while we wait for it) is a failure
     const char *tcp_cc;    // TCP congestion control for the upload (NULL/"": system default)
+    double connect_timeout_s;  // TCP connect at most this long (0: timeout_s)
+    double max_upload_rate;    // bytes per second sent at most (a token bucket over everything
+                               // sent, i.e. the GRAD_CHUNK uploads; 0: no limit)
 } BrClientOptions;
+
+// Why br_client_connect_ex failed (conflux-volunteer --check exits with a code per class).
+typedef enum {
+    BR_CONNECT_OK = 0,
+    BR_CONNECT_OTHER,        // anything else (a broken stream, out of memory, ...)
+    BR_CONNECT_UNREACHABLE,  // cannot resolve, connection refused, no answer
+    BR_CONNECT_TLS,          // TLS handshake failed (e.g. a --plaintext bridge), or the
+                             // bridge needs TLS and this client spoke plaintext
+    BR_CONNECT_PIN,          // the bridge's certificate is not the pinned one
+    BR_CONNECT_AUTH,         // ERROR BR_ERR_AUTH: the join token was refused
+    BR_CONNECT_VERSION,      // another protocol version (the bridge's ERROR or its frames)
+    BR_CONNECT_BUSY,         // ERROR BR_ERR_BUSY: full, shutting down, tokens unavailable
+} BrConnectFailure;
 
 typedef struct {
     double bytes_sent, bytes_recv;   // on the wire, whole session
@@ -66,6 +82,13 @@ typedef struct BrClient BrClient;
 // Connects and authenticates. Returns 0, or -1 with err (connection refused, bad token,
 // version mismatch, ...).
 int br_client_connect(BrClient **out, const BrClientOptions *o, char *err);
+// The same; *failure (may be NULL) receives a BrConnectFailure (BR_CONNECT_OK on success).
+// The messages: "cannot reach the bridge at HOST:PORT: connection refused (...)" / ": no
+// answer within N s (...)", "the bridge refused the join token: MESSAGE (...)", "TLS
+// certificate fingerprint mismatch: ...", "the bridge speaks protocol version N.x and this
+// conflux-volunteer 1.0 (...)" or "the bridge refused this volunteer's protocol version:
+// MESSAGE (...)", "the bridge is busy: MESSAGE (...)".
+int br_client_connect_ex(BrClient **out, const BrClientOptions *o, int *failure, char *err);
 
 const BrWelcome *br_client_welcome(const BrClient *c);
 // The protocol minor version of the bridge (of its WELCOME frame): 0 means a 1.0 bridge,
@@ -125,5 +148,29 @@ const BrClientStats *br_client_stats(const BrClient *c);
 // Stops waits early: when *flag becomes nonzero (e.g. set by a signal handler) a blocking
 // wait returns -1 with "interrupted".
 void br_client_set_interrupt(BrClient *c, volatile int *flag);
+// The same, except while a share of this volunteer is in flight (sync rounds: from its
+// ROUND_OPEN to its round's result): that round ends first, so the samples it carries are
+// counted on both sides (diloco: as br_client_set_interrupt).
+void br_client_set_soft_interrupt(BrClient *c, volatile int *flag);
+
+// ---- the link check (conflux-volunteer --check): after br_client_connect, before
+// br_client_download/br_client_start ----
+
+// TCP connect time of this connection (seconds).
+double br_client_connect_seconds(const BrClient *c);
+// One empty PROBE and its PROBE_ACK: *rtt_s the round trip. 0, or -1 with err.
+int br_client_probe_rtt(BrClient *c, double *rtt_s, char *err);
+// Upload rate: PROBEs of filler for about seconds (at most max_bytes), a window of them in
+// flight; *bytes_per_s = filler bytes between the first and the last PROBE_ACK over the time
+// the bridge measured between them; *sent the filler bytes. 0, or -1 with err.
+int br_client_probe_up(BrClient *c, double seconds, size_t max_bytes, double *bytes_per_s,
+                       double *sent, char *err);
+// Download rate: the state, requested from its start (again from the start after its end)
+// for about seconds (at most max_bytes); *bytes_per_s = bytes after the first chunk over
+// the time from its arrival to the last one's. The state's first head_cap bytes are copied
+// to head (*head_have of them arrived). 0, or -1 with err.
+int br_client_probe_down(BrClient *c, double seconds, size_t max_bytes, double *bytes_per_s,
+                         double *received, uint8_t *head, size_t head_cap, size_t *head_have,
+                         char *err);
 
 #endif

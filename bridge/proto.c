@@ -130,6 +130,9 @@ static const char *const type_names[] = {
     [BR_MSG_BYE] = "BYE",
     [BR_MSG_DATA_REQUEST] = "DATA_REQUEST",
     [BR_MSG_DATA_CHUNK] = "DATA_CHUNK",
+    // -- the link check --
+    [BR_MSG_PROBE] = "PROBE",
+    [BR_MSG_PROBE_ACK] = "PROBE_ACK",
 };
 
 // Smallest payload of each type in its first version (1.0; 1.1 for the DATA_ types); for
@@ -149,6 +152,9 @@ static const uint16_t min_payload[] = {
     [BR_MSG_BYE] = BR_BYE_BYTES,
     [BR_MSG_DATA_REQUEST] = BR_DATA_REQUEST_BYTES,
     [BR_MSG_DATA_CHUNK] = BR_DATA_CHUNK_FIXED_BYTES,
+    // -- the link check --
+    [BR_MSG_PROBE] = BR_PROBE_FIXED_BYTES,
+    [BR_MSG_PROBE_ACK] = BR_PROBE_ACK_BYTES,
 };
 
 // The fixed part of a type's payload in a frame of minor version `minor` (the exact size of
@@ -159,8 +165,9 @@ static uint32_t payload_fixed(int type, uint8_t minor) {
     return min_payload[type];
 }
 
+// The numbers in BR_MSG_FIRST..BR_MSG_LAST that BR_MSG_ALL names.
 static bool type_known(int type) {
-    return type >= BR_MSG_FIRST && type <= BR_MSG_LAST;
+    return type >= BR_MSG_FIRST && type <= BR_MSG_LAST && (BR_MSG_ALL & BR_MSG_BIT(type));
 }
 
 static bool type_fixed_size(int type) {
@@ -171,6 +178,7 @@ static bool type_fixed_size(int type) {
     case BR_MSG_AVG_CHUNK:
     case BR_MSG_ERROR:
     case BR_MSG_DATA_CHUNK:
+    case BR_MSG_PROBE:  // (the link check)
         return false;
     default:
         return true;
@@ -226,6 +234,7 @@ size_t br_proto_max_payload(int type, const BrProtoLimits *lim) {
     if (type == BR_MSG_HELLO) return BR_PROTO_MAX_HELLO_BYTES;
     if (type == BR_MSG_ERROR) return BR_PROTO_MAX_ERROR_BYTES;
     if (type_is_chunk(type)) return (size_t)BR_PROTO_CHUNK_OVERHEAD + lim->max_chunk_bytes;
+    if (type == BR_MSG_PROBE) return (size_t)BR_PROTO_CHUNK_OVERHEAD + lim->max_chunk_bytes;
     return BR_PROTO_MAX_CONTROL_BYTES;
 }
 
@@ -637,6 +646,30 @@ static int decode_payload(const Header *h, const uint8_t *payload, uint64_t base
     case BR_MSG_BYE:
         if (rd_u32(r, "reason", &out->m.bye.reason)) return -1;
         break;
+    // ---- the link check (PROBE, PROBE_ACK) ----
+    case BR_MSG_PROBE: {
+        BrProbe *m = &out->m.probe;
+        if (rd_u32(r, "sequence", &m->seq)) return -1;
+        at = r->pos;
+        if (rd_u32(r, "length", &m->n_bytes)) return -1;
+        if (m->n_bytes > lim->max_chunk_bytes)
+            return rfail(r, at, "probe of %" PRIu32 " bytes exceeds the limit of %" PRIu32,
+                         m->n_bytes, lim->max_chunk_bytes);
+        if (r->n - r->pos < m->n_bytes)
+            return rfail(r, at, "probe declares %" PRIu32 " bytes but the payload holds %zu",
+                         m->n_bytes, r->n - r->pos);
+        m->data = r->p + r->pos;
+        r->pos += m->n_bytes;
+        break;
+    }
+    case BR_MSG_PROBE_ACK: {
+        BrProbeAck *m = &out->m.probe_ack;
+        if (rd_u32(r, "sequence", &m->seq) || rd_reserved(r, 4) || rd_u64(r, "bytes", &m->bytes) ||
+            rd_u64(r, "elapsed", &m->elapsed_us))
+            return -1;
+        break;
+    }
+    // ---- end of the link check ----
     default:
         return rfail(r, 0, "unknown message type %u", h->type);  // check_header excludes it
     }
@@ -773,7 +806,18 @@ int br_proto_encode(uint8_t *buf, size_t cap, const BrFrame *f, const BrProtoLim
         plen += len1;
         break;
     }
-    default:  // PROGRESS, ROUND_CLOSE, HEARTBEAT, BYE: any values
+    // ---- the link check ----
+    case BR_MSG_PROBE: {
+        const BrProbe *m = &f->m.probe;
+        if (m->n_bytes > lim->max_chunk_bytes)
+            return cx_err(err, "encode PROBE: %" PRIu32 " bytes exceed the limit of %" PRIu32,
+                          m->n_bytes, lim->max_chunk_bytes);
+        if (m->n_bytes && !m->data) return cx_err(err, "encode PROBE: data is NULL");
+        plen += m->n_bytes;
+        break;
+    }
+    // ---- end of the link check ----
+    default:  // PROGRESS, ROUND_CLOSE, HEARTBEAT, BYE, PROBE_ACK: any values
         break;
     }
     if (plen > br_proto_max_payload(type, lim))  // cannot happen with the checks above
@@ -894,6 +938,19 @@ int br_proto_encode(uint8_t *buf, size_t cap, const BrFrame *f, const BrProtoLim
     case BR_MSG_BYE:
         put_u32(p, f->m.bye.reason);
         break;
+    // ---- the link check ----
+    case BR_MSG_PROBE:
+        put_u32(p, f->m.probe.seq);
+        put_u32(p + 4, f->m.probe.n_bytes);
+        if (f->m.probe.n_bytes) memcpy(p + 8, f->m.probe.data, f->m.probe.n_bytes);
+        break;
+    case BR_MSG_PROBE_ACK:
+        put_u32(p, f->m.probe_ack.seq);
+        put_u32(p + 4, 0);
+        put_u64(p + 8, f->m.probe_ack.bytes);
+        put_u64(p + 16, f->m.probe_ack.elapsed_us);
+        break;
+    // ---- end of the link check ----
     }
     put_u32(h + 12, br_crc32c(0, h, 12));
     put_u32(h + 16, br_crc32c(br_crc32c(0, h, 16), p, plen));
@@ -932,6 +989,9 @@ ENCODE_WRAPPER(br_proto_encode_bye, BR_MSG_BYE, bye, BrBye)
 ENCODE_WRAPPER_LIM(br_proto_encode_data_request, BR_MSG_DATA_REQUEST, data_request,
                    BrDataRequest)
 ENCODE_WRAPPER_LIM(br_proto_encode_data_chunk, BR_MSG_DATA_CHUNK, data_chunk, BrDataChunk)
+// the link check
+ENCODE_WRAPPER_LIM(br_proto_encode_probe, BR_MSG_PROBE, probe, BrProbe)
+ENCODE_WRAPPER(br_proto_encode_probe_ack, BR_MSG_PROBE_ACK, probe_ack, BrProbeAck)
 
 // ---- one-shot decoder ----
 

@@ -35,6 +35,8 @@
 //        (types 13 and 14) carry the training data to a volunteer that has no copy. A 1.1
 //        volunteer joining a 1.0 bridge (a WELCOME of 68 bytes, minor 0) needs a local copy
 //        of the data and says so; a 1.0 volunteer ignores the appended WELCOME fields.
+//        PROBE and PROBE_ACK (types 15 and 16) are the link check (conflux-volunteer
+//        --check): sent after WELCOME, before the volunteer goes live.
 //
 // Payloads (sizes in bytes; strings are UTF-8 without NUL, length-prefixed by a u16; "res"
 // bytes are reserved and must be 0; an identity is 16 opaque bytes, sent as they are; a
@@ -81,20 +83,32 @@
 // file against WELCOME's before it uses it (bridge/datafile.h).
 //   ERROR         u32 code (BrErrorCode, nonzero), u16 n + message (0..1024)       (6+n)
 //   BYE           u32 reason (BrByeReason)                                         (4)
+//   -- 15, 16: the link check (conflux-volunteer --check) --
+//   PROBE         u32 sequence, u32 n_bytes, n_bytes of filler (0..max_chunk_bytes;
+//                 opaque, discarded by the bridge)                                 (8+n)
+//   PROBE_ACK     u32 sequence (the PROBE's), 4 res, u64 filler bytes of every PROBE
+//                 received on this connection so far, u64 microseconds from the
+//                 arrival of the connection's first PROBE to this one's (the bridge's
+//                 clock)                                                           (24)
+//   A volunteer sends PROBEs after WELCOME and before its first PROGRESS (the bridge
+//   answers each with a PROBE_ACK; later, or beyond BR_PROBE_MAX_BYTES of filler or
+//   BR_PROBE_MAX_FRAMES frames per connection, they are refused): empty ones time round
+//   trips, full ones the upload rate (filler bytes between two ACKs over the time between
+//   them, as the bridge timed their arrival).
 //
 // Limits are checked on the header, before any payload byte is buffered or allocated:
 // HELLO <= 4096 payload bytes, ERROR <= 2048, other control messages <= 256, chunk
-// messages (STATE_CHUNK, GRAD_CHUNK, AVG_CHUNK, DATA_CHUNK) <= 64 + max_chunk_bytes
+// messages (STATE_CHUNK, GRAD_CHUNK, AVG_CHUNK, DATA_CHUNK, and PROBE) <= 64 + max_chunk_bytes
 // (BrProtoLimits, default 1 MiB of chunk data).
 //
 // When the header is judged: bytes 0..4 (magic, major) each as soon as it arrives, so a
 // stream of something else fails at its first wrong byte; everything else only once all 20
 // header bytes are there (a shorter prefix with a bad type, flags or length is still "need
-// more"): the header CRC, the type (1..14 and accepted by the connection), the flags, and
+// more"): the header CRC, the type (1..16 and accepted by the connection), the flags, and
 // payload_bytes against the type's limit above and its size in the table: at least the
-// fixed part (HELLO 28, STATE_CHUNK 20, GRAD_CHUNK 56, AVG_CHUNK 24, ERROR 6, DATA_CHUNK 20;
-// WELCOME 68 in 1.0 frames, 108 from 1.1), and for a fixed-size type exactly its size in the
-// frame's minor unless the frame's minor is newer than the decoder's.
+// fixed part (HELLO 28, STATE_CHUNK 20, GRAD_CHUNK 56, AVG_CHUNK 24, ERROR 6, DATA_CHUNK 20,
+// PROBE 8; WELCOME 68 in 1.0 frames, 108 from 1.1), and for a fixed-size type exactly its size
+// in the frame's minor unless the frame's minor is newer than the decoder's.
 // So a header whose length no payload of its type could have (a 1.0 HEARTBEAT of 9 bytes,
 // a BYE of 3) is an error as soon as the header is whole, without waiting for the payload.
 // The frame CRC and the payload rules are checked once the whole payload is there.
@@ -150,6 +164,12 @@
 #define BR_BYE_BYTES 4
 #define BR_DATA_REQUEST_BYTES 12
 #define BR_DATA_CHUNK_FIXED_BYTES 20
+// -- the link check (15, 16) --
+#define BR_PROBE_FIXED_BYTES 8
+#define BR_PROBE_ACK_BYTES 24
+// What a bridge answers on one connection at most (then ERROR BR_ERR_BUSY).
+#define BR_PROBE_MAX_BYTES ((uint64_t)32 << 20)  // filler bytes
+#define BR_PROBE_MAX_FRAMES 1024u
 
 typedef enum BrMsgType {
     BR_MSG_HELLO = 1,          // volunteer -> bridge, first frame of a connection
@@ -166,11 +186,14 @@ typedef enum BrMsgType {
     BR_MSG_BYE = 12,           // either direction: orderly leave
     BR_MSG_DATA_REQUEST = 13,  // (1.1) volunteer -> bridge: send training data bytes
     BR_MSG_DATA_CHUNK = 14,    // (1.1) bridge -> volunteer: a piece of the training data
+    // -- the link check (conflux-volunteer --check), 1.1 --
+    BR_MSG_PROBE = 15,         // volunteer -> bridge: filler to discard; answer with PROBE_ACK
+    BR_MSG_PROBE_ACK = 16,     // bridge -> volunteer: what the probes so far took
 } BrMsgType;
 #define BR_MSG_FIRST BR_MSG_HELLO
-#define BR_MSG_LAST BR_MSG_DATA_CHUNK
+#define BR_MSG_LAST BR_MSG_PROBE_ACK
 #define BR_MSG_BIT(t) (1u << (t))
-#define BR_MSG_ALL 0x7ffeu // every type 1..14
+#define BR_MSG_ALL 0x1fffeu  // every type 1..16
 
 // Gradient codecs (models/codec.h): the value on the wire, and the bit in HELLO's codecs mask.
 typedef enum BrCodec {
@@ -308,6 +331,19 @@ typedef struct BrBye {
     uint32_t reason;  // BrByeReason (any value)
 } BrBye;
 
+// -- the link check (15, 16) --
+typedef struct BrProbe {
+    uint32_t seq;
+    uint32_t n_bytes;     // 0..max_chunk_bytes
+    const uint8_t *data;  // n_bytes of filler; not owned (as a chunk's data)
+} BrProbe;
+
+typedef struct BrProbeAck {
+    uint32_t seq;          // of the PROBE answered
+    uint64_t bytes;        // filler bytes of this connection's PROBEs received so far
+    uint64_t elapsed_us;   // since the connection's first PROBE arrived (bridge clock)
+} BrProbeAck;
+
 // One decoded frame, or one frame to encode (type selects the union member).
 typedef struct BrFrame {
     BrMsgType type;
@@ -329,6 +365,8 @@ typedef struct BrFrame {
         BrBye bye;
         BrDataRequest data_request;
         BrDataChunk data_chunk;
+        BrProbe probe;          // (the link check)
+        BrProbeAck probe_ack;
     } m;
 } BrFrame;
 
@@ -418,6 +456,9 @@ int br_proto_encode_data_request(uint8_t *buf, size_t cap, const BrDataRequest *
                                  const BrProtoLimits *lim, char *err);
 int br_proto_encode_data_chunk(uint8_t *buf, size_t cap, const BrDataChunk *m,
                                const BrProtoLimits *lim, char *err);
+int br_proto_encode_probe(uint8_t *buf, size_t cap, const BrProbe *m, const BrProtoLimits *lim,
+                          char *err);
+int br_proto_encode_probe_ack(uint8_t *buf, size_t cap, const BrProbeAck *m, char *err);
 
 // ---- one-shot decoder ----
 // Decodes the first frame of buf[0..n). lim may be NULL (defaults).

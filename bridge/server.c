@@ -507,6 +507,7 @@ static void on_hello(Conn *c, const BrHello *m) {
                        BR_MSG_BIT(BR_MSG_PROGRESS) |
                        BR_MSG_BIT(BR_MSG_GRAD_CHUNK) | BR_MSG_BIT(BR_MSG_HEARTBEAT) |
                        BR_MSG_BIT(BR_MSG_ERROR) | BR_MSG_BIT(BR_MSG_BYE);
+    lim.accept_types |= BR_MSG_BIT(BR_MSG_PROBE);  // the link check
     CHECK(br_proto_decoder_set_limits(&c->dec, &lim, err) == 0, "%s", err);
     Snapshot *s = current_snapshot(b);
     s->refs++;
@@ -623,6 +624,49 @@ static void on_data_request(Conn *c, const BrDataRequest *r) {
     br_blob_unref(blob);  // the queue holds it now (or nothing does)
 }
 
+// ---- the link check: PROBE frames, answered and discarded ----
+
+// A PROBE (conflux-volunteer --check): allowed between WELCOME and going live, bounded per
+// connection (BR_PROBE_MAX_BYTES of filler, BR_PROBE_MAX_FRAMES frames) and per token
+// (BR_PROBE_TOKEN_BYTES_PER_MIN); the connection's state download deadline bounds its time.
+// Answered with a PROBE_ACK saying what arrived when (the volunteer times its upload with
+// the bridge's clock, as the bridge times uploads).
+static void on_probe(Conn *c, const BrProbe *m) {
+    double now = cx_now();
+    if (c->state != C_AUTHED) {
+        br_conn_fail(c, BR_ERR_PROTOCOL, "PROBE after the connection went live");
+        return;
+    }
+    if (c->probe_frames >= BR_PROBE_MAX_FRAMES ||
+        c->probe_bytes + m->n_bytes > BR_PROBE_MAX_BYTES) {
+        br_conn_fail(c, BR_ERR_BUSY, "link check beyond %u probes or %llu MiB per connection",
+                     BR_PROBE_MAX_FRAMES, (unsigned long long)(BR_PROBE_MAX_BYTES >> 20));
+        return;
+    }
+    TokenUse *u = c->tu;
+    if (u) {
+        if (now - u->probe_t0 > 60) {
+            u->probe_t0 = now;
+            u->probe_bytes = 0;
+        }
+        if (u->probe_bytes + m->n_bytes > BR_PROBE_TOKEN_BYTES_PER_MIN) {
+            br_conn_fail(c, BR_ERR_BUSY, "join token '%s' sent over %llu MiB of link checks in a "
+                         "minute; try again later", u->name,
+                         (unsigned long long)(BR_PROBE_TOKEN_BYTES_PER_MIN >> 20));
+            return;
+        }
+        u->probe_bytes += m->n_bytes;
+    }
+    if (c->probe_frames++ == 0) c->probe_t_first = now;
+    c->probe_bytes += m->n_bytes;
+    BrFrame a = {.type = BR_MSG_PROBE_ACK};
+    a.m.probe_ack = (BrProbeAck){.seq = m->seq, .bytes = c->probe_bytes,
+                                 .elapsed_us = (uint64_t)((now - c->probe_t_first) * 1e6)};
+    br_conn_send(c, &a);
+}
+
+// ---- end of the link check ----
+
 static void on_frame(Conn *c, const BrFrame *f) {
     BridgeServer *b = c->b;
     // no credit before authentication: a HEARTBEAT does not hold a slot open
@@ -648,6 +692,7 @@ static void on_frame(Conn *c, const BrFrame *f) {
         break;
     }
     case BR_MSG_GRAD_CHUNK: br_rounds_on_grad_chunk(c, &f->m.grad_chunk); break;
+    case BR_MSG_PROBE: on_probe(c, &f->m.probe); break;  // the link check
     case BR_MSG_HEARTBEAT: break;
     case BR_MSG_ERROR:
         br_log(b, "%s reports error %u: %s", br_conn_label(c), f->m.error.code, f->m.error.message);
@@ -685,7 +730,10 @@ static void on_read(struct bufferevent *bev, void *arg) {
             int st = br_proto_decoder_feed(&c->dec, buf + pos, (size_t)got - pos, &used, &f);
             pos += used;
             if (st == BR_PROTO_ERROR) {
-                br_conn_fail(c, BR_ERR_PROTOCOL, "%s", br_proto_decoder_error(&c->dec));
+                // a peer of another protocol version is told so by its code (VERSION)
+                const char *e = br_proto_decoder_error(&c->dec);
+                br_conn_fail(c, strstr(e, "protocol major version") ? BR_ERR_VERSION : BR_ERR_PROTOCOL,
+                             "%s", e);
                 break;
             }
             if (st == BR_PROTO_FRAME) on_frame(c, &f);

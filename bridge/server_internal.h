@@ -81,6 +81,9 @@ struct TokenUse {
     uint64_t event_rows, rows_suppressed;  // volunteers.csv lifecycle rows written / not
     uint64_t retired, fresh, stale, dropped, lost, uploads;  // retired identities' totals
     double bytes_in, bytes_out;
+    // the link check (PROBE frames): filler bytes taken in the current minute
+    double probe_t0;
+    uint64_t probe_bytes;
 };
 
 // One volunteer identity; survives reconnects.
@@ -138,8 +141,15 @@ struct Conn {
     uint64_t up_round, up_next, up_samples, up_tokens;
     double up_loss, up_aux;
     double up_t_first, up_bytes;  // arrival of the first chunk; payload bytes after it
+    // the link check (PROBE frames before going live; bridge/proto.h)
+    uint64_t probe_bytes;   // filler bytes received
+    uint32_t probe_frames;
+    double probe_t_first;   // arrival of the first PROBE
     Conn *next;
 };
+
+// Filler bytes of PROBE frames one join token may send per minute over all its connections.
+#define BR_PROBE_TOKEN_BYTES_PER_MIN ((uint64_t)96 << 20)
 
 struct BridgeServer {
     BridgeOptions o;

@@ -19,9 +19,12 @@
 
 #include "bridge/client.h"
 #include "bridge/datafile.h"
+#include "bridge/meter.h"
 #include "bridge/state.h"
 #include "bridge/tls.h"
 #include "bridge/tokens.h"
+#include "bridge/vcheck.h"
+#include "bridge/vlimits.h"
 #include "bridge/volunteer.h"
 #include "io/run/run.h"
 #include "io/tasks/recipe.h"
@@ -30,8 +33,16 @@
 
 #define TOOL "conflux-volunteer"
 
-static volatile sig_atomic_t g_stop = 0;
-static void on_signal(int sig) { g_stop = sig; }
+// The first SIGINT/SIGTERM stops at the next step boundary (a share in flight is finished,
+// so both sides count its samples); a second one stops every wait at once.
+static volatile sig_atomic_t g_stop = 0, g_abort = 0;
+static void on_signal(int sig) {
+    static const char msg[] = TOOL ": finishing the round in flight, then leaving (signal again "
+                              "to leave at once)\n";
+    if (g_stop) g_abort = sig;
+    else if (write(2, msg, sizeof msg - 1) < 0) g_abort = 0;  // (nothing to do about it)
+    g_stop = sig;
+}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -69,6 +80,21 @@ static void usage(FILE *f) {
             "                        keeps a lossy link busy; '' = the system default)\n"
             "  --stats FILE          per-step timings as CSV (step, share samples, compute,\n"
             "                        upload, download, round seconds and bytes)\n"
+            "  --check               measure the link instead of joining: TLS, token, round\n"
+            "                        trips, download and upload rates, and what this machine\n"
+            "                        would contribute; then leave (exit 0: the link works;\n"
+            "                        3 unreachable, 4 TLS, 5 certificate pin, 6 token,\n"
+            "                        7 protocol version, 8 bridge busy)\n"
+            "\n"
+            "Your machine's limits:\n"
+            "  --threads N           compute threads (train.threads; default: all cores)\n"
+            "  --max-upload-rate R   upload at most R bytes/s (k, M, G: 2M = 16 Mbit/s)\n"
+            "  --hours FROM-TO       train only within these local hours (22-07: 22:00 to\n"
+            "                        06:59); outside them leave the rounds and come back\n"
+            "  --pause-when-busy L   leave the rounds while other processes use more than L\n"
+            "                        cores of this process's CPUs (averaged over 5 s); come\n"
+            "                        back once below L for --resume-after seconds\n"
+            "  --resume-after S      seconds of calm before resuming (default 60)\n"
             "  -q, --quiet           no progress lines\n"
             "  -h, --help            this text\n"
             "\n"
@@ -80,8 +106,14 @@ static void usage(FILE *f) {
             "token shard and the tokenizer, data.tokenizer=DIR, for denoising) are both joined\n"
             "this way; the run's configuration says which model to build.\n"
             "\n"
-            "example:\n"
-            "  " TOOL " --join 10.0.0.5:7070#sha256:3f9a...c1 --token-file alice.token\n");
+            "SIGINT or SIGTERM ends the round in flight, leaves and prints a summary (rounds,\n"
+            "samples contributed and accepted, bytes, time); a second signal leaves at once.\n"
+            "\n"
+            "examples:\n"
+            "  " TOOL " --join 10.0.0.5:7070#sha256:3f9a...c1 --token-file alice.token --check\n"
+            "  " TOOL " --join 10.0.0.5:7070#sha256:3f9a...c1 --token-file alice.token\n"
+            "  " TOOL " --join 10.0.0.5:7070#sha256:3f9a...c1 --token-file alice.token \\\n"
+            "      --threads 2 --hours 22-07 --max-upload-rate 2M\n");
 }
 
 static int check_set(const char *set, char *err) {
@@ -127,16 +159,114 @@ fail:
     return -1;
 }
 
+// ---- the owner's limits: --hours, --pause-when-busy ----
+
+// A volunteer outside its hours or on a busy machine leaves the rounds (BYE) and comes
+// back later, rather than staying connected idle: the bridge gives every live volunteer in
+// step a share ahead of its acknowledgment (bridge/rounds.c) and sends it every round's
+// full result, and drops one that stops acknowledging; a volunteer that left costs the run
+// nothing and is never waited for. Coming back, it replays the rounds it missed from the
+// bridge's history, or downloads a fresh state when it missed more than a few.
+typedef struct {
+    int has_hours;
+    VlHours hours;
+    double busy_load;        // > 0: --pause-when-busy
+    double resume_after_s;
+    VlBusy busy;
+    int paused_busy;
+    double t_calm;           // since when the load has been below busy_load (0: it is not)
+} Limits;
+
+#define BUSY_WINDOW_S 5.0
+
+// Whether the owner's limits hold training back now; why says so (for the log).
+static int limits_hold(Limits *L, char *why, size_t cap) {
+    if (L->has_hours) {
+        time_t t = time(NULL);
+        struct tm tm;
+        localtime_r(&t, &tm);
+        if (!vl_hours_inside(&L->hours, tm.tm_hour)) {
+            snprintf(why, cap, "outside --hours %02d-%02d (now %02d:%02d; back in %.0f min)",
+                     L->hours.from, L->hours.to, tm.tm_hour, tm.tm_min,
+                     vl_hours_until_open(&L->hours, tm.tm_hour, tm.tm_min, tm.tm_sec) / 60);
+            return 1;
+        }
+    }
+    if (L->busy_load > 0) {
+        double load = vl_busy_load(&L->busy, BUSY_WINDOW_S);
+        double now = cx_now();
+        if (!L->paused_busy) {
+            if (load > L->busy_load) {
+                L->paused_busy = 1;
+                L->t_calm = 0;
+            }
+        } else if (load >= 0 && load <= L->busy_load) {
+            if (L->t_calm == 0) L->t_calm = now;
+            if (now - L->t_calm >= L->resume_after_s) L->paused_busy = 0;
+        } else {
+            L->t_calm = 0;
+        }
+        if (L->paused_busy) {
+            snprintf(why, cap, "busy: other processes use %.2f cores of this machine's CPUs "
+                     "(--pause-when-busy %.2f; resuming after %.0f s below it)", load, L->busy_load,
+                     L->resume_after_s);
+            return 1;
+        }
+    }
+    why[0] = 0;
+    return 0;
+}
+
+// ---- the summary at exit ----
+
+typedef struct {
+    long rounds, shares, connections;
+    uint64_t samples, accepted;
+    double bytes_up, bytes_down;
+    double joined_s, compute_s, paused_s;
+} Totals;
+
+// A connection ends: its figures into the totals (t_joined: when it joined; 0: it did not).
+static void tally(Totals *t, const BrClient *cl, double t_joined) {
+    const BrClientStats *s = br_client_stats(cl);
+    t->rounds += s->rounds;
+    t->shares += s->shares;
+    t->samples += s->samples;
+    t->accepted += s->accepted;
+    t->bytes_up += s->bytes_sent;
+    t->bytes_down += s->bytes_recv;
+    if (t_joined > 0) t->joined_s += cx_now() - t_joined;
+    t->connections++;
+}
+
+static void print_summary(const Totals *t) {
+    fprintf(stderr, TOOL ": summary: rounds joined %ld (with a share %ld), samples contributed "
+            "%llu, accepted %llu, up %.1f MB, down %.1f MB, trained %.0f s (computing %.1f s), "
+            "paused %.0f s, connections %ld\n", t->rounds, t->shares,
+            (unsigned long long)t->samples, (unsigned long long)t->accepted, t->bytes_up / 1e6,
+            t->bytes_down / 1e6, t->joined_s, t->compute_s, t->paused_s, t->connections);
+}
+
+// " (disk full: ...)" for the errors of a full disk or quota, else "".
+static const char *disk_hint(int e) {
+    return e == ENOSPC || e == EDQUOT ? " (disk full: free some space or write elsewhere)" : "";
+}
+
 // The volunteer's after-step work in the run loop: the stats row, the progress line,
-// and --steps.
+// --steps and the owner's limits.
 typedef struct {
     Replica *rep;
     BrClient *cl;
     FILE *stats;
+    const char *stats_path;
     long *contributed, max_steps;
     uint64_t shares_before, samples_before;
     double t_last;
     int quiet;
+    Totals *tot;
+    Limits *lim;
+    char pause_why[256];  // set when the limits stopped the loop
+    char fatal[CX_ERRLEN];  // set when the volunteer must exit (a write failed)
 } Contribution;
 
 static int contribution_after_step(void *ctx, const StepResult *r, char *err) {
@@ -145,7 +275,10 @@ static int contribution_after_step(void *ctx, const StepResult *r, char *err) {
     const BrClientStats *cs = br_client_stats(v->cl);
     int had_share = (uint64_t)cs->shares > v->shares_before;
     uint64_t share_samples = cs->samples - v->samples_before;  // of the share(s) posted this step
-    if (had_share) (*v->contributed)++;
+    if (had_share) {
+        (*v->contributed)++;
+        v->tot->compute_s += cs->compute_s;
+    }
     v->shares_before = cs->shares;
     v->samples_before = cs->samples;
     if (v->stats) {
@@ -154,7 +287,12 @@ static int contribution_after_step(void *ctx, const StepResult *r, char *err) {
                 had_share ? cs->compute_s : 0.0, had_share ? cs->up_s : 0.0,
                 had_share ? cs->up_bytes : 0.0, cs->down_s, cs->down_bytes, cs->round_s,
                 cs->down_steady_s, cs->down_steady_bytes);
-        fflush(v->stats);
+        if (fflush(v->stats) != 0 || ferror(v->stats)) {
+            int e = errno;
+            snprintf(v->fatal, sizeof v->fatal, "cannot write --stats %s: %s%s", v->stats_path,
+                     strerror(e), disk_hint(e));
+            return 1;
+        }
     }
     double now = cx_now();
     long total = v->rep->train->steps;
@@ -166,16 +304,34 @@ static int contribution_after_step(void *ctx, const StepResult *r, char *err) {
                 cs->down_s > 0 ? cs->down_bytes * 8 / cs->down_s / 1e6 : 0.0);
         v->t_last = now;
     }
-    return v->max_steps >= 0 && *v->contributed >= v->max_steps;
+    if (v->max_steps >= 0 && *v->contributed >= v->max_steps) return 1;
+    return limits_hold(v->lim, v->pause_why, sizeof v->pause_why);
 }
 
+// The state download's progress (bridge/meter.h: a bar on a terminal, lines otherwise).
 static void download_progress(void *ctx, size_t have, size_t total) {
-    int *quiet = ctx;
-    static double last = 0;
-    double now = cx_now();
-    if (*quiet || (now - last < 1.0 && have < total)) return;
-    last = now;
-    fprintf(stderr, TOOL ": state %.1f / %.1f MB\n", (double)have / 1e6, (double)total / 1e6);
+    BrMeter *m = ctx;
+    if (have < total) br_meter_update(m, (double)have);
+}
+
+// Writes the identity (32 hex digits) to path atomically (temporary file, fsync, rename).
+// 0, or -1 with err.
+static int write_identity(const char *path, const BrIdentity *id, char *err) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return cx_err(err, "cannot write the identity file %s: %s%s", tmp, strerror(errno), disk_hint(errno));
+    for (int i = 0; i < 16; i++) fprintf(f, "%02x", id->bytes[i]);
+    fputc('\n', f);
+    int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
+    int e = errno;
+    if (fclose(f) != 0 && !bad) bad = 1, e = errno;
+    if (!bad && rename(tmp, path) != 0) bad = 1, e = errno;
+    if (bad) {
+        unlink(tmp);
+        return cx_err(err, "cannot write the identity file %s: %s%s", path, strerror(e), disk_hint(e));
+    }
+    return 0;
 }
 
 // ---- the run's training data: a local copy, the cache, or a download ----
@@ -461,14 +617,23 @@ int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
         {"timeout", required_argument, 0, 'T'}, {"quiet", no_argument, 0, 'q'},
         {"tcp-cc", required_argument, 0, 'C'}, {"stats", required_argument, 0, 'X'},
         {"cache-dir", required_argument, 0, 'D'}, {"download-limit", required_argument, 0, 'L'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},
+        // the link check and the owner's limits
+        {"check", no_argument, 0, 'K'},         {"threads", required_argument, 0, 'N'},
+        {"max-upload-rate", required_argument, 0, 'U'}, {"hours", required_argument, 0, 'H'},
+        {"pause-when-busy", required_argument, 0, 'B'}, {"resume-after", required_argument, 0, 'A'},
+        {0, 0, 0, 0}};
     const char *join = NULL, *token_file = NULL, *idfile = NULL;
     int plaintext = 0;
     char name[128] = "";
     gethostname(name, sizeof name - 1);
-    enum { MAX_SETS = 16 };
+    enum { MAX_SETS = 17 };  // 16 --set and --threads
     const char *sets[MAX_SETS];
-    int n_sets = 0, quiet = 0, c;
+    int n_sets = 0, quiet = 0, c, check = 0;
+    char threads_set[64] = "";
+    double max_upload_rate = 0;
+    Limits limits = {.resume_after_s = 60};
+    char err[CX_ERRLEN];
     long max_steps = -1, retries = 20;
     double timeout = 60;
     unsigned codecs = 0;
@@ -488,8 +653,8 @@ int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
         case 'n': snprintf(name, sizeof name, "%s", optarg); break;
         case 'i': idfile = optarg; break;
         case 's':
-            if (n_sets == MAX_SETS) {
-                fprintf(stderr, TOOL ": error: more than %d --set options\n", MAX_SETS);
+            if (n_sets == MAX_SETS - 1) {
+                fprintf(stderr, TOOL ": error: more than %d --set options\n", MAX_SETS - 1);
                 return 2;
             }
             sets[n_sets++] = optarg;
@@ -519,6 +684,49 @@ int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
         }
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
+        case 'K': check = 1; break;
+        case 'N': {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (*end || end == optarg || n < 1 || n > 1024) {
+                fprintf(stderr, TOOL ": error: --threads '%s' is not a count 1..1024\n", optarg);
+                return 2;
+            }
+            snprintf(threads_set, sizeof threads_set, "train.threads=%ld", n);
+            break;
+        }
+        case 'U':
+            if (vl_rate_parse(optarg, &max_upload_rate, err) != 0) {
+                fprintf(stderr, TOOL ": error: %s\n", err);
+                return 2;
+            }
+            break;
+        case 'H':
+            if (vl_hours_parse(optarg, &limits.hours, err) != 0) {
+                fprintf(stderr, TOOL ": error: %s\n", err);
+                return 2;
+            }
+            limits.has_hours = 1;
+            break;
+        case 'B': {
+            char *end;
+            limits.busy_load = strtod(optarg, &end);
+            if (*end || end == optarg || !(limits.busy_load > 0)) {
+                fprintf(stderr, TOOL ": error: --pause-when-busy '%s' is not a load in cores > 0 "
+                        "(e.g. 0.5: pause while other processes use more than half a core)\n", optarg);
+                return 2;
+            }
+            break;
+        }
+        case 'A': {
+            char *end;
+            limits.resume_after_s = strtod(optarg, &end);
+            if (*end || end == optarg || limits.resume_after_s < 0) {
+                fprintf(stderr, TOOL ": error: --resume-after '%s' is not seconds >= 0\n", optarg);
+                return 2;
+            }
+            break;
+        }
         default:
             fprintf(stderr, TOOL ": error: bad option '%s' (see --help)\n", argv[optind - 1]);
             return 2;
@@ -529,7 +737,8 @@ int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
                 optind < argc ? "unexpected argument" : "--join and --token-file are required");
         return 2;
     }
-    char err[CX_ERRLEN];
+    if (threads_set[0]) sets[n_sets++] = threads_set;  // after --set: --threads wins
+    if (limits.busy_load > 0) vl_busy_init(&limits.busy);
     // the join string: HOST:PORT#sha256:FINGERPRINT (TLS pinned), or HOST:PORT with --plaintext
     char addr[300], pin[BR_TLS_FP_CHARS + 1];
     const char *hash = strchr(join, '#');
@@ -567,7 +776,9 @@ int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
     memcpy(host, join, (size_t)(colon - join));
     host[colon - join] = 0;
     BrClientOptions o = {.host = host, .port = port, .pin = plaintext ? NULL : pin, .token = token, .name = name,
-                         .codecs = codecs, .timeout_s = timeout, .tcp_cc = tcp_cc};
+                         .codecs = codecs, .timeout_s = timeout, .tcp_cc = tcp_cc,
+                         .max_upload_rate = max_upload_rate};
+    if (check) return volunteer_check(&o, sets, n_sets);
     if (idfile) {
         FILE *f = fopen(idfile, "r");
         char hex[64] = "";
@@ -598,6 +809,12 @@ int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
         }
         fprintf(stats, "step,share_samples,compute_s,upload_s,upload_bytes,download_s,download_bytes,"
                        "round_s,download_steady_s,download_steady_bytes\n");
+        if (fflush(stats) != 0) {
+            fprintf(stderr, TOOL ": error: cannot write --stats %s: %s%s\n", stats_path,
+                    strerror(errno), disk_hint(errno));
+            fclose(stats);
+            return 1;
+        }
     }
     // the training data: a local copy (--set data.train), else the cache or a download
     char default_cache[4096];
@@ -620,12 +837,26 @@ int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
     int need_state = 1, failures = 0, rc = 0;
     long contributed = 0;
     double t_start = cx_now();
+    Totals tot = {0};
+    char why[256];
     while (!g_stop) {
+        // the owner's limits: outside the hours, or busy, wait without a connection
+        if (limits_hold(&limits, why, sizeof why)) {
+            double t_pause = cx_now();
+            if (!quiet) fprintf(stderr, TOOL ": waiting, not joined: %s\n", why);
+            while (!g_stop && limits_hold(&limits, why, sizeof why)) usleep(500000);
+            tot.paused_s += cx_now() - t_pause;
+            if (g_stop) break;
+            if (!quiet) fprintf(stderr, TOOL ": resuming after %.0f s\n", cx_now() - t_pause);
+        }
         BrClient *cl = NULL;
-        if (br_client_connect(&cl, &o, err) != 0) {
-            fprintf(stderr, TOOL ": %s\n", err);
-            // BR_ERR_AUTH, or a certificate that is not the pinned one: retrying will not help
-            if (strstr(err, "error 3:") || strstr(err, "fingerprint mismatch")) {
+        double t_joined = 0;
+        int failure = 0;
+        if (br_client_connect_ex(&cl, &o, &failure, err) != 0) {
+            fprintf(stderr, TOOL ": %s%s\n", failure == BR_CONNECT_UNREACHABLE ? "" : "error: ", err);
+            // a refused token, a certificate that is not the pinned one, another protocol
+            // version: retrying will not help
+            if (failure == BR_CONNECT_AUTH || failure == BR_CONNECT_PIN || failure == BR_CONNECT_VERSION) {
                 rc = 1;
                 break;
             }
@@ -636,18 +867,22 @@ int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
             sleep((unsigned)(failures < 5 ? failures : 5));
             continue;
         }
-        br_client_set_interrupt(cl, &g_stop);
+        br_client_set_interrupt(cl, &g_abort);
+        br_client_set_soft_interrupt(cl, &g_stop);
+        t_joined = cx_now();
         const BrWelcome *w = br_client_welcome(cl);
         o.identity = w->identity;
         o.timeout_s = timeout;
-        if (idfile) {
-            FILE *f = fopen(idfile, "w");
-            if (f) {
-                for (int i = 0; i < 16; i++) fprintf(f, "%02x", w->identity.bytes[i]);
-                fputc('\n', f);
-                fclose(f);
-            }
+        if (idfile && write_identity(idfile, &w->identity, err) != 0) {
+            fprintf(stderr, TOOL ": error: %s\n", err);
+            tally(&tot, cl, 0);
+            br_client_leave(cl);
+            rc = 1;
+            break;
         }
+        // back after a pause with a replica more rounds behind than a state download costs
+        // (a round's result is a third of the state's bytes): download afresh
+        if (rep.recipe && !need_state && w->step > (uint64_t)rep.tr.optim.step + 2) need_state = 1;
         if (!quiet)
             fprintf(stderr, TOOL ": joined %s as %s (step %llu, %s uploads)\n", join, name,
                     (unsigned long long)w->step, codec_find(w->codec)->name);
@@ -667,7 +902,10 @@ int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
             } else if (!quiet && blob_have > 0) {
                 fprintf(stderr, TOOL ": resuming the state download at %.1f MB\n", (double)blob_have / 1e6);
             }
-            if (br_client_download(cl, blob, &blob_have, download_progress, &quiet, err) != 0) goto broken;
+            BrMeter meter;
+            br_meter_start(&meter, stderr, TOOL ": state", (double)blob_total, (double)blob_have, quiet);
+            if (br_client_download(cl, blob, &blob_have, download_progress, &meter, err) != 0) goto broken;
+            br_meter_finish(&meter, (double)blob_have);
             BrState st;
             if (br_state_parse(blob, blob_total, &st, err) != 0) {
                 fprintf(stderr, TOOL ": error: downloaded state: %s\n", err);
@@ -690,6 +928,7 @@ int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
             br_state_free(&st);
             if (br != 0) {
                 fprintf(stderr, TOOL ": error: %s\n", err);
+                tally(&tot, cl, 0);
                 br_client_leave(cl);
                 rc = 1;
                 break;
@@ -723,22 +962,40 @@ int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
         } else if (hooks && hooks->wrap_averager) {
             avg = hooks->wrap_averager(hooks->ctx, avg);
         }
-        Contribution contribution = {.rep = &rep, .cl = cl, .stats = stats, .contributed = &contributed,
+        Contribution contribution = {.rep = &rep, .cl = cl, .stats = stats, .stats_path = stats_path,
+                                     .contributed = &contributed,
                                      .max_steps = max_steps, .shares_before = br_client_stats(cl)->shares,
                                      .samples_before = br_client_stats(cl)->samples,
-                                     .t_last = cx_now(), .quiet = quiet};
+                                     .t_last = cx_now(), .quiet = quiet, .tot = &tot, .lim = &limits};
         // the run's loop, until the run ends (the bridge says so), a signal or --steps
         // the link's averager; the model drives the link during its backward
         RunLoop loop = {.tool = TOOL, .rep = &rep, .avg = avg, .quiet = quiet,
                         .stop_flag = &g_stop, .unbounded = 1,
                         .after_step = contribution_after_step, .ctx = &contribution};
         if (max_steps != 0 && run_loop(&loop, err) < 0) goto broken;
+        if (contribution.fatal[0]) {
+            fprintf(stderr, TOOL ": error: %s\n", contribution.fatal);
+            rc = 1;
+        } else if (contribution.pause_why[0] && !g_stop) {
+            // the owner's limits: leave the rounds (the bridge does not wait for a volunteer
+            // that left), wait, and come back (the loop's top)
+            if (!quiet)
+                fprintf(stderr, TOOL ": pausing: %s; leaving the rounds (the bridge does not wait "
+                        "for this machine)\n", contribution.pause_why);
+            tally(&tot, cl, t_joined);
+            br_client_leave(cl);
+            // diloco: a worker's local state is not worth keeping (as after a broken link)
+            if (rep.train->avg.mode == AVG_DILOCO) need_state = 1;
+            continue;
+        }
         if (!quiet)
             fprintf(stderr, TOOL ": leaving after %ld contributed step(s), %.0f s\n", contributed,
                     cx_now() - t_start);
+        tally(&tot, cl, t_joined);
         br_client_leave(cl);
         break;
     broken:
+        tally(&tot, cl, t_joined);
         if (br_client_bye_reason(cl) == 2 /* BR_BYE_SHUTDOWN */) {
             if (!quiet)
                 fprintf(stderr, TOOL ": the run ended; contributed to %ld step(s)\n", contributed);
@@ -768,6 +1025,7 @@ int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
         }
         sleep((unsigned)(failures < 5 ? failures : 5));
     }
+    if (!quiet || g_stop) print_summary(&tot);
     free(blob);
     if (outer.theta) diloco_free(&outer);
     recipe_free(&rep);

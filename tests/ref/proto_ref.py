@@ -9,7 +9,7 @@
 # What it checks, all from proto.h, in stream order (the first failure is the outcome):
 #   header (20 bytes), as "When the header is judged" in proto.h says: the magic "CXBR"
 #   (every byte of a prefix) and major == 1 as soon as those bytes arrive; the rest once
-#   all 20 bytes are there: header CRC32C of bytes 0..11, type 1..14 and in the accepted
+#   all 20 bytes are there: header CRC32C of bytes 0..11, type 1..16 and in the accepted
 #   types (default: all), flags == 0, payload_bytes <= the type's limit (HELLO 4096, ERROR
 #   2048, STATE_CHUNK/GRAD_CHUNK/AVG_CHUNK/DATA_CHUNK 64 + max_chunk_bytes, every other
 #   type 256; default max_chunk_bytes 1 MiB), payload_bytes >= the type's size in the table
@@ -38,6 +38,8 @@
 #                offset + n_elems fits in a u64 ("as in BrGradChunk")
 #     ERROR      code nonzero; message 0..1024 bytes of UTF-8 without NUL
 #     PROGRESS, HEARTBEAT, BYE: only their size
+#     PROBE      (types 15, 16: the link check) n_bytes <= max_chunk_bytes, the payload
+#                holds exactly those bytes; PROBE_ACK res 0
 # Chunk data is opaque here (the protocol does not look at the values).
 #
 # The outcome of a whole stream, as tests/tools/fuzz/README.md names the corpus files:
@@ -74,6 +76,9 @@ NAMES = {HELLO: "HELLO", WELCOME: "WELCOME", STATE_REQUEST: "STATE_REQUEST",
          ROUND_CLOSE: "ROUND_CLOSE", GRAD_CHUNK: "GRAD_CHUNK", AVG_CHUNK: "AVG_CHUNK",
          HEARTBEAT: "HEARTBEAT", ERROR: "ERROR", BYE: "BYE", DATA_REQUEST: "DATA_REQUEST",
          DATA_CHUNK: "DATA_CHUNK"}
+# the link check (conflux-volunteer --check)
+PROBE, PROBE_ACK = 15, 16
+NAMES.update({PROBE: "PROBE", PROBE_ACK: "PROBE_ACK"})
 CHUNK_TYPES = (STATE_CHUNK, GRAD_CHUNK, AVG_CHUNK, DATA_CHUNK)
 MAX_HELLO, MAX_ERROR, MAX_CONTROL, CHUNK_OVERHEAD = 4096, 2048, 256, 64
 DEFAULT_CHUNK, MIN_CHUNK, MAX_CHUNK = 1 << 20, 64, 64 << 20
@@ -83,8 +88,8 @@ U64_MAX = (1 << 64) - 1
 # fixed part of a variable one (HELLO: with two empty strings)
 FIXED = {HELLO: 28, WELCOME: 68, STATE_REQUEST: 12, STATE_CHUNK: 20, PROGRESS: 16,
          ROUND_OPEN: 48, ROUND_CLOSE: 56, GRAD_CHUNK: 56, AVG_CHUNK: 24, HEARTBEAT: 8,
-         ERROR: 6, BYE: 4, DATA_REQUEST: 12, DATA_CHUNK: 20}
-VARIABLE = (HELLO, STATE_CHUNK, GRAD_CHUNK, AVG_CHUNK, ERROR, DATA_CHUNK)
+         ERROR: 6, BYE: 4, DATA_REQUEST: 12, DATA_CHUNK: 20, PROBE: 8, PROBE_ACK: 24}
+VARIABLE = (HELLO, STATE_CHUNK, GRAD_CHUNK, AVG_CHUNK, ERROR, DATA_CHUNK, PROBE)
 
 
 def fixed(t, minor):
@@ -290,6 +295,18 @@ def check_payload(t, frame_major, frame_minor, p, at, max_chunk):
             r.fail("ERROR message not UTF-8 without NUL", 6)
     elif t == BYE:
         r.u(4, "reason")
+    elif t == PROBE:  # the link check
+        r.u(4, "sequence")
+        n = r.u(4, "length")
+        if n > max_chunk:
+            r.fail("PROBE of %d bytes over %d" % (n, max_chunk), 4)
+        r.raw(n, "filler")
+    elif t == PROBE_ACK:
+        r.u(4, "sequence")
+        if r.u(4, "res"):
+            r.fail("PROBE_ACK reserved bytes not 0", 4)
+        r.u(8, "bytes")
+        r.u(8, "elapsed")
     r.end(newer)
 
 
@@ -300,12 +317,12 @@ def max_payload(t, max_chunk):
         return MAX_HELLO
     if t == ERROR:
         return MAX_ERROR
-    if t in CHUNK_TYPES:
+    if t in CHUNK_TYPES or t == PROBE:
         return CHUNK_OVERHEAD + max_chunk
     return MAX_CONTROL
 
 
-def decode_stream(data, max_chunk=DEFAULT_CHUNK, accept=frozenset(range(1, 15))):
+def decode_stream(data, max_chunk=DEFAULT_CHUNK, accept=frozenset(NAMES)):
     """returns (label, frames, detail)"""
     pos, frames = 0, []
     while pos < len(data):
@@ -429,6 +446,12 @@ def cmd_selftest():
     grad = struct.pack("<QQQQddIB3x", 1, 0, 3, 40, 1.5, 0.0, 130, 3) + b"\0" * (8 + 130)
     assert decode_stream(frame(GRAD_CHUNK, grad))[0] == "ok"
     assert decode_stream(frame(GRAD_CHUNK, grad[:-1]))[0] == "err"
+    probe = struct.pack("<II", 7, 3) + b"abc"
+    assert decode_stream(frame(PROBE, probe))[0] == "ok"
+    assert decode_stream(frame(PROBE, probe[:-1]))[0] == "err"
+    assert decode_stream(frame(PROBE_ACK, struct.pack("<IIQQ", 7, 0, 3, 1000)))[0] == "ok"
+    assert decode_stream(frame(PROBE_ACK, struct.pack("<IIQQ", 7, 1, 3, 1000)))[0] == "err"
+    assert decode_stream(frame(13, b""))[0] == "err"
     print("proto_ref selftest passed")
     return 0
 

@@ -203,6 +203,17 @@ static bool frame_eq(const BrFrame *a, const BrFrame *b) {
     case BR_MSG_BYE:
         FIELD(m.bye.reason);
         break;
+    // the link check
+    case BR_MSG_PROBE:
+        FIELD(m.probe.seq);
+        FIELD(m.probe.n_bytes);
+        BYTES(m.probe.data, a->m.probe.n_bytes);
+        break;
+    case BR_MSG_PROBE_ACK:
+        FIELD(m.probe_ack.seq);
+        FIELD(m.probe_ack.bytes);
+        FIELD(m.probe_ack.elapsed_us);
+        break;
     }
     return true;
 #undef FIELD
@@ -440,6 +451,16 @@ static void make_samples(void) {
     f = add_sample(BR_MSG_BYE, false);
     f = add_sample(BR_MSG_BYE, false);
     f->m.bye.reason = UINT32_MAX;
+
+    // the link check
+    f = add_sample(BR_MSG_PROBE, false);  // empty: a round-trip probe
+    f = add_sample(BR_MSG_PROBE, false);
+    f->m.probe.seq = UINT32_MAX;
+    f->m.probe.n_bytes = 100;
+    f->m.probe.data = g_data;
+    f = add_sample(BR_MSG_PROBE_ACK, false);
+    f = add_sample(BR_MSG_PROBE_ACK, false);
+    f->m.probe_ack = (BrProbeAck){.seq = UINT32_MAX, .bytes = UINT64_MAX, .elapsed_us = UINT64_MAX};
 }
 
 // Index of the k-th sample of a type.
@@ -822,6 +843,28 @@ static const uint8_t g_bye[] = {
     0x9e, 0xaf, 0xb1, 0x85,  // frame CRC32C 0x85b1af9e (Python, bitwise)
     0xef, 0xbe, 0xad, 0xde,  // u32 reason 0xdeadbeef
 };
+// the link check (tests/ref/proto_ref.py's frame())
+static const uint8_t g_probe[] = {
+    0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
+    0x01, 0x01, 0x0f, 0x00,  // major 1, minor 1, type 15, flags 0
+    0x0b, 0x00, 0x00, 0x00,  // payload_bytes 11
+    0x29, 0xe9, 0x54, 0x2a,  // header CRC32C 0x2a54e929 (Python, bitwise)
+    0x3b, 0x52, 0x80, 0x17,  // frame CRC32C 0x1780523b (Python, bitwise)
+    0x04, 0x03, 0x02, 0x01,  // u32 sequence 0x01020304
+    0x03, 0x00, 0x00, 0x00,  // u32 n_bytes 3
+    0x61, 0x62, 0x63,        // filler "abc"
+};
+static const uint8_t g_probe_ack[] = {
+    0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
+    0x01, 0x01, 0x10, 0x00,  // major 1, minor 1, type 16, flags 0
+    0x18, 0x00, 0x00, 0x00,  // payload_bytes 24
+    0xa1, 0x05, 0x51, 0x87,  // header CRC32C 0x875105a1 (Python, bitwise)
+    0x87, 0x08, 0xb0, 0x5a,  // frame CRC32C 0x5ab00887 (Python, bitwise)
+    0x04, 0x03, 0x02, 0x01,  // u32 sequence 0x01020304
+    0x00, 0x00, 0x00, 0x00,  // res
+    0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,  // u64 bytes
+    0x78, 0x56, 0x34, 0x12, 0x00, 0x00, 0x00, 0x00,  // u64 elapsed_us
+};
 
 static const uint8_t g_data_request[] = {
     0x43, 0x58, 0x42, 0x52,  // magic "CXBR"
@@ -872,6 +915,8 @@ static void test_golden_bytes(void) {
         {"BYE", g_bye, sizeof g_bye, {.type = BR_MSG_BYE}},
         {"DATA_REQUEST", g_data_request, sizeof g_data_request, {.type = BR_MSG_DATA_REQUEST}},
         {"DATA_CHUNK", g_data_chunk, sizeof g_data_chunk, {.type = BR_MSG_DATA_CHUNK}},
+        {"PROBE", g_probe, sizeof g_probe, {.type = BR_MSG_PROBE}},
+        {"PROBE_ACK", g_probe_ack, sizeof g_probe_ack, {.type = BR_MSG_PROBE_ACK}},
     };
     BrHello *h = &g[0].f.m.hello;
     *h = (BrHello){.version_major = 1, .version_minor = 0, .resume = true, .codecs = 0x0e};
@@ -908,6 +953,9 @@ static void test_golden_bytes(void) {
     static const uint8_t hdf[] = {'H', 'D', 'F', '\r', '\n'};
     g[13].f.m.data_request = (BrDataRequest){.offset = 0x200000001ull, .n_bytes = 65536};
     g[14].f.m.data_chunk = (BrDataChunk){.offset = 4, .total_bytes = 9, .n_bytes = 5, .data = hdf};
+    g[15].f.m.probe = (BrProbe){.seq = 0x01020304u, .n_bytes = 3, .data = abc};
+    g[16].f.m.probe_ack = (BrProbeAck){.seq = 0x01020304u, .bytes = 0x1122334455667788ull,
+                                       .elapsed_us = 0x12345678u};
     unsigned types = 0;
     for (size_t i = 0; i < NELEM(g); i++) {
         const Golden *x = &g[i];
@@ -1040,6 +1088,10 @@ static void test_roundtrip(void) {
         case BR_MSG_DATA_CHUNK:
             rb = br_proto_encode_data_chunk(b, sizeof b, &f->m.data_chunk, NULL, err);
             break;
+        case BR_MSG_PROBE: rb = br_proto_encode_probe(b, sizeof b, &f->m.probe, NULL, err); break;
+        case BR_MSG_PROBE_ACK:
+            rb = br_proto_encode_probe_ack(b, sizeof b, &f->m.probe_ack, err);
+            break;
         }
         CU_ASSERT(ra > 0 && ra == rb && memcmp(a, b, (size_t)ra) == 0);
     }
@@ -1105,7 +1157,7 @@ static void test_encode_rejects(void) {
     const BrFrame avg = g_samples[S(BR_MSG_AVG_CHUNK, 0)];
     const BrFrame sc = g_samples[S(BR_MSG_STATE_CHUNK, 1)];
     REJECT((f = hello, f.type = (BrMsgType)0), "unknown message type");
-    REJECT((f = hello, f.type = (BrMsgType)15), "unknown message type");
+    REJECT((f = hello, f.type = (BrMsgType)(BR_MSG_LAST + 1)), "unknown message type");
     REJECT((f = hello, f.m.hello.version_major = 2), "version major");
     REJECT((f = hello, f.m.hello.codecs = 0), "codec mask");
     REJECT((f = hello, memset(f.m.hello.identity.bytes, 0, 16)), "resume requires");
@@ -1441,6 +1493,7 @@ static void test_oversized(void) {
     uint8_t h[HDR];
     BrProtoLimits def = br_proto_limits_default();
     for (int t = BR_MSG_FIRST; t <= BR_MSG_LAST; t++) {
+        if (!(BR_MSG_ALL & BR_MSG_BIT(t))) continue;  // a number no type has
         size_t max = br_proto_max_payload(t, NULL);
         CU_ASSERT(max > 0);
         uint32_t lens[] = {(uint32_t)max + 1, (uint32_t)max + 4096, UINT32_MAX, 0};
@@ -1685,9 +1738,9 @@ static void test_header_errors(void) {
     s[13] ^= 1;
     r = feed_stream(s, n, slice_all, NULL);
     CU_ASSERT(strs_have(r.err, "header checksum mismatch at stream offset 12"));
-    raw_frame(s, 1, 0, 15, 0, NULL, 0);
+    raw_frame(s, 1, 0, 17, 0, NULL, 0);
     r = feed_stream(s, HDR, slice_all, NULL);
-    CU_ASSERT(strs_have(r.err, "unknown message type 15 at stream offset 6"));
+    CU_ASSERT(strs_have(r.err, "unknown message type 17 at stream offset 6"));
     raw_frame(s, 1, 0, 0, 0, NULL, 0);
     r = feed_stream(s, HDR, slice_all, NULL);
     CU_ASSERT(strs_have(r.err, "unknown message type 0"));
