@@ -358,6 +358,7 @@ typedef struct {
     char path[4400];        // the file the replica reads
     char set[4420];         // "data.train=PATH" for replica_build (empty: no override)
     // the download in progress
+    BrMeter meter;
     int fd;
     BrSha256 *h;
     double t0, t_last;
@@ -408,14 +409,12 @@ static int data_sink(void *ctx, const uint8_t *p, size_t n, char *err) {
     return 0;
 }
 
+// The download's progress: the same meter as the state's (bridge/meter.h: a bar on a
+// terminal, a line every 2 s otherwise; bytes, rate, ETA).
 static void data_progress(void *ctx, uint64_t have, uint64_t total) {
     DataSrc *d = ctx;
-    double now = cx_now();
-    if (d->quiet || (now - d->t_last < 1.0 && have < total)) return;
-    d->t_last = now;
-    double rate = (double)(have - d->have0) / (now - d->t0 > 1e-6 ? now - d->t0 : 1e-6);
-    fprintf(stderr, TOOL ": data %.1f / %.1f MB (%.1f MB/s, ETA %.0f s)\n", (double)have / 1e6,
-            (double)total / 1e6, rate / 1e6, rate > 0 ? (double)(total - have) / rate : 0.0);
+    (void)total;
+    br_meter_update(&d->meter, (double)have);
 }
 
 // The data file to use, given the bridge's WELCOME and the downloaded state (the run's
@@ -561,7 +560,10 @@ static int data_resolve(DataSrc *d, BrClient *cl, const BrState *st, char *err) 
         snprintf(d->path, sizeof d->path, "%s", final_path);  // data_sink names the .part by it
         d->t0 = d->t_last = cx_now();
         d->have0 = have;
-        if (br_client_download_data(cl, &have, d->rate_limit, data_sink, d, data_progress, d, err) != 0) {
+        br_meter_start(&d->meter, stderr, TOOL ": data", (double)w->data_bytes, (double)have, d->quiet);
+        int dl = br_client_download_data(cl, &have, d->rate_limit, data_sink, d, data_progress, d, err);
+        br_meter_finish(&d->meter, (double)have);
+        if (dl != 0) {
             // a full disk will not get better by reconnecting
             rc = strstr(err, "cannot write the data download") ? DATA_FATAL : DATA_RETRY;
             goto done;
