@@ -361,7 +361,7 @@ typedef struct {
     BrMeter meter;
     int fd;
     BrSha256 *h;
-    double t0, t_last;
+    double t0;
     uint64_t have0;
 } DataSrc;
 
@@ -558,7 +558,7 @@ static int data_resolve(DataSrc *d, BrClient *cl, const BrState *st, char *err) 
                     (unsigned long long)w->data_bytes, want, part);
         }
         snprintf(d->path, sizeof d->path, "%s", final_path);  // data_sink names the .part by it
-        d->t0 = d->t_last = cx_now();
+        d->t0 = cx_now();
         d->have0 = have;
         br_meter_start(&d->meter, stderr, TOOL ": data", (double)w->data_bytes, (double)have, d->quiet);
         int dl = br_client_download_data(cl, &have, d->rate_limit, data_sink, d, data_progress, d, err);

@@ -50,35 +50,27 @@ for P in 1 2 4; do
         bad "$P ranks: checks failed"
     fi
 done
+# expect_abort NAME NP MODE PATTERN WHAT: `mpi_dp_check MODE` on NP ranks must abort the job
+# (non-zero, not the timeout) with a line matching PATTERN
+expect_abort() {
+    local name=$1 np=$2 mode=$3 pattern=$4 what=$5 rc
+    timeout 25 mpirun --allow-run-as-root --oversubscribe -np "$np" "$BIN" "$mode" >"$LOG" 2>&1
+    rc=$?
+    sed "s/^/  [$name] /" "$LOG" | head -20
+    if [ "$rc" != 0 ] && [ "$rc" != 124 ] && grep -q "$pattern" "$LOG"; then
+        ok "$what"
+    else
+        bad "$name: exit status $rc, expected an abort matching '$pattern'"
+    fi
+}
 # ranks that disagree on the gradient layout: the job aborts with a message naming rank and host
-timeout 25 mpirun --allow-run-as-root --oversubscribe -np 2 "$BIN" --mismatch >"$LOG" 2>&1
-rc=$?
-sed "s/^/  [mismatch] /" "$LOG" | head -20
-if [ "$rc" != 0 ] && [ "$rc" != 124 ] &&
-   grep -q '^conflux: fatal: rank [01] host .*ranks disagree on the gradient layout' "$LOG"; then
-    ok "mismatched layouts abort the job with rank, host and reason"
-else
-    bad "mismatched layouts: exit status $rc, expected an abort with 'ranks disagree on the gradient layout'"
-fi
+expect_abort mismatch 2 --mismatch '^conflux: fatal: rank [01] host .*ranks disagree on the gradient layout' \
+    "mismatched layouts abort the job with rank, host and reason"
 # MPI_CHECK: a failing MPI call aborts the job with rank, host, file:line and the call
-timeout 25 mpirun --allow-run-as-root --oversubscribe -np 2 "$BIN" --mpi-fatal >"$LOG" 2>&1
-rc=$?
-sed "s/^/  [mpi-fatal] /" "$LOG" | head -20
-if [ "$rc" != 0 ] && [ "$rc" != 124 ] &&
-   grep -q '^conflux: fatal: rank [01] host .* tests/mpi/mpi_dp_check.c:[0-9]*: MPI_Send(.*): ' "$LOG"; then
-    ok "MPI_CHECK aborts the job with rank, host, file:line and the failing call"
-else
-    bad "MPI_CHECK: exit status $rc, expected an abort naming MPI_Send"
-fi
+expect_abort mpi-fatal 2 --mpi-fatal '^conflux: fatal: rank [01] host .* tests/mpi/mpi_dp_check.c:[0-9]*: MPI_Send(.*): ' \
+    "MPI_CHECK aborts the job with rank, host, file:line and the failing call"
 # an arena whose size in bytes would overflow: refused by name before anything is allocated
-timeout 25 mpirun --allow-run-as-root --oversubscribe -np 1 "$BIN" --huge >"$LOG" 2>&1
-rc=$?
-sed "s/^/  [huge] /" "$LOG" | head -20
-if [ "$rc" != 0 ] && [ "$rc" != 124 ] &&
-   grep -q '^conflux: fatal: rank 0 host .*dp_create: arena of 2305843009213693952 elements too large' "$LOG"; then
-    ok "an arena too large to address aborts with its size"
-else
-    bad "huge arena: exit status $rc, expected an abort with 'arena of 2305843009213693952 elements too large'"
-fi
+expect_abort huge 1 --huge '^conflux: fatal: rank 0 host .*dp_create: arena of 2305843009213693952 elements too large' \
+    "an arena too large to address aborts with its size"
 echo "mpi_dp: $fails failure(s)"
 [ "$fails" -eq 0 ]
