@@ -41,7 +41,7 @@ WARN += -Werror
 endif
 
 ifeq ($(MODE),release)
-OPT := -O2 -g -march=native
+OPT := -O2 -g -march=x86-64-v2 -mtune=generic
 else ifeq ($(MODE),debug)
 OPT := -O0 -g
 else ifeq ($(MODE),asan)

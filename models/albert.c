@@ -392,18 +392,16 @@ static void encoder_forward(Albert *m, const AlbertBatch *b, int train, uint64_t
                              b->sample_index0 * (uint64_t)NH * T * T, m->att_scratch);
         // res1 = x + dropout(dense(ctx)); dproj is free scratch during forward
         nn_linear_forward(m->dproj, la->ctx, P[AP_O_W], P[AP_O_B], N, H, H);
-        nn_dropout_forward(la->res1, m->dproj, (size_t)N * H, p,
+        nn_dropout_forward(m->dproj, m->dproj, (size_t)N * H, p,
                            cx_rng_derive(seed, SITE_OUT + (uint64_t)l),
                            b->sample_index0 * (uint64_t)T * H);
-        nn_add_forward(la->res1, la->res1, x, (size_t)N * H);
-        nn_layernorm_forward(la->a, la->mean1, la->rstd1, la->res1, P[AP_ATT_LN_W], P[AP_ATT_LN_B],
-                             N, H, c->ln_eps);
+        nn_residual_layernorm_forward(la->res1, la->a, la->mean1, la->rstd1, m->dproj, x,
+                                      P[AP_ATT_LN_W], P[AP_ATT_LN_B], N, H, c->ln_eps);
         nn_linear_forward(la->f1, la->a, P[AP_FFN_W], P[AP_FFN_B], N, H, I);
         nn_gelu_forward(la->g, la->f1, (size_t)N * I);
         nn_linear_forward(la->res2, la->g, P[AP_FFNO_W], P[AP_FFNO_B], N, I, H);
-        nn_add_forward(la->res2, la->res2, la->a, (size_t)N * H);
-        nn_layernorm_forward(la->out, la->mean2, la->rstd2, la->res2, P[AP_FULL_LN_W],
-                             P[AP_FULL_LN_B], N, H, c->ln_eps);
+        nn_residual_layernorm_forward(la->res2, la->out, la->mean2, la->rstd2, la->res2, la->a,
+                                      P[AP_FULL_LN_W], P[AP_FULL_LN_B], N, H, c->ln_eps);
         x = la->out;
     }
 }

@@ -96,7 +96,7 @@ struct EncDec {
     float *dg, *df1;                                          // (N,I)
     float *dck, *dcv, *denc;                                  // (S,H)
     float *dz_in, *dz1, *dz2, *dz3, *dlogits, *demb, *demb2;  // (N,H) (N,E)x3 (N,V) (N,E)x2
-    float *att_scratch;                                       // Tt * max(Tt, Ts)
+    float *att_scratch;                                       // B * NH * Tt * max(Tt, Ts)
 };
 
 static const char *const DL_NAMES[DL_COUNT] = {
@@ -243,7 +243,7 @@ static void carve_acts(EncDec *m, TensorCarver *cv) {
     tensor_carve_each(cv, N * E, &m->dz1, &m->dz2, &m->dz3, NULL);
     m->dlogits = tensor_carve(cv, N * V);
     tensor_carve_each(cv, N * E, &m->demb, &m->demb2, NULL);
-    m->att_scratch = tensor_carve(cv, Tt * (Tt > Ts ? Tt : Ts));
+    m->att_scratch = tensor_carve(cv, B * NH * Tt * (Tt > Ts ? Tt : Ts));
 }
 
 EncDec *encdec_create(const EncDecConfig *cfg, int max_B, int max_Ts, int max_Tt, uint64_t seed) {
@@ -435,10 +435,9 @@ static void decoder_forward(EncDec *m, const EncDecBatch *b, float p, uint64_t d
                                 site(dseed, l, SUB_SA_ATT), s0 * (uint64_t)NH * Tt * Tt,
                                 m->att_scratch);
         nn_linear_forward(m->dproj, la->ctx, W[DL_SO_W], W[DL_SO_B], N, H, H);
-        nn_dropout_forward(la->res1, m->dproj, NHs, p, site(dseed, l, SUB_SA_OUT), off_h);
-        nn_add_forward(la->res1, la->res1, x, NHs);
-        nn_layernorm_forward(la->a1, la->mean1, la->rstd1, la->res1, W[DL_SLN_W], W[DL_SLN_B], N, H,
-                             eps);
+        nn_dropout_forward(m->dproj, m->dproj, NHs, p, site(dseed, l, SUB_SA_OUT), off_h);
+        nn_residual_layernorm_forward(la->res1, la->a1, la->mean1, la->rstd1, m->dproj,
+                                      x, W[DL_SLN_W], W[DL_SLN_B], N, H, eps);
         // cross-attention over the encoder output (source padding masked)
         nn_linear_forward(la->cq, la->a1, W[DL_CQ_W], W[DL_CQ_B], N, H, H);
         nn_linear_forward(la->ck, m->enc_out, W[DL_CK_W], W[DL_CK_B], S, H, H);
@@ -447,18 +446,16 @@ static void decoder_forward(EncDec *m, const EncDecBatch *b, float p, uint64_t d
                                 NH, 0, p, site(dseed, l, SUB_CA_ATT), s0 * (uint64_t)NH * Tt * Ts,
                                 m->att_scratch);
         nn_linear_forward(m->dproj, la->cctx, W[DL_CO_W], W[DL_CO_B], N, H, H);
-        nn_dropout_forward(la->res2, m->dproj, NHs, p, site(dseed, l, SUB_CA_OUT), off_h);
-        nn_add_forward(la->res2, la->res2, la->a1, NHs);
-        nn_layernorm_forward(la->a2, la->mean2, la->rstd2, la->res2, W[DL_CLN_W], W[DL_CLN_B], N, H,
-                             eps);
+        nn_dropout_forward(m->dproj, m->dproj, NHs, p, site(dseed, l, SUB_CA_OUT), off_h);
+        nn_residual_layernorm_forward(la->res2, la->a2, la->mean2, la->rstd2, m->dproj,
+                                      la->a1, W[DL_CLN_W], W[DL_CLN_B], N, H, eps);
         // feed-forward
         nn_linear_forward(la->f1, la->a2, W[DL_FC1_W], W[DL_FC1_B], N, H, I);
         nn_gelu_forward(la->g, la->f1, (size_t)N * I);
         nn_linear_forward(m->dproj, la->g, W[DL_FC2_W], W[DL_FC2_B], N, I, H);
-        nn_dropout_forward(la->res3, m->dproj, NHs, p, site(dseed, l, SUB_FFN_OUT), off_h);
-        nn_add_forward(la->res3, la->res3, la->a2, NHs);
-        nn_layernorm_forward(la->out, la->mean3, la->rstd3, la->res3, W[DL_FLN_W], W[DL_FLN_B], N,
-                             H, eps);
+        nn_dropout_forward(m->dproj, m->dproj, NHs, p, site(dseed, l, SUB_FFN_OUT), off_h);
+        nn_residual_layernorm_forward(la->res3, la->out, la->mean3, la->rstd3, m->dproj,
+                                      la->a2, W[DL_FLN_W], W[DL_FLN_B], N, H, eps);
         x = la->out;
     }
 }

@@ -1,7 +1,11 @@
 // nn.c: fast float implementations of the ops declared in nn.h.
 //
-// Matrix products run on OpenBLAS cblas_sgemm. Everything else is single-threaded,
-// allocation-free element-wise code written so that GCC vectorises it at -O2:
+// Every op runs on the pool of models/par.h: matrix products on OpenBLAS cblas_sgemm, split
+// into one block of output rows (or columns) per pool thread with OpenBLAS itself on one
+// thread; attention one head per task; element-wise ops by rows or elements; sums over rows
+// (bias, LayerNorm and embedding gradients) by columns, so that every output element is
+// computed with the same arithmetic in the same order whatever the thread count.
+// The element-wise code is allocation-free and written so that GCC vectorises it at -O2:
 //
 //  * Blocks of VL elements with a fixed-length inner loop. GCC 12 at -O2 uses the
 //    "very cheap" vectoriser cost model, which refuses loops whose trip count is not known
@@ -32,6 +36,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "par.h"
 #include "rng.h"
 
 #define VL 16
@@ -84,6 +89,74 @@ static inline float gelu_grad_f(float x) {
     float sig = 1.0f / (1.0f + e);
     float du = GELU_K * (1.0f + 3.0f * GELU_A * x * x);
     return sig + 2.0f * x * sig * (e * sig) * du;
+}
+
+// ---------------------------------------------------------------------------------------
+// Kernels and dispatch: the exp-based kernels in explicit vectors for AVX-512, AVX2 and the
+// build's SSE2 baseline (models/nn_simd.h), chosen once at start-up from the CPU (and
+// capped by CONFLUX_ISA=avx512|avx2|sse2, for tests and comparisons). All three give
+// bit-identical results, so the choice never changes a number.
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define NN_W 16
+#define NN_SUF avx512
+#define NN_TGT __attribute__((target("avx512f")))
+#include "nn_simd.h"
+#define NN_W 8
+#define NN_SUF avx2
+#define NN_TGT __attribute__((target("avx2")))
+#include "nn_simd.h"
+#define NN_W 4
+#define NN_SUF sse2
+#define NN_TGT
+#include "nn_simd.h"
+
+typedef struct {
+    const char *name;
+    void (*gelu_fwd)(float *out, const float *in, size_t n);
+    void (*gelu_bwd)(float *restrict dinp, const float *restrict dout, const float *restrict inp,
+                     size_t n);
+    float (*exp_sum)(float *out, const float *in, int n, float mx);
+} NnKernels;
+
+static const NnKernels KERNELS[] = {
+    {"avx512", gelu_fwd_avx512, gelu_bwd_avx512, exp_sum_avx512},
+    {"avx2", gelu_fwd_avx2, gelu_bwd_avx2, exp_sum_avx2},
+    {"sse2", gelu_fwd_sse2, gelu_bwd_sse2, exp_sum_sse2},
+};
+static const NnKernels *kern = &KERNELS[2];
+
+static int isa_best(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? 0 : __builtin_cpu_supports("avx2") ? 1 : 2;
+}
+
+__attribute__((constructor)) static void nn_pick_kernels(void) {
+    int best = isa_best();
+    const char *cap = getenv("CONFLUX_ISA");
+    if (cap && *cap) {
+        int want = -1;
+        for (int i = 0; i < 3; i++)
+            if (!strcmp(cap, KERNELS[i].name)) want = i;
+        if (want < 0)
+            fprintf(stderr, "conflux: warning: CONFLUX_ISA=%s is not avx512, avx2 or sse2; "
+                            "ignored\n", cap);
+        else if (want > best) best = want;
+    }
+    kern = &KERNELS[best];
+}
+
+const char *nn_isa(void) { return kern->name; }
+
+int nn_set_isa(const char *name) {
+    for (int i = isa_best(); i < 3; i++)
+        if (!strcmp(name, KERNELS[i].name)) {
+            kern = &KERNELS[i];
+            return 0;
+        }
+    return -1;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -141,21 +214,122 @@ static void dropout_apply(float *out, const float *inp, size_t n, float p, uint6
 }
 
 // ---------------------------------------------------------------------------------------
+// splitting work over the pool (models/par.h)
+
+#define GRAIN_ELEMS 4096            // element-wise chunks (a multiple of VL)
+#define GRAIN_ROWS 8                // row-wise chunks
+#define GRAIN_COLS 16               // column-wise chunks (a multiple of VL)
+#define GEMM_SPLIT_MIN_FLOP 4.0e6   // smaller products run whole on the caller
+
+// C (M,N) = alpha op(A) op(B) + beta C, row-major, as GEMM_BLOCKS blocks of rows of C when
+// M >= N, else of columns, each a cblas_sgemm of its own, shared out over the pool.
+// OpenBLAS's result for an element depends on how the product around it is cut (a block of
+// rows computed alone can differ in the last bit from the same rows inside a larger call),
+// so the blocks depend on the shape only: every thread count makes the same calls.
+// bias (N) or NULL: copied into C's rows first (then beta must be 1).
+#define GEMM_BLOCKS 4
+typedef struct {
+    CBLAS_TRANSPOSE ta, tb;
+    int M, N, K, lda, ldb, ldc, split_m;
+    size_t block;
+    float alpha, beta;
+    const float *A, *B, *bias;
+    float *C;
+} GemmTask;
+
+static void gemm_block(void *ctx, int tid, size_t lo, size_t hi) {
+    const GemmTask *g = ctx;
+    (void)tid;
+    for (size_t b0 = lo; b0 < hi; b0 += g->block) {
+        const size_t b1 = b0 + g->block < hi ? b0 + g->block : hi;
+        const int nb = (int)(b1 - b0);
+        const float *A = g->A, *B = g->B;
+        float *C = g->C;
+        int m = g->M, n = g->N, c0 = 0;
+        if (g->split_m) {
+            A += g->ta == CblasNoTrans ? b0 * (size_t)g->lda : b0;
+            C += b0 * (size_t)g->ldc;
+            m = nb;
+        } else {
+            B += g->tb == CblasNoTrans ? b0 : b0 * (size_t)g->ldb;
+            C += b0;
+            n = nb;
+            c0 = (int)b0;
+        }
+        if (g->bias)
+            for (int r = 0; r < m; r++)
+                memcpy(C + (size_t)r * g->ldc, g->bias + c0, (size_t)n * sizeof(float));
+        cblas_sgemm(CblasRowMajor, g->ta, g->tb, m, n, g->K, g->alpha, A, g->lda, B, g->ldb,
+                    g->beta, C, g->ldc);
+    }
+}
+
+static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
+                 const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                 const float *bias) {
+    GemmTask g = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb,
+                  .ldc = ldc, .split_m = M >= N, .alpha = alpha, .beta = beta, .A = A, .B = B,
+                  .bias = bias, .C = C};
+    const size_t dim = (size_t)(g.split_m ? M : N);
+    if (2.0 * M * N * K < GEMM_SPLIT_MIN_FLOP) {
+        g.block = dim;  // one call
+    } else {
+        g.block = (dim + GEMM_BLOCKS - 1) / GEMM_BLOCKS;
+        g.block = (g.block + 15) / 16 * 16;
+    }
+    par_run(dim, g.block, gemm_block, &g);
+}
+
+// ---------------------------------------------------------------------------------------
 // embedding
 
+typedef struct {
+    float *out;
+    const float *in;
+    const int32_t *ids;
+    int C;
+} EmbTask;
+
+static void emb_fwd_rows(void *ctx, int tid, size_t lo, size_t hi) {
+    const EmbTask *e = ctx;
+    (void)tid;
+    for (size_t n = lo; n < hi; n++) {
+        assert(e->ids[n] >= 0);
+        memcpy(e->out + n * e->C, e->in + (size_t)e->ids[n] * e->C, (size_t)e->C * sizeof(float));
+    }
+}
+
 void nn_embedding_forward(float *out, const int32_t *ids, const float *wte, int N, int C) {
-    for (int n = 0; n < N; n++) {
-        assert(ids[n] >= 0);
-        memcpy(out + (size_t)n * C, wte + (size_t)ids[n] * C, (size_t)C * sizeof(float));
+    double t0 = par_prof_begin();
+    EmbTask e = {.out = out, .in = wte, .ids = ids, .C = C};
+    par_run((size_t)N, 64, emb_fwd_rows, &e);
+    par_prof_end(PAR_PROF_EMBEDDING, t0);
+}
+
+// columns [lo, hi) of every row, rows in order: the same sums as one serial pass
+typedef struct {
+    float *dwte;
+    const float *dout;
+    const int32_t *ids;
+    int N, C;
+} EmbBwdTask;
+
+static void emb_bwd_cols(void *ctx, int tid, size_t lo, size_t hi) {
+    const EmbBwdTask *e = ctx;
+    (void)tid;
+    for (int n = 0; n < e->N; n++) {
+        assert(e->ids[n] >= 0);
+        vec_acc(e->dwte + (size_t)e->ids[n] * e->C + lo, e->dout + (size_t)n * e->C + lo,
+                (int)(hi - lo));
     }
 }
 
 void nn_embedding_backward(float *dwte, const float *dout, const int32_t *ids, int N, int C) {
     if (!dwte) return;
-    for (int n = 0; n < N; n++) {
-        assert(ids[n] >= 0);
-        vec_acc(dwte + (size_t)ids[n] * C, dout + (size_t)n * C, C);
-    }
+    double t0 = par_prof_begin();
+    EmbBwdTask e = {.dwte = dwte, .dout = dout, .ids = ids, .N = N, .C = C};
+    par_run((size_t)C, GRAIN_COLS, emb_bwd_cols, &e);
+    par_prof_end(PAR_PROF_EMBEDDING, t0);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -164,63 +338,201 @@ void nn_embedding_backward(float *dwte, const float *dout, const int32_t *ids, i
 void nn_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
                        int N, int C, int OC) {
     if (N <= 0 || OC <= 0) return;
-    float beta = 0.0f;
-    if (bias) {
-        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
-        beta = 1.0f;
-    }
     if (C <= 0) {  // empty product (BLAS rejects lda = 0)
-        if (!bias) memset(out, 0, (size_t)N * OC * sizeof(float));
+        for (int n = 0; n < N; n++) {
+            if (bias) memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
+            else memset(out + (size_t)n * OC, 0, (size_t)OC * sizeof(float));
+        }
         return;
     }
-    // out (N,OC) = inp (N,C) @ weight (OC,C)^T
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C,
-                beta, out, OC);
+    double t0 = par_prof_begin();
+    // out (N,OC) = bias + inp (N,C) @ weight (OC,C)^T
+    gemm(CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, bias ? 1.0f : 0.0f, out,
+         OC, bias);
+    par_prof_end(PAR_PROF_GEMM, t0);
+}
+
+// dbias columns [lo, hi) += sum over rows of dout, rows in order
+typedef struct {
+    float *dbias;
+    const float *dout;
+    int N, OC;
+} BiasTask;
+
+static void bias_cols(void *ctx, int tid, size_t lo, size_t hi) {
+    const BiasTask *b = ctx;
+    (void)tid;
+    for (int n = 0; n < b->N; n++) vec_acc(b->dbias + lo, b->dout + (size_t)n * b->OC + lo, (int)(hi - lo));
 }
 
 void nn_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, int N, int C, int OC) {
     if (N <= 0 || OC <= 0 || C <= 0) return;
+    double t0 = par_prof_begin();
     // dinp (N,C) += dout (N,OC) @ weight (OC,C)
     if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight,
-                    C, 1.0f, dinp, C);
+        gemm(CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C, NULL);
     // dweight (OC,C) += dout^T (OC,N) @ inp (N,C)
     if (dweight)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C,
-                    1.0f, dweight, C);
-    if (dbias)
-        for (int n = 0; n < N; n++) vec_acc(dbias, dout + (size_t)n * OC, OC);
+        gemm(CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C, NULL);
+    par_prof_end(PAR_PROF_GEMM, t0);
+    if (dbias) {
+        t0 = par_prof_begin();
+        BiasTask b = {.dbias = dbias, .dout = dout, .N = N, .OC = OC};
+        par_run((size_t)OC, GRAIN_COLS, bias_cols, &b);
+        par_prof_end(PAR_PROF_BIAS, t0);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
 // layernorm (biased variance, like torch)
 
+// rows [lo, hi): out = LN(inp); with add (fused residual), inp = a + b is written first
+typedef struct {
+    float *out, *mean, *rstd, *res;
+    const float *inp, *a, *b, *weight, *bias;
+    int C;
+    float eps;
+} LnTask;
+
+static void ln_row(float *restrict o, float *restrict mean, float *restrict rstd,
+                   const float *restrict x, const float *restrict weight,
+                   const float *restrict bias, int C, float eps) {
+    const float m = vec_sum(x, C) / (float)C;
+    float acc[VL] = {0};
+    int i = 0;
+    for (; i + VL <= C; i += VL)
+        for (int j = 0; j < VL; j++) {
+            float d = x[i + j] - m;
+            acc[j] += d * d;
+        }
+    float var = 0.0f;
+    for (; i < C; i++) var += (x[i] - m) * (x[i] - m);
+    for (int j = 0; j < VL; j++) var += acc[j];
+    const float rs = 1.0f / sqrtf(var / (float)C + eps);
+    i = 0;
+    for (; i + VL <= C; i += VL)
+        for (int j = 0; j < VL; j++) o[i + j] = (x[i + j] - m) * rs * weight[i + j] + bias[i + j];
+    for (; i < C; i++) o[i] = (x[i] - m) * rs * weight[i] + bias[i];
+    *mean = m;
+    *rstd = rs;
+}
+
+static void ln_fwd_rows(void *ctx, int tid, size_t lo, size_t hi) {
+    const LnTask *t = ctx;
+    (void)tid;
+    const size_t C = (size_t)t->C;
+    for (size_t n = lo; n < hi; n++) {
+        const float *x = t->inp + n * C;
+        if (t->res) {  // res = a + b (res may be a or b)
+            float *r = t->res + n * C;
+            const float *a = t->a + n * C, *b = t->b + n * C;
+            size_t i = 0;
+            for (; i + VL <= C; i += VL) {
+                float xa[VL], xb[VL], z[VL];
+                memcpy(xa, a + i, sizeof xa);
+                memcpy(xb, b + i, sizeof xb);
+                for (int j = 0; j < VL; j++) z[j] = xa[j] + xb[j];
+                memcpy(r + i, z, sizeof z);
+            }
+            for (; i < C; i++) r[i] = a[i] + b[i];
+            x = r;
+        }
+        ln_row(t->out + n * C, t->mean + n, t->rstd + n, x, t->weight, t->bias, t->C, t->eps);
+    }
+}
+
 void nn_layernorm_forward(float *restrict out, float *restrict mean, float *restrict rstd,
                           const float *restrict inp, const float *restrict weight,
                           const float *restrict bias, int N, int C, float eps) {
-    for (int n = 0; n < N; n++) {
-        const float *restrict x = inp + (size_t)n * C;
-        float *restrict o = out + (size_t)n * C;
-        const float m = vec_sum(x, C) / (float)C;
-        float acc[VL] = {0};
+    double t0 = par_prof_begin();
+    LnTask t = {.out = out, .mean = mean, .rstd = rstd, .inp = inp, .weight = weight,
+                .bias = bias, .C = C, .eps = eps};
+    par_run((size_t)N, GRAIN_ROWS, ln_fwd_rows, &t);
+    par_prof_end(PAR_PROF_LAYERNORM, t0);
+}
+
+void nn_residual_layernorm_forward(float *res, float *restrict out, float *restrict mean,
+                                   float *restrict rstd, const float *a, const float *b,
+                                   const float *restrict weight, const float *restrict bias,
+                                   int N, int C, float eps) {
+    double t0 = par_prof_begin();
+    LnTask t = {.out = out, .mean = mean, .rstd = rstd, .res = res, .a = a, .b = b,
+                .inp = res, .weight = weight, .bias = bias, .C = C, .eps = eps};
+    par_run((size_t)N, GRAIN_ROWS, ln_fwd_rows, &t);
+    par_prof_end(PAR_PROF_LAYERNORM, t0);
+}
+
+typedef struct {
+    float *dinp, *dweight, *dbias;
+    const float *dout, *inp, *mean, *rstd, *weight;
+    int N, C;
+} LnBwdTask;
+
+static void ln_bwd_rows(void *ctx, int tid, size_t lo, size_t hi) {
+    const LnBwdTask *t = ctx;
+    (void)tid;
+    const int C = t->C;
+    const float *restrict weight = t->weight;
+    for (size_t n = lo; n < hi; n++) {
+        const float *restrict x = t->inp + n * C;
+        const float *restrict dy = t->dout + n * C;
+        const float m = t->mean[n], rs = t->rstd[n];
+        // dxhat = dy * w;  dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+        float a1[VL] = {0}, a2[VL] = {0};
         int i = 0;
         for (; i + VL <= C; i += VL)
             for (int j = 0; j < VL; j++) {
-                float d = x[i + j] - m;
-                acc[j] += d * d;
+                float xh = (x[i + j] - m) * rs;
+                float dxh = dy[i + j] * weight[i + j];
+                a1[j] += dxh;
+                a2[j] += dxh * xh;
             }
-        float var = 0.0f;
-        for (; i < C; i++) var += (x[i] - m) * (x[i] - m);
-        for (int j = 0; j < VL; j++) var += acc[j];
-        const float rs = 1.0f / sqrtf(var / (float)C + eps);
+        float s1 = 0.0f, s2 = 0.0f;
+        for (; i < C; i++) {
+            float xh = (x[i] - m) * rs;
+            float dxh = dy[i] * weight[i];
+            s1 += dxh;
+            s2 += dxh * xh;
+        }
+        for (int j = 0; j < VL; j++) {
+            s1 += a1[j];
+            s2 += a2[j];
+        }
+        const float mdxh = s1 / (float)C, mdxhxh = s2 / (float)C;
+        float *restrict dx = t->dinp + n * C;
         i = 0;
         for (; i + VL <= C; i += VL)
-            for (int j = 0; j < VL; j++)
-                o[i + j] = (x[i + j] - m) * rs * weight[i + j] + bias[i + j];
-        for (; i < C; i++) o[i] = (x[i] - m) * rs * weight[i] + bias[i];
-        mean[n] = m;
-        rstd[n] = rs;
+            for (int j = 0; j < VL; j++) {
+                float xh = (x[i + j] - m) * rs;
+                float dxh = dy[i + j] * weight[i + j];
+                dx[i + j] += (dxh - mdxh - xh * mdxhxh) * rs;
+            }
+        for (; i < C; i++) {
+            float xh = (x[i] - m) * rs;
+            float dxh = dy[i] * weight[i];
+            dx[i] += (dxh - mdxh - xh * mdxhxh) * rs;
+        }
+    }
+}
+
+// dweight, dbias columns [lo, hi), rows in order
+static void ln_bwd_cols(void *ctx, int tid, size_t lo, size_t hi) {
+    const LnBwdTask *t = ctx;
+    (void)tid;
+    const int w = (int)(hi - lo);
+    for (int n = 0; n < t->N; n++) {
+        const float *restrict x = t->inp + (size_t)n * t->C + lo;
+        const float *restrict dy = t->dout + (size_t)n * t->C + lo;
+        const float m = t->mean[n], rs = t->rstd[n];
+        if (t->dweight) {
+            float *restrict dw = t->dweight + lo;
+            int i = 0;
+            for (; i + VL <= w; i += VL)
+                for (int j = 0; j < VL; j++) dw[i + j] += (x[i + j] - m) * rs * dy[i + j];
+            for (; i < w; i++) dw[i] += (x[i] - m) * rs * dy[i];
+        }
+        if (t->dbias) vec_acc(t->dbias + lo, dy, w);
     }
 }
 
@@ -228,140 +540,136 @@ void nn_layernorm_backward(float *restrict dinp, float *restrict dweight, float 
                            const float *restrict dout, const float *restrict inp,
                            const float *restrict mean, const float *restrict rstd,
                            const float *restrict weight, int N, int C) {
-    for (int n = 0; n < N; n++) {
-        const float *restrict x = inp + (size_t)n * C;
-        const float *restrict dy = dout + (size_t)n * C;
-        const float m = mean[n], rs = rstd[n];
-        if (dinp) {
-            // dxhat = dy * w;  dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
-            float a1[VL] = {0}, a2[VL] = {0};
-            int i = 0;
-            for (; i + VL <= C; i += VL)
-                for (int j = 0; j < VL; j++) {
-                    float xh = (x[i + j] - m) * rs;
-                    float dxh = dy[i + j] * weight[i + j];
-                    a1[j] += dxh;
-                    a2[j] += dxh * xh;
-                }
-            float s1 = 0.0f, s2 = 0.0f;
-            for (; i < C; i++) {
-                float xh = (x[i] - m) * rs;
-                float dxh = dy[i] * weight[i];
-                s1 += dxh;
-                s2 += dxh * xh;
-            }
-            for (int j = 0; j < VL; j++) {
-                s1 += a1[j];
-                s2 += a2[j];
-            }
-            const float mdxh = s1 / (float)C, mdxhxh = s2 / (float)C;
-            float *restrict dx = dinp + (size_t)n * C;
-            i = 0;
-            for (; i + VL <= C; i += VL)
-                for (int j = 0; j < VL; j++) {
-                    float xh = (x[i + j] - m) * rs;
-                    float dxh = dy[i + j] * weight[i + j];
-                    dx[i + j] += (dxh - mdxh - xh * mdxhxh) * rs;
-                }
-            for (; i < C; i++) {
-                float xh = (x[i] - m) * rs;
-                float dxh = dy[i] * weight[i];
-                dx[i] += (dxh - mdxh - xh * mdxhxh) * rs;
-            }
-        }
-        if (dweight) {
-            int i = 0;
-            for (; i + VL <= C; i += VL)
-                for (int j = 0; j < VL; j++) dweight[i + j] += (x[i + j] - m) * rs * dy[i + j];
-            for (; i < C; i++) dweight[i] += (x[i] - m) * rs * dy[i];
-        }
-        if (dbias) vec_acc(dbias, dy, C);
-    }
+    double t0 = par_prof_begin();
+    LnBwdTask t = {.dinp = dinp, .dweight = dweight, .dbias = dbias, .dout = dout, .inp = inp,
+                   .mean = mean, .rstd = rstd, .weight = weight, .N = N, .C = C};
+    if (dinp) par_run((size_t)N, GRAIN_ROWS, ln_bwd_rows, &t);
+    if (dweight || dbias) par_run((size_t)C, GRAIN_COLS, ln_bwd_cols, &t);
+    par_prof_end(PAR_PROF_LAYERNORM, t0);
 }
 
 // ---------------------------------------------------------------------------------------
-// GELU (tanh approximation)
+// element-wise ops: GELU (tanh approximation), dropout, residual add
+
+typedef struct {
+    float *out;
+    const float *a, *b;
+    float p;
+    uint64_t seed, offset;
+} EwTask;
+
+static void gelu_fwd_block(void *ctx, int tid, size_t lo, size_t hi) {
+    const EwTask *e = ctx;
+    (void)tid;
+    kern->gelu_fwd(e->out + lo, e->a + lo, hi - lo);
+}
 
 void nn_gelu_forward(float *out, const float *inp, size_t n) {
-    size_t i = 0;
-    for (; i + VL <= n; i += VL) {
-        float x[VL], y[VL];
-        memcpy(x, inp + i, sizeof x);
-        for (int j = 0; j < VL; j++) y[j] = gelu_f(x[j]);
-        memcpy(out + i, y, sizeof y);
-    }
-    for (; i < n; i++) out[i] = gelu_f(inp[i]);
+    double t0 = par_prof_begin();
+    EwTask e = {.out = out, .a = inp};
+    par_run(n, GRAIN_ELEMS, gelu_fwd_block, &e);
+    par_prof_end(PAR_PROF_GELU, t0);
+}
+
+// dinp += dout * gelu'(inp)
+static void gelu_bwd_block(void *ctx, int tid, size_t lo, size_t hi) {
+    const EwTask *e = ctx;
+    (void)tid;
+    kern->gelu_bwd(e->out + lo, e->a + lo, e->b + lo, hi - lo);
 }
 
 void nn_gelu_backward(float *restrict dinp, const float *restrict dout, const float *restrict inp,
                       size_t n) {
     if (!dinp) return;
-    size_t i = 0;
-    for (; i + VL <= n; i += VL)
-        for (int j = 0; j < VL; j++) dinp[i + j] += dout[i + j] * gelu_grad_f(inp[i + j]);
-    for (; i < n; i++) dinp[i] += dout[i] * gelu_grad_f(inp[i]);
+    double t0 = par_prof_begin();
+    EwTask e = {.out = dinp, .a = dout, .b = inp};
+    par_run(n, GRAIN_ELEMS, gelu_bwd_block, &e);
+    par_prof_end(PAR_PROF_GELU, t0);
 }
 
-// ---------------------------------------------------------------------------------------
-// dropout
+static void dropout_fwd_block(void *ctx, int tid, size_t lo, size_t hi) {
+    const EwTask *e = ctx;
+    (void)tid;
+    dropout_apply(e->out + lo, e->a + lo, hi - lo, e->p, e->seed, e->offset + lo);
+}
+
+static void copy_block(void *ctx, int tid, size_t lo, size_t hi) {
+    const EwTask *e = ctx;
+    (void)tid;
+    memmove(e->out + lo, e->a + lo, (hi - lo) * sizeof(float));
+}
 
 void nn_dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t seed,
                         uint64_t offset) {
     assert(p >= 0.0f && p < 1.0f);
-    if (p == 0.0f) {
-        if (out != inp) memmove(out, inp, n * sizeof(float));
+    if (p == 0.0f && out == inp) return;
+    double t0 = par_prof_begin();
+    EwTask e = {.out = out, .a = inp, .p = p, .seed = seed, .offset = offset};
+    par_run(n, GRAIN_ELEMS, p == 0.0f ? copy_block : dropout_fwd_block, &e);
+    par_prof_end(PAR_PROF_DROPOUT, t0);
+}
+
+// dinp += dout * mask / (1 - p)
+static void dropout_bwd_block(void *ctx, int tid, size_t lo, size_t hi) {
+    const EwTask *e = ctx;
+    (void)tid;
+    float *restrict dinp = e->out;
+    const float *restrict dout = e->a;
+    size_t i = lo;
+    if (e->p == 0.0f) {
+        for (; i + VL <= hi; i += VL)
+            for (int j = 0; j < VL; j++) dinp[i + j] += dout[i + j];
+        for (; i < hi; i++) dinp[i] += dout[i];
         return;
     }
-    dropout_apply(out, inp, n, p, seed, offset);
+    const float p = e->p, scale = 1.0f / (1.0f - p);
+    for (; i + VL <= hi; i += VL)
+        for (int j = 0; j < VL; j++) {
+            float m = cx_rng_uniform(e->seed, e->offset + i + (size_t)j) < p ? 0.0f : scale;
+            dinp[i + j] += dout[i + j] * m;
+        }
+    for (; i < hi; i++) {
+        float m = cx_rng_uniform(e->seed, e->offset + i) < p ? 0.0f : scale;
+        dinp[i] += dout[i] * m;
+    }
 }
 
 void nn_dropout_backward(float *restrict dinp, const float *restrict dout, size_t n, float p,
                          uint64_t seed, uint64_t offset) {
     assert(p >= 0.0f && p < 1.0f);
     if (!dinp) return;
-    if (p == 0.0f) {
-        size_t i = 0;
-        for (; i + VL <= n; i += VL)
-            for (int j = 0; j < VL; j++) dinp[i + j] += dout[i + j];
-        for (; i < n; i++) dinp[i] += dout[i];
-        return;
-    }
-    const float scale = 1.0f / (1.0f - p);
-    size_t i = 0;
-    for (; i + VL <= n; i += VL)
-        for (int j = 0; j < VL; j++) {
-            float m = cx_rng_uniform(seed, offset + i + (size_t)j) < p ? 0.0f : scale;
-            dinp[i + j] += dout[i + j] * m;
-        }
-    for (; i < n; i++) {
-        float m = cx_rng_uniform(seed, offset + i) < p ? 0.0f : scale;
-        dinp[i] += dout[i] * m;
-    }
+    double t0 = par_prof_begin();
+    EwTask e = {.out = dinp, .a = dout, .p = p, .seed = seed, .offset = offset};
+    par_run(n, GRAIN_ELEMS, dropout_bwd_block, &e);
+    par_prof_end(PAR_PROF_DROPOUT, t0);
 }
 
+static void add_block(void *ctx, int tid, size_t lo, size_t hi) {
+    const EwTask *e = ctx;
+    (void)tid;
+    size_t i = lo;
+    for (; i + VL <= hi; i += VL) {
+        float x[VL], y[VL], z[VL];
+        memcpy(x, e->a + i, sizeof x);
+        memcpy(y, e->b + i, sizeof y);
+        for (int j = 0; j < VL; j++) z[j] = x[j] + y[j];
+        memcpy(e->out + i, z, sizeof z);
+    }
+    for (; i < hi; i++) e->out[i] = e->a[i] + e->b[i];
+}
+
+void nn_add_forward(float *out, const float *a, const float *b, size_t n) {
+    double t0 = par_prof_begin();
+    EwTask e = {.out = out, .a = a, .b = b};
+    par_run(n, GRAIN_ELEMS, add_block, &e);
+    par_prof_end(PAR_PROF_ADD, t0);
+}
 // out (n) = exp(in - mx) / sum, returning the sum (the softmax of a row whose maximum is
 // mx). out may equal in: blocks are copied in before they are written out.
 static float exp_normalize(float *out, const float *in, int n, float mx) {
-    float acc[VL] = {0};
-    float s = 0.0f;
-    int i = 0;
-    for (; i + VL <= n; i += VL) {
-        float xb[VL], eb[VL];
-        memcpy(xb, in + i, sizeof xb);
-        for (int j = 0; j < VL; j++) {
-            eb[j] = nn_expf(xb[j] - mx);
-            acc[j] += eb[j];
-        }
-        memcpy(out + i, eb, sizeof eb);
-    }
-    for (; i < n; i++) {
-        float e = nn_expf(in[i] - mx);
-        out[i] = e;
-        s += e;
-    }
-    for (int j = 0; j < VL; j++) s += acc[j];
+    const float s = kern->exp_sum(out, in, n, mx);
     const float inv = 1.0f / s;
-    i = 0;
+    int i = 0;
     for (; i + VL <= n; i += VL)
         for (int j = 0; j < VL; j++) out[i + j] *= inv;
     for (; i < n; i++) out[i] *= inv;
@@ -402,6 +710,57 @@ static void softmax_row_backward(float *restrict ds, const float *restrict pr, i
     for (; i < T; i++) ds[i] = pr[i] * (ds[i] - dot);
 }
 
+// ---------------------------------------------------------------------------------------
+// attention: one task per (batch row, head), on the pool; each head's products are
+// single-threaded sgemm calls (OpenBLAS runs on one thread while the pool has several).
+
+typedef struct {
+    float *out, *dq, *dk, *dv;
+    const float *att_in, *dout;
+    float *att;
+    const float *q, *k, *v;
+    const int32_t *kmask;
+    int NH, Tq, Tk, C, causal;
+    float p;
+    uint64_t seed, offset;
+    float *scratch;
+} AttTask;
+
+static void att_fwd_heads(void *ctx, int tid, size_t lo, size_t hi) {
+    const AttTask *a = ctx;
+    (void)tid;
+    const int NH = a->NH, Tq = a->Tq, Tk = a->Tk, C = a->C, D = C / NH;
+    const float scale = 1.0f / sqrtf((float)D);
+    const size_t QK = (size_t)Tq * Tk;
+    float *scratch = a->scratch + lo * QK;  // the chunk's own slice: its first head's
+    for (size_t bh = lo; bh < hi; bh++) {
+        const int b = (int)(bh / (size_t)NH), h = (int)(bh % (size_t)NH);
+        const int32_t *mrow = a->kmask ? a->kmask + (size_t)b * Tk : NULL;
+        const size_t colq = (size_t)b * Tq * C + (size_t)h * D;
+        const size_t colk = (size_t)b * Tk * C + (size_t)h * D;
+        float *A = a->att + bh * QK;
+        // A (Tq,Tk) = scale * q_h (Tq,D) @ k_h (Tk,D)^T, reading the head's columns in place
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, D, scale, a->q + colq, C,
+                    a->k + colk, C, 0.0f, A, Tk);
+        for (int t = 0; t < Tq; t++) {
+            float *row = A + (size_t)t * Tk;
+            // keys [0, n) are visible to this query; the rest (causal) get probability 0
+            int n = a->causal ? t + 1 + (Tk - Tq) : Tk;
+            n = n < 0 ? 0 : (n > Tk ? Tk : n);
+            if (n > 0) softmax_row_masked(row, mrow, n);
+            if (n < Tk) memset(row + n, 0, (size_t)(Tk - n) * sizeof(float));
+        }
+        const float *P = A;
+        if (a->p > 0.0f) {
+            dropout_apply(scratch, A, QK, a->p, a->seed, a->offset + bh * QK);
+            P = scratch;
+        }
+        // out_h (Tq,D) = P (Tq,Tk) @ v_h (Tk,D)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, D, Tk, 1.0f, P, Tk,
+                    a->v + colk, C, 0.0f, a->out + colq, C);
+    }
+}
+
 void nn_attention_ex_forward(float *out, float *att, const float *q, const float *k,
                              const float *v, const int32_t *kmask, int B, int Tq, int Tk, int C,
                              int NH, int causal, float p, uint64_t seed, uint64_t offset,
@@ -409,36 +768,50 @@ void nn_attention_ex_forward(float *out, float *att, const float *q, const float
     assert(NH > 0 && C % NH == 0);
     assert(p >= 0.0f && p < 1.0f);
     if (B <= 0 || Tq <= 0 || Tk <= 0) return;
-    const int D = C / NH;
-    const float scale = 1.0f / sqrtf((float)D);
+    double t0 = par_prof_begin();
+    AttTask a = {.out = out, .att = att, .q = q, .k = k, .v = v, .kmask = kmask, .NH = NH,
+                 .Tq = Tq, .Tk = Tk, .C = C, .causal = causal, .p = p, .seed = seed,
+                 .offset = offset, .scratch = scratch};
+    par_run((size_t)B * NH, 1, att_fwd_heads, &a);
+    par_prof_end(PAR_PROF_ATTENTION, t0);
+}
+
+static void att_bwd_heads(void *ctx, int tid, size_t lo, size_t hi) {
+    const AttTask *a = ctx;
+    (void)tid;
+    const int NH = a->NH, Tq = a->Tq, Tk = a->Tk, C = a->C, D = C / NH;
+    const float scale = 1.0f / sqrtf((float)D), p = a->p;
     const size_t QK = (size_t)Tq * Tk;
-    for (int b = 0; b < B; b++) {
-        const int32_t *mrow = kmask ? kmask + (size_t)b * Tk : NULL;
-        for (int h = 0; h < NH; h++) {
-            const size_t bh = (size_t)b * NH + h;
-            const size_t colq = (size_t)b * Tq * C + (size_t)h * D;
-            const size_t colk = (size_t)b * Tk * C + (size_t)h * D;
-            float *A = att + bh * QK;
-            // A (Tq,Tk) = scale * q_h (Tq,D) @ k_h (Tk,D)^T, reading the head's columns in place
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, D, scale, q + colq, C,
-                        k + colk, C, 0.0f, A, Tk);
-            for (int t = 0; t < Tq; t++) {
-                float *row = A + (size_t)t * Tk;
-                // keys [0, n) are visible to this query; the rest (causal) get probability 0
-                int n = causal ? t + 1 + (Tk - Tq) : Tk;
-                n = n < 0 ? 0 : (n > Tk ? Tk : n);
-                if (n > 0) softmax_row_masked(row, mrow, n);
-                if (n < Tk) memset(row + n, 0, (size_t)(Tk - n) * sizeof(float));
-            }
-            const float *P = A;
+    float *S = a->scratch + lo * QK;  // Tq*Tk floats, reused for the chunk's heads
+    for (size_t bh = lo; bh < hi; bh++) {
+        const int b = (int)(bh / (size_t)NH), h = (int)(bh % (size_t)NH);
+        const size_t colq = (size_t)b * Tq * C + (size_t)h * D;
+        const size_t colk = (size_t)b * Tk * C + (size_t)h * D;
+        const float *P = a->att_in + bh * QK;
+        if (a->dv) {
+            // dv_h (Tk,D) += dropout(P)^T (Tk,Tq) @ dout_h (Tq,D)
+            const float *Pd = P;
             if (p > 0.0f) {
-                dropout_apply(scratch, A, QK, p, seed, offset + bh * QK);
-                P = scratch;
+                dropout_apply(S, P, QK, p, a->seed, a->offset + bh * QK);
+                Pd = S;
             }
-            // out_h (Tq,D) = P (Tq,Tk) @ v_h (Tk,D)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, D, Tk, 1.0f, P, Tk,
-                        v + colk, C, 0.0f, out + colq, C);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, D, Tq, 1.0f, Pd, Tk,
+                        a->dout + colq, C, 1.0f, a->dv + colk, C);
         }
+        if (!a->dq && !a->dk) continue;
+        // S (Tq,Tk) = dout_h @ v_h^T: gradient w.r.t. the dropped probabilities
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, D, 1.0f, a->dout + colq, C,
+                    a->v + colk, C, 0.0f, S, Tk);
+        if (p > 0.0f) dropout_apply(S, S, QK, p, a->seed, a->offset + bh * QK);
+        // softmax backward, row by row: dS = P * (dP - sum(P * dP))
+        for (int t = 0; t < Tq; t++) softmax_row_backward(S + (size_t)t * Tk, P + (size_t)t * Tk, Tk);
+        // dq_h (Tq,D) += scale * dS @ k_h ; dk_h (Tk,D) += scale * dS^T @ q_h
+        if (a->dq)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, D, Tk, scale, S, Tk,
+                        a->k + colk, C, 1.0f, a->dq + colq, C);
+        if (a->dk)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, D, Tq, scale, S, Tk,
+                        a->q + colq, C, 1.0f, a->dk + colk, C);
     }
 }
 
@@ -450,43 +823,12 @@ void nn_attention_ex_backward(float *dq, float *dk, float *dv, const float *dout
     assert(NH > 0 && C % NH == 0);
     assert(p >= 0.0f && p < 1.0f);
     if (B <= 0 || Tq <= 0 || Tk <= 0) return;
-    const int D = C / NH;
-    const float scale = 1.0f / sqrtf((float)D);
-    const size_t QK = (size_t)Tq * Tk;
-    float *S = scratch;  // Tq*Tk floats, reused for every (b,h)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            const size_t bh = (size_t)b * NH + h;
-            const size_t colq = (size_t)b * Tq * C + (size_t)h * D;
-            const size_t colk = (size_t)b * Tk * C + (size_t)h * D;
-            const float *P = att + bh * QK;
-            if (dv) {
-                // dv_h (Tk,D) += dropout(P)^T (Tk,Tq) @ dout_h (Tq,D)
-                const float *Pd = P;
-                if (p > 0.0f) {
-                    dropout_apply(S, P, QK, p, seed, offset + bh * QK);
-                    Pd = S;
-                }
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, D, Tq, 1.0f, Pd, Tk,
-                            dout + colq, C, 1.0f, dv + colk, C);
-            }
-            if (!dq && !dk) continue;
-            // S (Tq,Tk) = dout_h @ v_h^T: gradient w.r.t. the dropped probabilities
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, D, 1.0f, dout + colq, C,
-                        v + colk, C, 0.0f, S, Tk);
-            if (p > 0.0f) dropout_apply(S, S, QK, p, seed, offset + bh * QK);
-            // softmax backward, row by row: dS = P * (dP - sum(P * dP))
-            for (int t = 0; t < Tq; t++)
-                softmax_row_backward(S + (size_t)t * Tk, P + (size_t)t * Tk, Tk);
-            // dq_h (Tq,D) += scale * dS @ k_h ; dk_h (Tk,D) += scale * dS^T @ q_h
-            if (dq)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, D, Tk, scale, S, Tk,
-                            k + colk, C, 1.0f, dq + colq, C);
-            if (dk)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, D, Tq, scale, S, Tk,
-                            q + colq, C, 1.0f, dk + colk, C);
-        }
-    }
+    double t0 = par_prof_begin();
+    AttTask a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .att_in = att, .q = q, .k = k,
+                 .v = v, .NH = NH, .Tq = Tq, .Tk = Tk, .C = C, .p = p, .seed = seed,
+                 .offset = offset, .scratch = scratch};
+    par_run((size_t)B * NH, 1, att_bwd_heads, &a);
+    par_prof_end(PAR_PROF_ATTENTION, t0);
 }
 
 void nn_attention_forward(float *out, float *att, const float *q, const float *k,
@@ -506,94 +848,121 @@ void nn_attention_backward(float *dq, float *dk, float *dv, const float *dout,
 
 // ---------------------------------------------------------------------------------------
 // softmax cross-entropy
+//
+// Rows run in parallel. The loss is summed in double over fixed blocks of XENT_BLOCK rows
+// (or more, so that there are at most XENT_MAX_BLOCKS), each block's rows in order, then
+// the blocks in order: the same sum for any thread count.
 
-double nn_softmax_xent_forward(float *probs, const float *logits, const int32_t *targets,
-                               int N, int V) {
-    double loss = 0.0;
-    for (int n = 0; n < N; n++) {
-        const float *x = logits + (size_t)n * V;
-        float *pr = probs + (size_t)n * V;  // may equal x
-        const int32_t tg = targets[n];
-        assert(tg < V);
-        const float xt = tg >= 0 ? x[tg] : 0.0f;  // read before pr overwrites it
-        const float mx = vec_max(x, V);
-        const float s = exp_normalize(pr, x, V, mx);
-        if (tg >= 0) loss += (double)mx + log((double)s) - (double)xt;
+#define XENT_BLOCK 16  // rows
+#define XENT_MAX_BLOCKS 1024
+
+typedef struct {
+    float *probs, *dlogits;
+    const float *logits;  // the backward's probabilities
+    const int32_t *targets;
+    int N, V, rows_per_block;
+    float eps, scale;
+    double *block_loss;
+} XentTask;
+
+static void xent_fwd_blocks(void *ctx, int tid, size_t lo, size_t hi) {
+    const XentTask *x = ctx;
+    (void)tid;
+    const int V = x->V;
+    for (size_t blk = lo; blk < hi; blk++) {
+        double loss = 0.0;
+        const size_t n0 = blk * (size_t)x->rows_per_block;
+        for (size_t n = n0; n < n0 + (size_t)x->rows_per_block && n < (size_t)x->N; n++) {
+            const int32_t tg = x->targets[n];
+            const float *in = x->logits + n * V;
+            float *pr = x->probs + n * V;  // may equal in
+            assert(tg < V);
+            double xt = 0.0, xsum = 0.0;  // read before pr overwrites them
+            if (tg >= 0) {
+                xt = in[tg];
+                if (x->eps != 0.0f)
+                    for (int i = 0; i < V; i++) xsum += in[i];
+            }
+            const float mx = vec_max(in, V);
+            const float s = exp_normalize(pr, in, V, mx);
+            if (tg >= 0) {
+                // -log p[v] = lse - x[v];  mean over v of -log p[v] = lse - mean(x)
+                const double lse = (double)mx + log((double)s);
+                if (x->eps == 0.0f) loss += lse - xt;
+                else loss += (1.0 - (double)x->eps) * (lse - xt) + (double)x->eps * (lse - xsum / V);
+            }
+        }
+        x->block_loss[blk] = loss;
     }
+}
+
+static double xent_forward(float *probs, const float *logits, const int32_t *targets, int N,
+                           int V, float eps) {
+    if (N <= 0) return 0.0;
+    double t0 = par_prof_begin();
+    int rpb = XENT_BLOCK;
+    if ((N + rpb - 1) / rpb > XENT_MAX_BLOCKS) rpb = (N + XENT_MAX_BLOCKS - 1) / XENT_MAX_BLOCKS;
+    const int nblk = (N + rpb - 1) / rpb;
+    double block_loss[XENT_MAX_BLOCKS];
+    XentTask x = {.probs = probs, .logits = logits, .targets = targets, .N = N, .V = V,
+                  .rows_per_block = rpb, .eps = eps, .block_loss = block_loss};
+    par_run((size_t)nblk, 1, xent_fwd_blocks, &x);
+    double loss = 0.0;
+    for (int b = 0; b < nblk; b++) loss += block_loss[b];
+    par_prof_end(PAR_PROF_XENT, t0);
     return loss;
 }
 
-void nn_softmax_xent_backward(float *restrict dlogits, const float *restrict probs,
-                              const int32_t *restrict targets, int N, int V, float scale) {
-    if (!dlogits) return;
-    for (int n = 0; n < N; n++) {
-        const int32_t tg = targets[n];
-        if (tg < 0) continue;
-        assert(tg < V);
-        float *restrict d = dlogits + (size_t)n * V;
-        const float *restrict pr = probs + (size_t)n * V;
-        int i = 0;
-        for (; i + VL <= V; i += VL)
-            for (int j = 0; j < VL; j++) d[i + j] += scale * pr[i + j];
-        for (; i < V; i++) d[i] += scale * pr[i];
-        d[tg] -= scale;
-    }
+double nn_softmax_xent_forward(float *probs, const float *logits, const int32_t *targets,
+                               int N, int V) {
+    return xent_forward(probs, logits, targets, N, V, 0.0f);
 }
 
 double nn_softmax_xent_smooth_forward(float *probs, const float *logits, const int32_t *targets,
                                       int N, int V, float eps) {
-    double loss = 0.0;
-    for (int n = 0; n < N; n++) {
-        const float *x = logits + (size_t)n * V;
-        float *pr = probs + (size_t)n * V;  // may equal x
-        const int32_t tg = targets[n];
+    return xent_forward(probs, logits, targets, N, V, eps);
+}
+
+// dlogits += scale * (probs - (1-eps) onehot(target) - eps/V) for selected rows
+static void xent_bwd_rows(void *ctx, int tid, size_t lo, size_t hi) {
+    const XentTask *x = ctx;
+    (void)tid;
+    const int V = x->V;
+    const float scale = x->scale, eps = x->eps;
+    const float u = scale * eps / (float)V;  // the uniform part of the smoothed target
+    for (size_t n = lo; n < hi; n++) {
+        const int32_t tg = x->targets[n];
+        if (tg < 0) continue;
         assert(tg < V);
-        double xt = 0.0, xsum = 0.0;  // read before pr overwrites them
-        if (tg >= 0) {
-            xt = x[tg];
-            for (int i = 0; i < V; i++) xsum += x[i];
-        }
-        const float mx = vec_max(x, V);
-        const float s = exp_normalize(pr, x, V, mx);
-        if (tg >= 0) {
-            // -log p[v] = lse - x[v];  mean over v of -log p[v] = lse - mean(x)
-            const double lse = (double)mx + log((double)s);
-            loss += (1.0 - (double)eps) * (lse - xt) + (double)eps * (lse - xsum / V);
+        float *restrict d = x->dlogits + n * V;
+        const float *restrict pr = x->logits + n * V;  // the probabilities
+        int i = 0;
+        if (eps == 0.0f) {
+            for (; i + VL <= V; i += VL)
+                for (int j = 0; j < VL; j++) d[i + j] += scale * pr[i + j];
+            for (; i < V; i++) d[i] += scale * pr[i];
+            d[tg] -= scale;
+        } else {
+            for (; i + VL <= V; i += VL)
+                for (int j = 0; j < VL; j++) d[i + j] += scale * pr[i + j] - u;
+            for (; i < V; i++) d[i] += scale * pr[i] - u;
+            d[tg] -= scale * (1.0f - eps);
         }
     }
-    return loss;
+}
+
+void nn_softmax_xent_backward(float *restrict dlogits, const float *restrict probs,
+                              const int32_t *restrict targets, int N, int V, float scale) {
+    nn_softmax_xent_smooth_backward(dlogits, probs, targets, N, V, 0.0f, scale);
 }
 
 void nn_softmax_xent_smooth_backward(float *restrict dlogits, const float *restrict probs,
                                      const int32_t *restrict targets, int N, int V, float eps,
                                      float scale) {
-    if (!dlogits) return;
-    const float u = scale * eps / (float)V;  // the uniform part of the smoothed target
-    for (int n = 0; n < N; n++) {
-        const int32_t tg = targets[n];
-        if (tg < 0) continue;
-        assert(tg < V);
-        float *restrict d = dlogits + (size_t)n * V;
-        const float *restrict pr = probs + (size_t)n * V;
-        int i = 0;
-        for (; i + VL <= V; i += VL)
-            for (int j = 0; j < VL; j++) d[i + j] += scale * pr[i + j] - u;
-        for (; i < V; i++) d[i] += scale * pr[i] - u;
-        d[tg] -= scale * (1.0f - eps);
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// residual add
-
-void nn_add_forward(float *out, const float *a, const float *b, size_t n) {
-    size_t i = 0;
-    for (; i + VL <= n; i += VL) {
-        float x[VL], y[VL], z[VL];
-        memcpy(x, a + i, sizeof x);
-        memcpy(y, b + i, sizeof y);
-        for (int j = 0; j < VL; j++) z[j] = x[j] + y[j];
-        memcpy(out + i, z, sizeof z);
-    }
-    for (; i < n; i++) out[i] = a[i] + b[i];
+    if (!dlogits || N <= 0) return;
+    double t0 = par_prof_begin();
+    XentTask x = {.dlogits = dlogits, .logits = probs, .targets = targets, .N = N, .V = V,
+                  .eps = eps, .scale = scale};
+    par_run((size_t)N, GRAIN_ROWS, xent_bwd_rows, &x);
+    par_prof_end(PAR_PROF_XENT, t0);
 }

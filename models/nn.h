@@ -4,14 +4,22 @@
 //                 backward (dinp, dweights..., dout, inp, saved..., weights, dims).
 // Backward functions ADD (+=) into every gradient they write; the trainer zeroes the
 // gradient arena once per optimizer step. A NULL gradient pointer means "not needed".
-// Nothing here allocates, does I/O, or keeps state between calls. Linear algebra runs on
-// OpenBLAS sgemm; element-wise loops are single-threaded and vectorisable.
+// Nothing here allocates, does I/O, or keeps state between calls. Every op runs on the pool
+// of models/par.h (GEMMs split over it, OpenBLAS on one thread); results are bit-identical
+// for any thread count. Element-wise loops are vectorisable.
 // Every op has a naive double-precision twin in nn_ref.h that the tests compare against.
 #ifndef CONFLUX_NN_H
 #define CONFLUX_NN_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+// The instruction set of the element-wise kernels in use: "avx512", "avx2" or "sse2"
+// (chosen from the CPU at start-up; CONFLUX_ISA=avx2 etc. caps it). Results never depend on it.
+const char *nn_isa(void);
+// Switches the kernels to name ("avx512", "avx2", "sse2") if this CPU runs it: 0, else -1
+// (tests compare the variants; not to be called while ops run).
+int nn_set_isa(const char *name);
 
 // out (N,C) = wte[ids[n]] ; ids (N) in [0,V), wte (V,C)
 void nn_embedding_forward(float *out, const int32_t *ids, const float *wte, int N, int C);
@@ -28,6 +36,11 @@ void nn_linear_backward(float *dinp, float *dweight, float *dbias, const float *
 // out (N,C) = (inp - mean) * rstd * weight + bias ; saves mean (N), rstd (N)
 void nn_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                           const float *weight, const float *bias, int N, int C, float eps);
+// Residual + layernorm in one pass: res (N,C) = a + b (res may be a or b), then
+// out = layernorm(res) as nn_layernorm_forward.
+void nn_residual_layernorm_forward(float *res, float *out, float *mean, float *rstd,
+                                   const float *a, const float *b, const float *weight,
+                                   const float *bias, int N, int C, float eps);
 void nn_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                            const float *inp, const float *mean, const float *rstd,
                            const float *weight, int N, int C);
@@ -51,7 +64,8 @@ void nn_dropout_backward(float *dinp, const float *dout, size_t n, float p, uint
 // Attention-probability dropout (rate p, RNG (seed, offset + index into att)) is applied
 // to the probabilities that multiply v; p == 0 disables it.
 // out (B,T,C) = dropout(softmax(q k^T / sqrt(D) + maskbias)) v
-// scratch: at least B*NH*T*T floats, used by forward and backward.
+// scratch: at least B*NH*T*T floats, used by forward and backward (heads run in parallel,
+// each chunk of heads in the slice of its first head).
 void nn_attention_forward(float *out, float *att, const float *q, const float *k,
                           const float *v, const int32_t *mask, int B, int T, int C, int NH,
                           float p, uint64_t seed, uint64_t offset, float *scratch);
@@ -70,7 +84,8 @@ void nn_attention_backward(float *dq, float *dk, float *dv, const float *dout,
 // query that sees no real key gets all-zero probabilities (output 0).
 // att (B,NH,Tq,Tk): saved softmax probabilities (before dropout); probability dropout as in
 // nn_attention_forward (rate p, RNG (seed, offset + index into att)).
-// scratch: at least Tq*Tk floats. nn_attention_forward is this op with Tq = Tk = T, causal 0.
+// scratch: at least B*NH*Tq*Tk floats (as nn_attention_forward's).
+// nn_attention_forward is this op with Tq = Tk = T, causal 0.
 void nn_attention_ex_forward(float *out, float *att, const float *q, const float *k,
                              const float *v, const int32_t *kmask, int B, int Tq, int Tk, int C,
                              int NH, int causal, float p, uint64_t seed, uint64_t offset,

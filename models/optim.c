@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "models/common.h"
+#include "models/par.h"
 
 int optim_config_check(const OptimConfig *c, char *err) {
     if (!(c->lr > 0.0f)) return cx_err(err, "optim.lr must be > 0 (got %g)", (double)c->lr);
@@ -73,13 +74,79 @@ float optim_lr(const OptimConfig *c, long step) {
     return (float)((lr - c->end_lr) * pow(1.0 - frac, power) + c->end_lr);
 }
 
-double optim_grad_norm(const float *grads, const TensorSpec *specs, int n_specs) {
+// The squared norm is summed in double over fixed chunks of each tensor (NORM_CHUNK
+// elements, or more so that there are at most NORM_MAX_CHUNKS), each chunk in 8 interleaved
+// partial sums combined in order, then the chunks in order. The chunks run on the pool; the
+// chunking depends only on the tensor sizes, so the norm is the same for any thread count.
+#define NORM_CHUNK 16384
+#define NORM_MAX_CHUNKS 4096
+
+typedef struct {
+    const float *grads;
+    const TensorSpec *specs;
+    int n_specs;
+    size_t chunk;
+    double *part;
+} NormTask;
+
+static double sumsq(const float *g, size_t n) {
+    double acc[8] = {0};
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) acc[k] += (double)g[j + k] * g[j + k];
     double s = 0.0;
-    for (int i = 0; i < n_specs; i++) {
-        const float *g = grads + specs[i].offset;
-        for (size_t j = 0; j < specs[i].n; j++) s += (double)g[j] * g[j];
+    for (; j < n; j++) s += (double)g[j] * g[j];
+    for (int k = 0; k < 8; k++) s += acc[k];
+    return s;
+}
+
+static void norm_chunks(void *ctx, int tid, size_t lo, size_t hi) {
+    const NormTask *t = ctx;
+    (void)tid;
+    size_t first = 0;  // index of the spec's first chunk
+    for (int i = 0; i < t->n_specs && first < hi; i++) {
+        const size_t n = t->specs[i].n, nc = (n + t->chunk - 1) / t->chunk;
+        for (size_t c = first > lo ? first : lo; c < first + nc && c < hi; c++) {
+            const size_t a = (c - first) * t->chunk, b = a + t->chunk < n ? a + t->chunk : n;
+            t->part[c] = sumsq(t->grads + t->specs[i].offset + a, b - a);
+        }
+        first += nc;
     }
+}
+
+double optim_grad_norm(const float *grads, const TensorSpec *specs, int n_specs) {
+    double t0 = par_prof_begin();
+    size_t total = 0, chunk = NORM_CHUNK, nc = 0;
+    for (int i = 0; i < n_specs; i++) total += specs[i].n;
+    if (total / chunk + (size_t)n_specs > NORM_MAX_CHUNKS)
+        chunk = (total + NORM_MAX_CHUNKS / 2 - 1) / (NORM_MAX_CHUNKS / 2);
+    for (int i = 0; i < n_specs; i++) nc += (specs[i].n + chunk - 1) / chunk;
+    CHECK(nc <= NORM_MAX_CHUNKS, "optim_grad_norm: %zu chunks over %d tensors", nc, n_specs);
+    double part[NORM_MAX_CHUNKS];
+    NormTask t = {.grads = grads, .specs = specs, .n_specs = n_specs, .chunk = chunk, .part = part};
+    par_run(nc, 1, norm_chunks, &t);
+    double s = 0.0;
+    for (size_t c = 0; c < nc; c++) s += part[c];
+    par_prof_end(PAR_PROF_OPTIM, t0);
     return sqrt(s);
+}
+
+typedef struct {
+    float *x;
+    float s;
+} ScaleTask;
+
+static void scale_block(void *ctx, int tid, size_t lo, size_t hi) {
+    const ScaleTask *t = ctx;
+    (void)tid;
+    for (size_t i = lo; i < hi; i++) t->x[i] *= t->s;
+}
+
+void optim_scale(float *x, size_t n, float s) {
+    double t0 = par_prof_begin();
+    ScaleTask t = {.x = x, .s = s};
+    par_run(n, 4096, scale_block, &t);
+    par_prof_end(PAR_PROF_OPTIM, t0);
 }
 
 double optim_step(Optim *o, float *params, float *grads) {
@@ -138,7 +205,21 @@ static void adamw_update(float *restrict w, float *restrict g, float *restrict m
     for (; j < n; j++) adamw_elem(w, g, m, v, j, gscale, b1, b2, bc1, bc2, eps, lr, wd);
 }
 
+// element-wise, so any split of a tensor gives the same result
+typedef struct {
+    float *w, *g, *m, *v;
+    float gscale, b1, b2, bc1, bc2, eps, lr, wd;
+} AdamwTask;
+
+static void adamw_block(void *ctx, int tid, size_t lo, size_t hi) {
+    const AdamwTask *t = ctx;
+    (void)tid;
+    adamw_update(t->w + lo, t->g + lo, t->m + lo, t->v + lo, hi - lo, t->gscale, t->b1, t->b2,
+                 t->bc1, t->bc2, t->eps, t->lr, t->wd);
+}
+
 void optim_step_with_norm(Optim *o, float *params, float *grads, double gnorm) {
+    double t0 = par_prof_begin();
     const OptimConfig *c = &o->cfg;
     float gscale = 1.0f;
     if (c->clip_norm > 0.0f && gnorm > c->clip_norm) gscale = (float)(c->clip_norm / (gnorm + 1e-6));
@@ -158,7 +239,9 @@ void optim_step_with_norm(Optim *o, float *params, float *grads, double gnorm) {
         const float wd = s->no_decay ? 0.0f : spec_cfg(o, i)->weight_decay;
         if (c->kind == OPTIM_ADAMW) {
             // decoupled weight decay (Loshchilov & Hutter), as torch.optim.AdamW
-            adamw_update(w, g, m, v, n, gscale, b1, b2, bc1, bc2, eps, lr, wd);
+            AdamwTask at = {.w = w, .g = g, .m = m, .v = v, .gscale = gscale, .b1 = b1,
+                            .b2 = b2, .bc1 = bc1, .bc2 = bc2, .eps = eps, .lr = lr, .wd = wd};
+            par_run(n, 4096, adamw_block, &at);
             continue;
         }
         if (gscale != 1.0f)
@@ -182,4 +265,5 @@ void optim_step_with_norm(Optim *o, float *params, float *grads, double gnorm) {
         }
     }
     o->step++;
+    par_prof_end(PAR_PROF_OPTIM, t0);
 }

@@ -68,8 +68,11 @@ float optim_spec_lr(const Optim *o, int spec, long step);
 // Learning rate for optimizer step `step` (0-based: the step about to be taken).
 float optim_lr(const OptimConfig *c, long step);
 
-// L2 norm of the gradient arena over the specs (double accumulation).
+// L2 norm of the gradient arena over the specs (double accumulation in a fixed order that
+// does not depend on the thread count; see optim.c). Runs on the pool of models/par.h.
 double optim_grad_norm(const float *grads, const TensorSpec *specs, int n_specs);
+// x (n) *= s, on the pool (the trainer's 1/tokens scaling of the gradient arena).
+void optim_scale(float *x, size_t n, float s);
 
 // One update of params with grads (already averaged over the global batch). Applies
 // clipping (grads are scaled in place when their norm exceeds clip_norm) and returns the

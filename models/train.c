@@ -51,7 +51,7 @@ int trainer_step(Trainer *t, StepResult *r, char *err) {
     if (stats[STAT_TOKENS] < 1)
         return cx_err(err, "step %ld: the global batch has no loss tokens", t->optim.step + 1);
     float inv = (float)(1.0 / stats[STAT_TOKENS]);
-    for (size_t i = 0; i < k->n_params; i++) k->grads[i] *= inv;
+    optim_scale(k->grads, k->n_params, inv);
     double loss = stats[STAT_LOSS_SUM] / stats[STAT_TOKENS];
     r->lr = optim_lr(&t->optim.cfg, t->optim.step);
     double gn = optim_grad_norm(k->grads, k->specs, k->n_specs);

@@ -13,6 +13,7 @@
 #include "io/news/news.h"
 #include "io/tasks/headline.h"
 #include "models/common.h"
+#include "models/par.h"
 
 enum { OPT_SKIP = HL_OPT_NEXT, OPT_DATELINE, OPT_HYPS_OUT, OPT_SHOW };
 
@@ -119,7 +120,7 @@ int headline_cmd_evaluate(int argc, char **argv) {
     if (strcmp(format, "auto") && strcmp(format, "tsv") && strcmp(format, "ria") &&
         strcmp(format, "lenta") && strcmp(format, "ods"))
         return hl_usage_err("evaluate", "unknown --format '%s' (auto, ria, lenta, ods, tsv)", format);
-    if (o.threads > 0) openblas_set_num_threads(o.threads);
+    par_set_threads(o.threads);
     char err[CX_ERRLEN];
     HlGenerator G;
     int have_model = ckpt != NULL;

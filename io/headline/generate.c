@@ -7,6 +7,7 @@
 
 #include "io/headline/cli.h"
 #include "models/common.h"
+#include "models/par.h"
 
 enum { OPT_STATS = HL_OPT_NEXT };
 
@@ -59,7 +60,7 @@ int headline_cmd_generate(int argc, char **argv) {
     if (strcmp(format, "text") && strcmp(format, "tsv") && strcmp(format, "auto") &&
         strcmp(format, "ria") && strcmp(format, "lenta") && strcmp(format, "ods"))
         return hl_usage_err("generate", "unknown --format '%s' (text, tsv, ria, lenta, ods, auto)", format);
-    if (o.threads > 0) openblas_set_num_threads(o.threads);
+    par_set_threads(o.threads);
     char err[CX_ERRLEN];
     HlGenerator G;
     if (hl_gen_open(&G, ckpt, tok, &o, err) != 0) {

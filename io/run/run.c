@@ -6,12 +6,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "io/store/ckpt.h"
 #include "io/run/runlog.h"
+#include "io/store/ckpt.h"
 #include "models/common.h"
+#include "models/par.h"
 
 // OpenBLAS extension (declared in its cblas.h on Debian; io/ does not include it)
-extern void openblas_set_num_threads(int);
 
 int run_checkpoint_step(const TrainSettings *t, long step, int stop) {
     return (t->checkpoint_every > 0 && step % t->checkpoint_every == 0) || step == t->steps || stop;
@@ -35,7 +35,7 @@ static void run_format_eta(char *buf, size_t cap, double s) {
 }
 
 void run_set_threads(const TrainSettings *t) {
-    if (t->threads > 0) openblas_set_num_threads(t->threads);
+    par_set_threads(t->threads);
 }
 
 // Mean validation loss over the first examples (train.eval_samples, at most the validation

@@ -13,6 +13,7 @@
 #include "models/albert.h"
 #include "models/common.h"
 #include "models/optim.h"
+#include "models/par.h"
 #include "models/rng.h"
 #include "models/train.h"
 
@@ -60,11 +61,12 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    openblas_set_num_threads(threads);
-    if (do_sgemm) {
+    if (do_sgemm) {  // the reference: OpenBLAS's own threads on one large product
+        openblas_set_num_threads(threads);
         printf("sgemm_gflops=%.1f\n", sgemm_gflops());
         return 0;
     }
+    par_set_threads(threads);
     const int B = 4, T = 256;
     AlbertConfig c = {.vocab_size = 8192, .embedding_size = 128, .hidden_size = 256,
                       .num_heads = 4, .intermediate_size = 1024, .num_layers = 4,
@@ -87,18 +89,31 @@ int main(int argc, char **argv) {
     AlbertBatch b = {.B = B, .T = T, .input_ids = ids, .attention_mask = mask, .targets = tg};
     size_t n = albert_n_params(m);
     double *times = cx_calloc((size_t)steps, sizeof(double));
+    par_prof_enable(1);
     for (int s = 0; s < warmup + steps; s++) {
+        if (s == warmup) par_prof_reset();
         double t0 = cx_now();
         memset(albert_grads(m), 0, n * sizeof(float));
         long nt = 0;
         albert_step(m, &b, 1, 1, 5, &nt, NULL);
         float inv = 1.0f / (float)nt;
         float *g = albert_grads(m);
-        for (size_t i = 0; i < n; i++) g[i] *= inv;
+        optim_scale(g, n, inv);
         optim_step(&o, albert_params(m), g);
         double dt = cx_now() - t0;
         if (s >= warmup) times[s - warmup] = dt;
     }
+    par_prof_enable(0);
+    double prof[PAR_PROF_N], total = 0.0, other;
+    par_prof_get(prof);
+    for (int s = 0; s < steps; s++) total += times[s];
+    other = total;
+    printf("breakdown_ms_per_step:");
+    for (int i = 0; i < PAR_PROF_N; i++) {
+        printf(" %s=%.2f", par_prof_names[i], prof[i] * 1e3 / steps);
+        if (i != PAR_PROF_IDLE) other -= prof[i];
+    }
+    printf(" other=%.2f (idle is part of the ops' times)\n", other * 1e3 / steps);
     qsort(times, (size_t)steps, sizeof(double), cmp_double);
     double med = times[steps / 2];
     // matmul FLOPs actually computed per step (forward x3 for forward + backward)

@@ -1,0 +1,315 @@
+// test_par.c: the pool of models/par.h and the promise that goes with it: the numbers of a
+// training step do not depend on the thread count, nor on the instruction set of the
+// element-wise kernels.
+//
+//  * par_run: every index of [0, n) is visited exactly once, chunk boundaries are multiples
+//    of the grain, for pools of 1 to 4 threads; a par_run from inside a task runs inline.
+//  * Whole steps, bit for bit (memcmp of the loss and of every gradient and parameter):
+//    ALBERT (dropout 0.1, padding, MLM + SOP) and the encoder-decoder (dropout 0.1,
+//    label smoothing 0.1, causal and cross attention) on 1, 2 and 3 threads, followed by an
+//    AdamW and a LAMB update with clipping and the global gradient norm. The sizes are
+//    chosen so that the GEMMs are split (more than GEMM_SPLIT_MIN_FLOP) and every
+//    row/column/element op has several chunks.
+//  * Instruction sets: every kernel variant this CPU runs (nn_set_isa: sse2, avx2, avx512)
+//    gives the same step bit for bit, and the same GELU, GELU gradient and softmax on
+//    inputs that cover exp's clamps (below -87, above 80), NaN, infinities and zeros, at
+//    lengths that leave scalar tails. The variants this CPU cannot run are named in the
+//    output (they are not run here; CI machines without AVX-512 compare sse2 and avx2).
+//
+// Exit status: 0 when every assertion passed, 1 otherwise.
+#include <CUnit/Basic.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/albert.h"
+#include "models/common.h"
+#include "models/encdec.h"
+#include "models/nn.h"
+#include "models/optim.h"
+#include "models/par.h"
+#include "models/rng.h"
+#include "tests/unit/testutil.h"
+
+// ---------------------------------------------------------------------------------------
+// par_run
+
+static unsigned char visits[10000];
+static size_t bad_chunks;
+
+static void mark(void *ctx, int tid, size_t lo, size_t hi) {
+    const size_t grain = *(const size_t *)ctx;
+    (void)tid;
+    if (lo % grain != 0 || lo >= hi) __atomic_add_fetch(&bad_chunks, 1, __ATOMIC_RELAXED);
+    for (size_t i = lo; i < hi; i++) __atomic_add_fetch(&visits[i], 1, __ATOMIC_RELAXED);
+}
+
+static void test_cover(void) {
+    const size_t ns[] = {0, 1, 7, 16, 17, 100, 4096, 9999};
+    const size_t grains[] = {1, 3, 16, 1000};
+    for (int nt = 1; nt <= 4; nt++) {
+        par_set_threads(nt);
+        CU_ASSERT_EQUAL(par_threads(), nt);
+        for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
+            for (size_t g = 0; g < sizeof grains / sizeof grains[0]; g++) {
+                memset(visits, 0, sizeof visits);
+                bad_chunks = 0;
+                size_t grain = grains[g];
+                par_run(ns[a], grain, mark, &grain);
+                size_t wrong = 0;
+                for (size_t i = 0; i < sizeof visits; i++) wrong += visits[i] != (i < ns[a]);
+                CU_ASSERT_EQUAL(wrong, 0);
+                CU_ASSERT_EQUAL(bad_chunks, 0);
+            }
+    }
+}
+
+static int inner_ran;
+static void inner(void *ctx, int tid, size_t lo, size_t hi) {
+    (void)ctx;
+    (void)tid;
+    __atomic_add_fetch(&inner_ran, (int)(hi - lo), __ATOMIC_RELAXED);
+}
+static void outer(void *ctx, int tid, size_t lo, size_t hi) {
+    (void)ctx;
+    (void)tid;
+    for (size_t i = lo; i < hi; i++) par_run(100, 1, inner, NULL);
+}
+
+static void test_nested(void) {
+    par_set_threads(2);
+    inner_ran = 0;
+    par_run(8, 1, outer, NULL);  // must not deadlock
+    CU_ASSERT_EQUAL(inner_ran, 800);
+}
+
+// ---------------------------------------------------------------------------------------
+// whole steps
+
+enum { AB = 4, AT = 64, EB = 4, ETS = 48, ETT = 40 };
+
+typedef struct {
+    double loss, gnorm;
+    size_t n;
+    float *grads, *params_adamw, *params_lamb;
+} StepOut;
+
+static void free_out(StepOut *o) {
+    free(o->grads);
+    free(o->params_adamw);
+    free(o->params_lamb);
+}
+
+// The grads, then an AdamW and a LAMB update (clipping at half the norm) from the same
+// parameters, each from its own copy.
+static void optimizers(StepOut *o, const float *params, float *grads, const TensorSpec *specs,
+                       int n_specs) {
+    o->grads = malloc(o->n * sizeof(float));
+    memcpy(o->grads, grads, o->n * sizeof(float));
+    o->gnorm = optim_grad_norm(grads, specs, n_specs);
+    for (int kind = 0; kind < 2; kind++) {
+        OptimConfig oc = {.kind = kind ? OPTIM_LAMB : OPTIM_ADAMW, .lr = 1e-3f, .beta1 = 0.9f,
+                          .beta2 = 0.999f, .eps = 1e-6f, .weight_decay = 0.01f,
+                          .clip_norm = (float)(o->gnorm / 2), .schedule = SCHED_CONSTANT,
+                          .total_steps = 10};
+        Optim opt;
+        optim_init(&opt, &oc, specs, n_specs, o->n);
+        float *p = malloc(o->n * sizeof(float)), *g = malloc(o->n * sizeof(float));
+        memcpy(p, params, o->n * sizeof(float));
+        memcpy(g, grads, o->n * sizeof(float));
+        optim_scale(g, o->n, 0.5f);
+        optim_step(&opt, p, g);
+        optim_step(&opt, p, g);
+        *(kind ? &o->params_lamb : &o->params_adamw) = p;
+        free(g);
+        optim_free(&opt);
+    }
+}
+
+static AlbertConfig albert_cfg(void) {
+    AlbertConfig c = {.vocab_size = 300, .embedding_size = 48, .hidden_size = 128,
+                      .num_heads = 4, .intermediate_size = 256, .num_layers = 2,
+                      .max_position = AT, .dropout = 0.1f, .ln_eps = 1e-12f, .init_std = 0.02f,
+                      .sop = 1};
+    return c;
+}
+
+static StepOut albert_run(void) {
+    AlbertConfig c = albert_cfg();
+    Albert *m = albert_create(&c, AB, AT, 7);
+    int32_t ids[AB * AT], mask[AB * AT], tg[AB * AT], tt[AB * AT], sop[AB];
+    for (int i = 0; i < AB * AT; i++) {
+        int pos = i % AT, len = AT - 9 * (i / AT);  // rows of 64, 55, 46, 37 real tokens
+        ids[i] = pos < len ? 5 + (int)(cx_rng_u64(3, (uint64_t)i) % 290) : 0;
+        mask[i] = pos < len;
+        tt[i] = pos >= len / 2;
+        tg[i] = pos < len && cx_rng_uniform(4, (uint64_t)i) < 0.2f ? ids[i] : -1;
+    }
+    for (int b = 0; b < AB; b++) sop[b] = b & 1;
+    AlbertBatch b = {.B = AB, .T = AT, .input_ids = ids, .attention_mask = mask,
+                     .token_type_ids = tt, .targets = tg, .sop_labels = sop, .sop_scale = 0.25f};
+    StepOut o = {.n = albert_n_params(m)};
+    memset(albert_grads(m), 0, o.n * sizeof(float));
+    long nt = 0;
+    o.loss = albert_step(m, &b, 1, 1, 99, &nt, NULL);
+    optimizers(&o, albert_params(m), albert_grads(m), albert_specs(m), albert_n_specs(m));
+    albert_free(m);
+    return o;
+}
+
+static StepOut encdec_run(void) {
+    EncDecConfig c = {.enc = {.vocab_size = 300, .embedding_size = 48, .hidden_size = 128,
+                              .num_heads = 4, .intermediate_size = 256, .num_layers = 2,
+                              .max_position = ETS, .dropout = 0.1f, .ln_eps = 1e-12f,
+                              .init_std = 0.02f},
+                      .dec_layers = 2, .dec_heads = 4, .dec_intermediate = 256,
+                      .dec_max_position = ETT, .dec_dropout = 0.1f, .label_smoothing = 0.1f};
+    EncDec *m = encdec_create(&c, EB, ETS, ETT, 5);
+    int32_t src[EB * ETS], tgt[EB * ETT];
+    for (int b = 0; b < EB; b++) {
+        int ls = ETS - 7 * b, lt = ETT - 5 * b;
+        for (int t = 0; t < ETS; t++)
+            src[b * ETS + t] = t == 0 ? 2 : t == ls - 1 ? 3 : t < ls ?
+                5 + (int)(cx_rng_u64(6, (uint64_t)(b * ETS + t)) % 290) : ED_PAD;
+        for (int t = 0; t < ETT; t++)
+            tgt[b * ETT + t] = t == lt - 1 ? ED_EOS : t < lt ?
+                5 + (int)(cx_rng_u64(8, (uint64_t)(b * ETT + t)) % 290) : ED_PAD;
+    }
+    EncDecBatch b = {.B = EB, .Ts = ETS, .Tt = ETT, .src = src, .tgt = tgt, .sample_index0 = 3};
+    StepOut o = {.n = encdec_n_params(m)};
+    memset(encdec_grads(m), 0, o.n * sizeof(float));
+    long nt = 0;
+    o.loss = encdec_step(m, &b, 1, 1, 41, &nt);
+    optimizers(&o, encdec_params(m), encdec_grads(m), encdec_specs(m), encdec_n_specs(m));
+    encdec_free(m);
+    return o;
+}
+
+static int same(const StepOut *a, const StepOut *b, const char *what) {
+    int ok = memcmp(&a->loss, &b->loss, sizeof a->loss) == 0 &&
+             memcmp(&a->gnorm, &b->gnorm, sizeof a->gnorm) == 0 && a->n == b->n &&
+             !memcmp(a->grads, b->grads, a->n * sizeof(float)) &&
+             !memcmp(a->params_adamw, b->params_adamw, a->n * sizeof(float)) &&
+             !memcmp(a->params_lamb, b->params_lamb, a->n * sizeof(float));
+    if (!ok) {
+        size_t diff = 0;
+        for (size_t i = 0; i < a->n && i < b->n; i++) diff += a->grads[i] != b->grads[i];
+        printf("\n  %s: loss %.17g vs %.17g, gnorm %.17g vs %.17g, %zu gradients differ\n", what,
+               a->loss, b->loss, a->gnorm, b->gnorm, diff);
+    }
+    return ok;
+}
+
+static void check_threads(StepOut (*run)(void), const char *name) {
+    par_set_threads(1);
+    StepOut ref = run();
+    CU_ASSERT(isfinite(ref.loss) && ref.loss > 0 && ref.gnorm > 0);
+    for (int nt = 2; nt <= 3; nt++) {
+        par_set_threads(nt);
+        StepOut o = run();
+        char what[64];
+        snprintf(what, sizeof what, "%s on %d threads against 1", name, nt);
+        CU_ASSERT(same(&ref, &o, what));
+        free_out(&o);
+    }
+    free_out(&ref);
+    par_set_threads(1);
+}
+
+static void test_albert_threads(void) { check_threads(albert_run, "ALBERT step"); }
+static void test_encdec_threads(void) { check_threads(encdec_run, "encoder-decoder step"); }
+
+// ---------------------------------------------------------------------------------------
+// instruction sets
+
+static const char *const ISAS[] = {"sse2", "avx2", "avx512"};
+
+static void test_isa_steps(void) {
+    const char *start = nn_isa();
+    par_set_threads(2);
+    CU_ASSERT_EQUAL(nn_set_isa("sse2"), 0);
+    StepOut ra = albert_run(), re = encdec_run();
+    int compared = 0;
+    for (int i = 1; i < 3; i++) {
+        if (nn_set_isa(ISAS[i]) != 0) {
+            printf("\n  (%s: this CPU does not run it; not compared here)", ISAS[i]);
+            continue;
+        }
+        StepOut a = albert_run(), e = encdec_run();
+        char what[64];
+        snprintf(what, sizeof what, "ALBERT step, %s against sse2", ISAS[i]);
+        CU_ASSERT(same(&ra, &a, what));
+        snprintf(what, sizeof what, "encoder-decoder step, %s against sse2", ISAS[i]);
+        CU_ASSERT(same(&re, &e, what));
+        free_out(&a);
+        free_out(&e);
+        compared++;
+    }
+    printf("\n  compared sse2 with %d other instruction set(s)", compared);
+    CU_ASSERT(nn_set_isa("none") == -1);
+    CU_ASSERT(nn_set_isa(start) == 0);
+    free_out(&ra);
+    free_out(&re);
+    par_set_threads(1);
+}
+
+// inputs for the exp-based kernels: a sweep over [-120, 120] (GELU's exp argument is
+// -2u, which passes exp's clamps at |x| of about 9) and the special values
+static void special_inputs(float *x, size_t n) {
+    const float sp[] = {0.0f, -0.0f, NAN, INFINITY, -INFINITY, -87.0f, -87.00001f, 80.0f,
+                        80.00001f, 1e-30f, -1e-30f, 3.4e38f, -3.4e38f, 9.0f, -9.0f, 1.0f};
+    for (size_t i = 0; i < n; i++)
+        x[i] = i % 7 == 0 ? sp[(i / 7) % 16] : -120.0f + 240.0f * cx_rng_uniform(12, i);
+}
+
+static void test_isa_kernels(void) {
+    const char *start = nn_isa();
+    const size_t lens[] = {1, 5, 15, 16, 17, 31, 1003};
+    enum { MAXN = 1003 };
+    static float x[MAXN], dy[MAXN], ref_y[3][MAXN], ref_dx[3][MAXN], ref_p[3][MAXN];
+    int ran[3] = {0};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const size_t n = lens[li];
+        special_inputs(x, n);
+        for (size_t i = 0; i < n; i++) dy[i] = cx_rng_uniform(13, i) - 0.5f;
+        for (int v = 0; v < 3; v++) {
+            if (nn_set_isa(ISAS[v]) != 0) continue;
+            ran[v] = 1;
+            nn_gelu_forward(ref_y[v], x, n);
+            memset(ref_dx[v], 0, sizeof ref_dx[v]);
+            nn_gelu_backward(ref_dx[v], dy, x, n);
+            // softmax of one row of finite scores (the row's exp arguments are all <= 0)
+            float row[MAXN];
+            for (size_t i = 0; i < n; i++) row[i] = isfinite(x[i]) ? x[i] / 2 : -50.0f;
+            int32_t tg = 0;
+            nn_softmax_xent_forward(ref_p[v], row, &tg, 1, (int)n);
+        }
+        for (int v = 1; v < 3; v++) {
+            if (!ran[v]) continue;
+            CU_ASSERT(!memcmp(ref_y[0], ref_y[v], n * sizeof(float)));
+            CU_ASSERT(!memcmp(ref_dx[0], ref_dx[v], n * sizeof(float)));
+            CU_ASSERT(!memcmp(ref_p[0], ref_p[v], n * sizeof(float)));
+        }
+    }
+    CU_ASSERT(ran[0] && ran[1] + ran[2] >= 0);
+    // spot values against their definitions: gelu(0) = 0, gelu(-inf) = -0 or 0,
+    // gelu(NaN) = NaN, gelu(+large) = x
+    float s[4] = {0.0f, -INFINITY, NAN, 1000.0f}, y[4];
+    nn_gelu_forward(y, s, 4);
+    CU_ASSERT(y[0] == 0.0f && isnan(y[2]) && y[3] == 1000.0f);
+    CU_ASSERT(nn_set_isa(start) == 0);
+}
+
+int main(int argc, char **argv) {
+    const TuTest pool[] = {{"par_run covers [0, n) once, chunks on grain boundaries", test_cover},
+                           {"a par_run inside a task runs inline", test_nested}};
+    const TuTest steps[] = {
+        {"ALBERT step + AdamW + LAMB: 1, 2, 3 threads bit for bit", test_albert_threads},
+        {"encoder-decoder step + optimizers: 1, 2, 3 threads bit for bit", test_encdec_threads},
+        {"every instruction set this CPU runs: same steps bit for bit", test_isa_steps},
+        {"every instruction set: GELU, GELU grad, softmax bit for bit", test_isa_kernels}};
+    const TuSuite suites[] = {{"pool", NULL, NULL, NULL, NULL, pool, TU_NELEM(pool)},
+                              {"determinism", NULL, NULL, NULL, NULL, steps, TU_NELEM(steps)}};
+    return tu_run(suites, TU_NELEM(suites), argc > 1 ? argv[1] : NULL, CU_BRM_VERBOSE);
+}
