@@ -11,7 +11,9 @@
 
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -120,11 +122,21 @@ static void pool_stop(void) {
     P.nt = 1;
 }
 
+int par_default_threads(void) {
+    cpu_set_t set;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)online;
+    if (n < 1) n = 1;
+    // unbound ranks of one job on one node share its CPUs
+    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    if (!local) local = getenv("MPI_LOCALNRANKS");
+    int ranks = local ? atoi(local) : 1;
+    if (ranks > 1 && n == online) n = n / ranks > 0 ? n / ranks : 1;
+    return n;
+}
+
 void par_set_threads(int n) {
-    if (n <= 0) {
-        long c = sysconf(_SC_NPROCESSORS_ONLN);
-        n = c > 0 ? (int)c : 1;
-    }
+    if (n <= 0) n = par_default_threads();
     if (n > CX_PAR_MAX_THREADS) n = CX_PAR_MAX_THREADS;
     openblas_set_num_threads(1);
     if (n == P.nt) return;

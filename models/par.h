@@ -33,10 +33,14 @@
 
 // Sets the pool to n threads (caller included; 1 = everything on the caller). Workers are
 // created or joined as needed, and OpenBLAS is set to 1 thread (nn.c splits GEMMs over the
-// pool). n <= 0 means one thread per online CPU; n is capped at CX_PAR_MAX_THREADS.
+// pool). n <= 0 means par_default_threads(); n is capped at CX_PAR_MAX_THREADS.
 // Until it is first called the pool has one thread and OpenBLAS keeps its own setting.
 // Not to be called while a par_run is in flight.
 void par_set_threads(int n);
+// The CPUs this process may run on (its affinity mask: a rank that mpirun or Slurm binds
+// to one core gets 1), divided by the ranks on its node (OMPI_COMM_WORLD_LOCAL_SIZE or
+// MPI_LOCALNRANKS) when the mask is the whole machine. At least 1.
+int par_default_threads(void);
 // The pool's thread count (1 until par_set_threads is called).
 int par_threads(void);
 

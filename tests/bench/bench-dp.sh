@@ -10,6 +10,7 @@
 # of 2-rank runs is made with conflux-headline's encoder-decoder (--model headline).
 # usage: tests/bench/bench-dp.sh BUILD_DIR
 set -euo pipefail
+. "$(dirname "$0")/isa.sh"
 BUILD=${1:?usage: bench-dp.sh BUILD_DIR}
 export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader,tcp OMPI_MCA_mtl=^ofi OMPI_MCA_mpi_yield_when_idle=1
 REPS=${REPS:-5}
@@ -52,4 +53,4 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 echo "step time at 2 ranks / 1 rank: $(ratio "${ms[1]}" "${ms[0]}"); without split: $(ratio "${ref[0]}" "${ms[0]}")"
 echo "exposed all-reduce at 2 ranks: ${ref[2]} ms without split -> $(summary 2 | cut -d' ' -f3) ms with (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, $REPS runs x ${STEPS:-20} steps)"
 join() { local IFS=,; echo "$*"; }
-echo "dp-bench: ranks=$(join "${ranks[@]}") step_ms=$(join "${ms[@]}") overlap=$(join "${ov[@]}") bytes_per_step=$(join "${by[@]}")"
+echo "dp-bench: ranks=$(join "${ranks[@]}") step_ms=$(join "${ms[@]}") overlap=$(join "${ov[@]}") bytes_per_step=$(join "${by[@]}") isa=$(cpu_isa) openblas_coretype=${OPENBLAS_CORETYPE:-unset}"

@@ -10,7 +10,7 @@
 #     (--min-len 19 --max-len 20: EOS counts and may only come 20th, so the work per
 #     headline is fixed), trigram blocking on,
 #     over N_ARTICLES (default 100) Debian pair bodies; headlines per second, 1 and 2
-#     OpenBLAS threads (the last line reports the better one).
+#     pool threads (the last line reports the better one).
 # Prints the OPENBLAS_CORETYPE in effect; the last line is
 #   headline-bench: reader_mb_s=X beam4_headlines_s=Y
 # usage: tests/bench/bench-headline.sh BUILD_DIR DATA_DIR
@@ -22,7 +22,8 @@ SIZE_MB=${SIZE_MB:-200}
 N_ARTICLES=${N_ARTICLES:-100}
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
+. "$(dirname "$0")/isa.sh"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); isa=$(cpu_isa) OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 
 # --- 1. reader
 "$BUILD/tests/bench/bench_news" "$SIZE_MB" 0 | tee "$W/news.txt" | grep -v '^news-bench'
@@ -43,4 +44,4 @@ for threads in 1 2; do
     echo "beam 4, $threads thread(s): $(cat "$W/gen.txt")"
     best=$(awk -v a="$best" -v b="$rate" 'BEGIN { print (b > a ? b : a) }')
 done
-echo "headline-bench: reader_mb_s=$reader beam4_headlines_s=$best"
+echo "headline-bench: reader_mb_s=$reader beam4_headlines_s=$best isa=$(cpu_isa) openblas_coretype=${OPENBLAS_CORETYPE:-unset}"

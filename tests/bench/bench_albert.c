@@ -12,6 +12,7 @@
 
 #include "models/albert.h"
 #include "models/common.h"
+#include "models/nn.h"
 #include "models/optim.h"
 #include "models/par.h"
 #include "models/rng.h"
@@ -108,7 +109,8 @@ int main(int argc, char **argv) {
     par_prof_get(prof);
     for (int s = 0; s < steps; s++) total += times[s];
     other = total;
-    printf("breakdown_ms_per_step:");
+    // wall time of each kind of op, the caller's view
+    printf("breakdown_ms_per_step: step=%.2f", total * 1e3 / steps);
     for (int i = 0; i < PAR_PROF_N; i++) {
         printf(" %s=%.2f", par_prof_names[i], prof[i] * 1e3 / steps);
         if (i != PAR_PROF_IDLE) other -= prof[i];
@@ -121,8 +123,9 @@ int main(int argc, char **argv) {
     double V = c.vocab_size, M = (double)n_masked;
     double layer = 4 * 2 * N * H * H + 2 * 2 * N * H * FF + 2 * 2 * (double)B * T * T * H;
     double fwd = 2 * N * E * H + c.num_layers * layer + 2 * M * H * E + 2 * M * E * V;
-    printf("conflux_tok_s=%.1f step_ms=%.2f model_gflop_per_step=%.3f masked=%ld\n",
-           (double)B * T / med, med * 1e3, 3 * fwd / 1e9, n_masked);
+    printf("conflux_tok_s=%.1f step_ms=%.2f model_gflop_per_step=%.3f masked=%ld isa=%s "
+           "threads=%d\n", (double)B * T / med, med * 1e3, 3 * fwd / 1e9, n_masked, nn_isa(),
+           par_threads());
     free(times);
     free(ids);
     free(mask);

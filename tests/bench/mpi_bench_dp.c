@@ -20,14 +20,14 @@
 #include <string.h>
 
 #include "models/albert.h"
-#include "models/encdec.h"
 #include "models/common.h"
+#include "models/encdec.h"
 #include "models/optim.h"
+#include "models/par.h"
 #include "models/rng.h"
 #include "models/train.h"
 #include "mpi/dp.h"
 
-extern void openblas_set_num_threads(int);
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    openblas_set_num_threads(threads);
+    par_set_threads(threads);
     AlbertConfig c = {.vocab_size = 8192, .embedding_size = 128, .hidden_size = 256,
                       .num_heads = 4, .intermediate_size = 1024, .num_layers = 4,
                       .max_position = 512, .dropout = 0.0f, .ln_eps = 1e-12f, .init_std = 0.02f};
@@ -130,7 +130,7 @@ int main(int argc, char **argv) {
             MPI_Abort(comm, 1);
         }
         float inv = (float)(1.0 / stats[STAT_TOKENS]);
-        for (size_t i = 0; i < n; i++) grads[i] *= inv;
+        optim_scale(grads, n, inv);
         optim_step(&o, params, grads);
         double dt = cx_now() - t0;
         MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, comm);
