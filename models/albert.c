@@ -397,8 +397,7 @@ static void encoder_forward(Albert *m, const AlbertBatch *b, int train, uint64_t
                            b->sample_index0 * (uint64_t)T * H);
         nn_residual_layernorm_forward(la->res1, la->a, la->mean1, la->rstd1, m->dproj, x,
                                       P[AP_ATT_LN_W], P[AP_ATT_LN_B], N, H, c->ln_eps);
-        nn_linear_forward(la->f1, la->a, P[AP_FFN_W], P[AP_FFN_B], N, H, I);
-        nn_gelu_forward(la->g, la->f1, (size_t)N * I);
+        nn_linear_gelu_forward(la->f1, la->g, la->a, P[AP_FFN_W], P[AP_FFN_B], N, H, I);
         nn_linear_forward(la->res2, la->g, P[AP_FFNO_W], P[AP_FFNO_B], N, I, H);
         nn_residual_layernorm_forward(la->res2, la->out, la->mean2, la->rstd2, la->res2, la->a,
                                       P[AP_FULL_LN_W], P[AP_FULL_LN_B], N, H, c->ln_eps);
@@ -422,8 +421,7 @@ static int head_forward(Albert *m, const AlbertBatch *b) {
     }
     if (M == 0) return 0;
     float **P = m->p;
-    nn_linear_forward(m->z1, m->z_in, P[AP_PRED_DENSE_W], P[AP_PRED_DENSE_B], M, H, E);
-    nn_gelu_forward(m->z2, m->z1, (size_t)M * E);
+    nn_linear_gelu_forward(m->z1, m->z2, m->z_in, P[AP_PRED_DENSE_W], P[AP_PRED_DENSE_B], M, H, E);
     nn_layernorm_forward(m->z3, m->zmean, m->zrstd, m->z2, P[AP_PRED_LN_W], P[AP_PRED_LN_B], M, E,
                          c->ln_eps);
     nn_linear_forward(m->logits, m->z3, P[AP_WORD], P[AP_PRED_BIAS], M, E, V);
@@ -488,12 +486,11 @@ static void encoder_backward(Albert *m, const AlbertBatch *b, int train, uint64_
                               la->rstd2, P[AP_FULL_LN_W], N, H);
         // res2 = ffn_output(g) + a
         memcpy(m->dx, m->dres, NHs * sizeof(float));  // dx holds d(a) for now
-        zero(m->dg, (size_t)N * I);
-        nn_linear_backward(m->dg, G[AP_FFNO_W], G[AP_FFNO_B], m->dres, la->g, P[AP_FFNO_W], N, I, H);
+        zero(m->df1, (size_t)N * I);
+        nn_gelu_linear_backward(m->df1, m->dg, G[AP_FFNO_W], G[AP_FFNO_B], m->dres, la->g, la->f1,
+                                P[AP_FFNO_W], N, I, H);
         SPLIT_READY(AP_FFNO_W, AP_FULL_LN_B);
         hook_progress(m, b);
-        zero(m->df1, (size_t)N * I);
-        nn_gelu_backward(m->df1, m->dg, la->f1, (size_t)N * I);
         nn_linear_backward(m->dx, G[AP_FFN_W], G[AP_FFN_B], m->df1, la->a, P[AP_FFN_W], N, H, I);
         SPLIT_READY(AP_FFN_W, AP_FFN_B);
         hook_progress(m, b);

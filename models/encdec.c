@@ -450,8 +450,7 @@ static void decoder_forward(EncDec *m, const EncDecBatch *b, float p, uint64_t d
         nn_residual_layernorm_forward(la->res2, la->a2, la->mean2, la->rstd2, m->dproj,
                                       la->a1, W[DL_CLN_W], W[DL_CLN_B], N, H, eps);
         // feed-forward
-        nn_linear_forward(la->f1, la->a2, W[DL_FC1_W], W[DL_FC1_B], N, H, I);
-        nn_gelu_forward(la->g, la->f1, (size_t)N * I);
+        nn_linear_gelu_forward(la->f1, la->g, la->a2, W[DL_FC1_W], W[DL_FC1_B], N, H, I);
         nn_linear_forward(m->dproj, la->g, W[DL_FC2_W], W[DL_FC2_B], N, I, H);
         nn_dropout_forward(m->dproj, m->dproj, NHs, p, site(dseed, l, SUB_FFN_OUT), off_h);
         nn_residual_layernorm_forward(la->res3, la->out, la->mean3, la->rstd3, m->dproj,
@@ -465,8 +464,8 @@ static void head_forward(EncDec *m, int M, float *out) {
     const EncDecConfig *c = &m->cfg;
     const int E = c->enc.embedding_size, H = c->enc.hidden_size, V = c->enc.vocab_size;
     float **P = m->p;
-    nn_linear_forward(m->z1, m->z_in, P[hidx(m, DH_DENSE_W)], P[hidx(m, DH_DENSE_B)], M, H, E);
-    nn_gelu_forward(m->z2, m->z1, (size_t)M * E);
+    nn_linear_gelu_forward(m->z1, m->z2, m->z_in, P[hidx(m, DH_DENSE_W)], P[hidx(m, DH_DENSE_B)],
+                           M, H, E);
     nn_layernorm_forward(m->z3, m->zmean, m->zrstd, m->z2, P[hidx(m, DH_LN_W)], P[hidx(m, DH_LN_B)],
                          M, E, c->enc.ln_eps);
     nn_linear_forward(out, m->z3, P[AP_WORD], P[hidx(m, DH_BIAS)], M, E, V);
@@ -532,12 +531,10 @@ static void decoder_backward(EncDec *m, const EncDecBatch *b, float p, uint64_t 
         memcpy(m->dx, m->dres, NHs * sizeof(float));  // dx = d(a2)
         zero(m->dproj, NHs);
         nn_dropout_backward(m->dproj, m->dres, NHs, p, site(dseed, l, SUB_FFN_OUT), off_h);
-        zero(m->dg, (size_t)N * I);
-        nn_linear_backward(m->dg, GW[DL_FC2_W], GW[DL_FC2_B], m->dproj, la->g, W[DL_FC2_W], N, I,
-                           H);
-        hook_progress(m, b);
         zero(m->df1, (size_t)N * I);
-        nn_gelu_backward(m->df1, m->dg, la->f1, (size_t)N * I);
+        nn_gelu_linear_backward(m->df1, m->dg, GW[DL_FC2_W], GW[DL_FC2_B], m->dproj, la->g, la->f1,
+                                W[DL_FC2_W], N, I, H);
+        hook_progress(m, b);
         nn_linear_backward(m->dx, GW[DL_FC1_W], GW[DL_FC1_B], m->df1, la->a2, W[DL_FC1_W], N, H, I);
         hook_progress(m, b);
         // a2 = LN2(a1 + dropout(out_proj(cross_attention(cq(a1), ck(enc), cv(enc)))))
@@ -778,7 +775,6 @@ void encdec_gen_step(void *ctx, int K, const int32_t *parents, const int32_t *to
     nn_layernorm_forward(g->emb_ln, g->mean, g->rstd, g->emb, P[gidx(DG_LN_W)], P[gidx(DG_LN_B)], K,
                          E, eps);
     nn_linear_forward(g->x, g->emb_ln, P[gidx(DG_PROJ_W)], P[gidx(DG_PROJ_B)], K, E, H);
-    const size_t KH = (size_t)K * H;
     for (int l = 0; l < c->dec_layers; l++) {
         float **W = P + lidx(l, 0);
         nn_linear_forward(g->q, g->x, W[DL_SQ_W], W[DL_SQ_B], K, H, H);
@@ -793,8 +789,8 @@ void encdec_gen_step(void *ctx, int K, const int32_t *parents, const int32_t *to
                                     NULL, 1, 1, t + 1, H, NH, 0, 0.0f, 0, 0, g->scratch);
         }
         nn_linear_forward(g->tmp, g->ctx, W[DL_SO_W], W[DL_SO_B], K, H, H);
-        nn_add_forward(g->res, g->tmp, g->x, KH);
-        nn_layernorm_forward(g->a1, g->mean, g->rstd, g->res, W[DL_SLN_W], W[DL_SLN_B], K, H, eps);
+        nn_residual_layernorm_forward(g->res, g->a1, g->mean, g->rstd, g->tmp, g->x,
+                                      W[DL_SLN_W], W[DL_SLN_B], K, H, eps);
         nn_linear_forward(g->cq, g->a1, W[DL_CQ_W], W[DL_CQ_B], K, H, H);
         const float *ck = g->ck + (size_t)l * m->max_Ts * H,
                     *cv = g->cv + (size_t)l * m->max_Ts * H;
@@ -802,16 +798,15 @@ void encdec_gen_step(void *ctx, int K, const int32_t *parents, const int32_t *to
             nn_attention_ex_forward(g->cctx + (size_t)k * H, g->att, g->cq + (size_t)k * H, ck, cv,
                                     g->smask, 1, 1, g->Ts, H, NH, 0, 0.0f, 0, 0, g->scratch);
         nn_linear_forward(g->tmp, g->cctx, W[DL_CO_W], W[DL_CO_B], K, H, H);
-        nn_add_forward(g->res, g->tmp, g->a1, KH);
-        nn_layernorm_forward(g->a2, g->mean, g->rstd, g->res, W[DL_CLN_W], W[DL_CLN_B], K, H, eps);
-        nn_linear_forward(g->f1, g->a2, W[DL_FC1_W], W[DL_FC1_B], K, H, I);
-        nn_gelu_forward(g->g, g->f1, (size_t)K * I);
+        nn_residual_layernorm_forward(g->res, g->a2, g->mean, g->rstd, g->tmp, g->a1,
+                                      W[DL_CLN_W], W[DL_CLN_B], K, H, eps);
+        nn_linear_gelu_forward(g->f1, g->g, g->a2, W[DL_FC1_W], W[DL_FC1_B], K, H, I);
         nn_linear_forward(g->tmp, g->g, W[DL_FC2_W], W[DL_FC2_B], K, I, H);
-        nn_add_forward(g->res, g->tmp, g->a2, KH);
-        nn_layernorm_forward(g->x, g->mean, g->rstd, g->res, W[DL_FLN_W], W[DL_FLN_B], K, H, eps);
+        nn_residual_layernorm_forward(g->res, g->x, g->mean, g->rstd, g->tmp, g->a2,
+                                      W[DL_FLN_W], W[DL_FLN_B], K, H, eps);
     }
-    nn_linear_forward(g->z1, g->x, P[hidx(m, DH_DENSE_W)], P[hidx(m, DH_DENSE_B)], K, H, E);
-    nn_gelu_forward(g->z2, g->z1, (size_t)K * E);
+    nn_linear_gelu_forward(g->z1, g->z2, g->x, P[hidx(m, DH_DENSE_W)], P[hidx(m, DH_DENSE_B)], K,
+                           H, E);
     nn_layernorm_forward(g->z3, g->mean, g->rstd, g->z2, P[hidx(m, DH_LN_W)], P[hidx(m, DH_LN_B)],
                          K, E, eps);
     nn_linear_forward(logits, g->z3, P[AP_WORD], P[hidx(m, DH_BIAS)], K, E, V);

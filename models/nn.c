@@ -227,15 +227,29 @@ static void dropout_apply(float *out, const float *inp, size_t n, float p, uint6
 // rows computed alone can differ in the last bit from the same rows inside a larger call),
 // so the blocks depend on the shape only: every thread count makes the same calls.
 // bias (N) or NULL: copied into C's rows first (then beta must be 1).
+// An epilogue runs on each block as soon as it is computed, while it is in cache: with
+// EPI_GELU, out (ldc like C) = gelu(C); with EPI_GELU_BWD, out += C * gelu'(aux).
 #define GEMM_BLOCKS 4
+enum { EPI_NONE, EPI_GELU, EPI_GELU_BWD };
 typedef struct {
     CBLAS_TRANSPOSE ta, tb;
-    int M, N, K, lda, ldb, ldc, split_m;
+    int M, N, K, lda, ldb, ldc, split_m, epi;
     size_t block;
     float alpha, beta;
-    const float *A, *B, *bias;
-    float *C;
+    const float *A, *B, *bias, *aux;
+    float *C, *out;
 } GemmTask;
+
+static void gemm_epilogue(const GemmTask *g, size_t r0, int m, size_t c0, int n) {
+    for (int r = 0; r < m; r++) {
+        // whole rows are one stretch (the common case: split by rows, ldc == N)
+        const size_t at = (r0 + (size_t)r) * g->ldc + c0;
+        const size_t len = n == g->ldc ? (size_t)m * n : (size_t)n;
+        if (g->epi == EPI_GELU) kern->gelu_fwd(g->out + at, g->C + at, len);
+        else kern->gelu_bwd(g->out + at, g->C + at, g->aux + at, len);
+        if (n == g->ldc) break;
+    }
+}
 
 static void gemm_block(void *ctx, int tid, size_t lo, size_t hi) {
     const GemmTask *g = ctx;
@@ -261,15 +275,17 @@ static void gemm_block(void *ctx, int tid, size_t lo, size_t hi) {
                 memcpy(C + (size_t)r * g->ldc, g->bias + c0, (size_t)n * sizeof(float));
         cblas_sgemm(CblasRowMajor, g->ta, g->tb, m, n, g->K, g->alpha, A, g->lda, B, g->ldb,
                     g->beta, C, g->ldc);
+        if (g->epi != EPI_NONE)
+            gemm_epilogue(g, g->split_m ? b0 : 0, m, g->split_m ? 0 : b0, n);
     }
 }
 
-static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
-                 const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
-                 const float *bias) {
+static void gemm_epi(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
+                     const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                     int ldc, const float *bias, int epi, float *out, const float *aux) {
     GemmTask g = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb,
-                  .ldc = ldc, .split_m = M >= N, .alpha = alpha, .beta = beta, .A = A, .B = B,
-                  .bias = bias, .C = C};
+                  .ldc = ldc, .split_m = M >= N, .epi = epi, .alpha = alpha, .beta = beta,
+                  .A = A, .B = B, .bias = bias, .aux = aux, .C = C, .out = out};
     const size_t dim = (size_t)(g.split_m ? M : N);
     if (2.0 * M * N * K < GEMM_SPLIT_MIN_FLOP) {
         g.block = dim;  // one call
@@ -278,6 +294,12 @@ static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, fl
         g.block = (g.block + 15) / 16 * 16;
     }
     par_run(dim, g.block, gemm_block, &g);
+}
+
+static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
+                 const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                 const float *bias) {
+    gemm_epi(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, EPI_NONE, NULL, NULL);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -382,6 +404,32 @@ void nn_linear_backward(float *dinp, float *dweight, float *dbias, const float *
         par_run((size_t)OC, GRAIN_COLS, bias_cols, &b);
         par_prof_end(PAR_PROF_BIAS, t0);
     }
+}
+
+void nn_linear_gelu_forward(float *pre, float *out, const float *inp, const float *weight,
+                            const float *bias, int N, int C, int OC) {
+    if (N <= 0 || OC <= 0) return;
+    if (C <= 0) {
+        nn_linear_forward(pre, inp, weight, bias, N, C, OC);
+        nn_gelu_forward(out, pre, (size_t)N * OC);
+        return;
+    }
+    double t0 = par_prof_begin();
+    gemm_epi(CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, bias ? 1.0f : 0.0f, pre,
+             OC, bias, EPI_GELU, out, NULL);
+    par_prof_end(PAR_PROF_GEMM, t0);
+}
+
+void nn_gelu_linear_backward(float *dpre, float *dg, float *dweight, float *dbias,
+                             const float *dout, const float *g, const float *pre,
+                             const float *weight, int N, int C, int OC) {
+    if (N <= 0 || OC <= 0 || C <= 0) return;
+    double t0 = par_prof_begin();
+    // dg (N,C) = dout (N,OC) @ weight (OC,C), then dpre += dg * gelu'(pre), block by block
+    gemm_epi(CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 0.0f, dg, C, NULL,
+             EPI_GELU_BWD, dpre, pre);
+    par_prof_end(PAR_PROF_GEMM, t0);
+    nn_linear_backward(NULL, dweight, dbias, dout, g, weight, N, C, OC);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -33,6 +33,19 @@ void nn_linear_forward(float *out, const float *inp, const float *weight, const 
 void nn_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, int N, int C, int OC);
 
+// Linear + GELU in one pass over memory: pre (N,OC) = inp @ weight^T + bias (saved for the
+// backward), out (N,OC) = gelu(pre), each block of rows activated as soon as the GEMM has
+// computed it. Same numbers as nn_linear_forward then nn_gelu_forward.
+void nn_linear_gelu_forward(float *pre, float *out, const float *inp, const float *weight,
+                            const float *bias, int N, int C, int OC);
+// The backward of linear(gelu(pre)) up to pre: dg (N,C) = dout @ weight is OVERWRITTEN
+// (scratch, no zeroing needed), dpre (N,C) += dg * gelu'(pre) block by block as the GEMM
+// produces it; dweight (OC,C), dbias (OC) += as nn_linear_backward with g = gelu(pre) as its
+// input. Same numbers as zeroing dg, nn_linear_backward, then nn_gelu_backward.
+void nn_gelu_linear_backward(float *dpre, float *dg, float *dweight, float *dbias,
+                             const float *dout, const float *g, const float *pre,
+                             const float *weight, int N, int C, int OC);
+
 // out (N,C) = (inp - mean) * rstd * weight + bias ; saves mean (N), rstd (N)
 void nn_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                           const float *weight, const float *bias, int N, int C, float eps);

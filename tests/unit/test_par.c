@@ -15,6 +15,8 @@
 //    inputs that cover exp's clamps (below -87, above 80), NaN, infinities and zeros, at
 //    lengths that leave scalar tails. The variants this CPU cannot run are named in the
 //    output (they are not run here; CI machines without AVX-512 compare sse2 and avx2).
+//  * The fused ops (linear + GELU, its backward, residual + LayerNorm) give the numbers of
+//    the ops they fuse, bit for bit, on shapes split by rows, by columns, and not at all.
 //
 // Exit status: 0 when every assertion passed, 1 otherwise.
 #include <CUnit/Basic.h>
@@ -221,6 +223,64 @@ static void test_albert_threads(void) { check_threads(albert_run, "ALBERT step")
 static void test_encdec_threads(void) { check_threads(encdec_run, "encoder-decoder step"); }
 
 // ---------------------------------------------------------------------------------------
+// fused ops: the same numbers as the ops they fuse
+
+static float *rnd(size_t n, uint64_t seed) {
+    float *x = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = 2.0f * cx_rng_uniform(seed, i) - 1.0f;
+    return x;
+}
+
+// shapes split by rows (N >= OC) and by columns (N < OC: the epilogue's strided blocks),
+// and one below the split threshold
+static void test_fused(void) {
+    const int shapes[][3] = {{256, 96, 384}, {64, 128, 512}, {8, 16, 24}};
+    par_set_threads(2);
+    for (int si = 0; si < 3; si++) {
+        const int N = shapes[si][0], C = shapes[si][1], OC = shapes[si][2];
+        const size_t nc = (size_t)N * C, no = (size_t)N * OC;
+        float *x = rnd(nc, 1), *w = rnd((size_t)OC * C, 2), *b = rnd((size_t)OC, 3);
+        // linear + GELU forward
+        float *pre1 = rnd(no, 4), *g1 = rnd(no, 5), *pre2 = rnd(no, 6), *g2 = rnd(no, 7);
+        nn_linear_forward(pre1, x, w, b, N, C, OC);
+        nn_gelu_forward(g1, pre1, no);
+        nn_linear_gelu_forward(pre2, g2, x, w, b, N, C, OC);
+        CU_ASSERT(!memcmp(pre1, pre2, no * sizeof(float)) && !memcmp(g1, g2, no * sizeof(float)));
+        // its backward: a layer g = gelu(pre) (N,OC) -> linear (C outputs), so here the
+        // linear maps OC -> C with a weight (C,OC)
+        float *w2 = rnd((size_t)C * OC, 8), *dout = rnd(nc, 9);
+        float *dpre1 = rnd(no, 10), *dpre2 = malloc(no * sizeof(float));
+        memcpy(dpre2, dpre1, no * sizeof(float));
+        float *dg1 = calloc(no, sizeof(float)), *dg2 = rnd(no, 11);  // dg2: garbage, overwritten
+        float *dw1 = rnd((size_t)C * OC, 12), *dw2 = malloc((size_t)C * OC * sizeof(float));
+        float *db1 = rnd((size_t)C, 13), *db2 = malloc((size_t)C * sizeof(float));
+        memcpy(dw2, dw1, (size_t)C * OC * sizeof(float));
+        memcpy(db2, db1, (size_t)C * sizeof(float));
+        nn_linear_backward(dg1, dw1, db1, dout, g1, w2, N, OC, C);
+        nn_gelu_backward(dpre1, dg1, pre1, no);
+        nn_gelu_linear_backward(dpre2, dg2, dw2, db2, dout, g1, pre1, w2, N, OC, C);
+        CU_ASSERT(!memcmp(dpre1, dpre2, no * sizeof(float)));
+        CU_ASSERT(!memcmp(dg1, dg2, no * sizeof(float)));
+        CU_ASSERT(!memcmp(dw1, dw2, (size_t)C * OC * sizeof(float)));
+        CU_ASSERT(!memcmp(db1, db2, (size_t)C * sizeof(float)));
+        // residual + LayerNorm, in place on the first operand as the models call it
+        float *ra = rnd(nc, 14), *rb = rnd(nc, 15), *lw = rnd((size_t)C, 16), *lb = rnd((size_t)C, 17);
+        float *res1 = malloc(nc * sizeof(float)), *o1 = malloc(nc * sizeof(float));
+        float *o2 = malloc(nc * sizeof(float)), *m1 = malloc((size_t)N * 4), *r1 = malloc((size_t)N * 4);
+        float *m2 = malloc((size_t)N * 4), *r2 = malloc((size_t)N * 4);
+        nn_add_forward(res1, ra, rb, nc);
+        nn_layernorm_forward(o1, m1, r1, res1, lw, lb, N, C, 1e-12f);
+        nn_residual_layernorm_forward(ra, o2, m2, r2, ra, rb, lw, lb, N, C, 1e-12f);
+        CU_ASSERT(!memcmp(res1, ra, nc * sizeof(float)) && !memcmp(o1, o2, nc * sizeof(float)));
+        CU_ASSERT(!memcmp(m1, m2, (size_t)N * 4) && !memcmp(r1, r2, (size_t)N * 4));
+        float *ptrs[] = {x, w, b, pre1, g1, pre2, g2, w2, dout, dpre1, dpre2, dg1, dg2, dw1, dw2,
+                         db1, db2, ra, rb, lw, lb, res1, o1, o2, m1, r1, m2, r2};
+        for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) free(ptrs[i]);
+    }
+    par_set_threads(1);
+}
+
+// ---------------------------------------------------------------------------------------
 // instruction sets
 
 static const char *const ISAS[] = {"sse2", "avx2", "avx512"};
@@ -308,7 +368,8 @@ int main(int argc, char **argv) {
         {"ALBERT step + AdamW + LAMB: 1, 2, 3 threads bit for bit", test_albert_threads},
         {"encoder-decoder step + optimizers: 1, 2, 3 threads bit for bit", test_encdec_threads},
         {"every instruction set this CPU runs: same steps bit for bit", test_isa_steps},
-        {"every instruction set: GELU, GELU grad, softmax bit for bit", test_isa_kernels}};
+        {"every instruction set: GELU, GELU grad, softmax bit for bit", test_isa_kernels},
+        {"fused linear+GELU (and backward), residual+LayerNorm = unfused, bit for bit", test_fused}};
     const TuSuite suites[] = {{"pool", NULL, NULL, NULL, NULL, pool, TU_NELEM(pool)},
                               {"determinism", NULL, NULL, NULL, NULL, steps, TU_NELEM(steps)}};
     return tu_run(suites, TU_NELEM(suites), argc > 1 ? argv[1] : NULL, CU_BRM_VERBOSE);
