@@ -11,8 +11,10 @@
 #     headline is fixed), trigram blocking on,
 #     over N_ARTICLES (default 100) Debian pair bodies; headlines per second, 1 and 2
 #     pool threads (the last line reports the better one).
-# Prints the OPENBLAS_CORETYPE in effect; the last line is
-#   headline-bench: reader_mb_s=X beam4_headlines_s=Y
+#  3. Training speed of the same model: conflux-headline train, 2 threads, the median of the
+#     tokens/s it logs from step 6 to 30.
+# Prints the instruction set and OPENBLAS_CORETYPE in effect; the last line is
+#   headline-bench: reader_mb_s=X beam4_headlines_s=Y train_tok_s=Z isa=... openblas_coretype=...
 # usage: tests/bench/bench-headline.sh BUILD_DIR DATA_DIR
 set -euo pipefail
 BUILD=${1:?usage: bench-headline.sh BUILD_DIR DATA_DIR}
@@ -44,4 +46,12 @@ for threads in 1 2; do
     echo "beam 4, $threads thread(s): $(cat "$W/gen.txt")"
     best=$(awk -v a="$best" -v b="$rate" 'BEGIN { print (b > a ? b : a) }')
 done
-echo "headline-bench: reader_mb_s=$reader beam4_headlines_s=$best isa=$(cpu_isa) openblas_coretype=${OPENBLAS_CORETYPE:-unset}"
+# --- 3. training throughput of the same model (conflux-headline train, 2 threads): the
+# median of the tokens/s logged every 2 steps from step 6 to 30
+"$B" train --train "$DATA/headline/train.h5" --valid '' --set data.tokenizer="$DATA/tokenizer" \
+    --steps 30 --set train.log_every=2 --set train.threads=2 --set train.checkpoint_every=1000 \
+    --run-dir "$W/speed" 2>&1 | awk '/^step/ {split($2, a, "/"); if (a[1] + 0 >= 6) print $(NF - 4)}' \
+    | sort -g >"$W/train_tok.txt"
+train_tok=$(awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}' "$W/train_tok.txt")
+echo "training, 2 threads: median $train_tok tokens/s (steps 6-30)"
+echo "headline-bench: reader_mb_s=$reader beam4_headlines_s=$best train_tok_s=$train_tok isa=$(cpu_isa) openblas_coretype=${OPENBLAS_CORETYPE:-unset}"
