@@ -135,7 +135,20 @@ int par_default_threads(void) {
     return n;
 }
 
+// A child of fork() has none of the workers: its pool is the caller alone.
+static void pool_forget_in_child(void) {
+    P.nt = 1;
+    atomic_store(&P.busy, 0);
+    atomic_store(&P.sleepers, 0);
+    atomic_store(&P.waiting, 0);
+}
+
 void par_set_threads(int n) {
+    static int atfork_set;
+    if (!atfork_set) {
+        CHECK(pthread_atfork(NULL, NULL, pool_forget_in_child) == 0, "par: pthread_atfork failed");
+        atfork_set = 1;
+    }
     if (n <= 0) n = par_default_threads();
     if (n > CX_PAR_MAX_THREADS) n = CX_PAR_MAX_THREADS;
     openblas_set_num_threads(1);

@@ -20,6 +20,8 @@
 // this for a whole ALBERT and encoder-decoder step). Reductions that cross chunks use a
 // fixed chunking that does not depend on the thread count (see the op's comment).
 //
+// A child of fork() starts with a pool of one (its parent's workers are not its own).
+//
 // One thread drives the pool at a time: a par_run from a worker, or from a second thread
 // while the pool is busy, runs inline on the caller (serially), never deadlocks.
 #ifndef CONFLUX_PAR_H

@@ -24,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "models/albert.h"
 #include "models/common.h"
@@ -84,6 +86,27 @@ static void test_nested(void) {
     inner_ran = 0;
     par_run(8, 1, outer, NULL);  // must not deadlock
     CU_ASSERT_EQUAL(inner_ran, 800);
+}
+
+// a child of fork() has a pool of one and still computes (its parent's workers are gone)
+static void test_fork(void) {
+    par_set_threads(3);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(20);  // a child that waits for workers it does not have dies, failing the test
+        inner_ran = 0;
+        par_run(1000, 1, inner, NULL);
+        _exit(par_threads() == 1 && inner_ran == 1000 ? 0 : 1);
+    }
+    CU_ASSERT_FATAL(pid > 0);
+    int status = -1;
+    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CU_ASSERT_EQUAL(par_threads(), 3);  // the parent's pool is untouched
+    inner_ran = 0;
+    par_run(1000, 1, inner, NULL);
+    CU_ASSERT_EQUAL(inner_ran, 1000);
+    par_set_threads(1);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -363,7 +386,8 @@ static void test_isa_kernels(void) {
 
 int main(int argc, char **argv) {
     const TuTest pool[] = {{"par_run covers [0, n) once, chunks on grain boundaries", test_cover},
-                           {"a par_run inside a task runs inline", test_nested}};
+                           {"a par_run inside a task runs inline", test_nested},
+                           {"a child of fork() runs with a pool of one", test_fork}};
     const TuTest steps[] = {
         {"ALBERT step + AdamW + LAMB: 1, 2, 3 threads bit for bit", test_albert_threads},
         {"encoder-decoder step + optimizers: 1, 2, 3 threads bit for bit", test_encdec_threads},
