@@ -34,6 +34,8 @@
 #include <assert.h>
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "par.h"
@@ -96,9 +98,6 @@ static inline float gelu_grad_f(float x) {
 // build's SSE2 baseline (models/nn_simd.h), chosen once at start-up from the CPU (and
 // capped by CONFLUX_ISA=avx512|avx2|sse2, for tests and comparisons). All three give
 // bit-identical results, so the choice never changes a number.
-
-#include <stdio.h>
-#include <stdlib.h>
 
 #define NN_W 16
 #define NN_SUF avx512
@@ -240,15 +239,18 @@ typedef struct {
     float *C, *out;
 } GemmTask;
 
+static void epilogue_run(const GemmTask *g, size_t at, size_t len) {
+    if (g->epi == EPI_GELU) kern->gelu_fwd(g->out + at, g->C + at, len);
+    else kern->gelu_bwd(g->out + at, g->C + at, g->aux + at, len);
+}
+
+// the block of rows [r0, r0 + m) and columns [c0, c0 + n) of C
 static void gemm_epilogue(const GemmTask *g, size_t r0, int m, size_t c0, int n) {
-    for (int r = 0; r < m; r++) {
-        // whole rows are one stretch (the common case: split by rows, ldc == N)
-        const size_t at = (r0 + (size_t)r) * g->ldc + c0;
-        const size_t len = n == g->ldc ? (size_t)m * n : (size_t)n;
-        if (g->epi == EPI_GELU) kern->gelu_fwd(g->out + at, g->C + at, len);
-        else kern->gelu_bwd(g->out + at, g->C + at, g->aux + at, len);
-        if (n == g->ldc) break;
+    if (n == g->ldc) {  // whole rows: one stretch
+        epilogue_run(g, r0 * (size_t)g->ldc, (size_t)m * n);
+        return;
     }
+    for (int r = 0; r < m; r++) epilogue_run(g, (r0 + (size_t)r) * g->ldc + c0, (size_t)n);
 }
 
 static void gemm_block(void *ctx, int tid, size_t lo, size_t hi) {
@@ -328,29 +330,31 @@ void nn_embedding_forward(float *out, const int32_t *ids, const float *wte, int 
     par_prof_end(PAR_PROF_EMBEDDING, t0);
 }
 
-// columns [lo, hi) of every row, rows in order: the same sums as one serial pass
+// Sums over rows, split by columns: for every row n in order, columns [lo, hi) of dst's row
+// ids[n] (row 0 when ids is NULL) += src's row n. Each element gets the same sum in the
+// same order as one serial pass. Embedding gradients (ids) and bias gradients (no ids).
 typedef struct {
-    float *dwte;
-    const float *dout;
+    float *dst;
+    const float *src;
     const int32_t *ids;
     int N, C;
-} EmbBwdTask;
+} ColSumTask;
 
-static void emb_bwd_cols(void *ctx, int tid, size_t lo, size_t hi) {
-    const EmbBwdTask *e = ctx;
+static void col_sum_block(void *ctx, int tid, size_t lo, size_t hi) {
+    const ColSumTask *t = ctx;
     (void)tid;
-    for (int n = 0; n < e->N; n++) {
-        assert(e->ids[n] >= 0);
-        vec_acc(e->dwte + (size_t)e->ids[n] * e->C + lo, e->dout + (size_t)n * e->C + lo,
-                (int)(hi - lo));
+    for (int n = 0; n < t->N; n++) {
+        const size_t row = t->ids ? (size_t)t->ids[n] : 0;
+        assert(!t->ids || t->ids[n] >= 0);
+        vec_acc(t->dst + row * t->C + lo, t->src + (size_t)n * t->C + lo, (int)(hi - lo));
     }
 }
 
 void nn_embedding_backward(float *dwte, const float *dout, const int32_t *ids, int N, int C) {
     if (!dwte) return;
     double t0 = par_prof_begin();
-    EmbBwdTask e = {.dwte = dwte, .dout = dout, .ids = ids, .N = N, .C = C};
-    par_run((size_t)C, GRAIN_COLS, emb_bwd_cols, &e);
+    ColSumTask t = {.dst = dwte, .src = dout, .ids = ids, .N = N, .C = C};
+    par_run((size_t)C, GRAIN_COLS, col_sum_block, &t);
     par_prof_end(PAR_PROF_EMBEDDING, t0);
 }
 
@@ -374,19 +378,6 @@ void nn_linear_forward(float *out, const float *inp, const float *weight, const 
     par_prof_end(PAR_PROF_GEMM, t0);
 }
 
-// dbias columns [lo, hi) += sum over rows of dout, rows in order
-typedef struct {
-    float *dbias;
-    const float *dout;
-    int N, OC;
-} BiasTask;
-
-static void bias_cols(void *ctx, int tid, size_t lo, size_t hi) {
-    const BiasTask *b = ctx;
-    (void)tid;
-    for (int n = 0; n < b->N; n++) vec_acc(b->dbias + lo, b->dout + (size_t)n * b->OC + lo, (int)(hi - lo));
-}
-
 void nn_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, int N, int C, int OC) {
     if (N <= 0 || OC <= 0 || C <= 0) return;
@@ -400,8 +391,8 @@ void nn_linear_backward(float *dinp, float *dweight, float *dbias, const float *
     par_prof_end(PAR_PROF_GEMM, t0);
     if (dbias) {
         t0 = par_prof_begin();
-        BiasTask b = {.dbias = dbias, .dout = dout, .N = N, .OC = OC};
-        par_run((size_t)OC, GRAIN_COLS, bias_cols, &b);
+        ColSumTask t = {.dst = dbias, .src = dout, .N = N, .C = OC};
+        par_run((size_t)OC, GRAIN_COLS, col_sum_block, &t);
         par_prof_end(PAR_PROF_BIAS, t0);
     }
 }

@@ -184,13 +184,15 @@ void par_run(size_t n, size_t grain, ParFn fn, void *ctx) {
     if (atomic_load(&P.sleepers) > 0) futex_wake(&P.gen);
     take_chunks(0);
     double t0 = par_prof_begin();
-    unsigned left = atomic_load_explicit(&P.pending, memory_order_acquire);
-    if (left != 0 && !spin_while_equal(&P.pending, left)) {
+    // spin while workers keep finishing, sleep when none has for CX_PAR_SPIN_US (the last
+    // worker to finish wakes the caller)
+    unsigned left;
+    while ((left = atomic_load(&P.pending)) != 0) {
+        if (spin_while_equal(&P.pending, left)) continue;
         atomic_store(&P.waiting, 1);
-        while ((left = atomic_load(&P.pending)) != 0) futex_wait(&P.pending, left);
+        if (atomic_load(&P.pending) == left) futex_wait(&P.pending, left);
         atomic_store(&P.waiting, 0);
     }
-    while (atomic_load_explicit(&P.pending, memory_order_acquire) != 0) cpu_relax();
     par_prof_end(PAR_PROF_IDLE, t0);
     atomic_store(&P.busy, 0);
 }
