@@ -376,7 +376,7 @@ static int hello_failure(BrClient *c, const char *why_in, char *err) {
     return BR_CONNECT_OTHER;
 }
 
-int br_client_connect_ex(BrClient **out, const BrClientOptions *o, int *failure, char *err) {
+int br_client_connect(BrClient **out, const BrClientOptions *o, int *failure, char *err) {
     *out = NULL;
     int fail_class = BR_CONNECT_OTHER;
     BrClient *c = cx_calloc(1, sizeof *c);
@@ -475,9 +475,6 @@ fail:
     return -1;
 }
 
-int br_client_connect(BrClient **out, const BrClientOptions *o, char *err) {
-    return br_client_connect_ex(out, o, NULL, err);
-}
 
 const BrWelcome *br_client_welcome(const BrClient *c) { return &c->welcome; }
 int br_client_bridge_minor(const BrClient *c) { return c->bridge_minor; }

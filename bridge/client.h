@@ -1,6 +1,6 @@
 // client.h: the volunteer side of the bridge, a communicator-like C API.
 //
-//   BrClient *c;  br_client_connect(&c, &opts, err)     outbound TCP only (works behind NAT),
+//   BrClient *c;  br_client_connect(&c, &o, NULL, err)   outbound TCP only (works behind NAT),
 //                                                        TLS 1.3 pinned to the bridge's
 //                                                        certificate, HELLO with the join
 //                                                        token -> WELCOME
@@ -52,7 +52,7 @@ typedef struct {
                                // sent, i.e. the GRAD_CHUNK uploads; 0: no limit)
 } BrClientOptions;
 
-// Why br_client_connect_ex failed (conflux-volunteer --check exits with a code per class).
+// Why br_client_connect failed (conflux-volunteer --check exits with a code per class).
 typedef enum {
     BR_CONNECT_OK = 0,
     BR_CONNECT_OTHER,        // anything else (a broken stream, out of memory, ...)
@@ -80,15 +80,14 @@ typedef struct {
 typedef struct BrClient BrClient;
 
 // Connects and authenticates. Returns 0, or -1 with err (connection refused, bad token,
-// version mismatch, ...).
-int br_client_connect(BrClient **out, const BrClientOptions *o, char *err);
-// The same; *failure (may be NULL) receives a BrConnectFailure (BR_CONNECT_OK on success).
+// version mismatch, ...); *failure (may be NULL) receives a BrConnectFailure (BR_CONNECT_OK
+// on success).
 // The messages: "cannot reach the bridge at HOST:PORT: connection refused (...)" / ": no
 // answer within N s (...)", "the bridge refused the join token: MESSAGE (...)", "TLS
 // certificate fingerprint mismatch: ...", "the bridge speaks protocol version N.x and this
 // conflux-volunteer 1.0 (...)" or "the bridge refused this volunteer's protocol version:
 // MESSAGE (...)", "the bridge is busy: MESSAGE (...)".
-int br_client_connect_ex(BrClient **out, const BrClientOptions *o, int *failure, char *err);
+int br_client_connect(BrClient **out, const BrClientOptions *o, int *failure, char *err);
 
 const BrWelcome *br_client_welcome(const BrClient *c);
 // The protocol minor version of the bridge (of its WELCOME frame): 0 means a 1.0 bridge,

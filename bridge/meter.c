@@ -9,6 +9,7 @@
 #include "models/train.h"  // cx_now
 
 #define TTY_INTERVAL_S 0.2
+#define LINES_INTERVAL_S 2.0
 #define BAR_WIDTH 24
 
 char *br_meter_format_eta(char *buf, size_t cap, double s) {
@@ -50,7 +51,6 @@ void br_meter_start(BrMeter *m, FILE *out, const char *label, double total, doub
     m->start_bytes = have;
     m->t0 = cx_now();
     m->t_shown = m->t0;
-    m->interval_s = 2.0;
     m->quiet = quiet || !out;
     m->tty = out && isatty(fileno(out));
 }
@@ -78,12 +78,11 @@ static void draw(BrMeter *m, double have, double now, int final) {
     }
     fflush(m->out);
     m->t_shown = now;
-    m->shown = 1;
 }
 
 void br_meter_update_at(BrMeter *m, double have, double now, int force) {
     if (m->quiet) return;
-    double every = m->tty ? TTY_INTERVAL_S : m->interval_s;
+    double every = m->tty ? TTY_INTERVAL_S : LINES_INTERVAL_S;
     if (force || now - m->t_shown >= every) draw(m, have, now, 0);
 }
 

@@ -8,8 +8,7 @@
 //
 // On a terminal (isatty of the stream's descriptor) the line is redrawn in place at most
 // every 0.2 s: "LABEL [#######.......]  45%  3.2/7.1 MB  2.4 MB/s  ETA 2 s". Otherwise
-// one line every `interval_s` seconds (2 s; set the field after start to change it) and at
-// the end: "LABEL 3.2 / 7.1 MB (45%), 2.4 MB/s, ETA 2 s". The rate counts only the bytes of
+// one line every 2 seconds and at the end: "LABEL 3.2 / 7.1 MB (45%), 2.4 MB/s, ETA 2 s". The rate counts only the bytes of
 // this meter's run (a resumed transfer starts its rate at the bytes it already had).
 // Nothing is written when quiet. No allocation; the stream is not closed.
 #ifndef CONFLUX_BRIDGE_METER_H
@@ -22,8 +21,7 @@ typedef struct {
     char label[96];
     double total, start_bytes;  // bytes
     double t0, t_shown;         // seconds (cx_now)
-    double interval_s;          // lines mode: seconds between lines (default 2)
-    int tty, quiet, shown;
+    int tty, quiet;
 } BrMeter;
 
 // Starts a meter at `have` of `total` bytes (total 0: unknown size; no percentage or ETA).

@@ -233,8 +233,8 @@ size_t br_proto_max_payload(int type, const BrProtoLimits *lim) {
     if (!type_known(type)) return 0;
     if (type == BR_MSG_HELLO) return BR_PROTO_MAX_HELLO_BYTES;
     if (type == BR_MSG_ERROR) return BR_PROTO_MAX_ERROR_BYTES;
-    if (type_is_chunk(type)) return (size_t)BR_PROTO_CHUNK_OVERHEAD + lim->max_chunk_bytes;
-    if (type == BR_MSG_PROBE) return (size_t)BR_PROTO_CHUNK_OVERHEAD + lim->max_chunk_bytes;
+    if (type_is_chunk(type) || type == BR_MSG_PROBE)
+        return (size_t)BR_PROTO_CHUNK_OVERHEAD + lim->max_chunk_bytes;
     return BR_PROTO_MAX_CONTROL_BYTES;
 }
 
@@ -416,6 +416,27 @@ static int rd_identity(Reader *r, BrIdentity *id) {
     return 0;
 }
 
+// A u32 length of raw bytes that follow (a chunk's, a probe's), at most max; *at is where it
+// starts, for the messages of rd_bytes. noun names the frame in the messages.
+static int rd_len(Reader *r, const char *noun, uint32_t max, uint32_t *n, size_t *at) {
+    *at = r->pos;
+    if (rd_u32(r, "length", n)) return -1;
+    if (*n > max)
+        return rfail(r, *at, "%s of %" PRIu32 " bytes exceeds the limit of %" PRIu32, noun, *n,
+                     max);
+    return 0;
+}
+
+// The n raw bytes rd_len announced at `at`: *data points into the payload.
+static int rd_bytes(Reader *r, const char *noun, size_t at, uint32_t n, const uint8_t **data) {
+    if (r->n - r->pos < n)
+        return rfail(r, at, "%s declares %" PRIu32 " bytes but the payload holds %zu", noun, n,
+                     r->n - r->pos);
+    *data = r->p + r->pos;
+    r->pos += n;
+    return 0;
+}
+
 static int rd_reserved(Reader *r, size_t k) {
     if (need(r, k, "reserved bytes")) return -1;
     for (size_t i = 0; i < k; i++)
@@ -561,19 +582,11 @@ static int decode_payload(const Header *h, const uint8_t *payload, uint64_t base
         const char *what = h->type == BR_MSG_DATA_CHUNK ? "training data" : "state";
         if (rd_u64(r, "offset", &m->offset) || rd_u64(r, "total size", &m->total_bytes))
             return -1;
-        at = r->pos;
-        if (rd_u32(r, "length", &m->n_bytes)) return -1;
-        if (m->n_bytes > lim->max_chunk_bytes)
-            return rfail(r, at, "chunk of %" PRIu32 " bytes exceeds the limit of %" PRIu32,
-                         m->n_bytes, lim->max_chunk_bytes);
+        if (rd_len(r, "chunk", lim->max_chunk_bytes, &m->n_bytes, &at)) return -1;
         if (m->offset > m->total_bytes || m->n_bytes > m->total_bytes - m->offset)
             return rfail(r, at, "chunk [%" PRIu64 ", +%" PRIu32 ") lies outside the %" PRIu64
                          "-byte %s", m->offset, m->n_bytes, m->total_bytes, what);
-        if (r->n - r->pos < m->n_bytes)
-            return rfail(r, at, "chunk declares %" PRIu32 " bytes but the payload holds %zu",
-                         m->n_bytes, r->n - r->pos);
-        m->data = r->p + r->pos;
-        r->pos += m->n_bytes;
+        if (rd_bytes(r, "chunk", at, m->n_bytes, &m->data)) return -1;
         break;
     }
     case BR_MSG_PROGRESS: {
@@ -649,17 +662,10 @@ static int decode_payload(const Header *h, const uint8_t *payload, uint64_t base
     // ---- the link check (PROBE, PROBE_ACK) ----
     case BR_MSG_PROBE: {
         BrProbe *m = &out->m.probe;
-        if (rd_u32(r, "sequence", &m->seq)) return -1;
-        at = r->pos;
-        if (rd_u32(r, "length", &m->n_bytes)) return -1;
-        if (m->n_bytes > lim->max_chunk_bytes)
-            return rfail(r, at, "probe of %" PRIu32 " bytes exceeds the limit of %" PRIu32,
-                         m->n_bytes, lim->max_chunk_bytes);
-        if (r->n - r->pos < m->n_bytes)
-            return rfail(r, at, "probe declares %" PRIu32 " bytes but the payload holds %zu",
-                         m->n_bytes, r->n - r->pos);
-        m->data = r->p + r->pos;
-        r->pos += m->n_bytes;
+        if (rd_u32(r, "sequence", &m->seq) ||
+            rd_len(r, "probe", lim->max_chunk_bytes, &m->n_bytes, &at) ||
+            rd_bytes(r, "probe", at, m->n_bytes, &m->data))
+            return -1;
         break;
     }
     case BR_MSG_PROBE_ACK: {

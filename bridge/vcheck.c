@@ -90,7 +90,7 @@ int volunteer_check(const BrClientOptions *opts, const char *const *sets, int n_
     fprintf(stderr, TOOL ": checking the link to the bridge at %s:%d\n", o.host, o.port);
     BrClient *c = NULL;
     int failure = 0;
-    if (br_client_connect_ex(&c, &o, &failure, err) != 0) {
+    if (br_client_connect(&c, &o, &failure, err) != 0) {
         fprintf(stderr, TOOL ": error: %s\n", err);
         fprintf(stderr, TOOL ": check failed (exit %d)\n", exit_for(failure));
         return exit_for(failure);

@@ -854,7 +854,7 @@ int conflux_volunteer_main(int argc, char **argv, const VolunteerHooks *hooks) {
         BrClient *cl = NULL;
         double t_joined = 0;
         int failure = 0;
-        if (br_client_connect_ex(&cl, &o, &failure, err) != 0) {
+        if (br_client_connect(&cl, &o, &failure, err) != 0) {
             fprintf(stderr, TOOL ": %s%s\n", failure == BR_CONNECT_UNREACHABLE ? "" : "error: ", err);
             // a refused token, a certificate that is not the pinned one, another protocol
             // version: retrying will not help

@@ -48,6 +48,12 @@ free_ports() {
     done
     echo "$p"
 }
+# wait_log FILE PATTERN [SECONDS]: waits until PATTERN (grep) appears in FILE; status 1 after
+# SECONDS (default 60)
+wait_log() {
+    for _ in $(seq $((${3:-60} * 5))); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.2; done
+    return 1
+}
 # compare A.h5 B.h5 TOL: max |a - b| over /params of two checkpoints of the same step
 # (prints it; status 0 when within TOL)
 compare() {

@@ -48,10 +48,6 @@ FP=$("$BIN/conflux-bridge" tls fingerprint --tokens "$TOKENS")
 "$BIN/conflux-volunteer" --join "127.0.0.1:9" --token-file "$TOK" >"$WORK/nopin.log" 2>&1; rc=$?
 [ $rc = 2 ] && grep -q "error: --join '127.0.0.1:9' has no certificate fingerprint" "$WORK/nopin.log" \
     && ok "a join string without a fingerprint refused (exit 2)" || bad "no pin: rc=$rc $(cat "$WORK/nopin.log")"
-wait_log() {  # FILE PATTERN SECONDS: until PATTERN appears in FILE
-    for _ in $(seq $((${3:-60} * 5))); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.2; done
-    return 1
-}
 
 RUN=("${TINY_MODEL[@]}" --set train.micro_batch=2
      --set train.replica_check_every=1 -q)

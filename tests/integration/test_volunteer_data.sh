@@ -42,10 +42,6 @@ TOKENS=$WORK/tokens.txt
 TOK=$WORK/alice.token
 "$BIN/conflux-bridge" token issue --tokens "$TOKENS" alice --out "$TOK" >/dev/null || { echo "FAIL: token issue"; exit 1; }
 FP=$("$BIN/conflux-bridge" tls fingerprint --tokens "$TOKENS")
-wait_log() {  # FILE PATTERN SECONDS: until PATTERN appears in FILE
-    for _ in $(seq $((${3:-60} * 5))); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.2; done
-    return 1
-}
 SHARD=$DATA/shards/train.h5
 SIZE=$(stat -c %s "$SHARD")
 SHA=$(sha256sum "$SHARD" | cut -c1-64)

@@ -2,9 +2,9 @@
 # test_volunteer_ux.sh: the volunteer's tools before and during a run (issue 16, parts 3 and
 # 4), against a real run: 2 trainer ranks + conflux-bridge under mpirun (pinned to CPU 0),
 # volunteers as separate processes.
-#  1. --check's failures, each with its exit code and message: a revoked token (6), a closed
-#     port (3), a wrong certificate pin (5), a bridge that closes during the TLS handshake
-#     (4), a bridge of protocol major 2 and one that refuses our version with ERROR VERSION
+#  1. --check over loopback (exit 0, probe figures, BYE), and its failures, each with its
+#     exit code and message: a revoked token (6), a closed port (3), a wrong certificate
+#     pin (5), a bridge that closes during the TLS handshake (4), a bridge of protocol major 2 and one that refuses our version with ERROR VERSION
 #     (7); the real bridge answers a major-2 peer with ERROR code 2. A full disk: --stats on
 #     /dev/full, --identity-file on a full tmpfs.
 #  2. --check behind an emulated link (tests/wan.sh: 80 ms RTT, 8 Mbit/s up, 20 Mbit/s
@@ -44,10 +44,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 export WAN_QUIET=1
 [ "$(nproc)" -ge 2 ] || skip "needs 2 CPUs (the run on CPU 0, the volunteer and the burners on CPU 1)"
-wait_log() {  # FILE PATTERN SECONDS
-    for _ in $(seq $((${3:-60} * 5))); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.2; done
-    return 1
-}
 field() { grep -o "$2=[0-9.]*" "$1" | tail -1 | cut -d= -f2; }  # FILE KEY: from "check: k=v ..."
 within() { awk -v x="$1" -v want="$2" -v tol="$3" 'BEGIN { exit !(x != "" && x >= want * (1 - tol) && x <= want * (1 + tol)) }'; }
 accepted_rows() {  # IDENTITY: samples the bridge accepted (fresh or late) from that identity
@@ -91,6 +87,13 @@ check_fails revoked-token 6 "error: the bridge refused the join token: unknown o
     "$BIN/conflux-volunteer" --join "$JOIN" --token-file "$WORK/bob.token"
 check_fails closed-port 3 "error: cannot reach the bridge at 127.0.0.1:$((PORT + 9)): connection refused" \
     "${V[@]}" --join "127.0.0.1:$((PORT + 9))#$FP"
+# and one that works, over loopback: the bridge answers the probes, the check leaves with BYE
+"${V[@]}" --join "$JOIN" --name lo-check --check >"$WORK/check-lo.log" 2>&1; rc=$?
+[ $rc = 0 ] && grep -q '^check: .*rtt_min_ms=[0-9.]' "$WORK/check-lo.log" \
+    && grep -q "^check: .*up_mbit=[0-9.]" "$WORK/check-lo.log" \
+    && wait_log "$WORK/bridge.log" "lo-check (.*leaves (reason 1)" 10 \
+    && ok "--check over loopback: exit 0, $(grep -o 'rtt_min_ms=[0-9.]*' "$WORK/check-lo.log"), left with BYE" \
+    || { bad "--check over loopback: rc=$rc"; cat "$WORK/check-lo.log"; }
 WRONG="sha256:$(printf '0%.0s' $(seq 64))"
 check_fails wrong-pin 5 "TLS certificate fingerprint mismatch: the bridge presented $FP but the join string pins $WRONG" \
     "${V[@]}" --join "127.0.0.1:$PORT#$WRONG"
@@ -169,7 +172,7 @@ if ! wan_available; then
 elif ! wan_link_up $ID 80 0 0 8 20; then
     bad "wan_link_up $ID"
 else
-    wan_exec $ID "${V[@]}" --join "10.77.$ID.1:$PORT#$FP" --check >"$WORK/check-wan.log" 2>&1; rc=$?
+    wan_exec $ID "${V[@]}" --join "10.77.$ID.1:$PORT#$FP" --name checker --check >"$WORK/check-wan.log" 2>&1; rc=$?
     f=$WORK/check-wan.log
     up=$(field "$f" up_mbit) down=$(field "$f" down_mbit) rtt=$(field "$f" rtt_min_ms) sps=$(field "$f" samples_per_s)
     echo "   --check over 80 ms RTT, 8 up / 20 down Mbit/s: $(grep '^check:' "$f")"
@@ -181,7 +184,7 @@ else
     awk -v x="$sps" 'BEGIN { exit !(x > 0) }' && grep -q "an upload of the fp16 gradient (0.6 MB) takes" "$f" \
         && ok "it says what this machine would contribute: $sps samples/s, $(grep -o 'takes [0-9.]* s' "$f")" \
         || bad "no contribution figures: $(grep -A1 compute "$f")"
-    grep -q "checked\|joined" "$WORK/bridge.log" && grep -q "leaves (reason 1)" "$WORK/bridge.log" \
+    wait_log "$WORK/bridge.log" "checker (.*leaves (reason 1)" 10 \
         && ok "the check left with BYE" || bad "no BYE of the check in the bridge log"
     wan_cut $ID
     wan_exec $ID "${V[@]}" --join "10.77.$ID.1:$PORT#$FP" --check --timeout 2 >"$WORK/check-cut.log" 2>&1; rc=$?
