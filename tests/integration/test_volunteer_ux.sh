@@ -4,9 +4,10 @@
 # volunteers as separate processes.
 #  1. --check over loopback (exit 0, probe figures, BYE), and its failures, each with its
 #     exit code and message: a revoked token (6), a closed port (3), a wrong certificate
-#     pin (5), a bridge that closes during the TLS handshake (4), a bridge of protocol major 2 and one that refuses our version with ERROR VERSION
-#     (7); the real bridge answers a major-2 peer with ERROR code 2. A full disk: --stats on
-#     /dev/full, --identity-file on a full tmpfs.
+#     pin (5), a bridge that closes during the TLS handshake (4), a bridge of protocol
+#     major 2 and one that refuses our version with ERROR VERSION (7); the real bridge
+#     answers a major-2 peer with ERROR code 2. A full disk: --stats on /dev/full,
+#     --identity-file on a full tmpfs.
 #  2. --check behind an emulated link (tests/wan.sh: 80 ms RTT, 8 Mbit/s up, 20 Mbit/s
 #     down): rates within 20% of the link's, the minimum RTT within 20% of 80 ms; the same
 #     link cut: "no answer" (3).
