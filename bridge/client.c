@@ -357,10 +357,9 @@ static int hello_failure(BrClient *c, const char *why_in, char *err) {
     default:
         break;
     }
-    const char *v = strstr(why, "unsupported protocol major version ");
-    if (v && !c->error_code) {
-        unsigned major = (unsigned)atoi(v + strlen("unsupported protocol major version "));
-        cx_err(err, "the bridge speaks protocol version %u.x and this conflux-volunteer %d.%d "
+    const int major = br_proto_decoder_peer_major(&c->dec);
+    if (major && !c->error_code) {
+        cx_err(err, "the bridge speaks protocol version %d.x and this conflux-volunteer %d.%d "
                "(bridge %s:%d): install the conflux-volunteer version the collaboration host names",
                major, BR_PROTO_VERSION_MAJOR, BR_PROTO_VERSION_MINOR, c->host, c->o.port);
         return BR_CONNECT_VERSION;
@@ -435,10 +434,11 @@ int br_client_connect(BrClient **out, const BrClientOptions *o, int *failure, ch
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (o->pin) {  // TLS 1.3 pinned to the bridge's certificate, before any secret is sent
         char tls_err[CX_ERRLEN];
-        c->tls = br_tls_client_start(c->fd, o->pin, c->o.timeout_s, tls_err);
+        int pin_mismatch;
+        c->tls = br_tls_client_start(c->fd, o->pin, c->o.timeout_s, &pin_mismatch, tls_err);
         if (!c->tls) {
             failf(c, err, "%s", tls_err);
-            fail_class = strstr(tls_err, "fingerprint mismatch") ? BR_CONNECT_PIN : BR_CONNECT_TLS;
+            fail_class = pin_mismatch ? BR_CONNECT_PIN : BR_CONNECT_TLS;
             goto fail;
         }
         fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);

@@ -1119,6 +1119,15 @@ const char *br_proto_decoder_error(const BrProtoDecoder *d) {
     return d->state == DEC_ERROR ? d->err : "";
 }
 
+int br_proto_decoder_peer_major(const BrProtoDecoder *d) {
+    // check_prefix stops on the fifth header byte when the magic is right and the major is
+    // not ours; those bytes are still in hdr
+    if (d->state != DEC_ERROR || d->hdr_have < 5 || memcmp(d->hdr, BR_PROTO_MAGIC, 4) != 0 ||
+        d->hdr[4] == BR_PROTO_VERSION_MAJOR)
+        return 0;
+    return d->hdr[4];
+}
+
 size_t br_proto_decoder_pending(const BrProtoDecoder *d) {
     if (d->state == DEC_PAYLOAD) return BR_PROTO_HEADER_BYTES + d->have;
     if (d->state == DEC_HEADER) return d->hdr_have;

@@ -518,6 +518,9 @@ int br_proto_decoder_feed(BrProtoDecoder *d, const uint8_t *data, size_t n, size
 
 // The message of the last BR_PROTO_ERROR ("" when none). Owned by d.
 const char *br_proto_decoder_error(const BrProtoDecoder *d);
+// When that error is a frame of another protocol major version: that major (1-255); else 0.
+// (A peer of another version gets ERROR BR_ERR_VERSION; a client names the version.)
+int br_proto_decoder_peer_major(const BrProtoDecoder *d);
 
 // Bytes of an unfinished frame held by d (0 at a frame boundary: an EOF there is clean).
 size_t br_proto_decoder_pending(const BrProtoDecoder *d);

@@ -731,9 +731,8 @@ static void on_read(struct bufferevent *bev, void *arg) {
             pos += used;
             if (st == BR_PROTO_ERROR) {
                 // a peer of another protocol version is told so by its code (VERSION)
-                const char *e = br_proto_decoder_error(&c->dec);
-                br_conn_fail(c, strstr(e, "protocol major version") ? BR_ERR_VERSION : BR_ERR_PROTOCOL,
-                             "%s", e);
+                br_conn_fail(c, br_proto_decoder_peer_major(&c->dec) ? BR_ERR_VERSION : BR_ERR_PROTOCOL,
+                             "%s", br_proto_decoder_error(&c->dec));
                 break;
             }
             if (st == BR_PROTO_FRAME) on_frame(c, &f);

@@ -216,7 +216,9 @@ static int wait_fd(int fd, int want_read, double t_end) {
     return 0;
 }
 
-BrTls *br_tls_client_start(int fd, const char *pin, double timeout_s, char *err) {
+BrTls *br_tls_client_start(int fd, const char *pin, double timeout_s, int *pin_mismatch,
+                           char *err) {
+    if (pin_mismatch) *pin_mismatch = 0;
     BrTls *t = cx_calloc(1, sizeof *t);
     t->ctx = SSL_CTX_new(TLS_client_method());
     if (!t->ctx) {
@@ -274,6 +276,7 @@ BrTls *br_tls_client_start(int fd, const char *pin, double timeout_s, char *err)
     fingerprint_hex(x, fp);
     X509_free(x);
     if (strcmp(fp, pin) != 0) {
+        if (pin_mismatch) *pin_mismatch = 1;
         cx_err(err, "TLS certificate fingerprint mismatch: the bridge presented sha256:%s but the "
                "join string pins sha256:%s (a different bridge, a new certificate, or someone in "
                "between); nothing was sent", fp, pin);

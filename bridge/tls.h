@@ -53,7 +53,10 @@ typedef struct BrTls BrTls;
 // The client side of the handshake on the connected socket fd (blocking or not; waits at
 // most timeout_s), then checks the certificate's fingerprint against pin (lowercase hex).
 // NULL with err: a mismatch names both fingerprints; a plaintext bridge is named as such.
-BrTls *br_tls_client_start(int fd, const char *pin, double timeout_s, char *err);
+// *pin_mismatch (may be NULL) is set to 1 when the handshake worked but the certificate is
+// not the pinned one, else 0.
+BrTls *br_tls_client_start(int fd, const char *pin, double timeout_s, int *pin_mismatch,
+                           char *err);
 // >0 bytes moved; 0: the peer closed; -1: errno EAGAIN (would block: poll and retry with
 // the same arguments, or more) or another error (errno EIO, the message in br_tls_error).
 ssize_t br_tls_read(BrTls *t, void *buf, size_t n);

@@ -179,7 +179,7 @@ static void conn_open(void) {
     fd = socket(AF_INET, SOCK_STREAM, 0);
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) die(strerror(errno));
     freeaddrinfo(ai);
-    if (g_tls && !(tls = br_tls_client_start(fd, g_pin, 30, err))) die(err);
+    if (g_tls && !(tls = br_tls_client_start(fd, g_pin, 30, NULL, err))) die(err);
     br_proto_decoder_free(&dec);
     br_proto_decoder_init(&dec, &lim, err);
 }

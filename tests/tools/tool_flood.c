@@ -82,7 +82,7 @@ static int conn_open(FConn *c) {
     }
     freeaddrinfo(ai);
     char err[CX_ERRLEN];
-    if (ok && pin[0] && !(c->tls = br_tls_client_start(fd, pin, 5, err))) ok = 0;
+    if (ok && pin[0] && !(c->tls = br_tls_client_start(fd, pin, 5, NULL, err))) ok = 0;
     if (!ok && fd >= 0) close(fd);
     c->fd = ok ? fd : -1;
     return ok ? 0 : -1;

@@ -517,6 +517,7 @@ typedef struct FeedResult {
     size_t pending;      // br_proto_decoder_pending at the end
     size_t reenc_bytes;  // sum of the frames' re-encoded sizes
     uint32_t reenc_crc;  // CRC32C of the frames' re-encodings, in order
+    int peer_major;      // br_proto_decoder_peer_major at the error
     bool reenc_failed;   // a decoded frame could not be re-encoded
     uint64_t offsets;    // hash of the frames' stream offsets
     char err[CX_ERRLEN];
@@ -544,6 +545,7 @@ static FeedResult feed_stream(const uint8_t *buf, size_t n, SliceFn slice,
             if (r == BR_PROTO_ERROR) {
                 res.status = BR_PROTO_ERROR;
                 snprintf(res.err, sizeof res.err, "%s", br_proto_decoder_error(&d));
+                res.peer_major = br_proto_decoder_peer_major(&d);
                 // Permanent: more input is refused without consuming anything.
                 used = 12345;
                 CU_ASSERT(br_proto_decoder_feed(&d, buf, n, &used, &fr) == BR_PROTO_ERROR);
@@ -1717,6 +1719,7 @@ static void test_header_errors(void) {
     CU_ASSERT_EQUAL(r.consumed, 2 * n + 1);  // refused at the first wrong byte
     CU_ASSERT(strs_have(r.err, "bad frame magic at stream offset 56"));
     CU_ASSERT(strs_have(r.err, "bytes 47,"));
+    CU_ASSERT_EQUAL(r.peer_major, 0);  // not another version: garbage
     // Magic wrong in its last byte.
     memcpy(s + 2 * n, "CXBQ", 4);
     r = feed_stream(s, 2 * n + 4, slice_random, NULL);
@@ -1729,6 +1732,12 @@ static void test_header_errors(void) {
     CU_ASSERT(r.status == BR_PROTO_ERROR &&
               strs_have(r.err, "unsupported protocol major version 2 at stream offset 4") &&
               strs_have(r.err, "this build speaks 1.1"));
+    CU_ASSERT_EQUAL(r.peer_major, 2);  // what the bridge answers with ERROR VERSION
+    s[4] = 255;
+    r = feed_stream(s, n, slice_random, NULL);
+    CU_ASSERT_EQUAL(r.peer_major, 255);
+    memcpy(s, hb, n);
+    s[4] = 2;
     BrFrame out;
     size_t used;
     CU_ASSERT_EQUAL(br_proto_decode(s, 5, NULL, &out, &used, err), BR_PROTO_ERROR);
@@ -1738,6 +1747,7 @@ static void test_header_errors(void) {
     s[13] ^= 1;
     r = feed_stream(s, n, slice_all, NULL);
     CU_ASSERT(strs_have(r.err, "header checksum mismatch at stream offset 12"));
+    CU_ASSERT_EQUAL(r.peer_major, 0);  // our major, a broken header
     raw_frame(s, 1, 0, 17, 0, NULL, 0);
     r = feed_stream(s, HDR, slice_all, NULL);
     CU_ASSERT(strs_have(r.err, "unknown message type 17 at stream offset 6"));
