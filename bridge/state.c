@@ -45,6 +45,17 @@ size_t br_state_write(uint8_t *buf, const BrState *s) {
     return (size_t)(p - buf) + 4;
 }
 
+char *br_state_peek_config(const uint8_t *buf, size_t n) {
+    if (n < BR_STATE_HEADER_BYTES || memcmp(buf, BR_STATE_MAGIC, 4) != 0) return NULL;
+    uint64_t len = get_u64(buf + 40);
+    if (len > n - BR_STATE_HEADER_BYTES) return NULL;
+    char *text = malloc((size_t)len + 1);
+    CHECK(text, "out of memory for a %llu-byte configuration", (unsigned long long)len);
+    memcpy(text, buf + BR_STATE_HEADER_BYTES, (size_t)len);
+    text[len] = 0;
+    return text;
+}
+
 int br_state_parse(const uint8_t *buf, size_t n, BrState *s, char *err) {
     memset(s, 0, sizeof *s);
     if (n < BR_STATE_HEADER_BYTES + 4) return cx_err(err, "state of %zu bytes is shorter than its header", n);

@@ -45,5 +45,8 @@ size_t br_state_write(uint8_t *buf, const BrState *s);
 // otherwise -1 with err naming what is wrong.
 int br_state_parse(const uint8_t *buf, size_t n, BrState *s, char *err);
 void br_state_free(BrState *s);
+// The run's configuration text from the first n bytes of a blob (a download's head),
+// NUL-terminated and malloc'ed, or NULL when they do not hold it all (or are no state).
+char *br_state_peek_config(const uint8_t *buf, size_t n);
 
 #endif

@@ -36,20 +36,6 @@ static int exit_for(int failure) {
     }
 }
 
-// The run's configuration from the state's head (bridge/state.h's layout), NUL-terminated
-// (malloc'ed), or NULL when the head does not hold it all.
-static char *config_from_head(const uint8_t *h, size_t n) {
-    if (n < BR_STATE_HEADER_BYTES || memcmp(h, BR_STATE_MAGIC, 4) != 0) return NULL;
-    uint64_t len = 0;
-    for (int i = 7; i >= 0; i--) len = len << 8 | h[40 + i];
-    if (len > n - BR_STATE_HEADER_BYTES) return NULL;
-    char *s = malloc((size_t)len + 1);
-    CHECK(s, "out of memory");
-    memcpy(s, h + BR_STATE_HEADER_BYTES, (size_t)len);
-    s[len] = 0;
-    return s;
-}
-
 // Forward + backward on micro-batches of the run's model and this machine's data for about
 // BENCH_SECONDS: samples per second (0 with err when the replica cannot be built here).
 static double bench(const char *config, const char *const *sets, int n_sets, char *what,
@@ -138,7 +124,7 @@ int volunteer_check(const BrClientOptions *opts, const char *const *sets, int n_
     double deadline_s = w->round_deadline_ms / 1e3;
     br_client_leave(c);  // BYE: no rounds joined
     // what this machine would contribute
-    char *config = config_from_head(head, head_have);
+    char *config = br_state_peek_config(head, head_have);
     free(head);
     double sps = 0;
     char what[256] = "";

@@ -98,10 +98,27 @@ static void test_rejects(void) {
     free(b);
 }
 
+// The configuration from a blob's head alone (conflux-volunteer --check reads it from the
+// first bytes of the download): exactly the header + the text is enough, a byte less is not.
+static void test_peek_config(void) {
+    size_t n;
+    uint8_t *b = blob(1, &n);
+    const size_t need = BR_STATE_HEADER_BYTES + strlen(CONFIG);
+    char *c = br_state_peek_config(b, need);
+    CU_ASSERT(c && strcmp(c, CONFIG) == 0);
+    free(c);
+    CU_ASSERT_PTR_NULL(br_state_peek_config(b, need - 1));
+    CU_ASSERT_PTR_NULL(br_state_peek_config(b, BR_STATE_HEADER_BYTES - 1));
+    memcpy(b, "CXSU", 4);
+    CU_ASSERT_PTR_NULL(br_state_peek_config(b, n));
+    free(b);
+}
+
 int main(void) {
     static const TuTest tests[] = {
         {"version 1 and 2 round trips", test_roundtrip},
         {"bad sizes, versions, checksums, magic", test_rejects},
+        {"the configuration from a blob's head", test_peek_config},
     };
     return tu_run_suite("state", tests, sizeof tests / sizeof tests[0]);
 }
