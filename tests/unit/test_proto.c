@@ -1198,6 +1198,10 @@ static void test_encode_rejects(void) {
     REJECT((f = sc, f.m.state_chunk.total_bytes = 10), "lies outside");
     REJECT((f = sc, f.m.state_chunk.offset = UINT64_MAX), "lies outside");
     REJECT((f = sc, f.m.state_chunk.data = NULL), "data is NULL");
+    REJECT((f = (BrFrame){.type = BR_MSG_PROBE}, f.m.probe.n_bytes = BR_PROTO_DEFAULT_CHUNK_BYTES + 1,
+            f.m.probe.data = buf),
+           "encode PROBE: 1048577 bytes exceed the limit of 1048576");
+    REJECT((f = (BrFrame){.type = BR_MSG_PROBE}, f.m.probe.n_bytes = 4), "encode PROBE: data is NULL");
     REJECT((f.type = BR_MSG_ROUND_OPEN, f.m.round_open.target_samples = 0), "target samples");
     REJECT((f = grad, f.m.grad_chunk.samples = 0), "sample count");
     REJECT((f = grad, f.m.grad_chunk.n_elems = 0), "element count is 0");
@@ -1646,6 +1650,13 @@ static void test_malformed_payloads(void) {
     BAD(S(BR_MSG_STATE_CHUNK, 1), plen -= 1, "chunk declares 13 bytes but the payload holds 12");
     BAD(S(BR_MSG_STATE_CHUNK, 1), (p[plen] = 0, plen += 1), "1 unexpected bytes");
     BAD(S(BR_MSG_STATE_CHUNK, 1), put32(p + 16, BR_PROTO_DEFAULT_CHUNK_BYTES + 1), "exceeds the limit");
+    // PROBE (sequence, length, bytes): the limit is the chunk size; a length at the limit is
+    // within it (then the short payload is the error)
+    BAD(S(BR_MSG_PROBE, 1), put32(p + 4, BR_PROTO_DEFAULT_CHUNK_BYTES + 1),
+        "probe of 1048577 bytes exceeds the limit of 1048576 at stream offset 24");
+    BAD(S(BR_MSG_PROBE, 1), put32(p + 4, BR_PROTO_DEFAULT_CHUNK_BYTES),
+        "probe declares 1048576 bytes but the payload holds");
+    BAD(S(BR_MSG_PROBE, 1), plen -= 1, "probe declares");
     // ROUND_OPEN target 1
     BAD(S(BR_MSG_ROUND_OPEN, 0), p[16] = 0, "target samples is 0");
     BAD(S(BR_MSG_ROUND_OPEN, 0), p[32] = 2, "sample count 2 exceeds the target 1 at stream offset 52");
