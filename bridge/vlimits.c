@@ -91,20 +91,17 @@ static int read_ticks(uint64_t *busy, uint64_t *total, uint64_t *self) {
     return found ? 0 : -1;
 }
 
-double vl_busy_load(VlBusy *b, double window_s) {
-    double now = cx_now();
-    int last = (b->head + VL_BUSY_RING - 1) % VL_BUSY_RING;
-    if (b->n == 0 || now - b->s[last].t >= 0.5) {
-        uint64_t busy, total, self;
-        if (read_ticks(&busy, &total, &self) != 0) return -1;
-        b->s[b->head].t = now;
-        b->s[b->head].busy = busy;
-        b->s[b->head].total = total;
-        b->s[b->head].self = self;
-        last = b->head;
-        b->head = (b->head + 1) % VL_BUSY_RING;
-        if (b->n < VL_BUSY_RING) b->n++;
-    }
+void vl_busy_add(VlBusy *b, double t, uint64_t busy, uint64_t total, uint64_t self) {
+    b->s[b->head].t = t;
+    b->s[b->head].busy = busy;
+    b->s[b->head].total = total;
+    b->s[b->head].self = self;
+    b->head = (b->head + 1) % VL_BUSY_RING;
+    if (b->n < VL_BUSY_RING) b->n++;
+}
+
+double vl_busy_load_at(const VlBusy *b, double window_s) {
+    const int last = (b->head + VL_BUSY_RING - 1) % VL_BUSY_RING;
     // the newest sample at least window_s older than the last (else the oldest one)
     int from = -1;
     for (int k = 1; k < b->n; k++) {
@@ -120,4 +117,15 @@ double vl_busy_load(VlBusy *b, double window_s) {
     double other = dbusy - dself;
     if (other < 0) other = 0;
     return other / (dtotal / b->n_cpus);  // ticks of other work per tick of one CPU
+}
+
+double vl_busy_load(VlBusy *b, double window_s) {
+    double now = cx_now();
+    int last = (b->head + VL_BUSY_RING - 1) % VL_BUSY_RING;
+    if (b->n == 0 || now - b->s[last].t >= 0.5) {
+        uint64_t busy, total, self;
+        if (read_ticks(&busy, &total, &self) != 0) return -1;
+        vl_busy_add(b, now, busy, total, self);
+    }
+    return vl_busy_load_at(b, window_s);
 }

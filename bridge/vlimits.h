@@ -37,5 +37,9 @@ void vl_busy_init(VlBusy *b);
 // the last window_s seconds, or -1 while fewer than 1 s of samples exist (or /proc is not
 // readable).
 double vl_busy_load(VlBusy *b, double window_s);
+// Its parts, for tests: adds a sample (seconds; /proc/stat's busy and total ticks of the
+// affinity CPUs, this process's ticks), and the load from the samples held.
+void vl_busy_add(VlBusy *b, double t, uint64_t busy, uint64_t total, uint64_t self);
+double vl_busy_load_at(const VlBusy *b, double window_s);
 
 #endif

@@ -58,11 +58,42 @@ static void test_busy(void) {
     CU_ASSERT(l >= 0 && l <= b.n_cpus + 0.01);
 }
 
+// The load from synthetic samples: other processes' ticks (busy minus this process's) per
+// tick of one CPU, over the newest sample at least window_s older than the last.
+static void test_busy_samples(void) {
+    VlBusy b = {.n_cpus = 2};
+    vl_busy_add(&b, 0.0, 0, 0, 0);
+    CU_ASSERT_EQUAL(vl_busy_load_at(&b, 5), -1);  // one sample
+    vl_busy_add(&b, 0.8, 10, 160, 0);
+    CU_ASSERT_EQUAL(vl_busy_load_at(&b, 5), -1);  // less than 1 s of samples
+    // t = 1 .. 7: each second 200 ticks over the 2 CPUs; busy 150, of which ours 50 in the
+    // first 4 s (other 100: load 1.0), then busy 60 with ours 40 (other 20: load 0.2)
+    uint64_t busy = 10, total = 160, self = 0;
+    for (int t = 1; t <= 7; t++) {
+        total += 200;
+        busy += t <= 4 ? 150 : 60;
+        self += t <= 4 ? 50 : 40;
+        vl_busy_add(&b, (double)t, busy, total, self);
+    }
+    // window 2 s: t = 5 .. 7, load 0.2; window 5 s: t = 2 .. 7 (2 s at 1.0, 3 s at 0.2)
+    CU_ASSERT_DOUBLE_EQUAL(vl_busy_load_at(&b, 2), 0.2, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(vl_busy_load_at(&b, 5), (2 * 100 + 3 * 20) / (5 * 100.0), 1e-12);
+    // a window longer than the samples: the oldest one (t = 0)
+    const double all = (double)(busy - self) / ((double)total / 2);
+    CU_ASSERT_DOUBLE_EQUAL(vl_busy_load_at(&b, 60), all, 1e-12);
+    b.n_cpus = 1;  // the same ticks over one CPU: twice the figure per CPU
+    CU_ASSERT_DOUBLE_EQUAL(vl_busy_load_at(&b, 2), 0.1, 1e-12);
+    // our own time is never the others' load, even when the counters disagree
+    vl_busy_add(&b, 8.0, busy + 10, total + 200, self + 30);
+    CU_ASSERT_DOUBLE_EQUAL(vl_busy_load_at(&b, 0.5), 0.0, 1e-12);
+}
+
 int main(void) {
     static const TuTest tests[] = {
         {"--hours windows", test_hours},
         {"--max-upload-rate values", test_rate},
         {"load: none before 1 s of samples, then within [0, CPUs]", test_busy},
+        {"load from samples: own time, window, CPUs", test_busy_samples},
     };
     return tu_run_suite("vlimits", tests, sizeof tests / sizeof tests[0]);
 }
