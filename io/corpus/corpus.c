@@ -14,7 +14,7 @@
 // Formats
 
 static const char *const FORMAT_NAMES[CORPUS_FMT_COUNT] = {
-    "text", "fortune", "man", "html", "xml", "xhp", "debtrans", "mo",
+    "text", "fortune", "man", "html", "xml", "xhp", "debtrans", "mo", "news",
 };
 
 const char *corpus_format_name(CorpusFormat fmt) {
@@ -179,6 +179,19 @@ static void extract_text(const char *data, size_t n, CorpusDocs *out) {
             docs_put_inline(out, line, len);
             docs_putc(out, ' ');
         }
+    }
+    docs_end(out, start);
+}
+
+// One article: paragraphs separated by '\n' (the title the first).
+static void extract_news(const char *data, size_t n, CorpusDocs *out) {
+    size_t start = out->text_bytes, pos = 0;
+    while (pos < n) {
+        const char *line;
+        size_t len = next_line(data, n, &pos, &line);
+        if (is_blank(line, len)) continue;
+        docs_put_inline(out, line, len);
+        docs_para_break(out, start);
     }
     docs_end(out, start);
 }
@@ -1142,6 +1155,7 @@ int corpus_extract(CorpusFormat fmt, const char *data, size_t n_bytes, CorpusDoc
     case CORPUS_FMT_XHP: extract_markup(MK_XHP, data, n_bytes, out); return 0;
     case CORPUS_FMT_DEBTRANS: extract_debtrans(data, n_bytes, out); return 0;
     case CORPUS_FMT_MO: return extract_mo(data, n_bytes, out, err);
+    case CORPUS_FMT_NEWS: extract_news(data, n_bytes, out); return 0;
     default: return cx_err(err, "unknown corpus format %d", (int)fmt);
     }
 }

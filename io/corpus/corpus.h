@@ -33,6 +33,11 @@
 //                header entry and messages with placeholders (printf "%s" "%2$d", Qt
 //                "%1", "%PRODUCTNAME", "$(ARG)", "${x}"), whose text is not whole, are
 //                skipped.
+//      news      one news article as conflux-corpus passes it (it streams RIA JSON
+//                lines, Lenta.ru and ODS CSV files, plain or gzip, through io/news/news.h,
+//                so the HTML of RIA bodies is already text): the title, '\n', then the
+//                body's paragraphs separated by '\n'; one document, the title its first
+//                paragraph
 //
 // 2. Filtering: a CorpusFilter takes extracted documents one at a time and emits output
 //    lines (one document per line, no newline inside), in this order:
@@ -64,6 +69,7 @@ typedef enum CorpusFormat {
     CORPUS_FMT_XHP,
     CORPUS_FMT_DEBTRANS,
     CORPUS_FMT_MO,
+    CORPUS_FMT_NEWS,
     CORPUS_FMT_COUNT
 } CorpusFormat;
 

@@ -120,6 +120,19 @@ static void test_text(void) {
     corpus_docs_free(&d);
 }
 
+static void test_news(void) {
+    // one article: the title, then the body's paragraphs (blank lines are not paragraphs)
+    CorpusDocs d;
+    extract(CORPUS_FMT_NEWS, "Заголовок статьи\nПервый абзац.\n\nВторой абзац.", &d);
+    CU_ASSERT_EQUAL(d.n_docs, 1);
+    ASSERT_DOC(&d, 0, "Заголовок статьи | Первый абзац. | Второй абзац.");
+    corpus_docs_free(&d);
+    extract(CORPUS_FMT_NEWS, "\n \n", &d);
+    CU_ASSERT_EQUAL(d.n_docs, 0);
+    corpus_docs_free(&d);
+    CU_ASSERT(corpus_format_accepts(CORPUS_FMT_NEWS, "train/rt_ng_train.json.gz"));
+}
+
 static void test_man(void) {
     const char *src =
         ".\\\" Copyright comment that must vanish\n"
@@ -637,6 +650,7 @@ int main(void) {
         {"fortune files", test_fortune},
         {"fortune entries", test_fortune_entries},
         {"plain text", test_text},
+        {"news: one article, the title first", test_news},
         {"roff man pages", test_man},
         {"HTML", test_html},
         {"LibreOffice XHP", test_xhp},
