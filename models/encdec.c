@@ -10,6 +10,7 @@
 #include "models/common.h"
 #include "models/hooks_internal.h"
 #include "models/nn.h"
+#include "models/par.h"
 #include "models/rng.h"
 
 // decoder tensors: globals, then DL_COUNT per layer, then the head
@@ -44,6 +45,7 @@ enum {
     DL_COUNT
 };
 enum { DH_DENSE_W, DH_DENSE_B, DH_LN_W, DH_LN_B, DH_BIAS, DH_COUNT };
+enum { DH_GATE_W = DH_COUNT, DH_GATE_B, DH_COUNT_COPY };  // with cfg.copy
 
 // dropout streams of the decoder (the encoder uses albert.c's sites under the step seed)
 #define DEC_SEED_TAG 0xDEC0DEull
@@ -97,6 +99,13 @@ struct EncDec {
     float *dck, *dcv, *denc;                                  // (S,H)
     float *dz_in, *dz1, *dz2, *dz3, *dlogits, *demb, *demb2;  // (N,H) (N,E)x3 (N,V) (N,E)x2
     float *att_scratch;                                       // B * NH * Tt * max(Tt, Ts)
+    // copy mechanism (cfg.copy): each batch row's distinct source tokens, and per loss row
+    // (selected target position) the copy weight of each of them, the gate, Pv
+    int32_t *utok, *upos, *nu, *vslot;  // (S) (S) (B) (V, all -1 between uses)
+    float *cw, *gate, *probs;           // (N,Ts) (N) (N,V)
+    float *dcw, *dgate, *dcatt;         // (N,Ts) (N) (B,NH,Tt,Ts): the last layer's
+    float *dcopy_ctx, *dcopy_x;         // (N,H) (N,E)
+    double *row_loss;                   // (N)
 };
 
 static const char *const DL_NAMES[DL_COUNT] = {
@@ -150,6 +159,9 @@ int encdec_config_check(const EncDecConfig *c, char *err) {
         return cx_err(err, "decoder.max_position must be >= 2 (got %d)", c->dec_max_position);
     if (!(c->dec_dropout >= 0.0f && c->dec_dropout < 1.0f))
         return cx_err(err, "decoder.dropout must be in [0, 1) (got %g)", (double)c->dec_dropout);
+    if (c->copy != 0 && c->copy != 1)
+        return cx_err(err, "decoder.copy must be 0 (none) or 1 (pointer-generator) (got %d)",
+                      c->copy);
     if (!(c->label_smoothing >= 0.0f && c->label_smoothing < 1.0f))
         return cx_err(err, "decoder.label_smoothing must be in [0, 1) (got %g)",
                       (double)c->label_smoothing);
@@ -160,7 +172,8 @@ static void build_specs(EncDec *m) {
     const EncDecConfig *c = &m->cfg;
     const long V = c->enc.vocab_size, E = c->enc.embedding_size, H = c->enc.hidden_size;
     const long I = c->dec_intermediate;
-    m->n_specs = AP_N_ENCODER + DG_COUNT + c->dec_layers * DL_COUNT + DH_COUNT;
+    m->n_specs = AP_N_ENCODER + DG_COUNT + c->dec_layers * DL_COUNT +
+                 (c->copy ? DH_COUNT_COPY : DH_COUNT);
     m->specs = cx_calloc((size_t)m->n_specs, sizeof(TensorSpec));
     TensorSpec *s = m->specs;
     memcpy(s, albert_specs(m->enc), AP_N_ENCODER * sizeof(TensorSpec));
@@ -187,6 +200,10 @@ static void build_specs(EncDec *m) {
     tensor_spec_set(&s[hidx(m, DH_LN_W)], 1, 1, E, 0, "lm_head.LayerNorm.weight");
     tensor_spec_set(&s[hidx(m, DH_LN_B)], 1, 1, E, 0, "lm_head.LayerNorm.bias");
     tensor_spec_set(&s[hidx(m, DH_BIAS)], 1, 1, V, 0, "lm_head.bias");
+    if (c->copy) {
+        tensor_spec_set(&s[hidx(m, DH_GATE_W)], 0, 2, 1, 2 * H + E, "pointer.gate.weight");
+        tensor_spec_set(&s[hidx(m, DH_GATE_B)], 1, 1, 1, 0, "pointer.gate.bias");
+    }
     // after the encoder prefix, which is already 16-float aligned
     m->n_params = tensor_layout(s + AP_N_ENCODER, m->n_specs - AP_N_ENCODER, albert_n_params(m->enc));
 }
@@ -244,6 +261,19 @@ static void carve_acts(EncDec *m, TensorCarver *cv) {
     m->dlogits = tensor_carve(cv, N * V);
     tensor_carve_each(cv, N * E, &m->demb, &m->demb2, NULL);
     m->att_scratch = tensor_carve(cv, B * NH * Tt * (Tt > Ts ? Tt : Ts));
+    if (c->copy) {
+        m->utok = (int32_t *)tensor_carve(cv, S);
+        m->upos = (int32_t *)tensor_carve(cv, S);
+        m->nu = (int32_t *)tensor_carve(cv, B);
+        m->vslot = (int32_t *)tensor_carve(cv, V);
+        tensor_carve_each(cv, N * Ts, &m->cw, &m->dcw, NULL);
+        tensor_carve_each(cv, N, &m->gate, &m->dgate, NULL);
+        m->probs = tensor_carve(cv, N * V);
+        m->dcatt = tensor_carve(cv, B * NH * Tt * Ts);
+        m->dcopy_ctx = tensor_carve(cv, N * H);
+        m->dcopy_x = tensor_carve(cv, N * E);
+        m->row_loss = (double *)tensor_carve(cv, 2 * N);
+    }
 }
 
 EncDec *encdec_create(const EncDecConfig *cfg, int max_B, int max_Ts, int max_Tt, uint64_t seed) {
@@ -272,6 +302,8 @@ EncDec *encdec_create(const EncDecConfig *cfg, int max_B, int max_Ts, int max_Tt
     carve_acts(m, &cv);
     m->act_arena = tensor_carver_alloc(&cv);
     carve_acts(m, &cv);
+    if (cfg->copy)
+        for (int v = 0; v < cfg->enc.vocab_size; v++) m->vslot[v] = -1;
 
     // decoder: normal(0, init_std) matrices and positions, zero biases, unit LayerNorm;
     // element j of tensor i draws from (derive(derive(seed, DEC_SEED_TAG), i), j)
@@ -381,7 +413,11 @@ static void hook_progress(EncDec *m, const EncDecBatch *b) {
     hooks_progress(&m->hooks, b->final_micro);
 }
 
-// Source mask, decoder inputs (BOS + target shifted right) and labels (PAD -> -1).
+static int copy_source(int32_t *ut, int32_t *upos, int32_t *vslot, const int32_t *src,
+                       const int32_t *mask, int Ts, int V);
+
+// Source mask, decoder inputs (BOS + target shifted right), labels (PAD -> -1) and, with
+// the copy mechanism, each source's distinct tokens.
 static void prepare(EncDec *m, const EncDecBatch *b) {
     const int S = b->B * b->Ts, Tt = b->Tt;
     for (int i = 0; i < S; i++)
@@ -396,6 +432,12 @@ static void prepare(EncDec *m, const EncDecBatch *b) {
             lab[t] = y[t] == ED_PAD ? -1 : y[t];
         }
     }
+    if (m->cfg.copy)
+        for (int bi = 0; bi < b->B; bi++) {
+            const size_t o = (size_t)bi * b->Ts;
+            m->nu[bi] = copy_source(m->utok + o, m->upos + o, m->vslot, b->src + o, m->smask + o,
+                                    b->Ts, m->cfg.enc.vocab_size);
+        }
 }
 
 static void decoder_forward(EncDec *m, const EncDecBatch *b, float p, uint64_t dseed) {
@@ -471,6 +513,219 @@ static void head_forward(EncDec *m, int M, float *out) {
     nn_linear_forward(out, m->z3, P[AP_WORD], P[hidx(m, DH_BIAS)], M, E, V);
 }
 
+// ---------------------------------------------------------------------------------------
+// copy mechanism (pointer-generator; encdec.h)
+
+// The distinct tokens of one source (its unmasked positions) in order of first appearance:
+// ut (returned count), upos (Ts) each position's slot in ut, -1 for padding. vslot (V) is
+// all -1 on entry and on return.
+static int copy_source(int32_t *ut, int32_t *upos, int32_t *vslot, const int32_t *src,
+                       const int32_t *mask, int Ts, int V) {
+    int n = 0;
+    for (int s = 0; s < Ts; s++) {
+        if (!mask[s]) {
+            upos[s] = -1;
+            continue;
+        }
+        const int32_t v = src[s];
+        CHECK(v >= 0 && v < V, "source id %d outside [0, %d)", v, V);
+        if (vslot[v] < 0) {
+            vslot[v] = n;
+            ut[n++] = v;
+        }
+        upos[s] = vslot[v];
+    }
+    for (int k = 0; k < n; k++) vslot[ut[k]] = -1;
+    return n;
+}
+
+// cw (nu): each distinct source token's copy weight, from NH rows of cross-attention
+// probabilities over Ts positions (head h at att + h * head_stride), averaged over heads.
+static void copy_weights(float *cw, int nu, const float *att, size_t head_stride, int NH,
+                         const int32_t *upos, int Ts) {
+    for (int k = 0; k < nu; k++) cw[k] = 0.0f;
+    for (int s = 0; s < Ts; s++) {
+        if (upos[s] < 0) continue;
+        float a = 0.0f;
+        for (int h = 0; h < NH; h++) a += att[(size_t)h * head_stride + s];
+        cw[upos[s]] += a / (float)NH;
+    }
+}
+
+// g = sigmoid(w . [h; c; x] + bias)
+static float copy_gate(const float *w, float bias, const float *h, const float *c,
+                       const float *x, int H, int E) {
+    float z = bias;
+    for (int j = 0; j < H; j++) z += w[j] * h[j];
+    for (int j = 0; j < H; j++) z += w[H + j] * c[j];
+    for (int e = 0; e < E; e++) z += w[2 * H + e] * x[e];
+    return 1.0f / (1.0f + expf(-z));
+}
+
+// In place: logits lg (V) of the vocabulary -> log P of the mixed distribution; pv (V)
+// receives the vocabulary softmax.
+static void copy_log_probs(float *lg, float *pv, float g, const int32_t *ut, const float *cw,
+                           int nu, int V) {
+    const float lse = nn_softmax_lse(pv, lg, V);
+    const float base = logf(g) - lse;
+    for (int v = 0; v < V; v++) lg[v] += base;
+    for (int k = 0; k < nu; k++) lg[ut[k]] = logf(g * pv[ut[k]] + (1.0f - g) * cw[k]);
+}
+
+// Gates and copy weights of the M rows whose target positions are sel_idx[0, M).
+static void copy_rows_prepare(EncDec *m, const EncDecBatch *b, int M) {
+    const EncDecConfig *c = &m->cfg;
+    const int Tt = b->Tt, Ts = b->Ts, H = c->enc.hidden_size, E = c->enc.embedding_size;
+    const int NH = c->dec_heads;
+    const DecActs *la = &m->layers[c->dec_layers - 1];
+    const float *w = m->p[hidx(m, DH_GATE_W)], bias = m->p[hidx(m, DH_GATE_B)][0];
+    for (int r = 0; r < M; r++) {
+        const int i = m->sel_idx[r], bi = i / Tt, t = i % Tt;
+        m->gate[r] = copy_gate(w, bias, la->out + (size_t)i * H, la->cctx + (size_t)i * H,
+                               m->emb_ln + (size_t)i * E, H, E);
+        copy_weights(m->cw + (size_t)r * Ts, m->nu[bi],
+                     la->catt + ((size_t)bi * NH * Tt + t) * Ts, (size_t)Tt * Ts, NH,
+                     m->upos + (size_t)bi * Ts, Ts);
+    }
+}
+
+typedef struct {
+    EncDec *m;
+    int Tt, Ts;
+} CopyTask;
+
+// Loss rows [lo, hi): Pv into probs and each row's loss (encdec.h) into row_loss.
+//   sum_v log P[v] = (V - nu) log g + sum_{v not in the source} log Pv[v] + sum_k log P[u_k]
+// with sum_{v not in the source} log Pv[v] = sum_v logit[v] - V lse - sum_k log Pv[u_k].
+static void copy_rows_forward(void *ctx, int tid, size_t lo, size_t hi) {
+    const CopyTask *ct = ctx;
+    EncDec *m = ct->m;
+    (void)tid;
+    const int V = m->cfg.enc.vocab_size, Ts = ct->Ts;
+    const double eps = m->cfg.label_smoothing;
+    for (size_t r = lo; r < hi; r++) {
+        const int bi = m->sel_idx[r] / ct->Tt, y = m->sel_tgt[r], nu = m->nu[bi];
+        const int32_t *ut = m->utok + (size_t)bi * Ts;
+        const float *lg = m->logits + r * V, *cw = m->cw + r * Ts;
+        float *pv = m->probs + r * V;
+        double sum_logit = 0.0;
+        for (int v = 0; v < V; v++) sum_logit += lg[v];
+        const double lse = nn_softmax_lse(pv, lg, V), g = m->gate[r], log_g = log(g);
+        double set_logP = 0.0, set_logpv = 0.0, logP_y = NAN;
+        for (int k = 0; k < nu; k++) {
+            const double lp = log(g * pv[ut[k]] + (1.0 - g) * cw[k]);
+            set_logP += lp;
+            set_logpv += lg[ut[k]] - lse;
+            if (ut[k] == y) logP_y = lp;
+        }
+        if (isnan(logP_y)) logP_y = log_g + (lg[y] - lse);
+        const double sum_logP = (V - nu) * log_g + (sum_logit - V * lse - set_logpv) + set_logP;
+        m->row_loss[r] = -(1.0 - eps) * logP_y - eps / V * sum_logP;
+    }
+}
+
+// Rows [lo, hi) of the backward, loss scale 1: dlogits (written), dcw = dL/d(copy weight),
+// dgate = dL/d(gate pre-activation). With gP[v] = dL/dP[v] = -(1-eps)[v=y]/P[v] - (eps/V)/P[v]
+// and u[v] = Pv[v] g gP[v] (= -eps/V for tokens neither in the source nor y):
+//   dlogit[v] = u[v] - Pv[v] sum(u);  dL/dg = sum_v gP[v] (Pv[v] - C[v]);  dL/dC_k = (1-g) gP[u_k]
+static void copy_rows_backward(void *ctx, int tid, size_t lo, size_t hi) {
+    const CopyTask *ct = ctx;
+    EncDec *m = ct->m;
+    (void)tid;
+    const int V = m->cfg.enc.vocab_size, Ts = ct->Ts;
+    const double eps = m->cfg.label_smoothing, e = eps / V;
+    for (size_t r = lo; r < hi; r++) {
+        const int bi = m->sel_idx[r] / ct->Tt, y = m->sel_tgt[r], nu = m->nu[bi];
+        const int32_t *ut = m->utok + (size_t)bi * Ts;
+        const float *pv = m->probs + r * V, *cw = m->cw + r * Ts;
+        float *dl = m->dlogits + r * V, *dcw = m->dcw + r * Ts;
+        const double g = m->gate[r];
+        double sum_u = 0.0, dg = 0.0;
+        int y_in = 0, n_rest = V - nu;
+        for (int k = 0; k < nu; k++) {
+            const double P = g * pv[ut[k]] + (1.0 - g) * cw[k];
+            double gP = -e / P;
+            if (ut[k] == y) {
+                gP -= (1.0 - eps) / P;
+                y_in = 1;
+            }
+            dcw[k] = (float)((1.0 - g) * gP);
+            sum_u += pv[ut[k]] * g * gP;
+            dg += gP * (pv[ut[k]] - cw[k]);
+        }
+        const double u_y = -(1.0 - eps) - e;  // y outside the source: P[y] = g Pv[y]
+        if (!y_in) {
+            n_rest--;
+            sum_u += u_y;
+            dg += u_y / g;
+        }
+        sum_u += -e * n_rest;
+        dg += -e / g * n_rest;
+        const float fe = (float)e, fs = (float)sum_u;
+        for (int v = 0; v < V; v++) dl[v] = -fe - pv[v] * fs;
+        for (int k = 0; k < nu; k++) {
+            const double P = g * pv[ut[k]] + (1.0 - g) * cw[k];
+            const double gP = -e / P - (ut[k] == y ? (1.0 - eps) / P : 0.0);
+            dl[ut[k]] = (float)(pv[ut[k]] * g * gP - pv[ut[k]] * sum_u);
+        }
+        if (!y_in) dl[y] = (float)(u_y - pv[y] * sum_u);
+        m->dgate[r] = (float)(dg * g * (1.0 - g));
+    }
+}
+
+static double copy_loss(EncDec *m, const EncDecBatch *b, int M) {
+    copy_rows_prepare(m, b, M);
+    CopyTask ct = {m, b->Tt, b->Ts};
+    par_run((size_t)M, 1, copy_rows_forward, &ct);
+    double loss = 0.0;
+    for (int r = 0; r < M; r++) loss += m->row_loss[r];
+    return loss;
+}
+
+// After the head's backward: the gate's gradients (its weights; into d(last layer output)
+// in dh, dcopy_ctx and dcopy_x) and the copy weights' into dcatt (the last layer's
+// cross-attention probabilities).
+static void copy_backward_rest(EncDec *m, const EncDecBatch *b, int M) {
+    const EncDecConfig *c = &m->cfg;
+    const int Tt = b->Tt, Ts = b->Ts, N = b->B * Tt, H = c->enc.hidden_size;
+    const int E = c->enc.embedding_size, NH = c->dec_heads;
+    const DecActs *la = &m->layers[c->dec_layers - 1];
+    const float *w = m->p[hidx(m, DH_GATE_W)];
+    float *gw = m->g[hidx(m, DH_GATE_W)], *gb = m->g[hidx(m, DH_GATE_B)];
+    zero(m->dcopy_ctx, (size_t)N * H);
+    zero(m->dcopy_x, (size_t)N * E);
+    zero(m->dcatt, (size_t)b->B * NH * Tt * Ts);
+    for (int r = 0; r < M; r++) {
+        const int i = m->sel_idx[r], bi = i / Tt, t = i % Tt;
+        const float dz = m->dgate[r];
+        const float *h = la->out + (size_t)i * H, *cc = la->cctx + (size_t)i * H;
+        const float *x = m->emb_ln + (size_t)i * E;
+        float *dh = m->dh + (size_t)i * H, *dc = m->dcopy_ctx + (size_t)i * H;
+        float *dx = m->dcopy_x + (size_t)i * E;
+        for (int j = 0; j < H; j++) {
+            gw[j] += dz * h[j];
+            dh[j] += dz * w[j];
+        }
+        for (int j = 0; j < H; j++) {
+            gw[H + j] += dz * cc[j];
+            dc[j] += dz * w[H + j];
+        }
+        for (int e = 0; e < E; e++) {
+            gw[2 * H + e] += dz * x[e];
+            dx[e] += dz * w[2 * H + e];
+        }
+        gb[0] += dz;
+        const int32_t *upos = m->upos + (size_t)bi * Ts;
+        const float *dcw = m->dcw + (size_t)r * Ts;
+        for (int s = 0; s < Ts; s++) {
+            if (upos[s] < 0) continue;
+            const float d = dcw[upos[s]] / (float)NH;
+            for (int hh = 0; hh < NH; hh++)
+                m->dcatt[(((size_t)bi * NH + hh) * Tt + t) * Ts + s] = d;
+        }
+    }
+}
+
 static void forward_all(EncDec *m, const EncDecBatch *b, int train, uint64_t seed) {
     check_batch(m, b);
     prepare(m, b);
@@ -482,14 +737,18 @@ static void forward_all(EncDec *m, const EncDecBatch *b, int train, uint64_t see
 // ---------------------------------------------------------------------------------------
 // backward
 
-static void head_backward(EncDec *m, int M, int N) {
+static void head_backward(EncDec *m, const EncDecBatch *b, int M, int N) {
     const EncDecConfig *c = &m->cfg;
     const int E = c->enc.embedding_size, H = c->enc.hidden_size, V = c->enc.vocab_size;
     float **P = m->p, **G = m->g;
-    // logits now hold the softmax probabilities
-    zero(m->dlogits, (size_t)M * V);
-    nn_softmax_xent_smooth_backward(m->dlogits, m->logits, m->sel_tgt, M, V, c->label_smoothing,
-                                    1.0f);
+    if (c->copy) {  // every row of dlogits written
+        CopyTask ct = {m, b->Tt, b->Ts};
+        par_run((size_t)M, 1, copy_rows_backward, &ct);
+    } else {  // logits now hold the softmax probabilities
+        zero(m->dlogits, (size_t)M * V);
+        nn_softmax_xent_smooth_backward(m->dlogits, m->logits, m->sel_tgt, M, V,
+                                        c->label_smoothing, 1.0f);
+    }
     zero(m->dz3, (size_t)M * E);
     nn_linear_backward(m->dz3, G[AP_WORD], G[hidx(m, DH_BIAS)], m->dlogits, m->z3, P[AP_WORD], M, E,
                        V);
@@ -505,6 +764,7 @@ static void head_backward(EncDec *m, int M, int N) {
     for (int r = 0; r < M; r++)
         memcpy(m->dh + (size_t)m->sel_idx[r] * H, m->dz_in + (size_t)r * H,
                (size_t)H * sizeof(float));
+    if (c->copy) copy_backward_rest(m, b, M);
 }
 
 // From d(last layer output) in dh to parameter gradients and d(encoder output) in denc.
@@ -520,6 +780,7 @@ static void decoder_backward(EncDec *m, const EncDecBatch *b, float p, uint64_t 
     float **P = m->p, **G = m->g;
 
     zero(m->denc, (size_t)S * H);
+    const int lc = c->copy ? c->dec_layers - 1 : -1;  // the layer the copy distribution reads
     for (int l = c->dec_layers - 1; l >= 0; l--) {
         DecActs *la = &m->layers[l];
         float **W = P + lidx(l, 0), **GW = G + lidx(l, 0);
@@ -547,12 +808,14 @@ static void decoder_backward(EncDec *m, const EncDecBatch *b, float p, uint64_t 
         zero(m->dctx, NHs);
         nn_linear_backward(m->dctx, GW[DL_CO_W], GW[DL_CO_B], m->dproj, la->cctx, W[DL_CO_W], N, H,
                            H);
+        if (l == lc) nn_add_forward(m->dctx, m->dctx, m->dcopy_ctx, NHs);  // the gate's input
         zero(m->dq, NHs);
         zero(m->dck, (size_t)S * H);
         zero(m->dcv, (size_t)S * H);
-        nn_attention_ex_backward(m->dq, m->dck, m->dcv, m->dctx, la->cq, la->ck, la->cv, la->catt,
-                                 B, Tt, Ts, H, NH, p, site(dseed, l, SUB_CA_ATT),
-                                 s0 * (uint64_t)NH * Tt * Ts, m->att_scratch);
+        nn_attention_ex_backward_datt(m->dq, m->dck, m->dcv, m->dctx, l == lc ? m->dcatt : NULL,
+                                      la->cq, la->ck, la->cv, la->catt, B, Tt, Ts, H, NH, p,
+                                      site(dseed, l, SUB_CA_ATT), s0 * (uint64_t)NH * Tt * Ts,
+                                      m->att_scratch);
         hook_progress(m, b);
         nn_linear_backward(m->dh, GW[DL_CQ_W], GW[DL_CQ_B], m->dq, la->a1, W[DL_CQ_W], N, H, H);
         nn_linear_backward(m->denc, GW[DL_CK_W], GW[DL_CK_B], m->dck, m->enc_out, W[DL_CK_W], S, H,
@@ -589,6 +852,7 @@ static void decoder_backward(EncDec *m, const EncDecBatch *b, float p, uint64_t 
     zero(m->demb2, (size_t)N * E);
     nn_dropout_backward(m->demb2, m->demb, (size_t)N * E, p, cx_rng_derive(dseed, SITE_EMB),
                         s0 * (uint64_t)Tt * E);
+    if (c->copy) nn_add_forward(m->demb2, m->demb2, m->dcopy_x, (size_t)N * E);  // gate input
     zero(m->demb, (size_t)N * E);
     nn_layernorm_backward(m->demb, G[gidx(DG_LN_W)], G[gidx(DG_LN_B)], m->demb2, m->emb,
                           m->emb_mean, m->emb_rstd, P[gidx(DG_LN_W)], N, E);
@@ -623,8 +887,9 @@ double encdec_step(EncDec *m, const EncDecBatch *b, int train, int backward, uin
     *n_tokens = M;
     if (M == 0) return 0.0;
     head_forward(m, M, m->logits);
-    double loss = nn_softmax_xent_smooth_forward(m->logits, m->logits, m->sel_tgt, M,
-                                                 c->enc.vocab_size, c->label_smoothing);
+    double loss = c->copy ? copy_loss(m, b, M)
+                          : nn_softmax_xent_smooth_forward(m->logits, m->logits, m->sel_tgt, M,
+                                                           c->enc.vocab_size, c->label_smoothing);
     if (backward) {
         const float p = train ? c->dec_dropout : 0.0f;
         const int split = m->split && b->final_micro;
@@ -634,7 +899,7 @@ double encdec_step(EncDec *m, const EncDecBatch *b, int train, int backward, uin
             memcpy(m->row_ids + S, m->dec_in, (size_t)N * sizeof(int32_t));
             m->n_rows = (int)S + N;
         }
-        head_backward(m, M, N);
+        head_backward(m, b, M, N);
         hook_ready(m, b, hidx(m, 0), m->n_specs - 1);  // the head (not the tied word embeddings)
         if (split) {  // the word embeddings' input parts go to rows; unused encoder positions
             hook_ready(m, b, AP_WORD, AP_WORD);
@@ -653,6 +918,15 @@ void encdec_logits(EncDec *m, const EncDecBatch *b, float *logits) {
     forward_all(m, b, 0, 0);
     memcpy(m->z_in, m->layers[m->cfg.dec_layers - 1].out, (size_t)N * H * sizeof(float));
     head_forward(m, N, logits);
+    if (!m->cfg.copy) return;
+    const int V = m->cfg.enc.vocab_size;
+    for (int i = 0; i < N; i++) m->sel_idx[i] = i;
+    copy_rows_prepare(m, b, N);
+    for (int i = 0; i < N; i++) {
+        const int bi = i / b->Tt;
+        copy_log_probs(logits + (size_t)i * V, m->probs + (size_t)i * V, m->gate[i],
+                       m->utok + (size_t)bi * b->Ts, m->cw + (size_t)i * b->Ts, m->nu[bi], V);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -671,6 +945,9 @@ struct EncDecGen {
     float *x, *q, *k, *v, *ctx, *tmp, *res, *a1, *cq, *cctx, *a2;  // (K,H)
     float *f1, *g;                                                 // (K,I)
     float *att, *scratch;                                          // NH * max(max_len, max_Ts)
+    int32_t *utok, *upos, *vslot;  // copy: the source's distinct tokens (max_Ts) (max_Ts) (V)
+    int nu;
+    float *cw, *pv;  // (max_beam, max_Ts) copy weights; (V) vocabulary softmax
 };
 
 static void carve_gen(EncDecGen *g, TensorCarver *cv) {
@@ -696,6 +973,13 @@ static void carve_gen(EncDecGen *g, TensorCarver *cv) {
     g->g = tensor_carve(cv, K * I);
     g->att = tensor_carve(cv, A);
     g->scratch = tensor_carve(cv, A);
+    if (c->copy) {
+        g->utok = (int32_t *)tensor_carve(cv, Ts);
+        g->upos = (int32_t *)tensor_carve(cv, Ts);
+        g->vslot = (int32_t *)tensor_carve(cv, (size_t)c->enc.vocab_size);
+        g->cw = tensor_carve(cv, K * Ts);
+        g->pv = tensor_carve(cv, (size_t)c->enc.vocab_size);
+    }
 }
 
 EncDecGen *encdec_gen_create(EncDec *m, int max_beam, int max_len) {
@@ -710,6 +994,8 @@ EncDecGen *encdec_gen_create(EncDec *m, int max_beam, int max_len) {
     carve_gen(g, &cv);
     g->arena = tensor_carver_alloc(&cv);
     carve_gen(g, &cv);
+    if (m->cfg.copy)
+        for (int v = 0; v < m->cfg.enc.vocab_size; v++) g->vslot[v] = -1;
     g->work = beam_work_create(max_beam, max_len, m->cfg.enc.vocab_size);
     return g;
 }
@@ -735,6 +1021,8 @@ void encdec_gen_start(EncDecGen *g, const int32_t *src, const int32_t *src_mask,
     }
     g->Ts = Ts;
     g->cur = 0;
+    if (m->cfg.copy)
+        g->nu = copy_source(g->utok, g->upos, g->vslot, src, g->smask, Ts, m->cfg.enc.vocab_size);
 }
 
 void encdec_gen_step(void *ctx, int K, const int32_t *parents, const int32_t *tokens, int t,
@@ -794,9 +1082,13 @@ void encdec_gen_step(void *ctx, int K, const int32_t *parents, const int32_t *to
         nn_linear_forward(g->cq, g->a1, W[DL_CQ_W], W[DL_CQ_B], K, H, H);
         const float *ck = g->ck + (size_t)l * m->max_Ts * H,
                     *cv = g->cv + (size_t)l * m->max_Ts * H;
-        for (int k = 0; k < K; k++)
+        for (int k = 0; k < K; k++) {
             nn_attention_ex_forward(g->cctx + (size_t)k * H, g->att, g->cq + (size_t)k * H, ck, cv,
                                     g->smask, 1, 1, g->Ts, H, NH, 0, 0.0f, 0, 0, g->scratch);
+            if (c->copy && l == c->dec_layers - 1)  // att: (NH, 1, Ts)
+                copy_weights(g->cw + (size_t)k * m->max_Ts, g->nu, g->att, (size_t)g->Ts, NH,
+                             g->upos, g->Ts);
+        }
         nn_linear_forward(g->tmp, g->cctx, W[DL_CO_W], W[DL_CO_B], K, H, H);
         nn_residual_layernorm_forward(g->res, g->a2, g->mean, g->rstd, g->tmp, g->a1,
                                       W[DL_CLN_W], W[DL_CLN_B], K, H, eps);
@@ -810,6 +1102,14 @@ void encdec_gen_step(void *ctx, int K, const int32_t *parents, const int32_t *to
     nn_layernorm_forward(g->z3, g->mean, g->rstd, g->z2, P[hidx(m, DH_LN_W)], P[hidx(m, DH_LN_B)],
                          K, E, eps);
     nn_linear_forward(logits, g->z3, P[AP_WORD], P[hidx(m, DH_BIAS)], K, E, V);
+    if (!c->copy) return;
+    for (int k = 0; k < K; k++) {  // g->x, g->cctx: the last layer's output and context
+        const float gate = copy_gate(P[hidx(m, DH_GATE_W)], P[hidx(m, DH_GATE_B)][0],
+                                     g->x + (size_t)k * H, g->cctx + (size_t)k * H,
+                                     g->emb_ln + (size_t)k * E, H, E);
+        copy_log_probs(logits + (size_t)k * V, g->pv, gate, g->utok,
+                       g->cw + (size_t)k * m->max_Ts, g->nu, V);
+    }
 }
 
 int encdec_generate(EncDecGen *g, const BeamConfig *c, const int32_t *src, const int32_t *src_mask,

@@ -29,6 +29,20 @@
 //   decoder.layers.<l>.final_layer_norm.{weight,bias} (H)
 //   lm_head.dense.weight (E,H) .bias (E)  lm_head.LayerNorm.{weight,bias} (E)  lm_head.bias (V)
 //
+// Copy mechanism (copy = 1; pointer-generator, See et al. 2017, on a transformer): the
+// output distribution at target position t mixes the vocabulary softmax Pv with a copy
+// distribution over the source tokens, by a learned gate:
+//   a_t[s]  = the last decoder layer's cross-attention probabilities (before dropout),
+//             averaged over its heads (source padding gets 0)
+//   g_t     = sigmoid(pointer.gate.weight . [h_t; c_t; x_t] + pointer.gate.bias)
+//             h_t the last layer's output (H), c_t its cross-attention context before
+//             out_proj (the heads' concatenated outputs, H), x_t the decoder input
+//             embedding after layernorm_embedding (E)
+//   P_t[v]  = g_t Pv_t[v] + (1 - g_t) sum_{s: src[s] = v} a_t[s]
+// and the loss uses P_t in place of Pv: (1-eps)(-log P[y]) + (eps/V) sum_v -log P[v].
+// Tensors after the head: pointer.gate.weight (1, 2H+E), pointer.gate.bias (1).
+// Decoding returns log P_t as the step's logits (beam.h's log-softmax leaves them as they are).
+//
 // Loss (teacher forcing): a target row y_1 .. y_n EOS PAD ... (right-padded) is decoded
 // from the input BOS y_1 .. y_n (target shifted right, BOS = [CLS]); every non-PAD target
 // position contributes PyTorch's CrossEntropyLoss(label_smoothing=eps) term
@@ -61,6 +75,7 @@ typedef struct {
     int dec_max_position;   // P_dec: decoder positions (BOS + target) <= P_dec
     float dec_dropout;      // decoder hidden and attention-probability dropout
     float label_smoothing;  // eps in [0, 1)
+    int copy;               // 1: pointer-generator output (see "Copy mechanism" above)
 } EncDecConfig;
 
 // Validates; -1 with err naming the offending key.
@@ -129,7 +144,8 @@ void encdec_set_backward_hooks(EncDec *m, void (*ready)(void *ctx, size_t offset
 // Allocates on the first call; later calls return the same description (owned by m).
 const GradSplit *encdec_enable_grad_split(EncDec *m);
 
-// Teacher-forced logits (B,Tt,V) at every target position (no dropout).
+// Teacher-forced logits (B,Tt,V) at every target position (no dropout); with copy, the
+// log-probabilities log P of the mixed distribution.
 void encdec_logits(EncDec *m, const EncDecBatch *b, float *logits);
 
 // ---- incremental decoding with key/value caches --------------------------------------

@@ -715,6 +715,15 @@ static float exp_normalize(float *out, const float *in, int n, float mx) {
     return s;
 }
 
+float nn_softmax_lse(float *probs, const float *logits, int n) {
+    const float mx = vec_max(logits, n);
+    if (mx == -INFINITY) {  // every entry -inf: no distribution
+        for (int i = 0; i < n; i++) probs[i] = 0.0f;
+        return -INFINITY;
+    }
+    return mx + logf(exp_normalize(probs, logits, n, mx));
+}
+
 // ---------------------------------------------------------------------------------------
 // attention
 
@@ -755,7 +764,7 @@ static void softmax_row_backward(float *restrict ds, const float *restrict pr, i
 
 typedef struct {
     float *out, *dq, *dk, *dv;
-    const float *att_in, *dout;
+    const float *att_in, *dout, *datt;
     float *att;
     const float *q, *k, *v;
     const int32_t *kmask;
@@ -842,6 +851,10 @@ static void att_bwd_heads(void *ctx, int tid, size_t lo, size_t hi) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, D, 1.0f, a->dout + colq, C,
                     a->v + colk, C, 0.0f, S, Tk);
         if (p > 0.0f) dropout_apply(S, S, QK, p, a->seed, a->offset + bh * QK);
+        if (a->datt) {  // a gradient on the probabilities themselves (a copy distribution)
+            const float *dP = a->datt + bh * QK;
+            for (size_t i = 0; i < QK; i++) S[i] += dP[i];
+        }
         // softmax backward, row by row: dS = P * (dP - sum(P * dP))
         for (int t = 0; t < Tq; t++) softmax_row_backward(S + (size_t)t * Tk, P + (size_t)t * Tk, Tk);
         // dq_h (Tq,D) += scale * dS @ k_h ; dk_h (Tk,D) += scale * dS^T @ q_h
@@ -854,20 +867,29 @@ static void att_bwd_heads(void *ctx, int tid, size_t lo, size_t hi) {
     }
 }
 
-void nn_attention_ex_backward(float *dq, float *dk, float *dv, const float *dout,
-                              const float *q, const float *k, const float *v, const float *att,
-                              int B, int Tq, int Tk, int C, int NH, float p, uint64_t seed,
-                              uint64_t offset, float *scratch) {
+void nn_attention_ex_backward_datt(float *dq, float *dk, float *dv, const float *dout,
+                                   const float *datt, const float *q, const float *k,
+                                   const float *v, const float *att, int B, int Tq, int Tk, int C,
+                                   int NH, float p, uint64_t seed, uint64_t offset,
+                                   float *scratch) {
     // masked keys have P == 0, hence zero gradient: att carries the masks
     assert(NH > 0 && C % NH == 0);
     assert(p >= 0.0f && p < 1.0f);
     if (B <= 0 || Tq <= 0 || Tk <= 0) return;
     double t0 = par_prof_begin();
-    AttTask a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .att_in = att, .q = q, .k = k,
-                 .v = v, .NH = NH, .Tq = Tq, .Tk = Tk, .C = C, .p = p, .seed = seed,
-                 .offset = offset, .scratch = scratch};
+    AttTask a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .datt = datt, .att_in = att,
+                 .q = q, .k = k, .v = v, .NH = NH, .Tq = Tq, .Tk = Tk, .C = C, .p = p,
+                 .seed = seed, .offset = offset, .scratch = scratch};
     par_run((size_t)B * NH, 1, att_bwd_heads, &a);
     par_prof_end(PAR_PROF_ATTENTION, t0);
+}
+
+void nn_attention_ex_backward(float *dq, float *dk, float *dv, const float *dout,
+                              const float *q, const float *k, const float *v, const float *att,
+                              int B, int Tq, int Tk, int C, int NH, float p, uint64_t seed,
+                              uint64_t offset, float *scratch) {
+    nn_attention_ex_backward_datt(dq, dk, dv, dout, NULL, q, k, v, att, B, Tq, Tk, C, NH, p, seed,
+                                  offset, scratch);
 }
 
 void nn_attention_forward(float *out, float *att, const float *q, const float *k,

@@ -109,6 +109,19 @@ void nn_attention_ex_backward(float *dq, float *dk, float *dv, const float *dout
                               int B, int Tq, int Tk, int C, int NH, float p, uint64_t seed,
                               uint64_t offset, float *scratch);
 
+// As nn_attention_ex_backward, plus datt (B,NH,Tq,Tk) or NULL: a gradient with respect to
+// the attention probabilities att themselves (before dropout), e.g. from a copy
+// distribution built on them, added to what flows back from out.
+void nn_attention_ex_backward_datt(float *dq, float *dk, float *dv, const float *dout,
+                                   const float *datt, const float *q, const float *k,
+                                   const float *v, const float *att, int B, int Tq, int Tk, int C,
+                                   int NH, float p, uint64_t seed, uint64_t offset,
+                                   float *scratch);
+
+// One row: probs (n) = softmax(logits) (probs may equal logits); returns the log-partition
+// log(sum exp(logits)) (so log p[i] = logits[i] - lse). Single-threaded (a row is a task).
+float nn_softmax_lse(float *probs, const float *logits, int n);
+
 // Softmax cross-entropy over selected rows. logits (N,V); targets (N), a target < 0 means
 // "not selected" (ignored). probs (N,V) receives the softmax (may alias logits).
 // Returns the SUM of -log p[target] over selected rows (the caller divides by the count).

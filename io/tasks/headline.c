@@ -326,6 +326,7 @@ static const CfgKey KEYS[] = {
     F("decoder", "max_position", CFG_INT, model.dec_max_position),
     F("decoder", "dropout", CFG_FLOAT, model.dec_dropout),
     F("decoder", "label_smoothing", CFG_FLOAT, model.label_smoothing),
+    F("decoder", "copy", CFG_INT, model.copy),
     CFG_OPTIM_KEYS(HeadlineConfig, "optim", optim),
     F("optim", "separate_decoder", CFG_INT, separate_decoder),
     F("optim_decoder", "lr", CFG_FLOAT, optim_dec.lr),

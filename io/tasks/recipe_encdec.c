@@ -43,14 +43,30 @@ static int encdec_recipe_config_check(const void *cfg, char *err) { return headl
 // always written) and an ALBERT one never does, including the texts in older checkpoints.
 static int encdec_recipe_config_is(const char *text) { return cfg_text_has_section(text, "decoder"); }
 
-// Copies the architecture (not dropout or label smoothing) of src into dst.
+// Copies the architecture of src into dst: not dropout, label smoothing or the copy
+// mechanism (a fine-tune may add a pointer-generator to a model trained without one).
 static void take_architecture(EncDecConfig *dst, const EncDecConfig *src) {
     float ed = dst->enc.dropout, dd = dst->dec_dropout, ls = dst->label_smoothing;
+    int copy = dst->copy;
     *dst = *src;
     dst->enc.dropout = ed;
     dst->dec_dropout = dd;
     dst->label_smoothing = ls;
+    dst->copy = copy;
     dst->enc.sop = 0;
+}
+
+// The tensors of m that an init.from checkpoint provides: all, or all but the copy gate
+// (the last two) when the checkpoint's model has none (the gate keeps its fresh weights).
+static int init_from_specs(Ckpt *ck, const EncDec *m) {
+    HeadlineConfig ec;
+    headline_config_defaults(&ec);
+    char e2[CX_ERRLEN];
+    int n = encdec_n_specs(m);
+    if (encdec_config(m)->copy &&
+        headline_config_load_string(&ec, ckpt_config_text(ck), "", e2) == 0 && !ec.model.copy)
+        n -= 2;
+    return n;
 }
 
 // The shape of the model comes from the checkpoint the run starts from (init.*).
@@ -136,7 +152,8 @@ static int encdec_recipe_load_init(const HeadlineConfig *c, EncDec *m, char *err
     if (ckpt_open(&ck, p, err) != 0) return -1;
     int bad = c->init.encoder[0]
                   ? load_albert_encoder(ck, p, m, c->init.lm_head, e2)
-                  : ckpt_read_params(ck, encdec_specs(m), encdec_n_specs(m), encdec_params(m), e2);
+                  : ckpt_read_params(ck, encdec_specs(m), init_from_specs(ck, m), encdec_params(m),
+                                     e2);
     ckpt_close(ck);
     if (bad) return cx_err(err, "cannot initialise from %s: %s", p, e2);
     return 0;

@@ -6,7 +6,17 @@ Run (from the repository root, with Debian's interpreter, which has torch and h5
 
     /usr/bin/python3 tests/ref/encdec_golden.py [--out X.h5] [--skip-check]
 
-CI does NOT need torch: the .h5 file is committed and the C test only reads it.
+    /usr/bin/python3 tests/ref/encdec_golden.py --copy     # tests/ref/encdec_copy_tiny.h5
+
+CI does NOT need torch: the .h5 files are committed and the C test only reads them.
+
+With --copy: the same for the pointer-generator model (encdec_ref.py, "Copy mechanism"):
+the self-check runs gradcheck on the micro config with copy=1, checks that the last layer
+run from its submodules equals torch's TransformerDecoderLayer, that out_proj of the
+context before out_proj is the attention output, that every row of P sums to 1, the loss
+by hand from log P, that a gate forced open gives log_softmax(logits), padding and
+causality; the golden file is the tiny config with copy=1 (/golden/logits holds log P),
+plus /golden/copy = 1.
 
 What it does:
   1. Checks encdec_ref.py first, in float64 on a micro config (V=13 E=4 H=6 encoder 2 heads,
@@ -241,6 +251,79 @@ def self_check():
           file=sys.stderr)
 
 
+def self_check_copy():
+    """Validates the copy mechanism of encdec_ref.py on the float64 micro config."""
+    c = dataclasses.replace(MICRO, copy=1)
+    torch.manual_seed(78)
+    m = EncDecRef(c).double()
+    init_golden(m)
+    m.eval()
+    src, mask, tgt = make_batch(c, MICRO_B, MICRO_TS, MICRO_TT, MICRO_SRC_LEN, MICRO_TGT_LEN)
+    src[0, 2] = src[0, 3]          # a repeated source token: the copy weights add up
+    tgt[0, 0] = src[0, 2]          # targets that can be copied
+    tgt[1, 0] = src[1, 1]
+    names = [n for n, _ in m.named_parameters()]
+    base = {n: p.detach().clone() for n, p in m.named_parameters()}
+
+    def f(*ps):
+        loss, _, _ = functional_call(m, dict(zip(names, ps)), (src, mask, tgt))
+        return loss
+    inputs = tuple(base[n].clone().requires_grad_(True) for n in names)
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-5), "copy gradcheck failed"
+    with torch.no_grad():
+        enc = m.encode(src, mask)
+        dec_in = m.decoder_input(tgt)
+        whole = m.decode(enc, mask, dec_in)
+        h, x_emb, att, ctx_pre = m.decode(enc, mask, dec_in, parts=True)
+        assert (whole - h).abs().max().item() < 1e-12, "last layer by parts differs"
+        layer = m.decoder.layers[-1]
+        causal = torch.triu(torch.full((MICRO_TT,) * 2, float("-inf"), dtype=h.dtype), diagonal=1)
+        assert att.shape == (MICRO_B, c.dec_heads, MICRO_TT, MICRO_TS)
+        assert (att[:, :, :, :][mask[:, None, None, :].expand_as(att) == 0]).abs().max().item() == 0
+        loss, n_tok, logp = m(src, mask, tgt)
+        assert n_tok == sum(MICRO_TGT_LEN)
+        err_sum = (logp.exp().sum(-1) - 1).abs().max().item()
+        assert err_sum < 1e-12, f"P does not sum to 1 ({err_sum})"
+        eps, V = c.label_smoothing, c.vocab_size
+        hand = 0.0
+        for b in range(MICRO_B):
+            for t in range(MICRO_TT):
+                y = int(tgt[b, t])
+                if y != PAD:
+                    hand += (1 - eps) * -logp[b, t, y].item() - eps / V * logp[b, t].sum().item()
+        assert abs(hand - loss.item()) < 1e-10 * max(1.0, abs(hand)), (hand, loss.item())
+        # the context before out_proj: out_proj of it is the attention output
+        d, pad = m.decoder, mask == 0
+        x = d.project_in(d.layernorm_embedding(m.albert.embeddings.word_embeddings(dec_in)
+                                               + d.embed_positions.weight[:MICRO_TT]))
+        for lay in d.layers[:-1]:
+            x = lay(x, enc, tgt_mask=causal, memory_key_padding_mask=pad)
+        a1 = layer.norm1(x + layer.self_attn(x, x, x, attn_mask=causal, need_weights=False)[0])
+        mha = layer.multihead_attn
+        ctx = mha(a1, enc, enc, key_padding_mask=pad, need_weights=False)[0]
+        err_ctx = (mha.out_proj(ctx_pre) - ctx).abs().max().item()
+        assert err_ctx < 1e-12, f"context before out_proj differs ({err_ctx})"
+        # a gate forced open is the plain model
+        m.pointer.gate.bias.fill_(60.0)
+        _, _, lp_open = m(src, mask, tgt)
+        lsm = torch.log_softmax(m.head(h), -1)
+        assert (lp_open - lsm).abs().max().item() < 1e-9, "open gate != plain softmax"
+        m.pointer.gate.bias.copy_(base["pointer.gate.bias"])
+        # source padding cannot change the loss
+        src2 = src.clone()
+        src2[mask == 0] = 7
+        l2, _, _ = m(src2, mask, tgt)
+        assert abs(l2.item() - loss.item()) < 1e-12, "source padding leaks (copy)"
+        # causality
+        for j in range(MICRO_TT - 1):
+            tgt2 = tgt.clone()
+            tgt2[0, j] = 5 + (int(tgt[0, j]) - 5 + 1) % (c.vocab_size - 5)
+            _, _, lp2 = m(src, mask, tgt2)
+            assert (lp2[0, :j + 1] - logp[0, :j + 1]).abs().max().item() == 0.0, "not causal (copy)"
+    print("encdec_golden: copy self-check passed (gradcheck, last layer by parts, P sums to 1, "
+          "loss by hand, open gate = softmax, padding, causality)", file=sys.stderr)
+
+
 def created_iso():
     sde = os.environ.get("SOURCE_DATE_EPOCH")
     t = (datetime.datetime.fromtimestamp(int(sde), datetime.timezone.utc) if sde
@@ -248,10 +331,10 @@ def created_iso():
     return t.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def write_golden(path):
+def write_golden(path, copy=0):
     import h5py
 
-    c = TINY
+    c = dataclasses.replace(TINY, copy=copy)
     torch.manual_seed(4321)
     m = EncDecRef(c).double()
     init_golden(m)
@@ -260,14 +343,19 @@ def write_golden(path):
             p.copy_(p.float().double())
     m.eval()
     src, mask, tgt = make_batch(c, TINY_B, TINY_TS, TINY_TT, TINY_SRC_LEN, TINY_TGT_LEN)
+    if copy:  # a repeated source token, and targets found in the source
+        src[0, 3] = src[0, 5]
+        tgt[0, 1] = src[0, 3]
+        tgt[1, 2] = src[1, 4]
     m.zero_grad()
     loss, n_tok, logits = m(src, mask, tgt)
     loss.backward()
     grads = m.hf_grads()
     sd = m.hf_state_dict()
     with torch.no_grad():
-        naive = naive_logits(sd, c, src, mask, tgt)
-        assert (naive - logits).abs().max().item() < 1e-10
+        if not copy:
+            naive = naive_logits(sd, c, src, mask, tgt)
+            assert (naive - logits).abs().max().item() < 1e-10
 
     f32 = lambda t: t.detach().to(torch.float32).numpy()
     i32 = lambda t: t.to(torch.int32).numpy()
@@ -290,6 +378,8 @@ def write_golden(path):
         g = h.create_group("golden")
         g.create_dataset("dims", data=np.array(c.dims(), dtype=np.int32))
         g.create_dataset("label_smoothing", data=np.array([c.label_smoothing], dtype=np.float32))
+        if copy:
+            g.create_dataset("copy", data=np.array([1], dtype=np.int32))
         g.create_dataset("src", data=i32(src))
         g.create_dataset("src_mask", data=i32(mask))
         g.create_dataset("tgt", data=i32(tgt))
@@ -309,14 +399,16 @@ def write_golden(path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                  "encdec_tiny.h5"))
+    ap.add_argument("--out", help="default: tests/ref/encdec_tiny.h5 (encdec_copy_tiny.h5 with --copy)")
+    ap.add_argument("--copy", action="store_true", help="the pointer-generator model")
     ap.add_argument("--skip-check", action="store_true", help="skip the float64 self-check")
     args = ap.parse_args()
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = args.out or os.path.join(here, "encdec_copy_tiny.h5" if args.copy else "encdec_tiny.h5")
     torch.set_num_threads(1)
     if not args.skip_check:
-        self_check()
-    write_golden(args.out)
+        self_check_copy() if args.copy else self_check()
+    write_golden(out, copy=1 if args.copy else 0)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,19 @@ k_proj, v_proj. The mapping (decoder layer l):
     linear1 / linear2                               -> fc1 / fc2
 
 hf_grads() maps the .grad tensors the same way. No dependency beyond torch.
+
+Copy mechanism (config copy=1, pointer-generator, See et al. 2017): the last decoder layer
+is run step by step from its torch submodules so that its cross-attention probabilities
+(need_weights, per head) and its context before out_proj can be read:
+
+    a[b,t,s] = mean over heads of the last layer's cross-attention probabilities
+    g        = sigmoid(pointer.gate([h_t; c_t; x_t]))    nn.Linear(2H + E, 1)
+               h_t the decoder output, c_t the heads' concatenated outputs (a_h @ V_h),
+               x_t = layernorm_embedding(word_embeddings[dec_in] + embed_positions)
+    P        = g softmax(logits) + (1 - g) scatter_add over the source ids of a
+    loss_sum = sum over non-PAD targets of (1-eps)(-log P[y]) + (eps/V) sum_v -log P[v]
+
+and forward returns log P in place of the logits.
 """
 import math
 from dataclasses import dataclass
@@ -56,6 +69,7 @@ class EncDecConfig:
     dec_max_position: int = 10
     label_smoothing: float = 0.1
     layer_norm_eps: float = 1e-12
+    copy: int = 0
 
     def dims(self):
         """The int32 vector conflux's test reads (/golden/dims)."""
@@ -79,7 +93,8 @@ class EncDecConfig:
                 f"intermediate_size = {self.dec_intermediate}\n"
                 f"max_position = {self.dec_max_position}\n"
                 "dropout = 0\n"
-                f"label_smoothing = {self.label_smoothing:g}\n")
+                f"label_smoothing = {self.label_smoothing:g}\n"
+                f"copy = {self.copy}\n")
 
 
 def gelu_tanh(x):
@@ -169,6 +184,12 @@ _LAYER_SIMPLE = [
 ]
 
 
+class _Pointer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.gate = nn.Linear(2 * c.hidden_size + c.embedding_size, 1)
+
+
 class EncDecRef(nn.Module):
     def __init__(self, c: EncDecConfig):
         super().__init__()
@@ -177,6 +198,8 @@ class EncDecRef(nn.Module):
         self.albert = _Albert(c)
         self.decoder = _Decoder(c)
         self.lm_head = _LMHead(c)
+        if c.copy:
+            self.pointer = _Pointer(c)
 
     # ---- names ---------------------------------------------------------------------------
     def _pairs(self):
@@ -225,6 +248,9 @@ class EncDecRef(nn.Module):
         for n in ("lm_head.dense.weight", "lm_head.dense.bias", "lm_head.LayerNorm.weight",
                   "lm_head.LayerNorm.bias", "lm_head.bias"):
             out.append((n, lambda d, n=n: d[n]))
+        if c.copy:
+            for n in ("pointer.gate.weight", "pointer.gate.bias"):
+                out.append((n, lambda d, n=n: d[n]))
         return out
 
     def hf_state_dict(self):
@@ -270,19 +296,46 @@ class EncDecRef(nn.Module):
             h = layer.full_layer_layer_norm(a + layer.ffn_output(gelu_tanh(layer.ffn(a))))
         return h
 
-    def decode(self, enc, src_mask, dec_in):
-        """Decoder hidden states (B, Tt, H) for decoder inputs dec_in (B, Tt)."""
+    def decode(self, enc, src_mask, dec_in, parts=False):
+        """Decoder hidden states (B, Tt, H) for decoder inputs dec_in (B, Tt). With parts,
+        (hidden, x_emb (B,Tt,E), att (B,NH,Tt,Ts), ctx (B,Tt,H)): the layernormed input
+        embeddings and the last layer's cross-attention probabilities and context before
+        out_proj, that layer run from its submodules (as TransformerDecoderLayer does)."""
         c = self.config
         Tt = dec_in.shape[1]
         assert Tt <= c.dec_max_position
         d = self.decoder
         x = self.albert.embeddings.word_embeddings(dec_in) + d.embed_positions.weight[:Tt]
-        x = d.project_in(d.layernorm_embedding(x))
+        x_emb = d.layernorm_embedding(x)
+        x = d.project_in(x_emb)
         causal = torch.triu(torch.full((Tt, Tt), float("-inf"), dtype=x.dtype), diagonal=1)
         pad = src_mask == 0
-        for layer in d.layers:
+        n_whole = len(d.layers) - 1 if parts else len(d.layers)
+        for layer in d.layers[:n_whole]:
             x = layer(x, enc, tgt_mask=causal, memory_key_padding_mask=pad)
-        return x
+        if not parts:
+            return x
+        layer = d.layers[-1]
+        a1 = layer.norm1(x + layer.self_attn(x, x, x, attn_mask=causal, need_weights=False)[0])
+        mha = layer.multihead_attn
+        ctx, att = mha(a1, enc, enc, key_padding_mask=pad, need_weights=True,
+                       average_attn_weights=False)
+        a2 = layer.norm2(a1 + ctx)
+        out = layer.norm3(a2 + layer.linear2(layer.activation(layer.linear1(a2))))
+        H, nh = c.hidden_size, c.dec_heads
+        hd = H // nh
+        v = enc @ mha.in_proj_weight[2 * H:].t() + mha.in_proj_bias[2 * H:]    # (B, Ts, H)
+        B, Ts = enc.shape[:2]
+        ctx_pre = (att @ v.view(B, Ts, nh, hd).transpose(1, 2)).transpose(1, 2).reshape(B, Tt, H)
+        return out, x_emb, att, ctx_pre
+
+    def copy_log_probs(self, src, logits, h, x_emb, att, ctx_pre):
+        """log P (B, Tt, V) of the pointer-generator mixture."""
+        g = torch.sigmoid(self.pointer.gate(torch.cat([h, ctx_pre, x_emb], dim=-1)))  # (B,Tt,1)
+        a = att.mean(dim=1)                                                          # (B,Tt,Ts)
+        B, Tt, V = logits.shape
+        C = torch.zeros_like(logits).scatter_add(2, src[:, None, :].expand(B, Tt, -1).long(), a)
+        return torch.log(g * torch.softmax(logits, -1) + (1 - g) * C)
 
     def head(self, h):
         z = self.lm_head.LayerNorm(gelu_tanh(self.lm_head.dense(h)))
@@ -295,8 +348,17 @@ class EncDecRef(nn.Module):
         return torch.cat([bos, tgt[:, :-1]], dim=1)
 
     def forward(self, src, src_mask, tgt):
-        """Returns (loss_sum, n_tokens, logits (B, Tt, V)) for right-padded targets tgt."""
+        """Returns (loss_sum, n_tokens, logits (B, Tt, V)) for right-padded targets tgt; with
+        copy, log P of the mixture in place of the logits."""
         enc = self.encode(src, src_mask)
+        if self.config.copy:
+            h, x_emb, att, ctx_pre = self.decode(enc, src_mask, self.decoder_input(tgt), parts=True)
+            logp = self.copy_log_probs(src, self.head(h), h, x_emb, att, ctx_pre)
+            eps, V = self.config.label_smoothing, logp.shape[-1]
+            sel = tgt != PAD
+            nll = -logp.gather(2, tgt[..., None].long())[..., 0]
+            per = (1 - eps) * nll - eps / V * logp.sum(-1)
+            return per[sel].sum(), int(sel.sum()), logp
         logits = self.head(self.decode(enc, src_mask, self.decoder_input(tgt)))
         V = logits.shape[-1]
         loss = F.cross_entropy(logits.reshape(-1, V), tgt.reshape(-1).long(), ignore_index=PAD,

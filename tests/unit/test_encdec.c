@@ -25,6 +25,9 @@
 #include "tests/unit/testutil.h"
 
 #define GOLDEN "tests/ref/encdec_tiny.h5"
+// the same tiny model with the copy mechanism (encdec_golden.py --copy); /golden/logits
+// holds log P of the mixture
+#define GOLDEN_COPY "tests/ref/encdec_copy_tiny.h5"
 enum { GB = 2, GTS = 12, GTT = 7 };
 
 static double max_abs(const float *a, size_t n) {
@@ -45,11 +48,11 @@ typedef struct {
     int32_t src[GB * GTS], mask[GB * GTS], tgt[GB * GTT];
 } Golden;
 
-// The golden model, with arenas for up to 3 sequences (the incremental test uses 3).
-static int load_golden(Golden *g) {
+// A golden model, with arenas for up to 3 sequences (the incremental test uses 3).
+static int load_golden_file(Golden *g, const char *path, int copy) {
     char err[CX_ERRLEN];
     memset(g, 0, sizeof *g);
-    if (ckpt_open(&g->ck, GOLDEN, err) != 0) {
+    if (ckpt_open(&g->ck, path, err) != 0) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
@@ -61,6 +64,15 @@ static int load_golden(Golden *g) {
         ckpt_read_int32(g->ck, "/golden/src_mask", g->mask, GB * GTS, err) != 0 ||
         ckpt_read_int32(g->ck, "/golden/tgt", g->tgt, GB * GTT, err) != 0) {
         fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    int32_t file_copy = 0;
+    if (copy && ckpt_read_int32(g->ck, "/golden/copy", &file_copy, 1, err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    if (file_copy != copy) {
+        fprintf(stderr, "%s: /golden/copy is %d, the test wants %d\n", path, file_copy, copy);
         return -1;
     }
     EncDecConfig c = {.enc = {.vocab_size = d[0],
@@ -78,7 +90,8 @@ static int load_golden(Golden *g) {
                       .dec_intermediate = d[9],
                       .dec_max_position = d[10],
                       .dec_dropout = 0.0f,
-                      .label_smoothing = eps};
+                      .label_smoothing = eps,
+                      .copy = copy};
     g->m = encdec_create(&c, 3, GTS, GTT, 1);
     if (ckpt_read_params(g->ck, encdec_specs(g->m), encdec_n_specs(g->m), encdec_params(g->m),
                          err) != 0) {
@@ -88,6 +101,8 @@ static int load_golden(Golden *g) {
     return 0;
 }
 
+static int load_golden(Golden *g) { return load_golden_file(g, GOLDEN, 0); }
+
 static void free_golden(Golden *g) {
     encdec_free(g->m);
     ckpt_close(g->ck);
@@ -96,9 +111,9 @@ static void free_golden(Golden *g) {
 // ---------------------------------------------------------------------------------------
 // golden: loss, every gradient, logits
 
-static void test_golden(void) {
+static void golden_check(const char *path, int copy) {
     Golden gd;
-    CU_ASSERT_FATAL(load_golden(&gd) == 0);
+    CU_ASSERT_FATAL(load_golden_file(&gd, path, copy) == 0);
     EncDec *m = gd.m;
     char err[CX_ERRLEN];
     float loss_ref;
@@ -168,10 +183,16 @@ static void test_golden(void) {
     free_golden(&gd);
 }
 
+static void test_golden(void) { golden_check(GOLDEN, 0); }
+
+// The pointer-generator: loss, every gradient (the gate's too) and log P equal PyTorch;
+// the golden batch has a repeated source token and targets found in the source.
+static void test_golden_copy(void) { golden_check(GOLDEN_COPY, 1); }
+
 // Central differences on the float path for a few parameter entries of the golden model.
-static void test_finite_differences(void) {
+static void finite_differences(int copy) {
     Golden gd;
-    CU_ASSERT_FATAL(load_golden(&gd) == 0);
+    CU_ASSERT_FATAL(load_golden_file(&gd, copy ? GOLDEN_COPY : GOLDEN, copy) == 0);
     EncDec *m = gd.m;
     EncDecBatch b = {
         .B = GB, .Ts = GTS, .Tt = GTT, .src = gd.src, .src_mask = gd.mask, .tgt = gd.tgt};
@@ -193,14 +214,28 @@ static void test_finite_differences(void) {
         {"decoder.layers.0.fc2.weight", 55},
         {"lm_head.dense.weight", 9},
         {"lm_head.bias", 0},
+        {"lm_head.bias", 0},  // with copy: the gate's weights on h, c and x, and its bias
+        {"lm_head.bias", 0},
+        {"lm_head.bias", 0},
+        {"lm_head.bias", 0},
     };
+    size_t n_probes = sizeof probes / sizeof probes[0] - 4;
+    if (copy) {
+        const int H = encdec_config(m)->enc.hidden_size;
+        probes[11].name = probes[12].name = probes[13].name = "pointer.gate.weight";
+        probes[11].j = 3;
+        probes[12].j = (size_t)H + 5;
+        probes[13].j = 2 * (size_t)H + 2;
+        probes[14].name = "pointer.gate.bias";
+        n_probes += 4;
+    }
     const int E = encdec_config(m)->enc.embedding_size;
     probes[0].j = (size_t)gd.tgt[1] * E + 3;
     probes[1].j = (size_t)gd.src[GTS + 2] * E + 7;
     probes[10].j = (size_t)gd.tgt[0];
     const float h = 1e-2f;
     double worst = 0;
-    for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+    for (size_t i = 0; i < n_probes; i++) {
         int s = spec_index(m, probes[i].name);
         CU_ASSERT_FATAL(s >= 0);
         size_t at = encdec_specs(m)[s].offset + probes[i].j;
@@ -218,10 +253,13 @@ static void test_finite_differences(void) {
             printf("  fd %s[%zu]: analytic %.6f fd %.6f\n", probes[i].name, probes[i].j, g, fd);
         CU_ASSERT(err <= 2e-2);
     }
-    printf("\n  finite differences (h = %.0e, float path): worst relative error %.2e\n", (double)h,
-           worst);
+    printf("\n  finite differences (h = %.0e, float path%s): worst relative error %.2e\n",
+           (double)h, copy ? ", copy" : "", worst);
     free_golden(&gd);
 }
+
+static void test_finite_differences(void) { finite_differences(0); }
+static void test_finite_differences_copy(void) { finite_differences(1); }
 
 // ---------------------------------------------------------------------------------------
 // the new nn ops against naive double loops
@@ -491,9 +529,9 @@ static void test_split_invariance(void) {
 // ---------------------------------------------------------------------------------------
 // incremental decoding == teacher forcing
 
-static void test_incremental_logits(void) {
+static void incremental_logits(int copy) {
     Golden gd;
-    CU_ASSERT_FATAL(load_golden(&gd) == 0);
+    CU_ASSERT_FATAL(load_golden_file(&gd, copy ? GOLDEN_COPY : GOLDEN, copy) == 0);
     EncDec *m = gd.m;
     const int V = encdec_config(m)->enc.vocab_size;
     // three continuations of one source: seq 2 shares seq 0's first two tokens (decoder
@@ -546,14 +584,17 @@ static void test_incremental_logits(void) {
         }
         for (int k = 0; k < nslots[t]; k++) prev[k] = slots[t][k];
     }
-    printf("\n  cached decoding vs teacher forcing: max |diff| %.2e (max |logit| %.2f)\n", worst,
-           scale);
+    printf("\n  cached decoding vs teacher forcing%s: max |diff| %.2e (max |logit| %.2f)\n",
+           copy ? " (copy: log P)" : "", worst, scale);
     CU_ASSERT(worst <= 1e-5 * scale);
     encdec_gen_free(g);
     free(full);
     free(inc);
     free_golden(&gd);
 }
+
+static void test_incremental_logits(void) { incremental_logits(0); }
+static void test_incremental_logits_copy(void) { incremental_logits(1); }
 
 // ---------------------------------------------------------------------------------------
 // greedy and beam search against exhaustive enumeration on a tiny vocabulary
@@ -1044,6 +1085,9 @@ int main(void) {
         {"backward hooks report final ranges in bucket order", test_backward_hooks},
         {"split gradients: order, final ranges, rows fold back", test_grad_split},
         {"cached decoding equals teacher forcing", test_incremental_logits},
+        {"copy: loss, gradients and log P equal PyTorch", test_golden_copy},
+        {"copy: finite differences on the float path", test_finite_differences_copy},
+        {"copy: cached decoding equals teacher forcing", test_incremental_logits_copy},
         {"beam search equals exhaustive search; greedy == beam 1", test_beam_exhaustive},
         {"pruning beam search (K = 2, 3) equals the Python reference", test_beam_pruned},
         {"training task learns a copy task", test_train_task},
