@@ -21,6 +21,34 @@ typedef struct {
     RougeMean mean[2];  // standard, paper
 } Board;
 
+// Results per source: one per input file (its name without directories and extensions:
+// rt_ng_valid, ria_20, gazeta, ...).
+#define MAX_SOURCES 64
+typedef struct {
+    char name[64];
+    Board model, lead;
+    long n, n_dateline;
+} Source;
+
+static int source_index(Source *src, int *n_src, const char *path) {
+    char name[64];
+    const char *base = strrchr(path, '/');
+    snprintf(name, sizeof name, "%s", base ? base + 1 : path);
+    for (int pass = 0; pass < 3; pass++) {  // .json.gz, .csv.gz, .tsv...
+        char *dot = strrchr(name, '.');
+        if (dot && dot != name &&
+            (!strcmp(dot, ".gz") || !strcmp(dot, ".json") || !strcmp(dot, ".jsonl") ||
+             !strcmp(dot, ".csv") || !strcmp(dot, ".tsv")))
+            *dot = 0;
+    }
+    for (int i = 0; i < *n_src; i++)
+        if (!strcmp(src[i].name, name)) return i;
+    if (*n_src == MAX_SOURCES) return MAX_SOURCES - 1;  // the rest share the last row
+    memset(&src[*n_src], 0, sizeof src[*n_src]);
+    snprintf(src[*n_src].name, sizeof src[*n_src].name, "%s", name);
+    return (*n_src)++;
+}
+
 static int board_add(Board *b, RougeScorer *sc[2], const char *hyp, const char *ref, char *err) {
     for (int m = 0; m < 2; m++) {
         RougeScores s;
@@ -34,7 +62,7 @@ static void board_print(const Board *b, const char *name) {
     static const char *const modes[2] = {"standard", "paper"};
     for (int m = 1; m >= 0; m--) {
         RougeScores s = rouge_mean_get(&b->mean[m]);
-        printf("%-38s %-9s %6.2f %6.2f %6.2f\n", name, modes[m], 100 * s.r1.f, 100 * s.r2.f,
+        printf("%-44s %-9s %6.2f %6.2f %6.2f\n", name, modes[m], 100 * s.r1.f, 100 * s.r2.f,
                100 * s.rl.f);
     }
 }
@@ -56,12 +84,15 @@ int headline_cmd_evaluate(int argc, char **argv) {
         "macro-averaged over the articles, lowercased text, whitespace tokens) in both modes of\n"
         "io/eval/rouge.h: paper (the rouge 0.3.2 package behind the published scores) and standard.\n"
         "Next to the model it prints the first-sentence baseline computed as published: the\n"
-        "first sentence of the body, and for RIA the second one (the first is the dateline\n"
-        "\"москва, 1 дек — риа новости.\") when there are two or more. Without --checkpoint only\n"
-        "the baseline is scored. All FILEs together form one test set.\n"
+        "first sentence of the body, or the second one when the first is a news agency's\n"
+        "dateline (\"москва, 1 дек — риа новости.\", \"МОСКВА, 1 декабря.\"), detected article\n"
+        "by article. Without --checkpoint only the baseline is scored. All FILEs together form\n"
+        "one test set; with several, each file's results follow as a source of its own.\n"
         "\n" HL_GEN_OPTIONS_HELP
         "  --format F           auto (default), ria, lenta, ods or tsv\n"
-        "  --dateline D         auto (default: skip it for RIA only), skip or keep\n"
+        "  --dateline D         auto (default: skip a first sentence that is a dateline), skip\n"
+        "                       (always skip the first sentence, as RIA's published baseline)\n"
+        "                       or keep\n"
         "  --skip N             skip the first N articles (e.g. the training part of a dump)\n"
         "  --limit N            score at most N articles\n"
         "  --hyps-out FILE      write reference TAB model TAB baseline lines\n"
@@ -142,13 +173,17 @@ int headline_cmd_evaluate(int argc, char **argv) {
         return 1;
     }
     Board model = {0}, lead = {0};
+    Source *srcs = cx_calloc(MAX_SOURCES, sizeof *srcs);
+    int n_src = 0, cur = 0;
+    const int lead_mode = !strcmp(dateline, "skip")   ? HEADLINE_LEAD_SKIP
+                          : !strcmp(dateline, "keep") ? HEADLINE_LEAD_KEEP
+                                                      : HEADLINE_LEAD_AUTO;
     long n = 0, seen = 0, skipped_bad, n_dateline = 0;
     char kinds[128] = "";
     int rc = 0;
     char *lead_buf = NULL;
     size_t lead_cap = 0;
     double t0 = cx_now(), t_last = t0;
-    int skip_dl = 0;  // the current file's
     ArticleStream st = {.files = argv + optind, .n_files = argc - optind, .format = format};
     for (;;) {
         int got = hl_stream_next(&st, err);
@@ -163,9 +198,7 @@ int headline_cmd_evaluate(int argc, char **argv) {
                 if (kinds[0]) strcat(kinds, "+");
                 strcat(kinds, kn);
             }
-            skip_dl = !strcmp(dateline, "skip") ||
-                      (!strcmp(dateline, "auto") && st.r.kind == HL_SRC_NEWS &&
-                       st.r.news_fmt == NEWS_FMT_RIA);
+            cur = source_index(srcs, &n_src, st.r.path);
             continue;
         }
         const char *title = st.title, *text = st.text, *path = st.r.path;
@@ -176,8 +209,10 @@ int headline_cmd_evaluate(int argc, char **argv) {
             lead_buf = realloc(lead_buf, lead_cap);
             CHECK(lead_buf, "out of memory");
         }
-        headline_first_sentence(text, xn, skip_dl, lead_buf);
-        n_dateline += skip_dl;
+        int skipped_dl = 0;
+        headline_first_sentence(text, xn, lead_mode, lead_buf, &skipped_dl);
+        n_dateline += skipped_dl;
+        srcs[cur].n_dateline += skipped_dl;
         char *ref = strndup(title, tn);
         CHECK(ref, "out of memory");
         const char *hyp = "";
@@ -187,8 +222,10 @@ int headline_cmd_evaluate(int argc, char **argv) {
             rc = 1;
             break;
         }
-        if ((have_model && board_add(&model, sc, hyp, ref, err) != 0) ||
-            board_add(&lead, sc, lead_buf, ref, err) != 0) {
+        if ((have_model && (board_add(&model, sc, hyp, ref, err) != 0 ||
+                            board_add(&srcs[cur].model, sc, hyp, ref, err) != 0)) ||
+            board_add(&lead, sc, lead_buf, ref, err) != 0 ||
+            board_add(&srcs[cur].lead, sc, lead_buf, ref, err) != 0) {
             hl_report("%s (%s:%llu)", err, path, (unsigned long long)st.line);
             free(ref);
             rc = 1;
@@ -200,6 +237,7 @@ int headline_cmd_evaluate(int argc, char **argv) {
                     n + 1, ref, have_model ? hyp : "-", lead_buf);
         free(ref);
         n++;
+        srcs[cur].n++;
         double now = cx_now();
         if (now - t_last >= 10.0) {
             fprintf(stderr, "evaluate: %ld articles, %.1f/s\n", n, n / (now - t0));
@@ -221,21 +259,37 @@ int headline_cmd_evaluate(int argc, char **argv) {
     if (rc == 0) {
         printf("%ld articles (%s), %ld bad records skipped; ROUGE F x100, macro average, lowercased\n",
                n, kinds, skipped_bad);
-        printf("%-38s %-9s %6s %6s %6s\n", "system", "mode", "R-1", "R-2", "R-L");
+        printf("%-44s %-9s %6s %6s %6s\n", "system", "mode", "R-1", "R-2", "R-L");
         if (have_model) {
             char name[96];
             snprintf(name, sizeof name, "model (%s %d)", G.bc.beam_size > 1 ? "beam" : "greedy",
                      G.bc.beam_size);
             board_print(&model, name);
         }
-        board_print(&lead, n_dateline == n ? "first sentence (dateline skipped)"
-                           : n_dateline ? "first sentence (RIA dateline skipped)"
-                                        : "first sentence");
+        char lname[96];
+        if (n_dateline == 0) snprintf(lname, sizeof lname, "first sentence");
+        else snprintf(lname, sizeof lname, "first sentence (%ld datelines skipped)", n_dateline);
+        board_print(&lead, lname);
+        if (n_src > 1) {
+            printf("per source:\n");
+            for (int i = 0; i < n_src; i++) {
+                if (srcs[i].n == 0) continue;
+                char name[160];
+                if (have_model) {
+                    snprintf(name, sizeof name, "  %s (%ld) model", srcs[i].name, srcs[i].n);
+                    board_print(&srcs[i].model, name);
+                }
+                snprintf(name, sizeof name, "  %s (%ld) first sentence%s", srcs[i].name, srcs[i].n,
+                         srcs[i].n_dateline ? " (-dateline)" : "");
+                board_print(&srcs[i].lead, name);
+            }
+        }
         printf("headline-eval: n=%ld", n);
         if (have_model) board_line(&model, "model");
         board_line(&lead, "lead");
         printf("\n");
     }
+    free(srcs);
     for (int m = 0; m < 2; m++) rouge_scorer_free(sc[m]);
     if (have_model) hl_gen_close(&G);
     return rc;

@@ -28,9 +28,27 @@
 // (only U+0130 'İ' -> 'i' shrinks; Cyrillic keeps its byte length).
 size_t headline_lowercase(char *s, size_t n);
 
+// How the lead treats the start of the text: keep the first sentence, skip it (as RIA's
+// published "lead1skip1" baseline: it is the dateline there), or skip a leading dateline
+// (headline_dateline_len), whatever its sentences. SKIP skips only when the text has two
+// sentences or more.
+enum { HEADLINE_LEAD_KEEP = 0, HEADLINE_LEAD_SKIP = 1, HEADLINE_LEAD_AUTO = 2 };
+
 // Writes the first sentence of text (paragraphs separated by '\n') into out (room for
-// n + 1 bytes; NUL-terminated), skipping the first sentence when skip_first is set and
-// there is more than one (the RIA dateline). Returns its length.
-size_t headline_first_sentence(const char *text, size_t n, int skip_first, char *out);
+// n + 1 bytes; NUL-terminated), after what skip says to leave out. *skipped (may be NULL)
+// receives whether something was left out. Returns the length.
+size_t headline_first_sentence(const char *text, size_t n, int skip, char *out, int *skipped);
+
+// The length of a news agency's dateline at the start of text (with the spaces after it),
+// or 0. Any case; the dateline starts with PLACE (1-60 bytes, no digits, no '.') then
+// ", " or ". ", DAY (1-2 digits) and a Russian month (name or abbreviation), then:
+//   RIA      a dash and the agency (and author) up to a sentence's '.' (at most 80 bytes):
+//            "москва, 1 дек — риа новости." "мехико, 30 ноя — риа новости, автор."
+//            "москва, 1 дек- р-спорт."
+//   TASS     '.': "МОСКВА, 1 декабря."
+//   Interfax ". AGENCY - " (AGENCY one word of at most 30 bytes): "Москва. 30 апреля. INTERFAX.RU - "
+// and text must follow. "Ровно сегодня, 25 января, юбилей ..." is not a dateline.
+#define HEADLINE_DATELINE_MAX 240
+size_t headline_dateline_len(const char *text, size_t n);
 
 #endif

@@ -15,9 +15,13 @@
 # 2. The 400 real articles of ../shared/data/news/train/rt_ng_valid.json.gz (plain-text
 #    bodies, first sentence kept): reference and tool agree, and both give the figures of
 #    ../shared/data/news/SOURCES.md.
+#    2b. --dateline auto (a leading news agency dateline detected article by article): the
+#    tool equals the reference on the RIA, Lenta and ODS samples and on rt_ng_valid; RIA's
+#    20 datelines are all detected (the published skipped figures), RT/NG has none.
 # 3. Generated articles (first_sentence_ref.py gen: 1500 RIA with HTML of every kind, 1500
-#    Lenta CSV records; invented words): reference and tool give the same first sentence of
-#    every article. The real samples do not exercise every rule (one-letter initials, tag
+#    Lenta CSV records; invented words; 40% open with dateline-like text, real forms and
+#    near misses): reference and tool give the same first sentence of every article, and
+#    dozens of datelines are detected. The real samples do not exercise every rule (one-letter initials, tag
 #    and entity corner cases); this does.
 # The real samples are read from ../shared/data/news (NEWS_DIR overrides); without them, or
 # without DATA_DIR's unpacked packages (make shards), those parts are SKIPPED; nothing of
@@ -136,10 +140,34 @@ else
     skip_check "$valid absent: no check on the 400 plain-text articles (NEWS_DIR overrides $news)"
 fi
 
+# ------------------------------------------- 2b. datelines detected article by article
+# --dateline auto (the default) skips a leading news agency dateline wherever it is: on RIA
+# it gives the published "dateline skipped" figures, on the plain-text RT/NG set (no
+# datelines) the first sentence kept; reference and tool agree article by article
+if [ -f "$news/ria_20.json" ]; then
+    compare "RIA, Lenta and ODS samples, --dateline auto" auto "$news/ria_20.json" \
+        "$news/lenta-ru-news.csv.gz" "$news"/ods/*.csv.gz
+    compare "RIA sample, --dateline auto" auto "$news/ria_20.json"
+    [ "$ref_figs" = "n=20 paper=33.85/16.74/21.87 standard=32.40/15.44/26.19" ] &&
+        ok "RIA: datelines detected give the dateline-skipped figures ($ref_figs)" ||
+        bad "RIA with --dateline auto: '$ref_figs', not the dateline-skipped figures"
+    "$tool" evaluate "$news/ria_20.json" | grep -q '^first sentence (20 datelines skipped)' &&
+        ok "RIA: all 20 datelines detected" || bad "RIA: the 20 datelines were not all detected"
+fi
+if [ -f "$valid" ]; then
+    compare "rt_ng_valid, --dateline auto" auto "$valid"
+    [ "${ref_figs#n=400 }" = "$src" ] && ok "rt_ng_valid: no dateline detected, the first sentence kept ($ref_figs)" ||
+        bad "rt_ng_valid with --dateline auto: '$ref_figs', not the kept figures '$src'"
+fi
+
 # ---------------------------------------------------------------- 3. generated articles
+# bodies open with dateline-like text 40% of the time (real forms and near misses)
 if "$py" "$ref_py" gen --seed 1 --n 1500 --ria "$tmp/gen.json" --csv "$tmp/gen.csv"; then
     for f in gen.json gen.csv; do
         compare "generated $f" auto "$tmp/$f"
+        n_dl=$("$tool" evaluate "$tmp/$f" 2>/dev/null | sed -n 's/^first sentence (\([0-9]*\) datelines skipped).*/\1/p' | head -1)
+        [ "${n_dl:-0}" -ge 20 ] && ok "generated $f: $n_dl datelines detected among the near misses" ||
+            bad "generated $f: only '${n_dl:-0}' datelines detected (the generator makes dozens)"
     done
 else
     bad "first_sentence_ref.py gen failed"

@@ -32,8 +32,9 @@
 #   the lead (lead.h): a sentence ends after a run of ".", "!", "?", "…" plus the closers
 #     " ' ) ] » “ ” after it, followed by ASCII space, tab, CR, LF or the end; not at a lone
 #     "." right after a one-letter (ASCII or Cyrillic) word. The baseline is the first
-#     sentence, whitespace runs made one space; with the dateline skipped (RIA, or
-#     --dateline skip) the second one when there are two or more.
+#     sentence, whitespace runs made one space; --dateline skip: the second one when there
+#     are two or more (RIA's published baseline); auto: the first sentence after a news
+#     agency's dateline (dateline_len below), if the body starts with one.
 #
 # usage:
 #   first_sentence_ref.py [--format auto|ria|lenta|ods|tsv] [--dateline auto|skip|keep]
@@ -320,6 +321,32 @@ def first_sentence(text, skip_first):
     return sents[1] if skip_first and len(sents) > 1 else sents[0]
 
 
+# A news agency's dateline at the start of a body (lead.h, headline_dateline_len), written
+# again as regular expressions: PLACE (no digits, '.' or ','; at most 60 UTF-8 bytes), DAY,
+# a Russian month, then RIA's dash and agency up to a '.' (at most 80 bytes), TASS's '.',
+# or Interfax's ". AGENCY - " (one word of at most 30 bytes); text must follow.
+_MONTH = r"(?:янв|фев|мар|апр|ма|июн|июл|авг|сен|окт|ноя|дек)[a-zа-яё]*"
+_DASH = "[-\u2013\u2014]"
+_DATELINES = [  # (expression, the agency group's byte limit)
+    (re.compile(r"([^0-9.,]+), [0-9]{1,2} " + _MONTH + r" *" + _DASH + r" *([^.]+)\.(?= |$) *", re.I), 80),
+    (re.compile(r"([^0-9.,]+), [0-9]{1,2} " + _MONTH + r"\. *", re.I), None),
+    (re.compile(r"([^0-9.,]+)\. [0-9]{1,2} " + _MONTH + r"\. (\S+) " + _DASH + r" *", re.I), 30),
+]
+
+
+def dateline_len(text):
+    """characters of the dateline at the start of text (with its trailing spaces), or 0"""
+    t = re.sub("[\n\t\r]", " ", text)
+    for rx, limit in _DATELINES:
+        m = rx.match(t)
+        if not m or len(m.group(1).encode()) > 60:
+            continue
+        if limit is not None and len(m.group(2).encode()) > limit:
+            continue
+        return m.end() if m.end() < len(t) else 0
+    return 0
+
+
 # ---------------------------------------------------------------- evaluation
 
 def evaluate(paths, fmt="auto", dateline="auto", bad=None):
@@ -327,9 +354,12 @@ def evaluate(paths, fmt="auto", dateline="auto", bad=None):
     out = []
     for p in paths:
         kind = fmt if fmt != "auto" else detect(p, read_bytes(p))
-        skip = dateline == "skip" or (dateline == "auto" and kind == "ria")
         for a in read_articles(p, kind, bad or (lambda w, why: None)):
-            out.append((a.title, first_sentence(a.text, skip), a.where))
+            if dateline == "auto":
+                lead = first_sentence(a.text[dateline_len(a.text):], False)
+            else:
+                lead = first_sentence(a.text, dateline == "skip")
+            out.append((a.title, lead, a.where))
     return out
 
 
@@ -372,6 +402,21 @@ GEN_ENDS = [".", "!", "?", "…", "...", "?!", ".»", "!)", "?\"", ".”", ".'",
             ".}", ".\u00a0", ".\t", "!\u000c", "….»", ".\r\n"]
 
 
+# dateline-like openings for generated bodies: real forms and near misses
+GEN_PLACES = ["москва", "МОСКВА", "Нью-Йорк", "санкт-петербург", "Ровно сегодня", "в 2019 году",
+              "Ростов-на-Дону", "очень длинное название одного места на карте мира"]
+GEN_MONTHS = ["дек", "декабря", "ноя", "мая", "май", "Марта", "понедельник", "Января", "dec"]
+GEN_TAILS = [" — риа новости.", "- р-спорт.", " — риа новости, иван петров.", ".",
+             ". INTERFAX.RU - ", ". Интерфакс —", ", юбилей.", " —риа новости.", "",
+             " — " + "агентство новостей " * 5 + "."]
+
+
+def gen_dateline(rng):
+    day = rng.choice(["1", "30", "123", "7"])
+    return (rng.choice(GEN_PLACES) + rng.choice([", ", ". ", ","]) + day + " " +
+            rng.choice(GEN_MONTHS) + rng.choice(GEN_TAILS) + rng.choice([" ", "", "\n"]))
+
+
 def cmd_gen(a):
     import random
     rng = random.Random(a.seed)
@@ -381,7 +426,8 @@ def cmd_gen(a):
     with open(a.ria, "w", encoding="utf-8") as f:
         pieces = GEN_WORDS + GEN_HTML
         for _ in range(a.n):
-            body = "<p>" + rng.choice(["", "<strong>"]) + " ".join(
+            lead = gen_dateline(rng) if rng.random() < 0.4 else ""
+            body = "<p>" + rng.choice(["", "<strong>"]) + lead + " ".join(
                 sentence(pieces) for _ in range(rng.randint(1, 5))) + "</p>"
             if rng.random() < 0.5:
                 body += "<p>" + " ".join(sentence(pieces) for _ in range(rng.randint(1, 3))) + "</p>"
@@ -394,6 +440,8 @@ def cmd_gen(a):
         pieces += ["\r\n", "\n\n", "&amp;", "<b>"]
         for k in range(a.n):
             text = " ".join(sentence(pieces) for _ in range(rng.randint(1, 5)))
+            if rng.random() < 0.4:
+                text = gen_dateline(rng) + text
             if rng.random() < 0.02:
                 text = rng.choice(["", " \t", "\u00a0", "\u000b\u000c", "\u2003"])
             w.writerow(["https://example.org/%d" % k, "заголовок " + rng.choice(pieces), text, "t", ""])

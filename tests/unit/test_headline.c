@@ -108,26 +108,72 @@ static void test_first_sentence(void) {
     // the RIA sample's opening (as io/news/news.h gives it): the dateline is skipped
     const char *ria = "москва, 1 дек — риа новости. около 60 тысяч литров нефти вытекли. второе.";
     char out[256];
-    headline_first_sentence(ria, strlen(ria), 1, out);
+    headline_first_sentence(ria, strlen(ria), 1, out, NULL);
     CU_ASSERT_STRING_EQUAL(out, "около 60 тысяч литров нефти вытекли.");
-    headline_first_sentence(ria, strlen(ria), 0, out);
+    headline_first_sentence(ria, strlen(ria), 0, out, NULL);
     CU_ASSERT_STRING_EQUAL(out, "москва, 1 дек — риа новости.");
     // one sentence only: nothing is skipped (as evaluate.py's lead1skip1)
     const char *one = "  единственное предложение без точки";
-    headline_first_sentence(one, strlen(one), 1, out);
+    headline_first_sentence(one, strlen(one), 1, out, NULL);
     CU_ASSERT_STRING_EQUAL(out, "единственное предложение без точки");
     // paragraphs are joined with spaces; initials and numbers do not end a sentence;
     // closing quotes stay with the sentence; ?, ! and … end one
     const char *t = "Поэт А. С. Пушкин\nродился в 1799 г. «Где он?» Второе! Третье… конец";
-    headline_first_sentence(t, strlen(t), 0, out);
+    headline_first_sentence(t, strlen(t), 0, out, NULL);
     CU_ASSERT_STRING_EQUAL(out, "Поэт А. С. Пушкин родился в 1799 г. «Где он?»");
-    headline_first_sentence(t, strlen(t), 1, out);
+    headline_first_sentence(t, strlen(t), 1, out, NULL);
     CU_ASSERT_STRING_EQUAL(out, "Второе!");
     const char *d = "цена 3.5 рубля. потом";
-    headline_first_sentence(d, strlen(d), 0, out);
+    headline_first_sentence(d, strlen(d), 0, out, NULL);
     CU_ASSERT_STRING_EQUAL(out, "цена 3.5 рубля.");
-    CU_ASSERT_EQUAL(headline_first_sentence("", 0, 1, out), 0);
+    CU_ASSERT_EQUAL(headline_first_sentence("", 0, 1, out, NULL), 0);
     CU_ASSERT_STRING_EQUAL(out, "");
+}
+
+static void test_dateline(void) {
+    struct {
+        const char *text;
+        const char *lead;  // the first sentence with --dateline auto
+    } cases[] = {
+        {"москва, 1 дек — риа новости. около 60 тысяч литров. второе.", "около 60 тысяч литров."},
+        {"мехико, 30 ноя — риа новости, дмитрий знаменский. текст.", "текст."},
+        {"москва, 1 дек- р-спорт. текст.", "текст."},
+        {"МОСКВА, 1 декабря. /ТАСС/. Текст.", "/ТАСС/."},
+        {"Москва. 30 апреля. INTERFAX.RU - Чемпион мира наказан. Дальше.", "Чемпион мира наказан."},
+        {"Нью-Йорк, 7 мая\n— риа новости. Текст.", "Текст."},
+        // near misses: kept whole
+        {"Ровно сегодня, 25 января, юбилей Высоцкого. Дальше.", "Ровно сегодня, 25 января, юбилей Высоцкого."},
+        {"Москва. Дальше.", "Москва."},
+        {"В 2019 году, 5 мая — риа новости. Текст.", "В 2019 году, 5 мая — риа новости."},
+        {"москва, 123 дек — риа новости. текст.", "москва, 123 дек — риа новости."},
+        {"москва, 1 понедельник — риа новости. текст.", "москва, 1 понедельник — риа новости."},
+        {"Москва. 30 апреля.Текст без пробела.", "Москва."},
+        {"москва, 1 дек — риа новости.", "москва, 1 дек — риа новости."},  // nothing follows
+        {"москва, 1 дек — агентство новостей агентство новостей агентство новостей агентство "
+         "новостей агентство новостей. текст.",
+         "москва, 1 дек — агентство новостей агентство новостей агентство новостей агентство "
+         "новостей агентство новостей."},  // an agency part over 80 bytes
+    };
+    char out[512];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int skipped = -1;
+        headline_first_sentence(cases[i].text, strlen(cases[i].text), HEADLINE_LEAD_AUTO, out,
+                                &skipped);
+        if (strcmp(out, cases[i].lead) != 0) printf("\n  [%s] -> [%s]\n", cases[i].text, out);
+        CU_ASSERT_STRING_EQUAL(out, cases[i].lead);
+        CU_ASSERT_EQUAL(skipped, i < 6);
+    }
+    // skip always leaves the first sentence out; keep never
+    const char *t = "Ровно сегодня, 25 января. Дальше.";
+    int sk;
+    headline_first_sentence(t, strlen(t), HEADLINE_LEAD_SKIP, out, &sk);
+    CU_ASSERT_STRING_EQUAL(out, "Дальше.");
+    CU_ASSERT_EQUAL(sk, 1);
+    const char *r = "москва, 1 дек — риа новости. текст.";
+    headline_first_sentence(r, strlen(r), HEADLINE_LEAD_KEEP, out, &sk);
+    CU_ASSERT_STRING_EQUAL(out, "москва, 1 дек — риа новости.");
+    CU_ASSERT_EQUAL(sk, 0);
+    CU_ASSERT_EQUAL(headline_dateline_len(r, strlen(r)), strlen("москва, 1 дек — риа новости. "));
 }
 
 static void test_lowercase(void) {
@@ -557,6 +603,7 @@ int main(void) {
     static const TuTest s_tests[] = {
         {"pair shards: round trip, bad ids, damaged and foreign files", test_pairs_roundtrip},
         {"first sentence with the RIA dateline rule", test_first_sentence},
+        {"a news agency's dateline detected (RIA, TASS, Interfax; near misses kept)", test_dateline},
         {"lowercasing", test_lowercase},
         {"Poisson span lengths", test_poisson},
         {"mBART corruption: spans, one [MASK] each, sentence permutation", test_denoise},
