@@ -6,6 +6,8 @@
 #   make bench      ALBERT throughput against PyTorch
 #   make bench-dp   data-parallel step time, all-reduce overlap and traffic on 1, 2, 4 ranks
 #   make mutate     mutation score: single-token mutants of the core against its tests
+#   make headline-news BUDGET=MIN  news headline model: MLM pretraining + fine-tuning with a
+#                   copy mechanism on ../shared/data/news/train, resumable (build/news/)
 #   make volunteer  conflux-volunteer alone, without MPI, on serial HDF5 (build/volunteer/bin/)
 #   make deb        its Debian package, build/volunteer/conflux-volunteer_VERSION_ARCH.deb
 MODE ?= release
@@ -75,6 +77,7 @@ MPI_TESTS := $(MPI_TEST_SRCS:%.c=$(BUILD)/%)
 TEST_TOOL_SRCS := $(wildcard tests/tools/tool_*.c)
 TEST_TOOLS := $(TEST_TOOL_SRCS:%.c=$(BUILD)/%)
 
+.PHONY: headline-news headline-news-run
 .PHONY: all tools tests check check-run deps demo demo-run bench bench-run bench-dp bench-dp-run bench-wan bench-wan-run bench-headline bench-headline-run mutate mutate-run volunteer volunteer-deps volunteer-build deb deb-build experiment experiment-run corpus tokenizer shards clean clean-data
 all: tools
 
@@ -243,6 +246,16 @@ mutate-run: tools tests shards
 
 bench-headline-run: tools tests shards
 	bash tests/bench/bench-headline.sh $(BUILD) $(DATA)
+
+# a headline model for real news within BUDGET minutes; run again to resume where it stopped
+# (io/headline/news/recipe.sh: NEWS_TRAIN, NEWS_VALID, FT_SET, ... for other data and scale)
+BUDGET ?= 60
+NEWS_WORK ?= build/news
+headline-news: deps
+	@$(MAKE) --no-print-directory MODE=release headline-news-run
+
+headline-news-run: tools
+	bash io/headline/news/recipe.sh $(BUILD) $(NEWS_WORK) $(BUDGET)
 
 clean:
 	rm -rf build/release build/debug build/asan build/volunteer

@@ -155,7 +155,7 @@ const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err);
     "  --no-block-trigrams  allow repeated trigrams\n"                                         \
     "  --src-len N          article tokens fed to the encoder, [CLS]/[SEP] included (default:\n" \
     "                       the training data.src_len)\n"                                       \
-    "  --threads N          OpenBLAS threads (default: OpenBLAS's choice)\n"
+    "  --threads N          threads of the pool (models/par.h; default: the process's CPUs)\n"
 
 // getopt_long values of the shared options; a subcommand numbers its own from HL_OPT_NEXT.
 enum { HL_OPT_BEAM = 1000, HL_OPT_MINLEN, HL_OPT_MAXLEN, HL_OPT_ALPHA, HL_OPT_BLOCK,

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# recipe.sh: a headline model for real news, end to end, within a time budget (make
+# headline-news). Each stage skips what is done and resumes what was stopped, so running
+# it again continues where the last run's budget ran out:
+#   1. data: news bodies and titles -> corpus (conflux-corpus news:) -> byte-level BPE
+#      tokenizer -> token shards; (article, title) pair shards (conflux-headline prepare)
+#   2. MLM pretraining of the ALBERT encoder on the news corpus (conflux-train, mlm.ini)
+#   3. BertSumAbs fine-tuning with the pointer-generator (conflux-headline train,
+#      finetune.ini), the encoder from stage 2
+#   4. ROUGE on the validation set and the extra news files, next to the first-sentence
+#      baseline (conflux-headline evaluate), written to WORK/eval.txt
+# A stage that runs out of budget is sent SIGTERM: the trainer checkpoints at the next step
+# and exits; the next run resumes from WORK/runs/STAGE/latest.h5 with the same learning-rate
+# schedule. Progress (step, loss, tokens/s, ETA) comes from the trainers.
+#
+# usage: io/headline/news/recipe.sh BUILD_DIR WORK_DIR BUDGET_MINUTES
+# environment (defaults in brackets):
+#   NEWS_TRAIN  training articles: RIA JSON lines, Lenta/ODS CSV, gzip or plain
+#               [../shared/data/news/train/rt_ng_train.json.gz]
+#   NEWS_VALID  validation articles, scored at the end [../shared/data/news/train/rt_ng_valid.json.gz]
+#   NEWS_EXTRA  more files scored at the end, each a source of its own [the RIA, Lenta and
+#               ODS samples of ../shared/data/news, where present]
+#   VOCAB       tokenizer vocabulary [16384]
+#   MLM_SET, FT_SET  extra "--set section.key=value" arguments for stages 2 and 3, e.g.
+#               FT_SET="--set train.steps=20000 --set train.global_batch=64"
+#   PREP_ARGS   extra arguments of conflux-headline prepare for the training pairs
+#               (e.g. "--lowercase --limit 980000")
+#   THREADS     train.threads [0: the CPUs]
+set -uo pipefail
+BUILD=${1:?usage: recipe.sh BUILD_DIR WORK_DIR BUDGET_MINUTES}
+W=${2:?usage: recipe.sh BUILD_DIR WORK_DIR BUDGET_MINUTES}
+BUDGET=${3:?usage: recipe.sh BUILD_DIR WORK_DIR BUDGET_MINUTES}
+HERE=$(cd "$(dirname "$0")" && pwd)
+NEWS=${NEWS_DIR:-../shared/data/news}
+NEWS_TRAIN=${NEWS_TRAIN:-$NEWS/train/rt_ng_train.json.gz}
+NEWS_VALID=${NEWS_VALID:-$NEWS/train/rt_ng_valid.json.gz}
+if [ -z "${NEWS_EXTRA+x}" ]; then
+    NEWS_EXTRA=""
+    for f in "$NEWS/ria_20.json" "$NEWS/lenta-ru-news.csv.gz" "$NEWS"/ods/*.csv.gz; do
+        [ -f "$f" ] && NEWS_EXTRA+="$f "
+    done
+fi
+VOCAB=${VOCAB:-16384}
+THREADS=${THREADS:-0}
+# words of the variables (several lines allowed)
+words() { local -n out_=$1; read -r -d '' -a out_ <<<"$2" || true; }
+words MLM_SET_A "${MLM_SET:-}"
+words FT_SET_A "${FT_SET:-}"
+words PREP_A "${PREP_ARGS:-}"
+words EXTRA_A "$NEWS_EXTRA"
+T=$BUILD/bin
+say() { echo "headline-news: $*"; }
+die() { echo "headline-news: error: $*" >&2; exit 1; }
+
+deadline=$(awk -v b="$BUDGET" -v t="$(date +%s)" 'BEGIN { if (b + 0 <= 0) exit 1; printf "%d", t + b * 60 }') ||
+    die "BUDGET must be a positive number of minutes (got '$BUDGET')"
+left() { echo $((deadline - $(date +%s))); }
+for t in conflux-corpus conflux-tokenizer conflux-train conflux-headline; do
+    [ -x "$T/$t" ] || die "$T/$t is not built (make tools)"
+done
+for f in "$NEWS_TRAIN" "$NEWS_VALID"; do
+    [ -f "$f" ] || die "no news file $f (set NEWS_TRAIN / NEWS_VALID)"
+done
+mkdir -p "$W/runs" || die "cannot create $W"
+
+# WORK belongs to one set of inputs: a second run with other data would mix them
+inputs="train=$(readlink -f "$NEWS_TRAIN") $(stat -c %s "$NEWS_TRAIN") valid=$(readlink -f "$NEWS_VALID") vocab=$VOCAB prep=${PREP_ARGS:-}"
+if [ -f "$W/inputs" ]; then
+    [ "$(cat "$W/inputs")" = "$inputs" ] ||
+        die "$W was made from other inputs ($(cat "$W/inputs")); use another WORK_DIR or remove it"
+else
+    echo "$inputs" >"$W/inputs"
+fi
+
+# stop_here STAGE RUN_DIR: the budget ran out in STAGE
+stop_here() {
+    local step
+    step=$(tail -n 1 "$2/metrics.csv" 2>/dev/null | cut -d, -f2)
+    say "budget of $BUDGET min spent during $1 (step ${step:-0}; checkpoint $2/latest.h5)."
+    say "run the same command again to resume."
+    exit 0
+}
+
+# train STAGE RUN_DIR TOOL ARGS SETS: runs a trainer (the names of three arrays: the tool's
+# command, its arguments, the user's --set arguments), or resumes RUN_DIR's latest
+# checkpoint (its configuration is the base; the same arguments go on top, as the data
+# paths never come from a checkpoint), until it finishes or the budget ends
+train() {
+    local stage=$1 run=$2
+    local -n tool_=$3 args_=$4 sets_=$5
+    if [ -f "$run/finished" ]; then say "$stage: done ($run)"; return 0; fi
+    local l; l=$(left)
+    [ "$l" -gt 5 ] || stop_here "$stage" "$run"
+    local cmd
+    if [ -f "$run/latest.h5" ]; then
+        say "$stage: resuming $run/latest.h5 (at most $l s)"
+        cmd=("${tool_[@]}" --resume "$run/latest.h5" "${args_[@]}")
+    else
+        say "$stage: starting in $run (at most $l s)"
+        cmd=("${tool_[@]}" "${args_[@]}")
+    fi
+    timeout -s TERM -k 300 "$l" "${cmd[@]}" --set "train.threads=$THREADS" "${sets_[@]}"
+    local rc=$?
+    [ -f "$run/finished" ] && return 0
+    [ $rc = 124 ] || [ $rc = 0 ] || die "$stage failed (exit $rc); see the lines above"
+    stop_here "$stage" "$run"
+}
+
+# ---- 1. data
+if [ ! -s "$W/corpus/train.txt" ]; then
+    say "data: corpus of the news bodies and titles"
+    "$T/conflux-corpus" --out "$W/corpus" --valid-percent 2 "news=news:$NEWS_TRAIN" || die "conflux-corpus failed"
+fi
+if [ ! -s "$W/tokenizer/vocab.json" ]; then
+    say "data: tokenizer ($VOCAB tokens)"
+    "$T/conflux-tokenizer" train --vocab-size "$VOCAB" --out "$W/tokenizer" "$W/corpus/train.txt" ||
+        die "tokenizer training failed"
+fi
+for s in train valid; do
+    if [ ! -s "$W/$s.h5" ]; then
+        "$T/conflux-tokenizer" shard --tokenizer "$W/tokenizer" --out "$W/$s.h5" "$W/corpus/$s.txt" ||
+            die "token shard $s failed"
+    fi
+done
+if [ ! -s "$W/pairs_train.h5" ]; then
+    "$T/conflux-headline" prepare --tokenizer "$W/tokenizer" --max-src 256 --max-tgt 48 \
+        "${PREP_A[@]}" --out "$W/pairs_train.h5" "$NEWS_TRAIN" || die "prepare (train) failed"
+fi
+if [ ! -s "$W/pairs_valid.h5" ]; then
+    "$T/conflux-headline" prepare --tokenizer "$W/tokenizer" --max-src 256 --max-tgt 48 \
+        --out "$W/pairs_valid.h5" "$NEWS_VALID" || die "prepare (valid) failed"
+fi
+
+# ---- 2. MLM pretraining of the encoder
+mlm_tool=("$T/conflux-train")
+mlm_args=(--config "$HERE/mlm.ini" --set "model.vocab_size=$VOCAB" --set "data.train=$W/train.h5"
+          --set "data.valid=$W/valid.h5" --set "data.tokenizer=$W/tokenizer"
+          --set "run.dir=$W/runs/mlm")
+train "pretraining (MLM)" "$W/runs/mlm" mlm_tool mlm_args MLM_SET_A
+
+# ---- 3. fine-tuning with the copy mechanism
+ft_tool=("$T/conflux-headline" train)
+ft_args=(--config "$HERE/finetune.ini" --init-encoder "$W/runs/mlm/latest.h5"
+         --train "$W/pairs_train.h5" --valid "$W/pairs_valid.h5"
+         --set "data.tokenizer=$W/tokenizer" --set "run.dir=$W/runs/headline")
+train "fine-tuning (BertSumAbs + pointer-generator)" "$W/runs/headline" ft_tool ft_args FT_SET_A
+
+# ---- 4. evaluation
+ck=$W/runs/headline/latest.h5
+if [ ! -s "$W/eval.txt" ] || [ "$ck" -nt "$W/eval.txt" ]; then
+    l=$(left)
+    [ "$l" -gt 5 ] || { say "budget spent before the evaluation; run again to evaluate."; exit 0; }
+    say "evaluation of $ck (at most $l s)"
+    thr=(); [ "$THREADS" -gt 0 ] && thr=(--threads "$THREADS")
+    timeout -s TERM "$l" "$T/conflux-headline" evaluate --checkpoint "$ck" "${thr[@]}" \
+        --hyps-out "$W/hyps.tsv" --show 10 "$NEWS_VALID" "${EXTRA_A[@]}" >"$W/eval.tmp" 2>"$W/eval.log"
+    rc=$?
+    [ $rc = 124 ] && { say "budget spent during the evaluation; run again to evaluate."; exit 0; }
+    [ $rc = 0 ] || { cat "$W/eval.log" >&2; die "evaluate failed (exit $rc)"; }
+    mv "$W/eval.tmp" "$W/eval.txt"
+fi
+cat "$W/eval.txt"
+say "examples: $W/eval.log; headlines: $W/hyps.tsv"
+say "checkpoint: $ck"

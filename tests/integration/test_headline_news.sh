@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# make headline-news (io/headline/news/recipe.sh) end to end on a small slice of the real
+# RT/NG news (the first 300 training articles, 40 validation ones, copied into a temporary
+# directory only; the RIA sample as a second source) with a tiny model, about 1 min on 2
+# cores:
+#  - a budget that runs out during the MLM pretraining stops it with a checkpoint, exit 0,
+#    and the message to run again; no stage is marked finished;
+#  - the same command resumes the pretraining at the next step (not from step 0), then runs
+#    the fine-tuning with the copy mechanism (pointer.gate in the checkpoint) and the
+#    evaluation: ROUGE per source next to the first-sentence baseline, the headline-eval
+#    line, the checkpoint's path;
+#  - a third run redoes nothing; other inputs in the same work directory and a bad budget
+#    are refused with clear errors.
+# SKIPPED without ../shared/data/news/train (NEWS_DIR overrides).
+# usage: tests/integration/test_headline_news.sh BUILD_DIR DATA_DIR
+set -u
+BUILD=${1:?}; DATA=${2:?}
+NEWS=${NEWS_DIR:-../shared/data/news}
+source tests/lib.sh
+[ -f "$NEWS/train/rt_ng_train.json.gz" ] && [ -f "$NEWS/train/rt_ng_valid.json.gz" ] ||
+    skip "no $NEWS/train/rt_ng_{train,valid}.json.gz (the real news for training)"
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+zcat "$NEWS/train/rt_ng_train.json.gz" | head -n 300 | gzip >"$W/train.json.gz"
+zcat "$NEWS/train/rt_ng_valid.json.gz" | head -n 40 >"$W/valid.json"
+export NEWS_TRAIN=$W/train.json.gz NEWS_VALID=$W/valid.json NEWS_EXTRA=$NEWS/ria_20.json VOCAB=1000 THREADS=2
+TINY="--set model.hidden_size=64 --set model.embedding_size=32 --set model.intermediate_size=128
+      --set model.num_heads=2 --set data.seq_len=64 --set train.log_every=1"
+export MLM_SET="$TINY --set train.steps=400 --set train.eval_every=0 --set train.checkpoint_every=0"
+export FT_SET="--set train.steps=6 --set decoder.intermediate_size=64 --set train.eval_every=3
+               --set train.eval_samples=40 --set train.checkpoint_every=0 --set train.log_every=1"
+R=io/headline/news/recipe.sh
+WK=$W/work
+
+# 1. a budget of 9 s: the data (1-2 s), then the pretraining is stopped part way (its 400
+#    steps take about 40 s)
+bash "$R" "$BUILD" "$WK" 0.15 >"$W/run1.log" 2>&1
+rc=$?
+[ $rc = 0 ] && ok "a run out of budget exits 0" || bad "run 1 exited $rc: $(tail -5 "$W/run1.log")"
+grep -q 'budget of 0.15 min spent during pretraining (MLM) (step [1-9]' "$W/run1.log" &&
+    grep -q 'run the same command again to resume' "$W/run1.log" &&
+    ok "run 1: $(grep -m1 'spent during' "$W/run1.log")" ||
+    bad "run 1 did not stop in the pretraining: $(tail -5 "$W/run1.log")"
+[ -f "$WK/runs/mlm/latest.h5" ] && [ ! -f "$WK/runs/mlm/finished" ] && [ ! -d "$WK/runs/headline" ] &&
+    ok "run 1 left a checkpoint, no finished marker, no fine-tuning" ||
+    bad "run 1's run directories: $(ls -R "$WK/runs" | head -20)"
+stopped=$(tail -n 1 "$WK/runs/mlm/metrics.csv" | cut -d, -f2)
+
+# 2. the same command resumes and completes every stage
+bash "$R" "$BUILD" "$WK" 10 >"$W/run2.log" 2>&1
+rc=$?
+[ $rc = 0 ] && ok "run 2 exits 0" || bad "run 2 exited $rc: $(tail -8 "$W/run2.log")"
+grep -q "pretraining (MLM): resuming $WK/runs/mlm/latest.h5" "$W/run2.log" &&
+    grep -q "^step $((stopped + 1))/400 " "$W/run2.log" && ! grep -q '^step 1/400 ' "$W/run2.log" &&
+    ok "run 2 resumed the pretraining at step $((stopped + 1)) of 400" ||
+    bad "run 2 did not resume at step $((stopped + 1)): $(grep -m3 'resuming\|^step' "$W/run2.log")"
+[ -f "$WK/runs/mlm/finished" ] && [ -f "$WK/runs/headline/finished" ] &&
+    ok "both trainings finished" || bad "a stage is not finished: $(tail -5 "$W/run2.log")"
+h5ls -r "$WK/runs/headline/latest.h5" 2>/dev/null | grep -q '/params/pointer.gate.weight' &&
+    ok "the fine-tuned model has the copy gate (decoder.copy = 1)" ||
+    bad "no pointer.gate.weight in $WK/runs/headline/latest.h5"
+grep -q '^  valid (40) model ' "$W/run2.log" && grep -q '^  valid (40) first sentence ' "$W/run2.log" &&
+    grep -q '^  ria_20 (20) model ' "$W/run2.log" &&
+    ok "ROUGE per source, model next to the first sentence" ||
+    bad "no per-source rows: $(grep -A12 '^system' "$W/run2.log")"
+grep -q '^headline-eval: n=60 model_paper=[0-9.]*/[0-9.]*/[0-9.]* model_standard=.* lead_paper=18.61/6.97/13.12 ' "$W/run2.log" &&
+    ok "$(grep '^headline-eval' "$W/run2.log" | cut -c1-120)" ||
+    bad "no headline-eval line with the 60 articles' baseline: $(grep headline-eval "$W/run2.log")"
+grep -q "checkpoint: $WK/runs/headline/latest.h5" "$W/run2.log" && [ -s "$WK/hyps.tsv" ] &&
+    [ "$(grep -c '^\[' "$WK/eval.log")" = 10 ] &&
+    ok "the checkpoint's path is printed; 10 examples and every headline written" ||
+    bad "no checkpoint path / hyps.tsv / 10 examples: $(tail -3 "$W/run2.log")"
+
+# 3. nothing left to do; other inputs and bad budgets are refused
+bash "$R" "$BUILD" "$WK" 10 >"$W/run3.log" 2>&1
+grep -q 'pretraining (MLM): done' "$W/run3.log" && grep -q 'fine-tuning .*: done' "$W/run3.log" &&
+    ! grep -q 'evaluation of' "$W/run3.log" && grep -q '^headline-eval' "$W/run3.log" &&
+    ok "run 3 redoes nothing and prints the results again" || bad "run 3: $(head -5 "$W/run3.log")"
+NEWS_TRAIN=$W/valid.json bash "$R" "$BUILD" "$WK" 10 >"$W/run4.log" 2>&1
+rc=$?
+[ $rc = 1 ] && grep -q "error: $WK was made from other inputs" "$W/run4.log" &&
+    ok "other inputs in the same work directory: exit 1, $(grep -o 'was made from other inputs' "$W/run4.log")" ||
+    bad "other inputs: exit $rc, $(cat "$W/run4.log")"
+bash "$R" "$BUILD" "$W/other" abc >"$W/run5.log" 2>&1
+rc=$?
+[ $rc = 1 ] && grep -q "BUDGET must be a positive number of minutes (got 'abc')" "$W/run5.log" &&
+    ok "BUDGET=abc: exit 1 with a clear error" || bad "BUDGET=abc: exit $rc, $(cat "$W/run5.log")"
+echo "$fails failure(s)"
+[ "$fails" -eq 0 ]
