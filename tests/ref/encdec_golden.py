@@ -184,6 +184,20 @@ def smoothed_loss_by_hand(logits, tgt, eps):
     return total
 
 
+def gradcheck_loss(m, src, mask, tgt, what):
+    """torch.autograd.gradcheck of loss_sum with respect to every parameter of the float64
+    model m; returns {name: a copy of the parameter}."""
+    names = [n for n, _ in m.named_parameters()]
+    base = {n: p.detach().clone() for n, p in m.named_parameters()}
+
+    def f(*ps):
+        loss, _, _ = functional_call(m, dict(zip(names, ps)), (src, mask, tgt))
+        return loss
+    inputs = tuple(base[n].clone().requires_grad_(True) for n in names)
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-5), what
+    return base
+
+
 def self_check():
     """Validates encdec_ref.py on the float64 micro config; raises on any failure."""
     c = MICRO
@@ -192,14 +206,7 @@ def self_check():
     init_golden(m)
     m.eval()
     src, mask, tgt = make_batch(c, MICRO_B, MICRO_TS, MICRO_TT, MICRO_SRC_LEN, MICRO_TGT_LEN)
-    names = [n for n, _ in m.named_parameters()]
-    base = {n: p.detach().clone() for n, p in m.named_parameters()}
-
-    def f(*ps):
-        loss, _, _ = functional_call(m, dict(zip(names, ps)), (src, mask, tgt))
-        return loss
-    inputs = tuple(base[n].clone().requires_grad_(True) for n in names)
-    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-5), "gradcheck failed"
+    base = gradcheck_loss(m, src, mask, tgt, "gradcheck failed")
 
     with torch.no_grad():
         loss, n_tok, logits = m(src, mask, tgt)
@@ -262,14 +269,7 @@ def self_check_copy():
     src[0, 2] = src[0, 3]          # a repeated source token: the copy weights add up
     tgt[0, 0] = src[0, 2]          # targets that can be copied
     tgt[1, 0] = src[1, 1]
-    names = [n for n, _ in m.named_parameters()]
-    base = {n: p.detach().clone() for n, p in m.named_parameters()}
-
-    def f(*ps):
-        loss, _, _ = functional_call(m, dict(zip(names, ps)), (src, mask, tgt))
-        return loss
-    inputs = tuple(base[n].clone().requires_grad_(True) for n in names)
-    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-5), "copy gradcheck failed"
+    base = gradcheck_loss(m, src, mask, tgt, "copy gradcheck failed")
     with torch.no_grad():
         enc = m.encode(src, mask)
         dec_in = m.decoder_input(tgt)

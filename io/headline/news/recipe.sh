@@ -21,6 +21,7 @@
 #   NEWS_EXTRA  more files scored at the end, each a source of its own [the RIA, Lenta and
 #               ODS samples of ../shared/data/news, where present]
 #   VOCAB       tokenizer vocabulary [16384]
+#   SRC_LEN, TGT_LEN  article and title tokens kept [256, 48]
 #   MLM_SET, FT_SET  extra "--set section.key=value" arguments for stages 2 and 3, e.g.
 #               FT_SET="--set train.steps=20000 --set train.global_batch=64"
 #   PREP_ARGS   extra arguments of conflux-headline prepare for the training pairs
@@ -41,6 +42,8 @@ if [ -z "${NEWS_EXTRA+x}" ]; then
     done
 fi
 VOCAB=${VOCAB:-16384}
+SRC_LEN=${SRC_LEN:-256}
+TGT_LEN=${TGT_LEN:-48}
 THREADS=${THREADS:-0}
 # words of the variables (several lines allowed)
 words() { local -n out_=$1; read -r -d '' -a out_ <<<"$2" || true; }
@@ -64,7 +67,7 @@ done
 mkdir -p "$W/runs" || die "cannot create $W"
 
 # WORK belongs to one set of inputs: a second run with other data would mix them
-inputs="train=$(readlink -f "$NEWS_TRAIN") $(stat -c %s "$NEWS_TRAIN") valid=$(readlink -f "$NEWS_VALID") vocab=$VOCAB prep=${PREP_ARGS:-}"
+inputs="train=$(readlink -f "$NEWS_TRAIN") $(stat -c %s "$NEWS_TRAIN") valid=$(readlink -f "$NEWS_VALID") vocab=$VOCAB len=$SRC_LEN/$TGT_LEN prep=${PREP_ARGS:-}"
 if [ -f "$W/inputs" ]; then
     [ "$(cat "$W/inputs")" = "$inputs" ] ||
         die "$W was made from other inputs ($(cat "$W/inputs")); use another WORK_DIR or remove it"
@@ -123,11 +126,11 @@ for s in train valid; do
     fi
 done
 if [ ! -s "$W/pairs_train.h5" ]; then
-    "$T/conflux-headline" prepare --tokenizer "$W/tokenizer" --max-src 256 --max-tgt 48 \
+    "$T/conflux-headline" prepare --tokenizer "$W/tokenizer" --max-src "$SRC_LEN" --max-tgt "$TGT_LEN" \
         "${PREP_A[@]}" --out "$W/pairs_train.h5" "$NEWS_TRAIN" || die "prepare (train) failed"
 fi
 if [ ! -s "$W/pairs_valid.h5" ]; then
-    "$T/conflux-headline" prepare --tokenizer "$W/tokenizer" --max-src 256 --max-tgt 48 \
+    "$T/conflux-headline" prepare --tokenizer "$W/tokenizer" --max-src "$SRC_LEN" --max-tgt "$TGT_LEN" \
         --out "$W/pairs_valid.h5" "$NEWS_VALID" || die "prepare (valid) failed"
 fi
 
@@ -142,7 +145,8 @@ train "pretraining (MLM)" "$W/runs/mlm" mlm_tool mlm_args MLM_SET_A
 ft_tool=("$T/conflux-headline" train)
 ft_args=(--config "$HERE/finetune.ini" --init-encoder "$W/runs/mlm/latest.h5"
          --train "$W/pairs_train.h5" --valid "$W/pairs_valid.h5"
-         --set "data.tokenizer=$W/tokenizer" --set "run.dir=$W/runs/headline")
+         --set "data.tokenizer=$W/tokenizer" --set "data.src_len=$SRC_LEN"
+         --set "data.tgt_len=$TGT_LEN" --set "run.dir=$W/runs/headline")
 train "fine-tuning (BertSumAbs + pointer-generator)" "$W/runs/headline" ft_tool ft_args FT_SET_A
 
 # ---- 4. evaluation
