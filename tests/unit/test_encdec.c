@@ -659,8 +659,11 @@ static void exhaust_rec(Exhaust *x, const BeamConfig *c, int32_t *seq, int t) {
     }
 }
 
-static void test_beam_exhaustive(void) {
+// copy: the pointer-generator's mixture (log P as the step's logits); the source repeats
+// token 5, so its copy weights add up
+static void beam_exhaustive(int copy) {
     EncDecConfig cfg = small_config(XV, 0.0f, 0.5f);  // large init: peaked, non-uniform outputs
+    cfg.copy = copy;
     EncDec *m = encdec_create(&cfg, 1, XTS, XMAXLEN, 2024);
     const int32_t src[XTS] = {ED_BOS, 5, 7, 6, 5, ED_EOS};
     Exhaust x = {.m = m, .src = src, .logits = malloc((size_t)XMAXLEN * XV * sizeof(float))};
@@ -721,7 +724,7 @@ static void test_beam_exhaustive(void) {
     }
     printf("\n");
     // without trigram blocking, greedy repeats on this model; with it, it must not
-    {
+    if (!copy) {
         BeamConfig c = {.beam_size = 1,
                         .min_len = 5,
                         .max_len = 6,
@@ -760,6 +763,9 @@ static void test_beam_exhaustive(void) {
     free(x.logits);
     encdec_free(m);
 }
+
+static void test_beam_exhaustive(void) { beam_exhaustive(0); }
+static void test_beam_exhaustive_copy(void) { beam_exhaustive(1); }
 
 // ---------------------------------------------------------------------------------------
 // beam search that prunes, against an independent reference
@@ -1089,6 +1095,7 @@ int main(void) {
         {"copy: finite differences on the float path", test_finite_differences_copy},
         {"copy: cached decoding equals teacher forcing", test_incremental_logits_copy},
         {"beam search equals exhaustive search; greedy == beam 1", test_beam_exhaustive},
+        {"copy: beam search over the mixture equals exhaustive search", test_beam_exhaustive_copy},
         {"pruning beam search (K = 2, 3) equals the Python reference", test_beam_pruned},
         {"training task learns a copy task", test_train_task},
     };
