@@ -9,8 +9,9 @@
 #    the fine-tuning with the copy mechanism (pointer.gate in the checkpoint) and the
 #    evaluation: ROUGE per source next to the first-sentence baseline, the headline-eval
 #    line, the checkpoint's path;
-#  - a third run redoes nothing; other inputs in the same work directory and a bad budget
-#    are refused with clear errors.
+#  - a third run redoes nothing; asked for more fine-tuning steps it continues from the
+#    last one; other inputs in the same work directory and a bad budget are refused with
+#    clear errors.
 # SKIPPED without ../shared/data/news/train (NEWS_DIR overrides).
 # usage: tests/integration/test_headline_news.sh BUILD_DIR DATA_DIR
 set -u
@@ -76,6 +77,13 @@ bash "$R" "$BUILD" "$WK" 10 >"$W/run3.log" 2>&1
 grep -q 'pretraining (MLM): done' "$W/run3.log" && grep -q 'fine-tuning .*: done' "$W/run3.log" &&
     ! grep -q 'evaluation of' "$W/run3.log" && grep -q '^headline-eval' "$W/run3.log" &&
     ok "run 3 redoes nothing and prints the results again" || bad "run 3: $(head -5 "$W/run3.log")"
+FT_SET="$FT_SET --set train.steps=8" bash "$R" "$BUILD" "$WK" 10 >"$W/run3b.log" 2>&1
+grep -q 'pretraining (MLM): done' "$W/run3b.log" &&
+    grep -q 'fine-tuning .*: extending from step 6 to 8' "$W/run3b.log" &&
+    grep -q '^step 7/8 ' "$W/run3b.log" && ! grep -q '^step [1-6]/' "$W/run3b.log" &&
+    [ "$(cat "$WK/runs/headline/finished")" = 8 ] && grep -q 'evaluation of' "$W/run3b.log" &&
+    ok "more steps asked of a finished stage: it continues from step 6 to 8 and evaluates again" ||
+    bad "extending the fine-tuning: $(grep -m4 'extending\|^step\|done' "$W/run3b.log")"
 NEWS_TRAIN=$W/valid.json bash "$R" "$BUILD" "$WK" 10 >"$W/run4.log" 2>&1
 rc=$?
 [ $rc = 1 ] && grep -q "error: $WK was made from other inputs" "$W/run4.log" &&

@@ -11,7 +11,8 @@
 #      baseline (conflux-headline evaluate), written to WORK/eval.txt
 # A stage that runs out of budget is sent SIGTERM: the trainer checkpoints at the next step
 # and exits; the next run resumes from WORK/runs/STAGE/latest.h5 with the same learning-rate
-# schedule. Progress (step, loss, tokens/s, ETA) comes from the trainers.
+# schedule. A finished stage asked for more steps (MLM_SET/FT_SET "--set train.steps=N")
+# continues from its last step. Progress (step, loss, tokens/s, ETA) comes from the trainers.
 #
 # usage: io/headline/news/recipe.sh BUILD_DIR WORK_DIR BUDGET_MINUTES
 # environment (defaults in brackets):
@@ -91,7 +92,19 @@ stop_here() {
 train() {
     local stage=$1 run=$2
     local -n tool_=$3 args_=$4 sets_=$5
-    if [ -f "$run/finished" ]; then say "$stage: done ($run)"; return 0; fi
+    if [ -f "$run/finished" ]; then
+        # done, unless the configuration now asks for more steps (FT_SET="--set train.steps=N")
+        local want done_at
+        done_at=$(cat "$run/finished")
+        want=$("${tool_[@]}" "${args_[@]}" "${sets_[@]}" --print-config 2>/dev/null |
+            awk '/^\[/ { t = ($1 == "[train]") } t && $1 == "steps" { print $3; exit }')
+        if [ -z "$want" ] || [ "$want" -le "$done_at" ]; then
+            say "$stage: done ($run, $done_at steps)"
+            return 0
+        fi
+        say "$stage: extending from step $done_at to $want"
+        rm -f "$run/finished"
+    fi
     local l; l=$(left)
     [ "$l" -gt 5 ] || stop_here "$stage" "$run"
     local cmd
