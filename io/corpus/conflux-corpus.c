@@ -320,7 +320,7 @@ static int add_news_file(const char *path, CorpusFilter *filter, char **buf, siz
     news_stats(r, &ns);
     st->input_bytes += ns.file_bytes;
     news_close(r);
-    if (got < 0) return cx_err(err, "%s (%s)", nerr, path);
+    if (got < 0) return cx_err(err, "%s", nerr);  // the reader names the file
     return 0;
 }
 

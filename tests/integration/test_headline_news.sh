@@ -11,7 +11,9 @@
 #    line, the checkpoint's path;
 #  - a third run redoes nothing; asked for more fine-tuning steps it continues from the
 #    last one; other inputs in the same work directory and a bad budget are refused with
-#    clear errors.
+#    clear errors;
+#  - conflux-corpus's news format reports a broken record (file:line) and refuses a
+#    truncated gzip file.
 # SKIPPED without ../shared/data/news/train (NEWS_DIR overrides).
 # usage: tests/integration/test_headline_news.sh BUILD_DIR DATA_DIR
 set -u
@@ -93,5 +95,19 @@ bash "$R" "$BUILD" "$W/other" abc >"$W/run5.log" 2>&1
 rc=$?
 [ $rc = 1 ] && grep -q "BUDGET must be a positive number of minutes (got 'abc')" "$W/run5.log" &&
     ok "BUDGET=abc: exit 1 with a clear error" || bad "BUDGET=abc: exit $rc, $(cat "$W/run5.log")"
+# conflux-corpus's news format on damaged input: a broken record is reported with its file
+# and line and skipped; a truncated gzip file is an error naming the file
+printf '{"title": "Заголовок", "text": "Текст статьи на русском языке, достаточно длинный."}\n{broken\n' >"$W/bad.json"
+"$BUILD/bin/conflux-corpus" --quiet --out "$W/bc" "news:$W/bad.json" >/dev/null 2>"$W/bc.err"
+rc=$?
+[ $rc = 0 ] && grep -q "news: $W/bad.json:2: skipped (syntax)" "$W/bc.err" && [ "$(wc -l <"$W/bc/train.txt")" = 1 ] &&
+    ok "conflux-corpus news: a broken record is reported with file:line and skipped, the other kept" ||
+    bad "conflux-corpus news on a broken record: exit $rc, $(cat "$W/bc.err")"
+head -c 3000 "$NEWS/train/rt_ng_valid.json.gz" >"$W/trunc.json.gz"
+"$BUILD/bin/conflux-corpus" --quiet --out "$W/tc" "news:$W/trunc.json.gz" >/dev/null 2>"$W/tc.err"
+rc=$?
+[ $rc = 1 ] && grep -q "error: $W/trunc.json.gz: truncated gzip stream" "$W/tc.err" && [ ! -e "$W/tc/train.txt" ] &&
+    ok "conflux-corpus news: a truncated gzip file: exit 1, $(cut -c1-90 "$W/tc.err")" ||
+    bad "conflux-corpus news on a truncated file: exit $rc, $(cat "$W/tc.err")"
 echo "$fails failure(s)"
 [ "$fails" -eq 0 ]
