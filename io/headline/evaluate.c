@@ -49,11 +49,14 @@ static int source_index(Source *src, int *n_src, const char *path) {
     return (*n_src)++;
 }
 
-static int board_add(Board *b, RougeScorer *sc[2], const char *hyp, const char *ref, char *err) {
+// Scores hyp against ref once, in both modes, into the overall board and the source's.
+static int board_add(Board *all, Board *src, RougeScorer *sc[2], const char *hyp, const char *ref,
+                     char *err) {
     for (int m = 0; m < 2; m++) {
         RougeScores s;
         if (rouge_score(sc[m], hyp, strlen(hyp), ref, strlen(ref), &s, NULL, err) != 0) return -1;
-        rouge_mean_add(&b->mean[m], &s);
+        rouge_mean_add(&all->mean[m], &s);
+        rouge_mean_add(&src->mean[m], &s);
     }
     return 0;
 }
@@ -222,10 +225,8 @@ int headline_cmd_evaluate(int argc, char **argv) {
             rc = 1;
             break;
         }
-        if ((have_model && (board_add(&model, sc, hyp, ref, err) != 0 ||
-                            board_add(&srcs[cur].model, sc, hyp, ref, err) != 0)) ||
-            board_add(&lead, sc, lead_buf, ref, err) != 0 ||
-            board_add(&srcs[cur].lead, sc, lead_buf, ref, err) != 0) {
+        if ((have_model && board_add(&model, &srcs[cur].model, sc, hyp, ref, err) != 0) ||
+            board_add(&lead, &srcs[cur].lead, sc, lead_buf, ref, err) != 0) {
             hl_report("%s (%s:%llu)", err, path, (unsigned long long)st.line);
             free(ref);
             rc = 1;
