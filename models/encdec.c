@@ -624,6 +624,11 @@ static void copy_rows_forward(void *ctx, int tid, size_t lo, size_t hi) {
     }
 }
 
+// dL/dP[v] of a row's loss at the mixture's P[v]: -(eps/V)/P, and -(1-eps)/P more at the target
+static inline double copy_dL_dP(double P, int is_target, double e, double eps) {
+    return -e / P - (is_target ? (1.0 - eps) / P : 0.0);
+}
+
 // Rows [lo, hi) of the backward, loss scale 1: dlogits (written), dcw = dL/d(copy weight),
 // dgate = dL/d(gate pre-activation). With gP[v] = dL/dP[v] = -(1-eps)[v=y]/P[v] - (eps/V)/P[v]
 // and u[v] = Pv[v] g gP[v] (= -eps/V for tokens neither in the source nor y):
@@ -643,12 +648,8 @@ static void copy_rows_backward(void *ctx, int tid, size_t lo, size_t hi) {
         double sum_u = 0.0, dg = 0.0;
         int y_in = 0, n_rest = V - nu;
         for (int k = 0; k < nu; k++) {
-            const double P = g * pv[ut[k]] + (1.0 - g) * cw[k];
-            double gP = -e / P;
-            if (ut[k] == y) {
-                gP -= (1.0 - eps) / P;
-                y_in = 1;
-            }
+            const double gP = copy_dL_dP(g * pv[ut[k]] + (1.0 - g) * cw[k], ut[k] == y, e, eps);
+            y_in |= ut[k] == y;
             dcw[k] = (float)((1.0 - g) * gP);
             sum_u += pv[ut[k]] * g * gP;
             dg += gP * (pv[ut[k]] - cw[k]);
@@ -664,8 +665,7 @@ static void copy_rows_backward(void *ctx, int tid, size_t lo, size_t hi) {
         const float fe = (float)e, fs = (float)sum_u;
         for (int v = 0; v < V; v++) dl[v] = -fe - pv[v] * fs;
         for (int k = 0; k < nu; k++) {
-            const double P = g * pv[ut[k]] + (1.0 - g) * cw[k];
-            const double gP = -e / P - (ut[k] == y ? (1.0 - eps) / P : 0.0);
+            const double gP = copy_dL_dP(g * pv[ut[k]] + (1.0 - g) * cw[k], ut[k] == y, e, eps);
             dl[ut[k]] = (float)(pv[ut[k]] * g * gP - pv[ut[k]] * sum_u);
         }
         if (!y_in) dl[y] = (float)(u_y - pv[y] * sum_u);
