@@ -83,6 +83,9 @@ int beam_config_check(const BeamConfig *c, const BeamWork *w, char *err) {
         if (c->banned[i] < 0 || c->banned[i] >= w->V || c->banned[i] == c->eos)
             return cx_err(err, "decode: banned token %d invalid (outside [0, %d) or eos)",
                           c->banned[i], w->V);
+    if (c->fsm && (c->fsm_states < 1 || c->fsm_states >= BEAM_FSM_REJECT))
+        return cx_err(err, "decode: token automaton with %d states (must be in [1, %d])",
+                      c->fsm_states, BEAM_FSM_REJECT - 1);
     return 0;
 }
 
@@ -91,7 +94,7 @@ double beam_length_penalty(int len, float alpha) {
 }
 
 // lp (V) = log_softmax(logits) with the forbidden continuations of a hypothesis whose t
-// tokens are hist set to -inf.
+// tokens are hist set to -inf (the token t + 1 == max_len is the last one).
 static void masked_logprobs(double *lp, const float *logits, int V, const BeamConfig *c,
                             const int32_t *hist, int t) {
     double mx = -INFINITY, s = 0.0;
@@ -106,6 +109,20 @@ static void masked_logprobs(double *lp, const float *logits, int V, const BeamCo
         // followed by w before
         for (int i = 0; i + 2 < t; i++)
             if (hist[i] == hist[t - 2] && hist[i + 1] == hist[t - 1]) lp[hist[i + 2]] = -INFINITY;
+    }
+    if (c->fsm) {
+        // the hypothesis' state, from its tokens (a state past fsm_states is a malformed
+        // table: nothing continues it)
+        int st = 0;
+        for (int i = 0; i < t && st < c->fsm_states; i++) st = c->fsm[(size_t)st * V + hist[i]];
+        if (st >= c->fsm_states) {
+            for (int v = 0; v < V; v++) lp[v] = -INFINITY;
+            return;
+        }
+        const uint8_t *next = c->fsm + (size_t)st * V;
+        const int last = t + 1 == c->max_len;
+        for (int v = 0; v < V; v++)
+            if (next[v] == BEAM_FSM_REJECT || ((last || v == c->eos) && next[v] != 0)) lp[v] = -INFINITY;
     }
 }
 

@@ -11,7 +11,10 @@
 //    (as PreSumm/BertSumAbs and Hugging Face's logits processors do): the banned tokens;
 //    EOS while fewer than min_len tokens have been generated; with block_trigrams, any
 //    token that would make the hypothesis' last three tokens equal an earlier trigram of
-//    the same hypothesis.
+//    the same hypothesis. With a token automaton (fsm: io/tokenizer's of well-formed UTF-8,
+//    so that no headline ends inside, or breaks, a character), any token the automaton
+//    rejects in the hypothesis' state; EOS, and at max_len any token, unless it leads to
+//    state 0 (the start and only accepting state).
 //  * A hypothesis ends when it emits EOS (EOS is part of it and of its length) or when it
 //    reaches max_len tokens (then it ends without EOS).
 //  * Score of a finished hypothesis of len tokens with summed log-probability S:
@@ -43,7 +46,13 @@ typedef struct {
     int32_t bos, eos;       // start token fed at step 0; end token
     const int32_t *banned;  // n_banned tokens that are never generated (may be NULL)
     int n_banned;
+    // a token automaton (may be NULL): fsm[s * V + w] is the state after token w in state
+    // s (s < fsm_states <= 255), or BEAM_FSM_REJECT; hypotheses start in state 0 and end
+    // only there
+    const uint8_t *fsm;
+    int fsm_states;
 } BeamConfig;
+#define BEAM_FSM_REJECT 255
 
 // Advances K hypotheses: hypothesis k (k < K) is hypothesis parents[k] of the previous
 // step (its cached state is reordered accordingly) extended by tokens[k] at decoder

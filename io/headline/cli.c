@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "io/news/lead.h"
+#include "io/text/utf8.h"
 #include "io/store/ckpt.h"
 #include "io/text/utf8.h"
 #include "models/common.h"
@@ -267,6 +268,7 @@ void hl_gen_close(HlGenerator *G) {
     free(G->src);
     free(G->out);
     free(G->text);
+    free(G->fsm);
     memset(G, 0, sizeof *G);
 }
 
@@ -330,6 +332,13 @@ int hl_gen_open(HlGenerator *G, const char *ckpt_path, const char *tok_dir, cons
                          .max_len = c->generate.max_len, .alpha = c->generate.alpha,
                          .block_trigrams = c->generate.block_trigrams, .bos = ED_BOS,
                          .eos = ED_EOS, .banned = G->banned, .n_banned = 4};
+    // headlines of whole characters: the byte-level tokens are chosen so that the text is
+    // well-formed UTF-8 at every EOS (and at max_len)
+    const int V = c->model.enc.vocab_size;
+    G->fsm = cx_calloc((size_t)UTF8_FSM_STATES * V, 1);
+    bpe_utf8_automaton(G->enc.bpe, V, G->fsm);
+    G->bc.fsm = G->fsm;
+    G->bc.fsm_states = UTF8_FSM_STATES;
     G->src = cx_calloc((size_t)G->Ts, sizeof(int32_t));
     G->out = cx_calloc((size_t)c->generate.max_len, sizeof(int32_t));
     rc = 0;

@@ -121,6 +121,7 @@ typedef struct {
     HlEncoder enc;
     BeamConfig bc;  // read-only for callers (beam_size, max_len)
     int32_t banned[4];
+    uint8_t *fsm;  // bc.fsm: io/tokenizer's UTF-8 token automaton
     int32_t *src, *out;
     char *text;
     size_t text_cap;

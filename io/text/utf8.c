@@ -9,6 +9,33 @@ size_t utf8_invalid_len(const char *s, size_t n_bytes) {
     return r < 0 ? (size_t)-r : 0;
 }
 
+// states: 0 boundary; 1 one continuation byte due; 2 two due; 3 two due, the next in A0..BF
+// (after E0: no overlong form); 4 two due, the next in 80..9F (after ED: no surrogate);
+// 5 three due; 6 three due, the next in 90..BF (after F0); 7 three due, the next in 80..8F
+// (after F4: nothing above U+10FFFF)
+int utf8_fsm_step(int s, unsigned char b) {
+    switch (s) {
+    case 0:
+        if (b < 0x80) return 0;
+        if (b >= 0xC2 && b <= 0xDF) return 1;
+        if (b == 0xE0) return 3;
+        if (b == 0xED) return 4;
+        if (b >= 0xE1 && b <= 0xEF) return 2;
+        if (b == 0xF0) return 6;
+        if (b >= 0xF1 && b <= 0xF3) return 5;
+        if (b == 0xF4) return 7;
+        return -1;
+    case 1: return b >= 0x80 && b <= 0xBF ? 0 : -1;
+    case 2: return b >= 0x80 && b <= 0xBF ? 1 : -1;
+    case 3: return b >= 0xA0 && b <= 0xBF ? 1 : -1;
+    case 4: return b >= 0x80 && b <= 0x9F ? 1 : -1;
+    case 5: return b >= 0x80 && b <= 0xBF ? 2 : -1;
+    case 6: return b >= 0x90 && b <= 0xBF ? 2 : -1;
+    case 7: return b >= 0x80 && b <= 0x8F ? 2 : -1;
+    default: return -1;
+    }
+}
+
 size_t utf8_encode(uint32_t cp, char *out) {
     unsigned char *u = (unsigned char *)out;
     if (cp < 0x80) {

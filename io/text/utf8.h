@@ -76,6 +76,17 @@ size_t utf8_invalid_len(const char *s, size_t n_bytes);
 // runs go 8 bytes at a time.
 size_t utf8_check(const char *s, size_t n_bytes);
 
+// A byte-at-a-time recogniser of the same well-formed UTF-8 as utf8_decode, for text that
+// arrives in pieces: the byte-level tokens a decoder emits one at a time
+// (bpe_utf8_automaton). State 0 is a character boundary; the others are inside a character
+// (how many continuation bytes are still due, and the range the next one must be in after
+// E0, ED, F0 and F4). A text is well formed iff stepping through its bytes from 0 never
+// gives -1 and ends in 0.
+#define UTF8_FSM_STATES 8
+// The state after byte b in state s (0 <= s < UTF8_FSM_STATES), or -1 where b cannot come
+// next.
+int utf8_fsm_step(int s, unsigned char b);
+
 // Writes the UTF-8 encoding of code point cp (at most U+10FFFF; the caller checks) into
 // out, which has room for 4 bytes. Returns the number of bytes written (1..4).
 size_t utf8_encode(uint32_t cp, char *out);

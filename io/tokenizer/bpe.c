@@ -1400,6 +1400,19 @@ size_t bpe_decode(const Bpe *b, const int32_t *ids, size_t n, char *out, size_t 
     return used;
 }
 
+void bpe_utf8_automaton(const Bpe *b, int V, uint8_t *fsm) {
+    for (int s = 0; s < UTF8_FSM_STATES; s++)
+        for (int id = 0; id < V; id++) {
+            int st = -1;  // ids past the tokenizer's: never
+            if (id < b->n_vocab) {
+                const uint8_t *by = b->bytes + b->byte_off[id];
+                st = s;
+                for (size_t i = 0; i < b->byte_len[id] && st >= 0; i++) st = utf8_fsm_step(st, by[i]);
+            }
+            fsm[(size_t)s * V + id] = st < 0 ? 255 : (uint8_t)st;
+        }
+}
+
 // ---------------------------------------------------------------------------------------
 // Saving
 

@@ -49,4 +49,11 @@ int bpe_encode(const Bpe *bpe, const char *text, size_t len, int32_t *ids, size_
 // bytes (no terminator); returns the number of bytes the full decoding needs.
 size_t bpe_decode(const Bpe *bpe, const int32_t *ids, size_t n, char *out, size_t cap);
 
+// The token automaton of well-formed UTF-8 over a model vocabulary of V ids (V may exceed
+// bpe_vocab_size: the extra ids are never allowed), for a decoder's search (BeamConfig.fsm):
+// fsm[s * V + id] (s < UTF8_FSM_STATES, io/text/utf8.h) is the utf8_fsm_step state after
+// all of token id's bytes in state s, or 255 where they cannot follow. Special tokens
+// decode to their ASCII strings, so they (EOS too) only follow a complete character.
+void bpe_utf8_automaton(const Bpe *bpe, int V, uint8_t *fsm);
+
 #endif

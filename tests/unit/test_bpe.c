@@ -27,9 +27,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/text/utf8.h"
 #include "io/tokenizer/bpe.h"
 #include "models/common.h"
 #include "tests/unit/testutil.h"
+
+enum { BEAM_FSM_REJECT_IO = 255 };  // models/beam.h's BEAM_FSM_REJECT, as bpe.h documents
 
 static char g_dir[256];
 
@@ -663,6 +666,47 @@ static void test_roundtrip_cyrillic(void) {
     CU_ASSERT(roundtrip(g_bpe, g_fixture, strlen(g_fixture)));
 }
 
+// bpe_utf8_automaton on the fixture's vocabulary, against utf8_check on decoded text: a
+// token is allowed at a character boundary and leads back to one iff its bytes are well
+// formed; a pair of tokens (a, b) goes 0 -> a -> b -> 0 iff their bytes together are.
+static void test_utf8_automaton(void) {
+    const int n = bpe_vocab_size(g_bpe), V = n + 3;  // a model vocabulary larger than the tokenizer's
+    uint8_t *fsm = malloc((size_t)UTF8_FSM_STATES * V);
+    CU_ASSERT_FATAL(fsm != NULL);
+    bpe_utf8_automaton(g_bpe, V, fsm);
+    char buf[256];
+    int bad = 0, partial = 0, pairs_ok = 0, pairs = 0;
+    for (int32_t id = 0; id < n; id++) {
+        size_t len = bpe_decode(g_bpe, &id, 1, buf, sizeof buf);
+        int wf = utf8_check(buf, len) == len;
+        bad += (fsm[id] == 0) != wf;
+        partial += fsm[id] != 0 && fsm[id] != BEAM_FSM_REJECT_IO;
+    }
+    for (int s = 0; s < UTF8_FSM_STATES; s++)  // ids past the tokenizer's: never
+        for (int id = n; id < V; id++) bad += fsm[(size_t)s * V + id] != BEAM_FSM_REJECT_IO;
+    for (int32_t a = 0; a < n; a++) {
+        const int sa = fsm[a];
+        for (int32_t b = 0; b < n; b += 1 + (a % 7)) {
+            int32_t ab[2] = {a, b};
+            size_t len = bpe_decode(g_bpe, ab, 2, buf, sizeof buf);
+            int wf = utf8_check(buf, len) == len;
+            int got = sa != BEAM_FSM_REJECT_IO && fsm[(size_t)sa * V + b] == 0;
+            bad += got != wf;
+            pairs++;
+            pairs_ok += wf && fsm[a] != 0;  // well formed only together
+        }
+    }
+    // special tokens (EOS among them) only at a boundary
+    for (int s = 1; s < UTF8_FSM_STATES; s++)
+        for (int id = 0; id < 5; id++) bad += fsm[(size_t)s * V + id] != BEAM_FSM_REJECT_IO;
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(partial >= 20);  // lead bytes and cut merges: tokens that end inside a character
+    CU_ASSERT(pairs_ok >= 100);
+    printf(" %d tokens, %d end inside a character; %d pairs, %d complete only together ", n,
+           partial, pairs, pairs_ok);
+    free(fsm);
+}
+
 static void test_truncated_output(void) {
     const char *t = "abc \xD0\xB0\xD0\xB1 [MASK] xyz 123";
     size_t n;
@@ -1225,6 +1269,7 @@ int main(void) {
         {"encoding matches GPT-2's loop", test_encode_matches_naive},
         {"round trip of arbitrary bytes", test_roundtrip_random_bytes},
         {"round trip of Cyrillic", test_roundtrip_cyrillic},
+        {"the UTF-8 token automaton against utf8_check", test_utf8_automaton},
         {"truncated outputs", test_truncated_output},
         {"save/load round trip", test_save_load_roundtrip},
         {"malformed files", test_malformed_files},

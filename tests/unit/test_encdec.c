@@ -608,8 +608,32 @@ typedef struct {
     double best, second;
     int32_t best_seq[XMAXLEN];
     int best_len, n_seqs;
+    int toy_fsm;    // 1: only the sequences toy_fsm_valid accepts
     float *logits;  // (XMAXLEN, XV)
 } Exhaust;
+
+// A toy token automaton, as a rule: token TOY_OPEN opens a unit that TOY_CLOSE must close
+// next; TOY_ALONE stands alone; EOS and the end (max_len) only between units (as a UTF-8
+// lead byte, its continuation, and ASCII). toy_fsm_table is the same rule as beam.h's table
+// of 2 states, where EOS within a unit is left to beam.h's "end only in state 0".
+enum { TOY_OPEN = 7, TOY_CLOSE = 6, TOY_ALONE = 5 };
+static int toy_fsm_valid(const int32_t *s, int n) {
+    int open = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] == TOY_CLOSE ? !open : open) return 0;  // CLOSE only closes
+        open = s[i] == TOY_OPEN;
+    }
+    return !open;
+}
+
+static void toy_fsm_table(uint8_t *fsm) {
+    memset(fsm, BEAM_FSM_REJECT, 2 * XV);
+    fsm[0 * XV + TOY_OPEN] = 1;
+    fsm[1 * XV + TOY_CLOSE] = 0;
+    fsm[0 * XV + TOY_ALONE] = 0;
+    fsm[0 * XV + ED_EOS] = 0;
+    fsm[1 * XV + ED_EOS] = 1;  // allowed by the table, but not accepting: beam.h's rule ends it
+}
 
 static int has_repeated_trigram(const int32_t *s, int n) {
     for (int i = 0; i + 2 < n; i++)
@@ -621,6 +645,7 @@ static int has_repeated_trigram(const int32_t *s, int n) {
 // scores one complete hypothesis by teacher forcing (no cache), as beam.h defines scores
 static void exhaust_score(Exhaust *x, const BeamConfig *c, const int32_t *seq, int len) {
     if (c->block_trigrams && has_repeated_trigram(seq, len)) return;
+    if (x->toy_fsm && !toy_fsm_valid(seq, len)) return;
     EncDecBatch b = {.B = 1, .Ts = XTS, .Tt = len, .src = x->src, .tgt = seq};
     encdec_logits(x->m, &b, x->logits);
     double sum = 0;
@@ -669,11 +694,15 @@ static void beam_exhaustive(int copy) {
     Exhaust x = {.m = m, .src = src, .logits = malloc((size_t)XMAXLEN * XV * sizeof(float))};
     EncDecGen *g = encdec_gen_create(m, 1100, XMAXLEN);
     struct {
-        int max_len, min_len, block;
+        int max_len, min_len, block, fsm;
         float alpha;
-    } cases[] = {{4, 0, 0, 0.7f}, {4, 1, 0, 0.7f}, {4, 2, 0, 0.0f},
-                 {5, 1, 0, 2.0f}, {6, 2, 1, 1.0f}, {5, 3, 1, 0.0f}};
+    } cases[] = {{4, 0, 0, 0, 0.7f}, {4, 1, 0, 0, 0.7f}, {4, 2, 0, 0, 0.0f}, {5, 1, 0, 0, 2.0f},
+                 {6, 2, 1, 0, 1.0f}, {5, 3, 1, 0, 0.0f}, {4, 0, 0, 1, 0.7f}, {5, 1, 0, 1, 2.0f},
+                 {6, 2, 1, 1, 1.0f}, {5, 2, 0, 1, 0.0f}};
     char err[CX_ERRLEN];
+    uint8_t fsm[2 * XV];
+    toy_fsm_table(fsm);
+    int fsm_changed = 0;  // cases where the unconstrained optimum breaks the automaton
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         BeamConfig c = {.beam_size = 1,
                         .min_len = cases[ci].min_len,
@@ -685,6 +714,16 @@ static void beam_exhaustive(int copy) {
                         .banned = BANNED,
                         .n_banned = 4};
         int32_t seq[XMAXLEN];
+        if (cases[ci].fsm) {
+            x.best = x.second = -INFINITY;
+            x.n_seqs = 0;
+            x.toy_fsm = 0;
+            exhaust_rec(&x, &c, seq, 0);
+            fsm_changed += !toy_fsm_valid(x.best_seq, x.best_len);
+            c.fsm = fsm;
+            c.fsm_states = 2;
+        }
+        x.toy_fsm = cases[ci].fsm;
         x.best = x.second = -INFINITY;
         x.n_seqs = 0;
         exhaust_rec(&x, &c, seq, 0);
@@ -716,13 +755,16 @@ static void beam_exhaustive(int copy) {
         for (int t = 0; t < leng; t++)
             CU_ASSERT(outg[t] != ED_EOS || (t == leng - 1 && t >= c.min_len));
         if (c.block_trigrams) CU_ASSERT(!has_repeated_trigram(outg, leng));
+        if (c.fsm) CU_ASSERT(toy_fsm_valid(out, len) && toy_fsm_valid(outg, leng));
         printf(
-            "\n  max_len %d min_len %d trigram %d alpha %.1f: %d hypotheses, best %.5f (beam %.5f, "
-            "len %d), greedy %.5f (len %d)",
-            c.max_len, c.min_len, c.block_trigrams, (double)c.alpha, x.n_seqs, x.best, sc, len, scg,
-            leng);
+            "\n  max_len %d min_len %d trigram %d automaton %d alpha %.1f: %d hypotheses, best %.5f "
+            "(beam %.5f, len %d), greedy %.5f (len %d)",
+            c.max_len, c.min_len, c.block_trigrams, cases[ci].fsm, (double)c.alpha, x.n_seqs, x.best,
+            sc, len, scg, leng);
     }
-    printf("\n");
+    // the automaton changed the answer somewhere: without it the optimum breaks the rule
+    CU_ASSERT(fsm_changed >= 1);
+    printf("\n  automaton: %d of 4 unconstrained optima break it\n", fsm_changed);
     // without trigram blocking, greedy repeats on this model; with it, it must not
     if (!copy) {
         BeamConfig c = {.beam_size = 1,

@@ -297,6 +297,77 @@ static void test_invalid_len_exhaustive(void) {
     for (int k = 0; k < 3; k++) free(g_prefix[k]);
 }
 
+// utf8_fsm_step against concatenations of canonical encodings (the naive encoder): every
+// text of 1 to 3 bytes, and sampled 4- to 8-byte texts against utf8_check.
+static int fsm_accepts(const unsigned char *b, size_t n) {
+    int s = 0;
+    for (size_t i = 0; i < n && s >= 0; i++) s = utf8_fsm_step(s, b[i]);
+    return s == 0;
+}
+
+static void mark_wf(uint8_t *wf, const unsigned char *b, size_t k) {
+    uint32_t p = 0;
+    for (size_t i = 0; i < k; i++) p = p << 8 | b[i];
+    wf[p >> 3] |= (uint8_t)(1u << (p & 7));
+}
+
+static void test_fsm_exhaustive(void) {
+    // wf[k - 1]: the k-byte texts that are well formed, as sequences of characters
+    uint8_t *wf[3];
+    for (int k = 0; k < 3; k++) {
+        wf[k] = calloc((size_t)1 << (8 * (k + 1) - 3), 1);
+        CU_ASSERT_FATAL(wf[k] != NULL);
+    }
+    unsigned char b[8], c[4];
+    for (uint32_t cp = 0; cp < 0x10000; cp++) {
+        if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+        int len = enc(cp, b);
+        if (len > 3) continue;
+        mark_wf(wf[len - 1], b, (size_t)len);
+        if (len == 3) continue;
+        for (uint32_t cq = 0; cq < 0x800; cq++) {  // a second character, total <= 3 bytes
+            int l2 = enc(cq, c);
+            if (len + l2 > 3) continue;
+            memcpy(b + len, c, (size_t)l2);
+            mark_wf(wf[len + l2 - 1], b, (size_t)(len + l2));
+            if (len + l2 == 2)
+                for (uint32_t cr = 0; cr < 0x80; cr++) {  // three ASCII-range characters
+                    b[2] = (unsigned char)cr;
+                    mark_wf(wf[2], b, 3);
+                }
+        }
+    }
+    int bad = 0, n_wf = 0;
+    for (uint32_t v = 0; v < 0x1000000; v++) {
+        b[0] = (unsigned char)(v >> 16);
+        b[1] = (unsigned char)(v >> 8);
+        b[2] = (unsigned char)v;
+        for (size_t n = 1; n <= 3; n++) {
+            if (n < 3 && (v & ((1u << (8 * (3 - n))) - 1))) continue;  // each shorter one once
+            uint32_t p = 0;
+            for (size_t i = 0; i < n; i++) p = p << 8 | b[i];
+            int ref = wf[n - 1][p >> 3] >> (p & 7) & 1;
+            n_wf += ref;
+            bad += fsm_accepts(b, n) != ref;
+        }
+    }
+    // 128 + 128^2 + 1920 + 128^3 + 2 * 128 * 1920 + 61440 (U+0800..U+FFFF less surrogates)
+    CU_ASSERT_EQUAL(n_wf, 128 + 16384 + 1920 + 2097152 + 491520 + 61440);
+    for (int it = 0; it < 1000000; it++) {  // longer texts, mostly near-valid, sampled
+        size_t n = 4 + (size_t)rnd(5), i = 0;
+        while (i < n) {
+            uint32_t cp = (uint32_t)rnd(it % 2 ? 0x110000 : 0x800);
+            if (cp >= 0xD800 && cp <= 0xDFFF) cp = 'a';
+            int l = enc(cp, c);
+            for (int j = 0; j < l && i < n; j++) b[i++] = c[j];
+        }
+        if (it % 3 == 0) b[rnd((uint32_t)n)] = (unsigned char)rnd(256);
+        bad += fsm_accepts(b, n) != (utf8_check((const char *)b, n) == n);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    for (int k = 0; k < 3; k++) free(wf[k]);
+}
+
 // ---------------------------------------------------------------- entities
 
 static void test_entity_table(void) {
@@ -454,6 +525,7 @@ int main(void) {
         {"encoding", test_encode},
         {"decoding matches a naive encoder", test_decode_exhaustive},
         {"maximal subparts of ill-formed input", test_invalid_len_exhaustive},
+        {"the byte-at-a-time recogniser on every text of 1-3 bytes", test_fsm_exhaustive},
     };
     static const TuTest e_tests[] = {
         {"the table: sorted, every name found in its sets", test_entity_table},
