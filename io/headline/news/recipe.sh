@@ -5,13 +5,16 @@
 #   1. data: news bodies and titles -> corpus (conflux-corpus news:) -> byte-level BPE
 #      tokenizer -> token shards; (article, title) pair shards (conflux-headline prepare)
 #   2. MLM pretraining of the ALBERT encoder on the news corpus (conflux-train, mlm.ini)
-#   3. BertSumAbs fine-tuning with the pointer-generator (conflux-headline train,
-#      finetune.ini), the encoder from stage 2
-#   4. ROUGE on the validation set and the extra news files, next to the first-sentence
+#   3. mBART denoising of the whole encoder-decoder with the pointer-generator on the same
+#      news text (conflux-headline train --objective denoise, denoise.ini), the encoder
+#      from stage 2: the decoder learns the language and to copy before it sees a title
+#   4. BertSumAbs fine-tuning (conflux-headline train, finetune.ini), every weight from
+#      stage 3
+#   5. ROUGE on the validation set and the extra news files, next to the first-sentence
 #      baseline (conflux-headline evaluate), written to WORK/eval.txt
 # A stage that runs out of budget is sent SIGTERM: the trainer checkpoints at the next step
 # and exits; the next run resumes from WORK/runs/STAGE/latest.h5 with the same learning-rate
-# schedule. A finished stage asked for more steps (MLM_SET/FT_SET "--set train.steps=N")
+# schedule. A finished stage asked for more steps (MLM_SET/DN_SET/FT_SET "--set train.steps=N")
 # continues from its last step. Progress (step, loss, tokens/s, ETA) comes from the trainers.
 #
 # usage: io/headline/news/recipe.sh BUILD_DIR WORK_DIR BUDGET_MINUTES
@@ -23,7 +26,8 @@
 #               ODS samples of ../shared/data/news, where present]
 #   VOCAB       tokenizer vocabulary [16384]
 #   SRC_LEN, TGT_LEN  article and title tokens kept [256, 48]
-#   MLM_SET, FT_SET  extra "--set section.key=value" arguments for stages 2 and 3, e.g.
+#   MLM_SET, DN_SET, FT_SET  extra "--set section.key=value" arguments for stages 2, 3
+#               and 4, e.g.
 #               FT_SET="--set train.steps=20000 --set train.global_batch=64"
 #   PREP_ARGS   extra arguments of conflux-headline prepare for the training pairs
 #               (e.g. "--lowercase --limit 980000")
@@ -49,6 +53,7 @@ THREADS=${THREADS:-0}
 # words of the variables (several lines allowed)
 words() { local -n out_=$1; read -r -d '' -a out_ <<<"$2" || true; }
 words MLM_SET_A "${MLM_SET:-}"
+words DN_SET_A "${DN_SET:-}"
 words FT_SET_A "${FT_SET:-}"
 words PREP_A "${PREP_ARGS:-}"
 words EXTRA_A "$NEWS_EXTRA"
@@ -154,15 +159,22 @@ mlm_args=(--config "$HERE/mlm.ini" --set "model.vocab_size=$VOCAB" --set "data.t
           --set "run.dir=$W/runs/mlm")
 train "pretraining (MLM)" "$W/runs/mlm" mlm_tool mlm_args MLM_SET_A
 
-# ---- 3. fine-tuning with the copy mechanism
+# ---- 3. denoising pretraining of the encoder-decoder
+dn_tool=("$T/conflux-headline" train)
+dn_args=(--config "$HERE/denoise.ini" --init-encoder "$W/runs/mlm/latest.h5"
+         --train "$W/train.h5" --valid "$W/valid.h5" --set "data.tokenizer=$W/tokenizer"
+         --set "run.dir=$W/runs/denoise")
+train "pretraining (denoising)" "$W/runs/denoise" dn_tool dn_args DN_SET_A
+
+# ---- 4. fine-tuning with the copy mechanism
 ft_tool=("$T/conflux-headline" train)
-ft_args=(--config "$HERE/finetune.ini" --init-encoder "$W/runs/mlm/latest.h5"
+ft_args=(--config "$HERE/finetune.ini" --init "$W/runs/denoise/latest.h5"
          --train "$W/pairs_train.h5" --valid "$W/pairs_valid.h5"
          --set "data.tokenizer=$W/tokenizer" --set "data.src_len=$SRC_LEN"
          --set "data.tgt_len=$TGT_LEN" --set "run.dir=$W/runs/headline")
 train "fine-tuning (BertSumAbs + pointer-generator)" "$W/runs/headline" ft_tool ft_args FT_SET_A
 
-# ---- 4. evaluation
+# ---- 5. evaluation
 ck=$W/runs/headline/latest.h5
 if [ ! -s "$W/eval.txt" ] || [ "$ck" -nt "$W/eval.txt" ]; then
     l=$(left)
