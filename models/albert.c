@@ -15,7 +15,7 @@
 
 // Per-application activations of the shared layer (saved for backward).
 typedef struct {
-    float *q, *k, *v;        // (N,H)
+    float *qkv;              // (N,3H) rows q | k | v
     float *att;              // (B,NH,T,T) softmax probabilities
     float *ctx;              // (N,H)
     float *a;                // (N,H) attention LayerNorm output
@@ -46,7 +46,11 @@ struct Albert {
     float *z_in, *z1, *z2, *z3, *zmean, *zrstd, *logits;         // (N,H) (N,E)x3 (N)x2 (N,V)
     float *cls, *pooled, *sop_probs;                             // (B,H) (B,H) (B,2)
     // backward scratch
-    float *dh, *dx, *dres, *dq, *dk, *dv, *dctx, *dproj;        // (N,H)
+    float *dh, *dx, *dres, *dctx, *dproj;                        // (N,H)
+    float *dqkv;                                                 // (N,3H)
+    // the Q, K, V projections run as one linear layer of 3H outputs, on stacked copies of
+    // their weights and biases (qkv_gather; the arenas keep them apart, under HF names)
+    float *wqkv, *bqkv, *gwqkv, *gbqkv;                          // (3H,H) (3H) (3H,H) (3H)
     float *dg, *df1;                                             // (N,I)
     float *dz_in, *dz1, *dz2, *dz3, *dlogits;                   // (N,H) (N,E)x3 (N,V)
     float *demb, *demb2;                                         // (N,E)
@@ -163,7 +167,7 @@ static void carve_acts(Albert *m, TensorCarver *cv) {
     m->h0 = tensor_carve(cv, N * H);
     for (int l = 0; l < c->num_layers; l++) {
         LayerActs *la = &m->layers[l];
-        tensor_carve_each(cv, N * H, &la->q, &la->k, &la->v, NULL);
+        la->qkv = tensor_carve(cv, N * 3 * H);
         la->att = tensor_carve(cv, A);
         tensor_carve_each(cv, N * H, &la->ctx, &la->res1, &la->a, NULL);
         tensor_carve_each(cv, N, &la->mean1, &la->rstd1, NULL);
@@ -184,8 +188,10 @@ static void carve_acts(Albert *m, TensorCarver *cv) {
         tensor_carve_each(cv, (size_t)m->max_B * H, &m->dcls, &m->dpooled, NULL);
         m->dsop = tensor_carve(cv, (size_t)m->max_B * 2);
     }
-    tensor_carve_each(cv, N * H, &m->dh, &m->dx, &m->dres, &m->dq, &m->dk, &m->dv, &m->dctx,
-                      &m->dproj, NULL);
+    tensor_carve_each(cv, N * H, &m->dh, &m->dx, &m->dres, &m->dctx, &m->dproj, NULL);
+    m->dqkv = tensor_carve(cv, N * 3 * H);
+    tensor_carve_each(cv, 3 * H * H, &m->wqkv, &m->gwqkv, NULL);
+    tensor_carve_each(cv, 3 * H, &m->bqkv, &m->gbqkv, NULL);
     tensor_carve_each(cv, N * I, &m->dg, &m->df1, NULL);
     if (!m->encoder_only) {
         m->dz_in = tensor_carve(cv, N * H);
@@ -358,6 +364,24 @@ float *albert_grads(Albert *m) { return m->grads; }
 
 enum { SITE_EMB = 1, SITE_ATT = 100, SITE_OUT = 1000 };
 
+// w (3H,H) = the Q, K, V weights of t (parameters or gradients) stacked, bias (3H) theirs
+static void qkv_gather(float *w, float *bias, float *const *t, int H) {
+    const size_t HH = (size_t)H * H;
+    for (int i = 0; i < 3; i++) {
+        memcpy(w + i * HH, t[AP_Q_W + 2 * i], HH * sizeof(float));
+        memcpy(bias + (size_t)i * H, t[AP_Q_B + 2 * i], (size_t)H * sizeof(float));
+    }
+}
+
+// the inverse: the stacked gradients back into the gradient tensors
+static void qkv_scatter(float **t, const float *w, const float *bias, int H) {
+    const size_t HH = (size_t)H * H;
+    for (int i = 0; i < 3; i++) {
+        memcpy(t[AP_Q_W + 2 * i], w + i * HH, HH * sizeof(float));
+        memcpy(t[AP_Q_B + 2 * i], bias + (size_t)i * H, (size_t)H * sizeof(float));
+    }
+}
+
 static void encoder_forward(Albert *m, const AlbertBatch *b, int train, uint64_t seed) {
     const AlbertConfig *c = &m->cfg;
     const int B = b->B, T = b->T, N = B * T, E = c->embedding_size, H = c->hidden_size;
@@ -382,14 +406,13 @@ static void encoder_forward(Albert *m, const AlbertBatch *b, int train, uint64_t
     nn_linear_forward(m->h0, m->emb_drop, P[AP_MAP_W], P[AP_MAP_B], N, E, H);
 
     const float *x = m->h0;
+    qkv_gather(m->wqkv, m->bqkv, P, H);
     for (int l = 0; l < c->num_layers; l++) {
         LayerActs *la = &m->layers[l];
-        nn_linear_forward(la->q, x, P[AP_Q_W], P[AP_Q_B], N, H, H);
-        nn_linear_forward(la->k, x, P[AP_K_W], P[AP_K_B], N, H, H);
-        nn_linear_forward(la->v, x, P[AP_V_W], P[AP_V_B], N, H, H);
-        nn_attention_forward(la->ctx, la->att, la->q, la->k, la->v, b->attention_mask, B, T, H, NH,
-                             p, cx_rng_derive(seed, SITE_ATT + (uint64_t)l),
-                             b->sample_index0 * (uint64_t)NH * T * T, m->att_scratch);
+        nn_linear_forward(la->qkv, x, m->wqkv, m->bqkv, N, H, 3 * H);
+        nn_attention_qkv_forward(la->ctx, la->att, la->qkv, b->attention_mask, B, T, H, NH, p,
+                                 cx_rng_derive(seed, SITE_ATT + (uint64_t)l),
+                                 b->sample_index0 * (uint64_t)NH * T * T, m->att_scratch);
         // res1 = x + dropout(dense(ctx)); dproj is free scratch during forward
         nn_linear_forward(m->dproj, la->ctx, P[AP_O_W], P[AP_O_B], N, H, H);
         nn_dropout_forward(m->dproj, m->dproj, (size_t)N * H, p,
@@ -438,23 +461,22 @@ static void check_batch(const Albert *m, const AlbertBatch *b) {
 // ---------------------------------------------------------------------------------------
 // backward
 
-static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
 
 static void head_backward(Albert *m, const AlbertBatch *b, int M) {
     const AlbertConfig *c = &m->cfg;
     const int N = b->B * b->T, E = c->embedding_size, H = c->hidden_size, V = c->vocab_size;
     float **P = m->p, **G = m->g;
     // logits now hold probabilities (softmax done in place by the forward)
-    zero(m->dlogits, (size_t)M * V);
+    nn_zero(m->dlogits, (size_t)M * V);
     nn_softmax_xent_backward(m->dlogits, m->logits, m->sel_tgt, M, V, 1.0f);
-    zero(m->dz3, (size_t)M * E);
+    nn_zero(m->dz3, (size_t)M * E);
     nn_linear_backward(m->dz3, G[AP_WORD], G[AP_PRED_BIAS], m->dlogits, m->z3, P[AP_WORD], M, E, V);
-    zero(m->dz2, (size_t)M * E);
+    nn_zero(m->dz2, (size_t)M * E);
     nn_layernorm_backward(m->dz2, G[AP_PRED_LN_W], G[AP_PRED_LN_B], m->dz3, m->z2, m->zmean,
                           m->zrstd, P[AP_PRED_LN_W], M, E);
-    zero(m->dz1, (size_t)M * E);
+    nn_zero(m->dz1, (size_t)M * E);
     nn_gelu_backward(m->dz1, m->dz2, m->z1, (size_t)M * E);
-    zero(m->dz_in, (size_t)M * H);
+    nn_zero(m->dz_in, (size_t)M * H);
     nn_linear_backward(m->dz_in, G[AP_PRED_DENSE_W], G[AP_PRED_DENSE_B], m->dz1, m->z_in,
                        P[AP_PRED_DENSE_W], M, H, E);
     // scatter into d(last layer output) (zeroed by the caller)
@@ -477,16 +499,18 @@ static void encoder_backward(Albert *m, const AlbertBatch *b, int train, uint64_
 #define SPLIT_READY(first, last) \
     do { if (split && l == 0) hook_ready(m, b, first, last); } while (0)
 
+    // the Q, K, V gradients accumulate on their stacked copy, weights as the forward's
+    qkv_gather(m->gwqkv, m->gbqkv, G, H);
     for (int l = c->num_layers - 1; l >= 0; l--) {
         LayerActs *la = &m->layers[l];
         const float *x = l > 0 ? m->layers[l - 1].out : m->h0;
         // out = LN2(res2)
-        zero(m->dres, NHs);
+        nn_zero(m->dres, NHs);
         nn_layernorm_backward(m->dres, G[AP_FULL_LN_W], G[AP_FULL_LN_B], m->dh, la->res2, la->mean2,
                               la->rstd2, P[AP_FULL_LN_W], N, H);
         // res2 = ffn_output(g) + a
-        memcpy(m->dx, m->dres, NHs * sizeof(float));  // dx holds d(a) for now
-        zero(m->df1, (size_t)N * I);
+        nn_copy(m->dx, m->dres, NHs);  // dx holds d(a) for now
+        nn_zero(m->df1, (size_t)N * I);
         nn_gelu_linear_backward(m->df1, m->dg, G[AP_FFNO_W], G[AP_FFNO_B], m->dres, la->g, la->f1,
                                 P[AP_FFNO_W], N, I, H);
         SPLIT_READY(AP_FFNO_W, AP_FULL_LN_B);
@@ -495,44 +519,39 @@ static void encoder_backward(Albert *m, const AlbertBatch *b, int train, uint64_
         SPLIT_READY(AP_FFN_W, AP_FFN_B);
         hook_progress(m, b);
         // a = LN1(res1)
-        zero(m->dres, NHs);
+        nn_zero(m->dres, NHs);
         nn_layernorm_backward(m->dres, G[AP_ATT_LN_W], G[AP_ATT_LN_B], m->dx, la->res1, la->mean1,
                               la->rstd1, P[AP_ATT_LN_W], N, H);
         SPLIT_READY(AP_ATT_LN_W, AP_ATT_LN_B);
         // res1 = x + dropout(dense(ctx))
-        memcpy(m->dh, m->dres, NHs * sizeof(float));  // dh becomes d(x)
-        zero(m->dproj, NHs);
+        nn_copy(m->dh, m->dres, NHs);  // dh becomes d(x)
+        nn_zero(m->dproj, NHs);
         nn_dropout_backward(m->dproj, m->dres, NHs, p, cx_rng_derive(seed, SITE_OUT + (uint64_t)l),
                             b->sample_index0 * (uint64_t)T * H);
-        zero(m->dctx, NHs);
+        nn_zero(m->dctx, NHs);
         nn_linear_backward(m->dctx, G[AP_O_W], G[AP_O_B], m->dproj, la->ctx, P[AP_O_W], N, H, H);
         SPLIT_READY(AP_O_W, AP_O_B);
         hook_progress(m, b);
-        zero(m->dq, NHs);
-        zero(m->dk, NHs);
-        zero(m->dv, NHs);
-        nn_attention_backward(m->dq, m->dk, m->dv, m->dctx, la->q, la->k, la->v, la->att,
-                              b->attention_mask, B, T, H, NH, p,
-                              cx_rng_derive(seed, SITE_ATT + (uint64_t)l),
-                              b->sample_index0 * (uint64_t)NH * T * T, m->att_scratch);
+        nn_attention_qkv_backward(m->dqkv, m->dctx, la->qkv, la->att, B, T, H, NH, p,
+                                  cx_rng_derive(seed, SITE_ATT + (uint64_t)l),
+                                  b->sample_index0 * (uint64_t)NH * T * T, m->att_scratch);
         hook_progress(m, b);
-        nn_linear_backward(m->dh, G[AP_Q_W], G[AP_Q_B], m->dq, x, P[AP_Q_W], N, H, H);
+        nn_linear_backward(m->dh, m->gwqkv, m->gbqkv, m->dqkv, x, m->wqkv, N, H, 3 * H);
+        if (l == 0) qkv_scatter(G, m->gwqkv, m->gbqkv, H);  // the last application's done
         SPLIT_READY(AP_Q_W, AP_Q_B);
-        nn_linear_backward(m->dh, G[AP_K_W], G[AP_K_B], m->dk, x, P[AP_K_W], N, H, H);
         SPLIT_READY(AP_K_W, AP_K_B);
-        nn_linear_backward(m->dh, G[AP_V_W], G[AP_V_B], m->dv, x, P[AP_V_W], N, H, H);
         SPLIT_READY(AP_V_W, AP_V_B);
         hook_progress(m, b);
     }
 #undef SPLIT_READY
     if (!split) hook_ready(m, b, AP_Q_W, AP_FULL_LN_B);  // the shared layer: all L applications done
     // h0 = map_in(dropout(LN(emb)))
-    zero(m->demb, (size_t)N * E);
+    nn_zero(m->demb, (size_t)N * E);
     nn_linear_backward(m->demb, G[AP_MAP_W], G[AP_MAP_B], m->dh, m->emb_drop, P[AP_MAP_W], N, E, H);
-    zero(m->demb2, (size_t)N * E);
+    nn_zero(m->demb2, (size_t)N * E);
     nn_dropout_backward(m->demb2, m->demb, (size_t)N * E, p, cx_rng_derive(seed, SITE_EMB),
                         b->sample_index0 * (uint64_t)T * E);
-    zero(m->demb, (size_t)N * E);
+    nn_zero(m->demb, (size_t)N * E);
     nn_layernorm_backward(m->demb, G[AP_EMB_LN_W], G[AP_EMB_LN_B], m->demb2, m->emb, m->emb_mean,
                           m->emb_rstd, P[AP_EMB_LN_W], N, E);
     if (split)  // the rows go to the backend (their ids were set by albert_step)
@@ -568,14 +587,14 @@ static double sop_forward(Albert *m, const AlbertBatch *b) {
 
 static void sop_backward(Albert *m, const AlbertBatch *b) {
     const int B = b->B, T = b->T, H = m->cfg.hidden_size;
-    zero(m->dsop, (size_t)B * 2);
+    nn_zero(m->dsop, (size_t)B * 2);
     nn_softmax_xent_backward(m->dsop, m->sop_probs, b->sop_labels, B, 2, b->sop_scale);
-    zero(m->dpooled, (size_t)B * H);
+    nn_zero(m->dpooled, (size_t)B * H);
     nn_linear_backward(m->dpooled, m->g[AP_SOP_W], m->g[AP_SOP_B], m->dsop, m->pooled,
                        m->p[AP_SOP_W], B, H, 2);
     for (size_t i = 0; i < (size_t)B * H; i++)
         m->dpooled[i] *= 1.0f - m->pooled[i] * m->pooled[i];  // tanh'
-    zero(m->dcls, (size_t)B * H);
+    nn_zero(m->dcls, (size_t)B * H);
     nn_linear_backward(m->dcls, m->g[AP_POOL_W], m->g[AP_POOL_B], m->dpooled, m->cls,
                        m->p[AP_POOL_W], B, H, H);
     for (int bi = 0; bi < B; bi++) {
@@ -603,7 +622,7 @@ double albert_step(Albert *m, const AlbertBatch *b, int train, int backward, uin
             memcpy(m->row_ids, b->input_ids, (size_t)b->B * b->T * sizeof(int32_t));
             m->n_rows = b->B * b->T;
         }
-        zero(m->dh, (size_t)b->B * b->T * m->cfg.hidden_size);
+        nn_zero(m->dh, (size_t)b->B * b->T * m->cfg.hidden_size);
         if (M > 0) head_backward(m, b, M);
         if (has_sop) sop_backward(m, b);
         // predictions.* (not the tied word embeddings) and the SOP head are final now

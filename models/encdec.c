@@ -339,7 +339,6 @@ Albert *encdec_encoder(EncDec *m) { return m->enc; }
 // ---------------------------------------------------------------------------------------
 // forward
 
-static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
 
 static uint64_t site(uint64_t dseed, int l, int sub) {
     return cx_rng_derive(dseed, (uint64_t)(SITE_LAYER + 8 * l + sub));
@@ -692,9 +691,9 @@ static void copy_backward_rest(EncDec *m, const EncDecBatch *b, int M) {
     const DecActs *la = &m->layers[c->dec_layers - 1];
     const float *w = m->p[hidx(m, DH_GATE_W)];
     float *gw = m->g[hidx(m, DH_GATE_W)], *gb = m->g[hidx(m, DH_GATE_B)];
-    zero(m->dcopy_ctx, (size_t)N * H);
-    zero(m->dcopy_x, (size_t)N * E);
-    zero(m->dcatt, (size_t)b->B * NH * Tt * Ts);
+    nn_zero(m->dcopy_ctx, (size_t)N * H);
+    nn_zero(m->dcopy_x, (size_t)N * E);
+    nn_zero(m->dcatt, (size_t)b->B * NH * Tt * Ts);
     for (int r = 0; r < M; r++) {
         const int i = m->sel_idx[r], bi = i / Tt, t = i % Tt;
         const float dz = m->dgate[r];
@@ -745,22 +744,22 @@ static void head_backward(EncDec *m, const EncDecBatch *b, int M, int N) {
         CopyTask ct = {m, b->Tt, b->Ts};
         par_run((size_t)M, 1, copy_rows_backward, &ct);
     } else {  // logits now hold the softmax probabilities
-        zero(m->dlogits, (size_t)M * V);
+        nn_zero(m->dlogits, (size_t)M * V);
         nn_softmax_xent_smooth_backward(m->dlogits, m->logits, m->sel_tgt, M, V,
                                         c->label_smoothing, 1.0f);
     }
-    zero(m->dz3, (size_t)M * E);
+    nn_zero(m->dz3, (size_t)M * E);
     nn_linear_backward(m->dz3, G[AP_WORD], G[hidx(m, DH_BIAS)], m->dlogits, m->z3, P[AP_WORD], M, E,
                        V);
-    zero(m->dz2, (size_t)M * E);
+    nn_zero(m->dz2, (size_t)M * E);
     nn_layernorm_backward(m->dz2, G[hidx(m, DH_LN_W)], G[hidx(m, DH_LN_B)], m->dz3, m->z2, m->zmean,
                           m->zrstd, P[hidx(m, DH_LN_W)], M, E);
-    zero(m->dz1, (size_t)M * E);
+    nn_zero(m->dz1, (size_t)M * E);
     nn_gelu_backward(m->dz1, m->dz2, m->z1, (size_t)M * E);
-    zero(m->dz_in, (size_t)M * H);
+    nn_zero(m->dz_in, (size_t)M * H);
     nn_linear_backward(m->dz_in, G[hidx(m, DH_DENSE_W)], G[hidx(m, DH_DENSE_B)], m->dz1, m->z_in,
                        P[hidx(m, DH_DENSE_W)], M, H, E);
-    zero(m->dh, (size_t)N * H);
+    nn_zero(m->dh, (size_t)N * H);
     for (int r = 0; r < M; r++)
         memcpy(m->dh + (size_t)m->sel_idx[r] * H, m->dz_in + (size_t)r * H,
                (size_t)H * sizeof(float));
@@ -779,39 +778,39 @@ static void decoder_backward(EncDec *m, const EncDecBatch *b, float p, uint64_t 
     const size_t NHs = (size_t)N * H;
     float **P = m->p, **G = m->g;
 
-    zero(m->denc, (size_t)S * H);
+    nn_zero(m->denc, (size_t)S * H);
     const int lc = c->copy ? c->dec_layers - 1 : -1;  // the layer the copy distribution reads
     for (int l = c->dec_layers - 1; l >= 0; l--) {
         DecActs *la = &m->layers[l];
         float **W = P + lidx(l, 0), **GW = G + lidx(l, 0);
         const float *x = l > 0 ? m->layers[l - 1].out : m->h0;
         // out = LN3(a2 + dropout(fc2(gelu(fc1(a2)))))
-        zero(m->dres, NHs);
+        nn_zero(m->dres, NHs);
         nn_layernorm_backward(m->dres, GW[DL_FLN_W], GW[DL_FLN_B], m->dh, la->res3, la->mean3,
                               la->rstd3, W[DL_FLN_W], N, H);
-        memcpy(m->dx, m->dres, NHs * sizeof(float));  // dx = d(a2)
-        zero(m->dproj, NHs);
+        nn_copy(m->dx, m->dres, NHs);  // dx = d(a2)
+        nn_zero(m->dproj, NHs);
         nn_dropout_backward(m->dproj, m->dres, NHs, p, site(dseed, l, SUB_FFN_OUT), off_h);
-        zero(m->df1, (size_t)N * I);
+        nn_zero(m->df1, (size_t)N * I);
         nn_gelu_linear_backward(m->df1, m->dg, GW[DL_FC2_W], GW[DL_FC2_B], m->dproj, la->g, la->f1,
                                 W[DL_FC2_W], N, I, H);
         hook_progress(m, b);
         nn_linear_backward(m->dx, GW[DL_FC1_W], GW[DL_FC1_B], m->df1, la->a2, W[DL_FC1_W], N, H, I);
         hook_progress(m, b);
         // a2 = LN2(a1 + dropout(out_proj(cross_attention(cq(a1), ck(enc), cv(enc)))))
-        zero(m->dres, NHs);
+        nn_zero(m->dres, NHs);
         nn_layernorm_backward(m->dres, GW[DL_CLN_W], GW[DL_CLN_B], m->dx, la->res2, la->mean2,
                               la->rstd2, W[DL_CLN_W], N, H);
-        memcpy(m->dh, m->dres, NHs * sizeof(float));  // dh = d(a1)
-        zero(m->dproj, NHs);
+        nn_copy(m->dh, m->dres, NHs);  // dh = d(a1)
+        nn_zero(m->dproj, NHs);
         nn_dropout_backward(m->dproj, m->dres, NHs, p, site(dseed, l, SUB_CA_OUT), off_h);
-        zero(m->dctx, NHs);
+        nn_zero(m->dctx, NHs);
         nn_linear_backward(m->dctx, GW[DL_CO_W], GW[DL_CO_B], m->dproj, la->cctx, W[DL_CO_W], N, H,
                            H);
         if (l == lc) nn_add_forward(m->dctx, m->dctx, m->dcopy_ctx, NHs);  // the gate's input
-        zero(m->dq, NHs);
-        zero(m->dck, (size_t)S * H);
-        zero(m->dcv, (size_t)S * H);
+        nn_zero(m->dq, NHs);
+        nn_zero(m->dck, (size_t)S * H);
+        nn_zero(m->dcv, (size_t)S * H);
         nn_attention_ex_backward_datt(m->dq, m->dck, m->dcv, m->dctx, l == lc ? m->dcatt : NULL,
                                       la->cq, la->ck, la->cv, la->catt, B, Tt, Ts, H, NH, p,
                                       site(dseed, l, SUB_CA_ATT), s0 * (uint64_t)NH * Tt * Ts,
@@ -823,18 +822,18 @@ static void decoder_backward(EncDec *m, const EncDecBatch *b, float p, uint64_t 
         nn_linear_backward(m->denc, GW[DL_CV_W], GW[DL_CV_B], m->dcv, m->enc_out, W[DL_CV_W], S, H,
                            H);
         // a1 = LN1(x + dropout(out_proj(causal_self_attention(q(x), k(x), v(x)))))
-        zero(m->dres, NHs);
+        nn_zero(m->dres, NHs);
         nn_layernorm_backward(m->dres, GW[DL_SLN_W], GW[DL_SLN_B], m->dh, la->res1, la->mean1,
                               la->rstd1, W[DL_SLN_W], N, H);
-        memcpy(m->dh, m->dres, NHs * sizeof(float));  // dh = d(x)
-        zero(m->dproj, NHs);
+        nn_copy(m->dh, m->dres, NHs);  // dh = d(x)
+        nn_zero(m->dproj, NHs);
         nn_dropout_backward(m->dproj, m->dres, NHs, p, site(dseed, l, SUB_SA_OUT), off_h);
-        zero(m->dctx, NHs);
+        nn_zero(m->dctx, NHs);
         nn_linear_backward(m->dctx, GW[DL_SO_W], GW[DL_SO_B], m->dproj, la->ctx, W[DL_SO_W], N, H,
                            H);
-        zero(m->dq, NHs);
-        zero(m->dk, NHs);
-        zero(m->dv, NHs);
+        nn_zero(m->dq, NHs);
+        nn_zero(m->dk, NHs);
+        nn_zero(m->dv, NHs);
         nn_attention_ex_backward(m->dq, m->dk, m->dv, m->dctx, la->q, la->k, la->v, la->att, B, Tt,
                                  Tt, H, NH, p, site(dseed, l, SUB_SA_ATT),
                                  s0 * (uint64_t)NH * Tt * Tt, m->att_scratch);
@@ -846,14 +845,14 @@ static void decoder_backward(EncDec *m, const EncDecBatch *b, float p, uint64_t 
         hook_progress(m, b);
     }
     // h0 = project_in(dropout(LN(word[dec_in] + pos)))
-    zero(m->demb, (size_t)N * E);
+    nn_zero(m->demb, (size_t)N * E);
     nn_linear_backward(m->demb, G[gidx(DG_PROJ_W)], G[gidx(DG_PROJ_B)], m->dh, m->emb_drop,
                        P[gidx(DG_PROJ_W)], N, E, H);
-    zero(m->demb2, (size_t)N * E);
+    nn_zero(m->demb2, (size_t)N * E);
     nn_dropout_backward(m->demb2, m->demb, (size_t)N * E, p, cx_rng_derive(dseed, SITE_EMB),
                         s0 * (uint64_t)Tt * E);
     if (c->copy) nn_add_forward(m->demb2, m->demb2, m->dcopy_x, (size_t)N * E);  // gate input
-    zero(m->demb, (size_t)N * E);
+    nn_zero(m->demb, (size_t)N * E);
     nn_layernorm_backward(m->demb, G[gidx(DG_LN_W)], G[gidx(DG_LN_B)], m->demb2, m->emb,
                           m->emb_mean, m->emb_rstd, P[gidx(DG_LN_W)], N, E);
     if (split)

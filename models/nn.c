@@ -216,6 +216,7 @@ static void dropout_apply(float *out, const float *inp, size_t n, float p, uint6
 // splitting work over the pool (models/par.h)
 
 #define GRAIN_ELEMS 4096            // element-wise chunks (a multiple of VL)
+#define GRAIN_COPY 16384            // zeroing and copying chunks
 #define GRAIN_ROWS 8                // row-wise chunks
 #define GRAIN_COLS 16               // column-wise chunks (a multiple of VL)
 #define GEMM_SPLIT_MIN_FLOP 4.0e6   // smaller products run whole on the caller
@@ -626,16 +627,36 @@ void nn_gelu_backward(float *restrict dinp, const float *restrict dout, const fl
     par_prof_end(PAR_PROF_GELU, t0);
 }
 
-static void dropout_fwd_block(void *ctx, int tid, size_t lo, size_t hi) {
+static void zero_block(void *ctx, int tid, size_t lo, size_t hi) {
     const EwTask *e = ctx;
     (void)tid;
-    dropout_apply(e->out + lo, e->a + lo, hi - lo, e->p, e->seed, e->offset + lo);
+    memset(e->out + lo, 0, (hi - lo) * sizeof(float));
 }
 
 static void copy_block(void *ctx, int tid, size_t lo, size_t hi) {
     const EwTask *e = ctx;
     (void)tid;
     memmove(e->out + lo, e->a + lo, (hi - lo) * sizeof(float));
+}
+
+void nn_zero(float *out, size_t n) {
+    double t0 = par_prof_begin();
+    EwTask e = {.out = out};
+    par_run(n, GRAIN_COPY, zero_block, &e);
+    par_prof_end(PAR_PROF_COPY, t0);
+}
+
+void nn_copy(float *out, const float *in, size_t n) {
+    double t0 = par_prof_begin();
+    EwTask e = {.out = out, .a = in};
+    par_run(n, GRAIN_COPY, copy_block, &e);
+    par_prof_end(PAR_PROF_COPY, t0);
+}
+
+static void dropout_fwd_block(void *ctx, int tid, size_t lo, size_t hi) {
+    const EwTask *e = ctx;
+    (void)tid;
+    dropout_apply(e->out + lo, e->a + lo, hi - lo, e->p, e->seed, e->offset + lo);
 }
 
 void nn_dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t seed,
@@ -769,6 +790,8 @@ typedef struct {
     const float *q, *k, *v;
     const int32_t *kmask;
     int NH, Tq, Tk, C, causal;
+    int ldq, ldkv;  // row strides of q (and dq), of k, v (and dk, dv); out, dout use C
+    float beta;     // backward: 1 accumulates into dq, dk, dv; 0 overwrites them
     float p;
     uint64_t seed, offset;
     float *scratch;
@@ -784,12 +807,13 @@ static void att_fwd_heads(void *ctx, int tid, size_t lo, size_t hi) {
     for (size_t bh = lo; bh < hi; bh++) {
         const int b = (int)(bh / (size_t)NH), h = (int)(bh % (size_t)NH);
         const int32_t *mrow = a->kmask ? a->kmask + (size_t)b * Tk : NULL;
-        const size_t colq = (size_t)b * Tq * C + (size_t)h * D;
-        const size_t colk = (size_t)b * Tk * C + (size_t)h * D;
+        const size_t colo = (size_t)b * Tq * C + (size_t)h * D;
+        const size_t colq = (size_t)b * Tq * a->ldq + (size_t)h * D;
+        const size_t colk = (size_t)b * Tk * a->ldkv + (size_t)h * D;
         float *A = a->att + bh * QK;
         // A (Tq,Tk) = scale * q_h (Tq,D) @ k_h (Tk,D)^T, reading the head's columns in place
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, D, scale, a->q + colq, C,
-                    a->k + colk, C, 0.0f, A, Tk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, D, scale, a->q + colq,
+                    a->ldq, a->k + colk, a->ldkv, 0.0f, A, Tk);
         for (int t = 0; t < Tq; t++) {
             float *row = A + (size_t)t * Tk;
             // keys [0, n) are visible to this query; the rest (causal) get probability 0
@@ -805,7 +829,7 @@ static void att_fwd_heads(void *ctx, int tid, size_t lo, size_t hi) {
         }
         // out_h (Tq,D) = P (Tq,Tk) @ v_h (Tk,D)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, D, Tk, 1.0f, P, Tk,
-                    a->v + colk, C, 0.0f, a->out + colq, C);
+                    a->v + colk, a->ldkv, 0.0f, a->out + colo, C);
     }
 }
 
@@ -818,8 +842,8 @@ void nn_attention_ex_forward(float *out, float *att, const float *q, const float
     if (B <= 0 || Tq <= 0 || Tk <= 0) return;
     double t0 = par_prof_begin();
     AttTask a = {.out = out, .att = att, .q = q, .k = k, .v = v, .kmask = kmask, .NH = NH,
-                 .Tq = Tq, .Tk = Tk, .C = C, .causal = causal, .p = p, .seed = seed,
-                 .offset = offset, .scratch = scratch};
+                 .Tq = Tq, .Tk = Tk, .C = C, .causal = causal, .ldq = C, .ldkv = C, .p = p,
+                 .seed = seed, .offset = offset, .scratch = scratch};
     par_run((size_t)B * NH, 1, att_fwd_heads, &a);
     par_prof_end(PAR_PROF_ATTENTION, t0);
 }
@@ -833,8 +857,10 @@ static void att_bwd_heads(void *ctx, int tid, size_t lo, size_t hi) {
     float *S = a->scratch + lo * QK;  // Tq*Tk floats, reused for the chunk's heads
     for (size_t bh = lo; bh < hi; bh++) {
         const int b = (int)(bh / (size_t)NH), h = (int)(bh % (size_t)NH);
-        const size_t colq = (size_t)b * Tq * C + (size_t)h * D;
-        const size_t colk = (size_t)b * Tk * C + (size_t)h * D;
+        const size_t colo = (size_t)b * Tq * C + (size_t)h * D;
+        const size_t colq = (size_t)b * Tq * a->ldq + (size_t)h * D;
+        const size_t colk = (size_t)b * Tk * a->ldkv + (size_t)h * D;
+        const int ldq = a->ldq, ldkv = a->ldkv;
         const float *P = a->att_in + bh * QK;
         if (a->dv) {
             // dv_h (Tk,D) += dropout(P)^T (Tk,Tq) @ dout_h (Tq,D)
@@ -844,12 +870,12 @@ static void att_bwd_heads(void *ctx, int tid, size_t lo, size_t hi) {
                 Pd = S;
             }
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, D, Tq, 1.0f, Pd, Tk,
-                        a->dout + colq, C, 1.0f, a->dv + colk, C);
+                        a->dout + colo, C, a->beta, a->dv + colk, ldkv);
         }
         if (!a->dq && !a->dk) continue;
         // S (Tq,Tk) = dout_h @ v_h^T: gradient w.r.t. the dropped probabilities
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, D, 1.0f, a->dout + colq, C,
-                    a->v + colk, C, 0.0f, S, Tk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, D, 1.0f, a->dout + colo, C,
+                    a->v + colk, ldkv, 0.0f, S, Tk);
         if (p > 0.0f) dropout_apply(S, S, QK, p, a->seed, a->offset + bh * QK);
         if (a->datt) {  // a gradient on the probabilities themselves (a copy distribution)
             const float *dP = a->datt + bh * QK;
@@ -860,10 +886,10 @@ static void att_bwd_heads(void *ctx, int tid, size_t lo, size_t hi) {
         // dq_h (Tq,D) += scale * dS @ k_h ; dk_h (Tk,D) += scale * dS^T @ q_h
         if (a->dq)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, D, Tk, scale, S, Tk,
-                        a->k + colk, C, 1.0f, a->dq + colq, C);
+                        a->k + colk, ldkv, a->beta, a->dq + colq, ldq);
         if (a->dk)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, D, Tq, scale, S, Tk,
-                        a->q + colq, C, 1.0f, a->dk + colk, C);
+                        a->q + colq, ldq, a->beta, a->dk + colk, ldkv);
     }
 }
 
@@ -878,8 +904,9 @@ void nn_attention_ex_backward_datt(float *dq, float *dk, float *dv, const float 
     if (B <= 0 || Tq <= 0 || Tk <= 0) return;
     double t0 = par_prof_begin();
     AttTask a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .datt = datt, .att_in = att,
-                 .q = q, .k = k, .v = v, .NH = NH, .Tq = Tq, .Tk = Tk, .C = C, .p = p,
-                 .seed = seed, .offset = offset, .scratch = scratch};
+                 .q = q, .k = k, .v = v, .NH = NH, .Tq = Tq, .Tk = Tk, .C = C, .ldq = C,
+                 .ldkv = C, .beta = 1.0f, .p = p, .seed = seed, .offset = offset,
+                 .scratch = scratch};
     par_run((size_t)B * NH, 1, att_bwd_heads, &a);
     par_prof_end(PAR_PROF_ATTENTION, t0);
 }
@@ -890,6 +917,35 @@ void nn_attention_ex_backward(float *dq, float *dk, float *dv, const float *dout
                               uint64_t offset, float *scratch) {
     nn_attention_ex_backward_datt(dq, dk, dv, dout, NULL, q, k, v, att, B, Tq, Tk, C, NH, p, seed,
                                   offset, scratch);
+}
+
+void nn_attention_qkv_forward(float *out, float *att, const float *qkv, const int32_t *mask,
+                              int B, int T, int C, int NH, float p, uint64_t seed,
+                              uint64_t offset, float *scratch) {
+    assert(NH > 0 && C % NH == 0);
+    assert(p >= 0.0f && p < 1.0f);
+    if (B <= 0 || T <= 0) return;
+    double t0 = par_prof_begin();
+    AttTask a = {.out = out, .att = att, .q = qkv, .k = qkv + C, .v = qkv + 2 * (size_t)C,
+                 .kmask = mask, .NH = NH, .Tq = T, .Tk = T, .C = C, .ldq = 3 * C,
+                 .ldkv = 3 * C, .p = p, .seed = seed, .offset = offset, .scratch = scratch};
+    par_run((size_t)B * NH, 1, att_fwd_heads, &a);
+    par_prof_end(PAR_PROF_ATTENTION, t0);
+}
+
+void nn_attention_qkv_backward(float *dqkv, const float *dout, const float *qkv,
+                               const float *att, int B, int T, int C, int NH, float p,
+                               uint64_t seed, uint64_t offset, float *scratch) {
+    assert(NH > 0 && C % NH == 0);
+    assert(p >= 0.0f && p < 1.0f);
+    if (B <= 0 || T <= 0) return;
+    double t0 = par_prof_begin();
+    AttTask a = {.dq = dqkv, .dk = dqkv + C, .dv = dqkv + 2 * (size_t)C, .dout = dout,
+                 .att_in = att, .q = qkv, .k = qkv + C, .v = qkv + 2 * (size_t)C, .NH = NH,
+                 .Tq = T, .Tk = T, .C = C, .ldq = 3 * C, .ldkv = 3 * C, .beta = 0.0f, .p = p,
+                 .seed = seed, .offset = offset, .scratch = scratch};
+    par_run((size_t)B * NH, 1, att_bwd_heads, &a);
+    par_prof_end(PAR_PROF_ATTENTION, t0);
 }
 
 void nn_attention_forward(float *out, float *att, const float *q, const float *k,

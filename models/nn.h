@@ -58,6 +58,11 @@ void nn_layernorm_backward(float *dinp, float *dweight, float *dbias, const floa
                            const float *inp, const float *mean, const float *rstd,
                            const float *weight, int N, int C);
 
+// out (n) = 0, out (n) = in (not overlapping), split over the pool: a step's gradient
+// buffers and copies, which a single thread would do while the others wait
+void nn_zero(float *out, size_t n);
+void nn_copy(float *out, const float *in, size_t n);
+
 // GELU, tanh approximation (HF "gelu_new", torch approximate="tanh"); n elements
 void nn_gelu_forward(float *out, const float *inp, size_t n);
 void nn_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
@@ -87,6 +92,18 @@ void nn_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                            const float *q, const float *k, const float *v, const float *att,
                            const int32_t *mask, int B, int T, int C, int NH, float p,
                            uint64_t seed, uint64_t offset, float *scratch);
+
+// Self-attention on fused projections: qkv (B,T,3C), each row q | k | v (C columns each: one
+// linear layer with the three weight matrices stacked); otherwise as nn_attention_forward,
+// with the same results.
+void nn_attention_qkv_forward(float *out, float *att, const float *qkv, const int32_t *mask,
+                              int B, int T, int C, int NH, float p, uint64_t seed,
+                              uint64_t offset, float *scratch);
+// dqkv (B,T,3C) = the gradients of q | k | v (overwritten, not accumulated: every element
+// is written)
+void nn_attention_qkv_backward(float *dqkv, const float *dout, const float *qkv,
+                               const float *att, int B, int T, int C, int NH, float p,
+                               uint64_t seed, uint64_t offset, float *scratch);
 
 // General attention core: Tq queries over Tk keys (cross-attention, causal self-attention,
 // and one-query-at-a-time decoding against a key/value cache).

@@ -202,7 +202,7 @@ void par_run(size_t n, size_t grain, ParFn fn, void *ctx) {
 
 const char *const par_prof_names[PAR_PROF_N] = {
     "gemm", "attention", "gelu", "layernorm", "dropout", "add", "bias_grad", "embedding",
-    "xent", "optimizer", "idle"};
+    "xent", "optimizer", "copy", "idle"};
 
 static int prof_on;
 static double prof_acc[PAR_PROF_N];

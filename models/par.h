@@ -68,6 +68,7 @@ enum {
     PAR_PROF_EMBEDDING,
     PAR_PROF_XENT,        // softmax cross-entropy (forward and backward)
     PAR_PROF_OPTIM,       // gradient norm and the optimizer update
+    PAR_PROF_COPY,        // zeroing and copying a step's buffers (nn_zero, nn_copy)
     PAR_PROF_IDLE,        // caller waiting for workers inside par_run
     PAR_PROF_N
 };

@@ -597,6 +597,32 @@ static void cmp_attention(int B, int T, int C, int NH, int mask_kind, float p) {
         snprintf(what, sizeof what, "%s padding keys", tag);
         report(what, ok, __LINE__, ok ? "probability exactly 0" : "nonzero probability");
     }
+    // the fused layout (rows q | k | v, as the models' one QKV projection writes them): the
+    // same numbers bit for bit, and its backward overwrites (dqkv starts as garbage)
+    float *qkv = fbuf(3 * nx), *dqkv = fbuf(3 * nx), *out2 = fbuf(nx), *att2 = fbuf(na);
+    for (size_t r = 0; r < (size_t)B * T; r++)
+        for (int c = 0; c < C; c++) {
+            qkv[r * 3 * C + c] = qf[r * C + c];
+            qkv[r * 3 * C + C + c] = kf[r * C + c];
+            qkv[r * 3 * C + 2 * C + c] = vf[r * C + c];
+        }
+    for (size_t i = 0; i < 3 * nx; i++) dqkv[i] = 1e3f + (float)i;
+    nn_attention_qkv_forward(out2, att2, qkv, mask, B, T, C, NH, p, seed, offset, scrf);
+    snprintf(what, sizeof what, "%s fused qkv: out, att bit for bit", tag);
+    int same = !memcmp(out2, outf, nx * sizeof(float)) && !memcmp(att2, attf, na * sizeof(float));
+    report(what, same, __LINE__, same ? "identical" : "differ");
+    float *dq1 = fbuf(nx), *dk1 = fbuf(nx), *dv1 = fbuf(nx);  // zeroed: += gives the gradient
+    nn_attention_backward(dq1, dk1, dv1, to_f(dout, nx), qf, kf, vf, attf, mask, B, T, C, NH, p,
+                          seed, offset, scrf);
+    nn_attention_qkv_backward(dqkv, to_f(dout, nx), qkv, att2, B, T, C, NH, p, seed, offset, scrf);
+    same = 1;
+    for (size_t r = 0; r < (size_t)B * T; r++)
+        for (int c = 0; c < C; c++)
+            same &= dqkv[r * 3 * C + c] == dq1[r * C + c] &&
+                    dqkv[r * 3 * C + C + c] == dk1[r * C + c] &&
+                    dqkv[r * 3 * C + 2 * C + c] == dv1[r * C + c];
+    snprintf(what, sizeof what, "%s fused qkv: dq, dk, dv bit for bit", tag);
+    report(what, same, __LINE__, same ? "identical" : "differ");
 }
 
 static void test_cmp_attention(void) {
