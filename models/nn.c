@@ -118,12 +118,29 @@ typedef struct {
     void (*gelu_bwd)(float *restrict dinp, const float *restrict dout, const float *restrict inp,
                      size_t n);
     float (*exp_sum)(float *out, const float *in, int n, float mx);
+    float (*vmax)(const float *x, int n);
+    void (*vacc)(float *restrict y, const float *restrict x, int n);
+    void (*vscale)(float *x, int n, float s);
+    void (*vadd)(float *r, const float *a, const float *b, int n);
+    void (*ln_row)(float *restrict o, float *restrict mean, float *restrict rstd,
+                   const float *restrict x, const float *restrict weight,
+                   const float *restrict bias, int C, float eps);
+    void (*ln_bwd_row)(float *restrict dx, const float *restrict x, const float *restrict dy,
+                       const float *restrict weight, float m, float rs, int C);
+    void (*ln_bwd_col)(float *restrict dw, float *restrict db, const float *restrict x,
+                       const float *restrict dy, float m, float rs, int w);
+    void (*softmax_bwd_row)(float *restrict ds, const float *restrict pr, int T);
 } NnKernels;
 
 static const NnKernels KERNELS[] = {
-    {"avx512", gelu_fwd_avx512, gelu_bwd_avx512, exp_sum_avx512},
-    {"avx2", gelu_fwd_avx2, gelu_bwd_avx2, exp_sum_avx2},
-    {"sse2", gelu_fwd_sse2, gelu_bwd_sse2, exp_sum_sse2},
+#define NN_KERNELS(isa)                                                                        \
+    {#isa, gelu_fwd_##isa, gelu_bwd_##isa, exp_sum_##isa, vmax_##isa, vacc_##isa,             \
+     vscale_##isa, vadd_##isa, ln_row_##isa, ln_bwd_row_##isa, ln_bwd_col_##isa,               \
+     softmax_bwd_row_##isa}
+    NN_KERNELS(avx512),
+    NN_KERNELS(avx2),
+    NN_KERNELS(sse2),
+#undef NN_KERNELS
 };
 static const NnKernels *kern = &KERNELS[2];
 
@@ -160,37 +177,6 @@ int nn_set_isa(const char *name) {
 
 // ---------------------------------------------------------------------------------------
 // vector helpers
-
-static inline float vec_sum(const float *x, int n) {
-    float acc[VL] = {0};
-    int i = 0;
-    for (; i + VL <= n; i += VL)
-        for (int j = 0; j < VL; j++) acc[j] += x[i + j];
-    float s = 0.0f;
-    for (; i < n; i++) s += x[i];
-    for (int j = 0; j < VL; j++) s += acc[j];
-    return s;
-}
-
-static inline float vec_max(const float *x, int n) {
-    float acc[VL];
-    for (int j = 0; j < VL; j++) acc[j] = -INFINITY;
-    int i = 0;
-    for (; i + VL <= n; i += VL)
-        for (int j = 0; j < VL; j++) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
-    float m = -INFINITY;
-    for (; i < n; i++) m = x[i] > m ? x[i] : m;
-    for (int j = 0; j < VL; j++) m = acc[j] > m ? acc[j] : m;
-    return m;
-}
-
-// y (n) += x (n)
-static inline void vec_acc(float *restrict y, const float *restrict x, int n) {
-    int i = 0;
-    for (; i + VL <= n; i += VL)
-        for (int j = 0; j < VL; j++) y[i + j] += x[i + j];
-    for (; i < n; i++) y[i] += x[i];
-}
 
 // out = inp * keep/(1-p) with the mask of (seed, offset + i); out may equal inp.
 static void dropout_apply(float *out, const float *inp, size_t n, float p, uint64_t seed,
@@ -347,7 +333,7 @@ static void col_sum_block(void *ctx, int tid, size_t lo, size_t hi) {
     for (int n = 0; n < t->N; n++) {
         const size_t row = t->ids ? (size_t)t->ids[n] : 0;
         assert(!t->ids || t->ids[n] >= 0);
-        vec_acc(t->dst + row * t->C + lo, t->src + (size_t)n * t->C + lo, (int)(hi - lo));
+        kern->vacc(t->dst + row * t->C + lo, t->src + (size_t)n * t->C + lo, (int)(hi - lo));
     }
 }
 
@@ -435,29 +421,6 @@ typedef struct {
     float eps;
 } LnTask;
 
-static void ln_row(float *restrict o, float *restrict mean, float *restrict rstd,
-                   const float *restrict x, const float *restrict weight,
-                   const float *restrict bias, int C, float eps) {
-    const float m = vec_sum(x, C) / (float)C;
-    float acc[VL] = {0};
-    int i = 0;
-    for (; i + VL <= C; i += VL)
-        for (int j = 0; j < VL; j++) {
-            float d = x[i + j] - m;
-            acc[j] += d * d;
-        }
-    float var = 0.0f;
-    for (; i < C; i++) var += (x[i] - m) * (x[i] - m);
-    for (int j = 0; j < VL; j++) var += acc[j];
-    const float rs = 1.0f / sqrtf(var / (float)C + eps);
-    i = 0;
-    for (; i + VL <= C; i += VL)
-        for (int j = 0; j < VL; j++) o[i + j] = (x[i + j] - m) * rs * weight[i + j] + bias[i + j];
-    for (; i < C; i++) o[i] = (x[i] - m) * rs * weight[i] + bias[i];
-    *mean = m;
-    *rstd = rs;
-}
-
 static void ln_fwd_rows(void *ctx, int tid, size_t lo, size_t hi) {
     const LnTask *t = ctx;
     (void)tid;
@@ -465,20 +428,11 @@ static void ln_fwd_rows(void *ctx, int tid, size_t lo, size_t hi) {
     for (size_t n = lo; n < hi; n++) {
         const float *x = t->inp + n * C;
         if (t->res) {  // res = a + b (res may be a or b)
-            float *r = t->res + n * C;
-            const float *a = t->a + n * C, *b = t->b + n * C;
-            size_t i = 0;
-            for (; i + VL <= C; i += VL) {
-                float xa[VL], xb[VL], z[VL];
-                memcpy(xa, a + i, sizeof xa);
-                memcpy(xb, b + i, sizeof xb);
-                for (int j = 0; j < VL; j++) z[j] = xa[j] + xb[j];
-                memcpy(r + i, z, sizeof z);
-            }
-            for (; i < C; i++) r[i] = a[i] + b[i];
-            x = r;
+            kern->vadd(t->res + n * C, t->a + n * C, t->b + n * C, t->C);
+            x = t->res + n * C;
         }
-        ln_row(t->out + n * C, t->mean + n, t->rstd + n, x, t->weight, t->bias, t->C, t->eps);
+        kern->ln_row(t->out + n * C, t->mean + n, t->rstd + n, x, t->weight, t->bias, t->C,
+                     t->eps);
     }
 }
 
@@ -512,68 +466,20 @@ typedef struct {
 static void ln_bwd_rows(void *ctx, int tid, size_t lo, size_t hi) {
     const LnBwdTask *t = ctx;
     (void)tid;
-    const int C = t->C;
-    const float *restrict weight = t->weight;
-    for (size_t n = lo; n < hi; n++) {
-        const float *restrict x = t->inp + n * C;
-        const float *restrict dy = t->dout + n * C;
-        const float m = t->mean[n], rs = t->rstd[n];
-        // dxhat = dy * w;  dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
-        float a1[VL] = {0}, a2[VL] = {0};
-        int i = 0;
-        for (; i + VL <= C; i += VL)
-            for (int j = 0; j < VL; j++) {
-                float xh = (x[i + j] - m) * rs;
-                float dxh = dy[i + j] * weight[i + j];
-                a1[j] += dxh;
-                a2[j] += dxh * xh;
-            }
-        float s1 = 0.0f, s2 = 0.0f;
-        for (; i < C; i++) {
-            float xh = (x[i] - m) * rs;
-            float dxh = dy[i] * weight[i];
-            s1 += dxh;
-            s2 += dxh * xh;
-        }
-        for (int j = 0; j < VL; j++) {
-            s1 += a1[j];
-            s2 += a2[j];
-        }
-        const float mdxh = s1 / (float)C, mdxhxh = s2 / (float)C;
-        float *restrict dx = t->dinp + n * C;
-        i = 0;
-        for (; i + VL <= C; i += VL)
-            for (int j = 0; j < VL; j++) {
-                float xh = (x[i + j] - m) * rs;
-                float dxh = dy[i + j] * weight[i + j];
-                dx[i + j] += (dxh - mdxh - xh * mdxhxh) * rs;
-            }
-        for (; i < C; i++) {
-            float xh = (x[i] - m) * rs;
-            float dxh = dy[i] * weight[i];
-            dx[i] += (dxh - mdxh - xh * mdxhxh) * rs;
-        }
-    }
+    const size_t C = (size_t)t->C;
+    for (size_t n = lo; n < hi; n++)
+        kern->ln_bwd_row(t->dinp + n * C, t->inp + n * C, t->dout + n * C, t->weight, t->mean[n],
+                         t->rstd[n], t->C);
 }
 
 // dweight, dbias columns [lo, hi), rows in order
 static void ln_bwd_cols(void *ctx, int tid, size_t lo, size_t hi) {
     const LnBwdTask *t = ctx;
     (void)tid;
-    const int w = (int)(hi - lo);
-    for (int n = 0; n < t->N; n++) {
-        const float *restrict x = t->inp + (size_t)n * t->C + lo;
-        const float *restrict dy = t->dout + (size_t)n * t->C + lo;
-        const float m = t->mean[n], rs = t->rstd[n];
-        if (t->dweight) {
-            float *restrict dw = t->dweight + lo;
-            int i = 0;
-            for (; i + VL <= w; i += VL)
-                for (int j = 0; j < VL; j++) dw[i + j] += (x[i + j] - m) * rs * dy[i + j];
-            for (; i < w; i++) dw[i] += (x[i] - m) * rs * dy[i];
-        }
-        if (t->dbias) vec_acc(t->dbias + lo, dy, w);
-    }
+    for (int n = 0; n < t->N; n++)
+        kern->ln_bwd_col(t->dweight ? t->dweight + lo : NULL, t->dbias ? t->dbias + lo : NULL,
+                         t->inp + (size_t)n * t->C + lo, t->dout + (size_t)n * t->C + lo,
+                         t->mean[n], t->rstd[n], (int)(hi - lo));
 }
 
 void nn_layernorm_backward(float *restrict dinp, float *restrict dweight, float *restrict dbias,
@@ -728,16 +634,12 @@ void nn_add_forward(float *out, const float *a, const float *b, size_t n) {
 // mx). out may equal in: blocks are copied in before they are written out.
 static float exp_normalize(float *out, const float *in, int n, float mx) {
     const float s = kern->exp_sum(out, in, n, mx);
-    const float inv = 1.0f / s;
-    int i = 0;
-    for (; i + VL <= n; i += VL)
-        for (int j = 0; j < VL; j++) out[i + j] *= inv;
-    for (; i < n; i++) out[i] *= inv;
+    kern->vscale(out, n, 1.0f / s);
     return s;
 }
 
 float nn_softmax_lse(float *probs, const float *logits, int n) {
-    const float mx = vec_max(logits, n);
+    const float mx = kern->vmax(logits, n);
     if (mx == -INFINITY) {  // every entry -inf: no distribution
         for (int i = 0; i < n; i++) probs[i] = 0.0f;
         return -INFINITY;
@@ -756,27 +658,12 @@ static void softmax_row_masked(float *restrict row, const int32_t *restrict mrow
             for (int j = 0; j < VL; j++) row[i + j] = mrow[i + j] ? row[i + j] : -INFINITY;
         for (; i < T; i++) row[i] = mrow[i] ? row[i] : -INFINITY;
     }
-    const float mx = vec_max(row, T);
+    const float mx = kern->vmax(row, T);
     if (mx == -INFINITY) {  // every key is padding
         memset(row, 0, (size_t)T * sizeof(float));
         return;
     }
     exp_normalize(row, row, T, mx);
-}
-
-// In place: ds (T) holds dL/dP for one row of probabilities pr (T); becomes dL/dscores.
-static void softmax_row_backward(float *restrict ds, const float *restrict pr, int T) {
-    float acc[VL] = {0};
-    float dot = 0.0f;
-    int i = 0;
-    for (; i + VL <= T; i += VL)
-        for (int j = 0; j < VL; j++) acc[j] += pr[i + j] * ds[i + j];
-    for (; i < T; i++) dot += pr[i] * ds[i];
-    for (int j = 0; j < VL; j++) dot += acc[j];
-    i = 0;
-    for (; i + VL <= T; i += VL)
-        for (int j = 0; j < VL; j++) ds[i + j] = pr[i + j] * (ds[i + j] - dot);
-    for (; i < T; i++) ds[i] = pr[i] * (ds[i] - dot);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -882,7 +769,7 @@ static void att_bwd_heads(void *ctx, int tid, size_t lo, size_t hi) {
             for (size_t i = 0; i < QK; i++) S[i] += dP[i];
         }
         // softmax backward, row by row: dS = P * (dP - sum(P * dP))
-        for (int t = 0; t < Tq; t++) softmax_row_backward(S + (size_t)t * Tk, P + (size_t)t * Tk, Tk);
+        for (int t = 0; t < Tq; t++) kern->softmax_bwd_row(S + (size_t)t * Tk, P + (size_t)t * Tk, Tk);
         // dq_h (Tq,D) += scale * dS @ k_h ; dk_h (Tk,D) += scale * dS^T @ q_h
         if (a->dq)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, D, Tk, scale, S, Tk,
@@ -1000,7 +887,7 @@ static void xent_fwd_blocks(void *ctx, int tid, size_t lo, size_t hi) {
                 if (x->eps != 0.0f)
                     for (int i = 0; i < V; i++) xsum += in[i];
             }
-            const float mx = vec_max(in, V);
+            const float mx = kern->vmax(in, V);
             const float s = exp_normalize(pr, in, V, mx);
             if (tg >= 0) {
                 // -log p[v] = lse - x[v];  mean over v of -log p[v] = lse - mean(x)

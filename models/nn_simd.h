@@ -112,6 +112,158 @@ NN_TGT static float NN_FN(exp_sum)(float *out, const float *in, int n, float mx)
     return s;
 }
 
+// ---------------------------------------------------------------------------------------
+// Row kernels in VL-element blocks with a fixed-length inner loop (models/nn.c's header),
+// which GCC vectorises at the width of the target it compiles them for: the same loops as
+// the scalar formulas, element by element and partial sum by partial sum, so every variant
+// gives the same bits.
+
+// sum of x (n): VL partial sums, then the tail, then the partial sums in order
+NN_TGT static inline float NN_FN(vsum)(const float *x, int n) {
+    float acc[VL] = {0};
+    int i = 0;
+    for (; i + VL <= n; i += VL)
+        for (int j = 0; j < VL; j++) acc[j] += x[i + j];
+    float s = 0.0f;
+    for (; i < n; i++) s += x[i];
+    for (int j = 0; j < VL; j++) s += acc[j];
+    return s;
+}
+
+NN_TGT static float NN_FN(vmax)(const float *x, int n) {
+    float acc[VL];
+    for (int j = 0; j < VL; j++) acc[j] = -INFINITY;
+    int i = 0;
+    for (; i + VL <= n; i += VL)
+        for (int j = 0; j < VL; j++) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
+    float m = -INFINITY;
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    for (int j = 0; j < VL; j++) m = acc[j] > m ? acc[j] : m;
+    return m;
+}
+
+// y (n) += x (n)
+NN_TGT static void NN_FN(vacc)(float *restrict y, const float *restrict x, int n) {
+    int i = 0;
+    for (; i + VL <= n; i += VL)
+        for (int j = 0; j < VL; j++) y[i + j] += x[i + j];
+    for (; i < n; i++) y[i] += x[i];
+}
+
+// x (n) *= s
+NN_TGT static void NN_FN(vscale)(float *x, int n, float s) {
+    int i = 0;
+    for (; i + VL <= n; i += VL)
+        for (int j = 0; j < VL; j++) x[i + j] *= s;
+    for (; i < n; i++) x[i] *= s;
+}
+
+// r (n) = a + b; r may equal a or b (each block is loaded before it is stored)
+NN_TGT static void NN_FN(vadd)(float *r, const float *a, const float *b, int n) {
+    int i = 0;
+    for (; i + VL <= n; i += VL) {
+        float xa[VL], xb[VL], z[VL];
+        memcpy(xa, a + i, sizeof xa);
+        memcpy(xb, b + i, sizeof xb);
+        for (int j = 0; j < VL; j++) z[j] = xa[j] + xb[j];
+        memcpy(r + i, z, sizeof z);
+    }
+    for (; i < n; i++) r[i] = a[i] + b[i];
+}
+
+// one LayerNorm row: o (C) = (x - mean) * rstd * weight + bias (biased variance)
+NN_TGT static void NN_FN(ln_row)(float *restrict o, float *restrict mean, float *restrict rstd,
+                                 const float *restrict x, const float *restrict weight,
+                                 const float *restrict bias, int C, float eps) {
+    const float m = NN_FN(vsum)(x, C) / (float)C;
+    float acc[VL] = {0};
+    int i = 0;
+    for (; i + VL <= C; i += VL)
+        for (int j = 0; j < VL; j++) {
+            float d = x[i + j] - m;
+            acc[j] += d * d;
+        }
+    float var = 0.0f;
+    for (; i < C; i++) var += (x[i] - m) * (x[i] - m);
+    for (int j = 0; j < VL; j++) var += acc[j];
+    const float rs = 1.0f / sqrtf(var / (float)C + eps);
+    i = 0;
+    for (; i + VL <= C; i += VL)
+        for (int j = 0; j < VL; j++) o[i + j] = (x[i + j] - m) * rs * weight[i + j] + bias[i + j];
+    for (; i < C; i++) o[i] = (x[i] - m) * rs * weight[i] + bias[i];
+    *mean = m;
+    *rstd = rs;
+}
+
+// one LayerNorm row's input gradient: with dxhat = dy * w,
+// dx (C) += rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+NN_TGT static void NN_FN(ln_bwd_row)(float *restrict dx, const float *restrict x,
+                                     const float *restrict dy, const float *restrict weight,
+                                     float m, float rs, int C) {
+    float a1[VL] = {0}, a2[VL] = {0};
+    int i = 0;
+    for (; i + VL <= C; i += VL)
+        for (int j = 0; j < VL; j++) {
+            float xh = (x[i + j] - m) * rs;
+            float dxh = dy[i + j] * weight[i + j];
+            a1[j] += dxh;
+            a2[j] += dxh * xh;
+        }
+    float s1 = 0.0f, s2 = 0.0f;
+    for (; i < C; i++) {
+        float xh = (x[i] - m) * rs;
+        float dxh = dy[i] * weight[i];
+        s1 += dxh;
+        s2 += dxh * xh;
+    }
+    for (int j = 0; j < VL; j++) {
+        s1 += a1[j];
+        s2 += a2[j];
+    }
+    const float mdxh = s1 / (float)C, mdxhxh = s2 / (float)C;
+    i = 0;
+    for (; i + VL <= C; i += VL)
+        for (int j = 0; j < VL; j++) {
+            float xh = (x[i + j] - m) * rs;
+            float dxh = dy[i + j] * weight[i + j];
+            dx[i + j] += (dxh - mdxh - xh * mdxhxh) * rs;
+        }
+    for (; i < C; i++) {
+        float xh = (x[i] - m) * rs;
+        float dxh = dy[i] * weight[i];
+        dx[i] += (dxh - mdxh - xh * mdxhxh) * rs;
+    }
+}
+
+// one row's share of the LayerNorm parameter gradients over w columns:
+// dw += xhat * dy (dw may be NULL), db += dy (db may be NULL)
+NN_TGT static void NN_FN(ln_bwd_col)(float *restrict dw, float *restrict db,
+                                     const float *restrict x, const float *restrict dy, float m,
+                                     float rs, int w) {
+    if (dw) {
+        int i = 0;
+        for (; i + VL <= w; i += VL)
+            for (int j = 0; j < VL; j++) dw[i + j] += (x[i + j] - m) * rs * dy[i + j];
+        for (; i < w; i++) dw[i] += (x[i] - m) * rs * dy[i];
+    }
+    if (db) NN_FN(vacc)(db, dy, w);
+}
+
+// In place: ds (T) holds dL/dP for one row of probabilities pr (T); becomes dL/dscores.
+NN_TGT static void NN_FN(softmax_bwd_row)(float *restrict ds, const float *restrict pr, int T) {
+    float acc[VL] = {0};
+    float dot = 0.0f;
+    int i = 0;
+    for (; i + VL <= T; i += VL)
+        for (int j = 0; j < VL; j++) acc[j] += pr[i + j] * ds[i + j];
+    for (; i < T; i++) dot += pr[i] * ds[i];
+    for (int j = 0; j < VL; j++) dot += acc[j];
+    i = 0;
+    for (; i + VL <= T; i += VL)
+        for (int j = 0; j < VL; j++) ds[i + j] = pr[i + j] * (ds[i + j] - dot);
+    for (; i < T; i++) ds[i] = pr[i] * (ds[i] - dot);
+}
+
 #undef NN_NACC
 #undef NN_VU
 #undef NN_VI

@@ -452,6 +452,40 @@ static void test_isa_kernels(void) {
             CU_ASSERT(!memcmp(ref_p[0], ref_p[v], n * sizeof(float)));
         }
     }
+    // LayerNorm (residual add, forward, input and parameter gradients) and a column sum
+    // (bias gradients), 3 rows of each length: every instruction set gives the same bits
+    enum { R = 3 };
+    static float lx[3 * MAXN], lw[MAXN], lb[MAXN], lo[4][R * MAXN], ldx[4][R * MAXN];
+    static float ldw[4][MAXN], ldb[4][MAXN], lbias[4][MAXN], lmean[R], lrstd[R];
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const int C = (int)lens[li];
+        for (int i = 0; i < R * C; i++) lx[i] = 3.0f * (cx_rng_uniform(21, i) - 0.5f);
+        for (int i = 0; i < C; i++) {
+            lw[i] = 1.0f + cx_rng_uniform(22, i);
+            lb[i] = cx_rng_uniform(23, i) - 0.5f;
+        }
+        int ok = 1, nv = 0;
+        for (int v = 0; v < 3; v++) {
+            if (nn_set_isa(ISAS[v]) != 0) continue;
+            float res[R * MAXN];
+            nn_residual_layernorm_forward(res, lo[v], lmean, lrstd, lx, lx, lw, lb, R, C, 1e-5f);
+            for (int i = 0; i < R * C; i++) ldx[v][i] = 0.25f;
+            for (int i = 0; i < C; i++) ldw[v][i] = ldb[v][i] = lbias[v][i] = 0.5f;
+            nn_layernorm_backward(ldx[v], ldw[v], ldb[v], lx, res, lmean, lrstd, lw, R, C);
+            nn_linear_backward(NULL, NULL, lbias[v], lx, lx, lw, R, 1, C);  // dbias only
+            if (v > 0) {
+                ok &= !memcmp(lo[0], lo[v], (size_t)R * C * sizeof(float));
+                ok &= !memcmp(ldx[0], ldx[v], (size_t)R * C * sizeof(float));
+                ok &= !memcmp(ldw[0], ldw[v], (size_t)C * sizeof(float));
+                ok &= !memcmp(ldb[0], ldb[v], (size_t)C * sizeof(float));
+                ok &= !memcmp(lbias[0], lbias[v], (size_t)C * sizeof(float));
+            }
+            nv++;
+        }
+        CU_ASSERT(nv >= 1);
+        if (!ok) printf("\n  LayerNorm / column sums differ between instruction sets at C=%d", C);
+        CU_ASSERT(ok);
+    }
     // sse2 always runs, and so does the set the kernels were started on (the CPU's best)
     CU_ASSERT(ran[0]);
     for (int v = 0; v < 3; v++)
@@ -471,7 +505,7 @@ int main(int argc, char **argv) {
         {"ALBERT step + AdamW + LAMB: 1, 2, 3 threads bit for bit", test_albert_threads},
         {"encoder-decoder step + optimizers: 1, 2, 3 threads bit for bit", test_encdec_threads},
         {"every instruction set this CPU runs: same steps bit for bit", test_isa_steps},
-        {"every instruction set: GELU, GELU grad, softmax bit for bit", test_isa_kernels},
+        {"every instruction set: GELU, GELU grad, softmax, LayerNorm, column sums bit for bit", test_isa_kernels},
         {"fused linear+GELU (and backward), residual+LayerNorm = unfused, bit for bit", test_fused},
         {"split products (rows, columns, short last block) against double references",
          test_split_gemm},
