@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-# vision_ref.py: PyTorch golden values for the ops in models/vision.h (used by
-# tests/unit/test_vision.c).
+# vision_ref.py: PyTorch golden values for the ops in models/vision.h and SwAV's head and
+# objective in models/swav.h (used by tests/unit/test_vision.c).
 #
 # Run from the repository root with Debian's torch (the `python3` first on PATH has none):
 #     /usr/bin/python3 tests/ref/vision_ref.py
@@ -99,6 +99,46 @@ p.backward(dout)
 define("RP_B", B); define("RP_C", C); define("RP_HW", H * W)
 emit("rp_inp", x); emit("rp_relu", r); emit("rp_pool", p); emit("rp_dout", dout)
 emit("rp_dinp", x.grad)
+
+# ---- SwAV's head and objective (models/swav.h), as facebookresearch/swav's main_swav.py:
+# z (V*B, D) -> normalize -> scores = z_n @ W^T with W the L2-normalised prototypes (K, D);
+# codes of the first A crops by sinkhorn (no grad); the swapped-prediction loss.
+@torch.no_grad()
+def sinkhorn(out, eps, iters):
+    Q = torch.exp(out / eps).t()
+    B, K = Q.shape[1], Q.shape[0]
+    Q /= torch.sum(Q)
+    for _ in range(iters):
+        Q /= torch.sum(Q, dim=1, keepdim=True)
+        Q /= K
+        Q /= torch.sum(Q, dim=0, keepdim=True)
+        Q /= B
+    Q *= B
+    return Q.t()
+
+
+V, A, B, D, K, temp, eps, iters = 4, 2, 5, 6, 7, 0.1, 0.05, 3
+z = leaf(randn(V * B, D))
+w = F.normalize(randn(K, D), dim=1).float().double()  # prototypes as stored: normalised
+w = leaf(w)
+zn = F.normalize(z, dim=1)
+scores = zn @ w.t()
+q = torch.stack([sinkhorn(scores[a * B:(a + 1) * B].detach(), eps, iters) for a in range(A)])
+loss = 0.0
+for a in range(A):
+    sub = 0.0
+    for v in range(V):
+        if v == a:
+            continue
+        x = scores[v * B:(v + 1) * B] / temp
+        sub = sub - torch.mean(torch.sum(q[a] * F.log_softmax(x, dim=1), dim=1))
+    loss = loss + sub / (V - 1)
+loss = loss / A
+loss.backward()
+define("SW_V", V); define("SW_A", A); define("SW_B", B); define("SW_D", D); define("SW_K", K)
+define("SW_TEMP", temp); define("SW_EPS", eps); define("SW_ITERS", iters)
+emit("sw_z", z); emit("sw_w", w); emit("sw_zn", zn); emit("sw_scores", scores)
+emit("sw_q", q); emit("sw_loss", loss.reshape(1)); emit("sw_dz", z.grad); emit("sw_dw", w.grad)
 
 path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vision_golden.h")
 with open(path, "w") as f:

@@ -9,12 +9,16 @@
 // Exit status: 0 when every assertion passed. OPS_TEST_VERBOSE=1 prints every comparison.
 #include <CUnit/Basic.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "models/common.h"
+#include "models/nn.h"
 #include "models/par.h"
+#include "models/swav.h"
+#include "models/swav_ref.h"
 #include "models/vision.h"
 #include "models/vision_ref.h"
 #include "tests/ref/vision_golden.h"
@@ -127,6 +131,46 @@ static void test_fd_relu_pool(void) {
     EXPECT_FD("relu + avgpool dinp", rp_loss, &c, c.inp, dinp, n);
 }
 
+typedef struct {
+    double *x, *y, *norm, *w;
+    int N, D;
+} L2Ctx;
+
+static double l2_loss(void *p) {
+    L2Ctx *c = p;
+    nn_l2norm_forward_ref(c->y, c->norm, c->x, c->N, c->D);
+    return dot(c->y, c->w, (size_t)c->N * c->D);
+}
+
+static void test_fd_l2norm(void) {
+    const int N = 4, D = 5;
+    L2Ctx c = {.x = drandn((size_t)N * D, 1, 0), .y = dbuf((size_t)N * D), .norm = dbuf(N),
+               .w = drandn((size_t)N * D, 1, 0), .N = N, .D = D};
+    double *dx = dbuf((size_t)N * D);
+    nn_l2norm_backward_ref(dx, c.w, c.x, N, D);
+    EXPECT_FD("l2norm dinp", l2_loss, &c, c.x, dx, (size_t)N * D);
+}
+
+typedef struct {
+    double *scores, *q;
+    int V, A, B, K;
+} SwCtx;
+
+static double sw_loss(void *p) {
+    SwCtx *c = p;
+    return swav_loss_forward_ref(c->scores, c->q, c->V, c->A, c->B, c->K, 0.1);
+}
+
+static void test_fd_swav_loss(void) {
+    const int V = 4, A = 2, B = 3, K = 5;
+    SwCtx c = {.scores = drandn((size_t)V * B * K, 0.5, 0), .q = dbuf((size_t)A * B * K), .V = V,
+               .A = A, .B = B, .K = K};
+    for (int a = 0; a < A; a++) swav_sinkhorn_ref(c.q + (size_t)a * B * K, c.scores + (size_t)a * B * K, B, K, 3, 0.05);
+    double *ds = dbuf((size_t)V * B * K);
+    swav_loss_backward_ref(ds, c.scores, c.q, V, A, B, K, 0.1, 1.0);
+    EXPECT_FD("swav loss dscores (codes held fixed)", sw_loss, &c, c.scores, ds, (size_t)V * B * K);
+}
+
 // ---------------------------------------------------------------------------------------
 // 2. float ops against the double references
 
@@ -234,6 +278,112 @@ static void test_cmp_relu_pool(void) {
     nn_relu_backward(dxf, drf, rf, n);
     EXPECT_CLOSE_F("relu dinp +=", dxf, dx, n, V_ATOL, V_RTOL);
     par_set_threads(1);
+}
+
+static void test_cmp_swav(void) {
+    const int V = 5, A = 2, B = 6, D = 9, K = 11;
+    const size_t nz = (size_t)V * B * D, ns = (size_t)V * B * K, nq = (size_t)A * B * K;
+    double *z = drandn(nz, 1, 0), *y = dbuf(nz), *norm = dbuf((size_t)V * B);
+    for (int i = 0; i < D; i++) z[2 * D + i] = 0.0;  // a zero row: the clamp
+    float *yf = fbuf(nz), *normf = fbuf((size_t)V * B);
+    nn_l2norm_forward_ref(y, norm, z, V * B, D);
+    nn_l2norm_forward(yf, normf, to_f(z, nz), V * B, D);
+    EXPECT_CLOSE_F("l2norm out", yf, y, nz, V_ATOL, V_RTOL);
+    double *dy = drandn(nz, 1, 0), *dz = drandn(nz, 1, 0);
+    float *dzf = to_f(dz, nz);
+    // the zero row (the reference divides by its norm, 0): torch's clamp gives dy / 1e-12
+    for (int i = 0; i < D; i++) z[2 * D + i] = 1.0;
+    nn_l2norm_backward_ref(dz, dy, z, V * B, D);
+    for (int i = 0; i < D; i++) dz[2 * D + i] = (double)dzf[2 * D + i] + dy[2 * D + i] / 1e-12;
+    nn_l2norm_backward(dzf, to_f(dy, nz), yf, normf, V * B, D);
+    EXPECT_CLOSE_F("l2norm dinp += (and the clamp's dy / 1e-12)", dzf, dz, nz, V_ATOL, V_RTOL);
+    double *sc = drandn(ns, 0.4, 0), *q = dbuf(nq);
+    float *scf = to_f(sc, ns), *qf = fbuf(nq), *probs = fbuf(ns);
+    double *scr = dbuf((size_t)B * K + K + 1);
+    for (int a = 0; a < A; a++) {
+        swav_sinkhorn_ref(q + (size_t)a * B * K, sc + (size_t)a * B * K, B, K, 3, 0.05);
+        CU_ASSERT_EQUAL(swav_sinkhorn(qf + (size_t)a * B * K, scf + (size_t)a * B * K, B, K, 3,
+                                      0.05f, NULL, NULL, scr), 0);
+    }
+    EXPECT_CLOSE_F("sinkhorn codes", qf, q, nq, V_ATOL, V_RTOL);
+    double loss = swav_loss_forward_ref(sc, q, V, A, B, K, 0.1);
+    double lossf = swav_loss_forward(probs, scf, qf, V, A, B, K, 0.1f);
+    EXPECT_CLOSE("swav loss", &lossf, &loss, 1, 0, 1e-5);
+    double *ds = drandn(ns, 1, 0);
+    float *dsf = to_f(ds, ns);
+    swav_loss_backward_ref(ds, sc, q, V, A, B, K, 0.1, 0.5);
+    swav_loss_backward(dsf, probs, qf, V, A, B, K, 0.1f, 0.5f);
+    EXPECT_CLOSE_F("swav loss dscores +=", dsf, ds, ns, V_ATOL, V_RTOL);
+    // bad scores: a clear failure, codes untouched
+    scf[3] = NAN;
+    for (size_t i = 0; i < (size_t)B * K; i++) qf[i] = -1.0f;
+    CU_ASSERT_EQUAL(swav_sinkhorn(qf, scf, B, K, 3, 0.05f, NULL, NULL, scr), -1);
+    CU_ASSERT(qf[0] == -1.0f && qf[B * K - 1] == -1.0f);
+}
+
+// Sinkhorn over a batch split between two replicas (threads whose reduce adds or maxes their
+// vectors) gives each replica the codes of its half of the single-replica run on the whole
+// batch: the batch-wide normalisation is what makes data-parallel SwAV equal one big batch.
+typedef struct {
+    pthread_barrier_t *bar;
+    double *slot[2];
+    int rank;
+} Rep;
+
+static void rep_reduce(void *ctx, double *x, int n, int op) {
+    Rep *r = ctx;
+    memcpy(r->slot[r->rank], x, (size_t)n * sizeof(double));
+    pthread_barrier_wait(r->bar);
+    for (int i = 0; i < n; i++) {
+        const double a = r->slot[0][i], b = r->slot[1][i];
+        x[i] = op == SWAV_SUM ? a + b : (a > b ? a : b);
+    }
+    pthread_barrier_wait(r->bar);  // both read before the next call overwrites
+}
+
+typedef struct {
+    Rep rep;
+    float *q;
+    const float *scores;
+    int B, K, rc;
+    double *scratch;
+} RepJob;
+
+static void *rep_main(void *p) {
+    RepJob *j = p;
+    j->rc = swav_sinkhorn(j->q, j->scores, j->B, j->K, 3, 0.05f, rep_reduce, &j->rep, j->scratch);
+    return NULL;
+}
+
+static void test_sinkhorn_replicas(void) {
+    const int B = 10, K = 6, B0 = 4;  // replicas of 4 and 6 samples
+    float *sc = to_f(drandn((size_t)B * K, 0.5, 0), (size_t)B * K), *whole = fbuf((size_t)B * K);
+    float *split = fbuf((size_t)B * K);
+    CU_ASSERT_EQUAL(swav_sinkhorn(whole, sc, B, K, 3, 0.05f, NULL, NULL,
+                                  dbuf((size_t)B * K + K + 1)), 0);
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 2);
+    double *slots[2] = {dbuf(K + 1), dbuf(K + 1)};
+    RepJob jobs[2];
+    pthread_t th[2];
+    for (int r = 0; r < 2; r++) {
+        const int off = r ? B0 : 0, n = r ? B - B0 : B0;
+        jobs[r] = (RepJob){.rep = {.bar = &bar, .slot = {slots[0], slots[1]}, .rank = r},
+                           .q = split + (size_t)off * K, .scores = sc + (size_t)off * K, .B = n,
+                           .K = K, .scratch = dbuf((size_t)n * K + K + 1)};
+        pthread_create(&th[r], NULL, rep_main, &jobs[r]);
+    }
+    for (int r = 0; r < 2; r++) pthread_join(th[r], NULL);
+    pthread_barrier_destroy(&bar);
+    CU_ASSERT(jobs[0].rc == 0 && jobs[1].rc == 0);
+    EXPECT_CLOSE_F("sinkhorn on 2 replicas = on the whole batch", split, to_d(whole, (size_t)B * K),
+                   (size_t)B * K, 1e-6, 1e-5);
+    // each replica's codes alone do not equal those (the check can fail)
+    float *alone = fbuf((size_t)B0 * K);
+    swav_sinkhorn(alone, sc, B0, K, 3, 0.05f, NULL, NULL, dbuf((size_t)B0 * K + K + 1));
+    double worst = 0.0;
+    for (int i = 0; i < B0 * K; i++) worst = fmax(worst, fabs(alone[i] - whole[i]));
+    CU_ASSERT(worst > 1e-3);
 }
 
 // the same bits on 1, 2 and 3 threads: convolution (forward, all three gradients) and
@@ -398,20 +548,76 @@ static void test_golden_relu_pool(void) {
     GOLD_D("relu + avgpool ref dinp", dxd, golden_rp_dinp, n);
 }
 
+static void test_golden_swav(void) {
+    const int V = GOLDEN_SW_V, A = GOLDEN_SW_A, B = GOLDEN_SW_B, D = GOLDEN_SW_D, K = GOLDEN_SW_K;
+    const int N = V * B;
+    const size_t nz = (size_t)N * D, ns = (size_t)N * K, nq = (size_t)A * B * K, nw = (size_t)K * D;
+    const float temp = (float)GOLDEN_SW_TEMP, eps = (float)GOLDEN_SW_EPS;
+    float *z = to_f(golden_sw_z, nz), *w = to_f(golden_sw_w, nw);
+    float *zn = fbuf(nz), *norm = fbuf(N), *sc = fbuf(ns), *q = fbuf(nq), *probs = fbuf(ns);
+    float *dsc = fbuf(ns), *dzn = fbuf(nz), *dz = fbuf(nz), *dw = fbuf(nw);
+    double *scr = dbuf((size_t)B * K + K + 1);
+    nn_l2norm_forward(zn, norm, z, N, D);
+    nn_linear_forward(sc, zn, w, NULL, N, D, K);
+    for (int a = 0; a < A; a++)
+        CU_ASSERT_EQUAL(swav_sinkhorn(q + (size_t)a * B * K, sc + (size_t)a * B * K, B, K,
+                                      GOLDEN_SW_ITERS, eps, NULL, NULL, scr), 0);
+    double loss = swav_loss_forward(probs, sc, q, V, A, B, K, temp);
+    swav_loss_backward(dsc, probs, q, V, A, B, K, temp, 1.0f);
+    nn_linear_backward(dzn, dw, NULL, dsc, zn, w, N, D, K);
+    nn_l2norm_backward(dz, dzn, zn, norm, N, D);
+    GOLD_F("swav normalised z", zn, golden_sw_zn, nz);
+    GOLD_F("swav scores", sc, golden_sw_scores, ns);
+    GOLD_F("swav sinkhorn codes", q, golden_sw_q, nq);
+    EXPECT_CLOSE("swav loss", &loss, golden_sw_loss, 1, 0, 1e-5);
+    GOLD_F("swav dz", dz, golden_sw_dz, nz);
+    GOLD_F("swav dprototypes", dw, golden_sw_dw, nw);
+    // the double references, end to end
+    double *znd = dbuf(nz), *nd = dbuf(N), *scd = dbuf(ns), *qd = dbuf(nq), *dscd = dbuf(ns);
+    double *dznd = dbuf(nz), *dzd = dbuf(nz);
+    nn_l2norm_forward_ref(znd, nd, golden_sw_z, N, D);
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            double s = 0.0;
+            for (int i = 0; i < D; i++) s += znd[n * D + i] * golden_sw_w[k * D + i];
+            scd[n * K + k] = s;
+        }
+    for (int a = 0; a < A; a++)
+        swav_sinkhorn_ref(qd + (size_t)a * B * K, scd + (size_t)a * B * K, B, K, GOLDEN_SW_ITERS,
+                          GOLDEN_SW_EPS);
+    double lossd = swav_loss_forward_ref(scd, qd, V, A, B, K, GOLDEN_SW_TEMP);
+    swav_loss_backward_ref(dscd, scd, qd, V, A, B, K, GOLDEN_SW_TEMP, 1.0);
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < D; i++) {
+            double s = 0.0;
+            for (int k = 0; k < K; k++) s += dscd[n * K + k] * golden_sw_w[k * D + i];
+            dznd[n * D + i] = s;
+        }
+    nn_l2norm_backward_ref(dzd, dznd, golden_sw_z, N, D);
+    GOLD_D("swav ref sinkhorn codes", qd, golden_sw_q, nq);
+    GOLD_D("swav ref loss", &lossd, golden_sw_loss, 1);
+    GOLD_D("swav ref dz", dzd, golden_sw_dz, nz);
+}
+
 int main(int argc, char **argv) {
     const char *verbose = getenv("OPS_TEST_VERBOSE");
     g_verbose = verbose && *verbose && strcmp(verbose, "0") != 0;
     const TuTest fd[] = {{"convolution (padding, strides, 1x1, 5x5)", test_fd_conv},
                          {"batch norm (training statistics)", test_fd_batchnorm},
-                         {"ReLU and global average pooling", test_fd_relu_pool}};
+                         {"ReLU and global average pooling", test_fd_relu_pool},
+                         {"L2 normalisation", test_fd_l2norm},
+                         {"SwAV swapped-prediction loss", test_fd_swav_loss}};
     const TuTest cmp[] = {{"convolution, gradients accumulate, groups of images", test_cmp_conv},
                           {"batch norm: training, running statistics, eval", test_cmp_batchnorm},
                           {"ReLU and global average pooling", test_cmp_relu_pool},
+                          {"SwAV: L2 norm, Sinkhorn, loss; bad scores", test_cmp_swav},
+                          {"Sinkhorn on 2 replicas = on the whole batch", test_sinkhorn_replicas},
                           {"1, 2 and 3 threads bit for bit", test_threads_bitwise},
                           {"shape errors name the dimension", test_shape_errors}};
     const TuTest gold[] = {{"convolution (3x3 pad 1, 3x2 stride 2, 1x1)", test_golden_conv},
                            {"batch norm (training, running statistics, eval)", test_golden_batchnorm},
-                           {"ReLU and global average pooling", test_golden_relu_pool}};
+                           {"ReLU and global average pooling", test_golden_relu_pool},
+                           {"SwAV head and loss, end to end", test_golden_swav}};
     const TuSuite suites[] = {
         {.name = "ref_vs_finite_differences", .teardown = tfree_all, .tests = fd, .n_tests = TU_NELEM(fd)},
         {.name = "float_vs_ref", .teardown = tfree_all, .tests = cmp, .n_tests = TU_NELEM(cmp)},
