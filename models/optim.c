@@ -1,4 +1,4 @@
-// optim.c: AdamW / LAMB (see optim.h).
+// optim.c: AdamW / LAMB / LARS (see optim.h).
 #include "models/optim.h"
 
 #include <math.h>
@@ -19,10 +19,14 @@ int optim_config_check(const OptimConfig *c, char *err) {
     if (!(c->end_lr >= 0.0f)) return cx_err(err, "optim.end_lr must be >= 0");
     if (c->schedule == SCHED_POLY && !(c->poly_power > 0.0f))
         return cx_err(err, "optim.poly_power must be > 0");
+    if (c->kind == OPTIM_LARS && !(c->trust_coef > 0.0f))
+        return cx_err(err, "optim.trust_coef must be > 0 for lars (got %g)", (double)c->trust_coef);
     return 0;
 }
 
-const char *optim_kind_name(OptimKind k) { return k == OPTIM_LAMB ? "lamb" : "adamw"; }
+const char *optim_kind_name(OptimKind k) {
+    return k == OPTIM_LAMB ? "lamb" : k == OPTIM_LARS ? "lars" : "adamw";
+}
 
 void optim_init(Optim *o, const OptimConfig *cfg, const TensorSpec *specs, int n_specs, size_t n) {
     o->cfg = *cfg;
@@ -70,6 +74,8 @@ float optim_lr(const OptimConfig *c, long step) {
     if (decay_steps <= 0) return (float)lr;
     double frac = (double)(step - c->warmup_steps) / (double)decay_steps;
     if (frac > 1.0) frac = 1.0;
+    if (c->schedule == SCHED_COSINE)
+        return (float)(c->end_lr + (lr - c->end_lr) * 0.5 * (1.0 + cos(M_PI * frac)));
     double power = c->schedule == SCHED_POLY ? (double)c->poly_power : 1.0;
     return (float)((lr - c->end_lr) * pow(1.0 - frac, power) + c->end_lr);
 }
@@ -218,6 +224,26 @@ static void adamw_block(void *ctx, int tid, size_t lo, size_t hi) {
                  t->bc1, t->bc2, t->eps, t->lr, t->wd);
 }
 
+// One tensor's LARS update (optim.h): the norms in double, the rest in float as apex's LARC
+// and torch.optim.SGD compute it.
+static void lars_update(float *w, float *g, float *buf, size_t n, float lr, float wd,
+                        float momentum, float trust, float eps) {
+    double ws = 0.0, gs = 0.0;
+    for (size_t j = 0; j < n; j++) {
+        ws += (double)w[j] * w[j];
+        gs += (double)g[j] * g[j];
+    }
+    const float wn = (float)sqrt(ws), gn = (float)sqrt(gs);
+    if (wn != 0.0f && gn != 0.0f) {
+        const float alr = trust * wn / (gn + wn * wd + eps);
+        for (size_t j = 0; j < n; j++) g[j] = (g[j] + wd * w[j]) * alr;
+    }
+    for (size_t j = 0; j < n; j++) {
+        buf[j] = momentum * buf[j] + g[j];
+        w[j] -= lr * buf[j];
+    }
+}
+
 void optim_step_with_norm(Optim *o, float *params, float *grads, double gnorm) {
     double t0 = par_prof_begin();
     const OptimConfig *c = &o->cfg;
@@ -246,6 +272,10 @@ void optim_step_with_norm(Optim *o, float *params, float *grads, double gnorm) {
         }
         if (gscale != 1.0f)
             for (size_t j = 0; j < n; j++) g[j] *= gscale;
+        if (c->kind == OPTIM_LARS) {
+            lars_update(w, g, m, n, lr, wd, b1, c->trust_coef, eps);
+            continue;
+        }
         for (size_t j = 0; j < n; j++) {
             m[j] = b1 * m[j] + (1.0f - b1) * g[j];
             v[j] = b2 * v[j] + (1.0f - b2) * g[j] * g[j];

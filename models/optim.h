@@ -1,4 +1,5 @@
-// optim.h: AdamW and LAMB over flat arenas, learning-rate schedules, global-norm clipping.
+// optim.h: AdamW, LAMB and LARS over flat arenas, learning-rate schedules, global-norm
+// clipping.
 //
 // The parameter, gradient and moment arenas share one TensorSpec layout. Weight decay and
 // (for LAMB) the trust ratio skip tensors marked no_decay (biases, LayerNorm weights), as
@@ -16,11 +17,23 @@
 
 #include "models/tensor.h"
 
-typedef enum { OPTIM_ADAMW = 0, OPTIM_LAMB = 1 } OptimKind;
+// OPTIM_LARS: SGD with momentum beta1 under layer-wise adaptive rates (You et al. 2017), as
+// SwAV trains with apex's LARC (clip off): per tensor, when ||w|| and ||g|| are non-zero,
+// g = (g + wd * w) * trust_coef * ||w|| / (||g|| + wd * ||w|| + eps), then buf = beta1 * buf + g
+// (buf in m; v unused), w -= lr * buf. Every tensor is adapted; no_decay ones get wd = 0.
+typedef enum { OPTIM_ADAMW = 0, OPTIM_LAMB = 1, OPTIM_LARS = 2 } OptimKind;
 // SCHED_INVSQRT: linear warm-up to lr, then lr * sqrt(warmup_steps / (step + 1)) (the
 // Transformer/"Noam" schedule that BertSumAbs uses, scaled so that lr is its peak; with no
 // warm-up, lr / sqrt(step + 1)). It ignores total_steps and end_lr.
-typedef enum { SCHED_LINEAR = 0, SCHED_POLY = 1, SCHED_CONSTANT = 2, SCHED_INVSQRT = 3 } SchedKind;
+// SCHED_COSINE: linear warm-up, then end_lr + (lr - end_lr) * (1 + cos(pi * frac)) / 2 with
+// frac the share of the steps after warm-up done (SwAV's schedule).
+typedef enum {
+    SCHED_LINEAR = 0,
+    SCHED_POLY = 1,
+    SCHED_CONSTANT = 2,
+    SCHED_INVSQRT = 3,
+    SCHED_COSINE = 4
+} SchedKind;
 
 typedef struct {
     OptimKind kind;
@@ -33,6 +46,7 @@ typedef struct {
     long total_steps;    // decay reaches end_lr at total_steps
     float end_lr;
     float poly_power;    // SCHED_POLY exponent (1 = linear)
+    float trust_coef;    // OPTIM_LARS's trust coefficient (SwAV: 0.001)
 } OptimConfig;
 
 typedef struct {

@@ -15,8 +15,9 @@
 _Static_assert(sizeof(OptimKind) == sizeof(int) && sizeof(SchedKind) == sizeof(int),
                "CFG_ENUM fields are int-sized");
 
-const char *const CFG_OPTIM_NAMES[] = {"adamw", "lamb", NULL};
-const char *const CFG_SCHED_NAMES[] = {"linear", "poly|polynomial", "constant", "invsqrt|noam", NULL};
+const char *const CFG_OPTIM_NAMES[] = {"adamw", "lamb", "lars", NULL};
+const char *const CFG_SCHED_NAMES[] = {"linear", "poly|polynomial", "constant", "invsqrt|noam",
+                                       "cosine", NULL};
 const char *const CFG_AVG_MODE_NAMES[] = {"sync", "diloco", NULL};
 // indexed by CODEC_* id (models/codec.h); id 0 is no codec
 const char *const CFG_CODEC_NAMES[] = {"none", "fp32", "fp16", "int8", NULL};
@@ -59,7 +60,7 @@ void config_defaults(RunConfig *c) {
     c->optim = (OptimConfig){.kind = OPTIM_ADAMW, .lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f,
                              .eps = 1e-6f, .weight_decay = 0.01f, .clip_norm = 1.0f,
                              .schedule = SCHED_LINEAR, .warmup_steps = 50, .total_steps = 2000,
-                             .end_lr = 0.0f, .poly_power = 1.0f};
+                             .end_lr = 0.0f, .poly_power = 1.0f, .trust_coef = 0.001f};
     snprintf(c->data.train, CFG_PATH_LEN, "build/data/shards/train.h5");
     snprintf(c->data.valid, CFG_PATH_LEN, "build/data/shards/valid.h5");
     snprintf(c->data.tokenizer, CFG_PATH_LEN, "build/data/tokenizer");

@@ -146,7 +146,7 @@ extern const char *const CFG_CODEC_NAMES[];     // "", fp32, fp16, int8 (CODEC_*
 
 // The [sec] keys of an OptimConfig member `field` of struct `type`, for a CfgKey table:
 // name, lr, beta1, beta2, eps, weight_decay, clip_norm, schedule, warmup_steps, end_lr,
-// poly_power, in that (written) order (total_steps is not a key). conflux-train's [optim]
+// poly_power, trust_coef, in that (written) order (total_steps is not a key). conflux-train's [optim]
 // and conflux-headline's [optim] are this one list.
 #define CFG_OPTIM_KEYS(type, sec, field)                                                      \
     {sec, "name", CFG_ENUM, offsetof(type, field.kind), 0, CFG_OPTIM_NAMES, "an optimizer"},  \
@@ -160,6 +160,7 @@ extern const char *const CFG_CODEC_NAMES[];     // "", fp32, fp16, int8 (CODEC_*
      "a schedule"},                                                                            \
     {sec, "warmup_steps", CFG_LONG, offsetof(type, field.warmup_steps), 0, NULL, NULL},        \
     {sec, "end_lr", CFG_FLOAT, offsetof(type, field.end_lr), 0, NULL, NULL},                   \
-    {sec, "poly_power", CFG_FLOAT, offsetof(type, field.poly_power), 0, NULL, NULL}
+    {sec, "poly_power", CFG_FLOAT, offsetof(type, field.poly_power), 0, NULL, NULL},           \
+    {sec, "trust_coef", CFG_FLOAT, offsetof(type, field.trust_coef), 0, NULL, NULL}
 
 #endif

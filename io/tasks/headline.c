@@ -386,7 +386,7 @@ void headline_config_defaults(HeadlineConfig *c) {
     c->optim = (OptimConfig){.kind = OPTIM_ADAMW, .lr = 2e-4f, .beta1 = 0.9f, .beta2 = 0.999f,
                              .eps = 1e-8f, .weight_decay = 0.01f, .clip_norm = 1.0f,
                              .schedule = SCHED_INVSQRT, .warmup_steps = 150, .total_steps = 2500,
-                             .end_lr = 0.0f, .poly_power = 1.0f};
+                             .end_lr = 0.0f, .poly_power = 1.0f, .trust_coef = 0.001f};
     c->optim_dec = c->optim;
     c->optim_dec.lr = 1.5e-3f;
     c->optim_dec.warmup_steps = 100;

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # optim_step_ref.py: PyTorch golden values for whole optimizer steps of the training loop
-# (trainer_step in models/train.h with AdamW and LAMB from models/optim.h; used by
-# tests/unit/test_train_step.c).
+# (trainer_step in models/train.h with AdamW, LAMB and LARS from models/optim.h; used by
+# tests/unit/test_train_step.c), and the cosine learning-rate schedule.
 #
 # Run from the repository root with Debian's torch (the `python3` first on PATH has none):
 #     /usr/bin/python3 tests/ref/optim_step_ref.py
@@ -22,6 +22,10 @@
 #          u = r + wd * w, trust = ||w|| / ||u|| per tensor (1 when either norm is 0),
 #          w -= lr * trust * u. conflux's documented variant (optim.h): no_decay tensors
 #          get wd = 0 and trust = 1 (BERT's exclude_from_layer_adaptation).
+#   LARS:  apex's LARC (clip off, as SwAV trains) written out below around
+#          torch.optim.SGD(momentum=BETA1): per tensor, when ||w|| and ||g|| are non-zero,
+#          g = (g + wd * w) * TRUST * ||w|| / (||g|| + wd * ||w|| + EPS); no_decay tensors
+#          get wd = 0 (every tensor is adapted); then SGD's momentum buffer and step.
 # The schedule (optim.h, SCHED_LINEAR): linear warm-up lr * (step + 1) / WARMUP for
 # step < WARMUP, then linear from LR at step WARMUP to END_LR at step TOTAL.
 #
@@ -30,6 +34,7 @@
 # The header holds the layout, the initial parameters, the contributions and tokens, and
 # for every step and both optimizers the pre-clip norm, the learning rate, and the
 # parameters and both moments after the step (tensors packed one after another).
+import math
 import os
 import sys
 
@@ -51,6 +56,9 @@ NORMS = [3.0, 0.4, 2.5, 0.6]           # global norm of each step's averaged gra
 f32 = lambda x: float(np.float32(x))   # a value as the C code holds it (float)
 LR, END_LR, WARMUP, TOTAL = f32(0.01), f32(0.001), 2, 4
 BETA1, BETA2, EPS, WD, CLIP = f32(0.9), f32(0.999), f32(1e-6), f32(0.1), f32(1.0)
+TRUST = f32(0.02)
+# the cosine schedule's check: warm-up to COS_LR over COS_WARMUP steps, then down to COS_END
+COS_LR, COS_END, COS_WARMUP, COS_TOTAL = f32(0.3), f32(0.01), 3, 10
 
 gen = torch.Generator().manual_seed(20250220)
 sizes = [int(np.prod(s)) for _, s, _ in TENSORS]
@@ -123,7 +131,7 @@ no_decay = [p for p, (_, _, nd) in zip(params, TENSORS) if nd]
 opt = torch.optim.AdamW([{"params": decay, "weight_decay": WD},
                          {"params": no_decay, "weight_decay": 0.0}],
                         lr=LR, betas=(BETA1, BETA2), eps=EPS)
-res = {"adamw": ([], [], [], [], []), "lamb": ([], [], [], [], [])}
+res = {"adamw": ([], [], [], [], []), "lamb": ([], [], [], [], []), "lars": ([], [], [], [], [])}
 for k in range(STEPS):
     for p, g in zip(params, step_grads(k)):
         p.grad = g.clone()
@@ -166,6 +174,40 @@ for k in range(STEPS):
     N.append(gn)
     L.append(lr)
 
+# ---- LARS: LARC (apex, clip off) around torch.optim.SGD ----
+params = [torch.nn.Parameter(w.clone()) for w in w0]
+opt = torch.optim.SGD(params, lr=LR, momentum=BETA1, weight_decay=0.0)
+for k in range(STEPS):
+    for p, g in zip(params, step_grads(k)):
+        p.grad = g.clone()
+    gn = float(torch.nn.utils.clip_grad_norm_(params, CLIP))
+    with torch.no_grad():
+        for p, (_, _, nd) in zip(params, TENSORS):
+            wd = 0.0 if nd else WD
+            param_norm, grad_norm = torch.norm(p.data), torch.norm(p.grad.data)
+            if param_norm != 0 and grad_norm != 0:
+                adaptive_lr = TRUST * param_norm / (grad_norm + param_norm * wd + EPS)
+                p.grad.data += wd * p.data
+                p.grad.data *= adaptive_lr
+    for grp in opt.param_groups:
+        grp["lr"] = lr_at(k)
+    opt.step()
+    P, M, V, N, L = res["lars"]
+    P.append(flat(params))
+    M.append(flat([opt.state[p]["momentum_buffer"] for p in params]))
+    V.append(torch.zeros(NP))
+    N.append(gn)
+    L.append(lr_at(k))
+
+
+def cosine_lr(step):
+    """SCHED_COSINE (optim.h): linear warm-up, then a half cosine from COS_LR to COS_END."""
+    if step < COS_WARMUP:
+        return f32(COS_LR * (step + 1) / COS_WARMUP)
+    frac = min(1.0, (step - COS_WARMUP) / (COS_TOTAL - COS_WARMUP))
+    return f32(COS_END + (COS_LR - COS_END) * 0.5 * (1.0 + math.cos(math.pi * frac)))
+
+
 # ---- the header ----
 define("OS_NT", len(TENSORS))
 define("OS_NP", NP)
@@ -181,6 +223,11 @@ define("OS_BETA2", repr(BETA2) + "f")
 define("OS_EPS", repr(EPS) + "f")
 define("OS_WD", repr(WD) + "f")
 define("OS_CLIP", repr(CLIP) + "f")
+define("OS_TRUST", repr(TRUST) + "f")
+define("OS_COS_LR", repr(COS_LR) + "f")
+define("OS_COS_END", repr(COS_END) + "f")
+define("OS_COS_WARMUP", COS_WARMUP)
+define("OS_COS_TOTAL", COS_TOTAL)
 out_lines.append("static const struct { const char *name; int ndim; long d0, d1; int no_decay; } "
                  "golden_os_tensors[%d] = {\n%s\n};" % (len(TENSORS), "\n".join(
                      '    {"%s", %d, %d, %d, %d},' % (n, len(s), s[0], s[1] if len(s) > 1 else 0, nd)
@@ -188,7 +235,9 @@ out_lines.append("static const struct { const char *name; int ndim; long d0, d1;
 emit("os_w0", flat(w0))
 emit("os_tokens", tokens, "int")
 emit("os_contrib", contrib)
-for kind in ("adamw", "lamb"):
+emit("os_cosine_lr", torch.tensor([cosine_lr(k) for k in range(COS_TOTAL + 2)],
+                                  dtype=torch.float64), "float")
+for kind in ("adamw", "lamb", "lars"):
     P, M, V, N, L = res[kind]
     emit("os_%s_params" % kind, torch.stack(P))
     emit("os_%s_m" % kind, torch.stack(M))
@@ -200,7 +249,7 @@ path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "optim_step_gold
 with open(path, "w") as f:
     f.write("// optim_step_golden.h: generated by tests/ref/optim_step_ref.py, do not edit.\n")
     f.write("// torch %s: float32 on the CPU; AdamW is torch.optim.AdamW, LAMB the paper's "
-            "formula.\n" % torch.__version__)
+            "formula, LARS apex's LARC around torch.optim.SGD.\n" % torch.__version__)
     f.write("#ifndef CONFLUX_OPTIM_STEP_GOLDEN_H\n#define CONFLUX_OPTIM_STEP_GOLDEN_H\n\n")
     f.write("\n".join(defines) + "\n\n")
     f.write("\n".join(out_lines) + "\n\n#endif\n")

@@ -143,7 +143,8 @@ static void run_steps(OptimKind kind, const float *ref_p, const float *ref_m, co
                       .beta2 = GOLDEN_OS_BETA2, .eps = GOLDEN_OS_EPS, .weight_decay = GOLDEN_OS_WD,
                       .clip_norm = GOLDEN_OS_CLIP, .schedule = SCHED_LINEAR,
                       .warmup_steps = GOLDEN_OS_WARMUP, .total_steps = GOLDEN_OS_TOTAL,
-                      .end_lr = GOLDEN_OS_END_LR, .poly_power = 1.0f};
+                      .end_lr = GOLDEN_OS_END_LR, .poly_power = 1.0f,
+                      .trust_coef = GOLDEN_OS_TRUST};
     char err[CX_ERRLEN];
     CU_ASSERT_FATAL(optim_config_check(&oc, err) == 0);
     Trainer tr;
@@ -195,6 +196,33 @@ static void test_lamb_paper(void) {
     worst_rel = 0.0;
     run_steps(OPTIM_LAMB, golden_os_lamb_params, golden_os_lamb_m, golden_os_lamb_v,
               golden_os_lamb_gnorm, golden_os_lamb_lr);
+}
+
+static void test_lars_torch(void) {
+    worst_rel = 0.0;
+    run_steps(OPTIM_LARS, golden_os_lars_params, golden_os_lars_m, golden_os_lars_v,
+              golden_os_lars_gnorm, golden_os_lars_lr);
+}
+
+// SCHED_COSINE against the formula evaluated in Python (warm-up, the half cosine, the floor
+// after total_steps); LARS without a trust coefficient is refused by name
+static void test_cosine_schedule(void) {
+    OptimConfig c = {.kind = OPTIM_LARS, .lr = GOLDEN_OS_COS_LR, .beta1 = 0.9f, .beta2 = 0.999f,
+                     .eps = 1e-8f, .schedule = SCHED_COSINE, .warmup_steps = GOLDEN_OS_COS_WARMUP,
+                     .total_steps = GOLDEN_OS_COS_TOTAL, .end_lr = GOLDEN_OS_COS_END,
+                     .trust_coef = 0.001f};
+    char err[CX_ERRLEN];
+    CU_ASSERT_EQUAL(optim_config_check(&c, err), 0);
+    for (int k = 0; k < (int)TU_NELEM(golden_os_cosine_lr); k++) {
+        const float got = optim_lr(&c, k), want = golden_os_cosine_lr[k];
+        if (fabsf(got - want) > 1e-7f * want) {
+            fprintf(stderr, "cosine lr step %d: %.9g, Python %.9g\n", k, got, want);
+            CU_FAIL("cosine schedule");
+        }
+    }
+    c.trust_coef = 0.0f;
+    CU_ASSERT_EQUAL(optim_config_check(&c, err), -1);
+    CU_ASSERT_STRING_EQUAL(err, "optim.trust_coef must be > 0 for lars (got 0)");
 }
 
 // task_eval: the loss per token over a range in micro-batches, forward only (no gradient
@@ -390,6 +418,8 @@ int main(void) {
         {"step_hooks_and_refusals", test_step_hooks},
         {"adamw_step_torch", test_adamw_torch},
         {"lamb_step_paper", test_lamb_paper},
+        {"lars_step_apex_larc_torch_sgd", test_lars_torch},
+        {"cosine_schedule", test_cosine_schedule},
         {"task_eval", test_task_eval},
     };
     return tu_run_suite("train_step", tests, sizeof tests / sizeof tests[0]);
