@@ -20,7 +20,7 @@ DEB_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libopenblas-de
 	libinih-dev lz4 python3-torch python3-h5py python3-numpy python3-regex \
 	slurm-wlm slurmctld slurmd slurm-client munge libpmix-dev \
 	libevent-dev libssl-dev zlib1g-dev iproute2 iperf3 ethtool iputils-ping gnuplot-nox chromium \
-	libhdf5-dev
+	libhdf5-dev dataset-fashion-mnist
 # ... and those of the volunteer alone (make volunteer, make deb): no MPI, the serial HDF5
 # (libhdf5-dev; it installs beside libhdf5-openmpi-dev, so DEB_PKGS has it too for the tests
 # of the volunteer build). dpkg-dev (dpkg-shlibdeps) comes with build-essential.
@@ -78,7 +78,7 @@ TEST_TOOL_SRCS := $(wildcard tests/tools/tool_*.c)
 TEST_TOOLS := $(TEST_TOOL_SRCS:%.c=$(BUILD)/%)
 
 .PHONY: headline-news headline-news-run
-.PHONY: all tools tests check check-run deps demo demo-run bench bench-run bench-dp bench-dp-run bench-wan bench-wan-run bench-headline bench-headline-run mutate mutate-run volunteer volunteer-deps volunteer-build deb deb-build experiment experiment-run corpus tokenizer shards clean clean-data
+.PHONY: all tools tests check check-run deps fashion-mnist demo demo-run bench bench-run bench-dp bench-dp-run bench-wan bench-wan-run bench-headline bench-headline-run mutate mutate-run volunteer volunteer-deps volunteer-build deb deb-build experiment experiment-run corpus tokenizer shards clean clean-data
 all: tools
 
 tools: $(TOOLS)
@@ -197,11 +197,19 @@ $(DATA)/shards/train.h5: $(DATA)/tokenizer/vocab.json | $(BUILD)/bin/conflux-tok
 	$(BUILD)/bin/conflux-tokenizer shard --tokenizer $(DATA)/tokenizer --out $(DATA)/shards/valid.h5 $(DATA)/corpus/valid.txt
 	$(BUILD)/bin/conflux-tokenizer shard --tokenizer $(DATA)/tokenizer --out $(DATA)/shards/train.h5 $(DATA)/corpus/train.txt
 
+# Fashion-MNIST (Debian's dataset-fashion-mnist, IDX files) as image shards for SwAV
+FASHION_IDX ?= /usr/share/datasets/fashion-mnist
+fashion-mnist: $(DATA)/fashion/train.h5
+$(DATA)/fashion/train.h5: | $(BUILD)/bin/conflux-images
+	@mkdir -p $(DATA)/fashion
+	$(BUILD)/bin/conflux-images shard --images $(FASHION_IDX)/t10k-images-idx3-ubyte.gz --labels $(FASHION_IDX)/t10k-labels-idx1-ubyte.gz --out $(DATA)/fashion/test.h5 --source 'fashion-mnist test'
+	$(BUILD)/bin/conflux-images shard --images $(FASHION_IDX)/train-images-idx3-ubyte.gz --labels $(FASHION_IDX)/train-labels-idx1-ubyte.gz --out $(DATA)/fashion/train.h5 --source 'fashion-mnist train'
+
 # ---- the two set-up commands ----
 check: deps
 	@$(MAKE) --no-print-directory check-run
 
-check-run: tools tests shards volunteer-build deb-build
+check-run: tools tests shards fashion-mnist volunteer-build deb-build
 	bash tests/run-tests.sh $(BUILD) $(DATA)
 
 demo: deps

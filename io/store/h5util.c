@@ -486,7 +486,7 @@ void h5u_close_dataset(hid_t *ds, hid_t *type, hid_t *space) {
 }
 
 int h5u_check_dtype(hid_t type, H5T_class_t cls, size_t elem_bytes, hid_t want, char *why) {
-    int sign_ok = cls != H5T_INTEGER || H5Tget_sign(type) == H5T_SGN_2;
+    int sign_ok = cls != H5T_INTEGER || H5Tget_sign(type) == H5Tget_sign(want);
     if (H5Tget_class(type) == cls && H5Tget_size(type) == elem_bytes && sign_ok) return 0;
     char tn[48], wn[48];
     h5u_type_name(type, tn, sizeof tn);

@@ -216,8 +216,8 @@ int h5u_open_dataset(hid_t loc, const char *path, hid_t *ds, hid_t *type, hid_t 
 // and sets all three to H5I_INVALID_HID.
 void h5u_close_dataset(hid_t *ds, hid_t *type, hid_t *space);
 
-// Checks that a dataset's type is class cls with elem_bytes bytes per element (and signed,
-// for integers). Returns 0, or -1 with why "dtype is TYPE, expected WANT", where WANT is
+// Checks that a dataset's type is class cls with elem_bytes bytes per element (and, for
+// integers, signed or unsigned as want is). Returns 0, or -1 with why "dtype is TYPE, expected WANT", where WANT is
 // the name of want (the memory type the caller reads into).
 int h5u_check_dtype(hid_t type, H5T_class_t cls, size_t elem_bytes, hid_t want, char *why);
 
