@@ -1,17 +1,21 @@
-// test_images.c: the IDX reader (io/images/idx.h) and image shards (io/store/images.h):
-// round trips through hand-made IDX files (gzip and plain) and HDF5, the exact error of
-// every damaged or wrong input, and Debian's Fashion-MNIST read whole (skipped, visibly,
-// where dataset-fashion-mnist is not installed).
+// test_images.c: the IDX reader (io/images/idx.h), image shards (io/store/images.h) and
+// the multi-crop augmentation (io/images/augment.h): round trips through hand-made IDX files
+// (gzip and plain) and HDF5, the exact error of every damaged or wrong input, Debian's
+// Fashion-MNIST read whole (skipped, visibly, where dataset-fashion-mnist is not installed);
+// the resize against torch's interpolate, the crops' statistics, flips, jitter, determinism.
 #include <CUnit/Basic.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include "io/images/augment.h"
 #include "io/images/idx.h"
 #include "io/store/images.h"
 #include "models/common.h"
+#include "tests/ref/vision_golden.h"
 #include "tests/unit/testutil.h"
 
 static char g_dir[256];
@@ -204,11 +208,124 @@ static void test_fashion_mnist(void) {
     }
 }
 
+// the resize of a crop box against torch.nn.functional.interpolate (bilinear)
+static void test_resize_torch(void) {
+    float img[28 * 28];
+    for (int i = 0; i < 28 * 28; i++) img[i] = (float)golden_aug_img[i];
+    size_t at = 0;
+    double worst = 0.0;
+    for (int b = 0; b < GOLDEN_AUG_N_BOXES; b++) {
+        const double *bx = golden_aug_boxes + 5 * b;
+        const int top = (int)bx[0], left = (int)bx[1], h = (int)bx[2], w = (int)bx[3], o = (int)bx[4];
+        float out[28 * 28];
+        augment_resized_crop(out, o, o, img, 28, top, left, h, w);
+        for (int i = 0; i < o * o; i++) worst = fmax(worst, fabs(out[i] - golden_aug_out[at + i]));
+        at += (size_t)o * o;
+    }
+    if (worst > 1e-6) printf("\n  resize: worst |diff| from torch %.3g", worst);
+    CU_ASSERT(worst <= 1e-6);
+}
+
+static int count_box(const ViewDraw *d, int H, int W) {
+    return d->top >= 0 && d->left >= 0 && d->h >= 1 && d->w >= 1 && d->top + d->h <= H &&
+           d->left + d->w <= W;
+}
+
+// crops stay inside the image with their area share in the view's range, flips and jitter
+// come at their rates, factors stay in range; a draw depends on (seed, index, view) only
+static void test_draw_statistics(void) {
+    CropConfig c = augment_default();
+    char err[CX_ERRLEN];
+    CU_ASSERT_EQUAL(augment_check(&c, err), 0);
+    const int V = c.n_global + c.n_small, N = 3000;
+    int inside = 1, in_range = 1, flips = 0, jit = 0, factors = 1, aspect_out = 0;
+    for (int i = 0; i < N; i++)
+        for (int v = 0; v < V; v++) {
+            ViewDraw d = augment_draw(&c, 28, 28, v, 7, (uint64_t)i);
+            inside &= count_box(&d, 28, 28);
+            const double share = (double)d.h * d.w / (28.0 * 28.0);
+            const float lo = v < c.n_global ? c.global_min_scale : c.small_min_scale;
+            const float hi = v < c.n_global ? c.global_max_scale : c.small_max_scale;
+            // rounding the sides to whole pixels moves the share by at most about 2/sqrt(area)
+            const double slack = 2.2 / sqrt(share * 784.0) * share + 1.0 / 784.0;
+            in_range &= share >= lo - slack && share <= hi + slack;
+            // aspect w/h in [3/4, 4/3], up to rounding each side to a whole pixel
+            const double r = (double)d.w / d.h, rs = r * (0.5 / d.w + 0.5 / d.h) * 1.01;
+            aspect_out += r < 0.75 - rs || r > 4.0 / 3.0 + rs;
+            flips += d.flip;
+            jit += d.jitter;
+            factors &= fabsf(d.brightness - 1.0f) <= c.brightness && fabsf(d.contrast - 1.0f) <= c.contrast;
+        }
+    CU_ASSERT(inside);
+    CU_ASSERT(in_range);
+    CU_ASSERT(factors);
+    CU_ASSERT_EQUAL(aspect_out, 0);
+    const double n = (double)N * V;  // binomial: 6 standard deviations
+    CU_ASSERT(fabs(flips - n * c.flip_p) < 6.0 * sqrt(n * c.flip_p * (1 - c.flip_p)));
+    CU_ASSERT(fabs(jit - n * c.jitter_p) < 6.0 * sqrt(n * c.jitter_p * (1 - c.jitter_p)));
+    ViewDraw a = augment_draw(&c, 28, 28, 3, 7, 123), b = augment_draw(&c, 28, 28, 3, 7, 123);
+    CU_ASSERT(!memcmp(&a, &b, sizeof a));
+    int differ = 0;
+    for (int v = 0; v < V; v++) {
+        ViewDraw x = augment_draw(&c, 28, 28, v, 7, 124), y = augment_draw(&c, 28, 28, v, 8, 124);
+        differ += memcmp(&x, &y, sizeof x) != 0;
+    }
+    CU_ASSERT(differ >= V - 1);  // another seed, other views
+    c.small_min_scale = 0.5f;    // above the maximum
+    CU_ASSERT_EQUAL(augment_check(&c, err), -1);
+    CU_ASSERT_STRING_EQUAL(err, "augment.small scales must satisfy 0 < min <= max <= 1");
+}
+
+// the whole image at its own size is the image; a flip mirrors it; jitter keeps [0, 1] and
+// moves the mean by the brightness factor (contrast keeps it)
+static void test_apply(void) {
+    CropConfig c = augment_default();
+    c.mean = 0.0f;
+    c.std = 1.0f;
+    uint8_t img[28 * 28];
+    for (int i = 0; i < 28 * 28; i++) img[i] = (uint8_t)((i * 53) % 200 + 20);
+    ViewDraw d = {.top = 0, .left = 0, .h = 28, .w = 28};
+    float out[28 * 28], fl[28 * 28], jt[28 * 28];
+    augment_apply(out, 28, img, 28, 28, &d, &c);
+    int same = 1;
+    for (int i = 0; i < 28 * 28; i++) same &= out[i] == img[i] / 255.0f;
+    CU_ASSERT(same);
+    d.flip = 1;
+    augment_apply(fl, 28, img, 28, 28, &d, &c);
+    int mirrored = 1;
+    for (int y = 0; y < 28; y++)
+        for (int x = 0; x < 28; x++) mirrored &= fl[y * 28 + x] == out[y * 28 + 27 - x];
+    CU_ASSERT(mirrored);
+    d.flip = 0;
+    d.jitter = 1;
+    d.brightness = 1.1f;
+    d.contrast = 1.0f;
+    augment_apply(jt, 28, img, 28, 28, &d, &c);
+    double m0 = 0.0, m1 = 0.0;
+    int bounded = 1;
+    for (int i = 0; i < 28 * 28; i++) {
+        m0 += out[i];
+        m1 += jt[i];
+        bounded &= jt[i] >= 0.0f && jt[i] <= 1.0f;
+    }
+    CU_ASSERT(bounded);
+    CU_ASSERT(fabs(m1 / m0 - 1.1) < 1e-5);  // no value reaches the clamp (max 219/255 * 1.1)
+    // normalisation
+    c.mean = 0.25f;
+    c.std = 0.5f;
+    d.jitter = 0;
+    augment_apply(jt, 28, img, 28, 28, &d, &c);
+    CU_ASSERT(fabsf(jt[5] - (img[5] / 255.0f - 0.25f) / 0.5f) < 1e-6f);
+}
+
 int main(void) {
     const TuTest tests[] = {{"IDX (gzip and plain) -> image shard -> back", test_round_trip},
                             {"damaged IDX files: the exact error", test_idx_errors},
                             {"image shard errors: labels, not HDF5, a flipped pixel", test_shard_errors},
-                            {"Debian's Fashion-MNIST read whole", test_fashion_mnist}};
+                            {"Debian's Fashion-MNIST read whole", test_fashion_mnist},
+                            {"augmentation: resize against torch's interpolate", test_resize_torch},
+                            {"augmentation: crop statistics, rates, determinism", test_draw_statistics},
+                            {"augmentation: identity, flip, jitter, normalisation", test_apply}};
     const TuSuite suites[] = {{.name = "images", .init = setup, .clean = cleanup, .tests = tests,
                                .n_tests = TU_NELEM(tests)}};
     return tu_run(suites, 1, NULL, CU_BRM_VERBOSE);
