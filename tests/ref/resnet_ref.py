@@ -1,0 +1,134 @@
+#!/usr/bin/python3
+# resnet_ref.py: PyTorch golden values for the SwAV ResNet of models/resnet.h (used by
+# tests/unit/test_resnet.c).
+#
+# Run from the repository root with Debian's torch (the `python3` first on PATH has none):
+#     /usr/bin/python3 tests/ref/resnet_ref.py
+# It rewrites tests/ref/resnet_golden.h, which is committed; CI does not need torch.
+#
+# The module is written out with torchvision's names (conv1, bn1, layerS.B.conv1/bn1/conv2/
+# bn2/downsample.0/.1) and SwAV's head (projection_head.0/.1/.3, prototypes): a tiny model,
+# 1 input channel, stages of 4 and 6 channels with 1 and 2 blocks (an identity block, a
+# stride-2 block with a downsample, a block without one), head 5 -> 3, 7 prototypes, on 3
+# images of 9 x 8. float64; the parameters are drawn here (float32-representable) and
+# written to the header with the input, an upstream gradient dscores, and, after one
+# training-mode forward and backward of loss = sum(scores * dscores): features, scores,
+# every parameter's gradient, the running statistics; then an eval-mode forward's scores.
+import os
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.set_default_dtype(torch.float64)
+gen = torch.Generator().manual_seed(20261205)
+WIDTHS, BLOCKS, HH, D, K = [4, 6], [1, 2], 5, 3, 7
+B, H, W = 3, 9, 8
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                            nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + (self.downsample(x) if self.downsample is not None else x))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, WIDTHS[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(WIDTHS[0])
+        c = WIDTHS[0]
+        for s, (w, nb) in enumerate(zip(WIDTHS, BLOCKS)):
+            blocks = []
+            for k in range(nb):
+                blocks.append(BasicBlock(c, w, 2 if s > 0 and k == 0 else 1))
+                c = w
+            setattr(self, "layer%d" % (s + 1), nn.Sequential(*blocks))
+        self.projection_head = nn.Sequential(nn.Linear(c, HH), nn.BatchNorm1d(HH), nn.ReLU(),
+                                             nn.Linear(HH, D))
+        self.prototypes = nn.Linear(D, K, bias=False)
+
+    def features(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        for s in range(len(WIDTHS)):
+            x = getattr(self, "layer%d" % (s + 1))(x)
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+    def forward(self, x):
+        f = self.features(x)
+        return f, self.prototypes(F.normalize(self.projection_head(f), dim=1))
+
+
+net = Net()
+with torch.no_grad():
+    for name, p in net.named_parameters():
+        shift = 1.0 if name.endswith("weight") and p.dim() == 1 else 0.0  # BN weights near 1
+        p.copy_((torch.randn(p.shape, generator=gen) * 0.5 + shift).float().double())
+    for name, bf in net.named_buffers():
+        if name.endswith("running_mean"):
+            bf.copy_((torch.randn(bf.shape, generator=gen) * 0.1).float().double())
+        elif name.endswith("running_var"):
+            bf.copy_((1.0 + torch.rand(bf.shape, generator=gen)).float().double())
+names = [n for n, _ in net.named_parameters()]
+bnames = [n for n, _ in net.named_buffers() if not n.endswith("num_batches_tracked")]
+p0 = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+b0 = torch.cat([dict(net.named_buffers())[n].detach().reshape(-1) for n in bnames])
+x = (torch.rand(B, 1, H, W, generator=gen) * 2 - 0.5).float().double()
+net.train()
+feat, scores = net(x)
+dscores = torch.randn(scores.shape, generator=gen).float().double()
+(scores * dscores).sum().backward()
+grads = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+b1 = torch.cat([dict(net.named_buffers())[n].detach().reshape(-1) for n in bnames])
+net.eval()
+with torch.no_grad():
+    _, scores_eval = net(x)
+
+lines, defines = [], []
+
+
+def emit(name, t):
+    vals = t.detach().reshape(-1).tolist()
+    rows = [", ".join(repr(float(v)) for v in vals[i:i + 4]) for i in range(0, len(vals), 4)]
+    lines.append("static const double golden_%s[%d] = {\n    %s,\n};" % (name, len(vals), ",\n    ".join(rows)))
+
+
+def table(name, ns, tensors):
+    rows, off = [], 0
+    for n, t in zip(ns, tensors):
+        rows.append('    {"%s", %d, %d},' % (n, off, t.numel()))
+        off += t.numel()
+    lines.append("static const struct { const char *name; int offset, n; } golden_%s[%d] = {\n%s\n};"
+                 % (name, len(ns), "\n".join(rows)))
+
+
+for k, v in (("B", B), ("H", H), ("W", W), ("HH", HH), ("D", D), ("K", K), ("N_PARAMS", len(names)),
+             ("N_BUFS", len(bnames))):
+    defines.append("#define GOLDEN_RN_%s %d" % (k, v))
+defines.append("#define GOLDEN_RN_WIDTHS {%s}" % ", ".join(map(str, WIDTHS)))
+defines.append("#define GOLDEN_RN_BLOCKS {%s}" % ", ".join(map(str, BLOCKS)))
+table("rn_params", names, list(net.parameters()))
+table("rn_bufs", bnames, [dict(net.named_buffers())[n] for n in bnames])
+emit("rn_p0", p0); emit("rn_b0", b0); emit("rn_x", x); emit("rn_dscores", dscores)
+emit("rn_feat", feat); emit("rn_scores", scores); emit("rn_grads", grads); emit("rn_b1", b1)
+emit("rn_scores_eval", scores_eval)
+path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resnet_golden.h")
+with open(path, "w") as f:
+    f.write("// resnet_golden.h: generated by tests/ref/resnet_ref.py, do not edit.\n")
+    f.write("// torch %s, float64; parameters and inputs are float32-representable.\n" % torch.__version__)
+    f.write("#ifndef CONFLUX_RESNET_GOLDEN_H\n#define CONFLUX_RESNET_GOLDEN_H\n\n")
+    f.write("\n".join(defines) + "\n\n" + "\n".join(lines) + "\n\n#endif\n")
+print("wrote %s: %d parameters in %d tensors" % (path, p0.numel(), len(names)), file=sys.stderr)
