@@ -2,7 +2,11 @@
 #include "models/swav.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "models/common.h"
+#include "models/resnet.h"
 
 
 #define L2_EPS 1e-12f
@@ -125,4 +129,53 @@ void swav_loss_backward(float *dscores, const float *probs, const float *q, int 
                 for (int k = 0; k < K; k++) dscores[row + k] += c * (probs[row + k] * fs - qa[k]);
             }
         }
+}
+
+// ---------------------------------------------------------------------------------------
+// one step over prepared views
+
+void swav_step_init(SwavStep *st, const SwavParams *p, int max_B, int K) {
+    memset(st, 0, sizeof *st);
+    st->p = *p;
+    st->max_B = max_B;
+    st->K = K;
+    const size_t V = (size_t)p->n_global + p->n_small, n = V * max_B * K;
+    st->scores = cx_calloc(n, sizeof(float));
+    st->probs = cx_calloc(n, sizeof(float));
+    st->dscores = cx_calloc(n, sizeof(float));
+    st->q = cx_calloc((size_t)p->n_global * max_B * K, sizeof(float));
+    st->sk = cx_calloc((size_t)max_B * K + K + 1, sizeof(double));
+}
+
+void swav_step_free(SwavStep *st) {
+    free(st->scores);
+    free(st->probs);
+    free(st->dscores);
+    free(st->q);
+    free(st->sk);
+    memset(st, 0, sizeof *st);
+}
+
+double swav_step_run(SwavStep *st, ResNet *g, const float *views_g, int hg, int wg, ResNet *s,
+                     const float *views_s, int hs, int ws, int B, int train, int backward,
+                     float grad_scale) {
+    const int A = st->p.n_global, NS = st->p.n_small, V = A + NS, K = st->K;
+    CHECK(B >= 1 && B <= st->max_B, "swav step: %d images, sized for %d", B, st->max_B);
+    CHECK(!backward || train, "swav step: a backward needs a training forward");
+    const size_t gk = (size_t)A * B * K;
+    memcpy(st->scores, resnet_forward(g, views_g, A * B, hg, wg, train, NULL), gk * sizeof(float));
+    if (NS > 0)
+        memcpy(st->scores + gk, resnet_forward(s, views_s, NS * B, hs, ws, train, NULL),
+               (size_t)NS * B * K * sizeof(float));
+    for (int a = 0; a < A; a++)
+        if (swav_sinkhorn(st->q + (size_t)a * B * K, st->scores + (size_t)a * B * K, B, K,
+                          st->p.sinkhorn_iters, st->p.sinkhorn_eps, NULL, NULL, st->sk) != 0)
+            return NAN;
+    const double loss = swav_loss_forward(st->probs, st->scores, st->q, V, A, B, K, st->p.temperature);
+    if (!backward) return loss;
+    memset(st->dscores, 0, (size_t)V * B * K * sizeof(float));
+    swav_loss_backward(st->dscores, st->probs, st->q, V, A, B, K, st->p.temperature, grad_scale);
+    resnet_backward(g, st->dscores);
+    if (NS > 0) resnet_backward(s, st->dscores + gk);
+    return loss;
 }

@@ -42,3 +42,35 @@ void swav_loss_backward(float *dscores, const float *probs, const float *q, int 
                         int K, float temp, float scale);
 
 #endif
+
+// ---- one SwAV step over prepared views ----
+struct ResNet;
+
+typedef struct {
+    int n_global, n_small;  // views per image (the first n_global are the global crops, whose
+                            // codes are the targets: A = n_global)
+    int sinkhorn_iters;     // 3
+    float sinkhorn_eps;     // 0.05
+    float temperature;      // 0.1
+} SwavParams;
+
+// Work buffers for micro-batches of up to max_B images and K prototypes.
+typedef struct {
+    SwavParams p;
+    int max_B, K;
+    float *scores, *q, *probs, *dscores;  // (V, B, K), (A, B, K), (V, B, K), (V, B, K)
+    double *sk;                           // Sinkhorn's scratch
+} SwavStep;
+
+void swav_step_init(SwavStep *st, const SwavParams *p, int max_B, int K);
+void swav_step_free(SwavStep *st);
+// The loss of B images' views and, when backward, its gradient added into the models'
+// gradient arena: views_g (n_global * B images of hg x wg, view-major: view v of image b at
+// v * B + b) through g, views_s (n_small * B of hs x ws) through s (NULL when n_small is 0);
+// codes per this micro-batch (Sinkhorn over its B images of each global view); the loss
+// averaged over the images (swav_loss_forward), the gradient that of the loss times
+// grad_scale. train: batch norm in training mode. Returns the loss, or NAN when Sinkhorn
+// fails (non-finite scores).
+double swav_step_run(SwavStep *st, struct ResNet *g, const float *views_g, int hg, int wg,
+                     struct ResNet *s, const float *views_s, int hs, int ws, int B, int train,
+                     int backward, float grad_scale);

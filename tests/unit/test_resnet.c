@@ -12,6 +12,7 @@
 #include "models/common.h"
 #include "models/par.h"
 #include "models/resnet.h"
+#include "models/swav.h"
 #include "tests/ref/resnet_golden.h"
 #include "tests/unit/testutil.h"
 
@@ -119,6 +120,54 @@ static void test_golden(void) {
     resnet_free(m);
     free(x);
     free(ds);
+    par_set_threads(1);
+}
+
+// one SwAV step over prepared views (swav_step_run): 2 global and 2 small views of 3 images
+// through two models sharing the arenas, Sinkhorn codes, the swapped-prediction loss and its
+// gradient, against the same step in PyTorch
+static void test_swav_step(void) {
+    par_set_threads(2);
+    ResNet *g = golden_model();
+    ResNet *sm = resnet_share(g, 2 * GOLDEN_RN_B, 5, 4);
+    ResNet *gg = resnet_share(g, 2 * GOLDEN_RN_B, GOLDEN_RN_H, GOLDEN_RN_W);
+    const size_t ng = (size_t)2 * GOLDEN_RN_B * GOLDEN_RN_H * GOLDEN_RN_W, ns = (size_t)2 * GOLDEN_RN_B * 20;
+    float *vg = cx_calloc(ng, sizeof(float)), *vs = cx_calloc(ns, sizeof(float));
+    for (size_t i = 0; i < ng; i++) vg[i] = (float)golden_sw_views_g[i];
+    for (size_t i = 0; i < ns; i++) vs[i] = (float)golden_sw_views_s[i];
+    SwavStep st;
+    SwavParams sp = {.n_global = 2, .n_small = 2, .sinkhorn_iters = 3, .sinkhorn_eps = 0.05f,
+                     .temperature = 0.1f};
+    swav_step_init(&st, &sp, GOLDEN_RN_B, GOLDEN_RN_K);
+    const double loss = swav_step_run(&st, gg, vg, GOLDEN_RN_H, GOLDEN_RN_W, sm, vs, 5, 4,
+                                      GOLDEN_RN_B, 1, 1, 1.0f);
+    const double wl = fabs(loss - golden_sw_loss[0]) / fabs(golden_sw_loss[0]);
+    double wg = 0.0, wb = 0.0;
+    const TensorSpec *s = resnet_specs(g);
+    for (int i = 0; i < resnet_n_specs(g); i++)
+        wg = fmax(wg, worst_rel(resnet_grads(g) + s[i].offset,
+                                golden_sw_grads + golden_rn_params[i].offset, (int)s[i].n));
+    int nb;
+    const TensorSpec *bs = resnet_buffer_specs(g, &nb);
+    for (int i = 0; i < nb; i++)
+        wb = fmax(wb, worst_rel(resnet_buffers(g) + bs[i].offset, golden_sw_b1 + golden_rn_bufs[i].offset,
+                                (int)bs[i].n));
+    printf("\n  loss %.9g (torch %.9g): relative %.2g; gradients %.2g, running statistics %.2g",
+           loss, golden_sw_loss[0], wl, wg, wb);
+    CU_ASSERT(wl <= 1e-5 && wg <= TOL && wb <= TOL);
+    // eval: no gradient, the running statistics unchanged
+    float *before = cx_calloc(resnet_n_params(g), sizeof(float));
+    memcpy(before, resnet_grads(g), resnet_n_params(g) * sizeof(float));
+    const double le = swav_step_run(&st, gg, vg, GOLDEN_RN_H, GOLDEN_RN_W, sm, vs, 5, 4,
+                                    GOLDEN_RN_B, 0, 0, 1.0f);
+    CU_ASSERT(isfinite(le) && !memcmp(before, resnet_grads(g), resnet_n_params(g) * sizeof(float)));
+    swav_step_free(&st);
+    free(before);
+    free(vg);
+    free(vs);
+    resnet_free(gg);
+    resnet_free(sm);
+    resnet_free(g);
     par_set_threads(1);
 }
 
@@ -253,6 +302,7 @@ static void test_config_errors(void) {
 
 int main(void) {
     const TuTest tests[] = {{"a training step and an eval forward against PyTorch", test_golden},
+                            {"a SwAV step over two resolutions against PyTorch", test_swav_step},
                             {"1, 2 and 3 threads bit for bit", test_threads},
                             {"two resolutions sharing the arenas", test_shared},
                             {"torchvision's initialisation", test_init},
