@@ -328,9 +328,11 @@ static void conv_bn_forward(ResNet *m, const ConvBn *cb, const ConvShape *s, con
                             float *co, float *bo, float *mean, float *rstd) {
     nn_conv2d_forward(co, x, m->p[cb->w], NULL, s, m->conv_scratch);
     const int HW = conv_out_h(s) * conv_out_w(s);
-    if (m->train)
-        nn_batchnorm_forward(bo, mean, rstd, m->b[cb->rm], m->b[cb->rv], co, m->p[cb->bn_w],
-                             m->p[cb->bn_b], s->B, s->OC, HW, m->cfg.bn_eps, m->cfg.bn_momentum);
+    const int upd = m->train == RESNET_TRAIN;
+    if (m->train != RESNET_EVAL)
+        nn_batchnorm_forward(bo, mean, rstd, upd ? m->b[cb->rm] : NULL, upd ? m->b[cb->rv] : NULL,
+                             co, m->p[cb->bn_w], m->p[cb->bn_b], s->B, s->OC, HW, m->cfg.bn_eps,
+                             m->cfg.bn_momentum);
     else
         nn_batchnorm_eval(bo, co, m->p[cb->bn_w], m->p[cb->bn_b], m->b[cb->rm], m->b[cb->rv],
                           s->B, s->OC, HW, m->cfg.bn_eps);
@@ -345,6 +347,8 @@ const float *resnet_features(ResNet *m, const float *images, int B, int H, int W
     m->B = B;
     m->H = H;
     m->W = W;
+    CHECK(train == RESNET_EVAL || train == RESNET_TRAIN || train == RESNET_BATCH,
+          "resnet: batch-norm mode %d", train);
     m->train = train;
     m->has_head = 0;
     m->images = images;
@@ -386,9 +390,11 @@ const float *resnet_forward(ResNet *m, const float *images, int B, int H, int W,
     const ResNetConfig *c = &m->cfg;
     const int Cf = c->widths[c->n_stages - 1], Hh = c->head_hidden, D = c->out_dim;
     nn_linear_forward(m->h1, m->feat, m->p[m->h0_w], m->p[m->h0_b], B, Cf, Hh);
-    if (train)
-        nn_batchnorm_forward(m->hr, m->hm, m->hs, m->b[m->hbn_rm], m->b[m->hbn_rv], m->h1,
-                             m->p[m->hbn_w], m->p[m->hbn_b], B, Hh, 1, c->bn_eps, c->bn_momentum);
+    const int upd = train == RESNET_TRAIN;
+    if (train != RESNET_EVAL)
+        nn_batchnorm_forward(m->hr, m->hm, m->hs, upd ? m->b[m->hbn_rm] : NULL,
+                             upd ? m->b[m->hbn_rv] : NULL, m->h1, m->p[m->hbn_w], m->p[m->hbn_b],
+                             B, Hh, 1, c->bn_eps, c->bn_momentum);
     else
         nn_batchnorm_eval(m->hr, m->h1, m->p[m->hbn_w], m->p[m->hbn_b], m->b[m->hbn_rm],
                           m->b[m->hbn_rv], B, Hh, 1, c->bn_eps);
@@ -418,7 +424,7 @@ static void conv_bn_backward(ResNet *m, const ConvBn *cb, const ConvShape *s, fl
 }
 
 void resnet_backward(ResNet *m, const float *dscores) {
-    CHECK(m->has_head && m->train, "resnet_backward without a training resnet_forward");
+    CHECK(m->has_head && m->train != RESNET_EVAL, "resnet_backward after an eval resnet_forward");
     const ResNetConfig *c = &m->cfg;
     const int B = m->B, Cf = c->widths[c->n_stages - 1], Hh = c->head_hidden, D = c->out_dim;
     const int K = c->n_prototypes;

@@ -63,15 +63,20 @@ float *resnet_grads(ResNet *m);
 const TensorSpec *resnet_buffer_specs(const ResNet *m, int *n);
 float *resnet_buffers(ResNet *m);
 
-// images (B, in_channels, H, W). train: batch statistics (and running-statistics updates),
-// else the running statistics. Returns the pooled features (B, widths[last]).
+// Batch-norm modes of a forward: the running statistics (eval), the batch's statistics with
+// the running ones updated (training), or the batch's without touching them (validation
+// of a training run: every replica and a resumed run get the same figures).
+enum { RESNET_EVAL = 0, RESNET_TRAIN = 1, RESNET_BATCH = 2 };
+
+// images (B, in_channels, H, W); train: one of RESNET_EVAL, RESNET_TRAIN, RESNET_BATCH.
+// Returns the pooled features (B, widths[last]).
 const float *resnet_features(ResNet *m, const float *images, int B, int H, int W, int train);
 // The features, then the head: returns scores (B, n_prototypes); *z, if given, points at the
 // normalised projections (B, out_dim).
 const float *resnet_forward(ResNet *m, const float *images, int B, int H, int W, int train,
                             const float **z);
-// The backward of the last resnet_forward from dscores (B, n_prototypes): gradients += into
-// the gradient arena.
+// The backward of the last resnet_forward (RESNET_TRAIN or RESNET_BATCH) from dscores
+// (B, n_prototypes): gradients += into the gradient arena.
 void resnet_backward(ResNet *m, const float *dscores);
 
 #endif

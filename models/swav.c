@@ -161,7 +161,7 @@ double swav_step_run(SwavStep *st, ResNet *g, const float *views_g, int hg, int 
                      float grad_scale) {
     const int A = st->p.n_global, NS = st->p.n_small, V = A + NS, K = st->K;
     CHECK(B >= 1 && B <= st->max_B, "swav step: %d images, sized for %d", B, st->max_B);
-    CHECK(!backward || train, "swav step: a backward needs a training forward");
+    CHECK(!backward || train != RESNET_EVAL, "swav step: a backward needs batch statistics");
     const size_t gk = (size_t)A * B * K;
     memcpy(st->scores, resnet_forward(g, views_g, A * B, hg, wg, train, NULL), gk * sizeof(float));
     if (NS > 0)

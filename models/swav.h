@@ -69,8 +69,9 @@ void swav_step_free(SwavStep *st);
 // v * B + b) through g, views_s (n_small * B of hs x ws) through s (NULL when n_small is 0);
 // codes per this micro-batch (Sinkhorn over its B images of each global view); the loss
 // averaged over the images (swav_loss_forward), the gradient that of the loss times
-// grad_scale. train: batch norm in training mode. Returns the loss, or NAN when Sinkhorn
-// fails (non-finite scores).
+// grad_scale. train: the batch-norm mode (RESNET_TRAIN, RESNET_BATCH, RESNET_EVAL of
+// models/resnet.h; a backward needs one of the first two). Returns the loss, or NAN when
+// Sinkhorn fails (non-finite scores).
 double swav_step_run(SwavStep *st, struct ResNet *g, const float *views_g, int hg, int wg,
                      struct ResNet *s, const float *views_s, int hs, int ws, int B, int train,
                      int backward, float grad_scale);

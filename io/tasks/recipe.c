@@ -7,11 +7,11 @@
 
 #include "models/common.h"
 
-extern const Recipe recipe_albert, recipe_encdec;
+extern const Recipe recipe_albert, recipe_encdec, recipe_swav;
 
 // Searched in order by recipe_for_config: ALBERT's configuration has no section of its
 // own, so it comes last and takes what no other recipe claims.
-static const Recipe *const RECIPES[] = {&recipe_encdec, &recipe_albert};
+static const Recipe *const RECIPES[] = {&recipe_encdec, &recipe_swav, &recipe_albert};
 enum { N_RECIPES = sizeof RECIPES / sizeof RECIPES[0] };
 
 const Recipe *recipe_find(const char *name) {
