@@ -310,6 +310,18 @@ const TensorSpec *resnet_buffer_specs(const ResNet *m, int *n) {
 }
 float *resnet_buffers(ResNet *m) { return m->bufs; }
 
+void resnet_set_bn_momentum(ResNet *m, float momentum) {
+    CHECK(momentum > 0.0f && momentum <= 1.0f, "resnet: batch-norm momentum %g", (double)momentum);
+    m->cfg.bn_momentum = momentum;
+}
+
+void resnet_reset_bn(ResNet *m) {
+    for (int i = 0; i < m->n_bspecs; i++) {
+        const float v = strstr(m->bspecs[i].name, "running_var") ? 1.0f : 0.0f;
+        for (size_t j = 0; j < m->bspecs[i].n; j++) m->bufs[m->bspecs[i].offset + j] = v;
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // forward
 

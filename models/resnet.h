@@ -75,6 +75,13 @@ const float *resnet_features(ResNet *m, const float *images, int B, int H, int W
 // normalised projections (B, out_dim).
 const float *resnet_forward(ResNet *m, const float *images, int B, int H, int W, int train,
                             const float **z);
+// Sets the running statistics' momentum (cfg.bn_momentum) of m and the models sharing its
+// arenas go on with their own: precise BN passes 1 / (k + 1) for the k-th batch (0-based)
+// after resnet_reset_bn, which makes the statistics the plain average over the batches.
+void resnet_set_bn_momentum(ResNet *m, float momentum);
+// Running means to 0 and variances to 1 (the buffers are shared).
+void resnet_reset_bn(ResNet *m);
+
 // The backward of the last resnet_forward (RESNET_TRAIN or RESNET_BATCH) from dscores
 // (B, n_prototypes): gradients += into the gradient arena.
 void resnet_backward(ResNet *m, const float *dscores);

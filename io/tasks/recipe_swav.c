@@ -21,6 +21,8 @@
 #include "models/common.h"
 #include "models/rng.h"
 
+extern const Recipe recipe_swav;
+
 typedef struct {
     ResNetConfig model;
     OptimConfig optim;
@@ -241,6 +243,47 @@ static void swav_describe(const Replica *r, char *buf, size_t cap) {
              "%d and %d pixels", c->model.n_stages, c->model.widths[0],
              c->model.widths[c->model.n_stages - 1], (unsigned long long)r->n_examples, c->augment.n_global, c->augment.n_small,
              c->augment.global_size, c->augment.small_size);
+}
+
+// one batch of whole images [i0, i0 + B) (every step images apart) of im, normalised, into x
+static void whole_images(float *x, const Images *im, size_t i0, size_t stepi, int B,
+                         const CropConfig *c) {
+    const size_t hw = (size_t)im->h * im->w;
+    for (int b = 0; b < B; b++) {
+        const uint8_t *px = im->pixels + ((i0 + (size_t)b * stepi) % im->n) * hw;
+        for (size_t i = 0; i < hw; i++) x[(size_t)b * hw + i] = (px[i] / 255.0f - c->mean) / c->std;
+    }
+}
+
+int swav_features(void *replica, const Images *im, size_t n, float *out, const Images *bn_data,
+                  int bn_batches, int bn_batch, char *err) {
+    Replica *r = replica;
+    const SwavConfig *c = r->cfg;
+    if (r->recipe != &recipe_swav) return cx_err(err, "not a SwAV replica");
+    if (im->h < 3 || im->w < 3 || bn_data->h != im->h || bn_data->w != im->w)
+        return cx_err(err, "images of %dx%d and %dx%d: the probe needs one size of at least 3x3",
+                      im->h, im->w, bn_data->h, bn_data->w);
+    const int FB = bn_batch > 0 ? bn_batch : 256;
+    ResNet *m = resnet_share(r->model, FB, im->h, im->w);
+    float *x = cx_calloc((size_t)FB * im->h * im->w, sizeof(float));
+    const int Cf = c->model.widths[c->model.n_stages - 1];
+    // precise BN over evenly spaced training images
+    resnet_reset_bn(m);
+    const size_t total = (size_t)bn_batches * FB, stepi = total < bn_data->n ? bn_data->n / total : 1;
+    for (int k = 0; k < bn_batches; k++) {
+        resnet_set_bn_momentum(m, 1.0f / (float)(k + 1));
+        whole_images(x, bn_data, (size_t)k * FB * stepi, stepi, FB, &c->augment);
+        resnet_features(m, x, FB, im->h, im->w, RESNET_TRAIN);
+    }
+    for (size_t i0 = 0; i0 < n; i0 += (size_t)FB) {
+        const int B = (int)(n - i0 < (size_t)FB ? n - i0 : (size_t)FB);
+        whole_images(x, im, i0, 1, B, &c->augment);
+        memcpy(out + i0 * Cf, resnet_features(m, x, B, im->h, im->w, RESNET_EVAL),
+               (size_t)B * Cf * sizeof(float));
+    }
+    free(x);
+    resnet_free(m);
+    return 0;
 }
 
 const Recipe recipe_swav = {

@@ -44,4 +44,13 @@ int swav_task_init(SwavTask *t, TrainTask *out, ResNet *model, const Images *dat
                    char *err);
 void swav_task_free(SwavTask *t);
 
+// ---- features for the linear probe (io/eval/conflux-probe.c) ----
+// The pooled features (n, widths[last]) of images[0..n) of im, each whole image normalised as
+// the run's views are ([augment] mean and std), through a swav replica r (built, with its
+// parameters loaded). First, precise BN: the running statistics are re-estimated as the
+// average over bn_batches batches of bn_batch training images (bn_data, evenly spaced), so
+// they do not depend on which replica wrote the checkpoint. Returns 0, or -1 with err.
+int swav_features(void *replica, const Images *im, size_t n, float *out, const Images *bn_data,
+                  int bn_batches, int bn_batch, char *err);
+
 #endif
