@@ -78,7 +78,7 @@ TEST_TOOL_SRCS := $(wildcard tests/tools/tool_*.c)
 TEST_TOOLS := $(TEST_TOOL_SRCS:%.c=$(BUILD)/%)
 
 .PHONY: headline-news headline-news-run
-.PHONY: all tools tests check check-run deps fashion-mnist demo demo-run bench bench-run bench-dp bench-dp-run bench-wan bench-wan-run bench-headline bench-headline-run mutate mutate-run volunteer volunteer-deps volunteer-build deb deb-build experiment experiment-run corpus tokenizer shards clean clean-data
+.PHONY: all tools tests check check-run deps fashion-mnist demo demo-run bench bench-run bench-dp bench-dp-run bench-wan bench-wan-run bench-headline bench-headline-run bench-swav bench-swav-run mutate mutate-run volunteer volunteer-deps volunteer-build deb deb-build experiment experiment-run corpus tokenizer shards clean clean-data
 all: tools
 
 tools: $(TOOLS)
@@ -241,6 +241,12 @@ experiment: deps
 
 experiment-run: tools tests shards
 	bash tests/bench/experiment.sh $(BUILD) $(DATA) build/experiment
+
+bench-swav: deps
+	@$(MAKE) --no-print-directory MODE=release bench-swav-run
+
+bench-swav-run: tests
+	bash tests/bench/bench-swav.sh $(BUILD)
 
 bench-headline: deps
 	@$(MAKE) --no-print-directory MODE=release bench-headline-run

@@ -6,8 +6,7 @@
 #     /usr/bin/python3 tests/ref/resnet_ref.py
 # It rewrites tests/ref/resnet_golden.h, which is committed; CI does not need torch.
 #
-# The module is written out with torchvision's names (conv1, bn1, layerS.B.conv1/bn1/conv2/
-# bn2/downsample.0/.1) and SwAV's head (projection_head.0/.1/.3, prototypes): a tiny model,
+# The module (resnet_torch.py) has torchvision's names and SwAV's head: here a tiny model,
 # 1 input channel, stages of 4 and 6 channels with 1 and 2 blocks (an identity block, a
 # stride-2 block with a downsample, a block without one), head 5 -> 3, 7 prototypes, on 3
 # images of 9 x 8. float64; the parameters are drawn here (float32-representable) and
@@ -18,8 +17,10 @@ import os
 import sys
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from resnet_torch import Net  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 gen = torch.Generator().manual_seed(20261205)
@@ -27,52 +28,7 @@ WIDTHS, BLOCKS, HH, D, K = [4, 6], [1, 2], 5, 3, 7
 B, H, W = 3, 9, 8
 
 
-class BasicBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                            nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + (self.downsample(x) if self.downsample is not None else x))
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, WIDTHS[0], 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(WIDTHS[0])
-        c = WIDTHS[0]
-        for s, (w, nb) in enumerate(zip(WIDTHS, BLOCKS)):
-            blocks = []
-            for k in range(nb):
-                blocks.append(BasicBlock(c, w, 2 if s > 0 and k == 0 else 1))
-                c = w
-            setattr(self, "layer%d" % (s + 1), nn.Sequential(*blocks))
-        self.projection_head = nn.Sequential(nn.Linear(c, HH), nn.BatchNorm1d(HH), nn.ReLU(),
-                                             nn.Linear(HH, D))
-        self.prototypes = nn.Linear(D, K, bias=False)
-
-    def features(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
-        for s in range(len(WIDTHS)):
-            x = getattr(self, "layer%d" % (s + 1))(x)
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
-
-    def forward(self, x):
-        f = self.features(x)
-        return f, self.prototypes(F.normalize(self.projection_head(f), dim=1))
-
-
-net = Net()
+net = Net(WIDTHS, BLOCKS, HH, D, K)
 with torch.no_grad():
     for name, p in net.named_parameters():
         shift = 1.0 if name.endswith("weight") and p.dim() == 1 else 0.0  # BN weights near 1
@@ -142,7 +98,7 @@ def sinkhorn(out, eps=0.05, iters=3):
     return (Q * Bq).t()
 
 
-net2 = Net()
+net2 = Net(WIDTHS, BLOCKS, HH, D, K)
 with torch.no_grad():
     o = 0
     for p in net2.parameters():
