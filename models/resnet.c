@@ -435,6 +435,15 @@ static void conv_bn_backward(ResNet *m, const ConvBn *cb, const ConvShape *s, fl
     nn_conv2d_backward(dx, m->g[cb->w], NULL, dc, x, m->p[cb->w], s, m->conv_scratch);
 }
 
+static void trunk_backward(ResNet *m);
+
+void resnet_backward_features(ResNet *m, const float *dfeat) {
+    CHECK(m->train != RESNET_EVAL && m->B > 0, "resnet_backward_features after an eval forward");
+    const ResNetConfig *c = &m->cfg;
+    memcpy(m->dfeat, dfeat, (size_t)m->B * c->widths[c->n_stages - 1] * sizeof(float));
+    trunk_backward(m);
+}
+
 void resnet_backward(ResNet *m, const float *dscores) {
     CHECK(m->has_head && m->train != RESNET_EVAL, "resnet_backward after an eval resnet_forward");
     const ResNetConfig *c = &m->cfg;
@@ -455,6 +464,13 @@ void resnet_backward(ResNet *m, const float *dscores) {
     nn_zero(m->dfeat, (size_t)B * Cf);
     nn_linear_backward(m->dfeat, m->g[m->h0_w], m->g[m->h0_b], m->dh1, m->feat, m->p[m->h0_w], B,
                        Cf, Hh);
+    trunk_backward(m);
+}
+
+// from m->dfeat down to the stem
+static void trunk_backward(ResNet *m) {
+    const ResNetConfig *c = &m->cfg;
+    const int B = m->B, Cf = c->widths[c->n_stages - 1];
     // spatial sizes of every block's input
     int hs[RESNET_MAX_STAGES * RESNET_MAX_BLOCKS + 1], ws[RESNET_MAX_STAGES * RESNET_MAX_BLOCKS + 1];
     ConvShape s0 = at(&m->stem, B, m->H, m->W);

@@ -85,5 +85,8 @@ void resnet_reset_bn(ResNet *m);
 // The backward of the last resnet_forward (RESNET_TRAIN or RESNET_BATCH) from dscores
 // (B, n_prototypes): gradients += into the gradient arena.
 void resnet_backward(ResNet *m, const float *dscores);
+// The backward of the last resnet_features (or resnet_forward) from dfeat (B, widths[last]),
+// without the head: a classifier trained on the features (the supervised ceiling).
+void resnet_backward_features(ResNet *m, const float *dfeat);
 
 #endif

@@ -23,8 +23,8 @@
 #define TOOL "conflux-probe"
 
 static const char usage_text[] =
-    "usage: " TOOL " (--checkpoint CKPT.h5 | --random) --train TRAIN.h5 --test TEST.h5\n"
-    "                     [--set section.key=value]... [--epochs N] [--limit N]\n"
+    "usage: " TOOL " (--checkpoint CKPT.h5 | --random | --supervised STEPS) --train TRAIN.h5\n"
+    "                     --test TEST.h5 [--set section.key=value]... [--epochs N] [--limit N]\n"
     "                     [--bn-batches N] [--threads N]\n"
     "\n"
     "Linear probe of a SwAV checkpoint: the pooled features of every whole image (normalised\n"
@@ -36,6 +36,9 @@ static const char usage_text[] =
     "  --checkpoint F   a conflux-swav checkpoint (its configuration builds the model)\n"
     "  --random         the model at its random initialisation instead (the floor); --set\n"
     "                   keys shape it (model.*, train.seed)\n"
+    "  --supervised N   the same network trained with the labels first (the ceiling): N steps\n"
+    "                   of 256 augmented training images (one global view each), cross-entropy\n"
+    "                   through a linear classifier, AdamW with a cosine rate; then the probe\n"
     "  --train F        image shard the regression learns from (e.g. build/data/fashion/train.h5)\n"
     "  --test F         image shard it is scored on (build/data/fashion/test.h5)\n"
     "  --set S.K=V      a configuration override (repeatable)\n"
@@ -68,6 +71,7 @@ int main(int argc, char **argv) {
     const char *ckpt = NULL, *train = NULL, *test = NULL;
     const char *sets[64];
     int n_sets = 0, random_init = 0, threads = 0, bn_batches = 20;
+    long supervised = 0;
     long limit = 0;
     ProbeConfig pc = probe_default();
     static const struct option opts[] = {
@@ -76,6 +80,7 @@ int main(int argc, char **argv) {
         {"set", required_argument, 0, 's'},        {"epochs", required_argument, 0, 'e'},
         {"limit", required_argument, 0, 'l'},      {"bn-batches", required_argument, 0, 'b'},
         {"threads", required_argument, 0, 'j'},    {"help", no_argument, 0, 'h'},
+        {"supervised", required_argument, 0, 'S'},
         {0, 0, 0, 0}};
     opterr = 0;
     int o;
@@ -83,6 +88,7 @@ int main(int argc, char **argv) {
         switch (o) {
         case 'c': ckpt = optarg; break;
         case 'r': random_init = 1; break;
+        case 'S': supervised = int_arg("--supervised", optarg, 1, 1000000); break;
         case 't': train = optarg; break;
         case 'T': test = optarg; break;
         case 's':
@@ -98,7 +104,8 @@ int main(int argc, char **argv) {
         }
     }
     if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
-    if (!ckpt == !random_init) die_usage("give --checkpoint or --random (one of them)");
+    if ((ckpt != NULL) + random_init + (supervised > 0) != 1)
+        die_usage("give one of --checkpoint, --random and --supervised");
     if (!train || !test) die_usage("--train and --test are required");
     char err[CX_ERRLEN];
     struct timespec t0;
@@ -126,6 +133,7 @@ int main(int argc, char **argv) {
     if (images_read(&tr, train, err) != 0) die("%s", err);
     if (images_read(&te, test, err) != 0) die("%s", err);
     if (tr.classes != te.classes) die("%s has %d classes, %s %d", train, tr.classes, test, te.classes);
+    if (supervised > 0 && swav_supervised(&r, &tr, supervised, 256, 99, err) != 0) die("%s", err);
     const size_t ntr = limit > 0 && (size_t)limit < tr.n ? (size_t)limit : tr.n;
     const int D = resnet_config(r.model)->widths[resnet_config(r.model)->n_stages - 1];
     float *ftr = cx_calloc(ntr * D, sizeof(float)), *fte = cx_calloc(te.n * D, sizeof(float));

@@ -19,6 +19,8 @@
 #include "io/tasks/recipe.h"
 #include "io/tasks/swav.h"
 #include "models/common.h"
+#include "models/nn.h"
+#include "models/optim.h"
 #include "models/rng.h"
 
 extern const Recipe recipe_swav;
@@ -282,6 +284,75 @@ int swav_features(void *replica, const Images *im, size_t n, float *out, const I
                (size_t)B * Cf * sizeof(float));
     }
     free(x);
+    resnet_free(m);
+    return 0;
+}
+
+int swav_supervised(void *replica, const Images *tr, long steps, int batch, uint64_t seed,
+                    char *err) {
+    Replica *r = replica;
+    const SwavConfig *c = r->cfg;
+    if (r->recipe != &recipe_swav) return cx_err(err, "not a SwAV replica");
+    if (steps < 1 || batch < 1) return cx_err(err, "supervised training needs steps and a batch >= 1");
+    const int gs = c->augment.global_size, K = tr->classes;
+    const int Cf = c->model.widths[c->model.n_stages - 1];
+    ResNet *m = resnet_share(r->model, batch, gs, gs);
+    // the classifier: its own two tensors and optimizer
+    TensorSpec cs[2];
+    memset(cs, 0, sizeof cs);
+    snprintf(cs[0].name, sizeof cs[0].name, "classifier.weight");
+    cs[0].ndim = 2, cs[0].shape[0] = K, cs[0].shape[1] = Cf, cs[0].n = (size_t)K * Cf;
+    snprintf(cs[1].name, sizeof cs[1].name, "classifier.bias");
+    cs[1].ndim = 1, cs[1].shape[0] = K, cs[1].n = (size_t)K, cs[1].no_decay = 1;
+    const size_t nc = tensor_layout(cs, 2, 0);
+    float *cw = cx_calloc(nc, sizeof(float)), *cg = cx_calloc(nc, sizeof(float));
+    const OptimConfig oc = {.kind = OPTIM_ADAMW, .lr = 2e-3f, .beta1 = 0.9f, .beta2 = 0.999f,
+                            .eps = 1e-8f, .weight_decay = 5e-4f, .schedule = SCHED_COSINE,
+                            .warmup_steps = steps / 20, .total_steps = steps, .end_lr = 0.0f,
+                            .poly_power = 1.0f, .trust_coef = 0.001f};
+    Optim om, ocl;
+    optim_init(&om, &oc, resnet_specs(r->model), resnet_n_specs(r->model), resnet_n_params(r->model));
+    optim_init(&ocl, &oc, cs, 2, nc);
+    float *x = cx_calloc((size_t)batch * gs * gs, sizeof(float));
+    float *logits = cx_calloc((size_t)batch * K, sizeof(float)), *dlog = cx_calloc((size_t)batch * K, sizeof(float));
+    float *dfeat = cx_calloc((size_t)batch * Cf, sizeof(float));
+    int32_t *tg = cx_calloc((size_t)batch, sizeof(int32_t));
+    const uint64_t vs = cx_rng_derive(seed, 3), os_ = cx_rng_derive(seed, 1);
+    double run_loss = 0.0;
+    for (long step = 0; step < steps; step++) {
+        memset(resnet_grads(r->model), 0, resnet_n_params(r->model) * sizeof(float));
+        memset(cg, 0, nc * sizeof(float));
+        for (int b = 0; b < batch; b++) {
+            const uint64_t sample = (uint64_t)step * batch + (uint64_t)b;
+            const size_t img = (size_t)(cx_rng_u64(os_, sample) % tr->n);
+            const ViewDraw d = augment_draw(&c->augment, tr->h, tr->w, 0, vs, sample);
+            augment_apply(x + (size_t)b * gs * gs, gs, tr->pixels + img * (size_t)tr->h * tr->w,
+                          tr->h, tr->w, &d, &c->augment);
+            tg[b] = tr->labels[img];
+        }
+        const float *f = resnet_features(m, x, batch, gs, gs, RESNET_TRAIN);
+        nn_linear_forward(logits, f, cw, cw + cs[1].offset, batch, Cf, K);
+        const double loss = nn_softmax_xent_forward(logits, logits, tg, batch, K) / batch;
+        memset(dlog, 0, (size_t)batch * K * sizeof(float));
+        nn_softmax_xent_backward(dlog, logits, tg, batch, K, 1.0f / (float)batch);
+        memset(dfeat, 0, (size_t)batch * Cf * sizeof(float));
+        nn_linear_backward(dfeat, cg, cg + cs[1].offset, dlog, f, cw, batch, Cf, K);
+        resnet_backward_features(m, dfeat);
+        optim_step(&om, resnet_params(r->model), resnet_grads(r->model));
+        optim_step(&ocl, cw, cg);
+        run_loss = step == 0 ? loss : 0.98 * run_loss + 0.02 * loss;
+        if ((step + 1) % 50 == 0 || step + 1 == steps)
+            fprintf(stderr, "supervised step %ld/%ld | loss %.4f\n", step + 1, steps, run_loss);
+    }
+    optim_free(&om);
+    optim_free(&ocl);
+    free(cw);
+    free(cg);
+    free(x);
+    free(logits);
+    free(dlog);
+    free(dfeat);
+    free(tg);
     resnet_free(m);
     return 0;
 }

@@ -53,4 +53,11 @@ void swav_task_free(SwavTask *t);
 int swav_features(void *replica, const Images *im, size_t n, float *out, const Images *bn_data,
                   int bn_batches, int bn_batch, char *err);
 
+// The supervised ceiling: trains replica r's ResNet trunk with a linear classifier on
+// labelled images tr (cross-entropy, one global view per image with the run's augmentation,
+// batch images per step, AdamW with a cosine rate), in place of its parameters. Progress
+// lines on stderr. Returns 0, or -1 with err.
+int swav_supervised(void *replica, const Images *tr, long steps, int batch, uint64_t seed,
+                    char *err);
+
 #endif
