@@ -78,7 +78,7 @@ TEST_TOOL_SRCS := $(wildcard tests/tools/tool_*.c)
 TEST_TOOLS := $(TEST_TOOL_SRCS:%.c=$(BUILD)/%)
 
 .PHONY: headline-news headline-news-run
-.PHONY: all tools tests check check-run deps fashion-mnist demo demo-run bench bench-run bench-dp bench-dp-run bench-wan bench-wan-run bench-headline bench-headline-run bench-swav bench-swav-run mutate mutate-run volunteer volunteer-deps volunteer-build deb deb-build experiment experiment-run corpus tokenizer shards clean clean-data
+.PHONY: all tools tests check check-run deps fashion-mnist demo demo-run bench bench-run bench-dp bench-dp-run bench-wan bench-wan-run bench-headline bench-headline-run bench-swav bench-swav-run swav-probe swav-probe-run mutate mutate-run volunteer volunteer-deps volunteer-build deb deb-build experiment experiment-run corpus tokenizer shards clean clean-data
 all: tools
 
 tools: $(TOOLS)
@@ -247,6 +247,14 @@ bench-swav: deps
 
 bench-swav-run: tests
 	bash tests/bench/bench-swav.sh $(BUILD)
+
+# SwAV pretraining within a CPU budget, then the linear probe, ceiling and floor (about 35
+# minutes on 2 cores; tests/bench/swav-probe.sh)
+swav-probe: deps
+	@$(MAKE) --no-print-directory MODE=release swav-probe-run
+
+swav-probe-run: tools fashion-mnist
+	bash tests/bench/swav-probe.sh $(BUILD) $(DATA)
 
 bench-headline: deps
 	@$(MAKE) --no-print-directory MODE=release bench-headline-run
