@@ -117,7 +117,7 @@ int main(int argc, char **argv) {
     if (ckpt) {
         if (ckpt_open(&ck, ckpt, err) != 0) die("%s", err);
         if (strcmp(ckpt_model(ck), "swav") != 0)
-            die("%s is a %s checkpoint, not a SwAV one (conflux-swav)", ckpt, ckpt_model(ck));
+            die("%s holds a '%s' model, not SwAV's (conflux-swav writes those)", ckpt, ckpt_model(ck));
         if (recipe_config_load_checkpoint(&r, ckpt_config_text(ck), ckpt, err) != 0) die("%s", err);
     }
     for (int i = 0; i < n_sets; i++)
