@@ -5,6 +5,8 @@
 #  - resume: 3 steps, then a resume to step 6, equal to 6 steps straight bit for bit (the
 #    views are a function of the sample index, LARS's momentum is in the checkpoint, and
 #    batch norm uses each micro-batch's statistics, never the running ones);
+#  - DiLoCo (rounds of 3 steps): 2 workers run and differ from synchronous training; one
+#    worker's round plus a resume equals two rounds bit for bit;
 #  - configuration errors: a bad model.stages is a usage error naming the key.
 # Tolerance: ranks sum their micro-batches' gradients in another order than one process, so
 # float32 rounding differs (~1e-7 relative); LARS turns that into parameter changes far
@@ -80,6 +82,22 @@ PY
     --set run.dir="$WORK/half" -q || bad "resume"
 compare "$WORK/np1/checkpoint-000006.h5" "$WORK/half/checkpoint-000006.h5" 0 \
     && ok "3 steps + resume to 6 == 6 steps, bit for bit" || bad "resume is not bit for bit"
+
+# --- DiLoCo: outer rounds of 3 inner steps. 2 workers of one rank each run two rounds; a
+# cluster that is one worker (2 ranks) resumes bit for bit after a round (a run of several MPI
+# workers cannot resume: its checkpoint holds worker 0's inner state only, mpi/outer.c)
+DL=(--set averaging.mode=diloco --set averaging.inner_steps=3 --set train.checkpoint_every=3)
+"${MPIRUN[@]}" -np 2 "$BIN/conflux-swav" "${TINY[@]}" "${DL[@]}" --set averaging.workers=2 --set run.dir="$WORK/dl2" \
+    && [ -f "$WORK/dl2/finished" ] && ok "DiLoCo: 2 workers ran 2 outer rounds" || bad "DiLoCo 2-worker run"
+cmp_params "$WORK/np1/checkpoint-000006.h5" "$WORK/dl2/checkpoint-000006.h5" 1e-5 >/dev/null \
+    && bad "DiLoCo equals synchronous training (it should not)" || ok "DiLoCo's parameters differ from synchronous training's"
+# (as test_diloco.sh: the same run's step-3 checkpoint, resumed into a fresh directory)
+"${MPIRUN[@]}" -np 2 "$BIN/conflux-swav" "${TINY[@]}" "${DL[@]}" --set run.dir="$WORK/dl" || bad "DiLoCo 1-worker run"
+"${MPIRUN[@]}" -np 2 "$BIN/conflux-swav" --resume "$WORK/dl/checkpoint-000003.h5" \
+    --set data.train="$DATA/fashion/train.h5" --set data.valid="$DATA/fashion/test.h5" \
+    --set run.dir="$WORK/dlh" -q || bad "DiLoCo resume"
+compare "$WORK/dl/checkpoint-000006.h5" "$WORK/dlh/checkpoint-000006.h5" 0 \
+    && ok "DiLoCo: a round + resume == two rounds, bit for bit" || bad "DiLoCo resume is not bit for bit"
 
 # --- configuration errors
 "$BIN/conflux-swav" "${TINY[@]}" --set model.stages=5 > "$WORK/err.txt" 2>&1; rc=$?
