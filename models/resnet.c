@@ -310,6 +310,19 @@ const TensorSpec *resnet_buffer_specs(const ResNet *m, int *n) {
 }
 float *resnet_buffers(ResNet *m) { return m->bufs; }
 
+void resnet_normalize_prototypes(ResNet *m) {
+    const int K = m->cfg.n_prototypes, D = m->cfg.out_dim;
+    float *w = m->p[m->proto];
+    for (int k = 0; k < K; k++) {
+        float *r = w + (size_t)k * D;
+        double ss = 0.0;
+        for (int j = 0; j < D; j++) ss += (double)r[j] * r[j];
+        const float n = (float)sqrt(ss);
+        const float inv = 1.0f / (n > 1e-12f ? n : 1e-12f);
+        for (int j = 0; j < D; j++) r[j] *= inv;
+    }
+}
+
 void resnet_set_bn_momentum(ResNet *m, float momentum) {
     CHECK(momentum > 0.0f && momentum <= 1.0f, "resnet: batch-norm momentum %g", (double)momentum);
     m->cfg.bn_momentum = momentum;

@@ -75,6 +75,12 @@ const float *resnet_features(ResNet *m, const float *images, int B, int H, int W
 // normalised projections (B, out_dim).
 const float *resnet_forward(ResNet *m, const float *images, int B, int H, int W, int train,
                             const float **z);
+// SwAV's prototype normalisation: every row of prototypes.weight to unit L2 norm, in place
+// (SwAV's loop does it before each iteration; conflux after each update and once at the
+// start, which is the same sequence of states, and keeps the state between steps
+// normalised).
+void resnet_normalize_prototypes(ResNet *m);
+
 // Sets the running statistics' momentum (cfg.bn_momentum) of m and the models sharing its
 // arenas go on with their own: precise BN passes 1 / (k + 1) for the k-th batch (0-based)
 // after resnet_reset_bn, which makes the statistics the plain average over the batches.

@@ -59,6 +59,7 @@ int trainer_step(Trainer *t, StepResult *r, char *err) {
         return cx_err(err, "step %ld: non-finite loss (%g) or gradient norm (%g); not applied",
                       t->optim.step + 1, loss, gn);
     optim_step_with_norm(&t->optim, k->params, k->grads, gn);
+    if (k->prepare) k->prepare(k->prep_ctx, k->params);
     r->grad_norm = gn;
     t->samples_seen += (uint64_t)G;
     double t3 = cx_now();

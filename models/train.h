@@ -36,6 +36,15 @@ typedef struct {
     // without the model (the bridge checks the count a volunteer claims for its share).
     // NULL: the task cannot count.
     long (*count_tokens)(void *ctx, uint64_t s0, long n);
+    // Optional: called by trainer_step right after every optimizer step, on every
+    // participant that takes the step (trainers, volunteers, the bridge's replica), with
+    // this task's parameters: a projection the model keeps its parameters on (SwAV
+    // normalises its prototypes), so the state between steps, which replicas compare,
+    // checkpoint and hand to joining volunteers, is always the projected one. The recipe
+    // projects the initial parameters too. prep_ctx is its own context (a replica without
+    // data has a task without ctx).
+    void (*prepare)(void *prep_ctx, float *params);
+    void *prep_ctx;
 } TrainTask;
 
 // Statistics summed over every participant with the gradients. STAT_PARTICIPANTS counts

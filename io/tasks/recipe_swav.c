@@ -170,6 +170,7 @@ static int swav_build(Replica *r, ReplicaKind kind, char *err) {
     ResNet *m = resnet_create(&c->model, c->augment.n_global * MB, c->augment.global_size,
                               c->augment.global_size, cx_rng_derive(seed, 2));
     r->model = m;
+    swav_prepare(m, resnet_params(m));  // the initial prototypes normalised, as every later state
     const SwavParams sp = {.n_global = c->augment.n_global, .n_small = c->augment.n_small,
                            .sinkhorn_iters = c->swav.sinkhorn_iters,
                            .sinkhorn_eps = c->swav.epsilon, .temperature = c->swav.temperature};
@@ -182,7 +183,8 @@ static int swav_build(Replica *r, ReplicaKind kind, char *err) {
     } else {
         r->tr.task = (TrainTask){.params = resnet_params(m), .grads = resnet_grads(m),
                                  .n_params = resnet_n_params(m), .specs = resnet_specs(m),
-                                 .n_specs = resnet_n_specs(m), .micro_batch = 1};
+                                 .n_specs = resnet_n_specs(m), .micro_batch = 1,
+                                 .prepare = swav_prepare, .prep_ctx = m};
     }
     if (a->have_valid) {
         if (swav_task_init(&a->valid_task, &r->valid, m, &a->valid_data, MB, &c->augment, &sp, 777,

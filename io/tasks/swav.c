@@ -62,6 +62,11 @@ static long swav_count_tokens(void *ctx, uint64_t s0, long n) {
     return n;  // one per image
 }
 
+void swav_prepare(void *model, float *params) {
+    (void)params;  // the model's own arena
+    resnet_normalize_prototypes(model);
+}
+
 int swav_task_init(SwavTask *t, TrainTask *out, ResNet *model, const Images *data, int MB,
                    const CropConfig *crops, const SwavParams *p, uint64_t view_seed,
                    uint64_t order_seed, int validation, long global_batch, long freeze_steps,
@@ -98,7 +103,8 @@ int swav_task_init(SwavTask *t, TrainTask *out, ResNet *model, const Images *dat
     *out = (TrainTask){.ctx = t, .params = resnet_params(model), .grads = resnet_grads(model),
                        .n_params = resnet_n_params(model), .specs = resnet_specs(model),
                        .n_specs = resnet_n_specs(model), .micro_batch = MB,
-                       .micro_step = swav_micro_step, .count_tokens = swav_count_tokens};
+                       .micro_step = swav_micro_step, .count_tokens = swav_count_tokens,
+                       .prepare = swav_prepare, .prep_ctx = model};
     return 0;
 }
 

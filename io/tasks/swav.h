@@ -43,6 +43,10 @@ int swav_task_init(SwavTask *t, TrainTask *out, ResNet *model, const Images *dat
                    uint64_t order_seed, int validation, long global_batch, long freeze_steps,
                    char *err);
 void swav_task_free(SwavTask *t);
+// The steps' prepare hook (models/train.h) of every SwAV replica, with the ResNet as its
+// context: SwAV's prototype normalisation after each update (and, by the recipe, at the
+// start).
+void swav_prepare(void *model, float *params);
 
 // ---- features for the linear probe (io/eval/conflux-probe.c) ----
 // The pooled features (n, widths[last]) of images[0..n) of im, each whole image normalised as

@@ -63,8 +63,8 @@ done
 cmp_params "$WORK/np1/checkpoint-000006.h5" "$WORK/other/checkpoint-000006.h5" 1e-5 >/dev/null \
     && bad "a different global batch went unnoticed" || ok "a different global batch is told apart"
 # the prototypes moved only after the frozen steps, and every tensor moved by the end
-/usr/bin/python3 - "$WORK/np1/checkpoint-000006.h5" <<'PY' && ok "the checkpoint holds torchvision's names" || bad "checkpoint names"
-import sys, h5py
+/usr/bin/python3 - "$WORK/np1/checkpoint-000006.h5" <<'PY' && ok "the checkpoint holds torchvision's names and unit prototypes" || bad "checkpoint names or prototypes"
+import sys, h5py, numpy as np
 with h5py.File(sys.argv[1]) as f:
     names = set(f["params"].keys())
     need = {"conv1.weight", "bn1.weight", "layer1.0.conv1.weight", "layer2.0.downsample.0.weight",
@@ -72,7 +72,10 @@ with h5py.File(sys.argv[1]) as f:
             "prototypes.weight"}
     missing = need - names
     print("missing:", sorted(missing)) if missing else None
-    sys.exit(1 if missing or f.attrs["model"] not in (b"swav", "swav") else 0)
+    # SwAV's prototype normalisation after every update: unit rows in every checkpoint
+    norms = np.linalg.norm(f["params"]["prototypes.weight"][()], axis=1)
+    print("prototype row norms: %.7f .. %.7f" % (norms.min(), norms.max()))
+    sys.exit(1 if missing or f.attrs["model"] not in (b"swav", "swav") or abs(norms - 1).max() > 1e-5 else 0)
 PY
 
 # --- resume: 3 steps, then 3 more, == 6 straight, bit for bit

@@ -280,6 +280,21 @@ static void test_init(void) {
     }
     CU_ASSERT(ok);
     CU_ASSERT(!strcmp(s[resnet_n_specs(m) - 1].name, "prototypes.weight"));
+    // SwAV's prototype normalisation: every row to unit norm, and nothing else touched
+    const TensorSpec *pr = &s[resnet_n_specs(m) - 1];
+    float *before = cx_calloc(resnet_n_params(m), sizeof(float));
+    memcpy(before, p, resnet_n_params(m) * sizeof(float));
+    resnet_normalize_prototypes(m);
+    int unit = 1;
+    for (long k = 0; k < pr->shape[0]; k++) {
+        double ss = 0.0;
+        for (long j = 0; j < pr->shape[1]; j++) ss += (double)p[pr->offset + k * pr->shape[1] + j] * p[pr->offset + k * pr->shape[1] + j];
+        unit &= fabs(sqrt(ss) - 1.0) < 1e-6;
+    }
+    CU_ASSERT(unit);
+    CU_ASSERT(!memcmp(before, p, pr->offset * sizeof(float)));
+    CU_ASSERT(memcmp(before + pr->offset, p + pr->offset, pr->n * sizeof(float)) != 0);
+    free(before);
     resnet_free(m);
 }
 
