@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from resnet_torch import Net  # noqa: E402
+from resnet_torch import Net, sinkhorn  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 gen = torch.Generator().manual_seed(20261205)
@@ -85,17 +85,6 @@ emit("rn_scores_eval", scores_eval)
 # and statistics, 2 global views (9 x 8) and 2 small ones (5 x 4) of each of the 3 images,
 # view-major; each resolution one forward (global first), codes by Sinkhorn per global view
 # over the 3 images, SwAV's loss (temperature 0.1), its backward ----
-@torch.no_grad()
-def sinkhorn(out, eps=0.05, iters=3):
-    Q = torch.exp(out / eps).t()
-    Bq, Kq = Q.shape[1], Q.shape[0]
-    Q /= torch.sum(Q)
-    for _ in range(iters):
-        Q /= torch.sum(Q, dim=1, keepdim=True)
-        Q /= Kq
-        Q /= torch.sum(Q, dim=0, keepdim=True)
-        Q /= Bq
-    return (Q * Bq).t()
 
 
 net2 = Net(WIDTHS, BLOCKS, HH, D, K)

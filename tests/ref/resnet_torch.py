@@ -1,9 +1,24 @@
 # resnet_torch.py: the SwAV ResNet of models/resnet.h in plain torch, with torchvision's
 # names (conv1, bn1, layerS.B.conv1/bn1/conv2/bn2/downsample.0/.1) and SwAV's head
-# (projection_head.0/.1/.3, prototypes). A module, imported by resnet_ref.py (goldens) and
-# swav_bench.py (make bench-swav).
+# (projection_head.0/.1/.3, prototypes), and SwAV's Sinkhorn. A module, imported by
+# resnet_ref.py, vision_ref.py (goldens) and swav_bench.py (make bench-swav).
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+@torch.no_grad()
+def sinkhorn(out, eps=0.05, iters=3):
+    """SwAV's codes (facebookresearch/swav main_swav.py, one process): out (B, K) scores."""
+    Q = torch.exp(out / eps).t()
+    B, K = Q.shape[1], Q.shape[0]
+    Q /= torch.sum(Q)
+    for _ in range(iters):
+        Q /= torch.sum(Q, dim=1, keepdim=True)
+        Q /= K
+        Q /= torch.sum(Q, dim=0, keepdim=True)
+        Q /= B
+    return (Q * B).t()
 
 
 class BasicBlock(nn.Module):

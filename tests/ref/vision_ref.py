@@ -16,6 +16,9 @@ import sys
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from resnet_torch import sinkhorn  # noqa: E402
+
 torch.set_default_dtype(torch.float64)
 gen = torch.Generator().manual_seed(20261204)
 
@@ -103,18 +106,6 @@ emit("rp_dinp", x.grad)
 # ---- SwAV's head and objective (models/swav.h), as facebookresearch/swav's main_swav.py:
 # z (V*B, D) -> normalize -> scores = z_n @ W^T with W the L2-normalised prototypes (K, D);
 # codes of the first A crops by sinkhorn (no grad); the swapped-prediction loss.
-@torch.no_grad()
-def sinkhorn(out, eps, iters):
-    Q = torch.exp(out / eps).t()
-    B, K = Q.shape[1], Q.shape[0]
-    Q /= torch.sum(Q)
-    for _ in range(iters):
-        Q /= torch.sum(Q, dim=1, keepdim=True)
-        Q /= K
-        Q /= torch.sum(Q, dim=0, keepdim=True)
-        Q /= B
-    Q *= B
-    return Q.t()
 
 
 V, A, B, D, K, temp, eps, iters = 4, 2, 5, 6, 7, 0.1, 0.05, 3
