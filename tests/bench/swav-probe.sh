@@ -32,7 +32,14 @@ else
     "$BUILD/bin/conflux-swav" "${SET[@]}"
 fi
 minutes=$(awk -v s="$(( $(date +%s) - t0 ))" 'BEGIN {printf "%.1f", s / 60}')
-probe() { "$BUILD/bin/conflux-probe" "$@" --train "$TR" --test "$TE" | tee /dev/stderr | sed -n 's/^probe: top1=\([0-9.]*\).*/\1/p'; }
+# (the probe's line goes to stderr too; not through tee /dev/stderr, which truncates a log
+# file that stderr is redirected to)
+probe() {
+    local out
+    out=$("$BUILD/bin/conflux-probe" "$@" --train "$TR" --test "$TE")
+    echo "$out" >&2
+    sed -n 's/^probe: top1=\([0-9.]*\).*/\1/p' <<<"$out"
+}
 T=$(probe --checkpoint "$RUN/latest.h5")
 R=$(probe --random)
 S=$(probe --supervised "$SUP_STEPS")
