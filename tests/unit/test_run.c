@@ -44,14 +44,21 @@ static char *default_text(const char *name) {
 
 static void test_recipe_table(void) {
     const Recipe *albert = recipe_find("albert"), *encdec = recipe_find("encdec");
+    const Recipe *swav = recipe_find("swav");
     CU_ASSERT_PTR_NOT_NULL_FATAL(albert);
     CU_ASSERT_PTR_NOT_NULL_FATAL(encdec);
-    CU_ASSERT_PTR_NULL(recipe_find("swav"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(swav);
+    CU_ASSERT_PTR_NULL(recipe_find("resnet"));
     CU_ASSERT_STRING_EQUAL(albert->name, "albert");
     CU_ASSERT_STRING_EQUAL(encdec->name, "encdec");
-    char *at = default_text("albert"), *et = default_text("encdec");
+    CU_ASSERT_STRING_EQUAL(swav->name, "swav");
+    char *at = default_text("albert"), *et = default_text("encdec"), *st = default_text("swav");
     CU_ASSERT_PTR_EQUAL(recipe_for_config(at), albert);
     CU_ASSERT_PTR_EQUAL(recipe_for_config(et), encdec);
+    CU_ASSERT_PTR_EQUAL(recipe_for_config(st), swav);  // exactly one recipe claims each text
+    CU_ASSERT_PTR_EQUAL(recipe_for_config("[swav]\nepsilon = 0.05\n"), swav);
+    CU_ASSERT_PTR_NOT_NULL(strstr(st, "replica_check_every = 0\n"));
+    free(st);
     CU_ASSERT_PTR_EQUAL(recipe_for_config("  [decoder]\nnum_layers = 2\n"), encdec);
     CU_ASSERT_PTR_EQUAL(recipe_for_config("[decoderx]\n"), albert);
     CU_ASSERT_PTR_EQUAL(recipe_for_config("[model]\n; [decoder] in a comment\n"), albert);
