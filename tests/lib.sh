@@ -48,6 +48,12 @@ free_ports() {
     done
     echo "$p"
 }
+# waitfor SECONDS COMMAND...: polls (every 0.1 s) until COMMAND succeeds; status 1 after SECONDS
+waitfor() {  # SECONDS COMMAND...: poll until the command succeeds
+    local t=$1; shift
+    for _ in $(seq $((t * 10))); do "$@" && return 0; sleep 0.1; done
+    return 1
+}
 # wait_log FILE PATTERN [SECONDS]: waits until PATTERN (grep) appears in FILE; status 1 after
 # SECONDS (default 60)
 wait_log() {

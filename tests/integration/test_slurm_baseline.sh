@@ -23,11 +23,6 @@ CL=$WORK/cluster
 SP=$(free_ports)
 export CONFLUX_SLURMCTLD_PORT=$SP CONFLUX_SLURMD_PORT=$((SP + 1))
 trap 'slurm/local-cluster.sh stop "$CL" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
-waitfor() {  # SECONDS COMMAND...: poll until the command succeeds
-    local t=$1; shift
-    for _ in $(seq $((t * 10))); do "$@" && return 0; sleep 0.1; done
-    return 1
-}
 
 slurm/local-cluster.sh start "$CL" || { echo "FAIL: cannot start the local Slurm cluster"; exit 1; }
 eval "$(slurm/local-cluster.sh env "$CL")"

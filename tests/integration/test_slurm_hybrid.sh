@@ -28,11 +28,6 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-waitfor() {  # SECONDS COMMAND...
-    local t=$1; shift
-    for _ in $(seq $((t * 10))); do "$@" && return 0; sleep 0.1; done
-    return 1
-}
 slurm/local-cluster.sh start "$CL" || { echo "FAIL: cannot start the local Slurm cluster"; exit 1; }
 eval "$(slurm/local-cluster.sh env "$CL")"
 TOKENS=$WORK/tokens.txt

@@ -181,11 +181,8 @@ static void test_threads(void) {
         resnet_forward(m, x, GOLDEN_RN_B, GOLDEN_RN_H, GOLDEN_RN_W, 1, NULL);
         resnet_backward(m, ds);
         int nb;
-        resnet_buffer_specs(m, &nb);
-        const size_t ng = resnet_n_params(m);
-        size_t nbuf = 0;
         const TensorSpec *bs = resnet_buffer_specs(m, &nb);
-        nbuf = bs[nb - 1].offset + bs[nb - 1].n;
+        const size_t ng = resnet_n_params(m), nbuf = bs[nb - 1].offset + bs[nb - 1].n;
         if (th == 1) {
             ref_g = cx_calloc(ng, sizeof(float));
             ref_b = cx_calloc(nbuf, sizeof(float));
