@@ -41,7 +41,7 @@ export FT_SET="--set train.steps=6 --set train.eval_every=3
 R=io/headline/news/recipe.sh
 WK=$W/work
 
-# 1. a budget of 12 s: the data (1-2 s), then the pretraining is stopped part way (tens
+# 1. a budget of 12 s: the data (1-2 s), then the pretraining is stopped part way (tens of
 #    steps a second, depending on the machine; 490 steps on 2026-12-04, of the 10^6 asked)
 MLM_SET="$MLM_BASE --set train.steps=1000000" bash "$R" "$BUILD" "$WK" 0.2 >"$W/run1.log" 2>&1
 rc=$?
