@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "io/headline/cli.h"
+#include "io/news/lead.h"
 #include "io/store/pairs.h"
 #include "io/tasks/headline.h"
 #include "io/tokenizer/bpe.h"
@@ -32,6 +33,10 @@ int headline_cmd_prepare(int argc, char **argv) {
         "  --skip N          skip the first N articles (over all FILEs, in order; bad records\n"
         "                    do not count), as evaluate --skip does\n"
         "  --limit N         keep at most N pairs after the skipped ones (0: all)\n"
+        "  --target T        title (default): the pair is (article, headline); lead: the\n"
+        "                    pair is (the article after its first sentence, that sentence;\n"
+        "                    a dateline is left out), for lead pretraining before the\n"
+        "                    headlines (articles of one sentence are skipped)\n"
         "  --source LABEL    label stored in the shard (default: the first file's format)\n"
         "  -q, --quiet       no progress lines\n"
         "  -h, --help        this text\n"
@@ -49,10 +54,11 @@ int headline_cmd_prepare(int argc, char **argv) {
         {"max-tgt", required_argument, 0, 'g'},   {"lowercase", no_argument, 0, 'l'},
         {"skip", required_argument, 0, 'k'},      {"limit", required_argument, 0, 'n'},
         {"source", required_argument, 0, 'S'},    {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+        {"target", required_argument, 0, 'T'},    {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     const char *tok_dir = NULL, *out = NULL, *format = "auto", *source = NULL;
     long max_src = 512, max_tgt = 64, skip = 0, limit = 0;
-    int lowercase = 0, quiet = 0, c;
+    int lowercase = 0, quiet = 0, lead = 0, c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "t:o:f:qh", opts, NULL)) != -1) {
@@ -78,6 +84,11 @@ int headline_cmd_prepare(int argc, char **argv) {
                 return hl_usage_err("prepare", "--limit must be a count (got '%s')", optarg);
             break;
         case 'S': source = optarg; break;
+        case 'T':
+            if (!strcmp(optarg, "lead")) lead = 1;
+            else if (strcmp(optarg, "title"))
+                return hl_usage_err("prepare", "unknown --target '%s' (title or lead)", optarg);
+            break;
         case 'q': quiet = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         default: return hl_usage_err("prepare", "bad option '%s'", argv[optind - 1]);
@@ -98,6 +109,8 @@ int headline_cmd_prepare(int argc, char **argv) {
     }
     int32_t *src = cx_calloc((size_t)max_src, sizeof(int32_t));
     int32_t *tgt = cx_calloc((size_t)max_tgt, sizeof(int32_t));
+    char *lead_buf = NULL;  // --target lead: the first sentence
+    size_t lead_cap = 0;
     PairWriter *w = NULL;
     int rc = 0;
     uint64_t seen = 0, kept = 0, skipped_bad, empty = 0, trunc = 0, src_tok = 0, tgt_tok = 0;
@@ -127,8 +140,22 @@ int headline_cmd_prepare(int argc, char **argv) {
         }
         bytes += st.title_n + st.text_n;
         if (seen++ < (uint64_t)skip) continue;  // as evaluate --skip: articles read
-        size_t ns = hl_encoder_run(&enc, st.text, st.text_n, src, (size_t)max_src);
-        size_t nt = hl_encoder_run(&enc, st.title, st.title_n, tgt, (size_t)max_tgt);
+        const char *sx = st.text, *tx = st.title;
+        size_t sxn = st.text_n, txn = st.title_n;
+        if (lead) {
+            if (st.text_n + 1 > lead_cap) {
+                lead_cap = 2 * (st.text_n + 1);
+                lead_buf = realloc(lead_buf, lead_cap);
+                CHECK(lead_buf, "out of memory");
+            }
+            txn = headline_first_sentence(st.text, st.text_n, HEADLINE_LEAD_AUTO, lead_buf, NULL);
+            tx = lead_buf;
+            size_t r = headline_lead_rest(st.text, st.text_n);
+            sx = st.text + r;
+            sxn = st.text_n - r;
+        }
+        size_t ns = sxn ? hl_encoder_run(&enc, sx, sxn, src, (size_t)max_src) : 0;
+        size_t nt = txn ? hl_encoder_run(&enc, tx, txn, tgt, (size_t)max_tgt) : 0;
         if (ns == 0 || nt == 0) {
             empty++;
             continue;
@@ -176,6 +203,7 @@ int headline_cmd_prepare(int argc, char **argv) {
                 kept ? (double)src_tok / (double)kept : 0.0,
                 kept ? 100.0 * (double)trunc / (double)kept : 0.0, max_src,
                 kept ? (double)tgt_tok / (double)kept : 0.0, cx_now() - t0);
+    free(lead_buf);
     free(src);
     free(tgt);
     hl_encoder_close(&enc);

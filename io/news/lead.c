@@ -166,6 +166,16 @@ size_t headline_dateline_len(const char *text, size_t n) {
     return (size_t)(p - buf) < n ? (size_t)(p - buf) : 0;  // something must follow
 }
 
+size_t headline_lead_rest(const char *text, size_t n) {
+    size_t pos = headline_dateline_len(text, n);
+    while (pos < n && is_space_byte(text[pos])) pos++;
+    if (pos >= n) return n;
+    size_t next;
+    sentence_end(text, n, pos, &next);
+    while (next < n && is_space_byte(text[next])) next++;
+    return next;
+}
+
 size_t headline_first_sentence(const char *text, size_t n, int skip, char *out, int *skipped) {
     if (skip == HEADLINE_LEAD_AUTO) {
         size_t d = headline_dateline_len(text, n);

@@ -39,6 +39,13 @@ enum { HEADLINE_LEAD_KEEP = 0, HEADLINE_LEAD_SKIP = 1, HEADLINE_LEAD_AUTO = 2 };
 // receives whether something was left out. Returns the length.
 size_t headline_first_sentence(const char *text, size_t n, int skip, char *out, int *skipped);
 
+// Where the text after the lead ends up: the offset just past the sentence that
+// headline_first_sentence(text, n, HEADLINE_LEAD_AUTO, ...) returns (its dateline and the
+// sentence itself are before it), or n when nothing follows that sentence. For lead
+// pretraining (prepare --target lead): the rest of the article is the source, the lead
+// the target.
+size_t headline_lead_rest(const char *text, size_t n);
+
 // The length of a news agency's dateline at the start of text (with the spaces after it),
 // or 0. Any case; the dateline starts with PLACE (1-60 bytes, no digits, no '.') then
 // ", " or ". ", DAY (1-2 digits) and a Russian month (name or abbreviation), then:

@@ -9,8 +9,9 @@
 #  - the same command, asked for 20 steps more than run 1 reached, resumes the pretraining
 #    at the next step (not from step 0), then runs
 #    the denoising pretraining of the encoder-decoder (its encoder from the MLM checkpoint),
-#    the fine-tuning with the copy mechanism from the denoised model (pointer.gate in the
-#    checkpoint) and the evaluation: ROUGE per source next to the first-sentence baseline, the headline-eval
+#    the lead pretraining from the denoised model (the first sentences from the rest of the
+#    articles: `prepare --target lead`'s pairs), the fine-tuning with the copy mechanism
+#    from the lead model (pointer.gate in the checkpoint) and the evaluation: ROUGE per source next to the first-sentence baseline, the headline-eval
 #    line, the checkpoint's path;
 #  - a third run redoes nothing; asked for more fine-tuning steps it continues from the
 #    last one; other inputs in the same work directory and a bad budget are refused with
@@ -36,6 +37,8 @@ MLM_BASE="$TINY --set train.eval_every=0 --set train.checkpoint_every=0"
 export DN_SET="--set train.steps=4 --set decoder.intermediate_size=64 --set data.src_len=64
                --set data.tgt_len=64 --set train.eval_every=2 --set train.eval_samples=16
                --set train.checkpoint_every=0 --set train.log_every=1"
+export LEAD_SET="--set train.steps=3 --set train.eval_every=3 --set train.eval_samples=16
+                 --set train.checkpoint_every=0 --set train.log_every=1"
 export FT_SET="--set train.steps=6 --set train.eval_every=3
                --set train.eval_samples=40 --set train.checkpoint_every=0 --set train.log_every=1"
 R=io/headline/news/recipe.sh
@@ -65,11 +68,13 @@ grep -q "pretraining (MLM): resuming $WK/runs/mlm/latest.h5" "$W/run2.log" &&
     grep -q "^step $((stopped + 1))/$total " "$W/run2.log" && ! grep -q "^step 1/$total " "$W/run2.log" &&
     ok "run 2 resumed the pretraining at step $((stopped + 1)) of $total" ||
     bad "run 2 did not resume at step $((stopped + 1)): $(grep -m3 'resuming\|^step' "$W/run2.log")"
-[ -f "$WK/runs/mlm/finished" ] && [ -f "$WK/runs/denoise/finished" ] && [ -f "$WK/runs/headline/finished" ] &&
-    ok "the three trainings finished" || bad "a stage is not finished: $(tail -5 "$W/run2.log")"
+[ -f "$WK/runs/mlm/finished" ] && [ -f "$WK/runs/denoise/finished" ] && [ -f "$WK/runs/lead/finished" ] &&
+    [ -f "$WK/runs/headline/finished" ] &&
+    ok "the four trainings finished" || bad "a stage is not finished: $(tail -5 "$W/run2.log")"
 grep -q "^conflux-headline: denoise, encoder [0-9]* parameters, initialised from $WK/runs/mlm/latest.h5" "$W/run2.log" &&
-    grep -q "^conflux-headline: headline, .*initialised from $WK/runs/denoise/latest.h5" "$W/run2.log" &&
-    ok "the denoising starts from the MLM encoder, the fine-tuning from the denoised model" ||
+    grep -q "^conflux-headline: headline, .*initialised from $WK/runs/denoise/latest.h5, " "$W/run2.log" &&
+    grep -q "^conflux-headline: headline, .*initialised from $WK/runs/lead/latest.h5, " "$W/run2.log" &&
+    ok "the denoising starts from the MLM encoder, the lead pretraining from the denoised model, the fine-tuning from the lead model" ||
     bad "the stages' initialisation: $(grep '^conflux-headline: ' "$W/run2.log")"
 h5ls -r "$WK/runs/headline/latest.h5" 2>/dev/null | grep -q '/params/pointer.gate.weight' &&
     ok "the fine-tuned model has the copy gate (decoder.copy = 1)" ||
@@ -89,6 +94,7 @@ grep -q "checkpoint: $WK/runs/headline/latest.h5" "$W/run2.log" && [ -s "$WK/hyp
 # 3. nothing left to do; other inputs and bad budgets are refused
 bash "$R" "$BUILD" "$WK" 10 >"$W/run3.log" 2>&1
 grep -q 'pretraining (MLM): done' "$W/run3.log" && grep -q 'pretraining (denoising): done' "$W/run3.log" &&
+    grep -q 'pretraining (lead): done' "$W/run3.log" &&
     grep -q 'fine-tuning .*: done' "$W/run3.log" &&
     ! grep -q 'evaluation of' "$W/run3.log" && grep -q '^headline-eval' "$W/run3.log" &&
     ok "run 3 redoes nothing and prints the results again" || bad "run 3: $(head -5 "$W/run3.log")"

@@ -130,6 +130,19 @@ static void test_first_sentence(void) {
     CU_ASSERT_STRING_EQUAL(out, "");
 }
 
+// the rest after the lead (prepare --target lead): past the dateline and the first
+// sentence, and the spaces after it; the whole text when there is no second sentence
+static void test_lead_rest(void) {
+    const char *ria = "москва, 1 дек — риа новости. около 60 тысяч литров нефти вытекли.\n  второе. третье";
+    size_t r = headline_lead_rest(ria, strlen(ria));
+    CU_ASSERT_STRING_EQUAL(ria + r, "второе. третье");
+    const char *t = "Поэт А. С. Пушкин\nродился в 1799 г. «Где он?» Второе!";
+    CU_ASSERT_STRING_EQUAL(t + headline_lead_rest(t, strlen(t)), "Второе!");
+    const char *one = "единственное предложение.  ";
+    CU_ASSERT_EQUAL(headline_lead_rest(one, strlen(one)), strlen(one));
+    CU_ASSERT_EQUAL(headline_lead_rest("", 0), 0);
+}
+
 static void test_dateline(void) {
     struct {
         const char *text;
@@ -603,6 +616,7 @@ int main(void) {
     static const TuTest s_tests[] = {
         {"pair shards: round trip, bad ids, damaged and foreign files", test_pairs_roundtrip},
         {"first sentence with the RIA dateline rule", test_first_sentence},
+        {"the article after its lead (prepare --target lead)", test_lead_rest},
         {"a news agency's dateline detected (RIA, TASS, Interfax; near misses kept)", test_dateline},
         {"lowercasing", test_lowercase},
         {"Poisson span lengths", test_poisson},

@@ -3,18 +3,23 @@
 # headline-news). Each stage skips what is done and resumes what was stopped, so running
 # it again continues where the last run's budget ran out:
 #   1. data: news bodies and titles -> corpus (conflux-corpus news:) -> byte-level BPE
-#      tokenizer -> token shards; (article, title) pair shards (conflux-headline prepare)
+#      tokenizer -> token shards; (article, title) pair shards and (the rest of the
+#      article, its first sentence) pair shards (conflux-headline prepare [--target lead])
 #   2. MLM pretraining of the ALBERT encoder on the news corpus (conflux-train, mlm.ini)
 #   3. mBART denoising of the whole encoder-decoder with the pointer-generator on the same
 #      news text (conflux-headline train --objective denoise, denoise.ini), the encoder
 #      from stage 2: the decoder learns the language and to copy before it sees a title
-#   4. BertSumAbs fine-tuning (conflux-headline train, finetune.ini), every weight from
-#      stage 3
-#   5. ROUGE on the validation set and the extra news files, next to the first-sentence
+#   4. lead pretraining (conflux-headline train, lead.ini), every weight from stage 3: the
+#      model writes each article's first sentence from the rest of it, a summary of the
+#      news in the news's own words (Yang et al. 2020, TED's lead pretraining), before the
+#      7,643 titles
+#   5. BertSumAbs fine-tuning (conflux-headline train, finetune.ini), every weight from
+#      stage 4
+#   6. ROUGE on the validation set and the extra news files, next to the first-sentence
 #      baseline (conflux-headline evaluate), written to WORK/eval.txt
 # A stage that runs out of budget is sent SIGTERM: the trainer checkpoints at the next step
 # and exits; the next run resumes from WORK/runs/STAGE/latest.h5 with the same learning-rate
-# schedule. A finished stage asked for more steps (MLM_SET/DN_SET/FT_SET "--set train.steps=N")
+# schedule. A finished stage asked for more steps (MLM_SET/DN_SET/LEAD_SET/FT_SET "--set train.steps=N")
 # continues from its last step. Progress (step, loss, tokens/s, ETA) comes from the trainers.
 #
 # usage: io/headline/news/recipe.sh BUILD_DIR WORK_DIR BUDGET_MINUTES
@@ -26,8 +31,8 @@
 #               ODS samples of ../shared/data/news, where present]
 #   VOCAB       tokenizer vocabulary [16384]
 #   SRC_LEN, TGT_LEN  article and title tokens kept [256, 48]
-#   MLM_SET, DN_SET, FT_SET  extra "--set section.key=value" arguments for stages 2, 3
-#               and 4, e.g.
+#   MLM_SET, DN_SET, LEAD_SET, FT_SET  extra "--set section.key=value" arguments for
+#               stages 2, 3, 4 and 5, e.g.
 #               FT_SET="--set train.steps=20000 --set train.global_batch=64"
 #   PREP_ARGS   extra arguments of conflux-headline prepare for the training pairs
 #               (e.g. "--lowercase --limit 980000")
@@ -54,6 +59,7 @@ THREADS=${THREADS:-0}
 words() { local -n out_=$1; read -r -d '' -a out_ <<<"$2" || true; }
 words MLM_SET_A "${MLM_SET:-}"
 words DN_SET_A "${DN_SET:-}"
+words LEAD_SET_A "${LEAD_SET:-}"
 words FT_SET_A "${FT_SET:-}"
 words PREP_A "${PREP_ARGS:-}"
 words EXTRA_A "$NEWS_EXTRA"
@@ -151,6 +157,13 @@ if [ ! -s "$W/pairs_valid.h5" ]; then
     "$T/conflux-headline" prepare --tokenizer "$W/tokenizer" --max-src "$SRC_LEN" --max-tgt "$TGT_LEN" \
         --out "$W/pairs_valid.h5" "$NEWS_VALID" || die "prepare (valid) failed"
 fi
+for s in train valid; do
+    f=$NEWS_TRAIN; [ $s = valid ] && f=$NEWS_VALID
+    if [ ! -s "$W/lead_$s.h5" ]; then
+        "$T/conflux-headline" prepare --target lead --tokenizer "$W/tokenizer" --max-src "$SRC_LEN" \
+            --max-tgt "$TGT_LEN" --out "$W/lead_$s.h5" "$f" || die "prepare (lead, $s) failed"
+    fi
+done
 
 # ---- 2. MLM pretraining of the encoder
 mlm_tool=("$T/conflux-train")
@@ -166,15 +179,23 @@ dn_args=(--config "$HERE/denoise.ini" --init-encoder "$W/runs/mlm/latest.h5"
          --set "run.dir=$W/runs/denoise")
 train "pretraining (denoising)" "$W/runs/denoise" dn_tool dn_args DN_SET_A
 
-# ---- 4. fine-tuning with the copy mechanism
+# ---- 4. lead pretraining: the first sentence from the rest of the article
+lead_tool=("$T/conflux-headline" train)
+lead_args=(--config "$HERE/lead.ini" --init "$W/runs/denoise/latest.h5"
+           --train "$W/lead_train.h5" --valid "$W/lead_valid.h5"
+           --set "data.tokenizer=$W/tokenizer" --set "data.src_len=$SRC_LEN"
+           --set "data.tgt_len=$TGT_LEN" --set "run.dir=$W/runs/lead")
+train "pretraining (lead)" "$W/runs/lead" lead_tool lead_args LEAD_SET_A
+
+# ---- 5. fine-tuning with the copy mechanism
 ft_tool=("$T/conflux-headline" train)
-ft_args=(--config "$HERE/finetune.ini" --init "$W/runs/denoise/latest.h5"
+ft_args=(--config "$HERE/finetune.ini" --init "$W/runs/lead/latest.h5"
          --train "$W/pairs_train.h5" --valid "$W/pairs_valid.h5"
          --set "data.tokenizer=$W/tokenizer" --set "data.src_len=$SRC_LEN"
          --set "data.tgt_len=$TGT_LEN" --set "run.dir=$W/runs/headline")
 train "fine-tuning (BertSumAbs + pointer-generator)" "$W/runs/headline" ft_tool ft_args FT_SET_A
 
-# ---- 5. evaluation
+# ---- 6. evaluation
 ck=$W/runs/headline/latest.h5
 if [ ! -s "$W/eval.txt" ] || [ "$ck" -nt "$W/eval.txt" ]; then
     l=$(left)
