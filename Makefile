@@ -56,7 +56,7 @@ endif
 # so sqrtf vectorises; results are unchanged (unlike -ffast-math, which we do not use).
 CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -fno-math-errno $(WARN) -I. $(PKG_CFLAGS) $(MPI_CFLAGS) -MMD -MP
 LDFLAGS := $(OPT)
-LDLIBS := $(PKG_LIBS) $(MPI_LIBS) -lm -lpthread
+LDLIBS := -lscalapack-openmpi $(PKG_LIBS) $(MPI_LIBS) -lm -lpthread
 
 # Library sources: everything in models/ io/ mpi/ bridge/ (and their subfolders) except tool
 # mains (conflux-*.c).
