@@ -105,10 +105,8 @@ int albert_config_check(const AlbertConfig *c, char *err) {
     return 0;
 }
 
-static void build_specs(Albert *m) {
-    const AlbertConfig *c = &m->cfg;
+size_t albert_spec_table(const AlbertConfig *c, int encoder_only, TensorSpec *s, int *n_specs) {
     long V = c->vocab_size, E = c->embedding_size, H = c->hidden_size, I = c->intermediate_size;
-    TensorSpec *s = m->specs;
     tensor_spec_set(&s[AP_WORD], 0, 2, V, E, "albert.embeddings.word_embeddings.weight");
     tensor_spec_set(&s[AP_POS], 0, 2, c->max_position, E,
                     "albert.embeddings.position_embeddings.weight");
@@ -142,8 +140,12 @@ static void build_specs(Albert *m) {
     tensor_spec_set(&s[AP_POOL_B], 1, 1, H, 0, "albert.pooler.bias");
     tensor_spec_set(&s[AP_SOP_W], 0, 2, 2, H, "sop_classifier.classifier.weight");
     tensor_spec_set(&s[AP_SOP_B], 1, 1, 2, 0, "sop_classifier.classifier.bias");
-    m->n_specs = m->encoder_only ? AP_N_ENCODER : c->sop ? AP_COUNT : AP_N_MLM;
-    m->n_params = tensor_layout(s, m->n_specs, 0);
+    *n_specs = encoder_only ? AP_N_ENCODER : c->sop ? AP_COUNT : AP_N_MLM;
+    return tensor_layout(s, *n_specs, 0);
+}
+
+static void build_specs(Albert *m) {
+    m->n_params = albert_spec_table(&m->cfg, m->encoder_only, m->specs, &m->n_specs);
 }
 
 static const TensorAlias ALIASES[] = {
@@ -362,7 +364,7 @@ float *albert_grads(Albert *m) { return m->grads; }
 // ---------------------------------------------------------------------------------------
 // forward
 
-enum { SITE_EMB = 1, SITE_ATT = 100, SITE_OUT = 1000 };
+enum { SITE_EMB = ALBERT_SITE_EMB, SITE_ATT = ALBERT_SITE_ATT, SITE_OUT = ALBERT_SITE_OUT };
 
 // w (3H,H) = the Q, K, V weights of t (parameters or gradients) stacked, bias (3H) theirs
 static void qkv_gather(float *w, float *bias, float *const *t, int H) {

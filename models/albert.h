@@ -69,6 +69,12 @@ typedef struct {
 
 typedef struct Albert Albert;
 
+// Dropout sites: the RNG stream of each dropout is cx_rng_derive(seed, site): the embedding
+// dropout, and per application l of the shared layer the attention probabilities
+// (ATT + l) and the attention output (OUT + l). Another implementation of the model (the
+// tensor-parallel one, mpi/tp_albert.h) draws the same masks from them.
+enum { ALBERT_SITE_EMB = 1, ALBERT_SITE_ATT = 100, ALBERT_SITE_OUT = 1000 };
+
 // Creates the model with arenas for micro-batches up to max_B x max_T. Parameters are
 // initialised from seed (normal(0, init_std) matrices, zero biases, unit LayerNorm).
 Albert *albert_create(const AlbertConfig *cfg, int max_B, int max_T, uint64_t seed);
@@ -81,6 +87,10 @@ int albert_n_specs(const Albert *m);
 // Tied names as checkpoint aliases (predictions.decoder.weight, predictions.decoder.bias).
 const TensorAlias *albert_aliases(int *n);
 size_t albert_n_params(const Albert *m);
+// The parameter table of a model of cfg without building one (AP_COUNT entries of room;
+// *n_specs receives how many: AP_N_ENCODER for encoder_only, else AP_N_MLM or AP_COUNT).
+// Returns the arena size in floats.
+size_t albert_spec_table(const AlbertConfig *cfg, int encoder_only, TensorSpec *specs, int *n_specs);
 float *albert_params(Albert *m);   // flat parameter arena (n_params floats)
 float *albert_grads(Albert *m);    // flat gradient arena (same layout)
 

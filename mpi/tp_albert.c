@@ -1,0 +1,429 @@
+// tp_albert.c: the tensor-parallel ALBERT encoder (see tp_albert.h). Each step mirrors
+// models/albert.c's encoder_forward / encoder_backward op for op.
+#include "mpi/tp_albert.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/common.h"
+#include "models/nn.h"
+#include "models/rng.h"
+#include "mpi/dp.h"
+
+// Per-application activations of the shared layer, local parts.
+typedef struct {
+    float *q, *k, *v;        // (N,H)
+    float *att;              // local tiles (sequence, head), T x T each
+    float *ctx, *res1, *a;   // (N,H)
+    float *mean1, *rstd1;    // (N)
+    float *f1, *g;           // (N,I)
+    float *res2, *out;       // (N,H)
+    float *mean2, *rstd2;    // (N)
+} TpLayerActs;
+
+struct TpAlbert {
+    AlbertConfig cfg;
+    TpGrid *g;
+    int max_B, max_T, D;       // D: head_dim, the feature block
+    TensorSpec gspec[AP_COUNT];  // global table (albert_spec_table)
+    TensorSpec spec[AP_COUNT];   // local table
+    int hold[AP_COUNT];
+    size_t n_local;
+    float *params, *grads;
+    float *p[AP_COUNT], *gr[AP_COUNT];
+    TpMat W[AP_COUNT], dW[AP_COUNT];  // TP_DEALT tensors' views (params, grads)
+    // activations (local parts), sized for max_B x max_T
+    float *act_arena;
+    size_t nl_max;             // local rows
+    int hl, il, el;            // local feature counts for H, I, E
+    float *emb, *emb_ln, *emb_mean, *emb_rstd, *emb_drop, *h0;
+    TpLayerActs *layers;
+    float *dh, *dx, *dres, *dctx, *dproj, *dq, *dk, *dv, *dg, *df1, *demb, *demb2;
+    float *tq, *tk, *tv, *tc, *tdq, *tdk, *tdv, *tdc, *att_scratch;  // one tile each
+    TpMat out_view;
+};
+
+static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+// Local count of n elements in blocks of nb over np processes, coordinate c.
+static int lcount(int n, int nb, int c, int np) {
+    int nblocks = n / nb, k = nblocks / np * nb, extra = nblocks % np;
+    if (c < extra) k += nb;
+    else if (c == extra) k += n % nb;
+    return k;
+}
+
+int tp_albert_check(const AlbertConfig *cfg, const TpGrid *g, char *err) {
+    if (g->P > cfg->num_heads)
+        return cx_err(err, "tp.rows (%d) exceeds model.num_heads (%d): a grid row would hold no head",
+                      g->P, cfg->num_heads);
+    return 0;
+}
+
+static void carve(TpAlbert *m, TensorCarver *cv) {
+    const AlbertConfig *c = &m->cfg;
+    size_t N = m->nl_max, Hn = N * m->hl, In = N * m->il, En = N * m->el;
+    size_t tiles = (size_t)ceil_div(m->max_B, m->g->Q) * ceil_div(c->num_heads, m->g->P);
+    size_t TT = (size_t)m->max_T * m->max_T, TD = (size_t)m->max_T * m->D;
+    tensor_carve_each(cv, En, &m->emb, &m->emb_ln, &m->emb_drop, &m->demb, &m->demb2, NULL);
+    tensor_carve_each(cv, N, &m->emb_mean, &m->emb_rstd, NULL);
+    m->h0 = tensor_carve(cv, Hn);
+    for (int l = 0; l < c->num_layers; l++) {
+        TpLayerActs *la = &m->layers[l];
+        tensor_carve_each(cv, Hn, &la->q, &la->k, &la->v, &la->ctx, &la->res1, &la->a, &la->res2,
+                          &la->out, NULL);
+        la->att = tensor_carve(cv, tiles * TT);
+        tensor_carve_each(cv, In, &la->f1, &la->g, NULL);
+        tensor_carve_each(cv, N, &la->mean1, &la->rstd1, &la->mean2, &la->rstd2, NULL);
+    }
+    tensor_carve_each(cv, Hn, &m->dh, &m->dx, &m->dres, &m->dctx, &m->dproj, &m->dq, &m->dk, &m->dv,
+                      NULL);
+    tensor_carve_each(cv, In, &m->dg, &m->df1, NULL);
+    tensor_carve_each(cv, TD, &m->tq, &m->tk, &m->tv, &m->tc, &m->tdq, &m->tdk, &m->tdv, &m->tdc, NULL);
+    m->att_scratch = tensor_carve(cv, TT);
+}
+
+TpAlbert *tp_albert_create(const AlbertConfig *cfg, TpGrid *g, int max_B, int max_T) {
+    char err[CX_ERRLEN];
+    CHECK(albert_config_check(cfg, err) == 0, "%s", err);
+    CHECK(tp_albert_check(cfg, g, err) == 0, "%s", err);
+    CHECK(max_B >= 1 && max_T >= 2 && max_T <= cfg->max_position, "micro-batch %d x %d", max_B, max_T);
+    TpAlbert *m = cx_calloc(1, sizeof *m);
+    m->cfg = *cfg;
+    m->g = g;
+    m->max_B = max_B;
+    m->max_T = max_T;
+    m->D = cfg->hidden_size / cfg->num_heads;
+    int n_specs;
+    albert_spec_table(cfg, 1, m->gspec, &n_specs);
+    const int D = m->D, H = cfg->hidden_size, I = cfg->intermediate_size, E = cfg->embedding_size;
+    // how each tensor is held, and its local shape
+    for (int i = 0; i < AP_N_ENCODER; i++) {
+        const TensorSpec *gs = &m->gspec[i];
+        TensorSpec *s = &m->spec[i];
+        *s = *gs;
+        int dealt = i == AP_MAP_W || i == AP_Q_W || i == AP_K_W || i == AP_V_W || i == AP_O_W ||
+                    i == AP_FFN_W || i == AP_FFNO_W;
+        int whole = i == AP_WORD || i == AP_POS || i == AP_TYPE;
+        m->hold[i] = dealt ? TP_DEALT : whole ? TP_WHOLE : TP_ROWVEC;
+        if (dealt) {
+            s->shape[0] = lcount((int)gs->shape[0], D, g->mycol, g->Q);
+            s->shape[1] = lcount((int)gs->shape[1], D, g->myrow, g->P);
+        } else if (!whole) {
+            s->shape[0] = lcount((int)gs->shape[0], D, g->myrow, g->P);
+        }
+        s->n = (size_t)s->shape[0] * (gs->ndim == 2 ? (size_t)s->shape[1] : 1);
+    }
+    m->n_local = tensor_layout(m->spec, AP_N_ENCODER, 0);
+    m->params = cx_calloc(m->n_local + 1, sizeof(float));
+    m->grads = cx_calloc(m->n_local + 1, sizeof(float));
+    tensor_views(m->spec, AP_N_ENCODER, m->params, m->p);
+    tensor_views(m->spec, AP_N_ENCODER, m->grads, m->gr);
+    for (int i = 0; i < AP_N_ENCODER; i++)
+        if (m->hold[i] == TP_DEALT) {
+            tp_mat_init(&m->W[i], g, (int)m->gspec[i].shape[0], (int)m->gspec[i].shape[1], D, D, m->p[i]);
+            tp_mat_init(&m->dW[i], g, (int)m->gspec[i].shape[0], (int)m->gspec[i].shape[1], D, D, m->gr[i]);
+        }
+    m->nl_max = (size_t)ceil_div(max_B, g->Q) * max_T;
+    m->hl = lcount(H, D, g->myrow, g->P);
+    m->il = lcount(I, D, g->myrow, g->P);
+    m->el = lcount(E, D, g->myrow, g->P);
+    m->layers = cx_calloc((size_t)cfg->num_layers, sizeof(TpLayerActs));
+    TensorCarver cv = {0};
+    carve(m, &cv);
+    m->act_arena = tensor_carver_alloc(&cv);
+    carve(m, &cv);
+    tp_grid_reserve(g, (int)m->nl_max);
+    return m;
+}
+
+void tp_albert_free(TpAlbert *m) {
+    if (!m) return;
+    free(m->params);
+    free(m->grads);
+    free(m->act_arena);
+    free(m->layers);
+    free(m);
+}
+
+size_t tp_albert_n_local(const TpAlbert *m) { return m->n_local; }
+float *tp_albert_params(TpAlbert *m) { return m->params; }
+float *tp_albert_grads(TpAlbert *m) { return m->grads; }
+const TensorSpec *tp_albert_local_specs(const TpAlbert *m) { return m->spec; }
+int tp_albert_holding(const TpAlbert *m, int tensor) { return m->hold[tensor]; }
+
+// A (1, n) tensor with feature blocks D: the layout of a TP_ROWVEC vector.
+static TpMat vec_like(const TpAlbert *m, long n) {
+    TpMat v;
+    tp_mat_init(&v, m->g, 1, (int)n, 1, m->D, NULL);
+    return v;
+}
+
+static int is_root(const TpAlbert *m) { return m->g->myrow == 0 && m->g->mycol == 0; }
+
+void tp_albert_load(TpAlbert *m, const float *full) {
+    for (int i = 0; i < AP_N_ENCODER; i++) {
+        const float *src = is_root(m) ? full + m->gspec[i].offset : NULL;
+        float *dst = m->params + m->spec[i].offset;
+        if (m->hold[i] == TP_DEALT) {
+            TpMat A = m->W[i];
+            tp_scatter(&A, m->g, src, 0);
+        } else if (m->hold[i] == TP_ROWVEC) {
+            TpMat v = vec_like(m, m->gspec[i].shape[0]);
+            tp_vec_scatter(dst, &v, m->g, src, 0);
+        } else {
+            if (is_root(m)) memcpy(dst, src, m->gspec[i].n * sizeof(float));
+            MPI_CHECK(m->g->comm, MPI_Bcast(dst, (int)m->gspec[i].n, MPI_FLOAT, 0, m->g->comm));
+        }
+    }
+}
+
+void tp_albert_collect(const TpAlbert *m, const float *src, float *full) {
+    for (int i = 0; i < AP_N_ENCODER; i++) {
+        float *dst = is_root(m) ? full + m->gspec[i].offset : NULL;
+        const float *loc = src + m->spec[i].offset;
+        if (m->hold[i] == TP_DEALT) {
+            TpMat A = m->W[i];
+            A.a = (float *)loc;
+            tp_gather(&A, m->g, dst, 0);
+        } else if (m->hold[i] == TP_ROWVEC) {
+            TpMat v = vec_like(m, m->gspec[i].shape[0]);
+            tp_vec_gather(loc, &v, m->g, dst, 0);
+        } else if (dst) {
+            memcpy(dst, loc, m->gspec[i].n * sizeof(float));
+        }
+    }
+}
+
+int tp_albert_reduce_grads(TpAlbert *m, char *err) {
+    for (int i = 0; i < AP_N_ENCODER; i++) {
+        float *gi = m->grads + m->spec[i].offset;
+        if (m->hold[i] == TP_ROWVEC) {
+            if (tp_sum_grid_row(m->g, gi, m->spec[i].n, err) != 0) return -1;
+        } else if (m->hold[i] == TP_WHOLE && m->g->P * m->g->Q > 1) {
+            int rc = MPI_Allreduce(MPI_IN_PLACE, gi, (int)m->spec[i].n, MPI_FLOAT, MPI_SUM, m->g->comm);
+            if (rc != MPI_SUCCESS) return cx_err(err, "sum of %s over the tensor-parallel grid failed", m->spec[i].name);
+        }
+    }
+    return 0;
+}
+
+// ---- layouts of a batch's activations ----
+
+static void act(const TpAlbert *m, TpMat *A, int B, int T, int cols, float *a) {
+    tp_mat_init(A, m->g, B * T, cols, T, m->D, a);
+}
+
+void tp_albert_out_layout(const TpAlbert *m, int B, int T, TpMat *out, float *a) {
+    act(m, out, B, T, m->cfg.hidden_size, a);
+}
+
+// Dropout of a dealt activation with albert's counters: element (row, col) of the
+// micro-batch's (B*T, C) tensor draws (seed, base + row * C + col). Runs on each local
+// row's contiguous column blocks. backward: out += dropout'(inp).
+static void dropout(const TpAlbert *m, const TpMat *A, float *out, const float *inp, float p,
+                    uint64_t seed, uint64_t base, int backward) {
+    const int C = A->cols, D = A->cb;
+    for (int i = 0; i < A->lrows; i++) {
+        uint64_t row = base + (uint64_t)tp_row_global(A, m->g, i) * (uint64_t)C;
+        for (int j0 = 0; j0 < A->lcols; j0 += D) {
+            int len = A->lcols - j0 < D ? A->lcols - j0 : D;
+            size_t o = (size_t)i * A->lcols + j0;
+            uint64_t ctr = row + (uint64_t)tp_col_global(A, m->g, j0);
+            if (backward) nn_dropout_backward(out + o, inp + o, (size_t)len, p, seed, ctr);
+            else nn_dropout_forward(out + o, inp + o, (size_t)len, p, seed, ctr);
+        }
+    }
+}
+
+// Copies tile (local sequence s, local head h) of a (N,H) local part to/from a (T,D) buffer.
+static void tile_copy(const TpAlbert *m, float *loc, float *tile, int s, int h, int T, int to_tile) {
+    const int D = m->D, hl = m->hl;
+    for (int t = 0; t < T; t++) {
+        float *row = loc + ((size_t)s * T + t) * hl + (size_t)h * D;
+        if (to_tile) memcpy(tile + (size_t)t * D, row, (size_t)D * sizeof(float));
+        else memcpy(row, tile + (size_t)t * D, (size_t)D * sizeof(float));
+    }
+}
+
+// ---- forward ----
+
+const TpMat *tp_albert_encode(TpAlbert *m, const AlbertBatch *b, int train, uint64_t seed) {
+    const AlbertConfig *c = &m->cfg;
+    const TpGrid *g = m->g;
+    const int B = b->B, T = b->T, E = c->embedding_size, H = c->hidden_size, I = c->intermediate_size;
+    const int NH = c->num_heads, D = m->D;
+    CHECK(B >= 1 && B <= m->max_B && T >= 1 && T <= m->max_T, "micro-batch %d x %d exceeds %d x %d", B, T,
+          m->max_B, m->max_T);
+    const float p = train ? c->dropout : 0.0f;
+    float **P = m->p;
+    TpMat xe, xh, xi;
+    act(m, &xe, B, T, E, m->emb);
+    act(m, &xh, B, T, H, NULL);
+    act(m, &xi, B, T, I, NULL);
+    const int nl = xh.lrows;
+
+    // embeddings: word + (position + token type), the rank's tokens and embedding columns
+    for (int i = 0; i < xe.lrows; i++) {
+        int gr = tp_row_global(&xe, g, i), t = gr % T;
+        int32_t id = b->input_ids[gr];
+        const float *typ = P[AP_TYPE] + (b->token_type_ids && b->token_type_ids[gr] ? E : 0);
+        for (int j = 0; j < xe.lcols; j++) {
+            int gc = tp_col_global(&xe, g, j);
+            m->emb[(size_t)i * xe.lcols + j] = P[AP_WORD][(size_t)id * E + gc] + (P[AP_POS][(size_t)t * E + gc] + typ[gc]);
+        }
+    }
+    TpMat eln = xe, edr = xe, h0 = xh;
+    eln.a = m->emb_ln;
+    edr.a = m->emb_drop;
+    h0.a = m->h0;
+    tp_layernorm_forward(&eln, m->emb_mean, m->emb_rstd, &xe, P[AP_EMB_LN_W], P[AP_EMB_LN_B], c->ln_eps, g);
+    dropout(m, &xe, m->emb_drop, m->emb_ln, p, cx_rng_derive(seed, ALBERT_SITE_EMB),
+            b->sample_index0 * (uint64_t)T * E, 0);
+    tp_linear_forward(&h0, &edr, &m->W[AP_MAP_W], P[AP_MAP_B], g);
+
+    const float *x = m->h0;
+    const int ns = (B - g->mycol + g->Q - 1) / g->Q;  // local sequences (0 when mycol >= B)
+    const int nhl = m->hl / D;                                                      // local heads
+    for (int l = 0; l < c->num_layers; l++) {
+        TpLayerActs *la = &m->layers[l];
+        TpMat X = xh, Qm = xh, Km = xh, Vm = xh, Cm = xh, Pj = xh, R1 = xh, Am = xh, F1 = xi, Gm = xi, R2 = xh, O = xh;
+        X.a = (float *)x, Qm.a = la->q, Km.a = la->k, Vm.a = la->v, Cm.a = la->ctx, Pj.a = m->dproj;
+        R1.a = la->res1, Am.a = la->a, F1.a = la->f1, Gm.a = la->g, R2.a = la->res2, O.a = la->out;
+        tp_linear_forward(&Qm, &X, &m->W[AP_Q_W], P[AP_Q_B], g);
+        tp_linear_forward(&Km, &X, &m->W[AP_K_W], P[AP_K_B], g);
+        tp_linear_forward(&Vm, &X, &m->W[AP_V_W], P[AP_V_B], g);
+        // attention on the rank's (sequence, head) tiles
+        for (int s = 0; s < ns; s++) {
+            int bg = s * g->Q + g->mycol;
+            for (int h = 0; h < nhl; h++) {
+                int hg = h * g->P + g->myrow;
+                tile_copy(m, la->q, m->tq, s, h, T, 1);
+                tile_copy(m, la->k, m->tk, s, h, T, 1);
+                tile_copy(m, la->v, m->tv, s, h, T, 1);
+                float *att = la->att + ((size_t)s * nhl + h) * T * T;
+                nn_attention_forward(m->tc, att, m->tq, m->tk, m->tv, b->attention_mask ? b->attention_mask + (size_t)bg * T : NULL,
+                                     1, T, D, 1, p, cx_rng_derive(seed, ALBERT_SITE_ATT + (uint64_t)l),
+                                     b->sample_index0 * (uint64_t)NH * T * T + ((uint64_t)bg * NH + hg) * T * T,
+                                     m->att_scratch);
+                tile_copy(m, la->ctx, m->tc, s, h, T, 0);
+            }
+        }
+        // res1 = x + dropout(dense(ctx)); a = LN(res1)
+        tp_linear_forward(&Pj, &Cm, &m->W[AP_O_W], P[AP_O_B], g);
+        dropout(m, &xh, m->dproj, m->dproj, p, cx_rng_derive(seed, ALBERT_SITE_OUT + (uint64_t)l),
+                b->sample_index0 * (uint64_t)T * H, 0);
+        nn_add_forward(la->res1, m->dproj, x, (size_t)nl * m->hl);
+        tp_layernorm_forward(&Am, la->mean1, la->rstd1, &R1, P[AP_ATT_LN_W], P[AP_ATT_LN_B], c->ln_eps, g);
+        // res2 = ffn_output(gelu(ffn(a))) + a; out = LN(res2)
+        tp_linear_forward(&F1, &Am, &m->W[AP_FFN_W], P[AP_FFN_B], g);
+        nn_gelu_forward(la->g, la->f1, (size_t)nl * m->il);
+        tp_linear_forward(&R2, &Gm, &m->W[AP_FFNO_W], P[AP_FFNO_B], g);
+        nn_add_forward(la->res2, la->res2, la->a, (size_t)nl * m->hl);
+        tp_layernorm_forward(&O, la->mean2, la->rstd2, &R2, P[AP_FULL_LN_W], P[AP_FULL_LN_B], c->ln_eps, g);
+        x = la->out;
+    }
+    m->out_view = xh;
+    m->out_view.a = (float *)x;
+    return &m->out_view;
+}
+
+// ---- backward ----
+
+void tp_albert_encode_backward(TpAlbert *m, const AlbertBatch *b, int train, uint64_t seed,
+                               const TpMat *dout) {
+    const AlbertConfig *c = &m->cfg;
+    const TpGrid *g = m->g;
+    const int B = b->B, T = b->T, E = c->embedding_size, H = c->hidden_size, I = c->intermediate_size;
+    const int NH = c->num_heads, D = m->D;
+    const float p = train ? c->dropout : 0.0f;
+    float **P = m->p, **G = m->gr;
+    TpMat xe, xh, xi;
+    act(m, &xe, B, T, E, NULL);
+    act(m, &xh, B, T, H, NULL);
+    act(m, &xi, B, T, I, NULL);
+    const size_t nH = (size_t)xh.lrows * m->hl, nI = (size_t)xh.lrows * m->il, nE = (size_t)xe.lrows * m->el;
+    const int ns = (B - g->mycol + g->Q - 1) / g->Q, nhl = m->hl / D;
+    memcpy(m->dh, dout->a, nH * sizeof(float));
+#define V_(name, base, ptr) TpMat name = base; name.a = (ptr)
+    for (int l = c->num_layers - 1; l >= 0; l--) {
+        TpLayerActs *la = &m->layers[l];
+        const float *x = l > 0 ? m->layers[l - 1].out : m->h0;
+        V_(dH, xh, m->dh); V_(dR, xh, m->dres); V_(dX, xh, m->dx); V_(R2, xh, la->res2);
+        V_(Gm, xi, la->g); V_(dG, xi, m->dg); V_(dF1, xi, m->df1); V_(Am, xh, la->a);
+        V_(R1, xh, la->res1); V_(dC, xh, m->dctx); V_(dPj, xh, m->dproj); V_(Cm, xh, la->ctx);
+        V_(dQ, xh, m->dq); V_(dK, xh, m->dk); V_(dV, xh, m->dv); V_(X, xh, (float *)x);
+        // out = LN2(res2)
+        memset(m->dres, 0, nH * sizeof(float));
+        tp_layernorm_backward(&dR, G[AP_FULL_LN_W], G[AP_FULL_LN_B], &dH, &R2, la->mean2, la->rstd2,
+                              P[AP_FULL_LN_W], g);
+        // res2 = ffn_output(g) + a
+        memcpy(m->dx, m->dres, nH * sizeof(float));  // d(a) so far
+        memset(m->dg, 0, nI * sizeof(float));
+        tp_linear_backward(&dG, &m->dW[AP_FFNO_W], G[AP_FFNO_B], &dR, &Gm, &m->W[AP_FFNO_W], g);
+        memset(m->df1, 0, nI * sizeof(float));
+        nn_gelu_backward(m->df1, m->dg, la->f1, nI);
+        tp_linear_backward(&dX, &m->dW[AP_FFN_W], G[AP_FFN_B], &dF1, &Am, &m->W[AP_FFN_W], g);
+        // a = LN1(res1)
+        memset(m->dres, 0, nH * sizeof(float));
+        tp_layernorm_backward(&dR, G[AP_ATT_LN_W], G[AP_ATT_LN_B], &dX, &R1, la->mean1, la->rstd1,
+                              P[AP_ATT_LN_W], g);
+        // res1 = x + dropout(dense(ctx))
+        memcpy(m->dh, m->dres, nH * sizeof(float));  // d(x)
+        memset(m->dproj, 0, nH * sizeof(float));
+        dropout(m, &xh, m->dproj, m->dres, p, cx_rng_derive(seed, ALBERT_SITE_OUT + (uint64_t)l),
+                b->sample_index0 * (uint64_t)T * H, 1);
+        memset(m->dctx, 0, nH * sizeof(float));
+        tp_linear_backward(&dC, &m->dW[AP_O_W], G[AP_O_B], &dPj, &Cm, &m->W[AP_O_W], g);
+        // attention, tile by tile
+        for (int s = 0; s < ns; s++) {
+            int bg = s * g->Q + g->mycol;
+            for (int h = 0; h < nhl; h++) {
+                int hg = h * g->P + g->myrow;
+                tile_copy(m, la->q, m->tq, s, h, T, 1);
+                tile_copy(m, la->k, m->tk, s, h, T, 1);
+                tile_copy(m, la->v, m->tv, s, h, T, 1);
+                tile_copy(m, m->dctx, m->tdc, s, h, T, 1);
+                memset(m->tdq, 0, (size_t)T * D * sizeof(float));
+                memset(m->tdk, 0, (size_t)T * D * sizeof(float));
+                memset(m->tdv, 0, (size_t)T * D * sizeof(float));
+                const float *att = la->att + ((size_t)s * nhl + h) * T * T;
+                nn_attention_backward(m->tdq, m->tdk, m->tdv, m->tdc, m->tq, m->tk, m->tv, att,
+                                      b->attention_mask ? b->attention_mask + (size_t)bg * T : NULL, 1, T, D, 1, p,
+                                      cx_rng_derive(seed, ALBERT_SITE_ATT + (uint64_t)l),
+                                      b->sample_index0 * (uint64_t)NH * T * T + ((uint64_t)bg * NH + hg) * T * T,
+                                      m->att_scratch);
+                tile_copy(m, m->dq, m->tdq, s, h, T, 0);
+                tile_copy(m, m->dk, m->tdk, s, h, T, 0);
+                tile_copy(m, m->dv, m->tdv, s, h, T, 0);
+            }
+        }
+        tp_linear_backward(&dH, &m->dW[AP_Q_W], G[AP_Q_B], &dQ, &X, &m->W[AP_Q_W], g);
+        tp_linear_backward(&dH, &m->dW[AP_K_W], G[AP_K_B], &dK, &X, &m->W[AP_K_W], g);
+        tp_linear_backward(&dH, &m->dW[AP_V_W], G[AP_V_B], &dV, &X, &m->W[AP_V_W], g);
+    }
+    // h0 = map_in(dropout(LN(emb)))
+    V_(dH, xh, m->dh); V_(dE, xe, m->demb); V_(dE2, xe, m->demb2); V_(Edr, xe, m->emb_drop);
+    V_(Em, xe, m->emb);
+#undef V_
+    memset(m->demb, 0, nE * sizeof(float));
+    tp_linear_backward(&dE, &m->dW[AP_MAP_W], G[AP_MAP_B], &dH, &Edr, &m->W[AP_MAP_W], g);
+    memset(m->demb2, 0, nE * sizeof(float));
+    dropout(m, &xe, m->demb2, m->demb, p, cx_rng_derive(seed, ALBERT_SITE_EMB), b->sample_index0 * (uint64_t)T * E, 1);
+    memset(m->demb, 0, nE * sizeof(float));
+    tp_layernorm_backward(&dE, G[AP_EMB_LN_W], G[AP_EMB_LN_B], &dE2, &Em, m->emb_mean, m->emb_rstd,
+                          P[AP_EMB_LN_W], g);
+    // the tables: the rank's tokens and embedding columns (summed over the grid later)
+    for (int i = 0; i < xe.lrows; i++) {
+        int gr = tp_row_global(&xe, g, i), t = gr % T;
+        int32_t id = b->input_ids[gr];
+        float *typ = G[AP_TYPE] + (b->token_type_ids && b->token_type_ids[gr] ? E : 0);
+        for (int j = 0; j < xe.lcols; j++) {
+            int gc = tp_col_global(&xe, g, j);
+            float d = m->demb[(size_t)i * xe.lcols + j];
+            G[AP_WORD][(size_t)id * E + gc] += d;
+            G[AP_POS][(size_t)t * E + gc] += d;
+            typ[gc] += d;
+        }
+    }
+}

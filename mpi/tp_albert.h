@@ -1,0 +1,79 @@
+// tp_albert.h: the ALBERT encoder, tensor-parallel on a 2D process grid (mpi/tp.h).
+//
+// The same model as models/albert.h (the same parameters under the same names, the same
+// dropout draws, the same numbers up to float rounding), with its large matrices dealt
+// block-cyclically over the grid: the embedding projection (H,E) and the shared layer's
+// query, key, value, output (H,H), ffn (I,H) and ffn_output (H,I) weights, in blocks of
+// head_dim x head_dim, each multiplied with PSGEMM. Activations (B*T tokens, features) are
+// dealt in row blocks of one sequence (T tokens) over the grid's columns and feature
+// blocks of one head (head_dim) over its rows, so a rank holds whole (sequence, head)
+// tiles and attention runs on them without communication; LayerNorm sums over the grid
+// column. Vectors over features (biases, LayerNorm weights) are held by every rank of a
+// grid row (its columns); the embedding tables (word, position, type) by every rank, each
+// of which looks up its tiles' rows and columns.
+//
+// Per-step gradient sums beyond PSGEMM's: tp_albert_reduce_grads (the vectors over the
+// grid row, the tables over the grid), before the data-parallel sum and the optimizer.
+//
+// Parameters live in one local arena per rank, tensor by tensor in albert's spec order
+// (each tensor's local part); the specs of tp_albert_local_specs describe it (local
+// shapes, the global names), so an optimizer and a data-parallel all-reduce over ranks
+// at the same grid position work on it as on any arena.
+#ifndef CONFLUX_MPI_TP_ALBERT_H
+#define CONFLUX_MPI_TP_ALBERT_H
+
+#include "models/albert.h"
+#include "mpi/tp.h"
+
+typedef struct TpAlbert TpAlbert;
+
+// How a tensor is held on the grid.
+enum {
+    TP_DEALT = 0,   // a matrix dealt block-cyclically (1/(P*Q) of it per rank)
+    TP_ROWVEC = 1,  // a vector over features: the rank's columns, the same on its grid row
+    TP_WHOLE = 2,   // the whole tensor on every rank
+};
+
+// Whether the model fits the grid: -1 with err naming the keys when it does not (a grid
+// row without a head: tp.rows > model.num_heads).
+int tp_albert_check(const AlbertConfig *cfg, const TpGrid *g, char *err);
+
+// The encoder of cfg (no MLM/SOP head) on grid g (kept by pointer; its scratch reserved
+// here), with activations for micro-batches up to max_B x max_T. Parameters start at 0:
+// tp_albert_load them. CHECKs tp_albert_check (callers check first).
+TpAlbert *tp_albert_create(const AlbertConfig *cfg, TpGrid *g, int max_B, int max_T);
+void tp_albert_free(TpAlbert *m);
+
+// The local arenas (tp_albert_n_local floats each) and their table (AP_N_ENCODER specs:
+// global names, local shapes and offsets), and how each tensor is held (TP_*).
+size_t tp_albert_n_local(const TpAlbert *m);
+float *tp_albert_params(TpAlbert *m);
+float *tp_albert_grads(TpAlbert *m);
+const TensorSpec *tp_albert_local_specs(const TpAlbert *m);
+int tp_albert_holding(const TpAlbert *m, int tensor);
+
+// Deals a whole encoder parameter arena (albert's layout, albert_n_params of an encoder;
+// read on the grid's rank 0 only) out to every rank's local arena. Collective on the grid.
+void tp_albert_load(TpAlbert *m, const float *full);
+// Collects the local arena src (the parameters, the gradients after
+// tp_albert_reduce_grads, or an optimizer moment) into albert's layout on the grid's rank
+// 0 (full written there only). Collective on the grid.
+void tp_albert_collect(const TpAlbert *m, const float *src, float *full);
+
+// As albert_encode: the last layer's hidden states (B*T, H), dealt as described above
+// (valid until the next forward). Collective on the grid.
+const TpMat *tp_albert_encode(TpAlbert *m, const AlbertBatch *b, int train, uint64_t seed);
+// As albert_encode_backward: dout dealt like the forward's output; gradients ADDED into
+// the local gradient arena (partial sums for TP_ROWVEC and TP_WHOLE tensors until
+// tp_albert_reduce_grads). Collective on the grid.
+void tp_albert_encode_backward(TpAlbert *m, const AlbertBatch *b, int train, uint64_t seed,
+                               const TpMat *dout);
+// Completes a step's gradients: sums the TP_ROWVEC tensors over the grid row and the
+// TP_WHOLE ones over the grid. 0, or -1 with err.
+int tp_albert_reduce_grads(TpAlbert *m, char *err);
+
+// A matrix laid out like the forward's output for a batch of B x T (local storage a,
+// lrows x lcols of it): for dout and for tests.
+void tp_albert_out_layout(const TpAlbert *m, int B, int T, TpMat *out, float *a);
+
+#endif

@@ -1,0 +1,135 @@
+// mpi_tp_albert_check: the tensor-parallel ALBERT encoder (mpi/tp_albert.h) on a P x Q
+// grid against the one-rank encoder of models/albert.h (albert_encode and
+// albert_encode_backward, run whole on every rank as the reference) with the same
+// parameters, batch and dropout seed:
+//  - the hidden states of the last layer, within 1e-5 of their scale;
+//  - the gradient of every encoder tensor, by name, within 1e-5 of its scale, after two
+//    micro-batches accumulated (padding, token types and dropout on), collected from the
+//    grid after tp_albert_reduce_grads;
+//  - a grid row without a head is refused with a message naming the keys.
+// Rank 0 prints one line per check and "N passed, N failed"; every rank prints "rank R of
+// N ran" at the end.
+// usage: mpirun -np P*Q mpi_tp_albert_check P Q
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/common.h"
+#include "models/rng.h"
+#include "mpi/dp.h"
+#include "mpi/tp_albert.h"
+
+static int g_rank, g_pass, g_fail;
+
+static void verdict(MPI_Comm comm, const char *name, long bad, double e) {
+    long tot;
+    double emax;
+    MPI_CHECK(comm, MPI_Allreduce(&bad, &tot, 1, MPI_LONG, MPI_SUM, comm));
+    MPI_CHECK(comm, MPI_Allreduce(&e, &emax, 1, MPI_DOUBLE, MPI_MAX, comm));
+    if (tot == 0) g_pass++;
+    else g_fail++;
+    if (g_rank == 0) printf("%s %s (largest relative error %.2e)\n", tot ? "FAIL:" : "ok:  ", name, emax);
+}
+
+// Largest |a - ref| over the scale of ref (its largest |value|, at least floor: the key
+// bias's gradient is exactly 0, as softmax ignores a constant added to a row's scores, so
+// the reference holds rounding noise there).
+static double rel_err(const float *a, const float *ref, size_t n, double floor) {
+    double scale = floor, e = 0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
+    for (size_t i = 0; i < n; i++) e = fmax(e, fabs((double)a[i] - ref[i]));
+    return e / scale;
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    MPI_Comm world = MPI_COMM_WORLD;  // a test program's choice
+    int size;
+    MPI_CHECK(world, MPI_Comm_rank(world, &g_rank));
+    MPI_CHECK(world, MPI_Comm_size(world, &size));
+    if (argc != 3) {
+        if (g_rank == 0) fprintf(stderr, "usage: mpirun -np P*Q mpi_tp_albert_check P Q\n");
+        MPI_Finalize();
+        return 2;
+    }
+    const int Pg = atoi(argv[1]), Qg = atoi(argv[2]);
+    char err[CX_ERRLEN];
+    TpGrid g;
+    if (tp_grid_create(&g, world, Pg, Qg, err) != 0) {
+        if (g_rank == 0) fprintf(stderr, "mpi_tp_albert_check: %s\n", err);
+        MPI_Finalize();
+        return 2;
+    }
+    AlbertConfig cfg = {.vocab_size = 40, .embedding_size = 12, .hidden_size = 16, .num_heads = 4,
+                        .intermediate_size = 40, .num_layers = 2, .max_position = 16, .dropout = 0.1f,
+                        .ln_eps = 1e-12f, .init_std = 0.2f};
+    {
+        AlbertConfig two = cfg;
+        two.num_heads = 1;
+        long bad = Pg > 1 ? !(tp_albert_check(&two, &g, err) == -1 && strstr(err, "exceeds model.num_heads")) : 0;
+        if (g_rank == 0 && Pg > 1) printf("  (%s)\n", err);
+        verdict(world, "a grid row without a head is refused", bad, 0);
+    }
+    const int B = 3, T = 8, N = B * T, H = cfg.hidden_size;
+    const uint64_t seed = 77;
+    Albert *ref = albert_create_encoder(&cfg, B, T, 5);
+    TpAlbert *m = tp_albert_create(&cfg, &g, B, T);
+    tp_albert_load(m, albert_params(ref));
+    int32_t ids[2][24], mask[2][24], types[2][24];
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < N; i++) {
+            ids[k][i] = (int32_t)(cx_rng_u64(100 + k, (uint64_t)i) % (uint64_t)cfg.vocab_size);
+            mask[k][i] = !(i / T == 1 && i % T >= T - 3 + k);  // sequence 1 is padded at the end
+            types[k][i] = i % T >= T / 2;
+        }
+    float *dout = cx_calloc((size_t)N * H, sizeof(float)), *outg = cx_calloc((size_t)N * H, sizeof(float));
+    TpMat dl;
+    tp_albert_out_layout(m, B, T, &dl, NULL);
+    float *dloc = cx_calloc((size_t)dl.lrows * dl.lcols + 1, sizeof(float));
+    tp_albert_out_layout(m, B, T, &dl, dloc);
+    for (int k = 0; k < 2; k++) {
+        AlbertBatch b = {.B = B, .T = T, .input_ids = ids[k], .attention_mask = mask[k],
+                         .token_type_ids = types[k], .sample_index0 = 3 * (uint64_t)k + 1};
+        for (size_t i = 0; i < (size_t)N * H; i++) dout[i] = cx_rng_normal(200 + k, i);
+        const float *r = albert_encode(ref, &b, 1, seed);
+        const TpMat *o = tp_albert_encode(m, &b, 1, seed);
+        tp_gather(o, &g, outg, 0);
+        double e = g_rank == 0 ? rel_err(outg, r, (size_t)N * H, 1e-6) : 0;
+        char name[128];
+        snprintf(name, sizeof name, "%dx%d, micro-batch %d: last hidden states", Pg, Qg, k + 1);
+        verdict(world, name, e > 1e-5, e);
+        albert_encode_backward(ref, &b, 1, seed, dout);
+        tp_scatter(&dl, &g, dout, 0);
+        tp_albert_encode_backward(m, &b, 1, seed, &dl);
+    }
+    long bad = tp_albert_reduce_grads(m, err) != 0;
+    size_t n_full = albert_n_params(ref);
+    float *gfull = cx_calloc(n_full, sizeof(float));
+    tp_albert_collect(m, tp_albert_grads(m), gfull);
+    const TensorSpec *sp = albert_specs(ref);
+    double gmax = 0;  // 1e-2 of the largest gradient is the floor of every tensor's scale
+    for (size_t i = 0; i < n_full; i++) gmax = fmax(gmax, fabs(albert_grads(ref)[i]));
+    for (int i = 0; i < albert_n_specs(ref); i++) {
+        double e = g_rank == 0 ? rel_err(gfull + sp[i].offset, albert_grads(ref) + sp[i].offset, sp[i].n, 1e-2 * gmax) : 0;
+        char name[200];
+        snprintf(name, sizeof name, "%dx%d: gradient of %s (%s)", Pg, Qg, sp[i].name,
+                 tp_albert_holding(m, i) == TP_DEALT ? "dealt" : tp_albert_holding(m, i) == TP_ROWVEC ? "grid-row vector" : "whole");
+        verdict(world, name, bad + (e > 1e-5), e);
+    }
+    // the parameters come back as they went out
+    float *pfull = cx_calloc(n_full, sizeof(float));
+    tp_albert_collect(m, tp_albert_params(m), pfull);
+    verdict(world, "parameters dealt out and collected back unchanged",
+            g_rank == 0 && memcmp(pfull, albert_params(ref), n_full * sizeof(float)) != 0, 0);
+    free(pfull), free(gfull), free(dout), free(outg), free(dloc);
+    tp_albert_free(m);
+    albert_free(ref);
+    tp_grid_free(&g);
+    if (g_rank == 0) printf("%d passed, %d failed\n", g_pass, g_fail);
+    fflush(stdout);
+    MPI_Barrier(world);
+    printf("rank %d of %d ran\n", g_rank, size);
+    MPI_Finalize();
+    return g_fail ? 1 : 0;
+}
