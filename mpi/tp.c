@@ -20,6 +20,24 @@ void psgemm_(const char *transa, const char *transb, const int *m, const int *n,
              const float *b, const int *ib, const int *jb, const int *descb, const float *beta,
              float *c, const int *ic, const int *jc, const int *descc);
 
+// PBLAS asks PILAENV for the panel width of its distributed GEMM (the k-chunk of each
+// local rank-k update and broadcast). ScaLAPACK's own returns 32, which makes every local
+// product a rank-32 update at about half of sgemm's rate on these cores; conflux's
+// definition replaces it (the way ScaLAPACK documents tuning it, and CP2K does): wider
+// panels make the local products sgemm-sized. CONFLUX_PBLAS_NB overrides it (benchmarks).
+int pilaenv_(const int *ictxt, const char *prec);
+int pilaenv_(const int *ictxt, const char *prec) {
+    (void)ictxt, (void)prec;
+    static int nb;
+    if (!nb) {
+        const char *e = getenv("CONFLUX_PBLAS_NB");
+        nb = e && atoi(e) > 0 ? atoi(e) : TP_PBLAS_NB;
+    }
+    return nb;
+}
+
+int tp_pblas_nb(void) { return pilaenv_(NULL, "S"); }
+
 int tp_grid_check(int n_ranks, int P, int Q, char *err) {
     if (P < 1 || Q < 1)
         return cx_err(err, "tp.rows and tp.cols must be >= 1 (got %d x %d)", P, Q);

@@ -33,6 +33,10 @@
 #include <mpi.h>
 #include <stddef.h>
 
+// PSGEMM's panel width (pilaenv_, tp.c; CONFLUX_PBLAS_NB overrides it).
+#define TP_PBLAS_NB 256
+int tp_pblas_nb(void);
+
 typedef struct {
     int P, Q;            // grid rows, grid columns
     int myrow, mycol;    // this rank's position; its rank in comm is myrow * Q + mycol

@@ -24,7 +24,9 @@ typedef struct {
 struct TpAlbert {
     AlbertConfig cfg;
     TpGrid *g;
-    int max_B, max_T, D;       // D: head_dim, the feature block
+    int max_B, max_T, D;       // D: head_dim
+    int cb;                    // the feature block: a whole number of heads
+    int wrb;                   // the weights' row block (rows over the grid's columns)
     TensorSpec gspec[AP_COUNT];  // global table (albert_spec_table)
     TensorSpec spec[AP_COUNT];   // local table
     int hold[AP_COUNT];
@@ -63,7 +65,7 @@ int tp_albert_check(const AlbertConfig *cfg, const TpGrid *g, char *err) {
 static void carve(TpAlbert *m, TensorCarver *cv) {
     const AlbertConfig *c = &m->cfg;
     size_t N = m->nl_max, Hn = N * m->hl, In = N * m->il, En = N * m->el;
-    size_t tiles = (size_t)ceil_div(m->max_B, m->g->Q) * ceil_div(c->num_heads, m->g->P);
+    size_t tiles = (size_t)ceil_div(m->max_B, m->g->Q) * (size_t)(m->hl / m->D);
     size_t TT = (size_t)m->max_T * m->max_T, TD = (size_t)m->max_T * m->D;
     tensor_carve_each(cv, En, &m->emb, &m->emb_ln, &m->emb_drop, &m->demb, &m->demb2, NULL);
     tensor_carve_each(cv, N, &m->emb_mean, &m->emb_rstd, NULL);
@@ -83,7 +85,7 @@ static void carve(TpAlbert *m, TensorCarver *cv) {
     m->att_scratch = tensor_carve(cv, TT);
 }
 
-TpAlbert *tp_albert_create(const AlbertConfig *cfg, TpGrid *g, int max_B, int max_T) {
+TpAlbert *tp_albert_create(const AlbertConfig *cfg, TpGrid *g, int max_B, int max_T, int block_heads) {
     char err[CX_ERRLEN];
     CHECK(albert_config_check(cfg, err) == 0, "%s", err);
     CHECK(tp_albert_check(cfg, g, err) == 0, "%s", err);
@@ -94,9 +96,17 @@ TpAlbert *tp_albert_create(const AlbertConfig *cfg, TpGrid *g, int max_B, int ma
     m->max_B = max_B;
     m->max_T = max_T;
     m->D = cfg->hidden_size / cfg->num_heads;
+    if (block_heads <= 0) block_heads = cfg->num_heads % g->P == 0 ? cfg->num_heads / g->P : 1;
+    CHECK(block_heads <= cfg->num_heads, "tp_albert_create: blocks of %d heads, the model has %d", block_heads,
+          cfg->num_heads);
+    m->cb = m->D * block_heads;
+    // a weight's rows (its outputs) are dealt over the grid's Q columns: in blocks of cb / Q
+    // so that each grid column holds an equal share even when one block of cb would be
+    // the whole matrix
+    m->wrb = m->cb % g->Q == 0 ? m->cb / g->Q : m->cb;
     int n_specs;
     albert_spec_table(cfg, 1, m->gspec, &n_specs);
-    const int D = m->D, H = cfg->hidden_size, I = cfg->intermediate_size, E = cfg->embedding_size;
+    const int D = m->cb, H = cfg->hidden_size, I = cfg->intermediate_size, E = cfg->embedding_size;
     // how each tensor is held, and its local shape
     for (int i = 0; i < AP_N_ENCODER; i++) {
         const TensorSpec *gs = &m->gspec[i];
@@ -107,7 +117,7 @@ TpAlbert *tp_albert_create(const AlbertConfig *cfg, TpGrid *g, int max_B, int ma
         int whole = i == AP_WORD || i == AP_POS || i == AP_TYPE;
         m->hold[i] = dealt ? TP_DEALT : whole ? TP_WHOLE : TP_ROWVEC;
         if (dealt) {
-            s->shape[0] = lcount((int)gs->shape[0], D, g->mycol, g->Q);
+            s->shape[0] = lcount((int)gs->shape[0], m->wrb, g->mycol, g->Q);
             s->shape[1] = lcount((int)gs->shape[1], D, g->myrow, g->P);
         } else if (!whole) {
             s->shape[0] = lcount((int)gs->shape[0], D, g->myrow, g->P);
@@ -121,8 +131,8 @@ TpAlbert *tp_albert_create(const AlbertConfig *cfg, TpGrid *g, int max_B, int ma
     tensor_views(m->spec, AP_N_ENCODER, m->grads, m->gr);
     for (int i = 0; i < AP_N_ENCODER; i++)
         if (m->hold[i] == TP_DEALT) {
-            tp_mat_init(&m->W[i], g, (int)m->gspec[i].shape[0], (int)m->gspec[i].shape[1], D, D, m->p[i]);
-            tp_mat_init(&m->dW[i], g, (int)m->gspec[i].shape[0], (int)m->gspec[i].shape[1], D, D, m->gr[i]);
+            tp_mat_init(&m->W[i], g, (int)m->gspec[i].shape[0], (int)m->gspec[i].shape[1], m->wrb, D, m->p[i]);
+            tp_mat_init(&m->dW[i], g, (int)m->gspec[i].shape[0], (int)m->gspec[i].shape[1], m->wrb, D, m->gr[i]);
         }
     m->nl_max = (size_t)ceil_div(max_B, g->Q) * max_T;
     m->hl = lcount(H, D, g->myrow, g->P);
@@ -151,11 +161,12 @@ float *tp_albert_params(TpAlbert *m) { return m->params; }
 float *tp_albert_grads(TpAlbert *m) { return m->grads; }
 const TensorSpec *tp_albert_local_specs(const TpAlbert *m) { return m->spec; }
 int tp_albert_holding(const TpAlbert *m, int tensor) { return m->hold[tensor]; }
+int tp_albert_block(const TpAlbert *m) { return m->cb; }
 
 // A (1, n) tensor with feature blocks D: the layout of a TP_ROWVEC vector.
 static TpMat vec_like(const TpAlbert *m, long n) {
     TpMat v;
-    tp_mat_init(&v, m->g, 1, (int)n, 1, m->D, NULL);
+    tp_mat_init(&v, m->g, 1, (int)n, 1, m->cb, NULL);
     return v;
 }
 
@@ -211,7 +222,7 @@ int tp_albert_reduce_grads(TpAlbert *m, char *err) {
 // ---- layouts of a batch's activations ----
 
 static void act(const TpAlbert *m, TpMat *A, int B, int T, int cols, float *a) {
-    tp_mat_init(A, m->g, B * T, cols, T, m->D, a);
+    tp_mat_init(A, m->g, B * T, cols, T, m->cb, a);
 }
 
 void tp_albert_out_layout(const TpAlbert *m, int B, int T, TpMat *out, float *a) {
@@ -297,7 +308,7 @@ const TpMat *tp_albert_encode(TpAlbert *m, const AlbertBatch *b, int train, uint
         for (int s = 0; s < ns; s++) {
             int bg = s * g->Q + g->mycol;
             for (int h = 0; h < nhl; h++) {
-                int hg = h * g->P + g->myrow;
+                int hg = tp_col_global(&xh, g, h * D) / D;
                 tile_copy(m, la->q, m->tq, s, h, T, 1);
                 tile_copy(m, la->k, m->tk, s, h, T, 1);
                 tile_copy(m, la->v, m->tv, s, h, T, 1);
@@ -379,7 +390,7 @@ void tp_albert_encode_backward(TpAlbert *m, const AlbertBatch *b, int train, uin
         for (int s = 0; s < ns; s++) {
             int bg = s * g->Q + g->mycol;
             for (int h = 0; h < nhl; h++) {
-                int hg = h * g->P + g->myrow;
+                int hg = tp_col_global(&xh, g, h * D) / D;
                 tile_copy(m, la->q, m->tq, s, h, T, 1);
                 tile_copy(m, la->k, m->tk, s, h, T, 1);
                 tile_copy(m, la->v, m->tv, s, h, T, 1);

@@ -8,7 +8,7 @@
 // dealt in row blocks of one sequence (T tokens) over the grid's columns and feature
 // blocks of one head (head_dim) over its rows, so a rank holds whole (sequence, head)
 // tiles and attention runs on them without communication; LayerNorm sums over the grid
-// column. Vectors over features (biases, LayerNorm weights) are held by every rank of a
+// column (the feature block is a whole number of heads, tp_albert_create). Vectors over features (biases, LayerNorm weights) are held by every rank of a
 // grid row (its columns); the embedding tables (word, position, type) by every rank, each
 // of which looks up its tiles' rows and columns.
 //
@@ -39,9 +39,13 @@ enum {
 int tp_albert_check(const AlbertConfig *cfg, const TpGrid *g, char *err);
 
 // The encoder of cfg (no MLM/SOP head) on grid g (kept by pointer; its scratch reserved
-// here), with activations for micro-batches up to max_B x max_T. Parameters start at 0:
-// tp_albert_load them. CHECKs tp_albert_check (callers check first).
-TpAlbert *tp_albert_create(const AlbertConfig *cfg, TpGrid *g, int max_B, int max_T);
+// here), with activations for micro-batches up to max_B x max_T. Features are dealt in
+// blocks of block_heads heads (block_heads x head_dim columns, also the weights' column
+// block; their rows go in blocks of that / Q); 0 picks num_heads / P when P divides num_heads (one contiguous
+// group of heads per grid row, as Megatron-LM splits them: the largest blocks, so PSGEMM
+// multiplies the largest panels), else 1. Parameters start at 0: tp_albert_load them.
+// CHECKs tp_albert_check (callers check first).
+TpAlbert *tp_albert_create(const AlbertConfig *cfg, TpGrid *g, int max_B, int max_T, int block_heads);
 void tp_albert_free(TpAlbert *m);
 
 // The local arenas (tp_albert_n_local floats each) and their table (AP_N_ENCODER specs:
@@ -51,6 +55,8 @@ float *tp_albert_params(TpAlbert *m);
 float *tp_albert_grads(TpAlbert *m);
 const TensorSpec *tp_albert_local_specs(const TpAlbert *m);
 int tp_albert_holding(const TpAlbert *m, int tensor);
+// The feature block (columns) of activations and weights.
+int tp_albert_block(const TpAlbert *m);
 
 // Deals a whole encoder parameter arena (albert's layout, albert_n_params of an encoder;
 // read on the grid's rank 0 only) out to every rank's local arena. Collective on the grid.

@@ -9,7 +9,7 @@
 //  - a grid row without a head is refused with a message naming the keys.
 // Rank 0 prints one line per check and "N passed, N failed"; every rank prints "rank R of
 // N ran" at the end.
-// usage: mpirun -np P*Q mpi_tp_albert_check P Q
+// usage: mpirun -np P*Q mpi_tp_albert_check P Q [BLOCK_HEADS (0: the default)]
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,12 +48,12 @@ int main(int argc, char **argv) {
     int size;
     MPI_CHECK(world, MPI_Comm_rank(world, &g_rank));
     MPI_CHECK(world, MPI_Comm_size(world, &size));
-    if (argc != 3) {
-        if (g_rank == 0) fprintf(stderr, "usage: mpirun -np P*Q mpi_tp_albert_check P Q\n");
+    if (argc != 3 && argc != 4) {
+        if (g_rank == 0) fprintf(stderr, "usage: mpirun -np P*Q mpi_tp_albert_check P Q [BLOCK_HEADS]\n");
         MPI_Finalize();
         return 2;
     }
-    const int Pg = atoi(argv[1]), Qg = atoi(argv[2]);
+    const int Pg = atoi(argv[1]), Qg = atoi(argv[2]), bh = argc == 4 ? atoi(argv[3]) : 0;
     char err[CX_ERRLEN];
     TpGrid g;
     if (tp_grid_create(&g, world, Pg, Qg, err) != 0) {
@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
     const int B = 3, T = 8, N = B * T, H = cfg.hidden_size;
     const uint64_t seed = 77;
     Albert *ref = albert_create_encoder(&cfg, B, T, 5);
-    TpAlbert *m = tp_albert_create(&cfg, &g, B, T);
+    TpAlbert *m = tp_albert_create(&cfg, &g, B, T, bh);
     tp_albert_load(m, albert_params(ref));
     int32_t ids[2][24], mask[2][24], types[2][24];
     for (int k = 0; k < 2; k++)
@@ -97,7 +97,8 @@ int main(int argc, char **argv) {
         tp_gather(o, &g, outg, 0);
         double e = g_rank == 0 ? rel_err(outg, r, (size_t)N * H, 1e-6) : 0;
         char name[128];
-        snprintf(name, sizeof name, "%dx%d, micro-batch %d: last hidden states", Pg, Qg, k + 1);
+        snprintf(name, sizeof name, "%dx%d, blocks of %d heads, micro-batch %d: last hidden states", Pg, Qg,
+                 bh ? bh : cfg.num_heads / Pg, k + 1);
         verdict(world, name, e > 1e-5, e);
         albert_encode_backward(ref, &b, 1, seed, dout);
         tp_scatter(&dl, &g, dout, 0);

@@ -4,8 +4,10 @@
 # 2 data-parallel replicas of a 2x1 and of a 1x2 grid. Each run compares the layout, the
 # PSGEMM linear layer and the distributed LayerNorm with double-precision references
 # (within 1e-5 of scale) and checks that grids which do not fit are refused. Then
-# tests/mpi_tp_albert_check on 1x1, 2x1, 1x2 and 2x2: the tensor-parallel ALBERT encoder
-# (mpi/tp_albert.h) against the one-rank encoder, on its output and every gradient. As root, a
+# tests/mpi_tp_albert_check on 1x1, 2x1, 1x2 and 2x2 with the default feature blocks (a
+# grid row's heads together), and with blocks of one head and of three (uneven): the
+# tensor-parallel ALBERT encoder (mpi/tp_albert.h) against the one-rank encoder, on its
+# output and every gradient. As root, a
 # refused mpirun exits 0 having run nothing, so every run must show "rank R of N ran" for
 # every R, as well as exit 0 and "N passed, 0 failed". Compiles nothing: expects
 # BUILD_DIR/tests/mpi/mpi_tp_check.
@@ -26,11 +28,12 @@ trap 'rm -f "$LOG"' EXIT
 # PROGRAM MIN NP P Q: NP ranks, D = NP / (P*Q) replicas of a P x Q grid; at least MIN ok lines
 for run in "mpi_tp_check 38 1 1 1" "mpi_tp_check 38 2 2 1" "mpi_tp_check 38 2 1 2" "mpi_tp_check 38 4 2 2" \
            "mpi_tp_check 38 4 2 1" "mpi_tp_check 38 4 1 2" "mpi_tp_albert_check 27 1 1 1" \
-           "mpi_tp_albert_check 27 2 2 1" "mpi_tp_albert_check 27 2 1 2" "mpi_tp_albert_check 27 4 2 2"; do
+           "mpi_tp_albert_check 27 2 2 1" "mpi_tp_albert_check 27 2 1 2" "mpi_tp_albert_check 27 4 2 2" \
+           "mpi_tp_albert_check 27 2 2 1 1" "mpi_tp_albert_check 27 4 2 2 1" "mpi_tp_albert_check 27 2 2 1 3"; do
     set -- $run
-    BIN=$BUILD/tests/mpi/$1 MIN=$2 N=$3 P=$4 Q=$5
-    name="$1, $N ranks, $((N / (P * Q))) x a ${P}x${Q} grid"
-    timeout 60 mpirun --allow-run-as-root --oversubscribe -np "$N" "$BIN" "$P" "$Q" >"$LOG" 2>&1
+    BIN=$BUILD/tests/mpi/$1 MIN=$2 N=$3 P=$4 Q=$5 BH=${6:-}
+    name="$1, $N ranks, $((N / (P * Q))) x a ${P}x${Q} grid${BH:+, blocks of $BH heads}"
+    timeout 60 mpirun --allow-run-as-root --oversubscribe -np "$N" "$BIN" "$P" "$Q" $BH >"$LOG" 2>&1
     rc=$?
     grep -v '^ok:' "$LOG" | sed "s/^/  [$name] /"
     if [ "$rc" = 124 ]; then bad "$name: timed out after 60 s (a hang?)"; continue; fi
