@@ -5,6 +5,8 @@
 #   make demo       install missing packages, build corpus + tokenizer, pretrain, fill-mask
 #   make bench      ALBERT throughput against PyTorch
 #   make bench-dp   data-parallel step time, all-reduce overlap and traffic on 1, 2, 4 ranks
+#   make bench-tp   tensor-parallel ALBERT on 1 rank and 2x1, 1x2, 2x2 grids: step, memory per
+#                   rank, PSGEMM's rate against sgemm's
 #   make mutate     mutation score: single-token mutants of the core against its tests
 #   make headline-news BUDGET=MIN  news headline model: MLM pretraining + fine-tuning with a
 #                   copy mechanism on ../shared/data/news/train, resumable (build/news/)
@@ -78,7 +80,7 @@ TEST_TOOL_SRCS := $(wildcard tests/tools/tool_*.c)
 TEST_TOOLS := $(TEST_TOOL_SRCS:%.c=$(BUILD)/%)
 
 .PHONY: headline-news headline-news-run
-.PHONY: all tools tests check check-run deps fashion-mnist demo demo-run bench bench-run bench-dp bench-dp-run bench-wan bench-wan-run bench-headline bench-headline-run bench-swav bench-swav-run swav-probe swav-probe-run mutate mutate-run volunteer volunteer-deps volunteer-build deb deb-build experiment experiment-run corpus tokenizer shards clean clean-data
+.PHONY: all tools tests check check-run deps fashion-mnist demo demo-run bench bench-run bench-dp bench-dp-run bench-tp bench-tp-run bench-wan bench-wan-run bench-headline bench-headline-run bench-swav bench-swav-run swav-probe swav-probe-run mutate mutate-run volunteer volunteer-deps volunteer-build deb deb-build experiment experiment-run corpus tokenizer shards clean clean-data
 all: tools
 
 tools: $(TOOLS)
@@ -229,6 +231,12 @@ bench-dp: deps
 
 bench-dp-run: tests
 	bash tests/bench/bench-dp.sh $(BUILD)
+
+bench-tp: deps
+	@$(MAKE) --no-print-directory MODE=release bench-tp-run
+
+bench-tp-run: tests
+	bash tests/bench/bench-tp.sh $(BUILD)
 
 bench-wan: deps
 	@$(MAKE) --no-print-directory MODE=release bench-wan-run

@@ -27,6 +27,8 @@ struct TpAlbert {
     int max_B, max_T, D;       // D: head_dim
     int cb;                    // the feature block: a whole number of heads
     int wrb;                   // the weights' row block (rows over the grid's columns)
+    int eb;                    // the embedding's column block: E / P (rounded up)
+    int colb[AP_COUNT];        // each tensor's column (feature) block: cb, or eb over E
     TensorSpec gspec[AP_COUNT];  // global table (albert_spec_table)
     TensorSpec spec[AP_COUNT];   // local table
     int hold[AP_COUNT];
@@ -42,6 +44,7 @@ struct TpAlbert {
     TpLayerActs *layers;
     float *dh, *dx, *dres, *dctx, *dproj, *dq, *dk, *dv, *dg, *df1, *demb, *demb2;
     float *tq, *tk, *tv, *tc, *tdq, *tdk, *tdv, *tdc, *att_scratch;  // one tile each
+    float *rows;               // (max_B*max_T, el): word-table rows of the batch's tokens
     TpMat out_view;
 };
 
@@ -83,6 +86,7 @@ static void carve(TpAlbert *m, TensorCarver *cv) {
     tensor_carve_each(cv, In, &m->dg, &m->df1, NULL);
     tensor_carve_each(cv, TD, &m->tq, &m->tk, &m->tv, &m->tc, &m->tdq, &m->tdk, &m->tdv, &m->tdc, NULL);
     m->att_scratch = tensor_carve(cv, TT);
+    m->rows = tensor_carve(cv, (size_t)m->max_B * m->max_T * m->el);
 }
 
 TpAlbert *tp_albert_create(const AlbertConfig *cfg, TpGrid *g, int max_B, int max_T, int block_heads) {
@@ -107,20 +111,24 @@ TpAlbert *tp_albert_create(const AlbertConfig *cfg, TpGrid *g, int max_B, int ma
     int n_specs;
     albert_spec_table(cfg, 1, m->gspec, &n_specs);
     const int D = m->cb, H = cfg->hidden_size, I = cfg->intermediate_size, E = cfg->embedding_size;
+    // the embedding dimension is small (128 where H is 4096): dealt in E / P columns so that
+    // every grid row holds a share of the word table
+    m->eb = ceil_div(E, g->P);
     // how each tensor is held, and its local shape
     for (int i = 0; i < AP_N_ENCODER; i++) {
         const TensorSpec *gs = &m->gspec[i];
         TensorSpec *s = &m->spec[i];
         *s = *gs;
-        int dealt = i == AP_MAP_W || i == AP_Q_W || i == AP_K_W || i == AP_V_W || i == AP_O_W ||
-                    i == AP_FFN_W || i == AP_FFNO_W;
-        int whole = i == AP_WORD || i == AP_POS || i == AP_TYPE;
+        int dealt = i == AP_WORD || i == AP_MAP_W || i == AP_Q_W || i == AP_K_W || i == AP_V_W ||
+                    i == AP_O_W || i == AP_FFN_W || i == AP_FFNO_W;
+        int whole = i == AP_POS || i == AP_TYPE;
         m->hold[i] = dealt ? TP_DEALT : whole ? TP_WHOLE : TP_ROWVEC;
+        m->colb[i] = i == AP_WORD || i == AP_MAP_W || i == AP_EMB_LN_W || i == AP_EMB_LN_B ? m->eb : D;
         if (dealt) {
             s->shape[0] = lcount((int)gs->shape[0], m->wrb, g->mycol, g->Q);
-            s->shape[1] = lcount((int)gs->shape[1], D, g->myrow, g->P);
+            s->shape[1] = lcount((int)gs->shape[1], m->colb[i], g->myrow, g->P);
         } else if (!whole) {
-            s->shape[0] = lcount((int)gs->shape[0], D, g->myrow, g->P);
+            s->shape[0] = lcount((int)gs->shape[0], m->colb[i], g->myrow, g->P);
         }
         s->n = (size_t)s->shape[0] * (gs->ndim == 2 ? (size_t)s->shape[1] : 1);
     }
@@ -131,13 +139,13 @@ TpAlbert *tp_albert_create(const AlbertConfig *cfg, TpGrid *g, int max_B, int ma
     tensor_views(m->spec, AP_N_ENCODER, m->grads, m->gr);
     for (int i = 0; i < AP_N_ENCODER; i++)
         if (m->hold[i] == TP_DEALT) {
-            tp_mat_init(&m->W[i], g, (int)m->gspec[i].shape[0], (int)m->gspec[i].shape[1], m->wrb, D, m->p[i]);
-            tp_mat_init(&m->dW[i], g, (int)m->gspec[i].shape[0], (int)m->gspec[i].shape[1], m->wrb, D, m->gr[i]);
+            tp_mat_init(&m->W[i], g, (int)m->gspec[i].shape[0], (int)m->gspec[i].shape[1], m->wrb, m->colb[i], m->p[i]);
+            tp_mat_init(&m->dW[i], g, (int)m->gspec[i].shape[0], (int)m->gspec[i].shape[1], m->wrb, m->colb[i], m->gr[i]);
         }
     m->nl_max = (size_t)ceil_div(max_B, g->Q) * max_T;
     m->hl = lcount(H, D, g->myrow, g->P);
     m->il = lcount(I, D, g->myrow, g->P);
-    m->el = lcount(E, D, g->myrow, g->P);
+    m->el = lcount(E, m->eb, g->myrow, g->P);
     m->layers = cx_calloc((size_t)cfg->num_layers, sizeof(TpLayerActs));
     TensorCarver cv = {0};
     carve(m, &cv);
@@ -164,9 +172,9 @@ int tp_albert_holding(const TpAlbert *m, int tensor) { return m->hold[tensor]; }
 int tp_albert_block(const TpAlbert *m) { return m->cb; }
 
 // A (1, n) tensor with feature blocks D: the layout of a TP_ROWVEC vector.
-static TpMat vec_like(const TpAlbert *m, long n) {
+static TpMat vec_like(const TpAlbert *m, int tensor) {
     TpMat v;
-    tp_mat_init(&v, m->g, 1, (int)n, 1, m->cb, NULL);
+    tp_mat_init(&v, m->g, 1, (int)m->gspec[tensor].shape[0], 1, m->colb[tensor], NULL);
     return v;
 }
 
@@ -180,7 +188,7 @@ void tp_albert_load(TpAlbert *m, const float *full) {
             TpMat A = m->W[i];
             tp_scatter(&A, m->g, src, 0);
         } else if (m->hold[i] == TP_ROWVEC) {
-            TpMat v = vec_like(m, m->gspec[i].shape[0]);
+            TpMat v = vec_like(m, i);
             tp_vec_scatter(dst, &v, m->g, src, 0);
         } else {
             if (is_root(m)) memcpy(dst, src, m->gspec[i].n * sizeof(float));
@@ -198,7 +206,7 @@ void tp_albert_collect(const TpAlbert *m, const float *src, float *full) {
             A.a = (float *)loc;
             tp_gather(&A, m->g, dst, 0);
         } else if (m->hold[i] == TP_ROWVEC) {
-            TpMat v = vec_like(m, m->gspec[i].shape[0]);
+            TpMat v = vec_like(m, i);
             tp_vec_gather(loc, &v, m->g, dst, 0);
         } else if (dst) {
             memcpy(dst, loc, m->gspec[i].n * sizeof(float));
@@ -221,12 +229,12 @@ int tp_albert_reduce_grads(TpAlbert *m, char *err) {
 
 // ---- layouts of a batch's activations ----
 
-static void act(const TpAlbert *m, TpMat *A, int B, int T, int cols, float *a) {
-    tp_mat_init(A, m->g, B * T, cols, T, m->cb, a);
+static void act(const TpAlbert *m, TpMat *A, int B, int T, int cols, int blk, float *a) {
+    tp_mat_init(A, m->g, B * T, cols, T, blk, a);
 }
 
 void tp_albert_out_layout(const TpAlbert *m, int B, int T, TpMat *out, float *a) {
-    act(m, out, B, T, m->cfg.hidden_size, a);
+    act(m, out, B, T, m->cfg.hidden_size, m->cb, a);
 }
 
 // Dropout of a dealt activation with albert's counters: element (row, col) of the
@@ -257,6 +265,44 @@ static void tile_copy(const TpAlbert *m, float *loc, float *tile, int s, int h, 
     }
 }
 
+// The word table is dealt like any weight: its rows over the grid's columns, its columns
+// (the embedding's) over the grid's rows. forward: m->rows (every token of the batch, the
+// rank's embedding columns) receives the tokens' table rows: each rank of a grid row
+// copies the rows it holds, zeros elsewhere, summed over the grid row. backward: the
+// rank's tokens' gradient rows (m->demb) go to their places in m->rows, summed over the
+// grid row, and each rank adds the rows of the ids it holds into its part of the table,
+// in token order (as nn_embedding_backward).
+static void word_rows(TpAlbert *m, const AlbertBatch *b, int backward) {
+    const TpGrid *g = m->g;
+    const TpMat *W = &m->W[AP_WORD];
+    const int N = b->B * b->T, el = m->el, wrb = W->rb;
+    memset(m->rows, 0, (size_t)N * el * sizeof(float));
+    if (backward) {
+        TpMat xe;
+        act(m, &xe, b->B, b->T, m->cfg.embedding_size, m->eb, NULL);
+        for (int i = 0; i < xe.lrows; i++)
+            memcpy(m->rows + (size_t)tp_row_global(&xe, g, i) * el, m->demb + (size_t)i * el, (size_t)el * sizeof(float));
+    } else {
+        for (int n = 0; n < N; n++) {
+            int id = b->input_ids[n];
+            if ((id / wrb) % g->Q != g->mycol) continue;
+            size_t li = (size_t)(id / (wrb * g->Q)) * wrb + id % wrb;
+            memcpy(m->rows + (size_t)n * el, m->p[AP_WORD] + li * el, (size_t)el * sizeof(float));
+        }
+    }
+    if (g->Q > 1 && N * el > 0)
+        MPI_CHECK(g->comm, MPI_Allreduce(MPI_IN_PLACE, m->rows, N * el, MPI_FLOAT, MPI_SUM, g->row_comm));
+    if (backward)
+        for (int n = 0; n < N; n++) {
+            int id = b->input_ids[n];
+            if ((id / wrb) % g->Q != g->mycol) continue;
+            size_t li = (size_t)(id / (wrb * g->Q)) * wrb + id % wrb;
+            float *dst = m->gr[AP_WORD] + li * el;
+            const float *src = m->rows + (size_t)n * el;
+            for (int j = 0; j < el; j++) dst[j] += src[j];
+        }
+}
+
 // ---- forward ----
 
 const TpMat *tp_albert_encode(TpAlbert *m, const AlbertBatch *b, int train, uint64_t seed) {
@@ -269,19 +315,21 @@ const TpMat *tp_albert_encode(TpAlbert *m, const AlbertBatch *b, int train, uint
     const float p = train ? c->dropout : 0.0f;
     float **P = m->p;
     TpMat xe, xh, xi;
-    act(m, &xe, B, T, E, m->emb);
-    act(m, &xh, B, T, H, NULL);
-    act(m, &xi, B, T, I, NULL);
+    act(m, &xe, B, T, E, m->eb, m->emb);
+    act(m, &xh, B, T, H, m->cb, NULL);
+    act(m, &xi, B, T, I, m->cb, NULL);
     const int nl = xh.lrows;
 
-    // embeddings: word + (position + token type), the rank's tokens and embedding columns
+    // embeddings: word + (position + token type), the rank's tokens and embedding columns;
+    // the word rows of every token of the batch come from the grid column that holds them
+    word_rows(m, b, 0);
     for (int i = 0; i < xe.lrows; i++) {
         int gr = tp_row_global(&xe, g, i), t = gr % T;
-        int32_t id = b->input_ids[gr];
+        const float *w = m->rows + (size_t)gr * m->el;
         const float *typ = P[AP_TYPE] + (b->token_type_ids && b->token_type_ids[gr] ? E : 0);
         for (int j = 0; j < xe.lcols; j++) {
             int gc = tp_col_global(&xe, g, j);
-            m->emb[(size_t)i * xe.lcols + j] = P[AP_WORD][(size_t)id * E + gc] + (P[AP_POS][(size_t)t * E + gc] + typ[gc]);
+            m->emb[(size_t)i * xe.lcols + j] = w[j] + (P[AP_POS][(size_t)t * E + gc] + typ[gc]);
         }
     }
     TpMat eln = xe, edr = xe, h0 = xh;
@@ -350,9 +398,9 @@ void tp_albert_encode_backward(TpAlbert *m, const AlbertBatch *b, int train, uin
     const float p = train ? c->dropout : 0.0f;
     float **P = m->p, **G = m->gr;
     TpMat xe, xh, xi;
-    act(m, &xe, B, T, E, NULL);
-    act(m, &xh, B, T, H, NULL);
-    act(m, &xi, B, T, I, NULL);
+    act(m, &xe, B, T, E, m->eb, NULL);
+    act(m, &xh, B, T, H, m->cb, NULL);
+    act(m, &xi, B, T, I, m->cb, NULL);
     const size_t nH = (size_t)xh.lrows * m->hl, nI = (size_t)xh.lrows * m->il, nE = (size_t)xe.lrows * m->el;
     const int ns = (B - g->mycol + g->Q - 1) / g->Q, nhl = m->hl / D;
     memcpy(m->dh, dout->a, nH * sizeof(float));
@@ -424,17 +472,17 @@ void tp_albert_encode_backward(TpAlbert *m, const AlbertBatch *b, int train, uin
     memset(m->demb, 0, nE * sizeof(float));
     tp_layernorm_backward(&dE, G[AP_EMB_LN_W], G[AP_EMB_LN_B], &dE2, &Em, m->emb_mean, m->emb_rstd,
                           P[AP_EMB_LN_W], g);
-    // the tables: the rank's tokens and embedding columns (summed over the grid later)
+    // the position and type tables: the rank's tokens and embedding columns (summed over
+    // the grid later); the word table's rows from every token of the grid row
     for (int i = 0; i < xe.lrows; i++) {
         int gr = tp_row_global(&xe, g, i), t = gr % T;
-        int32_t id = b->input_ids[gr];
         float *typ = G[AP_TYPE] + (b->token_type_ids && b->token_type_ids[gr] ? E : 0);
         for (int j = 0; j < xe.lcols; j++) {
             int gc = tp_col_global(&xe, g, j);
             float d = m->demb[(size_t)i * xe.lcols + j];
-            G[AP_WORD][(size_t)id * E + gc] += d;
             G[AP_POS][(size_t)t * E + gc] += d;
             typ[gc] += d;
         }
     }
+    word_rows(m, b, 1);
 }

@@ -2,15 +2,15 @@
 //
 // The same model as models/albert.h (the same parameters under the same names, the same
 // dropout draws, the same numbers up to float rounding), with its large matrices dealt
-// block-cyclically over the grid: the embedding projection (H,E) and the shared layer's
+// block-cyclically over the grid: the word embeddings (V,E; a grid row sums the rows its
+// tokens need), the embedding projection (H,E) and the shared layer's
 // query, key, value, output (H,H), ffn (I,H) and ffn_output (H,I) weights, in blocks of
 // head_dim x head_dim, each multiplied with PSGEMM. Activations (B*T tokens, features) are
 // dealt in row blocks of one sequence (T tokens) over the grid's columns and feature
 // blocks of one head (head_dim) over its rows, so a rank holds whole (sequence, head)
 // tiles and attention runs on them without communication; LayerNorm sums over the grid
 // column (the feature block is a whole number of heads, tp_albert_create). Vectors over features (biases, LayerNorm weights) are held by every rank of a
-// grid row (its columns); the embedding tables (word, position, type) by every rank, each
-// of which looks up its tiles' rows and columns.
+// grid row (its columns); the position and token-type tables by every rank.
 //
 // Per-step gradient sums beyond PSGEMM's: tp_albert_reduce_grads (the vectors over the
 // grid row, the tables over the grid), before the data-parallel sum and the optimizer.
