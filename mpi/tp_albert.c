@@ -2,6 +2,7 @@
 // models/albert.c's encoder_forward / encoder_backward op for op.
 #include "mpi/tp_albert.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,15 @@ struct TpAlbert {
     int wrb;                   // the weights' row block (rows over the grid's columns)
     int eb;                    // the embedding's column block: E / P (rounded up)
     int colb[AP_COUNT];        // each tensor's column (feature) block: cb, or eb over E
+    int rowb[AP_COUNT];        // a dealt tensor's row block
+    int mlm;                   // with the MLM head (tp_albert_create_mlm)
+    int n_specs;               // AP_N_ENCODER or AP_N_MLM
+    int vb, vl;                // the vocabulary's column block in the logits, its local count
+    // MLM head (local parts; rows: B sequences x Kmax selected positions each)
+    float *z_in, *z1, *z2, *z3, *zmean, *zrstd, *logits, *dz_in, *dz1, *dz2, *dz3, *dout;
+    int32_t *sel_tgt, *sel_pos;
+    float *rowmax;             // (rows) the logits' row maxima
+    double *rowstat;           // (rows, 2) sum of exp, the target's logit
     TensorSpec gspec[AP_COUNT];  // global table (albert_spec_table)
     TensorSpec spec[AP_COUNT];   // local table
     int hold[AP_COUNT];
@@ -87,9 +97,19 @@ static void carve(TpAlbert *m, TensorCarver *cv) {
     tensor_carve_each(cv, TD, &m->tq, &m->tk, &m->tv, &m->tc, &m->tdq, &m->tdk, &m->tdv, &m->tdc, NULL);
     m->att_scratch = tensor_carve(cv, TT);
     m->rows = tensor_carve(cv, (size_t)m->max_B * m->max_T * m->el);
+    if (m->mlm) {
+        tensor_carve_each(cv, Hn, &m->z_in, &m->dz_in, &m->dout, NULL);
+        tensor_carve_each(cv, En, &m->z1, &m->z2, &m->z3, &m->dz1, &m->dz2, &m->dz3, NULL);
+        tensor_carve_each(cv, N, &m->zmean, &m->zrstd, NULL);
+        m->logits = tensor_carve(cv, N * (size_t)m->vl);
+        m->sel_tgt = (int32_t *)tensor_carve(cv, N);
+        m->sel_pos = (int32_t *)tensor_carve(cv, N);
+        m->rowmax = tensor_carve(cv, N);
+        m->rowstat = (double *)tensor_carve(cv, 4 * N);  // 2N doubles
+    }
 }
 
-TpAlbert *tp_albert_create(const AlbertConfig *cfg, TpGrid *g, int max_B, int max_T, int block_heads) {
+static TpAlbert *create(const AlbertConfig *cfg, TpGrid *g, int max_B, int max_T, int block_heads, int mlm) {
     char err[CX_ERRLEN];
     CHECK(albert_config_check(cfg, err) == 0, "%s", err);
     CHECK(tp_albert_check(cfg, g, err) == 0, "%s", err);
@@ -99,6 +119,8 @@ TpAlbert *tp_albert_create(const AlbertConfig *cfg, TpGrid *g, int max_B, int ma
     m->g = g;
     m->max_B = max_B;
     m->max_T = max_T;
+    m->mlm = mlm;
+    CHECK(!mlm || !cfg->sop, "the tensor-parallel ALBERT has no sentence-order head (model.sop = 0)");
     m->D = cfg->hidden_size / cfg->num_heads;
     if (block_heads <= 0) block_heads = cfg->num_heads % g->P == 0 ? cfg->num_heads / g->P : 1;
     CHECK(block_heads <= cfg->num_heads, "tp_albert_create: blocks of %d heads, the model has %d", block_heads,
@@ -108,39 +130,45 @@ TpAlbert *tp_albert_create(const AlbertConfig *cfg, TpGrid *g, int max_B, int ma
     // so that each grid column holds an equal share even when one block of cb would be
     // the whole matrix
     m->wrb = m->cb % g->Q == 0 ? m->cb / g->Q : m->cb;
-    int n_specs;
-    albert_spec_table(cfg, 1, m->gspec, &n_specs);
+    albert_spec_table(cfg, !mlm, m->gspec, &m->n_specs);
     const int D = m->cb, H = cfg->hidden_size, I = cfg->intermediate_size, E = cfg->embedding_size;
     // the embedding dimension is small (128 where H is 4096): dealt in E / P columns so that
     // every grid row holds a share of the word table
     m->eb = ceil_div(E, g->P);
+    // the logits' vocabulary columns: one contiguous share per grid row
+    m->vb = ceil_div(cfg->vocab_size, g->P);
+    m->vl = lcount(cfg->vocab_size, m->vb, g->myrow, g->P);
     // how each tensor is held, and its local shape
-    for (int i = 0; i < AP_N_ENCODER; i++) {
+    for (int i = 0; i < m->n_specs; i++) {
         const TensorSpec *gs = &m->gspec[i];
         TensorSpec *s = &m->spec[i];
         *s = *gs;
         int dealt = i == AP_WORD || i == AP_MAP_W || i == AP_Q_W || i == AP_K_W || i == AP_V_W ||
-                    i == AP_O_W || i == AP_FFN_W || i == AP_FFNO_W;
+                    i == AP_O_W || i == AP_FFN_W || i == AP_FFNO_W || i == AP_PRED_DENSE_W;
         int whole = i == AP_POS || i == AP_TYPE;
         m->hold[i] = dealt ? TP_DEALT : whole ? TP_WHOLE : TP_ROWVEC;
-        m->colb[i] = i == AP_WORD || i == AP_MAP_W || i == AP_EMB_LN_W || i == AP_EMB_LN_B ? m->eb : D;
+        m->colb[i] = i == AP_WORD || i == AP_MAP_W || i == AP_EMB_LN_W || i == AP_EMB_LN_B ||
+                             i == AP_PRED_DENSE_B || i == AP_PRED_LN_W || i == AP_PRED_LN_B ? m->eb
+                     : i == AP_PRED_BIAS ? m->vb : D;
+        m->rowb[i] = i == AP_PRED_DENSE_W ? ceil_div(E, g->Q) : m->wrb;
         if (dealt) {
-            s->shape[0] = lcount((int)gs->shape[0], m->wrb, g->mycol, g->Q);
+            s->shape[0] = lcount((int)gs->shape[0], m->rowb[i], g->mycol, g->Q);
             s->shape[1] = lcount((int)gs->shape[1], m->colb[i], g->myrow, g->P);
         } else if (!whole) {
             s->shape[0] = lcount((int)gs->shape[0], m->colb[i], g->myrow, g->P);
         }
         s->n = (size_t)s->shape[0] * (gs->ndim == 2 ? (size_t)s->shape[1] : 1);
     }
-    m->n_local = tensor_layout(m->spec, AP_N_ENCODER, 0);
+    m->n_local = tensor_layout(m->spec, m->n_specs, 0);
     m->params = cx_calloc(m->n_local + 1, sizeof(float));
     m->grads = cx_calloc(m->n_local + 1, sizeof(float));
-    tensor_views(m->spec, AP_N_ENCODER, m->params, m->p);
-    tensor_views(m->spec, AP_N_ENCODER, m->grads, m->gr);
-    for (int i = 0; i < AP_N_ENCODER; i++)
+    tensor_views(m->spec, m->n_specs, m->params, m->p);
+    tensor_views(m->spec, m->n_specs, m->grads, m->gr);
+    for (int i = 0; i < m->n_specs; i++)
         if (m->hold[i] == TP_DEALT) {
-            tp_mat_init(&m->W[i], g, (int)m->gspec[i].shape[0], (int)m->gspec[i].shape[1], m->wrb, m->colb[i], m->p[i]);
-            tp_mat_init(&m->dW[i], g, (int)m->gspec[i].shape[0], (int)m->gspec[i].shape[1], m->wrb, m->colb[i], m->gr[i]);
+            int r = (int)m->gspec[i].shape[0], c = (int)m->gspec[i].shape[1];
+            tp_mat_init(&m->W[i], g, r, c, m->rowb[i], m->colb[i], m->p[i]);
+            tp_mat_init(&m->dW[i], g, r, c, m->rowb[i], m->colb[i], m->gr[i]);
         }
     m->nl_max = (size_t)ceil_div(max_B, g->Q) * max_T;
     m->hl = lcount(H, D, g->myrow, g->P);
@@ -154,6 +182,16 @@ TpAlbert *tp_albert_create(const AlbertConfig *cfg, TpGrid *g, int max_B, int ma
     tp_grid_reserve(g, (int)m->nl_max);
     return m;
 }
+
+TpAlbert *tp_albert_create(const AlbertConfig *cfg, TpGrid *g, int max_B, int max_T, int block_heads) {
+    return create(cfg, g, max_B, max_T, block_heads, 0);
+}
+
+TpAlbert *tp_albert_create_mlm(const AlbertConfig *cfg, TpGrid *g, int max_B, int max_T, int block_heads) {
+    return create(cfg, g, max_B, max_T, block_heads, 1);
+}
+
+int tp_albert_n_specs(const TpAlbert *m) { return m->n_specs; }
 
 void tp_albert_free(TpAlbert *m) {
     if (!m) return;
@@ -181,7 +219,7 @@ static TpMat vec_like(const TpAlbert *m, int tensor) {
 static int is_root(const TpAlbert *m) { return m->g->myrow == 0 && m->g->mycol == 0; }
 
 void tp_albert_load(TpAlbert *m, const float *full) {
-    for (int i = 0; i < AP_N_ENCODER; i++) {
+    for (int i = 0; i < m->n_specs; i++) {
         const float *src = is_root(m) ? full + m->gspec[i].offset : NULL;
         float *dst = m->params + m->spec[i].offset;
         if (m->hold[i] == TP_DEALT) {
@@ -198,7 +236,7 @@ void tp_albert_load(TpAlbert *m, const float *full) {
 }
 
 void tp_albert_collect(const TpAlbert *m, const float *src, float *full) {
-    for (int i = 0; i < AP_N_ENCODER; i++) {
+    for (int i = 0; i < m->n_specs; i++) {
         float *dst = is_root(m) ? full + m->gspec[i].offset : NULL;
         const float *loc = src + m->spec[i].offset;
         if (m->hold[i] == TP_DEALT) {
@@ -215,7 +253,7 @@ void tp_albert_collect(const TpAlbert *m, const float *src, float *full) {
 }
 
 int tp_albert_reduce_grads(TpAlbert *m, char *err) {
-    for (int i = 0; i < AP_N_ENCODER; i++) {
+    for (int i = 0; i < m->n_specs; i++) {
         float *gi = m->grads + m->spec[i].offset;
         if (m->hold[i] == TP_ROWVEC) {
             if (tp_sum_grid_row(m->g, gi, m->spec[i].n, err) != 0) return -1;
@@ -485,4 +523,125 @@ void tp_albert_encode_backward(TpAlbert *m, const AlbertBatch *b, int train, uin
         }
     }
     word_rows(m, b, 1);
+}
+
+// ---- the MLM head ----
+//
+// The selected positions of each sequence are gathered into rows of their own: Kmax rows
+// per sequence (the batch's largest count of selected positions; a shorter sequence's
+// spare rows are padding), in row blocks of Kmax, so a sequence's rows stay on the grid
+// column that holds its tokens and the gather is a local copy. Then, as albert.c's head:
+// dense H -> E, GELU, LayerNorm, the decoder tied to the word table (a dealt linear layer
+// of V outputs, whose vocabulary columns go in one contiguous share per grid row) plus
+// predictions.bias, and the cross-entropy, whose row max and sums run over the grid column.
+
+double tp_albert_step(TpAlbert *m, const AlbertBatch *b, int train, int backward, uint64_t seed,
+                      long *n_selected) {
+    CHECK(m->mlm, "tp_albert_step on an encoder-only model");
+    const AlbertConfig *c = &m->cfg;
+    const TpGrid *g = m->g;
+    const int B = b->B, T = b->T, E = c->embedding_size, H = c->hidden_size, V = c->vocab_size;
+    const TpMat *out = tp_albert_encode(m, b, train, seed);
+    // selected positions: their count and the largest per sequence
+    int kmax = 0;
+    long total = 0;
+    for (int bi = 0; bi < B; bi++) {
+        int k = 0;
+        for (int t = 0; t < T; t++) k += b->targets[bi * T + t] >= 0;
+        kmax = k > kmax ? k : kmax;
+        total += k;
+    }
+    *n_selected = total;
+    if (kmax == 0) return 0.0;
+    const int M = B * kmax, ns = (B - g->mycol + g->Q - 1) / g->Q, hl = m->hl, el = m->el;
+    TpMat Z, Z1, Z2, Z3, L;
+    tp_mat_init(&Z, g, M, H, kmax, m->cb, m->z_in);
+    tp_mat_init(&Z1, g, M, E, kmax, m->eb, m->z1);
+    Z2 = Z1, Z3 = Z1;
+    Z2.a = m->z2, Z3.a = m->z3;
+    tp_mat_init(&L, g, M, V, kmax, m->vb, m->logits);
+    for (int s = 0; s < ns; s++) {
+        int bg = s * g->Q + g->mycol, k = 0;
+        for (int t = 0; t < T; t++) {
+            int32_t tgt = b->targets[bg * T + t];
+            if (tgt < 0) continue;
+            int r = s * kmax + k++;
+            memcpy(m->z_in + (size_t)r * hl, out->a + ((size_t)s * T + t) * hl, (size_t)hl * sizeof(float));
+            m->sel_tgt[r] = tgt;
+            m->sel_pos[r] = s * T + t;
+        }
+        for (; k < kmax; k++) {
+            int r = s * kmax + k;
+            memset(m->z_in + (size_t)r * hl, 0, (size_t)hl * sizeof(float));
+            m->sel_tgt[r] = -1;
+            m->sel_pos[r] = -1;
+        }
+    }
+    float **P = m->p, **G = m->gr;
+    tp_linear_forward(&Z1, &Z, &m->W[AP_PRED_DENSE_W], P[AP_PRED_DENSE_B], g);
+    nn_gelu_forward(m->z2, m->z1, (size_t)Z1.lrows * el);
+    tp_layernorm_forward(&Z3, m->zmean, m->zrstd, &Z2, P[AP_PRED_LN_W], P[AP_PRED_LN_B], c->ln_eps, g);
+    tp_linear_forward(&L, &Z3, &m->W[AP_WORD], P[AP_PRED_BIAS], g);
+    // softmax cross-entropy over the vocabulary, dealt over the grid column
+    const int R = L.lrows, vl = L.lcols;
+    const int v0 = vl ? tp_col_global(&L, g, 0) : 0;  // the rank's vocabulary share is contiguous
+    float *mx = m->rowmax;
+    for (int r = 0; r < R; r++) {
+        const float *x = m->logits + (size_t)r * vl;
+        float v = -INFINITY;
+        for (int j = 0; j < vl; j++) v = x[j] > v ? x[j] : v;
+        mx[r] = v;
+    }
+    if (g->P > 1) MPI_CHECK(g->comm, MPI_Allreduce(MPI_IN_PLACE, mx, R, MPI_FLOAT, MPI_MAX, g->col_comm));
+    double *sums = m->rowstat;
+    for (int r = 0; r < R; r++) {
+        const float *x = m->logits + (size_t)r * vl;
+        double sum = 0;
+        for (int j = 0; j < vl; j++) sum += exp((double)x[j] - mx[r]);
+        int tg = m->sel_tgt[r];
+        sums[2 * r] = sum;
+        sums[2 * r + 1] = tg >= v0 && tg < v0 + vl ? x[tg - v0] : 0.0;
+    }
+    if (g->P > 1) MPI_CHECK(g->comm, MPI_Allreduce(MPI_IN_PLACE, sums, 2 * R, MPI_DOUBLE, MPI_SUM, g->col_comm));
+    double loss = 0;
+    for (int r = 0; r < R; r++) {
+        double lse = mx[r] + log(sums[2 * r]);
+        if (m->sel_tgt[r] >= 0) loss += lse - sums[2 * r + 1];
+        float *x = m->logits + (size_t)r * vl;  // probabilities in place
+        for (int j = 0; j < vl; j++) x[j] = (float)exp((double)x[j] - lse);
+    }
+    if (g->myrow != 0) loss = 0;  // a grid column's P ranks hold the same rows
+    MPI_CHECK(g->comm, MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, g->comm));
+    if (!backward) return loss;
+    // dlogits = probs - onehot(target) on the selected rows (in place), 0 on padding
+    for (int r = 0; r < R; r++) {
+        float *x = m->logits + (size_t)r * vl;
+        int tg = m->sel_tgt[r];
+        if (tg < 0) memset(x, 0, (size_t)vl * sizeof(float));
+        else if (tg >= v0 && tg < v0 + vl) x[tg - v0] -= 1.0f;
+    }
+    TpMat dZ, dZ1, dZ2, dZ3;
+    tp_mat_init(&dZ, g, M, H, kmax, m->cb, m->dz_in);
+    tp_mat_init(&dZ1, g, M, E, kmax, m->eb, m->dz1);
+    dZ2 = dZ1, dZ3 = dZ1;
+    dZ2.a = m->dz2, dZ3.a = m->dz3;
+    const size_t nE = (size_t)Z1.lrows * el;
+    memset(m->dz3, 0, nE * sizeof(float));
+    tp_linear_backward(&dZ3, &m->dW[AP_WORD], G[AP_PRED_BIAS], &L, &Z3, &m->W[AP_WORD], g);
+    memset(m->dz2, 0, nE * sizeof(float));
+    tp_layernorm_backward(&dZ2, G[AP_PRED_LN_W], G[AP_PRED_LN_B], &dZ3, &Z2, m->zmean, m->zrstd,
+                          P[AP_PRED_LN_W], g);
+    memset(m->dz1, 0, nE * sizeof(float));
+    nn_gelu_backward(m->dz1, m->dz2, m->z1, nE);
+    memset(m->dz_in, 0, (size_t)Z.lrows * hl * sizeof(float));
+    tp_linear_backward(&dZ, &m->dW[AP_PRED_DENSE_W], G[AP_PRED_DENSE_B], &dZ1, &Z, &m->W[AP_PRED_DENSE_W], g);
+    // back to the positions they came from
+    TpMat dout;
+    tp_albert_out_layout(m, B, T, &dout, m->dout);
+    memset(m->dout, 0, (size_t)dout.lrows * hl * sizeof(float));
+    for (int r = 0; r < R; r++)
+        if (m->sel_pos[r] >= 0)
+            memcpy(m->dout + (size_t)m->sel_pos[r] * hl, m->dz_in + (size_t)r * hl, (size_t)hl * sizeof(float));
+    tp_albert_encode_backward(m, b, train, seed, &dout);
+    return loss;
 }

@@ -46,9 +46,14 @@ int tp_albert_check(const AlbertConfig *cfg, const TpGrid *g, char *err);
 // multiplies the largest panels), else 1. Parameters start at 0: tp_albert_load them.
 // CHECKs tp_albert_check (callers check first).
 TpAlbert *tp_albert_create(const AlbertConfig *cfg, TpGrid *g, int max_B, int max_T, int block_heads);
+// The whole masked-LM model of cfg (model.sop = 0): the encoder and the MLM head, whose
+// dense layer (E,H) is dealt and whose decoder is the dealt word table (tied, as albert.h).
+TpAlbert *tp_albert_create_mlm(const AlbertConfig *cfg, TpGrid *g, int max_B, int max_T, int block_heads);
 void tp_albert_free(TpAlbert *m);
+// AP_N_ENCODER, or AP_N_MLM with the head.
+int tp_albert_n_specs(const TpAlbert *m);
 
-// The local arenas (tp_albert_n_local floats each) and their table (AP_N_ENCODER specs:
+// The local arenas (tp_albert_n_local floats each) and their table (tp_albert_n_specs:
 // global names, local shapes and offsets), and how each tensor is held (TP_*).
 size_t tp_albert_n_local(const TpAlbert *m);
 float *tp_albert_params(TpAlbert *m);
@@ -74,6 +79,11 @@ const TpMat *tp_albert_encode(TpAlbert *m, const AlbertBatch *b, int train, uint
 // tp_albert_reduce_grads). Collective on the grid.
 void tp_albert_encode_backward(TpAlbert *m, const AlbertBatch *b, int train, uint64_t seed,
                                const TpMat *dout);
+// As albert_step (without SOP): forward and, when backward, backward of the MLM loss on
+// one micro-batch. Returns the summed cross-entropy over the selected positions (every
+// rank the same), *n_selected their count. Collective on the grid.
+double tp_albert_step(TpAlbert *m, const AlbertBatch *b, int train, int backward, uint64_t seed,
+                      long *n_selected);
 // Completes a step's gradients: sums the TP_ROWVEC tensors over the grid row and the
 // TP_WHOLE ones over the grid. 0, or -1 with err.
 int tp_albert_reduce_grads(TpAlbert *m, char *err);

@@ -6,6 +6,10 @@
 //  - the gradient of every encoder tensor, by name, within 1e-5 of its scale, after two
 //    micro-batches accumulated (padding, token types and dropout on), collected from the
 //    grid after tp_albert_reduce_grads;
+//  - the whole masked-LM model (tp_albert_create_mlm, tp_albert_step) against albert_step:
+//    the loss and the selected count of each of three micro-batches (one sequence without
+//    a selected position, so its rows are padding; one micro-batch without any), and the
+//    gradient of every tensor, the MLM head and the tied word table included;
 //  - a grid row without a head is refused with a message naming the keys.
 // Rank 0 prints one line per check and "N passed, N failed"; every rank prints "rank R of
 // N ran" at the end.
@@ -126,6 +130,44 @@ int main(int argc, char **argv) {
     free(pfull), free(gfull), free(dout), free(outg), free(dloc);
     tp_albert_free(m);
     albert_free(ref);
+
+    // the masked-LM model
+    Albert *full = albert_create(&cfg, B, T, 6);
+    TpAlbert *mm = tp_albert_create_mlm(&cfg, &g, B, T, bh);
+    tp_albert_load(mm, albert_params(full));
+    int32_t tg[3][24];
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < N; i++) {
+            int sel = k < 2 && cx_rng_uniform(300 + k, (uint64_t)i) < 0.35f && !(k == 1 && i / T == 2);
+            tg[k][i] = sel ? (int32_t)(cx_rng_u64(400 + k, (uint64_t)i) % (uint64_t)cfg.vocab_size) : -1;
+        }
+    for (int k = 0; k < 3; k++) {
+        AlbertBatch b = {.B = B, .T = T, .input_ids = ids[k % 2], .attention_mask = mask[k % 2],
+                         .token_type_ids = types[k % 2], .targets = tg[k], .sample_index0 = 5 * (uint64_t)k};
+        long n_ref = 0, n_tp = 0;
+        double l_ref = albert_step(full, &b, 1, 1, seed, &n_ref, NULL);
+        double l_tp = tp_albert_step(mm, &b, 1, 1, seed, &n_tp);
+        double e = fabs(l_tp - l_ref) / fmax(1e-6, fabs(l_ref));
+        char name[160];
+        snprintf(name, sizeof name, "%dx%d MLM, micro-batch %d: loss %.6f, %ld selected", Pg, Qg, k + 1, l_ref, n_ref);
+        verdict(world, name, (e > 1e-5) + (n_tp != n_ref), e);
+    }
+    bad = tp_albert_reduce_grads(mm, err) != 0;
+    n_full = albert_n_params(full);
+    gfull = cx_calloc(n_full, sizeof(float));
+    tp_albert_collect(mm, tp_albert_grads(mm), gfull);
+    sp = albert_specs(full);
+    gmax = 0;
+    for (size_t i = 0; i < n_full; i++) gmax = fmax(gmax, fabs(albert_grads(full)[i]));
+    for (int i = 0; i < albert_n_specs(full); i++) {
+        double e = g_rank == 0 ? rel_err(gfull + sp[i].offset, albert_grads(full) + sp[i].offset, sp[i].n, 1e-2 * gmax) : 0;
+        char name[200];
+        snprintf(name, sizeof name, "%dx%d MLM: gradient of %s", Pg, Qg, sp[i].name);
+        verdict(world, name, bad + (e > 1e-5), e);
+    }
+    free(gfull);
+    tp_albert_free(mm);
+    albert_free(full);
     tp_grid_free(&g);
     if (g_rank == 0) printf("%d passed, %d failed\n", g_pass, g_fail);
     fflush(stdout);
