@@ -39,6 +39,9 @@ void optim_init(Optim *o, const OptimConfig *cfg, const TensorSpec *specs, int n
     o->moment_steps = -1;
     o->group_first = 0;
     memset(&o->group_cfg, 0, sizeof o->group_cfg);
+    o->reduce_norms = NULL;
+    o->reduce_ctx = NULL;
+    o->norm_buf = NULL;
 }
 
 void optim_set_group(Optim *o, int first_spec, const OptimConfig *g) {
@@ -58,7 +61,10 @@ float optim_spec_lr(const Optim *o, int spec, long step) { return optim_lr(spec_
 void optim_free(Optim *o) {
     free(o->m);
     free(o->v);
+    free(o->norm_buf);
     o->m = o->v = NULL;
+    o->norm_buf = NULL;
+    o->reduce_norms = NULL;
 }
 
 float optim_lr(const OptimConfig *c, long step) {
@@ -155,8 +161,27 @@ void optim_scale(float *x, size_t n, float s) {
     par_prof_end(PAR_PROF_OPTIM, t0);
 }
 
+void optim_set_reduce_norms(Optim *o, void (*reduce)(void *ctx, double *sq, int n_specs, int k),
+                            void *ctx) {
+    o->reduce_norms = reduce;
+    o->reduce_ctx = ctx;
+    free(o->norm_buf);
+    o->norm_buf = reduce ? cx_calloc(2 * (size_t)o->n_specs + 1, sizeof(double)) : NULL;
+}
+
+double optim_global_grad_norm(const Optim *o, const float *grads) {
+    if (!o->reduce_norms) return optim_grad_norm(grads, o->specs, o->n_specs);
+    double t0 = par_prof_begin();
+    for (int i = 0; i < o->n_specs; i++) o->norm_buf[i] = sumsq(grads + o->specs[i].offset, o->specs[i].n);
+    o->reduce_norms(o->reduce_ctx, o->norm_buf, o->n_specs, 1);
+    double s = 0.0;
+    for (int i = 0; i < o->n_specs; i++) s += o->norm_buf[i];
+    par_prof_end(PAR_PROF_OPTIM, t0);
+    return sqrt(s);
+}
+
 double optim_step(Optim *o, float *params, float *grads) {
-    double gnorm = optim_grad_norm(grads, o->specs, o->n_specs);
+    double gnorm = optim_global_grad_norm(o, grads);
     optim_step_with_norm(o, params, grads, gnorm);
     return gnorm;
 }
@@ -244,6 +269,46 @@ static void lars_update(float *w, float *g, float *buf, size_t n, float lr, floa
     }
 }
 
+// LAMB over an arena of tensor parts (Optim.reduce_norms): the moments and each tensor's
+// squared norms of w and of the update first, summed over the ranks that share the model,
+// then the updates with the trust ratios of the whole tensors. Same formula as the loop in
+// optim_step_with_norm.
+static void lamb_split(Optim *o, float *params, float *grads, float gscale, float lr0, float lr1,
+                       float bc1, float bc2) {
+    const OptimConfig *c = &o->cfg;
+    const float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
+    double *sq = o->norm_buf;  // (w, update) per tensor
+    for (int i = 0; i < o->n_specs; i++) {
+        const TensorSpec *s = &o->specs[i];
+        float *w = params + s->offset, *g = grads + s->offset, *m = o->m + s->offset, *v = o->v + s->offset;
+        const float wd = s->no_decay ? 0.0f : spec_cfg(o, i)->weight_decay;
+        double wn = 0.0, un = 0.0;
+        for (size_t j = 0; j < s->n; j++) {
+            if (gscale != 1.0f) g[j] *= gscale;
+            m[j] = b1 * m[j] + (1.0f - b1) * g[j];
+            v[j] = b2 * v[j] + (1.0f - b2) * g[j] * g[j];
+            float upd = (m[j] / bc1) / (sqrtf(v[j] / bc2) + eps) + wd * w[j];
+            wn += (double)w[j] * w[j];
+            un += (double)upd * upd;
+        }
+        sq[2 * i] = wn;
+        sq[2 * i + 1] = un;
+    }
+    o->reduce_norms(o->reduce_ctx, sq, o->n_specs, 2);
+    for (int i = 0; i < o->n_specs; i++) {
+        const TensorSpec *s = &o->specs[i];
+        float *w = params + s->offset, *m = o->m + s->offset, *v = o->v + s->offset;
+        const float wd = s->no_decay ? 0.0f : spec_cfg(o, i)->weight_decay;
+        const float lr = o->group_first > 0 && i >= o->group_first ? lr1 : lr0;
+        float trust = 1.0f;
+        if (!s->no_decay && sq[2 * i] > 0.0 && sq[2 * i + 1] > 0.0) trust = (float)(sqrt(sq[2 * i]) / sqrt(sq[2 * i + 1]));
+        for (size_t j = 0; j < s->n; j++) {
+            float upd = (m[j] / bc1) / (sqrtf(v[j] / bc2) + eps) + wd * w[j];
+            w[j] -= lr * trust * upd;
+        }
+    }
+}
+
 void optim_step_with_norm(Optim *o, float *params, float *grads, double gnorm) {
     double t0 = par_prof_begin();
     const OptimConfig *c = &o->cfg;
@@ -255,6 +320,13 @@ void optim_step_with_norm(Optim *o, float *params, float *grads, double gnorm) {
     const float lr1 = o->group_first > 0 ? optim_lr(&o->group_cfg, o->step) : lr0;
     const float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
     const float bc1 = (float)(1.0 - pow(b1, (double)t)), bc2 = (float)(1.0 - pow(b2, (double)t));
+    CHECK(!o->reduce_norms || c->kind != OPTIM_LARS, "LARS under model parallelism");
+    if (o->reduce_norms && c->kind == OPTIM_LAMB) {
+        lamb_split(o, params, grads, gscale, lr0, lr1, bc1, bc2);
+        o->step++;
+        par_prof_end(PAR_PROF_OPTIM, t0);
+        return;
+    }
     for (int i = 0; i < o->n_specs; i++) {
         const TensorSpec *s = &o->specs[i];
         float *w = params + s->offset, *g = grads + s->offset;

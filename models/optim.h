@@ -62,6 +62,15 @@ typedef struct {
                           // the rounds; the correction counts the updates its moments saw)
     int group_first;      // > 0: specs [group_first, n_specs) follow group_cfg (optim_set_group)
     OptimConfig group_cfg;
+    // Model parallelism (tensor parallelism, mpi/tp_albert.h): the arena holds this rank's
+    // parts of the tensors, and the norms the optimizer takes (the global gradient norm,
+    // LAMB's per-tensor norms) are sums over the ranks that share the model. reduce_norms
+    // sums k values per tensor (sq[i * k + j], each this rank's share of tensor i's squared
+    // norm) over those ranks in place, counting parts that several ranks hold once. NULL:
+    // the arena holds whole tensors. LARS is not supported with it (optim_step CHECKs).
+    void (*reduce_norms)(void *ctx, double *sq, int n_specs, int k);
+    void *reduce_ctx;
+    double *norm_buf;     // (2 * n_specs) for reduce_norms (optim_set_reduce_norms)
 } Optim;
 
 // Validates; -1 with err naming the key (optim.lr, ...).
@@ -76,6 +85,12 @@ void optim_free(Optim *o);
 // specs before first_spec keep o->cfg. 0 < first_spec < n_specs (CHECKed). The caller has
 // validated g (optim_config_check).
 void optim_set_group(Optim *o, int first_spec, const OptimConfig *g);
+// Sets the model-parallel norm reduction (see Optim.reduce_norms).
+void optim_set_reduce_norms(Optim *o, void (*reduce)(void *ctx, double *sq, int n_specs, int k),
+                            void *ctx);
+// The global gradient norm of o's arena: optim_grad_norm, or with reduce_norms the per-tensor
+// squared norms summed over the ranks that share the model.
+double optim_global_grad_norm(const Optim *o, const float *grads);
 // Learning rate that spec i gets at optimizer step `step` (its group's schedule).
 float optim_spec_lr(const Optim *o, int spec, long step);
 

@@ -54,7 +54,7 @@ int trainer_step(Trainer *t, StepResult *r, char *err) {
     optim_scale(k->grads, k->n_params, inv);
     double loss = stats[STAT_LOSS_SUM] / stats[STAT_TOKENS];
     r->lr = optim_lr(&t->optim.cfg, t->optim.step);
-    double gn = optim_grad_norm(k->grads, k->specs, k->n_specs);
+    double gn = optim_global_grad_norm(&t->optim, k->grads);
     if (!isfinite(loss) || !isfinite(gn))
         return cx_err(err, "step %ld: non-finite loss (%g) or gradient norm (%g); not applied",
                       t->optim.step + 1, loss, gn);

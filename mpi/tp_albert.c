@@ -265,6 +265,18 @@ int tp_albert_reduce_grads(TpAlbert *m, char *err) {
     return 0;
 }
 
+void tp_albert_reduce_norms(void *ctx, double *sq, int n_specs, int k) {
+    TpAlbert *m = ctx;
+    CHECK(n_specs == m->n_specs, "tp_albert_reduce_norms: %d tensors, the model has %d", n_specs, m->n_specs);
+    // a grid row's ranks hold the same vectors (counted on grid column 0), every rank the
+    // same whole tensors (counted on the grid's rank 0)
+    for (int i = 0; i < n_specs; i++)
+        if ((m->hold[i] == TP_ROWVEC && m->g->mycol != 0) || (m->hold[i] == TP_WHOLE && !is_root(m)))
+            for (int j = 0; j < k; j++) sq[i * k + j] = 0.0;
+    if (m->g->P * m->g->Q > 1)
+        MPI_CHECK(m->g->comm, MPI_Allreduce(MPI_IN_PLACE, sq, n_specs * k, MPI_DOUBLE, MPI_SUM, m->g->comm));
+}
+
 // ---- layouts of a batch's activations ----
 
 static void act(const TpAlbert *m, TpMat *A, int B, int T, int cols, int blk, float *a) {

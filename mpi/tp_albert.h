@@ -88,6 +88,11 @@ double tp_albert_step(TpAlbert *m, const AlbertBatch *b, int train, int backward
 // TP_WHOLE ones over the grid. 0, or -1 with err.
 int tp_albert_reduce_grads(TpAlbert *m, char *err);
 
+// Optim.reduce_norms (models/optim.h) for this model's local arena (ctx: the TpAlbert):
+// sums each tensor's squared norms over the grid, counting a grid row's vectors and the
+// whole tables once. Collective on the grid.
+void tp_albert_reduce_norms(void *ctx, double *sq, int n_specs, int k);
+
 // A matrix laid out like the forward's output for a batch of B x T (local storage a,
 // lrows x lcols of it): for dout and for tests.
 void tp_albert_out_layout(const TpAlbert *m, int B, int T, TpMat *out, float *a);

@@ -10,6 +10,9 @@
 //    the loss and the selected count of each of three micro-batches (one sequence without
 //    a selected position, so its rows are padding; one micro-batch without any), and the
 //    gradient of every tensor, the MLM head and the tied word table included;
+//  - training (models/train.h's trainer_step, two micro-batches per step, clipping on): the
+//    parameters after 3 steps of AdamW and of LAMB (its trust ratios from norms summed over
+//    the grid, Optim.reduce_norms) equal the one-rank trainer's within 1e-5 of scale;
 //  - a grid row without a head is refused with a message naming the keys.
 // Rank 0 prints one line per check and "N passed, N failed"; every rank prints "rank R of
 // N ran" at the end.
@@ -39,6 +42,47 @@ static void verdict(MPI_Comm comm, const char *name, long bad, double e) {
 // Largest |a - ref| over the scale of ref (its largest |value|, at least floor: the key
 // bias's gradient is exactly 0, as softmax ignores a constant added to a row's scores, so
 // the reference holds rounding noise there).
+// ---- training: a deterministic data stream, the one-rank and the grid's trainers ----
+typedef struct {
+    Albert *ref;
+    TpAlbert *tp;
+    int T, V;
+    int32_t ids[64], mask[64], tgt[64];
+} Stream;
+
+// Sample i of the stream: tokens, no padding, about 30% of the positions selected.
+static void stream_batch(Stream *d, uint64_t s0, int B, AlbertBatch *b) {
+    for (int k = 0; k < B * d->T; k++) {
+        uint64_t at = (s0 + (uint64_t)(k / d->T)) * 1000 + (uint64_t)(k % d->T);
+        d->ids[k] = (int32_t)(cx_rng_u64(500, at) % (uint64_t)d->V);
+        d->mask[k] = 1;
+        d->tgt[k] = cx_rng_uniform(501, at) < 0.3f ? (int32_t)(cx_rng_u64(502, at) % (uint64_t)d->V) : -1;
+    }
+    *b = (AlbertBatch){.B = B, .T = d->T, .input_ids = d->ids, .attention_mask = d->mask, .targets = d->tgt,
+                       .sample_index0 = s0};
+}
+
+static double ref_micro(void *ctx, uint64_t s0, int B, int backward, int final, long *ntok, double *aux) {
+    Stream *d = ctx;
+    AlbertBatch b;
+    (void)final, (void)aux;
+    stream_batch(d, s0, B, &b);
+    return albert_step(d->ref, &b, 1, backward, 31, ntok, NULL);
+}
+
+static double tp_micro(void *ctx, uint64_t s0, int B, int backward, int final, long *ntok, double *aux) {
+    Stream *d = ctx;
+    AlbertBatch b;
+    (void)final, (void)aux;
+    stream_batch(d, s0, B, &b);
+    return tp_albert_step(d->tp, &b, 1, backward, 31, ntok);
+}
+
+static int tp_sum(void *ctx, float *grads, size_t n, double *stats, int n_stats, char *err) {
+    (void)grads, (void)n, (void)stats, (void)n_stats;  // the grid shares one replica's stats
+    return tp_albert_reduce_grads(ctx, err);
+}
+
 static double rel_err(const float *a, const float *ref, size_t n, double floor) {
     double scale = floor, e = 0;
     for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
@@ -168,6 +212,62 @@ int main(int argc, char **argv) {
     free(gfull);
     tp_albert_free(mm);
     albert_free(full);
+
+    // training: 3 steps of AdamW, then of LAMB, against the one-rank trainer. Adam's eps is
+    // 1e-3 here: the key bias's gradient is 0 in exact arithmetic, rounding noise in either
+    // implementation, and eps 1e-6 would turn that noise into steps of +-lr
+    for (int kind = 0; kind < 2; kind++) {
+        OptimConfig oc = {.kind = kind ? OPTIM_LAMB : OPTIM_ADAMW, .lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.999f,
+                          .eps = 1e-3f, .weight_decay = 0.01f, .clip_norm = 0.5f, .schedule = SCHED_CONSTANT,
+                          .total_steps = 3};
+        Stream d = {.ref = albert_create(&cfg, 2, T, 7), .T = T, .V = cfg.vocab_size};
+        d.tp = tp_albert_create_mlm(&cfg, &g, 2, T, bh);
+        tp_albert_load(d.tp, albert_params(d.ref));
+        Trainer tr = {.task = {.ctx = &d, .params = albert_params(d.ref), .grads = albert_grads(d.ref),
+                               .n_params = albert_n_params(d.ref), .specs = albert_specs(d.ref),
+                               .n_specs = albert_n_specs(d.ref), .micro_batch = 2, .micro_step = ref_micro},
+                      .global_batch = 4};
+        optim_init(&tr.optim, &oc, albert_specs(d.ref), albert_n_specs(d.ref), albert_n_params(d.ref));
+        Trainer tt = {.task = {.ctx = &d, .params = tp_albert_params(d.tp), .grads = tp_albert_grads(d.tp),
+                               .n_params = tp_albert_n_local(d.tp), .specs = tp_albert_local_specs(d.tp),
+                               .n_specs = tp_albert_n_specs(d.tp), .micro_batch = 2, .micro_step = tp_micro},
+                      .avg = {.ctx = d.tp, .sum = tp_sum}, .global_batch = 4};
+        optim_init(&tt.optim, &oc, tp_albert_local_specs(d.tp), tp_albert_n_specs(d.tp), tp_albert_n_local(d.tp));
+        optim_set_reduce_norms(&tt.optim, tp_albert_reduce_norms, d.tp);
+        long bad_steps = 0;
+        double worst_loss = 0, worst_norm = 0;
+        for (int st = 0; st < 3; st++) {
+            StepResult r1, r2;
+            bad_steps += trainer_step(&tr, &r1, err) != 0;
+            bad_steps += trainer_step(&tt, &r2, err) != 0;
+            worst_loss = fmax(worst_loss, fabs(r1.loss - r2.loss) / fabs(r1.loss));
+            worst_norm = fmax(worst_norm, fabs(r1.grad_norm - r2.grad_norm) / r1.grad_norm);
+        }
+        char name[200];
+        snprintf(name, sizeof name, "%dx%d %s: the loss and the gradient norm (clipped at 0.5) of 3 steps", Pg, Qg,
+                 kind ? "LAMB" : "AdamW");
+        verdict(world, name, bad_steps + (worst_loss > 1e-5) + (worst_norm > 1e-5), fmax(worst_loss, worst_norm));
+        size_t nf = albert_n_params(d.ref);
+        float *pf = cx_calloc(nf, sizeof(float));
+        tp_albert_collect(d.tp, tp_albert_params(d.tp), pf);
+        double pmax = 0;
+        for (size_t i = 0; i < nf; i++) pmax = fmax(pmax, fabs(albert_params(d.ref)[i]));
+        const TensorSpec *ps = albert_specs(d.ref);
+        long badp = 0;
+        double worst = 0;
+        for (int i = 0; i < albert_n_specs(d.ref); i++) {
+            double e = g_rank == 0 ? rel_err(pf + ps[i].offset, albert_params(d.ref) + ps[i].offset, ps[i].n, 1e-2 * pmax) : 0;
+            badp += e > 1e-5;
+            worst = fmax(worst, e);
+        }
+        snprintf(name, sizeof name, "%dx%d %s: every parameter after 3 steps", Pg, Qg, kind ? "LAMB" : "AdamW");
+        verdict(world, name, badp, worst);
+        free(pf);
+        optim_free(&tr.optim);
+        optim_free(&tt.optim);
+        tp_albert_free(d.tp);
+        albert_free(d.ref);
+    }
     tp_grid_free(&g);
     if (g_rank == 0) printf("%d passed, %d failed\n", g_pass, g_fail);
     fflush(stdout);

@@ -27,9 +27,9 @@ LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 # PROGRAM MIN NP P Q: NP ranks, D = NP / (P*Q) replicas of a P x Q grid; at least MIN ok lines
 for run in "mpi_tp_check 38 1 1 1" "mpi_tp_check 38 2 2 1" "mpi_tp_check 38 2 1 2" "mpi_tp_check 38 4 2 2" \
-           "mpi_tp_check 38 4 2 1" "mpi_tp_check 38 4 1 2" "mpi_tp_albert_check 58 1 1 1" \
-           "mpi_tp_albert_check 58 2 2 1" "mpi_tp_albert_check 58 2 1 2" "mpi_tp_albert_check 58 4 2 2" \
-           "mpi_tp_albert_check 58 2 2 1 1" "mpi_tp_albert_check 58 4 2 2 1" "mpi_tp_albert_check 58 2 2 1 3"; do
+           "mpi_tp_check 38 4 2 1" "mpi_tp_check 38 4 1 2" "mpi_tp_albert_check 62 1 1 1" \
+           "mpi_tp_albert_check 62 2 2 1" "mpi_tp_albert_check 62 2 1 2" "mpi_tp_albert_check 62 4 2 2" \
+           "mpi_tp_albert_check 62 2 2 1 1" "mpi_tp_albert_check 62 4 2 2 1" "mpi_tp_albert_check 62 2 2 1 3"; do
     set -- $run
     BIN=$BUILD/tests/mpi/$1 MIN=$2 N=$3 P=$4 Q=$5 BH=${6:-}
     name="$1, $N ranks, $((N / (P * Q))) x a ${P}x${Q} grid${BH:+, blocks of $BH heads}"
