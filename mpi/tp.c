@@ -181,39 +181,41 @@ static void part_counts(const TpMat *A, const TpGrid *g, int *counts, int *displ
     }
 }
 
+// On root: every rank's part counts and offsets, and a buffer for the whole tensor;
+// elsewhere all NULL. Returns whether this rank is root.
+static int root_parts(const TpMat *A, const TpGrid *g, int root, int **counts, int **displs, float **buf) {
+    int n = g->P * g->Q;
+    *counts = *displs = NULL;
+    *buf = NULL;
+    if (g->myrow * g->Q + g->mycol != root) return 0;
+    *counts = cx_calloc((size_t)n, sizeof(int));
+    *displs = cx_calloc((size_t)n, sizeof(int));
+    part_counts(A, g, *counts, *displs);
+    *buf = cx_calloc((size_t)A->rows * (size_t)A->cols, sizeof(float));
+    return 1;
+}
+
 void tp_scatter(TpMat *A, const TpGrid *g, const float *global, int root) {
-    int me = g->myrow * g->Q + g->mycol, n = g->P * g->Q;
-    int *counts = NULL, *displs = NULL;
-    float *buf = NULL;
-    if (me == root) {
-        counts = cx_calloc((size_t)n, sizeof(int));
-        displs = cx_calloc((size_t)n, sizeof(int));
-        part_counts(A, g, counts, displs);
-        buf = cx_calloc((size_t)A->rows * (size_t)A->cols, sizeof(float));
-        for (int k = 0; k < n; k++)
+    int *counts, *displs;
+    float *buf;
+    if (root_parts(A, g, root, &counts, &displs, &buf))
+        for (int k = 0; k < g->P * g->Q; k++)
             pack_part(A, k / g->Q, k % g->Q, g->P, g->Q, (float *)global, buf + displs[k], 1);
-    }
-    int mine = A->lrows * A->lcols;
-    MPI_CHECK(g->comm, MPI_Scatterv(buf, counts, displs, MPI_FLOAT, A->a, mine, MPI_FLOAT, root, g->comm));
+    MPI_CHECK(g->comm, MPI_Scatterv(buf, counts, displs, MPI_FLOAT, A->a, A->lrows * A->lcols, MPI_FLOAT, root,
+                                    g->comm));
     free(buf);
     free(counts);
     free(displs);
 }
 
 void tp_gather(const TpMat *A, const TpGrid *g, float *global, int root) {
-    int me = g->myrow * g->Q + g->mycol, n = g->P * g->Q;
-    int *counts = NULL, *displs = NULL;
-    float *buf = NULL;
-    if (me == root) {
-        counts = cx_calloc((size_t)n, sizeof(int));
-        displs = cx_calloc((size_t)n, sizeof(int));
-        part_counts(A, g, counts, displs);
-        buf = cx_calloc((size_t)A->rows * (size_t)A->cols, sizeof(float));
-    }
-    int mine = A->lrows * A->lcols;
-    MPI_CHECK(g->comm, MPI_Gatherv(A->a, mine, MPI_FLOAT, buf, counts, displs, MPI_FLOAT, root, g->comm));
-    if (me == root)
-        for (int k = 0; k < n; k++) pack_part(A, k / g->Q, k % g->Q, g->P, g->Q, global, buf + displs[k], 0);
+    int *counts, *displs;
+    float *buf;
+    int is_root = root_parts(A, g, root, &counts, &displs, &buf);
+    MPI_CHECK(g->comm, MPI_Gatherv(A->a, A->lrows * A->lcols, MPI_FLOAT, buf, counts, displs, MPI_FLOAT, root,
+                                   g->comm));
+    if (is_root)
+        for (int k = 0; k < g->P * g->Q; k++) pack_part(A, k / g->Q, k % g->Q, g->P, g->Q, global, buf + displs[k], 0);
     free(buf);
     free(counts);
     free(displs);

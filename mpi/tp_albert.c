@@ -353,13 +353,37 @@ static void word_rows(TpAlbert *m, const AlbertBatch *b, int backward) {
         }
 }
 
+// Tile (local sequence s, local head h) of application l: q, k, v into m->tq/tk/tv, and
+// the arguments albert.c's attention draws its dropout with: the sequence's mask, the
+// counter offset of the (global sequence, global head) slice of att, the saved
+// probabilities.
+typedef struct {
+    const int32_t *mask;
+    uint64_t offset, seed;
+    float *att;
+} Tile;
+
+static Tile tile_load(TpAlbert *m, const AlbertBatch *b, const TpLayerActs *la, const TpMat *xh, int s, int h,
+                      int l, uint64_t seed) {
+    const TpGrid *g = m->g;
+    const int T = b->T, D = m->D, NH = m->cfg.num_heads, nhl = m->hl / D;
+    const int bg = s * g->Q + g->mycol, hg = tp_col_global(xh, g, h * D) / D;
+    tile_copy(m, la->q, m->tq, s, h, T, 1);
+    tile_copy(m, la->k, m->tk, s, h, T, 1);
+    tile_copy(m, la->v, m->tv, s, h, T, 1);
+    return (Tile){.mask = b->attention_mask ? b->attention_mask + (size_t)bg * T : NULL,
+                  .offset = b->sample_index0 * (uint64_t)NH * T * T + ((uint64_t)bg * NH + hg) * T * T,
+                  .seed = cx_rng_derive(seed, ALBERT_SITE_ATT + (uint64_t)l),
+                  .att = la->att + ((size_t)s * nhl + h) * T * T};
+}
+
 // ---- forward ----
 
 const TpMat *tp_albert_encode(TpAlbert *m, const AlbertBatch *b, int train, uint64_t seed) {
     const AlbertConfig *c = &m->cfg;
     const TpGrid *g = m->g;
     const int B = b->B, T = b->T, E = c->embedding_size, H = c->hidden_size, I = c->intermediate_size;
-    const int NH = c->num_heads, D = m->D;
+    const int D = m->D;
     CHECK(B >= 1 && B <= m->max_B && T >= 1 && T <= m->max_T, "micro-batch %d x %d exceeds %d x %d", B, T,
           m->max_B, m->max_T);
     const float p = train ? c->dropout : 0.0f;
@@ -403,21 +427,13 @@ const TpMat *tp_albert_encode(TpAlbert *m, const AlbertBatch *b, int train, uint
         tp_linear_forward(&Km, &X, &m->W[AP_K_W], P[AP_K_B], g);
         tp_linear_forward(&Vm, &X, &m->W[AP_V_W], P[AP_V_B], g);
         // attention on the rank's (sequence, head) tiles
-        for (int s = 0; s < ns; s++) {
-            int bg = s * g->Q + g->mycol;
+        for (int s = 0; s < ns; s++)
             for (int h = 0; h < nhl; h++) {
-                int hg = tp_col_global(&xh, g, h * D) / D;
-                tile_copy(m, la->q, m->tq, s, h, T, 1);
-                tile_copy(m, la->k, m->tk, s, h, T, 1);
-                tile_copy(m, la->v, m->tv, s, h, T, 1);
-                float *att = la->att + ((size_t)s * nhl + h) * T * T;
-                nn_attention_forward(m->tc, att, m->tq, m->tk, m->tv, b->attention_mask ? b->attention_mask + (size_t)bg * T : NULL,
-                                     1, T, D, 1, p, cx_rng_derive(seed, ALBERT_SITE_ATT + (uint64_t)l),
-                                     b->sample_index0 * (uint64_t)NH * T * T + ((uint64_t)bg * NH + hg) * T * T,
+                Tile t = tile_load(m, b, la, &xh, s, h, l, seed);
+                nn_attention_forward(m->tc, t.att, m->tq, m->tk, m->tv, t.mask, 1, T, D, 1, p, t.seed, t.offset,
                                      m->att_scratch);
                 tile_copy(m, la->ctx, m->tc, s, h, T, 0);
             }
-        }
         // res1 = x + dropout(dense(ctx)); a = LN(res1)
         tp_linear_forward(&Pj, &Cm, &m->W[AP_O_W], P[AP_O_B], g);
         dropout(m, &xh, m->dproj, m->dproj, p, cx_rng_derive(seed, ALBERT_SITE_OUT + (uint64_t)l),
@@ -444,7 +460,7 @@ void tp_albert_encode_backward(TpAlbert *m, const AlbertBatch *b, int train, uin
     const AlbertConfig *c = &m->cfg;
     const TpGrid *g = m->g;
     const int B = b->B, T = b->T, E = c->embedding_size, H = c->hidden_size, I = c->intermediate_size;
-    const int NH = c->num_heads, D = m->D;
+    const int D = m->D;
     const float p = train ? c->dropout : 0.0f;
     float **P = m->p, **G = m->gr;
     TpMat xe, xh, xi;
@@ -485,28 +501,19 @@ void tp_albert_encode_backward(TpAlbert *m, const AlbertBatch *b, int train, uin
         memset(m->dctx, 0, nH * sizeof(float));
         tp_linear_backward(&dC, &m->dW[AP_O_W], G[AP_O_B], &dPj, &Cm, &m->W[AP_O_W], g);
         // attention, tile by tile
-        for (int s = 0; s < ns; s++) {
-            int bg = s * g->Q + g->mycol;
+        for (int s = 0; s < ns; s++)
             for (int h = 0; h < nhl; h++) {
-                int hg = tp_col_global(&xh, g, h * D) / D;
-                tile_copy(m, la->q, m->tq, s, h, T, 1);
-                tile_copy(m, la->k, m->tk, s, h, T, 1);
-                tile_copy(m, la->v, m->tv, s, h, T, 1);
+                Tile t = tile_load(m, b, la, &xh, s, h, l, seed);
                 tile_copy(m, m->dctx, m->tdc, s, h, T, 1);
                 memset(m->tdq, 0, (size_t)T * D * sizeof(float));
                 memset(m->tdk, 0, (size_t)T * D * sizeof(float));
                 memset(m->tdv, 0, (size_t)T * D * sizeof(float));
-                const float *att = la->att + ((size_t)s * nhl + h) * T * T;
-                nn_attention_backward(m->tdq, m->tdk, m->tdv, m->tdc, m->tq, m->tk, m->tv, att,
-                                      b->attention_mask ? b->attention_mask + (size_t)bg * T : NULL, 1, T, D, 1, p,
-                                      cx_rng_derive(seed, ALBERT_SITE_ATT + (uint64_t)l),
-                                      b->sample_index0 * (uint64_t)NH * T * T + ((uint64_t)bg * NH + hg) * T * T,
-                                      m->att_scratch);
+                nn_attention_backward(m->tdq, m->tdk, m->tdv, m->tdc, m->tq, m->tk, m->tv, t.att, t.mask, 1, T, D, 1,
+                                      p, t.seed, t.offset, m->att_scratch);
                 tile_copy(m, m->dq, m->tdq, s, h, T, 0);
                 tile_copy(m, m->dk, m->tdk, s, h, T, 0);
                 tile_copy(m, m->dv, m->tdv, s, h, T, 0);
             }
-        }
         tp_linear_backward(&dH, &m->dW[AP_Q_W], G[AP_Q_B], &dQ, &X, &m->W[AP_Q_W], g);
         tp_linear_backward(&dH, &m->dW[AP_K_W], G[AP_K_B], &dK, &X, &m->W[AP_K_W], g);
         tp_linear_backward(&dH, &m->dW[AP_V_W], G[AP_V_B], &dV, &X, &m->W[AP_V_W], g);

@@ -88,3 +88,19 @@ sys.exit(0 if d <= tol else 1)
 EOF
 }
 
+# ranks_ran LOG N NAME: every rank of an N-rank mpirun printed "rank R of N ran" exactly once
+# in LOG, and no other such line is there (as root a refused mpirun exits 0 having run
+# nothing); ok or bad with NAME.
+ranks_ran() {
+    local log=$1 n=$2 name=$3 r missing=""
+    for ((r = 0; r < n; r++)); do
+        [ "$(grep -c "^rank $r of $n ran" "$log")" = 1 ] || missing="$missing $r"
+    done
+    if [ -n "$missing" ]; then
+        bad "$name: no 'rank R of $n ran' line from rank(s)$missing (did mpirun run at all?)"
+    elif [ "$(grep -c '^rank [0-9]* of [0-9]* ran' "$log")" != "$n" ]; then
+        bad "$name: unexpected number of 'ran' lines"
+    else
+        ok "$name: all ranks ran"
+    fi
+}

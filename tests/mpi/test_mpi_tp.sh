@@ -38,12 +38,7 @@ for run in "mpi_tp_check 38 1 1 1" "mpi_tp_check 38 2 2 1" "mpi_tp_check 38 2 1 
     grep -v '^ok:' "$LOG" | sed "s/^/  [$name] /"
     if [ "$rc" = 124 ]; then bad "$name: timed out after 60 s (a hang?)"; continue; fi
     [ "$rc" = 0 ] || bad "$name: exit status $rc"
-    missing=""
-    for ((r = 0; r < N; r++)); do
-        [ "$(grep -c "^rank $r of $N ran" "$LOG")" = 1 ] || missing="$missing $r"
-    done
-    [ -z "$missing" ] && ok "$name: all ranks ran" ||
-        bad "$name: no 'rank R of $N ran' line from rank(s)$missing (did mpirun run at all?)"
+    ranks_ran "$LOG" "$N" "$name"
     if grep -qE '^[0-9]+ passed, 0 failed$' "$LOG" && ! grep -q '^FAIL' "$LOG" &&
         [ "$(grep -c '^ok:' "$LOG")" -ge "$MIN" ]; then
         ok "$name: $(grep -E '^[0-9]+ passed, 0 failed$' "$LOG")"
