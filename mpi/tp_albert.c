@@ -8,6 +8,7 @@
 
 #include "models/common.h"
 #include "models/nn.h"
+#include "io/store/ckpt.h"
 #include "models/rng.h"
 #include "mpi/dp.h"
 
@@ -33,6 +34,7 @@ struct TpAlbert {
     int rowb[AP_COUNT];        // a dealt tensor's row block
     int mlm;                   // with the MLM head (tp_albert_create_mlm)
     int n_specs;               // AP_N_ENCODER or AP_N_MLM
+    size_t n_full;             // the whole model's arena (albert's layout)
     int vb, vl;                // the vocabulary's column block in the logits, its local count
     // MLM head (local parts; rows: B sequences x Kmax selected positions each)
     float *z_in, *z1, *z2, *z3, *zmean, *zrstd, *logits, *dz_in, *dz1, *dz2, *dz3, *dout;
@@ -130,7 +132,7 @@ static TpAlbert *create(const AlbertConfig *cfg, TpGrid *g, int max_B, int max_T
     // so that each grid column holds an equal share even when one block of cb would be
     // the whole matrix
     m->wrb = m->cb % g->Q == 0 ? m->cb / g->Q : m->cb;
-    albert_spec_table(cfg, !mlm, m->gspec, &m->n_specs);
+    m->n_full = albert_spec_table(cfg, !mlm, m->gspec, &m->n_specs);
     const int D = m->cb, H = cfg->hidden_size, I = cfg->intermediate_size, E = cfg->embedding_size;
     // the embedding dimension is small (128 where H is 4096): dealt in E / P columns so that
     // every grid row holds a share of the word table
@@ -218,12 +220,15 @@ static TpMat vec_like(const TpAlbert *m, int tensor) {
 
 static int is_root(const TpAlbert *m) { return m->g->myrow == 0 && m->g->mycol == 0; }
 
-void tp_albert_load(TpAlbert *m, const float *full) {
+void tp_albert_load(TpAlbert *m, const float *full) { tp_albert_deal(m, full, m->params); }
+
+void tp_albert_deal(const TpAlbert *m, const float *full, float *local) {
     for (int i = 0; i < m->n_specs; i++) {
         const float *src = is_root(m) ? full + m->gspec[i].offset : NULL;
-        float *dst = m->params + m->spec[i].offset;
+        float *dst = local + m->spec[i].offset;
         if (m->hold[i] == TP_DEALT) {
             TpMat A = m->W[i];
+            A.a = dst;
             tp_scatter(&A, m->g, src, 0);
         } else if (m->hold[i] == TP_ROWVEC) {
             TpMat v = vec_like(m, i);
@@ -263,6 +268,76 @@ int tp_albert_reduce_grads(TpAlbert *m, char *err) {
         }
     }
     return 0;
+}
+
+// ---- checkpoints: the whole model's layout, written and read by the grid's rank 0 ----
+
+// The grid agrees on rank 0's outcome: its status and message.
+static int agree(const TpAlbert *m, int rc, char *err) {
+    MPI_CHECK(m->g->comm, MPI_Bcast(&rc, 1, MPI_INT, 0, m->g->comm));
+    if (rc != 0) MPI_CHECK(m->g->comm, MPI_Bcast(err, CX_ERRLEN, MPI_CHAR, 0, m->g->comm));
+    return rc;
+}
+
+// A view of tr with whole-model arenas (rank 0's), for io/store/ckpt.h.
+static Trainer whole_view(const TpAlbert *m, const Trainer *tr, float *params, float *mom1, float *mom2) {
+    Trainer w = *tr;
+    w.task.params = params;
+    w.task.grads = NULL;
+    w.task.specs = m->gspec;
+    w.task.n_specs = m->n_specs;
+    w.task.n_params = m->n_full;
+    w.optim.m = mom1;
+    w.optim.v = mom2;
+    w.optim.specs = m->gspec;
+    w.optim.n_specs = m->n_specs;
+    w.optim.n = m->n_full;
+    return w;
+}
+
+int tp_albert_save_trainer(const TpAlbert *m, const Trainer *tr, const char *run_dir, const char *writer,
+                           const char *config_text, long seed, char *err) {
+    float *full[3] = {NULL, NULL, NULL};
+    const float *local[3] = {tr->task.params, tr->optim.m, tr->optim.v};
+    for (int k = 0; k < 3; k++) {
+        if (is_root(m)) full[k] = cx_calloc(m->n_full, sizeof(float));
+        tp_albert_collect(m, local[k], full[k]);
+    }
+    int rc = 0;
+    if (is_root(m)) {
+        Trainer w = whole_view(m, tr, full[0], full[1], full[2]);
+        int n_alias;
+        const TensorAlias *al = albert_aliases(&n_alias);
+        rc = ckpt_save_trainer(run_dir, "albert", writer, config_text, &w, al, n_alias, seed, NULL, err);
+    }
+    for (int k = 0; k < 3; k++) free(full[k]);
+    return agree(m, rc, err);
+}
+
+int tp_albert_load_trainer(TpAlbert *m, Trainer *tr, const char *path, char *err) {
+    float *full[3] = {NULL, NULL, NULL};
+    int64_t state[2] = {0, 0};  // optimizer step, data cursor
+    int rc = 0;
+    if (is_root(m)) {
+        Ckpt *ck = NULL;
+        for (int k = 0; k < 3; k++) full[k] = cx_calloc(m->n_full, sizeof(float));
+        Trainer w = whole_view(m, tr, full[0], full[1], full[2]);
+        rc = ckpt_open(&ck, path, err);
+        if (rc == 0) rc = ckpt_load_trainer(ck, "albert", &w, err);
+        if (ck) ckpt_close(ck);
+        state[0] = w.optim.step;
+        state[1] = (int64_t)w.samples_seen;
+    }
+    rc = agree(m, rc, err);
+    if (rc == 0) {
+        float *local[3] = {tr->task.params, tr->optim.m, tr->optim.v};
+        for (int k = 0; k < 3; k++) tp_albert_deal(m, full[k], local[k]);
+        MPI_CHECK(m->g->comm, MPI_Bcast(state, 2, MPI_INT64_T, 0, m->g->comm));
+        tr->optim.step = state[0];
+        tr->samples_seen = (uint64_t)state[1];
+    }
+    for (int k = 0; k < 3; k++) free(full[k]);
+    return rc;
 }
 
 void tp_albert_reduce_norms(void *ctx, double *sq, int n_specs, int k) {

@@ -66,6 +66,9 @@ int tp_albert_block(const TpAlbert *m);
 // Deals a whole encoder parameter arena (albert's layout, albert_n_params of an encoder;
 // read on the grid's rank 0 only) out to every rank's local arena. Collective on the grid.
 void tp_albert_load(TpAlbert *m, const float *full);
+// The same for any arena of the model's layout (an optimizer moment): full (rank 0's) into
+// the local arena local. Collective on the grid.
+void tp_albert_deal(const TpAlbert *m, const float *full, float *local);
 // Collects the local arena src (the parameters, the gradients after
 // tp_albert_reduce_grads, or an optimizer moment) into albert's layout on the grid's rank
 // 0 (full written there only). Collective on the grid.
@@ -87,6 +90,17 @@ double tp_albert_step(TpAlbert *m, const AlbertBatch *b, int train, int backward
 // Completes a step's gradients: sums the TP_ROWVEC tensors over the grid row and the
 // TP_WHOLE ones over the grid. 0, or -1 with err.
 int tp_albert_reduce_grads(TpAlbert *m, char *err);
+
+// Checkpoints in the one-rank layout (docs/checkpoints.md): the grid's rank 0 collects the
+// parameters and the optimizer's moments of tr (a trainer over this model's local arena)
+// and writes RUN_DIR/checkpoint-STEP.h5 with ckpt_save_trainer (the model "albert", HF
+// names, so a checkpoint of any grid loads on one rank and on any other grid); loading,
+// rank 0 reads PATH with ckpt_load_trainer and deals the parameters and moments out, with
+// the optimizer step and data cursor. Every rank returns rank 0's status and message: 0,
+// or -1 with err. Collective on the grid.
+int tp_albert_save_trainer(const TpAlbert *m, const Trainer *tr, const char *run_dir, const char *writer,
+                           const char *config_text, long seed, char *err);
+int tp_albert_load_trainer(TpAlbert *m, Trainer *tr, const char *path, char *err);
 
 // Optim.reduce_norms (models/optim.h) for this model's local arena (ctx: the TpAlbert):
 // sums each tensor's squared norms over the grid, counting a grid row's vectors and the

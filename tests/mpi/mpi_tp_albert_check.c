@@ -13,6 +13,12 @@
 //  - training (models/train.h's trainer_step, two micro-batches per step, clipping on): the
 //    parameters after 3 steps of AdamW and of LAMB (its trust ratios from norms summed over
 //    the grid, Optim.reduce_norms) equal the one-rank trainer's within 1e-5 of scale;
+//  - checkpoints in the one-rank layout (tp_albert_save_trainer / _load_trainer, AdamW): a
+//    one-rank checkpoint of step 2 continued on the grid to step 4, and the grid's
+//    checkpoint of step 2 continued on one rank, both equal the one-rank run straight to
+//    step 4 within 1e-5; the grid's checkpoint resumed on the same grid equals the grid
+//    straight on bit for bit (parameters and moments, every rank); a missing checkpoint
+//    gives every rank rank 0's error naming the file;
 //  - a grid row without a head is refused with a message naming the keys.
 // Rank 0 prints one line per check and "N passed, N failed"; every rank prints "rank R of
 // N ran" at the end.
@@ -21,10 +27,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "models/common.h"
 #include "models/rng.h"
 #include "mpi/dp.h"
+#include "io/store/ckpt.h"
 #include "mpi/tp_albert.h"
 
 static int g_rank, g_pass, g_fail;
@@ -83,11 +91,139 @@ static int tp_sum(void *ctx, float *grads, size_t n, double *stats, int n_stats,
     return tp_albert_reduce_grads(ctx, err);
 }
 
+// The one-rank trainer of d->ref and the grid's trainer of d->tp, with optimizer oc.
+static Trainer ref_trainer(Stream *d, const OptimConfig *oc) {
+    Trainer tr = {.task = {.ctx = d, .params = albert_params(d->ref), .grads = albert_grads(d->ref),
+                           .n_params = albert_n_params(d->ref), .specs = albert_specs(d->ref),
+                           .n_specs = albert_n_specs(d->ref), .micro_batch = 2, .micro_step = ref_micro},
+                  .global_batch = 4};
+    optim_init(&tr.optim, oc, albert_specs(d->ref), albert_n_specs(d->ref), albert_n_params(d->ref));
+    return tr;
+}
+
+static Trainer tp_trainer(Stream *d, const OptimConfig *oc) {
+    Trainer tt = {.task = {.ctx = d, .params = tp_albert_params(d->tp), .grads = tp_albert_grads(d->tp),
+                           .n_params = tp_albert_n_local(d->tp), .specs = tp_albert_local_specs(d->tp),
+                           .n_specs = tp_albert_n_specs(d->tp), .micro_batch = 2, .micro_step = tp_micro},
+                  .avg = {.ctx = d->tp, .sum = tp_sum}, .global_batch = 4};
+    optim_init(&tt.optim, oc, tp_albert_local_specs(d->tp), tp_albert_n_specs(d->tp), tp_albert_n_local(d->tp));
+    optim_set_reduce_norms(&tt.optim, tp_albert_reduce_norms, d->tp);
+    return tt;
+}
+
+static long run_steps(Trainer *t, int n, char *err) {
+    long bad = 0;
+    for (int i = 0; i < n; i++) {
+        StepResult r;
+        bad += trainer_step(t, &r, err) != 0;
+    }
+    return bad;
+}
+
 static double rel_err(const float *a, const float *ref, size_t n, double floor) {
     double scale = floor, e = 0;
     for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
     for (size_t i = 0; i < n; i++) e = fmax(e, fabs((double)a[i] - ref[i]));
     return e / scale;
+}
+
+// Whole-model parameters of a grid's trainer, on rank 0 (every rank calls).
+static float *grid_params(Stream *d, size_t n_full) {
+    float *pf = cx_calloc(n_full, sizeof(float));
+    tp_albert_collect(d->tp, tp_albert_params(d->tp), pf);
+    return pf;
+}
+
+// Checkpoints across layouts, AdamW: the one-rank run's step-2 checkpoint continued on the
+// grid, the grid's step-2 checkpoint continued on one rank, both against the one-rank run
+// straight to step 4 (1e-5); the grid's checkpoint resumed on the same grid against the
+// grid straight to step 4, bit for bit on every rank.
+static void check_checkpoints(MPI_Comm world, TpGrid *g, const AlbertConfig *cfg, int bh) {
+    char err[CX_ERRLEN], dir[256] = "";
+    if (g_rank == 0) {
+        snprintf(dir, sizeof dir, "/tmp/tpck.XXXXXX");
+        CHECK(mkdtemp(dir), "mkdtemp");
+    }
+    MPI_CHECK(world, MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, world));
+    char ref_dir[300], tp_dir[300], path[320];
+    snprintf(ref_dir, sizeof ref_dir, "%s/ref", dir);
+    snprintf(tp_dir, sizeof tp_dir, "%s/tp", dir);
+    if (g_rank == 0) CHECK(mkdir(ref_dir, 0755) == 0 && mkdir(tp_dir, 0755) == 0, "mkdir %s", dir);
+    OptimConfig oc = {.kind = OPTIM_ADAMW, .lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-3f,
+                      .weight_decay = 0.01f, .clip_norm = 0.5f, .schedule = SCHED_LINEAR, .warmup_steps = 1,
+                      .total_steps = 4};
+    const int T = 8;
+    long bad = 0;
+    // the one-rank run: checkpoint at step 2 (rank 0 writes), straight on to step 4
+    Stream r = {.ref = albert_create(cfg, 2, T, 8), .T = T, .V = cfg->vocab_size};
+    size_t n_full = albert_n_params(r.ref);
+    float *init = cx_calloc(n_full, sizeof(float));
+    memcpy(init, albert_params(r.ref), n_full * sizeof(float));
+    Trainer tr = ref_trainer(&r, &oc);
+    bad += run_steps(&tr, 2, err);
+    int n_alias;
+    const TensorAlias *al = albert_aliases(&n_alias);
+    if (g_rank == 0) bad += ckpt_save_trainer(ref_dir, "albert", "mpi_tp_albert_check", "", &tr, al, n_alias, 1, NULL, err) != 0;
+    MPI_CHECK(world, MPI_Barrier(world));
+    bad += run_steps(&tr, 2, err);
+    const float *r4 = albert_params(r.ref);
+    // 1. the one-rank checkpoint continued on the grid
+    Stream a = {.T = T, .V = cfg->vocab_size, .tp = tp_albert_create_mlm(cfg, g, 2, T, bh)};
+    Trainer ta = tp_trainer(&a, &oc);
+    snprintf(path, sizeof path, "%s/latest.h5", ref_dir);
+    long b1 = tp_albert_load_trainer(a.tp, &ta, path, err) != 0 || ta.optim.step != 2 || ta.samples_seen != 8;
+    if (b1 && g_rank == 0) printf("  (load: %s; step %ld, cursor %llu)\n", err, ta.optim.step, (unsigned long long)ta.samples_seen);
+    b1 += run_steps(&ta, 2, err);
+    float *pa = grid_params(&a, n_full);
+    double e1 = g_rank == 0 ? rel_err(pa, r4, n_full, 1e-2) : 0;
+    char name[200];
+    snprintf(name, sizeof name, "%dx%d: a one-rank checkpoint (step 2) continued on the grid to step 4 = one rank straight",
+             g->P, g->Q);
+    verdict(world, name, bad + b1 + (e1 > 1e-5), e1);
+    // 2. the grid's checkpoint: written at step 2, the grid goes on to step 4
+    Stream b = {.T = T, .V = cfg->vocab_size, .tp = tp_albert_create_mlm(cfg, g, 2, T, bh)};
+    tp_albert_load(b.tp, init);
+    Trainer tb = tp_trainer(&b, &oc);
+    long b2 = run_steps(&tb, 2, err);
+    b2 += tp_albert_save_trainer(b.tp, &tb, tp_dir, "mpi_tp_albert_check", "", 1, err) != 0;
+    b2 += run_steps(&tb, 2, err);
+    // ... continued on one rank
+    Stream c = {.ref = albert_create(cfg, 2, T, 9), .T = T, .V = cfg->vocab_size};
+    Trainer tc = ref_trainer(&c, &oc);
+    Ckpt *ck = NULL;
+    snprintf(path, sizeof path, "%s/latest.h5", tp_dir);
+    b2 += ckpt_open(&ck, path, err) != 0 || ckpt_load_trainer(ck, "albert", &tc, err) != 0 || tc.optim.step != 2;
+    if (ck) ckpt_close(ck);
+    b2 += run_steps(&tc, 2, err);
+    double e2 = rel_err(albert_params(c.ref), r4, n_full, 1e-2);
+    snprintf(name, sizeof name, "%dx%d: the grid's checkpoint (step 2) continued on one rank to step 4 = one rank straight",
+             g->P, g->Q);
+    verdict(world, name, b2 + (e2 > 1e-5), e2);
+    // ... and resumed on the same grid: bit for bit with the grid straight on
+    Stream e = {.T = T, .V = cfg->vocab_size, .tp = tp_albert_create_mlm(cfg, g, 2, T, bh)};
+    Trainer te = tp_trainer(&e, &oc);
+    long b3 = tp_albert_load_trainer(e.tp, &te, path, err) != 0;
+    b3 += run_steps(&te, 2, err);
+    b3 += memcmp(tp_albert_params(e.tp), tp_albert_params(b.tp), tp_albert_n_local(b.tp) * sizeof(float)) != 0;
+    b3 += memcmp(te.optim.m, tb.optim.m, tp_albert_n_local(b.tp) * sizeof(float)) != 0;
+    snprintf(name, sizeof name, "%dx%d: the grid's checkpoint resumed on the grid = the grid straight on, bit for bit",
+             g->P, g->Q);
+    verdict(world, name, b3, 0);
+    // a damaged path: every rank gets rank 0's error
+    snprintf(path, sizeof path, "%s/missing.h5", dir);
+    long b4 = !(tp_albert_load_trainer(e.tp, &te, path, err) == -1 && strstr(err, "missing.h5"));
+    if (g_rank == 0) printf("  (%s)\n", err);
+    verdict(world, "a checkpoint that is not there: every rank gets rank 0's error naming it", b4, 0);
+    free(pa), free(init);
+    optim_free(&tr.optim), optim_free(&ta.optim), optim_free(&tb.optim), optim_free(&tc.optim), optim_free(&te.optim);
+    tp_albert_free(a.tp), tp_albert_free(b.tp), tp_albert_free(e.tp);
+    albert_free(r.ref), albert_free(c.ref);
+    MPI_CHECK(world, MPI_Barrier(world));
+    if (g_rank == 0) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    }
 }
 
 int main(int argc, char **argv) {
@@ -223,17 +359,7 @@ int main(int argc, char **argv) {
         Stream d = {.ref = albert_create(&cfg, 2, T, 7), .T = T, .V = cfg.vocab_size};
         d.tp = tp_albert_create_mlm(&cfg, &g, 2, T, bh);
         tp_albert_load(d.tp, albert_params(d.ref));
-        Trainer tr = {.task = {.ctx = &d, .params = albert_params(d.ref), .grads = albert_grads(d.ref),
-                               .n_params = albert_n_params(d.ref), .specs = albert_specs(d.ref),
-                               .n_specs = albert_n_specs(d.ref), .micro_batch = 2, .micro_step = ref_micro},
-                      .global_batch = 4};
-        optim_init(&tr.optim, &oc, albert_specs(d.ref), albert_n_specs(d.ref), albert_n_params(d.ref));
-        Trainer tt = {.task = {.ctx = &d, .params = tp_albert_params(d.tp), .grads = tp_albert_grads(d.tp),
-                               .n_params = tp_albert_n_local(d.tp), .specs = tp_albert_local_specs(d.tp),
-                               .n_specs = tp_albert_n_specs(d.tp), .micro_batch = 2, .micro_step = tp_micro},
-                      .avg = {.ctx = d.tp, .sum = tp_sum}, .global_batch = 4};
-        optim_init(&tt.optim, &oc, tp_albert_local_specs(d.tp), tp_albert_n_specs(d.tp), tp_albert_n_local(d.tp));
-        optim_set_reduce_norms(&tt.optim, tp_albert_reduce_norms, d.tp);
+        Trainer tr = ref_trainer(&d, &oc), tt = tp_trainer(&d, &oc);
         long bad_steps = 0;
         double worst_loss = 0, worst_norm = 0;
         for (int st = 0; st < 3; st++) {
@@ -268,6 +394,7 @@ int main(int argc, char **argv) {
         tp_albert_free(d.tp);
         albert_free(d.ref);
     }
+    check_checkpoints(world, &g, &cfg, bh);
     tp_grid_free(&g);
     if (g_rank == 0) printf("%d passed, %d failed\n", g_pass, g_fail);
     fflush(stdout);

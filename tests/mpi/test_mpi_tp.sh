@@ -7,7 +7,8 @@
 # tests/mpi_tp_albert_check on 1x1, 2x1, 1x2 and 2x2 with the default feature blocks (a
 # grid row's heads together), and with blocks of one head and of three (uneven): the
 # tensor-parallel ALBERT encoder and masked-LM model (mpi/tp_albert.h) against the one-rank
-# models, on the encoder's output, the MLM loss and every gradient. As root, a
+# models, on the encoder's output, the MLM loss, every gradient, training steps and
+# checkpoints read back across layouts (one rank <-> grid) and on the same grid. As root, a
 # refused mpirun exits 0 having run nothing, so every run must show "rank R of N ran" for
 # every R, as well as exit 0 and "N passed, 0 failed". Compiles nothing: expects
 # BUILD_DIR/tests/mpi/mpi_tp_check.
@@ -27,9 +28,9 @@ LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 # PROGRAM MIN NP P Q: NP ranks, D = NP / (P*Q) replicas of a P x Q grid; at least MIN ok lines
 for run in "mpi_tp_check 38 1 1 1" "mpi_tp_check 38 2 2 1" "mpi_tp_check 38 2 1 2" "mpi_tp_check 38 4 2 2" \
-           "mpi_tp_check 38 4 2 1" "mpi_tp_check 38 4 1 2" "mpi_tp_albert_check 62 1 1 1" \
-           "mpi_tp_albert_check 62 2 2 1" "mpi_tp_albert_check 62 2 1 2" "mpi_tp_albert_check 62 4 2 2" \
-           "mpi_tp_albert_check 62 2 2 1 1" "mpi_tp_albert_check 62 4 2 2 1" "mpi_tp_albert_check 62 2 2 1 3"; do
+           "mpi_tp_check 38 4 2 1" "mpi_tp_check 38 4 1 2" "mpi_tp_albert_check 66 1 1 1" \
+           "mpi_tp_albert_check 66 2 2 1" "mpi_tp_albert_check 66 2 1 2" "mpi_tp_albert_check 66 4 2 2" \
+           "mpi_tp_albert_check 66 2 2 1 1" "mpi_tp_albert_check 66 4 2 2 1" "mpi_tp_albert_check 66 2 2 1 3"; do
     set -- $run
     BIN=$BUILD/tests/mpi/$1 MIN=$2 N=$3 P=$4 Q=$5 BH=${6:-}
     name="$1, $N ranks, $((N / (P * Q))) x a ${P}x${Q} grid${BH:+, blocks of $BH heads}"
