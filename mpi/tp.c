@@ -117,8 +117,7 @@ int tp_sum_grid_row(const TpGrid *g, float *x, size_t n, char *err) {
 
 // ---- block-cyclic layout ----
 
-// Elements of n dealt in blocks of nb over np processes that coordinate c holds (numroc).
-static int local_count(int n, int nb, int c, int np) {
+int tp_numroc(int n, int nb, int c, int np) {
     int nblocks = n / nb, k = nblocks / np * nb, extra = nblocks % np;
     if (c < extra) k += nb;
     else if (c == extra) k += n % nb;
@@ -131,7 +130,7 @@ static int local_to_global(int i, int nb, int c, int np) {
 }
 
 size_t tp_local_count(const TpGrid *g, int rows, int cols, int rb, int cb) {
-    return (size_t)local_count(rows, rb, g->mycol, g->Q) * (size_t)local_count(cols, cb, g->myrow, g->P);
+    return (size_t)tp_numroc(rows, rb, g->mycol, g->Q) * (size_t)tp_numroc(cols, cb, g->myrow, g->P);
 }
 
 void tp_mat_init(TpMat *A, const TpGrid *g, int rows, int cols, int rb, int cb, float *a) {
@@ -142,8 +141,8 @@ void tp_mat_init(TpMat *A, const TpGrid *g, int rows, int cols, int rb, int cb, 
     A->cols = cols;
     A->rb = rb;
     A->cb = cb;
-    A->lrows = local_count(rows, rb, g->mycol, g->Q);
-    A->lcols = local_count(cols, cb, g->myrow, g->P);
+    A->lrows = tp_numroc(rows, rb, g->mycol, g->Q);
+    A->lcols = tp_numroc(cols, cb, g->myrow, g->P);
     // the column-major (cols x rows) transpose: its rows (our columns) over the grid rows
     int d[9] = {1, g->ctxt, cols, rows, cb, rb, 0, 0, A->lcols > 1 ? A->lcols : 1};
     memcpy(A->desc, d, sizeof d);
@@ -157,7 +156,7 @@ int tp_col_global(const TpMat *A, const TpGrid *g, int j) { return local_to_glob
 // packed (lrows, lcols) row-major. to_local: global -> packed, else packed -> global.
 static void pack_part(const TpMat *A, int pr, int pc, int P, int Q, float *global, float *packed,
                       int to_local) {
-    int lr = local_count(A->rows, A->rb, pc, Q), lc = local_count(A->cols, A->cb, pr, P);
+    int lr = tp_numroc(A->rows, A->rb, pc, Q), lc = tp_numroc(A->cols, A->cb, pr, P);
     for (int i = 0; i < lr; i++) {
         size_t gi = (size_t)local_to_global(i, A->rb, pc, Q) * (size_t)A->cols;
         for (int j = 0; j < lc; j++) {
@@ -173,7 +172,7 @@ static void part_counts(const TpMat *A, const TpGrid *g, int *counts, int *displ
     size_t off = 0;
     for (int k = 0; k < g->P * g->Q; k++) {
         int pr = k / g->Q, pc = k % g->Q;
-        size_t n = (size_t)local_count(A->rows, A->rb, pc, g->Q) * (size_t)local_count(A->cols, A->cb, pr, g->P);
+        size_t n = (size_t)tp_numroc(A->rows, A->rb, pc, g->Q) * (size_t)tp_numroc(A->cols, A->cb, pr, g->P);
         CHECK(off + n <= (size_t)INT32_MAX, "tensor of %d x %d too large to deal out", A->rows, A->cols);
         counts[k] = (int)n;
         displs[k] = (int)off;
@@ -242,7 +241,7 @@ void tp_vec_scatter(float *local, const TpMat *A, const TpGrid *g, const float *
         displs = cx_calloc((size_t)n, sizeof(int));
         size_t off = 0;
         for (int k = 0; k < n; k++) {
-            counts[k] = local_count(A->cols, A->cb, k / g->Q, g->P);
+            counts[k] = tp_numroc(A->cols, A->cb, k / g->Q, g->P);
             displs[k] = (int)off;
             off += (size_t)counts[k];
         }
@@ -265,7 +264,7 @@ void tp_vec_gather(const float *local, const TpMat *A, const TpGrid *g, float *g
         displs = cx_calloc((size_t)n, sizeof(int));
         size_t off = 0;
         for (int k = 0; k < n; k++) {
-            counts[k] = k % g->Q == 0 ? local_count(A->cols, A->cb, k / g->Q, g->P) : 0;
+            counts[k] = k % g->Q == 0 ? tp_numroc(A->cols, A->cb, k / g->Q, g->P) : 0;
             displs[k] = (int)off;
             off += (size_t)counts[k];
         }

@@ -78,6 +78,9 @@ typedef struct {
     float *a;            // (lrows, lcols) row-major
 } TpMat;
 
+// Elements of n dealt in blocks of nb over np processes that coordinate c holds (ScaLAPACK's
+// numroc).
+int tp_numroc(int n, int nb, int c, int np);
 // Local element count of a (rows, cols) tensor with blocks (rb, cb) on this rank.
 size_t tp_local_count(const TpGrid *g, int rows, int cols, int rb, int cb);
 // Describes a tensor over local storage a (tp_local_count floats; may be NULL to size only).

@@ -62,13 +62,6 @@ struct TpAlbert {
 
 static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
-// Local count of n elements in blocks of nb over np processes, coordinate c.
-static int lcount(int n, int nb, int c, int np) {
-    int nblocks = n / nb, k = nblocks / np * nb, extra = nblocks % np;
-    if (c < extra) k += nb;
-    else if (c == extra) k += n % nb;
-    return k;
-}
 
 int tp_albert_check(const AlbertConfig *cfg, const TpGrid *g, char *err) {
     if (g->P > cfg->num_heads)
@@ -139,7 +132,7 @@ static TpAlbert *create(const AlbertConfig *cfg, TpGrid *g, int max_B, int max_T
     m->eb = ceil_div(E, g->P);
     // the logits' vocabulary columns: one contiguous share per grid row
     m->vb = ceil_div(cfg->vocab_size, g->P);
-    m->vl = lcount(cfg->vocab_size, m->vb, g->myrow, g->P);
+    m->vl = tp_numroc(cfg->vocab_size, m->vb, g->myrow, g->P);
     // how each tensor is held, and its local shape
     for (int i = 0; i < m->n_specs; i++) {
         const TensorSpec *gs = &m->gspec[i];
@@ -154,10 +147,10 @@ static TpAlbert *create(const AlbertConfig *cfg, TpGrid *g, int max_B, int max_T
                      : i == AP_PRED_BIAS ? m->vb : D;
         m->rowb[i] = i == AP_PRED_DENSE_W ? ceil_div(E, g->Q) : m->wrb;
         if (dealt) {
-            s->shape[0] = lcount((int)gs->shape[0], m->rowb[i], g->mycol, g->Q);
-            s->shape[1] = lcount((int)gs->shape[1], m->colb[i], g->myrow, g->P);
+            s->shape[0] = tp_numroc((int)gs->shape[0], m->rowb[i], g->mycol, g->Q);
+            s->shape[1] = tp_numroc((int)gs->shape[1], m->colb[i], g->myrow, g->P);
         } else if (!whole) {
-            s->shape[0] = lcount((int)gs->shape[0], m->colb[i], g->myrow, g->P);
+            s->shape[0] = tp_numroc((int)gs->shape[0], m->colb[i], g->myrow, g->P);
         }
         s->n = (size_t)s->shape[0] * (gs->ndim == 2 ? (size_t)s->shape[1] : 1);
     }
@@ -173,9 +166,9 @@ static TpAlbert *create(const AlbertConfig *cfg, TpGrid *g, int max_B, int max_T
             tp_mat_init(&m->dW[i], g, r, c, m->rowb[i], m->colb[i], m->gr[i]);
         }
     m->nl_max = (size_t)ceil_div(max_B, g->Q) * max_T;
-    m->hl = lcount(H, D, g->myrow, g->P);
-    m->il = lcount(I, D, g->myrow, g->P);
-    m->el = lcount(E, m->eb, g->myrow, g->P);
+    m->hl = tp_numroc(H, D, g->myrow, g->P);
+    m->il = tp_numroc(I, D, g->myrow, g->P);
+    m->el = tp_numroc(E, m->eb, g->myrow, g->P);
     m->layers = cx_calloc((size_t)cfg->num_layers, sizeof(TpLayerActs));
     TensorCarver cv = {0};
     carve(m, &cv);
