@@ -308,7 +308,7 @@ static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
         joined[j] = elig[n_elig - 1 - j];
         speed[j] = joined[j]->vol->speed;
     }
-    BrPlanParams pp = {.global_batch = G, .n_trainers = hybrid_n_trainers(b->h),
+    BrPlanParams pp = {.global_batch = G, .n_trainers = hybrid_trainer_shares(b->h),
                        .trainer_rate = b->rounds.trainer_rate, .probe_samples = b->o.probe_samples,
                        .equal = b->o.plan_equal,
                        .max_share = b->o.max_share > 0 ? (long)(b->o.max_share * (double)G) : 0};
@@ -505,7 +505,7 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
     // the trainers' speed (samples per second per trainer) for the next plan
     b->rounds.trainer_rate = br_plan_note_trainers(b->rounds.trainer_rate,
                                                    b->rounds.trainer_samples,
-                                                   hybrid_n_trainers(b->h), stats[STAT_COMPUTE_S]);
+                                                   hybrid_trainer_shares(b->h), stats[STAT_COMPUTE_S]);
     b->rounds.open = 0;
     // results to every live volunteer; keep them for late joiners
     HistRound *h = br_rounds_hist_push(b);

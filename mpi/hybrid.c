@@ -20,7 +20,7 @@ HybridComm *hybrid_init(int *argc, char ***argv, int role) {
     }
     HybridComm *h = cx_calloc(1, sizeof *h);
     h->world = MPI_COMM_WORLD;
-    h->worker = h->leaders = h->outer = MPI_COMM_NULL;
+    h->worker = h->leaders = h->outer = h->pair = MPI_COMM_NULL;
     MPI_CHECK(h->world, MPI_Comm_rank(h->world, &h->rank));
     MPI_CHECK(h->world, MPI_Comm_size(h->world, &h->size));
     int *roles = cx_calloc((size_t)h->size, sizeof *roles);
@@ -54,6 +54,8 @@ HybridComm *hybrid_init(int *argc, char ***argv, int role) {
         h->trainer_rank = -1;
         if (role == HYBRID_TRAINER) MPI_CHECK(h->world, MPI_Comm_rank(h->trainers, &h->trainer_rank));
     }
+    h->shares = h->n_trainers;
+    h->share = h->trainer_rank;
     return h;
 }
 
@@ -61,6 +63,7 @@ int hybrid_size(const HybridComm *h) { return h->size; }
 int hybrid_n_trainers(const HybridComm *h) { return h->n_trainers; }
 int hybrid_trainer_rank(const HybridComm *h) { return h->trainer_rank; }
 int hybrid_bridge_rank(const HybridComm *h) { return h->bridge_rank; }
+int hybrid_trainer_shares(const HybridComm *h) { return h->shares; }
 
 const char *hybrid_mpi_version(void) {
     static char v[MPI_MAX_LIBRARY_VERSION_STRING];
@@ -108,9 +111,33 @@ void hybrid_bcast_config(HybridComm *h, char **text) {
     MPI_CHECK(h->world, MPI_Bcast(*text, (int)len, MPI_CHAR, h->root, h->world));
 }
 
+// {trainer 0, the bridge} with trainer 0 first, and its averager over the whole arena
+// grads[0, n) (both sides: no split layout). Collective over the world.
+static void tp_pair_create(HybridComm *h, float *grads, size_t n, const TensorSpec *specs, int n_specs) {
+    const int in = h->rank == h->root || h->rank == h->bridge_rank;
+    MPI_CHECK(h->world, MPI_Comm_split(h->world, in ? 0 : MPI_UNDEFINED, h->rank == h->root ? 0 : 1,
+                                       &h->pair));
+    h->tp = 1;
+    if (in) h->dp = dp_create(h->pair, grads, n, specs, n_specs, (size_t)4 << 20);
+}
+
+void hybrid_create_tp_pair(HybridComm *h, float *grads, size_t n, const TensorSpec *specs, int n_specs,
+                           int replicas, int replica) {
+    CHECK(h->trainer_rank >= 0 && !h->dp, "hybrid_create_tp_pair: a trainer's, once");
+    h->shares = replicas;
+    h->share = replica;
+    if (h->bridge_rank >= 0) tp_pair_create(h, grads, n, specs, n_specs);
+}
+
 void hybrid_create_averager(HybridComm *h, Replica *rep) {
     CHECK(!h->dp, "hybrid_create_averager called twice");
     const TrainTask *k = &rep->tr.task;
+    if (h->trainer_rank < 0 && rep->tp && rep->tp->rows * rep->tp->cols > 1) {
+        // the bridge of a tensor-parallel run: trainer 0 stands for the cluster
+        h->shares = h->n_trainers / (rep->tp->rows * rep->tp->cols);
+        tp_pair_create(h, k->grads, k->n_params, k->specs, k->n_specs);
+        return;
+    }
     if (rep->train->avg.mode == AVG_DILOCO) {
         hybrid_outer_split(h, &rep->train->avg);  // mpi/outer.c
         if (h->worker_size > 1)  // the worker's own all-reduce, every inner step
@@ -123,22 +150,38 @@ void hybrid_create_averager(HybridComm *h, Replica *rep) {
 }
 
 // MPI counts are int: large arrays go in pieces.
-static void bcast_floats(HybridComm *h, float *x, size_t n) {
+static void bcast_floats(MPI_Comm comm, int root, float *x, size_t n) {
     const size_t piece = (size_t)1 << 28;
     for (size_t off = 0; off < n; off += piece) {
         size_t k = n - off < piece ? n - off : piece;
-        MPI_CHECK(h->world, MPI_Bcast(x + off, (int)k, MPI_FLOAT, h->root, h->world));
+        MPI_CHECK(comm, MPI_Bcast(x + off, (int)k, MPI_FLOAT, root, comm));
     }
+}
+
+// The state (n floats each, and meta) from root to every rank of comm.
+static void bcast_state(MPI_Comm comm, int root, float *params, float *m, float *v, size_t n, int64_t meta[3]) {
+    bcast_floats(comm, root, params, n);
+    bcast_floats(comm, root, m, n);
+    bcast_floats(comm, root, v, n);
+    MPI_CHECK(comm, MPI_Bcast(meta, 3, MPI_INT64_T, root, comm));
+}
+
+void hybrid_tp_send_state(HybridComm *h, float *params, float *m, float *v, size_t n, int64_t meta[3]) {
+    CHECK(h->tp && h->rank == h->root, "hybrid_tp_send_state: trainer 0's, in a tensor-parallel run");
+    if (h->pair != MPI_COMM_NULL) bcast_state(h->pair, 0, params, m, v, n, meta);
 }
 
 void hybrid_bcast_state(HybridComm *h, Replica *rep) {
     Trainer *tr = &rep->tr;
     const size_t n = tr->task.n_params;
-    bcast_floats(h, tr->task.params, n);
-    bcast_floats(h, tr->optim.m, n);
-    bcast_floats(h, tr->optim.v, n);
     int64_t meta[3] = {tr->optim.step, (int64_t)tr->samples_seen, (int64_t)rep->n_examples};
-    MPI_CHECK(h->world, MPI_Bcast(meta, 3, MPI_INT64_T, h->root, h->world));
+    if (h->tp) {
+        CHECK(h->trainer_rank < 0, "hybrid_bcast_state: trainers of a tensor-parallel run send with "
+              "hybrid_tp_send_state");
+        bcast_state(h->pair, 0, tr->task.params, tr->optim.m, tr->optim.v, n, meta);
+    } else {
+        bcast_state(h->world, h->root, tr->task.params, tr->optim.m, tr->optim.v, n, meta);
+    }
     tr->optim.step = (long)meta[0];
     tr->samples_seen = (uint64_t)meta[1];
     rep->n_examples = (uint64_t)meta[2];
@@ -157,7 +200,8 @@ int hybrid_mpi_fail(HybridComm *h, int rc, const char *what, char *err) {
 
 int hybrid_bcast_plan(HybridComm *h, HybridPlan *plan, char *err) {
     int64_t buf[4] = {plan->step, plan->trainer_samples, plan->volunteers, plan->reserved};
-    MPI_Comm c = h->dp ? dp_comm(h->dp) : h->world;  // MPI_ERRORS_RETURN
+    // MPI_ERRORS_RETURN (the world's own duplicate; not the tensor-parallel pair's)
+    MPI_Comm c = h->dp && !h->tp ? dp_comm(h->dp) : h->world;
     int rc = MPI_Bcast(buf, 4, MPI_INT64_T, h->bridge_rank, c);
     if (rc != MPI_SUCCESS) return hybrid_mpi_fail(h, rc, "MPI_Bcast of the round plan", err);
     plan->step = buf[0];
@@ -177,7 +221,7 @@ static int trainer_plan(void *plan_ctx, long global_batch, long *lo, long *hi, c
         return cx_err(err, "bad round plan from the bridge: step %lld (expected %ld), trainer "
                       "samples %lld of %ld", (long long)plan.step, step + 1,
                       (long long)plan.trainer_samples, global_batch);
-    long T = (long)plan.trainer_samples, NT = h->n_trainers, r = h->trainer_rank;
+    long T = (long)plan.trainer_samples, NT = h->shares, r = h->share;
     *lo = T * r / NT;
     *hi = T * (r + 1) / NT;
     return 0;
@@ -205,20 +249,32 @@ int hybrid_stop_vote(HybridComm *h, int stop, char *err) {
 }
 
 int hybrid_check_replicas(HybridComm *h, const float *params, size_t n, long step, char *err) {
+    if (h->tp) {  // the bridge's whole replica against trainer 0's gathered one
+        if (h->pair == MPI_COMM_NULL) return 0;
+        return dp_check_replicas(dp_comm(h->dp), params, n, step, err);
+    }
     return dp_check_replicas(h->world, params, n, step, err);
+}
+
+int hybrid_tp_pair_sum(HybridComm *h, float *grads, size_t n, double *stats, int n_stats, char *err) {
+    CHECK(h->tp && h->dp, "hybrid_tp_pair_sum: trainer 0's, after hybrid_create_tp_pair");
+    return dp_averager_sum(h->dp, grads, n, stats, n_stats, err);
+}
+
+void hybrid_plan_share(HybridComm *h, Averager *a, const long *steps_done) {
+    if (h->bridge_rank < 0 || h->diloco) return;
+    h->steps_done = steps_done;
+    a->plan = trainer_plan;
+    a->plan_ctx = h;
+    a->rank = h->share;
+    a->n_ranks = h->shares;
 }
 
 Averager hybrid_trainer_averager(HybridComm *h, const long *steps_done) {
     if (h->diloco && !h->dp) return (Averager){.rank = 0, .n_ranks = 1};  // a one-rank worker
     CHECK(h->dp, "hybrid_trainer_averager before hybrid_create_averager");
     Averager a = dp_averager(h->dp);
-    if (h->bridge_rank >= 0 && !h->diloco) {
-        h->steps_done = steps_done;
-        a.plan = trainer_plan;
-        a.plan_ctx = h;
-        a.rank = h->trainer_rank;
-        a.n_ranks = h->n_trainers;
-    }
+    hybrid_plan_share(h, &a, steps_done);
     return a;
 }
 
@@ -252,6 +308,7 @@ RunComm hybrid_run_comm(HybridComm *h) {
 void hybrid_finalize(HybridComm *h) {
     if (h->dp) dp_free(h->dp);
     hybrid_outer_free(h);
+    if (h->pair != MPI_COMM_NULL) MPI_Comm_free(&h->pair);
     if (h->trainers != MPI_COMM_NULL && h->trainers != h->world) MPI_Comm_free(&h->trainers);
     free(h);
     MPI_Finalize();

@@ -149,6 +149,32 @@ int hybrid_outer_recv_test(HybridComm *h, int *done, char *err);
 int hybrid_outer_result_start(HybridComm *h, float *avg, double *stats, char *err);
 int hybrid_outer_result_test(HybridComm *h, int *done, char *err);
 
+// ---- tensor parallelism (tp.rows x tp.cols > 1; mpi/tp_run.h) ----
+// The trainers' replicas are grids holding their model dealt; the bridge keeps a whole
+// replica, and volunteers the whole model. Trainer 0 (grid rank 0 of replica 0) stands for
+// the cluster: it and the bridge exchange whole arenas (the step's sum, the state at
+// set-up, the replica check) on a communicator of their own, the "pair"; trainer 0 gathers
+// them from its grid and deals them back (mpi/tp_run.c). On the bridge,
+// hybrid_create_averager, hybrid_bcast_state and hybrid_check_replicas do their part of
+// this on their own (the configuration says tp); the trainers call these instead:
+
+// The trainers' samples of a round go to `replicas` equal shares, this rank's is `replica`
+// (hybrid_plan_share); with a bridge, the pair's averager over trainer 0's whole gradient
+// arena grads[0, n) (NULL, 0 on the other trainers). Collective over the world; in place of
+// hybrid_create_averager.
+void hybrid_create_tp_pair(HybridComm *h, float *grads, size_t n, const TensorSpec *specs,
+                           int n_specs, int replicas, int replica);
+// Trainer 0: the whole state (n floats each; meta: optimizer step, data cursor, training
+// examples) to the bridge, whose hybrid_bcast_state receives it. No-op without a bridge.
+void hybrid_tp_send_state(HybridComm *h, float *params, float *m, float *v, size_t n, int64_t meta[3]);
+// Trainer 0: grads (the whole arena) and stats summed with the bridge's, in place. 0 or -1.
+int hybrid_tp_pair_sum(HybridComm *h, float *grads, size_t n, double *stats, int n_stats, char *err);
+// Sets a trainer's Averager.plan in a job with a bridge (this rank's share of the trainers'
+// samples; rank and n_ranks its share and the shares). No-op without a bridge.
+void hybrid_plan_share(HybridComm *h, Averager *a, const long *steps_done);
+// The trainers' shares of a round: n_trainers, or the replicas of a tensor-parallel run.
+int hybrid_trainer_shares(const HybridComm *h);
+
 // Ends MPI (collective; frees the averager). h is freed.
 void hybrid_finalize(HybridComm *h);
 // Aborts the whole job with this exit code.

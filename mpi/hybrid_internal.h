@@ -21,6 +21,13 @@ struct HybridComm {
     MPI_Comm worker, leaders, outer;  // MPI_COMM_NULL where this rank is not in one
     int n_workers, worker_index, worker_rank, worker_size;
     OuterMpi *om;
+    // tensor parallelism with a bridge (mpi/tp_run.h): the bridge and trainer 0 exchange
+    // whole arenas over `pair` (its dp is the pair's averager there); the trainers' samples
+    // are split into `shares` equal parts, this rank's `share` (without tp: n_trainers and
+    // trainer_rank)
+    int tp;
+    MPI_Comm pair;
+    int shares, share;
 };
 
 // MPI failure -> -1 with "what failed on rank R (host): MPI's message" in err.

@@ -211,6 +211,9 @@ static TpMat vec_like(const TpAlbert *m, int tensor) {
     return v;
 }
 
+size_t tp_albert_n_full(const TpAlbert *m) { return m->n_full; }
+const TensorSpec *tp_albert_full_specs(const TpAlbert *m) { return m->gspec; }
+
 static int is_root(const TpAlbert *m) { return m->g->myrow == 0 && m->g->mycol == 0; }
 
 void tp_albert_load(TpAlbert *m, const float *full) { tp_albert_deal(m, full, m->params); }

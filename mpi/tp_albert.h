@@ -60,6 +60,10 @@ float *tp_albert_params(TpAlbert *m);
 float *tp_albert_grads(TpAlbert *m);
 const TensorSpec *tp_albert_local_specs(const TpAlbert *m);
 int tp_albert_holding(const TpAlbert *m, int tensor);
+// The whole model's arena (albert's layout: albert_n_params of the same configuration) and
+// its table, as tp_albert_collect writes it and tp_albert_deal reads it.
+size_t tp_albert_n_full(const TpAlbert *m);
+const TensorSpec *tp_albert_full_specs(const TpAlbert *m);
 // The feature block (columns) of activations and weights.
 int tp_albert_block(const TpAlbert *m);
 

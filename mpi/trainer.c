@@ -13,6 +13,7 @@
 #include "io/run/runlog.h"
 #include "models/common.h"
 #include "mpi/hybrid.h"
+#include "mpi/tp_run.h"
 
 // OpenBLAS extension (declared in its cblas.h on Debian)
 extern char *openblas_get_config(void);
@@ -29,6 +30,7 @@ typedef struct {
     Replica rep;
     Averager avg;    // the averaging strategy (MPI with several ranks; none alone)
     Diloco *outer;   // diloco: the worker's outer state (models/diloco.h); NULL in sync mode
+    TpRun *tp;       // a tensor-parallel run (tp.rows x tp.cols > 1); NULL otherwise
     Ckpt *resume;
     char *cfg_text;
     FILE *metrics;
@@ -134,6 +136,9 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
             report(s, "checkpoint configuration: %s", err);
             return 1;
         }
+        // the grid is the launch's, not the model's: a checkpoint of any layout continues on
+        // the grid the command line and configuration file ask for (1 x 1 by default)
+        if (rep->tp) *rep->tp = (TpSettings){.rows = 1, .cols = 1};
     }
     if (config_path && recipe_config_load_file(rep, config_path, err) != 0) {
         report(s, "%s", err);
@@ -182,6 +187,14 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
     }
     run_set_threads(rep->train);
 
+    // tensor parallelism: the trainers form replicas of a grid, and the recipe builds the
+    // model on the grid's engine (mpi/tp_run.h)
+    if (rep->tp && rep->tp->rows * rep->tp->cols > 1) {
+        if (!(s->tp = tp_run_create(hc, rep->tp, err))) return usage_error(s, "%s", err);
+        rep->albert_engine = tp_run_engine(s->tp);
+    }
+    const int shares = s->tp ? tp_run_replicas(s->tp) : s->size;
+
     // the replica: model, data, tasks, optimizer
     rep->resume_path = resume_path;
     if (recipe_build(rep, REPLICA_TRAINER, err) != 0) {
@@ -189,9 +202,9 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
         return 1;
     }
     s->cfg_text = recipe_config_text(rep);
-    if (!bridged && rep->tr.global_batch < s->size) {
-        report(s, "train.global_batch (%ld) is smaller than the number of ranks (%d)",
-               rep->tr.global_batch, s->size);
+    if (!bridged && rep->tr.global_batch < shares) {
+        report(s, "train.global_batch (%ld) is smaller than the number of %s (%d)",
+               rep->tr.global_batch, s->tp ? "tensor-parallel replicas" : "ranks", shares);
         return 2;
     }
 
@@ -204,14 +217,22 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
                "with a bridge, volunteers rejoin)", rep->train->avg.workers, resume_path);
         return 2;
     }
-    if (world_size > 1 || diloco) {
+    if (s->tp) {
+        // grid sums, then the replicas' sum (and, with a bridge, trainer 0's with it)
+        s->avg = tp_run_averager(s->tp, rep);
+    } else if (world_size > 1 || diloco) {
         // the model's split layout lets most of the all-reduce start during the backward
         hybrid_create_averager(hc, rep);
         s->avg = hybrid_trainer_averager(hc, &rep->tr.optim.step);
     } else {
         s->avg = (Averager){.rank = 0, .n_ranks = 1};
     }
-    if (s->resume) {
+    if (s->resume && s->tp) {
+        if (tp_run_load(s->tp, rep, resume_path, err) != 0) {
+            report(s, "cannot resume from %s: %s", resume_path, err);
+            return 1;
+        }
+    } else if (s->resume) {
         if (ckpt_load_trainer(s->resume, recipe->name, &rep->tr, err) != 0) {
             report(s, "cannot resume from %s: %s", resume_path, err);
             return 1;
@@ -233,7 +254,8 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
     }
     // the bridge keeps a replica and volunteers download it: trainer 0's state (fresh,
     // initialised or resumed)
-    if (bridged) hybrid_bcast_state(hc, rep);
+    if (bridged && s->tp) tp_run_send_state(s->tp, rep);
+    else if (bridged) hybrid_bcast_state(hc, rep);
     if (diloco) {
         if (bridged) hybrid_bcast_outer(hc, s->outer, meta);
         Diloco *d = s->outer;
@@ -250,6 +272,7 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
     if (s->rank == 0) {
         RunInfo info = {.tool = t->tool, .config_ini = s->cfg_text, .ranks = s->size, .nodes = nodes,
                         .launcher = hybrid_launcher_name(), .resumed_from = resume_path,
+                        .tp_rows = rep->tp ? rep->tp->rows : 1, .tp_cols = rep->tp ? rep->tp->cols : 1,
                         .extra_versions = {{"openblas", openblas_get_config()},
                                            {"mpi", hybrid_mpi_version()}}};
         if (runlog_mkdirs(rep->run_dir, err) != 0 || runlog_write_info(rep->run_dir, &info, err) != 0 ||
@@ -264,10 +287,15 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
     if (s->rank == 0 && !*quiet) {
         char what[512];
         recipe->describe(rep, what, sizeof what);
-        fprintf(stderr, "%s: %s, %zu parameters, %d rank(s) on %d node(s), global batch %ld, "
+        char layout[128] = "";
+        if (s->tp)
+            snprintf(layout, sizeof layout, " (tensor-parallel: %d replica(s) of a %d x %d grid, "
+                     "%zu parameters on rank 0)", shares, rep->tp->rows, rep->tp->cols, rep->tr.task.n_params);
+        fprintf(stderr, "%s: %s, %zu parameters, %d rank(s) on %d node(s)%s, global batch %ld, "
                         "micro-batch %d, steps %ld..%ld, run dir %s\n",
-                t->tool, what, rep->tr.task.n_params, s->size, nodes, rep->tr.global_batch,
-                rep->train->micro_batch, rep->tr.optim.step, rep->train->steps, rep->run_dir);
+                t->tool, what, s->tp ? tp_run_n_whole(s->tp) : rep->tr.task.n_params, s->size, nodes, layout,
+                rep->tr.global_batch, rep->train->micro_batch, rep->tr.optim.step, rep->train->steps,
+                rep->run_dir);
     }
     return -1;
 }
@@ -277,7 +305,9 @@ static int trainer_run(TrainerRun *s, int argc, char **argv) {
     int rc = trainer_setup(s, argc, argv, &quiet);
     if (rc >= 0) return rc;
     cx_catch_stop_signals(on_signal, 1, 0);
-    RunLoop L = {.tool = s->t->tool, .rep = &s->rep, .avg = s->avg, .comm = hybrid_run_comm(s->hc),
+    RunLoop L = {.tool = s->t->tool, .rep = &s->rep, .avg = s->avg,
+                 .comm = s->tp ? tp_run_comm(s->tp) : hybrid_run_comm(s->hc),
+                 .save = s->tp ? tp_run_save : NULL, .save_ctx = s->tp,
                  .writer = s->rank == 0, .validate = 1, .quiet = quiet, .cfg_text = s->cfg_text,
                  .metrics = s->metrics, .stop_flag = &g_stop_signal, .outer = s->outer};
     char err[CX_ERRLEN];
@@ -302,6 +332,7 @@ int trainer_tool_main(int argc, char **argv, const TrainerTool *t) {
     if (s.metrics) fclose(s.metrics);
     if (s.resume) ckpt_close(s.resume);
     recipe_free(&s.rep);
+    tp_run_free(s.tp);  // after the model on its grid
     if (s.outer) diloco_free(s.outer);
     free(s.outer);
     free(s.cfg_text);

@@ -44,6 +44,8 @@ static const CfgKey KEYS[] = {
     F("data", "seq_len", CFG_INT, data.seq_len),
     F("data", "mask_prob", CFG_FLOAT, data.mask_prob),
     CFG_TRAIN_KEYS(RunConfig, train),
+    F("tp", "rows", CFG_INT, tp.rows),
+    F("tp", "cols", CFG_INT, tp.cols),
     S("run", "dir", run.dir),
 };
 #undef F
@@ -66,6 +68,7 @@ void config_defaults(RunConfig *c) {
     snprintf(c->data.tokenizer, CFG_PATH_LEN, "build/data/tokenizer");
     c->data.seq_len = 64;
     c->data.mask_prob = 0.15f;
+    c->tp = (TpSettings){.rows = 1, .cols = 1};
     c->train.global_batch = 32;
     c->train.micro_batch = 16;
     c->train.steps = 2000;
@@ -377,6 +380,24 @@ int train_settings_check(const TrainSettings *t, char *err) {
     return 0;
 }
 
+int tp_settings_check(const TpSettings *tp, const AlbertConfig *model, const TrainSettings *t,
+                      char *err) {
+    if (tp->rows < 1 || tp->cols < 1 || tp->rows > 4096 || tp->cols > 4096)
+        return cx_err(err, "tp.rows and tp.cols must be in [1, 4096] (got %d x %d)", tp->rows, tp->cols);
+    if (tp->rows * tp->cols == 1) return 0;
+    if (tp->rows > model->num_heads)
+        return cx_err(err, "tp.rows (%d) must be <= model.num_heads (%d): each grid row holds "
+                      "whole attention heads", tp->rows, model->num_heads);
+    if (model->sop)
+        return cx_err(err, "model.sop = 1 cannot run tensor-parallel (tp.rows x tp.cols = %d x %d): "
+                      "the sentence-order head is not distributed; set model.sop = 0 or tp to 1 x 1",
+                      tp->rows, tp->cols);
+    if (t->avg.mode == AVG_DILOCO)
+        return cx_err(err, "averaging.mode = diloco cannot run tensor-parallel (tp.rows x tp.cols = "
+                      "%d x %d): use averaging.mode = sync, or tp 1 x 1", tp->rows, tp->cols);
+    return 0;
+}
+
 int config_check(const RunConfig *c, char *err) {
     if (albert_config_check(&c->model, err) != 0) return -1;
     OptimConfig o = c->optim;
@@ -388,6 +409,7 @@ int config_check(const RunConfig *c, char *err) {
     if (!(c->data.mask_prob > 0.0f && c->data.mask_prob < 1.0f))
         return cx_err(err, "data.mask_prob must be in (0, 1)");
     if (train_settings_check(&c->train, err) != 0) return -1;
+    if (tp_settings_check(&c->tp, &c->model, &c->train, err) != 0) return -1;
     if (!c->data.train[0]) return cx_err(err, "data.train must name a token shard");
     if (!c->run.dir[0]) return cx_err(err, "run.dir must name a directory");
     return 0;

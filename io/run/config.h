@@ -38,6 +38,13 @@ typedef struct {
 // on the round boundaries that are multiples of train.replica_check_every.
 int train_settings_check(const TrainSettings *t, char *err);
 
+// [tp]: tensor parallelism (mpi/tp.h): every data-parallel replica of the model is a grid
+// of rows x cols ranks (1 x 1: none). The launch's layout, not the model's: a resumed run
+// takes it from its command line and configuration file, never from the checkpoint.
+typedef struct {
+    int rows, cols;
+} TpSettings;
+
 typedef struct {
     AlbertConfig model;
     OptimConfig optim;
@@ -49,6 +56,7 @@ typedef struct {
         float mask_prob;
     } data;
     TrainSettings train;
+    TpSettings tp;
     struct {
         char dir[CFG_PATH_LEN];        // run directory
     } run;
@@ -61,6 +69,11 @@ int config_load_file(RunConfig *c, const char *path, char *err);
 int config_load_string(RunConfig *c, const char *text, const char *where, char *err);
 // Applies one "section.key=value" override. -1 with err naming the argument.
 int config_set(RunConfig *c, const char *assignment, char *err);
+// The [tp] keys against the model and the run: rows, cols >= 1; a grid of more than one
+// rank needs tp.rows <= model.num_heads, no SOP head and averaging.mode = sync. -1 with
+// err naming the keys. (Whether the grid fits the job's ranks is the trainer's check.)
+int tp_settings_check(const TpSettings *tp, const AlbertConfig *model, const TrainSettings *t,
+                      char *err);
 // Cross-field validation (model dims, optimizer, batch sizes). -1 with err naming the key.
 int config_check(const RunConfig *c, char *err);
 // Writes the full configuration as INI text into buf (cap bytes). Returns the length

@@ -130,15 +130,19 @@ int run_loop(RunLoop *L, char *err) {
         }
         const int ckpt = boundary && run_checkpoint_step(ts, r.step, stop);
         if (ckpt && tr->avg.flush && tr->avg.flush(tr->avg.ctx, err) != 0) return -1;
-        if (L->writer && ckpt) {
-            int n_alias;
-            const TensorAlias *aliases = rep->recipe->aliases(&n_alias);
+        if (ckpt && (L->writer || L->save)) {
             char writer[64];
             snprintf(writer, sizeof writer, "%s %s", L->tool, CONFLUX_VERSION);
-            if (ckpt_save_trainer(run_dir, rep->recipe->name, writer, L->cfg_text, tr, aliases, n_alias,
-                                  ts->seed, L->outer, err) != 0)
-                return -1;
-            if (!L->quiet) fprintf(stderr, "checkpoint %s/checkpoint-%06ld.h5\n", run_dir, r.step);
+            if (L->save) {
+                if (L->save(L->save_ctx, tr, run_dir, writer, L->cfg_text, ts->seed, err) != 0) return -1;
+            } else {
+                int n_alias;
+                const TensorAlias *aliases = rep->recipe->aliases(&n_alias);
+                if (ckpt_save_trainer(run_dir, rep->recipe->name, writer, L->cfg_text, tr, aliases,
+                                      n_alias, ts->seed, L->outer, err) != 0)
+                    return -1;
+            }
+            if (L->writer && !L->quiet) fprintf(stderr, "checkpoint %s/checkpoint-%06ld.h5\n", run_dir, r.step);
         }
         int hook = L->after_step ? L->after_step(L->ctx, &r, err) : 0;
         if (hook < 0) return -1;

@@ -58,6 +58,13 @@ typedef struct {
     const Diloco *outer;     // diloco: the outer state the writer's checkpoints carry (NULL: sync)
     volatile sig_atomic_t *stop_flag;  // set by a signal handler (NULL: none)
     int unbounded;           // 1: no end at train.steps; the averaging or the hook ends it
+    // How checkpoints are written (NULL: the writer writes rep's trainer with
+    // ckpt_save_trainer). Set, it is called on every participant at each checkpoint step (a
+    // collective save: a tensor-parallel grid gathers its model; mpi/tp_run.h), writer
+    // being "TOOL VERSION"; 0, or -1 with err.
+    int (*save)(void *save_ctx, const Trainer *tr, const char *run_dir, const char *writer,
+                const char *cfg_text, long seed, char *err);
+    void *save_ctx;
     // The participant's own after-step work (may be NULL): returns 0 to go on, 1 to stop
     // after this step (not a failure), -1 with err.
     int (*after_step)(void *ctx, const StepResult *r, char *err);

@@ -49,6 +49,13 @@ int runlog_write_info(const char *dir, const RunInfo *info, char *err) {
     json_object_object_add(o, "host", json_object_new_string(host));
     json_object_object_add(o, "ranks", json_object_new_int(info->ranks));
     json_object_object_add(o, "nodes", json_object_new_int(info->nodes));
+    // the ranks' layout: replicas of a tensor-parallel grid (1 x 1: plain data parallelism)
+    int tp_r = info->tp_rows > 1 ? info->tp_rows : 1, tp_c = info->tp_cols > 1 ? info->tp_cols : 1;
+    json_object *lay = json_object_new_object();
+    json_object_object_add(lay, "replicas", json_object_new_int(info->ranks / (tp_r * tp_c)));
+    json_object_object_add(lay, "tp_rows", json_object_new_int(tp_r));
+    json_object_object_add(lay, "tp_cols", json_object_new_int(tp_c));
+    json_object_object_add(o, "layout", lay);
     json_object_object_add(o, "launcher", json_object_new_string(info->launcher));
     json_object_object_add(o, "resumed_from", info->resumed_from
                                                   ? json_object_new_string(info->resumed_from)

@@ -14,6 +14,7 @@ typedef struct {
     const char *tool;        // "conflux-train"
     const char *config_ini;  // full effective configuration
     int ranks, nodes;
+    int tp_rows, tp_cols;    // the tensor-parallel grid of every replica (0 or 1: none)
     const char *launcher;    // "none", "mpirun", "srun"
     const char *resumed_from;  // checkpoint path or NULL
     const char *extra_versions[8][2];  // {name, version} pairs, NULL-terminated

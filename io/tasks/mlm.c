@@ -139,6 +139,10 @@ static double mlm_micro_step(void *ctx, uint64_t s0, int B, int backward, int fi
                          .sop_labels = sop ? mt->sop_labels : NULL,
                          .sop_scale = mt->data->mask_prob * (float)(T - 3),
                          .final_micro = final};
+    if (mt->engine) {
+        *aux_sum = 0.0;
+        return mt->engine->step(mt->emodel, &batch, backward, backward, mt->dropout_seed, n_tokens);
+    }
     return albert_step(mt->model, &batch, backward, backward, mt->dropout_seed, n_tokens, aux_sum);
 }
 
@@ -170,14 +174,25 @@ void mlm_task_init(MlmTask *mt, TrainTask *task, Albert *model, MlmData *data, i
     mt->sop_labels = cx_calloc((size_t)micro_batch, sizeof(int32_t));
     memset(task, 0, sizeof *task);
     task->ctx = mt;
-    task->params = albert_params(model);
-    task->grads = albert_grads(model);
-    task->n_params = albert_n_params(model);
-    task->specs = albert_specs(model);
-    task->n_specs = albert_n_specs(model);
+    if (model) {  // NULL: mlm_task_init_engine sets the arena
+        task->params = albert_params(model);
+        task->grads = albert_grads(model);
+        task->n_params = albert_n_params(model);
+        task->specs = albert_specs(model);
+        task->n_specs = albert_n_specs(model);
+    }
     task->micro_batch = micro_batch;
     task->micro_step = mlm_micro_step;
     task->count_tokens = mlm_count_tokens;
+}
+
+void mlm_task_init_engine(MlmTask *mt, TrainTask *task, const AlbertEngine *engine, void *emodel,
+                          MlmData *data, int micro_batch, uint64_t dropout_seed) {
+    CHECK(!data->sop, "mlm_task_init_engine: an engine's model has no SOP head");
+    mlm_task_init(mt, task, NULL, data, micro_batch, dropout_seed);
+    mt->engine = engine;
+    mt->emodel = emodel;
+    engine->arena(emodel, &task->params, &task->grads, &task->n_params, &task->specs, &task->n_specs);
 }
 
 void mlm_task_free(MlmTask *mt) {

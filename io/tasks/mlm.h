@@ -49,9 +49,32 @@ void mlm_data_free(MlmData *d);
 void mlm_data_fill(MlmData *d, uint64_t s, int32_t *ids, int32_t *mask, int32_t *targets,
                    int32_t *types, int32_t *sop_label);
 
+// ALBERT's masked-LM model on an engine other than models/albert.h: mpi/tp_run.h's, the
+// same model tensor-parallel on a process grid, which io/ cannot build (it needs MPI). A
+// trainer hands one to recipe_albert (Replica.albert_engine); the recipe builds its data
+// and tasks around it as around its own model.
+typedef struct AlbertEngine {
+    void *ctx;
+    // The masked-LM model of cfg (no SOP head) for micro-batches up to max_B x T, its
+    // parameters initialised as albert_create(cfg, max_B, T, init_seed) initialises them.
+    // NULL with err.
+    void *(*create)(void *ctx, const AlbertConfig *cfg, int max_B, int T, uint64_t init_seed,
+                    char *err);
+    void (*free)(void *ctx, void *model);
+    // The model's parameter and gradient arenas and their table, as a TrainTask holds them.
+    void (*arena)(void *model, float **params, float **grads, size_t *n_params,
+                  const TensorSpec **specs, int *n_specs);
+    // As albert_step without SOP: the summed loss of the batch's selected positions, their
+    // count in *n_tokens; gradients added when backward.
+    double (*step)(void *model, const AlbertBatch *b, int train, int backward, uint64_t seed,
+                   long *n_tokens);
+} AlbertEngine;
+
 // ALBERT + MlmData as a TrainTask. The batch buffers are allocated here, at setup.
 typedef struct {
     Albert *model;
+    const AlbertEngine *engine;  // with emodel: the model on that engine instead of model
+    void *emodel;
     MlmData *data;
     uint64_t dropout_seed;
     int B, T;
@@ -61,6 +84,9 @@ typedef struct {
 
 void mlm_task_init(MlmTask *mt, TrainTask *task, Albert *model, MlmData *data, int micro_batch,
                    uint64_t dropout_seed);
+// The same task over a model of an engine (data without SOP).
+void mlm_task_init_engine(MlmTask *mt, TrainTask *task, const AlbertEngine *engine, void *emodel,
+                          MlmData *data, int micro_batch, uint64_t dropout_seed);
 void mlm_task_free(MlmTask *mt);
 
 #endif

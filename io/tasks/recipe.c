@@ -91,5 +91,6 @@ void recipe_free(Replica *r) {
 
 void recipe_wire_averager(Replica *r, const Averager *a) {
     r->tr.avg = *a;
+    if (r->albert_engine) return;  // an engine's model has no backward hooks
     r->recipe->set_hooks(r->model, a->ready, a->progress, a->ctx);
 }

@@ -35,6 +35,7 @@ typedef enum {
 } ReplicaKind;
 
 typedef struct Recipe Recipe;
+struct AlbertEngine;
 
 // One participant's replica of the run.
 typedef struct {
@@ -44,6 +45,11 @@ typedef struct {
     char *run_dir;          // its run.dir
     char *data_train;       // its data.train (the training data's path)
     const char *resume_path;  // set by a trainer resuming a run: no init.* weights
+    TpSettings *tp;         // its [tp] keys (io/run/config.h); NULL: the kind has no
+                            // tensor-parallel model
+    // Set by a trainer before build for a tensor-parallel run (tp above more than 1 x 1):
+    // the model on that engine (io/tasks/mlm.h). Only a recipe with tp takes one.
+    const struct AlbertEngine *albert_engine;
     Trainer tr;             // task, optimizer and global batch (avg, step and cursor: the caller's)
     void *model;            // the recipe's model (Albert *, EncDec *)
     TrainTask valid;        // the validation task (REPLICA_TRAINER with validation data)
@@ -124,7 +130,7 @@ void recipe_free(Replica *r);
 
 // Wires an averaging strategy into the replica: r->tr.avg = *a, and the model's backward
 // hooks report to a->ready / a->progress (none when they are NULL, whatever was wired
-// before).
+// before; none with an albert_engine, whose models have no hooks).
 void recipe_wire_averager(Replica *r, const Averager *a);
 
 #endif

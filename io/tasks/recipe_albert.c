@@ -26,6 +26,7 @@ static void albert_recipe_config_defaults(Replica *r) {
     RunConfig *c = r->cfg;
     config_defaults(c);
     r->train = &c->train;
+    r->tp = &c->tp;
     r->run_dir = c->run.dir;
     r->data_train = c->data.train;
 }
@@ -65,22 +66,37 @@ static int albert_recipe_build(Replica *r, ReplicaKind kind, char *err) {
         a->have_valid_data = 1;
         r->n_valid = (long)a->valid_data.n_windows;
     }
-    Albert *m = albert_create(&c->model, MB, c->data.seq_len, cx_rng_derive(seed, 2));
-    r->model = m;
-    if (a->have_data) {
-        mlm_task_init(&a->task, &r->tr.task, m, &a->data, MB, cx_rng_derive(seed, 3));
+    const AlbertEngine *e = r->albert_engine;
+    if (e) {
+        // the model on the trainer's engine (tensor-parallel), the same tasks around it
+        CHECK(kind == REPLICA_TRAINER && a->have_data, "an ALBERT engine is for trainers");
+        if (!(r->model = e->create(e->ctx, &c->model, MB, c->data.seq_len, cx_rng_derive(seed, 2), err)))
+            return -1;
+        mlm_task_init_engine(&a->task, &r->tr.task, e, r->model, &a->data, MB, cx_rng_derive(seed, 3));
         a->have_task = 1;
+        if (a->have_valid_data) {
+            mlm_task_init_engine(&a->valid_task, &r->valid, e, r->model, &a->valid_data, MB, 0);
+            a->have_valid_task = 1;
+        }
     } else {
-        // a replica without data: the parameters and gradients the averaging needs
-        r->tr.task = (TrainTask){.params = albert_params(m), .grads = albert_grads(m),
-                                 .n_params = albert_n_params(m), .specs = albert_specs(m),
-                                 .n_specs = albert_n_specs(m), .micro_batch = 1};
+        Albert *m = albert_create(&c->model, MB, c->data.seq_len, cx_rng_derive(seed, 2));
+        r->model = m;
+        if (a->have_data) {
+            mlm_task_init(&a->task, &r->tr.task, m, &a->data, MB, cx_rng_derive(seed, 3));
+            a->have_task = 1;
+        } else {
+            // a replica without data: the parameters and gradients the averaging needs
+            r->tr.task = (TrainTask){.params = albert_params(m), .grads = albert_grads(m),
+                                     .n_params = albert_n_params(m), .specs = albert_specs(m),
+                                     .n_specs = albert_n_specs(m), .micro_batch = 1};
+        }
+        if (a->have_valid_data) {
+            mlm_task_init(&a->valid_task, &r->valid, m, &a->valid_data, MB, 0);
+            a->have_valid_task = 1;
+        }
     }
-    if (a->have_valid_data) {
-        mlm_task_init(&a->valid_task, &r->valid, m, &a->valid_data, MB, 0);
-        a->have_valid_task = 1;
-    }
-    optim_init(&r->tr.optim, &c->optim, albert_specs(m), albert_n_specs(m), albert_n_params(m));
+    const TrainTask *k = &r->tr.task;
+    optim_init(&r->tr.optim, &c->optim, k->specs, k->n_specs, k->n_params);
     r->tr.global_batch = c->train.global_batch;
     r->example_unit = "windows";
     r->valid_unit = "masked";
@@ -99,7 +115,8 @@ static void albert_recipe_free_replica(Replica *r) {
         r->impl = NULL;
     }
     if (r->tr.optim.m) optim_free(&r->tr.optim);
-    if (r->model) albert_free(r->model);
+    if (r->model && r->albert_engine) r->albert_engine->free(r->albert_engine->ctx, r->model);
+    else if (r->model) albert_free(r->model);
     r->model = NULL;
     memset(&r->tr, 0, sizeof r->tr);
     memset(&r->valid, 0, sizeof r->valid);
