@@ -58,7 +58,66 @@ struct TpAlbert {
     float *tq, *tk, *tv, *tc, *tdq, *tdk, *tdv, *tdc, *att_scratch;  // one tile each
     float *rows;               // (max_B*max_T, el): word-table rows of the batch's tokens
     TpMat out_view;
+    // backward hooks (tp_albert_set_backward_hooks) and the order they report in
+    void (*ready)(void *ctx, size_t offset, size_t count);
+    void (*progress)(void *ctx);
+    void *hook_ctx;
+    GradRange order[AP_COUNT];
+    GradSplit split;
 };
+
+// When a tensor's local gradient is final in the backward of a final micro-batch: 0 the
+// MLM head's dense layer, 1 the shared layer's matrices (after the last layer), 2 the
+// embedding projection, 3 the word table (after the lookup's rows), 4 the vectors and
+// replicated tables (after tp_albert_reduce_grads, once the backward is over).
+static int final_rank(const TpAlbert *m, int i) {
+    if (m->hold[i] != TP_DEALT) return 4;
+    switch (i) {
+    case AP_PRED_DENSE_W: return 0;
+    case AP_MAP_W: return 2;
+    case AP_WORD: return 3;
+    default: return 1;
+    }
+}
+
+// The split layout: each non-empty tensor's range (up to the next tensor's start, the first
+// from 0, so the ranges cover the arena exactly once) in final_rank order.
+static void make_split(TpAlbert *m) {
+    size_t first = m->n_local;
+    for (int i = 0; i < m->n_specs; i++)
+        if (m->spec[i].n > 0 && m->spec[i].offset < first) first = m->spec[i].offset;
+    int n = 0;
+    for (int r = 0; r <= 4; r++)
+        for (int i = 0; i < m->n_specs; i++) {
+            if (final_rank(m, i) != r || m->spec[i].n == 0) continue;
+            size_t lo = m->spec[i].offset == first ? 0 : m->spec[i].offset, hi = m->n_local;
+            for (int j = 0; j < m->n_specs; j++)
+                if (m->spec[j].n > 0 && m->spec[j].offset > m->spec[i].offset && m->spec[j].offset < hi)
+                    hi = m->spec[j].offset;
+            m->order[n++] = (GradRange){lo, hi};
+        }
+    m->split = (GradSplit){.order = m->order, .n_order = n};
+}
+
+// Backward hooks of a final micro-batch: tensor i's local gradient is final (dealt tensors;
+// the others are completed after the backward, by tp_albert_reduce_grads).
+static void hook_ready(const TpAlbert *m, const AlbertBatch *b, int i) {
+    if (m->ready && b->final_micro && m->hold[i] == TP_DEALT)
+        m->ready(m->hook_ctx, m->spec[i].offset, m->spec[i].n);
+}
+
+static void hook_progress(const TpAlbert *m, const AlbertBatch *b) {
+    if (m->progress && b->final_micro) m->progress(m->hook_ctx);
+}
+
+void tp_albert_set_backward_hooks(TpAlbert *m, void (*ready)(void *ctx, size_t offset, size_t count),
+                                  void (*progress)(void *ctx), void *ctx) {
+    m->ready = ready;
+    m->progress = progress;
+    m->hook_ctx = ctx;
+}
+
+const GradSplit *tp_albert_split(const TpAlbert *m) { return &m->split; }
 
 static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
@@ -175,6 +234,7 @@ static TpAlbert *create(const AlbertConfig *cfg, TpGrid *g, int max_B, int max_T
     m->act_arena = tensor_carver_alloc(&cv);
     carve(m, &cv);
     tp_grid_reserve(g, (int)m->nl_max);
+    make_split(m);
     return m;
 }
 
@@ -588,13 +648,18 @@ void tp_albert_encode_backward(TpAlbert *m, const AlbertBatch *b, int train, uin
         tp_linear_backward(&dH, &m->dW[AP_Q_W], G[AP_Q_B], &dQ, &X, &m->W[AP_Q_W], g);
         tp_linear_backward(&dH, &m->dW[AP_K_W], G[AP_K_B], &dK, &X, &m->W[AP_K_W], g);
         tp_linear_backward(&dH, &m->dW[AP_V_W], G[AP_V_B], &dV, &X, &m->W[AP_V_W], g);
+        hook_progress(m, b);
     }
+    // the shared layer's matrices are final after its first application's backward
+    const int shared[] = {AP_Q_W, AP_K_W, AP_V_W, AP_O_W, AP_FFN_W, AP_FFNO_W};
+    for (size_t k = 0; k < sizeof shared / sizeof shared[0]; k++) hook_ready(m, b, shared[k]);
     // h0 = map_in(dropout(LN(emb)))
     V_(dH, xh, m->dh); V_(dE, xe, m->demb); V_(dE2, xe, m->demb2); V_(Edr, xe, m->emb_drop);
     V_(Em, xe, m->emb);
 #undef V_
     memset(m->demb, 0, nE * sizeof(float));
     tp_linear_backward(&dE, &m->dW[AP_MAP_W], G[AP_MAP_B], &dH, &Edr, &m->W[AP_MAP_W], g);
+    hook_ready(m, b, AP_MAP_W);
     memset(m->demb2, 0, nE * sizeof(float));
     dropout(m, &xe, m->demb2, m->demb, p, cx_rng_derive(seed, ALBERT_SITE_EMB), b->sample_index0 * (uint64_t)T * E, 1);
     memset(m->demb, 0, nE * sizeof(float));
@@ -613,6 +678,7 @@ void tp_albert_encode_backward(TpAlbert *m, const AlbertBatch *b, int train, uin
         }
     }
     word_rows(m, b, 1);
+    hook_ready(m, b, AP_WORD);
 }
 
 // ---- the MLM head ----
@@ -725,6 +791,7 @@ double tp_albert_step(TpAlbert *m, const AlbertBatch *b, int train, int backward
     nn_gelu_backward(m->dz1, m->dz2, m->z1, nE);
     memset(m->dz_in, 0, (size_t)Z.lrows * hl * sizeof(float));
     tp_linear_backward(&dZ, &m->dW[AP_PRED_DENSE_W], G[AP_PRED_DENSE_B], &dZ1, &Z, &m->W[AP_PRED_DENSE_W], g);
+    hook_ready(m, b, AP_PRED_DENSE_W);
     // back to the positions they came from
     TpMat dout;
     tp_albert_out_layout(m, B, T, &dout, m->dout);

@@ -91,6 +91,17 @@ void tp_albert_encode_backward(TpAlbert *m, const AlbertBatch *b, int train, uin
 // rank the same), *n_selected their count. Collective on the grid.
 double tp_albert_step(TpAlbert *m, const AlbertBatch *b, int train, int backward, uint64_t seed,
                       long *n_selected);
+// Overlap hooks, as albert_set_backward_hooks: during the backward of a batch with
+// final_micro set, ready(ctx, offset, count) reports each dealt matrix's local gradient
+// once it is final (the MLM head's dense layer, the shared layer's six matrices after the
+// last layer, the embedding projection, the word table), progress(ctx) is called after
+// each layer. The vectors and replicated tables are final only after
+// tp_albert_reduce_grads, which follows the backward. NULL functions: no hooks.
+void tp_albert_set_backward_hooks(TpAlbert *m, void (*ready)(void *ctx, size_t offset, size_t count),
+                                  void (*progress)(void *ctx), void *ctx);
+// The local arena's ranges in the order those hooks finalise them, the rest last (a
+// models/train.h GradSplit without row buffers, for dp_create_split).
+const GradSplit *tp_albert_split(const TpAlbert *m);
 // Completes a step's gradients: sums the TP_ROWVEC tensors over the grid row and the
 // TP_WHOLE ones over the grid. 0, or -1 with err.
 int tp_albert_reduce_grads(TpAlbert *m, char *err);

@@ -86,6 +86,11 @@ static void engine_arena(void *model, float **params, float **grads, size_t *n_p
     *n_specs = tp_albert_n_specs(m);
 }
 
+static void engine_hooks(void *model, void (*ready)(void *ctx, size_t offset, size_t count),
+                         void (*progress)(void *ctx), void *ctx) {
+    tp_albert_set_backward_hooks(model, ready, progress, ctx);
+}
+
 static double engine_step(void *model, const AlbertBatch *b, int train, int backward, uint64_t seed,
                           long *n_tokens) {
     return tp_albert_step(model, b, train, backward, seed, n_tokens);
@@ -93,7 +98,7 @@ static double engine_step(void *model, const AlbertBatch *b, int train, int back
 
 const AlbertEngine *tp_run_engine(TpRun *t) {
     t->engine = (AlbertEngine){.ctx = t, .create = engine_create, .free = engine_free,
-                               .arena = engine_arena, .step = engine_step};
+                               .arena = engine_arena, .step = engine_step, .set_hooks = engine_hooks};
     return &t->engine;
 }
 
@@ -120,8 +125,10 @@ static int bcast_floats(const TpRun *t, MPI_Comm comm, float *x, size_t n, char 
 // the bridge's, deals it back, and replica 0 hands the result to the other replicas.
 static int tp_sum(void *ctx, float *grads, size_t n, double *stats, int n_stats, char *err) {
     TpRun *t = ctx;
+    CHECK(grads == tp_albert_grads(t->m) && n == tp_albert_n_local(t->m), "tp_sum: not the model's arena");
     if (tp_albert_reduce_grads(t->m, err) != 0) return -1;
-    if (t->dp && dp_averager_sum(t->dp, grads, n, stats, n_stats, err) != 0) return -1;
+    // the dealt matrices' sums started during the backward (the hooks); the rest starts now
+    if (t->dp && dp_finish(t->dp, stats, n_stats, err) != 0) return -1;
     if (!t->bridged) return 0;
     if (t->d == 0) {
         tp_albert_collect(t->m, grads, t->full);
@@ -143,6 +150,12 @@ static int tp_sum(void *ctx, float *grads, size_t n, double *stats, int n_stats,
     return 0;
 }
 
+// The overlap hooks: the data-parallel sum of each dealt matrix starts once the backward
+// has finished it (tp_albert_set_backward_hooks).
+static void tp_begin(void *ctx) { dp_begin_step(((TpRun *)ctx)->dp); }
+static void tp_ready(void *ctx, size_t offset, size_t count) { dp_mark_ready(((TpRun *)ctx)->dp, offset, count); }
+static void tp_progress(void *ctx) { dp_progress(((TpRun *)ctx)->dp); }
+
 static void tp_traffic(const void *ctx, double *sent, double *recv) {
     const TpRun *t = ctx;
     *sent = *recv = 0;
@@ -157,15 +170,20 @@ Averager tp_run_averager(TpRun *t, Replica *rep) {
     CHECK(t->m, "tp_run_averager before the model");
     Trainer *tr = &rep->tr;
     optim_set_reduce_norms(&tr->optim, tp_albert_reduce_norms, t->m);
-    if (t->D > 1)
-        t->dp = dp_create(t->dp_comm, tr->task.grads, tr->task.n_params, tr->task.specs,
-                          tr->task.n_specs, (size_t)4 << 20);
+    if (t->D > 1)  // buckets in the order the backward finishes the local tensors
+        t->dp = dp_create_split(t->dp_comm, tr->task.grads, tr->task.n_params, tr->task.specs,
+                                tr->task.n_specs, (size_t)4 << 20, 0, tp_albert_split(t->m));
     const int leader = t->d == 0 && grid_root(t);
     if (t->bridged && leader) t->full = cx_calloc(tp_albert_n_full(t->m), sizeof(float));
     hybrid_create_tp_pair(t->h, leader ? t->full : NULL, leader ? tp_albert_n_full(t->m) : 0,
                           leader ? tp_albert_full_specs(t->m) : NULL, leader ? tp_albert_n_specs(t->m) : 0,
                           t->D, t->d);
     Averager a = {.ctx = t, .sum = tp_sum, .traffic = tp_traffic, .rank = t->d, .n_ranks = t->D};
+    if (t->dp) {
+        a.begin = tp_begin;
+        a.ready = tp_ready;
+        a.progress = tp_progress;
+    }
     hybrid_plan_share(t->h, &a, &tr->optim.step);
     return a;
 }

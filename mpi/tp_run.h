@@ -4,10 +4,12 @@
 // replica through the recipe as always, with this file's AlbertEngine (io/tasks/mlm.h),
 // and takes from here what differs from a data-parallel run:
 //
-//   the averager   a step's gradients are completed on the grid (tp_albert_reduce_grads:
-//                  the vectors over the grid row, the replicated tables over the grid),
-//                  then summed over the D ranks that hold the same blocks (dp_comm; the
-//                  statistics too, once per replica); a replica's ranks process the same
+//   the averager   the D ranks that hold the same blocks (dp_comm) sum them, the
+//                  statistics too (once per replica): each dealt matrix's bucketed
+//                  all-reduce starts in the backward as soon as the matrix is final
+//                  (tp_albert_set_backward_hooks, mpi/dp.h's overlap), the vectors and
+//                  replicated tables after the grid completed them (tp_albert_reduce_grads:
+//                  over the grid row, over the grid); a replica's ranks process the same
 //                  samples, replica d the d-th of D contiguous shares of the global batch
 //   the optimizer  its global gradient norm and LAMB's per-tensor norms are summed over
 //                  the grid (Optim.reduce_norms = tp_albert_reduce_norms)

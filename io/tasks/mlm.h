@@ -68,6 +68,9 @@ typedef struct AlbertEngine {
     // count in *n_tokens; gradients added when backward.
     double (*step)(void *model, const AlbertBatch *b, int train, int backward, uint64_t seed,
                    long *n_tokens);
+    // The model's overlap hooks, as albert_set_backward_hooks (recipe_wire_averager).
+    void (*set_hooks)(void *model, void (*ready)(void *ctx, size_t offset, size_t count),
+                      void (*progress)(void *ctx), void *ctx);
 } AlbertEngine;
 
 // ALBERT + MlmData as a TrainTask. The batch buffers are allocated here, at setup.

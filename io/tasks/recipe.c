@@ -1,6 +1,8 @@
 // recipe.c: the recipe table and what every recipe shares (see recipe.h).
 #include "io/tasks/recipe.h"
 
+#include "io/tasks/mlm.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +93,6 @@ void recipe_free(Replica *r) {
 
 void recipe_wire_averager(Replica *r, const Averager *a) {
     r->tr.avg = *a;
-    if (r->albert_engine) return;  // an engine's model has no backward hooks
-    r->recipe->set_hooks(r->model, a->ready, a->progress, a->ctx);
+    if (r->albert_engine) r->albert_engine->set_hooks(r->model, a->ready, a->progress, a->ctx);
+    else r->recipe->set_hooks(r->model, a->ready, a->progress, a->ctx);
 }

@@ -130,7 +130,7 @@ void recipe_free(Replica *r);
 
 // Wires an averaging strategy into the replica: r->tr.avg = *a, and the model's backward
 // hooks report to a->ready / a->progress (none when they are NULL, whatever was wired
-// before; none with an albert_engine, whose models have no hooks).
+// before; an albert_engine's model through the engine).
 void recipe_wire_averager(Replica *r, const Averager *a);
 
 #endif
