@@ -259,6 +259,17 @@ static int load_run_json(RepRun *r, char *err) {
     }
     if (rc == 0) rc = json_pos_int(o, "ranks", &r->ranks, path, err);
     if (rc == 0) rc = json_pos_int(o, "nodes", &r->nodes, path, err);
+    r->tp_rows = r->tp_cols = 1;
+    json_object *lay;
+    if (rc == 0 && json_object_object_get_ex(o, "layout", &lay)) {
+        if (json_object_is_type(lay, json_type_object)) {
+            rc = json_pos_int(lay, "tp_rows", &r->tp_rows, path, err);
+            if (rc == 0) rc = json_pos_int(lay, "tp_cols", &r->tp_cols, path, err);
+        }
+        if (rc == 0 && (!json_object_is_type(lay, json_type_object) || r->ranks % (r->tp_rows * r->tp_cols)))
+            rc = cx_err(err, "run.json: layout must be an object whose tp_rows x tp_cols grid divides "
+                        "the %d ranks (%s)", r->ranks, path);
+    }
     if (rc == 0) {
         copy_str(r->tool, sizeof r->tool, o, "tool");
         copy_str(r->started, sizeof r->started, o, "started");
@@ -992,7 +1003,8 @@ int report_analyze(const RepRun *r, double target, const RepPrices *prices, RepS
         if (per_rank) snprintf(p->name, sizeof p->name, "rank %d", k);
         else snprintf(p->name, sizeof p->name, "ranks 0-%d (each)", r->ranks - 1);
         p->hours = wall_h;
-        p->samples = s->trainer_samples / r->ranks;
+        // a tensor-parallel replica's ranks compute the same samples together
+        p->samples = s->trainer_samples / (r->ranks / (r->tp_rows * r->tp_cols));
         p->bytes_sent = bs;
         p->bytes_recv = br;
         p->cost = prices ? r->nodes * wall_h * nprice / r->ranks : NAN;
@@ -1213,6 +1225,9 @@ static void write_run_doc(FILE *f, RepFormat fmt, const RepRun *r, const RepStat
             r->tool[0] ? r->tool : "?", r->version, r->ranks, r->ranks == 1 ? "" : "s", r->nodes,
             r->nodes == 1 ? "" : "s", r->launcher[0] ? r->launcher : "?", r->host[0] ? r->host : "?",
             r->started[0] ? r->started : "?", r->resumed ? " (resumed)" : "");
+    if (r->tp_rows * r->tp_cols > 1)
+        fprintf(f, "Tensor-parallel: %d replica%s of a %d x %d grid.\n\n", r->ranks / (r->tp_rows * r->tp_cols),
+                r->ranks / (r->tp_rows * r->tp_cols) == 1 ? "" : "s", r->tp_rows, r->tp_cols);
     Table t;
     tab_init(&t, 2, "ll");
     tab_cell(&t, "metric");

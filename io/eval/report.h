@@ -59,6 +59,8 @@ typedef struct {
     // run.json
     char tool[64], started[64], host[256], launcher[32], version[32];
     int ranks, nodes;        // trainer ranks; distinct hosts of the MPI job
+    int tp_rows, tp_cols;    // layout: each data-parallel replica's tensor-parallel grid
+                             // (1 x 1 when run.json has no layout: runs before it)
     int resumed;             // resumed_from was set
     long global_batch;       // config train.global_batch, 0 if absent
     char mode[16];           // config averaging.mode ("sync" when absent: runs before DiLoCo)

@@ -9,7 +9,7 @@
 #    test_mpi_train.sh; a grid that dropped a block, a sum or the dropout's draws is off by
 #    ~lr = 1e-3 a step, and the check that a different global batch is told apart shows the
 #    comparison can fail);
-#  - run.json shows the layout (replicas x grid);
+#  - run.json shows the layout (replicas x grid), conflux-report reads it;
 #  - checkpoints: the 2x2 grid's checkpoint is the one-rank layout (conflux-fill-mask, a
 #    one-process tool, reads it); the 2x2 run's checkpoint of step 10 resumed on the 2x2
 #    grid equals the straight 2x2 run bit for bit; it continued on 1 rank, and the 1-rank
@@ -86,6 +86,16 @@ compare "$WORK/np1/checkpoint-000020.h5" "$WORK/other/checkpoint-000020.h5" 1e-5
 "$BIN/conflux-fill-mask" --checkpoint "$WORK/g422/checkpoint-000020.h5" --tokenizer "$DATA/tokenizer" \
     "Он [MASK] домой." >/dev/null && ok "the 2x2 grid's checkpoint loads in a one-process tool" \
     || bad "conflux-fill-mask cannot read the 2x2 checkpoint"
+
+# conflux-report reads the layout (and refuses one that does not fit the ranks)
+"$BIN/conflux-report" "$WORK/g422" 2>&1 | grep -q "^Tensor-parallel: 1 replica of a 2 x 2 grid." \
+    && ok "conflux-report shows the 2x2 layout" || bad "conflux-report: no layout line"
+mkdir -p "$WORK/badlayout" && cp "$WORK/g422/metrics.csv" "$WORK/badlayout/" &&
+    sed 's/"tp_rows": *2/"tp_rows": 3/' "$WORK/g422/run.json" >"$WORK/badlayout/run.json"
+"$BIN/conflux-report" "$WORK/badlayout" >"$WORK/badlayout.log" 2>&1; rc=$?
+[ $rc = 1 ] && grep -q "layout must be an object whose tp_rows x tp_cols grid divides the 4 ranks" "$WORK/badlayout.log" \
+    && ok "conflux-report refuses a layout that does not divide the ranks (exit 1)" \
+    || bad "bad layout: rc=$rc $(cat "$WORK/badlayout.log")"
 
 # --- checkpoints across layouts (step 10 of the runs above), and resume on the same grid bit
 # for bit
