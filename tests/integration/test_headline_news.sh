@@ -16,6 +16,8 @@
 #  - a third run redoes nothing; asked for more fine-tuning steps it continues from the
 #    last one; other inputs in the same work directory and a bad budget are refused with
 #    clear errors;
+#  - the lead pairs, read back and decoded, are each article's first sentence (the target)
+#    and the text after it (the source);
 #  - conflux-corpus's news format reports a broken record (file:line) and refuses a
 #    truncated gzip file.
 # SKIPPED without ../shared/data/news/train (NEWS_DIR overrides).
@@ -71,6 +73,13 @@ grep -q "pretraining (MLM): resuming $WK/runs/mlm/latest.h5" "$W/run2.log" &&
 [ -f "$WK/runs/mlm/finished" ] && [ -f "$WK/runs/denoise/finished" ] && [ -f "$WK/runs/lead/finished" ] &&
     [ -f "$WK/runs/headline/finished" ] &&
     ok "the four trainings finished" || bad "a stage is not finished: $(tail -5 "$W/run2.log")"
+# the lead pairs read back: each is (the rest of an article, its first sentence), decoded
+# with the run's tokenizer and compared with the articles (tests/integration/check_lead_pairs.py)
+for s in train valid; do
+    f=$W/train.json.gz; [ $s = valid ] && f=$W/valid.json
+    out=$(/usr/bin/python3 tests/integration/check_lead_pairs.py "$WK/lead_$s.h5" "$WK/tokenizer" "$f" 48 2>&1) &&
+        ok "lead pairs ($s): $(echo "$out" | tail -1)" || bad "lead pairs ($s): $out"
+done
 grep -q "^conflux-headline: denoise, encoder [0-9]* parameters, initialised from $WK/runs/mlm/latest.h5" "$W/run2.log" &&
     grep -q "^conflux-headline: headline, .*initialised from $WK/runs/denoise/latest.h5, " "$W/run2.log" &&
     grep -q "^conflux-headline: headline, .*initialised from $WK/runs/lead/latest.h5, " "$W/run2.log" &&
