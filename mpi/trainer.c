@@ -177,6 +177,11 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
             fprintf(stderr, "%s: note: resuming on data.train = %s; the checkpoint was trained on %s "
                     "(paths never come from a checkpoint: --set data.train=... to continue on it)\n",
                     s->t->tool, rep->data_train, was.data_train);
+        if (was.tp && (was.tp->rows != rep->tp->rows || was.tp->cols != rep->tp->cols))
+            fprintf(stderr, "%s: note: resuming on a %d x %d grid; the checkpoint was trained on %d x %d "
+                    "(the grid is the launch's: --set tp.rows=%d --set tp.cols=%d to continue on it)\n",
+                    s->t->tool, rep->tp->rows, rep->tp->cols, was.tp->rows, was.tp->cols, was.tp->rows,
+                    was.tp->cols);
         recipe_free(&was);
     }
     if (print_config) {

@@ -104,7 +104,9 @@ mkdir -p "$WORK/badlayout" && cp "$WORK/g422/metrics.csv" "$WORK/badlayout/" &&
 compare "$WORK/g422/checkpoint-000020.h5" "$WORK/res22/checkpoint-000020.h5" 0 \
     && ok "2x2 to step 10 + 2x2 to step 20 == 2x2 straight, bit for bit" || bad "2x2 resume is not bit for bit"
 "${MPIRUN[@]}" -np 1 "$BIN/conflux-train" --resume "$WORK/g422/checkpoint-000010.h5" \
-    --set run.dir="$WORK/res1" -q && layout_is "$WORK/res1" 1 1 1 1 || bad "2x2 checkpoint resumed on 1 rank"
+    --set run.dir="$WORK/res1" -q 2>"$WORK/res1.log" && layout_is "$WORK/res1" 1 1 1 1 || bad "2x2 checkpoint resumed on 1 rank"
+grep -qF "note: resuming on a 1 x 1 grid; the checkpoint was trained on 2 x 2 (the grid is the launch's: --set tp.rows=2 --set tp.cols=2 to continue on it)" \
+    "$WORK/res1.log" && ok "a resume on another grid says so" || bad "no note of the checkpoint's grid: $(cat "$WORK/res1.log")"
 compare "$WORK/np1/checkpoint-000020.h5" "$WORK/res1/checkpoint-000020.h5" 1e-5 \
     && ok "2x2 to step 10 + 1 rank to step 20 == 1 rank straight" || bad "2x2 -> 1 rank differs"
 "${MPIRUN[@]}" -np 4 "$BIN/conflux-train" --resume "$WORK/np1/checkpoint-000010.h5" $(grid 2 2) \
