@@ -132,7 +132,7 @@ void hybrid_create_tp_pair(HybridComm *h, float *grads, size_t n, const TensorSp
 void hybrid_create_averager(HybridComm *h, Replica *rep) {
     CHECK(!h->dp, "hybrid_create_averager called twice");
     const TrainTask *k = &rep->tr.task;
-    if (h->trainer_rank < 0 && rep->tp && rep->tp->rows * rep->tp->cols > 1) {
+    if (h->trainer_rank < 0 && tp_settings_on(rep->tp)) {
         // the bridge of a tensor-parallel run: trainer 0 stands for the cluster
         h->shares = h->n_trainers / (rep->tp->rows * rep->tp->cols);
         tp_pair_create(h, k->grads, k->n_params, k->specs, k->n_specs);

@@ -84,6 +84,12 @@ int tp_grid_create(TpGrid *g, MPI_Comm comm, int P, int Q, char *err) {
     return 0;
 }
 
+int tp_grid_agree(const TpGrid *g, int rc, char *err) {
+    MPI_CHECK(g->comm, MPI_Bcast(&rc, 1, MPI_INT, 0, g->comm));
+    if (rc != 0) MPI_CHECK(g->comm, MPI_Bcast(err, CX_ERRLEN, MPI_CHAR, 0, g->comm));
+    return rc;
+}
+
 void tp_grid_free(TpGrid *g) {
     if (!g->comm) return;
     Cblacs_gridexit(g->ctxt);

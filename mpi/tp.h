@@ -65,6 +65,10 @@ void tp_grid_free(TpGrid *g);
 // Sizes the grid's scratch for row-wise ops on up to max_rows local rows (at model
 // creation: the ops themselves never allocate).
 void tp_grid_reserve(TpGrid *g, int max_rows);
+// The grid's rank 0's outcome on every rank: rc (0, or -1 with err of CX_ERRLEN bytes)
+// as rank 0 passed it, err copied along. For work only rank 0 does (reading or writing a
+// file, an exchange with the bridge). Collective on g->comm.
+int tp_grid_agree(const TpGrid *g, int rc, char *err);
 // Sums n floats over the grid row (row_comm), in place: the partial gradients of vectors
 // held replicated across the grid row (biases, LayerNorm weights), once per step.
 int tp_sum_grid_row(const TpGrid *g, float *x, size_t n, char *err);

@@ -328,13 +328,6 @@ int tp_albert_reduce_grads(TpAlbert *m, char *err) {
 
 // ---- checkpoints: the whole model's layout, written and read by the grid's rank 0 ----
 
-// The grid agrees on rank 0's outcome: its status and message.
-static int agree(const TpAlbert *m, int rc, char *err) {
-    MPI_CHECK(m->g->comm, MPI_Bcast(&rc, 1, MPI_INT, 0, m->g->comm));
-    if (rc != 0) MPI_CHECK(m->g->comm, MPI_Bcast(err, CX_ERRLEN, MPI_CHAR, 0, m->g->comm));
-    return rc;
-}
-
 // A view of tr with whole-model arenas (rank 0's), for io/store/ckpt.h.
 static Trainer whole_view(const TpAlbert *m, const Trainer *tr, float *params, float *mom1, float *mom2) {
     Trainer w = *tr;
@@ -351,14 +344,18 @@ static Trainer whole_view(const TpAlbert *m, const Trainer *tr, float *params, f
     return w;
 }
 
-int tp_albert_save_trainer(const TpAlbert *m, const Trainer *tr, const char *run_dir, const char *writer,
-                           const char *config_text, long seed, char *err) {
-    float *full[3] = {NULL, NULL, NULL};
+void tp_albert_collect_state(const TpAlbert *m, const Trainer *tr, float *full[3]) {
     const float *local[3] = {tr->task.params, tr->optim.m, tr->optim.v};
     for (int k = 0; k < 3; k++) {
-        if (is_root(m)) full[k] = cx_calloc(m->n_full, sizeof(float));
+        full[k] = is_root(m) ? cx_calloc(m->n_full, sizeof(float)) : NULL;
         tp_albert_collect(m, local[k], full[k]);
     }
+}
+
+int tp_albert_save_trainer(const TpAlbert *m, const Trainer *tr, const char *run_dir, const char *writer,
+                           const char *config_text, long seed, char *err) {
+    float *full[3];
+    tp_albert_collect_state(m, tr, full);
     int rc = 0;
     if (is_root(m)) {
         Trainer w = whole_view(m, tr, full[0], full[1], full[2]);
@@ -367,7 +364,7 @@ int tp_albert_save_trainer(const TpAlbert *m, const Trainer *tr, const char *run
         rc = ckpt_save_trainer(run_dir, "albert", writer, config_text, &w, al, n_alias, seed, NULL, err);
     }
     for (int k = 0; k < 3; k++) free(full[k]);
-    return agree(m, rc, err);
+    return tp_grid_agree(m->g, rc, err);
 }
 
 int tp_albert_load_trainer(TpAlbert *m, Trainer *tr, const char *path, char *err) {
@@ -384,7 +381,7 @@ int tp_albert_load_trainer(TpAlbert *m, Trainer *tr, const char *path, char *err
         state[0] = w.optim.step;
         state[1] = (int64_t)w.samples_seen;
     }
-    rc = agree(m, rc, err);
+    rc = tp_grid_agree(m->g, rc, err);
     if (rc == 0) {
         float *local[3] = {tr->task.params, tr->optim.m, tr->optim.v};
         for (int k = 0; k < 3; k++) tp_albert_deal(m, full[k], local[k]);

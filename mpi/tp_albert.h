@@ -106,6 +106,10 @@ const GradSplit *tp_albert_split(const TpAlbert *m);
 // TP_WHOLE ones over the grid. 0, or -1 with err.
 int tp_albert_reduce_grads(TpAlbert *m, char *err);
 
+// The trainer's state in the one-rank layout: the parameters and the optimizer's two
+// moments of tr (over this model's local arena) collected into full[0..2], malloc'ed on the
+// grid's rank 0 (the caller frees them), NULL elsewhere. Collective on the grid.
+void tp_albert_collect_state(const TpAlbert *m, const Trainer *tr, float *full[3]);
 // Checkpoints in the one-rank layout (docs/checkpoints.md): the grid's rank 0 collects the
 // parameters and the optimizer's moments of tr (a trainer over this model's local arena)
 // and writes RUN_DIR/checkpoint-STEP.h5 with ckpt_save_trainer (the model "albert", HF

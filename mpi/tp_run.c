@@ -134,11 +134,7 @@ static int tp_sum(void *ctx, float *grads, size_t n, double *stats, int n_stats,
         tp_albert_collect(t->m, grads, t->full);
         int rc = grid_root(t) ? hybrid_tp_pair_sum(t->h, t->full, tp_albert_n_full(t->m), stats, n_stats, err) : 0;
         // every rank of the grid learns trainer 0's outcome before the deal (a collective)
-        MPI_CHECK(t->g.comm, MPI_Bcast(&rc, 1, MPI_INT, 0, t->g.comm));
-        if (rc != 0) {
-            MPI_CHECK(t->g.comm, MPI_Bcast(err, CX_ERRLEN, MPI_CHAR, 0, t->g.comm));
-            return -1;
-        }
+        if (tp_grid_agree(&t->g, rc, err) != 0) return -1;
         tp_albert_deal(t->m, t->full, grads);
         MPI_CHECK(t->g.comm, MPI_Bcast(stats, n_stats, MPI_DOUBLE, 0, t->g.comm));
     }
@@ -191,16 +187,11 @@ Averager tp_run_averager(TpRun *t, Replica *rep) {
 void tp_run_send_state(TpRun *t, Replica *rep) {
     if (!t->bridged || t->d != 0) return;
     const Trainer *tr = &rep->tr;
-    const size_t nf = tp_albert_n_full(t->m);
-    const float *local[3] = {tr->task.params, tr->optim.m, tr->optim.v};
-    float *whole[3] = {NULL, NULL, NULL};
-    for (int k = 0; k < 3; k++) {
-        if (grid_root(t)) whole[k] = cx_calloc(nf, sizeof(float));
-        tp_albert_collect(t->m, local[k], whole[k]);
-    }
+    float *whole[3];
+    tp_albert_collect_state(t->m, tr, whole);
     if (grid_root(t)) {
         int64_t meta[3] = {tr->optim.step, (int64_t)tr->samples_seen, (int64_t)rep->n_examples};
-        hybrid_tp_send_state(t->h, whole[0], whole[1], whole[2], nf, meta);
+        hybrid_tp_send_state(t->h, whole[0], whole[1], whole[2], tp_albert_n_full(t->m), meta);
     }
     for (int k = 0; k < 3; k++) free(whole[k]);
 }
@@ -238,12 +229,9 @@ static int run_check(void *ctx, const float *params, size_t n, long step, char *
     TpRun *t = ctx;
     if (t->D > 1 && dp_check_replicas(t->dp_comm, params, n, step, err) != 0) return -1;
     if (!t->bridged || t->d != 0) return 0;
-    size_t nf = tp_albert_n_full(t->m);
-    float *whole = grid_root(t) ? cx_calloc(nf, sizeof(float)) : NULL;
-    tp_albert_collect(t->m, params, whole);
-    int rc = whole ? hybrid_check_replicas(t->h, whole, nf, step, err) : 0;
-    free(whole);
-    return rc;
+    // the gradient sum's whole arena is free between steps: trainer 0 gathers into it
+    tp_albert_collect(t->m, params, t->full);
+    return grid_root(t) ? hybrid_check_replicas(t->h, t->full, tp_albert_n_full(t->m), step, err) : 0;
 }
 
 RunComm tp_run_comm(TpRun *t) {

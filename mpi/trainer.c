@@ -194,7 +194,7 @@ static int trainer_setup(TrainerRun *s, int argc, char **argv, int *quiet) {
 
     // tensor parallelism: the trainers form replicas of a grid, and the recipe builds the
     // model on the grid's engine (mpi/tp_run.h)
-    if (rep->tp && rep->tp->rows * rep->tp->cols > 1) {
+    if (tp_settings_on(rep->tp)) {
         if (!(s->tp = tp_run_create(hc, rep->tp, err))) return usage_error(s, "%s", err);
         rep->albert_engine = tp_run_engine(s->tp);
     }

@@ -380,11 +380,13 @@ int train_settings_check(const TrainSettings *t, char *err) {
     return 0;
 }
 
+int tp_settings_on(const TpSettings *tp) { return tp && tp->rows * tp->cols > 1; }
+
 int tp_settings_check(const TpSettings *tp, const AlbertConfig *model, const TrainSettings *t,
                       char *err) {
     if (tp->rows < 1 || tp->cols < 1 || tp->rows > 4096 || tp->cols > 4096)
         return cx_err(err, "tp.rows and tp.cols must be in [1, 4096] (got %d x %d)", tp->rows, tp->cols);
-    if (tp->rows * tp->cols == 1) return 0;
+    if (!tp_settings_on(tp)) return 0;
     if (tp->rows > model->num_heads)
         return cx_err(err, "tp.rows (%d) must be <= model.num_heads (%d): each grid row holds "
                       "whole attention heads", tp->rows, model->num_heads);

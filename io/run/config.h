@@ -69,6 +69,8 @@ int config_load_file(RunConfig *c, const char *path, char *err);
 int config_load_string(RunConfig *c, const char *text, const char *where, char *err);
 // Applies one "section.key=value" override. -1 with err naming the argument.
 int config_set(RunConfig *c, const char *assignment, char *err);
+// Whether tp (may be NULL: a model kind without [tp]) asks for a grid of more than one rank.
+int tp_settings_on(const TpSettings *tp);
 // The [tp] keys against the model and the run: rows, cols >= 1; a grid of more than one
 // rank needs tp.rows <= model.num_heads, no SOP head and averaging.mode = sync. -1 with
 // err naming the keys. (Whether the grid fits the job's ranks is the trainer's check.)
