@@ -14,7 +14,7 @@ static const char usage[] =
     "Pretrains an ALBERT masked-LM on HDF5 token shards.\n"
     "\n"
     "  --config FILE     INI configuration ([model] [optim] [data] [train]\n"
-    "                    [averaging] [run])\n"
+    "                    [averaging] [tp] [run])\n"
     "  --set S.K=V       override one key (repeatable), e.g. --set train.steps=200\n"
     "  --resume CKPT     continue from a checkpoint (its configuration is the base;\n"
     "                    --config/--set apply on top; model shapes must match)\n"
@@ -32,12 +32,17 @@ static const char usage[] =
     "DiLoCo (--set averaging.mode=diloco --set averaging.inner_steps=H): workers take H\n"
     "steps on their own samples, then average their parameter changes in an outer\n"
     "Nesterov step; the ranks of one job are one worker (averaging.workers=N splits them).\n"
+    "Tensor parallelism (--set tp.rows=P --set tp.cols=Q): every data-parallel replica is a\n"
+    "P x Q ScaLAPACK grid holding its large matrices dealt (mpirun -np 8 with 2 x 2: 2\n"
+    "replicas); checkpoints keep the one-rank layout, the grid is the launch's.\n"
     "\n"
     "examples:\n"
     "  " TOOL " --set train.steps=300 --set run.dir=runs/demo\n"
     "  mpirun -np 2 " TOOL " --set train.global_batch=64 --set run.dir=runs/dp2\n"
     "  mpirun -np 2 " TOOL " --set averaging.mode=diloco --set averaging.inner_steps=50 \\\n"
-    "      --set averaging.workers=2 --set train.steps=1000 --set run.dir=runs/diloco2\n";
+    "      --set averaging.workers=2 --set train.steps=1000 --set run.dir=runs/diloco2\n"
+    "  mpirun -np 8 " TOOL " --set tp.rows=2 --set tp.cols=2 --set model.hidden_size=1024 \\\n"
+    "      --set model.num_heads=16 --set model.intermediate_size=4096 --set run.dir=runs/tp\n";
 
 int main(int argc, char **argv) {
     TrainerTool t = {.tool = TOOL, .usage = usage, .recipe = recipe_find("albert")};
