@@ -27,15 +27,12 @@ struct BrOuter {
     ORound rd[2];              // by round % 2: the round collecting and the next one
     long opened;               // the last round opened
     long received;             // the cluster's contributions received
-    uint64_t cursor;           // first sample of the next round
     float *cluster[2];         // the cluster's pseudo-gradients by round % 2 (MPI receive
     double cluster_stats[2][STAT_COUNT];  // buffers: round r's is reused by round r + 2, which
                                // opens after round r closed)
     float *acc, *res_down;     // the weighted sum; the download codec's error feedback
     float *out[2];             // decoded averages in flight to the trainers (by round % 2)
     double out_stats[2][STAT_COUNT];
-    double round_s;            // the cluster's round time (moving mean; 0: not measured)
-    double t_last_cluster;
     StepResult last;           // the last closed round, for the step's result
 };
 
@@ -46,71 +43,34 @@ long br_outer_inner_steps(const BrOuter *o) { return o->H; }
 
 // ---- opening a round ----
 
-// Inner steps for a volunteer: H (--plan equal); else what its measured compute speed does
-// in 0.9 of the cluster's round time, in [1, H]; one not measured yet is taken to be as
-// fast as one trainer rank (H / trainers steps: a slower one is late once, counts in the
-// next round, and is measured).
-static long volunteer_steps(BrOuter *o, const Vol *v) {
-    BridgeServer *b = o->b;
-    if (b->o.plan_equal) return o->H;
-    long h;
-    if (!(v->speed.rate > 0) || !(o->round_s > 0)) {
-        int nt = hybrid_n_trainers(b->h);
-        h = (o->H + nt - 1) / nt;
-    } else {
-        h = (long)(0.9 * v->speed.rate * o->round_s / (double)o->B);
-    }
-    return h < 1 ? 1 : h > o->H ? o->H : h;
-}
-
 static int open_round(BrOuter *o, long r, char *err) {
     BridgeServer *b = o->b;
     ORound *R = rd_of(o, r);
     CHECK(!R->open, "outer round %ld opened while round %ld is open", r, R->round);
     *R = (ORound){.round = r, .open = 1, .t_open = cx_now()};
     // the cluster first: it never waits for the volunteers' plan
-    uint64_t start = o->cursor;
+    BrRoundCore *k = &b->rounds.core;
+    uint64_t start = k->cursor;
     if (hybrid_outer_plan(b->h, r, start, o->H, err) != 0) return -1;
-    R->cluster_samples = (uint64_t)(o->H * o->B);
-    o->cursor += R->cluster_samples;
     if (hybrid_outer_recv_start(b->h, o->cluster[r % 2], o->cluster_stats[r % 2], err) != 0) return -1;
-    // then the volunteers, in joining order (the list is newest first)
+    // then the volunteers, in joining order
     uint64_t hash = cx_checksum(b->tr->task.params, b->n);
     br_rounds_drop_laggards(b, (uint64_t)o->d->applied);
-    const uint64_t max_lag = (uint64_t)(b->o.history / 2 > 2 ? b->o.history / 2 : 2);
-    int n = 0;
-    for (Conn *c = b->conns; c; c = c->next) n++;
-    Conn **list = cx_calloc((size_t)n + 1, sizeof *list);
-    n = 0;
-    for (Conn *c = b->conns; c; c = c->next) list[n++] = c;
-    for (int j = n - 1; j >= 0; j--) {
-        Conn *c = list[j];
-        if (c->closing || c->state != C_LIVE || !c->vol) continue;
-        int eligible = c->next_round == 0 && c->acked_step + max_lag >= (uint64_t)o->d->applied;
-        if (!eligible) {
-            br_rounds_send_open(c, (uint64_t)r, hash, 0, 0);
-            continue;
-        }
-        long steps = volunteer_steps(o, c->vol);
-        uint64_t ns = (uint64_t)(steps * o->B), s0 = o->cursor;
-        o->cursor += ns;
-        if (c->assigned_round == 0 && c->up_next == 0) {
-            c->assigned_round = (uint64_t)r;
-            c->assigned_start = s0;
-            c->assigned_samples = ns;
-            c->assigned_t_open = R->t_open;
-        } else {
-            c->next_round = (uint64_t)r;
-            c->next_start = s0;
-            c->next_samples = ns;
-            c->next_t_open = R->t_open;
-        }
-        R->assigned++;
-        R->assigned_samples += ns;
-        if (c->vol->speed.up_s > R->max_up_s) R->max_up_s = c->vol->speed.up_s;
-        br_rounds_send_open(c, (uint64_t)r, hash, s0, ns);
-    }
-    free(list);
+    size_t nc = 1;
+    for (Conn *c = b->conns; c; c = c->next) nc++;
+    Conn **conns = cx_calloc(nc, sizeof *conns);
+    BrSeat **seats = cx_calloc(nc, sizeof *seats);
+    BrShare *share = cx_calloc(nc, sizeof *share);
+    int n = br_rounds_seats(b, conns, seats);
+    br_core_outer_open(k, seats, n, r, (uint64_t)o->d->applied, hybrid_n_trainers(b->h), R->t_open, share);
+    R->cluster_samples = (uint64_t)k->trainer_samples;
+    R->assigned = k->assigned;
+    R->assigned_samples = k->assigned_samples;
+    R->max_up_s = k->max_up_s;
+    for (int j = 0; j < n; j++) br_rounds_send_open(conns[j], (uint64_t)r, hash, share[j].start, share[j].n);
+    free(conns);
+    free(seats);
+    free(share);
     o->opened = r;
     return 0;
 }
@@ -120,17 +80,12 @@ static int open_round(BrOuter *o, long r, char *err) {
 static int outstanding(const BrOuter *o, long r) {
     int k = 0;
     for (Conn *c = o->b->conns; c; c = c->next)
-        k += !c->closing && c->assigned_round == (uint64_t)r;
+        k += !c->closing && c->seat.assigned_round == (uint64_t)r;
     return k;
 }
 
 static double deadline_of(const BrOuter *o, const ORound *R) {
-    const BridgeServer *b = o->b;
-    if (b->o.plan_equal) return R->t_cluster + b->o.deadline_s;  // reproducible runs
-    if (o->d->cfg.overlap && o->round_s > 0) return R->t_cluster + 0.9 * o->round_s;
-    double d = 2.0 * R->max_up_s + 1.0;
-    if (R->max_up_s <= 0 || d > b->o.deadline_s) d = b->o.deadline_s;
-    return R->t_cluster + d;
+    return br_core_outer_deadline(&o->b->rounds.core, R->t_cluster, R->max_up_s);
 }
 
 // Sums round r's contributions and sends its average everywhere.
@@ -142,14 +97,12 @@ static int close_round(BrOuter *o, long r, char *err) {
     if (r != o->d->applied + 1) return cx_err(err, "outer round %ld closes after round %ld", r, o->d->applied);
     // shares of this round still out: they may count next round
     for (Conn *c = b->conns; c; c = c->next)
-        if (!c->closing && c->assigned_round == (uint64_t)r && c->vol) {
+        if (!c->closing && c->seat.assigned_round == (uint64_t)r && c->vol) {
             br_log(b, "%s missed the deadline of outer round %ld (%.1f s after the cluster's part)",
                    br_conn_label(c), r, cx_now() - R->t_cluster);
-            br_vol_event(b, c->vol, "late", (uint64_t)r, c->assigned_samples, NULL);
+            br_vol_event(b, c->vol, "late", (uint64_t)r, c->seat.assigned_samples, NULL);
         }
     for (Vol *v = b->vols; v; v = v->next) v->round_accepted = 0;
-    rs->fresh = rs->stale = rs->dropped = rs->lost = 0;
-    rs->up_bytes = rs->up_s = 0;
     // the cluster first, then the uploads in (round, first sample) order
     size_t n = b->n;
     double stats[STAT_COUNT];
@@ -181,24 +134,11 @@ static int close_round(BrOuter *o, long r, char *err) {
     BrContribution *acc = b->o.aggregate != ROBUST_MEAN ? cx_calloc((size_t)n_p + 1, sizeof *acc) : NULL;
     int k = 0;
     if (acc) acc[k++] = (BrContribution){.v = o->cluster[r % 2], .w = (double)R->cluster_samples};
+    int *fate = cx_calloc((size_t)n_p + 1, sizeof *fate);
+    br_rounds_judge(b, arr, n_p, (uint64_t)r, acc ? ROBUST_MAX_K - 1 : 0, cluster, stats, fate);
     for (int i = 0; i < n_p; i++) {
         Pending *p = arr[i];
-        uint64_t age = (uint64_t)r - p->round;
-        double norm = codec_l2norm(p->g, n);
-        double ratio = b->o.max_delta_ratio;
-        // an absurd norm is rejected however late the upload is; then the staleness rule
-        if (ratio > 0 && !(norm <= ratio * cluster_norm)) {
-            char why[160];
-            snprintf(why, sizeof why, "pseudo-gradient of round %llu rejected: norm %.3g exceeds "
-                     "%.3g x the cluster's %.3g", (unsigned long long)p->round, norm, ratio, cluster_norm);
-            br_rounds_drop_upload(b, p, (uint64_t)r, "rejected-norm", why);
-            if (p->vol->conn && !p->vol->conn->closing) br_conn_fail(p->vol->conn, BR_ERR_BAD_DATA, "%s", why);
-            else br_log(b, "%s: %s", p->vol->name, why);
-        } else if (!br_rounds_tokens_ok(b, p, (uint64_t)r)) {
-            // dropped, its peer failed
-        } else if (age > (uint64_t)b->o.max_staleness || (acc && k == ROBUST_MAX_K)) {
-            br_rounds_drop_upload(b, p, (uint64_t)r, "dropped-stale", NULL);
-        } else {
+        if (fate[i] == BR_FATE_FRESH || fate[i] == BR_FATE_STALE) {
             if (acc) {
                 acc[k++] = (BrContribution){.v = p->g, .w = (double)p->samples,
                                             .max_norm = b->o.clip_ratio * cluster_norm, .p = p};
@@ -206,16 +146,10 @@ static int close_round(BrOuter *o, long r, char *err) {
                 diloco_accumulate(o->acc, p->g, n, (double)p->samples);
                 weight += (double)p->samples;
             }
-            br_rounds_count_upload(b, p, (uint64_t)r, stats);
         }
-        // its speed, from every upload that arrived (late ones too): it computed the round
-        // from when it had both the round's plan and its last round done (the first chunk
-        // of that upload) until this upload's first chunk; its uploads overlap its next round
-        double from = p->t_open > p->vol->t_prev_first ? p->t_open : p->vol->t_prev_first;
-        br_plan_note_upload(&p->vol->speed, p->samples, p->t_first - from, p->t_done - p->t_first);
-        p->vol->t_prev_first = p->t_first;
         if (!acc) br_rounds_release_upload(b, p);
     }
+    free(fate);
     if (acc) {
         br_aggregate(b, o->acc, acc, k, (uint64_t)r);
         for (int i = 0; i < n_p; i++) br_rounds_release_upload(b, arr[i]);
@@ -251,7 +185,6 @@ static int close_round(BrOuter *o, long r, char *err) {
         if (!c->closing && c->state == C_LIVE)
             br_rounds_send_result(c, h, c->vol ? c->vol->round_accepted : 0);
     // the round's record (bridge.csv, status page, progress line)
-    rs->round = (uint64_t)r;
     rs->trainer_samples = (long)R->cluster_samples;
     rs->assigned = R->assigned;
     rs->assigned_samples = R->assigned_samples;
@@ -292,13 +225,8 @@ static int await_cluster(BrOuter *o, long r, char *err) {
     double now = cx_now();
     ORound *R = rd_of(o, r);
     R->t_cluster = now;
-    if (o->t_last_cluster > 0) {
-        double dt = now - o->t_last_cluster;
-        o->round_s = o->round_s > 0 ? 0.5 * (o->round_s + dt) : dt;
-    }
-    o->t_last_cluster = now;
+    br_core_note_cluster(&b->rounds.core, now);
     o->received = r;
-    // the volunteers' speed: the cluster's stats say how long it computed
     return 0;
 }
 
@@ -365,7 +293,12 @@ BrOuter *br_outer_create(BridgeServer *b, Diloco *d, uint64_t cursor) {
     o->B = b->tr->global_batch;
     o->last_round = b->o.total_steps / o->H;
     o->received = o->opened = d->completed;
-    o->cursor = cursor;
+    BrRoundCore *k = &b->rounds.core;
+    k->o.diloco = 1;
+    k->o.inner_steps = o->H;
+    k->o.batch = o->B;
+    k->o.overlap = d->cfg.overlap;
+    k->cursor = cursor;
     size_t n = b->n;
     o->cluster[0] = cx_calloc(n, sizeof(float));
     o->cluster[1] = cx_calloc(n, sizeof(float));

@@ -110,7 +110,7 @@ int br_rounds_catch_up(Conn *c, uint64_t k) {
         br_rounds_send_result(c, h, 0);
     }
     if (b->outer) return 0;  // diloco: the next ROUND_OPEN comes with the next round
-    if (b->rounds.open) br_rounds_send_open(c, b->rounds.round, b->rounds.hash_before, 0, 0);
+    if (b->rounds.core.open) br_rounds_send_open(c, b->rounds.core.round, b->rounds.hash_before, 0, 0);
     return 0;
 }
 
@@ -137,16 +137,16 @@ void br_rounds_on_grad_chunk(Conn *c, const BrGradChunk *m) {
     if (c->up_next == 0) {  // first chunk of an upload
         c->up_t_first = cx_now();
         c->up_bytes = 0;
-        if (m->round_id != c->assigned_round || c->assigned_round == 0) {
+        if (m->round_id != c->seat.assigned_round || c->seat.assigned_round == 0) {
             br_conn_fail(c, BR_ERR_PROTOCOL, "upload for round %llu, but the share it holds is for "
                          "round %llu", (unsigned long long)m->round_id,
-                         (unsigned long long)c->assigned_round);
+                         (unsigned long long)c->seat.assigned_round);
             return;
         }
-        if (m->offset != 0 || m->samples != c->assigned_samples) {
+        if (m->offset != 0 || m->samples != c->seat.assigned_samples) {
             br_conn_fail(c, BR_ERR_BAD_DATA, "upload starts at element %llu with %llu samples; "
                          "expected element 0 and %llu samples", (unsigned long long)m->offset,
-                         (unsigned long long)m->samples, (unsigned long long)c->assigned_samples);
+                         (unsigned long long)m->samples, (unsigned long long)c->seat.assigned_samples);
             return;
         }
         if (!c->up) {
@@ -214,40 +214,28 @@ void br_rounds_on_grad_chunk(Conn *c, const BrGradChunk *m) {
         return;
     }
     Pending *p = cx_calloc(1, sizeof *p);
-    *p = (Pending){.vol = c->vol, .round = c->up_round, .start = c->assigned_start, .samples = c->up_samples,
+    *p = (Pending){.vol = c->vol, .round = c->up_round, .start = c->seat.assigned_start, .samples = c->up_samples,
                    .tokens = c->up_tokens, .loss = c->up_loss, .aux = c->up_aux, .g = c->up,
                    .up_bytes = c->up_bytes, .up_s = cx_now() - c->up_t_first,
-                   .t_first = c->up_t_first, .t_done = cx_now(), .t_open = c->assigned_t_open};
+                   .t_first = c->up_t_first, .t_done = cx_now(), .t_open = c->seat.assigned_t_open};
     c->up = NULL;
     p->next = b->rounds.pending;
     b->rounds.pending = p;
     c->vol->uploads++;
-    c->assigned_round = 0;
-    c->assigned_samples = 0;
-    if (c->next_round) {  // diloco: the round it was given while uploading this one
-        c->assigned_round = c->next_round;
-        c->assigned_start = c->next_start;
-        c->assigned_t_open = c->next_t_open;
-        c->assigned_samples = c->next_samples;
-        c->next_round = c->next_start = c->next_samples = 0;
-    }
+    br_core_upload_done(&c->seat);  // diloco: the round it was given while uploading this one
     upload_reset(c);
 }
 
 void br_rounds_conn_closed(Conn *c, const char *why) {
     BridgeServer *b = c->b;
     // its shares will not arrive: lost, or unfinished when the run is over
+    BrSeat held = c->seat;
+    if (b->shutting_down) c->seat.assigned_round = c->seat.next_round = 0;
+    else if (c->vol) c->vol->lost += br_core_seat_lost(&b->rounds.core, &c->seat);
     const char *ev = b->shutting_down ? "unfinished" : "lost";
-    if (c->vol && c->assigned_round) {
-        if (!b->shutting_down) c->vol->lost += c->assigned_samples;
-        if (c->assigned_round == b->rounds.round && !b->shutting_down) b->rounds.lost += c->assigned_samples;
-        br_vol_event(b, c->vol, ev, c->assigned_round, c->assigned_samples, why);
-    }
-    if (c->vol && c->next_round) {
-        if (!b->shutting_down) c->vol->lost += c->next_samples;
-        br_vol_event(b, c->vol, ev, c->next_round, c->next_samples, why);
-    }
-    c->assigned_round = c->next_round = 0;
+    if (c->vol && held.assigned_round) br_vol_event(b, c->vol, ev, held.assigned_round, held.assigned_samples, why);
+    if (c->vol && held.next_round) br_vol_event(b, c->vol, ev, held.next_round, held.next_samples, why);
+    c->seat.assigned_round = c->seat.next_round = 0;
 }
 
 // ---- the Averager ----
@@ -256,13 +244,40 @@ void br_rounds_conn_closed(Conn *c, const char *why) {
 // downlink or CPU is too slow for the rounds' results): it is dropped with the reason and
 // may rejoin with a fresh state, instead of piling up results in its output queue.
 void br_rounds_drop_laggards(BridgeServer *b, uint64_t done) {
-    const uint64_t max_lag = (uint64_t)(b->o.history / 2 > 2 ? b->o.history / 2 : 2);
-    for (Conn *c = b->conns; c; c = c->next)
-        if (!c->closing && c->state == C_LIVE && c->assigned_round == 0 && c->up_next == 0 &&
-            c->next_round == 0 && c->acked_step + max_lag < done)
+    for (Conn *c = b->conns; c; c = c->next) {
+        if (c->closing || c->state != C_LIVE) continue;
+        br_rounds_seat_refresh(c);
+        if (br_core_laggard(&b->rounds.core, &c->seat, done))
             br_conn_fail(c, BR_ERR_STATE, "%llu rounds behind the run (at most %llu): too slow to "
                          "follow it; rejoin to download a fresh state",
-                         (unsigned long long)(done - c->acked_step), (unsigned long long)max_lag);
+                         (unsigned long long)(done - c->acked_step),
+                         (unsigned long long)br_core_max_lag(&b->rounds.core));
+    }
+}
+
+void br_rounds_seat_refresh(Conn *c) {
+    c->seat.in_rounds = !c->closing && c->state == C_LIVE && c->vol;
+    c->seat.acked_step = c->acked_step;
+    c->seat.uploading = c->up_next != 0;
+    if (c->vol) {
+        c->seat.speed = &c->vol->speed;
+        c->seat.t_prev_first = &c->vol->t_prev_first;
+    }
+}
+
+int br_rounds_seats(BridgeServer *b, Conn **conns, BrSeat **seats) {
+    int n = 0;
+    for (Conn *c = b->conns; c; c = c->next) {
+        br_rounds_seat_refresh(c);
+        n += c->seat.in_rounds;
+    }
+    // joining order: the newest connections are the first in the list
+    int j = n;
+    for (Conn *c = b->conns; c; c = c->next)
+        if (c->seat.in_rounds) conns[--j] = c;
+    if (n > BR_PLAN_MAX_VOLUNTEERS) n = BR_PLAN_MAX_VOLUNTEERS;  // the rest: ROUND_OPEN only
+    for (j = 0; j < n; j++) seats[j] = &conns[j]->seat;
+    return n;
 }
 
 void br_rounds_wait_volunteers(BridgeServer *b, uint64_t done) {
@@ -288,70 +303,39 @@ static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
     br_rounds_drop_laggards(b, done);
     br_rounds_wait_volunteers(b, done);
     for (Vol *v = b->vols; v; v = v->next) v->round_accepted = 0;
-    b->rounds.round = done + 1;
     b->rounds.hash_before = cx_checksum(b->tr->task.params, b->n);
-    // eligible: live, in step (it has applied, or is about to apply, the last round: the
-    // last round's result precedes this ROUND_OPEN on its connection, so it computes its
-    // share on the right parameters without the bridge waiting for its confirmation), and
-    // no upload outstanding
-    int n_elig = 0;
-    Conn *elig[BR_PLAN_MAX_VOLUNTEERS];
-    for (Conn *c = b->conns; c && n_elig < BR_PLAN_MAX_VOLUNTEERS; c = c->next)
-        if (!c->closing && c->state == C_LIVE && c->acked_step + 1 >= done &&
-            c->assigned_round == 0 && c->up_next == 0)
-            elig[n_elig++] = c;
-    // the plan takes them in joining order: the newest connections are the first in the
-    // list, so walk it backwards (live connections always have a volunteer)
-    Conn *joined[BR_PLAN_MAX_VOLUNTEERS];
-    BrPlanSpeed speed[BR_PLAN_MAX_VOLUNTEERS];
-    for (int j = 0; j < n_elig; j++) {
-        joined[j] = elig[n_elig - 1 - j];
-        speed[j] = joined[j]->vol->speed;
-    }
-    BrPlanParams pp = {.global_batch = G, .n_trainers = hybrid_trainer_shares(b->h),
-                       .trainer_rate = b->rounds.trainer_rate, .probe_samples = b->o.probe_samples,
-                       .equal = b->o.plan_equal,
-                       .max_share = b->o.max_share > 0 ? (long)(b->o.max_share * (double)G) : 0};
-    if (b->o.max_share > 0 && pp.max_share < 1) pp.max_share = 1;
-    long share[BR_PLAN_MAX_VOLUNTEERS];
-    int nv = br_plan_round(&pp, speed, n_elig, share, &b->rounds.trainer_samples);
-    for (int j = 0; j < n_elig; j++) joined[j]->vol->speed.idle_rounds = speed[j].idle_rounds;
-    int first = n_elig - nv;  // joined[first..n_elig) are in the plan
-    b->rounds.assigned = nv;
-    b->rounds.assigned_samples = 0;
-    b->rounds.fresh = b->rounds.stale = b->rounds.dropped = b->rounds.lost = 0;
-    b->rounds.up_bytes = b->rounds.up_s = 0;
-    HybridPlan plan = {.step = (int64_t)b->rounds.round, .trainer_samples = b->rounds.trainer_samples,
-                       .volunteers = nv};
-    if (hybrid_bcast_plan(b->h, &plan, err) != 0) return -1;
-    b->rounds.t_open = cx_now();
-    b->rounds.t_deadline = b->rounds.t_open + b->o.deadline_s;
-    b->rounds.open = 1;
-    uint64_t pos = (uint64_t)b->rounds.trainer_samples;
-    for (int j = first; j < n_elig; j++) {
-        Conn *c = joined[j];
-        uint64_t s_lo = pos, s_hi = pos + (uint64_t)share[j];
-        pos = s_hi;
-        if (s_hi == s_lo) {  // no share this round: it just applies the step
-            br_rounds_send_open(c, b->rounds.round, b->rounds.hash_before, 0, 0);
-            continue;
-        }
-        c->assigned_round = b->rounds.round;
-        c->assigned_start = b->tr->samples_seen + s_lo;
-        c->assigned_samples = s_hi - s_lo;
-        b->rounds.assigned_samples += s_hi - s_lo;
-        br_rounds_send_open(c, b->rounds.round, b->rounds.hash_before, b->tr->samples_seen + s_lo, s_hi - s_lo);
-    }
-    for (Conn *c = b->conns; c; c = c->next)
-        if (!c->closing && c->state == C_LIVE && c->opened_round != b->rounds.round)
-            br_rounds_send_open(c, b->rounds.round, b->rounds.hash_before, 0, 0);
+    size_t nc = 1;
+    for (Conn *c = b->conns; c; c = c->next) nc++;
+    Conn **conns = cx_calloc(nc, sizeof *conns);
+    BrSeat **seats = cx_calloc(nc, sizeof *seats);
+    BrShare *share = cx_calloc(nc, sizeof *share);
+    int n = br_rounds_seats(b, conns, seats);
+    Rounds *rs = &b->rounds;
+    BrRoundCore *k = &rs->core;
+    br_core_sync_open(k, seats, n, G, hybrid_trainer_shares(b->h), done, (uint64_t)b->tr->samples_seen,
+                      cx_now(), share);
+    rs->trainer_samples = k->trainer_samples;
+    rs->assigned = k->assigned;
+    rs->assigned_samples = k->assigned_samples;
+    HybridPlan plan = {.step = (int64_t)k->round, .trainer_samples = k->trainer_samples,
+                       .volunteers = k->assigned};
+    int rc = hybrid_bcast_plan(b->h, &plan, err);
+    for (int j = 0; rc == 0 && j < n; j++)
+        br_rounds_send_open(conns[j], k->round, rs->hash_before, share[j].start, share[j].n);
+    for (Conn *c = b->conns; rc == 0 && c; c = c->next)
+        if (!c->closing && c->state == C_LIVE && c->opened_round != k->round)
+            br_rounds_send_open(c, k->round, rs->hash_before, 0, 0);
+    free(conns);
+    free(seats);
+    free(share);
+    if (rc != 0) return -1;
     *lo = *hi = 0;
     return 0;
 }
 
 static int outstanding(BridgeServer *b) {
     int n = 0;
-    for (Conn *c = b->conns; c; c = c->next) n += !c->closing && c->assigned_round == b->rounds.round;
+    for (Conn *c = b->conns; c; c = c->next) n += !c->closing && c->seat.assigned_round == b->rounds.core.round;
     return n;
 }
 
@@ -361,48 +345,66 @@ int br_cmp_pending(const void *a, const void *b) {
     return x->start < y->start ? -1 : x->start > y->start;
 }
 
-void br_rounds_count_upload(BridgeServer *b, const Pending *p, uint64_t round, double *stats) {
-    Rounds *rs = &b->rounds;
-    stats[STAT_LOSS_SUM] += p->loss;
-    stats[STAT_TOKENS] += (double)p->tokens;
-    stats[STAT_SAMPLES] += (double)p->samples;
-    stats[STAT_AUX_SUM] += p->aux;
-    stats[STAT_PARTICIPANTS] += 1;
-    p->vol->round_accepted += p->samples;
-    if (p->up_s > 0 && p->up_bytes > 0) p->vol->up_mbit = p->up_bytes * 8 / p->up_s / 1e6;
-    rs->up_bytes += p->up_bytes;
-    rs->up_s += p->up_s;
-    if (p->round == round) {
-        rs->fresh += p->samples;
-        p->vol->fresh += p->samples;
-        br_vol_event(b, p->vol, "accepted", round, p->samples, NULL);
-    } else {
-        rs->stale += p->samples;
-        p->vol->stale += p->samples;
-        br_vol_event(b, p->vol, "accepted-stale", round, p->samples, NULL);
-    }
-}
-
-void br_rounds_drop_upload(BridgeServer *b, const Pending *p, uint64_t round, const char *event,
-                           const char *why) {
-    b->rounds.dropped += p->samples;
-    p->vol->dropped += p->samples;
-    br_vol_event(b, p->vol, event, round, p->samples, why);
-}
-
-int br_rounds_tokens_ok(BridgeServer *b, const Pending *p, uint64_t round) {
+// 1 when p's loss tokens are those of the samples it claims (or the task counts none); else
+// 0 with the reason in why.
+static int tokens_ok(BridgeServer *b, const Pending *p, char *why, size_t why_len) {
     const TrainTask *k = &b->tr->task;
     if (!k->count_tokens) return 1;
     uint64_t want = (uint64_t)k->count_tokens(k->ctx, p->start, (long)p->samples);
     if (p->tokens == want) return 1;
-    char why[200];
-    snprintf(why, sizeof why, "upload claims %llu loss tokens for samples [%llu, +%llu); they hold %llu",
+    snprintf(why, why_len, "upload claims %llu loss tokens for samples [%llu, +%llu); they hold %llu",
              (unsigned long long)p->tokens, (unsigned long long)p->start,
              (unsigned long long)p->samples, (unsigned long long)want);
-    br_rounds_drop_upload(b, p, round, "rejected-tokens", why);
-    if (p->vol->conn && !p->vol->conn->closing) br_conn_fail(p->vol->conn, BR_ERR_BAD_DATA, "%s", why);
-    else br_log(b, "%s: %s", p->vol->name, why);
     return 0;
+}
+
+void br_rounds_judge(BridgeServer *b, Pending **arr, int n, uint64_t round, int cap_k,
+                     const float *cluster, double *stats, int *fate) {
+    BrUpload *ups = cx_calloc((size_t)n + 1, sizeof *ups);
+    char (*why)[200] = cx_calloc((size_t)n + 1, sizeof *why);
+    double cluster_norm = cluster ? codec_l2norm(cluster, b->n) : 0;
+    for (int i = 0; i < n; i++) {
+        Pending *p = arr[i];
+        ups[i] = (BrUpload){.round = p->round, .samples = p->samples, .t_open = p->t_open,
+                            .t_first = p->t_first, .t_done = p->t_done, .up_bytes = p->up_bytes,
+                            .up_s = p->up_s, .norm = cluster ? codec_l2norm(p->g, b->n) : 0,
+                            .tokens_ok = tokens_ok(b, p, why[i], sizeof why[i]),
+                            .speed = &p->vol->speed, .t_prev_first = &p->vol->t_prev_first};
+    }
+    br_core_close(&b->rounds.core, round, ups, n, cap_k, cluster_norm, fate);
+    for (int i = 0; i < n; i++) {
+        Pending *p = arr[i];
+        Vol *v = p->vol;
+        const char *ev = br_fate_name(fate[i]);
+        if (fate[i] == BR_FATE_FRESH || fate[i] == BR_FATE_STALE) {
+            stats[STAT_LOSS_SUM] += p->loss;
+            stats[STAT_TOKENS] += (double)p->tokens;
+            stats[STAT_SAMPLES] += (double)p->samples;
+            stats[STAT_AUX_SUM] += p->aux;
+            stats[STAT_PARTICIPANTS] += 1;
+            v->round_accepted += p->samples;
+            if (p->up_s > 0 && p->up_bytes > 0) v->up_mbit = p->up_bytes * 8 / p->up_s / 1e6;
+            if (fate[i] == BR_FATE_FRESH) v->fresh += p->samples;
+            else v->stale += p->samples;
+            br_vol_event(b, v, ev, round, p->samples, NULL);
+            continue;
+        }
+        v->dropped += p->samples;
+        if (fate[i] == BR_FATE_REJECTED_NORM)
+            snprintf(why[i], sizeof why[i], "pseudo-gradient of round %llu rejected: norm %.3g exceeds "
+                     "%.3g x the cluster's %.3g", (unsigned long long)p->round, ups[i].norm,
+                     b->o.max_delta_ratio, cluster_norm);
+        if (fate[i] == BR_FATE_DROPPED_STALE) {
+            br_vol_event(b, v, ev, round, p->samples, NULL);
+            continue;
+        }
+        br_vol_event(b, v, ev, round, p->samples, why[i]);
+        // a rejected upload fails its peer
+        if (v->conn && !v->conn->closing) br_conn_fail(v->conn, BR_ERR_BAD_DATA, "%s", why[i]);
+        else br_log(b, "%s: %s", v->name, why[i]);
+    }
+    free(why);
+    free(ups);
 }
 
 void br_rounds_release_upload(BridgeServer *b, Pending *p) {
@@ -428,7 +430,7 @@ static void robust_sum(BridgeServer *b, float *grads, BrContribution *acc, int k
         tokens += acc[j].w;
     }
     if (!rs->robust) rs->robust = cx_calloc(n, sizeof(float));
-    br_aggregate(b, rs->robust, acc, k, rs->round);
+    br_aggregate(b, rs->robust, acc, k, rs->core.round);
     for (size_t i = 0; i < n; i++) grads[i] += (float)((double)rs->robust[i] * tokens);
 }
 
@@ -436,19 +438,19 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
     BridgeServer *b = ctx;
     CHECK(n == b->n && n_stats == STAT_COUNT, "bridge_sum: unexpected arena");
     // wait for the uploads of this round, at most until the deadline
-    while (outstanding(b) > 0) {
-        double left = b->rounds.t_deadline - cx_now();
-        if (left <= 0) break;
+    Rounds *rs = &b->rounds;
+    double until;
+    while (!br_core_sync_wait(&rs->core, outstanding(b), cx_now(), &until)) {
+        double left = until - cx_now();
         bridge_pump(b, left < 0.05 ? left : 0.05);
     }
-    double t_wait = cx_now();
-    b->rounds.wait_s = t_wait - b->rounds.t_open;
+    rs->wait_s = cx_now() - rs->core.t_open;
     // late shares of this round: they may still count next round
     for (Conn *c = b->conns; c; c = c->next)
-        if (!c->closing && c->assigned_round == b->rounds.round && c->vol) {
+        if (!c->closing && c->seat.assigned_round == rs->core.round && c->vol) {
             br_log(b, "%s missed the deadline of round %llu (%.1f s)", br_conn_label(c),
-                   (unsigned long long)b->rounds.round, b->o.deadline_s);
-            br_vol_event(b, c->vol, "late", b->rounds.round, c->assigned_samples, NULL);
+                   (unsigned long long)rs->core.round, b->o.deadline_s);
+            br_vol_event(b, c->vol, "late", rs->core.round, c->seat.assigned_samples, NULL);
         }
     // this round's uploads and the late ones of recent rounds, summed in a fixed order
     // (round, then first sample) so that a run does not depend on upload arrival order
@@ -461,28 +463,18 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
     b->rounds.pending = NULL;
     // robust modes: the accepted uploads are aggregated after the loop (mean: summed in it)
     BrContribution *acc = b->o.aggregate != ROBUST_MEAN ? cx_calloc((size_t)n_p + 1, sizeof *acc) : NULL;
+    int *fate = cx_calloc((size_t)n_p + 1, sizeof *fate);
+    br_rounds_judge(b, arr, n_p, rs->core.round, acc ? ROBUST_MAX_K : 0, NULL, stats, fate);
     int k = 0;
     for (int i = 0; i < n_p; i++) {
         Pending *p = arr[i];
-        uint64_t age = b->rounds.round - p->round;
-        if (!br_rounds_tokens_ok(b, p, b->rounds.round)) {
-            // dropped, its peer failed
-        } else if (age <= (uint64_t)b->o.max_staleness && (!acc || k < ROBUST_MAX_K)) {
+        if (fate[i] == BR_FATE_FRESH || fate[i] == BR_FATE_STALE) {
             if (acc) acc[k++] = (BrContribution){.v = p->g, .p = p};
             else nn_add_forward(grads, grads, p->g, n);
-            if (age == 0) {
-                // speed: compute (with the wait for the last result) until the first chunk,
-                // then the upload; the first chunk's own transfer is scaled in
-                double dt = p->t_first - b->rounds.t_open, up = p->t_done - p->t_first;
-                if (p->up_bytes > 0 && p->up_s > 0) up += p->up_s / p->up_bytes * 262144.0;
-                br_plan_note_upload(&p->vol->speed, p->samples, dt, up);
-            }
-            br_rounds_count_upload(b, p, b->rounds.round, stats);
-        } else {
-            br_rounds_drop_upload(b, p, b->rounds.round, "dropped-stale", NULL);
         }
         if (!acc) br_rounds_release_upload(b, p);
     }
+    free(fate);
     if (acc) {
         if (k > 0) robust_sum(b, grads, acc, k);
         for (int i = 0; i < n_p; i++) br_rounds_release_upload(b, arr[i]);
@@ -503,13 +495,10 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
     if (b->o.aggregate != ROBUST_MEAN && stats[STAT_TOKENS] - v_tokens > 0)
         b->rounds.trainer_norm = robust_dist(grads, b->rounds.vpart, n) / (stats[STAT_TOKENS] - v_tokens);
     // the trainers' speed (samples per second per trainer) for the next plan
-    b->rounds.trainer_rate = br_plan_note_trainers(b->rounds.trainer_rate,
-                                                   b->rounds.trainer_samples,
-                                                   hybrid_trainer_shares(b->h), stats[STAT_COMPUTE_S]);
-    b->rounds.open = 0;
+    br_core_note_trainers(&rs->core, hybrid_trainer_shares(b->h), stats[STAT_COMPUTE_S]);
     // results to every live volunteer; keep them for late joiners
     HistRound *h = br_rounds_hist_push(b);
-    h->round = b->rounds.round;
+    h->round = rs->core.round;
     h->hash_before = b->rounds.hash_before;
     h->samples = (uint64_t)stats[STAT_SAMPLES];
     h->tokens = (uint64_t)stats[STAT_TOKENS];
@@ -541,16 +530,17 @@ Averager bridge_averager(BridgeServer *b) {
 // prints a progress line.
 void br_rounds_record(BridgeServer *b, const StepResult *r) {
     const Rounds *rd = &b->rounds;
+    const BrRoundCore *k = &rd->core;
     double now = cx_now() - b->t_start;
     int live = bridge_live_volunteers(b);
     if (b->csv) {  // the columns of RUNCOLS_BRIDGE
         fprintf(b->csv, "%.3f,%ld,%ld,%ld,%d,%llu,%llu,%llu,%llu,%llu,%d,%d,%.6f,%.4f,%.4f,%.0f,%.0f,%.0f,%.4f\n",
                 now, r->step, r->samples, rd->trainer_samples, rd->assigned,
-                (unsigned long long)rd->assigned_samples, (unsigned long long)rd->fresh,
-                (unsigned long long)rd->stale, (unsigned long long)rd->dropped,
-                (unsigned long long)rd->lost, r->participants, live, r->loss, rd->wait_s,
-                rd->allreduce_s, b->bytes_out - b->last_bytes_out, b->bytes_in - b->last_bytes_in, rd->up_bytes,
-                rd->up_s);
+                (unsigned long long)rd->assigned_samples, (unsigned long long)k->fresh,
+                (unsigned long long)k->stale, (unsigned long long)k->dropped,
+                (unsigned long long)k->lost, r->participants, live, r->loss, rd->wait_s,
+                rd->allreduce_s, b->bytes_out - b->last_bytes_out, b->bytes_in - b->last_bytes_in, k->up_bytes,
+                k->up_s);
         fflush(b->csv);
     }
     b->last_bytes_in = b->bytes_in;
@@ -560,13 +550,18 @@ void br_rounds_record(BridgeServer *b, const StepResult *r) {
         return;
     br_log(b, "step %ld | loss %.4f | samples %ld (trainers %ld, volunteers %llu fresh + %llu stale) "
               "| %d live volunteer(s) | wait %.2f s",
-           r->step, r->loss, r->samples, rd->trainer_samples, (unsigned long long)rd->fresh,
-           (unsigned long long)rd->stale, live, rd->wait_s);
+           r->step, r->loss, r->samples, rd->trainer_samples, (unsigned long long)k->fresh,
+           (unsigned long long)k->stale, live, rd->wait_s);
 }
 
 // ---- set-up and the end of the run ----
 
 void br_rounds_init(BridgeServer *b) {
+    BrCoreOptions co = {.deadline_s = b->o.deadline_s, .max_staleness = b->o.max_staleness,
+                        .history = b->o.history, .plan_equal = b->o.plan_equal,
+                        .probe_samples = b->o.probe_samples, .max_share = b->o.max_share,
+                        .max_delta_ratio = b->o.max_delta_ratio};
+    br_core_init(&b->rounds.core, &co);
     b->rounds.hist = cx_calloc((size_t)b->o.history, sizeof *b->rounds.hist);
 }
 
@@ -587,11 +582,11 @@ void br_rounds_free(BridgeServer *b) {
 
 void br_rounds_report_unfinished(BridgeServer *b) {
     for (Conn *c = b->conns; c; c = c->next)
-        if (!c->closing && c->assigned_round && c->vol)
-            br_vol_event(b, c->vol, "unfinished", c->assigned_round, c->assigned_samples, "run ended");
+        if (!c->closing && c->seat.assigned_round && c->vol)
+            br_vol_event(b, c->vol, "unfinished", c->seat.assigned_round, c->seat.assigned_samples, "run ended");
     for (Conn *c = b->conns; c; c = c->next)
-        if (!c->closing && c->next_round && c->vol)
-            br_vol_event(b, c->vol, "unfinished", c->next_round, c->next_samples, "run ended");
+        if (!c->closing && c->seat.next_round && c->vol)
+            br_vol_event(b, c->vol, "unfinished", c->seat.next_round, c->seat.next_samples, "run ended");
     for (Pending *p = b->rounds.pending; p; p = p->next)
         br_vol_event(b, p->vol, "unfinished", p->round, p->samples, "run ended");
 }

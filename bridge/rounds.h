@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "bridge/proto.h"
+#include "bridge/round_core.h"
 #include "bridge/server.h"
 
 typedef struct Conn Conn;
@@ -24,23 +25,18 @@ typedef struct HistRound HistRound;  // a finished round kept for replay
 
 enum { SPARE_UPLOADS = 8 };  // upload buffers kept for reuse
 
-// The rounds' state (BridgeServer.rounds). rounds.c owns it; the rest of the server only
-// reads round and open.
+// The rounds' state (BridgeServer.rounds). rounds.c and outer.c own it; the rest of the
+// server only reads core.round and core.open.
 typedef struct {
-    // the round in progress
-    uint64_t round;          // step being produced (0: none yet)
-    int open;
+    BrRoundCore core;        // the round logic (bridge/round_core.h): the round in progress,
+                             // the last round's accounting, the measured speeds
     uint64_t hash_before;    // checksum of the parameters the round starts from
-    double t_open, t_deadline;
+    int waited;              // the first round's wait for volunteers is over
+    // the last closed round's record (bridge.csv), written by the driver that closed it
     long trainer_samples;    // the trainers' share
     int assigned;            // volunteers in the plan
     uint64_t assigned_samples;
-    int waited;              // the first round's wait for volunteers is over
-    // the last round's accounting (bridge.csv)
-    uint64_t fresh, stale, dropped, lost;
     double wait_s, allreduce_s;
-    double up_bytes, up_s;   // uploads summed: bytes after their first chunk, seconds
-    double trainer_rate;     // samples per second of one trainer (0: not measured)
     Pending *pending;
     // robust aggregation (sync): the trainers' per-token gradient norm of the last round
     // (0: none yet), the volunteers' part of the sum, the robust aggregate

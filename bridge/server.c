@@ -227,7 +227,7 @@ int br_conn_send(Conn *c, const BrFrame *f) {
                      // cannot follow the run any more, the run goes on
         br_log(b, "dropping %s: cannot encode a %s frame: %s", br_conn_label(c),
                br_proto_type_name(f->type), err);
-        if (c->vol) br_vol_event(b, c->vol, "kicked", b->rounds.round, 0, err);
+        if (c->vol) br_vol_event(b, c->vol, "kicked", b->rounds.core.round, 0, err);
         conn_close(c, "encode failure");
         return -1;
     }
@@ -254,7 +254,7 @@ void br_conn_fail(Conn *c, uint32_t code, const char *fmt, ...) {
     while (len > 0 && !br_proto_utf8_valid((const uint8_t *)f.m.error.message, len)) len--;
     f.m.error.message[len] = 0;
     br_log(c->b, "dropping %s: %s", br_conn_label(c), f.m.error.message);
-    if (c->vol) br_vol_event(c->b, c->vol, "kicked", c->b->rounds.round, 0, f.m.error.message);
+    if (c->vol) br_vol_event(c->b, c->vol, "kicked", c->b->rounds.core.round, 0, f.m.error.message);
     br_conn_send(c, &f);
     BrFrame bye = {.type = BR_MSG_BYE};
     bye.m.bye.reason = BR_BYE_KICKED;

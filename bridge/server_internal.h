@@ -21,6 +21,7 @@
 #include "bridge/planner.h"
 #include "bridge/proto.h"
 #include "bridge/robust.h"
+#include "bridge/round_core.h"
 #include "bridge/rounds.h"
 #include "bridge/server.h"
 #include "bridge/status.h"
@@ -127,15 +128,9 @@ struct Conn {
     int data_dl;          // it asked for training data: its download deadline includes it
     uint64_t data_first;  // the offset of its first DATA_REQUEST (a resumed download: > 0)
     uint64_t data_sent;   // training data bytes queued for it
-    // rounds.c's part:
-    // the round this connection was given a share of (0: none outstanding)
-    uint64_t assigned_round, assigned_start, assigned_samples;
+    // rounds.c's part: its shares (bridge/round_core.h; assigned_round 0: none outstanding)
+    BrSeat seat;
     uint64_t opened_round;  // the last round it was sent ROUND_OPEN for
-    double assigned_t_open;  // diloco: when the assigned round opened (its compute started then
-                             // at the earliest)
-    // diloco: the round it was given while the assigned one is still to be uploaded
-    uint64_t next_round, next_start, next_samples;
-    double next_t_open;
     // upload in progress
     float *up;
     uint64_t up_round, up_next, up_samples, up_tokens;
@@ -239,17 +234,22 @@ void br_rounds_hist_encode(BridgeServer *b, HistRound *h, const float *v, int co
 void br_rounds_drop_laggards(BridgeServer *b, uint64_t done);
 // The first round's bounded wait for o.wait_volunteers live volunteers at step done.
 void br_rounds_wait_volunteers(BridgeServer *b, uint64_t done);
-// A complete upload's fate in round `round` (its vector is the caller's to add): counted
-// (statistics into stats, accepted or accepted-stale by its own round) or dropped (event
-// says why: dropped-stale, rejected-norm); then released (its buffer kept for reuse).
-void br_rounds_count_upload(BridgeServer *b, const Pending *p, uint64_t round, double *stats);
-void br_rounds_drop_upload(BridgeServer *b, const Pending *p, uint64_t round, const char *event,
-                           const char *why);
+// The fates of round `round`'s uploads arr[0..n) (sorted by br_cmp_pending), decided by the
+// round core (bridge/round_core.h; at most cap_k accepted, 0: no cap; cluster: diloco's
+// pseudo-gradient, for the norm rule, NULL in sync rounds). Writes fate[0..n). An accepted
+// upload's statistics go into stats and its volunteer's counters (its vector is the caller's
+// to add); each upload's event goes to volunteers.csv (accepted, accepted-stale,
+// dropped-stale, rejected-tokens, rejected-norm); a rejected one fails its connection (the
+// loss tokens are counted by the bridge, never taken on trust).
+void br_rounds_judge(BridgeServer *b, Pending **arr, int n, uint64_t round, int cap_k,
+                     const float *cluster, double *stats, int *fate);
+// Gives an upload's buffer back for reuse and frees p.
 void br_rounds_release_upload(BridgeServer *b, Pending *p);
-// Whether an upload's claimed loss tokens are what its samples hold (the bridge counts them:
-// they divide the round's gradient and its loss, so they are never taken on trust). When
-// not: dropped in round `round` (event rejected-tokens) and its connection failed; 0.
-int br_rounds_tokens_ok(BridgeServer *b, const Pending *p, uint64_t round);
+// A connection's seat (bridge/round_core.h) brought up to date with the connection.
+void br_rounds_seat_refresh(Conn *c);
+// The seats of the volunteers in the rounds, in joining order: conns[0..n) and their seats
+// (at most BR_PLAN_MAX_VOLUNTEERS seats; conns has room for every connection).
+int br_rounds_seats(BridgeServer *b, Conn **conns, BrSeat **seats);
 // Orders Pending pointers by (round, first sample).
 int br_cmp_pending(const void *a, const void *b);
 // The round's row in RUN_DIR/bridge.csv, the status page's loss curve, the progress line.

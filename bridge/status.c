@@ -37,7 +37,7 @@ static void on_status_json(struct evhttp_request *req, void *arg) {
     // the averaging: sync (a round per step) or diloco (outer rounds of H inner steps)
     json_add(o, "mode", json_object_new_string(b->outer ? "diloco" : "sync"));
     json_add(o, "inner_steps", json_object_new_int64(b->outer ? br_outer_inner_steps(b->outer) : 1));
-    json_add(o, "round_open", json_object_new_boolean(b->rounds.open));
+    json_add(o, "round_open", json_object_new_boolean(b->rounds.core.open));
     json_add(o, "global_batch", json_object_new_int64(b->tr->global_batch));
     json_add(o, "trainers", json_object_new_int(hybrid_n_trainers(b->h)));
     json_add(o, "live_volunteers", json_object_new_int(bridge_live_volunteers(b)));
