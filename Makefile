@@ -22,7 +22,7 @@ DEB_PKGS := build-essential pkg-config openmpi-bin libopenmpi-dev libopenblas-de
 	libinih-dev lz4 python3-torch python3-h5py python3-numpy python3-regex \
 	slurm-wlm slurmctld slurmd slurm-client munge libpmix-dev \
 	libevent-dev libssl-dev zlib1g-dev iproute2 iperf3 ethtool iputils-ping gnuplot-nox chromium \
-	libhdf5-dev dataset-fashion-mnist
+	libhdf5-dev dataset-fashion-mnist libsimgrid-dev
 # ... and those of the volunteer alone (make volunteer, make deb): no MPI, the serial HDF5
 # (libhdf5-dev; it installs beside libhdf5-openmpi-dev, so DEB_PKGS has it too for the tests
 # of the volunteer build). dpkg-dev (dpkg-shlibdeps) comes with build-essential.
@@ -64,7 +64,10 @@ LDLIBS := -lscalapack-openmpi $(PKG_LIBS) $(MPI_LIBS) -lm -lpthread
 # mains (conflux-*.c).
 ALL_SRCS := $(sort $(shell find models io mpi bridge -name '*.c'))
 TOOL_SRCS := $(foreach s,$(ALL_SRCS),$(if $(findstring /conflux-,$(s)),$(s)))
-LIB_SRCS := $(filter-out $(TOOL_SRCS),$(ALL_SRCS))
+# the simulator's model (bridge/sim/) links SimGrid, which only conflux-sim needs
+SIM_SRCS := $(filter-out $(TOOL_SRCS),$(filter bridge/sim/%,$(ALL_SRCS)))
+SIM_OBJS := $(SIM_SRCS:%.c=$(BUILD)/%.o)
+LIB_SRCS := $(filter-out $(TOOL_SRCS) $(SIM_SRCS),$(ALL_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TOOLS := $(foreach s,$(TOOL_SRCS),$(BUILD)/bin/$(basename $(notdir $(s))))
 # Test programs, by kind (tests/README.md): CUnit suites run by tests/run-tests.sh; benchmarks;
@@ -100,6 +103,13 @@ $(BUILD)/bin/$(basename $(notdir $(1))): $(BUILD)/$(1:.c=.o) $(BUILD)/lib/libcon
 	$$(CC) $$(LDFLAGS) $$^ $$(LDLIBS) -o $$@
 endef
 $(foreach s,$(TOOL_SRCS),$(eval $(call tool_rule,$(s))))
+
+SIMGRID_CFLAGS = $(shell pkg-config --cflags simgrid 2>/dev/null)
+SIMGRID_LIBS = $(shell pkg-config --libs simgrid 2>/dev/null)
+$(SIM_OBJS) $(BUILD)/bridge/sim/conflux-sim.o: CFLAGS += $(SIMGRID_CFLAGS)
+$(BUILD)/bin/conflux-sim: $(SIM_OBJS)
+# (the library again after the model's objects, which use it)
+$(BUILD)/bin/conflux-sim: LDLIBS := $(BUILD)/lib/libconflux.a $(LDLIBS) $(SIMGRID_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/lib/libconflux.a
 	@mkdir -p $(dir $@)
