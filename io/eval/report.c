@@ -279,6 +279,8 @@ static int load_run_json(RepRun *r, char *err) {
         if (json_object_object_get_ex(o, "versions", &v)) copy_str(r->version, sizeof r->version, v, "conflux");
         r->resumed = json_object_object_get_ex(o, "resumed_from", &v) && v != NULL &&
                      !json_object_is_type(v, json_type_null);
+        r->simulated = json_object_object_get_ex(o, "simulated", &v) && v != NULL &&
+                       json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
         if (json_object_object_get_ex(o, "config", &cfg) &&
             json_object_object_get_ex(cfg, "train", &train) &&
             json_object_object_get_ex(train, "global_batch", &gb))
@@ -769,6 +771,8 @@ done:
     return rc;
 }
 
+#define SIM_SUFFIX " (simulated)"
+
 int report_load_run(const char *dir, RepRun *r, char *err) {
     memset(r, 0, sizeof *r);
     size_t n = strlen(dir);
@@ -784,6 +788,11 @@ int report_load_run(const char *dir, RepRun *r, char *err) {
     if (stat(r->dir, &sb) != 0) return cx_err(err, "cannot open run directory %s: %s", r->dir, strerror(errno));
     if (!S_ISDIR(sb.st_mode)) return cx_err(err, "%s is not a directory", r->dir);
     if (load_run_json(r, err) != 0 || load_metrics(r, err) != 0) return -1;
+    if (r->simulated) {  // marked wherever the run's name shows
+        size_t len = strlen(r->name);
+        if (len + sizeof SIM_SUFFIX > sizeof r->name) return cx_err(err, "run directory name too long: %s", r->dir);
+        memcpy(r->name + len, SIM_SUFFIX, sizeof SIM_SUFFIX);
+    }
     double *off = NULL;
     int n_off = 0;
     int rc = load_bridge(r, &off, &n_off, err);
@@ -875,7 +884,10 @@ int report_load_prices(const char *path, RepPrices *p, char *err) {
 
 static const char *node_type(const RepPrices *p, const RepRun *r) {
     for (int i = 0; i < p->n_runs; i++)
-        if (!strcmp(p->run[i], r->name) || !strcmp(p->run[i], r->dir)) return p->run_type[i];
+        if (!strcmp(p->run[i], r->name) || !strcmp(p->run[i], r->dir) ||
+            (r->simulated && strlen(p->run[i]) + strlen(SIM_SUFFIX) == strlen(r->name) &&
+             !strncmp(p->run[i], r->name, strlen(p->run[i]))))
+            return p->run_type[i];
     return "node";
 }
 
@@ -1235,11 +1247,12 @@ static void write_run_doc(FILE *f, RepFormat fmt, const RepRun *r, const RepStat
     tab_cell(&t, "kind");
     char mode[64];
     mode_desc(r, mode, sizeof mode);
+    const char *sim = r->simulated ? "simulated (conflux-sim), " : "";
     if (r->has_bridge || r->has_volunteers)
-        tab_cellf(&t, "collaborative: %d trainer rank%s + bridge, %d volunteer%s; %s", r->ranks,
+        tab_cellf(&t, "%scollaborative: %d trainer rank%s + bridge, %d volunteer%s; %s", sim, r->ranks,
                   r->ranks == 1 ? "" : "s", r->n_v, r->n_v == 1 ? "" : "s", mode);
     else
-        tab_cellf(&t, "MPI only: %d trainer rank%s; %s", r->ranks, r->ranks == 1 ? "" : "s", mode);
+        tab_cellf(&t, "%sMPI only: %d trainer rank%s; %s", sim, r->ranks, r->ranks == 1 ? "" : "s", mode);
     tab_cell(&t, "steps / samples");
     tab_cellf(&t, "%ld / %ld", s->steps, s->samples);
     tab_cell(&t, "wall time");
@@ -1500,6 +1513,7 @@ static void write_json(FILE *f, const RepRun *runs, const RepStats *st, int n, i
         const RepStats *s = &st[i];
         json_object *o = json_object_new_object();
         jadd(o, "name", jstr(r->name));
+        jadd(o, "simulated", json_object_new_boolean(r->simulated));
         jadd(o, "dir", jstr(r->dir));
         jadd(o, "kind", jstr(r->has_bridge || r->has_volunteers ? "collaborative" : "mpi"));
         jadd(o, "mode", jstr(r->mode));

@@ -62,6 +62,8 @@ typedef struct {
     int tp_rows, tp_cols;    // layout: each data-parallel replica's tensor-parallel grid
                              // (1 x 1 when run.json has no layout: runs before it)
     int resumed;             // resumed_from was set
+    int simulated;           // run.json says "simulated": true (conflux-sim): its name
+                             // carries " (simulated)" in every table, plot and format
     long global_batch;       // config train.global_batch, 0 if absent
     char mode[16];           // config averaging.mode ("sync" when absent: runs before DiLoCo)
     long inner_steps;        // config averaging.inner_steps in diloco mode, else 0
