@@ -273,6 +273,7 @@ typedef struct {
     int kind;
     uint64_t round, start, n;
     double bytes;
+    double t_post;  // when the bridge queued it
 } Msg;
 
 typedef struct SimVol SimVol;
@@ -373,6 +374,7 @@ static void post(SimVol *v, Msg m) {
         v->in_head = 0;
         v->in_cap = cap;
     }
+    m.t_post = simgrid_get_clock();
     v->inbox[(v->in_head + v->in_n++) % v->in_cap] = m;
     S.wan_out += m.bytes;
     v->bytes_out += m.bytes;
@@ -506,6 +508,7 @@ static void vol_main(int argc, char **argv) {
             sg_sem_release(S.bridge_sem);
         }
         // the rounds
+        double t_down_done = 0;  // the last download arrived
         while (((v->epoch == epoch && v->live) || v->kicked) && !S.finished) {
             double left = v->t_leave - simgrid_get_clock();
             if (left <= 0 && !v->kicked && (!v->leaving || (v->seat.assigned_round == 0 && v->seat.next_round == 0 &&
@@ -516,7 +519,14 @@ static void vol_main(int argc, char **argv) {
             v->in_head = (v->in_head + 1) % v->in_cap;
             v->in_n--;
             if (m.kind == MSG_KICK) break;
-            sg_host_sendto(S.bridge, v->host, m.bytes);
+            if (m.kind == MSG_OPEN) {
+                // ROUND_OPEN's 64 bytes: queued behind a download still arriving, they come
+                // with it; on an idle connection they take the one-way latency
+                if (m.t_post > t_down_done) sg_actor_sleep_for(1e-3 * (v->p->latency_ms + c->latency_ms));
+            } else {
+                sg_host_sendto(S.bridge, v->host, m.bytes);
+                t_down_done = simgrid_get_clock();
+            }
             if (v->kicked) continue;  // the bridge flushes what it queued before the error
             if (v->epoch != epoch) break;
             if (m.kind == MSG_RESULT) {
@@ -1068,9 +1078,9 @@ int sim_run(const SimConfig *c, int quiet, char *err) {
     char platform[CFG_PATH_LEN + 64];
     snprintf(platform, sizeof platform, "%s/platform.xml", c->dir);
     if (write_platform(platform, err) != 0) return -1;
-    static char *args[] = {"conflux-sim", "--cfg=network/model:CM02", "--cfg=network/crosstraffic:0",
+    static char *args[] = {"conflux-sim", "--cfg=network/model:CM02", "--cfg=network/crosstraffic:0", "--cfg=network/optim:Full",
                            "--cfg=contexts/stack-size:64", "--log=root.thresh:critical", NULL};
-    int ac = 5;
+    int ac = 6;
     simgrid_init(&ac, args);
     simgrid_load_platform(platform);
     S.bridge = sg_host_by_name("bridge");
