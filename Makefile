@@ -83,7 +83,7 @@ TEST_TOOL_SRCS := $(wildcard tests/tools/tool_*.c)
 TEST_TOOLS := $(TEST_TOOL_SRCS:%.c=$(BUILD)/%)
 
 .PHONY: headline-news headline-news-run
-.PHONY: all tools tests check check-run deps fashion-mnist demo demo-run bench bench-run bench-dp bench-dp-run bench-tp bench-tp-run bench-wan bench-wan-run bench-headline bench-headline-run bench-swav bench-swav-run swav-probe swav-probe-run mutate mutate-run volunteer volunteer-deps volunteer-build deb deb-build experiment experiment-run corpus tokenizer shards clean clean-data
+.PHONY: all tools tests check check-run deps fashion-mnist demo demo-run bench bench-run bench-dp bench-dp-run bench-tp bench-tp-run bench-wan bench-wan-run bench-headline bench-headline-run bench-swav bench-swav-run swav-probe swav-probe-run mutate mutate-run volunteer volunteer-deps volunteer-build deb deb-build experiment experiment-run sim sim-run corpus tokenizer shards clean clean-data
 all: tools
 
 tools: $(TOOLS)
@@ -259,6 +259,20 @@ experiment: deps
 
 experiment-run: tools tests shards
 	bash tests/bench/experiment.sh $(BUILD) $(DATA) build/experiment
+
+# The simulator (conflux-sim, tests/sim/): the validation against make experiment's real runs
+# (build/experiment when a run of make experiment is there, else the measured runs kept in
+# tests/data/sim/experiment), then the scenarios; tables in build/sim/. The last line:
+# sim-validate: time_to_target_err=E samples_err=F
+SIM_EXP = $(if $(wildcard build/experiment/churn/metrics.csv),build/experiment,tests/data/sim/experiment)
+sim: deps
+	@$(MAKE) --no-print-directory MODE=release sim-run
+
+sim-run: tools
+	@mkdir -p build/sim
+	/usr/bin/python3 tests/sim/scenarios.py $(BUILD)/bin build/sim/scenarios --markdown build/sim/scenarios.md
+	@echo "sim: validation against the real runs in $(SIM_EXP)"
+	/usr/bin/python3 tests/sim/validate.py $(SIM_EXP) $(BUILD)/bin build/sim/validate 7.6 --markdown build/sim/validate.md
 
 bench-swav: deps
 	@$(MAKE) --no-print-directory MODE=release bench-swav-run

@@ -53,8 +53,8 @@ static const char usage_text[] =
     "             stay_max_s, away_s (mean gap before rejoining; 0: never), leave\n"
     "             (kill: a share in hand is lost | graceful: leaves between rounds)\n"
     "\n"
-    "Example (tests/sim/ holds more, and make sim runs the scenarios):\n"
-    "  " TOOL " --config tests/sim/dedloc-hybrid.ini --out /tmp/sim-hybrid\n"
+    "Example (from the repository: tests/sim/scenarios/ holds the scenarios make sim runs):\n"
+    "  " TOOL " --config tests/sim/scenarios/dedloc-hybrid.ini --out /tmp/sim-hybrid\n"
     "  conflux-report --target-loss 7.6 /tmp/sim-hybrid\n";
 
 static void usage(FILE *f) { fputs(usage_text, f); }

@@ -30,6 +30,7 @@
 #include "bridge/proto.h"
 #include "bridge/round_core.h"
 #include "io/run/runcols.h"
+#include "io/run/runlog.h"
 #include "models/codec.h"
 #include "models/common.h"
 
@@ -70,6 +71,7 @@ static const CfgKey KEYS[] = {
     F("run", "eval_s", CFG_FLOAT, eval_s),
     F("run", "step_s", CFG_FLOAT, step_s),
     S("run", "loss_curve", loss_curve),
+    F("run", "loss_curve_scale", CFG_FLOAT, loss_curve_scale),
     F("run", "seed", CFG_LONG, seed),
     E("run", "tcp", tcp, TCP_NAMES, "a TCP congestion control"),
     S("run", "dir", dir),
@@ -100,7 +102,7 @@ void sim_defaults(SimConfig *c) {
     *c = (SimConfig){.mode = AVG_SYNC, .steps = 100, .global_batch = 64, .inner_steps = 50,
                      .params = 1000000, .seq_len = 128, .eval_every = 20, .seed = 1,
                      .deadline_s = 30, .max_staleness = 1, .history = 16, .probe_samples = 8,
-                     .max_share = 0.5f, .wait_timeout_s = 120, .overlap = 1, .up_mbps = 1000,
+                     .max_share = 0.5f, .wait_timeout_s = 120, .loss_curve_scale = 1, .overlap = 1, .up_mbps = 1000,
                      .down_mbps = 1000, .latency_ms = 1, .trainers = 1, .trainer_samples_per_s = 100,
                      .interconnect_gbps = 100, .interconnect_latency_us = 2};
     snprintf(c->dir, sizeof c->dir, "sim-run");
@@ -128,6 +130,7 @@ int sim_check(const SimConfig *c, char *err) {
     if (!(c->up_mbps > 0) || !(c->down_mbps > 0)) return cx_err(err, "bridge.up_mbps and bridge.down_mbps must be > 0");
     if (!(c->deadline_s > 0)) return cx_err(err, "bridge.deadline_s must be > 0");
     if (c->history < 1) return cx_err(err, "bridge.history must be >= 1");
+    if (!(c->loss_curve_scale > 0)) return cx_err(err, "run.loss_curve_scale must be > 0");
     if (c->eval_every < 0 || c->eval_s < 0 || c->step_s < 0) return cx_err(err, "run.eval_every, run.eval_s and run.step_s must be >= 0");
     int total = 0;
     for (int i = 0; i < SIM_MAX_PROFILES; i++) {
@@ -192,7 +195,7 @@ typedef struct {
     double *vsamples, *vloss;    // valid loss against cumulative samples
 } Curve;
 
-static int curve_load(Curve *cv, const char *path, char *err) {
+static int curve_load(Curve *cv, const char *path, double scale, char *err) {
     memset(cv, 0, sizeof *cv);
     if (!path[0]) return 0;
     FILE *f = fopen(path, "r");
@@ -226,6 +229,7 @@ static int curve_load(Curve *cv, const char *path, char *err) {
             cv->vloss = realloc(cv->vloss, cap * sizeof(double));
             CHECK(cv->samples && cv->loss && cv->vsamples && cv->vloss, "out of memory");
         }
+        samples *= scale;
         cv->samples[cv->n] = samples;
         cv->loss[cv->n++] = loss;
         // valid_loss: the 13th column, when not empty
@@ -1028,8 +1032,8 @@ int sim_run(const SimConfig *c, int quiet, char *err) {
     S.c = c;
     S.quiet = quiet;
     S.err = err;
-    if (mkdir(c->dir, 0755) != 0 && errno != EEXIST) return cx_err(err, "cannot create %s: %s", c->dir, strerror(errno));
-    if (curve_load(&S.curve, c->loss_curve, err) != 0) return -1;
+    if (runlog_mkdirs(c->dir, err) != 0) return -1;
+    if (curve_load(&S.curve, c->loss_curve, c->loss_curve_scale, err) != 0) return -1;
     // sizes
     int up = c->up_codec ? c->up_codec : c->mode == AVG_DILOCO ? CODEC_INT8 : CODEC_FP16;
     int down = c->down_codec ? c->down_codec : c->mode == AVG_DILOCO ? CODEC_INT8 : CODEC_FP32;

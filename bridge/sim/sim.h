@@ -69,6 +69,8 @@ typedef struct {
     float eval_s;          // seconds of one validation pass
     float step_s;          // seconds of one optimizer step (and per-step overhead) at a trainer
     char loss_curve[CFG_PATH_LEN];  // a real run's metrics.csv ("": no loss columns)
+    float loss_curve_scale;         // its samples axis multiplied by this (a larger model's
+                                    // run: the same curve shape over more samples)
     long seed;
     int tcp;               // 0 bbr, 1 cubic
     char dir[CFG_PATH_LEN];

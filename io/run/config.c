@@ -276,9 +276,12 @@ int cfg_load_string_no_paths(const CfgSchema *s, void *base, const char *text, c
 }
 
 int cfg_set(const CfgSchema *s, void *base, const char *assignment, char *err) {
-    const char *eq = strchr(assignment, '=');
-    const char *dot = strchr(assignment, '.');
-    if (!eq || !dot || dot > eq)
+    // the key is what follows the last '.' before '=' (a section name may hold dots:
+    // conflux-sim's [profile.1])
+    const char *eq = strchr(assignment, '='), *dot = NULL;
+    for (const char *p = assignment; eq && p < eq; p++)
+        if (*p == '.') dot = p;
+    if (!eq || !dot)
         return cx_err(err, "--set %s: expected section.key=value", assignment);
     char section[64], key[64];
     size_t ls = (size_t)(dot - assignment), lk = (size_t)(eq - dot - 1);
