@@ -370,11 +370,22 @@ static void cc_step(float *v, double *dist, const float *const *x, const double 
 // the distances the next factors need); the final factors come from the last pass's distances.
 double robust_centered_clip(float *out, const float *const *x, const double *w, int k, size_t n,
                             double tau_ratio, int iters, double *factor) {
-    double W = 0, dist[ROBUST_MAX_K], c[ROBUST_MAX_K], wc[ROBUST_MAX_K];
+    double W = 0, dist[ROBUST_MAX_K] = {0}, c[ROBUST_MAX_K], wc[ROBUST_MAX_K];
     for (int j = 0; j < k; j++) W += w[j];
     robust_median(out, x, w, k, n);
     cc_dists(dist, out, x, k, n);
     double tau = tau_ratio * wmedian(dist, w, k, W);
+    if (!(tau > 0)) {
+        // a contribution holding half the weight or more is the median (two uploads of
+        // unequal weight, say): its distance 0 would make tau 0 and weigh every other one
+        // down to nothing, however close. The scale comes from the others: the weighted
+        // median of the nonzero distances (none: every contribution is the median)
+        double dz[ROBUST_MAX_K], wz[ROBUST_MAX_K], Wz = 0;
+        int kz = 0;
+        for (int j = 0; j < k; j++)
+            if (dist[j] > 0) dz[kz] = dist[j], wz[kz] = w[j], Wz += w[j], kz++;
+        if (kz > 0) tau = tau_ratio * wmedian(dz, wz, kz, Wz);
+    }
     int prev_all = 0;
     for (int it = 0; it < iters; it++) {
         int all = clip_factors(c, dist, k, tau);

@@ -60,7 +60,9 @@ void robust_trimmed_mean(float *out, const float *const *x, const double *w, int
                          double trim, long *trimmed);
 
 // CenteredClip of x[0..k) into out (n), as above: v_0 the weighted median, tau = tau_ratio x
-// the weighted median distance to it, then at most iters iterations (stops once every
+// the weighted median distance to it (when that is 0, a contribution holding half the weight
+// or more being the median: the weighted median of the nonzero distances, so that the others
+// are not weighed down to nothing), then at most iters iterations (stops once every
 // contribution lies within tau of the mean it gives). factor (may be NULL; k doubles)
 // receives each contribution's c_j in the last iteration (1: counted in full). Returns tau.
 double robust_centered_clip(float *out, const float *const *x, const double *w, int k, size_t n,

@@ -68,6 +68,8 @@ def centered_clip(x, w, ratio, iters):
     v = median(x, w)
     d = np.sqrt(((xs - v.astype(np.float64)) ** 2).sum(axis=1))
     tau = ratio * wmedian(d[:, None], w)[0]
+    if not tau > 0 and (d > 0).any():  # the scale of the nonzero distances (bridge/robust.h)
+        tau = ratio * wmedian(d[d > 0][:, None], w[d > 0])[0]
     prev_all = False
     for _ in range(iters):
         d = np.sqrt(((xs - v.astype(np.float64)) ** 2).sum(axis=1))

@@ -174,6 +174,32 @@ static void test_cc_honest_is_mean(void) {
     CU_ASSERT(ok);
 }
 
+// Two honest uploads of unequal weight (3 and 2, the bridge's 12- and 8-sample shares): the
+// heavier one is the weighted median in every coordinate, so its distance is 0 and the median
+// distance too; tau must come from the other one's distance, which keeps both in full: the
+// result is their weighted mean. (tau 0 weighed the lighter one down to nothing: a real
+// make-experiment sync run dropped its medium volunteer's gradient from every round.)
+static void test_cc_two_unequal(void) {
+    float a[NP], b[NP];
+    for (int i = 0; i < NP; i++) a[i] = (float)(0.01 * (i % 7) - 0.02), b[i] = (float)(0.015 * (i % 5) - 0.01);
+    const float *x[2] = {a, b};
+    const double w[2] = {3, 2};
+    float out[NP], mean[NP];
+    double factor[2];
+    double tau = robust_centered_clip(out, x, w, 2, NP, 1.0, 10, factor);
+    robust_mean(mean, x, w, 2, NP);
+    CU_ASSERT_DOUBLE_EQUAL(tau, robust_dist(a, b, NP), 1e-9 * tau);
+    CU_ASSERT_EQUAL(factor[0], 1.0);
+    CU_ASSERT_EQUAL(factor[1], 1.0);
+    int ok = 1;
+    for (int i = 0; i < NP; i++) ok &= fabsf(out[i] - mean[i]) <= 1e-6f;
+    CU_ASSERT(ok);
+    // identical contributions: every distance 0, nothing down-weighted
+    const float *y[2] = {a, a};
+    tau = robust_centered_clip(out, y, w, 2, NP, 1.0, 10, factor);
+    CU_ASSERT(tau == 0.0 && factor[0] == 1.0 && factor[1] == 1.0);
+}
+
 static void test_trimmed_bounds(void) {
     make_cloud(1e9);
     const double w[5] = {1, 1, 1, 1, 1};
@@ -262,6 +288,13 @@ static double ref_centered_clip(float *out, const float *const *x, const double 
     ref_median(out, x, w, k, n);
     for (int j = 0; j < k; j++) dist[j] = robust_dist(x[j], out, n);
     double tau = tau_ratio * ref_wmedian(dist, w, k, W);
+    if (!(tau > 0)) {  // the scale of the nonzero distances (robust.h)
+        double dz[ROBUST_MAX_K], wz[ROBUST_MAX_K], Wz = 0;
+        int kz = 0;
+        for (int j = 0; j < k; j++)
+            if (dist[j] > 0) dz[kz] = dist[j], wz[kz] = w[j], Wz += w[j], kz++;
+        if (kz > 0) tau = tau_ratio * ref_wmedian(dz, wz, kz, Wz);
+    }
     int prev_all = 0;
     for (int it = 0; it <= iters; it++) {
         int all = 1;
@@ -390,6 +423,7 @@ int main(void) {
         {"golden: CenteredClip and clip", test_golden_centered_clip},
         {"CenteredClip: an outlier's influence is bounded", test_cc_outlier_bound},
         {"CenteredClip: honest contributions give the mean", test_cc_honest_is_mean},
+        {"CenteredClip: two uploads of unequal weight both count", test_cc_two_unequal},
         {"trimmed mean: bounds and trim 0", test_trimmed_bounds},
         {"fast median, trimmed mean, CenteredClip = the O(k^2) code, bit for bit", test_fast_against_ref},
         {"clip", test_clip},
