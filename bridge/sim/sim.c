@@ -336,7 +336,7 @@ typedef struct {
     uint64_t cum_samples;
     int quiet, finished;
     int cluster_only;          // no volunteers: no bridge in the run
-    double t_report;
+    double t_report, t_wall0;  // the next progress line; the computing's start
     char *err;
     int failed;
 } Sim;
@@ -685,12 +685,32 @@ static void bridge_row(uint64_t step, uint64_t samples, int participants, double
     S.last_in = S.wan_in;
 }
 
+static double wall_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+// A progress line every 2 s of computing and at the last step: the step, the simulated
+// clock, samples, loss, steps simulated per second and the time left.
+static void progress(long step, double sim_now, double loss) {
+    if (S.quiet) return;
+    double w = wall_now();
+    if (w < S.t_report && step != S.c->steps) return;
+    double rate = step / (w - S.t_wall0 > 1e-9 ? w - S.t_wall0 : 1e-9);
+    fprintf(stderr, "conflux-sim: step %ld/%ld | simulated %.1f s | samples %llu | loss %.4f | %.0f steps/s | ETA %.0fs\n",
+            step, S.c->steps, sim_now, (unsigned long long)S.cum_samples, loss, rate,
+            (double)(S.c->steps - step) / (rate > 0 ? rate : 1));
+    S.t_report = w + 2;
+}
+
 static void metrics_row(long step, double t_prev, uint64_t step_samples, double compute_s, int participants) {
     const SimConfig *c = S.c;
     S.cum_samples += step_samples;
     double now = simgrid_get_clock(), dt = now - t_prev;
     double loss = S.curve.n ? interp(S.curve.samples, S.curve.loss, S.curve.n, (double)S.cum_samples) : 0;
-    double grad_bytes = 4.0 * (double)c->params * 2.0 * (double)c->trainers / (c->trainers + 1);
+    int P = c->trainers + !S.cluster_only;  // the ring all-reduce: 2 (P - 1) / P of the gradient
+    double grad_bytes = 4.0 * (double)c->params * 2.0 * (P - 1) / (P > 1 ? P : 1);
     fprintf(S.metrics, "%.3f,%ld,%llu,%.6f,0,%.2f,%.1f,%.4f,%.4f,%.0f,%.0f,%d,", now, step,
             (unsigned long long)S.cum_samples, loss, dt > 0 ? step_samples / dt : 0,
             dt > 0 ? step_samples * (double)c->seq_len / dt : 0, compute_s,
@@ -698,11 +718,7 @@ static void metrics_row(long step, double t_prev, uint64_t step_samples, double 
     if (S.curve.nv && c->eval_every > 0 && step % c->eval_every == 0)
         fprintf(S.metrics, "%.6f", interp(S.curve.vsamples, S.curve.vloss, S.curve.nv, (double)S.cum_samples));
     fprintf(S.metrics, "\n");
-    if (!S.quiet && (now - S.t_report >= 0 || step == c->steps)) {
-        fprintf(stderr, "conflux-sim: step %ld/%ld | simulated %.1f s | samples %llu | loss %.4f\n", step,
-                c->steps, now, (unsigned long long)S.cum_samples, loss);
-        S.t_report = now + 60;
-    }
+    progress(step, now, loss);
 }
 
 static void wait_for_volunteers(void) {
@@ -824,6 +840,8 @@ static void close_outer(Outer *o, long q, double wait_s) {
     for (long i = 1; i <= q; i++) cum += o->vol_acc[i];
     double loss = S.curve.n ? interp(S.curve.samples, S.curve.loss, S.curve.n, (double)cum) : 0;
     bridge_row((uint64_t)(q * c->inner_steps), (uint64_t)S.core.trainer_samples + o->vol_acc[q], p, wait_s, loss);
+    S.cum_samples = cum;  // (the metrics rows are written after the run, from the start)
+    progress(q * c->inner_steps, simgrid_get_clock(), loss);
 }
 
 // One inner step of the cluster: its samples on its trainers, its all-reduce, the update;
@@ -887,6 +905,7 @@ static void diloco_rounds(void) {
     close_outer(&o, R, simgrid_get_clock() - o.t_cluster[R]);
     // metrics.csv: one row per inner step of the cluster, on its clock; a round's volunteer
     // samples count at its last step (as conflux-train's rows do)
+    S.cum_samples = 0;
     double t = t_start;
     for (long s = 1; s <= c->steps; s++) {
         double prev = t;
@@ -1078,6 +1097,7 @@ int sim_run(const SimConfig *c, int quiet, char *err) {
                         .inner_steps = c->inner_steps, .batch = c->global_batch, .overlap = c->overlap};
     br_core_init(&S.core, &co);
     S.next_leave = INFINITY;
+    S.t_wall0 = wall_now();
     // SimGrid
     char platform[CFG_PATH_LEN + 64];
     snprintf(platform, sizeof platform, "%s/platform.xml", c->dir);
