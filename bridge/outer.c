@@ -56,21 +56,15 @@ static int open_round(BrOuter *o, long r, char *err) {
     // then the volunteers, in joining order
     uint64_t hash = cx_checksum(b->tr->task.params, b->n);
     br_rounds_drop_laggards(b, (uint64_t)o->d->applied);
-    size_t nc = 1;
-    for (Conn *c = b->conns; c; c = c->next) nc++;
-    Conn **conns = cx_calloc(nc, sizeof *conns);
-    BrSeat **seats = cx_calloc(nc, sizeof *seats);
-    BrShare *share = cx_calloc(nc, sizeof *share);
-    int n = br_rounds_seats(b, conns, seats);
-    br_core_outer_open(k, seats, n, r, (uint64_t)o->d->applied, hybrid_n_trainers(b->h), R->t_open, share);
+    BrSeats st;
+    br_rounds_seats(b, &st);
+    br_core_outer_open(k, st.seats, st.n, r, (uint64_t)o->d->applied, hybrid_n_trainers(b->h), R->t_open, st.share);
     R->cluster_samples = (uint64_t)k->trainer_samples;
     R->assigned = k->assigned;
     R->assigned_samples = k->assigned_samples;
     R->max_up_s = k->max_up_s;
-    for (int j = 0; j < n; j++) br_rounds_send_open(conns[j], (uint64_t)r, hash, share[j].start, share[j].n);
-    free(conns);
-    free(seats);
-    free(share);
+    for (int j = 0; j < st.n; j++) br_rounds_send_open(st.conns[j], (uint64_t)r, hash, st.share[j].start, st.share[j].n);
+    br_rounds_seats_free(&st);
     o->opened = r;
     return 0;
 }

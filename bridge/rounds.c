@@ -265,19 +265,28 @@ void br_rounds_seat_refresh(Conn *c) {
     }
 }
 
-int br_rounds_seats(BridgeServer *b, Conn **conns, BrSeat **seats) {
+void br_rounds_seats(BridgeServer *b, BrSeats *s) {
     int n = 0;
     for (Conn *c = b->conns; c; c = c->next) {
         br_rounds_seat_refresh(c);
         n += c->seat.in_rounds;
     }
+    s->conns = cx_calloc((size_t)n + 1, sizeof *s->conns);
+    s->seats = cx_calloc((size_t)n + 1, sizeof *s->seats);
+    s->share = cx_calloc((size_t)n + 1, sizeof *s->share);
     // joining order: the newest connections are the first in the list
     int j = n;
     for (Conn *c = b->conns; c; c = c->next)
-        if (c->seat.in_rounds) conns[--j] = c;
+        if (c->seat.in_rounds) s->conns[--j] = c;
     if (n > BR_PLAN_MAX_VOLUNTEERS) n = BR_PLAN_MAX_VOLUNTEERS;  // the rest: ROUND_OPEN only
-    for (j = 0; j < n; j++) seats[j] = &conns[j]->seat;
-    return n;
+    for (j = 0; j < n; j++) s->seats[j] = &s->conns[j]->seat;
+    s->n = n;
+}
+
+void br_rounds_seats_free(BrSeats *s) {
+    free(s->conns);
+    free(s->seats);
+    free(s->share);
 }
 
 void br_rounds_wait_volunteers(BridgeServer *b, uint64_t done) {
@@ -304,30 +313,24 @@ static int bridge_plan(void *ctx, long G, long *lo, long *hi, char *err) {
     br_rounds_wait_volunteers(b, done);
     for (Vol *v = b->vols; v; v = v->next) v->round_accepted = 0;
     b->rounds.hash_before = cx_checksum(b->tr->task.params, b->n);
-    size_t nc = 1;
-    for (Conn *c = b->conns; c; c = c->next) nc++;
-    Conn **conns = cx_calloc(nc, sizeof *conns);
-    BrSeat **seats = cx_calloc(nc, sizeof *seats);
-    BrShare *share = cx_calloc(nc, sizeof *share);
-    int n = br_rounds_seats(b, conns, seats);
+    BrSeats st;
+    br_rounds_seats(b, &st);
     Rounds *rs = &b->rounds;
     BrRoundCore *k = &rs->core;
-    br_core_sync_open(k, seats, n, G, hybrid_trainer_shares(b->h), done, (uint64_t)b->tr->samples_seen,
-                      cx_now(), share);
+    br_core_sync_open(k, st.seats, st.n, G, hybrid_trainer_shares(b->h), done, (uint64_t)b->tr->samples_seen,
+                      cx_now(), st.share);
     rs->trainer_samples = k->trainer_samples;
     rs->assigned = k->assigned;
     rs->assigned_samples = k->assigned_samples;
     HybridPlan plan = {.step = (int64_t)k->round, .trainer_samples = k->trainer_samples,
                        .volunteers = k->assigned};
     int rc = hybrid_bcast_plan(b->h, &plan, err);
-    for (int j = 0; rc == 0 && j < n; j++)
-        br_rounds_send_open(conns[j], k->round, rs->hash_before, share[j].start, share[j].n);
+    for (int j = 0; rc == 0 && j < st.n; j++)
+        br_rounds_send_open(st.conns[j], k->round, rs->hash_before, st.share[j].start, st.share[j].n);
     for (Conn *c = b->conns; rc == 0 && c; c = c->next)
         if (!c->closing && c->state == C_LIVE && c->opened_round != k->round)
             br_rounds_send_open(c, k->round, rs->hash_before, 0, 0);
-    free(conns);
-    free(seats);
-    free(share);
+    br_rounds_seats_free(&st);
     if (rc != 0) return -1;
     *lo = *hi = 0;
     return 0;

@@ -247,9 +247,16 @@ void br_rounds_judge(BridgeServer *b, Pending **arr, int n, uint64_t round, int 
 void br_rounds_release_upload(BridgeServer *b, Pending *p);
 // A connection's seat (bridge/round_core.h) brought up to date with the connection.
 void br_rounds_seat_refresh(Conn *c);
-// The seats of the volunteers in the rounds, in joining order: conns[0..n) and their seats
-// (at most BR_PLAN_MAX_VOLUNTEERS seats; conns has room for every connection).
-int br_rounds_seats(BridgeServer *b, Conn **conns, BrSeat **seats);
+// The volunteers in the rounds, in joining order: conns[0..n), their seats (at most
+// BR_PLAN_MAX_VOLUNTEERS), and room for an open's shares (share[0..n)).
+typedef struct {
+    Conn **conns;
+    BrSeat **seats;
+    BrShare *share;
+    int n;
+} BrSeats;
+void br_rounds_seats(BridgeServer *b, BrSeats *s);
+void br_rounds_seats_free(BrSeats *s);
 // Orders Pending pointers by (round, first sample).
 int br_cmp_pending(const void *a, const void *b);
 // The round's row in RUN_DIR/bridge.csv, the status page's loss curve, the progress line.

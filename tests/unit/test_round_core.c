@@ -283,6 +283,20 @@ static void test_outer_fates(void) {
     CU_ASSERT_DOUBLE_EQUAL(v[1].rate, 2.0, 1e-12);
     CU_ASSERT_DOUBLE_EQUAL(v[2].rate, 8.0, 1e-12);  // 16 / (3 - 1)
     CU_ASSERT_STRING_EQUAL(br_fate_name(fate[1]), "rejected-norm");
+    // the round's upload figures start from 0 at each close (the stale one's 100 B, 1 s)
+    k.up_bytes = 99, k.up_s = 9;
+    u[0].up_bytes = 100, u[0].up_s = 1;
+    br_core_close(&k, 3, u, 1, 0, 1.0, fate);
+    CU_ASSERT(k.up_bytes == 100 && k.up_s == 1);
+    // a ratio below 1 rejects too (0.6 > 0.5 x 1); ratio 0 turns the rule off (norm 100)
+    k.o.max_delta_ratio = 0.5;
+    u[0].norm = 0.6;
+    br_core_close(&k, 3, u, 1, 0, 1.0, fate);
+    CU_ASSERT_EQUAL(fate[0], BR_FATE_REJECTED_NORM);
+    k.o.max_delta_ratio = 0;
+    u[0].norm = 100;
+    br_core_close(&k, 3, u, 1, 0, 1.0, fate);
+    CU_ASSERT_EQUAL(fate[0], BR_FATE_STALE);
 }
 
 int main(void) {
