@@ -83,7 +83,7 @@ TEST_TOOL_SRCS := $(wildcard tests/tools/tool_*.c)
 TEST_TOOLS := $(TEST_TOOL_SRCS:%.c=$(BUILD)/%)
 
 .PHONY: headline-news headline-news-run
-.PHONY: all tools tests check check-run deps fashion-mnist demo demo-run bench bench-run bench-dp bench-dp-run bench-tp bench-tp-run bench-wan bench-wan-run bench-headline bench-headline-run bench-swav bench-swav-run swav-probe swav-probe-run mutate mutate-run volunteer volunteer-deps volunteer-build deb deb-build experiment experiment-run sim sim-run corpus tokenizer shards clean clean-data
+.PHONY: all tools tests check check-run deps fashion-mnist demo demo-run bench bench-run bench-dp bench-dp-run bench-tp bench-tp-run bench-wan bench-wan-run bench-headline bench-headline-run bench-swav bench-swav-run swav-probe swav-probe-run mutate mutate-run volunteer volunteer-deps volunteer-build deb deb-build experiment experiment-run sim sim-run bench-sim bench-sim-run corpus tokenizer shards clean clean-data
 all: tools
 
 tools: $(TOOLS)
@@ -273,6 +273,22 @@ sim-run: tools
 	/usr/bin/python3 tests/sim/scenarios.py $(BUILD)/bin build/sim/scenarios --markdown build/sim/scenarios.md
 	@echo "sim: validation against the real runs in $(SIM_EXP)"
 	/usr/bin/python3 tests/sim/validate.py $(SIM_EXP) $(BUILD)/bin build/sim/validate 7.6 --markdown build/sim/validate.md
+
+# The simulator's speed on one core: 1,000 volunteers x 1,000 sync rounds, the home-1000
+# scenario (every volunteer uploading each round) and tests/sim/bench-lagging-1000.ini
+# (volunteers dropped and rejoining all the time); one line each:
+# bench-sim: case=C volunteers=1000 rounds=1000 seconds=S max_rss_kb=M
+bench-sim: deps
+	@$(MAKE) --no-print-directory MODE=release bench-sim-run
+
+bench-sim-run: tools
+	@mkdir -p build/sim
+	@echo "bench-sim: $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), ISA $$(grep -o -m1 -w avx512f /proc/cpuinfo || echo avx2), OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-unset} (no BLAS in the simulator), $$(pkg-config --modversion simgrid) SimGrid"
+	@/usr/bin/time -f "bench-sim: case=home-1000 volunteers=1000 rounds=1000 seconds=%e max_rss_kb=%M" taskset -c 0 \
+	    $(BUILD)/bin/conflux-sim --config tests/sim/scenarios/home-1000.ini --set run.steps=1000 \
+	    --set run.loss_curve= --out build/sim/bench-home-1000 -q
+	@/usr/bin/time -f "bench-sim: case=lagging-1000 volunteers=1000 rounds=1000 seconds=%e max_rss_kb=%M" taskset -c 0 \
+	    $(BUILD)/bin/conflux-sim --config tests/sim/bench-lagging-1000.ini --out build/sim/bench-lagging-1000 -q
 
 bench-swav: deps
 	@$(MAKE) --no-print-directory MODE=release bench-swav-run

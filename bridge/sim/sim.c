@@ -73,6 +73,7 @@ static const CfgKey KEYS[] = {
     S("run", "loss_curve", loss_curve),
     F("run", "loss_curve_scale", CFG_FLOAT, loss_curve_scale),
     F("run", "seed", CFG_LONG, seed),
+    F("run", "precision_s", CFG_FLOAT, precision_s),
     E("run", "tcp", tcp, TCP_NAMES, "a TCP congestion control"),
     S("run", "dir", dir),
     F("bridge", "deadline_s", CFG_FLOAT, deadline_s),
@@ -102,7 +103,7 @@ void sim_defaults(SimConfig *c) {
     *c = (SimConfig){.mode = AVG_SYNC, .steps = 100, .global_batch = 64, .inner_steps = 50,
                      .params = 1000000, .seq_len = 128, .eval_every = 20, .seed = 1,
                      .deadline_s = 30, .max_staleness = 1, .history = 16, .probe_samples = 8,
-                     .max_share = 0.5f, .wait_timeout_s = 120, .loss_curve_scale = 1, .overlap = 1, .up_mbps = 1000,
+                     .max_share = 0.5f, .wait_timeout_s = 120, .loss_curve_scale = 1, .precision_s = 1e-9f, .overlap = 1, .up_mbps = 1000,
                      .down_mbps = 1000, .latency_ms = 1, .trainers = 1, .trainer_samples_per_s = 100,
                      .interconnect_gbps = 100, .interconnect_latency_us = 2};
     snprintf(c->dir, sizeof c->dir, "sim-run");
@@ -131,6 +132,7 @@ int sim_check(const SimConfig *c, char *err) {
     if (!(c->deadline_s > 0)) return cx_err(err, "bridge.deadline_s must be > 0");
     if (c->history < 1) return cx_err(err, "bridge.history must be >= 1");
     if (!(c->loss_curve_scale > 0)) return cx_err(err, "run.loss_curve_scale must be > 0");
+    if (!(c->precision_s > 0 && c->precision_s <= 1)) return cx_err(err, "run.precision_s must be in (0, 1]");
     if (c->eval_every < 0 || c->eval_s < 0 || c->step_s < 0) return cx_err(err, "run.eval_every, run.eval_s and run.step_s must be >= 0");
     int total = 0;
     for (int i = 0; i < SIM_MAX_PROFILES; i++) {
@@ -1102,9 +1104,11 @@ int sim_run(const SimConfig *c, int quiet, char *err) {
     char platform[CFG_PATH_LEN + 64];
     snprintf(platform, sizeof platform, "%s/platform.xml", c->dir);
     if (write_platform(platform, err) != 0) return -1;
+    static char precision[64];
+    snprintf(precision, sizeof precision, "--cfg=surf/precision:%g", (double)c->precision_s);
     static char *args[] = {"conflux-sim", "--cfg=network/model:CM02", "--cfg=network/crosstraffic:0", "--cfg=network/optim:Full",
-                           "--cfg=contexts/stack-size:64", "--log=root.thresh:critical", NULL};
-    int ac = 6;
+                           "--cfg=contexts/stack-size:64", precision, "--log=root.thresh:critical", NULL};
+    int ac = 7;
     simgrid_init(&ac, args);
     simgrid_load_platform(platform);
     S.bridge = sg_host_by_name("bridge");
