@@ -143,6 +143,9 @@ int sim_check(const SimConfig *c, char *err) {
         if (!(p->samples_per_s > 0) || !(p->up_mbps > 0) || !(p->down_mbps > 0))
             return cx_err(err, "profile.%d: samples_per_s, up_mbps and down_mbps must be > 0", i + 1);
         if (!(p->loss >= 0 && p->loss < 0.5)) return cx_err(err, "profile.%d.loss must be in [0, 0.5)", i + 1);
+        // the name goes into volunteers.csv's quoted fields and SimGrid's actor names
+        if (!p->name[0] || p->name[strspn(p->name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")])
+            return cx_err(err, "profile.%d.name '%.64s': letters, digits, '.', '_' and '-' only", i + 1, p->name);
         if (p->speed_sigma < 0 || p->latency_ms < 0 || p->join_s < 0 || p->join_spread_s < 0 ||
             p->stay_s < 0 || p->stay_max_s < 0 || p->away_s < 0)
             return cx_err(err, "profile.%d: times, latency and speed_sigma must be >= 0", i + 1);

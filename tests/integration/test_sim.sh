@@ -129,6 +129,7 @@ expect 2 "run.steps must be in \[1, 1e8\] (got 0)" --set run.steps=0
 expect 2 "profile.2.loss must be in \[0, 0.5)" --set profile.2.count=1 --set profile.2.loss=0.7
 expect 2 "run.steps (100) must be a multiple of run.inner_steps (30)" --set run.mode=diloco --set run.inner_steps=30
 expect 2 "profile.1.trace: leave or kill at 5.000 s: not joined" --set profile.1.count=1 --set profile.1.trace=0:join,4:kill,5:leave
+expect 2 "profile.1.name 'a\"b': letters, digits" --set profile.1.count=1 --set 'profile.1.name=a"b'
 expect 2 "profile.1.trace: unknown event 'jump'" --set profile.1.count=1 --set profile.1.trace=0:jump
 expect 2 "profile.1.trace: times must not decrease" --set profile.1.count=1 --set profile.1.trace=5:join,4:kill
 expect 1 "cannot open the loss curve" --set run.loss_curve="$WORK/none.csv"
