@@ -129,7 +129,7 @@ static int close_round(BrOuter *o, long r, char *err) {
     int k = 0;
     if (acc) acc[k++] = (BrContribution){.v = o->cluster[r % 2], .w = (double)R->cluster_samples};
     int *fate = cx_calloc((size_t)n_p + 1, sizeof *fate);
-    br_rounds_judge(b, arr, n_p, (uint64_t)r, acc ? ROBUST_MAX_K - 1 : 0, cluster, stats, fate);
+    br_rounds_judge(b, arr, n_p, (uint64_t)r, acc ? ROBUST_MAX_K - 1 : 0, cluster_norm, stats, fate);
     for (int i = 0; i < n_p; i++) {
         Pending *p = arr[i];
         if (fate[i] == BR_FATE_FRESH || fate[i] == BR_FATE_STALE) {

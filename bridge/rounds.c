@@ -8,6 +8,7 @@
 #include "bridge/outer.h"
 #include "bridge/planner.h"
 #include "bridge/server_internal.h"
+#include "io/run/runlog.h"
 #include "models/common.h"
 #include "models/nn.h"
 
@@ -362,15 +363,16 @@ static int tokens_ok(BridgeServer *b, const Pending *p, char *why, size_t why_le
 }
 
 void br_rounds_judge(BridgeServer *b, Pending **arr, int n, uint64_t round, int cap_k,
-                     const float *cluster, double *stats, int *fate) {
+                     double cluster_norm, double *stats, int *fate) {
     BrUpload *ups = cx_calloc((size_t)n + 1, sizeof *ups);
     char (*why)[200] = cx_calloc((size_t)n + 1, sizeof *why);
-    double cluster_norm = cluster ? codec_l2norm(cluster, b->n) : 0;
+    // an upload's norm only where the core's norm rule looks at it (diloco, a ratio set)
+    const int norms = b->outer && b->o.max_delta_ratio > 0;
     for (int i = 0; i < n; i++) {
         Pending *p = arr[i];
         ups[i] = (BrUpload){.round = p->round, .samples = p->samples, .t_open = p->t_open,
                             .t_first = p->t_first, .t_done = p->t_done, .up_bytes = p->up_bytes,
-                            .up_s = p->up_s, .norm = cluster ? codec_l2norm(p->g, b->n) : 0,
+                            .up_s = p->up_s, .norm = norms ? codec_l2norm(p->g, b->n) : 0,
                             .tokens_ok = tokens_ok(b, p, why[i], sizeof why[i]),
                             .speed = &p->vol->speed, .t_prev_first = &p->vol->t_prev_first};
     }
@@ -467,7 +469,7 @@ static int bridge_sum(void *ctx, float *grads, size_t n, double *stats, int n_st
     // robust modes: the accepted uploads are aggregated after the loop (mean: summed in it)
     BrContribution *acc = b->o.aggregate != ROBUST_MEAN ? cx_calloc((size_t)n_p + 1, sizeof *acc) : NULL;
     int *fate = cx_calloc((size_t)n_p + 1, sizeof *fate);
-    br_rounds_judge(b, arr, n_p, rs->core.round, acc ? ROBUST_MAX_K : 0, NULL, stats, fate);
+    br_rounds_judge(b, arr, n_p, rs->core.round, acc ? ROBUST_MAX_K : 0, 0, stats, fate);
     int k = 0;
     for (int i = 0; i < n_p; i++) {
         Pending *p = arr[i];
@@ -536,16 +538,14 @@ void br_rounds_record(BridgeServer *b, const StepResult *r) {
     const BrRoundCore *k = &rd->core;
     double now = cx_now() - b->t_start;
     int live = bridge_live_volunteers(b);
-    if (b->csv) {  // the columns of RUNCOLS_BRIDGE
-        fprintf(b->csv, "%.3f,%ld,%ld,%ld,%d,%llu,%llu,%llu,%llu,%llu,%d,%d,%.6f,%.4f,%.4f,%.0f,%.0f,%.0f,%.4f\n",
-                now, r->step, r->samples, rd->trainer_samples, rd->assigned,
-                (unsigned long long)rd->assigned_samples, (unsigned long long)k->fresh,
-                (unsigned long long)k->stale, (unsigned long long)k->dropped,
-                (unsigned long long)k->lost, r->participants, live, r->loss, rd->wait_s,
-                rd->allreduce_s, b->bytes_out - b->last_bytes_out, b->bytes_in - b->last_bytes_in, k->up_bytes,
-                k->up_s);
-        fflush(b->csv);
-    }
+    if (b->csv)
+        runlog_write_bridge_row(b->csv, &(BridgeRow){
+            .time_s = now, .step = r->step, .samples = r->samples, .trainer_samples = rd->trainer_samples,
+            .volunteers_assigned = rd->assigned, .volunteer_samples_assigned = rd->assigned_samples,
+            .fresh = k->fresh, .stale = k->stale, .dropped = k->dropped, .lost = k->lost,
+            .participants = r->participants, .live_volunteers = live, .loss = r->loss, .wait_s = rd->wait_s,
+            .allreduce_s = rd->allreduce_s, .bytes_sent = b->bytes_out - b->last_bytes_out,
+            .bytes_recv = b->bytes_in - b->last_bytes_in, .upload_bytes = k->up_bytes, .upload_s = k->up_s});
     b->last_bytes_in = b->bytes_in;
     b->last_bytes_out = b->bytes_out;
     br_status_note_step(b, r);

@@ -31,6 +31,7 @@
 #include "bridge/tls.h"
 #include "bridge/tokens.h"
 #include "io/run/runcols.h"
+#include "io/run/runlog.h"
 #include "models/common.h"
 
 // A serialized state shared by the connections downloading it.
@@ -67,15 +68,6 @@ const char *br_conn_label(const Conn *c) {
 
 // Writes s as one CSV field: quoted, with quotes doubled (names come from peers and may
 // hold commas, quotes or newlines).
-static void csv_field(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"') fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 // Lifecycle rows (no samples in them) a token may write to volunteers.csv; past it they
 // are counted in the token's summary row instead, so joining and leaving in a loop cannot
 // grow the file. Rows with samples (the accounting) are always written.
@@ -98,14 +90,8 @@ void br_vol_event(BridgeServer *b, const Vol *v, const char *event, uint64_t ste
         }
         v->tu->event_rows++;
     }
-    fprintf(b->vcsv, "%.3f,%llu,%s,", cx_now() - b->t_start, (unsigned long long)step, v->id_hex);
-    csv_field(b->vcsv, v->name);
-    fputc(',', b->vcsv);
-    csv_field(b->vcsv, v->token_name);
-    fprintf(b->vcsv, ",%s,%llu,", event, (unsigned long long)samples);
-    csv_field(b->vcsv, detail ? detail : "");
-    fputc('\n', b->vcsv);
-    fflush(b->vcsv);
+    runlog_write_volunteer_row(b->vcsv, cx_now() - b->t_start, step, v->id_hex, v->name, v->token_name,
+                               event, samples, detail);
 }
 
 static void conn_close(Conn *c, const char *why);

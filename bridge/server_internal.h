@@ -235,14 +235,15 @@ void br_rounds_drop_laggards(BridgeServer *b, uint64_t done);
 // The first round's bounded wait for o.wait_volunteers live volunteers at step done.
 void br_rounds_wait_volunteers(BridgeServer *b, uint64_t done);
 // The fates of round `round`'s uploads arr[0..n) (sorted by br_cmp_pending), decided by the
-// round core (bridge/round_core.h; at most cap_k accepted, 0: no cap; cluster: diloco's
-// pseudo-gradient, for the norm rule, NULL in sync rounds). Writes fate[0..n). An accepted
+// round core (bridge/round_core.h; at most cap_k accepted, 0: no cap; cluster_norm: the
+// norm of diloco's cluster pseudo-gradient, for the norm rule; unused in sync rounds).
+// Writes fate[0..n). An accepted
 // upload's statistics go into stats and its volunteer's counters (its vector is the caller's
 // to add); each upload's event goes to volunteers.csv (accepted, accepted-stale,
 // dropped-stale, rejected-tokens, rejected-norm); a rejected one fails its connection (the
 // loss tokens are counted by the bridge, never taken on trust).
 void br_rounds_judge(BridgeServer *b, Pending **arr, int n, uint64_t round, int cap_k,
-                     const float *cluster, double *stats, int *fate);
+                     double cluster_norm, double *stats, int *fate);
 // Gives an upload's buffer back for reuse and frees p.
 void br_rounds_release_upload(BridgeServer *b, Pending *p);
 // A connection's seat (bridge/round_core.h) brought up to date with the connection.

@@ -362,8 +362,7 @@ static double rnd_normal(uint64_t *s) {
 }
 
 static void vevent(SimVol *v, uint64_t step, const char *ev, uint64_t samples, const char *detail) {
-    fprintf(S.vcsv, "%.3f,%llu,%s,\"%s\",\"sim\",%s,%llu,\"%s\"\n", simgrid_get_clock(),
-            (unsigned long long)step, v->ident, v->name, ev, (unsigned long long)samples, detail ? detail : "");
+    runlog_write_volunteer_row(S.vcsv, simgrid_get_clock(), step, v->ident, v->name, "sim", ev, samples, detail);
 }
 
 // Takes sem, waiting timeout seconds at most (infinite: until released). 0, or 1 on timeout.
@@ -680,27 +679,22 @@ static void bridge_row(uint64_t step, uint64_t samples, int participants, double
     const BrRoundCore *k = &S.core;
     int live = 0;
     for (int i = 0; i < S.n_vols; i++) live += S.vols[i].live;
-    fprintf(S.bcsv, "%.3f,%llu,%llu,%ld,%d,%llu,%llu,%llu,%llu,%llu,%d,%d,%.6f,%.4f,%.4f,%.0f,%.0f,%.0f,%.4f\n",
-            simgrid_get_clock(), (unsigned long long)step, (unsigned long long)samples, k->trainer_samples,
-            k->assigned, (unsigned long long)k->assigned_samples, (unsigned long long)k->fresh,
-            (unsigned long long)k->stale, (unsigned long long)k->dropped, (unsigned long long)k->lost,
-            participants, live, loss, wait_s, S.allreduce_s, S.wan_out - S.last_out, S.wan_in - S.last_in,
-            k->up_bytes, k->up_s);
+    runlog_write_bridge_row(S.bcsv, &(BridgeRow){
+        .time_s = simgrid_get_clock(), .step = (long)step, .samples = (long)samples,
+        .trainer_samples = k->trainer_samples, .volunteers_assigned = k->assigned,
+        .volunteer_samples_assigned = k->assigned_samples, .fresh = k->fresh, .stale = k->stale,
+        .dropped = k->dropped, .lost = k->lost, .participants = participants, .live_volunteers = live,
+        .loss = loss, .wait_s = wait_s, .allreduce_s = S.allreduce_s, .bytes_sent = S.wan_out - S.last_out,
+        .bytes_recv = S.wan_in - S.last_in, .upload_bytes = k->up_bytes, .upload_s = k->up_s});
     S.last_out = S.wan_out;
     S.last_in = S.wan_in;
-}
-
-static double wall_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 // A progress line every 2 s of computing and at the last step: the step, the simulated
 // clock, samples, loss, steps simulated per second and the time left.
 static void progress(long step, double sim_now, double loss) {
     if (S.quiet) return;
-    double w = wall_now();
+    double w = cx_now();
     if (w < S.t_report && step != S.c->steps) return;
     double rate = step / (w - S.t_wall0 > 1e-9 ? w - S.t_wall0 : 1e-9);
     fprintf(stderr, "conflux-sim: step %ld/%ld | simulated %.1f s | samples %llu | loss %.4f | %.0f steps/s | ETA %.0fs\n",
@@ -709,21 +703,27 @@ static void progress(long step, double sim_now, double loss) {
     S.t_report = w + 2;
 }
 
-static void metrics_row(long step, double t_prev, uint64_t step_samples, double compute_s, int participants) {
+// The curve's loss at `samples` (0 without a curve).
+static double curve_loss(uint64_t samples) {
+    return S.curve.n ? interp(S.curve.samples, S.curve.loss, S.curve.n, (double)samples) : 0;
+}
+
+// metrics.csv's row of `step`, ending at time t after dt seconds: the step's samples (added
+// to the running total), compute_s of computing, grad_bytes each way, the participants;
+// the loss columns from the curve (valid_loss on the eval_every-th steps).
+static void metrics_row(long step, double t, double dt, uint64_t step_samples, double compute_s,
+                        double grad_bytes, int participants) {
     const SimConfig *c = S.c;
     S.cum_samples += step_samples;
-    double now = simgrid_get_clock(), dt = now - t_prev;
-    double loss = S.curve.n ? interp(S.curve.samples, S.curve.loss, S.curve.n, (double)S.cum_samples) : 0;
-    int P = c->trainers + !S.cluster_only;  // the ring all-reduce: 2 (P - 1) / P of the gradient
-    double grad_bytes = 4.0 * (double)c->params * 2.0 * (P - 1) / (P > 1 ? P : 1);
-    fprintf(S.metrics, "%.3f,%ld,%llu,%.6f,0,%.2f,%.1f,%.4f,%.4f,%.0f,%.0f,%d,", now, step,
-            (unsigned long long)S.cum_samples, loss, dt > 0 ? step_samples / dt : 0,
-            dt > 0 ? step_samples * (double)c->seq_len / dt : 0, compute_s,
-            dt - compute_s > 0 ? dt - compute_s : 0, grad_bytes, grad_bytes, participants);
-    if (S.curve.nv && c->eval_every > 0 && step % c->eval_every == 0)
-        fprintf(S.metrics, "%.6f", interp(S.curve.vsamples, S.curve.vloss, S.curve.nv, (double)S.cum_samples));
-    fprintf(S.metrics, "\n");
-    progress(step, now, loss);
+    int eval = S.curve.nv && c->eval_every > 0 && step % c->eval_every == 0;
+    MetricsRow row = {.time_s = t, .step = step, .samples = (long)S.cum_samples, .loss = curve_loss(S.cum_samples),
+                      .samples_per_s = dt > 0 ? (double)step_samples / dt : 0,
+                      .tokens_per_s = dt > 0 ? (double)step_samples * c->seq_len / dt : 0,
+                      .compute_s = compute_s, .comm_s = dt - compute_s > 0 ? dt - compute_s : 0,
+                      .bytes_sent = llround(grad_bytes), .bytes_recv = llround(grad_bytes),
+                      .participants = participants,
+                      .valid_loss = eval ? interp(S.curve.vsamples, S.curve.vloss, S.curve.nv, (double)S.cum_samples) : NAN};
+    runlog_write_row(S.metrics, &row);
 }
 
 static void wait_for_volunteers(void) {
@@ -795,9 +795,13 @@ static void sync_rounds(void) {
         sg_actor_sleep_for(c->step_s);
         if (c->eval_every > 0 && step % c->eval_every == 0) eval_due = c->eval_s;
         uint64_t samples = (uint64_t)S.core.trainer_samples + vol_samples;
-        metrics_row(step, t0, samples, compute, participants);
-        double loss = S.curve.n ? interp(S.curve.samples, S.curve.loss, S.curve.n, (double)S.cum_samples) : 0;
-        bridge_row((uint64_t)step, samples, participants, wait_s, loss);
+        // the ring all-reduce: 2 (P - 1) / P of the gradient, P the trainers and the bridge
+        int P = c->trainers + !S.cluster_only;
+        double now = simgrid_get_clock();
+        metrics_row(step, now, now - t0, samples, compute, 4.0 * (double)c->params * 2.0 * (P - 1) / (P > 1 ? P : 1),
+                    participants);
+        progress(step, now, curve_loss(S.cum_samples));
+        bridge_row((uint64_t)step, samples, participants, wait_s, curve_loss(S.cum_samples));
     }
     free(vs);
     free(seats);
@@ -843,7 +847,7 @@ static void close_outer(Outer *o, long q, double wait_s) {
     S.core.assigned_samples = o->assigned_samples[q];
     uint64_t cum = (uint64_t)(q * c->inner_steps * c->global_batch);
     for (long i = 1; i <= q; i++) cum += o->vol_acc[i];
-    double loss = S.curve.n ? interp(S.curve.samples, S.curve.loss, S.curve.n, (double)cum) : 0;
+    double loss = curve_loss(cum);
     bridge_row((uint64_t)(q * c->inner_steps), (uint64_t)S.core.trainer_samples + o->vol_acc[q], p, wait_s, loss);
     S.cum_samples = cum;  // (the metrics rows are written after the run, from the start)
     progress(q * c->inner_steps, simgrid_get_clock(), loss);
@@ -912,21 +916,14 @@ static void diloco_rounds(void) {
     // samples count at its last step (as conflux-train's rows do)
     S.cum_samples = 0;
     double t = t_start;
+    const double compute = (double)c->global_batch / c->trainers / c->trainer_samples_per_s;
     for (long s = 1; s <= c->steps; s++) {
-        double prev = t;
-        t += inner_step_s(s);
+        double dt = inner_step_s(s);
+        t += dt;
         long r = (s + H - 1) / H;
-        uint64_t samples = (uint64_t)c->global_batch + (s % H == 0 ? o.vol_acc[r] : 0);
-        S.cum_samples += samples;
-        double loss = S.curve.n ? interp(S.curve.samples, S.curve.loss, S.curve.n, (double)S.cum_samples) : 0;
-        double dt = t - prev, compute = (double)c->global_batch / c->trainers / c->trainer_samples_per_s;
-        double grad_bytes = s % H == 0 ? 4.0 * (double)c->params : 0;
-        fprintf(S.metrics, "%.3f,%ld,%llu,%.6f,0,%.2f,%.1f,%.4f,%.4f,%.0f,%.0f,%d,", t, s,
-                (unsigned long long)S.cum_samples, loss, samples / dt, samples * (double)c->seq_len / dt,
-                compute, dt - compute, grad_bytes, grad_bytes, s % H == 0 ? o.parts[r] : 1);
-        if (S.curve.nv && c->eval_every > 0 && s % c->eval_every == 0)
-            fprintf(S.metrics, "%.6f", interp(S.curve.vsamples, S.curve.vloss, S.curve.nv, (double)S.cum_samples));
-        fprintf(S.metrics, "\n");
+        int last = s % H == 0;  // the round's outer step: its volunteers' samples, the exchange
+        metrics_row(s, t, dt, (uint64_t)c->global_batch + (last ? o.vol_acc[r] : 0), compute,
+                    last ? 4.0 * (double)c->params : 0, last ? o.parts[r] : 1);
     }
     free(o.t_cluster);
     free(o.max_up);
@@ -1030,9 +1027,8 @@ static int write_run_json(const SimConfig *c, char *err) {
     if (!f) return cx_err(err, "cannot write %s: %s", path, strerror(errno));
     char ini[1 << 16];
     cfg_to_ini(&SIM_SCHEMA, c, ini, sizeof ini);
-    time_t now = time(NULL);
     char started[32];
-    strftime(started, sizeof started, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    runlog_iso_time(started, sizeof started);
     fprintf(f, "{\n \"tool\": \"conflux-sim\",\n \"simulated\": true,\n \"started\": \"%s\",\n"
                " \"host\": \"simulated\",\n \"ranks\": %d,\n \"nodes\": %d,\n \"launcher\": \"simgrid\",\n"
                " \"resumed_from\": null,\n \"versions\": {\"conflux\": \"%s\", \"simgrid\": \"%d.%d\"},\n"
@@ -1102,7 +1098,7 @@ int sim_run(const SimConfig *c, int quiet, char *err) {
                         .inner_steps = c->inner_steps, .batch = c->global_batch, .overlap = c->overlap};
     br_core_init(&S.core, &co);
     S.next_leave = INFINITY;
-    S.t_wall0 = wall_now();
+    S.t_wall0 = cx_now();
     // SimGrid
     char platform[CFG_PATH_LEN + 64];
     snprintf(platform, sizeof platform, "%s/platform.xml", c->dir);
@@ -1116,7 +1112,10 @@ int sim_run(const SimConfig *c, int quiet, char *err) {
     simgrid_load_platform(platform);
     S.bridge = sg_host_by_name("bridge");
     S.bridge_sem = sg_sem_init(0);
-    S.metrics = open_csv(c->dir, "metrics.csv", RUNCOLS_METRICS, err);
+    char mpath[CFG_PATH_LEN + 64];
+    snprintf(mpath, sizeof mpath, "%s/metrics.csv", c->dir);
+    remove(mpath);  // a simulation writes a run of its own, never appends to one
+    S.metrics = runlog_open_metrics(c->dir, err);
     if (!S.metrics) return -1;
     if (!S.cluster_only) {
         S.bcsv = open_csv(c->dir, "bridge.csv", RUNCOLS_BRIDGE, err);
@@ -1143,10 +1142,7 @@ int sim_run(const SimConfig *c, int quiet, char *err) {
     int rc = 0;
     if (fclose(S.metrics) != 0 || fclose(S.bcsv) != 0 || fclose(S.vcsv) != 0)
         rc = cx_err(err, "cannot write the run's CSV files in %s", c->dir);
-    char fin[CFG_PATH_LEN + 64];
-    snprintf(fin, sizeof fin, "%s/finished", c->dir);
-    FILE *f = fopen(fin, "w");
-    if (f) fclose(f);
+    if (rc == 0) rc = runlog_write_finished(c->dir, c->steps, err);
     remove(platform);
     curve_free(&S.curve);
     return rc;

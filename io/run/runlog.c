@@ -137,6 +137,37 @@ FILE *runlog_open_metrics(const char *dir, char *err) {
     return f;
 }
 
+void runlog_write_bridge_row(FILE *f, const BridgeRow *r) {
+    fprintf(f, "%.3f,%ld,%ld,%ld,%d,%llu,%llu,%llu,%llu,%llu,%d,%d,%.6f,%.4f,%.4f,%.0f,%.0f,%.0f,%.4f\n",
+            r->time_s, r->step, r->samples, r->trainer_samples, r->volunteers_assigned,
+            r->volunteer_samples_assigned, r->fresh, r->stale, r->dropped, r->lost, r->participants,
+            r->live_volunteers, r->loss, r->wait_s, r->allreduce_s, r->bytes_sent, r->bytes_recv,
+            r->upload_bytes, r->upload_s);
+    fflush(f);
+}
+
+static void csv_field(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+void runlog_write_volunteer_row(FILE *f, double time_s, unsigned long long step, const char *identity,
+                                const char *name, const char *token_name, const char *event,
+                                unsigned long long samples, const char *detail) {
+    fprintf(f, "%.3f,%llu,%s,", time_s, step, identity);
+    csv_field(f, name);
+    fputc(',', f);
+    csv_field(f, token_name);
+    fprintf(f, ",%s,%llu,", event, samples);
+    csv_field(f, detail ? detail : "");
+    fputc('\n', f);
+    fflush(f);
+}
+
 int runlog_write_row(FILE *f, const MetricsRow *r) {
     char vl[32] = "";
     if (!isnan(r->valid_loss)) snprintf(vl, sizeof vl, "%.6f", r->valid_loss);

@@ -38,6 +38,22 @@ int runlog_write_info(const char *dir, const RunInfo *info, char *err);
 // empty; checks the header of an existing file). NULL with err on failure.
 FILE *runlog_open_metrics(const char *dir, char *err);
 int runlog_write_row(FILE *f, const MetricsRow *r);
+// One round's row of RUN_DIR/bridge.csv (io/run/runcols.h's RUNCOLS_BRIDGE), written by
+// conflux-bridge (bridge/rounds.c) and conflux-sim alike. Flushed.
+typedef struct {
+    double time_s;
+    long step, samples, trainer_samples;
+    int volunteers_assigned;
+    unsigned long long volunteer_samples_assigned, fresh, stale, dropped, lost;
+    int participants, live_volunteers;
+    double loss, wait_s, allreduce_s, bytes_sent, bytes_recv, upload_bytes, upload_s;
+} BridgeRow;
+void runlog_write_bridge_row(FILE *f, const BridgeRow *r);
+// One event's row of RUN_DIR/volunteers.csv (RUNCOLS_VOLUNTEERS): name, token_name and
+// detail (NULL: empty) as quoted CSV fields. Flushed.
+void runlog_write_volunteer_row(FILE *f, double time_s, unsigned long long step, const char *identity,
+                                const char *name, const char *token_name, const char *event,
+                                unsigned long long samples, const char *detail);
 // Writes RUN_DIR/finished holding the step: the mark of a run that took all its steps (a
 // batch script requeues a job that exited 0 without it). -1 with err.
 int runlog_write_finished(const char *dir, long step, char *err);
