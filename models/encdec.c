@@ -1125,6 +1125,101 @@ int encdec_generate(EncDecGen *g, const BeamConfig *c, const int32_t *src, const
 }
 
 // ---------------------------------------------------------------------------------------
+// ensembles
+
+struct EncDecEnsemble {
+    EncDecGen **gens;
+    int n, max_beam, V;
+    BeamWork *work;
+    float *lg;  // (n, max_beam, V) each model's step logits
+};
+
+EncDecEnsemble *encdec_ensemble_create(EncDecGen *const *gens, int n, int max_beam, int max_len) {
+    CHECK(n >= 1 && n <= 64 && max_beam >= 1 && max_len >= 1, "ensemble of %d models (1 to 64), %d x %d", n, max_beam,
+          max_len);
+    const int V = gens[0]->m->cfg.enc.vocab_size;
+    for (int i = 0; i < n; i++)
+        CHECK(gens[i]->m->cfg.enc.vocab_size == V && gens[i]->max_beam >= max_beam &&
+                  gens[i]->max_len >= max_len,
+              "ensemble member %d: vocabulary %d (first %d), %d x %d hypotheses", i,
+              gens[i]->m->cfg.enc.vocab_size, V, gens[i]->max_beam, gens[i]->max_len);
+    EncDecEnsemble *e = cx_calloc(1, sizeof *e);
+    e->gens = cx_calloc((size_t)n, sizeof *e->gens);
+    memcpy(e->gens, gens, (size_t)n * sizeof *gens);
+    e->n = n;
+    e->max_beam = max_beam;
+    e->V = V;
+    e->work = beam_work_create(max_beam, max_len, V);
+    e->lg = cx_calloc((size_t)n * max_beam * V, sizeof(float));
+    return e;
+}
+
+void encdec_ensemble_free(EncDecEnsemble *e) {
+    if (!e) return;
+    beam_work_free(e->work);
+    free(e->lg);
+    free(e->gens);
+    free(e);
+}
+
+void encdec_ensemble_step(void *ctx, int K, const int32_t *parents, const int32_t *tokens, int t,
+                          float *logits) {
+    EncDecEnsemble *e = ctx;
+    const int V = e->V, n = e->n;
+    CHECK(K >= 1 && K <= e->max_beam, "ensemble step with %d hypotheses (at most %d)", K,
+          e->max_beam);
+    const size_t KV = (size_t)K * V;
+    for (int i = 0; i < n; i++) encdec_gen_step(e->gens[i], K, parents, tokens, t, e->lg + i * KV);
+    if (n == 1) {
+        memcpy(logits, e->lg, KV * sizeof(float));
+        return;
+    }
+    const double log_n = log((double)n);
+    double lse[64];
+    for (int k = 0; k < K; k++) {
+        // log P_i = lg_i - lse_i; log P = log sum_i exp(log P_i) - log n, stably per token
+        for (int i = 0; i < n; i++) {
+            const float *row = e->lg + i * KV + (size_t)k * V;
+            double mx = -INFINITY, s = 0.0;
+            for (int v = 0; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+            for (int v = 0; v < V; v++) s += exp((double)row[v] - mx);
+            lse[i] = mx + log(s);
+        }
+        float *out = logits + (size_t)k * V;
+        for (int v = 0; v < V; v++) {
+            double mx = -INFINITY, s = 0.0;
+            for (int i = 0; i < n; i++) {
+                const double a = e->lg[i * KV + (size_t)k * V + v] - lse[i];
+                mx = a > mx ? a : mx;
+            }
+            if (mx == -INFINITY) {
+                out[v] = -INFINITY;
+                continue;
+            }
+            for (int i = 0; i < n; i++) s += exp(e->lg[i * KV + (size_t)k * V + v] - lse[i] - mx);
+            out[v] = (float)(mx + log(s) - log_n);
+        }
+    }
+}
+
+int encdec_ensemble_generate(EncDecEnsemble *e, const BeamConfig *c, const int32_t *const *srcs,
+                             const int *Ts, int32_t *out, int *out_len, double *score, char *err) {
+    *out_len = 0;
+    if (beam_config_check(c, e->work, err) != 0) return -1;
+    for (int i = 0; i < e->n; i++) {
+        if (Ts[i] < 1 || Ts[i] > e->gens[i]->m->max_Ts)
+            return cx_err(err, "source of %d tokens for model %d (it takes 1 to %d)", Ts[i], i + 1,
+                          e->gens[i]->m->max_Ts);
+        encdec_gen_start(e->gens[i], srcs[i], NULL, Ts[i]);
+    }
+    int rc = c->beam_size == 1
+                 ? beam_greedy(e->work, c, encdec_ensemble_step, e, out, out_len, score)
+                 : beam_search(e->work, c, encdec_ensemble_step, e, out, out_len, score);
+    if (rc != 0) return cx_err(err, "decoding: every continuation is forbidden");
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------
 // training task
 
 static double encdec_micro_step(void *ctx, uint64_t s0, int B, int backward, int final,

@@ -171,6 +171,26 @@ int encdec_generate(EncDecGen *g, const BeamConfig *c, const int32_t *src,
                     const int32_t *src_mask, int Ts, int32_t *out, int *out_len, double *score,
                     char *err);
 
+// ---- ensembles -------------------------------------------------------------------------
+// Several models decoded as one (as fairseq's EnsembleModel): the next-token distribution is
+// the arithmetic mean of the models' distributions, P[v] = (1/n) sum_i P_i[v], each P_i the
+// softmax of model i's step logits (its copy mixture with decoder.copy = 1); the step returns
+// log P. The models share one vocabulary (same size, same token ids); each encodes its own
+// source tokens (its own src_len). With one model the search equals encdec_generate's.
+typedef struct EncDecEnsemble EncDecEnsemble;
+
+// An ensemble of n >= 1 generators (caller-owned, kept alive; each created for at least
+// max_beam hypotheses of max_len tokens). CHECKs that the vocabularies agree (setup).
+EncDecEnsemble *encdec_ensemble_create(EncDecGen *const *gens, int n, int max_beam, int max_len);
+void encdec_ensemble_free(EncDecEnsemble *e);
+// A BeamStepFn (ctx = the EncDecEnsemble): every model's encdec_gen_step, then the mean.
+void encdec_ensemble_step(void *e, int K, const int32_t *parents, const int32_t *tokens, int t,
+                          float *logits);
+// Decodes one source given to model i as srcs[i] (Ts[i] tokens; mask: src != PAD), as
+// encdec_generate does.
+int encdec_ensemble_generate(EncDecEnsemble *e, const BeamConfig *c, const int32_t *const *srcs,
+                             const int *Ts, int32_t *out, int *out_len, double *score, char *err);
+
 // ---- the training task ----------------------------------------------------------------
 // Already-tokenized pairs as a TrainTask: sample s is pair s mod n_pairs of src (n_pairs,
 // Ts) and tgt (n_pairs, Tt) (caller-owned, kept alive). Batch buffers are allocated here.

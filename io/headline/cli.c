@@ -262,71 +262,116 @@ int hl_stream_next(ArticleStream *s, char *err) {
 // generate / evaluate: a model loaded for decoding
 
 void hl_gen_close(HlGenerator *G) {
-    encdec_gen_free(G->g);
-    encdec_free(G->m);
+    encdec_ensemble_free(G->ens);
+    for (int i = 0; i < HL_MAX_MODELS; i++) {
+        encdec_gen_free(G->g[i]);
+        encdec_free(G->m[i]);
+        free(G->src[i]);
+    }
     hl_encoder_close(&G->enc);
-    free(G->src);
     free(G->out);
     free(G->text);
     free(G->fsm);
     memset(G, 0, sizeof *G);
 }
 
-int hl_gen_open(HlGenerator *G, const char *ckpt_path, const char *tok_dir, const HlGenOpts *o,
-                char *err) {
-    memset(G, 0, sizeof *G);
+// Loads model i of G from path: its configuration (the first's becomes G->cfg, with the
+// options), its shape and parameters. 0, or -1 with err.
+static int gen_load_model(HlGenerator *G, int i, const char *path, const HlGenOpts *o, char *err) {
     Ckpt *ck = NULL;
-    if (ckpt_open(&ck, ckpt_path, err) != 0) return -1;
+    if (ckpt_open(&ck, path, err) != 0) return -1;
     int rc = -1;
+    HeadlineConfig own, *c = i == 0 ? &G->cfg : &own;
     if (strcmp(ckpt_model(ck), "encdec") != 0) {
         cx_err(err, "%s holds a '%s' model, not an encoder-decoder (train one with `" HL_TOOL " train`)",
-               ckpt_path, ckpt_model(ck));
+               path, ckpt_model(ck));
         goto out;
     }
-    headline_config_defaults(&G->cfg);
-    if (headline_config_load_string(&G->cfg, ckpt_config_text(ck), ckpt_path, err) != 0) goto out;
-    HeadlineConfig *c = &G->cfg;
-    if (o->beam >= 0) c->generate.beam = o->beam;
-    if (o->min_len >= 0) c->generate.min_len = o->min_len;
-    if (o->max_len >= 0) c->generate.max_len = o->max_len;
-    if (o->block_trigrams >= 0) c->generate.block_trigrams = o->block_trigrams;
-    if (o->alpha >= 0) c->generate.alpha = o->alpha;
+    headline_config_defaults(c);
+    if (headline_config_load_string(c, ckpt_config_text(ck), path, err) != 0) goto out;
     if (o->src_len >= 0) c->data.src_len = o->src_len;
-    if (c->generate.beam < 1) {
-        cx_err(err, "--beam must be >= 1");
-        goto out;
+    if (i == 0) {
+        if (o->beam >= 0) c->generate.beam = o->beam;
+        if (o->min_len >= 0) c->generate.min_len = o->min_len;
+        if (o->max_len >= 0) c->generate.max_len = o->max_len;
+        if (o->block_trigrams >= 0) c->generate.block_trigrams = o->block_trigrams;
+        if (o->alpha >= 0) c->generate.alpha = o->alpha;
+        if (c->generate.beam < 1) {
+            cx_err(err, "--beam must be >= 1");
+            goto out;
+        }
+        if (c->generate.min_len >= c->generate.max_len) {
+            cx_err(err, "--min-len (%d) must be less than --max-len (%d): EOS counts as a token",
+                   c->generate.min_len, c->generate.max_len);
+            goto out;
+        }
+    } else {
+        const HeadlineConfig *f = &G->cfg;
+        if (c->model.enc.vocab_size != f->model.enc.vocab_size) {
+            cx_err(err, "%s: vocabulary of %d tokens, the first checkpoint's %d (an ensemble "
+                        "shares one tokenizer)", path, c->model.enc.vocab_size,
+                   f->model.enc.vocab_size);
+            goto out;
+        }
+        if (c->data.lowercase != f->data.lowercase) {
+            cx_err(err, "%s: data.lowercase = %d, the first checkpoint's %d (an ensemble reads "
+                        "the articles one way)", path, c->data.lowercase, f->data.lowercase);
+            goto out;
+        }
     }
-    if (c->generate.max_len < 1 || c->generate.max_len > c->model.dec_max_position) {
-        cx_err(err, "--max-len must be in [1, %d] (the decoder's positions)", c->model.dec_max_position);
-        goto out;
-    }
-    if (c->generate.min_len >= c->generate.max_len) {
-        cx_err(err, "--min-len (%d) must be less than --max-len (%d): EOS counts as a token",
-               c->generate.min_len, c->generate.max_len);
+    if (G->cfg.generate.max_len < 1 || G->cfg.generate.max_len > c->model.dec_max_position) {
+        cx_err(err, "--max-len must be in [1, %d] (the decoder's positions of %s)",
+               c->model.dec_max_position, path);
         goto out;
     }
     if (c->data.src_len < 3 || c->data.src_len > c->model.enc.max_position) {
-        cx_err(err, "--src-len must be in [3, %d] (the encoder's positions)", c->model.enc.max_position);
+        cx_err(err, "--src-len must be in [3, %d] (the encoder's positions of %s)",
+               c->model.enc.max_position, path);
         goto out;
     }
     if (encdec_config_check(&c->model, err) != 0) goto out;
-    G->Ts = c->data.src_len;
-    G->m = encdec_create(&c->model, 1, G->Ts, 2, 0);
-    if (ckpt_read_params(ck, encdec_specs(G->m), encdec_n_specs(G->m), encdec_params(G->m), err) != 0)
+    G->src_len[i] = c->data.src_len;
+    G->m[i] = encdec_create(&c->model, 1, c->data.src_len, 2, 0);
+    if (ckpt_read_params(ck, encdec_specs(G->m[i]), encdec_n_specs(G->m[i]), encdec_params(G->m[i]),
+                         err) != 0)
         goto out;
+    G->g[i] = encdec_gen_create(G->m[i], G->cfg.generate.beam, G->cfg.generate.max_len);
+    G->src[i] = cx_calloc((size_t)c->data.src_len, sizeof(int32_t));
+    rc = 0;
+out:
+    ckpt_close(ck);
+    return rc;
+}
+
+int hl_gen_open(HlGenerator *G, const HlCkpts *ck, const char *tok_dir, const HlGenOpts *o,
+                char *err) {
+    memset(G, 0, sizeof *G);
+    if (ck->n < 1 || ck->n > HL_MAX_MODELS)
+        return cx_err(err, "%d checkpoints (1 to %d)", ck->n, HL_MAX_MODELS);
+    for (int i = 0; i < ck->n; i++) {
+        if (gen_load_model(G, i, ck->path[i], o, err) != 0) {
+            hl_gen_close(G);
+            return -1;
+        }
+        G->n_models = i + 1;
+    }
+    HeadlineConfig *c = &G->cfg;
     const char *td = tok_dir ? tok_dir : c->data.tokenizer;
     if (hl_encoder_open(&G->enc, td, c->data.lowercase, err) != 0) {
         char e2[CX_ERRLEN];
         snprintf(e2, sizeof e2, "%s", err);
         cx_err(err, "%s%s", e2, tok_dir ? "" : " (the checkpoint's data.tokenizer; --tokenizer DIR overrides it)");
-        goto out;
+        hl_gen_close(G);
+        return -1;
     }
     if (bpe_vocab_size(G->enc.bpe) > c->model.enc.vocab_size) {
         cx_err(err, "tokenizer %s has %d tokens, more than the model's %d", td,
                bpe_vocab_size(G->enc.bpe), c->model.enc.vocab_size);
-        goto out;
+        hl_gen_close(G);
+        return -1;
     }
-    G->g = encdec_gen_create(G->m, c->generate.beam, c->generate.max_len);
+    if (G->n_models > 1)
+        G->ens = encdec_ensemble_create(G->g, G->n_models, c->generate.beam, c->generate.max_len);
     G->banned[0] = ED_PAD, G->banned[1] = ED_UNK, G->banned[2] = ED_BOS, G->banned[3] = ED_MASK;
     G->bc = (BeamConfig){.beam_size = c->generate.beam, .min_len = c->generate.min_len,
                          .max_len = c->generate.max_len, .alpha = c->generate.alpha,
@@ -339,23 +384,33 @@ int hl_gen_open(HlGenerator *G, const char *ckpt_path, const char *tok_dir, cons
     bpe_utf8_automaton(G->enc.bpe, V, G->fsm);
     G->bc.fsm = G->fsm;
     G->bc.fsm_states = UTF8_FSM_STATES;
-    G->src = cx_calloc((size_t)G->Ts, sizeof(int32_t));
     G->out = cx_calloc((size_t)c->generate.max_len, sizeof(int32_t));
-    rc = 0;
-out:
-    ckpt_close(ck);
-    if (rc != 0) hl_gen_close(G);
-    return rc;
+    return 0;
 }
 
 const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err) {
-    size_t ns = hl_encoder_run(&G->enc, text, n, G->src + 1, (size_t)G->Ts - 2);
-    G->src[0] = ED_BOS;
-    G->src[ns + 1] = ED_EOS;
+    // the article is tokenized once, for the longest source; each model reads its prefix
+    int longest = 0;
+    for (int i = 0; i < G->n_models; i++)
+        if (G->src_len[i] > G->src_len[longest]) longest = i;
+    int32_t *src = G->src[longest];
+    size_t ns = hl_encoder_run(&G->enc, text, n, src + 1, (size_t)G->src_len[longest] - 2);
+    int Ts[HL_MAX_MODELS];
+    const int32_t *srcs[HL_MAX_MODELS];
+    for (int i = 0; i < G->n_models; i++) {
+        size_t ni = ns < (size_t)G->src_len[i] - 2 ? ns : (size_t)G->src_len[i] - 2;
+        if (i != longest) memcpy(G->src[i] + 1, src + 1, ni * sizeof(int32_t));
+        G->src[i][0] = ED_BOS;
+        G->src[i][ni + 1] = ED_EOS;
+        Ts[i] = (int)ni + 2;
+        srcs[i] = G->src[i];
+    }
     int len = 0;
     double score;
-    if (encdec_generate(G->g, &G->bc, G->src, NULL, (int)ns + 2, G->out, &len, &score, err) != 0)
-        return NULL;
+    int rc = G->ens ? encdec_ensemble_generate(G->ens, &G->bc, srcs, Ts, G->out, &len, &score, err)
+                    : encdec_generate(G->g[0], &G->bc, srcs[0], NULL, Ts[0], G->out, &len, &score,
+                                      err);
+    if (rc != 0) return NULL;
     if (len > 0 && G->out[len - 1] == ED_EOS) len--;
     G->n_tokens += len;
     size_t need = bpe_decode(G->enc.bpe, G->out, (size_t)len, NULL, 0);
@@ -376,10 +431,15 @@ const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err) {
     return G->text;
 }
 
-int hl_gen_option(const char *cmd, int c, HlGenOpts *o, const char **ckpt, const char **tok) {
+int hl_gen_option(const char *cmd, int c, HlGenOpts *o, HlCkpts *ck, const char **tok) {
     long v;
     switch (c) {
-    case HL_OPT_CKPT: *ckpt = optarg; return 1;
+    case HL_OPT_CKPT:
+        if (ck->n == HL_MAX_MODELS)
+            return hl_usage_err(cmd, "at most %d --checkpoint (an ensemble of %d models)",
+                                HL_MAX_MODELS, HL_MAX_MODELS), 2;
+        ck->path[ck->n++] = optarg;
+        return 1;
     case HL_OPT_TOKENIZER: *tok = optarg; return 1;
     case HL_OPT_BEAM:
         if ((v = hl_parse_count(optarg)) < 1 || v > 64)

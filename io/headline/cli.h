@@ -114,25 +114,39 @@ typedef struct {
     float alpha;
 } HlGenOpts;  // -1 (alpha < 0): the checkpoint's [generate] / [data] value; threads 0: unset
 
+#define HL_MAX_MODELS 8
+
+// The checkpoints given with --checkpoint (several: an ensemble).
 typedef struct {
-    HeadlineConfig cfg;
-    EncDec *m;
-    EncDecGen *g;
+    const char *path[HL_MAX_MODELS];
+    int n;
+} HlCkpts;
+
+typedef struct {
+    HeadlineConfig cfg;  // the first checkpoint's configuration, the options applied
+    int n_models;        // 1, or an ensemble (models/encdec.h) of n_models
+    EncDec *m[HL_MAX_MODELS];
+    EncDecGen *g[HL_MAX_MODELS];
+    int src_len[HL_MAX_MODELS];  // each model's data.src_len (or --src-len)
+    EncDecEnsemble *ens;         // n_models > 1
     HlEncoder enc;
     BeamConfig bc;  // read-only for callers (beam_size, max_len)
     int32_t banned[4];
     uint8_t *fsm;  // bc.fsm: io/tokenizer's UTF-8 token automaton
-    int32_t *src, *out;
+    int32_t *src[HL_MAX_MODELS], *out;
     char *text;
     size_t text_cap;
-    int Ts;
     long n_tokens;  // generated tokens (EOS excluded) over all calls
 } HlGenerator;
 
-// Loads the encdec checkpoint ckpt_path with its configuration, the options o applied
-// (o->threads is the caller's), and the tokenizer tok_dir (NULL: the checkpoint's
-// data.tokenizer). 0, or -1 with err; G is then zeroed. End with hl_gen_close.
-int hl_gen_open(HlGenerator *G, const char *ckpt_path, const char *tok_dir, const HlGenOpts *o,
+// Loads the encdec checkpoints ck (one, or several decoded as an ensemble: the mean of their
+// next-token distributions) with their configurations, the options o applied (o->threads is
+// the caller's; decoding options come from the first checkpoint), and the tokenizer tok_dir
+// (NULL: the first checkpoint's data.tokenizer). The models of an ensemble must share the
+// vocabulary size and data.lowercase; each reads its own data.src_len tokens of an article
+// (unless o->src_len). 0, or -1 with err naming the checkpoint; G is then zeroed. End with
+// hl_gen_close.
+int hl_gen_open(HlGenerator *G, const HlCkpts *ck, const char *tok_dir, const HlGenOpts *o,
                 char *err);
 
 // Frees what hl_gen_open allocated; G is zeroed.
@@ -145,7 +159,8 @@ const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err);
 // The help lines of the options in HL_GEN_LONG_OPTIONS (without --format and --limit,
 // whose help differs between the subcommands).
 #define HL_GEN_OPTIONS_HELP                                                                    \
-    "  --checkpoint CKPT    encdec checkpoint (" HL_TOOL " train)\n"                           \
+    "  --checkpoint CKPT    encdec checkpoint (" HL_TOOL " train); given several times (at most\n" \
+    "                       8), an ensemble: the mean of the models' next-token distributions\n" \
     "  --tokenizer DIR      tokenizer (default: the checkpoint's data.tokenizer)\n"            \
     "  --beam K             beam size; 1 = greedy search (default: the checkpoint's, 4)\n"     \
     "  --min-len N          EOS is forbidden while fewer than N tokens were generated\n"    \
@@ -180,7 +195,7 @@ enum { HL_OPT_BEAM = 1000, HL_OPT_MINLEN, HL_OPT_MAXLEN, HL_OPT_ALPHA, HL_OPT_BL
         {"limit", required_argument, 0, HL_OPT_LIMIT}
 
 // Handles getopt_long's value c (with optarg) if it is a shared generation option, filling
-// o, *ckpt or *tok. 1 handled, 0 not one of them, 2 usage error of cmd (printed).
-int hl_gen_option(const char *cmd, int c, HlGenOpts *o, const char **ckpt, const char **tok);
+// o, ck or *tok. 1 handled, 0 not one of them, 2 usage error of cmd (printed).
+int hl_gen_option(const char *cmd, int c, HlGenOpts *o, HlCkpts *ck, const char **tok);
 
 #endif

@@ -108,7 +108,8 @@ int headline_cmd_evaluate(int argc, char **argv) {
         "examples:\n"
         "  " HL_TOOL " evaluate ../shared/data/news/ria_20.json            # baseline only\n"
         "  " HL_TOOL " evaluate --checkpoint runs/hl/latest.h5 --beam 4 ria_20.json\n"
-        "  " HL_TOOL " evaluate --checkpoint runs/ria/latest.h5 --skip 990000 ria.json.gz\n";
+        "  " HL_TOOL " evaluate --checkpoint runs/ria/latest.h5 --skip 990000 ria.json.gz\n"
+        "  " HL_TOOL " evaluate --checkpoint a/latest.h5 --checkpoint b/latest.h5 ria_20.json  # ensemble\n";
     static const struct option opts[] = {HL_GEN_LONG_OPTIONS,
                                           {"skip", required_argument, 0, OPT_SKIP},
                                           {"dateline", required_argument, 0, OPT_DATELINE},
@@ -117,7 +118,8 @@ int headline_cmd_evaluate(int argc, char **argv) {
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     HlGenOpts o = {-1, -1, -1, -1, -1, 0, -1.0f};
-    const char *ckpt = NULL, *tok = NULL, *format = "auto", *dateline = "auto", *hyps_out = NULL;
+    HlCkpts ckpt = {0};
+    const char *tok = NULL, *format = "auto", *dateline = "auto", *hyps_out = NULL;
     long limit = 0, skip = 0, show = 0;
     int c;
     optind = 1;
@@ -157,8 +159,8 @@ int headline_cmd_evaluate(int argc, char **argv) {
     par_set_threads(o.threads);
     char err[CX_ERRLEN];
     HlGenerator G;
-    int have_model = ckpt != NULL;
-    if (have_model && hl_gen_open(&G, ckpt, tok, &o, err) != 0) {
+    int have_model = ckpt.n > 0;
+    if (have_model && hl_gen_open(&G, &ckpt, tok, &o, err) != 0) {
         hl_report("%s", err);
         return 1;
     }
@@ -263,8 +265,12 @@ int headline_cmd_evaluate(int argc, char **argv) {
         printf("%-44s %-9s %6s %6s %6s\n", "system", "mode", "R-1", "R-2", "R-L");
         if (have_model) {
             char name[96];
-            snprintf(name, sizeof name, "model (%s %d)", G.bc.beam_size > 1 ? "beam" : "greedy",
-                     G.bc.beam_size);
+            if (G.n_models > 1)
+                snprintf(name, sizeof name, "ensemble of %d (%s %d)", G.n_models,
+                         G.bc.beam_size > 1 ? "beam" : "greedy", G.bc.beam_size);
+            else
+                snprintf(name, sizeof name, "model (%s %d)", G.bc.beam_size > 1 ? "beam" : "greedy",
+                         G.bc.beam_size);
             board_print(&model, name);
         }
         char lname[96];

@@ -36,7 +36,8 @@ int headline_cmd_generate(int argc, char **argv) {
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     HlGenOpts o = {-1, -1, -1, -1, -1, 0, -1.0f};
-    const char *ckpt = NULL, *tok = NULL, *format = "text";
+    HlCkpts ckpt = {0};
+    const char *tok = NULL, *format = "text";
     long limit = 0;
     int stats = 0, c;
     optind = 1;
@@ -56,14 +57,14 @@ int headline_cmd_generate(int argc, char **argv) {
         default: return hl_usage_err("generate", "bad option '%s'", argv[optind - 1]);
         }
     }
-    if (!ckpt) return hl_usage_err("generate", "--checkpoint CKPT is required");
+    if (ckpt.n == 0) return hl_usage_err("generate", "--checkpoint CKPT is required");
     if (strcmp(format, "text") && strcmp(format, "tsv") && strcmp(format, "auto") &&
         strcmp(format, "ria") && strcmp(format, "lenta") && strcmp(format, "ods"))
         return hl_usage_err("generate", "unknown --format '%s' (text, tsv, ria, lenta, ods, auto)", format);
     par_set_threads(o.threads);
     char err[CX_ERRLEN];
     HlGenerator G;
-    if (hl_gen_open(&G, ckpt, tok, &o, err) != 0) {
+    if (hl_gen_open(&G, &ckpt, tok, &o, err) != 0) {
         hl_report("%s", err);
         return 1;
     }

@@ -809,6 +809,134 @@ static void beam_exhaustive(int copy) {
 static void test_beam_exhaustive(void) { beam_exhaustive(0); }
 static void test_beam_exhaustive_copy(void) { beam_exhaustive(1); }
 
+// Ensembles: beam search over the mean of two models' distributions (one with the copy
+// mixture, one without; each with its own source) equals exhaustive search scored by teacher
+// forcing each model; an ensemble of one model decodes exactly as the model alone.
+typedef struct {
+    EncDec *m[2];
+    const int32_t *src[2];
+    int Ts[2];
+    float *logits;
+    double best, second;
+    int32_t best_seq[XMAXLEN];
+    int best_len, n_seqs;
+} EnsExhaust;
+
+static void ens_score(EnsExhaust *x, const BeamConfig *c, const int32_t *seq, int len) {
+    if (c->block_trigrams && has_repeated_trigram(seq, len)) return;
+    double lp[2][XMAXLEN];
+    for (int i = 0; i < 2; i++) {
+        EncDecBatch b = {.B = 1, .Ts = x->Ts[i], .Tt = len, .src = x->src[i], .tgt = seq};
+        encdec_logits(x->m[i], &b, x->logits);
+        for (int t = 0; t < len; t++) {
+            const float *r = x->logits + (size_t)t * XV;
+            double mx = -INFINITY, s = 0;
+            for (int v = 0; v < XV; v++) mx = fmax(mx, r[v]);
+            for (int v = 0; v < XV; v++) s += exp((double)r[v] - mx);
+            lp[i][t] = (double)r[seq[t]] - (mx + log(s));
+        }
+    }
+    double sum = 0;
+    for (int t = 0; t < len; t++) sum += log(0.5 * (exp(lp[0][t]) + exp(lp[1][t])));
+    double sc = sum / beam_length_penalty(len, c->alpha);
+    x->n_seqs++;
+    if (sc > x->best) {
+        x->second = x->best;
+        x->best = sc;
+        memcpy(x->best_seq, seq, (size_t)len * sizeof(int32_t));
+        x->best_len = len;
+    } else if (sc > x->second) {
+        x->second = sc;
+    }
+}
+
+static void ens_rec(EnsExhaust *x, const BeamConfig *c, int32_t *seq, int t) {
+    if (t >= c->min_len) {
+        seq[t] = ED_EOS;
+        ens_score(x, c, seq, t + 1);
+    }
+    for (int32_t w = 5; w < XV; w++) {
+        seq[t] = w;
+        if (t + 1 == c->max_len) ens_score(x, c, seq, t + 1);
+        else ens_rec(x, c, seq, t + 1);
+    }
+}
+
+static void test_ensemble(void) {
+    EncDecConfig c0 = small_config(XV, 0.0f, 0.5f), c1 = small_config(XV, 0.0f, 0.5f);
+    c0.copy = 1;
+    EncDec *m0 = encdec_create(&c0, 1, XTS, XMAXLEN, 2024);
+    EncDec *m1 = encdec_create(&c1, 1, XTS, XMAXLEN, 77);
+    const int32_t s0[XTS] = {ED_BOS, 5, 7, 6, 5, ED_EOS}, s1[XTS - 1] = {ED_BOS, 6, 6, 7, ED_EOS};
+    EnsExhaust x = {.m = {m0, m1}, .src = {s0, s1}, .Ts = {XTS, XTS - 1},
+                    .logits = malloc((size_t)XMAXLEN * XV * sizeof(float))};
+    const int K = 1100;
+    EncDecGen *g0 = encdec_gen_create(m0, K, XMAXLEN), *g1 = encdec_gen_create(m1, K, XMAXLEN);
+    EncDecGen *gens[2] = {g0, g1};
+    EncDecEnsemble *e2 = encdec_ensemble_create(gens, 2, K, XMAXLEN);
+    EncDecEnsemble *e1 = encdec_ensemble_create(gens, 1, K, XMAXLEN);
+    const int32_t *srcs[2] = {s0, s1};
+    const int Ts[2] = {XTS, XTS - 1};
+    struct {
+        int max_len, min_len, block;
+        float alpha;
+    } cases[] = {{4, 0, 0, 0.7f}, {5, 1, 0, 2.0f}, {6, 2, 1, 1.0f}, {5, 3, 1, 0.0f}};
+    char err[CX_ERRLEN];
+    int disagree = 0;  // cases where the two models' own answers differ
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        BeamConfig c = {.beam_size = 1, .min_len = cases[ci].min_len, .max_len = cases[ci].max_len,
+                        .alpha = cases[ci].alpha, .block_trigrams = cases[ci].block,
+                        .bos = ED_BOS, .eos = ED_EOS, .banned = BANNED, .n_banned = 4};
+        int32_t seq[XMAXLEN], out[XMAXLEN], o0[XMAXLEN], o1[XMAXLEN];
+        int len = 0, l0 = 0, l1 = 0;
+        double sc = 0, sc0 = 0, sc1 = 0;
+        x.best = x.second = -INFINITY;
+        x.n_seqs = 0;
+        ens_rec(&x, &c, seq, 0);
+        CU_ASSERT_FATAL(x.best_len > 0);
+        CU_ASSERT(x.best - x.second > 1e-4);
+        c.beam_size = x.n_seqs + 4;
+        CU_ASSERT_FATAL(encdec_ensemble_generate(e2, &c, srcs, Ts, out, &len, &sc, err) == 0);
+        CU_ASSERT(len == x.best_len && memcmp(out, x.best_seq, (size_t)len * sizeof(int32_t)) == 0);
+        CU_ASSERT_DOUBLE_EQUAL(sc, x.best, 1e-5 * fabs(x.best));
+        // one model: exactly encdec_generate (beam 4 here, and greedy)
+        for (int k = 4; k >= 1; k -= 3) {
+            c.beam_size = k;
+            CU_ASSERT_FATAL(encdec_ensemble_generate(e1, &c, srcs, Ts, o0, &l0, &sc0, err) == 0);
+            CU_ASSERT_FATAL(encdec_generate(g0, &c, s0, NULL, XTS, o1, &l1, &sc1, err) == 0);
+            CU_ASSERT(l0 == l1 && memcmp(o0, o1, (size_t)l0 * sizeof(int32_t)) == 0);
+            CU_ASSERT_EQUAL(sc0, sc1);
+        }
+        c.beam_size = x.n_seqs + 4;
+        CU_ASSERT_FATAL(encdec_generate(g0, &c, s0, NULL, XTS, o0, &l0, &sc0, err) == 0);
+        CU_ASSERT_FATAL(encdec_generate(g1, &c, s1, NULL, XTS - 1, o1, &l1, &sc1, err) == 0);
+        disagree += l0 != l1 || memcmp(o0, o1, (size_t)l0 * sizeof(int32_t)) != 0;
+        printf("\n  max_len %d min_len %d trigram %d alpha %.1f: %d hypotheses, ensemble best %.5f "
+               "(len %d), beam %.5f",
+               c.max_len, c.min_len, c.block_trigrams, (double)c.alpha, x.n_seqs, x.best,
+               x.best_len, sc);
+    }
+    // the members disagree somewhere, so the ensemble has something to decide
+    CU_ASSERT(disagree >= 1);
+    printf("\n  the two models' own answers differ in %d of 4 cases\n", disagree);
+    // a source longer than a member takes is an error, not a crash
+    const int bad_Ts[2] = {XTS, XTS + 1};
+    BeamConfig c = {.beam_size = 2, .max_len = 4, .bos = ED_BOS, .eos = ED_EOS,
+                    .banned = BANNED, .n_banned = 4};
+    int32_t o[XMAXLEN];
+    int n;
+    double s;
+    CU_ASSERT(encdec_ensemble_generate(e2, &c, srcs, bad_Ts, o, &n, &s, err) == -1 &&
+              strstr(err, "model 2"));
+    encdec_ensemble_free(e1);
+    encdec_ensemble_free(e2);
+    encdec_gen_free(g0);
+    encdec_gen_free(g1);
+    free(x.logits);
+    encdec_free(m0);
+    encdec_free(m1);
+}
+
 // ---------------------------------------------------------------------------------------
 // beam search that prunes, against an independent reference
 //
@@ -1138,6 +1266,7 @@ int main(void) {
         {"copy: cached decoding equals teacher forcing", test_incremental_logits_copy},
         {"beam search equals exhaustive search; greedy == beam 1", test_beam_exhaustive},
         {"copy: beam search over the mixture equals exhaustive search", test_beam_exhaustive_copy},
+        {"ensemble: the mean of two models' distributions equals exhaustive search", test_ensemble},
         {"pruning beam search (K = 2, 3) equals the Python reference", test_beam_pruned},
         {"training task learns a copy task", test_train_task},
     };
