@@ -124,6 +124,7 @@ static void masked_logprobs(double *lp, const float *logits, int V, const BeamCo
         for (int v = 0; v < V; v++)
             if (next[v] == BEAM_FSM_REJECT || ((last || v == c->eos) && next[v] != 0)) lp[v] = -INFINITY;
     }
+    if (c->mask) c->mask(c->mask_ctx, hist, t, t + 1 == c->max_len, c->eos, lp);
 }
 
 // a ranks before b: higher score, then lower hypothesis, then lower token

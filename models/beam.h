@@ -14,7 +14,8 @@
 //    the same hypothesis. With a token automaton (fsm: io/tokenizer's of well-formed UTF-8,
 //    so that no headline ends inside, or breaks, a character), any token the automaton
 //    rejects in the hypothesis' state; EOS, and at max_len any token, unless it leads to
-//    state 0 (the start and only accepting state).
+//    state 0 (the start and only accepting state). Last, a caller's mask (io/headline/lexicon.h's
+//    rule of known words, for one).
 //  * A hypothesis ends when it emits EOS (EOS is part of it and of its length) or when it
 //    reaches max_len tokens (then it ends without EOS).
 //  * Score of a finished hypothesis of len tokens with summed log-probability S:
@@ -51,6 +52,12 @@ typedef struct {
     // only there
     const uint8_t *fsm;
     int fsm_states;
+    // a caller's rule (may be NULL), applied after the ones above to every live hypothesis
+    // at every step: mask(mask_ctx, hist, t, last, eos, lp) sets lp[w] = -INFINITY for each
+    // token w that may not follow the t tokens hist (EOS included; last: w would be the
+    // final token, at max_len). It must not raise any lp.
+    void (*mask)(void *mask_ctx, const int32_t *hist, int t, int last, int32_t eos, double *lp);
+    void *mask_ctx;
 } BeamConfig;
 #define BEAM_FSM_REJECT 255
 

@@ -263,6 +263,8 @@ int hl_stream_next(ArticleStream *s, char *err) {
 
 void hl_gen_close(HlGenerator *G) {
     encdec_ensemble_free(G->ens);
+    lex_rule_free(G->rule);
+    lexicon_free(G->lex);
     for (int i = 0; i < HL_MAX_MODELS; i++) {
         encdec_gen_free(G->g[i]);
         encdec_free(G->m[i]);
@@ -384,6 +386,20 @@ int hl_gen_open(HlGenerator *G, const HlCkpts *ck, const char *tok_dir, const Hl
     bpe_utf8_automaton(G->enc.bpe, V, G->fsm);
     G->bc.fsm = G->fsm;
     G->bc.fsm_states = UTF8_FSM_STATES;
+    if (o->no_repeat_words > 0 && !o->lexicon) {
+        cx_err(err, "--no-repeat-words needs --lexicon FILE");
+        hl_gen_close(G);
+        return -1;
+    }
+    if (o->lexicon) {
+        if (lexicon_load(&G->lex, o->lexicon, err) != 0) {
+            hl_gen_close(G);
+            return -1;
+        }
+        G->rule = lex_rule_create(G->lex, G->enc.bpe, V, o->no_repeat_words);
+        G->bc.mask = lex_rule_mask;
+        G->bc.mask_ctx = G->rule;
+    }
     G->out = cx_calloc((size_t)c->generate.max_len, sizeof(int32_t));
     return 0;
 }
@@ -405,6 +421,7 @@ const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err) {
         Ts[i] = (int)ni + 2;
         srcs[i] = G->src[i];
     }
+    if (G->rule) lex_rule_set_article(G->rule, text, n);
     int len = 0;
     double score;
     int rc = G->ens ? encdec_ensemble_generate(G->ens, &G->bc, srcs, Ts, G->out, &len, &score, err)
@@ -459,6 +476,12 @@ int hl_gen_option(const char *cmd, int c, HlGenOpts *o, HlCkpts *ck, const char 
     case HL_OPT_ALPHA:
         if (parse_float(optarg, &o->alpha) != 0 || o->alpha < 0)
             return hl_usage_err(cmd, "--alpha must be a number >= 0 (got '%s')", optarg), 2;
+        return 1;
+    case HL_OPT_LEXICON: o->lexicon = optarg; return 1;
+    case HL_OPT_NOREPEAT:
+        if ((v = hl_parse_count(optarg)) < 0 || v > 1000)
+            return hl_usage_err(cmd, "--no-repeat-words must be a count (got '%s')", optarg), 2;
+        o->no_repeat_words = (int)v;
         return 1;
     case HL_OPT_BLOCK: o->block_trigrams = 1; return 1;
     case HL_OPT_NOBLOCK: o->block_trigrams = 0; return 1;

@@ -14,6 +14,7 @@
 
 #include <zlib.h>
 
+#include "io/headline/lexicon.h"
 #include "io/tokenizer/bpe.h"
 #include "io/tasks/headline.h"
 #include "io/news/news.h"
@@ -112,6 +113,8 @@ void hl_stream_close_file(ArticleStream *s);
 typedef struct {
     int beam, min_len, max_len, block_trigrams, src_len, threads;
     float alpha;
+    const char *lexicon;  // NULL: words are not constrained (io/headline/lexicon.h)
+    int no_repeat_words;  // with a lexicon: no word of this many letters twice (0: off)
 } HlGenOpts;  // -1 (alpha < 0): the checkpoint's [generate] / [data] value; threads 0: unset
 
 #define HL_MAX_MODELS 8
@@ -133,6 +136,8 @@ typedef struct {
     BeamConfig bc;  // read-only for callers (beam_size, max_len)
     int32_t banned[4];
     uint8_t *fsm;  // bc.fsm: io/tokenizer's UTF-8 token automaton
+    Lexicon *lex;  // --lexicon: bc.mask is rule's
+    LexRule *rule;
     int32_t *src[HL_MAX_MODELS], *out;
     char *text;
     size_t text_cap;
@@ -171,12 +176,15 @@ const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err);
     "  --no-block-trigrams  allow repeated trigrams\n"                                         \
     "  --src-len N          article tokens fed to the encoder, [CLS]/[SEP] included (default:\n" \
     "                       the training data.src_len)\n"                                       \
-    "  --threads N          threads of the pool (models/par.h; default: the process's CPUs)\n"
+    "  --threads N          threads of the pool (models/par.h; default: the process's CPUs)\n"  \
+    "  --lexicon FILE       headlines in known words only: those of FILE (UTF-8 text, e.g. the\n"  \
+    "                       training corpus) and of the article; no garbled spellings\n"       \
+    "  --no-repeat-words N  with --lexicon: no word of N or more letters twice (default 0: off)\n"
 
 // getopt_long values of the shared options; a subcommand numbers its own from HL_OPT_NEXT.
 enum { HL_OPT_BEAM = 1000, HL_OPT_MINLEN, HL_OPT_MAXLEN, HL_OPT_ALPHA, HL_OPT_BLOCK,
        HL_OPT_NOBLOCK, HL_OPT_SRCLEN, HL_OPT_THREADS, HL_OPT_LIMIT, HL_OPT_TOKENIZER,
-       HL_OPT_CKPT, HL_OPT_FORMAT, HL_OPT_NEXT };
+       HL_OPT_CKPT, HL_OPT_FORMAT, HL_OPT_LEXICON, HL_OPT_NOREPEAT, HL_OPT_NEXT };
 
 // struct option entries of the shared options (--format and --limit are the subcommand's
 // to handle), for the start of a subcommand's table.
@@ -191,6 +199,8 @@ enum { HL_OPT_BEAM = 1000, HL_OPT_MINLEN, HL_OPT_MAXLEN, HL_OPT_ALPHA, HL_OPT_BL
         {"no-block-trigrams", no_argument, 0, HL_OPT_NOBLOCK},                                 \
         {"src-len", required_argument, 0, HL_OPT_SRCLEN},                                      \
         {"threads", required_argument, 0, HL_OPT_THREADS},                                     \
+        {"lexicon", required_argument, 0, HL_OPT_LEXICON},                                     \
+        {"no-repeat-words", required_argument, 0, HL_OPT_NOREPEAT},                            \
         {"format", required_argument, 0, HL_OPT_FORMAT},                                       \
         {"limit", required_argument, 0, HL_OPT_LIMIT}
 

@@ -117,7 +117,7 @@ int headline_cmd_evaluate(int argc, char **argv) {
                                           {"show", required_argument, 0, OPT_SHOW},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
-    HlGenOpts o = {-1, -1, -1, -1, -1, 0, -1.0f};
+    HlGenOpts o = {-1, -1, -1, -1, -1, 0, -1.0f, NULL, 0};
     HlCkpts ckpt = {0};
     const char *tok = NULL, *format = "auto", *dateline = "auto", *hyps_out = NULL;
     long limit = 0, skip = 0, show = 0;

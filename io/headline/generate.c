@@ -35,7 +35,7 @@ int headline_cmd_generate(int argc, char **argv) {
                                           {"stats", no_argument, 0, OPT_STATS},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
-    HlGenOpts o = {-1, -1, -1, -1, -1, 0, -1.0f};
+    HlGenOpts o = {-1, -1, -1, -1, -1, 0, -1.0f, NULL, 0};
     HlCkpts ckpt = {0};
     const char *tok = NULL, *format = "text";
     long limit = 0;

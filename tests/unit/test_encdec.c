@@ -684,6 +684,20 @@ static void exhaust_rec(Exhaust *x, const BeamConfig *c, int32_t *seq, int t) {
     }
 }
 
+// a BeamConfig mask that bans a set of tokens, counting the calls for a final token
+typedef struct {
+    int ban[XV];
+    int n_last;
+} MaskBan;
+
+static void mask_ban(void *ctx, const int32_t *hist, int t, int last, int32_t eos, double *lp) {
+    MaskBan *mb = ctx;
+    (void)hist, (void)t, (void)eos;
+    mb->n_last += last;
+    for (int v = 0; v < XV; v++)
+        if (mb->ban[v]) lp[v] = -INFINITY;
+}
+
 // copy: the pointer-generator's mixture (log P as the step's logits); the source repeats
 // token 5, so its copy weights add up
 static void beam_exhaustive(int copy) {
@@ -785,6 +799,25 @@ static void beam_exhaustive(int copy) {
         CU_ASSERT(!has_repeated_trigram(o, n));
         CU_ASSERT(n == 6);  // min_len 5: at least 5 tokens before EOS
         printf("  greedy, 6 tokens: repeated trigram without blocking: %s\n", rep ? "yes" : "no");
+    }
+    // a caller's mask: banning the tokens of the unconstrained answer changes it, and the
+    // new one holds none of them; the mask sees every step's last flag once per hypothesis
+    {
+        BeamConfig c = {.beam_size = 4, .min_len = 4, .max_len = 5, .alpha = 1.0f, .bos = ED_BOS,
+                        .eos = ED_EOS, .banned = BANNED, .n_banned = 4};
+        int32_t o[XMAXLEN], o2[XMAXLEN];
+        int n, n2;
+        double s;
+        CU_ASSERT_FATAL(encdec_generate(g, &c, src, NULL, XTS, o, &n, &s, err) == 0);
+        MaskBan mb = {.n_last = 0};
+        for (int i = 0; i < n; i++)
+            if (o[i] != ED_EOS) mb.ban[o[i]] = 1;
+        c.mask = mask_ban;
+        c.mask_ctx = &mb;
+        CU_ASSERT_FATAL(encdec_generate(g, &c, src, NULL, XTS, o2, &n2, &s, err) == 0);
+        CU_ASSERT(n2 != n || memcmp(o, o2, (size_t)n * sizeof(int32_t)) != 0);
+        for (int i = 0; i < n2; i++) CU_ASSERT(o2[i] == ED_EOS || !mb.ban[o2[i]]);
+        CU_ASSERT(mb.n_last >= 1);  // min_len 4: every hypothesis reaches the final step
     }
     // configuration errors are reported, not fatal
     BeamConfig bad = {.beam_size = 0, .max_len = 4, .bos = ED_BOS, .eos = ED_EOS};

@@ -1,0 +1,343 @@
+// lexicon.c: decoding headlines in known words (see lexicon.h).
+#include "io/headline/lexicon.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/eval/rouge.h"
+#include "io/text/utf8.h"
+#include "models/common.h"
+
+enum { F_NODE = 1, F_TERM = 2 };  // a permanent node; a permanent word's end
+#define ROOT 0
+
+struct Lexicon {
+    // edges: key (parent << 21 | code point) + 1 -> child; open addressing, 0 = empty
+    uint64_t *keys;
+    int32_t *child;
+    size_t cap, n_edges;
+    // nodes: permanent flags; the article epoch in which a node / word end was last added
+    uint8_t *flags;
+    int32_t *ep_node, *ep_term;
+    size_t n_nodes, node_cap;
+    int32_t epoch;  // the current article's (0: none)
+    size_t n_words;
+};
+
+int lexicon_is_letter(uint32_t cp) {
+    if (cp < 128) return (cp | 32) >= 'a' && (cp | 32) <= 'z';
+    return (cp >= 0xC0 && cp <= 0x24F && cp != 0xD7 && cp != 0xF7) ||
+           (cp >= 0x370 && cp <= 0x3FF && cp != 0x37E && cp != 0x387) || (cp >= 0x400 && cp <= 0x52F &&
+                                                                             !(cp >= 0x482 && cp <= 0x489));
+}
+
+static uint64_t mix(uint64_t x) {  // splitmix64's finaliser
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+static int32_t edge_get(const Lexicon *l, int32_t node, uint32_t cp) {
+    const uint64_t key = (((uint64_t)node << 21) | cp) + 1;
+    for (size_t i = mix(key) & (l->cap - 1);; i = (i + 1) & (l->cap - 1)) {
+        if (l->keys[i] == key) return l->child[i];
+        if (l->keys[i] == 0) return -1;
+    }
+}
+
+static int32_t node_new(Lexicon *l) {
+    if (l->n_nodes == l->node_cap) {
+        l->node_cap *= 2;
+        l->flags = realloc(l->flags, l->node_cap);
+        l->ep_node = realloc(l->ep_node, l->node_cap * sizeof(int32_t));
+        l->ep_term = realloc(l->ep_term, l->node_cap * sizeof(int32_t));
+        CHECK(l->flags && l->ep_node && l->ep_term, "out of memory (lexicon of %zu nodes)", l->n_nodes);
+    }
+    l->flags[l->n_nodes] = 0;
+    l->ep_node[l->n_nodes] = l->ep_term[l->n_nodes] = 0;
+    return (int32_t)l->n_nodes++;
+}
+
+static void edges_grow(Lexicon *l) {
+    uint64_t *ok = l->keys;
+    int32_t *oc = l->child;
+    size_t ocap = l->cap;
+    l->cap = ocap ? 2 * ocap : 1 << 16;
+    l->keys = cx_calloc(l->cap, sizeof *l->keys);
+    l->child = cx_calloc(l->cap, sizeof *l->child);
+    for (size_t j = 0; j < ocap; j++) {
+        if (!ok[j]) continue;
+        size_t i = mix(ok[j]) & (l->cap - 1);
+        while (l->keys[i]) i = (i + 1) & (l->cap - 1);
+        l->keys[i] = ok[j];
+        l->child[i] = oc[j];
+    }
+    free(ok);
+    free(oc);
+}
+
+static int32_t edge_add(Lexicon *l, int32_t node, uint32_t cp) {
+    int32_t c = edge_get(l, node, cp);
+    if (c >= 0) return c;
+    if (2 * (l->n_edges + 1) > l->cap) edges_grow(l);
+    const uint64_t key = (((uint64_t)node << 21) | cp) + 1;
+    size_t i = mix(key) & (l->cap - 1);
+    while (l->keys[i]) i = (i + 1) & (l->cap - 1);
+    c = node_new(l);
+    l->keys[i] = key;
+    l->child[i] = c;
+    l->n_edges++;
+    return c;
+}
+
+Lexicon *lexicon_new(void) {
+    Lexicon *l = cx_calloc(1, sizeof *l);
+    l->node_cap = 1024;
+    l->flags = cx_calloc(l->node_cap, 1);
+    l->ep_node = cx_calloc(l->node_cap, sizeof(int32_t));
+    l->ep_term = cx_calloc(l->node_cap, sizeof(int32_t));
+    edges_grow(l);
+    node_new(l);  // the root
+    l->flags[ROOT] = F_NODE;
+    return l;
+}
+
+void lexicon_free(Lexicon *l) {
+    if (!l) return;
+    free(l->keys);
+    free(l->child);
+    free(l->flags);
+    free(l->ep_node);
+    free(l->ep_term);
+    free(l);
+}
+
+// Adds the words of text: permanently (epoch 0) or for the current article.
+static void add_words(Lexicon *l, const char *s, size_t n, int article) {
+    int32_t node = ROOT;
+    for (size_t i = 0; i <= n;) {
+        uint32_t cp = 0;
+        size_t r = i < n ? utf8_decode(s + i, n - i, &cp) : 0;
+        if (i < n && r > 0 && lexicon_is_letter(cp)) {
+            node = edge_add(l, node, rouge_fold_case(cp));
+            if (article) l->ep_node[node] = l->epoch;
+            else l->flags[node] |= F_NODE;
+        } else if (node != ROOT) {
+            if (article) l->ep_term[node] = l->epoch;
+            else {
+                l->n_words += !(l->flags[node] & F_TERM);
+                l->flags[node] |= F_TERM;
+            }
+            node = ROOT;
+        }
+        i += r > 0 ? r : 1;
+    }
+}
+
+void lexicon_add_text(Lexicon *l, const char *text, size_t n) { add_words(l, text, n, 0); }
+
+size_t lexicon_n_words(const Lexicon *l) { return l->n_words; }
+
+static int node_alive(const Lexicon *l, int32_t v) {
+    return (l->flags[v] & F_NODE) || (l->epoch && l->ep_node[v] == l->epoch);
+}
+
+static int node_term(const Lexicon *l, int32_t v) {
+    return (l->flags[v] & F_TERM) || (l->epoch && l->ep_term[v] == l->epoch);
+}
+
+// The live child of node by (unfolded) letter cp, or -1.
+static int32_t step(const Lexicon *l, int32_t node, uint32_t cp) {
+    int32_t c = edge_get(l, node, rouge_fold_case(cp));
+    return c >= 0 && node_alive(l, c) ? c : -1;
+}
+
+int lexicon_has_word(const Lexicon *l, const char *w, size_t n) {
+    int32_t node = ROOT;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t r = utf8_decode(w + i, n - i, &cp);
+        if (r == 0 || !lexicon_is_letter(cp) || (node = step(l, node, cp)) < 0) return 0;
+        i += r;
+    }
+    return node != ROOT && node_term(l, node);
+}
+
+int lexicon_load(Lexicon **out, const char *path, char *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return cx_err(err, "cannot read lexicon %s: %s", path, strerror(errno));
+    Lexicon *l = lexicon_new();
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    while ((got = getline(&line, &cap, f)) > 0) add_words(l, line, (size_t)got, 0);
+    int bad = ferror(f);
+    free(line);
+    fclose(f);
+    if (bad) {
+        lexicon_free(l);
+        return cx_err(err, "cannot read lexicon %s: read error", path);
+    }
+    if (l->n_words == 0) {
+        lexicon_free(l);
+        return cx_err(err, "lexicon %s holds no word (letters of a UTF-8 text)", path);
+    }
+    *out = l;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// the decoding rule
+
+struct LexRule {
+    Lexicon *lex;
+    int V, no_repeat_min;
+    uint32_t *off;    // (V + 1) token t's bytes are bytes[off[t], off[t+1])
+    char *bytes;
+    char *text;       // a hypothesis' text and the next token's bytes
+    size_t text_cap;
+    int32_t *done;    // the ends (nodes) of the hypothesis' words of >= no_repeat_min letters
+    size_t done_cap;
+};
+
+LexRule *lex_rule_create(Lexicon *lex, const Bpe *bpe, int V, int no_repeat_min) {
+    CHECK(V >= 1 && no_repeat_min >= 0, "lexicon rule over %d tokens", V);
+    LexRule *r = cx_calloc(1, sizeof *r);
+    r->lex = lex;
+    r->V = V;
+    r->no_repeat_min = no_repeat_min;
+    r->off = cx_calloc((size_t)V + 1, sizeof *r->off);
+    size_t total = 0;
+    const int nv = bpe_vocab_size(bpe);
+    for (int t = 0; t < V; t++) {
+        r->off[t] = (uint32_t)total;
+        if (t < nv) total += bpe_decode(bpe, &(int32_t){t}, 1, NULL, 0);
+    }
+    r->off[V] = (uint32_t)total;
+    r->bytes = cx_calloc(total + 1, 1);
+    for (int t = 0; t < V && t < nv; t++)
+        bpe_decode(bpe, &(int32_t){t}, 1, r->bytes + r->off[t], r->off[t + 1] - r->off[t]);
+    return r;
+}
+
+void lex_rule_free(LexRule *r) {
+    if (!r) return;
+    free(r->off);
+    free(r->bytes);
+    free(r->text);
+    free(r->done);
+    free(r);
+}
+
+void lex_rule_set_article(LexRule *r, const char *text, size_t n) {
+    r->lex->epoch++;
+    add_words(r->lex, text, n, 1);
+}
+
+// The state of a text being read: the node of the word in progress (ROOT: none), its letters,
+// and the text position where the unread (incomplete) bytes start.
+typedef struct {
+    int32_t node;
+    int letters;
+} Walk;
+
+static int repeated(const LexRule *r, size_t n_done, int32_t node) {
+    for (size_t i = 0; i < n_done; i++)
+        if (r->done[i] == node) return 1;
+    return 0;
+}
+
+// Reads s[0, n) from w; -1 where the rule forbids it. Returns the bytes read: an incomplete
+// character at the end is left for later. The ends of the words of >= no_repeat_min letters
+// read go to r->done (*n_done of them).
+static long walk(LexRule *r, Walk *w, const char *s, size_t n, size_t *n_done) {
+    const Lexicon *l = r->lex;
+    size_t i = 0;
+    while (i < n) {
+        uint32_t cp;
+        size_t k = utf8_decode(s + i, n - i, &cp);
+        if (k == 0) {
+            if (utf8_invalid_len(s + i, n - i) == 0) break;  // cut off: wait for the rest
+            k = utf8_invalid_len(s + i, n - i);
+            cp = 0xFFFD;  // ill-formed: a separator
+        }
+        if (lexicon_is_letter(cp)) {
+            if ((w->node = step(l, w->node, cp)) < 0) return -1;
+            w->letters++;
+        } else if (w->node != ROOT) {
+            if (!node_term(l, w->node)) return -1;
+            if (r->no_repeat_min && w->letters >= r->no_repeat_min) {
+                if (repeated(r, *n_done, w->node)) return -1;
+                if (*n_done == r->done_cap) {
+                    r->done_cap = r->done_cap ? 2 * r->done_cap : 16;
+                    r->done = realloc(r->done, r->done_cap * sizeof *r->done);
+                    CHECK(r->done, "out of memory");
+                }
+                r->done[(*n_done)++] = w->node;
+            }
+            w->node = ROOT;
+            w->letters = 0;
+        }
+        i += k;
+    }
+    return (long)i;
+}
+
+// Whether the word in progress may end here (a whole lexicon word, not a repeat).
+static int may_end(const LexRule *r, const Walk *w, size_t n_done) {
+    if (w->node == ROOT) return 1;
+    if (!node_term(r->lex, w->node)) return 0;
+    return !(r->no_repeat_min && w->letters >= r->no_repeat_min && repeated(r, n_done, w->node));
+}
+
+void lex_rule_mask(void *ctx, const int32_t *hist, int t, int last, int32_t eos, double *lp) {
+    LexRule *r = ctx;
+    const int V = r->V;
+    // the hypothesis' text, read up to its incomplete last character
+    size_t n = 0, longest = 0;
+    for (int i = 0; i < t; i++) n += r->off[hist[i] + 1] - r->off[hist[i]];
+    for (int v = 0; v < V; v++)
+        if (r->off[v + 1] - r->off[v] > longest) longest = r->off[v + 1] - r->off[v];
+    if (n + longest + 1 > r->text_cap) {
+        r->text_cap = 2 * (n + longest + 1);
+        r->text = realloc(r->text, r->text_cap);
+        CHECK(r->text, "out of memory");
+    }
+    n = 0;
+    for (int i = 0; i < t; i++) {
+        const size_t k = r->off[hist[i] + 1] - r->off[hist[i]];
+        memcpy(r->text + n, r->bytes + r->off[hist[i]], k);
+        n += k;
+    }
+    Walk w0 = {ROOT, 0};
+    size_t n_done = 0;
+    long used = walk(r, &w0, r->text, n, &n_done);
+    if (used < 0) {  // an earlier step broke the rule (not through this mask): nothing continues
+        for (int v = 0; v < V; v++) lp[v] = -INFINITY;
+        return;
+    }
+    const size_t rest = n - (size_t)used;  // bytes of an incomplete character
+    if (!may_end(r, &w0, n_done)) lp[eos] = -INFINITY;
+    char *buf = r->text + used;
+    for (int v = 0; v < V; v++) {
+        if (lp[v] == -INFINITY || v == eos) continue;
+        const size_t k = r->off[v + 1] - r->off[v];
+        const char *s = r->bytes + r->off[v];
+        Walk w = w0;
+        size_t nd = n_done;  // the words this token ends count for the ones after them
+        long got;
+        if (rest == 0) {
+            got = walk(r, &w, s, k, &nd);
+        } else {
+            memcpy(buf + rest, s, k);
+            got = walk(r, &w, buf, rest + k, &nd);
+        }
+        if (got < 0 || (last && !may_end(r, &w, nd))) lp[v] = -INFINITY;
+    }
+}

@@ -1,0 +1,234 @@
+// test_lexicon.c: io/headline/lexicon.h, the rule of known words for decoding headlines:
+// the lexicon's words (case folding, separators, an article's words for one article only),
+// and the beam mask against a naive reference that splits each candidate text into words
+// and checks them against a word list, for every token of a small byte-level BPE.
+#include <CUnit/Basic.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "io/eval/rouge.h"
+#include "io/headline/lexicon.h"
+#include "io/text/utf8.h"
+#include "io/tokenizer/bpe.h"
+#include "models/common.h"
+
+enum { ED_EOS_TOKEN = BPE_SEP };  // the end token of the headline decoder
+
+static const char CORPUS[] =
+    "Москва приняла решение о выборах в Латвии.\n"
+    "В Москве открылся форум, и Латвия ответила на заявление.\n"
+    "Решение суда о выборах вызвало критику в России и Латвии.\n"
+    "Сборная России по гандболу выиграла матч в Москве.\n"
+    "Эль-Фаллудже и Ракке: 2017 год, RT France.\n";
+
+static void test_words(void) {
+    Lexicon *l = lexicon_new();
+    lexicon_add_text(l, CORPUS, strlen(CORPUS));
+    const char *yes[] = {"москва", "МОСКВА", "Латвии", "в", "эль", "фаллудже", "rt", "France", "год"};
+    const char *no[] = {"моск", "москвах", "2017", "эль-фаллудже", "", "ракк", "франция"};
+    for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
+        CU_ASSERT(lexicon_has_word(l, yes[i], strlen(yes[i])));
+    for (size_t i = 0; i < sizeof no / sizeof *no; i++)
+        CU_ASSERT(!lexicon_has_word(l, no[i], strlen(no[i])));
+    // the 30 distinct words: москва приняла решение о выборах в латвии москве открылся форум
+    // и латвия ответила на заявление суда вызвало критику россии сборная по гандболу выиграла
+    // матч эль фаллудже ракке год rt france
+    CU_ASSERT_EQUAL(lexicon_n_words(l), 30);
+    lexicon_free(l);
+}
+
+// ---- the mask against a naive reference
+
+static Bpe *g_bpe;
+static char g_dir[64];
+
+static int suite_init(void) {
+    snprintf(g_dir, sizeof g_dir, "/tmp/test_lexicon.XXXXXX");
+    if (!mkdtemp(g_dir)) return 1;
+    char path[128];
+    snprintf(path, sizeof path, "%s/corpus.txt", g_dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return 1;
+    for (int i = 0; i < 20; i++) fputs(CORPUS, f);
+    fputs("Шрамеку Оливье обратилась группа деятелей.\n", f);  // tokens for the article's words
+    fclose(f);
+    const char *paths[] = {path};
+    char err[CX_ERRLEN];
+    if (bpe_train(&g_bpe, paths, 1, 420, 0, err) != 0) return 1;
+    unlink(path);
+    rmdir(g_dir);
+    return 0;
+}
+
+static int suite_clean(void) {
+    bpe_free(g_bpe);
+    return 0;
+}
+
+// The reference's word list: case-folded words, one per entry.
+typedef struct {
+    char w[64][64];
+    int n;
+} Words;
+
+static void fold_word(const char *s, size_t n, char *out) {
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp = 0;
+        size_t k = utf8_decode(s + i, n - i, &cp);
+        o += utf8_encode(rouge_fold_case(cp), out + o);
+        i += k;
+    }
+    out[o] = 0;
+}
+
+static int in_list(const Words *ws, const char *w, int prefix) {
+    for (int i = 0; i < ws->n; i++)
+        if (prefix ? strncmp(ws->w[i], w, strlen(w)) == 0 : strcmp(ws->w[i], w) == 0) return 1;
+    return 0;
+}
+
+// Whether text (n bytes) keeps the rule: each word ended by a separator is in ws, the word at
+// the end is a prefix of one (a whole one when at_end), no word of >= rep letters twice; an
+// incomplete character at the end waits.
+static int ref_ok(const Words *ws, const char *text, size_t n, int at_end, int rep) {
+    char seen[32][64], w[256];
+    int n_seen = 0, letters = 0;
+    size_t i = 0, start = 0;
+    for (;;) {
+        uint32_t cp = 0;
+        size_t k = i < n ? utf8_decode(text + i, n - i, &cp) : 0;
+        if (k == 0 && i < n) k = utf8_invalid_len(text + i, n - i);  // ill-formed: a separator
+        if (k > 0 && lexicon_is_letter(cp)) {
+            if (letters++ == 0) start = i;
+            i += k;
+            continue;
+        }
+        const int sep = k > 0;  // else: the end, or an incomplete character there
+        if (letters > 0) {
+            fold_word(text + start, i - start, w);
+            if (sep || at_end) {
+                if (!in_list(ws, w, 0)) return 0;
+                if (rep && letters >= rep) {
+                    for (int j = 0; j < n_seen; j++)
+                        if (!strcmp(seen[j], w)) return 0;
+                    snprintf(seen[n_seen++], sizeof seen[0], "%s", w);
+                }
+            } else if (!in_list(ws, w, 1)) {
+                return 0;
+            }
+        }
+        letters = 0;
+        if (!sep) return 1;
+        i += k;
+    }
+}
+
+static void mask_vs_reference(int rep) {
+    Lexicon *l = lexicon_new();
+    lexicon_add_text(l, CORPUS, strlen(CORPUS));
+    const int V = bpe_vocab_size(g_bpe);
+    LexRule *r = lex_rule_create(l, g_bpe, V, rep);
+    // an earlier article's words are forgotten; this one's are known
+    const char *old = "Маршалловы острова";
+    lex_rule_set_article(r, old, strlen(old));
+    const char *article = "Группа деятелей обратилась к Оливье Шрамеку.";
+    lex_rule_set_article(r, article, strlen(article));
+    const char *all = "москва приняла решение о выборах в латвии москве открылся форум и латвия "
+                      "ответила на заявление суда вызвало критику россии сборная по гандболу "
+                      "выиграла матч эль фаллудже ракке год rt france группа деятелей обратилась "
+                      "к оливье шрамеку";
+    Words ws = {.n = 0};
+    for (const char *p = all; *p;) {
+        const char *e = strchr(p, ' ');
+        size_t k = e ? (size_t)(e - p) : strlen(p);
+        memcpy(ws.w[ws.n], p, k);
+        ws.w[ws.n++][k] = 0;
+        p += k + (e != NULL);
+    }
+    // prefixes of headlines as hypotheses (the article's words included, a repeat, a
+    // cut-off word, a word the lexicon does not know)
+    const char *hyps[] = {"", "В Москве", "Москва при", "Решение суда о", "Латвия ответила Шрамеку",
+                          "Оливье Шрамеку и группа", "Эль-Фаллудже", "RT France и", "2017 год: ",
+                          "Москва, Москва", "Сборная России по гандбол", "Маршалловы"};
+    int32_t ids[64];
+    char text[512];
+    double lp[1024];
+    CU_ASSERT_FATAL(V <= 1024);
+    long n_checked = 0, n_forbidden = 0, n_mismatch = 0;
+    for (size_t h = 0; h < sizeof hyps / sizeof *hyps; h++) {
+        size_t nt = 0;
+        CU_ASSERT_FATAL(bpe_encode(g_bpe, hyps[h], strlen(hyps[h]), ids, 64, &nt) == 0);
+        const int t = (int)nt;
+        const size_t n = bpe_decode(g_bpe, ids, (size_t)t, text, sizeof text);
+        const int prefix_ok = ref_ok(&ws, text, n, 0, rep);
+        for (int last = 0; last < 2; last++) {
+            for (int v = 0; v < V; v++) lp[v] = -1.0;
+            lp[7] = -INFINITY;  // a token already forbidden stays forbidden
+            lex_rule_mask(r, ids, t, last, ED_EOS_TOKEN, lp);
+            CU_ASSERT(lp[7] == -INFINITY);
+            for (int v = 5; v < V; v++) {
+                if (v == 7) continue;
+                const size_t k = bpe_decode(g_bpe, &(int32_t){v}, 1, text + n, sizeof text - n);
+                const int ok = prefix_ok && ref_ok(&ws, text, n + k, last, rep);
+                n_mismatch += ok != (lp[v] != -INFINITY);
+                if (ok != (lp[v] != -INFINITY) && n_mismatch < 5)
+                    printf("\n  '%s' + token %d '%.*s' (last %d): mask %s, reference %s", hyps[h], v,
+                           (int)k, text + n, last, lp[v] == -INFINITY ? "forbids" : "allows",
+                           ok ? "allows" : "forbids");
+                n_checked++;
+                n_forbidden += !ok;
+            }
+            // EOS: the text so far must end in a whole word
+            CU_ASSERT_EQUAL(lp[ED_EOS_TOKEN] == -INFINITY, !(prefix_ok && ref_ok(&ws, text, n, 1, rep)));
+        }
+    }
+    CU_ASSERT_EQUAL(n_mismatch, 0);
+    // the rule really forbids (and allows) something
+    CU_ASSERT(n_forbidden > 0 && n_forbidden < n_checked);
+    printf("\n  %ld token continuations checked, %ld forbidden (no-repeat %d)\n", n_checked,
+           n_forbidden, rep);
+    lex_rule_free(r);
+    lexicon_free(l);
+}
+
+static void test_mask(void) { mask_vs_reference(0); }
+static void test_mask_no_repeat(void) { mask_vs_reference(4); }
+
+static void test_load(void) {
+    char err[CX_ERRLEN];
+    Lexicon *l = NULL;
+    CU_ASSERT(lexicon_load(&l, "/nonexistent/words.txt", err) == -1 && l == NULL);
+    CU_ASSERT(strstr(err, "cannot read lexicon /nonexistent/words.txt") != NULL);
+    char path[] = "/tmp/test_lexicon_XXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_FATAL(write(fd, "2017, 42 -- !\n", 14) == 14);
+    close(fd);
+    CU_ASSERT(lexicon_load(&l, path, err) == -1 && strstr(err, "holds no word") != NULL);
+    FILE *f = fopen(path, "w");
+    fputs(CORPUS, f);
+    fclose(f);
+    CU_ASSERT_FATAL(lexicon_load(&l, path, err) == 0);
+    CU_ASSERT_EQUAL(lexicon_n_words(l), 30);
+    CU_ASSERT(lexicon_has_word(l, "Фаллудже", strlen("Фаллудже")));
+    lexicon_free(l);
+    unlink(path);
+}
+
+int main(void) {
+    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
+    CU_pSuite s = CU_add_suite("lexicon", suite_init, suite_clean);
+    CU_add_test(s, "words: case folding, separators, count", test_words);
+    CU_add_test(s, "loading a word file; its errors", test_load);
+    CU_add_test(s, "mask equals a naive word-list reference on every token", test_mask);
+    CU_add_test(s, "mask with no-repeat equals the reference", test_mask_no_repeat);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
+    CU_cleanup_registry();
+    return fails ? 1 : 0;
+}
