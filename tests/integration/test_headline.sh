@@ -156,6 +156,33 @@ printf 'первая статья о библиотеке\n\nвторая ста
 [ "$(wc -l <"$W/gen2.txt")" = 2 ] && grep -q 'headlines/s' "$W/gen2.err" && ok "greedy generate: 2 headlines (blank line skipped), --stats" ||
     bad "greedy generate: $(cat "$W/gen2.err")"
 
+# --- an ensemble (the fine-tuned run and the one started from the denoising checkpoint, whose
+# src_len differs) and decoding in known words
+ART="Программа для просмотра и печати документов в формате PDF с поддержкой закладок и поиска."
+echo "$ART" | "$B" generate --checkpoint "$CK" --checkpoint "$W/ft/latest.h5" >"$W/ens.txt" 2>"$W/ens.err"
+[ "$(wc -l <"$W/ens.txt")" = 1 ] && [ -s "$W/ens.txt" ] && ok "ensemble of 2 generates: $(cat "$W/ens.txt")" ||
+    bad "ensemble generate: $(cat "$W/ens.err")"
+printf 'утилита для сети\nбиблиотека печати, документов и файлов\n' >"$W/lexicon.txt"
+printf '%s\nпервая статья о библиотеке\nвторая статья об утилите для сети\n' "$ART" |
+    "$B" generate --checkpoint "$CK" --lexicon "$W/lexicon.txt" --no-repeat-words 3 --max-len 16 >"$W/lex.txt" 2>"$W/lex.err"
+if [ "$(wc -l <"$W/lex.txt")" = 3 ] && /usr/bin/python3 - "$W/lexicon.txt" "$W/lex.txt" "$ART" \
+    'первая статья о библиотеке' 'вторая статья об утилите для сети' <<'PY'
+import re, sys
+words = lambda s: re.findall(r'[^\W\d_]+', s.lower())
+lex = set(words(open(sys.argv[1]).read()))
+for line, art in zip(open(sys.argv[2]), sys.argv[3:]):
+    ws = words(line)
+    bad = [w for w in ws if w not in lex and w not in set(words(art))]
+    long = [w for w in ws if len(w) >= 3]
+    if bad or len(long) != len(set(long)):
+        sys.exit("not known or repeated: %s in '%s'" % (bad or long, line.strip()))
+PY
+then ok "--lexicon: 3 headlines in words of the lexicon or their article, none of 3+ letters twice: $(paste -sd'|' "$W/lex.txt")"
+else bad "--lexicon: $(cat "$W/lex.txt" "$W/lex.err")"; fi
+expect 1 "conflux-headline: error: --no-repeat-words needs --lexicon FILE" "$B" generate --checkpoint "$CK" --no-repeat-words 3
+expect 1 "conflux-headline: error: cannot read lexicon $W/nolex.txt" "$B" generate --checkpoint "$CK" --lexicon "$W/nolex.txt"
+expect 2 "at most 8 --checkpoint" "$B" generate $(for i in 1 2 3 4 5 6 7 8 9; do echo --checkpoint "$CK"; done)
+
 # --- the real news samples
 if [ -f "$NEWS/ria_20.json" ]; then
     "$B" generate --checkpoint "$CK" --format ria "$NEWS/ria_20.json" >"$W/ria_gen.txt" 2>"$W/ria_gen.err"
@@ -170,6 +197,9 @@ if [ -f "$NEWS/ria_20.json" ]; then
     "$B" evaluate --checkpoint "$CK" --beam 4 "$NEWS/ria_20.json" >"$W/ev.txt" 2>&1
     grep -q '^model (beam 4) .* paper' "$W/ev.txt" && grep -q 'headline-eval: n=20 model_paper=' "$W/ev.txt" &&
         ok "evaluate RIA with the model: $(tail -1 "$W/ev.txt")" || bad "evaluate RIA: $(tail -5 "$W/ev.txt")"
+    "$B" evaluate --checkpoint "$CK" --checkpoint "$W/ft/latest.h5" --limit 3 "$NEWS/ria_20.json" >"$W/ev_ens.txt" 2>&1
+    grep -q '^ensemble of 2 (beam 4) .* paper' "$W/ev_ens.txt" && grep -q 'headline-eval: n=3 model_paper=' "$W/ev_ens.txt" &&
+        ok "evaluate an ensemble of 2: $(tail -1 "$W/ev_ens.txt")" || bad "evaluate ensemble: $(tail -5 "$W/ev_ens.txt")"
     "$B" evaluate --checkpoint "$CK" "$NEWS/lenta-ru-news.csv.gz" 2>&1 | tail -1 | grep -q 'n=1 model_paper' &&
         ok "evaluate Lenta" || bad "evaluate Lenta"
     "$B" evaluate --checkpoint "$CK" "$NEWS"/ods/*.csv.gz 2>&1 | tail -1 | grep -q 'n=36 model_paper' &&
