@@ -424,9 +424,17 @@ const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err) {
     if (G->rule) lex_rule_set_article(G->rule, text, n);
     int len = 0;
     double score;
-    int rc = G->ens ? encdec_ensemble_generate(G->ens, &G->bc, srcs, Ts, G->out, &len, &score, err)
-                    : encdec_generate(G->g[0], &G->bc, srcs[0], NULL, Ts[0], G->out, &len, &score,
-                                      err);
+    BeamConfig bc = G->bc;
+    int rc;
+    for (;;) {
+        rc = G->ens ? encdec_ensemble_generate(G->ens, &bc, srcs, Ts, G->out, &len, &score, err)
+                    : encdec_generate(G->g[0], &bc, srcs[0], NULL, Ts[0], G->out, &len, &score, err);
+        if (rc == 0 || !bc.mask) break;
+        // every hypothesis the beam kept ran into words the lexicon cannot finish: this
+        // article's headline is decoded without the rule (and counted)
+        bc.mask = NULL;
+        G->n_unconstrained++;
+    }
     if (rc != 0) return NULL;
     if (len > 0 && G->out[len - 1] == ED_EOS) len--;
     G->n_tokens += len;

@@ -142,6 +142,8 @@ typedef struct {
     char *text;
     size_t text_cap;
     long n_tokens;  // generated tokens (EOS excluded) over all calls
+    long n_unconstrained;  // headlines the lexicon rule left without any hypothesis, decoded
+                           // without it
 } HlGenerator;
 
 // Loads the encdec checkpoints ck (one, or several decoded as an ensemble: the mean of their
@@ -158,7 +160,9 @@ int hl_gen_open(HlGenerator *G, const HlCkpts *ck, const char *tok_dir, const Hl
 void hl_gen_close(HlGenerator *G);
 
 // Generates the headline of n bytes of article text. Returns it (NUL-terminated, owned by G,
-// valid until the next call), or NULL with err.
+// valid until the next call), or NULL with err. With a lexicon, an article whose every
+// hypothesis runs into words the lexicon cannot finish is decoded again without the rule
+// (G->n_unconstrained counts them).
 const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err);
 
 // The help lines of the options in HL_GEN_LONG_OPTIONS (without --format and --limit,

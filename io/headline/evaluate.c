@@ -262,6 +262,10 @@ int headline_cmd_evaluate(int argc, char **argv) {
     if (rc == 0) {
         printf("%ld articles (%s), %ld bad records skipped; ROUGE F x100, macro average, lowercased\n",
                n, kinds, skipped_bad);
+        if (have_model && G.rule)
+            printf("in known words (--lexicon, %zu words): %ld of %ld headlines; %ld decoded without "
+                   "the rule (no hypothesis could finish its words)\n",
+                   lexicon_n_words(G.lex), n - G.n_unconstrained, n, G.n_unconstrained);
         printf("%-44s %-9s %6s %6s %6s\n", "system", "mode", "R-1", "R-2", "R-L");
         if (have_model) {
             char name[96];

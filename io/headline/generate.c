@@ -105,6 +105,9 @@ int headline_cmd_generate(int argc, char **argv) {
                         "(beam %d, max_len %d)\n",
                 done, dt, dt > 0 ? done / dt : 0.0, done ? (double)G.n_tokens / done : 0.0,
                 G.bc.beam_size, G.bc.max_len);
+    if (stats && rc == 0 && G.rule)
+        fprintf(stderr, "generate: %ld decoded without the lexicon (no hypothesis could finish "
+                        "its words)\n", G.n_unconstrained);
     hl_gen_close(&G);
     return rc;
 }

@@ -16,7 +16,8 @@
 #   5. BertSumAbs fine-tuning (conflux-headline train, finetune.ini), every weight from
 #      stage 4
 #   6. ROUGE on the validation set and the extra news files, next to the first-sentence
-#      baseline (conflux-headline evaluate), written to WORK/eval.txt
+#      baseline (conflux-headline evaluate, in the words of the training text: --lexicon),
+#      written to WORK/eval.txt
 # A stage that runs out of budget is sent SIGTERM: the trainer checkpoints at the next step
 # and exits; the next run resumes from WORK/runs/STAGE/latest.h5 with the same learning-rate
 # schedule. A finished stage asked for more steps (MLM_SET/DN_SET/LEAD_SET/FT_SET "--set train.steps=N")
@@ -34,6 +35,9 @@
 #   MLM_SET, DN_SET, LEAD_SET, FT_SET  extra "--set section.key=value" arguments for
 #               stages 2, 3, 4 and 5, e.g.
 #               FT_SET="--set train.steps=20000 --set train.global_batch=64"
+#   EVAL_ARGS   decoding options of the evaluation [--lexicon WORK/corpus/train.txt --alpha 1.5:
+#               headlines in the words of the training text and of the article, GNMT length
+#               penalty 1.5]; add "--checkpoint CKPT" for each more model of an ensemble
 #   PREP_ARGS   extra arguments of conflux-headline prepare for the training pairs
 #               (e.g. "--lowercase --limit 980000")
 #   THREADS     train.threads [0: the CPUs]
@@ -197,17 +201,20 @@ train "fine-tuning (BertSumAbs + pointer-generator)" "$W/runs/headline" ft_tool 
 
 # ---- 6. evaluation
 ck=$W/runs/headline/latest.h5
-if [ ! -s "$W/eval.txt" ] || [ "$ck" -nt "$W/eval.txt" ]; then
+eval_args="--checkpoint $ck ${EVAL_ARGS---lexicon $W/corpus/train.txt --alpha 1.5}"
+words EVAL_A "$eval_args"
+if [ ! -s "$W/eval.txt" ] || [ "$ck" -nt "$W/eval.txt" ] || [ "$(cat "$W/eval.args" 2>/dev/null)" != "$eval_args" ]; then
     l=$(left)
     [ "$l" -gt 5 ] || { say "budget spent before the evaluation; run again to evaluate."; exit 0; }
     say "evaluation of $ck (at most $l s)"
     thr=(); [ "$THREADS" -gt 0 ] && thr=(--threads "$THREADS")
-    timeout -s TERM "$l" "$T/conflux-headline" evaluate --checkpoint "$ck" "${thr[@]}" \
+    timeout -s TERM "$l" "$T/conflux-headline" evaluate "${EVAL_A[@]}" "${thr[@]}" \
         --hyps-out "$W/hyps.tsv" --show 10 "$NEWS_VALID" "${EXTRA_A[@]}" >"$W/eval.tmp" 2>"$W/eval.log"
     rc=$?
     [ $rc = 124 ] && { say "budget spent during the evaluation; run again to evaluate."; exit 0; }
     [ $rc = 0 ] || { cat "$W/eval.log" >&2; die "evaluate failed (exit $rc)"; }
     mv "$W/eval.tmp" "$W/eval.txt"
+    echo "$eval_args" >"$W/eval.args"
 fi
 cat "$W/eval.txt"
 say "examples: $W/eval.log; headlines: $W/hyps.tsv"
