@@ -56,6 +56,8 @@ TARGETS = {
     "bridge/planner.c": (6, ["unit/test_planner"], None),
     # the round core: plans, deadlines, fates, diloco rounds (driven by the server and conflux-sim)
     "bridge/round_core.c": (10, ["unit/test_round_core", "integration/test_sim"], None),
+    # decoding in known words: the trie, the article's words, the beam mask
+    "io/headline/lexicon.c": (10, ["unit/test_lexicon"], None),
     # the bridge's checks of an upload: the round, the share, the statistics, the elements,
     # the norm, the token count
     "bridge/rounds.c": (12, ["integration/test_bridge"],

@@ -199,6 +199,7 @@ struct LexRule {
     Lexicon *lex;
     int V, no_repeat_min;
     uint32_t *off;    // (V + 1) token t's bytes are bytes[off[t], off[t+1])
+    size_t longest;   // bytes of the longest token
     char *bytes;
     char *text;       // a hypothesis' text and the next token's bytes
     size_t text_cap;
@@ -213,16 +214,23 @@ LexRule *lex_rule_create(Lexicon *lex, const Bpe *bpe, int V, int no_repeat_min)
     r->V = V;
     r->no_repeat_min = no_repeat_min;
     r->off = cx_calloc((size_t)V + 1, sizeof *r->off);
-    size_t total = 0;
+    // each token's bytes, in one pass (tokens past the tokenizer's vocabulary have none)
     const int nv = bpe_vocab_size(bpe);
+    size_t total = 0, cap = 16 * (size_t)V + 16;
+    r->bytes = cx_calloc(cap, 1);
     for (int t = 0; t < V; t++) {
         r->off[t] = (uint32_t)total;
-        if (t < nv) total += bpe_decode(bpe, &(int32_t){t}, 1, NULL, 0);
+        if (t >= nv) continue;
+        size_t k = bpe_decode(bpe, &(int32_t){t}, 1, NULL, 0);
+        if (total + k > cap) {
+            cap = 2 * (total + k);
+            r->bytes = realloc(r->bytes, cap);
+            CHECK(r->bytes, "out of memory");
+        }
+        total += bpe_decode(bpe, &(int32_t){t}, 1, r->bytes + total, k);
+        if (k > r->longest) r->longest = k;
     }
     r->off[V] = (uint32_t)total;
-    r->bytes = cx_calloc(total + 1, 1);
-    for (int t = 0; t < V && t < nv; t++)
-        bpe_decode(bpe, &(int32_t){t}, 1, r->bytes + r->off[t], r->off[t + 1] - r->off[t]);
     return r;
 }
 
@@ -300,12 +308,10 @@ void lex_rule_mask(void *ctx, const int32_t *hist, int t, int last, int32_t eos,
     LexRule *r = ctx;
     const int V = r->V;
     // the hypothesis' text, read up to its incomplete last character
-    size_t n = 0, longest = 0;
+    size_t n = 0;
     for (int i = 0; i < t; i++) n += r->off[hist[i] + 1] - r->off[hist[i]];
-    for (int v = 0; v < V; v++)
-        if (r->off[v + 1] - r->off[v] > longest) longest = r->off[v + 1] - r->off[v];
-    if (n + longest + 1 > r->text_cap) {
-        r->text_cap = 2 * (n + longest + 1);
+    if (n + r->longest + 1 > r->text_cap) {
+        r->text_cap = 2 * (n + r->longest + 1);
         r->text = realloc(r->text, r->text_cap);
         CHECK(r->text, "out of memory");
     }

@@ -153,25 +153,31 @@ static void mask_vs_reference(int rep) {
     // cut-off word, a word the lexicon does not know)
     const char *hyps[] = {"", "В Москве", "Москва при", "Решение суда о", "Латвия ответила Шрамеку",
                           "Оливье Шрамеку и группа", "Эль-Фаллудже", "RT France и", "2017 год: ",
-                          "Москва, Москва", "Сборная России по гандбол", "Маршалловы"};
-    int32_t ids[64];
-    char text[512];
+                          "Москва, Москва", "Сборная России по гандбол", "Маршалловы",
+                          // more words of 4+ letters than the rule's first list holds
+                          "Москва приняла решение: выборах Латвии, Москве открылся форум, Латвия "
+                          "ответила, заявление суда вызвало критику России; сборная гандболу "
+                          "выиграла матч группа деятелей обратилась Оливье Шрамеку"};
+    int32_t ids[256];
+    char text[2048];
     double lp[1024];
-    CU_ASSERT_FATAL(V <= 1024);
+    CU_ASSERT_FATAL(V < 1024);
     long n_checked = 0, n_forbidden = 0, n_mismatch = 0;
     for (size_t h = 0; h < sizeof hyps / sizeof *hyps; h++) {
         size_t nt = 0;
-        CU_ASSERT_FATAL(bpe_encode(g_bpe, hyps[h], strlen(hyps[h]), ids, 64, &nt) == 0);
+        CU_ASSERT_FATAL(bpe_encode(g_bpe, hyps[h], strlen(hyps[h]), ids, 256, &nt) == 0);
         const int t = (int)nt;
         const size_t n = bpe_decode(g_bpe, ids, (size_t)t, text, sizeof text);
         const int prefix_ok = ref_ok(&ws, text, n, 0, rep);
         for (int last = 0; last < 2; last++) {
             for (int v = 0; v < V; v++) lp[v] = -1.0;
             lp[7] = -INFINITY;  // a token already forbidden stays forbidden
+            lp[V] = 12345.0;    // past the vocabulary: never touched
             lex_rule_mask(r, ids, t, last, ED_EOS_TOKEN, lp);
             CU_ASSERT(lp[7] == -INFINITY);
-            for (int v = 5; v < V; v++) {
-                if (v == 7) continue;
+            CU_ASSERT(lp[V] == 12345.0);
+            for (int v = 0; v < V; v++) {  // special tokens too: "[PAD]" is text to the rule
+                if (v == 7 || v == ED_EOS_TOKEN) continue;
                 const size_t k = bpe_decode(g_bpe, &(int32_t){v}, 1, text + n, sizeof text - n);
                 const int ok = prefix_ok && ref_ok(&ws, text, n + k, last, rep);
                 n_mismatch += ok != (lp[v] != -INFINITY);
@@ -197,6 +203,41 @@ static void mask_vs_reference(int rep) {
 
 static void test_mask(void) { mask_vs_reference(0); }
 static void test_mask_no_repeat(void) { mask_vs_reference(4); }
+
+// Enough words to grow the trie's hash table several times: every one is found after, and
+// their prefixes and one-letter extensions are not words.
+static void test_many_words(void) {
+    static const char *const L[] = {"а", "б", "в", "г", "д", "е", "ж", "з", "и", "к", "л", "м",
+                                    "н", "о", "п", "р", "с", "т", "у", "ф", "х", "ц", "ч", "ш"};
+    enum { NL = 24, NW = 24 * 24 * 24 * 6 };  // 82,944 words of 4 letters
+    Lexicon *l = lexicon_new();
+    char w[64], buf[64 * 1024];
+    size_t n = 0;
+    for (int i = 0; i < NW; i++) {
+        int k = snprintf(w, sizeof w, "%s%s%s%s ", L[i % NL], L[i / NL % NL], L[i / NL / NL % NL],
+                         L[i / NL / NL / NL]);
+        if (n + (size_t)k > sizeof buf) {
+            lexicon_add_text(l, buf, n);
+            n = 0;
+        }
+        memcpy(buf + n, w, (size_t)k);
+        n += (size_t)k;
+    }
+    lexicon_add_text(l, buf, n);
+    CU_ASSERT_EQUAL(lexicon_n_words(l), NW);
+    int missing = 0, extra = 0;
+    for (int i = 0; i < NW; i++) {
+        int k = snprintf(w, sizeof w, "%s%s%s%s", L[i % NL], L[i / NL % NL], L[i / NL / NL % NL],
+                         L[i / NL / NL / NL]);
+        missing += !lexicon_has_word(l, w, (size_t)k);
+        extra += lexicon_has_word(l, w, (size_t)k - 2);  // its first three letters
+        snprintf(w + k, sizeof w - (size_t)k, "я");
+        extra += lexicon_has_word(l, w, strlen(w));
+    }
+    CU_ASSERT_EQUAL(missing, 0);
+    CU_ASSERT_EQUAL(extra, 0);
+    lexicon_free(l);
+}
 
 static void test_load(void) {
     char err[CX_ERRLEN];
@@ -224,6 +265,7 @@ int main(void) {
     CU_pSuite s = CU_add_suite("lexicon", suite_init, suite_clean);
     CU_add_test(s, "words: case folding, separators, count", test_words);
     CU_add_test(s, "loading a word file; its errors", test_load);
+    CU_add_test(s, "82,944 words: the hash table grows, every word found, no other", test_many_words);
     CU_add_test(s, "mask equals a naive word-list reference on every token", test_mask);
     CU_add_test(s, "mask with no-repeat equals the reference", test_mask_no_repeat);
     CU_basic_set_mode(CU_BRM_VERBOSE);
