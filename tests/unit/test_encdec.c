@@ -605,6 +605,9 @@ static const int32_t BANNED[] = {ED_PAD, ED_UNK, ED_BOS, ED_MASK};
 typedef struct {
     EncDec *m;
     const int32_t *src;
+    EncDec *m2;          // an ensemble's second model (NULL: one model): scores use the mean
+    const int32_t *src2; // of the two distributions; m2 reads src2 (Ts2 tokens)
+    int Ts2;
     double best, second;
     int32_t best_seq[XMAXLEN];
     int best_len, n_seqs;
@@ -646,16 +649,22 @@ static int has_repeated_trigram(const int32_t *s, int n) {
 static void exhaust_score(Exhaust *x, const BeamConfig *c, const int32_t *seq, int len) {
     if (c->block_trigrams && has_repeated_trigram(seq, len)) return;
     if (x->toy_fsm && !toy_fsm_valid(seq, len)) return;
-    EncDecBatch b = {.B = 1, .Ts = XTS, .Tt = len, .src = x->src, .tgt = seq};
-    encdec_logits(x->m, &b, x->logits);
-    double sum = 0;
-    for (int t = 0; t < len; t++) {
-        const float *r = x->logits + (size_t)t * XV;
-        double mx = -INFINITY, s = 0;
-        for (int v = 0; v < XV; v++) mx = fmax(mx, r[v]);
-        for (int v = 0; v < XV; v++) s += exp((double)r[v] - mx);
-        sum += (double)r[seq[t]] - (mx + log(s));
+    double lp[2][XMAXLEN];  // log-probability of each token under each model
+    for (int i = 0; i < (x->m2 ? 2 : 1); i++) {
+        EncDecBatch b = {.B = 1, .Ts = i ? x->Ts2 : XTS, .Tt = len, .src = i ? x->src2 : x->src,
+                         .tgt = seq};
+        encdec_logits(i ? x->m2 : x->m, &b, x->logits);
+        for (int t = 0; t < len; t++) {
+            const float *r = x->logits + (size_t)t * XV;
+            double mx = -INFINITY, s = 0;
+            for (int v = 0; v < XV; v++) mx = fmax(mx, r[v]);
+            for (int v = 0; v < XV; v++) s += exp((double)r[v] - mx);
+            lp[i][t] = (double)r[seq[t]] - (mx + log(s));
+        }
     }
+    double sum = 0;
+    for (int t = 0; t < len; t++)
+        sum += x->m2 ? log(0.5 * (exp(lp[0][t]) + exp(lp[1][t]))) : lp[0][t];
     double sc = sum / beam_length_penalty(len, c->alpha);
     x->n_seqs++;
     if (sc > x->best) {
@@ -845,64 +854,14 @@ static void test_beam_exhaustive_copy(void) { beam_exhaustive(1); }
 // Ensembles: beam search over the mean of two models' distributions (one with the copy
 // mixture, one without; each with its own source) equals exhaustive search scored by teacher
 // forcing each model; an ensemble of one model decodes exactly as the model alone.
-typedef struct {
-    EncDec *m[2];
-    const int32_t *src[2];
-    int Ts[2];
-    float *logits;
-    double best, second;
-    int32_t best_seq[XMAXLEN];
-    int best_len, n_seqs;
-} EnsExhaust;
-
-static void ens_score(EnsExhaust *x, const BeamConfig *c, const int32_t *seq, int len) {
-    if (c->block_trigrams && has_repeated_trigram(seq, len)) return;
-    double lp[2][XMAXLEN];
-    for (int i = 0; i < 2; i++) {
-        EncDecBatch b = {.B = 1, .Ts = x->Ts[i], .Tt = len, .src = x->src[i], .tgt = seq};
-        encdec_logits(x->m[i], &b, x->logits);
-        for (int t = 0; t < len; t++) {
-            const float *r = x->logits + (size_t)t * XV;
-            double mx = -INFINITY, s = 0;
-            for (int v = 0; v < XV; v++) mx = fmax(mx, r[v]);
-            for (int v = 0; v < XV; v++) s += exp((double)r[v] - mx);
-            lp[i][t] = (double)r[seq[t]] - (mx + log(s));
-        }
-    }
-    double sum = 0;
-    for (int t = 0; t < len; t++) sum += log(0.5 * (exp(lp[0][t]) + exp(lp[1][t])));
-    double sc = sum / beam_length_penalty(len, c->alpha);
-    x->n_seqs++;
-    if (sc > x->best) {
-        x->second = x->best;
-        x->best = sc;
-        memcpy(x->best_seq, seq, (size_t)len * sizeof(int32_t));
-        x->best_len = len;
-    } else if (sc > x->second) {
-        x->second = sc;
-    }
-}
-
-static void ens_rec(EnsExhaust *x, const BeamConfig *c, int32_t *seq, int t) {
-    if (t >= c->min_len) {
-        seq[t] = ED_EOS;
-        ens_score(x, c, seq, t + 1);
-    }
-    for (int32_t w = 5; w < XV; w++) {
-        seq[t] = w;
-        if (t + 1 == c->max_len) ens_score(x, c, seq, t + 1);
-        else ens_rec(x, c, seq, t + 1);
-    }
-}
-
 static void test_ensemble(void) {
     EncDecConfig c0 = small_config(XV, 0.0f, 0.5f), c1 = small_config(XV, 0.0f, 0.5f);
     c0.copy = 1;
     EncDec *m0 = encdec_create(&c0, 1, XTS, XMAXLEN, 2024);
     EncDec *m1 = encdec_create(&c1, 1, XTS, XMAXLEN, 77);
     const int32_t s0[XTS] = {ED_BOS, 5, 7, 6, 5, ED_EOS}, s1[XTS - 1] = {ED_BOS, 6, 6, 7, ED_EOS};
-    EnsExhaust x = {.m = {m0, m1}, .src = {s0, s1}, .Ts = {XTS, XTS - 1},
-                    .logits = malloc((size_t)XMAXLEN * XV * sizeof(float))};
+    Exhaust x = {.m = m0, .src = s0, .m2 = m1, .src2 = s1, .Ts2 = XTS - 1,
+                 .logits = malloc((size_t)XMAXLEN * XV * sizeof(float))};
     const int K = 1100;
     EncDecGen *g0 = encdec_gen_create(m0, K, XMAXLEN), *g1 = encdec_gen_create(m1, K, XMAXLEN);
     EncDecGen *gens[2] = {g0, g1};
@@ -925,7 +884,7 @@ static void test_ensemble(void) {
         double sc = 0, sc0 = 0, sc1 = 0;
         x.best = x.second = -INFINITY;
         x.n_seqs = 0;
-        ens_rec(&x, &c, seq, 0);
+        exhaust_rec(&x, &c, seq, 0);
         CU_ASSERT_FATAL(x.best_len > 0);
         CU_ASSERT(x.best - x.second > 1e-4);
         c.beam_size = x.n_seqs + 4;
