@@ -200,12 +200,20 @@ struct LexRule {
     int V, no_repeat_min;
     uint32_t *off;    // (V + 1) token t's bytes are bytes[off[t], off[t+1])
     size_t longest;   // bytes of the longest token
+    // tokens that start with a separator (" Москве", ", и"): what reading one does from
+    // the start of a word depends only on the article, so it is computed once per article
+    uint8_t *lead_sep;     // (V) 1: the token's first character is whole and not a letter
+    uint8_t *inner_end;    // (V) 1: a letter of the token is followed by a separator in it
+    int32_t *root_node;    // (V) the word state after the token read at a word boundary,
+    int32_t *root_letters; //     -1 where the rule forbids it; its letters
     char *bytes;
     char *text;       // a hypothesis' text and the next token's bytes
     size_t text_cap;
     int32_t *done;    // the ends (nodes) of the hypothesis' words of >= no_repeat_min letters
     size_t done_cap;
 };
+
+static void cache_tokens(LexRule *r);
 
 LexRule *lex_rule_create(Lexicon *lex, const Bpe *bpe, int V, int no_repeat_min) {
     CHECK(V >= 1 && no_repeat_min >= 0, "lexicon rule over %d tokens", V);
@@ -231,6 +239,26 @@ LexRule *lex_rule_create(Lexicon *lex, const Bpe *bpe, int V, int no_repeat_min)
         if (k > r->longest) r->longest = k;
     }
     r->off[V] = (uint32_t)total;
+    r->lead_sep = cx_calloc((size_t)V, 1);
+    r->inner_end = cx_calloc((size_t)V, 1);
+    r->root_node = cx_calloc((size_t)V, sizeof(int32_t));
+    r->root_letters = cx_calloc((size_t)V, sizeof(int32_t));
+    for (int t = 0; t < V; t++) {
+        const char *b = r->bytes + r->off[t];
+        const size_t k = r->off[t + 1] - r->off[t];
+        int seen_letter = 0;
+        for (size_t i = 0; i < k;) {
+            uint32_t cp;
+            size_t c = utf8_decode(b + i, k - i, &cp);
+            const int letter = c > 0 && lexicon_is_letter(cp);
+            if (i == 0) r->lead_sep[t] = c > 0 && !letter;
+            if (c == 0) break;  // an incomplete or ill-formed character: read dynamically
+            if (letter) seen_letter = 1;
+            else if (seen_letter) r->inner_end[t] = 1;
+            i += c;
+        }
+    }
+    cache_tokens(r);
     return r;
 }
 
@@ -240,12 +268,17 @@ void lex_rule_free(LexRule *r) {
     free(r->bytes);
     free(r->text);
     free(r->done);
+    free(r->lead_sep);
+    free(r->inner_end);
+    free(r->root_node);
+    free(r->root_letters);
     free(r);
 }
 
 void lex_rule_set_article(LexRule *r, const char *text, size_t n) {
     r->lex->epoch++;
     add_words(r->lex, text, n, 1);
+    cache_tokens(r);
 }
 
 // The state of a text being read: the node of the word in progress (ROOT: none), its letters,
@@ -304,6 +337,19 @@ static int may_end(const LexRule *r, const Walk *w, size_t n_done) {
     return !(r->no_repeat_min && w->letters >= r->no_repeat_min && repeated(r, n_done, w->node));
 }
 
+// The word state after each separator-led token read at a word boundary, for the current
+// article's words.
+static void cache_tokens(LexRule *r) {
+    for (int v = 0; v < r->V; v++) {
+        if (!r->lead_sep[v]) continue;
+        Walk w = {ROOT, 0};
+        size_t nd = 0;
+        const long got = walk(r, &w, r->bytes + r->off[v], r->off[v + 1] - r->off[v], &nd);
+        r->root_node[v] = got < 0 ? -1 : w.node;
+        r->root_letters[v] = w.letters;
+    }
+}
+
 void lex_rule_mask(void *ctx, const int32_t *hist, int t, int last, int32_t eos, double *lp) {
     LexRule *r = ctx;
     const int V = r->V;
@@ -329,10 +375,22 @@ void lex_rule_mask(void *ctx, const int32_t *hist, int t, int last, int32_t eos,
         return;
     }
     const size_t rest = n - (size_t)used;  // bytes of an incomplete character
-    if (!may_end(r, &w0, n_done)) lp[eos] = -INFINITY;
+    const int can_end = may_end(r, &w0, n_done);
+    if (!can_end) lp[eos] = -INFINITY;
     char *buf = r->text + used;
     for (int v = 0; v < V; v++) {
         if (lp[v] == -INFINITY || v == eos) continue;
+        // a separator-led token ends the word in progress, then reads as from a boundary
+        // (unless words it ends must be checked against this hypothesis' words)
+        if (rest == 0 && r->lead_sep[v] && !(r->no_repeat_min && (r->inner_end[v] || last))) {
+            if (!can_end || r->root_node[v] < 0) {
+                lp[v] = -INFINITY;
+            } else if (last) {
+                const Walk w = {r->root_node[v], r->root_letters[v]};
+                if (!may_end(r, &w, n_done)) lp[v] = -INFINITY;
+            }
+            continue;
+        }
         const size_t k = r->off[v + 1] - r->off[v];
         const char *s = r->bytes + r->off[v];
         Walk w = w0;
