@@ -250,9 +250,9 @@ LexRule *lex_rule_create(Lexicon *lex, const Bpe *bpe, int V, int no_repeat_min)
         for (size_t i = 0; i < k;) {
             uint32_t cp;
             size_t c = utf8_decode(b + i, k - i, &cp);
-            const int letter = c > 0 && lexicon_is_letter(cp);
-            if (i == 0) r->lead_sep[t] = c > 0 && !letter;
             if (c == 0) break;  // an incomplete or ill-formed character: read dynamically
+            const int letter = lexicon_is_letter(cp);
+            if (i == 0) r->lead_sep[t] = !letter;
             if (letter) seen_letter = 1;
             else if (seen_letter) r->inner_end[t] = 1;
             i += c;
@@ -294,6 +294,14 @@ static int repeated(const LexRule *r, size_t n_done, int32_t node) {
     return 0;
 }
 
+// Whether s[0, n) (n >= 1) is the start of a well-formed character that is not complete.
+static int cut_off(const char *s, size_t n) {
+    int st = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((st = utf8_fsm_step(st, (unsigned char)s[i])) <= 0) return 0;
+    return 1;
+}
+
 // Reads s[0, n) from w; -1 where the rule forbids it. Returns the bytes read: an incomplete
 // character at the end is left for later. The ends of the words of >= no_repeat_min letters
 // read go to r->done (*n_done of them).
@@ -304,7 +312,7 @@ static long walk(LexRule *r, Walk *w, const char *s, size_t n, size_t *n_done) {
         uint32_t cp;
         size_t k = utf8_decode(s + i, n - i, &cp);
         if (k == 0) {
-            if (utf8_invalid_len(s + i, n - i) == 0) break;  // cut off: wait for the rest
+            if (cut_off(s + i, n - i)) break;  // a character whose end is still to come
             k = utf8_invalid_len(s + i, n - i);
             cp = 0xFFFD;  // ill-formed: a separator
         }
