@@ -1111,6 +1111,16 @@ void encdec_gen_step(void *ctx, int K, const int32_t *parents, const int32_t *to
     }
 }
 
+// Greedy search when c->beam_size == 1, beam search otherwise; -1 with err when nothing
+// can be completed.
+static int search(BeamWork *w, const BeamConfig *c, BeamStepFn step, void *ctx, int32_t *out,
+                  int *out_len, double *score, char *err) {
+    int rc = c->beam_size == 1 ? beam_greedy(w, c, step, ctx, out, out_len, score)
+                               : beam_search(w, c, step, ctx, out, out_len, score);
+    if (rc != 0) return cx_err(err, "decoding: every continuation is forbidden");
+    return 0;
+}
+
 int encdec_generate(EncDecGen *g, const BeamConfig *c, const int32_t *src, const int32_t *src_mask,
                     int Ts, int32_t *out, int *out_len, double *score, char *err) {
     *out_len = 0;
@@ -1118,10 +1128,7 @@ int encdec_generate(EncDecGen *g, const BeamConfig *c, const int32_t *src, const
     if (Ts < 1 || Ts > g->m->max_Ts)
         return cx_err(err, "source of %d tokens (the model takes 1 to %d)", Ts, g->m->max_Ts);
     encdec_gen_start(g, src, src_mask, Ts);
-    int rc = c->beam_size == 1 ? beam_greedy(g->work, c, encdec_gen_step, g, out, out_len, score)
-                               : beam_search(g->work, c, encdec_gen_step, g, out, out_len, score);
-    if (rc != 0) return cx_err(err, "decoding: every continuation is forbidden");
-    return 0;
+    return search(g->work, c, encdec_gen_step, g, out, out_len, score, err);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1135,8 +1142,8 @@ struct EncDecEnsemble {
 };
 
 EncDecEnsemble *encdec_ensemble_create(EncDecGen *const *gens, int n, int max_beam, int max_len) {
-    CHECK(n >= 1 && n <= 64 && max_beam >= 1 && max_len >= 1, "ensemble of %d models (1 to 64), %d x %d", n, max_beam,
-          max_len);
+    CHECK(n >= 1 && n <= 64 && max_beam >= 1 && max_len >= 1,
+          "ensemble of %d models (1 to 64), %d x %d", n, max_beam, max_len);
     const int V = gens[0]->m->cfg.enc.vocab_size;
     for (int i = 0; i < n; i++)
         CHECK(gens[i]->m->cfg.enc.vocab_size == V && gens[i]->max_beam >= max_beam &&
@@ -1212,11 +1219,7 @@ int encdec_ensemble_generate(EncDecEnsemble *e, const BeamConfig *c, const int32
                           e->gens[i]->m->max_Ts);
         encdec_gen_start(e->gens[i], srcs[i], NULL, Ts[i]);
     }
-    int rc = c->beam_size == 1
-                 ? beam_greedy(e->work, c, encdec_ensemble_step, e, out, out_len, score)
-                 : beam_search(e->work, c, encdec_ensemble_step, e, out, out_len, score);
-    if (rc != 0) return cx_err(err, "decoding: every continuation is forbidden");
-    return 0;
+    return search(e->work, c, encdec_ensemble_step, e, out, out_len, score, err);
 }
 
 // ---------------------------------------------------------------------------------------

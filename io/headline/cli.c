@@ -350,12 +350,12 @@ int hl_gen_open(HlGenerator *G, const HlCkpts *ck, const char *tok_dir, const Hl
     memset(G, 0, sizeof *G);
     if (ck->n < 1 || ck->n > HL_MAX_MODELS)
         return cx_err(err, "%d checkpoints (1 to %d)", ck->n, HL_MAX_MODELS);
+    if (o->no_repeat_words > 0 && !o->lexicon)
+        return cx_err(err, "--no-repeat-words needs --lexicon FILE");
     for (int i = 0; i < ck->n; i++) {
-        if (gen_load_model(G, i, ck->path[i], o, err) != 0) {
-            hl_gen_close(G);
-            return -1;
-        }
+        if (gen_load_model(G, i, ck->path[i], o, err) != 0) goto fail;
         G->n_models = i + 1;
+        if (G->src_len[i] > G->src_len[G->longest]) G->longest = i;
     }
     HeadlineConfig *c = &G->cfg;
     const char *td = tok_dir ? tok_dir : c->data.tokenizer;
@@ -363,14 +363,12 @@ int hl_gen_open(HlGenerator *G, const HlCkpts *ck, const char *tok_dir, const Hl
         char e2[CX_ERRLEN];
         snprintf(e2, sizeof e2, "%s", err);
         cx_err(err, "%s%s", e2, tok_dir ? "" : " (the checkpoint's data.tokenizer; --tokenizer DIR overrides it)");
-        hl_gen_close(G);
-        return -1;
+        goto fail;
     }
     if (bpe_vocab_size(G->enc.bpe) > c->model.enc.vocab_size) {
         cx_err(err, "tokenizer %s has %d tokens, more than the model's %d", td,
                bpe_vocab_size(G->enc.bpe), c->model.enc.vocab_size);
-        hl_gen_close(G);
-        return -1;
+        goto fail;
     }
     if (G->n_models > 1)
         G->ens = encdec_ensemble_create(G->g, G->n_models, c->generate.beam, c->generate.max_len);
@@ -386,29 +384,22 @@ int hl_gen_open(HlGenerator *G, const HlCkpts *ck, const char *tok_dir, const Hl
     bpe_utf8_automaton(G->enc.bpe, V, G->fsm);
     G->bc.fsm = G->fsm;
     G->bc.fsm_states = UTF8_FSM_STATES;
-    if (o->no_repeat_words > 0 && !o->lexicon) {
-        cx_err(err, "--no-repeat-words needs --lexicon FILE");
-        hl_gen_close(G);
-        return -1;
-    }
     if (o->lexicon) {
-        if (lexicon_load(&G->lex, o->lexicon, err) != 0) {
-            hl_gen_close(G);
-            return -1;
-        }
+        if (lexicon_load(&G->lex, o->lexicon, err) != 0) goto fail;
         G->rule = lex_rule_create(G->lex, G->enc.bpe, V, o->no_repeat_words);
         G->bc.mask = lex_rule_mask;
         G->bc.mask_ctx = G->rule;
     }
     G->out = cx_calloc((size_t)c->generate.max_len, sizeof(int32_t));
     return 0;
+fail:
+    hl_gen_close(G);
+    return -1;
 }
 
 const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err) {
     // the article is tokenized once, for the longest source; each model reads its prefix
-    int longest = 0;
-    for (int i = 0; i < G->n_models; i++)
-        if (G->src_len[i] > G->src_len[longest]) longest = i;
+    const int longest = G->longest;
     int32_t *src = G->src[longest];
     size_t ns = hl_encoder_run(&G->enc, text, n, src + 1, (size_t)G->src_len[longest] - 2);
     int Ts[HL_MAX_MODELS];

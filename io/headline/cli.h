@@ -131,6 +131,7 @@ typedef struct {
     EncDec *m[HL_MAX_MODELS];
     EncDecGen *g[HL_MAX_MODELS];
     int src_len[HL_MAX_MODELS];  // each model's data.src_len (or --src-len)
+    int longest;                 // the model with the longest src_len
     EncDecEnsemble *ens;         // n_models > 1
     HlEncoder enc;
     BeamConfig bc;  // read-only for callers (beam_size, max_len)

@@ -268,13 +268,10 @@ int headline_cmd_evaluate(int argc, char **argv) {
                    lexicon_n_words(G.lex), n - G.n_unconstrained, n, G.n_unconstrained);
         printf("%-44s %-9s %6s %6s %6s\n", "system", "mode", "R-1", "R-2", "R-L");
         if (have_model) {
-            char name[96];
-            if (G.n_models > 1)
-                snprintf(name, sizeof name, "ensemble of %d (%s %d)", G.n_models,
-                         G.bc.beam_size > 1 ? "beam" : "greedy", G.bc.beam_size);
-            else
-                snprintf(name, sizeof name, "model (%s %d)", G.bc.beam_size > 1 ? "beam" : "greedy",
-                         G.bc.beam_size);
+            char who[32] = "model", name[96];
+            if (G.n_models > 1) snprintf(who, sizeof who, "ensemble of %d", G.n_models);
+            snprintf(name, sizeof name, "%s (%s %d)", who, G.bc.beam_size > 1 ? "beam" : "greedy",
+                     G.bc.beam_size);
             board_print(&model, name);
         }
         char lname[96];

@@ -29,9 +29,9 @@ struct Lexicon {
 
 int lexicon_is_letter(uint32_t cp) {
     if (cp < 128) return (cp | 32) >= 'a' && (cp | 32) <= 'z';
-    return (cp >= 0xC0 && cp <= 0x24F && cp != 0xD7 && cp != 0xF7) ||
-           (cp >= 0x370 && cp <= 0x3FF && cp != 0x37E && cp != 0x387) || (cp >= 0x400 && cp <= 0x52F &&
-                                                                             !(cp >= 0x482 && cp <= 0x489));
+    if (cp >= 0xC0 && cp <= 0x24F) return cp != 0xD7 && cp != 0xF7;      // Latin-1, Extended A/B
+    if (cp >= 0x370 && cp <= 0x3FF) return cp != 0x37E && cp != 0x387;    // Greek
+    return cp >= 0x400 && cp <= 0x52F && !(cp >= 0x482 && cp <= 0x489);   // Cyrillic
 }
 
 static uint64_t mix(uint64_t x) {  // splitmix64's finaliser
@@ -42,12 +42,20 @@ static uint64_t mix(uint64_t x) {  // splitmix64's finaliser
     return x ^ (x >> 31);
 }
 
+static uint64_t edge_key(int32_t node, uint32_t cp) { return (((uint64_t)node << 21) | cp) + 1; }
+
+// The slot of key in a table of cap (a power of two) keys: where it is, or the empty slot
+// where it would go.
+static size_t slot_of(const uint64_t *keys, size_t cap, uint64_t key) {
+    size_t i = mix(key) & (cap - 1);
+    while (keys[i] && keys[i] != key) i = (i + 1) & (cap - 1);
+    return i;
+}
+
 static int32_t edge_get(const Lexicon *l, int32_t node, uint32_t cp) {
-    const uint64_t key = (((uint64_t)node << 21) | cp) + 1;
-    for (size_t i = mix(key) & (l->cap - 1);; i = (i + 1) & (l->cap - 1)) {
-        if (l->keys[i] == key) return l->child[i];
-        if (l->keys[i] == 0) return -1;
-    }
+    const uint64_t key = edge_key(node, cp);
+    const size_t i = slot_of(l->keys, l->cap, key);
+    return l->keys[i] == key ? l->child[i] : -1;
 }
 
 static int32_t node_new(Lexicon *l) {
@@ -72,8 +80,7 @@ static void edges_grow(Lexicon *l) {
     l->child = cx_calloc(l->cap, sizeof *l->child);
     for (size_t j = 0; j < ocap; j++) {
         if (!ok[j]) continue;
-        size_t i = mix(ok[j]) & (l->cap - 1);
-        while (l->keys[i]) i = (i + 1) & (l->cap - 1);
+        const size_t i = slot_of(l->keys, l->cap, ok[j]);
         l->keys[i] = ok[j];
         l->child[i] = oc[j];
     }
@@ -81,18 +88,16 @@ static void edges_grow(Lexicon *l) {
     free(oc);
 }
 
+// The child of node by the (folded) letter cp, created if missing.
 static int32_t edge_add(Lexicon *l, int32_t node, uint32_t cp) {
-    int32_t c = edge_get(l, node, cp);
-    if (c >= 0) return c;
     if (2 * (l->n_edges + 1) > l->cap) edges_grow(l);
-    const uint64_t key = (((uint64_t)node << 21) | cp) + 1;
-    size_t i = mix(key) & (l->cap - 1);
-    while (l->keys[i]) i = (i + 1) & (l->cap - 1);
-    c = node_new(l);
+    const uint64_t key = edge_key(node, cp);
+    const size_t i = slot_of(l->keys, l->cap, key);
+    if (l->keys[i] == key) return l->child[i];
     l->keys[i] = key;
-    l->child[i] = c;
+    l->child[i] = node_new(l);
     l->n_edges++;
-    return c;
+    return l->child[i];
 }
 
 Lexicon *lexicon_new(void) {
@@ -222,23 +227,16 @@ LexRule *lex_rule_create(Lexicon *lex, const Bpe *bpe, int V, int no_repeat_min)
     r->V = V;
     r->no_repeat_min = no_repeat_min;
     r->off = cx_calloc((size_t)V + 1, sizeof *r->off);
-    // each token's bytes, in one pass (tokens past the tokenizer's vocabulary have none)
-    const int nv = bpe_vocab_size(bpe);
-    size_t total = 0, cap = 16 * (size_t)V + 16;
-    r->bytes = cx_calloc(cap, 1);
+    // each token's bytes (tokens past the tokenizer's vocabulary have none)
+    const int nb = bpe_vocab_size(bpe) < V ? bpe_vocab_size(bpe) : V;
     for (int t = 0; t < V; t++) {
-        r->off[t] = (uint32_t)total;
-        if (t >= nv) continue;
-        size_t k = bpe_decode(bpe, &(int32_t){t}, 1, NULL, 0);
-        if (total + k > cap) {
-            cap = 2 * (total + k);
-            r->bytes = realloc(r->bytes, cap);
-            CHECK(r->bytes, "out of memory");
-        }
-        total += bpe_decode(bpe, &(int32_t){t}, 1, r->bytes + total, k);
+        const size_t k = t < nb ? bpe_decode(bpe, &(int32_t){t}, 1, NULL, 0) : 0;
+        r->off[t + 1] = r->off[t] + (uint32_t)k;
         if (k > r->longest) r->longest = k;
     }
-    r->off[V] = (uint32_t)total;
+    r->bytes = cx_calloc((size_t)r->off[V] + 1, 1);
+    for (int t = 0; t < nb; t++)
+        bpe_decode(bpe, &(int32_t){t}, 1, r->bytes + r->off[t], r->off[t + 1] - r->off[t]);
     r->lead_sep = cx_calloc((size_t)V, 1);
     r->inner_end = cx_calloc((size_t)V, 1);
     r->root_node = cx_calloc((size_t)V, sizeof(int32_t));
@@ -281,8 +279,8 @@ void lex_rule_set_article(LexRule *r, const char *text, size_t n) {
     cache_tokens(r);
 }
 
-// The state of a text being read: the node of the word in progress (ROOT: none), its letters,
-// and the text position where the unread (incomplete) bytes start.
+// The state of a text being read: the node of the word in progress (ROOT: none) and its
+// letters.
 typedef struct {
     int32_t node;
     int letters;
@@ -361,15 +359,15 @@ static void cache_tokens(LexRule *r) {
 void lex_rule_mask(void *ctx, const int32_t *hist, int t, int last, int32_t eos, double *lp) {
     LexRule *r = ctx;
     const int V = r->V;
-    // the hypothesis' text, read up to its incomplete last character
-    size_t n = 0;
-    for (int i = 0; i < t; i++) n += r->off[hist[i] + 1] - r->off[hist[i]];
-    if (n + r->longest + 1 > r->text_cap) {
-        r->text_cap = 2 * (n + r->longest + 1);
+    // the hypothesis' text (room for one more token after it), read up to its incomplete
+    // last character
+    const size_t need = ((size_t)t + 1) * r->longest + 1;
+    if (need > r->text_cap) {
+        r->text_cap = 2 * need;
         r->text = realloc(r->text, r->text_cap);
         CHECK(r->text, "out of memory");
     }
-    n = 0;
+    size_t n = 0;
     for (int i = 0; i < t; i++) {
         const size_t k = r->off[hist[i] + 1] - r->off[hist[i]];
         memcpy(r->text + n, r->bytes + r->off[hist[i]], k);

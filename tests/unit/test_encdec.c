@@ -693,6 +693,14 @@ static void exhaust_rec(Exhaust *x, const BeamConfig *c, int32_t *seq, int t) {
     }
 }
 
+// Enumerates every allowed sequence afresh: x->best / best_seq / second / n_seqs
+static void exhaust_all(Exhaust *x, const BeamConfig *c) {
+    int32_t seq[XMAXLEN];
+    x->best = x->second = -INFINITY;
+    x->n_seqs = 0;
+    exhaust_rec(x, c, seq, 0);
+}
+
 // a BeamConfig mask that bans a set of tokens, counting the calls for a final token
 typedef struct {
     int ban[XV];
@@ -736,20 +744,15 @@ static void beam_exhaustive(int copy) {
                         .eos = ED_EOS,
                         .banned = BANNED,
                         .n_banned = 4};
-        int32_t seq[XMAXLEN];
         if (cases[ci].fsm) {
-            x.best = x.second = -INFINITY;
-            x.n_seqs = 0;
             x.toy_fsm = 0;
-            exhaust_rec(&x, &c, seq, 0);
+            exhaust_all(&x, &c);
             fsm_changed += !toy_fsm_valid(x.best_seq, x.best_len);
             c.fsm = fsm;
             c.fsm_states = 2;
         }
         x.toy_fsm = cases[ci].fsm;
-        x.best = x.second = -INFINITY;
-        x.n_seqs = 0;
-        exhaust_rec(&x, &c, seq, 0);
+        exhaust_all(&x, &c);
         CU_ASSERT_FATAL(x.best_len > 0);
         // a clear winner, so that float rounding cannot swap the top two
         CU_ASSERT(x.best - x.second > 1e-4);
@@ -879,12 +882,10 @@ static void test_ensemble(void) {
         BeamConfig c = {.beam_size = 1, .min_len = cases[ci].min_len, .max_len = cases[ci].max_len,
                         .alpha = cases[ci].alpha, .block_trigrams = cases[ci].block,
                         .bos = ED_BOS, .eos = ED_EOS, .banned = BANNED, .n_banned = 4};
-        int32_t seq[XMAXLEN], out[XMAXLEN], o0[XMAXLEN], o1[XMAXLEN];
+        int32_t out[XMAXLEN], o0[XMAXLEN], o1[XMAXLEN];
         int len = 0, l0 = 0, l1 = 0;
         double sc = 0, sc0 = 0, sc1 = 0;
-        x.best = x.second = -INFINITY;
-        x.n_seqs = 0;
-        exhaust_rec(&x, &c, seq, 0);
+        exhaust_all(&x, &c);
         CU_ASSERT_FATAL(x.best_len > 0);
         CU_ASSERT(x.best - x.second > 1e-4);
         c.beam_size = x.n_seqs + 4;
