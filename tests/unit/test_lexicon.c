@@ -150,22 +150,26 @@ static int ref_ok(const Words *ws, const char *text, size_t n, int at_end, int r
     }
 }
 
-static void mask_vs_reference(int rep) {
+// rep: no-repeat_min; article: whether an article's words are set (else the corpus's only)
+static void mask_vs_reference(int rep, int article) {
     Lexicon *l = lexicon_new();
     lexicon_add_text(l, CORPUS, strlen(CORPUS));
     const int V = bpe_vocab_size(g_bpe);
     LexRule *r = lex_rule_create(l, g_bpe, V, rep);
     // an earlier article's words are forgotten; this one's are known
-    const char *old = "Маршалловы острова";
-    lex_rule_set_article(r, old, strlen(old));
-    const char *article = "Группа деятелей обратилась к Оливье Шрамеку.";
-    lex_rule_set_article(r, article, strlen(article));
+    if (article) {
+        const char *old = "Маршалловы острова";
+        lex_rule_set_article(r, old, strlen(old));
+        const char *text = "Группа деятелей обратилась к Оливье Шрамеку.";
+        lex_rule_set_article(r, text, strlen(text));
+    }
     const char *all = "москва приняла решение о выборах в латвии москве открылся форум и латвия "
                       "ответила на заявление суда вызвало критику россии сборная по гандболу "
                       "выиграла матч эль фаллудже ракке год rt france группа деятелей обратилась "
                       "к оливье шрамеку";
     Words ws = {.n = 0};
-    for (const char *p = all; *p;) {
+    // without an article the list ends at "france"
+    for (const char *p = all; *p && (article || ws.n == 0 || strcmp(ws.w[ws.n - 1], "france"));) {
         const char *e = strchr(p, ' ');
         size_t k = e ? (size_t)(e - p) : strlen(p);
         memcpy(ws.w[ws.n], p, k);
@@ -228,14 +232,15 @@ static void mask_vs_reference(int rep) {
     CU_ASSERT_EQUAL(n_mismatch, 0);
     // the rule really forbids (and allows) something
     CU_ASSERT(n_forbidden > 0 && n_forbidden < n_checked);
-    printf("\n  %ld token continuations checked, %ld forbidden (no-repeat %d)\n", n_checked,
-           n_forbidden, rep);
+    printf("\n  %ld token continuations checked, %ld forbidden (no-repeat %d, %s)\n", n_checked,
+           n_forbidden, rep, article ? "an article's words" : "no article");
     lex_rule_free(r);
     lexicon_free(l);
 }
 
-static void test_mask(void) { mask_vs_reference(0); }
-static void test_mask_no_repeat(void) { mask_vs_reference(4); }
+static void test_mask(void) { mask_vs_reference(0, 1); }
+static void test_mask_no_repeat(void) { mask_vs_reference(4, 1); }
+static void test_mask_no_article(void) { mask_vs_reference(0, 0); }
 
 // Enough words to grow the trie's hash table several times: every one is found after, and
 // their prefixes and one-letter extensions are not words.
@@ -301,6 +306,8 @@ int main(void) {
     CU_add_test(s, "82,944 words: the hash table grows, every word found, no other", test_many_words);
     CU_add_test(s, "mask equals a naive word-list reference on every token", test_mask);
     CU_add_test(s, "mask with no-repeat equals the reference", test_mask_no_repeat);
+    CU_add_test(s, "mask before any article equals the reference of the corpus's words",
+                test_mask_no_article);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
