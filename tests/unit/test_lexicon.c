@@ -150,14 +150,17 @@ static int ref_ok(const Words *ws, const char *text, size_t n, int at_end, int r
     }
 }
 
-// rep: no-repeat_min; article: whether an article's words are set (else the corpus's only)
+// rep: no_repeat_min. article: 1, the corpus is the lexicon and an article's words are
+// added; 0, the corpus's words alone (no article set); -1, an empty lexicon and the corpus
+// given as the article (what the rule knows comes from the article alone).
 static void mask_vs_reference(int rep, int article) {
     Lexicon *l = lexicon_new();
-    lexicon_add_text(l, CORPUS, strlen(CORPUS));
+    if (article >= 0) lexicon_add_text(l, CORPUS, strlen(CORPUS));
     const int V = bpe_vocab_size(g_bpe);
     LexRule *r = lex_rule_create(l, g_bpe, V, rep);
     // an earlier article's words are forgotten; this one's are known
-    if (article) {
+    if (article < 0) lex_rule_set_article(r, CORPUS, strlen(CORPUS));
+    if (article > 0) {
         const char *old = "Маршалловы острова";
         lex_rule_set_article(r, old, strlen(old));
         const char *text = "Группа деятелей обратилась к Оливье Шрамеку.";
@@ -169,7 +172,7 @@ static void mask_vs_reference(int rep, int article) {
                       "к оливье шрамеку";
     Words ws = {.n = 0};
     // without an article the list ends at "france"
-    for (const char *p = all; *p && (article || ws.n == 0 || strcmp(ws.w[ws.n - 1], "france"));) {
+    for (const char *p = all; *p && (article > 0 || ws.n == 0 || strcmp(ws.w[ws.n - 1], "france"));) {
         const char *e = strchr(p, ' ');
         size_t k = e ? (size_t)(e - p) : strlen(p);
         memcpy(ws.w[ws.n], p, k);
@@ -233,14 +236,18 @@ static void mask_vs_reference(int rep, int article) {
     // the rule really forbids (and allows) something
     CU_ASSERT(n_forbidden > 0 && n_forbidden < n_checked);
     printf("\n  %ld token continuations checked, %ld forbidden (no-repeat %d, %s)\n", n_checked,
-           n_forbidden, rep, article ? "an article's words" : "no article");
+           n_forbidden, rep,
+           article > 0 ? "an article's words" : article ? "the corpus as the article" : "no article");
     lex_rule_free(r);
     lexicon_free(l);
 }
 
 static void test_mask(void) { mask_vs_reference(0, 1); }
 static void test_mask_no_repeat(void) { mask_vs_reference(4, 1); }
-static void test_mask_no_article(void) { mask_vs_reference(0, 0); }
+static void test_mask_no_article(void) {
+    mask_vs_reference(0, 0);
+    mask_vs_reference(0, -1);
+}
 
 // Enough words to grow the trie's hash table several times: every one is found after, and
 // their prefixes and one-letter extensions are not words.
@@ -306,7 +313,7 @@ int main(void) {
     CU_add_test(s, "82,944 words: the hash table grows, every word found, no other", test_many_words);
     CU_add_test(s, "mask equals a naive word-list reference on every token", test_mask);
     CU_add_test(s, "mask with no-repeat equals the reference", test_mask_no_repeat);
-    CU_add_test(s, "mask before any article equals the reference of the corpus's words",
+    CU_add_test(s, "mask with the corpus's words alone, as the lexicon or as the article",
                 test_mask_no_article);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
