@@ -800,8 +800,9 @@ static void sync_rounds(void) {
         double now = simgrid_get_clock();
         metrics_row(step, now, now - t0, samples, compute, 4.0 * (double)c->params * 2.0 * (P - 1) / (P > 1 ? P : 1),
                     participants);
-        progress(step, now, curve_loss(S.cum_samples));
-        bridge_row((uint64_t)step, samples, participants, wait_s, curve_loss(S.cum_samples));
+        const double loss = curve_loss(S.cum_samples);
+        progress(step, now, loss);
+        bridge_row((uint64_t)step, samples, participants, wait_s, loss);
     }
     free(vs);
     free(seats);
