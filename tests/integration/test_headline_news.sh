@@ -14,8 +14,9 @@
 #    from the lead model (pointer.gate in the checkpoint) and the evaluation: ROUGE per source next to the first-sentence baseline, the headline-eval
 #    line, the checkpoint's path;
 #  - a third run redoes nothing; asked for more fine-tuning steps it continues from the
-#    last one; other inputs in the same work directory and a bad budget are refused with
-#    clear errors;
+#    last one; with MEMBERS=2 it fine-tunes a second model with another seed and evaluates
+#    the ensemble of both; other inputs in the same work directory, a bad budget and a bad
+#    MEMBERS are refused with clear errors;
 #  - the lead pairs, read back and decoded, are each article's first sentence (the target)
 #    and the text after it (the source);
 #  - conflux-corpus's news format reports a broken record (file:line) and refuses a
@@ -114,6 +115,30 @@ grep -q 'pretraining (MLM): done' "$W/run3b.log" &&
     [ "$(cat "$WK/runs/headline/finished")" = 8 ] && grep -q 'evaluation of' "$W/run3b.log" &&
     ok "more steps asked of a finished stage: it continues from step 6 to 8 and evaluates again" ||
     bad "extending the fine-tuning: $(grep -m4 'extending\|^step\|done' "$W/run3b.log")"
+# an ensemble: MEMBERS=2 fine-tunes a second model from the same lead checkpoint with a seed
+# of its own (another data order: its first loss differs) and evaluates the two together
+FT_SET="$FT_SET --set train.steps=8" MEMBERS=2 bash "$R" "$BUILD" "$WK" 10 >"$W/run3c.log" 2>&1
+rc=$?
+# the first step's loss of each member (the fine-tuning is run 2's last training)
+l1=$(grep '^step 1/' "$W/run2.log" | tail -1 | cut -d'|' -f2); l2=$(grep -m1 '^step 1/' "$W/run3c.log" | cut -d'|' -f2)
+[ $rc = 0 ] && grep -q 'fine-tuning .*: done' "$W/run3c.log" &&
+    grep -q "fine-tuning, ensemble member 2 of 2: starting in $WK/runs/headline-2" "$W/run3c.log" &&
+    grep -q "^conflux-headline: headline, .*initialised from $WK/runs/lead/latest.h5, " "$W/run3c.log" &&
+    [ "$(cat "$WK/runs/headline-2/finished" 2>/dev/null)" = 8 ] &&
+    h5dump -d /config "$WK/runs/headline-2/latest.h5" | grep -q '^ *seed = 1235$' &&
+    [[ $l1 == " loss "* ]] && [[ $l2 == " loss "* ]] && [ "$l1" != "$l2" ] &&
+    ok "MEMBERS=2: member 2 fine-tuned 8 steps from the lead model with seed 1235 (first step:$l2, member 1:$l1)" ||
+    bad "MEMBERS=2's second member: exit $rc, $(grep -m4 'member\|initialised\|^step 1/' "$W/run3c.log")"
+grep -q "evaluation of $WK/runs/headline/latest.h5 $WK/runs/headline-2/latest.h5" "$W/run3c.log" &&
+    grep -q '^ensemble of 2 (beam 4) *paper ' "$W/run3c.log" &&
+    grep -q "ensemble members: $WK/runs/headline/latest.h5 $WK/runs/headline-2/latest.h5" "$W/run3c.log" &&
+    grep -q '^headline-eval: n=60 ' "$W/run3c.log" &&
+    ok "MEMBERS=2: the evaluation decodes the ensemble of the two fine-tuned models" ||
+    bad "MEMBERS=2's evaluation: $(grep -m3 'evaluation of\|ensemble' "$W/run3c.log")"
+MEMBERS=9 bash "$R" "$BUILD" "$WK" 10 >"$W/run3d.log" 2>&1
+rc=$?
+[ $rc = 1 ] && grep -q "error: MEMBERS must be 1 to 8 fine-tuned models (got '9')" "$W/run3d.log" &&
+    ok "MEMBERS=9: exit 1 with a clear error" || bad "MEMBERS=9: exit $rc, $(cat "$W/run3d.log")"
 NEWS_TRAIN=$W/valid.json bash "$R" "$BUILD" "$WK" 10 >"$W/run4.log" 2>&1
 rc=$?
 [ $rc = 1 ] && grep -q "error: $WK was made from other inputs" "$W/run4.log" &&

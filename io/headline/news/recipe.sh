@@ -14,9 +14,11 @@
 #      news in the news's own words (Yang et al. 2020, TED's lead pretraining), before the
 #      7,643 titles
 #   5. BertSumAbs fine-tuning (conflux-headline train, finetune.ini), every weight from
-#      stage 4
+#      stage 4; with MEMBERS=K, K such fine-tunings with seeds of their own (the data order
+#      and dropout), each a member of an ensemble
 #   6. ROUGE on the validation set and the extra news files, next to the first-sentence
-#      baseline (conflux-headline evaluate, in the words of the training text: --lexicon),
+#      baseline (conflux-headline evaluate, in the words of the training text: --lexicon;
+#      the ensemble of the K fine-tuned models, the mean of their distributions),
 #      written to WORK/eval.txt
 # A stage that runs out of budget is sent SIGTERM: the trainer checkpoints at the next step
 # and exits; the next run resumes from WORK/runs/STAGE/latest.h5 with the same learning-rate
@@ -41,6 +43,9 @@
 #   PREP_ARGS   extra arguments of conflux-headline prepare for the training pairs
 #               (e.g. "--lowercase --limit 980000")
 #   THREADS     train.threads [0: the CPUs]
+#   MEMBERS     fine-tuned models decoded as one ensemble, 1 to 8 [1]: member 1 is
+#               WORK/runs/headline, member K WORK/runs/headline-K (train.seed 1233 + K);
+#               each costs one more fine-tuning stage
 set -uo pipefail
 BUILD=${1:?usage: recipe.sh BUILD_DIR WORK_DIR BUDGET_MINUTES}
 W=${2:?usage: recipe.sh BUILD_DIR WORK_DIR BUDGET_MINUTES}
@@ -59,6 +64,7 @@ VOCAB=${VOCAB:-16384}
 SRC_LEN=${SRC_LEN:-256}
 TGT_LEN=${TGT_LEN:-48}
 THREADS=${THREADS:-0}
+MEMBERS=${MEMBERS:-1}
 # words of the variables (several lines allowed)
 words() { local -n out_=$1; read -r -d '' -a out_ <<<"$2" || true; }
 words MLM_SET_A "${MLM_SET:-}"
@@ -70,6 +76,7 @@ words EXTRA_A "$NEWS_EXTRA"
 T=$BUILD/bin
 say() { echo "headline-news: $*"; }
 die() { echo "headline-news: error: $*" >&2; exit 1; }
+[[ $MEMBERS =~ ^[1-8]$ ]] || die "MEMBERS must be 1 to 8 fine-tuned models (got '$MEMBERS')"
 
 deadline=$(awk -v b="$BUDGET" -v t="$(date +%s)" 'BEGIN { if (b + 0 <= 0) exit 1; printf "%d", t + b * 60 }') ||
     die "BUDGET must be a positive number of minutes (got '$BUDGET')"
@@ -198,15 +205,27 @@ ft_args=(--config "$HERE/finetune.ini" --init "$W/runs/lead/latest.h5"
          --set "data.tokenizer=$W/tokenizer" --set "data.src_len=$SRC_LEN"
          --set "data.tgt_len=$TGT_LEN" --set "run.dir=$W/runs/headline")
 train "fine-tuning (BertSumAbs + pointer-generator)" "$W/runs/headline" ft_tool ft_args FT_SET_A
+# the ensemble's other members: the same fine-tuning with another seed (data order, dropout)
+members=("$W/runs/headline/latest.h5")
+for ((i = 2; i <= MEMBERS; i++)); do
+    run=$W/runs/headline-$i
+    mem_args=("${ft_args[@]}" --set "run.dir=$run" --set "train.seed=$((1233 + i))")
+    train "fine-tuning, ensemble member $i of $MEMBERS" "$run" ft_tool mem_args FT_SET_A
+    members+=("$run/latest.h5")
+done
 
 # ---- 6. evaluation
 ck=$W/runs/headline/latest.h5
-eval_args="--checkpoint $ck ${EVAL_ARGS---lexicon $W/corpus/train.txt --alpha 1.5}"
+eval_args=""
+for m in "${members[@]}"; do eval_args+="--checkpoint $m "; done
+eval_args+="${EVAL_ARGS---lexicon $W/corpus/train.txt --alpha 1.5}"
 words EVAL_A "$eval_args"
-if [ ! -s "$W/eval.txt" ] || [ "$ck" -nt "$W/eval.txt" ] || [ "$(cat "$W/eval.args" 2>/dev/null)" != "$eval_args" ]; then
+newer=0
+for m in "${members[@]}"; do [ "$m" -nt "$W/eval.txt" ] && newer=1; done
+if [ ! -s "$W/eval.txt" ] || [ $newer = 1 ] || [ "$(cat "$W/eval.args" 2>/dev/null)" != "$eval_args" ]; then
     l=$(left)
     [ "$l" -gt 5 ] || { say "budget spent before the evaluation; run again to evaluate."; exit 0; }
-    say "evaluation of $ck (at most $l s)"
+    say "evaluation of ${members[*]} (at most $l s)"
     thr=(); [ "$THREADS" -gt 0 ] && thr=(--threads "$THREADS")
     timeout -s TERM "$l" "$T/conflux-headline" evaluate "${EVAL_A[@]}" "${thr[@]}" \
         --hyps-out "$W/hyps.tsv" --show 10 "$NEWS_VALID" "${EXTRA_A[@]}" >"$W/eval.tmp" 2>"$W/eval.log"
@@ -219,3 +238,4 @@ fi
 cat "$W/eval.txt"
 say "examples: $W/eval.log; headlines: $W/hyps.tsv"
 say "checkpoint: $ck"
+if ((MEMBERS > 1)); then say "ensemble members: ${members[*]}"; fi
