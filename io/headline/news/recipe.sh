@@ -215,13 +215,14 @@ for ((i = 2; i <= MEMBERS; i++)); do
 done
 
 # ---- 6. evaluation
-ck=$W/runs/headline/latest.h5
-eval_args=""
-for m in "${members[@]}"; do eval_args+="--checkpoint $m "; done
+ck=${members[0]}
+eval_args="" newer=0
+for m in "${members[@]}"; do
+    eval_args+="--checkpoint $m "
+    [ "$m" -nt "$W/eval.txt" ] && newer=1
+done
 eval_args+="${EVAL_ARGS---lexicon $W/corpus/train.txt --alpha 1.5}"
 words EVAL_A "$eval_args"
-newer=0
-for m in "${members[@]}"; do [ "$m" -nt "$W/eval.txt" ] && newer=1; done
 if [ ! -s "$W/eval.txt" ] || [ $newer = 1 ] || [ "$(cat "$W/eval.args" 2>/dev/null)" != "$eval_args" ]; then
     l=$(left)
     [ "$l" -gt 5 ] || { say "budget spent before the evaluation; run again to evaluate."; exit 0; }
