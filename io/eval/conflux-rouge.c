@@ -19,6 +19,7 @@
 static const char usage_text[] =
     "usage: " TOOL " --ref REFS.txt --hyp HYPS.txt [--mode standard|paper]\n"
     "                     [--format text|json|csv] [--per-example] [--keep-case]\n"
+    "                     [--baseline BASE.txt [--bootstrap N] [--seed S]]\n"
     "\n"
     "Scores each line of HYPS.txt against the same line of REFS.txt with ROUGE-1, ROUGE-2\n"
     "and ROUGE-L and prints precision, recall and F (x100), averaged over the lines (macro\n"
@@ -41,6 +42,12 @@ static const char usage_text[] =
     "                   the last one \"mean,N,...\"\n"
     "  --per-example    also print the scores of every line (1-based line numbers)\n"
     "  --keep-case      do not lowercase\n"
+    "  --baseline FILE  a second system, one line per reference, scored the same way and\n"
+    "                   compared with HYPS by paired bootstrap resampling (Koehn 2004): the\n"
+    "                   difference of the F means (hyp - baseline), its 95% interval and the\n"
+    "                   share of resamples in which HYPS is ahead. Text or json output.\n"
+    "  --bootstrap N    resamples of the lines, 1 to 1000000 (default 1000)\n"
+    "  --seed S         seed of the resampling (default 1): the same seed, the same figures\n"
     "  --help           this text\n"
     "\n"
     "Exit status: 0 success, 1 runtime failure, 2 usage error.\n"
@@ -49,7 +56,10 @@ static const char usage_text[] =
     "  printf 'пожар в цеху на севере москвы локализован\\n' > refs.txt\n"
     "  printf 'Пожар на севере Москвы локализован , сообщили в МЧС\\n' > hyps.txt\n"
     "  " TOOL " --ref refs.txt --hyp hyps.txt --mode paper\n"
-    "  # R-1 F 75.00, R-2 F 42.86, R-L F 60.63 over 1 example\n";
+    "  # R-1 F 75.00, R-2 F 42.86, R-L F 60.63 over 1 example\n"
+    "  printf 'пожар в цеху\\n' > lead.txt\n"
+    "  " TOOL " --ref refs.txt --hyp hyps.txt --baseline lead.txt --mode paper\n"
+    "  # F of hyps.txt - lead.txt: R-1 +15.00, R-2 -7.14, R-L +13.61 (one line: no spread)\n";
 
 // Usage error (exit status 2) and runtime failure (exit status 1).
 #define die_usage(...) cx_tool_fail(TOOL, 2, __VA_ARGS__)
@@ -127,13 +137,35 @@ static void print_csv_row(const char *label, long long count, const RougeScores 
     putchar('\n');
 }
 
+// The comparison with --baseline: the baseline's means and the bootstrap of the F differences.
+typedef struct {
+    const char *name;
+    RougeScores mean;
+    RougeBootstrap bs[3];  // R-L F
+    int resamples;
+    unsigned long long seed;
+} Compare;
+
 static void print_results(int format, RougeMode mode, int keep_case, const RougeScores *mean,
-                          long long count, const RougeScores *per, int per_example) {
+                          long long count, const RougeScores *per, int per_example,
+                          const Compare *cmp) {
     const char *mname = rouge_mode_name(mode);
     if (format == FMT_JSON) {
         printf("{\"mode\": \"%s\", \"lowercase\": %s, \"scale\": 100, \"count\": %lld, ", mname,
                keep_case ? "false" : "true", count);
         print_json_scores(mean);
+        if (cmp) {
+            fputs(", \"baseline\": {", stdout);
+            print_json_scores(&cmp->mean);
+            printf("}, \"bootstrap\": {\"resamples\": %d, \"seed\": %llu", cmp->resamples, cmp->seed);
+            for (int k = 0; k < 3; k++) {
+                const RougeBootstrap *b = &cmp->bs[k];
+                printf(", \"%s\": {\"diff\": %.6f, \"lo\": %.6f, \"hi\": %.6f, \"ahead\": %.6f, "
+                       "\"tied\": %.6f}",
+                       metric_json[k], 100.0 * b->diff, 100.0 * b->lo, 100.0 * b->hi, b->ahead, b->tied);
+            }
+            putchar('}');
+        }
         if (per_example) {
             fputs(", \"examples\": [", stdout);
             for (long long i = 0; i < count; i++) {
@@ -180,17 +212,40 @@ static void print_results(int format, RougeMode mode, int keep_case, const Rouge
             printf("%s  %7.2f  %7.2f  %7.2f\n", metric_text[k], 100.0 * m->p, 100.0 * m->r,
                    100.0 * m->f);
         }
+        if (cmp) {
+            printf("\nbaseline %s\n", cmp->name);
+            puts("          P        R        F");
+            for (int k = 0; k < 3; k++) {
+                const RougePRF *m = prf_of(&cmp->mean, k);
+                printf("%s  %7.2f  %7.2f  %7.2f\n", metric_text[k], 100.0 * m->p, 100.0 * m->r,
+                       100.0 * m->f);
+            }
+            printf("\nF, hypotheses - baseline: paired bootstrap, %d resamples of the %lld line%s "
+                   "(seed %llu)\n",
+                   cmp->resamples, count, count == 1 ? "" : "s", cmp->seed);
+            printf("%-5s%10s   %-16s  %7s  %6s\n", "", "difference", "95% interval", "ahead", "tied");
+            for (int k = 0; k < 3; k++) {
+                const RougeBootstrap *b = &cmp->bs[k];
+                printf("%-5s%+10.2f   [%+6.2f, %+6.2f]  %6.1f%%  %5.1f%%\n", metric_text[k],
+                       100.0 * b->diff, 100.0 * b->lo, 100.0 * b->hi, 100.0 * b->ahead,
+                       100.0 * b->tied);
+            }
+        }
     }
 }
 
 int main(int argc, char **argv) {
     const char *ref_path = NULL, *hyp_path = NULL;
     RougeOptions opt = {ROUGE_STANDARD, 0};
-    int format = FMT_TEXT, per_example = 0;
+    const char *base_path = NULL;
+    int format = FMT_TEXT, per_example = 0, resamples = 1000;
+    unsigned long long seed = 1;
     static const struct option longopts[] = {
         {"ref", required_argument, NULL, 'r'},  {"hyp", required_argument, NULL, 'y'},
         {"mode", required_argument, NULL, 'm'}, {"format", required_argument, NULL, 'f'},
         {"per-example", no_argument, NULL, 'e'}, {"keep-case", no_argument, NULL, 'k'},
+        {"baseline", required_argument, NULL, 'b'}, {"bootstrap", required_argument, NULL, 'B'},
+        {"seed", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},       {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
@@ -212,6 +267,24 @@ int main(int argc, char **argv) {
             break;
         case 'e': per_example = 1; break;
         case 'k': opt.keep_case = 1; break;
+        case 'b': base_path = optarg; break;
+        case 'B': {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || v < 1 || v > ROUGE_MAX_RESAMPLES)
+                die_usage("--bootstrap must be 1 to %d resamples (got '%s')", ROUGE_MAX_RESAMPLES, optarg);
+            resamples = (int)v;
+            break;
+        }
+        case 's': {
+            char *end;
+            errno = 0;
+            seed = strtoull(optarg, &end, 10);
+            if (errno || end == optarg || *end || optarg[0] == '-')
+                die_usage("--seed must be a non-negative integer (got '%s')", optarg);
+            break;
+        }
         case 'h': fputs(usage_text, stdout); return 0;
         case 'V': printf("%s %s\n", TOOL, CONFLUX_VERSION); return 0;
         case ':': die_usage("option %s needs a value", argv[optind - 1]);
@@ -220,30 +293,53 @@ int main(int argc, char **argv) {
     }
     if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
     if (!ref_path || !hyp_path) die_usage("--ref and --hyp are both required");
-    if (strcmp(ref_path, "-") == 0 && strcmp(hyp_path, "-") == 0)
-        die_usage("only one of --ref and --hyp can be \"-\" (stdin)");
+    int n_stdin = !strcmp(ref_path, "-") + !strcmp(hyp_path, "-") + (base_path && !strcmp(base_path, "-"));
+    if (n_stdin > 1) die_usage("only one of --ref, --hyp and --baseline can be \"-\" (stdin)");
+    if (base_path && format == FMT_CSV)
+        die_usage("--baseline prints text or json, not csv (--format json)");
 
-    Input ref, hyp;
+    Input ref, hyp, base;
     input_open(&ref, ref_path, "reference");
     input_open(&hyp, hyp_path, "hypothesis");
+    if (base_path) input_open(&base, base_path, "baseline");
 
     char err[CX_ERRLEN];
     RougeScorer *scorer;
     if (rouge_scorer_new(&scorer, &opt, err) != 0) die("%s", err);
-    RougeMean mean = {0};
+    RougeMean mean = {0}, base_mean = {0};
     RougeScores *per = NULL;
     size_t per_cap = 0;
+    double *diff = NULL;  // (lines, 3): F of hyp - F of baseline, with --baseline
+    size_t diff_cap = 0;
     long long n_empty = 0;
     for (;;) {
         ssize_t nr = input_line(&ref, "reference");
         ssize_t nh = input_line(&hyp, "hypothesis");
-        if (nr < 0 || nh < 0) break;
+        ssize_t nb = base_path ? input_line(&base, "baseline") : 0;
+        if (nr < 0 || nh < 0 || nb < 0) break;
         RougeScores sc;
         RougeCounts cn;
         if (rouge_score(scorer, hyp.line, (size_t)nh, ref.line, (size_t)nr, &sc, &cn, err) != 0)
             die("%s (%s:%lld, %s:%lld)", err, ref.name, ref.n_lines, hyp.name, hyp.n_lines);
         if (cn.n_hyp_tokens == 0 || cn.n_ref_tokens == 0) n_empty++;
         rouge_mean_add(&mean, &sc);
+        if (base_path) {
+            RougeScores bs;
+            if (rouge_score(scorer, base.line, (size_t)nb, ref.line, (size_t)nr, &bs, NULL, err) != 0)
+                die("%s (%s:%lld, %s:%lld)", err, ref.name, ref.n_lines, base.name, base.n_lines);
+            rouge_mean_add(&base_mean, &bs);
+            if ((size_t)mean.n_examples > diff_cap) {
+                size_t cap = diff_cap ? 2 * diff_cap : 1024;
+                double *p = realloc(diff, cap * 3 * sizeof *diff);
+                if (!p) die("out of memory keeping per-line differences (line %lld)", ref.n_lines);
+                diff = p;
+                diff_cap = cap;
+            }
+            double *d = diff + 3 * (size_t)(mean.n_examples - 1);
+            d[0] = sc.r1.f - bs.r1.f;
+            d[1] = sc.r2.f - bs.r2.f;
+            d[2] = sc.rl.f - bs.rl.f;
+        }
         if (per_example) {
             if ((size_t)mean.n_examples > per_cap) {
                 size_t cap = per_cap ? 2 * per_cap : 1024;
@@ -264,6 +360,14 @@ int main(int argc, char **argv) {
         die("the files have different numbers of lines: %lld references, %lld hypotheses "
             "(--ref %s, --hyp %s)",
             ref.n_lines, hyp.n_lines, ref.name, hyp.name);
+    if (base_path) {
+        while (input_line(&base, "baseline") >= 0) {
+        }
+        if (base.n_lines != ref.n_lines)
+            die("the files have different numbers of lines: %lld references, %lld baseline lines "
+                "(--ref %s, --baseline %s)",
+                ref.n_lines, base.n_lines, ref.name, base.name);
+    }
     if (mean.n_examples == 0) die("no examples: both files are empty (%s, %s)", ref.name, hyp.name);
     if (n_empty > 0)
         fprintf(stderr,
@@ -273,10 +377,18 @@ int main(int argc, char **argv) {
                 opt.mode == ROUGE_PAPER ? " or no sentence" : "",
                 opt.mode == ROUGE_PAPER ? "; the rouge package would raise an error on them" : "");
 
+    Compare cmp = {.name = base_path ? base.name : NULL, .resamples = resamples, .seed = seed};
+    if (base_path) {
+        cmp.mean = rouge_mean_get(&base_mean);
+        if (rouge_paired_bootstrap(diff, mean.n_examples, 3, resamples, seed, cmp.bs, err) != 0)
+            die("%s (--baseline %s)", err, base.name);
+    }
     RougeScores avg = rouge_mean_get(&mean);
     print_results(format, opt.mode, opt.keep_case, &avg, (long long)mean.n_examples, per,
-                  per_example);
+                  per_example, base_path ? &cmp : NULL);
     free(per);
+    free(diff);
+    if (base_path) input_close(&base);
     rouge_scorer_free(scorer);
     input_close(&ref);
     input_close(&hyp);

@@ -8,6 +8,7 @@
 
 #include "io/text/utf8.h"
 #include "models/common.h"
+#include "models/rng.h"
 
 // One token: a byte span of the scorer's lowercased text buffer.
 typedef struct {
@@ -571,4 +572,67 @@ RougeScores rouge_mean_get(const RougeMean *m) {
         d[k]->f = a[k]->f / n;
     }
     return o;
+}
+
+// ---------------------------------------------------------------- paired bootstrap
+
+// The high 64 bits of the 128-bit product a * b (an index in [0, b) from 64 random bits).
+static uint64_t mulhi_u64(uint64_t a, uint64_t b) {
+    uint64_t a_lo = a & 0xFFFFFFFFu, a_hi = a >> 32, b_lo = b & 0xFFFFFFFFu, b_hi = b >> 32;
+    uint64_t lo_lo = a_lo * b_lo, hi_lo = a_hi * b_lo, lo_hi = a_lo * b_hi, hi_hi = a_hi * b_hi;
+    uint64_t mid = (lo_lo >> 32) + (hi_lo & 0xFFFFFFFFu) + lo_hi;
+    return hi_hi + (hi_lo >> 32) + (mid >> 32);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int rouge_paired_bootstrap(const double *d, int64_t n, int k, int n_resamples, uint64_t seed,
+                           RougeBootstrap *out, char *err) {
+    if (n < 1) return cx_err(err, "rouge: bootstrap of no examples");
+    if (k < 1) return cx_err(err, "rouge: bootstrap of no scores");
+    if (n_resamples < 1 || n_resamples > ROUGE_MAX_RESAMPLES)
+        return cx_err(err, "rouge: bootstrap resamples must be 1 to %d (got %d)", ROUGE_MAX_RESAMPLES,
+                      n_resamples);
+    const int R = n_resamples;
+    double *sums = malloc((size_t)R * (size_t)k * sizeof *sums);  // (R, k)
+    if (!sums) return cx_err(err, "rouge: out of memory for %d bootstrap resamples", R);
+    memset(sums, 0, (size_t)R * (size_t)k * sizeof *sums);
+    for (int r = 0; r < R; r++) {
+        double *s_r = sums + (size_t)r * k;
+        for (int64_t j = 0; j < n; j++) {
+            uint64_t u = cx_rng_u64(seed, (uint64_t)r * (uint64_t)n + (uint64_t)j);
+            int64_t idx = (int64_t)mulhi_u64(u, (uint64_t)n);
+            const double *d_i = d + (size_t)idx * k;
+            for (int m = 0; m < k; m++) s_r[m] += d_i[m];
+        }
+    }
+    double *col = malloc((size_t)R * sizeof *col);
+    if (!col) {
+        free(sums);
+        return cx_err(err, "rouge: out of memory for %d bootstrap resamples", R);
+    }
+    const int c = (int)floor(0.025 * R);
+    for (int m = 0; m < k; m++) {
+        double total = 0;
+        for (int64_t i = 0; i < n; i++) total += d[(size_t)i * k + m];
+        int64_t n_ahead = 0, n_tied = 0;
+        for (int r = 0; r < R; r++) {
+            double s = sums[(size_t)r * k + m];
+            n_ahead += s > 0;
+            n_tied += s == 0;
+            col[r] = s / (double)n;
+        }
+        qsort(col, (size_t)R, sizeof *col, cmp_double);
+        out[m] = (RougeBootstrap){.diff = total / (double)n,
+                                  .lo = col[c],
+                                  .hi = col[R - 1 - c],
+                                  .ahead = (double)n_ahead / R,
+                                  .tied = (double)n_tied / R};
+    }
+    free(col);
+    free(sums);
+    return 0;
 }

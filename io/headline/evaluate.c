@@ -15,7 +15,9 @@
 #include "models/common.h"
 #include "models/par.h"
 
-enum { OPT_SKIP = HL_OPT_NEXT, OPT_DATELINE, OPT_HYPS_OUT, OPT_SHOW };
+enum { OPT_SKIP = HL_OPT_NEXT, OPT_DATELINE, OPT_HYPS_OUT, OPT_SHOW, OPT_BOOTSTRAP };
+
+#define BOOTSTRAP_SEED 1  // the resamples are the same from run to run
 
 typedef struct {
     RougeMean mean[2];  // standard, paper
@@ -49,15 +51,40 @@ static int source_index(Source *src, int *n_src, const char *path) {
     return (*n_src)++;
 }
 
-// Scores hyp against ref once, in both modes, into the overall board and the source's.
+// Scores hyp against ref once, in both modes, into the overall board and the source's;
+// f (when not NULL) gets the F of, R-L in standard mode then in paper mode.
 static int board_add(Board *all, Board *src, RougeScorer *sc[2], const char *hyp, const char *ref,
-                     char *err) {
+                     double f[6], char *err) {
     for (int m = 0; m < 2; m++) {
         RougeScores s;
         if (rouge_score(sc[m], hyp, strlen(hyp), ref, strlen(ref), &s, NULL, err) != 0) return -1;
         rouge_mean_add(&all->mean[m], &s);
         rouge_mean_add(&src->mean[m], &s);
+        if (f) {
+            f[3 * m] = s.r1.f;
+            f[3 * m + 1] = s.r2.f;
+            f[3 * m + 2] = s.rl.f;
+        }
     }
+    return 0;
+}
+
+// The model against the first sentence by paired bootstrap over the articles (rouge.h):
+// diff is (n, 6), model F - first sentence F, standard R-1/2/L then paper R-1/2/L.
+static int bootstrap_print(const double *diff, long n, int resamples, char *err) {
+    RougeBootstrap b[6];
+    if (rouge_paired_bootstrap(diff, n, 6, resamples, BOOTSTRAP_SEED, b, err) != 0) return -1;
+    printf("model - first sentence, F: paired bootstrap, %d resamples of the %ld articles\n",
+           resamples, n);
+    printf("%-9s %-6s %10s   %-16s  %7s\n", "mode", "metric", "difference", "95% interval",
+           "ahead");
+    static const char *const modes[2] = {"standard", "paper"}, *const metrics[3] = {"R-1", "R-2", "R-L"};
+    for (int m = 1; m >= 0; m--)
+        for (int k = 0; k < 3; k++) {
+            const RougeBootstrap *x = &b[3 * m + k];
+            printf("%-9s %-6s %+10.2f   [%+6.2f, %+6.2f]  %6.1f%%\n", modes[m], metrics[k],
+                   100 * x->diff, 100 * x->lo, 100 * x->hi, 100 * x->ahead);
+        }
     return 0;
 }
 
@@ -100,6 +127,10 @@ int headline_cmd_evaluate(int argc, char **argv) {
         "  --limit N            score at most N articles\n"
         "  --hyps-out FILE      write reference TAB model TAB baseline lines\n"
         "  --show N             print the first N examples to stderr\n"
+        "  --bootstrap N        compare the model with the first sentence by paired bootstrap\n"
+        "                       over the articles (Koehn 2004; N resamples, default 1000, 0: off):\n"
+        "                       the F difference, its 95% interval, the share of resamples\n"
+        "                       in which the model is ahead\n"
         "  -h, --help           this text\n"
         "\n"
         "Prints a table and a last line\n"
@@ -115,12 +146,13 @@ int headline_cmd_evaluate(int argc, char **argv) {
                                           {"dateline", required_argument, 0, OPT_DATELINE},
                                           {"hyps-out", required_argument, 0, OPT_HYPS_OUT},
                                           {"show", required_argument, 0, OPT_SHOW},
+                                          {"bootstrap", required_argument, 0, OPT_BOOTSTRAP},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     HlGenOpts o = {-1, -1, -1, -1, -1, 0, -1.0f, NULL, 0};
     HlCkpts ckpt = {0};
     const char *tok = NULL, *format = "auto", *dateline = "auto", *hyps_out = NULL;
-    long limit = 0, skip = 0, show = 0;
+    long limit = 0, skip = 0, show = 0, resamples = 1000;
     int c;
     optind = 1;
     opterr = 0;
@@ -141,6 +173,11 @@ int headline_cmd_evaluate(int argc, char **argv) {
         case OPT_SHOW:
             if ((show = hl_parse_count(optarg)) < 0)
                 return hl_usage_err("evaluate", "--show must be a count (got '%s')", optarg);
+            break;
+        case OPT_BOOTSTRAP:
+            if ((resamples = hl_parse_count(optarg)) < 0 || resamples > ROUGE_MAX_RESAMPLES)
+                return hl_usage_err("evaluate", "--bootstrap must be 0 to %d resamples (got '%s')",
+                                    ROUGE_MAX_RESAMPLES, optarg);
             break;
         case OPT_DATELINE:
             if (strcmp(optarg, "auto") && strcmp(optarg, "skip") && strcmp(optarg, "keep"))
@@ -188,6 +225,9 @@ int headline_cmd_evaluate(int argc, char **argv) {
     int rc = 0;
     char *lead_buf = NULL;
     size_t lead_cap = 0;
+    double *diff = NULL;  // (articles, 6): model F - first sentence F, for the bootstrap
+    size_t diff_cap = 0;
+    const int keep_diff = have_model && resamples > 0;
     double t0 = cx_now(), t_last = t0;
     ArticleStream st = {.files = argv + optind, .n_files = argc - optind, .format = format};
     for (;;) {
@@ -227,12 +267,21 @@ int headline_cmd_evaluate(int argc, char **argv) {
             rc = 1;
             break;
         }
-        if ((have_model && board_add(&model, &srcs[cur].model, sc, hyp, ref, err) != 0) ||
-            board_add(&lead, &srcs[cur].lead, sc, lead_buf, ref, err) != 0) {
+        double f_model[6], f_lead[6];
+        if ((have_model && board_add(&model, &srcs[cur].model, sc, hyp, ref, f_model, err) != 0) ||
+            board_add(&lead, &srcs[cur].lead, sc, lead_buf, ref, f_lead, err) != 0) {
             hl_report("%s (%s:%llu)", err, path, (unsigned long long)st.line);
             free(ref);
             rc = 1;
             break;
+        }
+        if (keep_diff) {
+            if ((size_t)n >= diff_cap) {
+                diff_cap = diff_cap ? 2 * diff_cap : 1024;
+                diff = realloc(diff, diff_cap * 6 * sizeof *diff);
+                CHECK(diff, "out of memory");
+            }
+            for (int i = 0; i < 6; i++) diff[6 * (size_t)n + i] = f_model[i] - f_lead[i];
         }
         if (hf) fprintf(hf, "%s\t%s\t%s\n", ref, hyp, lead_buf);
         if (n < show)
@@ -278,6 +327,10 @@ int headline_cmd_evaluate(int argc, char **argv) {
         if (n_dateline == 0) snprintf(lname, sizeof lname, "first sentence");
         else snprintf(lname, sizeof lname, "first sentence (%ld datelines skipped)", n_dateline);
         board_print(&lead, lname);
+        if (keep_diff && bootstrap_print(diff, n, (int)resamples, err) != 0) {
+            hl_report("%s", err);
+            rc = 1;
+        }
         if (n_src > 1) {
             printf("per source:\n");
             for (int i = 0; i < n_src; i++) {
@@ -298,6 +351,7 @@ int headline_cmd_evaluate(int argc, char **argv) {
         printf("\n");
     }
     free(srcs);
+    free(diff);
     for (int m = 0; m < 2; m++) rouge_scorer_free(sc[m]);
     if (have_model) hl_gen_close(&G);
     return rc;

@@ -7,7 +7,8 @@
 #    on the token shards lowers its validation loss and seeds a fine-tuning run (--init);
 #  - generate (stdin, news files) and evaluate on the real RIA/Lenta/ODS samples of
 #    ../shared/data/news (SKIPPED when absent): the first-sentence baseline reproduces the
-#    known figures of these samples, the model's rows are printed;
+#    known figures of these samples, the model's rows are printed, and its paired bootstrap
+#    against the first sentence equals conflux-rouge --baseline's on the same headlines;
 #  - bad input gives clear errors and the right exit codes.
 # Third-party news text is only read from ../shared/data; nothing of it is written here
 # except into the temporary directory.
@@ -194,9 +195,30 @@ if [ -f "$NEWS/ria_20.json" ]; then
         ok "RIA first-sentence baseline (dateline skipped): $(tail -1 "$W/ev_base.txt")" || bad "RIA baseline: $(tail -3 "$W/ev_base.txt")"
     "$B" evaluate --dateline keep "$NEWS/ria_20.json" 2>&1 | tail -1 | grep -q 'lead_paper=33.85' &&
         bad "--dateline keep changed nothing" || ok "--dateline keep scores the dateline instead"
-    "$B" evaluate --checkpoint "$CK" --beam 4 "$NEWS/ria_20.json" >"$W/ev.txt" 2>&1
+    "$B" evaluate --checkpoint "$CK" --beam 4 --hyps-out "$W/ev_hyps.tsv" "$NEWS/ria_20.json" >"$W/ev.txt" 2>&1
     grep -q '^model (beam 4) .* paper' "$W/ev.txt" && grep -q 'headline-eval: n=20 model_paper=' "$W/ev.txt" &&
         ok "evaluate RIA with the model: $(tail -1 "$W/ev.txt")" || bad "evaluate RIA: $(tail -5 "$W/ev.txt")"
+    # the paired bootstrap against the first sentence: the rows of conflux-rouge --baseline on
+    # the same headlines (--hyps-out: reference, model, first sentence), which draws the same
+    # resamples (seed 1, 1000)
+    cut -f1 "$W/ev_hyps.tsv" >"$W/bs_ref.txt"
+    cut -f2 "$W/ev_hyps.tsv" >"$W/bs_model.txt"
+    cut -f3 "$W/ev_hyps.tsv" >"$W/bs_lead.txt"
+    bs_ok=1
+    for mode in paper standard; do
+        "$BUILD/bin/conflux-rouge" --ref "$W/bs_ref.txt" --hyp "$W/bs_model.txt" --baseline "$W/bs_lead.txt" --mode $mode \
+            2>/dev/null | awk '/^R-[12L] +[-+]/ {print $1, $2, $3, $4, $5}' >"$W/bs_rouge.txt"
+        awk -v m=$mode '$1 == m && $2 ~ /^R-/ && $3 ~ /^[-+]/ {print $2, $3, $4, $5, $6}' "$W/ev.txt" >"$W/bs_eval.txt"
+        if [ "$(wc -l <"$W/bs_eval.txt")" != 3 ] || ! cmp -s "$W/bs_rouge.txt" "$W/bs_eval.txt"; then
+            bs_ok=0; echo "    $mode:"; paste "$W/bs_eval.txt" "$W/bs_rouge.txt"
+        fi
+    done
+    if [ $bs_ok = 1 ] && grep -q '^model - first sentence, F: paired bootstrap, 1000 resamples of the 20 articles' "$W/ev.txt"; then
+        ok "evaluate's paired bootstrap = conflux-rouge --baseline's: $(grep '^paper .*R-2' "$W/ev.txt")"
+    else bad "evaluate's bootstrap: $(grep -A7 'paired bootstrap' "$W/ev.txt")"; fi
+    "$B" evaluate --checkpoint "$CK" --bootstrap 0 --limit 2 "$NEWS/ria_20.json" >"$W/ev_nobs.txt" 2>&1
+    grep -q 'headline-eval: n=2 ' "$W/ev_nobs.txt" && ! grep -q 'paired bootstrap' "$W/ev_nobs.txt" &&
+        ok "evaluate --bootstrap 0: no comparison" || bad "--bootstrap 0: $(cat "$W/ev_nobs.txt")"
     "$B" evaluate --checkpoint "$CK" --checkpoint "$W/ft/latest.h5" --limit 3 "$NEWS/ria_20.json" >"$W/ev_ens.txt" 2>&1
     grep -q '^ensemble of 2 (beam 4) .* paper' "$W/ev_ens.txt" && grep -q 'headline-eval: n=3 model_paper=' "$W/ev_ens.txt" &&
         ok "evaluate an ensemble of 2: $(tail -1 "$W/ev_ens.txt")" || bad "evaluate ensemble: $(tail -5 "$W/ev_ens.txt")"
@@ -234,6 +256,7 @@ expect 2 "data.tgt_len" "$B" train "${TINY[@]}" --set data.tgt_len=1000 --run-di
 expect 1 "use --init-encoder" "$B" train "${TINY[@]}" --init "$W/albert/latest.h5" --run-dir "$W/e4"
 expect 2 "unknown key" "$B" train "${TINY[@]}" --set decoder.colour=red --run-dir "$W/e5"
 expect 1 "cannot open .*missing.json\|missing.json" "$B" evaluate "$W/missing.json"
+expect 2 "conflux-headline: error: --bootstrap must be 0 to 1000000 resamples (got 'many')" "$B" evaluate --bootstrap many "$W/missing.json"
 for c in pairs prepare train generate evaluate; do
     "$B" "$c" --help | grep -q "^usage: conflux-headline $c" || bad "$c --help"
 done

@@ -101,7 +101,8 @@ if expect 0 "$tool" --help && has "$tmp/out" "example:" && has "$tmp/out" "usage
     mkdir -p "$tmp/example"
     if (cd "$tmp/example" && PATH="$tooldir:$PATH" bash "$tmp/example.sh") >"$tmp/ex.out" 2>&1 &&
         grep -Eq '^R-1 .* 75\.00$' "$tmp/ex.out" && grep -Eq '^R-2 .* 42\.86$' "$tmp/ex.out" &&
-        grep -Eq '^R-L .* 60\.63$' "$tmp/ex.out"; then
+        grep -Eq '^R-L .* 60\.63$' "$tmp/ex.out" && grep -Eq '^R-1 +\+15\.00 ' "$tmp/ex.out" &&
+        grep -Eq '^R-2 +-7\.14 ' "$tmp/ex.out" && grep -Eq '^R-L +\+13\.61 ' "$tmp/ex.out"; then
         ok "--help example gives the numbers it promises"
     else bad "--help example"; cat "$tmp/example.sh" "$tmp/ex.out"; fi
 fi
@@ -140,6 +141,39 @@ for args in "--ref $tmp/refs.txt" "--hyp $tmp/hyps.txt" "--ref - --hyp -" \
     if ! expect 2 "$tool" $args </dev/null || ! has "$tmp/err" "conflux-rouge: error: "; then usage_ok=0; echo "    args: $args"; fi
 done
 [ $usage_ok = 1 ] && ok "usage errors exit 2"
+
+# --baseline: a second system compared by paired bootstrap (Koehn 2004)
+if expect 0 "$tool" --ref "$tmp/refs.txt" --hyp "$tmp/hyps.txt" --baseline "$tmp/hyps.txt" --mode paper; then
+    # the same system twice: no difference in any resample
+    if has "$tmp/out" "baseline $tmp/hyps.txt" && has "$tmp/out" "paired bootstrap, 1000 resamples of the 2 lines (seed 1)" &&
+        grep -Eq '^R-2 +\+0\.00 +\[ \+0\.00,  \+0\.00\] +0\.0% +100\.0%$' "$tmp/out"; then
+        ok "--baseline: a system against itself ties in every resample"
+    else bad "--baseline against itself"; cat "$tmp/out"; fi
+fi
+if expect 0 "$tool" --ref "$tmp/refs.txt" --hyp "$tmp/hyps.txt" --baseline "$tmp/refs.txt" --mode paper --bootstrap 200 --seed 5; then
+    # the references as the baseline score 100 everywhere: the hypotheses are behind in every
+    # resample, by their own means (paper F: 85.12 / 56.63 / 54.02 -> -14.88 / -43.37 / -45.98)
+    if has "$tmp/out" "200 resamples of the 2 lines (seed 5)" &&
+        grep -Eq '^R-1 +-14\.88 +\[-25\.00,  -4\.76\] +0\.0% +0\.0%$' "$tmp/out" &&
+        grep -Eq '^R-L +-45\.98 ' "$tmp/out"; then
+        ok "--baseline: the references as the baseline are ahead in every resample"
+    else bad "--baseline = references"; cat "$tmp/out"; fi
+fi
+if expect 1 "$tool" --ref "$tmp/refs.txt" --hyp "$tmp/hyps.txt" --baseline "$tmp/one.txt"; then
+    if has "$tmp/err" "conflux-rouge: error: the files have different numbers of lines: 2 references, 1 baseline lines (--ref $tmp/refs.txt, --baseline $tmp/one.txt)"; then
+        ok "--baseline with another line count names it"
+    else bad "--baseline line count message"; cat "$tmp/err"; fi
+fi
+usage_ok=1
+for args in "--format csv" "--bootstrap 0" "--bootstrap 1000001" "--bootstrap x" "--seed -1"; do
+    # shellcheck disable=SC2086
+    if ! expect 2 "$tool" --ref "$tmp/refs.txt" --hyp "$tmp/hyps.txt" --baseline "$tmp/hyps.txt" $args </dev/null ||
+        ! has "$tmp/err" "conflux-rouge: error: "; then usage_ok=0; echo "    args: $args"; fi
+done
+if ! expect 2 "$tool" --ref "$tmp/refs.txt" --hyp - --baseline - </dev/null || ! has "$tmp/err" "only one of --ref, --hyp and --baseline"; then
+    usage_ok=0; echo "    args: --hyp - --baseline -"
+fi
+[ $usage_ok = 1 ] && ok "--baseline usage errors exit 2 (csv, --bootstrap 0/too many/x, --seed -1, two stdins)"
 
 # ---------------------------------------------------------------- part 2: Python reference
 if [ ! -x "$py" ]; then
@@ -180,6 +214,28 @@ else
     compare "long one-sentence pairs paper" "$tmp/lr.txt" "$tmp/lh.txt" paper
     compare "long one-sentence pairs standard" "$tmp/lr.txt" "$tmp/lh.txt" standard
     compare "SOURCES.md vectors paper" "$tmp/refs.txt" "$tmp/hyps.txt" paper
+
+    # the paired bootstrap against rouge_ref.py's, to every printed digit: two systems that
+    # share half their lines (each the other's random text on the other half), so that the
+    # difference is small and the share of resamples ahead is neither 0 nor 1
+    "$py" "$ref_py" gen --seed 8 --n 300 --ref "$tmp/br.txt" --hyp "$tmp/bh.txt"
+    "$py" "$ref_py" gen --seed 9 --n 300 --ref "$tmp/bx.txt" --hyp "$tmp/by.txt"
+    awk 'NR==FNR{o[FNR]=$0;next} {print (FNR%2==0 ? o[FNR] : $0)}' "$tmp/by.txt" "$tmp/bh.txt" >"$tmp/ba.txt"
+    awk 'NR==FNR{o[FNR]=$0;next} {print (FNR%2==1 ? o[FNR] : $0)}' "$tmp/by.txt" "$tmp/bh.txt" >"$tmp/bb.txt"
+    for mode in paper standard; do
+        "$py" "$ref_py" bootstrap --mode $mode --ref "$tmp/br.txt" --hyp "$tmp/ba.txt" --baseline "$tmp/bb.txt" \
+            --resamples 400 --seed 11 >"$tmp/bpy.txt" || { bad "rouge_ref.py bootstrap failed"; continue; }
+        "$tool" --mode $mode --ref "$tmp/br.txt" --hyp "$tmp/ba.txt" --baseline "$tmp/bb.txt" --bootstrap 400 \
+            --seed 11 --format json 2>/dev/null | "$py" -c '
+import json, sys
+b = json.load(sys.stdin)["bootstrap"]
+for k in ("rouge-1", "rouge-2", "rouge-l"):
+    print(k, " ".join("%.6f" % b[k][x] for x in ("diff", "lo", "hi", "ahead", "tied")))' >"$tmp/bc.txt"
+        shares=$(awk '$5 > 0.05 && $5 < 0.95' "$tmp/bpy.txt" | wc -l)
+        if cmp -s "$tmp/bpy.txt" "$tmp/bc.txt" && [ "$shares" -ge 2 ]; then
+            ok "paired bootstrap $mode = rouge_ref.py's: $(tr '\n' ' ' <"$tmp/bc.txt")"
+        else bad "paired bootstrap $mode differs from rouge_ref.py (or is one-sided: $shares)"; diff "$tmp/bpy.txt" "$tmp/bc.txt"; fi
+    done
 fi
 
 echo

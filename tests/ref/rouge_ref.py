@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 # rouge_ref.py: an independent Python reference for io/eval/rouge.c (ROUGE-1/2/L), used by
-# tests/test_rouge_ref.sh. Standard library only (Python 3.11); no pip package needed.
+# tests/test_rouge_ref.sh. Standard library only (Python 3.11), but for the bootstrap
+# command, which draws with cx_rng.py (numpy, Debian's python3-numpy).
 #
 # Two modes, as in io/eval/rouge.h:
 #   standard  lowercased whitespace tokens; ROUGE-N with clipped n-gram counts; ROUGE-L from
@@ -37,6 +38,13 @@
 #       writes N random pairs (at most W words before the hypothesis mixing, default 14;
 #       --no-dots: no "." at all, so each text is one long sentence) (Cyrillic/Latin/Greek words in random case, punctuation,
 #       dots, NBSP/tabs, repeats, empty and whitespace-only lines, invalid UTF-8 bytes).
+#   rouge_ref.py bootstrap --mode standard|paper --ref REFS --hyp HYPS --baseline BASE
+#                [--resamples R] [--seed S] [--keep-case]
+#       the paired bootstrap of io/eval/rouge.h (rouge_paired_bootstrap) on the F
+#       differences HYPS - BASE, written from its definition: resample r draws example
+#       (cx_rng_u64(S, r * n + j) * n) >> 64 for j = 0..n-1 (cx_rng.py, numpy) and sums the
+#       differences in that order; prints "metric diff lo hi ahead tied" per metric
+#       (diff, lo, hi x100 with 6 decimals, ahead and tied as fractions with 6).
 #   rouge_ref.py fold-table
 #       prints "XXXX YYYY" (hex) for every code point that fold() changes.
 #   rouge_ref.py space-table
@@ -210,6 +218,44 @@ def cmd_score(a):
     print("mean,%d,%s" % (len(refs), ",".join("%.6f" % (100.0 * s / cnt) for s in sums)))
 
 
+def cmd_bootstrap(a):
+    import math
+    import os
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from cx_rng import cx_rng_u64
+    import numpy as np
+    refs, hyps, base = read_lines(a.ref), read_lines(a.hyp), read_lines(a.baseline)
+    if not (len(refs) == len(hyps) == len(base)) or not refs:
+        sys.exit("rouge_ref.py: line counts differ or are 0")
+    fn = score_paper if a.mode == "paper" else score_standard
+    d = []
+    for h, b, r in zip(hyps, base, refs):
+        if not a.keep_case:
+            h, b, r = fold(h), fold(b), fold(r)
+        sh, sb = fn(h, r), fn(b, r)
+        d.append([sh[m][2] - sb[m][2] for m in range(3)])
+    n, R = len(d), a.resamples
+    u = cx_rng_u64(a.seed, np.arange(R * n, dtype=np.uint64))
+    sums = []
+    for r in range(R):
+        s = [0.0, 0.0, 0.0]
+        for j in range(n):
+            row = d[(int(u[r * n + j]) * n) >> 64]
+            for m in range(3):
+                s[m] += row[m]
+        sums.append(s)
+    c = math.floor(0.025 * R)
+    for m, name in enumerate(["rouge-1", "rouge-2", "rouge-l"]):
+        total = 0.0
+        for row in d:
+            total += row[m]
+        means = sorted(s[m] / n for s in sums)
+        ahead = sum(1 for s in sums if s[m] > 0) / R
+        tied = sum(1 for s in sums if s[m] == 0) / R
+        print("%s %.6f %.6f %.6f %.6f %.6f" % (name, 100.0 * total / n, 100.0 * means[c],
+                                             100.0 * means[R - 1 - c], ahead, tied))
+
+
 WORDS = ["пожар", "ПОЖАР", "Москва", "москвы", "в", "В", "на", "севере", "ЁЛКА", "ёлка",
          "Ёж", "нефти", "Канаде", "ЇЖАК", "Ґанок", "Ђорђе", "ЉУБАВ", "Ѣ", "ѣ", "Ѳита", "ӁӂӐ",
          "Ԑԑ", "Ҕ", "Ӏ", "ӏ", "ÀÉÎÕÜ", "àéîõü", "ĀČĞİĽŁŃŒŠŽŸ", "Straße", "STRASSE", "ΑΘΗΝΑ",
@@ -294,10 +340,18 @@ def main():
     g.add_argument("--no-dots", action="store_true")
     g.add_argument("--ref", required=True)
     g.add_argument("--hyp", required=True)
+    b = sub.add_parser("bootstrap")
+    b.add_argument("--mode", choices=["standard", "paper"], default="standard")
+    b.add_argument("--ref", required=True)
+    b.add_argument("--hyp", required=True)
+    b.add_argument("--baseline", required=True)
+    b.add_argument("--resamples", type=int, default=1000)
+    b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--keep-case", action="store_true")
     sub.add_parser("fold-table")
     sub.add_parser("space-table")
     a = ap.parse_args()
-    {"score": cmd_score, "gen": cmd_gen, "fold-table": cmd_fold_table,
+    {"score": cmd_score, "gen": cmd_gen, "bootstrap": cmd_bootstrap, "fold-table": cmd_fold_table,
      "space-table": cmd_space_table}[a.cmd](a)
 
 

@@ -548,6 +548,70 @@ static void test_api_errors(void) {
     assert_zero(&z);
 }
 
+// ---------------------------------------------------------------- paired bootstrap
+// Cases whose outcome is known without the implementation: a constant difference, no
+// difference, two examples (+1, -1: a resample is ahead exactly when both draws take the
+// first, p = 1/4, and tied when they differ, p = 1/2), and n differences of known spread
+// (the interval of a mean is mean +- 1.96 sd / sqrt(n) by the central limit theorem).
+// tests/integration/test_rouge_ref.sh checks every figure against tests/ref/rouge_ref.py.
+
+static void test_bootstrap_known(void) {
+    char err[CX_ERRLEN] = "";
+    RougeBootstrap b[3];
+    // constant difference: every resample has the same mean
+    double d[3 * 50];
+    for (int i = 0; i < 50; i++) d[3 * i] = 0.25, d[3 * i + 1] = -0.125, d[3 * i + 2] = 0;
+    CU_ASSERT_FATAL(rouge_paired_bootstrap(d, 50, 3, 200, 7, b, err) == 0);
+    NEAR(b[0].diff, 0.25, 1e-12);
+    NEAR(b[0].lo, 0.25, 1e-12);
+    NEAR(b[0].hi, 0.25, 1e-12);
+    CU_ASSERT(b[0].ahead == 1.0 && b[0].tied == 0.0);
+    NEAR(b[1].lo, -0.125, 1e-12);
+    CU_ASSERT(b[1].ahead == 0.0 && b[1].tied == 0.0);
+    CU_ASSERT(b[2].diff == 0.0 && b[2].lo == 0.0 && b[2].hi == 0.0);
+    CU_ASSERT(b[2].ahead == 0.0 && b[2].tied == 1.0);
+    // two examples, +1 and -1: ahead 1/4, tied 1/2 (binomial sd of a share over 100,000
+    // resamples: 0.0014 and 0.0016; the draws are fixed by the seed)
+    double pm[2] = {1.0, -1.0};
+    CU_ASSERT_FATAL(rouge_paired_bootstrap(pm, 2, 1, 100000, 1, b, err) == 0);
+    NEAR(b[0].ahead, 0.25, 0.006);
+    NEAR(b[0].tied, 0.5, 0.007);
+    CU_ASSERT(b[0].diff == 0.0 && b[0].lo == -1.0 && b[0].hi == 1.0);
+    // 400 differences with mean 0.01 and sd 0.1 (a fixed +-0.1 pattern): interval
+    // 0.01 +- 1.96 * 0.1 / 20 = [0.0002, 0.0198], to 10% of its half-width
+    double *v = cx_calloc(400, sizeof *v);
+    for (int i = 0; i < 400; i++) v[i] = 0.01 + ((i * 7919) % 2 ? 0.1 : -0.1);
+    CU_ASSERT_FATAL(rouge_paired_bootstrap(v, 400, 1, 4000, 3, b, err) == 0);
+    NEAR(b[0].diff, 0.01, 1e-12);
+    NEAR(b[0].lo, 0.01 - 0.0098, 0.001);
+    NEAR(b[0].hi, 0.01 + 0.0098, 0.001);
+    // P(mean > 0) = P(Z > -0.01 / 0.005) = P(Z > -2) = 0.977
+    NEAR(b[0].ahead, 0.977, 0.01);
+    // the same seed draws the same resamples; another seed others
+    RougeBootstrap b2, b3;
+    CU_ASSERT(rouge_paired_bootstrap(v, 400, 1, 4000, 3, &b2, err) == 0);
+    CU_ASSERT(memcmp(&b[0], &b2, sizeof b2) == 0);
+    CU_ASSERT(rouge_paired_bootstrap(v, 400, 1, 4000, 4, &b3, err) == 0);
+    CU_ASSERT(b3.lo != b2.lo || b3.hi != b2.hi);
+    free(v);
+}
+
+static void test_bootstrap_errors(void) {
+    char err[CX_ERRLEN] = "";
+    double d[2] = {0.5, 0.25};
+    RougeBootstrap b, before;
+    memset(&before, 0x5a, sizeof before);
+    b = before;
+    CU_ASSERT(rouge_paired_bootstrap(d, 0, 1, 10, 1, &b, err) == -1 && strstr(err, "no examples"));
+    CU_ASSERT(rouge_paired_bootstrap(d, 2, 0, 10, 1, &b, err) == -1 && strstr(err, "no scores"));
+    CU_ASSERT(rouge_paired_bootstrap(d, 2, 1, 0, 1, &b, err) == -1 && strstr(err, "(got 0)"));
+    CU_ASSERT(rouge_paired_bootstrap(d, 2, 1, ROUGE_MAX_RESAMPLES + 1, 1, &b, err) == -1 &&
+              strstr(err, "1 to 1000000"));
+    CU_ASSERT(memcmp(&b, &before, sizeof b) == 0);
+    // one resample: both ends of the interval are its mean
+    CU_ASSERT(rouge_paired_bootstrap(d, 2, 1, 1, 1, &b, err) == 0 && b.lo == b.hi);
+}
+
 static int dump_tables(const char *what) {
     for (uint32_t cp = 0; cp < 0x110000; cp++) {
         if (strcmp(what, "--dump-fold") == 0) {
@@ -578,6 +642,8 @@ int main(int argc, char **argv) {
         {"long inputs: bounded memory", test_long_inputs},
         {"scorer reuse", test_reuse},
         {"API errors", test_api_errors},
+        {"paired bootstrap: known outcomes", test_bootstrap_known},
+        {"paired bootstrap: errors", test_bootstrap_errors},
     };
     const TuSuite suites[] = {
         {.name = "rouge", .init = suite_init, .clean = suite_clean, .tests = s_tests, .n_tests = TU_NELEM(s_tests)},
