@@ -576,14 +576,6 @@ RougeScores rouge_mean_get(const RougeMean *m) {
 
 // ---------------------------------------------------------------- paired bootstrap
 
-// The high 64 bits of the 128-bit product a * b (an index in [0, b) from 64 random bits).
-static uint64_t mulhi_u64(uint64_t a, uint64_t b) {
-    uint64_t a_lo = a & 0xFFFFFFFFu, a_hi = a >> 32, b_lo = b & 0xFFFFFFFFu, b_hi = b >> 32;
-    uint64_t lo_lo = a_lo * b_lo, hi_lo = a_hi * b_lo, lo_hi = a_lo * b_hi, hi_hi = a_hi * b_hi;
-    uint64_t mid = (lo_lo >> 32) + (hi_lo & 0xFFFFFFFFu) + lo_hi;
-    return hi_hi + (hi_lo >> 32) + (mid >> 32);
-}
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -592,6 +584,9 @@ static int cmp_double(const void *a, const void *b) {
 int rouge_paired_bootstrap(const double *d, int64_t n, int k, int n_resamples, uint64_t seed,
                            RougeBootstrap *out, char *err) {
     if (n < 1) return cx_err(err, "rouge: bootstrap of no examples");
+    if (n > (int64_t)UINT32_MAX)
+        return cx_err(err, "rouge: bootstrap of %lld examples (at most %lu)", (long long)n,
+                      (unsigned long)UINT32_MAX);
     if (k < 1) return cx_err(err, "rouge: bootstrap of no scores");
     if (n_resamples < 1 || n_resamples > ROUGE_MAX_RESAMPLES)
         return cx_err(err, "rouge: bootstrap resamples must be 1 to %d (got %d)", ROUGE_MAX_RESAMPLES,
@@ -604,7 +599,7 @@ int rouge_paired_bootstrap(const double *d, int64_t n, int k, int n_resamples, u
         double *s_r = sums + (size_t)r * k;
         for (int64_t j = 0; j < n; j++) {
             uint64_t u = cx_rng_u64(seed, (uint64_t)r * (uint64_t)n + (uint64_t)j);
-            int64_t idx = (int64_t)mulhi_u64(u, (uint64_t)n);
+            int64_t idx = (int64_t)(((u >> 32) * (uint64_t)n) >> 32);
             const double *d_i = d + (size_t)idx * k;
             for (int m = 0; m < k; m++) s_r[m] += d_i[m];
         }

@@ -122,7 +122,7 @@ RougeScores rouge_mean_get(const RougeMean *m);
 // examples, or only on this sample of them? d is (n, k) row-major: for each of n examples,
 // the differences A - B of k scores (e.g. the F of, R-L). Resample r (0 <= r <
 // n_resamples) draws n examples with replacement, draw j taking example
-//   idx = (cx_rng_u64(seed, r * n + j) * n) >> 64   (the high 64 bits of the 128-bit product)
+//   idx = ((cx_rng_u64(seed, r * n + j) >> 32) * n) >> 32   (32 random bits times n)
 // and sums d[idx][m] over j in that order, in double. For each score m, out[m] gets:
 //   diff   the mean of d[.][m] over the n examples (the observed difference)
 //   lo, hi the 95% percentile interval of the resampled means (sum / n): with the R means
@@ -130,8 +130,9 @@ RougeScores rouge_mean_get(const RougeMean *m);
 //   ahead  the fraction of resamples whose sum is > 0 (A ahead of B)
 //   tied   the fraction whose sum is exactly 0 (identical systems tie in every resample)
 // tests/ref/rouge_ref.py bootstrap re-implements this definition. Time O(n_resamples * n * k);
-// memory n_resamples doubles. Returns 0, or -1 with err filled (n < 1, k < 1, n_resamples
-// < 1 or > ROUGE_MAX_RESAMPLES, or out of memory); out is then untouched.
+// memory n_resamples * (k + 1) doubles. Returns 0, or -1 with err filled (n < 1 or n >
+// UINT32_MAX, k < 1, n_resamples < 1 or > ROUGE_MAX_RESAMPLES, or out of memory); out is
+// then untouched.
 #define ROUGE_MAX_RESAMPLES 1000000
 typedef struct {
     double diff, lo, hi, ahead, tied;

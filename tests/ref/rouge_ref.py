@@ -42,7 +42,7 @@
 #                [--resamples R] [--seed S] [--keep-case]
 #       the paired bootstrap of io/eval/rouge.h (rouge_paired_bootstrap) on the F
 #       differences HYPS - BASE, written from its definition: resample r draws example
-#       (cx_rng_u64(S, r * n + j) * n) >> 64 for j = 0..n-1 (cx_rng.py, numpy) and sums the
+#       ((cx_rng_u64(S, r * n + j) >> 32) * n) >> 32 for j = 0..n-1 (cx_rng.py, numpy) and sums the
 #       differences in that order; prints "metric diff lo hi ahead tied" per metric
 #       (diff, lo, hi x100 with 6 decimals, ahead and tied as fractions with 6).
 #   rouge_ref.py fold-table
@@ -240,7 +240,7 @@ def cmd_bootstrap(a):
     for r in range(R):
         s = [0.0, 0.0, 0.0]
         for j in range(n):
-            row = d[(int(u[r * n + j]) * n) >> 64]
+            row = d[((int(u[r * n + j]) >> 32) * n) >> 32]
             for m in range(3):
                 s[m] += row[m]
         sums.append(s)

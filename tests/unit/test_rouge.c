@@ -604,6 +604,8 @@ static void test_bootstrap_errors(void) {
     b = before;
     CU_ASSERT(rouge_paired_bootstrap(d, 0, 1, 10, 1, &b, err) == -1 && strstr(err, "no examples"));
     CU_ASSERT(rouge_paired_bootstrap(d, 2, 0, 10, 1, &b, err) == -1 && strstr(err, "no scores"));
+    CU_ASSERT(rouge_paired_bootstrap(d, (int64_t)UINT32_MAX + 1, 1, 10, 1, &b, err) == -1 &&
+              strstr(err, "at most 4294967295"));
     CU_ASSERT(rouge_paired_bootstrap(d, 2, 1, 0, 1, &b, err) == -1 && strstr(err, "(got 0)"));
     CU_ASSERT(rouge_paired_bootstrap(d, 2, 1, ROUGE_MAX_RESAMPLES + 1, 1, &b, err) == -1 &&
               strstr(err, "1 to 1000000"));
