@@ -69,6 +69,8 @@ static int board_add(Board *all, Board *src, RougeScorer *sc[2], const char *hyp
     return 0;
 }
 
+static const char *const bs_modes[2] = {"standard", "paper"};
+
 // The model against the first sentence by paired bootstrap over the articles (rouge.h):
 // diff is (n, 6), model F - first sentence F, standard R-1/2/L then paper R-1/2/L.
 static int bootstrap_print(const double *diff, long n, int resamples, char *err) {
@@ -78,13 +80,40 @@ static int bootstrap_print(const double *diff, long n, int resamples, char *err)
            resamples, n);
     printf("%-9s %-6s %10s   %-16s  %7s\n", "mode", "metric", "difference", "95% interval",
            "ahead");
-    static const char *const modes[2] = {"standard", "paper"}, *const metrics[3] = {"R-1", "R-2", "R-L"};
+    static const char *const metrics[3] = {"R-1", "R-2", "R-L"};
     for (int m = 1; m >= 0; m--)
         for (int k = 0; k < 3; k++) {
             const RougeBootstrap *x = &b[3 * m + k];
-            printf("%-9s %-6s %+10.2f   [%+6.2f, %+6.2f]  %6.1f%%\n", modes[m], metrics[k],
+            printf("%-9s %-6s %+10.2f   [%+6.2f, %+6.2f]  %6.1f%%\n", bs_modes[m], metrics[k],
                    100 * x->diff, 100 * x->lo, 100 * x->hi, 100 * x->ahead);
         }
+    return 0;
+}
+
+// The same per source: the rows of diff (n, 6) whose article came from source s (src_of),
+// one line per mode.
+static int bootstrap_print_source(const double *diff, const int *src_of, long n, int s,
+                                  const char *label, int resamples, char *err) {
+    long n_s = 0;
+    for (long i = 0; i < n; i++) n_s += src_of[i] == s;
+    if (n_s == 0) return 0;
+    double *d = cx_calloc((size_t)n_s * 6, sizeof *d);
+    long j = 0;
+    for (long i = 0; i < n; i++)
+        if (src_of[i] == s) memcpy(d + 6 * (size_t)j++, diff + 6 * (size_t)i, 6 * sizeof *d);
+    RougeBootstrap b[6];
+    int rc = rouge_paired_bootstrap(d, n_s, 6, resamples, BOOTSTRAP_SEED, b, err);
+    free(d);
+    if (rc != 0) return -1;
+    for (int m = 1; m >= 0; m--) {
+        printf("  %-30s %-9s", label, bs_modes[m]);
+        for (int k = 0; k < 3; k++) {
+            const RougeBootstrap *x = &b[3 * m + k];
+            printf("  R-%c %+6.2f [%+6.2f, %+6.2f] %5.1f%%", "12L"[k], 100 * x->diff, 100 * x->lo,
+                   100 * x->hi, 100 * x->ahead);
+        }
+        printf("\n");
+    }
     return 0;
 }
 
@@ -130,7 +159,7 @@ int headline_cmd_evaluate(int argc, char **argv) {
         "  --bootstrap N        compare the model with the first sentence by paired bootstrap\n"
         "                       over the articles (Koehn 2004; N resamples, default 1000, 0: off):\n"
         "                       the F difference, its 95% interval, the share of resamples\n"
-        "                       in which the model is ahead\n"
+        "                       in which the model is ahead; with several FILEs, for each source too\n"
         "  -h, --help           this text\n"
         "\n"
         "Prints a table and a last line\n"
@@ -226,6 +255,7 @@ int headline_cmd_evaluate(int argc, char **argv) {
     char *lead_buf = NULL;
     size_t lead_cap = 0;
     double *diff = NULL;  // (articles, 6): model F - first sentence F, for the bootstrap
+    int *src_of = NULL;   // (articles): the source of each row of diff
     size_t diff_cap = 0;
     const int keep_diff = have_model && resamples > 0;
     double t0 = cx_now(), t_last = t0;
@@ -279,8 +309,10 @@ int headline_cmd_evaluate(int argc, char **argv) {
             if ((size_t)n >= diff_cap) {
                 diff_cap = diff_cap ? 2 * diff_cap : 1024;
                 diff = realloc(diff, diff_cap * 6 * sizeof *diff);
-                CHECK(diff, "out of memory");
+                src_of = realloc(src_of, diff_cap * sizeof *src_of);
+                CHECK(diff && src_of, "out of memory");
             }
+            src_of[n] = cur;
             for (int i = 0; i < 6; i++) diff[6 * (size_t)n + i] = f_model[i] - f_lead[i];
         }
         if (hf) fprintf(hf, "%s\t%s\t%s\n", ref, hyp, lead_buf);
@@ -344,6 +376,19 @@ int headline_cmd_evaluate(int argc, char **argv) {
                          srcs[i].n_dateline ? " (-dateline)" : "");
                 board_print(&srcs[i].lead, name);
             }
+            if (keep_diff) {
+                printf("per source, model - first sentence, F: paired bootstrap, %ld resamples "
+                       "(difference [95%% interval] ahead)\n",
+                       resamples);
+                for (int i = 0; i < n_src && rc == 0; i++) {
+                    char label[96];
+                    snprintf(label, sizeof label, "%s (%ld)", srcs[i].name, srcs[i].n);
+                    if (bootstrap_print_source(diff, src_of, n, i, label, (int)resamples, err) != 0) {
+                        hl_report("%s", err);
+                        rc = 1;
+                    }
+                }
+            }
         }
         printf("headline-eval: n=%ld", n);
         if (have_model) board_line(&model, "model");
@@ -352,6 +397,7 @@ int headline_cmd_evaluate(int argc, char **argv) {
     }
     free(srcs);
     free(diff);
+    free(src_of);
     for (int m = 0; m < 2; m++) rouge_scorer_free(sc[m]);
     if (have_model) hl_gen_close(&G);
     return rc;

@@ -224,8 +224,21 @@ if [ -f "$NEWS/ria_20.json" ]; then
         ok "evaluate an ensemble of 2: $(tail -1 "$W/ev_ens.txt")" || bad "evaluate ensemble: $(tail -5 "$W/ev_ens.txt")"
     "$B" evaluate --checkpoint "$CK" "$NEWS/lenta-ru-news.csv.gz" 2>&1 | tail -1 | grep -q 'n=1 model_paper' &&
         ok "evaluate Lenta" || bad "evaluate Lenta"
-    "$B" evaluate --checkpoint "$CK" "$NEWS"/ods/*.csv.gz 2>&1 | tail -1 | grep -q 'n=36 model_paper' &&
-        ok "evaluate ODS (36 articles)" || bad "evaluate ODS"
+    "$B" evaluate --checkpoint "$CK" --hyps-out "$W/ods.tsv" "$NEWS"/ods/*.csv.gz >"$W/ev_ods.txt" 2>&1
+    tail -1 "$W/ev_ods.txt" | grep -q 'n=36 model_paper' && ok "evaluate ODS (36 articles)" || bad "evaluate ODS"
+    # the per-source bootstrap of the first source (gazeta, 9 articles, the first 9 lines of
+    # --hyps-out) = conflux-rouge --baseline's on those lines: difference, interval, share ahead
+    head -n 9 "$W/ods.tsv" >"$W/ods9.tsv"
+    cut -f1 "$W/ods9.tsv" >"$W/o_ref.txt"; cut -f2 "$W/ods9.tsv" >"$W/o_mod.txt"; cut -f3 "$W/ods9.tsv" >"$W/o_lead.txt"
+    ps_ok=1
+    for mode in paper standard; do
+        want=$("$BUILD/bin/conflux-rouge" --ref "$W/o_ref.txt" --hyp "$W/o_mod.txt" --baseline "$W/o_lead.txt" --mode $mode 2>/dev/null |
+            awk '/^R-[12L] +[-+]/ {print $2, $3, $4, $5}' | tr -d '[],' | tr '\n' ' ')
+        got=$(grep -E "^  gazeta \(9\) +$mode " "$W/ev_ods.txt" | sed -E 's/R-[12L]//g' | tr -d '[],' | awk '{for (i = 4; i <= NF; i++) printf "%s ", $i}')
+        if [ -z "$want" ] || [ "$(echo $want)" != "$(echo $got)" ]; then ps_ok=0; echo "    $mode: want '$want' got '$got'"; fi
+    done
+    [ $ps_ok = 1 ] && ok "per-source bootstrap (gazeta, 9) = conflux-rouge --baseline's: $(grep -E '^  gazeta \(9\) +paper ' "$W/ev_ods.txt")" ||
+        bad "per-source bootstrap: $(grep -A9 '^per source, model' "$W/ev_ods.txt")"
 else
     skip_check "real news samples ($NEWS/ria_20.json absent; NEWS_DIR overrides ../shared/data/news)"
 fi
