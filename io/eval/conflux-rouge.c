@@ -137,6 +137,15 @@ static void print_csv_row(const char *label, long long count, const RougeScores 
     putchar('\n');
 }
 
+// The P, R, F table of the text format.
+static void print_text_table(const RougeScores *mean) {
+    puts("          P        R        F");
+    for (int k = 0; k < 3; k++) {
+        const RougePRF *m = prf_of(mean, k);
+        printf("%s  %7.2f  %7.2f  %7.2f\n", metric_text[k], 100.0 * m->p, 100.0 * m->r, 100.0 * m->f);
+    }
+}
+
 // The comparison with --baseline: the baseline's means and the bootstrap of the F differences.
 typedef struct {
     const char *name;
@@ -206,20 +215,10 @@ static void print_results(int format, RougeMode mode, int keep_case, const Rouge
         printf("ROUGE x100, %s mode%s, %s, macro average over %lld example%s\n", mname,
                mode == ROUGE_PAPER ? " (rouge 0.3.2)" : "", keep_case ? "case kept" : "lowercased",
                count, count == 1 ? "" : "s");
-        puts("          P        R        F");
-        for (int k = 0; k < 3; k++) {
-            const RougePRF *m = prf_of(mean, k);
-            printf("%s  %7.2f  %7.2f  %7.2f\n", metric_text[k], 100.0 * m->p, 100.0 * m->r,
-                   100.0 * m->f);
-        }
+        print_text_table(mean);
         if (cmp) {
             printf("\nbaseline %s\n", cmp->name);
-            puts("          P        R        F");
-            for (int k = 0; k < 3; k++) {
-                const RougePRF *m = prf_of(&cmp->mean, k);
-                printf("%s  %7.2f  %7.2f  %7.2f\n", metric_text[k], 100.0 * m->p, 100.0 * m->r,
-                       100.0 * m->f);
-            }
+            print_text_table(&cmp->mean);
             printf("\nF, hypotheses - baseline: paired bootstrap, %d resamples of the %lld line%s "
                    "(seed %llu)\n",
                    cmp->resamples, count, count == 1 ? "" : "s", cmp->seed);
@@ -238,7 +237,7 @@ int main(int argc, char **argv) {
     const char *ref_path = NULL, *hyp_path = NULL;
     RougeOptions opt = {ROUGE_STANDARD, 0};
     const char *base_path = NULL;
-    int format = FMT_TEXT, per_example = 0, resamples = 1000;
+    int format = FMT_TEXT, per_example = 0, resamples = ROUGE_DEFAULT_RESAMPLES;
     unsigned long long seed = 1;
     static const struct option longopts[] = {
         {"ref", required_argument, NULL, 'r'},  {"hyp", required_argument, NULL, 'y'},

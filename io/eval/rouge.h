@@ -134,6 +134,7 @@ RougeScores rouge_mean_get(const RougeMean *m);
 // UINT32_MAX, k < 1, n_resamples < 1 or > ROUGE_MAX_RESAMPLES, or out of memory); out is
 // then untouched.
 #define ROUGE_MAX_RESAMPLES 1000000
+#define ROUGE_DEFAULT_RESAMPLES 1000  // the tools' default (ROUGE-1.5.5's -r 1000)
 typedef struct {
     double diff, lo, hi, ahead, tied;
 } RougeBootstrap;

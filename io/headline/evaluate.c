@@ -69,8 +69,6 @@ static int board_add(Board *all, Board *src, RougeScorer *sc[2], const char *hyp
     return 0;
 }
 
-static const char *const bs_modes[2] = {"standard", "paper"};
-
 // The model against the first sentence by paired bootstrap over the articles (rouge.h):
 // diff is (n, 6), model F - first sentence F, standard R-1/2/L then paper R-1/2/L.
 static int bootstrap_print(const double *diff, long n, int resamples, char *err) {
@@ -84,7 +82,7 @@ static int bootstrap_print(const double *diff, long n, int resamples, char *err)
     for (int m = 1; m >= 0; m--)
         for (int k = 0; k < 3; k++) {
             const RougeBootstrap *x = &b[3 * m + k];
-            printf("%-9s %-6s %+10.2f   [%+6.2f, %+6.2f]  %6.1f%%\n", bs_modes[m], metrics[k],
+            printf("%-9s %-6s %+10.2f   [%+6.2f, %+6.2f]  %6.1f%%\n", rouge_mode_name((RougeMode)m), metrics[k],
                    100 * x->diff, 100 * x->lo, 100 * x->hi, 100 * x->ahead);
         }
     return 0;
@@ -106,7 +104,7 @@ static int bootstrap_print_source(const double *diff, const int *src_of, long n,
     free(d);
     if (rc != 0) return -1;
     for (int m = 1; m >= 0; m--) {
-        printf("  %-30s %-9s", label, bs_modes[m]);
+        printf("  %-30s %-9s", label, rouge_mode_name((RougeMode)m));
         for (int k = 0; k < 3; k++) {
             const RougeBootstrap *x = &b[3 * m + k];
             printf("  R-%c %+6.2f [%+6.2f, %+6.2f] %5.1f%%", "12L"[k], 100 * x->diff, 100 * x->lo,
@@ -118,10 +116,9 @@ static int bootstrap_print_source(const double *diff, const int *src_of, long n,
 }
 
 static void board_print(const Board *b, const char *name) {
-    static const char *const modes[2] = {"standard", "paper"};
     for (int m = 1; m >= 0; m--) {
         RougeScores s = rouge_mean_get(&b->mean[m]);
-        printf("%-44s %-9s %6.2f %6.2f %6.2f\n", name, modes[m], 100 * s.r1.f, 100 * s.r2.f,
+        printf("%-44s %-9s %6.2f %6.2f %6.2f\n", name, rouge_mode_name((RougeMode)m), 100 * s.r1.f, 100 * s.r2.f,
                100 * s.rl.f);
     }
 }
@@ -129,7 +126,7 @@ static void board_print(const Board *b, const char *name) {
 static void board_line(const Board *b, const char *key) {
     for (int m = 1; m >= 0; m--) {
         RougeScores s = rouge_mean_get(&b->mean[m]);
-        printf(" %s_%s=%.2f/%.2f/%.2f", key, m ? "paper" : "standard", 100 * s.r1.f,
+        printf(" %s_%s=%.2f/%.2f/%.2f", key, rouge_mode_name((RougeMode)m), 100 * s.r1.f,
                100 * s.r2.f, 100 * s.rl.f);
     }
 }
@@ -181,7 +178,7 @@ int headline_cmd_evaluate(int argc, char **argv) {
     HlGenOpts o = {-1, -1, -1, -1, -1, 0, -1.0f, NULL, 0};
     HlCkpts ckpt = {0};
     const char *tok = NULL, *format = "auto", *dateline = "auto", *hyps_out = NULL;
-    long limit = 0, skip = 0, show = 0, resamples = 1000;
+    long limit = 0, skip = 0, show = 0, resamples = ROUGE_DEFAULT_RESAMPLES;
     int c;
     optind = 1;
     opterr = 0;
