@@ -15,8 +15,10 @@
 #    line, the checkpoint's path;
 #  - a third run redoes nothing; asked for more fine-tuning steps it continues from the
 #    last one; with MEMBERS=2 it fine-tunes a second model with another seed and evaluates
-#    the ensemble of both; other inputs in the same work directory, a bad budget and a bad
-#    MEMBERS are refused with clear errors;
+#    the ensemble of both; asked for more denoising steps, it continues that stage and runs
+#    the stages after it again from the new checkpoint, the earlier runs moved aside; other
+#    inputs in the same work directory, a bad budget and a bad MEMBERS are refused with
+#    clear errors;
 #  - the lead pairs, read back and decoded, are each article's first sentence (the target)
 #    and the text after it (the source);
 #  - conflux-corpus's news format reports a broken record (file:line) and refuses a
@@ -81,9 +83,9 @@ for s in train valid; do
     out=$(/usr/bin/python3 tests/integration/check_lead_pairs.py "$WK/lead_$s.h5" "$WK/tokenizer" "$f" 48 2>&1) &&
         ok "lead pairs ($s): $(echo "$out" | tail -1)" || bad "lead pairs ($s): $out"
 done
-grep -q "^conflux-headline: denoise, encoder [0-9]* parameters, initialised from $WK/runs/mlm/latest.h5" "$W/run2.log" &&
-    grep -q "^conflux-headline: headline, .*initialised from $WK/runs/denoise/latest.h5, " "$W/run2.log" &&
-    grep -q "^conflux-headline: headline, .*initialised from $WK/runs/lead/latest.h5, " "$W/run2.log" &&
+grep -q "^conflux-headline: denoise, encoder [0-9]* parameters, initialised from $(readlink -f "$WK/runs/mlm/latest.h5")" "$W/run2.log" &&
+    grep -q "^conflux-headline: headline, .*initialised from $(readlink -f "$WK/runs/denoise/latest.h5"), " "$W/run2.log" &&
+    grep -q "^conflux-headline: headline, .*initialised from $(readlink -f "$WK/runs/lead/latest.h5"), " "$W/run2.log" &&
     ok "the denoising starts from the MLM encoder, the lead pretraining from the denoised model, the fine-tuning from the lead model" ||
     bad "the stages' initialisation: $(grep '^conflux-headline: ' "$W/run2.log")"
 h5ls -r "$WK/runs/headline/latest.h5" 2>/dev/null | grep -q '/params/pointer.gate.weight' &&
@@ -123,7 +125,7 @@ rc=$?
 l1=$(grep '^step 1/' "$W/run2.log" | tail -1 | cut -d'|' -f2); l2=$(grep -m1 '^step 1/' "$W/run3c.log" | cut -d'|' -f2)
 [ $rc = 0 ] && grep -q 'fine-tuning .*: done' "$W/run3c.log" &&
     grep -q "fine-tuning, ensemble member 2 of 2: starting in $WK/runs/headline-2" "$W/run3c.log" &&
-    grep -q "^conflux-headline: headline, .*initialised from $WK/runs/lead/latest.h5, " "$W/run3c.log" &&
+    grep -q "^conflux-headline: headline, .*initialised from $(readlink -f "$WK/runs/lead/latest.h5"), " "$W/run3c.log" &&
     [ "$(cat "$WK/runs/headline-2/finished" 2>/dev/null)" = 8 ] &&
     h5dump -d /config "$WK/runs/headline-2/latest.h5" | grep -q '^ *seed = 1235$' &&
     [[ $l1 == " loss "* ]] && [[ $l2 == " loss "* ]] && [ "$l1" != "$l2" ] &&
@@ -135,6 +137,43 @@ grep -q "evaluation of $WK/runs/headline/latest.h5 $WK/runs/headline-2/latest.h5
     grep -q '^headline-eval: n=60 ' "$W/run3c.log" &&
     ok "MEMBERS=2: the evaluation decodes the ensemble of the two fine-tuned models" ||
     bad "MEMBERS=2's evaluation: $(grep -m3 'evaluation of\|ensemble' "$W/run3c.log")"
+# the denoising asked for 2 steps more continues from step 4 to 6; the stages after it were
+# started from its step-4 checkpoint, so each is moved aside (kept) and run again from the new
+# one: the lead pretraining, then both fine-tuned members (the lead checkpoint they started
+# from keeps its name, checkpoint-000003.h5, with other bytes), then the evaluation. The lead
+# run's record of where it started (runs/lead/from) is removed first, as in a work
+# directory made before the record existed: it is then found stale by its age
+dn4=$(readlink -f "$WK/runs/denoise/latest.h5"); lead4=$(readlink -f "$WK/runs/lead/latest.h5")
+ft4=$(sha256sum <"$WK/runs/headline/latest.h5")
+rm -f "$WK/runs/lead/from"
+DN_SET="$DN_SET --set train.steps=6" FT_SET="$FT_SET --set train.steps=8" MEMBERS=2 \
+    bash "$R" "$BUILD" "$WK" 10 >"$W/run3e.log" 2>&1
+rc=$?
+dn6=$(readlink -f "$WK/runs/denoise/latest.h5"); lead6=$(readlink -f "$WK/runs/lead/latest.h5")
+aside() { ls -d "$WK/runs/$1".before-* 2>/dev/null | head -n 1; }
+[ $rc = 0 ] && grep -q 'pretraining (denoising): extending from step 4 to 6' "$W/run3e.log" &&
+    [ "$dn6" = "$WK/runs/denoise/checkpoint-000006.h5" ] &&
+    grep -q "pretraining (lead): $WK/runs/lead was started from another checkpoint than $dn6 (the stage before it has trained on): starting again; the earlier run is kept in $WK/runs/lead.before-" "$W/run3e.log" &&
+    [ "$(cat "$(aside lead)/finished" 2>/dev/null)" = 3 ] &&
+    [ "$(cat "$WK/runs/lead/from")" = "$dn6 $(sha256sum <"$dn6" | cut -d' ' -f1)" ] &&
+    grep -q "^conflux-headline: headline, .*initialised from $dn6, " "$W/run3e.log" &&
+    ok "more denoising steps: the lead pretraining is set aside ($(basename "$(aside lead)")) and started again from $(basename "$dn6")" ||
+    bad "the lead pretraining after more denoising: exit $rc, $(grep -m6 'denoising\|lead\|initialised' "$W/run3e.log")"
+[ "$lead6" = "$lead4" ] && [ "$(cat "$(aside headline)/finished" 2>/dev/null)" = 8 ] &&
+    [ "$(cat "$(aside headline-2)/finished" 2>/dev/null)" = 8 ] &&
+    grep -q "fine-tuning (BertSumAbs + pointer-generator): $WK/runs/headline was started from another checkpoint than $lead6 " "$W/run3e.log" &&
+    grep -q "fine-tuning, ensemble member 2 of 2: $WK/runs/headline-2 was started from another checkpoint than $lead6 " "$W/run3e.log" &&
+    [ "$(grep -c "^conflux-headline: headline, .*initialised from $lead6, " "$W/run3e.log")" = 2 ] &&
+    [ "$(cat "$WK/runs/headline/finished")" = 8 ] && [ "$(sha256sum <"$WK/runs/headline/latest.h5")" != "$ft4" ] &&
+    grep -q "evaluation of $WK/runs/headline/latest.h5 $WK/runs/headline-2/latest.h5" "$W/run3e.log" &&
+    ok "both fine-tuned members are set aside and fine-tuned again from the new lead model, then evaluated" ||
+    bad "the fine-tuning after more denoising: $(grep -m6 'fine-tuning\|initialised\|evaluation' "$W/run3e.log")"
+DN_SET="$DN_SET --set train.steps=6" FT_SET="$FT_SET --set train.steps=8" MEMBERS=2 \
+    bash "$R" "$BUILD" "$WK" 10 >"$W/run3f.log" 2>&1
+[ "$(grep -c ': done (' "$W/run3f.log")" = 5 ] && ! grep -q 'started from another checkpoint\|evaluation of' "$W/run3f.log" &&
+    [ "$(ls -d "$WK"/runs/*.before-* | wc -l)" = 3 ] &&
+    ok "run again, the five stages are done and nothing is set aside" ||
+    bad "the run after that: $(grep -m6 'done\|another\|evaluation' "$W/run3f.log")"
 MEMBERS=9 bash "$R" "$BUILD" "$WK" 10 >"$W/run3d.log" 2>&1
 rc=$?
 [ $rc = 1 ] && grep -q "error: MEMBERS must be 1 to 8 fine-tuned models (got '9')" "$W/run3d.log" &&

@@ -23,7 +23,8 @@
 # A stage that runs out of budget is sent SIGTERM: the trainer checkpoints at the next step
 # and exits; the next run resumes from WORK/runs/STAGE/latest.h5 with the same learning-rate
 # schedule. A finished stage asked for more steps (MLM_SET/DN_SET/LEAD_SET/FT_SET "--set train.steps=N")
-# continues from its last step. Progress (step, loss, tokens/s, ETA) comes from the trainers.
+# continues from its last step; the stages after it, started from its earlier checkpoint,
+# are then moved aside (WORK/runs/STAGE.before-DATE, kept) and run again from the new one. Progress (step, loss, tokens/s, ETA) comes from the trainers.
 #
 # usage: io/headline/news/recipe.sh BUILD_DIR WORK_DIR BUDGET_MINUTES
 # environment (defaults in brackets):
@@ -107,13 +108,50 @@ stop_here() {
     exit 0
 }
 
-# train STAGE RUN_DIR TOOL ARGS SETS: runs a trainer (the names of three arrays: the tool's
-# command, its arguments, the user's --set arguments), or resumes RUN_DIR's latest
+# upstream RUN_DIR: the checkpoint a finished stage ended with, resolved; the next stage
+# starts from this file
+upstream() { readlink -f "$1/latest.h5"; }
+# ckpt_id FILE: a checkpoint's path and the SHA-256 of its bytes (a stage that was run again
+# for the same number of steps writes a new file under the same name)
+ckpt_id() {
+    local sum
+    sum=$(sha256sum <"$1") || die "cannot read $1"
+    echo "$1 ${sum%% *}"
+}
+
+# set_aside_if_stale STAGE RUN_DIR FROM: RUN_DIR was started from another checkpoint than
+# FROM (the stage before it has trained on since, e.g. DN_SET="--set train.steps=N"), so it
+# is moved to RUN_DIR.before-DATE, kept, and the stage starts again from FROM. RUN_DIR/from
+# names the checkpoint a run started from (ckpt_id); a run made before that record existed
+# is stale when FROM is newer than its first checkpoint
+set_aside_if_stale() {
+    local stage=$1 run=$2 from=$3 first
+    first=$(ls "$run"/checkpoint-*.h5 2>/dev/null | head -n 1)
+    [ -n "$first" ] || return 0
+    if [ -f "$run/from" ]; then
+        local id; id=$(ckpt_id "$from") || exit 1
+        [ "$(cat "$run/from")" != "$id" ] || return 0
+    else
+        [ "$from" -nt "$first" ] || return 0
+    fi
+    local old
+    old=$run.before-$(date +%Y%m%d-%H%M%S)
+    local n=1 base=$old
+    while [ -e "$old" ]; do old=$base-$((n += 1)); done
+    mv "$run" "$old" || die "$stage: cannot move $run aside to $old"
+    say "$stage: $run was started from another checkpoint than $from (the stage before it has trained on): starting again; the earlier run is kept in $old"
+}
+
+# train STAGE RUN_DIR TOOL ARGS SETS [FROM]: runs a trainer (the names of three arrays: the
+# tool's command, its arguments, the user's --set arguments), or resumes RUN_DIR's latest
 # checkpoint (its configuration is the base; the same arguments go on top, as the data
-# paths never come from a checkpoint), until it finishes or the budget ends
+# paths never come from a checkpoint), until it finishes or the budget ends. FROM is the
+# checkpoint the stage is initialised from (the previous stage's); a run started from
+# another one is set aside and started again
 train() {
-    local stage=$1 run=$2
+    local stage=$1 run=$2 from=${6:-}
     local -n tool_=$3 args_=$4 sets_=$5
+    [ -z "$from" ] || set_aside_if_stale "$stage" "$run" "$from"
     if [ -f "$run/finished" ]; then
         # done, unless the configuration now asks for more steps (FT_SET="--set train.steps=N")
         local want done_at
@@ -136,6 +174,10 @@ train() {
     else
         say "$stage: starting in $run (at most $l s)"
         cmd=("${tool_[@]}" "${args_[@]}")
+        if [ -n "$from" ]; then
+            local id; id=$(ckpt_id "$from") || exit 1
+            mkdir -p "$run" && echo "$id" >"$run/from" || die "cannot write $run/from"
+        fi
     fi
     timeout -s TERM -k 300 "$l" "${cmd[@]}" --set "train.threads=$THREADS" "${sets_[@]}"
     local rc=$?
@@ -185,32 +227,35 @@ train "pretraining (MLM)" "$W/runs/mlm" mlm_tool mlm_args MLM_SET_A
 
 # ---- 3. denoising pretraining of the encoder-decoder
 dn_tool=("$T/conflux-headline" train)
-dn_args=(--config "$HERE/denoise.ini" --init-encoder "$W/runs/mlm/latest.h5"
+from=$(upstream "$W/runs/mlm")
+dn_args=(--config "$HERE/denoise.ini" --init-encoder "$from"
          --train "$W/train.h5" --valid "$W/valid.h5" --set "data.tokenizer=$W/tokenizer"
          --set "run.dir=$W/runs/denoise")
-train "pretraining (denoising)" "$W/runs/denoise" dn_tool dn_args DN_SET_A
+train "pretraining (denoising)" "$W/runs/denoise" dn_tool dn_args DN_SET_A "$from"
 
 # ---- 4. lead pretraining: the first sentence from the rest of the article
 lead_tool=("$T/conflux-headline" train)
-lead_args=(--config "$HERE/lead.ini" --init "$W/runs/denoise/latest.h5"
+from=$(upstream "$W/runs/denoise")
+lead_args=(--config "$HERE/lead.ini" --init "$from"
            --train "$W/lead_train.h5" --valid "$W/lead_valid.h5"
            --set "data.tokenizer=$W/tokenizer" --set "data.src_len=$SRC_LEN"
            --set "data.tgt_len=$TGT_LEN" --set "run.dir=$W/runs/lead")
-train "pretraining (lead)" "$W/runs/lead" lead_tool lead_args LEAD_SET_A
+train "pretraining (lead)" "$W/runs/lead" lead_tool lead_args LEAD_SET_A "$from"
 
 # ---- 5. fine-tuning with the copy mechanism
 ft_tool=("$T/conflux-headline" train)
-ft_args=(--config "$HERE/finetune.ini" --init "$W/runs/lead/latest.h5"
+from=$(upstream "$W/runs/lead")
+ft_args=(--config "$HERE/finetune.ini" --init "$from"
          --train "$W/pairs_train.h5" --valid "$W/pairs_valid.h5"
          --set "data.tokenizer=$W/tokenizer" --set "data.src_len=$SRC_LEN"
          --set "data.tgt_len=$TGT_LEN" --set "run.dir=$W/runs/headline")
-train "fine-tuning (BertSumAbs + pointer-generator)" "$W/runs/headline" ft_tool ft_args FT_SET_A
+train "fine-tuning (BertSumAbs + pointer-generator)" "$W/runs/headline" ft_tool ft_args FT_SET_A "$from"
 # the ensemble's other members: the same fine-tuning with another seed (data order, dropout)
 members=("$W/runs/headline/latest.h5")
 for ((i = 2; i <= MEMBERS; i++)); do
     run=$W/runs/headline-$i
     mem_args=("${ft_args[@]}" --set "run.dir=$run" --set "train.seed=$((1233 + i))")
-    train "fine-tuning, ensemble member $i of $MEMBERS" "$run" ft_tool mem_args FT_SET_A
+    train "fine-tuning, ensemble member $i of $MEMBERS" "$run" ft_tool mem_args FT_SET_A "$from"
     members+=("$run/latest.h5")
 done
 
