@@ -69,46 +69,59 @@ static int board_add(Board *all, Board *src, RougeScorer *sc[2], const char *hyp
     return 0;
 }
 
+static const char *const metric_names[3] = {"R-1", "R-2", "R-L"};
+
 // The model against the first sentence by paired bootstrap over the articles (rouge.h):
-// diff is (n, 6), model F - first sentence F, standard R-1/2/L then paper R-1/2/L.
+// diff is (n, 6), model F - first sentence F, standard R-1/2/L then paper R-1/2/L; the rows
+// whose article came from source s (src_of), or all of them when s < 0. b gets the six
+// results. Returns the rows resampled (0: none, b untouched), -1 on error (err filled).
+static long bootstrap_rows(const double *diff, const int *src_of, long n, int s, int resamples,
+                           RougeBootstrap b[6], char *err) {
+    long n_s = n;
+    double *d = NULL;
+    if (s >= 0) {
+        n_s = 0;
+        for (long i = 0; i < n; i++) n_s += src_of[i] == s;
+        if (n_s == 0) return 0;
+        d = cx_calloc((size_t)n_s * 6, sizeof *d);
+        long j = 0;
+        for (long i = 0; i < n; i++)
+            if (src_of[i] == s) memcpy(d + 6 * (size_t)j++, diff + 6 * (size_t)i, 6 * sizeof *d);
+    }
+    int rc = rouge_paired_bootstrap(d ? d : diff, n_s, 6, resamples, BOOTSTRAP_SEED, b, err);
+    free(d);
+    return rc != 0 ? -1 : n_s;
+}
+
+// The pooled comparison, a table of mode, metric, difference, interval, share ahead.
 static int bootstrap_print(const double *diff, long n, int resamples, char *err) {
     RougeBootstrap b[6];
-    if (rouge_paired_bootstrap(diff, n, 6, resamples, BOOTSTRAP_SEED, b, err) != 0) return -1;
+    if (bootstrap_rows(diff, NULL, n, -1, resamples, b, err) < 0) return -1;
     printf("model - first sentence, F: paired bootstrap, %d resamples of the %ld articles\n",
            resamples, n);
     printf("%-9s %-6s %10s   %-16s  %7s\n", "mode", "metric", "difference", "95% interval",
            "ahead");
-    static const char *const metrics[3] = {"R-1", "R-2", "R-L"};
     for (int m = 1; m >= 0; m--)
         for (int k = 0; k < 3; k++) {
             const RougeBootstrap *x = &b[3 * m + k];
-            printf("%-9s %-6s %+10.2f   [%+6.2f, %+6.2f]  %6.1f%%\n", rouge_mode_name((RougeMode)m), metrics[k],
-                   100 * x->diff, 100 * x->lo, 100 * x->hi, 100 * x->ahead);
+            printf("%-9s %-6s %+10.2f   [%+6.2f, %+6.2f]  %6.1f%%\n", rouge_mode_name((RougeMode)m),
+                   metric_names[k], 100 * x->diff, 100 * x->lo, 100 * x->hi, 100 * x->ahead);
         }
     return 0;
 }
 
-// The same per source: the rows of diff (n, 6) whose article came from source s (src_of),
-// one line per mode.
+// The same for source s, one line per mode (nothing when no article came from s).
 static int bootstrap_print_source(const double *diff, const int *src_of, long n, int s,
                                   const char *label, int resamples, char *err) {
-    long n_s = 0;
-    for (long i = 0; i < n; i++) n_s += src_of[i] == s;
-    if (n_s == 0) return 0;
-    double *d = cx_calloc((size_t)n_s * 6, sizeof *d);
-    long j = 0;
-    for (long i = 0; i < n; i++)
-        if (src_of[i] == s) memcpy(d + 6 * (size_t)j++, diff + 6 * (size_t)i, 6 * sizeof *d);
     RougeBootstrap b[6];
-    int rc = rouge_paired_bootstrap(d, n_s, 6, resamples, BOOTSTRAP_SEED, b, err);
-    free(d);
-    if (rc != 0) return -1;
+    long n_s = bootstrap_rows(diff, src_of, n, s, resamples, b, err);
+    if (n_s <= 0) return (int)n_s;
     for (int m = 1; m >= 0; m--) {
         printf("  %-30s %-9s", label, rouge_mode_name((RougeMode)m));
         for (int k = 0; k < 3; k++) {
             const RougeBootstrap *x = &b[3 * m + k];
-            printf("  R-%c %+6.2f [%+6.2f, %+6.2f] %5.1f%%", "12L"[k], 100 * x->diff, 100 * x->lo,
-                   100 * x->hi, 100 * x->ahead);
+            printf("  %s %+6.2f [%+6.2f, %+6.2f] %5.1f%%", metric_names[k], 100 * x->diff,
+                   100 * x->lo, 100 * x->hi, 100 * x->ahead);
         }
         printf("\n");
     }
