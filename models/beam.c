@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "models/common.h"
+#include "models/rng.h"
 
 typedef struct {
     double score;  // summed log-probability of the continuation
@@ -23,6 +24,8 @@ struct BeamWork {
     Cand *heap;               // (max_beam) min-heap of the best continuations
     Cand *sorted;             // (max_beam) the same, best first
     int32_t *best;            // (max_len) best finished hypothesis
+    int32_t *slot[2];         // (max_beam) beam_sample: the sample each live row belongs to
+    double *q;                // (V) beam_sample: scratch weights
 };
 
 BeamWork *beam_work_create(int max_beam, int max_len, int vocab_size) {
@@ -44,6 +47,8 @@ BeamWork *beam_work_create(int max_beam, int max_len, int vocab_size) {
     w->heap = cx_calloc((size_t)max_beam, sizeof(Cand));
     w->sorted = cx_calloc((size_t)max_beam, sizeof(Cand));
     w->best = cx_calloc((size_t)max_len, sizeof(int32_t));
+    for (int i = 0; i < 2; i++) w->slot[i] = cx_calloc((size_t)max_beam, sizeof(int32_t));
+    w->q = cx_calloc((size_t)vocab_size, sizeof(double));
     return w;
 }
 
@@ -60,6 +65,8 @@ void beam_work_free(BeamWork *w) {
     free(w->heap);
     free(w->sorted);
     free(w->best);
+    for (int i = 0; i < 2; i++) free(w->slot[i]);
+    free(w->q);
     free(w);
 }
 
@@ -86,6 +93,17 @@ int beam_config_check(const BeamConfig *c, const BeamWork *w, char *err) {
     if (c->fsm && (c->fsm_states < 1 || c->fsm_states >= BEAM_FSM_REJECT))
         return cx_err(err, "decode: token automaton with %d states (must be in [1, %d])",
                       c->fsm_states, BEAM_FSM_REJECT - 1);
+    return 0;
+}
+
+int beam_sampling_check(const BeamSampling *s, const BeamWork *w, char *err) {
+    if (s->n < 1 || s->n > w->max_beam)
+        return cx_err(err, "decode: samples must be in [1, %d] (got %d)", w->max_beam, s->n);
+    if (!(s->temperature > 0.0f && s->temperature <= 100.0f))
+        return cx_err(err, "decode: sampling temperature must be in (0, 100] (got %g)",
+                      (double)s->temperature);
+    if (!(s->epsilon >= 0.0f && s->epsilon < 1.0f))
+        return cx_err(err, "decode: sampling epsilon must be in [0, 1) (got %g)", (double)s->epsilon);
     return 0;
 }
 
@@ -259,4 +277,79 @@ int beam_greedy(BeamWork *w, const BeamConfig *c, BeamStepFn step, void *ctx, in
         }
     }
     return -1;  // not reached: t + 1 == L ends the loop
+}
+
+// The token drawn from the masked log-probabilities lp (V) with the uniform number u (beam.h's
+// rule), or -1 when every token is forbidden. q (V) is scratch.
+static int32_t sample_token(const double *lp, int V, const BeamSampling *s, double u, double *q) {
+    int32_t arg = -1;
+    for (int v = 0; v < V; v++)
+        if (lp[v] != -INFINITY && (arg < 0 || lp[v] > lp[arg])) arg = v;
+    if (arg < 0) return -1;
+    // q[v] = exp((lp[v] - lp[arg]) / T), Z their sum; v is kept when q[v] / Z >= epsilon
+    const double inv_t = 1.0 / (double)s->temperature, mx = lp[arg];
+    double z = 0.0;
+    for (int v = 0; v < V; v++) {
+        q[v] = lp[v] == -INFINITY ? 0.0 : exp((lp[v] - mx) * inv_t);
+        z += q[v];
+    }
+    const double cut = (double)s->epsilon * z;
+    double kept = 0.0;
+    for (int v = 0; v < V; v++)
+        if (q[v] > 0.0 && q[v] >= cut) kept += q[v];
+    if (q[arg] < cut) return arg;  // nothing reaches epsilon: the most likely token
+    const double target = u * kept;
+    double cum = 0.0;
+    int32_t last = arg;
+    for (int v = 0; v < V; v++) {
+        if (!(q[v] > 0.0 && q[v] >= cut)) continue;
+        cum += q[v];
+        last = v;
+        if (cum > target) return v;
+    }
+    return last;
+}
+
+int beam_sample(BeamWork *w, const BeamConfig *c, const BeamSampling *s, BeamStepFn step,
+                void *ctx, int32_t *out, int *lens, double *scores) {
+    const int N = s->n, V = w->V, L = c->max_len;
+    int cur = 0, n_live = 1, n_done = 0;
+    for (int j = 0; j < N; j++) {
+        lens[j] = 0;
+        scores[j] = -INFINITY;
+        w->raw[0][j] = 0.0;
+    }
+    w->parents[0] = 0;
+    w->toks[0] = c->bos;
+    for (int t = 0; t < L && n_live > 0; t++) {
+        step(ctx, n_live, w->parents, w->toks, t, w->logits);
+        int nxt = 1 - cur, n_next = 0;
+        // at t == 0 the one row (the BOS) is every sample's; afterwards row k is sample slot[k]
+        const int rows = t == 0 ? N : n_live;
+        for (int r = 0; r < rows; r++) {
+            const int k = t == 0 ? 0 : r, j = t == 0 ? r : w->slot[cur][r];
+            int32_t *hist = out + (size_t)j * L;
+            double *lp = w->lp + (size_t)k * V;
+            if (t > 0 || r == 0) masked_logprobs(lp, w->logits + (size_t)k * V, V, c, hist, t);
+            const double u = cx_rng_uniform(s->seed, (uint64_t)j * (uint64_t)L + (uint64_t)t);
+            int32_t v = sample_token(lp, V, s, u, w->q);
+            if (v < 0) continue;  // this sample cannot be completed: it stays at length 0
+            hist[t] = v;
+            const double raw = (t == 0 ? 0.0 : w->raw[cur][r]) + lp[v];
+            if (v == c->eos || t + 1 == L) {
+                lens[j] = t + 1;
+                scores[j] = raw / beam_length_penalty(t + 1, c->alpha);
+                n_done++;
+                continue;
+            }
+            w->raw[nxt][n_next] = raw;
+            w->slot[nxt][n_next] = j;
+            w->parents[n_next] = k;
+            w->toks[n_next] = v;
+            n_next++;
+        }
+        cur = nxt;
+        n_live = n_next;
+    }
+    return n_done;
 }

@@ -31,6 +31,16 @@
 //    result is the exhaustive optimum, and K = 1 is exactly greedy search.
 //  * Greedy search takes the highest log-probability allowed token at each step (ties: the
 //    lower id) and reports the same normalised score.
+//  * Sampling (beam_sample) draws n hypotheses at once, independently, each token from the
+//    allowed ones (the rules above) with probability q[w] = exp(lp[w] / T) / Z (temperature T,
+//    Z the sum over the allowed tokens), after epsilon truncation (Hewitt et al. 2022, as
+//    Freitag et al. 2023 use it for minimum Bayes risk candidates): tokens with q[w] < epsilon
+//    are dropped and the rest renormalised; when none is left, the most likely token (lower id
+//    on ties) is taken. Token t of sample j uses the uniform number u = cx_rng_uniform(seed,
+//    j * max_len + t) (models/rng.h): the first w in id order whose cumulative kept mass
+//    exceeds u times the kept total (the last kept token when rounding leaves none), so a
+//    sample does not depend on the others or on how the steps are batched. Its score is that
+//    of beam search: the summed untempered lp of its tokens over lp(len).
 // Nothing here allocates after beam_work_create.
 #ifndef CONFLUX_BEAM_H
 #define CONFLUX_BEAM_H
@@ -68,6 +78,14 @@ typedef struct {
 typedef void (*BeamStepFn)(void *ctx, int K, const int32_t *parents, const int32_t *tokens,
                            int t, float *logits);
 
+// Sampling (beam_sample).
+typedef struct {
+    int n;              // hypotheses drawn, 1 <= n <= the workspace's max_beam
+    float temperature;  // T > 0
+    float epsilon;      // [0, 1): tokens of probability below this are not drawn (0: none cut)
+    uint64_t seed;      // the draws are a pure function of (seed, sample, position)
+} BeamSampling;
+
 typedef struct BeamWork BeamWork;
 
 // Workspace for beams of up to max_beam hypotheses of up to max_len tokens over a
@@ -85,6 +103,16 @@ int beam_search(BeamWork *w, const BeamConfig *c, BeamStepFn step, void *ctx, in
                 int *out_len, double *score);
 int beam_greedy(BeamWork *w, const BeamConfig *c, BeamStepFn step, void *ctx, int32_t *out,
                 int *out_len, double *score);
+
+// Validates s against c and the workspace; -1 with err naming the field.
+int beam_sampling_check(const BeamSampling *s, const BeamWork *w, char *err);
+
+// Draws s->n samples (c and s must pass the checks). out (s->n, c->max_len) receives sample j
+// in row j, lens[j] its length (0: the sample ran into a state where every continuation is
+// forbidden), scores[j] its normalised score (-inf when lens[j] == 0). Returns the number of
+// complete samples.
+int beam_sample(BeamWork *w, const BeamConfig *c, const BeamSampling *s, BeamStepFn step,
+                void *ctx, int32_t *out, int *lens, double *scores);
 
 // GNMT length penalty ((5 + len) / 6)^alpha.
 double beam_length_penalty(int len, float alpha);

@@ -1121,14 +1121,29 @@ static int search(BeamWork *w, const BeamConfig *c, BeamStepFn step, void *ctx, 
     return 0;
 }
 
-int encdec_generate(EncDecGen *g, const BeamConfig *c, const int32_t *src, const int32_t *src_mask,
-                    int Ts, int32_t *out, int *out_len, double *score, char *err) {
-    *out_len = 0;
+// Checks c and the source against g and encodes the source; -1 with err.
+static int gen_begin(EncDecGen *g, const BeamConfig *c, const int32_t *src, const int32_t *src_mask,
+                     int Ts, char *err) {
     if (beam_config_check(c, g->work, err) != 0) return -1;
     if (Ts < 1 || Ts > g->m->max_Ts)
         return cx_err(err, "source of %d tokens (the model takes 1 to %d)", Ts, g->m->max_Ts);
     encdec_gen_start(g, src, src_mask, Ts);
+    return 0;
+}
+
+int encdec_generate(EncDecGen *g, const BeamConfig *c, const int32_t *src, const int32_t *src_mask,
+                    int Ts, int32_t *out, int *out_len, double *score, char *err) {
+    *out_len = 0;
+    if (gen_begin(g, c, src, src_mask, Ts, err) != 0) return -1;
     return search(g->work, c, encdec_gen_step, g, out, out_len, score, err);
+}
+
+int encdec_sample(EncDecGen *g, const BeamConfig *c, const BeamSampling *sp, const int32_t *src,
+                  const int32_t *src_mask, int Ts, int32_t *out, int *lens, double *scores,
+                  char *err) {
+    if (beam_sampling_check(sp, g->work, err) != 0) return -1;
+    if (gen_begin(g, c, src, src_mask, Ts, err) != 0) return -1;
+    return beam_sample(g->work, c, sp, encdec_gen_step, g, out, lens, scores);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1209,9 +1224,9 @@ void encdec_ensemble_step(void *ctx, int K, const int32_t *parents, const int32_
     }
 }
 
-int encdec_ensemble_generate(EncDecEnsemble *e, const BeamConfig *c, const int32_t *const *srcs,
-                             const int *Ts, int32_t *out, int *out_len, double *score, char *err) {
-    *out_len = 0;
+// Checks c and the sources against e and encodes them; -1 with err.
+static int ensemble_begin(EncDecEnsemble *e, const BeamConfig *c, const int32_t *const *srcs,
+                          const int *Ts, char *err) {
     if (beam_config_check(c, e->work, err) != 0) return -1;
     for (int i = 0; i < e->n; i++) {
         if (Ts[i] < 1 || Ts[i] > e->gens[i]->m->max_Ts)
@@ -1219,7 +1234,22 @@ int encdec_ensemble_generate(EncDecEnsemble *e, const BeamConfig *c, const int32
                           e->gens[i]->m->max_Ts);
         encdec_gen_start(e->gens[i], srcs[i], NULL, Ts[i]);
     }
+    return 0;
+}
+
+int encdec_ensemble_generate(EncDecEnsemble *e, const BeamConfig *c, const int32_t *const *srcs,
+                             const int *Ts, int32_t *out, int *out_len, double *score, char *err) {
+    *out_len = 0;
+    if (ensemble_begin(e, c, srcs, Ts, err) != 0) return -1;
     return search(e->work, c, encdec_ensemble_step, e, out, out_len, score, err);
+}
+
+int encdec_ensemble_sample(EncDecEnsemble *e, const BeamConfig *c, const BeamSampling *sp,
+                           const int32_t *const *srcs, const int *Ts, int32_t *out, int *lens,
+                           double *scores, char *err) {
+    if (beam_sampling_check(sp, e->work, err) != 0) return -1;
+    if (ensemble_begin(e, c, srcs, Ts, err) != 0) return -1;
+    return beam_sample(e->work, c, sp, encdec_ensemble_step, e, out, lens, scores);
 }
 
 // ---------------------------------------------------------------------------------------

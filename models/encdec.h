@@ -170,6 +170,12 @@ void encdec_gen_step(void *g, int K, const int32_t *parents, const int32_t *toke
 int encdec_generate(EncDecGen *g, const BeamConfig *c, const int32_t *src,
                     const int32_t *src_mask, int Ts, int32_t *out, int *out_len, double *score,
                     char *err);
+// Draws sp->n samples of one source (beam_sample; out (sp->n, c->max_len), lens, scores as
+// there). Returns the number of complete samples, or -1 with err when c or sp is invalid
+// for g.
+int encdec_sample(EncDecGen *g, const BeamConfig *c, const BeamSampling *sp, const int32_t *src,
+                  const int32_t *src_mask, int Ts, int32_t *out, int *lens, double *scores,
+                  char *err);
 
 // ---- ensembles -------------------------------------------------------------------------
 // Several models decoded as one (as fairseq's EnsembleModel): the next-token distribution is
@@ -190,6 +196,10 @@ void encdec_ensemble_step(void *e, int K, const int32_t *parents, const int32_t 
 // encdec_generate does.
 int encdec_ensemble_generate(EncDecEnsemble *e, const BeamConfig *c, const int32_t *const *srcs,
                              const int *Ts, int32_t *out, int *out_len, double *score, char *err);
+// Draws samples of one source, as encdec_sample does.
+int encdec_ensemble_sample(EncDecEnsemble *e, const BeamConfig *c, const BeamSampling *sp,
+                           const int32_t *const *srcs, const int *Ts, int32_t *out, int *lens,
+                           double *scores, char *err);
 
 // ---- the training task ----------------------------------------------------------------
 // Already-tokenized pairs as a TrainTask: sample s is pair s mod n_pairs of src (n_pairs,

@@ -631,3 +631,31 @@ int rouge_paired_bootstrap(const double *d, int64_t n, int k, int n_resamples, u
     free(sums);
     return 0;
 }
+
+int rouge_mbr_pick(RougeScorer *s, const char *const *texts, const size_t *bytes, int n,
+                   int n_fixed, const double w[3], double *expected, char *err) {
+    if (n < 1 || n_fixed < 0 || n_fixed >= n)
+        return cx_err(err, "minimum Bayes risk over %d texts with %d fixed (need n >= 1, "
+                           "0 <= n_fixed < n)", n, n_fixed);
+    int best = -1;
+    double best_e = 0.0;
+    for (int i = 0; i < n; i++) {
+        double sum = 0.0;
+        int m = 0;
+        for (int j = n_fixed; j < n; j++) {
+            if (j == i) continue;
+            RougeScores sc;
+            if (rouge_score(s, texts[i], bytes[i], texts[j], bytes[j], &sc, NULL, err) != 0)
+                return -1;
+            sum += w[0] * sc.r1.f + w[1] * sc.r2.f + w[2] * sc.rl.f;
+            m++;
+        }
+        double e = m ? sum / m : 0.0;
+        if (expected) expected[i] = e;
+        if (best < 0 || e > best_e) {
+            best = i;
+            best_e = e;
+        }
+    }
+    return best;
+}

@@ -15,6 +15,7 @@
 #include "io/store/ckpt.h"
 #include "io/text/utf8.h"
 #include "models/common.h"
+#include "models/rng.h"
 
 void hl_report(const char *fmt, ...) {
     char msg[CX_ERRLEN + 512];
@@ -271,6 +272,14 @@ void hl_gen_close(HlGenerator *G) {
         free(G->src[i]);
     }
     hl_encoder_close(&G->enc);
+    rouge_scorer_free(G->mbr_rouge);
+    free(G->samples);
+    free(G->sample_len);
+    free(G->sample_score);
+    for (int i = 0; G->cand && i <= G->mbr.n; i++) free(G->cand[i]);
+    free(G->cand);
+    free(G->cand_cap);
+    free(G->cand_bytes);
     free(G->out);
     free(G->text);
     free(G->fsm);
@@ -337,7 +346,8 @@ static int gen_load_model(HlGenerator *G, int i, const char *path, const HlGenOp
     if (ckpt_read_params(ck, encdec_specs(G->m[i]), encdec_n_specs(G->m[i]), encdec_params(G->m[i]),
                          err) != 0)
         goto out;
-    G->g[i] = encdec_gen_create(G->m[i], G->cfg.generate.beam, G->cfg.generate.max_len);
+    const int rows = G->cfg.generate.beam > o->mbr ? G->cfg.generate.beam : o->mbr;
+    G->g[i] = encdec_gen_create(G->m[i], rows, G->cfg.generate.max_len);
     G->src[i] = cx_calloc((size_t)c->data.src_len, sizeof(int32_t));
     rc = 0;
 out:
@@ -370,8 +380,8 @@ int hl_gen_open(HlGenerator *G, const HlCkpts *ck, const char *tok_dir, const Hl
                bpe_vocab_size(G->enc.bpe), c->model.enc.vocab_size);
         goto fail;
     }
-    if (G->n_models > 1)
-        G->ens = encdec_ensemble_create(G->g, G->n_models, c->generate.beam, c->generate.max_len);
+    const int rows = c->generate.beam > o->mbr ? c->generate.beam : o->mbr;
+    if (G->n_models > 1) G->ens = encdec_ensemble_create(G->g, G->n_models, rows, c->generate.max_len);
     G->banned[0] = ED_PAD, G->banned[1] = ED_UNK, G->banned[2] = ED_BOS, G->banned[3] = ED_MASK;
     G->bc = (BeamConfig){.beam_size = c->generate.beam, .min_len = c->generate.min_len,
                          .max_len = c->generate.max_len, .alpha = c->generate.alpha,
@@ -391,10 +401,55 @@ int hl_gen_open(HlGenerator *G, const HlCkpts *ck, const char *tok_dir, const Hl
         G->bc.mask_ctx = G->rule;
     }
     G->out = cx_calloc((size_t)c->generate.max_len, sizeof(int32_t));
+    if (o->mbr > 0) {
+        G->mbr = (BeamSampling){.n = o->mbr, .temperature = o->mbr_temperature,
+                                .epsilon = o->mbr_epsilon};
+        G->mbr_seed = o->seed;
+        memcpy(G->mbr_weights, o->mbr_weights, sizeof G->mbr_weights);
+        RougeOptions ro = {.mode = ROUGE_STANDARD, .keep_case = 0};
+        if (rouge_scorer_new(&G->mbr_rouge, &ro, err) != 0) goto fail;
+        G->samples = cx_calloc((size_t)o->mbr * c->generate.max_len, sizeof(int32_t));
+        G->sample_len = cx_calloc((size_t)o->mbr, sizeof(int));
+        G->sample_score = cx_calloc((size_t)o->mbr, sizeof(double));
+        G->cand = cx_calloc((size_t)o->mbr + 1, sizeof(char *));
+        G->cand_cap = cx_calloc((size_t)o->mbr + 1, sizeof(size_t));
+        G->cand_bytes = cx_calloc((size_t)o->mbr + 1, sizeof(size_t));
+    }
     return 0;
 fail:
     hl_gen_close(G);
     return -1;
+}
+
+// The text of len generated tokens ids (a final EOS dropped; line breaks and tabs become
+// spaces, runs of spaces one, none at either end) into *buf (grown, capacity *cap). Returns
+// the tokens it holds.
+static int gen_text(HlGenerator *G, const int32_t *ids, int len, char **buf, size_t *cap) {
+    if (len > 0 && ids[len - 1] == ED_EOS) len--;
+    size_t need = bpe_decode(G->enc.bpe, ids, (size_t)len, NULL, 0);
+    if (need + 1 > *cap) {
+        *cap = need + 64;
+        *buf = realloc(*buf, *cap);
+        CHECK(*buf, "out of memory");
+    }
+    char *t = *buf;
+    bpe_decode(G->enc.bpe, ids, (size_t)len, t, need);
+    size_t o = 0;
+    for (size_t i = 0; i < need; i++) {
+        char ch = t[i] == '\n' || t[i] == '\t' || t[i] == '\r' ? ' ' : t[i];
+        if (ch == ' ' && (o == 0 || t[o - 1] == ' ')) continue;
+        t[o++] = ch;
+    }
+    while (o > 0 && t[o - 1] == ' ') o--;
+    t[o] = 0;
+    return len;
+}
+
+// FNV-1a of n bytes: the article's part of a sampling seed.
+static uint64_t fnv1a64(const char *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
+    return h;
 }
 
 const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err) {
@@ -427,24 +482,40 @@ const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err) {
         G->n_unconstrained++;
     }
     if (rc != 0) return NULL;
-    if (len > 0 && G->out[len - 1] == ED_EOS) len--;
-    G->n_tokens += len;
-    size_t need = bpe_decode(G->enc.bpe, G->out, (size_t)len, NULL, 0);
-    if (need + 1 > G->text_cap) {
-        G->text_cap = need + 64;
-        G->text = realloc(G->text, G->text_cap);
-        CHECK(G->text, "out of memory");
+    if (G->mbr.n == 0) {
+        G->n_tokens += gen_text(G, G->out, len, &G->text, &G->text_cap);
+        return G->text;
     }
-    bpe_decode(G->enc.bpe, G->out, (size_t)len, G->text, need);
-    size_t o = 0;
-    for (size_t i = 0; i < need; i++) {
-        char ch = G->text[i] == '\n' || G->text[i] == '\t' || G->text[i] == '\r' ? ' ' : G->text[i];
-        if (ch == ' ' && (o == 0 || G->text[o - 1] == ' ')) continue;
-        G->text[o++] = ch;
+    // minimum Bayes risk: candidate 0 is the beam's headline, then the complete samples
+    BeamSampling sp = G->mbr;
+    sp.seed = cx_rng_derive(G->mbr_seed, fnv1a64(text, n));
+    int got = G->ens ? encdec_ensemble_sample(G->ens, &bc, &sp, srcs, Ts, G->samples, G->sample_len,
+                                              G->sample_score, err)
+                     : encdec_sample(G->g[0], &bc, &sp, srcs[0], NULL, Ts[0], G->samples,
+                                     G->sample_len, G->sample_score, err);
+    if (got < 0) return NULL;
+    int n_cand = 1, ntok[65];
+    const int32_t *ids[65];
+    ids[0] = G->out;
+    ntok[0] = len;
+    for (int j = 0; j < sp.n; j++)
+        if (G->sample_len[j] > 0) {
+            ids[n_cand] = G->samples + (size_t)j * bc.max_len;
+            ntok[n_cand++] = G->sample_len[j];
+        }
+    int tokens[65];
+    for (int i = 0; i < n_cand; i++) {
+        tokens[i] = gen_text(G, ids[i], ntok[i], &G->cand[i], &G->cand_cap[i]);
+        G->cand_bytes[i] = strlen(G->cand[i]);
     }
-    while (o > 0 && G->text[o - 1] == ' ') o--;
-    G->text[o] = 0;
-    return G->text;
+    int pick = 0;
+    if (n_cand > 1 &&
+        (pick = rouge_mbr_pick(G->mbr_rouge, (const char *const *)G->cand, G->cand_bytes, n_cand, 1,
+                               G->mbr_weights, NULL, err)) < 0)
+        return NULL;
+    G->n_mbr_sample += pick > 0;
+    G->n_tokens += tokens[pick];
+    return G->cand[pick];
 }
 
 int hl_gen_option(const char *cmd, int c, HlGenOpts *o, HlCkpts *ck, const char **tok) {
@@ -481,6 +552,34 @@ int hl_gen_option(const char *cmd, int c, HlGenOpts *o, HlCkpts *ck, const char 
         if ((v = hl_parse_count(optarg)) < 0 || v > 1000)
             return hl_usage_err(cmd, "--no-repeat-words must be a count (got '%s')", optarg), 2;
         o->no_repeat_words = (int)v;
+        return 1;
+    case HL_OPT_MBR:
+        if ((v = hl_parse_count(optarg)) < 0 || v > 64)
+            return hl_usage_err(cmd, "--mbr must be 0 to 64 samples (got '%s')", optarg), 2;
+        o->mbr = (int)v;
+        return 1;
+    case HL_OPT_MBR_EPS:
+        if (parse_float(optarg, &o->mbr_epsilon) != 0 || !(o->mbr_epsilon >= 0 && o->mbr_epsilon < 1))
+            return hl_usage_err(cmd, "--mbr-epsilon must be in [0, 1) (got '%s')", optarg), 2;
+        return 1;
+    case HL_OPT_MBR_TEMP:
+        if (parse_float(optarg, &o->mbr_temperature) != 0 ||
+            !(o->mbr_temperature > 0 && o->mbr_temperature <= 100))
+            return hl_usage_err(cmd, "--mbr-temperature must be in (0, 100] (got '%s')", optarg), 2;
+        return 1;
+    case HL_OPT_MBR_UTIL: {
+        static const char *const names[] = {"mean", "r1", "r2", "rl"};
+        int k = 0;
+        while (k < 4 && strcmp(optarg, names[k])) k++;
+        if (k == 4)
+            return hl_usage_err(cmd, "--mbr-utility must be mean, r1, r2 or rl (got '%s')", optarg), 2;
+        for (int i = 0; i < 3; i++) o->mbr_weights[i] = k == 0 ? 1.0 / 3 : (double)(i == k - 1);
+        return 1;
+    }
+    case HL_OPT_SEED:
+        if ((v = hl_parse_count(optarg)) < 0)
+            return hl_usage_err(cmd, "--seed must be a non-negative integer (got '%s')", optarg), 2;
+        o->seed = (uint64_t)v;
         return 1;
     case HL_OPT_BLOCK: o->block_trigrams = 1; return 1;
     case HL_OPT_NOBLOCK: o->block_trigrams = 0; return 1;

@@ -14,6 +14,7 @@
 
 #include <zlib.h>
 
+#include "io/eval/rouge.h"
 #include "io/headline/lexicon.h"
 #include "io/tokenizer/bpe.h"
 #include "io/tasks/headline.h"
@@ -115,7 +116,21 @@ typedef struct {
     float alpha;
     const char *lexicon;  // NULL: words are not constrained (io/headline/lexicon.h)
     int no_repeat_words;  // with a lexicon: no word of this many letters twice (0: off)
+    // minimum Bayes risk decoding (hl_gen_run): mbr samples (0: off) drawn with
+    // mbr_temperature and mbr_epsilon, utility weights of ROUGE-1/2/L F, seed of the draws
+    int mbr;
+    float mbr_temperature, mbr_epsilon;
+    double mbr_weights[3];
+    uint64_t seed;
 } HlGenOpts;  // -1 (alpha < 0): the checkpoint's [generate] / [data] value; threads 0: unset
+
+// The defaults: the checkpoint's decoding options, no minimum Bayes risk (when --mbr N turns
+// it on: temperature 1, epsilon 0.02, utility the mean of the three F, seed 1).
+#define HL_GEN_OPTS_INIT                                                                       \
+    {.beam = -1, .min_len = -1, .max_len = -1, .block_trigrams = -1, .src_len = -1,            \
+     .threads = 0, .alpha = -1.0f, .lexicon = NULL, .no_repeat_words = 0, .mbr = 0,            \
+     .mbr_temperature = 1.0f, .mbr_epsilon = 0.02f,                                            \
+     .mbr_weights = {1.0 / 3, 1.0 / 3, 1.0 / 3}, .seed = 1}
 
 #define HL_MAX_MODELS 8
 
@@ -145,6 +160,17 @@ typedef struct {
     long n_tokens;  // generated tokens (EOS excluded) over all calls
     long n_unconstrained;  // headlines the lexicon rule left without any hypothesis, decoded
                            // without it
+    // minimum Bayes risk decoding (mbr.n > 0)
+    BeamSampling mbr;
+    uint64_t mbr_seed;
+    double mbr_weights[3];
+    RougeScorer *mbr_rouge;  // standard mode
+    int32_t *samples;        // (mbr.n, max_len)
+    int *sample_len;
+    double *sample_score;
+    char **cand;             // (1 + mbr.n) candidate texts: the beam's, then the samples'
+    size_t *cand_cap, *cand_bytes;
+    long n_mbr_sample;  // headlines MBR took from the samples rather than the beam
 } HlGenerator;
 
 // Loads the encdec checkpoints ck (one, or several decoded as an ensemble: the mean of their
@@ -163,7 +189,11 @@ void hl_gen_close(HlGenerator *G);
 // Generates the headline of n bytes of article text. Returns it (NUL-terminated, owned by G,
 // valid until the next call), or NULL with err. With a lexicon, an article whose every
 // hypothesis runs into words the lexicon cannot finish is decoded again without the rule
-// (G->n_unconstrained counts them).
+// (G->n_unconstrained counts them). With minimum Bayes risk decoding (o->mbr > 0), the beam
+// search's headline and o->mbr samples (beam.h's sampling, under the same rules; seed
+// derived from o->seed and the article's bytes, so a headline depends on its article only)
+// are the candidates, the complete samples the pseudo-references, and the headline is
+// rouge_mbr_pick's choice (standard-mode ROUGE, o->mbr_weights; ties: the beam's).
 const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err);
 
 // The help lines of the options in HL_GEN_LONG_OPTIONS (without --format and --limit,
@@ -184,12 +214,21 @@ const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err);
     "  --threads N          threads of the pool (models/par.h; default: the process's CPUs)\n"  \
     "  --lexicon FILE       headlines in known words only: those of FILE (UTF-8 text, e.g. the\n"  \
     "                       training corpus) and of the article; no garbled spellings\n"       \
-    "  --no-repeat-words N  with --lexicon: no word of N or more letters twice (default 0: off)\n"
+    "  --no-repeat-words N  with --lexicon: no word of N or more letters twice (default 0: off)\n" \
+    "  --mbr N              minimum Bayes risk decoding (Freitag et al. 2022): draw N samples\n"  \
+    "                       (at most 64) and keep, of them and the beam's headline, the one\n"   \
+    "                       with the highest mean ROUGE F against the samples (default 0: off)\n" \
+    "  --mbr-epsilon E      with --mbr: epsilon sampling, tokens below probability E are not\n"  \
+    "                       drawn (default 0.02; 0: plain sampling)\n"                            \
+    "  --mbr-temperature T  with --mbr: sampling temperature (default 1)\n"                      \
+    "  --mbr-utility U      with --mbr: mean (of R-1, R-2, R-L F; default), r1, r2 or rl\n"      \
+    "  --seed S             with --mbr: seed of the draws (default 1)\n"
 
 // getopt_long values of the shared options; a subcommand numbers its own from HL_OPT_NEXT.
 enum { HL_OPT_BEAM = 1000, HL_OPT_MINLEN, HL_OPT_MAXLEN, HL_OPT_ALPHA, HL_OPT_BLOCK,
        HL_OPT_NOBLOCK, HL_OPT_SRCLEN, HL_OPT_THREADS, HL_OPT_LIMIT, HL_OPT_TOKENIZER,
-       HL_OPT_CKPT, HL_OPT_FORMAT, HL_OPT_LEXICON, HL_OPT_NOREPEAT, HL_OPT_NEXT };
+       HL_OPT_CKPT, HL_OPT_FORMAT, HL_OPT_LEXICON, HL_OPT_NOREPEAT, HL_OPT_MBR,
+       HL_OPT_MBR_EPS, HL_OPT_MBR_TEMP, HL_OPT_MBR_UTIL, HL_OPT_SEED, HL_OPT_NEXT };
 
 // struct option entries of the shared options (--format and --limit are the subcommand's
 // to handle), for the start of a subcommand's table.
@@ -206,6 +245,11 @@ enum { HL_OPT_BEAM = 1000, HL_OPT_MINLEN, HL_OPT_MAXLEN, HL_OPT_ALPHA, HL_OPT_BL
         {"threads", required_argument, 0, HL_OPT_THREADS},                                     \
         {"lexicon", required_argument, 0, HL_OPT_LEXICON},                                     \
         {"no-repeat-words", required_argument, 0, HL_OPT_NOREPEAT},                            \
+        {"mbr", required_argument, 0, HL_OPT_MBR},                                             \
+        {"mbr-epsilon", required_argument, 0, HL_OPT_MBR_EPS},                                 \
+        {"mbr-temperature", required_argument, 0, HL_OPT_MBR_TEMP},                            \
+        {"mbr-utility", required_argument, 0, HL_OPT_MBR_UTIL},                                \
+        {"seed", required_argument, 0, HL_OPT_SEED},                                           \
         {"format", required_argument, 0, HL_OPT_FORMAT},                                       \
         {"limit", required_argument, 0, HL_OPT_LIMIT}
 

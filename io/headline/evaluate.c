@@ -188,7 +188,7 @@ int headline_cmd_evaluate(int argc, char **argv) {
                                           {"bootstrap", required_argument, 0, OPT_BOOTSTRAP},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
-    HlGenOpts o = {-1, -1, -1, -1, -1, 0, -1.0f, NULL, 0};
+    HlGenOpts o = HL_GEN_OPTS_INIT;
     HlCkpts ckpt = {0};
     const char *tok = NULL, *format = "auto", *dateline = "auto", *hyps_out = NULL;
     long limit = 0, skip = 0, show = 0, resamples = ROUGE_DEFAULT_RESAMPLES;
@@ -357,12 +357,20 @@ int headline_cmd_evaluate(int argc, char **argv) {
             printf("in known words (--lexicon, %zu words): %ld of %ld headlines; %ld decoded without "
                    "the rule (no hypothesis could finish its words)\n",
                    lexicon_n_words(G.lex), n - G.n_unconstrained, n, G.n_unconstrained);
+        if (have_model && G.mbr.n > 0)
+            printf("minimum Bayes risk: %d samples (temperature %g, epsilon %g), utility %.2f R-1 + "
+                   "%.2f R-2 + %.2f R-L F; %ld of %ld headlines from the samples, the rest the "
+                   "beam's\n",
+                   G.mbr.n, (double)G.mbr.temperature, (double)G.mbr.epsilon, G.mbr_weights[0],
+                   G.mbr_weights[1], G.mbr_weights[2], G.n_mbr_sample, n);
         printf("%-44s %-9s %6s %6s %6s\n", "system", "mode", "R-1", "R-2", "R-L");
         if (have_model) {
             char who[32] = "model", name[96];
             if (G.n_models > 1) snprintf(who, sizeof who, "ensemble of %d", G.n_models);
-            snprintf(name, sizeof name, "%s (%s %d)", who, G.bc.beam_size > 1 ? "beam" : "greedy",
-                     G.bc.beam_size);
+            int at = snprintf(name, sizeof name, "%s (%s %d", who,
+                              G.bc.beam_size > 1 ? "beam" : "greedy", G.bc.beam_size);
+            if (G.mbr.n > 0) at += snprintf(name + at, sizeof name - at, ", MBR %d", G.mbr.n);
+            snprintf(name + at, sizeof name - at, ")");
             board_print(&model, name);
         }
         char lname[96];

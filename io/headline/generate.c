@@ -35,7 +35,7 @@ int headline_cmd_generate(int argc, char **argv) {
                                           {"stats", no_argument, 0, OPT_STATS},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
-    HlGenOpts o = {-1, -1, -1, -1, -1, 0, -1.0f, NULL, 0};
+    HlGenOpts o = HL_GEN_OPTS_INIT;
     HlCkpts ckpt = {0};
     const char *tok = NULL, *format = "text";
     long limit = 0;
@@ -105,6 +105,9 @@ int headline_cmd_generate(int argc, char **argv) {
                         "(beam %d, max_len %d)\n",
                 done, dt, dt > 0 ? done / dt : 0.0, done ? (double)G.n_tokens / done : 0.0,
                 G.bc.beam_size, G.bc.max_len);
+    if (stats && rc == 0 && G.mbr.n > 0)
+        fprintf(stderr, "generate: minimum Bayes risk over %d samples: %ld of %ld headlines from the "
+                        "samples, the rest the beam's\n", G.mbr.n, G.n_mbr_sample, done);
     if (stats && rc == 0 && G.rule)
         fprintf(stderr, "generate: %ld decoded without the lexicon (no hypothesis could finish "
                         "its words)\n", G.n_unconstrained);

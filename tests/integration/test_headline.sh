@@ -189,6 +189,24 @@ if [ -f "$NEWS/ria_20.json" ]; then
     "$B" generate --checkpoint "$CK" --format ria "$NEWS/ria_20.json" >"$W/ria_gen.txt" 2>"$W/ria_gen.err"
     [ "$(wc -l <"$W/ria_gen.txt")" = 20 ] && ok "generate --format ria: 20 headlines" || bad "generate --format ria: $(cat "$W/ria_gen.err")"
     "$B" prepare -q --tokenizer "$TOK" --lowercase --out "$W/ria.h5" "$NEWS/ria_20.json" && ok "prepare reads the RIA sample" || bad "prepare on the RIA sample failed"
+    # minimum Bayes risk decoding. With epsilon 0.99 every draw is the most likely token, so
+    # all samples are the greedy headline, which then wins unless the beam's is the same: the
+    # output equals greedy search's (and differs from beam search's somewhere, or the check
+    # would prove nothing; --alpha 5 sends beam search to long headlines). This model writes
+    # one headline whatever the article, so the draws' dependence on --seed and on the
+    # article is left to test_encdec and test_sample.
+    R=(--format ria --max-len 12 --alpha 5)
+    "$B" generate --checkpoint "$CK" "${R[@]}" --beam 1 "$NEWS/ria_20.json" >"$W/greedy.txt" 2>&1
+    "$B" generate --checkpoint "$CK" "${R[@]}" "$NEWS/ria_20.json" >"$W/beam.txt" 2>&1
+    "$B" generate --checkpoint "$CK" "${R[@]}" --mbr 6 --mbr-epsilon 0.99 --stats "$NEWS/ria_20.json" >"$W/mbr_eps.txt" 2>"$W/mbr_eps.err"
+    if cmp -s "$W/mbr_eps.txt" "$W/greedy.txt" && ! cmp -s "$W/greedy.txt" "$W/beam.txt" &&
+        grep -q "minimum Bayes risk over 6 samples: [1-9][0-9]* of 20 headlines from the samples" "$W/mbr_eps.err"; then
+        ok "--mbr 6 --mbr-epsilon 0.99 gives greedy search's headlines ($(diff "$W/greedy.txt" "$W/beam.txt" | grep -c '^<') of 20 differ from beam search's)"
+    else bad "--mbr with epsilon 0.99 is not greedy search: $(diff "$W/mbr_eps.txt" "$W/greedy.txt" | head -4) $(cat "$W/mbr_eps.err")"; fi
+    "$B" evaluate --checkpoint "$CK" --max-len 12 --mbr 4 --mbr-utility r2 --bootstrap 0 "$NEWS/ria_20.json" >"$W/ev_mbr.txt" 2>&1
+    grep -q '^minimum Bayes risk: 4 samples (temperature 1, epsilon 0.02), utility 0.00 R-1 + 1.00 R-2 + 0.00 R-L F; [0-9]* of 20 headlines' "$W/ev_mbr.txt" &&
+        grep -q '^model (beam 4, MBR 4) .* paper' "$W/ev_mbr.txt" && ok "evaluate --mbr 4 --mbr-utility r2: $(grep '^minimum' "$W/ev_mbr.txt")" ||
+        bad "evaluate --mbr: $(tail -5 "$W/ev_mbr.txt")"
     "$B" evaluate "$NEWS/ria_20.json" >"$W/ev_base.txt" 2>&1
     # docs/headline.md's figures; test_baseline_ref checks them against an independent reference
     grep -q 'headline-eval: n=20 lead_paper=33.85/16.74/21.87 lead_standard=32.40/15.44/26.19' "$W/ev_base.txt" &&
@@ -262,6 +280,10 @@ expect 1 "conflux-headline: error: .*nothing.h5" "$B" generate --checkpoint "$W/
 expect 2 "beam must be in" "$B" generate --checkpoint "$CK" --beam 0
 expect 2 "max-len" "$B" generate --checkpoint "$CK" --max-len x
 expect 1 "max-len must be in" "$B" generate --checkpoint "$CK" --max-len 1000
+expect 2 "conflux-headline: error: --mbr must be 0 to 64 samples (got '65')" "$B" generate --checkpoint "$CK" --mbr 65
+expect 2 "conflux-headline: error: --mbr-epsilon must be in \[0, 1) (got '1')" "$B" generate --checkpoint "$CK" --mbr 4 --mbr-epsilon 1
+expect 2 "conflux-headline: error: --mbr-temperature must be in (0, 100\] (got '0')" "$B" generate --checkpoint "$CK" --mbr 4 --mbr-temperature 0
+expect 2 "conflux-headline: error: --mbr-utility must be mean, r1, r2 or rl (got 'bleu')" "$B" generate --checkpoint "$CK" --mbr-utility bleu
 expect 2 "unknown command 'summarize'" "$B" summarize
 expect 1 "conflux-shard" "$B" train "${TINY[@]}" --train "$DATA/shards/valid.h5" --steps 1 --run-dir "$W/e1"
 expect 1 "conflux-pairs" "$B" train "${D[@]}" --train "$W/train.h5" --steps 1 --run-dir "$W/e2"

@@ -645,10 +645,8 @@ static int has_repeated_trigram(const int32_t *s, int n) {
     return 0;
 }
 
-// scores one complete hypothesis by teacher forcing (no cache), as beam.h defines scores
-static void exhaust_score(Exhaust *x, const BeamConfig *c, const int32_t *seq, int len) {
-    if (c->block_trigrams && has_repeated_trigram(seq, len)) return;
-    if (x->toy_fsm && !toy_fsm_valid(seq, len)) return;
+// the score of one complete hypothesis by teacher forcing (no cache), as beam.h defines scores
+static double teacher_score(Exhaust *x, const BeamConfig *c, const int32_t *seq, int len) {
     double lp[2][XMAXLEN];  // log-probability of each token under each model
     for (int i = 0; i < (x->m2 ? 2 : 1); i++) {
         EncDecBatch b = {.B = 1, .Ts = i ? x->Ts2 : XTS, .Tt = len, .src = i ? x->src2 : x->src,
@@ -665,7 +663,14 @@ static void exhaust_score(Exhaust *x, const BeamConfig *c, const int32_t *seq, i
     double sum = 0;
     for (int t = 0; t < len; t++)
         sum += x->m2 ? log(0.5 * (exp(lp[0][t]) + exp(lp[1][t]))) : lp[0][t];
-    double sc = sum / beam_length_penalty(len, c->alpha);
+    return sum / beam_length_penalty(len, c->alpha);
+}
+
+// scores one complete hypothesis into x's best and runner-up
+static void exhaust_score(Exhaust *x, const BeamConfig *c, const int32_t *seq, int len) {
+    if (c->block_trigrams && has_repeated_trigram(seq, len)) return;
+    if (x->toy_fsm && !toy_fsm_valid(seq, len)) return;
+    double sc = teacher_score(x, c, seq, len);
     x->n_seqs++;
     if (sc > x->best) {
         x->second = x->best;
@@ -926,6 +931,103 @@ static void test_ensemble(void) {
     encdec_gen_free(g0);
     encdec_gen_free(g1);
     free(x.logits);
+    encdec_free(m0);
+    encdec_free(m1);
+}
+
+// Sampling through the model's key/value caches (encdec_sample, encdec_ensemble_sample):
+// every complete sample's score equals its teacher-forced score (no cache; the ensemble's
+// from the mean of the two distributions), which fails if a sample's rows are fed another
+// hypothesis' cache (parents); samples obey the rules (banned tokens, min_len, trigrams); an
+// ensemble of one model samples exactly as the model alone; the samples are not all equal.
+static void test_sample_scores(void) {
+    EncDecConfig c0 = small_config(XV, 0.0f, 0.5f), c1 = small_config(XV, 0.0f, 0.5f);
+    c0.copy = 1;
+    EncDec *m0 = encdec_create(&c0, 1, XTS, XMAXLEN, 2024);
+    EncDec *m1 = encdec_create(&c1, 1, XTS, XMAXLEN, 77);
+    const int32_t s0[XTS] = {ED_BOS, 5, 7, 6, 5, ED_EOS}, s1[XTS - 1] = {ED_BOS, 6, 6, 7, ED_EOS};
+    enum { N = 24 };
+    EncDecGen *g0 = encdec_gen_create(m0, N, XMAXLEN), *g1 = encdec_gen_create(m1, N, XMAXLEN);
+    EncDecGen *gens[2] = {g0, g1};
+    EncDecEnsemble *e2 = encdec_ensemble_create(gens, 2, N, XMAXLEN);
+    EncDecEnsemble *e1 = encdec_ensemble_create(gens, 1, N, XMAXLEN);
+    const int32_t *srcs[2] = {s0, s1};
+    const int Ts[2] = {XTS, XTS - 1};
+    float *lg = malloc((size_t)XMAXLEN * XV * sizeof(float));
+    char err[CX_ERRLEN];
+    const struct {
+        int max_len, min_len, block;
+        float alpha, temperature, epsilon;
+    } cases[] = {{6, 1, 1, 0.7f, 1.0f, 0.0f}, {5, 2, 0, 1.5f, 0.8f, 0.05f}, {6, 0, 1, 0.0f, 1.5f, 0.02f}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        BeamConfig c = {.beam_size = 1, .min_len = cases[ci].min_len, .max_len = cases[ci].max_len,
+                        .alpha = cases[ci].alpha, .block_trigrams = cases[ci].block,
+                        .bos = ED_BOS, .eos = ED_EOS, .banned = BANNED, .n_banned = 4};
+        BeamSampling sp = {.n = N, .temperature = cases[ci].temperature,
+                           .epsilon = cases[ci].epsilon, .seed = 40 + ci};
+        for (int kind = 0; kind < 3; kind++) {  // model 0 alone, model 1 alone, the ensemble
+            int32_t out[N * XMAXLEN];
+            int lens[N];
+            double scores[N];
+            int got = kind == 2 ? encdec_ensemble_sample(e2, &c, &sp, srcs, Ts, out, lens, scores, err)
+                                : encdec_sample(gens[kind], &c, &sp, srcs[kind], NULL, Ts[kind], out,
+                                                lens, scores, err);
+            CU_ASSERT_EQUAL_FATAL(got, N);  // nothing here can dead-end
+            Exhaust x = {.m = kind == 1 ? m1 : m0, .src = kind == 1 ? s1 : s0,
+                         .m2 = kind == 2 ? m1 : NULL, .src2 = s1, .Ts2 = XTS - 1, .logits = lg};
+            double worst = 0;
+            int rules_ok = 1, distinct = 0;
+            for (int j = 0; j < N; j++) {
+                const int32_t *q = out + (size_t)j * c.max_len;
+                const int len = lens[j];
+                worst = fmax(worst, fabs(scores[j] - teacher_score(&x, &c, q, len)) /
+                                        (1 + fabs(scores[j])));
+                for (int t = 0; t < len; t++) {
+                    for (int b = 0; b < 4; b++) rules_ok &= q[t] != BANNED[b];
+                    if (q[t] == ED_EOS) rules_ok &= t == len - 1 && t >= c.min_len;
+                }
+                if (len < c.max_len) rules_ok &= q[len - 1] == ED_EOS;
+                if (c.block_trigrams) rules_ok &= !has_repeated_trigram(q, len);
+                int seen = 0;
+                for (int i = 0; i < j && !seen; i++)
+                    seen = lens[i] == len && !memcmp(out + (size_t)i * c.max_len, q, (size_t)len * sizeof *q);
+                distinct += !seen;
+            }
+            printf("\n  case %zu %s: %d distinct of %d samples, score vs teacher forcing %.1e", ci,
+                   kind == 2 ? "ensemble" : kind ? "model 1 " : "model 0 ", distinct, N, worst);
+            CU_ASSERT(worst < 1e-5);
+            CU_ASSERT(rules_ok);
+            CU_ASSERT(distinct >= 3);
+        }
+        // one model's ensemble: the same draws
+        int32_t o0[N * XMAXLEN], o1[N * XMAXLEN];
+        int l0[N], l1[N];
+        double sc0[N], sc1[N];
+        CU_ASSERT_FATAL(encdec_ensemble_sample(e1, &c, &sp, srcs, Ts, o0, l0, sc0, err) == N);
+        CU_ASSERT_FATAL(encdec_sample(g0, &c, &sp, s0, NULL, XTS, o1, l1, sc1, err) == N);
+        CU_ASSERT(!memcmp(l0, l1, sizeof l0) && !memcmp(sc0, sc1, sizeof sc0));
+        for (int j = 0; j < N; j++)
+            CU_ASSERT(!memcmp(o0 + (size_t)j * c.max_len, o1 + (size_t)j * c.max_len,
+                              (size_t)l0[j] * sizeof(int32_t)));
+    }
+    printf("\n");
+    // more samples than the generator has rows, or a source too long: errors, not crashes
+    BeamConfig c = {.beam_size = 1, .max_len = 4, .bos = ED_BOS, .eos = ED_EOS, .banned = BANNED,
+                    .n_banned = 4};
+    BeamSampling sp = {.n = N + 1, .temperature = 1.0f};
+    int32_t o[(N + 1) * XMAXLEN];
+    int l[N + 1];
+    double sc[N + 1];
+    CU_ASSERT(encdec_sample(g0, &c, &sp, s0, NULL, XTS, o, l, sc, err) == -1 && strstr(err, "samples"));
+    sp.n = 2;
+    const int bad_Ts[2] = {XTS, XTS + 1};
+    CU_ASSERT(encdec_ensemble_sample(e2, &c, &sp, srcs, bad_Ts, o, l, sc, err) == -1 &&
+              strstr(err, "model 2"));
+    free(lg);
+    encdec_ensemble_free(e1);
+    encdec_ensemble_free(e2);
+    encdec_gen_free(g0);
+    encdec_gen_free(g1);
     encdec_free(m0);
     encdec_free(m1);
 }
@@ -1260,6 +1362,7 @@ int main(void) {
         {"beam search equals exhaustive search; greedy == beam 1", test_beam_exhaustive},
         {"copy: beam search over the mixture equals exhaustive search", test_beam_exhaustive_copy},
         {"ensemble: the mean of two models' distributions equals exhaustive search", test_ensemble},
+        {"sampling through the caches: teacher-forced scores, the rules, ensembles", test_sample_scores},
         {"pruning beam search (K = 2, 3) equals the Python reference", test_beam_pruned},
         {"training task learns a copy task", test_train_task},
     };

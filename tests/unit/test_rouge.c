@@ -614,6 +614,39 @@ static void test_bootstrap_errors(void) {
     CU_ASSERT(rouge_paired_bootstrap(d, 2, 1, 1, 1, &b, err) == 0 && b.lo == b.hi);
 }
 
+// Minimum Bayes risk choice, expected utilities worked out by hand (standard mode, F):
+//  * a fixed candidate ("a b e") against the samples "a b" and "c d": E = (0.8 + 0) / 2; each
+//    sample is scored against the other sample only (0): the fixed one wins. Counting a
+//    sample against itself would give "a b" (1 + 0) / 2 = 0.5 and change the choice.
+//  * "a b c", "a b d", "c b a", "c b a", all samples: ROUGE-1 ties three at 8/9 (the lowest
+//    index wins), ROUGE-2 prefers "c b a" (1/3: its copy shares both bigrams).
+static void test_mbr(void) {
+    char err[CX_ERRLEN] = "";
+    const double r1[3] = {1, 0, 0}, r2[3] = {0, 1, 0};
+    double e[4];
+    const char *a[] = {"a b e", "a b", "c d"};
+    const size_t an[] = {5, 3, 3};
+    CU_ASSERT_EQUAL(rouge_mbr_pick(g_std, a, an, 3, 1, r1, e, err), 0);
+    CU_ASSERT_DOUBLE_EQUAL(e[0], 0.4, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(e[1], 0.0, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(e[2], 0.0, 1e-12);
+    const char *b[] = {"a b c", "a b d", "c b a", "c b a"};
+    const size_t bn[] = {5, 5, 5, 5};
+    CU_ASSERT_EQUAL(rouge_mbr_pick(g_std, b, bn, 4, 0, r1, e, err), 0);
+    CU_ASSERT_DOUBLE_EQUAL(e[0], 8.0 / 9, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(e[1], 2.0 / 3, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(e[2], 8.0 / 9, 1e-12);
+    CU_ASSERT_EQUAL(rouge_mbr_pick(g_std, b, bn, 4, 0, r2, e, err), 2);
+    CU_ASSERT_DOUBLE_EQUAL(e[0], 1.0 / 6, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(e[1], 1.0 / 6, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(e[2], 1.0 / 3, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(e[3], 1.0 / 3, 1e-12);
+    // one reference: it has no other to be scored against (0); without expected[]
+    CU_ASSERT_EQUAL(rouge_mbr_pick(g_std, a, an, 2, 1, r1, NULL, err), 0);
+    CU_ASSERT(rouge_mbr_pick(g_std, a, an, 0, 0, r1, e, err) == -1 && strstr(err, "0 texts"));
+    CU_ASSERT(rouge_mbr_pick(g_std, a, an, 3, 3, r1, e, err) == -1 && strstr(err, "3 fixed"));
+}
+
 static int dump_tables(const char *what) {
     for (uint32_t cp = 0; cp < 0x110000; cp++) {
         if (strcmp(what, "--dump-fold") == 0) {
@@ -646,6 +679,7 @@ int main(int argc, char **argv) {
         {"API errors", test_api_errors},
         {"paired bootstrap: known outcomes", test_bootstrap_known},
         {"paired bootstrap: errors", test_bootstrap_errors},
+        {"minimum Bayes risk: worked examples", test_mbr},
     };
     const TuSuite suites[] = {
         {.name = "rouge", .init = suite_init, .clean = suite_clean, .tests = s_tests, .n_tests = TU_NELEM(s_tests)},
