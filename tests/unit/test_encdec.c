@@ -859,15 +859,22 @@ static void beam_exhaustive(int copy) {
 static void test_beam_exhaustive(void) { beam_exhaustive(0); }
 static void test_beam_exhaustive_copy(void) { beam_exhaustive(1); }
 
+// The ensemble tests' two models: model 0 with the copy mixture, model 1 without, each
+// reading its own source (ENS_SRC0, XTS tokens; ENS_SRC1, XTS - 1).
+static const int32_t ENS_SRC0[XTS] = {ED_BOS, 5, 7, 6, 5, ED_EOS};
+static const int32_t ENS_SRC1[XTS - 1] = {ED_BOS, 6, 6, 7, ED_EOS};
+static EncDec *ensemble_model(int i) {
+    EncDecConfig c = small_config(XV, 0.0f, 0.5f);
+    c.copy = i == 0;
+    return encdec_create(&c, 1, XTS, XMAXLEN, i == 0 ? 2024 : 77);
+}
+
 // Ensembles: beam search over the mean of two models' distributions (one with the copy
 // mixture, one without; each with its own source) equals exhaustive search scored by teacher
 // forcing each model; an ensemble of one model decodes exactly as the model alone.
 static void test_ensemble(void) {
-    EncDecConfig c0 = small_config(XV, 0.0f, 0.5f), c1 = small_config(XV, 0.0f, 0.5f);
-    c0.copy = 1;
-    EncDec *m0 = encdec_create(&c0, 1, XTS, XMAXLEN, 2024);
-    EncDec *m1 = encdec_create(&c1, 1, XTS, XMAXLEN, 77);
-    const int32_t s0[XTS] = {ED_BOS, 5, 7, 6, 5, ED_EOS}, s1[XTS - 1] = {ED_BOS, 6, 6, 7, ED_EOS};
+    EncDec *m0 = ensemble_model(0), *m1 = ensemble_model(1);
+    const int32_t *s0 = ENS_SRC0, *s1 = ENS_SRC1;
     Exhaust x = {.m = m0, .src = s0, .m2 = m1, .src2 = s1, .Ts2 = XTS - 1,
                  .logits = malloc((size_t)XMAXLEN * XV * sizeof(float))};
     const int K = 1100;
@@ -941,11 +948,8 @@ static void test_ensemble(void) {
 // hypothesis' cache (parents); samples obey the rules (banned tokens, min_len, trigrams); an
 // ensemble of one model samples exactly as the model alone; the samples are not all equal.
 static void test_sample_scores(void) {
-    EncDecConfig c0 = small_config(XV, 0.0f, 0.5f), c1 = small_config(XV, 0.0f, 0.5f);
-    c0.copy = 1;
-    EncDec *m0 = encdec_create(&c0, 1, XTS, XMAXLEN, 2024);
-    EncDec *m1 = encdec_create(&c1, 1, XTS, XMAXLEN, 77);
-    const int32_t s0[XTS] = {ED_BOS, 5, 7, 6, 5, ED_EOS}, s1[XTS - 1] = {ED_BOS, 6, 6, 7, ED_EOS};
+    EncDec *m0 = ensemble_model(0), *m1 = ensemble_model(1);
+    const int32_t *s0 = ENS_SRC0, *s1 = ENS_SRC1;
     enum { N = 24 };
     EncDecGen *g0 = encdec_gen_create(m0, N, XMAXLEN), *g1 = encdec_gen_create(m1, N, XMAXLEN);
     EncDecGen *gens[2] = {g0, g1};
