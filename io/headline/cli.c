@@ -494,8 +494,8 @@ const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err) {
                      : encdec_sample(G->g[0], &bc, &sp, srcs[0], NULL, Ts[0], G->samples,
                                      G->sample_len, G->sample_score, err);
     if (got < 0) return NULL;
-    int n_cand = 1, ntok[65];
-    const int32_t *ids[65];
+    int n_cand = 1, ntok[HL_MAX_MBR + 1];
+    const int32_t *ids[HL_MAX_MBR + 1];
     ids[0] = G->out;
     ntok[0] = len;
     for (int j = 0; j < sp.n; j++)
@@ -503,7 +503,7 @@ const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err) {
             ids[n_cand] = G->samples + (size_t)j * bc.max_len;
             ntok[n_cand++] = G->sample_len[j];
         }
-    int tokens[65];
+    int tokens[HL_MAX_MBR + 1];
     for (int i = 0; i < n_cand; i++) {
         tokens[i] = gen_text(G, ids[i], ntok[i], &G->cand[i], &G->cand_cap[i]);
         G->cand_bytes[i] = strlen(G->cand[i]);
@@ -554,8 +554,8 @@ int hl_gen_option(const char *cmd, int c, HlGenOpts *o, HlCkpts *ck, const char 
         o->no_repeat_words = (int)v;
         return 1;
     case HL_OPT_MBR:
-        if ((v = hl_parse_count(optarg)) < 0 || v > 64)
-            return hl_usage_err(cmd, "--mbr must be 0 to 64 samples (got '%s')", optarg), 2;
+        if ((v = hl_parse_count(optarg)) < 0 || v > HL_MAX_MBR)
+            return hl_usage_err(cmd, "--mbr must be 0 to %d samples (got '%s')", HL_MAX_MBR, optarg), 2;
         o->mbr = (int)v;
         return 1;
     case HL_OPT_MBR_EPS:

@@ -133,6 +133,7 @@ typedef struct {
      .mbr_weights = {1.0 / 3, 1.0 / 3, 1.0 / 3}, .seed = 1}
 
 #define HL_MAX_MODELS 8
+#define HL_MAX_MBR 64  // most samples --mbr draws
 
 // The checkpoints given with --checkpoint (several: an ensemble).
 typedef struct {
