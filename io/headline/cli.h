@@ -133,7 +133,7 @@ typedef struct {
      .mbr_weights = {1.0 / 3, 1.0 / 3, 1.0 / 3}, .seed = 1}
 
 #define HL_MAX_MODELS 8
-#define HL_MAX_MBR 64  // most samples --mbr draws
+#define HL_MAX_MBR 256  // most samples --mbr draws
 
 // The checkpoints given with --checkpoint (several: an ensemble).
 typedef struct {
@@ -217,7 +217,7 @@ const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err);
     "                       training corpus) and of the article; no garbled spellings\n"       \
     "  --no-repeat-words N  with --lexicon: no word of N or more letters twice (default 0: off)\n" \
     "  --mbr N              minimum Bayes risk decoding (Freitag et al. 2022): draw N samples\n"  \
-    "                       (at most 64) and keep, of them and the beam's headline, the one\n"   \
+    "                       (at most 256) and keep, of them and the beam's headline, the one\n"   \
     "                       with the highest mean ROUGE F against the samples (default 0: off)\n" \
     "  --mbr-epsilon E      with --mbr: epsilon sampling, tokens below probability E are not\n"  \
     "                       drawn (default 0.02; 0: plain sampling)\n"                            \

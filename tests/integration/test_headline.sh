@@ -280,7 +280,7 @@ expect 1 "conflux-headline: error: .*nothing.h5" "$B" generate --checkpoint "$W/
 expect 2 "beam must be in" "$B" generate --checkpoint "$CK" --beam 0
 expect 2 "max-len" "$B" generate --checkpoint "$CK" --max-len x
 expect 1 "max-len must be in" "$B" generate --checkpoint "$CK" --max-len 1000
-expect 2 "conflux-headline: error: --mbr must be 0 to 64 samples (got '65')" "$B" generate --checkpoint "$CK" --mbr 65
+expect 2 "conflux-headline: error: --mbr must be 0 to 256 samples (got '257')" "$B" generate --checkpoint "$CK" --mbr 257
 expect 2 "conflux-headline: error: --mbr-epsilon must be in \[0, 1) (got '1')" "$B" generate --checkpoint "$CK" --mbr 4 --mbr-epsilon 1
 expect 2 "conflux-headline: error: --mbr-temperature must be in (0, 100\] (got '0')" "$B" generate --checkpoint "$CK" --mbr 4 --mbr-temperature 0
 expect 2 "conflux-headline: error: --mbr-utility must be mean, r1, r2 or rl (got 'bleu')" "$B" generate --checkpoint "$CK" --mbr-utility bleu
