@@ -48,6 +48,9 @@ export FT_SET="--set train.steps=6 --set train.eval_every=3
                --set train.eval_samples=40 --set train.checkpoint_every=0 --set train.log_every=1"
 R=io/headline/news/recipe.sh
 WK=$W/work
+# the recipe's evaluation with 4 samples for minimum Bayes risk instead of 64: the same code
+# at a sixteenth of the decoding (these tiny models evaluate 60 articles several times)
+export EVAL_ARGS="--lexicon $WK/corpus/train.txt --alpha 1.5 --mbr 4 --mbr-utility r2"
 
 # 1. a budget of 12 s: the data (1-2 s), then the pretraining is stopped part way (tens of
 #    steps a second, depending on the machine; 490 steps on 2026-12-04, of the 10^6 asked)
@@ -95,6 +98,9 @@ grep -q '^  valid (40) model ' "$W/run2.log" && grep -q '^  valid (40) first sen
     grep -q '^  ria_20 (20) model ' "$W/run2.log" &&
     ok "ROUGE per source, model next to the first sentence" ||
     bad "no per-source rows: $(grep -A12 '^system' "$W/run2.log")"
+grep -q '^minimum Bayes risk: 4 samples (temperature 1, epsilon 0.02), utility 0.00 R-1 + 1.00 R-2 + 0.00 R-L F; [0-9]* of 60 headlines' "$W/run2.log" &&
+    grep -q '^model (beam 4, MBR 4) ' "$W/run2.log" && ok "the evaluation decodes with EVAL_ARGS (--mbr 4)" ||
+    bad "EVAL_ARGS not applied: $(grep -B2 -A3 '^system' "$W/run2.log")"
 grep -q '^headline-eval: n=60 model_paper=[0-9.]*/[0-9.]*/[0-9.]* model_standard=.* lead_paper=18.61/6.97/13.12 ' "$W/run2.log" &&
     ok "$(grep '^headline-eval' "$W/run2.log" | cut -c1-120)" ||
     bad "no headline-eval line with the 60 articles' baseline: $(grep headline-eval "$W/run2.log")"
@@ -132,7 +138,7 @@ l1=$(grep '^step 1/' "$W/run2.log" | tail -1 | cut -d'|' -f2); l2=$(grep -m1 '^s
     ok "MEMBERS=2: member 2 fine-tuned 8 steps from the lead model with seed 1235 (first step:$l2, member 1:$l1)" ||
     bad "MEMBERS=2's second member: exit $rc, $(grep -m4 'member\|initialised\|^step 1/' "$W/run3c.log")"
 grep -q "evaluation of $WK/runs/headline/latest.h5 $WK/runs/headline-2/latest.h5" "$W/run3c.log" &&
-    grep -q '^ensemble of 2 (beam 4) *paper ' "$W/run3c.log" &&
+    grep -q '^ensemble of 2 (beam 4, MBR 4) *paper ' "$W/run3c.log" &&
     grep -q "ensemble members: $WK/runs/headline/latest.h5 $WK/runs/headline-2/latest.h5" "$W/run3c.log" &&
     grep -q '^headline-eval: n=60 ' "$W/run3c.log" &&
     ok "MEMBERS=2: the evaluation decodes the ensemble of the two fine-tuned models" ||
