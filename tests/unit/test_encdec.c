@@ -605,6 +605,7 @@ static const int32_t BANNED[] = {ED_PAD, ED_UNK, ED_BOS, ED_MASK};
 typedef struct {
     EncDec *m;
     const int32_t *src;
+    int Ts;              // src's tokens (0: XTS)
     EncDec *m2;          // an ensemble's second model (NULL: one model): scores use the mean
     const int32_t *src2; // of the two distributions; m2 reads src2 (Ts2 tokens)
     int Ts2;
@@ -649,7 +650,7 @@ static int has_repeated_trigram(const int32_t *s, int n) {
 static double teacher_score(Exhaust *x, const BeamConfig *c, const int32_t *seq, int len) {
     double lp[2][XMAXLEN];  // log-probability of each token under each model
     for (int i = 0; i < (x->m2 ? 2 : 1); i++) {
-        EncDecBatch b = {.B = 1, .Ts = i ? x->Ts2 : XTS, .Tt = len, .src = i ? x->src2 : x->src,
+        EncDecBatch b = {.B = 1, .Ts = i ? x->Ts2 : x->Ts ? x->Ts : XTS, .Tt = len, .src = i ? x->src2 : x->src,
                          .tgt = seq};
         encdec_logits(i ? x->m2 : x->m, &b, x->logits);
         for (int t = 0; t < len; t++) {
@@ -859,31 +860,52 @@ static void beam_exhaustive(int copy) {
 static void test_beam_exhaustive(void) { beam_exhaustive(0); }
 static void test_beam_exhaustive_copy(void) { beam_exhaustive(1); }
 
-// The ensemble tests' two models: model 0 with the copy mixture, model 1 without, each
-// reading its own source (ENS_SRC0, XTS tokens; ENS_SRC1, XTS - 1).
+// The ensemble tests' fixture: model 0 with the copy mixture, model 1 without, each reading
+// its own source (srcs[0], XTS tokens; srcs[1], XTS - 1), their generators for K hypotheses,
+// the ensemble of the two (e2) and of model 0 alone (e1).
+typedef struct {
+    EncDec *m[2];
+    EncDecGen *g[2];
+    EncDecEnsemble *e1, *e2;
+    const int32_t *srcs[2];
+    int Ts[2];
+} EnsFixture;
 static const int32_t ENS_SRC0[XTS] = {ED_BOS, 5, 7, 6, 5, ED_EOS};
 static const int32_t ENS_SRC1[XTS - 1] = {ED_BOS, 6, 6, 7, ED_EOS};
-static EncDec *ensemble_model(int i) {
-    EncDecConfig c = small_config(XV, 0.0f, 0.5f);
-    c.copy = i == 0;
-    return encdec_create(&c, 1, XTS, XMAXLEN, i == 0 ? 2024 : 77);
+
+static EnsFixture ens_fixture(int K) {
+    EnsFixture f = {.srcs = {ENS_SRC0, ENS_SRC1}, .Ts = {XTS, XTS - 1}};
+    for (int i = 0; i < 2; i++) {
+        EncDecConfig c = small_config(XV, 0.0f, 0.5f);
+        c.copy = i == 0;
+        f.m[i] = encdec_create(&c, 1, XTS, XMAXLEN, i == 0 ? 2024 : 77);
+        f.g[i] = encdec_gen_create(f.m[i], K, XMAXLEN);
+    }
+    f.e2 = encdec_ensemble_create(f.g, 2, K, XMAXLEN);
+    f.e1 = encdec_ensemble_create(f.g, 1, K, XMAXLEN);
+    return f;
+}
+
+static void ens_fixture_free(EnsFixture *f) {
+    encdec_ensemble_free(f->e1);
+    encdec_ensemble_free(f->e2);
+    for (int i = 0; i < 2; i++) {
+        encdec_gen_free(f->g[i]);
+        encdec_free(f->m[i]);
+    }
 }
 
 // Ensembles: beam search over the mean of two models' distributions (one with the copy
 // mixture, one without; each with its own source) equals exhaustive search scored by teacher
 // forcing each model; an ensemble of one model decodes exactly as the model alone.
 static void test_ensemble(void) {
-    EncDec *m0 = ensemble_model(0), *m1 = ensemble_model(1);
-    const int32_t *s0 = ENS_SRC0, *s1 = ENS_SRC1;
-    Exhaust x = {.m = m0, .src = s0, .m2 = m1, .src2 = s1, .Ts2 = XTS - 1,
+    EnsFixture f = ens_fixture(1100);
+    EncDecGen *g0 = f.g[0], *g1 = f.g[1];
+    EncDecEnsemble *e1 = f.e1, *e2 = f.e2;
+    const int32_t *s0 = ENS_SRC0, *s1 = ENS_SRC1, *const *srcs = f.srcs;
+    const int *Ts = f.Ts;
+    Exhaust x = {.m = f.m[0], .src = s0, .m2 = f.m[1], .src2 = s1, .Ts2 = XTS - 1,
                  .logits = malloc((size_t)XMAXLEN * XV * sizeof(float))};
-    const int K = 1100;
-    EncDecGen *g0 = encdec_gen_create(m0, K, XMAXLEN), *g1 = encdec_gen_create(m1, K, XMAXLEN);
-    EncDecGen *gens[2] = {g0, g1};
-    EncDecEnsemble *e2 = encdec_ensemble_create(gens, 2, K, XMAXLEN);
-    EncDecEnsemble *e1 = encdec_ensemble_create(gens, 1, K, XMAXLEN);
-    const int32_t *srcs[2] = {s0, s1};
-    const int Ts[2] = {XTS, XTS - 1};
     struct {
         int max_len, min_len, block;
         float alpha;
@@ -933,13 +955,8 @@ static void test_ensemble(void) {
     double s;
     CU_ASSERT(encdec_ensemble_generate(e2, &c, srcs, bad_Ts, o, &n, &s, err) == -1 &&
               strstr(err, "model 2"));
-    encdec_ensemble_free(e1);
-    encdec_ensemble_free(e2);
-    encdec_gen_free(g0);
-    encdec_gen_free(g1);
     free(x.logits);
-    encdec_free(m0);
-    encdec_free(m1);
+    ens_fixture_free(&f);
 }
 
 // Sampling through the model's key/value caches (encdec_sample, encdec_ensemble_sample):
@@ -948,15 +965,13 @@ static void test_ensemble(void) {
 // hypothesis' cache (parents); samples obey the rules (banned tokens, min_len, trigrams); an
 // ensemble of one model samples exactly as the model alone; the samples are not all equal.
 static void test_sample_scores(void) {
-    EncDec *m0 = ensemble_model(0), *m1 = ensemble_model(1);
-    const int32_t *s0 = ENS_SRC0, *s1 = ENS_SRC1;
     enum { N = 24 };
-    EncDecGen *g0 = encdec_gen_create(m0, N, XMAXLEN), *g1 = encdec_gen_create(m1, N, XMAXLEN);
-    EncDecGen *gens[2] = {g0, g1};
-    EncDecEnsemble *e2 = encdec_ensemble_create(gens, 2, N, XMAXLEN);
-    EncDecEnsemble *e1 = encdec_ensemble_create(gens, 1, N, XMAXLEN);
-    const int32_t *srcs[2] = {s0, s1};
-    const int Ts[2] = {XTS, XTS - 1};
+    EnsFixture f = ens_fixture(N);
+    EncDec *m0 = f.m[0], *m1 = f.m[1];
+    EncDecGen *g0 = f.g[0], *const *gens = f.g;
+    EncDecEnsemble *e1 = f.e1, *e2 = f.e2;
+    const int32_t *s0 = ENS_SRC0, *s1 = ENS_SRC1, *const *srcs = f.srcs;
+    const int *Ts = f.Ts;
     float *lg = malloc((size_t)XMAXLEN * XV * sizeof(float));
     char err[CX_ERRLEN];
     const struct {
@@ -977,7 +992,7 @@ static void test_sample_scores(void) {
                                 : encdec_sample(gens[kind], &c, &sp, srcs[kind], NULL, Ts[kind], out,
                                                 lens, scores, err);
             CU_ASSERT_EQUAL_FATAL(got, N);  // nothing here can dead-end
-            Exhaust x = {.m = kind == 1 ? m1 : m0, .src = kind == 1 ? s1 : s0,
+            Exhaust x = {.m = kind == 1 ? m1 : m0, .src = kind == 1 ? s1 : s0, .Ts = Ts[kind == 1],
                          .m2 = kind == 2 ? m1 : NULL, .src2 = s1, .Ts2 = XTS - 1, .logits = lg};
             double worst = 0;
             int rules_ok = 1, distinct = 0;
@@ -1028,12 +1043,7 @@ static void test_sample_scores(void) {
     CU_ASSERT(encdec_ensemble_sample(e2, &c, &sp, srcs, bad_Ts, o, l, sc, err) == -1 &&
               strstr(err, "model 2"));
     free(lg);
-    encdec_ensemble_free(e1);
-    encdec_ensemble_free(e2);
-    encdec_gen_free(g0);
-    encdec_gen_free(g1);
-    encdec_free(m0);
-    encdec_free(m1);
+    ens_fixture_free(&f);
 }
 
 // ---------------------------------------------------------------------------------------
