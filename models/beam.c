@@ -317,7 +317,6 @@ int beam_sample(BeamWork *w, const BeamConfig *c, const BeamSampling *s, BeamSte
     for (int j = 0; j < N; j++) {
         lens[j] = 0;
         scores[j] = -INFINITY;
-        w->raw[0][j] = 0.0;
     }
     w->parents[0] = 0;
     w->toks[0] = c->bos;

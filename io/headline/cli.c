@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "io/corpus/corpus.h"
 #include "io/news/lead.h"
 #include "io/text/utf8.h"
 #include "io/store/ckpt.h"
@@ -286,6 +287,11 @@ void hl_gen_close(HlGenerator *G) {
     memset(G, 0, sizeof *G);
 }
 
+// Hypotheses a generator decodes at once: the beam, or the samples of minimum Bayes risk.
+static int gen_rows(const HeadlineConfig *c, const HlGenOpts *o) {
+    return c->generate.beam > o->mbr ? c->generate.beam : o->mbr;
+}
+
 // Loads model i of G from path: its configuration (the first's becomes G->cfg, with the
 // options), its shape and parameters. 0, or -1 with err.
 static int gen_load_model(HlGenerator *G, int i, const char *path, const HlGenOpts *o, char *err) {
@@ -346,8 +352,7 @@ static int gen_load_model(HlGenerator *G, int i, const char *path, const HlGenOp
     if (ckpt_read_params(ck, encdec_specs(G->m[i]), encdec_n_specs(G->m[i]), encdec_params(G->m[i]),
                          err) != 0)
         goto out;
-    const int rows = G->cfg.generate.beam > o->mbr ? G->cfg.generate.beam : o->mbr;
-    G->g[i] = encdec_gen_create(G->m[i], rows, G->cfg.generate.max_len);
+    G->g[i] = encdec_gen_create(G->m[i], gen_rows(&G->cfg, o), G->cfg.generate.max_len);
     G->src[i] = cx_calloc((size_t)c->data.src_len, sizeof(int32_t));
     rc = 0;
 out:
@@ -380,8 +385,8 @@ int hl_gen_open(HlGenerator *G, const HlCkpts *ck, const char *tok_dir, const Hl
                bpe_vocab_size(G->enc.bpe), c->model.enc.vocab_size);
         goto fail;
     }
-    const int rows = c->generate.beam > o->mbr ? c->generate.beam : o->mbr;
-    if (G->n_models > 1) G->ens = encdec_ensemble_create(G->g, G->n_models, rows, c->generate.max_len);
+    if (G->n_models > 1)
+        G->ens = encdec_ensemble_create(G->g, G->n_models, gen_rows(c, o), c->generate.max_len);
     G->banned[0] = ED_PAD, G->banned[1] = ED_UNK, G->banned[2] = ED_BOS, G->banned[3] = ED_MASK;
     G->bc = (BeamConfig){.beam_size = c->generate.beam, .min_len = c->generate.min_len,
                          .max_len = c->generate.max_len, .alpha = c->generate.alpha,
@@ -403,8 +408,7 @@ int hl_gen_open(HlGenerator *G, const HlCkpts *ck, const char *tok_dir, const Hl
     G->out = cx_calloc((size_t)c->generate.max_len, sizeof(int32_t));
     if (o->mbr > 0) {
         G->mbr = (BeamSampling){.n = o->mbr, .temperature = o->mbr_temperature,
-                                .epsilon = o->mbr_epsilon};
-        G->mbr_seed = o->seed;
+                                .epsilon = o->mbr_epsilon, .seed = o->seed};
         memcpy(G->mbr_weights, o->mbr_weights, sizeof G->mbr_weights);
         RougeOptions ro = {.mode = ROUGE_STANDARD, .keep_case = 0};
         if (rouge_scorer_new(&G->mbr_rouge, &ro, err) != 0) goto fail;
@@ -445,13 +449,6 @@ static int gen_text(HlGenerator *G, const int32_t *ids, int len, char **buf, siz
     return len;
 }
 
-// FNV-1a of n bytes: the article's part of a sampling seed.
-static uint64_t fnv1a64(const char *p, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
-    return h;
-}
-
 const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err) {
     // the article is tokenized once, for the longest source; each model reads its prefix
     const int longest = G->longest;
@@ -488,7 +485,7 @@ const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err) {
     }
     // minimum Bayes risk: candidate 0 is the beam's headline, then the complete samples
     BeamSampling sp = G->mbr;
-    sp.seed = cx_rng_derive(G->mbr_seed, fnv1a64(text, n));
+    sp.seed = cx_rng_derive(G->mbr.seed, corpus_hash64(text, n));
     int got = G->ens ? encdec_ensemble_sample(G->ens, &bc, &sp, srcs, Ts, G->samples, G->sample_len,
                                               G->sample_score, err)
                      : encdec_sample(G->g[0], &bc, &sp, srcs[0], NULL, Ts[0], G->samples,

@@ -162,8 +162,7 @@ typedef struct {
     long n_unconstrained;  // headlines the lexicon rule left without any hypothesis, decoded
                            // without it
     // minimum Bayes risk decoding (mbr.n > 0)
-    BeamSampling mbr;
-    uint64_t mbr_seed;
+    BeamSampling mbr;        // seed: --seed; each article draws with one derived from it
     double mbr_weights[3];
     RougeScorer *mbr_rouge;  // standard mode
     int32_t *samples;        // (mbr.n, max_len)
