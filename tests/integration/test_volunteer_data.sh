@@ -64,9 +64,11 @@ EOF
 mkdir -p "$WORK/cache3/data"
 cp "$SHARD" "$WORK/cache3/data/$SHA.h5"
 printf '\x5a' | dd of="$WORK/cache3/data/$SHA.h5" bs=1 seek=$((SIZE / 2)) conv=notrunc status=none
+# --max-preauth-per-addr 16: five volunteers and four hostile peers connect from 127.0.0.1 at
+# once, nine waiting for HELLO; the default 8 per address would refuse one of them (busy)
 (cd "$HOST" && exec "${MPIRUN[@]}" -np 1 "$BIN/conflux-train" "${RUN[@]}" --set run.dir="$WORK/run" \
     : -np 1 "$BIN/conflux-bridge" --tokens "$TOKENS" --listen 127.0.0.1:$PORT --plan equal --aggregate mean \
-    --wait-volunteers 4 --wait-timeout 90 --idle-timeout 600 >"$WORK/bridge.log" 2>&1) &
+    --wait-volunteers 4 --wait-timeout 90 --idle-timeout 600 --max-preauth-per-addr 16 >"$WORK/bridge.log" 2>&1) &
 MP=$!
 J="127.0.0.1:$PORT#$FP"
 vol() {  # NAME ARGS... &: a volunteer in $WORK/vol (no shards/ there), its log in $WORK/NAME.log;
