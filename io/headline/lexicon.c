@@ -205,12 +205,22 @@ struct LexRule {
     int V, no_repeat_min;
     uint32_t *off;    // (V + 1) token t's bytes are bytes[off[t], off[t+1])
     size_t longest;   // bytes of the longest token
-    // tokens that start with a separator (" Москве", ", и"): what reading one does from
-    // the start of a word depends only on the article, so it is computed once per article
+    // what reading a token does from a word boundary depends only on the article, so it is
+    // computed once per article for the tokens that start with a separator (" Москве",
+    // ", и": they end the word in progress first) and for those that start with a letter
+    // (read where no word is in progress: after "«", or first)
     uint8_t *lead_sep;     // (V) 1: the token's first character is whole and not a letter
     uint8_t *inner_end;    // (V) 1: a letter of the token is followed by a separator in it
     int32_t *root_node;    // (V) the word state after the token read at a word boundary,
     int32_t *root_letters; //     -1 where the rule forbids it; its letters
+    // tokens that start with a whole letter: the first step of their walk depends only on
+    // the word in progress and that letter, so it is taken once per mask call and letter
+    // (most tokens fail there), not once per token
+    int32_t *first_class;  // (V) the index of the token's first letter (case-folded) in
+                           //     class_cp, or -1
+    uint32_t *class_cp;    // (n_class) a letter of each case-folded class
+    int32_t *class_child;  // (n_class) scratch: the node each letter leads to, or -1
+    int n_class;
     char *bytes;
     char *text;       // a hypothesis' text and the next token's bytes
     size_t text_cap;
@@ -241,16 +251,27 @@ LexRule *lex_rule_create(Lexicon *lex, const Bpe *bpe, int V, int no_repeat_min)
     r->inner_end = cx_calloc((size_t)V, 1);
     r->root_node = cx_calloc((size_t)V, sizeof(int32_t));
     r->root_letters = cx_calloc((size_t)V, sizeof(int32_t));
+    r->first_class = cx_calloc((size_t)V, sizeof(int32_t));
+    r->class_cp = cx_calloc((size_t)V, sizeof(uint32_t));
+    r->class_child = cx_calloc((size_t)V, sizeof(int32_t));
     for (int t = 0; t < V; t++) {
         const char *b = r->bytes + r->off[t];
         const size_t k = r->off[t + 1] - r->off[t];
         int seen_letter = 0;
+        r->first_class[t] = -1;
         for (size_t i = 0; i < k;) {
             uint32_t cp;
             size_t c = utf8_decode(b + i, k - i, &cp);
             if (c == 0) break;  // an incomplete or ill-formed character: read dynamically
             const int letter = lexicon_is_letter(cp);
             if (i == 0) r->lead_sep[t] = !letter;
+            if (i == 0 && letter) {  // its class: the letters seen so far are few (< 1,000)
+                const uint32_t f = rouge_fold_case(cp);
+                int j = 0;
+                while (j < r->n_class && rouge_fold_case(r->class_cp[j]) != f) j++;
+                if (j == r->n_class) r->class_cp[r->n_class++] = cp;
+                r->first_class[t] = j;
+            }
             if (letter) seen_letter = 1;
             else if (seen_letter) r->inner_end[t] = 1;
             i += c;
@@ -270,6 +291,9 @@ void lex_rule_free(LexRule *r) {
     free(r->inner_end);
     free(r->root_node);
     free(r->root_letters);
+    free(r->first_class);
+    free(r->class_cp);
+    free(r->class_child);
     free(r);
 }
 
@@ -343,11 +367,11 @@ static int may_end(const LexRule *r, const Walk *w, size_t n_done) {
     return !(r->no_repeat_min && w->letters >= r->no_repeat_min && repeated(r, n_done, w->node));
 }
 
-// The word state after each separator-led token read at a word boundary, for the current
-// article's words.
+// The word state after each token that starts with a whole character, read at a word
+// boundary, for the current article's words.
 static void cache_tokens(LexRule *r) {
     for (int v = 0; v < r->V; v++) {
-        if (!r->lead_sep[v]) continue;
+        if (!r->lead_sep[v] && r->first_class[v] < 0) continue;
         Walk w = {ROOT, 0};
         size_t nd = 0;
         const long got = walk(r, &w, r->bytes + r->off[v], r->off[v + 1] - r->off[v], &nd);
@@ -384,11 +408,20 @@ void lex_rule_mask(void *ctx, const int32_t *hist, int t, int last, int32_t eos,
     const int can_end = may_end(r, &w0, n_done);
     if (!can_end) lp[eos] = -INFINITY;
     char *buf = r->text + used;
+    if (rest == 0)  // the node each first letter leads to from the word in progress
+        for (int j = 0; j < r->n_class; j++) r->class_child[j] = step(r->lex, w0.node, r->class_cp[j]);
     for (int v = 0; v < V; v++) {
         if (lp[v] == -INFINITY || v == eos) continue;
-        // a separator-led token ends the word in progress, then reads as from a boundary
-        // (unless words it ends must be checked against this hypothesis' words)
-        if (rest == 0 && r->lead_sep[v] && !(r->no_repeat_min && (r->inner_end[v] || last))) {
+        // a letter-led token whose first letter no word continues with: walk's first step
+        if (rest == 0 && r->first_class[v] >= 0 && r->class_child[r->first_class[v]] < 0) {
+            lp[v] = -INFINITY;
+            continue;
+        }
+        // a separator-led token ends the word in progress, then reads as from a boundary, and
+        // a letter-led one reads so where no word is in progress (unless words it ends must
+        // be checked against this hypothesis' words)
+        if (rest == 0 && (r->lead_sep[v] || (w0.node == ROOT && r->first_class[v] >= 0)) &&
+            !(r->no_repeat_min && (r->inner_end[v] || last))) {
             if (!can_end || r->root_node[v] < 0) {
                 lp[v] = -INFINITY;
             } else if (last) {
