@@ -13,6 +13,7 @@
 
 enum { F_NODE = 1, F_TERM = 2 };  // a permanent node; a permanent word's end
 #define ROOT 0
+#define LEX_MEMO 64  // word states whose tokens' verdicts LexRule keeps
 
 struct Lexicon {
     // edges: key (parent << 21 | code point) + 1 -> child; open addressing, 0 = empty
@@ -221,6 +222,13 @@ struct LexRule {
     uint32_t *class_cp;    // (n_class) a letter of each case-folded class
     int32_t *class_child;  // (n_class) scratch: the node each letter leads to, or -1
     int n_class;
+    // without no_repeat_min, whether a letter-led token may follow a word in progress
+    // depends only on the word's node, last and the article: the verdicts of the last
+    // LEX_MEMO (node, last) pairs met (the samples of minimum Bayes risk share many)
+    int32_t memo_node[LEX_MEMO];  // -1: free
+    uint8_t memo_last[LEX_MEMO];
+    int memo_next;                // the entry taken next (round robin)
+    uint8_t *memo;                // (LEX_MEMO, V): 0 not known yet, 1 allowed, 2 forbidden
     char *bytes;
     char *text;       // a hypothesis' text and the next token's bytes
     size_t text_cap;
@@ -254,6 +262,8 @@ LexRule *lex_rule_create(Lexicon *lex, const Bpe *bpe, int V, int no_repeat_min)
     r->first_class = cx_calloc((size_t)V, sizeof(int32_t));
     r->class_cp = cx_calloc((size_t)V, sizeof(uint32_t));
     r->class_child = cx_calloc((size_t)V, sizeof(int32_t));
+    r->memo = cx_calloc((size_t)LEX_MEMO * V, 1);
+    for (int e = 0; e < LEX_MEMO; e++) r->memo_node[e] = -1;
     for (int t = 0; t < V; t++) {
         const char *b = r->bytes + r->off[t];
         const size_t k = r->off[t + 1] - r->off[t];
@@ -294,10 +304,12 @@ void lex_rule_free(LexRule *r) {
     free(r->first_class);
     free(r->class_cp);
     free(r->class_child);
+    free(r->memo);
     free(r);
 }
 
 void lex_rule_set_article(LexRule *r, const char *text, size_t n) {
+    for (int e = 0; e < LEX_MEMO; e++) r->memo_node[e] = -1;  // the words change
     r->lex->epoch++;
     add_words(r->lex, text, n, 1);
     cache_tokens(r);
@@ -410,6 +422,19 @@ void lex_rule_mask(void *ctx, const int32_t *hist, int t, int last, int32_t eos,
     char *buf = r->text + used;
     if (rest == 0)  // the node each first letter leads to from the word in progress
         for (int j = 0; j < r->n_class; j++) r->class_child[j] = step(r->lex, w0.node, r->class_cp[j]);
+    uint8_t *verdict = NULL;  // the memo's verdicts for this word in progress
+    if (rest == 0 && w0.node != ROOT && !r->no_repeat_min) {
+        int e = 0;
+        while (e < LEX_MEMO && !(r->memo_node[e] == w0.node && r->memo_last[e] == last)) e++;
+        if (e == LEX_MEMO) {
+            e = r->memo_next;
+            r->memo_next = (e + 1) % LEX_MEMO;
+            r->memo_node[e] = w0.node;
+            r->memo_last[e] = (uint8_t)last;
+            memset(r->memo + (size_t)e * V, 0, (size_t)V);
+        }
+        verdict = r->memo + (size_t)e * V;
+    }
     for (int v = 0; v < V; v++) {
         if (lp[v] == -INFINITY || v == eos) continue;
         // a letter-led token whose first letter no word continues with: walk's first step
@@ -430,6 +455,10 @@ void lex_rule_mask(void *ctx, const int32_t *hist, int t, int last, int32_t eos,
             }
             continue;
         }
+        if (verdict && r->first_class[v] >= 0 && verdict[v]) {
+            if (verdict[v] == 2) lp[v] = -INFINITY;
+            continue;
+        }
         const size_t k = r->off[v + 1] - r->off[v];
         const char *s = r->bytes + r->off[v];
         Walk w = w0;
@@ -441,6 +470,8 @@ void lex_rule_mask(void *ctx, const int32_t *hist, int t, int last, int32_t eos,
             memcpy(buf + rest, s, k);
             got = walk(r, &w, buf, rest + k, &nd);
         }
-        if (got < 0 || (last && !may_end(r, &w, nd))) lp[v] = -INFINITY;
+        const int forbid = got < 0 || (last && !may_end(r, &w, nd));
+        if (forbid) lp[v] = -INFINITY;
+        if (verdict && r->first_class[v] >= 0) verdict[v] = forbid ? 2 : 1;
     }
 }

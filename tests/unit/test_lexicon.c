@@ -200,7 +200,9 @@ static void mask_vs_reference(int rep, int article) {
             d0 = v;
     CU_ASSERT_FATAL(d0 >= 0);
     const size_t n_hyps = sizeof hyps / sizeof *hyps;
-    for (size_t h = 0; h <= n_hyps; h++) {
+    // twice: the second pass finds the rule's verdicts of the first in its memo
+    for (size_t hh = 0; hh <= 2 * n_hyps + 1; hh++) {
+        const size_t h = hh % (n_hyps + 1);
         // the last hypothesis is "Москва при" and D0: it ends inside a character
         size_t nt = 0;
         const char *hs = h < n_hyps ? hyps[h] : "Москва при";
@@ -247,6 +249,46 @@ static void test_mask_no_repeat(void) { mask_vs_reference(4, 1); }
 static void test_mask_no_article(void) {
     mask_vs_reference(0, 0);
     mask_vs_reference(0, -1);
+}
+
+// The rule's verdicts follow the article. T is a token of two Cyrillic letters xy; the
+// lexicon holds the word "жx", so "ж" is a word in progress and T's first letter continues
+// it, but its second only while the article says "жxy" (the verdicts of the first article
+// must not outlive it), at every call for the same hypothesis.
+static void test_mask_next_article(void) {
+    const int V = bpe_vocab_size(g_bpe);
+    int32_t tok = -1;
+    char b[8];
+    for (int v = 0; v < V && tok < 0; v++) {
+        const size_t k = bpe_decode(g_bpe, &(int32_t){v}, 1, b, sizeof b);
+        uint32_t c1, c2;
+        if (k == 4 && utf8_decode(b, 2, &c1) == 2 && utf8_decode(b + 2, 2, &c2) == 2 &&
+            c1 >= 0x430 && c1 <= 0x44F && c2 >= 0x430 && c2 <= 0x44F)
+            tok = v;
+    }
+    CU_ASSERT_FATAL(tok >= 0);
+    char word[16], art[16];
+    snprintf(word, sizeof word, "ж%.2s", b);  // "жx"
+    snprintf(art, sizeof art, "ж%.4s", b);    // "жxy"
+    Lexicon *l = lexicon_new();
+    lexicon_add_text(l, word, strlen(word));
+    LexRule *r = lex_rule_create(l, g_bpe, V, 0);
+    int32_t ids[16];
+    size_t nt = 0;
+    CU_ASSERT_FATAL(bpe_encode(g_bpe, "Ж", strlen("Ж"), ids, 16, &nt) == 0 && nt > 0);
+    double lp[1024];
+    CU_ASSERT_FATAL(V < 1024);
+    const char *articles[] = {art, "другое", art};
+    for (int a = 0; a < 3; a++) {
+        lex_rule_set_article(r, articles[a], strlen(articles[a]));
+        for (int rep = 0; rep < 2; rep++) {  // the second call finds the first's verdicts
+            for (int v = 0; v < V; v++) lp[v] = -1.0;
+            lex_rule_mask(r, ids, (int)nt, 0, ED_EOS_TOKEN, lp);
+            CU_ASSERT_EQUAL(lp[tok] != -INFINITY, a != 1);
+        }
+    }
+    lex_rule_free(r);
+    lexicon_free(l);
 }
 
 // Enough words to grow the trie's hash table several times: every one is found after, and
@@ -312,6 +354,8 @@ int main(void) {
     CU_add_test(s, "loading a word file; its errors", test_load);
     CU_add_test(s, "82,944 words: the hash table grows, every word found, no other", test_many_words);
     CU_add_test(s, "mask equals a naive word-list reference on every token", test_mask);
+    CU_add_test(s, "mask follows the article, also where it remembers verdicts",
+                test_mask_next_article);
     CU_add_test(s, "mask with no-repeat equals the reference", test_mask_no_repeat);
     CU_add_test(s, "mask with the corpus's words alone, as the lexicon or as the article",
                 test_mask_no_article);
