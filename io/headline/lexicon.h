@@ -18,6 +18,8 @@
 // Memory: the lexicon is a trie of code points held in a hash table; an article's words are
 // added with an epoch and forgotten when the next article begins (their nodes stay, marked
 // stale: memory grows with the distinct words of all articles seen, about 100 nodes each).
+// A rule keeps, besides its tables of the V tokens, the verdicts on letter-led tokens after
+// the last 64 words in progress it met (64 x V bytes), forgotten when the article changes.
 #ifndef CONFLUX_HEADLINE_LEXICON_H
 #define CONFLUX_HEADLINE_LEXICON_H
 
