@@ -158,9 +158,13 @@ static int node_term(const Lexicon *l, int32_t v) {
 }
 
 // The live child of node by (unfolded) letter cp, or -1.
-static int32_t step(const Lexicon *l, int32_t node, uint32_t cp) {
-    int32_t c = edge_get(l, node, rouge_fold_case(cp));
+static int32_t step_folded(const Lexicon *l, int32_t node, uint32_t folded) {
+    int32_t c = edge_get(l, node, folded);
     return c >= 0 && node_alive(l, c) ? c : -1;
+}
+
+static int32_t step(const Lexicon *l, int32_t node, uint32_t cp) {
+    return step_folded(l, node, rouge_fold_case(cp));
 }
 
 int lexicon_has_word(const Lexicon *l, const char *w, size_t n) {
@@ -219,7 +223,7 @@ struct LexRule {
     // (most tokens fail there), not once per token
     int32_t *first_class;  // (V) the index of the token's first letter (case-folded) in
                            //     class_cp, or -1
-    uint32_t *class_cp;    // (n_class) a letter of each case-folded class
+    uint32_t *class_cp;    // (n_class) the case-folded letters
     int32_t *class_child;  // (n_class) scratch: the node each letter leads to, or -1
     int n_class;
     // without no_repeat_min, whether a letter-led token may follow a word in progress
@@ -237,6 +241,10 @@ struct LexRule {
 };
 
 static void cache_tokens(LexRule *r);
+
+static void memo_forget(LexRule *r) {
+    for (int e = 0; e < LEX_MEMO; e++) r->memo_node[e] = -1;
+}
 
 LexRule *lex_rule_create(Lexicon *lex, const Bpe *bpe, int V, int no_repeat_min) {
     CHECK(V >= 1 && no_repeat_min >= 0, "lexicon rule over %d tokens", V);
@@ -263,7 +271,7 @@ LexRule *lex_rule_create(Lexicon *lex, const Bpe *bpe, int V, int no_repeat_min)
     r->class_cp = cx_calloc((size_t)V, sizeof(uint32_t));
     r->class_child = cx_calloc((size_t)V, sizeof(int32_t));
     r->memo = cx_calloc((size_t)LEX_MEMO * V, 1);
-    for (int e = 0; e < LEX_MEMO; e++) r->memo_node[e] = -1;
+    memo_forget(r);
     for (int t = 0; t < V; t++) {
         const char *b = r->bytes + r->off[t];
         const size_t k = r->off[t + 1] - r->off[t];
@@ -278,8 +286,8 @@ LexRule *lex_rule_create(Lexicon *lex, const Bpe *bpe, int V, int no_repeat_min)
             if (i == 0 && letter) {  // its class: the letters seen so far are few (< 1,000)
                 const uint32_t f = rouge_fold_case(cp);
                 int j = 0;
-                while (j < r->n_class && rouge_fold_case(r->class_cp[j]) != f) j++;
-                if (j == r->n_class) r->class_cp[r->n_class++] = cp;
+                while (j < r->n_class && r->class_cp[j] != f) j++;
+                if (j == r->n_class) r->class_cp[r->n_class++] = f;
                 r->first_class[t] = j;
             }
             if (letter) seen_letter = 1;
@@ -309,7 +317,7 @@ void lex_rule_free(LexRule *r) {
 }
 
 void lex_rule_set_article(LexRule *r, const char *text, size_t n) {
-    for (int e = 0; e < LEX_MEMO; e++) r->memo_node[e] = -1;  // the words change
+    memo_forget(r);  // the words change
     r->lex->epoch++;
     add_words(r->lex, text, n, 1);
     cache_tokens(r);
@@ -421,7 +429,8 @@ void lex_rule_mask(void *ctx, const int32_t *hist, int t, int last, int32_t eos,
     if (!can_end) lp[eos] = -INFINITY;
     char *buf = r->text + used;
     if (rest == 0)  // the node each first letter leads to from the word in progress
-        for (int j = 0; j < r->n_class; j++) r->class_child[j] = step(r->lex, w0.node, r->class_cp[j]);
+        for (int j = 0; j < r->n_class; j++)
+            r->class_child[j] = step_folded(r->lex, w0.node, r->class_cp[j]);
     uint8_t *verdict = NULL;  // the memo's verdicts for this word in progress
     if (rest == 0 && w0.node != ROOT && !r->no_repeat_min) {
         int e = 0;
@@ -455,8 +464,9 @@ void lex_rule_mask(void *ctx, const int32_t *hist, int t, int last, int32_t eos,
             }
             continue;
         }
-        if (verdict && r->first_class[v] >= 0 && verdict[v]) {
-            if (verdict[v] == 2) lp[v] = -INFINITY;
+        uint8_t *known = verdict && r->first_class[v] >= 0 ? verdict + v : NULL;
+        if (known && *known) {
+            if (*known == 2) lp[v] = -INFINITY;
             continue;
         }
         const size_t k = r->off[v + 1] - r->off[v];
@@ -472,6 +482,6 @@ void lex_rule_mask(void *ctx, const int32_t *hist, int t, int last, int32_t eos,
         }
         const int forbid = got < 0 || (last && !may_end(r, &w, nd));
         if (forbid) lp[v] = -INFINITY;
-        if (verdict && r->first_class[v] >= 0) verdict[v] = forbid ? 2 : 1;
+        if (known) *known = forbid ? 2 : 1;
     }
 }
