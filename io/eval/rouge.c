@@ -633,7 +633,8 @@ int rouge_paired_bootstrap(const double *d, int64_t n, int k, int n_resamples, u
 }
 
 int rouge_mbr_pick(RougeScorer *s, const char *const *texts, const size_t *bytes, int n,
-                   int n_fixed, const double w[3], double *expected, char *err) {
+                   int n_fixed, const double w[3], const double *prior, double *expected,
+                   char *err) {
     if (n < 1 || n_fixed < 0 || n_fixed >= n)
         return cx_err(err, "minimum Bayes risk over %d texts with %d fixed (need n >= 1, "
                            "0 <= n_fixed < n)", n, n_fixed);
@@ -650,7 +651,7 @@ int rouge_mbr_pick(RougeScorer *s, const char *const *texts, const size_t *bytes
             sum += w[0] * sc.r1.f + w[1] * sc.r2.f + w[2] * sc.rl.f;
             m++;
         }
-        double e = m ? sum / m : 0.0;
+        double e = (m ? sum / m : 0.0) + (prior ? prior[i] : 0.0);
         if (expected) expected[i] = e;
         if (best < 0 || e > best_e) {
             best = i;

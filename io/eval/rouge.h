@@ -146,13 +146,16 @@ int rouge_paired_bootstrap(const double *d, int64_t n, int k, int n_resamples, u
 // al. 2022): of the n texts (texts[i], bytes[i] bytes each), the one of highest expected
 // utility E[i] = the mean, over the references j in [n_fixed, n) other than i, of U(i, j) =
 // w[0] F1 + w[1] F2 + w[2] FL, the F of ROUGE-1, -2, -L of text i as the hypothesis against
-// text j as the reference (s's mode). Texts [0, n_fixed) are candidates only (a beam search's
-// result, say); texts [n_fixed, n) are candidates and references (model samples: one that was
-// drawn twice counts twice). The mean over no reference is 0. Ties: the lower index.
-// expected (n; may be NULL) receives every E[i]. Returns the index chosen, or -1 with err
-// filled (n < 1, n_fixed outside [0, n), or rouge_score's error).
+// text j as the reference (s's mode), plus prior[i] when prior is not NULL (a score of the
+// candidate from elsewhere: its agreement with the source, say). Texts [0, n_fixed) are
+// candidates only (a beam search's result, say); texts [n_fixed, n) are candidates and
+// references (model samples: one that was drawn twice counts twice). The mean over no
+// reference is 0. Ties: the lower index. expected (n; may be NULL) receives every E[i],
+// prior included. Returns the index chosen, or -1 with err filled (n < 1, n_fixed outside
+// [0, n), or rouge_score's error).
 int rouge_mbr_pick(RougeScorer *s, const char *const *texts, const size_t *bytes, int n,
-                   int n_fixed, const double w[3], double *expected, char *err);
+                   int n_fixed, const double w[3], const double *prior, double *expected,
+                   char *err);
 
 // ---- lower-level pieces (used by rouge_score; public for tests and other callers) ----
 

@@ -45,6 +45,15 @@ long hl_parse_count(const char *s) {
     return v;
 }
 
+static int parse_double(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
 static int parse_float(const char *s, float *out) {
     char *end;
     errno = 0;
@@ -281,6 +290,9 @@ void hl_gen_close(HlGenerator *G) {
     free(G->cand);
     free(G->cand_cap);
     free(G->cand_bytes);
+    free(G->mbr_prior);
+    free(G->mbr_expected);
+    if (G->cand_out) fclose(G->cand_out);
     free(G->out);
     free(G->text);
     free(G->fsm);
@@ -410,6 +422,7 @@ int hl_gen_open(HlGenerator *G, const HlCkpts *ck, const char *tok_dir, const Hl
         G->mbr = (BeamSampling){.n = o->mbr, .temperature = o->mbr_temperature,
                                 .epsilon = o->mbr_epsilon, .seed = o->seed};
         memcpy(G->mbr_weights, o->mbr_weights, sizeof G->mbr_weights);
+        G->mbr_article = o->mbr_article;
         RougeOptions ro = {.mode = ROUGE_STANDARD, .keep_case = 0};
         if (rouge_scorer_new(&G->mbr_rouge, &ro, err) != 0) goto fail;
         G->samples = cx_calloc((size_t)o->mbr * c->generate.max_len, sizeof(int32_t));
@@ -418,6 +431,20 @@ int hl_gen_open(HlGenerator *G, const HlCkpts *ck, const char *tok_dir, const Hl
         G->cand = cx_calloc((size_t)o->mbr + 1, sizeof(char *));
         G->cand_cap = cx_calloc((size_t)o->mbr + 1, sizeof(size_t));
         G->cand_bytes = cx_calloc((size_t)o->mbr + 1, sizeof(size_t));
+        G->mbr_prior = cx_calloc((size_t)o->mbr + 1, sizeof(double));
+        G->mbr_expected = cx_calloc((size_t)o->mbr + 1, sizeof(double));
+    }
+    if (o->mbr_candidates) {
+        if (o->mbr == 0) {
+            cx_err(err, "--mbr-candidates needs --mbr N");
+            goto fail;
+        }
+        G->cand_path = o->mbr_candidates;
+        if (!(G->cand_out = fopen(o->mbr_candidates, "w"))) {
+            cx_err(err, "cannot write %s: %s", o->mbr_candidates, strerror(errno));
+            goto fail;
+        }
+        fputs("article\tcandidate\tkind\texpected\tarticle_term\tchosen\ttext\n", G->cand_out);
     }
     return 0;
 fail:
@@ -450,6 +477,7 @@ static int gen_text(HlGenerator *G, const int32_t *ids, int len, char **buf, siz
 }
 
 const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err) {
+    const long article = G->n_run++;
     // the article is tokenized once, for the longest source; each model reads its prefix
     const int longest = G->longest;
     int32_t *src = G->src[longest];
@@ -505,14 +533,44 @@ const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err) {
         tokens[i] = gen_text(G, ids[i], ntok[i], &G->cand[i], &G->cand_cap[i]);
         G->cand_bytes[i] = strlen(G->cand[i]);
     }
+    const double *prior = NULL;
+    if (G->mbr_article > 0) {
+        // a headline's bigrams found in its article: the share of them (R-2 precision with
+        // the article as the reference) raises its utility
+        for (int i = 0; i < n_cand; i++) {
+            RougeScores sc;
+            if (rouge_score(G->mbr_rouge, G->cand[i], G->cand_bytes[i], text, n, &sc, NULL, err) != 0)
+                return NULL;
+            G->mbr_prior[i] = G->mbr_article * sc.r2.p;
+        }
+        prior = G->mbr_prior;
+    }
     int pick = 0;
     if (n_cand > 1 &&
         (pick = rouge_mbr_pick(G->mbr_rouge, (const char *const *)G->cand, G->cand_bytes, n_cand, 1,
-                               G->mbr_weights, NULL, err)) < 0)
+                               G->mbr_weights, prior, G->mbr_expected, err)) < 0)
         return NULL;
+    if (n_cand == 1) G->mbr_expected[0] = prior ? prior[0] : 0.0;
+    if (G->cand_out) {
+        for (int i = 0; i < n_cand; i++)
+            fprintf(G->cand_out, "%ld\t%d\t%s\t%.17g\t%.17g\t%d\t%s\n", article, i,
+                    i ? "sample" : "beam", G->mbr_expected[i], prior ? prior[i] : 0.0, i == pick,
+                    G->cand[i]);
+        if (fflush(G->cand_out) != 0 || ferror(G->cand_out)) {
+            cx_err(err, "cannot write %s: %s", G->cand_path, strerror(errno));
+            return NULL;
+        }
+    }
     G->n_mbr_sample += pick > 0;
     G->n_tokens += tokens[pick];
     return G->cand[pick];
+}
+
+const char *hl_mbr_article_term(const HlGenerator *G) {
+    static char buf[64];
+    if (!(G->mbr_article > 0)) return "";
+    snprintf(buf, sizeof buf, " + %g x R-2 P against the article", G->mbr_article);
+    return buf;
 }
 
 int hl_gen_option(const char *cmd, int c, HlGenOpts *o, HlCkpts *ck, const char **tok) {
@@ -573,6 +631,11 @@ int hl_gen_option(const char *cmd, int c, HlGenOpts *o, HlCkpts *ck, const char 
         for (int i = 0; i < 3; i++) o->mbr_weights[i] = k == 0 ? 1.0 / 3 : (double)(i == k - 1);
         return 1;
     }
+    case HL_OPT_MBR_ARTICLE:
+        if (parse_double(optarg, &o->mbr_article) != 0 || !(o->mbr_article >= 0 && o->mbr_article <= 100))
+            return hl_usage_err(cmd, "--mbr-article must be in [0, 100] (got '%s')", optarg), 2;
+        return 1;
+    case HL_OPT_MBR_CANDS: o->mbr_candidates = optarg; return 1;
     case HL_OPT_SEED:
         if ((v = hl_parse_count(optarg)) < 0)
             return hl_usage_err(cmd, "--seed must be a non-negative integer (got '%s')", optarg), 2;

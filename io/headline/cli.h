@@ -10,6 +10,7 @@
 #define CONFLUX_HEADLINE_CLI_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include <zlib.h>
@@ -117,20 +118,25 @@ typedef struct {
     const char *lexicon;  // NULL: words are not constrained (io/headline/lexicon.h)
     int no_repeat_words;  // with a lexicon: no word of this many letters twice (0: off)
     // minimum Bayes risk decoding (hl_gen_run): mbr samples (0: off) drawn with
-    // mbr_temperature and mbr_epsilon, utility weights of ROUGE-1/2/L F, seed of the draws
+    // mbr_temperature and mbr_epsilon, utility weights of ROUGE-1/2/L F, the weight of a
+    // candidate's ROUGE-2 precision against its article added to its utility, seed of the draws
     int mbr;
     float mbr_temperature, mbr_epsilon;
     double mbr_weights[3];
+    double mbr_article;
+    const char *mbr_candidates;  // NULL, or the file every candidate is written to
     uint64_t seed;
 } HlGenOpts;  // -1 (alpha < 0): the checkpoint's [generate] / [data] value; threads 0: unset
 
 // The defaults: the checkpoint's decoding options, no minimum Bayes risk (when --mbr N turns
-// it on: temperature 1, epsilon 0.02, utility the mean of the three F, seed 1).
+// it on: temperature 1, epsilon 0.02, utility the mean of the three F, no article term,
+// seed 1).
 #define HL_GEN_OPTS_INIT                                                                       \
     {.beam = -1, .min_len = -1, .max_len = -1, .block_trigrams = -1, .src_len = -1,            \
      .threads = 0, .alpha = -1.0f, .lexicon = NULL, .no_repeat_words = 0, .mbr = 0,            \
      .mbr_temperature = 1.0f, .mbr_epsilon = 0.02f,                                            \
-     .mbr_weights = {1.0 / 3, 1.0 / 3, 1.0 / 3}, .seed = 1}
+     .mbr_weights = {1.0 / 3, 1.0 / 3, 1.0 / 3}, .mbr_article = 0.0,          \
+     .mbr_candidates = NULL, .seed = 1}
 
 #define HL_MAX_MODELS 8
 #define HL_MAX_MBR 256  // most samples --mbr draws
@@ -164,6 +170,12 @@ typedef struct {
     // minimum Bayes risk decoding (mbr.n > 0)
     BeamSampling mbr;        // seed: --seed; each article draws with one derived from it
     double mbr_weights[3];
+    double mbr_article;      // --mbr-article
+    double *mbr_prior;       // (1 + mbr.n): mbr_article x each candidate's R-2 P vs the article
+    double *mbr_expected;    // (1 + mbr.n): the expected utilities, the prior included
+    FILE *cand_out;          // --mbr-candidates, or NULL
+    const char *cand_path;
+    long n_run;              // articles hl_gen_run has decoded
     RougeScorer *mbr_rouge;  // standard mode
     int32_t *samples;        // (mbr.n, max_len)
     int *sample_len;
@@ -193,8 +205,15 @@ void hl_gen_close(HlGenerator *G);
 // search's headline and o->mbr samples (beam.h's sampling, under the same rules; seed
 // derived from o->seed and the article's bytes, so a headline depends on its article only)
 // are the candidates, the complete samples the pseudo-references, and the headline is
-// rouge_mbr_pick's choice (standard-mode ROUGE, o->mbr_weights; ties: the beam's).
+// rouge_mbr_pick's choice (standard-mode ROUGE, o->mbr_weights; ties: the beam's), each
+// candidate's expected utility raised by o->mbr_article times the ROUGE-2 precision of the
+// candidate against the article (the share of its word bigrams that the article has). With
+// o->mbr_candidates every candidate is written there, one TSV line each.
 const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err);
+
+// " + W x R-2 P against the article" for the statistics lines when --mbr-article W is on,
+// else "" (static storage).
+const char *hl_mbr_article_term(const HlGenerator *G);
 
 // The help lines of the options in HL_GEN_LONG_OPTIONS (without --format and --limit,
 // whose help differs between the subcommands).
@@ -222,13 +241,19 @@ const char *hl_gen_run(HlGenerator *G, const char *text, size_t n, char *err);
     "                       drawn (default 0.02; 0: plain sampling)\n"                            \
     "  --mbr-temperature T  with --mbr: sampling temperature (default 1)\n"                      \
     "  --mbr-utility U      with --mbr: mean (of R-1, R-2, R-L F; default), r1, r2 or rl\n"      \
+    "  --mbr-article W      with --mbr: add W x the candidate's ROUGE-2 precision against the\n" \
+    "                       article (its word bigrams found there) to its utility (default 0)\n" \
+    "  --mbr-candidates FILE  with --mbr: write every candidate to FILE (TSV: article, candidate,\n" \
+    "                       kind, expected utility, the article term, chosen, text)\n" \
     "  --seed S             with --mbr: seed of the draws (default 1)\n"
 
 // getopt_long values of the shared options; a subcommand numbers its own from HL_OPT_NEXT.
 enum { HL_OPT_BEAM = 1000, HL_OPT_MINLEN, HL_OPT_MAXLEN, HL_OPT_ALPHA, HL_OPT_BLOCK,
        HL_OPT_NOBLOCK, HL_OPT_SRCLEN, HL_OPT_THREADS, HL_OPT_LIMIT, HL_OPT_TOKENIZER,
        HL_OPT_CKPT, HL_OPT_FORMAT, HL_OPT_LEXICON, HL_OPT_NOREPEAT, HL_OPT_MBR,
-       HL_OPT_MBR_EPS, HL_OPT_MBR_TEMP, HL_OPT_MBR_UTIL, HL_OPT_SEED, HL_OPT_NEXT };
+       HL_OPT_MBR_EPS, HL_OPT_MBR_TEMP, HL_OPT_MBR_UTIL, HL_OPT_MBR_ARTICLE, HL_OPT_MBR_CANDS,
+       HL_OPT_SEED,
+       HL_OPT_NEXT };
 
 // struct option entries of the shared options (--format and --limit are the subcommand's
 // to handle), for the start of a subcommand's table.
@@ -249,6 +274,8 @@ enum { HL_OPT_BEAM = 1000, HL_OPT_MINLEN, HL_OPT_MAXLEN, HL_OPT_ALPHA, HL_OPT_BL
         {"mbr-epsilon", required_argument, 0, HL_OPT_MBR_EPS},                                 \
         {"mbr-temperature", required_argument, 0, HL_OPT_MBR_TEMP},                            \
         {"mbr-utility", required_argument, 0, HL_OPT_MBR_UTIL},                                \
+        {"mbr-article", required_argument, 0, HL_OPT_MBR_ARTICLE},                             \
+        {"mbr-candidates", required_argument, 0, HL_OPT_MBR_CANDS},                            \
         {"seed", required_argument, 0, HL_OPT_SEED},                                           \
         {"format", required_argument, 0, HL_OPT_FORMAT},                                       \
         {"limit", required_argument, 0, HL_OPT_LIMIT}

@@ -359,10 +359,10 @@ int headline_cmd_evaluate(int argc, char **argv) {
                    lexicon_n_words(G.lex), n - G.n_unconstrained, n, G.n_unconstrained);
         if (have_model && G.mbr.n > 0)
             printf("minimum Bayes risk: %d samples (temperature %g, epsilon %g), utility %.2f R-1 + "
-                   "%.2f R-2 + %.2f R-L F; %ld of %ld headlines from the samples, the rest the "
+                   "%.2f R-2 + %.2f R-L F%s; %ld of %ld headlines from the samples, the rest the "
                    "beam's\n",
                    G.mbr.n, (double)G.mbr.temperature, (double)G.mbr.epsilon, G.mbr_weights[0],
-                   G.mbr_weights[1], G.mbr_weights[2], G.n_mbr_sample, n);
+                   G.mbr_weights[1], G.mbr_weights[2], hl_mbr_article_term(&G), G.n_mbr_sample, n);
         printf("%-44s %-9s %6s %6s %6s\n", "system", "mode", "R-1", "R-2", "R-L");
         if (have_model) {
             char who[32] = "model", name[96];

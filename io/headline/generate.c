@@ -106,8 +106,9 @@ int headline_cmd_generate(int argc, char **argv) {
                 done, dt, dt > 0 ? done / dt : 0.0, done ? (double)G.n_tokens / done : 0.0,
                 G.bc.beam_size, G.bc.max_len);
     if (stats && rc == 0 && G.mbr.n > 0)
-        fprintf(stderr, "generate: minimum Bayes risk over %d samples: %ld of %ld headlines from the "
-                        "samples, the rest the beam's\n", G.mbr.n, G.n_mbr_sample, done);
+        fprintf(stderr, "generate: minimum Bayes risk over %d samples%s: %ld of %ld headlines from "
+                        "the samples, the rest the beam's\n",
+                G.mbr.n, hl_mbr_article_term(&G), G.n_mbr_sample, done);
     if (stats && rc == 0 && G.rule)
         fprintf(stderr, "generate: %ld decoded without the lexicon (no hypothesis could finish "
                         "its words)\n", G.n_unconstrained);

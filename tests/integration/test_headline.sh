@@ -180,6 +180,55 @@ for line, art in zip(open(sys.argv[2]), sys.argv[3:]):
 PY
 then ok "--lexicon: 3 headlines in words of the lexicon or their article, none of 3+ letters twice: $(paste -sd'|' "$W/lex.txt")"
 else bad "--lexicon: $(cat "$W/lex.txt" "$W/lex.err")"; fi
+# --mbr-article and --mbr-candidates: every candidate's article term must be W times its
+# ROUGE-2 precision against its article and its expected utility the mean ROUGE-2 F against
+# the other samples plus that term, both from tests/ref/rouge_ref.py; the headline written is
+# the candidate of the highest utility (the first of equals). Each article gets its beam
+# headline appended past --src-len (the encoder reads the same 6 tokens), so some candidates
+# find their bigrams in it: the check needs article terms other than 0.
+printf '%s\n' "$ART" 'первая статья о библиотеке печати и о её новых функциях' \
+    'вторая статья об утилите для сети, которая проверяет соединения' \
+    'третья статья о редакторе текста с подсветкой синтаксиса и поиском' >"$W/art_x.txt"
+MA=(--src-len 8 --max-len 12 --min-len 4 --format text)
+"$B" generate --checkpoint "$CK" "${MA[@]}" "$W/art_x.txt" >"$W/art_beam.txt" 2>&1
+paste -d' ' "$W/art_x.txt" "$W/art_beam.txt" >"$W/art_a.txt"
+"$B" generate --checkpoint "$CK" "${MA[@]}" --mbr 8 --mbr-temperature 2 --mbr-utility r2 --mbr-article 0.5 \
+    --mbr-candidates "$W/cands.tsv" --stats "$W/art_a.txt" >"$W/art_mbr.txt" 2>"$W/art_mbr.err"
+if grep -q "minimum Bayes risk over 8 samples + 0.5 x R-2 P against the article: " "$W/art_mbr.err" &&
+    msg=$(/usr/bin/python3 - tests/ref "$W/art_a.txt" "$W/cands.tsv" "$W/art_mbr.txt" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+from rouge_ref import fold, score_standard
+arts = open(sys.argv[2], encoding="utf-8").read().splitlines()
+lines = open(sys.argv[3], encoding="utf-8").read().splitlines()
+outs = open(sys.argv[4], encoding="utf-8").read().splitlines()
+assert lines[0] == "article\tcandidate\tkind\texpected\tarticle_term\tchosen\ttext", lines[0]
+by = {}
+for ln in lines[1:]:
+    a, i, kind, e, t, ch, text = ln.split("\t")
+    by.setdefault(int(a), []).append((int(i), kind, float(e), float(t), int(ch), text))
+assert sorted(by) == list(range(len(arts))) and len(outs) == len(arts), (sorted(by), len(outs))
+terms = set()
+for a, cands in by.items():
+    texts = [c[5] for c in cands]
+    assert [c[0] for c in cands] == list(range(len(cands))) and cands[0][1] == "beam"
+    for i, kind, e, t, ch, text in cands:
+        term = 0.5 * score_standard(fold(text), fold(arts[a]))[1][0]
+        f2 = [score_standard(fold(text), fold(texts[j]))[1][2] for j in range(1, len(texts)) if j != i]
+        want = (sum(f2) / len(f2) if f2 else 0.0) + term
+        assert abs(t - term) < 1e-12 and abs(e - want) < 1e-12, (a, i, text, t, term, e, want)
+        terms.add(round(term, 6))
+    best = max(range(len(cands)), key=lambda i: (cands[i][2], -i))
+    assert [c[4] for c in cands] == [int(i == best) for i in range(len(cands))], (a, best)
+    assert outs[a] == texts[best], (a, outs[a], texts[best])
+assert terms - {0.0}, "every article term is 0: the check proves nothing"
+print("%d candidates of %d articles, article terms %s" % (len(lines) - 1, len(arts), sorted(terms)))
+PY
+    ); then ok "--mbr-article 0.5, --mbr-candidates: utilities, article terms and choices as tests/ref/rouge_ref.py computes them ($msg)"
+else bad "--mbr-article / --mbr-candidates: $msg $(cat "$W/art_mbr.err")"; fi
+expect 2 "conflux-headline: error: --mbr-article must be in \[0, 100\] (got '-1')" "$B" generate --checkpoint "$CK" --mbr 4 --mbr-article -1
+expect 1 "conflux-headline: error: --mbr-candidates needs --mbr N" "$B" generate --checkpoint "$CK" --mbr-candidates "$W/c.tsv"
+expect 1 "conflux-headline: error: cannot write $W/no/c.tsv: No such file or directory" "$B" generate --checkpoint "$CK" --mbr 4 --mbr-candidates "$W/no/c.tsv"
 expect 1 "conflux-headline: error: --no-repeat-words needs --lexicon FILE" "$B" generate --checkpoint "$CK" --no-repeat-words 3
 expect 1 "conflux-headline: error: cannot read lexicon $W/nolex.txt" "$B" generate --checkpoint "$CK" --lexicon "$W/nolex.txt"
 expect 2 "at most 8 --checkpoint" "$B" generate $(for i in 1 2 3 4 5 6 7 8 9; do echo --checkpoint "$CK"; done)

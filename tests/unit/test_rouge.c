@@ -619,32 +619,41 @@ static void test_bootstrap_errors(void) {
 //    sample is scored against the other sample only (0): the fixed one wins. Counting a
 //    sample against itself would give "a b" (1 + 0) / 2 = 0.5 and change the choice.
 //  * "a b c", "a b d", "c b a", "c b a", all samples: ROUGE-1 ties three at 8/9 (the lowest
-//    index wins), ROUGE-2 prefers "c b a" (1/3: its copy shares both bigrams).
+//    index wins), ROUGE-2 prefers "c b a" (1/3: its copy shares both bigrams); a prior on
+//    "a b d" lifts it over the tie when it is larger than the gap (8/9 - 2/3).
 static void test_mbr(void) {
     char err[CX_ERRLEN] = "";
     const double r1[3] = {1, 0, 0}, r2[3] = {0, 1, 0};
     double e[4];
     const char *a[] = {"a b e", "a b", "c d"};
     const size_t an[] = {5, 3, 3};
-    CU_ASSERT_EQUAL(rouge_mbr_pick(g_std, a, an, 3, 1, r1, e, err), 0);
+    CU_ASSERT_EQUAL(rouge_mbr_pick(g_std, a, an, 3, 1, r1, NULL, e, err), 0);
     CU_ASSERT_DOUBLE_EQUAL(e[0], 0.4, 1e-12);
     CU_ASSERT_DOUBLE_EQUAL(e[1], 0.0, 1e-12);
     CU_ASSERT_DOUBLE_EQUAL(e[2], 0.0, 1e-12);
     const char *b[] = {"a b c", "a b d", "c b a", "c b a"};
     const size_t bn[] = {5, 5, 5, 5};
-    CU_ASSERT_EQUAL(rouge_mbr_pick(g_std, b, bn, 4, 0, r1, e, err), 0);
+    CU_ASSERT_EQUAL(rouge_mbr_pick(g_std, b, bn, 4, 0, r1, NULL, e, err), 0);
     CU_ASSERT_DOUBLE_EQUAL(e[0], 8.0 / 9, 1e-12);
     CU_ASSERT_DOUBLE_EQUAL(e[1], 2.0 / 3, 1e-12);
     CU_ASSERT_DOUBLE_EQUAL(e[2], 8.0 / 9, 1e-12);
-    CU_ASSERT_EQUAL(rouge_mbr_pick(g_std, b, bn, 4, 0, r2, e, err), 2);
+    CU_ASSERT_EQUAL(rouge_mbr_pick(g_std, b, bn, 4, 0, r2, NULL, e, err), 2);
     CU_ASSERT_DOUBLE_EQUAL(e[0], 1.0 / 6, 1e-12);
     CU_ASSERT_DOUBLE_EQUAL(e[1], 1.0 / 6, 1e-12);
     CU_ASSERT_DOUBLE_EQUAL(e[2], 1.0 / 3, 1e-12);
     CU_ASSERT_DOUBLE_EQUAL(e[3], 1.0 / 3, 1e-12);
+    // a prior adds to the expected utility: "a b d" (ROUGE-1 2/3) passes the 8/9 of "a b c"
+    // with 0.25 more (0.9167), not with 0.2 (0.8667)
+    const double up[4] = {0, 0.25, 0, 0}, low[4] = {0, 0.2, 0, 0};
+    CU_ASSERT_EQUAL(rouge_mbr_pick(g_std, b, bn, 4, 0, r1, up, e, err), 1);
+    CU_ASSERT_DOUBLE_EQUAL(e[1], 2.0 / 3 + 0.25, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(e[0], 8.0 / 9, 1e-12);
+    CU_ASSERT_EQUAL(rouge_mbr_pick(g_std, b, bn, 4, 0, r1, low, e, err), 0);
+    CU_ASSERT_DOUBLE_EQUAL(e[1], 2.0 / 3 + 0.2, 1e-12);
     // one reference: it has no other to be scored against (0); without expected[]
-    CU_ASSERT_EQUAL(rouge_mbr_pick(g_std, a, an, 2, 1, r1, NULL, err), 0);
-    CU_ASSERT(rouge_mbr_pick(g_std, a, an, 0, 0, r1, e, err) == -1 && strstr(err, "0 texts"));
-    CU_ASSERT(rouge_mbr_pick(g_std, a, an, 3, 3, r1, e, err) == -1 && strstr(err, "3 fixed"));
+    CU_ASSERT_EQUAL(rouge_mbr_pick(g_std, a, an, 2, 1, r1, NULL, NULL, err), 0);
+    CU_ASSERT(rouge_mbr_pick(g_std, a, an, 0, 0, r1, NULL, e, err) == -1 && strstr(err, "0 texts"));
+    CU_ASSERT(rouge_mbr_pick(g_std, a, an, 3, 3, r1, NULL, e, err) == -1 && strstr(err, "3 fixed"));
 }
 
 static int dump_tables(const char *what) {
