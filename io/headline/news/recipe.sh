@@ -39,10 +39,11 @@
 #               stages 2, 3, 4 and 5, e.g.
 #               FT_SET="--set train.steps=20000 --set train.global_batch=64"
 #   EVAL_ARGS   decoding options of the evaluation [--lexicon WORK/corpus/train.txt --alpha 1.5
-#               --mbr 64 --mbr-utility r2: headlines in the words of the training text and of
-#               the article, GNMT length penalty 1.5, minimum Bayes risk over 64 samples and the
-#               beam's headline with ROUGE-2 as the utility]; add "--checkpoint CKPT" for each
-#               more model of an ensemble
+#               --mbr 64 --mbr-utility r2 --mbr-article 0.08: headlines in the words of the
+#               training text and of the article, GNMT length penalty 1.5, minimum Bayes risk
+#               over 64 samples and the beam's headline with ROUGE-2 as the utility, plus 0.08
+#               times the share of a headline's bigrams found in its article]; add
+#               "--checkpoint CKPT" for each more model of an ensemble
 #   PREP_ARGS   extra arguments of conflux-headline prepare for the training pairs
 #               (e.g. "--lowercase --limit 980000")
 #   THREADS     train.threads [0: the CPUs]
@@ -268,7 +269,7 @@ for m in "${members[@]}"; do
     eval_args+="--checkpoint $m "
     [ "$m" -nt "$W/eval.txt" ] && newer=1
 done
-eval_args+="${EVAL_ARGS---lexicon $W/corpus/train.txt --alpha 1.5 --mbr 64 --mbr-utility r2}"
+eval_args+="${EVAL_ARGS---lexicon $W/corpus/train.txt --alpha 1.5 --mbr 64 --mbr-utility r2 --mbr-article 0.08}"
 words EVAL_A "$eval_args"
 if [ ! -s "$W/eval.txt" ] || [ $newer = 1 ] || [ "$(cat "$W/eval.args" 2>/dev/null)" != "$eval_args" ]; then
     l=$(left)
