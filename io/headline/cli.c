@@ -55,11 +55,9 @@ static int parse_double(const char *s, double *out) {
 }
 
 static int parse_float(const char *s, float *out) {
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (end == s || *end || errno || !isfinite(v)) return -1;
-    *out = v;
+    double d;
+    if (parse_double(s, &d) != 0 || !isfinite((float)d)) return -1;
+    *out = (float)d;
     return 0;
 }
 
