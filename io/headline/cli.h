@@ -119,7 +119,8 @@ typedef struct {
     int no_repeat_words;  // with a lexicon: no word of this many letters twice (0: off)
     // minimum Bayes risk decoding (hl_gen_run): mbr samples (0: off) drawn with
     // mbr_temperature and mbr_epsilon, utility weights of ROUGE-1/2/L F, the weight of a
-    // candidate's ROUGE-2 precision against its article added to its utility, seed of the draws
+    // candidate's ROUGE-2 precision against its article added to its utility (mbr_article),
+    // seed of the draws
     int mbr;
     float mbr_temperature, mbr_epsilon;
     double mbr_weights[3];
@@ -135,7 +136,7 @@ typedef struct {
     {.beam = -1, .min_len = -1, .max_len = -1, .block_trigrams = -1, .src_len = -1,            \
      .threads = 0, .alpha = -1.0f, .lexicon = NULL, .no_repeat_words = 0, .mbr = 0,            \
      .mbr_temperature = 1.0f, .mbr_epsilon = 0.02f,                                            \
-     .mbr_weights = {1.0 / 3, 1.0 / 3, 1.0 / 3}, .mbr_article = 0.0,          \
+     .mbr_weights = {1.0 / 3, 1.0 / 3, 1.0 / 3}, .mbr_article = 0.0,                           \
      .mbr_candidates = NULL, .seed = 1}
 
 #define HL_MAX_MODELS 8
@@ -243,8 +244,9 @@ const char *hl_mbr_article_term(const HlGenerator *G);
     "  --mbr-utility U      with --mbr: mean (of R-1, R-2, R-L F; default), r1, r2 or rl\n"      \
     "  --mbr-article W      with --mbr: add W x the candidate's ROUGE-2 precision against the\n" \
     "                       article (its word bigrams found there) to its utility (default 0)\n" \
-    "  --mbr-candidates FILE  with --mbr: write every candidate to FILE (TSV: article, candidate,\n" \
-    "                       kind, expected utility, the article term, chosen, text)\n" \
+    "  --mbr-candidates FILE\n"                                                                 \
+    "                       with --mbr: write every candidate to FILE (TSV: article, candidate,\n" \
+    "                       kind, expected utility, the article term, chosen, text)\n"          \
     "  --seed S             with --mbr: seed of the draws (default 1)\n"
 
 // getopt_long values of the shared options; a subcommand numbers its own from HL_OPT_NEXT.
