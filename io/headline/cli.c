@@ -249,6 +249,16 @@ void hl_stream_close_file(ArticleStream *s) {
     s->is_open = 0;
 }
 
+// The format a FILE is read in (ArticleStream's by_name rule).
+static const char *format_of(const ArticleStream *s, const char *path) {
+    if (!s->by_name || strcmp(path, "-") == 0) return s->format;
+    static const char *const news[] = {".json", ".json.gz", ".jsonl", ".jsonl.gz", ".csv", ".csv.gz", ".ods"};
+    for (size_t i = 0; i < sizeof news / sizeof *news; i++)
+        if (ends_with(path, news[i])) return "auto";
+    if (ends_with(path, ".tsv") || ends_with(path, ".tsv.gz")) return "tsv";
+    return s->format;
+}
+
 int hl_stream_next(ArticleStream *s, char *err) {
     if (s->is_open) {
         int got = reader_next(&s->r, &s->title, &s->title_n, &s->text, &s->text_n, &s->line, err);
@@ -262,7 +272,7 @@ int hl_stream_next(ArticleStream *s, char *err) {
         cx_err(err, "--format %s reads files, not stdin", s->format);
         return -2;
     }
-    if (reader_open(&s->r, path, s->format, s->allow_text, err) != 0) return -1;
+    if (reader_open(&s->r, path, format_of(s, path), s->allow_text, err) != 0) return -1;
     s->is_open = 1;
     return 2;
 }

@@ -92,6 +92,9 @@ typedef struct {
                          // is tsv, else news with the format detected
     int allow_text;      // "text" (one article per line, no title) is allowed
     int stdin_text_only; // "-" only with --format text or tsv (generate)
+    int by_name;         // format "text" was not chosen but defaulted (generate): a FILE named
+                         // *.tsv(.gz) is tsv, *.json, *.jsonl, *.csv (.gz) or *.ods a news
+                         // dump (auto), any other (and stdin) text
     int is_open;
     ArticleReader r;     // the current file (is_open)
     uint64_t skipped;    // records skipped as bad in the files opened so far

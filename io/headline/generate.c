@@ -16,12 +16,13 @@ int headline_cmd_generate(int argc, char **argv) {
         "usage: " HL_TOOL " generate --checkpoint CKPT [options] [FILE...]\n"
         "\n"
         "Writes one headline per article to stdout, one per line. Articles come from FILEs or,\n"
-        "without FILE (or with \"-\"), from stdin: by default one article per line (plain text);\n"
-        "--format ria|lenta|ods|auto reads news dumps (the title column is ignored), --format tsv\n"
-        "title TAB body lines. Articles are tokenized as in training (lowercased when the\n"
-        "training data was) and cut to the encoder's length.\n"
+        "without FILE (or with \"-\"), from stdin. Without --format, stdin and FILEs hold one\n"
+        "article per line (plain text), except FILEs named *.json, *.jsonl, *.csv (also .gz) or\n"
+        "*.ods, read as news dumps (format detected, the title column ignored), and *.tsv(.gz),\n"
+        "title TAB body lines. --format reads every FILE one way. Articles are tokenized as in\n"
+        "training (lowercased when the training data was) and cut to the encoder's length.\n"
         "\n" HL_GEN_OPTIONS_HELP
-        "  --format F           text (default), tsv, ria, lenta, ods or auto\n"
+        "  --format F           text, tsv, ria, lenta, ods or auto (default: by the name, above)\n"
         "  --limit N            stop after N articles\n"
         "  --stats              print the number of headlines and headlines/s to stderr\n"
         "  -h, --help           this text\n"
@@ -37,7 +38,7 @@ int headline_cmd_generate(int argc, char **argv) {
                                           {0, 0, 0, 0}};
     HlGenOpts o = HL_GEN_OPTS_INIT;
     HlCkpts ckpt = {0};
-    const char *tok = NULL, *format = "text";
+    const char *tok = NULL, *format = NULL;
     long limit = 0;
     int stats = 0, c;
     optind = 1;
@@ -58,6 +59,8 @@ int headline_cmd_generate(int argc, char **argv) {
         }
     }
     if (ckpt.n == 0) return hl_usage_err("generate", "--checkpoint CKPT is required");
+    const int by_name = format == NULL;
+    if (by_name) format = "text";
     if (strcmp(format, "text") && strcmp(format, "tsv") && strcmp(format, "auto") &&
         strcmp(format, "ria") && strcmp(format, "lenta") && strcmp(format, "ods"))
         return hl_usage_err("generate", "unknown --format '%s' (text, tsv, ria, lenta, ods, auto)", format);
@@ -75,7 +78,7 @@ int headline_cmd_generate(int argc, char **argv) {
     int rc = 0;
     double t0 = cx_now();
     ArticleStream st = {.files = files, .n_files = n_files, .format = format, .allow_text = 1,
-                        .stdin_text_only = 1};
+                        .stdin_text_only = 1, .by_name = by_name};
     for (;;) {
         int got = hl_stream_next(&st, err);
         if (got < 0) {

@@ -226,6 +226,18 @@ print("%d candidates of %d articles, article terms %s" % (len(lines) - 1, len(ar
 PY
     ); then ok "--mbr-article 0.5, --mbr-candidates: utilities, article terms and choices as tests/ref/rouge_ref.py computes them ($msg)"
 else bad "--mbr-article / --mbr-candidates: $msg $(cat "$W/art_mbr.err")"; fi
+# Without --format, generate reads a FILE by its name: *.csv as a news dump (a Lenta-layout
+# CSV whose texts span lines: 2 articles), plain text otherwise, stdin always plain text
+# (there every line of the CSV is an article: 5).
+printf '%s\n' 'url,title,text,topic' 'u1,Первый,"первая статья о библиотеке печати' 'и о её новых функциях",t' \
+    'u2,Второй,"вторая статья об утилите для сети,' 'которая проверяет соединения',t' >"$W/two.csv"
+cp "$W/two.csv" "$W/two.txt"
+n_csv=$("$B" generate --checkpoint "$CK" --max-len 6 "$W/two.csv" 2>/dev/null | wc -l)
+n_txt=$("$B" generate --checkpoint "$CK" --max-len 6 "$W/two.txt" 2>/dev/null | wc -l)
+n_in=$("$B" generate --checkpoint "$CK" --max-len 6 <"$W/two.csv" 2>/dev/null | wc -l)
+n_ft=$("$B" generate --checkpoint "$CK" --max-len 6 --format text "$W/two.csv" 2>/dev/null | wc -l)
+[ "$n_csv/$n_txt/$n_in/$n_ft" = 2/5/5/5 ] && ok "generate without --format: x.csv is a news dump (2 headlines), x.txt, stdin and --format text are lines (5)" ||
+    bad "generate's format by name: x.csv $n_csv, x.txt $n_txt, stdin $n_in, --format text $n_ft headlines (want 2/5/5/5)"
 expect 2 "conflux-headline: error: --mbr-article must be in \[0, 100\] (got '-1')" "$B" generate --checkpoint "$CK" --mbr 4 --mbr-article -1
 expect 1 "conflux-headline: error: --mbr-candidates needs --mbr N" "$B" generate --checkpoint "$CK" --mbr-candidates "$W/c.tsv"
 expect 1 "conflux-headline: error: cannot write $W/no/c.tsv: No such file or directory" "$B" generate --checkpoint "$CK" --mbr 4 --mbr-candidates "$W/no/c.tsv"
