@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "models/common.h"
+#include "models/par.h"
 #include "models/rng.h"
 
 typedef struct {
@@ -25,7 +26,9 @@ struct BeamWork {
     Cand *sorted;             // (max_beam) the same, best first
     int32_t *best;            // (max_len) best finished hypothesis
     int32_t *slot[2];         // (max_beam) beam_sample: the sample each live row belongs to
-    double *q;                // (V) beam_sample: scratch weights
+    int32_t *drawn;           // (max_beam) beam_sample: each row's token, -1: none allowed
+    double *q;                // (CX_PAR_MAX_THREADS, V) beam_sample: scratch weights per
+                              // pool thread (calloc'd: pages no thread uses stay unmapped)
 };
 
 BeamWork *beam_work_create(int max_beam, int max_len, int vocab_size) {
@@ -48,7 +51,8 @@ BeamWork *beam_work_create(int max_beam, int max_len, int vocab_size) {
     w->sorted = cx_calloc((size_t)max_beam, sizeof(Cand));
     w->best = cx_calloc((size_t)max_len, sizeof(int32_t));
     for (int i = 0; i < 2; i++) w->slot[i] = cx_calloc((size_t)max_beam, sizeof(int32_t));
-    w->q = cx_calloc((size_t)vocab_size, sizeof(double));
+    w->drawn = cx_calloc((size_t)max_beam, sizeof(int32_t));
+    w->q = cx_calloc((size_t)CX_PAR_MAX_THREADS * vocab_size, sizeof(double));
     return w;
 }
 
@@ -66,6 +70,7 @@ void beam_work_free(BeamWork *w) {
     free(w->sorted);
     free(w->best);
     for (int i = 0; i < 2; i++) free(w->slot[i]);
+    free(w->drawn);
     free(w->q);
     free(w);
 }
@@ -114,9 +119,11 @@ double beam_length_penalty(int len, float alpha) {
 // lp (V) = log_softmax(logits) with the forbidden continuations of a hypothesis whose t
 // tokens are hist set to -inf (the token t + 1 == max_len is the last one).
 static void masked_logprobs(double *lp, const float *logits, int V, const BeamConfig *c,
-                            const int32_t *hist, int t) {
-    double mx = -INFINITY, s = 0.0;
-    for (int v = 0; v < V; v++) mx = fmax(mx, (double)logits[v]);
+                            const int32_t *hist, int t, int tid) {
+    float fmx = -INFINITY;  // NaN logits are passed over, as fmax would
+    for (int v = 0; v < V; v++)
+        if (logits[v] > fmx) fmx = logits[v];
+    double mx = (double)fmx, s = 0.0;
     for (int v = 0; v < V; v++) s += exp((double)logits[v] - mx);
     const double lse = mx + log(s);
     for (int v = 0; v < V; v++) lp[v] = (double)logits[v] - lse;
@@ -142,7 +149,7 @@ static void masked_logprobs(double *lp, const float *logits, int V, const BeamCo
         for (int v = 0; v < V; v++)
             if (next[v] == BEAM_FSM_REJECT || ((last || v == c->eos) && next[v] != 0)) lp[v] = -INFINITY;
     }
-    if (c->mask) c->mask(c->mask_ctx, hist, t, t + 1 == c->max_len, c->eos, lp);
+    if (c->mask) c->mask(c->mask_ctx, tid, hist, t, t + 1 == c->max_len, c->eos, lp);
 }
 
 // a ranks before b: higher score, then lower hypothesis, then lower token
@@ -203,7 +210,7 @@ int beam_search(BeamWork *w, const BeamConfig *c, BeamStepFn step, void *ctx, in
         int n = 0;  // candidates kept in the heap
         for (int k = 0; k < n_live; k++) {
             double *lp = w->lp + (size_t)k * V;
-            masked_logprobs(lp, w->logits + (size_t)k * V, V, c, hist + (size_t)k * w->max_len, t);
+            masked_logprobs(lp, w->logits + (size_t)k * V, V, c, hist + (size_t)k * w->max_len, t, 0);
             for (int v = 0; v < V; v++) {
                 if (lp[v] == -INFINITY) continue;
                 Cand cd = {raw[k] + lp[v], k, v};
@@ -263,7 +270,7 @@ int beam_greedy(BeamWork *w, const BeamConfig *c, BeamStepFn step, void *ctx, in
     *out_len = 0;
     for (int t = 0; t < L; t++) {
         step(ctx, 1, &parent, &tok, t, w->logits);
-        masked_logprobs(w->lp, w->logits, V, c, out, t);
+        masked_logprobs(w->lp, w->logits, V, c, out, t, 0);
         int arg = -1;
         for (int v = 0; v < V; v++)
             if (w->lp[v] != -INFINITY && (arg < 0 || w->lp[v] > w->lp[arg])) arg = v;
@@ -279,35 +286,78 @@ int beam_greedy(BeamWork *w, const BeamConfig *c, BeamStepFn step, void *ctx, in
     return -1;  // not reached: t + 1 == L ends the loop
 }
 
-// The token drawn from the masked log-probabilities lp (V) with the uniform number u (beam.h's
-// rule), or -1 when every token is forbidden. q (V) is scratch.
-static int32_t sample_token(const double *lp, int V, const BeamSampling *s, double u, double *q) {
+// The distribution a token is drawn from (beam.h's rule): q (V) the weights
+// exp((lp[v] - lp[arg]) / T) of the masked log-probabilities lp (V), kept where q[v] / Z >=
+// epsilon. Returns -1 when every token is forbidden.
+typedef struct {
+    int32_t arg;  // the most likely token (the first of equals)
+    double cut;   // epsilon * Z: the least weight kept
+    double kept;  // the kept weights' sum
+} SampleDist;
+
+static int sample_prepare(const double *lp, int V, const BeamSampling *s, double *q, SampleDist *d) {
     int32_t arg = -1;
     for (int v = 0; v < V; v++)
         if (lp[v] != -INFINITY && (arg < 0 || lp[v] > lp[arg])) arg = v;
     if (arg < 0) return -1;
-    // q[v] = exp((lp[v] - lp[arg]) / T), Z their sum; v is kept when q[v] / Z >= epsilon
     const double inv_t = 1.0 / (double)s->temperature, mx = lp[arg];
     double z = 0.0;
     for (int v = 0; v < V; v++) {
         q[v] = lp[v] == -INFINITY ? 0.0 : exp((lp[v] - mx) * inv_t);
         z += q[v];
     }
-    const double cut = (double)s->epsilon * z;
-    double kept = 0.0;
+    d->arg = arg;
+    d->cut = (double)s->epsilon * z;
+    d->kept = 0.0;
     for (int v = 0; v < V; v++)
-        if (q[v] > 0.0 && q[v] >= cut) kept += q[v];
-    if (q[arg] < cut) return arg;  // nothing reaches epsilon: the most likely token
-    const double target = u * kept;
+        if (q[v] > 0.0 && q[v] >= d->cut) d->kept += q[v];
+    return 0;
+}
+
+// The token drawn from d (weights q) with the uniform number u.
+static int32_t sample_draw(const double *q, int V, const SampleDist *d, double u) {
+    if (q[d->arg] < d->cut) return d->arg;  // nothing reaches epsilon: the most likely token
+    const double target = u * d->kept;
     double cum = 0.0;
-    int32_t last = arg;
+    int32_t last = d->arg;
     for (int v = 0; v < V; v++) {
-        if (!(q[v] > 0.0 && q[v] >= cut)) continue;
+        if (!(q[v] > 0.0 && q[v] >= d->cut)) continue;
         cum += q[v];
         last = v;
         if (cum > target) return v;
     }
     return last;
+}
+
+// One step's draws for live rows [lo, hi) (t > 0): row r is sample slot[r], fed its
+// hypothesis' last token; its token goes to drawn[r]. Rows are independent, so the pool's
+// threads take them in any split with the same result.
+typedef struct {
+    BeamWork *w;
+    const BeamConfig *c;
+    const BeamSampling *s;
+    const int32_t *slot;
+    int32_t *out;
+    int t;
+} SampleRows;
+
+static void sample_rows(void *ctx, int tid, size_t lo, size_t hi) {
+    const SampleRows *a = ctx;
+    BeamWork *w = a->w;
+    const int V = w->V, L = a->c->max_len;
+    double *q = w->q + (size_t)tid * V;
+    for (size_t r = lo; r < hi; r++) {
+        const int j = a->slot[r];
+        double *lp = w->lp + r * V;
+        masked_logprobs(lp, w->logits + r * V, V, a->c, a->out + (size_t)j * L, a->t, tid);
+        SampleDist d;
+        if (sample_prepare(lp, V, a->s, q, &d) != 0) {
+            w->drawn[r] = -1;
+            continue;
+        }
+        const double u = cx_rng_uniform(a->s->seed, (uint64_t)j * (uint64_t)L + (uint64_t)a->t);
+        w->drawn[r] = sample_draw(q, V, &d, u);
+    }
 }
 
 int beam_sample(BeamWork *w, const BeamConfig *c, const BeamSampling *s, BeamStepFn step,
@@ -323,18 +373,25 @@ int beam_sample(BeamWork *w, const BeamConfig *c, const BeamSampling *s, BeamSte
     for (int t = 0; t < L && n_live > 0; t++) {
         step(ctx, n_live, w->parents, w->toks, t, w->logits);
         int nxt = 1 - cur, n_next = 0;
-        // at t == 0 the one row (the BOS) is every sample's; afterwards row k is sample slot[k]
+        // at t == 0 the one row (the BOS) is every sample's: its distribution is made once;
+        // afterwards row r is sample slot[r], and the rows draw on the pool's threads
         const int rows = t == 0 ? N : n_live;
+        if (t == 0) {
+            SampleDist d;
+            masked_logprobs(w->lp, w->logits, V, c, out, 0, 0);
+            const int none = sample_prepare(w->lp, V, s, w->q, &d) != 0;
+            for (int j = 0; j < N; j++)
+                w->drawn[j] = none ? -1 : sample_draw(w->q, V, &d, cx_rng_uniform(s->seed, (uint64_t)j * (uint64_t)L));
+        } else {
+            SampleRows a = {w, c, s, w->slot[cur], out, t};
+            par_run((size_t)n_live, 1, sample_rows, &a);
+        }
         for (int r = 0; r < rows; r++) {
             const int k = t == 0 ? 0 : r, j = t == 0 ? r : w->slot[cur][r];
-            int32_t *hist = out + (size_t)j * L;
-            double *lp = w->lp + (size_t)k * V;
-            if (t > 0 || r == 0) masked_logprobs(lp, w->logits + (size_t)k * V, V, c, hist, t);
-            const double u = cx_rng_uniform(s->seed, (uint64_t)j * (uint64_t)L + (uint64_t)t);
-            int32_t v = sample_token(lp, V, s, u, w->q);
+            const int32_t v = w->drawn[r];
             if (v < 0) continue;  // this sample cannot be completed: it stays at length 0
-            hist[t] = v;
-            const double raw = (t == 0 ? 0.0 : w->raw[cur][r]) + lp[v];
+            out[(size_t)j * L + t] = v;
+            const double raw = (t == 0 ? 0.0 : w->raw[cur][r]) + w->lp[(size_t)k * V + v];
             if (v == c->eos || t + 1 == L) {
                 lens[j] = t + 1;
                 scores[j] = raw / beam_length_penalty(t + 1, c->alpha);

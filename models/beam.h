@@ -63,10 +63,14 @@ typedef struct {
     const uint8_t *fsm;
     int fsm_states;
     // a caller's rule (may be NULL), applied after the ones above to every live hypothesis
-    // at every step: mask(mask_ctx, hist, t, last, eos, lp) sets lp[w] = -INFINITY for each
-    // token w that may not follow the t tokens hist (EOS included; last: w would be the
-    // final token, at max_len). It must not raise any lp.
-    void (*mask)(void *mask_ctx, const int32_t *hist, int t, int last, int32_t eos, double *lp);
+    // at every step: mask(mask_ctx, tid, hist, t, last, eos, lp) sets lp[w] = -INFINITY for
+    // each token w that may not follow the t tokens hist (EOS included; last: w would be the
+    // final token, at max_len). It must not raise any lp, and its verdicts must depend on
+    // its arguments only. beam_sample masks the samples of a step on the pool's threads
+    // (models/par.h) at once: tid (0 <= tid < CX_PAR_MAX_THREADS) is the calling thread's,
+    // so a mask keeps its scratch per tid; beam search calls it with tid 0 only.
+    void (*mask)(void *mask_ctx, int tid, const int32_t *hist, int t, int last, int32_t eos,
+                 double *lp);
     void *mask_ctx;
 } BeamConfig;
 #define BEAM_FSM_REJECT 255
@@ -110,7 +114,8 @@ int beam_sampling_check(const BeamSampling *s, const BeamWork *w, char *err);
 // Draws s->n samples (c and s must pass the checks). out (s->n, c->max_len) receives sample j
 // in row j, lens[j] its length (0: the sample ran into a state where every continuation is
 // forbidden), scores[j] its normalised score (-inf when lens[j] == 0). Returns the number of
-// complete samples.
+// complete samples. The rows of a step are masked and drawn on the pool's threads
+// (models/par.h); the draws are the same on any number of threads.
 int beam_sample(BeamWork *w, const BeamConfig *c, const BeamSampling *s, BeamStepFn step,
                 void *ctx, int32_t *out, int *lens, double *scores);
 

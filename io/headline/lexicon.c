@@ -10,6 +10,7 @@
 #include "io/eval/rouge.h"
 #include "io/text/utf8.h"
 #include "models/common.h"
+#include "models/par.h"
 
 enum { F_NODE = 1, F_TERM = 2 };  // a permanent node; a permanent word's end
 #define ROOT 0
@@ -205,6 +206,23 @@ int lexicon_load(Lexicon **out, const char *path, char *err) {
 // ---------------------------------------------------------------------------------------
 // the decoding rule
 
+// What lex_rule_mask writes: one per pool thread (models/par.h), as beam_sample masks
+// samples on several threads at once.
+typedef struct {
+    int32_t *class_child;  // (n_class) the node each first letter leads to, or -1
+    // without no_repeat_min, whether a letter-led token may follow a word in progress
+    // depends only on the word's node, last and the article: the verdicts of the last
+    // LEX_MEMO (node, last) pairs met (the samples of minimum Bayes risk share many)
+    int32_t memo_node[LEX_MEMO];  // -1: free
+    uint8_t memo_last[LEX_MEMO];
+    int memo_next;                // the entry taken next (round robin)
+    uint8_t *memo;                // (LEX_MEMO, V): 0 not known yet, 1 allowed, 2 forbidden
+    char *text;                   // a hypothesis' text and the next token's bytes
+    size_t text_cap;
+    int32_t *done;  // the ends (nodes) of the hypothesis' words of >= no_repeat_min letters
+    size_t done_cap;
+} LexScratch;
+
 struct LexRule {
     Lexicon *lex;
     int V, no_repeat_min;
@@ -224,26 +242,29 @@ struct LexRule {
     int32_t *first_class;  // (V) the index of the token's first letter (case-folded) in
                            //     class_cp, or -1
     uint32_t *class_cp;    // (n_class) the case-folded letters
-    int32_t *class_child;  // (n_class) scratch: the node each letter leads to, or -1
     int n_class;
-    // without no_repeat_min, whether a letter-led token may follow a word in progress
-    // depends only on the word's node, last and the article: the verdicts of the last
-    // LEX_MEMO (node, last) pairs met (the samples of minimum Bayes risk share many)
-    int32_t memo_node[LEX_MEMO];  // -1: free
-    uint8_t memo_last[LEX_MEMO];
-    int memo_next;                // the entry taken next (round robin)
-    uint8_t *memo;                // (LEX_MEMO, V): 0 not known yet, 1 allowed, 2 forbidden
+    LexScratch *scratch[CX_PAR_MAX_THREADS];  // lex_rule_mask's per thread (tid), made on
+                                              // that thread's first call
     char *bytes;
-    char *text;       // a hypothesis' text and the next token's bytes
-    size_t text_cap;
-    int32_t *done;    // the ends (nodes) of the hypothesis' words of >= no_repeat_min letters
-    size_t done_cap;
 };
 
 static void cache_tokens(LexRule *r);
 
-static void memo_forget(LexRule *r) {
-    for (int e = 0; e < LEX_MEMO; e++) r->memo_node[e] = -1;
+static void memo_forget(LexScratch *sc) {
+    for (int e = 0; e < LEX_MEMO; e++) sc->memo_node[e] = -1;
+}
+
+// Thread tid's scratch, made on its first call (only tid itself touches its slot).
+static LexScratch *scratch_of(LexRule *r, int tid) {
+    CHECK(tid >= 0 && tid < CX_PAR_MAX_THREADS, "lexicon rule: thread %d", tid);
+    if (!r->scratch[tid]) {
+        LexScratch *sc = cx_calloc(1, sizeof *sc);
+        sc->class_child = cx_calloc((size_t)r->V, sizeof(int32_t));
+        sc->memo = cx_calloc((size_t)LEX_MEMO * r->V, 1);
+        memo_forget(sc);
+        r->scratch[tid] = sc;
+    }
+    return r->scratch[tid];
 }
 
 LexRule *lex_rule_create(Lexicon *lex, const Bpe *bpe, int V, int no_repeat_min) {
@@ -269,9 +290,6 @@ LexRule *lex_rule_create(Lexicon *lex, const Bpe *bpe, int V, int no_repeat_min)
     r->root_letters = cx_calloc((size_t)V, sizeof(int32_t));
     r->first_class = cx_calloc((size_t)V, sizeof(int32_t));
     r->class_cp = cx_calloc((size_t)V, sizeof(uint32_t));
-    r->class_child = cx_calloc((size_t)V, sizeof(int32_t));
-    r->memo = cx_calloc((size_t)LEX_MEMO * V, 1);
-    memo_forget(r);
     for (int t = 0; t < V; t++) {
         const char *b = r->bytes + r->off[t];
         const size_t k = r->off[t + 1] - r->off[t];
@@ -303,21 +321,27 @@ void lex_rule_free(LexRule *r) {
     if (!r) return;
     free(r->off);
     free(r->bytes);
-    free(r->text);
-    free(r->done);
+    for (int i = 0; i < CX_PAR_MAX_THREADS; i++) {
+        LexScratch *sc = r->scratch[i];
+        if (!sc) continue;
+        free(sc->class_child);
+        free(sc->memo);
+        free(sc->text);
+        free(sc->done);
+        free(sc);
+    }
     free(r->lead_sep);
     free(r->inner_end);
     free(r->root_node);
     free(r->root_letters);
     free(r->first_class);
     free(r->class_cp);
-    free(r->class_child);
-    free(r->memo);
     free(r);
 }
 
 void lex_rule_set_article(LexRule *r, const char *text, size_t n) {
-    memo_forget(r);  // the words change
+    for (int i = 0; i < CX_PAR_MAX_THREADS; i++)  // the words change
+        if (r->scratch[i]) memo_forget(r->scratch[i]);
     r->lex->epoch++;
     add_words(r->lex, text, n, 1);
     cache_tokens(r);
@@ -330,9 +354,9 @@ typedef struct {
     int letters;
 } Walk;
 
-static int repeated(const LexRule *r, size_t n_done, int32_t node) {
+static int repeated(const LexScratch *sc, size_t n_done, int32_t node) {
     for (size_t i = 0; i < n_done; i++)
-        if (r->done[i] == node) return 1;
+        if (sc->done[i] == node) return 1;
     return 0;
 }
 
@@ -346,8 +370,8 @@ static int cut_off(const char *s, size_t n) {
 
 // Reads s[0, n) from w; -1 where the rule forbids it. Returns the bytes read: an incomplete
 // character at the end is left for later. The ends of the words of >= no_repeat_min letters
-// read go to r->done (*n_done of them).
-static long walk(LexRule *r, Walk *w, const char *s, size_t n, size_t *n_done) {
+// read go to sc->done (*n_done of them).
+static long walk(const LexRule *r, LexScratch *sc, Walk *w, const char *s, size_t n, size_t *n_done) {
     const Lexicon *l = r->lex;
     size_t i = 0;
     while (i < n) {
@@ -364,13 +388,13 @@ static long walk(LexRule *r, Walk *w, const char *s, size_t n, size_t *n_done) {
         } else if (w->node != ROOT) {
             if (!node_term(l, w->node)) return -1;
             if (r->no_repeat_min && w->letters >= r->no_repeat_min) {
-                if (repeated(r, *n_done, w->node)) return -1;
-                if (*n_done == r->done_cap) {
-                    r->done_cap = r->done_cap ? 2 * r->done_cap : 16;
-                    r->done = realloc(r->done, r->done_cap * sizeof *r->done);
-                    CHECK(r->done, "out of memory");
+                if (repeated(sc, *n_done, w->node)) return -1;
+                if (*n_done == sc->done_cap) {
+                    sc->done_cap = sc->done_cap ? 2 * sc->done_cap : 16;
+                    sc->done = realloc(sc->done, sc->done_cap * sizeof *sc->done);
+                    CHECK(sc->done, "out of memory");
                 }
-                r->done[(*n_done)++] = w->node;
+                sc->done[(*n_done)++] = w->node;
             }
             w->node = ROOT;
             w->letters = 0;
@@ -381,73 +405,75 @@ static long walk(LexRule *r, Walk *w, const char *s, size_t n, size_t *n_done) {
 }
 
 // Whether the word in progress may end here (a whole lexicon word, not a repeat).
-static int may_end(const LexRule *r, const Walk *w, size_t n_done) {
+static int may_end(const LexRule *r, const LexScratch *sc, const Walk *w, size_t n_done) {
     if (w->node == ROOT) return 1;
     if (!node_term(r->lex, w->node)) return 0;
-    return !(r->no_repeat_min && w->letters >= r->no_repeat_min && repeated(r, n_done, w->node));
+    return !(r->no_repeat_min && w->letters >= r->no_repeat_min && repeated(sc, n_done, w->node));
 }
 
 // The word state after each token that starts with a whole character, read at a word
 // boundary, for the current article's words.
 static void cache_tokens(LexRule *r) {
+    LexScratch *sc = scratch_of(r, 0);
     for (int v = 0; v < r->V; v++) {
         if (!r->lead_sep[v] && r->first_class[v] < 0) continue;
         Walk w = {ROOT, 0};
         size_t nd = 0;
-        const long got = walk(r, &w, r->bytes + r->off[v], r->off[v + 1] - r->off[v], &nd);
+        const long got = walk(r, sc, &w, r->bytes + r->off[v], r->off[v + 1] - r->off[v], &nd);
         r->root_node[v] = got < 0 ? -1 : w.node;
         r->root_letters[v] = w.letters;
     }
 }
 
-void lex_rule_mask(void *ctx, const int32_t *hist, int t, int last, int32_t eos, double *lp) {
+void lex_rule_mask(void *ctx, int tid, const int32_t *hist, int t, int last, int32_t eos, double *lp) {
     LexRule *r = ctx;
+    LexScratch *sc = scratch_of(r, tid);
     const int V = r->V;
     // the hypothesis' text (room for one more token after it), read up to its incomplete
     // last character
     const size_t need = ((size_t)t + 1) * r->longest + 1;
-    if (need > r->text_cap) {
-        r->text_cap = 2 * need;
-        r->text = realloc(r->text, r->text_cap);
-        CHECK(r->text, "out of memory");
+    if (need > sc->text_cap) {
+        sc->text_cap = 2 * need;
+        sc->text = realloc(sc->text, sc->text_cap);
+        CHECK(sc->text, "out of memory");
     }
     size_t n = 0;
     for (int i = 0; i < t; i++) {
         const size_t k = r->off[hist[i] + 1] - r->off[hist[i]];
-        memcpy(r->text + n, r->bytes + r->off[hist[i]], k);
+        memcpy(sc->text + n, r->bytes + r->off[hist[i]], k);
         n += k;
     }
     Walk w0 = {ROOT, 0};
     size_t n_done = 0;
-    long used = walk(r, &w0, r->text, n, &n_done);
+    long used = walk(r, sc, &w0, sc->text, n, &n_done);
     if (used < 0) {  // an earlier step broke the rule (not through this mask): nothing continues
         for (int v = 0; v < V; v++) lp[v] = -INFINITY;
         return;
     }
     const size_t rest = n - (size_t)used;  // bytes of an incomplete character
-    const int can_end = may_end(r, &w0, n_done);
+    const int can_end = may_end(r, sc, &w0, n_done);
     if (!can_end) lp[eos] = -INFINITY;
-    char *buf = r->text + used;
+    char *buf = sc->text + used;
     if (rest == 0)  // the node each first letter leads to from the word in progress
         for (int j = 0; j < r->n_class; j++)
-            r->class_child[j] = step_folded(r->lex, w0.node, r->class_cp[j]);
+            sc->class_child[j] = step_folded(r->lex, w0.node, r->class_cp[j]);
     uint8_t *verdict = NULL;  // the memo's verdicts for this word in progress
     if (rest == 0 && w0.node != ROOT && !r->no_repeat_min) {
         int e = 0;
-        while (e < LEX_MEMO && !(r->memo_node[e] == w0.node && r->memo_last[e] == last)) e++;
+        while (e < LEX_MEMO && !(sc->memo_node[e] == w0.node && sc->memo_last[e] == last)) e++;
         if (e == LEX_MEMO) {
-            e = r->memo_next;
-            r->memo_next = (e + 1) % LEX_MEMO;
-            r->memo_node[e] = w0.node;
-            r->memo_last[e] = (uint8_t)last;
-            memset(r->memo + (size_t)e * V, 0, (size_t)V);
+            e = sc->memo_next;
+            sc->memo_next = (e + 1) % LEX_MEMO;
+            sc->memo_node[e] = w0.node;
+            sc->memo_last[e] = (uint8_t)last;
+            memset(sc->memo + (size_t)e * V, 0, (size_t)V);
         }
-        verdict = r->memo + (size_t)e * V;
+        verdict = sc->memo + (size_t)e * V;
     }
     for (int v = 0; v < V; v++) {
         if (lp[v] == -INFINITY || v == eos) continue;
         // a letter-led token whose first letter no word continues with: walk's first step
-        if (rest == 0 && r->first_class[v] >= 0 && r->class_child[r->first_class[v]] < 0) {
+        if (rest == 0 && r->first_class[v] >= 0 && sc->class_child[r->first_class[v]] < 0) {
             lp[v] = -INFINITY;
             continue;
         }
@@ -460,7 +486,7 @@ void lex_rule_mask(void *ctx, const int32_t *hist, int t, int last, int32_t eos,
                 lp[v] = -INFINITY;
             } else if (last) {
                 const Walk w = {r->root_node[v], r->root_letters[v]};
-                if (!may_end(r, &w, n_done)) lp[v] = -INFINITY;
+                if (!may_end(r, sc, &w, n_done)) lp[v] = -INFINITY;
             }
             continue;
         }
@@ -475,12 +501,12 @@ void lex_rule_mask(void *ctx, const int32_t *hist, int t, int last, int32_t eos,
         size_t nd = n_done;  // the words this token ends count for the ones after them
         long got;
         if (rest == 0) {
-            got = walk(r, &w, s, k, &nd);
+            got = walk(r, sc, &w, s, k, &nd);
         } else {
             memcpy(buf + rest, s, k);
-            got = walk(r, &w, buf, rest + k, &nd);
+            got = walk(r, sc, &w, buf, rest + k, &nd);
         }
-        const int forbid = got < 0 || (last && !may_end(r, &w, nd));
+        const int forbid = got < 0 || (last && !may_end(r, sc, &w, nd));
         if (forbid) lp[v] = -INFINITY;
         if (known) *known = forbid ? 2 : 1;
     }

@@ -56,7 +56,9 @@ void lex_rule_free(LexRule *r);
 void lex_rule_set_article(LexRule *r, const char *text, size_t n);
 // BeamConfig.mask (ctx = the LexRule): sets lp[w] = -INFINITY for every token w the rule
 // forbids after the t tokens of hist; eos is the end token; last: w would be the final
-// token (max_len).
-void lex_rule_mask(void *ctx, const int32_t *hist, int t, int last, int32_t eos, double *lp);
+// token (max_len). Threads of different tid (models/par.h) may call it at once; each
+// has its own scratch, made on its first call. Not during lex_rule_set_article.
+void lex_rule_mask(void *ctx, int tid, const int32_t *hist, int t, int last, int32_t eos,
+                   double *lp);
 
 #endif

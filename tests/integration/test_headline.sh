@@ -180,6 +180,37 @@ for line, art in zip(open(sys.argv[2]), sys.argv[3:]):
 PY
 then ok "--lexicon: 3 headlines in words of the lexicon or their article, none of 3+ letters twice: $(paste -sd'|' "$W/lex.txt")"
 else bad "--lexicon: $(cat "$W/lex.txt" "$W/lex.err")"; fi
+# the samples of minimum Bayes risk under the same rule, drawn and masked on a pool of one
+# thread and of two (beam_sample masks a step's rows on the pool's threads, each with its
+# own scratch in the rule): every sample in known words, none repeated, and the same
+# candidates both ways
+for t in 1 2; do
+    printf '%s\nпервая статья о библиотеке\nвторая статья об утилите для сети\n' "$ART" |
+        "$B" generate --checkpoint "$CK" --lexicon "$W/lexicon.txt" --no-repeat-words 3 --max-len 16 \
+            --mbr 32 --mbr-temperature 1.5 --threads $t --mbr-candidates "$W/lexc$t.tsv" >/dev/null 2>"$W/lexc$t.err"
+done
+msg="different candidates"
+if cmp -s "$W/lexc1.tsv" "$W/lexc2.tsv" && msg=$(/usr/bin/python3 - "$W/lexicon.txt" "$W/lexc2.tsv" "$ART" \
+    'первая статья о библиотеке' 'вторая статья об утилите для сети' <<'PY'
+import re, sys
+words = lambda s: re.findall(r'[^\W\d_]+', s.lower())
+lex = set(words(open(sys.argv[1]).read()))
+arts = sys.argv[3:]
+rows = [l.rstrip('\n').split('\t') for l in open(sys.argv[2])][1:]
+distinct = set()
+for r in rows:
+    ws = words(r[6])
+    bad = [w for w in ws if w not in lex and w not in set(words(arts[int(r[0])]))]
+    long = [w for w in ws if len(w) >= 3]
+    if bad or len(long) != len(set(long)):
+        sys.exit("not known or repeated: %s in '%s'" % (bad or long, r[6]))
+    distinct.add(r[6])
+if len(rows) < 20 or len(distinct) < 6:
+    sys.exit("%d candidates, %d distinct" % (len(rows), len(distinct)))
+print("%d candidates, %d distinct" % (len(rows), len(distinct)))
+PY
+); then ok "--lexicon under --mbr 32, 1 and 2 threads: the same candidates, all in known words ($msg)"
+else bad "--lexicon under --mbr on 2 threads: $msg $(cmp "$W/lexc1.tsv" "$W/lexc2.tsv") $(cat "$W/lexc2.err")"; fi
 # --mbr-article and --mbr-candidates: every candidate's article term must be W times its
 # ROUGE-2 precision against its article and its expected utility the mean ROUGE-2 F against
 # the other samples plus that term, both from tests/ref/rouge_ref.py; the headline written is
@@ -230,7 +261,7 @@ else bad "--mbr-article / --mbr-candidates: $msg $(cat "$W/art_mbr.err")"; fi
 # CSV whose texts span lines: 2 articles), plain text otherwise, stdin always plain text
 # (there every line of the CSV is an article: 5).
 printf '%s\n' 'url,title,text,topic' 'u1,Первый,"первая статья о библиотеке печати' 'и о её новых функциях",t' \
-    'u2,Второй,"вторая статья об утилите для сети,' 'которая проверяет соединения',t' >"$W/two.csv"
+    'u2,Второй,"вторая статья об утилите для сети,' 'которая проверяет соединения",t' >"$W/two.csv"
 cp "$W/two.csv" "$W/two.txt"
 n_csv=$("$B" generate --checkpoint "$CK" --max-len 6 "$W/two.csv" 2>/dev/null | wc -l)
 n_txt=$("$B" generate --checkpoint "$CK" --max-len 6 "$W/two.txt" 2>/dev/null | wc -l)

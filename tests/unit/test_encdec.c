@@ -713,9 +713,10 @@ typedef struct {
     int n_last;
 } MaskBan;
 
-static void mask_ban(void *ctx, const int32_t *hist, int t, int last, int32_t eos, double *lp) {
+static void mask_ban(void *ctx, int tid, const int32_t *hist, int t, int last, int32_t eos,
+                     double *lp) {
     MaskBan *mb = ctx;
-    (void)hist, (void)t, (void)eos;
+    (void)tid, (void)hist, (void)t, (void)eos;
     mb->n_last += last;
     for (int v = 0; v < XV; v++)
         if (mb->ban[v]) lp[v] = -INFINITY;

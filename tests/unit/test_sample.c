@@ -1,6 +1,7 @@
 // test_sample.c: beam_sample (models/beam.h's sampling) against an independent Python
 // reference (tests/ref/sample_golden.h, written by tests/ref/sample_ref.py from beam.h's text)
-// draw by draw, its frequencies against the exact distributions, and its argument checks.
+// draw by draw on pools of one and two threads, a caller's mask called from the pool's
+// threads, its frequencies against the exact distributions, and its argument checks.
 #include <CUnit/Basic.h>
 #include <math.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 
 #include "models/beam.h"
 #include "models/common.h"
+#include "models/par.h"
 #include "tests/ref/sample_golden.h"
 #include "tests/unit/testutil.h"
 
@@ -37,10 +39,16 @@ static void toy_step(void *ctx, int K, const int32_t *parents, const int32_t *to
     toy->rows += K;
 }
 
+// On a pool of one thread and of two (a step's rows drawn on both: the same draws).
 static void test_golden(void) {
     BeamWork *w = beam_work_create(SG_MAX_N, SG_MAX_LEN, SG_V);
     char err[CX_ERRLEN];
-    for (int ci = 0; ci < SG_N_CASES; ci++) {
+    for (int cc = 0; cc < 2 * SG_N_CASES; cc++) {
+        const int ci = cc % SG_N_CASES, threads = 1 + cc / SG_N_CASES;
+        if (ci == 0) {
+            par_set_threads(threads);
+            printf("\n  pool of %d thread(s):", threads);
+        }
         const SgCase *g = &sg_cases[ci];
         BeamConfig c = {.beam_size = 1, .min_len = g->min_len, .max_len = g->max_len,
                         .alpha = g->alpha, .block_trigrams = g->block_trigrams, .bos = SG_BOS,
@@ -71,6 +79,69 @@ static void test_golden(void) {
         CU_ASSERT(same);
         printf("\n  %-62s %2d of %2d complete, %ld rows stepped", g->name, got, g->n, toy.rows);
     }
+    par_set_threads(1);
+    printf("\n");
+    beam_work_free(w);
+}
+
+// A caller's mask called from the pool's threads: each call gets its thread's tid, the
+// verdicts (a pure function of the hypothesis) are applied, and two threads draw exactly
+// what one does. The mask bans token (last token + t) mod V and counts its calls per tid.
+typedef struct {
+    long calls[CX_PAR_MAX_THREADS];
+    int bad_tid, broke;
+} TidMask;
+
+static void tid_mask(void *ctx, int tid, const int32_t *hist, int t, int last, int32_t eos,
+                     double *lp) {
+    TidMask *m = ctx;
+    (void)last;
+    if (tid < 0 || tid >= par_threads()) {
+        m->bad_tid = 1;  // a plain store: every racing writer stores the same 1
+        return;
+    }
+    m->calls[tid]++;
+    const int32_t ban = (int32_t)(((t ? hist[t - 1] : 0) + t) % SG_V);
+    if (ban != eos) lp[ban] = -INFINITY;
+}
+
+static void test_mask_threads(void) {
+    enum { N = 16, L = 6 };
+    BeamWork *w = beam_work_create(N, L, SG_V);
+    int32_t out[2][N * L];
+    int lens[2][N];
+    double scores[2][N];
+    TidMask m[2] = {0};
+    long rows[2];
+    for (int k = 0; k < 2; k++) {
+        par_set_threads(k + 1);
+        BeamConfig c = {.beam_size = 1, .min_len = 2, .max_len = L, .alpha = 0.5f, .bos = SG_BOS,
+                        .eos = SG_EOS, .mask = tid_mask, .mask_ctx = &m[k]};
+        BeamSampling s = {.n = N, .temperature = 1.5f, .epsilon = 0.0f, .seed = 77};
+        Toy toy = {0};
+        memset(out[k], 0, sizeof out[k]);
+        CU_ASSERT(beam_sample(w, &c, &s, toy_step, &toy, out[k], lens[k], scores[k]) >= 1);
+        CU_ASSERT_EQUAL(toy.bad, 0);
+        rows[k] = toy.rows;
+        long calls = 0;
+        for (int i = 0; i < CX_PAR_MAX_THREADS; i++) calls += m[k].calls[i];
+        // one call per hypothesis stepped (the BOS row once for all samples)
+        CU_ASSERT_EQUAL(calls, toy.rows);
+        CU_ASSERT_EQUAL(m[k].bad_tid, 0);
+        for (int j = 0; j < N; j++)
+            for (int t = 1; t < lens[k][j]; t++) {
+                const int32_t tok = out[k][j * L + t];
+                if (tok != SG_EOS && tok == (out[k][j * L + t - 1] + t) % SG_V) m[k].broke++;
+            }
+        CU_ASSERT_EQUAL(m[k].broke, 0);
+        printf("\n  pool of %d: %ld rows, mask calls on thread 0 / 1: %ld / %ld", k + 1, toy.rows,
+               m[k].calls[0], m[k].calls[1]);
+    }
+    par_set_threads(1);
+    CU_ASSERT_EQUAL(rows[0], rows[1]);
+    CU_ASSERT(memcmp(lens[0], lens[1], sizeof lens[0]) == 0);
+    CU_ASSERT(memcmp(out[0], out[1], sizeof out[0]) == 0);
+    CU_ASSERT(memcmp(scores[0], scores[1], sizeof scores[0]) == 0);
     printf("\n");
     beam_work_free(w);
 }
@@ -152,6 +223,7 @@ static void test_checks(void) {
 int main(void) {
     const TuTest tests[] = {
         {"samples equal the Python reference's, draw by draw", test_golden},
+        {"a caller's mask on the pool's threads: same draws, rules kept", test_mask_threads},
         {"first-token frequencies match the exact distribution", test_frequencies},
         {"invalid sampling settings are refused by name", test_checks},
     };
