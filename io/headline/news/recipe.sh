@@ -18,7 +18,7 @@
 #      and dropout), each a member of an ensemble
 #   6. ROUGE on the validation set and the extra news files, next to the first-sentence
 #      baseline (conflux-headline evaluate, in the words of the training text: --lexicon;
-#      minimum Bayes risk decoding over 64 samples: --mbr; the ensemble of the K fine-tuned
+#      minimum Bayes risk decoding over 256 samples: --mbr; the ensemble of the K fine-tuned
 #      models, the mean of their distributions), written to WORK/eval.txt
 # A stage that runs out of budget is sent SIGTERM: the trainer checkpoints at the next step
 # and exits; the next run resumes from WORK/runs/STAGE/latest.h5 with the same learning-rate
@@ -39,9 +39,9 @@
 #               stages 2, 3, 4 and 5, e.g.
 #               FT_SET="--set train.steps=20000 --set train.global_batch=64"
 #   EVAL_ARGS   decoding options of the evaluation [--lexicon WORK/corpus/train.txt --alpha 1.5
-#               --mbr 64 --mbr-utility r2 --mbr-article 0.08: headlines in the words of the
+#               --mbr 256 --mbr-utility r2 --mbr-article 0.08: headlines in the words of the
 #               training text and of the article, GNMT length penalty 1.5, minimum Bayes risk
-#               over 64 samples and the beam's headline with ROUGE-2 as the utility, plus 0.08
+#               over 256 samples and the beam's headline with ROUGE-2 as the utility, plus 0.08
 #               times the share of a headline's bigrams found in its article]; add
 #               "--checkpoint CKPT" for each more model of an ensemble
 #   PREP_ARGS   extra arguments of conflux-headline prepare for the training pairs
@@ -269,7 +269,7 @@ for m in "${members[@]}"; do
     eval_args+="--checkpoint $m "
     [ "$m" -nt "$W/eval.txt" ] && newer=1
 done
-eval_args+="${EVAL_ARGS---lexicon $W/corpus/train.txt --alpha 1.5 --mbr 64 --mbr-utility r2 --mbr-article 0.08}"
+eval_args+="${EVAL_ARGS---lexicon $W/corpus/train.txt --alpha 1.5 --mbr 256 --mbr-utility r2 --mbr-article 0.08}"
 words EVAL_A "$eval_args"
 if [ ! -s "$W/eval.txt" ] || [ $newer = 1 ] || [ "$(cat "$W/eval.args" 2>/dev/null)" != "$eval_args" ]; then
     l=$(left)
