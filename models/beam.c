@@ -329,6 +329,11 @@ static int32_t sample_draw(const double *q, int V, const SampleDist *d, double u
     return last;
 }
 
+// The uniform number token t of sample j is drawn with (beam.h's rule).
+static double draw_uniform(const BeamSampling *s, int j, int L, int t) {
+    return cx_rng_uniform(s->seed, (uint64_t)j * (uint64_t)L + (uint64_t)t);
+}
+
 // One step's draws for live rows [lo, hi) (t > 0): row r is sample slot[r], fed its
 // hypothesis' last token; its token goes to drawn[r]. Rows are independent, so the pool's
 // threads take them in any split with the same result.
@@ -355,8 +360,7 @@ static void sample_rows(void *ctx, int tid, size_t lo, size_t hi) {
             w->drawn[r] = -1;
             continue;
         }
-        const double u = cx_rng_uniform(a->s->seed, (uint64_t)j * (uint64_t)L + (uint64_t)a->t);
-        w->drawn[r] = sample_draw(q, V, &d, u);
+        w->drawn[r] = sample_draw(q, V, &d, draw_uniform(a->s, j, L, a->t));
     }
 }
 
@@ -381,7 +385,7 @@ int beam_sample(BeamWork *w, const BeamConfig *c, const BeamSampling *s, BeamSte
             masked_logprobs(w->lp, w->logits, V, c, out, 0, 0);
             const int none = sample_prepare(w->lp, V, s, w->q, &d) != 0;
             for (int j = 0; j < N; j++)
-                w->drawn[j] = none ? -1 : sample_draw(w->q, V, &d, cx_rng_uniform(s->seed, (uint64_t)j * (uint64_t)L));
+                w->drawn[j] = none ? -1 : sample_draw(w->q, V, &d, draw_uniform(s, j, L, 0));
         } else {
             SampleRows a = {w, c, s, w->slot[cur], out, t};
             par_run((size_t)n_live, 1, sample_rows, &a);

@@ -249,13 +249,14 @@ void hl_stream_close_file(ArticleStream *s) {
     s->is_open = 0;
 }
 
-// The format a FILE is read in (ArticleStream's by_name rule).
+// The format a FILE is read in (ArticleStream's by_name rule): "auto" for the names of news
+// dumps and pairs (reader_open's auto tells *.tsv(.gz) from news), else s->format.
 static const char *format_of(const ArticleStream *s, const char *path) {
+    static const char *const names[] = {".json", ".json.gz", ".jsonl", ".jsonl.gz", ".csv",
+                                        ".csv.gz", ".ods", ".tsv", ".tsv.gz"};
     if (!s->by_name || strcmp(path, "-") == 0) return s->format;
-    static const char *const news[] = {".json", ".json.gz", ".jsonl", ".jsonl.gz", ".csv", ".csv.gz", ".ods"};
-    for (size_t i = 0; i < sizeof news / sizeof *news; i++)
-        if (ends_with(path, news[i])) return "auto";
-    if (ends_with(path, ".tsv") || ends_with(path, ".tsv.gz")) return "tsv";
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (ends_with(path, names[i])) return "auto";
     return s->format;
 }
 

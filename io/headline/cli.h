@@ -257,8 +257,7 @@ enum { HL_OPT_BEAM = 1000, HL_OPT_MINLEN, HL_OPT_MAXLEN, HL_OPT_ALPHA, HL_OPT_BL
        HL_OPT_NOBLOCK, HL_OPT_SRCLEN, HL_OPT_THREADS, HL_OPT_LIMIT, HL_OPT_TOKENIZER,
        HL_OPT_CKPT, HL_OPT_FORMAT, HL_OPT_LEXICON, HL_OPT_NOREPEAT, HL_OPT_MBR,
        HL_OPT_MBR_EPS, HL_OPT_MBR_TEMP, HL_OPT_MBR_UTIL, HL_OPT_MBR_ARTICLE, HL_OPT_MBR_CANDS,
-       HL_OPT_SEED,
-       HL_OPT_NEXT };
+       HL_OPT_SEED, HL_OPT_NEXT };
 
 // struct option entries of the shared options (--format and --limit are the subcommand's
 // to handle), for the start of a subcommand's table.
