@@ -269,6 +269,18 @@ n_in=$("$B" generate --checkpoint "$CK" --max-len 6 <"$W/two.csv" 2>/dev/null | 
 n_ft=$("$B" generate --checkpoint "$CK" --max-len 6 --format text "$W/two.csv" 2>/dev/null | wc -l)
 [ "$n_csv/$n_txt/$n_in/$n_ft" = 2/5/5/5 ] && ok "generate without --format: x.csv is a news dump (2 headlines), x.txt, stdin and --format text are lines (5)" ||
     bad "generate's format by name: x.csv $n_csv, x.txt $n_txt, stdin $n_in, --format text $n_ft headlines (want 2/5/5/5)"
+# *.json is a RIA dump and *.tsv pairs: a record without a body is skipped (1 headline),
+# where as lines of text both are articles (2)
+printf '%s\n' '{"title": "Первый", "text": "первая статья о библиотеке печати"}' '{"title": "Второй", "text": ""}' >"$W/two.json"
+printf 'Первый\tпервая статья о библиотеке печати\nВторой\t\n' >"$W/two.tsv"
+counts=""
+for f in two.json two.tsv; do
+    for fmt in "" "--format text"; do
+        counts+="$("$B" generate --checkpoint "$CK" --max-len 6 $fmt "$W/$f" 2>/dev/null | wc -l)/"
+    done
+done
+[ "$counts" = 1/2/1/2/ ] && ok "generate without --format: x.json and x.tsv skip a record without a body (1 headline each, 2 as text)" ||
+    bad "generate's format by name: x.json, x.json as text, x.tsv, x.tsv as text gave $counts headlines (want 1/2/1/2/)"
 expect 2 "conflux-headline: error: --mbr-article must be in \[0, 100\] (got '-1')" "$B" generate --checkpoint "$CK" --mbr 4 --mbr-article -1
 expect 1 "conflux-headline: error: --mbr-candidates needs --mbr N" "$B" generate --checkpoint "$CK" --mbr-candidates "$W/c.tsv"
 expect 1 "conflux-headline: error: cannot write $W/no/c.tsv: No such file or directory" "$B" generate --checkpoint "$CK" --mbr 4 --mbr-candidates "$W/no/c.tsv"
